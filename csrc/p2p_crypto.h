@@ -1,0 +1,76 @@
+/*
+ * p2p_crypto.h - the primitives p2pnet builds from libsodium: HMAC-BLAKE2b and the Noise HKDF,
+ * ChaCha20-Poly1305-IETF with a 64-bit counter nonce, X25519, keyed MACs, hashing and a
+ * random source that can be made deterministic for the simulator.
+ *
+ * p2p_crypto.c and p2p_noise.c are the only files that include <sodium.h>.
+ */
+#ifndef P2P_CRYPTO_H
+#define P2P_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define P2P_KEY_LEN 32
+#define P2P_HASH_LEN 64  /* BLAKE2b-512 */
+#define P2P_TAG_LEN 16
+#define P2P_MAC_LEN 16
+
+/* HMAC (RFC 2104) over unkeyed BLAKE2b-512 with a 128-byte block. The message is the
+ * concatenation in1 || in2 (either may be empty/NULL). keylen <= 128. */
+void p2p_hmac_blake2b(uint8_t out[P2P_HASH_LEN], const uint8_t *key, size_t keylen,
+                      const uint8_t *in1, size_t n1, const uint8_t *in2, size_t n2);
+
+/* Noise HKDF(chaining_key, ikm, n) with n = 2 or 3 outputs of 64 bytes. out3 may be NULL
+ * when n == 2. */
+void p2p_hkdf(const uint8_t ck[P2P_HASH_LEN], const uint8_t *ikm, size_t ikmlen,
+              uint8_t out1[P2P_HASH_LEN], uint8_t out2[P2P_HASH_LEN],
+              uint8_t out3[P2P_HASH_LEN]);
+
+/* BLAKE2b-512 of in1 || in2. */
+void p2p_hash(uint8_t out[P2P_HASH_LEN], const uint8_t *in1, size_t n1,
+              const uint8_t *in2, size_t n2);
+/* BLAKE2b with outlen bytes of output (16..64) of in1 || in2, keyed when key != NULL
+ * (keylen 16..64). */
+void p2p_blake2b(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen,
+                 const uint8_t *in1, size_t n1, const uint8_t *in2, size_t n2);
+
+/* ChaCha20-Poly1305-IETF, nonce = 4 zero bytes || n as u64 little-endian.
+ * seal writes ptlen + 16 bytes to out; out may equal pt (in-place). */
+void p2p_aead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n,
+                   const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t ptlen);
+/* open writes ctlen - 16 bytes to out; out may equal ct. Returns 0, or P2P_ERR_CRYPTO when
+ * the tag does not verify (out is then zeroed) or ctlen < 16. */
+int p2p_aead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n,
+                  const uint8_t *ad, size_t adlen, const uint8_t *ct, size_t ctlen);
+
+/* X25519. Returns 0, or P2P_ERR_CRYPTO for a low-order public key (all-zero output). */
+int p2p_dh(uint8_t out[32], const uint8_t sk[32], const uint8_t pk[32]);
+void p2p_dh_public(uint8_t pk[32], const uint8_t sk[32]);
+
+/* Ed25519 detached signatures. verify returns 0 or P2P_ERR_CRYPTO. */
+void p2p_sign(uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t sk[64]);
+int p2p_verify(const uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t pk[32]);
+/* The X25519 public key that corresponds to an Ed25519 public key.
+ * Returns 0 or P2P_ERR_CRYPTO (not a valid point). */
+int p2p_ed_to_x_public(uint8_t x_pk[32], const uint8_t ed_pk[32]);
+
+/* Constant-time comparison: 0 when equal. */
+int p2p_memcmp_ct(const void *a, const void *b, size_t n);
+void p2p_wipe(void *p, size_t n);
+
+/* A random source. Seeded (seed != 0): a ChaCha20 keystream keyed from the seed, so the
+ * simulator is deterministic. Unseeded: libsodium's system randomness. */
+typedef struct p2p_rng {
+    uint64_t seed;     /* 0: system randomness */
+    uint64_t counter;  /* blocks used so far (seeded only) */
+    uint8_t key[32];
+} p2p_rng;
+
+void p2p_rng_init(p2p_rng *r, uint64_t seed);
+void p2p_rng_bytes(p2p_rng *r, void *buf, size_t n);
+uint32_t p2p_rng_u32(p2p_rng *r);
+/* Uniform in [0, bound) without modulo bias; bound > 0. */
+uint32_t p2p_rng_below(p2p_rng *r, uint32_t bound);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * p2p_udp.h - the UDP driver: the only code in p2pnet that makes network system calls or
+ * reads the clock. It owns one non-blocking socket and moves datagrams between it and a
+ * p2p_host with recvmmsg/sendmmsg batches.
+ */
+#ifndef P2P_UDP_H
+#define P2P_UDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "p2pnet.h"
+
+typedef struct p2p_udp p2p_udp;
+
+/* Monotonic time in microseconds (CLOCK_MONOTONIC). */
+uint64_t p2p_udp_now(void);
+
+/* Opens a non-blocking UDP socket bound to host:port. host is a numeric IPv4/IPv6 address,
+ * "localhost", or NULL for "0.0.0.0"; "::" gives a dual-stack socket. port 0 picks a free
+ * one. Returns 0, P2P_ERR_ADDRESS (host does not parse) or P2P_ERR_IO (bind failed, e.g. the
+ * port is in use); err (errlen bytes) receives a readable reason. */
+int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size_t errlen);
+/* Closes the socket and frees the driver. NULL is allowed. */
+void p2p_udp_close(p2p_udp *u);
+int p2p_udp_fd(const p2p_udp *u);
+/* The address actually bound. */
+void p2p_udp_local(const p2p_udp *u, p2p_addr *out);
+
+/* Resolves "host:port" / "[v6]:port" where host may also be "localhost" or a name
+ * (getaddrinfo). The family is matched to the socket when possible. Returns 0 or
+ * P2P_ERR_ADDRESS. */
+int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out);
+
+/* One turn of the loop: waits up to timeout_us (0 = do not wait; it never waits past the
+ * host's next timeout) for the socket to become readable, reads every datagram that is
+ * waiting into the host, runs due timers, and sends everything the host has to send.
+ * Returns the number of datagrams received, or P2P_ERR_IO. */
+int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us);
+/* Sends everything the host has to send now (after API calls such as send or connect).
+ * Returns 0 or P2P_ERR_IO. */
+int p2p_udp_flush(p2p_udp *u, p2p_host *h);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * p2pnet.h - the public C API of p2pnet.
+ *
+ * The protocol core is sans-IO: a p2p_host never reads a clock and never touches a socket.
+ * Time is passed in as `now`, monotonic microseconds from any epoch. Datagrams come in with
+ * p2p_host_recv() and go out through p2p_host_next_datagram(); events come out through
+ * p2p_host_next_event(); p2p_host_next_timeout() says when p2p_host_on_timeout() is due.
+ *
+ * The one rule for drivers: after any input (recv, timeout, or an API call such as connect or
+ * send), drain p2p_host_next_datagram() and p2p_host_next_event() until both report nothing,
+ * then wait until p2p_host_next_timeout() or the next datagram.
+ *
+ * Errors are 0 or a negative P2P_ERR_* code; p2p_strerror() names them. A packet that fails to
+ * parse or authenticate is never an error for the caller: it is dropped and counted.
+ *
+ * Thread safety: a host is used from one thread at a time. Hosts share no state.
+ */
+#ifndef P2PNET_H
+#define P2PNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define P2P_VERSION_STRING "0.1.0"
+
+/* Largest UDP payload p2pnet sends or accepts: 1280 (IPv6 minimum MTU) - 40 - 8. */
+#define P2P_MAX_PACKET 1232
+/* Largest unreliable datagram payload: a DATA packet less header, tag and frame header. */
+#define P2P_MAX_DATAGRAM 1195
+#define P2P_ID_LEN 32
+#define P2P_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
+#define P2P_TIME_NEVER UINT64_MAX
+
+enum p2p_error {
+    P2P_OK = 0,
+    P2P_ERR_NOMEM = -1,      /* allocation failed */
+    P2P_ERR_INVALID = -2,    /* an argument is out of range */
+    P2P_ERR_ADDRESS = -3,    /* an address does not parse */
+    P2P_ERR_CRYPTO = -4,     /* a cryptographic check failed */
+    P2P_ERR_PEER = -5,       /* no such peer, or not in a state to do this */
+    P2P_ERR_FULL = -6,       /* the peer's send queue is full; try later */
+    P2P_ERR_TOO_BIG = -7,    /* larger than max_message / P2P_MAX_DATAGRAM */
+    P2P_ERR_LIMIT = -8,      /* max_peers or another configured limit reached */
+    P2P_ERR_CLOSED = -9,     /* the host is closed */
+    P2P_ERR_IO = -10,        /* a system call failed (drivers and key files only) */
+    P2P_ERR_KEYFILE = -11,   /* a key file is malformed or has unsafe permissions */
+    P2P_ERR_BUFFER = -12,    /* the caller's buffer is too small */
+};
+
+/* A static string naming the error code. Never NULL. */
+const char *p2p_strerror(int err);
+
+/* ---- addresses ------------------------------------------------------------------------ */
+
+enum { P2P_AF_NONE = 0, P2P_AF_INET4 = 4, P2P_AF_INET6 = 6 };
+
+/* A UDP endpoint. IPv4 is always stored as P2P_AF_INET4, never as a v4-mapped IPv6 address. */
+typedef struct p2p_addr {
+    uint8_t family;  /* P2P_AF_INET4 or P2P_AF_INET6 */
+    uint8_t ip[16];  /* IPv4 uses the first 4 bytes */
+    uint16_t port;   /* host byte order */
+} p2p_addr;
+
+/* Parses a numeric "a.b.c.d:port" or "[v6]:port". Returns 0 or P2P_ERR_ADDRESS. */
+int p2p_addr_parse(p2p_addr *out, const char *text);
+/* Writes "a.b.c.d:port" or "[v6]:port" into buf (at most cap bytes, NUL-terminated).
+ * Returns 0, or P2P_ERR_BUFFER when cap is too small (64 always suffices). */
+int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap);
+/* 1 when a and b are the same endpoint, else 0. */
+int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b);
+
+/* ---- identity ------------------------------------------------------------------------- */
+
+/* An Ed25519 identity with its X25519 static key. Holds secrets: wipe with
+ * p2p_identity_wipe() when done. The node id is `ed_pk`. */
+typedef struct p2p_identity {
+    uint8_t ed_pk[32];
+    uint8_t ed_sk[64];
+    uint8_t x_pk[32];
+    uint8_t x_sk[32];
+    uint8_t binding_sig[64]; /* Ed25519 over "p2pnet/1 static" || x_pk */
+} p2p_identity;
+
+/* Initialises libsodium. Safe to call more than once; every other function that needs it
+ * calls it too. Returns 0 or P2P_ERR_CRYPTO. */
+int p2p_init(void);
+/* A fresh random identity. Returns 0 or P2P_ERR_CRYPTO. */
+int p2p_identity_generate(p2p_identity *id);
+/* The identity for a 32-byte Ed25519 seed. Returns 0 or P2P_ERR_CRYPTO. */
+int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[32]);
+/* Loads the key file at path, or creates it (mode 0600, O_EXCL) when it does not exist.
+ * On failure returns P2P_ERR_KEYFILE (malformed, unsafe permissions) or P2P_ERR_IO, and
+ * writes a readable reason into err (at most errlen bytes, NUL-terminated) when err != NULL. */
+int p2p_identity_load(p2p_identity *id, const char *path, char *err, size_t errlen);
+/* Wipes the secrets. */
+void p2p_identity_wipe(p2p_identity *id);
+/* Writes the 64 lowercase hex characters of a 32-byte id and a NUL into hex[65]. */
+void p2p_id_to_hex(const uint8_t id[32], char hex[65]);
+/* Parses 64 hex characters (either case). Returns 0 or P2P_ERR_INVALID. */
+int p2p_id_from_hex(uint8_t id[32], const char *hex, size_t len);
+
+/* ---- host ----------------------------------------------------------------------------- */
+
+typedef struct p2p_host p2p_host;
+
+/* Called at the end of an incoming handshake, before a join, when set. Returns nonzero to
+ * accept. It runs inside p2p_host_recv(): it must not call back into the host. Drivers that
+ * need to ask a scripting language should use P2P_EV_REQUEST instead (see request_hook). */
+typedef int (*p2p_admit_fn)(void *ud, const uint8_t id[32], const p2p_addr *from);
+
+typedef struct p2p_config {
+    const p2p_identity *identity;    /* required; copied */
+    const uint8_t *network_key;      /* NULL for none */
+    size_t network_key_len;
+    const uint8_t (*allow)[32];      /* NULL, or allow_count ids: nobody else may join */
+    size_t allow_count;
+    const uint8_t (*deny)[32];       /* deny_count ids that may never join */
+    size_t deny_count;
+    int request_hook;                /* nonzero: incoming peers wait for p2p_host_admit()
+                                      * after a P2P_EV_REQUEST event */
+    uint64_t timeout_us;             /* idle timeout; 0 means 10 s */
+    uint32_t max_peers;              /* 0 means 1024 */
+    uint32_t max_message;            /* 0 means P2P_DEFAULT_MAX_MESSAGE */
+    uint32_t send_queue_limit;       /* 0 means 8 MiB */
+    uint64_t seed;                   /* nonzero: deterministic randomness for the simulator
+                                      * (session indexes, ephemeral keys, jitter). 0: system
+                                      * randomness. Never set it outside tests. */
+} p2p_config;
+
+/* Fills cfg with the defaults (every field 0 or NULL). */
+void p2p_config_init(p2p_config *cfg);
+
+/* Creates a host. *out is owned by the caller and freed with p2p_host_free().
+ * Returns 0, P2P_ERR_INVALID (no identity, bad limits) or P2P_ERR_NOMEM. */
+int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now);
+/* Frees the host and everything it owns, wiping keys. Does not send anything: call
+ * p2p_host_close() and drain first for a graceful leave. NULL is allowed. */
+void p2p_host_free(p2p_host *h);
+/* The host's id (32 bytes, valid as long as the host). */
+const uint8_t *p2p_host_id(const p2p_host *h);
+
+/* Feeds one received datagram. buf is borrowed for the call. Invalid datagrams are dropped
+ * and counted; the return is 0 unless the host is closed (P2P_ERR_CLOSED). */
+int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                  uint64_t now);
+/* Runs every timer due at `now`. Returns 0 or P2P_ERR_CLOSED. */
+int p2p_host_on_timeout(p2p_host *h, uint64_t now);
+/* The earliest time at which p2p_host_on_timeout() has work, or P2P_TIME_NEVER. */
+uint64_t p2p_host_next_timeout(const p2p_host *h);
+
+/* Writes the next datagram to send into buf (cap must be at least P2P_MAX_PACKET) and its
+ * destination into *to. Returns its length (> 0), or 0 when there is nothing to send now
+ * (for example while pacing or congestion control hold data back). */
+size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap);
+
+/* ---- events --------------------------------------------------------------------------- */
+
+typedef enum p2p_event_type {
+    P2P_EV_NONE = 0,
+    P2P_EV_JOIN,       /* peer: a session is established */
+    P2P_EV_LEAVE,      /* peer, reason: a session ended; the handle dies after this event */
+    P2P_EV_MESSAGE,    /* peer, msg_type, data, len, seq, want_reply */
+    P2P_EV_REPLY,      /* peer, seq (of our message), status, data, len */
+    P2P_EV_DATAGRAM,   /* peer, msg_type, data, len */
+    P2P_EV_ERROR,      /* peer (0 if none), error text in data/len */
+    P2P_EV_REQUEST,    /* peer, id, from: answer with p2p_host_admit() (request_hook only) */
+} p2p_event_type;
+
+typedef enum p2p_leave_reason {
+    P2P_LEAVE_CLOSED = 0,  /* the peer closed, or we did with p2p_peer_disconnect() */
+    P2P_LEAVE_TIMEOUT = 1, /* nothing heard for the idle timeout */
+    P2P_LEAVE_DENIED = 2,  /* a connected peer became denied */
+    P2P_LEAVE_PROTOCOL = 3 /* the peer broke the protocol */
+} p2p_leave_reason;
+
+typedef enum p2p_reply_status {
+    P2P_REPLY_NIL = 0,    /* the remote handler returned nothing */
+    P2P_REPLY_DATA = 1,   /* data/len hold the reply */
+    P2P_REPLY_ERROR = 2,  /* data/len hold the remote handler's error text */
+    P2P_REPLY_LOST = 3    /* local: the session ended before a reply came (see reason) */
+} p2p_reply_status;
+
+typedef uint32_t p2p_peer_handle; /* 0 is never a valid handle */
+
+/* One event. `data` is owned by the host and stays valid until the next call on the host. */
+typedef struct p2p_event {
+    p2p_event_type type;
+    p2p_peer_handle peer;
+    int reason;             /* LEAVE: p2p_leave_reason; REPLY with status LOST: the leave reason */
+    int status;             /* REPLY: p2p_reply_status */
+    int want_reply;         /* MESSAGE: the sender asked for a REPLY (answer p2p_peer_reply) */
+    uint16_t msg_type;      /* MESSAGE, DATAGRAM */
+    uint64_t seq;           /* MESSAGE: record ordinal in the peer's stream; REPLY: ours */
+    uint8_t id[32];         /* REQUEST: the peer's id */
+    p2p_addr from;          /* REQUEST: where the handshake came from */
+    const uint8_t *data;
+    size_t len;
+} p2p_event;
+
+/* Takes the next event. Returns 1 and fills *ev, or 0 when there is none. */
+int p2p_host_next_event(p2p_host *h, p2p_event *ev);
+
+/* ---- peers ---------------------------------------------------------------------------- */
+
+typedef enum p2p_peer_state {
+    P2P_PEER_NONE = 0,        /* the handle is dead */
+    P2P_PEER_CONNECTING,
+    P2P_PEER_CONNECTED,
+    P2P_PEER_DISCONNECTED
+} p2p_peer_state;
+const char *p2p_peer_state_name(p2p_peer_state s);
+
+typedef struct p2p_peer_info {
+    p2p_peer_state state;
+    int has_id;            /* 1 once the id is known (or was given to connect) */
+    uint8_t id[32];
+    p2p_addr address;
+    int direct;            /* 0 while relayed */
+    uint64_t srtt_us;
+    uint64_t bytes_queued; /* stream bytes not yet acknowledged */
+} p2p_peer_info;
+
+/* Starts a handshake with the node at addr. expected_id (32 bytes) or NULL pins its id.
+ * Returns 0 and the new handle in *out, P2P_ERR_LIMIT, P2P_ERR_CLOSED or P2P_ERR_NOMEM.
+ * The outcome arrives as P2P_EV_JOIN or P2P_EV_ERROR. */
+int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id,
+                     uint64_t now, p2p_peer_handle *out);
+/* Fills *info. Returns 0 or P2P_ERR_PEER when the handle is dead. */
+int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle p, p2p_peer_info *info);
+/* The handle of the connected or connecting peer with that id, or 0. */
+p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[32]);
+/* Writes up to cap live handles into out; returns how many live peers there are. */
+size_t p2p_host_peers(const p2p_host *h, p2p_peer_handle *out, size_t cap);
+
+/* Queues a reliable message. want_reply asks for a P2P_EV_REPLY with the remote handler's
+ * reply; *seq (may be NULL) receives the record ordinal that the REPLY event will carry.
+ * Returns 0, P2P_ERR_PEER (not connected), P2P_ERR_TOO_BIG (over the peer's max_message),
+ * P2P_ERR_FULL (send queue over its limit) or P2P_ERR_NOMEM. data is copied. */
+int p2p_peer_send(p2p_host *h, p2p_peer_handle p, uint16_t type, const uint8_t *data,
+                  size_t len, int want_reply, uint64_t *seq, uint64_t now);
+/* Answers a MESSAGE event that had want_reply set; status is P2P_REPLY_NIL, _DATA or _ERROR.
+ * Returns 0, P2P_ERR_PEER, P2P_ERR_INVALID (seq is not awaiting a reply) or P2P_ERR_NOMEM. */
+int p2p_peer_reply(p2p_host *h, p2p_peer_handle p, uint64_t seq, int status,
+                   const uint8_t *data, size_t len, uint64_t now);
+/* Sends one unreliable datagram. Returns 0, P2P_ERR_PEER, P2P_ERR_TOO_BIG or P2P_ERR_NOMEM. */
+int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle p, uint16_t type,
+                           const uint8_t *data, size_t len, uint64_t now);
+/* Ends one session gracefully: CLOSE is sent and a LEAVE (closed) event follows.
+ * Returns 0 or P2P_ERR_PEER. */
+int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle p, uint64_t now);
+/* Answers a P2P_EV_REQUEST. Returns 0 or P2P_ERR_PEER. */
+int p2p_host_admit(p2p_host *h, p2p_peer_handle p, int accept, uint64_t now);
+
+/* Graceful leave for every session: CLOSE goes out to all, LEAVE events follow, and the host
+ * accepts nothing more. Drain datagrams after it. Idempotent. */
+int p2p_host_close(p2p_host *h, uint64_t now);
+
+/* ---- statistics ----------------------------------------------------------------------- */
+
+typedef struct p2p_stats {
+    uint64_t peers;            /* connected sessions */
+    uint64_t packets_sent, packets_received;
+    uint64_t bytes_sent, bytes_received;
+    uint64_t retransmits;      /* packets that carried resent stream data */
+    uint64_t dropped;          /* invalid, forged, replayed or unauthorised datagrams */
+    uint64_t handshakes;       /* sessions established */
+} p2p_stats;
+
+void p2p_host_stats(const p2p_host *h, p2p_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,28 @@
+/* t.h - the tiny unit-test harness shared by tests/test_*.c. Each test file defines
+ * functions `static void test_xxx(void)` and lists them in main() with T_RUN(test_xxx).
+ * A failed check prints where and why and marks the test failed; main returns t_summary(),
+ * which prints "N passed, N failed" and exits nonzero on any failure. */
+#ifndef P2P_T_H
+#define P2P_T_H
+#include <stdio.h>
+#include <string.h>
+
+static int t_failed_checks, t_pass, t_fail;
+static const char *t_name;
+
+#define T_CHECK(cond) do { if (!(cond)) { t_failed_checks++; \
+    fprintf(stderr, "  FAIL %s:%d in %s: %s\n", __FILE__, __LINE__, t_name, #cond); } } while (0)
+#define T_EQ_INT(a, b) do { long long t_a = (long long)(a), t_b = (long long)(b); \
+    if (t_a != t_b) { t_failed_checks++; fprintf(stderr, "  FAIL %s:%d in %s: %s == %lld, want %lld\n", \
+    __FILE__, __LINE__, t_name, #a, t_a, t_b); } } while (0)
+#define T_EQ_MEM(a, b, n) do { if (memcmp((a), (b), (n)) != 0) { t_failed_checks++; \
+    fprintf(stderr, "  FAIL %s:%d in %s: %s != %s (%zu bytes)\n", __FILE__, __LINE__, t_name, #a, #b, (size_t)(n)); } } while (0)
+#define T_RUN(fn) do { int t_before = t_failed_checks; t_name = #fn; fn(); \
+    if (t_failed_checks == t_before) { t_pass++; printf("ok   %s\n", #fn); } \
+    else { t_fail++; printf("FAIL %s\n", #fn); } } while (0)
+
+static int t_summary(const char *suite) {
+    printf("%s: %d passed, %d failed\n", suite, t_pass, t_fail);
+    return t_fail ? 1 : 0;
+}
+#endif
