@@ -55,6 +55,18 @@ int p2p_verify(const uint8_t sig[64], const uint8_t *msg, size_t len, const uint
  * Returns 0 or P2P_ERR_CRYPTO (not a valid point). */
 int p2p_ed_to_x_public(uint8_t x_pk[32], const uint8_t ed_pk[32]);
 
+/* The Ed25519 key pair for a 32-byte seed: pk (32 bytes) and sk (64 bytes, seed || pk).
+ * Returns 0 or P2P_ERR_CRYPTO. */
+int p2p_ed_keypair_from_seed(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[32]);
+/* The X25519 private key that corresponds to an Ed25519 secret key (64 bytes).
+ * Returns 0 or P2P_ERR_CRYPTO. */
+int p2p_ed_sk_to_x(uint8_t x_sk[32], const uint8_t ed_sk[64]);
+
+/* Initialises libsodium; idempotent and thread-safe. Returns 0 or P2P_ERR_CRYPTO. */
+int p2p_crypto_init(void);
+/* n bytes of system randomness (never deterministic). */
+void p2p_random_bytes(void *buf, size_t n);
+
 /* Constant-time comparison: 0 when equal. */
 int p2p_memcmp_ct(const void *a, const void *b, size_t n);
 void p2p_wipe(void *p, size_t n);
