@@ -1,0 +1,169 @@
+/*
+ * p2p_addr.c - numeric UDP endpoints: parse, format, compare.
+ *
+ * Parsing is strict on purpose: an address typed by a user or read from a config file either
+ * means exactly one endpoint or is rejected, so "1.2.3.4:5 " or "01.2.3.4:5" never silently
+ * turn into something else. IPv4 is parsed here by hand (no octal or shortened forms);
+ * IPv6 text goes through inet_pton, which is a pure library function (no system call).
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "p2pnet.h"
+
+/* The longest IPv6 text inet_pton can accept: eight groups with an embedded dotted quad. */
+#define V6_TEXT_MAX 45
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Reads one decimal number of 1..maxdigits digits at *pp, without leading zeros (except a
+ * lone "0"), and advances *pp past it. Returns the value or -1. */
+static long parse_decimal(const char **pp, int maxdigits)
+{
+    const char *p = *pp;
+    long v = 0;
+    int n = 0;
+
+    if (!is_digit(*p))
+        return -1;
+    if (p[0] == '0' && is_digit(p[1]))
+        return -1;
+    while (is_digit(*p)) {
+        if (++n > maxdigits)
+            return -1;
+        v = v * 10 + (*p - '0');
+        p++;
+    }
+    *pp = p;
+    return v;
+}
+
+/* Reads ":port" at *pp; the port must end the text. */
+static int parse_port_suffix(const char *p, uint16_t *port)
+{
+    long v;
+
+    if (*p != ':')
+        return -1;
+    p++;
+    v = parse_decimal(&p, 5);
+    if (v < 0 || v > 65535 || *p != '\0')
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+/* Reads exactly four dot-separated octets at *pp. */
+static int parse_ipv4(const char **pp, uint8_t ip[4])
+{
+    const char *p = *pp;
+    long v;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        if (i > 0) {
+            if (*p != '.')
+                return -1;
+            p++;
+        }
+        v = parse_decimal(&p, 3);
+        if (v < 0 || v > 255)
+            return -1;
+        ip[i] = (uint8_t)v;
+    }
+    *pp = p;
+    return 0;
+}
+
+static int is_v4_mapped(const uint8_t ip[16])
+{
+    static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+    return memcmp(ip, prefix, sizeof prefix) == 0;
+}
+
+int p2p_addr_parse(p2p_addr *out, const char *text)
+{
+    p2p_addr a;
+    const char *p, *close;
+    char v6[V6_TEXT_MAX + 1];
+    size_t n;
+
+    if (out == NULL || text == NULL)
+        return P2P_ERR_ADDRESS;
+    memset(&a, 0, sizeof a);
+    p = text;
+    if (*p == '[') {
+        p++;
+        close = strchr(p, ']');
+        if (close == NULL)
+            return P2P_ERR_ADDRESS;
+        n = (size_t)(close - p);
+        if (n == 0 || n > V6_TEXT_MAX)
+            return P2P_ERR_ADDRESS;
+        memcpy(v6, p, n);
+        v6[n] = '\0';
+        /* inet_pton rejects zone ids ("%eth0"), which p2p_addr cannot carry anyway. */
+        if (inet_pton(AF_INET6, v6, a.ip) != 1)
+            return P2P_ERR_ADDRESS;
+        if (parse_port_suffix(close + 1, &a.port) != 0)
+            return P2P_ERR_ADDRESS;
+        if (is_v4_mapped(a.ip)) {
+            memmove(a.ip, a.ip + 12, 4);
+            memset(a.ip + 4, 0, 12);
+            a.family = P2P_AF_INET4;
+        } else {
+            a.family = P2P_AF_INET6;
+        }
+    } else {
+        if (parse_ipv4(&p, a.ip) != 0 || parse_port_suffix(p, &a.port) != 0)
+            return P2P_ERR_ADDRESS;
+        a.family = P2P_AF_INET4;
+    }
+    *out = a;
+    return 0;
+}
+
+int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap)
+{
+    char tmp[64];
+    char v6[INET6_ADDRSTRLEN];
+    int n;
+
+    if (buf == NULL || cap == 0)
+        return P2P_ERR_BUFFER;
+    if (a == NULL) {
+        n = snprintf(tmp, sizeof tmp, "(none)");
+    } else if (a->family == P2P_AF_INET4) {
+        n = snprintf(tmp, sizeof tmp, "%u.%u.%u.%u:%u", a->ip[0], a->ip[1], a->ip[2], a->ip[3],
+                     (unsigned)a->port);
+    } else if (a->family == P2P_AF_INET6) {
+        if (inet_ntop(AF_INET6, a->ip, v6, sizeof v6) == NULL)
+            return P2P_ERR_BUFFER;
+        n = snprintf(tmp, sizeof tmp, "[%s]:%u", v6, (unsigned)a->port);
+    } else {
+        /* Formatting feeds logs and error messages; an unset address should still print. */
+        n = snprintf(tmp, sizeof tmp, "(none)");
+    }
+    if (n < 0 || (size_t)n >= cap) {
+        buf[0] = '\0';
+        return P2P_ERR_BUFFER;
+    }
+    memcpy(buf, tmp, (size_t)n + 1);
+    return 0;
+}
+
+int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b)
+{
+    if (a->family != b->family || a->port != b->port)
+        return 0;
+    if (a->family == P2P_AF_INET4)
+        return memcmp(a->ip, b->ip, 4) == 0;
+    if (a->family == P2P_AF_INET6)
+        return memcmp(a->ip, b->ip, 16) == 0;
+    return 1; /* two unset addresses: only family and port mean anything */
+}
