@@ -1,0 +1,206 @@
+# p2pnet build.
+#
+#   make              build/libp2pnet.a and the Lua 5.4 module build/p2pnet/core.so
+#   make test         every check CI runs (tests/run-all.sh); ends with "make test: N passed, N failed"
+#   make demo         runs examples/demo.lua
+#   make bench        p2pnet (C and Lua) against ENet and kernel TCP on 127.0.0.1
+#   make fuzz         every fuzz target for FUZZ_TIME seconds
+#   make deps         installs the Debian packages the targets above need (only missing ones)
+#
+# One tree builds in several configurations, each in its own directory:
+#   make BUILD=build-clang CC=clang          a clang build
+#   make BUILD=build-asan SANITIZE=address,undefined
+#   make BUILD=build-luajit LUA_PC=luajit    the module for LuaJIT / Lua 5.1 ABI
+# The source lists are wildcards, so new csrc/p2p_*.c and tests/test_*.c files join the build
+# without edits here.
+
+# make's built-in default for CC is "cc"; p2pnet defaults to gcc but CC=clang on the command
+# line (or in the environment) wins.
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+BUILD ?= build
+LUA_PC ?= lua5.4
+SANITIZE ?=
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+PKG_CONFIG ?= pkg-config
+LUA ?= lua5.4
+
+LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null)
+ifeq ($(strip $(LUA_CFLAGS)),)
+LUA_CFLAGS := -I/usr/include/$(LUA_PC)
+endif
+SODIUM_CFLAGS := $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror
+# Objects are always position independent: the same objects make the static library and the
+# Lua module. Symbols stay visible so luaopen_p2pnet_core is exported.
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=gnu99 $(CFLAGS) $(WARN) -fPIC $(SODIUM_CFLAGS)
+ALL_CPPFLAGS := -Icsrc $(CPPFLAGS)
+SAN_FLAGS :=
+ifneq ($(SANITIZE),)
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+# FUZZ=1: coverage instrumentation for libFuzzer in every object, sanitizers too.
+ifeq ($(FUZZ),1)
+SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=all
+endif
+ALL_CFLAGS += $(SAN_FLAGS) $(EXTRA_CFLAGS)
+LDLIBS := -lsodium
+
+CORE_SRC := $(sort $(wildcard csrc/p2p_*.c))
+CORE_OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+BINDING := csrc/lp2pnet.c
+BINDING_OBJ := $(BUILD)/obj/lp2pnet.o
+LIB := $(BUILD)/libp2pnet.a
+MODULE := $(BUILD)/p2pnet/core.so
+
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+VECTORS := $(CURDIR)/../shared/vectors/noise-25519-chachapoly-blake2b.json
+
+.PHONY: all lib module ctests check-c headers luajit fuzzers fuzz-build fuzz bench bench-build \
+        demo deps test check-rockspec clean
+.DEFAULT_GOAL := all
+
+all: lib module
+
+lib: $(LIB)
+module: $(MODULE)
+ctests: $(TEST_BIN)
+
+# Fail loudly instead of building an empty library when the sources are not there yet.
+$(LIB): $(CORE_OBJ) | have-core
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $(CORE_OBJ)
+
+$(MODULE): $(BINDING_OBJ) $(CORE_OBJ) | have-core
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(BINDING_OBJ) $(CORE_OBJ) $(SAN_FLAGS) $(LDFLAGS) $(LDLIBS)
+
+.PHONY: have-core
+have-core:
+	@if [ -z "$(CORE_SRC)" ]; then echo "error: no csrc/p2p_*.c sources" >&2; exit 1; fi
+
+$(BUILD)/obj/lp2pnet.o: $(BINDING)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LUA_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BINDING):
+	@echo "error: $(BINDING) is missing: the Lua module cannot be built" >&2; exit 1
+
+$(BUILD)/obj/%.o: csrc/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# Each C test is its own program over the static library.
+$(BUILD)/tests/%: tests/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) -Itests $(ALL_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(SAN_FLAGS) $(LDFLAGS) $(LDLIBS)
+
+# Runs every C test of this configuration; test_noise gets the Noise vectors.
+check-c: $(TEST_BIN)
+	@if [ -z "$(TEST_BIN)" ]; then echo "error: no tests/test_*.c" >&2; exit 1; fi
+	@rc=0; for t in $(TEST_BIN); do \
+	  case $$t in */test_noise) $$t $(VECTORS) || rc=1 ;; *) $$t || rc=1 ;; esac; \
+	done; exit $$rc
+
+# lp2pnet.c must compile against every Lua the rockspec accepts.
+headers: | $(BINDING)
+	@for pc in lua5.1 lua5.3 lua5.4 luajit; do \
+	  inc=$$($(PKG_CONFIG) --cflags $$pc 2>/dev/null) || inc=; \
+	  echo "$(CC) -fsyntax-only $(BINDING) [$$pc: $$inc]"; \
+	  $(CC) -std=gnu99 $(WARN) -Icsrc $(SODIUM_CFLAGS) $$inc -fsyntax-only $(BINDING) || exit 1; \
+	done
+
+luajit:
+	$(MAKE) BUILD=build-luajit LUA_PC=luajit module
+
+# ---- fuzzing -----------------------------------------------------------------------------
+
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) $(filter-out -fsanitize=fuzzer-no-link%,$(ALL_CFLAGS)) \
+	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+fuzzers: $(FUZZ_BIN)
+	@if [ -z "$(FUZZ_BIN)" ]; then echo "error: no fuzz/fuzz_*.c" >&2; exit 1; fi
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) FUZZ=1 fuzzers
+
+# Each target for FUZZ_TIME seconds; the corpus grows in build-fuzz/corpus/<target>.
+fuzz: deps fuzz-build
+	@rc=0; for f in $(patsubst fuzz/%.c,build-fuzz/fuzz/%,$(FUZZ_SRC)); do \
+	  n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n build-fuzz/artifacts; \
+	  echo "== $$n ($(FUZZ_TIME) s)"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	      -artifact_prefix=build-fuzz/artifacts/$$n- build-fuzz/corpus/$$n || rc=1; \
+	done; exit $$rc
+
+# ---- benchmarks --------------------------------------------------------------------------
+
+BENCH_BIN := $(BUILD)/bench/bench_p2pnet $(BUILD)/bench/bench_enet $(BUILD)/bench/bench_tcp
+
+$(BUILD)/bench/bench_p2pnet: bench/bench_p2pnet.c bench/bench_common.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) -Ibench $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/bench/bench_enet: bench/bench_enet.c bench/bench_common.h
+	@mkdir -p $(dir $@)
+	$(CC) -Ibench $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) -lenet
+
+$(BUILD)/bench/bench_tcp: bench/bench_tcp.c bench/bench_common.h
+	@mkdir -p $(dir $@)
+	$(CC) -Ibench $(ALL_CFLAGS) -o $@ $< $(LDFLAGS)
+
+bench-build: $(BENCH_BIN) $(MODULE)
+
+bench: deps
+	$(MAKE) bench-build
+	BUILD=$(BUILD) LUA=$(LUA) bash bench/run.sh
+
+# ---- running -----------------------------------------------------------------------------
+
+LUA_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+          LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
+
+demo: deps
+	$(MAKE) all
+	@test -f examples/demo.lua || { echo "error: examples/demo.lua is missing" >&2; exit 1; }
+	$(LUA_ENV) $(LUA) examples/demo.lua
+
+check-rockspec:
+	@bash tests/check-rockspec.sh
+
+test: deps
+	@bash tests/run-all.sh
+
+# Installs only what is missing, so it costs one dpkg query when everything is there.
+DEB_PACKAGES := make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libsodium-dev luarocks lua-busted \
+  lua-check libenet-dev clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev luajit \
+  libluajit-5.1-dev lua5.3 liblua5.3-dev iproute2 util-linux
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    s=$$(dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null); \
+	    case "$$s" in ii*) ;; *) echo $$p ;; esac; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing" $$missing; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+clean:
+	rm -rf build build-clang build-asan build-luajit build-fuzz build-bench
+
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tests/*.d)
