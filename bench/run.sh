@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# bench/run.sh - runs every contender on 127.0.0.1 and prints one table (make bench).
+# Each contender's server runs pinned to CPU 1 and its client to CPU 0, so all get the same
+# two cores. See bench/bench_common.h for what is measured and how.
+#
+# Environment: BUILD (build dir, default build), LUA (default lua5.4), BENCH_SECONDS (per
+# throughput run, default 2), BENCH_RTT_COUNT (default 5000), BENCH_SESSIONS (default 200),
+# BENCH_ONLY (space-separated subset of: enet tcp p2pnet lua).
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-build}
+LUA=${LUA:-lua5.4}
+SESSIONS=${BENCH_SESSIONS:-200}
+ONLY=${BENCH_ONLY:-enet tcp p2pnet lua}
+export BENCH_SECONDS=${BENCH_SECONDS:-2}
+export BENCH_RTT_COUNT=${BENCH_RTT_COUNT:-5000}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+RESULTS=$TMP/results
+: >"$RESULTS"
+failed=()
+
+if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null; then
+    PIN_SERVER="taskset -c 1"
+    PIN_CLIENT="taskset -c 0"
+else
+    echo "bench: fewer than 2 usable CPUs; running unpinned" >&2
+    PIN_SERVER=""
+    PIN_CLIENT=""
+fi
+
+lua_env() {
+    echo "LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" "LUA_CPATH=$ROOT/$BUILD/?.so;;"
+}
+
+# run_contender NAME command...: the command takes "server" or "client PORT".
+run_contender() {
+    local name=$1; shift
+    case " $ONLY " in *" $name "*) ;; *) return 0 ;; esac
+    echo "bench: $name ..." >&2
+    local out=$TMP/$name.server err=$TMP/$name.err
+    # shellcheck disable=SC2086
+    $PIN_SERVER timeout 300 "$@" server >"$out" 2>"$err" &
+    local spid=$! port="" i
+    for i in $(seq 1 100); do
+        port=$(awk '/^PORT /{print $2; exit}' "$out")
+        [ -n "$port" ] && break
+        kill -0 "$spid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "bench: $name: the server did not start:" >&2
+        sed 's/^/  | /' "$err" >&2
+        kill "$spid" 2>/dev/null
+        wait "$spid" 2>/dev/null
+        failed+=("$name")
+        return 0
+    fi
+    # shellcheck disable=SC2086
+    if ! $PIN_CLIENT timeout 300 "$@" client "$port" >>"$RESULTS" 2>"$TMP/$name.cerr"; then
+        echo "bench: $name: the client failed:" >&2
+        sed 's/^/  | /' "$TMP/$name.cerr" >&2
+        failed+=("$name")
+    fi
+    for i in $(seq 1 50); do
+        kill -0 "$spid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$spid" 2>/dev/null
+    wait "$spid" 2>/dev/null
+}
+
+run_mem() { # name command...
+    local name=$1; shift
+    case " $ONLY " in *" $name "*) ;; *) return 0 ;; esac
+    echo "bench: $name memory per session ($SESSIONS sessions) ..." >&2
+    # shellcheck disable=SC2086
+    if ! $PIN_CLIENT timeout 120 "$@" mem "$SESSIONS" >>"$RESULTS" 2>"$TMP/$name.merr"; then
+        echo "bench: $name: memory measurement failed:" >&2
+        sed 's/^/  | /' "$TMP/$name.merr" >&2
+        failed+=("$name-mem")
+    fi
+}
+
+have() { # binary name
+    case " $ONLY " in *" $2 "*) ;; *) return 1 ;; esac
+    if [ -x "$1" ]; then return 0; fi
+    echo "bench: $1 is missing (make bench-build)" >&2
+    failed+=("$2")
+    return 1
+}
+
+have "$BUILD/bench/bench_enet" enet && run_contender enet "$BUILD/bench/bench_enet"
+have "$BUILD/bench/bench_tcp" tcp && run_contender tcp "$BUILD/bench/bench_tcp"
+have "$BUILD/bench/bench_p2pnet" p2pnet && run_contender p2pnet "$BUILD/bench/bench_p2pnet"
+# shellcheck disable=SC2046
+have "$BUILD/p2pnet/core.so" lua && run_contender lua env $(lua_env) "$LUA" bench/bench_lua.lua
+[ -x "$BUILD/bench/bench_enet" ] && run_mem enet "$BUILD/bench/bench_enet"
+[ -x "$BUILD/bench/bench_p2pnet" ] && run_mem p2pnet "$BUILD/bench/bench_p2pnet"
+
+echo
+echo "p2pnet benchmark, 127.0.0.1, server on CPU 1 and client on CPU 0;" \
+     "throughput: ${BENCH_SECONDS} s per size, at most 256 messages / 4 MiB unacknowledged;" \
+     "RTT: ${BENCH_RTT_COUNT} round trips of 64 B; memory: heap per idle session" \
+     "(slope between $((SESSIONS / 2)) and $SESSIONS sessions)."
+echo "(x N) is the ratio to ENet: higher is better for throughput, lower for RTT and memory."
+echo
+awk '
+function fmt(v,    s, out) {
+    if (v == "") return "-"
+    if (v < 100 && v != int(v)) return sprintf("%.2f", v)
+    s = sprintf("%.0f", v); out = ""
+    while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+    return s out
+}
+function cell(row, c,    v, e) {
+    v = val[row, c]; e = val[row, "enet"]
+    if (v == "") return "n/a"
+    if (c == "enet" || e == "" || e == 0) return fmt(v)
+    return sprintf("%s (x%.2f)", fmt(v), v / e)
+}
+$1 == "RESULT" && $3 == "tput" {
+    name = ($4 == 64 ? "64 B" : ($4 == 1024 ? "1 KiB" : ($4 == 65536 ? "64 KiB" : $4 " B")))
+    val[name " msgs/s", $2] = $5; val[name " MB/s", $2] = $6
+}
+$1 == "RESULT" && $3 == "rtt" { val["RTT p50 (us)", $2] = $4; val["RTT p99 (us)", $2] = $5 }
+$1 == "RESULT" && $3 == "mem" { val["bytes/idle session", $2] = $4 }
+END {
+    split("64 B msgs/s|64 B MB/s|1 KiB msgs/s|1 KiB MB/s|64 KiB msgs/s|64 KiB MB/s|RTT p50 (us)|RTT p99 (us)|bytes/idle session", rows, "|")
+    split("enet tcp p2pnet lua", cols, " ")
+    split("ENet|TCP_NODELAY|p2pnet (C)|p2pnet (Lua)", heads, "|")
+    printf "%-20s", ""
+    for (c = 1; c <= 4; c++) printf " %22s", heads[c]
+    printf "\n"
+    for (r = 1; r <= 9; r++) {
+        printf "%-20s", rows[r]
+        for (c = 1; c <= 4; c++) printf " %22s", cell(rows[r], cols[c])
+        printf "\n"
+    }
+}' "$RESULTS"
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo
+    echo "bench: failed: ${failed[*]}" >&2
+    exit 1
+fi
