@@ -24,6 +24,9 @@ typedef struct p2p_sim_config {
 
 enum { P2P_SIM_NAT_NONE = 0, P2P_SIM_NAT_CONE = 1, P2P_SIM_NAT_SYMMETRIC = 2 };
 
+/* Creates a sim at virtual time 0. *out is owned by the caller (p2p_sim_free()).
+ * Returns 0, P2P_ERR_INVALID (a probability outside [0, 1], or latency/jitter over 2^40 us)
+ * or P2P_ERR_NOMEM. cfg is copied. */
 int p2p_sim_new(p2p_sim **out, const p2p_sim_config *cfg);
 /* Frees the sim (not the hosts attached to it). NULL is allowed. */
 void p2p_sim_free(p2p_sim *s);
@@ -32,10 +35,15 @@ uint64_t p2p_sim_now(const p2p_sim *s);
 /* A seed for a new host's p2p_config.seed, drawn from the sim's stream (never 0). */
 uint64_t p2p_sim_host_seed(p2p_sim *s);
 /* Attaches a host and gives it an address on the simulated network (written to *addr).
- * port 0 picks one. nat is P2P_SIM_NAT_* (NAT models: a later issue; NONE for now).
- * Returns 0, P2P_ERR_LIMIT or P2P_ERR_NOMEM. The host stays owned by the caller. */
+ * Each host gets its own IPv4 address, in attach order: 192.0.2.1-250, 198.51.100.1-250,
+ * 203.0.113.1-250, then 198.18.0.0/15 (250 per /24); addresses are never reused. port 0
+ * picks 4000 + the attach index. nat is P2P_SIM_NAT_*; NAT models are a later issue, so only
+ * P2P_SIM_NAT_NONE is accepted for now. Returns 0, P2P_ERR_INVALID (nat not NONE, or the host
+ * is already attached), P2P_ERR_LIMIT (128750 attaches) or P2P_ERR_NOMEM. The host stays
+ * owned by the caller and must outlive its attachment. */
 int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *addr);
-/* Detaches a host: datagrams to its address are dropped from now on. */
+/* Detaches a host: datagrams to its address are dropped (counted lost) from now on; those it
+ * already sent stay in flight. Unknown hosts are ignored. */
 void p2p_sim_detach(p2p_sim *s, p2p_host *h);
 /* Moves the host's outgoing datagrams into the network (call after API calls on it). */
 void p2p_sim_flush(p2p_sim *s, p2p_host *h);
@@ -49,8 +57,14 @@ uint64_t p2p_sim_next_time(const p2p_sim *s);
 int p2p_sim_step(p2p_sim *s, uint64_t until);
 
 typedef struct p2p_sim_stats {
-    uint64_t sent, delivered, lost, duplicated, reordered;
+    uint64_t sent;       /* datagrams the hosts emitted */
+    uint64_t delivered;  /* copies handed to a host */
+    uint64_t lost;       /* dropped by `loss`, or addressed to nobody */
+    uint64_t duplicated; /* datagrams that got a second copy */
+    uint64_t reordered;  /* copies held back by extra delay */
+    uint64_t in_flight;  /* copies in the network right now */
 } p2p_sim_stats;
+/* Fills *out with the counters so far. */
 void p2p_sim_stats_get(const p2p_sim *s, p2p_sim_stats *out);
 
 #endif

@@ -22,13 +22,15 @@ uint64_t p2p_udp_now(void);
 int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size_t errlen);
 /* Closes the socket and frees the driver. NULL is allowed. */
 void p2p_udp_close(p2p_udp *u);
+/* The socket's descriptor, for external event loops; owned by the driver. */
 int p2p_udp_fd(const p2p_udp *u);
 /* The address actually bound. */
 void p2p_udp_local(const p2p_udp *u, p2p_addr *out);
 
 /* Resolves "host:port" / "[v6]:port" where host may also be "localhost" or a name
- * (getaddrinfo). The family is matched to the socket when possible. Returns 0 or
- * P2P_ERR_ADDRESS. */
+ * (getaddrinfo). The family is matched to the socket when possible: IPv4 results are
+ * preferred, IPv6 ones are taken only on an IPv6 socket. u may be NULL (any family).
+ * Returns 0 or P2P_ERR_ADDRESS (bad text, unknown name, or only IPv6 for an IPv4 socket). */
 int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out);
 
 /* One turn of the loop: waits up to timeout_us (0 = do not wait; it never waits past the
@@ -37,7 +39,21 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out);
  * Returns the number of datagrams received, or P2P_ERR_IO. */
 int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us);
 /* Sends everything the host has to send now (after API calls such as send or connect).
- * Returns 0 or P2P_ERR_IO. */
+ * When the socket buffer is full, up to one batch of datagrams waits inside the driver and
+ * the rest stays in the host; the next pump or flush retries (pump then also waits for the
+ * socket to become writable). Returns 0 or P2P_ERR_IO. */
 int p2p_udp_flush(p2p_udp *u, p2p_host *h);
+
+typedef struct p2p_udp_stats {
+    uint64_t sent, received;  /* datagrams handed to / taken from the kernel */
+    uint64_t send_errors;     /* datagrams dropped on a per-datagram error (unreachable,
+                               * refused, no route, wrong family for the socket) */
+    uint64_t recv_errors;     /* errors reported by recvmmsg (e.g. ICMP refused), skipped */
+    uint64_t oversized;       /* received datagrams over P2P_MAX_PACKET (the host drops them) */
+    uint64_t blocked;         /* times the socket buffer was full */
+    uint64_t pending;         /* datagrams waiting in the driver right now */
+} p2p_udp_stats;
+/* Fills *out with the driver's counters. */
+void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out);
 
 #endif

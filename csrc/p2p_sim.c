@@ -1,0 +1,449 @@
+/*
+ * p2p_sim.c - a deterministic simulated network on virtual time.
+ *
+ * Determinism rests on three things: one seeded random stream drawn in a fixed order per
+ * datagram (loss, duplicate, then per copy jitter and reorder); in-flight copies ordered by
+ * (delivery time, insertion number), so equal times are delivered in the order they were
+ * sent; and hosts visited in attach order. Given seeded hosts, the same calls give the same
+ * run to the microsecond.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p2p_crypto.h"
+#include "p2p_sim.h"
+
+/* 12 days in microseconds: keeps time + delay far from overflow. */
+#define MAX_DELAY_US (UINT64_C(1) << 40)
+#define HOSTS_PER_NET 250
+/* 192.0.2/24, 198.51.100/24, 203.0.113/24, then the 512 /24s of 198.18.0.0/15. */
+#define DOC_NETS 3
+#define BENCH_NETS 512
+#define MAX_HOSTS ((DOC_NETS + BENCH_NETS) * HOSTS_PER_NET)
+#define DEFAULT_PORT 4000
+#define RNG_POOL 64
+
+/* One copy of a datagram in flight. */
+struct sim_pkt {
+    uint64_t time; /* delivery time */
+    uint64_t seq;  /* insertion number: breaks ties between equal times */
+    p2p_addr from, to;
+    size_t len;
+    uint8_t data[];
+};
+
+struct sim_host {
+    p2p_host *host; /* NULL once detached */
+    p2p_addr addr;
+    int nat;
+};
+
+struct p2p_sim {
+    p2p_sim_config cfg;
+    uint64_t now;
+    p2p_rng rng;
+    uint8_t pool[RNG_POOL]; /* buffered rng output, so each draw is not a ChaCha20 block */
+    size_t pool_pos;
+
+    struct sim_pkt **heap; /* binary min-heap on (time, seq) */
+    size_t heap_len, heap_cap;
+    uint64_t next_seq;
+
+    struct sim_host *hosts; /* indexed by attach order, which is also the address index */
+    size_t host_len, host_cap;
+
+    p2p_sim_stats stats;
+};
+
+/* ---- randomness ----------------------------------------------------------------------- */
+
+/* The sim's seed 0 is valid but p2p_rng treats 0 as "system randomness": map every seed
+ * through a bijective mixer (the splitmix64 finaliser) so that only one seed, whose image is
+ * 0, needs replacing. */
+static uint64_t mix_seed(uint64_t x)
+{
+    x ^= UINT64_C(0x5032506e65742f31); /* "P2Pnet/1": separates this stream from hosts' */
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return x != 0 ? x : 1;
+}
+
+static uint64_t sim_u64(p2p_sim *s)
+{
+    uint64_t v = 0;
+    int i;
+
+    if (s->pool_pos + 8 > RNG_POOL) {
+        p2p_rng_bytes(&s->rng, s->pool, RNG_POOL);
+        s->pool_pos = 0;
+    }
+    for (i = 7; i >= 0; i--)
+        v = v << 8 | s->pool[s->pool_pos + (size_t)i];
+    s->pool_pos += 8;
+    return v;
+}
+
+/* True with probability p. Certain outcomes draw nothing, so a perfect network costs no
+ * randomness. */
+static int sim_chance(p2p_sim *s, double p)
+{
+    if (p <= 0.0)
+        return 0;
+    if (p >= 1.0)
+        return 1;
+    return (double)(sim_u64(s) >> 11) * 0x1p-53 < p;
+}
+
+/* Uniform in [0, max]. */
+static uint64_t sim_uniform(p2p_sim *s, uint64_t max)
+{
+    uint64_t range, threshold, x;
+
+    if (max == 0)
+        return 0;
+    if (max == UINT64_MAX)
+        return sim_u64(s);
+    range = max + 1;
+    threshold = (0 - range) % range; /* redraw the values that would bias the modulo */
+    do {
+        x = sim_u64(s);
+    } while (x < threshold);
+    return x % range;
+}
+
+uint64_t p2p_sim_host_seed(p2p_sim *s)
+{
+    uint64_t v;
+
+    do {
+        v = sim_u64(s);
+    } while (v == 0);
+    return v;
+}
+
+/* ---- the in-flight heap --------------------------------------------------------------- */
+
+static int pkt_before(const struct sim_pkt *a, const struct sim_pkt *b)
+{
+    return a->time != b->time ? a->time < b->time : a->seq < b->seq;
+}
+
+static int heap_push(p2p_sim *s, struct sim_pkt *p)
+{
+    struct sim_pkt **grown;
+    size_t i, parent, cap;
+
+    if (s->heap_len == s->heap_cap) {
+        cap = s->heap_cap ? s->heap_cap * 2 : 256;
+        grown = realloc(s->heap, cap * sizeof *grown);
+        if (grown == NULL)
+            return P2P_ERR_NOMEM;
+        s->heap = grown;
+        s->heap_cap = cap;
+    }
+    i = s->heap_len++;
+    while (i > 0) {
+        parent = (i - 1) / 2;
+        if (!pkt_before(p, s->heap[parent]))
+            break;
+        s->heap[i] = s->heap[parent];
+        i = parent;
+    }
+    s->heap[i] = p;
+    return 0;
+}
+
+static struct sim_pkt *heap_pop(p2p_sim *s)
+{
+    struct sim_pkt *top, *last;
+    size_t i = 0, child, n;
+
+    top = s->heap[0];
+    last = s->heap[--s->heap_len];
+    n = s->heap_len;
+    while ((child = 2 * i + 1) < n) {
+        if (child + 1 < n && pkt_before(s->heap[child + 1], s->heap[child]))
+            child++;
+        if (!pkt_before(s->heap[child], last))
+            break;
+        s->heap[i] = s->heap[child];
+        i = child;
+    }
+    if (n > 0)
+        s->heap[i] = last;
+    return top;
+}
+
+/* ---- addresses ------------------------------------------------------------------------ */
+
+static const uint8_t doc_nets[DOC_NETS][3] = { { 192, 0, 2 }, { 198, 51, 100 }, { 203, 0, 113 } };
+
+static void index_to_ip(size_t i, uint8_t ip[4])
+{
+    size_t net = i / HOSTS_PER_NET, b;
+
+    if (net < DOC_NETS) {
+        memcpy(ip, doc_nets[net], 3);
+    } else {
+        b = net - DOC_NETS;
+        ip[0] = 198;
+        ip[1] = (uint8_t)(18 + b / 256);
+        ip[2] = (uint8_t)(b % 256);
+    }
+    ip[3] = (uint8_t)(i % HOSTS_PER_NET + 1);
+}
+
+/* The attach index an address belongs to, or -1 when no host could ever have it. */
+static long ip_to_index(const p2p_addr *a)
+{
+    size_t net;
+
+    if (a->family != P2P_AF_INET4 || a->ip[3] < 1 || a->ip[3] > HOSTS_PER_NET)
+        return -1;
+    for (net = 0; net < DOC_NETS; net++)
+        if (memcmp(a->ip, doc_nets[net], 3) == 0)
+            return (long)(net * HOSTS_PER_NET + a->ip[3] - 1u);
+    if (a->ip[0] == 198 && (a->ip[1] == 18 || a->ip[1] == 19))
+        return (long)((DOC_NETS + (size_t)(a->ip[1] - 18) * 256 + a->ip[2]) * HOSTS_PER_NET
+                      + a->ip[3] - 1u);
+    return -1;
+}
+
+/* The attached host at that address (port included), or NULL. */
+static p2p_host *find_host(const p2p_sim *s, const p2p_addr *a)
+{
+    long i = ip_to_index(a);
+
+    if (i < 0 || (size_t)i >= s->host_len || s->hosts[i].host == NULL)
+        return NULL;
+    return s->hosts[i].addr.port == a->port ? s->hosts[i].host : NULL;
+}
+
+static struct sim_host *find_slot(p2p_sim *s, const p2p_host *h)
+{
+    size_t i;
+
+    if (h == NULL)
+        return NULL;
+    for (i = 0; i < s->host_len; i++)
+        if (s->hosts[i].host == h)
+            return &s->hosts[i];
+    return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+static int bad_probability(double p)
+{
+    return isnan(p) || p < 0.0 || p > 1.0;
+}
+
+int p2p_sim_new(p2p_sim **out, const p2p_sim_config *cfg)
+{
+    p2p_sim *s;
+
+    *out = NULL;
+    if (cfg == NULL || bad_probability(cfg->loss) || bad_probability(cfg->duplicate)
+        || bad_probability(cfg->reorder) || cfg->latency_us > MAX_DELAY_US
+        || cfg->jitter_us > MAX_DELAY_US)
+        return P2P_ERR_INVALID;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return P2P_ERR_NOMEM;
+    s->cfg = *cfg;
+    p2p_rng_init(&s->rng, mix_seed(cfg->seed));
+    s->pool_pos = RNG_POOL;
+    *out = s;
+    return 0;
+}
+
+void p2p_sim_free(p2p_sim *s)
+{
+    size_t i;
+
+    if (s == NULL)
+        return;
+    for (i = 0; i < s->heap_len; i++)
+        free(s->heap[i]);
+    free(s->heap);
+    free(s->hosts);
+    p2p_wipe(&s->rng, sizeof s->rng);
+    free(s);
+}
+
+uint64_t p2p_sim_now(const p2p_sim *s)
+{
+    return s->now;
+}
+
+int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *addr)
+{
+    struct sim_host *slot, *grown;
+    size_t cap;
+
+    if (h == NULL || find_slot(s, h) != NULL)
+        return P2P_ERR_INVALID;
+    /* NAT models (cone, symmetric) come with the NAT traversal work; refusing them now is
+     * better than silently simulating an open network. */
+    if (nat != P2P_SIM_NAT_NONE)
+        return P2P_ERR_INVALID;
+    if (s->host_len >= MAX_HOSTS)
+        return P2P_ERR_LIMIT;
+    if (s->host_len == s->host_cap) {
+        cap = s->host_cap ? s->host_cap * 2 : 16;
+        grown = realloc(s->hosts, cap * sizeof *grown);
+        if (grown == NULL)
+            return P2P_ERR_NOMEM;
+        s->hosts = grown;
+        s->host_cap = cap;
+    }
+    slot = &s->hosts[s->host_len];
+    memset(slot, 0, sizeof *slot);
+    slot->host = h;
+    slot->nat = nat;
+    slot->addr.family = P2P_AF_INET4;
+    index_to_ip(s->host_len, slot->addr.ip);
+    slot->addr.port = port != 0 ? port : (uint16_t)(DEFAULT_PORT + s->host_len % 61536u);
+    s->host_len++;
+    if (addr != NULL)
+        *addr = slot->addr;
+    return 0;
+}
+
+void p2p_sim_detach(p2p_sim *s, p2p_host *h)
+{
+    struct sim_host *slot = find_slot(s, h);
+
+    if (slot != NULL)
+        slot->host = NULL;
+}
+
+/* ---- moving datagrams ----------------------------------------------------------------- */
+
+static uint64_t copy_delay(p2p_sim *s)
+{
+    uint64_t base = s->cfg.latency_us + sim_uniform(s, s->cfg.jitter_us);
+
+    /* The extra hold-back spans more than a normal delay, so a held copy is overtaken by
+     * later ones, and (with jitter) can itself overtake. */
+    if (sim_chance(s, s->cfg.reorder)) {
+        s->stats.reordered++;
+        base += sim_uniform(s, 2 * (s->cfg.latency_us + s->cfg.jitter_us) + 1000);
+    }
+    return base;
+}
+
+static void emit(p2p_sim *s, const p2p_addr *from, const p2p_addr *to, const uint8_t *buf,
+                 size_t len)
+{
+    struct sim_pkt *p;
+    int copies = 1, i;
+
+    s->stats.sent++;
+    if (sim_chance(s, s->cfg.loss)) {
+        s->stats.lost++;
+        return;
+    }
+    if (sim_chance(s, s->cfg.duplicate)) {
+        s->stats.duplicated++;
+        copies = 2;
+    }
+    for (i = 0; i < copies; i++) {
+        p = malloc(sizeof *p + len);
+        if (p == NULL) {
+            s->stats.lost++; /* out of memory looks like loss, which hosts must survive */
+            continue;
+        }
+        p->time = s->now + copy_delay(s);
+        p->seq = s->next_seq++;
+        p->from = *from;
+        p->to = *to;
+        p->len = len;
+        memcpy(p->data, buf, len);
+        if (heap_push(s, p) != 0) {
+            free(p);
+            s->stats.lost++;
+        }
+    }
+}
+
+static void drain_slot(p2p_sim *s, size_t i)
+{
+    uint8_t buf[P2P_MAX_PACKET];
+    p2p_addr to;
+    size_t len;
+
+    while (s->hosts[i].host != NULL
+           && (len = p2p_host_next_datagram(s->hosts[i].host, &to, buf, sizeof buf)) > 0) {
+        if (len > sizeof buf)
+            len = sizeof buf; /* never happens with a correct host; stay in bounds anyway */
+        emit(s, &s->hosts[i].addr, &to, buf, len);
+    }
+}
+
+void p2p_sim_flush(p2p_sim *s, p2p_host *h)
+{
+    struct sim_host *slot = find_slot(s, h);
+
+    if (slot != NULL)
+        drain_slot(s, (size_t)(slot - s->hosts));
+}
+
+uint64_t p2p_sim_next_time(const p2p_sim *s)
+{
+    uint64_t next = s->heap_len > 0 ? s->heap[0]->time : P2P_TIME_NEVER, t;
+    size_t i;
+
+    for (i = 0; i < s->host_len; i++) {
+        if (s->hosts[i].host == NULL)
+            continue;
+        t = p2p_host_next_timeout(s->hosts[i].host);
+        if (t < next)
+            next = t;
+    }
+    return next;
+}
+
+int p2p_sim_step(p2p_sim *s, uint64_t until)
+{
+    uint64_t next = p2p_sim_next_time(s), t;
+    struct sim_pkt *p;
+    p2p_host *h;
+    size_t i;
+
+    if (next == P2P_TIME_NEVER || next > until) {
+        if (until != P2P_TIME_NEVER && until > s->now)
+            s->now = until;
+        return 0;
+    }
+    /* A timer already overdue (a host created with a later clock) runs now, not in the past. */
+    t = next > s->now ? next : s->now;
+    s->now = t;
+    while (s->heap_len > 0 && s->heap[0]->time <= t) {
+        p = heap_pop(s);
+        h = find_host(s, &p->to);
+        if (h != NULL) {
+            s->stats.delivered++;
+            (void)p2p_host_recv(h, &p->from, p->data, p->len, t);
+        } else {
+            s->stats.lost++;
+        }
+        free(p);
+    }
+    for (i = 0; i < s->host_len; i++) {
+        h = s->hosts[i].host;
+        if (h != NULL && p2p_host_next_timeout(h) <= t)
+            (void)p2p_host_on_timeout(h, t);
+    }
+    for (i = 0; i < s->host_len; i++)
+        drain_slot(s, i);
+    return 1;
+}
+
+void p2p_sim_stats_get(const p2p_sim *s, p2p_sim_stats *out)
+{
+    *out = s->stats;
+    out->in_flight = s->heap_len;
+}

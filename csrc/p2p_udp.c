@@ -1,0 +1,536 @@
+/*
+ * p2p_udp.c - the UDP driver: the only file in p2pnet that makes network system calls or
+ * reads the clock.
+ *
+ * One non-blocking socket. Datagrams move in batches (recvmmsg/sendmmsg) between the socket
+ * and a sans-IO p2p_host. An IPv6 socket is dual-stack: IPv4 peers appear to the host as
+ * P2P_AF_INET4 and are mapped to ::ffff:a.b.c.d on the way out, so the host never sees a
+ * v4-mapped address.
+ *
+ * Back-pressure: when the kernel's send buffer is full, the datagrams already taken from the
+ * host wait in `out` (one batch at most) and the host keeps everything else. Nothing the host
+ * handed over is dropped for lack of buffer space.
+ */
+#define _GNU_SOURCE /* recvmmsg, sendmmsg, ppoll */
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "p2p_udp.h"
+
+#define BATCH 32
+/* Larger than any valid datagram, so an oversized one arrives whole (or flagged truncated)
+ * and the host can see it is too long and drop it. */
+#define RECV_BUF 2048
+/* Bound on receive batches per pump, so a flood cannot starve timers and sends. */
+#define MAX_RECV_BATCHES 32
+#define SOCKET_BUFFER (4 * 1024 * 1024)
+
+struct out_dgram {
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    size_t len;
+    uint8_t buf[P2P_MAX_PACKET];
+};
+
+struct p2p_udp {
+    int fd;
+    int family; /* AF_INET or AF_INET6 */
+    p2p_addr local;
+    p2p_udp_stats stats;
+
+    struct out_dgram out[BATCH];
+    size_t out_n;
+    struct mmsghdr out_msg[BATCH];
+    struct iovec out_iov[BATCH];
+
+    uint8_t in_buf[BATCH][RECV_BUF];
+    struct sockaddr_storage in_sa[BATCH];
+    struct mmsghdr in_msg[BATCH];
+    struct iovec in_iov[BATCH];
+};
+
+uint64_t p2p_udp_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- address conversion --------------------------------------------------------------- */
+
+static const uint8_t v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* Returns 0, or -1 for a family p2p_addr cannot hold. The copies keep alignment right
+ * whatever buffer the kernel or getaddrinfo filled. */
+static int addr_from_sockaddr(p2p_addr *out, const void *sa)
+{
+    sa_family_t family;
+    struct sockaddr_in s4;
+    struct sockaddr_in6 s6;
+    const uint8_t *ip;
+
+    memcpy(&family, (const uint8_t *)sa + offsetof(struct sockaddr, sa_family), sizeof family);
+    memset(out, 0, sizeof *out);
+    if (family == AF_INET) {
+        memcpy(&s4, sa, sizeof s4);
+        out->family = P2P_AF_INET4;
+        memcpy(out->ip, &s4.sin_addr, 4);
+        out->port = ntohs(s4.sin_port);
+        return 0;
+    }
+    if (family == AF_INET6) {
+        memcpy(&s6, sa, sizeof s6);
+        ip = (const uint8_t *)&s6.sin6_addr;
+        if (memcmp(ip, v4_mapped_prefix, sizeof v4_mapped_prefix) == 0) {
+            out->family = P2P_AF_INET4;
+            memcpy(out->ip, ip + 12, 4);
+        } else {
+            out->family = P2P_AF_INET6;
+            memcpy(out->ip, ip, 16);
+        }
+        out->port = ntohs(s6.sin6_port);
+        return 0;
+    }
+    return -1;
+}
+
+/* The destination as the socket's family needs it. Returns its length, or 0 when a socket
+ * of that family cannot reach it (IPv6 from an IPv4 socket). */
+static socklen_t addr_to_sockaddr(int family, const p2p_addr *a, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+        if (a->family != P2P_AF_INET4)
+            return 0;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, a->ip, 4);
+        s4->sin_port = htons(a->port);
+        return sizeof *s4;
+    }
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        uint8_t *ip = (uint8_t *)&s6->sin6_addr;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(a->port);
+        if (a->family == P2P_AF_INET4) {
+            memcpy(ip, v4_mapped_prefix, sizeof v4_mapped_prefix);
+            memcpy(ip + 12, a->ip, 4);
+        } else if (a->family == P2P_AF_INET6) {
+            memcpy(ip, a->ip, 16);
+        } else {
+            return 0;
+        }
+        return sizeof *s6;
+    }
+    return 0;
+}
+
+/* ---- open / close --------------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* The bind address: numeric IPv4, numeric IPv6 (brackets optional), "localhost" or NULL.
+ * Goes through p2p_addr_parse so bind addresses are exactly as strict as peer addresses. */
+static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
+{
+    char text[80];
+    size_t n;
+    int r;
+
+    if (host == NULL || host[0] == '\0')
+        host = "0.0.0.0";
+    else if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    n = strlen(host);
+    if (n > 60)
+        return P2P_ERR_ADDRESS;
+    if (host[0] == '[')
+        snprintf(text, sizeof text, "%s:0", host);
+    else if (strchr(host, ':') != NULL)
+        snprintf(text, sizeof text, "[%s]:0", host);
+    else
+        snprintf(text, sizeof text, "%s:0", host);
+    r = p2p_addr_parse(out, text);
+    if (r != 0)
+        return P2P_ERR_ADDRESS;
+    out->port = port;
+    return 0;
+}
+
+int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size_t errlen)
+{
+    p2p_udp *u;
+    p2p_addr bind_addr;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char where[64];
+    int family, off = 0, size = SOCKET_BUFFER, e;
+
+    *out = NULL;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (parse_bind_host(host, port, &bind_addr) != 0) {
+        set_err(err, errlen, "bad bind address \"%s\"", host);
+        return P2P_ERR_ADDRESS;
+    }
+    family = bind_addr.family == P2P_AF_INET4 ? AF_INET : AF_INET6;
+    u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        set_err(err, errlen, "out of memory");
+        return P2P_ERR_NOMEM;
+    }
+    u->family = family;
+    u->fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+    if (u->fd < 0) {
+        set_err(err, errlen, "socket: %s", strerror(errno));
+        free(u);
+        return P2P_ERR_IO;
+    }
+    /* "::" must also take IPv4 peers, whatever the system default for V6ONLY is. */
+    if (family == AF_INET6)
+        (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    /* Best effort: the kernel caps these at net.core.[rw]mem_max. Large buffers absorb
+     * bursts between two pumps. */
+    (void)setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    (void)setsockopt(u->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+
+    sslen = addr_to_sockaddr(family, &bind_addr, &ss);
+    if (bind(u->fd, (struct sockaddr *)&ss, sslen) != 0) {
+        e = errno;
+        p2p_addr_format(&bind_addr, where, sizeof where);
+        set_err(err, errlen, "bind %s: %s", where, strerror(e));
+        close(u->fd);
+        free(u);
+        return P2P_ERR_IO;
+    }
+    sslen = sizeof ss;
+    if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0
+        || addr_from_sockaddr(&u->local, &ss) != 0) {
+        set_err(err, errlen, "getsockname: %s", strerror(errno));
+        close(u->fd);
+        free(u);
+        return P2P_ERR_IO;
+    }
+    *out = u;
+    return 0;
+}
+
+void p2p_udp_close(p2p_udp *u)
+{
+    if (u == NULL)
+        return;
+    close(u->fd);
+    free(u);
+}
+
+int p2p_udp_fd(const p2p_udp *u)
+{
+    return u->fd;
+}
+
+void p2p_udp_local(const p2p_udp *u, p2p_addr *out)
+{
+    *out = u->local;
+}
+
+void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out)
+{
+    *out = u->stats;
+    out->pending = u->out_n;
+}
+
+/* ---- resolve -------------------------------------------------------------------------- */
+
+/* A decimal port of 1..5 digits, at most 65535, no sign or leading zeros. */
+static int parse_port(const char *p, uint16_t *port)
+{
+    unsigned long v = 0;
+    size_t n = 0;
+
+    if (p[0] == '0' && p[1] != '\0')
+        return -1;
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || ++n > 5)
+            return -1;
+        v = v * 10 + (unsigned long)(*p - '0');
+    }
+    if (n == 0 || v > 65535)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
+{
+    char host[256], serv[8];
+    const char *colon, *label;
+    struct addrinfo hints, *res, *ai, *pick4 = NULL, *pick6 = NULL;
+    p2p_addr a;
+    uint16_t port;
+    size_t n;
+    int v6_ok = u == NULL || u->family == AF_INET6;
+
+    if (text == NULL)
+        return P2P_ERR_ADDRESS;
+    if (p2p_addr_parse(&a, text) == 0) {
+        if (a.family == P2P_AF_INET6 && !v6_ok)
+            return P2P_ERR_ADDRESS;
+        *out = a;
+        return 0;
+    }
+    /* Bracketed text can only be a numeric IPv6 address, and that already failed. */
+    if (text[0] == '[')
+        return P2P_ERR_ADDRESS;
+    colon = strrchr(text, ':');
+    if (colon == NULL || colon == text)
+        return P2P_ERR_ADDRESS;
+    n = (size_t)(colon - text);
+    if (n >= sizeof host || parse_port(colon + 1, &port) != 0)
+        return P2P_ERR_ADDRESS;
+    memcpy(host, text, n);
+    host[n] = '\0';
+    if (strchr(host, ':') != NULL)
+        return P2P_ERR_ADDRESS; /* an unbracketed IPv6 address: the port is ambiguous */
+    /* A name's last label is never numeric. Without this check getaddrinfo would accept the
+     * loose inet_aton forms ("127.1", "0x7f.0.0.1", octal "010.0.0.1") that
+     * p2p_addr_parse refused on purpose. */
+    label = strrchr(host, '.');
+    label = label != NULL ? label + 1 : host;
+    if (label[0] >= '0' && label[0] <= '9')
+        return P2P_ERR_ADDRESS;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(serv, sizeof serv, "%u", (unsigned)port);
+    if (getaddrinfo(host, serv, &hints, &res) != 0)
+        return P2P_ERR_ADDRESS;
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET && pick4 == NULL)
+            pick4 = ai;
+        else if (ai->ai_family == AF_INET6 && pick6 == NULL)
+            pick6 = ai;
+    }
+    /* IPv4 first even on a dual-stack socket: the default bind address is IPv4-only, so a
+     * name with both kinds of address is more often reachable over IPv4. */
+    ai = pick4 != NULL ? pick4 : (v6_ok ? pick6 : NULL);
+    if (ai == NULL || addr_from_sockaddr(&a, ai->ai_addr) != 0) {
+        freeaddrinfo(res);
+        return P2P_ERR_ADDRESS;
+    }
+    freeaddrinfo(res);
+    *out = a;
+    return 0;
+}
+
+/* ---- sending -------------------------------------------------------------------------- */
+
+/* Errors that concern the socket itself rather than one datagram. */
+static int is_fatal_errno(int e)
+{
+    return e == EBADF || e == ENOTSOCK || e == EFAULT || e == EOPNOTSUPP;
+}
+
+/* Sends the queued datagrams. Returns 0 when all went out, 1 when the socket buffer is full
+ * (the rest stays queued), or P2P_ERR_IO. */
+static int send_queued(p2p_udp *u)
+{
+    size_t i, off = 0;
+    int r, ret = 0;
+
+    for (i = 0; i < u->out_n; i++) {
+        memset(&u->out_msg[i], 0, sizeof u->out_msg[i]);
+        u->out_iov[i].iov_base = u->out[i].buf;
+        u->out_iov[i].iov_len = u->out[i].len;
+        u->out_msg[i].msg_hdr.msg_name = &u->out[i].sa;
+        u->out_msg[i].msg_hdr.msg_namelen = u->out[i].salen;
+        u->out_msg[i].msg_hdr.msg_iov = &u->out_iov[i];
+        u->out_msg[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (off < u->out_n) {
+        r = sendmmsg(u->fd, &u->out_msg[off], (unsigned)(u->out_n - off), 0);
+        if (r > 0) {
+            off += (size_t)r;
+            u->stats.sent += (uint64_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+            u->stats.blocked++;
+            ret = 1;
+            break;
+        }
+        if (is_fatal_errno(errno)) {
+            ret = P2P_ERR_IO;
+            break;
+        }
+        /* sendmmsg reports a datagram's own error (unreachable, refused, too big, no
+         * buffer...) only when it is first in the batch: drop that one and go on. */
+        u->stats.send_errors++;
+        off++;
+    }
+    if (off > 0) {
+        memmove(&u->out[0], &u->out[off], (u->out_n - off) * sizeof u->out[0]);
+        u->out_n -= off;
+    }
+    return ret;
+}
+
+int p2p_udp_flush(p2p_udp *u, p2p_host *h)
+{
+    struct out_dgram *d;
+    p2p_addr to;
+    size_t len;
+    int host_empty, r;
+
+    for (;;) {
+        host_empty = 0;
+        while (u->out_n < BATCH) {
+            d = &u->out[u->out_n];
+            len = p2p_host_next_datagram(h, &to, d->buf, sizeof d->buf);
+            if (len == 0) {
+                host_empty = 1;
+                break;
+            }
+            d->salen = addr_to_sockaddr(u->family, &to, &d->sa);
+            if (len > sizeof d->buf || d->salen == 0) {
+                u->stats.send_errors++;
+                continue;
+            }
+            d->len = len;
+            u->out_n++;
+        }
+        if (u->out_n == 0)
+            return 0;
+        r = send_queued(u);
+        if (r < 0)
+            return r;
+        if (r == 1 || host_empty)
+            return 0;
+    }
+}
+
+/* ---- receiving ------------------------------------------------------------------------ */
+
+/* Reads waiting datagrams into the host, at most MAX_RECV_BATCHES batches. Returns how many
+ * it read, or P2P_ERR_IO. */
+static int read_waiting(p2p_udp *u, p2p_host *h)
+{
+    int batches, r, i, count = 0;
+    unsigned len;
+    p2p_addr from;
+    uint64_t now;
+
+    for (batches = 0; batches < MAX_RECV_BATCHES; batches++) {
+        for (i = 0; i < BATCH; i++) {
+            memset(&u->in_msg[i], 0, sizeof u->in_msg[i]);
+            u->in_iov[i].iov_base = u->in_buf[i];
+            u->in_iov[i].iov_len = RECV_BUF;
+            u->in_msg[i].msg_hdr.msg_name = &u->in_sa[i];
+            u->in_msg[i].msg_hdr.msg_namelen = sizeof u->in_sa[i];
+            u->in_msg[i].msg_hdr.msg_iov = &u->in_iov[i];
+            u->in_msg[i].msg_hdr.msg_iovlen = 1;
+        }
+        r = recvmmsg(u->fd, u->in_msg, BATCH, MSG_DONTWAIT, NULL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (is_fatal_errno(errno) || errno == EINVAL || errno == ENOMEM)
+                return P2P_ERR_IO;
+            /* A pending socket error (an ICMP error for something we sent): reading it
+             * cleared it, so go on. */
+            u->stats.recv_errors++;
+            continue;
+        }
+        now = p2p_udp_now();
+        for (i = 0; i < r; i++) {
+            len = u->in_msg[i].msg_len;
+            if (addr_from_sockaddr(&from, &u->in_sa[i]) != 0)
+                continue;
+            /* A truncated datagram is longer than RECV_BUF: passing its first RECV_BUF bytes
+             * still shows the host it is oversized, so it is dropped and counted there. */
+            if (len > P2P_MAX_PACKET)
+                u->stats.oversized++;
+            u->stats.received++;
+            count++;
+            (void)p2p_host_recv(h, &from, u->in_buf[i], len, now);
+        }
+        if (r < BATCH)
+            break;
+        /* Answer (acks, handshake replies) between batches rather than after the flood. */
+        if (p2p_udp_flush(u, h) != 0)
+            return P2P_ERR_IO;
+    }
+    return count;
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)
+{
+    struct pollfd pfd;
+    struct timespec ts;
+    uint64_t now, next, wait = timeout_us;
+    int n, r;
+
+    now = p2p_udp_now();
+    next = p2p_host_next_timeout(h);
+    if (next != P2P_TIME_NEVER)
+        wait = next <= now ? 0 : (next - now < wait ? next - now : wait);
+    if (wait > 0) {
+        pfd.fd = u->fd;
+        pfd.events = POLLIN | (u->out_n > 0 ? POLLOUT : 0);
+        pfd.revents = 0;
+        /* Past ~68 years is forever; ppoll needs a NULL timeout for that. */
+        if (wait >= (uint64_t)INT_MAX * 1000000u) {
+            r = ppoll(&pfd, 1, NULL, NULL);
+        } else {
+            ts.tv_sec = (time_t)(wait / 1000000u);
+            ts.tv_nsec = (long)(wait % 1000000u) * 1000;
+            r = ppoll(&pfd, 1, &ts, NULL);
+        }
+        /* EINTR: a signal for the application; do the rest of the turn and return. */
+        if (r < 0 && errno != EINTR)
+            return P2P_ERR_IO;
+    }
+    n = read_waiting(u, h);
+    if (n < 0)
+        return n;
+    now = p2p_udp_now();
+    if (p2p_host_next_timeout(h) <= now)
+        (void)p2p_host_on_timeout(h, now);
+    if (p2p_udp_flush(u, h) != 0)
+        return P2P_ERR_IO;
+    return n;
+}
