@@ -195,8 +195,9 @@ typedef struct p2p_event {
     int want_reply;         /* MESSAGE: the sender asked for a REPLY (answer p2p_peer_reply) */
     uint16_t msg_type;      /* MESSAGE, DATAGRAM */
     uint64_t seq;           /* MESSAGE: record ordinal in the peer's stream; REPLY: ours */
-    uint8_t id[32];         /* REQUEST: the peer's id */
-    p2p_addr from;          /* REQUEST: where the handshake came from */
+    int has_id;             /* id holds the peer's id (JOIN, LEAVE, REQUEST; ERROR when known) */
+    uint8_t id[32];
+    p2p_addr from;          /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
     const uint8_t *data;
     size_t len;
 } p2p_event;

@@ -1,0 +1,196 @@
+/*
+ * p2p_internal.h - the structures shared by the core's files: the host (p2p_host.c), the
+ * handshake (p2p_handshake.c) and the peer session (p2p_peer.c). Nothing here is public.
+ */
+#ifndef P2P_INTERNAL_H
+#define P2P_INTERNAL_H
+
+#include "p2pnet.h"
+#include "p2p_crypto.h"
+#include "p2p_noise.h"
+#include "p2p_ranges.h"
+#include "p2p_reliable.h"
+#include "p2p_wire.h"
+
+#define P2P_PROLOGUE "p2pnet/1"
+#define P2P_NOISE_PROTOCOL "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
+#define P2P_MAX_HALF_OPEN 256
+#define P2P_HS_RESEND_US 250000
+#define P2P_HS_RESEND_MAX_US 2000000
+#define P2P_DEFAULT_TIMEOUT_US 10000000
+#define P2P_DEFAULT_SEND_QUEUE (8u * 1024u * 1024u)
+#define P2P_DATAGRAM_QUEUE 256
+#define P2P_CLOSE_COPIES 3
+#define P2P_PLAINTEXT_MAX (P2P_MAX_PACKET - P2P_DATA_HEADER - P2P_TAG_LEN)
+
+/* Session states (one peer). */
+typedef enum p2p_sstate {
+    P2P_S_INIT_SENT,    /* initiator: INIT out, waiting for RESP */
+    P2P_S_FIN_SENT,     /* initiator: FIN out, waiting for the first DATA */
+    P2P_S_HALF_OPEN,    /* responder: RESP out, waiting for FIN */
+    P2P_S_WAIT_ADMIT,   /* responder: FIN read, waiting for p2p_host_admit() */
+    P2P_S_CONNECTED,
+    P2P_S_CLOSING       /* CLOSE frames still to go out; then freed */
+} p2p_sstate;
+
+typedef struct p2p_segment {       /* out-of-order stream bytes */
+    struct p2p_segment *next;
+    uint64_t off;
+    uint32_t len;
+    uint8_t data[];
+} p2p_segment;
+
+typedef struct p2p_dgram {         /* queued unreliable datagram */
+    struct p2p_dgram *next;
+    uint16_t type;
+    uint16_t len;
+    uint8_t data[];
+} p2p_dgram;
+
+typedef struct p2p_hs {            /* lives only while the handshake runs */
+    p2p_noise noise;
+    uint8_t pkt[P2P_MAX_PACKET];   /* the INIT, RESP or FIN to resend */
+    size_t pkt_len;
+    uint32_t init_index;           /* responder: the INIT's sender_index */
+    uint64_t resend_at, interval, expire;
+} p2p_hs;
+
+typedef struct p2p_peer {
+    struct p2p_host *host;
+    p2p_peer_handle handle;
+    p2p_sstate state;
+    int initiator;
+    uint32_t local_index, remote_index;
+    p2p_addr addr;
+    int has_id, has_expected;
+    uint8_t id[32], expected[32];
+    p2p_hs *hs;
+
+    /* session keys and protection */
+    uint8_t k_send[32], k_recv[32];
+    p2p_replay replay;
+    p2p_acker acker;
+    p2p_recovery rec;
+    uint64_t largest_recv_pn;
+
+    /* send stream: bytes [sbase, send_end) live in the ring sbuf at offset & (scap-1) */
+    uint8_t *sbuf;
+    size_t scap;
+    uint64_t sbase, send_next, send_end;
+    p2p_rangeset s_acked, s_lost, awaiting;  /* awaiting: our records wanting a REPLY */
+    uint64_t peer_max;                       /* flow-control grant from the peer */
+    uint64_t records_sent;
+    uint32_t peer_max_message, peer_window;
+
+    /* receive stream */
+    uint64_t r_base;
+    p2p_rangeset r_have;
+    p2p_segment *r_segs;
+    uint64_t r_consumed, r_granted;
+    uint32_t window;
+    int need_max_stream;
+    uint8_t r_hdr[P2P_RECORD_HEADER_MAX];
+    size_t r_hdr_len;
+    p2p_record r_cur;
+    int r_in_body;
+    uint8_t *r_body;
+    uint64_t r_body_got;
+    uint64_t records_recv;
+    p2p_rangeset owed;                       /* their records we still owe a REPLY */
+
+    /* datagrams waiting for the next packet */
+    p2p_dgram *dq_head, *dq_tail;
+    unsigned dq_count;
+
+    /* timers and pending control */
+    uint64_t last_recv, last_eliciting_sent, next_send_at;
+    int ping_needed, probe_needed;
+    int close_copies;
+    uint8_t close_reason;
+    int leave_reason;                        /* for CLOSING: the reason reported */
+
+    struct p2p_peer *ready_next;
+    int in_ready;
+} p2p_peer;
+
+typedef struct p2p_evq_item {
+    p2p_event ev;
+    uint8_t *owned;
+} p2p_evq_item;
+
+typedef struct p2p_txq_item {
+    struct p2p_txq_item *next;
+    p2p_addr to;
+    size_t len;
+    uint8_t data[];
+} p2p_txq_item;
+
+typedef struct p2p_host {
+    p2p_identity ident;
+    uint8_t psk[32], mac_key[32];
+    uint8_t (*allow)[32];
+    size_t allow_count;
+    uint8_t (*deny)[32];
+    size_t deny_count;
+    int request_hook;
+    uint64_t timeout;
+    uint32_t max_peers, max_message, send_queue_limit;
+    p2p_rng rng;
+    uint64_t now;
+    int closed;
+
+    p2p_peer **slots;
+    uint16_t *gens;
+    size_t nslots;
+    size_t n_connected, n_half_open;
+
+    p2p_evq_item *evq;
+    size_t evq_cap, evq_head, evq_len;
+    uint8_t *ev_owned;                /* data of the event last returned */
+
+    p2p_txq_item *txq_head, *txq_tail;
+    p2p_peer *ready_head, *ready_tail;
+    p2p_stats stats;
+} p2p_host;
+
+/* p2p_host.c */
+p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr);
+void p2p_host_peer_free(p2p_host *h, p2p_peer *p);
+p2p_peer *p2p_host_peer_get(const p2p_host *h, p2p_peer_handle handle);
+p2p_peer *p2p_host_by_index(const p2p_host *h, uint32_t local_index);
+/* Queues an event; data (len bytes) is copied. Returns 0 or P2P_ERR_NOMEM. */
+int p2p_host_event(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len);
+/* Queues an event taking ownership of a malloc'd buffer. */
+int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len);
+void p2p_host_error(p2p_host *h, p2p_peer *p, const char *fmt, ...);
+int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
+void p2p_host_ready(p2p_host *h, p2p_peer *p);
+int p2p_host_id_listed(const uint8_t (*list)[32], size_t n, const uint8_t id[32]);
+
+/* p2p_handshake.c */
+int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now);
+void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
+void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
+void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
+void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
+void p2p_hs_free(p2p_peer *p);
+void p2p_hs_confirmed(p2p_host *h, p2p_peer *p, uint64_t now);
+uint64_t p2p_hs_deadline(const p2p_peer *p);
+
+/* p2p_peer.c */
+void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],
+                           uint64_t now);
+void p2p_peer_release(p2p_peer *p);
+void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf,
+                      size_t len, uint64_t now);
+void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
+uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p);
+/* Builds the next DATA packet for a connected or closing peer. Returns its length or 0. */
+size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now);
+/* Ends a session locally: REPLY-lost and LEAVE events, then CLOSE frames when send_close. */
+void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t wire_reason);
+/* Builds one sealed DATA packet holding a single CLOSE frame (for refusals). */
+size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out);
+void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev);
+
+#endif

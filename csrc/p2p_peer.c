@@ -1,0 +1,650 @@
+/*
+ * p2p_peer.c - one established session (docs/PROTOCOL.md sections 2.2 to 6): sealing and
+ * opening DATA packets, frames, the reliable message stream with its records, flow control,
+ * unreliable datagrams, keepalives, timeouts and close.
+ */
+#include "p2p_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev)
+{
+    ev->peer = p->handle;
+    ev->from = p->addr;
+    if (p->has_id) {
+        ev->has_id = 1;
+        memcpy(ev->id, p->id, 32);
+    }
+}
+
+void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],
+                           uint64_t now)
+{
+    memcpy(p->k_send, k_send, 32);
+    memcpy(p->k_recv, k_recv, 32);
+    memset(&p->replay, 0, sizeof p->replay);
+    p2p_recovery_init(&p->rec, now);
+    p->last_recv = now;
+    p->last_eliciting_sent = now;
+    p->window = p->host->max_message + 65536u;
+    p->r_granted = p->window;
+    if (!p->peer_max_message) p->peer_max_message = P2P_DEFAULT_MAX_MESSAGE;
+    if (!p->peer_window) p->peer_window = 1u << 20;
+    p->peer_max = p->peer_window;
+}
+
+void p2p_peer_release(p2p_peer *p)
+{
+    free(p->sbuf);
+    p->sbuf = NULL;
+    p2p_rangeset_free(&p->s_acked);
+    p2p_rangeset_free(&p->s_lost);
+    p2p_rangeset_free(&p->awaiting);
+    p2p_rangeset_free(&p->r_have);
+    p2p_rangeset_free(&p->owed);
+    p2p_acker_free(&p->acker);
+    p2p_recovery_free(&p->rec);
+    for (p2p_segment *s = p->r_segs, *n; s; s = n) { n = s->next; free(s); }
+    p->r_segs = NULL;
+    for (p2p_dgram *d = p->dq_head, *n; d; d = n) { n = d->next; free(d); }
+    p->dq_head = p->dq_tail = NULL;
+    free(p->r_body);
+    p->r_body = NULL;
+    p2p_wipe(p->k_send, 32);
+    p2p_wipe(p->k_recv, 32);
+}
+
+/* ---- ending a session ------------------------------------------------------------------- */
+
+void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t wire_reason)
+{
+    p2p_event ev;
+    /* Every message still waiting for a reply learns that none will come. */
+    for (size_t i = 0; i < p->awaiting.n; i++) {
+        for (uint64_t s = p->awaiting.v[i].lo; s < p->awaiting.v[i].hi; s++) {
+            memset(&ev, 0, sizeof ev);
+            ev.type = P2P_EV_REPLY;
+            ev.status = P2P_REPLY_LOST;
+            ev.reason = reason;
+            ev.seq = s;
+            p2p_peer_fill_event(p, &ev);
+            p2p_host_event(h, &ev, NULL, 0);
+        }
+    }
+    p2p_rangeset_clear(&p->awaiting);
+    memset(&ev, 0, sizeof ev);
+    ev.type = P2P_EV_LEAVE;
+    ev.reason = reason;
+    p2p_peer_fill_event(p, &ev);
+    p2p_host_event(h, &ev, NULL, 0);
+    if (p->state == P2P_S_CONNECTED) h->n_connected--;
+    if (!send_close) {
+        p->state = P2P_S_CLOSING;      /* so that free does not count it again */
+        p2p_host_peer_free(h, p);
+        return;
+    }
+    p->state = P2P_S_CLOSING;
+    p->close_copies = P2P_CLOSE_COPIES;
+    p->close_reason = wire_reason;
+    p2p_host_ready(h, p);
+}
+
+/* ---- sealing ---------------------------------------------------------------------------- */
+
+static size_t seal(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, uint64_t pn)
+{
+    out[0] = P2P_PKT_DATA;
+    out[1] = out[2] = out[3] = 0;
+    p2p_put_u32(out + 4, p->remote_index);
+    p2p_put_u64(out + 8, pn);
+    p2p_aead_seal(out + P2P_DATA_HEADER, p->k_send, pn, out, P2P_DATA_HEADER, pt, ptlen);
+    return P2P_DATA_HEADER + ptlen + P2P_TAG_LEN;
+}
+
+size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out)
+{
+    uint8_t pt[2] = { P2P_FRAME_CLOSE, reason };
+    uint64_t pn = p->rec.next_pn++;
+    return seal(p, pt, sizeof pt, out, pn);
+}
+
+/* ---- send stream ------------------------------------------------------------------------ */
+
+static int sbuf_reserve(p2p_peer *p, uint64_t need)
+{
+    uint64_t used = p->send_end - p->sbase;
+    if (used + need <= p->scap) return 0;
+    size_t cap = p->scap ? p->scap : 4096;
+    while (cap < used + need) {
+        if (cap > SIZE_MAX / 2) return P2P_ERR_NOMEM;
+        cap *= 2;
+    }
+    uint8_t *nb = malloc(cap);
+    if (!nb) return P2P_ERR_NOMEM;
+    for (uint64_t o = p->sbase; o < p->send_end;) {
+        size_t at = (size_t)(o & (p->scap - 1));
+        size_t run = p->scap - at;
+        if (run > p->send_end - o) run = (size_t)(p->send_end - o);
+        size_t dst = (size_t)(o & (cap - 1));
+        size_t run2 = cap - dst < run ? cap - dst : run;
+        memcpy(nb + dst, p->sbuf + at, run2);
+        if (run2 < run) memcpy(nb, p->sbuf + at + run2, run - run2);
+        o += run;
+    }
+    free(p->sbuf);
+    p->sbuf = nb;
+    p->scap = cap;
+    return 0;
+}
+
+static void sbuf_write(p2p_peer *p, const uint8_t *data, size_t len)
+{
+    while (len) {
+        size_t at = (size_t)(p->send_end & (p->scap - 1));
+        size_t run = p->scap - at < len ? p->scap - at : len;
+        memcpy(p->sbuf + at, data, run);
+        data += run;
+        len -= run;
+        p->send_end += run;
+    }
+}
+
+static void sbuf_read(const p2p_peer *p, uint64_t off, uint8_t *out, size_t len)
+{
+    while (len) {
+        size_t at = (size_t)(off & (p->scap - 1));
+        size_t run = p->scap - at < len ? p->scap - at : len;
+        memcpy(out, p->sbuf + at, run);
+        out += run;
+        len -= run;
+        off += run;
+    }
+}
+
+static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const uint8_t *data)
+{
+    uint8_t hdr[P2P_RECORD_HEADER_MAX];
+    size_t hl = p2p_record_encode(hdr, rec);
+    if (sbuf_reserve(p, hl + rec->len)) return P2P_ERR_NOMEM;
+    sbuf_write(p, hdr, hl);
+    if (rec->len) sbuf_write(p, data, (size_t)rec->len);
+    p->records_sent++;
+    p2p_host_ready(h, p);
+    return 0;
+}
+
+/* Frees the front of the ring once the peer acknowledged it. */
+static void advance_sbase(p2p_peer *p)
+{
+    if (!p->s_acked.n || p->s_acked.v[0].lo > p->sbase) return;
+    p->sbase = p->s_acked.v[0].hi;
+    p2p_rangeset_remove(&p->s_acked, 0, p->sbase);
+    p2p_rangeset_remove(&p->s_lost, 0, p->sbase);
+    if (p->sbase == p->send_end && p->scap > 65536) {
+        free(p->sbuf);     /* idle sessions hold no send buffer */
+        p->sbuf = NULL;
+        p->scap = 0;
+    }
+}
+
+static void on_acked(void *ud, const p2p_sent *s)
+{
+    p2p_peer *p = ud;
+    if (s->stream_len) {
+        p2p_rangeset_add(&p->s_acked, s->stream_off, s->stream_off + s->stream_len);
+        advance_sbase(p);
+    }
+}
+
+static void on_lost(void *ud, const p2p_sent *s)
+{
+    p2p_peer *p = ud;
+    if (s->stream_len && s->stream_off + s->stream_len > p->sbase)
+        p2p_rangeset_add(&p->s_lost, s->stream_off, s->stream_off + s->stream_len);
+    if (s->flags & P2P_SENT_MAX_STREAM) p->need_max_stream = 1;
+}
+
+/* The next stream range to resend: the first lost range not since acknowledged. */
+static int next_lost(p2p_peer *p, uint64_t *lo, uint64_t *hi)
+{
+    while (p->s_lost.n) {
+        p2p_range r = p->s_lost.v[0];
+        if (r.lo < p->sbase) r.lo = p->sbase;
+        if (r.lo < r.hi && p2p_rangeset_first_gap(&p->s_acked, r.lo, r.hi, lo, hi)) return 1;
+        p2p_rangeset_remove(&p->s_lost, p->s_lost.v[0].lo, p->s_lost.v[0].hi);
+    }
+    return 0;
+}
+
+/* ---- building packets ------------------------------------------------------------------- */
+
+size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now)
+{
+    if (p->state == P2P_S_CLOSING) {
+        if (p->close_copies <= 0) return 0;
+        p->close_copies--;
+        return p2p_peer_close_packet(p, p->close_reason, out);
+    }
+    if (p->state != P2P_S_CONNECTED) return 0;
+    uint8_t pt[P2P_PLAINTEXT_MAX];
+    p2p_wr w;
+    p2p_wr_init(&w, pt, sizeof pt);
+    uint8_t flags = 0;
+    int has_ack = 0;
+    uint64_t s_off = 0;
+    uint32_t s_len = 0;
+    int retransmit = 0;
+
+    if (p->acker.pending || p2p_acker_wants(&p->acker, now)) {
+        int want = p2p_acker_wants(&p->acker, now);
+        /* Piggyback a pending ACK on anything else we send; send it alone only when due. */
+        int other = p->need_max_stream || p->dq_head || p->ping_needed || p->probe_needed ||
+                    p->s_lost.n || p->send_next < p->send_end;
+        if (want || other) {
+            if (p2p_acker_write(&p->acker, &w, now) == 0) has_ack = 1;
+            else w.bad = 0;
+        }
+    }
+    if (p->need_max_stream) {
+        p2p_wr_u8(&w, P2P_FRAME_MAX_STREAM);
+        p2p_wr_varint(&w, p->r_granted);
+        p->need_max_stream = 0;
+        flags |= P2P_SENT_ELICITING | P2P_SENT_MAX_STREAM;
+    }
+    while (p->dq_head && p2p_wr_left(&w) >= 1 + 2 + 2 + (size_t)p->dq_head->len) {
+        p2p_dgram *d = p->dq_head;
+        p2p_wr_u8(&w, P2P_FRAME_DATAGRAM);
+        p2p_wr_u16(&w, d->type);
+        p2p_wr_varint(&w, d->len);
+        p2p_wr_bytes(&w, d->data, d->len);
+        p->dq_head = d->next;
+        if (!p->dq_head) p->dq_tail = NULL;
+        p->dq_count--;
+        free(d);
+        flags |= P2P_SENT_ELICITING;
+    }
+    /* Stream data: what was lost first, then new bytes within the peer's grant. */
+    size_t room = p2p_wr_left(&w);
+    int probe = p->probe_needed;
+    if (probe && !p->s_lost.n && p->send_next >= p->send_end && p->sbase < p->send_next) {
+        /* A probe resends the oldest unacknowledged bytes when there is nothing new. */
+        uint64_t glo, ghi;
+        if (p2p_rangeset_first_gap(&p->s_acked, p->sbase, p->send_next, &glo, &ghi))
+            p2p_rangeset_add(&p->s_lost, glo, ghi);
+    }
+    uint64_t lo = 0, hi = 0;
+    int have = 0;
+    if (next_lost(p, &lo, &hi)) {
+        have = 1;
+        retransmit = 1;
+    } else if (p->send_next < p->send_end && p->send_next < p->peer_max) {
+        lo = p->send_next;
+        hi = p->send_end < p->peer_max ? p->send_end : p->peer_max;
+        have = 1;
+    }
+    if (have && room > 8) {
+        uint64_t n = hi - lo;
+        size_t hl = p2p_frame_stream_header_len(lo, n < room ? n : room);
+        if (n > room - hl) n = room - hl;
+        size_t pkt_size = P2P_DATA_HEADER + (size_t)(w.p - pt) + hl + (size_t)n + P2P_TAG_LEN;
+        int allowed = probe || p2p_recovery_cwnd_allows(&p->rec, pkt_size);
+        if (allowed && !probe) {
+            uint64_t at = p2p_recovery_pace_at(&p->rec, now, pkt_size);
+            if (at > now) { allowed = 0; p->next_send_at = at; }
+        }
+        if (allowed && n > 0) {
+            p2p_frame_put_stream_header(&w, lo, n);
+            if (!w.bad && p2p_wr_left(&w) >= n) {
+                sbuf_read(p, lo, w.p, (size_t)n);
+                w.p += n;
+                s_off = lo;
+                s_len = (uint32_t)n;
+                flags |= P2P_SENT_ELICITING;
+                if (retransmit) p2p_rangeset_remove(&p->s_lost, lo, lo + n);
+                else p->send_next = lo + n;
+                p->next_send_at = 0;
+            }
+        }
+    }
+    if (p->ping_needed || (probe && !(flags & P2P_SENT_ELICITING))) {
+        p2p_wr_u8(&w, P2P_FRAME_PING);
+        flags |= P2P_SENT_ELICITING;
+    }
+    p->ping_needed = 0;
+    p->probe_needed = 0;
+    size_t ptlen = (size_t)(w.p - pt);
+    if (!ptlen || w.bad) return 0;
+    uint64_t pn = p->rec.next_pn;
+    size_t n = seal(p, pt, ptlen, out, pn);
+    if (p2p_recovery_on_sent(&p->rec, now, n, flags, s_off, s_len, &pn)) return 0;
+    if (has_ack) p2p_acker_sent(&p->acker);
+    if (flags & P2P_SENT_ELICITING) {
+        p->last_eliciting_sent = now;
+        p2p_recovery_pace_spend(&p->rec, now, n);
+    }
+    if (retransmit) h->stats.retransmits++;
+    return n;
+}
+
+/* ---- receive stream --------------------------------------------------------------------- */
+
+static void protocol_error(p2p_host *h, p2p_peer *p)
+{
+    h->stats.dropped++;
+    p2p_peer_end(h, p, P2P_LEAVE_PROTOCOL, 1, P2P_CLOSE_PROTOCOL);
+}
+
+/* Hands a complete record to the application. Returns 0, or -1 on a protocol error. */
+static int deliver_record(p2p_host *h, p2p_peer *p)
+{
+    p2p_record *rec = &p->r_cur;
+    p2p_event ev;
+    memset(&ev, 0, sizeof ev);
+    p2p_peer_fill_event(p, &ev);
+    uint8_t *body = p->r_body;
+    p->r_body = NULL;
+    uint64_t ordinal = p->records_recv++;
+    if (rec->kind == P2P_REC_REPLY) {
+        if (!p2p_rangeset_contains(&p->awaiting, rec->ref)) { free(body); return -1; }
+        p2p_rangeset_remove(&p->awaiting, rec->ref, rec->ref + 1);
+        ev.type = P2P_EV_REPLY;
+        ev.seq = rec->ref;
+        ev.status = rec->status;
+    } else {
+        ev.type = P2P_EV_MESSAGE;
+        ev.msg_type = rec->type;
+        ev.seq = ordinal;
+        if (rec->kind == P2P_REC_MESSAGE_RECEIPT) {
+            ev.want_reply = 1;
+            p2p_rangeset_add(&p->owed, ordinal, ordinal + 1);
+        }
+    }
+    p2p_host_event_owned(h, &ev, body, (size_t)rec->len);
+    p->r_consumed += p->r_hdr_len + rec->len;
+    p->r_in_body = 0;
+    p->r_hdr_len = 0;
+    p->r_body_got = 0;
+    if (p->r_consumed + p->window - p->r_granted >= p->window / 2) {
+        p->r_granted = p->r_consumed + p->window;
+        p->need_max_stream = 1;
+    }
+    return 0;
+}
+
+/* Feeds in-order stream bytes to the record parser. Returns 0 or -1 (protocol error). */
+static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len)
+{
+    while (len) {
+        if (!p->r_in_body) {
+            size_t old = p->r_hdr_len;
+            size_t take = sizeof p->r_hdr - old < len ? sizeof p->r_hdr - old : len;
+            memcpy(p->r_hdr + old, data, take);
+            p->r_hdr_len = old + take;
+            int hl = p2p_record_parse(p->r_hdr, p->r_hdr_len, &p->r_cur);
+            if (hl < 0) return -1;
+            if (hl == 0) {
+                if (p->r_hdr_len >= sizeof p->r_hdr) return -1;
+                data += take;
+                len -= take;
+                continue;
+            }
+            size_t used = (size_t)hl - old;
+            data += used;
+            len -= used;
+            p->r_hdr_len = (size_t)hl;
+            if (p->r_cur.len > h->max_message) return -1;
+            p->r_body = malloc(p->r_cur.len ? (size_t)p->r_cur.len : 1);
+            if (!p->r_body) return -1;
+            p->r_in_body = 1;
+            p->r_body_got = 0;
+        }
+        uint64_t need = p->r_cur.len - p->r_body_got;
+        size_t take = need < len ? (size_t)need : len;
+        memcpy(p->r_body + p->r_body_got, data, take);
+        p->r_body_got += take;
+        data += take;
+        len -= take;
+        if (p->r_body_got == p->r_cur.len && deliver_record(h, p)) return -1;
+    }
+    return 0;
+}
+
+static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, uint64_t len)
+{
+    if (off + len > p->r_granted) return -1;     /* past the flow-control grant */
+    if (off + len <= p->r_base) return 0;        /* all seen before */
+    if (off < p->r_base) {
+        data += p->r_base - off;
+        len -= p->r_base - off;
+        off = p->r_base;
+    }
+    if (off > p->r_base) {
+        /* Out of order: keep the parts not held yet, sorted by offset. */
+        uint64_t lo = off, hi = off + len, glo, ghi;
+        while (lo < hi && p2p_rangeset_first_gap(&p->r_have, lo, hi, &glo, &ghi)) {
+            p2p_segment *s = malloc(sizeof *s + (size_t)(ghi - glo));
+            if (!s) return 0;
+            s->off = glo;
+            s->len = (uint32_t)(ghi - glo);
+            memcpy(s->data, data + (glo - off), s->len);
+            p2p_segment **pp = &p->r_segs;
+            while (*pp && (*pp)->off < glo) pp = &(*pp)->next;
+            s->next = *pp;
+            *pp = s;
+            p2p_rangeset_add(&p->r_have, glo, ghi);
+            lo = ghi;
+        }
+        return 0;
+    }
+    if (feed(h, p, data, (size_t)len)) return -1;
+    p->r_base += len;
+    while (p->r_segs && p->r_segs->off <= p->r_base) {
+        p2p_segment *s = p->r_segs;
+        p->r_segs = s->next;
+        uint64_t end = s->off + s->len;
+        if (end > p->r_base) {
+            size_t skip = (size_t)(p->r_base - s->off);
+            if (feed(h, p, s->data + skip, s->len - skip)) { free(s); return -1; }
+            p->r_base = end;
+        }
+        free(s);
+    }
+    p2p_rangeset_remove(&p->r_have, 0, p->r_base);
+    return 0;
+}
+
+/* ---- receiving DATA --------------------------------------------------------------------- */
+
+void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf,
+                      size_t len, uint64_t now)
+{
+    if (buf[1] || buf[2] || buf[3]) { h->stats.dropped++; return; }
+    uint64_t pn = p2p_get_u64(buf + 8);
+    if (p2p_replay_check(&p->replay, pn)) { h->stats.dropped++; return; }
+    uint8_t pt[P2P_MAX_PACKET];
+    size_t ptlen = len - P2P_DATA_HEADER - P2P_TAG_LEN;
+    if (p2p_aead_open(pt, p->k_recv, pn, buf, P2P_DATA_HEADER, buf + P2P_DATA_HEADER,
+                      len - P2P_DATA_HEADER)) {
+        h->stats.dropped++;
+        return;
+    }
+    /* Validate every frame before acting on any: a malformed packet is dropped whole. */
+    p2p_rd r;
+    p2p_frame f;
+    int rc, eliciting = 0, close = -1;
+    p2p_rd_init(&r, pt, ptlen);
+    while ((rc = p2p_frame_next(&r, &f)) == 1) {
+        if (f.type != P2P_FRAME_ACK && f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_CLOSE)
+            eliciting = 1;
+        if (f.type == P2P_FRAME_CLOSE) close = f.u.close_reason;
+    }
+    if (rc < 0 || ptlen == 0) { h->stats.dropped++; return; }
+    p2p_replay_update(&p->replay, pn);
+    p->last_recv = now;
+    if (pn >= p->largest_recv_pn) {
+        p->largest_recv_pn = pn;
+        p->addr = *from;             /* authenticated and newest: follow the peer */
+    }
+    if (p->state == P2P_S_FIN_SENT) {
+        if (close >= 0) {
+            p2p_host_error(h, p, close == P2P_CLOSE_DENIED ? "connection refused by peer"
+                                                           : "peer closed during handshake");
+            p2p_host_peer_free(h, p);
+            return;
+        }
+        p2p_hs_confirmed(h, p, now);
+        p = p2p_host_by_index(h, p2p_get_u32(buf + 4));
+        if (!p || p->state != P2P_S_CONNECTED) return;
+    }
+    p2p_recovery_cb cb = { p, on_acked, on_lost };
+    p2p_rd_init(&r, pt, ptlen);
+    while (p2p_frame_next(&r, &f) == 1) {
+        switch (f.type) {
+        case P2P_FRAME_ACK:
+            if (p2p_recovery_on_ack(&p->rec, &f, now, &cb)) h->stats.dropped++;
+            break;
+        case P2P_FRAME_STREAM:
+            if (stream_recv(h, p, f.u.stream.offset, f.u.stream.data, f.u.stream.len)) {
+                protocol_error(h, p);
+                return;
+            }
+            break;
+        case P2P_FRAME_MAX_STREAM:
+            if (f.u.max_stream > p->peer_max) p->peer_max = f.u.max_stream;
+            break;
+        case P2P_FRAME_DATAGRAM: {
+            p2p_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.type = P2P_EV_DATAGRAM;
+            ev.msg_type = f.u.datagram.type;
+            p2p_peer_fill_event(p, &ev);
+            p2p_host_event(h, &ev, f.u.datagram.data, (size_t)f.u.datagram.len);
+            break;
+        }
+        case P2P_FRAME_CLOSE:
+            p2p_peer_end(h, p, f.u.close_reason == P2P_CLOSE_PROTOCOL ? P2P_LEAVE_PROTOCOL
+                               : f.u.close_reason == P2P_CLOSE_DENIED ? P2P_LEAVE_DENIED
+                                                                      : P2P_LEAVE_CLOSED, 0, 0);
+            return;
+        default:
+            break;
+        }
+    }
+    p2p_acker_on_packet(&p->acker, pn, eliciting, now);
+    p2p_host_ready(h, p);
+}
+
+/* ---- timers ----------------------------------------------------------------------------- */
+
+static uint64_t keepalive(const p2p_host *h) { return h->timeout / 4; }
+
+uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
+{
+    if (p->hs) return p2p_hs_deadline(p);
+    if (p->state == P2P_S_CLOSING) return p->close_copies ? h->now : P2P_TIME_NEVER;
+    if (p->state != P2P_S_CONNECTED) return P2P_TIME_NEVER;
+    uint64_t d = p->last_recv + h->timeout;
+    d = min_u64(d, p->last_eliciting_sent + keepalive(h));
+    d = min_u64(d, p->acker.deadline);
+    d = min_u64(d, p2p_recovery_deadline(&p->rec));
+    if (p->next_send_at) d = min_u64(d, p->next_send_at);
+    return d;
+}
+
+void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    if (p->state == P2P_S_CLOSING) { p2p_host_ready(h, p); return; }
+    if (p->state != P2P_S_CONNECTED) return;
+    if (now >= p->last_recv + h->timeout) {
+        p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
+        return;
+    }
+    p2p_recovery_cb cb = { p, on_acked, on_lost };
+    if (p2p_recovery_on_timeout(&p->rec, now, &cb)) p->probe_needed = 1;
+    if (now >= p->last_eliciting_sent + keepalive(h)) p->ping_needed = 1;
+    if (p->next_send_at && now >= p->next_send_at) p->next_send_at = 0;
+    p2p_host_ready(h, p);
+}
+
+/* ---- API -------------------------------------------------------------------------------- */
+
+static p2p_peer *connected(p2p_host *h, p2p_peer_handle handle, uint64_t now)
+{
+    p2p_peer *p = p2p_host_peer_get(h, handle);
+    if (!p || p->state != P2P_S_CONNECTED || h->closed) return NULL;
+    if (now > h->now) h->now = now;
+    return p;
+}
+
+int p2p_peer_send(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint8_t *data,
+                  size_t len, int want_reply, uint64_t *seq, uint64_t now)
+{
+    p2p_peer *p = connected(h, handle, now);
+    if (!p) return P2P_ERR_PEER;
+    if (len > p->peer_max_message || len > h->max_message) return P2P_ERR_TOO_BIG;
+    if (p->send_end - p->sbase >= h->send_queue_limit) return P2P_ERR_FULL;
+    p2p_record rec = { want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len };
+    uint64_t ordinal = p->records_sent;
+    if (want_reply && p2p_rangeset_add(&p->awaiting, ordinal, ordinal + 1)) return P2P_ERR_NOMEM;
+    int rc = append_record(h, p, &rec, data);
+    if (rc) {
+        p2p_rangeset_remove(&p->awaiting, ordinal, ordinal + 1);
+        return rc;
+    }
+    if (seq) *seq = ordinal;
+    return 0;
+}
+
+int p2p_peer_reply(p2p_host *h, p2p_peer_handle handle, uint64_t seq, int status,
+                   const uint8_t *data, size_t len, uint64_t now)
+{
+    p2p_peer *p = connected(h, handle, now);
+    if (!p) return P2P_ERR_PEER;
+    if (status < P2P_REPLY_NIL || status > P2P_REPLY_ERROR) return P2P_ERR_INVALID;
+    if (!p2p_rangeset_contains(&p->owed, seq)) return P2P_ERR_INVALID;
+    if (len > p->peer_max_message) len = p->peer_max_message;
+    if (status == P2P_REPLY_NIL) len = 0;
+    p2p_record rec = { P2P_REC_REPLY, 0, seq, (uint8_t)status, len };
+    int rc = append_record(h, p, &rec, data);
+    if (!rc) p2p_rangeset_remove(&p->owed, seq, seq + 1);
+    return rc;
+}
+
+int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type,
+                           const uint8_t *data, size_t len, uint64_t now)
+{
+    p2p_peer *p = connected(h, handle, now);
+    if (!p) return P2P_ERR_PEER;
+    if (len > P2P_MAX_DATAGRAM) return P2P_ERR_TOO_BIG;
+    if (p->dq_count >= P2P_DATAGRAM_QUEUE) {      /* unreliable: drop the oldest */
+        p2p_dgram *old = p->dq_head;
+        p->dq_head = old->next;
+        if (!p->dq_head) p->dq_tail = NULL;
+        p->dq_count--;
+        free(old);
+    }
+    p2p_dgram *d = malloc(sizeof *d + len);
+    if (!d) return P2P_ERR_NOMEM;
+    d->next = NULL;
+    d->type = type;
+    d->len = (uint16_t)len;
+    if (len) memcpy(d->data, data, len);
+    if (p->dq_tail) p->dq_tail->next = d; else p->dq_head = d;
+    p->dq_tail = d;
+    p->dq_count++;
+    p2p_host_ready(h, p);
+    return 0;
+}
+
+int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle handle, uint64_t now)
+{
+    p2p_peer *p = p2p_host_peer_get(h, handle);
+    if (!p || p->state == P2P_S_CLOSING) return P2P_ERR_PEER;
+    if (now > h->now) h->now = now;
+    if (p->state == P2P_S_CONNECTED) p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
+    else p2p_host_peer_free(h, p);
+    return 0;
+}

@@ -1,0 +1,359 @@
+/* p2p_reliable.c - replay window, acknowledgements, loss recovery and congestion control
+ * (RFC 9002 is the model; docs/PROTOCOL.md section 5 is the contract). */
+#include "p2p_reliable.h"
+#include "p2pnet.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- replay window ---------------------------------------------------------------------- */
+
+int p2p_replay_check(const p2p_replay *w, uint64_t pn)
+{
+    if (!w->any || pn > w->largest) return 0;
+    uint64_t back = w->largest - pn;
+    if (back >= P2P_REPLAY_WINDOW) return -1;
+    return (w->bits[(pn / 64) % (P2P_REPLAY_WINDOW / 64)] >> (pn % 64)) & 1 ? -1 : 0;
+}
+
+void p2p_replay_update(p2p_replay *w, uint64_t pn)
+{
+    const uint64_t words = P2P_REPLAY_WINDOW / 64;
+    if (!w->any) {
+        memset(w->bits, 0, sizeof w->bits);
+        w->any = 1;
+        w->largest = pn;
+    } else if (pn > w->largest) {
+        /* Clear the words that slide into the window. */
+        uint64_t from = w->largest / 64 + 1, to = pn / 64;
+        if (to - from + 1 >= words || to < from) {
+            if (to >= from) memset(w->bits, 0, sizeof w->bits);
+        } else {
+            for (uint64_t i = from; i <= to; i++) w->bits[i % words] = 0;
+        }
+        w->largest = pn;
+    }
+    w->bits[(pn / 64) % words] |= UINT64_C(1) << (pn % 64);
+}
+
+/* ---- acknowledging ---------------------------------------------------------------------- */
+
+void p2p_acker_init(p2p_acker *a)
+{
+    memset(a, 0, sizeof *a);
+    p2p_rangeset_init(&a->received);
+    a->deadline = P2P_TIME_NEVER;
+}
+
+void p2p_acker_free(p2p_acker *a) { p2p_rangeset_free(&a->received); }
+
+int p2p_acker_on_packet(p2p_acker *a, uint64_t pn, int ack_eliciting, uint64_t now)
+{
+    const p2p_rangeset *s = &a->received;
+    /* A gap below this packet, or this packet filling an old gap, means reordering or loss:
+     * the sender learns it sooner with an immediate ACK. */
+    int out_of_order = s->n && (pn != s->v[s->n - 1].hi || s->n > 1);
+    if (!s->n || pn >= s->v[s->n - 1].hi) a->largest_time = now;
+    if (p2p_rangeset_add(&a->received, pn, pn + 1)) return P2P_ERR_NOMEM;
+    p2p_rangeset_trim(&a->received, P2P_ACK_RANGES_KEPT);
+    if (!ack_eliciting) return 0;
+    a->count++;
+    a->pending++;
+    unsigned threshold = a->count > P2P_ACK_BULK_AFTER ? P2P_ACK_THRESHOLD_BULK : P2P_ACK_THRESHOLD;
+    if (out_of_order || a->pending >= threshold) a->ack_now = 1;
+    if (a->deadline == P2P_TIME_NEVER) a->deadline = now + P2P_MAX_ACK_DELAY_US;
+    return 0;
+}
+
+int p2p_acker_wants(const p2p_acker *a, uint64_t now)
+{
+    return a->ack_now || (a->deadline != P2P_TIME_NEVER && now >= a->deadline);
+}
+
+int p2p_acker_write(p2p_acker *a, p2p_wr *w, uint64_t now)
+{
+    const p2p_rangeset *s = &a->received;
+    if (!s->n) return 0;
+    p2p_ack_range r[P2P_ACK_RANGES_KEPT];
+    size_t n = 0;
+    for (size_t i = s->n; i-- > 0 && n < P2P_ACK_RANGES_KEPT;) {
+        r[n].lo = s->v[i].lo;
+        r[n].hi = s->v[i].hi - 1;
+        n++;
+    }
+    uint64_t delay = now > a->largest_time ? now - a->largest_time : 0;
+    return p2p_frame_put_ack(w, delay, r, n);
+}
+
+void p2p_acker_sent(p2p_acker *a)
+{
+    a->pending = 0;
+    a->ack_now = 0;
+    a->deadline = P2P_TIME_NEVER;
+}
+
+/* ---- recovery --------------------------------------------------------------------------- */
+
+void p2p_recovery_init(p2p_recovery *r, uint64_t now)
+{
+    memset(r, 0, sizeof *r);
+    r->loss_time = P2P_TIME_NEVER;
+    r->srtt = P2P_INITIAL_RTT_US;
+    r->rttvar = P2P_INITIAL_RTT_US / 2;
+    r->min_rtt = UINT64_MAX;
+    r->cwnd = P2P_INITIAL_WINDOW;
+    r->ssthresh = UINT64_MAX;
+    r->tokens = P2P_PACING_BURST;
+    r->pace_time = now;
+}
+
+void p2p_recovery_free(p2p_recovery *r)
+{
+    free(r->ring);
+    r->ring = NULL;
+    r->cap = 0;
+}
+
+static p2p_sent *sent_at(const p2p_recovery *r, uint64_t pn)
+{
+    return &r->ring[pn & (r->cap - 1)];
+}
+
+int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t flags,
+                         uint64_t stream_off, uint32_t stream_len, uint64_t *pn)
+{
+    if (r->next_pn - r->base_pn >= r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        p2p_sent *ring = malloc(cap * sizeof *ring);
+        if (!ring) return P2P_ERR_NOMEM;
+        for (uint64_t p = r->base_pn; p < r->next_pn; p++) ring[p & (cap - 1)] = *sent_at(r, p);
+        free(r->ring);
+        r->ring = ring;
+        r->cap = cap;
+    }
+    p2p_sent *s = sent_at(r, r->next_pn);
+    s->time = now;
+    s->size = (uint16_t)size;
+    s->flags = flags;
+    s->stream_off = stream_off;
+    s->stream_len = stream_len;
+    if (flags & P2P_SENT_ELICITING) {
+        r->in_flight += size;
+        r->eliciting_in_flight++;
+        r->last_eliciting_time = now;
+    } else {
+        /* ACK-only packets are never resent and carry no congestion weight: resolve them at
+         * once so ACK-only traffic never grows the record. */
+        s->flags |= P2P_SENT_ACKED;
+    }
+    *pn = r->next_pn++;
+    if (!(flags & P2P_SENT_ELICITING) && *pn == r->base_pn) r->base_pn++;
+    return 0;
+}
+
+static void advance_base(p2p_recovery *r)
+{
+    while (r->base_pn < r->next_pn && (sent_at(r, r->base_pn)->flags & (P2P_SENT_ACKED | P2P_SENT_LOST)))
+        r->base_pn++;
+    /* Give memory back once the record has drained after a burst. */
+    if (r->base_pn == r->next_pn && r->cap > 256) {
+        free(r->ring);
+        r->ring = NULL;
+        r->cap = 0;
+    }
+}
+
+static void resolve(p2p_recovery *r, p2p_sent *s, uint8_t how)
+{
+    if (s->flags & P2P_SENT_ELICITING) {
+        r->in_flight -= s->size;
+        r->eliciting_in_flight--;
+    }
+    s->flags |= how;
+}
+
+static void on_congestion(p2p_recovery *r, uint64_t sent_time, uint64_t now)
+{
+    if (r->recovery_start && sent_time <= r->recovery_start) return;
+    r->recovery_start = now ? now : 1;
+    r->cwnd /= 2;
+    if (r->cwnd < P2P_MIN_WINDOW) r->cwnd = P2P_MIN_WINDOW;
+    r->ssthresh = r->cwnd;
+    r->ca_acked = 0;
+}
+
+static uint64_t loss_delay(const p2p_recovery *r)
+{
+    uint64_t base = r->srtt > r->latest_rtt ? r->srtt : r->latest_rtt;
+    uint64_t d = base + base / 8;
+    return d < P2P_GRANULARITY_US ? P2P_GRANULARITY_US : d;
+}
+
+/* Declares lost every unresolved packet below the largest acknowledged that is past the
+ * packet or time threshold, and arms loss_time for the first one that is not yet. Packets
+ * are in send order, so the lost ones form a prefix of the unresolved ones. */
+static void detect_lost(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb)
+{
+    r->loss_time = P2P_TIME_NEVER;
+    if (!r->has_acked) return;
+    uint64_t delay = loss_delay(r);
+    uint64_t lost_before = now > delay ? now - delay : 0;
+    uint64_t newest_lost_time = 0;
+    int any_lost = 0;
+    for (uint64_t pn = r->base_pn; pn < r->next_pn && pn < r->largest_acked; pn++) {
+        p2p_sent *s = sent_at(r, pn);
+        if (s->flags & (P2P_SENT_ACKED | P2P_SENT_LOST)) continue;
+        if (r->largest_acked - pn >= P2P_PACKET_THRESHOLD || s->time <= lost_before) {
+            int eliciting = s->flags & P2P_SENT_ELICITING;
+            resolve(r, s, P2P_SENT_LOST);
+            if (eliciting) {
+                any_lost = 1;
+                if (s->time > newest_lost_time) newest_lost_time = s->time;
+                if (cb) cb->lost(cb->ud, s);
+            }
+        } else {
+            r->loss_time = s->time + delay;
+            break;
+        }
+    }
+    if (any_lost) on_congestion(r, newest_lost_time, now);
+    advance_base(r);
+}
+
+static void update_rtt(p2p_recovery *r, uint64_t latest, uint64_t ack_delay)
+{
+    r->latest_rtt = latest;
+    if (!r->has_rtt) {
+        r->has_rtt = 1;
+        r->min_rtt = latest;
+        r->srtt = latest;
+        r->rttvar = latest / 2;
+        return;
+    }
+    if (latest < r->min_rtt) r->min_rtt = latest;
+    if (ack_delay > P2P_MAX_ACK_DELAY_US) ack_delay = P2P_MAX_ACK_DELAY_US;
+    uint64_t adjusted = latest;
+    if (latest >= r->min_rtt + ack_delay) adjusted -= ack_delay;
+    uint64_t diff = r->srtt > adjusted ? r->srtt - adjusted : adjusted - r->srtt;
+    r->rttvar = (3 * r->rttvar + diff) / 4;
+    r->srtt = (7 * r->srtt + adjusted) / 8;
+}
+
+static void on_acked_cc(p2p_recovery *r, const p2p_sent *s, uint64_t in_flight_before)
+{
+    if (r->recovery_start && s->time <= r->recovery_start) return;
+    /* Only grow a window that is being used (RFC 9002 section 7.8). */
+    if (in_flight_before + P2P_INITIAL_WINDOW < r->cwnd / 2) return;
+    if (r->cwnd >= P2P_MAX_WINDOW) return;
+    if (r->cwnd < r->ssthresh) {
+        r->cwnd += s->size;
+    } else {
+        r->ca_acked += s->size;
+        if (r->ca_acked >= r->cwnd) {
+            r->ca_acked -= r->cwnd;
+            r->cwnd += 1232;
+        }
+    }
+}
+
+int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
+                        const p2p_recovery_cb *cb)
+{
+    uint64_t largest = ack->u.ack.r[0].hi;
+    if (largest >= r->next_pn) return P2P_ERR_INVALID;
+    int newly_largest = 0;
+    uint64_t in_flight_before = r->in_flight;
+    if (!r->has_acked || largest > r->largest_acked) {
+        r->has_acked = 1;
+        r->largest_acked = largest;
+        newly_largest = 1;
+    }
+    int acked_eliciting = 0;
+    for (size_t i = 0; i < ack->u.ack.count; i++) {
+        uint64_t lo = ack->u.ack.r[i].lo, hi = ack->u.ack.r[i].hi;
+        if (hi < r->base_pn) break;          /* ranges come highest first */
+        if (lo < r->base_pn) lo = r->base_pn;
+        for (uint64_t pn = hi + 1; pn-- > lo;) {
+            p2p_sent *s = sent_at(r, pn);
+            if (s->flags & P2P_SENT_ACKED) continue;
+            int was_lost = s->flags & P2P_SENT_LOST;
+            if (pn == largest && newly_largest && (s->flags & P2P_SENT_ELICITING))
+                update_rtt(r, now - s->time, ack->u.ack.delay_us);
+            if (s->flags & P2P_SENT_ELICITING) acked_eliciting = 1;
+            if (!was_lost) {
+                resolve(r, s, P2P_SENT_ACKED);
+                if (s->flags & P2P_SENT_ELICITING) on_acked_cc(r, s, in_flight_before);
+            } else {
+                s->flags |= P2P_SENT_ACKED;  /* spuriously declared lost; data already requeued */
+            }
+            if (cb) cb->acked(cb->ud, s);
+        }
+    }
+    if (acked_eliciting) r->pto_count = 0;
+    detect_lost(r, now, cb);
+    return 0;
+}
+
+uint64_t p2p_recovery_pto(const p2p_recovery *r)
+{
+    uint64_t var = 4 * r->rttvar;
+    if (var < P2P_GRANULARITY_US) var = P2P_GRANULARITY_US;
+    uint64_t pto = r->srtt + var + P2P_MAX_ACK_DELAY_US;
+    unsigned shift = r->pto_count < 16 ? r->pto_count : 16;
+    return pto << shift;
+}
+
+uint64_t p2p_recovery_deadline(const p2p_recovery *r)
+{
+    if (r->loss_time != P2P_TIME_NEVER) return r->loss_time;
+    if (!r->eliciting_in_flight) return P2P_TIME_NEVER;
+    return r->last_eliciting_time + p2p_recovery_pto(r);
+}
+
+int p2p_recovery_on_timeout(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb)
+{
+    if (r->loss_time != P2P_TIME_NEVER) {
+        if (now < r->loss_time) return 0;
+        detect_lost(r, now, cb);
+        return 0;
+    }
+    if (!r->eliciting_in_flight || now < r->last_eliciting_time + p2p_recovery_pto(r)) return 0;
+    r->pto_count++;
+    return 1;
+}
+
+int p2p_recovery_cwnd_allows(const p2p_recovery *r, size_t size)
+{
+    return r->in_flight + size <= r->cwnd;
+}
+
+static double pace_rate(const p2p_recovery *r)
+{
+    /* bytes per microsecond */
+    uint64_t rtt = r->srtt ? r->srtt : 1;
+    double gain = r->cwnd < r->ssthresh ? 2.0 : 1.25;
+    return gain * (double)r->cwnd / (double)rtt;
+}
+
+static void pace_refill(p2p_recovery *r, uint64_t now)
+{
+    if (now <= r->pace_time) return;
+    r->tokens += (double)(now - r->pace_time) * pace_rate(r);
+    if (r->tokens > P2P_PACING_BURST) r->tokens = P2P_PACING_BURST;
+    r->pace_time = now;
+}
+
+uint64_t p2p_recovery_pace_at(p2p_recovery *r, uint64_t now, size_t size)
+{
+    pace_refill(r, now);
+    if (r->tokens >= (double)size) return now;
+    double wait = ((double)size - r->tokens) / pace_rate(r);
+    return now + (uint64_t)wait + 1;
+}
+
+void p2p_recovery_pace_spend(p2p_recovery *r, uint64_t now, size_t size)
+{
+    pace_refill(r, now);
+    r->tokens -= (double)size;
+    if (r->tokens < -(double)P2P_PACING_BURST) r->tokens = -(double)P2P_PACING_BURST;
+}
