@@ -183,8 +183,8 @@ static void advance_sbase(p2p_peer *p)
     p->sbase = p->s_acked.v[0].hi;
     p2p_rangeset_remove(&p->s_acked, 0, p->sbase);
     p2p_rangeset_remove(&p->s_lost, 0, p->sbase);
-    if (p->sbase == p->send_end && p->scap > 65536) {
-        free(p->sbuf);     /* idle sessions hold no send buffer */
+    if (p->sbase == p->send_end && p->scap > 4096) {
+        free(p->sbuf);     /* an idle session gives its send buffer back */
         p->sbuf = NULL;
         p->scap = 0;
     }
