@@ -170,7 +170,7 @@ static int version_ok(const uint8_t *buf) { return buf[1] == P2P_PROTOCOL_VERSIO
 
 static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_t init_index)
 {
-    for (size_t i = 0; i < h->nslots; i++) {
+    for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *p = h->slots[i];
         if (p && p->state == P2P_S_HALF_OPEN && p->hs && p->hs->init_index == init_index &&
             p2p_addr_equal(&p->addr, from))
@@ -244,7 +244,7 @@ static const char *policy(const p2p_host *h, const uint8_t id[32])
  * or a second connect to the same node) ends. */
 static void replace_older(p2p_host *h, p2p_peer *p)
 {
-    for (size_t i = 0; i < h->nslots; i++) {
+    for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
         if (q && q != p && q->has_id && q->state == P2P_S_CONNECTED && memcmp(q->id, p->id, 32) == 0)
             p2p_peer_end(h, q, P2P_LEAVE_CLOSED, 0, P2P_CLOSE_CLOSED);

@@ -100,15 +100,10 @@ const uint8_t *p2p_host_id(const p2p_host *h) { return h->ident.ed_pk; }
 
 p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
 {
-    size_t slot = 0;
-    /* Start the search at a random slot so indexes are not predictable from join order. */
-    size_t start = p2p_rng_below(&h->rng, (uint32_t)h->nslots);
-    size_t i;
-    for (i = 0; i < h->nslots; i++) {
-        slot = (start + i) % h->nslots;
-        if (!h->slots[slot]) break;
-    }
-    if (i == h->nslots) return NULL;
+    /* The lowest free slot keeps live peers below slot_hwm, so scans stay short. */
+    size_t slot;
+    for (slot = 0; slot < h->nslots && h->slots[slot]; slot++) {}
+    if (slot == h->nslots) return NULL;
     p2p_peer *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     if (++h->gens[slot] == 0) h->gens[slot] = 1;
@@ -127,6 +122,7 @@ p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
     p2p_rangeset_init(&p->owed);
     p2p_acker_init(&p->acker);
     h->slots[slot] = p;
+    if (slot + 1 > h->slot_hwm) h->slot_hwm = slot + 1;
     return p;
 }
 
@@ -147,6 +143,7 @@ void p2p_host_peer_free(p2p_host *h, p2p_peer *p)
     p2p_hs_free(p);
     p2p_peer_release(p);
     h->slots[slot] = NULL;
+    while (h->slot_hwm && !h->slots[h->slot_hwm - 1]) h->slot_hwm--;
     p2p_wipe(p, sizeof *p);
     free(p);
 }
@@ -330,7 +327,7 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
 uint64_t p2p_host_next_timeout(const p2p_host *h)
 {
     uint64_t t = P2P_TIME_NEVER;
-    for (size_t i = 0; i < h->nslots; i++) {
+    for (size_t i = 0; i < h->slot_hwm; i++) {
         const p2p_peer *p = h->slots[i];
         if (!p) continue;
         uint64_t d = p2p_peer_deadline(h, p);
@@ -342,7 +339,7 @@ uint64_t p2p_host_next_timeout(const p2p_host *h)
 int p2p_host_on_timeout(p2p_host *h, uint64_t now)
 {
     if (now > h->now) h->now = now;
-    for (size_t i = 0; i < h->nslots; i++) {
+    for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *p = h->slots[i];
         if (!p || p2p_peer_deadline(h, p) > h->now) continue;
         if (p->hs) p2p_hs_on_timeout(h, p, h->now);
@@ -407,7 +404,7 @@ int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info 
 
 p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[32])
 {
-    for (size_t i = 0; i < h->nslots; i++) {
+    for (size_t i = 0; i < h->slot_hwm; i++) {
         const p2p_peer *p = h->slots[i];
         if (p && p->has_id && p->state == P2P_S_CONNECTED && memcmp(p->id, id, 32) == 0)
             return p->handle;
@@ -418,7 +415,7 @@ p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[32])
 size_t p2p_host_peers(const p2p_host *h, p2p_peer_handle *out, size_t cap)
 {
     size_t n = 0;
-    for (size_t i = 0; i < h->nslots; i++) {
+    for (size_t i = 0; i < h->slot_hwm; i++) {
         const p2p_peer *p = h->slots[i];
         /* Responder half-open entries are not peers yet: nobody asked for them. */
         if (!p || p->state == P2P_S_HALF_OPEN || p->state == P2P_S_WAIT_ADMIT ||

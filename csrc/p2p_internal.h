@@ -142,6 +142,7 @@ typedef struct p2p_host {
     p2p_peer **slots;
     uint16_t *gens;
     size_t nslots;
+    size_t slot_hwm;                  /* every live peer is below this slot */
     size_t n_connected, n_half_open;
 
     p2p_evq_item *evq;
