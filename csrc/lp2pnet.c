@@ -168,6 +168,20 @@ static int lp_tointeger(lua_State *L, int idx, double lo, double hi, int64_t *ou
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
+/* Raises "fname: argument 'arg' what": misuse names the function and the argument whichever
+ * way the function was called. */
+static int arg_error(lua_State *L, const char *fname, const char *arg, const char *what) {
+    return luaL_error(L, "%s: argument '%s' %s", fname, arg, what);
+}
+
+/* A string argument (numbers are not converted); raises otherwise. */
+static const char *check_string(lua_State *L, int idx, const char *fname, const char *arg,
+                                size_t *len) {
+    if (lua_type(L, idx) != LUA_TSTRING)
+        arg_error(L, fname, arg, "must be a string");
+    return lua_tolstring(L, idx, len);
+}
+
 static int push_fail(lua_State *L, const char *msg) {
     lua_pushnil(L);
     lua_pushstring(L, msg);
@@ -227,7 +241,8 @@ static lidentity *check_identity(lua_State *L, int idx) {
 
 /* p2pnet.identity([path]) -> identity | nil, err */
 static int l_identity(lua_State *L) {
-    const char *path = luaL_optstring(L, 1, NULL);
+    const char *path = lua_isnoneornil(L, 1) ? NULL
+                       : check_string(L, 1, "p2pnet.identity", "path", NULL);
     p2p_identity key;
     char err[256] = "";
     int rc;
@@ -1356,16 +1371,15 @@ static int node_next_timeout(lua_State *L) {
     return 1;
 }
 
-static int check_seconds(lua_State *L, int idx, const char *what, double *out) {
+static int check_seconds(lua_State *L, int idx, const char *fname, const char *arg,
+                         double *out) {
     double s;
     *out = 0;
     if (lua_isnoneornil(L, idx))
         return 1;
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        return luaL_argerror(L, idx, what);
-    s = (double)lua_tonumber(L, idx);
+    s = lua_type(L, idx) == LUA_TNUMBER ? (double)lua_tonumber(L, idx) : -1;
     if (!(s >= 0))
-        return luaL_argerror(L, idx, what);
+        return arg_error(L, fname, arg, "must be a number of seconds >= 0");
     *out = s > MAX_SECONDS ? MAX_SECONDS : s;
     return 1;
 }
@@ -1376,7 +1390,7 @@ static int node_poll(lua_State *L) {
     double timeout;
     uint64_t deadline, now;
     int count;
-    check_seconds(L, 2, "timeout must be a number of seconds >= 0", &timeout);
+    check_seconds(L, 2, "node:poll", "timeout", &timeout);
     lua_settop(L, 1);
 
     drain_events(L, 1);
@@ -1407,14 +1421,15 @@ static int node_on(lua_State *L) {
     const char *ev;
     int i, found = 0;
     check_open_node(L, 1);
-    ev = luaL_checkstring(L, 2);
+    ev = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     for (i = 0; events[i] != NULL; i++)
         if (strcmp(ev, events[i]) == 0)
             found = 1;
     if (!found)
-        return luaL_argerror(L, 2, "event must be \"join\", \"leave\", \"message\" or \"error\"");
+        return arg_error(L, "node:on", "event",
+                         "must be \"join\", \"leave\", \"message\" or \"error\"");
     if (!lua_isnoneornil(L, 3) && !lua_isfunction(L, 3))
-        return luaL_argerror(L, 3, "handler must be a function or nil");
+        return arg_error(L, "node:on", "fn", "must be a function or nil");
     lua_settop(L, 3);
     uv_field(L, 1, "handlers");
     lua_pushvalue(L, 3);
@@ -1426,7 +1441,7 @@ static int node_on(lua_State *L) {
 static int node_connect(lua_State *L) {
     lnode *n = check_open_node(L, 1);
     size_t tlen;
-    const char *target = luaL_checklstring(L, 2, &tlen);
+    const char *target = check_string(L, 2, "node:connect", "target", &tlen);
     uint8_t expected[32], tid[32];
     int have_expected = 0, rc;
     const char *via = NULL;
@@ -1434,7 +1449,8 @@ static int node_connect(lua_State *L) {
     p2p_peer_handle h = 0;
 
     if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
+        if (!lua_istable(L, 3))
+            arg_error(L, "node:connect", "opts", "must be a table or nil");
         lua_pushnil(L);
         while (lua_next(L, 3) != 0) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
@@ -1512,7 +1528,7 @@ static int node_peer(lua_State *L) {
     uint8_t id[32];
     p2p_peer_handle h;
     if (!parse_id_arg(L, 2, id))
-        return luaL_argerror(L, 2, "id must be 64 hex characters");
+        return arg_error(L, "node:peer", "id", "must be 64 hex characters");
     lua_settop(L, 1);
     h = p2p_host_find(n->host, id);
     if (h == 0)
@@ -1521,18 +1537,18 @@ static int node_peer(lua_State *L) {
     return 1;
 }
 
-static uint16_t check_type_arg(lua_State *L, int idx) {
+static uint16_t check_type_arg(lua_State *L, int idx, const char *fname) {
     int64_t t;
     if (!lp_tointeger(L, idx, 0, 65535, &t))
-        luaL_argerror(L, idx, "type must be an integer 0-65535");
+        arg_error(L, fname, "type", "must be an integer 0-65535");
     return (uint16_t)t;
 }
 
 /* node:broadcast(type, data): needs the mesh layer (a later issue). */
 static int node_broadcast(lua_State *L) {
     check_open_node(L, 1);
-    check_type_arg(L, 2);
-    luaL_checkstring(L, 3);
+    check_type_arg(L, 2, "node:broadcast");
+    check_string(L, 3, "node:broadcast", "data", NULL);
     return push_fail(L, "broadcast is not supported yet");
 }
 
@@ -1612,14 +1628,14 @@ static lnode *peer_node(lua_State *L, lpeer *p, int *nidx) {
 /* peer:send(type, data [, callback]) -> true | nil, err */
 static int peer_send(lua_State *L) {
     lpeer *p = check_peer(L, 1);
-    uint16_t type = check_type_arg(L, 2);
+    uint16_t type = check_type_arg(L, 2, "peer:send");
     size_t len;
-    const char *data = luaL_checklstring(L, 3, &len);
+    const char *data = check_string(L, 3, "peer:send", "data", &len);
     int want_reply, rc, nidx;
     uint64_t seq = 0;
     lnode *n;
     if (!lua_isnoneornil(L, 4) && !lua_isfunction(L, 4))
-        return luaL_argerror(L, 4, "callback must be a function or nil");
+        return arg_error(L, "peer:send", "callback", "must be a function or nil");
     want_reply = lua_isfunction(L, 4);
     lua_settop(L, 4);
     n = peer_node(L, p, &nidx);
@@ -1646,9 +1662,9 @@ static int peer_send(lua_State *L) {
 /* peer:send_unreliable(type, data) -> true | nil, err */
 static int peer_send_unreliable(lua_State *L) {
     lpeer *p = check_peer(L, 1);
-    uint16_t type = check_type_arg(L, 2);
+    uint16_t type = check_type_arg(L, 2, "peer:send_unreliable");
     size_t len;
-    const char *data = luaL_checklstring(L, 3, &len);
+    const char *data = check_string(L, 3, "peer:send_unreliable", "data", &len);
     int rc, nidx;
     lnode *n;
     lua_settop(L, 3);
@@ -1857,7 +1873,7 @@ static int sim_run(lua_State *L) {
     double secs;
     lua_settop(L, 2);
     if (lua_type(L, 2) != LUA_TNUMBER || !((double)lua_tonumber(L, 2) >= 0))
-        return luaL_argerror(L, 2, "seconds must be a number >= 0");
+        return arg_error(L, "sim:run", "seconds", "must be a number >= 0");
     secs = (double)lua_tonumber(L, 2);
     if (secs > MAX_SECONDS)
         secs = MAX_SECONDS;
@@ -1868,11 +1884,11 @@ static int sim_run(lua_State *L) {
 /* sim:_run_until(t): runs to the absolute virtual time t (seconds); for the Lua layer. */
 static int sim_run_until(lua_State *L) {
     lsim *s = check_sim(L, 1);
-    double t = luaL_checknumber(L, 2);
+    double t = lua_type(L, 2) == LUA_TNUMBER ? (double)lua_tonumber(L, 2) : -1;
     uint64_t until, now = p2p_sim_now(s->sim);
     lua_settop(L, 2);
     if (!(t >= 0))
-        return luaL_argerror(L, 2, "time must be a number >= 0");
+        return arg_error(L, "sim:_run_until", "t", "must be a number >= 0");
     if (t > MAX_SECONDS)
         t = MAX_SECONDS;
     /* Round up: the caller wants time to have reached t, never to stop a microsecond short
