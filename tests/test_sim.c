@@ -1,0 +1,579 @@
+/* test_sim.c - the deterministic simulator, driving real hosts: addresses, configuration,
+ * loss, latency, detaching, reliable delivery under loss/duplication/reordering, and
+ * bit-for-bit reproducibility from the seed. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p2p_sim.h"
+#include "p2pnet.h"
+#include "t.h"
+
+#define NMSG 1000
+#define MSG_TYPE 9
+
+struct node {
+    p2p_identity id;
+    p2p_host *h;
+    p2p_addr addr;
+    p2p_peer_handle peer;
+    int joined, left, errors;
+    uint64_t joined_at;
+    uint32_t next;          /* next message index expected */
+    int bad;                /* out of order, duplicated or corrupted */
+    uint64_t arrival[NMSG]; /* virtual time each message arrived */
+};
+
+static size_t msg_len(uint32_t i)
+{
+    return 4 + (i * 53u) % 2500u;
+}
+
+static void msg_fill(uint8_t *buf, uint32_t i)
+{
+    size_t k, n = msg_len(i);
+
+    buf[0] = (uint8_t)i;
+    buf[1] = (uint8_t)(i >> 8);
+    buf[2] = (uint8_t)(i >> 16);
+    buf[3] = (uint8_t)(i >> 24);
+    for (k = 4; k < n; k++)
+        buf[k] = (uint8_t)(i * 13u + k * 3u);
+}
+
+static void node_drain(struct node *n, uint64_t now)
+{
+    p2p_event ev;
+    uint8_t want[4096];
+    uint32_t idx;
+
+    while (p2p_host_next_event(n->h, &ev)) {
+        switch (ev.type) {
+        case P2P_EV_JOIN:
+            n->joined = 1;
+            n->joined_at = now;
+            n->peer = ev.peer;
+            break;
+        case P2P_EV_LEAVE:
+            n->left++;
+            break;
+        case P2P_EV_ERROR:
+            n->errors++;
+            break;
+        case P2P_EV_MESSAGE:
+            if (ev.len < 4) {
+                n->bad++;
+                break;
+            }
+            idx = (uint32_t)ev.data[0] | (uint32_t)ev.data[1] << 8
+                  | (uint32_t)ev.data[2] << 16 | (uint32_t)ev.data[3] << 24;
+            if (idx != n->next || idx >= NMSG || ev.msg_type != MSG_TYPE
+                || ev.len != msg_len(idx)) {
+                n->bad++;
+                break;
+            }
+            msg_fill(want, idx);
+            if (memcmp(ev.data, want, ev.len) != 0)
+                n->bad++;
+            n->arrival[idx] = now;
+            n->next = idx + 1;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Identities from fixed seeds and host randomness from the sim: the whole run is a function
+ * of the sim's seed. */
+static int node_new(struct node *n, p2p_sim *s, uint8_t seed_byte)
+{
+    p2p_config cfg;
+    uint8_t seed[32];
+
+    memset(n, 0, sizeof *n);
+    memset(seed, seed_byte, sizeof seed);
+    if (p2p_identity_from_seed(&n->id, seed) != 0)
+        return -1;
+    p2p_config_init(&cfg);
+    cfg.identity = &n->id;
+    cfg.seed = p2p_sim_host_seed(s);
+    if (p2p_host_new(&n->h, &cfg, p2p_sim_now(s)) != 0)
+        return -1;
+    return p2p_sim_attach(s, n->h, 0, P2P_SIM_NAT_NONE, &n->addr);
+}
+
+static void node_free(struct node *n)
+{
+    p2p_host_free(n->h);
+    p2p_identity_wipe(&n->id);
+    n->h = NULL;
+}
+
+/* Steps the sim until done() or virtual time passes limit, draining events after every
+ * step (event data lives only until the next call on the host). */
+static void run_until(p2p_sim *s, struct node *a, struct node *b,
+                      int (*done)(const struct node *, const struct node *), uint64_t limit)
+{
+    while (!done(a, b) && p2p_sim_now(s) < limit) {
+        if (!p2p_sim_step(s, limit))
+            break;
+        node_drain(a, p2p_sim_now(s));
+        node_drain(b, p2p_sim_now(s));
+    }
+}
+
+static int both_joined(const struct node *a, const struct node *b)
+{
+    return a->joined && b->joined;
+}
+
+static int all_arrived(const struct node *a, const struct node *b)
+{
+    (void)a;
+    return b->next >= NMSG || b->bad > 0;
+}
+
+static int never(const struct node *a, const struct node *b)
+{
+    (void)a;
+    (void)b;
+    return 0;
+}
+
+/* ---- addresses and configuration ------------------------------------------------------ */
+
+static void test_config_validation(void)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = (p2p_sim *)&s;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.loss = 1.5;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), P2P_ERR_INVALID);
+    T_CHECK(s == NULL);
+    cfg.loss = -0.1;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), P2P_ERR_INVALID);
+    cfg.loss = 0;
+    cfg.duplicate = NAN;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), P2P_ERR_INVALID);
+    cfg.duplicate = 0;
+    cfg.reorder = 2;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), P2P_ERR_INVALID);
+    cfg.reorder = 1;
+    cfg.latency_us = UINT64_MAX;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), P2P_ERR_INVALID);
+    cfg.latency_us = 0;
+    cfg.jitter_us = UINT64_MAX / 2;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), P2P_ERR_INVALID);
+    cfg.jitter_us = 0;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    T_EQ_INT(p2p_sim_now(s), 0);
+    T_EQ_INT(p2p_sim_next_time(s), (long long)P2P_TIME_NEVER);
+    /* Time moves to `until` when nothing is due, and never backwards. */
+    T_EQ_INT(p2p_sim_step(s, 5000), 0);
+    T_EQ_INT(p2p_sim_now(s), 5000);
+    T_EQ_INT(p2p_sim_step(s, 100), 0);
+    T_EQ_INT(p2p_sim_now(s), 5000);
+    p2p_sim_free(s);
+    p2p_sim_free(NULL);
+}
+
+static void check_addr(const p2p_addr *a, const char *want)
+{
+    char buf[64];
+
+    T_EQ_INT(p2p_addr_format(a, buf, sizeof buf), 0);
+    if (strcmp(buf, want) != 0) {
+        fprintf(stderr, "  address %s, want %s\n", buf, want);
+        T_CHECK(0);
+    }
+}
+
+static void test_addresses(void)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    struct node a, b;
+    p2p_addr addr;
+    int i;
+
+    memset(&cfg, 0, sizeof cfg);
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    check_addr(&a.addr, "192.0.2.1:4000");
+    T_EQ_INT(node_new(&b, s, 2), 0);
+    check_addr(&b.addr, "192.0.2.2:4001");
+
+    T_EQ_INT(p2p_sim_attach(s, a.h, 0, P2P_SIM_NAT_NONE, &addr), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_attach(s, NULL, 0, P2P_SIM_NAT_NONE, &addr), P2P_ERR_INVALID);
+    p2p_sim_detach(s, a.h);
+    p2p_sim_detach(s, a.h); /* twice is harmless */
+    /* NAT models are not simulated yet and must not be silently ignored. */
+    T_EQ_INT(p2p_sim_attach(s, a.h, 0, P2P_SIM_NAT_CONE, &addr), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_attach(s, a.h, 0, P2P_SIM_NAT_SYMMETRIC, &addr), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_attach(s, a.h, 7000, P2P_SIM_NAT_NONE, &addr), 0);
+    check_addr(&addr, "192.0.2.3:7000");
+
+    /* Addresses are never reused; walk the index into the next ranges. */
+    for (i = 3; i < 250; i++) {
+        p2p_sim_detach(s, a.h);
+        T_EQ_INT(p2p_sim_attach(s, a.h, 1, P2P_SIM_NAT_NONE, &addr), 0);
+    }
+    check_addr(&addr, "192.0.2.250:1");
+    p2p_sim_detach(s, a.h);
+    T_EQ_INT(p2p_sim_attach(s, a.h, 0, P2P_SIM_NAT_NONE, &addr), 0);
+    check_addr(&addr, "198.51.100.1:4250");
+    for (i = 251; i < 750; i++) {
+        p2p_sim_detach(s, a.h);
+        T_EQ_INT(p2p_sim_attach(s, a.h, 1, P2P_SIM_NAT_NONE, &addr), 0);
+    }
+    check_addr(&addr, "203.0.113.250:1");
+    p2p_sim_detach(s, a.h);
+    T_EQ_INT(p2p_sim_attach(s, a.h, 2, P2P_SIM_NAT_NONE, &addr), 0);
+    check_addr(&addr, "198.18.0.1:2");
+    for (i = 751; i < 1001; i++) {
+        p2p_sim_detach(s, a.h);
+        T_EQ_INT(p2p_sim_attach(s, a.h, 3, P2P_SIM_NAT_NONE, &addr), 0);
+    }
+    check_addr(&addr, "198.18.1.1:3");
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+}
+
+static void test_host_seeds(void)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    uint64_t x, y, z;
+    int i, same13 = 1;
+
+    memset(&cfg, 0, sizeof cfg);
+    T_EQ_INT(p2p_sim_new(&s1, &cfg), 0);
+    T_EQ_INT(p2p_sim_new(&s2, &cfg), 0);
+    cfg.seed = 1;
+    T_EQ_INT(p2p_sim_new(&s3, &cfg), 0);
+    if (s1 == NULL || s2 == NULL || s3 == NULL)
+        goto out;
+    for (i = 0; i < 100; i++) {
+        x = p2p_sim_host_seed(s1);
+        y = p2p_sim_host_seed(s2);
+        z = p2p_sim_host_seed(s3);
+        T_CHECK(x != 0 && z != 0);
+        T_CHECK(x == y);
+        if (x != z)
+            same13 = 0;
+    }
+    T_CHECK(!same13);
+out:
+    p2p_sim_free(s1);
+    p2p_sim_free(s2);
+    p2p_sim_free(s3);
+}
+
+/* ---- behaviour with real hosts -------------------------------------------------------- */
+
+static void test_total_loss(void)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    struct node a, b;
+    p2p_sim_stats st;
+    p2p_stats hb;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.latency_us = 10000;
+    cfg.loss = 1.0;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new(&b, s, 2), 0);
+    T_EQ_INT(p2p_host_connect(a.h, &b.addr, NULL, p2p_sim_now(s), &a.peer), 0);
+    p2p_sim_flush(s, a.h);
+    run_until(s, &a, &b, never, 3000000);
+    p2p_sim_stats_get(s, &st);
+    p2p_host_stats(b.h, &hb);
+    T_CHECK(st.sent >= 2); /* the handshake was retried */
+    T_EQ_INT(st.lost, st.sent);
+    T_EQ_INT(st.delivered, 0);
+    T_EQ_INT(st.in_flight, 0);
+    T_EQ_INT(hb.packets_received, 0);
+    T_CHECK(!a.joined && !b.joined);
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+}
+
+static void test_latency_exact(void)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    struct node a, b;
+    uint8_t buf[4096];
+    uint64_t t0;
+    p2p_sim_stats st;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.seed = 42;
+    cfg.latency_us = 25000;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new(&b, s, 2), 0);
+    T_EQ_INT(p2p_host_connect(a.h, &b.addr, p2p_host_id(b.h), 0, &a.peer), 0);
+    p2p_sim_flush(s, a.h);
+    run_until(s, &a, &b, both_joined, 5000000);
+    T_CHECK(both_joined(&a, &b));
+    /* INIT, RESP, FIN, then the responder's first DATA (PROTOCOL.md 2.1 step 4), each
+     * exactly one latency: b joins on FIN, a on that DATA. */
+    T_EQ_INT(b.joined_at, 75000);
+    T_EQ_INT(a.joined_at, 100000);
+
+    /* Idle a little, then one message takes exactly one latency. */
+    t0 = p2p_sim_now(s) + 100000;
+    run_until(s, &a, &b, never, t0);
+    T_EQ_INT(p2p_sim_now(s), t0);
+    msg_fill(buf, 0);
+    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, t0), 0);
+    p2p_sim_flush(s, a.h);
+    run_until(s, &a, &b, never, t0 + 100000);
+    T_EQ_INT(b.next, 1);
+    T_EQ_INT(b.arrival[0], t0 + 25000);
+    p2p_sim_stats_get(s, &st);
+    T_EQ_INT(st.lost, 0);
+    T_EQ_INT(st.duplicated, 0);
+    T_EQ_INT(st.reordered, 0);
+    T_EQ_INT(st.delivered + st.in_flight, st.sent);
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+}
+
+static void test_detach(void)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    struct node a, b;
+    uint8_t buf[4096];
+    p2p_stats before, after;
+    p2p_sim_stats st0, st1;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.latency_us = 5000;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new(&b, s, 2), 0);
+    T_EQ_INT(p2p_host_connect(a.h, &b.addr, NULL, 0, &a.peer), 0);
+    p2p_sim_flush(s, a.h);
+    run_until(s, &a, &b, both_joined, 5000000);
+    T_CHECK(both_joined(&a, &b));
+    run_until(s, &a, &b, never, p2p_sim_now(s) + 100000);
+
+    p2p_sim_detach(s, b.h);
+    p2p_host_stats(b.h, &before);
+    p2p_sim_stats_get(s, &st0);
+    msg_fill(buf, 0);
+    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, p2p_sim_now(s)), 0);
+    p2p_sim_flush(s, a.h);
+    run_until(s, &a, &b, never, p2p_sim_now(s) + 1000000);
+    p2p_host_stats(b.h, &after);
+    p2p_sim_stats_get(s, &st1);
+    T_EQ_INT(after.packets_received, before.packets_received);
+    T_EQ_INT(b.next, 0);
+    T_CHECK(st1.lost > st0.lost); /* the message and its retransmissions vanished */
+    T_EQ_INT(st1.delivered - st0.delivered, 0);
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+}
+
+/* One full run: handshake, NMSG messages through a hostile network. Returns the sim's stats
+ * and fills b's arrival times. */
+static int faulty_run(uint64_t seed, struct node *a, struct node *b, p2p_sim_stats *st)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    uint8_t buf[4096];
+    uint32_t i;
+    int r, ok = 0;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.seed = seed;
+    cfg.latency_us = 20000;
+    cfg.jitter_us = 5000;
+    cfg.loss = 0.05;
+    cfg.duplicate = 0.05;
+    cfg.reorder = 0.10;
+    if (p2p_sim_new(&s, &cfg) != 0 || node_new(a, s, 1) != 0 || node_new(b, s, 2) != 0)
+        goto out;
+    if (p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer) != 0)
+        goto out;
+    p2p_sim_flush(s, a->h);
+    run_until(s, a, b, both_joined, 30000000);
+    if (!both_joined(a, b))
+        goto out;
+    for (i = 0; i < NMSG; i++) {
+        msg_fill(buf, i);
+        r = p2p_peer_send(a->h, a->peer, MSG_TYPE, buf, msg_len(i), 0, NULL, p2p_sim_now(s));
+        if (r != 0) {
+            fprintf(stderr, "  send %u: %s\n", (unsigned)i, p2p_strerror(r));
+            goto out;
+        }
+        /* Spread the sends over virtual time so the network is busy in both directions. */
+        if (i % 100 == 99) {
+            p2p_sim_flush(s, a->h);
+            run_until(s, a, b, never, p2p_sim_now(s) + 10000);
+        }
+    }
+    p2p_sim_flush(s, a->h);
+    run_until(s, a, b, all_arrived, p2p_sim_now(s) + 120000000);
+    ok = 1;
+out:
+    if (s != NULL)
+        p2p_sim_stats_get(s, st);
+    p2p_sim_free(s);
+    return ok ? 0 : -1;
+}
+
+static void test_reliable_under_faults(void)
+{
+    static struct node a1, b1, a2, b2, a3, b3;
+    p2p_sim_stats st1, st2, st3;
+    uint32_t i;
+    int same_arrivals = 1, same_other = 1;
+
+    T_EQ_INT(faulty_run(7, &a1, &b1, &st1), 0);
+    /* Every message exactly once, in order, intact, despite the network. */
+    T_EQ_INT(b1.next, NMSG);
+    T_EQ_INT(b1.bad, 0);
+    T_EQ_INT(a1.errors + b1.errors, 0);
+    T_CHECK(st1.lost > 0);
+    T_CHECK(st1.duplicated > 0);
+    T_CHECK(st1.reordered > 0);
+    for (i = 1; i < NMSG && b1.next == NMSG; i++)
+        T_CHECK(b1.arrival[i] >= b1.arrival[i - 1]);
+
+    /* The same seed replays the same run to the microsecond. */
+    T_EQ_INT(faulty_run(7, &a2, &b2, &st2), 0);
+    T_EQ_INT(b2.next, NMSG);
+    for (i = 0; i < NMSG; i++)
+        if (b1.arrival[i] != b2.arrival[i])
+            same_arrivals = 0;
+    T_CHECK(same_arrivals);
+    T_EQ_MEM(&st1, &st2, sizeof st1);
+    T_EQ_INT(a1.joined_at, a2.joined_at);
+    T_EQ_INT(b1.joined_at, b2.joined_at);
+
+    /* Another seed gives another run (and still a correct one). */
+    T_EQ_INT(faulty_run(8, &a3, &b3, &st3), 0);
+    T_EQ_INT(b3.next, NMSG);
+    T_EQ_INT(b3.bad, 0);
+    for (i = 0; i < NMSG; i++)
+        if (b1.arrival[i] != b3.arrival[i])
+            same_other = 0;
+    T_CHECK(!same_other);
+    T_CHECK(memcmp(&st1, &st3, sizeof st1) != 0);
+
+    node_free(&a1);
+    node_free(&b1);
+    node_free(&a2);
+    node_free(&b2);
+    node_free(&a3);
+    node_free(&b3);
+}
+
+/* The observed loss and duplication rates match the configuration. */
+static void test_fault_rates(void)
+{
+    static struct node a, b;
+    p2p_sim_stats st;
+    double loss, dup, reord;
+
+    T_EQ_INT(faulty_run(99, &a, &b, &st), 0);
+    T_EQ_INT(b.next, NMSG);
+    T_CHECK(st.sent > 1000);
+    loss = (double)st.lost / (double)st.sent;
+    dup = (double)st.duplicated / (double)st.sent;
+    reord = (double)st.reordered / (double)(st.sent - st.lost + st.duplicated);
+    if (fabs(loss - 0.05) > 0.02 || fabs(dup - 0.05 * 0.95) > 0.02 || fabs(reord - 0.10) > 0.03) {
+        fprintf(stderr, "  sent %llu: loss %.3f dup %.3f reorder %.3f\n",
+                (unsigned long long)st.sent, loss, dup, reord);
+        T_CHECK(0);
+    }
+    T_EQ_INT(st.delivered + st.in_flight, st.sent - st.lost + st.duplicated);
+    node_free(&a);
+    node_free(&b);
+}
+
+/* Many hosts on one sim: a star of 40 around one hub, each sending a few messages. */
+static void test_many_hosts(void)
+{
+    enum { N = 40, PER = 5 };
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    static struct node hub, leaf[N];
+    uint8_t buf[4096];
+    size_t i, got;
+    uint32_t k;
+    p2p_event ev;
+    int joined;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.seed = 3;
+    cfg.latency_us = 2000;
+    cfg.jitter_us = 1000;
+    cfg.loss = 0.02;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    T_EQ_INT(node_new(&hub, s, 100), 0);
+    for (i = 0; i < N; i++) {
+        T_EQ_INT(node_new(&leaf[i], s, (uint8_t)(i + 1)), 0);
+        T_EQ_INT(p2p_host_connect(leaf[i].h, &hub.addr, NULL, 0, &leaf[i].peer), 0);
+        p2p_sim_flush(s, leaf[i].h);
+    }
+    got = 0;
+    joined = 0;
+    while (p2p_sim_now(s) < 20000000 && got < N * PER) {
+        if (!p2p_sim_step(s, 20000000))
+            break;
+        for (i = 0; i < N; i++) {
+            while (p2p_host_next_event(leaf[i].h, &ev)) {
+                if (ev.type != P2P_EV_JOIN)
+                    continue;
+                joined++;
+                for (k = 0; k < PER; k++) {
+                    msg_fill(buf, k);
+                    T_EQ_INT(p2p_peer_send(leaf[i].h, ev.peer, MSG_TYPE, buf, msg_len(k), 0,
+                                           NULL, p2p_sim_now(s)), 0);
+                }
+                p2p_sim_flush(s, leaf[i].h);
+            }
+        }
+        while (p2p_host_next_event(hub.h, &ev))
+            if (ev.type == P2P_EV_MESSAGE)
+                got++;
+    }
+    T_EQ_INT(joined, N);
+    T_EQ_INT(got, N * PER);
+    for (i = 0; i < N; i++)
+        node_free(&leaf[i]);
+    node_free(&hub);
+    p2p_sim_free(s);
+}
+
+int main(void)
+{
+    if (p2p_init() != 0) {
+        fprintf(stderr, "p2p_init failed\n");
+        return 1;
+    }
+    T_RUN(test_config_validation);
+    T_RUN(test_addresses);
+    T_RUN(test_host_seeds);
+    T_RUN(test_total_loss);
+    T_RUN(test_latency_exact);
+    T_RUN(test_detach);
+    T_RUN(test_reliable_under_faults);
+    T_RUN(test_fault_rates);
+    T_RUN(test_many_hosts);
+    return t_summary("test_sim");
+}

@@ -1,0 +1,592 @@
+/* test_udp.c - the UDP driver: sockets, addresses, resolution, and two real hosts talking
+ * over loopback, including with a send path that reports a full buffer or refusals. */
+#define _GNU_SOURCE /* sendmmsg, RTLD_NEXT */
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "p2p_udp.h"
+#include "p2pnet.h"
+#include "t.h"
+
+/* ---- send-path fault injection ----------------------------------------------------------
+ * This program's own sendmmsg() takes precedence over libc's for the driver linked into it,
+ * so the tests can make the kernel look full (EAGAIN) or hostile (ECONNREFUSED) on demand. */
+
+static int inject_eagain_every;  /* 0: off; n: every nth call fails with EAGAIN */
+static int inject_refused_every; /* 0: off; n: every nth call fails with ECONNREFUSED */
+static unsigned long inject_calls, injected_eagain, injected_refused;
+
+int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags)
+{
+    static int (*real)(int, struct mmsghdr *, unsigned int, int);
+
+    if (real == NULL) {
+        *(void **)&real = dlsym(RTLD_NEXT, "sendmmsg");
+        if (real == NULL)
+            abort();
+    }
+    inject_calls++;
+    if (inject_eagain_every > 0 && inject_calls % (unsigned long)inject_eagain_every == 0) {
+        injected_eagain++;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (inject_refused_every > 0 && inject_calls % (unsigned long)inject_refused_every == 0) {
+        injected_refused++;
+        errno = ECONNREFUSED;
+        return -1;
+    }
+    return real(fd, msgs, n, flags);
+}
+
+/* ---- sockets and addresses ------------------------------------------------------------ */
+
+static void test_open_local(void)
+{
+    p2p_udp *a = NULL, *b = NULL;
+    p2p_addr la, lb;
+    char err[128];
+    int flags;
+
+    T_EQ_INT(p2p_udp_open(&a, "127.0.0.1", 0, err, sizeof err), 0);
+    T_EQ_INT(p2p_udp_open(&b, "127.0.0.1", 0, err, sizeof err), 0);
+    if (a == NULL || b == NULL)
+        return;
+    p2p_udp_local(a, &la);
+    p2p_udp_local(b, &lb);
+    T_EQ_INT(la.family, P2P_AF_INET4);
+    T_EQ_INT(la.ip[0], 127);
+    T_EQ_INT(la.ip[1], 0);
+    T_EQ_INT(la.ip[2], 0);
+    T_EQ_INT(la.ip[3], 1);
+    T_CHECK(la.port != 0);
+    T_CHECK(lb.port != 0);
+    T_CHECK(la.port != lb.port);
+
+    T_CHECK(p2p_udp_fd(a) >= 0);
+    flags = fcntl(p2p_udp_fd(a), F_GETFD);
+    T_CHECK(flags >= 0 && (flags & FD_CLOEXEC));
+    flags = fcntl(p2p_udp_fd(a), F_GETFL);
+    T_CHECK(flags >= 0 && (flags & O_NONBLOCK));
+    p2p_udp_close(a);
+    p2p_udp_close(b);
+    p2p_udp_close(NULL);
+}
+
+static void test_default_and_localhost(void)
+{
+    p2p_udp *u = NULL;
+    p2p_addr l;
+    char err[128];
+
+    T_EQ_INT(p2p_udp_open(&u, NULL, 0, err, sizeof err), 0);
+    if (u != NULL) {
+        p2p_udp_local(u, &l);
+        T_EQ_INT(l.family, P2P_AF_INET4);
+        T_EQ_INT(l.ip[0], 0);
+        T_CHECK(l.port != 0);
+        p2p_udp_close(u);
+    }
+    T_EQ_INT(p2p_udp_open(&u, "localhost", 0, err, sizeof err), 0);
+    if (u != NULL) {
+        p2p_udp_local(u, &l);
+        T_EQ_INT(l.family, P2P_AF_INET4);
+        T_EQ_INT(l.ip[0], 127);
+        T_EQ_INT(l.ip[3], 1);
+        p2p_udp_close(u);
+    }
+}
+
+static void test_dual_stack_open(void)
+{
+    static const uint8_t any6[16];
+    p2p_udp *u = NULL;
+    p2p_addr l;
+    char err[128];
+    int v6only = 1;
+    socklen_t len = sizeof v6only;
+
+    T_EQ_INT(p2p_udp_open(&u, "::", 0, err, sizeof err), 0);
+    if (u == NULL)
+        return;
+    p2p_udp_local(u, &l);
+    T_EQ_INT(l.family, P2P_AF_INET6);
+    T_EQ_MEM(l.ip, any6, 16);
+    T_CHECK(l.port != 0);
+    T_EQ_INT(getsockopt(p2p_udp_fd(u), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
+    T_EQ_INT(v6only, 0);
+    p2p_udp_close(u);
+}
+
+static void test_port_in_use(void)
+{
+    p2p_udp *a = NULL, *b = (p2p_udp *)&b;
+    p2p_addr la;
+    char err[128], want[64];
+
+    T_EQ_INT(p2p_udp_open(&a, "127.0.0.1", 0, err, sizeof err), 0);
+    if (a == NULL)
+        return;
+    p2p_udp_local(a, &la);
+    T_EQ_INT(p2p_udp_open(&b, "127.0.0.1", la.port, err, sizeof err), P2P_ERR_IO);
+    T_CHECK(b == NULL);
+    snprintf(want, sizeof want, "bind 127.0.0.1:%u: ", (unsigned)la.port);
+    T_CHECK(strncmp(err, want, strlen(want)) == 0);
+    T_CHECK(strstr(err, strerror(EADDRINUSE)) != NULL);
+    /* No room for the message is not a reason to crash. */
+    T_EQ_INT(p2p_udp_open(&b, "127.0.0.1", la.port, NULL, 0), P2P_ERR_IO);
+    T_EQ_INT(p2p_udp_open(&b, "127.0.0.1", la.port, err, 8), P2P_ERR_IO);
+    T_EQ_INT(strlen(err), 7);
+    p2p_udp_close(a);
+}
+
+static void test_bad_host(void)
+{
+    static const char *bad[] = {
+        "not-an-ip", "1.2.3", "300.1.1.1", "1.2.3.4.5", "01.2.3.4", "::g", "[::1", "::1]",
+        "1.2.3.4:5", "localhostx", "example.com", "[::1]:5", " 127.0.0.1",
+    };
+    size_t i;
+    p2p_udp *u;
+    char err[128];
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        u = (p2p_udp *)&u;
+        err[0] = '\0';
+        if (p2p_udp_open(&u, bad[i], 0, err, sizeof err) != P2P_ERR_ADDRESS) {
+            fprintf(stderr, "  bind host \"%s\" was not rejected\n", bad[i]);
+            T_CHECK(0);
+            if (u != NULL && u != (p2p_udp *)&u)
+                p2p_udp_close(u);
+            continue;
+        }
+        T_CHECK(u == NULL);
+        T_CHECK(strstr(err, bad[i]) != NULL);
+    }
+}
+
+static void test_resolve(void)
+{
+    p2p_udp *u4 = NULL, *u6 = NULL;
+    p2p_addr a;
+    uint8_t loop6[16] = { 0 };
+    char err[128];
+    static const char *bad[] = {
+        "localhost", "localhost:", "localhost:65536", "localhost:x", "localhost:-1",
+        "localhost:01", ":5", "::1:5", "127.1:5", "010.0.0.1:5", "0x7f.0.0.1:5", "1.2.3:5",
+        "[localhost]:5", "[::1]", "", "localhost:5 ",
+    };
+    size_t i;
+
+    loop6[15] = 1;
+    T_EQ_INT(p2p_udp_open(&u4, "127.0.0.1", 0, err, sizeof err), 0);
+    T_EQ_INT(p2p_udp_open(&u6, "::", 0, err, sizeof err), 0);
+    if (u4 == NULL || u6 == NULL)
+        goto out;
+
+    T_EQ_INT(p2p_udp_resolve(u4, "localhost:1234", &a), 0);
+    T_EQ_INT(a.family, P2P_AF_INET4);
+    T_EQ_INT(a.ip[0], 127);
+    T_EQ_INT(a.ip[3], 1);
+    T_EQ_INT(a.port, 1234);
+    T_EQ_INT(p2p_udp_resolve(u6, "localhost:1234", &a), 0);
+    T_EQ_INT(a.port, 1234);
+    T_CHECK(a.family == P2P_AF_INET4 || a.family == P2P_AF_INET6);
+    T_EQ_INT(p2p_udp_resolve(NULL, "localhost:0", &a), 0);
+    T_EQ_INT(a.port, 0);
+
+    T_EQ_INT(p2p_udp_resolve(u4, "127.0.0.1:7000", &a), 0);
+    T_EQ_INT(a.family, P2P_AF_INET4);
+    T_EQ_INT(a.port, 7000);
+    T_EQ_INT(p2p_udp_resolve(u4, "[::ffff:127.0.0.1]:7", &a), 0);
+    T_EQ_INT(a.family, P2P_AF_INET4);
+    T_EQ_INT(a.ip[0], 127);
+
+    /* An IPv4 socket cannot reach an IPv6 address; a dual-stack one can. */
+    T_EQ_INT(p2p_udp_resolve(u4, "[::1]:7000", &a), P2P_ERR_ADDRESS);
+    T_EQ_INT(p2p_udp_resolve(u6, "[::1]:7000", &a), 0);
+    T_EQ_INT(a.family, P2P_AF_INET6);
+    T_EQ_MEM(a.ip, loop6, 16);
+    T_EQ_INT(a.port, 7000);
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&a, 0x5a, sizeof a);
+        if (p2p_udp_resolve(u6, bad[i], &a) != P2P_ERR_ADDRESS) {
+            fprintf(stderr, "  resolved bad text \"%s\"\n", bad[i]);
+            T_CHECK(0);
+        }
+        T_EQ_INT(a.family, 0x5a);
+    }
+    T_EQ_INT(p2p_udp_resolve(u4, NULL, &a), P2P_ERR_ADDRESS);
+out:
+    p2p_udp_close(u4);
+    p2p_udp_close(u6);
+}
+
+static void test_clock(void)
+{
+    uint64_t t0 = p2p_udp_now(), t1;
+
+    usleep(20000);
+    t1 = p2p_udp_now();
+    T_CHECK(t1 >= t0 + 20000);
+    T_CHECK(t1 < t0 + 2000000);
+}
+
+/* ---- two hosts over loopback ---------------------------------------------------------- */
+
+#define NMSG 1000
+
+struct node {
+    p2p_identity id;
+    p2p_host *h;
+    p2p_udp *u;
+    p2p_addr addr;
+    p2p_peer_handle peer;
+    int joined, errors;
+    uint32_t next; /* next message index expected */
+    int bad;       /* out of order, duplicated or corrupted messages */
+};
+
+static size_t msg_len(uint32_t i)
+{
+    return 4 + (i * 37u) % 3000u; /* some span several packets */
+}
+
+static void msg_fill(uint8_t *buf, uint32_t i)
+{
+    size_t k, n = msg_len(i);
+
+    buf[0] = (uint8_t)i;
+    buf[1] = (uint8_t)(i >> 8);
+    buf[2] = (uint8_t)(i >> 16);
+    buf[3] = (uint8_t)(i >> 24);
+    for (k = 4; k < n; k++)
+        buf[k] = (uint8_t)(i * 7u + k);
+}
+
+static void node_drain(struct node *n)
+{
+    p2p_event ev;
+    uint8_t want[4096];
+    uint32_t idx;
+
+    while (p2p_host_next_event(n->h, &ev)) {
+        if (ev.type == P2P_EV_JOIN) {
+            n->joined = 1;
+            n->peer = ev.peer;
+        } else if (ev.type == P2P_EV_ERROR) {
+            n->errors++;
+            fprintf(stderr, "  error event: %.*s\n", (int)ev.len, (const char *)ev.data);
+        } else if (ev.type == P2P_EV_MESSAGE) {
+            if (ev.len < 4) {
+                n->bad++;
+                continue;
+            }
+            idx = (uint32_t)ev.data[0] | (uint32_t)ev.data[1] << 8
+                  | (uint32_t)ev.data[2] << 16 | (uint32_t)ev.data[3] << 24;
+            msg_fill(want, idx);
+            if (idx != n->next || ev.msg_type != 7 || ev.len != msg_len(idx)
+                || memcmp(ev.data, want, ev.len) != 0)
+                n->bad++;
+            n->next = idx + 1;
+        }
+    }
+}
+
+static int node_open(struct node *n, const char *bind_host, uint8_t seed_byte)
+{
+    p2p_config cfg;
+    uint8_t seed[32];
+    char err[128];
+
+    memset(n, 0, sizeof *n);
+    memset(seed, seed_byte, sizeof seed);
+    if (p2p_identity_from_seed(&n->id, seed) != 0)
+        return -1;
+    p2p_config_init(&cfg);
+    cfg.identity = &n->id;
+    if (p2p_host_new(&n->h, &cfg, p2p_udp_now()) != 0)
+        return -1;
+    if (p2p_udp_open(&n->u, bind_host, 0, err, sizeof err) != 0) {
+        fprintf(stderr, "  open %s: %s\n", bind_host, err);
+        return -1;
+    }
+    p2p_udp_local(n->u, &n->addr);
+    return 0;
+}
+
+static void node_close(struct node *n)
+{
+    p2p_host_free(n->h);
+    p2p_udp_close(n->u);
+    p2p_identity_wipe(&n->id);
+}
+
+/* Pumps both nodes (never blocking long) until done() or the deadline. */
+static int pump_until(struct node *a, struct node *b, int (*done)(struct node *, struct node *),
+                      uint64_t limit_us)
+{
+    uint64_t end = p2p_udp_now() + limit_us;
+
+    while (!done(a, b) && p2p_udp_now() < end) {
+        if (p2p_udp_pump(a->u, a->h, 1000) < 0 || p2p_udp_pump(b->u, b->h, 1000) < 0)
+            return -1;
+        node_drain(a);
+        node_drain(b);
+    }
+    return done(a, b) ? 0 : -1;
+}
+
+static int both_joined(struct node *a, struct node *b)
+{
+    return a->joined && b->joined;
+}
+
+static int all_received(struct node *a, struct node *b)
+{
+    (void)a;
+    return b->next >= NMSG || b->bad > 0;
+}
+
+/* a connects to b (at b_target, which may differ from b's bind address) and sends NMSG
+ * messages; b must see each once, in order, intact. */
+static void exchange(const char *a_host, const char *b_host, const char *b_target_host)
+{
+    struct node a, b;
+    p2p_addr target;
+    p2p_peer_info info;
+    uint8_t buf[4096];
+    uint32_t i;
+    char text[80];
+    int r;
+
+    if (node_open(&a, a_host, 1) != 0 || node_open(&b, b_host, 2) != 0) {
+        T_CHECK(0);
+        return;
+    }
+    snprintf(text, sizeof text, "%s:%u", b_target_host, (unsigned)b.addr.port);
+    T_EQ_INT(p2p_udp_resolve(a.u, text, &target), 0);
+    T_EQ_INT(p2p_host_connect(a.h, &target, p2p_host_id(b.h), p2p_udp_now(), &a.peer), 0);
+    T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
+    T_EQ_INT(pump_until(&a, &b, both_joined, 5000000), 0);
+    if (!both_joined(&a, &b))
+        goto out;
+
+    /* b sees a from the address a is bound to: IPv4 even on a dual-stack socket. */
+    T_EQ_INT(p2p_host_peer_info(b.h, b.peer, &info), 0);
+    T_EQ_INT(info.address.port, a.addr.port);
+    if (strchr(b_target_host, ':') == NULL)
+        T_EQ_INT(info.address.family, P2P_AF_INET4);
+
+    for (i = 0; i < NMSG; i++) {
+        msg_fill(buf, i);
+        r = p2p_peer_send(a.h, a.peer, 7, buf, msg_len(i), 0, NULL, p2p_udp_now());
+        T_EQ_INT(r, 0);
+        if (r != 0)
+            break;
+        if (i % 50 == 49) {
+            T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
+            T_CHECK(p2p_udp_pump(b.u, b.h, 0) >= 0);
+            node_drain(&b);
+        }
+    }
+    T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
+    T_EQ_INT(pump_until(&a, &b, all_received, 20000000), 0);
+    T_EQ_INT(b.next, NMSG);
+    T_EQ_INT(b.bad, 0);
+    T_EQ_INT(a.errors + b.errors, 0);
+out:
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_exchange_v4(void)
+{
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+}
+
+static void test_exchange_dual_stack(void)
+{
+    /* An IPv4 client reaches a "::" server through its v4-mapped side, and the server's
+     * replies go back out through the mapping. */
+    exchange("127.0.0.1", "::", "127.0.0.1");
+    exchange("::", "::", "localhost");
+}
+
+static void test_exchange_v6(void)
+{
+    exchange("::1", "::1", "[::1]");
+}
+
+static void test_exchange_send_faults(void)
+{
+    /* A full socket buffer now and then: everything still arrives. */
+    inject_calls = injected_eagain = 0;
+    inject_eagain_every = 3;
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    inject_eagain_every = 0;
+    T_CHECK(injected_eagain > 10);
+
+    /* Per-datagram refusals are dropped and counted; the reliable layer resends. */
+    inject_calls = injected_refused = 0;
+    inject_refused_every = 7;
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    inject_refused_every = 0;
+    T_CHECK(injected_refused > 10);
+}
+
+static int got_200(struct node *a, struct node *b)
+{
+    (void)a;
+    return b->next >= 200 || b->bad > 0;
+}
+
+/* With EAGAIN on every other call, the driver must keep what it took from the host: every
+ * datagram the host produced reaches the kernel exactly once. */
+static void test_backpressure_loses_nothing(void)
+{
+    struct node a, b;
+    p2p_udp_stats us;
+    p2p_stats hs;
+    uint8_t buf[4096];
+    uint32_t i;
+
+    if (node_open(&a, "127.0.0.1", 3) != 0 || node_open(&b, "127.0.0.1", 4) != 0) {
+        T_CHECK(0);
+        return;
+    }
+    inject_calls = injected_eagain = 0;
+    inject_eagain_every = 2;
+    T_EQ_INT(p2p_host_connect(a.h, &b.addr, NULL, p2p_udp_now(), &a.peer), 0);
+    T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
+    T_EQ_INT(pump_until(&a, &b, both_joined, 5000000), 0);
+    for (i = 0; i < 200 && a.joined; i++) {
+        msg_fill(buf, i);
+        T_EQ_INT(p2p_peer_send(a.h, a.peer, 7, buf, msg_len(i), 0, NULL, p2p_udp_now()), 0);
+        T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
+    }
+    T_EQ_INT(pump_until(&a, &b, got_200, 10000000), 0);
+    inject_eagain_every = 0;
+    T_EQ_INT(b.next, 200);
+    T_EQ_INT(b.bad, 0);
+    /* Let the queue empty, then compare both sides' counts. */
+    T_CHECK(p2p_udp_pump(a.u, a.h, 0) >= 0);
+    p2p_udp_stats_get(a.u, &us);
+    p2p_host_stats(a.h, &hs);
+    T_CHECK(us.blocked > 0);
+    T_EQ_INT(us.pending, 0);
+    T_EQ_INT(us.send_errors, 0);
+    T_EQ_INT(us.sent, hs.packets_sent);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void test_oversized_dropped(void)
+{
+    struct node b;
+    struct sockaddr_in sa;
+    uint8_t big[4000];
+    p2p_udp_stats us;
+    p2p_stats before, after;
+    int fd, got = 0;
+    uint64_t end;
+
+    if (node_open(&b, "127.0.0.1", 5) != 0) {
+        T_CHECK(0);
+        return;
+    }
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    T_CHECK(fd >= 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(b.addr.port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    memset(big, 0x04, sizeof big); /* a DATA type byte: only the size is wrong */
+    p2p_host_stats(b.h, &before);
+    T_EQ_INT(sendto(fd, big, P2P_MAX_PACKET + 1, 0, (struct sockaddr *)&sa, sizeof sa),
+             P2P_MAX_PACKET + 1);
+    T_EQ_INT(sendto(fd, big, sizeof big, 0, (struct sockaddr *)&sa, sizeof sa),
+             (long long)sizeof big);
+    end = p2p_udp_now() + 2000000;
+    while (got < 2 && p2p_udp_now() < end)
+        got += p2p_udp_pump(b.u, b.h, 10000);
+    T_EQ_INT(got, 2);
+    p2p_udp_stats_get(b.u, &us);
+    T_EQ_INT(us.oversized, 2);
+    T_EQ_INT(us.received, 2);
+    p2p_host_stats(b.h, &after);
+    T_EQ_INT(after.dropped - before.dropped, 2);
+    close(fd);
+    node_close(&b);
+}
+
+/* pump never sleeps past the host's next timer: a handshake to a silent port retransmits on
+ * schedule even when pump is asked to wait much longer. */
+static void test_pump_wakes_for_timers(void)
+{
+    struct node a;
+    p2p_udp *silent = NULL;
+    p2p_addr sink;
+    p2p_peer_handle p;
+    p2p_stats s0, s1;
+    uint64_t t0, due, took;
+    char err[128];
+
+    if (node_open(&a, "127.0.0.1", 6) != 0) {
+        T_CHECK(0);
+        return;
+    }
+    T_EQ_INT(p2p_udp_open(&silent, "127.0.0.1", 0, err, sizeof err), 0);
+    if (silent == NULL)
+        goto out;
+    p2p_udp_local(silent, &sink);
+    T_EQ_INT(p2p_host_connect(a.h, &sink, NULL, p2p_udp_now(), &p), 0);
+    T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
+    p2p_host_stats(a.h, &s0);
+    T_CHECK(s0.packets_sent >= 1);
+    due = p2p_host_next_timeout(a.h);
+    T_CHECK(due != P2P_TIME_NEVER);
+    t0 = p2p_udp_now();
+    T_CHECK(p2p_udp_pump(a.u, a.h, 30000000) >= 0);
+    took = p2p_udp_now() - t0;
+    p2p_host_stats(a.h, &s1);
+    T_CHECK(due <= t0 || took >= due - t0 - 1000);
+    T_CHECK(took < (due > t0 ? due - t0 : 0) + 500000);
+    T_CHECK(s1.packets_sent > s0.packets_sent);
+out:
+    p2p_udp_close(silent);
+    node_close(&a);
+}
+
+int main(void)
+{
+    if (p2p_init() != 0) {
+        fprintf(stderr, "p2p_init failed\n");
+        return 1;
+    }
+    T_RUN(test_open_local);
+    T_RUN(test_default_and_localhost);
+    T_RUN(test_dual_stack_open);
+    T_RUN(test_port_in_use);
+    T_RUN(test_bad_host);
+    T_RUN(test_resolve);
+    T_RUN(test_clock);
+    T_RUN(test_exchange_v4);
+    T_RUN(test_exchange_dual_stack);
+    T_RUN(test_exchange_v6);
+    T_RUN(test_exchange_send_faults);
+    T_RUN(test_backpressure_loses_nothing);
+    T_RUN(test_oversized_dropped);
+    T_RUN(test_pump_wakes_for_timers);
+    return t_summary("test_udp");
+}
