@@ -6,6 +6,10 @@
  * (delivery time, insertion number), so equal times are delivered in the order they were
  * sent; and hosts visited in attach order. Given seeded hosts, the same calls give the same
  * run to the microsecond.
+ *
+ * Cost: a host's output and next timeout change only when it is given input (a datagram, a
+ * timeout, or an API call followed by p2p_sim_flush()). The sim therefore caches each host's
+ * deadline and drains only the hosts it fed, so idle hosts cost a comparison per step.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -34,9 +38,11 @@ struct sim_pkt {
 };
 
 struct sim_host {
-    p2p_host *host; /* NULL once detached */
+    p2p_host *host;    /* NULL once detached */
+    uint64_t deadline; /* the host's next timeout as last read (see refresh()) */
     p2p_addr addr;
     int nat;
+    int touched;       /* fed a datagram or a timeout during this step */
 };
 
 struct p2p_sim {
@@ -211,14 +217,19 @@ static long ip_to_index(const p2p_addr *a)
     return -1;
 }
 
-/* The attached host at that address (port included), or NULL. */
-static p2p_host *find_host(const p2p_sim *s, const p2p_addr *a)
+/* The slot of the attached host at that address (port included), or NULL. */
+static struct sim_host *find_host(p2p_sim *s, const p2p_addr *a)
 {
     long i = ip_to_index(a);
 
     if (i < 0 || (size_t)i >= s->host_len || s->hosts[i].host == NULL)
         return NULL;
-    return s->hosts[i].addr.port == a->port ? s->hosts[i].host : NULL;
+    return s->hosts[i].addr.port == a->port ? &s->hosts[i] : NULL;
+}
+
+static void refresh(struct sim_host *slot)
+{
+    slot->deadline = slot->host != NULL ? p2p_host_next_timeout(slot->host) : P2P_TIME_NEVER;
 }
 
 static struct sim_host *find_slot(p2p_sim *s, const p2p_host *h)
@@ -306,6 +317,7 @@ int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *ad
     slot->addr.family = P2P_AF_INET4;
     index_to_ip(s->host_len, slot->addr.ip);
     slot->addr.port = port != 0 ? port : (uint16_t)(DEFAULT_PORT + s->host_len % 61536u);
+    refresh(slot);
     s->host_len++;
     if (addr != NULL)
         *addr = slot->addr;
@@ -316,8 +328,10 @@ void p2p_sim_detach(p2p_sim *s, p2p_host *h)
 {
     struct sim_host *slot = find_slot(s, h);
 
-    if (slot != NULL)
+    if (slot != NULL) {
         slot->host = NULL;
+        slot->deadline = P2P_TIME_NEVER;
+    }
 }
 
 /* ---- moving datagrams ----------------------------------------------------------------- */
@@ -387,22 +401,20 @@ void p2p_sim_flush(p2p_sim *s, p2p_host *h)
 {
     struct sim_host *slot = find_slot(s, h);
 
-    if (slot != NULL)
+    if (slot != NULL) {
         drain_slot(s, (size_t)(slot - s->hosts));
+        refresh(slot);
+    }
 }
 
 uint64_t p2p_sim_next_time(const p2p_sim *s)
 {
-    uint64_t next = s->heap_len > 0 ? s->heap[0]->time : P2P_TIME_NEVER, t;
+    uint64_t next = s->heap_len > 0 ? s->heap[0]->time : P2P_TIME_NEVER;
     size_t i;
 
-    for (i = 0; i < s->host_len; i++) {
-        if (s->hosts[i].host == NULL)
-            continue;
-        t = p2p_host_next_timeout(s->hosts[i].host);
-        if (t < next)
-            next = t;
-    }
+    for (i = 0; i < s->host_len; i++)
+        if (s->hosts[i].deadline < next)
+            next = s->hosts[i].deadline;
     return next;
 }
 
@@ -410,7 +422,7 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
 {
     uint64_t next = p2p_sim_next_time(s), t;
     struct sim_pkt *p;
-    p2p_host *h;
+    struct sim_host *slot;
     size_t i;
 
     if (next == P2P_TIME_NEVER || next > until) {
@@ -423,22 +435,31 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
     s->now = t;
     while (s->heap_len > 0 && s->heap[0]->time <= t) {
         p = heap_pop(s);
-        h = find_host(s, &p->to);
-        if (h != NULL) {
+        slot = find_host(s, &p->to);
+        if (slot != NULL) {
             s->stats.delivered++;
-            (void)p2p_host_recv(h, &p->from, p->data, p->len, t);
+            slot->touched = 1;
+            (void)p2p_host_recv(slot->host, &p->from, p->data, p->len, t);
         } else {
             s->stats.lost++;
         }
         free(p);
     }
     for (i = 0; i < s->host_len; i++) {
-        h = s->hosts[i].host;
-        if (h != NULL && p2p_host_next_timeout(h) <= t)
-            (void)p2p_host_on_timeout(h, t);
+        slot = &s->hosts[i];
+        if (slot->host != NULL && slot->deadline <= t) {
+            slot->touched = 1;
+            (void)p2p_host_on_timeout(slot->host, t);
+        }
     }
-    for (i = 0; i < s->host_len; i++)
+    for (i = 0; i < s->host_len; i++) {
+        slot = &s->hosts[i];
+        if (!slot->touched)
+            continue;
+        slot->touched = 0;
         drain_slot(s, i);
+        refresh(slot);
+    }
     return 1;
 }
 

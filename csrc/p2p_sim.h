@@ -45,15 +45,17 @@ int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *ad
 /* Detaches a host: datagrams to its address are dropped (counted lost) from now on; those it
  * already sent stay in flight. Unknown hosts are ignored. */
 void p2p_sim_detach(p2p_sim *s, p2p_host *h);
-/* Moves the host's outgoing datagrams into the network (call after API calls on it). */
+/* Moves the host's outgoing datagrams into the network and re-reads its next timeout. Call it
+ * after every API call on an attached host (connect, send, close...): the sim caches each
+ * host's deadline and otherwise looks at a host only when it feeds it. */
 void p2p_sim_flush(p2p_sim *s, p2p_host *h);
 /* The earliest virtual time at which anything happens (a delivery or a host timer), or
  * P2P_TIME_NEVER. */
 uint64_t p2p_sim_next_time(const p2p_sim *s);
 /* Advances virtual time to min(next_time, until) and does everything due then: deliveries
- * and host timers, then flushes every host's datagrams into the network. Returns 1 when
- * something happened, 0 when time simply reached `until`. Events accumulate in the hosts for
- * the caller to drain. */
+ * and host timers, then flushes the datagrams of every host it fed into the network. Returns
+ * 1 when something happened, 0 when time simply reached `until` (it never goes backwards).
+ * Events accumulate in the hosts for the caller to drain. */
 int p2p_sim_step(p2p_sim *s, uint64_t until);
 
 typedef struct p2p_sim_stats {
