@@ -34,9 +34,11 @@ void p2p_udp_local(const p2p_udp *u, p2p_addr *out);
 int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out);
 
 /* One turn of the loop: waits up to timeout_us (0 = do not wait; it never waits past the
- * host's next timeout) for the socket to become readable, reads every datagram that is
- * waiting into the host, runs due timers, and sends everything the host has to send.
- * Returns the number of datagrams received, or P2P_ERR_IO. */
+ * host's next timeout) for the socket to become readable (or writable while datagrams wait
+ * in the driver), reads the datagrams that are waiting into the host (at most 1024 per call,
+ * so a flood cannot starve timers; a signal ends the wait early), runs due timers, and sends
+ * everything the host has to send. Returns the number of datagrams received, or
+ * P2P_ERR_IO. */
 int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us);
 /* Sends everything the host has to send now (after API calls such as send or connect).
  * When the socket buffer is full, up to one batch of datagrams waits inside the driver and
