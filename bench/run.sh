@@ -58,8 +58,10 @@ run_contender() {
         return 0
     fi
     # shellcheck disable=SC2086
-    if ! $PIN_CLIENT timeout 300 "$@" client "$port" >>"$RESULTS" 2>"$TMP/$name.cerr"; then
-        echo "bench: $name: the client failed:" >&2
+    local rc=0
+    $PIN_CLIENT timeout 300 "$@" client "$port" >>"$RESULTS" 2>"$TMP/$name.cerr" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "bench: $name: the client failed (exit $rc$([ "$rc" -gt 128 ] && echo ", signal $((rc - 128))")):" >&2
         sed 's/^/  | /' "$TMP/$name.cerr" >&2
         failed+=("$name")
     fi
@@ -76,8 +78,10 @@ run_mem() { # name command...
     case " $ONLY " in *" $name "*) ;; *) return 0 ;; esac
     echo "bench: $name memory per session ($SESSIONS sessions) ..." >&2
     # shellcheck disable=SC2086
-    if ! $PIN_CLIENT timeout 120 "$@" mem "$SESSIONS" >>"$RESULTS" 2>"$TMP/$name.merr"; then
-        echo "bench: $name: memory measurement failed:" >&2
+    local rc=0
+    $PIN_CLIENT timeout 120 "$@" mem "$SESSIONS" >>"$RESULTS" 2>"$TMP/$name.merr" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "bench: $name: memory measurement failed (exit $rc):" >&2
         sed 's/^/  | /' "$TMP/$name.merr" >&2
         failed+=("$name-mem")
     fi

@@ -1,0 +1,133 @@
+-- bench/bench_lua.lua - the p2pnet contender through Lua (require "p2pnet"), measured exactly
+-- like the C contenders: see bench/bench_common.h for the roles ("server", "client PORT") and
+-- the application protocol ('D'/'F' data with ack_every, 'A' acks, 'P' pings, 'Q' quit).
+-- Lua 5.3+ (string.pack). Times come from the node's monotonic clock (node:_now()).
+local p2pnet = require "p2pnet"
+
+local SIZES = { 64, 1024, 65536 }
+local RTT_WARMUP = 200
+local seconds = tonumber(os.getenv("BENCH_SECONDS") or "") or 2
+local rtt_count = tonumber(os.getenv("BENCH_RTT_COUNT") or "") or 5000
+
+local function window(size)
+    local w = (4 * 1024 * 1024) // size
+    if w > 256 then w = 256 elseif w < 4 then w = 4 end
+    return w
+end
+
+local function die(msg)
+    io.stderr:write("bench_lua: ", msg, "\n")
+    os.exit(1)
+end
+
+local function server()
+    local node = assert(p2pnet.node { host = "127.0.0.1", port = 0 })
+    print("PORT " .. node:address():match(":(%d+)$"))
+    io.stdout:flush()
+    local count, quit, joined = 0, false, false
+    node:on("join", function() joined = true end)
+    node:on("leave", function() quit = true end)
+    node:on("message", function(peer, _, data)
+        local kind = data:byte(1)
+        if kind == 68 or kind == 70 then -- 'D', 'F'
+            count = count + 1
+            local every = #data >= 3 and string.unpack("<I2", data, 2) or 1
+            if kind == 70 or every == 0 or count % every == 0 then
+                assert(peer:send(1, string.pack("<c1I8", "A", count) .. ("\0"):rep(7)))
+            end
+        elseif kind == 80 then -- 'P'
+            assert(peer:send(1, data))
+        elseif kind == 81 then -- 'Q'
+            quit = true
+        end
+    end)
+    local idle_deadline = node:_now() + 60
+    while not quit do
+        node:poll(0.005)
+        if not joined and node:_now() > idle_deadline then die("no client") end
+    end
+    node:close()
+end
+
+local function client(port)
+    local node = assert(p2pnet.node { host = "127.0.0.1", port = 0 })
+    local joined, failed
+    node:on("join", function() joined = true end)
+    node:on("error", function(err) failed = err end)
+    local peer = assert(node:connect("127.0.0.1:" .. port))
+    local deadline = node:_now() + 5
+    while not joined do
+        node:poll(0.01)
+        if failed then die("connect failed: " .. tostring(failed)) end
+        if node:_now() > deadline then die("connect timed out") end
+    end
+    node:on("leave", function() die("session lost") end)
+
+    local server_count = 0
+    for _, size in ipairs(SIZES) do
+        local w = window(size)
+        local pad = ("\171"):rep(size - 3)
+        local every = string.pack("<I2", w // 4)
+        local data_msg, final_msg = "D" .. every .. pad, "F" .. every .. pad
+        local base, sent, acked, final = server_count, 0, 0, false
+        node:on("message", function(_, _, data)
+            if data:byte(1) == 65 then -- 'A'
+                local c = string.unpack("<I8", data, 2) - base
+                if c > acked then acked = c end
+            end
+        end)
+        local start = node:_now()
+        local stop_at = start + seconds
+        while true do
+            while not final and sent - acked < w do
+                local last = node:_now() >= stop_at
+                local ok, err = peer:send(1, last and final_msg or data_msg)
+                if not ok then die("send: " .. tostring(err)) end
+                sent = sent + 1
+                final = last
+            end
+            if final and acked >= sent then break end
+            node:poll(0.001)
+        end
+        local secs = node:_now() - start
+        server_count = server_count + sent
+        local mps = sent / secs
+        print(("RESULT lua tput %d %.0f %.2f %d"):format(size, mps, mps * size / 1e6, sent))
+        io.stdout:flush()
+    end
+
+    local ping = "P" .. ("\0"):rep(63)
+    local got
+    node:on("message", function(_, _, data)
+        if #data == 64 and data:byte(1) == 80 then got = true end
+    end)
+    local samples = {}
+    for i = -RTT_WARMUP, rtt_count - 1 do
+        got = false
+        local t0 = node:_now()
+        assert(peer:send(1, ping))
+        while not got do node:poll(0.001) end
+        if i >= 0 then samples[#samples + 1] = (node:_now() - t0) * 1e6 end
+    end
+    table.sort(samples)
+    local n = #samples
+    local p99 = math.min(n, math.floor(n * 0.99) + 1)
+    print(("RESULT lua rtt %.0f %.0f %d"):format(samples[n // 2 + 1], samples[p99], n))
+    io.stdout:flush()
+
+    node:on("leave", nil)
+    assert(peer:send(1, "Q"))
+    local until_t = node:_now() + 0.2
+    while node:_now() < until_t do node:poll(0.01) end
+    node:close()
+end
+
+local role = arg[1]
+if role == "server" then
+    server()
+elseif role == "client" and tonumber(arg[2]) then
+    client(tonumber(arg[2]))
+else
+    io.stderr:write("usage: lua5.4 bench/bench_lua.lua server | client PORT\n")
+    os.exit(2)
+end
