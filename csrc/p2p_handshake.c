@@ -265,6 +265,8 @@ static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
     ev.type = P2P_EV_JOIN;
     p2p_peer_fill_event(p, &ev);
     p2p_host_event(h, &ev, NULL, 0);
+    /* The responder's first DATA is what tells the initiator it was admitted. */
+    if (!p->initiator) p->ping_needed = 1;
     p2p_host_ready(h, p);
 }
 

@@ -125,7 +125,7 @@ typedef struct p2p_txq_item {
     uint8_t data[];
 } p2p_txq_item;
 
-typedef struct p2p_host {
+struct p2p_host {
     p2p_identity ident;
     uint8_t psk[32], mac_key[32];
     uint8_t (*allow)[32];
@@ -152,7 +152,7 @@ typedef struct p2p_host {
     p2p_txq_item *txq_head, *txq_tail;
     p2p_peer *ready_head, *ready_tail;
     p2p_stats stats;
-} p2p_host;
+};
 
 /* p2p_host.c */
 p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr);
