@@ -136,13 +136,15 @@ fuzzers: $(FUZZ_BIN)
 fuzz-build:
 	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) FUZZ=1 fuzzers
 
-# Each target for FUZZ_TIME seconds; the corpus grows in build-fuzz/corpus/<target>.
+# Each target for FUZZ_TIME seconds, starting from fuzz/seeds/<target>; the corpus grows in
+# build-fuzz/corpus/<target> and crashes land in build-fuzz/artifacts/.
 fuzz: deps fuzz-build
 	@rc=0; for f in $(patsubst fuzz/%.c,build-fuzz/fuzz/%,$(FUZZ_SRC)); do \
 	  n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n build-fuzz/artifacts; \
 	  echo "== $$n ($(FUZZ_TIME) s)"; \
-	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-	      -artifact_prefix=build-fuzz/artifacts/$$n- build-fuzz/corpus/$$n || rc=1; \
+	  seeds=; [ -d fuzz/seeds/$$n ] && seeds=fuzz/seeds/$$n; \
+	  $$f -max_total_time=$(FUZZ_TIME) -timeout=10 -print_final_stats=1 \
+	      -artifact_prefix=build-fuzz/artifacts/$$n- build-fuzz/corpus/$$n $$seeds || rc=1; \
 	done; exit $$rc
 
 # ---- benchmarks --------------------------------------------------------------------------

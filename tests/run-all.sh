@@ -188,8 +188,10 @@ fuzz_run() { # binary
     n=$(basename "$bin")
     corpus=build-fuzz/corpus/$n
     mkdir -p "$corpus" build-fuzz/artifacts
+    local seeds=()
+    [ -d "fuzz/seeds/$n" ] && seeds=("fuzz/seeds/$n")
     "$bin" -max_total_time="$FUZZ_TEST_TIME" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="build-fuzz/artifacts/$n-" "$corpus"
+        -artifact_prefix="build-fuzz/artifacts/$n-" "$corpus" "${seeds[@]}"
 }
 
 # ---- the stages ----------------------------------------------------------------------------
