@@ -38,6 +38,17 @@ static size_t lower(const p2p_rangeset *s, uint64_t x)
     return a;
 }
 
+/* Index of the first range whose hi > x: the one holding x, or the next above it. */
+static size_t above(const p2p_rangeset *s, uint64_t x)
+{
+    size_t a = 0, b = s->n;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        if (s->v[m].hi <= x) a = m + 1; else b = m;
+    }
+    return a;
+}
+
 int p2p_rangeset_add(p2p_rangeset *s, uint64_t lo, uint64_t hi)
 {
     if (lo >= hi) return 0;
@@ -73,7 +84,7 @@ int p2p_rangeset_add(p2p_rangeset *s, uint64_t lo, uint64_t hi)
 int p2p_rangeset_remove(p2p_rangeset *s, uint64_t lo, uint64_t hi)
 {
     if (lo >= hi || !s->n) return 0;
-    size_t i = lower(s, lo + 1);    /* first range with hi > lo */
+    size_t i = above(s, lo);
     while (i < s->n && s->v[i].lo < hi) {
         p2p_range *r = &s->v[i];
         if (r->lo < lo && r->hi > hi) {           /* split in two */
@@ -95,14 +106,14 @@ int p2p_rangeset_remove(p2p_rangeset *s, uint64_t lo, uint64_t hi)
 
 int p2p_rangeset_contains(const p2p_rangeset *s, uint64_t x)
 {
-    size_t i = lower(s, x + 1);
+    size_t i = above(s, x);
     return i < s->n && s->v[i].lo <= x;
 }
 
 int p2p_rangeset_first_gap(const p2p_rangeset *s, uint64_t lo, uint64_t hi,
                            uint64_t *glo, uint64_t *ghi)
 {
-    size_t i = lower(s, lo + 1);
+    size_t i = above(s, lo);
     while (lo < hi) {
         if (i >= s->n || s->v[i].lo >= hi) { *glo = lo; *ghi = hi; return 1; }
         if (s->v[i].lo > lo) { *glo = lo; *ghi = s->v[i].lo; return 1; }
