@@ -7,12 +7,6 @@
 
 #include <stdint.h>
 
-/* Set to 1 to run the test that pins the contains(UINT64_MAX) bug reported to the core
- * engineer (see test_contains_max_value_BUG). */
-#ifndef P2P_TEST_KNOWN_BUGS
-#define P2P_TEST_KNOWN_BUGS 0
-#endif
-
 /* 1 when the set is sorted, disjoint, never adjacent and has no empty range. */
 static int well_formed(const p2p_rangeset *s)
 {
@@ -289,11 +283,9 @@ static void test_random_vs_bitmap(void)
     }
 }
 
-#if P2P_TEST_KNOWN_BUGS
-/* BUG (reported): p2p_rangeset_contains(s, UINT64_MAX) computes lower(s, x + 1), which wraps
- * to lower(s, 0), so any non-empty set claims to contain UINT64_MAX although a half-open range
- * [lo, hi) with hi <= UINT64_MAX can never hold it. */
-static void test_contains_max_value_BUG(void)
+/* Regression: contains(UINT64_MAX) used to compute x + 1, which wrapped to 0, so any non-empty
+ * set claimed to hold UINT64_MAX although no half-open [lo, hi) can (fixed in 5fbe5b7). */
+static void test_contains_max_value(void)
 {
     p2p_rangeset s;
     p2p_rangeset_init(&s);
@@ -301,9 +293,12 @@ static void test_contains_max_value_BUG(void)
     T_CHECK(!p2p_rangeset_contains(&s, UINT64_MAX));
     p2p_rangeset_add(&s, UINT64_MAX - 1, UINT64_MAX);
     T_CHECK(!p2p_rangeset_contains(&s, UINT64_MAX));
+    uint64_t glo, ghi;
+    T_EQ_INT(p2p_rangeset_first_gap(&s, UINT64_MAX - 1, UINT64_MAX, &glo, &ghi), 0);
+    p2p_rangeset_remove(&s, UINT64_MAX - 1, UINT64_MAX);
+    IS(&s, { 0, 1 });
     p2p_rangeset_free(&s);
 }
-#endif
 
 int main(void)
 {
@@ -313,8 +308,6 @@ int main(void)
     T_RUN(test_contains_and_gap);
     T_RUN(test_trim);
     T_RUN(test_random_vs_bitmap);
-#if P2P_TEST_KNOWN_BUGS
-    T_RUN(test_contains_max_value_BUG);
-#endif
+    T_RUN(test_contains_max_value);
     return t_summary("ranges");
 }
