@@ -255,5 +255,5 @@ fi
 echo
 echo "==== summary ($((SECONDS - t_start)) s; logs in build/test-logs/)"
 printf '%s\n' "${lines[@]}"
-echo "make test: $total_pass passed, $total_fail failed"
+echo "make test: $total_pass passed, $total_fail failed" | tee "$LOGS/summary"
 [ "$total_fail" -eq 0 ]
