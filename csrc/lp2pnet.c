@@ -1852,19 +1852,30 @@ static int sim_dispatch(lua_State *L) {
     return count;
 }
 
-/* Runs the network until virtual time `until` (microseconds). */
-static void sim_run_to(lua_State *L, lsim *s, uint64_t until) {
+/* Runs the network until virtual time `until` (microseconds). With stop_on_event, returns
+ * early after the first step that dispatched an event (the Lua layer then resumes the tasks
+ * it woke); returns 1 when it stopped early. */
+static int sim_run_to(lua_State *L, lsim *s, uint64_t until, int stop_on_event) {
+    int stopped = 0;
     if (s->running)
         luaL_error(L, "sim:run is not re-entrant (called from a handler)");
     s->running = 1;
-    (void)sim_dispatch(L);
+    if (sim_dispatch(L) > 0 && stop_on_event) {
+        s->running = 0;
+        return 1;
+    }
     for (;;) {
         int more = p2p_sim_step(s->sim, until);
-        (void)sim_dispatch(L);
+        int events = sim_dispatch(L);
         if (!more && p2p_sim_now(s->sim) >= until)
             break;
+        if (events > 0 && stop_on_event) {
+            stopped = 1;
+            break;
+        }
     }
     s->running = 0;
+    return stopped;
 }
 
 /* sim:run(seconds) */
@@ -1877,16 +1888,17 @@ static int sim_run(lua_State *L) {
     secs = (double)lua_tonumber(L, 2);
     if (secs > MAX_SECONDS)
         secs = MAX_SECONDS;
-    sim_run_to(L, s, p2p_sim_now(s->sim) + (uint64_t)(secs * 1e6 + 0.5));
+    (void)sim_run_to(L, s, p2p_sim_now(s->sim) + (uint64_t)(secs * 1e6 + 0.5), 0);
     return 0;
 }
 
-/* sim:_run_until(t): runs to the absolute virtual time t (seconds); for the Lua layer. */
+/* sim:_run_until(t [, stop_on_event]) -> stopped early: runs to the absolute virtual time t
+ * (seconds); for the Lua layer. */
 static int sim_run_until(lua_State *L) {
     lsim *s = check_sim(L, 1);
     double t = lua_type(L, 2) == LUA_TNUMBER ? (double)lua_tonumber(L, 2) : -1;
     uint64_t until, now = p2p_sim_now(s->sim);
-    lua_settop(L, 2);
+    lua_settop(L, 3);
     if (!(t >= 0))
         return arg_error(L, "sim:_run_until", "t", "must be a number >= 0");
     if (t > MAX_SECONDS)
@@ -1894,8 +1906,8 @@ static int sim_run_until(lua_State *L) {
     /* Round up: the caller wants time to have reached t, never to stop a microsecond short
      * of it and then ask again forever. */
     until = (uint64_t)ceil(t * 1e6 - 1e-3);
-    sim_run_to(L, s, until > now ? until : now);
-    return 0;
+    lua_pushboolean(L, sim_run_to(L, s, until > now ? until : now, lua_toboolean(L, 3)));
+    return 1;
 }
 
 /* sim:_next_time() -> seconds of virtual time of the next network or timer event, or nil */

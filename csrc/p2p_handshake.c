@@ -16,11 +16,15 @@
 #define EXT_OBSERVED 1
 #define EXT_MAX_MESSAGE 2
 #define EXT_WINDOW 3
+#define EXT_FLAGS 4
+#define FLAG_MESH 1
+#define FLAG_BOOTSTRAP 2
 
 static const char binding_label[] = "p2pnet/1 static";
 
 typedef struct id_payload {
     uint8_t ed_pk[32];
+    uint8_t flags;
     uint32_t max_message, window;
     int has_observed;
     p2p_addr observed;
@@ -40,7 +44,8 @@ static int mac1_ok(const p2p_host *h, const uint8_t *buf, size_t len)
 
 static uint32_t own_window(const p2p_host *h) { return h->max_message + 65536u; }
 
-static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t *out, size_t cap)
+static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t flags,
+                            uint8_t *out, size_t cap)
 {
     p2p_wr w;
     p2p_wr_init(&w, out, cap);
@@ -64,6 +69,9 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr_u8(&w, EXT_WINDOW);
     p2p_wr_u16(&w, 4);
     p2p_wr_u32(&w, own_window(h));
+    p2p_wr_u8(&w, EXT_FLAGS);
+    p2p_wr_u16(&w, 1);
+    p2p_wr_u8(&w, (uint8_t)(flags | (h->mesh.member ? FLAG_MESH : 0)));
     return w.bad ? 0 : (size_t)(w.p - out);
 }
 
@@ -101,6 +109,9 @@ static int read_payload(const uint8_t *buf, size_t len, const uint8_t rs[32], id
             uint32_t x = p2p_rd_u32(&e);
             if (e.bad || p2p_rd_left(&e) || x == 0) return P2P_ERR_INVALID;
             if (type == EXT_MAX_MESSAGE) out->max_message = x; else out->window = x;
+        } else if (type == EXT_FLAGS) {
+            out->flags = p2p_rd_u8(&e);
+            if (e.bad) return P2P_ERR_INVALID;
         }
     }
     uint8_t signed_msg[sizeof binding_label - 1 + 32];
@@ -211,7 +222,7 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         return;
     }
     uint8_t idp[160];
-    size_t idlen = write_payload(h, from, idp, sizeof idp);
+    size_t idlen = write_payload(h, from, 0, idp, sizeof idp);
     uint8_t *pkt = hs->pkt;
     pkt[0] = P2P_PKT_RESP;
     pkt[1] = P2P_PROTOCOL_VERSION;
@@ -240,22 +251,38 @@ static const char *policy(const p2p_host *h, const uint8_t id[32])
     return NULL;
 }
 
-/* Makes p the one session for its id: an older session with the same id (a restarted peer,
- * or a second connect to the same node) ends. */
-static void replace_older(p2p_host *h, p2p_peer *p)
+/* Keeps one session per id. A second session made from the same side is a reconnect (a
+ * restarted peer, a second connect): it replaces the older one. Two sessions made from
+ * opposite sides at once are a simultaneous open: both nodes keep the one dialled by the
+ * lower id. Returns 1 when p itself must go. */
+static int one_session(p2p_host *h, p2p_peer *p)
 {
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
-        if (q && q != p && q->has_id && q->state == P2P_S_CONNECTED && memcmp(q->id, p->id, 32) == 0)
-            p2p_peer_end(h, q, P2P_LEAVE_CLOSED, 0, P2P_CLOSE_CLOSED);
+        if (!q || q == p || !q->has_id || q->state != P2P_S_CONNECTED || memcmp(q->id, p->id, 32))
+            continue;
+        if (q->initiator != p->initiator) {
+            const uint8_t *p_dialer = p->initiator ? h->ident.ed_pk : p->id;
+            const uint8_t *q_dialer = q->initiator ? h->ident.ed_pk : q->id;
+            if (memcmp(p_dialer, q_dialer, 32) > 0) return 1;
+        }
+        p2p_peer_end(h, q, P2P_LEAVE_CLOSED, 0, P2P_CLOSE_CLOSED);
     }
+    return 0;
 }
 
 static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (p->state == P2P_S_WAIT_ADMIT || p->state == P2P_S_HALF_OPEN) h->n_half_open--;
     p2p_hs_free(p);
-    replace_older(h, p);
+    if (one_session(h, p)) {
+        uint8_t pkt[P2P_MAX_PACKET];
+        size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DUPLICATE, pkt);
+        if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
+        p->state = P2P_S_CLOSING;
+        p2p_host_peer_free(h, p);
+        return;
+    }
     p->state = P2P_S_CONNECTED;
     p->last_recv = now;
     h->n_connected++;
@@ -268,6 +295,7 @@ static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
     /* The responder's first DATA is what tells the initiator it was admitted. */
     if (!p->initiator) p->ping_needed = 1;
     p2p_host_ready(h, p);
+    p2p_mesh_on_join(h, p, now);
 }
 
 static void refuse(p2p_host *h, p2p_peer *p)
@@ -304,23 +332,27 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p->has_id = 1;
     p->peer_max_message = idp.max_message;
     p->peer_window = idp.window;
+    p->peer_mesh = (idp.flags & FLAG_MESH) != 0;
+    p->bootstrap = !p->auto_dial;
+    p->has_observed = idp.has_observed;
+    p->observed = idp.observed;
     char want[65], got[65];
     if (p->has_expected && memcmp(p->expected, p->id, 32) != 0) {
         p2p_id_to_hex(p->expected, want);
         p2p_id_to_hex(p->id, got);
-        p2p_host_error(h, p, "peer id mismatch: expected %s, got %s", want, got);
+        if (!p->auto_dial) p2p_host_error(h, p, "peer id mismatch: expected %s, got %s", want, got);
         p2p_host_peer_free(h, p);
         return;
     }
     const char *why = policy(h, p->id);
     if (why) {
         p2p_id_to_hex(p->id, got);
-        p2p_host_error(h, p, "peer %s %s", got, why);
+        if (!p->auto_dial) p2p_host_error(h, p, "peer %s %s", got, why);
         p2p_host_peer_free(h, p);
         return;
     }
     uint8_t mine[160];
-    size_t mlen = write_payload(h, from, mine, sizeof mine);
+    size_t mlen = write_payload(h, from, p->auto_dial ? 0 : FLAG_BOOTSTRAP, mine, sizeof mine);
     p2p_hs *hs = p->hs;
     uint8_t *pkt = hs->pkt;
     pkt[0] = P2P_PKT_FIN;
@@ -382,6 +414,10 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     p->peer_max_message = idp.max_message;
     p->peer_window = idp.window;
     p->peer_max = idp.window;
+    p->peer_mesh = (idp.flags & FLAG_MESH) != 0;
+    p->bootstrap = (idp.flags & FLAG_BOOTSTRAP) != 0;
+    p->has_observed = idp.has_observed;
+    p->observed = idp.observed;
     if (policy(h, p->id) || h->n_connected >= h->max_peers) {
         h->stats.dropped++;
         refuse(h, p);
@@ -424,7 +460,7 @@ void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     p2p_hs *hs = p->hs;
     if (now >= hs->expire) {
-        if (p->initiator) {
+        if (p->initiator && !p->auto_dial) {
             char addr[64];
             p2p_addr_format(&p->addr, addr, sizeof addr);
             p2p_host_error(h, p, "connect to %s timed out", addr);

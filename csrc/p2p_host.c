@@ -60,6 +60,7 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     if (!rc) rc = copy_list(&h->deny, cfg->deny, cfg->deny_count);
     h->allow_count = cfg->allow_count;
     h->deny_count = cfg->deny_count;
+    if (!rc) rc = p2p_mesh_init(h, cfg, now);
     h->nslots = (size_t)h->max_peers + P2P_MAX_HALF_OPEN + 16;
     h->slots = calloc(h->nslots, sizeof *h->slots);
     h->gens = calloc(h->nslots, sizeof *h->gens);
@@ -84,6 +85,7 @@ void p2p_host_free(p2p_host *h)
     free(h->evq);
     free(h->ev_owned);
     for (p2p_txq_item *t = h->txq_head, *n; t; t = n) { n = t->next; free(t); }
+    p2p_mesh_free(h);
     free(h->slots);
     free(h->gens);
     free(h->allow);
@@ -326,7 +328,7 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
 
 uint64_t p2p_host_next_timeout(const p2p_host *h)
 {
-    uint64_t t = P2P_TIME_NEVER;
+    uint64_t t = h->closed ? P2P_TIME_NEVER : p2p_mesh_deadline(h);
     for (size_t i = 0; i < h->slot_hwm; i++) {
         const p2p_peer *p = h->slots[i];
         if (!p) continue;
@@ -345,6 +347,7 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
         if (p->hs) p2p_hs_on_timeout(h, p, h->now);
         else p2p_peer_on_timeout(h, p, h->now);
     }
+    if (!h->closed && p2p_mesh_deadline(h) <= h->now) p2p_mesh_on_timeout(h, h->now);
     return h->closed ? P2P_ERR_CLOSED : 0;
 }
 
@@ -445,4 +448,5 @@ void p2p_host_stats(const p2p_host *h, p2p_stats *out)
 {
     *out = h->stats;
     out->peers = h->n_connected;
+    out->members = h->mesh.n;
 }

@@ -11,6 +11,7 @@
 #include "p2p_ranges.h"
 #include "p2p_reliable.h"
 #include "p2p_wire.h"
+#include "p2p_mesh.h"
 
 #define P2P_PROLOGUE "p2pnet/1"
 #define P2P_NOISE_PROTOCOL "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
@@ -64,6 +65,11 @@ typedef struct p2p_peer {
     p2p_addr addr;
     int has_id, has_expected;
     uint8_t id[32], expected[32];
+    int peer_mesh;          /* the peer is a mesh member (not a mediator) */
+    int bootstrap;          /* a user-made session: exchange whole member lists */
+    int auto_dial;          /* dialled by the mesh, not the user: failures stay quiet */
+    int has_observed;
+    p2p_addr observed;      /* where the peer saw us, from its handshake payload */
     p2p_hs *hs;
 
     /* session keys and protection */
@@ -152,6 +158,7 @@ struct p2p_host {
     p2p_txq_item *txq_head, *txq_tail;
     p2p_peer *ready_head, *ready_tail;
     p2p_stats stats;
+    p2p_mesh mesh;
 };
 
 /* p2p_host.c */
@@ -190,6 +197,8 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p);
 size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now);
 /* Ends a session locally: REPLY-lost and LEAVE events, then CLOSE frames when send_close. */
 void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t wire_reason);
+/* Appends a mesh record to the peer's stream (not subject to the send-queue limit). */
+int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len);
 /* Builds one sealed DATA packet holding a single CLOSE frame (for refusals). */
 size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out);
 void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev);

@@ -81,12 +81,12 @@ void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t 
     p2p_peer_fill_event(p, &ev);
     p2p_host_event(h, &ev, NULL, 0);
     if (p->state == P2P_S_CONNECTED) h->n_connected--;
+    p->state = P2P_S_CLOSING;
+    if (p->has_id) p2p_mesh_on_leave(h, p->id, reason, h->now);
     if (!send_close) {
-        p->state = P2P_S_CLOSING;      /* so that free does not count it again */
         p2p_host_peer_free(h, p);
         return;
     }
-    p->state = P2P_S_CLOSING;
     p->close_copies = P2P_CLOSE_COPIES;
     p->close_reason = wire_reason;
     p2p_host_ready(h, p);
@@ -164,6 +164,14 @@ static void sbuf_read(const p2p_peer *p, uint64_t off, uint8_t *out, size_t len)
     }
 }
 
+static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const uint8_t *data);
+
+int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len)
+{
+    p2p_record rec = { kind, 0, 0, 0, len };
+    return append_record(h, p, &rec, body);
+}
+
 static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const uint8_t *data)
 {
     uint8_t hdr[P2P_RECORD_HEADER_MAX];
@@ -179,7 +187,7 @@ static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const 
 /* Frees the front of the ring once the peer acknowledged it. */
 static void advance_sbase(p2p_peer *p)
 {
-    if (!p->s_acked.n || p->s_acked.v[0].lo > p->sbase) return;
+    if (!p->s_acked.n || p->s_acked.v[0].lo > p->sbase || p->s_acked.v[0].hi <= p->sbase) return;
     p->sbase = p->s_acked.v[0].hi;
     p2p_rangeset_remove(&p->s_acked, 0, p->sbase);
     p2p_rangeset_remove(&p->s_lost, 0, p->sbase);
@@ -193,8 +201,10 @@ static void advance_sbase(p2p_peer *p)
 static void on_acked(void *ud, const p2p_sent *s)
 {
     p2p_peer *p = ud;
-    if (s->stream_len) {
-        p2p_rangeset_add(&p->s_acked, s->stream_off, s->stream_off + s->stream_len);
+    /* A late ACK for bytes a retransmission already got acknowledged says nothing new. */
+    if (s->stream_len && s->stream_off + s->stream_len > p->sbase) {
+        uint64_t lo = s->stream_off > p->sbase ? s->stream_off : p->sbase;
+        p2p_rangeset_add(&p->s_acked, lo, s->stream_off + s->stream_len);
         advance_sbase(p);
     }
 }
@@ -347,7 +357,11 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
     uint8_t *body = p->r_body;
     p->r_body = NULL;
     uint64_t ordinal = p->records_recv++;
-    if (rec->kind == P2P_REC_REPLY) {
+    if (rec->kind >= P2P_REC_MEMBERS) {
+        int bad = p2p_mesh_on_record(h, p, rec->kind, body, (size_t)rec->len, h->now);
+        free(body);
+        if (bad || p->state != P2P_S_CONNECTED) return -1;
+    } else if (rec->kind == P2P_REC_REPLY) {
         if (!p2p_rangeset_contains(&p->awaiting, rec->ref)) { free(body); return -1; }
         p2p_rangeset_remove(&p->awaiting, rec->ref, rec->ref + 1);
         ev.type = P2P_EV_REPLY;
@@ -362,7 +376,7 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
             p2p_rangeset_add(&p->owed, ordinal, ordinal + 1);
         }
     }
-    p2p_host_event_owned(h, &ev, body, (size_t)rec->len);
+    if (rec->kind < P2P_REC_MEMBERS) p2p_host_event_owned(h, &ev, body, (size_t)rec->len);
     p->r_consumed += p->r_hdr_len + rec->len;
     p->r_in_body = 0;
     p->r_hdr_len = 0;
@@ -489,6 +503,10 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
         p->addr = *from;             /* authenticated and newest: follow the peer */
     }
     if (p->state == P2P_S_FIN_SENT) {
+        if (close == P2P_CLOSE_DUPLICATE || (close >= 0 && p->auto_dial)) {
+            p2p_host_peer_free(h, p);   /* the other session between us won: stay quiet */
+            return;
+        }
         if (close >= 0) {
             p2p_host_error(h, p, close == P2P_CLOSE_DENIED ? "connection refused by peer"
                                                            : "peer closed during handshake");

@@ -13,12 +13,12 @@ int p2p_replay_check(const p2p_replay *w, uint64_t pn)
     if (!w->any || pn > w->largest) return 0;
     uint64_t back = w->largest - pn;
     if (back >= P2P_REPLAY_WINDOW) return -1;
-    return (w->bits[(pn / 64) % (P2P_REPLAY_WINDOW / 64)] >> (pn % 64)) & 1 ? -1 : 0;
+    return (w->bits[(pn / 64) % (P2P_REPLAY_WINDOW / 64 + 1)] >> (pn % 64)) & 1 ? -1 : 0;
 }
 
 void p2p_replay_update(p2p_replay *w, uint64_t pn)
 {
-    const uint64_t words = P2P_REPLAY_WINDOW / 64;
+    const uint64_t words = P2P_REPLAY_WINDOW / 64 + 1;
     if (!w->any) {
         memset(w->bits, 0, sizeof w->bits);
         w->any = 1;
@@ -50,9 +50,10 @@ void p2p_acker_free(p2p_acker *a) { p2p_rangeset_free(&a->received); }
 int p2p_acker_on_packet(p2p_acker *a, uint64_t pn, int ack_eliciting, uint64_t now)
 {
     const p2p_rangeset *s = &a->received;
-    /* A gap below this packet, or this packet filling an old gap, means reordering or loss:
-     * the sender learns it sooner with an immediate ACK. */
-    int out_of_order = s->n && (pn != s->v[s->n - 1].hi || s->n > 1);
+    /* A packet below the largest, or one with a gap just below it, means reordering or loss:
+     * the sender learns it sooner with an immediate ACK (RFC 9000 section 13.2.1). Old holes
+     * never fill (lost data is resent under new numbers), so they do not count. */
+    int out_of_order = s->n && pn != s->v[s->n - 1].hi;
     if (!s->n || pn >= s->v[s->n - 1].hi) a->largest_time = now;
     if (p2p_rangeset_add(&a->received, pn, pn + 1)) return P2P_ERR_NOMEM;
     p2p_rangeset_trim(&a->received, P2P_ACK_RANGES_KEPT);

@@ -33,7 +33,7 @@
 typedef struct p2p_replay {
     uint64_t largest;
     int any;
-    uint64_t bits[P2P_REPLAY_WINDOW / 64];
+    uint64_t bits[P2P_REPLAY_WINDOW / 64 + 1]; /* one spare word so no two live numbers alias */
 } p2p_replay;
 
 /* 0 when pn may be new, -1 when it is a replay or below the window. Checked before

@@ -231,6 +231,12 @@ int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
         rec->len = p2p_rd_varint(&r);
         if (!r.bad && rec->status > P2P_REPLY_ERROR) return P2P_ERR_INVALID;
         break;
+    case P2P_REC_MEMBERS:
+    case P2P_REC_BROADCAST:
+    case P2P_REC_IHAVE:
+    case P2P_REC_IWANT:
+        rec->len = p2p_rd_varint(&r);
+        break;
     default:
         return P2P_ERR_INVALID;
     }
@@ -246,7 +252,7 @@ size_t p2p_record_encode(uint8_t *out, const p2p_record *rec)
     if (rec->kind == P2P_REC_REPLY) {
         p2p_wr_varint(&w, rec->ref);
         p2p_wr_u8(&w, rec->status);
-    } else {
+    } else if (rec->kind <= P2P_REC_MESSAGE_RECEIPT) {
         p2p_wr_u16(&w, rec->type);
     }
     p2p_wr_varint(&w, rec->len);

@@ -22,9 +22,13 @@ enum {
     P2P_FRAME_CLOSE = 0x06
 };
 /* CLOSE reasons on the wire. */
-enum { P2P_CLOSE_CLOSED = 0, P2P_CLOSE_DENIED = 1, P2P_CLOSE_PROTOCOL = 2 };
+enum { P2P_CLOSE_CLOSED = 0, P2P_CLOSE_DENIED = 1, P2P_CLOSE_PROTOCOL = 2, P2P_CLOSE_DUPLICATE = 3 };
 /* Stream record kinds. */
-enum { P2P_REC_MESSAGE = 0x01, P2P_REC_MESSAGE_RECEIPT = 0x02, P2P_REC_REPLY = 0x03 };
+enum {
+    P2P_REC_MESSAGE = 0x01, P2P_REC_MESSAGE_RECEIPT = 0x02, P2P_REC_REPLY = 0x03,
+    /* mesh records: u8 kind, varint length, body (docs/PROTOCOL.md section 7) */
+    P2P_REC_MEMBERS = 0x04, P2P_REC_BROADCAST = 0x05, P2P_REC_IHAVE = 0x06, P2P_REC_IWANT = 0x07
+};
 
 #define P2P_VARINT_MAX ((UINT64_C(1) << 62) - 1)
 #define P2P_ACK_MAX_RANGES 64

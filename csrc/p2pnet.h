@@ -126,6 +126,11 @@ typedef struct p2p_config {
     uint32_t max_peers;              /* 0 means 1024 */
     uint32_t max_message;            /* 0 means P2P_DEFAULT_MAX_MESSAGE */
     uint32_t send_queue_limit;       /* 0 means 8 MiB */
+    int mediator;                    /* nonzero: not a mesh member (Lua `mesh = false`): it
+                                      * neither dials the members it hears of nor shares them */
+    uint64_t unix_us;                /* wall-clock time (microseconds since 1970) that goes
+                                      * with the `now` given to p2p_host_new; member records
+                                      * expire by it. 0: unknown, records never expire */
     uint64_t seed;                   /* nonzero: deterministic randomness for the simulator
                                       * (session indexes, ephemeral keys, jitter). 0: system
                                       * randomness. Never set it outside tests. */
@@ -196,6 +201,8 @@ typedef struct p2p_event {
     uint16_t msg_type;      /* MESSAGE, DATAGRAM */
     uint64_t seq;           /* MESSAGE: record ordinal in the peer's stream; REPLY: ours */
     int has_id;             /* id holds the peer's id (JOIN, LEAVE, REQUEST; ERROR when known) */
+    int broadcast;          /* MESSAGE: a broadcast from `origin`; seq is its number */
+    uint8_t origin[32];
     uint8_t id[32];
     p2p_addr from;          /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
     const uint8_t *data;
@@ -230,6 +237,20 @@ typedef struct p2p_peer_info {
  * The outcome arrives as P2P_EV_JOIN or P2P_EV_ERROR. */
 int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id,
                      uint64_t now, p2p_peer_handle *out);
+/* Connects to a member of the mesh by id, at the addresses in its member record. Returns 0
+ * and the handle (the existing one when a session is already there or being made), or
+ * P2P_ERR_PEER when no member with that id is known. */
+int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_peer_handle *out);
+/* Sends a broadcast: every member of the mesh receives it exactly once (P2P_EV_MESSAGE with
+ * broadcast set), relayed by other members where there is no direct link. *seq (may be NULL)
+ * receives its number; with this node's id it makes the message id. Returns 0,
+ * P2P_ERR_TOO_BIG, P2P_ERR_CLOSED or P2P_ERR_NOMEM. */
+int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
+                       uint64_t *seq, uint64_t now);
+/* Adds an address this node can be reached at (e.g. the bound one) to its member record.
+ * Unspecified addresses (0.0.0.0, ::) are ignored. Returns 0 or P2P_ERR_LIMIT. */
+int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now);
+
 /* Fills *info. Returns 0 or P2P_ERR_PEER when the handle is dead. */
 int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle p, p2p_peer_info *info);
 /* The handle of the connected or connecting peer with that id, or 0. */
@@ -269,6 +290,8 @@ typedef struct p2p_stats {
     uint64_t retransmits;      /* packets that carried resent stream data */
     uint64_t dropped;          /* invalid, forged, replayed or unauthorised datagrams */
     uint64_t handshakes;       /* sessions established */
+    uint64_t members;          /* member records known (mesh) */
+    uint64_t broadcasts_relayed; /* broadcasts this node served to others on request */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);

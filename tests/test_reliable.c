@@ -9,11 +9,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* Set to 1 to run the tests that pin bugs reported to the core engineer (functions named
- * *_BUG below). They fail against the current p2p_reliable.c. */
-#ifndef P2P_TEST_KNOWN_BUGS
-#define P2P_TEST_KNOWN_BUGS 0
-#endif
 
 #define T0 UINT64_C(1000000)
 
@@ -115,14 +110,13 @@ static void test_replay_window_edge(void)
     T_EQ_INT(p2p_replay_check(&w, top - 5000), -1);
 }
 
-#if P2P_TEST_KNOWN_BUGS
-/* BUG (reported): the window is 64 words of 64 bits indexed by (pn / 64) % 64, but a pn up to
+/* Regression: the window was is 64 words of 64 bits indexed by (pn / 64) % 64, but a pn up to
  * 4095 below the largest can fall in the word 64 words below the largest's word, which shares
  * a slot with the largest's own word. When largest % 64 != 63 that slot was cleared on the
  * slide, so an old, already-accepted pn reads as new (a replay is accepted), and accepting it
  * sets a bit that makes a future, never-seen pn read as a replay. PROTOCOL.md 2.2: a packet
  * number "already seen in the window" is dropped. */
-static void test_replay_aliased_word_BUG(void)
+static void test_replay_aliased_word(void)
 {
     p2p_replay w;
     memset(&w, 0, sizeof w);
@@ -164,7 +158,6 @@ static void test_replay_aliased_word_BUG(void)
     }
     T_EQ_INT(mismatches, 0);
 }
-#endif
 
 /* ---- acker ------------------------------------------------------------------------------ */
 
@@ -359,15 +352,14 @@ static void test_acker_random_ranges(void)
     }
 }
 
-#if P2P_TEST_KNOWN_BUGS
-/* BUG (reported): p2p_acker_on_packet treats a packet as out of order whenever the received
+/* Regression: p2p_acker_on_packet treated a packet as out of order whenever the received
  * set has more than one range (`s->n > 1`), so after a single lost packet (whose number never
  * arrives, since lost data is resent under new numbers) every later in-order ack-eliciting
  * packet gets an immediate ACK, for the life of the session. PROTOCOL.md 5 says "after every
  * second ack-eliciting packet, at once for a packet that arrives out of order"; RFC 9000
  * 13.2.1 counts a packet as out of order only if it is below the largest or has missing
  * numbers directly below it. */
-static void test_acker_old_hole_BUG(void)
+static void test_acker_old_hole(void)
 {
     p2p_acker a;
     p2p_acker_init(&a);
@@ -388,7 +380,6 @@ static void test_acker_old_hole_BUG(void)
     T_EQ_INT(immediate, 50);                            /* every second packet, not 100 */
     p2p_acker_free(&a);
 }
-#endif
 
 /* ---- recovery --------------------------------------------------------------------------- */
 
@@ -1024,9 +1015,7 @@ int main(void)
     T_RUN(test_recovery_ack_only_packets);
     T_RUN(test_recovery_random);
     T_RUN(test_pacing);
-#if P2P_TEST_KNOWN_BUGS
-    T_RUN(test_replay_aliased_word_BUG);
-    T_RUN(test_acker_old_hole_BUG);
-#endif
+    T_RUN(test_replay_aliased_word);
+    T_RUN(test_acker_old_hole);
     return t_summary("reliable");
 }
