@@ -428,7 +428,7 @@ local function sim_loop(sim, t_end, stop)
         if target < now then
             target = now
         end
-        sim:_run_until(target)
+        sim:_run_until(target, true) -- back here after any event: it may wake a task
     end
 end
 
