@@ -496,6 +496,10 @@ static void drain_events(lua_State *L, int nidx) {
         lua_setfield(L, -2, "s");
         lua_pushboolean(L, ev.want_reply);
         lua_setfield(L, -2, "w");
+        if (ev.type == P2P_EV_MESSAGE && ev.broadcast) {
+            push_id(L, ev.origin);
+            lua_setfield(L, -2, "o");
+        }
         lua_pushinteger(L, ev.msg_type);
         lua_setfield(L, -2, "m");
         lp_pushu64(L, ev.seq);
@@ -504,7 +508,17 @@ static void drain_events(lua_State *L, int nidx) {
          * Peer is retired now, so that later lookups of a reused handle get a new object. */
         if (ev.peer != 0 && (ev.type == P2P_EV_LEAVE || ev.type == P2P_EV_ERROR)) {
             p2p_peer_info info;
+            lpeer *p;
             lua_getfield(L, -1, "p");
+            p = check_peer(L, -1);
+            (void)peer_info(p);
+            /* the handle may be dead already: the event still names the peer */
+            if (ev.has_id && !p->snap.has_id) {
+                memcpy(p->snap.id, ev.id, 32);
+                p->snap.has_id = 1;
+            }
+            if (ev.from.family != P2P_AF_NONE && p->snap.address.family == P2P_AF_NONE)
+                p->snap.address = ev.from;
             if (ev.type == P2P_EV_LEAVE ||
                 p2p_host_peer_info(n->host, ev.peer, &info) != 0 ||
                 info.state == P2P_PEER_DISCONNECTED || info.state == P2P_PEER_NONE)
@@ -652,15 +666,18 @@ static void dispatch_message(lua_State *L, int nidx, int eidx, int unreliable) {
     const char *rdata = NULL;
     int top = lua_gettop(L);
 
+    const char *origin;
     lua_getfield(L, eidx, "p");
     pidx = lua_gettop(L);
     p = (lpeer *)lp_testudata(L, pidx, PEER_MT);
-    if (p == NULL) {
+    lua_getfield(L, eidx, "o");
+    origin = lua_tostring(L, -1); /* broadcasts: stays on the stack until settop(top) */
+    if (p == NULL && origin == NULL) {
         lua_settop(L, top);
         return;
     }
     lua_getfield(L, eidx, "w");
-    want_reply = !unreliable && lua_toboolean(L, -1);
+    want_reply = p != NULL && !unreliable && lua_toboolean(L, -1);
     lua_pop(L, 1);
     lua_getfield(L, eidx, "q");
     seq = (uint64_t)lua_tonumber(L, -1);
@@ -668,12 +685,14 @@ static void dispatch_message(lua_State *L, int nidx, int eidx, int unreliable) {
 
     if (push_handler(L, nidx, "message")) {
         int failed;
-        const p2p_peer_info *info = peer_info(p);
         char hex[65];
-        sender = NULL;
-        if (info->has_id) {
-            p2p_id_to_hex(info->id, hex);
-            sender = hex;
+        sender = origin;
+        if (sender == NULL) {
+            const p2p_peer_info *info = peer_info(p);
+            if (info->has_id) {
+                p2p_id_to_hex(info->id, hex);
+                sender = hex;
+            }
         }
         lua_pushvalue(L, pidx);
         lua_getfield(L, eidx, "m");
@@ -687,7 +706,7 @@ static void dispatch_message(lua_State *L, int nidx, int eidx, int unreliable) {
             push_message_id(L, sender, seq);
             lua_setfield(L, -2, "id");
         }
-        lua_pushboolean(L, 0);
+        lua_pushboolean(L, origin != NULL);
         lua_setfield(L, -2, "broadcast");
         if (sender != NULL) {
             lua_pushstring(L, sender);
@@ -721,7 +740,7 @@ static void dispatch_message(lua_State *L, int nidx, int eidx, int unreliable) {
             }
         }
     }
-    if (want_reply && !n->closing && n->host != NULL && !p->dead) {
+    if (want_reply && !n->closing && n->host != NULL && p != NULL && !p->dead) {
         /* The reply may fail when the session ended meanwhile; the sender then gets LOST. */
         (void)p2p_peer_reply(n->host, p->handle, seq, status, (const uint8_t *)rdata, rlen,
                              node_now(n));
@@ -885,6 +904,7 @@ typedef struct node_opts {
     int64_t max_peers, max_message;
     int nat;
     int is_sim;
+    int mesh;                  /* 1 unless mesh = false */
 } node_opts;
 
 static int opt_error(lua_State *L, const char *fname, const char *name, const char *what) {
@@ -931,6 +951,7 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
     memset(o, 0, sizeof *o);
     o->is_sim = is_sim;
     o->timeout = 10.0;
+    o->mesh = 1;
     if (lua_isnoneornil(L, idx))
         return;
     if (!lua_istable(L, idx))
@@ -970,9 +991,11 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
                 opt_error(L, fname, k, "must be a function");
             o->on_request = 1;
         } else if (strcmp(k, "mesh") == 0 || strcmp(k, "relay") == 0) {
-            /* Accepted now; meshing and relaying arrive with the mesh layer. */
+            /* relay is accepted and checked; relaying arrives with NAT traversal */
             if (lua_type(L, v) != LUA_TBOOLEAN)
                 opt_error(L, fname, k, "must be a boolean");
+            if (k[0] == 'm')
+                o->mesh = lua_toboolean(L, v);
         } else if (strcmp(k, "timeout") == 0) {
             double t = lua_type(L, v) == LUA_TNUMBER ? (double)lua_tonumber(L, v) : -1;
             if (!(t > 0 && t <= 86400.0))
@@ -1132,6 +1155,9 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o) {
     cfg.timeout_us = (uint64_t)(o->timeout * 1e6 + 0.5);
     cfg.max_peers = (uint32_t)o->max_peers;
     cfg.max_message = (uint32_t)o->max_message;
+    cfg.mediator = o->mesh == 0;
+    /* unix_us stays 0 (member records never expire by the wall clock): only the UDP driver
+     * may read clocks, and it offers no wall clock yet. */
 
     if (simidx != 0) {
         lsim *s = (lsim *)lua_touserdata(L, simidx);
@@ -1165,6 +1191,11 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o) {
         }
         n->sim = n->simref = s;
         s->attached++;
+        (void)p2p_host_add_address(n->host, &n->local, now);
+    } else {
+        p2p_addr bound;
+        p2p_udp_local(n->udp, &bound);
+        (void)p2p_host_add_address(n->host, &bound, now); /* ignored when unspecified */
     }
     p2p_id_to_hex(p2p_host_id(n->host), n->hex);
     n->closed = 0;
@@ -1477,6 +1508,16 @@ static int node_connect(lua_State *L) {
             push_peer(L, 1, h);
             return 1;
         }
+        rc = p2p_host_connect_id(n->host, tid, node_now(n), &h);
+        if (rc == 0) {
+            push_peer(L, 1, h);
+            after_call(L, 1);
+            lua_settop(L, 4);
+            return 1;
+        }
+        after_call(L, 1);
+        if (rc != P2P_ERR_PEER)
+            return push_fail(L, error_text(rc));
         if (via != NULL)
             return push_fail(L, "connecting through a mediator is not supported yet");
         return push_fail(L, "unknown peer id");
@@ -1544,12 +1585,21 @@ static uint16_t check_type_arg(lua_State *L, int idx, const char *fname) {
     return (uint16_t)t;
 }
 
-/* node:broadcast(type, data): needs the mesh layer (a later issue). */
+/* node:broadcast(type, data) -> message id | nil, err */
 static int node_broadcast(lua_State *L) {
-    check_open_node(L, 1);
-    check_type_arg(L, 2, "node:broadcast");
-    check_string(L, 3, "node:broadcast", "data", NULL);
-    return push_fail(L, "broadcast is not supported yet");
+    lnode *n = check_open_node(L, 1);
+    uint16_t type = check_type_arg(L, 2, "node:broadcast");
+    size_t len;
+    const char *data = check_string(L, 3, "node:broadcast", "data", &len);
+    uint64_t seq = 0;
+    int rc;
+    lua_settop(L, 3);
+    rc = p2p_host_broadcast(n->host, type, (const uint8_t *)data, len, &seq, node_now(n));
+    after_call(L, 1);
+    if (rc != 0)
+        return push_fail(L, error_text(rc));
+    push_message_id(L, n->hex, seq);
+    return 1;
 }
 
 static void push_u64_field(lua_State *L, const char *k, uint64_t v) {
@@ -1570,6 +1620,8 @@ static int node_stats(lua_State *L) {
     push_u64_field(L, "retransmits", st.retransmits);
     push_u64_field(L, "dropped", st.dropped);
     push_u64_field(L, "handshakes", st.handshakes);
+    push_u64_field(L, "members", st.members);
+    push_u64_field(L, "broadcasts_relayed", st.broadcasts_relayed);
     push_u64_field(L, "callback_errors", n->callback_errors);
     return 1;
 }
