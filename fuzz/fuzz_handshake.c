@@ -8,10 +8,11 @@
  *   0  A initiated: RESP = valid header + B + valid mac1
  *   1  A initiated: RESP whose Noise message 2 carries B as payload (bit 0 of B[0] set: a
  *      valid identity prefix, then B[1..] as extensions). If A answers with FIN, the FIN must
- *      verify, and a DATA packet under the split keys must make A report JOIN.
+ *      verify, and a DATA packet under the split keys must make A report JOIN. B = {1} (the
+ *      bare valid payload) must be answered.
  *   2  A responding: FIN = valid header + B
  *   3  A responding: FIN whose Noise message 3 carries B as payload (prefix as in 1). If A
- *      reports JOIN, its first DATA packet must open under the split keys.
+ *      reports JOIN, its first DATA packet must open under the split keys. B = {1} must join.
  *   4  INIT with B as the Noise message (cut or zero-padded to size) + valid mac1
  *   5  B raw, from both the address A initiated to and the address it is responding to
  * Afterwards the handshake timers run through resend and expiry.
@@ -106,6 +107,8 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
     p2p_host_recv(a, fa, pkt, n + P2P_MAC_LEN, now);
     fz_events(a, now);
     size_t fin_len = take(a, pkt);
+    /* The bare valid identity payload (body {0x01}) must be accepted. */
+    if (mode == 1 && len == 1 && body[0] == 1) FZ_CHECK(fin_len > 0);
     if (mode == 1 && fin_len > 0) {
         /* A accepted our RESP: its FIN must verify, and our first DATA must confirm it. */
         FZ_CHECK(pkt[0] == P2P_PKT_FIN && p2p_get_u32(pkt + 4) == 0x5eed0001u);
@@ -166,6 +169,7 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
     }
     p2p_host_recv(a, ga, pkt, n, now);
     int joins = count_joins(a, now);
+    if (mode == 3 && len == 1 && body[0] == 1) FZ_CHECK(joins == 1);
     if (mode == 3 && joins) {
         /* A admitted us: its first DATA packet must open under the split keys. */
         uint8_t c1[32], c2[32], pt[P2P_MAX_PACKET];
