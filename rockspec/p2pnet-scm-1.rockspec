@@ -43,6 +43,7 @@ build = {
             "csrc/p2p_handshake.c",
             "csrc/p2p_host.c",
             "csrc/p2p_identity.c",
+            "csrc/p2p_mesh.c",
             "csrc/p2p_noise.c",
             "csrc/p2p_peer.c",
             "csrc/p2p_ranges.c",
