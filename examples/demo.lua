@@ -2,7 +2,9 @@
 -- Run from the repository root after `make`:  make demo   (or: lua5.4 examples/demo.lua with
 -- LUA_PATH/LUA_CPATH pointing at lua/ and build/). Exits 0 on success.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/?.so;" .. package.cpath
+if not os.getenv("LUA_CPATH") then
+    package.cpath = "./build/?.so;" .. package.cpath
+end
 local p2pnet = require "p2pnet"
 
 local names = { "alice", "bob", "carol" }

@@ -3,7 +3,9 @@
 --   lua5.4 examples/echo.lua client host:port msg  sends msg, prints the echo, exits
 --   lua5.4 examples/echo.lua                       both in one process (a self-test)
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/?.so;" .. package.cpath
+if not os.getenv("LUA_CPATH") then
+    package.cpath = "./build/?.so;" .. package.cpath
+end
 local p2pnet = require "p2pnet"
 
 local function server(port)

@@ -195,6 +195,26 @@ describe("messaging between two nodes", function()
         assert.equal(0, b:stats().peers)
     end)
 
+    it("gives leave 'timeout' and failed callbacks when the other side goes silent", function()
+        local c = assert(p2pnet.node { host = "127.0.0.1", timeout = 0.5 })
+        local d = assert(p2pnet.node { host = "127.0.0.1" })
+        local pc
+        c:on("join", function(p) pc = p end)
+        assert(c:connect(d:address()))
+        assert.is_true(S.spin({ c, d }, function() return pc end))
+        local left, result
+        c:on("leave", function(peer, reason) left = { peer, reason } end)
+        assert(pc:send(1, "x", function(ok, v) result = { ok, v } end))
+        local t0 = S.now()
+        assert.is_true(S.spin({ c }, function() return left end, 5)) -- d is never polled
+        assert.is_true(S.now() - t0 >= 0.4)
+        assert.is_true(rawequal(pc, left[1]))
+        assert.equal("timeout", left[2])
+        assert.same({ false, "timeout" }, result)
+        c:close()
+        d:close()
+    end)
+
     it("gives leave 'closed' on both sides after peer:disconnect()", function()
         local la, lb
         a:on("leave", function(_, reason) la = reason end)

@@ -181,6 +181,14 @@ describe("coroutine helpers", function()
         assert.is_true(a:_closed())
     end)
 
+    it("next_timeout counts the timers of tasks", function()
+        a:spawn(function() p2pnet.sleep(0.05) end)
+        a:poll(0)
+        assert.is_true(a:next_timeout() <= 0.05)
+        a:spawn(function() end)
+        assert.equal(0, a:next_timeout())
+    end)
+
     it("counts tasks that raise and keeps the loop going", function()
         local after
         a:spawn(function() error("task failure") end)

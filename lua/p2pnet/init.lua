@@ -24,6 +24,7 @@ local core_on = Node.on
 local core_poll = Node.poll
 local core_close = Node.close
 local core_stats = Node.stats
+local core_next_timeout = Node.next_timeout
 local core_sim_node = Sim.node
 local core_sim_run = Sim.run
 
@@ -326,12 +327,30 @@ function Node:poll(timeout)
         if wait_for < 0 then
             wait_for = 0
         end
-        total = total + core_poll(self, wait_for)
+        local n, err = core_poll(self, wait_for)
+        if not n then
+            return nil, err
+        end
+        total = total + n
         ran = ran + run_tasks(st, self)
         if total > 0 or ran > 0 or self:_closed() or self:_now() >= deadline then
             return total
         end
     end
+end
+
+--- node:next_timeout() -> seconds until the core's next timer or a task's, whichever first.
+function Node:next_timeout()
+    local t = core_next_timeout(self)
+    local st = state(self)
+    if st.tasks then
+        local now = self:_now()
+        local due = next_task_time(st, now)
+        if due and due - now < t then
+            t = due > now and due - now or 0
+        end
+    end
+    return t
 end
 
 --- node:close(): graceful leave; tasks waiting on this node get nil, "closed".
