@@ -95,6 +95,35 @@ describe("the simulator", function()
         assert.equal("disconnected", joined.state)
     end)
 
+    it("delivers a broadcast to every member exactly once, with its origin and id", function()
+        local sim = p2pnet.sim { seed = 5, latency = 0.01, loss = 0.05 }
+        local nodes, got = {}, {}
+        for i = 1, 4 do
+            nodes[i] = assert(sim:node())
+            got[i] = {}
+            nodes[i]:on("message", function(peer, mtype, data, info)
+                got[i][#got[i] + 1] = { peer = peer, mtype = mtype, data = data, info = info }
+            end)
+        end
+        for i = 1, 3 do -- a chain: 1 - 2 - 3 - 4
+            assert(nodes[i]:connect(nodes[i + 1]:address()))
+        end
+        sim:run(10)
+        local id = assert(nodes[1]:broadcast(7, "to everyone"))
+        assert.is_truthy(id:match("^" .. nodes[1].id:sub(1, 16) .. "%-%x+$"), id)
+        sim:run(10)
+        assert.equal(0, #got[1])
+        for i = 2, 4 do
+            assert.equal(1, #got[i], "copies at node " .. i)
+            local m = got[i][1]
+            assert.equal(7, m.mtype)
+            assert.equal("to everyone", m.data)
+            assert.is_true(m.info.broadcast)
+            assert.equal(nodes[1].id, m.info.origin)
+            assert.equal(id, m.info.id)
+        end
+    end)
+
     it("validates its options", function()
         for _, opts in ipairs {
             { loss = 2 }, { loss = -0.1 }, { duplicate = "x" }, { latency = -1 },
