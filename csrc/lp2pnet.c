@@ -1285,6 +1285,19 @@ static void node_close(lua_State *L, int nidx) {
     n->closed = 1;
     (void)dispatch_all(L, nidx);
     n->closing = 0;
+    /* The Lua layer's hook (uservalue.lua.on_close): wakes its waiting tasks, whichever of
+     * close(), __gc and __close got here. */
+    uv_field(L, nidx, "lua");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "on_close");
+        lua_remove(L, -2);
+        if (lua_isfunction(L, -1))
+            call_simple(L, n, 0, "close");
+        else
+            lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
     /* Release every handler and callback reference. */
     lp_getuservalue(L, nidx);
     if (lua_istable(L, -1)) {

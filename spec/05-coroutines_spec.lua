@@ -189,6 +189,25 @@ describe("coroutine helpers", function()
         assert.equal(0, a:next_timeout())
     end)
 
+    if _VERSION == "Lua 5.4" then
+        it("wakes waiting tasks with 'closed' when a <close> variable closes the node", function()
+            local got = {}
+            local chunk = assert(load([[
+                local a, b, got = ...
+                do
+                    local closing <close> = b
+                    a:spawn(function() got.r = { closing:receive() } end)
+                    a:poll(0)
+                    assert(got.r == nil)
+                end
+                a:poll(0)
+            ]]))
+            chunk(a, b, got)
+            assert.is_true(b:_closed())
+            assert.same({ nil, "closed" }, got.r)
+        end)
+    end
+
     it("counts tasks that raise and keeps the loop going", function()
         local after
         a:spawn(function() error("task failure") end)

@@ -22,7 +22,6 @@ local Sim = core._methods.Sim
 
 local core_on = Node.on
 local core_poll = Node.poll
-local core_close = Node.close
 local core_stats = Node.stats
 local core_next_timeout = Node.next_timeout
 local core_sim_node = Sim.node
@@ -271,6 +270,22 @@ local function install(node)
     for event, router in pairs(st.routers) do
         core_on(node, event, router)
     end
+    -- Called by the core's close (node:close(), __gc, __close): tasks waiting on this node
+    -- get nil, "closed" and resume at the next turn of their loop.
+    st.on_close = function()
+        for _, task in ipairs(st.tasks) do
+            if task.waiting then
+                wake(task, task.gen, nil, "closed")
+            end
+        end
+        for _, w in ipairs(st.receivers) do
+            wake(w.task, w.gen, nil, "closed")
+        end
+        for _, w in ipairs(st.connects) do
+            wake(w.task, w.gen, nil, "closed")
+        end
+        st.receivers, st.connects = {}, {}
+    end
     return node
 end
 
@@ -351,30 +366,6 @@ function Node:next_timeout()
         end
     end
     return t
-end
-
---- node:close(): graceful leave; tasks waiting on this node get nil, "closed".
-function Node:close()
-    if self:_closed() then
-        return
-    end
-    core_close(self)
-    local st = state(self)
-    if not st.tasks then
-        return
-    end
-    for _, task in ipairs(st.tasks) do
-        if task.waiting then
-            wake(task, task.gen, nil, "closed")
-        end
-    end
-    for _, w in ipairs(st.receivers) do
-        wake(w.task, w.gen, nil, "closed")
-    end
-    for _, w in ipairs(st.connects) do
-        wake(w.task, w.gen, nil, "closed")
-    end
-    st.receivers, st.connects = {}, {}
 end
 
 --- node:stats() -> table; adds task_errors and receive_dropped to the core's counters.
