@@ -31,9 +31,9 @@ describe("coroutine helpers", function()
         local t1 = a:_now()
         assert.is_number(woke)
         assert.is_true(woke - t0 >= 0.149, "woke too early")
-        assert.is_true(woke - t0 < 0.28, "woke too late")
+        assert.is_true(woke - t0 < 1.0, "woke too late") -- generous: loaded CI machines
         assert.is_true(t1 - t0 >= 0.299)
-        assert.is_true(t1 - t0 < 0.6)
+        assert.is_true(t1 - t0 < 2.0)
     end)
 
     it("send_await returns true, reply; nil, err for remote errors and timeouts", function()
