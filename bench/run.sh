@@ -106,8 +106,8 @@ have "$BUILD/p2pnet/core.so" lua && run_contender lua env $(lua_env) "$LUA" benc
 echo
 echo "p2pnet benchmark, 127.0.0.1, server on CPU 1 and client on CPU 0;" \
      "throughput: ${BENCH_SECONDS} s per size, at most 256 messages / 4 MiB unacknowledged;" \
-     "RTT: ${BENCH_RTT_COUNT} round trips of 64 B; memory: heap per idle session" \
-     "(slope between $((SESSIONS / 2)) and $SESSIONS sessions)."
+     "RTT: ${BENCH_RTT_COUNT} round trips of 64 B; memory: heap per idle session of a hub" \
+     "(slope between $((SESSIONS / 2)) and $SESSIONS sessions; p2pnet hosts as mediators, so no mesh)."
 echo "(x N) is the ratio to ENet: higher is better for throughput, lower for RTT and memory."
 echo
 awk '
