@@ -1,7 +1,7 @@
 # p2pnet build.
 #
 #   make              build/libp2pnet.a and the Lua 5.4 module build/p2pnet/core.so
-#   make test         every check CI runs (tests/run-all.sh); ends with "make test: N passed, N failed"
+#   make test         every check CI runs (tests/run-all.sh); ends with "total: N passed, N failed"
 #   make demo         runs examples/demo.lua
 #   make bench        p2pnet (C and Lua) against ENet and kernel TCP on 127.0.0.1
 #   make fuzz         every fuzz target for FUZZ_TIME seconds

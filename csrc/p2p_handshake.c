@@ -17,6 +17,7 @@
 #define EXT_MAX_MESSAGE 2
 #define EXT_WINDOW 3
 #define EXT_FLAGS 4
+#define EXT_INSTANCE 5
 #define FLAG_MESH 1
 #define FLAG_BOOTSTRAP 2
 
@@ -25,6 +26,7 @@ static const char binding_label[] = "p2pnet/1 static";
 typedef struct id_payload {
     uint8_t ed_pk[32];
     uint8_t flags;
+    uint64_t instance;
     uint32_t max_message, window;
     int has_observed;
     p2p_addr observed;
@@ -72,6 +74,9 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr_u8(&w, EXT_FLAGS);
     p2p_wr_u16(&w, 1);
     p2p_wr_u8(&w, (uint8_t)(flags | (h->mesh.member ? FLAG_MESH : 0)));
+    p2p_wr_u8(&w, EXT_INSTANCE);
+    p2p_wr_u16(&w, 8);
+    p2p_wr_u64(&w, h->instance);
     return w.bad ? 0 : (size_t)(w.p - out);
 }
 
@@ -112,6 +117,9 @@ static int read_payload(const uint8_t *buf, size_t len, const uint8_t rs[32], id
         } else if (type == EXT_FLAGS) {
             out->flags = p2p_rd_u8(&e);
             if (e.bad) return P2P_ERR_INVALID;
+        } else if (type == EXT_INSTANCE) {
+            out->instance = p2p_rd_u64(&e);
+            if (e.bad || p2p_rd_left(&e)) return P2P_ERR_INVALID;
         }
     }
     uint8_t signed_msg[sizeof binding_label - 1 + 32];
@@ -251,17 +259,18 @@ static const char *policy(const p2p_host *h, const uint8_t id[32])
     return NULL;
 }
 
-/* Keeps one session per id. A second session made from the same side is a reconnect (a
- * restarted peer, a second connect): it replaces the older one. Two sessions made from
- * opposite sides at once are a simultaneous open: both nodes keep the one dialled by the
- * lower id. Returns 1 when p itself must go. */
+/* Keeps one session per id. A session with a new boot instance of the peer means it
+ * restarted, and a second session made from the same side is a reconnect: either replaces
+ * the older one. Two sessions with the same instance made from opposite sides are a
+ * simultaneous open: both nodes keep the one dialled by the lower id. Returns 1 when p
+ * itself must go. */
 static int one_session(p2p_host *h, p2p_peer *p)
 {
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
         if (!q || q == p || !q->has_id || q->state != P2P_S_CONNECTED || memcmp(q->id, p->id, 32))
             continue;
-        if (q->initiator != p->initiator) {
+        if (q->initiator != p->initiator && q->instance == p->instance) {
             const uint8_t *p_dialer = p->initiator ? h->ident.ed_pk : p->id;
             const uint8_t *q_dialer = q->initiator ? h->ident.ed_pk : q->id;
             if (memcmp(p_dialer, q_dialer, 32) > 0) return 1;
@@ -336,6 +345,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p->bootstrap = !p->auto_dial;
     p->has_observed = idp.has_observed;
     p->observed = idp.observed;
+    p->instance = idp.instance;
     char want[65], got[65];
     if (p->has_expected && memcmp(p->expected, p->id, 32) != 0) {
         p2p_id_to_hex(p->expected, want);
@@ -418,6 +428,7 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     p->bootstrap = (idp.flags & FLAG_BOOTSTRAP) != 0;
     p->has_observed = idp.has_observed;
     p->observed = idp.observed;
+    p->instance = idp.instance;
     if (policy(h, p->id) || h->n_connected >= h->max_peers) {
         h->stats.dropped++;
         refuse(h, p);

@@ -56,6 +56,7 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     p2p_blake2b(h->mac_key, 32, NULL, 0, (const uint8_t *)mac_label, sizeof mac_label - 1,
                 h->psk, 32);
     p2p_rng_init(&h->rng, cfg->seed);
+    p2p_rng_bytes(&h->rng, &h->instance, sizeof h->instance);
     int rc = copy_list(&h->allow, cfg->allow, cfg->allow_count);
     if (!rc) rc = copy_list(&h->deny, cfg->deny, cfg->deny_count);
     h->allow_count = cfg->allow_count;

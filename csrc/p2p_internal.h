@@ -69,7 +69,8 @@ typedef struct p2p_peer {
     int bootstrap;          /* a user-made session: exchange whole member lists */
     int auto_dial;          /* dialled by the mesh, not the user: failures stay quiet */
     int has_observed;
-    p2p_addr observed;      /* where the peer saw us, from its handshake payload */
+    p2p_addr observed;
+    uint64_t instance;      /* the peer's boot instance: a new one means it restarted */      /* where the peer saw us, from its handshake payload */
     p2p_hs *hs;
 
     /* session keys and protection */
@@ -142,6 +143,7 @@ struct p2p_host {
     uint64_t timeout;
     uint32_t max_peers, max_message, send_queue_limit;
     p2p_rng rng;
+    uint64_t instance;                /* random per host: tells restarts from races */
     uint64_t now;
     int closed;
 

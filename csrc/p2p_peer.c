@@ -276,6 +276,13 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now)
         free(d);
         flags |= P2P_SENT_ELICITING;
     }
+    /* PING goes before the stream data, which then fills what is left: a byte written after
+     * a full STREAM frame would overflow the packet and lose the frame. */
+    if (p->ping_needed) {
+        p2p_wr_u8(&w, P2P_FRAME_PING);
+        flags |= P2P_SENT_ELICITING;
+        p->ping_needed = 0;
+    }
     /* Stream data: what was lost first, then new bytes within the peer's grant. */
     size_t room = p2p_wr_left(&w);
     int probe = p->probe_needed;
@@ -319,11 +326,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now)
             }
         }
     }
-    if (p->ping_needed || (probe && !(flags & P2P_SENT_ELICITING))) {
+    if (probe && !(flags & P2P_SENT_ELICITING)) {   /* nothing else to probe with */
         p2p_wr_u8(&w, P2P_FRAME_PING);
         flags |= P2P_SENT_ELICITING;
     }
-    p->ping_needed = 0;
     p->probe_needed = 0;
     size_t ptlen = (size_t)(w.p - pt);
     if (!ptlen || w.bad) return 0;

@@ -5,7 +5,7 @@
 # counts; a build or a check without counts adds one test. A suite that crashes, hangs or runs
 # no test at all adds a failure, so nothing passes silently.
 #
-# The last line is "make test: N passed, N failed"; the exit status is nonzero when anything
+# The last line is "total: N passed, N failed"; the exit status is nonzero when anything
 # failed.
 #
 # Environment: FUZZ_TEST_TIME (seconds per fuzz target, default 15), JOBS (default -j2),
@@ -255,5 +255,5 @@ fi
 echo
 echo "==== summary ($((SECONDS - t_start)) s; logs in build/test-logs/)"
 printf '%s\n' "${lines[@]}"
-echo "make test: $total_pass passed, $total_fail failed" | tee "$LOGS/summary"
+echo "total: $total_pass passed, $total_fail failed" | tee "$LOGS/summary"
 [ "$total_fail" -eq 0 ]

@@ -5,6 +5,7 @@
 #ifndef P2P_T_H
 #define P2P_T_H
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int t_failed_checks, t_pass, t_fail;
@@ -17,7 +18,9 @@ static const char *t_name;
     __FILE__, __LINE__, t_name, #a, t_a, t_b); } } while (0)
 #define T_EQ_MEM(a, b, n) do { if (memcmp((a), (b), (n)) != 0) { t_failed_checks++; \
     fprintf(stderr, "  FAIL %s:%d in %s: %s != %s (%zu bytes)\n", __FILE__, __LINE__, t_name, #a, #b, (size_t)(n)); } } while (0)
-#define T_RUN(fn) do { int t_before = t_failed_checks; t_name = #fn; fn(); \
+/* T_ONLY=substring runs only the tests whose name contains it (for debugging). */
+#define T_RUN(fn) do { if (getenv("T_ONLY") && !strstr(#fn, getenv("T_ONLY"))) break; \
+    int t_before = t_failed_checks; t_name = #fn; fn(); \
     if (t_failed_checks == t_before) { t_pass++; printf("ok   %s\n", #fn); } \
     else { t_fail++; printf("FAIL %s\n", #fn); } } while (0)
 
