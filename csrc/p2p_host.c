@@ -156,7 +156,9 @@ p2p_peer *p2p_host_peer_get(const p2p_host *h, p2p_peer_handle handle)
     size_t slot = handle & 0xffff;
     if (!handle || slot >= h->nslots) return NULL;
     p2p_peer *p = h->slots[slot];
-    return p && p->handle == handle ? p : NULL;
+    if (!p || p->handle != handle) return NULL;
+    p->dl_valid = 0;     /* the caller may change it */
+    return p;
 }
 
 p2p_peer *p2p_host_by_index(const p2p_host *h, uint32_t local_index)
@@ -164,11 +166,14 @@ p2p_peer *p2p_host_by_index(const p2p_host *h, uint32_t local_index)
     size_t slot = local_index & 0xffff;
     if (slot >= h->nslots) return NULL;
     p2p_peer *p = h->slots[slot];
-    return p && p->local_index == local_index ? p : NULL;
+    if (!p || p->local_index != local_index) return NULL;
+    p->dl_valid = 0;
+    return p;
 }
 
 void p2p_host_ready(p2p_host *h, p2p_peer *p)
 {
+    p->dl_valid = 0;
     if (p->in_ready) return;
     p->in_ready = 1;
     p->ready_next = NULL;
@@ -327,14 +332,25 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
     return 0;
 }
 
-uint64_t p2p_host_next_timeout(const p2p_host *h)
+/* Deadlines are cached (see dl_valid): this is logically const, physically a cache fill. */
+uint64_t p2p_host_next_timeout(const p2p_host *ch)
 {
-    uint64_t t = h->closed ? P2P_TIME_NEVER : p2p_mesh_deadline(h);
+    p2p_host *h = (p2p_host *)ch;
+    if (h->closed) {
+        h->mesh_dl = P2P_TIME_NEVER;
+    } else if (!h->mesh_dl_valid) {
+        h->mesh_dl = p2p_mesh_deadline(h);
+        h->mesh_dl_valid = 1;
+    }
+    uint64_t t = h->mesh_dl;
     for (size_t i = 0; i < h->slot_hwm; i++) {
-        const p2p_peer *p = h->slots[i];
+        p2p_peer *p = h->slots[i];
         if (!p) continue;
-        uint64_t d = p2p_peer_deadline(h, p);
-        if (d < t) t = d;
+        if (!p->dl_valid) {
+            p->dl = p2p_peer_deadline(h, p);
+            p->dl_valid = 1;
+        }
+        if (p->dl < t) t = p->dl;
     }
     return t;
 }
@@ -344,10 +360,13 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
     if (now > h->now) h->now = now;
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *p = h->slots[i];
-        if (!p || p2p_peer_deadline(h, p) > h->now) continue;
+        if (!p) continue;
+        p->dl_valid = 0;
+        if (p2p_peer_deadline(h, p) > h->now) continue;
         if (p->hs) p2p_hs_on_timeout(h, p, h->now);
         else p2p_peer_on_timeout(h, p, h->now);
     }
+    h->mesh_dl_valid = 0;
     if (!h->closed && p2p_mesh_deadline(h) <= h->now) p2p_mesh_on_timeout(h, h->now);
     return h->closed ? P2P_ERR_CLOSED : 0;
 }

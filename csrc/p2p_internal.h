@@ -118,6 +118,11 @@ typedef struct p2p_peer {
 
     struct p2p_peer *ready_next;
     int in_ready;
+    /* Cached p2p_peer_deadline(): every path that can change a peer finds it through
+     * p2p_host_peer_get/p2p_host_by_index or queues it with p2p_host_ready, which clear
+     * dl_valid; p2p_host_on_timeout recomputes all. */
+    int dl_valid;
+    uint64_t dl;
 } p2p_peer;
 
 typedef struct p2p_evq_item {
@@ -161,6 +166,8 @@ struct p2p_host {
     p2p_peer *ready_head, *ready_tail;
     p2p_stats stats;
     p2p_mesh mesh;
+    int mesh_dl_valid;                /* mesh_dl caches p2p_mesh_deadline() */
+    uint64_t mesh_dl;
 };
 
 /* p2p_host.c */

@@ -126,8 +126,10 @@ static void sign_own(p2p_host *h, uint64_t now)
     m->refresh_at = now + (uint64_t)P2P_MEMBER_REFRESH_S * 1000000u;
 }
 
-/* Decodes and verifies a member record. Returns 0 with *x's record fields filled, or -1. */
-static int parse_record(const uint8_t *rec, size_t len, p2p_member *x)
+/* Decodes a member record, and verifies it unless it is no newer than `known` (then it is
+ * of no use, and the signature check is skipped). Returns 1 when it is new and genuine,
+ * 0 when it is not newer, -1 when malformed or forged. */
+static int parse_record(const uint8_t *rec, size_t len, const p2p_member *known, p2p_member *x)
 {
     if (len < 1 + 32 + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
     p2p_rd r;
@@ -142,6 +144,8 @@ static int parse_record(const uint8_t *rec, size_t len, p2p_member *x)
     for (uint8_t i = 0; i < n; i++)
         if (read_addr(&r, &addrs[i])) return -1;
     if (r.bad || p2p_rd_left(&r)) return -1;
+    if (known && known->has_record && memcmp(known->id, id, 32) == 0 && seq <= known->seq)
+        return 0;
     uint8_t msg[sizeof member_label - 1 + P2P_MEMBER_REC_MAX];
     memcpy(msg, member_label, sizeof member_label - 1);
     memcpy(msg + sizeof member_label - 1, rec, len - 64);
@@ -154,7 +158,7 @@ static int parse_record(const uint8_t *rec, size_t len, p2p_member *x)
     memcpy(x->rec, rec, len);
     x->rec_len = (uint16_t)len;
     x->has_record = 1;
-    return 0;
+    return 1;
 }
 
 /* Sends one MEMBERS record holding `count` member records. */
@@ -182,8 +186,9 @@ static void send_own(p2p_host *h, p2p_peer *p)
     send_members(h, p, &rec, &len, 1);
 }
 
-/* The whole list a newcomer needs: our own record and those of the members we hold
- * sessions with (the ones we can vouch are alive). */
+/* The whole list a newcomer needs: our own record and every member record we hold, also of
+ * members we have no session with yet (they may be joining through someone else right now,
+ * and would otherwise miss the newcomer and it them). */
 static void send_list(p2p_host *h, p2p_peer *p)
 {
     p2p_mesh *m = &h->mesh;
@@ -195,8 +200,7 @@ static void send_list(p2p_host *h, p2p_peer *p)
         lens[k++] = m->own_len;
         for (size_t i = 0; i < m->n; i++) {
             p2p_member *x = &m->m[i];
-            p2p_peer *q = x->has_record ? session_for(h, x->id) : NULL;
-            if (q && q != p && mesh_peer(q)) {
+            if (x->has_record && memcmp(x->id, p->id, 32) != 0) {
                 recs[k] = x->rec;
                 lens[k++] = x->rec_len;
             }
@@ -229,7 +233,10 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         if (r.bad) return -1;
         if (!h->mesh.member) continue;        /* a mediator keeps no member table */
         p2p_member x;
-        if (parse_record(rec, n, &x)) { h->stats.dropped++; continue; }
+        const p2p_member *known = n >= 33 ? member_find(h, rec + 1) : NULL;
+        int fresh = parse_record(rec, n, known, &x);
+        if (fresh < 0) { h->stats.dropped++; continue; }
+        if (!fresh) continue;
         if (memcmp(x.id, h->ident.ed_pk, 32) == 0) continue;
         uint64_t t = unix_s(h, now);
         if (x.expires && t && x.expires <= t) continue;
@@ -245,8 +252,10 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         m->rec_len = x.rec_len;
         m->has_record = 1;
         m->dials = 0;
-        /* Forward what we heard first-hand: the subject itself sent it. */
-        if (memcmp(x.id, p->id, 32) == 0) {
+        /* A newcomer introduces itself on the session it joined by: we forward that record
+         * to the members we hold sessions with. Nothing else is forwarded (each member
+         * sends its own record to its peers), so a join costs each node O(N). */
+        if (p->bootstrap && memcmp(x.id, p->id, 32) == 0) {
             const uint8_t *rp = m->rec;
             for (size_t i = 0; i < h->slot_hwm; i++) {
                 p2p_peer *q = h->slots[i];
@@ -262,6 +271,7 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
 
 void p2p_mesh_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    h->mesh_dl_valid = 0;
     if (p->has_observed) p2p_mesh_observed(h, &p->observed, now);
     if (!h->mesh.member || !p->peer_mesh) return;
     p2p_member *x = member_add(h, p->id);
@@ -275,6 +285,7 @@ void p2p_mesh_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
 
 void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[32], int reason, uint64_t now)
 {
+    h->mesh_dl_valid = 0;
     p2p_member *x = member_find(h, id);
     if (!x || session_for(h, id)) return;
     if (reason == P2P_LEAVE_CLOSED || reason == P2P_LEAVE_DENIED) {
@@ -292,6 +303,7 @@ void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[32], int reason, uint64_t n
 
 void p2p_mesh_observed(p2p_host *h, const p2p_addr *a, uint64_t now)
 {
+    h->mesh_dl_valid = 0;
     p2p_mesh *m = &h->mesh;
     static const uint8_t zero[16];
     if (!a->port || memcmp(a->ip, zero, a->family == P2P_AF_INET4 ? 4 : 16) == 0) return;
@@ -321,6 +333,7 @@ int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
 
 int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_peer_handle *out)
 {
+    h->mesh_dl_valid = 0;
     if (h->closed) return P2P_ERR_CLOSED;
     if (now > h->now) h->now = now;
     p2p_peer *p = session_for(h, id);
@@ -385,6 +398,7 @@ static int seen(const p2p_member *x, uint64_t seq)
 int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
                        uint64_t *seq, uint64_t now)
 {
+    h->mesh_dl_valid = 0;
     if (h->closed) return P2P_ERR_CLOSED;
     if (len + BCAST_OVERHEAD > h->max_message) return P2P_ERR_TOO_BIG;
     if (now > h->now) h->now = now;
@@ -496,14 +510,123 @@ static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
     return 0;
 }
 
+/* ---- anti-entropy ----------------------------------------------------------------------- */
+
+/* An order-independent hash of which records this node holds: the XOR of H(id || seq). Two
+ * members with the same table have the same hash. */
+static void table_hash(const p2p_host *h, uint8_t out[32])
+{
+    uint8_t e[40], x[32];
+    memset(out, 0, 32);
+    for (size_t i = 0; i <= h->mesh.n; i++) {
+        const uint8_t *id = i < h->mesh.n ? h->mesh.m[i].id : h->ident.ed_pk;
+        if (i < h->mesh.n && !h->mesh.m[i].has_record) continue;
+        memcpy(e, id, 32);
+        p2p_put_u64(e + 32, i < h->mesh.n ? h->mesh.m[i].seq : h->mesh.own_seq);
+        p2p_blake2b(x, 32, NULL, 0, e, sizeof e, NULL, 0);
+        for (int k = 0; k < 32; k++) out[k] ^= x[k];
+    }
+}
+
+static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
+{
+    p2p_mesh *m = &h->mesh;
+    uint8_t *body = malloc(1 + (m->n + 1) * 40);
+    if (!body) return;
+    size_t len = 1;
+    body[0] = reply;
+    memcpy(body + len, h->ident.ed_pk, 32);
+    p2p_put_u64(body + len + 32, m->own_seq);
+    len += 40;
+    for (size_t i = 0; i < m->n; i++) {
+        if (!m->m[i].has_record) continue;
+        memcpy(body + len, m->m[i].id, 32);
+        p2p_put_u64(body + len + 32, m->m[i].seq);
+        len += 40;
+    }
+    p2p_peer_append(h, p, P2P_REC_DIGEST, body, len);
+    free(body);
+}
+
+static int on_summary(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
+{
+    if (len != 32) return -1;
+    uint8_t mine[32];
+    table_hash(h, mine);
+    if (memcmp(mine, body, 32) != 0) send_digest(h, p, 0);
+    return 0;
+}
+
+/* The peer listed what it holds: send what it lacks, and (unless this is already a reply)
+ * our own list when it holds something we lack. */
+static int on_digest(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
+{
+    if (len < 1 || (len - 1) % 40) return -1;
+    p2p_mesh *m = &h->mesh;
+    size_t count = (len - 1) / 40;
+    const uint8_t *d = body + 1;
+    const uint8_t **recs = malloc((m->n + 1) * sizeof *recs);
+    uint16_t *lens = malloc((m->n + 1) * sizeof *lens);
+    if (!recs || !lens) { free(recs); free(lens); return 0; }
+    size_t k = 0;
+    for (size_t i = 0; i <= m->n; i++) {
+        const uint8_t *id = i < m->n ? m->m[i].id : h->ident.ed_pk;
+        uint64_t seq = i < m->n ? m->m[i].seq : m->own_seq;
+        if (i < m->n && !m->m[i].has_record) continue;
+        if (memcmp(id, p->id, 32) == 0) continue;
+        int theirs_newer_or_same = 0;
+        for (size_t j = 0; j < count && !theirs_newer_or_same; j++)
+            theirs_newer_or_same = memcmp(d + 40 * j, id, 32) == 0 && p2p_get_u64(d + 40 * j + 32) >= seq;
+        if (theirs_newer_or_same) continue;
+        recs[k] = i < m->n ? m->m[i].rec : m->own_rec;
+        lens[k++] = i < m->n ? m->m[i].rec_len : m->own_len;
+    }
+    if (k) send_members(h, p, recs, lens, k);
+    free(recs);
+    free(lens);
+    if (body[0]) return 0;
+    for (size_t j = 0; j < count; j++) {
+        const uint8_t *id = d + 40 * j;
+        if (memcmp(id, h->ident.ed_pk, 32) == 0) continue;
+        const p2p_member *x = member_find(h, id);
+        if (!x || !x->has_record || x->seq < p2p_get_u64(id + 32)) {
+            send_digest(h, p, 1);
+            break;
+        }
+    }
+    return 0;
+}
+
+static void gossip(p2p_host *h, uint64_t now)
+{
+    h->mesh.next_gossip = now + P2P_GOSSIP_US - P2P_GOSSIP_US / 5 +
+                          p2p_rng_below(&h->rng, 2 * P2P_GOSSIP_US / 5);
+    size_t count = 0;
+    for (size_t i = 0; i < h->slot_hwm; i++)
+        if (h->slots[i] && mesh_peer(h->slots[i])) count++;
+    if (!count) return;
+    size_t pick = p2p_rng_below(&h->rng, (uint32_t)count);
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (!q || !mesh_peer(q) || pick--) continue;
+        uint8_t hash[32];
+        table_hash(h, hash);
+        p2p_peer_append(h, q, P2P_REC_SUMMARY, hash, sizeof hash);
+        return;
+    }
+}
+
 int p2p_mesh_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len,
                        uint64_t now)
 {
+    h->mesh_dl_valid = 0;
     switch (kind) {
     case P2P_REC_MEMBERS: return on_members(h, p, body, len, now);
     case P2P_REC_BROADCAST: return on_broadcast(h, p, body, len, now);
     case P2P_REC_IHAVE: return on_ihave(h, p, body, len, now);
     case P2P_REC_IWANT: return on_iwant(h, p, body, len);
+    case P2P_REC_SUMMARY: return h->mesh.member && p->peer_mesh ? on_summary(h, p, body, len) : 0;
+    case P2P_REC_DIGEST: return h->mesh.member && p->peer_mesh ? on_digest(h, p, body, len) : 0;
     default: return -1;
     }
 }
@@ -514,6 +637,7 @@ uint64_t p2p_mesh_deadline(const p2p_host *h)
 {
     const p2p_mesh *m = &h->mesh;
     uint64_t d = m->refresh_at;
+    if (m->member && m->next_gossip < d) d = m->next_gossip;
     for (size_t i = 0; i < m->n; i++)
         if (m->m[i].dial_at < d) d = m->m[i].dial_at;
     for (size_t i = 0; i < m->nwants; i++)
@@ -539,6 +663,7 @@ static void dial(p2p_host *h, p2p_member *x, uint64_t now)
 
 void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
 {
+    h->mesh_dl_valid = 0;
     p2p_mesh *m = &h->mesh;
     if (now >= m->refresh_at) {
         sign_own(h, now);
@@ -547,6 +672,7 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
             if (q && mesh_peer(q)) send_own(h, q);
         }
     }
+    if (m->member && now >= m->next_gossip) gossip(h, now);
     uint64_t t = unix_s(h, now);
     for (size_t i = 0; i < m->n;) {
         p2p_member *x = &m->m[i];
@@ -587,6 +713,7 @@ int p2p_mesh_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
      * old record and its old broadcast numbers. */
     m->own_seq = cfg->unix_us / 1000u;
     m->bseq = cfg->unix_us;
+    m->next_gossip = now + P2P_GOSSIP_US;
     sign_own(h, now);
     return 0;
 }

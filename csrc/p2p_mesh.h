@@ -22,6 +22,7 @@
 #define P2P_BCAST_CACHE_US 60000000    /* ... for at most a minute */
 #define P2P_IWANT_DELAY_US 300000      /* wait this long for the direct copy before pulling */
 #define P2P_IWANT_MAX 4096
+#define P2P_GOSSIP_US 1000000          /* anti-entropy: one summary to one peer this often */
 #define P2P_MEMBER_REC_MAX (1 + 32 + 8 + 8 + 1 + P2P_MEMBER_ADDRS * 19 + 64)
 
 struct p2p_host;
@@ -69,6 +70,7 @@ typedef struct p2p_mesh {
     size_t cache_n, cache_bytes;
     p2p_want *wants;
     size_t nwants;
+    uint64_t next_gossip;
 } p2p_mesh;
 
 int p2p_mesh_init(struct p2p_host *h, const p2p_config *cfg, uint64_t now);

@@ -235,6 +235,8 @@ int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
     case P2P_REC_BROADCAST:
     case P2P_REC_IHAVE:
     case P2P_REC_IWANT:
+    case P2P_REC_SUMMARY:
+    case P2P_REC_DIGEST:
         rec->len = p2p_rd_varint(&r);
         break;
     default:

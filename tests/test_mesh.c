@@ -251,13 +251,13 @@ static void test_forgeries_refused(void)
     if (!pb) { sim_stop(); return; }
     p2p_stats before, after;
     p2p_host_stats(a->h, &before);
-    /* b's genuine record with one address byte changed */
+    /* b's genuine record, claiming a newer sequence number than b ever signed */
     uint8_t body[2 + P2P_MEMBER_REC_MAX];
     uint16_t len = b->h->mesh.own_len;
     body[0] = (uint8_t)len;
     body[1] = (uint8_t)(len >> 8);
     memcpy(body + 2, b->h->mesh.own_rec, len);
-    body[2 + 60] ^= 1;
+    body[2 + 1 + 32 + 1] ^= 1;   /* second byte of the little-endian seq */
     T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_MEMBERS, body, 2u + len, p2p_sim_now(sim)), 0);
     /* a broadcast claiming to come from b, signed by nobody */
     uint8_t env[32 + 8 + 2 + 5 + 64];
