@@ -275,6 +275,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
     while (!n && h->ready_head) {
         p2p_peer *p = h->ready_head;
         n = p2p_peer_build(h, p, buf, h->now);
+        p->dl_valid = 0;    /* sending arms the probe timer and the pacer */
         if (n) {
             *to = p->addr;
             /* Round robin: a peer that sent goes to the back of the line. */
@@ -361,13 +362,20 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *p = h->slots[i];
         if (!p) continue;
+        if (!p->dl_valid) {
+            p->dl = p2p_peer_deadline(h, p);
+            p->dl_valid = 1;
+        }
+        if (p->dl > h->now) continue;
         p->dl_valid = 0;
-        if (p2p_peer_deadline(h, p) > h->now) continue;
         if (p->hs) p2p_hs_on_timeout(h, p, h->now);
         else p2p_peer_on_timeout(h, p, h->now);
     }
-    h->mesh_dl_valid = 0;
-    if (!h->closed && p2p_mesh_deadline(h) <= h->now) p2p_mesh_on_timeout(h, h->now);
+    if (!h->closed && !h->mesh_dl_valid) {
+        h->mesh_dl = p2p_mesh_deadline(h);
+        h->mesh_dl_valid = 1;
+    }
+    if (!h->closed && h->mesh_dl <= h->now) p2p_mesh_on_timeout(h, h->now);
     return h->closed ? P2P_ERR_CLOSED : 0;
 }
 
