@@ -1156,13 +1156,13 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o) {
     cfg.max_peers = (uint32_t)o->max_peers;
     cfg.max_message = (uint32_t)o->max_message;
     cfg.mediator = o->mesh == 0;
-    /* unix_us stays 0 (member records never expire by the wall clock): only the UDP driver
-     * may read clocks, and it offers no wall clock yet. */
 
     if (simidx != 0) {
         lsim *s = (lsim *)lua_touserdata(L, simidx);
         cfg.seed = p2p_sim_host_seed(s->sim);
         now = p2p_sim_now(s->sim);
+        /* Simulated wall clock: a fixed epoch plus virtual time, so runs are reproducible. */
+        cfg.unix_us = UINT64_C(1700000000000000) + now;
     } else {
         rc = p2p_udp_open(&n->udp, o->host, (uint16_t)o->port, err, sizeof err);
         if (rc != 0) {
@@ -1173,6 +1173,7 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o) {
             return push_fail(L, err);
         }
         now = p2p_udp_now();
+        cfg.unix_us = p2p_udp_unix_now();
     }
     rc = p2p_host_new(&n->host, &cfg, now);
     p2p_identity_wipe(&key);

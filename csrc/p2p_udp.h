@@ -14,6 +14,8 @@ typedef struct p2p_udp p2p_udp;
 
 /* Monotonic time in microseconds (CLOCK_MONOTONIC). */
 uint64_t p2p_udp_now(void);
+/* Wall-clock time in microseconds since 1970 (CLOCK_REALTIME), for p2p_config.unix_us. */
+uint64_t p2p_udp_unix_now(void);
 
 /* Opens a non-blocking UDP socket bound to host:port. host is a numeric IPv4/IPv6 address,
  * "localhost", or NULL for "0.0.0.0"; "::" gives a dual-stack socket. port 0 picks a free
