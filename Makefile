@@ -149,11 +149,17 @@ fuzz: deps fuzz-build
 
 # ---- benchmarks --------------------------------------------------------------------------
 
-BENCH_BIN := $(BUILD)/bench/bench_p2pnet $(BUILD)/bench/bench_enet $(BUILD)/bench/bench_tcp
+BENCH_BIN := $(BUILD)/bench/bench_p2pnet $(BUILD)/bench/bench_enet $(BUILD)/bench/bench_tcp \
+             $(BUILD)/bench/bench_mesh
 
 $(BUILD)/bench/bench_p2pnet: bench/bench_p2pnet.c bench/bench_common.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CPPFLAGS) -Ibench $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+# The simulator's mesh figures: C only, against the library's internal sim header.
+$(BUILD)/bench/bench_mesh: bench/bench_mesh.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/bench/bench_enet: bench/bench_enet.c bench/bench_common.h
 	@mkdir -p $(dir $@)

@@ -3,22 +3,31 @@
 # Each contender's server runs pinned to CPU 1 and its client to CPU 0, so all get the same
 # two cores. See bench/bench_common.h for what is measured and how.
 #
+# Then the mesh figures: bench/bench_mesh.c on the simulator (two rows at a time, one per
+# core) and bench/bench_mesh_real.lua with real processes, printed as a second table.
+#
 # Environment: BUILD (build dir, default build), LUA (default lua5.4), BENCH_SECONDS (per
 # throughput run, default 2), BENCH_RTT_COUNT (default 5000), BENCH_SESSIONS (default 200),
-# BENCH_ONLY (space-separated subset of: enet tcp p2pnet lua).
+# BENCH_ONLY (space-separated subset of: enet tcp p2pnet lua mesh meshreal),
+# BENCH_MESH_ROWS (simulator rows as N:LOSS_PERCENT, default "10:0 50:0 200:0 200:5"),
+# BENCH_MESH_REAL_N (processes in the loopback mesh, default 30).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=${BUILD:-build}
 LUA=${LUA:-lua5.4}
 SESSIONS=${BENCH_SESSIONS:-200}
-ONLY=${BENCH_ONLY:-enet tcp p2pnet lua}
+ONLY=${BENCH_ONLY:-enet tcp p2pnet lua mesh meshreal}
+MESH_ROWS=${BENCH_MESH_ROWS:-10:0 50:0 200:0 200:5}
+MESH_REAL_N=${BENCH_MESH_REAL_N:-30}
 export BENCH_SECONDS=${BENCH_SECONDS:-2}
 export BENCH_RTT_COUNT=${BENCH_RTT_COUNT:-5000}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 RESULTS=$TMP/results
+MESH_RESULTS=$TMP/mesh-results
 : >"$RESULTS"
+: >"$MESH_RESULTS"
 failed=()
 
 if [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null; then
@@ -103,14 +112,15 @@ have "$BUILD/p2pnet/core.so" lua && run_contender lua env $(lua_env) "$LUA" benc
 [ -x "$BUILD/bench/bench_enet" ] && run_mem enet "$BUILD/bench/bench_enet"
 [ -x "$BUILD/bench/bench_p2pnet" ] && run_mem p2pnet "$BUILD/bench/bench_p2pnet"
 
-echo
-echo "p2pnet benchmark, 127.0.0.1, server on CPU 1 and client on CPU 0;" \
-     "throughput: ${BENCH_SECONDS} s per size, at most 256 messages / 4 MiB unacknowledged;" \
-     "RTT: ${BENCH_RTT_COUNT} round trips of 64 B; memory: heap per idle session of a hub" \
-     "(slope between $((SESSIONS / 2)) and $SESSIONS sessions; p2pnet hosts as mediators, so no mesh)."
-echo "(x N) is the ratio to ENet: higher is better for throughput, lower for RTT and memory."
-echo
-awk '
+if [ -s "$RESULTS" ]; then
+    echo
+    echo "p2pnet benchmark, 127.0.0.1, server on CPU 1 and client on CPU 0;" \
+         "throughput: ${BENCH_SECONDS} s per size, at most 256 messages / 4 MiB unacknowledged;" \
+         "RTT: ${BENCH_RTT_COUNT} round trips of 64 B; memory: heap per idle session of a hub" \
+         "(slope between $((SESSIONS / 2)) and $SESSIONS sessions; p2pnet hosts as mediators, so no mesh)."
+    echo "(x N) is the ratio to ENet: higher is better for throughput, lower for RTT and memory."
+    echo
+    awk '
 function fmt(v,    s, out) {
     if (v == "") return "-"
     if (v < 100 && v != int(v)) return sprintf("%.2f", v)
@@ -143,6 +153,97 @@ END {
         printf "\n"
     }
 }' "$RESULTS"
+fi
+
+# ---- mesh ----------------------------------------------------------------------------------
+
+# run_mesh_rows ROW...: simulator rows one after another, results appended to $MESH_RESULTS.
+run_mesh_rows() {
+    local row rc
+    for row in "$@"; do
+        rc=0
+        timeout 300 "$BUILD/bench/bench_mesh" "${row%%:*}" "${row#*:}" >>"$TMP/mesh.$row.out" \
+            2>"$TMP/mesh.$row.err" || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            echo "bench: mesh $row failed (exit $rc):" >&2
+            sed 's/^/  | /' "$TMP/mesh.$row.err" >&2
+            echo "$row" >>"$TMP/mesh.failed"
+        fi
+    done
+}
+
+case " $ONLY " in *" mesh "*) run_mesh=1 ;; *) run_mesh=0 ;; esac
+case " $ONLY " in *" meshreal "*) run_real=1 ;; *) run_real=0 ;; esac
+if [ "$run_mesh" = 1 ] && have "$BUILD/bench/bench_mesh" mesh; then
+    echo "bench: mesh on the simulator ($MESH_ROWS) ..." >&2
+    # The rows alternate between two sequential lanes, largest first so the lanes balance: the
+    # 200-node rows take most of the time and land on different cores.
+    read -r -a rows <<<"$(for r in $MESH_ROWS; do echo "${r%%:*} $r"; done | sort -rn | awk '{print $2}' | tr '\n' ' ')"
+    lane0=() lane1=()
+    for i in "${!rows[@]}"; do
+        if [ $((i % 2)) -eq 0 ]; then lane0+=("${rows[$i]}"); else lane1+=("${rows[$i]}"); fi
+    done
+    run_mesh_rows "${lane0[@]}" &
+    lane_pid=$!
+    [ ${#lane1[@]} -gt 0 ] && run_mesh_rows "${lane1[@]}"
+    wait "$lane_pid"
+    [ -s "$TMP/mesh.failed" ] && failed+=("mesh")
+    for r in $MESH_ROWS; do cat "$TMP/mesh.$r.out" 2>/dev/null; done >>"$MESH_RESULTS"
+fi
+if [ "$run_real" = 1 ] && have "$BUILD/p2pnet/core.so" meshreal; then
+    echo "bench: mesh of $MESH_REAL_N processes on 127.0.0.1 ..." >&2
+    rc=0
+    # shellcheck disable=SC2046
+    TMPDIR=$TMP timeout -k 5 100 env $(lua_env) "$LUA" bench/bench_mesh_real.lua "$MESH_REAL_N" \
+        >>"$MESH_RESULTS" 2>"$TMP/meshreal.err" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "bench: meshreal failed (exit $rc):" >&2
+        sed 's/^/  | /' "$TMP/meshreal.err" >&2
+        failed+=("meshreal")
+    fi
+fi
+
+if [ -s "$MESH_RESULTS" ]; then
+    echo
+    echo "Mesh on the simulator: 5 ms latency + 0-2 ms jitter; a node joins every 20 ms of virtual"
+    echo "time through a random earlier member. Fixed seeds: every figure but CPU repeats exactly."
+    echo "  converged: virtual seconds from the last join until every node holds N-1 sessions"
+    echo "             (checked every 50 ms)"
+    echo "  idle:      what each node sends per second over 30 virtual seconds without application"
+    echo "             traffic (after 2 s to settle), per node and per peer (flat per peer = O(N)"
+    echo "             per node)"
+    echo "  broadcast: virtual time until all N-1 others delivered one broadcast"
+    echo "  CPU:       seconds of CPU the whole run took"
+    echo
+    awk '
+function group(v,    s, out) {
+    s = sprintf("%.0f", v); out = ""
+    while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+    return s out
+}
+BEGIN {
+    printf "%6s %5s %14s %14s %12s %10s %12s %16s %8s\n", "nodes", "loss", "converged (s)",
+           "idle B/s/node", "pkts/s/node", "B/s/peer", "pkts/s/peer", "broadcast (ms)", "CPU (s)"
+}
+$1 == "RESULT" && $2 == "mesh" {
+    n = $3
+    conv = $5 < 0 ? "no" : sprintf("%.2f", $5)
+    bc = $10 < 0 ? sprintf("no (%d/%d)", $11, n - 1) : sprintf("%.1f", $10)
+    if ($12 > 0) bc = bc " dups:" $12
+    note = $13 < n ? sprintf("  (only %d of %d full after idle)", $13, n) : ""
+    printf "%6d %4s%% %14s %14s %12.1f %10.1f %12.2f %16s %8.1f%s\n", n, $4, conv, group($6), $7,
+           $8, $9, bc, $14, note
+}
+$1 == "RESULT" && $2 == "meshreal" { real[++nreal] = $0 }
+END {
+    for (i = 1; i <= nreal; i++) {
+        split(real[i], f, " ")
+        printf "\n%d real processes on 127.0.0.1, each knowing only the first node'"'"'s address: ", f[3]
+        if (f[4] < 0) printf "no full mesh (%d of %d nodes full)\n", f[5], f[3]
+        else printf "full mesh in %.2f s (wall clock from spawning the processes)\n", f[4]
+    }
+}' "$MESH_RESULTS"
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
     echo
