@@ -44,7 +44,10 @@ static int mac1_ok(const p2p_host *h, const uint8_t *buf, size_t len)
     return p2p_memcmp_ct(want, buf + len - P2P_MAC_LEN, P2P_MAC_LEN) == 0;
 }
 
-static uint32_t own_window(const p2p_host *h) { return h->max_message + 65536u; }
+static uint32_t own_window(const p2p_host *h)
+{
+    return (h->max_message > P2P_MESH_RECORD_MAX ? h->max_message : P2P_MESH_RECORD_MAX) + 65536u;
+}
 
 static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t flags,
                             uint8_t *out, size_t cap)

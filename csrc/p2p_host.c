@@ -262,6 +262,7 @@ int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size
 size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap)
 {
     if (cap < P2P_MAX_PACKET) return 0;
+    if (cap > P2P_MAX_PACKET_PROBED) cap = P2P_MAX_PACKET_PROBED;
     size_t n = 0;
     if (h->txq_head) {
         p2p_txq_item *t = h->txq_head;
@@ -274,7 +275,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
     }
     while (!n && h->ready_head) {
         p2p_peer *p = h->ready_head;
-        n = p2p_peer_build(h, p, buf, h->now);
+        n = p2p_peer_build(h, p, buf, cap, h->now);
         p->dl_valid = 0;    /* sending arms the probe timer and the pacer */
         if (n) {
             *to = p->addr;
@@ -312,7 +313,7 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
     if (now > h->now) h->now = now;
     h->stats.packets_received++;
     h->stats.bytes_received += len;
-    if (len < 1 || len > P2P_MAX_PACKET) { h->stats.dropped++; return 0; }
+    if (len < 1 || len > P2P_MAX_PACKET_PROBED) { h->stats.dropped++; return 0; }
     switch (buf[0]) {
     case P2P_PKT_INIT: p2p_hs_on_init(h, from, buf, len, h->now); break;
     case P2P_PKT_RESP: p2p_hs_on_resp(h, from, buf, len, h->now); break;

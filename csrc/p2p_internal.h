@@ -22,7 +22,11 @@
 #define P2P_DEFAULT_SEND_QUEUE (8u * 1024u * 1024u)
 #define P2P_DATAGRAM_QUEUE 256
 #define P2P_CLOSE_COPIES 3
-#define P2P_PLAINTEXT_MAX (P2P_MAX_PACKET - P2P_DATA_HEADER - P2P_TAG_LEN)
+/* Mesh records (member lists, digests) are not application messages: they have their own
+ * limit, and the stream window always fits one. */
+#define P2P_MESH_RECORD_MAX (1u << 20)
+#define P2P_PLAINTEXT_MAX (P2P_MAX_PACKET_PROBED - P2P_DATA_HEADER - P2P_TAG_LEN)
+#define P2P_MTU_PROBES 3          /* tries per probe size before settling (RFC 8899 MAX_PROBES) */
 
 /* Session states (one peer). */
 typedef enum p2p_sstate {
@@ -108,6 +112,12 @@ typedef struct p2p_peer {
     /* datagrams waiting for the next packet */
     p2p_dgram *dq_head, *dq_tail;
     unsigned dq_count;
+
+    /* path MTU discovery: packets up to mtu bytes; a probe of the next size is in flight or
+     * due while mtu_rung names a size still to try */
+    uint16_t mtu;
+    uint8_t mtu_rung, mtu_tries;
+    int mtu_probe_due, mtu_probe_out;
 
     /* timers and pending control */
     uint64_t last_recv, last_eliciting_sent, next_send_at;
@@ -203,7 +213,7 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
 void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
 uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p);
 /* Builds the next DATA packet for a connected or closing peer. Returns its length or 0. */
-size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now);
+size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64_t now);
 /* Ends a session locally: REPLY-lost and LEAVE events, then CLOSE frames when send_close. */
 void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t wire_reason);
 /* Appends a mesh record to the peer's stream (not subject to the send-queue limit). */

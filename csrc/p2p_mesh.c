@@ -390,6 +390,14 @@ static const p2p_bcast *cache_get(const p2p_host *h, const uint8_t origin[32], u
     return NULL;
 }
 
+/* Sends a broadcast envelope to one peer, unless it is larger than the peer accepts (it
+ * would end the session there): such a peer does not get it. */
+static void send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len)
+{
+    if (len - BCAST_OVERHEAD <= q->peer_max_message)
+        p2p_peer_append(h, q, P2P_REC_BROADCAST, env, len);
+}
+
 static int seen(const p2p_member *x, uint64_t seq)
 {
     return p2p_replay_check(&x->bseen, seq) != 0;
@@ -418,7 +426,7 @@ int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     cache_put(h, env, elen, h->now);
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
-        if (q && q->state == P2P_S_CONNECTED) p2p_peer_append(h, q, P2P_REC_BROADCAST, env, elen);
+        if (q && q->state == P2P_S_CONNECTED) send_bcast(h, q, env, elen);
     }
     free(buf);
     if (seq) *seq = s;
@@ -504,7 +512,7 @@ static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
     for (size_t off = 0; off < len; off += WANT_ENTRY) {
         const p2p_bcast *b = cache_get(h, body + off, p2p_get_u64(body + off + 32));
         if (!b) continue;
-        p2p_peer_append(h, p, P2P_REC_BROADCAST, b->env, b->len);
+        send_bcast(h, p, b->env, b->len);
         h->stats.broadcasts_relayed++;
     }
     return 0;

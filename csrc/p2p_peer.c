@@ -29,11 +29,33 @@ void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t 
     p2p_recovery_init(&p->rec, now);
     p->last_recv = now;
     p->last_eliciting_sent = now;
-    p->window = p->host->max_message + 65536u;
+    p->window = (p->host->max_message > P2P_MESH_RECORD_MAX ? p->host->max_message
+                                                            : P2P_MESH_RECORD_MAX) + 65536u;
     p->r_granted = p->window;
     if (!p->peer_max_message) p->peer_max_message = P2P_DEFAULT_MAX_MESSAGE;
     if (!p->peer_window) p->peer_window = 1u << 20;
     p->peer_max = p->peer_window;
+    p->mtu = P2P_MAX_PACKET;
+    p->mtu_rung = 0;
+    p->mtu_probe_due = 1;
+}
+
+/* Path MTU discovery (RFC 8899, docs/PROTOCOL.md 5.1): the sizes tried in turn. */
+static const uint16_t mtu_ladder[] = { 1452, P2P_MAX_PACKET_PROBED };
+#define MTU_RUNGS (sizeof mtu_ladder / sizeof mtu_ladder[0])
+
+static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)
+{
+    p->mtu_probe_out = 0;
+    if (acked) {
+        if (s->size > p->mtu) p->mtu = s->size;
+        p->rec.mss = p->mtu;
+        p->mtu_rung++;
+        p->mtu_tries = 0;
+    } else if (++p->mtu_tries >= P2P_MTU_PROBES) {
+        p->mtu_rung = MTU_RUNGS;         /* this size does not pass: keep what we have */
+    }
+    p->mtu_probe_due = p->mtu_rung < MTU_RUNGS;
 }
 
 void p2p_peer_release(p2p_peer *p)
@@ -201,6 +223,7 @@ static void advance_sbase(p2p_peer *p)
 static void on_acked(void *ud, const p2p_sent *s)
 {
     p2p_peer *p = ud;
+    if (s->flags & P2P_SENT_MTU_PROBE) mtu_probe_result(p, s, 1);
     /* A late ACK for bytes a retransmission already got acknowledged says nothing new. */
     if (s->stream_len && s->stream_off + s->stream_len > p->sbase) {
         uint64_t lo = s->stream_off > p->sbase ? s->stream_off : p->sbase;
@@ -212,6 +235,7 @@ static void on_acked(void *ud, const p2p_sent *s)
 static void on_lost(void *ud, const p2p_sent *s)
 {
     p2p_peer *p = ud;
+    if (s->flags & P2P_SENT_MTU_PROBE) mtu_probe_result(p, s, 0);
     if (s->stream_len && s->stream_off + s->stream_len > p->sbase)
         p2p_rangeset_add(&p->s_lost, s->stream_off, s->stream_off + s->stream_len);
     if (s->flags & P2P_SENT_MAX_STREAM) p->need_max_stream = 1;
@@ -231,7 +255,30 @@ static int next_lost(p2p_peer *p, uint64_t *lo, uint64_t *hi)
 
 /* ---- building packets ------------------------------------------------------------------- */
 
-size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now)
+/* A probe: PING and PADDING filling a packet of the next size to try. */
+static size_t build_mtu_probe(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64_t now)
+{
+    size_t size = mtu_ladder[p->mtu_rung];
+    p->mtu_probe_due = 0;
+    if (size > cap) {                    /* the driver cannot carry it: settle */
+        p->mtu_rung = MTU_RUNGS;
+        return 0;
+    }
+    uint8_t pt[P2P_PLAINTEXT_MAX];
+    size_t ptlen = size - P2P_DATA_HEADER - P2P_TAG_LEN;
+    memset(pt, 0, ptlen);
+    pt[0] = P2P_FRAME_PING;              /* the zeros after it are PADDING */
+    uint64_t pn = p->rec.next_pn;
+    size_t n = seal(p, pt, ptlen, out, pn);
+    if (p2p_recovery_on_sent(&p->rec, now, n, P2P_SENT_ELICITING | P2P_SENT_MTU_PROBE, 0, 0, &pn))
+        return 0;
+    p->mtu_probe_out = 1;
+    p->last_eliciting_sent = now;
+    (void)h;
+    return n;
+}
+
+size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64_t now)
 {
     if (p->state == P2P_S_CLOSING) {
         if (p->close_copies <= 0) return 0;
@@ -239,9 +286,16 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, uint64_t now)
         return p2p_peer_close_packet(p, p->close_reason, out);
     }
     if (p->state != P2P_S_CONNECTED) return 0;
+    /* Probe only when the window has room, so a probe never displaces data. */
+    if (p->mtu_probe_due && !p->mtu_probe_out &&
+        p2p_recovery_cwnd_allows(&p->rec, mtu_ladder[p->mtu_rung])) {
+        size_t n = build_mtu_probe(h, p, out, cap, now);
+        if (n) return n;
+    }
+    size_t limit = p->mtu < cap ? p->mtu : cap;
     uint8_t pt[P2P_PLAINTEXT_MAX];
     p2p_wr w;
-    p2p_wr_init(&w, pt, sizeof pt);
+    p2p_wr_init(&w, pt, limit - P2P_DATA_HEADER - P2P_TAG_LEN);
     uint8_t flags = 0;
     int has_ack = 0;
     uint64_t s_off = 0;
@@ -415,7 +469,10 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len)
             data += used;
             len -= used;
             p->r_hdr_len = (size_t)hl;
-            if (p->r_cur.len > h->max_message) return -1;
+            uint64_t limit = p->r_cur.kind == P2P_REC_BROADCAST ? (uint64_t)h->max_message + 106
+                           : p->r_cur.kind >= P2P_REC_MEMBERS  ? P2P_MESH_RECORD_MAX
+                                                               : h->max_message;
+            if (p->r_cur.len > limit) return -1;
             p->r_body = malloc(p->r_cur.len ? (size_t)p->r_cur.len : 1);
             if (!p->r_body) return -1;
             p->r_in_body = 1;
@@ -484,7 +541,7 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
     if (buf[1] || buf[2] || buf[3]) { h->stats.dropped++; return; }
     uint64_t pn = p2p_get_u64(buf + 8);
     if (p2p_replay_check(&p->replay, pn)) { h->stats.dropped++; return; }
-    uint8_t pt[P2P_MAX_PACKET];
+    uint8_t pt[P2P_MAX_PACKET_PROBED];
     size_t ptlen = len - P2P_DATA_HEADER - P2P_TAG_LEN;
     if (p2p_aead_open(pt, p->k_recv, pn, buf, P2P_DATA_HEADER, buf + P2P_DATA_HEADER,
                       len - P2P_DATA_HEADER)) {

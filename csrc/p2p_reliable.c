@@ -103,6 +103,7 @@ void p2p_recovery_init(p2p_recovery *r, uint64_t now)
     r->rttvar = P2P_INITIAL_RTT_US / 2;
     r->min_rtt = UINT64_MAX;
     r->cwnd = P2P_INITIAL_WINDOW;
+    r->mss = 1232;
     r->ssthresh = UINT64_MAX;
     r->tokens = P2P_PACING_BURST;
     r->pace_time = now;
@@ -178,6 +179,8 @@ static void on_congestion(p2p_recovery *r, uint64_t sent_time, uint64_t now)
     if (r->recovery_start && sent_time <= r->recovery_start) return;
     r->recovery_start = now ? now : 1;
     r->cwnd /= 2;
+    /* The minimum window is two of the largest packets (RFC 9002 section 7.2). */
+    if (r->cwnd < 2u * r->mss) r->cwnd = 2u * r->mss;
     if (r->cwnd < P2P_MIN_WINDOW) r->cwnd = P2P_MIN_WINDOW;
     r->ssthresh = r->cwnd;
     r->ca_acked = 0;
@@ -208,8 +211,10 @@ static void detect_lost(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb
             int eliciting = s->flags & P2P_SENT_ELICITING;
             resolve(r, s, P2P_SENT_LOST);
             if (eliciting) {
-                any_lost = 1;
-                if (s->time > newest_lost_time) newest_lost_time = s->time;
+                if (!(s->flags & P2P_SENT_MTU_PROBE)) {
+                    any_lost = 1;
+                    if (s->time > newest_lost_time) newest_lost_time = s->time;
+                }
                 if (cb) cb->lost(cb->ud, s);
             }
         } else {
@@ -252,7 +257,7 @@ static void on_acked_cc(p2p_recovery *r, const p2p_sent *s, uint64_t in_flight_b
         r->ca_acked += s->size;
         if (r->ca_acked >= r->cwnd) {
             r->ca_acked -= r->cwnd;
-            r->cwnd += 1232;
+            r->cwnd += r->mss;
         }
     }
 }
@@ -325,7 +330,9 @@ int p2p_recovery_on_timeout(p2p_recovery *r, uint64_t now, const p2p_recovery_cb
 
 int p2p_recovery_cwnd_allows(const p2p_recovery *r, size_t size)
 {
-    return r->in_flight + size <= r->cwnd;
+    /* With nothing in flight one packet may always go, whatever its size: else a window
+     * below the packet size would stall the session for good. */
+    return r->in_flight == 0 || r->in_flight + size <= r->cwnd;
 }
 
 static double pace_rate(const p2p_recovery *r)

@@ -64,7 +64,8 @@ void p2p_acker_sent(p2p_acker *a);
 
 /* ---- what we sent ---- */
 enum {
-    P2P_SENT_ACKED = 1, P2P_SENT_LOST = 2, P2P_SENT_ELICITING = 4, P2P_SENT_MAX_STREAM = 8
+    P2P_SENT_ACKED = 1, P2P_SENT_LOST = 2, P2P_SENT_ELICITING = 4, P2P_SENT_MAX_STREAM = 8,
+    P2P_SENT_MTU_PROBE = 16   /* its loss says the path is too narrow, not congested */
 };
 
 typedef struct p2p_sent {
@@ -91,6 +92,7 @@ typedef struct p2p_recovery {
     int has_rtt;
     /* NewReno */
     uint64_t cwnd, ssthresh, recovery_start, ca_acked;
+    uint32_t mss;              /* largest packet the path carries now (path MTU discovery) */
     /* pacing */
     double tokens;
     uint64_t pace_time;

@@ -355,6 +355,12 @@ static void emit(p2p_sim *s, const p2p_addr *from, const p2p_addr *to, const uin
     struct sim_pkt *p;
     int copies = 1, i;
 
+    /* The simulated path is Ethernet-sized: a datagram over 1500 - 48 bytes never arrives,
+     * as with a DF-flagged packet on a real path (what path MTU discovery must cope with). */
+    if (len > P2P_SIM_PATH_MTU) {
+        s->stats.too_big++;
+        return;
+    }
     s->stats.sent++;
     if (sim_chance(s, s->cfg.loss)) {
         s->stats.lost++;
@@ -385,7 +391,7 @@ static void emit(p2p_sim *s, const p2p_addr *from, const p2p_addr *to, const uin
 
 static void drain_slot(p2p_sim *s, size_t i)
 {
-    uint8_t buf[P2P_MAX_PACKET];
+    uint8_t buf[P2P_MAX_PACKET_PROBED];
     p2p_addr to;
     size_t len;
 

@@ -24,6 +24,10 @@ typedef struct p2p_sim_config {
 
 enum { P2P_SIM_NAT_NONE = 0, P2P_SIM_NAT_CONE = 1, P2P_SIM_NAT_SYMMETRIC = 2 };
 
+/* Largest datagram the simulated path carries (Ethernet 1500 less IPv6 and UDP); larger ones
+ * are lost. */
+#define P2P_SIM_PATH_MTU 1452
+
 /* Creates a sim at virtual time 0. *out is owned by the caller (p2p_sim_free()).
  * Returns 0, P2P_ERR_INVALID (a probability outside [0, 1], or latency/jitter over 2^40 us)
  * or P2P_ERR_NOMEM. cfg is copied. */
@@ -65,6 +69,7 @@ typedef struct p2p_sim_stats {
     uint64_t duplicated; /* datagrams that got a second copy */
     uint64_t reordered;  /* copies held back by extra delay */
     uint64_t in_flight;  /* copies in the network right now */
+    uint64_t too_big;    /* larger than P2P_SIM_PATH_MTU: never sent (not in `sent`) */
 } p2p_sim_stats;
 /* Fills *out with the counters so far. */
 void p2p_sim_stats_get(const p2p_sim *s, p2p_sim_stats *out);

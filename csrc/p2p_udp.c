@@ -33,7 +33,7 @@
 #define BATCH 32
 /* Larger than any valid datagram, so an oversized one arrives whole (or flagged truncated)
  * and the host can see it is too long and drop it. */
-#define RECV_BUF 2048
+#define RECV_BUF (P2P_MAX_PACKET_PROBED + 256)
 /* Bound on receive batches per pump, so a flood cannot starve timers and sends. */
 #define MAX_RECV_BATCHES 32
 #define SOCKET_BUFFER (4 * 1024 * 1024)
@@ -42,7 +42,7 @@ struct out_dgram {
     struct sockaddr_storage sa;
     socklen_t salen;
     size_t len;
-    uint8_t buf[P2P_MAX_PACKET];
+    uint8_t buf[P2P_MAX_PACKET_PROBED];
 };
 
 struct p2p_udp {
@@ -228,6 +228,17 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
      * bursts between two pumps. */
     (void)setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     (void)setsockopt(u->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    /* Never let IP fragment our datagrams: path MTU discovery probes larger sizes itself, and
+     * a probe that does not fit must fail (locally with EMSGSIZE, or by loss on the way). */
+    {
+        int probe = IP_PMTUDISC_PROBE, on = 1;
+        (void)setsockopt(u->fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof probe);
+        if (family == AF_INET6) {
+            int probe6 = IPV6_PMTUDISC_PROBE;
+            (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe6, sizeof probe6);
+            (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof on);
+        }
+    }
 
     sslen = addr_to_sockaddr(family, &bind_addr, &ss);
     if (bind(u->fd, (struct sockaddr *)&ss, sslen) != 0) {
@@ -488,7 +499,7 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
                 continue;
             /* A truncated datagram is longer than RECV_BUF: passing its first RECV_BUF bytes
              * still shows the host it is oversized, so it is dropped and counted there. */
-            if (len > P2P_MAX_PACKET)
+            if (len > P2P_MAX_PACKET_PROBED)
                 u->stats.oversized++;
             u->stats.received++;
             count++;

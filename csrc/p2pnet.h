@@ -27,8 +27,13 @@ extern "C" {
 
 #define P2P_VERSION_STRING "0.1.0"
 
-/* Largest UDP payload p2pnet sends or accepts: 1280 (IPv6 minimum MTU) - 40 - 8. */
+/* The UDP payload every path carries: 1280 (IPv6 minimum MTU) - 40 - 8. Handshake packets
+ * never exceed it, and sessions start with it. */
 #define P2P_MAX_PACKET 1232
+/* Largest DATA packet, used only on paths that acknowledged a probe of that size (path MTU
+ * discovery, docs/PROTOCOL.md section 5.1): a 9000-byte jumbo frame less IPv6 and UDP. Drivers
+ * size their buffers for it. */
+#define P2P_MAX_PACKET_PROBED 8952
 /* Largest unreliable datagram payload: a DATA packet less header, tag and frame header. */
 #define P2P_MAX_DATAGRAM 1195
 #define P2P_ID_LEN 32
@@ -157,9 +162,10 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now);
 /* The earliest time at which p2p_host_on_timeout() has work, or P2P_TIME_NEVER. */
 uint64_t p2p_host_next_timeout(const p2p_host *h);
 
-/* Writes the next datagram to send into buf (cap must be at least P2P_MAX_PACKET) and its
- * destination into *to. Returns its length (> 0), or 0 when there is nothing to send now
- * (for example while pacing or congestion control hold data back). */
+/* Writes the next datagram to send into buf (cap must be at least P2P_MAX_PACKET; with cap
+ * of P2P_MAX_PACKET_PROBED, paths that proved larger packets get them) and its destination
+ * into *to. Returns its length (> 0), or 0 when there is nothing to send now (for example
+ * while pacing or congestion control hold data back). */
 size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap);
 
 /* ---- events --------------------------------------------------------------------------- */

@@ -495,7 +495,7 @@ static void test_oversized_dropped(void)
 {
     struct node b;
     struct sockaddr_in sa;
-    uint8_t big[4000];
+    uint8_t big[P2P_MAX_PACKET_PROBED + 64];
     p2p_udp_stats us;
     p2p_stats before, after;
     int fd, got = 0;
@@ -513,8 +513,8 @@ static void test_oversized_dropped(void)
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     memset(big, 0x04, sizeof big); /* a DATA type byte: only the size is wrong */
     p2p_host_stats(b.h, &before);
-    T_EQ_INT(sendto(fd, big, P2P_MAX_PACKET + 1, 0, (struct sockaddr *)&sa, sizeof sa),
-             P2P_MAX_PACKET + 1);
+    T_EQ_INT(sendto(fd, big, P2P_MAX_PACKET_PROBED + 1, 0, (struct sockaddr *)&sa, sizeof sa),
+             P2P_MAX_PACKET_PROBED + 1);
     T_EQ_INT(sendto(fd, big, sizeof big, 0, (struct sockaddr *)&sa, sizeof sa),
              (long long)sizeof big);
     end = p2p_udp_now() + 2000000;
