@@ -330,10 +330,20 @@ static lnode *to_node(lua_State *L, int idx) {
     return (lnode *)luaL_checkudata(L, idx, NODE_MT);
 }
 
+/* Raises "<kind>:<method>: node is closed", naming the method that was called (use after
+ * close is a programming error, and the message must say where). */
+static int closed_error(lua_State *L, const char *kind) {
+    lua_Debug ar;
+    const char *name = "?";
+    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name != NULL)
+        name = ar.name;
+    return luaL_error(L, "%s:%s: node is closed", kind, name);
+}
+
 static lnode *check_open_node(lua_State *L, int idx) {
     lnode *n = to_node(L, idx);
     if (n->closed || n->host == NULL)
-        luaL_error(L, "node is closed");
+        closed_error(L, "node");
     return n;
 }
 
@@ -1685,7 +1695,7 @@ static int peer_tostring(lua_State *L) {
 /* The node of a peer, checked open; the peer's uservalue node is pushed to `*nidx`. */
 static lnode *peer_node(lua_State *L, lpeer *p, int *nidx) {
     if (p->node->closed || p->node->host == NULL)
-        luaL_error(L, "node is closed");
+        closed_error(L, "peer");
     uv_field(L, 1, "node");
     *nidx = lua_gettop(L);
     return p->node;

@@ -314,7 +314,7 @@ end
 function Node:poll(timeout)
     check_timeout("node:poll", "timeout", timeout)
     if self:_closed() then
-        error("node is closed", 2)
+        error("node:poll: node is closed", 2)
     end
     timeout = timeout or 0
     local st = state(self)
@@ -380,7 +380,7 @@ end
 --- node:spawn(fn, ...) -> coroutine: runs fn(...) as a task on this node's loop.
 function Node:spawn(fn, ...)
     if self:_closed() then
-        error("node is closed", 2)
+        error("node:spawn: node is closed", 2)
     end
     if type(fn) ~= "function" then
         argerror("node:spawn", "fn", "must be a function")
@@ -448,7 +448,7 @@ end
 function Node:run(seconds)
     check_timeout("node:run", "seconds", seconds)
     if self:_closed() then
-        error("node is closed", 2)
+        error("node:run: node is closed", 2)
     end
     local st = state(self)
     local sim = self:_sim()
