@@ -514,6 +514,8 @@ static void drain_events(lua_State *L, int nidx) {
         lua_setfield(L, -2, "m");
         lp_pushu64(L, ev.seq);
         lua_setfield(L, -2, "q");
+        lua_pushnumber(L, (lua_Number)ev.session);
+        lua_setfield(L, -2, "x");
         /* The handle dies with LEAVE; a failed connect's handle may die with its ERROR. The
          * Peer is retired now, so that later lookups of a reused handle get a new object. */
         if (ev.peer != 0 && (ev.type == P2P_EV_LEAVE || ev.type == P2P_EV_ERROR)) {
@@ -658,10 +660,18 @@ static void fail_callbacks(lua_State *L, lnode *n, int pidx, const char *why) {
     }
 }
 
-static void push_message_id(lua_State *L, const char *sender_hex, uint64_t seq) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.16s-%llx", sender_hex != NULL ? sender_hex : "",
-             (unsigned long long)seq);
+/* Broadcast ids are "<origin id, 16 hex>-<seq hex>" (seq starts at the origin's wall clock,
+ * so it never repeats); direct ones also name the sender's session, because their seq
+ * restarts with every session: "<sender id, 16 hex>-<session hex>-<seq hex>". */
+static void push_message_id(lua_State *L, const char *sender_hex, int direct, uint32_t session,
+                            uint64_t seq) {
+    char buf[80];
+    if (direct)
+        snprintf(buf, sizeof buf, "%.16s-%08lx-%llx", sender_hex != NULL ? sender_hex : "",
+                 (unsigned long)session, (unsigned long long)seq);
+    else
+        snprintf(buf, sizeof buf, "%.16s-%llx", sender_hex != NULL ? sender_hex : "",
+                 (unsigned long long)seq);
     lua_pushstring(L, buf);
 }
 
@@ -713,7 +723,11 @@ static void dispatch_message(lua_State *L, int nidx, int eidx, int unreliable) {
         }
         lua_createtable(L, 0, 4);
         if (!unreliable) {
-            push_message_id(L, sender, seq);
+            uint32_t session;
+            lua_getfield(L, eidx, "x");
+            session = (uint32_t)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+            push_message_id(L, sender, origin == NULL, session, seq);
             lua_setfield(L, -2, "id");
         }
         lua_pushboolean(L, origin != NULL);
@@ -1622,7 +1636,7 @@ static int node_broadcast(lua_State *L) {
     after_call(L, 1);
     if (rc != 0)
         return push_fail(L, error_text(rc));
-    push_message_id(L, n->hex, seq);
+    push_message_id(L, n->hex, 0, 0, seq);
     return 1;
 }
 

@@ -14,6 +14,7 @@ void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev)
 {
     ev->peer = p->handle;
     ev->from = p->addr;
+    ev->session = p->remote_index;
     if (p->has_id) {
         ev->has_id = 1;
         memcpy(ev->id, p->id, 32);

@@ -208,6 +208,8 @@ typedef struct p2p_event {
     uint64_t seq;           /* MESSAGE: record ordinal in the peer's stream; REPLY: ours */
     int has_id;             /* id holds the peer's id (JOIN, LEAVE, REQUEST; ERROR when known) */
     int broadcast;          /* MESSAGE: a broadcast from `origin`; seq is its number */
+    uint32_t session;       /* the sender's index for this session: with the peer's id and
+                             * seq it names a direct message uniquely across reconnects */
     uint8_t origin[32];
     uint8_t id[32];
     p2p_addr from;          /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */

@@ -69,7 +69,9 @@ describe("messaging between two nodes", function()
         local info = got[1][3]
         assert.is_false(info.broadcast)
         assert.equal(a.id, info.origin)
-        assert.is_truthy(info.id:match("^" .. a.id:sub(1, 16) .. "%-%x+$"), info.id)
+        -- sender id prefix, the sender's session index, the ordinal
+        assert.is_truthy(info.id:match("^" .. a.id:sub(1, 16) .. "%-" .. ("%x"):rep(8) .. "%-%x+$"),
+                         info.id)
         local ids = {}
         for _, m in ipairs(got) do
             assert.is_nil(ids[m[3].id], "message id reused")
