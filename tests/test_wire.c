@@ -577,10 +577,10 @@ static void test_records(void)
 static void test_records_invalid(void)
 {
     p2p_record got;
-    /* 0x01..0x03 are the message records; 0x04..0x07 are reserved for the mesh records
-     * (docs/PROTOCOL.md section 7), so they are left out here. */
+    /* 0x01..0x03 are the message records, 0x04..0x09 the mesh records (docs/PROTOCOL.md
+     * section 7): every other kind is refused. */
     for (unsigned k = 0; k <= 0xff; k++) {
-        if (k >= P2P_REC_MESSAGE && k <= 0x07) continue;
+        if (k >= P2P_REC_MESSAGE && k <= P2P_REC_DIGEST) continue;
         uint8_t b[8] = { (uint8_t)k, 0, 0, 0, 0, 0, 0, 0 };
         T_EQ_INT(p2p_record_parse(b, sizeof b, &got), P2P_ERR_INVALID);
         T_EQ_INT(p2p_record_parse(b, 1, &got), P2P_ERR_INVALID);   /* known from byte one */
@@ -598,6 +598,24 @@ static void test_records_invalid(void)
     }
     static const uint8_t none[1] = { P2P_REC_MESSAGE };
     T_EQ_INT(p2p_record_parse(none, 0, &got), 0);
+}
+
+/* Mesh records: kind, varint length; they round-trip and need their whole header. */
+static void test_records_mesh(void)
+{
+    for (unsigned k = P2P_REC_MEMBERS; k <= P2P_REC_DIGEST; k++) {
+        p2p_record rec, got;
+        uint8_t b[P2P_RECORD_HEADER_MAX];
+        memset(&rec, 0, sizeof rec);
+        rec.kind = (uint8_t)k;
+        rec.len = 300 + k;
+        size_t n = p2p_record_encode(b, &rec);
+        T_EQ_INT(n, 3);
+        T_EQ_INT(p2p_record_parse(b, n, &got), 3);
+        T_EQ_INT(got.kind, k);
+        T_EQ_INT(got.len, 300 + k);
+        T_EQ_INT(p2p_record_parse(b, 2, &got), 0);   /* the varint is cut short */
+    }
 }
 
 /* ---- randomized frame round trip ---- */
@@ -769,6 +787,7 @@ int main(void)
     T_RUN(test_ack_invalid);
     T_RUN(test_records);
     T_RUN(test_records_invalid);
+    T_RUN(test_records_mesh);
     T_RUN(test_frames_random);
     return t_summary("wire");
 }
