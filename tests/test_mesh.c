@@ -137,8 +137,8 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     sim_stop();
 }
 
-static void test_mesh_30(void) { mesh_at_scale(30, 0.0, 10000000); }
-static void test_mesh_200_at_5pct_loss(void) { mesh_at_scale(200, 0.05, 30000000); }
+static void test_mesh_30(void) { mesh_at_scale(30, 0.0, 6000000); }
+static void test_mesh_200_at_5pct_loss(void) { mesh_at_scale(200, 0.05, 8000000); }
 
 /* C can hold one session only (max_peers = 1), to B. A's broadcast still reaches C, pulled
  * through B. */
