@@ -408,6 +408,29 @@ static void push_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
     lua_remove(L, -2);
 }
 
+/* Our connect (handle `from`) lost to a session the other node dialled at the same time
+ * (handle `to`): the Peer that connect() returned becomes that session, so the application
+ * keeps one object per remote node. */
+static void rekey_peer(lua_State *L, int nidx, p2p_peer_handle from, p2p_peer_handle to) {
+    lpeer *p;
+    nidx = lp_absindex(L, nidx);
+    uv_field(L, nidx, "peers");
+    lua_pushnumber(L, (lua_Number)from);
+    lua_rawget(L, -2);
+    p = (lpeer *)lp_testudata(L, -1, PEER_MT);
+    if (p != NULL) {
+        p->handle = to;
+        p->dead = 0;
+        lua_pushnumber(L, (lua_Number)to);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+        lua_pushnumber(L, (lua_Number)from);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 2);
+}
+
 /* Marks the Peer at pidx as ended (its handle is dead from now on) and drops it from the
  * cache of the node at nidx, so that a new session never shares its Lua object. */
 static void retire_peer(lua_State *L, int nidx, int pidx) {
@@ -497,6 +520,8 @@ static void drain_events(lua_State *L, int nidx) {
             push_addr(L, &ev.from);
             lua_setfield(L, -2, "from");
         } else if (ev.peer != 0) {
+            if (ev.type == P2P_EV_JOIN && ev.replaces != 0)
+                rekey_peer(L, nidx, ev.replaces, ev.peer);
             push_peer(L, nidx, ev.peer);
             lua_setfield(L, -2, "p");
         }

@@ -283,6 +283,52 @@ static int one_session(p2p_host *h, p2p_peer *p)
     return 0;
 }
 
+/* Drops our own connect attempt p quietly because a session the other node dialled at the
+ * same time wins; the winner's JOIN will name p's handle. */
+static void supersede(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < 8; i++)
+        if (h->superseded[i].expire < h->superseded[k].expire) k = i;
+    h->superseded[k].has_id = p->has_id || p->has_expected;
+    memcpy(h->superseded[k].id, p->has_id ? p->id : p->expected, 32);
+    h->superseded[k].addr = p->addr;
+    h->superseded[k].handle = p->handle;
+    h->superseded[k].expire = now + h->timeout;
+    p2p_host_peer_free(h, p);
+}
+
+void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now) { supersede(h, p, now); }
+
+/* The handle a newly joined session takes over, if one of our connects lost to it. */
+static p2p_peer_handle taken_over(p2p_host *h, const p2p_peer *p, uint64_t now)
+{
+    for (size_t i = 0; i < 8; i++) {
+        if (!h->superseded[i].handle || h->superseded[i].expire <= now) continue;
+        if ((h->superseded[i].has_id && memcmp(h->superseded[i].id, p->id, 32) == 0) ||
+            (!h->superseded[i].has_id && p2p_addr_equal(&h->superseded[i].addr, &p->addr))) {
+            p2p_peer_handle old = h->superseded[i].handle;
+            h->superseded[i].handle = 0;
+            return old;
+        }
+    }
+    return 0;
+}
+
+/* Our own attempt (not yet established) to reach the node that p comes from: matched by
+ * id when we know or expect one, else by address. */
+static p2p_peer *own_attempt(const p2p_host *h, const p2p_peer *p)
+{
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (!q || q == p || !q->initiator) continue;
+        if (q->state != P2P_S_INIT_SENT && q->state != P2P_S_FIN_SENT) continue;
+        const uint8_t *qid = q->has_id ? q->id : q->has_expected ? q->expected : NULL;
+        if (qid ? memcmp(qid, p->id, 32) == 0 : p2p_addr_equal(&q->addr, &p->addr)) return q;
+    }
+    return NULL;
+}
+
 static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (p->state == P2P_S_WAIT_ADMIT || p->state == P2P_S_HALF_OPEN) h->n_half_open--;
@@ -303,6 +349,7 @@ static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
     memset(&ev, 0, sizeof ev);
     ev.type = P2P_EV_JOIN;
     p2p_peer_fill_event(p, &ev);
+    ev.replaces = taken_over(h, p, now);
     p2p_host_event(h, &ev, NULL, 0);
     /* The responder's first DATA is what tells the initiator it was admitted. */
     if (!p->initiator) p->ping_needed = 1;
@@ -363,6 +410,16 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         if (!p->auto_dial) p2p_host_error(h, p, "peer %s %s", got, why);
         p2p_host_peer_free(h, p);
         return;
+    }
+    /* The node dialled us at the same time and that session is already up: ours is
+     * redundant (on both sides: without our FIN, its half-open entry simply expires). */
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (q && q != p && q->state == P2P_S_CONNECTED && q->has_id && !q->initiator &&
+            q->instance == p->instance && memcmp(q->id, p->id, 32) == 0) {
+            supersede(h, p, now);
+            return;
+        }
     }
     uint8_t mine[160];
     size_t mlen = write_payload(h, from, p->auto_dial ? 0 : FLAG_BOOTSTRAP, mine, sizeof mine);
@@ -436,6 +493,19 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
         h->stats.dropped++;
         refuse(h, p);
         return;
+    }
+    /* We are dialling that node too: of the two attempts, the one made by the lower id is
+     * kept, as the other node decides the same way. */
+    p2p_peer *mine = own_attempt(h, p);
+    if (mine) {
+        if (memcmp(h->ident.ed_pk, p->id, 32) < 0) {
+            uint8_t pkt[P2P_MAX_PACKET];
+            size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DUPLICATE, pkt);
+            if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
+            p2p_host_peer_free(h, p);
+            return;
+        }
+        supersede(h, mine, now);
     }
     if (h->request_hook) {
         p->state = P2P_S_WAIT_ADMIT;

@@ -74,7 +74,8 @@ typedef struct p2p_peer {
     int auto_dial;          /* dialled by the mesh, not the user: failures stay quiet */
     int has_observed;
     p2p_addr observed;
-    uint64_t instance;      /* the peer's boot instance: a new one means it restarted */      /* where the peer saw us, from its handshake payload */
+    uint64_t instance;      /* the peer's boot instance: a new one means it restarted */
+    p2p_peer_handle replaces; /* reported with JOIN (see p2p_event.replaces) */      /* where the peer saw us, from its handshake payload */
     p2p_hs *hs;
 
     /* session keys and protection */
@@ -168,6 +169,16 @@ struct p2p_host {
     size_t slot_hwm;                  /* every live peer is below this slot */
     size_t n_connected, n_half_open;
 
+    /* Our connects that lost to a session the other side dialled at the same time: the
+     * session that wins reports their handle in JOIN (p2p_event.replaces). */
+    struct {
+        int has_id;
+        uint8_t id[32];
+        p2p_addr addr;
+        p2p_peer_handle handle;
+        uint64_t expire;
+    } superseded[8];
+
     p2p_evq_item *evq;
     size_t evq_cap, evq_head, evq_len;
     uint8_t *ev_owned;                /* data of the event last returned */
@@ -202,6 +213,7 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
 void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
 void p2p_hs_free(p2p_peer *p);
 void p2p_hs_confirmed(p2p_host *h, p2p_peer *p, uint64_t now);
+void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now);
 uint64_t p2p_hs_deadline(const p2p_peer *p);
 
 /* p2p_peer.c */

@@ -567,8 +567,12 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
         p->addr = *from;             /* authenticated and newest: follow the peer */
     }
     if (p->state == P2P_S_FIN_SENT) {
-        if (close == P2P_CLOSE_DUPLICATE || (close >= 0 && p->auto_dial)) {
-            p2p_host_peer_free(h, p);   /* the other session between us won: stay quiet */
+        if (close == P2P_CLOSE_DUPLICATE) {
+            p2p_hs_superseded(h, p, now);   /* the session the peer dialled won */
+            return;
+        }
+        if (close >= 0 && p->auto_dial) {
+            p2p_host_peer_free(h, p);
             return;
         }
         if (close >= 0) {

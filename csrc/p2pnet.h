@@ -210,6 +210,9 @@ typedef struct p2p_event {
     int broadcast;          /* MESSAGE: a broadcast from `origin`; seq is its number */
     uint32_t session;       /* the sender's index for this session: with the peer's id and
                              * seq it names a direct message uniquely across reconnects */
+    p2p_peer_handle replaces; /* JOIN: the handle of our own connect to the same node that
+                             * lost to this session (both dialled at once), or 0. That handle
+                             * is dead; the application should treat this peer as it. */
     uint8_t origin[32];
     uint8_t id[32];
     p2p_addr from;          /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
