@@ -134,6 +134,20 @@ static int read_payload(const uint8_t *buf, size_t len, const uint8_t rs[32], id
     return 0;
 }
 
+/* Takes what the peer's verified identity payload says about it. */
+static void adopt_payload(p2p_peer *p, const id_payload *idp)
+{
+    memcpy(p->id, idp->ed_pk, 32);
+    p->has_id = 1;
+    p->peer_max_message = idp->max_message;
+    p->peer_window = idp->window;
+    p->peer_max = idp->window;
+    p->peer_mesh = (idp->flags & FLAG_MESH) != 0;
+    p->has_observed = idp->has_observed;
+    p->observed = idp->observed;
+    p->instance = idp->instance;
+}
+
 static p2p_hs *hs_new(const p2p_host *h, int initiator, uint64_t now)
 {
     p2p_hs *hs = calloc(1, sizeof *hs);
@@ -387,15 +401,8 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p->hs->noise = trial;
     p2p_noise_wipe(&trial);
     p->remote_index = p2p_get_u32(buf + 4);
-    memcpy(p->id, idp.ed_pk, 32);
-    p->has_id = 1;
-    p->peer_max_message = idp.max_message;
-    p->peer_window = idp.window;
-    p->peer_mesh = (idp.flags & FLAG_MESH) != 0;
+    adopt_payload(p, &idp);
     p->bootstrap = !p->auto_dial;
-    p->has_observed = idp.has_observed;
-    p->observed = idp.observed;
-    p->instance = idp.instance;
     char want[65], got[65];
     if (p->has_expected && memcmp(p->expected, p->id, 32) != 0) {
         p2p_id_to_hex(p->expected, want);
@@ -479,16 +486,8 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     p2p_peer_init_session(p, c2, c1, now);
     p2p_wipe(c1, 32);
     p2p_wipe(c2, 32);
-    memcpy(p->id, idp.ed_pk, 32);
-    p->has_id = 1;
-    p->peer_max_message = idp.max_message;
-    p->peer_window = idp.window;
-    p->peer_max = idp.window;
-    p->peer_mesh = (idp.flags & FLAG_MESH) != 0;
+    adopt_payload(p, &idp);
     p->bootstrap = (idp.flags & FLAG_BOOTSTRAP) != 0;
-    p->has_observed = idp.has_observed;
-    p->observed = idp.observed;
-    p->instance = idp.instance;
     if (policy(h, p->id) || h->n_connected >= h->max_peers) {
         h->stats.dropped++;
         refuse(h, p);
