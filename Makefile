@@ -192,7 +192,7 @@ test: deps
 	@bash tests/run-all.sh
 
 # Installs only what is missing, so it costs one dpkg query when everything is there.
-DEB_PACKAGES := make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libsodium-dev luarocks lua-busted \
+DEB_PACKAGES := make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libsodium-dev luarocks lua-busted lua-socket \
   lua-check libenet-dev clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev luajit \
   libluajit-5.1-dev lua5.3 liblua5.3-dev iproute2 util-linux
 
