@@ -330,20 +330,11 @@ static lnode *to_node(lua_State *L, int idx) {
     return (lnode *)luaL_checkudata(L, idx, NODE_MT);
 }
 
-/* Raises "<kind>:<method>: node is closed", naming the method that was called (use after
- * close is a programming error, and the message must say where). */
-static int closed_error(lua_State *L, const char *kind) {
-    lua_Debug ar;
-    const char *name = "?";
-    if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name != NULL)
-        name = ar.name;
-    return luaL_error(L, "%s:%s: node is closed", kind, name);
-}
-
-static lnode *check_open_node(lua_State *L, int idx) {
+/* Use after close is a programming error: it raises, naming the method ("node:send"). */
+static lnode *check_open_node(lua_State *L, int idx, const char *fname) {
     lnode *n = to_node(L, idx);
     if (n->closed || n->host == NULL)
-        closed_error(L, "node");
+        luaL_error(L, "%s: node is closed", fname);
     return n;
 }
 
@@ -1384,7 +1375,7 @@ static int node_closed(lua_State *L) {
 }
 
 static int node_address(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:address");
     p2p_addr a;
     if (n->udp != NULL)
         p2p_udp_local(n->udp, &a);
@@ -1395,7 +1386,7 @@ static int node_address(lua_State *L) {
 }
 
 static int node_fd(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:fd");
     if (n->udp == NULL)
         return push_fail(L, "a simulated node has no descriptor");
     lua_pushinteger(L, p2p_udp_fd(n->udp));
@@ -1448,7 +1439,7 @@ static int node_sim_m(lua_State *L) {
 }
 
 static int node_next_timeout(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:next_timeout");
     uint64_t t, now;
     if (n->q_head != n->q_tail) {
         lua_pushnumber(L, 0);
@@ -1480,7 +1471,7 @@ static int check_seconds(lua_State *L, int idx, const char *fname, const char *a
 
 /* node:poll([timeout]) -> events dispatched */
 static int node_poll(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:poll");
     double timeout;
     uint64_t deadline, now;
     int count;
@@ -1514,7 +1505,7 @@ static int node_on(lua_State *L) {
     static const char *const events[] = { "join", "leave", "message", "error", NULL };
     const char *ev;
     int i, found = 0;
-    check_open_node(L, 1);
+    check_open_node(L, 1, "node:on");
     ev = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     for (i = 0; events[i] != NULL; i++)
         if (strcmp(ev, events[i]) == 0)
@@ -1533,7 +1524,7 @@ static int node_on(lua_State *L) {
 
 /* node:connect(target [, opts]) -> peer | nil, err */
 static int node_connect(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:connect");
     size_t tlen;
     const char *target = check_string(L, 2, "node:connect", "target", &tlen);
     uint8_t expected[32], tid[32];
@@ -1607,7 +1598,7 @@ static int node_connect(lua_State *L) {
 }
 
 static int node_peers(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:peers");
     p2p_peer_handle stackbuf[64], *hs = stackbuf;
     size_t count, cap = 64, i;
     lua_settop(L, 1);
@@ -1628,7 +1619,7 @@ static int node_peers(lua_State *L) {
 }
 
 static int node_peer(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:peer");
     uint8_t id[32];
     p2p_peer_handle h;
     if (!parse_id_arg(L, 2, id))
@@ -1650,7 +1641,7 @@ static uint16_t check_type_arg(lua_State *L, int idx, const char *fname) {
 
 /* node:broadcast(type, data) -> message id | nil, err */
 static int node_broadcast(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:broadcast");
     uint16_t type = check_type_arg(L, 2, "node:broadcast");
     size_t len;
     const char *data = check_string(L, 3, "node:broadcast", "data", &len);
@@ -1671,7 +1662,7 @@ static void push_u64_field(lua_State *L, const char *k, uint64_t v) {
 }
 
 static int node_stats(lua_State *L) {
-    lnode *n = check_open_node(L, 1);
+    lnode *n = check_open_node(L, 1, "node:stats");
     p2p_stats st;
     p2p_host_stats(n->host, &st);
     lua_createtable(L, 0, 10);
@@ -1732,9 +1723,9 @@ static int peer_tostring(lua_State *L) {
 }
 
 /* The node of a peer, checked open; the peer's uservalue node is pushed to `*nidx`. */
-static lnode *peer_node(lua_State *L, lpeer *p, int *nidx) {
+static lnode *peer_node(lua_State *L, lpeer *p, int *nidx, const char *fname) {
     if (p->node->closed || p->node->host == NULL)
-        closed_error(L, "peer");
+        luaL_error(L, "%s: node is closed", fname);
     uv_field(L, 1, "node");
     *nidx = lua_gettop(L);
     return p->node;
@@ -1753,7 +1744,7 @@ static int peer_send(lua_State *L) {
         return arg_error(L, "peer:send", "callback", "must be a function or nil");
     want_reply = lua_isfunction(L, 4);
     lua_settop(L, 4);
-    n = peer_node(L, p, &nidx);
+    n = peer_node(L, p, &nidx, "peer:send");
     if (p->dead)
         return push_fail(L, "disconnected");
     rc = p2p_peer_send(n->host, p->handle, type, (const uint8_t *)data, len, want_reply, &seq,
@@ -1783,7 +1774,7 @@ static int peer_send_unreliable(lua_State *L) {
     int rc, nidx;
     lnode *n;
     lua_settop(L, 3);
-    n = peer_node(L, p, &nidx);
+    n = peer_node(L, p, &nidx, "peer:send_unreliable");
     if (p->dead)
         return push_fail(L, "disconnected");
     if (len > P2P_MAX_DATAGRAM)
@@ -1803,7 +1794,7 @@ static int peer_disconnect(lua_State *L) {
     int rc, nidx;
     lnode *n;
     lua_settop(L, 1);
-    n = peer_node(L, p, &nidx);
+    n = peer_node(L, p, &nidx, "peer:disconnect");
     if (p->dead)
         return push_fail(L, "disconnected");
     rc = p2p_peer_disconnect(n->host, p->handle, node_now(n));

@@ -47,22 +47,38 @@ local function pack(...)
     return { n = select("#", ...), ... }
 end
 
--- Misuse raises "fname: argument 'arg' what", like the core.
-local function argerror(fname, arg, what)
-    error(("%s: argument '%s' %s"):format(fname, arg, what), 3)
+-- Misuse raises "fname: argument 'arg' what", like the core, with the position of the
+-- user's call: `depth` counts the library functions between argerror and that call (1 when a
+-- public function calls argerror itself).
+local function argerror(fname, arg, what, depth)
+    error(("%s: argument '%s' %s"):format(fname, arg, what), 2 + (depth or 1))
 end
 
 local function check_timeout(fname, arg, timeout)
     if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
-        argerror(fname, arg, "must be a number of seconds >= 0")
+        argerror(fname, arg, "must be a number of seconds >= 0", 2)
     end
 end
 
 local function check_type(fname, mtype)
     if mtype ~= nil and (type(mtype) ~= "number" or mtype % 1 ~= 0
                          or mtype < 0 or mtype > 65535) then
-        argerror(fname, "type", "must be an integer 0-65535")
+        argerror(fname, "type", "must be an integer 0-65535", 2)
     end
+end
+
+-- Calls a core function on behalf of a public function of this layer. A misuse error it
+-- raises is raised again with the position of the user's call, not of this file.
+local function call_core(fn, ...)
+    local r = pack(pcall(fn, ...))
+    if not r[1] then
+        local msg = r[2]
+        if type(msg) == "string" then
+            msg = msg:gsub("^[^\n]-:%d+: ", "", 1)
+        end
+        error(msg, 3)
+    end
+    return unpack(r, 2, r.n)
 end
 
 -- The task calling a helper; raises when there is none.
@@ -294,7 +310,7 @@ end
 
 --- p2pnet.node([opts]) -> node | nil, err
 function M.node(opts)
-    local node, err = core.node(opts)
+    local node, err = call_core(core.node, opts)
     if not node then
         return nil, err
     end
@@ -303,7 +319,7 @@ end
 
 --- node:on(event, fn): the one handler for event; nil removes it.
 function Node:on(event, fn)
-    core_on(self, event, fn) -- validates the arguments and that the node is open
+    call_core(core_on, self, event, fn) -- validates the arguments and that the node is open
     local st = state(self)
     st.user[event] = fn
     core_on(self, event, st.routers[event])
@@ -356,7 +372,7 @@ end
 
 --- node:next_timeout() -> seconds until the core's next timer or a task's, whichever first.
 function Node:next_timeout()
-    local t = core_next_timeout(self)
+    local t = call_core(core_next_timeout, self)
     local st = state(self)
     if st.tasks then
         local now = self:_now()
@@ -370,7 +386,7 @@ end
 
 --- node:stats() -> table; adds task_errors and receive_dropped to the core's counters.
 function Node:stats()
-    local t = core_stats(self)
+    local t = call_core(core_stats, self)
     local st = state(self)
     t.task_errors = st.task_errors or 0
     t.receive_dropped = st.receive_dropped or 0
@@ -548,14 +564,14 @@ end
 
 --- p2pnet.sim([opts]) -> sim
 function M.sim(opts)
-    local sim = core.sim(opts)
+    local sim = call_core(core.sim, opts)
     sim:_state().nodes = {}
     return sim
 end
 
 --- sim:node([opts]) -> node | nil, err
 function Sim:node(opts)
-    local node, err = core_sim_node(self, opts)
+    local node, err = call_core(core_sim_node, self, opts)
     if not node then
         return nil, err
     end
