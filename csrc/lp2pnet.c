@@ -691,6 +691,16 @@ static void push_message_id(lua_State *L, const char *sender_hex, int direct, ui
     lua_pushstring(L, buf);
 }
 
+/* Pushes the event's data (field "d" of the event table at eidx), or `dflt` when it has
+ * none. */
+static void push_data_or(lua_State *L, int eidx, const char *dflt) {
+    lua_getfield(L, eidx, "d");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushstring(L, dflt);
+    }
+}
+
 /* Dispatches a MESSAGE or DATAGRAM event (the event table at eidx). */
 static void dispatch_message(lua_State *L, int nidx, int eidx, int unreliable) {
     lnode *n = to_node(L, nidx);
@@ -732,11 +742,7 @@ static void dispatch_message(lua_State *L, int nidx, int eidx, int unreliable) {
         }
         lua_pushvalue(L, pidx);
         lua_getfield(L, eidx, "m");
-        lua_getfield(L, eidx, "d");
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushliteral(L, "");
-        }
+        push_data_or(L, eidx, "");
         lua_createtable(L, 0, 4);
         if (!unreliable) {
             uint32_t session;
@@ -851,19 +857,11 @@ static void dispatch_event(lua_State *L, int nidx) {
             break;
         case P2P_REPLY_DATA:
             lua_pushboolean(L, 1);
-            lua_getfield(L, eidx, "d");
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushliteral(L, "");
-            }
+            push_data_or(L, eidx, "");
             break;
         case P2P_REPLY_ERROR:
             lua_pushboolean(L, 0);
-            lua_getfield(L, eidx, "d");
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushliteral(L, "remote error");
-            }
+            push_data_or(L, eidx, "remote error");
             break;
         default:
             lua_pushboolean(L, 0);
@@ -875,11 +873,7 @@ static void dispatch_event(lua_State *L, int nidx) {
     }
     case P2P_EV_ERROR:
         if (push_handler(L, nidx, "error")) {
-            lua_getfield(L, eidx, "d");
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushliteral(L, "error");
-            }
+            push_data_or(L, eidx, "error");
             lua_getfield(L, eidx, "p");
             call_simple(L, n, 2, "error");
         }

@@ -42,7 +42,7 @@ void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t 
 }
 
 /* Path MTU discovery (RFC 8899, docs/PROTOCOL.md 5.1): the sizes tried in turn. */
-static const uint16_t mtu_ladder[] = { 1452, P2P_MAX_PACKET_PROBED };
+static const uint16_t mtu_ladder[] = { 1452, 8952, P2P_MAX_PACKET_PROBED };
 #define MTU_RUNGS (sizeof mtu_ladder / sizeof mtu_ladder[0])
 
 static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)

@@ -343,11 +343,18 @@ static double pace_rate(const p2p_recovery *r)
     return gain * (double)r->cwnd / (double)rtt;
 }
 
+/* The burst the pacer allows: 10 packets of the base size, and never less than two of the
+ * current size (else a packet larger than the bucket could never go). */
+static double pace_burst(const p2p_recovery *r)
+{
+    return P2P_PACING_BURST > 2.0 * r->mss ? (double)P2P_PACING_BURST : 2.0 * r->mss;
+}
+
 static void pace_refill(p2p_recovery *r, uint64_t now)
 {
     if (now <= r->pace_time) return;
     r->tokens += (double)(now - r->pace_time) * pace_rate(r);
-    if (r->tokens > P2P_PACING_BURST) r->tokens = P2P_PACING_BURST;
+    if (r->tokens > pace_burst(r)) r->tokens = pace_burst(r);
     r->pace_time = now;
 }
 
@@ -363,5 +370,5 @@ void p2p_recovery_pace_spend(p2p_recovery *r, uint64_t now, size_t size)
 {
     pace_refill(r, now);
     r->tokens -= (double)size;
-    if (r->tokens < -(double)P2P_PACING_BURST) r->tokens = -(double)P2P_PACING_BURST;
+    if (r->tokens < -pace_burst(r)) r->tokens = -pace_burst(r);
 }

@@ -31,9 +31,9 @@ extern "C" {
  * never exceed it, and sessions start with it. */
 #define P2P_MAX_PACKET 1232
 /* Largest DATA packet, used only on paths that acknowledged a probe of that size (path MTU
- * discovery, docs/PROTOCOL.md section 5.1): a 9000-byte jumbo frame less IPv6 and UDP. Drivers
- * size their buffers for it. */
-#define P2P_MAX_PACKET_PROBED 8952
+ * discovery, docs/PROTOCOL.md section 5.1): 16 KiB less IPv6 and UDP, which paths with a large
+ * MTU (loopback, some LANs) carry. Drivers size their buffers for it. */
+#define P2P_MAX_PACKET_PROBED 16336
 /* Largest unreliable datagram payload: a DATA packet less header, tag and frame header. */
 #define P2P_MAX_DATAGRAM 1195
 #define P2P_ID_LEN 32
