@@ -299,7 +299,7 @@ static int one_session(p2p_host *h, p2p_peer *p)
 
 /* Drops our own connect attempt p quietly because a session the other node dialled at the
  * same time wins; the winner's JOIN will name p's handle. */
-static void supersede(p2p_host *h, p2p_peer *p, uint64_t now)
+void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     size_t k = 0;
     for (size_t i = 0; i < 8; i++)
@@ -311,8 +311,6 @@ static void supersede(p2p_host *h, p2p_peer *p, uint64_t now)
     h->superseded[k].expire = now + h->timeout;
     p2p_host_peer_free(h, p);
 }
-
-void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now) { supersede(h, p, now); }
 
 /* The handle a newly joined session takes over, if one of our connects lost to it. */
 static p2p_peer_handle taken_over(p2p_host *h, const p2p_peer *p, uint64_t now)
@@ -424,7 +422,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         p2p_peer *q = h->slots[i];
         if (q && q != p && q->state == P2P_S_CONNECTED && q->has_id && !q->initiator &&
             q->instance == p->instance && memcmp(q->id, p->id, 32) == 0) {
-            supersede(h, p, now);
+            p2p_hs_superseded(h, p, now);
             return;
         }
     }
@@ -504,7 +502,7 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
             p2p_host_peer_free(h, p);
             return;
         }
-        supersede(h, mine, now);
+        p2p_hs_superseded(h, mine, now);
     }
     if (h->request_hook) {
         p->state = P2P_S_WAIT_ADMIT;

@@ -292,10 +292,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
             p->in_ready = 0;
             p->ready_next = NULL;
         }
-        if (p->state == P2P_S_CLOSING && p->close_copies == 0) {
-            if (n) *to = p->addr;
-            p2p_host_peer_free(h, p);
-        }
+        if (p->state == P2P_S_CLOSING && p->close_copies == 0) p2p_host_peer_free(h, p);
     }
     if (n) {
         h->stats.packets_sent++;

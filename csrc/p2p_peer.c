@@ -257,7 +257,7 @@ static int next_lost(p2p_peer *p, uint64_t *lo, uint64_t *hi)
 /* ---- building packets ------------------------------------------------------------------- */
 
 /* A probe: PING and PADDING filling a packet of the next size to try. */
-static size_t build_mtu_probe(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64_t now)
+static size_t build_mtu_probe(p2p_peer *p, uint8_t *out, size_t cap, uint64_t now)
 {
     size_t size = mtu_ladder[p->mtu_rung];
     p->mtu_probe_due = 0;
@@ -275,7 +275,6 @@ static size_t build_mtu_probe(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap
         return 0;
     p->mtu_probe_out = 1;
     p->last_eliciting_sent = now;
-    (void)h;
     return n;
 }
 
@@ -290,7 +289,7 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
     /* Probe only when the window has room, so a probe never displaces data. */
     if (p->mtu_probe_due && !p->mtu_probe_out &&
         p2p_recovery_cwnd_allows(&p->rec, mtu_ladder[p->mtu_rung])) {
-        size_t n = build_mtu_probe(h, p, out, cap, now);
+        size_t n = build_mtu_probe(p, out, cap, now);
         if (n) return n;
     }
     size_t limit = p->mtu < cap ? p->mtu : cap;
@@ -303,8 +302,8 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
     uint32_t s_len = 0;
     int retransmit = 0;
 
-    if (p->acker.pending || p2p_acker_wants(&p->acker, now)) {
-        int want = p2p_acker_wants(&p->acker, now);
+    int want = p2p_acker_wants(&p->acker, now);
+    if (p->acker.pending || want) {
         /* Piggyback a pending ACK on anything else we send; send it alone only when due. */
         int other = p->need_max_stream || p->dq_head || p->ping_needed || p->probe_needed ||
                     p->s_lost.n || p->send_next < p->send_end;
