@@ -2,14 +2,20 @@
  * p2p_sim.c - a deterministic simulated network on virtual time.
  *
  * Determinism rests on three things: one seeded random stream drawn in a fixed order per
- * datagram (loss, duplicate, then per copy jitter and reorder); in-flight copies ordered by
- * (delivery time, insertion number), so equal times are delivered in the order they were
- * sent; and hosts visited in attach order. Given seeded hosts, the same calls give the same
+ * datagram (a symmetric NAT's new port, loss, duplicate, then per copy jitter and reorder);
+ * in-flight copies ordered by (delivery time, insertion number), so equal times are delivered
+ * in the order they were sent; and hosts visited in attach order. Given seeded hosts, the same calls give the same
  * run to the microsecond.
  *
  * Cost: a host's output and next timeout change only when it is given input (a datagram, a
  * timeout, or an API call followed by p2p_sim_flush()). The sim therefore caches each host's
  * deadline and drains only the hosts it fed, so idle hosts cost a comparison per step.
+ *
+ * NATs (see p2p_sim.h) are a table of flows per NATed host, each a conntrack entry: external
+ * port, remote endpoint, last use. Translation happens where a datagram leaves its host (so a
+ * datagram lost on the path still refreshed its flow, as at a real edge) and filtering where
+ * it arrives. A NAT draws randomness only when a symmetric NAT makes a mapping or any NAT is
+ * rebound, so runs without NATs draw exactly as before.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -27,6 +33,9 @@
 #define MAX_HOSTS ((DOC_NETS + BENCH_NETS) * HOSTS_PER_NET)
 #define DEFAULT_PORT 4000
 #define RNG_POOL 64
+/* External ports a NAT draws: the unprivileged range. */
+#define NAT_PORT_MIN 1024
+#define NAT_PORT_SPAN (65535 - NAT_PORT_MIN)
 
 /* One copy of a datagram in flight. */
 struct sim_pkt {
@@ -37,11 +46,28 @@ struct sim_pkt {
     uint8_t data[];
 };
 
+/* One conntrack entry of a NAT: a mapping (ext_port) and the one remote endpoint allowed in
+ * through it. A cone NAT's flows all share its one port. */
+struct nat_flow {
+    p2p_addr remote;
+    uint64_t last_used;
+    uint16_t ext_port;
+};
+
+struct sim_nat {
+    int type;               /* P2P_SIM_NAT_CONE or P2P_SIM_NAT_SYMMETRIC */
+    uint16_t cone_port;     /* a cone NAT's external port */
+    struct nat_flow *flows; /* at most P2P_SIM_NAT_MAX_FLOWS */
+    size_t len, cap;
+    uint16_t *retired;      /* the ports in use at the last rebind: never drawn again */
+    size_t retired_len;
+};
+
 struct sim_host {
     p2p_host *host;    /* NULL once detached */
     uint64_t deadline; /* the host's next timeout as last read (see refresh()) */
-    p2p_addr addr;
-    int nat;
+    p2p_addr addr;     /* what the host is bound to: private behind a NAT */
+    struct sim_nat *nat; /* NULL without NAT; freed on detach */
     int touched;       /* fed a datagram or a timeout during this step */
 };
 
@@ -217,14 +243,30 @@ static long ip_to_index(const p2p_addr *a)
     return -1;
 }
 
-/* The slot of the attached host at that address (port included), or NULL. */
+/* The slot of the attached host whose public IP that is (port not checked), or NULL. */
 static struct sim_host *find_host(p2p_sim *s, const p2p_addr *a)
 {
     long i = ip_to_index(a);
 
     if (i < 0 || (size_t)i >= s->host_len || s->hosts[i].host == NULL)
         return NULL;
-    return s->hosts[i].addr.port == a->port ? &s->hosts[i] : NULL;
+    return &s->hosts[i];
+}
+
+/* 10.0.0.0/8: private networks, unreachable from outside their NAT. */
+static int is_private(const p2p_addr *a)
+{
+    return a->family == P2P_AF_INET4 && a->ip[0] == 10;
+}
+
+static void index_to_private(size_t i, uint8_t ip[4])
+{
+    uint32_t v = UINT32_C(0x0a000001) + (uint32_t)i; /* MAX_HOSTS fits the /8 many times */
+
+    ip[0] = (uint8_t)(v >> 24);
+    ip[1] = (uint8_t)(v >> 16);
+    ip[2] = (uint8_t)(v >> 8);
+    ip[3] = (uint8_t)v;
 }
 
 static void refresh(struct sim_host *slot)
@@ -232,16 +274,189 @@ static void refresh(struct sim_host *slot)
     slot->deadline = slot->host != NULL ? p2p_host_next_timeout(slot->host) : P2P_TIME_NEVER;
 }
 
-static struct sim_host *find_slot(p2p_sim *s, const p2p_host *h)
+/* The attach index of an attached host, or -1. */
+static long find_index(const p2p_sim *s, const p2p_host *h)
 {
     size_t i;
 
     if (h == NULL)
-        return NULL;
+        return -1;
     for (i = 0; i < s->host_len; i++)
         if (s->hosts[i].host == h)
-            return &s->hosts[i];
+            return (long)i;
+    return -1;
+}
+
+static struct sim_host *find_slot(p2p_sim *s, const p2p_host *h)
+{
+    long i = find_index(s, h);
+
+    return i >= 0 ? &s->hosts[i] : NULL;
+}
+
+/* ---- NAT ------------------------------------------------------------------------------ */
+
+static void nat_free(struct sim_nat *n)
+{
+    if (n != NULL) {
+        free(n->flows);
+        free(n->retired);
+        free(n);
+    }
+}
+
+static int flow_live(const p2p_sim *s, const struct nat_flow *f)
+{
+    return s->now - f->last_used < P2P_SIM_NAT_IDLE_US;
+}
+
+/* Forgets flow i; the order of the rest does not matter for lookups, and swapping keeps the
+ * table deterministic. */
+static void flow_remove(struct sim_nat *n, size_t i)
+{
+    n->flows[i] = n->flows[--n->len];
+}
+
+/* The live flow with that remote endpoint (and, when port is not ANY_PORT, that external
+ * port), or NULL. Expired flows met on the way are dropped, which keeps the table short. */
+#define ANY_PORT (-1)
+static struct nat_flow *flow_find(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote,
+                                  long port)
+{
+    size_t i = 0;
+    struct nat_flow *f;
+
+    while (i < n->len) {
+        f = &n->flows[i];
+        if (!flow_live(s, f)) {
+            flow_remove(n, i);
+            continue;
+        }
+        if ((port == ANY_PORT || f->ext_port == port) && p2p_addr_equal(&f->remote, remote))
+            return f;
+        i++;
+    }
     return NULL;
+}
+
+static int port_taken(const struct sim_nat *n, uint16_t port)
+{
+    size_t i;
+
+    for (i = 0; i < n->len; i++)
+        if (n->flows[i].ext_port == port)
+            return 1;
+    for (i = 0; i < n->retired_len; i++)
+        if (n->retired[i] == port)
+            return 1;
+    return 0;
+}
+
+/* A random external port no live flow uses and no rebind retired. At most
+ * 2 * P2P_SIM_NAT_MAX_FLOWS of 64511 ports are taken, so this ends quickly. */
+static uint16_t nat_draw_port(p2p_sim *s, const struct sim_nat *n)
+{
+    uint16_t port;
+
+    do {
+        port = (uint16_t)(NAT_PORT_MIN + sim_uniform(s, NAT_PORT_SPAN));
+    } while (port_taken(n, port));
+    return port;
+}
+
+/* A new flow to remote, evicting the least recently used one when the table is full. */
+static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote)
+{
+    struct nat_flow *f, *grown;
+    size_t i, old = 0, cap;
+
+    if (n->len == P2P_SIM_NAT_MAX_FLOWS) {
+        for (i = 1; i < n->len; i++)
+            if (n->flows[i].last_used < n->flows[old].last_used)
+                old = i;
+        flow_remove(n, old);
+    }
+    if (n->len == n->cap) {
+        cap = n->cap ? n->cap * 2 : 8;
+        grown = realloc(n->flows, cap * sizeof *grown);
+        if (grown == NULL)
+            return NULL;
+        n->flows = grown;
+        n->cap = cap;
+    }
+    f = &n->flows[n->len];
+    f->ext_port = n->type == P2P_SIM_NAT_CONE ? n->cone_port : nat_draw_port(s, n);
+    f->remote = *remote;
+    n->len++;
+    return f;
+}
+
+/* Translates a datagram from the host at index i to `to`: writes its public source into
+ * *from. Returns 0, or -1 when the NAT has no memory for the flow (the datagram is lost). */
+static int nat_out(p2p_sim *s, size_t i, const p2p_addr *to, p2p_addr *from)
+{
+    struct sim_nat *n = s->hosts[i].nat;
+    struct nat_flow *f = flow_find(s, n, to, ANY_PORT);
+
+    if (f == NULL && (f = flow_add(s, n, to)) == NULL)
+        return -1;
+    f->last_used = s->now;
+    memset(from, 0, sizeof *from);
+    from->family = P2P_AF_INET4;
+    index_to_ip(i, from->ip);
+    from->port = f->ext_port;
+    return 0;
+}
+
+/* 1 when the NAT lets a datagram from `from` to its public port in (and refreshes the flow). */
+static int nat_in(p2p_sim *s, struct sim_nat *n, const p2p_addr *from, uint16_t port)
+{
+    struct nat_flow *f = flow_find(s, n, from, port);
+
+    if (f == NULL)
+        return 0;
+    f->last_used = s->now;
+    return 1;
+}
+
+int p2p_sim_rebind(p2p_sim *s, p2p_host *h)
+{
+    struct sim_host *slot = find_slot(s, h);
+    struct sim_nat *n;
+    uint16_t *retired;
+    size_t i, k = 0;
+
+    if (slot == NULL || slot->nat == NULL)
+        return P2P_ERR_INVALID;
+    n = slot->nat;
+    retired = malloc((n->len + 1) * sizeof *retired);
+    if (retired == NULL)
+        return P2P_ERR_NOMEM;
+    for (i = 0; i < n->len; i++)
+        retired[k++] = n->flows[i].ext_port;
+    retired[k++] = n->cone_port;
+    free(n->retired);
+    n->retired = retired;
+    n->retired_len = k;
+    n->len = 0;
+    if (n->type == P2P_SIM_NAT_CONE)
+        n->cone_port = nat_draw_port(s, n);
+    return 0;
+}
+
+int p2p_sim_public_addr(const p2p_sim *s, const p2p_host *h, p2p_addr *out)
+{
+    long i = find_index(s, h);
+
+    if (i < 0)
+        return P2P_ERR_INVALID;
+    *out = s->hosts[i].addr;
+    if (s->hosts[i].nat != NULL) {
+        memset(out, 0, sizeof *out);
+        out->family = P2P_AF_INET4;
+        index_to_ip((size_t)i, out->ip);
+    }
+    return 0;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
@@ -279,6 +494,8 @@ void p2p_sim_free(p2p_sim *s)
     for (i = 0; i < s->heap_len; i++)
         free(s->heap[i]);
     free(s->heap);
+    for (i = 0; i < s->host_len; i++)
+        nat_free(s->hosts[i].nat);
     free(s->hosts);
     p2p_wipe(&s->rng, sizeof s->rng);
     free(s);
@@ -294,29 +511,39 @@ int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *ad
     struct sim_host *slot, *grown;
     size_t cap;
 
+    struct sim_nat *n = NULL;
+
     if (h == NULL || find_slot(s, h) != NULL)
         return P2P_ERR_INVALID;
-    /* NAT models (cone, symmetric) come with the NAT traversal work; refusing them now is
-     * better than silently simulating an open network. */
-    if (nat != P2P_SIM_NAT_NONE)
+    if (nat != P2P_SIM_NAT_NONE && nat != P2P_SIM_NAT_CONE && nat != P2P_SIM_NAT_SYMMETRIC)
         return P2P_ERR_INVALID;
     if (s->host_len >= MAX_HOSTS)
         return P2P_ERR_LIMIT;
+    if (nat != P2P_SIM_NAT_NONE && (n = calloc(1, sizeof *n)) == NULL)
+        return P2P_ERR_NOMEM;
     if (s->host_len == s->host_cap) {
         cap = s->host_cap ? s->host_cap * 2 : 16;
         grown = realloc(s->hosts, cap * sizeof *grown);
-        if (grown == NULL)
+        if (grown == NULL) {
+            free(n);
             return P2P_ERR_NOMEM;
+        }
         s->hosts = grown;
         s->host_cap = cap;
     }
     slot = &s->hosts[s->host_len];
     memset(slot, 0, sizeof *slot);
     slot->host = h;
-    slot->nat = nat;
+    slot->nat = n;
     slot->addr.family = P2P_AF_INET4;
-    index_to_ip(s->host_len, slot->addr.ip);
     slot->addr.port = port != 0 ? port : (uint16_t)(DEFAULT_PORT + s->host_len % 61536u);
+    if (n != NULL) {
+        n->type = nat;
+        n->cone_port = slot->addr.port; /* port preservation */
+        index_to_private(s->host_len, slot->addr.ip);
+    } else {
+        index_to_ip(s->host_len, slot->addr.ip);
+    }
     refresh(slot);
     s->host_len++;
     if (addr != NULL)
@@ -331,6 +558,8 @@ void p2p_sim_detach(p2p_sim *s, p2p_host *h)
     if (slot != NULL) {
         slot->host = NULL;
         slot->deadline = P2P_TIME_NEVER;
+        nat_free(slot->nat);
+        slot->nat = NULL;
     }
 }
 
@@ -349,10 +578,12 @@ static uint64_t copy_delay(p2p_sim *s)
     return base;
 }
 
-static void emit(p2p_sim *s, const p2p_addr *from, const p2p_addr *to, const uint8_t *buf,
-                 size_t len)
+/* Sends a datagram from the host at index `src` into the network. */
+static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf, size_t len)
 {
     struct sim_pkt *p;
+    const p2p_addr *from = &s->hosts[src].addr;
+    p2p_addr mapped;
     int copies = 1, i;
 
     /* The simulated path is Ethernet-sized: a datagram over 1500 - 48 bytes never arrives,
@@ -362,6 +593,19 @@ static void emit(p2p_sim *s, const p2p_addr *from, const p2p_addr *to, const uin
         return;
     }
     s->stats.sent++;
+    /* Nothing routes into a private network from outside; checked before any draw, so such
+     * datagrams do not shift the random stream. */
+    if (is_private(to)) {
+        s->stats.lost++;
+        return;
+    }
+    if (s->hosts[src].nat != NULL) {
+        if (nat_out(s, src, to, &mapped) != 0) {
+            s->stats.lost++;
+            return;
+        }
+        from = &mapped;
+    }
     if (sim_chance(s, s->cfg.loss)) {
         s->stats.lost++;
         return;
@@ -399,7 +643,7 @@ static void drain_slot(p2p_sim *s, size_t i)
            && (len = p2p_host_next_datagram(s->hosts[i].host, &to, buf, sizeof buf)) > 0) {
         if (len > sizeof buf)
             len = sizeof buf; /* never happens with a correct host; stay in bounds anyway */
-        emit(s, &s->hosts[i].addr, &to, buf, len);
+        emit(s, i, &to, buf, len);
     }
 }
 
@@ -424,6 +668,23 @@ uint64_t p2p_sim_next_time(const p2p_sim *s)
     return next;
 }
 
+static void deliver(p2p_sim *s, const struct sim_pkt *p)
+{
+    struct sim_host *slot = find_host(s, &p->to);
+
+    if (slot == NULL || (slot->nat == NULL && slot->addr.port != p->to.port)) {
+        s->stats.lost++;
+        return;
+    }
+    if (slot->nat != NULL && !nat_in(s, slot->nat, &p->from, p->to.port)) {
+        s->stats.nat_filtered++;
+        return;
+    }
+    s->stats.delivered++;
+    slot->touched = 1;
+    (void)p2p_host_recv(slot->host, &p->from, p->data, p->len, s->now);
+}
+
 int p2p_sim_step(p2p_sim *s, uint64_t until)
 {
     uint64_t next = p2p_sim_next_time(s), t;
@@ -441,14 +702,7 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
     s->now = t;
     while (s->heap_len > 0 && s->heap[0]->time <= t) {
         p = heap_pop(s);
-        slot = find_host(s, &p->to);
-        if (slot != NULL) {
-            s->stats.delivered++;
-            slot->touched = 1;
-            (void)p2p_host_recv(slot->host, &p->from, p->data, p->len, t);
-        } else {
-            s->stats.lost++;
-        }
+        deliver(s, p);
         free(p);
     }
     for (i = 0; i < s->host_len; i++) {

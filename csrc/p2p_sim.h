@@ -3,6 +3,24 @@
  * exchange datagrams through it with configurable latency, jitter, loss, duplication and
  * reordering, drawn from one seeded random stream: the same seed and the same calls give the
  * same run, to the microsecond.
+ *
+ * A host may sit behind its own NAT, modelled on Linux iptables MASQUERADE and its connection
+ * tracking. The NAT owns a public IPv4 address (the one the host would have had without NAT);
+ * the host gets a private address in 10.0.0.0/8. Each datagram the host sends makes or
+ * refreshes a flow: (external port, remote ip:port). An inbound datagram to the public
+ * address passes only when it matches a live flow exactly (address-and-port-dependent
+ * filtering), so two NATed hosts that send to each other's public mapping at about the same
+ * time punch a hole; the first datagram in one direction may be filtered.
+ *   P2P_SIM_NAT_CONE       endpoint-independent mapping: one external port for every
+ *                          destination, the host's own port (port preservation) until
+ *                          p2p_sim_rebind().
+ *   P2P_SIM_NAT_SYMMETRIC  endpoint-dependent mapping (MASQUERADE --random-fully): a new
+ *                          external port, drawn from the sim's random stream, for every
+ *                          distinct destination ip:port. A reflexive address learned from one
+ *                          peer is therefore useless to any other.
+ * A flow expires after P2P_SIM_NAT_IDLE_US without a datagram through it in either direction;
+ * a cone NAT's next flow gets the same port again, a symmetric NAT's a new one. There is no
+ * hairpinning and no routing between private networks: datagrams to 10.0.0.0/8 are lost.
  */
 #ifndef P2P_SIM_H
 #define P2P_SIM_H
@@ -24,6 +42,14 @@ typedef struct p2p_sim_config {
 
 enum { P2P_SIM_NAT_NONE = 0, P2P_SIM_NAT_CONE = 1, P2P_SIM_NAT_SYMMETRIC = 2 };
 
+/* A NAT flow (mapping + permission) with no datagram through it for this long is forgotten
+ * (Linux conntrack's UDP stream timeout is 120 s, its unreplied one 30 s; 60 s sits between). */
+#define P2P_SIM_NAT_IDLE_US UINT64_C(60000000)
+/* Flows a NAT keeps at most: a cone NAT's permissions (remote endpoints) for its one mapping,
+ * or a symmetric NAT's mappings, one permission each. When full, the least recently used flow
+ * is forgotten to make room, so a NAT holds at most about 11 KiB (40 bytes a flow). */
+#define P2P_SIM_NAT_MAX_FLOWS 256
+
 /* Largest datagram the simulated path carries (Ethernet 1500 less IPv6 and UDP); larger ones
  * are lost. */
 #define P2P_SIM_PATH_MTU 1452
@@ -41,13 +67,23 @@ uint64_t p2p_sim_host_seed(p2p_sim *s);
 /* Attaches a host and gives it an address on the simulated network (written to *addr).
  * Each host gets its own IPv4 address, in attach order: 192.0.2.1-250, 198.51.100.1-250,
  * 203.0.113.1-250, then 198.18.0.0/15 (250 per /24); addresses are never reused. port 0
- * picks 4000 + the attach index. nat is P2P_SIM_NAT_*; NAT models are a later issue, so only
- * P2P_SIM_NAT_NONE is accepted for now. Returns 0, P2P_ERR_INVALID (nat not NONE, or the host
- * is already attached), P2P_ERR_LIMIT (128750 attaches) or P2P_ERR_NOMEM. The host stays
- * owned by the caller and must outlive its attachment. */
+ * picks 4000 + the attach index. nat is P2P_SIM_NAT_*. Behind a NAT the address above becomes
+ * the NAT's public one and the host gets the private address 10.0.0.0 + 1 + attach index, with
+ * the same port; *addr is that private address (the one the host is bound to). Returns 0,
+ * P2P_ERR_INVALID (unknown nat, or the host is already attached), P2P_ERR_LIMIT (128750
+ * attaches) or P2P_ERR_NOMEM. The host stays owned by the caller and must outlive its
+ * attachment. */
 int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *addr);
+/* Writes the public IP of the host's NAT, port 0, into *out; for a host without NAT, its own
+ * address (port included). Returns 0, or P2P_ERR_INVALID when the host is not attached. */
+int p2p_sim_public_addr(const p2p_sim *s, const p2p_host *h, p2p_addr *out);
+/* Reboots the host's NAT: every flow is forgotten, and the mappings made from now on get new
+ * external ports (never one in use just before; a cone NAT draws its new port now), as when a
+ * NAT rebinds mid-transfer. Datagrams to the old mappings are filtered. Returns 0,
+ * P2P_ERR_INVALID when the host is not attached or has no NAT, or P2P_ERR_NOMEM. */
+int p2p_sim_rebind(p2p_sim *s, p2p_host *h);
 /* Detaches a host: datagrams to its address are dropped (counted lost) from now on; those it
- * already sent stay in flight. Unknown hosts are ignored. */
+ * already sent stay in flight. Its NAT, if any, is gone. Unknown hosts are ignored. */
 void p2p_sim_detach(p2p_sim *s, p2p_host *h);
 /* Moves the host's outgoing datagrams into the network and re-reads its next timeout. Call it
  * after every API call on an attached host (connect, send, close...): the sim caches each
@@ -65,11 +101,12 @@ int p2p_sim_step(p2p_sim *s, uint64_t until);
 typedef struct p2p_sim_stats {
     uint64_t sent;       /* datagrams the hosts emitted */
     uint64_t delivered;  /* copies handed to a host */
-    uint64_t lost;       /* dropped by `loss`, or addressed to nobody */
+    uint64_t lost;       /* dropped by `loss`, addressed to nobody, or to 10.0.0.0/8 */
     uint64_t duplicated; /* datagrams that got a second copy */
     uint64_t reordered;  /* copies held back by extra delay */
     uint64_t in_flight;  /* copies in the network right now */
     uint64_t too_big;    /* larger than P2P_SIM_PATH_MTU: never sent (not in `sent`) */
+    uint64_t nat_filtered; /* copies a NAT dropped on the way in (no matching flow) */
 } p2p_sim_stats;
 /* Fills *out with the counters so far. */
 void p2p_sim_stats_get(const p2p_sim *s, p2p_sim_stats *out);

@@ -1,6 +1,7 @@
 /* test_sim.c - the deterministic simulator, driving real hosts: addresses, configuration,
- * loss, latency, detaching, reliable delivery under loss/duplication/reordering, and
- * bit-for-bit reproducibility from the seed. */
+ * loss, latency, detaching, reliable delivery under loss/duplication/reordering,
+ * bit-for-bit reproducibility from the seed, and the NAT models (mapping, filtering, hole
+ * punching, expiry, rebinding). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@ struct node {
     p2p_peer_handle peer;
     int joined, left, errors;
     uint64_t joined_at;
+    p2p_addr join_from;     /* the address of the last JOIN */
+    uint64_t join_ports;    /* a hash of the ports of every JOIN so far */
     uint32_t next;          /* next message index expected */
     int bad;                /* out of order, duplicated or corrupted */
     uint64_t arrival[NMSG]; /* virtual time each message arrived */
@@ -54,6 +57,8 @@ static void node_drain(struct node *n, uint64_t now)
             n->joined = 1;
             n->joined_at = now;
             n->peer = ev.peer;
+            n->join_from = ev.from;
+            n->join_ports = n->join_ports * 65537u + ev.from.port;
             break;
         case P2P_EV_LEAVE:
             n->left++;
@@ -90,7 +95,7 @@ static void node_drain(struct node *n, uint64_t now)
 /* Nonzero: nodes made now are mediators (no mesh), so a star stays a star. */
 static int star_hub;
 
-static int node_new(struct node *n, p2p_sim *s, uint8_t seed_byte)
+static int node_new_nat(struct node *n, p2p_sim *s, uint8_t seed_byte, uint16_t port, int nat)
 {
     p2p_config cfg;
     uint8_t seed[32];
@@ -105,7 +110,12 @@ static int node_new(struct node *n, p2p_sim *s, uint8_t seed_byte)
     cfg.mediator = star_hub;
     if (p2p_host_new(&n->h, &cfg, p2p_sim_now(s)) != 0)
         return -1;
-    return p2p_sim_attach(s, n->h, 0, P2P_SIM_NAT_NONE, &n->addr);
+    return p2p_sim_attach(s, n->h, port, nat, &n->addr);
+}
+
+static int node_new(struct node *n, p2p_sim *s, uint8_t seed_byte)
+{
+    return node_new_nat(n, s, seed_byte, 0, P2P_SIM_NAT_NONE);
 }
 
 static void node_free(struct node *n)
@@ -214,9 +224,9 @@ static void test_addresses(void)
     T_EQ_INT(p2p_sim_attach(s, NULL, 0, P2P_SIM_NAT_NONE, &addr), P2P_ERR_INVALID);
     p2p_sim_detach(s, a.h);
     p2p_sim_detach(s, a.h); /* twice is harmless */
-    /* NAT models are not simulated yet and must not be silently ignored. */
-    T_EQ_INT(p2p_sim_attach(s, a.h, 0, P2P_SIM_NAT_CONE, &addr), P2P_ERR_INVALID);
-    T_EQ_INT(p2p_sim_attach(s, a.h, 0, P2P_SIM_NAT_SYMMETRIC, &addr), P2P_ERR_INVALID);
+    /* An unknown NAT model must not be silently simulated as an open network. */
+    T_EQ_INT(p2p_sim_attach(s, a.h, 0, 3, &addr), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_attach(s, a.h, 0, -1, &addr), P2P_ERR_INVALID);
     T_EQ_INT(p2p_sim_attach(s, a.h, 7000, P2P_SIM_NAT_NONE, &addr), 0);
     check_addr(&addr, "192.0.2.3:7000");
 
@@ -566,6 +576,432 @@ static void test_many_hosts(void)
     p2p_sim_free(s);
 }
 
+/* ---- NAT models ------------------------------------------------------------------------ */
+
+#define LAT 10000 /* one-way latency of the NAT tests */
+
+/* Steps the sim to `until`, draining the events of the k nodes after every step. */
+static void run_nodes(p2p_sim *s, struct node **ns, size_t k, uint64_t until)
+{
+    size_t i;
+
+    while (p2p_sim_now(s) < until && p2p_sim_step(s, until))
+        for (i = 0; i < k; i++)
+            node_drain(ns[i], p2p_sim_now(s));
+}
+
+static int dial(p2p_sim *s, struct node *n, const p2p_addr *to)
+{
+    int rc = p2p_host_connect(n->h, to, NULL, p2p_sim_now(s), &n->peer);
+
+    p2p_sim_flush(s, n->h);
+    return rc;
+}
+
+/* The public address a NATed node's datagrams would come from if its NAT kept `port`. */
+static p2p_addr public_at(p2p_sim *s, const struct node *n, uint16_t port)
+{
+    p2p_addr a;
+
+    memset(&a, 0, sizeof a);
+    T_EQ_INT(p2p_sim_public_addr(s, n->h, &a), 0);
+    a.port = port;
+    return a;
+}
+
+static uint64_t received(const struct node *n)
+{
+    p2p_stats st;
+
+    p2p_host_stats(n->h, &st);
+    return st.packets_received;
+}
+
+static p2p_sim *nat_sim(uint64_t seed)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.seed = seed;
+    cfg.latency_us = LAT;
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    return s;
+}
+
+static void test_nat_addresses(void)
+{
+    p2p_sim *s = nat_sim(1);
+    static struct node a, b, c;
+    p2p_addr pub;
+
+    if (s == NULL)
+        return;
+    T_EQ_INT(node_new_nat(&a, s, 1, 5000, P2P_SIM_NAT_CONE), 0);
+    T_EQ_INT(node_new(&b, s, 2), 0);
+    T_EQ_INT(node_new_nat(&c, s, 3, 0, P2P_SIM_NAT_SYMMETRIC), 0);
+    /* The host is bound to a private address; its NAT owns the slot's public one. */
+    check_addr(&a.addr, "10.0.0.1:5000");
+    check_addr(&b.addr, "192.0.2.2:4001");
+    check_addr(&c.addr, "10.0.0.3:4002");
+    T_EQ_INT(p2p_sim_public_addr(s, a.h, &pub), 0);
+    check_addr(&pub, "192.0.2.1:0");
+    T_EQ_INT(p2p_sim_public_addr(s, b.h, &pub), 0);
+    check_addr(&pub, "192.0.2.2:4001");
+    T_EQ_INT(p2p_sim_public_addr(s, c.h, &pub), 0);
+    check_addr(&pub, "192.0.2.3:0");
+
+    T_EQ_INT(p2p_sim_rebind(s, a.h), 0);
+    T_EQ_INT(p2p_sim_rebind(s, c.h), 0);
+    T_EQ_INT(p2p_sim_rebind(s, b.h), P2P_ERR_INVALID); /* no NAT */
+    T_EQ_INT(p2p_sim_rebind(s, NULL), P2P_ERR_INVALID);
+    p2p_sim_detach(s, a.h);
+    T_EQ_INT(p2p_sim_rebind(s, a.h), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_public_addr(s, a.h, &pub), P2P_ERR_INVALID);
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+    node_free(&c);
+}
+
+/* A cone-NATed host dials a public one: the handshake succeeds, and both of its peers see it
+ * at its NAT's public address with its own port (endpoint-independent, port-preserving). */
+static void test_nat_cone_dials_public(void)
+{
+    p2p_sim *s = nat_sim(2);
+    static struct node a, b, c;
+    struct node *all[3] = { &a, &b, &c };
+    p2p_addr want;
+    p2p_sim_stats st;
+
+    if (s == NULL)
+        return;
+    star_hub = 1;
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new(&c, s, 3), 0);
+    star_hub = 0;
+    T_EQ_INT(node_new_nat(&b, s, 2, 5000, P2P_SIM_NAT_CONE), 0);
+    T_EQ_INT(dial(s, &b, &a.addr), 0);
+    run_nodes(s, all, 3, 2000000);
+    T_CHECK(a.joined && b.joined);
+    want = public_at(s, &b, 5000);
+    T_CHECK(p2p_addr_equal(&a.join_from, &want));
+    T_CHECK(p2p_addr_equal(&b.join_from, &a.addr));
+
+    T_EQ_INT(dial(s, &b, &c.addr), 0);
+    run_nodes(s, all, 3, 4000000);
+    T_CHECK(c.joined);
+    T_CHECK(p2p_addr_equal(&c.join_from, &want));
+    p2p_sim_stats_get(s, &st);
+    T_EQ_INT(st.nat_filtered, 0);
+    T_EQ_INT(st.lost, 0);
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+    node_free(&c);
+}
+
+/* Nothing gets in unasked: a public host dialling a NATed one is filtered, datagrams to the
+ * private address are lost. */
+static void test_nat_unsolicited(void)
+{
+    p2p_sim *s = nat_sim(3);
+    static struct node a, b;
+    struct node *all[2] = { &a, &b };
+    p2p_addr to;
+    p2p_sim_stats st;
+
+    if (s == NULL)
+        return;
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new_nat(&b, s, 2, 5000, P2P_SIM_NAT_CONE), 0);
+    to = public_at(s, &b, 5000);
+    T_EQ_INT(dial(s, &a, &to), 0);
+    run_nodes(s, all, 2, 3000000);
+    p2p_sim_stats_get(s, &st);
+    T_CHECK(st.sent >= 2); /* the handshake was retried */
+    T_EQ_INT(st.nat_filtered, st.sent);
+    T_EQ_INT(st.lost, 0);
+    T_EQ_INT(st.delivered, 0);
+    T_EQ_INT(received(&b), 0);
+    T_CHECK(!a.joined && !b.joined);
+
+    T_EQ_INT(dial(s, &a, &b.addr), 0); /* 10.0.0.2:5000: not routed */
+    run_nodes(s, all, 2, 6000000);
+    p2p_sim_stats_get(s, &st);
+    T_CHECK(st.lost >= 2);
+    T_EQ_INT(st.lost + st.nat_filtered, st.sent);
+    T_EQ_INT(received(&b), 0);
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+}
+
+/* b and d, behind NATs of the given kinds, learn their reflexive addresses from a public
+ * introducer a, then dial each other there, d `stagger` us after b. Returns 1 when both
+ * joined each other; *filtered gets the datagrams the NATs dropped meanwhile. */
+static int punch_run(int nat_b, int nat_d, uint64_t stagger, uint64_t *filtered)
+{
+    p2p_sim *s = nat_sim(4);
+    static struct node a, b, d;
+    struct node *all[3] = { &a, &b, &d };
+    p2p_addr rb, rd;
+    p2p_sim_stats st0, st1;
+    int ok = 0;
+
+    *filtered = 0;
+    if (s == NULL)
+        return 0;
+    star_hub = 1; /* a introduces nobody: b and d only learn what we tell them */
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    star_hub = 0;
+    T_EQ_INT(node_new_nat(&b, s, 2, 5000, nat_b), 0);
+    T_EQ_INT(node_new_nat(&d, s, 4, 6000, nat_d), 0);
+    T_EQ_INT(dial(s, &b, &a.addr), 0);
+    run_nodes(s, all, 3, 1000000);
+    rb = a.join_from;
+    T_EQ_INT(dial(s, &d, &a.addr), 0);
+    run_nodes(s, all, 3, 2000000);
+    rd = a.join_from;
+    T_CHECK(b.joined && d.joined);
+    b.joined = d.joined = 0;
+
+    p2p_sim_stats_get(s, &st0);
+    T_EQ_INT(dial(s, &b, &rd), 0);
+    run_nodes(s, all, 3, p2p_sim_now(s) + stagger);
+    T_EQ_INT(dial(s, &d, &rb), 0);
+    run_nodes(s, all, 3, p2p_sim_now(s) + 5000000);
+    p2p_sim_stats_get(s, &st1);
+    *filtered = st1.nat_filtered - st0.nat_filtered;
+    if (b.joined && d.joined) {
+        T_CHECK(p2p_addr_equal(&b.join_from, &rd));
+        T_CHECK(p2p_addr_equal(&d.join_from, &rb));
+        ok = 1;
+    }
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+    node_free(&d);
+    return ok;
+}
+
+static void test_nat_cone_punch(void)
+{
+    uint64_t filtered;
+
+    /* At once: each side's first datagram leaves before the other's arrives. */
+    T_CHECK(punch_run(P2P_SIM_NAT_CONE, P2P_SIM_NAT_CONE, 0, &filtered));
+    T_EQ_INT(filtered, 0);
+    /* d starts 3 latencies later: b's first INIT hits a closed NAT, its retry gets in. */
+    T_CHECK(punch_run(P2P_SIM_NAT_CONE, P2P_SIM_NAT_CONE, 3 * LAT, &filtered));
+    T_CHECK(filtered >= 1);
+}
+
+static void test_nat_symmetric(void)
+{
+    p2p_sim *s = nat_sim(5);
+    static struct node a, b, c;
+    struct node *all[3] = { &a, &b, &c };
+    p2p_addr pub;
+    uint64_t filtered;
+
+    if (s == NULL)
+        return;
+    star_hub = 1;
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new(&c, s, 3), 0);
+    star_hub = 0;
+    T_EQ_INT(node_new_nat(&b, s, 2, 5000, P2P_SIM_NAT_SYMMETRIC), 0);
+    T_EQ_INT(dial(s, &b, &a.addr), 0);
+    T_EQ_INT(dial(s, &b, &c.addr), 0);
+    run_nodes(s, all, 3, 2000000);
+    T_CHECK(a.joined && c.joined && b.joined);
+    /* One IP, a port per destination. */
+    pub = public_at(s, &b, a.join_from.port);
+    T_CHECK(p2p_addr_equal(&a.join_from, &pub));
+    pub.port = c.join_from.port;
+    T_CHECK(p2p_addr_equal(&c.join_from, &pub));
+    T_CHECK(a.join_from.port != c.join_from.port);
+    T_CHECK(a.join_from.port != 5000 && c.join_from.port != 5000);
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+    node_free(&c);
+
+    /* A reflexive address learned from a third host opens nothing for anyone else. */
+    T_CHECK(!punch_run(P2P_SIM_NAT_SYMMETRIC, P2P_SIM_NAT_CONE, 0, &filtered));
+    T_CHECK(filtered >= 4); /* both directions, retried */
+    T_CHECK(!punch_run(P2P_SIM_NAT_CONE, P2P_SIM_NAT_SYMMETRIC, 3 * LAT, &filtered));
+}
+
+/* After a rebind the NATed host's old mapping is dead and new ones use a new port. */
+static void test_nat_rebind(void)
+{
+    p2p_sim *s = nat_sim(6);
+    static struct node a, b, c;
+    struct node *all[3] = { &a, &b, &c };
+    p2p_addr old;
+    p2p_sim_stats st0, st1;
+    uint8_t buf[64];
+
+    if (s == NULL)
+        return;
+    star_hub = 1;
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new(&c, s, 3), 0);
+    star_hub = 0;
+    T_EQ_INT(node_new_nat(&b, s, 2, 5000, P2P_SIM_NAT_CONE), 0);
+    T_EQ_INT(dial(s, &b, &a.addr), 0);
+    run_nodes(s, all, 3, 1000000);
+    T_CHECK(a.joined && b.joined);
+    old = public_at(s, &b, 5000);
+    T_CHECK(p2p_addr_equal(&a.join_from, &old));
+
+    T_EQ_INT(p2p_sim_rebind(s, b.h), 0);
+    p2p_sim_stats_get(s, &st0);
+    msg_fill(buf, 0);
+    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, p2p_sim_now(s)), 0);
+    p2p_sim_flush(s, a.h);
+    run_nodes(s, all, 3, p2p_sim_now(s) + 2 * LAT);
+    p2p_sim_stats_get(s, &st1);
+    T_CHECK(st1.nat_filtered > st0.nat_filtered); /* a still sends to the old mapping */
+
+    T_EQ_INT(dial(s, &b, &c.addr), 0);
+    run_nodes(s, all, 3, p2p_sim_now(s) + 1000000);
+    T_CHECK(c.joined);
+    T_CHECK(c.join_from.port != 5000);
+    old.port = c.join_from.port;
+    T_CHECK(p2p_addr_equal(&c.join_from, &old)); /* same public IP */
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+    node_free(&c);
+}
+
+/* b (cone) dials a and hangs up; the mapping then sits idle for `idle` us after the last
+ * datagram, and a dials b's public mapping. Returns 1 when b heard a; *port gets the port a
+ * sees when b dials it again afterwards. */
+static int expiry_run(uint64_t idle, uint16_t *port)
+{
+    p2p_sim *s = nat_sim(7);
+    static struct node a, b;
+    struct node *all[2] = { &a, &b };
+    p2p_addr to;
+    p2p_sim_stats st;
+    uint64_t last = 0, sent = 0, before;
+    int heard;
+
+    *port = 0;
+    if (s == NULL)
+        return 0;
+    T_EQ_INT(node_new(&a, s, 1), 0);
+    T_EQ_INT(node_new_nat(&b, s, 2, 5000, P2P_SIM_NAT_CONE), 0);
+    T_EQ_INT(dial(s, &b, &a.addr), 0);
+    run_nodes(s, all, 2, 1000000);
+    T_CHECK(a.joined && b.joined);
+    T_EQ_INT(p2p_peer_disconnect(b.h, b.peer, p2p_sim_now(s)), 0);
+    p2p_sim_flush(s, b.h);
+    /* Let the goodbye finish, noting when the last datagram left. */
+    while (p2p_sim_now(s) < 10000000) {
+        run_nodes(s, all, 2, p2p_sim_now(s) + 1000);
+        p2p_sim_stats_get(s, &st);
+        if (st.sent != sent) {
+            sent = st.sent;
+            last = p2p_sim_now(s);
+        }
+    }
+    T_EQ_INT(st.in_flight, 0);
+    run_nodes(s, all, 2, last + LAT + idle);
+    p2p_sim_stats_get(s, &st);
+    T_EQ_INT(st.sent, sent); /* really idle */
+
+    a.joined = b.joined = 0;
+    before = received(&b);
+    to = public_at(s, &b, 5000);
+    T_EQ_INT(dial(s, &a, &to), 0);
+    run_nodes(s, all, 2, p2p_sim_now(s) + 1000000);
+    heard = received(&b) > before;
+    if (!heard) {
+        a.joined = 0;
+        T_EQ_INT(dial(s, &b, &a.addr), 0);
+        run_nodes(s, all, 2, p2p_sim_now(s) + 1000000);
+        T_CHECK(a.joined);
+        *port = a.join_from.port;
+    }
+    p2p_sim_free(s);
+    node_free(&a);
+    node_free(&b);
+    return heard;
+}
+
+static void test_nat_expiry(void)
+{
+    uint16_t port;
+
+    /* Just before the timeout the permission still holds (the first INIT arrives LAT after
+     * it is sent, so it must leave at least LAT early). */
+    T_CHECK(expiry_run(P2P_SIM_NAT_IDLE_US - 2 * LAT, &port));
+    /* Just after, it is gone; a new mapping takes the same port again. */
+    T_CHECK(!expiry_run(P2P_SIM_NAT_IDLE_US, &port));
+    T_EQ_INT(port, 5000);
+}
+
+/* A busy run with both NAT kinds, loss, jitter and a rebind; returns its stats. */
+static void nat_busy_run(uint64_t seed, p2p_sim_stats *st, uint64_t *joins)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    static struct node n[6];
+    struct node *all[6];
+    static const int kind[6] = { P2P_SIM_NAT_NONE, P2P_SIM_NAT_CONE, P2P_SIM_NAT_SYMMETRIC,
+                                 P2P_SIM_NAT_CONE, P2P_SIM_NAT_SYMMETRIC, P2P_SIM_NAT_NONE };
+    size_t i;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.seed = seed;
+    cfg.latency_us = 15000;
+    cfg.jitter_us = 5000;
+    cfg.loss = 0.05;
+    cfg.reorder = 0.05;
+    memset(st, 0, sizeof *st);
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    if (s == NULL)
+        return;
+    for (i = 0; i < 6; i++) {
+        all[i] = &n[i];
+        T_EQ_INT(node_new_nat(&n[i], s, (uint8_t)(i + 1), 0, kind[i]), 0);
+    }
+    for (i = 1; i < 5; i++) {
+        T_EQ_INT(dial(s, &n[i], &n[0].addr), 0);
+        T_EQ_INT(dial(s, &n[i], &n[5].addr), 0);
+    }
+    run_nodes(s, all, 6, 3000000);
+    T_EQ_INT(p2p_sim_rebind(s, n[1].h), 0);
+    T_EQ_INT(p2p_sim_rebind(s, n[2].h), 0);
+    run_nodes(s, all, 6, 20000000);
+    p2p_sim_stats_get(s, st);
+    for (i = 0; i < 6; i++) {
+        joins[2 * i] = n[i].joined_at;
+        joins[2 * i + 1] = n[i].join_ports; /* which mappings the peers saw */
+        node_free(&n[i]);
+    }
+    p2p_sim_free(s);
+}
+
+static void test_nat_determinism(void)
+{
+    p2p_sim_stats st1, st2, st3;
+    uint64_t j1[12], j2[12], j3[12];
+
+    nat_busy_run(11, &st1, j1);
+    nat_busy_run(11, &st2, j2);
+    nat_busy_run(12, &st3, j3);
+    T_CHECK(st1.delivered > 0 && st1.nat_filtered > 0 && st1.lost > 0);
+    T_EQ_MEM(&st1, &st2, sizeof st1);
+    T_EQ_MEM(j1, j2, sizeof j1);
+    T_CHECK(memcmp(&st1, &st3, sizeof st1) != 0);
+}
+
 int main(void)
 {
     if (p2p_init() != 0) {
@@ -581,5 +1017,13 @@ int main(void)
     T_RUN(test_reliable_under_faults);
     T_RUN(test_fault_rates);
     T_RUN(test_many_hosts);
+    T_RUN(test_nat_addresses);
+    T_RUN(test_nat_cone_dials_public);
+    T_RUN(test_nat_unsolicited);
+    T_RUN(test_nat_cone_punch);
+    T_RUN(test_nat_symmetric);
+    T_RUN(test_nat_rebind);
+    T_RUN(test_nat_expiry);
+    T_RUN(test_nat_determinism);
     return t_summary("test_sim");
 }
