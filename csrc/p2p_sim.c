@@ -4,8 +4,8 @@
  * Determinism rests on three things: one seeded random stream drawn in a fixed order per
  * datagram (a symmetric NAT's new port, loss, duplicate, then per copy jitter and reorder);
  * in-flight copies ordered by (delivery time, insertion number), so equal times are delivered
- * in the order they were sent; and hosts visited in attach order. Given seeded hosts, the same calls give the same
- * run to the microsecond.
+ * in the order they were sent; and hosts visited in attach order. Given seeded hosts, the
+ * same calls give the same run to the microsecond.
  *
  * Cost: a host's output and next timeout change only when it is given input (a datagram, a
  * timeout, or an API call followed by p2p_sim_flush()). The sim therefore caches each host's
