@@ -44,7 +44,9 @@ build = {
             "csrc/p2p_host.c",
             "csrc/p2p_identity.c",
             "csrc/p2p_mesh.c",
+            "csrc/p2p_nat.c",
             "csrc/p2p_noise.c",
+            "csrc/p2p_path.c",
             "csrc/p2p_peer.c",
             "csrc/p2p_ranges.c",
             "csrc/p2p_reliable.c",
@@ -55,6 +57,12 @@ build = {
          incdirs = { "csrc", "$(SODIUM_INCDIR)" },
          libdirs = { "$(SODIUM_LIBDIR)" },
          libraries = { "sodium" },
+      },
+   },
+   install = {
+      -- The command line: `p2pnet keygen FILE`, `p2pnet id FILE`, `p2pnet mediator ...`.
+      bin = {
+         p2pnet = "bin/p2pnet",
       },
    },
 }

@@ -1,0 +1,194 @@
+-- bin/p2pnet, the command line, as a user runs it: keygen and id on key files, usage errors,
+-- and a mediator process that a node on 127.0.0.1 registers with. Then the same command
+-- installed by luarocks into a private tree (#luarocks: left out of the sanitizer run, like
+-- spec/90-luarocks_spec.lua).
+local p2pnet = require "p2pnet"
+local S = require "spec.support"
+
+local function q(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs `cmd` through the shell; returns the exit status, stdout and stderr.
+local function run(cmd)
+    local errfile = os.tmpname()
+    local f = assert(io.popen(("%s 2>%s; echo \"==exit $?\""):format(cmd, q(errfile))))
+    local out = f:read("a")
+    f:close()
+    local err = S.read(errfile)
+    os.remove(errfile)
+    local code = math.tointeger(tonumber(out:match("==exit (%d+)%s*$")))
+    return code, (out:gsub("==exit %d+%s*$", "")), err
+end
+
+local function exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() end
+    return f ~= nil
+end
+
+local HEX64 = "^" .. ("%x"):rep(64) .. "\n$"
+
+-- Starts a mediator in the background with `args`, its output in `outfile`; returns its pid
+-- and a function that waits for a pattern in its output and returns the captures. The
+-- command execs into the mediator, so the pid is the mediator's.
+local function start_mediator(P, args, outfile)
+    local pipe = assert(io.popen(("%s > %s 2>&1 & echo $!"):format(P("mediator " .. args),
+                                                                  q(outfile))))
+    local pid = math.tointeger(tonumber(pipe:read("l")))
+    pipe:close()
+    assert.is_number(pid)
+    local function screen() return exists(outfile) and S.read(outfile) or "" end
+    local function wait_for(pattern)
+        local deadline = S.now() + 10
+        while S.now() < deadline do
+            local caps = { screen():match(pattern) }
+            if #caps > 0 then return table.unpack(caps) end
+            os.execute("sleep 0.05")
+        end
+        error(("the mediator never printed %q; it printed:\n%s"):format(pattern, screen()), 2)
+    end
+    return pid, wait_for, screen
+end
+
+local LISTENING = "^p2pnet mediator (%x+) listening on (127%.0%.0%.1:%d+)\n"
+
+-- The command-line checks, for a `p2pnet` command: cmd() returns a function that makes the
+-- shell command running `p2pnet ARGS` from a string of ARGS.
+local function cli_checks(cmd)
+    local dir, P
+
+    before_each(function()
+        dir = S.tmpdir()
+        P = cmd()
+    end)
+    after_each(function() S.rmdir(dir) end)
+
+    it("keygen creates a 0600 key file and prints its id; id prints the same", function()
+        local path = dir .. "/node.key"
+        local code, out, err = run(P("keygen " .. q(path)))
+        assert.equal(0, code, err)
+        assert.matches(HEX64, out)
+        assert.equal("600", S.mode(path))
+        local code2, out2, err2 = run(P("id " .. q(path)))
+        assert.equal(0, code2, err2)
+        assert.equal(out, out2)
+        assert.equal(out:sub(1, 64), p2pnet.identity(path).id)
+    end)
+
+    it("keygen refuses an existing file and leaves it as it was", function()
+        local path = dir .. "/node.key"
+        assert.equal(0, (run(P("keygen " .. q(path)))))
+        local before = S.read(path)
+        local code, out, err = run(P("keygen " .. q(path)))
+        assert.equal(1, code)
+        assert.equal("", out)
+        assert.matches("already exists", err, 1, true)
+        assert.equal(before, S.read(path))
+    end)
+
+    it("id fails on a missing file without creating it, and on a malformed one", function()
+        local path = dir .. "/missing.key"
+        local code, out, err = run(P("id " .. q(path)))
+        assert.equal(1, code)
+        assert.equal("", out)
+        assert.matches("no such key file", err, 1, true)
+        assert.is_false(exists(path))
+        local bad = dir .. "/bad.key"
+        S.write(bad, "not a key\n", "600")
+        code, out, err = run(P("id " .. q(bad)))
+        assert.equal(1, code)
+        assert.equal("", out)
+        assert.matches("malformed", err, 1, true)
+    end)
+
+    it("prints help and the version, and rejects bad usage with status 2", function()
+        local code, out = run(P("--help"))
+        assert.equal(0, code)
+        assert.matches("usage: p2pnet", out, 1, true)
+        assert.matches("mediator", out, 1, true)
+        local hcode, hout = run(P("help"))
+        assert.equal(0, hcode)
+        assert.equal(out, hout)
+        code, out = run(P("--version"))
+        assert.equal(0, code)
+        assert.equal("p2pnet " .. p2pnet.version .. "\n", out)
+        for _, bad in ipairs { "", "frobnicate", "keygen", "id a b", "mediator --port nope",
+                               "mediator --port 70000", "mediator --bogus",
+                               "mediator --port", "mediator --no-relay=1" } do
+            local c, o, e = run(P(bad))
+            assert.equal(2, c, "p2pnet " .. bad)
+            assert.equal("", o, "p2pnet " .. bad)
+            assert.is_true(#e > 0, "p2pnet " .. bad .. ": nothing on stderr")
+        end
+    end)
+
+    it("runs a mediator that a node registers with, printing joins and leaves", function()
+        local keyfile = dir .. "/med.key"
+        local pid, wait_for, screen = start_mediator(P, "--host 127.0.0.1 --port 0 --key "
+                                                     .. q(keyfile), dir .. "/med.out")
+        finally(function() os.execute("kill -9 " .. pid .. " 2>/dev/null") end)
+        local id, addr = wait_for(LISTENING)
+        assert.equal(p2pnet.identity(keyfile).id, id)
+        assert.equal("600", S.mode(keyfile))
+
+        local node = assert(p2pnet.node { host = "127.0.0.1" })
+        local joined
+        node:on("join", function(peer) joined = peer end)
+        assert(node:connect(addr, { id = id }))
+        assert.is_true(S.spin({ node }, function() return joined ~= nil end, 10),
+                       "the node did not join the mediator; it printed:\n" .. screen())
+        assert.equal(id, joined.id)
+        wait_for("\njoin " .. node.id .. " 127%.0%.0%.1:%d+\n")
+        node:close()
+        wait_for("\nleave " .. node.id .. " closed\n")
+    end)
+
+    it("runs a mediator with relay limits, or with relaying off", function()
+        for i, args in ipairs { "--relay-sessions 8 --relay-rate 100000", "--no-relay" } do
+            local pid, wait_for = start_mediator(P, "--host 127.0.0.1 --port 0 " .. args,
+                                                 dir .. "/med" .. i .. ".out")
+            local ok, err = pcall(wait_for, LISTENING)
+            os.execute("kill -9 " .. pid .. " 2>/dev/null")
+            assert(ok, err)
+        end
+    end)
+end
+
+describe("bin/p2pnet from the source tree", function()
+    cli_checks(function()
+        return function(args) return "(exec lua5.4 bin/p2pnet " .. args .. ")" end
+    end)
+end)
+
+describe("bin/p2pnet installed by luarocks #luarocks", function()
+    local root = assert(io.popen("pwd")):read("l")
+    local work, tree
+
+    lazy_setup(function()
+        work = S.tmpdir()
+        tree = work .. "/tree"
+        -- Build from a copy, so luarocks' objects never land in the working tree; a proxy
+        -- on a closed local port makes any attempt to fetch fail at once.
+        local code, out, err = run(("mkdir -p %s/src %s/empty && cp -R %s %s %s %s %s/src/ && "
+            .. "cd %s/src && http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 "
+            .. "luarocks --lua-version=5.4 make --deps-mode=none --tree %s "
+            .. "rockspec/p2pnet-scm-1.rockspec"):format(q(work), q(work),
+            q(root .. "/csrc"), q(root .. "/lua"), q(root .. "/bin"), q(root .. "/rockspec"),
+            q(work), q(work), q(tree)))
+        assert(code == 0, "luarocks make failed:\n" .. out .. err)
+        assert(exists(tree .. "/bin/p2pnet"), "luarocks installed no bin/p2pnet:\n" .. out)
+    end)
+
+    lazy_teardown(function() S.rmdir(work) end)
+
+    -- Only the tree is on the module paths, and the command runs from an empty directory.
+    cli_checks(function()
+        return function(args)
+            return ("(cd %s/empty && exec env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_INIT "
+                .. "LUA_PATH=%s LUA_CPATH=%s %s/bin/p2pnet %s)"):format(q(work),
+                q(("%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua"):format(tree, tree)),
+                q(tree .. "/lib/lua/5.4/?.so"), q(tree), args)
+        end
+    end)
+end)
