@@ -5,6 +5,7 @@
 #   make demo         runs examples/demo.lua
 #   make bench        p2pnet (C and Lua) against ENet and kernel TCP on 127.0.0.1
 #   make fuzz         every fuzz target for FUZZ_TIME seconds
+#   make natlab       only the NAT lab (spec/11-natlab_spec.lua; root, network namespaces)
 #   make deps         installs the Debian packages the targets above need (only missing ones)
 #
 # One tree builds in several configurations, each in its own directory:
@@ -66,7 +67,7 @@ FUZZ_BIN := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 VECTORS := $(CURDIR)/../shared/vectors/noise-25519-chachapoly-blake2b.json
 
 .PHONY: all lib module ctests check-c headers luajit fuzzers fuzz-build fuzz bench bench-build \
-        demo deps test check-rockspec clean
+        demo deps test check-rockspec natlab clean
 .DEFAULT_GOAL := all
 
 all: lib module
@@ -188,13 +189,19 @@ demo: deps
 check-rockspec:
 	@bash tests/check-rockspec.sh
 
+# The NAT lab alone: real p2pnet processes behind iptables NATs in network namespaces
+# (tests/natlab/lab.sh). `make test` runs it too, with the other specs.
+natlab: deps
+	$(MAKE) all
+	$(LUA_ENV) busted --lua=$(LUA) -o plainTerminal spec/11-natlab_spec.lua
+
 test: deps
 	@bash tests/run-all.sh
 
 # Installs only what is missing, so it costs one dpkg query when everything is there.
 DEB_PACKAGES := make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libsodium-dev luarocks lua-busted lua-socket \
   lua-check libenet-dev clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev luajit \
-  libluajit-5.1-dev lua5.3 liblua5.3-dev iproute2 util-linux
+  libluajit-5.1-dev lua5.3 liblua5.3-dev iproute2 util-linux iptables conntrack
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \

@@ -1,0 +1,204 @@
+-- The NAT lab from Lua, for spec/11-natlab_spec.lua: builds the lab with tests/natlab/lab.sh,
+-- starts processes in its hosts with their output in log files, waits for lines in those
+-- logs, and tears everything down. See lab.sh for the topology.
+local Lab = {}
+Lab.__index = Lab
+
+-- The lab's fixed addresses (lab.sh).
+Lab.MED = "192.0.2.2"
+Lab.GEN = "192.0.2.18"
+Lab.NAT_A = "198.51.100.2" -- A's public address: NATA's WAN
+Lab.NAT_B = "203.0.113.2"
+Lab.A = "10.0.1.2"
+Lab.B = "10.0.2.2"
+
+local SCRIPT = "tests/natlab/lab.sh"
+
+local function q(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a shell command; returns ok and its output (stdout and stderr).
+local function sh(cmd)
+    local f = assert(io.popen(cmd .. " 2>&1; echo \"==exit $?\""))
+    local out = f:read("a")
+    f:close()
+    local code = tonumber(out:match("==exit (%d+)%s*$"))
+    return code == 0, (out:gsub("==exit %d+%s*$", ""))
+end
+
+-- The sanitizer run preloads the ASan runtime into every process (tests/run-all.sh); the lab's
+-- tools do not need it, only the Lua children that load the instrumented module.
+local PRELOAD = os.getenv("LD_PRELOAD")
+local NO_PRELOAD = "env -u LD_PRELOAD "
+
+local function read(path)
+    local f = io.open(path, "rb")
+    if not f then return "" end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+local function sleep(s)
+    os.execute("sleep " .. s)
+end
+
+-- A monotonic enough clock in seconds, for deadlines.
+local clock = os.time
+do
+    local ok, socket = pcall(require, "socket")
+    if ok then clock = socket.gettime end
+end
+
+--- Lab.available() -> true | false, why: root and working network namespaces.
+function Lab.available()
+    local ok, out = sh("id -u")
+    if not ok or out:match("^%s*(%d+)") ~= "0" then
+        return false, "the NAT lab needs root (network namespaces and iptables)"
+    end
+    local probe = "p2pl-probe-" .. math.random(1e9)
+    ok, out = sh(NO_PRELOAD .. "ip netns add " .. probe)
+    if not ok then
+        return false, "network namespaces are not available here (ip netns add: "
+            .. out:gsub("%s+$", "") .. ")"
+    end
+    sh(NO_PRELOAD .. "ip netns del " .. probe)
+    return true
+end
+
+--- Lab.up(mode, dir) -> lab: builds a lab with both NATs in `mode`; logs go to `dir`.
+function Lab.up(mode, dir)
+    local pid = assert(io.popen("echo $PPID")):read("l")
+    local self = setmetatable({ prefix = "p2pl" .. pid, dir = dir, children = {} }, Lab)
+    local ok, out = self:run("up", mode)
+    assert(ok, "could not build the NAT lab:\n" .. out)
+    return self
+end
+
+-- Runs a lab.sh command on this lab; returns ok, output.
+function Lab:run(cmd, ...)
+    local args = { NO_PRELOAD .. "bash", SCRIPT, cmd, self.prefix }
+    for _, a in ipairs { ... } do args[#args + 1] = q(a) end
+    return sh(table.concat(args, " "))
+end
+
+-- Like run, but raises with the output when the command fails.
+function Lab:must(cmd, ...)
+    local ok, out = self:run(cmd, ...)
+    if not ok then error(("lab.sh %s %s failed:\n%s"):format(cmd, table.concat({ ... }, " "),
+                         out), 2) end
+    return out
+end
+
+function Lab:down()
+    self:kill_all()
+    self:run("down")
+end
+
+--- lab:spawn(host, name, cmd) -> child: runs the shell command `cmd` (from the working
+-- directory) in `host`'s namespace, in the background, output to dir/name.log.
+function Lab:spawn(host, name, cmd)
+    local log = ("%s/%s.log"):format(self.dir, name)
+    local env = PRELOAD and ("env LD_PRELOAD=" .. q(PRELOAD) .. " ") or ""
+    local line = ("%sip netns exec %s %s%s > %s 2>&1 & echo $!"):format(
+        NO_PRELOAD, q(self.prefix .. "-" .. host), env, cmd, q(log))
+    local f = assert(io.popen(line))
+    local pid = math.tointeger(tonumber(f:read("l")))
+    f:close()
+    assert(pid, "no pid for " .. name)
+    local child = { name = name, host = host, pid = pid, log = log, lab = self }
+    self.children[#self.children + 1] = child
+    return child
+end
+
+function Lab.kill(_, child)
+    if child.pid then
+        os.execute("kill -9 " .. child.pid .. " 2>/dev/null")
+        child.pid = nil
+    end
+end
+
+function Lab:kill_all()
+    for _, c in ipairs(self.children) do self:kill(c) end
+end
+
+--- lab:forget(): kills this test's children and starts a new list.
+function Lab:forget()
+    self:kill_all()
+    self.children = {}
+end
+
+function Lab.output(child)
+    return read(child.log)
+end
+
+-- Every child's log of this test, for failure messages (long logs keep their ends).
+function Lab:logs()
+    local parts = {}
+    for _, c in ipairs(self.children) do
+        local s = read(c.log)
+        local lines = {}
+        for l in s:gmatch("[^\n]+") do lines[#lines + 1] = l end
+        if #lines > 60 then
+            local keep = {}
+            for i = 1, 25 do keep[#keep + 1] = lines[i] end
+            keep[#keep + 1] = ("... (%d lines)"):format(#lines - 50)
+            for i = #lines - 24, #lines do keep[#keep + 1] = lines[i] end
+            lines = keep
+        end
+        parts[#parts + 1] = ("---- %s (in %s):\n%s"):format(c.name, c.host,
+                                                          table.concat(lines, "\n"))
+    end
+    return table.concat(parts, "\n")
+end
+
+--- lab:wait(child, pattern, seconds, what) -> captures: waits for a line matching `pattern`
+-- (a Lua pattern, anchored to a line) in child's log; raises with every log when it does not
+-- come.
+function Lab:wait(child, pattern, seconds, what)
+    local deadline = clock() + (seconds or 20)
+    while true do
+        for line in read(child.log):gmatch("[^\n]+") do
+            local caps = { line:match(pattern) }
+            if #caps > 0 then return table.unpack(caps) end
+        end
+        if clock() > deadline then
+            error(("%s: %s printed no line matching %q within %d s\n%s"):format(
+                what or "timeout", child.name, pattern, seconds or 20, self:logs()), 2)
+        end
+        sleep(0.05)
+    end
+end
+
+-- True while the process runs (a zombie, waiting for init to reap it, has finished).
+local function running(pid)
+    local stat = read("/proc/" .. pid .. "/stat")
+    local state = stat:match("^%d+ %b() (%a)")
+    return state ~= nil and state ~= "Z"
+end
+
+--- lab:wait_exit(child, seconds): waits until the child's process is gone.
+function Lab:wait_exit(child, seconds)
+    local deadline = clock() + (seconds or 20)
+    while child.pid and running(child.pid) do
+        if clock() > deadline then
+            error(("%s did not finish within %d s\n%s"):format(child.name, seconds or 20,
+                                                                self:logs()), 2)
+        end
+        sleep(0.05)
+    end
+    child.pid = nil
+end
+
+-- Every line of child's log that matches `pattern`, as arrays of captures.
+function Lab.lines(child, pattern)
+    local found = {}
+    for line in read(child.log):gmatch("[^\n]+") do
+        local caps = { line:match(pattern) }
+        if #caps > 0 then found[#found + 1] = caps end
+    end
+    return found
+end
+
+return Lab

@@ -1,0 +1,158 @@
+-- A p2pnet node in a process of its own, for the NAT lab (spec/11-natlab_spec.lua). It does
+-- what its options say and reports everything it sees as lines on stdout, which the spec
+-- reads:
+--
+--   id ID / address ADDR                   at start
+--   join ID ADDR direct=BOOL / leave ID REASON / error TEXT
+--   path ID ADDR direct=BOOL STATE         whenever a peer's address, directness or state
+--                                          changes (also at its join)
+--   addresses KIND=ADDR ...                whenever node:addresses() changes
+--   recv ID N                              message "msg N" from ID, in order and once
+--   recv-bad ID got N expected M           anything else
+--   receipt N ok|failed REPLY              the receipt of message N
+--   done ok=K failed=F                     when every receipt of --send-to came back
+--
+--   lua5.4 tests/natlab/node.lua [options]
+--     --port N             UDP port (default 0: any)
+--     --connect ADDR       connects to ADDR (a mediator to register with, or a member)
+--     --dial ID --via ADDR connects to ID through the mediator at ADDR
+--     --send-to ID         once ID is connected (and --go FILE exists, when given), sends
+--     --count N            N messages "msg 1" .. "msg N" (default 100) with receipts,
+--     --interval S         one every S seconds (default 0: all at once)
+--     --go FILE
+--     --lifetime S         exits after S seconds (default 90), so nothing outlives a run
+--
+-- The module paths follow spec/mesh_child.lua: lua/ first, build/ unless LUA_CPATH is set.
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+if not os.getenv("LUA_CPATH") then
+    package.cpath = "./build/?.so;" .. package.cpath
+end
+local p2pnet = require "p2pnet"
+
+local function say(...)
+    io.stdout:write(table.concat({ ... }, " "), "\n")
+    io.stdout:flush()
+end
+
+local opt = { port = 0, count = 100, interval = 0, lifetime = 90 }
+do
+    local numeric = { port = true, count = true, interval = true, lifetime = true }
+    local i = 1
+    while i <= #arg do
+        local name = assert(arg[i]:match("^%-%-([%w-]+)$"), "bad option " .. arg[i])
+        name = name:gsub("-", "_")
+        local value = assert(arg[i + 1], "option --" .. name .. " needs a value")
+        opt[name] = numeric[name] and assert(tonumber(value), "not a number: " .. value) or value
+        i = i + 2
+    end
+end
+
+local node = assert(p2pnet.node { port = opt.port })
+say("id", node.id)
+say("address", node:address())
+
+local function yesno(b)
+    return b == nil and "nil" or tostring(b)
+end
+
+node:on("join", function(peer)
+    say("join", peer.id, tostring(peer.address), "direct=" .. yesno(peer.direct))
+end)
+node:on("leave", function(peer, reason) say("leave", peer.id, tostring(reason)) end)
+node:on("error", function(err) say("error", tostring(err)) end)
+
+-- The receiving side: every sender's messages must arrive numbered 1, 2, 3, ...
+local expected = {}
+node:on("message", function(peer, _, data)
+    local n = tonumber(data:match("^msg (%d+)$"))
+    local want = expected[peer.id] or 1
+    if n == want then
+        say("recv", peer.id, n)
+        expected[peer.id] = want + 1
+    else
+        say("recv-bad", peer.id, "got", tostring(n or data:sub(1, 40)), "expected", want)
+    end
+    return "ack " .. tostring(n)
+end)
+
+if opt.connect then
+    local p, err = node:connect(opt.connect)
+    if not p then say("error", "connect " .. opt.connect .. ": " .. tostring(err)) end
+end
+if opt.dial then
+    local p, err = node:connect(opt.dial, { via = assert(opt.via, "--dial needs --via") })
+    if not p then say("error", "dial " .. opt.dial .. ": " .. tostring(err)) end
+end
+
+-- Reports changes in the peers' paths and in this node's own addresses.
+local last_path, last_addresses = {}, nil
+local function report()
+    for _, p in ipairs(node:peers()) do
+        local now = ("%s direct=%s %s"):format(tostring(p.address), yesno(p.direct), p.state)
+        if last_path[p.id] ~= now then
+            last_path[p.id] = now
+            say("path", p.id, now)
+        end
+    end
+    local have, addresses = pcall(function() return node:addresses() end)
+    if have then
+        local list = {}
+        for _, a in ipairs(addresses) do
+            list[#list + 1] = tostring(a.kind) .. "=" .. tostring(a.address)
+        end
+        local now = table.concat(list, " ")
+        if now ~= last_addresses then
+            last_addresses = now
+            say("addresses", now)
+        end
+    end
+end
+
+-- The sending side.
+local sender = { next = 1, ok = 0, failed = 0, started = nil }
+local function file_exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() end
+    return f ~= nil
+end
+local function pump(now)
+    if not opt.send_to or sender.next > opt.count then return end
+    local peer = node:peer(opt.send_to)
+    if not sender.started then
+        if not (peer and peer.state == "connected") then return end
+        if opt.go and not file_exists(opt.go) then return end
+        sender.started = now
+        say("sending", opt.count)
+    end
+    while sender.next <= opt.count
+          and now >= sender.started + (sender.next - 1) * opt.interval do
+        local n = sender.next
+        local ok, err = peer:send(1, "msg " .. n, function(rok, reply)
+            if rok and reply == "ack " .. n then
+                sender.ok = sender.ok + 1
+            else
+                sender.failed = sender.failed + 1
+            end
+            say("receipt", n, rok and "ok" or "failed", tostring(reply))
+            if sender.ok + sender.failed == opt.count then
+                say("done", "ok=" .. sender.ok, "failed=" .. sender.failed)
+            end
+        end)
+        if not ok then
+            -- a full queue: try again on the next turn
+            if sender.refused ~= n then say("send-error", n, tostring(err)) end
+            sender.refused = n
+            return
+        end
+        sender.next = n + 1
+    end
+end
+
+local stop = node:_now() + opt.lifetime
+while node:_now() < stop do
+    node:poll(0.01)
+    report()
+    pump(node:_now())
+end
+say("lifetime over")
+node:close()
