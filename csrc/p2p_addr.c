@@ -145,6 +145,8 @@ int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap)
         if (inet_ntop(AF_INET6, a->ip, v6, sizeof v6) == NULL)
             return P2P_ERR_BUFFER;
         n = snprintf(tmp, sizeof tmp, "[%s]:%u", v6, (unsigned)a->port);
+    } else if (a->family == P2P_AF_RELAY) {
+        n = snprintf(tmp, sizeof tmp, "(relay)");
     } else {
         /* Formatting feeds logs and error messages; an unset address should still print. */
         n = snprintf(tmp, sizeof tmp, "(none)");
@@ -165,5 +167,7 @@ int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b)
         return memcmp(a->ip, b->ip, 4) == 0;
     if (a->family == P2P_AF_INET6)
         return memcmp(a->ip, b->ip, 16) == 0;
+    if (a->family == P2P_AF_RELAY)
+        return memcmp(a->ip, b->ip, 8) == 0;
     return 1; /* two unset addresses: only family and port mean anything */
 }

@@ -6,6 +6,7 @@
  */
 #include "p2p_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@
 #define EXT_WINDOW 3
 #define EXT_FLAGS 4
 #define EXT_INSTANCE 5
+#define EXT_ADDRS 6
 #define FLAG_MESH 1
 #define FLAG_BOOTSTRAP 2
 
@@ -30,6 +32,8 @@ typedef struct id_payload {
     uint32_t max_message, window;
     int has_observed;
     p2p_addr observed;
+    uint8_t nadv;
+    p2p_addr adv[P2P_MEMBER_ADDRS];
 } id_payload;
 
 static void mac1(const p2p_host *h, const uint8_t *buf, size_t len, uint8_t out[P2P_MAC_LEN])
@@ -49,25 +53,21 @@ static uint32_t own_window(const p2p_host *h)
     return (h->max_message > P2P_MESH_RECORD_MAX ? h->max_message : P2P_MESH_RECORD_MAX) + 65536u;
 }
 
+/* The identity payload; FIN (with_addrs) also lists the addresses this node advertises, so
+ * that the responder (typically a mediator) can pass them on in introductions. */
 static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t flags,
-                            uint8_t *out, size_t cap)
+                            int with_addrs, uint8_t *out, size_t cap)
 {
     p2p_wr w;
     p2p_wr_init(&w, out, cap);
     p2p_wr_u8(&w, 1);
     p2p_wr_bytes(&w, h->ident.ed_pk, 32);
     p2p_wr_bytes(&w, h->ident.binding_sig, 64);
-    p2p_wr_u8(&w, EXT_OBSERVED);
-    if (observed->family == P2P_AF_INET4) {
-        p2p_wr_u16(&w, 7);
-        p2p_wr_u8(&w, 4);
-        p2p_wr_bytes(&w, observed->ip, 4);
-    } else {
-        p2p_wr_u16(&w, 19);
-        p2p_wr_u8(&w, 6);
-        p2p_wr_bytes(&w, observed->ip, 16);
+    if (observed->family == P2P_AF_INET4 || observed->family == P2P_AF_INET6) {
+        p2p_wr_u8(&w, EXT_OBSERVED);     /* not over a relay: that path has no address */
+        p2p_wr_u16(&w, observed->family == P2P_AF_INET4 ? 7 : 19);
+        p2p_wr_addr(&w, observed);
     }
-    p2p_wr_u16(&w, observed->port);
     p2p_wr_u8(&w, EXT_MAX_MESSAGE);
     p2p_wr_u16(&w, 4);
     p2p_wr_u32(&w, h->max_message);
@@ -80,6 +80,15 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr_u8(&w, EXT_INSTANCE);
     p2p_wr_u16(&w, 8);
     p2p_wr_u64(&w, h->instance);
+    if (with_addrs && h->mesh.naddr) {
+        size_t n = 1;
+        for (size_t i = 0; i < h->mesh.naddr; i++)
+            n += h->mesh.addrs[i].family == P2P_AF_INET4 ? 7 : 19;
+        p2p_wr_u8(&w, EXT_ADDRS);
+        p2p_wr_u16(&w, (uint16_t)n);
+        p2p_wr_u8(&w, (uint8_t)h->mesh.naddr);
+        for (size_t i = 0; i < h->mesh.naddr; i++) p2p_wr_addr(&w, &h->mesh.addrs[i]);
+    }
     return w.bad ? 0 : (size_t)(w.p - out);
 }
 
@@ -123,6 +132,13 @@ static int read_payload(const uint8_t *buf, size_t len, const uint8_t rs[32], id
         } else if (type == EXT_INSTANCE) {
             out->instance = p2p_rd_u64(&e);
             if (e.bad || p2p_rd_left(&e)) return P2P_ERR_INVALID;
+        } else if (type == EXT_ADDRS) {
+            uint8_t k = p2p_rd_u8(&e);
+            if (e.bad || k > P2P_MEMBER_ADDRS) return P2P_ERR_INVALID;
+            for (uint8_t i = 0; i < k; i++)
+                if (p2p_rd_addr(&e, &out->adv[i])) return P2P_ERR_INVALID;
+            if (p2p_rd_left(&e)) return P2P_ERR_INVALID;
+            out->nadv = k;
         }
     }
     uint8_t signed_msg[sizeof binding_label - 1 + 32];
@@ -146,6 +162,8 @@ static void adopt_payload(p2p_peer *p, const id_payload *idp)
     p->has_observed = idp->has_observed;
     p->observed = idp->observed;
     p->instance = idp->instance;
+    p->nadv = idp->nadv;
+    memcpy(p->adv, idp->adv, sizeof p->adv);
 }
 
 static p2p_hs *hs_new(const p2p_host *h, int initiator, uint64_t now)
@@ -199,7 +217,20 @@ int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now)
     hs->pkt_len = P2P_INIT_LEN;
     p->state = P2P_S_INIT_SENT;
     schedule_resend(h, hs, now);
-    return p2p_host_txq_push(h, &p->addr, pkt, hs->pkt_len);
+    p2p_hs_send_init(h, p);
+    return 0;
+}
+
+void p2p_hs_send_init(p2p_host *h, p2p_peer *p)
+{
+    for (size_t i = 0; i < p->ncand; i++) p2p_host_txq_push(h, &p->cand[i], p->hs->pkt, p->hs->pkt_len);
+}
+
+static int is_candidate(const p2p_peer *p, const p2p_addr *a)
+{
+    for (size_t i = 0; i < p->ncand; i++)
+        if (p2p_addr_equal(&p->cand[i], a)) return 1;
+    return 0;
 }
 
 static int version_ok(const uint8_t *buf) { return buf[1] == P2P_PROTOCOL_VERSION && !buf[2] && !buf[3]; }
@@ -247,7 +278,7 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         return;
     }
     uint8_t idp[160];
-    size_t idlen = write_payload(h, from, 0, idp, sizeof idp);
+    size_t idlen = write_payload(h, from, 0, 0, idp, sizeof idp);
     uint8_t *pkt = hs->pkt;
     pkt[0] = P2P_PKT_RESP;
     pkt[1] = P2P_PROTOCOL_VERSION;
@@ -365,8 +396,10 @@ static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_host_event(h, &ev, NULL, 0);
     /* The responder's first DATA is what tells the initiator it was admitted. */
     if (!p->initiator) p->ping_needed = 1;
+    p2p_path_start(h, p, now);
     p2p_host_ready(h, p);
     p2p_mesh_on_join(h, p, now);
+    p2p_nat_on_join(h, p, now);
 }
 
 static void refuse(p2p_host *h, p2p_peer *p)
@@ -380,7 +413,7 @@ static void refuse(p2p_host *h, p2p_peer *p)
 void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
 {
     p2p_peer *p = len >= RESP_MIN ? p2p_host_by_index(h, p2p_get_u32(buf + 8)) : NULL;
-    if (!p || p->state != P2P_S_INIT_SENT || !version_ok(buf) || !p2p_addr_equal(from, &p->addr) ||
+    if (!p || p->state != P2P_S_INIT_SENT || !version_ok(buf) || !is_candidate(p, from) ||
         !mac1_ok(h, buf, len)) {
         h->stats.dropped++;
         return;
@@ -398,6 +431,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     }
     p->hs->noise = trial;
     p2p_noise_wipe(&trial);
+    p->addr = *from;     /* the first path on which the handshake answers wins */
     p->remote_index = p2p_get_u32(buf + 4);
     adopt_payload(p, &idp);
     p->bootstrap = !p->auto_dial;
@@ -426,8 +460,8 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
             return;
         }
     }
-    uint8_t mine[160];
-    size_t mlen = write_payload(h, from, p->auto_dial ? 0 : FLAG_BOOTSTRAP, mine, sizeof mine);
+    uint8_t mine[320];
+    size_t mlen = write_payload(h, from, p->auto_dial ? 0 : FLAG_BOOTSTRAP, 1, mine, sizeof mine);
     p2p_hs *hs = p->hs;
     uint8_t *pkt = hs->pkt;
     pkt[0] = P2P_PKT_FIN;
@@ -542,24 +576,53 @@ void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_hs *hs = p->hs;
     if (now >= hs->expire) {
         if (p->initiator && !p->auto_dial) {
-            char addr[64];
-            p2p_addr_format(&p->addr, addr, sizeof addr);
-            p2p_host_error(h, p, "connect to %s timed out", addr);
+            char what[80];
+            if (p->addr.family == P2P_AF_INET4 || p->addr.family == P2P_AF_INET6) {
+                p2p_addr_format(&p->addr, what, sizeof what);
+            } else {
+                char hex[65];
+                p2p_id_to_hex(p->expected, hex);
+                snprintf(what, sizeof what, "peer %.16s", hex);
+            }
+            p2p_host_error(h, p, "connect to %s timed out", what);
         }
         p2p_host_peer_free(h, p);
         return;
     }
-    if (p->initiator && now >= hs->resend_at) {
-        p2p_host_txq_push(h, &p->addr, hs->pkt, hs->pkt_len);
-        hs->interval *= 2;
+    if (!p->initiator) return;
+    if (p->state == P2P_S_INIT_SENT && p->intro_state != P2P_INTRO_NONE) {
+        p2p_nat_punch_timer(h, p, now);
+        p = p2p_host_peer_get(h, p->handle);
+        if (!p || !p->hs) return;
+    }
+    if (now >= hs->resend_at) {
+        if (p->state == P2P_S_INIT_SENT) p2p_hs_send_init(h, p);
+        else p2p_host_txq_push(h, &p->addr, hs->pkt, hs->pkt_len);
+        /* While punching, both sides keep sending at a steady pace until a hole opens. */
+        int punching = p->intro_state == P2P_INTRO_PUNCHING || p->intro_state == P2P_INTRO_RELAYING;
+        if (punching && p->state == P2P_S_INIT_SENT) hs->interval = P2P_PUNCH_RESEND_US;
+        else hs->interval *= 2;
         if (hs->interval > P2P_HS_RESEND_MAX_US) hs->interval = P2P_HS_RESEND_MAX_US;
         schedule_resend(h, hs, now);
     }
 }
 
+/* Restarts the resend timer at the punching pace (the introduction just arrived). */
+void p2p_hs_punch_now(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    if (!p->hs) return;
+    p->hs->interval = P2P_PUNCH_RESEND_US;
+    schedule_resend(h, p->hs, now);
+    p2p_hs_send_init(h, p);
+}
+
 uint64_t p2p_hs_deadline(const p2p_peer *p)
 {
     const p2p_hs *hs = p->hs;
-    if (p->initiator && hs->resend_at < hs->expire) return hs->resend_at;
-    return hs->expire;
+    uint64_t d = hs->expire;
+    if (p->initiator && hs->resend_at < d) d = hs->resend_at;
+    if (p->initiator && p->state == P2P_S_INIT_SENT && p->punch_until < d &&
+        (p->intro_state == P2P_INTRO_LATER || p->intro_state == P2P_INTRO_PUNCHING))
+        d = p->punch_until;
+    return d;
 }

@@ -62,6 +62,7 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->allow_count = cfg->allow_count;
     h->deny_count = cfg->deny_count;
     if (!rc) rc = p2p_mesh_init(h, cfg, now);
+    if (!rc) rc = p2p_nat_init(h, cfg);
     h->nslots = (size_t)h->max_peers + P2P_MAX_HALF_OPEN + 16;
     h->slots = calloc(h->nslots, sizeof *h->slots);
     h->gens = calloc(h->nslots, sizeof *h->gens);
@@ -87,6 +88,7 @@ void p2p_host_free(p2p_host *h)
     free(h->ev_owned);
     for (p2p_txq_item *t = h->txq_head, *n; t; t = n) { n = t->next; free(t); }
     p2p_mesh_free(h);
+    p2p_nat_free(h);
     free(h->slots);
     free(h->gens);
     free(h->allow);
@@ -143,6 +145,7 @@ void p2p_host_peer_free(p2p_host *h, p2p_peer *p)
     }
     if (p->state == P2P_S_HALF_OPEN || p->state == P2P_S_WAIT_ADMIT) h->n_half_open--;
     if (p->state == P2P_S_CONNECTED) h->n_connected--;
+    p2p_nat_on_end(h, p);
     p2p_hs_free(p);
     p2p_peer_release(p);
     h->slots[slot] = NULL;
@@ -259,26 +262,53 @@ int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size
     return 0;
 }
 
+/* Builds the next packet of a session: through the relay when its path is relayed, and
+ * never more than the anti-amplification limit allows towards an unproven address. */
+static size_t build_for(p2p_host *h, p2p_peer *p, p2p_addr *to, uint8_t *buf, size_t cap)
+{
+    if (p->addr.family != P2P_AF_RELAY) {
+        size_t room = p2p_path_budget(p, cap);
+        if (room < P2P_MAX_PACKET && room < cap) return 0;   /* wait for the peer to prove it */
+        size_t n = p2p_peer_build(h, p, buf, room, h->now);
+        if (n) {
+            *to = p->addr;
+            p2p_path_sent(p, n);
+        }
+        return n;
+    }
+    size_t room = p2p_nat_relay_room(h, &p->addr, cap);
+    if (room < 256) return 0;
+    uint8_t inner[P2P_MAX_PACKET_PROBED];
+    size_t n = p2p_peer_build(h, p, inner, room, h->now);
+    if (!n) return 0;
+    /* A packet the relay cannot take now is lost like any other; recovery resends. */
+    size_t m = p2p_nat_wrap(h, &p->addr, inner, n, buf, cap, to);
+    return m ? m : (size_t)-1;
+}
+
 size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap)
 {
     if (cap < P2P_MAX_PACKET) return 0;
     if (cap > P2P_MAX_PACKET_PROBED) cap = P2P_MAX_PACKET_PROBED;
     size_t n = 0;
-    if (h->txq_head) {
+    while (!n && h->txq_head) {
         p2p_txq_item *t = h->txq_head;
         h->txq_head = t->next;
         if (!h->txq_head) h->txq_tail = NULL;
-        *to = t->to;
-        memcpy(buf, t->data, t->len);
-        n = t->len;
+        if (t->to.family == P2P_AF_RELAY) {
+            n = p2p_nat_wrap(h, &t->to, t->data, t->len, buf, cap, to);
+        } else {
+            *to = t->to;
+            memcpy(buf, t->data, t->len);
+            n = t->len;
+        }
         free(t);
     }
     while (!n && h->ready_head) {
         p2p_peer *p = h->ready_head;
-        n = p2p_peer_build(h, p, buf, cap, h->now);
+        n = build_for(h, p, to, buf, cap);
         p->dl_valid = 0;    /* sending arms the probe timer and the pacer */
         if (n) {
-            *to = p->addr;
             /* Round robin: a peer that sent goes to the back of the line. */
             if (p->ready_next) {
                 h->ready_head = p->ready_next;
@@ -293,6 +323,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
             p->ready_next = NULL;
         }
         if (p->state == P2P_S_CLOSING && p->close_copies == 0) p2p_host_peer_free(h, p);
+        if (n == (size_t)-1) n = 0;
     }
     if (n) {
         h->stats.packets_sent++;
@@ -303,14 +334,10 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
 
 /* ---- input ------------------------------------------------------------------------------ */
 
-int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
-                  uint64_t now)
+/* Hands one datagram to the layer its type names. */
+static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len)
 {
-    if (h->closed) return P2P_ERR_CLOSED;
-    if (now > h->now) h->now = now;
-    h->stats.packets_received++;
-    h->stats.bytes_received += len;
-    if (len < 1 || len > P2P_MAX_PACKET_PROBED) { h->stats.dropped++; return 0; }
+    if (len < 1 || len > P2P_MAX_PACKET_PROBED) { h->stats.dropped++; return; }
     switch (buf[0]) {
     case P2P_PKT_INIT: p2p_hs_on_init(h, from, buf, len, h->now); break;
     case P2P_PKT_RESP: p2p_hs_on_resp(h, from, buf, len, h->now); break;
@@ -328,7 +355,27 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
     default:
         h->stats.dropped++;
     }
+}
+
+int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                  uint64_t now)
+{
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (now > h->now) h->now = now;
+    h->stats.packets_received++;
+    h->stats.bytes_received += len;
+    /* Relayed paths exist only inside the core: a driver cannot claim one. */
+    if (from->family != P2P_AF_INET4 && from->family != P2P_AF_INET6) {
+        h->stats.dropped++;
+        return 0;
+    }
+    dispatch(h, from, buf, len);
     return 0;
+}
+
+void p2p_host_recv_relayed(p2p_host *h, const p2p_addr *path, const uint8_t *buf, size_t len)
+{
+    dispatch(h, path, buf, len);
 }
 
 /* Deadlines are cached (see dl_valid): this is logically const, physically a cache fill. */
@@ -379,6 +426,27 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
 
 /* ---- API -------------------------------------------------------------------------------- */
 
+p2p_peer *p2p_host_dial(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
+                        uint64_t now, int *rc)
+{
+    static const p2p_addr none;
+    *rc = P2P_ERR_LIMIT;
+    if (h->n_connected >= h->max_peers) return NULL;
+    p2p_peer *p = p2p_host_peer_new(h, 1, n ? &cands[0] : &none);
+    if (!p) return NULL;
+    if (expected_id) {
+        p->has_expected = 1;
+        memcpy(p->expected, expected_id, 32);
+    }
+    for (size_t i = 0; i < n && p->ncand < P2P_CANDIDATES - 1; i++) p->cand[p->ncand++] = cands[i];
+    *rc = p2p_hs_start(h, p, now);
+    if (*rc) {
+        p2p_host_peer_free(h, p);
+        return NULL;
+    }
+    return p;
+}
+
 int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id,
                      uint64_t now, p2p_peer_handle *out)
 {
@@ -386,18 +454,9 @@ int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_
     if (!addr || (addr->family != P2P_AF_INET4 && addr->family != P2P_AF_INET6) || !addr->port)
         return P2P_ERR_ADDRESS;
     if (now > h->now) h->now = now;
-    if (h->n_connected >= h->max_peers) return P2P_ERR_LIMIT;
-    p2p_peer *p = p2p_host_peer_new(h, 1, addr);
-    if (!p) return P2P_ERR_LIMIT;
-    if (expected_id) {
-        p->has_expected = 1;
-        memcpy(p->expected, expected_id, 32);
-    }
-    int rc = p2p_hs_start(h, p, h->now);
-    if (rc) {
-        p2p_host_peer_free(h, p);
-        return rc;
-    }
+    int rc;
+    p2p_peer *p = p2p_host_dial(h, addr, 1, expected_id, h->now, &rc);
+    if (!p) return rc;
     if (out) *out = p->handle;
     return 0;
 }
@@ -425,7 +484,11 @@ int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info 
     if (p->has_id) { info->has_id = 1; memcpy(info->id, p->id, 32); }
     else if (p->has_expected) { info->has_id = 1; memcpy(info->id, p->expected, 32); }
     info->address = p->addr;
-    info->direct = 1;
+    info->direct = p->addr.family != P2P_AF_RELAY;
+    if (!info->direct) {
+        const p2p_peer *r = p2p_host_by_index(h, p2p_get_u32(p->addr.ip));
+        if (r) info->address = r->addr;
+    }
     info->srtt_us = p->rec.has_rtt ? p->rec.srtt : 0;
     info->bytes_queued = p->send_end - p->sbase;
     return 0;

@@ -12,6 +12,7 @@
 #include "p2p_reliable.h"
 #include "p2p_wire.h"
 #include "p2p_mesh.h"
+#include "p2p_nat.h"
 
 #define P2P_PROLOGUE "p2pnet/1"
 #define P2P_NOISE_PROTOCOL "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
@@ -75,8 +76,27 @@ typedef struct p2p_peer {
     int has_observed;
     p2p_addr observed;
     uint64_t instance;      /* the peer's boot instance: a new one means it restarted */
-    p2p_peer_handle replaces; /* reported with JOIN (see p2p_event.replaces) */      /* where the peer saw us, from its handshake payload */
+    p2p_peer_handle replaces; /* reported with JOIN (see p2p_event.replaces) */
     p2p_hs *hs;
+
+    /* NAT traversal (p2p_nat.c): an attempt sends INIT to every candidate, and the first
+     * path on which the handshake completes becomes p->addr */
+    uint8_t ncand;
+    p2p_addr cand[P2P_CANDIDATES];
+    p2p_peer_handle intro_via;  /* the introducer asked to bring us together, or 0 */
+    uint8_t intro_state;        /* P2P_INTRO_* */
+    uint64_t punch_until;       /* then the relay joins the candidates */
+    uint8_t nadv;               /* the addresses the peer advertised in its FIN */
+    p2p_addr adv[P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS];
+
+    /* the path (p2p_path.c) */
+    int path_ok;                /* p->addr has proved that it reaches the peer */
+    int has_prev;
+    p2p_addr prev;              /* the last proven address, to go back to */
+    uint64_t amp_recv, amp_sent;
+    uint64_t chal_data, chal_at;
+    uint8_t chal_tries;
+    uint64_t upgrade_data, upgrade_at, upgrade_gap;
 
     /* session keys and protection */
     uint8_t k_send[32], k_recv[32];
@@ -136,6 +156,16 @@ typedef struct p2p_peer {
     uint64_t dl;
 } p2p_peer;
 
+/* Where an attempt stands with its introducer (p2p_nat.c). */
+enum {
+    P2P_INTRO_NONE = 0,
+    P2P_INTRO_LATER,      /* dialling directly; ask `intro_via` at punch_until if still going */
+    P2P_INTRO_WAIT_VIA,   /* the session with the introducer is being made */
+    P2P_INTRO_ASKED,      /* INTRO_REQ sent */
+    P2P_INTRO_PUNCHING,   /* introduced: INIT to every candidate; the relay joins at punch_until */
+    P2P_INTRO_RELAYING    /* the relay is among the candidates */
+};
+
 typedef struct p2p_evq_item {
     p2p_event ev;
     uint8_t *owned;
@@ -187,6 +217,7 @@ struct p2p_host {
     p2p_peer *ready_head, *ready_tail;
     p2p_stats stats;
     p2p_mesh mesh;
+    p2p_nat nat;
     int mesh_dl_valid;                /* mesh_dl caches p2p_mesh_deadline() */
     uint64_t mesh_dl;
 };
@@ -194,6 +225,11 @@ struct p2p_host {
 /* p2p_host.c */
 p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr);
 void p2p_host_peer_free(p2p_host *h, p2p_peer *p);
+/* Starts a handshake with the node that expected_id (may be NULL) names, sending INIT to
+ * every one of the n candidate addresses (n may be 0: candidates come later). Returns the
+ * attempt, or NULL with *rc set. */
+p2p_peer *p2p_host_dial(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
+                        uint64_t now, int *rc);
 p2p_peer *p2p_host_peer_get(const p2p_host *h, p2p_peer_handle handle);
 p2p_peer *p2p_host_by_index(const p2p_host *h, uint32_t local_index);
 /* Queues an event; data (len bytes) is copied. Returns 0 or P2P_ERR_NOMEM. */
@@ -203,7 +239,12 @@ int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t
 void p2p_host_error(p2p_host *h, p2p_peer *p, const char *fmt, ...);
 int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
 void p2p_host_ready(p2p_host *h, p2p_peer *p);
+/* Handles a datagram that came through a relay, from the relayed path `path`. */
+void p2p_host_recv_relayed(p2p_host *h, const p2p_addr *path, const uint8_t *buf, size_t len);
 int p2p_host_id_listed(const uint8_t (*list)[32], size_t n, const uint8_t id[32]);
+
+/* p2p_mesh.c */
+const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32]);
 
 /* p2p_handshake.c */
 int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now);
@@ -215,6 +256,10 @@ void p2p_hs_free(p2p_peer *p);
 void p2p_hs_confirmed(p2p_host *h, p2p_peer *p, uint64_t now);
 void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now);
 uint64_t p2p_hs_deadline(const p2p_peer *p);
+/* Sends the attempt's INIT to every candidate address. */
+void p2p_hs_send_init(p2p_host *h, p2p_peer *p);
+/* Sends INIT to every candidate now and keeps resending at the punching pace. */
+void p2p_hs_punch_now(p2p_host *h, p2p_peer *p, uint64_t now);
 
 /* p2p_peer.c */
 void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],
@@ -232,6 +277,10 @@ void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t 
 int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len);
 /* Builds one sealed DATA packet holding a single CLOSE frame (for refusals). */
 size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out);
+/* Seals plaintext frames that are not ack-eliciting into a DATA packet of the session (out
+ * holds ptlen + 32 bytes). Returns its length, or 0. */
+size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
+                           uint64_t now);
 void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev);
 
 #endif

@@ -79,29 +79,11 @@ static p2p_peer *session_for(const p2p_host *h, const uint8_t id[32])
     return NULL;
 }
 
+static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc);
+
 static int mesh_peer(const p2p_peer *p) { return p->state == P2P_S_CONNECTED && p->peer_mesh; }
 
 /* ---- records ---------------------------------------------------------------------------- */
-
-static void write_addr(p2p_wr *w, const p2p_addr *a)
-{
-    p2p_wr_u8(w, a->family);
-    p2p_wr_bytes(w, a->ip, a->family == P2P_AF_INET4 ? 4 : 16);
-    p2p_wr_u16(w, a->port);
-}
-
-static int read_addr(p2p_rd *r, p2p_addr *a)
-{
-    memset(a, 0, sizeof *a);
-    a->family = p2p_rd_u8(r);
-    size_t n = a->family == P2P_AF_INET4 ? 4 : a->family == P2P_AF_INET6 ? 16 : 0;
-    if (!n) return -1;
-    const uint8_t *ip = p2p_rd_bytes(r, n);
-    a->port = p2p_rd_u16(r);
-    if (r->bad || !a->port) return -1;
-    memcpy(a->ip, ip, n);
-    return 0;
-}
 
 /* Signs a fresh own record with the current addresses and a new sequence number. */
 static void sign_own(p2p_host *h, uint64_t now)
@@ -118,7 +100,7 @@ static void sign_own(p2p_host *h, uint64_t now)
     p2p_wr_u64(&w, ++m->own_seq);
     p2p_wr_u64(&w, t ? t + P2P_MEMBER_TTL_S : 0);
     p2p_wr_u8(&w, (uint8_t)m->naddr);
-    for (size_t i = 0; i < m->naddr; i++) write_addr(&w, &m->addrs[i]);
+    for (size_t i = 0; i < m->naddr; i++) p2p_wr_addr(&w, &m->addrs[i]);
     size_t blen = (size_t)(w.p - body);
     p2p_sign(body + blen, buf, sizeof member_label - 1 + blen, h->ident.ed_sk);
     m->own_len = (uint16_t)(blen + 64);
@@ -142,7 +124,7 @@ static int parse_record(const uint8_t *rec, size_t len, const p2p_member *known,
     if (r.bad || n > P2P_MEMBER_ADDRS) return -1;
     p2p_addr addrs[P2P_MEMBER_ADDRS];
     for (uint8_t i = 0; i < n; i++)
-        if (read_addr(&r, &addrs[i])) return -1;
+        if (p2p_rd_addr(&r, &addrs[i])) return -1;
     if (r.bad || p2p_rd_left(&r)) return -1;
     if (known && known->has_record && memcmp(known->id, id, 32) == 0 && seq <= known->seq)
         return 0;
@@ -252,6 +234,7 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         m->rec_len = x.rec_len;
         m->has_record = 1;
         m->dials = 0;
+        m->via = p->handle;
         /* A newcomer introduces itself on the session it joined by: we forward that record
          * to the members we hold sessions with. Nothing else is forwarded (each member
          * sends its own record to its peers), so a join costs each node O(N). */
@@ -301,34 +284,68 @@ void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[32], int reason, uint64_t n
     }
 }
 
-void p2p_mesh_observed(p2p_host *h, const p2p_addr *a, uint64_t now)
+/* Adds an advertised address: local ones (from the driver) before reflexive ones (where peers
+ * saw us); when the reflexive part is full, the oldest one goes. Returns 0 or P2P_ERR_LIMIT. */
+static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
 {
     h->mesh_dl_valid = 0;
     p2p_mesh *m = &h->mesh;
     static const uint8_t zero[16];
-    if (!a->port || memcmp(a->ip, zero, a->family == P2P_AF_INET4 ? 4 : 16) == 0) return;
+    if ((a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6) || !a->port ||
+        memcmp(a->ip, zero, a->family == P2P_AF_INET4 ? 4 : 16) == 0)
+        return 0;
     for (size_t i = 0; i < m->naddr; i++)
-        if (p2p_addr_equal(&m->addrs[i], a)) return;
-    if (m->naddr < P2P_MEMBER_ADDRS) {
-        m->addrs[m->naddr++] = *a;
+        if (p2p_addr_equal(&m->addrs[i], a)) return 0;
+    if (local) {
+        if (m->nlocal >= P2P_LOCAL_ADDRS) return P2P_ERR_LIMIT;
+        if (m->naddr == P2P_MEMBER_ADDRS) m->naddr--;          /* the newest reflexive goes */
+        memmove(&m->addrs[m->nlocal + 1], &m->addrs[m->nlocal],
+                (m->naddr - m->nlocal) * sizeof *a);
+        m->addrs[m->nlocal++] = *a;
+        m->naddr++;
     } else {
-        memmove(&m->addrs[1], &m->addrs[2], (P2P_MEMBER_ADDRS - 2) * sizeof *a);
-        m->addrs[P2P_MEMBER_ADDRS - 1] = *a;   /* keep the first (bound) address */
+        if (m->naddr - m->nlocal >= P2P_REFLEXIVE_ADDRS || m->naddr == P2P_MEMBER_ADDRS) {
+            memmove(&m->addrs[m->nlocal], &m->addrs[m->nlocal + 1],
+                    (m->naddr - m->nlocal - 1) * sizeof *a);
+            m->naddr--;
+        }
+        m->addrs[m->naddr++] = *a;
     }
     sign_own(h, now);
-    if (!m->member) return;
+    if (!m->member) return 0;
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
         if (q && mesh_peer(q)) send_own(h, q);
     }
+    return 0;
+}
+
+void p2p_mesh_observed(p2p_host *h, const p2p_addr *a, uint64_t now)
+{
+    add_addr(h, a, 0, now);
 }
 
 int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
 {
-    if (h->mesh.naddr >= P2P_MEMBER_ADDRS) return P2P_ERR_LIMIT;
     if (now > h->now) h->now = now;
-    p2p_mesh_observed(h, a, h->now);
-    return 0;
+    return add_addr(h, a, 1, h->now);
+}
+
+size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t cap)
+{
+    const p2p_mesh *m = &h->mesh;
+    for (size_t i = 0; i < m->naddr && i < cap; i++) {
+        out[i] = m->addrs[i];
+        if (kinds) kinds[i] = i < m->nlocal ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE;
+    }
+    return m->naddr;
+}
+
+/* The member record of an id, for introductions: NULL when unknown. */
+const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32])
+{
+    const p2p_member *x = member_find(h, id);
+    return x && x->has_record ? x : NULL;
 }
 
 int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_peer_handle *out)
@@ -343,9 +360,23 @@ int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_pee
     }
     p2p_member *x = member_find(h, id);
     if (!x || !x->has_record || !x->naddr) return P2P_ERR_PEER;
-    int rc = p2p_host_connect(h, &x->addrs[0], id, h->now, out);
-    if (!rc) x->dials++;
+    int rc = 0;
+    p = dial_member(h, x, h->now, &rc);
+    if (p && out) *out = p->handle;
     return rc;
+}
+
+/* Dials every address of a member at once; when no path answers soon, the attempt asks the
+ * member the record came from (or another) to introduce the two (p2p_nat.c). */
+static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc)
+{
+    p2p_peer *p = p2p_host_dial(h, x->addrs, x->naddr, x->id, now, rc);
+    if (!p) return NULL;
+    x->dials++;
+    p->intro_via = x->via;
+    p->intro_state = P2P_INTRO_LATER;
+    p->punch_until = now + P2P_INTRO_AFTER_US;
+    return p;
 }
 
 /* ---- broadcast -------------------------------------------------------------------------- */
@@ -659,14 +690,10 @@ static void dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
     if (session_for(h, x->id)) { x->dial_at = P2P_TIME_NEVER; return; }
     if (x->dials >= P2P_MESH_MAX_DIALS || !x->naddr) { member_remove(h, x); return; }
-    p2p_peer_handle ph;
-    const p2p_addr *a = &x->addrs[x->dials % x->naddr];
-    x->dials++;
-    x->dial_at = now + (P2P_MESH_REDIAL_US << (x->dials - 1));
-    if (p2p_host_connect(h, a, x->id, now, &ph) == 0) {
-        p2p_peer *p = p2p_host_peer_get(h, ph);
-        if (p) p->auto_dial = 1;
-    }
+    x->dial_at = now + (P2P_MESH_REDIAL_US << x->dials);
+    int rc;
+    p2p_peer *p = dial_member(h, x, now, &rc);
+    if (p) p->auto_dial = 1;
 }
 
 void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)

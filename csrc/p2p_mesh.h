@@ -11,7 +11,7 @@
 #include "p2pnet.h"
 #include "p2p_reliable.h"
 
-#define P2P_MEMBER_ADDRS 4
+#define P2P_MEMBER_ADDRS (P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS)
 #define P2P_MEMBER_TTL_S 3600          /* a record is valid this long after signing */
 #define P2P_MEMBER_REFRESH_S 1200      /* re-signed this often */
 #define P2P_MESH_DIAL_DELAY_US 2000000 /* the higher id waits this long for the lower to dial */
@@ -38,6 +38,7 @@ typedef struct p2p_member {
     uint16_t rec_len;
     uint64_t dial_at;                 /* P2P_TIME_NEVER: no dial planned */
     unsigned dials;
+    p2p_peer_handle via;              /* the session the record came by: an introducer */
     p2p_replay bseen;                 /* broadcasts seen from this origin */
 } p2p_member;
 
@@ -63,8 +64,8 @@ typedef struct p2p_mesh {
     uint64_t own_seq, refresh_at;
     uint8_t own_rec[P2P_MEMBER_REC_MAX];
     uint16_t own_len;
-    p2p_addr addrs[P2P_MEMBER_ADDRS]; /* advertised: bound, then observed */
-    size_t naddr;
+    p2p_addr addrs[P2P_MEMBER_ADDRS]; /* advertised: nlocal local ones, then reflexive */
+    size_t naddr, nlocal;
     uint64_t bseq;
     p2p_bcast *cache_head, *cache_tail;
     size_t cache_n, cache_bytes;

@@ -134,6 +134,16 @@ size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out)
     return seal(p, pt, sizeof pt, out, pn);
 }
 
+size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
+                           uint64_t now)
+{
+    uint64_t pn;
+    /* Recorded as sent but not ack-eliciting: it never counts against the window. */
+    if (p2p_recovery_on_sent(&p->rec, now, ptlen + P2P_DATA_HEADER + P2P_TAG_LEN, 0, 0, 0, &pn))
+        return 0;
+    return seal(p, pt, ptlen, out, pn);
+}
+
 /* ---- send stream ------------------------------------------------------------------------ */
 
 static int sbuf_reserve(p2p_peer *p, uint64_t need)
@@ -286,8 +296,9 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         return p2p_peer_close_packet(p, p->close_reason, out);
     }
     if (p->state != P2P_S_CONNECTED) return 0;
-    /* Probe only when the window has room, so a probe never displaces data. */
-    if (p->mtu_probe_due && !p->mtu_probe_out &&
+    /* Probe only when the window has room, so a probe never displaces data. A relayed path
+     * is probed by nobody: its size is the relay's. */
+    if (p->mtu_probe_due && !p->mtu_probe_out && p->addr.family != P2P_AF_RELAY &&
         p2p_recovery_cwnd_allows(&p->rec, mtu_ladder[p->mtu_rung])) {
         size_t n = build_mtu_probe(p, out, cap, now);
         if (n) return n;
@@ -317,6 +328,15 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         p2p_wr_varint(&w, p->r_granted);
         p->need_max_stream = 0;
         flags |= P2P_SENT_ELICITING | P2P_SENT_MAX_STREAM;
+    }
+    /* A datagram that no packet on this path can hold (a relayed path is smaller) is lost. */
+    while (p->dq_head && (size_t)p->dq_head->len + 5 > limit - P2P_DATA_HEADER - P2P_TAG_LEN) {
+        p2p_dgram *d = p->dq_head;
+        p->dq_head = d->next;
+        if (!p->dq_head) p->dq_tail = NULL;
+        p->dq_count--;
+        free(d);
+        h->stats.dropped++;
     }
     while (p->dq_head && p2p_wr_left(&w) >= 1 + 2 + 2 + (size_t)p->dq_head->len) {
         p2p_dgram *d = p->dq_head;
@@ -551,21 +571,24 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
     /* Validate every frame before acting on any: a malformed packet is dropped whole. */
     p2p_rd r;
     p2p_frame f;
-    int rc, eliciting = 0, close = -1;
+    int rc, eliciting = 0, close = -1, probing = 1;
     p2p_rd_init(&r, pt, ptlen);
     while ((rc = p2p_frame_next(&r, &f)) == 1) {
-        if (f.type != P2P_FRAME_ACK && f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_CLOSE)
+        if (f.type != P2P_FRAME_ACK && f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_CLOSE &&
+            f.type < P2P_FRAME_RELAY)
             eliciting = 1;
+        if (f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_PATH_CHALLENGE &&
+            f.type != P2P_FRAME_PATH_RESPONSE)
+            probing = 0;
         if (f.type == P2P_FRAME_CLOSE) close = f.u.close_reason;
     }
     if (rc < 0 || ptlen == 0) { h->stats.dropped++; return; }
     p2p_replay_update(&p->replay, pn);
     p->last_recv = now;
-    if (pn >= p->largest_recv_pn) {
-        p->largest_recv_pn = pn;
-        p->addr = *from;             /* authenticated and newest: follow the peer */
-    }
+    int newest = pn >= p->largest_recv_pn;
+    if (newest) p->largest_recv_pn = pn;
     if (p->state == P2P_S_FIN_SENT) {
+        if (!p2p_addr_equal(from, &p->addr)) return;   /* confirmation only on the chosen path */
         if (close == P2P_CLOSE_DUPLICATE) {
             p2p_hs_superseded(h, p, now);   /* the session the peer dialled won */
             return;
@@ -584,6 +607,9 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
         p = p2p_host_by_index(h, p2p_get_u32(buf + 4));
         if (!p || p->state != P2P_S_CONNECTED) return;
     }
+    /* Authenticated: the packet may move the session to the address it came from. */
+    p2p_path_on_packet(h, p, from, len, probing, newest, now);
+    uint32_t index = p->local_index;
     p2p_recovery_cb cb = { p, on_acked, on_lost };
     p2p_rd_init(&r, pt, ptlen);
     while (p2p_frame_next(&r, &f) == 1) {
@@ -614,6 +640,30 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
                                : f.u.close_reason == P2P_CLOSE_DENIED ? P2P_LEAVE_DENIED
                                                                       : P2P_LEAVE_CLOSED, 0, 0);
             return;
+        case P2P_FRAME_PATH_CHALLENGE:
+            p2p_path_on_challenge(h, p, from, f.u.path_data, now);
+            break;
+        case P2P_FRAME_PATH_RESPONSE:
+            p2p_path_on_response(h, p, from, f.u.path_data, now);
+            break;
+        case P2P_FRAME_RELAY:
+        case P2P_FRAME_RELAYED:
+            /* Relaying is one hop deep: nothing is relayed over a relayed path. */
+            if (p->addr.family == P2P_AF_RELAY || from->family == P2P_AF_RELAY) break;
+            if (f.type == P2P_FRAME_RELAY) {
+                p2p_nat_on_relay(h, p, f.u.relay.channel, f.u.relay.data, (size_t)f.u.relay.len, now);
+            } else {
+                p2p_addr path;
+                memset(&path, 0, sizeof path);
+                path.family = P2P_AF_RELAY;
+                p2p_put_u32(path.ip, p->local_index);
+                p2p_put_u32(path.ip + 4, f.u.relay.channel);
+                p2p_host_recv_relayed(h, &path, f.u.relay.data, (size_t)f.u.relay.len);
+            }
+            /* What was relayed may have ended sessions: go on only if this one lives. */
+            p = p2p_host_by_index(h, index);
+            if (!p || p->state != P2P_S_CONNECTED) return;
+            break;
         default:
             break;
         }
@@ -636,7 +686,7 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     d = min_u64(d, p->acker.deadline);
     d = min_u64(d, p2p_recovery_deadline(&p->rec));
     if (p->next_send_at) d = min_u64(d, p->next_send_at);
-    return d;
+    return min_u64(d, p2p_path_deadline(p));
 }
 
 void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
@@ -651,6 +701,7 @@ void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
     if (p2p_recovery_on_timeout(&p->rec, now, &cb)) p->probe_needed = 1;
     if (now >= p->last_eliciting_sent + keepalive(h)) p->ping_needed = 1;
     if (p->next_send_at && now >= p->next_send_at) p->next_send_at = 0;
+    p2p_path_on_timeout(h, p, now);
     p2p_host_ready(h, p);
 }
 

@@ -179,6 +179,17 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
     case P2P_FRAME_CLOSE:
         f->u.close_reason = p2p_rd_u8(r);
         return r->bad ? P2P_ERR_INVALID : 1;
+    case P2P_FRAME_RELAY:
+    case P2P_FRAME_RELAYED:
+        f->u.relay.channel = p2p_rd_u32(r);
+        f->u.relay.len = p2p_rd_varint(r);
+        if (r->bad || f->u.relay.len == 0 || f->u.relay.len > p2p_rd_left(r)) return P2P_ERR_INVALID;
+        f->u.relay.data = p2p_rd_bytes(r, (size_t)f->u.relay.len);
+        return 1;
+    case P2P_FRAME_PATH_CHALLENGE:
+    case P2P_FRAME_PATH_RESPONSE:
+        f->u.path_data = p2p_rd_u64(r);
+        return r->bad ? P2P_ERR_INVALID : 1;
     default:
         return P2P_ERR_INVALID;
     }
@@ -237,6 +248,9 @@ int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
     case P2P_REC_IWANT:
     case P2P_REC_SUMMARY:
     case P2P_REC_DIGEST:
+    case P2P_REC_INTRO_REQ:
+    case P2P_REC_INTRO:
+    case P2P_REC_INTRO_FAIL:
         rec->len = p2p_rd_varint(&r);
         break;
     default:
@@ -259,4 +273,24 @@ size_t p2p_record_encode(uint8_t *out, const p2p_record *rec)
     }
     p2p_wr_varint(&w, rec->len);
     return (size_t)(w.p - out);
+}
+
+void p2p_wr_addr(p2p_wr *w, const p2p_addr *a)
+{
+    p2p_wr_u8(w, a->family);
+    p2p_wr_bytes(w, a->ip, a->family == P2P_AF_INET4 ? 4 : 16);
+    p2p_wr_u16(w, a->port);
+}
+
+int p2p_rd_addr(p2p_rd *r, p2p_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    a->family = p2p_rd_u8(r);
+    size_t n = a->family == P2P_AF_INET4 ? 4 : a->family == P2P_AF_INET6 ? 16 : 0;
+    if (!n) return -1;
+    const uint8_t *ip = p2p_rd_bytes(r, n);
+    a->port = p2p_rd_u16(r);
+    if (r->bad || !a->port) return -1;
+    memcpy(a->ip, ip, n);
+    return 0;
 }

@@ -19,7 +19,10 @@ enum { P2P_PKT_INIT = 0x01, P2P_PKT_RESP = 0x02, P2P_PKT_FIN = 0x03, P2P_PKT_DAT
 enum {
     P2P_FRAME_PADDING = 0x00, P2P_FRAME_PING = 0x01, P2P_FRAME_ACK = 0x02,
     P2P_FRAME_STREAM = 0x03, P2P_FRAME_MAX_STREAM = 0x04, P2P_FRAME_DATAGRAM = 0x05,
-    P2P_FRAME_CLOSE = 0x06
+    P2P_FRAME_CLOSE = 0x06,
+    /* NAT traversal (docs/PROTOCOL.md section 8): none of them is ack-eliciting */
+    P2P_FRAME_RELAY = 0x07, P2P_FRAME_PATH_CHALLENGE = 0x08, P2P_FRAME_PATH_RESPONSE = 0x09,
+    P2P_FRAME_RELAYED = 0x0a
 };
 /* CLOSE reasons on the wire. */
 enum { P2P_CLOSE_CLOSED = 0, P2P_CLOSE_DENIED = 1, P2P_CLOSE_PROTOCOL = 2, P2P_CLOSE_DUPLICATE = 3 };
@@ -28,7 +31,9 @@ enum {
     P2P_REC_MESSAGE = 0x01, P2P_REC_MESSAGE_RECEIPT = 0x02, P2P_REC_REPLY = 0x03,
     /* mesh records: u8 kind, varint length, body (docs/PROTOCOL.md section 7) */
     P2P_REC_MEMBERS = 0x04, P2P_REC_BROADCAST = 0x05, P2P_REC_IHAVE = 0x06, P2P_REC_IWANT = 0x07,
-    P2P_REC_SUMMARY = 0x08, P2P_REC_DIGEST = 0x09
+    P2P_REC_SUMMARY = 0x08, P2P_REC_DIGEST = 0x09,
+    /* introductions (docs/PROTOCOL.md section 8.2): same layout as mesh records */
+    P2P_REC_INTRO_REQ = 0x0a, P2P_REC_INTRO = 0x0b, P2P_REC_INTRO_FAIL = 0x0c
 };
 
 #define P2P_VARINT_MAX ((UINT64_C(1) << 62) - 1)
@@ -68,6 +73,12 @@ void p2p_wr_bytes(p2p_wr *w, const void *src, size_t n);
 /* Encoded size of a varint. */
 size_t p2p_varint_len(uint64_t v);
 
+/* An address as u8 family (4 or 6), the IP bytes, u16 port; reading fails (-1) on another
+ * family or port 0. */
+struct p2p_addr;
+void p2p_wr_addr(p2p_wr *w, const struct p2p_addr *a);
+int p2p_rd_addr(p2p_rd *r, struct p2p_addr *a);
+
 /* Little-endian stores/loads for fixed headers built in place. */
 void p2p_put_u32(uint8_t *p, uint32_t v);
 void p2p_put_u64(uint8_t *p, uint64_t v);
@@ -85,6 +96,8 @@ typedef struct p2p_frame {
         uint64_t max_stream;
         struct { uint16_t type; uint64_t len; const uint8_t *data; } datagram;
         uint8_t close_reason;
+        struct { uint32_t channel; uint64_t len; const uint8_t *data; } relay;
+        uint64_t path_data;  /* PATH_CHALLENGE, PATH_RESPONSE */
     } u;
 } p2p_frame;
 

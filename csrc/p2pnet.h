@@ -61,7 +61,9 @@ const char *p2p_strerror(int err);
 
 /* ---- addresses ------------------------------------------------------------------------ */
 
-enum { P2P_AF_NONE = 0, P2P_AF_INET4 = 4, P2P_AF_INET6 = 6 };
+enum { P2P_AF_NONE = 0, P2P_AF_INET4 = 4, P2P_AF_INET6 = 6,
+       P2P_AF_RELAY = 0x52 /* inside the core only: a path through a relay; the bytes of ip
+                            * name it. Drivers never see it. */ };
 
 /* A UDP endpoint. IPv4 is always stored as P2P_AF_INET4, never as a v4-mapped IPv6 address. */
 typedef struct p2p_addr {
@@ -136,6 +138,11 @@ typedef struct p2p_config {
     uint64_t unix_us;                /* wall-clock time (microseconds since 1970) that goes
                                       * with the `now` given to p2p_host_new; member records
                                       * expire by it. 0: unknown, records never expire */
+    int no_relay;                    /* nonzero: never relay traffic for others (Lua
+                                      * `relay = false`); this node can still use relays */
+    uint32_t relay_sessions;         /* pairs of peers relayed for at once; 0 means 64 */
+    uint32_t relay_rate;             /* bytes per second relayed for others, all pairs
+                                      * together; 0 means 1 MiB/s */
     uint64_t seed;                   /* nonzero: deterministic randomness for the simulator
                                       * (session indexes, ephemeral keys, jitter). 0: system
                                       * randomness. Never set it outside tests. */
@@ -237,7 +244,7 @@ typedef struct p2p_peer_info {
     p2p_peer_state state;
     int has_id;            /* 1 once the id is known (or was given to connect) */
     uint8_t id[32];
-    p2p_addr address;
+    p2p_addr address;      /* where packets go: the relay's address while relayed */
     int direct;            /* 0 while relayed */
     uint64_t srtt_us;
     uint64_t bytes_queued; /* stream bytes not yet acknowledged */
@@ -258,9 +265,27 @@ int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_pee
  * P2P_ERR_TOO_BIG, P2P_ERR_CLOSED or P2P_ERR_NOMEM. */
 int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
                        uint64_t *seq, uint64_t now);
-/* Adds an address this node can be reached at (e.g. the bound one) to its member record.
- * Unspecified addresses (0.0.0.0, ::) are ignored. Returns 0 or P2P_ERR_LIMIT. */
+/* Connects to the node with that id through an introducer at `via` (a mediator, or any node
+ * that holds sessions with both): a session with `via` is made first when there is none, the
+ * introducer sends each side the other's addresses, both punch through their NATs, and the
+ * session falls back to being relayed by the introducer when punching fails. Returns 0 and the
+ * handle (the existing one when a session with that id exists or is being made),
+ * P2P_ERR_ADDRESS, P2P_ERR_LIMIT, P2P_ERR_CLOSED or P2P_ERR_NOMEM. The outcome arrives as
+ * P2P_EV_JOIN or P2P_EV_ERROR (for example when the id is not registered at `via`). */
+int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via, uint64_t now,
+                         p2p_peer_handle *out);
+/* Adds a local address this node can be reached at (the bound one, or an interface address
+ * with the bound port) to the candidates it advertises. Unspecified addresses (0.0.0.0, ::)
+ * are ignored. Returns 0 or P2P_ERR_LIMIT (P2P_LOCAL_ADDRS already held). */
 int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now);
+
+enum { P2P_ADDR_LOCAL = 0, P2P_ADDR_REFLEXIVE = 1 };
+#define P2P_LOCAL_ADDRS 4
+#define P2P_REFLEXIVE_ADDRS 4
+/* The addresses this node advertises: local ones first, then reflexive ones (where peers saw
+ * it). Writes up to cap of them into out and their kinds (P2P_ADDR_*) into kinds (may be
+ * NULL); returns how many there are. */
+size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t cap);
 
 /* Fills *info. Returns 0 or P2P_ERR_PEER when the handle is dead. */
 int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle p, p2p_peer_info *info);
@@ -303,6 +328,11 @@ typedef struct p2p_stats {
     uint64_t handshakes;       /* sessions established */
     uint64_t members;          /* member records known (mesh) */
     uint64_t broadcasts_relayed; /* broadcasts this node served to others on request */
+    uint64_t introductions;    /* pairs of peers this node introduced to each other */
+    uint64_t relayed_packets;  /* packets relayed for other nodes */
+    uint64_t relayed_bytes;
+    uint64_t relay_dropped;    /* packets not relayed: over relay_rate, or no such pair */
+    uint64_t path_changes;     /* sessions that moved to a new address (roaming, upgrades) */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);

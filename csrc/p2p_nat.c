@@ -1,0 +1,449 @@
+/*
+ * p2p_nat.c - introductions, hole punching and the relay (docs/PROTOCOL.md section 8).
+ *
+ * Introductions: a node A that wants a node B it cannot reach asks a node I that holds
+ * sessions with both (a mediator, or any mutual mesh member) with INTRO_REQ. I sends each
+ * side an INTRO naming the other, with the other's candidate addresses: where I sees it, and
+ * what it advertised. Both then send INIT to every candidate at a steady, jittered pace, so
+ * each side's NAT opens towards the other while the other's packets arrive; the first path on
+ * which a handshake completes wins, and the simultaneous-open rule keeps one session.
+ *
+ * Relay: when punching has not worked for P2P_PUNCH_US, the path through I joins the
+ * candidates. Packets for that path travel inside RELAY frames of the A-I session; I checks
+ * that it introduced the pair, applies its rate limit, and passes them on inside RELAYED
+ * frames of the I-B session. What it carries is the A-B session's own packets, sealed with
+ * keys I never has: I sees ciphertext only.
+ */
+#include "p2p_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FLAG_RELAY 1
+enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2 };
+
+int p2p_nat_init(p2p_host *h, const p2p_config *cfg)
+{
+    p2p_nat *n = &h->nat;
+    memset(n, 0, sizeof *n);
+    n->relay = !cfg->no_relay;
+    n->max_pairs = cfg->relay_sessions ? cfg->relay_sessions : P2P_DEFAULT_RELAY_SESSIONS;
+    n->rate = cfg->relay_rate ? cfg->relay_rate : P2P_DEFAULT_RELAY_RATE;
+    n->tokens = n->rate;
+    n->refill_at = h->now;
+    return 0;
+}
+
+void p2p_nat_free(p2p_host *h)
+{
+    free(h->nat.pairs);
+    h->nat.pairs = NULL;
+    h->nat.npairs = 0;
+}
+
+static p2p_peer *connected_id(const p2p_host *h, const uint8_t id[32])
+{
+    p2p_peer_handle ph = p2p_host_find(h, id);
+    return ph ? p2p_host_peer_get(h, ph) : NULL;
+}
+
+/* Our handshake attempt towards an id, or NULL. */
+static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[32])
+{
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (q && q->initiator && q->hs && q->has_expected && memcmp(q->expected, id, 32) == 0 &&
+            (q->state == P2P_S_INIT_SENT || q->state == P2P_S_FIN_SENT))
+            return q;
+    }
+    return NULL;
+}
+
+static void add_candidate(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a)
+{
+    if (a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6 && a->family != P2P_AF_RELAY) return;
+    for (size_t i = 0; i < *n; i++)
+        if (p2p_addr_equal(&v[i], a)) return;
+    if (*n < max) v[(*n)++] = *a;
+}
+
+/* ---- records ---------------------------------------------------------------------------- */
+
+/* The addresses at which the node of session q may be reached: where we see it first. */
+static uint8_t candidates_of(const p2p_host *h, const p2p_peer *q, p2p_addr *out)
+{
+    uint8_t n = 0;
+    add_candidate(out, &n, P2P_CANDIDATES - 1, &q->addr);
+    for (size_t i = 0; i < q->nadv; i++) add_candidate(out, &n, P2P_CANDIDATES - 1, &q->adv[i]);
+    const p2p_member *m = p2p_mesh_member(h, q->id);
+    for (size_t i = 0; m && i < m->naddr; i++) add_candidate(out, &n, P2P_CANDIDATES - 1, &m->addrs[i]);
+    return n;
+}
+
+static void send_intro(p2p_host *h, p2p_peer *to, const p2p_peer *about, int relay_ok)
+{
+    p2p_addr c[P2P_CANDIDATES - 1];
+    uint8_t n = candidates_of(h, about, c);
+    uint8_t body[32 + 4 + 1 + 1 + (P2P_CANDIDATES - 1) * 19];
+    p2p_wr w;
+    p2p_wr_init(&w, body, sizeof body);
+    p2p_wr_bytes(&w, about->id, 32);
+    p2p_wr_u32(&w, about->local_index);
+    p2p_wr_u8(&w, relay_ok ? FLAG_RELAY : 0);
+    p2p_wr_u8(&w, n);
+    for (uint8_t i = 0; i < n; i++) p2p_wr_addr(&w, &c[i]);
+    if (!w.bad) p2p_peer_append(h, to, P2P_REC_INTRO, body, (size_t)(w.p - body));
+}
+
+static p2p_relay_pair *pair_find(p2p_host *h, p2p_peer_handle a, p2p_peer_handle b)
+{
+    for (size_t i = 0; i < h->nat.npairs; i++) {
+        p2p_relay_pair *x = &h->nat.pairs[i];
+        if ((x->a == a && x->b == b) || (x->a == b && x->b == a)) return x;
+    }
+    return NULL;
+}
+
+/* Makes room for one more relayed pair: pairs idle too long go first. Returns the pair, or
+ * NULL when the relay carries its maximum. */
+static p2p_relay_pair *pair_add(p2p_host *h, p2p_peer_handle a, p2p_peer_handle b, uint64_t now)
+{
+    p2p_nat *n = &h->nat;
+    p2p_relay_pair *x = pair_find(h, a, b);
+    if (x) return x;
+    for (size_t i = 0; i < n->npairs;) {
+        if (n->pairs[i].last_used + P2P_RELAY_IDLE_US < now) n->pairs[i] = n->pairs[--n->npairs];
+        else i++;
+    }
+    if (n->npairs >= n->max_pairs) return NULL;
+    if (!n->pairs) {
+        n->pairs = malloc(n->max_pairs * sizeof *n->pairs);
+        if (!n->pairs) return NULL;
+    }
+    x = &n->pairs[n->npairs++];
+    x->a = a;
+    x->b = b;
+    x->last_used = now;
+    return x;
+}
+
+static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
+{
+    if (len != 32) return -1;
+    p2p_peer *q = connected_id(h, body);
+    uint8_t code = !q ? FAIL_UNKNOWN : q == p ? FAIL_SELF : 0;
+    if (memcmp(body, h->ident.ed_pk, 32) == 0) code = FAIL_SELF;
+    if (code) {
+        uint8_t fail[33];
+        memcpy(fail, body, 32);
+        fail[32] = code;
+        p2p_peer_append(h, p, P2P_REC_INTRO_FAIL, fail, sizeof fail);
+        return 0;
+    }
+    /* Relaying is offered only between two direct sessions of ours, and within the caps. */
+    int relay_ok = h->nat.relay && p->addr.family != P2P_AF_RELAY &&
+                   q->addr.family != P2P_AF_RELAY && pair_add(h, p->handle, q->handle, now);
+    send_intro(h, p, q, relay_ok);
+    send_intro(h, q, p, relay_ok);
+    h->stats.introductions++;
+    return 0;
+}
+
+static p2p_intro *intro_slot(p2p_host *h, const uint8_t id[32], uint64_t now)
+{
+    p2p_intro *free_slot = NULL, *oldest = &h->nat.intros[0];
+    for (size_t i = 0; i < P2P_INTROS; i++) {
+        p2p_intro *x = &h->nat.intros[i];
+        if (x->expire > now && memcmp(x->id, id, 32) == 0) return x;
+        if (x->expire <= now && !free_slot) free_slot = x;
+        if (x->expire < oldest->expire) oldest = x;
+    }
+    return free_slot ? free_slot : oldest;
+}
+
+const p2p_intro *p2p_nat_intro(const p2p_host *h, const uint8_t id[32], uint64_t now)
+{
+    for (size_t i = 0; i < P2P_INTROS; i++) {
+        const p2p_intro *x = &h->nat.intros[i];
+        if (x->expire > now && memcmp(x->id, id, 32) == 0) return x;
+    }
+    return NULL;
+}
+
+/* The relayed path to the node an introduction names. */
+static p2p_addr relay_path(const p2p_host *h, const p2p_intro *in)
+{
+    p2p_addr a;
+    memset(&a, 0, sizeof a);
+    const p2p_peer *v = p2p_host_peer_get(h, in->via);
+    if (!v || v->state != P2P_S_CONNECTED) return a;
+    a.family = P2P_AF_RELAY;
+    p2p_put_u32(a.ip, v->local_index);
+    p2p_put_u32(a.ip + 4, in->channel);
+    return a;
+}
+
+static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, uint64_t now)
+{
+    p2p_rd r;
+    p2p_rd_init(&r, body, len);
+    const uint8_t *id = p2p_rd_bytes(&r, 32);
+    uint32_t channel = p2p_rd_u32(&r);
+    uint8_t flags = p2p_rd_u8(&r);
+    uint8_t n = p2p_rd_u8(&r);
+    if (r.bad || n > P2P_CANDIDATES - 1) return -1;
+    p2p_addr c[P2P_CANDIDATES - 1];
+    for (uint8_t i = 0; i < n; i++)
+        if (p2p_rd_addr(&r, &c[i])) return -1;
+    if (p2p_rd_left(&r)) return -1;
+    if (memcmp(id, h->ident.ed_pk, 32) == 0) return 0;
+    /* Nobody makes this node punch towards a node its policy refuses. */
+    if (p2p_host_id_listed((const uint8_t (*)[32])h->deny, h->deny_count, id) ||
+        (h->allow_count && !p2p_host_id_listed((const uint8_t (*)[32])h->allow, h->allow_count, id)))
+        return 0;
+    p2p_intro *in = intro_slot(h, id, now);
+    memcpy(in->id, id, 32);
+    in->via = v->handle;
+    in->channel = channel;
+    in->relay_ok = (flags & FLAG_RELAY) != 0;
+    in->ncand = n;
+    memcpy(in->cand, c, n * sizeof *c);
+    in->expire = now + P2P_INTRO_TTL_US;
+    if (connected_id(h, id)) return 0;       /* a relayed session upgrades with these later */
+    p2p_peer *p = attempt_for(h, id);
+    if (!p) {
+        /* The other side of the introduction: punch towards it too. */
+        int rc;
+        p = p2p_host_dial(h, NULL, 0, id, now, &rc);
+        if (!p) return 0;
+        p->auto_dial = 1;
+    }
+    if (p->state != P2P_S_INIT_SENT) return 0;
+    for (uint8_t i = 0; i < n; i++) add_candidate(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
+    p->intro_via = v->handle;
+    p->intro_state = P2P_INTRO_PUNCHING;
+    p->punch_until = now + P2P_PUNCH_US;
+    p2p_hs_punch_now(h, p, now);
+    return 0;
+}
+
+static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len)
+{
+    if (len != 33) return -1;
+    p2p_peer *p = attempt_for(h, body);
+    if (!p || p->intro_via != v->handle || p->intro_state != P2P_INTRO_ASKED) return 0;
+    if (p->auto_dial) {                  /* a mesh dial: it goes on trying directly */
+        p->intro_state = P2P_INTRO_NONE;
+        return 0;
+    }
+    char hex[65], via[64];
+    p2p_id_to_hex(body, hex);
+    p2p_addr_format(&v->addr, via, sizeof via);
+    p2p_host_error(h, p, body[32] == FAIL_SELF ? "peer %s is the introducer %s itself"
+                                               : "peer %s is not registered at %s", hex, via);
+    p2p_host_peer_free(h, p);
+    return 0;
+}
+
+int p2p_nat_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len,
+                      uint64_t now)
+{
+    switch (kind) {
+    case P2P_REC_INTRO_REQ: return on_intro_req(h, p, body, len, now);
+    case P2P_REC_INTRO: return on_intro(h, p, body, len, now);
+    case P2P_REC_INTRO_FAIL: return on_intro_fail(h, p, body, len);
+    default: return -1;
+    }
+}
+
+/* ---- asking for an introduction --------------------------------------------------------- */
+
+/* A session to ask for an introduction: `via` when it is up, else (for mesh dials) any
+ * other mesh member. */
+static p2p_peer *introducer(const p2p_host *h, const p2p_peer *p)
+{
+    p2p_peer *v = p2p_host_peer_get(h, p->intro_via);
+    if (v && v->state == P2P_S_CONNECTED && v->addr.family != P2P_AF_RELAY) return v;
+    if (!p->auto_dial) return NULL;
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (q && q->state == P2P_S_CONNECTED && q->peer_mesh && q->addr.family != P2P_AF_RELAY &&
+            !(q->has_id && memcmp(q->id, p->expected, 32) == 0))
+            return q;
+    }
+    return NULL;
+}
+
+void p2p_nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    (void)now;
+    p2p_peer *v = introducer(h, p);
+    if (!v) {
+        p->intro_state = P2P_INTRO_NONE;
+        return;
+    }
+    p->intro_via = v->handle;
+    p->intro_state = P2P_INTRO_ASKED;
+    p2p_peer_append(h, v, P2P_REC_INTRO_REQ, p->expected, 32);
+}
+
+int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via, uint64_t now,
+                         p2p_peer_handle *out)
+{
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (!via || (via->family != P2P_AF_INET4 && via->family != P2P_AF_INET6) || !via->port)
+        return P2P_ERR_ADDRESS;
+    if (memcmp(id, h->ident.ed_pk, 32) == 0) return P2P_ERR_INVALID;
+    if (now > h->now) h->now = now;
+    p2p_peer *p = connected_id(h, id);
+    if (!p) p = attempt_for(h, id);
+    if (p) {
+        if (out) *out = p->handle;
+        return 0;
+    }
+    /* The session with the introducer: the one we hold, or a new one. */
+    p2p_peer *v = NULL;
+    for (size_t i = 0; i < h->slot_hwm && !v; i++) {
+        p2p_peer *q = h->slots[i];
+        if (q && p2p_addr_equal(&q->addr, via) &&
+            (q->state == P2P_S_CONNECTED || (q->initiator && q->hs)))
+            v = q;
+    }
+    int rc;
+    if (!v) {
+        v = p2p_host_dial(h, via, 1, NULL, h->now, &rc);
+        if (!v) return rc;
+        v->auto_dial = 1;        /* its failure is reported on the attempt that needs it */
+    }
+    p = p2p_host_dial(h, NULL, 0, id, h->now, &rc);
+    if (!p) return rc;
+    p->intro_via = v->handle;
+    p->intro_state = P2P_INTRO_WAIT_VIA;
+    if (v->state == P2P_S_CONNECTED) p2p_nat_request(h, p, h->now);
+    if (out) *out = p->handle;
+    return 0;
+}
+
+void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    if (now < p->punch_until) return;
+    if (p->intro_state == P2P_INTRO_LATER) {
+        p2p_nat_request(h, p, now);
+    } else if (p->intro_state == P2P_INTRO_PUNCHING) {
+        p->intro_state = P2P_INTRO_RELAYING;
+        const p2p_intro *in = p2p_nat_intro(h, p->expected, now);
+        if (!in || !in->relay_ok) return;
+        p2p_addr path = relay_path(h, in);
+        if (path.family != P2P_AF_RELAY) return;
+        add_candidate(p->cand, &p->ncand, P2P_CANDIDATES, &path);
+        p2p_hs_punch_now(h, p, now);
+    }
+}
+
+void p2p_nat_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (q && q != p && q->intro_via == p->handle && q->intro_state == P2P_INTRO_WAIT_VIA)
+            p2p_nat_request(h, q, now);
+    }
+}
+
+void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
+{
+    p2p_nat *n = &h->nat;
+    for (size_t i = 0; i < n->npairs;) {
+        if (n->pairs[i].a == p->handle || n->pairs[i].b == p->handle) n->pairs[i] = n->pairs[--n->npairs];
+        else i++;
+    }
+    /* Attempts that were waiting for this introducer fail with it. */
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (!q || q == p || q->intro_via != p->handle) continue;
+        if (q->intro_state == P2P_INTRO_WAIT_VIA || q->intro_state == P2P_INTRO_ASKED) {
+            if (q->auto_dial) {
+                q->intro_state = P2P_INTRO_NONE;
+                continue;
+            }
+            char via[64];
+            p2p_addr_format(&p->addr, via, sizeof via);
+            p2p_host_error(h, q, p->state == P2P_S_CONNECTED || p->state == P2P_S_CLOSING
+                                     ? "introducer %s left before the introduction"
+                                     : "introducer %s unreachable", via);
+            p2p_host_peer_free(h, q);
+        }
+    }
+}
+
+/* ---- relaying --------------------------------------------------------------------------- */
+
+size_t p2p_nat_relay_room(const p2p_host *h, const p2p_addr *path, size_t cap)
+{
+    const p2p_peer *r = p2p_host_by_index(h, p2p_get_u32(path->ip));
+    if (!r || r->state != P2P_S_CONNECTED) return 0;
+    size_t limit = r->mtu < cap ? r->mtu : cap;
+    return limit > P2P_RELAY_OVERHEAD + 2 ? limit - P2P_RELAY_OVERHEAD - 2 : 0;
+}
+
+/* Seals one RELAY or RELAYED frame into a packet of session r. */
+static size_t seal_relay(p2p_peer *r, uint8_t type, uint32_t channel, const uint8_t *data,
+                         size_t len, uint8_t *out, size_t cap, uint64_t now)
+{
+    uint8_t pt[P2P_PLAINTEXT_MAX];
+    p2p_wr w;
+    size_t limit = r->mtu < cap ? r->mtu : cap;
+    p2p_wr_init(&w, pt, limit - P2P_DATA_HEADER - P2P_TAG_LEN);
+    p2p_wr_u8(&w, type);
+    p2p_wr_u32(&w, channel);
+    p2p_wr_varint(&w, len);
+    p2p_wr_bytes(&w, data, len);
+    if (w.bad) return 0;
+    return p2p_peer_seal_extra(r, pt, (size_t)(w.p - pt), out, now);
+}
+
+size_t p2p_nat_wrap(p2p_host *h, const p2p_addr *path, const uint8_t *dgram, size_t len,
+                    uint8_t *out, size_t cap, p2p_addr *to)
+{
+    p2p_peer *r = p2p_host_by_index(h, p2p_get_u32(path->ip));
+    if (!r || r->state != P2P_S_CONNECTED || r->addr.family == P2P_AF_RELAY) return 0;
+    size_t n = seal_relay(r, P2P_FRAME_RELAY, p2p_get_u32(path->ip + 4), dgram, len, out, cap, h->now);
+    if (n) {
+        *to = r->addr;
+        p2p_path_sent(r, n);
+    }
+    return n;
+}
+
+void p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t *data,
+                      size_t len, uint64_t now)
+{
+    p2p_nat *n = &h->nat;
+    p2p_peer *q = p2p_host_by_index(h, channel);
+    p2p_relay_pair *x = q && q->state == P2P_S_CONNECTED ? pair_find(h, p->handle, q->handle) : NULL;
+    if (!n->relay || !x) {
+        h->stats.relay_dropped++;
+        return;
+    }
+    /* One token bucket for all pairs: at most `rate` bytes a second, in bursts of a second. */
+    uint64_t add = (now - n->refill_at) * n->rate / 1000000u;
+    if (add) {
+        n->tokens = n->tokens + add > n->rate ? n->rate : n->tokens + add;
+        n->refill_at = now;
+    }
+    if (n->tokens < len) {
+        h->stats.relay_dropped++;
+        return;
+    }
+    uint8_t pkt[P2P_MAX_PACKET_PROBED];
+    size_t m = seal_relay(q, P2P_FRAME_RELAYED, p->local_index, data, len, pkt, sizeof pkt, now);
+    if (!m) {
+        h->stats.relay_dropped++;
+        return;
+    }
+    n->tokens -= len;
+    x->last_used = now;
+    p2p_host_txq_push(h, &q->addr, pkt, m);
+    p2p_path_sent(q, m);
+    h->stats.relayed_packets++;
+    h->stats.relayed_bytes += len;
+}
