@@ -939,6 +939,8 @@ typedef struct node_opts {
     int nat;
     int is_sim;
     int mesh;                  /* 1 unless mesh = false */
+    int relay;                 /* 1 unless relay = false */
+    int64_t relay_sessions, relay_rate;
 } node_opts;
 
 static int opt_error(lua_State *L, const char *fname, const char *name, const char *what) {
@@ -986,6 +988,7 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
     o->is_sim = is_sim;
     o->timeout = 10.0;
     o->mesh = 1;
+    o->relay = 1;
     if (lua_isnoneornil(L, idx))
         return;
     if (!lua_istable(L, idx))
@@ -1025,11 +1028,18 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
                 opt_error(L, fname, k, "must be a function");
             o->on_request = 1;
         } else if (strcmp(k, "mesh") == 0 || strcmp(k, "relay") == 0) {
-            /* relay is accepted and checked; relaying arrives with NAT traversal */
             if (lua_type(L, v) != LUA_TBOOLEAN)
                 opt_error(L, fname, k, "must be a boolean");
             if (k[0] == 'm')
                 o->mesh = lua_toboolean(L, v);
+            else
+                o->relay = lua_toboolean(L, v);
+        } else if (strcmp(k, "relay_sessions") == 0) {
+            if (!lp_tointeger(L, v, 1, 65535, &o->relay_sessions))
+                opt_error(L, fname, k, "must be an integer 1-65535");
+        } else if (strcmp(k, "relay_rate") == 0) {
+            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->relay_rate))
+                opt_error(L, fname, k, "must be an integer 1-4294967295 (bytes per second)");
         } else if (strcmp(k, "timeout") == 0) {
             double t = lua_type(L, v) == LUA_TNUMBER ? (double)lua_tonumber(L, v) : -1;
             if (!(t > 0 && t <= 86400.0))
@@ -1190,6 +1200,9 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o) {
     cfg.max_peers = (uint32_t)o->max_peers;
     cfg.max_message = (uint32_t)o->max_message;
     cfg.mediator = o->mesh == 0;
+    cfg.no_relay = o->relay == 0;
+    cfg.relay_sessions = (uint32_t)o->relay_sessions;
+    cfg.relay_rate = (uint32_t)o->relay_rate;
 
     if (simidx != 0) {
         lsim *s = (lsim *)lua_touserdata(L, simidx);
@@ -1228,9 +1241,10 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o) {
         s->attached++;
         (void)p2p_host_add_address(n->host, &n->local, now);
     } else {
-        p2p_addr bound;
-        p2p_udp_local(n->udp, &bound);
-        (void)p2p_host_add_address(n->host, &bound, now); /* ignored when unspecified */
+        p2p_addr local[P2P_LOCAL_ADDRS];
+        size_t i, count = p2p_udp_local_addrs(n->udp, local, P2P_LOCAL_ADDRS);
+        for (i = 0; i < count; i++)
+            (void)p2p_host_add_address(n->host, &local[i], now);
     }
     p2p_id_to_hex(p2p_host_id(n->host), n->hex);
     n->closed = 0;
@@ -1376,6 +1390,26 @@ static int node_address(lua_State *L) {
     else
         a = n->local;
     push_addr(L, &a);
+    return 1;
+}
+
+/* node:addresses() -> { {address = "ip:port", kind = "local" | "reflexive"}, ... } */
+static int node_addresses(lua_State *L) {
+    lnode *n = check_open_node(L, 1, "node:addresses");
+    p2p_addr a[P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS];
+    int kinds[P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS];
+    size_t i, count = p2p_host_addresses(n->host, a, kinds, P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS);
+    if (count > P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS)
+        count = P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS;
+    lua_createtable(L, (int)count, 0);
+    for (i = 0; i < count; i++) {
+        lua_createtable(L, 0, 2);
+        push_addr(L, &a[i]);
+        lua_setfield(L, -2, "address");
+        lua_pushstring(L, kinds[i] == P2P_ADDR_LOCAL ? "local" : "reflexive");
+        lua_setfield(L, -2, "kind");
+        lua_rawseti(L, -2, (int)(i + 1));
+    }
     return 1;
 }
 
@@ -1556,7 +1590,18 @@ static int node_connect(lua_State *L) {
             push_peer(L, 1, h);
             return 1;
         }
-        rc = p2p_host_connect_id(n->host, tid, node_now(n), &h);
+        if (via != NULL) {
+            p2p_addr vaddr;
+            rc = n->udp != NULL ? p2p_udp_resolve(n->udp, via, &vaddr) : p2p_addr_parse(&vaddr, via);
+            if (rc != 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "bad address '%s'", via);
+                return 2;
+            }
+            rc = p2p_host_connect_via(n->host, tid, &vaddr, node_now(n), &h);
+        } else {
+            rc = p2p_host_connect_id(n->host, tid, node_now(n), &h);
+        }
         if (rc == 0) {
             push_peer(L, 1, h);
             after_call(L, 1);
@@ -1564,13 +1609,13 @@ static int node_connect(lua_State *L) {
             return 1;
         }
         after_call(L, 1);
+        if (rc == P2P_ERR_INVALID)
+            return push_fail(L, "that is this node's own id");
         if (rc != P2P_ERR_PEER)
             return push_fail(L, error_text(rc));
-        if (via != NULL)
-            return push_fail(L, "connecting through a mediator is not supported yet");
-        return push_fail(L, "unknown peer id");
+        return push_fail(L, "unknown peer id (give opts.via to reach it through a mediator)");
     }
-    (void)via; /* a direct address needs no mediator */
+    /* A direct address needs no mediator: `via` is ignored. */
     if (n->udp != NULL)
         rc = p2p_udp_resolve(n->udp, target, &addr);
     else
@@ -1670,6 +1715,11 @@ static int node_stats(lua_State *L) {
     push_u64_field(L, "handshakes", st.handshakes);
     push_u64_field(L, "members", st.members);
     push_u64_field(L, "broadcasts_relayed", st.broadcasts_relayed);
+    push_u64_field(L, "introductions", st.introductions);
+    push_u64_field(L, "relayed_packets", st.relayed_packets);
+    push_u64_field(L, "relayed_bytes", st.relayed_bytes);
+    push_u64_field(L, "relay_dropped", st.relay_dropped);
+    push_u64_field(L, "path_changes", st.path_changes);
     push_u64_field(L, "callback_errors", n->callback_errors);
     return 1;
 }
@@ -1915,8 +1965,6 @@ static int sim_node(lua_State *L) {
     check_sim(L, 1);
     lua_settop(L, 2);
     read_node_opts(L, 2, "sim:node", 1, &o);
-    if (o.nat != P2P_SIM_NAT_NONE)
-        return push_fail(L, "NAT models are not implemented yet");
     if (make_node(L, 2, 1, &o) != 1)
         return 2;
     nodeidx = lua_gettop(L);
@@ -2030,6 +2078,19 @@ static int sim_stats(lua_State *L) {
     push_u64_field(L, "lost", st.lost);
     push_u64_field(L, "duplicated", st.duplicated);
     push_u64_field(L, "reordered", st.reordered);
+    push_u64_field(L, "nat_filtered", st.nat_filtered);
+    return 1;
+}
+
+/* sim:rebind(node): the node's NAT forgets its mappings; new ones get new ports. */
+static int sim_rebind(lua_State *L) {
+    lsim *s = check_sim(L, 1);
+    lnode *n = (lnode *)lp_testudata(L, 2, NODE_MT);
+    if (n == NULL || n->simref != s)
+        arg_error(L, "sim:rebind", "node", "must be a node of this sim");
+    if (n->host == NULL || n->closed || p2p_sim_rebind(s->sim, n->host) != 0)
+        return push_fail(L, "the node is closed or not behind a NAT");
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -2037,6 +2098,7 @@ static int sim_stats(lua_State *L) {
 
 static const luaL_Reg node_methods[] = {
     { "address", node_address },
+    { "addresses", node_addresses },
     { "connect", node_connect },
     { "peers", node_peers },
     { "peer", node_peer },
@@ -2066,6 +2128,7 @@ static const luaL_Reg sim_methods[] = {
     { "now", sim_now },
     { "run", sim_run },
     { "stats", sim_stats },
+    { "rebind", sim_rebind },
     { "_run_until", sim_run_until },
     { "_next_time", sim_next_time },
     { "_state", sim_state_m },

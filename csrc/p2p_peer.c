@@ -438,7 +438,9 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
     p->r_body = NULL;
     uint64_t ordinal = p->records_recv++;
     if (rec->kind >= P2P_REC_MEMBERS) {
-        int bad = p2p_mesh_on_record(h, p, rec->kind, body, (size_t)rec->len, h->now);
+        int bad = rec->kind >= P2P_REC_INTRO_REQ
+                      ? p2p_nat_on_record(h, p, rec->kind, body, (size_t)rec->len, h->now)
+                      : p2p_mesh_on_record(h, p, rec->kind, body, (size_t)rec->len, h->now);
         free(body);
         if (bad || p->state != P2P_S_CONNECTED) return -1;
     } else if (rec->kind == P2P_REC_REPLY) {

@@ -14,6 +14,8 @@
 #define _GNU_SOURCE /* recvmmsg, sendmmsg, ppoll */
 
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -277,6 +279,46 @@ int p2p_udp_fd(const p2p_udp *u)
 void p2p_udp_local(const p2p_udp *u, p2p_addr *out)
 {
     *out = u->local;
+}
+
+size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap)
+{
+    static const uint8_t zero[16];
+    const p2p_addr *b = &u->local;
+    size_t n = 0;
+    if (cap == 0)
+        return 0;
+    if (memcmp(b->ip, zero, b->family == P2P_AF_INET4 ? 4 : 16) != 0) {
+        out[0] = *b;                    /* bound to one address: that is the only one */
+        return 1;
+    }
+    struct ifaddrs *list = NULL, *i;
+    if (getifaddrs(&list) != 0)
+        return 0;
+    for (i = list; i != NULL && n < cap; i = i->ifa_next) {
+        p2p_addr a;
+        memset(&a, 0, sizeof a);
+        if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+            continue;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            const struct sockaddr_in *v4 = (const struct sockaddr_in *)(const void *)i->ifa_addr;
+            a.family = P2P_AF_INET4;
+            memcpy(a.ip, &v4->sin_addr, 4);
+        } else if (i->ifa_addr->sa_family == AF_INET6 && b->family == P2P_AF_INET6) {
+            const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)(const void *)i->ifa_addr;
+            /* Link-local addresses need a scope that a candidate cannot carry. */
+            if (v6->sin6_addr.s6_addr[0] == 0xfe && (v6->sin6_addr.s6_addr[1] & 0xc0) == 0x80)
+                continue;
+            a.family = P2P_AF_INET6;
+            memcpy(a.ip, &v6->sin6_addr, 16);
+        } else {
+            continue;
+        }
+        a.port = b->port;
+        out[n++] = a;
+    }
+    freeifaddrs(list);
+    return n;
 }
 
 void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out)
