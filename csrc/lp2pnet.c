@@ -1613,7 +1613,7 @@ static int node_connect(lua_State *L) {
             return push_fail(L, "that is this node's own id");
         if (rc != P2P_ERR_PEER)
             return push_fail(L, error_text(rc));
-        return push_fail(L, "unknown peer id (give opts.via to reach it through a mediator)");
+        return push_fail(L, "unknown peer id");
     }
     /* A direct address needs no mediator: `via` is ignored. */
     if (n->udp != NULL)

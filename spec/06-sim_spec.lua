@@ -135,9 +135,16 @@ describe("the simulator", function()
         local sim = p2pnet.sim()
         local err = S.raises(sim.node, sim, { nat = "full" })
         assert.is_truthy(err:find("'nat'", 1, true), err)
-        local n, msg = sim:node { nat = "cone" }
-        assert.is_nil(n)
-        assert.is_string(msg)
+        for _, kind in ipairs { "cone", "symmetric" } do
+            local n = assert(sim:node { nat = kind })
+            assert.is_truthy(n:address():find("^10%."), n:address())   -- a private address
+        end
+        local public = assert(sim:node())
+        err = S.raises(sim.rebind, sim, "x")
+        assert.is_truthy(err:find("sim:rebind", 1, true), err)
+        local ok, why = sim:rebind(public)
+        assert.is_nil(ok)
+        assert.is_string(why)
         S.raises(sim.run, sim, -1)
     end)
 end)
