@@ -49,7 +49,7 @@ local function lab(kind, seed, mopts)
 end
 
 describe("NAT traversal (simulator)", function()
-    it("connects cone-NATed nodes directly via a mediator; they stay linked after it leaves", function()
+    it("links cone-NATed nodes directly via a mediator; they stay linked when it leaves", function()
         local sim, med, a, b = lab("cone", 11)
         local joined
         a:on("join", function(p) if p.id == b.id then joined = p end end)
