@@ -97,9 +97,12 @@ function Lab:down()
 end
 
 --- lab:spawn(host, name, cmd) -> child: runs the shell command `cmd` (from the working
--- directory) in `host`'s namespace, in the background, output to dir/name.log.
+-- directory) in `host`'s namespace, in the background, output to dir/NNN-name.log.
 function Lab:spawn(host, name, cmd)
-    local log = ("%s/%s.log"):format(self.dir, name)
+    -- A new file for every child: a name used again must not show the last one's lines.
+    self.spawned = (self.spawned or 0) + 1
+    local log = ("%s/%03d-%s.log"):format(self.dir, self.spawned, name)
+    assert(io.open(log, "wb")):close()
     local env = PRELOAD and ("env LD_PRELOAD=" .. q(PRELOAD) .. " ") or ""
     local line = ("%sip netns exec %s %s%s > %s 2>&1 & echo $!"):format(
         NO_PRELOAD, q(self.prefix .. "-" .. host), env, cmd, q(log))
@@ -153,29 +156,34 @@ function Lab:logs()
     return table.concat(parts, "\n")
 end
 
---- lab:wait(child, pattern, seconds, what) -> captures: waits for a line matching `pattern`
--- (a Lua pattern, anchored to a line) in child's log; raises with every log when it does not
--- come.
-function Lab:wait(child, pattern, seconds, what)
-    local deadline = clock() + (seconds or 20)
-    while true do
-        for line in read(child.log):gmatch("[^\n]+") do
-            local caps = { line:match(pattern) }
-            if #caps > 0 then return table.unpack(caps) end
-        end
-        if clock() > deadline then
-            error(("%s: %s printed no line matching %q within %d s\n%s"):format(
-                what or "timeout", child.name, pattern, seconds or 20, self:logs()), 2)
-        end
-        sleep(0.05)
-    end
-end
-
 -- True while the process runs (a zombie, waiting for init to reap it, has finished).
 local function running(pid)
     local stat = read("/proc/" .. pid .. "/stat")
     local state = stat:match("^%d+ %b() (%a)")
     return state ~= nil and state ~= "Z"
+end
+
+--- lab:wait(child, pattern, seconds, what) -> captures: waits for a line matching `pattern`
+-- (a Lua pattern, anchored to a complete line) in child's log. Raises, with every log, when it does
+-- not come in time, or at once when the child prints an "error ..." line (node.lua's
+-- report of an error event) or exits without printing it.
+function Lab:wait(child, pattern, seconds, what)
+    local deadline = clock() + (seconds or 20)
+    local function fail(why)
+        error(("%s: %s printed no line matching %q: %s\n%s"):format(what or "timeout",
+              child.name, pattern, why, self:logs()), 3)
+    end
+    while true do
+        local alive = child.pid and running(child.pid)
+        for line in read(child.log):gmatch("([^\n]*)\n") do
+            local caps = { line:match(pattern) }
+            if #caps > 0 then return table.unpack(caps) end
+            if line:match("^error ") then fail("it reported " .. line) end
+        end
+        if not alive then fail("it is not running") end
+        if clock() > deadline then fail(("not within %d s"):format(seconds or 20)) end
+        sleep(0.05)
+    end
 end
 
 --- lab:wait_exit(child, seconds): waits until the child's process is gone.
@@ -194,7 +202,7 @@ end
 -- Every line of child's log that matches `pattern`, as arrays of captures.
 function Lab.lines(child, pattern)
     local found = {}
-    for line in read(child.log):gmatch("[^\n]+") do
+    for line in read(child.log):gmatch("([^\n]*)\n") do
         local caps = { line:match(pattern) }
         if #caps > 0 then found[#found + 1] = caps end
     end

@@ -89,9 +89,10 @@ local last_path, last_addresses = {}, nil
 local function report()
     for _, p in ipairs(node:peers()) do
         local now = ("%s direct=%s %s"):format(tostring(p.address), yesno(p.direct), p.state)
-        if last_path[p.id] ~= now then
-            last_path[p.id] = now
-            say("path", p.id, now)
+        local key = p.id or "?" -- an id is unknown until the handshake
+        if last_path[key] ~= now then
+            last_path[key] = now
+            say("path", key, now)
         end
     end
     local have, addresses = pcall(function() return node:addresses() end)
@@ -109,7 +110,7 @@ local function report()
 end
 
 -- The sending side.
-local sender = { next = 1, ok = 0, failed = 0, started = nil }
+local sender = { next = 1, ok = 0, failed = 0, started = nil, born = node:_now() }
 local function file_exists(path)
     local f = io.open(path, "rb")
     if f then f:close() end
@@ -119,8 +120,15 @@ local function pump(now)
     if not opt.send_to or sender.next > opt.count then return end
     local peer = node:peer(opt.send_to)
     if not sender.started then
-        if not (peer and peer.state == "connected") then return end
-        if opt.go and not file_exists(opt.go) then return end
+        local ready = peer and peer.state == "connected"
+        if not ready or opt.go and not file_exists(opt.go) then
+            if not sender.waiting and now > sender.born + 5 then
+                sender.waiting = true -- says once why nothing is sent yet
+                say("waiting", "peer=" .. (peer and peer.state or "none"),
+                    "go=" .. tostring(opt.go == nil or file_exists(opt.go)))
+            end
+            return
+        end
         sender.started = now
         say("sending", opt.count)
     end
