@@ -91,8 +91,14 @@ static void frames(const uint8_t *data, size_t size) {
         case P2P_FRAME_PADDING:
             CHECK(p2p_rd_left(&r) == 0);
             break;
+        case P2P_FRAME_RELAY:
+        case P2P_FRAME_RELAYED:
+            CHECK(f.u.relay.len > 0 && inside(f.u.relay.data, f.u.relay.len, data, size));
+            break;
         case P2P_FRAME_PING:
         case P2P_FRAME_CLOSE:
+        case P2P_FRAME_PATH_CHALLENGE:
+        case P2P_FRAME_PATH_RESPONSE:
             break;
         default:
             CHECK(0); /* an unknown type must be rejected */
