@@ -12,7 +12,8 @@
 -- symmetric ones), a mesh that connects two NATed members directly, and NAT rebinding in the
 -- middle of a transfer.
 --
--- Needs root and network namespaces; without them it is pending, with the reason.
+-- Needs root and network namespaces; without them it is pending, with the reason. With
+-- NATLAB_KEEP=1 the children's logs stay in a /tmp directory (printed at the end).
 local S = require "spec.support"
 local Lab = require "tests.natlab.lab"
 
@@ -48,7 +49,12 @@ describe("the NAT lab #natlab", function()
 
     lazy_teardown(function()
         if lab then lab:down() end
-        if dir then S.rmdir(dir) end
+        -- NATLAB_KEEP=1 keeps the children's logs for a look after the run
+        if dir and os.getenv("NATLAB_KEEP") then
+            print("NAT lab logs kept in " .. dir)
+        elseif dir then
+            S.rmdir(dir)
+        end
     end)
 
     after_each(function() lab:forget() end)
