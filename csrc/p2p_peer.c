@@ -684,6 +684,13 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     if (p->state == P2P_S_CLOSING) return p->close_copies ? h->now : P2P_TIME_NEVER;
     if (p->state != P2P_S_CONNECTED) return P2P_TIME_NEVER;
     uint64_t d = p->last_recv + h->timeout;
+    /* A path that cannot carry a packet now (its relay is gone, or an unproven address has
+     * used its budget) has no send timers: they would fire without end. What it receives
+     * wakes it (p2p_host_ready), and the idle timeout still ends it. */
+    int blocked = p->addr.family == P2P_AF_RELAY
+                      ? p2p_nat_relay_room(h, &p->addr, P2P_MAX_PACKET_PROBED) < 256
+                      : p2p_path_budget(p, P2P_MAX_PACKET) < P2P_MAX_PACKET;
+    if (blocked) return min_u64(d, p2p_path_deadline(p));
     d = min_u64(d, p->last_eliciting_sent + keepalive(h));
     d = min_u64(d, p->acker.deadline);
     d = min_u64(d, p2p_recovery_deadline(&p->rec));
