@@ -38,9 +38,9 @@ describe("luarocks install #luarocks", function()
         work = mktemp_dir()
         tree = work .. "/tree"
         -- Build from a copy, so luarocks' objects never land in the working tree.
-        local ok, out = run(("mkdir -p %s/src && cp -R %s %s %s %s/src/"):format(
+        local ok, out = run(("mkdir -p %s/src && cp -R %s %s %s %s %s/src/"):format(
             shell_quote(work), shell_quote(root .. "/csrc"), shell_quote(root .. "/lua"),
-            shell_quote(root .. "/rockspec"), shell_quote(work)))
+            shell_quote(root .. "/bin"), shell_quote(root .. "/rockspec"), shell_quote(work)))
         assert(ok, out)
     end)
 
