@@ -97,6 +97,7 @@ typedef struct p2p_peer {
     uint64_t chal_data, chal_at;
     uint8_t chal_tries;
     uint64_t upgrade_data, upgrade_at, upgrade_gap;
+    int stalled;                /* asked for a new introduction since the last ACK */
 
     /* session keys and protection */
     uint8_t k_send[32], k_recv[32];

@@ -209,7 +209,13 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     in->ncand = n;
     memcpy(in->cand, c, n * sizeof *c);
     in->expire = now + P2P_INTRO_TTL_US;
-    if (connected_id(h, id)) return 0;       /* a relayed session upgrades with these later */
+    p2p_peer *q = connected_id(h, id);
+    if (q) {
+        /* Introduced again while connected: one of us moved. Probe where it may be now
+         * (a relayed session also upgrades with these later). */
+        if (q->addr.family != P2P_AF_RELAY) p2p_path_probe(h, q, now);
+        return 0;
+    }
     p2p_peer *p = attempt_for(h, id);
     if (!p) {
         /* The other side of the introduction: punch towards it too. */
@@ -324,6 +330,22 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via,
     return 0;
 }
 
+void p2p_nat_reintroduce(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    const p2p_intro *in = p2p_nat_intro(h, p->id, now);
+    p2p_peer *v = in ? p2p_host_peer_get(h, in->via) : NULL;
+    if (!v || v->state != P2P_S_CONNECTED || v == p) {
+        v = NULL;
+        for (size_t i = 0; i < h->slot_hwm && !v; i++) {
+            p2p_peer *q = h->slots[i];
+            if (q && q != p && q->state == P2P_S_CONNECTED && q->peer_mesh &&
+                q->addr.family != P2P_AF_RELAY)
+                v = q;
+        }
+    }
+    if (v) p2p_peer_append(h, v, P2P_REC_INTRO_REQ, p->id, 32);
+}
+
 void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (now < p->punch_until) return;
@@ -381,8 +403,10 @@ size_t p2p_nat_relay_room(const p2p_host *h, const p2p_addr *path, size_t cap)
 {
     const p2p_peer *r = p2p_host_by_index(h, p2p_get_u32(path->ip));
     if (!r || r->state != P2P_S_CONNECTED) return 0;
-    size_t limit = r->mtu < cap ? r->mtu : cap;
-    return limit > P2P_RELAY_OVERHEAD + 2 ? limit - P2P_RELAY_OVERHEAD - 2 : 0;
+    /* Relayed packets are at most P2P_MAX_PACKET inside, whatever either hop has probed, so
+     * the relay can pass on what it receives; wrapped, that is 1275 bytes on each hop. */
+    size_t room = cap > P2P_RELAY_OVERHEAD + 2 ? cap - P2P_RELAY_OVERHEAD - 2 : 0;
+    return room < P2P_MAX_PACKET ? room : P2P_MAX_PACKET;
 }
 
 /* Seals one RELAY or RELAYED frame into a packet of session r. */
@@ -391,8 +415,9 @@ static size_t seal_relay(p2p_peer *r, uint8_t type, uint32_t channel, const uint
 {
     uint8_t pt[P2P_PLAINTEXT_MAX];
     p2p_wr w;
-    size_t limit = r->mtu < cap ? r->mtu : cap;
-    p2p_wr_init(&w, pt, limit - P2P_DATA_HEADER - P2P_TAG_LEN);
+    if (len > P2P_MAX_PACKET) return 0;
+    p2p_wr_init(&w, pt, cap < P2P_MAX_PACKET_PROBED ? cap - P2P_DATA_HEADER - P2P_TAG_LEN
+                                                     : P2P_PLAINTEXT_MAX);
     p2p_wr_u8(&w, type);
     p2p_wr_u32(&w, channel);
     p2p_wr_varint(&w, len);

@@ -81,7 +81,14 @@ const p2p_intro *p2p_nat_intro(const struct p2p_host *h, const uint8_t id[32], u
  * the relay once punching has had its time. */
 void p2p_nat_punch_timer(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 
+/* A connected peer stopped answering: asks an introducer to introduce us again. */
+void p2p_nat_reintroduce(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
+
 /* p2p_path.c */
+/* Sends PATH_CHALLENGE to every direct address the peer may have now. */
+void p2p_path_probe(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
+/* The peer has acknowledged nothing for several probe timeouts. */
+void p2p_path_stalled(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* An authenticated DATA packet came from `from`; `probing` is 1 when it held only PATH
  * frames and padding, `newest` when its number is the highest so far. */
 void p2p_path_on_packet(struct p2p_host *h, struct p2p_peer *p, const p2p_addr *from,

@@ -114,10 +114,14 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
         p2p_host_ready(h, p);
         return;
     }
-    if (p->addr.family == P2P_AF_RELAY && p->upgrade_data && data == p->upgrade_data &&
-        from->family != P2P_AF_RELAY) {
+    if (p->upgrade_data && data == p->upgrade_data && from->family != P2P_AF_RELAY) {
         p->upgrade_data = 0;
-        move_to(h, p, from, 1, now);     /* a direct path answered: leave the relay */
+        p->stalled = 0;
+        if (p2p_addr_equal(from, &p->addr)) {
+            p->path_ok = 1;
+            return;
+        }
+        move_to(h, p, from, 1, now);     /* a direct path answered: take it */
     }
 }
 
@@ -141,7 +145,7 @@ uint64_t p2p_path_deadline(const p2p_peer *p)
 
 /* Sends a challenge to every direct address the peer may have: those an introducer gave,
  * those it advertised in its handshake, and those in its member record. */
-static void probe_direct(p2p_host *h, p2p_peer *p, uint64_t now)
+void p2p_path_probe(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     p2p_addr c[P2P_CANDIDATES - 1 + 2 * P2P_MEMBER_ADDRS];
     size_t n = 0;
@@ -175,7 +179,7 @@ void p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
     }
     if (p->upgrade_at <= now) {
         if (p->addr.family == P2P_AF_RELAY) {
-            probe_direct(h, p, now);
+            p2p_path_probe(h, p, now);
             p->upgrade_gap *= 2;
             if (p->upgrade_gap > P2P_UPGRADE_MAX_US) p->upgrade_gap = P2P_UPGRADE_MAX_US;
             p->upgrade_at = now + p->upgrade_gap;
@@ -183,4 +187,14 @@ void p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
             p->upgrade_at = P2P_TIME_NEVER;
         }
     }
+}
+
+void p2p_path_stalled(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    /* Nothing acknowledged for three probe timeouts on a direct path: the peer may have
+     * moved behind a NAT that now filters us (both ends NATed, one rebound). Ask an
+     * introducer to tell both sides where the other is now; both then probe. */
+    if (p->stalled || p->addr.family == P2P_AF_RELAY) return;
+    p->stalled = 1;
+    p2p_nat_reintroduce(h, p, now);
 }

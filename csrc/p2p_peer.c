@@ -618,6 +618,7 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
         switch (f.type) {
         case P2P_FRAME_ACK:
             if (p2p_recovery_on_ack(&p->rec, &f, now, &cb)) h->stats.dropped++;
+            if (!p->rec.pto_count) p->stalled = 0;
             break;
         case P2P_FRAME_STREAM:
             if (stream_recv(h, p, f.u.stream.offset, f.u.stream.data, f.u.stream.len)) {
@@ -707,7 +708,10 @@ void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
         return;
     }
     p2p_recovery_cb cb = { p, on_acked, on_lost };
-    if (p2p_recovery_on_timeout(&p->rec, now, &cb)) p->probe_needed = 1;
+    if (p2p_recovery_on_timeout(&p->rec, now, &cb)) {
+        p->probe_needed = 1;
+        if (p->rec.pto_count >= 3) p2p_path_stalled(h, p, now);
+    }
     if (now >= p->last_eliciting_sent + keepalive(h)) p->ping_needed = 1;
     if (p->next_send_at && now >= p->next_send_at) p->next_send_at = 0;
     p2p_path_on_timeout(h, p, now);

@@ -149,6 +149,33 @@ describe("NAT traversal (simulator)", function()
         assert.is_true(g:stats().path_changes >= 1)
     end)
 
+    it("re-punches when one of two NATed peers is rebound mid-transfer, losing nothing", function()
+        local sim, med, a, b = lab("cone", 19)
+        local got = {}
+        b:on("message", function(_, _, data) got[#got + 1] = data; return "echo:" .. data end)
+        local p = assert(a:connect(b.id, { via = med:address() }))
+        assert.is_true(run_until(sim, 10, function() return p.state == "connected" end))
+        assert.is_true(p.direct)
+        local seen_from = b:peer(a.id).address
+        local ok, done = 0, 0
+        for i = 1, 300 do
+            assert(p:send(1, "m" .. i, function(success, reply)
+                done = done + 1
+                if success and reply == "echo:m" .. i then ok = ok + 1 end
+            end))
+            if i % 50 == 0 then sim:run(0.02) end
+            if i == 150 then assert.is_true(sim:rebind(a)) end
+        end
+        -- B's NAT filters A's new port until the mediator introduces them again
+        assert.is_true(run_until(sim, 30, function() return done == 300 end))
+        assert.equal(300, ok)
+        assert.equal(300, #got)
+        for i = 1, 300 do assert.equal("m" .. i, got[i]) end
+        assert.is_true(p.direct)
+        assert.not_equal(seen_from, b:peer(a.id).address)
+        assert.is_true(med:stats().introductions >= 2)
+    end)
+
     it("lists local and reflexive addresses", function()
         local sim = p2pnet.sim { seed = 17 }
         local g = assert(sim:node())
