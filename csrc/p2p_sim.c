@@ -71,6 +71,11 @@ struct sim_host {
     int touched;       /* fed a datagram or a timeout during this step */
 };
 
+/* A firewall between two hosts' public IPs (attach indexes, a < b). */
+struct sim_block {
+    size_t a, b;
+};
+
 struct p2p_sim {
     p2p_sim_config cfg;
     uint64_t now;
@@ -84,6 +89,11 @@ struct p2p_sim {
 
     struct sim_host *hosts; /* indexed by attach order, which is also the address index */
     size_t host_len, host_cap;
+
+    p2p_sim_tap_fn tap;     /* test hook: sees every delivered copy, or NULL */
+    void *tap_ud;
+    struct sim_block *blocks; /* test hook: firewalls in place (few: a linear scan) */
+    size_t block_len, block_cap;
 
     p2p_sim_stats stats;
 };
@@ -497,6 +507,7 @@ void p2p_sim_free(p2p_sim *s)
     for (i = 0; i < s->host_len; i++)
         nat_free(s->hosts[i].nat);
     free(s->hosts);
+    free(s->blocks);
     p2p_wipe(&s->rng, sizeof s->rng);
     free(s);
 }
@@ -563,6 +574,67 @@ void p2p_sim_detach(p2p_sim *s, p2p_host *h)
     }
 }
 
+/* ---- test hooks ----------------------------------------------------------------------- */
+
+void p2p_sim_set_tap(p2p_sim *s, p2p_sim_tap_fn tap, void *ud)
+{
+    s->tap = tap;
+    s->tap_ud = tap != NULL ? ud : NULL;
+}
+
+/* The block between attach indexes a and b, or -1. */
+static long block_find(const p2p_sim *s, size_t a, size_t b)
+{
+    size_t i, lo = a < b ? a : b, hi = a < b ? b : a;
+
+    for (i = 0; i < s->block_len; i++)
+        if (s->blocks[i].a == lo && s->blocks[i].b == hi)
+            return (long)i;
+    return -1;
+}
+
+int p2p_sim_block(p2p_sim *s, const p2p_host *a, const p2p_host *b, int on)
+{
+    long ia = find_index(s, a), ib = find_index(s, b), k;
+    struct sim_block *grown;
+    size_t cap;
+
+    if (ia < 0 || ib < 0 || ia == ib)
+        return P2P_ERR_INVALID;
+    k = block_find(s, (size_t)ia, (size_t)ib);
+    if (!on) {
+        if (k >= 0)
+            s->blocks[k] = s->blocks[--s->block_len];
+        return 0;
+    }
+    if (k >= 0)
+        return 0;
+    if (s->block_len == s->block_cap) {
+        cap = s->block_cap ? s->block_cap * 2 : 4;
+        grown = realloc(s->blocks, cap * sizeof *grown);
+        if (grown == NULL)
+            return P2P_ERR_NOMEM;
+        s->blocks = grown;
+        s->block_cap = cap;
+    }
+    s->blocks[s->block_len].a = (size_t)(ia < ib ? ia : ib);
+    s->blocks[s->block_len].b = (size_t)(ia < ib ? ib : ia);
+    s->block_len++;
+    return 0;
+}
+
+/* 1 when a firewall stands between the public addresses from and to. */
+static int blocked(const p2p_sim *s, const p2p_addr *from, const p2p_addr *to)
+{
+    long a, b;
+
+    if (s->block_len == 0)
+        return 0;
+    a = ip_to_index(from);
+    b = ip_to_index(to);
+    return a >= 0 && b >= 0 && block_find(s, (size_t)a, (size_t)b) >= 0;
+}
+
 /* ---- moving datagrams ----------------------------------------------------------------- */
 
 static uint64_t copy_delay(p2p_sim *s)
@@ -605,6 +677,12 @@ static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf,
             return;
         }
         from = &mapped;
+    }
+    /* A firewall sits between the NATs: the sender's flow was made, the datagram goes no
+     * further. Checked before any draw, so blocking does not shift the random stream. */
+    if (blocked(s, from, to)) {
+        s->stats.lost++;
+        return;
     }
     if (sim_chance(s, s->cfg.loss)) {
         s->stats.lost++;
@@ -682,6 +760,8 @@ static void deliver(p2p_sim *s, const struct sim_pkt *p)
     }
     s->stats.delivered++;
     slot->touched = 1;
+    if (s->tap != NULL)
+        s->tap(s->tap_ud, &p->from, &p->to, p->data, p->len);
     (void)p2p_host_recv(slot->host, &p->from, p->data, p->len, s->now);
 }
 

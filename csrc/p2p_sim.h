@@ -98,10 +98,27 @@ uint64_t p2p_sim_next_time(const p2p_sim *s);
  * Events accumulate in the hosts for the caller to drain. */
 int p2p_sim_step(p2p_sim *s, uint64_t until);
 
+/* ---- test hooks: they draw no randomness, and cost nothing while unused -------------- */
+
+/* Sees one delivered datagram copy: from and to as on the wire (public addresses, after
+ * NAT translation), data borrowed for the call. It runs inside p2p_sim_step(), before the
+ * receiving host gets the datagram; it must not call back into the sim or the hosts. */
+typedef void (*p2p_sim_tap_fn)(void *ud, const p2p_addr *from, const p2p_addr *to,
+                               const uint8_t *data, size_t len);
+/* Calls tap for every copy delivered to a host from now on (lost, NAT-filtered and blocked
+ * copies are not delivered); NULL removes it. One tap at a time. */
+void p2p_sim_set_tap(p2p_sim *s, p2p_sim_tap_fn tap, void *ud);
+/* A firewall between two hosts: while on, every datagram sent from one host's public IP (its
+ * NAT's, when it has one) to the other's, in either direction, is lost (counted in `lost`)
+ * as it leaves the sender's NAT, which has made or refreshed its flow by then. Copies already
+ * in flight still arrive. on = 0 lifts it. Returns 0, P2P_ERR_INVALID (a host not attached,
+ * or a == b) or P2P_ERR_NOMEM. */
+int p2p_sim_block(p2p_sim *s, const p2p_host *a, const p2p_host *b, int on);
+
 typedef struct p2p_sim_stats {
     uint64_t sent;       /* datagrams the hosts emitted */
     uint64_t delivered;  /* copies handed to a host */
-    uint64_t lost;       /* dropped by `loss`, addressed to nobody, or to 10.0.0.0/8 */
+    uint64_t lost;       /* dropped by `loss`, addressed to nobody, to 10.0.0.0/8, or blocked */
     uint64_t duplicated; /* datagrams that got a second copy */
     uint64_t reordered;  /* copies held back by extra delay */
     uint64_t in_flight;  /* copies in the network right now */
