@@ -37,6 +37,7 @@ static p2p_sim *sim;
 static node nodes[MAXN];
 static int nn;
 static uint8_t marker[MARKER_LEN];
+static int faults;          /* 1: the sim loses, reorders and duplicates a few datagrams */
 
 static void sim_start(uint64_t seed)
 {
@@ -45,6 +46,11 @@ static void sim_start(uint64_t seed)
     c.seed = seed;
     c.latency_us = 10000;
     c.jitter_us = 3000;
+    if (faults) {
+        c.loss = 0.03;
+        c.reorder = 0.02;
+        c.duplicate = 0.01;
+    }
     T_EQ_INT(p2p_sim_new(&sim, &c), 0);
     nn = 0;
     memset(nodes, 0, sizeof nodes);
@@ -358,6 +364,15 @@ static void symmetric_relayed(uint64_t seed, p2p_stats out[3], p2p_sim_stats *si
 }
 
 static void test_symmetric_relayed(void) { symmetric_relayed(202, NULL, NULL); }
+
+/* Both again on a network that loses, reorders and duplicates. */
+static void test_cone_and_symmetric_with_faults(void)
+{
+    faults = 1;
+    test_cone_direct_survives_mediator();
+    symmetric_relayed(212, NULL, NULL);
+    faults = 0;
+}
 
 /* The same seeds give the same run. */
 static void test_determinism(void)
@@ -872,6 +887,7 @@ int main(void)
     p2p_init();
     T_RUN(test_cone_direct_survives_mediator);
     T_RUN(test_symmetric_relayed);
+    T_RUN(test_cone_and_symmetric_with_faults);
     T_RUN(test_relay_refused);
     T_RUN(test_relay_sessions_cap);
     T_RUN(test_relay_rate);
