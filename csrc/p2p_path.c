@@ -17,10 +17,12 @@
 
 #include <string.h>
 
+#define PATH_PACKET (9 + P2P_DATA_HEADER + P2P_TAG_LEN)
+
 static void send_path_frame(p2p_host *h, p2p_peer *p, uint8_t type, uint64_t data,
                             const p2p_addr *to, uint64_t now)
 {
-    uint8_t pt[9], pkt[9 + P2P_DATA_HEADER + P2P_TAG_LEN];
+    uint8_t pt[9], pkt[PATH_PACKET];
     pt[0] = type;
     p2p_put_u64(pt + 1, data);
     size_t n = p2p_peer_seal_extra(p, pt, sizeof pt, pkt, now);
@@ -55,6 +57,10 @@ static void challenge(p2p_host *h, p2p_peer *p, uint64_t now)
     uint64_t wait = (uint64_t)P2P_CHALLENGE_US << p->chal_tries;
     p->chal_tries++;
     p->chal_at = now + wait;
+    /* A challenge is within the anti-amplification budget too: one that does not fit now is
+     * skipped, and the next try may fit once the peer has sent more from there. */
+    if (p2p_path_budget(p, PATH_PACKET) < PATH_PACKET) return;
+    p2p_path_sent(p, PATH_PACKET);
     send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->chal_data, &p->addr, now);
 }
 
