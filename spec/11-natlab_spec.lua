@@ -241,7 +241,7 @@ describe("the NAT lab #natlab", function()
            function()
             nats("cone")
             local g, g_id = node("gen", "genesis", "--port 7001")
-            local count = 300
+            local count = 500
             local a, a_id = node("a", "member-a", ("--port 6400 --connect %s:7001 --send-to %s "
                 .. "--count %d --interval 0.02"):format(Lab.GEN, g_id, count))
             lab:wait(g, "^path " .. a_id .. " " .. esc(Lab.NAT_A) .. ":6400 direct=true "
@@ -254,13 +254,18 @@ describe("the NAT lab #natlab", function()
             lab:must("nat", "a", "ports", "40000-40999")
             local port = tonumber(lab:wait(g, "^path " .. a_id .. " " .. esc(Lab.NAT_A)
                                            .. ":(%d+) direct=true connected$", 1))
+            -- G follows A once a packet from the new mapping reaches it (a keepalive at the
+            -- latest, should the transfer end first on a slow machine)
+            lab:wait(g, "^path " .. a_id .. " " .. esc(Lab.NAT_A) .. ":4%d%d%d%d direct=true "
+                     .. "connected$", 15, "G following A to its new mapping")
             check_transfer(a, g, a_id, count)
             local addr, direct, state = last_path(g, a_id)
             local ip, new = addr:match("^(.*):(%d+)$")
             assert.equal(Lab.NAT_A, ip)
             new = tonumber(new)
             assert.is_true(new >= 40000 and new <= 40999,
-                           ("G's address for A is %s, not in the new range"):format(addr))
+                           ("G's address for A is %s, not in the new range\n%s"):format(
+                               addr, lab:logs()))
             assert.are_not.equal(port, new)
             assert.equal("true", direct)
             assert.equal("connected", state)

@@ -145,7 +145,9 @@ shift 2
 case $cmd in
     up) up "$@" ;;
     down) down ;;
-    nat) r=$(side "${1:-}"); nat_rules "$r" "${2:-}" "${3:-}"; flush "$r" ;;
+    # A packet in flight through the router during the first flush can re-create the old
+    # mapping; the second flush, once the new rules are certainly in force, removes it.
+    nat) r=$(side "${1:-}"); nat_rules "$r" "${2:-}" "${3:-}"; flush "$r"; sleep 0.2; flush "$r" ;;
     flush) flush "$(side "${1:-}")" ;;
     conntrack) r=$(side "${1:-}"); shift; in_ns "$r" conntrack -L "$@" ;;
     exec) h=${1:-}; shift; [[ " $HOSTS " == *" $h "* ]] || die "unknown host '$h'"; in_ns "$h" "$@" ;;
