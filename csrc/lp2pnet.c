@@ -1704,7 +1704,7 @@ static int node_stats(lua_State *L) {
     lnode *n = check_open_node(L, 1, "node:stats");
     p2p_stats st;
     p2p_host_stats(n->host, &st);
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 16);
     push_u64_field(L, "peers", st.peers);
     push_u64_field(L, "packets_sent", st.packets_sent);
     push_u64_field(L, "packets_received", st.packets_received);

@@ -266,9 +266,9 @@ int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size
  * never more than the anti-amplification limit allows towards an unproven address. */
 static size_t build_for(p2p_host *h, p2p_peer *p, p2p_addr *to, uint8_t *buf, size_t cap)
 {
+    size_t room = p2p_path_room(h, p, cap);
+    if (!room) return 0;
     if (p->addr.family != P2P_AF_RELAY) {
-        size_t room = p2p_path_budget(p, cap);
-        if (room < P2P_MAX_PACKET && room < cap) return 0;   /* wait for the peer to prove it */
         size_t n = p2p_peer_build(h, p, buf, room, h->now);
         if (n) {
             *to = p->addr;
@@ -276,8 +276,6 @@ static size_t build_for(p2p_host *h, p2p_peer *p, p2p_addr *to, uint8_t *buf, si
         }
         return n;
     }
-    size_t room = p2p_nat_relay_room(h, &p->addr, cap);
-    if (room < 256) return 0;
     uint8_t inner[P2P_MAX_PACKET_PROBED];
     size_t n = p2p_peer_build(h, p, inner, room, h->now);
     if (!n) return 0;

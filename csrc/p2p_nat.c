@@ -59,7 +59,7 @@ static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[32])
     return NULL;
 }
 
-static void add_candidate(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a)
+void p2p_nat_add_candidate(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a)
 {
     if (a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6 && a->family != P2P_AF_RELAY) return;
     for (size_t i = 0; i < *n; i++)
@@ -73,10 +73,12 @@ static void add_candidate(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a
 static uint8_t candidates_of(const p2p_host *h, const p2p_peer *q, p2p_addr *out)
 {
     uint8_t n = 0;
-    add_candidate(out, &n, P2P_CANDIDATES - 1, &q->addr);
-    for (size_t i = 0; i < q->nadv; i++) add_candidate(out, &n, P2P_CANDIDATES - 1, &q->adv[i]);
+    p2p_nat_add_candidate(out, &n, P2P_CANDIDATES - 1, &q->addr);
+    for (size_t i = 0; i < q->nadv; i++)
+        p2p_nat_add_candidate(out, &n, P2P_CANDIDATES - 1, &q->adv[i]);
     const p2p_member *m = p2p_mesh_member(h, q->id);
-    for (size_t i = 0; m && i < m->naddr; i++) add_candidate(out, &n, P2P_CANDIDATES - 1, &m->addrs[i]);
+    for (size_t i = 0; m && i < m->naddr; i++)
+        p2p_nat_add_candidate(out, &n, P2P_CANDIDATES - 1, &m->addrs[i]);
     return n;
 }
 
@@ -170,16 +172,13 @@ const p2p_intro *p2p_nat_intro(const p2p_host *h, const uint8_t id[32], uint64_t
     return NULL;
 }
 
-/* The relayed path to the node an introduction names. */
-static p2p_addr relay_path(const p2p_host *h, const p2p_intro *in)
+p2p_addr p2p_nat_relay_addr(uint32_t relay_index, uint32_t channel)
 {
     p2p_addr a;
     memset(&a, 0, sizeof a);
-    const p2p_peer *v = p2p_host_peer_get(h, in->via);
-    if (!v || v->state != P2P_S_CONNECTED) return a;
     a.family = P2P_AF_RELAY;
-    p2p_put_u32(a.ip, v->local_index);
-    p2p_put_u32(a.ip + 4, in->channel);
+    p2p_put_u32(a.ip, relay_index);
+    p2p_put_u32(a.ip + 4, channel);
     return a;
 }
 
@@ -225,7 +224,8 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         p->auto_dial = 1;
     }
     if (p->state != P2P_S_INIT_SENT) return 0;
-    for (uint8_t i = 0; i < n; i++) add_candidate(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
+    for (uint8_t i = 0; i < n; i++)
+        p2p_nat_add_candidate(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
     p->intro_via = v->handle;
     p->intro_state = P2P_INTRO_PUNCHING;
     p->punch_until = now + P2P_PUNCH_US;
@@ -266,18 +266,22 @@ int p2p_nat_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bod
 
 /* A session to ask for an introduction: `via` when it is up, else (for mesh dials) any
  * other mesh member. */
+static p2p_peer *any_member(const p2p_host *h, const uint8_t target[32])
+{
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (q && q->state == P2P_S_CONNECTED && q->peer_mesh && q->addr.family != P2P_AF_RELAY &&
+            !(q->has_id && memcmp(q->id, target, 32) == 0))
+            return q;
+    }
+    return NULL;
+}
+
 static p2p_peer *introducer(const p2p_host *h, const p2p_peer *p)
 {
     p2p_peer *v = p2p_host_peer_get(h, p->intro_via);
     if (v && v->state == P2P_S_CONNECTED && v->addr.family != P2P_AF_RELAY) return v;
-    if (!p->auto_dial) return NULL;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
-        if (q && q->state == P2P_S_CONNECTED && q->peer_mesh && q->addr.family != P2P_AF_RELAY &&
-            !(q->has_id && memcmp(q->id, p->expected, 32) == 0))
-            return q;
-    }
-    return NULL;
+    return p->auto_dial ? any_member(h, p->expected) : NULL;
 }
 
 void p2p_nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
@@ -334,15 +338,7 @@ void p2p_nat_reintroduce(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     const p2p_intro *in = p2p_nat_intro(h, p->id, now);
     p2p_peer *v = in ? p2p_host_peer_get(h, in->via) : NULL;
-    if (!v || v->state != P2P_S_CONNECTED || v == p) {
-        v = NULL;
-        for (size_t i = 0; i < h->slot_hwm && !v; i++) {
-            p2p_peer *q = h->slots[i];
-            if (q && q != p && q->state == P2P_S_CONNECTED && q->peer_mesh &&
-                q->addr.family != P2P_AF_RELAY)
-                v = q;
-        }
-    }
+    if (!v || v->state != P2P_S_CONNECTED || v == p) v = any_member(h, p->id);
     if (v) p2p_peer_append(h, v, P2P_REC_INTRO_REQ, p->id, 32);
 }
 
@@ -355,9 +351,10 @@ void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
         p->intro_state = P2P_INTRO_RELAYING;
         const p2p_intro *in = p2p_nat_intro(h, p->expected, now);
         if (!in || !in->relay_ok) return;
-        p2p_addr path = relay_path(h, in);
-        if (path.family != P2P_AF_RELAY) return;
-        add_candidate(p->cand, &p->ncand, P2P_CANDIDATES, &path);
+        const p2p_peer *v = p2p_host_peer_get(h, in->via);
+        if (!v || v->state != P2P_S_CONNECTED) return;
+        p2p_addr path = p2p_nat_relay_addr(v->local_index, in->channel);
+        p2p_nat_add_candidate(p->cand, &p->ncand, P2P_CANDIDATES, &path);
         p2p_hs_punch_now(h, p, now);
     }
 }

@@ -71,6 +71,12 @@ void p2p_nat_on_relay(struct p2p_host *h, struct p2p_peer *p, uint32_t channel,
  * or the datagram does not fit). */
 size_t p2p_nat_wrap(struct p2p_host *h, const p2p_addr *path, const uint8_t *dgram, size_t len,
                     uint8_t *out, size_t cap, p2p_addr *to);
+/* The address of a relayed path: our index of the session with the relay, and the relay's
+ * channel for the far node. */
+p2p_addr p2p_nat_relay_addr(uint32_t relay_index, uint32_t channel);
+/* Appends a to the n addresses in v (at most max) unless it is there already or has no
+ * family a candidate can have. */
+void p2p_nat_add_candidate(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a);
 /* The largest datagram a relayed path carries when the driver takes cap bytes. */
 size_t p2p_nat_relay_room(const struct p2p_host *h, const p2p_addr *path, size_t cap);
 /* Asks the session `via` to introduce us to the node with that id; p is our attempt. */
@@ -97,8 +103,9 @@ void p2p_path_on_challenge(struct p2p_host *h, struct p2p_peer *p, const p2p_add
                            uint64_t data, uint64_t now);
 void p2p_path_on_response(struct p2p_host *h, struct p2p_peer *p, const p2p_addr *from,
                           uint64_t data, uint64_t now);
-/* How many bytes may go to the peer's current address now (anti-amplification). */
-size_t p2p_path_budget(const struct p2p_peer *p, size_t want);
+/* The largest packet the session may send now, at most cap: 0 while its path cannot carry
+ * one (its relay is gone, or an unproven address has used its anti-amplification budget). */
+size_t p2p_path_room(const struct p2p_host *h, const struct p2p_peer *p, size_t cap);
 void p2p_path_sent(struct p2p_peer *p, size_t n);
 uint64_t p2p_path_deadline(const struct p2p_peer *p);
 void p2p_path_on_timeout(struct p2p_host *h, struct p2p_peer *p, uint64_t now);

@@ -52,6 +52,16 @@ void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now)
     if (p->addr.family == P2P_AF_RELAY) schedule_upgrade(p, now);
 }
 
+/* Bytes that may go to the session's address now: all of them once it is proven, else at
+ * most 3 x what came from it, less what was sent. */
+static size_t budget(const p2p_peer *p, size_t want)
+{
+    if (p->path_ok) return want;
+    uint64_t allowed = P2P_AMPLIFICATION * p->amp_recv;
+    allowed = allowed > p->amp_sent ? allowed - p->amp_sent : 0;
+    return allowed < want ? (size_t)allowed : want;
+}
+
 static void challenge(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     uint64_t wait = (uint64_t)P2P_CHALLENGE_US << p->chal_tries;
@@ -59,7 +69,7 @@ static void challenge(p2p_host *h, p2p_peer *p, uint64_t now)
     p->chal_at = now + wait;
     /* A challenge is within the anti-amplification budget too: one that does not fit now is
      * skipped, and the next try may fit once the peer has sent more from there. */
-    if (p2p_path_budget(p, PATH_PACKET) < PATH_PACKET) return;
+    if (budget(p, PATH_PACKET) < PATH_PACKET) return;
     p2p_path_sent(p, PATH_PACKET);
     send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->chal_data, &p->addr, now);
 }
@@ -131,12 +141,11 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
     }
 }
 
-size_t p2p_path_budget(const p2p_peer *p, size_t want)
+size_t p2p_path_room(const p2p_host *h, const p2p_peer *p, size_t cap)
 {
-    if (p->path_ok) return want;
-    uint64_t allowed = P2P_AMPLIFICATION * p->amp_recv;
-    allowed = allowed > p->amp_sent ? allowed - p->amp_sent : 0;
-    return allowed < want ? (size_t)allowed : want;
+    if (p->addr.family == P2P_AF_RELAY) return p2p_nat_relay_room(h, &p->addr, cap);
+    size_t room = budget(p, cap);
+    return room < P2P_MAX_PACKET ? 0 : room;   /* wait for the peer to prove its address */
 }
 
 void p2p_path_sent(p2p_peer *p, size_t n)
@@ -153,19 +162,19 @@ uint64_t p2p_path_deadline(const p2p_peer *p)
  * those it advertised in its handshake, and those in its member record. */
 void p2p_path_probe(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    p2p_addr c[P2P_CANDIDATES - 1 + 2 * P2P_MEMBER_ADDRS];
-    size_t n = 0;
+    enum { PROBE_MAX = P2P_CANDIDATES - 1 + 2 * P2P_MEMBER_ADDRS };
+    p2p_addr c[PROBE_MAX];
+    uint8_t n = 0;
     const p2p_intro *in = p2p_nat_intro(h, p->id, now);
-    for (size_t i = 0; in && i < in->ncand; i++) c[n++] = in->cand[i];
-    for (size_t i = 0; i < p->nadv; i++) c[n++] = p->adv[i];
+    for (size_t i = 0; in && i < in->ncand; i++)
+        p2p_nat_add_candidate(c, &n, PROBE_MAX, &in->cand[i]);
+    for (size_t i = 0; i < p->nadv; i++) p2p_nat_add_candidate(c, &n, PROBE_MAX, &p->adv[i]);
     const p2p_member *m = p2p_mesh_member(h, p->id);
-    for (size_t i = 0; m && i < m->naddr; i++) c[n++] = m->addrs[i];
+    for (size_t i = 0; m && i < m->naddr; i++)
+        p2p_nat_add_candidate(c, &n, PROBE_MAX, &m->addrs[i]);
     p->upgrade_data = fresh_data(h);
-    for (size_t i = 0; i < n; i++) {
-        int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++) dup = p2p_addr_equal(&c[i], &c[j]);
-        if (!dup) send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
-    }
+    for (size_t i = 0; i < n; i++)
+        send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
 }
 
 void p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)

@@ -656,11 +656,7 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
             if (f.type == P2P_FRAME_RELAY) {
                 p2p_nat_on_relay(h, p, f.u.relay.channel, f.u.relay.data, (size_t)f.u.relay.len, now);
             } else {
-                p2p_addr path;
-                memset(&path, 0, sizeof path);
-                path.family = P2P_AF_RELAY;
-                p2p_put_u32(path.ip, p->local_index);
-                p2p_put_u32(path.ip + 4, f.u.relay.channel);
+                p2p_addr path = p2p_nat_relay_addr(p->local_index, f.u.relay.channel);
                 p2p_host_recv_relayed(h, &path, f.u.relay.data, (size_t)f.u.relay.len);
             }
             /* What was relayed may have ended sessions: go on only if this one lives. */
@@ -688,10 +684,7 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     /* A path that cannot carry a packet now (its relay is gone, or an unproven address has
      * used its budget) has no send timers: they would fire without end. What it receives
      * wakes it (p2p_host_ready), and the idle timeout still ends it. */
-    int blocked = p->addr.family == P2P_AF_RELAY
-                      ? p2p_nat_relay_room(h, &p->addr, P2P_MAX_PACKET_PROBED) < 256
-                      : p2p_path_budget(p, P2P_MAX_PACKET) < P2P_MAX_PACKET;
-    if (blocked) return min_u64(d, p2p_path_deadline(p));
+    if (!p2p_path_room(h, p, P2P_MAX_PACKET_PROBED)) return min_u64(d, p2p_path_deadline(p));
     d = min_u64(d, p->last_eliciting_sent + keepalive(h));
     d = min_u64(d, p->acker.deadline);
     d = min_u64(d, p2p_recovery_deadline(&p->rec));
