@@ -45,6 +45,8 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->max_message = cfg->max_message ? cfg->max_message : P2P_DEFAULT_MAX_MESSAGE;
     h->send_queue_limit = cfg->send_queue_limit ? cfg->send_queue_limit : P2P_DEFAULT_SEND_QUEUE;
     h->request_hook = cfg->request_hook;
+    h->peer_mem = cfg->peer_memory ? cfg->peer_memory : P2P_DEFAULT_PEER_MEMORY;
+    h->mem_limit = cfg->memory ? cfg->memory : P2P_DEFAULT_MEMORY;
     h->now = now;
     if (h->max_peers > 60000) { free(h); return P2P_ERR_INVALID; }
     if (cfg->network_key && cfg->network_key_len) {
@@ -148,10 +150,30 @@ void p2p_host_peer_free(p2p_host *h, p2p_peer *p)
     p2p_nat_on_end(h, p);
     p2p_hs_free(p);
     p2p_peer_release(p);
+    /* Whatever the session did not give back is released with it. */
+    h->mem = h->mem > p->mem ? h->mem - p->mem : 0;
     h->slots[slot] = NULL;
     while (h->slot_hwm && !h->slots[h->slot_hwm - 1]) h->slot_hwm--;
     p2p_wipe(p, sizeof *p);
     free(p);
+}
+
+int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n)
+{
+    if (h->mem + n > h->mem_limit || (p && p->mem + n > h->peer_mem)) {
+        h->stats.dropped_budget++;
+        return P2P_ERR_LIMIT;
+    }
+    h->mem += n;
+    if (p) p->mem += n;
+    if (h->mem > h->stats.memory_peak) h->stats.memory_peak = h->mem;
+    return 0;
+}
+
+void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n)
+{
+    if (p) p->mem = p->mem > n ? p->mem - n : 0;
+    h->mem = h->mem > n ? h->mem - n : 0;
 }
 
 p2p_peer *p2p_host_peer_get(const p2p_host *h, p2p_peer_handle handle)
@@ -536,4 +558,5 @@ void p2p_host_stats(const p2p_host *h, p2p_stats *out)
     *out = h->stats;
     out->peers = h->n_connected;
     out->members = h->mesh.n;
+    out->memory = h->mem;
 }

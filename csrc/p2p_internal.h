@@ -148,6 +148,9 @@ typedef struct p2p_peer {
     uint8_t close_reason;
     int leave_reason;                        /* for CLOSING: the reason reported */
 
+    /* bytes this peer makes the host hold (p2p_mem_take/p2p_mem_give) */
+    uint64_t mem;
+
     struct p2p_peer *ready_next;
     int in_ready;
     /* Cached p2p_peer_deadline(): every path that can change a peer finds it through
@@ -217,6 +220,8 @@ struct p2p_host {
     p2p_txq_item *txq_head, *txq_tail;
     p2p_peer *ready_head, *ready_tail;
     p2p_stats stats;
+    /* memory budgets: peer_mem per peer, mem_limit for the node; mem is held now */
+    uint64_t peer_mem, mem_limit, mem;
     p2p_mesh mesh;
     p2p_nat nat;
     int mesh_dl_valid;                /* mesh_dl caches p2p_mesh_deadline() */
@@ -243,6 +248,13 @@ void p2p_host_ready(p2p_host *h, p2p_peer *p);
 /* Handles a datagram that came through a relay, from the relayed path `path`. */
 void p2p_host_recv_relayed(p2p_host *h, const p2p_addr *path, const uint8_t *buf, size_t len);
 int p2p_host_id_listed(const uint8_t (*list)[32], size_t n, const uint8_t id[32]);
+
+/* Memory budgets (docs/PROTOCOL.md section 9). Everything a peer can make the node hold is
+ * taken before it is allocated and given back when freed. take returns 0, or P2P_ERR_LIMIT
+ * (counted in stats.dropped_budget) when it would pass the peer's budget (p may be NULL for
+ * holdings of the node itself) or the node's: the caller then drops or refuses the work. */
+int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n);
+void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n);
 
 /* p2p_mesh.c */
 const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32]);

@@ -146,7 +146,22 @@ typedef struct p2p_config {
     uint64_t seed;                   /* nonzero: deterministic randomness for the simulator
                                       * (session indexes, ephemeral keys, jitter). 0: system
                                       * randomness. Never set it outside tests. */
+    /* Budgets against hostile peers (docs/PROTOCOL.md section 9). Reaching one drops or
+     * refuses the work and counts it in p2p_stats; memory never grows past them. */
+    uint64_t peer_memory;            /* bytes one peer may make this node hold: its send
+                                      * queue and mesh records, message reassembly,
+                                      * out-of-order pieces, receipts and sent-packet
+                                      * records; 0 means P2P_DEFAULT_PEER_MEMORY */
+    uint64_t memory;                 /* bytes all peers together may make it hold; 0 means
+                                      * P2P_DEFAULT_MEMORY */
+    uint32_t max_half_open;          /* incoming handshakes in progress; 0 means 256 */
+    uint32_t cookie_threshold;       /* half-open handshakes at which the node is "under
+                                      * load" and answers INIT without a valid cookie with a
+                                      * COOKIE reply instead; 0 means max_half_open / 8 */
 } p2p_config;
+
+#define P2P_DEFAULT_PEER_MEMORY (40u * 1024u * 1024u)
+#define P2P_DEFAULT_MEMORY (256u * 1024u * 1024u)
 
 /* Fills cfg with the defaults (every field 0 or NULL). */
 void p2p_config_init(p2p_config *cfg);
@@ -333,6 +348,23 @@ typedef struct p2p_stats {
     uint64_t relayed_bytes;
     uint64_t relay_dropped;    /* packets not relayed: over relay_rate, or no such pair */
     uint64_t path_changes;     /* sessions that moved to a new address (roaming, upgrades) */
+    /* Hardening (docs/PROTOCOL.md section 9): what hostile input cost, and what was refused. */
+    uint64_t memory;           /* bytes held for peers now (counted against the budgets) */
+    uint64_t memory_peak;      /* the most ever held */
+    uint64_t dropped_budget;   /* work refused because a peer or the node reached its
+                                * memory budget (records, pieces, events, queued sends) */
+    uint64_t dropped_amplification; /* datagrams not sent: an unproven address had used its
+                                * 3x budget, or an address that never answered its packet
+                                * allowance */
+    uint64_t dropped_unsolicited; /* records acted on by nobody: INTROs not asked for,
+                                * responses to requests never made, over-rate dials */
+    uint64_t dropped_replay;   /* replayed INITs (seen ephemeral keys) and broadcasts
+                                * outside their time window or already seen */
+    uint64_t cookies_sent;     /* COOKIE replies sent while under load */
+    uint64_t under_load;       /* 1 while the node demands cookies on INIT */
+    uint64_t rekeys;           /* session key updates (both directions) */
+    uint64_t work_dh;          /* X25519 operations done for handshakes */
+    uint64_t work_verify;      /* Ed25519 signature checks */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);

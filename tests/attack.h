@@ -1,0 +1,339 @@
+/* attack.h - the attacker harness of the adversarial tests (tests/test_attack_*.c).
+ *
+ * An in-memory network of real hosts on a virtual clock. Any host can play the attacker: it
+ * completes honest handshakes, then abuses its sessions through the core's internals (any
+ * record on the stream, any frames sealed with the session's keys, from any source address it
+ * claims), replays what it captured, and injects raw datagrams from forged sources. Addresses
+ * that belong to no host are victims: what the hosts send there is tallied and lost.
+ *
+ * Every test asserts figures from the tallies (bytes a host sent to an address against bytes
+ * it received from it), from p2p_stats (memory held, work counters, drops by kind), and that
+ * an honest peer can still join while the attack runs.
+ */
+#ifndef P2P_ATTACK_H
+#define P2P_ATTACK_H
+
+#include "t.h"
+#include "../csrc/p2p_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define AN_MAX 32
+#define AN_QCAP (1u << 17)
+#define AN_TALLY 8192
+#define AN_CAPTURE 64
+#define AN_EPOCH_US UINT64_C(1800000000000000)
+
+typedef struct an_pkt {
+    p2p_addr from, to;
+    uint64_t at;
+    size_t len;
+    uint8_t *data;
+} an_pkt;
+
+/* Traffic between host `node` and address `peer`. */
+typedef struct an_tally {
+    int node;
+    p2p_addr peer;
+    uint64_t sent_bytes, sent_pkts, recv_bytes, recv_pkts;
+} an_tally;
+
+typedef struct an_node {
+    p2p_host *h;
+    p2p_identity id;
+    p2p_addr addr;
+    int joins, leaves, errors, msgs, broadcasts, datagrams, replies, requests;
+    char err[256];
+} an_node;
+
+struct anet;
+typedef void (*an_event_fn)(struct anet *net, int node, const p2p_event *ev);
+/* Returns 0 to lose the datagram on the way (loss, blackholes, firewalls). */
+typedef int (*an_filter_fn)(struct anet *net, const an_pkt *pkt);
+
+typedef struct anet {
+    an_node n[AN_MAX];
+    int nn;
+    an_pkt *q;                  /* FIFO ring: one latency for all, so delivery is in order */
+    size_t qhead, qlen;
+    uint64_t now, latency;
+    uint64_t lost;              /* datagrams to addresses of no host, or filtered */
+    an_tally t[AN_TALLY];
+    size_t nt;
+    an_event_fn on_event;       /* called for every event after the counters; may be NULL */
+    an_filter_fn filter;
+    void *ud;
+    /* capture: packets of type cap_type sent by host cap_node (-1: off) */
+    int cap_node;
+    uint8_t cap_type;
+    int ncap;
+    size_t cap_len[AN_CAPTURE];
+    p2p_addr cap_to[AN_CAPTURE];
+    uint8_t cap[AN_CAPTURE][P2P_MAX_PACKET];
+} anet;
+
+static inline p2p_addr an_addr(const char *text)
+{
+    p2p_addr a;
+    memset(&a, 0, sizeof a);
+    if (p2p_addr_parse(&a, text)) { fprintf(stderr, "bad address %s\n", text); abort(); }
+    return a;
+}
+
+static inline void an_init(anet *net, uint64_t latency_us)
+{
+    memset(net, 0, sizeof *net);
+    net->q = calloc(AN_QCAP, sizeof *net->q);
+    net->latency = latency_us;
+    net->cap_node = -1;
+    if (!net->q) abort();
+}
+
+static inline void an_free(anet *net)
+{
+    for (size_t i = 0; i < net->qlen; i++) free(net->q[(net->qhead + i) % AN_QCAP].data);
+    free(net->q);
+    for (int i = 0; i < net->nn; i++) p2p_host_free(net->n[i].h);
+    memset(net, 0, sizeof *net);
+}
+
+static inline an_tally *an_tally_of(anet *net, int node, const p2p_addr *peer)
+{
+    for (size_t i = 0; i < net->nt; i++)
+        if (net->t[i].node == node && p2p_addr_equal(&net->t[i].peer, peer)) return &net->t[i];
+    if (net->nt == AN_TALLY) { fprintf(stderr, "attack.h: tally table full\n"); abort(); }
+    an_tally *t = &net->t[net->nt++];
+    memset(t, 0, sizeof *t);
+    t->node = node;
+    t->peer = *peer;
+    return t;
+}
+
+/* Bytes / packets host `node` sent to `a`, and received from it. */
+static inline uint64_t an_sent_to(anet *net, int node, const p2p_addr *a) { return an_tally_of(net, node, a)->sent_bytes; }
+static inline uint64_t an_pkts_to(anet *net, int node, const p2p_addr *a) { return an_tally_of(net, node, a)->sent_pkts; }
+static inline uint64_t an_recv_from(anet *net, int node, const p2p_addr *a) { return an_tally_of(net, node, a)->recv_bytes; }
+
+/* Bytes host `node` sent to addresses that belong to no host of the network. */
+static inline uint64_t an_sent_to_strangers(anet *net, int node)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < net->nt; i++) {
+        if (net->t[i].node != node) continue;
+        int host = 0;
+        for (int k = 0; k < net->nn && !host; k++) host = p2p_addr_equal(&net->n[k].addr, &net->t[i].peer);
+        if (!host) sum += net->t[i].sent_bytes;
+    }
+    return sum;
+}
+
+static inline int an_node_of(const anet *net, const p2p_addr *a)
+{
+    for (int i = 0; i < net->nn; i++)
+        if (p2p_addr_equal(&net->n[i].addr, a)) return i;
+    return -1;
+}
+
+static inline p2p_stats an_stats(const anet *net, int i)
+{
+    p2p_stats s;
+    p2p_host_stats(net->n[i].h, &s);
+    return s;
+}
+
+static inline void an_events(anet *net, int i)
+{
+    an_node *x = &net->n[i];
+    p2p_event ev;
+    while (x->h && p2p_host_next_event(x->h, &ev)) {
+        switch (ev.type) {
+        case P2P_EV_JOIN: x->joins++; break;
+        case P2P_EV_LEAVE: x->leaves++; break;
+        case P2P_EV_ERROR:
+            x->errors++;
+            snprintf(x->err, sizeof x->err, "%.*s", (int)ev.len, (const char *)ev.data);
+            break;
+        case P2P_EV_MESSAGE: if (ev.broadcast) x->broadcasts++; else x->msgs++; break;
+        case P2P_EV_REPLY: x->replies++; break;
+        case P2P_EV_DATAGRAM: x->datagrams++; break;
+        case P2P_EV_REQUEST: x->requests++; break;
+        default: break;
+        }
+        if (net->on_event) net->on_event(net, i, &ev);
+    }
+}
+
+/* Moves host i's datagrams into the network (tallied) and hands its events out. */
+static inline void an_flush(anet *net, int i)
+{
+    an_node *x = &net->n[i];
+    static uint8_t buf[P2P_MAX_PACKET_PROBED];
+    for (int round = 0; round < 2 && x->h; round++) {
+        p2p_addr to;
+        size_t len;
+        while ((len = p2p_host_next_datagram(x->h, &to, buf, sizeof buf)) > 0) {
+            an_tally *t = an_tally_of(net, i, &to);
+            t->sent_bytes += len;
+            t->sent_pkts++;
+            if (net->cap_node == i && buf[0] == net->cap_type && len <= P2P_MAX_PACKET) {
+                int k = net->ncap < AN_CAPTURE ? net->ncap++ : AN_CAPTURE - 1;
+                memcpy(net->cap[k], buf, len);
+                net->cap_len[k] = len;
+                net->cap_to[k] = to;
+            }
+            if (net->qlen == AN_QCAP) { net->lost++; continue; }
+            an_pkt *p = &net->q[(net->qhead + net->qlen) % AN_QCAP];
+            p->from = x->addr;
+            p->to = to;
+            p->at = net->now + net->latency;
+            p->len = len;
+            p->data = malloc(len);
+            if (!p->data) abort();
+            memcpy(p->data, buf, len);
+            net->qlen++;
+        }
+        an_events(net, i);   /* handlers may queue more datagrams: a second round */
+    }
+}
+
+static inline void an_flush_all(anet *net)
+{
+    for (int i = 0; i < net->nn; i++) an_flush(net, i);
+}
+
+/* A host with a deterministic identity and randomness, at 192.0.2.(10 + index):4000.
+ * base (may be NULL) gives the other settings. Returns its index. */
+static inline int an_add(anet *net, const p2p_config *base)
+{
+    int i = net->nn;
+    if (i == AN_MAX) abort();
+    an_node *x = &net->n[i];
+    memset(x, 0, sizeof *x);
+    uint8_t seed[32];
+    memset(seed, 0xa7, sizeof seed);
+    seed[0] = (uint8_t)(i + 1);
+    p2p_identity_from_seed(&x->id, seed);
+    p2p_config c;
+    if (base) c = *base;
+    else p2p_config_init(&c);
+    c.identity = &x->id;
+    if (!c.seed) c.seed = 0x5eed0000u + (uint64_t)i;
+    if (!c.unix_us) c.unix_us = AN_EPOCH_US + net->now;
+    if (p2p_host_new(&x->h, &c, net->now)) { fprintf(stderr, "attack.h: p2p_host_new\n"); abort(); }
+    char text[32];
+    snprintf(text, sizeof text, "192.0.2.%d:4000", 10 + i);
+    x->addr = an_addr(text);
+    p2p_host_add_address(x->h, &x->addr, net->now);
+    net->nn++;
+    return i;
+}
+
+/* Delivers a datagram to host `to` now, as if it came from `from` (tallied). */
+static inline void an_inject(anet *net, int to, const p2p_addr *from, const uint8_t *d, size_t len)
+{
+    an_tally *t = an_tally_of(net, to, from);
+    t->recv_bytes += len;
+    t->recv_pkts++;
+    p2p_host_recv(net->n[to].h, from, d, len, net->now);
+    an_flush(net, to);
+}
+
+/* Runs the network for us microseconds of virtual time. */
+static inline void an_run(anet *net, uint64_t us)
+{
+    uint64_t end = net->now + us;
+    an_flush_all(net);
+    for (;;) {
+        uint64_t next = end;
+        if (net->qlen && net->q[net->qhead].at < next) next = net->q[net->qhead].at;
+        for (int i = 0; i < net->nn; i++) {
+            uint64_t d = net->n[i].h ? p2p_host_next_timeout(net->n[i].h) : P2P_TIME_NEVER;
+            if (d < next) next = d;
+        }
+        if (next > net->now) net->now = next;
+        while (net->qlen && net->q[net->qhead].at <= net->now) {
+            an_pkt p = net->q[net->qhead];
+            net->qhead = (net->qhead + 1) % AN_QCAP;
+            net->qlen--;
+            int dst = an_node_of(net, &p.to);
+            if (dst < 0 || !net->n[dst].h || (net->filter && !net->filter(net, &p))) {
+                net->lost++;
+            } else {
+                an_tally *t = an_tally_of(net, dst, &p.from);
+                t->recv_bytes += p.len;
+                t->recv_pkts++;
+                p2p_host_recv(net->n[dst].h, &p.from, p.data, p.len, net->now);
+                an_flush(net, dst);
+            }
+            free(p.data);
+        }
+        for (int i = 0; i < net->nn; i++) {
+            if (!net->n[i].h || p2p_host_next_timeout(net->n[i].h) > net->now) continue;
+            p2p_host_on_timeout(net->n[i].h, net->now);
+            an_flush(net, i);
+        }
+        if (net->now >= end) break;
+    }
+    an_flush_all(net);
+}
+
+/* Host a's handle for its connected session with host b, or 0. */
+static inline p2p_peer_handle an_handle(anet *net, int a, int b)
+{
+    return p2p_host_find(net->n[a].h, net->n[b].id.ed_pk);
+}
+
+/* Host a dials host b (pinning its id) and the network runs until both report the session,
+ * or for at most limit_us. Returns a's handle, or 0. */
+static inline p2p_peer_handle an_connect(anet *net, int a, int b, uint64_t limit_us)
+{
+    p2p_peer_handle ph = 0;
+    if (p2p_host_connect(net->n[a].h, &net->n[b].addr, net->n[b].id.ed_pk, net->now, &ph)) return 0;
+    uint64_t end = net->now + limit_us;
+    while (net->now < end) {
+        an_run(net, 10000);
+        if (an_handle(net, a, b) && an_handle(net, b, a)) return an_handle(net, a, b);
+    }
+    return 0;
+}
+
+/* Host a's session with host b, as the core holds it (the attacker's lever). */
+static inline p2p_peer *an_session(anet *net, int a, int b)
+{
+    return p2p_host_peer_get(net->n[a].h, an_handle(net, a, b));
+}
+
+/* Host a appends any stream record to its session with b; it goes out with the next run. */
+static inline int an_record(anet *net, int a, int b, uint8_t kind, const void *body, size_t len)
+{
+    p2p_peer *p = an_session(net, a, b);
+    if (!p) return P2P_ERR_PEER;
+    int rc = p2p_peer_append(net->n[a].h, p, kind, (const uint8_t *)body, len);
+    an_flush(net, a);
+    return rc;
+}
+
+/* Host a seals frames (plaintext pt) with its session keys for b and delivers the packet to b
+ * at once, from the address `from` claims (NULL: a's own). Returns the packet's length. */
+static inline size_t an_frames(anet *net, int a, int b, const uint8_t *pt, size_t ptlen,
+                               const p2p_addr *from)
+{
+    p2p_peer *p = an_session(net, a, b);
+    if (!p || ptlen + P2P_DATA_HEADER + P2P_TAG_LEN > P2P_MAX_PACKET_PROBED) return 0;
+    static uint8_t pkt[P2P_MAX_PACKET_PROBED];
+    size_t n = p2p_peer_seal_extra(p, pt, ptlen, pkt, net->now);
+    if (!n) return 0;
+    an_inject(net, b, from ? from : &net->n[a].addr, pkt, n);
+    return n;
+}
+
+/* Starts capturing the packets of one type (P2P_PKT_*) that host `node` sends. */
+static inline void an_capture(anet *net, int node, uint8_t type)
+{
+    net->cap_node = node;
+    net->cap_type = type;
+    net->ncap = 0;
+}
+
+#endif
