@@ -171,3 +171,33 @@ int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b)
         return memcmp(a->ip, b->ip, 8) == 0;
     return 1; /* two unset addresses: only family and port mean anything */
 }
+
+int p2p_addr_scope(const p2p_addr *a)
+{
+    static const uint8_t zero[16];
+    static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    const uint8_t *ip = a->ip;
+
+    if (a->port == 0)
+        return P2P_SCOPE_INVALID;
+    if (a->family == P2P_AF_INET4) {
+        if (ip[0] == 0 || ip[0] >= 224)          /* 0/8, multicast, reserved, broadcast */
+            return P2P_SCOPE_INVALID;
+        if (ip[0] == 127)
+            return P2P_SCOPE_LOOPBACK;
+        if (ip[0] == 10 || (ip[0] == 172 && (ip[1] & 0xf0) == 16) ||
+            (ip[0] == 192 && ip[1] == 168) || (ip[0] == 100 && (ip[1] & 0xc0) == 64) ||
+            (ip[0] == 169 && ip[1] == 254))
+            return P2P_SCOPE_PRIVATE;
+        return P2P_SCOPE_PUBLIC;
+    }
+    if (a->family != P2P_AF_INET6)
+        return P2P_SCOPE_INVALID;
+    if (memcmp(ip, zero, 16) == 0 || ip[0] == 0xff || memcmp(ip, mapped, 12) == 0)
+        return P2P_SCOPE_INVALID;
+    if (memcmp(ip, zero, 15) == 0 && ip[15] == 1)
+        return P2P_SCOPE_LOOPBACK;
+    if ((ip[0] & 0xfe) == 0xfc || (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80))
+        return P2P_SCOPE_PRIVATE;
+    return P2P_SCOPE_PUBLIC;
+}

@@ -176,6 +176,22 @@ void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n)
     h->mem = h->mem > n ? h->mem - n : 0;
 }
 
+int p2p_host_may_send_learned(const p2p_host *h, const p2p_addr *a)
+{
+    int scope = p2p_addr_scope(a);
+    if (scope == P2P_SCOPE_INVALID) return 0;
+    if (scope == P2P_SCOPE_PUBLIC) return 1;
+    for (size_t i = 0; i < h->mesh.naddr; i++)
+        if (p2p_addr_scope(&h->mesh.addrs[i]) == scope) return 1;
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        const p2p_peer *p = h->slots[i];
+        if (p && p->state == P2P_S_CONNECTED && p->addr.family != P2P_AF_RELAY &&
+            p2p_addr_scope(&p->addr) == scope)
+            return 1;
+    }
+    return 0;
+}
+
 p2p_peer *p2p_host_peer_get(const p2p_host *h, p2p_peer_handle handle)
 {
     size_t slot = handle & 0xffff;

@@ -256,6 +256,13 @@ int p2p_host_id_listed(const uint8_t (*list)[32], size_t n, const uint8_t id[32]
 int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n);
 void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n);
 
+/* 1 when the node may send to an address it learned from the network (a member record, an
+ * introduction, an advertised or observed address): never to an INVALID one, to a PUBLIC one
+ * always, and to a LOOPBACK or PRIVATE one only while the node is on such a network itself
+ * (one of its own addresses, or the address of a connected peer, has that scope). Addresses
+ * the application gave (connect) are the application's choice and are not checked. */
+int p2p_host_may_send_learned(const p2p_host *h, const p2p_addr *a);
+
 /* p2p_mesh.c */
 const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32]);
 

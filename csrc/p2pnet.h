@@ -80,6 +80,14 @@ int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap);
 /* 1 when a and b are the same endpoint, else 0. */
 int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b);
 
+/* What kind of network an address is on (docs/PROTOCOL.md section 9.2). INVALID: not a
+ * unicast endpoint anyone may be sent to (no family, port 0, unspecified, multicast,
+ * broadcast, reserved 240.0.0.0/4, or an IPv4-mapped IPv6 address). LOOPBACK: 127.0.0.0/8,
+ * ::1. PRIVATE: 10/8, 172.16/12, 192.168/16, 100.64/10 (carrier-grade NAT), 169.254/16,
+ * fc00::/7, fe80::/10. PUBLIC: everything else. */
+enum { P2P_SCOPE_INVALID = 0, P2P_SCOPE_LOOPBACK = 1, P2P_SCOPE_PRIVATE = 2, P2P_SCOPE_PUBLIC = 3 };
+int p2p_addr_scope(const p2p_addr *a);
+
 /* ---- identity ------------------------------------------------------------------------- */
 
 /* An Ed25519 identity with its X25519 static key. Holds secrets: wipe with

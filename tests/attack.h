@@ -49,12 +49,17 @@ typedef struct an_node {
 
 struct anet;
 typedef void (*an_event_fn)(struct anet *net, int node, const p2p_event *ev);
-/* Returns 0 to lose the datagram on the way (loss, blackholes, firewalls). */
-typedef int (*an_filter_fn)(struct anet *net, const an_pkt *pkt);
+/* Returns 0 to lose the datagram on the way (loss, blackholes, firewalls). It may change the
+ * datagram's bytes (corruption, within len) or its addresses. */
+typedef int (*an_filter_fn)(struct anet *net, an_pkt *pkt);
 
 typedef struct anet {
     an_node n[AN_MAX];
     int nn;
+    /* a host's public address as others see it, when set (a NAT that rebinds): its datagrams
+     * leave from `nat`, and datagrams to `nat` reach it */
+    int has_nat[AN_MAX];
+    p2p_addr nat[AN_MAX];
     an_pkt *q;                  /* FIFO ring: one latency for all, so delivery is in order */
     size_t qhead, qlen;
     uint64_t now, latency;
@@ -131,8 +136,16 @@ static inline uint64_t an_sent_to_strangers(anet *net, int node)
 static inline int an_node_of(const anet *net, const p2p_addr *a)
 {
     for (int i = 0; i < net->nn; i++)
-        if (p2p_addr_equal(&net->n[i].addr, a)) return i;
+        if (net->has_nat[i] ? p2p_addr_equal(&net->nat[i], a) : p2p_addr_equal(&net->n[i].addr, a))
+            return i;
     return -1;
+}
+
+/* From now on host i is seen at `pub` (a new port, or a new address): a NAT rebinding. */
+static inline void an_rebind(anet *net, int i, const p2p_addr *pub)
+{
+    net->has_nat[i] = 1;
+    net->nat[i] = *pub;
 }
 
 static inline p2p_stats an_stats(const anet *net, int i)
@@ -184,7 +197,7 @@ static inline void an_flush(anet *net, int i)
             }
             if (net->qlen == AN_QCAP) { net->lost++; continue; }
             an_pkt *p = &net->q[(net->qhead + net->qlen) % AN_QCAP];
-            p->from = x->addr;
+            p->from = net->has_nat[i] ? net->nat[i] : x->addr;
             p->to = to;
             p->at = net->now + net->latency;
             p->len = len;
