@@ -3,6 +3,7 @@
  * build itself: HMAC-BLAKE2b (libsodium only has BLAKE2b's keyed mode, which is a different
  * function and does not reproduce the Noise vectors) and the Noise HKDF on top of it.
  */
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -128,6 +129,100 @@ int p2p_aead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n,
         return P2P_ERR_CRYPTO;
     }
     return 0;
+}
+
+void p2p_xaead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN],
+                    const uint8_t nonce[P2P_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+                    const uint8_t *pt, size_t ptlen)
+{
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out, NULL, pt, ptlen, ad, adlen, NULL, nonce,
+                                               key);
+}
+
+int p2p_xaead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN],
+                   const uint8_t nonce[P2P_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+                   const uint8_t *ct, size_t ctlen)
+{
+    if (ctlen < P2P_TAG_LEN)
+        return P2P_ERR_CRYPTO;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, ct, ctlen, ad, adlen, nonce,
+                                                   key) != 0) {
+        memset(out, 0, ctlen - P2P_TAG_LEN);
+        return P2P_ERR_CRYPTO;
+    }
+    return 0;
+}
+
+/* ---- network key ---------------------------------------------------------------------- */
+
+#define PSK_CACHE 4
+
+/* Entries are found by a keyed hash of the network key, under a key drawn once per process,
+ * so the table holds nothing an offline guesser could test candidates against quickly. */
+static pthread_mutex_t psk_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    int used;
+    uint64_t last;
+    uint8_t tag[P2P_KEY_LEN];
+    uint8_t psk[P2P_KEY_LEN];
+} psk_cache[PSK_CACHE];
+static uint8_t psk_tag_key[P2P_KEY_LEN];
+static int psk_tag_keyed;
+static uint64_t psk_clock, psk_derivations;
+
+int p2p_network_psk(uint8_t psk[P2P_KEY_LEN], const uint8_t *key, size_t len)
+{
+    static const uint8_t salt[] = P2P_NETKEY_SALT;
+    uint8_t tag[P2P_KEY_LEN];
+    int rc = 0, i, victim = 0;
+
+    _Static_assert(sizeof salt - 1 == crypto_pwhash_SALTBYTES, "the salt is 16 bytes");
+    if (p2p_crypto_init() != 0)
+        return P2P_ERR_CRYPTO;
+    pthread_mutex_lock(&psk_lock);
+    if (!psk_tag_keyed) {
+        randombytes_buf(psk_tag_key, sizeof psk_tag_key);
+        psk_tag_keyed = 1;
+    }
+    p2p_blake2b(tag, sizeof tag, psk_tag_key, sizeof psk_tag_key, key, len, NULL, 0);
+    psk_clock++;
+    for (i = 0; i < PSK_CACHE; i++) {
+        if (psk_cache[i].used && sodium_memcmp(psk_cache[i].tag, tag, sizeof tag) == 0) {
+            memcpy(psk, psk_cache[i].psk, P2P_KEY_LEN);
+            psk_cache[i].last = psk_clock;
+            goto out;
+        }
+        if (!psk_cache[i].used || psk_cache[i].last < psk_cache[victim].last)
+            victim = i;
+        if (!psk_cache[i].used)
+            break;
+    }
+    /* Held across the derivation: two threads asking for the same key derive it once. */
+    if (crypto_pwhash(psk, P2P_KEY_LEN, (const char *)key, len, salt, P2P_NETKEY_OPSLIMIT,
+                      P2P_NETKEY_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+        sodium_memzero(psk, P2P_KEY_LEN);
+        rc = P2P_ERR_NOMEM;
+        goto out;
+    }
+    psk_derivations++;
+    psk_cache[victim].used = 1;
+    psk_cache[victim].last = psk_clock;
+    memcpy(psk_cache[victim].tag, tag, sizeof tag);
+    memcpy(psk_cache[victim].psk, psk, P2P_KEY_LEN);
+out:
+    pthread_mutex_unlock(&psk_lock);
+    sodium_memzero(tag, sizeof tag);
+    return rc;
+}
+
+uint64_t p2p_network_psk_derivations(void)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&psk_lock);
+    n = psk_derivations;
+    pthread_mutex_unlock(&psk_lock);
+    return n;
 }
 
 int p2p_dh(uint8_t out[32], const uint8_t sk[32], const uint8_t pk[32])

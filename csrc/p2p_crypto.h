@@ -62,6 +62,28 @@ int p2p_ed_keypair_from_seed(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[
  * Returns 0 or P2P_ERR_CRYPTO. */
 int p2p_ed_sk_to_x(uint8_t x_sk[32], const uint8_t ed_sk[64]);
 
+/* XChaCha20-Poly1305-IETF with a random 24-byte nonce (COOKIE replies, which have no counter).
+ * seal writes ptlen + 16 bytes to out; open returns 0 or P2P_ERR_CRYPTO (out zeroed). */
+#define P2P_XNONCE_LEN 24
+void p2p_xaead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN],
+                    const uint8_t nonce[P2P_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+                    const uint8_t *pt, size_t ptlen);
+int p2p_xaead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN],
+                   const uint8_t nonce[P2P_XNONCE_LEN], const uint8_t *ad, size_t adlen,
+                   const uint8_t *ct, size_t ctlen);
+
+/* The network key stretched into the 32-byte psk (docs/PROTOCOL.md section 1): Argon2id
+ * version 1.3 with the protocol's fixed salt and cost, so that an offline guess costs what
+ * the parameters say. The last few keys are remembered process-wide (under a mutex), so
+ * hosts made with the same key, by the hundred in tests, pay for it once. Returns 0,
+ * P2P_ERR_NOMEM (the 64 MiB of Argon2 memory could not be had) or P2P_ERR_CRYPTO. */
+#define P2P_NETKEY_SALT "p2pnet/1 network"   /* 16 bytes, no NUL */
+#define P2P_NETKEY_OPSLIMIT 2u               /* libsodium's INTERACTIVE values, fixed here */
+#define P2P_NETKEY_MEMLIMIT (64u * 1024u * 1024u)
+int p2p_network_psk(uint8_t psk[P2P_KEY_LEN], const uint8_t *key, size_t len);
+/* How many Argon2id derivations this process ran (cache misses), for tests. */
+uint64_t p2p_network_psk_derivations(void);
+
 /* Initialises libsodium; idempotent and thread-safe. Returns 0 or P2P_ERR_CRYPTO. */
 int p2p_crypto_init(void);
 /* n bytes of system randomness (never deterministic). */

@@ -1,8 +1,13 @@
 /*
- * p2p_handshake.c - INIT, RESP and FIN (docs/PROTOCOL.md section 2.1): the
+ * p2p_handshake.c - INIT, RESP, FIN and COOKIE (docs/PROTOCOL.md section 2.1): the
  * Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b handshake, the mac1 check that keeps a keyed node
  * silent and DH-free towards strangers, the identity payload that binds the Noise static key
  * to the Ed25519 id, and admission (expected id, allow, deny, on_request).
+ *
+ * What a responder does for an INIT is bounded before it does any Diffie-Hellman: a repeated
+ * INIT gets the RESP it already made; a replayed one (its ephemeral key was seen) gets
+ * nothing; under load an INIT without a valid mac2 gets a COOKIE and leaves no state; one
+ * source IP holds at most P2P_HALF_OPEN_PER_IP half-open handshakes, the node max_half_open.
  */
 #include "p2p_internal.h"
 
@@ -10,7 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INIT_PAYLOAD 56
+/* INIT: header (8), e (32), sealed zero payload (INIT_PAYLOAD + 16), mac1, mac2 */
+#define INIT_MAC1 (P2P_INIT_LEN - 2 * P2P_MAC_LEN)
+#define INIT_MAC2 (P2P_INIT_LEN - P2P_MAC_LEN)
+#define INIT_PAYLOAD (INIT_MAC1 - 8 - 32 - P2P_TAG_LEN)
+/* COOKIE: header (8), nonce (24), sealed cookie (16 + 16) */
+#define COOKIE_PKT_LEN (8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN)
 #define ID_PAYLOAD_MIN 97
 #define RESP_MIN (12 + 32 + 48 + ID_PAYLOAD_MIN + 16 + P2P_MAC_LEN)
 #define FIN_MIN (8 + 48 + ID_PAYLOAD_MIN + 16)
@@ -41,11 +51,171 @@ static void mac1(const p2p_host *h, const uint8_t *buf, size_t len, uint8_t out[
     p2p_blake2b(out, P2P_MAC_LEN, h->mac_key, 32, buf, len, NULL, 0);
 }
 
+/* mac1 in the last 16 bytes of buf[0..len) */
 static int mac1_ok(const p2p_host *h, const uint8_t *buf, size_t len)
 {
     uint8_t want[P2P_MAC_LEN];
     mac1(h, buf, len - P2P_MAC_LEN, want);
     return p2p_memcmp_ct(want, buf + len - P2P_MAC_LEN, P2P_MAC_LEN) == 0;
+}
+
+/* ---- keys and limits -------------------------------------------------------------------- */
+
+int p2p_hs_init(p2p_host *h, const p2p_config *cfg)
+{
+    h->max_half_open = cfg->max_half_open ? cfg->max_half_open : P2P_MAX_HALF_OPEN;
+    if (h->max_half_open > P2P_HALF_OPEN_LIMIT) return P2P_ERR_INVALID;
+    h->cookie_threshold = cfg->cookie_threshold ? cfg->cookie_threshold : h->max_half_open / 8;
+    if (!h->cookie_threshold) h->cookie_threshold = 1;
+    if (h->cookie_threshold > h->max_half_open) return P2P_ERR_INVALID;
+    if (cfg->network_key && cfg->network_key_len) {
+        int rc = p2p_network_psk(h->psk, cfg->network_key, cfg->network_key_len);
+        if (rc) return rc;
+    }
+    static const char mac_label[] = "p2pnet/1 mac1";
+    p2p_blake2b(h->mac_key, 32, NULL, 0, (const uint8_t *)mac_label, sizeof mac_label - 1,
+                h->psk, 32);
+    static const char cookie_label[] = "p2pnet/1 cookie";
+    p2p_blake2b(h->cookie_key, 32, NULL, 0, (const uint8_t *)cookie_label,
+                sizeof cookie_label - 1, h->psk, 32);
+    return 0;
+}
+
+/* The secrets only the responder side needs, drawn when first needed (the host's random
+ * source is not running yet when p2p_hs_init is called). */
+static void hs_keys(p2p_host *h, uint64_t now)
+{
+    if (h->hs_keyed) return;
+    h->hs_keyed = 1;
+    p2p_rng_bytes(&h->rng, h->replay_key, sizeof h->replay_key);
+    p2p_rng_bytes(&h->rng, h->cookie_secret, sizeof h->cookie_secret);
+    h->cookie_rotated = now;
+    h->replay_at = now;
+}
+
+/* ---- load, cookies and mac2 ------------------------------------------------------------- */
+
+static int under_load(p2p_host *h)
+{
+    h->stats.under_load = h->n_half_open >= h->cookie_threshold;
+    return (int)h->stats.under_load;
+}
+
+/* An address as bytes for the cookie MAC: family, IP (4 or 16 bytes), port. */
+static size_t addr_bytes(const p2p_addr *a, uint8_t out[19])
+{
+    size_t n = a->family == P2P_AF_INET4 ? 4 : 16;
+    out[0] = a->family;
+    memcpy(out + 1, a->ip, n);
+    out[1 + n] = (uint8_t)(a->port & 0xff);
+    out[2 + n] = (uint8_t)(a->port >> 8);
+    return 3 + n;
+}
+
+static void cookie_for(const uint8_t secret[32], const p2p_addr *a, uint8_t out[P2P_COOKIE_LEN])
+{
+    uint8_t ab[19];
+    size_t n = addr_bytes(a, ab);
+    p2p_blake2b(out, P2P_COOKIE_LEN, secret, 32, ab, n, NULL, 0);
+}
+
+static void rotate_cookie_secret(p2p_host *h, uint64_t now)
+{
+    if (now - h->cookie_rotated < P2P_COOKIE_ROTATE_US) return;
+    /* A secret older than two periods is no use as the previous one either. */
+    if (now - h->cookie_rotated < 2 * (uint64_t)P2P_COOKIE_ROTATE_US)
+        memcpy(h->cookie_secret[1], h->cookie_secret[0], 32);
+    else
+        p2p_rng_bytes(&h->rng, h->cookie_secret[1], 32);
+    p2p_rng_bytes(&h->rng, h->cookie_secret[0], 32);
+    h->cookie_rotated = now;
+}
+
+static void mac2(const uint8_t cookie[P2P_COOKIE_LEN], const uint8_t *init, uint8_t out[P2P_MAC_LEN])
+{
+    p2p_blake2b(out, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN, init, INIT_MAC2, NULL, 0);
+}
+
+/* The INIT carries a mac2 made with the cookie for its source, under the current or the
+ * previous secret. */
+static int mac2_ok(p2p_host *h, const p2p_addr *from, const uint8_t *init)
+{
+    for (int i = 0; i < 2; i++) {
+        uint8_t cookie[P2P_COOKIE_LEN], want[P2P_MAC_LEN];
+        cookie_for(h->cookie_secret[i], from, cookie);
+        mac2(cookie, init, want);
+        p2p_wipe(cookie, sizeof cookie);
+        if (p2p_memcmp_ct(want, init + INIT_MAC2, P2P_MAC_LEN) == 0) return 1;
+    }
+    return 0;
+}
+
+/* The COOKIE reply: no state, never larger than the INIT it answers. */
+static void send_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *init)
+{
+    uint8_t pkt[COOKIE_PKT_LEN], cookie[P2P_COOKIE_LEN];
+    pkt[0] = P2P_PKT_COOKIE;
+    pkt[1] = P2P_PROTOCOL_VERSION;
+    pkt[2] = pkt[3] = 0;
+    memcpy(pkt + 4, init + 4, 4);     /* the INIT's sender_index */
+    p2p_rng_bytes(&h->rng, pkt + 8, P2P_XNONCE_LEN);
+    cookie_for(h->cookie_secret[0], from, cookie);
+    p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, h->cookie_key, pkt + 8, init + INIT_MAC1,
+                   P2P_MAC_LEN, cookie, sizeof cookie);
+    p2p_wipe(cookie, sizeof cookie);
+    h->stats.cookies_sent++;
+    p2p_host_txq_push(h, from, pkt, sizeof pkt);
+}
+
+/* The initiator's cookie for an address, when it holds one that is still fresh. */
+static p2p_hs_cookie *cookie_held(p2p_host *h, const p2p_addr *a, uint64_t now)
+{
+    for (size_t i = 0; i < P2P_HS_COOKIES; i++) {
+        p2p_hs_cookie *c = &h->hs_cookies[i];
+        if (c->at && now - c->at < P2P_COOKIE_ROTATE_US && p2p_addr_equal(&c->addr, a)) return c;
+    }
+    return NULL;
+}
+
+/* ---- the replay cache of INIT ephemeral keys -------------------------------------------- */
+
+/* Two generations of an open-addressing set of 64-bit keyed fingerprints; a key counts as
+ * seen while it is in either. A generation is retired after P2P_REPLAY_GEN_MAX inserts (so
+ * the sets stay at most half full) or after P2P_COOKIE_ROTATE_US. */
+static uint64_t replay_fp(const p2p_host *h, const uint8_t e[32])
+{
+    uint8_t d[8];
+    p2p_blake2b(d, sizeof d, h->replay_key, sizeof h->replay_key, e, 32, NULL, 0);
+    uint64_t fp = p2p_get_u64(d);
+    return fp ? fp : 1;    /* 0 marks an empty slot */
+}
+
+static int replay_in(const uint64_t *set, uint64_t fp)
+{
+    for (size_t i = 0, k = fp % P2P_REPLAY_SLOTS; i < P2P_REPLAY_SLOTS; i++, k = (k + 1) % P2P_REPLAY_SLOTS) {
+        if (set[k] == fp) return 1;
+        if (!set[k]) return 0;
+    }
+    return 0;
+}
+
+static int replay_seen(const p2p_host *h, uint64_t fp)
+{
+    return replay_in(h->replay_set[0], fp) || replay_in(h->replay_set[1], fp);
+}
+
+static void replay_add(p2p_host *h, uint64_t fp, uint64_t now)
+{
+    if (h->replay_n >= P2P_REPLAY_GEN_MAX || now - h->replay_at >= P2P_COOKIE_ROTATE_US) {
+        memcpy(h->replay_set[1], h->replay_set[0], sizeof h->replay_set[0]);
+        memset(h->replay_set[0], 0, sizeof h->replay_set[0]);
+        h->replay_n = 0;
+        h->replay_at = now;
+    }
+    size_t k = fp % P2P_REPLAY_SLOTS;
+    while (h->replay_set[0][k]) k = (k + 1) % P2P_REPLAY_SLOTS;
+    h->replay_set[0][k] = fp;
+    h->replay_n++;
 }
 
 static uint32_t own_window(const p2p_host *h)
@@ -92,8 +262,28 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     return w.bad ? 0 : (size_t)(w.p - out);
 }
 
+/* Noise reads and writes with their X25519 operations counted in stats.work_dh. */
+static int nz_read(p2p_host *h, p2p_noise *n, const uint8_t *msg, size_t len, uint8_t *payload,
+                   size_t cap, size_t *plen)
+{
+    uint32_t before = n->dh_ops;
+    int rc = p2p_noise_read(n, msg, len, payload, cap, plen);
+    h->stats.work_dh += n->dh_ops - before;
+    return rc;
+}
+
+static int nz_write(p2p_host *h, p2p_noise *n, const uint8_t *payload, size_t plen,
+                    uint8_t *out, size_t cap, size_t *outlen)
+{
+    uint32_t before = n->dh_ops;
+    int rc = p2p_noise_write(n, &h->rng, payload, plen, out, cap, outlen);
+    h->stats.work_dh += n->dh_ops - before;
+    return rc;
+}
+
 /* Decodes and verifies an identity payload against the static key Noise authenticated. */
-static int read_payload(const uint8_t *buf, size_t len, const uint8_t rs[32], id_payload *out)
+static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8_t rs[32],
+                        id_payload *out)
 {
     p2p_rd r;
     p2p_rd_init(&r, buf, len);
@@ -144,6 +334,7 @@ static int read_payload(const uint8_t *buf, size_t len, const uint8_t rs[32], id
     uint8_t signed_msg[sizeof binding_label - 1 + 32];
     memcpy(signed_msg, binding_label, sizeof binding_label - 1);
     memcpy(signed_msg + sizeof binding_label - 1, rs, 32);
+    h->stats.work_verify++;
     if (p2p_verify(sig, signed_msg, sizeof signed_msg, pk)) return P2P_ERR_CRYPTO;
     uint8_t x[32];
     if (p2p_ed_to_x_public(x, pk) || p2p_memcmp_ct(x, rs, 32)) return P2P_ERR_CRYPTO;
@@ -166,12 +357,15 @@ static void adopt_payload(p2p_peer *p, const id_payload *idp)
     memcpy(p->adv, idp->adv, sizeof p->adv);
 }
 
-static p2p_hs *hs_new(const p2p_host *h, int initiator, uint64_t now)
+static p2p_hs *hs_new(p2p_host *h, int initiator, uint64_t now)
 {
     p2p_hs *hs = calloc(1, sizeof *hs);
     if (!hs) return NULL;
-    if (p2p_noise_init(&hs->noise, P2P_NOISE_PROTOCOL, initiator, (const uint8_t *)P2P_PROLOGUE,
-                       sizeof P2P_PROLOGUE - 1, h->ident.x_sk, NULL, h->psk)) {
+    int rc = p2p_noise_init(&hs->noise, P2P_NOISE_PROTOCOL, initiator,
+                            (const uint8_t *)P2P_PROLOGUE, sizeof P2P_PROLOGUE - 1, h->ident.x_sk,
+                            NULL, h->psk);
+    h->stats.work_dh += hs->noise.dh_ops;
+    if (rc) {
         free(hs);
         return NULL;
     }
@@ -210,10 +404,11 @@ int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_put_u32(pkt + 4, p->local_index);
     uint8_t zeros[INIT_PAYLOAD] = { 0 };
     size_t n = 0;
-    if (p2p_noise_write(&hs->noise, &h->rng, zeros, sizeof zeros, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
-        8 + n + P2P_MAC_LEN != P2P_INIT_LEN)
+    if (nz_write(h, &hs->noise, zeros, sizeof zeros, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
+        8 + n != INIT_MAC1)
         return P2P_ERR_CRYPTO;
-    mac1(h, pkt, 8 + n, pkt + 8 + n);
+    mac1(h, pkt, INIT_MAC1, pkt + INIT_MAC1);
+    memset(pkt + INIT_MAC2, 0, P2P_MAC_LEN);   /* mac2 is added per address, with a cookie */
     hs->pkt_len = P2P_INIT_LEN;
     p->state = P2P_S_INIT_SENT;
     schedule_resend(h, hs, now);
@@ -221,9 +416,23 @@ int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now)
     return 0;
 }
 
+/* The INIT to one address: with mac2 when a COOKIE from there said it is needed. */
+static void send_init_to(p2p_host *h, p2p_peer *p, const p2p_addr *to)
+{
+    const p2p_hs_cookie *c = cookie_held(h, to, h->now);
+    if (!c) {
+        p2p_host_txq_push(h, to, p->hs->pkt, p->hs->pkt_len);
+        return;
+    }
+    uint8_t pkt[P2P_INIT_LEN];
+    memcpy(pkt, p->hs->pkt, P2P_INIT_LEN);
+    mac2(c->cookie, pkt, pkt + INIT_MAC2);
+    p2p_host_txq_push(h, to, pkt, sizeof pkt);
+}
+
 void p2p_hs_send_init(p2p_host *h, p2p_peer *p)
 {
-    for (size_t i = 0; i < p->ncand; i++) p2p_host_txq_push(h, &p->cand[i], p->hs->pkt, p->hs->pkt_len);
+    for (size_t i = 0; i < p->ncand; i++) send_init_to(h, p, &p->cand[i]);
 }
 
 static int is_candidate(const p2p_peer *p, const p2p_addr *a)
@@ -233,14 +442,33 @@ static int is_candidate(const p2p_peer *p, const p2p_addr *a)
     return 0;
 }
 
+/* Strikes an address from an attempt's candidates. */
+static void drop_candidate(p2p_peer *p, const p2p_addr *a)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < p->ncand; i++)
+        if (!p2p_addr_equal(&p->cand[i], a)) p->cand[k++] = p->cand[i];
+    p->ncand = (uint8_t)k;
+    if (k && p2p_addr_equal(&p->addr, a)) p->addr = p->cand[0];
+}
+
 static int version_ok(const uint8_t *buf) { return buf[1] == P2P_PROTOCOL_VERSION && !buf[2] && !buf[3]; }
 
-static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_t init_index)
+/* The half-open handshake that an INIT repeats (same source, index and ephemeral key), and
+ * how many half-open handshakes the INIT's source IP holds. */
+static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_t init_index,
+                                uint64_t fp, size_t *same_ip)
 {
+    size_t ip_len = from->family == P2P_AF_INET4 ? 4 : 16;
+    *same_ip = 0;
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *p = h->slots[i];
-        if (p && p->state == P2P_S_HALF_OPEN && p->hs && p->hs->init_index == init_index &&
-            p2p_addr_equal(&p->addr, from))
+        if (!p || (p->state != P2P_S_HALF_OPEN && p->state != P2P_S_WAIT_ADMIT)) continue;
+        if (p->addr.family == from->family && memcmp(p->addr.ip, from->ip, ip_len) == 0 &&
+            (from->family != P2P_AF_RELAY || p->addr.port == from->port))
+            (*same_ip)++;
+        if (p->state == P2P_S_HALF_OPEN && p->hs && p->hs->init_index == init_index &&
+            p->hs->init_fp == fp && p2p_addr_equal(&p->addr, from))
             return p;
     }
     return NULL;
@@ -248,33 +476,56 @@ static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_
 
 void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
 {
-    if (len != P2P_INIT_LEN || !version_ok(buf) || !mac1_ok(h, buf, len)) {
+    /* The cheap checks come first; Diffie-Hellman only for an INIT that passes them all. */
+    if (len != P2P_INIT_LEN || !version_ok(buf) || !mac1_ok(h, buf, INIT_MAC2)) {
         h->stats.dropped++;
         return;
     }
+    hs_keys(h, now);
     uint32_t init_index = p2p_get_u32(buf + 4);
-    p2p_peer *p = find_half_open(h, from, init_index);
+    uint64_t fp = replay_fp(h, buf + 8);
+    size_t same_ip = 0;
+    p2p_peer *p = find_half_open(h, from, init_index, fp, &same_ip);
     if (p) {   /* a resent INIT: answer with the same RESP */
         p2p_host_txq_push(h, from, p->hs->pkt, p->hs->pkt_len);
         return;
     }
-    if (h->n_half_open >= P2P_MAX_HALF_OPEN) { h->stats.dropped++; return; }
+    if (replay_seen(h, fp)) {   /* its handshake ran already, from this source or another */
+        h->stats.dropped++;
+        h->stats.dropped_replay++;
+        return;
+    }
+    if (under_load(h)) {
+        rotate_cookie_secret(h, now);
+        if (!mac2_ok(h, from, buf)) {
+            send_cookie(h, from, buf);
+            return;
+        }
+    }
+    if (same_ip >= P2P_HALF_OPEN_PER_IP || h->n_half_open >= h->max_half_open) {
+        h->stats.dropped++;
+        h->stats.dropped_half_open++;
+        return;
+    }
     p = p2p_host_peer_new(h, 0, from);
     if (!p) { h->stats.dropped++; return; }
+    replay_add(h, fp, now);
     p->hs = hs_new(h, 0, now);
     p->state = P2P_S_HALF_OPEN;
     h->n_half_open++;
-    if (!p->hs) { p2p_host_peer_free(h, p); return; }
+    if (!p->hs) { p2p_host_peer_free(h, p); under_load(h); return; }
     p2p_hs *hs = p->hs;
     hs->init_index = init_index;
+    hs->init_fp = fp;
     p->remote_index = init_index;
     uint8_t payload[INIT_PAYLOAD + 16];
     size_t plen = 0;
     static const uint8_t zeros[INIT_PAYLOAD];
-    if (p2p_noise_read(&hs->noise, buf + 8, len - 8 - P2P_MAC_LEN, payload, sizeof payload, &plen) ||
+    if (nz_read(h, &hs->noise, buf + 8, INIT_MAC1 - 8, payload, sizeof payload, &plen) ||
         plen != INIT_PAYLOAD || memcmp(payload, zeros, INIT_PAYLOAD) != 0) {
         h->stats.dropped++;
         p2p_host_peer_free(h, p);
+        under_load(h);
         return;
     }
     uint8_t idp[160];
@@ -286,14 +537,45 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p2p_put_u32(pkt + 4, p->local_index);
     p2p_put_u32(pkt + 8, init_index);
     size_t n = 0;
-    if (!idlen || p2p_noise_write(&hs->noise, &h->rng, idp, idlen, pkt + 12,
-                                  P2P_MAX_PACKET - 12 - P2P_MAC_LEN, &n)) {
+    /* RESP is at most twice the INIT that asked for it: a spoofed INIT amplifies less. */
+    if (!idlen || nz_write(h, &hs->noise, idp, idlen, pkt + 12, 2 * P2P_INIT_LEN - 12 - P2P_MAC_LEN,
+                           &n)) {
         p2p_host_peer_free(h, p);
+        under_load(h);
         return;
     }
     mac1(h, pkt, 12 + n, pkt + 12 + n);
     hs->pkt_len = 12 + n + P2P_MAC_LEN;
+    under_load(h);
     p2p_host_txq_push(h, from, pkt, hs->pkt_len);
+}
+
+void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                      uint64_t now)
+{
+    p2p_peer *p = len == COOKIE_PKT_LEN ? p2p_host_by_index(h, p2p_get_u32(buf + 4)) : NULL;
+    uint8_t cookie[P2P_COOKIE_LEN];
+    if (!p || !p->initiator || p->state != P2P_S_INIT_SENT || !p->hs || !version_ok(buf) ||
+        !is_candidate(p, from) ||
+        p2p_xaead_open(cookie, h->cookie_key, buf + 8, p->hs->pkt + INIT_MAC1, P2P_MAC_LEN,
+                       buf + 8 + P2P_XNONCE_LEN, P2P_COOKIE_LEN + P2P_TAG_LEN)) {
+        h->stats.dropped++;
+        return;
+    }
+    p2p_hs_cookie *c = cookie_held(h, from, now);
+    int had = c != NULL;
+    if (!c) {   /* the oldest (or an empty) entry makes room */
+        c = &h->hs_cookies[0];
+        for (size_t i = 1; i < P2P_HS_COOKIES; i++)
+            if (h->hs_cookies[i].at < c->at) c = &h->hs_cookies[i];
+    }
+    c->addr = *from;
+    c->at = now ? now : 1;
+    memcpy(c->cookie, cookie, P2P_COOKIE_LEN);
+    p2p_wipe(cookie, sizeof cookie);
+    /* The first cookie from an address makes the INIT go there again at once; later ones
+     * only replace it, so COOKIEs never make an initiator send more than its schedule. */
+    if (!had) send_init_to(h, p, from);
 }
 
 /* Checks an authenticated id against this node's policy. Returns NULL when acceptable, or
@@ -375,6 +657,7 @@ static p2p_peer *own_attempt(const p2p_host *h, const p2p_peer *p)
 static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (p->state == P2P_S_WAIT_ADMIT || p->state == P2P_S_HALF_OPEN) h->n_half_open--;
+    under_load(h);
     p2p_hs_free(p);
     if (one_session(h, p)) {
         uint8_t pkt[P2P_MAX_PACKET];
@@ -408,6 +691,7 @@ static void refuse(p2p_host *h, p2p_peer *p)
     size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DENIED, pkt);
     if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
     p2p_host_peer_free(h, p);
+    under_load(h);
 }
 
 void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
@@ -423,10 +707,36 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     uint8_t payload[P2P_MAX_PACKET];
     size_t plen = 0;
     id_payload idp;
-    if (p2p_noise_read(&trial, buf + 12, len - 12 - P2P_MAC_LEN, payload, sizeof payload, &plen) ||
-        read_payload(payload, plen, p2p_noise_remote_static(&trial), &idp)) {
+    if (nz_read(h, &trial, buf + 12, len - 12 - P2P_MAC_LEN, payload, sizeof payload, &plen) ||
+        read_payload(h, payload, plen, p2p_noise_remote_static(&trial), &idp)) {
         p2p_noise_wipe(&trial);
         h->stats.dropped++;
+        return;
+    }
+    /* The id is checked before anything is taken from the payload. A candidate that answers
+     * for another node (or one this node refuses) is struck from the attempt, which goes on
+     * with the others; only when none is left does the attempt fail. */
+    int mismatch = p->has_expected && memcmp(p->expected, idp.ed_pk, 32) != 0;
+    const char *why = mismatch ? NULL : policy(h, idp.ed_pk);
+    if (mismatch || why) {
+        p2p_noise_wipe(&trial);
+        h->stats.dropped++;
+        if (p->ncand > 1) {
+            drop_candidate(p, from);
+            return;
+        }
+        p->addr = *from;
+        memcpy(p->id, idp.ed_pk, 32);
+        p->has_id = 1;
+        char want[65], got[65];
+        p2p_id_to_hex(idp.ed_pk, got);
+        if (mismatch) {
+            p2p_id_to_hex(p->expected, want);
+            if (!p->auto_dial) p2p_host_error(h, p, "peer id mismatch: expected %s, got %s", want, got);
+        } else if (!p->auto_dial) {
+            p2p_host_error(h, p, "peer %s %s", got, why);
+        }
+        p2p_host_peer_free(h, p);
         return;
     }
     p->hs->noise = trial;
@@ -435,21 +745,6 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p->remote_index = p2p_get_u32(buf + 4);
     adopt_payload(p, &idp);
     p->bootstrap = !p->auto_dial;
-    char want[65], got[65];
-    if (p->has_expected && memcmp(p->expected, p->id, 32) != 0) {
-        p2p_id_to_hex(p->expected, want);
-        p2p_id_to_hex(p->id, got);
-        if (!p->auto_dial) p2p_host_error(h, p, "peer id mismatch: expected %s, got %s", want, got);
-        p2p_host_peer_free(h, p);
-        return;
-    }
-    const char *why = policy(h, p->id);
-    if (why) {
-        p2p_id_to_hex(p->id, got);
-        if (!p->auto_dial) p2p_host_error(h, p, "peer %s %s", got, why);
-        p2p_host_peer_free(h, p);
-        return;
-    }
     /* The node dialled us at the same time and that session is already up: ours is
      * redundant (on both sides: without our FIN, its half-open entry simply expires). */
     for (size_t i = 0; i < h->slot_hwm; i++) {
@@ -469,7 +764,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     pkt[2] = pkt[3] = 0;
     p2p_put_u32(pkt + 4, p->remote_index);
     size_t n = 0;
-    if (!mlen || p2p_noise_write(&hs->noise, &h->rng, mine, mlen, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
+    if (!mlen || nz_write(h, &hs->noise, mine, mlen, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
         !p2p_noise_done(&hs->noise)) {
         p2p_host_error(h, p, "handshake failed");
         p2p_host_peer_free(h, p);
@@ -506,8 +801,9 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     uint8_t payload[P2P_MAX_PACKET];
     size_t plen = 0;
     id_payload idp;
-    if (p2p_noise_read(&trial, buf + 8, len - 8, payload, sizeof payload, &plen) ||
-        !p2p_noise_done(&trial) || read_payload(payload, plen, p2p_noise_remote_static(&trial), &idp)) {
+    if (nz_read(h, &trial, buf + 8, len - 8, payload, sizeof payload, &plen) ||
+        !p2p_noise_done(&trial) ||
+        read_payload(h, payload, plen, p2p_noise_remote_static(&trial), &idp)) {
         p2p_noise_wipe(&trial);
         h->stats.dropped++;
         return;
@@ -534,6 +830,7 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
             size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DUPLICATE, pkt);
             if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
             p2p_host_peer_free(h, p);
+            under_load(h);
             return;
         }
         p2p_hs_superseded(h, mine, now);
@@ -587,6 +884,7 @@ void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
             p2p_host_error(h, p, "connect to %s timed out", what);
         }
         p2p_host_peer_free(h, p);
+        under_load(h);
         return;
     }
     if (!p->initiator) return;

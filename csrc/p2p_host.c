@@ -49,14 +49,8 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->mem_limit = cfg->memory ? cfg->memory : P2P_DEFAULT_MEMORY;
     h->now = now;
     if (h->max_peers > 60000) { free(h); return P2P_ERR_INVALID; }
-    if (cfg->network_key && cfg->network_key_len) {
-        static const char label[] = "p2pnet/1 network key";
-        p2p_blake2b(h->psk, 32, NULL, 0, (const uint8_t *)label, sizeof label - 1,
-                    cfg->network_key, cfg->network_key_len);
-    }
-    static const char mac_label[] = "p2pnet/1 mac1";
-    p2p_blake2b(h->mac_key, 32, NULL, 0, (const uint8_t *)mac_label, sizeof mac_label - 1,
-                h->psk, 32);
+    int hrc = p2p_hs_init(h, cfg);    /* psk (network key stretched), mac1 and cookie keys */
+    if (hrc) { p2p_wipe(h, sizeof *h); free(h); return hrc; }
     p2p_rng_init(&h->rng, cfg->seed);
     p2p_rng_bytes(&h->rng, &h->instance, sizeof h->instance);
     int rc = copy_list(&h->allow, cfg->allow, cfg->allow_count);
@@ -65,7 +59,7 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->deny_count = cfg->deny_count;
     if (!rc) rc = p2p_mesh_init(h, cfg, now);
     if (!rc) rc = p2p_nat_init(h, cfg);
-    h->nslots = (size_t)h->max_peers + P2P_MAX_HALF_OPEN + 16;
+    h->nslots = (size_t)h->max_peers + h->max_half_open + 16;
     h->slots = calloc(h->nslots, sizeof *h->slots);
     h->gens = calloc(h->nslots, sizeof *h->gens);
     if (rc || !h->slots || !h->gens) {
@@ -378,6 +372,7 @@ static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size
     case P2P_PKT_INIT: p2p_hs_on_init(h, from, buf, len, h->now); break;
     case P2P_PKT_RESP: p2p_hs_on_resp(h, from, buf, len, h->now); break;
     case P2P_PKT_FIN: p2p_hs_on_fin(h, from, buf, len, h->now); break;
+    case P2P_PKT_COOKIE: p2p_hs_on_cookie(h, from, buf, len, h->now); break;
     case P2P_PKT_DATA: {
         if (len < P2P_DATA_HEADER + P2P_TAG_LEN) { h->stats.dropped++; break; }
         p2p_peer *p = p2p_host_by_index(h, p2p_get_u32(buf + 4));

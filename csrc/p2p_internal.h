@@ -59,6 +59,8 @@ typedef struct p2p_hs {            /* lives only while the handshake runs */
     size_t pkt_len;
     uint32_t init_index;           /* responder: the INIT's sender_index */
     uint64_t resend_at, interval, expire;
+    /* hardening (handshake): responder: the INIT's ephemeral key fingerprint (replay cache) */
+    uint64_t init_fp;
 } p2p_hs;
 
 typedef struct p2p_peer {
@@ -182,6 +184,21 @@ typedef struct p2p_txq_item {
     uint8_t data[];
 } p2p_txq_item;
 
+/* hardening (handshake): cookies under load, the cache of INIT ephemeral keys seen, and the
+ * caps on half-open handshakes (p2p_handshake.c, docs/PROTOCOL.md section 2.1). */
+#define P2P_HALF_OPEN_LIMIT 4096          /* largest max_half_open accepted */
+#define P2P_HALF_OPEN_PER_IP 8            /* half-open handshakes one source IP may hold */
+#define P2P_COOKIE_LEN 16
+#define P2P_COOKIE_ROTATE_US 120000000u   /* cookie secrets rotate, cookies expire: 120 s */
+#define P2P_HS_COOKIES 16                 /* cookies an initiator keeps, by address */
+#define P2P_REPLAY_SLOTS 2048             /* per generation of the replay cache */
+#define P2P_REPLAY_GEN_MAX 1024           /* inserts before a generation is retired */
+typedef struct p2p_hs_cookie {
+    p2p_addr addr;
+    uint64_t at;                          /* arrival; 0: empty */
+    uint8_t cookie[P2P_COOKIE_LEN];
+} p2p_hs_cookie;
+
 struct p2p_host {
     p2p_identity ident;
     uint8_t psk[32], mac_key[32];
@@ -226,6 +243,18 @@ struct p2p_host {
     p2p_nat nat;
     int mesh_dl_valid;                /* mesh_dl caches p2p_mesh_deadline() */
     uint64_t mesh_dl;
+
+    /* hardening (handshake) */
+    uint32_t max_half_open, cookie_threshold;
+    uint8_t cookie_key[32];           /* seals COOKIE replies: derived from the psk */
+    int hs_keyed;                     /* cookie_secret and replay_key drawn (at first use) */
+    uint8_t cookie_secret[2][32];     /* [0] current, [1] previous */
+    uint64_t cookie_rotated;          /* when [0] was drawn */
+    p2p_hs_cookie hs_cookies[P2P_HS_COOKIES];
+    uint8_t replay_key[32];           /* keys the fingerprints of INIT ephemeral keys */
+    uint64_t replay_set[2][P2P_REPLAY_SLOTS]; /* [0] current generation, [1] previous */
+    uint32_t replay_n;                /* inserts into [0] */
+    uint64_t replay_at;               /* when [0] was started */
 };
 
 /* p2p_host.c */
@@ -280,6 +309,11 @@ uint64_t p2p_hs_deadline(const p2p_peer *p);
 void p2p_hs_send_init(p2p_host *h, p2p_peer *p);
 /* Sends INIT to every candidate now and keeps resending at the punching pace. */
 void p2p_hs_punch_now(p2p_host *h, p2p_peer *p, uint64_t now);
+/* hardening (handshake): the psk (network key stretched), the mac1 and cookie keys and the
+ * half-open limits, from the configuration. Returns 0, P2P_ERR_INVALID or P2P_ERR_NOMEM. */
+int p2p_hs_init(p2p_host *h, const p2p_config *cfg);
+void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                      uint64_t now);
 
 /* p2p_peer.c */
 void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],

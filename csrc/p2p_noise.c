@@ -306,6 +306,7 @@ int p2p_noise_init(p2p_noise *hs, const char *protocol_name, int initiator,
     if (s) {
         memcpy(hs->s, s, 32);
         p2p_dh_public(hs->s_pub, hs->s);
+        hs->dh_ops++;
         hs->has_s = 1;
     }
     if (rs && (hs->initiator ? pre_resp_s : pre_init_s)) {
@@ -339,6 +340,7 @@ void p2p_noise_set_ephemeral(p2p_noise *hs, const uint8_t e[32])
 {
     memcpy(hs->e, e, 32);
     p2p_dh_public(hs->e_pub, hs->e);
+    hs->dh_ops++;
     hs->e_preset = 1;
 }
 
@@ -365,6 +367,7 @@ static int mix_dh(p2p_noise *hs, uint8_t tok)
     if (!have)
         return P2P_ERR_INVALID;
     rc = p2p_dh(out, priv, pub);
+    hs->dh_ops++;
     if (rc == 0)
         mix_key(hs, out, DHLEN);
     sodium_memzero(out, sizeof out);
@@ -414,6 +417,7 @@ int p2p_noise_write(p2p_noise *hs, p2p_rng *rng, const uint8_t *payload, size_t 
                     return P2P_ERR_INVALID;
                 p2p_rng_bytes(rng, hs->e, 32);
                 p2p_dh_public(hs->e_pub, hs->e);
+                hs->dh_ops++;
             }
             hs->has_e = 1;
             memcpy(out + pos, hs->e_pub, 32);

@@ -37,6 +37,7 @@ typedef struct p2p_noise {
     uint8_t rs[32], re[32];       /* remote static / ephemeral public */
     uint8_t has_s, has_e, has_rs, has_re, e_preset;
     uint8_t psk[32];
+    uint32_t dh_ops;        /* X25519 operations done (fixed-base ones too): work accounting */
 } p2p_noise;
 
 /* Starts a handshake for protocol_name (e.g. "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b").

@@ -10,9 +10,11 @@
 #include <stdint.h>
 
 /* Packet types (first byte of a datagram). */
-enum { P2P_PKT_INIT = 0x01, P2P_PKT_RESP = 0x02, P2P_PKT_FIN = 0x03, P2P_PKT_DATA = 0x04 };
+enum { P2P_PKT_INIT = 0x01, P2P_PKT_RESP = 0x02, P2P_PKT_FIN = 0x03, P2P_PKT_DATA = 0x04,
+       P2P_PKT_COOKIE = 0x05 /* hardening (handshake): the reply to INIT under load */ };
 #define P2P_PROTOCOL_VERSION 1
-#define P2P_INIT_LEN 128
+/* hardening (handshake): 160 with mac2, so that RESP (at most 272 bytes) stays under 2x */
+#define P2P_INIT_LEN 160
 #define P2P_DATA_HEADER 16
 
 /* Frame types. */

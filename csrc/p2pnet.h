@@ -373,6 +373,9 @@ typedef struct p2p_stats {
     uint64_t rekeys;           /* session key updates (both directions) */
     uint64_t work_dh;          /* X25519 operations done for handshakes */
     uint64_t work_verify;      /* Ed25519 signature checks */
+    /* hardening (handshake) */
+    uint64_t dropped_half_open; /* INITs refused because the half-open table, or the share
+                                * of it one source IP may hold (8), was full */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);
