@@ -15,12 +15,20 @@
  *      reports JOIN, its first DATA packet must open under the split keys. B = {1} must join.
  *   4  INIT with B as the Noise message (cut or zero-padded to size) + valid mac1
  *   5  B raw, from both the address A initiated to and the address it is responding to
+ *   6  A initiated: COOKIE = valid header + B (cut or zero-padded to size)
+ *   7  A initiated: a COOKIE sealed as the protocol says, holding B's first 16 bytes as the
+ *      cookie. A must resend its INIT at once, with mac2 made with that cookie.
+ *   8  A responding under load: an INIT with B's first 16 bytes as mac2 gets a COOKIE (at
+ *      most as large as the INIT); the same INIT with mac2 made from that cookie gets RESP.
  * Afterwards the handshake timers run through resend and expiry.
  */
 #include "fuzz_common.h"
 
-#define INIT_NOISE_LEN (P2P_INIT_LEN - 8 - P2P_MAC_LEN)             /* e + sealed payload */
+#define INIT_NOISE_LEN (P2P_INIT_LEN - 8 - 2 * P2P_MAC_LEN)         /* e + sealed payload */
 #define INIT_PAYLOAD_LEN (INIT_NOISE_LEN - 32 - P2P_TAG_LEN)
+#define INIT_MAC1 (8 + INIT_NOISE_LEN)
+#define INIT_MAC2 (INIT_MAC1 + P2P_MAC_LEN)
+#define COOKIE_PKT (8 + 24 + 16 + P2P_TAG_LEN)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -143,6 +151,7 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
     FZ_CHECK(p2p_noise_write(&hs, &rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
     FZ_CHECK(out == INIT_NOISE_LEN);
     mac1(a, pkt, 8 + out);
+    memset(pkt + INIT_MAC2, 0, P2P_MAC_LEN);
     p2p_host_recv(a, ga, pkt, P2P_INIT_LEN, now);
     size_t rlen = take(a, resp);
     FZ_CHECK(rlen > 12 + P2P_MAC_LEN && resp[0] == P2P_PKT_RESP);
@@ -184,10 +193,81 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
     fz_discard(a);
 }
 
+/* The first 16 bytes of body, zero-padded. */
+static void first16(const uint8_t *body, size_t len, uint8_t out[16]) {
+    memset(out, 0, 16);
+    memcpy(out, body, len < 16 ? len : 16);
+}
+
+static void a_gets_cookie(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t *body,
+                          size_t len, uint64_t now) {
+    p2p_peer_handle ph;
+    FZ_CHECK(p2p_host_connect(a, fa, NULL, now, &ph) == 0);
+    uint8_t init[P2P_MAX_PACKET], pkt[P2P_MAX_PACKET];
+    FZ_CHECK(take(a, init) == P2P_INIT_LEN);
+    memset(pkt, 0, COOKIE_PKT);
+    pkt[0] = P2P_PKT_COOKIE;
+    pkt[1] = P2P_PROTOCOL_VERSION;
+    memcpy(pkt + 4, init + 4, 4);
+    if (mode == 6) {
+        memcpy(pkt + 8, body, len > COOKIE_PKT - 8 ? COOKIE_PKT - 8 : len);
+        p2p_host_recv(a, fa, pkt, COOKIE_PKT, now);
+        fz_events(a, now);
+        fz_discard(a);
+        return;
+    }
+    uint8_t cookie[16], want[P2P_MAC_LEN];
+    first16(body, len, cookie);
+    if (len > 16) memcpy(pkt + 8, body + 16, len - 16 > 24 ? 24 : len - 16);   /* the nonce */
+    p2p_xaead_seal(pkt + 32, a->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN, cookie, 16);
+    p2p_host_recv(a, fa, pkt, COOKIE_PKT, now);
+    FZ_CHECK(take(a, pkt) == P2P_INIT_LEN);
+    FZ_CHECK(memcmp(pkt, init, INIT_MAC2) == 0);
+    p2p_blake2b(want, P2P_MAC_LEN, cookie, 16, init, INIT_MAC2, NULL, 0);
+    FZ_CHECK(memcmp(pkt + INIT_MAC2, want, P2P_MAC_LEN) == 0);
+    fz_discard(a);
+}
+
+static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, size_t len,
+                         uint64_t now) {
+    /* One half-open handshake from elsewhere puts A under load. */
+    a->cookie_threshold = 1;
+    uint8_t none[1] = {0};
+    p2p_addr other = fz_addr(4, 4000);
+    a_responds(a, &other, 2, none, 0, now);
+    p2p_noise hs;
+    p2p_rng rng;
+    p2p_rng_init(&rng, 4444);
+    FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
+                            sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
+    static const uint8_t zeros[INIT_PAYLOAD_LEN];
+    uint8_t pkt[P2P_MAX_PACKET], reply[P2P_MAX_PACKET], cookie[16];
+    pkt[0] = P2P_PKT_INIT;
+    pkt[1] = P2P_PROTOCOL_VERSION;
+    pkt[2] = pkt[3] = 0;
+    p2p_put_u32(pkt + 4, 0x5eed0003u);
+    size_t out = 0;
+    FZ_CHECK(p2p_noise_write(&hs, &rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
+    p2p_noise_wipe(&hs);
+    mac1(a, pkt, INIT_MAC1);
+    first16(body, len, pkt + INIT_MAC2);
+    p2p_host_recv(a, ga, pkt, P2P_INIT_LEN, now);
+    size_t n = take(a, reply);
+    FZ_CHECK(n == COOKIE_PKT && reply[0] == P2P_PKT_COOKIE && n <= P2P_INIT_LEN);
+    FZ_CHECK(memcmp(reply + 4, pkt + 4, 4) == 0);
+    FZ_CHECK(p2p_xaead_open(cookie, a->cookie_key, reply + 8, pkt + INIT_MAC1, P2P_MAC_LEN,
+                            reply + 32, 16 + P2P_TAG_LEN) == 0);
+    p2p_blake2b(pkt + INIT_MAC2, P2P_MAC_LEN, cookie, 16, pkt, INIT_MAC2, NULL, 0);
+    p2p_host_recv(a, ga, pkt, P2P_INIT_LEN, now);
+    n = take(a, reply);
+    FZ_CHECK(n > 0 && reply[0] == P2P_PKT_RESP && n <= 2 * P2P_INIT_LEN);
+    fz_discard(a);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     uint64_t now = 1000000;
-    int mode = data[0] % 6;
+    int mode = data[0] % 9;
     const uint8_t *body = data + 1;
     size_t len = size - 1;
     p2p_addr fa = fz_addr(2, 2000), ga = fz_addr(3, 3000);
@@ -212,6 +292,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fz_discard(a);
         break;
     }
+    case 6:
+    case 7:
+        a_gets_cookie(a, &fa, mode, body, len, now);
+        break;
+    case 8:
+        a_under_load(a, &ga, body, len, now);
+        break;
     default: {
         /* A both initiating (to fa) and half-open (for ga), then the raw bytes from each. */
         p2p_peer_handle ph;
