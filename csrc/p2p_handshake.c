@@ -455,11 +455,12 @@ static void drop_candidate(p2p_peer *p, const p2p_addr *a)
 static int version_ok(const uint8_t *buf) { return buf[1] == P2P_PROTOCOL_VERSION && !buf[2] && !buf[3]; }
 
 /* The half-open handshake that an INIT repeats (same source, index and ephemeral key), and
- * how many half-open handshakes the INIT's source IP holds. */
+ * how many half-open handshakes the INIT's source holds: its IPv4 address, its IPv6 /64 (one
+ * subscriber's usual allocation), or its relayed path. */
 static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_t init_index,
                                 uint64_t fp, size_t *same_ip)
 {
-    size_t ip_len = from->family == P2P_AF_INET4 ? 4 : 16;
+    size_t ip_len = from->family == P2P_AF_INET4 ? 4 : from->family == P2P_AF_INET6 ? 8 : 16;
     *same_ip = 0;
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *p = h->slots[i];

@@ -187,7 +187,8 @@ typedef struct p2p_txq_item {
 /* hardening (handshake): cookies under load, the cache of INIT ephemeral keys seen, and the
  * caps on half-open handshakes (p2p_handshake.c, docs/PROTOCOL.md section 2.1). */
 #define P2P_HALF_OPEN_LIMIT 4096          /* largest max_half_open accepted */
-#define P2P_HALF_OPEN_PER_IP 8            /* half-open handshakes one source IP may hold */
+#define P2P_HALF_OPEN_PER_IP 8            /* half-open handshakes one IPv4 address or IPv6 /64
+                                           * may hold */
 #define P2P_COOKIE_LEN 16
 #define P2P_COOKIE_ROTATE_US 120000000u   /* cookie secrets rotate, cookies expire: 120 s */
 #define P2P_HS_COOKIES 16                 /* cookies an initiator keeps, by address */

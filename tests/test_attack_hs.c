@@ -161,7 +161,8 @@ static void test_init_flood_cookies(void)
     an_free(&net);
 }
 
-/* One source IP cannot fill the half-open table: at most 8 half-open handshakes per IP. */
+/* One source cannot fill the half-open table: at most 8 half-open handshakes per IPv4 address
+ * or IPv6 /64, and max_half_open in all. */
 static void test_per_ip_cap(void)
 {
     anet net;
@@ -182,6 +183,18 @@ static void test_per_ip_cap(void)
     }
     T_EQ_INT(net.n[v].h->n_half_open, P2P_HALF_OPEN_PER_IP);
     T_EQ_INT(an_stats(&net, v).dropped_half_open, 60 - P2P_HALF_OPEN_PER_IP);
+    an_run(&net, 11000000);    /* they expire */
+    T_EQ_INT(net.n[v].h->n_half_open, 0);
+    /* an IPv6 /64 counts as one source */
+    for (int i = 0; i < 60; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "[2001:db8:1:2:%x::1]:4000", i + 1);
+        p2p_addr s = an_addr(text);
+        make_init(net.n[v].h, &rng, 0x2800u + (uint32_t)i, init);
+        an_inject(&net, v, &s, init, sizeof init);
+    }
+    T_EQ_INT(net.n[v].h->n_half_open, P2P_HALF_OPEN_PER_IP);
+    T_EQ_INT(an_stats(&net, v).dropped_half_open, 2 * (60 - P2P_HALF_OPEN_PER_IP));
     /* other sources fill the rest, up to max_half_open and no further */
     for (int i = 0; i < 80; i++) {
         p2p_addr s = spoofed(100 + i);
@@ -190,7 +203,7 @@ static void test_per_ip_cap(void)
     }
     T_EQ_INT(net.n[v].h->n_half_open, 64);
     /* a full table is "under load" too (the threshold is the table's size): COOKIEs */
-    T_EQ_INT(an_stats(&net, v).dropped_half_open, 60 - P2P_HALF_OPEN_PER_IP);
+    T_EQ_INT(an_stats(&net, v).dropped_half_open, 2 * (60 - P2P_HALF_OPEN_PER_IP));
     T_EQ_INT(an_stats(&net, v).cookies_sent, 80 - 56);
     /* sources that hold a valid cookie pass the COOKIE check but not the full table */
     for (int i = 0; i < 10; i++) {
@@ -205,7 +218,7 @@ static void test_per_ip_cap(void)
         T_EQ_INT(an_pkts_to(&net, v, &s), 0);
     }
     T_EQ_INT(net.n[v].h->n_half_open, 64);
-    T_EQ_INT(an_stats(&net, v).dropped_half_open, 60 - P2P_HALF_OPEN_PER_IP + 10);
+    T_EQ_INT(an_stats(&net, v).dropped_half_open, 2 * (60 - P2P_HALF_OPEN_PER_IP) + 10);
     T_EQ_INT(an_stats(&net, v).cookies_sent, 80 - 56);
     an_run(&net, 11000000);    /* they expire; an honest peer gets in */
     T_EQ_INT(net.n[v].h->n_half_open, 0);
