@@ -5,6 +5,7 @@
  * (tests/attack.h) and on the work counters, never on wall time. */
 #include "attack.h"
 
+#include <pthread.h>
 #include <sodium.h>
 
 #define INIT_MAC1 (P2P_INIT_LEN - 2 * P2P_MAC_LEN)
@@ -345,6 +346,30 @@ static void test_network_key(void)
     an_free(&net);
 }
 
+static void *derive_thread(void *arg)
+{
+    static const char key[] = "one key, four threads";
+    uint8_t *out = arg;
+    return (void *)(intptr_t)p2p_network_psk(out, (const uint8_t *)key, sizeof key - 1);
+}
+
+/* Hosts may be created on different threads: the cache is shared under a mutex, and a key
+ * asked for by four threads at once is derived once. */
+static void test_network_key_threads(void)
+{
+    uint64_t derived = p2p_network_psk_derivations();
+    pthread_t t[4];
+    uint8_t out[4][32];
+    for (int i = 0; i < 4; i++) T_EQ_INT(pthread_create(&t[i], NULL, derive_thread, out[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc;
+        pthread_join(t[i], &rc);
+        T_EQ_INT((intptr_t)rc, 0);
+    }
+    T_EQ_INT(p2p_network_psk_derivations() - derived, 1);
+    for (int i = 1; i < 4; i++) T_EQ_MEM(out[i], out[0], 32);
+}
+
 /* COOKIEs are taken only for an attempt in INIT_SENT, from one of its candidates, and when
  * they decrypt; the initiator keeps one 120 s and puts mac2 in every INIT to that address. */
 static void test_cookie_rules(void)
@@ -452,6 +477,7 @@ int main(void)
     T_RUN(test_resp_ratio);
     T_RUN(test_lying_candidate);
     T_RUN(test_network_key);
+    T_RUN(test_network_key_threads);
     T_RUN(test_cookie_rules);
     T_RUN(test_work_counters);
     return t_summary("test_attack_hs");
