@@ -672,8 +672,10 @@ static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *da
     }
     int refused = 0;
     if (off > p->r_base) {
-        /* Out of order: held as a piece, merged with its neighbours. */
+        /* Out of order: held as a piece, merged with its neighbours. The tree's priorities
+         * start from the node's randomness, which the peer cannot predict. */
         p2p_budget b = peer_budget(p);
+        while (!p->r_pieces.seed) p->r_pieces.seed = p2p_rng_u32(&h->rng);
         if (p2p_pieces_add(&p->r_pieces, off, data, (size_t)len, p->r_base, p->r_granted, &b)) {
             h->stats.dropped_budget++;
             refused = 1;

@@ -139,8 +139,7 @@ static uint32_t next_prio(p2p_pieces *q)
 {
     /* xorshift32. The peer never learns the priorities, so it cannot shape the tree; and the
      * piece cap bounds its depth whatever happens. */
-    uint32_t x = q->seed ? q->seed : 0x9e3779b9u ^ (uint32_t)(uintptr_t)q;
-    if (!x) x = 1;
+    uint32_t x = q->seed ? q->seed : 0x9e3779b9u;
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;

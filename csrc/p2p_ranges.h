@@ -67,7 +67,8 @@ typedef struct p2p_pieces {
     uint64_t bytes;             /* stream bytes held */
     uint64_t held;              /* bytes allocated for them (nodes and buffers), as charged */
     uint64_t work;              /* tree nodes visited in all: a CPU measure for tests */
-    uint32_t seed;              /* priorities; zero-initialised state is valid */
+    uint32_t seed;              /* priorities: the owner seeds it with unpredictable bits
+                                 * (0 falls back to a fixed seed) */
 } p2p_pieces;
 
 /* All zero is an empty set: init is memset. */
