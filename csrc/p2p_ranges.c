@@ -281,14 +281,16 @@ int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len,
     if (!m.count && q->n >= P2P_PIECES_MAX) { rc = P2P_ERR_LIMIT; goto restore; }
 
     /* The largest piece's buffer when it has room, else a new one that leaves as much room
-     * again on the side(s) it grows, within [room_lo, room_hi). */
+     * again on the side it grows, within [room_lo, room_hi). */
     int grow = !base || base->start > ulo || base->start + base->cap < m.end;
     uint64_t front = 0, back = 0;
     if (grow && base) {
         uint64_t fmax = ulo > room_lo ? ulo - room_lo : 0;
         uint64_t bmax = room_hi > m.end ? room_hi - m.end : 0;
-        if (ulo < base->off) front = span < fmax ? span : fmax;
+        /* Streams grow upwards: room at the back when the piece grows there, at the front only
+         * when it grows there alone, so a buffer is never more than twice what it holds. */
         if (m.end > base->off + base->len) back = span < bmax ? span : bmax;
+        else if (ulo < base->off) front = span < fmax ? span : fmax;
     }
     int64_t kept = base ? (int64_t)(sizeof *base + base->cap) : 0;
     int64_t delta;

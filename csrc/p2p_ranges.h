@@ -37,7 +37,7 @@ void p2p_rangeset_trim(p2p_rangeset *s, size_t max);
  * by stream offset: finding, inserting and removing a piece costs O(log n). Pieces never touch:
  * one that arrives next to or over another is merged with it into one contiguous buffer, the
  * smaller copied into the larger, and a buffer that grows keeps as much room again on the side
- * it grew (never past the bounds the caller gives), so a piece extended a byte at a time costs
+ * it grew (the back when both; never past the bounds the caller gives), so a piece extended a byte at a time costs
  * amortised O(1) per byte (each byte copied O(log n) times in merges). At most P2P_PIECES_MAX pieces are held, and every byte allocated
  * (buffers and nodes) is charged to a budget: an add that would pass either is refused whole. */
 #define P2P_PIECES_MAX 1024

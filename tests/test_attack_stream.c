@@ -204,6 +204,67 @@ static void test_record_header_claims_max_message(void)
     an_free(&net);
 }
 
+/* Whatever the attacker sends - a header that claims max_message, its body in order, pieces
+ * all over the window, PINGs - the victim never holds more than its budget for it. */
+static void test_whatever_it_sends(void)
+{
+    p2p_config c;
+    p2p_config_init(&c);
+    c.peer_memory = 2u << 20;
+    anet net;
+    p2p_peer *v = setup(&net, &c);
+    T_CHECK(v != NULL);
+    if (!v) { an_free(&net); return; }
+    p2p_record rec = { P2P_REC_MESSAGE, 1, 0, 0, P2P_DEFAULT_MAX_MESSAGE };
+    uint8_t pt[1200], hdr[P2P_RECORD_HEADER_MAX], junk[1100];
+    memset(junk, 0x33, sizeof junk);
+    size_t hl = p2p_record_encode(hdr, &rec);
+    p2p_wr w;
+    p2p_wr_init(&w, pt, sizeof pt);
+    p2p_frame_put_stream_header(&w, v->r_base, hl);
+    p2p_wr_bytes(&w, hdr, hl);
+    an_frames(&net, ATTACKER, VICTIM, pt, (size_t)(w.p - pt), NULL);
+    uint32_t x = 2024;
+    uint64_t most = 0, most_seen = 0;
+    for (int i = 0; i < 20000; i++) {
+        v = an_session(&net, VICTIM, ATTACKER);
+        if (!v) break;
+        x = x * 1103515245u + 12345u;
+        unsigned kind = (x >> 16) % 10;
+        x = x * 1103515245u + 12345u;
+        size_t len = 1 + (x >> 8) % sizeof junk;
+        uint64_t span = v->r_granted - v->r_base - sizeof junk;
+        if (span > (4u << 20)) span = 4u << 20;
+        x = x * 1103515245u + 12345u;
+        uint64_t off = kind < 7 ? v->r_base + 1 + ((uint64_t)x << 7) % span : v->r_base;
+        p2p_wr_init(&w, pt, sizeof pt);
+        if (kind < 9) {
+            p2p_frame_put_stream_header(&w, off, len);
+            p2p_wr_bytes(&w, junk, len);
+        } else {
+            p2p_wr_u8(&w, P2P_FRAME_PING);
+        }
+        an_frames(&net, ATTACKER, VICTIM, pt, (size_t)(w.p - pt), NULL);
+        if (i % 100 == 0) an_run(&net, 1000);
+        v = an_session(&net, VICTIM, ATTACKER);
+        if (!v) break;
+        if (v->mem > most) most = v->mem;
+        /* what is really allocated for the body and the pieces, whatever was charged */
+        uint64_t seen = (v->r_body ? malloc_usable_size(v->r_body) : 0) + v->r_pieces.bytes;
+        if (seen > most_seen) most_seen = seen;
+    }
+    T_CHECK(v != NULL);
+    printf("     most charged %.2f MiB, most held for body and pieces %.2f MiB, budget 2 MiB\n",
+           (double)most / (1 << 20), (double)most_seen / (1 << 20));
+    T_CHECK(most <= c.peer_memory);
+    T_CHECK(most_seen <= c.peer_memory);
+    p2p_stats st = an_stats(&net, VICTIM);
+    T_CHECK(st.dropped_budget > 0);
+    T_CHECK(st.memory_peak <= P2P_DEFAULT_MEMORY);
+    honest_gets_through(&net);
+    an_free(&net);
+}
+
 /* Row 12: the attacker never acknowledges anything while the victim sends it data for 60 s
  * of virtual time, and keeps the session alive with PINGs that the victim acknowledges. */
 static void test_never_acks(void)
@@ -437,6 +498,7 @@ int main(void)
     T_RUN(test_adjacent_pieces_merge);
     T_RUN(test_pieces_within_budget);
     T_RUN(test_record_header_claims_max_message);
+    T_RUN(test_whatever_it_sends);
     T_RUN(test_never_acks);
     T_RUN(test_unanswered_requests);
     T_RUN(test_one_byte_window);
