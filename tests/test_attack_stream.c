@@ -348,6 +348,33 @@ static void test_unanswered_requests(void)
     an_free(&net);
 }
 
+/* The other side of receipts: a peer that never answers the victim's requests while it
+ * receives plain messages between them splits the victim's awaited set; the set stops at its
+ * cap and sends that want a reply are refused as a full queue. */
+static void test_awaited_replies_capped(void)
+{
+    anet net;
+    p2p_peer *v = setup(&net, NULL);
+    net.filter = NULL;
+    T_CHECK(v != NULL);
+    if (!v) { an_free(&net); return; }
+    p2p_peer_handle vh = an_handle(&net, VICTIM, ATTACKER);
+    int full = 0;
+    for (size_t i = 0; i < 2 * P2P_RECEIPT_RANGES; i++) {
+        if (p2p_peer_send(net.n[VICTIM].h, vh, 1, (const uint8_t *)"q", 1, 1, NULL, net.now) == P2P_ERR_FULL)
+            full++;
+        T_EQ_INT(p2p_peer_send(net.n[VICTIM].h, vh, 1, (const uint8_t *)"m", 1, 0, NULL, net.now), 0);
+        if (i % 512 == 511) an_run(&net, 50000);
+    }
+    an_run(&net, 1000000);
+    v = an_session(&net, VICTIM, ATTACKER);
+    T_CHECK(v != NULL);
+    if (v) T_CHECK(v->awaiting.n <= P2P_RECEIPT_RANGES);
+    T_EQ_INT(full, P2P_RECEIPT_RANGES);
+    honest_gets_through(&net);
+    an_free(&net);
+}
+
 /* Runs the network for us, one step per deadline of host `node`: the number of steps is how
  * often it woke (a host that spins would wake without end; the count stops at a million). */
 static uint64_t run_counting(anet *net, uint64_t us, int node)
@@ -501,6 +528,7 @@ int main(void)
     T_RUN(test_whatever_it_sends);
     T_RUN(test_never_acks);
     T_RUN(test_unanswered_requests);
+    T_RUN(test_awaited_replies_capped);
     T_RUN(test_one_byte_window);
     T_RUN(test_undrained_queues_bounded);
     T_RUN(test_16mib_message_both_ways);
