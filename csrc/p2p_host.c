@@ -218,17 +218,33 @@ void p2p_host_ready(p2p_host *h, p2p_peer *p)
 
 /* ---- events ----------------------------------------------------------------------------- */
 
+/* The event queue is charged to the node's memory budget (its ring and every event's data);
+ * an event that would pass the budget is dropped and counted in stats.dropped_budget. A
+ * driver that drains the queue after every input never comes near it: the queue then holds
+ * what one input produced (docs/PROTOCOL.md section 4.1). */
 int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len)
 {
     if (h->evq_len == h->evq_cap) {
         size_t cap = h->evq_cap ? h->evq_cap * 2 : 32;
+        if (p2p_mem_take(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item))) {
+            free(data);
+            return P2P_ERR_LIMIT;
+        }
         p2p_evq_item *q = malloc(cap * sizeof *q);
-        if (!q) { free(data); return P2P_ERR_NOMEM; }
+        if (!q) {
+            p2p_mem_give(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item));
+            free(data);
+            return P2P_ERR_NOMEM;
+        }
         for (size_t i = 0; i < h->evq_len; i++) q[i] = h->evq[(h->evq_head + i) % h->evq_cap];
         free(h->evq);
         h->evq = q;
         h->evq_cap = cap;
         h->evq_head = 0;
+    }
+    if (len && p2p_mem_take(h, NULL, len)) {
+        free(data);
+        return P2P_ERR_LIMIT;
     }
     p2p_evq_item *it = &h->evq[(h->evq_head + h->evq_len) % h->evq_cap];
     it->ev = *ev;
@@ -276,15 +292,30 @@ int p2p_host_next_event(p2p_host *h, p2p_event *ev)
     h->ev_owned = it->owned;
     h->evq_head = (h->evq_head + 1) % h->evq_cap;
     h->evq_len--;
+    /* The data is the application's until the next call; the budget has it back now. */
+    p2p_mem_give(h, NULL, ev->len);
+    if (!h->evq_len && h->evq_cap > 32) {     /* a drained burst gives its ring back */
+        p2p_mem_give(h, NULL, h->evq_cap * sizeof(p2p_evq_item));
+        free(h->evq);
+        h->evq = NULL;
+        h->evq_cap = 0;
+        h->evq_head = 0;
+    }
     return 1;
 }
 
 /* ---- datagrams -------------------------------------------------------------------------- */
 
+/* Like the event queue, the transmit queue is charged to the node's budget: a datagram that
+ * would pass it is dropped (counted in stats.dropped_budget), as the network may drop it. */
 int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len)
 {
+    if (p2p_mem_take(h, NULL, sizeof(p2p_txq_item) + len)) return P2P_ERR_LIMIT;
     p2p_txq_item *t = malloc(sizeof *t + len);
-    if (!t) return P2P_ERR_NOMEM;
+    if (!t) {
+        p2p_mem_give(h, NULL, sizeof(p2p_txq_item) + len);
+        return P2P_ERR_NOMEM;
+    }
     t->next = NULL;
     t->to = *to;
     t->len = len;
@@ -332,6 +363,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
             memcpy(buf, t->data, t->len);
             n = t->len;
         }
+        p2p_mem_give(h, NULL, sizeof *t + t->len);
         free(t);
     }
     while (!n && h->ready_head) {

@@ -28,6 +28,11 @@
 #define P2P_MESH_RECORD_MAX (1u << 20)
 #define P2P_PLAINTEXT_MAX (P2P_MAX_PACKET_PROBED - P2P_DATA_HEADER - P2P_TAG_LEN)
 #define P2P_MTU_PROBES 3          /* tries per probe size before settling (RFC 8899 MAX_PROBES) */
+/* hardening (stream): a record's body buffer starts at this size and doubles as its bytes
+ * arrive, never past the record's length; unanswered receipts (owed) and receipts awaited
+ * (awaiting) are each kept in at most this many ranges */
+#define P2P_BODY_FIRST 4096u
+#define P2P_RECEIPT_RANGES 4096u
 
 /* Session states (one peer). */
 typedef enum p2p_sstate {
@@ -152,6 +157,12 @@ typedef struct p2p_peer {
 
     /* bytes this peer makes the host hold (p2p_mem_take/p2p_mem_give) */
     uint64_t mem;
+
+    /* hardening (stream): the out-of-order pieces of the receive stream (r_segs and r_have
+     * are no longer used), and what the session's growing buffers have charged to mem */
+    p2p_pieces r_pieces;
+    size_t r_body_cap;      /* bytes allocated at r_body: it grows as the record arrives */
+    size_t rec_held;        /* bytes charged for the sent-packet record (rec.cap entries) */
 
     struct p2p_peer *ready_next;
     int in_ready;

@@ -10,6 +10,41 @@
 
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
+/* ---- the session's memory budget (docs/PROTOCOL.md section 4.1) -------------------------- */
+
+/* Bytes the peer may still make the node hold: the smaller of what is left of its own budget
+ * and of the node's. */
+static uint64_t mem_room(const p2p_host *h, const p2p_peer *p)
+{
+    uint64_t mine = h->peer_mem > p->mem ? h->peer_mem - p->mem : 0;
+    uint64_t node = h->mem_limit > h->mem ? h->mem_limit - h->mem : 0;
+    return mine < node ? mine : node;
+}
+
+static uint64_t budget_room(void *ud)
+{
+    p2p_peer *p = ud;
+    return mem_room(p->host, p);
+}
+
+static void budget_take(void *ud, size_t n)
+{
+    p2p_peer *p = ud;
+    p2p_mem_take(p->host, p, n);      /* within budget_room(): it cannot refuse */
+}
+
+static void budget_give(void *ud, size_t n)
+{
+    p2p_peer *p = ud;
+    p2p_mem_give(p->host, p, n);
+}
+
+static p2p_budget peer_budget(p2p_peer *p)
+{
+    p2p_budget b = { p, budget_room, budget_take, budget_give };
+    return b;
+}
+
 void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev)
 {
     ev->peer = p->handle;
@@ -70,12 +105,13 @@ void p2p_peer_release(p2p_peer *p)
     p2p_rangeset_free(&p->owed);
     p2p_acker_free(&p->acker);
     p2p_recovery_free(&p->rec);
-    for (p2p_segment *s = p->r_segs, *n; s; s = n) { n = s->next; free(s); }
-    p->r_segs = NULL;
+    /* What the session held is given back whole by p2p_host_peer_free. */
+    p2p_pieces_free(&p->r_pieces, NULL);
     for (p2p_dgram *d = p->dq_head, *n; d; d = n) { n = d->next; free(d); }
     p->dq_head = p->dq_tail = NULL;
     free(p->r_body);
     p->r_body = NULL;
+    p->r_body_cap = 0;
     p2p_wipe(p->k_send, 32);
     p2p_wipe(p->k_recv, 32);
 }
@@ -134,10 +170,13 @@ size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out)
     return seal(p, pt, sizeof pt, out, pn);
 }
 
+static int rec_room(p2p_host *h, p2p_peer *p, uint64_t now);
+
 size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
                            uint64_t now)
 {
     uint64_t pn;
+    if (rec_room(p->host, p, now)) return 0;
     /* Recorded as sent but not ack-eliciting: it never counts against the window. */
     if (p2p_recovery_on_sent(&p->rec, now, ptlen + P2P_DATA_HEADER + P2P_TAG_LEN, 0, 0, 0, &pn))
         return 0;
@@ -146,54 +185,57 @@ size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t
 
 /* ---- send stream ------------------------------------------------------------------------ */
 
-static int sbuf_reserve(p2p_peer *p, uint64_t need)
+static void sbuf_read(const p2p_peer *p, uint64_t off, uint8_t *out, size_t len)
+{
+    while (len) {
+        size_t at = (size_t)(off % p->scap);
+        size_t run = p->scap - at < len ? p->scap - at : len;
+        memcpy(out, p->sbuf + at, run);
+        out += run;
+        len -= run;
+        off += run;
+    }
+}
+
+/* The send ring holds bytes [sbase, send_end) at offset % scap. It grows to twice its size, or
+ * to what it must hold if that is more (so one large message makes it just that large), and
+ * its whole capacity is charged to the peer's budget. Returns 0, P2P_ERR_LIMIT (over the
+ * budget) or P2P_ERR_NOMEM. */
+static int sbuf_reserve(p2p_host *h, p2p_peer *p, uint64_t need)
 {
     uint64_t used = p->send_end - p->sbase;
     if (used + need <= p->scap) return 0;
-    size_t cap = p->scap ? p->scap : 4096;
-    while (cap < used + need) {
-        if (cap > SIZE_MAX / 2) return P2P_ERR_NOMEM;
-        cap *= 2;
+    uint64_t want = used + need, cap = p->scap ? 2 * (uint64_t)p->scap : 4096;
+    if (cap < want) cap = want;
+    if (cap - p->scap > mem_room(h, p)) cap = want;     /* near the budget: no spare room */
+    if (cap > SIZE_MAX) return P2P_ERR_NOMEM;
+    if (p2p_mem_take(h, p, (size_t)(cap - p->scap))) return P2P_ERR_LIMIT;
+    uint8_t *nb = malloc((size_t)cap);
+    if (!nb) {
+        p2p_mem_give(h, p, (size_t)(cap - p->scap));
+        return P2P_ERR_NOMEM;
     }
-    uint8_t *nb = malloc(cap);
-    if (!nb) return P2P_ERR_NOMEM;
-    for (uint64_t o = p->sbase; o < p->send_end;) {
-        size_t at = (size_t)(o & (p->scap - 1));
-        size_t run = p->scap - at;
-        if (run > p->send_end - o) run = (size_t)(p->send_end - o);
-        size_t dst = (size_t)(o & (cap - 1));
-        size_t run2 = cap - dst < run ? cap - dst : run;
-        memcpy(nb + dst, p->sbuf + at, run2);
-        if (run2 < run) memcpy(nb, p->sbuf + at + run2, run - run2);
-        o += run;
+    if (used) {
+        size_t at = (size_t)(p->sbase % cap);
+        size_t run = cap - at < used ? (size_t)(cap - at) : (size_t)used;
+        sbuf_read(p, p->sbase, nb + at, run);
+        if (run < used) sbuf_read(p, p->sbase + run, nb, (size_t)used - run);
     }
     free(p->sbuf);
     p->sbuf = nb;
-    p->scap = cap;
+    p->scap = (size_t)cap;
     return 0;
 }
 
 static void sbuf_write(p2p_peer *p, const uint8_t *data, size_t len)
 {
     while (len) {
-        size_t at = (size_t)(p->send_end & (p->scap - 1));
+        size_t at = (size_t)(p->send_end % p->scap);
         size_t run = p->scap - at < len ? p->scap - at : len;
         memcpy(p->sbuf + at, data, run);
         data += run;
         len -= run;
         p->send_end += run;
-    }
-}
-
-static void sbuf_read(const p2p_peer *p, uint64_t off, uint8_t *out, size_t len)
-{
-    while (len) {
-        size_t at = (size_t)(off & (p->scap - 1));
-        size_t run = p->scap - at < len ? p->scap - at : len;
-        memcpy(out, p->sbuf + at, run);
-        out += run;
-        len -= run;
-        off += run;
     }
 }
 
@@ -205,11 +247,19 @@ int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body,
     return append_record(h, p, &rec, body);
 }
 
+/* Frees a queued datagram and gives back its charge. */
+static void dgram_free(p2p_host *h, p2p_peer *p, p2p_dgram *d)
+{
+    p2p_mem_give(h, p, sizeof *d + d->len);
+    free(d);
+}
+
 static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const uint8_t *data)
 {
     uint8_t hdr[P2P_RECORD_HEADER_MAX];
     size_t hl = p2p_record_encode(hdr, rec);
-    if (sbuf_reserve(p, hl + rec->len)) return P2P_ERR_NOMEM;
+    int rc = sbuf_reserve(h, p, hl + rec->len);
+    if (rc) return rc;
     sbuf_write(p, hdr, hl);
     if (rec->len) sbuf_write(p, data, (size_t)rec->len);
     p->records_sent++;
@@ -218,13 +268,14 @@ static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const 
 }
 
 /* Frees the front of the ring once the peer acknowledged it. */
-static void advance_sbase(p2p_peer *p)
+static void advance_sbase(p2p_host *h, p2p_peer *p)
 {
     if (!p->s_acked.n || p->s_acked.v[0].lo > p->sbase || p->s_acked.v[0].hi <= p->sbase) return;
     p->sbase = p->s_acked.v[0].hi;
     p2p_rangeset_remove(&p->s_acked, 0, p->sbase);
     p2p_rangeset_remove(&p->s_lost, 0, p->sbase);
     if (p->sbase == p->send_end && p->scap > 4096) {
+        p2p_mem_give(h, p, p->scap);
         free(p->sbuf);     /* an idle session gives its send buffer back */
         p->sbuf = NULL;
         p->scap = 0;
@@ -239,7 +290,7 @@ static void on_acked(void *ud, const p2p_sent *s)
     if (s->stream_len && s->stream_off + s->stream_len > p->sbase) {
         uint64_t lo = s->stream_off > p->sbase ? s->stream_off : p->sbase;
         p2p_rangeset_add(&p->s_acked, lo, s->stream_off + s->stream_len);
-        advance_sbase(p);
+        advance_sbase(p->host, p);
     }
 }
 
@@ -262,6 +313,39 @@ static int next_lost(p2p_peer *p, uint64_t *lo, uint64_t *hi)
         p2p_rangeset_remove(&p->s_lost, p->s_lost.v[0].lo, p->s_lost.v[0].hi);
     }
     return 0;
+}
+
+/* Gives back what the sent-packet record no longer holds (it is freed once it drains). */
+static void rec_sync(p2p_host *h, p2p_peer *p)
+{
+    size_t now_held = p->rec.cap * sizeof(p2p_sent);
+    if (now_held < p->rec_held) {
+        p2p_mem_give(h, p, p->rec_held - now_held);
+        p->rec_held = now_held;
+    }
+}
+
+/* Makes sure the sent-packet record has an entry for one more packet: it grows within
+ * P2P_SENT_RECORD_MAX and the peer's budget, or else the oldest outstanding packet is
+ * declared lost. Returns 0, or -1 when no entry can be had (nothing may be sent). */
+static int rec_room(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    p2p_recovery *r = &p->rec;
+    for (int tries = 0; tries < 2; tries++) {
+        if (r->cap && r->next_pn - r->base_pn < r->cap) return 0;
+        size_t cap = r->cap ? r->cap * 2 : P2P_SENT_RECORD_MIN;
+        size_t more = cap * sizeof(p2p_sent) - p->rec_held;
+        if (cap <= P2P_SENT_RECORD_MAX && more <= mem_room(h, p) &&
+            p2p_mem_take(h, p, more) == 0) {
+            p->rec_held += more;
+            return 0;             /* p2p_recovery_on_sent grows the record to cap */
+        }
+        if (!r->cap) return -1;
+        p2p_recovery_cb cb = { p, on_acked, on_lost };
+        p2p_recovery_make_room(r, now, &cb);
+        rec_sync(h, p);
+    }
+    return r->cap && r->next_pn - r->base_pn < r->cap ? 0 : -1;
 }
 
 /* ---- building packets ------------------------------------------------------------------- */
@@ -296,6 +380,8 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         return p2p_peer_close_packet(p, p->close_reason, out);
     }
     if (p->state != P2P_S_CONNECTED) return 0;
+    /* Before anything is taken off a queue: the packet needs an entry in the record. */
+    if (rec_room(h, p, now)) return 0;
     /* Probe only when the window has room, so a probe never displaces data. A relayed path
      * is probed by nobody: its size is the relay's. */
     if (p->mtu_probe_due && !p->mtu_probe_out && p->addr.family != P2P_AF_RELAY &&
@@ -335,7 +421,7 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         p->dq_head = d->next;
         if (!p->dq_head) p->dq_tail = NULL;
         p->dq_count--;
-        free(d);
+        dgram_free(h, p, d);
         h->stats.dropped++;
     }
     while (p->dq_head && p2p_wr_left(&w) >= 1 + 2 + 2 + (size_t)p->dq_head->len) {
@@ -347,7 +433,7 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         p->dq_head = d->next;
         if (!p->dq_head) p->dq_tail = NULL;
         p->dq_count--;
-        free(d);
+        dgram_free(h, p, d);
         flags |= P2P_SENT_ELICITING;
     }
     /* PING goes before the stream data, which then fills what is left: a byte written after
@@ -434,9 +520,14 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     p2p_peer_fill_event(p, &ev);
+    /* The body leaves the session's budget: an event is charged to the node's. */
     uint8_t *body = p->r_body;
+    p2p_mem_give(h, p, p->r_body_cap);
     p->r_body = NULL;
+    p->r_body_cap = 0;
+    if (!body && !(body = malloc(1))) return -1;      /* an empty record */
     uint64_t ordinal = p->records_recv++;
+    int queue = rec->kind < P2P_REC_MEMBERS;
     if (rec->kind >= P2P_REC_MEMBERS) {
         int bad = rec->kind >= P2P_REC_INTRO_REQ
                       ? p2p_nat_on_record(h, p, rec->kind, body, (size_t)rec->len, h->now)
@@ -453,12 +544,23 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
         ev.type = P2P_EV_MESSAGE;
         ev.msg_type = rec->type;
         ev.seq = ordinal;
-        if (rec->kind == P2P_REC_MESSAGE_RECEIPT) {
+        const p2p_rangeset *o = &p->owed;
+        if (rec->kind == P2P_REC_MESSAGE_RECEIPT && o->n >= P2P_RECEIPT_RANGES &&
+            o->v[o->n - 1].hi != ordinal) {
+            /* Too many requests wait for the application's answer: this one is refused at
+             * once with an error reply rather than remembered. */
+            static const char busy[] = "too many requests awaiting a reply";
+            p2p_record r = { P2P_REC_REPLY, 0, ordinal, P2P_REPLY_ERROR, sizeof busy - 1 };
+            h->stats.dropped_budget++;
+            free(body);
+            if (append_record(h, p, &r, (const uint8_t *)busy)) return -1;
+            queue = 0;
+        } else if (rec->kind == P2P_REC_MESSAGE_RECEIPT) {
             ev.want_reply = 1;
-            p2p_rangeset_add(&p->owed, ordinal, ordinal + 1);
+            if (p2p_rangeset_add(&p->owed, ordinal, ordinal + 1)) { free(body); return -1; }
         }
     }
-    if (rec->kind < P2P_REC_MEMBERS) p2p_host_event_owned(h, &ev, body, (size_t)rec->len);
+    if (queue) p2p_host_event_owned(h, &ev, body, (size_t)rec->len);
     p->r_consumed += p->r_hdr_len + rec->len;
     p->r_in_body = 0;
     p->r_hdr_len = 0;
@@ -470,47 +572,95 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
     return 0;
 }
 
-/* Feeds in-order stream bytes to the record parser. Returns 0 or -1 (protocol error). */
-static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len)
+/* Makes the body buffer hold at least want bytes of the current record: it doubles from
+ * P2P_BODY_FIRST, never past the record's length, and is charged to the peer's budget (so a
+ * header that claims a large record costs nothing until the bytes come). Returns 0 or -1
+ * when the budget (or malloc) refuses. */
+static int body_reserve(p2p_host *h, p2p_peer *p, uint64_t want)
 {
-    while (len) {
+    if (want <= p->r_body_cap) return 0;
+    uint64_t cap = p->r_body_cap ? 2 * (uint64_t)p->r_body_cap : P2P_BODY_FIRST;
+    if (cap < want) cap = want;
+    if (cap > p->r_cur.len) cap = p->r_cur.len;
+    if (cap - p->r_body_cap > mem_room(h, p)) cap = want;
+    if (p2p_mem_take(h, p, (size_t)(cap - p->r_body_cap))) return -1;
+    uint8_t *nb = realloc(p->r_body, (size_t)cap);
+    if (!nb) {
+        p2p_mem_give(h, p, (size_t)(cap - p->r_body_cap));
+        return -1;
+    }
+    p->r_body = nb;
+    p->r_body_cap = (size_t)cap;
+    return 0;
+}
+
+/* Feeds in-order stream bytes to the record parser. *used says how many it took: all, or
+ * fewer when the budget cannot hold more of the current record (the rest must come again).
+ * Returns 0 or -1 (protocol error). */
+static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_t *used)
+{
+    size_t at = 0;
+    *used = 0;
+    while (at < len) {
         if (!p->r_in_body) {
             size_t old = p->r_hdr_len;
-            size_t take = sizeof p->r_hdr - old < len ? sizeof p->r_hdr - old : len;
-            memcpy(p->r_hdr + old, data, take);
+            size_t take = sizeof p->r_hdr - old < len - at ? sizeof p->r_hdr - old : len - at;
+            memcpy(p->r_hdr + old, data + at, take);
             p->r_hdr_len = old + take;
             int hl = p2p_record_parse(p->r_hdr, p->r_hdr_len, &p->r_cur);
             if (hl < 0) return -1;
             if (hl == 0) {
                 if (p->r_hdr_len >= sizeof p->r_hdr) return -1;
-                data += take;
-                len -= take;
+                at += take;
+                *used = at;
                 continue;
             }
-            size_t used = (size_t)hl - old;
-            data += used;
-            len -= used;
+            at += (size_t)hl - old;
             p->r_hdr_len = (size_t)hl;
             uint64_t limit = p->r_cur.kind == P2P_REC_BROADCAST ? (uint64_t)h->max_message + 106
                            : p->r_cur.kind >= P2P_REC_MEMBERS  ? P2P_MESH_RECORD_MAX
                                                                : h->max_message;
             if (p->r_cur.len > limit) return -1;
-            p->r_body = malloc(p->r_cur.len ? (size_t)p->r_cur.len : 1);
-            if (!p->r_body) return -1;
             p->r_in_body = 1;
             p->r_body_got = 0;
         }
         uint64_t need = p->r_cur.len - p->r_body_got;
-        size_t take = need < len ? (size_t)need : len;
-        memcpy(p->r_body + p->r_body_got, data, take);
-        p->r_body_got += take;
-        data += take;
-        len -= take;
+        size_t take = need < len - at ? (size_t)need : len - at;
+        if (take) {
+            if (body_reserve(h, p, p->r_body_got + take)) break;
+            memcpy(p->r_body + p->r_body_got, data + at, take);
+            p->r_body_got += take;
+            at += take;
+        }
+        *used = at;
         if (p->r_body_got == p->r_cur.len && deliver_record(h, p)) return -1;
+    }
+    *used = at;
+    return 0;
+}
+
+/* Feeds the held pieces that the in-order part of the stream has reached. Returns 0, or -1
+ * on a protocol error. A piece the budget cannot take in yet stays held. */
+static int drain_pieces(p2p_host *h, p2p_peer *p)
+{
+    p2p_budget b = peer_budget(p);
+    const p2p_piece *s;
+    while ((s = p2p_pieces_first(&p->r_pieces)) && s->off <= p->r_base) {
+        uint64_t end = s->off + s->len;
+        if (end > p->r_base) {
+            size_t skip = (size_t)(p->r_base - s->off), n = (size_t)(end - p->r_base), used;
+            if (feed(h, p, s->buf + (s->off - s->start) + skip, n, &used)) return -1;
+            p->r_base += used;
+            if (used < n) return 0;
+        }
+        p2p_pieces_pop(&p->r_pieces, &b);
     }
     return 0;
 }
 
+/* Takes the stream bytes of one STREAM frame. Returns 0; 1 when some were refused (over the
+ * piece cap or the memory budget: the packet must not be acknowledged, so that the sender
+ * sends them again); or -1 on a protocol error. */
 static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, uint64_t len)
 {
     if (off + len > p->r_granted) return -1;     /* past the flow-control grant */
@@ -520,39 +670,24 @@ static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *da
         len -= p->r_base - off;
         off = p->r_base;
     }
+    int refused = 0;
     if (off > p->r_base) {
-        /* Out of order: keep the parts not held yet, sorted by offset. */
-        uint64_t lo = off, hi = off + len, glo, ghi;
-        while (lo < hi && p2p_rangeset_first_gap(&p->r_have, lo, hi, &glo, &ghi)) {
-            p2p_segment *s = malloc(sizeof *s + (size_t)(ghi - glo));
-            if (!s) return 0;
-            s->off = glo;
-            s->len = (uint32_t)(ghi - glo);
-            memcpy(s->data, data + (glo - off), s->len);
-            p2p_segment **pp = &p->r_segs;
-            while (*pp && (*pp)->off < glo) pp = &(*pp)->next;
-            s->next = *pp;
-            *pp = s;
-            p2p_rangeset_add(&p->r_have, glo, ghi);
-            lo = ghi;
+        /* Out of order: held as a piece, merged with its neighbours. The tree's priorities
+         * start from the node's randomness, which the peer cannot predict. */
+        p2p_budget b = peer_budget(p);
+        while (!p->r_pieces.seed) p->r_pieces.seed = p2p_rng_u32(&h->rng);
+        if (p2p_pieces_add(&p->r_pieces, off, data, (size_t)len, p->r_base, p->r_granted, &b)) {
+            h->stats.dropped_budget++;
+            refused = 1;
         }
-        return 0;
+    } else {
+        size_t used;
+        if (feed(h, p, data, (size_t)len, &used)) return -1;
+        p->r_base += used;
+        refused = used < len;
     }
-    if (feed(h, p, data, (size_t)len)) return -1;
-    p->r_base += len;
-    while (p->r_segs && p->r_segs->off <= p->r_base) {
-        p2p_segment *s = p->r_segs;
-        p->r_segs = s->next;
-        uint64_t end = s->off + s->len;
-        if (end > p->r_base) {
-            size_t skip = (size_t)(p->r_base - s->off);
-            if (feed(h, p, s->data + skip, s->len - skip)) { free(s); return -1; }
-            p->r_base = end;
-        }
-        free(s);
-    }
-    p2p_rangeset_remove(&p->r_have, 0, p->r_base);
-    return 0;
+    if (drain_pieces(h, p)) return -1;
+    return refused;
 }
 
 /* ---- receiving DATA --------------------------------------------------------------------- */
@@ -613,19 +748,24 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
     p2p_path_on_packet(h, p, from, len, probing, newest, now);
     uint32_t index = p->local_index;
     p2p_recovery_cb cb = { p, on_acked, on_lost };
+    int refused = 0;         /* stream bytes were refused: the packet goes unacknowledged */
     p2p_rd_init(&r, pt, ptlen);
     while (p2p_frame_next(&r, &f) == 1) {
         switch (f.type) {
         case P2P_FRAME_ACK:
             if (p2p_recovery_on_ack(&p->rec, &f, now, &cb)) h->stats.dropped++;
+            rec_sync(h, p);
             if (!p->rec.pto_count) p->stalled = 0;
             break;
-        case P2P_FRAME_STREAM:
-            if (stream_recv(h, p, f.u.stream.offset, f.u.stream.data, f.u.stream.len)) {
+        case P2P_FRAME_STREAM: {
+            int got = stream_recv(h, p, f.u.stream.offset, f.u.stream.data, f.u.stream.len);
+            if (got < 0) {
                 protocol_error(h, p);
                 return;
             }
+            if (got > 0) refused = 1;
             break;
+        }
         case P2P_FRAME_MAX_STREAM:
             if (f.u.max_stream > p->peer_max) p->peer_max = f.u.max_stream;
             break;
@@ -667,7 +807,7 @@ void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
             break;
         }
     }
-    p2p_acker_on_packet(&p->acker, pn, eliciting, now);
+    if (!refused) p2p_acker_on_packet(&p->acker, pn, eliciting, now);
     p2p_host_ready(h, p);
 }
 
@@ -705,6 +845,7 @@ void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
         p->probe_needed = 1;
         if (p->rec.pto_count >= 3) p2p_path_stalled(h, p, now);
     }
+    rec_sync(h, p);
     if (now >= p->last_eliciting_sent + keepalive(h)) p->ping_needed = 1;
     if (p->next_send_at && now >= p->next_send_at) p->next_send_at = 0;
     p2p_path_on_timeout(h, p, now);
@@ -730,11 +871,16 @@ int p2p_peer_send(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint
     if (p->send_end - p->sbase >= h->send_queue_limit) return P2P_ERR_FULL;
     p2p_record rec = { want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len };
     uint64_t ordinal = p->records_sent;
+    /* Replies the peer keeps back out of order split the awaited set: it has a cap. */
+    const p2p_rangeset *aw = &p->awaiting;
+    if (want_reply && aw->n >= P2P_RECEIPT_RANGES && aw->v[aw->n - 1].hi != ordinal)
+        return P2P_ERR_FULL;
     if (want_reply && p2p_rangeset_add(&p->awaiting, ordinal, ordinal + 1)) return P2P_ERR_NOMEM;
     int rc = append_record(h, p, &rec, data);
     if (rc) {
         p2p_rangeset_remove(&p->awaiting, ordinal, ordinal + 1);
-        return rc;
+        /* Over the peer's memory budget is, for the application, a full queue: try later. */
+        return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     }
     if (seq) *seq = ordinal;
     return 0;
@@ -752,7 +898,7 @@ int p2p_peer_reply(p2p_host *h, p2p_peer_handle handle, uint64_t seq, int status
     p2p_record rec = { P2P_REC_REPLY, 0, seq, (uint8_t)status, len };
     int rc = append_record(h, p, &rec, data);
     if (!rc) p2p_rangeset_remove(&p->owed, seq, seq + 1);
-    return rc;
+    return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
 }
 
 int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type,
@@ -766,10 +912,14 @@ int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type,
         p->dq_head = old->next;
         if (!p->dq_head) p->dq_tail = NULL;
         p->dq_count--;
-        free(old);
+        dgram_free(h, p, old);
     }
+    if (p2p_mem_take(h, p, sizeof(p2p_dgram) + len)) return P2P_ERR_FULL;
     p2p_dgram *d = malloc(sizeof *d + len);
-    if (!d) return P2P_ERR_NOMEM;
+    if (!d) {
+        p2p_mem_give(h, p, sizeof(p2p_dgram) + len);
+        return P2P_ERR_NOMEM;
+    }
     d->next = NULL;
     d->type = type;
     d->len = (uint16_t)len;

@@ -125,7 +125,8 @@ int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t fla
                          uint64_t stream_off, uint32_t stream_len, uint64_t *pn)
 {
     if (r->next_pn - r->base_pn >= r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 64;
+        size_t cap = r->cap ? r->cap * 2 : P2P_SENT_RECORD_MIN;
+        if (cap > P2P_SENT_RECORD_MAX) return P2P_ERR_NOMEM;
         p2p_sent *ring = malloc(cap * sizeof *ring);
         if (!ring) return P2P_ERR_NOMEM;
         for (uint64_t p = r->base_pn; p < r->next_pn; p++) ring[p & (cap - 1)] = *sent_at(r, p);
@@ -223,6 +224,20 @@ static void detect_lost(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb
         }
     }
     if (any_lost) on_congestion(r, newest_lost_time, now);
+    advance_base(r);
+}
+
+void p2p_recovery_make_room(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb)
+{
+    if (!r->cap || r->next_pn - r->base_pn < r->cap) return;
+    /* base_pn is the oldest unresolved packet (advance_base moves past resolved ones). A
+     * peer that let a whole record of packets go unacknowledged is lossy or hostile: this is
+     * a loss like any other, and its data goes back into the send queue. */
+    p2p_sent *s = sent_at(r, r->base_pn);
+    int eliciting = s->flags & P2P_SENT_ELICITING;
+    resolve(r, s, P2P_SENT_LOST);
+    if (eliciting && !(s->flags & P2P_SENT_MTU_PROBE)) on_congestion(r, s->time, now);
+    if (eliciting && cb) cb->lost(cb->ud, s);
     advance_base(r);
 }
 

@@ -28,6 +28,12 @@
 #define P2P_PACING_BURST (10 * 1232)
 #define P2P_REPLAY_WINDOW 4096
 #define P2P_ACK_RANGES_KEPT 32
+/* hardening (stream): the sent-packet record holds at most this many packet numbers (24
+ * bytes each, charged to the peer's budget). A 16 MiB stream window is about 14,000 packets of
+ * 1232 bytes in flight; when the record is full the oldest outstanding packet is declared
+ * lost (p2p_recovery_make_room), so a peer that never acknowledges cannot make it grow. */
+#define P2P_SENT_RECORD_MAX 32768u
+#define P2P_SENT_RECORD_MIN 64u
 
 /* ---- replay protection ---- */
 typedef struct p2p_replay {
@@ -107,9 +113,15 @@ typedef struct p2p_recovery_cb {
 
 void p2p_recovery_init(p2p_recovery *r, uint64_t now);
 void p2p_recovery_free(p2p_recovery *r);
-/* Records packet next_pn as sent and returns its number (or P2P_ERR_NOMEM as negative). */
+/* Records packet next_pn as sent and returns its number (or P2P_ERR_NOMEM as negative, also
+ * when the record is full at P2P_SENT_RECORD_MAX: call p2p_recovery_make_room first). The
+ * record doubles when full, from P2P_SENT_RECORD_MIN entries. */
 int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t flags,
                          uint64_t stream_off, uint32_t stream_len, uint64_t *pn);
+/* When the record is full (next_pn - base_pn == cap), declares the oldest outstanding packet
+ * lost, as a congestion signal, so that the next packet has an entry without the record
+ * growing. The record may be freed when that leaves it empty. */
+void p2p_recovery_make_room(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb);
 /* Processes an ACK frame. Returns 0, or P2P_ERR_INVALID when it acknowledges a packet that
  * was never sent. */
 int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,

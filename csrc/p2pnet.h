@@ -168,7 +168,7 @@ typedef struct p2p_config {
                                       * COOKIE reply instead; 0 means max_half_open / 8 */
 } p2p_config;
 
-#define P2P_DEFAULT_PEER_MEMORY (40u * 1024u * 1024u)
+#define P2P_DEFAULT_PEER_MEMORY (64u * 1024u * 1024u)  /* hardening (stream): was 40 MiB; see PROTOCOL.md 4.1 */
 #define P2P_DEFAULT_MEMORY (256u * 1024u * 1024u)
 
 /* Fills cfg with the defaults (every field 0 or NULL). */

@@ -300,6 +300,149 @@ static void test_contains_max_value(void)
     p2p_rangeset_free(&s);
 }
 
+/* ---- out-of-order pieces (p2p_pieces) ---- */
+
+typedef struct { uint64_t room, held; } test_budget;
+static uint64_t tb_room(void *ud) { test_budget *t = ud; return t->room > t->held ? t->room - t->held : 0; }
+static void tb_take(void *ud, size_t n) { test_budget *t = ud; t->held += n; }
+static void tb_give(void *ud, size_t n) { test_budget *t = ud; t->held -= n; }
+
+/* Checks the pieces against a reference: which bytes are held, their values, that no two
+ * pieces touch, and the counters. */
+static void pieces_match(p2p_pieces *q, const uint8_t *have, const uint8_t *val, size_t n,
+                         const test_budget *tb)
+{
+    /* walk by popping a copy is destructive: walk the tree in order instead */
+    p2p_piece *stack[2048];
+    size_t sp = 0, count = 0;
+    uint64_t bytes = 0, held = 0, prev_end = 0;
+    int first = 1;
+    p2p_piece *t = q->root;
+    uint8_t *seen = calloc(n, 1);
+    while (t || sp) {
+        while (t) { if (sp == 2048) abort(); stack[sp++] = t; t = t->l; }
+        t = stack[--sp];
+        count++;
+        bytes += t->len;
+        held += sizeof *t + t->cap;
+        T_CHECK(first || t->off > prev_end);          /* disjoint, never adjacent */
+        T_CHECK(t->start <= t->off && t->off + t->len <= t->start + t->cap);
+        for (size_t i = 0; i < t->len; i++) {
+            uint64_t o = t->off + i;
+            T_CHECK(o < n && have[o]);
+            if (o < n) {
+                seen[o] = 1;
+                if (t->buf[o - t->start] != val[o]) { T_CHECK(!"value"); break; }
+            }
+        }
+        prev_end = t->off + t->len;
+        first = 0;
+        t = t->r;
+    }
+    for (size_t i = 0; i < n; i++) if (have[i] && !seen[i]) { T_CHECK(!"missing byte"); break; }
+    free(seen);
+    T_EQ_INT(count, q->n);
+    T_EQ_INT(bytes, q->bytes);
+    T_EQ_INT(held, q->held);
+    if (tb) T_EQ_INT(tb->held, q->held);
+}
+
+static void test_pieces_random(void)
+{
+    enum { N = 20000 };
+    static uint8_t have[N], val[N], data[600];
+    memset(have, 0, sizeof have);
+    p2p_pieces q;
+    p2p_pieces_init(&q);
+    q.seed = 7;
+    test_budget tb = { UINT64_MAX, 0 };
+    p2p_budget b = { &tb, tb_room, tb_take, tb_give };
+    uint32_t x = 12345;
+    for (int round = 0; round < 6000; round++) {
+        x = x * 1103515245u + 12345u;
+        size_t off = (x >> 8) % (N - 600);
+        x = x * 1103515245u + 12345u;
+        size_t len = 1 + (x >> 8) % (round % 3 ? 8 : 500);
+        for (size_t i = 0; i < len; i++) data[i] = (uint8_t)(round + i);
+        T_EQ_INT(p2p_pieces_add(&q, off, data, len, 0, N, &b), 0);
+        for (size_t i = 0; i < len; i++)
+            if (!have[off + i]) { have[off + i] = 1; val[off + i] = data[i]; }   /* first value wins */
+        if (round % 500 == 0) pieces_match(&q, have, val, N, &tb);
+        if (round % 97 == 0) {         /* deliver the front, as the stream does */
+            const p2p_piece *f = p2p_pieces_first(&q);
+            if (f) {
+                for (uint64_t i = f->off; i < f->off + f->len; i++) have[i] = 0;
+                p2p_pieces_pop(&q, &b);
+            }
+        }
+    }
+    pieces_match(&q, have, val, N, &tb);
+    T_CHECK(q.n <= P2P_PIECES_MAX);
+    p2p_pieces_free(&q, &b);
+    T_EQ_INT(tb.held, 0);
+    T_EQ_INT(q.n, 0);
+}
+
+static void test_pieces_cap_and_budget(void)
+{
+    p2p_pieces q;
+    p2p_pieces_init(&q);
+    test_budget tb = { 1u << 20, 0 };
+    p2p_budget b = { &tb, tb_room, tb_take, tb_give };
+    uint8_t d[1000];
+    memset(d, 1, sizeof d);
+    /* the cap: pieces that touch nothing stop at P2P_PIECES_MAX */
+    for (uint64_t i = 0; i < 2 * P2P_PIECES_MAX; i++)
+        T_EQ_INT(p2p_pieces_add(&q, 10 * i, d, 1, 0, UINT64_MAX, &b),
+                 i < P2P_PIECES_MAX ? 0 : P2P_ERR_LIMIT);
+    T_EQ_INT(q.n, P2P_PIECES_MAX);
+    /* at the cap, a piece that extends one still goes in, and one that bridges two merges them */
+    T_EQ_INT(p2p_pieces_add(&q, 1, d, 1, 0, UINT64_MAX, &b), 0);
+    T_EQ_INT(p2p_pieces_add(&q, 2, d, 8, 0, UINT64_MAX, &b), 0);
+    T_EQ_INT(q.n, P2P_PIECES_MAX - 1);
+    T_EQ_INT(p2p_pieces_first(&q)->len, 11);
+    /* duplicates change nothing */
+    uint64_t held = q.held;
+    T_EQ_INT(p2p_pieces_add(&q, 3, d, 5, 0, UINT64_MAX, &b), 0);
+    T_EQ_INT(q.held, held);
+    p2p_pieces_free(&q, &b);
+    /* the budget: a piece that does not fit is refused whole */
+    T_EQ_INT(tb.held, 0);
+    size_t ok = 0;
+    for (uint64_t i = 0; i < 2000; i++)
+        if (p2p_pieces_add(&q, 2000 * i, d, sizeof d, 0, UINT64_MAX, &b) == 0) ok++;
+    T_CHECK(ok < 2000);
+    T_CHECK(tb.held <= tb.room);
+    T_EQ_INT(tb.held, q.held);
+    T_EQ_INT(q.bytes, ok * sizeof d);
+    p2p_pieces_free(&q, &b);
+    T_EQ_INT(tb.held, 0);
+}
+
+/* A piece grown a byte at a time, forwards or backwards, costs amortised O(1): its buffer
+ * doubles, within the bounds given. */
+static void test_pieces_growth(void)
+{
+    p2p_pieces q;
+    p2p_pieces_init(&q);
+    uint8_t d = 9;
+    for (uint64_t i = 0; i < 5000; i++) T_EQ_INT(p2p_pieces_add(&q, 100000 + i, &d, 1, 0, 200000, NULL), 0);
+    for (uint64_t i = 1; i <= 5000; i++) T_EQ_INT(p2p_pieces_add(&q, 100000 - i, &d, 1, 0, 200000, NULL), 0);
+    T_EQ_INT(q.n, 1);
+    T_EQ_INT(q.bytes, 10000);
+    T_CHECK(q.held <= sizeof(p2p_piece) + 4 * 10000);
+    T_CHECK(q.work <= 10000 * 6);
+    /* the room a buffer leaves never passes its bounds */
+    const p2p_piece *f = p2p_pieces_first(&q);
+    T_CHECK(f->start + f->cap <= 200000);
+    p2p_pieces_free(&q, NULL);
+    p2p_pieces_init(&q);
+    for (uint64_t i = 0; i < 100; i++) T_EQ_INT(p2p_pieces_add(&q, 50 + i, &d, 1, 40, 160, NULL), 0);
+    f = p2p_pieces_first(&q);
+    T_CHECK(f->start >= 40 && f->start + f->cap <= 160);
+    p2p_pieces_free(&q, NULL);
+}
+
 int main(void)
 {
     T_RUN(test_add_merge);
@@ -309,5 +452,8 @@ int main(void)
     T_RUN(test_trim);
     T_RUN(test_random_vs_bitmap);
     T_RUN(test_contains_max_value);
+    T_RUN(test_pieces_random);
+    T_RUN(test_pieces_cap_and_budget);
+    T_RUN(test_pieces_growth);
     return t_summary("ranges");
 }

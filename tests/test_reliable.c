@@ -996,6 +996,41 @@ static void test_pacing(void)
     p2p_recovery_free(&r);
 }
 
+/* A peer that acknowledges nothing: the record stops at P2P_SENT_RECORD_MAX entries, and
+ * making room declares the oldest outstanding packet lost (its data is resent) while the
+ * ACK-only packets behind it go with it. */
+static void test_recovery_record_bounded(void)
+{
+    p2p_recovery r;
+    p2p_recovery_init(&r, T0);
+    record rec;
+    memset(&rec, 0, sizeof rec);
+    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    uint64_t pn;
+    send_pkt(&r, T0, 1000);                                   /* never acknowledged */
+    uint64_t sent = 1;
+    while (r.next_pn - r.base_pn < P2P_SENT_RECORD_MAX) {
+        T_EQ_INT(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn), 0);   /* ACK-only */
+        sent++;
+    }
+    T_EQ_INT(r.cap, P2P_SENT_RECORD_MAX);
+    /* full: the next one is refused until room is made */
+    T_CHECK(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn) < 0);
+    uint64_t cwnd = r.cwnd;
+    p2p_recovery_make_room(&r, T0 + sent, &cb);
+    T_EQ_INT(rec.nlost, 1);                                   /* packet 0: its data goes back */
+    T_EQ_INT(rec.lost[0], 1);
+    T_EQ_INT(r.in_flight, 0);
+    T_CHECK(r.cwnd < cwnd);                                   /* a congestion signal */
+    T_EQ_INT(r.base_pn, r.next_pn);                           /* the ACK-only ones went too */
+    T_CHECK(r.cap == 0 || r.cap <= P2P_SENT_RECORD_MAX);
+    T_EQ_INT(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn), 0);
+    /* room is only made when the record is full */
+    p2p_recovery_make_room(&r, T0 + sent, &cb);
+    T_EQ_INT(rec.nlost, 1);
+    p2p_recovery_free(&r);
+}
+
 int main(void)
 {
     T_RUN(test_replay_basic);
@@ -1017,5 +1052,6 @@ int main(void)
     T_RUN(test_pacing);
     T_RUN(test_replay_aliased_word);
     T_RUN(test_acker_old_hole);
+    T_RUN(test_recovery_record_bounded);
     return t_summary("reliable");
 }
