@@ -279,14 +279,18 @@ static void ask(p2p_host *h, p2p_peer *via, const uint8_t id[32], uint64_t now)
     p2p_peer_append(h, via, P2P_REC_INTRO_REQ, id, 32);
 }
 
-static size_t offer_attempts(const p2p_host *h)
+/* 1 when another attempt made from an offer of introducer `via` would pass the caps: one
+ * introducer cannot take the room that other introducers' offers need. */
+static int offer_room(const p2p_host *h, p2p_peer_handle via)
 {
-    size_t n = 0;
+    size_t all = 0, mine = 0;
     for (size_t i = 0; i < h->slot_hwm; i++) {
         const p2p_peer *q = h->slots[i];
-        if (q && q->from_offer && q->hs) n++;
+        if (!q || !q->from_offer || !q->hs) continue;
+        all++;
+        mine += q->intro_via == via;
     }
-    return n;
+    return all < P2P_OFFER_ATTEMPTS && mine < P2P_OFFER_ATTEMPTS_VIA;
 }
 
 static int refused(const p2p_host *h, const uint8_t id[32])
@@ -327,7 +331,7 @@ static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[32], uint64_t no
             return;
     } else {
         int rc;
-        if (offer_attempts(h) >= P2P_OFFER_ATTEMPTS) {
+        if (!offer_room(h, v->handle)) {
             h->stats.dropped_unsolicited++;
             return;
         }
@@ -404,7 +408,7 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     if (!p) {
         /* We asked (an offer we accepted, whose attempt has ended since): punch too. */
         int rc;
-        if (offer_attempts(h) >= P2P_OFFER_ATTEMPTS) return 0;
+        if (!offer_room(h, v->handle)) return 0;
         p = p2p_host_dial(h, NULL, 0, id, now, &rc);
         if (!p) return 0;
         p->auto_dial = 1;

@@ -31,7 +31,8 @@
 #define P2P_PENDING 64               /* at an introducer: requests waiting for the other side */
 #define P2P_PENDING_PER_ASKER 8      /* ... of which one session may hold this many */
 #define P2P_PENDING_US 10000000      /* ... each for this long */
-#define P2P_OFFER_ATTEMPTS 8         /* attempts made from offers, at once */
+#define P2P_OFFER_ATTEMPTS 32        /* attempts made from offers, at once ... */
+#define P2P_OFFER_ATTEMPTS_VIA 8     /* ... of which one introducer's offers made this many */
 #define P2P_OFFERS_PER_VIA 8         /* offers accepted from one introducer ... */
 #define P2P_OFFERS_WINDOW_US 10000000 /* ... per this window */
 
