@@ -437,7 +437,7 @@ static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t l
     p2p_id_to_hex(body, hex);
     p2p_addr_format(&v->addr, via, sizeof via);
     p2p_host_error(h, p, body[32] == FAIL_SELF ? "peer %s is the introducer %s itself"
-                         : body[32] == FAIL_BUSY ? "introducer %2$s is busy (asked for %1$s)"
+                         : body[32] == FAIL_BUSY ? "peer %s: introducer %s is busy"
                                                  : "peer %s is not registered at %s", hex, via);
     p2p_host_peer_free(h, p);
     return 0;
