@@ -18,6 +18,11 @@ static p2p_addr victim(int i)
     return an_addr(text);
 }
 
+/* Addresses a node on a public network never sends to when it learned them. */
+static const char *non_public[] = { "127.0.0.1:4000", "224.0.0.251:5353", "255.255.255.255:9",
+                                    "10.1.2.3:4000", "[::1]:4000", "[ff02::1]:4000",
+                                    "0.1.2.3:4000", "192.168.1.1:4000" };
+
 static uint64_t to_victims(anet *net, int node, uint64_t *pkts_max)
 {
     uint64_t sum = 0;
@@ -171,6 +176,37 @@ static void test_intro_flood_takes_no_slots(void)
     an_free(&net);
 }
 
+/* Appends { u16 length, member record } for throwaway member k (signed by its own key) with
+ * the n addresses in v. Returns the bytes written. */
+static size_t member_record(uint8_t *out, int k, const p2p_addr *v, uint8_t n)
+{
+    static const char label[] = "p2pnet/1 member";
+    uint8_t seed[32];
+    memset(seed, 0x3c, sizeof seed);
+    seed[0] = (uint8_t)k;
+    p2p_identity id;
+    p2p_identity_from_seed(&id, seed);
+    uint8_t msg[sizeof label - 1 + P2P_MEMBER_REC_MAX];
+    memcpy(msg, label, sizeof label - 1);
+    uint8_t *rec = msg + sizeof label - 1;
+    p2p_wr w;
+    p2p_wr_init(&w, rec, P2P_MEMBER_REC_MAX);
+    p2p_wr_u8(&w, 1);
+    p2p_wr_bytes(&w, id.ed_pk, 32);
+    p2p_wr_u64(&w, 1);
+    p2p_wr_u64(&w, 0);
+    p2p_wr_u8(&w, n);
+    for (uint8_t i = 0; i < n; i++) p2p_wr_addr(&w, &v[i]);
+    size_t rlen = (size_t)(w.p - rec);
+    p2p_sign(rec + rlen, msg, sizeof label - 1 + rlen, id.ed_sk);
+    rlen += 64;
+    p2p_wr lw;
+    p2p_wr_init(&lw, out, 2);
+    p2p_wr_u16(&lw, (uint16_t)rlen);
+    memcpy(out + 2, rec, rlen);
+    return 2 + rlen;
+}
+
 /* Row 2 (packets): one MEMBERS record naming 100 throwaway ids, all at one victim address.
  * It was about 90x towards the victim over 40 s. Every dial of those ids is a probe to an
  * address that never answers: P2P_GUARD_PROBES packets a minute, whatever the number of ids. */
@@ -186,36 +222,10 @@ static void test_member_records_at_victim(void)
     T_CHECK(an_connect(&net, m, a, 2000000) != 0);
     T_CHECK(an_connect(&net, a, i, 2000000) != 0);
     T_CHECK(an_connect(&net, c, i, 2000000) != 0);
-    static const char label[] = "p2pnet/1 member";
     p2p_addr v = victim(0);
     static uint8_t body[100 * 160];
     size_t blen = 0;
-    for (int k = 0; k < 100; k++) {
-        uint8_t seed[32];
-        memset(seed, 0x3c, sizeof seed);
-        seed[0] = (uint8_t)k;
-        p2p_identity id;
-        p2p_identity_from_seed(&id, seed);
-        uint8_t msg[sizeof label - 1 + P2P_MEMBER_REC_MAX];
-        memcpy(msg, label, sizeof label - 1);
-        uint8_t *rec = msg + sizeof label - 1;
-        p2p_wr w;
-        p2p_wr_init(&w, rec, P2P_MEMBER_REC_MAX);
-        p2p_wr_u8(&w, 1);
-        p2p_wr_bytes(&w, id.ed_pk, 32);
-        p2p_wr_u64(&w, 1);
-        p2p_wr_u64(&w, 0);
-        p2p_wr_u8(&w, 1);
-        p2p_wr_addr(&w, &v);
-        size_t rlen = (size_t)(w.p - rec);
-        p2p_sign(rec + rlen, msg, sizeof label - 1 + rlen, id.ed_sk);
-        rlen += 64;
-        p2p_wr lw;
-        p2p_wr_init(&lw, body + blen, 2);
-        p2p_wr_u16(&lw, (uint16_t)rlen);
-        memcpy(body + blen + 2, rec, rlen);
-        blen += 2 + rlen;
-    }
+    for (int k = 0; k < 100; k++) blen += member_record(body + blen, k, &v, 1);
     T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, blen), 0);
     an_run(&net, 2000000);
     T_CHECK(honest_intro(&net, c, a, i));
@@ -294,11 +304,8 @@ static void test_learned_addresses_filtered(void)
 {
     anet net;
     cast x = setup(&net);
-    static const char *bad[] = { "127.0.0.1:4000", "224.0.0.251:5353", "255.255.255.255:9",
-                                 "10.1.2.3:4000", "[::1]:4000", "[ff02::1]:4000",
-                                 "0.1.2.3:4000", "192.168.1.1:4000" };
     p2p_addr c[8];
-    for (int k = 0; k < 8; k++) c[k] = an_addr(bad[k]);
+    for (int k = 0; k < 8; k++) c[k] = an_addr(non_public[k]);
     uint8_t id[32], body[INTRO_BODY_MAX];
     throwaway_id(id, 77);
     T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 2, NULL, 0)), 0);
@@ -310,6 +317,57 @@ static void test_learned_addresses_filtered(void)
            (unsigned long long)sent);
     T_EQ_INT(sent, 0);
     T_EQ_INT(an_sent_to_strangers(&net, x.a), 0);
+    T_CHECK(honest_intro(&net, x.c, x.a, x.i));
+    an_free(&net);
+}
+
+/* The same addresses in a member record: the mesh dials the member, and sends nothing there. */
+static void test_member_addresses_filtered(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL), m = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, m, a, 2000000) != 0);
+    p2p_addr c[8];
+    for (int k = 0; k < 8; k++) c[k] = an_addr(non_public[k]);
+    uint8_t body[2 + P2P_MEMBER_REC_MAX];
+    size_t blen = member_record(body, 5, c, 8);
+    T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, blen), 0);
+    an_run(&net, 20000000);
+    T_CHECK(an_stats(&net, a).members >= 2);      /* the record was taken */
+    uint64_t sent = 0;
+    for (int k = 0; k < 8; k++) sent += an_sent_to(&net, a, &c[k]);
+    printf("     member record with 8 non-public addresses: %llu bytes sent to them\n",
+           (unsigned long long)sent);
+    T_EQ_INT(sent, 0);
+    an_free(&net);
+}
+
+/* Upgrade probes go to the addresses a peer advertised: a peer that advertises a victim gets
+ * it at most P2P_GUARD_PROBES challenges a minute, however often the session probes, and
+ * non-public advertised addresses none. */
+static void test_upgrade_probes_capped(void)
+{
+    anet net;
+    cast x = setup(&net);
+    p2p_peer *p = an_session(&net, x.a, x.m);
+    T_CHECK(p != NULL);
+    if (!p) { an_free(&net); return; }
+    p2p_addr v = victim(0), lo = an_addr(non_public[0]), mc = an_addr(non_public[1]);
+    p->nadv = 3;
+    p->adv[0] = v;
+    p->adv[1] = lo;
+    p->adv[2] = mc;
+    for (int k = 0; k < 200; k++) {
+        p = an_session(&net, x.a, x.m);
+        if (!p) break;
+        p2p_path_probe(net.n[x.a].h, p, net.now);
+        an_run(&net, 100000);
+    }
+    printf("     200 upgrade probes in 20 s: %llu packets to an advertised victim\n",
+           (unsigned long long)an_pkts_to(&net, x.a, &v));
+    T_CHECK(an_pkts_to(&net, x.a, &v) <= P2P_GUARD_PROBES);
+    T_EQ_INT(an_sent_to(&net, x.a, &lo) + an_sent_to(&net, x.a, &mc), 0);
     T_CHECK(honest_intro(&net, x.c, x.a, x.i));
     an_free(&net);
 }
@@ -351,6 +409,8 @@ int main(void)
     T_RUN(test_challenge_stuffing);
     T_RUN(test_relay_stuffing);
     T_RUN(test_learned_addresses_filtered);
+    T_RUN(test_member_addresses_filtered);
+    T_RUN(test_upgrade_probes_capped);
     T_RUN(test_ledger_cycling);
     return t_summary("test_attack_nat");
 }
