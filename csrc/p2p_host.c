@@ -59,6 +59,7 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->deny_count = cfg->deny_count;
     if (!rc) rc = p2p_mesh_init(h, cfg, now);
     if (!rc) rc = p2p_nat_init(h, cfg);
+    if (!rc) rc = p2p_guard_init(h);
     h->nslots = (size_t)h->max_peers + h->max_half_open + 16;
     h->slots = calloc(h->nslots, sizeof *h->slots);
     h->gens = calloc(h->nslots, sizeof *h->gens);
@@ -85,6 +86,7 @@ void p2p_host_free(p2p_host *h)
     for (p2p_txq_item *t = h->txq_head, *n; t; t = n) { n = t->next; free(t); }
     p2p_mesh_free(h);
     p2p_nat_free(h);
+    p2p_guard_free(h);
     free(h->slots);
     free(h->gens);
     free(h->allow);
@@ -365,11 +367,19 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
         }
         p2p_mem_give(h, NULL, sizeof *t + t->len);
         free(t);
+        /* Every datagram leaves through the guard (docs/PROTOCOL.md section 8.6). */
+        if (n && !p2p_guard_send(h, to, buf, n, P2P_GUARD_RESPONSE)) n = 0;
     }
     while (!n && h->ready_head) {
         p2p_peer *p = h->ready_head;
         n = build_for(h, p, to, buf, cap);
         p->dl_valid = 0;    /* sending arms the probe timer and the pacer */
+        int dropped = 0;
+        if (n && n != (size_t)-1) {
+            int kind = p->addr.family != P2P_AF_RELAY && p->path_ok ? P2P_GUARD_PROVEN
+                                                                    : P2P_GUARD_RESPONSE;
+            dropped = !p2p_guard_send(h, to, buf, n, kind);
+        }
         if (n) {
             /* Round robin: a peer that sent goes to the back of the line. */
             if (p->ready_next) {
@@ -385,7 +395,8 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
             p->ready_next = NULL;
         }
         if (p->state == P2P_S_CLOSING && p->close_copies == 0) p2p_host_peer_free(h, p);
-        if (n == (size_t)-1) n = 0;
+        /* A packet the guard stopped is lost like any other: recovery resends it. */
+        if (n == (size_t)-1 || dropped) n = 0;
     }
     if (n) {
         h->stats.packets_sent++;
@@ -432,6 +443,7 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
         h->stats.dropped++;
         return 0;
     }
+    p2p_guard_credit(h, from, len);     /* what may be sent back (section 8.6) */
     dispatch(h, from, buf, len);
     return 0;
 }

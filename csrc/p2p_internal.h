@@ -13,6 +13,7 @@
 #include "p2p_wire.h"
 #include "p2p_mesh.h"
 #include "p2p_nat.h"
+#include "p2p_guard.h"
 
 #define P2P_PROLOGUE "p2pnet/1"
 #define P2P_NOISE_PROTOCOL "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
@@ -171,6 +172,12 @@ typedef struct p2p_peer {
      * dl_valid; p2p_host_on_timeout recomputes all. */
     int dl_valid;
     uint64_t dl;
+
+    /* hardening (nat): introductions only when asked, and the egress guard */
+    int app_dialled;            /* cand[0] came from the application (connect(id, {via})) */
+    int from_offer;             /* an attempt made because the peer accepted an INTRO offer */
+    uint64_t offers_since;      /* INTRO offers accepted from this session since then ... */
+    uint8_t offers;             /* ... this many */
 } p2p_peer;
 
 /* Where an attempt stands with its introducer (p2p_nat.c). */
@@ -267,6 +274,9 @@ struct p2p_host {
     uint64_t replay_set[2][P2P_REPLAY_SLOTS]; /* [0] current generation, [1] previous */
     uint32_t replay_n;                /* inserts into [0] */
     uint64_t replay_at;               /* when [0] was started */
+
+    /* hardening (nat): the egress guard (p2p_guard.c) */
+    p2p_guard guard;
 };
 
 /* p2p_host.c */

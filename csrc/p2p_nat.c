@@ -2,11 +2,14 @@
  * p2p_nat.c - introductions, hole punching and the relay (docs/PROTOCOL.md section 8).
  *
  * Introductions: a node A that wants a node B it cannot reach asks a node I that holds
- * sessions with both (a mediator, or any mutual mesh member) with INTRO_REQ. I sends each
- * side an INTRO naming the other, with the other's candidate addresses: where I sees it, and
- * what it advertised. Both then send INIT to every candidate at a steady, jittered pace, so
- * each side's NAT opens towards the other while the other's packets arrive; the first path on
- * which a handshake completes wins, and the simultaneous-open rule keeps one session.
+ * sessions with both (a mediator, or any mutual mesh member) with INTRO_REQ. Nobody acts on
+ * an introduction it did not ask for, so I first offers it to B (an INTRO with the offer flag,
+ * naming A, without addresses); B, when its policy accepts, asks I for A in turn. Once both
+ * have asked, I sends each side an INTRO naming the other, with the other's candidate
+ * addresses: where I sees it, and what it advertised. Both then send INIT to every candidate
+ * at a steady, jittered pace, so each side's NAT opens towards the other while the other's
+ * packets arrive; the first path on which a handshake completes wins, and the
+ * simultaneous-open rule keeps one session. An INTRO that nobody asked for is dropped.
  *
  * Relay: when punching has not worked for P2P_PUNCH_US, the path through I joins the
  * candidates. Packets for that path travel inside RELAY frames of the A-I session; I checks
@@ -20,7 +23,8 @@
 #include <string.h>
 
 #define FLAG_RELAY 1
-enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2 };
+#define FLAG_OFFER 2      /* an offer: the named node asks to be introduced (no candidates) */
+enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2, FAIL_BUSY = 3 };
 
 int p2p_nat_init(p2p_host *h, const p2p_config *cfg)
 {
@@ -129,6 +133,63 @@ static p2p_relay_pair *pair_add(p2p_host *h, p2p_peer_handle a, p2p_peer_handle 
     return x;
 }
 
+static void send_fail(p2p_host *h, p2p_peer *p, const uint8_t id[32], uint8_t code)
+{
+    uint8_t fail[33];
+    memcpy(fail, id, 32);
+    fail[32] = code;
+    p2p_peer_append(h, p, P2P_REC_INTRO_FAIL, fail, sizeof fail);
+}
+
+/* An offer to `to`: `about` asks to be introduced to it. No addresses: nothing to act on. */
+static void send_offer(p2p_host *h, p2p_peer *to, const p2p_peer *about)
+{
+    uint8_t body[32 + 4 + 1 + 1];
+    memcpy(body, about->id, 32);
+    p2p_put_u32(body + 32, 0);
+    body[36] = FLAG_OFFER;
+    body[37] = 0;
+    p2p_peer_append(h, to, P2P_REC_INTRO, body, sizeof body);
+}
+
+/* Both p and q asked: the introduction proper. */
+static void introduce(p2p_host *h, p2p_peer *p, p2p_peer *q, uint64_t now)
+{
+    /* Relaying is offered only between two direct sessions of ours, and within the caps. */
+    int relay_ok = h->nat.relay && p->addr.family != P2P_AF_RELAY &&
+                   q->addr.family != P2P_AF_RELAY && pair_add(h, p->handle, q->handle, now);
+    send_intro(h, p, q, relay_ok);
+    send_intro(h, q, p, relay_ok);
+    h->stats.introductions++;
+}
+
+static p2p_intro_pending *pending_find(p2p_host *h, p2p_peer_handle asker, p2p_peer_handle target,
+                                       uint64_t now)
+{
+    for (size_t i = 0; i < P2P_PENDING; i++) {
+        p2p_intro_pending *x = &h->nat.pending[i];
+        if (x->expire > now && x->asker == asker && x->target == target) return x;
+    }
+    return NULL;
+}
+
+/* Room for a request of `asker`: an expired entry, within the per-asker cap. NULL when the
+ * asker holds its share or the table is full; nothing is evicted early. */
+static p2p_intro_pending *pending_add(p2p_host *h, p2p_peer_handle asker, uint64_t now)
+{
+    p2p_intro_pending *slot = NULL;
+    size_t mine = 0;
+    for (size_t i = 0; i < P2P_PENDING; i++) {
+        p2p_intro_pending *x = &h->nat.pending[i];
+        if (x->expire <= now) {
+            if (!slot) slot = x;
+        } else if (x->asker == asker) {
+            mine++;
+        }
+    }
+    return mine < P2P_PENDING_PER_ASKER ? slot : NULL;
+}
+
 static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
     if (len != 32) return -1;
@@ -136,18 +197,27 @@ static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t le
     uint8_t code = !q ? FAIL_UNKNOWN : q == p ? FAIL_SELF : 0;
     if (memcmp(body, h->ident.ed_pk, 32) == 0) code = FAIL_SELF;
     if (code) {
-        uint8_t fail[33];
-        memcpy(fail, body, 32);
-        fail[32] = code;
-        p2p_peer_append(h, p, P2P_REC_INTRO_FAIL, fail, sizeof fail);
+        send_fail(h, p, body, code);
         return 0;
     }
-    /* Relaying is offered only between two direct sessions of ours, and within the caps. */
-    int relay_ok = h->nat.relay && p->addr.family != P2P_AF_RELAY &&
-                   q->addr.family != P2P_AF_RELAY && pair_add(h, p->handle, q->handle, now);
-    send_intro(h, p, q, relay_ok);
-    send_intro(h, q, p, relay_ok);
-    h->stats.introductions++;
+    /* The other side asked first (it was offered this introduction, or wanted it itself):
+     * both have asked now. */
+    p2p_intro_pending *x = pending_find(h, q->handle, p->handle, now);
+    if (x) {
+        x->expire = 0;
+        introduce(h, p, q, now);
+        return 0;
+    }
+    if (pending_find(h, p->handle, q->handle, now)) return 0;   /* offered already */
+    x = pending_add(h, p->handle, now);
+    if (!x) {
+        send_fail(h, p, body, FAIL_BUSY);
+        return 0;
+    }
+    x->asker = p->handle;
+    x->target = q->handle;
+    x->expire = now + P2P_PENDING_US;
+    send_offer(h, q, p);
     return 0;
 }
 
@@ -170,6 +240,111 @@ const p2p_intro *p2p_nat_intro(const p2p_host *h, const uint8_t id[32], uint64_t
         if (x->expire > now && memcmp(x->id, id, 32) == 0) return x;
     }
     return NULL;
+}
+
+/* Remembers that we asked `via` for an introduction to `id`. A full table forgets the ask
+ * that expires first: only this node fills it. */
+static void ask_add(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint64_t now)
+{
+    p2p_ask *slot = &h->nat.asks[0];
+    for (size_t i = 0; i < P2P_ASKS; i++) {
+        p2p_ask *x = &h->nat.asks[i];
+        if (x->expire > now && x->via == via && memcmp(x->id, id, 32) == 0) {
+            slot = x;
+            break;
+        }
+        if (x->expire < slot->expire) slot = x;
+    }
+    memcpy(slot->id, id, 32);
+    slot->via = via;
+    slot->expire = now + (h->timeout > P2P_ASK_US ? h->timeout : P2P_ASK_US);
+}
+
+/* 1 when we asked `via` for `id` and have not had the answer yet; the ask is used up. */
+static int ask_take(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint64_t now)
+{
+    for (size_t i = 0; i < P2P_ASKS; i++) {
+        p2p_ask *x = &h->nat.asks[i];
+        if (x->expire > now && x->via == via && memcmp(x->id, id, 32) == 0) {
+            x->expire = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void ask(p2p_host *h, p2p_peer *via, const uint8_t id[32], uint64_t now)
+{
+    ask_add(h, id, via->handle, now);
+    p2p_peer_append(h, via, P2P_REC_INTRO_REQ, id, 32);
+}
+
+/* 1 when another attempt made from an offer of introducer `via` would pass the caps: one
+ * introducer cannot take the room that other introducers' offers need. */
+static int offer_room(const p2p_host *h, p2p_peer_handle via)
+{
+    size_t all = 0, mine = 0;
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        const p2p_peer *q = h->slots[i];
+        if (!q || !q->from_offer || !q->hs) continue;
+        all++;
+        mine += q->intro_via == via;
+    }
+    return all < P2P_OFFER_ATTEMPTS && mine < P2P_OFFER_ATTEMPTS_VIA;
+}
+
+static int refused(const p2p_host *h, const uint8_t id[32])
+{
+    return p2p_host_id_listed((const uint8_t (*)[32])h->deny, h->deny_count, id) ||
+           (h->allow_count && !p2p_host_id_listed((const uint8_t (*)[32])h->allow, h->allow_count, id));
+}
+
+/* The introducer v offers an introduction to `id`, which asked for us. We accept by asking v
+ * for `id` in turn, when our policy allows it, v has not offered too many lately, and not too
+ * many attempts made from offers are running. */
+static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[32], uint64_t now)
+{
+    if (memcmp(id, h->ident.ed_pk, 32) == 0 || refused(h, id) || v->addr.family == P2P_AF_RELAY) {
+        h->stats.dropped_unsolicited++;
+        return;
+    }
+    if (now - v->offers_since >= P2P_OFFERS_WINDOW_US || !v->offers_since) {
+        v->offers_since = now ? now : 1;
+        v->offers = 0;
+    }
+    if (v->offers >= P2P_OFFERS_PER_VIA) {
+        h->stats.dropped_unsolicited++;
+        return;
+    }
+    p2p_peer *p = connected_id(h, id);
+    if (p) {                     /* a re-introduction: the peer lost its path to us */
+        v->offers++;
+        ask(h, v, id, now);
+        return;
+    }
+    p = attempt_for(h, id);
+    if (p) {
+        /* Our own attempt: it takes this introducer unless it is being introduced already. */
+        if (p->state != P2P_S_INIT_SENT || p->intro_state == P2P_INTRO_PUNCHING ||
+            p->intro_state == P2P_INTRO_RELAYING ||
+            (p->intro_state == P2P_INTRO_ASKED && p->intro_via == v->handle))
+            return;
+    } else {
+        int rc;
+        if (!offer_room(h, v->handle)) {
+            h->stats.dropped_unsolicited++;
+            return;
+        }
+        /* It has no candidates until the INTRO: it sends nothing before. */
+        p = p2p_host_dial(h, NULL, 0, id, now, &rc);
+        if (!p) return;
+        p->auto_dial = 1;
+        p->from_offer = 1;
+    }
+    v->offers++;
+    p->intro_via = v->handle;
+    p->intro_state = P2P_INTRO_ASKED;
+    ask(h, v, id, now);
 }
 
 p2p_addr p2p_nat_relay_addr(uint32_t relay_index, uint32_t channel)
@@ -195,11 +370,25 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     for (uint8_t i = 0; i < n; i++)
         if (p2p_rd_addr(&r, &c[i])) return -1;
     if (p2p_rd_left(&r)) return -1;
+    if (flags & FLAG_OFFER) {
+        if (n || (flags & FLAG_RELAY)) return -1;
+        on_offer(h, v, id, now);
+        return 0;
+    }
+    /* Only an introduction this node asked this introducer for is acted on: an INTRO is
+     * an instruction to send packets, and nobody else may give it. */
+    if (!ask_take(h, id, v->handle, now)) {
+        h->stats.dropped_unsolicited++;
+        return 0;
+    }
     if (memcmp(id, h->ident.ed_pk, 32) == 0) return 0;
     /* Nobody makes this node punch towards a node its policy refuses. */
-    if (p2p_host_id_listed((const uint8_t (*)[32])h->deny, h->deny_count, id) ||
-        (h->allow_count && !p2p_host_id_listed((const uint8_t (*)[32])h->allow, h->allow_count, id)))
-        return 0;
+    if (refused(h, id)) return 0;
+    /* The candidates were learned from the network: only those this node may send to. */
+    uint8_t kept = 0;
+    for (uint8_t i = 0; i < n; i++)
+        if (p2p_host_may_send_learned(h, &c[i])) c[kept++] = c[i];
+    n = kept;
     p2p_intro *in = intro_slot(h, id, now);
     memcpy(in->id, id, 32);
     in->via = v->handle;
@@ -217,11 +406,13 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     }
     p2p_peer *p = attempt_for(h, id);
     if (!p) {
-        /* The other side of the introduction: punch towards it too. */
+        /* We asked (an offer we accepted, whose attempt has ended since): punch too. */
         int rc;
+        if (!offer_room(h, v->handle)) return 0;
         p = p2p_host_dial(h, NULL, 0, id, now, &rc);
         if (!p) return 0;
         p->auto_dial = 1;
+        p->from_offer = 1;
     }
     if (p->state != P2P_S_INIT_SENT) return 0;
     for (uint8_t i = 0; i < n; i++)
@@ -246,7 +437,8 @@ static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t l
     p2p_id_to_hex(body, hex);
     p2p_addr_format(&v->addr, via, sizeof via);
     p2p_host_error(h, p, body[32] == FAIL_SELF ? "peer %s is the introducer %s itself"
-                                               : "peer %s is not registered at %s", hex, via);
+                         : body[32] == FAIL_BUSY ? "peer %s: introducer %s is busy"
+                                                 : "peer %s is not registered at %s", hex, via);
     p2p_host_peer_free(h, p);
     return 0;
 }
@@ -286,7 +478,6 @@ static p2p_peer *introducer(const p2p_host *h, const p2p_peer *p)
 
 void p2p_nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    (void)now;
     p2p_peer *v = introducer(h, p);
     if (!v) {
         p->intro_state = P2P_INTRO_NONE;
@@ -294,7 +485,7 @@ void p2p_nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
     }
     p->intro_via = v->handle;
     p->intro_state = P2P_INTRO_ASKED;
-    p2p_peer_append(h, v, P2P_REC_INTRO_REQ, p->expected, 32);
+    ask(h, v, p->expected, now);
 }
 
 int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via, uint64_t now,
@@ -324,6 +515,7 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via,
         v = p2p_host_dial(h, via, 1, NULL, h->now, &rc);
         if (!v) return rc;
         v->auto_dial = 1;        /* its failure is reported on the attempt that needs it */
+        v->app_dialled = 1;      /* the application named it: not a probe (section 8.6) */
     }
     p = p2p_host_dial(h, NULL, 0, id, h->now, &rc);
     if (!p) return rc;
@@ -339,7 +531,7 @@ void p2p_nat_reintroduce(p2p_host *h, p2p_peer *p, uint64_t now)
     const p2p_intro *in = p2p_nat_intro(h, p->id, now);
     p2p_peer *v = in ? p2p_host_peer_get(h, in->via) : NULL;
     if (!v || v->state != P2P_S_CONNECTED || v == p) v = any_member(h, p->id);
-    if (v) p2p_peer_append(h, v, P2P_REC_INTRO_REQ, p->id, 32);
+    if (v) ask(h, v, p->id, now);
 }
 
 void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
@@ -375,6 +567,9 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
         if (n->pairs[i].a == p->handle || n->pairs[i].b == p->handle) n->pairs[i] = n->pairs[--n->npairs];
         else i++;
     }
+    for (size_t i = 0; i < P2P_PENDING; i++)
+        if (n->pending[i].asker == p->handle || n->pending[i].target == p->handle)
+            n->pending[i].expire = 0;
     /* Attempts that were waiting for this introducer fail with it. */
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
@@ -442,17 +637,21 @@ void p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t 
     p2p_nat *n = &h->nat;
     p2p_peer *q = p2p_host_by_index(h, channel);
     p2p_relay_pair *x = q && q->state == P2P_S_CONNECTED ? pair_find(h, p->handle, q->handle) : NULL;
-    if (!n->relay || !x) {
+    /* One datagram relayed per packet received: a packet stuffed with RELAY frames is not
+     * multiplied (the relay never sends more packets on than it received). */
+    if (!n->relay || !x || !p2p_guard_once(h, &h->guard.relayed_pkt)) {
         h->stats.relay_dropped++;
         return;
     }
-    /* One token bucket for all pairs: at most `rate` bytes a second, in bursts of a second. */
+    /* One token bucket for all pairs: at most `rate` bytes a second, in bursts of a second,
+     * counting what each packet costs on the wire, not only what it carries. */
+    size_t cost = len + P2P_RELAY_OVERHEAD;
     uint64_t add = (now - n->refill_at) * n->rate / 1000000u;
     if (add) {
         n->tokens = n->tokens + add > n->rate ? n->rate : n->tokens + add;
         n->refill_at = now;
     }
-    if (n->tokens < len) {
+    if (n->tokens < cost) {
         h->stats.relay_dropped++;
         return;
     }
@@ -462,7 +661,7 @@ void p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t 
         h->stats.relay_dropped++;
         return;
     }
-    n->tokens -= len;
+    n->tokens -= cost;
     x->last_used = now;
     p2p_host_txq_push(h, &q->addr, pkt, m);
     p2p_path_sent(q, m);

@@ -25,6 +25,16 @@
 #define P2P_CHALLENGE_US 300000      /* path challenge resend, doubling */
 #define P2P_CHALLENGE_TRIES 4        /* then the new path is given up */
 #define P2P_AMPLIFICATION 3          /* bytes to an unproven address <= 3 x bytes from it */
+/* Introductions only when asked (section 8.2): the tables and their caps. */
+#define P2P_ASKS 64                  /* INTRO_REQs we sent, remembered until answered ... */
+#define P2P_ASK_US 10000000          /* ... or for this long */
+#define P2P_PENDING 64               /* at an introducer: requests waiting for the other side */
+#define P2P_PENDING_PER_ASKER 8      /* ... of which one session may hold this many */
+#define P2P_PENDING_US 10000000      /* ... each for this long */
+#define P2P_OFFER_ATTEMPTS 32        /* attempts made from offers, at once ... */
+#define P2P_OFFER_ATTEMPTS_VIA 8     /* ... of which one introducer's offers made this many */
+#define P2P_OFFERS_PER_VIA 8         /* offers accepted from one introducer ... */
+#define P2P_OFFERS_WINDOW_US 10000000 /* ... per this window */
 
 struct p2p_host;
 struct p2p_peer;
@@ -40,6 +50,21 @@ typedef struct p2p_intro {
     uint64_t expire;
 } p2p_intro;
 
+/* An INTRO_REQ this node sent: an INTRO about `id` is acted on only from `via`, and only while
+ * this is remembered. */
+typedef struct p2p_ask {
+    uint8_t id[32];
+    p2p_peer_handle via;
+    uint64_t expire;
+} p2p_ask;
+
+/* At an introducer: `asker` asked to be introduced to `target`, which was offered the
+ * introduction and has not answered yet. */
+typedef struct p2p_intro_pending {
+    p2p_peer_handle asker, target;
+    uint64_t expire;
+} p2p_intro_pending;
+
 /* At a relay: two of its sessions it introduced and may forward between. */
 typedef struct p2p_relay_pair {
     p2p_peer_handle a, b;
@@ -53,6 +78,8 @@ typedef struct p2p_nat {
     p2p_relay_pair *pairs;
     size_t npairs;
     p2p_intro intros[P2P_INTROS];
+    p2p_ask asks[P2P_ASKS];
+    p2p_intro_pending pending[P2P_PENDING];
 } p2p_nat;
 
 int p2p_nat_init(struct p2p_host *h, const p2p_config *cfg);

@@ -117,7 +117,11 @@ void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t l
 void p2p_path_on_challenge(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64_t data,
                            uint64_t now)
 {
-    /* Answered on the path it came by: that is what proves the path to the prober. */
+    /* One response per received packet, however many challenges it holds: a packet stuffed
+     * with them from a forged source must not be multiplied. The guard keeps the answer within
+     * 3 x what came from that address besides. Answered on the path it came by: that is what
+     * proves the path to the prober. */
+    if (!p2p_guard_once(h, &h->guard.answered_pkt)) return;
     send_path_frame(h, p, P2P_FRAME_PATH_RESPONSE, data, from, now);
 }
 
@@ -158,23 +162,38 @@ uint64_t p2p_path_deadline(const p2p_peer *p)
     return p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
 }
 
+/* Adds a to the probe list with the session that supplied it, unless it is there already, is
+ * not a direct address, or is one this node may not send to (section 8.6). */
+static void add_probe(const p2p_host *h, p2p_addr *v, p2p_peer_handle *src, uint8_t *n,
+                      size_t max, const p2p_addr *a, p2p_peer_handle from)
+{
+    if (a->family == P2P_AF_RELAY || !p2p_host_may_send_learned(h, a)) return;
+    uint8_t before = *n;
+    p2p_nat_add_candidate(v, n, max, a);
+    if (*n > before) src[before] = from;
+}
+
 /* Sends a challenge to every direct address the peer may have: those an introducer gave,
- * those it advertised in its handshake, and those in its member record. */
+ * those it advertised in its handshake, and those in its member record. All of them were
+ * learned from the network, so each is a probe the guard must allow (section 8.6): at most
+ * P2P_GUARD_PROBES a minute to an address that never answered. */
 void p2p_path_probe(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     enum { PROBE_MAX = P2P_CANDIDATES - 1 + 2 * P2P_MEMBER_ADDRS };
     p2p_addr c[PROBE_MAX];
+    p2p_peer_handle src[PROBE_MAX];
     uint8_t n = 0;
     const p2p_intro *in = p2p_nat_intro(h, p->id, now);
     for (size_t i = 0; in && i < in->ncand; i++)
-        p2p_nat_add_candidate(c, &n, PROBE_MAX, &in->cand[i]);
-    for (size_t i = 0; i < p->nadv; i++) p2p_nat_add_candidate(c, &n, PROBE_MAX, &p->adv[i]);
+        add_probe(h, c, src, &n, PROBE_MAX, &in->cand[i], in->via);
+    for (size_t i = 0; i < p->nadv; i++) add_probe(h, c, src, &n, PROBE_MAX, &p->adv[i], p->handle);
     const p2p_member *m = p2p_mesh_member(h, p->id);
     for (size_t i = 0; m && i < m->naddr; i++)
-        p2p_nat_add_candidate(c, &n, PROBE_MAX, &m->addrs[i]);
+        add_probe(h, c, src, &n, PROBE_MAX, &m->addrs[i], p->handle);
     p->upgrade_data = fresh_data(h);
     for (size_t i = 0; i < n; i++)
-        send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
+        if (p2p_guard_probe(h, &c[i], src[i]))
+            send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
 }
 
 void p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)

@@ -40,6 +40,7 @@ build = {
             "csrc/lp2pnet.c",
             "csrc/p2p_addr.c",
             "csrc/p2p_crypto.c",
+            "csrc/p2p_guard.c",
             "csrc/p2p_handshake.c",
             "csrc/p2p_host.c",
             "csrc/p2p_identity.c",

@@ -1,0 +1,251 @@
+/*
+ * p2p_guard.c - the egress guard (docs/PROTOCOL.md section 8.6).
+ *
+ * One rule for every datagram that leaves the host, whoever made it: to an address that has
+ * not proven itself, at most 3 x the bytes received from it, plus a small fixed number of
+ * probes when the address was learned from the network. The ledger that counts this is a
+ * fixed table with keyed hash chains. An entry whose only content is bytes counted may be
+ * evicted at any time (a fresh entry starts from zero on both sides, so the 3 x bound holds
+ * across evictions); one that holds a probe allowance stays until its window ends, so that an
+ * attacker who makes the node touch many addresses cannot reset a victim's allowance. When the
+ * table is full of such entries, sends that would need a new entry are dropped.
+ */
+#include "p2p_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define P2P_GUARD_NONE 0xffffu
+
+int p2p_guard_init(p2p_host *h)
+{
+    p2p_guard *g = &h->guard;
+    memset(g, 0, sizeof *g);
+    g->e = calloc(P2P_GUARD_ENTRIES, sizeof *g->e);
+    g->bucket = malloc(P2P_GUARD_BUCKETS * sizeof *g->bucket);
+    if (!g->e || !g->bucket) return P2P_ERR_NOMEM;
+    for (size_t i = 0; i < P2P_GUARD_BUCKETS; i++) g->bucket[i] = P2P_GUARD_NONE;
+    for (size_t i = 0; i < P2P_GUARD_ENTRIES; i++)
+        g->e[i].next = i + 1 < P2P_GUARD_ENTRIES ? (uint16_t)(i + 1) : P2P_GUARD_NONE;
+    g->free_head = 0;
+    p2p_rng_bytes(&h->rng, &g->key, sizeof g->key);
+    return 0;
+}
+
+void p2p_guard_free(p2p_host *h)
+{
+    free(h->guard.e);
+    free(h->guard.bucket);
+    h->guard.e = NULL;
+    h->guard.bucket = NULL;
+}
+
+static size_t bucket_of(const p2p_guard *g, const p2p_addr *a)
+{
+    /* FNV-1a over the address, seeded with a per-host random key, then a 64-bit finaliser:
+     * an attacker who cannot see the key cannot pick addresses that share one chain. */
+    uint64_t x = 0xcbf29ce484222325u ^ g->key;
+    size_t alen = a->family == P2P_AF_INET4 ? 4 : 16;
+    x = (x ^ a->family) * 0x100000001b3u;
+    for (size_t i = 0; i < alen; i++) x = (x ^ a->ip[i]) * 0x100000001b3u;
+    x = (x ^ (a->port & 0xff)) * 0x100000001b3u;
+    x = (x ^ (a->port >> 8)) * 0x100000001b3u;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdu;
+    x ^= x >> 33;
+    return (size_t)(x & (P2P_GUARD_BUCKETS - 1));
+}
+
+/* An entry holds a probe allowance in use: evicting it would hand the address a new one. */
+static int pinned(const p2p_guard_entry *e, uint64_t now)
+{
+    return e->probes && e->probe_start + P2P_GUARD_WINDOW_US > now;
+}
+
+static void unlink_entry(p2p_guard *g, uint16_t idx)
+{
+    uint16_t *pp = &g->bucket[bucket_of(g, &g->e[idx].addr)];
+    while (*pp != P2P_GUARD_NONE && *pp != idx) pp = &g->e[*pp].next;
+    if (*pp == idx) *pp = g->e[idx].next;
+}
+
+static p2p_guard_entry *find(p2p_guard *g, const p2p_addr *a)
+{
+    for (uint16_t i = g->bucket[bucket_of(g, a)]; i != P2P_GUARD_NONE; i = g->e[i].next)
+        if (p2p_addr_equal(&g->e[i].addr, a)) return &g->e[i];
+    return NULL;
+}
+
+/* The entry of a, made when missing. NULL when the table is full of pinned entries. */
+static p2p_guard_entry *get(p2p_host *h, const p2p_addr *a)
+{
+    p2p_guard *g = &h->guard;
+    uint64_t now = h->now;
+    p2p_guard_entry *e = find(g, a);
+    if (e) {
+        if (e->expire <= now && !pinned(e, now)) {     /* stale: begins again */
+            uint16_t next = e->next;
+            memset(e, 0, sizeof *e);
+            e->addr = *a;
+            e->next = next;
+            e->used = 1;
+            e->expire = now + P2P_GUARD_TTL_US;
+        }
+        return e;
+    }
+    uint16_t idx = g->free_head;
+    if (idx != P2P_GUARD_NONE) {
+        g->free_head = g->e[idx].next;
+    } else {
+        for (int k = 0; k < P2P_GUARD_EVICT_SCAN; k++) {
+            uint16_t i = g->hand;
+            g->hand = (uint16_t)((g->hand + 1) % P2P_GUARD_ENTRIES);
+            if (!pinned(&g->e[i], now)) {
+                idx = i;
+                break;
+            }
+        }
+        if (idx == P2P_GUARD_NONE) return NULL;
+        unlink_entry(g, idx);
+    }
+    e = &g->e[idx];
+    memset(e, 0, sizeof *e);
+    e->addr = *a;
+    e->used = 1;
+    e->expire = now + P2P_GUARD_TTL_US;
+    size_t b = bucket_of(g, a);
+    e->next = g->bucket[b];
+    g->bucket[b] = idx;
+    return e;
+}
+
+static void touch(p2p_guard_entry *e, uint64_t now)
+{
+    if (e->expire < now + P2P_GUARD_TTL_US) e->expire = now + P2P_GUARD_TTL_US;
+}
+
+void p2p_guard_credit(p2p_host *h, const p2p_addr *a, size_t len)
+{
+    p2p_guard_entry *e = get(h, a);
+    if (!e) return;
+    e->recv += len;
+    touch(e, h->now);
+}
+
+int p2p_guard_proven(p2p_host *h, const p2p_addr *a)
+{
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        const p2p_peer *p = h->slots[i];
+        if (!p || !p2p_addr_equal(&p->addr, a)) continue;
+        /* FIN_SENT: an authenticated RESP came from there; WAIT_ADMIT: an authenticated FIN;
+         * established: the handshake, or a PATH_RESPONSE since the last move. */
+        if (p->state == P2P_S_FIN_SENT || p->state == P2P_S_WAIT_ADMIT) return 1;
+        if ((p->state == P2P_S_CONNECTED || p->state == P2P_S_CLOSING) && p->path_ok) return 1;
+    }
+    return 0;
+}
+
+/* Counts the addresses that session src supplied and that are being probed without having
+ * answered: a source may keep only P2P_GUARD_SOURCE_ADDRS of them busy at once. */
+static int source_full(const p2p_guard *g, p2p_peer_handle src, uint64_t now)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < P2P_GUARD_ENTRIES; i++) {
+        const p2p_guard_entry *e = &g->e[i];
+        if (e->used && e->src == src && !e->recv && e->probes &&
+            e->last_probe + P2P_GUARD_ACTIVE_US > now && ++n >= P2P_GUARD_SOURCE_ADDRS)
+            return 1;
+    }
+    return 0;
+}
+
+/* Takes one probe from e's allowance. */
+static int take_probe(p2p_host *h, p2p_guard_entry *e, p2p_peer_handle src)
+{
+    uint64_t now = h->now;
+    if (!e->probes || e->probe_start + P2P_GUARD_WINDOW_US <= now) {
+        e->probe_start = now;
+        e->probes = 0;
+        e->tickets = 0;     /* a ticket lives only as long as the probe it paid for */
+    }
+    if (e->probes >= P2P_GUARD_PROBES) return 0;
+    int active = e->src == src && e->probes && e->last_probe + P2P_GUARD_ACTIVE_US > now;
+    if (src && !e->recv && !active && source_full(&h->guard, src, now)) return 0;
+    e->probes++;
+    e->src = src;
+    e->last_probe = now;
+    if (e->expire < e->probe_start + P2P_GUARD_WINDOW_US)
+        e->expire = e->probe_start + P2P_GUARD_WINDOW_US;
+    return 1;
+}
+
+static int cached_proven(p2p_host *h, p2p_guard_entry *e, const p2p_addr *a)
+{
+    if (e && e->proven_until > h->now) return 1;
+    if (!p2p_guard_proven(h, a)) return 0;
+    if (e) e->proven_until = h->now + P2P_GUARD_PROVEN_CACHE_US;
+    return 1;
+}
+
+int p2p_guard_probe(p2p_host *h, const p2p_addr *a, p2p_peer_handle src)
+{
+    if (!p2p_host_may_send_learned(h, a)) {
+        h->stats.dropped_amplification++;
+        return 0;
+    }
+    p2p_guard_entry *e = get(h, a);
+    if (e && cached_proven(h, e, a)) return 1;    /* the send finds it proven too */
+    if (!e || e->tickets >= P2P_GUARD_PROBES || !take_probe(h, e, src)) {
+        h->stats.dropped_amplification++;
+        return 0;
+    }
+    e->tickets++;
+    return 1;
+}
+
+/* An INIT of an attempt whose candidate a came from the application (connect(address), or
+ * the introducer of connect(id, {via})) rather than from the network. */
+static int app_given(const p2p_peer *p, const p2p_addr *a)
+{
+    if (p->intro_state != P2P_INTRO_NONE || p->intro_via) return 0;
+    if (p->auto_dial && !p->app_dialled) return 0;
+    return p->ncand && p2p_addr_equal(&p->cand[0], a);
+}
+
+int p2p_guard_send(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len, int kind)
+{
+    if (kind == P2P_GUARD_PROVEN) return 1;
+    p2p_peer_handle probe_src = 0;
+    int probe = 0;
+    if (len == P2P_INIT_LEN && buf[0] == P2P_PKT_INIT) {
+        const p2p_peer *p = p2p_host_by_index(h, p2p_get_u32(buf + 4));
+        if (p && p->initiator && app_given(p, a)) return 1;
+        probe = 1;
+        probe_src = p ? p->intro_via : 0;
+    }
+    p2p_guard_entry *e = get(h, a);
+    if (cached_proven(h, e, a)) return 1;
+    if (!e) {
+        h->stats.dropped_amplification++;
+        return 0;
+    }
+    touch(e, h->now);
+    if (e->sent + len <= P2P_AMPLIFICATION * e->recv) {
+        e->sent += len;
+        return 1;
+    }
+    if (e->tickets && e->probe_start + P2P_GUARD_WINDOW_US > h->now) {
+        e->tickets--;
+        return 1;
+    }
+    if (probe && p2p_host_may_send_learned(h, a) && take_probe(h, e, probe_src)) return 1;
+    h->stats.dropped_amplification++;
+    return 0;
+}
+
+int p2p_guard_once(p2p_host *h, uint64_t *slot)
+{
+    if (*slot == h->stats.packets_received) return 0;
+    *slot = h->stats.packets_received;
+    return 1;
+}
