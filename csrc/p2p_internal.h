@@ -151,6 +151,12 @@ typedef struct p2p_peer {
     /* bytes this peer makes the host hold (p2p_mem_take/p2p_mem_give) */
     uint64_t mem;
 
+    /* hardening (mesh): what this peer may make the mesh do (p2p_mesh.c) */
+    p2p_replay mesh_served;     /* cached broadcasts (by cache serial) it has had from us */
+    uint32_t mesh_wants;        /* our pending pulls that it announced */
+    uint32_t mesh_answers;      /* SUMMARY/DIGEST answered in the current gossip period */
+    uint64_t mesh_answers_end;  /* the end of that period */
+
     struct p2p_peer *ready_next;
     int in_ready;
     /* Cached p2p_peer_deadline(): every path that can change a peer finds it through
