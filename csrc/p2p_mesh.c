@@ -434,6 +434,12 @@ static void bury(p2p_host *h, p2p_member *x, uint64_t now)
     if (x->forget_at == P2P_TIME_NEVER) x->forget_at = now + P2P_MESH_FORGET_US;
 }
 
+/* Dials a member gets between sessions: fewer for one that is only a peer's claim. */
+static unsigned dial_budget(const p2p_member *x)
+{
+    return x->confirmed ? P2P_MESH_MAX_DIALS : P2P_MESH_CLAIM_DIALS;
+}
+
 static void dial_at(p2p_mesh *m, p2p_member *x, uint64_t t)
 {
     x->dial_at = t;
@@ -441,14 +447,14 @@ static void dial_at(p2p_mesh *m, p2p_member *x, uint64_t t)
 }
 
 /* Plans a dial to a member we hold no session with: the lower id dials at once. A member has
- * P2P_MESH_MAX_DIALS dials between sessions, however many records name it. */
+ * dial_budget() dials between sessions, however many records name it. */
 static void plan_dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
     if (!h->mesh.member || x->dead || session_for(h, x->id) || !x->naddr) {
         x->dial_at = P2P_TIME_NEVER;
         return;
     }
-    if (x->dials >= P2P_MESH_MAX_DIALS) {
+    if (x->dials >= dial_budget(x)) {
         bury(h, x, now);
         return;
     }
@@ -1250,11 +1256,11 @@ uint64_t p2p_mesh_deadline(const p2p_host *h)
     return d;
 }
 
-/* A planned dial is due. Returns 1 when x was removed. */
+/* A planned dial is due. */
 static void dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
     if (session_for(h, x->id)) { x->dial_at = P2P_TIME_NEVER; return; }
-    if (x->dials >= P2P_MESH_MAX_DIALS || !x->naddr) { bury(h, x, now); return; }
+    if (x->dials >= dial_budget(x) || !x->naddr) { bury(h, x, now); return; }
     dial_at(&h->mesh, x, now + (P2P_MESH_REDIAL_US << x->dials));
     int rc;
     p2p_peer *p = dial_member(h, x, now, &rc);

@@ -17,6 +17,7 @@
 #define P2P_MESH_DIAL_DELAY_US 2000000 /* the higher id waits this long for the lower to dial */
 #define P2P_MESH_REDIAL_US 4000000     /* first retry after a failed dial, doubling */
 #define P2P_MESH_MAX_DIALS 4           /* then the member is dead: kept, never dialled again */
+#define P2P_MESH_CLAIM_DIALS 2         /* the same for a member we never held a session with */
 #define P2P_MESH_FORGET_US (P2P_MEMBER_TTL_S * UINT64_C(1000000)) /* unconfirmed or dead:
                                         * forgotten this long after it entered the table */
 #define P2P_MESH_SCAN_US 1000000       /* the member table and origin table are swept this often */
