@@ -973,8 +973,9 @@ static const p2p_bcast *cache_get(p2p_mesh *m, const uint8_t origin[32], uint64_
 static int send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len, uint64_t serial)
 {
     if (len - BCAST_OVERHEAD > q->peer_max_message) return 0;
-    if (serial) p2p_replay_update(&q->mesh_served, serial);
-    return p2p_peer_append(h, q, P2P_REC_BROADCAST, env, len);
+    int rc = p2p_peer_append(h, q, P2P_REC_BROADCAST, env, len);
+    if (!rc && serial) p2p_replay_update(&q->mesh_served, serial);
+    return rc;
 }
 
 int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
