@@ -289,6 +289,33 @@ static void test_member_records_aim_at_victim(void)
     an_free(&net);
 }
 
+/* Row 2, filtering: claims naming loopback, private (we are on neither), broadcast and
+ * multicast addresses are never dialled. */
+static void test_claims_unusable_addresses(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL), b = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, b, a, 2000000) != 0);
+    p2p_addr bad[4] = { an_addr("127.0.0.1:53"), an_addr("10.1.2.3:53"),
+                        an_addr("255.255.255.255:53"), an_addr("239.1.1.1:53") };
+    static uint8_t body[8 * (2 + P2P_MEMBER_REC_MAX)];
+    p2p_wr w;
+    p2p_wr_init(&w, body, sizeof body);
+    for (uint32_t i = 0; i < 4; i++) {
+        p2p_identity junk;
+        throwaway(&junk, 30000 + i);
+        put_member(&w, &junk, 1, 0, &bad[i], 1);
+    }
+    p2p_identity all;
+    throwaway(&all, 30100);
+    put_member(&w, &all, 1, 0, bad, 4);
+    T_EQ_INT(an_record(&net, b, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
+    an_run(&net, 30000000);
+    T_EQ_INT(an_sent_to_strangers(&net, a), 0);
+    an_free(&net);
+}
+
 /* Row 2, the table: one peer's claims fill at most a quarter of the table (24 of 96 with
  * max_peers 8), and a genuine member that an honest peer tells us of still gets in and is
  * dialled. */
@@ -451,6 +478,7 @@ int main(void)
     T_RUN(test_throwaway_origins);
     T_RUN(test_broadcast_replay);
     T_RUN(test_member_records_aim_at_victim);
+    T_RUN(test_claims_unusable_addresses);
     T_RUN(test_claims_quota);
     T_RUN(test_iwant_repeats);
     T_RUN(test_big_digest_and_ihave);
