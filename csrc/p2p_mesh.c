@@ -335,11 +335,9 @@ static void sign_own(p2p_host *h, uint64_t now)
     m->own_in_hash = 1;
 }
 
-/* Decodes a member record, and verifies it unless it is no newer than `known` (then it is
- * of no use, and the signature check is skipped). Returns 1 when it is new and genuine,
- * 0 when it is not newer, -1 when malformed or forged. */
-static int parse_record(p2p_host *h, const uint8_t *rec, size_t len, const p2p_member *known,
-                        p2p_member *x)
+/* Decodes a member record into x, without checking its signature. Returns 0, or -1 when
+ * malformed. */
+static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
 {
     if (len < 1 + 32 + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
     p2p_rd r;
@@ -350,26 +348,28 @@ static int parse_record(p2p_host *h, const uint8_t *rec, size_t len, const p2p_m
     uint64_t expires = p2p_rd_u64(&r);
     uint8_t n = p2p_rd_u8(&r);
     if (r.bad || n > P2P_MEMBER_ADDRS) return -1;
-    p2p_addr addrs[P2P_MEMBER_ADDRS];
     for (uint8_t i = 0; i < n; i++)
-        if (p2p_rd_addr(&r, &addrs[i])) return -1;
+        if (p2p_rd_addr(&r, &x->addrs[i])) return -1;
     if (r.bad || p2p_rd_left(&r)) return -1;
-    if (known && known->has_record && memcmp(known->id, id, 32) == 0 && seq <= known->seq)
-        return 0;
-    uint8_t msg[sizeof member_label - 1 + P2P_MEMBER_REC_MAX];
-    memcpy(msg, member_label, sizeof member_label - 1);
-    memcpy(msg + sizeof member_label - 1, rec, len - 64);
-    h->stats.work_verify++;
-    if (p2p_verify(rec + len - 64, msg, sizeof member_label - 1 + len - 64, id)) return -1;
     memcpy(x->id, id, 32);
     x->seq = seq;
     x->expires = expires;
     x->naddr = n;
-    memcpy(x->addrs, addrs, n * sizeof *addrs);
     memcpy(x->rec, rec, len);
     x->rec_len = (uint16_t)len;
     x->has_record = 1;
-    return 1;
+    return 0;
+}
+
+/* 0 when the decoded record is signed by the id it names. */
+static int verify_record(p2p_host *h, const p2p_member *x)
+{
+    uint8_t msg[sizeof member_label - 1 + P2P_MEMBER_REC_MAX];
+    size_t body = (size_t)x->rec_len - 64;
+    memcpy(msg, member_label, sizeof member_label - 1);
+    memcpy(msg + sizeof member_label - 1, x->rec, body);
+    h->stats.work_verify++;
+    return p2p_verify(x->rec + body, msg, sizeof member_label - 1 + body, x->id);
 }
 
 /* Sends one MEMBERS record holding `count` member records. */
@@ -476,6 +476,15 @@ static void confirm(p2p_host *h, p2p_member *x)
     thash_sync(&h->mesh, x);
 }
 
+/* 1 when p may bring us a record of id: it is p's own, or p holds fewer claims than its
+ * quota (a quarter of the table). */
+static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[32])
+{
+    if (memcmp(id, p->id, 32) == 0) return 1;
+    p2p_member *s = member_find(h, p->id);
+    return s && s->confirmed && s->nsrc < h->mesh.max / 4;
+}
+
 /* The entry for a member we are about to hold a record of, made when there is room or room
  * can be made. A record that p sent about someone else is p's claim: p may hold at most a
  * quarter of the table in claims. Returns NULL when refused. */
@@ -483,10 +492,7 @@ static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[32], u
 {
     p2p_mesh *m = &h->mesh;
     int first_hand = memcmp(id, p->id, 32) == 0;
-    if (!first_hand) {
-        p2p_member *s = member_find(h, p->id);
-        if (!s || !s->confirmed || s->nsrc >= m->max / 4) return NULL;
-    }
+    if (!may_claim(h, p, id)) return NULL;
     if (m->n >= m->max && !member_evict(h)) return NULL;
     p2p_member *x = member_add(h, id, now);
     if (!x) return NULL;
@@ -519,28 +525,32 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         if (r.bad) return -1;
         if (!m->member) continue;             /* a mediator keeps no member table */
         m->work++;
+        /* Everything cheap first: the signature is checked last, and only for a record we
+         * would keep. */
         p2p_member x;
-        const p2p_member *known = n >= 33 ? member_find(h, rec + 1) : NULL;
-        int fresh = parse_record(h, rec, n, known, &x);
-        if (fresh < 0) { h->stats.dropped++; continue; }
-        if (!fresh) continue;
+        if (decode_record(rec, n, &x)) { h->stats.dropped++; continue; }
         if (memcmp(x.id, h->ident.ed_pk, 32) == 0) continue;
+        p2p_member *mm = member_find(h, x.id);
+        if (mm && mm->has_record && x.seq <= mm->seq) continue;
         uint64_t t = unix_s(h, now);
         if (x.expires && t && x.expires <= t) continue;
-        p2p_member *mm = member_find(h, x.id);
+        if (!mm && !may_claim(h, p, x.id)) {
+            h->stats.dropped_budget++;
+            continue;
+        }
+        if (verify_record(h, &x)) { h->stats.dropped++; continue; }
         if (!mm) mm = member_make(h, p, x.id, now);
         if (!mm) {
             h->stats.dropped_budget++;
             continue;
         }
-        if (mm->has_record && x.seq <= mm->seq) continue;
         int moved = !mm->has_record || mm->naddr != x.naddr ||
                     memcmp(mm->addrs, x.addrs, x.naddr * sizeof *x.addrs) != 0;
         thash_out(m, mm);
         mm->seq = x.seq;
         mm->expires = x.expires;
         mm->naddr = x.naddr;
-        memcpy(mm->addrs, x.addrs, sizeof mm->addrs);
+        memcpy(mm->addrs, x.addrs, x.naddr * sizeof *x.addrs);
         memcpy(mm->rec, x.rec, x.rec_len);
         mm->rec_len = x.rec_len;
         mm->has_record = 1;

@@ -346,6 +346,19 @@ static void test_claims_quota(void)
     printf("     200 claims from one peer: %zu kept (table %zu of %zu)\n", claims, m->n, m->max);
     T_EQ_INT(claims, m->max / 4);
     T_CHECK(an_stats(&net, a).dropped_budget - s0.dropped_budget >= 200 - m->max / 4);
+    T_CHECK(an_stats(&net, a).work_verify - s0.work_verify <= m->max / 4 + 2);
+    /* more claims from a peer at its quota cost no signature check at all */
+    p2p_wr_init(&w, body, sizeof body);
+    for (uint32_t i = 0; i < 200; i++) {
+        p2p_identity junk;
+        throwaway(&junk, 20500 + i);
+        put_member(&w, &junk, 1, 0, &victim, 1);
+    }
+    s0 = an_stats(&net, a);
+    T_EQ_INT(an_record(&net, b, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
+    an_run(&net, 500000);
+    T_EQ_INT(an_stats(&net, a).work_verify - s0.work_verify, 0);
+    T_EQ_INT(an_stats(&net, a).dropped_budget - s0.dropped_budget, 200);
     /* c joins a and lists d: a dials d */
     T_CHECK(an_connect(&net, c, a, 2000000) != 0);
     an_run(&net, 5000000);
