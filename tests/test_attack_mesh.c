@@ -239,6 +239,53 @@ static void test_broadcast_replay(void)
     an_free(&net);
 }
 
+/* The window itself: stamps 3 minutes old or 2 minutes ahead are refused before their
+ * signature is checked; an origin without a clock (numbers from 1) is delivered, and its
+ * repeats and numbers below its 32 newest are refused. */
+static void test_time_window_and_clockless(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL), b = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, b, a, 2000000) != 0);
+    an_run(&net, 200000000);               /* let the clocks run past the stamps below */
+    static uint8_t env[256];
+    p2p_identity o;
+    throwaway(&o, 40000);
+    p2p_stats s0 = an_stats(&net, a);
+    size_t n = make_bcast(env, &o, wall(&net) - 180000000, "old", 3, 0);
+    an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
+    n = make_bcast(env, &o, wall(&net) + 120000000, "ahead", 5, 0);
+    an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
+    an_run(&net, 200000);
+    p2p_stats s1 = an_stats(&net, a);
+    T_EQ_INT(s1.dropped_replay - s0.dropped_replay, 2);
+    T_EQ_INT(s1.work_verify - s0.work_verify, 0);
+    T_EQ_INT(net.n[a].broadcasts, 0);
+    n = make_bcast(env, &o, wall(&net) - 60000000, "late", 4, 0);   /* a minute late: fine */
+    an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
+    an_run(&net, 200000);
+    T_EQ_INT(net.n[a].broadcasts, 1);
+
+    p2p_identity nc;
+    throwaway(&nc, 40001);
+    for (uint64_t q = 1; q <= 40; q++) {
+        n = make_bcast(env, &nc, q, "n", 1, 0);
+        an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
+    }
+    an_run(&net, 200000);
+    T_EQ_INT(net.n[a].broadcasts, 41);
+    s0 = an_stats(&net, a);
+    n = make_bcast(env, &nc, 40, "n", 1, 0);           /* a repeat */
+    an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
+    n = make_bcast(env, &nc, 3, "n", 1, 0);            /* below the newest 32 */
+    an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
+    an_run(&net, 200000);
+    T_EQ_INT(an_stats(&net, a).dropped_replay - s0.dropped_replay, 2);
+    T_EQ_INT(net.n[a].broadcasts, 41);
+    an_free(&net);
+}
+
 /* Row 2: member records for 100 throwaway ids, all at one victim's address, re-sent with new
  * numbers every 5 s (every other time at another port of the victim) for a minute. Each id is
  * dialled a bounded number of times in all; nothing re-arms it, and nobody else hears of it. */
@@ -490,6 +537,7 @@ int main(void)
     T_RUN(test_forged_broadcasts);
     T_RUN(test_throwaway_origins);
     T_RUN(test_broadcast_replay);
+    T_RUN(test_time_window_and_clockless);
     T_RUN(test_member_records_aim_at_victim);
     T_RUN(test_claims_unusable_addresses);
     T_RUN(test_claims_quota);
