@@ -318,6 +318,9 @@ static void test_member_records_aim_at_victim(void)
     }
     uint64_t sent = an_sent_to(&net, a, &victim[0]) + an_sent_to(&net, a, &victim[1]);
     uint64_t pkts = an_pkts_to(&net, a, &victim[0]) + an_pkts_to(&net, a, &victim[1]);
+    T_EQ_INT(p2p_host_broadcast(net.n[c].h, 1, (const uint8_t *)"c", 1, NULL, net.now), 0);
+    an_run(&net, 500000);
+    T_EQ_INT(net.n[a].broadcasts, 1);
     printf("     100 ids x 12 rounds (%llu record bytes): %llu bytes, %llu packets to the victim\n",
            (unsigned long long)received, (unsigned long long)sent, (unsigned long long)pkts);
     /* At most P2P_MESH_CLAIM_DIALS (2) attempts per id, each a handshake of at most 8 INITs
@@ -406,10 +409,28 @@ static void test_claims_quota(void)
     an_run(&net, 500000);
     T_EQ_INT(an_stats(&net, a).work_verify - s0.work_verify, 0);
     T_EQ_INT(an_stats(&net, a).dropped_budget - s0.dropped_budget, 200);
-    /* c joins a and lists d: a dials d */
+    /* three more liars fill the table with claims */
+    for (int k = 0; k < 3; k++) {
+        int liar = an_add(&net, NULL);
+        T_CHECK(an_connect(&net, liar, a, 2000000) != 0);
+        p2p_wr_init(&w, body, sizeof body);
+        for (uint32_t i = 0; i < 30; i++) {
+            p2p_identity junk;
+            throwaway(&junk, 21000 + 100 * (uint32_t)k + i);
+            put_member(&w, &junk, 1, 0, &victim, 1);
+        }
+        T_EQ_INT(an_record(&net, liar, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
+        an_run(&net, 300000);
+    }
+    T_EQ_INT(m->n, m->max);
+    /* c joins a and lists d: both get in (claims go), a dials d, and d is heard */
     T_CHECK(an_connect(&net, c, a, 2000000) != 0);
     an_run(&net, 5000000);
     T_CHECK(an_handle(&net, a, d) != 0);
+    T_EQ_INT(m->n, m->max);
+    T_EQ_INT(p2p_host_broadcast(net.n[d].h, 1, (const uint8_t *)"d", 1, NULL, net.now), 0);
+    an_run(&net, 500000);
+    T_EQ_INT(net.n[a].broadcasts, 1);
     an_free(&net);
 }
 
