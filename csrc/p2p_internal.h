@@ -165,6 +165,12 @@ typedef struct p2p_peer {
     size_t r_body_cap;      /* bytes allocated at r_body: it grows as the record arrives */
     size_t rec_held;        /* bytes charged for the sent-packet record (rec.cap entries) */
 
+    /* hardening (mesh): what this peer may make the mesh do (p2p_mesh.c) */
+    p2p_replay mesh_served;     /* cached broadcasts (by cache serial) it has had from us */
+    uint32_t mesh_wants;        /* our pending pulls that it announced */
+    uint32_t mesh_answers;      /* SUMMARY/DIGEST answered in the current gossip period */
+    uint64_t mesh_answers_end;  /* the end of that period */
+
     struct p2p_peer *ready_next;
     int in_ready;
     /* Cached p2p_peer_deadline(): every path that can change a peer finds it through

@@ -8,10 +8,20 @@
  * that learn of each other, the lower id dials at once and the higher one only after a
  * delay, so simultaneous dials are rare.
  *
+ * Every peer may lie. A member we have held a session with is confirmed; the others are only
+ * claims of the peer that sent their record. Claims are capped per source, never passed on
+ * (lists, digests and the table hash hold confirmed members only), dialled a fixed number of
+ * times in all, and the first to go when the table is full.
+ *
  * Broadcast: the origin signs and sends to every peer it holds a session with. Every member
  * that receives a broadcast for the first time delivers it, keeps it for a minute, and tells
  * its other peers (IHAVE); a member that hears of a broadcast it lacks, and does not get the
- * direct copy soon, pulls it (IWANT). Duplicates are suppressed by a per-origin window.
+ * direct copy soon, pulls it (IWANT). A broadcast's number is its origin's clock: one outside
+ * a time window of the receiver's clock is refused, and inside it a bounded per-origin table
+ * of the newest numbers suppresses duplicates and replays.
+ *
+ * Every table is found through a keyed hash index, so each record costs time linear in its
+ * size; `work` counts the entries and index steps, for the tests.
  */
 #include "p2p_internal.h"
 
@@ -20,6 +30,7 @@
 
 static const char member_label[] = "p2pnet/1 member";
 static const char bcast_label[] = "p2pnet/1 broadcast";
+static const char index_label[] = "p2pnet/1 mesh index";
 #define BCAST_HEAD (32 + 8 + 2)
 #define BCAST_OVERHEAD (BCAST_HEAD + 64)
 #define WANT_ENTRY 40
@@ -31,39 +42,236 @@ static uint64_t unix_s(const p2p_host *h, uint64_t now)
     return (m->unix_base + (now - m->mono_base)) / 1000000u;
 }
 
-/* ---- the member table ------------------------------------------------------------------- */
-
-static p2p_member *member_find(const p2p_host *h, const uint8_t id[32])
+/* Our wall clock in µs, or 0 when we have none. */
+static uint64_t clock_us(const p2p_host *h, uint64_t now)
 {
-    for (size_t i = 0; i < h->mesh.n; i++)
-        if (memcmp(h->mesh.m[i].id, id, 32) == 0) return &h->mesh.m[i];
-    return NULL;
+    const p2p_mesh *m = &h->mesh;
+    return m->unix_base ? m->unix_base + (now - m->mono_base) : 0;
 }
 
-static p2p_member *member_add(p2p_host *h, const uint8_t id[32])
+/* ---- hash indexes ----------------------------------------------------------------------- */
+
+static uint64_t rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+#define SIP_ROUND(v0, v1, v2, v3) do {                                     \
+        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);      \
+        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                           \
+        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                           \
+        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);      \
+    } while (0)
+
+/* SipHash-1-3 of (id, seq) under the node's secret key: ids come from the network, and an
+ * unkeyed hash would let a peer pick ids that all land in one chain. */
+static uint64_t key_hash(const p2p_mesh *m, const uint8_t id[32], uint64_t seq)
+{
+    uint64_t v0 = m->hkey[0] ^ UINT64_C(0x736f6d6570736575);
+    uint64_t v1 = m->hkey[1] ^ UINT64_C(0x646f72616e646f6d);
+    uint64_t v2 = m->hkey[0] ^ UINT64_C(0x6c7967656e657261);
+    uint64_t v3 = m->hkey[1] ^ UINT64_C(0x7465646279746573);
+    for (int i = 0; i < 5; i++) {
+        uint64_t w = i < 4 ? p2p_get_u64(id + 8 * i) : seq;
+        v3 ^= w;
+        SIP_ROUND(v0, v1, v2, v3);
+        v0 ^= w;
+    }
+    uint64_t b = (uint64_t)40 << 56;
+    v3 ^= b;
+    SIP_ROUND(v0, v1, v2, v3);
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIP_ROUND(v0, v1, v2, v3);
+    SIP_ROUND(v0, v1, v2, v3);
+    SIP_ROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Allocates the index on first use: cap slots, at least as many buckets. */
+static int ix_ready(p2p_mesh_index *ix, uint32_t cap)
+{
+    if (ix->head) return 0;
+    uint32_t nb = 16;
+    while (nb < cap) nb *= 2;
+    ix->head = malloc((size_t)nb * sizeof *ix->head);
+    ix->next = malloc((size_t)cap * sizeof *ix->next);
+    if (!ix->head || !ix->next) {
+        free(ix->head);
+        free(ix->next);
+        ix->head = ix->next = NULL;
+        return P2P_ERR_NOMEM;
+    }
+    memset(ix->head, 0xff, (size_t)nb * sizeof *ix->head);
+    ix->mask = nb - 1;
+    ix->cap = cap;
+    return 0;
+}
+
+static void ix_free(p2p_mesh_index *ix)
+{
+    free(ix->head);
+    free(ix->next);
+    memset(ix, 0, sizeof *ix);
+}
+
+static void ix_put(p2p_mesh_index *ix, uint64_t hv, uint32_t i)
+{
+    uint32_t b = (uint32_t)hv & ix->mask;
+    ix->next[i] = ix->head[b];
+    ix->head[b] = i;
+}
+
+static void ix_del(p2p_mesh_index *ix, uint64_t hv, uint32_t i)
+{
+    if (!ix->head) return;
+    uint32_t *pp = &ix->head[(uint32_t)hv & ix->mask];
+    while (*pp != i) {
+        if (*pp == P2P_MESH_NONE) return;
+        pp = &ix->next[*pp];
+    }
+    *pp = ix->next[i];
+}
+
+static uint32_t ix_first(const p2p_mesh_index *ix, uint64_t hv)
+{
+    return ix->head ? ix->head[(uint32_t)hv & ix->mask] : P2P_MESH_NONE;
+}
+
+/* ---- the member table ------------------------------------------------------------------- */
+
+static uint32_t member_slot(const p2p_mesh *m, const uint8_t id[32], uint64_t *steps)
+{
+    for (uint32_t i = ix_first(&m->mix, key_hash(m, id, 0)); i != P2P_MESH_NONE;
+         i = m->mix.next[i]) {
+        if (steps) (*steps)++;
+        if (memcmp(m->m[i].id, id, 32) == 0) return i;
+    }
+    return P2P_MESH_NONE;
+}
+
+static p2p_member *member_find(p2p_host *h, const uint8_t id[32])
 {
     p2p_mesh *m = &h->mesh;
-    p2p_member *x = member_find(h, id);
-    if (x) return x;
-    if (m->n >= m->max) return NULL;
+    uint32_t i = member_slot(m, id, &m->work);
+    return i == P2P_MESH_NONE ? NULL : &m->m[i];
+}
+
+/* Confirmed, alive and holding a record: the only members we tell others about. */
+static int advertised(const p2p_member *x)
+{
+    return x->has_record && x->confirmed && !x->dead;
+}
+
+static void thash_xor(p2p_mesh *m, const uint8_t id[32], uint64_t seq)
+{
+    uint8_t e[40], x[32];
+    memcpy(e, id, 32);
+    p2p_put_u64(e + 32, seq);
+    p2p_blake2b(x, 32, NULL, 0, e, sizeof e, NULL, 0);
+    for (int k = 0; k < 32; k++) m->thash[k] ^= x[k];
+}
+
+/* The table hash is the XOR of H(id || seq) over our own record and every advertised one:
+ * each change takes a member out before and puts it back after. */
+static void thash_out(p2p_mesh *m, p2p_member *x)
+{
+    if (!x->in_hash) return;
+    thash_xor(m, x->id, x->seq);
+    x->in_hash = 0;
+}
+
+static void thash_sync(p2p_mesh *m, p2p_member *x)
+{
+    if (x->in_hash || !advertised(x)) return;
+    thash_xor(m, x->id, x->seq);
+    x->in_hash = 1;
+}
+
+/* Adds a member; the caller made room (n < max). Pointers into the table die. */
+static p2p_member *member_add(p2p_host *h, const uint8_t id[32], uint64_t now)
+{
+    p2p_mesh *m = &h->mesh;
+    if (m->n >= m->max || ix_ready(&m->mix, (uint32_t)m->max)) return NULL;
     if (m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 16;
+        if (cap > m->max) cap = m->max;
         p2p_member *v = realloc(m->m, cap * sizeof *v);
         if (!v) return NULL;
         m->m = v;
         m->cap = cap;
     }
-    x = &m->m[m->n++];
+    uint32_t i = (uint32_t)m->n++;
+    p2p_member *x = &m->m[i];
     memset(x, 0, sizeof *x);
     memcpy(x->id, id, 32);
     x->dial_at = P2P_TIME_NEVER;
+    x->added = now;
+    x->forget_at = P2P_TIME_NEVER;
+    ix_put(&m->mix, key_hash(m, id, 0), i);
     return x;
+}
+
+/* An unconfirmed member stops counting against its source (it was confirmed or removed). */
+static void src_release(p2p_host *h, p2p_member *x)
+{
+    p2p_mesh *m = &h->mesh;
+    if (x->confirmed) return;
+    if (!x->has_src) {
+        if (m->norphans) m->norphans--;
+        return;
+    }
+    p2p_member *s = member_find(h, x->src);
+    if (s && s->nsrc) s->nsrc--;
+    x->has_src = 0;
 }
 
 static void member_remove(p2p_host *h, p2p_member *x)
 {
     p2p_mesh *m = &h->mesh;
-    *x = m->m[--m->n];
+    thash_out(m, x);
+    src_release(h, x);
+    if (x->confirmed && x->nsrc) {
+        /* what it brought us stays, as orphans: evicted first */
+        for (size_t i = 0; i < m->n; i++) {
+            p2p_member *y = &m->m[i];
+            if (!y->confirmed && y->has_src && memcmp(y->src, x->id, 32) == 0) {
+                y->has_src = 0;
+                m->norphans++;
+            }
+        }
+    }
+    uint32_t i = (uint32_t)(x - m->m), last = (uint32_t)m->n - 1;
+    ix_del(&m->mix, key_hash(m, x->id, 0), i);
+    if (i != last) {
+        ix_del(&m->mix, key_hash(m, m->m[last].id, 0), last);
+        m->m[i] = m->m[last];
+        ix_put(&m->mix, key_hash(m, m->m[i].id, 0), i);
+    }
+    m->n--;
+}
+
+/* Makes room for one member: the oldest unconfirmed entry of the source that holds the most
+ * of them (orphans form one source) goes. Returns 0 when there is nothing to evict. */
+static int member_evict(p2p_host *h)
+{
+    p2p_mesh *m = &h->mesh;
+    size_t best = m->norphans, bi = SIZE_MAX;
+    for (size_t i = 0; i < m->n; i++)
+        if (m->m[i].confirmed && m->m[i].nsrc > best) {
+            best = m->m[i].nsrc;
+            bi = i;
+        }
+    if (!best) return 0;
+    p2p_member *victim = NULL;
+    for (size_t i = 0; i < m->n; i++) {
+        p2p_member *y = &m->m[i];
+        if (y->confirmed) continue;
+        int mine = bi == SIZE_MAX ? !y->has_src
+                                  : y->has_src && memcmp(y->src, m->m[bi].id, 32) == 0;
+        if (mine && (!victim || y->added < victim->added)) victim = y;
+    }
+    m->work += 2 * m->n;
+    if (!victim) return 0;
+    member_remove(h, victim);
+    return 1;
 }
 
 /* The live session (connected or being made) for an id, or NULL. */
@@ -83,6 +291,22 @@ static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc);
 
 static int mesh_peer(const p2p_peer *p) { return p->state == P2P_S_CONNECTED && p->peer_mesh; }
 
+/* Counts one SUMMARY/DIGEST answer to p: at most P2P_GOSSIP_ANSWERS per gossip period (an
+ * honest peer causes about three). Returns 0 when over. */
+static int may_answer(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    if (now >= p->mesh_answers_end) {
+        p->mesh_answers_end = now + P2P_GOSSIP_US;
+        p->mesh_answers = 0;
+    }
+    if (p->mesh_answers >= P2P_GOSSIP_ANSWERS) {
+        h->stats.dropped_unsolicited++;
+        return 0;
+    }
+    p->mesh_answers++;
+    return 1;
+}
+
 /* ---- records ---------------------------------------------------------------------------- */
 
 /* Signs a fresh own record with the current addresses and a new sequence number. */
@@ -93,6 +317,7 @@ static void sign_own(p2p_host *h, uint64_t now)
     uint8_t *body = buf + sizeof member_label - 1;
     memcpy(buf, member_label, sizeof member_label - 1);
     uint64_t t = unix_s(h, now);
+    if (m->own_in_hash) thash_xor(m, h->ident.ed_pk, m->own_seq);
     p2p_wr w;
     p2p_wr_init(&w, body, P2P_MEMBER_REC_MAX - 64);
     p2p_wr_u8(&w, 1);
@@ -106,12 +331,13 @@ static void sign_own(p2p_host *h, uint64_t now)
     m->own_len = (uint16_t)(blen + 64);
     memcpy(m->own_rec, body, m->own_len);
     m->refresh_at = now + (uint64_t)P2P_MEMBER_REFRESH_S * 1000000u;
+    thash_xor(m, h->ident.ed_pk, m->own_seq);
+    m->own_in_hash = 1;
 }
 
-/* Decodes a member record, and verifies it unless it is no newer than `known` (then it is
- * of no use, and the signature check is skipped). Returns 1 when it is new and genuine,
- * 0 when it is not newer, -1 when malformed or forged. */
-static int parse_record(const uint8_t *rec, size_t len, const p2p_member *known, p2p_member *x)
+/* Decodes a member record into x, without checking its signature. Returns 0, or -1 when
+ * malformed. */
+static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
 {
     if (len < 1 + 32 + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
     p2p_rd r;
@@ -122,25 +348,28 @@ static int parse_record(const uint8_t *rec, size_t len, const p2p_member *known,
     uint64_t expires = p2p_rd_u64(&r);
     uint8_t n = p2p_rd_u8(&r);
     if (r.bad || n > P2P_MEMBER_ADDRS) return -1;
-    p2p_addr addrs[P2P_MEMBER_ADDRS];
     for (uint8_t i = 0; i < n; i++)
-        if (p2p_rd_addr(&r, &addrs[i])) return -1;
+        if (p2p_rd_addr(&r, &x->addrs[i])) return -1;
     if (r.bad || p2p_rd_left(&r)) return -1;
-    if (known && known->has_record && memcmp(known->id, id, 32) == 0 && seq <= known->seq)
-        return 0;
-    uint8_t msg[sizeof member_label - 1 + P2P_MEMBER_REC_MAX];
-    memcpy(msg, member_label, sizeof member_label - 1);
-    memcpy(msg + sizeof member_label - 1, rec, len - 64);
-    if (p2p_verify(rec + len - 64, msg, sizeof member_label - 1 + len - 64, id)) return -1;
     memcpy(x->id, id, 32);
     x->seq = seq;
     x->expires = expires;
     x->naddr = n;
-    memcpy(x->addrs, addrs, n * sizeof *addrs);
     memcpy(x->rec, rec, len);
     x->rec_len = (uint16_t)len;
     x->has_record = 1;
-    return 1;
+    return 0;
+}
+
+/* 0 when the decoded record is signed by the id it names. */
+static int verify_record(p2p_host *h, const p2p_member *x)
+{
+    uint8_t msg[sizeof member_label - 1 + P2P_MEMBER_REC_MAX];
+    size_t body = (size_t)x->rec_len - 64;
+    memcpy(msg, member_label, sizeof member_label - 1);
+    memcpy(msg + sizeof member_label - 1, x->rec, body);
+    h->stats.work_verify++;
+    return p2p_verify(x->rec + body, msg, sizeof member_label - 1 + body, x->id);
 }
 
 /* Sends one MEMBERS record holding `count` member records. */
@@ -168,118 +397,376 @@ static void send_own(p2p_host *h, p2p_peer *p)
     send_members(h, p, &rec, &len, 1);
 }
 
-/* The whole list a newcomer needs: our own record and every member record we hold, also of
- * members we have no session with yet (they may be joining through someone else right now,
- * and would otherwise miss the newcomer and it them). */
-static void send_list(p2p_host *h, p2p_peer *p)
+/* Sends our own record and every advertised one, except p's own and those the digest being
+ * read holds (mark == gen; gen 0 marks nothing). */
+static void send_table(p2p_host *h, p2p_peer *p, uint64_t gen, int with_own)
 {
     p2p_mesh *m = &h->mesh;
     const uint8_t **recs = malloc((m->n + 1) * sizeof *recs);
     uint16_t *lens = malloc((m->n + 1) * sizeof *lens);
     size_t k = 0;
     if (recs && lens) {
-        recs[k] = m->own_rec;
-        lens[k++] = m->own_len;
+        if (with_own) {
+            recs[k] = m->own_rec;
+            lens[k++] = m->own_len;
+        }
         for (size_t i = 0; i < m->n; i++) {
             p2p_member *x = &m->m[i];
-            if (x->has_record && memcmp(x->id, p->id, 32) != 0) {
+            if (advertised(x) && (!gen || x->mark != gen) && memcmp(x->id, p->id, 32) != 0) {
                 recs[k] = x->rec;
                 lens[k++] = x->rec_len;
             }
         }
-        send_members(h, p, recs, lens, k);
+        m->work += m->n;
+        if (k) send_members(h, p, recs, lens, k);
     }
     free(recs);
     free(lens);
 }
 
-/* Plans a dial to a member we hold no session with: the lower id dials at once. */
+/* A member whose dials all failed: never dialled again, not told about, forgotten later
+ * (unless a session with it comes first). */
+static void bury(p2p_host *h, p2p_member *x, uint64_t now)
+{
+    thash_out(&h->mesh, x);
+    x->dead = 1;
+    x->dial_at = P2P_TIME_NEVER;
+    if (x->forget_at == P2P_TIME_NEVER) x->forget_at = now + P2P_MESH_FORGET_US;
+}
+
+/* Dials a member gets between sessions: fewer for one that is only a peer's claim. */
+static unsigned dial_budget(const p2p_member *x)
+{
+    return x->confirmed ? P2P_MESH_MAX_DIALS : P2P_MESH_CLAIM_DIALS;
+}
+
+static void dial_at(p2p_mesh *m, p2p_member *x, uint64_t t)
+{
+    x->dial_at = t;
+    if (t < m->next_dial) m->next_dial = t;
+}
+
+/* Plans a dial to a member we hold no session with: the lower id dials at once. A member has
+ * dial_budget() dials between sessions, however many records name it. */
 static void plan_dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
-    if (!h->mesh.member || session_for(h, x->id) || !x->naddr) {
+    if (!h->mesh.member || x->dead || session_for(h, x->id) || !x->naddr) {
         x->dial_at = P2P_TIME_NEVER;
         return;
     }
+    if (x->dials >= dial_budget(x)) {
+        bury(h, x, now);
+        return;
+    }
     if (x->dial_at != P2P_TIME_NEVER) return;
-    if (memcmp(h->ident.ed_pk, x->id, 32) < 0) x->dial_at = now;
-    else x->dial_at = now + P2P_MESH_DIAL_DELAY_US + p2p_rng_below(&h->rng, 500000);
+    if (memcmp(h->ident.ed_pk, x->id, 32) < 0) dial_at(&h->mesh, x, now);
+    else dial_at(&h->mesh, x, now + P2P_MESH_DIAL_DELAY_US + p2p_rng_below(&h->rng, 500000));
+}
+
+/* A session with the member exists: it is real. */
+static void confirm(p2p_host *h, p2p_member *x)
+{
+    src_release(h, x);
+    x->confirmed = 1;
+    x->has_src = 0;
+    x->dead = 0;
+    x->dials = 0;
+    x->dial_at = P2P_TIME_NEVER;
+    x->forget_at = P2P_TIME_NEVER;
+    thash_sync(&h->mesh, x);
+}
+
+/* 1 when p may bring us a record of id: it is p's own, or p holds fewer claims than its
+ * quota (a quarter of the table). */
+static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[32])
+{
+    if (memcmp(id, p->id, 32) == 0) return 1;
+    p2p_member *s = member_find(h, p->id);
+    return s && s->confirmed && s->nsrc < h->mesh.max / 4;
+}
+
+/* The entry for a member we are about to hold a record of, made when there is room or room
+ * can be made. A record that p sent about someone else is p's claim: p may hold at most a
+ * quarter of the table in claims. Returns NULL when refused. */
+static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[32], uint64_t now)
+{
+    p2p_mesh *m = &h->mesh;
+    int first_hand = memcmp(id, p->id, 32) == 0;
+    if (!may_claim(h, p, id)) return NULL;
+    if (m->n >= m->max && !member_evict(h)) return NULL;
+    p2p_member *x = member_add(h, id, now);
+    if (!x) return NULL;
+    if (first_hand) {
+        confirm(h, x);
+        return x;
+    }
+    p2p_member *s = member_find(h, p->id);     /* again: the table moved */
+    x = member_find(h, id);
+    if (!s || !x) return x;
+    s->nsrc++;
+    x->has_src = 1;
+    memcpy(x->src, p->id, 32);
+    x->forget_at = now + P2P_MESH_FORGET_US;
+    return x;
 }
 
 static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
+    p2p_mesh *m = &h->mesh;
     p2p_rd r;
     p2p_rd_init(&r, body, len);
+    if (m->member && !p->peer_mesh) {
+        h->stats.dropped_unsolicited++;       /* a mediator has no members to tell of */
+        return 0;
+    }
     while (p2p_rd_left(&r)) {
         uint16_t n = p2p_rd_u16(&r);
         const uint8_t *rec = p2p_rd_bytes(&r, n);
         if (r.bad) return -1;
-        if (!h->mesh.member) continue;        /* a mediator keeps no member table */
+        if (!m->member) continue;             /* a mediator keeps no member table */
+        m->work++;
+        /* Everything cheap first: the signature is checked last, and only for a record we
+         * would keep. */
         p2p_member x;
-        const p2p_member *known = n >= 33 ? member_find(h, rec + 1) : NULL;
-        int fresh = parse_record(rec, n, known, &x);
-        if (fresh < 0) { h->stats.dropped++; continue; }
-        if (!fresh) continue;
+        if (decode_record(rec, n, &x)) { h->stats.dropped++; continue; }
         if (memcmp(x.id, h->ident.ed_pk, 32) == 0) continue;
+        p2p_member *mm = member_find(h, x.id);
+        if (mm && mm->has_record && x.seq <= mm->seq) continue;
         uint64_t t = unix_s(h, now);
         if (x.expires && t && x.expires <= t) continue;
-        p2p_member *m = member_add(h, x.id);
-        if (!m) continue;
-        if (m->has_record && x.seq <= m->seq) continue;
-        memcpy(m->id, x.id, 32);
-        m->seq = x.seq;
-        m->expires = x.expires;
-        m->naddr = x.naddr;
-        memcpy(m->addrs, x.addrs, sizeof m->addrs);
-        memcpy(m->rec, x.rec, x.rec_len);
-        m->rec_len = x.rec_len;
-        m->has_record = 1;
-        m->dials = 0;
-        m->via = p->handle;
+        if (!mm && !may_claim(h, p, x.id)) {
+            h->stats.dropped_budget++;
+            continue;
+        }
+        if (verify_record(h, &x)) { h->stats.dropped++; continue; }
+        if (!mm) mm = member_make(h, p, x.id, now);
+        if (!mm) {
+            h->stats.dropped_budget++;
+            continue;
+        }
+        int moved = !mm->has_record || mm->naddr != x.naddr ||
+                    memcmp(mm->addrs, x.addrs, x.naddr * sizeof *x.addrs) != 0;
+        thash_out(m, mm);
+        mm->seq = x.seq;
+        mm->expires = x.expires;
+        mm->naddr = x.naddr;
+        memcpy(mm->addrs, x.addrs, x.naddr * sizeof *x.addrs);
+        memcpy(mm->rec, x.rec, x.rec_len);
+        mm->rec_len = x.rec_len;
+        mm->has_record = 1;
+        mm->via = p->handle;
+        /* A new number alone re-arms nothing: only a real member (confirmed, not dead) that
+         * moved gets its dials back. */
+        if (moved && mm->confirmed && !mm->dead) mm->dials = 0;
+        thash_sync(m, mm);
         /* A newcomer introduces itself on the session it joined by: we forward that record
          * to the members we hold sessions with. Nothing else is forwarded (each member
          * sends its own record to its peers), so a join costs each node O(N). */
         if (p->bootstrap && memcmp(x.id, p->id, 32) == 0) {
-            const uint8_t *rp = m->rec;
+            const uint8_t *rp = mm->rec;
             for (size_t i = 0; i < h->slot_hwm; i++) {
                 p2p_peer *q = h->slots[i];
-                if (q && q != p && mesh_peer(q)) send_members(h, q, &rp, &m->rec_len, 1);
+                if (q && q != p && mesh_peer(q)) send_members(h, q, &rp, &mm->rec_len, 1);
             }
         }
-        plan_dial(h, m, now);
+        plan_dial(h, mm, now);
     }
     return 0;
 }
 
+/* ---- broadcast origins ------------------------------------------------------------------ */
+
+static uint32_t origin_slot(p2p_mesh *m, const uint8_t id[32])
+{
+    for (uint32_t i = ix_first(&m->oix, key_hash(m, id, 1)); i != P2P_MESH_NONE;
+         i = m->oix.next[i]) {
+        m->work++;
+        if (memcmp(m->o[i].id, id, 32) == 0) return i;
+    }
+    return P2P_MESH_NONE;
+}
+
+static void lru_unlink(p2p_mesh *m, uint32_t i)
+{
+    p2p_origin *o = &m->o[i];
+    if (o->prev != P2P_MESH_NONE) m->o[o->prev].next = o->next; else m->ohead = o->next;
+    if (o->next != P2P_MESH_NONE) m->o[o->next].prev = o->prev; else m->otail = o->prev;
+}
+
+static void lru_front(p2p_mesh *m, uint32_t i)
+{
+    p2p_origin *o = &m->o[i];
+    o->prev = P2P_MESH_NONE;
+    o->next = m->ohead;
+    if (m->ohead != P2P_MESH_NONE) m->o[m->ohead].prev = i; else m->otail = i;
+    m->ohead = i;
+}
+
+static uint64_t origin_newest(const p2p_origin *o)
+{
+    return o->nseen ? o->seen[o->nseen - 1] : o->floor;
+}
+
+/* Forgets an origin. Its newest timestamp raises the floor of its bucket, so forgetting it
+ * opens no replay: a stranger in the same bucket is at worst refused until its clock passes. */
+static void origin_forget(p2p_mesh *m, uint32_t i)
+{
+    p2p_origin *o = &m->o[i];
+    uint64_t newest = origin_newest(o);
+    if (o->tsfloor > newest) newest = o->tsfloor;
+    uint64_t hv = key_hash(m, o->id, 1);
+    uint64_t *f = &m->floors[(hv >> 32) % P2P_BCAST_FLOORS];
+    if (newest >= P2P_BCAST_TS_MIN && newest > *f) *f = newest;
+    lru_unlink(m, i);
+    ix_del(&m->oix, hv, i);
+    o->next = m->ofree;
+    m->ofree = i;
+    m->on--;
+}
+
+/* The state of an origin, made when new: a full table forgets the least recently heard
+ * origin that we hold no session with. */
+static uint32_t origin_get(p2p_host *h, const uint8_t id[32], uint64_t now)
+{
+    p2p_mesh *m = &h->mesh;
+    uint32_t i = origin_slot(m, id);
+    if (i != P2P_MESH_NONE) return i;
+    if (ix_ready(&m->oix, (uint32_t)m->omax)) return P2P_MESH_NONE;
+    if (m->on >= m->omax) {
+        uint32_t v = m->otail;
+        while (v != P2P_MESH_NONE && m->o[v].peer) {
+            m->work++;
+            v = m->o[v].prev;
+        }
+        if (v == P2P_MESH_NONE) return P2P_MESH_NONE;
+        origin_forget(m, v);
+    }
+    if (m->ofree == P2P_MESH_NONE) {
+        size_t cap = m->ocap ? m->ocap * 2 : 16;
+        if (cap > m->omax) cap = m->omax;
+        p2p_origin *v = realloc(m->o, cap * sizeof *v);
+        if (!v) return P2P_MESH_NONE;
+        m->o = v;
+        for (size_t k = cap; k-- > m->ocap;) {
+            m->o[k].next = m->ofree;
+            m->ofree = (uint32_t)k;
+        }
+        m->ocap = cap;
+    }
+    i = m->ofree;
+    p2p_origin *o = &m->o[i];
+    m->ofree = o->next;
+    memset(o, 0, sizeof *o);
+    memcpy(o->id, id, 32);
+    uint64_t hv = key_hash(m, id, 1);
+    o->tsfloor = m->floors[(hv >> 32) % P2P_BCAST_FLOORS];
+    o->peer = session_for(h, id) != NULL;
+    o->last = now;
+    ix_put(&m->oix, hv, i);
+    lru_front(m, i);
+    m->on++;
+    return i;
+}
+
+/* 1 when the origin's state says s was seen, or is too old to tell. */
+static int origin_seen(const p2p_origin *o, uint64_t s)
+{
+    if (s <= o->floor || (s >= P2P_BCAST_TS_MIN && s <= o->tsfloor)) return 1;
+    if (o->nseen == P2P_BCAST_SEEN && s < o->seen[0]) return 1;
+    for (int k = o->nseen; k-- > 0;)
+        if (o->seen[k] == s) return 1;
+    return 0;
+}
+
+static void origin_note(p2p_origin *o, uint64_t s)
+{
+    int k = o->nseen;
+    if (k == P2P_BCAST_SEEN) {
+        if (o->seen[0] > o->floor) o->floor = o->seen[0];
+        memmove(o->seen, o->seen + 1, (P2P_BCAST_SEEN - 1) * sizeof *o->seen);
+        k--;
+    }
+    int at = k;
+    while (at > 0 && o->seen[at - 1] > s) at--;
+    memmove(o->seen + at + 1, o->seen + at, (size_t)(k - at) * sizeof *o->seen);
+    o->seen[at] = s;
+    o->nseen = (uint8_t)(k + 1);
+}
+
+/* 0 when broadcast (origin, s) may be new to us: inside the time window of our clock, and
+ * neither seen nor older than what the origin's state (or its bucket's floor, when we hold
+ * none) remembers. Checked before any signature. */
+static int bcast_old(p2p_host *h, const uint8_t origin[32], uint64_t s, uint64_t now)
+{
+    p2p_mesh *m = &h->mesh;
+    uint64_t c = clock_us(h, now);
+    if (s >= P2P_BCAST_TS_MIN && c) {
+        if (c > P2P_BCAST_PAST_US && s < c - P2P_BCAST_PAST_US) return 1;
+        if (s > c + P2P_BCAST_FUTURE_US) return 1;
+        if (s < m->boot_us) return 1;    /* from before we started: we may have had it */
+    }
+    uint32_t i = origin_slot(m, origin);
+    if (i != P2P_MESH_NONE) return origin_seen(&m->o[i], s);
+    uint64_t hv = key_hash(m, origin, 1);
+    return s >= P2P_BCAST_TS_MIN && s <= m->floors[(hv >> 32) % P2P_BCAST_FLOORS];
+}
+
+/* Forgets origins that can no longer matter (their newest broadcast is out of the window)
+ * or were silent for P2P_BCAST_IDLE_US, least recent first. */
+static void origins_expire(p2p_host *h, uint64_t now)
+{
+    p2p_mesh *m = &h->mesh;
+    uint64_t c = clock_us(h, now);
+    while (m->otail != P2P_MESH_NONE) {
+        p2p_origin *o = &m->o[m->otail];
+        uint64_t newest = origin_newest(o);
+        int gone = o->last + P2P_BCAST_IDLE_US <= now ||
+                   (c > P2P_BCAST_PAST_US && newest >= P2P_BCAST_TS_MIN &&
+                    newest < c - P2P_BCAST_PAST_US);
+        if (!gone) break;
+        origin_forget(m, m->otail);
+    }
+}
+
+static void origin_peer(p2p_host *h, const uint8_t id[32], int up)
+{
+    uint32_t i = origin_slot(&h->mesh, id);
+    if (i != P2P_MESH_NONE) h->mesh.o[i].peer = (uint8_t)up;
+}
+
 /* ---- joins and leaves ------------------------------------------------------------------- */
+
+static void observed(p2p_host *h, const p2p_peer *p, uint64_t now);
 
 void p2p_mesh_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     h->mesh_dl_valid = 0;
-    if (p->has_observed) p2p_mesh_observed(h, &p->observed, now);
+    if (p->has_observed) observed(h, p, now);
+    origin_peer(h, p->id, 1);
     if (!h->mesh.member || !p->peer_mesh) return;
-    p2p_member *x = member_add(h, p->id);
-    if (x) {
-        x->dial_at = P2P_TIME_NEVER;
-        x->dials = 0;
-    }
-    if (p->bootstrap) send_list(h, p);
+    p2p_member *x = member_find(h, p->id);
+    if (!x && (h->mesh.n < h->mesh.max || member_evict(h))) x = member_add(h, p->id, now);
+    if (x) confirm(h, x);
+    if (p->bootstrap) send_table(h, p, 0, 1);
     else send_own(h, p);
 }
 
 void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[32], int reason, uint64_t now)
 {
     h->mesh_dl_valid = 0;
+    if (session_for(h, id)) return;
+    origin_peer(h, id, 0);
     p2p_member *x = member_find(h, id);
-    if (!x || session_for(h, id)) return;
+    if (!x) return;
     if (reason == P2P_LEAVE_CLOSED || reason == P2P_LEAVE_DENIED) {
         member_remove(h, x);          /* it left: forget it until it comes back */
         return;
     }
-    /* It went silent: try it again a few times before forgetting it. */
+    /* It went silent: try it again a few times before giving up on it. */
     x->dials = 0;
     x->dial_at = P2P_TIME_NEVER;
-    if (x->has_record && h->mesh.member) {
-        x->dial_at = now + P2P_MESH_REDIAL_US;
+    if (x->has_record && h->mesh.member && !x->dead) {
+        dial_at(&h->mesh, x, now + P2P_MESH_REDIAL_US);
         x->dials = 1;
     }
 }
@@ -320,9 +807,48 @@ static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
     return 0;
 }
 
-void p2p_mesh_observed(p2p_host *h, const p2p_addr *a, uint64_t now)
+static int same_ip(const p2p_addr *a, const p2p_addr *b)
 {
-    add_addr(h, a, 0, now);
+    return a->family == b->family &&
+           memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
+}
+
+/* The peer told us the address it saw us at (handshake). One peer's word is not enough: it
+ * could name anyone's address, and we would advertise it to the whole mesh as ours. The
+ * address becomes a reflexive one when a second peer, with another id and another source
+ * address, reports it too. */
+static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
+{
+    p2p_mesh *m = &h->mesh;
+    const p2p_addr *a = &p->observed;
+    if (p2p_addr_scope(a) == P2P_SCOPE_INVALID) return;
+    for (size_t i = 0; i < m->naddr; i++)
+        if (p2p_addr_equal(&m->addrs[i], a)) return;
+    for (size_t i = 0; i < m->nobs;) {                  /* forget stale reports */
+        if (m->obs[i].at + P2P_OBSERVED_TTL_US <= now) m->obs[i] = m->obs[--m->nobs];
+        else i++;
+    }
+    for (size_t i = 0; i < m->nobs; i++) {
+        p2p_observed *o = &m->obs[i];
+        if (!p2p_addr_equal(&o->addr, a)) continue;
+        if (memcmp(o->by, p->id, 32) != 0 && !same_ip(&o->from, &p->addr)) {
+            m->obs[i] = m->obs[--m->nobs];
+            add_addr(h, a, 0, now);
+        }
+        return;
+    }
+    size_t k = m->nobs;
+    if (k == P2P_OBSERVED_PENDING) {                    /* the oldest report goes */
+        k = 0;
+        for (size_t i = 1; i < m->nobs; i++)
+            if (m->obs[i].at < m->obs[k].at) k = i;
+    } else {
+        m->nobs++;
+    }
+    m->obs[k].addr = *a;
+    memcpy(m->obs[k].by, p->id, 32);
+    m->obs[k].from = p->addr;
+    m->obs[k].at = now;
 }
 
 int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
@@ -344,7 +870,8 @@ size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t c
 /* The member record of an id, for introductions: NULL when unknown. */
 const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32])
 {
-    const p2p_member *x = member_find(h, id);
+    uint32_t i = member_slot(&h->mesh, id, NULL);
+    const p2p_member *x = i == P2P_MESH_NONE ? NULL : &h->mesh.m[i];
     return x && x->has_record ? x : NULL;
 }
 
@@ -366,11 +893,21 @@ int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_pee
     return rc;
 }
 
-/* Dials every address of a member at once; when no path answers soon, the attempt asks the
- * member the record came from (or another) to introduce the two (p2p_nat.c). */
+/* Dials every address of a member that we may send to (a record names addresses anyone
+ * could have chosen) at once; when no path answers soon, the attempt asks the member the
+ * record came from (or another) to introduce the two (p2p_nat.c). */
 static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc)
 {
-    p2p_peer *p = p2p_host_dial(h, x->addrs, x->naddr, x->id, now, rc);
+    p2p_addr cands[P2P_MEMBER_ADDRS];
+    size_t n = 0;
+    for (size_t i = 0; i < x->naddr; i++)
+        if (p2p_host_may_send_learned(h, &x->addrs[i])) cands[n++] = x->addrs[i];
+    if (!n) {
+        x->dials++;
+        *rc = P2P_ERR_PEER;
+        return NULL;
+    }
+    p2p_peer *p = p2p_host_dial(h, cands, n, x->id, now, rc);
     if (!p) return NULL;
     x->dials++;
     p->intro_via = x->via;
@@ -379,59 +916,76 @@ static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc)
     return p;
 }
 
-/* ---- broadcast -------------------------------------------------------------------------- */
+/* ---- the broadcast cache ---------------------------------------------------------------- */
+
+static void cache_drop_head(p2p_mesh *m)
+{
+    p2p_bcast *b = &m->cache[m->cache_head];
+    ix_del(&m->cix, key_hash(m, b->origin, b->seq), (uint32_t)m->cache_head);
+    m->cache_bytes -= b->len;
+    free(b->env);
+    b->env = NULL;
+    m->cache_head = (m->cache_head + 1) % P2P_BCAST_CACHE_ENTRIES;
+    m->cache_n--;
+}
 
 static void cache_trim(p2p_host *h, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
-    while (m->cache_head && (m->cache_n > P2P_BCAST_CACHE_ENTRIES ||
-                             m->cache_bytes > P2P_BCAST_CACHE_BYTES ||
-                             m->cache_head->at + P2P_BCAST_CACHE_US <= now)) {
-        p2p_bcast *b = m->cache_head;
-        m->cache_head = b->next;
-        if (!m->cache_head) m->cache_tail = NULL;
-        m->cache_n--;
-        m->cache_bytes -= b->len;
-        free(b);
-    }
+    while (m->cache_n && (m->cache_bytes > P2P_BCAST_CACHE_BYTES ||
+                          m->cache[m->cache_head].at + P2P_BCAST_CACHE_US <= now))
+        cache_drop_head(m);
 }
 
-static void cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t now)
+/* Keeps a broadcast to answer IWANT. Returns its serial (0: not kept). */
+static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
-    p2p_bcast *b = malloc(sizeof *b + len);
-    if (!b) return;
-    b->next = NULL;
+    if (!m->cache) {
+        m->cache = calloc(P2P_BCAST_CACHE_ENTRIES, sizeof *m->cache);
+        if (!m->cache) return 0;
+    }
+    if (ix_ready(&m->cix, P2P_BCAST_CACHE_ENTRIES)) return 0;
+    uint8_t *copy = malloc(len);
+    if (!copy) return 0;
+    memcpy(copy, env, len);
+    if (m->cache_n == P2P_BCAST_CACHE_ENTRIES) cache_drop_head(m);
+    size_t i = (m->cache_head + m->cache_n) % P2P_BCAST_CACHE_ENTRIES;
+    p2p_bcast *b = &m->cache[i];
     memcpy(b->origin, env, 32);
     b->seq = p2p_get_u64(env + 32);
     b->at = now;
     b->len = len;
-    memcpy(b->env, env, len);
-    if (m->cache_tail) m->cache_tail->next = b; else m->cache_head = b;
-    m->cache_tail = b;
+    b->env = copy;
+    b->serial = ++m->cache_serial;
+    ix_put(&m->cix, key_hash(m, b->origin, b->seq), (uint32_t)i);
     m->cache_n++;
     m->cache_bytes += len;
     cache_trim(h, now);
+    return b->serial;
 }
 
-static const p2p_bcast *cache_get(const p2p_host *h, const uint8_t origin[32], uint64_t seq)
+static const p2p_bcast *cache_get(p2p_mesh *m, const uint8_t origin[32], uint64_t seq)
 {
-    for (const p2p_bcast *b = h->mesh.cache_head; b; b = b->next)
+    for (uint32_t i = ix_first(&m->cix, key_hash(m, origin, seq)); i != P2P_MESH_NONE;
+         i = m->cix.next[i]) {
+        m->work++;
+        const p2p_bcast *b = &m->cache[i];
         if (b->seq == seq && memcmp(b->origin, origin, 32) == 0) return b;
+    }
     return NULL;
 }
 
-/* Sends a broadcast envelope to one peer, unless it is larger than the peer accepts (it
- * would end the session there): such a peer does not get it. */
-static void send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len)
-{
-    if (len - BCAST_OVERHEAD <= q->peer_max_message)
-        p2p_peer_append(h, q, P2P_REC_BROADCAST, env, len);
-}
+/* ---- broadcast -------------------------------------------------------------------------- */
 
-static int seen(const p2p_member *x, uint64_t seq)
+/* Sends a broadcast envelope to one peer, unless it is larger than the peer accepts (it
+ * would end the session there): such a peer does not get it. Returns what the append did. */
+static int send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len, uint64_t serial)
 {
-    return p2p_replay_check(&x->bseen, seq) != 0;
+    if (len - BCAST_OVERHEAD > q->peer_max_message) return 0;
+    int rc = p2p_peer_append(h, q, P2P_REC_BROADCAST, env, len);
+    if (!rc && serial) p2p_replay_update(&q->mesh_served, serial);
+    return rc;
 }
 
 int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
@@ -445,7 +999,11 @@ int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     uint8_t *buf = malloc(lab + len + BCAST_OVERHEAD);
     if (!buf) return P2P_ERR_NOMEM;
     uint8_t *env = buf + lab;
-    uint64_t s = ++h->mesh.bseq;
+    /* The number is our clock (receivers refuse stamps outside their window), and grows
+     * even when the clock does not. Without a clock, it counts from 1. */
+    uint64_t c = clock_us(h, h->now);
+    uint64_t s = c > h->mesh.bseq ? c : h->mesh.bseq + 1;
+    h->mesh.bseq = s;
     memcpy(buf, bcast_label, lab);
     memcpy(env, h->ident.ed_pk, 32);
     p2p_put_u64(env + 32, s);
@@ -454,10 +1012,10 @@ int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     if (len) memcpy(env + BCAST_HEAD, data, len);
     p2p_sign(env + BCAST_HEAD + len, buf, lab + BCAST_HEAD + len, h->ident.ed_sk);
     size_t elen = len + BCAST_OVERHEAD;
-    cache_put(h, env, elen, h->now);
+    uint64_t serial = cache_put(h, env, elen, h->now);
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
-        if (q && q->state == P2P_S_CONNECTED) send_bcast(h, q, env, elen);
+        if (q && q->state == P2P_S_CONNECTED) send_bcast(h, q, env, elen, serial);
     }
     free(buf);
     if (seq) *seq = s;
@@ -476,26 +1034,42 @@ static void announce(p2p_host *h, p2p_peer *from, const uint8_t origin[32], uint
     }
 }
 
+/* Any peer may hand us a broadcast (the origin, or a member answering our IWANT); only its
+ * signature, its time window and our duplicate state decide. */
 static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len, uint64_t now)
 {
     if (len < BCAST_OVERHEAD) return -1;
+    p2p_mesh *m = &h->mesh;
     const uint8_t *origin = env;
     uint64_t s = p2p_get_u64(env + 32);
     if (memcmp(origin, h->ident.ed_pk, 32) == 0) return 0;
-    p2p_member *x = member_add(h, origin);
-    if (!x || seen(x, s)) return 0;
+    m->work++;
+    if (bcast_old(h, origin, s, now)) {
+        h->stats.dropped_replay++;
+        return 0;
+    }
     size_t lab = sizeof bcast_label - 1;
     uint8_t *msg = malloc(lab + len - 64);
     if (!msg) return 0;
     memcpy(msg, bcast_label, lab);
     memcpy(msg + lab, env, len - 64);
+    h->stats.work_verify++;
     int bad = p2p_verify(env + len - 64, msg, lab + len - 64, origin);
     free(msg);
     if (bad) {                    /* forged or altered on the way: never delivered */
         h->stats.dropped++;
         return 0;
     }
-    p2p_replay_update(&x->bseen, s);
+    uint32_t oi = origin_get(h, origin, now);
+    if (oi == P2P_MESH_NONE) {    /* every origin we track is a peer's: no room */
+        h->stats.dropped_budget++;
+        return 0;
+    }
+    p2p_origin *o = &m->o[oi];
+    origin_note(o, s);
+    o->last = now;
+    lru_unlink(m, oi);
+    lru_front(m, oi);
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = P2P_EV_MESSAGE;
@@ -505,45 +1079,80 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     ev.seq = s;
     ev.msg_type = (uint16_t)(env[40] | (env[41] << 8));
     p2p_host_event(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
-    cache_put(h, env, len, now);
-    if (h->mesh.member) announce(h, p, origin, s);
+    uint64_t serial = cache_put(h, env, len, now);
+    if (serial) p2p_replay_update(&p->mesh_served, serial);   /* p has it */
+    if (m->member) announce(h, p, origin, s);
     return 0;
 }
 
+static uint32_t want_slot(p2p_mesh *m, const uint8_t origin[32], uint64_t seq)
+{
+    for (uint32_t i = ix_first(&m->wix, key_hash(m, origin, seq)); i != P2P_MESH_NONE;
+         i = m->wix.next[i]) {
+        m->work++;
+        if (m->wants[i].seq == seq && memcmp(m->wants[i].origin, origin, 32) == 0) return i;
+    }
+    return P2P_MESH_NONE;
+}
+
+/* A mesh peer announces broadcasts it holds: we pull those we lack, unless their copy comes
+ * first. At most P2P_IWANT_MAX pulls wait, P2P_IWANT_PER_PEER of them on one peer's word. */
 static int on_ihave(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
     if (len % WANT_ENTRY) return -1;
     p2p_mesh *m = &h->mesh;
+    if (!m->member || !p->peer_mesh) {
+        h->stats.dropped_unsolicited++;
+        return 0;
+    }
+    if (!m->wants) {
+        m->wants = malloc(P2P_IWANT_MAX * sizeof *m->wants);
+        if (!m->wants) return 0;
+    }
+    if (ix_ready(&m->wix, P2P_IWANT_MAX)) return 0;
     for (size_t off = 0; off < len; off += WANT_ENTRY) {
         const uint8_t *origin = body + off;
         uint64_t s = p2p_get_u64(body + off + 32);
+        m->work++;
         if (memcmp(origin, h->ident.ed_pk, 32) == 0) continue;
-        p2p_member *x = member_find(h, origin);
-        if (x && seen(x, s)) continue;
-        int dup = 0;
-        for (size_t i = 0; i < m->nwants && !dup; i++)
-            dup = m->wants[i].seq == s && memcmp(m->wants[i].origin, origin, 32) == 0;
-        if (dup || m->nwants >= P2P_IWANT_MAX) continue;
-        if (!m->wants) {
-            m->wants = malloc(P2P_IWANT_MAX * sizeof *m->wants);
-            if (!m->wants) return 0;
+        if (bcast_old(h, origin, s, now) || want_slot(m, origin, s) != P2P_MESH_NONE) continue;
+        if (m->nwants >= P2P_IWANT_MAX || p->mesh_wants >= P2P_IWANT_PER_PEER) {
+            h->stats.dropped_budget++;
+            continue;
         }
-        p2p_want *w = &m->wants[m->nwants++];
+        uint32_t i = (uint32_t)((m->want_head + m->nwants++) % P2P_IWANT_MAX);
+        p2p_want *w = &m->wants[i];
         memcpy(w->origin, origin, 32);
         w->seq = s;
         w->at = now + P2P_IWANT_DELAY_US;
         w->from = p->handle;
+        p->mesh_wants++;
+        ix_put(&m->wix, key_hash(m, origin, s), i);
     }
     return 0;
 }
 
+/* A peer pulls broadcasts from our cache. Each cached broadcast goes to one peer at most
+ * once (whatever the record repeats, and whoever sent it to whom before), so one IWANT
+ * entry earns at most one copy, and a peer at most the cache; we stop when its stream
+ * refuses more. Only members answer, and only mesh peers ask (they heard our IHAVE). */
 static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
 {
     if (len % WANT_ENTRY) return -1;
+    p2p_mesh *m = &h->mesh;
+    if (!m->member || !p->peer_mesh) {
+        h->stats.dropped_unsolicited++;
+        return 0;
+    }
     for (size_t off = 0; off < len; off += WANT_ENTRY) {
-        const p2p_bcast *b = cache_get(h, body + off, p2p_get_u64(body + off + 32));
+        m->work++;
+        const p2p_bcast *b = cache_get(m, body + off, p2p_get_u64(body + off + 32));
         if (!b) continue;
-        send_bcast(h, p, b->env, b->len);
+        if (p2p_replay_check(&p->mesh_served, b->serial)) {
+            h->stats.dropped_unsolicited++;
+            continue;
+        }
+        if (send_bcast(h, p, b->env, b->len, b->serial)) break;
         h->stats.broadcasts_relayed++;
     }
     return 0;
@@ -551,22 +1160,8 @@ static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
 
 /* ---- anti-entropy ----------------------------------------------------------------------- */
 
-/* An order-independent hash of which records this node holds: the XOR of H(id || seq). Two
- * members with the same table have the same hash. */
-static void table_hash(const p2p_host *h, uint8_t out[32])
-{
-    uint8_t e[40], x[32];
-    memset(out, 0, 32);
-    for (size_t i = 0; i <= h->mesh.n; i++) {
-        const uint8_t *id = i < h->mesh.n ? h->mesh.m[i].id : h->ident.ed_pk;
-        if (i < h->mesh.n && !h->mesh.m[i].has_record) continue;
-        memcpy(e, id, 32);
-        p2p_put_u64(e + 32, i < h->mesh.n ? h->mesh.m[i].seq : h->mesh.own_seq);
-        p2p_blake2b(x, 32, NULL, 0, e, sizeof e, NULL, 0);
-        for (int k = 0; k < 32; k++) out[k] ^= x[k];
-    }
-}
-
+/* Lists our own record and every advertised one (confirmed members only: what others claimed
+ * to us is theirs to tell). */
 static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
 {
     p2p_mesh *m = &h->mesh;
@@ -578,61 +1173,49 @@ static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
     p2p_put_u64(body + len + 32, m->own_seq);
     len += 40;
     for (size_t i = 0; i < m->n; i++) {
-        if (!m->m[i].has_record) continue;
+        if (!advertised(&m->m[i])) continue;
         memcpy(body + len, m->m[i].id, 32);
         p2p_put_u64(body + len + 32, m->m[i].seq);
         len += 40;
     }
+    m->work += m->n;
     p2p_peer_append(h, p, P2P_REC_DIGEST, body, len);
     free(body);
 }
 
-static int on_summary(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
+static int on_summary(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
     if (len != 32) return -1;
-    uint8_t mine[32];
-    table_hash(h, mine);
-    if (memcmp(mine, body, 32) != 0) send_digest(h, p, 0);
+    if (memcmp(h->mesh.thash, body, 32) != 0 && may_answer(h, p, now)) send_digest(h, p, 0);
     return 0;
 }
 
 /* The peer listed what it holds: send what it lacks, and (unless this is already a reply)
- * our own list when it holds something we lack. */
-static int on_digest(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
+ * our own list when it holds something we lack. One pass over the digest, one over our
+ * table. */
+static int on_digest(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
     if (len < 1 || (len - 1) % 40) return -1;
+    if (!may_answer(h, p, now)) return 0;
     p2p_mesh *m = &h->mesh;
     size_t count = (len - 1) / 40;
     const uint8_t *d = body + 1;
-    const uint8_t **recs = malloc((m->n + 1) * sizeof *recs);
-    uint16_t *lens = malloc((m->n + 1) * sizeof *lens);
-    if (!recs || !lens) { free(recs); free(lens); return 0; }
-    size_t k = 0;
-    for (size_t i = 0; i <= m->n; i++) {
-        const uint8_t *id = i < m->n ? m->m[i].id : h->ident.ed_pk;
-        uint64_t seq = i < m->n ? m->m[i].seq : m->own_seq;
-        if (i < m->n && !m->m[i].has_record) continue;
-        if (memcmp(id, p->id, 32) == 0) continue;
-        int theirs_newer_or_same = 0;
-        for (size_t j = 0; j < count && !theirs_newer_or_same; j++)
-            theirs_newer_or_same = memcmp(d + 40 * j, id, 32) == 0 && p2p_get_u64(d + 40 * j + 32) >= seq;
-        if (theirs_newer_or_same) continue;
-        recs[k] = i < m->n ? m->m[i].rec : m->own_rec;
-        lens[k++] = i < m->n ? m->m[i].rec_len : m->own_len;
-    }
-    if (k) send_members(h, p, recs, lens, k);
-    free(recs);
-    free(lens);
-    if (body[0]) return 0;
+    uint64_t gen = ++m->digest_gen;
+    int own_held = 0, lacking = 0;
     for (size_t j = 0; j < count; j++) {
         const uint8_t *id = d + 40 * j;
-        if (memcmp(id, h->ident.ed_pk, 32) == 0) continue;
-        const p2p_member *x = member_find(h, id);
-        if (!x || !x->has_record || x->seq < p2p_get_u64(id + 32)) {
-            send_digest(h, p, 1);
-            break;
+        uint64_t seq = p2p_get_u64(id + 32);
+        m->work++;
+        if (memcmp(id, h->ident.ed_pk, 32) == 0) {
+            own_held |= seq >= m->own_seq;
+            continue;
         }
+        p2p_member *x = member_find(h, id);
+        if (x && x->has_record && seq >= x->seq) x->mark = gen;
+        if (!x || !x->has_record || x->seq < seq) lacking = 1;
     }
+    send_table(h, p, gen, !own_held);
+    if (!body[0] && lacking) send_digest(h, p, 1);
     return 0;
 }
 
@@ -648,9 +1231,7 @@ static void gossip(p2p_host *h, uint64_t now)
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *q = h->slots[i];
         if (!q || !mesh_peer(q) || pick--) continue;
-        uint8_t hash[32];
-        table_hash(h, hash);
-        p2p_peer_append(h, q, P2P_REC_SUMMARY, hash, sizeof hash);
+        p2p_peer_append(h, q, P2P_REC_SUMMARY, h->mesh.thash, sizeof h->mesh.thash);
         return;
     }
 }
@@ -659,13 +1240,14 @@ int p2p_mesh_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bo
                        uint64_t now)
 {
     h->mesh_dl_valid = 0;
+    int gossiping = h->mesh.member && p->peer_mesh;
     switch (kind) {
     case P2P_REC_MEMBERS: return on_members(h, p, body, len, now);
     case P2P_REC_BROADCAST: return on_broadcast(h, p, body, len, now);
     case P2P_REC_IHAVE: return on_ihave(h, p, body, len, now);
     case P2P_REC_IWANT: return on_iwant(h, p, body, len);
-    case P2P_REC_SUMMARY: return h->mesh.member && p->peer_mesh ? on_summary(h, p, body, len) : 0;
-    case P2P_REC_DIGEST: return h->mesh.member && p->peer_mesh ? on_digest(h, p, body, len) : 0;
+    case P2P_REC_SUMMARY: return gossiping ? on_summary(h, p, body, len, now) : 0;
+    case P2P_REC_DIGEST: return gossiping ? on_digest(h, p, body, len, now) : 0;
     default: return -1;
     }
 }
@@ -677,23 +1259,46 @@ uint64_t p2p_mesh_deadline(const p2p_host *h)
     const p2p_mesh *m = &h->mesh;
     uint64_t d = m->refresh_at;
     if (m->member && m->next_gossip < d) d = m->next_gossip;
-    for (size_t i = 0; i < m->n; i++)
-        if (m->m[i].dial_at < d) d = m->m[i].dial_at;
-    for (size_t i = 0; i < m->nwants; i++)
-        if (m->wants[i].at < d) d = m->wants[i].at;
-    if (m->cache_head && m->cache_head->at + P2P_BCAST_CACHE_US < d)
-        d = m->cache_head->at + P2P_BCAST_CACHE_US;
+    if (m->next_scan < d) d = m->next_scan;
+    if (m->next_dial < d) d = m->next_dial;
+    if (m->nwants && m->wants[m->want_head].at < d) d = m->wants[m->want_head].at;
+    if (m->cache_n && m->cache[m->cache_head].at + P2P_BCAST_CACHE_US < d)
+        d = m->cache[m->cache_head].at + P2P_BCAST_CACHE_US;
     return d;
 }
 
+/* A planned dial is due. */
 static void dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
     if (session_for(h, x->id)) { x->dial_at = P2P_TIME_NEVER; return; }
-    if (x->dials >= P2P_MESH_MAX_DIALS || !x->naddr) { member_remove(h, x); return; }
-    x->dial_at = now + (P2P_MESH_REDIAL_US << x->dials);
+    if (x->dials >= dial_budget(x) || !x->naddr) { bury(h, x, now); return; }
+    dial_at(&h->mesh, x, now + (P2P_MESH_REDIAL_US << x->dials));
     int rc;
     p2p_peer *p = dial_member(h, x, now, &rc);
     if (p) p->auto_dial = 1;
+}
+
+/* Expires records and forgets claims and dead members whose time is up; makes due dials. */
+static void member_scan(p2p_host *h, uint64_t now)
+{
+    p2p_mesh *m = &h->mesh;
+    uint64_t t = unix_s(h, now);
+    m->next_dial = P2P_TIME_NEVER;
+    for (size_t i = 0; i < m->n;) {
+        p2p_member *x = &m->m[i];
+        size_t before = m->n;
+        m->work++;
+        int expired = (x->has_record && x->expires && t && x->expires <= t) ||
+                      x->forget_at <= now;
+        if (expired && !session_for(h, x->id))
+            member_remove(h, x);
+        else if (x->dial_at <= now)
+            dial(h, x, now);
+        if (m->n == before) {
+            if (m->m[i].dial_at < m->next_dial) m->next_dial = m->m[i].dial_at;
+            i++;
+        }
+    }
 }
 
 void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
@@ -708,28 +1313,26 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
         }
     }
     if (m->member && now >= m->next_gossip) gossip(h, now);
-    uint64_t t = unix_s(h, now);
-    for (size_t i = 0; i < m->n;) {
-        p2p_member *x = &m->m[i];
-        size_t before = m->n;
-        if (x->has_record && x->expires && t && x->expires <= t && !session_for(h, x->id))
-            member_remove(h, x);
-        else if (x->dial_at <= now)
-            dial(h, x, now);
-        if (m->n == before) i++;
+    if (now >= m->next_scan) {
+        m->next_scan = now + P2P_MESH_SCAN_US;
+        origins_expire(h, now);
+        member_scan(h, now);
+    } else if (now >= m->next_dial) {
+        member_scan(h, now);
     }
-    for (size_t i = 0; i < m->nwants;) {
-        p2p_want *w = &m->wants[i];
-        if (w->at > now) { i++; continue; }
-        p2p_member *x = member_find(h, w->origin);
-        p2p_peer *from = p2p_host_peer_get(h, w->from);
-        if ((!x || !seen(x, w->seq)) && from && from->state == P2P_S_CONNECTED) {
+    while (m->nwants && m->wants[m->want_head].at <= now) {
+        p2p_want w = m->wants[m->want_head];
+        ix_del(&m->wix, key_hash(m, w.origin, w.seq), (uint32_t)m->want_head);
+        m->want_head = (m->want_head + 1) % P2P_IWANT_MAX;
+        m->nwants--;
+        p2p_peer *from = p2p_host_peer_get(h, w.from);
+        if (from && from->mesh_wants) from->mesh_wants--;
+        if (!bcast_old(h, w.origin, w.seq, now) && from && from->state == P2P_S_CONNECTED) {
             uint8_t e[WANT_ENTRY];
-            memcpy(e, w->origin, 32);
-            p2p_put_u64(e + 32, w->seq);
+            memcpy(e, w.origin, 32);
+            p2p_put_u64(e + 32, w.seq);
             p2p_peer_append(h, from, P2P_REC_IWANT, e, sizeof e);
         }
-        *w = m->wants[--m->nwants];
     }
     cache_trim(h, now);
 }
@@ -742,13 +1345,25 @@ int p2p_mesh_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
     memset(m, 0, sizeof *m);
     m->member = !cfg->mediator;
     m->max = 4u * h->max_peers + 64;
+    m->omax = m->max;
     m->unix_base = cfg->unix_us;
     m->mono_base = now;
+    m->boot_us = cfg->unix_us;
     /* Sequence numbers from the wall clock: a node restarted with the same key outranks its
      * old record and its old broadcast numbers. */
     m->own_seq = cfg->unix_us / 1000u;
     m->bseq = cfg->unix_us;
     m->next_gossip = now + P2P_GOSSIP_US;
+    m->next_scan = now + P2P_MESH_SCAN_US;
+    m->next_dial = P2P_TIME_NEVER;
+    m->ofree = m->ohead = m->otail = P2P_MESH_NONE;
+    /* The index key: secret (derived from our signing key), so nobody can aim at a chain. */
+    uint8_t k[16];
+    p2p_blake2b(k, sizeof k, (const uint8_t *)index_label, sizeof index_label - 1,
+                h->ident.ed_sk, 32, NULL, 0);
+    m->hkey[0] = p2p_get_u64(k);
+    m->hkey[1] = p2p_get_u64(k + 8);
+    p2p_wipe(k, sizeof k);
     sign_own(h, now);
     return 0;
 }
@@ -756,12 +1371,14 @@ int p2p_mesh_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
 void p2p_mesh_free(p2p_host *h)
 {
     p2p_mesh *m = &h->mesh;
-    while (m->cache_head) {
-        p2p_bcast *b = m->cache_head;
-        m->cache_head = b->next;
-        free(b);
-    }
+    while (m->cache_n) cache_drop_head(m);
+    free(m->cache);
     free(m->m);
+    free(m->o);
     free(m->wants);
+    ix_free(&m->mix);
+    ix_free(&m->oix);
+    ix_free(&m->cix);
+    ix_free(&m->wix);
     memset(m, 0, sizeof *m);
 }
