@@ -131,10 +131,12 @@ void p2p_keys_on_timeout(p2p_keys *k, uint64_t now)
 
 /* ---- the session's side ----------------------------------------------------------------- */
 
-/* How long the previous receive key outlives the peer's first packet of a new phase. */
+/* How long the previous receive key outlives the peer's first packet of a new phase: 3 PTO
+ * without backoff (a backed-off PTO measures loss; what the old key waits for is reordering). */
 static uint64_t keep_prev(const p2p_peer *p)
 {
-    uint64_t pto = p2p_recovery_pto(&p->rec);
+    unsigned backoff = p->rec.pto_count < 16 ? p->rec.pto_count : 16;
+    uint64_t pto = p2p_recovery_pto(&p->rec) >> backoff;
     return pto > P2P_KEY_KEEP_PREV_MIN_US / 3 ? 3 * pto : P2P_KEY_KEEP_PREV_MIN_US;
 }
 
