@@ -175,7 +175,8 @@ static int rk_pair(p2p_sim **s, const p2p_sim_config *cfg, rk_node *a, rk_node *
     if (p2p_sim_new(s, cfg) || rk_new(a, *s, 1, timeout) || rk_new(b, *s, 2, timeout)) return -1;
     if (p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer)) return -1;
     p2p_sim_flush(*s, a->h);
-    while (!(a->joins && b->joins) && p2p_sim_now(*s) < 30 * SEC) rk_run(*s, a, b, p2p_sim_now(*s) + 10000);
+    while (!(a->joins && b->joins) && p2p_sim_now(*s) < 30 * SEC)
+        rk_run(*s, a, b, p2p_sim_now(*s) + 10000);
     return a->joins && b->joins ? 0 : -1;
 }
 
@@ -627,6 +628,10 @@ static void test_frozen_peer(void)
     T_EQ_INT(f.leave_reason[1], P2P_LEAVE_TIMEOUT);
     /* b hears nothing it can open from a's update on; a then hears nothing at all */
     uint64_t upd = a_installed + P2P_REKEY_AFTER_TIME_US;
+    if (getenv("T_VERBOSE"))
+        printf("  update at %.3f s; b left at %.3f s, a at %.3f s (after the handshake keys)\n",
+               (double)(upd - a_installed) / 1e6, (double)(f.leave_at[1] - a_installed) / 1e6,
+               (double)(f.leave_at[0] - a_installed) / 1e6);
     T_CHECK(f.leave_at[1] <= upd + P2P_DEFAULT_TIMEOUT_US + SEC);
     T_CHECK(f.leave_at[0] <= upd + 2 * P2P_DEFAULT_TIMEOUT_US + SEC);
     an_free(&net);
@@ -652,6 +657,10 @@ static void test_stale_sender(void)
         if (pa) last_ok = pa->last_recv;
     }
     p2p_stats sa = an_stats(&net, f.a);
+    if (getenv("T_VERBOSE"))
+        printf("  a last opened a packet at %.3f s, left at %.3f s; %llu resealed, %llu dropped\n",
+               (double)(last_ok - a_gen0) / 1e6, (double)(f.leave_at[0] - a_gen0) / 1e6,
+               (unsigned long long)f.resealed, (unsigned long long)sa.dropped);
     T_CHECK(f.resealed > 100);
     T_EQ_INT(f.unknown, 0);
     T_EQ_INT(net.n[f.a].leaves, 1);
