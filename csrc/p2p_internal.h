@@ -14,6 +14,7 @@
 #include "p2p_mesh.h"
 #include "p2p_nat.h"
 #include "p2p_guard.h"
+#include "p2p_keys.h"               /* hardening (rekey) */
 
 #define P2P_PROLOGUE "p2pnet/1"
 #define P2P_NOISE_PROTOCOL "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
@@ -108,7 +109,9 @@ typedef struct p2p_peer {
     int stalled;                /* asked for a new introduction since the last ACK */
 
     /* session keys and protection */
-    uint8_t k_send[32], k_recv[32];
+    /* hardening (rekey): the key schedule (p2p_keys.h) holds the current send and receive
+     * keys, the next receive key and, for a while after an update, the previous one */
+    p2p_keys keys;
     p2p_replay replay;
     p2p_acker acker;
     p2p_recovery rec;
@@ -364,5 +367,17 @@ size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out);
 size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
                            uint64_t now);
 void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev);
+
+/* hardening (rekey): p2p_keys.c, the key schedule's hooks into a session (PROTOCOL.md 2.3).
+ * before_seal: called by seal() for the packet numbered pn; moves to the next generation when
+ * an update is due (and never lets a key REJECT_AFTER_TIME old seal anything).
+ * opened: after a DATA packet numbered pn authenticated under the key p2p_keys_for_open chose
+ * (`which`); returns 1 when it moved the session to the peer's new generation.
+ * timer: from p2p_peer_on_timeout; starts a due update, wipes the previous receive key, and
+ * ends the session (leave "timeout") when its keys expired; returns 1 when it ended it (p is
+ * then freed). Each update counts in stats.rekeys. */
+void p2p_peer_rekey_before_seal(p2p_peer *p, uint64_t pn);
+int p2p_peer_rekey_opened(p2p_host *h, p2p_peer *p, int which, uint64_t pn, uint64_t now);
+int p2p_peer_rekey_timer(p2p_host *h, p2p_peer *p, uint64_t now);
 
 #endif

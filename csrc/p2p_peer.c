@@ -59,8 +59,7 @@ void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev)
 void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],
                            uint64_t now)
 {
-    memcpy(p->k_send, k_send, 32);
-    memcpy(p->k_recv, k_recv, 32);
+    p2p_keys_init(&p->keys, k_send, k_recv, now);
     memset(&p->replay, 0, sizeof p->replay);
     p2p_recovery_init(&p->rec, now);
     p->last_recv = now;
@@ -112,8 +111,7 @@ void p2p_peer_release(p2p_peer *p)
     free(p->r_body);
     p->r_body = NULL;
     p->r_body_cap = 0;
-    p2p_wipe(p->k_send, 32);
-    p2p_wipe(p->k_recv, 32);
+    p2p_keys_wipe(&p->keys);
 }
 
 /* ---- ending a session ------------------------------------------------------------------- */
@@ -153,13 +151,17 @@ void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t 
 
 /* ---- sealing ---------------------------------------------------------------------------- */
 
+/* Every DATA packet leaves through here: a due key update happens before the packet that
+ * carries the new key phase (docs/PROTOCOL.md 2.3). */
 static size_t seal(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, uint64_t pn)
 {
+    p2p_peer_rekey_before_seal(p, pn);
     out[0] = P2P_PKT_DATA;
-    out[1] = out[2] = out[3] = 0;
+    out[1] = p->keys.phase;              /* covered by the tag: the header is the AD */
+    out[2] = out[3] = 0;
     p2p_put_u32(out + 4, p->remote_index);
     p2p_put_u64(out + 8, pn);
-    p2p_aead_seal(out + P2P_DATA_HEADER, p->k_send, pn, out, P2P_DATA_HEADER, pt, ptlen);
+    p2p_aead_seal(out + P2P_DATA_HEADER, p->keys.send, pn, out, P2P_DATA_HEADER, pt, ptlen);
     return P2P_DATA_HEADER + ptlen + P2P_TAG_LEN;
 }
 
@@ -695,16 +697,21 @@ static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *da
 void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf,
                       size_t len, uint64_t now)
 {
-    if (buf[1] || buf[2] || buf[3]) { h->stats.dropped++; return; }
+    if ((buf[1] & ~P2P_DATA_KEY_PHASE) || buf[2] || buf[3]) { h->stats.dropped++; return; }
     uint64_t pn = p2p_get_u64(buf + 8);
     if (p2p_replay_check(&p->replay, pn)) { h->stats.dropped++; return; }
     uint8_t pt[P2P_MAX_PACKET_PROBED];
     size_t ptlen = len - P2P_DATA_HEADER - P2P_TAG_LEN;
-    if (p2p_aead_open(pt, p->k_recv, pn, buf, P2P_DATA_HEADER, buf + P2P_DATA_HEADER,
-                      len - P2P_DATA_HEADER)) {
+    /* The key phase picks one key to try (current, previous or next generation); nothing
+     * changes until a packet authenticates, so a forged phase bit costs one failed open. */
+    int which;
+    const uint8_t *key = p2p_keys_for_open(&p->keys, buf[1] & P2P_DATA_KEY_PHASE, pn, now, &which);
+    if (!key || p2p_aead_open(pt, key, pn, buf, P2P_DATA_HEADER, buf + P2P_DATA_HEADER,
+                              len - P2P_DATA_HEADER)) {
         h->stats.dropped++;
         return;
     }
+    p2p_peer_rekey_opened(h, p, which, pn, now);
     /* Validate every frame before acting on any: a malformed packet is dropped whole. */
     p2p_rd r;
     p2p_frame f;
@@ -821,6 +828,7 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     if (p->state == P2P_S_CLOSING) return p->close_copies ? h->now : P2P_TIME_NEVER;
     if (p->state != P2P_S_CONNECTED) return P2P_TIME_NEVER;
     uint64_t d = p->last_recv + h->timeout;
+    d = min_u64(d, p2p_keys_deadline(&p->keys));
     /* A path that cannot carry a packet now (its relay is gone, or an unproven address has
      * used its budget) has no send timers: they would fire without end. What it receives
      * wakes it (p2p_host_ready), and the idle timeout still ends it. */
@@ -840,6 +848,7 @@ void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
         p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
         return;
     }
+    if (p2p_peer_rekey_timer(h, p, now)) return;
     p2p_recovery_cb cb = { p, on_acked, on_lost };
     if (p2p_recovery_on_timeout(&p->rec, now, &cb)) {
         p->probe_needed = 1;

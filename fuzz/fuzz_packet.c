@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* B's side of the session: what a packet from B to A is sealed with. */
     uint8_t key[32];
-    memcpy(key, bp->k_send, 32);
+    memcpy(key, bp->keys.send, 32);
     uint32_t index = bp->remote_index;
     uint64_t pn = bp->rec.next_pn;
 

@@ -44,6 +44,7 @@ build = {
             "csrc/p2p_handshake.c",
             "csrc/p2p_host.c",
             "csrc/p2p_identity.c",
+            "csrc/p2p_keys.c",
             "csrc/p2p_mesh.c",
             "csrc/p2p_nat.c",
             "csrc/p2p_noise.c",

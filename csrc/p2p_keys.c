@@ -1,0 +1,182 @@
+/*
+ * p2p_keys.c - session key updates (docs/PROTOCOL.md section 2.3): the key schedule itself,
+ * which is pure, then the few lines that tie it to a session (count updates, ask for a PING,
+ * end a session whose keys expired).
+ */
+#include "p2p_internal.h"
+
+#include <string.h>
+
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+void p2p_keys_next_key(uint8_t out[32], const uint8_t key[32])
+{
+    uint8_t k[P2P_KEY_LEN];
+    memcpy(k, key, sizeof k);       /* out may be key */
+    p2p_blake2b(out, P2P_KEY_LEN, k, sizeof k, (const uint8_t *)P2P_KEY_UPDATE_LABEL,
+                sizeof P2P_KEY_UPDATE_LABEL - 1, NULL, 0);
+    p2p_wipe(k, sizeof k);
+}
+
+void p2p_keys_init(p2p_keys *k, const uint8_t send[32], const uint8_t recv[32], uint64_t now)
+{
+    memset(k, 0, sizeof *k);
+    memcpy(k->send, send, P2P_KEY_LEN);
+    memcpy(k->recv, recv, P2P_KEY_LEN);
+    p2p_keys_next_key(k->next, k->recv);
+    k->installed = now;
+    k->recv_first_pn = UINT64_MAX;
+}
+
+void p2p_keys_wipe(p2p_keys *k)
+{
+    p2p_wipe(k, sizeof *k);
+}
+
+static void wipe_prev(p2p_keys *k)
+{
+    p2p_wipe(k->prev, sizeof k->prev);
+    k->has_prev = 0;
+    k->prev_until = 0;
+}
+
+/* The next generation becomes current. The receive key it replaces is kept as the previous
+ * one, at most until it is REJECT_AFTER_TIME old; the one before that is wiped. */
+static void advance(p2p_keys *k, uint64_t now, uint64_t send_first_pn)
+{
+    memcpy(k->prev, k->recv, P2P_KEY_LEN);
+    k->has_prev = 1;
+    k->prev_until = k->installed + P2P_REJECT_AFTER_TIME_US;
+    memcpy(k->recv, k->next, P2P_KEY_LEN);
+    p2p_keys_next_key(k->next, k->recv);
+    p2p_keys_next_key(k->send, k->send);
+    k->phase ^= P2P_DATA_KEY_PHASE;
+    k->installed = now;
+    k->send_first_pn = send_first_pn;
+    k->recv_first_pn = UINT64_MAX;
+    k->confirmed = 0;
+    k->generation++;
+}
+
+const uint8_t *p2p_keys_for_open(const p2p_keys *k, uint8_t phase, uint64_t pn, uint64_t now,
+                                 int *which)
+{
+    if (phase == k->phase) {
+        *which = P2P_KEY_CURRENT;
+        return p2p_keys_expired(k, now) ? NULL : k->recv;
+    }
+    /* The peer changes phase once, at one packet number: below every number seen in the
+     * current phase lies the previous one. Until a packet of the current phase arrives, the
+     * other phase can only be the previous one (the peer is never two generations ahead). */
+    if (k->has_prev && pn < k->recv_first_pn) {
+        *which = P2P_KEY_PREVIOUS;
+        return now < k->prev_until ? k->prev : NULL;
+    }
+    *which = P2P_KEY_NEXT;
+    return k->next;
+}
+
+int p2p_keys_opened(p2p_keys *k, int which, uint64_t pn, uint64_t now, uint64_t keep,
+                    uint64_t next_pn)
+{
+    if (which == P2P_KEY_PREVIOUS) {
+        k->late++;
+        return 0;
+    }
+    int moved = which == P2P_KEY_NEXT;
+    if (moved) advance(k, now, next_pn);
+    if (pn < k->recv_first_pn) k->recv_first_pn = pn;
+    if (!k->confirmed) {
+        /* The peer has the current keys: what it sent under the previous ones is now only
+         * what the network holds back, which arrives within a few PTO or is resent. */
+        k->confirmed = 1;
+        if (k->has_prev) k->prev_until = min_u64(k->prev_until, now + keep);
+    }
+    return moved;
+}
+
+int p2p_keys_update_due(const p2p_keys *k, uint64_t pn, uint64_t now)
+{
+    return k->confirmed && (now >= k->installed + P2P_REKEY_AFTER_TIME_US ||
+                            pn - k->send_first_pn >= P2P_REKEY_AFTER_MESSAGES);
+}
+
+void p2p_keys_update(p2p_keys *k, uint64_t pn, uint64_t now)
+{
+    advance(k, now, pn);
+}
+
+int p2p_keys_expired(const p2p_keys *k, uint64_t now)
+{
+    return now >= k->installed + P2P_REJECT_AFTER_TIME_US;
+}
+
+void p2p_keys_destroy_send(p2p_keys *k, const uint8_t junk[32])
+{
+    memcpy(k->send, junk, P2P_KEY_LEN);
+}
+
+uint64_t p2p_keys_deadline(const p2p_keys *k)
+{
+    uint64_t d = k->installed + P2P_REJECT_AFTER_TIME_US;
+    if (k->confirmed) d = min_u64(d, k->installed + P2P_REKEY_AFTER_TIME_US);
+    if (k->has_prev) d = min_u64(d, k->prev_until);
+    return d;
+}
+
+void p2p_keys_on_timeout(p2p_keys *k, uint64_t now)
+{
+    if (k->has_prev && now >= k->prev_until) wipe_prev(k);
+}
+
+/* ---- the session's side ----------------------------------------------------------------- */
+
+/* How long the previous receive key outlives the peer's first packet of a new phase: 3 PTO
+ * without backoff (a backed-off PTO measures loss; what the old key waits for is reordering). */
+static uint64_t keep_prev(const p2p_peer *p)
+{
+    unsigned backoff = p->rec.pto_count < 16 ? p->rec.pto_count : 16;
+    uint64_t pto = p2p_recovery_pto(&p->rec) >> backoff;
+    return pto > P2P_KEY_KEEP_PREV_MIN_US / 3 ? 3 * pto : P2P_KEY_KEEP_PREV_MIN_US;
+}
+
+void p2p_peer_rekey_before_seal(p2p_peer *p, uint64_t pn)
+{
+    p2p_host *h = p->host;
+    if (p2p_keys_update_due(&p->keys, pn, h->now)) {
+        p2p_keys_update(&p->keys, pn, h->now);
+        h->stats.rekeys++;
+    } else if (p2p_keys_expired(&p->keys, h->now)) {
+        /* The timer ends such a session; until it runs nothing goes out under the old key. */
+        uint8_t junk[P2P_KEY_LEN];
+        p2p_rng_bytes(&h->rng, junk, sizeof junk);
+        p2p_keys_destroy_send(&p->keys, junk);
+        p2p_wipe(junk, sizeof junk);
+    }
+}
+
+int p2p_peer_rekey_opened(p2p_host *h, p2p_peer *p, int which, uint64_t pn, uint64_t now)
+{
+    if (!p2p_keys_opened(&p->keys, which, pn, now, keep_prev(p), p->rec.next_pn)) return 0;
+    h->stats.rekeys++;
+    return 1;
+}
+
+int p2p_peer_rekey_timer(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    p2p_keys_on_timeout(&p->keys, now);
+    if (p2p_keys_update_due(&p->keys, p->rec.next_pn, now)) {
+        p2p_keys_update(&p->keys, p->rec.next_pn, now);
+        h->stats.rekeys++;
+        /* An idle session tells the peer now: its ACK, in the new phase, confirms it. */
+        p->ping_needed = 1;
+        return 0;
+    }
+    if (p2p_keys_expired(&p->keys, now)) {
+        /* No update since REJECT_AFTER_TIME: the peer has not answered the current keys (or
+         * refuses to move on), and nothing may be sealed or opened with them any more. */
+        p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
+        return 1;
+    }
+    return 0;
+}
