@@ -93,6 +93,10 @@ void p2p_host_free(p2p_host *h)
     free(h->deny);
     p2p_identity_wipe(&h->ident);
     p2p_wipe(h->psk, sizeof h->psk);
+    p2p_wipe(h->mac_key, sizeof h->mac_key);
+    p2p_wipe(h->cookie_key, sizeof h->cookie_key);
+    p2p_wipe(h->cookie_secret, sizeof h->cookie_secret);
+    p2p_wipe(h->replay_key, sizeof h->replay_key);
     p2p_wipe(&h->rng, sizeof h->rng);
     free(h);
 }
@@ -614,4 +618,7 @@ void p2p_host_stats(const p2p_host *h, p2p_stats *out)
     out->peers = h->n_connected;
     out->members = h->mesh.n;
     out->memory = h->mem;
+    /* Half-open entries also end outside the handshake code (timeouts, close): read the
+     * load now rather than when it last changed there. */
+    out->under_load = h->n_half_open >= h->cookie_threshold;
 }
