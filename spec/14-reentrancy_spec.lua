@@ -277,7 +277,7 @@ describe("re-entrancy from finalizers during a drain", function()
         a:close()
     end)
 
-    it("raises from node:poll(), node:run() and sim:run() during a drain", function()
+    it("raises from poll and run during a drain, refuses connect, lets reads work", function()
         local sim, a, b, pa, pb = sim_pair(5)
         local got = {}
         b:on("message", function(_, mtype, data)
@@ -293,6 +293,10 @@ describe("re-entrancy from finalizers during a drain", function()
                     { pb:send(7, "x") },
                     { pa:send(7, "x") }, -- another node: not busy
                     { b:connect(a:address()) },
+                    -- reading works, and a peer is still one Lua object
+                    b:peers()[1] == pb and b:peer(a.id) == pb,
+                    pb.state,
+                    type(b:stats().packets_received),
                 }
                 s.live = false
                 return true
@@ -307,6 +311,9 @@ describe("re-entrancy from finalizers during a drain", function()
         assert.same({ nil, "peer:send: " .. BUSY }, errs[4])
         assert.same({ true }, errs[5])
         assert.same({ nil, "node:connect: " .. BUSY }, errs[6])
+        assert.is_true(errs[7])
+        assert.equal("connected", errs[8])
+        assert.equal("number", errs[9])
         assert.equal(300, assert_prefix(got))
         a:close(); b:close()
     end)
