@@ -6,7 +6,8 @@
  * by a flush of the driver and a drain of the host's events into a Lua-side queue; the queue
  * is dispatched to handlers only inside node:poll(), sim:run() and node:close(). So handlers
  * never run while a core function is on the C stack, and a Lua error can never longjmp across
- * core frames.
+ * core frames. Finalizers, which Lua may run at any allocation, are the other way in: see
+ * "re-entrancy" below for what a node does with calls that arrive while it drains.
  *
  * Each Node has a uservalue table holding its handlers, its peer cache (handle -> Peer, so a
  * peer is always the same Lua object), its event queue and, for simulated nodes, its Sim. Each
