@@ -6,7 +6,8 @@
  * by a flush of the driver and a drain of the host's events into a Lua-side queue; the queue
  * is dispatched to handlers only inside node:poll(), sim:run() and node:close(). So handlers
  * never run while a core function is on the C stack, and a Lua error can never longjmp across
- * core frames.
+ * core frames. Finalizers, which Lua may run at any allocation, are the other way in: see
+ * "re-entrancy" below for what a node does with calls that arrive while it drains.
  *
  * Each Node has a uservalue table holding its handlers, its peer cache (handle -> Peer, so a
  * peer is always the same Lua object), its event queue and, for simulated nodes, its Sim. Each
@@ -310,6 +311,17 @@ typedef struct lnode {
     int q_head, q_tail;        /* event queue bounds in uservalue.q: [q_head, q_tail) */
     uint64_t callback_errors;  /* handler errors printed to stderr */
     char hex[65];
+    /* Re-entrancy (see "Re-entrancy" below). */
+    int draining;              /* inside drain_events(): the node is busy */
+    int dispatching;           /* depth of dispatch_all(): handlers of this node may run */
+    int close_deferred;        /* close() arrived during a drain: done at its end */
+    int has_pend;              /* `pend` holds an event taken from the host but not yet
+                                * queued in Lua (a Lua error interrupted the copy) */
+    p2p_event pend;            /* that event; pend.data points into pend_buf */
+    uint8_t *pend_buf;         /* private copy of event data: the host's copy dies with
+                                * the next call on the host, and Lua may run a finalizer
+                                * at any allocation */
+    size_t pend_cap;
 } lnode;
 
 struct lsim {
@@ -317,6 +329,7 @@ struct lsim {
     int attached;   /* nodes still attached: the sim is freed when this is 0 and ... */
     int collected;  /* ... the Sim userdata has been collected */
     int running;    /* inside sim:run(): not re-entrant */
+    int draining;   /* nodes of this sim inside drain_events(): sim:run refuses */
 };
 
 typedef struct lpeer {
@@ -330,12 +343,36 @@ static lnode *to_node(lua_State *L, int idx) {
     return (lnode *)luaL_checkudata(L, idx, NODE_MT);
 }
 
-/* Use after close is a programming error: it raises, naming the method ("node:send"). */
+/* Use after close is a programming error: it raises, naming the method ("node:send"). A
+ * node inside close() counts as closed: only its own leave events and callbacks run then. */
 static lnode *check_open_node(lua_State *L, int idx, const char *fname) {
     lnode *n = to_node(L, idx);
-    if (n->closed || n->host == NULL)
+    if (n->closed || n->closing || n->host == NULL)
         luaL_error(L, "%s: node is closed", fname);
     return n;
+}
+
+/* Why the node cannot take a call that makes its host produce work right now, or NULL. */
+#define BUSY_DRAINING "node is busy (called from a finalizer during a drain)"
+
+/* Refuses (nil, "<fname>: node is busy ...") a call that arrives during a drain: see
+ * "re-entrancy" below. Returns 2 (values pushed) when refused, else 0. */
+static int refuse_busy(lua_State *L, const lnode *n, const char *fname) {
+    if (!n->draining)
+        return 0;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: " BUSY_DRAINING, fname);
+    return 2;
+}
+
+/* Raises when a call that dispatches events (poll, run) arrives while the node drains or
+ * dispatches: a handler would otherwise run the handlers of the events queued behind its
+ * own, inside itself. */
+static void check_not_reentrant(lua_State *L, const lnode *n, const char *fname) {
+    if (n->draining)
+        luaL_error(L, "%s: " BUSY_DRAINING, fname);
+    if (n->dispatching > 0)
+        luaL_error(L, "%s: not re-entrant (called from a handler of this node)", fname);
 }
 
 static uint64_t node_now(const lnode *n) {
@@ -365,26 +402,35 @@ static const p2p_peer_info *peer_info(lpeer *p) {
     return &p->snap;
 }
 
-/* Pushes the Peer for `handle` of the node at nidx, creating and caching it when new. */
+/* Pushes the cached Peer for `handle` of the node at nidx and returns 1, or returns 0 with
+ * nothing pushed. Allocates nothing. */
+static int push_cached_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
+    uv_field(L, nidx, "peers");
+    lua_pushnumber(L, (lua_Number)handle);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (!lua_isnil(L, -1))
+        return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Pushes the Peer for `handle` of the node at nidx, creating and caching it when new.
+ *
+ * Every allocation comes first: a finalizer run by one of them may close the node, end the
+ * session, or (through node:peers()) create the Peer for this very handle. Only then is the
+ * host asked about the handle, and the cache looked at again, with nothing in between that
+ * could run Lua: one Lua object per peer, and never a live-looking Peer of a closed node. */
 static void push_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
     lnode *n = to_node(L, nidx);
     lpeer *p;
     nidx = lp_absindex(L, nidx);
-    uv_field(L, nidx, "peers");
-    lua_pushnumber(L, (lua_Number)handle);
-    lua_rawget(L, -2);
-    if (!lua_isnil(L, -1)) {
-        lua_remove(L, -2);
+    if (push_cached_peer(L, nidx, handle))
         return;
-    }
-    lua_pop(L, 1);
     p = (lpeer *)lua_newuserdata(L, sizeof *p);
     memset(p, 0, sizeof *p);
     p->node = n;
     p->handle = handle;
-    p->snap.state = P2P_PEER_CONNECTING;
-    if (n->host != NULL)
-        (void)p2p_host_peer_info(n->host, handle, &p->snap);
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, nidx);
     lua_setfield(L, -2, "node");
@@ -393,10 +439,26 @@ static void push_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
     lp_setuservalue(L, -2);
     luaL_getmetatable(L, PEER_MT);
     lua_setmetatable(L, -2);
+    /* From here on nothing allocates. */
+    if (push_cached_peer(L, nidx, handle)) {
+        lua_remove(L, -2); /* a finalizer made it meanwhile: ours is garbage */
+        return;
+    }
+    if (n->host == NULL) {
+        /* the node closed meanwhile: a Peer that says so, uncached */
+        p->dead = 1;
+        p->snap.state = P2P_PEER_DISCONNECTED;
+        return;
+    }
+    /* A handle that died already still gets its cached Peer: its LEAVE (or ERROR) event is
+     * queued and retires it, so every event of the session names the same object. */
+    p->snap.state = P2P_PEER_CONNECTING;
+    (void)p2p_host_peer_info(n->host, handle, &p->snap);
+    uv_field(L, nidx, "peers");
     lua_pushnumber(L, (lua_Number)handle);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, -4);
-    lua_remove(L, -2);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
 }
 
 /* Our connect (handle `from`) lost to a session the other node dialled at the same time
@@ -486,76 +548,212 @@ static int queue_pop(lua_State *L, int nidx) {
     return 1;
 }
 
-/* Copies every pending core event into the Lua queue. Event data is only valid until the
- * next call on the host, so each one is copied before asking for the next. */
-static void drain_events(lua_State *L, int nidx) {
+/* ---- re-entrancy ---------------------------------------------------------------------
+ *
+ * The core never calls Lua, so no core function is ever on the C stack when Lua code runs.
+ * Lua code runs in two places: handlers (only inside dispatch_all) and finalizers, which Lua
+ * may run at any allocation the binding makes: a table, a string, a userdata. A finalizer may
+ * call any method of any node. So:
+ *
+ * - drain_events() copies each event, data included, out of the host before it allocates
+ *   anything (the host's copy dies with the next call on the host), and keeps the copy in
+ *   the node, not on the C stack, so an event interrupted by a Lua error is queued on the
+ *   next drain instead of being lost.
+ * - While a node drains, it is "busy". A re-entrant drain of the same node returns at once
+ *   (the running one picks up whatever the finalizer's call produced, in order). Calls that
+ *   would make the host produce work are refused with nil, "<method>: node is busy (called
+ *   from a finalizer during a drain)": peer:send, peer:send_unreliable, node:broadcast and
+ *   node:connect. peer:disconnect() and node:close(), which have no result to report, are
+ *   deferred: they run when the drain ends, in the order they came. node:poll() raises, and
+ *   so does sim:run() of the node's simulator. Reading methods (peer fields, node:peers(),
+ *   node:stats()) work.
+ * - While a node dispatches, node:poll() and node:run() raise (a handler must not dispatch
+ *   the events queued behind its own); everything else works, node:close() included: it
+ *   dispatches the remaining events and the leave events before it returns.
+ * - Between a call into the core and the last use of what it returned, the binding either
+ *   allocates nothing, or checks again afterwards (push_peer).
+ * ------------------------------------------------------------------------------------------ */
+
+/* Data kept in pend_buf after a drain, at most: larger buffers are freed when it ends. */
+#define PEND_KEEP 65536
+
+/* Copies ev (and its data, which the host owns) into the node's pending slot. Allocates no
+ * Lua memory. Returns 0, or P2P_ERR_NOMEM (the event is then lost: nothing can hold it). */
+static int stash_event(lnode *n, const p2p_event *ev) {
+    n->pend = *ev;
+    n->pend.data = NULL;
+    if (ev->data != NULL) {
+        if (ev->len > n->pend_cap || n->pend_buf == NULL) {
+            size_t cap = ev->len > 0 ? ev->len : 1;
+            uint8_t *b = (uint8_t *)malloc(cap);
+            if (b == NULL)
+                return P2P_ERR_NOMEM;
+            free(n->pend_buf);
+            n->pend_buf = b;
+            n->pend_cap = cap;
+        }
+        memcpy(n->pend_buf, ev->data, ev->len);
+        n->pend.data = n->pend_buf;
+    }
+    n->has_pend = 1;
+    return 0;
+}
+
+/* Builds the Lua table of the pending event and queues it. Runs with the node busy: the
+ * host cannot be freed and nothing else takes events from it meanwhile. */
+static void queue_pending(lua_State *L, int nidx) {
     lnode *n = to_node(L, nidx);
+    const p2p_event *ev = &n->pend;
+    int top = lua_gettop(L);
+    lua_createtable(L, 0, 8);
+    if (ev->data != NULL) {
+        lua_pushlstring(L, (const char *)ev->data, ev->len);
+        lua_setfield(L, -2, "d");
+    }
+    lua_pushinteger(L, (lua_Integer)ev->type);
+    lua_setfield(L, -2, "t");
+    if (ev->type == P2P_EV_REQUEST) {
+        lua_pushnumber(L, (lua_Number)ev->peer);
+        lua_setfield(L, -2, "h");
+        push_id(L, ev->id);
+        lua_setfield(L, -2, "id");
+        push_addr(L, &ev->from);
+        lua_setfield(L, -2, "from");
+    } else if (ev->peer != 0) {
+        if (ev->type == P2P_EV_JOIN && ev->replaces != 0)
+            rekey_peer(L, nidx, ev->replaces, ev->peer);
+        push_peer(L, nidx, ev->peer);
+        lua_setfield(L, -2, "p");
+    }
+    lua_pushinteger(L, ev->reason);
+    lua_setfield(L, -2, "r");
+    lua_pushinteger(L, ev->status);
+    lua_setfield(L, -2, "s");
+    lua_pushboolean(L, ev->want_reply);
+    lua_setfield(L, -2, "w");
+    if (ev->type == P2P_EV_MESSAGE && ev->broadcast) {
+        push_id(L, ev->origin);
+        lua_setfield(L, -2, "o");
+    }
+    lua_pushinteger(L, ev->msg_type);
+    lua_setfield(L, -2, "m");
+    lp_pushu64(L, ev->seq);
+    lua_setfield(L, -2, "q");
+    lua_pushnumber(L, (lua_Number)ev->session);
+    lua_setfield(L, -2, "x");
+    /* The handle dies with LEAVE; a failed connect's handle may die with its ERROR. The
+     * Peer is retired now, so that later lookups of a reused handle get a new object. No
+     * allocation from here to queue_push's end. */
+    if (ev->peer != 0 && (ev->type == P2P_EV_LEAVE || ev->type == P2P_EV_ERROR)) {
+        p2p_peer_info info;
+        lpeer *p;
+        lua_getfield(L, -1, "p");
+        p = check_peer(L, -1);
+        (void)peer_info(p);
+        /* the handle may be dead already: the event still names the peer */
+        if (ev->has_id && !p->snap.has_id) {
+            memcpy(p->snap.id, ev->id, 32);
+            p->snap.has_id = 1;
+        }
+        if (ev->from.family != P2P_AF_NONE && p->snap.address.family == P2P_AF_NONE)
+            p->snap.address = ev->from;
+        if (ev->type == P2P_EV_LEAVE || n->host == NULL ||
+            p2p_host_peer_info(n->host, ev->peer, &info) != 0 ||
+            info.state == P2P_PEER_DISCONNECTED || info.state == P2P_PEER_NONE)
+            retire_peer(L, nidx, -1);
+        lua_pop(L, 1);
+    }
+    queue_push(L, nidx);
+    n->has_pend = 0;
+    lua_settop(L, top);
+}
+
+/* drain_events' body, under lua_pcall (the node at 1): the busy flags are cleared whatever
+ * happens. */
+static int drain_body(lua_State *L) {
+    lnode *n = to_node(L, 1);
     p2p_event ev;
-    nidx = lp_absindex(L, nidx);
-    if (n->host == NULL)
-        return;
-    while (p2p_host_next_event(n->host, &ev) == 1) {
-        int top = lua_gettop(L);
-        lua_createtable(L, 0, 8);
-        if (ev.data != NULL) {
-            lua_pushlstring(L, (const char *)ev.data, ev.len);
-            lua_setfield(L, -2, "d");
+    for (;;) {
+        if (!n->has_pend) {
+            if (n->host == NULL || p2p_host_next_event(n->host, &ev) != 1)
+                break;
+            if (stash_event(n, &ev) != 0)
+                return luaL_error(L, "p2pnet: out of memory (an event was lost)");
         }
-        lua_pushinteger(L, (lua_Integer)ev.type);
-        lua_setfield(L, -2, "t");
-        if (ev.type == P2P_EV_REQUEST) {
-            lua_pushnumber(L, (lua_Number)ev.peer);
-            lua_setfield(L, -2, "h");
-            push_id(L, ev.id);
-            lua_setfield(L, -2, "id");
-            push_addr(L, &ev.from);
-            lua_setfield(L, -2, "from");
-        } else if (ev.peer != 0) {
-            if (ev.type == P2P_EV_JOIN && ev.replaces != 0)
-                rekey_peer(L, nidx, ev.replaces, ev.peer);
-            push_peer(L, nidx, ev.peer);
-            lua_setfield(L, -2, "p");
+        queue_pending(L, 1);
+    }
+    return 0;
+}
+
+static void node_close(lua_State *L, int nidx);
+static void after_call(lua_State *L, int nidx);
+
+/* Runs the peer:disconnect() and node:close() calls deferred during a drain. */
+static void run_deferred(lua_State *L, int nidx) {
+    lnode *n = to_node(L, nidx);
+    for (;;) {
+        lpeer *p;
+        uv_field(L, nidx, "deferred");
+        if (!lua_istable(L, -1) || lp_rawlen(L, -1) == 0) {
+            lua_pop(L, 1);
+            break;
         }
-        lua_pushinteger(L, ev.reason);
-        lua_setfield(L, -2, "r");
-        lua_pushinteger(L, ev.status);
-        lua_setfield(L, -2, "s");
-        lua_pushboolean(L, ev.want_reply);
-        lua_setfield(L, -2, "w");
-        if (ev.type == P2P_EV_MESSAGE && ev.broadcast) {
-            push_id(L, ev.origin);
-            lua_setfield(L, -2, "o");
-        }
-        lua_pushinteger(L, ev.msg_type);
-        lua_setfield(L, -2, "m");
-        lp_pushu64(L, ev.seq);
-        lua_setfield(L, -2, "q");
-        lua_pushnumber(L, (lua_Number)ev.session);
-        lua_setfield(L, -2, "x");
-        /* The handle dies with LEAVE; a failed connect's handle may die with its ERROR. The
-         * Peer is retired now, so that later lookups of a reused handle get a new object. */
-        if (ev.peer != 0 && (ev.type == P2P_EV_LEAVE || ev.type == P2P_EV_ERROR)) {
-            p2p_peer_info info;
-            lpeer *p;
-            lua_getfield(L, -1, "p");
-            p = check_peer(L, -1);
-            (void)peer_info(p);
-            /* the handle may be dead already: the event still names the peer */
-            if (ev.has_id && !p->snap.has_id) {
-                memcpy(p->snap.id, ev.id, 32);
-                p->snap.has_id = 1;
+        /* take the first one out (in place: no allocation); a finalizer may defer more
+         * while this one runs */
+        {
+            int i, len = (int)lp_rawlen(L, -1);
+            lua_rawgeti(L, -1, 1);
+            for (i = 2; i <= len; i++) {
+                lua_rawgeti(L, -2, i);
+                lua_rawseti(L, -3, i - 1);
             }
-            if (ev.from.family != P2P_AF_NONE && p->snap.address.family == P2P_AF_NONE)
-                p->snap.address = ev.from;
-            if (ev.type == P2P_EV_LEAVE ||
-                p2p_host_peer_info(n->host, ev.peer, &info) != 0 ||
-                info.state == P2P_PEER_DISCONNECTED || info.state == P2P_PEER_NONE)
-                retire_peer(L, nidx, -1);
+            lua_pushnil(L);
+            lua_rawseti(L, -3, len);
+            lua_remove(L, -2);
+        }
+        p = (lpeer *)lp_testudata(L, -1, PEER_MT);
+        if (p != NULL && !p->dead && n->host != NULL && !n->closing && !n->closed) {
+            (void)p2p_peer_disconnect(n->host, p->handle, node_now(n));
+            lua_pop(L, 1);
+            after_call(L, nidx);
+        } else {
             lua_pop(L, 1);
         }
-        queue_push(L, nidx);
-        lua_settop(L, top);
     }
+    if (n->close_deferred) {
+        n->close_deferred = 0;
+        node_close(L, nidx);
+    }
+}
+
+/* Copies every pending core event into the Lua queue, then runs what was deferred while it
+ * did. A re-entrant call (from a finalizer) returns at once. */
+static void drain_events(lua_State *L, int nidx) {
+    lnode *n = to_node(L, nidx);
+    lsim *s = n->sim;
+    int rc;
+    nidx = lp_absindex(L, nidx);
+    if (n->draining)
+        return;
+    if (n->host != NULL) {
+        n->draining = 1;
+        if (s != NULL)
+            s->draining++;
+        lua_pushcfunction(L, drain_body);
+        lua_pushvalue(L, nidx);
+        rc = lua_pcall(L, 1, 0, 0);
+        n->draining = 0;
+        if (s != NULL)
+            s->draining--;
+        if (n->pend_cap > PEND_KEEP && !n->has_pend) {
+            free(n->pend_buf);
+            n->pend_buf = NULL;
+            n->pend_cap = 0;
+        }
+        if (rc != LUA_OK)
+            lua_error(L);
+    }
+    run_deferred(L, nidx);
 }
 
 /* Sends what the core has queued, then collects the events the call produced. */
@@ -910,15 +1108,33 @@ static void dispatch_event(lua_State *L, int nidx) {
     lua_settop(L, eidx - 1);
 }
 
-/* Dispatches every queued event of the node at nidx; returns how many. Handlers may queue
- * more (replies, admissions); those are dispatched in the same pass. */
-static int dispatch_all(lua_State *L, int nidx) {
-    int count = 0;
-    nidx = lp_absindex(L, nidx);
-    while (queue_pop(L, nidx)) {
-        dispatch_event(L, nidx);
+/* dispatch_all's body, under lua_pcall (the node at 1); returns the count. */
+static int dispatch_body(lua_State *L) {
+    lua_Integer count = 0;
+    while (queue_pop(L, 1)) {
+        dispatch_event(L, 1);
         count++;
     }
+    lua_pushinteger(L, count);
+    return 1;
+}
+
+/* Dispatches every queued event of the node at nidx; returns how many. Handlers may queue
+ * more (replies, admissions); those are dispatched in the same pass. The node counts as
+ * dispatching meanwhile (node:poll() refuses), whatever error ends it. */
+static int dispatch_all(lua_State *L, int nidx) {
+    lnode *n = to_node(L, nidx);
+    int rc, count;
+    nidx = lp_absindex(L, nidx);
+    n->dispatching++;
+    lua_pushcfunction(L, dispatch_body);
+    lua_pushvalue(L, nidx);
+    rc = lua_pcall(L, 1, 1, 0);
+    n->dispatching--;
+    if (rc != LUA_OK)
+        lua_error(L);
+    count = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
     return count;
 }
 
@@ -941,7 +1157,12 @@ typedef struct node_opts {
     int mesh;                  /* 1 unless mesh = false */
     int relay;                 /* 1 unless relay = false */
     int64_t relay_sessions, relay_rate;
+    int64_t peer_memory, memory;         /* budgets in bytes; 0: the core's default */
+    int64_t max_half_open, cookie_threshold;
 } node_opts;
+
+/* Largest byte budget an option takes: 2^53, what every Lua number holds exactly. */
+#define MAX_BUDGET_BYTES 9007199254740992.0
 
 static int opt_error(lua_State *L, const char *fname, const char *name, const char *what) {
     return luaL_error(L, "%s: option '%s' %s", fname, name, what);
@@ -1040,6 +1261,16 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
         } else if (strcmp(k, "relay_rate") == 0) {
             if (!lp_tointeger(L, v, 1, 4294967295.0, &o->relay_rate))
                 opt_error(L, fname, k, "must be an integer 1-4294967295 (bytes per second)");
+        } else if (strcmp(k, "peer_memory") == 0 || strcmp(k, "memory") == 0) {
+            if (!lp_tointeger(L, v, 1, MAX_BUDGET_BYTES,
+                              k[0] == 'p' ? &o->peer_memory : &o->memory))
+                opt_error(L, fname, k, "must be an integer 1-2^53 (bytes)");
+        } else if (strcmp(k, "max_half_open") == 0) {
+            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->max_half_open))
+                opt_error(L, fname, k, "must be an integer 1-4294967295");
+        } else if (strcmp(k, "cookie_threshold") == 0) {
+            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->cookie_threshold))
+                opt_error(L, fname, k, "must be an integer 1-4294967295");
         } else if (strcmp(k, "timeout") == 0) {
             double t = lua_type(L, v) == LUA_TNUMBER ? (double)lua_tonumber(L, v) : -1;
             if (!(t > 0 && t <= 86400.0))
@@ -1086,6 +1317,10 @@ static void node_free_resources(lnode *n) {
     n->allow = NULL;
     free(n->deny);
     n->deny = NULL;
+    free(n->pend_buf);
+    n->pend_buf = NULL;
+    n->pend_cap = 0;
+    n->has_pend = 0;
     if (n->network_key != NULL) {
         memset(n->network_key, 0, n->network_key_len);
         free(n->network_key);
@@ -1203,6 +1438,10 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o) {
     cfg.no_relay = o->relay == 0;
     cfg.relay_sessions = (uint32_t)o->relay_sessions;
     cfg.relay_rate = (uint32_t)o->relay_rate;
+    cfg.peer_memory = (uint64_t)o->peer_memory;
+    cfg.memory = (uint64_t)o->memory;
+    cfg.max_half_open = (uint32_t)o->max_half_open;
+    cfg.cookie_threshold = (uint32_t)o->cookie_threshold;
 
     if (simidx != 0) {
         lsim *s = (lsim *)lua_touserdata(L, simidx);
@@ -1297,6 +1536,11 @@ static void node_close(lua_State *L, int nidx) {
     nidx = lp_absindex(L, nidx);
     if (n->closed || n->closing)
         return;
+    if (n->draining) {
+        /* a finalizer during a drain: the drain holds the host; close when it ends */
+        n->close_deferred = 1;
+        return;
+    }
     n->closing = 1;
     if (n->host != NULL) {
         (void)p2p_host_close(n->host, node_now(n));
@@ -1374,6 +1618,21 @@ static int node_gc(lua_State *L) {
         node_free_resources(n);
     }
     return 0;
+}
+
+/* node:_busy(for_run) -> nil, or why node:poll() (node:run() with for_run) would raise
+ * now; for the Lua layer, which checks before it resumes tasks. */
+static int node_busy_m(lua_State *L) {
+    lnode *n = to_node(L, 1);
+    if (n->draining)
+        lua_pushliteral(L, BUSY_DRAINING);
+    else if (n->dispatching > 0)
+        lua_pushliteral(L, "not re-entrant (called from a handler of this node)");
+    else if (lua_toboolean(L, 2) && n->sim != NULL && n->sim->running)
+        lua_pushliteral(L, "not re-entrant (called from a handler while its simulator runs)");
+    else
+        lua_pushnil(L);
+    return 1;
 }
 
 static int node_closed(lua_State *L) {
@@ -1504,6 +1763,7 @@ static int node_poll(lua_State *L) {
     uint64_t deadline, now;
     int count;
     check_seconds(L, 2, "node:poll", "timeout", &timeout);
+    check_not_reentrant(L, n, "node:poll");
     lua_settop(L, 1);
 
     drain_events(L, 1);
@@ -1582,6 +1842,8 @@ static int node_connect(lua_State *L) {
         }
     }
     lua_settop(L, 3);
+    if (refuse_busy(L, n, "node:connect"))
+        return 2;
 
     if (tlen == 64 && is_hex_id(target, tlen)) {
         (void)p2p_id_from_hex(tid, target, tlen);
@@ -1687,6 +1949,8 @@ static int node_broadcast(lua_State *L) {
     uint64_t seq = 0;
     int rc;
     lua_settop(L, 3);
+    if (refuse_busy(L, n, "node:broadcast"))
+        return 2;
     rc = p2p_host_broadcast(n->host, type, (const uint8_t *)data, len, &seq, node_now(n));
     after_call(L, 1);
     if (rc != 0)
@@ -1704,7 +1968,7 @@ static int node_stats(lua_State *L) {
     lnode *n = check_open_node(L, 1, "node:stats");
     p2p_stats st;
     p2p_host_stats(n->host, &st);
-    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 27);
     push_u64_field(L, "peers", st.peers);
     push_u64_field(L, "packets_sent", st.packets_sent);
     push_u64_field(L, "packets_received", st.packets_received);
@@ -1720,6 +1984,17 @@ static int node_stats(lua_State *L) {
     push_u64_field(L, "relayed_bytes", st.relayed_bytes);
     push_u64_field(L, "relay_dropped", st.relay_dropped);
     push_u64_field(L, "path_changes", st.path_changes);
+    push_u64_field(L, "memory", st.memory);
+    push_u64_field(L, "memory_peak", st.memory_peak);
+    push_u64_field(L, "dropped_budget", st.dropped_budget);
+    push_u64_field(L, "dropped_amplification", st.dropped_amplification);
+    push_u64_field(L, "dropped_unsolicited", st.dropped_unsolicited);
+    push_u64_field(L, "dropped_replay", st.dropped_replay);
+    push_u64_field(L, "cookies_sent", st.cookies_sent);
+    push_u64_field(L, "under_load", st.under_load);
+    push_u64_field(L, "rekeys", st.rekeys);
+    push_u64_field(L, "work_dh", st.work_dh);
+    push_u64_field(L, "work_verify", st.work_verify);
     push_u64_field(L, "callback_errors", n->callback_errors);
     return 1;
 }
@@ -1768,7 +2043,7 @@ static int peer_tostring(lua_State *L) {
 
 /* The node of a peer, checked open; the peer's uservalue node is pushed to `*nidx`. */
 static lnode *peer_node(lua_State *L, lpeer *p, int *nidx, const char *fname) {
-    if (p->node->closed || p->node->host == NULL)
+    if (p->node->closed || p->node->closing || p->node->host == NULL)
         luaL_error(L, "%s: node is closed", fname);
     uv_field(L, 1, "node");
     *nidx = lua_gettop(L);
@@ -1791,6 +2066,8 @@ static int peer_send(lua_State *L) {
     n = peer_node(L, p, &nidx, "peer:send");
     if (p->dead)
         return push_fail(L, "disconnected");
+    if (refuse_busy(L, n, "peer:send"))
+        return 2;
     rc = p2p_peer_send(n->host, p->handle, type, (const uint8_t *)data, len, want_reply, &seq,
                        node_now(n));
     if (rc != 0) {
@@ -1821,6 +2098,8 @@ static int peer_send_unreliable(lua_State *L) {
     n = peer_node(L, p, &nidx, "peer:send_unreliable");
     if (p->dead)
         return push_fail(L, "disconnected");
+    if (refuse_busy(L, n, "peer:send_unreliable"))
+        return 2;
     if (len > P2P_MAX_DATAGRAM)
         return push_fail(L, "datagram too big");
     rc = p2p_peer_send_datagram(n->host, p->handle, type, (const uint8_t *)data, len,
@@ -1841,6 +2120,23 @@ static int peer_disconnect(lua_State *L) {
     n = peer_node(L, p, &nidx, "peer:disconnect");
     if (p->dead)
         return push_fail(L, "disconnected");
+    if (n->draining) {
+        /* a finalizer during a drain: done when the drain ends (run_deferred) */
+        uv_field(L, nidx, "deferred");
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lp_getuservalue(L, nidx);
+            lua_pushvalue(L, -2);
+            lua_setfield(L, -2, "deferred");
+            lua_pop(L, 1);
+        }
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, -2, (int)lp_rawlen(L, -2) + 1);
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     rc = p2p_peer_disconnect(n->host, p->handle, node_now(n));
     after_call(L, nidx);
     if (rc != 0)
@@ -2000,13 +2296,31 @@ static int sim_dispatch(lua_State *L) {
     return count;
 }
 
+/* Pushes why sim:run() must refuse now, or nil. */
+static void push_sim_busy(lua_State *L, const lsim *s) {
+    if (s->running)
+        lua_pushliteral(L, "sim:run is not re-entrant (called from a handler)");
+    else if (s->draining > 0)
+        lua_pushliteral(L, "sim:run is not re-entrant (called from a finalizer during a drain)");
+    else
+        lua_pushnil(L);
+}
+
+/* sim:_busy() -> nil, or the error sim:run() would raise now (for the Lua layer). */
+static int sim_busy_m(lua_State *L) {
+    push_sim_busy(L, check_sim(L, 1));
+    return 1;
+}
+
 /* Runs the network until virtual time `until` (microseconds). With stop_on_event, returns
  * early after the first step that dispatched an event (the Lua layer then resumes the tasks
  * it woke); returns 1 when it stopped early. */
 static int sim_run_to(lua_State *L, lsim *s, uint64_t until, int stop_on_event) {
     int stopped = 0;
-    if (s->running)
-        luaL_error(L, "sim:run is not re-entrant (called from a handler)");
+    push_sim_busy(L, s);
+    if (!lua_isnil(L, -1))
+        lua_error(L);
+    lua_pop(L, 1);
     s->running = 1;
     if (sim_dispatch(L) > 0 && stop_on_event) {
         s->running = 0;
@@ -2112,6 +2426,7 @@ static const luaL_Reg node_methods[] = {
     { "_now", node_now_m },
     { "_sim", node_sim_m },
     { "_closed", node_closed },
+    { "_busy", node_busy_m },
     { "_state", node_state_m },
     { NULL, NULL }
 };
@@ -2132,6 +2447,7 @@ static const luaL_Reg sim_methods[] = {
     { "_run_until", sim_run_until },
     { "_next_time", sim_next_time },
     { "_state", sim_state_m },
+    { "_busy", sim_busy_m },
     { NULL, NULL }
 };
 

@@ -332,6 +332,12 @@ function Node:poll(timeout)
     if self:_closed() then
         error("node:poll: node is closed", 2)
     end
+    -- from a handler of this node, or a finalizer during its drain: raise before any task
+    -- runs (see "re-entrancy" in lp2pnet.c)
+    local busy = self:_busy()
+    if busy then
+        error("node:poll: " .. busy, 2)
+    end
     timeout = timeout or 0
     local st = state(self)
     if self:_sim() then
@@ -466,6 +472,10 @@ function Node:run(seconds)
     if self:_closed() then
         error("node:run: node is closed", 2)
     end
+    local busy = self:_busy(true)
+    if busy then
+        error("node:run: " .. busy, 2)
+    end
     local st = state(self)
     local sim = self:_sim()
     if sim then
@@ -586,6 +596,10 @@ end
 function Sim:run(seconds)
     if type(seconds) ~= "number" or not (seconds >= 0) then
         argerror("sim:run", "seconds", "must be a number >= 0")
+    end
+    local busy = self:_busy()
+    if busy then
+        error(busy, 2)
     end
     local sst = self:_state()
     if not sst.nodes or #sst.nodes == 0 then
