@@ -1266,11 +1266,11 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
                               k[0] == 'p' ? &o->peer_memory : &o->memory))
                 opt_error(L, fname, k, "must be an integer 1-2^53 (bytes)");
         } else if (strcmp(k, "max_half_open") == 0) {
-            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->max_half_open))
-                opt_error(L, fname, k, "must be an integer 1-4294967295");
+            if (!lp_tointeger(L, v, 1, 4096.0, &o->max_half_open))
+                opt_error(L, fname, k, "must be an integer 1-4096");
         } else if (strcmp(k, "cookie_threshold") == 0) {
-            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->cookie_threshold))
-                opt_error(L, fname, k, "must be an integer 1-4294967295");
+            if (!lp_tointeger(L, v, 1, 4096.0, &o->cookie_threshold))
+                opt_error(L, fname, k, "must be an integer 1-4096 (at most max_half_open)");
         } else if (strcmp(k, "timeout") == 0) {
             double t = lua_type(L, v) == LUA_TNUMBER ? (double)lua_tonumber(L, v) : -1;
             if (!(t > 0 && t <= 86400.0))
@@ -1295,6 +1295,9 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
         }
         lua_settop(L, v - 1);
     }
+    /* The core refuses a threshold above the table it guards: say so here, by name. */
+    if (o->cookie_threshold > (o->max_half_open ? o->max_half_open : 256))
+        opt_error(L, fname, "cookie_threshold", "must be at most max_half_open (256 by default)");
 }
 
 /* Returns the `on_request` function of the options at idx pushed, or nil. */
