@@ -303,4 +303,9 @@ size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t
                            uint64_t now);
 void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev);
 
+/* hardening (fuzz): p2p_identity.c's key-file parser on a buffer, as p2p_identity_load uses
+ * it after reading the file. Returns 0, P2P_ERR_KEYFILE or P2P_ERR_CRYPTO. */
+int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t len,
+                               const char *path, char *err, size_t errlen);
+
 #endif
