@@ -210,6 +210,11 @@ static void mesh_seeds(void)
         FZ_CHECK(!w.bad);
         mesh_one(which ? "intro_bystander" : "intro_stranger", 7, b, (size_t)(w.p - b));
     }
+    /* an offer: "this node asks for you" (flags bit 1, no channel, no addresses) */
+    memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
+    memset(b + 32, 0, 6);
+    b[36] = 2;
+    mesh_one("intro_offer", 7, b, 38);
     memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
     b[32] = 1;
     mesh_one("intro_fail", 8, b, 33);
