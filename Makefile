@@ -25,9 +25,9 @@ BUILD ?= build
 LUA_PC ?= lua5.4
 SANITIZE ?=
 FUZZ_CC ?= clang
-# 60 s per target makes about 2.4e7 executions on one core of a 2-core machine (the parsers
-# run at 30k-300k inputs/s, the host-level targets at 100-700): over the 1e7 of FUZZ_EXECS
-# with room for a loaded machine. fuzz/run.sh adds rounds when the total falls short.
+# 60 s per target makes about 2.4e7 executions on an idle 2-core machine (the parsers run at
+# 30k-300k inputs/s, the host-level targets at 100-700), and 6e6 when other jobs share it:
+# fuzz/run.sh then adds rounds (up to 3) until the total passes the 1e7 of FUZZ_EXECS.
 FUZZ_TIME ?= 60
 FUZZ_EXECS ?= 10000000
 SOAK_TIME ?= 3600
