@@ -188,6 +188,9 @@ while true do
     end
     if t >= next_mem then
         next_mem = t + MEM_EVERY
+        -- a full collection first, so that the heap figure is what is live, not what the
+        -- incremental collector has not reached yet
+        collectgarbage("collect")
         local st = node:stats()
         say("MEM", string.format("%.3f", t), rss_kib(), st.memory or 0,
             math.floor(collectgarbage("count")))

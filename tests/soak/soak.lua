@@ -413,9 +413,9 @@ print(string.format("soak summary: %.0f s (warm-up %.0f s), logs in %s", t_stop,
 print(string.format("  processes: %d launched, %d SIGKILLed, %d closed gracefully, "
     .. "%d restarted with the same key, %d transient",
     counts.started, counts.killed, counts.closed, counts.restarted, counts.transient))
-print(string.format("  messages: %d sent on %d streams, %d delivered in order, %d receipts, "
-    .. "%d failed (session ended)", totals.sent, nstreams, totals.delivered, totals.ok,
-    totals.failed))
+print(string.format("  messages: %d sent on %d streams, %d receipts, %d failed (session ended); "
+    .. "%d delivered in order as logged by receivers that were not killed", totals.sent,
+    nstreams, totals.ok, totals.failed, totals.delivered))
 print(string.format("  streams up at both ends at the end (all delivered and receipted): %d",
     totals.strict))
 print(string.format("  broadcasts: %d sent, %d deliveries, %d duplicates; "
