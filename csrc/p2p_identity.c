@@ -14,8 +14,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "p2p_crypto.h"
-#include "p2pnet.h"
+#include "p2p_internal.h"
 
 #define BINDING_LABEL "p2pnet/1 static"
 #define BINDING_LABEL_LEN 15
@@ -217,7 +216,7 @@ static int create_keyfile(p2p_identity *id, const char *path, char *err, size_t 
  * the file does not exist. */
 static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t errlen)
 {
-    uint8_t buf[KEYFILE_READ_MAX], seed[32];
+    uint8_t buf[KEYFILE_READ_MAX];
     struct stat st;
     size_t got = 0;
     int fd, rc;
@@ -265,8 +264,20 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
         got += (size_t)n;
     }
     close(fd);
+    rc = p2p_identity_parse_keyfile(id, buf, got, path, err, errlen);
+    p2p_wipe(buf, sizeof buf);
+    return rc;
+}
 
-    rc = 0;
+/* Checks the bytes of a key file (all of them, got bytes) and derives the identity: the
+ * parser alone, apart from the file system, so that it can be fuzzed (fuzz/fuzz_keyfile.c).
+ * path only names the file in messages. */
+int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t got,
+                               const char *path, char *err, size_t errlen)
+{
+    uint8_t seed[32];
+    int rc = 0;
+
     if (got != KEYFILE_LEN)
         rc = fail(P2P_ERR_KEYFILE, err, errlen,
                   "key file %s is malformed: expected 84 bytes (\"p2pnet-identity-v1\", a "
@@ -280,7 +291,6 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
         rc = fail(P2P_ERR_KEYFILE, err, errlen,
                   "key file %s is malformed: the second line must be 64 lowercase hex digits "
                   "and a newline", path);
-    p2p_wipe(buf, sizeof buf);
     if (rc != 0)
         return rc;
     rc = p2p_identity_from_seed(id, seed);

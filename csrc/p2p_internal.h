@@ -380,4 +380,9 @@ void p2p_peer_rekey_before_seal(p2p_peer *p, uint64_t pn);
 int p2p_peer_rekey_opened(p2p_host *h, p2p_peer *p, int which, uint64_t pn, uint64_t now);
 int p2p_peer_rekey_timer(p2p_host *h, p2p_peer *p, uint64_t now);
 
+/* hardening (fuzz): p2p_identity.c's key-file parser on a buffer, as p2p_identity_load uses
+ * it after reading the file. Returns 0, P2P_ERR_KEYFILE or P2P_ERR_CRYPTO. */
+int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t len,
+                               const char *path, char *err, size_t errlen);
+
 #endif

@@ -191,8 +191,10 @@ fuzz_run() { # binary
     mkdir -p "$corpus" build-fuzz/artifacts
     local seeds=()
     [ -d "fuzz/seeds/$n" ] && seeds=("fuzz/seeds/$n")
-    "$bin" -max_total_time="$FUZZ_TEST_TIME" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="build-fuzz/artifacts/$n-" "$corpus" "${seeds[@]}"
+    # -timeout: an input slower than 2 s fails the stage like a crash; -report_slow_units
+    # lists those slower than 1 s.
+    "$bin" -max_total_time="$FUZZ_TEST_TIME" -timeout=2 -report_slow_units=1 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$n-" "$corpus" "${seeds[@]}"
 }
 
 # ---- the stages ----------------------------------------------------------------------------

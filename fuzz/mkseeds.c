@@ -1,0 +1,338 @@
+/*
+ * mkseeds.c - writes the seed inputs of the fuzz targets that need structured ones:
+ * fuzz/seeds/fuzz_mesh and fuzz_mesh_signed (one input per record kind and per relay and path
+ * frame, signed by the harness's signers, in fuzz_net.h's chunk format), fuzz_addr and
+ * fuzz_keyfile. Everything is deterministic, so `make fuzz-seeds` rewrites the same files.
+ *
+ * Usage: mkseeds <seeds directory>
+ */
+#include <errno.h>
+#include <sys/stat.h>
+
+#include "fuzz_net.h"
+
+static const char *root;
+
+static void put_file(const char *target, const char *name, const uint8_t *d, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, target);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) { perror(path); exit(1); }
+    snprintf(path, sizeof path, "%s/%s/%s", root, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(d, 1, n, f) != n || fclose(f) != 0) { perror(path); exit(1); }
+}
+
+/* ---- the record targets ------------------------------------------------------------------ */
+
+typedef struct seed {
+    uint8_t b[8192];
+    size_t n;
+} seed;
+
+static void chunk(seed *s, uint8_t flags, uint8_t dt_ms, const uint8_t *d, size_t n)
+{
+    FZ_CHECK(s->n + 4 + n <= sizeof s->b && n <= 65535);
+    s->b[s->n++] = flags;
+    s->b[s->n++] = dt_ms;
+    s->b[s->n++] = (uint8_t)n;
+    s->b[s->n++] = (uint8_t)(n >> 8);
+    memcpy(s->b + s->n, d, n);
+    s->n += n;
+}
+
+static void mesh_seed(const char *name, const seed *s)
+{
+    put_file("fuzz_mesh", name, s->b, s->n);
+    put_file("fuzz_mesh_signed", name, s->b, s->n);
+}
+
+static void mesh_one(const char *name, uint8_t flags, const uint8_t *d, size_t n)
+{
+    seed s = { .n = 0 };
+    chunk(&s, flags, 0, d, n);
+    mesh_seed(name, &s);
+}
+
+static p2p_addr addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
+{
+    p2p_addr x = fz_addr(0, port);
+    x.ip[0] = a; x.ip[1] = b; x.ip[2] = c; x.ip[3] = d;
+    return x;
+}
+
+/* A member record of signer k, signed, as { u16 length, record }; returns its length. */
+static size_t member(uint8_t *out, int k, uint64_t seq, uint64_t expires, const p2p_addr *a,
+                     size_t na)
+{
+    uint8_t rec[P2P_MEMBER_REC_MAX];
+    p2p_wr w;
+    p2p_wr_init(&w, rec, sizeof rec - 64);
+    p2p_wr_u8(&w, 1);
+    p2p_wr_bytes(&w, fn_id[k].ed_pk, 32);
+    p2p_wr_u64(&w, seq);
+    p2p_wr_u64(&w, expires);
+    p2p_wr_u8(&w, (uint8_t)na);
+    for (size_t i = 0; i < na; i++) p2p_wr_addr(&w, &a[i]);
+    FZ_CHECK(!w.bad);
+    size_t len = (size_t)(w.p - rec) + 64;
+    uint8_t entry[2 + P2P_MEMBER_REC_MAX];
+    p2p_wr_init(&w, entry, sizeof entry);
+    p2p_wr_u16(&w, (uint16_t)len);
+    p2p_wr_bytes(&w, rec, len);
+    fn_sign_record_as(entry + 2, len, k);
+    memcpy(out, entry, len + 2);
+    return len + 2;
+}
+
+/* A broadcast of signer k, signed. */
+static size_t broadcast(uint8_t *out, int k, uint64_t seq, uint16_t type, const char *text)
+{
+    p2p_wr w;
+    size_t tl = strlen(text);
+    p2p_wr_init(&w, out, 42 + tl + 64);
+    p2p_wr_bytes(&w, fn_id[k].ed_pk, 32);
+    p2p_wr_u64(&w, seq);
+    p2p_wr_u16(&w, type);
+    p2p_wr_bytes(&w, text, tl);
+    FZ_CHECK(!w.bad);
+    size_t len = 42 + tl + 64;
+    fn_sign_broadcast_as(out, len, k);
+    return len;
+}
+
+/* { origin, u64 seq } entries */
+static size_t wants(uint8_t *out, const int *k, const uint64_t *seq, size_t n)
+{
+    p2p_wr w;
+    p2p_wr_init(&w, out, n * 40);
+    for (size_t i = 0; i < n; i++) {
+        p2p_wr_bytes(&w, fn_id[k[i]].ed_pk, 32);
+        p2p_wr_u64(&w, seq[i]);
+    }
+    FZ_CHECK(!w.bad);
+    return n * 40;
+}
+
+/* The INIT a fresh host of signer k sends to host `to`'s address. */
+static size_t capture_init(fn_net *n, int k, int to, uint8_t *out)
+{
+    p2p_config cfg;
+    p2p_config_init(&cfg);
+    cfg.identity = &fn_id[k];
+    cfg.seed = 0x1417;
+    p2p_host *x = NULL;
+    FZ_CHECK(p2p_host_new(&x, &cfg, n->now) == 0);
+    p2p_peer_handle ph;
+    FZ_CHECK(p2p_host_connect(x, &n->addr[to], fn_host_id(to)->ed_pk, n->now, &ph) == 0);
+    p2p_addr dst;
+    size_t len = p2p_host_next_datagram(x, &dst, out, P2P_MAX_PACKET);
+    FZ_CHECK(len > 0 && out[0] == P2P_PKT_INIT);
+    p2p_host_free(x);
+    return len;
+}
+
+static void mesh_seeds(void)
+{
+    fn_net n;
+    fn_build(&n);
+    uint8_t b[4096], e[4096];
+    size_t len;
+    const uint64_t mseq = FN_UNIX_US / 1000u + 1000000u;     /* newer than any own record */
+    const uint64_t expires = FN_UNIX_US / 1000000u + 3600u;
+    const uint64_t bseq = FN_UNIX_US + 1000u;
+    p2p_addr pub[3] = { addr4(198, 51, 100, 7, 5000), addr4(203, 0, 113, 9, 6000),
+                        addr4(10, 1, 2, 3, 7000) };
+
+    /* MEMBERS */
+    len = member(b, 0, mseq, expires, pub, 2);
+    mesh_one("members_one", 0, b, len);
+    len = 0;
+    for (int k = 0; k < 4; k++) len += member(b + len, k, mseq + (uint64_t)k, expires, pub, 3);
+    len += member(b + len, 4, mseq, expires, &n.addr[FN_A], 1);      /* A's own, newer */
+    mesh_one("members_many", 0, b, len);
+    len = member(b, 1, mseq, expires, &n.addr[FN_B], 1);             /* at a bystander */
+    mesh_one("members_at_bystander", 0, b, len);
+    len = member(b, 2, mseq, 0, pub, 0);                             /* never expires, no addr */
+    mesh_one("members_noaddr", 0, b, len);
+    len = member(b, 3, mseq, FN_UNIX_US / 1000000u - 1, pub, 1);     /* expired */
+    mesh_one("members_expired", 0, b, len);
+    len = member(b, 6, mseq, expires, pub, 1);                       /* V's own id */
+    mesh_one("members_victim", 0, b, len);
+
+    /* BROADCAST, IHAVE, IWANT */
+    int ks[4] = { 0, 1, 4, 5 };
+    uint64_t seqs[4] = { bseq, bseq + 1, bseq + 2, bseq };
+    for (int k = 0; k < FN_SIGNERS; k++) {
+        len = broadcast(b, k, bseq, 7, "hello");
+        char name[32];
+        snprintf(name, sizeof name, "broadcast_%d", k);
+        mesh_one(name, 1, b, len);
+    }
+    {
+        int k = 0;
+        seed s = { .n = 0 };
+        len = broadcast(b, k, bseq, 7, "pull me");
+        chunk(&s, 1, 0, b, len);
+        int kk[2] = { k, 0 };
+        uint64_t sq[2] = { bseq, bseq + 5 };
+        len = wants(e, kk, sq, 2);
+        chunk(&s, 3, 10, e, len);                /* IWANT: one cached, one not */
+        chunk(&s, 2, 10, e, len);                /* IHAVE */
+        chunk(&s, 3, 200, e, 40);                /* IWANT again */
+        mesh_seed("broadcast_then_iwant", &s);
+    }
+    len = wants(b, ks, seqs, 4);
+    mesh_one("ihave", 2, b, len);
+    mesh_one("iwant", 3, b, len);
+
+    /* SUMMARY, DIGEST */
+    memset(b, 0x5c, 32);
+    mesh_one("summary", 4, b, 32);
+    b[0] = 0;
+    len = 1 + wants(b + 1, ks, seqs, 4);
+    mesh_one("digest", 5, b, len);
+    b[0] = 1;
+    mesh_one("digest_reply", 5, b, len);
+
+    /* INTRO_REQ, INTRO, INTRO_FAIL */
+    mesh_one("intro_req_bystander", 6, fn_host_id(FN_B)->ed_pk, 32);
+    mesh_one("intro_req_victim", 6, fn_host_id(FN_V)->ed_pk, 32);
+    mesh_one("intro_req_unknown", 6, fn_id[0].ed_pk, 32);
+    for (int which = 0; which < 2; which++) {
+        p2p_wr w;
+        p2p_wr_init(&w, b, sizeof b);
+        p2p_wr_bytes(&w, which ? fn_host_id(FN_B)->ed_pk : fn_id[1].ed_pk, 32);
+        p2p_wr_u32(&w, n.channel);
+        p2p_wr_u8(&w, 1);
+        p2p_wr_u8(&w, 3);
+        for (int i = 0; i < 3; i++) p2p_wr_addr(&w, &pub[i]);
+        FZ_CHECK(!w.bad);
+        mesh_one(which ? "intro_bystander" : "intro_stranger", 7, b, (size_t)(w.p - b));
+    }
+    /* an offer: "this node asks for you" (flags bit 1, no channel, no addresses) */
+    memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
+    memset(b + 32, 0, 6);
+    b[36] = 2;
+    mesh_one("intro_offer", 7, b, 38);
+    memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
+    b[32] = 1;
+    mesh_one("intro_fail", 8, b, 33);
+
+    /* frames: PATH_CHALLENGE, PATH_RESPONSE, RELAY, RELAYED */
+    p2p_wr w;
+    p2p_wr_init(&w, b, sizeof b);
+    p2p_wr_u8(&w, P2P_FRAME_PATH_CHALLENGE);
+    p2p_wr_u64(&w, UINT64_C(0x0102030405060708));
+    mesh_one("path_challenge", FN_MODE_FRAMES, b, 9);
+    mesh_one("path_challenge_away", FN_MODE_FRAMES_AWAY, b, 9);
+    b[0] = P2P_FRAME_PATH_RESPONSE;
+    mesh_one("path_response", FN_MODE_FRAMES, b, 9);
+    b[0] = P2P_FRAME_PING;
+    mesh_one("ping_away", FN_MODE_FRAMES_AWAY, b, 1);
+
+    uint8_t init[P2P_MAX_PACKET];
+    size_t ilen = capture_init(&n, 0, FN_B, init);
+    mesh_one("relay_init", FN_MODE_RELAY, init, ilen);
+    for (int type = 0; type < 2; type++) {
+        p2p_wr_init(&w, b, sizeof b);
+        p2p_wr_u8(&w, type ? P2P_FRAME_RELAYED : P2P_FRAME_RELAY);
+        p2p_wr_u32(&w, n.channel);
+        p2p_wr_varint(&w, ilen);
+        p2p_wr_bytes(&w, init, ilen);
+        FZ_CHECK(!w.bad);
+        mesh_one(type ? "relayed_frame" : "relay_frame", FN_MODE_FRAMES, b, (size_t)(w.p - b));
+    }
+    /* a DATA header for a session nobody has, through the relay */
+    memset(b, 0, 64);
+    b[0] = P2P_PKT_DATA;
+    p2p_put_u32(b + 4, 0x12345678);
+    mesh_one("relay_data", FN_MODE_RELAY, b, 64);
+    ilen = capture_init(&n, 1, FN_V, init);
+    p2p_put_u32(b, 0x0badcafe);
+    memcpy(b + 4, init, ilen);
+    mesh_one("relayed_init", FN_MODE_RELAYED, b, ilen + 4);
+    p2p_put_u32(e, 0x0badcafe);
+    memcpy(e + 4, init, ilen);
+    mesh_one("relay_channel", 0x10 | FN_MODE_RELAY, e, ilen + 4);
+
+    /* a mix: members, a broadcast, a summary and an introduction in one input */
+    {
+        seed s = { .n = 0 };
+        len = member(b, 2, mseq, expires, pub, 2);
+        chunk(&s, 0, 5, b, len);
+        memset(e, 0x33, 32);
+        chunk(&s, 4, 50, e, 32);
+        chunk(&s, 6, 5, fn_host_id(FN_B)->ed_pk, 32);
+        b[0] = P2P_FRAME_PATH_CHALLENGE;
+        memset(b + 1, 0x77, 8);
+        chunk(&s, FN_MODE_FRAMES_AWAY, 100, b, 9);
+        mesh_seed("mix", &s);
+    }
+    fn_free(&n);
+}
+
+/* ---- addresses and key files ------------------------------------------------------------ */
+
+static void text_seed(const char *target, const char *name, const char *text)
+{
+    put_file(target, name, (const uint8_t *)text, strlen(text));
+}
+
+static void addr_seeds(void)
+{
+    static const char *texts[] = {
+        "1.2.3.4:5", "127.0.0.1:4000", "0.0.0.0:0", "255.255.255.255:65535", "10.0.0.1:1",
+        "[::1]:80", "[::]:1", "[fe80::1]:9", "[::ffff:192.0.2.1]:7", "[2001:db8::1:2:3]:443",
+        "[ff02::1]:5", "[1:2:3:4:5:6:1.2.3.4]:6", "01.2.3.4:5", "1.2.3.4:05", "[fe80::1%eth0]:1",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "text%02zu", i);
+        text_seed("fuzz_addr", name, texts[i]);
+    }
+    uint8_t b[64];
+    p2p_addr a = addr4(192, 0, 2, 1, 4000), v6;
+    FZ_CHECK(p2p_addr_parse(&v6, "[2001:db8::5]:4001") == 0);
+    p2p_wr w;
+    p2p_wr_init(&w, b, sizeof b);
+    p2p_wr_addr(&w, &a);
+    p2p_wr_addr(&w, &v6);
+    put_file("fuzz_addr", "wire", b, (size_t)(w.p - b));
+    put_file("fuzz_addr", "raw4", (const uint8_t *)&a, sizeof a);
+    put_file("fuzz_addr", "raw6", (const uint8_t *)&v6, sizeof v6);
+}
+
+static void keyfile_seeds(void)
+{
+    char text[128];
+    char hex[65];
+    uint8_t seed[32];
+    memset(seed, 0x42, sizeof seed);
+    p2p_id_to_hex(seed, hex);
+    snprintf(text, sizeof text, "p2pnet-identity-v1\n%s\n", hex);
+    text_seed("fuzz_keyfile", "valid", text);
+    text[20] = 'A';
+    text_seed("fuzz_keyfile", "upper", text);
+    snprintf(text, sizeof text, "p2pnet-identity-v1\n%s", hex);
+    text_seed("fuzz_keyfile", "no_newline", text);
+    snprintf(text, sizeof text, "p2pnet-identity-v2\n%s\n", hex);
+    text_seed("fuzz_keyfile", "version", text);
+    snprintf(text, sizeof text, "p2pnet-identity-v1\r\n%s\n", hex);
+    text_seed("fuzz_keyfile", "crlf", text);
+    text_seed("fuzz_keyfile", "hex_id", hex);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s <seeds directory>\n", argv[0]);
+        return 2;
+    }
+    root = argv[1];
+    fn_init();
+    mesh_seeds();
+    addr_seeds();
+    keyfile_seeds();
+    return 0;
+}
