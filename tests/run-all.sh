@@ -227,7 +227,7 @@ if ! skipped busted; then
     busted_run "busted" build
 fi
 if ! skipped luacheck; then
-    luacheck_run "luacheck:lua" max lua examples bin/p2pnet tests/natlab tests/loopback_roundtrip.lua bench/bench_lua.lua bench/bench_mesh_real.lua
+    luacheck_run "luacheck:lua" max lua examples bin/p2pnet tests/natlab tests/soak tests/loopback_roundtrip.lua bench/bench_lua.lua bench/bench_mesh_real.lua
     luacheck_run "luacheck:spec" max+busted spec
 fi
 
