@@ -707,6 +707,274 @@ static void test_row13_big_ihave_digest(void)
     an_free(&net);
 }
 
+
+/* ==== beyond the table ===================================================================== */
+
+/* Many ids at many ports of one victim IP: four members each send, every 5 s for 60 s,
+ * records naming 200 throwaway ids, each at its own port of VICTIM_IP. The guard's allowance
+ * is per address (IP and port): this measures what one IP receives in all. */
+static void test_extra_many_ports_one_ip(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL);
+    int att[4];
+    for (int k = 0; k < 4; k++) {
+        att[k] = an_add(&net, NULL);
+        T_CHECK(an_connect(&net, att[k], a, 2000000) != 0);
+    }
+    static uint8_t body[200 * (2 + P2P_MEMBER_REC_MAX)];
+    uint64_t attack = 0;
+    for (int round = 0; round < 12; round++) {
+        for (int k = 0; k < 4; k++) {
+            p2p_wr w;
+            p2p_wr_init(&w, body, sizeof body);
+            for (uint32_t j = 0; j < 200; j++) {
+                p2p_identity id;
+                seed_identity(&id, 0x51, (uint32_t)k * 1000u + j);
+                p2p_addr v = victim_port(10000 + k * 1000 + (int)j);
+                put_member(&w, &id, 1 + (uint64_t)round, &v, 1);
+            }
+            attack += (size_t)(w.p - body);
+            an_record(&net, att[k], a, P2P_REC_MEMBERS, body, (size_t)(w.p - body));
+        }
+        an_run(&net, 5000000);
+        if (round == 3) T_CHECK(legit_joins_and_talks(&net, a, NULL));
+    }
+    uint64_t pkts, most;
+    size_t addrs;
+    uint64_t bytes = to_victim_ip(&net, a, &pkts, &most, &addrs);
+    printf("     many ports of one IP: %llu attack bytes (4 members x 200 ids x 12 rounds) -> %llu "
+           "packets, %llu bytes to the IP in 60 s, over %zu ports, at most %llu per port\n",
+           (unsigned long long)attack, (unsigned long long)pkts, (unsigned long long)bytes, addrs,
+           (unsigned long long)most);
+    T_CHECK(most <= P2P_GUARD_PROBES);
+    /* not an amplifier: less than the attacker sent in */
+    T_CHECK(bytes <= attack);
+    an_free(&net);
+}
+
+/* A session whose authenticated packets come from 2000 spoofed sources (roaming), each packet
+ * carrying PING, PATH_CHALLENGE and stream bytes: every source gets at most 3 x what it sent,
+ * and the session goes back to its proven path. */
+static void test_extra_roaming_sources(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    p2p_config med = mediator_cfg();
+    int a = an_add(&net, &med), m = an_add(&net, &med);
+    T_CHECK(an_connect(&net, m, a, 2000000) != 0);
+    uint8_t pt[1 + 9 * 3];
+    pt[0] = P2P_FRAME_PING;
+    uint64_t in = 0;
+    for (int i = 0; i < 2000; i++) {
+        for (int k = 0; k < 3; k++) {
+            pt[1 + 9 * k] = P2P_FRAME_PATH_CHALLENGE;
+            p2p_put_u64(pt + 2 + 9 * k, (uint64_t)i * 3 + (uint64_t)k);
+        }
+        p2p_addr s = spoof(i);
+        in += an_frames(&net, m, a, pt, sizeof pt, &s);
+        if (i % 100 == 99) an_run(&net, 50000);
+    }
+    an_run(&net, 5000000);
+    uint64_t out = 0;
+    for (int i = 0; i < 2000; i++) {
+        p2p_addr s = spoof(i);
+        out += an_sent_to(&net, a, &s);
+    }
+    printf("     2000 roaming sources: %llu bytes in, %llu bytes back to them (%.2fx), worst "
+           "source %.2fx, %llu dropped by the guard\n", (unsigned long long)in,
+           (unsigned long long)out, (double)out / (double)in, worst_ratio(&net, a, 0, 2000),
+           (unsigned long long)an_stats(&net, a).dropped_amplification);
+    T_CHECK(worst_ratio(&net, a, 0, 2000) <= 3.0);
+    T_CHECK(out <= 3 * in);
+    T_CHECK(legit_joins_and_talks(&net, a, &med));
+    /* the attacker's own session still works from its real address */
+    p2p_peer_handle ph = an_handle(&net, m, a);
+    if (ph) {
+        int before = net.n[a].msgs;
+        p2p_peer_send(net.n[m].h, ph, 1, (const uint8_t *)"x", 1, 0, NULL, net.now);
+        an_run(&net, 3000000);
+        printf("     ... the roaming session afterwards: %s\n",
+               net.n[a].msgs > before ? "delivers" : "does not deliver");
+    }
+    an_free(&net);
+}
+
+/* An introducer flooded with INTRO_REQs: 2000 for a connected target, 2000 for unknown ids.
+ * The target gets at most a bounded number of offers, and the asker at most one answer per
+ * request. */
+static void test_extra_intro_req_flood(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    p2p_config med = mediator_cfg();
+    int i = an_add(&net, &med), m = an_add(&net, &med), b = an_add(&net, &med);
+    T_CHECK(an_connect(&net, m, i, 2000000) != 0);
+    T_CHECK(an_connect(&net, b, i, 2000000) != 0);
+    an_run(&net, 500000);
+    uint64_t ib0 = an_sent_to(&net, i, &net.n[b].addr), im0 = an_sent_to(&net, i, &net.n[m].addr);
+    size_t bslots0 = slots_in_use(net.n[b].h);
+    uint64_t attack = 0;
+    for (int k = 0; k < 2000; k++) {
+        uint8_t id[32];
+        if (k % 2) memcpy(id, net.n[b].id.ed_pk, 32);
+        else { memset(id, 0x71, 32); p2p_put_u32(id, (uint32_t)k); }
+        an_record(&net, m, i, P2P_REC_INTRO_REQ, id, 32);
+        attack += 32 + 6;
+        if (k % 100 == 99) an_run(&net, 100000);
+    }
+    an_run(&net, 3000000);
+    uint64_t to_b = an_sent_to(&net, i, &net.n[b].addr) - ib0;
+    uint64_t to_m = an_sent_to(&net, i, &net.n[m].addr) - im0;
+    printf("     2000 INTRO_REQs (%llu bytes): introducer sent the target %llu bytes, the asker "
+           "%llu; target slots %zu -> %zu; target sent strangers %llu bytes\n",
+           (unsigned long long)attack, (unsigned long long)to_b, (unsigned long long)to_m,
+           bslots0, slots_in_use(net.n[b].h), (unsigned long long)an_sent_to_strangers(&net, b));
+    T_CHECK(to_b <= attack);
+    T_CHECK(slots_in_use(net.n[b].h) <= bslots0 + P2P_OFFER_ATTEMPTS_VIA + 1);
+    T_EQ_INT(an_sent_to_strangers(&net, b), 0);
+    T_CHECK(legit_joins_and_talks(&net, i, &med));
+    an_free(&net);
+}
+
+/* Half-open exhaustion through a relay: a peer with a relayed pair sends 300 fresh INITs to
+ * the other side, one RELAY frame per packet. The relayed path counts as one source. */
+static void test_extra_relayed_init_flood(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    p2p_config med = mediator_cfg();
+    int m = an_add(&net, &med), i = an_add(&net, &med), b = an_add(&net, &med);
+    T_CHECK(an_connect(&net, m, i, 2000000) != 0);
+    T_CHECK(an_connect(&net, b, i, 2000000) != 0);
+    T_EQ_INT(p2p_host_connect_via(net.n[m].h, net.n[b].id.ed_pk, &net.n[i].addr, net.now, NULL), 0);
+    for (int k = 0; k < 300 && !(an_handle(&net, m, b) && an_handle(&net, b, m)); k++) an_run(&net, 10000);
+    p2p_peer *ib = an_session(&net, i, b);
+    T_CHECK(ib != NULL);
+    if (!ib) { an_free(&net); return; }
+    uint32_t channel = ib->local_index;
+    p2p_rng rng;
+    p2p_rng_init(&rng, 777);
+    p2p_stats s0 = an_stats(&net, b);
+    size_t most = 0;
+    for (int k = 0; k < 300; k++) {
+        uint8_t init[P2P_INIT_LEN], pt[8 + P2P_INIT_LEN];
+        fresh_init(net.n[b].h, &rng, 0x9000u + (uint32_t)k, init);
+        p2p_wr w;
+        p2p_wr_init(&w, pt, sizeof pt);
+        p2p_wr_u8(&w, P2P_FRAME_RELAY);
+        p2p_wr_u32(&w, channel);
+        p2p_wr_varint(&w, P2P_INIT_LEN);
+        p2p_wr_bytes(&w, init, P2P_INIT_LEN);
+        an_frames(&net, m, i, pt, (size_t)(w.p - pt), NULL);
+        an_run(&net, 1000);
+        if (net.n[b].h->n_half_open > most) most = net.n[b].h->n_half_open;
+    }
+    p2p_stats s1 = an_stats(&net, b);
+    printf("     300 relayed INITs: target half-open at most %zu, DH %llu\n", most,
+           (unsigned long long)(s1.work_dh - s0.work_dh));
+    T_CHECK(most <= P2P_HALF_OPEN_PER_IP);
+    T_CHECK(s1.work_dh - s0.work_dh <= 5u * (P2P_HALF_OPEN_PER_IP + 1));
+    T_CHECK(legit_joins_and_talks(&net, b, &med));
+    an_free(&net);
+}
+
+/* Valid broadcasts of 60 KB from 400 throwaway origins: the cache, the node's memory and each
+ * peer's memory stay within their budgets, and an honest member is still heard. */
+static void test_extra_throwaway_broadcast_flood(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL), m = an_add(&net, NULL), c = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, m, a, 2000000) != 0);
+    T_CHECK(an_connect(&net, c, a, 2000000) != 0);
+    static uint8_t env[60000 + 200], data[60000];
+    memset(data, 0xd7, sizeof data);
+    size_t most_peer = 0;
+    uint64_t attack = 0;
+    for (uint32_t k = 0; k < 400; k++) {
+        p2p_identity junk;
+        seed_identity(&junk, 0x2b, k);
+        size_t n = make_bcast(env, &junk, wall(&net), data, sizeof data, 0);
+        attack += n;
+        an_record(&net, m, a, P2P_REC_BROADCAST, env, n);
+        if (k % 20 == 19) an_run(&net, 100000);
+        p2p_peer *q = an_session(&net, a, c);
+        if (q && q->mem > most_peer) most_peer = q->mem;
+    }
+    an_run(&net, 3000000);
+    const p2p_mesh *mm = &net.n[a].h->mesh;
+    p2p_stats st = an_stats(&net, a);
+    printf("     400 x 60 KB throwaway-origin broadcasts (%llu bytes): cache %zu B, origins %zu "
+           "(cap %zu), node peak %llu, most held for the neighbour %zu\n",
+           (unsigned long long)attack, (size_t)mm->cache_bytes, (size_t)mm->on, (size_t)mm->omax,
+           (unsigned long long)st.memory_peak, most_peer);
+    T_CHECK(mm->cache_bytes <= P2P_BCAST_CACHE_BYTES);
+    T_CHECK(mm->on <= mm->omax);
+    T_CHECK(st.memory_peak <= P2P_DEFAULT_MEMORY);
+    T_CHECK(most_peer <= P2P_DEFAULT_PEER_MEMORY);
+    int b0 = net.n[a].broadcasts;
+    T_EQ_INT(p2p_host_broadcast(net.n[c].h, 1, (const uint8_t *)"real", 4, NULL, net.now), 0);
+    an_run(&net, 1000000);
+    T_EQ_INT(net.n[a].broadcasts, b0 + 1);
+    T_CHECK(legit_joins_and_talks(&net, a, NULL));
+    an_free(&net);
+}
+
+/* One 1 MiB MEMBERS record of distinct, validly signed ids: signature checks are bounded by
+ * the sender's claim quota, not by the record's size. */
+static void test_extra_big_members_record(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL), m = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, m, a, 2000000) != 0);
+    an_run(&net, 500000);
+    size_t cap = (1u << 20) - 64;
+    uint8_t *body = malloc(cap);
+    if (!body) abort();
+    p2p_wr w;
+    p2p_wr_init(&w, body, cap);
+    p2p_addr v = victim_port(7000);
+    uint32_t n = 0;
+    while ((size_t)(w.end - w.p) > 2 + P2P_MEMBER_REC_MAX) {
+        p2p_identity id;
+        seed_identity(&id, 0x6c, n++);
+        put_member(&w, &id, 1, &v, 1);
+    }
+    p2p_stats s0 = an_stats(&net, a);
+    T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
+    an_run(&net, 2000000);
+    p2p_stats s1 = an_stats(&net, a);
+    printf("     1 MiB MEMBERS (%u records): %llu signature checks, members %zu\n", n,
+           (unsigned long long)(s1.work_verify - s0.work_verify), (size_t)net.n[a].h->mesh.n);
+    uint64_t quota = net.n[a].h->mesh.max / 4;
+    T_CHECK(s1.work_verify - s0.work_verify <= quota + 1);
+    /* the same claims again, each id many times with a rising number */
+    p2p_wr_init(&w, body, cap);
+    uint32_t k = 0;
+    while ((size_t)(w.end - w.p) > 2 + P2P_MEMBER_REC_MAX) {
+        p2p_identity id;
+        seed_identity(&id, 0x6c, k % 64);
+        put_member(&w, &id, 2 + k / 64, &v, 1);
+        k++;
+    }
+    size_t blen = (size_t)(w.p - body);
+    T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, blen), 0);
+    an_run(&net, 2000000);
+    p2p_stats s2 = an_stats(&net, a);
+    uint64_t again = s2.work_verify - s1.work_verify;
+    printf("     ... 1 MiB re-sending held claims with rising numbers (%u records): %llu signature "
+           "checks (one per %.0f attack bytes)\n", k, (unsigned long long)again,
+           again ? (double)blen / (double)again : 0.0);
+    /* linear in the record: at most one check per record it carries */
+    T_CHECK(again <= k);
+    T_CHECK(legit_joins_and_talks(&net, a, NULL));
+    free(body);
+    an_free(&net);
+}
+
 int main(void)
 {
     p2p_init();
@@ -724,5 +992,11 @@ int main(void)
     T_RUN(test_row11_lying_candidate);
     T_RUN(test_row12_never_acks);
     T_RUN(test_row13_big_ihave_digest);
+    T_RUN(test_extra_many_ports_one_ip);
+    T_RUN(test_extra_roaming_sources);
+    T_RUN(test_extra_intro_req_flood);
+    T_RUN(test_extra_relayed_init_flood);
+    T_RUN(test_extra_throwaway_broadcast_flood);
+    T_RUN(test_extra_big_members_record);
     return t_summary("test_attack_accept");
 }
