@@ -976,6 +976,41 @@ static void test_extra_big_members_record(void)
     an_free(&net);
 }
 
+/* RELAYED frames that no relay sent: a peer wraps fresh INITs in RELAYED frames on its own
+ * session, each with another channel number, so that each looks like another relayed source.
+ * One session must not hold more half-open handshakes than one source may. */
+static void test_extra_forged_relayed_inits(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    p2p_config med = mediator_cfg();
+    int v = an_add(&net, &med), m = an_add(&net, &med);
+    T_CHECK(an_connect(&net, m, v, 2000000) != 0);
+    p2p_rng rng;
+    p2p_rng_init(&rng, 4711);
+    p2p_stats s0 = an_stats(&net, v);
+    size_t most = 0;
+    for (int k = 0; k < 300; k++) {
+        uint8_t init[P2P_INIT_LEN], pt[8 + P2P_INIT_LEN];
+        fresh_init(net.n[v].h, &rng, 0xa000u + (uint32_t)k, init);
+        p2p_wr w;
+        p2p_wr_init(&w, pt, sizeof pt);
+        p2p_wr_u8(&w, P2P_FRAME_RELAYED);
+        p2p_wr_u32(&w, 0x100u + (uint32_t)k);        /* a new channel each time */
+        p2p_wr_varint(&w, P2P_INIT_LEN);
+        p2p_wr_bytes(&w, init, P2P_INIT_LEN);
+        an_frames(&net, m, v, pt, (size_t)(w.p - pt), NULL);
+        if (net.n[v].h->n_half_open > most) most = net.n[v].h->n_half_open;
+    }
+    p2p_stats s1 = an_stats(&net, v);
+    printf("     300 forged RELAYED INITs on one session: half-open at most %zu, DH %llu, "
+           "cookies %llu\n", most, (unsigned long long)(s1.work_dh - s0.work_dh),
+           (unsigned long long)(s1.cookies_sent - s0.cookies_sent));
+    T_CHECK(most <= P2P_HALF_OPEN_PER_IP);
+    T_CHECK(legit_joins_and_talks(&net, v, &med));
+    an_free(&net);
+}
+
 int main(void)
 {
     p2p_init();
@@ -999,5 +1034,6 @@ int main(void)
     T_RUN(test_extra_relayed_init_flood);
     T_RUN(test_extra_throwaway_broadcast_flood);
     T_RUN(test_extra_big_members_record);
+    T_RUN(test_extra_forged_relayed_inits);
     return t_summary("test_attack_accept");
 }
