@@ -1011,6 +1011,76 @@ static void test_extra_forged_relayed_inits(void)
     an_free(&net);
 }
 
+/* Rekeying and path moves together: two peers exchange numbered messages for 400 s while one
+ * of them is rebound by its NAT just before and just after each key update, and an attacker
+ * replays that peer's packets captured before the updates from a spoofed source. Every
+ * message arrives exactly once and in order, the replays move nothing and get at most 3 x. */
+static int rk_next[2], rk_bad[2];
+static void rk_on_event(anet *net, int node, const p2p_event *ev)
+{
+    (void)net;
+    if (ev->type != P2P_EV_MESSAGE || ev->msg_type != 5 || node > 1 || ev->len != 4) return;
+    int n = (int)p2p_get_u32(ev->data);
+    if (n != rk_next[node]) rk_bad[node]++;
+    rk_next[node] = n + 1;
+}
+
+static void test_extra_rekey_with_path_moves(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL), b = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, b, a, 2000000) != 0);
+    rk_next[0] = rk_next[1] = rk_bad[0] = rk_bad[1] = 0;
+    net.on_event = rk_on_event;
+    an_capture(&net, b, P2P_PKT_DATA);
+    int sent[2] = { 0, 0 };
+    p2p_addr spoofed = an_addr("198.51.100.66:9999");
+    uint64_t start = net.now;
+    int moves = 0;
+    for (int step = 0; step < 4000; step++) {
+        uint64_t t = net.now - start;
+        /* rebind b at 119 s, 121 s, 239 s, 241 s (the updates are due at 120 s and 240 s) */
+        uint64_t marks[] = { 119000000, 121000000, 239000000, 241000000 };
+        if (moves < 4 && t >= marks[moves]) {
+            char text[40];
+            snprintf(text, sizeof text, "192.0.2.%d:%d", moves % 2 ? 111 : 11, 5000 + moves);
+            p2p_addr pub = an_addr(text);
+            an_rebind(&net, b, &pub);
+            moves++;
+            if (moves == 2 || moves == 4) {        /* replay what was captured before */
+                for (int k = 0; k < net.ncap; k++)
+                    an_inject(&net, a, &spoofed, net.cap[k], net.cap_len[k]);
+                an_capture(&net, b, P2P_PKT_DATA);
+            }
+        }
+        for (int side = 0; side < 2; side++) {
+            int from = side ? b : a, to = side ? a : b;
+            p2p_peer_handle ph = an_handle(&net, from, to);
+            uint8_t d[4];
+            p2p_put_u32(d, (uint32_t)sent[side]);
+            if (ph && !p2p_peer_send(net.n[from].h, ph, 5, d, 4, 0, NULL, net.now)) sent[side]++;
+        }
+        an_run(&net, 100000);
+    }
+    an_run(&net, 2000000);
+    p2p_stats sa = an_stats(&net, a);
+    printf("     400 s, 4 rebinds around 2 key updates, replays from a spoofed source: a got %d/%d, "
+           "b got %d/%d (out of order %d/%d), rekeys %llu, path changes %llu, %llu bytes to the "
+           "spoofed source for %llu\n", rk_next[0], sent[1], rk_next[1], sent[0], rk_bad[0],
+           rk_bad[1], (unsigned long long)sa.rekeys, (unsigned long long)sa.path_changes,
+           (unsigned long long)an_sent_to(&net, a, &spoofed),
+           (unsigned long long)an_recv_from(&net, a, &spoofed));
+    T_EQ_INT(rk_next[0], sent[1]);
+    T_EQ_INT(rk_next[1], sent[0]);
+    T_EQ_INT(rk_bad[0] + rk_bad[1], 0);
+    T_CHECK(sa.rekeys >= 2);
+    T_CHECK(an_sent_to(&net, a, &spoofed) <= 3 * an_recv_from(&net, a, &spoofed));
+    T_EQ_INT(net.n[a].leaves + net.n[b].leaves, 0);
+    net.on_event = NULL;
+    an_free(&net);
+}
+
 int main(void)
 {
     p2p_init();
@@ -1035,5 +1105,6 @@ int main(void)
     T_RUN(test_extra_throwaway_broadcast_flood);
     T_RUN(test_extra_big_members_record);
     T_RUN(test_extra_forged_relayed_inits);
+    T_RUN(test_extra_rekey_with_path_moves);
     return t_summary("test_attack_accept");
 }
