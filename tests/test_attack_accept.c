@@ -1081,6 +1081,45 @@ static void test_extra_rekey_with_path_moves(void)
     an_free(&net);
 }
 
+/* A node that did ask: its application connects to an id through the attacker as introducer,
+ * and the attacker answers with an INTRO naming 8 victim addresses, then with more INTROs and
+ * offers for other ids. Only the asked-for introduction is acted on, and each victim address
+ * gets at most the probe allowance. */
+static void test_extra_solicited_intro_at_victims(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    p2p_config med = mediator_cfg();
+    int a = an_add(&net, &med), m = an_add(&net, &med);
+    T_CHECK(an_connect(&net, a, m, 2000000) != 0);
+    uint8_t target[32];
+    memset(target, 0x99, 32);
+    T_EQ_INT(p2p_host_connect_via(net.n[a].h, target, &net.n[m].addr, net.now, NULL), 0);
+    an_run(&net, 100000);
+    p2p_addr v[8];
+    for (int i = 0; i < 8; i++) v[i] = victim_port(30000 + i);
+    uint64_t attack = 0;
+    for (int k = 0; k < 50; k++) {
+        uint8_t body[INTRO_MAX];
+        size_t n = intro(body, target, 1, v, 8);         /* relay offered too */
+        attack += n;
+        an_record(&net, m, a, P2P_REC_INTRO, body, n);
+        an_run(&net, 200000);
+    }
+    an_run(&net, 20000000);
+    uint64_t pkts, most;
+    size_t addrs;
+    uint64_t bytes = to_victim_ip(&net, a, &pkts, &most, &addrs);
+    printf("     asked-for INTRO at 8 victims, then 49 more: %llu packets, %llu bytes to the victim "
+           "over %zu ports, at most %llu per port\n", (unsigned long long)pkts,
+           (unsigned long long)bytes, addrs, (unsigned long long)most);
+    T_CHECK(most <= P2P_GUARD_PROBES);
+    T_CHECK(pkts <= 8u * P2P_GUARD_PROBES);
+    T_CHECK(an_stats(&net, a).dropped_unsolicited >= 49);
+    T_CHECK(legit_joins_and_talks(&net, a, &med));
+    an_free(&net);
+}
+
 int main(void)
 {
     p2p_init();
@@ -1106,5 +1145,6 @@ int main(void)
     T_RUN(test_extra_big_members_record);
     T_RUN(test_extra_forged_relayed_inits);
     T_RUN(test_extra_rekey_with_path_moves);
+    T_RUN(test_extra_solicited_intro_at_victims);
     return t_summary("test_attack_accept");
 }
