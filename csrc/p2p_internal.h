@@ -187,6 +187,10 @@ typedef struct p2p_peer {
     int from_offer;             /* an attempt made because the peer accepted an INTRO offer */
     uint64_t offers_since;      /* INTRO offers accepted from this session since then ... */
     uint8_t offers;             /* ... this many */
+
+    /* hardening (verify): the node's memory budget ran out while this session held the most
+     * of it: it is ended at its next timer (p2p_mem_take) */
+    uint8_t mem_evict;
 } p2p_peer;
 
 /* Where an attempt stands with its introducer (p2p_nat.c). */
@@ -286,6 +290,10 @@ struct p2p_host {
 
     /* hardening (nat): the egress guard (p2p_guard.c) */
     p2p_guard guard;
+
+    /* hardening (verify): a session marked mem_evict has not been ended yet */
+    uint8_t mem_evicting;
+    uint64_t mem_evictions;           /* sessions ended so, in all */
 };
 
 /* p2p_host.c */

@@ -827,12 +827,18 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     if (p->hs) return p2p_hs_deadline(p);
     if (p->state == P2P_S_CLOSING) return p->close_copies ? h->now : P2P_TIME_NEVER;
     if (p->state != P2P_S_CONNECTED) return P2P_TIME_NEVER;
+    if (p->mem_evict) return h->now;
     uint64_t d = p->last_recv + h->timeout;
     d = min_u64(d, p2p_keys_deadline(&p->keys));
     /* A path that cannot carry a packet now (its relay is gone, or an unproven address has
      * used its budget) has no send timers: they would fire without end. What it receives
      * wakes it (p2p_host_ready), and the idle timeout still ends it. */
     if (!p2p_path_room(h, p, P2P_MAX_PACKET_PROBED)) return min_u64(d, p2p_path_deadline(p));
+    /* Nor has a session that has no sent-packet record yet and cannot get one because the
+     * node's memory budget is spent (every packet is recorded): its timers would fire at
+     * once, for ever. */
+    if (!p->rec.cap && P2P_SENT_RECORD_MIN * sizeof(p2p_sent) - p->rec_held > mem_room(h, p))
+        return min_u64(d, p2p_path_deadline(p));
     d = min_u64(d, p->last_eliciting_sent + keepalive(h));
     d = min_u64(d, p->acker.deadline);
     d = min_u64(d, p2p_recovery_deadline(&p->rec));
@@ -844,6 +850,13 @@ void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (p->state == P2P_S_CLOSING) { p2p_host_ready(h, p); return; }
     if (p->state != P2P_S_CONNECTED) return;
+    if (p->mem_evict) {
+        /* It held the most of a spent node budget (p2p_mem_take): it goes, so others can. */
+        h->mem_evicting = 0;
+        h->mem_evictions++;
+        p2p_peer_end(h, p, P2P_LEAVE_PROTOCOL, 1, P2P_CLOSE_PROTOCOL);
+        return;
+    }
     if (now >= p->last_recv + h->timeout) {
         p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
         return;

@@ -1120,6 +1120,85 @@ static void test_extra_solicited_intro_at_victims(void)
     an_free(&net);
 }
 
+/* The node-wide budget against several peers at once: each of NB_ATT attackers opens a record
+ * whose header claims max_message and sends all of its body but the last byte, so that each
+ * session holds what its budget allows. Scaled down (node 8 MiB, peer 4 MiB, max_message
+ * 4 MiB: the defaults' ratio). The node stays within its budget, and a legitimate peer can
+ * still join and exchange a message. */
+#define NB_ATT 3
+static int mute_attackers(anet *net, an_pkt *pkt)
+{
+    for (int i = 1; i <= NB_ATT; i++)
+        if (p2p_addr_equal(&pkt->from, &net->n[i].addr) && p2p_addr_equal(&pkt->to, &net->n[0].addr))
+            return 0;
+    return 1;
+}
+
+static void test_extra_node_budget_many_peers(void)
+{
+    anet net;
+    an_init(&net, 5000);
+    p2p_config c;
+    p2p_config_init(&c);
+    c.memory = 8u << 20;
+    c.peer_memory = 4u << 20;
+    c.max_message = 4u << 20;
+    int v = an_add(&net, &c);
+    for (int i = 1; i <= NB_ATT; i++) {
+        T_EQ_INT(an_add(&net, &c), i);
+        T_CHECK(an_connect(&net, i, v, 2000000) != 0);
+    }
+    an_run(&net, 300000);
+    net.filter = mute_attackers;
+    static uint8_t chunk[1100];
+    memset(chunk, 0xee, sizeof chunk);
+    for (int i = 1; i <= NB_ATT; i++) {
+        p2p_peer *vp = an_session(&net, v, i);
+        if (!vp) { T_CHECK(0); continue; }
+        uint64_t off = vp->r_base;
+        p2p_record rec = { P2P_REC_MESSAGE, 1, 0, 0, c.max_message };
+        uint8_t hdr[P2P_RECORD_HEADER_MAX], pt[1200];
+        size_t hl = p2p_record_encode(hdr, &rec);
+        uint64_t total = hl + c.max_message - 1;
+        for (uint64_t at = 0; at < total;) {
+            size_t n = total - at < sizeof chunk ? (size_t)(total - at) : sizeof chunk;
+            p2p_wr w;
+            p2p_wr_init(&w, pt, sizeof pt);
+            p2p_frame_put_stream_header(&w, off + at, n);
+            if (at == 0) {
+                p2p_wr_bytes(&w, hdr, hl);
+                p2p_wr_bytes(&w, chunk, n - hl);
+            } else {
+                p2p_wr_bytes(&w, chunk, n);
+            }
+            an_frames(&net, i, v, pt, (size_t)(w.p - pt), NULL);
+            at += n;
+            if (!an_session(&net, v, i)) break;
+        }
+        an_run(&net, 100000);
+    }
+    p2p_stats st = an_stats(&net, v);
+    size_t held[NB_ATT + 1] = { 0 };
+    for (int i = 1; i <= NB_ATT; i++) {
+        p2p_peer *vp = an_session(&net, v, i);
+        held[i] = vp ? vp->mem : 0;
+        T_CHECK(held[i] <= c.peer_memory);
+    }
+    fflush(stdout);
+    printf("     %d peers each with a %u-byte record but its last byte: node holds %llu (budget %u, "
+           "peak %llu), per peer %zu/%zu/%zu\n", NB_ATT, (unsigned)c.max_message,
+           (unsigned long long)st.memory, (unsigned)c.memory, (unsigned long long)st.memory_peak,
+           held[1], held[2], held[3]);
+    T_CHECK(st.memory_peak <= c.memory);
+    net.filter = NULL;
+    T_CHECK(legit_joins_and_talks(&net, v, &c));
+    printf("     ... sessions ended for holding the most of the spent budget: %llu\n",
+           (unsigned long long)net.n[v].h->mem_evictions);
+    T_CHECK(net.n[v].h->mem_evictions >= 1);
+    T_CHECK(an_stats(&net, v).memory_peak <= c.memory);
+    an_free(&net);
+}
+
 int main(void)
 {
     p2p_init();
@@ -1146,5 +1225,6 @@ int main(void)
     T_RUN(test_extra_forged_relayed_inits);
     T_RUN(test_extra_rekey_with_path_moves);
     T_RUN(test_extra_solicited_intro_at_victims);
+    T_RUN(test_extra_node_budget_many_peers);
     return t_summary("test_attack_accept");
 }
