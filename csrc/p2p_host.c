@@ -282,6 +282,16 @@ int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t
     return 0;
 }
 
+int p2p_host_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
+{
+    size_t grow = h->evq_len < h->evq_cap ? 0 : (h->evq_cap ? h->evq_cap : 32) * sizeof(p2p_evq_item);
+    uint64_t room = h->mem_limit + freed > h->mem ? h->mem_limit + freed - h->mem : 0;
+    if (len + grow <= room) return 1;
+    h->stats.dropped_budget++;
+    mem_evict_largest(h, p);
+    return 0;
+}
+
 int p2p_host_event(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len)
 {
     uint8_t *copy = NULL;

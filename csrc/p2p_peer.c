@@ -515,10 +515,15 @@ static void protocol_error(p2p_host *h, p2p_peer *p)
     p2p_peer_end(h, p, P2P_LEAVE_PROTOCOL, 1, P2P_CLOSE_PROTOCOL);
 }
 
-/* Hands a complete record to the application. Returns 0, or -1 on a protocol error. */
+/* Hands a complete record to the application. Returns 0; 1 when the event it makes cannot be
+ * queued now (the node's budget is spent): nothing is done and the caller refuses the record's
+ * last byte, so that the peer sends it again, rather than the record being acknowledged and
+ * lost; or -1 on a protocol error. */
 static int deliver_record(p2p_host *h, p2p_peer *p)
 {
     p2p_record *rec = &p->r_cur;
+    if (rec->kind < P2P_REC_MEMBERS && !p2p_host_event_room(h, p, (size_t)rec->len, p->r_body_cap))
+        return 1;
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     p2p_peer_fill_event(p, &ev);
@@ -635,7 +640,22 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
             at += take;
         }
         *used = at;
-        if (p->r_body_got == p->r_cur.len && deliver_record(h, p)) return -1;
+        if (p->r_body_got == p->r_cur.len) {
+            int d = deliver_record(h, p);
+            if (d < 0) return -1;
+            if (d > 0) {
+                /* Not taken: the record's last byte (of its body, or of its header when it has
+                 * no body) is refused and comes again. */
+                if (p->r_cur.len) {
+                    p->r_body_got--;
+                } else {
+                    p->r_in_body = 0;
+                    p->r_hdr_len--;
+                }
+                *used = at - 1;
+                return 0;
+            }
+        }
     }
     *used = at;
     return 0;

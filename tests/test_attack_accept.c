@@ -1148,6 +1148,8 @@ static void test_extra_node_budget_many_peers(void)
         T_EQ_INT(an_add(&net, &c), i);
         T_CHECK(an_connect(&net, i, v, 2000000) != 0);
     }
+    int early = an_add(&net, &c);              /* an honest peer, there before the attack */
+    T_CHECK(an_connect(&net, early, v, 2000000) != 0);
     an_run(&net, 300000);
     net.filter = mute_attackers;
     static uint8_t chunk[1100];
@@ -1190,6 +1192,15 @@ static void test_extra_node_budget_many_peers(void)
            (unsigned long long)st.memory, (unsigned)c.memory, (unsigned long long)st.memory_peak,
            held[1], held[2], held[3]);
     T_CHECK(st.memory_peak <= c.memory);
+    /* the early peer sends 300 small messages at once: each arrives, none is lost */
+    int got0 = net.n[v].msgs;
+    p2p_peer_handle eh = an_handle(&net, early, v);
+    int queued = 0;
+    for (int k = 0; k < 300 && eh; k++)
+        queued += p2p_peer_send(net.n[early].h, eh, 9, (const uint8_t *)"burst", 5, 0, NULL, net.now) == 0;
+    an_run(&net, 3000000);
+    printf("     the early peer's burst: %d queued, %d delivered\n", queued, net.n[v].msgs - got0);
+    T_EQ_INT(net.n[v].msgs - got0, queued);
     net.filter = NULL;
     T_CHECK(legit_joins_and_talks(&net, v, &c));
     printf("     ... sessions ended for holding the most of the spent budget: %llu\n",
