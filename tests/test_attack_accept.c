@@ -454,6 +454,14 @@ static void test_init_flood_fresh_and_replayed(void)
            (unsigned long long)(s1.work_dh - s0.work_dh),
            (unsigned long long)(s1.cookies_sent - s0.cookies_sent), worst_ratio(&net, v, 0, 2048));
     T_CHECK(joined);
+    uint64_t back = 0;
+    for (int i = 0; i < 2048; i++) {
+        p2p_addr sp = spoof(i);
+        back += an_sent_to(&net, v, &sp);
+    }
+    printf("     ... %llu bytes of INITs, %llu bytes back to their sources in all\n",
+           (unsigned long long)attack, (unsigned long long)back);
+    T_CHECK(back <= attack);
     T_CHECK(net.n[v].h->n_half_open <= net.n[v].h->max_half_open);
     /* DH only for the handshakes below the cookie threshold, and the member's */
     T_CHECK(s1.work_dh - s0.work_dh <= 5u * (net.n[v].h->cookie_threshold + 4));
@@ -1110,8 +1118,9 @@ static void test_extra_solicited_intro_at_victims(void)
     uint64_t pkts, most;
     size_t addrs;
     uint64_t bytes = to_victim_ip(&net, a, &pkts, &most, &addrs);
-    printf("     asked-for INTRO at 8 victims, then 49 more: %llu packets, %llu bytes to the victim "
-           "over %zu ports, at most %llu per port\n", (unsigned long long)pkts,
+    printf("     asked-for INTRO at 8 victims, then 49 more (%llu bytes): %llu packets, %llu bytes "
+           "to the victim over %zu ports, at most %llu per port\n", (unsigned long long)attack,
+           (unsigned long long)pkts,
            (unsigned long long)bytes, addrs, (unsigned long long)most);
     T_CHECK(most <= P2P_GUARD_PROBES);
     T_CHECK(pkts <= 8u * P2P_GUARD_PROBES);
