@@ -456,17 +456,19 @@ static int version_ok(const uint8_t *buf) { return buf[1] == P2P_PROTOCOL_VERSIO
 
 /* The half-open handshake that an INIT repeats (same source, index and ephemeral key), and
  * how many half-open handshakes the INIT's source holds: its IPv4 address, its IPv6 /64 (one
- * subscriber's usual allocation), or its relayed path. */
+ * subscriber's usual allocation), or the session its relayed path goes through. Not the
+ * channel: the peer at the other end of that session picks the channel of every RELAYED
+ * frame it sends, so one peer could otherwise be any number of sources. */
 static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_t init_index,
                                 uint64_t fp, size_t *same_ip)
 {
-    size_t ip_len = from->family == P2P_AF_INET4 ? 4 : from->family == P2P_AF_INET6 ? 8 : 16;
+    size_t ip_len = from->family == P2P_AF_INET4 ? 4 : from->family == P2P_AF_INET6 ? 8
+                                                                              : 4;  /* relay index */
     *same_ip = 0;
     for (size_t i = 0; i < h->slot_hwm; i++) {
         p2p_peer *p = h->slots[i];
         if (!p || (p->state != P2P_S_HALF_OPEN && p->state != P2P_S_WAIT_ADMIT)) continue;
-        if (p->addr.family == from->family && memcmp(p->addr.ip, from->ip, ip_len) == 0 &&
-            (from->family != P2P_AF_RELAY || p->addr.port == from->port))
+        if (p->addr.family == from->family && memcmp(p->addr.ip, from->ip, ip_len) == 0)
             (*same_ip)++;
         if (p->state == P2P_S_HALF_OPEN && p->hs && p->hs->init_index == init_index &&
             p->hs->init_fp == fp && p2p_addr_equal(&p->addr, from))

@@ -136,6 +136,7 @@ p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
 void p2p_host_peer_free(p2p_host *h, p2p_peer *p)
 {
     size_t slot = p->handle & 0xffff;
+    if (p->mem_evict) h->mem_evicting = 0;      /* it went before its timer came */
     if (p->in_ready) {
         p2p_peer **pp = &h->ready_head;
         p2p_peer *prev = NULL;
@@ -158,10 +159,34 @@ void p2p_host_peer_free(p2p_host *h, p2p_peer *p)
     free(p);
 }
 
+/* The node's budget is spent: the connected session that holds the most of it, when that is
+ * more than an eighth of the budget and more than the one asking holds, is marked to be ended
+ * at its next timer (not here: callers may hold it). Otherwise a few peers that each keep
+ * their own budget filled (a record never finished, pieces never joined) would leave nothing
+ * for anyone else, and a new peer could not even join. */
+static void mem_evict_largest(p2p_host *h, const p2p_peer *asking)
+{
+    if (h->mem_evicting) return;
+    p2p_peer *fat = NULL;
+    for (size_t i = 0; i < h->slot_hwm; i++) {
+        p2p_peer *q = h->slots[i];
+        if (q && q != asking && q->state == P2P_S_CONNECTED && (!fat || q->mem > fat->mem)) fat = q;
+    }
+    if (!fat || fat->mem <= h->mem_limit / 8 || (asking && fat->mem <= asking->mem)) return;
+    fat->mem_evict = 1;
+    fat->dl_valid = 0;
+    h->mem_evicting = 1;
+}
+
 int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n)
 {
-    if (h->mem + n > h->mem_limit || (p && p->mem + n > h->peer_mem)) {
+    if (p && p->mem + n > h->peer_mem) {
         h->stats.dropped_budget++;
+        return P2P_ERR_LIMIT;
+    }
+    if (h->mem + n > h->mem_limit) {
+        h->stats.dropped_budget++;
+        mem_evict_largest(h, p);
         return P2P_ERR_LIMIT;
     }
     h->mem += n;
@@ -258,6 +283,16 @@ int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t
     it->ev.len = len;
     it->owned = data;
     h->evq_len++;
+    return 0;
+}
+
+int p2p_host_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
+{
+    size_t grow = h->evq_len < h->evq_cap ? 0 : (h->evq_cap ? h->evq_cap : 32) * sizeof(p2p_evq_item);
+    uint64_t room = h->mem_limit + freed > h->mem ? h->mem_limit + freed - h->mem : 0;
+    if (len + grow <= room) return 1;
+    h->stats.dropped_budget++;
+    mem_evict_largest(h, p);
     return 0;
 }
 

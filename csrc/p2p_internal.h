@@ -187,6 +187,10 @@ typedef struct p2p_peer {
     int from_offer;             /* an attempt made because the peer accepted an INTRO offer */
     uint64_t offers_since;      /* INTRO offers accepted from this session since then ... */
     uint8_t offers;             /* ... this many */
+
+    /* hardening (verify): the node's memory budget ran out while this session held the most
+     * of it: it is ended at its next timer (p2p_mem_take) */
+    uint8_t mem_evict;
 } p2p_peer;
 
 /* Where an attempt stands with its introducer (p2p_nat.c). */
@@ -286,6 +290,10 @@ struct p2p_host {
 
     /* hardening (nat): the egress guard (p2p_guard.c) */
     p2p_guard guard;
+
+    /* hardening (verify): a session marked mem_evict has not been ended yet */
+    uint8_t mem_evicting;
+    uint64_t mem_evictions;           /* sessions ended so, in all */
 };
 
 /* p2p_host.c */
@@ -302,6 +310,10 @@ p2p_peer *p2p_host_by_index(const p2p_host *h, uint32_t local_index);
 int p2p_host_event(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len);
 /* Queues an event taking ownership of a malloc'd buffer. */
 int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len);
+/* hardening (verify): 1 when an event carrying len bytes can be queued once `freed` bytes
+ * (charged to p and the node) are given back; 0 counts a dropped_budget (and, the node's budget
+ * being spent, marks its largest holder, as p2p_mem_take does). */
+int p2p_host_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed);
 void p2p_host_error(p2p_host *h, p2p_peer *p, const char *fmt, ...);
 int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
 void p2p_host_ready(p2p_host *h, p2p_peer *p);

@@ -515,10 +515,15 @@ static void protocol_error(p2p_host *h, p2p_peer *p)
     p2p_peer_end(h, p, P2P_LEAVE_PROTOCOL, 1, P2P_CLOSE_PROTOCOL);
 }
 
-/* Hands a complete record to the application. Returns 0, or -1 on a protocol error. */
+/* Hands a complete record to the application. Returns 0; 1 when the event it makes cannot be
+ * queued now (the node's budget is spent): nothing is done and the caller refuses the record's
+ * last byte, so that the peer sends it again, rather than the record being acknowledged and
+ * lost; or -1 on a protocol error. */
 static int deliver_record(p2p_host *h, p2p_peer *p)
 {
     p2p_record *rec = &p->r_cur;
+    if (rec->kind < P2P_REC_MEMBERS && !p2p_host_event_room(h, p, (size_t)rec->len, p->r_body_cap))
+        return 1;
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     p2p_peer_fill_event(p, &ev);
@@ -635,7 +640,22 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
             at += take;
         }
         *used = at;
-        if (p->r_body_got == p->r_cur.len && deliver_record(h, p)) return -1;
+        if (p->r_body_got == p->r_cur.len) {
+            int d = deliver_record(h, p);
+            if (d < 0) return -1;
+            if (d > 0) {
+                /* Not taken: the record's last byte (of its body, or of its header when it has
+                 * no body) is refused and comes again. */
+                if (p->r_cur.len) {
+                    p->r_body_got--;
+                } else {
+                    p->r_in_body = 0;
+                    p->r_hdr_len--;
+                }
+                *used = at - 1;
+                return 0;
+            }
+        }
     }
     *used = at;
     return 0;
@@ -827,12 +847,18 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     if (p->hs) return p2p_hs_deadline(p);
     if (p->state == P2P_S_CLOSING) return p->close_copies ? h->now : P2P_TIME_NEVER;
     if (p->state != P2P_S_CONNECTED) return P2P_TIME_NEVER;
+    if (p->mem_evict) return h->now;
     uint64_t d = p->last_recv + h->timeout;
     d = min_u64(d, p2p_keys_deadline(&p->keys));
     /* A path that cannot carry a packet now (its relay is gone, or an unproven address has
      * used its budget) has no send timers: they would fire without end. What it receives
      * wakes it (p2p_host_ready), and the idle timeout still ends it. */
     if (!p2p_path_room(h, p, P2P_MAX_PACKET_PROBED)) return min_u64(d, p2p_path_deadline(p));
+    /* Nor has a session that has no sent-packet record yet and cannot get one because the
+     * node's memory budget is spent (every packet is recorded): its timers would fire at
+     * once, for ever. */
+    if (!p->rec.cap && P2P_SENT_RECORD_MIN * sizeof(p2p_sent) - p->rec_held > mem_room(h, p))
+        return min_u64(d, p2p_path_deadline(p));
     d = min_u64(d, p->last_eliciting_sent + keepalive(h));
     d = min_u64(d, p->acker.deadline);
     d = min_u64(d, p2p_recovery_deadline(&p->rec));
@@ -844,6 +870,13 @@ void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (p->state == P2P_S_CLOSING) { p2p_host_ready(h, p); return; }
     if (p->state != P2P_S_CONNECTED) return;
+    if (p->mem_evict) {
+        /* It held the most of a spent node budget (p2p_mem_take): it goes, so others can. */
+        h->mem_evicting = 0;
+        h->mem_evictions++;
+        p2p_peer_end(h, p, P2P_LEAVE_PROTOCOL, 1, P2P_CLOSE_PROTOCOL);
+        return;
+    }
     if (now >= p->last_recv + h->timeout) {
         p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
         return;
