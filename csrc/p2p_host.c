@@ -125,7 +125,6 @@ p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
     p2p_rangeset_init(&p->s_acked);
     p2p_rangeset_init(&p->s_lost);
     p2p_rangeset_init(&p->awaiting);
-    p2p_rangeset_init(&p->r_have);
     p2p_rangeset_init(&p->owed);
     p2p_acker_init(&p->acker);
     h->slots[slot] = p;

@@ -46,13 +46,6 @@ typedef enum p2p_sstate {
     P2P_S_CLOSING       /* CLOSE frames still to go out; then freed */
 } p2p_sstate;
 
-typedef struct p2p_segment {       /* out-of-order stream bytes */
-    struct p2p_segment *next;
-    uint64_t off;
-    uint32_t len;
-    uint8_t data[];
-} p2p_segment;
-
 typedef struct p2p_dgram {         /* queued unreliable datagram */
     struct p2p_dgram *next;
     uint16_t type;
@@ -128,8 +121,6 @@ typedef struct p2p_peer {
 
     /* receive stream */
     uint64_t r_base;
-    p2p_rangeset r_have;
-    p2p_segment *r_segs;
     uint64_t r_consumed, r_granted;
     uint32_t window;
     int need_max_stream;
@@ -162,8 +153,8 @@ typedef struct p2p_peer {
     /* bytes this peer makes the host hold (p2p_mem_take/p2p_mem_give) */
     uint64_t mem;
 
-    /* hardening (stream): the out-of-order pieces of the receive stream (r_segs and r_have
-     * are no longer used), and what the session's growing buffers have charged to mem */
+    /* the out-of-order pieces of the receive stream, and what the session's growing buffers
+     * have charged to mem */
     p2p_pieces r_pieces;
     size_t r_body_cap;      /* bytes allocated at r_body: it grows as the record arrives */
     size_t rec_held;        /* bytes charged for the sent-packet record (rec.cap entries) */

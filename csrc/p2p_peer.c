@@ -100,7 +100,6 @@ void p2p_peer_release(p2p_peer *p)
     p2p_rangeset_free(&p->s_acked);
     p2p_rangeset_free(&p->s_lost);
     p2p_rangeset_free(&p->awaiting);
-    p2p_rangeset_free(&p->r_have);
     p2p_rangeset_free(&p->owed);
     p2p_acker_free(&p->acker);
     p2p_recovery_free(&p->rec);
