@@ -75,6 +75,25 @@ static p2p_config mediator_cfg(void)
     return c;
 }
 
+/* Three mediators: m asks i to introduce it to b, so i holds a relay pair of m and b. Returns
+ * i's session with b (the attacker's lever at the relay), or NULL. */
+static p2p_peer *relayed_pair(anet *net, int *m, int *i, int *b)
+{
+    p2p_config med = mediator_cfg();
+    *m = an_add(net, &med);
+    *i = an_add(net, &med);
+    *b = an_add(net, &med);
+    T_CHECK(an_connect(net, *m, *i, 2000000) != 0);
+    T_CHECK(an_connect(net, *b, *i, 2000000) != 0);
+    T_EQ_INT(p2p_host_connect_via(net->n[*m].h, net->n[*b].id.ed_pk, &net->n[*i].addr, net->now,
+                                  NULL), 0);
+    for (int k = 0; k < 300 && !(an_handle(net, *m, *b) && an_handle(net, *b, *m)); k++)
+        an_run(net, 10000);
+    p2p_peer *ib = an_session(net, *i, *b);
+    T_CHECK(ib != NULL);
+    return ib;
+}
+
 /* ---- INTRO records ----------------------------------------------------------------------- */
 
 #define INTRO_MAX (38 + 19 * 8)
@@ -350,27 +369,6 @@ static void test_row05_out_of_order_pieces(void)
 
 /* ---- the handshake ----------------------------------------------------------------------- */
 
-#define INIT_MAC1 (P2P_INIT_LEN - 2 * P2P_MAC_LEN)
-#define INIT_MAC2 (P2P_INIT_LEN - P2P_MAC_LEN)
-#define INIT_PAYLOAD (INIT_MAC1 - 8 - 32 - P2P_TAG_LEN)
-
-static void fresh_init(const p2p_host *h, p2p_rng *rng, uint32_t index, uint8_t out[P2P_INIT_LEN])
-{
-    uint8_t s[32], zeros[INIT_PAYLOAD] = { 0 };
-    p2p_rng_bytes(rng, s, sizeof s);
-    p2p_noise n;
-    if (p2p_noise_init(&n, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
-                       sizeof P2P_PROLOGUE - 1, s, NULL, h->psk)) abort();
-    out[0] = P2P_PKT_INIT;
-    out[1] = P2P_PROTOCOL_VERSION;
-    out[2] = out[3] = 0;
-    p2p_put_u32(out + 4, index);
-    size_t len = 0;
-    if (p2p_noise_write(&n, rng, zeros, sizeof zeros, out + 8, INIT_MAC1 - 8, &len)) abort();
-    p2p_blake2b(out + INIT_MAC1, P2P_MAC_LEN, h->mac_key, 32, out, INIT_MAC1, NULL, 0);
-    memset(out + INIT_MAC2, 0, P2P_MAC_LEN);
-    p2p_noise_wipe(&n);
-}
 
 static p2p_addr spoof(int i)
 {
@@ -442,7 +440,7 @@ static void test_init_flood_fresh_and_replayed(void)
     int joined = 0;
     for (int i = 0; i < 2048; i++) {
         p2p_addr s = spoof(i);
-        fresh_init(net.n[v].h, &rng, 0x100u + (uint32_t)i, inits[i]);
+        an_forge_init(net.n[v].h, &rng, 0x100u + (uint32_t)i, inits[i]);
         an_inject(&net, v, &s, inits[i], P2P_INIT_LEN);
         attack += P2P_INIT_LEN;
         if (i == 1024) joined = legit_joins_and_talks(&net, v, NULL);
@@ -555,13 +553,8 @@ static void test_row09_relay_stuffing(void)
     anet net;
     an_init(&net, 10000);
     p2p_config med = mediator_cfg();
-    int m = an_add(&net, &med), i = an_add(&net, &med), b = an_add(&net, &med);
-    T_CHECK(an_connect(&net, m, i, 2000000) != 0);
-    T_CHECK(an_connect(&net, b, i, 2000000) != 0);
-    T_EQ_INT(p2p_host_connect_via(net.n[m].h, net.n[b].id.ed_pk, &net.n[i].addr, net.now, NULL), 0);
-    for (int k = 0; k < 300 && !(an_handle(&net, m, b) && an_handle(&net, b, m)); k++) an_run(&net, 10000);
-    p2p_peer *ib = an_session(&net, i, b);
-    T_CHECK(ib != NULL);
+    int m, i, b;
+    p2p_peer *ib = relayed_pair(&net, &m, &i, &b);
     if (!ib) { an_free(&net); return; }
     uint8_t pt[170 * 7];
     for (int k = 0; k < 170; k++) {
@@ -854,13 +847,8 @@ static void test_extra_relayed_init_flood(void)
     anet net;
     an_init(&net, 10000);
     p2p_config med = mediator_cfg();
-    int m = an_add(&net, &med), i = an_add(&net, &med), b = an_add(&net, &med);
-    T_CHECK(an_connect(&net, m, i, 2000000) != 0);
-    T_CHECK(an_connect(&net, b, i, 2000000) != 0);
-    T_EQ_INT(p2p_host_connect_via(net.n[m].h, net.n[b].id.ed_pk, &net.n[i].addr, net.now, NULL), 0);
-    for (int k = 0; k < 300 && !(an_handle(&net, m, b) && an_handle(&net, b, m)); k++) an_run(&net, 10000);
-    p2p_peer *ib = an_session(&net, i, b);
-    T_CHECK(ib != NULL);
+    int m, i, b;
+    p2p_peer *ib = relayed_pair(&net, &m, &i, &b);
     if (!ib) { an_free(&net); return; }
     uint32_t channel = ib->local_index;
     p2p_rng rng;
@@ -869,7 +857,7 @@ static void test_extra_relayed_init_flood(void)
     size_t most = 0;
     for (int k = 0; k < 300; k++) {
         uint8_t init[P2P_INIT_LEN], pt[8 + P2P_INIT_LEN];
-        fresh_init(net.n[b].h, &rng, 0x9000u + (uint32_t)k, init);
+        an_forge_init(net.n[b].h, &rng, 0x9000u + (uint32_t)k, init);
         p2p_wr w;
         p2p_wr_init(&w, pt, sizeof pt);
         p2p_wr_u8(&w, P2P_FRAME_RELAY);
@@ -1000,7 +988,7 @@ static void test_extra_forged_relayed_inits(void)
     size_t most = 0;
     for (int k = 0; k < 300; k++) {
         uint8_t init[P2P_INIT_LEN], pt[8 + P2P_INIT_LEN];
-        fresh_init(net.n[v].h, &rng, 0xa000u + (uint32_t)k, init);
+        an_forge_init(net.n[v].h, &rng, 0xa000u + (uint32_t)k, init);
         p2p_wr w;
         p2p_wr_init(&w, pt, sizeof pt);
         p2p_wr_u8(&w, P2P_FRAME_RELAYED);

@@ -8,33 +8,9 @@
 #include <pthread.h>
 #include <sodium.h>
 
-#define INIT_MAC1 (P2P_INIT_LEN - 2 * P2P_MAC_LEN)
-#define INIT_MAC2 (P2P_INIT_LEN - P2P_MAC_LEN)
-#define INIT_PAYLOAD (INIT_MAC1 - 8 - 32 - P2P_TAG_LEN)
 /* X25519 operations a responder does for one INIT it answers: its static public key, the
  * ephemeral key pair, ee and es. */
 #define RESP_DH 4
-
-/* A fresh, valid INIT for host h (its mac1 key and psk are public knowledge when it has no
- * network key, as here): a new ephemeral key drawn from rng, mac2 all zero. */
-static void make_init(const p2p_host *h, p2p_rng *rng, uint32_t index, uint8_t out[P2P_INIT_LEN])
-{
-    uint8_t s[32], zeros[INIT_PAYLOAD] = { 0 };
-    p2p_rng_bytes(rng, s, sizeof s);
-    p2p_noise n;
-    if (p2p_noise_init(&n, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
-                       sizeof P2P_PROLOGUE - 1, s, NULL, h->psk)) abort();
-    out[0] = P2P_PKT_INIT;
-    out[1] = P2P_PROTOCOL_VERSION;
-    out[2] = out[3] = 0;
-    p2p_put_u32(out + 4, index);
-    size_t len = 0;
-    if (p2p_noise_write(&n, rng, zeros, sizeof zeros, out + 8, INIT_MAC1 - 8, &len) ||
-        len != INIT_MAC1 - 8) abort();
-    p2p_blake2b(out + INIT_MAC1, P2P_MAC_LEN, h->mac_key, 32, out, INIT_MAC1, NULL, 0);
-    memset(out + INIT_MAC2, 0, P2P_MAC_LEN);
-    p2p_noise_wipe(&n);
-}
 
 /* The i-th spoofed source: a distinct IPv4 address in 198.18.0.0/15. */
 static p2p_addr spoofed(int i)
@@ -129,7 +105,7 @@ static void test_init_flood_cookies(void)
     int sent = 0;
     for (; sent < 256; sent++) {
         p2p_addr s = spoofed(sent);
-        make_init(net.n[v].h, &rng, 0x1000u + (uint32_t)sent, init);
+        an_forge_init(net.n[v].h, &rng, 0x1000u + (uint32_t)sent, init);
         an_inject(&net, v, &s, init, sizeof init);
     }
     p2p_stats mid = an_stats(&net, v);
@@ -142,7 +118,7 @@ static void test_init_flood_cookies(void)
     for (int round = 0; round < 20; round++) {
         for (int k = 0; k < 32; k++, sent++) {
             p2p_addr s = spoofed(sent);
-            make_init(net.n[v].h, &rng, 0x1000u + (uint32_t)sent, init);
+            an_forge_init(net.n[v].h, &rng, 0x1000u + (uint32_t)sent, init);
             an_inject(&net, v, &s, init, sizeof init);
         }
         an_run(&net, 50000);
@@ -179,7 +155,7 @@ static void test_per_ip_cap(void)
     for (int i = 0; i < 60; i++) {
         p2p_addr s = spoofed(1);
         s.port = (uint16_t)(1000 + i);
-        make_init(net.n[v].h, &rng, 0x2000u + (uint32_t)i, init);
+        an_forge_init(net.n[v].h, &rng, 0x2000u + (uint32_t)i, init);
         an_inject(&net, v, &s, init, sizeof init);
     }
     T_EQ_INT(net.n[v].h->n_half_open, P2P_HALF_OPEN_PER_IP);
@@ -191,7 +167,7 @@ static void test_per_ip_cap(void)
         char text[64];
         snprintf(text, sizeof text, "[2001:db8:1:2:%x::1]:4000", i + 1);
         p2p_addr s = an_addr(text);
-        make_init(net.n[v].h, &rng, 0x2800u + (uint32_t)i, init);
+        an_forge_init(net.n[v].h, &rng, 0x2800u + (uint32_t)i, init);
         an_inject(&net, v, &s, init, sizeof init);
     }
     T_EQ_INT(net.n[v].h->n_half_open, P2P_HALF_OPEN_PER_IP);
@@ -199,7 +175,7 @@ static void test_per_ip_cap(void)
     /* other sources fill the rest, up to max_half_open and no further */
     for (int i = 0; i < 80; i++) {
         p2p_addr s = spoofed(100 + i);
-        make_init(net.n[v].h, &rng, 0x3000u + (uint32_t)i, init);
+        an_forge_init(net.n[v].h, &rng, 0x3000u + (uint32_t)i, init);
         an_inject(&net, v, &s, init, sizeof init);
     }
     T_EQ_INT(net.n[v].h->n_half_open, 64);
@@ -209,7 +185,7 @@ static void test_per_ip_cap(void)
     /* sources that hold a valid cookie pass the COOKIE check but not the full table */
     for (int i = 0; i < 10; i++) {
         p2p_addr s = spoofed(300 + i);
-        make_init(net.n[v].h, &rng, 0x3800u + (uint32_t)i, init);
+        an_forge_init(net.n[v].h, &rng, 0x3800u + (uint32_t)i, init);
         uint8_t ab[7] = { 4, s.ip[0], s.ip[1], s.ip[2], s.ip[3], (uint8_t)(s.port & 0xff),
                           (uint8_t)(s.port >> 8) };
         uint8_t cookie[P2P_COOKIE_LEN];
@@ -241,7 +217,7 @@ static void test_resp_ratio(void)
     const uint64_t want[] = { 260, 272 };
     for (int i = 0; i < 2; i++) {
         p2p_addr s = an_addr(from[i]);
-        make_init(net.n[v].h, &rng, 0x4000u + (uint32_t)i, init);
+        an_forge_init(net.n[v].h, &rng, 0x4000u + (uint32_t)i, init);
         an_inject(&net, v, &s, init, sizeof init);
         T_EQ_INT(an_pkts_to(&net, v, &s), 1);
         T_EQ_INT(an_sent_to(&net, v, &s), want[i]);
@@ -385,7 +361,7 @@ static void test_cookie_rules(void)
     p2p_rng_init(&rng, 3);
     uint8_t init[P2P_INIT_LEN];
     p2p_addr s = spoofed(0);
-    make_init(net.n[v].h, &rng, 0x5000, init);
+    an_forge_init(net.n[v].h, &rng, 0x5000, init);
     an_inject(&net, v, &s, init, sizeof init);   /* one half-open: under load from now */
     T_EQ_INT(an_stats(&net, v).under_load, 1);
 
@@ -461,7 +437,7 @@ static void test_work_counters(void)
     uint8_t init[P2P_INIT_LEN];
     for (int i = 0; i < 100; i++) {
         p2p_addr s = spoofed(i);
-        make_init(net.n[b].h, &rng, 0x6000u + (uint32_t)i, init);
+        an_forge_init(net.n[b].h, &rng, 0x6000u + (uint32_t)i, init);
         init[20] ^= 1;                          /* mac1 no longer matches */
         an_inject(&net, b, &s, init, sizeof init);
         an_inject(&net, b, &s, init, P2P_INIT_LEN - 1);
