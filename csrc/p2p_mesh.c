@@ -538,7 +538,9 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
             h->stats.dropped_budget++;
             continue;
         }
-        if (verify_record(h, &x)) { h->stats.dropped++; continue; }
+        /* Honest peers pass on only records they verified: a bad signature is a lie, and
+         * the session ends before the liar can make us check another. */
+        if (verify_record(h, &x)) { h->stats.dropped++; return -1; }
         if (!mm) mm = member_make(h, p, x.id, now);
         if (!mm) {
             h->stats.dropped_budget++;
@@ -1056,9 +1058,10 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     h->stats.work_verify++;
     int bad = p2p_verify(env + len - 64, msg, lab + len - 64, origin);
     free(msg);
-    if (bad) {                    /* forged or altered on the way: never delivered */
+    if (bad) {                    /* forged: never delivered, and (as for member records)
+                                   * the peer that sent it loses its session */
         h->stats.dropped++;
-        return 0;
+        return -1;
     }
     uint32_t oi = origin_get(h, origin, now);
     if (oi == P2P_MESH_NONE) {    /* every origin we track is a peer's: no room */

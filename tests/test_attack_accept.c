@@ -508,7 +508,7 @@ static void test_row07_forged_broadcasts(void)
     T_EQ_INT(net.n[a].h->mesh.n, members0);
     T_EQ_INT(net.n[a].h->mesh.on, origins0);
     T_CHECK(s1.dropped - s0.dropped >= 200);
-    T_CHECK(s1.work_verify - s0.work_verify <= 200);
+    T_CHECK(s1.work_verify - s0.work_verify <= 1);    /* the first forgery ends the session */
     T_EQ_INT(net.n[a].broadcasts, 0);
     T_CHECK(legit_joins_and_talks(&net, a, NULL));
     int c = net.nn - 1;

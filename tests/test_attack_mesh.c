@@ -74,8 +74,9 @@ static size_t last_cached(anet *net, int i, uint8_t *out)
     return b->len;
 }
 
-/* Row 7: 200 broadcasts with bad signatures from 200 made-up origins leave no state behind,
- * cost one verify each, and a member that joins afterwards is still heard. */
+/* Row 7: 200 broadcasts with bad signatures from 200 made-up origins leave no state behind:
+ * the first costs one verify and ends the liar's session (honest peers pass on only what they
+ * verified), so the other 199 cost nothing, and a member that joins afterwards is heard. */
 static void test_forged_broadcasts(void)
 {
     anet net;
@@ -95,8 +96,9 @@ static void test_forged_broadcasts(void)
     }
     an_run(&net, 500000);
     p2p_stats s1 = an_stats(&net, a);
-    T_EQ_INT(s1.dropped - s0.dropped, 200);
-    T_EQ_INT(s1.work_verify - s0.work_verify, 200);
+    T_CHECK(s1.dropped - s0.dropped >= 1);
+    T_EQ_INT(s1.work_verify - s0.work_verify, 1);
+    T_EQ_INT(an_handle(&net, a, b), 0);
     T_EQ_INT(net.n[a].broadcasts, 0);
     T_EQ_INT(net.n[a].h->mesh.n, members);
     T_EQ_INT(net.n[a].h->mesh.on, 0);

@@ -238,7 +238,8 @@ static void test_simultaneous_connect(void)
     sim_stop();
 }
 
-/* Records and broadcasts that do not verify are dropped and counted, never believed. */
+/* Records and broadcasts that do not verify are dropped and counted, never believed, and
+ * reported as a protocol error (-1): the stream then ends the session of the peer that lied. */
 static void test_forgeries_refused(void)
 {
     sim_start(9, 0.0);
@@ -258,7 +259,7 @@ static void test_forgeries_refused(void)
     body[1] = (uint8_t)(len >> 8);
     memcpy(body + 2, b->h->mesh.own_rec, len);
     body[2 + 1 + 32 + 1] ^= 1;   /* second byte of the little-endian seq */
-    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_MEMBERS, body, 2u + len, p2p_sim_now(sim)), 0);
+    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_MEMBERS, body, 2u + len, p2p_sim_now(sim)), -1);
     /* a broadcast claiming to come from b, signed by nobody */
     uint8_t env[32 + 8 + 2 + 5 + 64];
     memcpy(env, b->id.ed_pk, 32);
@@ -266,7 +267,7 @@ static void test_forgeries_refused(void)
     env[40] = 1; env[41] = 0;
     memcpy(env + 42, "forge", 5);
     memset(env + 47, 0x55, 64);
-    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_BROADCAST, env, sizeof env, p2p_sim_now(sim)), 0);
+    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_BROADCAST, env, sizeof env, p2p_sim_now(sim)), -1);
     drain_events();
     p2p_host_stats(a->h, &after);
     T_EQ_INT(after.dropped - before.dropped, 2);
