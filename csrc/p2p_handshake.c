@@ -95,10 +95,10 @@ static void hs_keys(p2p_host *h, uint64_t now)
 
 /* ---- load, cookies and mac2 ------------------------------------------------------------- */
 
-static int under_load(p2p_host *h)
+/* stats.under_load is derived from the same test when stats are read (p2p_host_stats). */
+static int under_load(const p2p_host *h)
 {
-    h->stats.under_load = h->n_half_open >= h->cookie_threshold;
-    return (int)h->stats.under_load;
+    return h->n_half_open >= h->cookie_threshold;
 }
 
 /* An address as bytes for the cookie MAC: family, IP (4 or 16 bytes), port. */
@@ -516,7 +516,7 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p->hs = hs_new(h, 0, now);
     p->state = P2P_S_HALF_OPEN;
     h->n_half_open++;
-    if (!p->hs) { p2p_host_peer_free(h, p); under_load(h); return; }
+    if (!p->hs) { p2p_host_peer_free(h, p); return; }
     p2p_hs *hs = p->hs;
     hs->init_index = init_index;
     hs->init_fp = fp;
@@ -528,7 +528,6 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         plen != INIT_PAYLOAD || memcmp(payload, zeros, INIT_PAYLOAD) != 0) {
         h->stats.dropped++;
         p2p_host_peer_free(h, p);
-        under_load(h);
         return;
     }
     uint8_t idp[160];
@@ -544,12 +543,10 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     if (!idlen || nz_write(h, &hs->noise, idp, idlen, pkt + 12, 2 * P2P_INIT_LEN - 12 - P2P_MAC_LEN,
                            &n)) {
         p2p_host_peer_free(h, p);
-        under_load(h);
         return;
     }
     mac1(h, pkt, 12 + n, pkt + 12 + n);
     hs->pkt_len = 12 + n + P2P_MAC_LEN;
-    under_load(h);
     p2p_host_txq_push(h, from, pkt, hs->pkt_len);
 }
 
@@ -660,7 +657,6 @@ static p2p_peer *own_attempt(const p2p_host *h, const p2p_peer *p)
 static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (p->state == P2P_S_WAIT_ADMIT || p->state == P2P_S_HALF_OPEN) h->n_half_open--;
-    under_load(h);
     p2p_hs_free(p);
     if (one_session(h, p)) {
         uint8_t pkt[P2P_MAX_PACKET];
@@ -694,7 +690,6 @@ static void refuse(p2p_host *h, p2p_peer *p)
     size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DENIED, pkt);
     if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
     p2p_host_peer_free(h, p);
-    under_load(h);
 }
 
 void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
@@ -833,7 +828,6 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
             size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DUPLICATE, pkt);
             if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
             p2p_host_peer_free(h, p);
-            under_load(h);
             return;
         }
         p2p_hs_superseded(h, mine, now);
@@ -887,7 +881,6 @@ void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
             p2p_host_error(h, p, "connect to %s timed out", what);
         }
         p2p_host_peer_free(h, p);
-        under_load(h);
         return;
     }
     if (!p->initiator) return;
