@@ -194,6 +194,14 @@ int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n)
     return 0;
 }
 
+uint64_t p2p_mem_room(const p2p_host *h, const p2p_peer *p)
+{
+    uint64_t node = h->mem_limit > h->mem ? h->mem_limit - h->mem : 0;
+    if (!p) return node;
+    uint64_t mine = h->peer_mem > p->mem ? h->peer_mem - p->mem : 0;
+    return mine < node ? mine : node;
+}
+
 void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n)
 {
     if (p) p->mem = p->mem > n ? p->mem - n : 0;
@@ -288,8 +296,7 @@ int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t
 int p2p_host_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
 {
     size_t grow = h->evq_len < h->evq_cap ? 0 : (h->evq_cap ? h->evq_cap : 32) * sizeof(p2p_evq_item);
-    uint64_t room = h->mem_limit + freed > h->mem ? h->mem_limit + freed - h->mem : 0;
-    if (len + grow <= room) return 1;
+    if (len + grow <= p2p_mem_room(h, NULL) + freed) return 1;
     h->stats.dropped_budget++;
     mem_evict_largest(h, p);
     return 0;

@@ -318,6 +318,9 @@ int p2p_host_id_listed(const uint8_t (*list)[32], size_t n, const uint8_t id[32]
  * holdings of the node itself) or the node's: the caller then drops or refuses the work. */
 int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n);
 void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n);
+/* Bytes that p2p_mem_take would grant now: what is left of the node's budget and, when p is
+ * given, of the peer's. */
+uint64_t p2p_mem_room(const p2p_host *h, const p2p_peer *p);
 
 /* 1 when the node may send to an address it learned from the network (a member record, an
  * introduction, an advertised or observed address): never to an INVALID one, to a PUBLIC one

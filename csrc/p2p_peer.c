@@ -12,19 +12,10 @@ static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 /* ---- the session's memory budget (docs/PROTOCOL.md section 4.1) -------------------------- */
 
-/* Bytes the peer may still make the node hold: the smaller of what is left of its own budget
- * and of the node's. */
-static uint64_t mem_room(const p2p_host *h, const p2p_peer *p)
-{
-    uint64_t mine = h->peer_mem > p->mem ? h->peer_mem - p->mem : 0;
-    uint64_t node = h->mem_limit > h->mem ? h->mem_limit - h->mem : 0;
-    return mine < node ? mine : node;
-}
-
 static uint64_t budget_room(void *ud)
 {
     p2p_peer *p = ud;
-    return mem_room(p->host, p);
+    return p2p_mem_room(p->host, p);
 }
 
 static void budget_take(void *ud, size_t n)
@@ -208,7 +199,7 @@ static int sbuf_reserve(p2p_host *h, p2p_peer *p, uint64_t need)
     if (used + need <= p->scap) return 0;
     uint64_t want = used + need, cap = p->scap ? 2 * (uint64_t)p->scap : 4096;
     if (cap < want) cap = want;
-    if (cap - p->scap > mem_room(h, p)) cap = want;     /* near the budget: no spare room */
+    if (cap - p->scap > p2p_mem_room(h, p)) cap = want;     /* near the budget: no spare room */
     if (cap > SIZE_MAX) return P2P_ERR_NOMEM;
     if (p2p_mem_take(h, p, (size_t)(cap - p->scap))) return P2P_ERR_LIMIT;
     uint8_t *nb = malloc((size_t)cap);
@@ -336,7 +327,7 @@ static int rec_room(p2p_host *h, p2p_peer *p, uint64_t now)
         if (r->cap && r->next_pn - r->base_pn < r->cap) return 0;
         size_t cap = r->cap ? r->cap * 2 : P2P_SENT_RECORD_MIN;
         size_t more = cap * sizeof(p2p_sent) - p->rec_held;
-        if (cap <= P2P_SENT_RECORD_MAX && more <= mem_room(h, p) &&
+        if (cap <= P2P_SENT_RECORD_MAX && more <= p2p_mem_room(h, p) &&
             p2p_mem_take(h, p, more) == 0) {
             p->rec_held += more;
             return 0;             /* p2p_recovery_on_sent grows the record to cap */
@@ -588,7 +579,7 @@ static int body_reserve(p2p_host *h, p2p_peer *p, uint64_t want)
     uint64_t cap = p->r_body_cap ? 2 * (uint64_t)p->r_body_cap : P2P_BODY_FIRST;
     if (cap < want) cap = want;
     if (cap > p->r_cur.len) cap = p->r_cur.len;
-    if (cap - p->r_body_cap > mem_room(h, p)) cap = want;
+    if (cap - p->r_body_cap > p2p_mem_room(h, p)) cap = want;
     if (p2p_mem_take(h, p, (size_t)(cap - p->r_body_cap))) return -1;
     uint8_t *nb = realloc(p->r_body, (size_t)cap);
     if (!nb) {
@@ -856,7 +847,7 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     /* Nor has a session that has no sent-packet record yet and cannot get one because the
      * node's memory budget is spent (every packet is recorded): its timers would fire at
      * once, for ever. */
-    if (!p->rec.cap && P2P_SENT_RECORD_MIN * sizeof(p2p_sent) - p->rec_held > mem_room(h, p))
+    if (!p->rec.cap && P2P_SENT_RECORD_MIN * sizeof(p2p_sent) - p->rec_held > p2p_mem_room(h, p))
         return min_u64(d, p2p_path_deadline(p));
     d = min_u64(d, p->last_eliciting_sent + keepalive(h));
     d = min_u64(d, p->acker.deadline);
