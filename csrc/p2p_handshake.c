@@ -578,9 +578,7 @@ void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, siz
     if (!had) send_init_to(h, p, from);
 }
 
-/* Checks an authenticated id against this node's policy. Returns NULL when acceptable, or
- * the reason. */
-static const char *policy(const p2p_host *h, const uint8_t id[32])
+const char *p2p_hs_policy(const p2p_host *h, const uint8_t id[32])
 {
     if (memcmp(id, h->ident.ed_pk, 32) == 0) return "is this node itself";
     if (p2p_host_id_listed((const uint8_t (*)[32])h->deny, h->deny_count, id)) return "is denied";
@@ -715,7 +713,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
      * for another node (or one this node refuses) is struck from the attempt, which goes on
      * with the others; only when none is left does the attempt fail. */
     int mismatch = p->has_expected && memcmp(p->expected, idp.ed_pk, 32) != 0;
-    const char *why = mismatch ? NULL : policy(h, idp.ed_pk);
+    const char *why = mismatch ? NULL : p2p_hs_policy(h, idp.ed_pk);
     if (mismatch || why) {
         p2p_noise_wipe(&trial);
         h->stats.dropped++;
@@ -814,7 +812,7 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     p2p_wipe(c2, 32);
     adopt_payload(p, &idp);
     p->bootstrap = (idp.flags & FLAG_BOOTSTRAP) != 0;
-    if (policy(h, p->id) || h->n_connected >= h->max_peers) {
+    if (p2p_hs_policy(h, p->id) || h->n_connected >= h->max_peers) {
         h->stats.dropped++;
         refuse(h, p);
         return;

@@ -334,6 +334,9 @@ const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32]);
 
 /* p2p_handshake.c */
 int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now);
+/* Checks an id against this node's policy (itself, deny, allow). Returns NULL when
+ * acceptable, or the reason ("is denied", ...). */
+const char *p2p_hs_policy(const p2p_host *h, const uint8_t id[32]);
 void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
 void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
 void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);

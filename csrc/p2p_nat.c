@@ -293,18 +293,12 @@ static int offer_room(const p2p_host *h, p2p_peer_handle via)
     return all < P2P_OFFER_ATTEMPTS && mine < P2P_OFFER_ATTEMPTS_VIA;
 }
 
-static int refused(const p2p_host *h, const uint8_t id[32])
-{
-    return p2p_host_id_listed((const uint8_t (*)[32])h->deny, h->deny_count, id) ||
-           (h->allow_count && !p2p_host_id_listed((const uint8_t (*)[32])h->allow, h->allow_count, id));
-}
-
 /* The introducer v offers an introduction to `id`, which asked for us. We accept by asking v
  * for `id` in turn, when our policy allows it, v has not offered too many lately, and not too
  * many attempts made from offers are running. */
 static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[32], uint64_t now)
 {
-    if (memcmp(id, h->ident.ed_pk, 32) == 0 || refused(h, id) || v->addr.family == P2P_AF_RELAY) {
+    if (p2p_hs_policy(h, id) || v->addr.family == P2P_AF_RELAY) {
         h->stats.dropped_unsolicited++;
         return;
     }
@@ -381,9 +375,8 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         h->stats.dropped_unsolicited++;
         return 0;
     }
-    if (memcmp(id, h->ident.ed_pk, 32) == 0) return 0;
-    /* Nobody makes this node punch towards a node its policy refuses. */
-    if (refused(h, id)) return 0;
+    /* Nobody makes this node punch towards itself or a node its policy refuses. */
+    if (p2p_hs_policy(h, id)) return 0;
     /* The candidates were learned from the network: only those this node may send to. */
     uint8_t kept = 0;
     for (uint8_t i = 0; i < n; i++)
