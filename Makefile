@@ -13,8 +13,9 @@
 #   make BUILD=build-clang CC=clang          a clang build
 #   make BUILD=build-asan SANITIZE=address,undefined
 #   make BUILD=build-luajit LUA_PC=luajit    the module for LuaJIT / Lua 5.1 ABI
-# The source lists are wildcards, so new csrc/p2p_*.c and tests/test_*.c files join the build
-# without edits here.
+# The source lists are wildcards, so new csrc/p2p_*.c (protocol core), csrc/driver/*.c (the UDP
+# driver and the simulator), csrc/lua/*.c (the Lua binding) and tests/test_*.c files join the
+# build without edits here.
 
 # make's built-in default for CC is "cc"; p2pnet defaults to gcc but CC=clang on the command
 # line (or in the environment) wins.
@@ -58,10 +59,11 @@ endif
 ALL_CFLAGS += $(SAN_FLAGS) $(EXTRA_CFLAGS)
 LDLIBS := -lsodium
 
-CORE_SRC := $(sort $(wildcard csrc/p2p_*.c))
+CORE_SRC := $(sort $(wildcard csrc/p2p_*.c) $(wildcard csrc/driver/*.c))
 CORE_OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
-BINDING := csrc/lp2pnet.c
-BINDING_OBJ := $(BUILD)/obj/lp2pnet.o
+BINDING_SRC := $(sort $(wildcard csrc/lua/*.c))
+BINDING_OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(BINDING_SRC))
+BINDING := csrc/lua/lp2pnet.c
 LIB := $(BUILD)/libp2pnet.a
 MODULE := $(BUILD)/p2pnet/core.so
 
@@ -96,7 +98,7 @@ $(MODULE): $(BINDING_OBJ) $(CORE_OBJ) | have-core
 have-core:
 	@if [ -z "$(CORE_SRC)" ]; then echo "error: no csrc/p2p_*.c sources" >&2; exit 1; fi
 
-$(BUILD)/obj/lp2pnet.o: $(BINDING)
+$(BUILD)/obj/lua/%.o: csrc/lua/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LUA_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -119,12 +121,14 @@ check-c: $(TEST_BIN)
 	  case $$t in */test_noise) $$t $(VECTORS) || rc=1 ;; *) $$t || rc=1 ;; esac; \
 	done; exit $$rc
 
-# lp2pnet.c must compile against every Lua the rockspec accepts.
+# The binding must compile against every Lua the rockspec accepts.
 headers: | $(BINDING)
 	@for pc in lua5.1 lua5.3 lua5.4 luajit; do \
 	  inc=$$($(PKG_CONFIG) --cflags $$pc 2>/dev/null) || inc=; \
-	  echo "$(CC) -fsyntax-only $(BINDING) [$$pc: $$inc]"; \
-	  $(CC) -std=gnu99 $(WARN) -Icsrc $(SODIUM_CFLAGS) $$inc -fsyntax-only $(BINDING) || exit 1; \
+	  echo "$(CC) -fsyntax-only $(BINDING_SRC) [$$pc: $$inc]"; \
+	  for f in $(BINDING_SRC); do \
+	    $(CC) -std=gnu99 $(WARN) -Icsrc $(SODIUM_CFLAGS) $$inc -fsyntax-only $$f || exit 1; \
+	  done; \
 	done
 
 luajit:

@@ -33,7 +33,7 @@
 #include <time.h>
 
 #include "p2pnet.h"
-#include "p2p_sim.h"
+#include "driver/sim.h"
 
 #define EPOCH_US UINT64_C(1700000000000000)
 #define JOIN_EVERY_US 20000u

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "p2pnet.h"
-#include "p2p_udp.h"
+#include "driver/udp.h"
 
 typedef struct side {
     p2p_identity id;

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Checks rockspec/p2pnet-scm-1.rockspec against the tree:
-# - it builds p2pnet.core from exactly the C files the Makefile builds: csrc/lp2pnet.c and
-#   every csrc/p2p_*.c. A file added to csrc/ but not to the rockspec would build with make
-#   and break `luarocks install`;
+# - it builds p2pnet.core from exactly the C files the Makefile builds: every csrc/p2p_*.c
+#   (the core), csrc/driver/*.c and csrc/lua/*.c (the binding). A file added to csrc/ but not
+#   to the rockspec would build with make and break `luarocks install`;
 # - every other file it names (the Lua modules, the bin/ command line) exists, so that
 #   `luarocks make` cannot fail on a missing file.
 set -u
 cd "$(dirname "$0")/.."
 spec=rockspec/p2pnet-scm-1.rockspec
 rc=0
-listed=$(grep -o '"csrc/[A-Za-z0-9_]*\.c"' "$spec" | tr -d '"' | sort)
-present=$( (ls csrc/p2p_*.c csrc/lp2pnet.c 2>/dev/null) | sort)
+listed=$(grep -o '"csrc/[A-Za-z0-9_/]*\.c"' "$spec" | tr -d '"' | sort)
+present=$( (ls csrc/p2p_*.c csrc/driver/*.c csrc/lua/*.c 2>/dev/null) | sort)
 if [ "$listed" = "$present" ]; then
     echo "rockspec lists the $(echo "$listed" | grep -c .) C sources in csrc/"
 else

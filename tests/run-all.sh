@@ -178,10 +178,13 @@ luajit_smoke() {
 headers_for() { # pkg-config name
     local inc
     inc=$(pkg-config --cflags "$1") || return 1
-    [ -f csrc/lp2pnet.c ] || { echo "csrc/lp2pnet.c is missing"; return 1; }
-    # shellcheck disable=SC2086
-    gcc -std=gnu99 -Wall -Wextra -Werror -Icsrc $inc -fsyntax-only csrc/lp2pnet.c &&
-        clang -std=gnu99 -Wall -Wextra -Werror -Icsrc $inc -fsyntax-only csrc/lp2pnet.c
+    [ -f csrc/lua/lp2pnet.c ] || { echo "csrc/lua/lp2pnet.c is missing"; return 1; }
+    local f
+    for f in csrc/lua/*.c; do
+        # shellcheck disable=SC2086
+        gcc -std=gnu99 -Wall -Wextra -Werror -Icsrc $inc -fsyntax-only "$f" &&
+            clang -std=gnu99 -Wall -Wextra -Werror -Icsrc $inc -fsyntax-only "$f" || return 1
+    done
 }
 
 fuzz_run() { # binary

@@ -3,7 +3,7 @@
  * and broadcasts, restarts with the same key, and mediators. */
 #include "t.h"
 #include "../csrc/p2p_internal.h"
-#include "../csrc/p2p_sim.h"
+#include "driver/sim.h"
 
 #include <stdlib.h>
 

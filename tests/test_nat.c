@@ -6,7 +6,7 @@
  * refusal of forged or unauthenticated moves. */
 #include "t.h"
 #include "../csrc/p2p_internal.h"
-#include "../csrc/p2p_sim.h"
+#include "driver/sim.h"
 
 #include <stdlib.h>
 

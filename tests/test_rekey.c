@@ -4,7 +4,7 @@
  * packet-count limit, and the attacks: old-key replays, forged key phases, a peer that will
  * not update and one that keeps sealing with an old key (attack.h, virtual time). */
 #include "attack.h"
-#include "p2p_sim.h"
+#include "driver/sim.h"
 
 #define SEC UINT64_C(1000000)
 #define MSG_TYPE 7

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p2p_sim.h"
+#include "driver/sim.h"
 #include "p2pnet.h"
 #include "t.h"
 

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "p2p_udp.h"
+#include "driver/udp.h"
 #include "p2pnet.h"
 #include "t.h"
 

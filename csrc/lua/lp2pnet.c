@@ -26,8 +26,8 @@
 #include "lauxlib.h"
 
 #include "p2pnet.h"
-#include "p2p_sim.h"
-#include "p2p_udp.h"
+#include "driver/sim.h"
+#include "driver/udp.h"
 
 #define IDENTITY_MT "p2pnet.Identity"
 #define NODE_MT "p2pnet.Node"

@@ -1,5 +1,5 @@
 /*
- * p2p_udp.h - the UDP driver: the only code in p2pnet that makes network system calls or
+ * driver/udp.h - the UDP driver: the only code in p2pnet that makes network system calls or
  * reads the clock. It owns one non-blocking socket and moves datagrams between it and a
  * p2p_host with recvmmsg/sendmmsg batches.
  */

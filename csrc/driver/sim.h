@@ -1,5 +1,5 @@
 /*
- * p2p_sim.h - a deterministic simulated network on virtual time. Hosts attached to a sim
+ * driver/sim.h - a deterministic simulated network on virtual time. Hosts attached to a sim
  * exchange datagrams through it with configurable latency, jitter, loss, duplication and
  * reordering, drawn from one seeded random stream: the same seed and the same calls give the
  * same run, to the microsecond.

@@ -1,5 +1,5 @@
 /*
- * p2p_sim.c - a deterministic simulated network on virtual time.
+ * driver/sim.c - a deterministic simulated network on virtual time.
  *
  * Determinism rests on three things: one seeded random stream drawn in a fixed order per
  * datagram (a symmetric NAT's new port, loss, duplicate, then per copy jitter and reorder);
@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "p2p_crypto.h"
-#include "p2p_sim.h"
+#include "driver/sim.h"
 
 /* 12 days in microseconds: keeps time + delay far from overflow. */
 #define MAX_DELAY_US (UINT64_C(1) << 40)

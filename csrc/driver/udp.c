@@ -1,5 +1,5 @@
 /*
- * p2p_udp.c - the UDP driver: the only file in p2pnet that makes network system calls or
+ * driver/udp.c - the UDP driver: the only file in p2pnet that makes network system calls or
  * reads the clock.
  *
  * One non-blocking socket. Datagrams move in batches (recvmmsg/sendmmsg) between the socket
@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "p2p_udp.h"
+#include "driver/udp.h"
 
 #define BATCH 32
 /* Larger than any valid datagram, so an oversized one arrives whole (or flagged truncated)
