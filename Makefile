@@ -74,7 +74,7 @@ FUZZ_BIN := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 VECTORS := $(CURDIR)/../shared/vectors/noise-25519-chachapoly-blake2b.json
 
-.PHONY: all lib module ctests check-c headers luajit fuzzers fuzz-build fuzz fuzz-seeds bench \
+.PHONY: all lib module ctests check-c check-layers format format-check headers luajit fuzzers fuzz-build fuzz fuzz-seeds bench \
         bench-build demo deps test check-rockspec natlab soak clean
 .DEFAULT_GOAL := all
 
@@ -133,6 +133,24 @@ headers: | $(BINDING)
 
 luajit:
 	$(MAKE) BUILD=build-luajit LUA_PC=luajit module
+
+# The core's layers (tests/check-layers.lua): no circle, every arrow looks down, every
+# p2p_host_* function in p2p_host.c. It reads the symbols of a finished build's objects.
+check-layers: $(CORE_OBJ) $(BINDING_OBJ)
+	$(LUA) tests/check-layers.lua $(BUILD)/obj
+
+# Every C file as .clang-format says (clang-format 14, Debian 12's).
+FORMAT_SRC = $(sort $(wildcard csrc/*.[ch] csrc/driver/*.[ch] csrc/lua/*.[ch] tests/*.[ch] \
+                               fuzz/*.[ch] bench/*.[ch]))
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	@bad=0; for f in $(FORMAT_SRC); do \
+	  if ! clang-format --dry-run --Werror $$f >/dev/null 2>&1; then \
+	    echo "not formatted: $$f (make format)"; bad=1; fi; \
+	done; \
+	if [ $$bad = 0 ]; then echo "format-check: $(words $(FORMAT_SRC)) files follow .clang-format"; fi; \
+	exit $$bad
 
 # ---- fuzzing -----------------------------------------------------------------------------
 
@@ -226,7 +244,7 @@ soak: deps
 # Installs only what is missing, so it costs one dpkg query when everything is there.
 DEB_PACKAGES := make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libsodium-dev luarocks lua-busted lua-socket \
   lua-check libenet-dev clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev luajit \
-  libluajit-5.1-dev lua5.3 liblua5.3-dev iproute2 util-linux iptables conntrack
+  libluajit-5.1-dev lua5.3 liblua5.3-dev iproute2 util-linux iptables conntrack clang-format
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -243,4 +261,4 @@ deps:
 clean:
 	rm -rf build build-clang build-asan build-luajit build-fuzz build-bench
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/*/*.d $(BUILD)/tests/*.d)
