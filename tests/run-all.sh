@@ -10,7 +10,7 @@
 #
 # Environment: FUZZ_TEST_TIME (seconds per fuzz target, default 15), JOBS (default -j2),
 # SKIP_STAGES (space-separated stage groups to leave out while developing: gcc clang headers
-# luajit ctest busted luacheck asan fuzz bench rockspec).
+# layers format luajit ctest busted luacheck asan fuzz bench rockspec).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -208,6 +208,12 @@ fi
 
 if ! skipped gcc; then
     check "build:gcc" $MAKE -k "$JOBS" BUILD=build CC=gcc all ctests
+fi
+if ! skipped layers; then
+    check "layers" $MAKE BUILD=build check-layers
+fi
+if ! skipped format; then
+    check "format" $MAKE format-check
 fi
 if ! skipped clang; then
     check "build:clang" $MAKE -k "$JOBS" BUILD=build-clang CC=clang all ctests
