@@ -32,6 +32,12 @@
 #define BENCH_MAX_SIZE 65536
 #define BENCH_ACK_LEN 16
 #define BENCH_RTT_WARMUP 200
+#define BENCH_RTT_SIZE 64 /* a ping's bytes */
+
+static inline void bench_die(const char *what) {
+    fprintf(stderr, "bench: %s\n", what);
+    exit(1);
+}
 
 static inline uint64_t bench_now_us(void) {
     struct timespec ts;
@@ -178,6 +184,83 @@ static inline void bench_rtt_report(const char *who, uint64_t *samples, int n) {
     fflush(stdout);
 }
 
+/* Hands one message from the server to whoever polled. */
+typedef void (*bench_msg_fn)(void *arg, const uint8_t *msg, size_t len);
+
+/* A contender's client, as bench_client_run drives it. ctx is the contender's own state. */
+typedef struct bench_ops {
+    const char *name; /* the contender in RESULT lines */
+    /* Queues one message for the server: reliable and in order. Dies on failure. */
+    void (*send)(void *ctx, const uint8_t *msg, size_t len);
+    /* Puts every queued message on the wire. */
+    void (*flush)(void *ctx);
+    /* Waits for the server a little (about a millisecond; a blocking transport until a message
+     * comes) and hands each message that arrived to fn, in order. Dies when the session is lost. */
+    void (*poll)(void *ctx, bench_msg_fn fn, void *arg);
+} bench_ops;
+
+typedef struct bench_tput_poll {
+    bench_tput *t;
+    int done;
+} bench_tput_poll;
+
+static inline void bench_on_tput_msg(void *arg, const uint8_t *msg, size_t len)
+{
+    bench_tput_poll *p = arg;
+    p->done |= bench_tput_on_msg(p->t, msg, len);
+}
+
+static inline void bench_on_rtt_msg(void *arg, const uint8_t *msg, size_t len)
+{
+    if (len == BENCH_RTT_SIZE && msg[0] == 'P') *(int *)arg = 1;
+}
+
+/* The client side for every contender, so all are measured by the same code: a throughput run
+ * per size, then round trips, then quit. The contender connects before and closes after. */
+static inline void bench_client_run(const bench_ops *ops, void *ctx)
+{
+    static uint8_t msg[BENCH_MAX_SIZE];
+    uint64_t server_count = 0;
+
+    for (size_t i = 0; i < BENCH_NSIZES; i++) {
+        bench_tput t;
+        bench_tput_poll p = {&t, 0};
+        memset(msg, 0xab, sizeof msg);
+        bench_tput_start(&t, bench_sizes[i], server_count);
+        while (!p.done) {
+            int queued = 0;
+            while (bench_tput_next(&t, msg)) {
+                ops->send(ctx, msg, t.size);
+                queued = 1;
+            }
+            if (queued) ops->flush(ctx);
+            ops->poll(ctx, bench_on_tput_msg, &p);
+        }
+        server_count += t.sent;
+        bench_tput_report(ops->name, &t);
+    }
+
+    int n = bench_rtt_count();
+    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
+    if (!rtt) bench_die("out of memory");
+    memset(msg, 0, BENCH_RTT_SIZE);
+    msg[0] = 'P';
+    for (int i = -BENCH_RTT_WARMUP; i < n; i++) {
+        uint64_t t0 = bench_now_us();
+        int got = 0;
+        ops->send(ctx, msg, BENCH_RTT_SIZE);
+        ops->flush(ctx);
+        while (!got) ops->poll(ctx, bench_on_rtt_msg, &got);
+        if (i >= 0) rtt[i] = bench_now_us() - t0;
+    }
+    bench_rtt_report(ops->name, rtt, n);
+    free(rtt);
+
+    msg[0] = 'Q';
+    ops->send(ctx, msg, 1);
+    ops->flush(ctx);
+}
+
 /* Heap bytes in use: small chunks plus mmap'd large ones. */
 static inline size_t bench_heap_in_use(void) {
     struct mallinfo2 mi = mallinfo2();
@@ -189,11 +272,6 @@ static inline void bench_pin(int cpu) {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     (void)sched_setaffinity(0, sizeof set, &set);
-}
-
-static inline void bench_die(const char *what) {
-    fprintf(stderr, "bench: %s\n", what);
-    exit(1);
 }
 
 #endif

@@ -81,6 +81,38 @@ static ENetPeer *connect_to(ENetHost *c, unsigned port) {
     return peer;
 }
 
+typedef struct enet_client {
+    ENetHost *host;
+    ENetPeer *peer;
+} enet_client;
+
+static void enet_send(void *ctx, const uint8_t *msg, size_t len) {
+    send_reliable(((enet_client *)ctx)->peer, msg, len);
+}
+
+static void enet_flush(void *ctx) {
+    enet_host_flush(((enet_client *)ctx)->host);
+}
+
+/* Takes every event waiting, blocking up to 1 ms for the first one. */
+static void enet_poll(void *ctx, bench_msg_fn fn, void *arg) {
+    enet_client *cl = ctx;
+    ENetEvent ev;
+    int r = enet_host_service(cl->host, &ev, 1);
+    while (r > 0) {
+        if (ev.type == ENET_EVENT_TYPE_RECEIVE) {
+            fn(arg, ev.packet->data, ev.packet->dataLength);
+            enet_packet_destroy(ev.packet);
+        } else if (ev.type == ENET_EVENT_TYPE_DISCONNECT) {
+            bench_die("enet: disconnected");
+        }
+        r = enet_host_check_events(cl->host, &ev);
+    }
+    if (r < 0) bench_die("enet: service");
+}
+
+static const bench_ops enet_ops = {"enet", enet_send, enet_flush, enet_poll};
+
 static int client(unsigned port) {
     ENetHost *c = enet_host_create(NULL, 1, 1, 0, 0);
     if (!c) bench_die("enet: client host");
@@ -91,62 +123,8 @@ static int client(unsigned port) {
         if (enet_host_service(c, &ev, 10) > 0 && ev.type == ENET_EVENT_TYPE_CONNECT) break;
         if (bench_now_us() > deadline) bench_die("enet: connect timed out");
     }
-    static uint8_t msg[BENCH_MAX_SIZE];
-    uint64_t server_count = 0;
-
-    for (size_t i = 0; i < BENCH_NSIZES; i++) {
-        bench_tput t;
-        int done = 0;
-        memset(msg, 0xab, sizeof msg);
-        bench_tput_start(&t, bench_sizes[i], server_count);
-        while (!done) {
-            int queued = 0;
-            while (bench_tput_next(&t, msg)) {
-                send_reliable(peer, msg, t.size);
-                queued = 1;
-            }
-            if (queued) enet_host_flush(c);
-            /* Take every event waiting, blocking up to 1 ms for the first one. */
-            int r = enet_host_service(c, &ev, 1);
-            while (r > 0) {
-                if (ev.type == ENET_EVENT_TYPE_RECEIVE) {
-                    done |= bench_tput_on_msg(&t, ev.packet->data, ev.packet->dataLength);
-                    enet_packet_destroy(ev.packet);
-                } else if (ev.type == ENET_EVENT_TYPE_DISCONNECT) {
-                    bench_die("enet: disconnected");
-                }
-                r = enet_host_check_events(c, &ev);
-            }
-            if (r < 0) bench_die("enet: service");
-        }
-        server_count += t.sent;
-        bench_tput_report("enet", &t);
-    }
-
-    int n = bench_rtt_count();
-    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
-    memset(msg, 0, 64);
-    msg[0] = 'P';
-    for (int i = -BENCH_RTT_WARMUP; i < n; i++) {
-        uint64_t t0 = bench_now_us();
-        send_reliable(peer, msg, 64);
-        enet_host_flush(c);
-        int got = 0;
-        while (!got) {
-            int r = enet_host_service(c, &ev, 1);
-            if (r < 0) bench_die("enet: service");
-            if (r > 0 && ev.type == ENET_EVENT_TYPE_RECEIVE) {
-                got = ev.packet->dataLength == 64 && ev.packet->data[0] == 'P';
-                enet_packet_destroy(ev.packet);
-            }
-        }
-        if (i >= 0) rtt[i] = bench_now_us() - t0;
-    }
-    bench_rtt_report("enet", rtt, n);
-    free(rtt);
-    msg[0] = 'Q';
-    send_reliable(peer, msg, 1);
-    enet_host_flush(c);
+    enet_client cl = {c, peer};
+    bench_client_run(&enet_ops, &cl);
     /* Let the quit reach the server before the peer goes away. */
     uint64_t until = bench_now_us() + 200000;
     while (bench_now_us() < until && enet_host_service(c, &ev, 10) >= 0)

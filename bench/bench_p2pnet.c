@@ -104,6 +104,33 @@ static p2p_peer_handle connect_to(side *s, unsigned port) {
     return peer;
 }
 
+typedef struct p2pnet_client {
+    side *s;
+    p2p_peer_handle peer;
+} p2pnet_client;
+
+static void p2pnet_send(void *ctx, const uint8_t *msg, size_t len) {
+    p2pnet_client *cl = ctx;
+    send_msg(cl->s, cl->peer, msg, len);
+}
+
+static void p2pnet_flush(void *ctx) {
+    side *s = ((p2pnet_client *)ctx)->s;
+    p2p_udp_flush(s->u, s->h);
+}
+
+static void p2pnet_poll(void *ctx, bench_msg_fn fn, void *arg) {
+    side *s = ((p2pnet_client *)ctx)->s;
+    p2p_event ev;
+    if (p2p_udp_pump(s->u, s->h, 1000) < 0) bench_die("p2pnet: pump");
+    while (p2p_host_next_event(s->h, &ev)) {
+        if (ev.type == P2P_EV_MESSAGE) fn(arg, ev.data, ev.len);
+        if (ev.type == P2P_EV_LEAVE) bench_die("p2pnet: session lost");
+    }
+}
+
+static const bench_ops p2pnet_ops = {"p2pnet", p2pnet_send, p2pnet_flush, p2pnet_poll};
+
 static int client(unsigned port) {
     side s;
     side_open(&s, 0, 0);
@@ -120,52 +147,8 @@ static int client(unsigned port) {
         if (bench_now_us() > deadline) bench_die("p2pnet: connect timed out");
     }
 
-    static uint8_t msg[BENCH_MAX_SIZE];
-    uint64_t server_count = 0;
-    for (size_t i = 0; i < BENCH_NSIZES; i++) {
-        bench_tput t;
-        int done = 0;
-        memset(msg, 0xab, sizeof msg);
-        bench_tput_start(&t, bench_sizes[i], server_count);
-        while (!done) {
-            int queued = 0;
-            while (bench_tput_next(&t, msg)) {
-                send_msg(&s, peer, msg, t.size);
-                queued = 1;
-            }
-            if (queued) p2p_udp_flush(s.u, s.h);
-            if (p2p_udp_pump(s.u, s.h, 1000) < 0) bench_die("p2pnet: pump");
-            while (p2p_host_next_event(s.h, &ev)) {
-                if (ev.type == P2P_EV_MESSAGE) done |= bench_tput_on_msg(&t, ev.data, ev.len);
-                if (ev.type == P2P_EV_LEAVE) bench_die("p2pnet: session lost");
-            }
-        }
-        server_count += t.sent;
-        bench_tput_report("p2pnet", &t);
-    }
-
-    int n = bench_rtt_count();
-    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
-    memset(msg, 0, 64);
-    msg[0] = 'P';
-    for (int i = -BENCH_RTT_WARMUP; i < n; i++) {
-        uint64_t t0 = bench_now_us();
-        send_msg(&s, peer, msg, 64);
-        p2p_udp_flush(s.u, s.h);
-        int got = 0;
-        while (!got) {
-            if (p2p_udp_pump(s.u, s.h, 1000) < 0) bench_die("p2pnet: pump");
-            while (p2p_host_next_event(s.h, &ev))
-                if (ev.type == P2P_EV_MESSAGE && ev.len == 64 && ev.data[0] == 'P') got = 1;
-        }
-        if (i >= 0) rtt[i] = bench_now_us() - t0;
-    }
-    bench_rtt_report("p2pnet", rtt, n);
-    free(rtt);
-
-    msg[0] = 'Q';
-    send_msg(&s, peer, msg, 1);
-    p2p_udp_flush(s.u, s.h);
+    p2pnet_client cl = {&s, peer};
+    bench_client_run(&p2pnet_ops, &cl);
     /* Let the quit be delivered (and acknowledged) before leaving. */
     uint64_t until = bench_now_us() + 200000;
     while (bench_now_us() < until) {

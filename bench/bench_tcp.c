@@ -143,56 +143,45 @@ static int server(void) {
     return 0;
 }
 
+typedef struct tcp_client {
+    reader r;
+    batch out;
+} tcp_client;
+
+static void tcp_send(void *ctx, const uint8_t *msg, size_t len) {
+    tcp_client *cl = ctx;
+    batch_add(cl->r.fd, &cl->out, msg, len);
+}
+
+static void tcp_flush(void *ctx) {
+    tcp_client *cl = ctx;
+    batch_flush(cl->r.fd, &cl->out);
+}
+
+/* Blocks for the next message, then takes those already buffered. */
+static void tcp_poll(void *ctx, bench_msg_fn fn, void *arg) {
+    tcp_client *cl = ctx;
+    size_t len;
+    const uint8_t *m = read_msg(&cl->r, &len);
+    if (m == NULL) bench_die("tcp: connection lost");
+    fn(arg, m, len);
+    while (msg_buffered(&cl->r)) {
+        m = read_msg(&cl->r, &len);
+        fn(arg, m, len);
+    }
+}
+
+static const bench_ops tcp_ops = {"tcp", tcp_send, tcp_flush, tcp_poll};
+
 static int client(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) bench_die("tcp: connect");
     nodelay(fd);
-    static reader r;
-    r.fd = fd;
-    static uint8_t msg[BENCH_MAX_SIZE];
-    static batch out;
-    uint64_t server_count = 0;
-    size_t len;
-    const uint8_t *m;
-
-    for (size_t i = 0; i < BENCH_NSIZES; i++) {
-        bench_tput t;
-        memset(msg, 0xab, sizeof msg);
-        bench_tput_start(&t, bench_sizes[i], server_count);
-        for (;;) {
-            while (bench_tput_next(&t, msg)) batch_add(fd, &out, msg, t.size);
-            batch_flush(fd, &out);
-            /* The window is full (or the last message is out): wait for an ack. */
-            if ((m = read_msg(&r, &len)) == NULL) bench_die("tcp: connection lost");
-            if (bench_tput_on_msg(&t, m, len)) break;
-            while (msg_buffered(&r)) {
-                m = read_msg(&r, &len);
-                bench_tput_on_msg(&t, m, len);
-            }
-            if (t.final_sent && t.acked >= t.sent) break;
-        }
-        server_count += t.sent;
-        bench_tput_report("tcp", &t);
-    }
-
-    int n = bench_rtt_count();
-    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
-    memset(msg, 0, 64);
-    msg[0] = 'P';
-    for (int i = -BENCH_RTT_WARMUP; i < n; i++) {
-        uint64_t t0 = bench_now_us();
-        write_msg(fd, msg, 64);
-        do {
-            if ((m = read_msg(&r, &len)) == NULL) bench_die("tcp: connection lost");
-        } while (!(len == 64 && m[0] == 'P'));
-        if (i >= 0) rtt[i] = bench_now_us() - t0;
-    }
-    bench_rtt_report("tcp", rtt, n);
-    free(rtt);
-    msg[0] = 'Q';
-    write_msg(fd, msg, 1);
+    static tcp_client cl;
+    cl.r.fd = fd;
+    bench_client_run(&tcp_ops, &cl);
     close(fd);
     return 0;
 }

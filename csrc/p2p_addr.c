@@ -14,6 +14,10 @@
 
 /* The longest IPv6 text inet_pton can accept: eight groups with an embedded dotted quad. */
 #define V6_TEXT_MAX 45
+/* "65535" */
+#define PORT_DIGITS_MAX 5
+/* A dotted-quad octet: at most "255". */
+#define OCTET_DIGITS_MAX 3
 
 static int is_digit(char c)
 {
@@ -42,19 +46,26 @@ static long parse_decimal(const char **pp, int maxdigits)
     return v;
 }
 
-/* Reads ":port" at *pp; the port must end the text. */
-static int parse_port_suffix(const char *p, uint16_t *port)
+int p2p_addr_parse_port(const char *text, uint16_t *port)
 {
+    const char *p = text;
     long v;
 
-    if (*p != ':')
-        return -1;
-    p++;
-    v = parse_decimal(&p, 5);
-    if (v < 0 || v > 65535 || *p != '\0')
-        return -1;
+    if (text == NULL)
+        return P2P_ERR_ADDRESS;
+    v = parse_decimal(&p, PORT_DIGITS_MAX);
+    if (v < 0 || v > UINT16_MAX || *p != '\0')
+        return P2P_ERR_ADDRESS;
     *port = (uint16_t)v;
     return 0;
+}
+
+/* Reads ":port" at p; the port must end the text. */
+static int parse_port_suffix(const char *p, uint16_t *port)
+{
+    if (*p != ':')
+        return -1;
+    return p2p_addr_parse_port(p + 1, port) == 0 ? 0 : -1;
 }
 
 /* Reads exactly four dot-separated octets at *pp. */
@@ -70,7 +81,7 @@ static int parse_ipv4(const char **pp, uint8_t ip[4])
                 return -1;
             p++;
         }
-        v = parse_decimal(&p, 3);
+        v = parse_decimal(&p, OCTET_DIGITS_MAX);
         if (v < 0 || v > 255)
             return -1;
         ip[i] = (uint8_t)v;
@@ -130,7 +141,7 @@ int p2p_addr_parse(p2p_addr *out, const char *text)
 
 int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap)
 {
-    char tmp[64];
+    char tmp[P2P_ADDR_TEXT_MAX];
     char v6[INET6_ADDRSTRLEN];
     int n;
 

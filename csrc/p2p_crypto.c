@@ -10,6 +10,9 @@
 #include "p2p_crypto.h"
 #include "p2pnet.h"
 
+/* The ChaCha20 block: the unit its counter advances by. */
+#define CHACHA20_BLOCK_LEN 64
+
 #define HMAC_BLOCK 128 /* BLAKE2b's block size, as RFC 2104 requires */
 
 int p2p_crypto_init(void)
@@ -225,47 +228,50 @@ uint64_t p2p_network_psk_derivations(void)
     return n;
 }
 
-int p2p_dh(uint8_t out[32], const uint8_t sk[32], const uint8_t pk[32])
+int p2p_dh(uint8_t out[P2P_DH_LEN], const uint8_t sk[P2P_DH_LEN], const uint8_t pk[P2P_DH_LEN])
 {
-    static const uint8_t zero[32];
+    static const uint8_t zero[P2P_DH_LEN];
 
     /* libsodium already refuses an all-zero result; the explicit check keeps the contract
      * independent of how it was built. */
-    if (crypto_scalarmult(out, sk, pk) != 0 || sodium_memcmp(out, zero, 32) == 0) {
-        sodium_memzero(out, 32);
+    if (crypto_scalarmult(out, sk, pk) != 0 || sodium_memcmp(out, zero, P2P_DH_LEN) == 0) {
+        sodium_memzero(out, P2P_DH_LEN);
         return P2P_ERR_CRYPTO;
     }
     return 0;
 }
 
-void p2p_dh_public(uint8_t pk[32], const uint8_t sk[32])
+void p2p_dh_public(uint8_t pk[P2P_DH_LEN], const uint8_t sk[P2P_DH_LEN])
 {
     crypto_scalarmult_base(pk, sk);
 }
 
-void p2p_sign(uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t sk[64])
+void p2p_sign(uint8_t sig[P2P_SIG_LEN], const uint8_t *msg, size_t len,
+              const uint8_t sk[P2P_ED_SK_LEN])
 {
     crypto_sign_detached(sig, NULL, msg, len, sk);
 }
 
-int p2p_verify(const uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t pk[32])
+int p2p_verify(const uint8_t sig[P2P_SIG_LEN], const uint8_t *msg, size_t len,
+               const uint8_t pk[P2P_ED_PK_LEN])
 {
     return crypto_sign_verify_detached(sig, msg, len, pk) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
 
-int p2p_ed_to_x_public(uint8_t x_pk[32], const uint8_t ed_pk[32])
+int p2p_ed_to_x_public(uint8_t x_pk[P2P_DH_LEN], const uint8_t ed_pk[P2P_ED_PK_LEN])
 {
     return crypto_sign_ed25519_pk_to_curve25519(x_pk, ed_pk) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
 
-int p2p_ed_keypair_from_seed(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[32])
+int p2p_ed_keypair_from_seed(uint8_t pk[P2P_ED_PK_LEN], uint8_t sk[P2P_ED_SK_LEN],
+                             const uint8_t seed[P2P_SEED_LEN])
 {
     if (p2p_crypto_init() != 0)
         return P2P_ERR_CRYPTO;
     return crypto_sign_seed_keypair(pk, sk, seed) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
 
-int p2p_ed_sk_to_x(uint8_t x_sk[32], const uint8_t ed_sk[64])
+int p2p_ed_sk_to_x(uint8_t x_sk[P2P_DH_LEN], const uint8_t ed_sk[P2P_ED_SK_LEN])
 {
     return crypto_sign_ed25519_sk_to_curve25519(x_sk, ed_sk) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
@@ -314,7 +320,7 @@ void p2p_rng_bytes(p2p_rng *r, void *buf, size_t n)
      * starts on a fresh block: the output depends only on the seed and the call sequence. */
     memset(buf, 0, n);
     crypto_stream_chacha20_xor_ic(buf, buf, n, nonce, r->counter, r->key);
-    blocks = ((uint64_t)n + 63) / 64;
+    blocks = ((uint64_t)n + CHACHA20_BLOCK_LEN - 1) / CHACHA20_BLOCK_LEN;
     r->counter += blocks;
 }
 

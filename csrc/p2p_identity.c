@@ -20,7 +20,7 @@
 #define BINDING_LABEL_LEN 15
 #define KEYFILE_HEADER "p2pnet-identity-v1\n"
 #define KEYFILE_HEADER_LEN 19
-#define KEYFILE_LEN (KEYFILE_HEADER_LEN + 64 + 1) /* 84 */
+#define KEYFILE_LEN (KEYFILE_HEADER_LEN + P2P_ID_HEX_LEN + 1) /* 84: the seed in hex, a newline */
 #define KEYFILE_READ_MAX 4096
 
 const char *p2p_strerror(int err)
@@ -48,9 +48,9 @@ int p2p_init(void)
     return p2p_crypto_init();
 }
 
-int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[32])
+int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[P2P_SEED_LEN])
 {
-    uint8_t msg[BINDING_LABEL_LEN + 32];
+    uint8_t msg[BINDING_LABEL_LEN + P2P_DH_LEN];
 
     memset(id, 0, sizeof *id);
     if (p2p_init() != 0 || p2p_ed_keypair_from_seed(id->ed_pk, id->ed_sk, seed) != 0 ||
@@ -59,14 +59,14 @@ int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[32])
         return P2P_ERR_CRYPTO;
     }
     memcpy(msg, BINDING_LABEL, BINDING_LABEL_LEN);
-    memcpy(msg + BINDING_LABEL_LEN, id->x_pk, 32);
+    memcpy(msg + BINDING_LABEL_LEN, id->x_pk, P2P_DH_LEN);
     p2p_sign(id->binding_sig, msg, sizeof msg, id->ed_sk);
     return 0;
 }
 
 int p2p_identity_generate(p2p_identity *id)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     int rc;
 
     if (p2p_init() != 0)
@@ -83,16 +83,16 @@ void p2p_identity_wipe(p2p_identity *id)
         p2p_wipe(id, sizeof *id);
 }
 
-void p2p_id_to_hex(const uint8_t id[32], char hex[65])
+void p2p_id_to_hex(const uint8_t id[P2P_ID_LEN], char hex[P2P_ID_HEX_LEN + 1])
 {
     static const char digits[] = "0123456789abcdef";
     int i;
 
-    for (i = 0; i < 32; i++) {
+    for (i = 0; i < P2P_ID_LEN; i++) {
         hex[2 * i] = digits[id[i] >> 4];
         hex[2 * i + 1] = digits[id[i] & 15];
     }
-    hex[64] = '\0';
+    hex[P2P_ID_HEX_LEN] = '\0';
 }
 
 static int hex_digit(char c, int lower_only)
@@ -106,15 +106,16 @@ static int hex_digit(char c, int lower_only)
     return -1;
 }
 
-/* Decodes exactly 64 hex characters. Returns 0 or P2P_ERR_INVALID (out is then zeroed). */
-static int unhex32(uint8_t out[32], const char *hex, int lower_only)
+/* Decodes exactly P2P_ID_HEX_LEN hex characters (an id or a seed). Returns 0 or
+ * P2P_ERR_INVALID (out is then zeroed). */
+static int unhex_id(uint8_t out[P2P_ID_LEN], const char *hex, int lower_only)
 {
     int i;
 
-    for (i = 0; i < 32; i++) {
+    for (i = 0; i < P2P_ID_LEN; i++) {
         int hi = hex_digit(hex[2 * i], lower_only), lo = hex_digit(hex[2 * i + 1], lower_only);
         if (hi < 0 || lo < 0) {
-            p2p_wipe(out, 32);
+            p2p_wipe(out, P2P_ID_LEN);
             return P2P_ERR_INVALID;
         }
         out[i] = (uint8_t)(hi << 4 | lo);
@@ -122,11 +123,11 @@ static int unhex32(uint8_t out[32], const char *hex, int lower_only)
     return 0;
 }
 
-int p2p_id_from_hex(uint8_t id[32], const char *hex, size_t len)
+int p2p_id_from_hex(uint8_t id[P2P_ID_LEN], const char *hex, size_t len)
 {
-    if (!hex || len != 64)
+    if (!hex || len != P2P_ID_HEX_LEN)
         return P2P_ERR_INVALID;
-    return unhex32(id, hex, 0);
+    return unhex_id(id, hex, 0);
 }
 
 /* ---- key file ------------------------------------------------------------------------- */
@@ -165,8 +166,8 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
  * appeared in the meantime (the caller then loads it). */
 static int create_keyfile(p2p_identity *id, const char *path, char *err, size_t errlen)
 {
-    uint8_t seed[32], text[KEYFILE_LEN];
-    char hex[65];
+    uint8_t seed[P2P_SEED_LEN], text[KEYFILE_LEN];
+    char hex[P2P_ID_HEX_LEN + 1];
     int fd, rc, saved;
 
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -186,7 +187,7 @@ static int create_keyfile(p2p_identity *id, const char *path, char *err, size_t 
     }
     p2p_id_to_hex(seed, hex);
     memcpy(text, KEYFILE_HEADER, KEYFILE_HEADER_LEN);
-    memcpy(text + KEYFILE_HEADER_LEN, hex, 64);
+    memcpy(text + KEYFILE_HEADER_LEN, hex, P2P_ID_HEX_LEN);
     text[KEYFILE_LEN - 1] = '\n';
     p2p_wipe(seed, sizeof seed);
     p2p_wipe(hex, sizeof hex);
@@ -275,7 +276,7 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
 int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t got,
                                const char *path, char *err, size_t errlen)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     int rc = 0;
 
     if (got != KEYFILE_LEN)
@@ -287,7 +288,7 @@ int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t got,
                   "key file %s is malformed: the first line is not \"p2pnet-identity-v1\"",
                   path);
     else if (buf[KEYFILE_LEN - 1] != '\n' ||
-             unhex32(seed, (const char *)buf + KEYFILE_HEADER_LEN, 1) != 0)
+             unhex_id(seed, (const char *)buf + KEYFILE_HEADER_LEN, 1) != 0)
         rc = fail(P2P_ERR_KEYFILE, err, errlen,
                   "key file %s is malformed: the second line must be 64 lowercase hex digits "
                   "and a newline", path);

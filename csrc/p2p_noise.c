@@ -13,8 +13,6 @@
 
 enum { T_END = 0, T_E, T_S, T_EE, T_ES, T_SE, T_SS, T_PSK };
 
-#define DHLEN 32
-
 /* A handshake pattern in the spec's notation: pre-message flags and token strings with
  * messages separated by '|' and tokens by ','. Written out here rather than parsed from the
  * spec's layout so that the table reads like the spec's own listing. */
@@ -209,7 +207,7 @@ static void mix_key(p2p_noise *hs, const uint8_t *ikm, size_t len)
 
     p2p_hkdf(hs->ck, ikm, len, ck, k, NULL);
     memcpy(hs->ck, ck, P2P_HASH_LEN);
-    memcpy(hs->cs.k, k, P2P_KEY_LEN); /* HASHLEN 64: the key is the first 32 bytes */
+    memcpy(hs->cs.k, k, P2P_KEY_LEN); /* HASHLEN 64: the key is its first bytes */
     hs->cs.n = 0;
     hs->cs.has_key = 1;
     sodium_memzero(ck, sizeof ck);
@@ -304,17 +302,17 @@ int p2p_noise_init(p2p_noise *hs, const char *protocol_name, int initiator,
         goto invalid;
 
     if (s) {
-        memcpy(hs->s, s, 32);
+        memcpy(hs->s, s, P2P_DH_LEN);
         p2p_dh_public(hs->s_pub, hs->s);
         hs->dh_ops++;
         hs->has_s = 1;
     }
     if (rs && (hs->initiator ? pre_resp_s : pre_init_s)) {
-        memcpy(hs->rs, rs, 32);
+        memcpy(hs->rs, rs, P2P_DH_LEN);
         hs->has_rs = 1;
     }
     if (psk && hs->has_psk)
-        memcpy(hs->psk, psk, 32);
+        memcpy(hs->psk, psk, P2P_KEY_LEN);
 
     len = strlen(protocol_name);
     if (len <= P2P_HASH_LEN)
@@ -326,9 +324,9 @@ int p2p_noise_init(p2p_noise *hs, const char *protocol_name, int initiator,
 
     /* Pre-messages: the initiator's first, then the responder's. */
     if (pre_init_s)
-        mix_hash(hs, hs->initiator ? hs->s_pub : hs->rs, 32);
+        mix_hash(hs, hs->initiator ? hs->s_pub : hs->rs, P2P_DH_LEN);
     if (pre_resp_s)
-        mix_hash(hs, hs->initiator ? hs->rs : hs->s_pub, 32);
+        mix_hash(hs, hs->initiator ? hs->rs : hs->s_pub, P2P_DH_LEN);
     return 0;
 
 invalid:
@@ -336,9 +334,9 @@ invalid:
     return P2P_ERR_INVALID;
 }
 
-void p2p_noise_set_ephemeral(p2p_noise *hs, const uint8_t e[32])
+void p2p_noise_set_ephemeral(p2p_noise *hs, const uint8_t e[P2P_DH_LEN])
 {
-    memcpy(hs->e, e, 32);
+    memcpy(hs->e, e, P2P_DH_LEN);
     p2p_dh_public(hs->e_pub, hs->e);
     hs->dh_ops++;
     hs->e_preset = 1;
@@ -350,7 +348,7 @@ static int mix_dh(p2p_noise *hs, uint8_t tok)
 {
     const uint8_t *priv, *pub;
     int have, rc;
-    uint8_t out[DHLEN];
+    uint8_t out[P2P_DH_LEN];
     int local_e = 0; /* 1: our ephemeral, 0: our static */
     int remote_e = 0;
 
@@ -369,7 +367,7 @@ static int mix_dh(p2p_noise *hs, uint8_t tok)
     rc = p2p_dh(out, priv, pub);
     hs->dh_ops++;
     if (rc == 0)
-        mix_key(hs, out, DHLEN);
+        mix_key(hs, out, P2P_DH_LEN);
     sodium_memzero(out, sizeof out);
     return rc;
 }
@@ -377,6 +375,74 @@ static int mix_dh(p2p_noise *hs, uint8_t tok)
 static int my_turn(const p2p_noise *hs)
 {
     return (hs->step % 2 == 0) == (hs->initiator == 1);
+}
+
+/* Runs the tokens of one handshake message, everything but its payload, from *pos on. With
+ * out set it writes the message (rng supplies the ephemeral unless one was preset); otherwise
+ * it reads one from in (len bytes). Writer and reader share this loop so that both sides mix
+ * the same things in the same order. Returns 0, P2P_ERR_INVALID (a key is missing, the
+ * message is short) or P2P_ERR_CRYPTO. */
+static int run_tokens(p2p_noise *hs, const uint8_t *msg, p2p_rng *rng, uint8_t *out,
+                      const uint8_t *in, size_t len, size_t *pos)
+{
+    size_t t;
+    int rc;
+
+    for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
+        switch (msg[t]) {
+        case T_E: {
+            const uint8_t *e = out ? hs->e_pub : hs->re;
+
+            if (out) {
+                if (!hs->e_preset) {
+                    if (!rng)
+                        return P2P_ERR_INVALID;
+                    p2p_rng_bytes(rng, hs->e, P2P_DH_LEN);
+                    p2p_dh_public(hs->e_pub, hs->e);
+                    hs->dh_ops++;
+                }
+                hs->has_e = 1;
+                memcpy(out + *pos, hs->e_pub, P2P_DH_LEN);
+            } else {
+                if (len - *pos < P2P_DH_LEN)
+                    return P2P_ERR_INVALID;
+                memcpy(hs->re, in + *pos, P2P_DH_LEN);
+                hs->has_re = 1;
+            }
+            *pos += P2P_DH_LEN;
+            mix_hash(hs, e, P2P_DH_LEN);
+            if (hs->has_psk)
+                mix_key(hs, e, P2P_DH_LEN);
+            break;
+        }
+        case T_S:
+            if (out) {
+                if (!hs->has_s)
+                    return P2P_ERR_INVALID;
+                *pos += encrypt_and_hash(hs, out + *pos, hs->s_pub, P2P_DH_LEN);
+            } else {
+                size_t n = P2P_DH_LEN + (hs->cs.has_key ? P2P_TAG_LEN : 0);
+                uint8_t tmp[P2P_DH_LEN + P2P_TAG_LEN];
+
+                if (len - *pos < n)
+                    return P2P_ERR_INVALID;
+                if (decrypt_and_hash(hs, tmp, in + *pos, n) != 0)
+                    return P2P_ERR_CRYPTO;
+                memcpy(hs->rs, tmp, P2P_DH_LEN);
+                hs->has_rs = 1;
+                *pos += n;
+            }
+            break;
+        case T_PSK:
+            mix_key_and_hash(hs, hs->psk, P2P_KEY_LEN);
+            break;
+        default:
+            rc = mix_dh(hs, msg[t]);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 int p2p_noise_write(p2p_noise *hs, p2p_rng *rng, const uint8_t *payload, size_t plen,
@@ -396,11 +462,11 @@ int p2p_noise_write(p2p_noise *hs, p2p_rng *rng, const uint8_t *payload, size_t 
         int keyed = hs->cs.has_key;
         for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
             if (msg[t] == T_E) {
-                need += 32;
+                need += P2P_DH_LEN;
                 keyed |= hs->has_psk; /* psk mode: e also does MixKey */
             }
             else if (msg[t] == T_S)
-                need += 32 + (keyed ? P2P_TAG_LEN : 0);
+                need += P2P_DH_LEN + (keyed ? P2P_TAG_LEN : 0);
             else
                 keyed = 1; /* every DH and psk token sets a key */
         }
@@ -409,37 +475,9 @@ int p2p_noise_write(p2p_noise *hs, p2p_rng *rng, const uint8_t *payload, size_t 
             return P2P_ERR_BUFFER;
     }
 
-    for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
-        switch (msg[t]) {
-        case T_E:
-            if (!hs->e_preset) {
-                if (!rng)
-                    return P2P_ERR_INVALID;
-                p2p_rng_bytes(rng, hs->e, 32);
-                p2p_dh_public(hs->e_pub, hs->e);
-                hs->dh_ops++;
-            }
-            hs->has_e = 1;
-            memcpy(out + pos, hs->e_pub, 32);
-            pos += 32;
-            mix_hash(hs, hs->e_pub, 32);
-            if (hs->has_psk)
-                mix_key(hs, hs->e_pub, 32);
-            break;
-        case T_S:
-            if (!hs->has_s)
-                return P2P_ERR_INVALID;
-            pos += encrypt_and_hash(hs, out + pos, hs->s_pub, 32);
-            break;
-        case T_PSK:
-            mix_key_and_hash(hs, hs->psk, 32);
-            break;
-        default:
-            rc = mix_dh(hs, msg[t]);
-            if (rc != 0)
-                return rc;
-        }
-    }
+    rc = run_tokens(hs, msg, rng, out, NULL, 0, &pos);
+    if (rc != 0)
+        return rc;
     pos += encrypt_and_hash(hs, out + pos, payload, plen);
     hs->step++;
     *outlen = pos;
@@ -450,7 +488,7 @@ int p2p_noise_read(p2p_noise *hs, const uint8_t *in, size_t len, uint8_t *payloa
                    size_t cap, size_t *plen)
 {
     const uint8_t *msg;
-    size_t pos = 0, t, rest;
+    size_t pos = 0, rest;
     int rc;
 
     *plen = 0;
@@ -458,40 +496,9 @@ int p2p_noise_read(p2p_noise *hs, const uint8_t *in, size_t len, uint8_t *payloa
         return P2P_ERR_INVALID;
     msg = hs->msgs[hs->step];
 
-    for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
-        switch (msg[t]) {
-        case T_E:
-            if (len - pos < 32)
-                return P2P_ERR_INVALID;
-            memcpy(hs->re, in + pos, 32);
-            hs->has_re = 1;
-            pos += 32;
-            mix_hash(hs, hs->re, 32);
-            if (hs->has_psk)
-                mix_key(hs, hs->re, 32);
-            break;
-        case T_S: {
-            size_t n = 32 + (hs->cs.has_key ? P2P_TAG_LEN : 0);
-            uint8_t tmp[32 + P2P_TAG_LEN];
-
-            if (len - pos < n)
-                return P2P_ERR_INVALID;
-            if (decrypt_and_hash(hs, tmp, in + pos, n) != 0)
-                return P2P_ERR_CRYPTO;
-            memcpy(hs->rs, tmp, 32);
-            hs->has_rs = 1;
-            pos += n;
-            break;
-        }
-        case T_PSK:
-            mix_key_and_hash(hs, hs->psk, 32);
-            break;
-        default:
-            rc = mix_dh(hs, msg[t]);
-            if (rc != 0)
-                return rc;
-        }
-    }
+    rc = run_tokens(hs, msg, NULL, NULL, in, len, &pos);
+    if (rc != 0)
+        return rc;
 
     rest = len - pos;
     if (hs->cs.has_key) {

@@ -13,19 +13,21 @@ int p2p_replay_check(const p2p_replay *w, uint64_t pn)
     if (!w->any || pn > w->largest) return 0;
     uint64_t back = w->largest - pn;
     if (back >= P2P_REPLAY_WINDOW) return -1;
-    return (w->bits[(pn / 64) % (P2P_REPLAY_WINDOW / 64 + 1)] >> (pn % 64)) & 1 ? -1 : 0;
+    const uint64_t words = P2P_REPLAY_WINDOW / P2P_REPLAY_WORD_BITS + 1;
+    return (w->bits[(pn / P2P_REPLAY_WORD_BITS) % words] >> (pn % P2P_REPLAY_WORD_BITS)) & 1 ? -1
+                                                                                             : 0;
 }
 
 void p2p_replay_update(p2p_replay *w, uint64_t pn)
 {
-    const uint64_t words = P2P_REPLAY_WINDOW / 64 + 1;
+    const uint64_t words = P2P_REPLAY_WINDOW / P2P_REPLAY_WORD_BITS + 1;
     if (!w->any) {
         memset(w->bits, 0, sizeof w->bits);
         w->any = 1;
         w->largest = pn;
     } else if (pn > w->largest) {
         /* Clear the words that slide into the window. */
-        uint64_t from = w->largest / 64 + 1, to = pn / 64;
+        uint64_t from = w->largest / P2P_REPLAY_WORD_BITS + 1, to = pn / P2P_REPLAY_WORD_BITS;
         if (to - from + 1 >= words || to < from) {
             if (to >= from) memset(w->bits, 0, sizeof w->bits);
         } else {
@@ -33,7 +35,7 @@ void p2p_replay_update(p2p_replay *w, uint64_t pn)
         }
         w->largest = pn;
     }
-    w->bits[(pn / 64) % words] |= UINT64_C(1) << (pn % 64);
+    w->bits[(pn / P2P_REPLAY_WORD_BITS) % words] |= UINT64_C(1) << (pn % P2P_REPLAY_WORD_BITS);
 }
 
 /* ---- acknowledging ---------------------------------------------------------------------- */
@@ -103,7 +105,7 @@ void p2p_recovery_init(p2p_recovery *r, uint64_t now)
     r->rttvar = P2P_INITIAL_RTT_US / 2;
     r->min_rtt = UINT64_MAX;
     r->cwnd = P2P_INITIAL_WINDOW;
-    r->mss = 1232;
+    r->mss = P2P_MAX_PACKET;
     r->ssthresh = UINT64_MAX;
     r->tokens = P2P_PACING_BURST;
     r->pace_time = now;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "p2p_ranges.h"
 #include "p2p_wire.h"
+#include "p2pnet.h"
 
 /* Specification constants (RFC 9002) */
 #define P2P_PACKET_THRESHOLD 3
@@ -22,15 +23,16 @@
 #define P2P_ACK_THRESHOLD 2
 #define P2P_ACK_THRESHOLD_BULK 8          /* after P2P_ACK_BULK_AFTER packets */
 #define P2P_ACK_BULK_AFTER 1000
-#define P2P_INITIAL_WINDOW (10 * 1232)
-#define P2P_MIN_WINDOW (2 * 1232)
+#define P2P_INITIAL_WINDOW (10 * P2P_MAX_PACKET)
+#define P2P_MIN_WINDOW (2 * P2P_MAX_PACKET)
 #define P2P_MAX_WINDOW (64u * 1024u * 1024u)
-#define P2P_PACING_BURST (10 * 1232)
+#define P2P_PACING_BURST (10 * P2P_MAX_PACKET)
 #define P2P_REPLAY_WINDOW 4096
+#define P2P_REPLAY_WORD_BITS 64 /* the replay bitmap's word, a uint64_t */
 #define P2P_ACK_RANGES_KEPT 32
 /* hardening (stream): the sent-packet record holds at most this many packet numbers (24
  * bytes each, charged to the peer's budget). A 16 MiB stream window is about 14,000 packets of
- * 1232 bytes in flight; when the record is full the oldest outstanding packet is declared
+ * P2P_MAX_PACKET bytes in flight; when the record is full the oldest outstanding packet is declared
  * lost (p2p_recovery_make_room), so a peer that never acknowledges cannot make it grow. */
 #define P2P_SENT_RECORD_MAX 32768u
 #define P2P_SENT_RECORD_MIN 64u
@@ -39,7 +41,7 @@
 typedef struct p2p_replay {
     uint64_t largest;
     int any;
-    uint64_t bits[P2P_REPLAY_WINDOW / 64 + 1]; /* one spare word so no two live numbers alias */
+    uint64_t bits[P2P_REPLAY_WINDOW / P2P_REPLAY_WORD_BITS + 1]; /* one spare word so no two live numbers alias */
 } p2p_replay;
 
 /* 0 when pn may be new, -1 when it is a replay or below the window. Checked before

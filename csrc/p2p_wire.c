@@ -148,6 +148,15 @@ static int frame_ack(p2p_rd *r, p2p_frame *f)
     return 1;
 }
 
+/* The len bytes a frame carries after its header. Returns 1, or P2P_ERR_INVALID when the
+ * header was cut short or the packet holds fewer bytes. */
+static int frame_body(p2p_rd *r, uint64_t len, const uint8_t **data)
+{
+    if (r->bad || len > p2p_rd_left(r)) return P2P_ERR_INVALID;
+    *data = p2p_rd_bytes(r, (size_t)len);
+    return 1;
+}
+
 int p2p_frame_next(p2p_rd *r, p2p_frame *f)
 {
     if (p2p_rd_left(r) == 0) return 0;
@@ -163,19 +172,15 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
     case P2P_FRAME_STREAM:
         f->u.stream.offset = p2p_rd_varint(r);
         f->u.stream.len = p2p_rd_varint(r);
-        if (r->bad || f->u.stream.len > p2p_rd_left(r)) return P2P_ERR_INVALID;
         if (f->u.stream.offset + f->u.stream.len > P2P_VARINT_MAX) return P2P_ERR_INVALID;
-        f->u.stream.data = p2p_rd_bytes(r, (size_t)f->u.stream.len);
-        return 1;
+        return frame_body(r, f->u.stream.len, &f->u.stream.data);
     case P2P_FRAME_MAX_STREAM:
         f->u.max_stream = p2p_rd_varint(r);
         return r->bad ? P2P_ERR_INVALID : 1;
     case P2P_FRAME_DATAGRAM:
         f->u.datagram.type = p2p_rd_u16(r);
         f->u.datagram.len = p2p_rd_varint(r);
-        if (r->bad || f->u.datagram.len > p2p_rd_left(r)) return P2P_ERR_INVALID;
-        f->u.datagram.data = p2p_rd_bytes(r, (size_t)f->u.datagram.len);
-        return 1;
+        return frame_body(r, f->u.datagram.len, &f->u.datagram.data);
     case P2P_FRAME_CLOSE:
         f->u.close_reason = p2p_rd_u8(r);
         return r->bad ? P2P_ERR_INVALID : 1;
@@ -183,9 +188,8 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
     case P2P_FRAME_RELAYED:
         f->u.relay.channel = p2p_rd_u32(r);
         f->u.relay.len = p2p_rd_varint(r);
-        if (r->bad || f->u.relay.len == 0 || f->u.relay.len > p2p_rd_left(r)) return P2P_ERR_INVALID;
-        f->u.relay.data = p2p_rd_bytes(r, (size_t)f->u.relay.len);
-        return 1;
+        if (f->u.relay.len == 0) return P2P_ERR_INVALID;
+        return frame_body(r, f->u.relay.len, &f->u.relay.data);
     case P2P_FRAME_PATH_CHALLENGE:
     case P2P_FRAME_PATH_RESPONSE:
         f->u.path_data = p2p_rd_u64(r);

@@ -37,6 +37,13 @@ extern "C" {
 /* Largest unreliable datagram payload: a DATA packet less header, tag and frame header. */
 #define P2P_MAX_DATAGRAM 1195
 #define P2P_ID_LEN 32
+/* Key sizes. An id is an Ed25519 public key; a key file holds only the seed it comes from. */
+#define P2P_ED_PK_LEN P2P_ID_LEN /* an Ed25519 public key */
+#define P2P_SEED_LEN 32          /* an Ed25519 seed */
+#define P2P_ED_SK_LEN 64         /* an Ed25519 secret key: the seed, then the public key */
+#define P2P_SIG_LEN 64           /* an Ed25519 signature */
+#define P2P_DH_LEN 32            /* an X25519 key, private or public */
+#define P2P_ID_HEX_LEN 64        /* an id in hex digits, without the NUL */
 #define P2P_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
 #define P2P_TIME_NEVER UINT64_MAX
 
@@ -77,6 +84,12 @@ int p2p_addr_parse(p2p_addr *out, const char *text);
 /* Writes "a.b.c.d:port" or "[v6]:port" into buf (at most cap bytes, NUL-terminated).
  * Returns 0, or P2P_ERR_BUFFER when cap is too small (64 always suffices). */
 int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap);
+/* A buffer of this many bytes holds any text p2p_addr_format writes. */
+#define P2P_ADDR_TEXT_MAX 64
+/* Parses a decimal port that is the whole of text: 1 to 5 digits, no sign, no leading zero,
+ * at most 65535. The one port syntax for addresses, bind ports and names the driver resolves.
+ * Returns 0 or P2P_ERR_ADDRESS. */
+int p2p_addr_parse_port(const char *text, uint16_t *port);
 /* 1 when a and b are the same endpoint, else 0. */
 int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b);
 
@@ -93,11 +106,11 @@ int p2p_addr_scope(const p2p_addr *a);
 /* An Ed25519 identity with its X25519 static key. Holds secrets: wipe with
  * p2p_identity_wipe() when done. The node id is `ed_pk`. */
 typedef struct p2p_identity {
-    uint8_t ed_pk[32];
-    uint8_t ed_sk[64];
-    uint8_t x_pk[32];
-    uint8_t x_sk[32];
-    uint8_t binding_sig[64]; /* Ed25519 over "p2pnet/1 static" || x_pk */
+    uint8_t ed_pk[P2P_ED_PK_LEN];
+    uint8_t ed_sk[P2P_ED_SK_LEN];
+    uint8_t x_pk[P2P_DH_LEN];
+    uint8_t x_sk[P2P_DH_LEN];
+    uint8_t binding_sig[P2P_SIG_LEN]; /* Ed25519 over "p2pnet/1 static" || x_pk */
 } p2p_identity;
 
 /* Initialises libsodium. Safe to call more than once; every other function that needs it
@@ -106,7 +119,7 @@ int p2p_init(void);
 /* A fresh random identity. Returns 0 or P2P_ERR_CRYPTO. */
 int p2p_identity_generate(p2p_identity *id);
 /* The identity for a 32-byte Ed25519 seed. Returns 0 or P2P_ERR_CRYPTO. */
-int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[32]);
+int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[P2P_SEED_LEN]);
 /* Loads the key file at path, or creates it (mode 0600, O_EXCL) when it does not exist.
  * On failure returns P2P_ERR_KEYFILE (malformed, unsafe permissions) or P2P_ERR_IO, and
  * writes a readable reason into err (at most errlen bytes, NUL-terminated) when err != NULL. */
@@ -114,9 +127,9 @@ int p2p_identity_load(p2p_identity *id, const char *path, char *err, size_t errl
 /* Wipes the secrets. */
 void p2p_identity_wipe(p2p_identity *id);
 /* Writes the 64 lowercase hex characters of a 32-byte id and a NUL into hex[65]. */
-void p2p_id_to_hex(const uint8_t id[32], char hex[65]);
+void p2p_id_to_hex(const uint8_t id[P2P_ID_LEN], char hex[P2P_ID_HEX_LEN + 1]);
 /* Parses 64 hex characters (either case). Returns 0 or P2P_ERR_INVALID. */
-int p2p_id_from_hex(uint8_t id[32], const char *hex, size_t len);
+int p2p_id_from_hex(uint8_t id[P2P_ID_LEN], const char *hex, size_t len);
 
 /* ---- host ----------------------------------------------------------------------------- */
 
@@ -125,15 +138,15 @@ typedef struct p2p_host p2p_host;
 /* Called at the end of an incoming handshake, before a join, when set. Returns nonzero to
  * accept. It runs inside p2p_host_recv(): it must not call back into the host. Drivers that
  * need to ask a scripting language should use P2P_EV_REQUEST instead (see request_hook). */
-typedef int (*p2p_admit_fn)(void *ud, const uint8_t id[32], const p2p_addr *from);
+typedef int (*p2p_admit_fn)(void *ud, const uint8_t id[P2P_ID_LEN], const p2p_addr *from);
 
 typedef struct p2p_config {
     const p2p_identity *identity;    /* required; copied */
     const uint8_t *network_key;      /* NULL for none */
     size_t network_key_len;
-    const uint8_t (*allow)[32];      /* NULL, or allow_count ids: nobody else may join */
+    const uint8_t (*allow)[P2P_ID_LEN];      /* NULL, or allow_count ids: nobody else may join */
     size_t allow_count;
-    const uint8_t (*deny)[32];       /* deny_count ids that may never join */
+    const uint8_t (*deny)[P2P_ID_LEN];       /* deny_count ids that may never join */
     size_t deny_count;
     int request_hook;                /* nonzero: incoming peers wait for p2p_host_admit()
                                       * after a P2P_EV_REQUEST event */
@@ -243,8 +256,8 @@ typedef struct p2p_event {
     p2p_peer_handle replaces; /* JOIN: the handle of our own connect to the same node that
                              * lost to this session (both dialled at once), or 0. That handle
                              * is dead; the application should treat this peer as it. */
-    uint8_t origin[32];
-    uint8_t id[32];
+    uint8_t origin[P2P_ID_LEN];
+    uint8_t id[P2P_ID_LEN];
     p2p_addr from;          /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
     const uint8_t *data;
     size_t len;
@@ -266,7 +279,7 @@ const char *p2p_peer_state_name(p2p_peer_state s);
 typedef struct p2p_peer_info {
     p2p_peer_state state;
     int has_id;            /* 1 once the id is known (or was given to connect) */
-    uint8_t id[32];
+    uint8_t id[P2P_ID_LEN];
     p2p_addr address;      /* where packets go: the relay's address while relayed */
     int direct;            /* 0 while relayed */
     uint64_t srtt_us;
@@ -281,7 +294,7 @@ int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_
 /* Connects to a member of the mesh by id, at the addresses in its member record. Returns 0
  * and the handle (the existing one when a session is already there or being made), or
  * P2P_ERR_PEER when no member with that id is known. */
-int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_peer_handle *out);
+int p2p_host_connect_id(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now, p2p_peer_handle *out);
 /* Sends a broadcast: every member of the mesh receives it exactly once (P2P_EV_MESSAGE with
  * broadcast set), relayed by other members where there is no direct link. *seq (may be NULL)
  * receives its number; with this node's id it makes the message id. Returns 0,
@@ -295,7 +308,7 @@ int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
  * handle (the existing one when a session with that id exists or is being made),
  * P2P_ERR_ADDRESS, P2P_ERR_LIMIT, P2P_ERR_CLOSED or P2P_ERR_NOMEM. The outcome arrives as
  * P2P_EV_JOIN or P2P_EV_ERROR (for example when the id is not registered at `via`). */
-int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via, uint64_t now,
+int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via, uint64_t now,
                          p2p_peer_handle *out);
 /* Adds a local address this node can be reached at (the bound one, or an interface address
  * with the bound port) to the candidates it advertises. Unspecified addresses (0.0.0.0, ::)
@@ -313,7 +326,7 @@ size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t c
 /* Fills *info. Returns 0 or P2P_ERR_PEER when the handle is dead. */
 int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle p, p2p_peer_info *info);
 /* The handle of the connected or connecting peer with that id, or 0. */
-p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[32]);
+p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[P2P_ID_LEN]);
 /* Writes up to cap live handles into out; returns how many live peers there are. */
 size_t p2p_host_peers(const p2p_host *h, p2p_peer_handle *out, size_t cap);
 

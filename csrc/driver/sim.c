@@ -165,6 +165,23 @@ uint64_t p2p_sim_host_seed(p2p_sim *s)
     return v;
 }
 
+/* Makes room for one more item in a growing array of len items (*cap allocated, size bytes
+ * each), doubling *cap, or starting at first. Returns the array, moved or not, or NULL when
+ * memory ran out (the old array is then still valid and unchanged). */
+static void *grow_for_one(void *items, size_t len, size_t *cap, size_t size, size_t first)
+{
+    void *grown;
+    size_t n;
+
+    if (len < *cap)
+        return items;
+    n = *cap ? *cap * 2 : first;
+    grown = realloc(items, n * size);
+    if (grown != NULL)
+        *cap = n;
+    return grown;
+}
+
 /* ---- the in-flight heap --------------------------------------------------------------- */
 
 static int pkt_before(const struct sim_pkt *a, const struct sim_pkt *b)
@@ -175,16 +192,12 @@ static int pkt_before(const struct sim_pkt *a, const struct sim_pkt *b)
 static int heap_push(p2p_sim *s, struct sim_pkt *p)
 {
     struct sim_pkt **grown;
-    size_t i, parent, cap;
+    size_t i, parent;
 
-    if (s->heap_len == s->heap_cap) {
-        cap = s->heap_cap ? s->heap_cap * 2 : 256;
-        grown = realloc(s->heap, cap * sizeof *grown);
-        if (grown == NULL)
-            return P2P_ERR_NOMEM;
-        s->heap = grown;
-        s->heap_cap = cap;
-    }
+    grown = grow_for_one(s->heap, s->heap_len, &s->heap_cap, sizeof *grown, 256);
+    if (grown == NULL)
+        return P2P_ERR_NOMEM;
+    s->heap = grown;
     i = s->heap_len++;
     while (i > 0) {
         parent = (i - 1) / 2;
@@ -378,7 +391,7 @@ static uint16_t nat_draw_port(p2p_sim *s, const struct sim_nat *n)
 static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote)
 {
     struct nat_flow *f, *grown;
-    size_t i, old = 0, cap;
+    size_t i, old = 0;
 
     if (n->len == P2P_SIM_NAT_MAX_FLOWS) {
         for (i = 1; i < n->len; i++)
@@ -386,14 +399,10 @@ static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *
                 old = i;
         flow_remove(n, old);
     }
-    if (n->len == n->cap) {
-        cap = n->cap ? n->cap * 2 : 8;
-        grown = realloc(n->flows, cap * sizeof *grown);
-        if (grown == NULL)
-            return NULL;
-        n->flows = grown;
-        n->cap = cap;
-    }
+    grown = grow_for_one(n->flows, n->len, &n->cap, sizeof *grown, 8);
+    if (grown == NULL)
+        return NULL;
+    n->flows = grown;
     f = &n->flows[n->len];
     f->ext_port = n->type == P2P_SIM_NAT_CONE ? n->cone_port : nat_draw_port(s, n);
     f->remote = *remote;
@@ -520,7 +529,6 @@ uint64_t p2p_sim_now(const p2p_sim *s)
 int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *addr)
 {
     struct sim_host *slot, *grown;
-    size_t cap;
 
     struct sim_nat *n = NULL;
 
@@ -532,16 +540,12 @@ int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *ad
         return P2P_ERR_LIMIT;
     if (nat != P2P_SIM_NAT_NONE && (n = calloc(1, sizeof *n)) == NULL)
         return P2P_ERR_NOMEM;
-    if (s->host_len == s->host_cap) {
-        cap = s->host_cap ? s->host_cap * 2 : 16;
-        grown = realloc(s->hosts, cap * sizeof *grown);
-        if (grown == NULL) {
-            free(n);
-            return P2P_ERR_NOMEM;
-        }
-        s->hosts = grown;
-        s->host_cap = cap;
+    grown = grow_for_one(s->hosts, s->host_len, &s->host_cap, sizeof *grown, 16);
+    if (grown == NULL) {
+        free(n);
+        return P2P_ERR_NOMEM;
     }
+    s->hosts = grown;
     slot = &s->hosts[s->host_len];
     memset(slot, 0, sizeof *slot);
     slot->host = h;
@@ -597,7 +601,6 @@ int p2p_sim_block(p2p_sim *s, const p2p_host *a, const p2p_host *b, int on)
 {
     long ia = find_index(s, a), ib = find_index(s, b), k;
     struct sim_block *grown;
-    size_t cap;
 
     if (ia < 0 || ib < 0 || ia == ib)
         return P2P_ERR_INVALID;
@@ -609,14 +612,10 @@ int p2p_sim_block(p2p_sim *s, const p2p_host *a, const p2p_host *b, int on)
     }
     if (k >= 0)
         return 0;
-    if (s->block_len == s->block_cap) {
-        cap = s->block_cap ? s->block_cap * 2 : 4;
-        grown = realloc(s->blocks, cap * sizeof *grown);
-        if (grown == NULL)
-            return P2P_ERR_NOMEM;
-        s->blocks = grown;
-        s->block_cap = cap;
-    }
+    grown = grow_for_one(s->blocks, s->block_len, &s->block_cap, sizeof *grown, 4);
+    if (grown == NULL)
+        return P2P_ERR_NOMEM;
+    s->blocks = grown;
     s->blocks[s->block_len].a = (size_t)(ia < ib ? ia : ib);
     s->blocks[s->block_len].b = (size_t)(ia < ib ? ib : ia);
     s->block_len++;

@@ -200,7 +200,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
     p2p_addr bind_addr;
     struct sockaddr_storage ss;
     socklen_t sslen;
-    char where[64];
+    char where[P2P_ADDR_TEXT_MAX];
     int family, off = 0, size = SOCKET_BUFFER, e;
 
     *out = NULL;
@@ -329,25 +329,6 @@ void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out)
 
 /* ---- resolve -------------------------------------------------------------------------- */
 
-/* A decimal port of 1..5 digits, at most 65535, no sign or leading zeros. */
-static int parse_port(const char *p, uint16_t *port)
-{
-    unsigned long v = 0;
-    size_t n = 0;
-
-    if (p[0] == '0' && p[1] != '\0')
-        return -1;
-    for (; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9' || ++n > 5)
-            return -1;
-        v = v * 10 + (unsigned long)(*p - '0');
-    }
-    if (n == 0 || v > 65535)
-        return -1;
-    *port = (uint16_t)v;
-    return 0;
-}
-
 int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
 {
     char host[256], serv[8];
@@ -373,7 +354,7 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
     if (colon == NULL || colon == text)
         return P2P_ERR_ADDRESS;
     n = (size_t)(colon - text);
-    if (n >= sizeof host || parse_port(colon + 1, &port) != 0)
+    if (n >= sizeof host || p2p_addr_parse_port(colon + 1, &port) != 0)
         return P2P_ERR_ADDRESS;
     memcpy(host, text, n);
     host[n] = '\0';
