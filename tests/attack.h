@@ -378,4 +378,62 @@ static inline void an_forge_init(const p2p_host *h, p2p_rng *rng, uint32_t index
     p2p_noise_wipe(&n);
 }
 
+/* ---- what the mesh tests forge ------------------------------------------------------------ */
+
+/* Our clock as every host of the network sees it (an_add gives each unix_us = EPOCH + now). */
+static inline uint64_t an_wall(const anet *net) { return AN_EPOCH_US + net->now; }
+
+/* A broadcast envelope: origin id, u64 seq, u8 type 7, u8 flags 0, the data, the signature. */
+#define AN_BCAST_HEADER (P2P_ID_LEN + 8 + 1 + 1)
+
+/* A broadcast envelope signed by id (bad_sig: signed by nobody). Returns its length. */
+static inline size_t an_make_bcast(uint8_t *env, const p2p_identity *id, uint64_t seq,
+                                   const void *data, size_t len, int bad_sig)
+{
+    static const char label[] = "p2pnet/1 broadcast";
+    static uint8_t msg[sizeof label + 70000];
+    memcpy(env, id->ed_pk, P2P_ID_LEN);
+    p2p_put_u64(env + P2P_ID_LEN, seq);
+    env[P2P_ID_LEN + 8] = 7;
+    env[P2P_ID_LEN + 9] = 0;
+    memcpy(env + AN_BCAST_HEADER, data, len);
+    memcpy(msg, label, sizeof label - 1);
+    memcpy(msg + sizeof label - 1, env, AN_BCAST_HEADER + len);
+    if (bad_sig) memset(env + AN_BCAST_HEADER + len, 0x55, P2P_SIG_LEN);
+    else p2p_sign(env + AN_BCAST_HEADER + len, msg, sizeof label - 1 + AN_BCAST_HEADER + len, id->ed_sk);
+    return AN_BCAST_HEADER + len + P2P_SIG_LEN;
+}
+
+/* Appends one { u16 length, member record } signed by id to w. */
+static inline void an_put_member(p2p_wr *w, const p2p_identity *id, uint64_t seq, uint64_t expires,
+                                 const p2p_addr *addrs, int n)
+{
+    static const char label[] = "p2pnet/1 member";
+    uint8_t body[P2P_MEMBER_REC_MAX], msg[sizeof label + P2P_MEMBER_REC_MAX];
+    p2p_wr r;
+    p2p_wr_init(&r, body, sizeof body - P2P_SIG_LEN);
+    p2p_wr_u8(&r, 1);
+    p2p_wr_bytes(&r, id->ed_pk, P2P_ID_LEN);
+    p2p_wr_u64(&r, seq);
+    p2p_wr_u64(&r, expires);
+    p2p_wr_u8(&r, (uint8_t)n);
+    for (int i = 0; i < n; i++) p2p_wr_addr(&r, &addrs[i]);
+    size_t blen = (size_t)(r.p - body);
+    memcpy(msg, label, sizeof label - 1);
+    memcpy(msg + sizeof label - 1, body, blen);
+    p2p_sign(body + blen, msg, sizeof label - 1 + blen, id->ed_sk);
+    p2p_wr_u16(w, (uint16_t)(blen + P2P_SIG_LEN));
+    p2p_wr_bytes(w, body, blen + P2P_SIG_LEN);
+}
+
+/* 1 when host h lists a among the addresses it advertises. */
+static inline int an_advertises(const p2p_host *h, const p2p_addr *a)
+{
+    p2p_addr list[P2P_MEMBER_ADDRS];
+    size_t n = p2p_host_addresses(h, list, NULL, P2P_MEMBER_ADDRS);
+    for (size_t i = 0; i < n && i < P2P_MEMBER_ADDRS; i++)
+        if (p2p_addr_equal(&list[i], a)) return 1;
+    return 0;
+}
+
 #endif

@@ -18,8 +18,6 @@ static p2p_addr victim_port(int port)
     return an_addr(text);
 }
 
-static uint64_t wall(const anet *net) { return AN_EPOCH_US + net->now; }
-
 static void seed_identity(p2p_identity *id, uint8_t tag, uint32_t n)
 {
     uint8_t seed[32];
@@ -154,26 +152,6 @@ static void test_row01_unsolicited_intro(void)
 
 /* ---- member records ---------------------------------------------------------------------- */
 
-static void put_member(p2p_wr *w, const p2p_identity *id, uint64_t seq, const p2p_addr *addrs, int n)
-{
-    static const char label[] = "p2pnet/1 member";
-    uint8_t body[P2P_MEMBER_REC_MAX], msg[sizeof label + P2P_MEMBER_REC_MAX];
-    p2p_wr r;
-    p2p_wr_init(&r, body, sizeof body - 64);
-    p2p_wr_u8(&r, 1);
-    p2p_wr_bytes(&r, id->ed_pk, 32);
-    p2p_wr_u64(&r, seq);
-    p2p_wr_u64(&r, 0);
-    p2p_wr_u8(&r, (uint8_t)n);
-    for (int i = 0; i < n; i++) p2p_wr_addr(&r, &addrs[i]);
-    size_t blen = (size_t)(r.p - body);
-    memcpy(msg, label, sizeof label - 1);
-    memcpy(msg + sizeof label - 1, body, blen);
-    p2p_sign(body + blen, msg, sizeof label - 1 + blen, id->ed_sk);
-    p2p_wr_u16(w, (uint16_t)(blen + 64));
-    p2p_wr_bytes(w, body, blen + 64);
-}
-
 /* Row 2: one member-record set naming 100 throwaway ids at one victim address, re-sent with a
  * new sequence number every 5 s (the re-arm), with a third node that learns them by
  * anti-entropy; 40 s. Before: about 90x towards the victim. Every node that dials them sends
@@ -194,7 +172,7 @@ static void test_row02_member_records_at_victim(void)
         for (uint32_t k = 0; k < 100; k++) {
             p2p_identity id;
             seed_identity(&id, 0x3d, k);
-            put_member(&w, &id, 1 + (uint64_t)round, &v, 1);
+            an_put_member(&w, &id, 1 + (uint64_t)round, 0, &v, 1);
         }
         attack += (size_t)(w.p - body);
         T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
@@ -241,23 +219,6 @@ static void test_row03_intro_slots(void)
 }
 
 /* ---- broadcasts -------------------------------------------------------------------------- */
-
-static size_t make_bcast(uint8_t *env, const p2p_identity *id, uint64_t seq, const void *data,
-                         size_t len, int bad_sig)
-{
-    static const char label[] = "p2pnet/1 broadcast";
-    static uint8_t msg[sizeof label + 70000];
-    memcpy(env, id->ed_pk, 32);
-    p2p_put_u64(env + 32, seq);
-    env[40] = 7;
-    env[41] = 0;
-    memcpy(env + 42, data, len);
-    memcpy(msg, label, sizeof label - 1);
-    memcpy(msg + sizeof label - 1, env, 42 + len);
-    if (bad_sig) memset(env + 42 + len, 0x55, 64);
-    else p2p_sign(env + 42 + len, msg, sizeof label - 1 + 42 + len, id->ed_sk);
-    return 42 + len + 64;
-}
 
 /* Row 4: one 40 KB IWANT naming one cached 60 KB broadcast 1000 times, on a session whose
  * send window is one byte. Before: 60 MB queued towards the attacker. */
@@ -497,7 +458,7 @@ static void test_row07_forged_broadcasts(void)
     for (uint32_t i = 0; i < 200; i++) {
         p2p_identity junk;
         seed_identity(&junk, 0x4e, i);
-        size_t n = make_bcast(env, &junk, wall(&net), "junk", 4, 1);
+        size_t n = an_make_bcast(env, &junk, an_wall(&net), "junk", 4, 1);
         T_EQ_INT(an_record(&net, m, a, P2P_REC_BROADCAST, env, n), 0);
     }
     an_run(&net, 500000);
@@ -575,15 +536,6 @@ static void test_row09_relay_stuffing(void)
 }
 
 /* Row 10: one peer claims, in its handshake, that it saw us at 192.0.2.53:53. */
-static int advertises(const p2p_host *h, const p2p_addr *a)
-{
-    p2p_addr list[P2P_MEMBER_ADDRS];
-    size_t n = p2p_host_addresses(h, list, NULL, P2P_MEMBER_ADDRS);
-    for (size_t i = 0; i < n && i < P2P_MEMBER_ADDRS; i++)
-        if (p2p_addr_equal(&list[i], a)) return 1;
-    return 0;
-}
-
 static void test_row10_observed_address(void)
 {
     anet net;
@@ -598,8 +550,8 @@ static void test_row10_observed_address(void)
     net.has_nat[a] = 0;
     an_run(&net, 3000000);
     printf("     row 10: one peer's observed address advertised: %s\n",
-           advertises(net.n[a].h, &lie) ? "yes" : "no");
-    T_CHECK(!advertises(net.n[a].h, &lie));
+           an_advertises(net.n[a].h, &lie) ? "yes" : "no");
+    T_CHECK(!an_advertises(net.n[a].h, &lie));
     /* the member record it signs names no such address either */
     p2p_addr list[P2P_MEMBER_ADDRS];
     size_t n = p2p_host_addresses(net.n[a].h, list, NULL, P2P_MEMBER_ADDRS);
@@ -683,7 +635,7 @@ static void test_row13_big_ihave_digest(void)
     if (!rec) abort();
     for (size_t i = 0; i < max_entries; i++) {
         p2p_rng_bytes(&rng, rec + 1 + 40 * i, 32);
-        p2p_put_u64(rec + 1 + 40 * i + 32, wall(&net) + i);
+        p2p_put_u64(rec + 1 + 40 * i + 32, an_wall(&net) + i);
     }
     rec[0] = 0;
     p2p_host *h = net.n[a].h;
@@ -735,7 +687,7 @@ static void test_extra_many_ports_one_ip(void)
                 p2p_identity id;
                 seed_identity(&id, 0x51, (uint32_t)k * 1000u + j);
                 p2p_addr v = victim_port(10000 + k * 1000 + (int)j);
-                put_member(&w, &id, 1 + (uint64_t)round, &v, 1);
+                an_put_member(&w, &id, 1 + (uint64_t)round, 0, &v, 1);
             }
             attack += (size_t)(w.p - body);
             an_record(&net, att[k], a, P2P_REC_MEMBERS, body, (size_t)(w.p - body));
@@ -893,7 +845,7 @@ static void test_extra_throwaway_broadcast_flood(void)
     for (uint32_t k = 0; k < 400; k++) {
         p2p_identity junk;
         seed_identity(&junk, 0x2b, k);
-        size_t n = make_bcast(env, &junk, wall(&net), data, sizeof data, 0);
+        size_t n = an_make_bcast(env, &junk, an_wall(&net), data, sizeof data, 0);
         attack += n;
         an_record(&net, m, a, P2P_REC_BROADCAST, env, n);
         if (k % 20 == 19) an_run(&net, 100000);
@@ -938,7 +890,7 @@ static void test_extra_big_members_record(void)
     while ((size_t)(w.end - w.p) > 2 + P2P_MEMBER_REC_MAX) {
         p2p_identity id;
         seed_identity(&id, 0x6c, n++);
-        put_member(&w, &id, 1, &v, 1);
+        an_put_member(&w, &id, 1, 0, &v, 1);
     }
     p2p_stats s0 = an_stats(&net, a);
     T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
@@ -954,7 +906,7 @@ static void test_extra_big_members_record(void)
     while ((size_t)(w.end - w.p) > 2 + P2P_MEMBER_REC_MAX) {
         p2p_identity id;
         seed_identity(&id, 0x6c, k % 64);
-        put_member(&w, &id, 2 + k / 64, &v, 1);
+        an_put_member(&w, &id, 2 + k / 64, 0, &v, 1);
         k++;
     }
     size_t blen = (size_t)(w.p - body);
