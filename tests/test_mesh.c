@@ -4,6 +4,7 @@
 #include "t.h"
 #include "../csrc/p2p_internal.h"
 #include "driver/sim.h"
+#include "tnet.h"
 
 #include <stdlib.h>
 
@@ -42,19 +43,13 @@ static mnode *add_node(uint8_t seed_byte, int mediator, uint32_t max_peers)
 {
     mnode *n = &nodes[nn++];
     memset(n, 0, sizeof *n);
-    uint8_t seed[32];
-    memset(seed, seed_byte, sizeof seed);
-    seed[0] = (uint8_t)nn;
-    p2p_identity_from_seed(&n->id, seed);
+    tnet_identity(&n->id, seed_byte, (uint8_t)nn);
     p2p_config c;
     p2p_config_init(&c);
-    c.identity = &n->id;
-    c.seed = p2p_sim_host_seed(sim);
     c.mediator = mediator;
     c.max_peers = max_peers;
     c.unix_us = EPOCH_US + p2p_sim_now(sim);
-    T_EQ_INT(p2p_host_new(&n->h, &c, p2p_sim_now(sim)), 0);
-    T_EQ_INT(p2p_sim_attach(sim, n->h, 0, P2P_SIM_NAT_NONE, &n->addr), 0);
+    T_EQ_INT(tnet_sim_host(sim, &c, &n->id, 0, P2P_SIM_NAT_NONE, &n->h, &n->addr), 0);
     p2p_host_add_address(n->h, &n->addr, p2p_sim_now(sim));
     return n;
 }
@@ -80,9 +75,7 @@ static void drain_events(void)
 
 static void run_for(uint64_t us)
 {
-    uint64_t end = p2p_sim_now(sim) + us;
-    while (p2p_sim_step(sim, end)) drain_events();
-    drain_events();
+    tnet_run_for(sim, us, drain_events);
 }
 
 static size_t connected_peers(mnode *n)
@@ -94,10 +87,7 @@ static size_t connected_peers(mnode *n)
 
 static void sim_stop(void)
 {
-    for (int i = 0; i < nn; i++) {
-        p2p_host_free(nodes[i].h);
-        p2p_identity_wipe(&nodes[i].id);
-    }
+    TNET_FREE_NODES(nodes, nn);
     p2p_sim_free(sim);
     sim = NULL;
 }

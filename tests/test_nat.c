@@ -7,6 +7,7 @@
 #include "t.h"
 #include "../csrc/p2p_internal.h"
 #include "driver/sim.h"
+#include "tnet.h"
 
 #include <stdlib.h>
 
@@ -63,18 +64,12 @@ static uint64_t now(void) { return p2p_sim_now(sim); }
 static node *add_node(int nat, const p2p_config *cfg_in)
 {
     node *n = &nodes[nn++];
-    uint8_t seed[32];
-    memset(seed, 0x4e, sizeof seed);
-    seed[0] = (uint8_t)nn;
-    p2p_identity_from_seed(&n->id, seed);
+    tnet_identity(&n->id, 0x4e, (uint8_t)nn);
     p2p_config c;
     if (cfg_in) c = *cfg_in;
     else p2p_config_init(&c);
-    c.identity = &n->id;
-    c.seed = p2p_sim_host_seed(sim);
     c.unix_us = EPOCH_US + now();
-    T_EQ_INT(p2p_host_new(&n->h, &c, now()), 0);
-    T_EQ_INT(p2p_sim_attach(sim, n->h, 0, nat, &n->addr), 0);
+    T_EQ_INT(tnet_sim_host(sim, &c, &n->id, 0, nat, &n->h, &n->addr), 0);
     p2p_host_add_address(n->h, &n->addr, now());
     return n;
 }
@@ -132,9 +127,7 @@ static void drain_events(void)
 
 static void run_for(uint64_t us)
 {
-    uint64_t end = now() + us;
-    while (p2p_sim_step(sim, end)) drain_events();
-    drain_events();
+    tnet_run_for(sim, us, drain_events);
 }
 
 static p2p_stats stats_of(const node *n)
@@ -181,10 +174,7 @@ static void connect_via(node *a, const node *b, const node *via, p2p_peer_handle
 
 static void sim_stop(void)
 {
-    for (int i = 0; i < nn; i++) {
-        p2p_host_free(nodes[i].h);
-        p2p_identity_wipe(&nodes[i].id);
-    }
+    TNET_FREE_NODES(nodes, nn);
     p2p_sim_free(sim);
     sim = NULL;
 }
@@ -711,11 +701,8 @@ static void wire_run(wire *w, uint64_t us)
 static void wire_start(wire *w)
 {
     memset(w, 0, sizeof *w);
-    uint8_t seed[32];
-    memset(seed, 0x61, sizeof seed);
-    p2p_identity_from_seed(&w->ia, seed);
-    seed[0] = 0x62;
-    p2p_identity_from_seed(&w->ib, seed);
+    tnet_identity(&w->ia, 0x61, 0x61);
+    tnet_identity(&w->ib, 0x61, 0x62);
     p2p_config c;
     p2p_config_init(&c);
     c.identity = &w->ia;

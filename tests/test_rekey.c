@@ -5,6 +5,7 @@
  * not update and one that keeps sealing with an old key (attack.h, virtual time). */
 #include "attack.h"
 #include "driver/sim.h"
+#include "tnet.h"
 
 #define SEC UINT64_C(1000000)
 #define MSG_TYPE 7
@@ -104,14 +105,8 @@ typedef struct rk_node {
     int bad;                /* out of order, duplicated or corrupted */
 } rk_node;
 
-static size_t msg_len(uint32_t i) { return 8 + (i * 37u) % 300u; }
-
-static void msg_fill(uint8_t *buf, uint32_t i)
-{
-    size_t n = msg_len(i);
-    p2p_put_u32(buf, i);
-    for (size_t k = 4; k < n; k++) buf[k] = (uint8_t)(i * 7u + k);
-}
+/* Message i: 8 to 307 bytes, its index first. */
+static const tnet_msgs msgs = {8, 37, 300, 7, 1};
 
 static void rk_drain(rk_node *n)
 {
@@ -128,11 +123,11 @@ static void rk_drain(rk_node *n)
         case P2P_EV_MESSAGE: {
             if (ev.peer != n->peer) n->wrong_peer++;
             uint32_t i = ev.len >= 4 ? p2p_get_u32(ev.data) : UINT32_MAX;
-            if (i != n->next || ev.len != msg_len(i) || ev.msg_type != MSG_TYPE) {
+            if (i != n->next || ev.len != tnet_msg_len(&msgs, i) || ev.msg_type != MSG_TYPE) {
                 n->bad++;
                 break;
             }
-            msg_fill(want, i);
+            tnet_msg_fill(&msgs, want, i);
             if (memcmp(want, ev.data, ev.len)) n->bad++;
             n->next++;
             break;
@@ -144,17 +139,12 @@ static void rk_drain(rk_node *n)
 
 static int rk_new(rk_node *n, p2p_sim *s, uint8_t seed_byte, uint64_t timeout)
 {
-    uint8_t seed[32];
     p2p_config c;
     memset(n, 0, sizeof *n);
-    memset(seed, seed_byte, sizeof seed);
-    if (p2p_identity_from_seed(&n->id, seed)) return -1;
+    if (tnet_identity(&n->id, seed_byte, seed_byte)) return -1;
     p2p_config_init(&c);
-    c.identity = &n->id;
-    c.seed = p2p_sim_host_seed(s);
     c.timeout_us = timeout;
-    if (p2p_host_new(&n->h, &c, p2p_sim_now(s))) return -1;
-    return p2p_sim_attach(s, n->h, 0, P2P_SIM_NAT_NONE, &n->addr);
+    return tnet_sim_host(s, &c, &n->id, 0, P2P_SIM_NAT_NONE, &n->h, &n->addr);
 }
 
 static void rk_run(p2p_sim *s, rk_node *a, rk_node *b, uint64_t until)
@@ -193,8 +183,8 @@ static void rk_free(p2p_sim *s, rk_node *a, rk_node *b)
 static void rk_send(p2p_sim *s, rk_node *x, uint32_t *sent)
 {
     uint8_t buf[512];
-    msg_fill(buf, *sent);
-    if (p2p_peer_send(x->h, x->peer, MSG_TYPE, buf, msg_len(*sent), 0, NULL, p2p_sim_now(s)) == 0)
+    tnet_msg_fill(&msgs, buf, *sent);
+    if (p2p_peer_send(x->h, x->peer, MSG_TYPE, buf, tnet_msg_len(&msgs, *sent), 0, NULL, p2p_sim_now(s)) == 0)
         (*sent)++;
     p2p_sim_flush(s, x->h);
 }

@@ -10,6 +10,7 @@
 #include "driver/sim.h"
 #include "p2pnet.h"
 #include "t.h"
+#include "tnet.h"
 
 #define NMSG 1000
 #define MSG_TYPE 9
@@ -28,22 +29,8 @@ struct node {
     uint64_t arrival[NMSG]; /* virtual time each message arrived */
 };
 
-static size_t msg_len(uint32_t i)
-{
-    return 4 + (i * 53u) % 2500u;
-}
-
-static void msg_fill(uint8_t *buf, uint32_t i)
-{
-    size_t k, n = msg_len(i);
-
-    buf[0] = (uint8_t)i;
-    buf[1] = (uint8_t)(i >> 8);
-    buf[2] = (uint8_t)(i >> 16);
-    buf[3] = (uint8_t)(i >> 24);
-    for (k = 4; k < n; k++)
-        buf[k] = (uint8_t)(i * 13u + k * 3u);
-}
+/* Message i: 4 to 2503 bytes, its index first. */
+static const tnet_msgs msgs = {4, 53, 2500, 13, 3};
 
 static void node_drain(struct node *n, uint64_t now)
 {
@@ -71,14 +58,13 @@ static void node_drain(struct node *n, uint64_t now)
                 n->bad++;
                 break;
             }
-            idx = (uint32_t)ev.data[0] | (uint32_t)ev.data[1] << 8
-                  | (uint32_t)ev.data[2] << 16 | (uint32_t)ev.data[3] << 24;
+            idx = tnet_msg_index(ev.data);
             if (idx != n->next || idx >= NMSG || ev.msg_type != MSG_TYPE
-                || ev.len != msg_len(idx)) {
+                || ev.len != tnet_msg_len(&msgs, idx)) {
                 n->bad++;
                 break;
             }
-            msg_fill(want, idx);
+            tnet_msg_fill(&msgs, want, idx);
             if (memcmp(ev.data, want, ev.len) != 0)
                 n->bad++;
             n->arrival[idx] = now;
@@ -98,19 +84,15 @@ static int star_hub;
 static int node_new_nat(struct node *n, p2p_sim *s, uint8_t seed_byte, uint16_t port, int nat)
 {
     p2p_config cfg;
-    uint8_t seed[32];
 
     memset(n, 0, sizeof *n);
-    memset(seed, seed_byte, sizeof seed);
-    if (p2p_identity_from_seed(&n->id, seed) != 0)
+    if (tnet_identity(&n->id, seed_byte, seed_byte) != 0)
         return -1;
     p2p_config_init(&cfg);
-    cfg.identity = &n->id;
-    cfg.seed = p2p_sim_host_seed(s);
     cfg.mediator = star_hub;
-    if (p2p_host_new(&n->h, &cfg, p2p_sim_now(s)) != 0)
+    if (tnet_sim_host(s, &cfg, &n->id, port, nat, &n->h, &n->addr) != 0)
         return -1;
-    return p2p_sim_attach(s, n->h, port, nat, &n->addr);
+    return 0;
 }
 
 static int node_new(struct node *n, p2p_sim *s, uint8_t seed_byte)
@@ -347,8 +329,8 @@ static void test_latency_exact(void)
     t0 = p2p_sim_now(s) + 100000;
     run_until(s, &a, &b, never, t0);
     T_EQ_INT(p2p_sim_now(s), t0);
-    msg_fill(buf, 0);
-    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, t0), 0);
+    tnet_msg_fill(&msgs, buf, 0);
+    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, tnet_msg_len(&msgs, 0), 0, NULL, t0), 0);
     p2p_sim_flush(s, a.h);
     run_until(s, &a, &b, never, t0 + 100000);
     T_EQ_INT(b.next, 1);
@@ -386,8 +368,8 @@ static void test_detach(void)
     p2p_sim_detach(s, b.h);
     p2p_host_stats(b.h, &before);
     p2p_sim_stats_get(s, &st0);
-    msg_fill(buf, 0);
-    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, p2p_sim_now(s)), 0);
+    tnet_msg_fill(&msgs, buf, 0);
+    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, tnet_msg_len(&msgs, 0), 0, NULL, p2p_sim_now(s)), 0);
     p2p_sim_flush(s, a.h);
     run_until(s, &a, &b, never, p2p_sim_now(s) + 1000000);
     p2p_host_stats(b.h, &after);
@@ -427,8 +409,8 @@ static int faulty_run(uint64_t seed, struct node *a, struct node *b, p2p_sim_sta
     if (!both_joined(a, b))
         goto out;
     for (i = 0; i < NMSG; i++) {
-        msg_fill(buf, i);
-        r = p2p_peer_send(a->h, a->peer, MSG_TYPE, buf, msg_len(i), 0, NULL, p2p_sim_now(s));
+        tnet_msg_fill(&msgs, buf, i);
+        r = p2p_peer_send(a->h, a->peer, MSG_TYPE, buf, tnet_msg_len(&msgs, i), 0, NULL, p2p_sim_now(s));
         if (r != 0) {
             fprintf(stderr, "  send %u: %s\n", (unsigned)i, p2p_strerror(r));
             goto out;
@@ -557,8 +539,8 @@ static void test_many_hosts(void)
                     continue;
                 joined++;
                 for (k = 0; k < PER; k++) {
-                    msg_fill(buf, k);
-                    T_EQ_INT(p2p_peer_send(leaf[i].h, ev.peer, MSG_TYPE, buf, msg_len(k), 0,
+                    tnet_msg_fill(&msgs, buf, k);
+                    T_EQ_INT(p2p_peer_send(leaf[i].h, ev.peer, MSG_TYPE, buf, tnet_msg_len(&msgs, k), 0,
                                            NULL, p2p_sim_now(s)), 0);
                 }
                 p2p_sim_flush(s, leaf[i].h);
@@ -859,8 +841,8 @@ static void test_nat_rebind(void)
 
     T_EQ_INT(p2p_sim_rebind(s, b.h), 0);
     p2p_sim_stats_get(s, &st0);
-    msg_fill(buf, 0);
-    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, p2p_sim_now(s)), 0);
+    tnet_msg_fill(&msgs, buf, 0);
+    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, tnet_msg_len(&msgs, 0), 0, NULL, p2p_sim_now(s)), 0);
     p2p_sim_flush(s, a.h);
     run_nodes(s, all, 3, p2p_sim_now(s) + 2 * LAT);
     p2p_sim_stats_get(s, &st1);

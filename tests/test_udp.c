@@ -16,6 +16,7 @@
 #include "driver/udp.h"
 #include "p2pnet.h"
 #include "t.h"
+#include "tnet.h"
 
 /* ---- send-path fault injection ----------------------------------------------------------
  * This program's own sendmmsg() takes precedence over libc's for the driver linked into it,
@@ -257,22 +258,8 @@ struct node {
     int bad;       /* out of order, duplicated or corrupted messages */
 };
 
-static size_t msg_len(uint32_t i)
-{
-    return 4 + (i * 37u) % 3000u; /* some span several packets */
-}
-
-static void msg_fill(uint8_t *buf, uint32_t i)
-{
-    size_t k, n = msg_len(i);
-
-    buf[0] = (uint8_t)i;
-    buf[1] = (uint8_t)(i >> 8);
-    buf[2] = (uint8_t)(i >> 16);
-    buf[3] = (uint8_t)(i >> 24);
-    for (k = 4; k < n; k++)
-        buf[k] = (uint8_t)(i * 7u + k);
-}
+/* Message i: 4 to 3003 bytes (some span several packets), its index first. */
+static const tnet_msgs msgs = {4, 37, 3000, 7, 1};
 
 static void node_drain(struct node *n)
 {
@@ -292,10 +279,9 @@ static void node_drain(struct node *n)
                 n->bad++;
                 continue;
             }
-            idx = (uint32_t)ev.data[0] | (uint32_t)ev.data[1] << 8
-                  | (uint32_t)ev.data[2] << 16 | (uint32_t)ev.data[3] << 24;
-            msg_fill(want, idx);
-            if (idx != n->next || ev.msg_type != 7 || ev.len != msg_len(idx)
+            idx = tnet_msg_index(ev.data);
+            tnet_msg_fill(&msgs, want, idx);
+            if (idx != n->next || ev.msg_type != 7 || ev.len != tnet_msg_len(&msgs, idx)
                 || memcmp(ev.data, want, ev.len) != 0)
                 n->bad++;
             n->next = idx + 1;
@@ -389,8 +375,8 @@ static void exchange(const char *a_host, const char *b_host, const char *b_targe
         T_EQ_INT(info.address.family, P2P_AF_INET4);
 
     for (i = 0; i < NMSG; i++) {
-        msg_fill(buf, i);
-        r = p2p_peer_send(a.h, a.peer, 7, buf, msg_len(i), 0, NULL, p2p_udp_now());
+        tnet_msg_fill(&msgs, buf, i);
+        r = p2p_peer_send(a.h, a.peer, 7, buf, tnet_msg_len(&msgs, i), 0, NULL, p2p_udp_now());
         T_EQ_INT(r, 0);
         if (r != 0)
             break;
@@ -471,8 +457,8 @@ static void test_backpressure_loses_nothing(void)
     T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
     T_EQ_INT(pump_until(&a, &b, both_joined, 5000000), 0);
     for (i = 0; i < 200 && a.joined; i++) {
-        msg_fill(buf, i);
-        T_EQ_INT(p2p_peer_send(a.h, a.peer, 7, buf, msg_len(i), 0, NULL, p2p_udp_now()), 0);
+        tnet_msg_fill(&msgs, buf, i);
+        T_EQ_INT(p2p_peer_send(a.h, a.peer, 7, buf, tnet_msg_len(&msgs, i), 0, NULL, p2p_udp_now()), 0);
         T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
     }
     T_EQ_INT(pump_until(&a, &b, got_200, 10000000), 0);
