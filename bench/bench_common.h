@@ -27,7 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BENCH_MAX_SIZE 65536
 #define BENCH_ACK_LEN 16
@@ -272,6 +275,96 @@ static inline void bench_pin(int cpu) {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     (void)sched_setaffinity(0, sizeof set, &set);
+}
+
+/* 1 when fd can be read within usec microseconds (0: now); the memory tests' hub and clients
+ * tell each other "ready" and "done" through pipes. */
+static inline int bench_readable(int fd, long usec) {
+    struct timeval tv = {0, usec};
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(fd, &fds);
+    return select(fd + 1, &fds, NULL, NULL, &tv) > 0;
+}
+
+/* A contender's side of the memory test, as bench_mem drives it. */
+typedef struct bench_mem_ops {
+    const char *name; /* the contender in RESULT lines */
+    /* In this process: a hub on 127.0.0.1 for n sessions; *port is where it listens. */
+    void *(*hub_open)(int n, unsigned *port);
+    /* Serves the hub for about a millisecond; returns how many sessions were established. */
+    int (*hub_pump)(void *hub);
+    void (*hub_close)(void *hub);
+    /* In the child: n clients, each connecting to the hub at port. */
+    void *(*clients_open)(int n, unsigned port);
+    /* Serves every client once without waiting; returns how many sessions were established. */
+    int (*clients_pump)(void *clients, int n);
+} bench_mem_ops;
+
+/* Heap bytes of a hub holding n idle sessions, in this process; the n clients run in a child
+ * pinned to the other core. */
+static inline size_t bench_hub_bytes(const bench_mem_ops *ops, int n) {
+    int ready[2], done[2];
+    unsigned port;
+    if (pipe(ready) != 0 || pipe(done) != 0) bench_die("pipe");
+    size_t before = bench_heap_in_use();
+    void *hub = ops->hub_open(n, &port);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        bench_pin(1);
+        close(ready[0]);
+        close(done[1]);
+        void *clients = ops->clients_open(n, port);
+        int joined = 0, signalled = 0;
+        uint64_t deadline = bench_now_us() + 20000000;
+        for (;;) {
+            joined += ops->clients_pump(clients, n);
+            if (joined == n && !signalled) {
+                char b = 0;
+                if (write(ready[1], &b, 1) != 1) _exit(1);
+                signalled = 1;
+            }
+            if (bench_readable(done[0], 1000)) break;
+            if (bench_now_us() > deadline) _exit(1);
+        }
+        _exit(0);
+    }
+    close(ready[1]);
+    close(done[0]);
+    int joined = 0, child_ready = 0;
+    uint64_t deadline = bench_now_us() + 20000000;
+    while (joined < n || !child_ready) {
+        joined += ops->hub_pump(hub);
+        if (!child_ready) {
+            char b;
+            if (bench_readable(ready[0], 0) && read(ready[0], &b, 1) == 1) child_ready = 1;
+        }
+        if (bench_now_us() > deadline) {
+            fprintf(stderr, "%s mem: %d of %d sessions established\n", ops->name, joined, n);
+            exit(1);
+        }
+    }
+    /* Settle: acknowledgements drain, so only idle session state remains. */
+    uint64_t until = bench_now_us() + 300000;
+    while (bench_now_us() < until) ops->hub_pump(hub);
+    size_t after = bench_heap_in_use();
+    char b = 0;
+    if (write(done[1], &b, 1) != 1) bench_die("pipe");
+    waitpid(pid, NULL, 0);
+    close(ready[0]);
+    close(done[1]);
+    ops->hub_close(hub);
+    return after - before;
+}
+
+/* Heap per idle session, reported as the slope between n/2 and n sessions so that the hub's
+ * fixed cost drops out. */
+static inline int bench_mem(const bench_mem_ops *ops, int n) {
+    size_t half = bench_hub_bytes(ops, n / 2), full = bench_hub_bytes(ops, n);
+    double per = ((double)full - (double)half) / (double)(n - n / 2);
+    printf("RESULT %s mem %.0f %d\n", ops->name, per, n);
+    return 0;
 }
 
 #endif

@@ -6,9 +6,6 @@
 #include "bench_common.h"
 
 #include <enet/enet.h>
-#include <sys/select.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 static void send_reliable(ENetPeer *peer, const uint8_t *data, size_t len) {
     ENetPacket *p = enet_packet_create(data, len, ENET_PACKET_FLAG_RELIABLE);
@@ -133,94 +130,55 @@ static int client(unsigned port) {
     return 0;
 }
 
-/* Heap per idle session: a hub holding n sessions, in this process; the n clients run in a
- * child pinned to the other core. Reported as the slope between n/2 and n sessions, so the
- * host's fixed cost drops out. */
-static size_t hub_bytes(int n) {
-    int ready[2], done[2];
-    if (pipe(ready) != 0 || pipe(done) != 0) bench_die("pipe");
-    size_t before = bench_heap_in_use();
+/* The memory test (bench_mem): a hub host and n client hosts of one peer each. */
+static void *enet_hub_open(int n, unsigned *port) {
     ENetHost *hub = host_on_loopback((size_t)n);
-    unsigned port = host_port(hub);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        bench_pin(1);
-        close(ready[0]);
-        close(done[1]);
-        ENetHost **cs = calloc((size_t)n, sizeof *cs);
-        int joined = 0;
-        for (int i = 0; i < n; i++) {
-            cs[i] = enet_host_create(NULL, 1, 1, 0, 0);
-            if (!cs[i]) bench_die("enet: client host");
-            connect_to(cs[i], port);
-        }
-        ENetEvent ev;
-        uint64_t deadline = bench_now_us() + 20000000;
-        char sig = 0;
-        int signalled = 0;
-        for (;;) {
-            for (int i = 0; i < n; i++)
-                while (enet_host_service(cs[i], &ev, 0) > 0)
-                    if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
-            if (joined == n && !signalled) {
-                if (write(ready[1], &sig, 1) != 1) _exit(1);
-                signalled = 1;
-            }
-            struct timeval tv = {0, 1000};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(done[0], &fds);
-            if (select(done[0] + 1, &fds, NULL, NULL, &tv) > 0) break;
-            if (bench_now_us() > deadline) _exit(1);
-        }
-        _exit(0);
-    }
-    close(ready[1]);
-    close(done[0]);
-    ENetEvent ev;
-    int joined = 0, child_ready = 0;
-    uint64_t deadline = bench_now_us() + 20000000;
-    while (joined < n || !child_ready) {
-        while (enet_host_service(hub, &ev, 1) > 0)
-            if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
-        if (!child_ready) {
-            struct timeval tv = {0, 0};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(ready[0], &fds);
-            char b;
-            if (select(ready[0] + 1, &fds, NULL, NULL, &tv) > 0 && read(ready[0], &b, 1) == 1)
-                child_ready = 1;
-        }
-        if (bench_now_us() > deadline) bench_die("enet mem: sessions did not establish");
-    }
-    /* Settle: let acknowledgements drain so only idle state remains. */
-    uint64_t until = bench_now_us() + 300000;
-    while (bench_now_us() < until) enet_host_service(hub, &ev, 1);
-    size_t after = bench_heap_in_use();
-    char b = 0;
-    if (write(done[1], &b, 1) != 1) bench_die("pipe");
-    waitpid(pid, NULL, 0);
-    enet_host_destroy(hub);
-    close(ready[0]);
-    close(done[1]);
-    return after - before;
+    *port = host_port(hub);
+    return hub;
 }
 
-static int mem(int n) {
-    size_t half = hub_bytes(n / 2), full = hub_bytes(n);
-    double per = (double)(full - half) / (double)(n - n / 2);
-    printf("RESULT enet mem %.0f %d\n", per, n);
-    return 0;
+static int enet_hub_pump(void *hub) {
+    ENetEvent ev;
+    int joined = 0;
+    while (enet_host_service(hub, &ev, 1) > 0)
+        if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
+    return joined;
 }
+
+static void enet_hub_close(void *hub) {
+    enet_host_destroy(hub);
+}
+
+static void *enet_clients_open(int n, unsigned port) {
+    ENetHost **cs = calloc((size_t)n, sizeof *cs);
+    if (!cs) bench_die("out of memory");
+    for (int i = 0; i < n; i++) {
+        cs[i] = enet_host_create(NULL, 1, 1, 0, 0);
+        if (!cs[i]) bench_die("enet: client host");
+        connect_to(cs[i], port);
+    }
+    return cs;
+}
+
+static int enet_clients_pump(void *clients, int n) {
+    ENetHost **cs = clients;
+    ENetEvent ev;
+    int joined = 0;
+    for (int i = 0; i < n; i++)
+        while (enet_host_service(cs[i], &ev, 0) > 0)
+            if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
+    return joined;
+}
+
+static const bench_mem_ops enet_mem_ops = {"enet", enet_hub_open, enet_hub_pump, enet_hub_close,
+                                           enet_clients_open, enet_clients_pump};
 
 int main(int argc, char **argv) {
     if (enet_initialize() != 0) bench_die("enet_initialize");
     atexit(enet_deinitialize);
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();
     if (argc >= 3 && strcmp(argv[1], "client") == 0) return client((unsigned)atoi(argv[2]));
-    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return mem(atoi(argv[2]));
+    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return bench_mem(&enet_mem_ops, atoi(argv[2]));
     fprintf(stderr, "usage: %s server | client <port> | mem <sessions>\n", argv[0]);
     return 2;
 }

@@ -5,9 +5,6 @@
  */
 #include "bench_common.h"
 
-#include <sys/select.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "p2pnet.h"
 #include "driver/udp.h"
@@ -160,103 +157,63 @@ static int client(unsigned port) {
     return 0;
 }
 
-/* Heap per idle session: a hub with n sessions in this process, the n client hosts in a
- * child on the other core; reported as the slope between n/2 and n sessions so the host's
- * fixed cost drops out (as for ENet). Every host is a mediator, so the sessions form a star
- * and the figure is the cost of one session, not of mesh membership. */
-static size_t hub_bytes(int n) {
-    int ready[2], done[2];
-    if (pipe(ready) != 0 || pipe(done) != 0) bench_die("pipe");
-    size_t before = bench_heap_in_use();
-    side hub;
-    side_open(&hub, (uint32_t)n + 8, 1);
-    unsigned port = side_port(&hub);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        bench_pin(1);
-        close(ready[0]);
-        close(done[1]);
-        side *cs = calloc((size_t)n, sizeof *cs);
-        int joined = 0, signalled = 0;
-        for (int i = 0; i < n; i++) {
-            side_open(&cs[i], 0, 1);
-            connect_to(&cs[i], port);
-        }
-        uint64_t deadline = bench_now_us() + 20000000;
-        for (;;) {
-            p2p_event ev;
-            for (int i = 0; i < n; i++) {
-                p2p_udp_pump(cs[i].u, cs[i].h, 0);
-                while (p2p_host_next_event(cs[i].h, &ev))
-                    if (ev.type == P2P_EV_JOIN) joined++;
-            }
-            if (joined == n && !signalled) {
-                char b = 0;
-                if (write(ready[1], &b, 1) != 1) _exit(1);
-                signalled = 1;
-            }
-            struct timeval tv = {0, 1000};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(done[0], &fds);
-            if (select(done[0] + 1, &fds, NULL, NULL, &tv) > 0) break;
-            if (bench_now_us() > deadline) _exit(1);
-        }
-        _exit(0);
-    }
-    close(ready[1]);
-    close(done[0]);
-    int joined = 0, child_ready = 0;
-    uint64_t deadline = bench_now_us() + 20000000;
-    p2p_event ev;
-    while (joined < n || !child_ready) {
-        p2p_udp_pump(hub.u, hub.h, 1000);
-        while (p2p_host_next_event(hub.h, &ev))
-            if (ev.type == P2P_EV_JOIN) joined++;
-        if (!child_ready) {
-            struct timeval tv = {0, 0};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(ready[0], &fds);
-            char b;
-            if (select(ready[0] + 1, &fds, NULL, NULL, &tv) > 0 && read(ready[0], &b, 1) == 1)
-                child_ready = 1;
-        }
-        if (bench_now_us() > deadline) {
-            fprintf(stderr, "p2pnet mem: %d of %d sessions established\n", joined, n);
-            exit(1);
-        }
-    }
-    /* Settle: acknowledgements drain, so only idle session state remains. */
-    uint64_t until = bench_now_us() + 300000;
-    while (bench_now_us() < until) {
-        p2p_udp_pump(hub.u, hub.h, 1000);
-        while (p2p_host_next_event(hub.h, &ev)) {
-        }
-    }
-    size_t after = bench_heap_in_use();
-    char b = 0;
-    if (write(done[1], &b, 1) != 1) bench_die("pipe");
-    waitpid(pid, NULL, 0);
-    close(ready[0]);
-    close(done[1]);
-    p2p_udp_close(hub.u);
-    p2p_host_free(hub.h);
-    return after - before;
+/* The memory test (bench_mem). Every host is a mediator, so the sessions form a star and the
+ * figure is the cost of one session, not of mesh membership. */
+static void *p2pnet_hub_open(int n, unsigned *port) {
+    side *hub = calloc(1, sizeof *hub);
+    if (!hub) bench_die("out of memory");
+    side_open(hub, (uint32_t)n + 8, 1);
+    *port = side_port(hub);
+    return hub;
 }
 
-static int mem(int n) {
-    size_t half = hub_bytes(n / 2), full = hub_bytes(n);
-    double per = ((double)full - (double)half) / (double)(n - n / 2);
-    printf("RESULT p2pnet mem %.0f %d\n", per, n);
-    return 0;
+static int p2pnet_hub_pump(void *ctx) {
+    side *hub = ctx;
+    p2p_event ev;
+    int joined = 0;
+    p2p_udp_pump(hub->u, hub->h, 1000);
+    while (p2p_host_next_event(hub->h, &ev))
+        if (ev.type == P2P_EV_JOIN) joined++;
+    return joined;
 }
+
+static void p2pnet_hub_close(void *ctx) {
+    side *hub = ctx;
+    p2p_udp_close(hub->u);
+    p2p_host_free(hub->h);
+    free(hub);
+}
+
+static void *p2pnet_clients_open(int n, unsigned port) {
+    side *cs = calloc((size_t)n, sizeof *cs);
+    if (!cs) bench_die("out of memory");
+    for (int i = 0; i < n; i++) {
+        side_open(&cs[i], 0, 1);
+        connect_to(&cs[i], port);
+    }
+    return cs;
+}
+
+static int p2pnet_clients_pump(void *clients, int n) {
+    side *cs = clients;
+    p2p_event ev;
+    int joined = 0;
+    for (int i = 0; i < n; i++) {
+        p2p_udp_pump(cs[i].u, cs[i].h, 0);
+        while (p2p_host_next_event(cs[i].h, &ev))
+            if (ev.type == P2P_EV_JOIN) joined++;
+    }
+    return joined;
+}
+
+static const bench_mem_ops p2pnet_mem_ops = {"p2pnet",           p2pnet_hub_open,
+                                             p2pnet_hub_pump,    p2pnet_hub_close,
+                                             p2pnet_clients_open, p2pnet_clients_pump};
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();
     if (argc >= 3 && strcmp(argv[1], "client") == 0) return client((unsigned)atoi(argv[2]));
-    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return mem(atoi(argv[2]));
+    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return bench_mem(&p2pnet_mem_ops, atoi(argv[2]));
     fprintf(stderr, "usage: %s server | client <port> | mem <sessions>\n", argv[0]);
     return 2;
 }

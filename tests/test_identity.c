@@ -19,20 +19,6 @@
 static char g_dir[4096];
 static int g_counter;
 
-static void from_hex(uint8_t *out, const char *hex)
-{
-    size_t i, n = strlen(hex) / 2;
-
-    for (i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
-
-#define CHECK_HEX(buf, hex) do { uint8_t want_[128]; size_t n_ = strlen(hex) / 2; \
-    from_hex(want_, hex); T_EQ_MEM(buf, want_, n_); } while (0)
-
 /* A fresh path in the test directory. */
 static const char *new_path(char *buf, size_t cap, const char *tag)
 {
@@ -64,12 +50,12 @@ static void test_from_seed_known_answer(void)
     for (i = 0; i < 32; i++)
         seed[i] = (uint8_t)(i + 1);
     T_EQ_INT(p2p_identity_from_seed(&id, seed), 0);
-    CHECK_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
+    T_EQ_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
     T_EQ_MEM(id.ed_sk, seed, 32);
     T_EQ_MEM(id.ed_sk + 32, id.ed_pk, 32);
-    CHECK_HEX(id.x_sk, "70788f1a0cea001a2631dae5d05dbd062008d5b30f50b9e29beb2a7822289044");
-    CHECK_HEX(id.x_pk, "4a3807d064d077181cc070989e76891d20dca5559548dc2c77c1a50273882b38");
-    CHECK_HEX(id.binding_sig, "89026adf34b2d9b1dd6d1373e2974b0253da11fed4873de44b55a1033fa6ec76"
+    T_EQ_HEX(id.x_sk, "70788f1a0cea001a2631dae5d05dbd062008d5b30f50b9e29beb2a7822289044");
+    T_EQ_HEX(id.x_pk, "4a3807d064d077181cc070989e76891d20dca5559548dc2c77c1a50273882b38");
+    T_EQ_HEX(id.binding_sig, "89026adf34b2d9b1dd6d1373e2974b0253da11fed4873de44b55a1033fa6ec76"
                               "967055432e698f2b8285d6463872e7ffa0bee669b88bba817c5284ee01352c07");
     memcpy(msg, "p2pnet/1 static", 15);
     memcpy(msg + 15, id.x_pk, 32);
@@ -163,7 +149,7 @@ static void test_keyfile_loads_known_seed(void)
     new_path(path, sizeof path, "known");
     write_file(path, GOOD, sizeof GOOD - 1, 0600);
     T_EQ_INT(p2p_identity_load(&id, path, err, sizeof err), 0);
-    CHECK_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
+    T_EQ_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
     /* 0400 is fine too: only group/other bits matter. */
     T_EQ_INT(chmod(path, 0400), 0);
     T_EQ_INT(p2p_identity_load(&id, path, err, sizeof err), 0);
