@@ -92,7 +92,7 @@ static void drain(mesh_bench *b)
         p2p_event ev;
         while (p2p_host_next_event(x->h, &ev)) {
             if (ev.type != P2P_EV_MESSAGE || !ev.broadcast || !b->borigin) continue;
-            if (ev.seq != b->bseq || memcmp(ev.origin, b->borigin, 32) != 0) continue;
+            if (ev.seq != b->bseq || memcmp(ev.origin, b->borigin, P2P_ID_LEN) != 0) continue;
             if (x->copies++ == 0) x->got_at = now;
         }
     }
@@ -131,7 +131,7 @@ static void sent_totals(const mesh_bench *b, uint64_t *bytes, uint64_t *packets)
 static void add_node(mesh_bench *b)
 {
     node *x = &b->nodes[b->n];
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     for (int k = 0; k < 4; k++) {
         uint64_t r = next_rand(&b->rng);
         memcpy(seed + 8 * k, &r, 8);

@@ -91,7 +91,7 @@ static int server(void) {
 }
 
 static p2p_peer_handle connect_to(side *s, unsigned port) {
-    char text[64];
+    char text[P2P_ADDR_TEXT_MAX];
     p2p_addr a;
     snprintf(text, sizeof text, "127.0.0.1:%u", port);
     if (p2p_addr_parse(&a, text) != 0) bench_die("p2pnet: address");

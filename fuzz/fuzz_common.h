@@ -27,7 +27,7 @@ static inline void fz_init(void) {
     if (fz_ready) return;
     FZ_CHECK(p2p_init() == 0);
     for (int i = 0; i < 3; i++) {
-        uint8_t seed[32];
+        uint8_t seed[P2P_SEED_LEN];
         memset(seed, 0x11 * (i + 1), sizeof seed);
         FZ_CHECK(p2p_identity_from_seed(&fz_ident[i], seed) == 0);
     }

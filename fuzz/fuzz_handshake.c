@@ -25,10 +25,10 @@
 #include "fuzz_common.h"
 
 #define INIT_NOISE_LEN (P2P_INIT_LEN - 8 - 2 * P2P_MAC_LEN)         /* e + sealed payload */
-#define INIT_PAYLOAD_LEN (INIT_NOISE_LEN - 32 - P2P_TAG_LEN)
+#define INIT_PAYLOAD_LEN (INIT_NOISE_LEN - P2P_DH_LEN - P2P_TAG_LEN)
 #define INIT_MAC1 (8 + INIT_NOISE_LEN)
 #define INIT_MAC2 (INIT_MAC1 + P2P_MAC_LEN)
-#define COOKIE_PKT (8 + 24 + 16 + P2P_TAG_LEN)
+#define COOKIE_PKT (8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -44,7 +44,7 @@ static size_t take(p2p_host *a, uint8_t *buf) {
 }
 
 static void mac1(const p2p_host *h, uint8_t *pkt, size_t len_before_mac) {
-    p2p_blake2b(pkt + len_before_mac, P2P_MAC_LEN, h->mac_key, 32, pkt, len_before_mac, NULL, 0);
+    p2p_blake2b(pkt + len_before_mac, P2P_MAC_LEN, h->mac_key, P2P_KEY_LEN, pkt, len_before_mac, NULL, 0);
 }
 
 /* The fake peer's handshake payload: a valid identity prefix then body[1..] as extensions
@@ -55,8 +55,8 @@ static size_t fake_payload(const uint8_t *body, size_t len, uint8_t *out, size_t
         size_t ext = len - 1;
         if (97 + ext > cap) ext = cap - 97;
         out[0] = 1;
-        memcpy(out + 1, id->ed_pk, 32);
-        memcpy(out + 33, id->binding_sig, 64);
+        memcpy(out + 1, id->ed_pk, P2P_ID_LEN);
+        memcpy(out + 1 + P2P_ID_LEN, id->binding_sig, P2P_SIG_LEN);
         memcpy(out + 97, body + 1, ext);
         return 97 + ext;
     }
@@ -123,8 +123,8 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
         size_t plen = 0;
         FZ_CHECK(p2p_noise_read(&hs, pkt + 8, fin_len - 8, payload, sizeof payload, &plen) == 0);
         FZ_CHECK(p2p_noise_done(&hs) && plen >= 97);
-        FZ_CHECK(memcmp(payload + 1, fz_ident[0].ed_pk, 32) == 0);
-        uint8_t c1[32], c2[32];
+        FZ_CHECK(memcmp(payload + 1, fz_ident[0].ed_pk, P2P_ID_LEN) == 0);
+        uint8_t c1[P2P_KEY_LEN], c2[P2P_KEY_LEN];
         p2p_noise_split(&hs, c1, c2);
         n = ping_packet(pkt, a_index, c2, 0);
         p2p_host_recv(a, fa, pkt, n, now);
@@ -170,7 +170,7 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
         size_t plen = 0;
         FZ_CHECK(p2p_noise_read(&hs, resp + 12, rlen - 12 - P2P_MAC_LEN, payload, sizeof payload,
                                 &plen) == 0);
-        FZ_CHECK(plen >= 97 && memcmp(payload + 1, fz_ident[0].ed_pk, 32) == 0);
+        FZ_CHECK(plen >= 97 && memcmp(payload + 1, fz_ident[0].ed_pk, P2P_ID_LEN) == 0);
         uint8_t mine[P2P_MAX_PACKET];
         size_t mlen = fake_payload(body, len, mine, P2P_MAX_PACKET - 8 - 48 - 16);
         FZ_CHECK(p2p_noise_write(&hs, &rng, mine, mlen, pkt + 8, P2P_MAX_PACKET - 8, &out) == 0);
@@ -181,7 +181,7 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
     if (mode == 3 && len == 1 && body[0] == 1) FZ_CHECK(joins == 1);
     if (mode == 3 && joins) {
         /* A admitted us: its first DATA packet must open under the split keys. */
-        uint8_t c1[32], c2[32], pt[P2P_MAX_PACKET];
+        uint8_t c1[P2P_KEY_LEN], c2[P2P_KEY_LEN], pt[P2P_MAX_PACKET];
         p2p_noise_split(&hs, c1, c2);
         size_t dlen = take(a, pkt);
         FZ_CHECK(dlen >= P2P_DATA_HEADER + P2P_TAG_LEN && pkt[0] == P2P_PKT_DATA);
@@ -216,14 +216,14 @@ static void a_gets_cookie(p2p_host *a, const p2p_addr *fa, int mode, const uint8
         fz_discard(a);
         return;
     }
-    uint8_t cookie[16], want[P2P_MAC_LEN];
+    uint8_t cookie[P2P_COOKIE_LEN], want[P2P_MAC_LEN];
     first16(body, len, cookie);
     if (len > 16) memcpy(pkt + 8, body + 16, len - 16 > 24 ? 24 : len - 16);   /* the nonce */
-    p2p_xaead_seal(pkt + 32, a->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN, cookie, 16);
+    p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, a->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN);
     p2p_host_recv(a, fa, pkt, COOKIE_PKT, now);
     FZ_CHECK(take(a, pkt) == P2P_INIT_LEN);
     FZ_CHECK(memcmp(pkt, init, INIT_MAC2) == 0);
-    p2p_blake2b(want, P2P_MAC_LEN, cookie, 16, init, INIT_MAC2, NULL, 0);
+    p2p_blake2b(want, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN, init, INIT_MAC2, NULL, 0);
     FZ_CHECK(memcmp(pkt + INIT_MAC2, want, P2P_MAC_LEN) == 0);
     fz_discard(a);
 }
@@ -241,7 +241,7 @@ static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, s
     FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
                             sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
     static const uint8_t zeros[INIT_PAYLOAD_LEN];
-    uint8_t pkt[P2P_MAX_PACKET], reply[P2P_MAX_PACKET], cookie[16];
+    uint8_t pkt[P2P_MAX_PACKET], reply[P2P_MAX_PACKET], cookie[P2P_COOKIE_LEN];
     pkt[0] = P2P_PKT_INIT;
     pkt[1] = P2P_PROTOCOL_VERSION;
     pkt[2] = pkt[3] = 0;
@@ -256,8 +256,8 @@ static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, s
     FZ_CHECK(n == COOKIE_PKT && reply[0] == P2P_PKT_COOKIE && n <= P2P_INIT_LEN);
     FZ_CHECK(memcmp(reply + 4, pkt + 4, 4) == 0);
     FZ_CHECK(p2p_xaead_open(cookie, a->cookie_key, reply + 8, pkt + INIT_MAC1, P2P_MAC_LEN,
-                            reply + 32, 16 + P2P_TAG_LEN) == 0);
-    p2p_blake2b(pkt + INIT_MAC2, P2P_MAC_LEN, cookie, 16, pkt, INIT_MAC2, NULL, 0);
+                            reply + 8 + P2P_XNONCE_LEN, P2P_COOKIE_LEN + P2P_TAG_LEN) == 0);
+    p2p_blake2b(pkt + INIT_MAC2, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN, pkt, INIT_MAC2, NULL, 0);
     p2p_host_recv(a, ga, pkt, P2P_INIT_LEN, now);
     n = take(a, reply);
     FZ_CHECK(n > 0 && reply[0] == P2P_PKT_RESP && n <= 2 * P2P_INIT_LEN);

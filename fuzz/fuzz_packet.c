@@ -43,8 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_discard(a);
 
     /* B's side of the session: what a packet from B to A is sealed with. */
-    uint8_t key[32];
-    memcpy(key, bp->keys.send, 32);
+    uint8_t key[P2P_KEY_LEN];
+    memcpy(key, bp->keys.send, P2P_KEY_LEN);
     uint32_t index = bp->remote_index;
     uint64_t pn = bp->rec.next_pn;
 

@@ -67,15 +67,15 @@ static size_t member(uint8_t *out, int k, uint64_t seq, uint64_t expires, const 
 {
     uint8_t rec[P2P_MEMBER_REC_MAX];
     p2p_wr w;
-    p2p_wr_init(&w, rec, sizeof rec - 64);
+    p2p_wr_init(&w, rec, sizeof rec - P2P_SIG_LEN);
     p2p_wr_u8(&w, 1);
-    p2p_wr_bytes(&w, fn_id[k].ed_pk, 32);
+    p2p_wr_bytes(&w, fn_id[k].ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, seq);
     p2p_wr_u64(&w, expires);
     p2p_wr_u8(&w, (uint8_t)na);
     for (size_t i = 0; i < na; i++) p2p_wr_addr(&w, &a[i]);
     FZ_CHECK(!w.bad);
-    size_t len = (size_t)(w.p - rec) + 64;
+    size_t len = (size_t)(w.p - rec) + P2P_SIG_LEN;
     uint8_t entry[2 + P2P_MEMBER_REC_MAX];
     p2p_wr_init(&w, entry, sizeof entry);
     p2p_wr_u16(&w, (uint16_t)len);
@@ -90,13 +90,13 @@ static size_t broadcast(uint8_t *out, int k, uint64_t seq, uint16_t type, const 
 {
     p2p_wr w;
     size_t tl = strlen(text);
-    p2p_wr_init(&w, out, 42 + tl + 64);
-    p2p_wr_bytes(&w, fn_id[k].ed_pk, 32);
+    p2p_wr_init(&w, out, P2P_ID_LEN + 8 + 2 + tl + P2P_SIG_LEN);
+    p2p_wr_bytes(&w, fn_id[k].ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, seq);
     p2p_wr_u16(&w, type);
     p2p_wr_bytes(&w, text, tl);
     FZ_CHECK(!w.bad);
-    size_t len = 42 + tl + 64;
+    size_t len = P2P_ID_LEN + 8 + 2 + tl + P2P_SIG_LEN;
     fn_sign_broadcast_as(out, len, k);
     return len;
 }
@@ -107,7 +107,7 @@ static size_t wants(uint8_t *out, const int *k, const uint64_t *seq, size_t n)
     p2p_wr w;
     p2p_wr_init(&w, out, n * 40);
     for (size_t i = 0; i < n; i++) {
-        p2p_wr_bytes(&w, fn_id[k[i]].ed_pk, 32);
+        p2p_wr_bytes(&w, fn_id[k[i]].ed_pk, P2P_ID_LEN);
         p2p_wr_u64(&w, seq[i]);
     }
     FZ_CHECK(!w.bad);
@@ -196,13 +196,13 @@ static void mesh_seeds(void)
     mesh_one("digest_reply", 5, b, len);
 
     /* INTRO_REQ, INTRO, INTRO_FAIL */
-    mesh_one("intro_req_bystander", 6, fn_host_id(FN_B)->ed_pk, 32);
-    mesh_one("intro_req_victim", 6, fn_host_id(FN_V)->ed_pk, 32);
-    mesh_one("intro_req_unknown", 6, fn_id[0].ed_pk, 32);
+    mesh_one("intro_req_bystander", 6, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
+    mesh_one("intro_req_victim", 6, fn_host_id(FN_V)->ed_pk, P2P_ID_LEN);
+    mesh_one("intro_req_unknown", 6, fn_id[0].ed_pk, P2P_ID_LEN);
     for (int which = 0; which < 2; which++) {
         p2p_wr w;
         p2p_wr_init(&w, b, sizeof b);
-        p2p_wr_bytes(&w, which ? fn_host_id(FN_B)->ed_pk : fn_id[1].ed_pk, 32);
+        p2p_wr_bytes(&w, which ? fn_host_id(FN_B)->ed_pk : fn_id[1].ed_pk, P2P_ID_LEN);
         p2p_wr_u32(&w, n.channel);
         p2p_wr_u8(&w, 1);
         p2p_wr_u8(&w, 3);
@@ -211,13 +211,13 @@ static void mesh_seeds(void)
         mesh_one(which ? "intro_bystander" : "intro_stranger", 7, b, (size_t)(w.p - b));
     }
     /* an offer: "this node asks for you" (flags bit 1, no channel, no addresses) */
-    memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
-    memset(b + 32, 0, 6);
-    b[36] = 2;
-    mesh_one("intro_offer", 7, b, 38);
-    memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
-    b[32] = 1;
-    mesh_one("intro_fail", 8, b, 33);
+    memcpy(b, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
+    memset(b + P2P_ID_LEN, 0, 6);
+    b[P2P_ID_LEN + 4] = 2;
+    mesh_one("intro_offer", 7, b, P2P_ID_LEN + 6);
+    memcpy(b, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
+    b[P2P_ID_LEN] = 1;
+    mesh_one("intro_fail", 8, b, P2P_ID_LEN + 1);
 
     /* frames: PATH_CHALLENGE, PATH_RESPONSE, RELAY, RELAYED */
     p2p_wr w;
@@ -263,7 +263,7 @@ static void mesh_seeds(void)
         chunk(&s, 0, 5, b, len);
         memset(e, 0x33, 32);
         chunk(&s, 4, 50, e, 32);
-        chunk(&s, 6, 5, fn_host_id(FN_B)->ed_pk, 32);
+        chunk(&s, 6, 5, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
         b[0] = P2P_FRAME_PATH_CHALLENGE;
         memset(b + 1, 0x77, 8);
         chunk(&s, FN_MODE_FRAMES_AWAY, 100, b, 9);
@@ -307,7 +307,7 @@ static void keyfile_seeds(void)
 {
     char text[128];
     char hex[65];
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0x42, sizeof seed);
     p2p_id_to_hex(seed, hex);
     snprintf(text, sizeof text, "p2pnet-identity-v1\n%s\n", hex);

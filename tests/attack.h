@@ -223,7 +223,7 @@ static inline int an_add(anet *net, const p2p_config *base)
     if (i == AN_MAX) abort();
     an_node *x = &net->n[i];
     memset(x, 0, sizeof *x);
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0xa7, sizeof seed);
     seed[0] = (uint8_t)(i + 1);
     p2p_identity_from_seed(&x->id, seed);
@@ -354,14 +354,14 @@ static inline void an_capture(anet *net, int node, uint8_t type)
 /* Where INIT's MACs and its padding payload sit (docs/PROTOCOL.md section 2.1). */
 #define INIT_MAC1 (P2P_INIT_LEN - 2 * P2P_MAC_LEN)
 #define INIT_MAC2 (P2P_INIT_LEN - P2P_MAC_LEN)
-#define INIT_PAYLOAD (INIT_MAC1 - 8 - 32 - P2P_TAG_LEN)
+#define INIT_PAYLOAD (INIT_MAC1 - 8 - P2P_DH_LEN - P2P_TAG_LEN)
 
 /* A fresh, valid INIT for host h, as anyone can make one when h has no network key (its mac1
  * key and psk are public knowledge then): a new ephemeral key drawn from rng, mac2 zero. */
 static inline void an_forge_init(const p2p_host *h, p2p_rng *rng, uint32_t index,
                                  uint8_t out[P2P_INIT_LEN])
 {
-    uint8_t s[32], zeros[INIT_PAYLOAD] = { 0 };
+    uint8_t s[P2P_DH_LEN], zeros[INIT_PAYLOAD] = { 0 };
     p2p_rng_bytes(rng, s, sizeof s);
     p2p_noise n;
     if (p2p_noise_init(&n, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
@@ -373,7 +373,7 @@ static inline void an_forge_init(const p2p_host *h, p2p_rng *rng, uint32_t index
     size_t len = 0;
     if (p2p_noise_write(&n, rng, zeros, sizeof zeros, out + 8, INIT_MAC1 - 8, &len) ||
         len != INIT_MAC1 - 8) abort();
-    p2p_blake2b(out + INIT_MAC1, P2P_MAC_LEN, h->mac_key, 32, out, INIT_MAC1, NULL, 0);
+    p2p_blake2b(out + INIT_MAC1, P2P_MAC_LEN, h->mac_key, P2P_KEY_LEN, out, INIT_MAC1, NULL, 0);
     memset(out + INIT_MAC2, 0, P2P_MAC_LEN);
     p2p_noise_wipe(&n);
 }

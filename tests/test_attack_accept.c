@@ -20,7 +20,7 @@ static p2p_addr victim_port(int port)
 
 static void seed_identity(p2p_identity *id, uint8_t tag, uint32_t n)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, tag, sizeof seed);
     p2p_put_u32(seed, n);
     p2p_identity_from_seed(id, seed);
@@ -96,12 +96,12 @@ static p2p_peer *relayed_pair(anet *net, int *m, int *i, int *b)
 
 #define INTRO_MAX (38 + 19 * 8)
 
-static size_t intro(uint8_t out[INTRO_MAX], const uint8_t id[32], uint8_t flags,
+static size_t intro(uint8_t out[INTRO_MAX], const uint8_t id[P2P_ID_LEN], uint8_t flags,
                     const p2p_addr *c, uint8_t n)
 {
     p2p_wr w;
     p2p_wr_init(&w, out, INTRO_MAX);
-    p2p_wr_bytes(&w, id, 32);
+    p2p_wr_bytes(&w, id, P2P_ID_LEN);
     p2p_wr_u32(&w, 0x77);
     p2p_wr_u8(&w, flags);
     p2p_wr_u8(&w, n);
@@ -129,8 +129,8 @@ static void test_row01_unsolicited_intro(void)
     for (int i = 0; i < 8; i++) v[i] = victim_port(1000 + i);
     uint64_t attack = 0;
     for (int k = 0; k < 50; k++) {
-        uint8_t id[32], body[INTRO_MAX];
-        memset(id, 0x61, 32);
+        uint8_t id[P2P_ID_LEN], body[INTRO_MAX];
+        memset(id, 0x61, P2P_ID_LEN);
         id[0] = (uint8_t)k;
         size_t n = intro(body, id, 0, v, 8);
         attack += n;
@@ -200,8 +200,8 @@ static void test_row03_intro_slots(void)
     T_CHECK(an_connect(&net, m, a, 2000000) != 0);
     size_t slots0 = slots_in_use(net.n[a].h);
     for (int k = 0; k < 300; k++) {
-        uint8_t id[32], body[INTRO_MAX];
-        memset(id, 0x62, 32);
+        uint8_t id[P2P_ID_LEN], body[INTRO_MAX];
+        memset(id, 0x62, P2P_ID_LEN);
         id[0] = (uint8_t)k;
         id[1] = (uint8_t)(k >> 8);
         /* half of them offers (flag 2), each followed by the introduction it would solicit */
@@ -241,8 +241,8 @@ static void test_row04_iwant_one_byte_window(void)
     uint64_t q0 = am->send_end;
     static uint8_t iw[1000 * 40];
     for (int i = 0; i < 1000; i++) {
-        memcpy(iw + 40 * i, net.n[c].id.ed_pk, 32);
-        p2p_put_u64(iw + 40 * i + 32, seq);
+        memcpy(iw + 40 * i, net.n[c].id.ed_pk, P2P_ID_LEN);
+        p2p_put_u64(iw + 40 * i + P2P_ID_LEN, seq);
     }
     for (int r = 0; r < 4; r++) T_EQ_INT(an_record(&net, m, a, P2P_REC_IWANT, iw, sizeof iw), 0);
     an_run(&net, 3000000);
@@ -634,8 +634,8 @@ static void test_row13_big_ihave_digest(void)
     uint8_t *rec = malloc(1 + max_entries * 40);
     if (!rec) abort();
     for (size_t i = 0; i < max_entries; i++) {
-        p2p_rng_bytes(&rng, rec + 1 + 40 * i, 32);
-        p2p_put_u64(rec + 1 + 40 * i + 32, an_wall(&net) + i);
+        p2p_rng_bytes(&rng, rec + 1 + 40 * i, P2P_ID_LEN);
+        p2p_put_u64(rec + 1 + 40 * i + P2P_ID_LEN, an_wall(&net) + i);
     }
     rec[0] = 0;
     p2p_host *h = net.n[a].h;
@@ -771,11 +771,11 @@ static void test_extra_intro_req_flood(void)
     size_t bslots0 = slots_in_use(net.n[b].h);
     uint64_t attack = 0;
     for (int k = 0; k < 2000; k++) {
-        uint8_t id[32];
-        if (k % 2) memcpy(id, net.n[b].id.ed_pk, 32);
-        else { memset(id, 0x71, 32); p2p_put_u32(id, (uint32_t)k); }
-        an_record(&net, m, i, P2P_REC_INTRO_REQ, id, 32);
-        attack += 32 + 6;
+        uint8_t id[P2P_ID_LEN];
+        if (k % 2) memcpy(id, net.n[b].id.ed_pk, P2P_ID_LEN);
+        else { memset(id, 0x71, P2P_ID_LEN); p2p_put_u32(id, (uint32_t)k); }
+        an_record(&net, m, i, P2P_REC_INTRO_REQ, id, P2P_ID_LEN);
+        attack += P2P_ID_LEN + 6;
         if (k % 100 == 99) an_run(&net, 100000);
     }
     an_run(&net, 3000000);
@@ -1040,8 +1040,8 @@ static void test_extra_solicited_intro_at_victims(void)
     p2p_config med = mediator_cfg();
     int a = an_add(&net, &med), m = an_add(&net, &med);
     T_CHECK(an_connect(&net, a, m, 2000000) != 0);
-    uint8_t target[32];
-    memset(target, 0x99, 32);
+    uint8_t target[P2P_ID_LEN];
+    memset(target, 0x99, P2P_ID_LEN);
     T_EQ_INT(p2p_host_connect_via(net.n[a].h, target, &net.n[m].addr, net.now, NULL), 0);
     an_run(&net, 100000);
     p2p_addr v[8];

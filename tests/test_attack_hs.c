@@ -189,7 +189,7 @@ static void test_per_ip_cap(void)
         uint8_t ab[7] = { 4, s.ip[0], s.ip[1], s.ip[2], s.ip[3], (uint8_t)(s.port & 0xff),
                           (uint8_t)(s.port >> 8) };
         uint8_t cookie[P2P_COOKIE_LEN];
-        p2p_blake2b(cookie, sizeof cookie, net.n[v].h->cookie_secret[0], 32, ab, sizeof ab, NULL, 0);
+        p2p_blake2b(cookie, sizeof cookie, net.n[v].h->cookie_secret[0], P2P_KEY_LEN, ab, sizeof ab, NULL, 0);
         p2p_blake2b(init + INIT_MAC2, P2P_MAC_LEN, cookie, sizeof cookie, init, INIT_MAC2, NULL, 0);
         an_inject(&net, v, &s, init, sizeof init);
         T_EQ_INT(an_pkts_to(&net, v, &s), 0);
@@ -257,7 +257,7 @@ static void test_lying_candidate(void)
     p2p_host_free(m.n[d].h);
     p2p_config cfg;
     p2p_config_init(&cfg);
-    const uint8_t(*deny)[32] = (const uint8_t(*)[32])m.n[l2].id.ed_pk;
+    const uint8_t(*deny)[P2P_ID_LEN] = (const uint8_t(*)[P2P_ID_LEN])m.n[l2].id.ed_pk;
     cfg.identity = &m.n[d].id;
     cfg.deny = deny;
     cfg.deny_count = 1;
@@ -289,12 +289,12 @@ static void test_lying_candidate(void)
 static void test_network_key(void)
 {
     static const char key[] = "correct horse battery staple";
-    uint8_t want[32], got[32];
+    uint8_t want[P2P_KEY_LEN], got[P2P_KEY_LEN];
     T_EQ_INT(crypto_pwhash(want, sizeof want, key, sizeof key - 1,
                            (const uint8_t *)"p2pnet/1 network", 2, 67108864,
                            crypto_pwhash_ALG_ARGON2ID13), 0);
     T_EQ_INT(p2p_network_psk(got, (const uint8_t *)key, sizeof key - 1), 0);
-    T_EQ_MEM(got, want, 32);
+    T_EQ_MEM(got, want, P2P_KEY_LEN);
 
     uint64_t derived = p2p_network_psk_derivations();
     anet net;
@@ -310,7 +310,7 @@ static void test_network_key(void)
     for (int i = 0; i < 8; i++) an_add(&net, &same);
     /* "another key" is new: one derivation; the shared key none (derived above) */
     T_EQ_INT(p2p_network_psk_derivations() - derived, 1);
-    T_EQ_MEM(net.n[a].h->psk, want, 32);
+    T_EQ_MEM(net.n[a].h->psk, want, P2P_KEY_LEN);
     T_CHECK(an_connect(&net, a, b, 2000000) != 0);
     p2p_stats xs = an_stats(&net, x);
     T_EQ_INT(an_connect(&net, a, x, 3000000), 0);
@@ -335,7 +335,7 @@ static void test_network_key_threads(void)
 {
     uint64_t derived = p2p_network_psk_derivations();
     pthread_t t[4];
-    uint8_t out[4][32];
+    uint8_t out[4][P2P_KEY_LEN];
     for (int i = 0; i < 4; i++) T_EQ_INT(pthread_create(&t[i], NULL, derive_thread, out[i]), 0);
     for (int i = 0; i < 4; i++) {
         void *rc;
@@ -343,7 +343,7 @@ static void test_network_key_threads(void)
         T_EQ_INT((intptr_t)rc, 0);
     }
     T_EQ_INT(p2p_network_psk_derivations() - derived, 1);
-    for (int i = 1; i < 4; i++) T_EQ_MEM(out[i], out[0], 32);
+    for (int i = 1; i < 4; i++) T_EQ_MEM(out[i], out[0], P2P_KEY_LEN);
 }
 
 /* COOKIEs are taken only for an attempt in INIT_SENT, from one of its candidates, and when
@@ -384,7 +384,7 @@ static void test_cookie_rules(void)
     an_flush(&net, c);
     p2p_peer *pc = p2p_host_peer_get(net.n[c].h, ph);
     T_CHECK(pc && pc->state == P2P_S_INIT_SENT);
-    uint8_t ck[8 + 24 + 32];
+    uint8_t ck[8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN]; /* header, nonce, sealed cookie */
     memset(ck, 0, sizeof ck);
     ck[0] = P2P_PKT_COOKIE;
     ck[1] = P2P_PROTOCOL_VERSION;
@@ -392,7 +392,7 @@ static void test_cookie_rules(void)
     /* a well-made COOKIE, under the key anyone without a network key can derive */
     uint8_t cookie[16];
     memset(cookie, 0x42, sizeof cookie);
-    p2p_xaead_seal(ck + 32, net.n[c].h->cookie_key, ck + 8, pc->hs->pkt + INIT_MAC1, P2P_MAC_LEN,
+    p2p_xaead_seal(ck + 8 + P2P_XNONCE_LEN, net.n[c].h->cookie_key, ck + 8, pc->hs->pkt + INIT_MAC1, P2P_MAC_LEN,
                    cookie, sizeof cookie);
     p2p_stats cs = an_stats(&net, c);
     uint64_t sent_before = an_sent_to(&net, c, &nowhere);

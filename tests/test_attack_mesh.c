@@ -7,7 +7,7 @@
 
 static void throwaway(p2p_identity *id, uint32_t n)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0x3c, sizeof seed);
     p2p_put_u64(seed, n);
     p2p_identity_from_seed(id, seed);
@@ -156,7 +156,7 @@ static void test_broadcast_replay(void)
     an_run(&net, 500000);
     uint32_t slot = P2P_MESH_NONE;
     for (uint32_t i = net.n[a].h->mesh.ohead; i != P2P_MESH_NONE; i = net.n[a].h->mesh.o[i].next)
-        if (memcmp(net.n[a].h->mesh.o[i].id, net.n[c].id.ed_pk, 32) == 0) slot = i;
+        if (memcmp(net.n[a].h->mesh.o[i].id, net.n[c].id.ed_pk, P2P_ID_LEN) == 0) slot = i;
     T_CHECK(slot == P2P_MESH_NONE);       /* forgotten indeed */
     int got = net.n[a].broadcasts;
     p2p_stats s0 = an_stats(&net, a);
@@ -412,8 +412,8 @@ static void test_iwant_repeats(void)
     T_EQ_INT(net.n[b].broadcasts, 1);     /* b pulled it from a, honestly */
     static uint8_t iw[1000 * 40];
     for (int i = 0; i < 1000; i++) {
-        memcpy(iw + 40 * i, net.n[c].id.ed_pk, 32);
-        p2p_put_u64(iw + 40 * i + 32, seq);
+        memcpy(iw + 40 * i, net.n[c].id.ed_pk, P2P_ID_LEN);
+        p2p_put_u64(iw + 40 * i + P2P_ID_LEN, seq);
     }
     T_EQ_INT(an_record(&net, b, a, P2P_REC_IWANT, iw, sizeof iw), 0);
     T_EQ_INT(an_record(&net, b, a, P2P_REC_IWANT, iw, sizeof iw), 0);
@@ -445,8 +445,8 @@ static void test_big_digest_and_ihave(void)
     p2p_rng_init(&rng, 99);
     rec[0] = 0;
     for (size_t i = 0; i < entries; i++) {
-        p2p_rng_bytes(&rng, rec + 1 + 40 * i, 32);
-        p2p_put_u64(rec + 1 + 40 * i + 32, an_wall(&net));
+        p2p_rng_bytes(&rng, rec + 1 + 40 * i, P2P_ID_LEN);
+        p2p_put_u64(rec + 1 + 40 * i + P2P_ID_LEN, an_wall(&net));
     }
     p2p_host *h = net.n[a].h;
     uint64_t w0 = h->mesh.work;

@@ -38,12 +38,12 @@ static uint64_t to_victims(anet *net, int node, uint64_t *pkts_max)
 /* An INTRO body: id, channel, flags, then n addresses. */
 #define INTRO_BODY_MAX (38 + 19 * 8)
 
-static size_t intro_body(uint8_t out[INTRO_BODY_MAX], const uint8_t id[32], uint8_t flags,
+static size_t intro_body(uint8_t out[INTRO_BODY_MAX], const uint8_t id[P2P_ID_LEN], uint8_t flags,
                          const p2p_addr *c, uint8_t n)
 {
     p2p_wr w;
     p2p_wr_init(&w, out, INTRO_BODY_MAX);
-    p2p_wr_bytes(&w, id, 32);
+    p2p_wr_bytes(&w, id, P2P_ID_LEN);
     p2p_wr_u32(&w, 0x1234);
     p2p_wr_u8(&w, flags);
     p2p_wr_u8(&w, n);
@@ -51,9 +51,9 @@ static size_t intro_body(uint8_t out[INTRO_BODY_MAX], const uint8_t id[32], uint
     return (size_t)(w.p - out);
 }
 
-static void throwaway_id(uint8_t id[32], int i)
+static void throwaway_id(uint8_t id[P2P_ID_LEN], int i)
 {
-    memset(id, 0x5a, 32);
+    memset(id, 0x5a, P2P_ID_LEN);
     id[0] = (uint8_t)i;
     id[1] = (uint8_t)(i >> 8);
 }
@@ -110,7 +110,7 @@ static void test_unsolicited_intros_reflect_nothing(void)
     for (int i = 0; i < NVICTIM; i++) v[i] = victim(i);
     uint64_t attack = 0;
     for (int k = 0; k < 50; k++) {
-        uint8_t id[32], body[INTRO_BODY_MAX];
+        uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
         throwaway_id(id, k);
         size_t n = intro_body(body, id, 0, v, NVICTIM);
         attack += n;
@@ -141,7 +141,7 @@ static void test_intro_flood_takes_no_slots(void)
     cast x = setup(&net);
     size_t slots = slots_used(net.n[x.a].h);
     for (int k = 0; k < 300; k++) {
-        uint8_t id[32], body[INTRO_BODY_MAX];
+        uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
         throwaway_id(id, k);
         T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, NULL, 0)), 0);
     }
@@ -154,7 +154,7 @@ static void test_intro_flood_takes_no_slots(void)
     p2p_addr v[NVICTIM];
     for (int i = 0; i < NVICTIM; i++) v[i] = victim(i);
     for (int k = 0; k < 300; k++) {
-        uint8_t id[32], body[INTRO_BODY_MAX];
+        uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
         throwaway_id(id, 1000 + k);
         T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 2, NULL, 0)), 0);
         T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, v, NVICTIM)), 0);
@@ -181,7 +181,7 @@ static void test_intro_flood_takes_no_slots(void)
 static size_t member_record(uint8_t *out, int k, const p2p_addr *v, uint8_t n)
 {
     static const char label[] = "p2pnet/1 member";
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0x3c, sizeof seed);
     seed[0] = (uint8_t)k;
     p2p_identity id;
@@ -192,7 +192,7 @@ static size_t member_record(uint8_t *out, int k, const p2p_addr *v, uint8_t n)
     p2p_wr w;
     p2p_wr_init(&w, rec, P2P_MEMBER_REC_MAX);
     p2p_wr_u8(&w, 1);
-    p2p_wr_bytes(&w, id.ed_pk, 32);
+    p2p_wr_bytes(&w, id.ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, 1);
     p2p_wr_u64(&w, 0);
     p2p_wr_u8(&w, n);
@@ -306,7 +306,7 @@ static void test_learned_addresses_filtered(void)
     cast x = setup(&net);
     p2p_addr c[8];
     for (int k = 0; k < 8; k++) c[k] = an_addr(non_public[k]);
-    uint8_t id[32], body[INTRO_BODY_MAX];
+    uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
     throwaway_id(id, 77);
     T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 2, NULL, 0)), 0);
     T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, c, 8)), 0);

@@ -434,7 +434,7 @@ static void test_undrained_queues_bounded(void)
     p2p_config_init(&c);
     c.memory = 2u << 20;
     p2p_identity id;
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 3, sizeof seed);
     p2p_identity_from_seed(&id, seed);
     c.identity = &id;

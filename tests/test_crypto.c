@@ -37,7 +37,7 @@ static void test_hmac_blake2b_known_answers(void)
 
 static void test_hkdf_known_answer(void)
 {
-    uint8_t ck[P2P_HASH_LEN], ikm[32], o1[P2P_HASH_LEN], o2[P2P_HASH_LEN], o3[P2P_HASH_LEN];
+    uint8_t ck[P2P_HASH_LEN], ikm[P2P_KEY_LEN], o1[P2P_HASH_LEN], o2[P2P_HASH_LEN], o3[P2P_HASH_LEN];
     uint8_t p1[P2P_HASH_LEN], p2[P2P_HASH_LEN];
     size_t i;
 
@@ -60,7 +60,7 @@ static void test_hkdf_known_answer(void)
 
 static void test_hashes_known_answers(void)
 {
-    uint8_t out[P2P_HASH_LEN], key[32];
+    uint8_t out[P2P_HASH_LEN], key[P2P_KEY_LEN];
     size_t i;
 
     p2p_hash(out, NULL, 0, NULL, 0);
@@ -79,7 +79,7 @@ static void test_hashes_known_answers(void)
 
 static void test_aead_known_answer_and_tamper(void)
 {
-    uint8_t key[32], ct[64], pt[64], buf[64];
+    uint8_t key[P2P_KEY_LEN], ct[64], pt[64], buf[64];
     static const char msg[] = "hello p2pnet";
     const size_t n = sizeof msg - 1;
     const uint64_t nonce = 0x0102030405060708ull;
@@ -126,7 +126,8 @@ static void test_aead_known_answer_and_tamper(void)
 
 static void test_dh(void)
 {
-    uint8_t a[32], b[32], pa[32], pb[32], s1[32], s2[32], zero[32] = { 0 };
+    uint8_t a[P2P_DH_LEN], b[P2P_DH_LEN], pa[P2P_DH_LEN], pb[P2P_DH_LEN], s1[P2P_DH_LEN],
+        s2[P2P_DH_LEN], zero[P2P_DH_LEN] = { 0 };
 
     memset(a, 0x41, sizeof a);
     memset(b, 0x42, sizeof b);
@@ -134,19 +135,20 @@ static void test_dh(void)
     p2p_dh_public(pb, b);
     T_EQ_INT(p2p_dh(s1, a, pb), 0);
     T_EQ_INT(p2p_dh(s2, b, pa), 0);
-    T_EQ_MEM(s1, s2, 32);
-    T_CHECK(memcmp(s1, zero, 32) != 0);
+    T_EQ_MEM(s1, s2, P2P_DH_LEN);
+    T_CHECK(memcmp(s1, zero, P2P_DH_LEN) != 0);
     /* Low-order points give an all-zero secret: refused. */
     T_EQ_INT(p2p_dh(s1, a, zero), P2P_ERR_CRYPTO);
     {
-        uint8_t one[32] = { 1 };
+        uint8_t one[P2P_DH_LEN] = { 1 };
         T_EQ_INT(p2p_dh(s1, a, one), P2P_ERR_CRYPTO);
     }
 }
 
 static void test_sign_and_convert(void)
 {
-    uint8_t seed[32], pk[32], sk[64], sig[64], xs[32], xp[32], xp2[32];
+    uint8_t seed[P2P_SEED_LEN], pk[P2P_ED_PK_LEN], sk[P2P_ED_SK_LEN], sig[P2P_SIG_LEN], xs[P2P_DH_LEN], xp[P2P_DH_LEN],
+        xp2[P2P_DH_LEN];
 
     memset(seed, 7, sizeof seed);
     T_EQ_INT(p2p_ed_keypair_from_seed(pk, sk, seed), 0);
@@ -159,7 +161,7 @@ static void test_sign_and_convert(void)
     T_EQ_INT(p2p_ed_sk_to_x(xs, sk), 0);
     T_EQ_INT(p2p_ed_to_x_public(xp, pk), 0);
     p2p_dh_public(xp2, xs);
-    T_EQ_MEM(xp, xp2, 32);
+    T_EQ_MEM(xp, xp2, P2P_DH_LEN);
 }
 
 static void test_memcmp_and_wipe(void)

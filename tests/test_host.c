@@ -176,7 +176,7 @@ static void test_handshake_and_messages(void)
     p2p_peer_info info;
     T_EQ_INT(p2p_host_peer_info(n->h[0], ph, &info), 0);
     T_EQ_INT(info.state, P2P_PEER_CONNECTED);
-    T_EQ_MEM(info.id, p2p_host_id(n->h[1]), 32);
+    T_EQ_MEM(info.id, p2p_host_id(n->h[1]), P2P_ID_LEN);
     static uint8_t buf[300000];
     for (uint64_t v = 0; v < 200; v++) {
         size_t len = make_msg(buf, v, 8 + (v * 7919) % sizeof buf / 4);
@@ -250,8 +250,8 @@ static void test_network_key_mismatch_is_silent(void)
 static void test_expected_id_mismatch(void)
 {
     net *n = mknet(NULL, NULL, 5);
-    uint8_t wrong[32];
-    memset(wrong, 0xab, 32);
+    uint8_t wrong[P2P_ID_LEN];
+    memset(wrong, 0xab, P2P_ID_LEN);
     connect01(n, wrong);
     T_EQ_INT(n->joins[0], 0);
     T_EQ_INT(n->joins[1], 0);

@@ -43,22 +43,22 @@ static const char GOOD[] = "p2pnet-identity-v1\n"
 
 static void test_from_seed_known_answer(void)
 {
-    uint8_t seed[32], msg[47];
+    uint8_t seed[P2P_SEED_LEN], msg[47];
     p2p_identity id;
     size_t i;
 
-    for (i = 0; i < 32; i++)
+    for (i = 0; i < P2P_SEED_LEN; i++)
         seed[i] = (uint8_t)(i + 1);
     T_EQ_INT(p2p_identity_from_seed(&id, seed), 0);
     T_EQ_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
-    T_EQ_MEM(id.ed_sk, seed, 32);
-    T_EQ_MEM(id.ed_sk + 32, id.ed_pk, 32);
+    T_EQ_MEM(id.ed_sk, seed, P2P_SEED_LEN);
+    T_EQ_MEM(id.ed_sk + P2P_SEED_LEN, id.ed_pk, P2P_ID_LEN);
     T_EQ_HEX(id.x_sk, "70788f1a0cea001a2631dae5d05dbd062008d5b30f50b9e29beb2a7822289044");
     T_EQ_HEX(id.x_pk, "4a3807d064d077181cc070989e76891d20dca5559548dc2c77c1a50273882b38");
     T_EQ_HEX(id.binding_sig, "89026adf34b2d9b1dd6d1373e2974b0253da11fed4873de44b55a1033fa6ec76"
                               "967055432e698f2b8285d6463872e7ffa0bee669b88bba817c5284ee01352c07");
     memcpy(msg, "p2pnet/1 static", 15);
-    memcpy(msg + 15, id.x_pk, 32);
+    memcpy(msg + 15, id.x_pk, P2P_DH_LEN);
     T_EQ_INT(p2p_verify(id.binding_sig, msg, sizeof msg, id.ed_pk), 0);
     p2p_identity_wipe(&id);
     for (i = 0; i < sizeof id.ed_sk; i++)
@@ -69,20 +69,20 @@ static void test_from_seed_known_answer(void)
 static void test_generate(void)
 {
     p2p_identity a, b;
-    uint8_t x[32], msg[47];
+    uint8_t x[P2P_DH_LEN], msg[47];
 
     T_EQ_INT(p2p_init(), 0);
     T_EQ_INT(p2p_init(), 0);
     T_EQ_INT(p2p_identity_generate(&a), 0);
     T_EQ_INT(p2p_identity_generate(&b), 0);
-    T_CHECK(memcmp(a.ed_pk, b.ed_pk, 32) != 0);
+    T_CHECK(memcmp(a.ed_pk, b.ed_pk, P2P_ID_LEN) != 0);
     p2p_dh_public(x, a.x_sk);
-    T_EQ_MEM(x, a.x_pk, 32);
+    T_EQ_MEM(x, a.x_pk, P2P_DH_LEN);
     memcpy(msg, "p2pnet/1 static", 15);
-    memcpy(msg + 15, a.x_pk, 32);
+    memcpy(msg + 15, a.x_pk, P2P_DH_LEN);
     T_EQ_INT(p2p_verify(a.binding_sig, msg, sizeof msg, a.ed_pk), 0);
     /* The signature binds this x_pk, not another. */
-    memcpy(msg + 15, b.x_pk, 32);
+    memcpy(msg + 15, b.x_pk, P2P_DH_LEN);
     T_EQ_INT(p2p_verify(a.binding_sig, msg, sizeof msg, a.ed_pk), P2P_ERR_CRYPTO);
     p2p_identity_wipe(&a);
     p2p_identity_wipe(&b);
@@ -93,7 +93,7 @@ static void test_keyfile_create_and_reload(void)
     char path[4200], err[512], text[200];
     p2p_identity a, b, c;
     struct stat st;
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     FILE *f;
     size_t n;
     mode_t old = umask(0); /* the file must still be 0600 with a permissive umask */
@@ -124,7 +124,7 @@ static void test_keyfile_create_and_reload(void)
         T_CHECK(memcmp(lower, text + 19, 64) == 0);
     }
     T_EQ_INT(p2p_identity_from_seed(&c, seed), 0);
-    T_EQ_MEM(c.ed_pk, a.ed_pk, 32);
+    T_EQ_MEM(c.ed_pk, a.ed_pk, P2P_ID_LEN);
 
     /* Loading again gives the same identity and leaves the file alone. */
     T_EQ_INT(p2p_identity_load(&b, path, err, sizeof err), 0);
@@ -135,7 +135,7 @@ static void test_keyfile_create_and_reload(void)
     /* A distinct path gets a distinct identity. */
     new_path(path, sizeof path, "other");
     T_EQ_INT(p2p_identity_load(&b, path, NULL, 0), 0);
-    T_CHECK(memcmp(a.ed_pk, b.ed_pk, 32) != 0);
+    T_CHECK(memcmp(a.ed_pk, b.ed_pk, P2P_ID_LEN) != 0);
     p2p_identity_wipe(&a);
     p2p_identity_wipe(&b);
     p2p_identity_wipe(&c);
@@ -277,7 +277,7 @@ static void test_keyfile_io_errors(void)
 
 static void test_hex_round_trip(void)
 {
-    uint8_t id[32], back[32];
+    uint8_t id[P2P_ID_LEN], back[P2P_ID_LEN];
     char hex[65];
     size_t i;
 
@@ -288,15 +288,15 @@ static void test_hex_round_trip(void)
     for (i = 0; i < 64; i++)
         T_CHECK((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'));
     T_EQ_INT(p2p_id_from_hex(back, hex, 64), 0);
-    T_EQ_MEM(back, id, 32);
+    T_EQ_MEM(back, id, P2P_ID_LEN);
     /* Either case parses. */
     for (i = 0; i < 64; i++)
         if (hex[i] >= 'a')
             hex[i] = (char)(hex[i] - 'a' + 'A');
     memset(back, 0, sizeof back);
     T_EQ_INT(p2p_id_from_hex(back, hex, 64), 0);
-    T_EQ_MEM(back, id, 32);
-    T_CHECK(strncmp("00ff", (p2p_id_to_hex((const uint8_t[32]){ 0, 255 }, hex), hex), 4) == 0);
+    T_EQ_MEM(back, id, P2P_ID_LEN);
+    T_CHECK(strncmp("00ff", (p2p_id_to_hex((const uint8_t[P2P_ID_LEN]){ 0, 255 }, hex), hex), 4) == 0);
     /* Wrong length, non-hex. */
     T_EQ_INT(p2p_id_from_hex(back, hex, 63), P2P_ERR_INVALID);
     T_EQ_INT(p2p_id_from_hex(back, hex, 0), P2P_ERR_INVALID);

@@ -18,7 +18,7 @@ typedef struct mnode {
     int joins, leaves;
     int bcasts;            /* broadcasts received */
     int bcast_dups;
-    uint8_t last_origin[32];
+    uint8_t last_origin[P2P_ID_LEN];
     uint64_t seen_seq[8];
     int nseen;
 } mnode;
@@ -67,7 +67,7 @@ static void drain_events(void)
                 for (int k = 0; k < n->nseen; k++) if (n->seen_seq[k] == ev.seq) n->bcast_dups++;
                 if (n->nseen < 8) n->seen_seq[n->nseen++] = ev.seq;
                 n->bcasts++;
-                memcpy(n->last_origin, ev.origin, 32);
+                memcpy(n->last_origin, ev.origin, P2P_ID_LEN);
             }
         }
     }
@@ -119,7 +119,7 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     int got = 0, dups = 0;
     for (int i = 0; i < count; i++) {
         if (i == 3) { T_EQ_INT(nodes[i].bcasts, 0); continue; }
-        got += nodes[i].bcasts == 1 && memcmp(nodes[i].last_origin, nodes[3].id.ed_pk, 32) == 0;
+        got += nodes[i].bcasts == 1 && memcmp(nodes[i].last_origin, nodes[3].id.ed_pk, P2P_ID_LEN) == 0;
         dups += nodes[i].bcast_dups;
     }
     T_EQ_INT(got, count - 1);
@@ -248,12 +248,12 @@ static void test_forgeries_refused(void)
     body[0] = (uint8_t)len;
     body[1] = (uint8_t)(len >> 8);
     memcpy(body + 2, b->h->mesh.own_rec, len);
-    body[2 + 1 + 32 + 1] ^= 1;   /* second byte of the little-endian seq */
+    body[2 + 1 + P2P_ID_LEN + 1] ^= 1;   /* second byte of the little-endian seq */
     T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_MEMBERS, body, 2u + len, p2p_sim_now(sim)), -1);
     /* a broadcast claiming to come from b, signed by nobody */
-    uint8_t env[32 + 8 + 2 + 5 + 64];
-    memcpy(env, b->id.ed_pk, 32);
-    p2p_put_u64(env + 32, 99);
+    uint8_t env[P2P_ID_LEN + 8 + 2 + 5 + P2P_SIG_LEN];
+    memcpy(env, b->id.ed_pk, P2P_ID_LEN);
+    p2p_put_u64(env + P2P_ID_LEN, 99);
     env[40] = 1; env[41] = 0;
     memcpy(env + 42, "forge", 5);
     memset(env + 47, 0x55, 64);
@@ -264,7 +264,7 @@ static void test_forgeries_refused(void)
     T_EQ_INT(a->bcasts, 0);
     p2p_member *mb = NULL;
     for (size_t i = 0; i < a->h->mesh.n; i++)
-        if (!memcmp(a->h->mesh.m[i].id, b->id.ed_pk, 32)) mb = &a->h->mesh.m[i];
+        if (!memcmp(a->h->mesh.m[i].id, b->id.ed_pk, P2P_ID_LEN)) mb = &a->h->mesh.m[i];
     T_CHECK(mb && mb->has_record && p2p_addr_equal(&mb->addrs[0], &b->addr));
     sim_stop();
 }

@@ -469,7 +469,7 @@ static void test_unknown_target_and_unreachable(void)
     sim_start(707);
     node *m = add_mediator(NULL);
     node *a = add_node(P2P_SIM_NAT_CONE, NULL);
-    uint8_t stranger[32];
+    uint8_t stranger[P2P_ID_LEN];
     memset(stranger, 0x77, sizeof stranger);
     p2p_peer_handle ph = 0;
     T_EQ_INT(p2p_host_connect_via(a->h, stranger, &m->addr, now(), &ph), 0);

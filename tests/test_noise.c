@@ -43,8 +43,8 @@ static long unhex(const jm_node *n, uint8_t *out, size_t cap)
     return (long)(n->len / 2);
 }
 
-/* A 32-byte key field, or NULL when the vector does not have it. */
-static const uint8_t *key32(const jm_node *v, const char *field, uint8_t buf[32])
+/* A key field (P2P_DH_LEN bytes; a psk is as long), or NULL when the vector does not have it. */
+static const uint8_t *key32(const jm_node *v, const char *field, uint8_t buf[P2P_DH_LEN])
 {
     const jm_node *n = jm_get(v, field);
 
@@ -52,7 +52,7 @@ static const uint8_t *key32(const jm_node *v, const char *field, uint8_t buf[32]
         return NULL;
     if (n->type == JM_ARRAY) /* the psk list: each entry here holds exactly one */
         n = n->child;
-    if (unhex(n, buf, 32) != 32)
+    if (unhex(n, buf, P2P_DH_LEN) != P2P_DH_LEN)
         return NULL;
     return buf;
 }
@@ -65,7 +65,7 @@ typedef struct side {
 /* Sets up both parties of vector v. Returns 0 or -1 (a check failed). */
 static int setup(const jm_node *v, side *ini, side *resp, const char **name)
 {
-    uint8_t pro_i[256], pro_r[256], s[32], rs[32], psk[32], e[32];
+    uint8_t pro_i[256], pro_r[256], s[P2P_DH_LEN], rs[P2P_DH_LEN], psk[P2P_KEY_LEN], e[P2P_DH_LEN];
     long lpi, lpr;
     const jm_node *pn = jm_get(v, "protocol_name");
     int rc;
@@ -222,7 +222,7 @@ static void test_names_rejected(void)
         "Noise_XXpsk3+_25519_ChaChaPoly_BLAKE2b", "Noise__25519_ChaChaPoly_BLAKE2b",
         "Nois_XX_25519_ChaChaPoly_BLAKE2b", "",
     };
-    uint8_t s[32] = { 1 }, psk[32] = { 2 };
+    uint8_t s[P2P_DH_LEN] = { 1 }, psk[P2P_KEY_LEN] = { 2 };
     p2p_noise hs;
     size_t i;
 
@@ -240,10 +240,10 @@ static void test_names_rejected(void)
 }
 
 /* A full XXpsk3 handshake with ephemeral keys from seeded rngs, as p2pnet runs it. */
-static int handshake(p2p_noise *a, p2p_noise *b, const uint8_t psk_a[32],
-                     const uint8_t psk_b[32], int *fail_step)
+static int handshake(p2p_noise *a, p2p_noise *b, const uint8_t psk_a[P2P_KEY_LEN],
+                     const uint8_t psk_b[P2P_KEY_LEN], int *fail_step)
 {
-    uint8_t sa[32], sb[32], buf[512], pl[512];
+    uint8_t sa[P2P_DH_LEN], sb[P2P_DH_LEN], buf[512], pl[512];
     p2p_rng ra, rb;
     size_t n, pn;
     int rc, step;
@@ -275,7 +275,8 @@ static int handshake(p2p_noise *a, p2p_noise *b, const uint8_t psk_a[32],
 static void test_xxpsk3_with_rng(void)
 {
     p2p_noise a, b;
-    uint8_t psk[32], a1[32], a2[32], b1[32], b2[32], sa[32], sb[32], pa[32], pb[32];
+    uint8_t psk[P2P_KEY_LEN], a1[P2P_KEY_LEN], a2[P2P_KEY_LEN], b1[P2P_KEY_LEN], b2[P2P_KEY_LEN],
+        sa[P2P_DH_LEN], sb[P2P_DH_LEN], pa[P2P_DH_LEN], pb[P2P_DH_LEN];
     int step = -1;
 
     memset(psk, 0x33, sizeof psk);
@@ -284,15 +285,15 @@ static void test_xxpsk3_with_rng(void)
     T_EQ_MEM(p2p_noise_hash(&a), p2p_noise_hash(&b), P2P_HASH_LEN);
     p2p_noise_split(&a, a1, a2);
     p2p_noise_split(&b, b1, b2);
-    T_EQ_MEM(a1, b1, 32);
-    T_EQ_MEM(a2, b2, 32);
-    T_CHECK(memcmp(a1, a2, 32) != 0);
+    T_EQ_MEM(a1, b1, P2P_KEY_LEN);
+    T_EQ_MEM(a2, b2, P2P_KEY_LEN);
+    T_CHECK(memcmp(a1, a2, P2P_KEY_LEN) != 0);
     memset(sa, 0x11, sizeof sa);
     memset(sb, 0x22, sizeof sb);
     p2p_dh_public(pa, sa);
     p2p_dh_public(pb, sb);
-    T_CHECK(p2p_noise_remote_static(&a) && memcmp(p2p_noise_remote_static(&a), pb, 32) == 0);
-    T_CHECK(p2p_noise_remote_static(&b) && memcmp(p2p_noise_remote_static(&b), pa, 32) == 0);
+    T_CHECK(p2p_noise_remote_static(&a) && memcmp(p2p_noise_remote_static(&a), pb, P2P_DH_LEN) == 0);
+    T_CHECK(p2p_noise_remote_static(&b) && memcmp(p2p_noise_remote_static(&b), pa, P2P_DH_LEN) == 0);
     /* Done: no more messages either way. */
     T_EQ_INT(p2p_noise_write(&a, NULL, NULL, 0, a1, sizeof a1, &(size_t){ 0 }), P2P_ERR_INVALID);
     p2p_noise_wipe(&a);
@@ -302,7 +303,7 @@ static void test_xxpsk3_with_rng(void)
 static void test_wrong_psk_fails_at_message_3(void)
 {
     p2p_noise a, b;
-    uint8_t psk_a[32], psk_b[32];
+    uint8_t psk_a[P2P_KEY_LEN], psk_b[P2P_KEY_LEN];
     int step = -1;
 
     memset(psk_a, 0x33, sizeof psk_a);
@@ -315,7 +316,7 @@ static void test_wrong_psk_fails_at_message_3(void)
 static void test_turns_and_buffers(void)
 {
     p2p_noise a, b;
-    uint8_t s[32], psk[32], buf[256], pl[256];
+    uint8_t s[P2P_DH_LEN], psk[P2P_KEY_LEN], buf[256], pl[256];
     size_t n = 99, pn;
     p2p_rng rng;
 
@@ -327,7 +328,7 @@ static void test_turns_and_buffers(void)
     /* The responder cannot speak first, the initiator cannot read first. */
     T_EQ_INT(p2p_noise_write(&b, &rng, NULL, 0, buf, sizeof buf, &n), P2P_ERR_INVALID);
     T_EQ_INT(n, 0);
-    T_EQ_INT(p2p_noise_read(&a, buf, 32, pl, sizeof pl, &pn), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_noise_read(&a, buf, P2P_DH_LEN, pl, sizeof pl, &pn), P2P_ERR_INVALID);
     /* Message 1 is e (32) || payload (2 in clear, but psk mode keys it: +16). */
     T_EQ_INT(p2p_noise_write(&a, &rng, (const uint8_t *)"ab", 2, buf, 49, &n), P2P_ERR_BUFFER);
     T_EQ_INT(p2p_noise_write(&a, &rng, (const uint8_t *)"ab", 2, buf, 50, &n), 0);
@@ -350,7 +351,7 @@ static void test_low_order_ephemeral_rejected(void)
 {
     /* An all-zero "public key" gives an all-zero DH: the ee token must fail. */
     p2p_noise a, b;
-    uint8_t s[32], psk[32], buf[256], pl[256];
+    uint8_t s[P2P_DH_LEN], psk[P2P_KEY_LEN], buf[256], pl[256];
     size_t n, pn;
     p2p_rng rng;
 
@@ -362,7 +363,7 @@ static void test_low_order_ephemeral_rejected(void)
     T_EQ_INT(p2p_noise_write(&a, &rng, NULL, 0, buf, sizeof buf, &n), 0);
     T_EQ_INT(p2p_noise_read(&b, buf, n, pl, sizeof pl, &pn), 0);
     T_EQ_INT(p2p_noise_write(&b, &rng, NULL, 0, buf, sizeof buf, &n), 0);
-    memset(buf, 0, 32);
+    memset(buf, 0, P2P_DH_LEN);
     T_CHECK(p2p_noise_read(&a, buf, n, pl, sizeof pl, &pn) < 0);
 }
 

@@ -15,7 +15,7 @@
 /* Two mirrored schedules, as the two ends of a session hold them. */
 static void mirrored(p2p_keys *a, p2p_keys *b, uint64_t now)
 {
-    uint8_t k1[32], k2[32];
+    uint8_t k1[P2P_KEY_LEN], k2[P2P_KEY_LEN];
     memset(k1, 0x11, sizeof k1);
     memset(k2, 0x22, sizeof k2);
     p2p_keys_init(a, k1, k2, now);
@@ -28,13 +28,13 @@ static void test_schedule(void)
     int which;
     mirrored(&a, &b, 0);
     /* the KDF is one-way and fixed: a new key, the same on both sides */
-    uint8_t n1[32], n2[32];
+    uint8_t n1[P2P_KEY_LEN], n2[P2P_KEY_LEN];
     p2p_keys_next_key(n1, a.send);
-    T_CHECK(memcmp(n1, a.send, 32) != 0);
-    T_EQ_MEM(n1, b.next, 32);
-    memcpy(n2, a.send, 32);
+    T_CHECK(memcmp(n1, a.send, P2P_KEY_LEN) != 0);
+    T_EQ_MEM(n1, b.next, P2P_KEY_LEN);
+    memcpy(n2, a.send, P2P_KEY_LEN);
     p2p_keys_next_key(n2, n2);                 /* in place */
-    T_EQ_MEM(n1, n2, 32);
+    T_EQ_MEM(n1, n2, P2P_KEY_LEN);
 
     /* nothing is due before the peer confirmed the keys, nor before 120 s */
     T_EQ_INT(p2p_keys_update_due(&a, 5, 200 * SEC), 0);
@@ -46,15 +46,15 @@ static void test_schedule(void)
     T_EQ_INT(p2p_keys_deadline(&a), 120 * SEC);
 
     /* a updates; b, on a's first packet of phase 1, moves too */
-    uint8_t a_old_recv[32];
-    memcpy(a_old_recv, a.recv, 32);
+    uint8_t a_old_recv[P2P_KEY_LEN];
+    memcpy(a_old_recv, a.recv, P2P_KEY_LEN);
     p2p_keys_update(&a, 11, 120 * SEC);
     T_EQ_INT(a.phase, 1);
     T_EQ_INT(a.confirmed, 0);
     T_EQ_INT(a.has_prev, 1);
-    T_EQ_MEM(a.prev, a_old_recv, 32);
+    T_EQ_MEM(a.prev, a_old_recv, P2P_KEY_LEN);
     T_EQ_INT(a.prev_until, 180 * SEC);         /* until the peer confirms: the old key's age */
-    T_EQ_MEM(a.send, b.next, 32);
+    T_EQ_MEM(a.send, b.next, P2P_KEY_LEN);
     /* b's late packet of phase 0 still opens at a with the previous key */
     T_CHECK(p2p_keys_for_open(&a, 0, 7, 120 * SEC, &which) == a.prev && which == P2P_KEY_PREVIOUS);
     T_CHECK(p2p_keys_for_open(&b, 1, 11, 120 * SEC, &which) == b.next && which == P2P_KEY_NEXT);
@@ -62,8 +62,8 @@ static void test_schedule(void)
     T_EQ_INT(b.phase, 1);
     T_EQ_INT(b.confirmed, 1);
     T_EQ_INT(b.send_first_pn, 20);
-    T_EQ_MEM(b.recv, a.send, 32);
-    T_EQ_MEM(b.send, a.recv, 32);
+    T_EQ_MEM(b.recv, a.send, P2P_KEY_LEN);
+    T_EQ_MEM(b.send, a.recv, P2P_KEY_LEN);
     T_EQ_INT(b.prev_until, 121 * SEC);         /* the peer confirmed at once: keep 1 s */
     /* b's first packet of phase 1 confirms a, and shortens its previous key's life */
     T_CHECK(p2p_keys_for_open(&a, 1, 20, 120 * SEC + 50000, &which) == a.recv);
@@ -77,8 +77,8 @@ static void test_schedule(void)
     T_EQ_INT(p2p_keys_deadline(&b), 121 * SEC);
     p2p_keys_on_timeout(&b, 121 * SEC);
     T_EQ_INT(b.has_prev, 0);
-    static const uint8_t zero[32];
-    T_EQ_MEM(b.prev, zero, 32);
+    static const uint8_t zero[P2P_KEY_LEN];
+    T_EQ_MEM(b.prev, zero, P2P_KEY_LEN);
     /* keys 180 s old open nothing */
     T_CHECK(p2p_keys_for_open(&b, 1, 30, 299 * SEC, &which) == b.recv);
     T_CHECK(p2p_keys_for_open(&b, 1, 30, 300 * SEC, &which) == NULL);
@@ -234,8 +234,8 @@ static void stream_run(const p2p_sim_config *cfg, uint64_t dur, uint64_t gap, ui
         T_EQ_INT(pa->keys.generation, sa.rekeys);
         T_EQ_INT(pb->keys.generation, sb.rekeys);
         T_EQ_INT(pa->keys.phase, (uint8_t)(sa.rekeys & 1));
-        T_EQ_MEM(pa->keys.send, pb->keys.recv, 32);
-        T_EQ_MEM(pb->keys.send, pa->keys.recv, 32);
+        T_EQ_MEM(pa->keys.send, pb->keys.recv, P2P_KEY_LEN);
+        T_EQ_MEM(pb->keys.send, pa->keys.recv, P2P_KEY_LEN);
         *late = pa->keys.late + pb->keys.late;
     }
     *dropped = sa.dropped + sb.dropped;
@@ -365,7 +365,7 @@ typedef struct rk_filter {
     uint8_t held[HOLD_MAX][P2P_MAX_PACKET];
     /* stale sender: b's packets to a are resealed under b's first send key */
     int reseal;
-    uint8_t gen0[32];
+    uint8_t gen0[P2P_KEY_LEN];
     uint64_t resealed, unknown;
     /* leave events: when, and why */
     uint64_t leave_at[2];
@@ -387,10 +387,10 @@ static int rk_filter_fn(anet *net, an_pkt *pkt)
     if (f->reseal && p2p_addr_equal(&pkt->from, &net->n[f->b].addr) &&
         p2p_addr_equal(&pkt->to, &net->n[f->a].addr)) {
         /* find the generation b sealed it with, then seal it again with the first one */
-        uint8_t k[32], pt[P2P_MAX_PACKET_PROBED];
+        uint8_t k[P2P_KEY_LEN], pt[P2P_MAX_PACKET_PROBED];
         uint64_t pn = p2p_get_u64(pkt->data + 8);
         size_t ctlen = pkt->len - P2P_DATA_HEADER;
-        memcpy(k, f->gen0, 32);
+        memcpy(k, f->gen0, P2P_KEY_LEN);
         for (int g = 0; g < 8; g++) {
             if (p2p_aead_open(pt, k, pn, pkt->data, P2P_DATA_HEADER, pkt->data + P2P_DATA_HEADER,
                               ctlen) == 0) {
@@ -637,7 +637,7 @@ static void test_stale_sender(void)
     rk_anet(&net, &f, NULL);
     T_CHECK(an_connect(&net, f.a, f.b, 2 * SEC) != 0);
     p2p_peer *pa = an_session(&net, f.a, f.b), *pb = an_session(&net, f.b, f.a);
-    memcpy(f.gen0, pb->keys.send, 32);
+    memcpy(f.gen0, pb->keys.send, P2P_KEY_LEN);
     uint64_t a_gen0 = pa->keys.installed;
     f.reseal = 1;
     uint64_t last_ok = 0;

@@ -165,7 +165,7 @@ static void test_replay_aliased_word(void)
  * nothing was written. */
 static int acker_frame(p2p_acker *a, uint64_t now, p2p_frame *f)
 {
-    uint8_t buf[1232];
+    uint8_t buf[P2P_MAX_PACKET];
     p2p_wr w;
     p2p_wr_init(&w, buf, sizeof buf);
     if (p2p_acker_write(a, &w, now) != 0) return -1;
@@ -446,7 +446,7 @@ static void test_recovery_init_and_sent(void)
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 100000000, NULL), 0);   /* nothing out */
 
     T_EQ_INT(send_pkt(&r, T0, 1000), 0);
-    T_EQ_INT(send_pkt(&r, T0 + 1, 1232), 1);
+    T_EQ_INT(send_pkt(&r, T0 + 1, P2P_MAX_PACKET), 1);
     uint64_t pn = 99;
     T_EQ_INT(p2p_recovery_on_sent(&r, T0 + 2, 50, 0, 0, 0, &pn), 0);    /* ACK-only */
     T_EQ_INT(pn, 2);
@@ -724,10 +724,10 @@ static void test_recovery_slow_start(void)
     p2p_recovery r;
     p2p_recovery_init(&r, T0);
     for (int i = 0; i < 10; i++) {
-        T_EQ_INT(p2p_recovery_cwnd_allows(&r, 1232), 1);
-        send_pkt(&r, T0, 1232);
+        T_EQ_INT(p2p_recovery_cwnd_allows(&r, P2P_MAX_PACKET), 1);
+        send_pkt(&r, T0, P2P_MAX_PACKET);
     }
-    T_EQ_INT(p2p_recovery_cwnd_allows(&r, 1232), 0);
+    T_EQ_INT(p2p_recovery_cwnd_allows(&r, P2P_MAX_PACKET), 0);
     T_EQ_INT(p2p_recovery_cwnd_allows(&r, 1), 0);
     T_EQ_INT(p2p_recovery_cwnd_allows(&r, 0), 1);
     /* slow start: every acknowledged byte grows the window by one byte */
@@ -937,28 +937,28 @@ static void test_pacing(void)
     p2p_recovery_init(&r, T0);
     /* a burst of 10 full packets goes at once */
     for (int i = 0; i < 10; i++) {
-        T_CHECK(p2p_recovery_pace_at(&r, T0, 1232) == T0);
-        p2p_recovery_pace_spend(&r, T0, 1232);
+        T_CHECK(p2p_recovery_pace_at(&r, T0, P2P_MAX_PACKET) == T0);
+        p2p_recovery_pace_spend(&r, T0, P2P_MAX_PACKET);
     }
     /* the 11th waits 1232 bytes at 2 * 12320 / 333000 bytes per us (slow start): 16650 us */
-    uint64_t at = p2p_recovery_pace_at(&r, T0, 1232);
+    uint64_t at = p2p_recovery_pace_at(&r, T0, P2P_MAX_PACKET);
     NEAR(at, T0 + 16651);
     T_CHECK(at > T0 + 16000);
     /* a smaller packet waits proportionally less */
     uint64_t at_small = p2p_recovery_pace_at(&r, T0, 616);
     NEAR(at_small, T0 + 8326);
     /* at the promised time it may go */
-    T_CHECK(p2p_recovery_pace_at(&r, at, 1232) == at);
-    p2p_recovery_pace_spend(&r, at, 1232);
-    T_CHECK(p2p_recovery_pace_at(&r, at, 1232) > at);
+    T_CHECK(p2p_recovery_pace_at(&r, at, P2P_MAX_PACKET) == at);
+    p2p_recovery_pace_spend(&r, at, P2P_MAX_PACKET);
+    T_CHECK(p2p_recovery_pace_at(&r, at, P2P_MAX_PACKET) > at);
 
     /* idle refills the burst but no more than the burst */
     uint64_t later = at + 10000000;
     for (int i = 0; i < 10; i++) {
-        T_CHECK(p2p_recovery_pace_at(&r, later, 1232) == later);
-        p2p_recovery_pace_spend(&r, later, 1232);
+        T_CHECK(p2p_recovery_pace_at(&r, later, P2P_MAX_PACKET) == later);
+        p2p_recovery_pace_spend(&r, later, P2P_MAX_PACKET);
     }
-    T_CHECK(p2p_recovery_pace_at(&r, later, 1232) > later);
+    T_CHECK(p2p_recovery_pace_at(&r, later, P2P_MAX_PACKET) > later);
     p2p_recovery_free(&r);
 
     /* Proportional to cwnd / srtt: srtt 50 ms and cwnd 13320 after one acked packet. */
@@ -968,14 +968,14 @@ static void test_pacing(void)
     T_EQ_INT(r.srtt, 50000);
     T_EQ_INT(r.cwnd, 13320);
     uint64_t t = T0 + 50000;
-    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, 1232);
-    at = p2p_recovery_pace_at(&r, t, 1232);
+    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
+    at = p2p_recovery_pace_at(&r, t, P2P_MAX_PACKET);
     NEAR(at, t + want_wait(1232, 2.0, 13320, 50000));   /* 2313 */
     NEAR(at, t + 2313);
 
     /* Overspending is remembered, down to one burst of debt. */
-    for (int i = 0; i < 30; i++) p2p_recovery_pace_spend(&r, t, 1232);
-    at = p2p_recovery_pace_at(&r, t, 1232);
+    for (int i = 0; i < 30; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
+    at = p2p_recovery_pace_at(&r, t, P2P_MAX_PACKET);
     NEAR(at, t + want_wait(1232 + 12320, 2.0, 13320, 50000));
     p2p_recovery_free(&r);
 
@@ -989,8 +989,8 @@ static void test_pacing(void)
     T_EQ_INT(r.cwnd, 6660);
     T_EQ_INT(r.srtt, 50000);
     t = T0 + 50000;
-    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, 1232);
-    at = p2p_recovery_pace_at(&r, t, 1232);
+    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
+    at = p2p_recovery_pace_at(&r, t, P2P_MAX_PACKET);
     NEAR(at, t + want_wait(1232, 1.25, 6660, 50000));   /* 7399.4 + 1 */
     NEAR(at, t + 7400);
     p2p_recovery_free(&r);

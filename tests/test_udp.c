@@ -292,7 +292,7 @@ static void node_drain(struct node *n)
 static int node_open(struct node *n, const char *bind_host, uint8_t seed_byte)
 {
     p2p_config cfg;
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     char err[128];
 
     memset(n, 0, sizeof *n);

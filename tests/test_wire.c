@@ -361,7 +361,7 @@ static void test_frame_padding(void)
 
 static int ack_roundtrip(const p2p_ack_range *rg, size_t count, uint64_t delay, p2p_frame *f)
 {
-    uint8_t buf[1232];
+    uint8_t buf[P2P_MAX_PACKET];
     p2p_wr w;
     p2p_wr_init(&w, buf, sizeof buf);
     int rc = p2p_frame_put_ack(&w, delay, rg, count);
@@ -474,7 +474,7 @@ static size_t raw_ack(uint8_t *buf, size_t cap, uint64_t largest, uint64_t first
 
 static void test_ack_invalid(void)
 {
-    uint8_t buf[1232];
+    uint8_t buf[P2P_MAX_PACKET];
     p2p_frame f;
     p2p_rd r;
     size_t n;
@@ -640,10 +640,10 @@ static void test_frames_random(void)
 {
     p2p_rng rng;
     p2p_rng_init(&rng, 0x77697265);
-    static const uint8_t payload[1232] = { 1, 2, 3 };
+    static const uint8_t payload[P2P_MAX_PACKET] = { 1, 2, 3 };
     unsigned decoded = 0;
     for (int iter = 0; iter < 3000; iter++) {
-        uint8_t buf[1232];
+        uint8_t buf[P2P_MAX_PACKET];
         want_frame want[40];
         size_t nf = 0;
         p2p_wr w;
@@ -756,7 +756,7 @@ static void test_frames_random(void)
         /* Flip one byte: the decoder must never read outside the packet (ASan watches) and
          * must either fail or return frames; it must not loop. */
         if (total > 0) {
-            uint8_t copy[1232];
+            uint8_t copy[P2P_MAX_PACKET];
             memcpy(copy, buf, total);
             copy[p2p_rng_below(&rng, (uint32_t)total)] ^= (uint8_t)(1 + p2p_rng_below(&rng, 255));
             size_t cut = p2p_rng_below(&rng, (uint32_t)total + 1);
