@@ -134,21 +134,29 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
     fz_discard(a);
 }
 
+/* Our INIT to A, from fz_ident[1] with sender index `index`, up to its macs (the caller adds
+ * them); hs keeps the handshake. Returns the length of the Noise message. */
+static size_t write_init(const p2p_host *a, p2p_noise *hs, p2p_rng *rng, uint32_t index,
+                         uint8_t *pkt) {
+    static const uint8_t zeros[INIT_PAYLOAD_LEN];
+    size_t out = 0;
+    FZ_CHECK(p2p_noise_init(hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
+                            sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
+    pkt[0] = P2P_PKT_INIT;
+    pkt[1] = P2P_PROTOCOL_VERSION;
+    pkt[2] = pkt[3] = 0;
+    p2p_put_u32(pkt + 4, index);
+    FZ_CHECK(p2p_noise_write(hs, rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
+    return out;
+}
+
 static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t *body,
                        size_t len, uint64_t now) {
     uint8_t pkt[P2P_MAX_PACKET], resp[P2P_MAX_PACKET], payload[P2P_MAX_PACKET];
     p2p_noise hs;
     p2p_rng rng;
     p2p_rng_init(&rng, 4343);
-    FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
-                            sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
-    static const uint8_t zeros[INIT_PAYLOAD_LEN];
-    pkt[0] = P2P_PKT_INIT;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    p2p_put_u32(pkt + 4, 0x5eed0002u);
-    size_t out = 0;
-    FZ_CHECK(p2p_noise_write(&hs, &rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
+    size_t out = write_init(a, &hs, &rng, 0x5eed0002u, pkt);
     FZ_CHECK(out == INIT_NOISE_LEN);
     mac1(a, pkt, 8 + out);
     memset(pkt + INIT_MAC2, 0, P2P_MAC_LEN);
@@ -238,16 +246,8 @@ static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, s
     p2p_noise hs;
     p2p_rng rng;
     p2p_rng_init(&rng, 4444);
-    FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
-                            sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
-    static const uint8_t zeros[INIT_PAYLOAD_LEN];
     uint8_t pkt[P2P_MAX_PACKET], reply[P2P_MAX_PACKET], cookie[P2P_COOKIE_LEN];
-    pkt[0] = P2P_PKT_INIT;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    p2p_put_u32(pkt + 4, 0x5eed0003u);
-    size_t out = 0;
-    FZ_CHECK(p2p_noise_write(&hs, &rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
+    write_init(a, &hs, &rng, 0x5eed0003u, pkt);
     p2p_noise_wipe(&hs);
     mac1(a, pkt, INIT_MAC1);
     first16(body, len, pkt + INIT_MAC2);
