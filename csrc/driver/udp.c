@@ -166,11 +166,14 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The longest bind host accepted: more than any numeric address (an IPv6 one is at most 45). */
+#define BIND_HOST_MAX 60
+
 /* The bind address: numeric IPv4, numeric IPv6 (brackets optional), "localhost" or NULL.
  * Goes through p2p_addr_parse so bind addresses are exactly as strict as peer addresses. */
 static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
 {
-    char text[80];
+    char text[BIND_HOST_MAX + sizeof "[]:0"];
     size_t n;
     int r;
 
@@ -179,7 +182,7 @@ static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
     else if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
     n = strlen(host);
-    if (n > 60)
+    if (n > BIND_HOST_MAX)
         return P2P_ERR_ADDRESS;
     if (host[0] == '[')
         snprintf(text, sizeof text, "%s:0", host);
@@ -213,7 +216,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
     family = bind_addr.family == P2P_AF_INET4 ? AF_INET : AF_INET6;
     u = calloc(1, sizeof *u);
     if (u == NULL) {
-        set_err(err, errlen, "out of memory");
+        set_err(err, errlen, "%s", p2p_strerror(P2P_ERR_NOMEM));
         return P2P_ERR_NOMEM;
     }
     u->family = family;
