@@ -37,54 +37,64 @@
 #define BENCH_RTT_WARMUP 200
 #define BENCH_RTT_SIZE 64 /* a ping's bytes */
 
-static inline void bench_die(const char *what) {
+static inline void bench_die(const char *what)
+{
     fprintf(stderr, "bench: %s\n", what);
     exit(1);
 }
 
-static inline uint64_t bench_now_us(void) {
+static inline uint64_t bench_now_us(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* Seconds per throughput run (BENCH_SECONDS, default 2). */
-static inline double bench_seconds(void) {
+static inline double bench_seconds(void)
+{
     const char *s = getenv("BENCH_SECONDS");
     double v = s ? atof(s) : 2.0;
     return v > 0 ? v : 2.0;
 }
 
 /* Round trips measured (BENCH_RTT_COUNT, default 5000). */
-static inline int bench_rtt_count(void) {
+static inline int bench_rtt_count(void)
+{
     const char *s = getenv("BENCH_RTT_COUNT");
     int v = s ? atoi(s) : 5000;
     return v > 0 ? v : 5000;
 }
 
 /* At most 256 messages and at most 4 MiB unacknowledged; acks come every quarter window. */
-static inline uint32_t bench_window(size_t size) {
+static inline uint32_t bench_window(size_t size)
+{
     uint32_t w = (uint32_t)((4u << 20) / size);
     return w > 256 ? 256 : (w < 4 ? 4 : w);
 }
-static inline uint16_t bench_ack_every(size_t size) {
+static inline uint16_t bench_ack_every(size_t size)
+{
     return (uint16_t)(bench_window(size) / 4);
 }
 
 static const size_t bench_sizes[] = {64, 1024, 65536};
 #define BENCH_NSIZES (sizeof bench_sizes / sizeof bench_sizes[0])
 
-static inline void bench_put_u16(uint8_t *p, uint16_t v) {
+static inline void bench_put_u16(uint8_t *p, uint16_t v)
+{
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
 }
-static inline uint16_t bench_get_u16(const uint8_t *p) {
+static inline uint16_t bench_get_u16(const uint8_t *p)
+{
     return (uint16_t)(p[0] | (p[1] << 8));
 }
-static inline void bench_put_u64(uint8_t *p, uint64_t v) {
+static inline void bench_put_u64(uint8_t *p, uint64_t v)
+{
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
-static inline uint64_t bench_get_u64(const uint8_t *p) {
+static inline uint64_t bench_get_u64(const uint8_t *p)
+{
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
     return v;
@@ -96,7 +106,9 @@ typedef struct bench_server {
     uint64_t count;
 } bench_server;
 
-static inline long bench_server_handle(bench_server *s, const uint8_t *msg, size_t len, uint8_t *out) {
+static inline long bench_server_handle(bench_server *s, const uint8_t *msg, size_t len,
+                                       uint8_t *out)
+{
     if (len == 0) return 0;
     switch (msg[0]) {
     case 'D':
@@ -111,13 +123,9 @@ static inline long bench_server_handle(bench_server *s, const uint8_t *msg, size
         }
         return 0;
     }
-    case 'P':
-        memcpy(out, msg, len);
-        return (long)len;
-    case 'Q':
-        return -1;
-    default:
-        return 0;
+    case 'P': memcpy(out, msg, len); return (long)len;
+    case 'Q': return -1;
+    default: return 0;
     }
 }
 
@@ -126,12 +134,13 @@ typedef struct bench_tput {
     size_t size;
     uint32_t window;
     uint16_t ack_every;
-    uint64_t base;     /* the server's count before this run */
+    uint64_t base; /* the server's count before this run */
     uint64_t sent, acked, start_us, end_us, deadline_us;
     int final_sent;
 } bench_tput;
 
-static inline void bench_tput_start(bench_tput *t, size_t size, uint64_t server_count) {
+static inline void bench_tput_start(bench_tput *t, size_t size, uint64_t server_count)
+{
     memset(t, 0, sizeof *t);
     t->size = size;
     t->window = bench_window(size);
@@ -142,7 +151,8 @@ static inline void bench_tput_start(bench_tput *t, size_t size, uint64_t server_
 }
 
 /* 1 when another message may go now; fills msg (size bytes) with it. */
-static inline int bench_tput_next(bench_tput *t, uint8_t *msg) {
+static inline int bench_tput_next(bench_tput *t, uint8_t *msg)
+{
     if (t->final_sent || t->sent - t->acked >= t->window) return 0;
     int last = bench_now_us() >= t->deadline_us;
     msg[0] = last ? 'F' : 'D';
@@ -153,7 +163,8 @@ static inline int bench_tput_next(bench_tput *t, uint8_t *msg) {
 }
 
 /* Feeds a message from the server; returns 1 when the run is complete. */
-static inline int bench_tput_on_msg(bench_tput *t, const uint8_t *msg, size_t len) {
+static inline int bench_tput_on_msg(bench_tput *t, const uint8_t *msg, size_t len)
+{
     if (len >= 9 && msg[0] == 'A') {
         uint64_t c = bench_get_u64(msg + 1) - t->base;
         if (c > t->acked) t->acked = c;
@@ -165,7 +176,8 @@ static inline int bench_tput_on_msg(bench_tput *t, const uint8_t *msg, size_t le
     return 0;
 }
 
-static inline void bench_tput_report(const char *who, const bench_tput *t) {
+static inline void bench_tput_report(const char *who, const bench_tput *t)
+{
     double secs = (double)(t->end_us - t->start_us) / 1e6;
     double mps = (double)t->sent / secs;
     printf("RESULT %s tput %zu %.0f %.2f %llu\n", who, t->size, mps, mps * (double)t->size / 1e6,
@@ -173,17 +185,21 @@ static inline void bench_tput_report(const char *who, const bench_tput *t) {
     fflush(stdout);
 }
 
-static inline int bench_cmp_u64(const void *a, const void *b) {
+static inline int bench_cmp_u64(const void *a, const void *b)
+{
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
 /* Sorts samples and prints p50 and p99 (microseconds). */
-static inline void bench_rtt_report(const char *who, uint64_t *samples, int n) {
+static inline void bench_rtt_report(const char *who, uint64_t *samples, int n)
+{
     qsort(samples, (size_t)n, sizeof *samples, bench_cmp_u64);
     uint64_t p50 = samples[n / 2];
-    uint64_t p99 = samples[(size_t)((double)n * 0.99) < (size_t)n ? (size_t)((double)n * 0.99) : (size_t)n - 1];
-    printf("RESULT %s rtt %llu %llu %d\n", who, (unsigned long long)p50, (unsigned long long)p99, n);
+    uint64_t p99 = samples[(size_t)((double)n * 0.99) < (size_t)n ? (size_t)((double)n * 0.99)
+                                                                  : (size_t)n - 1];
+    printf("RESULT %s rtt %llu %llu %d\n", who, (unsigned long long)p50, (unsigned long long)p99,
+           n);
     fflush(stdout);
 }
 
@@ -265,12 +281,14 @@ static inline void bench_client_run(const bench_ops *ops, void *ctx)
 }
 
 /* Heap bytes in use: small chunks plus mmap'd large ones. */
-static inline size_t bench_heap_in_use(void) {
+static inline size_t bench_heap_in_use(void)
+{
     struct mallinfo2 mi = mallinfo2();
     return mi.uordblks + mi.hblkhd;
 }
 
-static inline void bench_pin(int cpu) {
+static inline void bench_pin(int cpu)
+{
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
@@ -279,7 +297,8 @@ static inline void bench_pin(int cpu) {
 
 /* 1 when fd can be read within usec microseconds (0: now); the memory tests' hub and clients
  * tell each other "ready" and "done" through pipes. */
-static inline int bench_readable(int fd, long usec) {
+static inline int bench_readable(int fd, long usec)
+{
     struct timeval tv = {0, usec};
     fd_set fds;
     FD_ZERO(&fds);
@@ -303,7 +322,8 @@ typedef struct bench_mem_ops {
 
 /* Heap bytes of a hub holding n idle sessions, in this process; the n clients run in a child
  * pinned to the other core. */
-static inline size_t bench_hub_bytes(const bench_mem_ops *ops, int n) {
+static inline size_t bench_hub_bytes(const bench_mem_ops *ops, int n)
+{
     int ready[2], done[2];
     unsigned port;
     if (pipe(ready) != 0 || pipe(done) != 0) bench_die("pipe");
@@ -360,7 +380,8 @@ static inline size_t bench_hub_bytes(const bench_mem_ops *ops, int n) {
 
 /* Heap per idle session, reported as the slope between n/2 and n sessions so that the hub's
  * fixed cost drops out. */
-static inline int bench_mem(const bench_mem_ops *ops, int n) {
+static inline int bench_mem(const bench_mem_ops *ops, int n)
+{
     size_t half = bench_hub_bytes(ops, n / 2), full = bench_hub_bytes(ops, n);
     double per = ((double)full - (double)half) / (double)(n - n / 2);
     printf("RESULT %s mem %.0f %d\n", ops->name, per, n);

@@ -7,12 +7,14 @@
 
 #include <enet/enet.h>
 
-static void send_reliable(ENetPeer *peer, const uint8_t *data, size_t len) {
+static void send_reliable(ENetPeer *peer, const uint8_t *data, size_t len)
+{
     ENetPacket *p = enet_packet_create(data, len, ENET_PACKET_FLAG_RELIABLE);
     if (!p || enet_peer_send(peer, 0, p) != 0) bench_die("enet: send failed");
 }
 
-static ENetHost *host_on_loopback(size_t peers) {
+static ENetHost *host_on_loopback(size_t peers)
+{
     ENetAddress a;
     enet_address_set_host_ip(&a, "127.0.0.1");
     a.port = 0;
@@ -21,13 +23,15 @@ static ENetHost *host_on_loopback(size_t peers) {
     return h;
 }
 
-static unsigned host_port(ENetHost *h) {
+static unsigned host_port(ENetHost *h)
+{
     ENetAddress a;
     if (enet_socket_get_address(h->socket, &a) != 0) bench_die("enet: get_address");
     return a.port;
 }
 
-static int server(void) {
+static int server(void)
+{
     ENetHost *h = host_on_loopback(1);
     printf("PORT %u\n", host_port(h));
     fflush(stdout);
@@ -44,24 +48,20 @@ static int server(void) {
             continue;
         }
         switch (ev.type) {
-        case ENET_EVENT_TYPE_CONNECT:
-            connected = 1;
-            break;
+        case ENET_EVENT_TYPE_CONNECT: connected = 1; break;
         case ENET_EVENT_TYPE_RECEIVE: {
             long n = bench_server_handle(&s, ev.packet->data, ev.packet->dataLength, out);
             enet_packet_destroy(ev.packet);
-            if (n < 0) quit = 1;
+            if (n < 0)
+                quit = 1;
             else if (n > 0) {
                 send_reliable(ev.peer, out, (size_t)n);
                 enet_host_flush(h);
             }
             break;
         }
-        case ENET_EVENT_TYPE_DISCONNECT:
-            quit = 1;
-            break;
-        default:
-            break;
+        case ENET_EVENT_TYPE_DISCONNECT: quit = 1; break;
+        default: break;
         }
     }
     enet_host_flush(h);
@@ -69,7 +69,8 @@ static int server(void) {
     return 0;
 }
 
-static ENetPeer *connect_to(ENetHost *c, unsigned port) {
+static ENetPeer *connect_to(ENetHost *c, unsigned port)
+{
     ENetAddress a;
     enet_address_set_host_ip(&a, "127.0.0.1");
     a.port = (enet_uint16)port;
@@ -83,16 +84,19 @@ typedef struct enet_client {
     ENetPeer *peer;
 } enet_client;
 
-static void enet_send(void *ctx, const uint8_t *msg, size_t len) {
+static void enet_send(void *ctx, const uint8_t *msg, size_t len)
+{
     send_reliable(((enet_client *)ctx)->peer, msg, len);
 }
 
-static void enet_flush(void *ctx) {
+static void enet_flush(void *ctx)
+{
     enet_host_flush(((enet_client *)ctx)->host);
 }
 
 /* Takes every event waiting, blocking up to 1 ms for the first one. */
-static void enet_poll(void *ctx, bench_msg_fn fn, void *arg) {
+static void enet_poll(void *ctx, bench_msg_fn fn, void *arg)
+{
     enet_client *cl = ctx;
     ENetEvent ev;
     int r = enet_host_service(cl->host, &ev, 1);
@@ -110,7 +114,8 @@ static void enet_poll(void *ctx, bench_msg_fn fn, void *arg) {
 
 static const bench_ops enet_ops = {"enet", enet_send, enet_flush, enet_poll};
 
-static int client(unsigned port) {
+static int client(unsigned port)
+{
     ENetHost *c = enet_host_create(NULL, 1, 1, 0, 0);
     if (!c) bench_die("enet: client host");
     ENetPeer *peer = connect_to(c, port);
@@ -131,13 +136,15 @@ static int client(unsigned port) {
 }
 
 /* The memory test (bench_mem): a hub host and n client hosts of one peer each. */
-static void *enet_hub_open(int n, unsigned *port) {
+static void *enet_hub_open(int n, unsigned *port)
+{
     ENetHost *hub = host_on_loopback((size_t)n);
     *port = host_port(hub);
     return hub;
 }
 
-static int enet_hub_pump(void *hub) {
+static int enet_hub_pump(void *hub)
+{
     ENetEvent ev;
     int joined = 0;
     while (enet_host_service(hub, &ev, 1) > 0)
@@ -145,11 +152,13 @@ static int enet_hub_pump(void *hub) {
     return joined;
 }
 
-static void enet_hub_close(void *hub) {
+static void enet_hub_close(void *hub)
+{
     enet_host_destroy(hub);
 }
 
-static void *enet_clients_open(int n, unsigned port) {
+static void *enet_clients_open(int n, unsigned port)
+{
     ENetHost **cs = calloc((size_t)n, sizeof *cs);
     if (!cs) bench_die("out of memory");
     for (int i = 0; i < n; i++) {
@@ -160,7 +169,8 @@ static void *enet_clients_open(int n, unsigned port) {
     return cs;
 }
 
-static int enet_clients_pump(void *clients, int n) {
+static int enet_clients_pump(void *clients, int n)
+{
     ENetHost **cs = clients;
     ENetEvent ev;
     int joined = 0;
@@ -170,10 +180,11 @@ static int enet_clients_pump(void *clients, int n) {
     return joined;
 }
 
-static const bench_mem_ops enet_mem_ops = {"enet", enet_hub_open, enet_hub_pump, enet_hub_close,
-                                           enet_clients_open, enet_clients_pump};
+static const bench_mem_ops enet_mem_ops = {"enet",         enet_hub_open,     enet_hub_pump,
+                                           enet_hub_close, enet_clients_open, enet_clients_pump};
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (enet_initialize() != 0) bench_die("enet_initialize");
     atexit(enet_deinitialize);
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();

@@ -5,7 +5,6 @@
  */
 #include "bench_common.h"
 
-
 #include "p2pnet.h"
 #include "driver/udp.h"
 
@@ -17,7 +16,8 @@ typedef struct side {
 
 /* mediator: the host neither shares nor dials mesh members (used for the memory test, so the
  * clients of the hub do not also connect to each other and only hub-client sessions exist). */
-static void side_open(side *s, uint32_t max_peers, int mediator) {
+static void side_open(side *s, uint32_t max_peers, int mediator)
+{
     char err[256];
     p2p_config cfg;
     if (p2p_init() != 0 || p2p_identity_generate(&s->id) != 0) bench_die("p2pnet: identity");
@@ -32,7 +32,8 @@ static void side_open(side *s, uint32_t max_peers, int mediator) {
     }
 }
 
-static void side_close(side *s) {
+static void side_close(side *s)
+{
     p2p_host_close(s->h, p2p_udp_now());
     p2p_udp_flush(s->u, s->h);
     p2p_event ev;
@@ -43,13 +44,15 @@ static void side_close(side *s) {
     p2p_identity_wipe(&s->id);
 }
 
-static unsigned side_port(const side *s) {
+static unsigned side_port(const side *s)
+{
     p2p_addr a;
     p2p_udp_local(s->u, &a);
     return a.port;
 }
 
-static void send_msg(side *s, p2p_peer_handle peer, const uint8_t *data, size_t len) {
+static void send_msg(side *s, p2p_peer_handle peer, const uint8_t *data, size_t len)
+{
     int rc = p2p_peer_send(s->h, peer, 1, data, len, 0, NULL, p2p_udp_now());
     if (rc != 0) {
         /* The window above bounds what the application has unacknowledged far below the send
@@ -63,7 +66,8 @@ static void send_msg(side *s, p2p_peer_handle peer, const uint8_t *data, size_t 
     }
 }
 
-static int server(void) {
+static int server(void)
+{
     side s;
     side_open(&s, 0, 0);
     printf("PORT %u\n", side_port(&s));
@@ -80,8 +84,10 @@ static int server(void) {
             if (ev.type == P2P_EV_LEAVE) quit = 1;
             if (ev.type != P2P_EV_MESSAGE) continue;
             long n = bench_server_handle(&srv, ev.data, ev.len, out);
-            if (n < 0) quit = 1;
-            else if (n > 0) send_msg(&s, ev.peer, out, (size_t)n);
+            if (n < 0)
+                quit = 1;
+            else if (n > 0)
+                send_msg(&s, ev.peer, out, (size_t)n);
         }
         if (p2p_udp_flush(s.u, s.h) != 0) bench_die("p2pnet: flush");
         if (!joined && bench_now_us() > idle_deadline) bench_die("p2pnet: no client");
@@ -90,7 +96,8 @@ static int server(void) {
     return 0;
 }
 
-static p2p_peer_handle connect_to(side *s, unsigned port) {
+static p2p_peer_handle connect_to(side *s, unsigned port)
+{
     char text[P2P_ADDR_TEXT_MAX];
     p2p_addr a;
     snprintf(text, sizeof text, "127.0.0.1:%u", port);
@@ -106,17 +113,20 @@ typedef struct p2pnet_client {
     p2p_peer_handle peer;
 } p2pnet_client;
 
-static void p2pnet_send(void *ctx, const uint8_t *msg, size_t len) {
+static void p2pnet_send(void *ctx, const uint8_t *msg, size_t len)
+{
     p2pnet_client *cl = ctx;
     send_msg(cl->s, cl->peer, msg, len);
 }
 
-static void p2pnet_flush(void *ctx) {
+static void p2pnet_flush(void *ctx)
+{
     side *s = ((p2pnet_client *)ctx)->s;
     p2p_udp_flush(s->u, s->h);
 }
 
-static void p2pnet_poll(void *ctx, bench_msg_fn fn, void *arg) {
+static void p2pnet_poll(void *ctx, bench_msg_fn fn, void *arg)
+{
     side *s = ((p2pnet_client *)ctx)->s;
     p2p_event ev;
     if (p2p_udp_pump(s->u, s->h, 1000) < 0) bench_die("p2pnet: pump");
@@ -128,7 +138,8 @@ static void p2pnet_poll(void *ctx, bench_msg_fn fn, void *arg) {
 
 static const bench_ops p2pnet_ops = {"p2pnet", p2pnet_send, p2pnet_flush, p2pnet_poll};
 
-static int client(unsigned port) {
+static int client(unsigned port)
+{
     side s;
     side_open(&s, 0, 0);
     p2p_peer_handle peer = connect_to(&s, port);
@@ -159,7 +170,8 @@ static int client(unsigned port) {
 
 /* The memory test (bench_mem). Every host is a mediator, so the sessions form a star and the
  * figure is the cost of one session, not of mesh membership. */
-static void *p2pnet_hub_open(int n, unsigned *port) {
+static void *p2pnet_hub_open(int n, unsigned *port)
+{
     side *hub = calloc(1, sizeof *hub);
     if (!hub) bench_die("out of memory");
     side_open(hub, (uint32_t)n + 8, 1);
@@ -167,7 +179,8 @@ static void *p2pnet_hub_open(int n, unsigned *port) {
     return hub;
 }
 
-static int p2pnet_hub_pump(void *ctx) {
+static int p2pnet_hub_pump(void *ctx)
+{
     side *hub = ctx;
     p2p_event ev;
     int joined = 0;
@@ -177,14 +190,16 @@ static int p2pnet_hub_pump(void *ctx) {
     return joined;
 }
 
-static void p2pnet_hub_close(void *ctx) {
+static void p2pnet_hub_close(void *ctx)
+{
     side *hub = ctx;
     p2p_udp_close(hub->u);
     p2p_host_free(hub->h);
     free(hub);
 }
 
-static void *p2pnet_clients_open(int n, unsigned port) {
+static void *p2pnet_clients_open(int n, unsigned port)
+{
     side *cs = calloc((size_t)n, sizeof *cs);
     if (!cs) bench_die("out of memory");
     for (int i = 0; i < n; i++) {
@@ -194,7 +209,8 @@ static void *p2pnet_clients_open(int n, unsigned port) {
     return cs;
 }
 
-static int p2pnet_clients_pump(void *clients, int n) {
+static int p2pnet_clients_pump(void *clients, int n)
+{
     side *cs = clients;
     p2p_event ev;
     int joined = 0;
@@ -206,11 +222,12 @@ static int p2pnet_clients_pump(void *clients, int n) {
     return joined;
 }
 
-static const bench_mem_ops p2pnet_mem_ops = {"p2pnet",           p2pnet_hub_open,
-                                             p2pnet_hub_pump,    p2pnet_hub_close,
-                                             p2pnet_clients_open, p2pnet_clients_pump};
+static const bench_mem_ops p2pnet_mem_ops = {
+    "p2pnet",         p2pnet_hub_open,     p2pnet_hub_pump,
+    p2pnet_hub_close, p2pnet_clients_open, p2pnet_clients_pump};
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();
     if (argc >= 3 && strcmp(argv[1], "client") == 0) return client((unsigned)atoi(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "mem") == 0) return bench_mem(&p2pnet_mem_ops, atoi(argv[2]));

@@ -20,13 +20,14 @@ typedef struct reader {
 } reader;
 
 /* Returns the next message (valid until the next call) or NULL on EOF/error. */
-static const uint8_t *read_msg(reader *r, size_t *len) {
+static const uint8_t *read_msg(reader *r, size_t *len)
+{
     for (;;) {
         size_t have = r->end - r->start;
         if (have >= 4) {
             const uint8_t *p = r->buf + r->start;
-            uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                         (uint32_t)p[3] << 24;
+            uint32_t n =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             if (n > BENCH_MAX_SIZE) bench_die("tcp: oversized message");
             if (have >= 4 + (size_t)n) {
                 r->start += 4 + n;
@@ -47,7 +48,8 @@ static const uint8_t *read_msg(reader *r, size_t *len) {
 }
 
 /* 1 when a whole message is buffered, so read_msg will not block. */
-static int msg_buffered(const reader *r) {
+static int msg_buffered(const reader *r)
+{
     size_t have = r->end - r->start;
     if (have < 4) return 0;
     const uint8_t *p = r->buf + r->start;
@@ -55,8 +57,10 @@ static int msg_buffered(const reader *r) {
     return have >= 4 + (size_t)n;
 }
 
-static void write_msg(int fd, const uint8_t *msg, size_t len) {
-    uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
+static void write_msg(int fd, const uint8_t *msg, size_t len)
+{
+    uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
+                      (uint8_t)(len >> 24)};
     struct iovec iov[2] = {{hdr, 4}, {(void *)msg, len}};
     size_t total = 4 + len, done = 0;
     while (done < total) {
@@ -82,7 +86,8 @@ typedef struct batch {
     size_t len;
 } batch;
 
-static void batch_flush(int fd, batch *b) {
+static void batch_flush(int fd, batch *b)
+{
     size_t done = 0;
     while (done < b->len) {
         ssize_t w = write(fd, b->buf + done, b->len - done);
@@ -93,7 +98,8 @@ static void batch_flush(int fd, batch *b) {
     b->len = 0;
 }
 
-static void batch_add(int fd, batch *b, const uint8_t *msg, size_t len) {
+static void batch_add(int fd, batch *b, const uint8_t *msg, size_t len)
+{
     if (b->len + 4 + len > sizeof b->buf) batch_flush(fd, b);
     if (4 + len > sizeof b->buf) {
         write_msg(fd, msg, len);
@@ -108,13 +114,15 @@ static void batch_add(int fd, batch *b, const uint8_t *msg, size_t len) {
     b->len += 4 + len;
 }
 
-static void nodelay(int fd) {
+static void nodelay(int fd)
+{
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         bench_die("tcp: TCP_NODELAY");
 }
 
-static int server(void) {
+static int server(void)
+{
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -148,18 +156,21 @@ typedef struct tcp_client {
     batch out;
 } tcp_client;
 
-static void tcp_send(void *ctx, const uint8_t *msg, size_t len) {
+static void tcp_send(void *ctx, const uint8_t *msg, size_t len)
+{
     tcp_client *cl = ctx;
     batch_add(cl->r.fd, &cl->out, msg, len);
 }
 
-static void tcp_flush(void *ctx) {
+static void tcp_flush(void *ctx)
+{
     tcp_client *cl = ctx;
     batch_flush(cl->r.fd, &cl->out);
 }
 
 /* Blocks for the next message, then takes those already buffered. */
-static void tcp_poll(void *ctx, bench_msg_fn fn, void *arg) {
+static void tcp_poll(void *ctx, bench_msg_fn fn, void *arg)
+{
     tcp_client *cl = ctx;
     size_t len;
     const uint8_t *m = read_msg(&cl->r, &len);
@@ -173,7 +184,8 @@ static void tcp_poll(void *ctx, bench_msg_fn fn, void *arg) {
 
 static const bench_ops tcp_ops = {"tcp", tcp_send, tcp_flush, tcp_poll};
 
-static int client(int port) {
+static int client(int port)
+{
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -186,7 +198,8 @@ static int client(int port) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();
     if (argc >= 3 && strcmp(argv[1], "client") == 0) return client(atoi(argv[2]));
     fprintf(stderr, "usage: %s server | client <port>\n", argv[0]);

@@ -47,7 +47,10 @@ void p2p_acker_init(p2p_acker *a)
     a->deadline = P2P_TIME_NEVER;
 }
 
-void p2p_acker_free(p2p_acker *a) { p2p_rangeset_free(&a->received); }
+void p2p_acker_free(p2p_acker *a)
+{
+    p2p_rangeset_free(&a->received);
+}
 
 int p2p_acker_on_packet(p2p_acker *a, uint64_t pn, int ack_eliciting, uint64_t now)
 {
@@ -158,7 +161,8 @@ int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t fla
 
 static void advance_base(p2p_recovery *r)
 {
-    while (r->base_pn < r->next_pn && (sent_at(r, r->base_pn)->flags & (P2P_SENT_ACKED | P2P_SENT_LOST)))
+    while (r->base_pn < r->next_pn &&
+           (sent_at(r, r->base_pn)->flags & (P2P_SENT_ACKED | P2P_SENT_LOST)))
         r->base_pn++;
     /* Give memory back once the record has drained after a burst. */
     if (r->base_pn == r->next_pn && r->cap > 256) {
@@ -294,7 +298,7 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
     int acked_eliciting = 0;
     for (size_t i = 0; i < ack->u.ack.count; i++) {
         uint64_t lo = ack->u.ack.r[i].lo, hi = ack->u.ack.r[i].hi;
-        if (hi < r->base_pn) break;          /* ranges come highest first */
+        if (hi < r->base_pn) break; /* ranges come highest first */
         if (lo < r->base_pn) lo = r->base_pn;
         for (uint64_t pn = hi + 1; pn-- > lo;) {
             p2p_sent *s = sent_at(r, pn);
@@ -307,7 +311,7 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
                 resolve(r, s, P2P_SENT_ACKED);
                 if (s->flags & P2P_SENT_ELICITING) on_acked_cc(r, s, in_flight_before);
             } else {
-                s->flags |= P2P_SENT_ACKED;  /* spuriously declared lost; data already requeued */
+                s->flags |= P2P_SENT_ACKED; /* spuriously declared lost; data already requeued */
             }
             if (cb) cb->acked(cb->ud, s);
         }

@@ -6,13 +6,19 @@
 
 uint8_t p2p_rd_u8(p2p_rd *r)
 {
-    if (r->bad || r->p >= r->end) { r->bad = 1; return 0; }
+    if (r->bad || r->p >= r->end) {
+        r->bad = 1;
+        return 0;
+    }
     return *r->p++;
 }
 
 uint16_t p2p_rd_u16(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 2) { r->bad = 1; return 0; }
+    if (r->bad || p2p_rd_left(r) < 2) {
+        r->bad = 1;
+        return 0;
+    }
     uint16_t v = (uint16_t)(r->p[0] | (r->p[1] << 8));
     r->p += 2;
     return v;
@@ -30,7 +36,10 @@ uint64_t p2p_get_u64(const uint8_t *p)
 
 void p2p_put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
 }
 
 void p2p_put_u64(uint8_t *p, uint64_t v)
@@ -41,7 +50,10 @@ void p2p_put_u64(uint8_t *p, uint64_t v)
 
 uint32_t p2p_rd_u32(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 4) { r->bad = 1; return 0; }
+    if (r->bad || p2p_rd_left(r) < 4) {
+        r->bad = 1;
+        return 0;
+    }
     uint32_t v = p2p_get_u32(r->p);
     r->p += 4;
     return v;
@@ -49,7 +61,10 @@ uint32_t p2p_rd_u32(p2p_rd *r)
 
 uint64_t p2p_rd_u64(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 8) { r->bad = 1; return 0; }
+    if (r->bad || p2p_rd_left(r) < 8) {
+        r->bad = 1;
+        return 0;
+    }
     uint64_t v = p2p_get_u64(r->p);
     r->p += 8;
     return v;
@@ -57,9 +72,15 @@ uint64_t p2p_rd_u64(p2p_rd *r)
 
 uint64_t p2p_rd_varint(p2p_rd *r)
 {
-    if (r->bad || r->p >= r->end) { r->bad = 1; return 0; }
+    if (r->bad || r->p >= r->end) {
+        r->bad = 1;
+        return 0;
+    }
     size_t n = (size_t)1 << (r->p[0] >> 6);
-    if (p2p_rd_left(r) < n) { r->bad = 1; return 0; }
+    if (p2p_rd_left(r) < n) {
+        r->bad = 1;
+        return 0;
+    }
     uint64_t v = r->p[0] & 0x3f;
     for (size_t i = 1; i < n; i++) v = (v << 8) | r->p[i];
     r->p += n;
@@ -68,7 +89,10 @@ uint64_t p2p_rd_varint(p2p_rd *r)
 
 const uint8_t *p2p_rd_bytes(p2p_rd *r, size_t n)
 {
-    if (r->bad || p2p_rd_left(r) < n) { r->bad = 1; return NULL; }
+    if (r->bad || p2p_rd_left(r) < n) {
+        r->bad = 1;
+        return NULL;
+    }
     const uint8_t *p = r->p;
     r->p += n;
     return p;
@@ -76,27 +100,40 @@ const uint8_t *p2p_rd_bytes(p2p_rd *r, size_t n)
 
 void p2p_wr_u8(p2p_wr *w, uint8_t v)
 {
-    if (w->bad || w->p >= w->end) { w->bad = 1; return; }
+    if (w->bad || w->p >= w->end) {
+        w->bad = 1;
+        return;
+    }
     *w->p++ = v;
 }
 
 void p2p_wr_u16(p2p_wr *w, uint16_t v)
 {
-    if (w->bad || p2p_wr_left(w) < 2) { w->bad = 1; return; }
-    w->p[0] = (uint8_t)v; w->p[1] = (uint8_t)(v >> 8);
+    if (w->bad || p2p_wr_left(w) < 2) {
+        w->bad = 1;
+        return;
+    }
+    w->p[0] = (uint8_t)v;
+    w->p[1] = (uint8_t)(v >> 8);
     w->p += 2;
 }
 
 void p2p_wr_u32(p2p_wr *w, uint32_t v)
 {
-    if (w->bad || p2p_wr_left(w) < 4) { w->bad = 1; return; }
+    if (w->bad || p2p_wr_left(w) < 4) {
+        w->bad = 1;
+        return;
+    }
     p2p_put_u32(w->p, v);
     w->p += 4;
 }
 
 void p2p_wr_u64(p2p_wr *w, uint64_t v)
 {
-    if (w->bad || p2p_wr_left(w) < 8) { w->bad = 1; return; }
+    if (w->bad || p2p_wr_left(w) < 8) {
+        w->bad = 1;
+        return;
+    }
     p2p_put_u64(w->p, v);
     w->p += 8;
 }
@@ -109,16 +146,25 @@ size_t p2p_varint_len(uint64_t v)
 void p2p_wr_varint(p2p_wr *w, uint64_t v)
 {
     size_t n = p2p_varint_len(v);
-    if (w->bad || v > P2P_VARINT_MAX || p2p_wr_left(w) < n) { w->bad = 1; return; }
-    static const uint8_t prefix[9] = { 0, 0x00, 0x40, 0, 0x80, 0, 0, 0, 0xc0 };
-    for (size_t i = n; i-- > 0;) { w->p[i] = (uint8_t)v; v >>= 8; }
+    if (w->bad || v > P2P_VARINT_MAX || p2p_wr_left(w) < n) {
+        w->bad = 1;
+        return;
+    }
+    static const uint8_t prefix[9] = {0, 0x00, 0x40, 0, 0x80, 0, 0, 0, 0xc0};
+    for (size_t i = n; i-- > 0;) {
+        w->p[i] = (uint8_t)v;
+        v >>= 8;
+    }
     w->p[0] |= prefix[n];
     w->p += n;
 }
 
 void p2p_wr_bytes(p2p_wr *w, const void *src, size_t n)
 {
-    if (w->bad || p2p_wr_left(w) < n) { w->bad = 1; return; }
+    if (w->bad || p2p_wr_left(w) < n) {
+        w->bad = 1;
+        return;
+    }
     if (n) memcpy(w->p, src, n);
     w->p += n;
 }
@@ -163,12 +209,11 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
     f->type = p2p_rd_u8(r);
     switch (f->type) {
     case P2P_FRAME_PADDING:
-        while (r->p < r->end) if (*r->p++ != 0) return P2P_ERR_INVALID;
+        while (r->p < r->end)
+            if (*r->p++ != 0) return P2P_ERR_INVALID;
         return 1;
-    case P2P_FRAME_PING:
-        return 1;
-    case P2P_FRAME_ACK:
-        return frame_ack(r, f);
+    case P2P_FRAME_PING: return 1;
+    case P2P_FRAME_ACK: return frame_ack(r, f);
     case P2P_FRAME_STREAM:
         f->u.stream.offset = p2p_rd_varint(r);
         f->u.stream.len = p2p_rd_varint(r);
@@ -181,9 +226,7 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
         f->u.datagram.type = p2p_rd_u16(r);
         f->u.datagram.len = p2p_rd_varint(r);
         return frame_body(r, f->u.datagram.len, &f->u.datagram.data);
-    case P2P_FRAME_CLOSE:
-        f->u.close_reason = p2p_rd_u8(r);
-        return r->bad ? P2P_ERR_INVALID : 1;
+    case P2P_FRAME_CLOSE: f->u.close_reason = p2p_rd_u8(r); return r->bad ? P2P_ERR_INVALID : 1;
     case P2P_FRAME_RELAY:
     case P2P_FRAME_RELAYED:
         f->u.relay.channel = p2p_rd_u32(r);
@@ -194,8 +237,7 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
     case P2P_FRAME_PATH_RESPONSE:
         f->u.path_data = p2p_rd_u64(r);
         return r->bad ? P2P_ERR_INVALID : 1;
-    default:
-        return P2P_ERR_INVALID;
+    default: return P2P_ERR_INVALID;
     }
 }
 
@@ -254,11 +296,8 @@ int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
     case P2P_REC_DIGEST:
     case P2P_REC_INTRO_REQ:
     case P2P_REC_INTRO:
-    case P2P_REC_INTRO_FAIL:
-        rec->len = p2p_rd_varint(&r);
-        break;
-    default:
-        return P2P_ERR_INVALID;
+    case P2P_REC_INTRO_FAIL: rec->len = p2p_rd_varint(&r); break;
+    default: return P2P_ERR_INVALID;
     }
     if (r.bad) return 0;
     return (int)(r.p - p);

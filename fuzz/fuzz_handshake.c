@@ -24,13 +24,14 @@
  */
 #include "fuzz_common.h"
 
-#define INIT_NOISE_LEN (P2P_INIT_LEN - 8 - 2 * P2P_MAC_LEN)         /* e + sealed payload */
+#define INIT_NOISE_LEN (P2P_INIT_LEN - 8 - 2 * P2P_MAC_LEN) /* e + sealed payload */
 #define INIT_PAYLOAD_LEN (INIT_NOISE_LEN - P2P_DH_LEN - P2P_TAG_LEN)
 #define INIT_MAC1 (8 + INIT_NOISE_LEN)
 #define INIT_MAC2 (INIT_MAC1 + P2P_MAC_LEN)
 #define COOKIE_PKT (8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN)
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
     (void)argc;
     (void)argv;
     fz_init();
@@ -38,18 +39,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 /* Takes A's next datagram; 0 when there is none. */
-static size_t take(p2p_host *a, uint8_t *buf) {
+static size_t take(p2p_host *a, uint8_t *buf)
+{
     p2p_addr to;
     return p2p_host_next_datagram(a, &to, buf, P2P_MAX_PACKET);
 }
 
-static void mac1(const p2p_host *h, uint8_t *pkt, size_t len_before_mac) {
-    p2p_blake2b(pkt + len_before_mac, P2P_MAC_LEN, h->mac_key, P2P_KEY_LEN, pkt, len_before_mac, NULL, 0);
+static void mac1(const p2p_host *h, uint8_t *pkt, size_t len_before_mac)
+{
+    p2p_blake2b(pkt + len_before_mac, P2P_MAC_LEN, h->mac_key, P2P_KEY_LEN, pkt, len_before_mac,
+                NULL, 0);
 }
 
 /* The fake peer's handshake payload: a valid identity prefix then body[1..] as extensions
  * when body[0] & 1, else the body as it is. */
-static size_t fake_payload(const uint8_t *body, size_t len, uint8_t *out, size_t cap) {
+static size_t fake_payload(const uint8_t *body, size_t len, uint8_t *out, size_t cap)
+{
     if (len > 0 && (body[0] & 1)) {
         const p2p_identity *id = &fz_ident[1];
         size_t ext = len - 1;
@@ -65,10 +70,14 @@ static size_t fake_payload(const uint8_t *body, size_t len, uint8_t *out, size_t
     return len;
 }
 
-static int count_joins(p2p_host *a, uint64_t now) { return fz_events(a, now); }
+static int count_joins(p2p_host *a, uint64_t now)
+{
+    return fz_events(a, now);
+}
 
 /* Seals a DATA packet holding one PING frame. */
-static size_t ping_packet(uint8_t *pkt, uint32_t index, const uint8_t key[32], uint64_t pn) {
+static size_t ping_packet(uint8_t *pkt, uint32_t index, const uint8_t key[32], uint64_t pn)
+{
     uint8_t pt[1] = {P2P_FRAME_PING};
     pkt[0] = P2P_PKT_DATA;
     pkt[1] = pkt[2] = pkt[3] = 0;
@@ -78,8 +87,9 @@ static size_t ping_packet(uint8_t *pkt, uint32_t index, const uint8_t key[32], u
     return P2P_DATA_HEADER + sizeof pt + P2P_TAG_LEN;
 }
 
-static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t *body,
-                        size_t len, uint64_t now) {
+static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t *body, size_t len,
+                        uint64_t now)
+{
     p2p_peer_handle ph;
     FZ_CHECK(p2p_host_connect(a, fa, NULL, now, &ph) == 0);
     uint8_t init[P2P_MAX_PACKET], pkt[P2P_MAX_PACKET], payload[P2P_MAX_PACKET];
@@ -93,19 +103,22 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
     size_t n;
     p2p_noise hs;
     if (mode == 0) {
-        size_t b = len > P2P_MAX_PACKET - 12 - P2P_MAC_LEN ? P2P_MAX_PACKET - 12 - P2P_MAC_LEN : len;
+        size_t b =
+            len > P2P_MAX_PACKET - 12 - P2P_MAC_LEN ? P2P_MAX_PACKET - 12 - P2P_MAC_LEN : len;
         memcpy(pkt + 12, body, b);
         n = 12 + b;
     } else {
         FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 0, (const uint8_t *)P2P_PROLOGUE,
                                 sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
         size_t plen = 0;
-        FZ_CHECK(p2p_noise_read(&hs, init + 8, INIT_NOISE_LEN, payload, sizeof payload, &plen) == 0);
+        FZ_CHECK(p2p_noise_read(&hs, init + 8, INIT_NOISE_LEN, payload, sizeof payload, &plen) ==
+                 0);
         FZ_CHECK(plen == INIT_PAYLOAD_LEN);
         p2p_rng rng;
         p2p_rng_init(&rng, 4242);
         uint8_t mine[P2P_MAX_PACKET];
-        size_t mlen = fake_payload(body, len, mine, P2P_MAX_PACKET - 12 - 32 - 48 - 16 - P2P_MAC_LEN);
+        size_t mlen =
+            fake_payload(body, len, mine, P2P_MAX_PACKET - 12 - 32 - 48 - 16 - P2P_MAC_LEN);
         size_t out = 0;
         FZ_CHECK(p2p_noise_write(&hs, &rng, mine, mlen, pkt + 12, P2P_MAX_PACKET - 12 - P2P_MAC_LEN,
                                  &out) == 0);
@@ -137,7 +150,8 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
 /* Our INIT to A, from fz_ident[1] with sender index `index`, up to its macs (the caller adds
  * them); hs keeps the handshake. Returns the length of the Noise message. */
 static size_t write_init(const p2p_host *a, p2p_noise *hs, p2p_rng *rng, uint32_t index,
-                         uint8_t *pkt) {
+                         uint8_t *pkt)
+{
     static const uint8_t zeros[INIT_PAYLOAD_LEN];
     size_t out = 0;
     FZ_CHECK(p2p_noise_init(hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
@@ -150,8 +164,9 @@ static size_t write_init(const p2p_host *a, p2p_noise *hs, p2p_rng *rng, uint32_
     return out;
 }
 
-static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t *body,
-                       size_t len, uint64_t now) {
+static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t *body, size_t len,
+                       uint64_t now)
+{
     uint8_t pkt[P2P_MAX_PACKET], resp[P2P_MAX_PACKET], payload[P2P_MAX_PACKET];
     p2p_noise hs;
     p2p_rng rng;
@@ -202,13 +217,15 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
 }
 
 /* The first 16 bytes of body, zero-padded. */
-static void first16(const uint8_t *body, size_t len, uint8_t out[16]) {
+static void first16(const uint8_t *body, size_t len, uint8_t out[16])
+{
     memset(out, 0, 16);
     memcpy(out, body, len < 16 ? len : 16);
 }
 
 static void a_gets_cookie(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t *body,
-                          size_t len, uint64_t now) {
+                          size_t len, uint64_t now)
+{
     p2p_peer_handle ph;
     FZ_CHECK(p2p_host_connect(a, fa, NULL, now, &ph) == 0);
     uint8_t init[P2P_MAX_PACKET], pkt[P2P_MAX_PACKET];
@@ -226,8 +243,9 @@ static void a_gets_cookie(p2p_host *a, const p2p_addr *fa, int mode, const uint8
     }
     uint8_t cookie[P2P_COOKIE_LEN], want[P2P_MAC_LEN];
     first16(body, len, cookie);
-    if (len > 16) memcpy(pkt + 8, body + 16, len - 16 > 24 ? 24 : len - 16);   /* the nonce */
-    p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, a->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN);
+    if (len > 16) memcpy(pkt + 8, body + 16, len - 16 > 24 ? 24 : len - 16); /* the nonce */
+    p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, a->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN,
+                   cookie, P2P_COOKIE_LEN);
     p2p_host_recv(a, fa, pkt, COOKIE_PKT, now);
     FZ_CHECK(take(a, pkt) == P2P_INIT_LEN);
     FZ_CHECK(memcmp(pkt, init, INIT_MAC2) == 0);
@@ -237,7 +255,8 @@ static void a_gets_cookie(p2p_host *a, const p2p_addr *fa, int mode, const uint8
 }
 
 static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, size_t len,
-                         uint64_t now) {
+                         uint64_t now)
+{
     /* One half-open handshake from elsewhere puts A under load. */
     a->cookie_threshold = 1;
     uint8_t none[1] = {0};
@@ -264,7 +283,8 @@ static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, s
     fz_discard(a);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     if (size < 1) return 0;
     uint64_t now = 1000000;
     int mode = data[0] % 9;
@@ -275,13 +295,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     switch (mode) {
     case 0:
-    case 1:
-        a_initiates(a, &fa, mode, body, len, now);
-        break;
+    case 1: a_initiates(a, &fa, mode, body, len, now); break;
     case 2:
-    case 3:
-        a_responds(a, &ga, mode, body, len, now);
-        break;
+    case 3: a_responds(a, &ga, mode, body, len, now); break;
     case 4: {
         uint8_t pkt[P2P_INIT_LEN] = {P2P_PKT_INIT, P2P_PROTOCOL_VERSION, 0, 0, 1, 2, 3, 4};
         size_t b = len > INIT_NOISE_LEN ? INIT_NOISE_LEN : len;
@@ -293,12 +309,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     }
     case 6:
-    case 7:
-        a_gets_cookie(a, &fa, mode, body, len, now);
-        break;
-    case 8:
-        a_under_load(a, &ga, body, len, now);
-        break;
+    case 7: a_gets_cookie(a, &fa, mode, body, len, now); break;
+    case 8: a_under_load(a, &ga, body, len, now); break;
     default: {
         /* A both initiating (to fa) and half-open (for ga), then the raw bytes from each. */
         p2p_peer_handle ph;

@@ -15,7 +15,12 @@
 
 #include "p2p_internal.h"
 
-#define CHECK(c) do { if (!(c)) { __builtin_trap(); } } while (0)
+#define CHECK(c)              \
+    do {                      \
+        if (!(c)) {           \
+            __builtin_trap(); \
+        }                     \
+    } while (0)
 #define KEYFILE_LEN 84
 #define HEADER "p2pnet-identity-v1\n"
 #define HEADER_LEN 19
@@ -47,7 +52,7 @@ static void keyfile(const uint8_t *data, size_t size)
     int valid = size == KEYFILE_LEN && memcmp(data, HEADER, HEADER_LEN) == 0 &&
                 lower_hex(data + HEADER_LEN, P2P_ID_HEX_LEN) && data[KEYFILE_LEN - 1] == '\n';
     CHECK((rc == 0) == valid);
-    CHECK((unsigned char)err[errlen] == 0x5a);  /* nothing written past errlen */
+    CHECK((unsigned char)err[errlen] == 0x5a); /* nothing written past errlen */
     if (rc != 0) {
         CHECK(rc == P2P_ERR_KEYFILE);
         CHECK(memchr(err, '\0', errlen) != NULL);

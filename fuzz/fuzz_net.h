@@ -22,9 +22,9 @@ enum { FN_A = 0, FN_V = 1, FN_B = 2, FN_HOSTS = 3 };
 /* signers: 0..3 throwaway ids, then A, B and V */
 #define FN_SIGNERS 7
 #define FN_T0 UINT64_C(1000000)
-#define FN_UNIX_US UINT64_C(1800000000000000)   /* the wall clock that goes with FN_T0 */
-#define FN_SETTLE_US 100000                      /* timers due within this run with an input */
-#define FN_SETTLE_PKTS 4096                      /* datagrams moved per settle, at most */
+#define FN_UNIX_US UINT64_C(1800000000000000) /* the wall clock that goes with FN_T0 */
+#define FN_SETTLE_US 100000                   /* timers due within this run with an input */
+#define FN_SETTLE_PKTS 4096                   /* datagrams moved per settle, at most */
 /* the victim's budgets, small so that the fuzzer can reach them */
 #define FN_PEER_MEMORY (1u << 20)
 #define FN_MEMORY (4u << 20)
@@ -49,10 +49,10 @@ static const char fn_bcast_label[] = "p2pnet/1 broadcast";
 typedef struct fn_net {
     p2p_host *h[FN_HOSTS];
     p2p_addr addr[FN_HOSTS];
-    p2p_addr away;            /* an address of nobody's */
+    p2p_addr away; /* an address of nobody's */
     uint64_t now;
-    p2p_peer_handle av;       /* A's handle for its session with V */
-    uint32_t channel;         /* V's index of its session with B: the relay channel for A */
+    p2p_peer_handle av; /* A's handle for its session with V */
+    uint32_t channel;   /* V's index of its session with B: the relay channel for A */
 } fn_net;
 
 static p2p_identity fn_id[FN_SIGNERS];
@@ -178,9 +178,11 @@ static inline void fn_build(fn_net *n)
     n->away = n->addr[FN_A];
     n->away.ip[3] = 99;
     p2p_peer_handle ph;
-    FZ_CHECK(p2p_host_connect(n->h[FN_B], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) == 0);
+    FZ_CHECK(p2p_host_connect(n->h[FN_B], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) ==
+             0);
     fn_run(n, 200000);
-    FZ_CHECK(p2p_host_connect(n->h[FN_A], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) == 0);
+    FZ_CHECK(p2p_host_connect(n->h[FN_A], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) ==
+             0);
     for (int i = 0; i < 100 && !(fn_connected(n, FN_A, FN_V) && fn_connected(n, FN_B, FN_V)); i++)
         fn_run(n, 50000);
     FZ_CHECK(fn_connected(n, FN_A, FN_V) && fn_connected(n, FN_B, FN_V));
@@ -192,10 +194,12 @@ static inline void fn_build(fn_net *n)
      * (both ask, so this holds also where an introducer waits for both sides). */
     p2p_peer *av = p2p_host_peer_get(n->h[FN_A], n->av);
     FZ_CHECK(av);
-    FZ_CHECK(p2p_peer_append(n->h[FN_A], av, P2P_REC_INTRO_REQ, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN) == 0);
+    FZ_CHECK(p2p_peer_append(n->h[FN_A], av, P2P_REC_INTRO_REQ, fn_host_id(FN_B)->ed_pk,
+                             P2P_ID_LEN) == 0);
     p2p_peer *bv = p2p_host_peer_get(n->h[FN_B], fn_handle(n, FN_B, FN_V));
     FZ_CHECK(bv);
-    FZ_CHECK(p2p_peer_append(n->h[FN_B], bv, P2P_REC_INTRO_REQ, fn_host_id(FN_A)->ed_pk, P2P_ID_LEN) == 0);
+    FZ_CHECK(p2p_peer_append(n->h[FN_B], bv, P2P_REC_INTRO_REQ, fn_host_id(FN_A)->ed_pk,
+                             P2P_ID_LEN) == 0);
     fn_run(n, 500000);
     FZ_CHECK(fn_connected(n, FN_A, FN_V));
 }
@@ -221,7 +225,8 @@ static inline void fn_sign_broadcast_as(uint8_t *body, size_t len, int k)
     memcpy(body, s->ed_pk, P2P_ID_LEN);
     memcpy(msg, fn_bcast_label, sizeof fn_bcast_label - 1);
     memcpy(msg + sizeof fn_bcast_label - 1, body, len - P2P_SIG_LEN);
-    p2p_sign(body + len - P2P_SIG_LEN, msg, sizeof fn_bcast_label - 1 + len - P2P_SIG_LEN, s->ed_sk);
+    p2p_sign(body + len - P2P_SIG_LEN, msg, sizeof fn_bcast_label - 1 + len - P2P_SIG_LEN,
+             s->ed_sk);
 }
 
 /* Signs the member record entries of a MEMBERS body ({ u16 length, record }...) in place:
@@ -235,7 +240,8 @@ static inline void fn_sign_members(uint8_t *body, size_t len)
         if (l > p2p_rd_left(&r)) break;
         uint8_t *rec = (uint8_t *)r.p;
         r.p += l;
-        if (l >= FN_MEMBER_MIN && l - P2P_SIG_LEN <= 65536) fn_sign_record_as(rec, l, rec[1] % FN_SIGNERS);
+        if (l >= FN_MEMBER_MIN && l - P2P_SIG_LEN <= 65536)
+            fn_sign_record_as(rec, l, rec[1] % FN_SIGNERS);
     }
 }
 

@@ -16,14 +16,16 @@
  */
 #include "fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
     (void)argc;
     (void)argv;
     fz_init();
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     uint64_t now = 1000000;
     p2p_addr aa = fz_addr(1, 1000), ba = fz_addr(2, 2000);
     p2p_addr other = fz_addr(4, 4000);

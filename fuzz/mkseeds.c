@@ -17,10 +17,16 @@ static void put_file(const char *target, const char *name, const uint8_t *d, siz
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", root, target);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) { perror(path); exit(1); }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        perror(path);
+        exit(1);
+    }
     snprintf(path, sizeof path, "%s/%s/%s", root, target, name);
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(d, 1, n, f) != n || fclose(f) != 0) { perror(path); exit(1); }
+    if (!f || fwrite(d, 1, n, f) != n || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
 }
 
 /* ---- the record targets ------------------------------------------------------------------ */
@@ -49,7 +55,7 @@ static void mesh_seed(const char *name, const seed *s)
 
 static void mesh_one(const char *name, uint8_t flags, const uint8_t *d, size_t n)
 {
-    seed s = { .n = 0 };
+    seed s = {.n = 0};
     chunk(&s, flags, 0, d, n);
     mesh_seed(name, &s);
 }
@@ -57,7 +63,10 @@ static void mesh_one(const char *name, uint8_t flags, const uint8_t *d, size_t n
 static p2p_addr addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
 {
     p2p_addr x = fz_addr(0, port);
-    x.ip[0] = a; x.ip[1] = b; x.ip[2] = c; x.ip[3] = d;
+    x.ip[0] = a;
+    x.ip[1] = b;
+    x.ip[2] = c;
+    x.ip[3] = d;
     return x;
 }
 
@@ -138,31 +147,31 @@ static void mesh_seeds(void)
     fn_build(&n);
     uint8_t b[4096], e[4096];
     size_t len;
-    const uint64_t mseq = FN_UNIX_US / 1000u + 1000000u;     /* newer than any own record */
+    const uint64_t mseq = FN_UNIX_US / 1000u + 1000000u; /* newer than any own record */
     const uint64_t expires = FN_UNIX_US / 1000000u + 3600u;
     const uint64_t bseq = FN_UNIX_US + 1000u;
-    p2p_addr pub[3] = { addr4(198, 51, 100, 7, 5000), addr4(203, 0, 113, 9, 6000),
-                        addr4(10, 1, 2, 3, 7000) };
+    p2p_addr pub[3] = {addr4(198, 51, 100, 7, 5000), addr4(203, 0, 113, 9, 6000),
+                       addr4(10, 1, 2, 3, 7000)};
 
     /* MEMBERS */
     len = member(b, 0, mseq, expires, pub, 2);
     mesh_one("members_one", 0, b, len);
     len = 0;
     for (int k = 0; k < 4; k++) len += member(b + len, k, mseq + (uint64_t)k, expires, pub, 3);
-    len += member(b + len, 4, mseq, expires, &n.addr[FN_A], 1);      /* A's own, newer */
+    len += member(b + len, 4, mseq, expires, &n.addr[FN_A], 1); /* A's own, newer */
     mesh_one("members_many", 0, b, len);
-    len = member(b, 1, mseq, expires, &n.addr[FN_B], 1);             /* at a bystander */
+    len = member(b, 1, mseq, expires, &n.addr[FN_B], 1); /* at a bystander */
     mesh_one("members_at_bystander", 0, b, len);
-    len = member(b, 2, mseq, 0, pub, 0);                             /* never expires, no addr */
+    len = member(b, 2, mseq, 0, pub, 0); /* never expires, no addr */
     mesh_one("members_noaddr", 0, b, len);
-    len = member(b, 3, mseq, FN_UNIX_US / 1000000u - 1, pub, 1);     /* expired */
+    len = member(b, 3, mseq, FN_UNIX_US / 1000000u - 1, pub, 1); /* expired */
     mesh_one("members_expired", 0, b, len);
-    len = member(b, 6, mseq, expires, pub, 1);                       /* V's own id */
+    len = member(b, 6, mseq, expires, pub, 1); /* V's own id */
     mesh_one("members_victim", 0, b, len);
 
     /* BROADCAST, IHAVE, IWANT */
-    int ks[4] = { 0, 1, 4, 5 };
-    uint64_t seqs[4] = { bseq, bseq + 1, bseq + 2, bseq };
+    int ks[4] = {0, 1, 4, 5};
+    uint64_t seqs[4] = {bseq, bseq + 1, bseq + 2, bseq};
     for (int k = 0; k < FN_SIGNERS; k++) {
         len = broadcast(b, k, bseq, 7, "hello");
         char name[32];
@@ -171,15 +180,15 @@ static void mesh_seeds(void)
     }
     {
         int k = 0;
-        seed s = { .n = 0 };
+        seed s = {.n = 0};
         len = broadcast(b, k, bseq, 7, "pull me");
         chunk(&s, 1, 0, b, len);
-        int kk[2] = { k, 0 };
-        uint64_t sq[2] = { bseq, bseq + 5 };
+        int kk[2] = {k, 0};
+        uint64_t sq[2] = {bseq, bseq + 5};
         len = wants(e, kk, sq, 2);
-        chunk(&s, 3, 10, e, len);                /* IWANT: one cached, one not */
-        chunk(&s, 2, 10, e, len);                /* IHAVE */
-        chunk(&s, 3, 200, e, 40);                /* IWANT again */
+        chunk(&s, 3, 10, e, len); /* IWANT: one cached, one not */
+        chunk(&s, 2, 10, e, len); /* IHAVE */
+        chunk(&s, 3, 200, e, 40); /* IWANT again */
         mesh_seed("broadcast_then_iwant", &s);
     }
     len = wants(b, ks, seqs, 4);
@@ -258,7 +267,7 @@ static void mesh_seeds(void)
 
     /* a mix: members, a broadcast, a summary and an introduction in one input */
     {
-        seed s = { .n = 0 };
+        seed s = {.n = 0};
         len = member(b, 2, mseq, expires, pub, 2);
         chunk(&s, 0, 5, b, len);
         memset(e, 0x33, 32);
@@ -282,9 +291,21 @@ static void text_seed(const char *target, const char *name, const char *text)
 static void addr_seeds(void)
 {
     static const char *texts[] = {
-        "1.2.3.4:5", "127.0.0.1:4000", "0.0.0.0:0", "255.255.255.255:65535", "10.0.0.1:1",
-        "[::1]:80", "[::]:1", "[fe80::1]:9", "[::ffff:192.0.2.1]:7", "[2001:db8::1:2:3]:443",
-        "[ff02::1]:5", "[1:2:3:4:5:6:1.2.3.4]:6", "01.2.3.4:5", "1.2.3.4:05", "[fe80::1%eth0]:1",
+        "1.2.3.4:5",
+        "127.0.0.1:4000",
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "10.0.0.1:1",
+        "[::1]:80",
+        "[::]:1",
+        "[fe80::1]:9",
+        "[::ffff:192.0.2.1]:7",
+        "[2001:db8::1:2:3]:443",
+        "[ff02::1]:5",
+        "[1:2:3:4:5:6:1.2.3.4]:6",
+        "01.2.3.4:5",
+        "1.2.3.4:05",
+        "[fe80::1%eth0]:1",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         char name[16];

@@ -89,7 +89,10 @@ static void test_throwaway_origins(void)
         p2p_identity junk;
         throwaway(&junk, 1000 + i);
         size_t n = an_make_bcast(env, &junk, an_wall(&net), "junk", 4, 0);
-        if (i == 0) { memcpy(first, env, n); first_len = n; }
+        if (i == 0) {
+            memcpy(first, env, n);
+            first_len = n;
+        }
         T_EQ_INT(an_record(&net, b, a, P2P_REC_BROADCAST, env, n), 0);
         if (i % 50 == 49) an_run(&net, 20000);
     }
@@ -157,7 +160,7 @@ static void test_broadcast_replay(void)
     uint32_t slot = P2P_MESH_NONE;
     for (uint32_t i = net.n[a].h->mesh.ohead; i != P2P_MESH_NONE; i = net.n[a].h->mesh.o[i].next)
         if (memcmp(net.n[a].h->mesh.o[i].id, net.n[c].id.ed_pk, P2P_ID_LEN) == 0) slot = i;
-    T_CHECK(slot == P2P_MESH_NONE);       /* forgotten indeed */
+    T_CHECK(slot == P2P_MESH_NONE); /* forgotten indeed */
     int got = net.n[a].broadcasts;
     p2p_stats s0 = an_stats(&net, a);
     T_EQ_INT(an_record(&net, b, a, P2P_REC_BROADCAST, cap, cap_len), 0);
@@ -179,7 +182,7 @@ static void test_broadcast_replay(void)
     an_run(&net, 300000);
     T_EQ_INT(net.n[a].broadcasts, 0);
     T_EQ_INT(an_stats(&net, a).dropped_replay - s0.dropped_replay, 1);
-    T_EQ_INT(an_stats(&net, a).work_verify - s0.work_verify, 0);   /* refused before verify */
+    T_EQ_INT(an_stats(&net, a).work_verify - s0.work_verify, 0); /* refused before verify */
 
     /* a new member d still gets through, and so does c coming back */
     T_CHECK(an_connect(&net, d, a, 2000000) != 0);
@@ -206,7 +209,7 @@ static void test_time_window_and_clockless(void)
     an_init(&net, 10000);
     int a = an_add(&net, NULL), b = an_add(&net, NULL);
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
-    an_run(&net, 200000000);               /* let the clocks run past the stamps below */
+    an_run(&net, 200000000); /* let the clocks run past the stamps below */
     static uint8_t env[256];
     p2p_identity o;
     throwaway(&o, 40000);
@@ -220,7 +223,7 @@ static void test_time_window_and_clockless(void)
     T_EQ_INT(s1.dropped_replay - s0.dropped_replay, 2);
     T_EQ_INT(s1.work_verify - s0.work_verify, 0);
     T_EQ_INT(net.n[a].broadcasts, 0);
-    n = an_make_bcast(env, &o, an_wall(&net) - 60000000, "late", 4, 0);   /* a minute late: fine */
+    n = an_make_bcast(env, &o, an_wall(&net) - 60000000, "late", 4, 0); /* a minute late: fine */
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
     an_run(&net, 200000);
     T_EQ_INT(net.n[a].broadcasts, 1);
@@ -234,9 +237,9 @@ static void test_time_window_and_clockless(void)
     an_run(&net, 200000);
     T_EQ_INT(net.n[a].broadcasts, 41);
     s0 = an_stats(&net, a);
-    n = an_make_bcast(env, &nc, 40, "n", 1, 0);           /* a repeat */
+    n = an_make_bcast(env, &nc, 40, "n", 1, 0); /* a repeat */
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
-    n = an_make_bcast(env, &nc, 3, "n", 1, 0);            /* below the newest 32 */
+    n = an_make_bcast(env, &nc, 3, "n", 1, 0); /* below the newest 32 */
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
     an_run(&net, 200000);
     T_EQ_INT(an_stats(&net, a).dropped_replay - s0.dropped_replay, 2);
@@ -256,7 +259,7 @@ static void test_member_records_aim_at_victim(void)
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
     T_CHECK(an_connect(&net, e, a, 2000000) != 0);
     an_run(&net, 3000000);
-    p2p_addr victim[2] = { an_addr("198.51.100.7:53"), an_addr("198.51.100.7:54") };
+    p2p_addr victim[2] = {an_addr("198.51.100.7:53"), an_addr("198.51.100.7:54")};
     static uint8_t body[100 * (2 + P2P_MEMBER_REC_MAX)];
     uint64_t received = 0;
     for (int round = 0; round < 12; round++) {
@@ -266,12 +269,12 @@ static void test_member_records_aim_at_victim(void)
             p2p_identity junk;
             throwaway(&junk, 9000 + i);
             an_put_member(&w, &junk, 100 + (uint64_t)round, an_wall(&net) / 1000000 + 3600,
-                       &victim[round % 2], 1);
+                          &victim[round % 2], 1);
         }
         size_t len = (size_t)(w.p - body);
         received += len;
         T_EQ_INT(an_record(&net, b, a, P2P_REC_MEMBERS, body, len), 0);
-        if (round == 3) T_CHECK(an_connect(&net, c, a, 2000000) != 0);  /* still joins */
+        if (round == 3) T_CHECK(an_connect(&net, c, a, 2000000) != 0); /* still joins */
         an_run(&net, 5000000);
     }
     uint64_t sent = an_sent_to(&net, a, &victim[0]) + an_sent_to(&net, a, &victim[1]);
@@ -305,8 +308,8 @@ static void test_claims_unusable_addresses(void)
     an_init(&net, 10000);
     int a = an_add(&net, NULL), b = an_add(&net, NULL);
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
-    p2p_addr bad[4] = { an_addr("127.0.0.1:53"), an_addr("10.1.2.3:53"),
-                        an_addr("255.255.255.255:53"), an_addr("239.1.1.1:53") };
+    p2p_addr bad[4] = {an_addr("127.0.0.1:53"), an_addr("10.1.2.3:53"),
+                       an_addr("255.255.255.255:53"), an_addr("239.1.1.1:53")};
     static uint8_t body[8 * (2 + P2P_MEMBER_REC_MAX)];
     p2p_wr w;
     p2p_wr_init(&w, body, sizeof body);
@@ -334,7 +337,7 @@ static void test_claims_quota(void)
     p2p_config small = small_config(8);
     int a = an_add(&net, &small), b = an_add(&net, NULL), c = an_add(&net, NULL);
     int d = an_add(&net, NULL);
-    T_CHECK(an_connect(&net, d, c, 2000000) != 0);           /* c knows d */
+    T_CHECK(an_connect(&net, d, c, 2000000) != 0); /* c knows d */
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
     p2p_addr victim = an_addr("198.51.100.9:4000");
     static uint8_t body[200 * (2 + P2P_MEMBER_REC_MAX)];
@@ -409,7 +412,7 @@ static void test_iwant_repeats(void)
     T_EQ_INT(p2p_host_broadcast(net.n[c].h, 1, big, sizeof big, &seq, net.now), 0);
     an_run(&net, 1000000);
     T_EQ_INT(net.n[a].broadcasts, 1);
-    T_EQ_INT(net.n[b].broadcasts, 1);     /* b pulled it from a, honestly */
+    T_EQ_INT(net.n[b].broadcasts, 1); /* b pulled it from a, honestly */
     static uint8_t iw[1000 * 40];
     for (int i = 0; i < 1000; i++) {
         memcpy(iw + 40 * i, net.n[c].id.ed_pk, P2P_ID_LEN);
@@ -422,7 +425,7 @@ static void test_iwant_repeats(void)
     uint64_t queued = pab->send_end - queued0;
     printf("     2 x 1000 IWANT entries for a 60 KB broadcast: %llu bytes queued to the asker\n",
            (unsigned long long)queued);
-    T_CHECK(queued <= sizeof big + 1000);      /* the honest pull's one copy, and IHAVE */
+    T_CHECK(queued <= sizeof big + 1000); /* the honest pull's one copy, and IHAVE */
     T_EQ_INT(net.n[b].broadcasts, 1);
     an_free(&net);
 }
@@ -440,7 +443,10 @@ static void test_big_digest_and_ihave(void)
     const size_t entries = (1u << 20) / 40;
     uint8_t *rec = malloc(1 + entries * 40);
     T_CHECK(rec != NULL);
-    if (!rec) { an_free(&net); return; }
+    if (!rec) {
+        an_free(&net);
+        return;
+    }
     p2p_rng rng;
     p2p_rng_init(&rng, 99);
     rec[0] = 0;

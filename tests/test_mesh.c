@@ -16,7 +16,7 @@ typedef struct mnode {
     p2p_identity id;
     p2p_addr addr;
     int joins, leaves;
-    int bcasts;            /* broadcasts received */
+    int bcasts; /* broadcasts received */
     int bcast_dups;
     uint8_t last_origin[P2P_ID_LEN];
     uint64_t seen_seq[8];
@@ -61,10 +61,13 @@ static void drain_events(void)
         if (!nodes[i].h) continue;
         while (p2p_host_next_event(nodes[i].h, &ev)) {
             mnode *n = &nodes[i];
-            if (ev.type == P2P_EV_JOIN) n->joins++;
-            else if (ev.type == P2P_EV_LEAVE) n->leaves++;
+            if (ev.type == P2P_EV_JOIN)
+                n->joins++;
+            else if (ev.type == P2P_EV_LEAVE)
+                n->leaves++;
             else if (ev.type == P2P_EV_MESSAGE && ev.broadcast) {
-                for (int k = 0; k < n->nseen; k++) if (n->seen_seq[k] == ev.seq) n->bcast_dups++;
+                for (int k = 0; k < n->nseen; k++)
+                    if (n->seen_seq[k] == ev.seq) n->bcast_dups++;
                 if (n->nseen < 8) n->seen_seq[n->nseen++] = ev.seq;
                 n->bcasts++;
                 memcpy(n->last_origin, ev.origin, P2P_ID_LEN);
@@ -105,7 +108,7 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     sim_start(42 + (uint64_t)count, loss);
     for (int i = 0; i < count; i++) {
         mnode *n = add_node(7, 0, 0);
-        if (i > 0) join_via(n, &nodes[(i * 7919) % (i + 1) % i]);   /* through various members */
+        if (i > 0) join_via(n, &nodes[(i * 7919) % (i + 1) % i]); /* through various members */
         run_for(20000);
     }
     run_for(settle_us);
@@ -113,13 +116,19 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     for (int i = 0; i < count; i++) full += connected_peers(&nodes[i]) == (size_t)(count - 1);
     T_EQ_INT(full, count);
     uint64_t seq;
-    T_EQ_INT(p2p_host_broadcast(nodes[3].h, 9, (const uint8_t *)"hello all", 9, &seq, p2p_sim_now(sim)), 0);
+    T_EQ_INT(
+        p2p_host_broadcast(nodes[3].h, 9, (const uint8_t *)"hello all", 9, &seq, p2p_sim_now(sim)),
+        0);
     p2p_sim_flush(sim, nodes[3].h);
     run_for(5000000);
     int got = 0, dups = 0;
     for (int i = 0; i < count; i++) {
-        if (i == 3) { T_EQ_INT(nodes[i].bcasts, 0); continue; }
-        got += nodes[i].bcasts == 1 && memcmp(nodes[i].last_origin, nodes[3].id.ed_pk, P2P_ID_LEN) == 0;
+        if (i == 3) {
+            T_EQ_INT(nodes[i].bcasts, 0);
+            continue;
+        }
+        got += nodes[i].bcasts == 1 &&
+               memcmp(nodes[i].last_origin, nodes[3].id.ed_pk, P2P_ID_LEN) == 0;
         dups += nodes[i].bcast_dups;
     }
     T_EQ_INT(got, count - 1);
@@ -127,8 +136,14 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     sim_stop();
 }
 
-static void test_mesh_30(void) { mesh_at_scale(30, 0.0, 6000000); }
-static void test_mesh_200_at_5pct_loss(void) { mesh_at_scale(200, 0.05, 8000000); }
+static void test_mesh_30(void)
+{
+    mesh_at_scale(30, 0.0, 6000000);
+}
+static void test_mesh_200_at_5pct_loss(void)
+{
+    mesh_at_scale(200, 0.05, 8000000);
+}
 
 /* C can hold one session only (max_peers = 1), to B. A's broadcast still reaches C, pulled
  * through B. */
@@ -239,7 +254,10 @@ static void test_forgeries_refused(void)
     run_for(2000000);
     p2p_peer *pb = p2p_host_peer_get(a->h, p2p_host_find(a->h, b->id.ed_pk));
     T_CHECK(pb != NULL);
-    if (!pb) { sim_stop(); return; }
+    if (!pb) {
+        sim_stop();
+        return;
+    }
     p2p_stats before, after;
     p2p_host_stats(a->h, &before);
     /* b's genuine record, claiming a newer sequence number than b ever signed */
@@ -248,16 +266,18 @@ static void test_forgeries_refused(void)
     body[0] = (uint8_t)len;
     body[1] = (uint8_t)(len >> 8);
     memcpy(body + 2, b->h->mesh.own_rec, len);
-    body[2 + 1 + P2P_ID_LEN + 1] ^= 1;   /* second byte of the little-endian seq */
+    body[2 + 1 + P2P_ID_LEN + 1] ^= 1; /* second byte of the little-endian seq */
     T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_MEMBERS, body, 2u + len, p2p_sim_now(sim)), -1);
     /* a broadcast claiming to come from b, signed by nobody */
     uint8_t env[P2P_ID_LEN + 8 + 2 + 5 + P2P_SIG_LEN];
     memcpy(env, b->id.ed_pk, P2P_ID_LEN);
     p2p_put_u64(env + P2P_ID_LEN, 99);
-    env[40] = 1; env[41] = 0;
+    env[40] = 1;
+    env[41] = 0;
     memcpy(env + 42, "forge", 5);
     memset(env + 47, 0x55, 64);
-    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_BROADCAST, env, sizeof env, p2p_sim_now(sim)), -1);
+    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_BROADCAST, env, sizeof env, p2p_sim_now(sim)),
+             -1);
     drain_events();
     p2p_host_stats(a->h, &after);
     T_EQ_INT(after.dropped - before.dropped, 2);
@@ -287,7 +307,7 @@ static void test_close_seen_by_all(void)
         T_EQ_INT(nodes[i].leaves, 1);
         T_EQ_INT(connected_peers(&nodes[i]), 4);
     }
-    run_for(20000000);   /* nobody dials the departed member back */
+    run_for(20000000); /* nobody dials the departed member back */
     for (int i = 0; i < 5; i++) T_EQ_INT(connected_peers(&nodes[i]), 4);
     sim_stop();
 }

@@ -33,7 +33,7 @@ static void test_schedule(void)
     T_CHECK(memcmp(n1, a.send, P2P_KEY_LEN) != 0);
     T_EQ_MEM(n1, b.next, P2P_KEY_LEN);
     memcpy(n2, a.send, P2P_KEY_LEN);
-    p2p_keys_next_key(n2, n2);                 /* in place */
+    p2p_keys_next_key(n2, n2); /* in place */
     T_EQ_MEM(n1, n2, P2P_KEY_LEN);
 
     /* nothing is due before the peer confirmed the keys, nor before 120 s */
@@ -53,7 +53,7 @@ static void test_schedule(void)
     T_EQ_INT(a.confirmed, 0);
     T_EQ_INT(a.has_prev, 1);
     T_EQ_MEM(a.prev, a_old_recv, P2P_KEY_LEN);
-    T_EQ_INT(a.prev_until, 180 * SEC);         /* until the peer confirms: the old key's age */
+    T_EQ_INT(a.prev_until, 180 * SEC); /* until the peer confirms: the old key's age */
     T_EQ_MEM(a.send, b.next, P2P_KEY_LEN);
     /* b's late packet of phase 0 still opens at a with the previous key */
     T_CHECK(p2p_keys_for_open(&a, 0, 7, 120 * SEC, &which) == a.prev && which == P2P_KEY_PREVIOUS);
@@ -64,7 +64,7 @@ static void test_schedule(void)
     T_EQ_INT(b.send_first_pn, 20);
     T_EQ_MEM(b.recv, a.send, P2P_KEY_LEN);
     T_EQ_MEM(b.send, a.recv, P2P_KEY_LEN);
-    T_EQ_INT(b.prev_until, 121 * SEC);         /* the peer confirmed at once: keep 1 s */
+    T_EQ_INT(b.prev_until, 121 * SEC); /* the peer confirmed at once: keep 1 s */
     /* b's first packet of phase 1 confirms a, and shortens its previous key's life */
     T_CHECK(p2p_keys_for_open(&a, 1, 20, 120 * SEC + 50000, &which) == a.recv);
     p2p_keys_opened(&a, which, 20, 120 * SEC + 50000, 3 * SEC, 12);
@@ -101,8 +101,8 @@ typedef struct rk_node {
     p2p_addr addr;
     p2p_peer_handle peer;
     int joins, leaves, errors, wrong_peer;
-    uint32_t next;          /* next message index expected */
-    int bad;                /* out of order, duplicated or corrupted */
+    uint32_t next; /* next message index expected */
+    int bad;       /* out of order, duplicated or corrupted */
 } rk_node;
 
 /* Message i: 8 to 307 bytes, its index first. */
@@ -156,11 +156,13 @@ static void rk_run(p2p_sim *s, rk_node *a, rk_node *b, uint64_t until)
     }
 }
 
-static p2p_peer *rk_session(rk_node *n) { return p2p_host_peer_get(n->h, n->peer); }
+static p2p_peer *rk_session(rk_node *n)
+{
+    return p2p_host_peer_get(n->h, n->peer);
+}
 
 /* A sim with two joined hosts; 0 or -1. */
-static int rk_pair(p2p_sim **s, const p2p_sim_config *cfg, rk_node *a, rk_node *b,
-                   uint64_t timeout)
+static int rk_pair(p2p_sim **s, const p2p_sim_config *cfg, rk_node *a, rk_node *b, uint64_t timeout)
 {
     if (p2p_sim_new(s, cfg) || rk_new(a, *s, 1, timeout) || rk_new(b, *s, 2, timeout)) return -1;
     if (p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer)) return -1;
@@ -184,7 +186,8 @@ static void rk_send(p2p_sim *s, rk_node *x, uint32_t *sent)
 {
     uint8_t buf[512];
     tnet_msg_fill(&msgs, buf, *sent);
-    if (p2p_peer_send(x->h, x->peer, MSG_TYPE, buf, tnet_msg_len(&msgs, *sent), 0, NULL, p2p_sim_now(s)) == 0)
+    if (p2p_peer_send(x->h, x->peer, MSG_TYPE, buf, tnet_msg_len(&msgs, *sent), 0, NULL,
+                      p2p_sim_now(s)) == 0)
         (*sent)++;
     p2p_sim_flush(s, x->h);
 }
@@ -240,8 +243,8 @@ static void stream_run(const p2p_sim_config *cfg, uint64_t dur, uint64_t gap, ui
     }
     *dropped = sa.dropped + sb.dropped;
     if (getenv("T_VERBOSE"))
-        printf("  %u + %u messages, rekeys %llu / %llu, late %llu, dropped %llu\n", sent_a,
-               sent_b, (unsigned long long)sa.rekeys, (unsigned long long)sb.rekeys,
+        printf("  %u + %u messages, rekeys %llu / %llu, late %llu, dropped %llu\n", sent_a, sent_b,
+               (unsigned long long)sa.rekeys, (unsigned long long)sb.rekeys,
                (unsigned long long)*late, (unsigned long long)*dropped);
     rk_free(s, &a, &b);
 }
@@ -343,7 +346,7 @@ static void test_packet_limit(void)
     p2p_stats sa, sb;
     p2p_host_stats(a.h, &sa);
     p2p_host_stats(b.h, &sb);
-    T_CHECK(p2p_sim_now(s) < 10 * SEC);     /* long before the 120 s timer */
+    T_CHECK(p2p_sim_now(s) < 10 * SEC); /* long before the 120 s timer */
     T_EQ_INT(sa.rekeys, 1);
     T_EQ_INT(sb.rekeys, 1);
     T_EQ_INT(b.next, sent_a);
@@ -358,7 +361,7 @@ static void test_packet_limit(void)
 
 /* What the filter holds back or rewrites. */
 typedef struct rk_filter {
-    int hold;                         /* hold back a -> b DATA packets of phase 0 */
+    int hold; /* hold back a -> b DATA packets of phase 0 */
     int a, b;
     int nheld;
     size_t held_len[HOLD_MAX];
@@ -395,8 +398,8 @@ static int rk_filter_fn(anet *net, an_pkt *pkt)
             if (p2p_aead_open(pt, k, pn, pkt->data, P2P_DATA_HEADER, pkt->data + P2P_DATA_HEADER,
                               ctlen) == 0) {
                 pkt->data[1] = 0;
-                p2p_aead_seal(pkt->data + P2P_DATA_HEADER, f->gen0, pn, pkt->data,
-                              P2P_DATA_HEADER, pt, ctlen - P2P_TAG_LEN);
+                p2p_aead_seal(pkt->data + P2P_DATA_HEADER, f->gen0, pn, pkt->data, P2P_DATA_HEADER,
+                              pt, ctlen - P2P_TAG_LEN);
                 f->resealed++;
                 return 1;
             }
@@ -459,7 +462,10 @@ static void test_old_key_replay(void)
     p2p_peer *pb = an_session(&net, f.b, f.a);
     T_CHECK(pb && pb->keys.generation == 1);
     T_CHECK(f.nheld >= 2);
-    if (!pb || f.nheld < 2) { an_free(&net); return; }
+    if (!pb || f.nheld < 2) {
+        an_free(&net);
+        return;
+    }
     an_run(&net, 100000);
 
     /* 100 ms after the switch: a late packet of the old phase still opens */
@@ -498,7 +504,8 @@ static void test_old_key_replay(void)
     T_EQ_INT(s1.rekeys, s0.rekeys);
     /* and the session goes on */
     T_EQ_INT(p2p_peer_send(net.n[f.a].h, an_handle(&net, f.a, f.b), 1, (const uint8_t *)"x", 1, 0,
-                           NULL, net.now), 0);
+                           NULL, net.now),
+             0);
     an_run(&net, SEC);
     T_EQ_INT(net.n[f.b].msgs, 1);
     T_EQ_INT(net.n[f.a].leaves + net.n[f.b].leaves, 0);
@@ -659,7 +666,7 @@ static void test_stale_sender(void)
     T_CHECK(last_ok < a_gen0 + P2P_REJECT_AFTER_TIME_US);
     T_CHECK(last_ok > a_gen0 + P2P_REJECT_AFTER_TIME_US - 5 * SEC);
     T_CHECK(f.leave_at[0] <= a_gen0 + P2P_REJECT_AFTER_TIME_US + P2P_DEFAULT_TIMEOUT_US + 100000);
-    T_EQ_INT(sa.rekeys, 1);        /* never confirmed: a never runs two generations ahead */
+    T_EQ_INT(sa.rekeys, 1); /* never confirmed: a never runs two generations ahead */
     T_CHECK(sa.dropped > 0);
     an_free(&net);
 }

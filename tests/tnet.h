@@ -25,8 +25,8 @@ static inline int tnet_identity(p2p_identity *id, uint8_t fill, uint8_t first)
  * drawn from the sim, so the whole run is a function of the sim's seed. The host is attached
  * at port (0: any) behind nat (P2P_SIM_NAT_*); *addr is where it is bound. Returns 0 or the
  * first error (*h may then be a host that is not attached). */
-static inline int tnet_sim_host(p2p_sim *s, p2p_config *c, p2p_identity *id, uint16_t port,
-                                int nat, p2p_host **h, p2p_addr *addr)
+static inline int tnet_sim_host(p2p_sim *s, p2p_config *c, p2p_identity *id, uint16_t port, int nat,
+                                p2p_host **h, p2p_addr *addr)
 {
     int rc;
     c->identity = id;
@@ -47,12 +47,12 @@ static inline void tnet_run_for(p2p_sim *s, uint64_t us, void (*drain)(void))
 
 /* Frees the hosts and wipes the identities of nodes[0..count): any array of structs with a
  * p2p_host *h and a p2p_identity id. */
-#define TNET_FREE_NODES(nodes, count)                                                             \
-    do {                                                                                          \
-        for (int tnet_i = 0; tnet_i < (count); tnet_i++) {                                        \
-            p2p_host_free((nodes)[tnet_i].h);                                                     \
-            p2p_identity_wipe(&(nodes)[tnet_i].id);                                               \
-        }                                                                                         \
+#define TNET_FREE_NODES(nodes, count)                      \
+    do {                                                   \
+        for (int tnet_i = 0; tnet_i < (count); tnet_i++) { \
+            p2p_host_free((nodes)[tnet_i].h);              \
+            p2p_identity_wipe(&(nodes)[tnet_i].id);        \
+        }                                                  \
     } while (0)
 
 /* Numbered messages: message i is base + (i * step) % span bytes long, starts with i (u32

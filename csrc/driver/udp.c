@@ -82,7 +82,7 @@ uint64_t p2p_udp_unix_now(void)
 
 /* ---- address conversion --------------------------------------------------------------- */
 
-static const uint8_t v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* Returns 0, or -1 for a family p2p_addr cannot hold. The copies keep alignment right
  * whatever buffer the kernel or getaddrinfo filled. */
@@ -125,8 +125,7 @@ static socklen_t addr_to_sockaddr(int family, const p2p_addr *a, struct sockaddr
     memset(ss, 0, sizeof *ss);
     if (family == AF_INET) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-        if (a->family != P2P_AF_INET4)
-            return 0;
+        if (a->family != P2P_AF_INET4) return 0;
         s4->sin_family = AF_INET;
         memcpy(&s4->sin_addr, a->ip, 4);
         s4->sin_port = htons(a->port);
@@ -159,8 +158,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
-    if (err == NULL || errlen == 0)
-        return;
+    if (err == NULL || errlen == 0) return;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
@@ -182,8 +180,7 @@ static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
     else if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
     n = strlen(host);
-    if (n > BIND_HOST_MAX)
-        return P2P_ERR_ADDRESS;
+    if (n > BIND_HOST_MAX) return P2P_ERR_ADDRESS;
     if (host[0] == '[')
         snprintf(text, sizeof text, "%s:0", host);
     else if (strchr(host, ':') != NULL)
@@ -191,8 +188,7 @@ static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
     else
         snprintf(text, sizeof text, "%s:0", host);
     r = p2p_addr_parse(out, text);
-    if (r != 0)
-        return P2P_ERR_ADDRESS;
+    if (r != 0) return P2P_ERR_ADDRESS;
     out->port = port;
     return 0;
 }
@@ -207,8 +203,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
     int family, off = 0, size = SOCKET_BUFFER, e;
 
     *out = NULL;
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
+    if (err != NULL && errlen > 0) err[0] = '\0';
     if (parse_bind_host(host, port, &bind_addr) != 0) {
         set_err(err, errlen, "bad bind address \"%s\"", host);
         return P2P_ERR_ADDRESS;
@@ -227,8 +222,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
         return P2P_ERR_IO;
     }
     /* "::" must also take IPv4 peers, whatever the system default for V6ONLY is. */
-    if (family == AF_INET6)
-        (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    if (family == AF_INET6) (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
     /* Best effort: the kernel caps these at net.core.[rw]mem_max. Large buffers absorb
      * bursts between two pumps. */
     (void)setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
@@ -255,8 +249,8 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
         return P2P_ERR_IO;
     }
     sslen = sizeof ss;
-    if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0
-        || addr_from_sockaddr(&u->local, &ss) != 0) {
+    if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0 ||
+        addr_from_sockaddr(&u->local, &ss) != 0) {
         set_err(err, errlen, "getsockname: %s", strerror(errno));
         close(u->fd);
         free(u);
@@ -268,8 +262,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
 
 void p2p_udp_close(p2p_udp *u)
 {
-    if (u == NULL)
-        return;
+    if (u == NULL) return;
     close(u->fd);
     free(u);
 }
@@ -289,15 +282,13 @@ size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap)
     static const uint8_t zero[16];
     const p2p_addr *b = &u->local;
     size_t n = 0;
-    if (cap == 0)
-        return 0;
+    if (cap == 0) return 0;
     if (memcmp(b->ip, zero, b->family == P2P_AF_INET4 ? 4 : 16) != 0) {
-        out[0] = *b;                    /* bound to one address: that is the only one */
+        out[0] = *b; /* bound to one address: that is the only one */
         return 1;
     }
     struct ifaddrs *list = NULL, *i;
-    if (getifaddrs(&list) != 0)
-        return 0;
+    if (getifaddrs(&list) != 0) return 0;
     for (i = list; i != NULL && n < cap; i = i->ifa_next) {
         p2p_addr a;
         memset(&a, 0, sizeof a);
@@ -342,23 +333,18 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
     size_t n;
     int v6_ok = u == NULL || u->family == AF_INET6;
 
-    if (text == NULL)
-        return P2P_ERR_ADDRESS;
+    if (text == NULL) return P2P_ERR_ADDRESS;
     if (p2p_addr_parse(&a, text) == 0) {
-        if (a.family == P2P_AF_INET6 && !v6_ok)
-            return P2P_ERR_ADDRESS;
+        if (a.family == P2P_AF_INET6 && !v6_ok) return P2P_ERR_ADDRESS;
         *out = a;
         return 0;
     }
     /* Bracketed text can only be a numeric IPv6 address, and that already failed. */
-    if (text[0] == '[')
-        return P2P_ERR_ADDRESS;
+    if (text[0] == '[') return P2P_ERR_ADDRESS;
     colon = strrchr(text, ':');
-    if (colon == NULL || colon == text)
-        return P2P_ERR_ADDRESS;
+    if (colon == NULL || colon == text) return P2P_ERR_ADDRESS;
     n = (size_t)(colon - text);
-    if (n >= sizeof host || p2p_addr_parse_port(colon + 1, &port) != 0)
-        return P2P_ERR_ADDRESS;
+    if (n >= sizeof host || p2p_addr_parse_port(colon + 1, &port) != 0) return P2P_ERR_ADDRESS;
     memcpy(host, text, n);
     host[n] = '\0';
     if (strchr(host, ':') != NULL)
@@ -368,16 +354,14 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
      * p2p_addr_parse refused on purpose. */
     label = strrchr(host, '.');
     label = label != NULL ? label + 1 : host;
-    if (label[0] >= '0' && label[0] <= '9')
-        return P2P_ERR_ADDRESS;
+    if (label[0] >= '0' && label[0] <= '9') return P2P_ERR_ADDRESS;
 
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_DGRAM;
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(serv, sizeof serv, "%u", (unsigned)port);
-    if (getaddrinfo(host, serv, &hints, &res) != 0)
-        return P2P_ERR_ADDRESS;
+    if (getaddrinfo(host, serv, &hints, &res) != 0) return P2P_ERR_ADDRESS;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         if (ai->ai_family == AF_INET && pick4 == NULL)
             pick4 = ai;
@@ -427,8 +411,7 @@ static int send_queued(p2p_udp *u)
             u->stats.sent += (uint64_t)r;
             continue;
         }
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
         if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
             u->stats.blocked++;
             ret = 1;
@@ -474,13 +457,10 @@ int p2p_udp_flush(p2p_udp *u, p2p_host *h)
             d->len = len;
             u->out_n++;
         }
-        if (u->out_n == 0)
-            return 0;
+        if (u->out_n == 0) return 0;
         r = send_queued(u);
-        if (r < 0)
-            return r;
-        if (r == 1 || host_empty)
-            return 0;
+        if (r < 0) return r;
+        if (r == 1 || host_empty) return 0;
     }
 }
 
@@ -507,12 +487,9 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
         }
         r = recvmmsg(u->fd, u->in_msg, BATCH, MSG_DONTWAIT, NULL);
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            if (is_fatal_errno(errno) || errno == EINVAL || errno == ENOMEM)
-                return P2P_ERR_IO;
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (is_fatal_errno(errno) || errno == EINVAL || errno == ENOMEM) return P2P_ERR_IO;
             /* A pending socket error (an ICMP error for something we sent): reading it
              * cleared it, so go on. */
             u->stats.recv_errors++;
@@ -521,21 +498,17 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
         now = p2p_udp_now();
         for (i = 0; i < r; i++) {
             len = u->in_msg[i].msg_len;
-            if (addr_from_sockaddr(&from, &u->in_sa[i]) != 0)
-                continue;
+            if (addr_from_sockaddr(&from, &u->in_sa[i]) != 0) continue;
             /* A truncated datagram is longer than RECV_BUF: passing its first RECV_BUF bytes
              * still shows the host it is oversized, so it is dropped and counted there. */
-            if (len > P2P_MAX_PACKET_PROBED)
-                u->stats.oversized++;
+            if (len > P2P_MAX_PACKET_PROBED) u->stats.oversized++;
             u->stats.received++;
             count++;
             (void)p2p_host_recv(h, &from, u->in_buf[i], len, now);
         }
-        if (r < BATCH)
-            break;
+        if (r < BATCH) break;
         /* Answer (acks, handshake replies) between batches rather than after the flood. */
-        if (p2p_udp_flush(u, h) != 0)
-            return P2P_ERR_IO;
+        if (p2p_udp_flush(u, h) != 0) return P2P_ERR_IO;
     }
     return count;
 }
@@ -551,8 +524,7 @@ int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)
 
     now = p2p_udp_now();
     next = p2p_host_next_timeout(h);
-    if (next != P2P_TIME_NEVER)
-        wait = next <= now ? 0 : (next - now < wait ? next - now : wait);
+    if (next != P2P_TIME_NEVER) wait = next <= now ? 0 : (next - now < wait ? next - now : wait);
     if (wait > 0) {
         pfd.fd = u->fd;
         pfd.events = POLLIN | (u->out_n > 0 ? POLLOUT : 0);
@@ -566,16 +538,12 @@ int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)
             r = ppoll(&pfd, 1, &ts, NULL);
         }
         /* EINTR: a signal for the application; do the rest of the turn and return. */
-        if (r < 0 && errno != EINTR)
-            return P2P_ERR_IO;
+        if (r < 0 && errno != EINTR) return P2P_ERR_IO;
     }
     n = read_waiting(u, h);
-    if (n < 0)
-        return n;
+    if (n < 0) return n;
     now = p2p_udp_now();
-    if (p2p_host_next_timeout(h) <= now)
-        (void)p2p_host_on_timeout(h, now);
-    if (p2p_udp_flush(u, h) != 0)
-        return P2P_ERR_IO;
+    if (p2p_host_next_timeout(h) <= now) (void)p2p_host_on_timeout(h, now);
+    if (p2p_udp_flush(u, h) != 0) return P2P_ERR_IO;
     return n;
 }
