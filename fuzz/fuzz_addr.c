@@ -17,15 +17,10 @@
 
 #include "p2pnet.h"
 #include "p2p_wire.h"
+#include "fuzz_check.h"
 
-#define CHECK(c)              \
-    do {                      \
-        if (!(c)) {           \
-            __builtin_trap(); \
-        }                     \
-    } while (0)
 #define TEXT_MAX 256
-#define FORMAT_MAX 64
+#define FORMAT_MAX P2P_ADDR_TEXT_MAX
 
 static int scope_ok(const p2p_addr *a)
 {

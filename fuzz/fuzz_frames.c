@@ -11,13 +11,7 @@
 
 #include "p2pnet.h"
 #include "p2p_wire.h"
-
-#define CHECK(c)              \
-    do {                      \
-        if (!(c)) {           \
-            __builtin_trap(); \
-        }                     \
-    } while (0)
+#include "fuzz_check.h"
 
 static int inside(const uint8_t *p, uint64_t n, const uint8_t *buf, size_t size)
 {

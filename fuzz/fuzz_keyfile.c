@@ -14,14 +14,9 @@
 #include <string.h>
 
 #include "p2p_internal.h"
+#include "fuzz_check.h"
 
-#define CHECK(c)              \
-    do {                      \
-        if (!(c)) {           \
-            __builtin_trap(); \
-        }                     \
-    } while (0)
-#define KEYFILE_LEN 84
+#define KEYFILE_LEN (HEADER_LEN + P2P_ID_HEX_LEN + 1)
 #define HEADER "p2pnet-identity-v1\n"
 #define HEADER_LEN 19
 #define ERR_MAX 200
