@@ -4,24 +4,18 @@
 
 #include <string.h>
 
+/* The fixed-size readers take their bytes through p2p_rd_bytes, so a short read marks the
+ * reader bad and yields 0 in one place. */
 uint8_t p2p_rd_u8(p2p_rd *r)
 {
-    if (r->bad || r->p >= r->end) {
-        r->bad = 1;
-        return 0;
-    }
-    return *r->p++;
+    const uint8_t *p = p2p_rd_bytes(r, 1);
+    return p ? p[0] : 0;
 }
 
 uint16_t p2p_rd_u16(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 2) {
-        r->bad = 1;
-        return 0;
-    }
-    uint16_t v = (uint16_t)(r->p[0] | (r->p[1] << 8));
-    r->p += 2;
-    return v;
+    const uint8_t *p = p2p_rd_bytes(r, 2);
+    return p ? (uint16_t)(p[0] | (p[1] << 8)) : 0;
 }
 
 uint32_t p2p_get_u32(const uint8_t *p)
@@ -50,24 +44,14 @@ void p2p_put_u64(uint8_t *p, uint64_t v)
 
 uint32_t p2p_rd_u32(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 4) {
-        r->bad = 1;
-        return 0;
-    }
-    uint32_t v = p2p_get_u32(r->p);
-    r->p += 4;
-    return v;
+    const uint8_t *p = p2p_rd_bytes(r, 4);
+    return p ? p2p_get_u32(p) : 0;
 }
 
 uint64_t p2p_rd_u64(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 8) {
-        r->bad = 1;
-        return 0;
-    }
-    uint64_t v = p2p_get_u64(r->p);
-    r->p += 8;
-    return v;
+    const uint8_t *p = p2p_rd_bytes(r, 8);
+    return p ? p2p_get_u64(p) : 0;
 }
 
 uint64_t p2p_rd_varint(p2p_rd *r)
