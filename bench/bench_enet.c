@@ -6,16 +6,15 @@
 #include "bench_common.h"
 
 #include <enet/enet.h>
-#include <sys/select.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-static void send_reliable(ENetPeer *peer, const uint8_t *data, size_t len) {
+static void send_reliable(ENetPeer *peer, const uint8_t *data, size_t len)
+{
     ENetPacket *p = enet_packet_create(data, len, ENET_PACKET_FLAG_RELIABLE);
     if (!p || enet_peer_send(peer, 0, p) != 0) bench_die("enet: send failed");
 }
 
-static ENetHost *host_on_loopback(size_t peers) {
+static ENetHost *host_on_loopback(size_t peers)
+{
     ENetAddress a;
     enet_address_set_host_ip(&a, "127.0.0.1");
     a.port = 0;
@@ -24,13 +23,15 @@ static ENetHost *host_on_loopback(size_t peers) {
     return h;
 }
 
-static unsigned host_port(ENetHost *h) {
+static unsigned host_port(ENetHost *h)
+{
     ENetAddress a;
     if (enet_socket_get_address(h->socket, &a) != 0) bench_die("enet: get_address");
     return a.port;
 }
 
-static int server(void) {
+static int server(void)
+{
     ENetHost *h = host_on_loopback(1);
     printf("PORT %u\n", host_port(h));
     fflush(stdout);
@@ -47,24 +48,20 @@ static int server(void) {
             continue;
         }
         switch (ev.type) {
-        case ENET_EVENT_TYPE_CONNECT:
-            connected = 1;
-            break;
+        case ENET_EVENT_TYPE_CONNECT: connected = 1; break;
         case ENET_EVENT_TYPE_RECEIVE: {
             long n = bench_server_handle(&s, ev.packet->data, ev.packet->dataLength, out);
             enet_packet_destroy(ev.packet);
-            if (n < 0) quit = 1;
+            if (n < 0)
+                quit = 1;
             else if (n > 0) {
                 send_reliable(ev.peer, out, (size_t)n);
                 enet_host_flush(h);
             }
             break;
         }
-        case ENET_EVENT_TYPE_DISCONNECT:
-            quit = 1;
-            break;
-        default:
-            break;
+        case ENET_EVENT_TYPE_DISCONNECT: quit = 1; break;
+        default: break;
         }
     }
     enet_host_flush(h);
@@ -72,7 +69,8 @@ static int server(void) {
     return 0;
 }
 
-static ENetPeer *connect_to(ENetHost *c, unsigned port) {
+static ENetPeer *connect_to(ENetHost *c, unsigned port)
+{
     ENetAddress a;
     enet_address_set_host_ip(&a, "127.0.0.1");
     a.port = (enet_uint16)port;
@@ -81,7 +79,43 @@ static ENetPeer *connect_to(ENetHost *c, unsigned port) {
     return peer;
 }
 
-static int client(unsigned port) {
+typedef struct enet_client {
+    ENetHost *host;
+    ENetPeer *peer;
+} enet_client;
+
+static void enet_send(void *ctx, const uint8_t *msg, size_t len)
+{
+    send_reliable(((enet_client *)ctx)->peer, msg, len);
+}
+
+static void enet_flush(void *ctx)
+{
+    enet_host_flush(((enet_client *)ctx)->host);
+}
+
+/* Takes every event waiting, blocking up to 1 ms for the first one. */
+static void enet_poll(void *ctx, bench_msg_fn fn, void *arg)
+{
+    enet_client *cl = ctx;
+    ENetEvent ev;
+    int r = enet_host_service(cl->host, &ev, 1);
+    while (r > 0) {
+        if (ev.type == ENET_EVENT_TYPE_RECEIVE) {
+            fn(arg, ev.packet->data, ev.packet->dataLength);
+            enet_packet_destroy(ev.packet);
+        } else if (ev.type == ENET_EVENT_TYPE_DISCONNECT) {
+            bench_die("enet: disconnected");
+        }
+        r = enet_host_check_events(cl->host, &ev);
+    }
+    if (r < 0) bench_die("enet: service");
+}
+
+static const bench_ops enet_ops = {"enet", enet_send, enet_flush, enet_poll};
+
+static int client(unsigned port)
+{
     ENetHost *c = enet_host_create(NULL, 1, 1, 0, 0);
     if (!c) bench_die("enet: client host");
     ENetPeer *peer = connect_to(c, port);
@@ -91,62 +125,8 @@ static int client(unsigned port) {
         if (enet_host_service(c, &ev, 10) > 0 && ev.type == ENET_EVENT_TYPE_CONNECT) break;
         if (bench_now_us() > deadline) bench_die("enet: connect timed out");
     }
-    static uint8_t msg[BENCH_MAX_SIZE];
-    uint64_t server_count = 0;
-
-    for (size_t i = 0; i < BENCH_NSIZES; i++) {
-        bench_tput t;
-        int done = 0;
-        memset(msg, 0xab, sizeof msg);
-        bench_tput_start(&t, bench_sizes[i], server_count);
-        while (!done) {
-            int queued = 0;
-            while (bench_tput_next(&t, msg)) {
-                send_reliable(peer, msg, t.size);
-                queued = 1;
-            }
-            if (queued) enet_host_flush(c);
-            /* Take every event waiting, blocking up to 1 ms for the first one. */
-            int r = enet_host_service(c, &ev, 1);
-            while (r > 0) {
-                if (ev.type == ENET_EVENT_TYPE_RECEIVE) {
-                    done |= bench_tput_on_msg(&t, ev.packet->data, ev.packet->dataLength);
-                    enet_packet_destroy(ev.packet);
-                } else if (ev.type == ENET_EVENT_TYPE_DISCONNECT) {
-                    bench_die("enet: disconnected");
-                }
-                r = enet_host_check_events(c, &ev);
-            }
-            if (r < 0) bench_die("enet: service");
-        }
-        server_count += t.sent;
-        bench_tput_report("enet", &t);
-    }
-
-    int n = bench_rtt_count();
-    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
-    memset(msg, 0, 64);
-    msg[0] = 'P';
-    for (int i = -BENCH_RTT_WARMUP; i < n; i++) {
-        uint64_t t0 = bench_now_us();
-        send_reliable(peer, msg, 64);
-        enet_host_flush(c);
-        int got = 0;
-        while (!got) {
-            int r = enet_host_service(c, &ev, 1);
-            if (r < 0) bench_die("enet: service");
-            if (r > 0 && ev.type == ENET_EVENT_TYPE_RECEIVE) {
-                got = ev.packet->dataLength == 64 && ev.packet->data[0] == 'P';
-                enet_packet_destroy(ev.packet);
-            }
-        }
-        if (i >= 0) rtt[i] = bench_now_us() - t0;
-    }
-    bench_rtt_report("enet", rtt, n);
-    free(rtt);
-    msg[0] = 'Q';
-    send_reliable(peer, msg, 1);
-    enet_host_flush(c);
+    enet_client cl = {c, peer};
+    bench_client_run(&enet_ops, &cl);
     /* Let the quit reach the server before the peer goes away. */
     uint64_t until = bench_now_us() + 200000;
     while (bench_now_us() < until && enet_host_service(c, &ev, 10) >= 0)
@@ -155,94 +135,61 @@ static int client(unsigned port) {
     return 0;
 }
 
-/* Heap per idle session: a hub holding n sessions, in this process; the n clients run in a
- * child pinned to the other core. Reported as the slope between n/2 and n sessions, so the
- * host's fixed cost drops out. */
-static size_t hub_bytes(int n) {
-    int ready[2], done[2];
-    if (pipe(ready) != 0 || pipe(done) != 0) bench_die("pipe");
-    size_t before = bench_heap_in_use();
+/* The memory test (bench_mem): a hub host and n client hosts of one peer each. */
+static void *enet_hub_open(int n, unsigned *port)
+{
     ENetHost *hub = host_on_loopback((size_t)n);
-    unsigned port = host_port(hub);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        bench_pin(1);
-        close(ready[0]);
-        close(done[1]);
-        ENetHost **cs = calloc((size_t)n, sizeof *cs);
-        int joined = 0;
-        for (int i = 0; i < n; i++) {
-            cs[i] = enet_host_create(NULL, 1, 1, 0, 0);
-            if (!cs[i]) bench_die("enet: client host");
-            connect_to(cs[i], port);
-        }
-        ENetEvent ev;
-        uint64_t deadline = bench_now_us() + 20000000;
-        char sig = 0;
-        int signalled = 0;
-        for (;;) {
-            for (int i = 0; i < n; i++)
-                while (enet_host_service(cs[i], &ev, 0) > 0)
-                    if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
-            if (joined == n && !signalled) {
-                if (write(ready[1], &sig, 1) != 1) _exit(1);
-                signalled = 1;
-            }
-            struct timeval tv = {0, 1000};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(done[0], &fds);
-            if (select(done[0] + 1, &fds, NULL, NULL, &tv) > 0) break;
-            if (bench_now_us() > deadline) _exit(1);
-        }
-        _exit(0);
-    }
-    close(ready[1]);
-    close(done[0]);
+    *port = host_port(hub);
+    return hub;
+}
+
+static int enet_hub_pump(void *hub)
+{
     ENetEvent ev;
-    int joined = 0, child_ready = 0;
-    uint64_t deadline = bench_now_us() + 20000000;
-    while (joined < n || !child_ready) {
-        while (enet_host_service(hub, &ev, 1) > 0)
-            if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
-        if (!child_ready) {
-            struct timeval tv = {0, 0};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(ready[0], &fds);
-            char b;
-            if (select(ready[0] + 1, &fds, NULL, NULL, &tv) > 0 && read(ready[0], &b, 1) == 1)
-                child_ready = 1;
-        }
-        if (bench_now_us() > deadline) bench_die("enet mem: sessions did not establish");
-    }
-    /* Settle: let acknowledgements drain so only idle state remains. */
-    uint64_t until = bench_now_us() + 300000;
-    while (bench_now_us() < until) enet_host_service(hub, &ev, 1);
-    size_t after = bench_heap_in_use();
-    char b = 0;
-    if (write(done[1], &b, 1) != 1) bench_die("pipe");
-    waitpid(pid, NULL, 0);
+    int joined = 0;
+    while (enet_host_service(hub, &ev, 1) > 0)
+        if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
+    return joined;
+}
+
+static void enet_hub_close(void *hub)
+{
     enet_host_destroy(hub);
-    close(ready[0]);
-    close(done[1]);
-    return after - before;
 }
 
-static int mem(int n) {
-    size_t half = hub_bytes(n / 2), full = hub_bytes(n);
-    double per = (double)(full - half) / (double)(n - n / 2);
-    printf("RESULT enet mem %.0f %d\n", per, n);
-    return 0;
+static void *enet_clients_open(int n, unsigned port)
+{
+    ENetHost **cs = calloc((size_t)n, sizeof *cs);
+    if (!cs) bench_die("out of memory");
+    for (int i = 0; i < n; i++) {
+        cs[i] = enet_host_create(NULL, 1, 1, 0, 0);
+        if (!cs[i]) bench_die("enet: client host");
+        connect_to(cs[i], port);
+    }
+    return cs;
 }
 
-int main(int argc, char **argv) {
+static int enet_clients_pump(void *clients, int n)
+{
+    ENetHost **cs = clients;
+    ENetEvent ev;
+    int joined = 0;
+    for (int i = 0; i < n; i++)
+        while (enet_host_service(cs[i], &ev, 0) > 0)
+            if (ev.type == ENET_EVENT_TYPE_CONNECT) joined++;
+    return joined;
+}
+
+static const bench_mem_ops enet_mem_ops = {"enet",         enet_hub_open,     enet_hub_pump,
+                                           enet_hub_close, enet_clients_open, enet_clients_pump};
+
+int main(int argc, char **argv)
+{
     if (enet_initialize() != 0) bench_die("enet_initialize");
     atexit(enet_deinitialize);
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();
     if (argc >= 3 && strcmp(argv[1], "client") == 0) return client((unsigned)atoi(argv[2]));
-    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return mem(atoi(argv[2]));
+    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return bench_mem(&enet_mem_ops, atoi(argv[2]));
     fprintf(stderr, "usage: %s server | client <port> | mem <sessions>\n", argv[0]);
     return 2;
 }

@@ -48,7 +48,7 @@ typedef struct node {
     p2p_host *h;
     p2p_identity id;
     p2p_addr addr;
-    uint64_t got_at;   /* virtual time the broadcast arrived; 0: not yet */
+    uint64_t got_at; /* virtual time the broadcast arrived; 0: not yet */
     int copies;
 } node;
 
@@ -57,7 +57,7 @@ typedef struct mesh_bench {
     node *nodes;
     int n;
     uint64_t rng;
-    uint64_t bseq;     /* the broadcast's number, once sent */
+    uint64_t bseq; /* the broadcast's number, once sent */
     const uint8_t *borigin;
 } mesh_bench;
 
@@ -92,7 +92,7 @@ static void drain(mesh_bench *b)
         p2p_event ev;
         while (p2p_host_next_event(x->h, &ev)) {
             if (ev.type != P2P_EV_MESSAGE || !ev.broadcast || !b->borigin) continue;
-            if (ev.seq != b->bseq || memcmp(ev.origin, b->borigin, 32) != 0) continue;
+            if (ev.seq != b->bseq || memcmp(ev.origin, b->borigin, P2P_ID_LEN) != 0) continue;
             if (x->copies++ == 0) x->got_at = now;
         }
     }
@@ -131,7 +131,7 @@ static void sent_totals(const mesh_bench *b, uint64_t *bytes, uint64_t *packets)
 static void add_node(mesh_bench *b)
 {
     node *x = &b->nodes[b->n];
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     for (int k = 0; k < 4; k++) {
         uint64_t r = next_rand(&b->rng);
         memcpy(seed + 8 * k, &r, 8);
@@ -145,7 +145,8 @@ static void add_node(mesh_bench *b)
     c.unix_us = EPOCH_US + p2p_sim_now(b->sim);
     if ((rc = p2p_host_new(&x->h, &c, p2p_sim_now(b->sim))) != 0) die("host_new", rc);
     if ((rc = p2p_sim_attach(b->sim, x->h, 0, P2P_SIM_NAT_NONE, &x->addr)) != 0) die("attach", rc);
-    if ((rc = p2p_host_add_address(x->h, &x->addr, p2p_sim_now(b->sim))) != 0) die("add_address", rc);
+    if ((rc = p2p_host_add_address(x->h, &x->addr, p2p_sim_now(b->sim))) != 0)
+        die("add_address", rc);
     if (b->n > 0) {
         const node *via = &b->nodes[next_rand(&b->rng) % (uint64_t)b->n];
         if ((rc = p2p_host_connect(x->h, &via->addr, NULL, p2p_sim_now(b->sim), NULL)) != 0)
@@ -184,8 +185,11 @@ static int run_row(int n, double loss, uint64_t seed)
         run_for(&b, CHECK_EVERY_US);
         full = full_count(&b);
     }
-    if (full == n) conv = (double)(p2p_sim_now(b.sim) - last_join) / 1e6;
-    else fprintf(stderr, "bench_mesh: N=%d: only %d of %d hosts reached %d peers\n", n, full, n, n - 1);
+    if (full == n)
+        conv = (double)(p2p_sim_now(b.sim) - last_join) / 1e6;
+    else
+        fprintf(stderr, "bench_mesh: N=%d: only %d of %d hosts reached %d peers\n", n, full, n,
+                n - 1);
 
     run_for(&b, SETTLE_US);
     uint64_t bytes0, pkts0, bytes1, pkts1;
@@ -219,7 +223,8 @@ static int run_row(int n, double loss, uint64_t seed)
     }
     /* A little longer, so late duplicates would show. */
     run_for(&b, 1000000);
-    for (int i = 0; i < n; i++) if (b.nodes[i].copies > 1) dups += b.nodes[i].copies - 1;
+    for (int i = 0; i < n; i++)
+        if (b.nodes[i].copies > 1) dups += b.nodes[i].copies - 1;
     double bcast_ms = got == n - 1 ? (double)(last_at - t0) / 1e3 : -1;
 
     for (int i = 0; i < n; i++) {

@@ -5,10 +5,6 @@
  */
 #include "bench_common.h"
 
-#include <sys/select.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "p2pnet.h"
 #include "driver/udp.h"
 
@@ -20,7 +16,8 @@ typedef struct side {
 
 /* mediator: the host neither shares nor dials mesh members (used for the memory test, so the
  * clients of the hub do not also connect to each other and only hub-client sessions exist). */
-static void side_open(side *s, uint32_t max_peers, int mediator) {
+static void side_open(side *s, uint32_t max_peers, int mediator)
+{
     char err[256];
     p2p_config cfg;
     if (p2p_init() != 0 || p2p_identity_generate(&s->id) != 0) bench_die("p2pnet: identity");
@@ -35,7 +32,8 @@ static void side_open(side *s, uint32_t max_peers, int mediator) {
     }
 }
 
-static void side_close(side *s) {
+static void side_close(side *s)
+{
     p2p_host_close(s->h, p2p_udp_now());
     p2p_udp_flush(s->u, s->h);
     p2p_event ev;
@@ -46,13 +44,15 @@ static void side_close(side *s) {
     p2p_identity_wipe(&s->id);
 }
 
-static unsigned side_port(const side *s) {
+static unsigned side_port(const side *s)
+{
     p2p_addr a;
     p2p_udp_local(s->u, &a);
     return a.port;
 }
 
-static void send_msg(side *s, p2p_peer_handle peer, const uint8_t *data, size_t len) {
+static void send_msg(side *s, p2p_peer_handle peer, const uint8_t *data, size_t len)
+{
     int rc = p2p_peer_send(s->h, peer, 1, data, len, 0, NULL, p2p_udp_now());
     if (rc != 0) {
         /* The window above bounds what the application has unacknowledged far below the send
@@ -66,7 +66,8 @@ static void send_msg(side *s, p2p_peer_handle peer, const uint8_t *data, size_t 
     }
 }
 
-static int server(void) {
+static int server(void)
+{
     side s;
     side_open(&s, 0, 0);
     printf("PORT %u\n", side_port(&s));
@@ -83,8 +84,10 @@ static int server(void) {
             if (ev.type == P2P_EV_LEAVE) quit = 1;
             if (ev.type != P2P_EV_MESSAGE) continue;
             long n = bench_server_handle(&srv, ev.data, ev.len, out);
-            if (n < 0) quit = 1;
-            else if (n > 0) send_msg(&s, ev.peer, out, (size_t)n);
+            if (n < 0)
+                quit = 1;
+            else if (n > 0)
+                send_msg(&s, ev.peer, out, (size_t)n);
         }
         if (p2p_udp_flush(s.u, s.h) != 0) bench_die("p2pnet: flush");
         if (!joined && bench_now_us() > idle_deadline) bench_die("p2pnet: no client");
@@ -93,8 +96,9 @@ static int server(void) {
     return 0;
 }
 
-static p2p_peer_handle connect_to(side *s, unsigned port) {
-    char text[64];
+static p2p_peer_handle connect_to(side *s, unsigned port)
+{
+    char text[P2P_ADDR_TEXT_MAX];
     p2p_addr a;
     snprintf(text, sizeof text, "127.0.0.1:%u", port);
     if (p2p_addr_parse(&a, text) != 0) bench_die("p2pnet: address");
@@ -104,7 +108,38 @@ static p2p_peer_handle connect_to(side *s, unsigned port) {
     return peer;
 }
 
-static int client(unsigned port) {
+typedef struct p2pnet_client {
+    side *s;
+    p2p_peer_handle peer;
+} p2pnet_client;
+
+static void p2pnet_send(void *ctx, const uint8_t *msg, size_t len)
+{
+    p2pnet_client *cl = ctx;
+    send_msg(cl->s, cl->peer, msg, len);
+}
+
+static void p2pnet_flush(void *ctx)
+{
+    side *s = ((p2pnet_client *)ctx)->s;
+    p2p_udp_flush(s->u, s->h);
+}
+
+static void p2pnet_poll(void *ctx, bench_msg_fn fn, void *arg)
+{
+    side *s = ((p2pnet_client *)ctx)->s;
+    p2p_event ev;
+    if (p2p_udp_pump(s->u, s->h, 1000) < 0) bench_die("p2pnet: pump");
+    while (p2p_host_next_event(s->h, &ev)) {
+        if (ev.type == P2P_EV_MESSAGE) fn(arg, ev.data, ev.len);
+        if (ev.type == P2P_EV_LEAVE) bench_die("p2pnet: session lost");
+    }
+}
+
+static const bench_ops p2pnet_ops = {"p2pnet", p2pnet_send, p2pnet_flush, p2pnet_poll};
+
+static int client(unsigned port)
+{
     side s;
     side_open(&s, 0, 0);
     p2p_peer_handle peer = connect_to(&s, port);
@@ -120,52 +155,8 @@ static int client(unsigned port) {
         if (bench_now_us() > deadline) bench_die("p2pnet: connect timed out");
     }
 
-    static uint8_t msg[BENCH_MAX_SIZE];
-    uint64_t server_count = 0;
-    for (size_t i = 0; i < BENCH_NSIZES; i++) {
-        bench_tput t;
-        int done = 0;
-        memset(msg, 0xab, sizeof msg);
-        bench_tput_start(&t, bench_sizes[i], server_count);
-        while (!done) {
-            int queued = 0;
-            while (bench_tput_next(&t, msg)) {
-                send_msg(&s, peer, msg, t.size);
-                queued = 1;
-            }
-            if (queued) p2p_udp_flush(s.u, s.h);
-            if (p2p_udp_pump(s.u, s.h, 1000) < 0) bench_die("p2pnet: pump");
-            while (p2p_host_next_event(s.h, &ev)) {
-                if (ev.type == P2P_EV_MESSAGE) done |= bench_tput_on_msg(&t, ev.data, ev.len);
-                if (ev.type == P2P_EV_LEAVE) bench_die("p2pnet: session lost");
-            }
-        }
-        server_count += t.sent;
-        bench_tput_report("p2pnet", &t);
-    }
-
-    int n = bench_rtt_count();
-    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
-    memset(msg, 0, 64);
-    msg[0] = 'P';
-    for (int i = -BENCH_RTT_WARMUP; i < n; i++) {
-        uint64_t t0 = bench_now_us();
-        send_msg(&s, peer, msg, 64);
-        p2p_udp_flush(s.u, s.h);
-        int got = 0;
-        while (!got) {
-            if (p2p_udp_pump(s.u, s.h, 1000) < 0) bench_die("p2pnet: pump");
-            while (p2p_host_next_event(s.h, &ev))
-                if (ev.type == P2P_EV_MESSAGE && ev.len == 64 && ev.data[0] == 'P') got = 1;
-        }
-        if (i >= 0) rtt[i] = bench_now_us() - t0;
-    }
-    bench_rtt_report("p2pnet", rtt, n);
-    free(rtt);
-
-    msg[0] = 'Q';
-    send_msg(&s, peer, msg, 1);
-    p2p_udp_flush(s.u, s.h);
+    p2pnet_client cl = {&s, peer};
+    bench_client_run(&p2pnet_ops, &cl);
     /* Let the quit be delivered (and acknowledged) before leaving. */
     uint64_t until = bench_now_us() + 200000;
     while (bench_now_us() < until) {
@@ -177,103 +168,69 @@ static int client(unsigned port) {
     return 0;
 }
 
-/* Heap per idle session: a hub with n sessions in this process, the n client hosts in a
- * child on the other core; reported as the slope between n/2 and n sessions so the host's
- * fixed cost drops out (as for ENet). Every host is a mediator, so the sessions form a star
- * and the figure is the cost of one session, not of mesh membership. */
-static size_t hub_bytes(int n) {
-    int ready[2], done[2];
-    if (pipe(ready) != 0 || pipe(done) != 0) bench_die("pipe");
-    size_t before = bench_heap_in_use();
-    side hub;
-    side_open(&hub, (uint32_t)n + 8, 1);
-    unsigned port = side_port(&hub);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        bench_pin(1);
-        close(ready[0]);
-        close(done[1]);
-        side *cs = calloc((size_t)n, sizeof *cs);
-        int joined = 0, signalled = 0;
-        for (int i = 0; i < n; i++) {
-            side_open(&cs[i], 0, 1);
-            connect_to(&cs[i], port);
-        }
-        uint64_t deadline = bench_now_us() + 20000000;
-        for (;;) {
-            p2p_event ev;
-            for (int i = 0; i < n; i++) {
-                p2p_udp_pump(cs[i].u, cs[i].h, 0);
-                while (p2p_host_next_event(cs[i].h, &ev))
-                    if (ev.type == P2P_EV_JOIN) joined++;
-            }
-            if (joined == n && !signalled) {
-                char b = 0;
-                if (write(ready[1], &b, 1) != 1) _exit(1);
-                signalled = 1;
-            }
-            struct timeval tv = {0, 1000};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(done[0], &fds);
-            if (select(done[0] + 1, &fds, NULL, NULL, &tv) > 0) break;
-            if (bench_now_us() > deadline) _exit(1);
-        }
-        _exit(0);
-    }
-    close(ready[1]);
-    close(done[0]);
-    int joined = 0, child_ready = 0;
-    uint64_t deadline = bench_now_us() + 20000000;
+/* The memory test (bench_mem). Every host is a mediator, so the sessions form a star and the
+ * figure is the cost of one session, not of mesh membership. */
+static void *p2pnet_hub_open(int n, unsigned *port)
+{
+    side *hub = calloc(1, sizeof *hub);
+    if (!hub) bench_die("out of memory");
+    side_open(hub, (uint32_t)n + 8, 1);
+    *port = side_port(hub);
+    return hub;
+}
+
+static int p2pnet_hub_pump(void *ctx)
+{
+    side *hub = ctx;
     p2p_event ev;
-    while (joined < n || !child_ready) {
-        p2p_udp_pump(hub.u, hub.h, 1000);
-        while (p2p_host_next_event(hub.h, &ev))
+    int joined = 0;
+    p2p_udp_pump(hub->u, hub->h, 1000);
+    while (p2p_host_next_event(hub->h, &ev))
+        if (ev.type == P2P_EV_JOIN) joined++;
+    return joined;
+}
+
+static void p2pnet_hub_close(void *ctx)
+{
+    side *hub = ctx;
+    p2p_udp_close(hub->u);
+    p2p_host_free(hub->h);
+    free(hub);
+}
+
+static void *p2pnet_clients_open(int n, unsigned port)
+{
+    side *cs = calloc((size_t)n, sizeof *cs);
+    if (!cs) bench_die("out of memory");
+    for (int i = 0; i < n; i++) {
+        side_open(&cs[i], 0, 1);
+        connect_to(&cs[i], port);
+    }
+    return cs;
+}
+
+static int p2pnet_clients_pump(void *clients, int n)
+{
+    side *cs = clients;
+    p2p_event ev;
+    int joined = 0;
+    for (int i = 0; i < n; i++) {
+        p2p_udp_pump(cs[i].u, cs[i].h, 0);
+        while (p2p_host_next_event(cs[i].h, &ev))
             if (ev.type == P2P_EV_JOIN) joined++;
-        if (!child_ready) {
-            struct timeval tv = {0, 0};
-            fd_set fds;
-            FD_ZERO(&fds);
-            FD_SET(ready[0], &fds);
-            char b;
-            if (select(ready[0] + 1, &fds, NULL, NULL, &tv) > 0 && read(ready[0], &b, 1) == 1)
-                child_ready = 1;
-        }
-        if (bench_now_us() > deadline) {
-            fprintf(stderr, "p2pnet mem: %d of %d sessions established\n", joined, n);
-            exit(1);
-        }
     }
-    /* Settle: acknowledgements drain, so only idle session state remains. */
-    uint64_t until = bench_now_us() + 300000;
-    while (bench_now_us() < until) {
-        p2p_udp_pump(hub.u, hub.h, 1000);
-        while (p2p_host_next_event(hub.h, &ev)) {
-        }
-    }
-    size_t after = bench_heap_in_use();
-    char b = 0;
-    if (write(done[1], &b, 1) != 1) bench_die("pipe");
-    waitpid(pid, NULL, 0);
-    close(ready[0]);
-    close(done[1]);
-    p2p_udp_close(hub.u);
-    p2p_host_free(hub.h);
-    return after - before;
+    return joined;
 }
 
-static int mem(int n) {
-    size_t half = hub_bytes(n / 2), full = hub_bytes(n);
-    double per = ((double)full - (double)half) / (double)(n - n / 2);
-    printf("RESULT p2pnet mem %.0f %d\n", per, n);
-    return 0;
-}
+static const bench_mem_ops p2pnet_mem_ops = {
+    "p2pnet",         p2pnet_hub_open,     p2pnet_hub_pump,
+    p2pnet_hub_close, p2pnet_clients_open, p2pnet_clients_pump};
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();
     if (argc >= 3 && strcmp(argv[1], "client") == 0) return client((unsigned)atoi(argv[2]));
-    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return mem(atoi(argv[2]));
+    if (argc >= 3 && strcmp(argv[1], "mem") == 0) return bench_mem(&p2pnet_mem_ops, atoi(argv[2]));
     fprintf(stderr, "usage: %s server | client <port> | mem <sessions>\n", argv[0]);
     return 2;
 }

@@ -20,13 +20,14 @@ typedef struct reader {
 } reader;
 
 /* Returns the next message (valid until the next call) or NULL on EOF/error. */
-static const uint8_t *read_msg(reader *r, size_t *len) {
+static const uint8_t *read_msg(reader *r, size_t *len)
+{
     for (;;) {
         size_t have = r->end - r->start;
         if (have >= 4) {
             const uint8_t *p = r->buf + r->start;
-            uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                         (uint32_t)p[3] << 24;
+            uint32_t n =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             if (n > BENCH_MAX_SIZE) bench_die("tcp: oversized message");
             if (have >= 4 + (size_t)n) {
                 r->start += 4 + n;
@@ -47,7 +48,8 @@ static const uint8_t *read_msg(reader *r, size_t *len) {
 }
 
 /* 1 when a whole message is buffered, so read_msg will not block. */
-static int msg_buffered(const reader *r) {
+static int msg_buffered(const reader *r)
+{
     size_t have = r->end - r->start;
     if (have < 4) return 0;
     const uint8_t *p = r->buf + r->start;
@@ -55,8 +57,10 @@ static int msg_buffered(const reader *r) {
     return have >= 4 + (size_t)n;
 }
 
-static void write_msg(int fd, const uint8_t *msg, size_t len) {
-    uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
+static void write_msg(int fd, const uint8_t *msg, size_t len)
+{
+    uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
+                      (uint8_t)(len >> 24)};
     struct iovec iov[2] = {{hdr, 4}, {(void *)msg, len}};
     size_t total = 4 + len, done = 0;
     while (done < total) {
@@ -82,7 +86,8 @@ typedef struct batch {
     size_t len;
 } batch;
 
-static void batch_flush(int fd, batch *b) {
+static void batch_flush(int fd, batch *b)
+{
     size_t done = 0;
     while (done < b->len) {
         ssize_t w = write(fd, b->buf + done, b->len - done);
@@ -93,7 +98,8 @@ static void batch_flush(int fd, batch *b) {
     b->len = 0;
 }
 
-static void batch_add(int fd, batch *b, const uint8_t *msg, size_t len) {
+static void batch_add(int fd, batch *b, const uint8_t *msg, size_t len)
+{
     if (b->len + 4 + len > sizeof b->buf) batch_flush(fd, b);
     if (4 + len > sizeof b->buf) {
         write_msg(fd, msg, len);
@@ -108,13 +114,15 @@ static void batch_add(int fd, batch *b, const uint8_t *msg, size_t len) {
     b->len += 4 + len;
 }
 
-static void nodelay(int fd) {
+static void nodelay(int fd)
+{
     int one = 1;
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         bench_die("tcp: TCP_NODELAY");
 }
 
-static int server(void) {
+static int server(void)
+{
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -143,61 +151,55 @@ static int server(void) {
     return 0;
 }
 
-static int client(int port) {
+typedef struct tcp_client {
+    reader r;
+    batch out;
+} tcp_client;
+
+static void tcp_send(void *ctx, const uint8_t *msg, size_t len)
+{
+    tcp_client *cl = ctx;
+    batch_add(cl->r.fd, &cl->out, msg, len);
+}
+
+static void tcp_flush(void *ctx)
+{
+    tcp_client *cl = ctx;
+    batch_flush(cl->r.fd, &cl->out);
+}
+
+/* Blocks for the next message, then takes those already buffered. */
+static void tcp_poll(void *ctx, bench_msg_fn fn, void *arg)
+{
+    tcp_client *cl = ctx;
+    size_t len;
+    const uint8_t *m = read_msg(&cl->r, &len);
+    if (m == NULL) bench_die("tcp: connection lost");
+    fn(arg, m, len);
+    while (msg_buffered(&cl->r)) {
+        m = read_msg(&cl->r, &len);
+        fn(arg, m, len);
+    }
+}
+
+static const bench_ops tcp_ops = {"tcp", tcp_send, tcp_flush, tcp_poll};
+
+static int client(int port)
+{
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) bench_die("tcp: connect");
     nodelay(fd);
-    static reader r;
-    r.fd = fd;
-    static uint8_t msg[BENCH_MAX_SIZE];
-    static batch out;
-    uint64_t server_count = 0;
-    size_t len;
-    const uint8_t *m;
-
-    for (size_t i = 0; i < BENCH_NSIZES; i++) {
-        bench_tput t;
-        memset(msg, 0xab, sizeof msg);
-        bench_tput_start(&t, bench_sizes[i], server_count);
-        for (;;) {
-            while (bench_tput_next(&t, msg)) batch_add(fd, &out, msg, t.size);
-            batch_flush(fd, &out);
-            /* The window is full (or the last message is out): wait for an ack. */
-            if ((m = read_msg(&r, &len)) == NULL) bench_die("tcp: connection lost");
-            if (bench_tput_on_msg(&t, m, len)) break;
-            while (msg_buffered(&r)) {
-                m = read_msg(&r, &len);
-                bench_tput_on_msg(&t, m, len);
-            }
-            if (t.final_sent && t.acked >= t.sent) break;
-        }
-        server_count += t.sent;
-        bench_tput_report("tcp", &t);
-    }
-
-    int n = bench_rtt_count();
-    uint64_t *rtt = calloc((size_t)n, sizeof *rtt);
-    memset(msg, 0, 64);
-    msg[0] = 'P';
-    for (int i = -BENCH_RTT_WARMUP; i < n; i++) {
-        uint64_t t0 = bench_now_us();
-        write_msg(fd, msg, 64);
-        do {
-            if ((m = read_msg(&r, &len)) == NULL) bench_die("tcp: connection lost");
-        } while (!(len == 64 && m[0] == 'P'));
-        if (i >= 0) rtt[i] = bench_now_us() - t0;
-    }
-    bench_rtt_report("tcp", rtt, n);
-    free(rtt);
-    msg[0] = 'Q';
-    write_msg(fd, msg, 1);
+    static tcp_client cl;
+    cl.r.fd = fd;
+    bench_client_run(&tcp_ops, &cl);
     close(fd);
     return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc >= 2 && strcmp(argv[1], "server") == 0) return server();
     if (argc >= 3 && strcmp(argv[1], "client") == 0) return client(atoi(argv[2]));
     fprintf(stderr, "usage: %s server | client <port>\n", argv[0]);

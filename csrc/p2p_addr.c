@@ -14,6 +14,10 @@
 
 /* The longest IPv6 text inet_pton can accept: eight groups with an embedded dotted quad. */
 #define V6_TEXT_MAX 45
+/* "65535" */
+#define PORT_DIGITS_MAX 5
+/* A dotted-quad octet: at most "255". */
+#define OCTET_DIGITS_MAX 3
 
 static int is_digit(char c)
 {
@@ -28,13 +32,10 @@ static long parse_decimal(const char **pp, int maxdigits)
     long v = 0;
     int n = 0;
 
-    if (!is_digit(*p))
-        return -1;
-    if (p[0] == '0' && is_digit(p[1]))
-        return -1;
+    if (!is_digit(*p)) return -1;
+    if (p[0] == '0' && is_digit(p[1])) return -1;
     while (is_digit(*p)) {
-        if (++n > maxdigits)
-            return -1;
+        if (++n > maxdigits) return -1;
         v = v * 10 + (*p - '0');
         p++;
     }
@@ -42,19 +43,23 @@ static long parse_decimal(const char **pp, int maxdigits)
     return v;
 }
 
-/* Reads ":port" at *pp; the port must end the text. */
-static int parse_port_suffix(const char *p, uint16_t *port)
+int p2p_addr_parse_port(const char *text, uint16_t *port)
 {
+    const char *p = text;
     long v;
 
-    if (*p != ':')
-        return -1;
-    p++;
-    v = parse_decimal(&p, 5);
-    if (v < 0 || v > 65535 || *p != '\0')
-        return -1;
+    if (text == NULL) return P2P_ERR_ADDRESS;
+    v = parse_decimal(&p, PORT_DIGITS_MAX);
+    if (v < 0 || v > UINT16_MAX || *p != '\0') return P2P_ERR_ADDRESS;
     *port = (uint16_t)v;
     return 0;
+}
+
+/* Reads ":port" at p; the port must end the text. */
+static int parse_port_suffix(const char *p, uint16_t *port)
+{
+    if (*p != ':') return -1;
+    return p2p_addr_parse_port(p + 1, port) == 0 ? 0 : -1;
 }
 
 /* Reads exactly four dot-separated octets at *pp. */
@@ -66,13 +71,11 @@ static int parse_ipv4(const char **pp, uint8_t ip[4])
 
     for (i = 0; i < 4; i++) {
         if (i > 0) {
-            if (*p != '.')
-                return -1;
+            if (*p != '.') return -1;
             p++;
         }
-        v = parse_decimal(&p, 3);
-        if (v < 0 || v > 255)
-            return -1;
+        v = parse_decimal(&p, OCTET_DIGITS_MAX);
+        if (v < 0 || v > 255) return -1;
         ip[i] = (uint8_t)v;
     }
     *pp = p;
@@ -81,7 +84,7 @@ static int parse_ipv4(const char **pp, uint8_t ip[4])
 
 static int is_v4_mapped(const uint8_t ip[16])
 {
-    static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
     return memcmp(ip, prefix, sizeof prefix) == 0;
 }
@@ -93,25 +96,20 @@ int p2p_addr_parse(p2p_addr *out, const char *text)
     char v6[V6_TEXT_MAX + 1];
     size_t n;
 
-    if (out == NULL || text == NULL)
-        return P2P_ERR_ADDRESS;
+    if (out == NULL || text == NULL) return P2P_ERR_ADDRESS;
     memset(&a, 0, sizeof a);
     p = text;
     if (*p == '[') {
         p++;
         close = strchr(p, ']');
-        if (close == NULL)
-            return P2P_ERR_ADDRESS;
+        if (close == NULL) return P2P_ERR_ADDRESS;
         n = (size_t)(close - p);
-        if (n == 0 || n > V6_TEXT_MAX)
-            return P2P_ERR_ADDRESS;
+        if (n == 0 || n > V6_TEXT_MAX) return P2P_ERR_ADDRESS;
         memcpy(v6, p, n);
         v6[n] = '\0';
         /* inet_pton rejects zone ids ("%eth0"), which p2p_addr cannot carry anyway. */
-        if (inet_pton(AF_INET6, v6, a.ip) != 1)
-            return P2P_ERR_ADDRESS;
-        if (parse_port_suffix(close + 1, &a.port) != 0)
-            return P2P_ERR_ADDRESS;
+        if (inet_pton(AF_INET6, v6, a.ip) != 1) return P2P_ERR_ADDRESS;
+        if (parse_port_suffix(close + 1, &a.port) != 0) return P2P_ERR_ADDRESS;
         if (is_v4_mapped(a.ip)) {
             memmove(a.ip, a.ip + 12, 4);
             memset(a.ip + 4, 0, 12);
@@ -120,8 +118,7 @@ int p2p_addr_parse(p2p_addr *out, const char *text)
             a.family = P2P_AF_INET6;
         }
     } else {
-        if (parse_ipv4(&p, a.ip) != 0 || parse_port_suffix(p, &a.port) != 0)
-            return P2P_ERR_ADDRESS;
+        if (parse_ipv4(&p, a.ip) != 0 || parse_port_suffix(p, &a.port) != 0) return P2P_ERR_ADDRESS;
         a.family = P2P_AF_INET4;
     }
     *out = a;
@@ -130,20 +127,18 @@ int p2p_addr_parse(p2p_addr *out, const char *text)
 
 int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap)
 {
-    char tmp[64];
+    char tmp[P2P_ADDR_TEXT_MAX];
     char v6[INET6_ADDRSTRLEN];
     int n;
 
-    if (buf == NULL || cap == 0)
-        return P2P_ERR_BUFFER;
+    if (buf == NULL || cap == 0) return P2P_ERR_BUFFER;
     if (a == NULL) {
         n = snprintf(tmp, sizeof tmp, "(none)");
     } else if (a->family == P2P_AF_INET4) {
         n = snprintf(tmp, sizeof tmp, "%u.%u.%u.%u:%u", a->ip[0], a->ip[1], a->ip[2], a->ip[3],
                      (unsigned)a->port);
     } else if (a->family == P2P_AF_INET6) {
-        if (inet_ntop(AF_INET6, a->ip, v6, sizeof v6) == NULL)
-            return P2P_ERR_BUFFER;
+        if (inet_ntop(AF_INET6, a->ip, v6, sizeof v6) == NULL) return P2P_ERR_BUFFER;
         n = snprintf(tmp, sizeof tmp, "[%s]:%u", v6, (unsigned)a->port);
     } else if (a->family == P2P_AF_RELAY) {
         n = snprintf(tmp, sizeof tmp, "(relay)");
@@ -161,42 +156,34 @@ int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap)
 
 int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b)
 {
-    if (a->family != b->family || a->port != b->port)
-        return 0;
-    if (a->family == P2P_AF_INET4)
-        return memcmp(a->ip, b->ip, 4) == 0;
-    if (a->family == P2P_AF_INET6)
-        return memcmp(a->ip, b->ip, 16) == 0;
-    if (a->family == P2P_AF_RELAY)
-        return memcmp(a->ip, b->ip, 8) == 0;
+    if (a->family != b->family || a->port != b->port) return 0;
+    if (a->family == P2P_AF_INET4) return memcmp(a->ip, b->ip, 4) == 0;
+    if (a->family == P2P_AF_INET6) return memcmp(a->ip, b->ip, 16) == 0;
+    if (a->family == P2P_AF_RELAY) return memcmp(a->ip, b->ip, 8) == 0;
     return 1; /* two unset addresses: only family and port mean anything */
 }
 
 int p2p_addr_scope(const p2p_addr *a)
 {
     static const uint8_t zero[16];
-    static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     const uint8_t *ip = a->ip;
 
-    if (a->port == 0)
-        return P2P_SCOPE_INVALID;
+    if (a->port == 0) return P2P_SCOPE_INVALID;
     if (a->family == P2P_AF_INET4) {
-        if (ip[0] == 0 || ip[0] >= 224)          /* 0/8, multicast, reserved, broadcast */
+        if (ip[0] == 0 || ip[0] >= 224) /* 0/8, multicast, reserved, broadcast */
             return P2P_SCOPE_INVALID;
-        if (ip[0] == 127)
-            return P2P_SCOPE_LOOPBACK;
+        if (ip[0] == 127) return P2P_SCOPE_LOOPBACK;
         if (ip[0] == 10 || (ip[0] == 172 && (ip[1] & 0xf0) == 16) ||
             (ip[0] == 192 && ip[1] == 168) || (ip[0] == 100 && (ip[1] & 0xc0) == 64) ||
             (ip[0] == 169 && ip[1] == 254))
             return P2P_SCOPE_PRIVATE;
         return P2P_SCOPE_PUBLIC;
     }
-    if (a->family != P2P_AF_INET6)
-        return P2P_SCOPE_INVALID;
+    if (a->family != P2P_AF_INET6) return P2P_SCOPE_INVALID;
     if (memcmp(ip, zero, 16) == 0 || ip[0] == 0xff || memcmp(ip, mapped, 12) == 0)
         return P2P_SCOPE_INVALID;
-    if (memcmp(ip, zero, 15) == 0 && ip[15] == 1)
-        return P2P_SCOPE_LOOPBACK;
+    if (memcmp(ip, zero, 15) == 0 && ip[15] == 1) return P2P_SCOPE_LOOPBACK;
     if ((ip[0] & 0xfe) == 0xfc || (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80))
         return P2P_SCOPE_PRIVATE;
     return P2P_SCOPE_PUBLIC;

@@ -10,6 +10,9 @@
 #include "p2p_crypto.h"
 #include "p2pnet.h"
 
+/* The ChaCha20 block: the unit its counter advances by. */
+#define CHACHA20_BLOCK_LEN 64
+
 #define HMAC_BLOCK 128 /* BLAKE2b's block size, as RFC 2104 requires */
 
 int p2p_crypto_init(void)
@@ -24,22 +27,20 @@ void p2p_random_bytes(void *buf, size_t n)
     randombytes_buf(buf, n);
 }
 
-void p2p_hash(uint8_t out[P2P_HASH_LEN], const uint8_t *in1, size_t n1,
-              const uint8_t *in2, size_t n2)
+void p2p_hash(uint8_t out[P2P_HASH_LEN], const uint8_t *in1, size_t n1, const uint8_t *in2,
+              size_t n2)
 {
     p2p_blake2b(out, P2P_HASH_LEN, NULL, 0, in1, n1, in2, n2);
 }
 
-void p2p_blake2b(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen,
-                 const uint8_t *in1, size_t n1, const uint8_t *in2, size_t n2)
+void p2p_blake2b(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen, const uint8_t *in1,
+                 size_t n1, const uint8_t *in2, size_t n2)
 {
     crypto_generichash_state st;
 
     crypto_generichash_init(&st, key, key ? keylen : 0, outlen);
-    if (n1)
-        crypto_generichash_update(&st, in1, n1);
-    if (n2)
-        crypto_generichash_update(&st, in2, n2);
+    if (n1) crypto_generichash_update(&st, in1, n1);
+    if (n2) crypto_generichash_update(&st, in2, n2);
     crypto_generichash_final(&st, out, outlen);
     sodium_memzero(&st, sizeof st);
 }
@@ -57,18 +58,14 @@ void p2p_hmac_blake2b(uint8_t out[P2P_HASH_LEN], const uint8_t *key, size_t keyl
     else if (keylen)
         memcpy(k, key, keylen);
 
-    for (i = 0; i < HMAC_BLOCK; i++)
-        pad[i] = k[i] ^ 0x36;
+    for (i = 0; i < HMAC_BLOCK; i++) pad[i] = k[i] ^ 0x36;
     crypto_generichash_init(&st, NULL, 0, P2P_HASH_LEN);
     crypto_generichash_update(&st, pad, HMAC_BLOCK);
-    if (n1)
-        crypto_generichash_update(&st, in1, n1);
-    if (n2)
-        crypto_generichash_update(&st, in2, n2);
+    if (n1) crypto_generichash_update(&st, in1, n1);
+    if (n2) crypto_generichash_update(&st, in2, n2);
     crypto_generichash_final(&st, inner, P2P_HASH_LEN);
 
-    for (i = 0; i < HMAC_BLOCK; i++)
-        pad[i] = k[i] ^ 0x5c;
+    for (i = 0; i < HMAC_BLOCK; i++) pad[i] = k[i] ^ 0x5c;
     crypto_generichash_init(&st, NULL, 0, P2P_HASH_LEN);
     crypto_generichash_update(&st, pad, HMAC_BLOCK);
     crypto_generichash_update(&st, inner, P2P_HASH_LEN);
@@ -81,8 +78,7 @@ void p2p_hmac_blake2b(uint8_t out[P2P_HASH_LEN], const uint8_t *key, size_t keyl
 }
 
 void p2p_hkdf(const uint8_t ck[P2P_HASH_LEN], const uint8_t *ikm, size_t ikmlen,
-              uint8_t out1[P2P_HASH_LEN], uint8_t out2[P2P_HASH_LEN],
-              uint8_t out3[P2P_HASH_LEN])
+              uint8_t out1[P2P_HASH_LEN], uint8_t out2[P2P_HASH_LEN], uint8_t out3[P2P_HASH_LEN])
 {
     uint8_t temp[P2P_HASH_LEN];
     static const uint8_t one = 0x01, two = 0x02, three = 0x03;
@@ -90,8 +86,7 @@ void p2p_hkdf(const uint8_t ck[P2P_HASH_LEN], const uint8_t *ikm, size_t ikmlen,
     p2p_hmac_blake2b(temp, ck, P2P_HASH_LEN, ikm, ikmlen, NULL, 0);
     p2p_hmac_blake2b(out1, temp, P2P_HASH_LEN, &one, 1, NULL, 0);
     p2p_hmac_blake2b(out2, temp, P2P_HASH_LEN, out1, P2P_HASH_LEN, &two, 1);
-    if (out3)
-        p2p_hmac_blake2b(out3, temp, P2P_HASH_LEN, out2, P2P_HASH_LEN, &three, 1);
+    if (out3) p2p_hmac_blake2b(out3, temp, P2P_HASH_LEN, out2, P2P_HASH_LEN, &three, 1);
     sodium_memzero(temp, sizeof temp);
 }
 
@@ -100,27 +95,24 @@ static void aead_nonce(uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES
     int i;
 
     memset(nonce, 0, 4);
-    for (i = 0; i < 8; i++)
-        nonce[4 + i] = (uint8_t)(n >> (8 * i));
+    for (i = 0; i < 8; i++) nonce[4 + i] = (uint8_t)(n >> (8 * i));
 }
 
-void p2p_aead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n,
-                   const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t ptlen)
+void p2p_aead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n, const uint8_t *ad,
+                   size_t adlen, const uint8_t *pt, size_t ptlen)
 {
     uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
 
     aead_nonce(nonce, n);
-    crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, pt, ptlen, ad, adlen, NULL, nonce,
-                                              key);
+    crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, pt, ptlen, ad, adlen, NULL, nonce, key);
 }
 
-int p2p_aead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n,
-                  const uint8_t *ad, size_t adlen, const uint8_t *ct, size_t ctlen)
+int p2p_aead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n, const uint8_t *ad,
+                  size_t adlen, const uint8_t *ct, size_t ctlen)
 {
     uint8_t nonce[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
 
-    if (ctlen < P2P_TAG_LEN)
-        return P2P_ERR_CRYPTO;
+    if (ctlen < P2P_TAG_LEN) return P2P_ERR_CRYPTO;
     aead_nonce(nonce, n);
     if (crypto_aead_chacha20poly1305_ietf_decrypt(out, NULL, NULL, ct, ctlen, ad, adlen, nonce,
                                                   key) != 0) {
@@ -135,16 +127,14 @@ void p2p_xaead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN],
                     const uint8_t nonce[P2P_XNONCE_LEN], const uint8_t *ad, size_t adlen,
                     const uint8_t *pt, size_t ptlen)
 {
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out, NULL, pt, ptlen, ad, adlen, NULL, nonce,
-                                               key);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out, NULL, pt, ptlen, ad, adlen, NULL, nonce, key);
 }
 
 int p2p_xaead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN],
                    const uint8_t nonce[P2P_XNONCE_LEN], const uint8_t *ad, size_t adlen,
                    const uint8_t *ct, size_t ctlen)
 {
-    if (ctlen < P2P_TAG_LEN)
-        return P2P_ERR_CRYPTO;
+    if (ctlen < P2P_TAG_LEN) return P2P_ERR_CRYPTO;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, ct, ctlen, ad, adlen, nonce,
                                                    key) != 0) {
         memset(out, 0, ctlen - P2P_TAG_LEN);
@@ -177,8 +167,7 @@ int p2p_network_psk(uint8_t psk[P2P_KEY_LEN], const uint8_t *key, size_t len)
     int rc = 0, i, victim = 0;
 
     _Static_assert(sizeof salt - 1 == crypto_pwhash_SALTBYTES, "the salt is 16 bytes");
-    if (p2p_crypto_init() != 0)
-        return P2P_ERR_CRYPTO;
+    if (p2p_crypto_init() != 0) return P2P_ERR_CRYPTO;
     pthread_mutex_lock(&psk_lock);
     if (!psk_tag_keyed) {
         randombytes_buf(psk_tag_key, sizeof psk_tag_key);
@@ -192,10 +181,8 @@ int p2p_network_psk(uint8_t psk[P2P_KEY_LEN], const uint8_t *key, size_t len)
             psk_cache[i].last = psk_clock;
             goto out;
         }
-        if (!psk_cache[i].used || psk_cache[i].last < psk_cache[victim].last)
-            victim = i;
-        if (!psk_cache[i].used)
-            break;
+        if (!psk_cache[i].used || psk_cache[i].last < psk_cache[victim].last) victim = i;
+        if (!psk_cache[i].used) break;
     }
     /* Held across the derivation: two threads asking for the same key derive it once. */
     if (crypto_pwhash(psk, P2P_KEY_LEN, (const char *)key, len, salt, P2P_NETKEY_OPSLIMIT,
@@ -225,47 +212,49 @@ uint64_t p2p_network_psk_derivations(void)
     return n;
 }
 
-int p2p_dh(uint8_t out[32], const uint8_t sk[32], const uint8_t pk[32])
+int p2p_dh(uint8_t out[P2P_DH_LEN], const uint8_t sk[P2P_DH_LEN], const uint8_t pk[P2P_DH_LEN])
 {
-    static const uint8_t zero[32];
+    static const uint8_t zero[P2P_DH_LEN];
 
     /* libsodium already refuses an all-zero result; the explicit check keeps the contract
      * independent of how it was built. */
-    if (crypto_scalarmult(out, sk, pk) != 0 || sodium_memcmp(out, zero, 32) == 0) {
-        sodium_memzero(out, 32);
+    if (crypto_scalarmult(out, sk, pk) != 0 || sodium_memcmp(out, zero, P2P_DH_LEN) == 0) {
+        sodium_memzero(out, P2P_DH_LEN);
         return P2P_ERR_CRYPTO;
     }
     return 0;
 }
 
-void p2p_dh_public(uint8_t pk[32], const uint8_t sk[32])
+void p2p_dh_public(uint8_t pk[P2P_DH_LEN], const uint8_t sk[P2P_DH_LEN])
 {
     crypto_scalarmult_base(pk, sk);
 }
 
-void p2p_sign(uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t sk[64])
+void p2p_sign(uint8_t sig[P2P_SIG_LEN], const uint8_t *msg, size_t len,
+              const uint8_t sk[P2P_ED_SK_LEN])
 {
     crypto_sign_detached(sig, NULL, msg, len, sk);
 }
 
-int p2p_verify(const uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t pk[32])
+int p2p_verify(const uint8_t sig[P2P_SIG_LEN], const uint8_t *msg, size_t len,
+               const uint8_t pk[P2P_ED_PK_LEN])
 {
     return crypto_sign_verify_detached(sig, msg, len, pk) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
 
-int p2p_ed_to_x_public(uint8_t x_pk[32], const uint8_t ed_pk[32])
+int p2p_ed_to_x_public(uint8_t x_pk[P2P_DH_LEN], const uint8_t ed_pk[P2P_ED_PK_LEN])
 {
     return crypto_sign_ed25519_pk_to_curve25519(x_pk, ed_pk) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
 
-int p2p_ed_keypair_from_seed(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[32])
+int p2p_ed_keypair_from_seed(uint8_t pk[P2P_ED_PK_LEN], uint8_t sk[P2P_ED_SK_LEN],
+                             const uint8_t seed[P2P_SEED_LEN])
 {
-    if (p2p_crypto_init() != 0)
-        return P2P_ERR_CRYPTO;
+    if (p2p_crypto_init() != 0) return P2P_ERR_CRYPTO;
     return crypto_sign_seed_keypair(pk, sk, seed) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
 
-int p2p_ed_sk_to_x(uint8_t x_sk[32], const uint8_t ed_sk[64])
+int p2p_ed_sk_to_x(uint8_t x_sk[P2P_DH_LEN], const uint8_t ed_sk[P2P_ED_SK_LEN])
 {
     return crypto_sign_ed25519_sk_to_curve25519(x_sk, ed_sk) == 0 ? 0 : P2P_ERR_CRYPTO;
 }
@@ -291,10 +280,8 @@ void p2p_rng_init(p2p_rng *r, uint64_t seed)
     (void)p2p_crypto_init();
     memset(r, 0, sizeof *r);
     r->seed = seed;
-    if (seed == 0)
-        return;
-    for (i = 0; i < 8; i++)
-        le[i] = (uint8_t)(seed >> (8 * i));
+    if (seed == 0) return;
+    for (i = 0; i < 8; i++) le[i] = (uint8_t)(seed >> (8 * i));
     p2p_blake2b(r->key, sizeof r->key, NULL, 0, (const uint8_t *)label, sizeof label - 1, le,
                 sizeof le);
 }
@@ -304,8 +291,7 @@ void p2p_rng_bytes(p2p_rng *r, void *buf, size_t n)
     static const uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
     uint64_t blocks;
 
-    if (n == 0)
-        return;
+    if (n == 0) return;
     if (r->seed == 0) {
         randombytes_buf(buf, n);
         return;
@@ -314,7 +300,7 @@ void p2p_rng_bytes(p2p_rng *r, void *buf, size_t n)
      * starts on a fresh block: the output depends only on the seed and the call sequence. */
     memset(buf, 0, n);
     crypto_stream_chacha20_xor_ic(buf, buf, n, nonce, r->counter, r->key);
-    blocks = ((uint64_t)n + 63) / 64;
+    blocks = ((uint64_t)n + CHACHA20_BLOCK_LEN - 1) / CHACHA20_BLOCK_LEN;
     r->counter += blocks;
 }
 
@@ -331,8 +317,7 @@ uint32_t p2p_rng_below(p2p_rng *r, uint32_t bound)
     /* Values below 2^32 mod bound would be over-represented: redraw them. */
     uint32_t threshold, x;
 
-    if (bound <= 1)
-        return 0;
+    if (bound <= 1) return 0;
     threshold = (uint32_t)(-bound) % bound;
     do {
         x = p2p_rng_u32(r);

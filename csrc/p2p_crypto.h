@@ -11,8 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "p2pnet.h" /* the key sizes: P2P_DH_LEN, P2P_SIG_LEN, ... */
+
 #define P2P_KEY_LEN 32
-#define P2P_HASH_LEN 64  /* BLAKE2b-512 */
+#define P2P_HASH_LEN 64 /* BLAKE2b-512 */
 #define P2P_TAG_LEN 16
 #define P2P_MAC_LEN 16
 
@@ -24,43 +26,45 @@ void p2p_hmac_blake2b(uint8_t out[P2P_HASH_LEN], const uint8_t *key, size_t keyl
 /* Noise HKDF(chaining_key, ikm, n) with n = 2 or 3 outputs of 64 bytes. out3 may be NULL
  * when n == 2. */
 void p2p_hkdf(const uint8_t ck[P2P_HASH_LEN], const uint8_t *ikm, size_t ikmlen,
-              uint8_t out1[P2P_HASH_LEN], uint8_t out2[P2P_HASH_LEN],
-              uint8_t out3[P2P_HASH_LEN]);
+              uint8_t out1[P2P_HASH_LEN], uint8_t out2[P2P_HASH_LEN], uint8_t out3[P2P_HASH_LEN]);
 
 /* BLAKE2b-512 of in1 || in2. */
-void p2p_hash(uint8_t out[P2P_HASH_LEN], const uint8_t *in1, size_t n1,
-              const uint8_t *in2, size_t n2);
+void p2p_hash(uint8_t out[P2P_HASH_LEN], const uint8_t *in1, size_t n1, const uint8_t *in2,
+              size_t n2);
 /* BLAKE2b with outlen bytes of output (16..64) of in1 || in2, keyed when key != NULL
  * (keylen 16..64). */
-void p2p_blake2b(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen,
-                 const uint8_t *in1, size_t n1, const uint8_t *in2, size_t n2);
+void p2p_blake2b(uint8_t *out, size_t outlen, const uint8_t *key, size_t keylen, const uint8_t *in1,
+                 size_t n1, const uint8_t *in2, size_t n2);
 
 /* ChaCha20-Poly1305-IETF, nonce = 4 zero bytes || n as u64 little-endian.
  * seal writes ptlen + 16 bytes to out; out may equal pt (in-place). */
-void p2p_aead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n,
-                   const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t ptlen);
+void p2p_aead_seal(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n, const uint8_t *ad,
+                   size_t adlen, const uint8_t *pt, size_t ptlen);
 /* open writes ctlen - 16 bytes to out; out may equal ct. Returns 0, or P2P_ERR_CRYPTO when
  * the tag does not verify (out is then zeroed) or ctlen < 16. */
-int p2p_aead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n,
-                  const uint8_t *ad, size_t adlen, const uint8_t *ct, size_t ctlen);
+int p2p_aead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN], uint64_t n, const uint8_t *ad,
+                  size_t adlen, const uint8_t *ct, size_t ctlen);
 
 /* X25519. Returns 0, or P2P_ERR_CRYPTO for a low-order public key (all-zero output). */
-int p2p_dh(uint8_t out[32], const uint8_t sk[32], const uint8_t pk[32]);
-void p2p_dh_public(uint8_t pk[32], const uint8_t sk[32]);
+int p2p_dh(uint8_t out[P2P_DH_LEN], const uint8_t sk[P2P_DH_LEN], const uint8_t pk[P2P_DH_LEN]);
+void p2p_dh_public(uint8_t pk[P2P_DH_LEN], const uint8_t sk[P2P_DH_LEN]);
 
 /* Ed25519 detached signatures. verify returns 0 or P2P_ERR_CRYPTO. */
-void p2p_sign(uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t sk[64]);
-int p2p_verify(const uint8_t sig[64], const uint8_t *msg, size_t len, const uint8_t pk[32]);
+void p2p_sign(uint8_t sig[P2P_SIG_LEN], const uint8_t *msg, size_t len,
+              const uint8_t sk[P2P_ED_SK_LEN]);
+int p2p_verify(const uint8_t sig[P2P_SIG_LEN], const uint8_t *msg, size_t len,
+               const uint8_t pk[P2P_ED_PK_LEN]);
 /* The X25519 public key that corresponds to an Ed25519 public key.
  * Returns 0 or P2P_ERR_CRYPTO (not a valid point). */
-int p2p_ed_to_x_public(uint8_t x_pk[32], const uint8_t ed_pk[32]);
+int p2p_ed_to_x_public(uint8_t x_pk[P2P_DH_LEN], const uint8_t ed_pk[P2P_ED_PK_LEN]);
 
 /* The Ed25519 key pair for a 32-byte seed: pk (32 bytes) and sk (64 bytes, seed || pk).
  * Returns 0 or P2P_ERR_CRYPTO. */
-int p2p_ed_keypair_from_seed(uint8_t pk[32], uint8_t sk[64], const uint8_t seed[32]);
+int p2p_ed_keypair_from_seed(uint8_t pk[P2P_ED_PK_LEN], uint8_t sk[P2P_ED_SK_LEN],
+                             const uint8_t seed[P2P_SEED_LEN]);
 /* The X25519 private key that corresponds to an Ed25519 secret key (64 bytes).
  * Returns 0 or P2P_ERR_CRYPTO. */
-int p2p_ed_sk_to_x(uint8_t x_sk[32], const uint8_t ed_sk[64]);
+int p2p_ed_sk_to_x(uint8_t x_sk[P2P_DH_LEN], const uint8_t ed_sk[P2P_ED_SK_LEN]);
 
 /* XChaCha20-Poly1305-IETF with a random 24-byte nonce (COOKIE replies, which have no counter).
  * seal writes ptlen + 16 bytes to out; open returns 0 or P2P_ERR_CRYPTO (out zeroed). */
@@ -77,8 +81,8 @@ int p2p_xaead_open(uint8_t *out, const uint8_t key[P2P_KEY_LEN],
  * the parameters say. The last few keys are remembered process-wide (under a mutex), so
  * hosts made with the same key, by the hundred in tests, pay for it once. Returns 0,
  * P2P_ERR_NOMEM (the 64 MiB of Argon2 memory could not be had) or P2P_ERR_CRYPTO. */
-#define P2P_NETKEY_SALT "p2pnet/1 network"   /* 16 bytes, no NUL */
-#define P2P_NETKEY_OPSLIMIT 2u               /* libsodium's INTERACTIVE values, fixed here */
+#define P2P_NETKEY_SALT "p2pnet/1 network" /* 16 bytes, no NUL */
+#define P2P_NETKEY_OPSLIMIT 2u             /* libsodium's INTERACTIVE values, fixed here */
 #define P2P_NETKEY_MEMLIMIT (64u * 1024u * 1024u)
 int p2p_network_psk(uint8_t psk[P2P_KEY_LEN], const uint8_t *key, size_t len);
 /* How many Argon2id derivations this process ran (cache misses), for tests. */
@@ -96,9 +100,9 @@ void p2p_wipe(void *p, size_t n);
 /* A random source. Seeded (seed != 0): a ChaCha20 keystream keyed from the seed, so the
  * simulator is deterministic. Unseeded: libsodium's system randomness. */
 typedef struct p2p_rng {
-    uint64_t seed;     /* 0: system randomness */
-    uint64_t counter;  /* blocks used so far (seeded only) */
-    uint8_t key[32];
+    uint64_t seed;    /* 0: system randomness */
+    uint64_t counter; /* blocks used so far (seeded only) */
+    uint8_t key[P2P_KEY_LEN];
 } p2p_rng;
 
 void p2p_rng_init(p2p_rng *r, uint64_t seed);

@@ -20,7 +20,7 @@
 #define BINDING_LABEL_LEN 15
 #define KEYFILE_HEADER "p2pnet-identity-v1\n"
 #define KEYFILE_HEADER_LEN 19
-#define KEYFILE_LEN (KEYFILE_HEADER_LEN + 64 + 1) /* 84 */
+#define KEYFILE_LEN (KEYFILE_HEADER_LEN + P2P_ID_HEX_LEN + 1) /* 84: the seed in hex, a newline */
 #define KEYFILE_READ_MAX 4096
 
 const char *p2p_strerror(int err)
@@ -48,9 +48,9 @@ int p2p_init(void)
     return p2p_crypto_init();
 }
 
-int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[32])
+int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[P2P_SEED_LEN])
 {
-    uint8_t msg[BINDING_LABEL_LEN + 32];
+    uint8_t msg[BINDING_LABEL_LEN + P2P_DH_LEN];
 
     memset(id, 0, sizeof *id);
     if (p2p_init() != 0 || p2p_ed_keypair_from_seed(id->ed_pk, id->ed_sk, seed) != 0 ||
@@ -59,18 +59,17 @@ int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[32])
         return P2P_ERR_CRYPTO;
     }
     memcpy(msg, BINDING_LABEL, BINDING_LABEL_LEN);
-    memcpy(msg + BINDING_LABEL_LEN, id->x_pk, 32);
+    memcpy(msg + BINDING_LABEL_LEN, id->x_pk, P2P_DH_LEN);
     p2p_sign(id->binding_sig, msg, sizeof msg, id->ed_sk);
     return 0;
 }
 
 int p2p_identity_generate(p2p_identity *id)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     int rc;
 
-    if (p2p_init() != 0)
-        return P2P_ERR_CRYPTO;
+    if (p2p_init() != 0) return P2P_ERR_CRYPTO;
     p2p_random_bytes(seed, sizeof seed);
     rc = p2p_identity_from_seed(id, seed);
     p2p_wipe(seed, sizeof seed);
@@ -79,42 +78,39 @@ int p2p_identity_generate(p2p_identity *id)
 
 void p2p_identity_wipe(p2p_identity *id)
 {
-    if (id)
-        p2p_wipe(id, sizeof *id);
+    if (id) p2p_wipe(id, sizeof *id);
 }
 
-void p2p_id_to_hex(const uint8_t id[32], char hex[65])
+void p2p_id_to_hex(const uint8_t id[P2P_ID_LEN], char hex[P2P_ID_HEX_LEN + 1])
 {
     static const char digits[] = "0123456789abcdef";
     int i;
 
-    for (i = 0; i < 32; i++) {
+    for (i = 0; i < P2P_ID_LEN; i++) {
         hex[2 * i] = digits[id[i] >> 4];
         hex[2 * i + 1] = digits[id[i] & 15];
     }
-    hex[64] = '\0';
+    hex[P2P_ID_HEX_LEN] = '\0';
 }
 
 static int hex_digit(char c, int lower_only)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (!lower_only && c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (!lower_only && c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
-/* Decodes exactly 64 hex characters. Returns 0 or P2P_ERR_INVALID (out is then zeroed). */
-static int unhex32(uint8_t out[32], const char *hex, int lower_only)
+/* Decodes exactly P2P_ID_HEX_LEN hex characters (an id or a seed). Returns 0 or
+ * P2P_ERR_INVALID (out is then zeroed). */
+static int unhex_id(uint8_t out[P2P_ID_LEN], const char *hex, int lower_only)
 {
     int i;
 
-    for (i = 0; i < 32; i++) {
+    for (i = 0; i < P2P_ID_LEN; i++) {
         int hi = hex_digit(hex[2 * i], lower_only), lo = hex_digit(hex[2 * i + 1], lower_only);
         if (hi < 0 || lo < 0) {
-            p2p_wipe(out, 32);
+            p2p_wipe(out, P2P_ID_LEN);
             return P2P_ERR_INVALID;
         }
         out[i] = (uint8_t)(hi << 4 | lo);
@@ -122,11 +118,10 @@ static int unhex32(uint8_t out[32], const char *hex, int lower_only)
     return 0;
 }
 
-int p2p_id_from_hex(uint8_t id[32], const char *hex, size_t len)
+int p2p_id_from_hex(uint8_t id[P2P_ID_LEN], const char *hex, size_t len)
 {
-    if (!hex || len != 64)
-        return P2P_ERR_INVALID;
-    return unhex32(id, hex, 0);
+    if (!hex || len != P2P_ID_HEX_LEN) return P2P_ERR_INVALID;
+    return unhex_id(id, hex, 0);
 }
 
 /* ---- key file ------------------------------------------------------------------------- */
@@ -134,7 +129,8 @@ int p2p_id_from_hex(uint8_t id[32], const char *hex, size_t len)
 #if defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+static int
+fail(int rc, char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -151,8 +147,7 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
     while (len) {
         ssize_t n = write(fd, buf, len);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         buf += n;
@@ -165,14 +160,13 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
  * appeared in the meantime (the caller then loads it). */
 static int create_keyfile(p2p_identity *id, const char *path, char *err, size_t errlen)
 {
-    uint8_t seed[32], text[KEYFILE_LEN];
-    char hex[65];
+    uint8_t seed[P2P_SEED_LEN], text[KEYFILE_LEN];
+    char hex[P2P_ID_HEX_LEN + 1];
     int fd, rc, saved;
 
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
-        if (errno == EEXIST)
-            return 1;
+        if (errno == EEXIST) return 1;
         return fail(P2P_ERR_IO, err, errlen, "cannot create key file %s: %s", path,
                     strerror(errno));
     }
@@ -186,7 +180,7 @@ static int create_keyfile(p2p_identity *id, const char *path, char *err, size_t 
     }
     p2p_id_to_hex(seed, hex);
     memcpy(text, KEYFILE_HEADER, KEYFILE_HEADER_LEN);
-    memcpy(text + KEYFILE_HEADER_LEN, hex, 64);
+    memcpy(text + KEYFILE_HEADER_LEN, hex, P2P_ID_HEX_LEN);
     text[KEYFILE_LEN - 1] = '\n';
     p2p_wipe(seed, sizeof seed);
     p2p_wipe(hex, sizeof hex);
@@ -198,16 +192,14 @@ static int create_keyfile(p2p_identity *id, const char *path, char *err, size_t 
         close(fd);
         unlink(path); /* a half-written file would be refused as malformed next time */
         p2p_identity_wipe(id);
-        return fail(P2P_ERR_IO, err, errlen, "cannot write key file %s: %s", path,
-                    strerror(saved));
+        return fail(P2P_ERR_IO, err, errlen, "cannot write key file %s: %s", path, strerror(saved));
     }
     p2p_wipe(text, sizeof text);
     if (close(fd) != 0) {
         saved = errno;
         unlink(path);
         p2p_identity_wipe(id);
-        return fail(P2P_ERR_IO, err, errlen, "cannot write key file %s: %s", path,
-                    strerror(saved));
+        return fail(P2P_ERR_IO, err, errlen, "cannot write key file %s: %s", path, strerror(saved));
     }
     return 0;
 }
@@ -225,17 +217,14 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
      * before fstat() refuses it. */
     fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT)
-            return 1;
+        if (errno == ENOENT) return 1;
         if (errno == ELOOP)
             return fail(P2P_ERR_KEYFILE, err, errlen,
                         "key file %s is a symbolic link, not a regular file", path);
-        return fail(P2P_ERR_IO, err, errlen, "cannot open key file %s: %s", path,
-                    strerror(errno));
+        return fail(P2P_ERR_IO, err, errlen, "cannot open key file %s: %s", path, strerror(errno));
     }
     if (fstat(fd, &st) != 0) {
-        rc = fail(P2P_ERR_IO, err, errlen, "cannot stat key file %s: %s", path,
-                  strerror(errno));
+        rc = fail(P2P_ERR_IO, err, errlen, "cannot stat key file %s: %s", path, strerror(errno));
         close(fd);
         return rc;
     }
@@ -251,16 +240,14 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
     while (got < sizeof buf) {
         ssize_t n = read(fd, buf + got, sizeof buf - got);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = fail(P2P_ERR_IO, err, errlen, "cannot read key file %s: %s", path,
-                      strerror(errno));
+            if (errno == EINTR) continue;
+            rc =
+                fail(P2P_ERR_IO, err, errlen, "cannot read key file %s: %s", path, strerror(errno));
             close(fd);
             p2p_wipe(buf, sizeof buf);
             return rc;
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         got += (size_t)n;
     }
     close(fd);
@@ -272,31 +259,30 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
 /* Checks the bytes of a key file (all of them, got bytes) and derives the identity: the
  * parser alone, apart from the file system, so that it can be fuzzed (fuzz/fuzz_keyfile.c).
  * path only names the file in messages. */
-int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t got,
-                               const char *path, char *err, size_t errlen)
+int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t got, const char *path,
+                               char *err, size_t errlen)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     int rc = 0;
 
     if (got != KEYFILE_LEN)
         rc = fail(P2P_ERR_KEYFILE, err, errlen,
                   "key file %s is malformed: expected 84 bytes (\"p2pnet-identity-v1\", a "
-                  "newline, 64 lowercase hex digits, a newline)", path);
+                  "newline, 64 lowercase hex digits, a newline)",
+                  path);
     else if (memcmp(buf, KEYFILE_HEADER, KEYFILE_HEADER_LEN) != 0)
         rc = fail(P2P_ERR_KEYFILE, err, errlen,
-                  "key file %s is malformed: the first line is not \"p2pnet-identity-v1\"",
-                  path);
+                  "key file %s is malformed: the first line is not \"p2pnet-identity-v1\"", path);
     else if (buf[KEYFILE_LEN - 1] != '\n' ||
-             unhex32(seed, (const char *)buf + KEYFILE_HEADER_LEN, 1) != 0)
+             unhex_id(seed, (const char *)buf + KEYFILE_HEADER_LEN, 1) != 0)
         rc = fail(P2P_ERR_KEYFILE, err, errlen,
                   "key file %s is malformed: the second line must be 64 lowercase hex digits "
-                  "and a newline", path);
-    if (rc != 0)
-        return rc;
+                  "and a newline",
+                  path);
+    if (rc != 0) return rc;
     rc = p2p_identity_from_seed(id, seed);
     p2p_wipe(seed, sizeof seed);
-    if (rc != 0)
-        return fail(rc, err, errlen, "cannot derive a key from %s", path);
+    if (rc != 0) return fail(rc, err, errlen, "cannot derive a key from %s", path);
     return 0;
 }
 
@@ -304,22 +290,16 @@ int p2p_identity_load(p2p_identity *id, const char *path, char *err, size_t errl
 {
     int rc, attempt;
 
-    if (err && errlen)
-        err[0] = '\0';
+    if (err && errlen) err[0] = '\0';
     memset(id, 0, sizeof *id);
-    if (!path || !*path)
-        return fail(P2P_ERR_IO, err, errlen, "no key file path given");
-    if (p2p_init() != 0)
-        return fail(P2P_ERR_CRYPTO, err, errlen, "libsodium failed to initialise");
+    if (!path || !*path) return fail(P2P_ERR_IO, err, errlen, "no key file path given");
+    if (p2p_init() != 0) return fail(P2P_ERR_CRYPTO, err, errlen, "libsodium failed to initialise");
     /* Two rounds: another process may create the file between our read and our create. */
     for (attempt = 0; attempt < 2; attempt++) {
         rc = read_keyfile(id, path, err, errlen);
-        if (rc != 1)
-            return rc;
+        if (rc != 1) return rc;
         rc = create_keyfile(id, path, err, errlen);
-        if (rc != 1)
-            return rc;
+        if (rc != 1) return rc;
     }
-    return fail(P2P_ERR_IO, err, errlen, "key file %s keeps appearing and disappearing",
-                path);
+    return fail(P2P_ERR_IO, err, errlen, "key file %s keeps appearing and disappearing", path);
 }

@@ -13,8 +13,6 @@
 
 enum { T_END = 0, T_E, T_S, T_EE, T_ES, T_SE, T_SS, T_PSK };
 
-#define DHLEN 32
-
 /* A handshake pattern in the spec's notation: pre-message flags and token strings with
  * messages separated by '|' and tokens by ','. Written out here rather than parsed from the
  * spec's layout so that the table reads like the spec's own listing. */
@@ -27,61 +25,62 @@ typedef struct pattern {
 
 static const pattern patterns[] = {
     /* one-way (7.4) */
-    { "N", 0, 1, "e,es" },
-    { "K", 1, 1, "e,es,ss" },
-    { "X", 0, 1, "e,es,s,ss" },
+    {"N", 0, 1, "e,es"},
+    {"K", 1, 1, "e,es,ss"},
+    {"X", 0, 1, "e,es,s,ss"},
     /* fundamental interactive (7.5) */
-    { "NN", 0, 0, "e|e,ee" },
-    { "NK", 0, 1, "e,es|e,ee" },
-    { "NX", 0, 0, "e|e,ee,s,es" },
-    { "XN", 0, 0, "e|e,ee|s,se" },
-    { "XK", 0, 1, "e,es|e,ee|s,se" },
-    { "XX", 0, 0, "e|e,ee,s,es|s,se" },
-    { "KN", 1, 0, "e|e,ee,se" },
-    { "KK", 1, 1, "e,es,ss|e,ee,se" },
-    { "KX", 1, 0, "e|e,ee,se,s,es" },
-    { "IN", 0, 0, "e,s|e,ee,se" },
-    { "IK", 0, 1, "e,es,s,ss|e,ee,se" },
-    { "IX", 0, 0, "e,s|e,ee,se,s,es" },
+    {"NN", 0, 0, "e|e,ee"},
+    {"NK", 0, 1, "e,es|e,ee"},
+    {"NX", 0, 0, "e|e,ee,s,es"},
+    {"XN", 0, 0, "e|e,ee|s,se"},
+    {"XK", 0, 1, "e,es|e,ee|s,se"},
+    {"XX", 0, 0, "e|e,ee,s,es|s,se"},
+    {"KN", 1, 0, "e|e,ee,se"},
+    {"KK", 1, 1, "e,es,ss|e,ee,se"},
+    {"KX", 1, 0, "e|e,ee,se,s,es"},
+    {"IN", 0, 0, "e,s|e,ee,se"},
+    {"IK", 0, 1, "e,es,s,ss|e,ee,se"},
+    {"IX", 0, 0, "e,s|e,ee,se,s,es"},
     /* deferred (18.1) */
-    { "NK1", 0, 1, "e|e,ee,es" },
-    { "NX1", 0, 0, "e|e,ee,s|es" },
-    { "X1N", 0, 0, "e|e,ee|s|se" },
-    { "X1K", 0, 1, "e,es|e,ee|s|se" },
-    { "XK1", 0, 1, "e|e,ee,es|s,se" },
-    { "X1K1", 0, 1, "e|e,ee,es|s|se" },
-    { "X1X", 0, 0, "e|e,ee,s,es|s|se" },
-    { "XX1", 0, 0, "e|e,ee,s|es,s,se" },
-    { "X1X1", 0, 0, "e|e,ee,s|es,s|se" },
-    { "K1N", 1, 0, "e|e,ee|se" },
-    { "K1K", 1, 1, "e,es|e,ee|se" },
-    { "KK1", 1, 1, "e|e,ee,se,es" },
-    { "K1K1", 1, 1, "e|e,ee,es|se" },
-    { "K1X", 1, 0, "e|e,ee,s,es|se" },
-    { "KX1", 1, 0, "e|e,ee,se,s|es" },
-    { "K1X1", 1, 0, "e|e,ee,s|se,es" },
-    { "I1N", 0, 0, "e,s|e,ee|se" },
-    { "I1K", 0, 1, "e,es,s|e,ee|se" },
-    { "IK1", 0, 1, "e,s|e,ee,se,es" },
-    { "I1K1", 0, 1, "e,s|e,ee,es|se" },
-    { "I1X", 0, 0, "e,s|e,ee,s,es|se" },
-    { "IX1", 0, 0, "e,s|e,ee,se,s|es" },
-    { "I1X1", 0, 0, "e,s|e,ee,s|se,es" },
+    {"NK1", 0, 1, "e|e,ee,es"},
+    {"NX1", 0, 0, "e|e,ee,s|es"},
+    {"X1N", 0, 0, "e|e,ee|s|se"},
+    {"X1K", 0, 1, "e,es|e,ee|s|se"},
+    {"XK1", 0, 1, "e|e,ee,es|s,se"},
+    {"X1K1", 0, 1, "e|e,ee,es|s|se"},
+    {"X1X", 0, 0, "e|e,ee,s,es|s|se"},
+    {"XX1", 0, 0, "e|e,ee,s|es,s,se"},
+    {"X1X1", 0, 0, "e|e,ee,s|es,s|se"},
+    {"K1N", 1, 0, "e|e,ee|se"},
+    {"K1K", 1, 1, "e,es|e,ee|se"},
+    {"KK1", 1, 1, "e|e,ee,se,es"},
+    {"K1K1", 1, 1, "e|e,ee,es|se"},
+    {"K1X", 1, 0, "e|e,ee,s,es|se"},
+    {"KX1", 1, 0, "e|e,ee,se,s|es"},
+    {"K1X1", 1, 0, "e|e,ee,s|se,es"},
+    {"I1N", 0, 0, "e,s|e,ee|se"},
+    {"I1K", 0, 1, "e,es,s|e,ee|se"},
+    {"IK1", 0, 1, "e,s|e,ee,se,es"},
+    {"I1K1", 0, 1, "e,s|e,ee,es|se"},
+    {"I1X", 0, 0, "e,s|e,ee,s,es|se"},
+    {"IX1", 0, 0, "e,s|e,ee,se,s|es"},
+    {"I1X1", 0, 0, "e,s|e,ee,s|se,es"},
 };
 
 static const char suite_suffix[] = "_25519_ChaChaPoly_BLAKE2b";
 
 static int token_of(const char *t, size_t n)
 {
-    static const struct { const char *s; int tok; } names[] = {
-        { "e", T_E }, { "s", T_S }, { "ee", T_EE }, { "es", T_ES },
-        { "se", T_SE }, { "ss", T_SS },
+    static const struct {
+        const char *s;
+        int tok;
+    } names[] = {
+        {"e", T_E}, {"s", T_S}, {"ee", T_EE}, {"es", T_ES}, {"se", T_SE}, {"ss", T_SS},
     };
     size_t i;
 
     for (i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i].s) == n && memcmp(names[i].s, t, n) == 0)
-            return names[i].tok;
+        if (strlen(names[i].s) == n && memcmp(names[i].s, t, n) == 0) return names[i].tok;
     return T_END;
 }
 
@@ -96,15 +95,12 @@ static int compile_pattern(p2p_noise *hs, const pattern *p)
         size_t n = strcspn(c, ",|");
         int tok = token_of(c, n);
 
-        if (tok == T_END || t >= P2P_NOISE_MAX_TOKENS - 1)
-            return P2P_ERR_INVALID;
+        if (tok == T_END || t >= P2P_NOISE_MAX_TOKENS - 1) return P2P_ERR_INVALID;
         hs->msgs[m][t++] = (uint8_t)tok;
         c += n;
-        if (*c == '\0')
-            break;
+        if (*c == '\0') break;
         if (*c == '|') {
-            if (++m >= P2P_NOISE_MAX_MSGS)
-                return P2P_ERR_INVALID;
+            if (++m >= P2P_NOISE_MAX_MSGS) return P2P_ERR_INVALID;
             t = 0;
         }
         c++;
@@ -117,8 +113,7 @@ static size_t msg_len(const uint8_t *msg)
 {
     size_t n = 0;
 
-    while (n < P2P_NOISE_MAX_TOKENS && msg[n] != T_END)
-        n++;
+    while (n < P2P_NOISE_MAX_TOKENS && msg[n] != T_END) n++;
     return n;
 }
 
@@ -128,12 +123,10 @@ static int add_psk(p2p_noise *hs, unsigned n)
     uint8_t *msg;
     size_t len;
 
-    if (n > hs->msg_count)
-        return P2P_ERR_INVALID;
+    if (n > hs->msg_count) return P2P_ERR_INVALID;
     msg = hs->msgs[n == 0 ? 0 : n - 1];
     len = msg_len(msg);
-    if (len >= P2P_NOISE_MAX_TOKENS - 1)
-        return P2P_ERR_INVALID;
+    if (len >= P2P_NOISE_MAX_TOKENS - 1) return P2P_ERR_INVALID;
     if (n == 0) {
         memmove(msg + 1, msg, len);
         msg[0] = T_PSK;
@@ -153,7 +146,8 @@ static int parse_name(p2p_noise *hs, const char *name, int *pre_init_s, int *pre
     const pattern *pat = NULL;
     size_t sl = sizeof suite_suffix - 1;
 
-    if (len < 6 + sl || memcmp(name, "Noise_", 6) != 0 || strcmp(name + len - sl, suite_suffix) != 0)
+    if (len < 6 + sl || memcmp(name, "Noise_", 6) != 0 ||
+        strcmp(name + len - sl, suite_suffix) != 0)
         return P2P_ERR_INVALID;
     p = name + 6;
     plen = len - 6 - sl;
@@ -166,8 +160,7 @@ static int parse_name(p2p_noise *hs, const char *name, int *pre_init_s, int *pre
             break;
         }
     }
-    if (!pat || compile_pattern(hs, pat) != 0)
-        return P2P_ERR_INVALID;
+    if (!pat || compile_pattern(hs, pat) != 0) return P2P_ERR_INVALID;
     *pre_init_s = pat->pre_init_s;
     *pre_resp_s = pat->pre_resp_s;
 
@@ -177,19 +170,16 @@ static int parse_name(p2p_noise *hs, const char *name, int *pre_init_s, int *pre
         unsigned n = 0;
         size_t digits = 0;
 
-        if (plen - i < 4 || memcmp(p + i, "psk", 3) != 0)
-            return P2P_ERR_INVALID;
+        if (plen - i < 4 || memcmp(p + i, "psk", 3) != 0) return P2P_ERR_INVALID;
         i += 3;
         while (i < plen && p[i] >= '0' && p[i] <= '9' && digits < 2) {
             n = n * 10 + (unsigned)(p[i] - '0');
             i++;
             digits++;
         }
-        if (digits == 0 || add_psk(hs, n) != 0)
-            return P2P_ERR_INVALID;
+        if (digits == 0 || add_psk(hs, n) != 0) return P2P_ERR_INVALID;
         if (i < plen) {
-            if (p[i] != '+' || i + 1 == plen)
-                return P2P_ERR_INVALID;
+            if (p[i] != '+' || i + 1 == plen) return P2P_ERR_INVALID;
             i++;
         }
     }
@@ -209,7 +199,7 @@ static void mix_key(p2p_noise *hs, const uint8_t *ikm, size_t len)
 
     p2p_hkdf(hs->ck, ikm, len, ck, k, NULL);
     memcpy(hs->ck, ck, P2P_HASH_LEN);
-    memcpy(hs->cs.k, k, P2P_KEY_LEN); /* HASHLEN 64: the key is the first 32 bytes */
+    memcpy(hs->cs.k, k, P2P_KEY_LEN); /* HASHLEN 64: the key is its first bytes */
     hs->cs.n = 0;
     hs->cs.has_key = 1;
     sodium_memzero(ck, sizeof ck);
@@ -266,15 +256,13 @@ static int decrypt_and_hash(p2p_noise *hs, uint8_t *out, const uint8_t *ct, size
 
 /* ---- HandshakeState ------------------------------------------------------------------- */
 
-int p2p_noise_init(p2p_noise *hs, const char *protocol_name, int initiator,
-                   const uint8_t *prologue, size_t prologue_len, const uint8_t *s,
-                   const uint8_t *rs, const uint8_t *psk)
+int p2p_noise_init(p2p_noise *hs, const char *protocol_name, int initiator, const uint8_t *prologue,
+                   size_t prologue_len, const uint8_t *s, const uint8_t *rs, const uint8_t *psk)
 {
     int pre_init_s = 0, pre_resp_s = 0, need_init_s, need_resp_s;
     size_t len, m, t;
 
-    if (p2p_crypto_init() != 0)
-        return P2P_ERR_CRYPTO;
+    if (p2p_crypto_init() != 0) return P2P_ERR_CRYPTO;
     memset(hs, 0, sizeof *hs);
     if (!protocol_name || parse_name(hs, protocol_name, &pre_init_s, &pre_resp_s) != 0)
         goto invalid;
@@ -286,35 +274,27 @@ int p2p_noise_init(p2p_noise *hs, const char *protocol_name, int initiator,
     for (m = 0; m < hs->msg_count; m++) {
         for (t = 0; t < P2P_NOISE_MAX_TOKENS && hs->msgs[m][t] != T_END; t++) {
             uint8_t tok = hs->msgs[m][t];
-            if (tok == T_S && m % 2 == 0)
-                need_init_s = 1;
-            if (tok == T_S && m % 2 == 1)
-                need_resp_s = 1;
-            if (tok == T_SE || tok == T_SS)
-                need_init_s = 1;
-            if (tok == T_ES || tok == T_SS)
-                need_resp_s = 1;
+            if (tok == T_S && m % 2 == 0) need_init_s = 1;
+            if (tok == T_S && m % 2 == 1) need_resp_s = 1;
+            if (tok == T_SE || tok == T_SS) need_init_s = 1;
+            if (tok == T_ES || tok == T_SS) need_resp_s = 1;
         }
     }
-    if ((hs->initiator ? need_init_s : need_resp_s) && !s)
-        goto invalid;
-    if ((hs->initiator ? pre_resp_s : pre_init_s) && !rs)
-        goto invalid;
-    if (hs->has_psk && !psk)
-        goto invalid;
+    if ((hs->initiator ? need_init_s : need_resp_s) && !s) goto invalid;
+    if ((hs->initiator ? pre_resp_s : pre_init_s) && !rs) goto invalid;
+    if (hs->has_psk && !psk) goto invalid;
 
     if (s) {
-        memcpy(hs->s, s, 32);
+        memcpy(hs->s, s, P2P_DH_LEN);
         p2p_dh_public(hs->s_pub, hs->s);
         hs->dh_ops++;
         hs->has_s = 1;
     }
     if (rs && (hs->initiator ? pre_resp_s : pre_init_s)) {
-        memcpy(hs->rs, rs, 32);
+        memcpy(hs->rs, rs, P2P_DH_LEN);
         hs->has_rs = 1;
     }
-    if (psk && hs->has_psk)
-        memcpy(hs->psk, psk, 32);
+    if (psk && hs->has_psk) memcpy(hs->psk, psk, P2P_KEY_LEN);
 
     len = strlen(protocol_name);
     if (len <= P2P_HASH_LEN)
@@ -325,10 +305,8 @@ int p2p_noise_init(p2p_noise *hs, const char *protocol_name, int initiator,
     mix_hash(hs, prologue, prologue ? prologue_len : 0);
 
     /* Pre-messages: the initiator's first, then the responder's. */
-    if (pre_init_s)
-        mix_hash(hs, hs->initiator ? hs->s_pub : hs->rs, 32);
-    if (pre_resp_s)
-        mix_hash(hs, hs->initiator ? hs->rs : hs->s_pub, 32);
+    if (pre_init_s) mix_hash(hs, hs->initiator ? hs->s_pub : hs->rs, P2P_DH_LEN);
+    if (pre_resp_s) mix_hash(hs, hs->initiator ? hs->rs : hs->s_pub, P2P_DH_LEN);
     return 0;
 
 invalid:
@@ -336,9 +314,9 @@ invalid:
     return P2P_ERR_INVALID;
 }
 
-void p2p_noise_set_ephemeral(p2p_noise *hs, const uint8_t e[32])
+void p2p_noise_set_ephemeral(p2p_noise *hs, const uint8_t e[P2P_DH_LEN])
 {
-    memcpy(hs->e, e, 32);
+    memcpy(hs->e, e, P2P_DH_LEN);
     p2p_dh_public(hs->e_pub, hs->e);
     hs->dh_ops++;
     hs->e_preset = 1;
@@ -350,26 +328,36 @@ static int mix_dh(p2p_noise *hs, uint8_t tok)
 {
     const uint8_t *priv, *pub;
     int have, rc;
-    uint8_t out[DHLEN];
+    uint8_t out[P2P_DH_LEN];
     int local_e = 0; /* 1: our ephemeral, 0: our static */
     int remote_e = 0;
 
     switch (tok) {
-    case T_EE: local_e = 1; remote_e = 1; break;
-    case T_ES: local_e = hs->initiator; remote_e = !hs->initiator; break;
-    case T_SE: local_e = !hs->initiator; remote_e = hs->initiator; break;
-    case T_SS: local_e = 0; remote_e = 0; break;
+    case T_EE:
+        local_e = 1;
+        remote_e = 1;
+        break;
+    case T_ES:
+        local_e = hs->initiator;
+        remote_e = !hs->initiator;
+        break;
+    case T_SE:
+        local_e = !hs->initiator;
+        remote_e = hs->initiator;
+        break;
+    case T_SS:
+        local_e = 0;
+        remote_e = 0;
+        break;
     default: return P2P_ERR_INVALID;
     }
     priv = local_e ? hs->e : hs->s;
     pub = remote_e ? hs->re : hs->rs;
     have = (local_e ? hs->has_e : hs->has_s) && (remote_e ? hs->has_re : hs->has_rs);
-    if (!have)
-        return P2P_ERR_INVALID;
+    if (!have) return P2P_ERR_INVALID;
     rc = p2p_dh(out, priv, pub);
     hs->dh_ops++;
-    if (rc == 0)
-        mix_key(hs, out, DHLEN);
+    if (rc == 0) mix_key(hs, out, P2P_DH_LEN);
     sodium_memzero(out, sizeof out);
     return rc;
 }
@@ -379,16 +367,74 @@ static int my_turn(const p2p_noise *hs)
     return (hs->step % 2 == 0) == (hs->initiator == 1);
 }
 
-int p2p_noise_write(p2p_noise *hs, p2p_rng *rng, const uint8_t *payload, size_t plen,
-                    uint8_t *out, size_t cap, size_t *outlen)
+/* Runs the tokens of one handshake message, everything but its payload, from *pos on. With
+ * out set it writes the message (rng supplies the ephemeral unless one was preset); otherwise
+ * it reads one from in (len bytes). Writer and reader share this loop so that both sides mix
+ * the same things in the same order. Returns 0, P2P_ERR_INVALID (a key is missing, the
+ * message is short) or P2P_ERR_CRYPTO. */
+static int run_tokens(p2p_noise *hs, const uint8_t *msg, p2p_rng *rng, uint8_t *out,
+                      const uint8_t *in, size_t len, size_t *pos)
+{
+    size_t t;
+    int rc;
+
+    for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
+        switch (msg[t]) {
+        case T_E: {
+            const uint8_t *e = out ? hs->e_pub : hs->re;
+
+            if (out) {
+                if (!hs->e_preset) {
+                    if (!rng) return P2P_ERR_INVALID;
+                    p2p_rng_bytes(rng, hs->e, P2P_DH_LEN);
+                    p2p_dh_public(hs->e_pub, hs->e);
+                    hs->dh_ops++;
+                }
+                hs->has_e = 1;
+                memcpy(out + *pos, hs->e_pub, P2P_DH_LEN);
+            } else {
+                if (len - *pos < P2P_DH_LEN) return P2P_ERR_INVALID;
+                memcpy(hs->re, in + *pos, P2P_DH_LEN);
+                hs->has_re = 1;
+            }
+            *pos += P2P_DH_LEN;
+            mix_hash(hs, e, P2P_DH_LEN);
+            if (hs->has_psk) mix_key(hs, e, P2P_DH_LEN);
+            break;
+        }
+        case T_S:
+            if (out) {
+                if (!hs->has_s) return P2P_ERR_INVALID;
+                *pos += encrypt_and_hash(hs, out + *pos, hs->s_pub, P2P_DH_LEN);
+            } else {
+                size_t n = P2P_DH_LEN + (hs->cs.has_key ? P2P_TAG_LEN : 0);
+                uint8_t tmp[P2P_DH_LEN + P2P_TAG_LEN];
+
+                if (len - *pos < n) return P2P_ERR_INVALID;
+                if (decrypt_and_hash(hs, tmp, in + *pos, n) != 0) return P2P_ERR_CRYPTO;
+                memcpy(hs->rs, tmp, P2P_DH_LEN);
+                hs->has_rs = 1;
+                *pos += n;
+            }
+            break;
+        case T_PSK: mix_key_and_hash(hs, hs->psk, P2P_KEY_LEN); break;
+        default:
+            rc = mix_dh(hs, msg[t]);
+            if (rc != 0) return rc;
+        }
+    }
+    return 0;
+}
+
+int p2p_noise_write(p2p_noise *hs, p2p_rng *rng, const uint8_t *payload, size_t plen, uint8_t *out,
+                    size_t cap, size_t *outlen)
 {
     const uint8_t *msg;
     size_t pos = 0, need = 0, t;
     int rc;
 
     *outlen = 0;
-    if (hs->step >= hs->msg_count || !my_turn(hs))
-        return P2P_ERR_INVALID;
+    if (hs->step >= hs->msg_count || !my_turn(hs)) return P2P_ERR_INVALID;
     msg = hs->msgs[hs->step];
 
     /* Check the size first so that a short buffer leaves the state untouched. */
@@ -396,114 +442,47 @@ int p2p_noise_write(p2p_noise *hs, p2p_rng *rng, const uint8_t *payload, size_t 
         int keyed = hs->cs.has_key;
         for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
             if (msg[t] == T_E) {
-                need += 32;
+                need += P2P_DH_LEN;
                 keyed |= hs->has_psk; /* psk mode: e also does MixKey */
-            }
-            else if (msg[t] == T_S)
-                need += 32 + (keyed ? P2P_TAG_LEN : 0);
+            } else if (msg[t] == T_S)
+                need += P2P_DH_LEN + (keyed ? P2P_TAG_LEN : 0);
             else
                 keyed = 1; /* every DH and psk token sets a key */
         }
         need += plen + (keyed ? P2P_TAG_LEN : 0);
-        if (need > cap)
-            return P2P_ERR_BUFFER;
+        if (need > cap) return P2P_ERR_BUFFER;
     }
 
-    for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
-        switch (msg[t]) {
-        case T_E:
-            if (!hs->e_preset) {
-                if (!rng)
-                    return P2P_ERR_INVALID;
-                p2p_rng_bytes(rng, hs->e, 32);
-                p2p_dh_public(hs->e_pub, hs->e);
-                hs->dh_ops++;
-            }
-            hs->has_e = 1;
-            memcpy(out + pos, hs->e_pub, 32);
-            pos += 32;
-            mix_hash(hs, hs->e_pub, 32);
-            if (hs->has_psk)
-                mix_key(hs, hs->e_pub, 32);
-            break;
-        case T_S:
-            if (!hs->has_s)
-                return P2P_ERR_INVALID;
-            pos += encrypt_and_hash(hs, out + pos, hs->s_pub, 32);
-            break;
-        case T_PSK:
-            mix_key_and_hash(hs, hs->psk, 32);
-            break;
-        default:
-            rc = mix_dh(hs, msg[t]);
-            if (rc != 0)
-                return rc;
-        }
-    }
+    rc = run_tokens(hs, msg, rng, out, NULL, 0, &pos);
+    if (rc != 0) return rc;
     pos += encrypt_and_hash(hs, out + pos, payload, plen);
     hs->step++;
     *outlen = pos;
     return 0;
 }
 
-int p2p_noise_read(p2p_noise *hs, const uint8_t *in, size_t len, uint8_t *payload,
-                   size_t cap, size_t *plen)
+int p2p_noise_read(p2p_noise *hs, const uint8_t *in, size_t len, uint8_t *payload, size_t cap,
+                   size_t *plen)
 {
     const uint8_t *msg;
-    size_t pos = 0, t, rest;
+    size_t pos = 0, rest;
     int rc;
 
     *plen = 0;
-    if (hs->step >= hs->msg_count || my_turn(hs))
-        return P2P_ERR_INVALID;
+    if (hs->step >= hs->msg_count || my_turn(hs)) return P2P_ERR_INVALID;
     msg = hs->msgs[hs->step];
 
-    for (t = 0; t < P2P_NOISE_MAX_TOKENS && msg[t] != T_END; t++) {
-        switch (msg[t]) {
-        case T_E:
-            if (len - pos < 32)
-                return P2P_ERR_INVALID;
-            memcpy(hs->re, in + pos, 32);
-            hs->has_re = 1;
-            pos += 32;
-            mix_hash(hs, hs->re, 32);
-            if (hs->has_psk)
-                mix_key(hs, hs->re, 32);
-            break;
-        case T_S: {
-            size_t n = 32 + (hs->cs.has_key ? P2P_TAG_LEN : 0);
-            uint8_t tmp[32 + P2P_TAG_LEN];
-
-            if (len - pos < n)
-                return P2P_ERR_INVALID;
-            if (decrypt_and_hash(hs, tmp, in + pos, n) != 0)
-                return P2P_ERR_CRYPTO;
-            memcpy(hs->rs, tmp, 32);
-            hs->has_rs = 1;
-            pos += n;
-            break;
-        }
-        case T_PSK:
-            mix_key_and_hash(hs, hs->psk, 32);
-            break;
-        default:
-            rc = mix_dh(hs, msg[t]);
-            if (rc != 0)
-                return rc;
-        }
-    }
+    rc = run_tokens(hs, msg, NULL, NULL, in, len, &pos);
+    if (rc != 0) return rc;
 
     rest = len - pos;
     if (hs->cs.has_key) {
-        if (rest < P2P_TAG_LEN)
-            return P2P_ERR_INVALID;
-        if (rest - P2P_TAG_LEN > cap)
-            return P2P_ERR_BUFFER;
+        if (rest < P2P_TAG_LEN) return P2P_ERR_INVALID;
+        if (rest - P2P_TAG_LEN > cap) return P2P_ERR_BUFFER;
     } else if (rest > cap) {
         return P2P_ERR_BUFFER;
     }
-    if (decrypt_and_hash(hs, payload, in + pos, rest) != 0)
-        return P2P_ERR_CRYPTO;
+    if (decrypt_and_hash(hs, payload, in + pos, rest) != 0) return P2P_ERR_CRYPTO;
     *plen = hs->cs.has_key ? rest - P2P_TAG_LEN : rest;
     hs->step++;
     return 0;

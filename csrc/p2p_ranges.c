@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void p2p_rangeset_init(p2p_rangeset *s) { memset(s, 0, sizeof *s); }
+void p2p_rangeset_init(p2p_rangeset *s)
+{
+    memset(s, 0, sizeof *s);
+}
 
 void p2p_rangeset_free(p2p_rangeset *s)
 {
@@ -13,7 +16,10 @@ void p2p_rangeset_free(p2p_rangeset *s)
     memset(s, 0, sizeof *s);
 }
 
-void p2p_rangeset_clear(p2p_rangeset *s) { s->n = 0; }
+void p2p_rangeset_clear(p2p_rangeset *s)
+{
+    s->n = 0;
+}
 
 static int reserve(p2p_rangeset *s, size_t want)
 {
@@ -33,7 +39,10 @@ static size_t lower(const p2p_rangeset *s, uint64_t x)
     size_t a = 0, b = s->n;
     while (a < b) {
         size_t m = a + (b - a) / 2;
-        if (s->v[m].hi < x) a = m + 1; else b = m;
+        if (s->v[m].hi < x)
+            a = m + 1;
+        else
+            b = m;
     }
     return a;
 }
@@ -44,7 +53,10 @@ static size_t above(const p2p_rangeset *s, uint64_t x)
     size_t a = 0, b = s->n;
     while (a < b) {
         size_t m = a + (b - a) / 2;
-        if (s->v[m].hi <= x) a = m + 1; else b = m;
+        if (s->v[m].hi <= x)
+            a = m + 1;
+        else
+            b = m;
     }
     return a;
 }
@@ -53,7 +65,10 @@ int p2p_rangeset_add(p2p_rangeset *s, uint64_t lo, uint64_t hi)
 {
     if (lo >= hi) return 0;
     /* Fast path: appending above everything, the common case for in-order arrival. */
-    if (s->n && s->v[s->n - 1].hi == lo) { s->v[s->n - 1].hi = hi; return 0; }
+    if (s->n && s->v[s->n - 1].hi == lo) {
+        s->v[s->n - 1].hi = hi;
+        return 0;
+    }
     if (!s->n || s->v[s->n - 1].hi < lo) {
         if (reserve(s, s->n + 1)) return P2P_ERR_NOMEM;
         s->v[s->n].lo = lo;
@@ -61,8 +76,8 @@ int p2p_rangeset_add(p2p_rangeset *s, uint64_t lo, uint64_t hi)
         s->n++;
         return 0;
     }
-    size_t i = lower(s, lo);        /* first range that touches or follows lo */
-    size_t j = i;                   /* ranges i..j-1 merge with [lo, hi) */
+    size_t i = lower(s, lo); /* first range that touches or follows lo */
+    size_t j = i;            /* ranges i..j-1 merge with [lo, hi) */
     while (j < s->n && s->v[j].lo <= hi) j++;
     if (i == j) {
         if (reserve(s, s->n + 1)) return P2P_ERR_NOMEM;
@@ -87,7 +102,7 @@ int p2p_rangeset_remove(p2p_rangeset *s, uint64_t lo, uint64_t hi)
     size_t i = above(s, lo);
     while (i < s->n && s->v[i].lo < hi) {
         p2p_range *r = &s->v[i];
-        if (r->lo < lo && r->hi > hi) {           /* split in two */
+        if (r->lo < lo && r->hi > hi) { /* split in two */
             if (reserve(s, s->n + 1)) return P2P_ERR_NOMEM;
             r = &s->v[i];
             memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof *s->v);
@@ -96,8 +111,15 @@ int p2p_rangeset_remove(p2p_rangeset *s, uint64_t lo, uint64_t hi)
             s->v[i + 1].lo = hi;
             return 0;
         }
-        if (r->lo < lo) { r->hi = lo; i++; continue; }
-        if (r->hi > hi) { r->lo = hi; break; }
+        if (r->lo < lo) {
+            r->hi = lo;
+            i++;
+            continue;
+        }
+        if (r->hi > hi) {
+            r->lo = hi;
+            break;
+        }
         memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof *s->v);
         s->n--;
     }
@@ -110,13 +132,21 @@ int p2p_rangeset_contains(const p2p_rangeset *s, uint64_t x)
     return i < s->n && s->v[i].lo <= x;
 }
 
-int p2p_rangeset_first_gap(const p2p_rangeset *s, uint64_t lo, uint64_t hi,
-                           uint64_t *glo, uint64_t *ghi)
+int p2p_rangeset_first_gap(const p2p_rangeset *s, uint64_t lo, uint64_t hi, uint64_t *glo,
+                           uint64_t *ghi)
 {
     size_t i = above(s, lo);
     while (lo < hi) {
-        if (i >= s->n || s->v[i].lo >= hi) { *glo = lo; *ghi = hi; return 1; }
-        if (s->v[i].lo > lo) { *glo = lo; *ghi = s->v[i].lo; return 1; }
+        if (i >= s->n || s->v[i].lo >= hi) {
+            *glo = lo;
+            *ghi = hi;
+            return 1;
+        }
+        if (s->v[i].lo > lo) {
+            *glo = lo;
+            *ghi = s->v[i].lo;
+            return 1;
+        }
         lo = s->v[i].hi;
         i++;
     }
@@ -133,7 +163,10 @@ void p2p_rangeset_trim(p2p_rangeset *s, size_t max)
 
 /* ---- out-of-order stream bytes (hardening: stream) -------------------------------------- */
 
-void p2p_pieces_init(p2p_pieces *q) { memset(q, 0, sizeof *q); }
+void p2p_pieces_init(p2p_pieces *q)
+{
+    memset(q, 0, sizeof *q);
+}
 
 static uint32_t next_prio(p2p_pieces *q)
 {
@@ -151,8 +184,10 @@ static void charge(p2p_pieces *q, const p2p_budget *b, int64_t delta)
 {
     q->held = (uint64_t)((int64_t)q->held + delta);
     if (!b) return;
-    if (delta > 0) b->take(b->ud, (size_t)delta);
-    else if (delta < 0) b->give(b->ud, (size_t)-delta);
+    if (delta > 0)
+        b->take(b->ud, (size_t)delta);
+    else if (delta < 0)
+        b->give(b->ud, (size_t)-delta);
 }
 
 static void piece_free(p2p_pieces *q, p2p_piece *s)
@@ -185,7 +220,10 @@ void p2p_pieces_free(p2p_pieces *q, const p2p_budget *b)
 /* Splits t into *l, the pieces starting below k, and *r, the rest. */
 static void split(p2p_pieces *q, p2p_piece *t, uint64_t k, p2p_piece **l, p2p_piece **r)
 {
-    if (!t) { *l = *r = NULL; return; }
+    if (!t) {
+        *l = *r = NULL;
+        return;
+    }
     q->work++;
     if (t->off < k) {
         split(q, t->r, k, &t->r, r);
@@ -213,8 +251,8 @@ static p2p_piece *join(p2p_pieces *q, p2p_piece *a, p2p_piece *b)
 /* What the pieces that merge with a new range add up to. */
 typedef struct merge_scan {
     size_t count;
-    uint64_t have, end;       /* bytes they hold; the end of the highest */
-    uint64_t alloc;           /* bytes allocated for them, nodes included */
+    uint64_t have, end; /* bytes they hold; the end of the highest */
+    uint64_t alloc;     /* bytes allocated for them, nodes included */
     p2p_piece *largest;
 } merge_scan;
 
@@ -232,8 +270,8 @@ static void scan(p2p_pieces *q, p2p_piece *t, merge_scan *m)
 }
 
 /* Copies the new bytes of [lo, hi) that lie in [*cur, upto) into node's buffer. */
-static void copy_new(p2p_piece *node, const uint8_t *data, uint64_t lo, uint64_t hi,
-                     uint64_t cur, uint64_t upto)
+static void copy_new(p2p_piece *node, const uint8_t *data, uint64_t lo, uint64_t hi, uint64_t cur,
+                     uint64_t upto)
 {
     uint64_t a = cur > lo ? cur : lo, z = upto < hi ? upto : hi;
     if (a < z) memcpy(node->buf + (a - node->start), data + (a - lo), (size_t)(z - a));
@@ -241,8 +279,8 @@ static void copy_new(p2p_piece *node, const uint8_t *data, uint64_t lo, uint64_t
 
 /* Moves the pieces of tree t, in order, into node: for each, the new bytes before it, then its
  * own bytes (node's are in place already); frees all but node. *cur is where the last ended. */
-static void absorb(p2p_pieces *q, p2p_piece *node, p2p_piece *t, const uint8_t *data,
-                   uint64_t lo, uint64_t hi, uint64_t *cur)
+static void absorb(p2p_pieces *q, p2p_piece *node, p2p_piece *t, const uint8_t *data, uint64_t lo,
+                   uint64_t hi, uint64_t *cur)
 {
     while (t) {
         absorb(q, node, t->l, data, lo, hi, cur);
@@ -259,26 +297,32 @@ static void absorb(p2p_pieces *q, p2p_piece *node, p2p_piece *t, const uint8_t *
     }
 }
 
-int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len,
-                   uint64_t room_lo, uint64_t room_hi, const p2p_budget *b)
+int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len, uint64_t room_lo,
+                   uint64_t room_hi, const p2p_budget *b)
 {
     if (!len) return 0;
     uint64_t lo = off, hi = off + len;
     p2p_piece *L, *R, *M, *C, *P = NULL;
     split(q, q->root, lo, &L, &R);
-    split(q, R, hi + 1, &M, &C);       /* M: the pieces starting in [lo, hi], which touch it */
-    p2p_piece *last = L;               /* the piece before lo touches it if it reaches lo */
-    while (last && last->r) { last = last->r; q->work++; }
+    split(q, R, hi + 1, &M, &C); /* M: the pieces starting in [lo, hi], which touch it */
+    p2p_piece *last = L;         /* the piece before lo touches it if it reaches lo */
+    while (last && last->r) {
+        last = last->r;
+        q->work++;
+    }
     if (last && last->off + last->len >= lo) split(q, L, last->off, &L, &P);
 
-    merge_scan m = { 0, 0, hi, 0, NULL };
+    merge_scan m = {0, 0, hi, 0, NULL};
     scan(q, P, &m);
     scan(q, M, &m);
     uint64_t ulo = P ? P->off : lo, span = m.end - ulo;
-    p2p_piece *base = m.largest;       /* the others are copied into it */
+    p2p_piece *base = m.largest; /* the others are copied into it */
     int rc = 0;
-    if (span == m.have) goto restore;  /* nothing new */
-    if (!m.count && q->n >= P2P_PIECES_MAX) { rc = P2P_ERR_LIMIT; goto restore; }
+    if (span == m.have) goto restore; /* nothing new */
+    if (!m.count && q->n >= P2P_PIECES_MAX) {
+        rc = P2P_ERR_LIMIT;
+        goto restore;
+    }
 
     /* The largest piece's buffer when it has room, else a new one that leaves as much room
      * again on the side it grows, within [room_lo, room_hi). */
@@ -289,8 +333,10 @@ int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len,
         uint64_t bmax = room_hi > m.end ? room_hi - m.end : 0;
         /* Streams grow upwards: room at the back when the piece grows there, at the front only
          * when it grows there alone, so a buffer is never more than twice what it holds. */
-        if (m.end > base->off + base->len) back = span < bmax ? span : bmax;
-        else if (ulo < base->off) front = span < fmax ? span : fmax;
+        if (m.end > base->off + base->len)
+            back = span < bmax ? span : bmax;
+        else if (ulo < base->off)
+            front = span < fmax ? span : fmax;
     }
     int64_t kept = base ? (int64_t)(sizeof *base + base->cap) : 0;
     int64_t delta;
@@ -299,7 +345,10 @@ int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len,
         int64_t after = grow ? (int64_t)(sizeof *base + front + span + back) : kept;
         delta = after - (int64_t)m.alloc;
         if (delta <= 0 || !b || (uint64_t)delta <= b->room(b->ud)) break;
-        if (front || back) { front = back = 0; continue; }   /* no spare room, then */
+        if (front || back) {
+            front = back = 0;
+            continue;
+        } /* no spare room, then */
         rc = P2P_ERR_LIMIT;
         goto restore;
     }
@@ -307,13 +356,21 @@ int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len,
     if (grow) {
         size_t cap = (size_t)(front + span + back);
         uint8_t *nb = malloc(cap);
-        if (!nb) { rc = P2P_ERR_NOMEM; goto restore; }
+        if (!nb) {
+            rc = P2P_ERR_NOMEM;
+            goto restore;
+        }
         if (!node) {
             node = calloc(1, sizeof *node);
-            if (!node) { free(nb); rc = P2P_ERR_NOMEM; goto restore; }
+            if (!node) {
+                free(nb);
+                rc = P2P_ERR_NOMEM;
+                goto restore;
+            }
             node->prio = next_prio(q);
         } else {
-            memcpy(nb + front + (node->off - ulo), node->buf + (node->off - node->start), node->len);
+            memcpy(nb + front + (node->off - ulo), node->buf + (node->off - node->start),
+                   node->len);
             free(node->buf);
         }
         node->buf = nb;
@@ -341,7 +398,10 @@ restore:
 const p2p_piece *p2p_pieces_first(p2p_pieces *q)
 {
     p2p_piece *t = q->root;
-    while (t && t->l) { t = t->l; q->work++; }
+    while (t && t->l) {
+        t = t->l;
+        q->work++;
+    }
     return t;
 }
 
@@ -349,7 +409,10 @@ void p2p_pieces_pop(p2p_pieces *q, const p2p_budget *b)
 {
     p2p_piece **pp = &q->root;
     if (!*pp) return;
-    while ((*pp)->l) { pp = &(*pp)->l; q->work++; }
+    while ((*pp)->l) {
+        pp = &(*pp)->l;
+        q->work++;
+    }
     p2p_piece *s = *pp;
     *pp = s->r;
     uint64_t held = sizeof *s + s->cap;

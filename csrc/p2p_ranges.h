@@ -9,10 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct p2p_range { uint64_t lo, hi; } p2p_range;
+typedef struct p2p_range {
+    uint64_t lo, hi;
+} p2p_range;
 
 typedef struct p2p_rangeset {
-    p2p_range *v;   /* sorted by lo, disjoint, never adjacent */
+    p2p_range *v; /* sorted by lo, disjoint, never adjacent */
     size_t n, cap;
 } p2p_rangeset;
 
@@ -27,8 +29,8 @@ int p2p_rangeset_remove(p2p_rangeset *s, uint64_t lo, uint64_t hi);
 int p2p_rangeset_contains(const p2p_rangeset *s, uint64_t x);
 /* The first gap of [lo, hi) not covered by the set: writes it to *glo, *ghi and returns 1,
  * or returns 0 when [lo, hi) is fully covered. */
-int p2p_rangeset_first_gap(const p2p_rangeset *s, uint64_t lo, uint64_t hi,
-                           uint64_t *glo, uint64_t *ghi);
+int p2p_rangeset_first_gap(const p2p_rangeset *s, uint64_t lo, uint64_t hi, uint64_t *glo,
+                           uint64_t *ghi);
 /* Drops the lowest ranges until at most max remain. */
 void p2p_rangeset_trim(p2p_rangeset *s, size_t max);
 
@@ -52,23 +54,23 @@ typedef struct p2p_budget {
 } p2p_budget;
 
 typedef struct p2p_piece {
-    struct p2p_piece *l, *r;    /* treap children: lower and higher offsets */
-    uint32_t prio;              /* random: a parent's is above its children's */
-    uint64_t off;               /* stream offset of the first byte held */
-    size_t len;                 /* bytes held, at buf + (off - start) */
-    uint64_t start;             /* stream offset of buf[0]: room before off is for growing */
-    size_t cap;                 /* bytes allocated at buf */
+    struct p2p_piece *l, *r; /* treap children: lower and higher offsets */
+    uint32_t prio;           /* random: a parent's is above its children's */
+    uint64_t off;            /* stream offset of the first byte held */
+    size_t len;              /* bytes held, at buf + (off - start) */
+    uint64_t start;          /* stream offset of buf[0]: room before off is for growing */
+    size_t cap;              /* bytes allocated at buf */
     uint8_t *buf;
 } p2p_piece;
 
 typedef struct p2p_pieces {
     p2p_piece *root;
-    size_t n;                   /* pieces held */
-    uint64_t bytes;             /* stream bytes held */
-    uint64_t held;              /* bytes allocated for them (nodes and buffers), as charged */
-    uint64_t work;              /* tree nodes visited in all: a CPU measure for tests */
-    uint32_t seed;              /* priorities: the owner seeds it with unpredictable bits
-                                 * (0 falls back to a fixed seed) */
+    size_t n;       /* pieces held */
+    uint64_t bytes; /* stream bytes held */
+    uint64_t held;  /* bytes allocated for them (nodes and buffers), as charged */
+    uint64_t work;  /* tree nodes visited in all: a CPU measure for tests */
+    uint32_t seed;  /* priorities: the owner seeds it with unpredictable bits
+                     * (0 falls back to a fixed seed) */
 } p2p_pieces;
 
 /* All zero is an empty set: init is memset. */
@@ -80,8 +82,8 @@ void p2p_pieces_free(p2p_pieces *q, const p2p_budget *b);
  * yet delivered and the end of the flow-control grant. Returns 0 (held, or nothing new), or
  * P2P_ERR_LIMIT when the piece cap or the budget (b may be NULL: no budget) refused it, or
  * P2P_ERR_NOMEM; nothing is held then. */
-int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len,
-                   uint64_t room_lo, uint64_t room_hi, const p2p_budget *b);
+int p2p_pieces_add(p2p_pieces *q, uint64_t off, const uint8_t *data, size_t len, uint64_t room_lo,
+                   uint64_t room_hi, const p2p_budget *b);
 /* The piece with the lowest offset, or NULL. Valid until the next add, pop or free. */
 const p2p_piece *p2p_pieces_first(p2p_pieces *q);
 /* Frees the piece with the lowest offset. */

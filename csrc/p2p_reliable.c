@@ -13,19 +13,21 @@ int p2p_replay_check(const p2p_replay *w, uint64_t pn)
     if (!w->any || pn > w->largest) return 0;
     uint64_t back = w->largest - pn;
     if (back >= P2P_REPLAY_WINDOW) return -1;
-    return (w->bits[(pn / 64) % (P2P_REPLAY_WINDOW / 64 + 1)] >> (pn % 64)) & 1 ? -1 : 0;
+    const uint64_t words = P2P_REPLAY_WINDOW / P2P_REPLAY_WORD_BITS + 1;
+    return (w->bits[(pn / P2P_REPLAY_WORD_BITS) % words] >> (pn % P2P_REPLAY_WORD_BITS)) & 1 ? -1
+                                                                                             : 0;
 }
 
 void p2p_replay_update(p2p_replay *w, uint64_t pn)
 {
-    const uint64_t words = P2P_REPLAY_WINDOW / 64 + 1;
+    const uint64_t words = P2P_REPLAY_WINDOW / P2P_REPLAY_WORD_BITS + 1;
     if (!w->any) {
         memset(w->bits, 0, sizeof w->bits);
         w->any = 1;
         w->largest = pn;
     } else if (pn > w->largest) {
         /* Clear the words that slide into the window. */
-        uint64_t from = w->largest / 64 + 1, to = pn / 64;
+        uint64_t from = w->largest / P2P_REPLAY_WORD_BITS + 1, to = pn / P2P_REPLAY_WORD_BITS;
         if (to - from + 1 >= words || to < from) {
             if (to >= from) memset(w->bits, 0, sizeof w->bits);
         } else {
@@ -33,7 +35,7 @@ void p2p_replay_update(p2p_replay *w, uint64_t pn)
         }
         w->largest = pn;
     }
-    w->bits[(pn / 64) % words] |= UINT64_C(1) << (pn % 64);
+    w->bits[(pn / P2P_REPLAY_WORD_BITS) % words] |= UINT64_C(1) << (pn % P2P_REPLAY_WORD_BITS);
 }
 
 /* ---- acknowledging ---------------------------------------------------------------------- */
@@ -45,7 +47,10 @@ void p2p_acker_init(p2p_acker *a)
     a->deadline = P2P_TIME_NEVER;
 }
 
-void p2p_acker_free(p2p_acker *a) { p2p_rangeset_free(&a->received); }
+void p2p_acker_free(p2p_acker *a)
+{
+    p2p_rangeset_free(&a->received);
+}
 
 int p2p_acker_on_packet(p2p_acker *a, uint64_t pn, int ack_eliciting, uint64_t now)
 {
@@ -103,7 +108,7 @@ void p2p_recovery_init(p2p_recovery *r, uint64_t now)
     r->rttvar = P2P_INITIAL_RTT_US / 2;
     r->min_rtt = UINT64_MAX;
     r->cwnd = P2P_INITIAL_WINDOW;
-    r->mss = 1232;
+    r->mss = P2P_MAX_PACKET;
     r->ssthresh = UINT64_MAX;
     r->tokens = P2P_PACING_BURST;
     r->pace_time = now;
@@ -156,7 +161,8 @@ int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t fla
 
 static void advance_base(p2p_recovery *r)
 {
-    while (r->base_pn < r->next_pn && (sent_at(r, r->base_pn)->flags & (P2P_SENT_ACKED | P2P_SENT_LOST)))
+    while (r->base_pn < r->next_pn &&
+           (sent_at(r, r->base_pn)->flags & (P2P_SENT_ACKED | P2P_SENT_LOST)))
         r->base_pn++;
     /* Give memory back once the record has drained after a burst. */
     if (r->base_pn == r->next_pn && r->cap > 256) {
@@ -292,7 +298,7 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
     int acked_eliciting = 0;
     for (size_t i = 0; i < ack->u.ack.count; i++) {
         uint64_t lo = ack->u.ack.r[i].lo, hi = ack->u.ack.r[i].hi;
-        if (hi < r->base_pn) break;          /* ranges come highest first */
+        if (hi < r->base_pn) break; /* ranges come highest first */
         if (lo < r->base_pn) lo = r->base_pn;
         for (uint64_t pn = hi + 1; pn-- > lo;) {
             p2p_sent *s = sent_at(r, pn);
@@ -305,7 +311,7 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
                 resolve(r, s, P2P_SENT_ACKED);
                 if (s->flags & P2P_SENT_ELICITING) on_acked_cc(r, s, in_flight_before);
             } else {
-                s->flags |= P2P_SENT_ACKED;  /* spuriously declared lost; data already requeued */
+                s->flags |= P2P_SENT_ACKED; /* spuriously declared lost; data already requeued */
             }
             if (cb) cb->acked(cb->ud, s);
         }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "p2p_ranges.h"
 #include "p2p_wire.h"
+#include "p2pnet.h"
 
 /* Specification constants (RFC 9002) */
 #define P2P_PACKET_THRESHOLD 3
@@ -20,17 +21,18 @@
 /* Tunables (docs/PROTOCOL.md section 5) */
 #define P2P_MAX_ACK_DELAY_US 5000
 #define P2P_ACK_THRESHOLD 2
-#define P2P_ACK_THRESHOLD_BULK 8          /* after P2P_ACK_BULK_AFTER packets */
+#define P2P_ACK_THRESHOLD_BULK 8 /* after P2P_ACK_BULK_AFTER packets */
 #define P2P_ACK_BULK_AFTER 1000
-#define P2P_INITIAL_WINDOW (10 * 1232)
-#define P2P_MIN_WINDOW (2 * 1232)
+#define P2P_INITIAL_WINDOW (10 * P2P_MAX_PACKET)
+#define P2P_MIN_WINDOW (2 * P2P_MAX_PACKET)
 #define P2P_MAX_WINDOW (64u * 1024u * 1024u)
-#define P2P_PACING_BURST (10 * 1232)
+#define P2P_PACING_BURST (10 * P2P_MAX_PACKET)
 #define P2P_REPLAY_WINDOW 4096
+#define P2P_REPLAY_WORD_BITS 64 /* the replay bitmap's word, a uint64_t */
 #define P2P_ACK_RANGES_KEPT 32
 /* hardening (stream): the sent-packet record holds at most this many packet numbers (24
  * bytes each, charged to the peer's budget). A 16 MiB stream window is about 14,000 packets of
- * 1232 bytes in flight; when the record is full the oldest outstanding packet is declared
+ * P2P_MAX_PACKET bytes in flight; when the record is full the oldest outstanding packet is declared
  * lost (p2p_recovery_make_room), so a peer that never acknowledges cannot make it grow. */
 #define P2P_SENT_RECORD_MAX 32768u
 #define P2P_SENT_RECORD_MIN 64u
@@ -39,7 +41,8 @@
 typedef struct p2p_replay {
     uint64_t largest;
     int any;
-    uint64_t bits[P2P_REPLAY_WINDOW / 64 + 1]; /* one spare word so no two live numbers alias */
+    uint64_t bits[P2P_REPLAY_WINDOW / P2P_REPLAY_WORD_BITS +
+                  1]; /* one spare word so no two live numbers alias */
 } p2p_replay;
 
 /* 0 when pn may be new, -1 when it is a replay or below the window. Checked before
@@ -49,12 +52,12 @@ void p2p_replay_update(p2p_replay *w, uint64_t pn);
 
 /* ---- acknowledging what we receive ---- */
 typedef struct p2p_acker {
-    p2p_rangeset received;      /* packet numbers received, as [lo, hi) */
-    uint64_t largest_time;      /* when the largest packet number arrived */
-    uint64_t count;             /* ack-eliciting packets received in all */
-    unsigned pending;           /* ack-eliciting packets not yet acknowledged */
-    int ack_now;                /* send an ACK in the next packet */
-    uint64_t deadline;          /* send an ACK by then (P2P_TIME_NEVER: none pending) */
+    p2p_rangeset received; /* packet numbers received, as [lo, hi) */
+    uint64_t largest_time; /* when the largest packet number arrived */
+    uint64_t count;        /* ack-eliciting packets received in all */
+    unsigned pending;      /* ack-eliciting packets not yet acknowledged */
+    int ack_now;           /* send an ACK in the next packet */
+    uint64_t deadline;     /* send an ACK by then (P2P_TIME_NEVER: none pending) */
 } p2p_acker;
 
 void p2p_acker_init(p2p_acker *a);
@@ -70,8 +73,11 @@ void p2p_acker_sent(p2p_acker *a);
 
 /* ---- what we sent ---- */
 enum {
-    P2P_SENT_ACKED = 1, P2P_SENT_LOST = 2, P2P_SENT_ELICITING = 4, P2P_SENT_MAX_STREAM = 8,
-    P2P_SENT_MTU_PROBE = 16   /* its loss says the path is too narrow, not congested */
+    P2P_SENT_ACKED = 1,
+    P2P_SENT_LOST = 2,
+    P2P_SENT_ELICITING = 4,
+    P2P_SENT_MAX_STREAM = 8,
+    P2P_SENT_MTU_PROBE = 16 /* its loss says the path is too narrow, not congested */
 };
 
 typedef struct p2p_sent {
@@ -83,22 +89,22 @@ typedef struct p2p_sent {
 } p2p_sent;
 
 typedef struct p2p_recovery {
-    p2p_sent *ring;            /* packets base_pn .. next_pn-1, at index pn & (cap-1) */
+    p2p_sent *ring; /* packets base_pn .. next_pn-1, at index pn & (cap-1) */
     size_t cap;
     uint64_t base_pn, next_pn;
-    uint64_t largest_acked;    /* valid when has_acked */
+    uint64_t largest_acked; /* valid when has_acked */
     int has_acked;
-    uint64_t in_flight;        /* bytes of ack-eliciting packets neither acked nor lost */
+    uint64_t in_flight; /* bytes of ack-eliciting packets neither acked nor lost */
     uint64_t eliciting_in_flight;
     uint64_t last_eliciting_time;
-    uint64_t loss_time;        /* P2P_TIME_NEVER when no packet waits on the time threshold */
+    uint64_t loss_time; /* P2P_TIME_NEVER when no packet waits on the time threshold */
     unsigned pto_count;
     /* RTT (microseconds) */
     uint64_t srtt, rttvar, min_rtt, latest_rtt;
     int has_rtt;
     /* NewReno */
     uint64_t cwnd, ssthresh, recovery_start, ca_acked;
-    uint32_t mss;              /* largest packet the path carries now (path MTU discovery) */
+    uint32_t mss; /* largest packet the path carries now (path MTU discovery) */
     /* pacing */
     double tokens;
     uint64_t pace_time;

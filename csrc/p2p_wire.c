@@ -4,18 +4,18 @@
 
 #include <string.h>
 
+/* The fixed-size readers take their bytes through p2p_rd_bytes, so a short read marks the
+ * reader bad and yields 0 in one place. */
 uint8_t p2p_rd_u8(p2p_rd *r)
 {
-    if (r->bad || r->p >= r->end) { r->bad = 1; return 0; }
-    return *r->p++;
+    const uint8_t *p = p2p_rd_bytes(r, 1);
+    return p ? p[0] : 0;
 }
 
 uint16_t p2p_rd_u16(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 2) { r->bad = 1; return 0; }
-    uint16_t v = (uint16_t)(r->p[0] | (r->p[1] << 8));
-    r->p += 2;
-    return v;
+    const uint8_t *p = p2p_rd_bytes(r, 2);
+    return p ? (uint16_t)(p[0] | (p[1] << 8)) : 0;
 }
 
 uint32_t p2p_get_u32(const uint8_t *p)
@@ -30,7 +30,10 @@ uint64_t p2p_get_u64(const uint8_t *p)
 
 void p2p_put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
 }
 
 void p2p_put_u64(uint8_t *p, uint64_t v)
@@ -41,25 +44,27 @@ void p2p_put_u64(uint8_t *p, uint64_t v)
 
 uint32_t p2p_rd_u32(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 4) { r->bad = 1; return 0; }
-    uint32_t v = p2p_get_u32(r->p);
-    r->p += 4;
-    return v;
+    const uint8_t *p = p2p_rd_bytes(r, 4);
+    return p ? p2p_get_u32(p) : 0;
 }
 
 uint64_t p2p_rd_u64(p2p_rd *r)
 {
-    if (r->bad || p2p_rd_left(r) < 8) { r->bad = 1; return 0; }
-    uint64_t v = p2p_get_u64(r->p);
-    r->p += 8;
-    return v;
+    const uint8_t *p = p2p_rd_bytes(r, 8);
+    return p ? p2p_get_u64(p) : 0;
 }
 
 uint64_t p2p_rd_varint(p2p_rd *r)
 {
-    if (r->bad || r->p >= r->end) { r->bad = 1; return 0; }
+    if (r->bad || r->p >= r->end) {
+        r->bad = 1;
+        return 0;
+    }
     size_t n = (size_t)1 << (r->p[0] >> 6);
-    if (p2p_rd_left(r) < n) { r->bad = 1; return 0; }
+    if (p2p_rd_left(r) < n) {
+        r->bad = 1;
+        return 0;
+    }
     uint64_t v = r->p[0] & 0x3f;
     for (size_t i = 1; i < n; i++) v = (v << 8) | r->p[i];
     r->p += n;
@@ -68,7 +73,10 @@ uint64_t p2p_rd_varint(p2p_rd *r)
 
 const uint8_t *p2p_rd_bytes(p2p_rd *r, size_t n)
 {
-    if (r->bad || p2p_rd_left(r) < n) { r->bad = 1; return NULL; }
+    if (r->bad || p2p_rd_left(r) < n) {
+        r->bad = 1;
+        return NULL;
+    }
     const uint8_t *p = r->p;
     r->p += n;
     return p;
@@ -76,27 +84,40 @@ const uint8_t *p2p_rd_bytes(p2p_rd *r, size_t n)
 
 void p2p_wr_u8(p2p_wr *w, uint8_t v)
 {
-    if (w->bad || w->p >= w->end) { w->bad = 1; return; }
+    if (w->bad || w->p >= w->end) {
+        w->bad = 1;
+        return;
+    }
     *w->p++ = v;
 }
 
 void p2p_wr_u16(p2p_wr *w, uint16_t v)
 {
-    if (w->bad || p2p_wr_left(w) < 2) { w->bad = 1; return; }
-    w->p[0] = (uint8_t)v; w->p[1] = (uint8_t)(v >> 8);
+    if (w->bad || p2p_wr_left(w) < 2) {
+        w->bad = 1;
+        return;
+    }
+    w->p[0] = (uint8_t)v;
+    w->p[1] = (uint8_t)(v >> 8);
     w->p += 2;
 }
 
 void p2p_wr_u32(p2p_wr *w, uint32_t v)
 {
-    if (w->bad || p2p_wr_left(w) < 4) { w->bad = 1; return; }
+    if (w->bad || p2p_wr_left(w) < 4) {
+        w->bad = 1;
+        return;
+    }
     p2p_put_u32(w->p, v);
     w->p += 4;
 }
 
 void p2p_wr_u64(p2p_wr *w, uint64_t v)
 {
-    if (w->bad || p2p_wr_left(w) < 8) { w->bad = 1; return; }
+    if (w->bad || p2p_wr_left(w) < 8) {
+        w->bad = 1;
+        return;
+    }
     p2p_put_u64(w->p, v);
     w->p += 8;
 }
@@ -109,16 +130,25 @@ size_t p2p_varint_len(uint64_t v)
 void p2p_wr_varint(p2p_wr *w, uint64_t v)
 {
     size_t n = p2p_varint_len(v);
-    if (w->bad || v > P2P_VARINT_MAX || p2p_wr_left(w) < n) { w->bad = 1; return; }
-    static const uint8_t prefix[9] = { 0, 0x00, 0x40, 0, 0x80, 0, 0, 0, 0xc0 };
-    for (size_t i = n; i-- > 0;) { w->p[i] = (uint8_t)v; v >>= 8; }
+    if (w->bad || v > P2P_VARINT_MAX || p2p_wr_left(w) < n) {
+        w->bad = 1;
+        return;
+    }
+    static const uint8_t prefix[9] = {0, 0x00, 0x40, 0, 0x80, 0, 0, 0, 0xc0};
+    for (size_t i = n; i-- > 0;) {
+        w->p[i] = (uint8_t)v;
+        v >>= 8;
+    }
     w->p[0] |= prefix[n];
     w->p += n;
 }
 
 void p2p_wr_bytes(p2p_wr *w, const void *src, size_t n)
 {
-    if (w->bad || p2p_wr_left(w) < n) { w->bad = 1; return; }
+    if (w->bad || p2p_wr_left(w) < n) {
+        w->bad = 1;
+        return;
+    }
     if (n) memcpy(w->p, src, n);
     w->p += n;
 }
@@ -148,50 +178,50 @@ static int frame_ack(p2p_rd *r, p2p_frame *f)
     return 1;
 }
 
+/* The len bytes a frame carries after its header. Returns 1, or P2P_ERR_INVALID when the
+ * header was cut short or the packet holds fewer bytes. */
+static int frame_body(p2p_rd *r, uint64_t len, const uint8_t **data)
+{
+    if (r->bad || len > p2p_rd_left(r)) return P2P_ERR_INVALID;
+    *data = p2p_rd_bytes(r, (size_t)len);
+    return 1;
+}
+
 int p2p_frame_next(p2p_rd *r, p2p_frame *f)
 {
     if (p2p_rd_left(r) == 0) return 0;
     f->type = p2p_rd_u8(r);
     switch (f->type) {
     case P2P_FRAME_PADDING:
-        while (r->p < r->end) if (*r->p++ != 0) return P2P_ERR_INVALID;
+        while (r->p < r->end)
+            if (*r->p++ != 0) return P2P_ERR_INVALID;
         return 1;
-    case P2P_FRAME_PING:
-        return 1;
-    case P2P_FRAME_ACK:
-        return frame_ack(r, f);
+    case P2P_FRAME_PING: return 1;
+    case P2P_FRAME_ACK: return frame_ack(r, f);
     case P2P_FRAME_STREAM:
         f->u.stream.offset = p2p_rd_varint(r);
         f->u.stream.len = p2p_rd_varint(r);
-        if (r->bad || f->u.stream.len > p2p_rd_left(r)) return P2P_ERR_INVALID;
         if (f->u.stream.offset + f->u.stream.len > P2P_VARINT_MAX) return P2P_ERR_INVALID;
-        f->u.stream.data = p2p_rd_bytes(r, (size_t)f->u.stream.len);
-        return 1;
+        return frame_body(r, f->u.stream.len, &f->u.stream.data);
     case P2P_FRAME_MAX_STREAM:
         f->u.max_stream = p2p_rd_varint(r);
         return r->bad ? P2P_ERR_INVALID : 1;
     case P2P_FRAME_DATAGRAM:
         f->u.datagram.type = p2p_rd_u16(r);
         f->u.datagram.len = p2p_rd_varint(r);
-        if (r->bad || f->u.datagram.len > p2p_rd_left(r)) return P2P_ERR_INVALID;
-        f->u.datagram.data = p2p_rd_bytes(r, (size_t)f->u.datagram.len);
-        return 1;
-    case P2P_FRAME_CLOSE:
-        f->u.close_reason = p2p_rd_u8(r);
-        return r->bad ? P2P_ERR_INVALID : 1;
+        return frame_body(r, f->u.datagram.len, &f->u.datagram.data);
+    case P2P_FRAME_CLOSE: f->u.close_reason = p2p_rd_u8(r); return r->bad ? P2P_ERR_INVALID : 1;
     case P2P_FRAME_RELAY:
     case P2P_FRAME_RELAYED:
         f->u.relay.channel = p2p_rd_u32(r);
         f->u.relay.len = p2p_rd_varint(r);
-        if (r->bad || f->u.relay.len == 0 || f->u.relay.len > p2p_rd_left(r)) return P2P_ERR_INVALID;
-        f->u.relay.data = p2p_rd_bytes(r, (size_t)f->u.relay.len);
-        return 1;
+        if (f->u.relay.len == 0) return P2P_ERR_INVALID;
+        return frame_body(r, f->u.relay.len, &f->u.relay.data);
     case P2P_FRAME_PATH_CHALLENGE:
     case P2P_FRAME_PATH_RESPONSE:
         f->u.path_data = p2p_rd_u64(r);
         return r->bad ? P2P_ERR_INVALID : 1;
-    default:
-        return P2P_ERR_INVALID;
+    default: return P2P_ERR_INVALID;
     }
 }
 
@@ -250,11 +280,8 @@ int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
     case P2P_REC_DIGEST:
     case P2P_REC_INTRO_REQ:
     case P2P_REC_INTRO:
-    case P2P_REC_INTRO_FAIL:
-        rec->len = p2p_rd_varint(&r);
-        break;
-    default:
-        return P2P_ERR_INVALID;
+    case P2P_REC_INTRO_FAIL: rec->len = p2p_rd_varint(&r); break;
+    default: return P2P_ERR_INVALID;
     }
     if (r.bad) return 0;
     return (int)(r.p - p);

@@ -10,8 +10,13 @@
 #include <stdint.h>
 
 /* Packet types (first byte of a datagram). */
-enum { P2P_PKT_INIT = 0x01, P2P_PKT_RESP = 0x02, P2P_PKT_FIN = 0x03, P2P_PKT_DATA = 0x04,
-       P2P_PKT_COOKIE = 0x05 /* hardening (handshake): the reply to INIT under load */ };
+enum {
+    P2P_PKT_INIT = 0x01,
+    P2P_PKT_RESP = 0x02,
+    P2P_PKT_FIN = 0x03,
+    P2P_PKT_DATA = 0x04,
+    P2P_PKT_COOKIE = 0x05 /* hardening (handshake): the reply to INIT under load */
+};
 #define P2P_PROTOCOL_VERSION 1
 /* hardening (handshake): 160 with mac2, so that RESP (at most 272 bytes) stays under 2x */
 #define P2P_INIT_LEN 160
@@ -19,23 +24,42 @@ enum { P2P_PKT_INIT = 0x01, P2P_PKT_RESP = 0x02, P2P_PKT_FIN = 0x03, P2P_PKT_DAT
 
 /* Frame types. */
 enum {
-    P2P_FRAME_PADDING = 0x00, P2P_FRAME_PING = 0x01, P2P_FRAME_ACK = 0x02,
-    P2P_FRAME_STREAM = 0x03, P2P_FRAME_MAX_STREAM = 0x04, P2P_FRAME_DATAGRAM = 0x05,
+    P2P_FRAME_PADDING = 0x00,
+    P2P_FRAME_PING = 0x01,
+    P2P_FRAME_ACK = 0x02,
+    P2P_FRAME_STREAM = 0x03,
+    P2P_FRAME_MAX_STREAM = 0x04,
+    P2P_FRAME_DATAGRAM = 0x05,
     P2P_FRAME_CLOSE = 0x06,
     /* NAT traversal (docs/PROTOCOL.md section 8): none of them is ack-eliciting */
-    P2P_FRAME_RELAY = 0x07, P2P_FRAME_PATH_CHALLENGE = 0x08, P2P_FRAME_PATH_RESPONSE = 0x09,
+    P2P_FRAME_RELAY = 0x07,
+    P2P_FRAME_PATH_CHALLENGE = 0x08,
+    P2P_FRAME_PATH_RESPONSE = 0x09,
     P2P_FRAME_RELAYED = 0x0a
 };
 /* CLOSE reasons on the wire. */
-enum { P2P_CLOSE_CLOSED = 0, P2P_CLOSE_DENIED = 1, P2P_CLOSE_PROTOCOL = 2, P2P_CLOSE_DUPLICATE = 3 };
+enum {
+    P2P_CLOSE_CLOSED = 0,
+    P2P_CLOSE_DENIED = 1,
+    P2P_CLOSE_PROTOCOL = 2,
+    P2P_CLOSE_DUPLICATE = 3
+};
 /* Stream record kinds. */
 enum {
-    P2P_REC_MESSAGE = 0x01, P2P_REC_MESSAGE_RECEIPT = 0x02, P2P_REC_REPLY = 0x03,
+    P2P_REC_MESSAGE = 0x01,
+    P2P_REC_MESSAGE_RECEIPT = 0x02,
+    P2P_REC_REPLY = 0x03,
     /* mesh records: u8 kind, varint length, body (docs/PROTOCOL.md section 7) */
-    P2P_REC_MEMBERS = 0x04, P2P_REC_BROADCAST = 0x05, P2P_REC_IHAVE = 0x06, P2P_REC_IWANT = 0x07,
-    P2P_REC_SUMMARY = 0x08, P2P_REC_DIGEST = 0x09,
+    P2P_REC_MEMBERS = 0x04,
+    P2P_REC_BROADCAST = 0x05,
+    P2P_REC_IHAVE = 0x06,
+    P2P_REC_IWANT = 0x07,
+    P2P_REC_SUMMARY = 0x08,
+    P2P_REC_DIGEST = 0x09,
     /* introductions (docs/PROTOCOL.md section 8.2): same layout as mesh records */
-    P2P_REC_INTRO_REQ = 0x0a, P2P_REC_INTRO = 0x0b, P2P_REC_INTRO_FAIL = 0x0c
+    P2P_REC_INTRO_REQ = 0x0a,
+    P2P_REC_INTRO = 0x0b,
+    P2P_REC_INTRO_FAIL = 0x0c
 };
 
 #define P2P_VARINT_MAX ((UINT64_C(1) << 62) - 1)
@@ -53,10 +77,26 @@ typedef struct p2p_wr {
     int bad;
 } p2p_wr;
 
-static inline void p2p_rd_init(p2p_rd *r, const uint8_t *p, size_t n) { r->p = p; r->end = p + n; r->bad = 0; }
-static inline size_t p2p_rd_left(const p2p_rd *r) { return (size_t)(r->end - r->p); }
-static inline void p2p_wr_init(p2p_wr *w, uint8_t *p, size_t n) { w->p = p; w->end = p + n; w->bad = 0; }
-static inline size_t p2p_wr_left(const p2p_wr *w) { return (size_t)(w->end - w->p); }
+static inline void p2p_rd_init(p2p_rd *r, const uint8_t *p, size_t n)
+{
+    r->p = p;
+    r->end = p + n;
+    r->bad = 0;
+}
+static inline size_t p2p_rd_left(const p2p_rd *r)
+{
+    return (size_t)(r->end - r->p);
+}
+static inline void p2p_wr_init(p2p_wr *w, uint8_t *p, size_t n)
+{
+    w->p = p;
+    w->end = p + n;
+    w->bad = 0;
+}
+static inline size_t p2p_wr_left(const p2p_wr *w)
+{
+    return (size_t)(w->end - w->p);
+}
 
 uint8_t p2p_rd_u8(p2p_rd *r);
 uint16_t p2p_rd_u16(p2p_rd *r);
@@ -70,7 +110,7 @@ void p2p_wr_u8(p2p_wr *w, uint8_t v);
 void p2p_wr_u16(p2p_wr *w, uint16_t v);
 void p2p_wr_u32(p2p_wr *w, uint32_t v);
 void p2p_wr_u64(p2p_wr *w, uint64_t v);
-void p2p_wr_varint(p2p_wr *w, uint64_t v);  /* v <= P2P_VARINT_MAX */
+void p2p_wr_varint(p2p_wr *w, uint64_t v); /* v <= P2P_VARINT_MAX */
 void p2p_wr_bytes(p2p_wr *w, const void *src, size_t n);
 /* Encoded size of a varint. */
 size_t p2p_varint_len(uint64_t v);
@@ -88,18 +128,36 @@ uint32_t p2p_get_u32(const uint8_t *p);
 uint64_t p2p_get_u64(const uint8_t *p);
 
 /* One decoded frame. Pointers borrow from the packet buffer. */
-typedef struct p2p_ack_range { uint64_t lo, hi; } p2p_ack_range; /* inclusive */
+typedef struct p2p_ack_range {
+    uint64_t lo, hi;
+} p2p_ack_range; /* inclusive */
 
 typedef struct p2p_frame {
     uint8_t type;
     union {
-        struct { uint64_t delay_us; size_t count; p2p_ack_range r[P2P_ACK_MAX_RANGES]; } ack;
-        struct { uint64_t offset; uint64_t len; const uint8_t *data; } stream;
+        struct {
+            uint64_t delay_us;
+            size_t count;
+            p2p_ack_range r[P2P_ACK_MAX_RANGES];
+        } ack;
+        struct {
+            uint64_t offset;
+            uint64_t len;
+            const uint8_t *data;
+        } stream;
         uint64_t max_stream;
-        struct { uint16_t type; uint64_t len; const uint8_t *data; } datagram;
+        struct {
+            uint16_t type;
+            uint64_t len;
+            const uint8_t *data;
+        } datagram;
         uint8_t close_reason;
-        struct { uint32_t channel; uint64_t len; const uint8_t *data; } relay;
-        uint64_t path_data;  /* PATH_CHALLENGE, PATH_RESPONSE */
+        struct {
+            uint32_t channel;
+            uint64_t len;
+            const uint8_t *data;
+        } relay;
+        uint64_t path_data; /* PATH_CHALLENGE, PATH_RESPONSE */
     } u;
 } p2p_frame;
 
@@ -116,10 +174,10 @@ size_t p2p_frame_stream_header_len(uint64_t offset, uint64_t len);
 /* A stream record header (docs/PROTOCOL.md section 4). */
 typedef struct p2p_record {
     uint8_t kind;
-    uint16_t type;         /* MESSAGE kinds */
-    uint64_t ref;          /* REPLY: record ordinal answered */
-    uint8_t status;        /* REPLY */
-    uint64_t len;          /* body length */
+    uint16_t type;  /* MESSAGE kinds */
+    uint64_t ref;   /* REPLY: record ordinal answered */
+    uint8_t status; /* REPLY */
+    uint64_t len;   /* body length */
 } p2p_record;
 
 /* Decodes a record header from the first avail bytes. Returns the header length (> 0),

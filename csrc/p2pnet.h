@@ -37,23 +37,30 @@ extern "C" {
 /* Largest unreliable datagram payload: a DATA packet less header, tag and frame header. */
 #define P2P_MAX_DATAGRAM 1195
 #define P2P_ID_LEN 32
+/* Key sizes. An id is an Ed25519 public key; a key file holds only the seed it comes from. */
+#define P2P_ED_PK_LEN P2P_ID_LEN /* an Ed25519 public key */
+#define P2P_SEED_LEN 32          /* an Ed25519 seed */
+#define P2P_ED_SK_LEN 64         /* an Ed25519 secret key: the seed, then the public key */
+#define P2P_SIG_LEN 64           /* an Ed25519 signature */
+#define P2P_DH_LEN 32            /* an X25519 key, private or public */
+#define P2P_ID_HEX_LEN 64        /* an id in hex digits, without the NUL */
 #define P2P_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
 #define P2P_TIME_NEVER UINT64_MAX
 
 enum p2p_error {
     P2P_OK = 0,
-    P2P_ERR_NOMEM = -1,      /* allocation failed */
-    P2P_ERR_INVALID = -2,    /* an argument is out of range */
-    P2P_ERR_ADDRESS = -3,    /* an address does not parse */
-    P2P_ERR_CRYPTO = -4,     /* a cryptographic check failed */
-    P2P_ERR_PEER = -5,       /* no such peer, or not in a state to do this */
-    P2P_ERR_FULL = -6,       /* the peer's send queue is full; try later */
-    P2P_ERR_TOO_BIG = -7,    /* larger than max_message / P2P_MAX_DATAGRAM */
-    P2P_ERR_LIMIT = -8,      /* max_peers or another configured limit reached */
-    P2P_ERR_CLOSED = -9,     /* the host is closed */
-    P2P_ERR_IO = -10,        /* a system call failed (drivers and key files only) */
-    P2P_ERR_KEYFILE = -11,   /* a key file is malformed or has unsafe permissions */
-    P2P_ERR_BUFFER = -12,    /* the caller's buffer is too small */
+    P2P_ERR_NOMEM = -1,    /* allocation failed */
+    P2P_ERR_INVALID = -2,  /* an argument is out of range */
+    P2P_ERR_ADDRESS = -3,  /* an address does not parse */
+    P2P_ERR_CRYPTO = -4,   /* a cryptographic check failed */
+    P2P_ERR_PEER = -5,     /* no such peer, or not in a state to do this */
+    P2P_ERR_FULL = -6,     /* the peer's send queue is full; try later */
+    P2P_ERR_TOO_BIG = -7,  /* larger than max_message / P2P_MAX_DATAGRAM */
+    P2P_ERR_LIMIT = -8,    /* max_peers or another configured limit reached */
+    P2P_ERR_CLOSED = -9,   /* the host is closed */
+    P2P_ERR_IO = -10,      /* a system call failed (drivers and key files only) */
+    P2P_ERR_KEYFILE = -11, /* a key file is malformed or has unsafe permissions */
+    P2P_ERR_BUFFER = -12,  /* the caller's buffer is too small */
 };
 
 /* A static string naming the error code. Never NULL. */
@@ -61,15 +68,19 @@ const char *p2p_strerror(int err);
 
 /* ---- addresses ------------------------------------------------------------------------ */
 
-enum { P2P_AF_NONE = 0, P2P_AF_INET4 = 4, P2P_AF_INET6 = 6,
-       P2P_AF_RELAY = 0x52 /* inside the core only: a path through a relay; the bytes of ip
-                            * name it. Drivers never see it. */ };
+enum {
+    P2P_AF_NONE = 0,
+    P2P_AF_INET4 = 4,
+    P2P_AF_INET6 = 6,
+    P2P_AF_RELAY = 0x52 /* inside the core only: a path through a relay; the bytes of ip
+                         * name it. Drivers never see it. */
+};
 
 /* A UDP endpoint. IPv4 is always stored as P2P_AF_INET4, never as a v4-mapped IPv6 address. */
 typedef struct p2p_addr {
-    uint8_t family;  /* P2P_AF_INET4 or P2P_AF_INET6 */
-    uint8_t ip[16];  /* IPv4 uses the first 4 bytes */
-    uint16_t port;   /* host byte order */
+    uint8_t family; /* P2P_AF_INET4 or P2P_AF_INET6 */
+    uint8_t ip[16]; /* IPv4 uses the first 4 bytes */
+    uint16_t port;  /* host byte order */
 } p2p_addr;
 
 /* Parses a numeric "a.b.c.d:port" or "[v6]:port". Returns 0 or P2P_ERR_ADDRESS. */
@@ -77,6 +88,12 @@ int p2p_addr_parse(p2p_addr *out, const char *text);
 /* Writes "a.b.c.d:port" or "[v6]:port" into buf (at most cap bytes, NUL-terminated).
  * Returns 0, or P2P_ERR_BUFFER when cap is too small (64 always suffices). */
 int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap);
+/* A buffer of this many bytes holds any text p2p_addr_format writes. */
+#define P2P_ADDR_TEXT_MAX 64
+/* Parses a decimal port that is the whole of text: 1 to 5 digits, no sign, no leading zero,
+ * at most 65535. The one port syntax for addresses, bind ports and names the driver resolves.
+ * Returns 0 or P2P_ERR_ADDRESS. */
+int p2p_addr_parse_port(const char *text, uint16_t *port);
 /* 1 when a and b are the same endpoint, else 0. */
 int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b);
 
@@ -93,11 +110,11 @@ int p2p_addr_scope(const p2p_addr *a);
 /* An Ed25519 identity with its X25519 static key. Holds secrets: wipe with
  * p2p_identity_wipe() when done. The node id is `ed_pk`. */
 typedef struct p2p_identity {
-    uint8_t ed_pk[32];
-    uint8_t ed_sk[64];
-    uint8_t x_pk[32];
-    uint8_t x_sk[32];
-    uint8_t binding_sig[64]; /* Ed25519 over "p2pnet/1 static" || x_pk */
+    uint8_t ed_pk[P2P_ED_PK_LEN];
+    uint8_t ed_sk[P2P_ED_SK_LEN];
+    uint8_t x_pk[P2P_DH_LEN];
+    uint8_t x_sk[P2P_DH_LEN];
+    uint8_t binding_sig[P2P_SIG_LEN]; /* Ed25519 over "p2pnet/1 static" || x_pk */
 } p2p_identity;
 
 /* Initialises libsodium. Safe to call more than once; every other function that needs it
@@ -106,7 +123,7 @@ int p2p_init(void);
 /* A fresh random identity. Returns 0 or P2P_ERR_CRYPTO. */
 int p2p_identity_generate(p2p_identity *id);
 /* The identity for a 32-byte Ed25519 seed. Returns 0 or P2P_ERR_CRYPTO. */
-int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[32]);
+int p2p_identity_from_seed(p2p_identity *id, const uint8_t seed[P2P_SEED_LEN]);
 /* Loads the key file at path, or creates it (mode 0600, O_EXCL) when it does not exist.
  * On failure returns P2P_ERR_KEYFILE (malformed, unsafe permissions) or P2P_ERR_IO, and
  * writes a readable reason into err (at most errlen bytes, NUL-terminated) when err != NULL. */
@@ -114,9 +131,9 @@ int p2p_identity_load(p2p_identity *id, const char *path, char *err, size_t errl
 /* Wipes the secrets. */
 void p2p_identity_wipe(p2p_identity *id);
 /* Writes the 64 lowercase hex characters of a 32-byte id and a NUL into hex[65]. */
-void p2p_id_to_hex(const uint8_t id[32], char hex[65]);
+void p2p_id_to_hex(const uint8_t id[P2P_ID_LEN], char hex[P2P_ID_HEX_LEN + 1]);
 /* Parses 64 hex characters (either case). Returns 0 or P2P_ERR_INVALID. */
-int p2p_id_from_hex(uint8_t id[32], const char *hex, size_t len);
+int p2p_id_from_hex(uint8_t id[P2P_ID_LEN], const char *hex, size_t len);
 
 /* ---- host ----------------------------------------------------------------------------- */
 
@@ -125,50 +142,51 @@ typedef struct p2p_host p2p_host;
 /* Called at the end of an incoming handshake, before a join, when set. Returns nonzero to
  * accept. It runs inside p2p_host_recv(): it must not call back into the host. Drivers that
  * need to ask a scripting language should use P2P_EV_REQUEST instead (see request_hook). */
-typedef int (*p2p_admit_fn)(void *ud, const uint8_t id[32], const p2p_addr *from);
+typedef int (*p2p_admit_fn)(void *ud, const uint8_t id[P2P_ID_LEN], const p2p_addr *from);
 
 typedef struct p2p_config {
-    const p2p_identity *identity;    /* required; copied */
-    const uint8_t *network_key;      /* NULL for none */
+    const p2p_identity *identity; /* required; copied */
+    const uint8_t *network_key;   /* NULL for none */
     size_t network_key_len;
-    const uint8_t (*allow)[32];      /* NULL, or allow_count ids: nobody else may join */
+    const uint8_t (*allow)[P2P_ID_LEN]; /* NULL, or allow_count ids: nobody else may join */
     size_t allow_count;
-    const uint8_t (*deny)[32];       /* deny_count ids that may never join */
+    const uint8_t (*deny)[P2P_ID_LEN]; /* deny_count ids that may never join */
     size_t deny_count;
-    int request_hook;                /* nonzero: incoming peers wait for p2p_host_admit()
-                                      * after a P2P_EV_REQUEST event */
-    uint64_t timeout_us;             /* idle timeout; 0 means 10 s */
-    uint32_t max_peers;              /* 0 means 1024 */
-    uint32_t max_message;            /* 0 means P2P_DEFAULT_MAX_MESSAGE */
-    uint32_t send_queue_limit;       /* 0 means 8 MiB */
-    int mediator;                    /* nonzero: not a mesh member (Lua `mesh = false`): it
-                                      * neither dials the members it hears of nor shares them */
-    uint64_t unix_us;                /* wall-clock time (microseconds since 1970) that goes
-                                      * with the `now` given to p2p_host_new; member records
-                                      * expire by it. 0: unknown, records never expire */
-    int no_relay;                    /* nonzero: never relay traffic for others (Lua
-                                      * `relay = false`); this node can still use relays */
-    uint32_t relay_sessions;         /* pairs of peers relayed for at once; 0 means 64 */
-    uint32_t relay_rate;             /* bytes per second relayed for others, all pairs
-                                      * together; 0 means 1 MiB/s */
-    uint64_t seed;                   /* nonzero: deterministic randomness for the simulator
-                                      * (session indexes, ephemeral keys, jitter). 0: system
-                                      * randomness. Never set it outside tests. */
+    int request_hook;          /* nonzero: incoming peers wait for p2p_host_admit()
+                                * after a P2P_EV_REQUEST event */
+    uint64_t timeout_us;       /* idle timeout; 0 means 10 s */
+    uint32_t max_peers;        /* 0 means 1024 */
+    uint32_t max_message;      /* 0 means P2P_DEFAULT_MAX_MESSAGE */
+    uint32_t send_queue_limit; /* 0 means 8 MiB */
+    int mediator;              /* nonzero: not a mesh member (Lua `mesh = false`): it
+                                * neither dials the members it hears of nor shares them */
+    uint64_t unix_us;          /* wall-clock time (microseconds since 1970) that goes
+                                * with the `now` given to p2p_host_new; member records
+                                * expire by it. 0: unknown, records never expire */
+    int no_relay;              /* nonzero: never relay traffic for others (Lua
+                                * `relay = false`); this node can still use relays */
+    uint32_t relay_sessions;   /* pairs of peers relayed for at once; 0 means 64 */
+    uint32_t relay_rate;       /* bytes per second relayed for others, all pairs
+                                * together; 0 means 1 MiB/s */
+    uint64_t seed;             /* nonzero: deterministic randomness for the simulator
+                                * (session indexes, ephemeral keys, jitter). 0: system
+                                * randomness. Never set it outside tests. */
     /* Budgets against hostile peers (docs/PROTOCOL.md section 9). Reaching one drops or
      * refuses the work and counts it in p2p_stats; memory never grows past them. */
-    uint64_t peer_memory;            /* bytes one peer may make this node hold: its send
-                                      * queue and mesh records, message reassembly,
-                                      * out-of-order pieces, receipts and sent-packet
-                                      * records; 0 means P2P_DEFAULT_PEER_MEMORY */
-    uint64_t memory;                 /* bytes all peers together may make it hold; 0 means
-                                      * P2P_DEFAULT_MEMORY */
-    uint32_t max_half_open;          /* incoming handshakes in progress; 0 means 256 */
-    uint32_t cookie_threshold;       /* half-open handshakes at which the node is "under
-                                      * load" and answers INIT without a valid cookie with a
-                                      * COOKIE reply instead; 0 means max_half_open / 8 */
+    uint64_t peer_memory;      /* bytes one peer may make this node hold: its send
+                                * queue and mesh records, message reassembly,
+                                * out-of-order pieces, receipts and sent-packet
+                                * records; 0 means P2P_DEFAULT_PEER_MEMORY */
+    uint64_t memory;           /* bytes all peers together may make it hold; 0 means
+                                * P2P_DEFAULT_MEMORY */
+    uint32_t max_half_open;    /* incoming handshakes in progress; 0 means 256 */
+    uint32_t cookie_threshold; /* half-open handshakes at which the node is "under
+                                * load" and answers INIT without a valid cookie with a
+                                * COOKIE reply instead; 0 means max_half_open / 8 */
 } p2p_config;
 
-#define P2P_DEFAULT_PEER_MEMORY (64u * 1024u * 1024u)  /* hardening (stream): was 40 MiB; see PROTOCOL.md 4.1 */
+/* hardening (stream): was 40 MiB; see PROTOCOL.md 4.1 */
+#define P2P_DEFAULT_PEER_MEMORY (64u * 1024u * 1024u)
 #define P2P_DEFAULT_MEMORY (256u * 1024u * 1024u)
 
 /* Fills cfg with the defaults (every field 0 or NULL). */
@@ -185,8 +203,7 @@ const uint8_t *p2p_host_id(const p2p_host *h);
 
 /* Feeds one received datagram. buf is borrowed for the call. Invalid datagrams are dropped
  * and counted; the return is 0 unless the host is closed (P2P_ERR_CLOSED). */
-int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
-                  uint64_t now);
+int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
 /* Runs every timer due at `now`. Returns 0 or P2P_ERR_CLOSED. */
 int p2p_host_on_timeout(p2p_host *h, uint64_t now);
 /* The earliest time at which p2p_host_on_timeout() has work, or P2P_TIME_NEVER. */
@@ -202,13 +219,13 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
 
 typedef enum p2p_event_type {
     P2P_EV_NONE = 0,
-    P2P_EV_JOIN,       /* peer: a session is established */
-    P2P_EV_LEAVE,      /* peer, reason: a session ended; the handle dies after this event */
-    P2P_EV_MESSAGE,    /* peer, msg_type, data, len, seq, want_reply */
-    P2P_EV_REPLY,      /* peer, seq (of our message), status, data, len */
-    P2P_EV_DATAGRAM,   /* peer, msg_type, data, len */
-    P2P_EV_ERROR,      /* peer (0 if none), error text in data/len */
-    P2P_EV_REQUEST,    /* peer, id, from: answer with p2p_host_admit() (request_hook only) */
+    P2P_EV_JOIN,     /* peer: a session is established */
+    P2P_EV_LEAVE,    /* peer, reason: a session ended; the handle dies after this event */
+    P2P_EV_MESSAGE,  /* peer, msg_type, data, len, seq, want_reply */
+    P2P_EV_REPLY,    /* peer, seq (of our message), status, data, len */
+    P2P_EV_DATAGRAM, /* peer, msg_type, data, len */
+    P2P_EV_ERROR,    /* peer (0 if none), error text in data/len */
+    P2P_EV_REQUEST,  /* peer, id, from: answer with p2p_host_admit() (request_hook only) */
 } p2p_event_type;
 
 typedef enum p2p_leave_reason {
@@ -219,10 +236,10 @@ typedef enum p2p_leave_reason {
 } p2p_leave_reason;
 
 typedef enum p2p_reply_status {
-    P2P_REPLY_NIL = 0,    /* the remote handler returned nothing */
-    P2P_REPLY_DATA = 1,   /* data/len hold the reply */
-    P2P_REPLY_ERROR = 2,  /* data/len hold the remote handler's error text */
-    P2P_REPLY_LOST = 3    /* local: the session ended before a reply came (see reason) */
+    P2P_REPLY_NIL = 0,   /* the remote handler returned nothing */
+    P2P_REPLY_DATA = 1,  /* data/len hold the reply */
+    P2P_REPLY_ERROR = 2, /* data/len hold the remote handler's error text */
+    P2P_REPLY_LOST = 3   /* local: the session ended before a reply came (see reason) */
 } p2p_reply_status;
 
 typedef uint32_t p2p_peer_handle; /* 0 is never a valid handle */
@@ -231,21 +248,21 @@ typedef uint32_t p2p_peer_handle; /* 0 is never a valid handle */
 typedef struct p2p_event {
     p2p_event_type type;
     p2p_peer_handle peer;
-    int reason;             /* LEAVE: p2p_leave_reason; REPLY with status LOST: the leave reason */
-    int status;             /* REPLY: p2p_reply_status */
-    int want_reply;         /* MESSAGE: the sender asked for a REPLY (answer p2p_peer_reply) */
-    uint16_t msg_type;      /* MESSAGE, DATAGRAM */
-    uint64_t seq;           /* MESSAGE: record ordinal in the peer's stream; REPLY: ours */
-    int has_id;             /* id holds the peer's id (JOIN, LEAVE, REQUEST; ERROR when known) */
-    int broadcast;          /* MESSAGE: a broadcast from `origin`; seq is its number */
-    uint32_t session;       /* the sender's index for this session: with the peer's id and
-                             * seq it names a direct message uniquely across reconnects */
+    int reason;        /* LEAVE: p2p_leave_reason; REPLY with status LOST: the leave reason */
+    int status;        /* REPLY: p2p_reply_status */
+    int want_reply;    /* MESSAGE: the sender asked for a REPLY (answer p2p_peer_reply) */
+    uint16_t msg_type; /* MESSAGE, DATAGRAM */
+    uint64_t seq;      /* MESSAGE: record ordinal in the peer's stream; REPLY: ours */
+    int has_id;        /* id holds the peer's id (JOIN, LEAVE, REQUEST; ERROR when known) */
+    int broadcast;     /* MESSAGE: a broadcast from `origin`; seq is its number */
+    uint32_t session;  /* the sender's index for this session: with the peer's id and
+                        * seq it names a direct message uniquely across reconnects */
     p2p_peer_handle replaces; /* JOIN: the handle of our own connect to the same node that
-                             * lost to this session (both dialled at once), or 0. That handle
-                             * is dead; the application should treat this peer as it. */
-    uint8_t origin[32];
-    uint8_t id[32];
-    p2p_addr from;          /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
+                               * lost to this session (both dialled at once), or 0. That handle
+                               * is dead; the application should treat this peer as it. */
+    uint8_t origin[P2P_ID_LEN];
+    uint8_t id[P2P_ID_LEN];
+    p2p_addr from; /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
     const uint8_t *data;
     size_t len;
 } p2p_event;
@@ -256,7 +273,7 @@ int p2p_host_next_event(p2p_host *h, p2p_event *ev);
 /* ---- peers ---------------------------------------------------------------------------- */
 
 typedef enum p2p_peer_state {
-    P2P_PEER_NONE = 0,        /* the handle is dead */
+    P2P_PEER_NONE = 0, /* the handle is dead */
     P2P_PEER_CONNECTING,
     P2P_PEER_CONNECTED,
     P2P_PEER_DISCONNECTED
@@ -265,10 +282,10 @@ const char *p2p_peer_state_name(p2p_peer_state s);
 
 typedef struct p2p_peer_info {
     p2p_peer_state state;
-    int has_id;            /* 1 once the id is known (or was given to connect) */
-    uint8_t id[32];
-    p2p_addr address;      /* where packets go: the relay's address while relayed */
-    int direct;            /* 0 while relayed */
+    int has_id; /* 1 once the id is known (or was given to connect) */
+    uint8_t id[P2P_ID_LEN];
+    p2p_addr address; /* where packets go: the relay's address while relayed */
+    int direct;       /* 0 while relayed */
     uint64_t srtt_us;
     uint64_t bytes_queued; /* stream bytes not yet acknowledged */
 } p2p_peer_info;
@@ -276,18 +293,19 @@ typedef struct p2p_peer_info {
 /* Starts a handshake with the node at addr. expected_id (32 bytes) or NULL pins its id.
  * Returns 0 and the new handle in *out, P2P_ERR_LIMIT, P2P_ERR_CLOSED or P2P_ERR_NOMEM.
  * The outcome arrives as P2P_EV_JOIN or P2P_EV_ERROR. */
-int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id,
-                     uint64_t now, p2p_peer_handle *out);
+int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id, uint64_t now,
+                     p2p_peer_handle *out);
 /* Connects to a member of the mesh by id, at the addresses in its member record. Returns 0
  * and the handle (the existing one when a session is already there or being made), or
  * P2P_ERR_PEER when no member with that id is known. */
-int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_peer_handle *out);
+int p2p_host_connect_id(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now,
+                        p2p_peer_handle *out);
 /* Sends a broadcast: every member of the mesh receives it exactly once (P2P_EV_MESSAGE with
  * broadcast set), relayed by other members where there is no direct link. *seq (may be NULL)
  * receives its number; with this node's id it makes the message id. Returns 0,
  * P2P_ERR_TOO_BIG, P2P_ERR_CLOSED or P2P_ERR_NOMEM. */
-int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
-                       uint64_t *seq, uint64_t now);
+int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
+                       uint64_t now);
 /* Connects to the node with that id through an introducer at `via` (a mediator, or any node
  * that holds sessions with both): a session with `via` is made first when there is none, the
  * introducer sends each side the other's addresses, both punch through their NATs, and the
@@ -295,8 +313,8 @@ int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
  * handle (the existing one when a session with that id exists or is being made),
  * P2P_ERR_ADDRESS, P2P_ERR_LIMIT, P2P_ERR_CLOSED or P2P_ERR_NOMEM. The outcome arrives as
  * P2P_EV_JOIN or P2P_EV_ERROR (for example when the id is not registered at `via`). */
-int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via, uint64_t now,
-                         p2p_peer_handle *out);
+int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via,
+                         uint64_t now, p2p_peer_handle *out);
 /* Adds a local address this node can be reached at (the bound one, or an interface address
  * with the bound port) to the candidates it advertises. Unspecified addresses (0.0.0.0, ::)
  * are ignored. Returns 0 or P2P_ERR_LIMIT (P2P_LOCAL_ADDRS already held). */
@@ -313,7 +331,7 @@ size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t c
 /* Fills *info. Returns 0 or P2P_ERR_PEER when the handle is dead. */
 int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle p, p2p_peer_info *info);
 /* The handle of the connected or connecting peer with that id, or 0. */
-p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[32]);
+p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[P2P_ID_LEN]);
 /* Writes up to cap live handles into out; returns how many live peers there are. */
 size_t p2p_host_peers(const p2p_host *h, p2p_peer_handle *out, size_t cap);
 
@@ -321,15 +339,15 @@ size_t p2p_host_peers(const p2p_host *h, p2p_peer_handle *out, size_t cap);
  * reply; *seq (may be NULL) receives the record ordinal that the REPLY event will carry.
  * Returns 0, P2P_ERR_PEER (not connected), P2P_ERR_TOO_BIG (over the peer's max_message),
  * P2P_ERR_FULL (send queue over its limit) or P2P_ERR_NOMEM. data is copied. */
-int p2p_peer_send(p2p_host *h, p2p_peer_handle p, uint16_t type, const uint8_t *data,
-                  size_t len, int want_reply, uint64_t *seq, uint64_t now);
+int p2p_peer_send(p2p_host *h, p2p_peer_handle p, uint16_t type, const uint8_t *data, size_t len,
+                  int want_reply, uint64_t *seq, uint64_t now);
 /* Answers a MESSAGE event that had want_reply set; status is P2P_REPLY_NIL, _DATA or _ERROR.
  * Returns 0, P2P_ERR_PEER, P2P_ERR_INVALID (seq is not awaiting a reply) or P2P_ERR_NOMEM. */
-int p2p_peer_reply(p2p_host *h, p2p_peer_handle p, uint64_t seq, int status,
-                   const uint8_t *data, size_t len, uint64_t now);
+int p2p_peer_reply(p2p_host *h, p2p_peer_handle p, uint64_t seq, int status, const uint8_t *data,
+                   size_t len, uint64_t now);
 /* Sends one unreliable datagram. Returns 0, P2P_ERR_PEER, P2P_ERR_TOO_BIG or P2P_ERR_NOMEM. */
-int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle p, uint16_t type,
-                           const uint8_t *data, size_t len, uint64_t now);
+int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle p, uint16_t type, const uint8_t *data,
+                           size_t len, uint64_t now);
 /* Ends one session gracefully: CLOSE is sent and a LEAVE (closed) event follows.
  * Returns 0 or P2P_ERR_PEER. */
 int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle p, uint64_t now);
@@ -343,39 +361,39 @@ int p2p_host_close(p2p_host *h, uint64_t now);
 /* ---- statistics ----------------------------------------------------------------------- */
 
 typedef struct p2p_stats {
-    uint64_t peers;            /* connected sessions */
+    uint64_t peers; /* connected sessions */
     uint64_t packets_sent, packets_received;
     uint64_t bytes_sent, bytes_received;
-    uint64_t retransmits;      /* packets that carried resent stream data */
-    uint64_t dropped;          /* invalid, forged, replayed or unauthorised datagrams */
-    uint64_t handshakes;       /* sessions established */
-    uint64_t members;          /* member records known (mesh) */
+    uint64_t retransmits;        /* packets that carried resent stream data */
+    uint64_t dropped;            /* invalid, forged, replayed or unauthorised datagrams */
+    uint64_t handshakes;         /* sessions established */
+    uint64_t members;            /* member records known (mesh) */
     uint64_t broadcasts_relayed; /* broadcasts this node served to others on request */
-    uint64_t introductions;    /* pairs of peers this node introduced to each other */
-    uint64_t relayed_packets;  /* packets relayed for other nodes */
+    uint64_t introductions;      /* pairs of peers this node introduced to each other */
+    uint64_t relayed_packets;    /* packets relayed for other nodes */
     uint64_t relayed_bytes;
-    uint64_t relay_dropped;    /* packets not relayed: over relay_rate, or no such pair */
-    uint64_t path_changes;     /* sessions that moved to a new address (roaming, upgrades) */
+    uint64_t relay_dropped; /* packets not relayed: over relay_rate, or no such pair */
+    uint64_t path_changes;  /* sessions that moved to a new address (roaming, upgrades) */
     /* Hardening (docs/PROTOCOL.md section 9): what hostile input cost, and what was refused. */
-    uint64_t memory;           /* bytes held for peers now (counted against the budgets) */
-    uint64_t memory_peak;      /* the most ever held */
-    uint64_t dropped_budget;   /* work refused because a peer or the node reached its
-                                * memory budget (records, pieces, events, queued sends) */
+    uint64_t memory;                /* bytes held for peers now (counted against the budgets) */
+    uint64_t memory_peak;           /* the most ever held */
+    uint64_t dropped_budget;        /* work refused because a peer or the node reached its
+                                     * memory budget (records, pieces, events, queued sends) */
     uint64_t dropped_amplification; /* datagrams not sent: an unproven address had used its
-                                * 3x budget, or an address that never answered its packet
-                                * allowance */
-    uint64_t dropped_unsolicited; /* records acted on by nobody: INTROs not asked for,
-                                * responses to requests never made, over-rate dials */
-    uint64_t dropped_replay;   /* replayed INITs (seen ephemeral keys) and broadcasts
-                                * outside their time window or already seen */
-    uint64_t cookies_sent;     /* COOKIE replies sent while under load */
-    uint64_t under_load;       /* 1 while the node demands cookies on INIT */
-    uint64_t rekeys;           /* session key updates (both directions) */
-    uint64_t work_dh;          /* X25519 operations done for handshakes */
-    uint64_t work_verify;      /* Ed25519 signature checks */
+                                     * 3x budget, or an address that never answered its packet
+                                     * allowance */
+    uint64_t dropped_unsolicited;   /* records acted on by nobody: INTROs not asked for,
+                                     * responses to requests never made, over-rate dials */
+    uint64_t dropped_replay;        /* replayed INITs (seen ephemeral keys) and broadcasts
+                                     * outside their time window or already seen */
+    uint64_t cookies_sent;          /* COOKIE replies sent while under load */
+    uint64_t under_load;            /* 1 while the node demands cookies on INIT */
+    uint64_t rekeys;                /* session key updates (both directions) */
+    uint64_t work_dh;               /* X25519 operations done for handshakes */
+    uint64_t work_verify;           /* Ed25519 signature checks */
     /* hardening (handshake) */
     uint64_t dropped_half_open; /* INITs refused because the half-open table, or the share
-                                * of it one source IP may hold (8), was full */
+                                 * of it one source IP may hold (8), was full */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);

@@ -17,10 +17,10 @@
 
 #include "p2pnet.h"
 #include "p2p_wire.h"
+#include "fuzz_check.h"
 
-#define CHECK(c) do { if (!(c)) { __builtin_trap(); } } while (0)
 #define TEXT_MAX 256
-#define FORMAT_MAX 64
+#define FORMAT_MAX P2P_ADDR_TEXT_MAX
 
 static int scope_ok(const p2p_addr *a)
 {
@@ -30,8 +30,7 @@ static int scope_ok(const p2p_addr *a)
         CHECK(s == P2P_SCOPE_INVALID);
     if (a->family == P2P_AF_INET4 && (a->ip[0] == 0 || a->ip[0] >= 224))
         CHECK(s == P2P_SCOPE_INVALID);
-    if (a->family == P2P_AF_INET6 && a->ip[0] == 0xff)
-        CHECK(s == P2P_SCOPE_INVALID);
+    if (a->family == P2P_AF_INET6 && a->ip[0] == 0xff) CHECK(s == P2P_SCOPE_INVALID);
     return s;
 }
 

@@ -17,24 +17,31 @@
 
 #include "p2p_internal.h"
 
-#define FZ_CHECK(c) do { if (!(c)) { fprintf(stderr, "fuzz: check failed: %s (%s:%d)\n", \
-    #c, __FILE__, __LINE__); abort(); } } while (0)
+#define FZ_CHECK(c)                                                                      \
+    do {                                                                                 \
+        if (!(c)) {                                                                      \
+            fprintf(stderr, "fuzz: check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); \
+            abort();                                                                     \
+        }                                                                                \
+    } while (0)
 
 static p2p_identity fz_ident[3];
 static int fz_ready;
 
-static inline void fz_init(void) {
+static inline void fz_init(void)
+{
     if (fz_ready) return;
     FZ_CHECK(p2p_init() == 0);
     for (int i = 0; i < 3; i++) {
-        uint8_t seed[32];
+        uint8_t seed[P2P_SEED_LEN];
         memset(seed, 0x11 * (i + 1), sizeof seed);
         FZ_CHECK(p2p_identity_from_seed(&fz_ident[i], seed) == 0);
     }
     fz_ready = 1;
 }
 
-static inline p2p_addr fz_addr(uint8_t last, uint16_t port) {
+static inline p2p_addr fz_addr(uint8_t last, uint16_t port)
+{
     p2p_addr a;
     memset(&a, 0, sizeof a);
     a.family = P2P_AF_INET4;
@@ -44,7 +51,8 @@ static inline p2p_addr fz_addr(uint8_t last, uint16_t port) {
     return a;
 }
 
-static inline p2p_host *fz_host(int ident, uint64_t seed, uint64_t now) {
+static inline p2p_host *fz_host(int ident, uint64_t seed, uint64_t now)
+{
     p2p_config cfg;
     p2p_config_init(&cfg);
     cfg.identity = &fz_ident[ident];
@@ -56,7 +64,8 @@ static inline p2p_host *fz_host(int ident, uint64_t seed, uint64_t now) {
 
 /* Takes every event; answers MESSAGE events that want a reply (so REPLY records flow too).
  * Returns the number of JOIN events seen. */
-static inline int fz_events(p2p_host *h, uint64_t now) {
+static inline int fz_events(p2p_host *h, uint64_t now)
+{
     p2p_event ev;
     int joins = 0;
     while (p2p_host_next_event(h, &ev)) {
@@ -76,7 +85,8 @@ static inline int fz_events(p2p_host *h, uint64_t now) {
 }
 
 /* Discards every datagram the host wants to send, checking only their bounds. */
-static inline void fz_discard(p2p_host *h) {
+static inline void fz_discard(p2p_host *h)
+{
     uint8_t buf[P2P_MAX_PACKET];
     p2p_addr to;
     size_t n;
@@ -89,7 +99,8 @@ static inline void fz_discard(p2p_host *h) {
 
 /* Moves datagrams between two hosts until both are quiet. Returns the JOIN events seen. */
 static inline int fz_exchange(p2p_host *a, const p2p_addr *aa, p2p_host *b, const p2p_addr *ba,
-                       uint64_t now) {
+                              uint64_t now)
+{
     uint8_t buf[P2P_MAX_PACKET];
     p2p_addr to;
     int joins = 0;
@@ -111,7 +122,8 @@ static inline int fz_exchange(p2p_host *a, const p2p_addr *aa, p2p_host *b, cons
 }
 
 /* Runs the host's timers up to now. */
-static inline void fz_advance(p2p_host *h, uint64_t now) {
+static inline void fz_advance(p2p_host *h, uint64_t now)
+{
     uint64_t t = p2p_host_next_timeout(h);
     if (t <= now) p2p_host_on_timeout(h, now);
 }
@@ -119,7 +131,8 @@ static inline void fz_advance(p2p_host *h, uint64_t now) {
 /* Exchanges datagrams and runs timers, as a driver would, until both hosts have reported
  * JOIN (at most 5 s of virtual time). Returns 1 on success; *now advances. */
 static inline int fz_establish(p2p_host *a, const p2p_addr *aa, p2p_host *b, const p2p_addr *ba,
-                               uint64_t *now) {
+                               uint64_t *now)
+{
     int joins = 0;
     uint64_t limit = *now + 5000000;
     for (int i = 0; i < 64 && *now <= limit; i++) {
@@ -143,7 +156,8 @@ typedef struct fz_chunk {
     size_t len;
 } fz_chunk;
 
-static inline int fz_next_chunk(const uint8_t **p, size_t *left, fz_chunk *c) {
+static inline int fz_next_chunk(const uint8_t **p, size_t *left, fz_chunk *c)
+{
     if (*left < 4) return 0;
     c->flags = (*p)[0];
     c->dt_ms = (*p)[1];

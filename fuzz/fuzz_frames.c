@@ -11,14 +11,15 @@
 
 #include "p2pnet.h"
 #include "p2p_wire.h"
+#include "fuzz_check.h"
 
-#define CHECK(c) do { if (!(c)) { __builtin_trap(); } } while (0)
-
-static int inside(const uint8_t *p, uint64_t n, const uint8_t *buf, size_t size) {
+static int inside(const uint8_t *p, uint64_t n, const uint8_t *buf, size_t size)
+{
     return p >= buf && n <= size && p + n <= buf + size;
 }
 
-static void check_ack(const p2p_frame *f) {
+static void check_ack(const p2p_frame *f)
+{
     CHECK(f->u.ack.count >= 1 && f->u.ack.count <= P2P_ACK_MAX_RANGES);
     for (size_t i = 0; i < f->u.ack.count; i++) {
         CHECK(f->u.ack.r[i].lo <= f->u.ack.r[i].hi);
@@ -39,7 +40,8 @@ static void check_ack(const p2p_frame *f) {
     CHECK(p2p_rd_left(&r) == 0);
 }
 
-static void check_stream(const p2p_frame *f) {
+static void check_stream(const p2p_frame *f)
+{
     uint8_t buf[32];
     p2p_wr w;
     p2p_wr_init(&w, buf, sizeof buf);
@@ -62,7 +64,8 @@ static void check_stream(const p2p_frame *f) {
     }
 }
 
-static void frames(const uint8_t *data, size_t size) {
+static void frames(const uint8_t *data, size_t size)
+{
     p2p_rd r;
     p2p_rd_init(&r, data, size);
     p2p_frame f;
@@ -74,9 +77,7 @@ static void frames(const uint8_t *data, size_t size) {
         last = r.p;
         CHECK(++n <= size);
         switch (f.type) {
-        case P2P_FRAME_ACK:
-            check_ack(&f);
-            break;
+        case P2P_FRAME_ACK: check_ack(&f); break;
         case P2P_FRAME_STREAM:
             CHECK(inside(f.u.stream.data, f.u.stream.len, data, size));
             CHECK(f.u.stream.offset + f.u.stream.len <= P2P_VARINT_MAX);
@@ -85,12 +86,8 @@ static void frames(const uint8_t *data, size_t size) {
         case P2P_FRAME_DATAGRAM:
             CHECK(inside(f.u.datagram.data, f.u.datagram.len, data, size));
             break;
-        case P2P_FRAME_MAX_STREAM:
-            CHECK(f.u.max_stream <= P2P_VARINT_MAX);
-            break;
-        case P2P_FRAME_PADDING:
-            CHECK(p2p_rd_left(&r) == 0);
-            break;
+        case P2P_FRAME_MAX_STREAM: CHECK(f.u.max_stream <= P2P_VARINT_MAX); break;
+        case P2P_FRAME_PADDING: CHECK(p2p_rd_left(&r) == 0); break;
         case P2P_FRAME_RELAY:
         case P2P_FRAME_RELAYED:
             CHECK(f.u.relay.len > 0 && inside(f.u.relay.data, f.u.relay.len, data, size));
@@ -98,17 +95,16 @@ static void frames(const uint8_t *data, size_t size) {
         case P2P_FRAME_PING:
         case P2P_FRAME_CLOSE:
         case P2P_FRAME_PATH_CHALLENGE:
-        case P2P_FRAME_PATH_RESPONSE:
-            break;
-        default:
-            CHECK(0); /* an unknown type must be rejected */
+        case P2P_FRAME_PATH_RESPONSE: break;
+        default: CHECK(0); /* an unknown type must be rejected */
         }
     }
     CHECK(rc == 0 || rc == P2P_ERR_INVALID);
     if (rc == 0) CHECK(p2p_rd_left(&r) == 0);
 }
 
-static void records(const uint8_t *data, size_t size) {
+static void records(const uint8_t *data, size_t size)
+{
     p2p_record rec;
     int hl = p2p_record_parse(data, size, &rec);
     CHECK(hl == 0 || hl == P2P_ERR_INVALID || (hl > 0 && (size_t)hl <= size));
@@ -124,11 +120,11 @@ static void records(const uint8_t *data, size_t size) {
     CHECK(back.kind == rec.kind && back.len == rec.len && back.type == rec.type);
     CHECK(back.ref == rec.ref && back.status == rec.status);
     /* Any truncation of a complete header asks for more bytes, never misparses. */
-    for (size_t cut = 0; cut < (size_t)hl; cut++)
-        CHECK(p2p_record_parse(data, cut, &back) == 0);
+    for (size_t cut = 0; cut < (size_t)hl; cut++) CHECK(p2p_record_parse(data, cut, &back) == 0);
 }
 
-static void varints(const uint8_t *data, size_t size) {
+static void varints(const uint8_t *data, size_t size)
+{
     p2p_rd r;
     p2p_rd_init(&r, data, size);
     while (p2p_rd_left(&r) > 0) {
@@ -150,7 +146,8 @@ static void varints(const uint8_t *data, size_t size) {
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     frames(data, size);
     records(data, size);
     varints(data, size);

@@ -24,13 +24,14 @@
  */
 #include "fuzz_common.h"
 
-#define INIT_NOISE_LEN (P2P_INIT_LEN - 8 - 2 * P2P_MAC_LEN)         /* e + sealed payload */
-#define INIT_PAYLOAD_LEN (INIT_NOISE_LEN - 32 - P2P_TAG_LEN)
+#define INIT_NOISE_LEN (P2P_INIT_LEN - 8 - 2 * P2P_MAC_LEN) /* e + sealed payload */
+#define INIT_PAYLOAD_LEN (INIT_NOISE_LEN - P2P_DH_LEN - P2P_TAG_LEN)
 #define INIT_MAC1 (8 + INIT_NOISE_LEN)
 #define INIT_MAC2 (INIT_MAC1 + P2P_MAC_LEN)
-#define COOKIE_PKT (8 + 24 + 16 + P2P_TAG_LEN)
+#define COOKIE_PKT (8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN)
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
     (void)argc;
     (void)argv;
     fz_init();
@@ -38,25 +39,29 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 /* Takes A's next datagram; 0 when there is none. */
-static size_t take(p2p_host *a, uint8_t *buf) {
+static size_t take(p2p_host *a, uint8_t *buf)
+{
     p2p_addr to;
     return p2p_host_next_datagram(a, &to, buf, P2P_MAX_PACKET);
 }
 
-static void mac1(const p2p_host *h, uint8_t *pkt, size_t len_before_mac) {
-    p2p_blake2b(pkt + len_before_mac, P2P_MAC_LEN, h->mac_key, 32, pkt, len_before_mac, NULL, 0);
+static void mac1(const p2p_host *h, uint8_t *pkt, size_t len_before_mac)
+{
+    p2p_blake2b(pkt + len_before_mac, P2P_MAC_LEN, h->mac_key, P2P_KEY_LEN, pkt, len_before_mac,
+                NULL, 0);
 }
 
 /* The fake peer's handshake payload: a valid identity prefix then body[1..] as extensions
  * when body[0] & 1, else the body as it is. */
-static size_t fake_payload(const uint8_t *body, size_t len, uint8_t *out, size_t cap) {
+static size_t fake_payload(const uint8_t *body, size_t len, uint8_t *out, size_t cap)
+{
     if (len > 0 && (body[0] & 1)) {
         const p2p_identity *id = &fz_ident[1];
         size_t ext = len - 1;
         if (97 + ext > cap) ext = cap - 97;
         out[0] = 1;
-        memcpy(out + 1, id->ed_pk, 32);
-        memcpy(out + 33, id->binding_sig, 64);
+        memcpy(out + 1, id->ed_pk, P2P_ID_LEN);
+        memcpy(out + 1 + P2P_ID_LEN, id->binding_sig, P2P_SIG_LEN);
         memcpy(out + 97, body + 1, ext);
         return 97 + ext;
     }
@@ -65,10 +70,14 @@ static size_t fake_payload(const uint8_t *body, size_t len, uint8_t *out, size_t
     return len;
 }
 
-static int count_joins(p2p_host *a, uint64_t now) { return fz_events(a, now); }
+static int count_joins(p2p_host *a, uint64_t now)
+{
+    return fz_events(a, now);
+}
 
 /* Seals a DATA packet holding one PING frame. */
-static size_t ping_packet(uint8_t *pkt, uint32_t index, const uint8_t key[32], uint64_t pn) {
+static size_t ping_packet(uint8_t *pkt, uint32_t index, const uint8_t key[32], uint64_t pn)
+{
     uint8_t pt[1] = {P2P_FRAME_PING};
     pkt[0] = P2P_PKT_DATA;
     pkt[1] = pkt[2] = pkt[3] = 0;
@@ -78,8 +87,9 @@ static size_t ping_packet(uint8_t *pkt, uint32_t index, const uint8_t key[32], u
     return P2P_DATA_HEADER + sizeof pt + P2P_TAG_LEN;
 }
 
-static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t *body,
-                        size_t len, uint64_t now) {
+static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t *body, size_t len,
+                        uint64_t now)
+{
     p2p_peer_handle ph;
     FZ_CHECK(p2p_host_connect(a, fa, NULL, now, &ph) == 0);
     uint8_t init[P2P_MAX_PACKET], pkt[P2P_MAX_PACKET], payload[P2P_MAX_PACKET];
@@ -93,19 +103,22 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
     size_t n;
     p2p_noise hs;
     if (mode == 0) {
-        size_t b = len > P2P_MAX_PACKET - 12 - P2P_MAC_LEN ? P2P_MAX_PACKET - 12 - P2P_MAC_LEN : len;
+        size_t b =
+            len > P2P_MAX_PACKET - 12 - P2P_MAC_LEN ? P2P_MAX_PACKET - 12 - P2P_MAC_LEN : len;
         memcpy(pkt + 12, body, b);
         n = 12 + b;
     } else {
         FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 0, (const uint8_t *)P2P_PROLOGUE,
                                 sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
         size_t plen = 0;
-        FZ_CHECK(p2p_noise_read(&hs, init + 8, INIT_NOISE_LEN, payload, sizeof payload, &plen) == 0);
+        FZ_CHECK(p2p_noise_read(&hs, init + 8, INIT_NOISE_LEN, payload, sizeof payload, &plen) ==
+                 0);
         FZ_CHECK(plen == INIT_PAYLOAD_LEN);
         p2p_rng rng;
         p2p_rng_init(&rng, 4242);
         uint8_t mine[P2P_MAX_PACKET];
-        size_t mlen = fake_payload(body, len, mine, P2P_MAX_PACKET - 12 - 32 - 48 - 16 - P2P_MAC_LEN);
+        size_t mlen =
+            fake_payload(body, len, mine, P2P_MAX_PACKET - 12 - 32 - 48 - 16 - P2P_MAC_LEN);
         size_t out = 0;
         FZ_CHECK(p2p_noise_write(&hs, &rng, mine, mlen, pkt + 12, P2P_MAX_PACKET - 12 - P2P_MAC_LEN,
                                  &out) == 0);
@@ -123,8 +136,8 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
         size_t plen = 0;
         FZ_CHECK(p2p_noise_read(&hs, pkt + 8, fin_len - 8, payload, sizeof payload, &plen) == 0);
         FZ_CHECK(p2p_noise_done(&hs) && plen >= 97);
-        FZ_CHECK(memcmp(payload + 1, fz_ident[0].ed_pk, 32) == 0);
-        uint8_t c1[32], c2[32];
+        FZ_CHECK(memcmp(payload + 1, fz_ident[0].ed_pk, P2P_ID_LEN) == 0);
+        uint8_t c1[P2P_KEY_LEN], c2[P2P_KEY_LEN];
         p2p_noise_split(&hs, c1, c2);
         n = ping_packet(pkt, a_index, c2, 0);
         p2p_host_recv(a, fa, pkt, n, now);
@@ -134,21 +147,31 @@ static void a_initiates(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t
     fz_discard(a);
 }
 
-static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t *body,
-                       size_t len, uint64_t now) {
+/* Our INIT to A, from fz_ident[1] with sender index `index`, up to its macs (the caller adds
+ * them); hs keeps the handshake. Returns the length of the Noise message. */
+static size_t write_init(const p2p_host *a, p2p_noise *hs, p2p_rng *rng, uint32_t index,
+                         uint8_t *pkt)
+{
+    static const uint8_t zeros[INIT_PAYLOAD_LEN];
+    size_t out = 0;
+    FZ_CHECK(p2p_noise_init(hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
+                            sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
+    pkt[0] = P2P_PKT_INIT;
+    pkt[1] = P2P_PROTOCOL_VERSION;
+    pkt[2] = pkt[3] = 0;
+    p2p_put_u32(pkt + 4, index);
+    FZ_CHECK(p2p_noise_write(hs, rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
+    return out;
+}
+
+static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t *body, size_t len,
+                       uint64_t now)
+{
     uint8_t pkt[P2P_MAX_PACKET], resp[P2P_MAX_PACKET], payload[P2P_MAX_PACKET];
     p2p_noise hs;
     p2p_rng rng;
     p2p_rng_init(&rng, 4343);
-    FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
-                            sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
-    static const uint8_t zeros[INIT_PAYLOAD_LEN];
-    pkt[0] = P2P_PKT_INIT;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    p2p_put_u32(pkt + 4, 0x5eed0002u);
-    size_t out = 0;
-    FZ_CHECK(p2p_noise_write(&hs, &rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
+    size_t out = write_init(a, &hs, &rng, 0x5eed0002u, pkt);
     FZ_CHECK(out == INIT_NOISE_LEN);
     mac1(a, pkt, 8 + out);
     memset(pkt + INIT_MAC2, 0, P2P_MAC_LEN);
@@ -170,7 +193,7 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
         size_t plen = 0;
         FZ_CHECK(p2p_noise_read(&hs, resp + 12, rlen - 12 - P2P_MAC_LEN, payload, sizeof payload,
                                 &plen) == 0);
-        FZ_CHECK(plen >= 97 && memcmp(payload + 1, fz_ident[0].ed_pk, 32) == 0);
+        FZ_CHECK(plen >= 97 && memcmp(payload + 1, fz_ident[0].ed_pk, P2P_ID_LEN) == 0);
         uint8_t mine[P2P_MAX_PACKET];
         size_t mlen = fake_payload(body, len, mine, P2P_MAX_PACKET - 8 - 48 - 16);
         FZ_CHECK(p2p_noise_write(&hs, &rng, mine, mlen, pkt + 8, P2P_MAX_PACKET - 8, &out) == 0);
@@ -181,7 +204,7 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
     if (mode == 3 && len == 1 && body[0] == 1) FZ_CHECK(joins == 1);
     if (mode == 3 && joins) {
         /* A admitted us: its first DATA packet must open under the split keys. */
-        uint8_t c1[32], c2[32], pt[P2P_MAX_PACKET];
+        uint8_t c1[P2P_KEY_LEN], c2[P2P_KEY_LEN], pt[P2P_MAX_PACKET];
         p2p_noise_split(&hs, c1, c2);
         size_t dlen = take(a, pkt);
         FZ_CHECK(dlen >= P2P_DATA_HEADER + P2P_TAG_LEN && pkt[0] == P2P_PKT_DATA);
@@ -194,13 +217,15 @@ static void a_responds(p2p_host *a, const p2p_addr *ga, int mode, const uint8_t 
 }
 
 /* The first 16 bytes of body, zero-padded. */
-static void first16(const uint8_t *body, size_t len, uint8_t out[16]) {
+static void first16(const uint8_t *body, size_t len, uint8_t out[16])
+{
     memset(out, 0, 16);
     memcpy(out, body, len < 16 ? len : 16);
 }
 
 static void a_gets_cookie(p2p_host *a, const p2p_addr *fa, int mode, const uint8_t *body,
-                          size_t len, uint64_t now) {
+                          size_t len, uint64_t now)
+{
     p2p_peer_handle ph;
     FZ_CHECK(p2p_host_connect(a, fa, NULL, now, &ph) == 0);
     uint8_t init[P2P_MAX_PACKET], pkt[P2P_MAX_PACKET];
@@ -216,20 +241,22 @@ static void a_gets_cookie(p2p_host *a, const p2p_addr *fa, int mode, const uint8
         fz_discard(a);
         return;
     }
-    uint8_t cookie[16], want[P2P_MAC_LEN];
+    uint8_t cookie[P2P_COOKIE_LEN], want[P2P_MAC_LEN];
     first16(body, len, cookie);
-    if (len > 16) memcpy(pkt + 8, body + 16, len - 16 > 24 ? 24 : len - 16);   /* the nonce */
-    p2p_xaead_seal(pkt + 32, a->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN, cookie, 16);
+    if (len > 16) memcpy(pkt + 8, body + 16, len - 16 > 24 ? 24 : len - 16); /* the nonce */
+    p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, a->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN,
+                   cookie, P2P_COOKIE_LEN);
     p2p_host_recv(a, fa, pkt, COOKIE_PKT, now);
     FZ_CHECK(take(a, pkt) == P2P_INIT_LEN);
     FZ_CHECK(memcmp(pkt, init, INIT_MAC2) == 0);
-    p2p_blake2b(want, P2P_MAC_LEN, cookie, 16, init, INIT_MAC2, NULL, 0);
+    p2p_blake2b(want, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN, init, INIT_MAC2, NULL, 0);
     FZ_CHECK(memcmp(pkt + INIT_MAC2, want, P2P_MAC_LEN) == 0);
     fz_discard(a);
 }
 
 static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, size_t len,
-                         uint64_t now) {
+                         uint64_t now)
+{
     /* One half-open handshake from elsewhere puts A under load. */
     a->cookie_threshold = 1;
     uint8_t none[1] = {0};
@@ -238,16 +265,8 @@ static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, s
     p2p_noise hs;
     p2p_rng rng;
     p2p_rng_init(&rng, 4444);
-    FZ_CHECK(p2p_noise_init(&hs, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
-                            sizeof P2P_PROLOGUE - 1, fz_ident[1].x_sk, NULL, a->psk) == 0);
-    static const uint8_t zeros[INIT_PAYLOAD_LEN];
-    uint8_t pkt[P2P_MAX_PACKET], reply[P2P_MAX_PACKET], cookie[16];
-    pkt[0] = P2P_PKT_INIT;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    p2p_put_u32(pkt + 4, 0x5eed0003u);
-    size_t out = 0;
-    FZ_CHECK(p2p_noise_write(&hs, &rng, zeros, sizeof zeros, pkt + 8, INIT_NOISE_LEN, &out) == 0);
+    uint8_t pkt[P2P_MAX_PACKET], reply[P2P_MAX_PACKET], cookie[P2P_COOKIE_LEN];
+    write_init(a, &hs, &rng, 0x5eed0003u, pkt);
     p2p_noise_wipe(&hs);
     mac1(a, pkt, INIT_MAC1);
     first16(body, len, pkt + INIT_MAC2);
@@ -256,15 +275,16 @@ static void a_under_load(p2p_host *a, const p2p_addr *ga, const uint8_t *body, s
     FZ_CHECK(n == COOKIE_PKT && reply[0] == P2P_PKT_COOKIE && n <= P2P_INIT_LEN);
     FZ_CHECK(memcmp(reply + 4, pkt + 4, 4) == 0);
     FZ_CHECK(p2p_xaead_open(cookie, a->cookie_key, reply + 8, pkt + INIT_MAC1, P2P_MAC_LEN,
-                            reply + 32, 16 + P2P_TAG_LEN) == 0);
-    p2p_blake2b(pkt + INIT_MAC2, P2P_MAC_LEN, cookie, 16, pkt, INIT_MAC2, NULL, 0);
+                            reply + 8 + P2P_XNONCE_LEN, P2P_COOKIE_LEN + P2P_TAG_LEN) == 0);
+    p2p_blake2b(pkt + INIT_MAC2, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN, pkt, INIT_MAC2, NULL, 0);
     p2p_host_recv(a, ga, pkt, P2P_INIT_LEN, now);
     n = take(a, reply);
     FZ_CHECK(n > 0 && reply[0] == P2P_PKT_RESP && n <= 2 * P2P_INIT_LEN);
     fz_discard(a);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     if (size < 1) return 0;
     uint64_t now = 1000000;
     int mode = data[0] % 9;
@@ -275,13 +295,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     switch (mode) {
     case 0:
-    case 1:
-        a_initiates(a, &fa, mode, body, len, now);
-        break;
+    case 1: a_initiates(a, &fa, mode, body, len, now); break;
     case 2:
-    case 3:
-        a_responds(a, &ga, mode, body, len, now);
-        break;
+    case 3: a_responds(a, &ga, mode, body, len, now); break;
     case 4: {
         uint8_t pkt[P2P_INIT_LEN] = {P2P_PKT_INIT, P2P_PROTOCOL_VERSION, 0, 0, 1, 2, 3, 4};
         size_t b = len > INIT_NOISE_LEN ? INIT_NOISE_LEN : len;
@@ -293,12 +309,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     }
     case 6:
-    case 7:
-        a_gets_cookie(a, &fa, mode, body, len, now);
-        break;
-    case 8:
-        a_under_load(a, &ga, body, len, now);
-        break;
+    case 7: a_gets_cookie(a, &fa, mode, body, len, now); break;
+    case 8: a_under_load(a, &ga, body, len, now); break;
     default: {
         /* A both initiating (to fa) and half-open (for ga), then the raw bytes from each. */
         p2p_peer_handle ph;

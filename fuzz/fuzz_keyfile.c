@@ -14,9 +14,9 @@
 #include <string.h>
 
 #include "p2p_internal.h"
+#include "fuzz_check.h"
 
-#define CHECK(c) do { if (!(c)) { __builtin_trap(); } } while (0)
-#define KEYFILE_LEN 84
+#define KEYFILE_LEN (HEADER_LEN + P2P_ID_HEX_LEN + 1)
 #define HEADER "p2pnet-identity-v1\n"
 #define HEADER_LEN 19
 #define ERR_MAX 200
@@ -45,16 +45,16 @@ static void keyfile(const uint8_t *data, size_t size)
     memset(&id, 0xee, sizeof id);
     int rc = p2p_identity_parse_keyfile(&id, data, size, "fuzz.key", err, errlen);
     int valid = size == KEYFILE_LEN && memcmp(data, HEADER, HEADER_LEN) == 0 &&
-                lower_hex(data + HEADER_LEN, 64) && data[KEYFILE_LEN - 1] == '\n';
+                lower_hex(data + HEADER_LEN, P2P_ID_HEX_LEN) && data[KEYFILE_LEN - 1] == '\n';
     CHECK((rc == 0) == valid);
-    CHECK((unsigned char)err[errlen] == 0x5a);  /* nothing written past errlen */
+    CHECK((unsigned char)err[errlen] == 0x5a); /* nothing written past errlen */
     if (rc != 0) {
         CHECK(rc == P2P_ERR_KEYFILE);
         CHECK(memchr(err, '\0', errlen) != NULL);
         return;
     }
-    uint8_t seed[32];
-    CHECK(p2p_id_from_hex(seed, (const char *)data + HEADER_LEN, 64) == 0);
+    uint8_t seed[P2P_SEED_LEN];
+    CHECK(p2p_id_from_hex(seed, (const char *)data + HEADER_LEN, P2P_ID_HEX_LEN) == 0);
     p2p_identity again;
     CHECK(p2p_identity_from_seed(&again, seed) == 0);
     CHECK(memcmp(&again, &id, sizeof id) == 0);
@@ -64,16 +64,16 @@ static void keyfile(const uint8_t *data, size_t size)
 
 static void hex_id(const uint8_t *data, size_t size)
 {
-    uint8_t id[32];
-    size_t n = size < 64 ? size : 64;
+    uint8_t id[P2P_ID_LEN];
+    size_t n = size < P2P_ID_HEX_LEN ? size : P2P_ID_HEX_LEN;
     int ok = p2p_id_from_hex(id, (const char *)data, n) == 0;
-    int want = n == 64;
+    int want = n == P2P_ID_HEX_LEN;
     for (size_t i = 0; i < n && want; i++) want = isxdigit(data[i]) != 0;
     CHECK(ok == want);
     if (!ok) return;
     char hex[65];
     p2p_id_to_hex(id, hex);
-    for (size_t i = 0; i < 64; i++) CHECK(hex[i] == tolower(data[i]));
+    for (size_t i = 0; i < P2P_ID_HEX_LEN; i++) CHECK(hex[i] == tolower(data[i]));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -131,9 +131,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* What the input reached: to check that the seeds get where they are meant to. */
         p2p_stats st;
         p2p_host_stats(net.h[FN_V], &st);
-        fprintf(stderr, "victim: peers %llu members %llu dropped %llu intros %llu relayed %llu "
+        fprintf(stderr,
+                "victim: peers %llu members %llu dropped %llu intros %llu relayed %llu "
                 "relay_dropped %llu path_changes %llu verify %llu unsolicited %llu "
-                "memory %llu\n", (unsigned long long)st.peers, (unsigned long long)st.members,
+                "memory %llu\n",
+                (unsigned long long)st.peers, (unsigned long long)st.members,
                 (unsigned long long)st.dropped, (unsigned long long)st.introductions,
                 (unsigned long long)st.relayed_packets, (unsigned long long)st.relay_dropped,
                 (unsigned long long)st.path_changes, (unsigned long long)st.work_verify,

@@ -22,9 +22,9 @@ enum { FN_A = 0, FN_V = 1, FN_B = 2, FN_HOSTS = 3 };
 /* signers: 0..3 throwaway ids, then A, B and V */
 #define FN_SIGNERS 7
 #define FN_T0 UINT64_C(1000000)
-#define FN_UNIX_US UINT64_C(1800000000000000)   /* the wall clock that goes with FN_T0 */
-#define FN_SETTLE_US 100000                      /* timers due within this run with an input */
-#define FN_SETTLE_PKTS 4096                      /* datagrams moved per settle, at most */
+#define FN_UNIX_US UINT64_C(1800000000000000) /* the wall clock that goes with FN_T0 */
+#define FN_SETTLE_US 100000                   /* timers due within this run with an input */
+#define FN_SETTLE_PKTS 4096                   /* datagrams moved per settle, at most */
 /* the victim's budgets, small so that the fuzzer can reach them */
 #define FN_PEER_MEMORY (1u << 20)
 #define FN_MEMORY (4u << 20)
@@ -43,16 +43,16 @@ enum {
 
 static const char fn_member_label[] = "p2pnet/1 member";
 static const char fn_bcast_label[] = "p2pnet/1 broadcast";
-#define FN_MEMBER_MIN (1 + 32 + 8 + 8 + 1 + 64)
-#define FN_BCAST_MIN (32 + 8 + 2 + 64)
+#define FN_MEMBER_MIN (1 + P2P_ID_LEN + 8 + 8 + 1 + P2P_SIG_LEN)
+#define FN_BCAST_MIN (P2P_ID_LEN + 8 + 2 + P2P_SIG_LEN)
 
 typedef struct fn_net {
     p2p_host *h[FN_HOSTS];
     p2p_addr addr[FN_HOSTS];
-    p2p_addr away;            /* an address of nobody's */
+    p2p_addr away; /* an address of nobody's */
     uint64_t now;
-    p2p_peer_handle av;       /* A's handle for its session with V */
-    uint32_t channel;         /* V's index of its session with B: the relay channel for A */
+    p2p_peer_handle av; /* A's handle for its session with V */
+    uint32_t channel;   /* V's index of its session with B: the relay channel for A */
 } fn_net;
 
 static p2p_identity fn_id[FN_SIGNERS];
@@ -63,7 +63,7 @@ static inline void fn_init(void)
     if (fn_ready) return;
     FZ_CHECK(p2p_init() == 0);
     for (int i = 0; i < FN_SIGNERS; i++) {
-        uint8_t seed[32];
+        uint8_t seed[P2P_SEED_LEN];
         memset(seed, 0x40 + i, sizeof seed);
         FZ_CHECK(p2p_identity_from_seed(&fn_id[i], seed) == 0);
     }
@@ -178,9 +178,11 @@ static inline void fn_build(fn_net *n)
     n->away = n->addr[FN_A];
     n->away.ip[3] = 99;
     p2p_peer_handle ph;
-    FZ_CHECK(p2p_host_connect(n->h[FN_B], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) == 0);
+    FZ_CHECK(p2p_host_connect(n->h[FN_B], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) ==
+             0);
     fn_run(n, 200000);
-    FZ_CHECK(p2p_host_connect(n->h[FN_A], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) == 0);
+    FZ_CHECK(p2p_host_connect(n->h[FN_A], &n->addr[FN_V], fn_host_id(FN_V)->ed_pk, n->now, &ph) ==
+             0);
     for (int i = 0; i < 100 && !(fn_connected(n, FN_A, FN_V) && fn_connected(n, FN_B, FN_V)); i++)
         fn_run(n, 50000);
     FZ_CHECK(fn_connected(n, FN_A, FN_V) && fn_connected(n, FN_B, FN_V));
@@ -192,10 +194,12 @@ static inline void fn_build(fn_net *n)
      * (both ask, so this holds also where an introducer waits for both sides). */
     p2p_peer *av = p2p_host_peer_get(n->h[FN_A], n->av);
     FZ_CHECK(av);
-    FZ_CHECK(p2p_peer_append(n->h[FN_A], av, P2P_REC_INTRO_REQ, fn_host_id(FN_B)->ed_pk, 32) == 0);
+    FZ_CHECK(p2p_peer_append(n->h[FN_A], av, P2P_REC_INTRO_REQ, fn_host_id(FN_B)->ed_pk,
+                             P2P_ID_LEN) == 0);
     p2p_peer *bv = p2p_host_peer_get(n->h[FN_B], fn_handle(n, FN_B, FN_V));
     FZ_CHECK(bv);
-    FZ_CHECK(p2p_peer_append(n->h[FN_B], bv, P2P_REC_INTRO_REQ, fn_host_id(FN_A)->ed_pk, 32) == 0);
+    FZ_CHECK(p2p_peer_append(n->h[FN_B], bv, P2P_REC_INTRO_REQ, fn_host_id(FN_A)->ed_pk,
+                             P2P_ID_LEN) == 0);
     fn_run(n, 500000);
     FZ_CHECK(fn_connected(n, FN_A, FN_V));
 }
@@ -206,10 +210,10 @@ static inline void fn_sign_record_as(uint8_t *rec, size_t l, int k)
 {
     static uint8_t msg[sizeof fn_member_label - 1 + 65536];
     const p2p_identity *s = &fn_id[k];
-    memcpy(rec + 1, s->ed_pk, 32);
+    memcpy(rec + 1, s->ed_pk, P2P_ID_LEN);
     memcpy(msg, fn_member_label, sizeof fn_member_label - 1);
-    memcpy(msg + sizeof fn_member_label - 1, rec, l - 64);
-    p2p_sign(rec + l - 64, msg, sizeof fn_member_label - 1 + l - 64, s->ed_sk);
+    memcpy(msg + sizeof fn_member_label - 1, rec, l - P2P_SIG_LEN);
+    p2p_sign(rec + l - P2P_SIG_LEN, msg, sizeof fn_member_label - 1 + l - P2P_SIG_LEN, s->ed_sk);
 }
 
 /* Signs a broadcast body (len bytes, at least FN_BCAST_MIN) as signer k: origin and
@@ -218,10 +222,11 @@ static inline void fn_sign_broadcast_as(uint8_t *body, size_t len, int k)
 {
     static uint8_t msg[sizeof fn_bcast_label - 1 + 65536];
     const p2p_identity *s = &fn_id[k];
-    memcpy(body, s->ed_pk, 32);
+    memcpy(body, s->ed_pk, P2P_ID_LEN);
     memcpy(msg, fn_bcast_label, sizeof fn_bcast_label - 1);
-    memcpy(msg + sizeof fn_bcast_label - 1, body, len - 64);
-    p2p_sign(body + len - 64, msg, sizeof fn_bcast_label - 1 + len - 64, s->ed_sk);
+    memcpy(msg + sizeof fn_bcast_label - 1, body, len - P2P_SIG_LEN);
+    p2p_sign(body + len - P2P_SIG_LEN, msg, sizeof fn_bcast_label - 1 + len - P2P_SIG_LEN,
+             s->ed_sk);
 }
 
 /* Signs the member record entries of a MEMBERS body ({ u16 length, record }...) in place:
@@ -235,14 +240,15 @@ static inline void fn_sign_members(uint8_t *body, size_t len)
         if (l > p2p_rd_left(&r)) break;
         uint8_t *rec = (uint8_t *)r.p;
         r.p += l;
-        if (l >= FN_MEMBER_MIN && l - 64 <= 65536) fn_sign_record_as(rec, l, rec[1] % FN_SIGNERS);
+        if (l >= FN_MEMBER_MIN && l - P2P_SIG_LEN <= 65536)
+            fn_sign_record_as(rec, l, rec[1] % FN_SIGNERS);
     }
 }
 
 /* Signs a BROADCAST body in place, as signer body[0] % FN_SIGNERS. */
 static inline void fn_sign_broadcast(uint8_t *body, size_t len)
 {
-    if (len >= FN_BCAST_MIN && len - 64 <= 65536)
+    if (len >= FN_BCAST_MIN && len - P2P_SIG_LEN <= 65536)
         fn_sign_broadcast_as(body, len, body[0] % FN_SIGNERS);
 }
 

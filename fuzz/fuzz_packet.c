@@ -16,14 +16,16 @@
  */
 #include "fuzz_common.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
     (void)argc;
     (void)argv;
     fz_init();
     return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     uint64_t now = 1000000;
     p2p_addr aa = fz_addr(1, 1000), ba = fz_addr(2, 2000);
     p2p_addr other = fz_addr(4, 4000);
@@ -43,8 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_discard(a);
 
     /* B's side of the session: what a packet from B to A is sealed with. */
-    uint8_t key[32];
-    memcpy(key, bp->keys.send, 32);
+    uint8_t key[P2P_KEY_LEN];
+    memcpy(key, bp->keys.send, P2P_KEY_LEN);
     uint32_t index = bp->remote_index;
     uint64_t pn = bp->rec.next_pn;
 

@@ -17,10 +17,16 @@ static void put_file(const char *target, const char *name, const uint8_t *d, siz
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", root, target);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) { perror(path); exit(1); }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        perror(path);
+        exit(1);
+    }
     snprintf(path, sizeof path, "%s/%s/%s", root, target, name);
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(d, 1, n, f) != n || fclose(f) != 0) { perror(path); exit(1); }
+    if (!f || fwrite(d, 1, n, f) != n || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
 }
 
 /* ---- the record targets ------------------------------------------------------------------ */
@@ -49,7 +55,7 @@ static void mesh_seed(const char *name, const seed *s)
 
 static void mesh_one(const char *name, uint8_t flags, const uint8_t *d, size_t n)
 {
-    seed s = { .n = 0 };
+    seed s = {.n = 0};
     chunk(&s, flags, 0, d, n);
     mesh_seed(name, &s);
 }
@@ -57,7 +63,10 @@ static void mesh_one(const char *name, uint8_t flags, const uint8_t *d, size_t n
 static p2p_addr addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
 {
     p2p_addr x = fz_addr(0, port);
-    x.ip[0] = a; x.ip[1] = b; x.ip[2] = c; x.ip[3] = d;
+    x.ip[0] = a;
+    x.ip[1] = b;
+    x.ip[2] = c;
+    x.ip[3] = d;
     return x;
 }
 
@@ -67,15 +76,15 @@ static size_t member(uint8_t *out, int k, uint64_t seq, uint64_t expires, const 
 {
     uint8_t rec[P2P_MEMBER_REC_MAX];
     p2p_wr w;
-    p2p_wr_init(&w, rec, sizeof rec - 64);
+    p2p_wr_init(&w, rec, sizeof rec - P2P_SIG_LEN);
     p2p_wr_u8(&w, 1);
-    p2p_wr_bytes(&w, fn_id[k].ed_pk, 32);
+    p2p_wr_bytes(&w, fn_id[k].ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, seq);
     p2p_wr_u64(&w, expires);
     p2p_wr_u8(&w, (uint8_t)na);
     for (size_t i = 0; i < na; i++) p2p_wr_addr(&w, &a[i]);
     FZ_CHECK(!w.bad);
-    size_t len = (size_t)(w.p - rec) + 64;
+    size_t len = (size_t)(w.p - rec) + P2P_SIG_LEN;
     uint8_t entry[2 + P2P_MEMBER_REC_MAX];
     p2p_wr_init(&w, entry, sizeof entry);
     p2p_wr_u16(&w, (uint16_t)len);
@@ -90,13 +99,13 @@ static size_t broadcast(uint8_t *out, int k, uint64_t seq, uint16_t type, const 
 {
     p2p_wr w;
     size_t tl = strlen(text);
-    p2p_wr_init(&w, out, 42 + tl + 64);
-    p2p_wr_bytes(&w, fn_id[k].ed_pk, 32);
+    p2p_wr_init(&w, out, P2P_ID_LEN + 8 + 2 + tl + P2P_SIG_LEN);
+    p2p_wr_bytes(&w, fn_id[k].ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, seq);
     p2p_wr_u16(&w, type);
     p2p_wr_bytes(&w, text, tl);
     FZ_CHECK(!w.bad);
-    size_t len = 42 + tl + 64;
+    size_t len = P2P_ID_LEN + 8 + 2 + tl + P2P_SIG_LEN;
     fn_sign_broadcast_as(out, len, k);
     return len;
 }
@@ -107,7 +116,7 @@ static size_t wants(uint8_t *out, const int *k, const uint64_t *seq, size_t n)
     p2p_wr w;
     p2p_wr_init(&w, out, n * 40);
     for (size_t i = 0; i < n; i++) {
-        p2p_wr_bytes(&w, fn_id[k[i]].ed_pk, 32);
+        p2p_wr_bytes(&w, fn_id[k[i]].ed_pk, P2P_ID_LEN);
         p2p_wr_u64(&w, seq[i]);
     }
     FZ_CHECK(!w.bad);
@@ -138,31 +147,31 @@ static void mesh_seeds(void)
     fn_build(&n);
     uint8_t b[4096], e[4096];
     size_t len;
-    const uint64_t mseq = FN_UNIX_US / 1000u + 1000000u;     /* newer than any own record */
+    const uint64_t mseq = FN_UNIX_US / 1000u + 1000000u; /* newer than any own record */
     const uint64_t expires = FN_UNIX_US / 1000000u + 3600u;
     const uint64_t bseq = FN_UNIX_US + 1000u;
-    p2p_addr pub[3] = { addr4(198, 51, 100, 7, 5000), addr4(203, 0, 113, 9, 6000),
-                        addr4(10, 1, 2, 3, 7000) };
+    p2p_addr pub[3] = {addr4(198, 51, 100, 7, 5000), addr4(203, 0, 113, 9, 6000),
+                       addr4(10, 1, 2, 3, 7000)};
 
     /* MEMBERS */
     len = member(b, 0, mseq, expires, pub, 2);
     mesh_one("members_one", 0, b, len);
     len = 0;
     for (int k = 0; k < 4; k++) len += member(b + len, k, mseq + (uint64_t)k, expires, pub, 3);
-    len += member(b + len, 4, mseq, expires, &n.addr[FN_A], 1);      /* A's own, newer */
+    len += member(b + len, 4, mseq, expires, &n.addr[FN_A], 1); /* A's own, newer */
     mesh_one("members_many", 0, b, len);
-    len = member(b, 1, mseq, expires, &n.addr[FN_B], 1);             /* at a bystander */
+    len = member(b, 1, mseq, expires, &n.addr[FN_B], 1); /* at a bystander */
     mesh_one("members_at_bystander", 0, b, len);
-    len = member(b, 2, mseq, 0, pub, 0);                             /* never expires, no addr */
+    len = member(b, 2, mseq, 0, pub, 0); /* never expires, no addr */
     mesh_one("members_noaddr", 0, b, len);
-    len = member(b, 3, mseq, FN_UNIX_US / 1000000u - 1, pub, 1);     /* expired */
+    len = member(b, 3, mseq, FN_UNIX_US / 1000000u - 1, pub, 1); /* expired */
     mesh_one("members_expired", 0, b, len);
-    len = member(b, 6, mseq, expires, pub, 1);                       /* V's own id */
+    len = member(b, 6, mseq, expires, pub, 1); /* V's own id */
     mesh_one("members_victim", 0, b, len);
 
     /* BROADCAST, IHAVE, IWANT */
-    int ks[4] = { 0, 1, 4, 5 };
-    uint64_t seqs[4] = { bseq, bseq + 1, bseq + 2, bseq };
+    int ks[4] = {0, 1, 4, 5};
+    uint64_t seqs[4] = {bseq, bseq + 1, bseq + 2, bseq};
     for (int k = 0; k < FN_SIGNERS; k++) {
         len = broadcast(b, k, bseq, 7, "hello");
         char name[32];
@@ -171,15 +180,15 @@ static void mesh_seeds(void)
     }
     {
         int k = 0;
-        seed s = { .n = 0 };
+        seed s = {.n = 0};
         len = broadcast(b, k, bseq, 7, "pull me");
         chunk(&s, 1, 0, b, len);
-        int kk[2] = { k, 0 };
-        uint64_t sq[2] = { bseq, bseq + 5 };
+        int kk[2] = {k, 0};
+        uint64_t sq[2] = {bseq, bseq + 5};
         len = wants(e, kk, sq, 2);
-        chunk(&s, 3, 10, e, len);                /* IWANT: one cached, one not */
-        chunk(&s, 2, 10, e, len);                /* IHAVE */
-        chunk(&s, 3, 200, e, 40);                /* IWANT again */
+        chunk(&s, 3, 10, e, len); /* IWANT: one cached, one not */
+        chunk(&s, 2, 10, e, len); /* IHAVE */
+        chunk(&s, 3, 200, e, 40); /* IWANT again */
         mesh_seed("broadcast_then_iwant", &s);
     }
     len = wants(b, ks, seqs, 4);
@@ -196,13 +205,13 @@ static void mesh_seeds(void)
     mesh_one("digest_reply", 5, b, len);
 
     /* INTRO_REQ, INTRO, INTRO_FAIL */
-    mesh_one("intro_req_bystander", 6, fn_host_id(FN_B)->ed_pk, 32);
-    mesh_one("intro_req_victim", 6, fn_host_id(FN_V)->ed_pk, 32);
-    mesh_one("intro_req_unknown", 6, fn_id[0].ed_pk, 32);
+    mesh_one("intro_req_bystander", 6, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
+    mesh_one("intro_req_victim", 6, fn_host_id(FN_V)->ed_pk, P2P_ID_LEN);
+    mesh_one("intro_req_unknown", 6, fn_id[0].ed_pk, P2P_ID_LEN);
     for (int which = 0; which < 2; which++) {
         p2p_wr w;
         p2p_wr_init(&w, b, sizeof b);
-        p2p_wr_bytes(&w, which ? fn_host_id(FN_B)->ed_pk : fn_id[1].ed_pk, 32);
+        p2p_wr_bytes(&w, which ? fn_host_id(FN_B)->ed_pk : fn_id[1].ed_pk, P2P_ID_LEN);
         p2p_wr_u32(&w, n.channel);
         p2p_wr_u8(&w, 1);
         p2p_wr_u8(&w, 3);
@@ -211,13 +220,13 @@ static void mesh_seeds(void)
         mesh_one(which ? "intro_bystander" : "intro_stranger", 7, b, (size_t)(w.p - b));
     }
     /* an offer: "this node asks for you" (flags bit 1, no channel, no addresses) */
-    memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
-    memset(b + 32, 0, 6);
-    b[36] = 2;
-    mesh_one("intro_offer", 7, b, 38);
-    memcpy(b, fn_host_id(FN_B)->ed_pk, 32);
-    b[32] = 1;
-    mesh_one("intro_fail", 8, b, 33);
+    memcpy(b, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
+    memset(b + P2P_ID_LEN, 0, 6);
+    b[P2P_ID_LEN + 4] = 2;
+    mesh_one("intro_offer", 7, b, P2P_ID_LEN + 6);
+    memcpy(b, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
+    b[P2P_ID_LEN] = 1;
+    mesh_one("intro_fail", 8, b, P2P_ID_LEN + 1);
 
     /* frames: PATH_CHALLENGE, PATH_RESPONSE, RELAY, RELAYED */
     p2p_wr w;
@@ -258,12 +267,12 @@ static void mesh_seeds(void)
 
     /* a mix: members, a broadcast, a summary and an introduction in one input */
     {
-        seed s = { .n = 0 };
+        seed s = {.n = 0};
         len = member(b, 2, mseq, expires, pub, 2);
         chunk(&s, 0, 5, b, len);
         memset(e, 0x33, 32);
         chunk(&s, 4, 50, e, 32);
-        chunk(&s, 6, 5, fn_host_id(FN_B)->ed_pk, 32);
+        chunk(&s, 6, 5, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
         b[0] = P2P_FRAME_PATH_CHALLENGE;
         memset(b + 1, 0x77, 8);
         chunk(&s, FN_MODE_FRAMES_AWAY, 100, b, 9);
@@ -282,9 +291,21 @@ static void text_seed(const char *target, const char *name, const char *text)
 static void addr_seeds(void)
 {
     static const char *texts[] = {
-        "1.2.3.4:5", "127.0.0.1:4000", "0.0.0.0:0", "255.255.255.255:65535", "10.0.0.1:1",
-        "[::1]:80", "[::]:1", "[fe80::1]:9", "[::ffff:192.0.2.1]:7", "[2001:db8::1:2:3]:443",
-        "[ff02::1]:5", "[1:2:3:4:5:6:1.2.3.4]:6", "01.2.3.4:5", "1.2.3.4:05", "[fe80::1%eth0]:1",
+        "1.2.3.4:5",
+        "127.0.0.1:4000",
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "10.0.0.1:1",
+        "[::1]:80",
+        "[::]:1",
+        "[fe80::1]:9",
+        "[::ffff:192.0.2.1]:7",
+        "[2001:db8::1:2:3]:443",
+        "[ff02::1]:5",
+        "[1:2:3:4:5:6:1.2.3.4]:6",
+        "01.2.3.4:5",
+        "1.2.3.4:05",
+        "[fe80::1%eth0]:1",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         char name[16];
@@ -307,7 +328,7 @@ static void keyfile_seeds(void)
 {
     char text[128];
     char hex[65];
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0x42, sizeof seed);
     p2p_id_to_hex(seed, hex);
     snprintf(text, sizeof text, "p2pnet-identity-v1\n%s\n", hex);

@@ -60,13 +60,13 @@ typedef struct anet {
      * leave from `nat`, and datagrams to `nat` reach it */
     int has_nat[AN_MAX];
     p2p_addr nat[AN_MAX];
-    an_pkt *q;                  /* FIFO ring: one latency for all, so delivery is in order */
+    an_pkt *q; /* FIFO ring: one latency for all, so delivery is in order */
     size_t qhead, qlen;
     uint64_t now, latency;
-    uint64_t lost;              /* datagrams to addresses of no host, or filtered */
+    uint64_t lost; /* datagrams to addresses of no host, or filtered */
     an_tally t[AN_TALLY];
     size_t nt;
-    an_event_fn on_event;       /* called for every event after the counters; may be NULL */
+    an_event_fn on_event; /* called for every event after the counters; may be NULL */
     an_filter_fn filter;
     void *ud;
     /* capture: packets of type cap_type sent by host cap_node (-1: off) */
@@ -82,7 +82,10 @@ static inline p2p_addr an_addr(const char *text)
 {
     p2p_addr a;
     memset(&a, 0, sizeof a);
-    if (p2p_addr_parse(&a, text)) { fprintf(stderr, "bad address %s\n", text); abort(); }
+    if (p2p_addr_parse(&a, text)) {
+        fprintf(stderr, "bad address %s\n", text);
+        abort();
+    }
     return a;
 }
 
@@ -107,7 +110,10 @@ static inline an_tally *an_tally_of(anet *net, int node, const p2p_addr *peer)
 {
     for (size_t i = 0; i < net->nt; i++)
         if (net->t[i].node == node && p2p_addr_equal(&net->t[i].peer, peer)) return &net->t[i];
-    if (net->nt == AN_TALLY) { fprintf(stderr, "attack.h: tally table full\n"); abort(); }
+    if (net->nt == AN_TALLY) {
+        fprintf(stderr, "attack.h: tally table full\n");
+        abort();
+    }
     an_tally *t = &net->t[net->nt++];
     memset(t, 0, sizeof *t);
     t->node = node;
@@ -116,9 +122,18 @@ static inline an_tally *an_tally_of(anet *net, int node, const p2p_addr *peer)
 }
 
 /* Bytes / packets host `node` sent to `a`, and received from it. */
-static inline uint64_t an_sent_to(anet *net, int node, const p2p_addr *a) { return an_tally_of(net, node, a)->sent_bytes; }
-static inline uint64_t an_pkts_to(anet *net, int node, const p2p_addr *a) { return an_tally_of(net, node, a)->sent_pkts; }
-static inline uint64_t an_recv_from(anet *net, int node, const p2p_addr *a) { return an_tally_of(net, node, a)->recv_bytes; }
+static inline uint64_t an_sent_to(anet *net, int node, const p2p_addr *a)
+{
+    return an_tally_of(net, node, a)->sent_bytes;
+}
+static inline uint64_t an_pkts_to(anet *net, int node, const p2p_addr *a)
+{
+    return an_tally_of(net, node, a)->sent_pkts;
+}
+static inline uint64_t an_recv_from(anet *net, int node, const p2p_addr *a)
+{
+    return an_tally_of(net, node, a)->recv_bytes;
+}
 
 /* Bytes host `node` sent to addresses that belong to no host of the network. */
 static inline uint64_t an_sent_to_strangers(anet *net, int node)
@@ -127,7 +142,8 @@ static inline uint64_t an_sent_to_strangers(anet *net, int node)
     for (size_t i = 0; i < net->nt; i++) {
         if (net->t[i].node != node) continue;
         int host = 0;
-        for (int k = 0; k < net->nn && !host; k++) host = p2p_addr_equal(&net->n[k].addr, &net->t[i].peer);
+        for (int k = 0; k < net->nn && !host; k++)
+            host = p2p_addr_equal(&net->n[k].addr, &net->t[i].peer);
         if (!host) sum += net->t[i].sent_bytes;
     }
     return sum;
@@ -167,7 +183,12 @@ static inline void an_events(anet *net, int i)
             x->errors++;
             snprintf(x->err, sizeof x->err, "%.*s", (int)ev.len, (const char *)ev.data);
             break;
-        case P2P_EV_MESSAGE: if (ev.broadcast) x->broadcasts++; else x->msgs++; break;
+        case P2P_EV_MESSAGE:
+            if (ev.broadcast)
+                x->broadcasts++;
+            else
+                x->msgs++;
+            break;
         case P2P_EV_REPLY: x->replies++; break;
         case P2P_EV_DATAGRAM: x->datagrams++; break;
         case P2P_EV_REQUEST: x->requests++; break;
@@ -195,7 +216,10 @@ static inline void an_flush(anet *net, int i)
                 net->cap_len[k] = len;
                 net->cap_to[k] = to;
             }
-            if (net->qlen == AN_QCAP) { net->lost++; continue; }
+            if (net->qlen == AN_QCAP) {
+                net->lost++;
+                continue;
+            }
             an_pkt *p = &net->q[(net->qhead + net->qlen) % AN_QCAP];
             p->from = net->has_nat[i] ? net->nat[i] : x->addr;
             p->to = to;
@@ -206,7 +230,7 @@ static inline void an_flush(anet *net, int i)
             memcpy(p->data, buf, len);
             net->qlen++;
         }
-        an_events(net, i);   /* handlers may queue more datagrams: a second round */
+        an_events(net, i); /* handlers may queue more datagrams: a second round */
     }
 }
 
@@ -223,17 +247,22 @@ static inline int an_add(anet *net, const p2p_config *base)
     if (i == AN_MAX) abort();
     an_node *x = &net->n[i];
     memset(x, 0, sizeof *x);
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0xa7, sizeof seed);
     seed[0] = (uint8_t)(i + 1);
     p2p_identity_from_seed(&x->id, seed);
     p2p_config c;
-    if (base) c = *base;
-    else p2p_config_init(&c);
+    if (base)
+        c = *base;
+    else
+        p2p_config_init(&c);
     c.identity = &x->id;
     if (!c.seed) c.seed = 0x5eed0000u + (uint64_t)i;
     if (!c.unix_us) c.unix_us = AN_EPOCH_US + net->now;
-    if (p2p_host_new(&x->h, &c, net->now)) { fprintf(stderr, "attack.h: p2p_host_new\n"); abort(); }
+    if (p2p_host_new(&x->h, &c, net->now)) {
+        fprintf(stderr, "attack.h: p2p_host_new\n");
+        abort();
+    }
     char text[32];
     snprintf(text, sizeof text, "192.0.2.%d:4000", 10 + i);
     x->addr = an_addr(text);
@@ -354,28 +383,94 @@ static inline void an_capture(anet *net, int node, uint8_t type)
 /* Where INIT's MACs and its padding payload sit (docs/PROTOCOL.md section 2.1). */
 #define INIT_MAC1 (P2P_INIT_LEN - 2 * P2P_MAC_LEN)
 #define INIT_MAC2 (P2P_INIT_LEN - P2P_MAC_LEN)
-#define INIT_PAYLOAD (INIT_MAC1 - 8 - 32 - P2P_TAG_LEN)
+#define INIT_PAYLOAD (INIT_MAC1 - 8 - P2P_DH_LEN - P2P_TAG_LEN)
 
 /* A fresh, valid INIT for host h, as anyone can make one when h has no network key (its mac1
  * key and psk are public knowledge then): a new ephemeral key drawn from rng, mac2 zero. */
 static inline void an_forge_init(const p2p_host *h, p2p_rng *rng, uint32_t index,
                                  uint8_t out[P2P_INIT_LEN])
 {
-    uint8_t s[32], zeros[INIT_PAYLOAD] = { 0 };
+    uint8_t s[P2P_DH_LEN], zeros[INIT_PAYLOAD] = {0};
     p2p_rng_bytes(rng, s, sizeof s);
     p2p_noise n;
     if (p2p_noise_init(&n, P2P_NOISE_PROTOCOL, 1, (const uint8_t *)P2P_PROLOGUE,
-                       sizeof P2P_PROLOGUE - 1, s, NULL, h->psk)) abort();
+                       sizeof P2P_PROLOGUE - 1, s, NULL, h->psk))
+        abort();
     out[0] = P2P_PKT_INIT;
     out[1] = P2P_PROTOCOL_VERSION;
     out[2] = out[3] = 0;
     p2p_put_u32(out + 4, index);
     size_t len = 0;
     if (p2p_noise_write(&n, rng, zeros, sizeof zeros, out + 8, INIT_MAC1 - 8, &len) ||
-        len != INIT_MAC1 - 8) abort();
-    p2p_blake2b(out + INIT_MAC1, P2P_MAC_LEN, h->mac_key, 32, out, INIT_MAC1, NULL, 0);
+        len != INIT_MAC1 - 8)
+        abort();
+    p2p_blake2b(out + INIT_MAC1, P2P_MAC_LEN, h->mac_key, P2P_KEY_LEN, out, INIT_MAC1, NULL, 0);
     memset(out + INIT_MAC2, 0, P2P_MAC_LEN);
     p2p_noise_wipe(&n);
+}
+
+/* ---- what the mesh tests forge ------------------------------------------------------------ */
+
+/* Our clock as every host of the network sees it (an_add gives each unix_us = EPOCH + now). */
+static inline uint64_t an_wall(const anet *net)
+{
+    return AN_EPOCH_US + net->now;
+}
+
+/* A broadcast envelope: origin id, u64 seq, u8 type 7, u8 flags 0, the data, the signature. */
+#define AN_BCAST_HEADER (P2P_ID_LEN + 8 + 1 + 1)
+
+/* A broadcast envelope signed by id (bad_sig: signed by nobody). Returns its length. */
+static inline size_t an_make_bcast(uint8_t *env, const p2p_identity *id, uint64_t seq,
+                                   const void *data, size_t len, int bad_sig)
+{
+    static const char label[] = "p2pnet/1 broadcast";
+    static uint8_t msg[sizeof label + 70000];
+    memcpy(env, id->ed_pk, P2P_ID_LEN);
+    p2p_put_u64(env + P2P_ID_LEN, seq);
+    env[P2P_ID_LEN + 8] = 7;
+    env[P2P_ID_LEN + 9] = 0;
+    memcpy(env + AN_BCAST_HEADER, data, len);
+    memcpy(msg, label, sizeof label - 1);
+    memcpy(msg + sizeof label - 1, env, AN_BCAST_HEADER + len);
+    if (bad_sig)
+        memset(env + AN_BCAST_HEADER + len, 0x55, P2P_SIG_LEN);
+    else
+        p2p_sign(env + AN_BCAST_HEADER + len, msg, sizeof label - 1 + AN_BCAST_HEADER + len,
+                 id->ed_sk);
+    return AN_BCAST_HEADER + len + P2P_SIG_LEN;
+}
+
+/* Appends one { u16 length, member record } signed by id to w. */
+static inline void an_put_member(p2p_wr *w, const p2p_identity *id, uint64_t seq, uint64_t expires,
+                                 const p2p_addr *addrs, int n)
+{
+    static const char label[] = "p2pnet/1 member";
+    uint8_t body[P2P_MEMBER_REC_MAX], msg[sizeof label + P2P_MEMBER_REC_MAX];
+    p2p_wr r;
+    p2p_wr_init(&r, body, sizeof body - P2P_SIG_LEN);
+    p2p_wr_u8(&r, 1);
+    p2p_wr_bytes(&r, id->ed_pk, P2P_ID_LEN);
+    p2p_wr_u64(&r, seq);
+    p2p_wr_u64(&r, expires);
+    p2p_wr_u8(&r, (uint8_t)n);
+    for (int i = 0; i < n; i++) p2p_wr_addr(&r, &addrs[i]);
+    size_t blen = (size_t)(r.p - body);
+    memcpy(msg, label, sizeof label - 1);
+    memcpy(msg + sizeof label - 1, body, blen);
+    p2p_sign(body + blen, msg, sizeof label - 1 + blen, id->ed_sk);
+    p2p_wr_u16(w, (uint16_t)(blen + P2P_SIG_LEN));
+    p2p_wr_bytes(w, body, blen + P2P_SIG_LEN);
+}
+
+/* 1 when host h lists a among the addresses it advertises. */
+static inline int an_advertises(const p2p_host *h, const p2p_addr *a)
+{
+    p2p_addr list[P2P_MEMBER_ADDRS];
+    size_t n = p2p_host_addresses(h, list, NULL, P2P_MEMBER_ADDRS);
+    for (size_t i = 0; i < n && i < P2P_MEMBER_ADDRS; i++)
+        if (p2p_addr_equal(&list[i], a)) return 1;
+    return 0;
 }
 
 #endif

@@ -10,11 +10,11 @@ enum { JM_STRING = 1, JM_ARRAY, JM_OBJECT, JM_ATOM };
 
 typedef struct jm_node {
     int type;
-    char *key;               /* member name when inside an object, else NULL */
-    char *str;               /* JM_STRING / JM_ATOM text (NUL-terminated, malloc'd) */
-    size_t len;              /* string length */
-    struct jm_node *child;   /* first element / member */
-    struct jm_node *next;    /* next sibling */
+    char *key;             /* member name when inside an object, else NULL */
+    char *str;             /* JM_STRING / JM_ATOM text (NUL-terminated, malloc'd) */
+    size_t len;            /* string length */
+    struct jm_node *child; /* first element / member */
+    struct jm_node *next;  /* next sibling */
 } jm_node;
 
 typedef struct jm_cursor {
@@ -45,17 +45,14 @@ static char *jm_string(jm_cursor *c, size_t *outlen)
     char *s;
     size_t n = 0;
 
-    if (c->p >= c->end || *c->p != '"')
-        return NULL;
+    if (c->p >= c->end || *c->p != '"') return NULL;
     c->p++;
     s = malloc((size_t)(c->end - c->p) + 1);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     while (c->p < c->end && *c->p != '"') {
         char ch = *c->p++;
         if (ch == '\\') {
-            if (c->p >= c->end)
-                break;
+            if (c->p >= c->end) break;
             ch = *c->p++;
             switch (ch) {
             case 'n': ch = '\n'; break;
@@ -63,7 +60,9 @@ static char *jm_string(jm_cursor *c, size_t *outlen)
             case 'r': ch = '\r'; break;
             case 'b': ch = '\b'; break;
             case 'f': ch = '\f'; break;
-            case '"': case '\\': case '/': break;
+            case '"':
+            case '\\':
+            case '/': break;
             default: free(s); return NULL; /* \u is not needed for fixtures */
             }
         }
@@ -75,8 +74,7 @@ static char *jm_string(jm_cursor *c, size_t *outlen)
     }
     c->p++; /* closing quote */
     s[n] = '\0';
-    if (outlen)
-        *outlen = n;
+    if (outlen) *outlen = n;
     return s;
 }
 
@@ -85,15 +83,12 @@ static jm_node *jm_value(jm_cursor *c, int depth)
     jm_node *n;
 
     jm_ws(c);
-    if (c->p >= c->end || depth > 32)
-        return NULL;
+    if (c->p >= c->end || depth > 32) return NULL;
     n = calloc(1, sizeof *n);
-    if (!n)
-        return NULL;
+    if (!n) return NULL;
     if (*c->p == '"') {
         n->type = JM_STRING;
-        if (!(n->str = jm_string(c, &n->len)))
-            goto fail;
+        if (!(n->str = jm_string(c, &n->len))) goto fail;
     } else if (*c->p == '[' || *c->p == '{') {
         int obj = *c->p == '{';
         char close = obj ? '}' : ']';
@@ -112,8 +107,7 @@ static jm_node *jm_value(jm_cursor *c, int depth)
 
             jm_ws(c);
             if (obj) {
-                if (!(key = jm_string(c, NULL)))
-                    goto fail;
+                if (!(key = jm_string(c, NULL))) goto fail;
                 jm_ws(c);
                 if (c->p >= c->end || *c->p != ':') {
                     free(key);
@@ -144,14 +138,11 @@ static jm_node *jm_value(jm_cursor *c, int depth)
         const char *start = c->p;
         size_t len;
 
-        while (c->p < c->end && strchr(",]} \n\r\t", *c->p) == NULL)
-            c->p++;
+        while (c->p < c->end && strchr(",]} \n\r\t", *c->p) == NULL) c->p++;
         len = (size_t)(c->p - start);
-        if (len == 0)
-            goto fail;
+        if (len == 0) goto fail;
         n->type = JM_ATOM;
-        if (!(n->str = malloc(len + 1)))
-            goto fail;
+        if (!(n->str = malloc(len + 1))) goto fail;
         memcpy(n->str, start, len);
         n->str[len] = '\0';
         n->len = len;
@@ -165,7 +156,7 @@ fail:
 /* Parses a whole document. Returns the root (free with jm_free) or NULL on a syntax error. */
 static jm_node *jm_parse(const char *text, size_t len)
 {
-    jm_cursor c = { text, text + len };
+    jm_cursor c = {text, text + len};
     jm_node *root = jm_value(&c, 0);
 
     jm_ws(&c);
@@ -181,11 +172,9 @@ static jm_node *jm_get(const jm_node *obj, const char *key)
 {
     jm_node *n;
 
-    if (!obj || obj->type != JM_OBJECT)
-        return NULL;
+    if (!obj || obj->type != JM_OBJECT) return NULL;
     for (n = obj->child; n; n = n->next)
-        if (n->key && strcmp(n->key, key) == 0)
-            return n;
+        if (n->key && strcmp(n->key, key) == 0) return n;
     return NULL;
 }
 
@@ -195,10 +184,8 @@ static size_t jm_count(const jm_node *n)
     size_t k = 0;
     const jm_node *c;
 
-    if (!n)
-        return 0;
-    for (c = n->child; c; c = c->next)
-        k++;
+    if (!n) return 0;
+    for (c = n->child; c; c = c->next) k++;
     return k;
 }
 #endif

@@ -18,11 +18,9 @@ static p2p_addr victim_port(int port)
     return an_addr(text);
 }
 
-static uint64_t wall(const anet *net) { return AN_EPOCH_US + net->now; }
-
 static void seed_identity(p2p_identity *id, uint8_t tag, uint32_t n)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, tag, sizeof seed);
     p2p_put_u32(seed, n);
     p2p_identity_from_seed(id, seed);
@@ -39,7 +37,8 @@ static uint64_t to_victim_ip(anet *net, int node, uint64_t *pkts, uint64_t *most
     if (addrs) *addrs = 0;
     for (size_t i = 0; i < net->nt; i++) {
         an_tally *t = &net->t[i];
-        if (t->node != node || t->peer.family != ip.family || memcmp(t->peer.ip, ip.ip, 4)) continue;
+        if (t->node != node || t->peer.family != ip.family || memcmp(t->peer.ip, ip.ip, 4))
+            continue;
         bytes += t->sent_bytes;
         *pkts += t->sent_pkts;
         if (most_per_addr && t->sent_pkts > *most_per_addr) *most_per_addr = t->sent_pkts;
@@ -53,13 +52,17 @@ static int legit_joins_and_talks(anet *net, int v, const p2p_config *cfg)
 {
     int l = an_add(net, cfg);
     p2p_peer_handle ph = an_connect(net, l, v, 3000000);
-    if (!ph) { fprintf(stderr, "     legit peer did not join\n"); return 0; }
+    if (!ph) {
+        fprintf(stderr, "     legit peer did not join\n");
+        return 0;
+    }
     int m0 = net->n[v].msgs, m1 = net->n[l].msgs;
     if (p2p_peer_send(net->n[l].h, ph, 7, (const uint8_t *)"hello", 5, 0, NULL, net->now)) return 0;
     p2p_peer_handle back = an_handle(net, v, l);
     if (!back || p2p_peer_send(net->n[v].h, back, 7, (const uint8_t *)"hi", 2, 0, NULL, net->now))
         return 0;
-    for (int k = 0; k < 100 && (net->n[v].msgs == m0 || net->n[l].msgs == m1); k++) an_run(net, 10000);
+    for (int k = 0; k < 100 && (net->n[v].msgs == m0 || net->n[l].msgs == m1); k++)
+        an_run(net, 10000);
     if (net->n[v].msgs == m0 || net->n[l].msgs == m1) {
         fprintf(stderr, "     legit peer joined but no message passed\n");
         return 0;
@@ -85,8 +88,9 @@ static p2p_peer *relayed_pair(anet *net, int *m, int *i, int *b)
     *b = an_add(net, &med);
     T_CHECK(an_connect(net, *m, *i, 2000000) != 0);
     T_CHECK(an_connect(net, *b, *i, 2000000) != 0);
-    T_EQ_INT(p2p_host_connect_via(net->n[*m].h, net->n[*b].id.ed_pk, &net->n[*i].addr, net->now,
-                                  NULL), 0);
+    T_EQ_INT(
+        p2p_host_connect_via(net->n[*m].h, net->n[*b].id.ed_pk, &net->n[*i].addr, net->now, NULL),
+        0);
     for (int k = 0; k < 300 && !(an_handle(net, *m, *b) && an_handle(net, *b, *m)); k++)
         an_run(net, 10000);
     p2p_peer *ib = an_session(net, *i, *b);
@@ -98,12 +102,12 @@ static p2p_peer *relayed_pair(anet *net, int *m, int *i, int *b)
 
 #define INTRO_MAX (38 + 19 * 8)
 
-static size_t intro(uint8_t out[INTRO_MAX], const uint8_t id[32], uint8_t flags,
+static size_t intro(uint8_t out[INTRO_MAX], const uint8_t id[P2P_ID_LEN], uint8_t flags,
                     const p2p_addr *c, uint8_t n)
 {
     p2p_wr w;
     p2p_wr_init(&w, out, INTRO_MAX);
-    p2p_wr_bytes(&w, id, 32);
+    p2p_wr_bytes(&w, id, P2P_ID_LEN);
     p2p_wr_u32(&w, 0x77);
     p2p_wr_u8(&w, flags);
     p2p_wr_u8(&w, n);
@@ -131,8 +135,8 @@ static void test_row01_unsolicited_intro(void)
     for (int i = 0; i < 8; i++) v[i] = victim_port(1000 + i);
     uint64_t attack = 0;
     for (int k = 0; k < 50; k++) {
-        uint8_t id[32], body[INTRO_MAX];
-        memset(id, 0x61, 32);
+        uint8_t id[P2P_ID_LEN], body[INTRO_MAX];
+        memset(id, 0x61, P2P_ID_LEN);
         id[0] = (uint8_t)k;
         size_t n = intro(body, id, 0, v, 8);
         attack += n;
@@ -154,26 +158,6 @@ static void test_row01_unsolicited_intro(void)
 
 /* ---- member records ---------------------------------------------------------------------- */
 
-static void put_member(p2p_wr *w, const p2p_identity *id, uint64_t seq, const p2p_addr *addrs, int n)
-{
-    static const char label[] = "p2pnet/1 member";
-    uint8_t body[P2P_MEMBER_REC_MAX], msg[sizeof label + P2P_MEMBER_REC_MAX];
-    p2p_wr r;
-    p2p_wr_init(&r, body, sizeof body - 64);
-    p2p_wr_u8(&r, 1);
-    p2p_wr_bytes(&r, id->ed_pk, 32);
-    p2p_wr_u64(&r, seq);
-    p2p_wr_u64(&r, 0);
-    p2p_wr_u8(&r, (uint8_t)n);
-    for (int i = 0; i < n; i++) p2p_wr_addr(&r, &addrs[i]);
-    size_t blen = (size_t)(r.p - body);
-    memcpy(msg, label, sizeof label - 1);
-    memcpy(msg + sizeof label - 1, body, blen);
-    p2p_sign(body + blen, msg, sizeof label - 1 + blen, id->ed_sk);
-    p2p_wr_u16(w, (uint16_t)(blen + 64));
-    p2p_wr_bytes(w, body, blen + 64);
-}
-
 /* Row 2: one member-record set naming 100 throwaway ids at one victim address, re-sent with a
  * new sequence number every 5 s (the re-arm), with a third node that learns them by
  * anti-entropy; 40 s. Before: about 90x towards the victim. Every node that dials them sends
@@ -194,7 +178,7 @@ static void test_row02_member_records_at_victim(void)
         for (uint32_t k = 0; k < 100; k++) {
             p2p_identity id;
             seed_identity(&id, 0x3d, k);
-            put_member(&w, &id, 1 + (uint64_t)round, &v, 1);
+            an_put_member(&w, &id, 1 + (uint64_t)round, 0, &v, 1);
         }
         attack += (size_t)(w.p - body);
         T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
@@ -202,11 +186,12 @@ static void test_row02_member_records_at_victim(void)
         if (round == 2) T_CHECK(legit_joins_and_talks(&net, a, NULL));
     }
     uint64_t pa, pb;
-    uint64_t ba = to_victim_ip(&net, a, &pa, NULL, NULL), bb = to_victim_ip(&net, b, &pb, NULL, NULL);
+    uint64_t ba = to_victim_ip(&net, a, &pa, NULL, NULL),
+             bb = to_victim_ip(&net, b, &pb, NULL, NULL);
     printf("     row 2: %llu attack bytes; to the victim in 40 s: target %llu packets (%llu B), "
-           "its neighbour %llu packets (%llu B)\n", (unsigned long long)attack,
-           (unsigned long long)pa, (unsigned long long)ba, (unsigned long long)pb,
-           (unsigned long long)bb);
+           "its neighbour %llu packets (%llu B)\n",
+           (unsigned long long)attack, (unsigned long long)pa, (unsigned long long)ba,
+           (unsigned long long)pb, (unsigned long long)bb);
     T_CHECK(pa <= P2P_GUARD_PROBES);
     T_CHECK(pb <= P2P_GUARD_PROBES);
     an_free(&net);
@@ -222,12 +207,13 @@ static void test_row03_intro_slots(void)
     T_CHECK(an_connect(&net, m, a, 2000000) != 0);
     size_t slots0 = slots_in_use(net.n[a].h);
     for (int k = 0; k < 300; k++) {
-        uint8_t id[32], body[INTRO_MAX];
-        memset(id, 0x62, 32);
+        uint8_t id[P2P_ID_LEN], body[INTRO_MAX];
+        memset(id, 0x62, P2P_ID_LEN);
         id[0] = (uint8_t)k;
         id[1] = (uint8_t)(k >> 8);
         /* half of them offers (flag 2), each followed by the introduction it would solicit */
-        if (k % 2) T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, intro(body, id, 2, NULL, 0)), 0);
+        if (k % 2)
+            T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, intro(body, id, 2, NULL, 0)), 0);
         p2p_addr c = an_addr("198.51.100.200:4000");
         T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, intro(body, id, 0, &c, 1)), 0);
     }
@@ -241,23 +227,6 @@ static void test_row03_intro_slots(void)
 }
 
 /* ---- broadcasts -------------------------------------------------------------------------- */
-
-static size_t make_bcast(uint8_t *env, const p2p_identity *id, uint64_t seq, const void *data,
-                         size_t len, int bad_sig)
-{
-    static const char label[] = "p2pnet/1 broadcast";
-    static uint8_t msg[sizeof label + 70000];
-    memcpy(env, id->ed_pk, 32);
-    p2p_put_u64(env + 32, seq);
-    env[40] = 7;
-    env[41] = 0;
-    memcpy(env + 42, data, len);
-    memcpy(msg, label, sizeof label - 1);
-    memcpy(msg + sizeof label - 1, env, 42 + len);
-    if (bad_sig) memset(env + 42 + len, 0x55, 64);
-    else p2p_sign(env + 42 + len, msg, sizeof label - 1 + 42 + len, id->ed_sk);
-    return 42 + len + 64;
-}
 
 /* Row 4: one 40 KB IWANT naming one cached 60 KB broadcast 1000 times, on a session whose
  * send window is one byte. Before: 60 MB queued towards the attacker. */
@@ -275,13 +244,16 @@ static void test_row04_iwant_one_byte_window(void)
     an_run(&net, 1000000);
     p2p_peer *am = an_session(&net, a, m);
     T_CHECK(am != NULL);
-    if (!am) { an_free(&net); return; }
-    am->peer_max = am->send_next + 1;            /* the window the attacker granted: 1 byte */
+    if (!am) {
+        an_free(&net);
+        return;
+    }
+    am->peer_max = am->send_next + 1; /* the window the attacker granted: 1 byte */
     uint64_t q0 = am->send_end;
     static uint8_t iw[1000 * 40];
     for (int i = 0; i < 1000; i++) {
-        memcpy(iw + 40 * i, net.n[c].id.ed_pk, 32);
-        p2p_put_u64(iw + 40 * i + 32, seq);
+        memcpy(iw + 40 * i, net.n[c].id.ed_pk, P2P_ID_LEN);
+        p2p_put_u64(iw + 40 * i + P2P_ID_LEN, seq);
     }
     for (int r = 0; r < 4; r++) T_EQ_INT(an_record(&net, m, a, P2P_REC_IWANT, iw, sizeof iw), 0);
     an_run(&net, 3000000);
@@ -289,7 +261,8 @@ static void test_row04_iwant_one_byte_window(void)
     T_CHECK(am != NULL);
     if (am) {
         printf("     row 4: 4 x 40 KB IWANT at a 1-byte window: %llu bytes queued, peer holds %zu "
-               "(budget %u)\n", (unsigned long long)(am->send_end - q0), (size_t)am->mem,
+               "(budget %u)\n",
+               (unsigned long long)(am->send_end - q0), (size_t)am->mem,
                (unsigned)P2P_DEFAULT_PEER_MEMORY);
         T_CHECK(am->send_end - q0 <= sizeof big + 2000);
         T_CHECK(am->mem <= P2P_DEFAULT_PEER_MEMORY);
@@ -305,7 +278,8 @@ static int mute_m_to_a(anet *net, an_pkt *pkt)
 {
     /* hosts 0 (victim) and 1 (attacker): the attacker's real stream is silenced while forged
      * frames speak for it */
-    return !(p2p_addr_equal(&pkt->from, &net->n[1].addr) && p2p_addr_equal(&pkt->to, &net->n[0].addr));
+    return !(p2p_addr_equal(&pkt->from, &net->n[1].addr) &&
+             p2p_addr_equal(&pkt->to, &net->n[0].addr));
 }
 
 static size_t stream_frames(anet *net, uint64_t off, uint64_t step, size_t count, size_t len)
@@ -331,7 +305,11 @@ static uint64_t row05_work(size_t n, uint64_t *attack_bytes)
     an_run(&net, 300000);
     net.filter = mute_m_to_a;
     p2p_peer *v = an_session(&net, a, m);
-    if (!v) { T_CHECK(0); an_free(&net); return 0; }
+    if (!v) {
+        T_CHECK(0);
+        an_free(&net);
+        return 0;
+    }
     uint64_t w0 = v->r_pieces.work, d0 = an_stats(&net, a).dropped_budget;
     *attack_bytes = 0;
     for (size_t i = 0; i < n; i += 150) {
@@ -357,10 +335,12 @@ static uint64_t row05_work(size_t n, uint64_t *attack_bytes)
 static void test_row05_out_of_order_pieces(void)
 {
     uint64_t b10, b20, b40;
-    uint64_t w10 = row05_work(10000, &b10), w20 = row05_work(20000, &b20), w40 = row05_work(40000, &b40);
-    printf("     row 5: 10k/20k/40k pieces: %llu/%llu/%llu steps (%.2f/%.2f/%.2f per attack byte)\n",
-           (unsigned long long)w10, (unsigned long long)w20, (unsigned long long)w40,
-           (double)w10 / (double)b10, (double)w20 / (double)b20, (double)w40 / (double)b40);
+    uint64_t w10 = row05_work(10000, &b10), w20 = row05_work(20000, &b20),
+             w40 = row05_work(40000, &b40);
+    printf(
+        "     row 5: 10k/20k/40k pieces: %llu/%llu/%llu steps (%.2f/%.2f/%.2f per attack byte)\n",
+        (unsigned long long)w10, (unsigned long long)w20, (unsigned long long)w40,
+        (double)w10 / (double)b10, (double)w20 / (double)b20, (double)w40 / (double)b40);
     T_CHECK(w10 > 0);
     /* linear: 4x the attack costs at most 4.5x the work (quadratic would be 16x) */
     T_CHECK(w40 <= w10 * 45 / 10);
@@ -368,7 +348,6 @@ static void test_row05_out_of_order_pieces(void)
 }
 
 /* ---- the handshake ----------------------------------------------------------------------- */
-
 
 static p2p_addr spoof(int i)
 {
@@ -414,9 +393,10 @@ static void test_row06_replayed_init(void)
         an_inject(&net, v, &s, init, P2P_INIT_LEN);
     }
     p2p_stats s1 = an_stats(&net, v);
-    printf("     row 6: 256 replays: half-open %zu, DH %llu, replays dropped %llu, worst ratio %.2f\n",
-           (size_t)net.n[v].h->n_half_open, (unsigned long long)(s1.work_dh - s0.work_dh),
-           (unsigned long long)(s1.dropped_replay - s0.dropped_replay), worst_ratio(&net, v, 0, 256));
+    printf(
+        "     row 6: 256 replays: half-open %zu, DH %llu, replays dropped %llu, worst ratio %.2f\n",
+        (size_t)net.n[v].h->n_half_open, (unsigned long long)(s1.work_dh - s0.work_dh),
+        (unsigned long long)(s1.dropped_replay - s0.dropped_replay), worst_ratio(&net, v, 0, 256));
     T_CHECK(net.n[v].h->n_half_open == 0);
     T_CHECK(s1.work_dh - s0.work_dh == 0);
     T_CHECK(s1.dropped_replay - s0.dropped_replay == 256);
@@ -448,7 +428,8 @@ static void test_init_flood_fresh_and_replayed(void)
     }
     p2p_stats s1 = an_stats(&net, v);
     printf("     fresh INIT flood (2048 spoofed): half-open %zu (cap %u), DH %llu, cookies %llu, "
-           "worst ratio %.2f\n", (size_t)net.n[v].h->n_half_open, (unsigned)net.n[v].h->max_half_open,
+           "worst ratio %.2f\n",
+           (size_t)net.n[v].h->n_half_open, (unsigned)net.n[v].h->max_half_open,
            (unsigned long long)(s1.work_dh - s0.work_dh),
            (unsigned long long)(s1.cookies_sent - s0.cookies_sent), worst_ratio(&net, v, 0, 2048));
     T_CHECK(joined);
@@ -497,18 +478,19 @@ static void test_row07_forged_broadcasts(void)
     for (uint32_t i = 0; i < 200; i++) {
         p2p_identity junk;
         seed_identity(&junk, 0x4e, i);
-        size_t n = make_bcast(env, &junk, wall(&net), "junk", 4, 1);
+        size_t n = an_make_bcast(env, &junk, an_wall(&net), "junk", 4, 1);
         T_EQ_INT(an_record(&net, m, a, P2P_REC_BROADCAST, env, n), 0);
     }
     an_run(&net, 500000);
     p2p_stats s1 = an_stats(&net, a);
-    printf("     row 7: 200 forged broadcasts: members %zu -> %zu, origins %zu -> %zu, %llu verifies\n",
+    printf("     row 7: 200 forged broadcasts: members %zu -> %zu, origins %zu -> %zu, %llu "
+           "verifies\n",
            members0, (size_t)net.n[a].h->mesh.n, origins0, (size_t)net.n[a].h->mesh.on,
            (unsigned long long)(s1.work_verify - s0.work_verify));
     T_EQ_INT(net.n[a].h->mesh.n, members0);
     T_EQ_INT(net.n[a].h->mesh.on, origins0);
     T_CHECK(s1.dropped - s0.dropped >= 200);
-    T_CHECK(s1.work_verify - s0.work_verify <= 1);    /* the first forgery ends the session */
+    T_CHECK(s1.work_verify - s0.work_verify <= 1); /* the first forgery ends the session */
     T_EQ_INT(net.n[a].broadcasts, 0);
     T_CHECK(legit_joins_and_talks(&net, a, NULL));
     int c = net.nn - 1;
@@ -555,7 +537,10 @@ static void test_row09_relay_stuffing(void)
     p2p_config med = mediator_cfg();
     int m, i, b;
     p2p_peer *ib = relayed_pair(&net, &m, &i, &b);
-    if (!ib) { an_free(&net); return; }
+    if (!ib) {
+        an_free(&net);
+        return;
+    }
     uint8_t pt[170 * 7];
     for (int k = 0; k < 170; k++) {
         pt[7 * k] = P2P_FRAME_RELAY;
@@ -567,23 +552,16 @@ static void test_row09_relay_stuffing(void)
     T_CHECK(an_frames(&net, m, i, pt, sizeof pt, NULL) > 0);
     an_run(&net, 50000);
     uint64_t relayed = an_stats(&net, i).relayed_packets - r0;
-    printf("     row 9: 170 RELAY frames in one packet -> %llu relayed (%llu packets to the pair)\n",
-           (unsigned long long)relayed, (unsigned long long)(an_pkts_to(&net, i, &net.n[b].addr) - p0));
+    printf(
+        "     row 9: 170 RELAY frames in one packet -> %llu relayed (%llu packets to the pair)\n",
+        (unsigned long long)relayed,
+        (unsigned long long)(an_pkts_to(&net, i, &net.n[b].addr) - p0));
     T_CHECK(relayed <= 1);
     T_CHECK(legit_joins_and_talks(&net, i, &med));
     an_free(&net);
 }
 
 /* Row 10: one peer claims, in its handshake, that it saw us at 192.0.2.53:53. */
-static int advertises(const p2p_host *h, const p2p_addr *a)
-{
-    p2p_addr list[P2P_MEMBER_ADDRS];
-    size_t n = p2p_host_addresses(h, list, NULL, P2P_MEMBER_ADDRS);
-    for (size_t i = 0; i < n && i < P2P_MEMBER_ADDRS; i++)
-        if (p2p_addr_equal(&list[i], a)) return 1;
-    return 0;
-}
-
 static void test_row10_observed_address(void)
 {
     anet net;
@@ -598,8 +576,8 @@ static void test_row10_observed_address(void)
     net.has_nat[a] = 0;
     an_run(&net, 3000000);
     printf("     row 10: one peer's observed address advertised: %s\n",
-           advertises(net.n[a].h, &lie) ? "yes" : "no");
-    T_CHECK(!advertises(net.n[a].h, &lie));
+           an_advertises(net.n[a].h, &lie) ? "yes" : "no");
+    T_CHECK(!an_advertises(net.n[a].h, &lie));
     /* the member record it signs names no such address either */
     p2p_addr list[P2P_MEMBER_ADDRS];
     size_t n = p2p_host_addresses(net.n[a].h, list, NULL, P2P_MEMBER_ADDRS);
@@ -614,7 +592,7 @@ static void test_row11_lying_candidate(void)
     anet net;
     an_init(&net, 10000);
     int a = an_add(&net, NULL), liar = an_add(&net, NULL), b = an_add(&net, NULL);
-    p2p_addr cands[2] = { net.n[liar].addr, net.n[b].addr };
+    p2p_addr cands[2] = {net.n[liar].addr, net.n[b].addr};
     int rc = 0;
     T_CHECK(p2p_host_dial(net.n[a].h, cands, 2, net.n[b].id.ed_pk, net.now, &rc) != NULL);
     an_run(&net, 3000000);
@@ -639,13 +617,14 @@ static void test_row12_never_acks(void)
     p2p_peer_handle vh = an_handle(&net, a, m);
     static uint8_t msg[10000];
     memset(msg, 3, sizeof msg);
-    uint8_t ping[1] = { P2P_FRAME_PING };
+    uint8_t ping[1] = {P2P_FRAME_PING};
     size_t most_rec = 0, most_mem = 0;
     int full = 0;
     p2p_peer *v = NULL;
     for (int ms = 0; ms < 180000; ms += 2) {
-        an_frames(&net, m, a, ping, 1, NULL);    /* alive, but never an ACK */
-        if (ms % 10 == 0 && p2p_peer_send(net.n[a].h, vh, 1, msg, sizeof msg, 0, NULL, net.now) == P2P_ERR_FULL)
+        an_frames(&net, m, a, ping, 1, NULL); /* alive, but never an ACK */
+        if (ms % 10 == 0 &&
+            p2p_peer_send(net.n[a].h, vh, 1, msg, sizeof msg, 0, NULL, net.now) == P2P_ERR_FULL)
             full = 1;
         an_run(&net, 2000);
         v = an_session(&net, a, m);
@@ -654,9 +633,10 @@ static void test_row12_never_acks(void)
         if (v->mem > most_mem) most_mem = v->mem;
     }
     p2p_stats st = an_stats(&net, a);
-    printf("     row 12: 180 s without ACKs: sent-packet record %zu (max %u), peer memory %zu, node "
-           "peak %llu\n", most_rec, (unsigned)P2P_SENT_RECORD_MAX, most_mem,
-           (unsigned long long)st.memory_peak);
+    printf(
+        "     row 12: 180 s without ACKs: sent-packet record %zu (max %u), peer memory %zu, node "
+        "peak %llu\n",
+        most_rec, (unsigned)P2P_SENT_RECORD_MAX, most_mem, (unsigned long long)st.memory_peak);
     T_CHECK(v != NULL);
     T_CHECK(full);
     T_CHECK(most_rec <= P2P_SENT_RECORD_MAX);
@@ -682,8 +662,8 @@ static void test_row13_big_ihave_digest(void)
     uint8_t *rec = malloc(1 + max_entries * 40);
     if (!rec) abort();
     for (size_t i = 0; i < max_entries; i++) {
-        p2p_rng_bytes(&rng, rec + 1 + 40 * i, 32);
-        p2p_put_u64(rec + 1 + 40 * i + 32, wall(&net) + i);
+        p2p_rng_bytes(&rng, rec + 1 + 40 * i, P2P_ID_LEN);
+        p2p_put_u64(rec + 1 + 40 * i + P2P_ID_LEN, an_wall(&net) + i);
     }
     rec[0] = 0;
     p2p_host *h = net.n[a].h;
@@ -699,7 +679,8 @@ static void test_row13_big_ihave_digest(void)
         an_run(&net, 1500000);
         per[1][s] = (double)(h->mesh.work - w0) / (double)entries;
     }
-    printf("     row 13: steps per entry, DIGEST %.2f/%.2f/%.2f, IHAVE %.2f/%.2f/%.2f (1/4, 1/2, 1 MiB)\n",
+    printf("     row 13: steps per entry, DIGEST %.2f/%.2f/%.2f, IHAVE %.2f/%.2f/%.2f (1/4, 1/2, 1 "
+           "MiB)\n",
            per[0][0], per[0][1], per[0][2], per[1][0], per[1][1], per[1][2]);
     for (int k = 0; k < 2; k++)
         for (int s = 0; s < 3; s++) T_CHECK(per[k][s] <= 8.0);
@@ -708,7 +689,6 @@ static void test_row13_big_ihave_digest(void)
     free(rec);
     an_free(&net);
 }
-
 
 /* ==== beyond the table ===================================================================== */
 
@@ -735,7 +715,7 @@ static void test_extra_many_ports_one_ip(void)
                 p2p_identity id;
                 seed_identity(&id, 0x51, (uint32_t)k * 1000u + j);
                 p2p_addr v = victim_port(10000 + k * 1000 + (int)j);
-                put_member(&w, &id, 1 + (uint64_t)round, &v, 1);
+                an_put_member(&w, &id, 1 + (uint64_t)round, 0, &v, 1);
             }
             attack += (size_t)(w.p - body);
             an_record(&net, att[k], a, P2P_REC_MEMBERS, body, (size_t)(w.p - body));
@@ -785,8 +765,9 @@ static void test_extra_roaming_sources(void)
         out += an_sent_to(&net, a, &s);
     }
     printf("     2000 roaming sources: %llu bytes in, %llu bytes back to them (%.2fx), worst "
-           "source %.2fx, %llu dropped by the guard\n", (unsigned long long)in,
-           (unsigned long long)out, (double)out / (double)in, worst_ratio(&net, a, 0, 2000),
+           "source %.2fx, %llu dropped by the guard\n",
+           (unsigned long long)in, (unsigned long long)out, (double)out / (double)in,
+           worst_ratio(&net, a, 0, 2000),
            (unsigned long long)an_stats(&net, a).dropped_amplification);
     T_CHECK(worst_ratio(&net, a, 0, 2000) <= 3.0);
     T_CHECK(out <= 3 * in);
@@ -819,11 +800,15 @@ static void test_extra_intro_req_flood(void)
     size_t bslots0 = slots_in_use(net.n[b].h);
     uint64_t attack = 0;
     for (int k = 0; k < 2000; k++) {
-        uint8_t id[32];
-        if (k % 2) memcpy(id, net.n[b].id.ed_pk, 32);
-        else { memset(id, 0x71, 32); p2p_put_u32(id, (uint32_t)k); }
-        an_record(&net, m, i, P2P_REC_INTRO_REQ, id, 32);
-        attack += 32 + 6;
+        uint8_t id[P2P_ID_LEN];
+        if (k % 2)
+            memcpy(id, net.n[b].id.ed_pk, P2P_ID_LEN);
+        else {
+            memset(id, 0x71, P2P_ID_LEN);
+            p2p_put_u32(id, (uint32_t)k);
+        }
+        an_record(&net, m, i, P2P_REC_INTRO_REQ, id, P2P_ID_LEN);
+        attack += P2P_ID_LEN + 6;
         if (k % 100 == 99) an_run(&net, 100000);
     }
     an_run(&net, 3000000);
@@ -831,8 +816,8 @@ static void test_extra_intro_req_flood(void)
     uint64_t to_m = an_sent_to(&net, i, &net.n[m].addr) - im0;
     printf("     2000 INTRO_REQs (%llu bytes): introducer sent the target %llu bytes, the asker "
            "%llu; target slots %zu -> %zu; target sent strangers %llu bytes\n",
-           (unsigned long long)attack, (unsigned long long)to_b, (unsigned long long)to_m,
-           bslots0, slots_in_use(net.n[b].h), (unsigned long long)an_sent_to_strangers(&net, b));
+           (unsigned long long)attack, (unsigned long long)to_b, (unsigned long long)to_m, bslots0,
+           slots_in_use(net.n[b].h), (unsigned long long)an_sent_to_strangers(&net, b));
     T_CHECK(to_b <= attack);
     T_CHECK(slots_in_use(net.n[b].h) <= bslots0 + P2P_OFFER_ATTEMPTS_VIA + 1);
     T_EQ_INT(an_sent_to_strangers(&net, b), 0);
@@ -849,7 +834,10 @@ static void test_extra_relayed_init_flood(void)
     p2p_config med = mediator_cfg();
     int m, i, b;
     p2p_peer *ib = relayed_pair(&net, &m, &i, &b);
-    if (!ib) { an_free(&net); return; }
+    if (!ib) {
+        an_free(&net);
+        return;
+    }
     uint32_t channel = ib->local_index;
     p2p_rng rng;
     p2p_rng_init(&rng, 777);
@@ -893,7 +881,7 @@ static void test_extra_throwaway_broadcast_flood(void)
     for (uint32_t k = 0; k < 400; k++) {
         p2p_identity junk;
         seed_identity(&junk, 0x2b, k);
-        size_t n = make_bcast(env, &junk, wall(&net), data, sizeof data, 0);
+        size_t n = an_make_bcast(env, &junk, an_wall(&net), data, sizeof data, 0);
         attack += n;
         an_record(&net, m, a, P2P_REC_BROADCAST, env, n);
         if (k % 20 == 19) an_run(&net, 100000);
@@ -938,7 +926,7 @@ static void test_extra_big_members_record(void)
     while ((size_t)(w.end - w.p) > 2 + P2P_MEMBER_REC_MAX) {
         p2p_identity id;
         seed_identity(&id, 0x6c, n++);
-        put_member(&w, &id, 1, &v, 1);
+        an_put_member(&w, &id, 1, 0, &v, 1);
     }
     p2p_stats s0 = an_stats(&net, a);
     T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
@@ -954,7 +942,7 @@ static void test_extra_big_members_record(void)
     while ((size_t)(w.end - w.p) > 2 + P2P_MEMBER_REC_MAX) {
         p2p_identity id;
         seed_identity(&id, 0x6c, k % 64);
-        put_member(&w, &id, 2 + k / 64, &v, 1);
+        an_put_member(&w, &id, 2 + k / 64, 0, &v, 1);
         k++;
     }
     size_t blen = (size_t)(w.p - body);
@@ -963,8 +951,8 @@ static void test_extra_big_members_record(void)
     p2p_stats s2 = an_stats(&net, a);
     uint64_t again = s2.work_verify - s1.work_verify;
     printf("     ... 1 MiB re-sending held claims with rising numbers (%u records): %llu signature "
-           "checks (one per %.0f attack bytes)\n", k, (unsigned long long)again,
-           again ? (double)blen / (double)again : 0.0);
+           "checks (one per %.0f attack bytes)\n",
+           k, (unsigned long long)again, again ? (double)blen / (double)again : 0.0);
     /* linear in the record: at most one check per record it carries */
     T_CHECK(again <= k);
     T_CHECK(legit_joins_and_talks(&net, a, NULL));
@@ -992,7 +980,7 @@ static void test_extra_forged_relayed_inits(void)
         p2p_wr w;
         p2p_wr_init(&w, pt, sizeof pt);
         p2p_wr_u8(&w, P2P_FRAME_RELAYED);
-        p2p_wr_u32(&w, 0x100u + (uint32_t)k);        /* a new channel each time */
+        p2p_wr_u32(&w, 0x100u + (uint32_t)k); /* a new channel each time */
         p2p_wr_varint(&w, P2P_INIT_LEN);
         p2p_wr_bytes(&w, init, P2P_INIT_LEN);
         an_frames(&net, m, v, pt, (size_t)(w.p - pt), NULL);
@@ -1000,7 +988,8 @@ static void test_extra_forged_relayed_inits(void)
     }
     p2p_stats s1 = an_stats(&net, v);
     printf("     300 forged RELAYED INITs on one session: half-open at most %zu, DH %llu, "
-           "cookies %llu\n", most, (unsigned long long)(s1.work_dh - s0.work_dh),
+           "cookies %llu\n",
+           most, (unsigned long long)(s1.work_dh - s0.work_dh),
            (unsigned long long)(s1.cookies_sent - s0.cookies_sent));
     T_CHECK(most <= P2P_HALF_OPEN_PER_IP);
     T_CHECK(legit_joins_and_talks(&net, v, &med));
@@ -1030,21 +1019,21 @@ static void test_extra_rekey_with_path_moves(void)
     rk_next[0] = rk_next[1] = rk_bad[0] = rk_bad[1] = 0;
     net.on_event = rk_on_event;
     an_capture(&net, b, P2P_PKT_DATA);
-    int sent[2] = { 0, 0 };
+    int sent[2] = {0, 0};
     p2p_addr spoofed = an_addr("198.51.100.66:9999");
     uint64_t start = net.now;
     int moves = 0;
     for (int step = 0; step < 4000; step++) {
         uint64_t t = net.now - start;
         /* rebind b at 119 s, 121 s, 239 s, 241 s (the updates are due at 120 s and 240 s) */
-        uint64_t marks[] = { 119000000, 121000000, 239000000, 241000000 };
+        uint64_t marks[] = {119000000, 121000000, 239000000, 241000000};
         if (moves < 4 && t >= marks[moves]) {
             char text[40];
             snprintf(text, sizeof text, "192.0.2.%d:%d", moves % 2 ? 111 : 11, 5000 + moves);
             p2p_addr pub = an_addr(text);
             an_rebind(&net, b, &pub);
             moves++;
-            if (moves == 2 || moves == 4) {        /* replay what was captured before */
+            if (moves == 2 || moves == 4) { /* replay what was captured before */
                 for (int k = 0; k < net.ncap; k++)
                     an_inject(&net, a, &spoofed, net.cap[k], net.cap_len[k]);
                 an_capture(&net, b, P2P_PKT_DATA);
@@ -1061,12 +1050,14 @@ static void test_extra_rekey_with_path_moves(void)
     }
     an_run(&net, 2000000);
     p2p_stats sa = an_stats(&net, a);
-    printf("     400 s, 4 rebinds around 2 key updates, replays from a spoofed source: a got %d/%d, "
-           "b got %d/%d (out of order %d/%d), rekeys %llu, path changes %llu, %llu bytes to the "
-           "spoofed source for %llu\n", rk_next[0], sent[1], rk_next[1], sent[0], rk_bad[0],
-           rk_bad[1], (unsigned long long)sa.rekeys, (unsigned long long)sa.path_changes,
-           (unsigned long long)an_sent_to(&net, a, &spoofed),
-           (unsigned long long)an_recv_from(&net, a, &spoofed));
+    printf(
+        "     400 s, 4 rebinds around 2 key updates, replays from a spoofed source: a got %d/%d, "
+        "b got %d/%d (out of order %d/%d), rekeys %llu, path changes %llu, %llu bytes to the "
+        "spoofed source for %llu\n",
+        rk_next[0], sent[1], rk_next[1], sent[0], rk_bad[0], rk_bad[1],
+        (unsigned long long)sa.rekeys, (unsigned long long)sa.path_changes,
+        (unsigned long long)an_sent_to(&net, a, &spoofed),
+        (unsigned long long)an_recv_from(&net, a, &spoofed));
     T_EQ_INT(rk_next[0], sent[1]);
     T_EQ_INT(rk_next[1], sent[0]);
     T_EQ_INT(rk_bad[0] + rk_bad[1], 0);
@@ -1088,8 +1079,8 @@ static void test_extra_solicited_intro_at_victims(void)
     p2p_config med = mediator_cfg();
     int a = an_add(&net, &med), m = an_add(&net, &med);
     T_CHECK(an_connect(&net, a, m, 2000000) != 0);
-    uint8_t target[32];
-    memset(target, 0x99, 32);
+    uint8_t target[P2P_ID_LEN];
+    memset(target, 0x99, P2P_ID_LEN);
     T_EQ_INT(p2p_host_connect_via(net.n[a].h, target, &net.n[m].addr, net.now, NULL), 0);
     an_run(&net, 100000);
     p2p_addr v[8];
@@ -1097,7 +1088,7 @@ static void test_extra_solicited_intro_at_victims(void)
     uint64_t attack = 0;
     for (int k = 0; k < 50; k++) {
         uint8_t body[INTRO_MAX];
-        size_t n = intro(body, target, 1, v, 8);         /* relay offered too */
+        size_t n = intro(body, target, 1, v, 8); /* relay offered too */
         attack += n;
         an_record(&net, m, a, P2P_REC_INTRO, body, n);
         an_run(&net, 200000);
@@ -1107,9 +1098,9 @@ static void test_extra_solicited_intro_at_victims(void)
     size_t addrs;
     uint64_t bytes = to_victim_ip(&net, a, &pkts, &most, &addrs);
     printf("     asked-for INTRO at 8 victims, then 49 more (%llu bytes): %llu packets, %llu bytes "
-           "to the victim over %zu ports, at most %llu per port\n", (unsigned long long)attack,
-           (unsigned long long)pkts,
-           (unsigned long long)bytes, addrs, (unsigned long long)most);
+           "to the victim over %zu ports, at most %llu per port\n",
+           (unsigned long long)attack, (unsigned long long)pkts, (unsigned long long)bytes, addrs,
+           (unsigned long long)most);
     T_CHECK(most <= P2P_GUARD_PROBES);
     T_CHECK(pkts <= 8u * P2P_GUARD_PROBES);
     T_CHECK(an_stats(&net, a).dropped_unsolicited >= 49);
@@ -1126,7 +1117,8 @@ static void test_extra_solicited_intro_at_victims(void)
 static int mute_attackers(anet *net, an_pkt *pkt)
 {
     for (int i = 1; i <= NB_ATT; i++)
-        if (p2p_addr_equal(&pkt->from, &net->n[i].addr) && p2p_addr_equal(&pkt->to, &net->n[0].addr))
+        if (p2p_addr_equal(&pkt->from, &net->n[i].addr) &&
+            p2p_addr_equal(&pkt->to, &net->n[0].addr))
             return 0;
     return 1;
 }
@@ -1145,7 +1137,7 @@ static void test_extra_node_budget_many_peers(void)
         T_EQ_INT(an_add(&net, &c), i);
         T_CHECK(an_connect(&net, i, v, 2000000) != 0);
     }
-    int early = an_add(&net, &c);              /* an honest peer, there before the attack */
+    int early = an_add(&net, &c); /* an honest peer, there before the attack */
     T_CHECK(an_connect(&net, early, v, 2000000) != 0);
     an_run(&net, 300000);
     net.filter = mute_attackers;
@@ -1153,9 +1145,12 @@ static void test_extra_node_budget_many_peers(void)
     memset(chunk, 0xee, sizeof chunk);
     for (int i = 1; i <= NB_ATT; i++) {
         p2p_peer *vp = an_session(&net, v, i);
-        if (!vp) { T_CHECK(0); continue; }
+        if (!vp) {
+            T_CHECK(0);
+            continue;
+        }
         uint64_t off = vp->r_base;
-        p2p_record rec = { P2P_REC_MESSAGE, 1, 0, 0, c.max_message };
+        p2p_record rec = {P2P_REC_MESSAGE, 1, 0, 0, c.max_message};
         uint8_t hdr[P2P_RECORD_HEADER_MAX], pt[1200];
         size_t hl = p2p_record_encode(hdr, &rec);
         uint64_t total = hl + c.max_message - 1;
@@ -1177,24 +1172,26 @@ static void test_extra_node_budget_many_peers(void)
         an_run(&net, 100000);
     }
     p2p_stats st = an_stats(&net, v);
-    size_t held[NB_ATT + 1] = { 0 };
+    size_t held[NB_ATT + 1] = {0};
     for (int i = 1; i <= NB_ATT; i++) {
         p2p_peer *vp = an_session(&net, v, i);
         held[i] = vp ? vp->mem : 0;
         T_CHECK(held[i] <= c.peer_memory);
     }
     fflush(stdout);
-    printf("     %d peers each with a %u-byte record but its last byte: node holds %llu (budget %u, "
-           "peak %llu), per peer %zu/%zu/%zu\n", NB_ATT, (unsigned)c.max_message,
-           (unsigned long long)st.memory, (unsigned)c.memory, (unsigned long long)st.memory_peak,
-           held[1], held[2], held[3]);
+    printf(
+        "     %d peers each with a %u-byte record but its last byte: node holds %llu (budget %u, "
+        "peak %llu), per peer %zu/%zu/%zu\n",
+        NB_ATT, (unsigned)c.max_message, (unsigned long long)st.memory, (unsigned)c.memory,
+        (unsigned long long)st.memory_peak, held[1], held[2], held[3]);
     T_CHECK(st.memory_peak <= c.memory);
     /* the early peer sends 300 small messages at once: each arrives, none is lost */
     int got0 = net.n[v].msgs;
     p2p_peer_handle eh = an_handle(&net, early, v);
     int queued = 0;
     for (int k = 0; k < 300 && eh; k++)
-        queued += p2p_peer_send(net.n[early].h, eh, 9, (const uint8_t *)"burst", 5, 0, NULL, net.now) == 0;
+        queued += p2p_peer_send(net.n[early].h, eh, 9, (const uint8_t *)"burst", 5, 0, NULL,
+                                net.now) == 0;
     an_run(&net, 3000000);
     printf("     the early peer's burst: %d queued, %d delivered\n", queued, net.n[v].msgs - got0);
     T_EQ_INT(net.n[v].msgs - got0, queued);

@@ -16,7 +16,7 @@ static void test_hosts_join_and_talk(void)
     T_EQ_INT(net.n[b].msgs, 1);
     /* the attacker's lever: a PING sealed with a's keys, claimed to come from a stranger */
     p2p_addr victim = an_addr("203.0.113.9:53");
-    uint8_t ping[1] = { P2P_FRAME_PING };
+    uint8_t ping[1] = {P2P_FRAME_PING};
     T_CHECK(an_frames(&net, a, b, ping, 1, &victim) > 0);
     T_CHECK(an_recv_from(&net, b, &victim) > 0);
     an_run(&net, 3000000);

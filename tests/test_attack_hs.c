@@ -69,7 +69,7 @@ static void test_replayed_init(void)
         an_inject(&net, v, &s, i % 2 ? seen : unseen, P2P_INIT_LEN);
         if (i % 16 == 0) an_run(&net, 5000);
     }
-    T_CHECK(net.n[v].h->n_half_open <= 1);     /* the unseen INIT's first replay */
+    T_CHECK(net.n[v].h->n_half_open <= 1); /* the unseen INIT's first replay */
     an_run(&net, 2000000);
     p2p_stats after = an_stats(&net, v);
     /* c joined during the flood */
@@ -99,7 +99,7 @@ static void test_init_flood_cookies(void)
     p2p_rng rng;
     p2p_rng_init(&rng, 99);
     uint32_t threshold = net.n[v].h->cookie_threshold;
-    T_EQ_INT(threshold, 32);    /* 256 / 8 */
+    T_EQ_INT(threshold, 32); /* 256 / 8 */
     p2p_stats before = an_stats(&net, v);
     uint8_t init[P2P_INIT_LEN];
     int sent = 0;
@@ -147,7 +147,7 @@ static void test_per_ip_cap(void)
     p2p_config cfg;
     p2p_config_init(&cfg);
     cfg.max_half_open = 64;
-    cfg.cookie_threshold = 64;     /* not under load until the table is full */
+    cfg.cookie_threshold = 64; /* not under load until the table is full */
     int v = an_add(&net, &cfg), c = an_add(&net, NULL);
     p2p_rng rng;
     p2p_rng_init(&rng, 7);
@@ -160,7 +160,7 @@ static void test_per_ip_cap(void)
     }
     T_EQ_INT(net.n[v].h->n_half_open, P2P_HALF_OPEN_PER_IP);
     T_EQ_INT(an_stats(&net, v).dropped_half_open, 60 - P2P_HALF_OPEN_PER_IP);
-    an_run(&net, 11000000);    /* they expire */
+    an_run(&net, 11000000); /* they expire */
     T_EQ_INT(net.n[v].h->n_half_open, 0);
     /* an IPv6 /64 counts as one source */
     for (int i = 0; i < 60; i++) {
@@ -186,10 +186,16 @@ static void test_per_ip_cap(void)
     for (int i = 0; i < 10; i++) {
         p2p_addr s = spoofed(300 + i);
         an_forge_init(net.n[v].h, &rng, 0x3800u + (uint32_t)i, init);
-        uint8_t ab[7] = { 4, s.ip[0], s.ip[1], s.ip[2], s.ip[3], (uint8_t)(s.port & 0xff),
-                          (uint8_t)(s.port >> 8) };
+        uint8_t ab[7] = {4,
+                         s.ip[0],
+                         s.ip[1],
+                         s.ip[2],
+                         s.ip[3],
+                         (uint8_t)(s.port & 0xff),
+                         (uint8_t)(s.port >> 8)};
         uint8_t cookie[P2P_COOKIE_LEN];
-        p2p_blake2b(cookie, sizeof cookie, net.n[v].h->cookie_secret[0], 32, ab, sizeof ab, NULL, 0);
+        p2p_blake2b(cookie, sizeof cookie, net.n[v].h->cookie_secret[0], P2P_KEY_LEN, ab, sizeof ab,
+                    NULL, 0);
         p2p_blake2b(init + INIT_MAC2, P2P_MAC_LEN, cookie, sizeof cookie, init, INIT_MAC2, NULL, 0);
         an_inject(&net, v, &s, init, sizeof init);
         T_EQ_INT(an_pkts_to(&net, v, &s), 0);
@@ -197,7 +203,7 @@ static void test_per_ip_cap(void)
     T_EQ_INT(net.n[v].h->n_half_open, 64);
     T_EQ_INT(an_stats(&net, v).dropped_half_open, 2 * (60 - P2P_HALF_OPEN_PER_IP) + 10);
     T_EQ_INT(an_stats(&net, v).cookies_sent, 80 - 56);
-    an_run(&net, 11000000);    /* they expire; an honest peer gets in */
+    an_run(&net, 11000000); /* they expire; an honest peer gets in */
     T_EQ_INT(net.n[v].h->n_half_open, 0);
     T_CHECK(an_connect(&net, c, v, 2000000) != 0);
     an_free(&net);
@@ -213,8 +219,8 @@ static void test_resp_ratio(void)
     p2p_rng rng;
     p2p_rng_init(&rng, 5);
     uint8_t init[P2P_INIT_LEN];
-    const char *from[] = { "198.51.100.7:5000", "[2001:db8::7]:5000" };
-    const uint64_t want[] = { 260, 272 };
+    const char *from[] = {"198.51.100.7:5000", "[2001:db8::7]:5000"};
+    const uint64_t want[] = {260, 272};
     for (int i = 0; i < 2; i++) {
         p2p_addr s = an_addr(from[i]);
         an_forge_init(net.n[v].h, &rng, 0x4000u + (uint32_t)i, init);
@@ -238,7 +244,7 @@ static void test_lying_candidate(void)
     anet net;
     an_init(&net, 10000);
     int a = an_add(&net, NULL), liar = an_add(&net, NULL), b = an_add(&net, NULL);
-    p2p_addr cands[2] = { net.n[liar].addr, net.n[b].addr };
+    p2p_addr cands[2] = {net.n[liar].addr, net.n[b].addr};
     int rc = 0;
     p2p_peer *p = p2p_host_dial(net.n[a].h, cands, 2, net.n[b].id.ed_pk, net.now, &rc);
     T_CHECK(p != NULL);
@@ -257,13 +263,13 @@ static void test_lying_candidate(void)
     p2p_host_free(m.n[d].h);
     p2p_config cfg;
     p2p_config_init(&cfg);
-    const uint8_t(*deny)[32] = (const uint8_t(*)[32])m.n[l2].id.ed_pk;
+    const uint8_t(*deny)[P2P_ID_LEN] = (const uint8_t(*)[P2P_ID_LEN])m.n[l2].id.ed_pk;
     cfg.identity = &m.n[d].id;
     cfg.deny = deny;
     cfg.deny_count = 1;
     cfg.seed = 77;
     T_EQ_INT(p2p_host_new(&m.n[d].h, &cfg, m.now), 0);
-    p2p_addr c2[2] = { m.n[l2].addr, m.n[e].addr };
+    p2p_addr c2[2] = {m.n[l2].addr, m.n[e].addr};
     T_CHECK(p2p_host_dial(m.n[d].h, c2, 2, NULL, m.now, &rc) != NULL);
     an_run(&m, 2000000);
     T_CHECK(an_handle(&m, d, e) != 0);
@@ -289,12 +295,13 @@ static void test_lying_candidate(void)
 static void test_network_key(void)
 {
     static const char key[] = "correct horse battery staple";
-    uint8_t want[32], got[32];
+    uint8_t want[P2P_KEY_LEN], got[P2P_KEY_LEN];
     T_EQ_INT(crypto_pwhash(want, sizeof want, key, sizeof key - 1,
                            (const uint8_t *)"p2pnet/1 network", 2, 67108864,
-                           crypto_pwhash_ALG_ARGON2ID13), 0);
+                           crypto_pwhash_ALG_ARGON2ID13),
+             0);
     T_EQ_INT(p2p_network_psk(got, (const uint8_t *)key, sizeof key - 1), 0);
-    T_EQ_MEM(got, want, 32);
+    T_EQ_MEM(got, want, P2P_KEY_LEN);
 
     uint64_t derived = p2p_network_psk_derivations();
     anet net;
@@ -310,15 +317,15 @@ static void test_network_key(void)
     for (int i = 0; i < 8; i++) an_add(&net, &same);
     /* "another key" is new: one derivation; the shared key none (derived above) */
     T_EQ_INT(p2p_network_psk_derivations() - derived, 1);
-    T_EQ_MEM(net.n[a].h->psk, want, 32);
+    T_EQ_MEM(net.n[a].h->psk, want, P2P_KEY_LEN);
     T_CHECK(an_connect(&net, a, b, 2000000) != 0);
     p2p_stats xs = an_stats(&net, x);
     T_EQ_INT(an_connect(&net, a, x, 3000000), 0);
     T_EQ_INT(an_connect(&net, x, b, 3000000), 0);
     p2p_stats xs2 = an_stats(&net, x);
-    T_EQ_INT(an_sent_to(&net, b, &net.n[x].addr), 0);   /* b never answered x */
-    T_EQ_INT(xs2.work_dh - xs.work_dh, 2);             /* x's own attempt only: s, e */
-    T_EQ_INT(an_pkts_to(&net, x, &net.n[a].addr), 0);   /* x never answered a */
+    T_EQ_INT(an_sent_to(&net, b, &net.n[x].addr), 0); /* b never answered x */
+    T_EQ_INT(xs2.work_dh - xs.work_dh, 2);            /* x's own attempt only: s, e */
+    T_EQ_INT(an_pkts_to(&net, x, &net.n[a].addr), 0); /* x never answered a */
     an_free(&net);
 }
 
@@ -335,7 +342,7 @@ static void test_network_key_threads(void)
 {
     uint64_t derived = p2p_network_psk_derivations();
     pthread_t t[4];
-    uint8_t out[4][32];
+    uint8_t out[4][P2P_KEY_LEN];
     for (int i = 0; i < 4; i++) T_EQ_INT(pthread_create(&t[i], NULL, derive_thread, out[i]), 0);
     for (int i = 0; i < 4; i++) {
         void *rc;
@@ -343,7 +350,7 @@ static void test_network_key_threads(void)
         T_EQ_INT((intptr_t)rc, 0);
     }
     T_EQ_INT(p2p_network_psk_derivations() - derived, 1);
-    for (int i = 1; i < 4; i++) T_EQ_MEM(out[i], out[0], 32);
+    for (int i = 1; i < 4; i++) T_EQ_MEM(out[i], out[0], P2P_KEY_LEN);
 }
 
 /* COOKIEs are taken only for an attempt in INIT_SENT, from one of its candidates, and when
@@ -362,7 +369,7 @@ static void test_cookie_rules(void)
     uint8_t init[P2P_INIT_LEN];
     p2p_addr s = spoofed(0);
     an_forge_init(net.n[v].h, &rng, 0x5000, init);
-    an_inject(&net, v, &s, init, sizeof init);   /* one half-open: under load from now */
+    an_inject(&net, v, &s, init, sizeof init); /* one half-open: under load from now */
     T_EQ_INT(an_stats(&net, v).under_load, 1);
 
     /* a dials v and must get through with the cookie; capture its INITs */
@@ -371,9 +378,9 @@ static void test_cookie_rules(void)
     T_EQ_INT(an_stats(&net, v).cookies_sent, 1);
     T_CHECK(net.ncap >= 2);
     static const uint8_t zero[P2P_MAC_LEN];
-    T_EQ_MEM(net.cap[0] + INIT_MAC2, zero, P2P_MAC_LEN);    /* the first without mac2 */
+    T_EQ_MEM(net.cap[0] + INIT_MAC2, zero, P2P_MAC_LEN); /* the first without mac2 */
     T_CHECK(memcmp(net.cap[1] + INIT_MAC2, zero, P2P_MAC_LEN) != 0);
-    T_EQ_MEM(net.cap[0], net.cap[1], INIT_MAC2);            /* the same INIT otherwise */
+    T_EQ_MEM(net.cap[0], net.cap[1], INIT_MAC2); /* the same INIT otherwise */
     T_CHECK(p2p_get_u32(net.cap[0] + 4) != 0);
 
     /* Forged COOKIEs: an attempt of c's, answered from a non-candidate address, with bytes
@@ -384,7 +391,8 @@ static void test_cookie_rules(void)
     an_flush(&net, c);
     p2p_peer *pc = p2p_host_peer_get(net.n[c].h, ph);
     T_CHECK(pc && pc->state == P2P_S_INIT_SENT);
-    uint8_t ck[8 + 24 + 32];
+    uint8_t
+        ck[8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN]; /* header, nonce, sealed cookie */
     memset(ck, 0, sizeof ck);
     ck[0] = P2P_PKT_COOKIE;
     ck[1] = P2P_PROTOCOL_VERSION;
@@ -392,25 +400,25 @@ static void test_cookie_rules(void)
     /* a well-made COOKIE, under the key anyone without a network key can derive */
     uint8_t cookie[16];
     memset(cookie, 0x42, sizeof cookie);
-    p2p_xaead_seal(ck + 32, net.n[c].h->cookie_key, ck + 8, pc->hs->pkt + INIT_MAC1, P2P_MAC_LEN,
-                   cookie, sizeof cookie);
+    p2p_xaead_seal(ck + 8 + P2P_XNONCE_LEN, net.n[c].h->cookie_key, ck + 8, pc->hs->pkt + INIT_MAC1,
+                   P2P_MAC_LEN, cookie, sizeof cookie);
     p2p_stats cs = an_stats(&net, c);
     uint64_t sent_before = an_sent_to(&net, c, &nowhere);
-    an_inject(&net, c, &net.n[v].addr, ck, sizeof ck);       /* not a candidate */
+    an_inject(&net, c, &net.n[v].addr, ck, sizeof ck); /* not a candidate */
     T_EQ_INT(an_stats(&net, c).dropped, cs.dropped + 1);
     ck[40] ^= 1;
-    an_inject(&net, c, &nowhere, ck, sizeof ck);              /* does not decrypt */
+    an_inject(&net, c, &nowhere, ck, sizeof ck); /* does not decrypt */
     T_EQ_INT(an_stats(&net, c).dropped, cs.dropped + 2);
     ck[40] ^= 1;
     p2p_put_u32(ck + 4, pc->local_index ^ 0x10000u);
-    an_inject(&net, c, &nowhere, ck, sizeof ck);              /* no such attempt */
+    an_inject(&net, c, &nowhere, ck, sizeof ck); /* no such attempt */
     T_EQ_INT(an_stats(&net, c).dropped, cs.dropped + 3);
     T_EQ_INT(an_sent_to(&net, c, &nowhere), sent_before);
     p2p_put_u32(ck + 4, pc->local_index);
-    an_inject(&net, c, &nowhere, ck, sizeof ck);              /* taken: INIT with mac2 at once */
+    an_inject(&net, c, &nowhere, ck, sizeof ck); /* taken: INIT with mac2 at once */
     T_EQ_INT(an_stats(&net, c).dropped, cs.dropped + 3);
     T_EQ_INT(an_sent_to(&net, c, &nowhere), sent_before + P2P_INIT_LEN);
-    an_inject(&net, c, &nowhere, ck, sizeof ck);              /* again: stored, nothing sent */
+    an_inject(&net, c, &nowhere, ck, sizeof ck); /* again: stored, nothing sent */
     T_EQ_INT(an_sent_to(&net, c, &nowhere), sent_before + P2P_INIT_LEN);
     an_free(&net);
 }
@@ -438,7 +446,7 @@ static void test_work_counters(void)
     for (int i = 0; i < 100; i++) {
         p2p_addr s = spoofed(i);
         an_forge_init(net.n[b].h, &rng, 0x6000u + (uint32_t)i, init);
-        init[20] ^= 1;                          /* mac1 no longer matches */
+        init[20] ^= 1; /* mac1 no longer matches */
         an_inject(&net, b, &s, init, sizeof init);
         an_inject(&net, b, &s, init, P2P_INIT_LEN - 1);
     }

@@ -5,56 +5,12 @@
  * an honest member still joins and gets broadcasts while the attack runs. */
 #include "attack.h"
 
-static const char bcast_label[] = "p2pnet/1 broadcast";
-static const char member_label[] = "p2pnet/1 member";
-
-/* Our clock as every host of the network sees it (attack.h gives each unix_us = EPOCH+now). */
-static uint64_t wall(const anet *net) { return AN_EPOCH_US + net->now; }
-
 static void throwaway(p2p_identity *id, uint32_t n)
 {
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0x3c, sizeof seed);
     p2p_put_u64(seed, n);
     p2p_identity_from_seed(id, seed);
-}
-
-/* A broadcast envelope signed by id (bad_sig: signed by nobody). Returns its length. */
-static size_t make_bcast(uint8_t *env, const p2p_identity *id, uint64_t seq, const void *data,
-                         size_t len, int bad_sig)
-{
-    static uint8_t msg[sizeof bcast_label + 70000];
-    memcpy(env, id->ed_pk, 32);
-    p2p_put_u64(env + 32, seq);
-    env[40] = 7;
-    env[41] = 0;
-    memcpy(env + 42, data, len);
-    memcpy(msg, bcast_label, sizeof bcast_label - 1);
-    memcpy(msg + sizeof bcast_label - 1, env, 42 + len);
-    if (bad_sig) memset(env + 42 + len, 0x55, 64);
-    else p2p_sign(env + 42 + len, msg, sizeof bcast_label - 1 + 42 + len, id->ed_sk);
-    return 42 + len + 64;
-}
-
-/* Appends one { u16 length, member record } signed by id to w. */
-static void put_member(p2p_wr *w, const p2p_identity *id, uint64_t seq, uint64_t expires,
-                       const p2p_addr *addrs, int n)
-{
-    uint8_t body[P2P_MEMBER_REC_MAX], msg[sizeof member_label + P2P_MEMBER_REC_MAX];
-    p2p_wr r;
-    p2p_wr_init(&r, body, sizeof body - 64);
-    p2p_wr_u8(&r, 1);
-    p2p_wr_bytes(&r, id->ed_pk, 32);
-    p2p_wr_u64(&r, seq);
-    p2p_wr_u64(&r, expires);
-    p2p_wr_u8(&r, (uint8_t)n);
-    for (int i = 0; i < n; i++) p2p_wr_addr(&r, &addrs[i]);
-    size_t blen = (size_t)(r.p - body);
-    memcpy(msg, member_label, sizeof member_label - 1);
-    memcpy(msg + sizeof member_label - 1, body, blen);
-    p2p_sign(body + blen, msg, sizeof member_label - 1 + blen, id->ed_sk);
-    p2p_wr_u16(w, (uint16_t)(blen + 64));
-    p2p_wr_bytes(w, body, blen + 64);
 }
 
 static p2p_config small_config(uint32_t max_peers)
@@ -91,7 +47,7 @@ static void test_forged_broadcasts(void)
     for (uint32_t i = 0; i < 200; i++) {
         p2p_identity junk;
         throwaway(&junk, i);
-        size_t n = make_bcast(env, &junk, wall(&net), "junk", 4, 1);
+        size_t n = an_make_bcast(env, &junk, an_wall(&net), "junk", 4, 1);
         T_EQ_INT(an_record(&net, b, a, P2P_REC_BROADCAST, env, n), 0);
     }
     an_run(&net, 500000);
@@ -132,8 +88,11 @@ static void test_throwaway_origins(void)
     for (uint32_t i = 0; i < junk_n; i++) {
         p2p_identity junk;
         throwaway(&junk, 1000 + i);
-        size_t n = make_bcast(env, &junk, wall(&net), "junk", 4, 0);
-        if (i == 0) { memcpy(first, env, n); first_len = n; }
+        size_t n = an_make_bcast(env, &junk, an_wall(&net), "junk", 4, 0);
+        if (i == 0) {
+            memcpy(first, env, n);
+            first_len = n;
+        }
         T_EQ_INT(an_record(&net, b, a, P2P_REC_BROADCAST, env, n), 0);
         if (i % 50 == 49) an_run(&net, 20000);
     }
@@ -166,7 +125,7 @@ static void restart(anet *net, int i, const p2p_config *base)
     p2p_config c = *base;
     c.identity = &x->id;
     c.seed = 0x7e57a27u + (uint64_t)i;
-    c.unix_us = wall(net);
+    c.unix_us = an_wall(net);
     T_EQ_INT(p2p_host_new(&x->h, &c, net->now), 0);
     p2p_host_add_address(x->h, &x->addr, net->now);
 }
@@ -194,14 +153,14 @@ static void test_broadcast_replay(void)
     for (uint32_t i = 0; i < 200; i++) {
         p2p_identity junk;
         throwaway(&junk, 5000 + i);
-        size_t n = make_bcast(env, &junk, wall(&net), "x", 1, 0);
+        size_t n = an_make_bcast(env, &junk, an_wall(&net), "x", 1, 0);
         an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
     }
     an_run(&net, 500000);
     uint32_t slot = P2P_MESH_NONE;
     for (uint32_t i = net.n[a].h->mesh.ohead; i != P2P_MESH_NONE; i = net.n[a].h->mesh.o[i].next)
-        if (memcmp(net.n[a].h->mesh.o[i].id, net.n[c].id.ed_pk, 32) == 0) slot = i;
-    T_CHECK(slot == P2P_MESH_NONE);       /* forgotten indeed */
+        if (memcmp(net.n[a].h->mesh.o[i].id, net.n[c].id.ed_pk, P2P_ID_LEN) == 0) slot = i;
+    T_CHECK(slot == P2P_MESH_NONE); /* forgotten indeed */
     int got = net.n[a].broadcasts;
     p2p_stats s0 = an_stats(&net, a);
     T_EQ_INT(an_record(&net, b, a, P2P_REC_BROADCAST, cap, cap_len), 0);
@@ -223,7 +182,7 @@ static void test_broadcast_replay(void)
     an_run(&net, 300000);
     T_EQ_INT(net.n[a].broadcasts, 0);
     T_EQ_INT(an_stats(&net, a).dropped_replay - s0.dropped_replay, 1);
-    T_EQ_INT(an_stats(&net, a).work_verify - s0.work_verify, 0);   /* refused before verify */
+    T_EQ_INT(an_stats(&net, a).work_verify - s0.work_verify, 0); /* refused before verify */
 
     /* a new member d still gets through, and so does c coming back */
     T_CHECK(an_connect(&net, d, a, 2000000) != 0);
@@ -250,21 +209,21 @@ static void test_time_window_and_clockless(void)
     an_init(&net, 10000);
     int a = an_add(&net, NULL), b = an_add(&net, NULL);
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
-    an_run(&net, 200000000);               /* let the clocks run past the stamps below */
+    an_run(&net, 200000000); /* let the clocks run past the stamps below */
     static uint8_t env[256];
     p2p_identity o;
     throwaway(&o, 40000);
     p2p_stats s0 = an_stats(&net, a);
-    size_t n = make_bcast(env, &o, wall(&net) - 180000000, "old", 3, 0);
+    size_t n = an_make_bcast(env, &o, an_wall(&net) - 180000000, "old", 3, 0);
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
-    n = make_bcast(env, &o, wall(&net) + 120000000, "ahead", 5, 0);
+    n = an_make_bcast(env, &o, an_wall(&net) + 120000000, "ahead", 5, 0);
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
     an_run(&net, 200000);
     p2p_stats s1 = an_stats(&net, a);
     T_EQ_INT(s1.dropped_replay - s0.dropped_replay, 2);
     T_EQ_INT(s1.work_verify - s0.work_verify, 0);
     T_EQ_INT(net.n[a].broadcasts, 0);
-    n = make_bcast(env, &o, wall(&net) - 60000000, "late", 4, 0);   /* a minute late: fine */
+    n = an_make_bcast(env, &o, an_wall(&net) - 60000000, "late", 4, 0); /* a minute late: fine */
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
     an_run(&net, 200000);
     T_EQ_INT(net.n[a].broadcasts, 1);
@@ -272,15 +231,15 @@ static void test_time_window_and_clockless(void)
     p2p_identity nc;
     throwaway(&nc, 40001);
     for (uint64_t q = 1; q <= 40; q++) {
-        n = make_bcast(env, &nc, q, "n", 1, 0);
+        n = an_make_bcast(env, &nc, q, "n", 1, 0);
         an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
     }
     an_run(&net, 200000);
     T_EQ_INT(net.n[a].broadcasts, 41);
     s0 = an_stats(&net, a);
-    n = make_bcast(env, &nc, 40, "n", 1, 0);           /* a repeat */
+    n = an_make_bcast(env, &nc, 40, "n", 1, 0); /* a repeat */
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
-    n = make_bcast(env, &nc, 3, "n", 1, 0);            /* below the newest 32 */
+    n = an_make_bcast(env, &nc, 3, "n", 1, 0); /* below the newest 32 */
     an_record(&net, b, a, P2P_REC_BROADCAST, env, n);
     an_run(&net, 200000);
     T_EQ_INT(an_stats(&net, a).dropped_replay - s0.dropped_replay, 2);
@@ -300,7 +259,7 @@ static void test_member_records_aim_at_victim(void)
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
     T_CHECK(an_connect(&net, e, a, 2000000) != 0);
     an_run(&net, 3000000);
-    p2p_addr victim[2] = { an_addr("198.51.100.7:53"), an_addr("198.51.100.7:54") };
+    p2p_addr victim[2] = {an_addr("198.51.100.7:53"), an_addr("198.51.100.7:54")};
     static uint8_t body[100 * (2 + P2P_MEMBER_REC_MAX)];
     uint64_t received = 0;
     for (int round = 0; round < 12; round++) {
@@ -309,13 +268,13 @@ static void test_member_records_aim_at_victim(void)
         for (uint32_t i = 0; i < 100; i++) {
             p2p_identity junk;
             throwaway(&junk, 9000 + i);
-            put_member(&w, &junk, 100 + (uint64_t)round, wall(&net) / 1000000 + 3600,
-                       &victim[round % 2], 1);
+            an_put_member(&w, &junk, 100 + (uint64_t)round, an_wall(&net) / 1000000 + 3600,
+                          &victim[round % 2], 1);
         }
         size_t len = (size_t)(w.p - body);
         received += len;
         T_EQ_INT(an_record(&net, b, a, P2P_REC_MEMBERS, body, len), 0);
-        if (round == 3) T_CHECK(an_connect(&net, c, a, 2000000) != 0);  /* still joins */
+        if (round == 3) T_CHECK(an_connect(&net, c, a, 2000000) != 0); /* still joins */
         an_run(&net, 5000000);
     }
     uint64_t sent = an_sent_to(&net, a, &victim[0]) + an_sent_to(&net, a, &victim[1]);
@@ -349,19 +308,19 @@ static void test_claims_unusable_addresses(void)
     an_init(&net, 10000);
     int a = an_add(&net, NULL), b = an_add(&net, NULL);
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
-    p2p_addr bad[4] = { an_addr("127.0.0.1:53"), an_addr("10.1.2.3:53"),
-                        an_addr("255.255.255.255:53"), an_addr("239.1.1.1:53") };
+    p2p_addr bad[4] = {an_addr("127.0.0.1:53"), an_addr("10.1.2.3:53"),
+                       an_addr("255.255.255.255:53"), an_addr("239.1.1.1:53")};
     static uint8_t body[8 * (2 + P2P_MEMBER_REC_MAX)];
     p2p_wr w;
     p2p_wr_init(&w, body, sizeof body);
     for (uint32_t i = 0; i < 4; i++) {
         p2p_identity junk;
         throwaway(&junk, 30000 + i);
-        put_member(&w, &junk, 1, 0, &bad[i], 1);
+        an_put_member(&w, &junk, 1, 0, &bad[i], 1);
     }
     p2p_identity all;
     throwaway(&all, 30100);
-    put_member(&w, &all, 1, 0, bad, 4);
+    an_put_member(&w, &all, 1, 0, bad, 4);
     T_EQ_INT(an_record(&net, b, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
     an_run(&net, 30000000);
     T_EQ_INT(an_sent_to_strangers(&net, a), 0);
@@ -378,7 +337,7 @@ static void test_claims_quota(void)
     p2p_config small = small_config(8);
     int a = an_add(&net, &small), b = an_add(&net, NULL), c = an_add(&net, NULL);
     int d = an_add(&net, NULL);
-    T_CHECK(an_connect(&net, d, c, 2000000) != 0);           /* c knows d */
+    T_CHECK(an_connect(&net, d, c, 2000000) != 0); /* c knows d */
     T_CHECK(an_connect(&net, b, a, 2000000) != 0);
     p2p_addr victim = an_addr("198.51.100.9:4000");
     static uint8_t body[200 * (2 + P2P_MEMBER_REC_MAX)];
@@ -387,7 +346,7 @@ static void test_claims_quota(void)
     for (uint32_t i = 0; i < 200; i++) {
         p2p_identity junk;
         throwaway(&junk, 20000 + i);
-        put_member(&w, &junk, 1, 0, &victim, 1);
+        an_put_member(&w, &junk, 1, 0, &victim, 1);
     }
     p2p_stats s0 = an_stats(&net, a);
     T_EQ_INT(an_record(&net, b, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
@@ -404,7 +363,7 @@ static void test_claims_quota(void)
     for (uint32_t i = 0; i < 200; i++) {
         p2p_identity junk;
         throwaway(&junk, 20500 + i);
-        put_member(&w, &junk, 1, 0, &victim, 1);
+        an_put_member(&w, &junk, 1, 0, &victim, 1);
     }
     s0 = an_stats(&net, a);
     T_EQ_INT(an_record(&net, b, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
@@ -419,7 +378,7 @@ static void test_claims_quota(void)
         for (uint32_t i = 0; i < 30; i++) {
             p2p_identity junk;
             throwaway(&junk, 21000 + 100 * (uint32_t)k + i);
-            put_member(&w, &junk, 1, 0, &victim, 1);
+            an_put_member(&w, &junk, 1, 0, &victim, 1);
         }
         T_EQ_INT(an_record(&net, liar, a, P2P_REC_MEMBERS, body, (size_t)(w.p - body)), 0);
         an_run(&net, 300000);
@@ -453,11 +412,11 @@ static void test_iwant_repeats(void)
     T_EQ_INT(p2p_host_broadcast(net.n[c].h, 1, big, sizeof big, &seq, net.now), 0);
     an_run(&net, 1000000);
     T_EQ_INT(net.n[a].broadcasts, 1);
-    T_EQ_INT(net.n[b].broadcasts, 1);     /* b pulled it from a, honestly */
+    T_EQ_INT(net.n[b].broadcasts, 1); /* b pulled it from a, honestly */
     static uint8_t iw[1000 * 40];
     for (int i = 0; i < 1000; i++) {
-        memcpy(iw + 40 * i, net.n[c].id.ed_pk, 32);
-        p2p_put_u64(iw + 40 * i + 32, seq);
+        memcpy(iw + 40 * i, net.n[c].id.ed_pk, P2P_ID_LEN);
+        p2p_put_u64(iw + 40 * i + P2P_ID_LEN, seq);
     }
     T_EQ_INT(an_record(&net, b, a, P2P_REC_IWANT, iw, sizeof iw), 0);
     T_EQ_INT(an_record(&net, b, a, P2P_REC_IWANT, iw, sizeof iw), 0);
@@ -466,7 +425,7 @@ static void test_iwant_repeats(void)
     uint64_t queued = pab->send_end - queued0;
     printf("     2 x 1000 IWANT entries for a 60 KB broadcast: %llu bytes queued to the asker\n",
            (unsigned long long)queued);
-    T_CHECK(queued <= sizeof big + 1000);      /* the honest pull's one copy, and IHAVE */
+    T_CHECK(queued <= sizeof big + 1000); /* the honest pull's one copy, and IHAVE */
     T_EQ_INT(net.n[b].broadcasts, 1);
     an_free(&net);
 }
@@ -484,13 +443,16 @@ static void test_big_digest_and_ihave(void)
     const size_t entries = (1u << 20) / 40;
     uint8_t *rec = malloc(1 + entries * 40);
     T_CHECK(rec != NULL);
-    if (!rec) { an_free(&net); return; }
+    if (!rec) {
+        an_free(&net);
+        return;
+    }
     p2p_rng rng;
     p2p_rng_init(&rng, 99);
     rec[0] = 0;
     for (size_t i = 0; i < entries; i++) {
-        p2p_rng_bytes(&rng, rec + 1 + 40 * i, 32);
-        p2p_put_u64(rec + 1 + 40 * i + 32, wall(&net));
+        p2p_rng_bytes(&rng, rec + 1 + 40 * i, P2P_ID_LEN);
+        p2p_put_u64(rec + 1 + 40 * i + P2P_ID_LEN, an_wall(&net));
     }
     p2p_host *h = net.n[a].h;
     uint64_t w0 = h->mesh.work;
@@ -512,15 +474,6 @@ static void test_big_digest_and_ihave(void)
     T_EQ_INT(net.n[a].broadcasts, 1);
     free(rec);
     an_free(&net);
-}
-
-static int advertises(const p2p_host *h, const p2p_addr *a)
-{
-    p2p_addr list[P2P_MEMBER_ADDRS];
-    size_t n = p2p_host_addresses(h, list, NULL, P2P_MEMBER_ADDRS);
-    for (size_t i = 0; i < n && i < P2P_MEMBER_ADDRS; i++)
-        if (p2p_addr_equal(&list[i], a)) return 1;
-    return 0;
 }
 
 /* Host a learns, in its handshake with host i, that i saw it at `claim`. */
@@ -545,12 +498,12 @@ static void test_observed_needs_two(void)
     T_CHECK(an_connect(&net, c, a, 2000000) != 0);
     p2p_addr lie = an_addr("192.0.2.53:53"), bad = an_addr("224.0.0.1:53");
     for (int i = 0; i < 5; i++) claim_observed(&net, a, b, &lie);
-    T_CHECK(!advertises(net.n[a].h, &lie));
+    T_CHECK(!an_advertises(net.n[a].h, &lie));
     claim_observed(&net, a, b, &bad);
     claim_observed(&net, a, c, &bad);
-    T_CHECK(!advertises(net.n[a].h, &bad));
+    T_CHECK(!an_advertises(net.n[a].h, &bad));
     claim_observed(&net, a, c, &lie);
-    T_CHECK(advertises(net.n[a].h, &lie));
+    T_CHECK(an_advertises(net.n[a].h, &lie));
     an_free(&net);
 }
 

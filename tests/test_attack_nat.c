@@ -19,9 +19,9 @@ static p2p_addr victim(int i)
 }
 
 /* Addresses a node on a public network never sends to when it learned them. */
-static const char *non_public[] = { "127.0.0.1:4000", "224.0.0.251:5353", "255.255.255.255:9",
-                                    "10.1.2.3:4000", "[::1]:4000", "[ff02::1]:4000",
-                                    "0.1.2.3:4000", "192.168.1.1:4000" };
+static const char *non_public[] = {"127.0.0.1:4000", "224.0.0.251:5353", "255.255.255.255:9",
+                                   "10.1.2.3:4000",  "[::1]:4000",       "[ff02::1]:4000",
+                                   "0.1.2.3:4000",   "192.168.1.1:4000"};
 
 static uint64_t to_victims(anet *net, int node, uint64_t *pkts_max)
 {
@@ -38,12 +38,12 @@ static uint64_t to_victims(anet *net, int node, uint64_t *pkts_max)
 /* An INTRO body: id, channel, flags, then n addresses. */
 #define INTRO_BODY_MAX (38 + 19 * 8)
 
-static size_t intro_body(uint8_t out[INTRO_BODY_MAX], const uint8_t id[32], uint8_t flags,
+static size_t intro_body(uint8_t out[INTRO_BODY_MAX], const uint8_t id[P2P_ID_LEN], uint8_t flags,
                          const p2p_addr *c, uint8_t n)
 {
     p2p_wr w;
     p2p_wr_init(&w, out, INTRO_BODY_MAX);
-    p2p_wr_bytes(&w, id, 32);
+    p2p_wr_bytes(&w, id, P2P_ID_LEN);
     p2p_wr_u32(&w, 0x1234);
     p2p_wr_u8(&w, flags);
     p2p_wr_u8(&w, n);
@@ -51,9 +51,9 @@ static size_t intro_body(uint8_t out[INTRO_BODY_MAX], const uint8_t id[32], uint
     return (size_t)(w.p - out);
 }
 
-static void throwaway_id(uint8_t id[32], int i)
+static void throwaway_id(uint8_t id[P2P_ID_LEN], int i)
 {
-    memset(id, 0x5a, 32);
+    memset(id, 0x5a, P2P_ID_LEN);
     id[0] = (uint8_t)i;
     id[1] = (uint8_t)(i >> 8);
 }
@@ -80,7 +80,9 @@ static int honest_intro(anet *net, int c, int a, int i)
 
 /* A the target, M the attacker (connected to A), I an honest introducer that A holds a
  * session with, C an honest node that will ask I for A. */
-typedef struct cast { int a, m, i, c; } cast;
+typedef struct cast {
+    int a, m, i, c;
+} cast;
 
 static cast setup(anet *net)
 {
@@ -88,7 +90,7 @@ static cast setup(anet *net)
     an_init(net, 10000);
     p2p_config cfg;
     p2p_config_init(&cfg);
-    cfg.mediator = 1;                  /* mediators: no mesh dials muddy the tallies */
+    cfg.mediator = 1; /* mediators: no mesh dials muddy the tallies */
     x.a = an_add(net, &cfg);
     x.m = an_add(net, &cfg);
     x.i = an_add(net, &cfg);
@@ -110,7 +112,7 @@ static void test_unsolicited_intros_reflect_nothing(void)
     for (int i = 0; i < NVICTIM; i++) v[i] = victim(i);
     uint64_t attack = 0;
     for (int k = 0; k < 50; k++) {
-        uint8_t id[32], body[INTRO_BODY_MAX];
+        uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
         throwaway_id(id, k);
         size_t n = intro_body(body, id, 0, v, NVICTIM);
         attack += n;
@@ -128,7 +130,7 @@ static void test_unsolicited_intros_reflect_nothing(void)
     T_EQ_INT(sent, 0);
     T_EQ_INT(an_sent_to_strangers(&net, x.a), 0);
     T_CHECK(an_stats(&net, x.a).dropped_unsolicited >= 50);
-    T_CHECK(slots_used(net.n[x.a].h) <= slots + 1);   /* the honest session only */
+    T_CHECK(slots_used(net.n[x.a].h) <= slots + 1); /* the honest session only */
     an_free(&net);
 }
 
@@ -141,9 +143,10 @@ static void test_intro_flood_takes_no_slots(void)
     cast x = setup(&net);
     size_t slots = slots_used(net.n[x.a].h);
     for (int k = 0; k < 300; k++) {
-        uint8_t id[32], body[INTRO_BODY_MAX];
+        uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
         throwaway_id(id, k);
-        T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, NULL, 0)), 0);
+        T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, NULL, 0)),
+                 0);
     }
     an_run(&net, 500000);
     T_EQ_INT(slots_used(net.n[x.a].h), slots);
@@ -154,10 +157,12 @@ static void test_intro_flood_takes_no_slots(void)
     p2p_addr v[NVICTIM];
     for (int i = 0; i < NVICTIM; i++) v[i] = victim(i);
     for (int k = 0; k < 300; k++) {
-        uint8_t id[32], body[INTRO_BODY_MAX];
+        uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
         throwaway_id(id, 1000 + k);
-        T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 2, NULL, 0)), 0);
-        T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, v, NVICTIM)), 0);
+        T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 2, NULL, 0)),
+                 0);
+        T_EQ_INT(
+            an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, v, NVICTIM)), 0);
     }
     an_run(&net, 200000);
     size_t after = slots_used(net.n[x.a].h);
@@ -169,7 +174,8 @@ static void test_intro_flood_takes_no_slots(void)
     an_run(&net, 10000000);
     uint64_t pmax;
     uint64_t sent = to_victims(&net, x.a, &pmax);
-    printf("     300 offers: %zu attempts; %llu bytes to 8 victim addresses, at most %llu packets each\n",
+    printf("     300 offers: %zu attempts; %llu bytes to 8 victim addresses, at most %llu packets "
+           "each\n",
            after - slots, (unsigned long long)sent, (unsigned long long)pmax);
     T_CHECK(pmax <= P2P_GUARD_PROBES);
     T_CHECK(sent <= (uint64_t)NVICTIM * P2P_GUARD_PROBES * P2P_INIT_LEN);
@@ -181,7 +187,7 @@ static void test_intro_flood_takes_no_slots(void)
 static size_t member_record(uint8_t *out, int k, const p2p_addr *v, uint8_t n)
 {
     static const char label[] = "p2pnet/1 member";
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 0x3c, sizeof seed);
     seed[0] = (uint8_t)k;
     p2p_identity id;
@@ -192,7 +198,7 @@ static size_t member_record(uint8_t *out, int k, const p2p_addr *v, uint8_t n)
     p2p_wr w;
     p2p_wr_init(&w, rec, P2P_MEMBER_REC_MAX);
     p2p_wr_u8(&w, 1);
-    p2p_wr_bytes(&w, id.ed_pk, 32);
+    p2p_wr_bytes(&w, id.ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, 1);
     p2p_wr_u64(&w, 0);
     p2p_wr_u8(&w, n);
@@ -231,7 +237,8 @@ static void test_member_records_at_victim(void)
     T_CHECK(honest_intro(&net, c, a, i));
     an_run(&net, 38000000);
     printf("     100 member records at one victim: %llu packets, %llu bytes in 40 s\n",
-           (unsigned long long)an_pkts_to(&net, a, &v), (unsigned long long)an_sent_to(&net, a, &v));
+           (unsigned long long)an_pkts_to(&net, a, &v),
+           (unsigned long long)an_sent_to(&net, a, &v));
     T_CHECK(an_pkts_to(&net, a, &v) <= P2P_GUARD_PROBES);
     T_CHECK(an_stats(&net, a).dropped_amplification > 0);
     an_free(&net);
@@ -276,10 +283,13 @@ static void test_relay_stuffing(void)
     T_CHECK(an_connect(&net, m, i, 2000000) != 0);
     T_CHECK(an_connect(&net, b, i, 2000000) != 0);
     T_CHECK(an_connect(&net, c, i, 2000000) != 0);
-    T_CHECK(honest_intro(&net, m, b, i));          /* registers the pair (M, B) at I */
+    T_CHECK(honest_intro(&net, m, b, i)); /* registers the pair (M, B) at I */
     p2p_peer *ib = an_session(&net, i, b);
     T_CHECK(ib != NULL);
-    if (!ib) { an_free(&net); return; }
+    if (!ib) {
+        an_free(&net);
+        return;
+    }
     uint32_t channel = ib->local_index;
     uint8_t pt[100 * 7];
     for (int k = 0; k < 100; k++) {
@@ -306,7 +316,7 @@ static void test_learned_addresses_filtered(void)
     cast x = setup(&net);
     p2p_addr c[8];
     for (int k = 0; k < 8; k++) c[k] = an_addr(non_public[k]);
-    uint8_t id[32], body[INTRO_BODY_MAX];
+    uint8_t id[P2P_ID_LEN], body[INTRO_BODY_MAX];
     throwaway_id(id, 77);
     T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 2, NULL, 0)), 0);
     T_EQ_INT(an_record(&net, x.m, x.a, P2P_REC_INTRO, body, intro_body(body, id, 0, c, 8)), 0);
@@ -334,7 +344,7 @@ static void test_member_addresses_filtered(void)
     size_t blen = member_record(body, 5, c, 8);
     T_EQ_INT(an_record(&net, m, a, P2P_REC_MEMBERS, body, blen), 0);
     an_run(&net, 20000000);
-    T_CHECK(an_stats(&net, a).members >= 2);      /* the record was taken */
+    T_CHECK(an_stats(&net, a).members >= 2); /* the record was taken */
     uint64_t sent = 0;
     for (int k = 0; k < 8; k++) sent += an_sent_to(&net, a, &c[k]);
     printf("     member record with 8 non-public addresses: %llu bytes sent to them\n",
@@ -352,7 +362,10 @@ static void test_upgrade_probes_capped(void)
     cast x = setup(&net);
     p2p_peer *p = an_session(&net, x.a, x.m);
     T_CHECK(p != NULL);
-    if (!p) { an_free(&net); return; }
+    if (!p) {
+        an_free(&net);
+        return;
+    }
     p2p_addr v = victim(0), lo = an_addr(non_public[0]), mc = an_addr(non_public[1]);
     p->nadv = 3;
     p->adv[0] = v;
@@ -390,14 +403,14 @@ static void test_ledger_cycling(void)
         o.ip[2] = (uint8_t)(k >> 8);
         o.ip[3] = (uint8_t)k;
         o.port = (uint16_t)(1 + (k & 0xff));
-        uint8_t junk[64] = { 0 };
+        uint8_t junk[64] = {0};
         p2p_host_recv(h, &o, junk, sizeof junk, net.now);
         p2p_guard_probe(h, &o, (p2p_peer_handle)(1 + k / 8));
     }
     T_EQ_INT(p2p_guard_probe(h, &v, 0), 0);
     net.now += P2P_GUARD_WINDOW_US;
     p2p_host_on_timeout(h, net.now);
-    T_EQ_INT(p2p_guard_probe(h, &v, 0), 1);    /* a new window */
+    T_EQ_INT(p2p_guard_probe(h, &v, 0), 1); /* a new window */
     an_free(&net);
 }
 

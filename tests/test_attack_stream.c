@@ -65,10 +65,12 @@ static void honest_gets_through(anet *net)
     p2p_peer_handle ph = an_handle(net, HONEST, VICTIM);
     if (!ph) ph = an_connect(net, HONEST, VICTIM, 3000000);
     T_CHECK(ph != 0);
-    T_EQ_INT(p2p_peer_send(net->n[HONEST].h, ph, 7, (const uint8_t *)"hello", 5, 0, NULL, net->now), 0);
+    T_EQ_INT(p2p_peer_send(net->n[HONEST].h, ph, 7, (const uint8_t *)"hello", 5, 0, NULL, net->now),
+             0);
     p2p_peer_handle back = an_handle(net, VICTIM, HONEST);
     T_CHECK(back != 0);
-    T_EQ_INT(p2p_peer_send(net->n[VICTIM].h, back, 7, (const uint8_t *)"hi", 2, 0, NULL, net->now), 0);
+    T_EQ_INT(p2p_peer_send(net->n[VICTIM].h, back, 7, (const uint8_t *)"hi", 2, 0, NULL, net->now),
+             0);
     an_run(net, 300000);
     T_CHECK(net->n[VICTIM].msgs >= 1);
     T_CHECK(net->n[HONEST].msgs >= 1);
@@ -80,7 +82,10 @@ static uint64_t pieces_work(size_t n)
     anet net;
     p2p_peer *v = setup(&net, NULL);
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return 0; }
+    if (!v) {
+        an_free(&net);
+        return 0;
+    }
     uint64_t w0 = v->r_pieces.work, dropped0 = an_stats(&net, VICTIM).dropped_budget;
     spray(&net, v->r_base + 1, n);
     v = an_session(&net, VICTIM, ATTACKER);
@@ -117,7 +122,10 @@ static void test_adjacent_pieces_merge(void)
     anet net;
     p2p_peer *v = setup(&net, NULL);
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
+    if (!v) {
+        an_free(&net);
+        return;
+    }
     uint64_t top = v->r_base + 100000, w0 = v->r_pieces.work;
     for (uint64_t i = 1; i <= 20000; i += 150) {
         uint8_t pt[1200];
@@ -152,7 +160,10 @@ static void test_pieces_within_budget(void)
     anet net;
     p2p_peer *v = setup(&net, &c);
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
+    if (!v) {
+        an_free(&net);
+        return;
+    }
     uint64_t base = v->r_base + 1;
     /* 4 MiB of 1000-byte pieces with a one-byte gap between each */
     for (size_t i = 0; i < 4200; i++) {
@@ -179,9 +190,12 @@ static void test_record_header_claims_max_message(void)
     anet net;
     p2p_peer *v = setup(&net, NULL);
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
+    if (!v) {
+        an_free(&net);
+        return;
+    }
     uint64_t mem0 = v->mem;
-    p2p_record rec = { P2P_REC_MESSAGE, 1, 0, 0, P2P_DEFAULT_MAX_MESSAGE };
+    p2p_record rec = {P2P_REC_MESSAGE, 1, 0, 0, P2P_DEFAULT_MAX_MESSAGE};
     uint8_t pt[64], hdr[P2P_RECORD_HEADER_MAX];
     size_t hl = p2p_record_encode(hdr, &rec);
     p2p_wr w;
@@ -214,8 +228,11 @@ static void test_whatever_it_sends(void)
     anet net;
     p2p_peer *v = setup(&net, &c);
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
-    p2p_record rec = { P2P_REC_MESSAGE, 1, 0, 0, P2P_DEFAULT_MAX_MESSAGE };
+    if (!v) {
+        an_free(&net);
+        return;
+    }
+    p2p_record rec = {P2P_REC_MESSAGE, 1, 0, 0, P2P_DEFAULT_MAX_MESSAGE};
     uint8_t pt[1200], hdr[P2P_RECORD_HEADER_MAX], junk[1100];
     memset(junk, 0x33, sizeof junk);
     size_t hl = p2p_record_encode(hdr, &rec);
@@ -272,17 +289,21 @@ static void test_never_acks(void)
     anet net;
     p2p_peer *v = setup(&net, NULL);
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
+    if (!v) {
+        an_free(&net);
+        return;
+    }
     p2p_peer_handle vh = an_handle(&net, VICTIM, ATTACKER);
     static uint8_t msg[10000];
     memset(msg, 1, sizeof msg);
-    uint8_t ping[1] = { P2P_FRAME_PING };
+    uint8_t ping[1] = {P2P_FRAME_PING};
     size_t most = 0;
     int full = 0;
     for (int ms = 0; ms < 60000; ms++) {
         an_frames(&net, ATTACKER, VICTIM, ping, 1, NULL);
         an_frames(&net, ATTACKER, VICTIM, ping, 1, NULL);
-        if (ms % 10 == 0 && p2p_peer_send(net.n[VICTIM].h, vh, 1, msg, sizeof msg, 0, NULL, net.now) == P2P_ERR_FULL)
+        if (ms % 10 == 0 && p2p_peer_send(net.n[VICTIM].h, vh, 1, msg, sizeof msg, 0, NULL,
+                                          net.now) == P2P_ERR_FULL)
             full = 1;
         an_run(&net, 1000);
         v = an_session(&net, VICTIM, ATTACKER);
@@ -316,9 +337,12 @@ static void test_unanswered_requests(void)
 {
     anet net;
     p2p_peer *v = setup(&net, NULL);
-    net.filter = NULL;              /* the attacker's real stream carries these */
+    net.filter = NULL; /* the attacker's real stream carries these */
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
+    if (!v) {
+        an_free(&net);
+        return;
+    }
     p2p_peer *a = an_session(&net, ATTACKER, VICTIM);
     size_t n = 3 * P2P_RECEIPT_RANGES;
     for (size_t i = 0; i < n && a; i++) {
@@ -335,8 +359,8 @@ static void test_unanswered_requests(void)
     v = an_session(&net, VICTIM, ATTACKER);
     T_CHECK(v != NULL);
     if (v) {
-        printf("     %llu records received, %zu ranges owed\n",
-               (unsigned long long)v->records_recv, v->owed.n);
+        printf("     %llu records received, %zu ranges owed\n", (unsigned long long)v->records_recv,
+               v->owed.n);
         T_CHECK(v->records_recv >= 2 * n);
         T_CHECK(v->owed.n <= P2P_RECEIPT_RANGES);
         T_CHECK(v->mem <= P2P_DEFAULT_PEER_MEMORY);
@@ -357,13 +381,18 @@ static void test_awaited_replies_capped(void)
     p2p_peer *v = setup(&net, NULL);
     net.filter = NULL;
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
+    if (!v) {
+        an_free(&net);
+        return;
+    }
     p2p_peer_handle vh = an_handle(&net, VICTIM, ATTACKER);
     int full = 0;
     for (size_t i = 0; i < 2 * P2P_RECEIPT_RANGES; i++) {
-        if (p2p_peer_send(net.n[VICTIM].h, vh, 1, (const uint8_t *)"q", 1, 1, NULL, net.now) == P2P_ERR_FULL)
+        if (p2p_peer_send(net.n[VICTIM].h, vh, 1, (const uint8_t *)"q", 1, 1, NULL, net.now) ==
+            P2P_ERR_FULL)
             full++;
-        T_EQ_INT(p2p_peer_send(net.n[VICTIM].h, vh, 1, (const uint8_t *)"m", 1, 0, NULL, net.now), 0);
+        T_EQ_INT(p2p_peer_send(net.n[VICTIM].h, vh, 1, (const uint8_t *)"m", 1, 0, NULL, net.now),
+                 0);
         if (i % 512 == 511) an_run(&net, 50000);
     }
     an_run(&net, 1000000);
@@ -382,7 +411,10 @@ static uint64_t run_counting(anet *net, uint64_t us, int node)
     uint64_t wakeups = 0, end = net->now + us;
     while (net->now < end && wakeups < 1000000) {
         uint64_t d = p2p_host_next_timeout(net->n[node].h);
-        if (d >= end) { an_run(net, end - net->now); break; }
+        if (d >= end) {
+            an_run(net, end - net->now);
+            break;
+        }
         an_run(net, d > net->now ? d - net->now : 1);
         wakeups++;
     }
@@ -401,15 +433,20 @@ static void test_one_byte_window(void)
     p2p_peer *v = setup(&net, &c);
     net.filter = NULL;
     T_CHECK(v != NULL);
-    if (!v) { an_free(&net); return; }
-    v->peer_max = v->send_next + 1;           /* as if the handshake had granted one byte */
+    if (!v) {
+        an_free(&net);
+        return;
+    }
+    v->peer_max = v->send_next + 1; /* as if the handshake had granted one byte */
     p2p_peer_handle vh = an_handle(&net, VICTIM, ATTACKER);
     static uint8_t big[64 * 1024];
     int full = 0, limit = 0;
     for (int i = 0; i < 300 && !full; i++)
-        full = p2p_peer_send(net.n[VICTIM].h, vh, 1, big, sizeof big, 0, NULL, net.now) == P2P_ERR_FULL;
+        full = p2p_peer_send(net.n[VICTIM].h, vh, 1, big, sizeof big, 0, NULL, net.now) ==
+               P2P_ERR_FULL;
     for (int i = 0; i < 300 && !limit; i++)
-        limit = p2p_peer_append(net.n[VICTIM].h, v, P2P_REC_MEMBERS, big, sizeof big) == P2P_ERR_LIMIT;
+        limit =
+            p2p_peer_append(net.n[VICTIM].h, v, P2P_REC_MEMBERS, big, sizeof big) == P2P_ERR_LIMIT;
     T_CHECK(full);
     T_CHECK(limit);
     T_CHECK(v->mem <= c.peer_memory);
@@ -434,7 +471,7 @@ static void test_undrained_queues_bounded(void)
     p2p_config_init(&c);
     c.memory = 2u << 20;
     p2p_identity id;
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     memset(seed, 3, sizeof seed);
     p2p_identity_from_seed(&id, seed);
     c.identity = &id;
@@ -456,9 +493,11 @@ static void test_undrained_queues_bounded(void)
     T_CHECK(st.memory_peak <= c.memory);
     T_EQ_INT(st.dropped_budget, (uint64_t)refused);
     /* draining gives it all back */
-    while (p2p_host_next_event(h, &ev)) {}
+    while (p2p_host_next_event(h, &ev)) {
+    }
     uint8_t buf[P2P_MAX_PACKET];
-    while (p2p_host_next_datagram(h, &to, buf, sizeof buf)) {}
+    while (p2p_host_next_datagram(h, &to, buf, sizeof buf)) {
+    }
     p2p_host_next_event(h, &ev);
     p2p_host_stats(h, &st);
     T_EQ_INT(st.memory, 0);
@@ -478,8 +517,13 @@ static void on_big(anet *net, int node, const p2p_event *ev)
 {
     (void)net;
     if (ev->type != P2P_EV_MESSAGE || ev->msg_type != 9) return;
-    if (node == VICTIM) { got_a++; sum_a = fnv(ev->data, ev->len); }
-    else { got_b++; sum_b = fnv(ev->data, ev->len); }
+    if (node == VICTIM) {
+        got_a++;
+        sum_a = fnv(ev->data, ev->len);
+    } else {
+        got_b++;
+        sum_b = fnv(ev->data, ev->len);
+    }
 }
 
 static void test_16mib_message_both_ways(void)

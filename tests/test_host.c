@@ -7,7 +7,12 @@
 #include <stdlib.h>
 
 #define QCAP 65536
-typedef struct pkt { int to; uint64_t at; size_t len; uint8_t data[P2P_MAX_PACKET]; } pkt;
+typedef struct pkt {
+    int to;
+    uint64_t at;
+    size_t len;
+    uint8_t data[P2P_MAX_PACKET];
+} pkt;
 typedef struct net {
     p2p_host *h[3];
     p2p_addr addr[3];
@@ -28,7 +33,8 @@ typedef struct net {
 
 static int addr_index(net *n, const p2p_addr *a)
 {
-    for (int i = 0; i < n->n; i++) if (p2p_addr_equal(&n->addr[i], a)) return i;
+    for (int i = 0; i < n->n; i++)
+        if (p2p_addr_equal(&n->addr[i], a)) return i;
     return -1;
 }
 
@@ -43,19 +49,25 @@ static void drain(net *n, int i)
         if (p2p_rng_below(&n->rng, 100) < n->loss_pct) continue;
         pkt *p = &n->q[n->qn++];
         p->to = dst;
-        p->at = n->now + n->delay + (p2p_rng_below(&n->rng, 100) < n->reorder_pct ? n->delay * 3 : 0);
+        p->at =
+            n->now + n->delay + (p2p_rng_below(&n->rng, 100) < n->reorder_pct ? n->delay * 3 : 0);
         p->len = len;
         memcpy(p->data, buf, len);
-        if (p2p_rng_below(&n->rng, 100) < n->flip_pct) p->data[p2p_rng_below(&n->rng, (uint32_t)len)] ^= 0x40;
+        if (p2p_rng_below(&n->rng, 100) < n->flip_pct)
+            p->data[p2p_rng_below(&n->rng, (uint32_t)len)] ^= 0x40;
     }
     p2p_event ev;
     while (p2p_host_next_event(n->h[i], &ev)) {
         switch (ev.type) {
         case P2P_EV_JOIN: n->joins[i]++; break;
-        case P2P_EV_LEAVE: n->leaves[i]++; n->leave_reason[i] = ev.reason; break;
+        case P2P_EV_LEAVE:
+            n->leaves[i]++;
+            n->leave_reason[i] = ev.reason;
+            break;
         case P2P_EV_ERROR:
             n->errors[i]++;
-            snprintf(n->last_error[i], sizeof n->last_error[i], "%.*s", (int)ev.len, (const char *)ev.data);
+            snprintf(n->last_error[i], sizeof n->last_error[i], "%.*s", (int)ev.len,
+                     (const char *)ev.data);
             break;
         case P2P_EV_MESSAGE: {
             n->msgs[i]++;
@@ -64,14 +76,25 @@ static void drain(net *n, int i)
             if (v != n->next_expect[i]) n->bad_order[i]++;
             n->next_expect[i] = v + 1;
             /* the body is v repeated as a pattern: check it byte-exact */
-            for (size_t k = 8; k < ev.len; k++) if (ev.data[k] != (uint8_t)(v + k)) { n->bad_order[i]++; break; }
+            for (size_t k = 8; k < ev.len; k++)
+                if (ev.data[k] != (uint8_t)(v + k)) {
+                    n->bad_order[i]++;
+                    break;
+                }
             if (ev.want_reply) {
-                if (n->auto_reply == 2) p2p_peer_reply(n->h[i], ev.peer, ev.seq, P2P_REPLY_ERROR, (const uint8_t *)"boom", 4, n->now);
-                else p2p_peer_reply(n->h[i], ev.peer, ev.seq, P2P_REPLY_DATA, ev.data, ev.len < 8 ? ev.len : 8, n->now);
+                if (n->auto_reply == 2)
+                    p2p_peer_reply(n->h[i], ev.peer, ev.seq, P2P_REPLY_ERROR,
+                                   (const uint8_t *)"boom", 4, n->now);
+                else
+                    p2p_peer_reply(n->h[i], ev.peer, ev.seq, P2P_REPLY_DATA, ev.data,
+                                   ev.len < 8 ? ev.len : 8, n->now);
             }
             break;
         }
-        case P2P_EV_REPLY: n->replies[i]++; n->reply_status[i] = (uint64_t)ev.status; break;
+        case P2P_EV_REPLY:
+            n->replies[i]++;
+            n->reply_status[i] = (uint64_t)ev.status;
+            break;
         case P2P_EV_DATAGRAM: n->datagrams[i]++; break;
         default: break;
         }
@@ -82,7 +105,10 @@ static void drain(net *n, int i)
         if (dst < 0 || n->qn >= QCAP) continue;
         if (p2p_rng_below(&n->rng, 100) < n->loss_pct) continue;
         pkt *p = &n->q[n->qn++];
-        p->to = dst; p->at = n->now + n->delay; p->len = len; memcpy(p->data, buf, len);
+        p->to = dst;
+        p->at = n->now + n->delay;
+        p->len = len;
+        memcpy(p->data, buf, len);
     }
 }
 
@@ -91,7 +117,8 @@ static void run(net *n, uint64_t until)
 {
     for (;;) {
         uint64_t next = until;
-        for (size_t k = 0; k < n->qn; k++) if (n->q[k].at < next) next = n->q[k].at;
+        for (size_t k = 0; k < n->qn; k++)
+            if (n->q[k].at < next) next = n->q[k].at;
         for (int i = 0; i < n->n; i++) {
             uint64_t t = p2p_host_next_timeout(n->h[i]);
             if (t < next) next = t;
@@ -103,7 +130,8 @@ static void run(net *n, uint64_t until)
                 pkt p = n->q[k];
                 n->q[k] = n->q[--n->qn];
                 p2p_host_recv(n->h[p.to], &n->addr[1 - p.to], p.data, p.len, n->now);
-            } else k++;
+            } else
+                k++;
         }
         for (int i = 0; i < n->n; i++) {
             if (p2p_host_next_timeout(n->h[i]) <= n->now) p2p_host_on_timeout(n->h[i], n->now);
@@ -123,7 +151,10 @@ static p2p_host *mkhost(const char *netkey, uint64_t seed, uint32_t timeout_s)
     c.identity = &id;
     c.seed = seed;
     c.timeout_us = (uint64_t)timeout_s * 1000000;
-    if (netkey) { c.network_key = (const uint8_t *)netkey; c.network_key_len = strlen(netkey); }
+    if (netkey) {
+        c.network_key = (const uint8_t *)netkey;
+        c.network_key_len = strlen(netkey);
+    }
     p2p_host *h = NULL;
     p2p_host_new(&h, &c, 0);
     p2p_identity_wipe(&id);
@@ -176,7 +207,7 @@ static void test_handshake_and_messages(void)
     p2p_peer_info info;
     T_EQ_INT(p2p_host_peer_info(n->h[0], ph, &info), 0);
     T_EQ_INT(info.state, P2P_PEER_CONNECTED);
-    T_EQ_MEM(info.id, p2p_host_id(n->h[1]), 32);
+    T_EQ_MEM(info.id, p2p_host_id(n->h[1]), P2P_ID_LEN);
     static uint8_t buf[300000];
     for (uint64_t v = 0; v < 200; v++) {
         size_t len = make_msg(buf, v, 8 + (v * 7919) % sizeof buf / 4);
@@ -243,15 +274,15 @@ static void test_network_key_mismatch_is_silent(void)
     p2p_host_stats(n->h[1], &st);
     T_EQ_INT(st.packets_sent, 0);
     T_CHECK(st.dropped > 0);
-    T_EQ_INT(n->errors[0], 1);   /* connect timed out */
+    T_EQ_INT(n->errors[0], 1); /* connect timed out */
     freenet(n);
 }
 
 static void test_expected_id_mismatch(void)
 {
     net *n = mknet(NULL, NULL, 5);
-    uint8_t wrong[32];
-    memset(wrong, 0xab, 32);
+    uint8_t wrong[P2P_ID_LEN];
+    memset(wrong, 0xab, P2P_ID_LEN);
     connect01(n, wrong);
     T_EQ_INT(n->joins[0], 0);
     T_EQ_INT(n->joins[1], 0);
@@ -272,7 +303,7 @@ static void test_close_and_timeout(void)
 
     net *m = mknet(NULL, NULL, 7);
     connect01(m, NULL);
-    m->loss_pct = 100;     /* the link dies */
+    m->loss_pct = 100; /* the link dies */
     run(m, m->now + 12000000);
     T_EQ_INT(m->leaves[0], 1);
     T_EQ_INT(m->leave_reason[0], P2P_LEAVE_TIMEOUT);

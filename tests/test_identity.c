@@ -19,20 +19,6 @@
 static char g_dir[4096];
 static int g_counter;
 
-static void from_hex(uint8_t *out, const char *hex)
-{
-    size_t i, n = strlen(hex) / 2;
-
-    for (i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
-
-#define CHECK_HEX(buf, hex) do { uint8_t want_[128]; size_t n_ = strlen(hex) / 2; \
-    from_hex(want_, hex); T_EQ_MEM(buf, want_, n_); } while (0)
-
 /* A fresh path in the test directory. */
 static const char *new_path(char *buf, size_t cap, const char *tag)
 {
@@ -45,8 +31,7 @@ static void write_file(const char *path, const void *data, size_t len, mode_t mo
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
     T_CHECK(fd >= 0);
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     T_CHECK(write(fd, data, len) == (ssize_t)len);
     T_CHECK(fchmod(fd, mode) == 0);
     close(fd);
@@ -57,46 +42,44 @@ static const char GOOD[] = "p2pnet-identity-v1\n"
 
 static void test_from_seed_known_answer(void)
 {
-    uint8_t seed[32], msg[47];
+    uint8_t seed[P2P_SEED_LEN], msg[47];
     p2p_identity id;
     size_t i;
 
-    for (i = 0; i < 32; i++)
-        seed[i] = (uint8_t)(i + 1);
+    for (i = 0; i < P2P_SEED_LEN; i++) seed[i] = (uint8_t)(i + 1);
     T_EQ_INT(p2p_identity_from_seed(&id, seed), 0);
-    CHECK_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
-    T_EQ_MEM(id.ed_sk, seed, 32);
-    T_EQ_MEM(id.ed_sk + 32, id.ed_pk, 32);
-    CHECK_HEX(id.x_sk, "70788f1a0cea001a2631dae5d05dbd062008d5b30f50b9e29beb2a7822289044");
-    CHECK_HEX(id.x_pk, "4a3807d064d077181cc070989e76891d20dca5559548dc2c77c1a50273882b38");
-    CHECK_HEX(id.binding_sig, "89026adf34b2d9b1dd6d1373e2974b0253da11fed4873de44b55a1033fa6ec76"
-                              "967055432e698f2b8285d6463872e7ffa0bee669b88bba817c5284ee01352c07");
+    T_EQ_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
+    T_EQ_MEM(id.ed_sk, seed, P2P_SEED_LEN);
+    T_EQ_MEM(id.ed_sk + P2P_SEED_LEN, id.ed_pk, P2P_ID_LEN);
+    T_EQ_HEX(id.x_sk, "70788f1a0cea001a2631dae5d05dbd062008d5b30f50b9e29beb2a7822289044");
+    T_EQ_HEX(id.x_pk, "4a3807d064d077181cc070989e76891d20dca5559548dc2c77c1a50273882b38");
+    T_EQ_HEX(id.binding_sig, "89026adf34b2d9b1dd6d1373e2974b0253da11fed4873de44b55a1033fa6ec76"
+                             "967055432e698f2b8285d6463872e7ffa0bee669b88bba817c5284ee01352c07");
     memcpy(msg, "p2pnet/1 static", 15);
-    memcpy(msg + 15, id.x_pk, 32);
+    memcpy(msg + 15, id.x_pk, P2P_DH_LEN);
     T_EQ_INT(p2p_verify(id.binding_sig, msg, sizeof msg, id.ed_pk), 0);
     p2p_identity_wipe(&id);
-    for (i = 0; i < sizeof id.ed_sk; i++)
-        T_CHECK(id.ed_sk[i] == 0);
+    for (i = 0; i < sizeof id.ed_sk; i++) T_CHECK(id.ed_sk[i] == 0);
     T_CHECK(id.x_sk[0] == 0 && id.x_sk[31] == 0);
 }
 
 static void test_generate(void)
 {
     p2p_identity a, b;
-    uint8_t x[32], msg[47];
+    uint8_t x[P2P_DH_LEN], msg[47];
 
     T_EQ_INT(p2p_init(), 0);
     T_EQ_INT(p2p_init(), 0);
     T_EQ_INT(p2p_identity_generate(&a), 0);
     T_EQ_INT(p2p_identity_generate(&b), 0);
-    T_CHECK(memcmp(a.ed_pk, b.ed_pk, 32) != 0);
+    T_CHECK(memcmp(a.ed_pk, b.ed_pk, P2P_ID_LEN) != 0);
     p2p_dh_public(x, a.x_sk);
-    T_EQ_MEM(x, a.x_pk, 32);
+    T_EQ_MEM(x, a.x_pk, P2P_DH_LEN);
     memcpy(msg, "p2pnet/1 static", 15);
-    memcpy(msg + 15, a.x_pk, 32);
+    memcpy(msg + 15, a.x_pk, P2P_DH_LEN);
     T_EQ_INT(p2p_verify(a.binding_sig, msg, sizeof msg, a.ed_pk), 0);
     /* The signature binds this x_pk, not another. */
-    memcpy(msg + 15, b.x_pk, 32);
+    memcpy(msg + 15, b.x_pk, P2P_DH_LEN);
     T_EQ_INT(p2p_verify(a.binding_sig, msg, sizeof msg, a.ed_pk), P2P_ERR_CRYPTO);
     p2p_identity_wipe(&a);
     p2p_identity_wipe(&b);
@@ -107,7 +90,7 @@ static void test_keyfile_create_and_reload(void)
     char path[4200], err[512], text[200];
     p2p_identity a, b, c;
     struct stat st;
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     FILE *f;
     size_t n;
     mode_t old = umask(0); /* the file must still be 0600 with a permissive umask */
@@ -123,8 +106,7 @@ static void test_keyfile_create_and_reload(void)
 
     f = fopen(path, "r");
     T_CHECK(f != NULL);
-    if (!f)
-        return;
+    if (!f) return;
     n = fread(text, 1, sizeof text, f);
     fclose(f);
     T_EQ_INT(n, 84);
@@ -138,7 +120,7 @@ static void test_keyfile_create_and_reload(void)
         T_CHECK(memcmp(lower, text + 19, 64) == 0);
     }
     T_EQ_INT(p2p_identity_from_seed(&c, seed), 0);
-    T_EQ_MEM(c.ed_pk, a.ed_pk, 32);
+    T_EQ_MEM(c.ed_pk, a.ed_pk, P2P_ID_LEN);
 
     /* Loading again gives the same identity and leaves the file alone. */
     T_EQ_INT(p2p_identity_load(&b, path, err, sizeof err), 0);
@@ -149,7 +131,7 @@ static void test_keyfile_create_and_reload(void)
     /* A distinct path gets a distinct identity. */
     new_path(path, sizeof path, "other");
     T_EQ_INT(p2p_identity_load(&b, path, NULL, 0), 0);
-    T_CHECK(memcmp(a.ed_pk, b.ed_pk, 32) != 0);
+    T_CHECK(memcmp(a.ed_pk, b.ed_pk, P2P_ID_LEN) != 0);
     p2p_identity_wipe(&a);
     p2p_identity_wipe(&b);
     p2p_identity_wipe(&c);
@@ -163,7 +145,7 @@ static void test_keyfile_loads_known_seed(void)
     new_path(path, sizeof path, "known");
     write_file(path, GOOD, sizeof GOOD - 1, 0600);
     T_EQ_INT(p2p_identity_load(&id, path, err, sizeof err), 0);
-    CHECK_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
+    T_EQ_HEX(id.ed_pk, "79b5562e8fe654f94078b112e8a98ba7901f853ae695bed7e0e3910bad049664");
     /* 0400 is fine too: only group/other bits matter. */
     T_EQ_INT(chmod(path, 0400), 0);
     T_EQ_INT(p2p_identity_load(&id, path, err, sizeof err), 0);
@@ -172,7 +154,7 @@ static void test_keyfile_loads_known_seed(void)
 
 static void test_keyfile_refuses_unsafe_modes(void)
 {
-    static const mode_t modes[] = { 0644, 0640, 0604, 0660, 0602, 0620, 0666 };
+    static const mode_t modes[] = {0644, 0640, 0604, 0660, 0602, 0620, 0666};
     char path[4200], err[512];
     p2p_identity id;
     size_t i;
@@ -222,8 +204,7 @@ static void test_keyfile_refuses_malformed(void)
         err[0] = '\0';
         T_EQ_INT(p2p_identity_load(&id, path, err, sizeof err), P2P_ERR_KEYFILE);
         T_CHECK(strstr(err, "malformed") != NULL);
-        if (strstr(err, "malformed") == NULL)
-            fprintf(stderr, "  case %zu: %s\n", i, err);
+        if (strstr(err, "malformed") == NULL) fprintf(stderr, "  case %zu: %s\n", i, err);
     }
     /* A big file (over the 4 KiB read limit). */
     {
@@ -291,26 +272,25 @@ static void test_keyfile_io_errors(void)
 
 static void test_hex_round_trip(void)
 {
-    uint8_t id[32], back[32];
+    uint8_t id[P2P_ID_LEN], back[P2P_ID_LEN];
     char hex[65];
     size_t i;
 
-    for (i = 0; i < 32; i++)
-        id[i] = (uint8_t)(i * 37 + 200);
+    for (i = 0; i < 32; i++) id[i] = (uint8_t)(i * 37 + 200);
     p2p_id_to_hex(id, hex);
     T_EQ_INT(strlen(hex), 64);
     for (i = 0; i < 64; i++)
         T_CHECK((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f'));
     T_EQ_INT(p2p_id_from_hex(back, hex, 64), 0);
-    T_EQ_MEM(back, id, 32);
+    T_EQ_MEM(back, id, P2P_ID_LEN);
     /* Either case parses. */
     for (i = 0; i < 64; i++)
-        if (hex[i] >= 'a')
-            hex[i] = (char)(hex[i] - 'a' + 'A');
+        if (hex[i] >= 'a') hex[i] = (char)(hex[i] - 'a' + 'A');
     memset(back, 0, sizeof back);
     T_EQ_INT(p2p_id_from_hex(back, hex, 64), 0);
-    T_EQ_MEM(back, id, 32);
-    T_CHECK(strncmp("00ff", (p2p_id_to_hex((const uint8_t[32]){ 0, 255 }, hex), hex), 4) == 0);
+    T_EQ_MEM(back, id, P2P_ID_LEN);
+    T_CHECK(strncmp("00ff", (p2p_id_to_hex((const uint8_t[P2P_ID_LEN]){0, 255}, hex), hex), 4) ==
+            0);
     /* Wrong length, non-hex. */
     T_EQ_INT(p2p_id_from_hex(back, hex, 63), P2P_ERR_INVALID);
     T_EQ_INT(p2p_id_from_hex(back, hex, 0), P2P_ERR_INVALID);
@@ -327,8 +307,7 @@ static void test_strerror(void)
     for (e = 0; e >= P2P_ERR_BUFFER; e--) {
         T_CHECK(p2p_strerror(e) != NULL && p2p_strerror(e)[0] != '\0');
         T_CHECK(strcmp(p2p_strerror(e), p2p_strerror(-100)) != 0);
-        for (f = 0; f > e; f--)
-            T_CHECK(strcmp(p2p_strerror(e), p2p_strerror(f)) != 0);
+        for (f = 0; f > e; f--) T_CHECK(strcmp(p2p_strerror(e), p2p_strerror(f)) != 0);
     }
     T_CHECK(p2p_strerror(12345) != NULL);
 }
@@ -341,18 +320,14 @@ static void cleanup(void)
     DIR *d = opendir(g_dir);
     struct dirent *e;
 
-    if (!d)
-        return;
+    if (!d) return;
     while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-        if (remove(path) != 0)
-            fprintf(stderr, "could not remove %s\n", path);
+        if (remove(path) != 0) fprintf(stderr, "could not remove %s\n", path);
     }
     closedir(d);
-    if (rmdir(g_dir) != 0)
-        fprintf(stderr, "could not remove %s\n", g_dir);
+    if (rmdir(g_dir) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
 }
 
 int main(void)
@@ -360,8 +335,7 @@ int main(void)
     const char *tmp = getenv("TMPDIR");
     int rc;
 
-    if (!tmp || !*tmp)
-        tmp = "/tmp";
+    if (!tmp || !*tmp) tmp = "/tmp";
     snprintf(g_dir, sizeof g_dir, "%s/p2pnet-id-XXXXXX", tmp);
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");

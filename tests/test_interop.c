@@ -6,35 +6,37 @@
  * virtual time. The network's randomness is a fixed-seed generator: every run is the same. */
 #include "attack.h"
 
-#define IO_LATENCY_US 20000          /* one way: 40 ms round trip */
-#define IO_PATH_MTU 1472             /* the UDP payload an Ethernet path carries over IPv4:
-                                      * larger datagrams (MTU probes) are lost */
-#define IO_MSGS 300                  /* messages each way (IO_MSGS_LONG under loss and damage,
-                                      * for enough losses to matter) */
+#define IO_LATENCY_US 20000 /* one way: 40 ms round trip */
+#define IO_PATH_MTU \
+    1472 /* the UDP payload an Ethernet path carries over IPv4:
+          * larger datagrams (MTU probes) are lost */
+#define IO_MSGS \
+    300 /* messages each way (IO_MSGS_LONG under loss and damage,
+         * for enough losses to matter) */
 #define IO_MSGS_LONG 1000
-#define IO_MAX_BODY 3000             /* sizes 1 .. IO_MAX_BODY: one to three packets */
+#define IO_MAX_BODY 3000 /* sizes 1 .. IO_MAX_BODY: one to three packets */
 #define IO_LIMIT_US UINT64_C(600000000)
 #define IO_STEP_US 10000
 #define IO_BLACKHOLE_US 5000000
-#define IO_TIMEOUT_US 8000000        /* the hosts' idle timeout: above the blackhole */
+#define IO_TIMEOUT_US 8000000 /* the hosts' idle timeout: above the blackhole */
 /* The handshake scenario's attempts may take this long: at 30% loss an INIT and its RESP both
  * get through with p = 0.49 per try, and the tries back off to one every 2 s, so 20 s leaves
  * a chance of about 1 in 3000 that an attempt fails, where 10 s would leave 1 in 100. */
 #define IO_HS_TIMEOUT_US 20000000
 
 typedef struct io_side {
-    uint32_t next;                   /* the index expected next */
+    uint32_t next; /* the index expected next */
     uint32_t dups, out_of_order, damaged;
-    uint32_t session;                /* ev.session of the first message */
+    uint32_t session; /* ev.session of the first message */
     int has_session, wrong_session;
 } io_side;
 
 typedef struct io_net {
     uint64_t rng;
-    unsigned loss_pm, corrupt_pm;    /* per mille of datagrams lost / damaged */
-    uint64_t hole_from, hole_until;  /* everything is lost in [from, until) */
+    unsigned loss_pm, corrupt_pm;   /* per mille of datagrams lost / damaged */
+    uint64_t hole_from, hole_until; /* everything is lost in [from, until) */
     uint64_t lost, corrupted;
-    uint32_t msgs;                   /* messages each way */
+    uint32_t msgs; /* messages each way */
     io_side side[2];
 } io_net;
 
@@ -67,7 +69,10 @@ static int io_filter(anet *net, an_pkt *pkt)
     return 1;
 }
 
-static size_t io_body_len(uint32_t i) { return 1 + (i * 7919u) % IO_MAX_BODY; }
+static size_t io_body_len(uint32_t i)
+{
+    return 1 + (i * 7919u) % IO_MAX_BODY;
+}
 
 static void io_fill(uint8_t *b, uint32_t i, size_t len)
 {
@@ -92,8 +97,10 @@ static void io_event(anet *net, int node, const p2p_event *ev)
     size_t len = io_body_len(i);
     io_fill(want, i, len);
     if (ev->len != len || memcmp(ev->data, want, len) != 0) x->damaged++;
-    if (i < x->next) x->dups++;
-    else if (i > x->next) x->out_of_order++;
+    if (i < x->next)
+        x->dups++;
+    else if (i > x->next)
+        x->out_of_order++;
     if (i >= x->next) x->next = i + 1;
 }
 
@@ -143,8 +150,8 @@ static uint64_t io_transfer(anet *net, io_net *s, uint32_t first, io_midway_fn m
     io_send_all(net, s, first);
     while (net->now - start < IO_LIMIT_US && (s->side[0].next < last || s->side[1].next < last)) {
         an_run(net, IO_STEP_US);
-        if (!fired && (s->side[0].next >= first + s->msgs / 2 ||
-                       s->side[1].next >= first + s->msgs / 2)) {
+        if (!fired &&
+            (s->side[0].next >= first + s->msgs / 2 || s->side[1].next >= first + s->msgs / 2)) {
             fired = 1;
             midway(net, s);
         }
@@ -170,8 +177,9 @@ static void io_check(anet *net, io_net *s, uint32_t last, const char *what, uint
     }
     if (!what) return;
     printf("     %s: %u messages (%u each way) in %.2f s of virtual time; %llu datagrams lost, "
-           "%llu damaged\n", what, 2 * last, last, (double)took / 1e6,
-           (unsigned long long)net->lost, (unsigned long long)s->corrupted);
+           "%llu damaged\n",
+           what, 2 * last, last, (double)took / 1e6, (unsigned long long)net->lost,
+           (unsigned long long)s->corrupted);
 }
 
 static void io_connect(anet *net)
@@ -208,8 +216,8 @@ static void test_handshake_30_percent_loss(void)
         an_free(&net);
     }
     printf("     handshake under 30%% loss: %d of %d sessions, %.2f s on average, %.2f s at "
-           "most (virtual); %llu datagrams lost\n", runs, runs, (double)sum / runs / 1e6,
-           (double)worst / 1e6, (unsigned long long)lost);
+           "most (virtual); %llu datagrams lost\n",
+           runs, runs, (double)sum / runs / 1e6, (double)worst / 1e6, (unsigned long long)lost);
 }
 
 static void transfer_with_loss(unsigned pm, const char *what)
@@ -226,8 +234,14 @@ static void transfer_with_loss(unsigned pm, const char *what)
     an_free(&net);
 }
 
-static void test_transfer_10_percent_loss(void) { transfer_with_loss(100, "10% loss"); }
-static void test_transfer_30_percent_loss(void) { transfer_with_loss(300, "30% loss"); }
+static void test_transfer_10_percent_loss(void)
+{
+    transfer_with_loss(100, "10% loss");
+}
+static void test_transfer_30_percent_loss(void)
+{
+    transfer_with_loss(300, "30% loss");
+}
 
 /* 1% of datagrams get one bit flipped: the AEAD (or the header checks) drop them, and the
  * stream resends what they carried. */

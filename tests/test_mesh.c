@@ -4,6 +4,7 @@
 #include "t.h"
 #include "../csrc/p2p_internal.h"
 #include "driver/sim.h"
+#include "tnet.h"
 
 #include <stdlib.h>
 
@@ -15,9 +16,9 @@ typedef struct mnode {
     p2p_identity id;
     p2p_addr addr;
     int joins, leaves;
-    int bcasts;            /* broadcasts received */
+    int bcasts; /* broadcasts received */
     int bcast_dups;
-    uint8_t last_origin[32];
+    uint8_t last_origin[P2P_ID_LEN];
     uint64_t seen_seq[8];
     int nseen;
 } mnode;
@@ -42,19 +43,13 @@ static mnode *add_node(uint8_t seed_byte, int mediator, uint32_t max_peers)
 {
     mnode *n = &nodes[nn++];
     memset(n, 0, sizeof *n);
-    uint8_t seed[32];
-    memset(seed, seed_byte, sizeof seed);
-    seed[0] = (uint8_t)nn;
-    p2p_identity_from_seed(&n->id, seed);
+    tnet_identity(&n->id, seed_byte, (uint8_t)nn);
     p2p_config c;
     p2p_config_init(&c);
-    c.identity = &n->id;
-    c.seed = p2p_sim_host_seed(sim);
     c.mediator = mediator;
     c.max_peers = max_peers;
     c.unix_us = EPOCH_US + p2p_sim_now(sim);
-    T_EQ_INT(p2p_host_new(&n->h, &c, p2p_sim_now(sim)), 0);
-    T_EQ_INT(p2p_sim_attach(sim, n->h, 0, P2P_SIM_NAT_NONE, &n->addr), 0);
+    T_EQ_INT(tnet_sim_host(sim, &c, &n->id, 0, P2P_SIM_NAT_NONE, &n->h, &n->addr), 0);
     p2p_host_add_address(n->h, &n->addr, p2p_sim_now(sim));
     return n;
 }
@@ -66,13 +61,16 @@ static void drain_events(void)
         if (!nodes[i].h) continue;
         while (p2p_host_next_event(nodes[i].h, &ev)) {
             mnode *n = &nodes[i];
-            if (ev.type == P2P_EV_JOIN) n->joins++;
-            else if (ev.type == P2P_EV_LEAVE) n->leaves++;
+            if (ev.type == P2P_EV_JOIN)
+                n->joins++;
+            else if (ev.type == P2P_EV_LEAVE)
+                n->leaves++;
             else if (ev.type == P2P_EV_MESSAGE && ev.broadcast) {
-                for (int k = 0; k < n->nseen; k++) if (n->seen_seq[k] == ev.seq) n->bcast_dups++;
+                for (int k = 0; k < n->nseen; k++)
+                    if (n->seen_seq[k] == ev.seq) n->bcast_dups++;
                 if (n->nseen < 8) n->seen_seq[n->nseen++] = ev.seq;
                 n->bcasts++;
-                memcpy(n->last_origin, ev.origin, 32);
+                memcpy(n->last_origin, ev.origin, P2P_ID_LEN);
             }
         }
     }
@@ -80,9 +78,7 @@ static void drain_events(void)
 
 static void run_for(uint64_t us)
 {
-    uint64_t end = p2p_sim_now(sim) + us;
-    while (p2p_sim_step(sim, end)) drain_events();
-    drain_events();
+    tnet_run_for(sim, us, drain_events);
 }
 
 static size_t connected_peers(mnode *n)
@@ -94,10 +90,7 @@ static size_t connected_peers(mnode *n)
 
 static void sim_stop(void)
 {
-    for (int i = 0; i < nn; i++) {
-        p2p_host_free(nodes[i].h);
-        p2p_identity_wipe(&nodes[i].id);
-    }
+    TNET_FREE_NODES(nodes, nn);
     p2p_sim_free(sim);
     sim = NULL;
 }
@@ -115,7 +108,7 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     sim_start(42 + (uint64_t)count, loss);
     for (int i = 0; i < count; i++) {
         mnode *n = add_node(7, 0, 0);
-        if (i > 0) join_via(n, &nodes[(i * 7919) % (i + 1) % i]);   /* through various members */
+        if (i > 0) join_via(n, &nodes[(i * 7919) % (i + 1) % i]); /* through various members */
         run_for(20000);
     }
     run_for(settle_us);
@@ -123,13 +116,19 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     for (int i = 0; i < count; i++) full += connected_peers(&nodes[i]) == (size_t)(count - 1);
     T_EQ_INT(full, count);
     uint64_t seq;
-    T_EQ_INT(p2p_host_broadcast(nodes[3].h, 9, (const uint8_t *)"hello all", 9, &seq, p2p_sim_now(sim)), 0);
+    T_EQ_INT(
+        p2p_host_broadcast(nodes[3].h, 9, (const uint8_t *)"hello all", 9, &seq, p2p_sim_now(sim)),
+        0);
     p2p_sim_flush(sim, nodes[3].h);
     run_for(5000000);
     int got = 0, dups = 0;
     for (int i = 0; i < count; i++) {
-        if (i == 3) { T_EQ_INT(nodes[i].bcasts, 0); continue; }
-        got += nodes[i].bcasts == 1 && memcmp(nodes[i].last_origin, nodes[3].id.ed_pk, 32) == 0;
+        if (i == 3) {
+            T_EQ_INT(nodes[i].bcasts, 0);
+            continue;
+        }
+        got += nodes[i].bcasts == 1 &&
+               memcmp(nodes[i].last_origin, nodes[3].id.ed_pk, P2P_ID_LEN) == 0;
         dups += nodes[i].bcast_dups;
     }
     T_EQ_INT(got, count - 1);
@@ -137,8 +136,14 @@ static void mesh_at_scale(int count, double loss, uint64_t settle_us)
     sim_stop();
 }
 
-static void test_mesh_30(void) { mesh_at_scale(30, 0.0, 6000000); }
-static void test_mesh_200_at_5pct_loss(void) { mesh_at_scale(200, 0.05, 8000000); }
+static void test_mesh_30(void)
+{
+    mesh_at_scale(30, 0.0, 6000000);
+}
+static void test_mesh_200_at_5pct_loss(void)
+{
+    mesh_at_scale(200, 0.05, 8000000);
+}
 
 /* C can hold one session only (max_peers = 1), to B. A's broadcast still reaches C, pulled
  * through B. */
@@ -249,7 +254,10 @@ static void test_forgeries_refused(void)
     run_for(2000000);
     p2p_peer *pb = p2p_host_peer_get(a->h, p2p_host_find(a->h, b->id.ed_pk));
     T_CHECK(pb != NULL);
-    if (!pb) { sim_stop(); return; }
+    if (!pb) {
+        sim_stop();
+        return;
+    }
     p2p_stats before, after;
     p2p_host_stats(a->h, &before);
     /* b's genuine record, claiming a newer sequence number than b ever signed */
@@ -258,23 +266,25 @@ static void test_forgeries_refused(void)
     body[0] = (uint8_t)len;
     body[1] = (uint8_t)(len >> 8);
     memcpy(body + 2, b->h->mesh.own_rec, len);
-    body[2 + 1 + 32 + 1] ^= 1;   /* second byte of the little-endian seq */
+    body[2 + 1 + P2P_ID_LEN + 1] ^= 1; /* second byte of the little-endian seq */
     T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_MEMBERS, body, 2u + len, p2p_sim_now(sim)), -1);
     /* a broadcast claiming to come from b, signed by nobody */
-    uint8_t env[32 + 8 + 2 + 5 + 64];
-    memcpy(env, b->id.ed_pk, 32);
-    p2p_put_u64(env + 32, 99);
-    env[40] = 1; env[41] = 0;
+    uint8_t env[P2P_ID_LEN + 8 + 2 + 5 + P2P_SIG_LEN];
+    memcpy(env, b->id.ed_pk, P2P_ID_LEN);
+    p2p_put_u64(env + P2P_ID_LEN, 99);
+    env[40] = 1;
+    env[41] = 0;
     memcpy(env + 42, "forge", 5);
     memset(env + 47, 0x55, 64);
-    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_BROADCAST, env, sizeof env, p2p_sim_now(sim)), -1);
+    T_EQ_INT(p2p_mesh_on_record(a->h, pb, P2P_REC_BROADCAST, env, sizeof env, p2p_sim_now(sim)),
+             -1);
     drain_events();
     p2p_host_stats(a->h, &after);
     T_EQ_INT(after.dropped - before.dropped, 2);
     T_EQ_INT(a->bcasts, 0);
     p2p_member *mb = NULL;
     for (size_t i = 0; i < a->h->mesh.n; i++)
-        if (!memcmp(a->h->mesh.m[i].id, b->id.ed_pk, 32)) mb = &a->h->mesh.m[i];
+        if (!memcmp(a->h->mesh.m[i].id, b->id.ed_pk, P2P_ID_LEN)) mb = &a->h->mesh.m[i];
     T_CHECK(mb && mb->has_record && p2p_addr_equal(&mb->addrs[0], &b->addr));
     sim_stop();
 }
@@ -297,7 +307,7 @@ static void test_close_seen_by_all(void)
         T_EQ_INT(nodes[i].leaves, 1);
         T_EQ_INT(connected_peers(&nodes[i]), 4);
     }
-    run_for(20000000);   /* nobody dials the departed member back */
+    run_for(20000000); /* nobody dials the departed member back */
     for (int i = 0; i < 5; i++) T_EQ_INT(connected_peers(&nodes[i]), 4);
     sim_stop();
 }

@@ -7,6 +7,7 @@
 #include "t.h"
 #include "../csrc/p2p_internal.h"
 #include "driver/sim.h"
+#include "tnet.h"
 
 #include <stdlib.h>
 
@@ -21,9 +22,9 @@
 typedef struct node {
     p2p_host *h;
     p2p_identity id;
-    p2p_addr addr;          /* bound (private behind a NAT) */
+    p2p_addr addr; /* bound (private behind a NAT) */
     int joins, leaves, errors;
-    char err[256];          /* the last ERROR text */
+    char err[256]; /* the last ERROR text */
     p2p_peer_handle err_peer;
     /* messages this node received, checked to arrive in order */
     uint32_t next_in;
@@ -37,7 +38,7 @@ static p2p_sim *sim;
 static node nodes[MAXN];
 static int nn;
 static uint8_t marker[MARKER_LEN];
-static int faults;          /* 1: the sim loses, reorders and duplicates a few datagrams */
+static int faults; /* 1: the sim loses, reorders and duplicates a few datagrams */
 
 static void sim_start(uint64_t seed)
 {
@@ -54,27 +55,27 @@ static void sim_start(uint64_t seed)
     T_EQ_INT(p2p_sim_new(&sim, &c), 0);
     nn = 0;
     memset(nodes, 0, sizeof nodes);
-    for (int i = 0; i < MARKER_LEN; i++) marker[i] = (uint8_t)(seed * 131 + (uint64_t)i * 71 + 0x5a);
+    for (int i = 0; i < MARKER_LEN; i++)
+        marker[i] = (uint8_t)(seed * 131 + (uint64_t)i * 71 + 0x5a);
 }
 
-static uint64_t now(void) { return p2p_sim_now(sim); }
+static uint64_t now(void)
+{
+    return p2p_sim_now(sim);
+}
 
 /* A host on the sim; cfg_in (may be NULL) supplies the relay and mediator settings. */
 static node *add_node(int nat, const p2p_config *cfg_in)
 {
     node *n = &nodes[nn++];
-    uint8_t seed[32];
-    memset(seed, 0x4e, sizeof seed);
-    seed[0] = (uint8_t)nn;
-    p2p_identity_from_seed(&n->id, seed);
+    tnet_identity(&n->id, 0x4e, (uint8_t)nn);
     p2p_config c;
-    if (cfg_in) c = *cfg_in;
-    else p2p_config_init(&c);
-    c.identity = &n->id;
-    c.seed = p2p_sim_host_seed(sim);
+    if (cfg_in)
+        c = *cfg_in;
+    else
+        p2p_config_init(&c);
     c.unix_us = EPOCH_US + now();
-    T_EQ_INT(p2p_host_new(&n->h, &c, now()), 0);
-    T_EQ_INT(p2p_sim_attach(sim, n->h, 0, nat, &n->addr), 0);
+    T_EQ_INT(tnet_sim_host(sim, &c, &n->id, 0, nat, &n->h, &n->addr), 0);
     p2p_host_add_address(n->h, &n->addr, now());
     return n;
 }
@@ -82,8 +83,10 @@ static node *add_node(int nat, const p2p_config *cfg_in)
 static node *add_mediator(const p2p_config *base)
 {
     p2p_config c;
-    if (base) c = *base;
-    else p2p_config_init(&c);
+    if (base)
+        c = *base;
+    else
+        p2p_config_init(&c);
     c.mediator = 1;
     return add_node(P2P_SIM_NAT_NONE, &c);
 }
@@ -132,9 +135,7 @@ static void drain_events(void)
 
 static void run_for(uint64_t us)
 {
-    uint64_t end = now() + us;
-    while (p2p_sim_step(sim, end)) drain_events();
-    drain_events();
+    tnet_run_for(sim, us, drain_events);
 }
 
 static p2p_stats stats_of(const node *n)
@@ -181,10 +182,7 @@ static void connect_via(node *a, const node *b, const node *via, p2p_peer_handle
 
 static void sim_stop(void)
 {
-    for (int i = 0; i < nn; i++) {
-        p2p_host_free(nodes[i].h);
-        p2p_identity_wipe(&nodes[i].id);
-    }
+    TNET_FREE_NODES(nodes, nn);
     p2p_sim_free(sim);
     sim = NULL;
 }
@@ -193,9 +191,9 @@ static void sim_stop(void)
 
 typedef struct stream {
     node *from, *to;
-    uint64_t seq[MAXMSG];   /* the ordinal of each message sent */
+    uint64_t seq[MAXMSG]; /* the ordinal of each message sent */
     int sent;
-    size_t size;            /* message length: the marker, the index, then filler */
+    size_t size; /* message length: the marker, the index, then filler */
 } stream;
 
 static int stream_send(stream *s)
@@ -263,8 +261,7 @@ static int contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t 
     return 0;
 }
 
-static void tap(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *data,
-                size_t len)
+static void tap(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *data, size_t len)
 {
     tapstate *t = ud;
     t->datagrams++;
@@ -301,15 +298,15 @@ static void test_cone_direct_survives_mediator(void)
     node *m = &nodes[0], *a = &nodes[1], *b = &nodes[2];
     T_CHECK(connected(a, b) && connected(b, a));
     T_EQ_INT(p2p_host_find(a->h, b->id.ed_pk), ph);
-    T_EQ_INT(a->joins, 2);        /* M, then B */
-    T_EQ_INT(b->joins, 2);        /* M, then A */
+    T_EQ_INT(a->joins, 2); /* M, then B */
+    T_EQ_INT(b->joins, 2); /* M, then A */
     T_EQ_INT(a->errors, 0);
     p2p_peer_info ia = info_of(a, b), ib = info_of(b, a);
     T_EQ_INT(ia.direct, 1);
     T_EQ_INT(ib.direct, 1);
     p2p_addr pub;
     p2p_sim_public_addr(sim, b->h, &pub);
-    T_EQ_MEM(ia.address.ip, pub.ip, 4);   /* B's NAT, not the mediator */
+    T_EQ_MEM(ia.address.ip, pub.ip, 4); /* B's NAT, not the mediator */
     T_EQ_INT(stats_of(m).introductions, 1);
     T_EQ_INT(stats_of(m).relayed_packets, 0);
     /* the mediator goes away */
@@ -317,7 +314,7 @@ static void test_cone_direct_survives_mediator(void)
     p2p_sim_flush(sim, m->h);
     run_for(SEC);
     p2p_sim_detach(sim, m->h);
-    stream s = { .from = a, .to = b, .size = 200 };
+    stream s = {.from = a, .to = b, .size = 200};
     stream_run(&s, 100, 20000);
     stream_finish(&s, 10 * SEC);
     stream_check(&s, 100);
@@ -341,8 +338,8 @@ static void symmetric_relayed(uint64_t seed, p2p_stats out[3], p2p_sim_stats *si
     T_EQ_INT(info_of(a, b).direct, 0);
     T_EQ_INT(info_of(b, a).direct, 0);
     p2p_peer_info ia = info_of(a, b);
-    T_CHECK(p2p_addr_equal(&ia.address, &m->addr));   /* the relay's address */
-    stream s = { .from = a, .to = b, .size = 300 };
+    T_CHECK(p2p_addr_equal(&ia.address, &m->addr)); /* the relay's address */
+    stream s = {.from = a, .to = b, .size = 300};
     stream_run(&s, 100, 20000);
     stream_finish(&s, 10 * SEC);
     stream_check(&s, 100);
@@ -352,7 +349,7 @@ static void symmetric_relayed(uint64_t seed, p2p_stats out[3], p2p_sim_stats *si
     /* the tap saw the traffic, through the relay, and the marker in none of it */
     T_CHECK(t.via_relay > 200);
     T_EQ_INT(t.marker_hits, 0);
-    uint8_t plain[100];             /* the tap would have seen the marker in the clear */
+    uint8_t plain[100]; /* the tap would have seen the marker in the clear */
     memset(plain, 0, sizeof plain);
     memcpy(plain + 50, marker, MARKER_LEN);
     tap(&t, &m->addr, &a->addr, plain, sizeof plain);
@@ -363,7 +360,10 @@ static void symmetric_relayed(uint64_t seed, p2p_stats out[3], p2p_sim_stats *si
     sim_stop();
 }
 
-static void test_symmetric_relayed(void) { symmetric_relayed(202, NULL, NULL); }
+static void test_symmetric_relayed(void)
+{
+    symmetric_relayed(202, NULL, NULL);
+}
 
 /* Both again on a network that loses, reorders and duplicates. */
 static void test_cone_and_symmetric_with_faults(void)
@@ -404,7 +404,7 @@ static void test_relay_refused(void)
     T_CHECK(strstr(a->err, "timed out") != NULL);
     T_EQ_INT(p2p_host_find(a->h, b->id.ed_pk), 0);
     T_EQ_INT(p2p_host_find(b->h, a->id.ed_pk), 0);
-    T_EQ_INT(stats_of(a).peers, 1);     /* the mediator only */
+    T_EQ_INT(stats_of(a).peers, 1); /* the mediator only */
     T_EQ_INT(stats_of(m).introductions, 1);
     T_EQ_INT(stats_of(m).relayed_packets, 0);
     sim_stop();
@@ -434,7 +434,7 @@ static void test_relay_sessions_cap(void)
     T_EQ_INT(p2p_host_find(a2->h, b2->id.ed_pk), 0);
     T_EQ_INT(p2p_host_find(b2->h, a2->id.ed_pk), 0);
     /* the first pair still flows */
-    stream s = { .from = a1, .to = b1, .size = 100 };
+    stream s = {.from = a1, .to = b1, .size = 100};
     stream_run(&s, 20, 20000);
     stream_finish(&s, 5 * SEC);
     stream_check(&s, 20);
@@ -453,12 +453,13 @@ static void test_relay_rate(void)
     pair_via_mediator(P2P_SIM_NAT_SYMMETRIC, &mc, &ph);
     node *m = &nodes[0], *a = &nodes[1], *b = &nodes[2];
     T_EQ_INT(info_of(a, b).direct, 0);
-    stream s = { .from = a, .to = b, .size = 1000 };
+    stream s = {.from = a, .to = b, .size = 1000};
     /* bulk: keep about 64 KiB queued for 4 seconds */
     p2p_stats before = stats_of(m);
     uint64_t start = now(), window = 4 * SEC;
     while (now() - start < window) {
-        while (info_of(a, b).bytes_queued < 65536 && s.sent < MAXMSG && stream_send(&s) == 0) {}
+        while (info_of(a, b).bytes_queued < 65536 && s.sent < MAXMSG && stream_send(&s) == 0) {
+        }
         run_for(10000);
     }
     p2p_stats after = stats_of(m);
@@ -467,7 +468,7 @@ static void test_relay_rate(void)
            (unsigned long long)rate, (unsigned long long)bytes, (double)window / SEC,
            (unsigned long long)(after.relay_dropped - before.relay_dropped));
     T_CHECK(bytes <= rate * 11 / 10 * window / SEC + rate);
-    T_CHECK(bytes >= rate * window / SEC / 2);       /* the relay did carry a fair share */
+    T_CHECK(bytes >= rate * window / SEC / 2); /* the relay did carry a fair share */
     T_CHECK(after.relay_dropped > before.relay_dropped);
     T_CHECK(connected(a, b));
     sim_stop();
@@ -479,7 +480,7 @@ static void test_unknown_target_and_unreachable(void)
     sim_start(707);
     node *m = add_mediator(NULL);
     node *a = add_node(P2P_SIM_NAT_CONE, NULL);
-    uint8_t stranger[32];
+    uint8_t stranger[P2P_ID_LEN];
     memset(stranger, 0x77, sizeof stranger);
     p2p_peer_handle ph = 0;
     T_EQ_INT(p2p_host_connect_via(a->h, stranger, &m->addr, now(), &ph), 0);
@@ -489,7 +490,7 @@ static void test_unknown_target_and_unreachable(void)
     T_EQ_INT(a->err_peer, ph);
     T_CHECK(strstr(a->err, "not registered") != NULL);
     T_EQ_INT(p2p_host_find(a->h, stranger), 0);
-    T_CHECK(connected(a, m));           /* the session with the mediator stays */
+    T_CHECK(connected(a, m)); /* the session with the mediator stays */
 
     /* nobody at that address */
     node *c = add_node(P2P_SIM_NAT_CONE, NULL);
@@ -522,12 +523,12 @@ static void test_upgrade_to_direct(void)
     T_CHECK(run_until_connected(a, b, 12 * SEC));
     T_EQ_INT(info_of(a, b).direct, 0);
     T_EQ_INT(info_of(b, a).direct, 0);
-    run_for(2 * SEC);                   /* a few upgrade probes die at the firewall */
+    run_for(2 * SEC); /* a few upgrade probes die at the firewall */
     T_EQ_INT(info_of(a, b).direct, 0);
     uint64_t relayed = stats_of(m).relayed_packets;
     T_CHECK(relayed > 0);
     uint64_t pc = stats_of(a).path_changes + stats_of(b).path_changes;
-    stream s = { .from = a, .to = b, .size = 150 };
+    stream s = {.from = a, .to = b, .size = 150};
     stream_run(&s, 10, 50000);
     T_EQ_INT(p2p_sim_block(sim, a->h, b->h, 0), 0);
     uint64_t lifted = now(), direct_at = 0;
@@ -567,22 +568,28 @@ static void mesh_through_genesis(int nat, int want_direct)
     join(y, g);
     int ok = run_until_connected(x, y, 30 * SEC);
     T_CHECK(ok);
-    run_for(3 * SEC);   /* let a racing duplicate settle */
+    run_for(3 * SEC); /* let a racing duplicate settle */
     T_CHECK(connected(x, y) && connected(y, x));
     T_EQ_INT(info_of(x, y).direct, want_direct);
     T_EQ_INT(info_of(y, x).direct, want_direct);
     T_CHECK(stats_of(g).introductions >= 1);
     T_EQ_INT(stats_of(g).relayed_packets > 0, !want_direct);
     T_EQ_INT(x->errors + y->errors, 0);
-    stream s = { .from = x, .to = y, .size = 100 };
+    stream s = {.from = x, .to = y, .size = 100};
     stream_run(&s, 30, 20000);
     stream_finish(&s, 5 * SEC);
     stream_check(&s, 30);
     sim_stop();
 }
 
-static void test_mesh_cone_direct(void) { mesh_through_genesis(P2P_SIM_NAT_CONE, 1); }
-static void test_mesh_symmetric_relayed(void) { mesh_through_genesis(P2P_SIM_NAT_SYMMETRIC, 0); }
+static void test_mesh_cone_direct(void)
+{
+    mesh_through_genesis(P2P_SIM_NAT_CONE, 1);
+}
+static void test_mesh_symmetric_relayed(void)
+{
+    mesh_through_genesis(P2P_SIM_NAT_SYMMETRIC, 0);
+}
 
 /* A NATed node sending to a public one: its NAT rebinds mid-transfer. The session follows it
  * to the new external port, and nothing is lost. */
@@ -599,9 +606,9 @@ static void test_roaming_rebind(void)
     T_CHECK(run_until_connected(a, p, 5 * SEC));
     p2p_peer_info before = info_of(p, a);
     T_EQ_MEM(before.address.ip, t.watch_ip.ip, 4);
-    T_EQ_INT(before.address.port, a->addr.port);     /* port preservation */
+    T_EQ_INT(before.address.port, a->addr.port); /* port preservation */
     uint64_t pc = stats_of(p).path_changes;
-    stream s = { .from = a, .to = p, .size = 1000 };
+    stream s = {.from = a, .to = p, .size = 1000};
     stream_run(&s, 50, 10000);
     T_EQ_INT(p2p_sim_rebind(sim, a->h), 0);
     stream_run(&s, 150, 10000);
@@ -613,7 +620,7 @@ static void test_roaming_rebind(void)
     T_CHECK(t.watch_seen && p2p_addr_equal(&after.address, &t.watch_last));
     T_CHECK(stats_of(p).path_changes >= pc + 1);
     /* and the other way: the public node's messages reach the new mapping */
-    stream back = { .from = p, .to = a, .size = 500 };
+    stream back = {.from = p, .to = a, .size = 500};
     stream_run(&back, 20, 10000);
     stream_finish(&back, 5 * SEC);
     stream_check(&back, 20);
@@ -626,17 +633,17 @@ static void test_roaming_rebind(void)
 typedef struct wire {
     p2p_host *a, *b;
     p2p_identity ia, ib;
-    p2p_addr aa, ba, x;        /* A, B, and the attacker's address X */
+    p2p_addr aa, ba, x; /* A, B, and the attacker's address X */
     uint64_t t;
-    node na, nb;               /* event bookkeeping, reusing on_event without the sim */
+    node na, nb; /* event bookkeeping, reusing on_event without the sim */
     /* rewrite the source of the next DATA packet from A of this size into X */
     size_t forge_min, forge_max;
     int forged;
     size_t forged_len;
-    int hold_a;                /* A's datagrams to B are lost while set */
-    int hold_after_forge;      /* ... from the forged packet on */
+    int hold_a;           /* A's datagrams to B are lost while set */
+    int hold_after_forge; /* ... from the forged packet on */
     uint64_t to_x_bytes, to_x_packets, from_x_bytes;
-    int sent;                  /* messages A sent with wire_send() */
+    int sent; /* messages A sent with wire_send() */
 } wire;
 
 static void wire_events(wire *w, p2p_host *h, node *n)
@@ -647,8 +654,7 @@ static void wire_events(wire *w, p2p_host *h, node *n)
             uint8_t copy[2048];
             size_t len = ev.len < sizeof copy ? ev.len : sizeof copy;
             memcpy(copy, ev.data, len);
-            if (len < MARKER_LEN + 4 || p2p_get_u32(copy + MARKER_LEN) != n->next_in)
-                n->msg_bad++;
+            if (len < MARKER_LEN + 4 || p2p_get_u32(copy + MARKER_LEN) != n->next_in) n->msg_bad++;
             n->next_in++;
             T_EQ_INT(p2p_peer_reply(h, ev.peer, ev.seq, P2P_REPLY_DATA, copy, len, w->t), 0);
         } else {
@@ -669,7 +675,7 @@ static int wire_pump(wire *w)
         if (!p2p_addr_equal(&to, &w->ba) || w->hold_a) continue;
         if (!w->forged && w->forge_min && buf[0] == P2P_PKT_DATA && len >= w->forge_min &&
             len <= w->forge_max) {
-            w->forged = 1;          /* this one reaches B "from X", before any copy from A */
+            w->forged = 1; /* this one reaches B "from X", before any copy from A */
             w->forged_len = len;
             w->from_x_bytes += len;
             p2p_host_recv(w->b, &w->x, buf, len, w->t);
@@ -680,7 +686,7 @@ static int wire_pump(wire *w)
     }
     while ((len = p2p_host_next_datagram(w->b, &to, buf, sizeof buf)) > 0) {
         moved = 1;
-        if (p2p_addr_equal(&to, &w->x)) {   /* X is a black hole: it never answers */
+        if (p2p_addr_equal(&to, &w->x)) { /* X is a black hole: it never answers */
             w->to_x_bytes += len;
             w->to_x_packets++;
             continue;
@@ -697,7 +703,8 @@ static void wire_run(wire *w, uint64_t us)
 {
     uint64_t end = w->t + us;
     for (;;) {
-        while (wire_pump(w)) {}
+        while (wire_pump(w)) {
+        }
         uint64_t ta = p2p_host_next_timeout(w->a), tb = p2p_host_next_timeout(w->b);
         uint64_t next = ta < tb ? ta : tb;
         if (next > end) break;
@@ -711,11 +718,8 @@ static void wire_run(wire *w, uint64_t us)
 static void wire_start(wire *w)
 {
     memset(w, 0, sizeof *w);
-    uint8_t seed[32];
-    memset(seed, 0x61, sizeof seed);
-    p2p_identity_from_seed(&w->ia, seed);
-    seed[0] = 0x62;
-    p2p_identity_from_seed(&w->ib, seed);
+    tnet_identity(&w->ia, 0x61, 0x61);
+    tnet_identity(&w->ib, 0x61, 0x62);
     p2p_config c;
     p2p_config_init(&c);
     c.identity = &w->ia;
@@ -782,30 +786,31 @@ static void forged_move(int hold, size_t min, size_t max)
     T_CHECK(w.forged);
     p2p_addr now_at = wire_addr_of_a(&w);
     if (hold) {
-        T_CHECK(p2p_addr_equal(&now_at, &w.x));   /* moved, unvalidated */
+        T_CHECK(p2p_addr_equal(&now_at, &w.x)); /* moved, unvalidated */
         wire_run(&w, 8 * SEC);
         w.hold_a = 0;
     } else {
         wire_send(&w, 30, 10000);
     }
     now_at = wire_addr_of_a(&w);
-    T_CHECK(p2p_addr_equal(&now_at, &w.aa));          /* back at A's real address */
+    T_CHECK(p2p_addr_equal(&now_at, &w.aa)); /* back at A's real address */
     wire_send(&w, 20, 10000);
     wire_run(&w, 3 * SEC);
     p2p_stats b1;
     p2p_host_stats(w.b, &b1);
-    printf("     forged %zu-byte packet%s: %llu bytes in %llu packets to X\n",
-           w.forged_len, hold ? ", A quiet" : "",
-           (unsigned long long)w.to_x_bytes, (unsigned long long)w.to_x_packets);
-    T_CHECK(w.to_x_packets >= 1);                       /* X was challenged */
+    printf("     forged %zu-byte packet%s: %llu bytes in %llu packets to X\n", w.forged_len,
+           hold ? ", A quiet" : "", (unsigned long long)w.to_x_bytes,
+           (unsigned long long)w.to_x_packets);
+    T_CHECK(w.to_x_packets >= 1); /* X was challenged */
     T_CHECK(w.to_x_bytes <= P2P_AMPLIFICATION * w.from_x_bytes);
     if (w.to_x_bytes > P2P_AMPLIFICATION * w.from_x_bytes)
-        fprintf(stderr, "  core: B sent %llu bytes to the unproven X after %llu bytes from it "
+        fprintf(stderr,
+                "  core: B sent %llu bytes to the unproven X after %llu bytes from it "
                 "(limit %llu): p2p_path.c sends its PATH_CHALLENGEs outside the budget "
                 "(send_path_frame() is not counted in amp_sent)\n",
                 (unsigned long long)w.to_x_bytes, (unsigned long long)w.from_x_bytes,
                 (unsigned long long)(P2P_AMPLIFICATION * w.from_x_bytes));
-    T_CHECK(b1.path_changes >= b0.path_changes + 2);   /* to X and back */
+    T_CHECK(b1.path_changes >= b0.path_changes + 2); /* to X and back */
     /* every message arrived once and in order, every reply came back */
     T_EQ_INT(w.nb.next_in, w.sent);
     T_EQ_INT(w.nb.msg_bad, 0);
@@ -815,11 +820,20 @@ static void forged_move(int hold, size_t min, size_t max)
     wire_stop(&w);
 }
 
-static void test_forged_move_returns(void) { forged_move(0, 500, P2P_MAX_PACKET); }
-static void test_forged_move_times_out(void) { forged_move(1, 500, P2P_MAX_PACKET); }
+static void test_forged_move_returns(void)
+{
+    forged_move(0, 500, P2P_MAX_PACKET);
+}
+static void test_forged_move_times_out(void)
+{
+    forged_move(1, 500, P2P_MAX_PACKET);
+}
 /* The same with the smallest packet that moves a session (an ACK alone): the challenges B
  * sends must fit in three times its bytes too. */
-static void test_forged_small_packet(void) { forged_move(1, 1, 64); }
+static void test_forged_small_packet(void)
+{
+    forged_move(1, 1, 64);
+}
 
 /* Garbage, tampered and late packets from X never move the session. */
 static void test_unauthenticated_never_moves(void)

@@ -26,44 +26,48 @@ static int is(const p2p_rangeset *s, size_t n, const p2p_range *want)
     return 1;
 }
 
-#define IS(s, ...) do { const p2p_range want_[] = { __VA_ARGS__ }; \
-    T_CHECK(is((s), sizeof want_ / sizeof want_[0], want_)); T_CHECK(well_formed(s)); } while (0)
+#define IS(s, ...)                                               \
+    do {                                                         \
+        const p2p_range want_[] = {__VA_ARGS__};                 \
+        T_CHECK(is((s), sizeof want_ / sizeof want_[0], want_)); \
+        T_CHECK(well_formed(s));                                 \
+    } while (0)
 
 static void test_add_merge(void)
 {
     p2p_rangeset s;
     p2p_rangeset_init(&s);
     T_EQ_INT(s.n, 0);
-    T_EQ_INT(p2p_rangeset_add(&s, 5, 5), 0);        /* empty: no-op */
-    T_EQ_INT(p2p_rangeset_add(&s, 7, 3), 0);        /* reversed: no-op */
+    T_EQ_INT(p2p_rangeset_add(&s, 5, 5), 0); /* empty: no-op */
+    T_EQ_INT(p2p_rangeset_add(&s, 7, 3), 0); /* reversed: no-op */
     T_EQ_INT(s.n, 0);
     T_EQ_INT(p2p_rangeset_add(&s, 10, 20), 0);
-    IS(&s, { 10, 20 });
-    p2p_rangeset_add(&s, 20, 25);                   /* adjacent above: merges */
-    IS(&s, { 10, 25 });
-    p2p_rangeset_add(&s, 5, 10);                    /* adjacent below: merges */
-    IS(&s, { 5, 25 });
+    IS(&s, {10, 20});
+    p2p_rangeset_add(&s, 20, 25); /* adjacent above: merges */
+    IS(&s, {10, 25});
+    p2p_rangeset_add(&s, 5, 10); /* adjacent below: merges */
+    IS(&s, {5, 25});
     p2p_rangeset_add(&s, 30, 40);
     p2p_rangeset_add(&s, 0, 2);
-    IS(&s, { 0, 2 }, { 5, 25 }, { 30, 40 });
-    p2p_rangeset_add(&s, 26, 28);                   /* between, touching neither */
-    IS(&s, { 0, 2 }, { 5, 25 }, { 26, 28 }, { 30, 40 });
-    p2p_rangeset_add(&s, 25, 26);                   /* fills a one-wide hole */
-    IS(&s, { 0, 2 }, { 5, 28 }, { 30, 40 });
-    p2p_rangeset_add(&s, 7, 12);                    /* inside: no change */
-    IS(&s, { 0, 2 }, { 5, 28 }, { 30, 40 });
-    p2p_rangeset_add(&s, 1, 35);                    /* overlaps three */
-    IS(&s, { 0, 40 });
+    IS(&s, {0, 2}, {5, 25}, {30, 40});
+    p2p_rangeset_add(&s, 26, 28); /* between, touching neither */
+    IS(&s, {0, 2}, {5, 25}, {26, 28}, {30, 40});
+    p2p_rangeset_add(&s, 25, 26); /* fills a one-wide hole */
+    IS(&s, {0, 2}, {5, 28}, {30, 40});
+    p2p_rangeset_add(&s, 7, 12); /* inside: no change */
+    IS(&s, {0, 2}, {5, 28}, {30, 40});
+    p2p_rangeset_add(&s, 1, 35); /* overlaps three */
+    IS(&s, {0, 40});
     p2p_rangeset_add(&s, 100, 101);
     p2p_rangeset_add(&s, 102, 103);
     p2p_rangeset_add(&s, 104, 105);
-    p2p_rangeset_add(&s, 99, 106);                  /* swallows several */
-    IS(&s, { 0, 40 }, { 99, 106 });
-    p2p_rangeset_add(&s, 40, 99);                   /* adjacent on both sides */
-    IS(&s, { 0, 106 });
+    p2p_rangeset_add(&s, 99, 106); /* swallows several */
+    IS(&s, {0, 40}, {99, 106});
+    p2p_rangeset_add(&s, 40, 99); /* adjacent on both sides */
+    IS(&s, {0, 106});
     /* values near the top of the 64-bit range */
     p2p_rangeset_add(&s, UINT64_MAX - 10, UINT64_MAX);
-    IS(&s, { 0, 106 }, { UINT64_MAX - 10, UINT64_MAX });
+    IS(&s, {0, 106}, {UINT64_MAX - 10, UINT64_MAX});
     T_CHECK(p2p_rangeset_contains(&s, UINT64_MAX - 1));
     T_CHECK(p2p_rangeset_contains(&s, UINT64_MAX - 10));
     T_CHECK(!p2p_rangeset_contains(&s, UINT64_MAX - 11));
@@ -71,7 +75,7 @@ static void test_add_merge(void)
     T_EQ_INT(s.n, 0);
     T_CHECK(!p2p_rangeset_contains(&s, 0));
     p2p_rangeset_add(&s, 3, 4);
-    IS(&s, { 3, 4 });
+    IS(&s, {3, 4});
     p2p_rangeset_free(&s);
     T_CHECK(s.v == NULL && s.n == 0 && s.cap == 0);
 }
@@ -82,12 +86,12 @@ static void test_in_order_growth(void)
     p2p_rangeset s;
     p2p_rangeset_init(&s);
     for (uint64_t pn = 0; pn < 10000; pn++) T_EQ_INT(p2p_rangeset_add(&s, pn, pn + 1), 0);
-    IS(&s, { 0, 10000 });
+    IS(&s, {0, 10000});
     for (uint64_t pn = 10001; pn < 10200; pn += 2) p2p_rangeset_add(&s, pn, pn + 1);
     T_EQ_INT(s.n, 101);
     T_CHECK(well_formed(&s));
     for (uint64_t pn = 10000; pn < 10200; pn += 2) p2p_rangeset_add(&s, pn, pn + 1);
-    IS(&s, { 0, 10200 });
+    IS(&s, {0, 10200});
     p2p_rangeset_free(&s);
 }
 
@@ -95,39 +99,39 @@ static void test_remove_split(void)
 {
     p2p_rangeset s;
     p2p_rangeset_init(&s);
-    T_EQ_INT(p2p_rangeset_remove(&s, 0, 10), 0);    /* from empty */
+    T_EQ_INT(p2p_rangeset_remove(&s, 0, 10), 0); /* from empty */
     T_EQ_INT(s.n, 0);
     p2p_rangeset_add(&s, 0, 100);
-    T_EQ_INT(p2p_rangeset_remove(&s, 40, 60), 0);   /* split */
-    IS(&s, { 0, 40 }, { 60, 100 });
-    p2p_rangeset_remove(&s, 50, 55);                /* in the hole: nothing */
-    IS(&s, { 0, 40 }, { 60, 100 });
-    p2p_rangeset_remove(&s, 10, 10);                /* empty: nothing */
+    T_EQ_INT(p2p_rangeset_remove(&s, 40, 60), 0); /* split */
+    IS(&s, {0, 40}, {60, 100});
+    p2p_rangeset_remove(&s, 50, 55); /* in the hole: nothing */
+    IS(&s, {0, 40}, {60, 100});
+    p2p_rangeset_remove(&s, 10, 10); /* empty: nothing */
     p2p_rangeset_remove(&s, 20, 10);
-    IS(&s, { 0, 40 }, { 60, 100 });
-    p2p_rangeset_remove(&s, 0, 1);                  /* trim the bottom */
-    IS(&s, { 1, 40 }, { 60, 100 });
-    p2p_rangeset_remove(&s, 99, 200);               /* trim the top */
-    IS(&s, { 1, 40 }, { 60, 99 });
-    p2p_rangeset_remove(&s, 39, 61);                /* clips both sides of a hole */
-    IS(&s, { 1, 39 }, { 61, 99 });
-    p2p_rangeset_remove(&s, 61, 99);                /* exactly one whole range */
-    IS(&s, { 1, 39 });
+    IS(&s, {0, 40}, {60, 100});
+    p2p_rangeset_remove(&s, 0, 1); /* trim the bottom */
+    IS(&s, {1, 40}, {60, 100});
+    p2p_rangeset_remove(&s, 99, 200); /* trim the top */
+    IS(&s, {1, 40}, {60, 99});
+    p2p_rangeset_remove(&s, 39, 61); /* clips both sides of a hole */
+    IS(&s, {1, 39}, {61, 99});
+    p2p_rangeset_remove(&s, 61, 99); /* exactly one whole range */
+    IS(&s, {1, 39});
     p2p_rangeset_add(&s, 50, 60);
     p2p_rangeset_add(&s, 70, 80);
     p2p_rangeset_add(&s, 90, 95);
-    p2p_rangeset_remove(&s, 39, 50);                /* touches, removes nothing */
-    IS(&s, { 1, 39 }, { 50, 60 }, { 70, 80 }, { 90, 95 });
-    p2p_rangeset_remove(&s, 30, 92);                /* clip, drop two, clip */
-    IS(&s, { 1, 30 }, { 92, 95 });
-    p2p_rangeset_remove(&s, 2, 3);                  /* one-wide split */
-    IS(&s, { 1, 2 }, { 3, 30 }, { 92, 95 });
+    p2p_rangeset_remove(&s, 39, 50); /* touches, removes nothing */
+    IS(&s, {1, 39}, {50, 60}, {70, 80}, {90, 95});
+    p2p_rangeset_remove(&s, 30, 92); /* clip, drop two, clip */
+    IS(&s, {1, 30}, {92, 95});
+    p2p_rangeset_remove(&s, 2, 3); /* one-wide split */
+    IS(&s, {1, 2}, {3, 30}, {92, 95});
     p2p_rangeset_remove(&s, 0, UINT64_MAX);
     T_EQ_INT(s.n, 0);
     /* remove at the very top */
     p2p_rangeset_add(&s, UINT64_MAX - 5, UINT64_MAX);
     p2p_rangeset_remove(&s, UINT64_MAX - 3, UINT64_MAX - 2);
-    IS(&s, { UINT64_MAX - 5, UINT64_MAX - 3 }, { UINT64_MAX - 2, UINT64_MAX });
+    IS(&s, {UINT64_MAX - 5, UINT64_MAX - 3}, {UINT64_MAX - 2, UINT64_MAX});
     p2p_rangeset_free(&s);
 }
 
@@ -138,7 +142,7 @@ static void test_contains_and_gap(void)
     uint64_t glo = 77, ghi = 77;
     T_EQ_INT(p2p_rangeset_first_gap(&s, 5, 9, &glo, &ghi), 1);
     T_CHECK(glo == 5 && ghi == 9);
-    T_EQ_INT(p2p_rangeset_first_gap(&s, 5, 5, &glo, &ghi), 0);  /* empty query: covered */
+    T_EQ_INT(p2p_rangeset_first_gap(&s, 5, 5, &glo, &ghi), 0); /* empty query: covered */
     p2p_rangeset_add(&s, 10, 20);
     p2p_rangeset_add(&s, 30, 40);
     T_CHECK(!p2p_rangeset_contains(&s, 9));
@@ -157,7 +161,7 @@ static void test_contains_and_gap(void)
     T_EQ_INT(p2p_rangeset_first_gap(&s, 10, 50, &glo, &ghi), 1);
     T_CHECK(glo == 20 && ghi == 30);
     T_EQ_INT(p2p_rangeset_first_gap(&s, 15, 25, &glo, &ghi), 1);
-    T_CHECK(glo == 20 && ghi == 25);                 /* clipped to the query */
+    T_CHECK(glo == 20 && ghi == 25); /* clipped to the query */
     T_EQ_INT(p2p_rangeset_first_gap(&s, 35, 45, &glo, &ghi), 1);
     T_CHECK(glo == 40 && ghi == 45);
     T_EQ_INT(p2p_rangeset_first_gap(&s, 30, 40, &glo, &ghi), 0);
@@ -179,21 +183,23 @@ static void test_trim(void)
     T_EQ_INT(s.n, 10);
     p2p_rangeset_trim(&s, 10);
     T_EQ_INT(s.n, 10);
-    p2p_rangeset_trim(&s, 3);                       /* keeps the highest three */
-    IS(&s, { 70, 75 }, { 80, 85 }, { 90, 95 });
+    p2p_rangeset_trim(&s, 3); /* keeps the highest three */
+    IS(&s, {70, 75}, {80, 85}, {90, 95});
     p2p_rangeset_trim(&s, 1);
-    IS(&s, { 90, 95 });
+    IS(&s, {90, 95});
     p2p_rangeset_trim(&s, 0);
     T_EQ_INT(s.n, 0);
-    p2p_rangeset_add(&s, 1, 2);                     /* still usable */
-    IS(&s, { 1, 2 });
+    p2p_rangeset_add(&s, 1, 2); /* still usable */
+    IS(&s, {1, 2});
     p2p_rangeset_free(&s);
 }
 
 /* ---- the model ---- */
 
 #define MODEL_N 512
-typedef struct model { uint8_t in[MODEL_N]; } model;
+typedef struct model {
+    uint8_t in[MODEL_N];
+} model;
 
 static int model_eq(const model *m, const p2p_rangeset *s)
 {
@@ -210,7 +216,8 @@ static int model_eq(const model *m, const p2p_rangeset *s)
 static size_t model_ranges(const model *m)
 {
     size_t n = 0;
-    for (size_t x = 0; x < MODEL_N; x++) if (m->in[x] && (x == 0 || !m->in[x - 1])) n++;
+    for (size_t x = 0; x < MODEL_N; x++)
+        if (m->in[x] && (x == 0 || !m->in[x - 1])) n++;
     return n;
 }
 
@@ -271,8 +278,9 @@ static void test_random_vs_bitmap(void)
                 }
             }
             if (!model_eq(&m, &s)) bad = 1;
-            if (bad) fprintf(stderr, "  round %d op %d kind %u [%llu, %llu)\n", round, op,
-                             (unsigned)kind, (unsigned long long)lo, (unsigned long long)hi);
+            if (bad)
+                fprintf(stderr, "  round %d op %d kind %u [%llu, %llu)\n", round, op,
+                        (unsigned)kind, (unsigned long long)lo, (unsigned long long)hi);
             T_CHECK(!bad);
             T_EQ_INT(s.n, model_ranges(&m));
         }
@@ -296,16 +304,30 @@ static void test_contains_max_value(void)
     uint64_t glo, ghi;
     T_EQ_INT(p2p_rangeset_first_gap(&s, UINT64_MAX - 1, UINT64_MAX, &glo, &ghi), 0);
     p2p_rangeset_remove(&s, UINT64_MAX - 1, UINT64_MAX);
-    IS(&s, { 0, 1 });
+    IS(&s, {0, 1});
     p2p_rangeset_free(&s);
 }
 
 /* ---- out-of-order pieces (p2p_pieces) ---- */
 
-typedef struct { uint64_t room, held; } test_budget;
-static uint64_t tb_room(void *ud) { test_budget *t = ud; return t->room > t->held ? t->room - t->held : 0; }
-static void tb_take(void *ud, size_t n) { test_budget *t = ud; t->held += n; }
-static void tb_give(void *ud, size_t n) { test_budget *t = ud; t->held -= n; }
+typedef struct {
+    uint64_t room, held;
+} test_budget;
+static uint64_t tb_room(void *ud)
+{
+    test_budget *t = ud;
+    return t->room > t->held ? t->room - t->held : 0;
+}
+static void tb_take(void *ud, size_t n)
+{
+    test_budget *t = ud;
+    t->held += n;
+}
+static void tb_give(void *ud, size_t n)
+{
+    test_budget *t = ud;
+    t->held -= n;
+}
 
 /* Checks the pieces against a reference: which bytes are held, their values, that no two
  * pieces touch, and the counters. */
@@ -320,26 +342,37 @@ static void pieces_match(p2p_pieces *q, const uint8_t *have, const uint8_t *val,
     p2p_piece *t = q->root;
     uint8_t *seen = calloc(n, 1);
     while (t || sp) {
-        while (t) { if (sp == 2048) abort(); stack[sp++] = t; t = t->l; }
+        while (t) {
+            if (sp == 2048) abort();
+            stack[sp++] = t;
+            t = t->l;
+        }
         t = stack[--sp];
         count++;
         bytes += t->len;
         held += sizeof *t + t->cap;
-        T_CHECK(first || t->off > prev_end);          /* disjoint, never adjacent */
+        T_CHECK(first || t->off > prev_end); /* disjoint, never adjacent */
         T_CHECK(t->start <= t->off && t->off + t->len <= t->start + t->cap);
         for (size_t i = 0; i < t->len; i++) {
             uint64_t o = t->off + i;
             T_CHECK(o < n && have[o]);
             if (o < n) {
                 seen[o] = 1;
-                if (t->buf[o - t->start] != val[o]) { T_CHECK(!"value"); break; }
+                if (t->buf[o - t->start] != val[o]) {
+                    T_CHECK(!"value");
+                    break;
+                }
             }
         }
         prev_end = t->off + t->len;
         first = 0;
         t = t->r;
     }
-    for (size_t i = 0; i < n; i++) if (have[i] && !seen[i]) { T_CHECK(!"missing byte"); break; }
+    for (size_t i = 0; i < n; i++)
+        if (have[i] && !seen[i]) {
+            T_CHECK(!"missing byte");
+            break;
+        }
     free(seen);
     T_EQ_INT(count, q->n);
     T_EQ_INT(bytes, q->bytes);
@@ -355,8 +388,8 @@ static void test_pieces_random(void)
     p2p_pieces q;
     p2p_pieces_init(&q);
     q.seed = 7;
-    test_budget tb = { UINT64_MAX, 0 };
-    p2p_budget b = { &tb, tb_room, tb_take, tb_give };
+    test_budget tb = {UINT64_MAX, 0};
+    p2p_budget b = {&tb, tb_room, tb_take, tb_give};
     uint32_t x = 12345;
     for (int round = 0; round < 6000; round++) {
         x = x * 1103515245u + 12345u;
@@ -366,9 +399,12 @@ static void test_pieces_random(void)
         for (size_t i = 0; i < len; i++) data[i] = (uint8_t)(round + i);
         T_EQ_INT(p2p_pieces_add(&q, off, data, len, 0, N, &b), 0);
         for (size_t i = 0; i < len; i++)
-            if (!have[off + i]) { have[off + i] = 1; val[off + i] = data[i]; }   /* first value wins */
+            if (!have[off + i]) {
+                have[off + i] = 1;
+                val[off + i] = data[i];
+            } /* first value wins */
         if (round % 500 == 0) pieces_match(&q, have, val, N, &tb);
-        if (round % 97 == 0) {         /* deliver the front, as the stream does */
+        if (round % 97 == 0) { /* deliver the front, as the stream does */
             const p2p_piece *f = p2p_pieces_first(&q);
             if (f) {
                 for (uint64_t i = f->off; i < f->off + f->len; i++) have[i] = 0;
@@ -387,8 +423,8 @@ static void test_pieces_cap_and_budget(void)
 {
     p2p_pieces q;
     p2p_pieces_init(&q);
-    test_budget tb = { 1u << 20, 0 };
-    p2p_budget b = { &tb, tb_room, tb_take, tb_give };
+    test_budget tb = {1u << 20, 0};
+    p2p_budget b = {&tb, tb_room, tb_take, tb_give};
     uint8_t d[1000];
     memset(d, 1, sizeof d);
     /* the cap: pieces that touch nothing stop at P2P_PIECES_MAX */
@@ -426,8 +462,10 @@ static void test_pieces_growth(void)
     p2p_pieces q;
     p2p_pieces_init(&q);
     uint8_t d = 9;
-    for (uint64_t i = 0; i < 5000; i++) T_EQ_INT(p2p_pieces_add(&q, 100000 + i, &d, 1, 0, 200000, NULL), 0);
-    for (uint64_t i = 1; i <= 5000; i++) T_EQ_INT(p2p_pieces_add(&q, 100000 - i, &d, 1, 0, 200000, NULL), 0);
+    for (uint64_t i = 0; i < 5000; i++)
+        T_EQ_INT(p2p_pieces_add(&q, 100000 + i, &d, 1, 0, 200000, NULL), 0);
+    for (uint64_t i = 1; i <= 5000; i++)
+        T_EQ_INT(p2p_pieces_add(&q, 100000 - i, &d, 1, 0, 200000, NULL), 0);
     T_EQ_INT(q.n, 1);
     T_EQ_INT(q.bytes, 10000);
     T_CHECK(q.held <= sizeof(p2p_piece) + 4 * 10000);
@@ -437,7 +475,8 @@ static void test_pieces_growth(void)
     T_CHECK(f->start + f->cap <= 200000);
     p2p_pieces_free(&q, NULL);
     p2p_pieces_init(&q);
-    for (uint64_t i = 0; i < 100; i++) T_EQ_INT(p2p_pieces_add(&q, 50 + i, &d, 1, 40, 160, NULL), 0);
+    for (uint64_t i = 0; i < 100; i++)
+        T_EQ_INT(p2p_pieces_add(&q, 50 + i, &d, 1, 40, 160, NULL), 0);
     f = p2p_pieces_first(&q);
     T_CHECK(f->start >= 40 && f->start + f->cap <= 160);
     p2p_pieces_free(&q, NULL);

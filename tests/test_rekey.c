@@ -5,6 +5,7 @@
  * not update and one that keeps sealing with an old key (attack.h, virtual time). */
 #include "attack.h"
 #include "driver/sim.h"
+#include "tnet.h"
 
 #define SEC UINT64_C(1000000)
 #define MSG_TYPE 7
@@ -14,7 +15,7 @@
 /* Two mirrored schedules, as the two ends of a session hold them. */
 static void mirrored(p2p_keys *a, p2p_keys *b, uint64_t now)
 {
-    uint8_t k1[32], k2[32];
+    uint8_t k1[P2P_KEY_LEN], k2[P2P_KEY_LEN];
     memset(k1, 0x11, sizeof k1);
     memset(k2, 0x22, sizeof k2);
     p2p_keys_init(a, k1, k2, now);
@@ -27,13 +28,13 @@ static void test_schedule(void)
     int which;
     mirrored(&a, &b, 0);
     /* the KDF is one-way and fixed: a new key, the same on both sides */
-    uint8_t n1[32], n2[32];
+    uint8_t n1[P2P_KEY_LEN], n2[P2P_KEY_LEN];
     p2p_keys_next_key(n1, a.send);
-    T_CHECK(memcmp(n1, a.send, 32) != 0);
-    T_EQ_MEM(n1, b.next, 32);
-    memcpy(n2, a.send, 32);
-    p2p_keys_next_key(n2, n2);                 /* in place */
-    T_EQ_MEM(n1, n2, 32);
+    T_CHECK(memcmp(n1, a.send, P2P_KEY_LEN) != 0);
+    T_EQ_MEM(n1, b.next, P2P_KEY_LEN);
+    memcpy(n2, a.send, P2P_KEY_LEN);
+    p2p_keys_next_key(n2, n2); /* in place */
+    T_EQ_MEM(n1, n2, P2P_KEY_LEN);
 
     /* nothing is due before the peer confirmed the keys, nor before 120 s */
     T_EQ_INT(p2p_keys_update_due(&a, 5, 200 * SEC), 0);
@@ -45,15 +46,15 @@ static void test_schedule(void)
     T_EQ_INT(p2p_keys_deadline(&a), 120 * SEC);
 
     /* a updates; b, on a's first packet of phase 1, moves too */
-    uint8_t a_old_recv[32];
-    memcpy(a_old_recv, a.recv, 32);
+    uint8_t a_old_recv[P2P_KEY_LEN];
+    memcpy(a_old_recv, a.recv, P2P_KEY_LEN);
     p2p_keys_update(&a, 11, 120 * SEC);
     T_EQ_INT(a.phase, 1);
     T_EQ_INT(a.confirmed, 0);
     T_EQ_INT(a.has_prev, 1);
-    T_EQ_MEM(a.prev, a_old_recv, 32);
-    T_EQ_INT(a.prev_until, 180 * SEC);         /* until the peer confirms: the old key's age */
-    T_EQ_MEM(a.send, b.next, 32);
+    T_EQ_MEM(a.prev, a_old_recv, P2P_KEY_LEN);
+    T_EQ_INT(a.prev_until, 180 * SEC); /* until the peer confirms: the old key's age */
+    T_EQ_MEM(a.send, b.next, P2P_KEY_LEN);
     /* b's late packet of phase 0 still opens at a with the previous key */
     T_CHECK(p2p_keys_for_open(&a, 0, 7, 120 * SEC, &which) == a.prev && which == P2P_KEY_PREVIOUS);
     T_CHECK(p2p_keys_for_open(&b, 1, 11, 120 * SEC, &which) == b.next && which == P2P_KEY_NEXT);
@@ -61,9 +62,9 @@ static void test_schedule(void)
     T_EQ_INT(b.phase, 1);
     T_EQ_INT(b.confirmed, 1);
     T_EQ_INT(b.send_first_pn, 20);
-    T_EQ_MEM(b.recv, a.send, 32);
-    T_EQ_MEM(b.send, a.recv, 32);
-    T_EQ_INT(b.prev_until, 121 * SEC);         /* the peer confirmed at once: keep 1 s */
+    T_EQ_MEM(b.recv, a.send, P2P_KEY_LEN);
+    T_EQ_MEM(b.send, a.recv, P2P_KEY_LEN);
+    T_EQ_INT(b.prev_until, 121 * SEC); /* the peer confirmed at once: keep 1 s */
     /* b's first packet of phase 1 confirms a, and shortens its previous key's life */
     T_CHECK(p2p_keys_for_open(&a, 1, 20, 120 * SEC + 50000, &which) == a.recv);
     p2p_keys_opened(&a, which, 20, 120 * SEC + 50000, 3 * SEC, 12);
@@ -76,8 +77,8 @@ static void test_schedule(void)
     T_EQ_INT(p2p_keys_deadline(&b), 121 * SEC);
     p2p_keys_on_timeout(&b, 121 * SEC);
     T_EQ_INT(b.has_prev, 0);
-    static const uint8_t zero[32];
-    T_EQ_MEM(b.prev, zero, 32);
+    static const uint8_t zero[P2P_KEY_LEN];
+    T_EQ_MEM(b.prev, zero, P2P_KEY_LEN);
     /* keys 180 s old open nothing */
     T_CHECK(p2p_keys_for_open(&b, 1, 30, 299 * SEC, &which) == b.recv);
     T_CHECK(p2p_keys_for_open(&b, 1, 30, 300 * SEC, &which) == NULL);
@@ -100,18 +101,12 @@ typedef struct rk_node {
     p2p_addr addr;
     p2p_peer_handle peer;
     int joins, leaves, errors, wrong_peer;
-    uint32_t next;          /* next message index expected */
-    int bad;                /* out of order, duplicated or corrupted */
+    uint32_t next; /* next message index expected */
+    int bad;       /* out of order, duplicated or corrupted */
 } rk_node;
 
-static size_t msg_len(uint32_t i) { return 8 + (i * 37u) % 300u; }
-
-static void msg_fill(uint8_t *buf, uint32_t i)
-{
-    size_t n = msg_len(i);
-    p2p_put_u32(buf, i);
-    for (size_t k = 4; k < n; k++) buf[k] = (uint8_t)(i * 7u + k);
-}
+/* Message i: 8 to 307 bytes, its index first. */
+static const tnet_msgs msgs = {8, 37, 300, 7, 1};
 
 static void rk_drain(rk_node *n)
 {
@@ -128,11 +123,11 @@ static void rk_drain(rk_node *n)
         case P2P_EV_MESSAGE: {
             if (ev.peer != n->peer) n->wrong_peer++;
             uint32_t i = ev.len >= 4 ? p2p_get_u32(ev.data) : UINT32_MAX;
-            if (i != n->next || ev.len != msg_len(i) || ev.msg_type != MSG_TYPE) {
+            if (i != n->next || ev.len != tnet_msg_len(&msgs, i) || ev.msg_type != MSG_TYPE) {
                 n->bad++;
                 break;
             }
-            msg_fill(want, i);
+            tnet_msg_fill(&msgs, want, i);
             if (memcmp(want, ev.data, ev.len)) n->bad++;
             n->next++;
             break;
@@ -144,17 +139,12 @@ static void rk_drain(rk_node *n)
 
 static int rk_new(rk_node *n, p2p_sim *s, uint8_t seed_byte, uint64_t timeout)
 {
-    uint8_t seed[32];
     p2p_config c;
     memset(n, 0, sizeof *n);
-    memset(seed, seed_byte, sizeof seed);
-    if (p2p_identity_from_seed(&n->id, seed)) return -1;
+    if (tnet_identity(&n->id, seed_byte, seed_byte)) return -1;
     p2p_config_init(&c);
-    c.identity = &n->id;
-    c.seed = p2p_sim_host_seed(s);
     c.timeout_us = timeout;
-    if (p2p_host_new(&n->h, &c, p2p_sim_now(s))) return -1;
-    return p2p_sim_attach(s, n->h, 0, P2P_SIM_NAT_NONE, &n->addr);
+    return tnet_sim_host(s, &c, &n->id, 0, P2P_SIM_NAT_NONE, &n->h, &n->addr);
 }
 
 static void rk_run(p2p_sim *s, rk_node *a, rk_node *b, uint64_t until)
@@ -166,11 +156,13 @@ static void rk_run(p2p_sim *s, rk_node *a, rk_node *b, uint64_t until)
     }
 }
 
-static p2p_peer *rk_session(rk_node *n) { return p2p_host_peer_get(n->h, n->peer); }
+static p2p_peer *rk_session(rk_node *n)
+{
+    return p2p_host_peer_get(n->h, n->peer);
+}
 
 /* A sim with two joined hosts; 0 or -1. */
-static int rk_pair(p2p_sim **s, const p2p_sim_config *cfg, rk_node *a, rk_node *b,
-                   uint64_t timeout)
+static int rk_pair(p2p_sim **s, const p2p_sim_config *cfg, rk_node *a, rk_node *b, uint64_t timeout)
 {
     if (p2p_sim_new(s, cfg) || rk_new(a, *s, 1, timeout) || rk_new(b, *s, 2, timeout)) return -1;
     if (p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer)) return -1;
@@ -193,8 +185,9 @@ static void rk_free(p2p_sim *s, rk_node *a, rk_node *b)
 static void rk_send(p2p_sim *s, rk_node *x, uint32_t *sent)
 {
     uint8_t buf[512];
-    msg_fill(buf, *sent);
-    if (p2p_peer_send(x->h, x->peer, MSG_TYPE, buf, msg_len(*sent), 0, NULL, p2p_sim_now(s)) == 0)
+    tnet_msg_fill(&msgs, buf, *sent);
+    if (p2p_peer_send(x->h, x->peer, MSG_TYPE, buf, tnet_msg_len(&msgs, *sent), 0, NULL,
+                      p2p_sim_now(s)) == 0)
         (*sent)++;
     p2p_sim_flush(s, x->h);
 }
@@ -244,14 +237,14 @@ static void stream_run(const p2p_sim_config *cfg, uint64_t dur, uint64_t gap, ui
         T_EQ_INT(pa->keys.generation, sa.rekeys);
         T_EQ_INT(pb->keys.generation, sb.rekeys);
         T_EQ_INT(pa->keys.phase, (uint8_t)(sa.rekeys & 1));
-        T_EQ_MEM(pa->keys.send, pb->keys.recv, 32);
-        T_EQ_MEM(pb->keys.send, pa->keys.recv, 32);
+        T_EQ_MEM(pa->keys.send, pb->keys.recv, P2P_KEY_LEN);
+        T_EQ_MEM(pb->keys.send, pa->keys.recv, P2P_KEY_LEN);
         *late = pa->keys.late + pb->keys.late;
     }
     *dropped = sa.dropped + sb.dropped;
     if (getenv("T_VERBOSE"))
-        printf("  %u + %u messages, rekeys %llu / %llu, late %llu, dropped %llu\n", sent_a,
-               sent_b, (unsigned long long)sa.rekeys, (unsigned long long)sb.rekeys,
+        printf("  %u + %u messages, rekeys %llu / %llu, late %llu, dropped %llu\n", sent_a, sent_b,
+               (unsigned long long)sa.rekeys, (unsigned long long)sb.rekeys,
                (unsigned long long)*late, (unsigned long long)*dropped);
     rk_free(s, &a, &b);
 }
@@ -353,7 +346,7 @@ static void test_packet_limit(void)
     p2p_stats sa, sb;
     p2p_host_stats(a.h, &sa);
     p2p_host_stats(b.h, &sb);
-    T_CHECK(p2p_sim_now(s) < 10 * SEC);     /* long before the 120 s timer */
+    T_CHECK(p2p_sim_now(s) < 10 * SEC); /* long before the 120 s timer */
     T_EQ_INT(sa.rekeys, 1);
     T_EQ_INT(sb.rekeys, 1);
     T_EQ_INT(b.next, sent_a);
@@ -368,14 +361,14 @@ static void test_packet_limit(void)
 
 /* What the filter holds back or rewrites. */
 typedef struct rk_filter {
-    int hold;                         /* hold back a -> b DATA packets of phase 0 */
+    int hold; /* hold back a -> b DATA packets of phase 0 */
     int a, b;
     int nheld;
     size_t held_len[HOLD_MAX];
     uint8_t held[HOLD_MAX][P2P_MAX_PACKET];
     /* stale sender: b's packets to a are resealed under b's first send key */
     int reseal;
-    uint8_t gen0[32];
+    uint8_t gen0[P2P_KEY_LEN];
     uint64_t resealed, unknown;
     /* leave events: when, and why */
     uint64_t leave_at[2];
@@ -397,16 +390,16 @@ static int rk_filter_fn(anet *net, an_pkt *pkt)
     if (f->reseal && p2p_addr_equal(&pkt->from, &net->n[f->b].addr) &&
         p2p_addr_equal(&pkt->to, &net->n[f->a].addr)) {
         /* find the generation b sealed it with, then seal it again with the first one */
-        uint8_t k[32], pt[P2P_MAX_PACKET_PROBED];
+        uint8_t k[P2P_KEY_LEN], pt[P2P_MAX_PACKET_PROBED];
         uint64_t pn = p2p_get_u64(pkt->data + 8);
         size_t ctlen = pkt->len - P2P_DATA_HEADER;
-        memcpy(k, f->gen0, 32);
+        memcpy(k, f->gen0, P2P_KEY_LEN);
         for (int g = 0; g < 8; g++) {
             if (p2p_aead_open(pt, k, pn, pkt->data, P2P_DATA_HEADER, pkt->data + P2P_DATA_HEADER,
                               ctlen) == 0) {
                 pkt->data[1] = 0;
-                p2p_aead_seal(pkt->data + P2P_DATA_HEADER, f->gen0, pn, pkt->data,
-                              P2P_DATA_HEADER, pt, ctlen - P2P_TAG_LEN);
+                p2p_aead_seal(pkt->data + P2P_DATA_HEADER, f->gen0, pn, pkt->data, P2P_DATA_HEADER,
+                              pt, ctlen - P2P_TAG_LEN);
                 f->resealed++;
                 return 1;
             }
@@ -469,7 +462,10 @@ static void test_old_key_replay(void)
     p2p_peer *pb = an_session(&net, f.b, f.a);
     T_CHECK(pb && pb->keys.generation == 1);
     T_CHECK(f.nheld >= 2);
-    if (!pb || f.nheld < 2) { an_free(&net); return; }
+    if (!pb || f.nheld < 2) {
+        an_free(&net);
+        return;
+    }
     an_run(&net, 100000);
 
     /* 100 ms after the switch: a late packet of the old phase still opens */
@@ -508,7 +504,8 @@ static void test_old_key_replay(void)
     T_EQ_INT(s1.rekeys, s0.rekeys);
     /* and the session goes on */
     T_EQ_INT(p2p_peer_send(net.n[f.a].h, an_handle(&net, f.a, f.b), 1, (const uint8_t *)"x", 1, 0,
-                           NULL, net.now), 0);
+                           NULL, net.now),
+             0);
     an_run(&net, SEC);
     T_EQ_INT(net.n[f.b].msgs, 1);
     T_EQ_INT(net.n[f.a].leaves + net.n[f.b].leaves, 0);
@@ -647,7 +644,7 @@ static void test_stale_sender(void)
     rk_anet(&net, &f, NULL);
     T_CHECK(an_connect(&net, f.a, f.b, 2 * SEC) != 0);
     p2p_peer *pa = an_session(&net, f.a, f.b), *pb = an_session(&net, f.b, f.a);
-    memcpy(f.gen0, pb->keys.send, 32);
+    memcpy(f.gen0, pb->keys.send, P2P_KEY_LEN);
     uint64_t a_gen0 = pa->keys.installed;
     f.reseal = 1;
     uint64_t last_ok = 0;
@@ -669,7 +666,7 @@ static void test_stale_sender(void)
     T_CHECK(last_ok < a_gen0 + P2P_REJECT_AFTER_TIME_US);
     T_CHECK(last_ok > a_gen0 + P2P_REJECT_AFTER_TIME_US - 5 * SEC);
     T_CHECK(f.leave_at[0] <= a_gen0 + P2P_REJECT_AFTER_TIME_US + P2P_DEFAULT_TIMEOUT_US + 100000);
-    T_EQ_INT(sa.rekeys, 1);        /* never confirmed: a never runs two generations ahead */
+    T_EQ_INT(sa.rekeys, 1); /* never confirmed: a never runs two generations ahead */
     T_CHECK(sa.dropped > 0);
     an_free(&net);
 }

@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-
 #define T0 UINT64_C(1000000)
 
 /* ---- replay window ---------------------------------------------------------------------- */
@@ -18,17 +17,17 @@ static void test_replay_basic(void)
 {
     p2p_replay w;
     memset(&w, 0, sizeof w);
-    T_EQ_INT(p2p_replay_check(&w, 0), 0);               /* empty: everything may be new */
+    T_EQ_INT(p2p_replay_check(&w, 0), 0); /* empty: everything may be new */
     T_EQ_INT(p2p_replay_check(&w, 123456), 0);
     p2p_replay_update(&w, 10);
-    T_EQ_INT(p2p_replay_check(&w, 10), -1);             /* duplicate */
-    T_EQ_INT(p2p_replay_check(&w, 9), 0);               /* below, unseen */
+    T_EQ_INT(p2p_replay_check(&w, 10), -1); /* duplicate */
+    T_EQ_INT(p2p_replay_check(&w, 9), 0);   /* below, unseen */
     T_EQ_INT(p2p_replay_check(&w, 0), 0);
-    T_EQ_INT(p2p_replay_check(&w, 11), 0);              /* above */
+    T_EQ_INT(p2p_replay_check(&w, 11), 0); /* above */
     p2p_replay_update(&w, 3);
     T_EQ_INT(p2p_replay_check(&w, 3), -1);
     T_EQ_INT(p2p_replay_check(&w, 4), 0);
-    T_CHECK(w.largest == 10);                           /* older packets leave largest alone */
+    T_CHECK(w.largest == 10); /* older packets leave largest alone */
     p2p_replay_update(&w, 11);
     T_EQ_INT(p2p_replay_check(&w, 11), -1);
     T_EQ_INT(p2p_replay_check(&w, 10), -1);
@@ -44,7 +43,7 @@ static void test_replay_basic(void)
     T_EQ_INT(p2p_replay_check(&w, 5000), -1);
     T_EQ_INT(p2p_replay_check(&w, 4999), 0);
     T_EQ_INT(p2p_replay_check(&w, 5000 - 4095), 0);
-    T_EQ_INT(p2p_replay_check(&w, 5000 - 4096), -1);   /* more than 4095 below */
+    T_EQ_INT(p2p_replay_check(&w, 5000 - 4096), -1); /* more than 4095 below */
     T_EQ_INT(p2p_replay_check(&w, 5000 - 4097), -1);
     T_EQ_INT(p2p_replay_check(&w, 5000 - 4100), -1);
     T_EQ_INT(p2p_replay_check(&w, 5000 - 4159), -1);
@@ -61,19 +60,21 @@ static void test_replay_window_edge(void)
         p2p_replay_update(&w, pn);
     }
     int all = 1;
-    for (uint64_t pn = 0; pn < 4096; pn++) if (p2p_replay_check(&w, pn) != -1) all = 0;
-    T_CHECK(all);                                       /* all 4096 remembered */
+    for (uint64_t pn = 0; pn < 4096; pn++)
+        if (p2p_replay_check(&w, pn) != -1) all = 0;
+    T_CHECK(all); /* all 4096 remembered */
 
-    const uint64_t L = 4095 + 64 * 100;                 /* 10495, jump of 100 words */
+    const uint64_t L = 4095 + 64 * 100; /* 10495, jump of 100 words */
     p2p_replay_update(&w, L);
     T_EQ_INT(p2p_replay_check(&w, L), -1);
-    T_EQ_INT(p2p_replay_check(&w, L - 4095), 0);        /* exactly at the edge: still in */
-    T_EQ_INT(p2p_replay_check(&w, L - 4096), -1);       /* one past it: too old */
+    T_EQ_INT(p2p_replay_check(&w, L - 4095), 0);  /* exactly at the edge: still in */
+    T_EQ_INT(p2p_replay_check(&w, L - 4096), -1); /* one past it: too old */
     T_EQ_INT(p2p_replay_check(&w, 4095), -1);
     T_EQ_INT(p2p_replay_check(&w, 0), -1);
     int cleared = 1;
-    for (uint64_t pn = L - 4095; pn < L; pn++) if (p2p_replay_check(&w, pn) != 0) cleared = 0;
-    T_CHECK(cleared);                                   /* old bits did not linger */
+    for (uint64_t pn = L - 4095; pn < L; pn++)
+        if (p2p_replay_check(&w, pn) != 0) cleared = 0;
+    T_CHECK(cleared); /* old bits did not linger */
     p2p_replay_update(&w, L - 4095);
     T_EQ_INT(p2p_replay_check(&w, L - 4095), -1);
 
@@ -82,9 +83,12 @@ static void test_replay_window_edge(void)
     for (uint64_t pn = 0; pn < 4096; pn++) p2p_replay_update(&w, pn);
     p2p_replay_update(&w, 4095 + 640);
     int ok = 1;
-    for (uint64_t pn = 640; pn < 4096; pn++) if (p2p_replay_check(&w, pn) != -1) ok = 0;
-    for (uint64_t pn = 4096; pn < 4095 + 640; pn++) if (p2p_replay_check(&w, pn) != 0) ok = 0;
-    for (uint64_t pn = 0; pn < 640; pn++) if (p2p_replay_check(&w, pn) != -1) ok = 0;
+    for (uint64_t pn = 640; pn < 4096; pn++)
+        if (p2p_replay_check(&w, pn) != -1) ok = 0;
+    for (uint64_t pn = 4096; pn < 4095 + 640; pn++)
+        if (p2p_replay_check(&w, pn) != 0) ok = 0;
+    for (uint64_t pn = 0; pn < 640; pn++)
+        if (p2p_replay_check(&w, pn) != -1) ok = 0;
     T_CHECK(ok);
 
     /* a jump by far more than the window clears everything */
@@ -93,14 +97,15 @@ static void test_replay_window_edge(void)
     const uint64_t far = 100000 + 63;
     p2p_replay_update(&w, far);
     ok = 1;
-    for (uint64_t pn = far - 4095; pn < far; pn++) if (p2p_replay_check(&w, pn) != 0) ok = 0;
+    for (uint64_t pn = far - 4095; pn < far; pn++)
+        if (p2p_replay_check(&w, pn) != 0) ok = 0;
     T_CHECK(ok);
     T_EQ_INT(p2p_replay_check(&w, far), -1);
     T_EQ_INT(p2p_replay_check(&w, 150), -1);
 
     /* near the top of the packet number space */
     memset(&w, 0, sizeof w);
-    const uint64_t top = P2P_VARINT_MAX;                /* % 64 == 63 */
+    const uint64_t top = P2P_VARINT_MAX; /* % 64 == 63 */
     p2p_replay_update(&w, top - 5000);
     p2p_replay_update(&w, top);
     T_EQ_INT(p2p_replay_check(&w, top), -1);
@@ -124,14 +129,14 @@ static void test_replay_aliased_word(void)
     /* largest 4096: pn 1..63 are 4095..4033 below it, inside the window, and were seen */
     T_EQ_INT(p2p_replay_check(&w, 1), -1);
     T_EQ_INT(p2p_replay_check(&w, 63), -1);
-    T_EQ_INT(p2p_replay_check(&w, 0), -1);              /* 4096 below: out (works) */
+    T_EQ_INT(p2p_replay_check(&w, 0), -1); /* 4096 below: out (works) */
 
     /* and the collateral damage: accepting the replay of 5 poisons pn 4101 */
     memset(&w, 0, sizeof w);
     for (uint64_t pn = 0; pn <= 4096; pn++) p2p_replay_update(&w, pn);
     if (p2p_replay_check(&w, 5) == 0) p2p_replay_update(&w, 5);
     p2p_replay_update(&w, 4110);
-    T_EQ_INT(p2p_replay_check(&w, 4101), 0);            /* never received */
+    T_EQ_INT(p2p_replay_check(&w, 4101), 0); /* never received */
 
     /* against a model: accept iff unseen and at most 4095 below the largest */
     p2p_rng rng;
@@ -143,8 +148,11 @@ static void test_replay_aliased_word(void)
     int any = 0, mismatches = 0;
     for (int i = 0; i < 100000; i++) {
         uint64_t pn;
-        if (!any || p2p_rng_below(&rng, 4) == 0) pn = largest + p2p_rng_below(&rng, 100);
-        else pn = largest > 4200 ? largest - 4200 + p2p_rng_below(&rng, 4201) : p2p_rng_below(&rng, (uint32_t)largest + 1);
+        if (!any || p2p_rng_below(&rng, 4) == 0)
+            pn = largest + p2p_rng_below(&rng, 100);
+        else
+            pn = largest > 4200 ? largest - 4200 + p2p_rng_below(&rng, 4201)
+                                : p2p_rng_below(&rng, (uint32_t)largest + 1);
         if (pn >= sizeof seen) break;
         int want = (!any || pn > largest) ? 0 : (largest - pn >= 4096 || seen[pn]) ? -1 : 0;
         int got = p2p_replay_check(&w, pn);
@@ -165,7 +173,7 @@ static void test_replay_aliased_word(void)
  * nothing was written. */
 static int acker_frame(p2p_acker *a, uint64_t now, p2p_frame *f)
 {
-    uint8_t buf[1232];
+    uint8_t buf[P2P_MAX_PACKET];
     p2p_wr w;
     p2p_wr_init(&w, buf, sizeof buf);
     if (p2p_acker_write(a, &w, now) != 0) return -1;
@@ -184,7 +192,7 @@ static void test_acker_thresholds(void)
     T_CHECK(a.deadline == P2P_TIME_NEVER);
     T_EQ_INT(p2p_acker_wants(&a, T0), 0);
     p2p_frame f;
-    T_EQ_INT(acker_frame(&a, T0, &f), 0);               /* nothing received: no frame */
+    T_EQ_INT(acker_frame(&a, T0, &f), 0); /* nothing received: no frame */
 
     /* one ack-eliciting packet: an ACK is owed within max_ack_delay, not at once */
     T_EQ_INT(p2p_acker_on_packet(&a, 0, 1, T0), 0);
@@ -202,7 +210,7 @@ static void test_acker_thresholds(void)
     T_EQ_INT(f.u.ack.count, 1);
     T_EQ_INT(f.u.ack.r[0].lo, 0);
     T_EQ_INT(f.u.ack.r[0].hi, 1);
-    T_EQ_INT(f.u.ack.delay_us, 200);                    /* since the largest arrived */
+    T_EQ_INT(f.u.ack.delay_us, 200); /* since the largest arrived */
     p2p_acker_sent(&a);
     T_EQ_INT(p2p_acker_wants(&a, T0 + 100000), 0);
     T_CHECK(a.deadline == P2P_TIME_NEVER);
@@ -273,7 +281,10 @@ static void test_acker_bulk_threshold(void)
     int acks = 0;
     for (; pn < P2P_ACK_BULK_AFTER; pn++, now += 10) {
         p2p_acker_on_packet(&a, pn, 1, now);
-        if (p2p_acker_wants(&a, now)) { acks++; p2p_acker_sent(&a); }
+        if (p2p_acker_wants(&a, now)) {
+            acks++;
+            p2p_acker_sent(&a);
+        }
     }
     T_EQ_INT(acks, P2P_ACK_BULK_AFTER / P2P_ACK_THRESHOLD);
     for (int i = 1; i <= P2P_ACK_THRESHOLD_BULK; i++, pn++) {
@@ -292,7 +303,10 @@ static size_t amodel_ranges(const uint8_t *in, p2p_ack_range *out)
         if (!in[x]) continue;
         size_t hi = x;
         while (x > 0 && in[x - 1]) x--;
-        if (out) { out[n].lo = x; out[n].hi = hi; }
+        if (out) {
+            out[n].lo = x;
+            out[n].hi = hi;
+        }
         n++;
     }
     return n;
@@ -324,23 +338,35 @@ static void test_acker_random_ranges(void)
             /* mostly in order, with losses, late arrivals and duplicates */
             uint64_t pn;
             uint32_t k = p2p_rng_below(&rng, 100);
-            if (k < loss) { next++; continue; }
-            if (k < loss + 10 && next > 0) pn = next - 1 - p2p_rng_below(&rng, next > 40 ? 40 : (uint32_t)next);
-            else pn = next++;
+            if (k < loss) {
+                next++;
+                continue;
+            }
+            if (k < loss + 10 && next > 0)
+                pn = next - 1 - p2p_rng_below(&rng, next > 40 ? 40 : (uint32_t)next);
+            else
+                pn = next++;
             now += 1 + p2p_rng_below(&rng, 50);
             int elicit = p2p_rng_below(&rng, 5) != 0;
             T_EQ_INT(p2p_acker_on_packet(&a, pn, elicit, now), 0);
             int was_in = in[pn];
             in[pn] = 1;
             amodel_trim(in, P2P_ACK_RANGES_KEPT);
-            if (!any || pn > largest) { largest = pn; largest_at = now; any = 1; }
+            if (!any || pn > largest) {
+                largest = pn;
+                largest_at = now;
+                any = 1;
+            }
             if (elicit && was_in) T_EQ_INT(a.ack_now, 1);
 
             p2p_ack_range want[P2P_ACK_MAX_RANGES];
             size_t nw = amodel_ranges(in, want);
             p2p_frame f;
             uint64_t at = now + p2p_rng_below(&rng, 3000);
-            if (acker_frame(&a, at, &f) != 1) { bad = 1; break; }
+            if (acker_frame(&a, at, &f) != 1) {
+                bad = 1;
+                break;
+            }
             if (f.u.ack.count != nw || f.u.ack.delay_us != at - largest_at) bad = 1;
             for (size_t i = 0; i < nw && !bad; i++)
                 if (f.u.ack.r[i].lo != want[i].lo || f.u.ack.r[i].hi != want[i].hi) bad = 1;
@@ -364,10 +390,10 @@ static void test_acker_old_hole(void)
     p2p_acker a;
     p2p_acker_init(&a);
     p2p_acker_on_packet(&a, 0, 1, T0);
-    p2p_acker_on_packet(&a, 2, 1, T0 + 10);             /* 1 lost: immediate ACK, correct */
+    p2p_acker_on_packet(&a, 2, 1, T0 + 10); /* 1 lost: immediate ACK, correct */
     T_EQ_INT(a.ack_now, 1);
     p2p_acker_sent(&a);
-    p2p_acker_on_packet(&a, 3, 1, T0 + 20);             /* in order after 2 */
+    p2p_acker_on_packet(&a, 3, 1, T0 + 20); /* in order after 2 */
     T_EQ_INT(a.ack_now, 0);
     p2p_acker_on_packet(&a, 4, 1, T0 + 30);
     T_EQ_INT(a.ack_now, 1);
@@ -375,9 +401,12 @@ static void test_acker_old_hole(void)
     int immediate = 0;
     for (uint64_t pn = 5; pn < 105; pn++) {
         p2p_acker_on_packet(&a, pn, 1, T0 + 10 * pn);
-        if (a.ack_now) { immediate++; p2p_acker_sent(&a); }
+        if (a.ack_now) {
+            immediate++;
+            p2p_acker_sent(&a);
+        }
     }
-    T_EQ_INT(immediate, 50);                            /* every second packet, not 100 */
+    T_EQ_INT(immediate, 50); /* every second packet, not 100 */
     p2p_acker_free(&a);
 }
 
@@ -408,7 +437,8 @@ static void on_lost(void *ud, const p2p_sent *s)
 static uint64_t send_pkt(p2p_recovery *r, uint64_t now, size_t size)
 {
     uint64_t pn = UINT64_MAX;
-    int rc = p2p_recovery_on_sent(r, now, size, P2P_SENT_ELICITING, r->next_pn, (uint32_t)size, &pn);
+    int rc =
+        p2p_recovery_on_sent(r, now, size, P2P_SENT_ELICITING, r->next_pn, (uint32_t)size, &pn);
     T_EQ_INT(rc, 0);
     return pn;
 }
@@ -426,7 +456,7 @@ static int ack_range(p2p_recovery *r, uint64_t lo, uint64_t hi, uint64_t delay, 
                      const p2p_recovery_cb *cb)
 {
     p2p_frame f;
-    p2p_ack_range rg = { lo, hi };
+    p2p_ack_range rg = {lo, hi};
     mk_ack(&f, delay, &rg, 1);
     return p2p_recovery_on_ack(r, &f, now, cb);
 }
@@ -443,15 +473,15 @@ static void test_recovery_init_and_sent(void)
     T_CHECK(p2p_recovery_deadline(&r) == P2P_TIME_NEVER);
     /* PTO before any sample: 333 ms + 4 * 166.5 ms + 5 ms */
     T_EQ_INT(p2p_recovery_pto(&r), 333000 + 666000 + 5000);
-    T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 100000000, NULL), 0);   /* nothing out */
+    T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 100000000, NULL), 0); /* nothing out */
 
     T_EQ_INT(send_pkt(&r, T0, 1000), 0);
-    T_EQ_INT(send_pkt(&r, T0 + 1, 1232), 1);
+    T_EQ_INT(send_pkt(&r, T0 + 1, P2P_MAX_PACKET), 1);
     uint64_t pn = 99;
-    T_EQ_INT(p2p_recovery_on_sent(&r, T0 + 2, 50, 0, 0, 0, &pn), 0);    /* ACK-only */
+    T_EQ_INT(p2p_recovery_on_sent(&r, T0 + 2, 50, 0, 0, 0, &pn), 0); /* ACK-only */
     T_EQ_INT(pn, 2);
     T_EQ_INT(send_pkt(&r, T0 + 3, 700), 3);
-    T_EQ_INT(r.in_flight, 1000 + 1232 + 700);           /* the ACK-only packet weighs nothing */
+    T_EQ_INT(r.in_flight, 1000 + 1232 + 700); /* the ACK-only packet weighs nothing */
     T_EQ_INT(r.eliciting_in_flight, 3);
     T_CHECK(p2p_recovery_deadline(&r) == T0 + 3 + p2p_recovery_pto(&r));
 
@@ -466,7 +496,7 @@ static void test_recovery_init_and_sent(void)
     T_EQ_INT(pn, 99);
     T_EQ_INT(r.in_flight, 0);
     T_CHECK(p2p_recovery_deadline(&r) == P2P_TIME_NEVER);
-    T_EQ_INT(r.base_pn, 100);                           /* nothing kept for them */
+    T_EQ_INT(r.base_pn, 100); /* nothing kept for them */
     p2p_recovery_free(&r);
 }
 
@@ -476,7 +506,7 @@ static void test_recovery_rtt(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
 
     /* First sample: srtt = latest, rttvar = latest / 2; ack_delay is ignored. */
     send_pkt(&r, T0, 1000);
@@ -495,7 +525,7 @@ static void test_recovery_rtt(void)
     T_EQ_INT(r.min_rtt, 50000);
     T_EQ_INT(r.rttvar, 25500);
     T_EQ_INT(r.srtt, 53375);
-    T_EQ_INT(rec.acked[0], 1);                          /* not reported twice */
+    T_EQ_INT(rec.acked[0], 1); /* not reported twice */
     T_EQ_INT(rec.acked[1], 1);
 
     /* latest 60000, ack_delay 20000 capped at max_ack_delay 5000: adjusted 55000;
@@ -526,8 +556,8 @@ static void test_recovery_rtt(void)
     T_EQ_INT(r.latest_rtt, 40000);
     /* Acking 6 (latest 50000, unadjusted) is a sample: rttvar = (3 * 14626 + 1707) / 4 =
      * 11396, srtt = (7 * 51707 + 50000) / 8 = 51493. Acking 5 after it is not. */
-    send_pkt(&r, T0 + 1000000, 1000);                   /* pn 5 */
-    send_pkt(&r, T0 + 1000001, 1000);                   /* pn 6 */
+    send_pkt(&r, T0 + 1000000, 1000); /* pn 5 */
+    send_pkt(&r, T0 + 1000001, 1000); /* pn 6 */
     ack_range(&r, 6, 6, 0, T0 + 1050001, &cb);
     T_EQ_INT(r.rttvar, 11396);
     T_EQ_INT(r.srtt, 51493);
@@ -559,8 +589,8 @@ static void test_recovery_ack_never_sent(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
-    T_EQ_INT(ack_range(&r, 0, 0, 0, T0, &cb), P2P_ERR_INVALID);       /* nothing sent yet */
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
+    T_EQ_INT(ack_range(&r, 0, 0, 0, T0, &cb), P2P_ERR_INVALID); /* nothing sent yet */
     for (int i = 0; i < 4; i++) send_pkt(&r, T0, 1000);
     T_EQ_INT(ack_range(&r, 4, 4, 0, T0 + 1000, &cb), P2P_ERR_INVALID);
     T_EQ_INT(ack_range(&r, 0, 4, 0, T0 + 1000, &cb), P2P_ERR_INVALID);
@@ -583,7 +613,7 @@ static void test_recovery_packet_threshold(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     for (int i = 0; i < 4; i++) send_pkt(&r, T0, 1000);
     T_EQ_INT(r.in_flight, 4000);
 
@@ -597,7 +627,7 @@ static void test_recovery_packet_threshold(void)
     T_EQ_INT(r.in_flight, 2000);
     /* loss_time = send time + 9/8 * max(srtt, latest_rtt) = T0 + 56250 */
     T_CHECK(r.loss_time == T0 + 56250);
-    T_CHECK(p2p_recovery_deadline(&r) == T0 + 56250);   /* before any PTO */
+    T_CHECK(p2p_recovery_deadline(&r) == T0 + 56250); /* before any PTO */
 
     /* the same ACK again changes nothing and reports nothing twice */
     ack_range(&r, 3, 3, 0, T0 + 50001, &cb);
@@ -608,7 +638,7 @@ static void test_recovery_packet_threshold(void)
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 56249, &cb), 0);
     T_EQ_INT(rec.nlost, 1);
     /* at loss_time, 1 and 2 are lost by the time threshold, each once */
-    T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 56250, &cb), 0);   /* a loss, not a PTO */
+    T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 56250, &cb), 0); /* a loss, not a PTO */
     T_EQ_INT(rec.lost[1], 1);
     T_EQ_INT(rec.lost[2], 1);
     T_EQ_INT(rec.nlost, 3);
@@ -641,10 +671,10 @@ static void test_recovery_time_threshold_on_ack(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     send_pkt(&r, T0, 1000);
     send_pkt(&r, T0 + 100000, 1000);
-    send_pkt(&r, T0 + 140000, 1000);                    /* after 1: not a candidate */
+    send_pkt(&r, T0 + 140000, 1000); /* after 1: not a candidate */
     ack_range(&r, 1, 1, 0, T0 + 150000, &cb);
     T_EQ_INT(rec.lost[0], 1);
     T_EQ_INT(rec.lost[2], 0);
@@ -656,14 +686,14 @@ static void test_recovery_time_threshold_on_ack(void)
     /* loss_time uses max(srtt, latest_rtt): a latest RTT above srtt stretches it */
     p2p_recovery_init(&r, T0);
     memset(&rec, 0, sizeof rec);
-    send_pkt(&r, T0, 1000);                             /* 0 */
-    ack_range(&r, 0, 0, 0, T0 + 40000, &cb);            /* srtt 40000, rttvar 20000 */
-    send_pkt(&r, T0 + 100000, 1000);                    /* 1 */
-    send_pkt(&r, T0 + 100000, 1000);                    /* 2 */
-    ack_range(&r, 2, 2, 0, T0 + 180000, &cb);           /* latest 80000, srtt 45000 */
+    send_pkt(&r, T0, 1000);                   /* 0 */
+    ack_range(&r, 0, 0, 0, T0 + 40000, &cb);  /* srtt 40000, rttvar 20000 */
+    send_pkt(&r, T0 + 100000, 1000);          /* 1 */
+    send_pkt(&r, T0 + 100000, 1000);          /* 2 */
+    ack_range(&r, 2, 2, 0, T0 + 180000, &cb); /* latest 80000, srtt 45000 */
     T_EQ_INT(r.srtt, 45000);
     T_EQ_INT(r.latest_rtt, 80000);
-    T_CHECK(r.loss_time == T0 + 100000 + 90000);        /* 9/8 * 80000 */
+    T_CHECK(r.loss_time == T0 + 100000 + 90000); /* 9/8 * 80000 */
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 189999, &cb), 0);
     T_EQ_INT(rec.lost[1], 0);
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 190000, &cb), 0);
@@ -678,7 +708,7 @@ static void test_recovery_pto_backoff(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     send_pkt(&r, T0, 1200);
     const uint64_t pto = 1004000;
     T_EQ_INT(p2p_recovery_pto(&r), pto);
@@ -699,7 +729,7 @@ static void test_recovery_pto_backoff(void)
     T_CHECK(p2p_recovery_deadline(&r) == T0 + 2 * pto + 10 + 4 * pto);
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 6 * pto + 10, &cb), 1);
     T_EQ_INT(r.pto_count, 3);
-    T_EQ_INT(rec.nlost, 0);                             /* a PTO declares nothing lost */
+    T_EQ_INT(rec.nlost, 0); /* a PTO declares nothing lost */
     T_EQ_INT(r.in_flight, 2400);
 
     /* an ACK of an ack-eliciting packet resets the backoff */
@@ -724,10 +754,10 @@ static void test_recovery_slow_start(void)
     p2p_recovery r;
     p2p_recovery_init(&r, T0);
     for (int i = 0; i < 10; i++) {
-        T_EQ_INT(p2p_recovery_cwnd_allows(&r, 1232), 1);
-        send_pkt(&r, T0, 1232);
+        T_EQ_INT(p2p_recovery_cwnd_allows(&r, P2P_MAX_PACKET), 1);
+        send_pkt(&r, T0, P2P_MAX_PACKET);
     }
-    T_EQ_INT(p2p_recovery_cwnd_allows(&r, 1232), 0);
+    T_EQ_INT(p2p_recovery_cwnd_allows(&r, P2P_MAX_PACKET), 0);
     T_EQ_INT(p2p_recovery_cwnd_allows(&r, 1), 0);
     T_EQ_INT(p2p_recovery_cwnd_allows(&r, 0), 1);
     /* slow start: every acknowledged byte grows the window by one byte */
@@ -746,13 +776,13 @@ static void test_recovery_congestion(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     for (int i = 0; i < 5; i++) send_pkt(&r, T0, 1000);
 
     /* ack 4: slow start adds 1000, then 0 and 1 are lost in one flight: one halving */
     ack_range(&r, 4, 4, 0, T0 + 50000, &cb);
     T_EQ_INT(rec.nlost, 2);
-    T_EQ_INT(r.cwnd, (12320 + 1000) / 2);               /* 6660, not 3330 */
+    T_EQ_INT(r.cwnd, (12320 + 1000) / 2); /* 6660, not 3330 */
     T_EQ_INT(r.ssthresh, 6660);
     /* 2 and 3 were sent before recovery started: acking them does not grow the window */
     ack_range(&r, 2, 4, 0, T0 + 51000, &cb);
@@ -774,32 +804,32 @@ static void test_recovery_congestion(void)
     /* congestion avoidance: one packet of window growth per window of acknowledged bytes,
      * for packets sent after recovery began */
     uint64_t t1 = T0 + 100000;
-    for (int i = 0; i < 7; i++) send_pkt(&r, t1, 1000);  /* pn 4..10 */
+    for (int i = 0; i < 7; i++) send_pkt(&r, t1, 1000); /* pn 4..10 */
     ack_range(&r, 4, 9, 0, t1 + 50000, &cb);
-    T_EQ_INT(r.cwnd, 6660);                             /* 6000 acked < 6660 */
+    T_EQ_INT(r.cwnd, 6660); /* 6000 acked < 6660 */
     ack_range(&r, 4, 10, 0, t1 + 50001, &cb);
-    T_EQ_INT(r.cwnd, 6660 + 1232);                      /* 7000 acked >= 6660 */
+    T_EQ_INT(r.cwnd, 6660 + 1232); /* 7000 acked >= 6660 */
     T_EQ_INT(r.ssthresh, 6660);
 
     /* a new flight loses a packet: a second halving, with ssthresh following */
     uint64_t t2 = t1 + 100000;
-    for (int i = 0; i < 4; i++) send_pkt(&r, t2, 1000);  /* pn 11..14 */
+    for (int i = 0; i < 4; i++) send_pkt(&r, t2, 1000); /* pn 11..14 */
     ack_range(&r, 14, 14, 0, t2 + 50000, &cb);
     T_EQ_INT(rec.lost[11], 1);
-    T_EQ_INT(r.cwnd, (6660 + 1232) / 2);                /* 3946 */
+    T_EQ_INT(r.cwnd, (6660 + 1232) / 2); /* 3946 */
     T_EQ_INT(r.ssthresh, 3946);
-    p2p_recovery_on_timeout(&r, p2p_recovery_deadline(&r), &cb);   /* 12, 13: same flight */
+    p2p_recovery_on_timeout(&r, p2p_recovery_deadline(&r), &cb); /* 12, 13: same flight */
     T_EQ_INT(rec.lost[12] + rec.lost[13], 2);
     T_EQ_INT(r.cwnd, 3946);
 
     /* and again: 1973 would be below the minimum window of 2 * 1232 */
     uint64_t t3 = t2 + 100000;
-    for (int i = 0; i < 4; i++) send_pkt(&r, t3, 1000);  /* pn 15..18 */
+    for (int i = 0; i < 4; i++) send_pkt(&r, t3, 1000); /* pn 15..18 */
     ack_range(&r, 18, 18, 0, t3 + 50000, &cb);
     T_EQ_INT(rec.lost[15], 1);
     T_EQ_INT(r.cwnd, P2P_MIN_WINDOW);
     uint64_t t4 = t3 + 100000;
-    for (int i = 0; i < 4; i++) send_pkt(&r, t4, 1000);  /* pn 19..22 */
+    for (int i = 0; i < 4; i++) send_pkt(&r, t4, 1000); /* pn 19..22 */
     ack_range(&r, 22, 22, 0, t4 + 50000, &cb);
     T_EQ_INT(rec.lost[19], 1);
     T_EQ_INT(r.cwnd, P2P_MIN_WINDOW);
@@ -815,11 +845,11 @@ static void test_recovery_ack_only_packets(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     uint64_t pn;
-    send_pkt(&r, T0, 1000);                                        /* 0 */
-    p2p_recovery_on_sent(&r, T0 + 1, 40, 0, 1, 0, &pn);            /* 1: ACK-only */
-    p2p_recovery_on_sent(&r, T0 + 2, 40, 0, 2, 0, &pn);            /* 2: ACK-only */
+    send_pkt(&r, T0, 1000);                             /* 0 */
+    p2p_recovery_on_sent(&r, T0 + 1, 40, 0, 1, 0, &pn); /* 1: ACK-only */
+    p2p_recovery_on_sent(&r, T0 + 2, 40, 0, 2, 0, &pn); /* 2: ACK-only */
     T_EQ_INT(pn, 2);
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 1004000, &cb), 1);
     T_EQ_INT(r.pto_count, 1);
@@ -827,7 +857,7 @@ static void test_recovery_ack_only_packets(void)
     T_EQ_INT(rec.nacked, 0);
     T_EQ_INT(r.has_rtt, 0);
     T_EQ_INT(r.pto_count, 1);
-    T_EQ_INT(rec.nlost, 0);                                        /* 0 is only 2 behind */
+    T_EQ_INT(rec.nlost, 0); /* 0 is only 2 behind */
     ack_range(&r, 0, 2, 0, T0 + 40000, &cb);
     T_EQ_INT(rec.nacked, 1);
     T_EQ_INT(rec.acked[0], 1);
@@ -845,10 +875,10 @@ static void test_recovery_random(void)
     p2p_rng_init(&rng, 0x7265636f76);
     static record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     p2p_recovery r;
     p2p_recovery_init(&r, T0);
-    static uint8_t delivered[MAXPN], state[MAXPN];   /* state: 0 out, 1 acked, 2 lost */
+    static uint8_t delivered[MAXPN], state[MAXPN]; /* state: 0 out, 1 acked, 2 lost */
     static uint16_t size[MAXPN];
     memset(delivered, 0, sizeof delivered);
     memset(state, 0, sizeof state);
@@ -870,8 +900,12 @@ static void test_recovery_random(void)
         uint64_t lowest = r.next_pn > 200 ? r.next_pn - 200 : 0;
         for (uint64_t x = r.next_pn; x-- > lowest && n < P2P_ACK_MAX_RANGES;) {
             if (!delivered[x]) continue;
-            if (n && rg[n - 1].lo == x + 1) rg[n - 1].lo = x;
-            else { rg[n].lo = rg[n].hi = x; n++; }
+            if (n && rg[n - 1].lo == x + 1)
+                rg[n - 1].lo = x;
+            else {
+                rg[n].lo = rg[n].hi = x;
+                n++;
+            }
         }
         if (n) {
             p2p_frame f;
@@ -880,14 +914,17 @@ static void test_recovery_random(void)
             memcpy(before_lost, rec.lost, sizeof before_lost);
             if (p2p_recovery_on_ack(&r, &f, now, &cb) != 0) bad = 1;
             for (uint64_t x = 0; x < r.next_pn; x++) {
-                if (rec.lost[x] > before_lost[x] && state[x] == 1) bad = 1;   /* lost after acked */
+                if (rec.lost[x] > before_lost[x] && state[x] == 1) bad = 1; /* lost after acked */
                 if (rec.lost[x]) state[x] = state[x] ? state[x] : 2;
                 if (rec.acked[x]) state[x] = 1;
             }
         }
         if (p2p_rng_below(&rng, 3) == 0) {
             uint64_t d = p2p_recovery_deadline(&r);
-            if (d != P2P_TIME_NEVER) { if (d > now) now = d; p2p_recovery_on_timeout(&r, now, &cb); }
+            if (d != P2P_TIME_NEVER) {
+                if (d > now) now = d;
+                p2p_recovery_on_timeout(&r, now, &cb);
+            }
         }
         uint64_t want_in_flight = 0;
         for (uint64_t x = 0; x < r.next_pn; x++) {
@@ -917,7 +954,7 @@ static void test_recovery_random(void)
     }
     T_EQ_INT(never, 0);
     T_EQ_INT(twice, 0);
-    T_CHECK(rec.nlost > 50);                            /* the test did exercise loss */
+    T_CHECK(rec.nlost > 50); /* the test did exercise loss */
     p2p_recovery_free(&r);
 }
 
@@ -937,28 +974,28 @@ static void test_pacing(void)
     p2p_recovery_init(&r, T0);
     /* a burst of 10 full packets goes at once */
     for (int i = 0; i < 10; i++) {
-        T_CHECK(p2p_recovery_pace_at(&r, T0, 1232) == T0);
-        p2p_recovery_pace_spend(&r, T0, 1232);
+        T_CHECK(p2p_recovery_pace_at(&r, T0, P2P_MAX_PACKET) == T0);
+        p2p_recovery_pace_spend(&r, T0, P2P_MAX_PACKET);
     }
     /* the 11th waits 1232 bytes at 2 * 12320 / 333000 bytes per us (slow start): 16650 us */
-    uint64_t at = p2p_recovery_pace_at(&r, T0, 1232);
+    uint64_t at = p2p_recovery_pace_at(&r, T0, P2P_MAX_PACKET);
     NEAR(at, T0 + 16651);
     T_CHECK(at > T0 + 16000);
     /* a smaller packet waits proportionally less */
     uint64_t at_small = p2p_recovery_pace_at(&r, T0, 616);
     NEAR(at_small, T0 + 8326);
     /* at the promised time it may go */
-    T_CHECK(p2p_recovery_pace_at(&r, at, 1232) == at);
-    p2p_recovery_pace_spend(&r, at, 1232);
-    T_CHECK(p2p_recovery_pace_at(&r, at, 1232) > at);
+    T_CHECK(p2p_recovery_pace_at(&r, at, P2P_MAX_PACKET) == at);
+    p2p_recovery_pace_spend(&r, at, P2P_MAX_PACKET);
+    T_CHECK(p2p_recovery_pace_at(&r, at, P2P_MAX_PACKET) > at);
 
     /* idle refills the burst but no more than the burst */
     uint64_t later = at + 10000000;
     for (int i = 0; i < 10; i++) {
-        T_CHECK(p2p_recovery_pace_at(&r, later, 1232) == later);
-        p2p_recovery_pace_spend(&r, later, 1232);
+        T_CHECK(p2p_recovery_pace_at(&r, later, P2P_MAX_PACKET) == later);
+        p2p_recovery_pace_spend(&r, later, P2P_MAX_PACKET);
     }
-    T_CHECK(p2p_recovery_pace_at(&r, later, 1232) > later);
+    T_CHECK(p2p_recovery_pace_at(&r, later, P2P_MAX_PACKET) > later);
     p2p_recovery_free(&r);
 
     /* Proportional to cwnd / srtt: srtt 50 ms and cwnd 13320 after one acked packet. */
@@ -968,14 +1005,14 @@ static void test_pacing(void)
     T_EQ_INT(r.srtt, 50000);
     T_EQ_INT(r.cwnd, 13320);
     uint64_t t = T0 + 50000;
-    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, 1232);
-    at = p2p_recovery_pace_at(&r, t, 1232);
-    NEAR(at, t + want_wait(1232, 2.0, 13320, 50000));   /* 2313 */
+    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
+    at = p2p_recovery_pace_at(&r, t, P2P_MAX_PACKET);
+    NEAR(at, t + want_wait(1232, 2.0, 13320, 50000)); /* 2313 */
     NEAR(at, t + 2313);
 
     /* Overspending is remembered, down to one burst of debt. */
-    for (int i = 0; i < 30; i++) p2p_recovery_pace_spend(&r, t, 1232);
-    at = p2p_recovery_pace_at(&r, t, 1232);
+    for (int i = 0; i < 30; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
+    at = p2p_recovery_pace_at(&r, t, P2P_MAX_PACKET);
     NEAR(at, t + want_wait(1232 + 12320, 2.0, 13320, 50000));
     p2p_recovery_free(&r);
 
@@ -983,15 +1020,15 @@ static void test_pacing(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     for (int i = 0; i < 4; i++) send_pkt(&r, T0, 1000);
-    ack_range(&r, 3, 3, 0, T0 + 50000, &cb);            /* 0 lost: cwnd 6660 = ssthresh */
+    ack_range(&r, 3, 3, 0, T0 + 50000, &cb); /* 0 lost: cwnd 6660 = ssthresh */
     T_EQ_INT(r.cwnd, 6660);
     T_EQ_INT(r.srtt, 50000);
     t = T0 + 50000;
-    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, 1232);
-    at = p2p_recovery_pace_at(&r, t, 1232);
-    NEAR(at, t + want_wait(1232, 1.25, 6660, 50000));   /* 7399.4 + 1 */
+    for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
+    at = p2p_recovery_pace_at(&r, t, P2P_MAX_PACKET);
+    NEAR(at, t + want_wait(1232, 1.25, 6660, 50000)); /* 7399.4 + 1 */
     NEAR(at, t + 7400);
     p2p_recovery_free(&r);
 }
@@ -1005,12 +1042,12 @@ static void test_recovery_record_bounded(void)
     p2p_recovery_init(&r, T0);
     record rec;
     memset(&rec, 0, sizeof rec);
-    p2p_recovery_cb cb = { &rec, on_acked, on_lost };
+    p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     uint64_t pn;
-    send_pkt(&r, T0, 1000);                                   /* never acknowledged */
+    send_pkt(&r, T0, 1000); /* never acknowledged */
     uint64_t sent = 1;
     while (r.next_pn - r.base_pn < P2P_SENT_RECORD_MAX) {
-        T_EQ_INT(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn), 0);   /* ACK-only */
+        T_EQ_INT(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn), 0); /* ACK-only */
         sent++;
     }
     T_EQ_INT(r.cap, P2P_SENT_RECORD_MAX);
@@ -1018,11 +1055,11 @@ static void test_recovery_record_bounded(void)
     T_CHECK(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn) < 0);
     uint64_t cwnd = r.cwnd;
     p2p_recovery_make_room(&r, T0 + sent, &cb);
-    T_EQ_INT(rec.nlost, 1);                                   /* packet 0: its data goes back */
+    T_EQ_INT(rec.nlost, 1); /* packet 0: its data goes back */
     T_EQ_INT(rec.lost[0], 1);
     T_EQ_INT(r.in_flight, 0);
-    T_CHECK(r.cwnd < cwnd);                                   /* a congestion signal */
-    T_EQ_INT(r.base_pn, r.next_pn);                           /* the ACK-only ones went too */
+    T_CHECK(r.cwnd < cwnd);         /* a congestion signal */
+    T_EQ_INT(r.base_pn, r.next_pn); /* the ACK-only ones went too */
     T_CHECK(r.cap == 0 || r.cap <= P2P_SENT_RECORD_MAX);
     T_EQ_INT(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn), 0);
     /* room is only made when the record is full */

@@ -10,6 +10,7 @@
 #include "driver/sim.h"
 #include "p2pnet.h"
 #include "t.h"
+#include "tnet.h"
 
 #define NMSG 1000
 #define MSG_TYPE 9
@@ -28,22 +29,8 @@ struct node {
     uint64_t arrival[NMSG]; /* virtual time each message arrived */
 };
 
-static size_t msg_len(uint32_t i)
-{
-    return 4 + (i * 53u) % 2500u;
-}
-
-static void msg_fill(uint8_t *buf, uint32_t i)
-{
-    size_t k, n = msg_len(i);
-
-    buf[0] = (uint8_t)i;
-    buf[1] = (uint8_t)(i >> 8);
-    buf[2] = (uint8_t)(i >> 16);
-    buf[3] = (uint8_t)(i >> 24);
-    for (k = 4; k < n; k++)
-        buf[k] = (uint8_t)(i * 13u + k * 3u);
-}
+/* Message i: 4 to 2503 bytes, its index first. */
+static const tnet_msgs msgs = {4, 53, 2500, 13, 3};
 
 static void node_drain(struct node *n, uint64_t now)
 {
@@ -60,32 +47,25 @@ static void node_drain(struct node *n, uint64_t now)
             n->join_from = ev.from;
             n->join_ports = n->join_ports * 65537u + ev.from.port;
             break;
-        case P2P_EV_LEAVE:
-            n->left++;
-            break;
-        case P2P_EV_ERROR:
-            n->errors++;
-            break;
+        case P2P_EV_LEAVE: n->left++; break;
+        case P2P_EV_ERROR: n->errors++; break;
         case P2P_EV_MESSAGE:
             if (ev.len < 4) {
                 n->bad++;
                 break;
             }
-            idx = (uint32_t)ev.data[0] | (uint32_t)ev.data[1] << 8
-                  | (uint32_t)ev.data[2] << 16 | (uint32_t)ev.data[3] << 24;
-            if (idx != n->next || idx >= NMSG || ev.msg_type != MSG_TYPE
-                || ev.len != msg_len(idx)) {
+            idx = tnet_msg_index(ev.data);
+            if (idx != n->next || idx >= NMSG || ev.msg_type != MSG_TYPE ||
+                ev.len != tnet_msg_len(&msgs, idx)) {
                 n->bad++;
                 break;
             }
-            msg_fill(want, idx);
-            if (memcmp(ev.data, want, ev.len) != 0)
-                n->bad++;
+            tnet_msg_fill(&msgs, want, idx);
+            if (memcmp(ev.data, want, ev.len) != 0) n->bad++;
             n->arrival[idx] = now;
             n->next = idx + 1;
             break;
-        default:
-            break;
+        default: break;
         }
     }
 }
@@ -98,19 +78,13 @@ static int star_hub;
 static int node_new_nat(struct node *n, p2p_sim *s, uint8_t seed_byte, uint16_t port, int nat)
 {
     p2p_config cfg;
-    uint8_t seed[32];
 
     memset(n, 0, sizeof *n);
-    memset(seed, seed_byte, sizeof seed);
-    if (p2p_identity_from_seed(&n->id, seed) != 0)
-        return -1;
+    if (tnet_identity(&n->id, seed_byte, seed_byte) != 0) return -1;
     p2p_config_init(&cfg);
-    cfg.identity = &n->id;
-    cfg.seed = p2p_sim_host_seed(s);
     cfg.mediator = star_hub;
-    if (p2p_host_new(&n->h, &cfg, p2p_sim_now(s)) != 0)
-        return -1;
-    return p2p_sim_attach(s, n->h, port, nat, &n->addr);
+    if (tnet_sim_host(s, &cfg, &n->id, port, nat, &n->h, &n->addr) != 0) return -1;
+    return 0;
 }
 
 static int node_new(struct node *n, p2p_sim *s, uint8_t seed_byte)
@@ -131,8 +105,7 @@ static void run_until(p2p_sim *s, struct node *a, struct node *b,
                       int (*done)(const struct node *, const struct node *), uint64_t limit)
 {
     while (!done(a, b) && p2p_sim_now(s) < limit) {
-        if (!p2p_sim_step(s, limit))
-            break;
+        if (!p2p_sim_step(s, limit)) break;
         node_drain(a, p2p_sim_now(s));
         node_drain(b, p2p_sim_now(s));
     }
@@ -269,16 +242,14 @@ static void test_host_seeds(void)
     T_EQ_INT(p2p_sim_new(&s2, &cfg), 0);
     cfg.seed = 1;
     T_EQ_INT(p2p_sim_new(&s3, &cfg), 0);
-    if (s1 == NULL || s2 == NULL || s3 == NULL)
-        goto out;
+    if (s1 == NULL || s2 == NULL || s3 == NULL) goto out;
     for (i = 0; i < 100; i++) {
         x = p2p_sim_host_seed(s1);
         y = p2p_sim_host_seed(s2);
         z = p2p_sim_host_seed(s3);
         T_CHECK(x != 0 && z != 0);
         T_CHECK(x == y);
-        if (x != z)
-            same13 = 0;
+        if (x != z) same13 = 0;
     }
     T_CHECK(!same13);
 out:
@@ -347,8 +318,8 @@ static void test_latency_exact(void)
     t0 = p2p_sim_now(s) + 100000;
     run_until(s, &a, &b, never, t0);
     T_EQ_INT(p2p_sim_now(s), t0);
-    msg_fill(buf, 0);
-    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, t0), 0);
+    tnet_msg_fill(&msgs, buf, 0);
+    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, tnet_msg_len(&msgs, 0), 0, NULL, t0), 0);
     p2p_sim_flush(s, a.h);
     run_until(s, &a, &b, never, t0 + 100000);
     T_EQ_INT(b.next, 1);
@@ -386,8 +357,10 @@ static void test_detach(void)
     p2p_sim_detach(s, b.h);
     p2p_host_stats(b.h, &before);
     p2p_sim_stats_get(s, &st0);
-    msg_fill(buf, 0);
-    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, p2p_sim_now(s)), 0);
+    tnet_msg_fill(&msgs, buf, 0);
+    T_EQ_INT(
+        p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, tnet_msg_len(&msgs, 0), 0, NULL, p2p_sim_now(s)),
+        0);
     p2p_sim_flush(s, a.h);
     run_until(s, &a, &b, never, p2p_sim_now(s) + 1000000);
     p2p_host_stats(b.h, &after);
@@ -418,17 +391,15 @@ static int faulty_run(uint64_t seed, struct node *a, struct node *b, p2p_sim_sta
     cfg.loss = 0.05;
     cfg.duplicate = 0.05;
     cfg.reorder = 0.10;
-    if (p2p_sim_new(&s, &cfg) != 0 || node_new(a, s, 1) != 0 || node_new(b, s, 2) != 0)
-        goto out;
-    if (p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer) != 0)
-        goto out;
+    if (p2p_sim_new(&s, &cfg) != 0 || node_new(a, s, 1) != 0 || node_new(b, s, 2) != 0) goto out;
+    if (p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer) != 0) goto out;
     p2p_sim_flush(s, a->h);
     run_until(s, a, b, both_joined, 30000000);
-    if (!both_joined(a, b))
-        goto out;
+    if (!both_joined(a, b)) goto out;
     for (i = 0; i < NMSG; i++) {
-        msg_fill(buf, i);
-        r = p2p_peer_send(a->h, a->peer, MSG_TYPE, buf, msg_len(i), 0, NULL, p2p_sim_now(s));
+        tnet_msg_fill(&msgs, buf, i);
+        r = p2p_peer_send(a->h, a->peer, MSG_TYPE, buf, tnet_msg_len(&msgs, i), 0, NULL,
+                          p2p_sim_now(s));
         if (r != 0) {
             fprintf(stderr, "  send %u: %s\n", (unsigned)i, p2p_strerror(r));
             goto out;
@@ -443,8 +414,7 @@ static int faulty_run(uint64_t seed, struct node *a, struct node *b, p2p_sim_sta
     run_until(s, a, b, all_arrived, p2p_sim_now(s) + 120000000);
     ok = 1;
 out:
-    if (s != NULL)
-        p2p_sim_stats_get(s, st);
+    if (s != NULL) p2p_sim_stats_get(s, st);
     p2p_sim_free(s);
     return ok ? 0 : -1;
 }
@@ -464,15 +434,13 @@ static void test_reliable_under_faults(void)
     T_CHECK(st1.lost > 0);
     T_CHECK(st1.duplicated > 0);
     T_CHECK(st1.reordered > 0);
-    for (i = 1; i < NMSG && b1.next == NMSG; i++)
-        T_CHECK(b1.arrival[i] >= b1.arrival[i - 1]);
+    for (i = 1; i < NMSG && b1.next == NMSG; i++) T_CHECK(b1.arrival[i] >= b1.arrival[i - 1]);
 
     /* The same seed replays the same run to the microsecond. */
     T_EQ_INT(faulty_run(7, &a2, &b2, &st2), 0);
     T_EQ_INT(b2.next, NMSG);
     for (i = 0; i < NMSG; i++)
-        if (b1.arrival[i] != b2.arrival[i])
-            same_arrivals = 0;
+        if (b1.arrival[i] != b2.arrival[i]) same_arrivals = 0;
     T_CHECK(same_arrivals);
     T_EQ_MEM(&st1, &st2, sizeof st1);
     T_EQ_INT(a1.joined_at, a2.joined_at);
@@ -483,8 +451,7 @@ static void test_reliable_under_faults(void)
     T_EQ_INT(b3.next, NMSG);
     T_EQ_INT(b3.bad, 0);
     for (i = 0; i < NMSG; i++)
-        if (b1.arrival[i] != b3.arrival[i])
-            same_other = 0;
+        if (b1.arrival[i] != b3.arrival[i]) same_other = 0;
     T_CHECK(!same_other);
     T_CHECK(memcmp(&st1, &st3, sizeof st1) != 0);
 
@@ -538,7 +505,7 @@ static void test_many_hosts(void)
     cfg.jitter_us = 1000;
     cfg.loss = 0.02;
     T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
-    star_hub = 1;   /* the hub introduces nobody: the leaves only ever know the hub */
+    star_hub = 1; /* the hub introduces nobody: the leaves only ever know the hub */
     T_EQ_INT(node_new(&hub, s, 100), 0);
     star_hub = 0;
     for (i = 0; i < N; i++) {
@@ -549,29 +516,26 @@ static void test_many_hosts(void)
     got = 0;
     joined = 0;
     while (p2p_sim_now(s) < 20000000 && got < N * PER) {
-        if (!p2p_sim_step(s, 20000000))
-            break;
+        if (!p2p_sim_step(s, 20000000)) break;
         for (i = 0; i < N; i++) {
             while (p2p_host_next_event(leaf[i].h, &ev)) {
-                if (ev.type != P2P_EV_JOIN)
-                    continue;
+                if (ev.type != P2P_EV_JOIN) continue;
                 joined++;
                 for (k = 0; k < PER; k++) {
-                    msg_fill(buf, k);
-                    T_EQ_INT(p2p_peer_send(leaf[i].h, ev.peer, MSG_TYPE, buf, msg_len(k), 0,
-                                           NULL, p2p_sim_now(s)), 0);
+                    tnet_msg_fill(&msgs, buf, k);
+                    T_EQ_INT(p2p_peer_send(leaf[i].h, ev.peer, MSG_TYPE, buf,
+                                           tnet_msg_len(&msgs, k), 0, NULL, p2p_sim_now(s)),
+                             0);
                 }
                 p2p_sim_flush(s, leaf[i].h);
             }
         }
         while (p2p_host_next_event(hub.h, &ev))
-            if (ev.type == P2P_EV_MESSAGE)
-                got++;
+            if (ev.type == P2P_EV_MESSAGE) got++;
     }
     T_EQ_INT(joined, N);
     T_EQ_INT(got, N * PER);
-    for (i = 0; i < N; i++)
-        node_free(&leaf[i]);
+    for (i = 0; i < N; i++) node_free(&leaf[i]);
     node_free(&hub);
     p2p_sim_free(s);
 }
@@ -586,8 +550,7 @@ static void run_nodes(p2p_sim *s, struct node **ns, size_t k, uint64_t until)
     size_t i;
 
     while (p2p_sim_now(s) < until && p2p_sim_step(s, until))
-        for (i = 0; i < k; i++)
-            node_drain(ns[i], p2p_sim_now(s));
+        for (i = 0; i < k; i++) node_drain(ns[i], p2p_sim_now(s));
 }
 
 static int dial(p2p_sim *s, struct node *n, const p2p_addr *to)
@@ -635,8 +598,7 @@ static void test_nat_addresses(void)
     static struct node a, b, c;
     p2p_addr pub;
 
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     T_EQ_INT(node_new_nat(&a, s, 1, 5000, P2P_SIM_NAT_CONE), 0);
     T_EQ_INT(node_new(&b, s, 2), 0);
     T_EQ_INT(node_new_nat(&c, s, 3, 0, P2P_SIM_NAT_SYMMETRIC), 0);
@@ -670,12 +632,11 @@ static void test_nat_cone_dials_public(void)
 {
     p2p_sim *s = nat_sim(2);
     static struct node a, b, c;
-    struct node *all[3] = { &a, &b, &c };
+    struct node *all[3] = {&a, &b, &c};
     p2p_addr want;
     p2p_sim_stats st;
 
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     star_hub = 1;
     T_EQ_INT(node_new(&a, s, 1), 0);
     T_EQ_INT(node_new(&c, s, 3), 0);
@@ -707,12 +668,11 @@ static void test_nat_unsolicited(void)
 {
     p2p_sim *s = nat_sim(3);
     static struct node a, b;
-    struct node *all[2] = { &a, &b };
+    struct node *all[2] = {&a, &b};
     p2p_addr to;
     p2p_sim_stats st;
 
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     T_EQ_INT(node_new(&a, s, 1), 0);
     T_EQ_INT(node_new_nat(&b, s, 2, 5000, P2P_SIM_NAT_CONE), 0);
     to = public_at(s, &b, 5000);
@@ -744,14 +704,13 @@ static int punch_run(int nat_b, int nat_d, uint64_t stagger, uint64_t *filtered)
 {
     p2p_sim *s = nat_sim(4);
     static struct node a, b, d;
-    struct node *all[3] = { &a, &b, &d };
+    struct node *all[3] = {&a, &b, &d};
     p2p_addr rb, rd;
     p2p_sim_stats st0, st1;
     int ok = 0;
 
     *filtered = 0;
-    if (s == NULL)
-        return 0;
+    if (s == NULL) return 0;
     star_hub = 1; /* a introduces nobody: b and d only learn what we tell them */
     T_EQ_INT(node_new(&a, s, 1), 0);
     star_hub = 0;
@@ -801,12 +760,11 @@ static void test_nat_symmetric(void)
 {
     p2p_sim *s = nat_sim(5);
     static struct node a, b, c;
-    struct node *all[3] = { &a, &b, &c };
+    struct node *all[3] = {&a, &b, &c};
     p2p_addr pub;
     uint64_t filtered;
 
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     star_hub = 1;
     T_EQ_INT(node_new(&a, s, 1), 0);
     T_EQ_INT(node_new(&c, s, 3), 0);
@@ -839,13 +797,12 @@ static void test_nat_rebind(void)
 {
     p2p_sim *s = nat_sim(6);
     static struct node a, b, c;
-    struct node *all[3] = { &a, &b, &c };
+    struct node *all[3] = {&a, &b, &c};
     p2p_addr old;
     p2p_sim_stats st0, st1;
     uint8_t buf[64];
 
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     star_hub = 1;
     T_EQ_INT(node_new(&a, s, 1), 0);
     T_EQ_INT(node_new(&c, s, 3), 0);
@@ -859,8 +816,10 @@ static void test_nat_rebind(void)
 
     T_EQ_INT(p2p_sim_rebind(s, b.h), 0);
     p2p_sim_stats_get(s, &st0);
-    msg_fill(buf, 0);
-    T_EQ_INT(p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, msg_len(0), 0, NULL, p2p_sim_now(s)), 0);
+    tnet_msg_fill(&msgs, buf, 0);
+    T_EQ_INT(
+        p2p_peer_send(a.h, a.peer, MSG_TYPE, buf, tnet_msg_len(&msgs, 0), 0, NULL, p2p_sim_now(s)),
+        0);
     p2p_sim_flush(s, a.h);
     run_nodes(s, all, 3, p2p_sim_now(s) + 2 * LAT);
     p2p_sim_stats_get(s, &st1);
@@ -885,15 +844,14 @@ static int expiry_run(uint64_t idle, uint16_t *port)
 {
     p2p_sim *s = nat_sim(7);
     static struct node a, b;
-    struct node *all[2] = { &a, &b };
+    struct node *all[2] = {&a, &b};
     p2p_addr to;
     p2p_sim_stats st;
     uint64_t last = 0, sent = 0, before;
     int heard;
 
     *port = 0;
-    if (s == NULL)
-        return 0;
+    if (s == NULL) return 0;
     T_EQ_INT(node_new(&a, s, 1), 0);
     T_EQ_INT(node_new_nat(&b, s, 2, 5000, P2P_SIM_NAT_CONE), 0);
     T_EQ_INT(dial(s, &b, &a.addr), 0);
@@ -953,8 +911,8 @@ static void nat_busy_run(uint64_t seed, p2p_sim_stats *st, uint64_t *joins)
     p2p_sim *s = NULL;
     static struct node n[6];
     struct node *all[6];
-    static const int kind[6] = { P2P_SIM_NAT_NONE, P2P_SIM_NAT_CONE, P2P_SIM_NAT_SYMMETRIC,
-                                 P2P_SIM_NAT_CONE, P2P_SIM_NAT_SYMMETRIC, P2P_SIM_NAT_NONE };
+    static const int kind[6] = {P2P_SIM_NAT_NONE, P2P_SIM_NAT_CONE,      P2P_SIM_NAT_SYMMETRIC,
+                                P2P_SIM_NAT_CONE, P2P_SIM_NAT_SYMMETRIC, P2P_SIM_NAT_NONE};
     size_t i;
 
     memset(&cfg, 0, sizeof cfg);
@@ -965,8 +923,7 @@ static void nat_busy_run(uint64_t seed, p2p_sim_stats *st, uint64_t *joins)
     cfg.reorder = 0.05;
     memset(st, 0, sizeof *st);
     T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     for (i = 0; i < 6; i++) {
         all[i] = &n[i];
         T_EQ_INT(node_new_nat(&n[i], s, (uint8_t)(i + 1), 0, kind[i]), 0);

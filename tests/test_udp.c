@@ -16,6 +16,7 @@
 #include "driver/udp.h"
 #include "p2pnet.h"
 #include "t.h"
+#include "tnet.h"
 
 /* ---- send-path fault injection ----------------------------------------------------------
  * This program's own sendmmsg() takes precedence over libc's for the driver linked into it,
@@ -31,8 +32,7 @@ int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags)
 
     if (real == NULL) {
         *(void **)&real = dlsym(RTLD_NEXT, "sendmmsg");
-        if (real == NULL)
-            abort();
+        if (real == NULL) abort();
     }
     inject_calls++;
     if (inject_eagain_every > 0 && inject_calls % (unsigned long)inject_eagain_every == 0) {
@@ -59,8 +59,7 @@ static void test_open_local(void)
 
     T_EQ_INT(p2p_udp_open(&a, "127.0.0.1", 0, err, sizeof err), 0);
     T_EQ_INT(p2p_udp_open(&b, "127.0.0.1", 0, err, sizeof err), 0);
-    if (a == NULL || b == NULL)
-        return;
+    if (a == NULL || b == NULL) return;
     p2p_udp_local(a, &la);
     p2p_udp_local(b, &lb);
     T_EQ_INT(la.family, P2P_AF_INET4);
@@ -116,8 +115,7 @@ static void test_dual_stack_open(void)
     socklen_t len = sizeof v6only;
 
     T_EQ_INT(p2p_udp_open(&u, "::", 0, err, sizeof err), 0);
-    if (u == NULL)
-        return;
+    if (u == NULL) return;
     p2p_udp_local(u, &l);
     T_EQ_INT(l.family, P2P_AF_INET6);
     T_EQ_MEM(l.ip, any6, 16);
@@ -134,8 +132,7 @@ static void test_port_in_use(void)
     char err[128], want[64];
 
     T_EQ_INT(p2p_udp_open(&a, "127.0.0.1", 0, err, sizeof err), 0);
-    if (a == NULL)
-        return;
+    if (a == NULL) return;
     p2p_udp_local(a, &la);
     T_EQ_INT(p2p_udp_open(&b, "127.0.0.1", la.port, err, sizeof err), P2P_ERR_IO);
     T_CHECK(b == NULL);
@@ -152,8 +149,8 @@ static void test_port_in_use(void)
 static void test_bad_host(void)
 {
     static const char *bad[] = {
-        "not-an-ip", "1.2.3", "300.1.1.1", "1.2.3.4.5", "01.2.3.4", "::g", "[::1", "::1]",
-        "1.2.3.4:5", "localhostx", "example.com", "[::1]:5", " 127.0.0.1",
+        "not-an-ip", "1.2.3",     "300.1.1.1",  "1.2.3.4.5",   "01.2.3.4", "::g",        "[::1",
+        "::1]",      "1.2.3.4:5", "localhostx", "example.com", "[::1]:5",  " 127.0.0.1",
     };
     size_t i;
     p2p_udp *u;
@@ -165,8 +162,7 @@ static void test_bad_host(void)
         if (p2p_udp_open(&u, bad[i], 0, err, sizeof err) != P2P_ERR_ADDRESS) {
             fprintf(stderr, "  bind host \"%s\" was not rejected\n", bad[i]);
             T_CHECK(0);
-            if (u != NULL && u != (p2p_udp *)&u)
-                p2p_udp_close(u);
+            if (u != NULL && u != (p2p_udp *)&u) p2p_udp_close(u);
             continue;
         }
         T_CHECK(u == NULL);
@@ -178,20 +174,20 @@ static void test_resolve(void)
 {
     p2p_udp *u4 = NULL, *u6 = NULL;
     p2p_addr a;
-    uint8_t loop6[16] = { 0 };
+    uint8_t loop6[16] = {0};
     char err[128];
     static const char *bad[] = {
-        "localhost", "localhost:", "localhost:65536", "localhost:x", "localhost:-1",
-        "localhost:01", ":5", "::1:5", "127.1:5", "010.0.0.1:5", "0x7f.0.0.1:5", "1.2.3:5",
-        "[localhost]:5", "[::1]", "", "localhost:5 ",
+        "localhost",    "localhost:", "localhost:65536", "localhost:x", "localhost:-1",
+        "localhost:01", ":5",         "::1:5",           "127.1:5",     "010.0.0.1:5",
+        "0x7f.0.0.1:5", "1.2.3:5",    "[localhost]:5",   "[::1]",       "",
+        "localhost:5 ",
     };
     size_t i;
 
     loop6[15] = 1;
     T_EQ_INT(p2p_udp_open(&u4, "127.0.0.1", 0, err, sizeof err), 0);
     T_EQ_INT(p2p_udp_open(&u6, "::", 0, err, sizeof err), 0);
-    if (u4 == NULL || u6 == NULL)
-        goto out;
+    if (u4 == NULL || u6 == NULL) goto out;
 
     T_EQ_INT(p2p_udp_resolve(u4, "localhost:1234", &a), 0);
     T_EQ_INT(a.family, P2P_AF_INET4);
@@ -257,22 +253,8 @@ struct node {
     int bad;       /* out of order, duplicated or corrupted messages */
 };
 
-static size_t msg_len(uint32_t i)
-{
-    return 4 + (i * 37u) % 3000u; /* some span several packets */
-}
-
-static void msg_fill(uint8_t *buf, uint32_t i)
-{
-    size_t k, n = msg_len(i);
-
-    buf[0] = (uint8_t)i;
-    buf[1] = (uint8_t)(i >> 8);
-    buf[2] = (uint8_t)(i >> 16);
-    buf[3] = (uint8_t)(i >> 24);
-    for (k = 4; k < n; k++)
-        buf[k] = (uint8_t)(i * 7u + k);
-}
+/* Message i: 4 to 3003 bytes (some span several packets), its index first. */
+static const tnet_msgs msgs = {4, 37, 3000, 7, 1};
 
 static void node_drain(struct node *n)
 {
@@ -292,11 +274,10 @@ static void node_drain(struct node *n)
                 n->bad++;
                 continue;
             }
-            idx = (uint32_t)ev.data[0] | (uint32_t)ev.data[1] << 8
-                  | (uint32_t)ev.data[2] << 16 | (uint32_t)ev.data[3] << 24;
-            msg_fill(want, idx);
-            if (idx != n->next || ev.msg_type != 7 || ev.len != msg_len(idx)
-                || memcmp(ev.data, want, ev.len) != 0)
+            idx = tnet_msg_index(ev.data);
+            tnet_msg_fill(&msgs, want, idx);
+            if (idx != n->next || ev.msg_type != 7 || ev.len != tnet_msg_len(&msgs, idx) ||
+                memcmp(ev.data, want, ev.len) != 0)
                 n->bad++;
             n->next = idx + 1;
         }
@@ -306,17 +287,15 @@ static void node_drain(struct node *n)
 static int node_open(struct node *n, const char *bind_host, uint8_t seed_byte)
 {
     p2p_config cfg;
-    uint8_t seed[32];
+    uint8_t seed[P2P_SEED_LEN];
     char err[128];
 
     memset(n, 0, sizeof *n);
     memset(seed, seed_byte, sizeof seed);
-    if (p2p_identity_from_seed(&n->id, seed) != 0)
-        return -1;
+    if (p2p_identity_from_seed(&n->id, seed) != 0) return -1;
     p2p_config_init(&cfg);
     cfg.identity = &n->id;
-    if (p2p_host_new(&n->h, &cfg, p2p_udp_now()) != 0)
-        return -1;
+    if (p2p_host_new(&n->h, &cfg, p2p_udp_now()) != 0) return -1;
     if (p2p_udp_open(&n->u, bind_host, 0, err, sizeof err) != 0) {
         fprintf(stderr, "  open %s: %s\n", bind_host, err);
         return -1;
@@ -339,8 +318,7 @@ static int pump_until(struct node *a, struct node *b, int (*done)(struct node *,
     uint64_t end = p2p_udp_now() + limit_us;
 
     while (!done(a, b) && p2p_udp_now() < end) {
-        if (p2p_udp_pump(a->u, a->h, 1000) < 0 || p2p_udp_pump(b->u, b->h, 1000) < 0)
-            return -1;
+        if (p2p_udp_pump(a->u, a->h, 1000) < 0 || p2p_udp_pump(b->u, b->h, 1000) < 0) return -1;
         node_drain(a);
         node_drain(b);
     }
@@ -379,21 +357,18 @@ static void exchange(const char *a_host, const char *b_host, const char *b_targe
     T_EQ_INT(p2p_host_connect(a.h, &target, p2p_host_id(b.h), p2p_udp_now(), &a.peer), 0);
     T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
     T_EQ_INT(pump_until(&a, &b, both_joined, 5000000), 0);
-    if (!both_joined(&a, &b))
-        goto out;
+    if (!both_joined(&a, &b)) goto out;
 
     /* b sees a from the address a is bound to: IPv4 even on a dual-stack socket. */
     T_EQ_INT(p2p_host_peer_info(b.h, b.peer, &info), 0);
     T_EQ_INT(info.address.port, a.addr.port);
-    if (strchr(b_target_host, ':') == NULL)
-        T_EQ_INT(info.address.family, P2P_AF_INET4);
+    if (strchr(b_target_host, ':') == NULL) T_EQ_INT(info.address.family, P2P_AF_INET4);
 
     for (i = 0; i < NMSG; i++) {
-        msg_fill(buf, i);
-        r = p2p_peer_send(a.h, a.peer, 7, buf, msg_len(i), 0, NULL, p2p_udp_now());
+        tnet_msg_fill(&msgs, buf, i);
+        r = p2p_peer_send(a.h, a.peer, 7, buf, tnet_msg_len(&msgs, i), 0, NULL, p2p_udp_now());
         T_EQ_INT(r, 0);
-        if (r != 0)
-            break;
+        if (r != 0) break;
         if (i % 50 == 49) {
             T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
             T_CHECK(p2p_udp_pump(b.u, b.h, 0) >= 0);
@@ -471,8 +446,9 @@ static void test_backpressure_loses_nothing(void)
     T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
     T_EQ_INT(pump_until(&a, &b, both_joined, 5000000), 0);
     for (i = 0; i < 200 && a.joined; i++) {
-        msg_fill(buf, i);
-        T_EQ_INT(p2p_peer_send(a.h, a.peer, 7, buf, msg_len(i), 0, NULL, p2p_udp_now()), 0);
+        tnet_msg_fill(&msgs, buf, i);
+        T_EQ_INT(p2p_peer_send(a.h, a.peer, 7, buf, tnet_msg_len(&msgs, i), 0, NULL, p2p_udp_now()),
+                 0);
         T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);
     }
     T_EQ_INT(pump_until(&a, &b, got_200, 10000000), 0);
@@ -518,8 +494,7 @@ static void test_oversized_dropped(void)
     T_EQ_INT(sendto(fd, big, sizeof big, 0, (struct sockaddr *)&sa, sizeof sa),
              (long long)sizeof big);
     end = p2p_udp_now() + 2000000;
-    while (got < 2 && p2p_udp_now() < end)
-        got += p2p_udp_pump(b.u, b.h, 10000);
+    while (got < 2 && p2p_udp_now() < end) got += p2p_udp_pump(b.u, b.h, 10000);
     T_EQ_INT(got, 2);
     p2p_udp_stats_get(b.u, &us);
     T_EQ_INT(us.oversized, 2);
@@ -547,8 +522,7 @@ static void test_pump_wakes_for_timers(void)
         return;
     }
     T_EQ_INT(p2p_udp_open(&silent, "127.0.0.1", 0, err, sizeof err), 0);
-    if (silent == NULL)
-        goto out;
+    if (silent == NULL) goto out;
     p2p_udp_local(silent, &sink);
     T_EQ_INT(p2p_host_connect(a.h, &sink, NULL, p2p_udp_now(), &p), 0);
     T_EQ_INT(p2p_udp_flush(a.u, a.h), 0);

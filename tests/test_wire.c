@@ -20,19 +20,23 @@ static uint64_t varint_from(const uint8_t *b, size_t n, int *ok)
 static void test_varint_boundaries(void)
 {
     /* Each value with its shortest encoding, written out by hand from RFC 9000 section 16. */
-    static const struct { uint64_t v; size_t n; uint8_t enc[8]; } cases[] = {
-        { 0, 1, { 0x00 } },
-        { 37, 1, { 0x25 } },
-        { 63, 1, { 0x3f } },
-        { 64, 2, { 0x40, 0x40 } },
-        { 15293, 2, { 0x7b, 0xbd } },
-        { 16383, 2, { 0x7f, 0xff } },
-        { 16384, 4, { 0x80, 0x00, 0x40, 0x00 } },
-        { 494878333, 4, { 0x9d, 0x7f, 0x3e, 0x7d } },
-        { (UINT64_C(1) << 30) - 1, 4, { 0xbf, 0xff, 0xff, 0xff } },
-        { UINT64_C(1) << 30, 8, { 0xc0, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00 } },
-        { UINT64_C(151288809941952652), 8, { 0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c } },
-        { P2P_VARINT_MAX, 8, { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } },
+    static const struct {
+        uint64_t v;
+        size_t n;
+        uint8_t enc[8];
+    } cases[] = {
+        {0, 1, {0x00}},
+        {37, 1, {0x25}},
+        {63, 1, {0x3f}},
+        {64, 2, {0x40, 0x40}},
+        {15293, 2, {0x7b, 0xbd}},
+        {16383, 2, {0x7f, 0xff}},
+        {16384, 4, {0x80, 0x00, 0x40, 0x00}},
+        {494878333, 4, {0x9d, 0x7f, 0x3e, 0x7d}},
+        {(UINT64_C(1) << 30) - 1, 4, {0xbf, 0xff, 0xff, 0xff}},
+        {UINT64_C(1) << 30, 8, {0xc0, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00}},
+        {UINT64_C(151288809941952652), 8, {0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c}},
+        {P2P_VARINT_MAX, 8, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t buf[16];
@@ -44,7 +48,7 @@ static void test_varint_boundaries(void)
         T_EQ_INT(w.p - buf, cases[i].n);
         T_EQ_INT(p2p_varint_len(cases[i].v), cases[i].n);
         T_EQ_MEM(buf, cases[i].enc, cases[i].n);
-        T_EQ_INT(buf[cases[i].n], 0xaa);        /* nothing written past the varint */
+        T_EQ_INT(buf[cases[i].n], 0xaa); /* nothing written past the varint */
         int ok;
         uint64_t back = varint_from(cases[i].enc, cases[i].n, &ok);
         T_CHECK(ok);
@@ -63,22 +67,22 @@ static void test_varint_boundaries(void)
 static void test_varint_non_shortest(void)
 {
     /* Decoders accept any length: 5 in each of the four forms. */
-    static const uint8_t f1[] = { 0x05 }, f2[] = { 0x40, 0x05 }, f4[] = { 0x80, 0, 0, 0x05 },
-        f8[] = { 0xc0, 0, 0, 0, 0, 0, 0, 0x05 };
+    static const uint8_t f1[] = {0x05}, f2[] = {0x40, 0x05}, f4[] = {0x80, 0, 0, 0x05},
+                         f8[] = {0xc0, 0, 0, 0, 0, 0, 0, 0x05};
     int ok;
     T_CHECK(varint_from(f1, 1, &ok) == 5 && ok);
     T_CHECK(varint_from(f2, 2, &ok) == 5 && ok);
     T_CHECK(varint_from(f4, 4, &ok) == 5 && ok);
     T_CHECK(varint_from(f8, 8, &ok) == 5 && ok);
     /* 0 in the 8-byte form, and 63 in the 2-byte form */
-    static const uint8_t z8[] = { 0xc0, 0, 0, 0, 0, 0, 0, 0 }, s2[] = { 0x40, 0x3f };
+    static const uint8_t z8[] = {0xc0, 0, 0, 0, 0, 0, 0, 0}, s2[] = {0x40, 0x3f};
     T_CHECK(varint_from(z8, 8, &ok) == 0 && ok);
     T_CHECK(varint_from(s2, 2, &ok) == 63 && ok);
 }
 
 static void test_varint_truncated(void)
 {
-    static const uint8_t enc[] = { 0xc0, 1, 2, 3, 4, 5, 6, 7 };
+    static const uint8_t enc[] = {0xc0, 1, 2, 3, 4, 5, 6, 7};
     int ok;
     /* every prefix of an 8-byte varint is truncated, as are the 2- and 4-byte forms */
     for (size_t n = 0; n < 8; n++) {
@@ -88,14 +92,14 @@ static void test_varint_truncated(void)
         T_CHECK(r.bad);
         T_EQ_INT(v, 0);
     }
-    static const uint8_t two[] = { 0x7f }, four[] = { 0xbf, 0xff, 0xff };
+    static const uint8_t two[] = {0x7f}, four[] = {0xbf, 0xff, 0xff};
     (void)varint_from(two, 1, &ok);
     T_CHECK(!ok);
     (void)varint_from(four, 3, &ok);
     T_CHECK(!ok);
     /* once bad, a cursor stays bad even for reads that would fit */
     p2p_rd r;
-    static const uint8_t mixed[] = { 0x40, 0x07 };
+    static const uint8_t mixed[] = {0x40, 0x07};
     p2p_rd_init(&r, mixed, 2);
     (void)p2p_rd_u32(&r);
     T_CHECK(r.bad);
@@ -108,7 +112,7 @@ static void test_varint_too_big(void)
 {
     uint8_t buf[16];
     p2p_wr w;
-    const uint64_t bad[] = { UINT64_C(1) << 62, (UINT64_C(1) << 62) + 5, UINT64_MAX };
+    const uint64_t bad[] = {UINT64_C(1) << 62, (UINT64_C(1) << 62) + 5, UINT64_MAX};
     for (size_t i = 0; i < 3; i++) {
         p2p_wr_init(&w, buf, sizeof buf);
         p2p_wr_varint(&w, bad[i]);
@@ -130,10 +134,10 @@ static void test_fixed_width_le(void)
     p2p_wr_u64(&w, UINT64_C(0x0102030405060708));
     T_CHECK(!w.bad);
     T_EQ_INT(p2p_wr_left(&w), 0);
-    static const uint8_t want[14] = { 0x34, 0x12, 0xef, 0xcd, 0xab, 0x89,
-                                      0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01 };
+    static const uint8_t want[14] = {0x34, 0x12, 0xef, 0xcd, 0xab, 0x89, 0x08,
+                                     0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01};
     T_EQ_MEM(buf, want, 14);
-    p2p_wr_u8(&w, 1);               /* full: refused */
+    p2p_wr_u8(&w, 1); /* full: refused */
     T_CHECK(w.bad);
 
     p2p_rd r;
@@ -146,11 +150,11 @@ static void test_fixed_width_le(void)
 
     uint8_t p[8];
     p2p_put_u32(p, 0xdeadbeefu);
-    static const uint8_t w32[4] = { 0xef, 0xbe, 0xad, 0xde };
+    static const uint8_t w32[4] = {0xef, 0xbe, 0xad, 0xde};
     T_EQ_MEM(p, w32, 4);
     T_EQ_INT(p2p_get_u32(w32), 0xdeadbeefu);
     p2p_put_u64(p, UINT64_C(0xfedcba9876543210));
-    static const uint8_t w64[8] = { 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe };
+    static const uint8_t w64[8] = {0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe};
     T_EQ_MEM(p, w64, 8);
     T_CHECK(p2p_get_u64(w64) == UINT64_C(0xfedcba9876543210));
 
@@ -168,7 +172,7 @@ static void test_fixed_width_le(void)
     T_EQ_INT(p2p_rd_u8(&r), 0);
     T_CHECK(r.bad);
     /* short writes of each width leave the buffer untouched */
-    uint8_t small[7] = { 0 };
+    uint8_t small[7] = {0};
     p2p_wr_init(&w, small, 1);
     p2p_wr_u16(&w, 0xffff);
     T_CHECK(w.bad && small[0] == 0);
@@ -182,7 +186,7 @@ static void test_fixed_width_le(void)
 
 static void test_bytes(void)
 {
-    static const uint8_t src[5] = { 1, 2, 3, 4, 5 };
+    static const uint8_t src[5] = {1, 2, 3, 4, 5};
     uint8_t buf[5];
     p2p_wr w;
     p2p_wr_init(&w, buf, 5);
@@ -197,7 +201,7 @@ static void test_bytes(void)
     p2p_rd r;
     p2p_rd_init(&r, src, 5);
     const uint8_t *a = p2p_rd_bytes(&r, 2);
-    T_CHECK(a == src);              /* borrowed, not copied */
+    T_CHECK(a == src); /* borrowed, not copied */
     T_CHECK(p2p_rd_bytes(&r, 4) == NULL);
     T_CHECK(r.bad);
 }
@@ -253,7 +257,7 @@ static void test_frame_simple_types(void)
     T_EQ_INT(p2p_frame_next(&r, &f), 0);
 
     /* an empty DATAGRAM is fine */
-    static const uint8_t dg0[] = { P2P_FRAME_DATAGRAM, 0x01, 0x00, 0x00 };
+    static const uint8_t dg0[] = {P2P_FRAME_DATAGRAM, 0x01, 0x00, 0x00};
     T_EQ_INT(decode_one(dg0, sizeof dg0, &f, &r), 1);
     T_EQ_INT(f.u.datagram.type, 1);
     T_EQ_INT(f.u.datagram.len, 0);
@@ -268,7 +272,7 @@ static void test_frame_stream(void)
     T_EQ_INT(p2p_frame_put_stream_header(&w, 100000, 5), 0);
     T_EQ_INT(w.p - buf, p2p_frame_stream_header_len(100000, 5));
     T_EQ_INT(p2p_frame_stream_header_len(100000, 5), 1 + 4 + 1);
-    static const uint8_t hdr[] = { P2P_FRAME_STREAM, 0x80, 0x01, 0x86, 0xa0, 0x05 };
+    static const uint8_t hdr[] = {P2P_FRAME_STREAM, 0x80, 0x01, 0x86, 0xa0, 0x05};
     T_EQ_MEM(buf, hdr, sizeof hdr);
     p2p_wr_bytes(&w, "hello", 5);
     T_CHECK(!w.bad);
@@ -309,26 +313,26 @@ static void test_frame_truncated_and_unknown(void)
 {
     p2p_frame f;
     p2p_rd r;
-    static const uint8_t ms[] = { P2P_FRAME_MAX_STREAM, 0x80, 0x01 };
+    static const uint8_t ms[] = {P2P_FRAME_MAX_STREAM, 0x80, 0x01};
     T_EQ_INT(decode_one(ms, sizeof ms, &f, &r), P2P_ERR_INVALID);
-    static const uint8_t ms0[] = { P2P_FRAME_MAX_STREAM };
+    static const uint8_t ms0[] = {P2P_FRAME_MAX_STREAM};
     T_EQ_INT(decode_one(ms0, 1, &f, &r), P2P_ERR_INVALID);
-    static const uint8_t cl[] = { P2P_FRAME_CLOSE };
+    static const uint8_t cl[] = {P2P_FRAME_CLOSE};
     T_EQ_INT(decode_one(cl, 1, &f, &r), P2P_ERR_INVALID);
-    static const uint8_t dg[] = { P2P_FRAME_DATAGRAM, 0x01 };
+    static const uint8_t dg[] = {P2P_FRAME_DATAGRAM, 0x01};
     T_EQ_INT(decode_one(dg, sizeof dg, &f, &r), P2P_ERR_INVALID);
-    static const uint8_t dg_long[] = { P2P_FRAME_DATAGRAM, 0x01, 0x00, 0x04, 'a', 'b', 'c' };
+    static const uint8_t dg_long[] = {P2P_FRAME_DATAGRAM, 0x01, 0x00, 0x04, 'a', 'b', 'c'};
     T_EQ_INT(decode_one(dg_long, sizeof dg_long, &f, &r), P2P_ERR_INVALID);
-    static const uint8_t ack[] = { P2P_FRAME_ACK, 5, 0, 0 };   /* first_range missing */
+    static const uint8_t ack[] = {P2P_FRAME_ACK, 5, 0, 0}; /* first_range missing */
     T_EQ_INT(decode_one(ack, sizeof ack, &f, &r), P2P_ERR_INVALID);
-    static const uint8_t ack2[] = { P2P_FRAME_ACK, 20, 0, 1, 2, 3 };   /* second range cut */
+    static const uint8_t ack2[] = {P2P_FRAME_ACK, 20, 0, 1, 2, 3}; /* second range cut */
     T_EQ_INT(decode_one(ack2, sizeof ack2, &f, &r), P2P_ERR_INVALID);
     for (unsigned t = 0x07; t <= 0xff; t++) {
-        uint8_t b[2] = { (uint8_t)t, 0 };
+        uint8_t b[2] = {(uint8_t)t, 0};
         T_EQ_INT(decode_one(b, 2, &f, &r), P2P_ERR_INVALID);
     }
     /* a bad frame after a good one still fails the packet */
-    static const uint8_t mix[] = { P2P_FRAME_PING, 0x40 };
+    static const uint8_t mix[] = {P2P_FRAME_PING, 0x40};
     p2p_rd_init(&r, mix, sizeof mix);
     T_EQ_INT(p2p_frame_next(&r, &f), 1);
     T_EQ_INT(p2p_frame_next(&r, &f), P2P_ERR_INVALID);
@@ -338,22 +342,22 @@ static void test_frame_padding(void)
 {
     p2p_frame f;
     p2p_rd r;
-    static const uint8_t pad[] = { P2P_FRAME_PING, 0, 0, 0, 0 };
+    static const uint8_t pad[] = {P2P_FRAME_PING, 0, 0, 0, 0};
     p2p_rd_init(&r, pad, sizeof pad);
     T_EQ_INT(p2p_frame_next(&r, &f), 1);
     T_EQ_INT(f.type, P2P_FRAME_PING);
     T_EQ_INT(p2p_frame_next(&r, &f), 1);
     T_EQ_INT(f.type, P2P_FRAME_PADDING);
-    T_EQ_INT(p2p_rd_left(&r), 0);       /* padding runs to the end */
+    T_EQ_INT(p2p_rd_left(&r), 0); /* padding runs to the end */
     T_EQ_INT(p2p_frame_next(&r, &f), 0);
 
-    static const uint8_t lone[] = { 0 };
+    static const uint8_t lone[] = {0};
     T_EQ_INT(decode_one(lone, 1, &f, &r), 1);
     T_EQ_INT(f.type, P2P_FRAME_PADDING);
 
-    static const uint8_t bad[] = { 0, 0, 0, P2P_FRAME_PING };
+    static const uint8_t bad[] = {0, 0, 0, P2P_FRAME_PING};
     T_EQ_INT(decode_one(bad, sizeof bad, &f, &r), P2P_ERR_INVALID);
-    static const uint8_t bad2[] = { 0, 0x80 };
+    static const uint8_t bad2[] = {0, 0x80};
     T_EQ_INT(decode_one(bad2, sizeof bad2, &f, &r), P2P_ERR_INVALID);
 }
 
@@ -361,7 +365,7 @@ static void test_frame_padding(void)
 
 static int ack_roundtrip(const p2p_ack_range *rg, size_t count, uint64_t delay, p2p_frame *f)
 {
-    uint8_t buf[1232];
+    uint8_t buf[P2P_MAX_PACKET];
     p2p_wr w;
     p2p_wr_init(&w, buf, sizeof buf);
     int rc = p2p_frame_put_ack(&w, delay, rg, count);
@@ -386,12 +390,12 @@ static void test_ack_bytes(void)
 {
     /* largest 10, ranges 8..10, 5..5, 0..2: first_range 2, then gap 1 (6,7 missing),
      * length 0, then gap 1 (3,4 missing), length 2. */
-    const p2p_ack_range rg[3] = { { 8, 10 }, { 5, 5 }, { 0, 2 } };
+    const p2p_ack_range rg[3] = {{8, 10}, {5, 5}, {0, 2}};
     uint8_t buf[32];
     p2p_wr w;
     p2p_wr_init(&w, buf, sizeof buf);
     T_EQ_INT(p2p_frame_put_ack(&w, 300, rg, 3), 0);
-    static const uint8_t want[] = { P2P_FRAME_ACK, 10, 0x41, 0x2c, 2, 2, 1, 0, 1, 2 };
+    static const uint8_t want[] = {P2P_FRAME_ACK, 10, 0x41, 0x2c, 2, 2, 1, 0, 1, 2};
     T_EQ_INT(w.p - buf, sizeof want);
     T_EQ_MEM(buf, want, sizeof want);
 
@@ -402,15 +406,15 @@ static void test_ack_bytes(void)
     T_EQ_INT(f.u.ack.delay_us, 300);
 
     /* the single range 0..0 */
-    const p2p_ack_range zero = { 0, 0 };
+    const p2p_ack_range zero = {0, 0};
     T_EQ_INT(ack_roundtrip(&zero, 1, 0, &f), 1);
     T_CHECK(same_ranges(&f, &zero, 1));
     /* ranges that end exactly at packet 0 after a gap of one */
-    const p2p_ack_range edge[2] = { { 2, 2 }, { 0, 0 } };
+    const p2p_ack_range edge[2] = {{2, 2}, {0, 0}};
     T_EQ_INT(ack_roundtrip(edge, 2, 0, &f), 1);
     T_CHECK(same_ranges(&f, edge, 2));
     /* huge numbers */
-    const p2p_ack_range big[2] = { { P2P_VARINT_MAX - 3, P2P_VARINT_MAX }, { 0, 1000 } };
+    const p2p_ack_range big[2] = {{P2P_VARINT_MAX - 3, P2P_VARINT_MAX}, {0, 1000}};
     T_EQ_INT(ack_roundtrip(big, 2, P2P_VARINT_MAX, &f), 1);
     T_CHECK(same_ranges(&f, big, 2));
     T_CHECK(f.u.ack.delay_us == P2P_VARINT_MAX);
@@ -419,7 +423,10 @@ static void test_ack_bytes(void)
     p2p_wr_init(&w, buf, sizeof buf);
     T_EQ_INT(p2p_frame_put_ack(&w, 0, rg, 0), P2P_ERR_INVALID);
     p2p_ack_range many[65];
-    for (size_t i = 0; i < 65; i++) { many[i].hi = 1000 - 3 * i; many[i].lo = many[i].hi; }
+    for (size_t i = 0; i < 65; i++) {
+        many[i].hi = 1000 - 3 * i;
+        many[i].lo = many[i].hi;
+    }
     T_EQ_INT(p2p_frame_put_ack(&w, 0, many, 65), P2P_ERR_INVALID);
     p2p_wr_init(&w, buf, 5);
     T_EQ_INT(p2p_frame_put_ack(&w, 0, rg, 3), P2P_ERR_BUFFER);
@@ -455,8 +462,8 @@ static void test_ack_1_to_64_ranges(void)
 
 /* Writes a raw ACK frame from wire fields: `pairs` (gap, length) pairs follow, whatever
  * range_count claims. */
-static size_t raw_ack(uint8_t *buf, size_t cap, uint64_t largest, uint64_t first,
-                      uint64_t count, const uint64_t *gap_len, size_t pairs)
+static size_t raw_ack(uint8_t *buf, size_t cap, uint64_t largest, uint64_t first, uint64_t count,
+                      const uint64_t *gap_len, size_t pairs)
 {
     p2p_wr w;
     p2p_wr_init(&w, buf, cap);
@@ -474,29 +481,30 @@ static size_t raw_ack(uint8_t *buf, size_t cap, uint64_t largest, uint64_t first
 
 static void test_ack_invalid(void)
 {
-    uint8_t buf[1232];
+    uint8_t buf[P2P_MAX_PACKET];
     p2p_frame f;
     p2p_rd r;
     size_t n;
     /* first_range larger than largest */
     n = raw_ack(buf, sizeof buf, 5, 6, 0, NULL, 0);
     T_EQ_INT(decode_one(buf, n, &f, &r), P2P_ERR_INVALID);
-    n = raw_ack(buf, sizeof buf, 5, 5, 0, NULL, 0);        /* 0..5 is fine */
+    n = raw_ack(buf, sizeof buf, 5, 5, 0, NULL, 0); /* 0..5 is fine */
     T_EQ_INT(decode_one(buf, n, &f, &r), 1);
     T_EQ_INT(f.u.ack.r[0].lo, 0);
 
     /* gap underflow: 5..10 then gap 4 puts the next range's top at 5 - 4 - 2 < 0 */
-    uint64_t gl[2] = { 4, 0 };
+    uint64_t gl[2] = {4, 0};
     n = raw_ack(buf, sizeof buf, 10, 5, 1, gl, 1);
     T_EQ_INT(decode_one(buf, n, &f, &r), P2P_ERR_INVALID);
-    gl[0] = 3;                                           /* top at 0: fine */
+    gl[0] = 3; /* top at 0: fine */
     n = raw_ack(buf, sizeof buf, 10, 5, 1, gl, 1);
     T_EQ_INT(decode_one(buf, n, &f, &r), 1);
     T_EQ_INT(f.u.ack.count, 2);
     T_EQ_INT(f.u.ack.r[1].hi, 0);
     T_EQ_INT(f.u.ack.r[1].lo, 0);
     /* range length underflow: top at 2, length 3 */
-    gl[0] = 1; gl[1] = 3;
+    gl[0] = 1;
+    gl[1] = 3;
     n = raw_ack(buf, sizeof buf, 10, 5, 1, gl, 1);
     T_EQ_INT(decode_one(buf, n, &f, &r), P2P_ERR_INVALID);
     gl[1] = 2;
@@ -505,13 +513,17 @@ static void test_ack_invalid(void)
     T_EQ_INT(f.u.ack.r[1].lo, 0);
     T_EQ_INT(f.u.ack.r[1].hi, 2);
     /* a huge gap that would wrap a 64-bit subtraction */
-    gl[0] = P2P_VARINT_MAX; gl[1] = 0;
+    gl[0] = P2P_VARINT_MAX;
+    gl[1] = 0;
     n = raw_ack(buf, sizeof buf, 10, 0, 1, gl, 1);
     T_EQ_INT(decode_one(buf, n, &f, &r), P2P_ERR_INVALID);
 
     /* 64 ranges (range_count 63) parse; 65 (range_count 64) do not */
     uint64_t many[2 * 70];
-    for (size_t i = 0; i < 70; i++) { many[2 * i] = 0; many[2 * i + 1] = 0; }
+    for (size_t i = 0; i < 70; i++) {
+        many[2 * i] = 0;
+        many[2 * i + 1] = 0;
+    }
     n = raw_ack(buf, sizeof buf, 1000, 0, 63, many, 63);
     T_EQ_INT(decode_one(buf, n, &f, &r), 1);
     T_EQ_INT(f.u.ack.count, 64);
@@ -530,21 +542,21 @@ static void test_ack_invalid(void)
 static void test_records(void)
 {
     const p2p_record recs[] = {
-        { P2P_REC_MESSAGE, 7, 0, 0, 5 },
-        { P2P_REC_MESSAGE, 0xffff, 0, 0, 0 },
-        { P2P_REC_MESSAGE_RECEIPT, 0x1234, 0, 0, 1u << 20 },
-        { P2P_REC_MESSAGE_RECEIPT, 0, 0, 0, P2P_VARINT_MAX },
-        { P2P_REC_REPLY, 0, 0, P2P_REPLY_NIL, 0 },
-        { P2P_REC_REPLY, 0, 99999, P2P_REPLY_DATA, 300 },
-        { P2P_REC_REPLY, 0, P2P_VARINT_MAX, P2P_REPLY_ERROR, P2P_VARINT_MAX },
+        {P2P_REC_MESSAGE, 7, 0, 0, 5},
+        {P2P_REC_MESSAGE, 0xffff, 0, 0, 0},
+        {P2P_REC_MESSAGE_RECEIPT, 0x1234, 0, 0, 1u << 20},
+        {P2P_REC_MESSAGE_RECEIPT, 0, 0, 0, P2P_VARINT_MAX},
+        {P2P_REC_REPLY, 0, 0, P2P_REPLY_NIL, 0},
+        {P2P_REC_REPLY, 0, 99999, P2P_REPLY_DATA, 300},
+        {P2P_REC_REPLY, 0, P2P_VARINT_MAX, P2P_REPLY_ERROR, P2P_VARINT_MAX},
     };
     for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
         uint8_t buf[P2P_RECORD_HEADER_MAX + 4];
         size_t n = p2p_record_encode(buf, &recs[i]);
         T_CHECK(n > 0 && n <= P2P_RECORD_HEADER_MAX);
         size_t want = recs[i].kind == P2P_REC_REPLY
-            ? 1 + p2p_varint_len(recs[i].ref) + 1 + p2p_varint_len(recs[i].len)
-            : 1 + 2 + p2p_varint_len(recs[i].len);
+                          ? 1 + p2p_varint_len(recs[i].ref) + 1 + p2p_varint_len(recs[i].len)
+                          : 1 + 2 + p2p_varint_len(recs[i].len);
         T_EQ_INT(n, want);
         T_EQ_INT(buf[0], recs[i].kind);
         /* trailing body bytes do not change the header length */
@@ -563,14 +575,14 @@ static void test_records(void)
         for (size_t k = 0; k < n; k++) T_EQ_INT(p2p_record_parse(buf, k, &got), 0);
     }
     /* byte-exact MESSAGE header: kind, u16 type little-endian, varint length */
-    const p2p_record m = { P2P_REC_MESSAGE_RECEIPT, 0x0102, 0, 0, 300 };
+    const p2p_record m = {P2P_REC_MESSAGE_RECEIPT, 0x0102, 0, 0, 300};
     uint8_t b[P2P_RECORD_HEADER_MAX];
     T_EQ_INT(p2p_record_encode(b, &m), 5);
-    static const uint8_t wm[] = { 0x02, 0x02, 0x01, 0x41, 0x2c };
+    static const uint8_t wm[] = {0x02, 0x02, 0x01, 0x41, 0x2c};
     T_EQ_MEM(b, wm, 5);
-    const p2p_record rp = { P2P_REC_REPLY, 0, 64, P2P_REPLY_DATA, 2 };
+    const p2p_record rp = {P2P_REC_REPLY, 0, 64, P2P_REPLY_DATA, 2};
     T_EQ_INT(p2p_record_encode(b, &rp), 5);
-    static const uint8_t wr[] = { 0x03, 0x40, 0x40, 0x01, 0x02 };
+    static const uint8_t wr[] = {0x03, 0x40, 0x40, 0x01, 0x02};
     T_EQ_MEM(b, wr, 5);
 }
 
@@ -581,22 +593,22 @@ static void test_records_invalid(void)
      * section 7), 0x0a..0x0c the introductions (section 8): every other kind is refused. */
     for (unsigned k = 0; k <= 0xff; k++) {
         if (k >= P2P_REC_MESSAGE && k <= P2P_REC_INTRO_FAIL) continue;
-        uint8_t b[8] = { (uint8_t)k, 0, 0, 0, 0, 0, 0, 0 };
+        uint8_t b[8] = {(uint8_t)k, 0, 0, 0, 0, 0, 0, 0};
         T_EQ_INT(p2p_record_parse(b, sizeof b, &got), P2P_ERR_INVALID);
-        T_EQ_INT(p2p_record_parse(b, 1, &got), P2P_ERR_INVALID);   /* known from byte one */
+        T_EQ_INT(p2p_record_parse(b, 1, &got), P2P_ERR_INVALID); /* known from byte one */
     }
     /* REPLY with status 3 and above: P2P_REPLY_LOST is local only, never on the wire */
     for (unsigned st = 3; st <= 0xff; st++) {
-        uint8_t b[] = { P2P_REC_REPLY, 0x05, (uint8_t)st, 0x00 };
+        uint8_t b[] = {P2P_REC_REPLY, 0x05, (uint8_t)st, 0x00};
         T_EQ_INT(p2p_record_parse(b, sizeof b, &got), P2P_ERR_INVALID);
     }
     for (unsigned st = 0; st < 3; st++) {
-        uint8_t b[] = { P2P_REC_REPLY, 0x05, (uint8_t)st, 0x00 };
+        uint8_t b[] = {P2P_REC_REPLY, 0x05, (uint8_t)st, 0x00};
         T_EQ_INT(p2p_record_parse(b, sizeof b, &got), 4);
         T_EQ_INT(got.status, st);
         T_EQ_INT(got.ref, 5);
     }
-    static const uint8_t none[1] = { P2P_REC_MESSAGE };
+    static const uint8_t none[1] = {P2P_REC_MESSAGE};
     T_EQ_INT(p2p_record_parse(none, 0, &got), 0);
 }
 
@@ -614,7 +626,7 @@ static void test_records_mesh(void)
         T_EQ_INT(p2p_record_parse(b, n, &got), 3);
         T_EQ_INT(got.kind, k);
         T_EQ_INT(got.len, 300 + k);
-        T_EQ_INT(p2p_record_parse(b, 2, &got), 0);   /* the varint is cut short */
+        T_EQ_INT(p2p_record_parse(b, 2, &got), 0); /* the varint is cut short */
     }
 }
 
@@ -622,15 +634,15 @@ static void test_records_mesh(void)
 
 typedef struct want_frame {
     uint8_t type;
-    uint64_t a, b;              /* ACK: delay, count; STREAM: offset, len; MAX_STREAM: value */
+    uint64_t a, b; /* ACK: delay, count; STREAM: offset, len; MAX_STREAM: value */
     uint16_t dtype;
     p2p_ack_range r[P2P_ACK_MAX_RANGES];
-    const uint8_t *data;        /* into the packet */
+    const uint8_t *data; /* into the packet */
 } want_frame;
 
 static uint64_t rand_varint(p2p_rng *rng)
 {
-    static const unsigned bits[] = { 6, 14, 30, 62 };
+    static const unsigned bits[] = {6, 14, 30, 62};
     unsigned b = bits[p2p_rng_below(rng, 4)];
     uint64_t v = ((uint64_t)p2p_rng_u32(rng) << 32) | p2p_rng_u32(rng);
     return v & ((UINT64_C(1) << b) - 1);
@@ -640,10 +652,10 @@ static void test_frames_random(void)
 {
     p2p_rng rng;
     p2p_rng_init(&rng, 0x77697265);
-    static const uint8_t payload[1232] = { 1, 2, 3 };
+    static const uint8_t payload[P2P_MAX_PACKET] = {1, 2, 3};
     unsigned decoded = 0;
     for (int iter = 0; iter < 3000; iter++) {
-        uint8_t buf[1232];
+        uint8_t buf[P2P_MAX_PACKET];
         want_frame want[40];
         size_t nf = 0;
         p2p_wr w;
@@ -655,9 +667,7 @@ static void test_frames_random(void)
             uint8_t *start = w.p;
             x->type = (uint8_t)(1 + p2p_rng_below(&rng, 6));
             switch (x->type) {
-            case P2P_FRAME_PING:
-                p2p_wr_u8(&w, x->type);
-                break;
+            case P2P_FRAME_PING: p2p_wr_u8(&w, x->type); break;
             case P2P_FRAME_ACK: {
                 size_t count = 1 + p2p_rng_below(&rng, P2P_ACK_MAX_RANGES);
                 uint64_t top = rand_varint(&rng) | (UINT64_C(1) << 40);
@@ -698,7 +708,7 @@ static void test_frames_random(void)
                 p2p_wr_u8(&w, (uint8_t)x->a);
                 break;
             }
-            if (w.bad) {                /* did not fit: end the packet before it */
+            if (w.bad) { /* did not fit: end the packet before it */
                 w.p = start;
                 w.bad = 0;
                 break;
@@ -726,7 +736,10 @@ static void test_frames_random(void)
                 continue;
             }
             want_frame *x = &want[i++];
-            if (f.type != x->type) { ok = 0; break; }
+            if (f.type != x->type) {
+                ok = 0;
+                break;
+            }
             switch (x->type) {
             case P2P_FRAME_ACK:
                 ok = ok && f.u.ack.delay_us == x->a && same_ranges(&f, x->r, (size_t)x->b);
@@ -735,28 +748,27 @@ static void test_frames_random(void)
                 ok = ok && f.u.stream.offset == x->a && f.u.stream.len == x->b &&
                      f.u.stream.data == x->data;
                 break;
-            case P2P_FRAME_MAX_STREAM:
-                ok = ok && f.u.max_stream == x->a;
-                break;
+            case P2P_FRAME_MAX_STREAM: ok = ok && f.u.max_stream == x->a; break;
             case P2P_FRAME_DATAGRAM:
                 ok = ok && f.u.datagram.type == x->dtype && f.u.datagram.len == x->b &&
                      f.u.datagram.data == x->data;
                 break;
-            case P2P_FRAME_CLOSE:
-                ok = ok && f.u.close_reason == x->a;
-                break;
+            case P2P_FRAME_CLOSE: ok = ok && f.u.close_reason == x->a; break;
             }
         }
         T_EQ_INT(rc, 0);
         T_EQ_INT(i, nf + (size_t)padded);
         T_CHECK(ok);
-        if (rc != 0 || !ok) { fprintf(stderr, "  iteration %d\n", iter); break; }
+        if (rc != 0 || !ok) {
+            fprintf(stderr, "  iteration %d\n", iter);
+            break;
+        }
         decoded += (unsigned)nf;
 
         /* Flip one byte: the decoder must never read outside the packet (ASan watches) and
          * must either fail or return frames; it must not loop. */
         if (total > 0) {
-            uint8_t copy[1232];
+            uint8_t copy[P2P_MAX_PACKET];
             memcpy(copy, buf, total);
             copy[p2p_rng_below(&rng, (uint32_t)total)] ^= (uint8_t)(1 + p2p_rng_below(&rng, 255));
             size_t cut = p2p_rng_below(&rng, (uint32_t)total + 1);

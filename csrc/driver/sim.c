@@ -59,16 +59,16 @@ struct sim_nat {
     uint16_t cone_port;     /* a cone NAT's external port */
     struct nat_flow *flows; /* at most P2P_SIM_NAT_MAX_FLOWS */
     size_t len, cap;
-    uint16_t *retired;      /* the ports in use at the last rebind: never drawn again */
+    uint16_t *retired; /* the ports in use at the last rebind: never drawn again */
     size_t retired_len;
 };
 
 struct sim_host {
-    p2p_host *host;    /* NULL once detached */
-    uint64_t deadline; /* the host's next timeout as last read (see refresh()) */
-    p2p_addr addr;     /* what the host is bound to: private behind a NAT */
+    p2p_host *host;      /* NULL once detached */
+    uint64_t deadline;   /* the host's next timeout as last read (see refresh()) */
+    p2p_addr addr;       /* what the host is bound to: private behind a NAT */
     struct sim_nat *nat; /* NULL without NAT; freed on detach */
-    int touched;       /* fed a datagram or a timeout during this step */
+    int touched;         /* fed a datagram or a timeout during this step */
 };
 
 /* A firewall between two hosts' public IPs (attach indexes, a < b). */
@@ -90,7 +90,7 @@ struct p2p_sim {
     struct sim_host *hosts; /* indexed by attach order, which is also the address index */
     size_t host_len, host_cap;
 
-    p2p_sim_tap_fn tap;     /* test hook: sees every delivered copy, or NULL */
+    p2p_sim_tap_fn tap; /* test hook: sees every delivered copy, or NULL */
     void *tap_ud;
     struct sim_block *blocks; /* test hook: firewalls in place (few: a linear scan) */
     size_t block_len, block_cap;
@@ -121,8 +121,7 @@ static uint64_t sim_u64(p2p_sim *s)
         p2p_rng_bytes(&s->rng, s->pool, RNG_POOL);
         s->pool_pos = 0;
     }
-    for (i = 7; i >= 0; i--)
-        v = v << 8 | s->pool[s->pool_pos + (size_t)i];
+    for (i = 7; i >= 0; i--) v = v << 8 | s->pool[s->pool_pos + (size_t)i];
     s->pool_pos += 8;
     return v;
 }
@@ -131,10 +130,8 @@ static uint64_t sim_u64(p2p_sim *s)
  * randomness. */
 static int sim_chance(p2p_sim *s, double p)
 {
-    if (p <= 0.0)
-        return 0;
-    if (p >= 1.0)
-        return 1;
+    if (p <= 0.0) return 0;
+    if (p >= 1.0) return 1;
     return (double)(sim_u64(s) >> 11) * 0x1p-53 < p;
 }
 
@@ -143,10 +140,8 @@ static uint64_t sim_uniform(p2p_sim *s, uint64_t max)
 {
     uint64_t range, threshold, x;
 
-    if (max == 0)
-        return 0;
-    if (max == UINT64_MAX)
-        return sim_u64(s);
+    if (max == 0) return 0;
+    if (max == UINT64_MAX) return sim_u64(s);
     range = max + 1;
     threshold = (0 - range) % range; /* redraw the values that would bias the modulo */
     do {
@@ -165,6 +160,21 @@ uint64_t p2p_sim_host_seed(p2p_sim *s)
     return v;
 }
 
+/* Makes room for one more item in a growing array of len items (*cap allocated, size bytes
+ * each), doubling *cap, or starting at first. Returns the array, moved or not, or NULL when
+ * memory ran out (the old array is then still valid and unchanged). */
+static void *grow_for_one(void *items, size_t len, size_t *cap, size_t size, size_t first)
+{
+    void *grown;
+    size_t n;
+
+    if (len < *cap) return items;
+    n = *cap ? *cap * 2 : first;
+    grown = realloc(items, n * size);
+    if (grown != NULL) *cap = n;
+    return grown;
+}
+
 /* ---- the in-flight heap --------------------------------------------------------------- */
 
 static int pkt_before(const struct sim_pkt *a, const struct sim_pkt *b)
@@ -175,21 +185,15 @@ static int pkt_before(const struct sim_pkt *a, const struct sim_pkt *b)
 static int heap_push(p2p_sim *s, struct sim_pkt *p)
 {
     struct sim_pkt **grown;
-    size_t i, parent, cap;
+    size_t i, parent;
 
-    if (s->heap_len == s->heap_cap) {
-        cap = s->heap_cap ? s->heap_cap * 2 : 256;
-        grown = realloc(s->heap, cap * sizeof *grown);
-        if (grown == NULL)
-            return P2P_ERR_NOMEM;
-        s->heap = grown;
-        s->heap_cap = cap;
-    }
+    grown = grow_for_one(s->heap, s->heap_len, &s->heap_cap, sizeof *grown, 256);
+    if (grown == NULL) return P2P_ERR_NOMEM;
+    s->heap = grown;
     i = s->heap_len++;
     while (i > 0) {
         parent = (i - 1) / 2;
-        if (!pkt_before(p, s->heap[parent]))
-            break;
+        if (!pkt_before(p, s->heap[parent])) break;
         s->heap[i] = s->heap[parent];
         i = parent;
     }
@@ -206,21 +210,18 @@ static struct sim_pkt *heap_pop(p2p_sim *s)
     last = s->heap[--s->heap_len];
     n = s->heap_len;
     while ((child = 2 * i + 1) < n) {
-        if (child + 1 < n && pkt_before(s->heap[child + 1], s->heap[child]))
-            child++;
-        if (!pkt_before(s->heap[child], last))
-            break;
+        if (child + 1 < n && pkt_before(s->heap[child + 1], s->heap[child])) child++;
+        if (!pkt_before(s->heap[child], last)) break;
         s->heap[i] = s->heap[child];
         i = child;
     }
-    if (n > 0)
-        s->heap[i] = last;
+    if (n > 0) s->heap[i] = last;
     return top;
 }
 
 /* ---- addresses ------------------------------------------------------------------------ */
 
-static const uint8_t doc_nets[DOC_NETS][3] = { { 192, 0, 2 }, { 198, 51, 100 }, { 203, 0, 113 } };
+static const uint8_t doc_nets[DOC_NETS][3] = {{192, 0, 2}, {198, 51, 100}, {203, 0, 113}};
 
 static void index_to_ip(size_t i, uint8_t ip[4])
 {
@@ -242,14 +243,13 @@ static long ip_to_index(const p2p_addr *a)
 {
     size_t net;
 
-    if (a->family != P2P_AF_INET4 || a->ip[3] < 1 || a->ip[3] > HOSTS_PER_NET)
-        return -1;
+    if (a->family != P2P_AF_INET4 || a->ip[3] < 1 || a->ip[3] > HOSTS_PER_NET) return -1;
     for (net = 0; net < DOC_NETS; net++)
         if (memcmp(a->ip, doc_nets[net], 3) == 0)
             return (long)(net * HOSTS_PER_NET + a->ip[3] - 1u);
     if (a->ip[0] == 198 && (a->ip[1] == 18 || a->ip[1] == 19))
-        return (long)((DOC_NETS + (size_t)(a->ip[1] - 18) * 256 + a->ip[2]) * HOSTS_PER_NET
-                      + a->ip[3] - 1u);
+        return (long)((DOC_NETS + (size_t)(a->ip[1] - 18) * 256 + a->ip[2]) * HOSTS_PER_NET +
+                      a->ip[3] - 1u);
     return -1;
 }
 
@@ -258,8 +258,7 @@ static struct sim_host *find_host(p2p_sim *s, const p2p_addr *a)
 {
     long i = ip_to_index(a);
 
-    if (i < 0 || (size_t)i >= s->host_len || s->hosts[i].host == NULL)
-        return NULL;
+    if (i < 0 || (size_t)i >= s->host_len || s->hosts[i].host == NULL) return NULL;
     return &s->hosts[i];
 }
 
@@ -289,11 +288,9 @@ static long find_index(const p2p_sim *s, const p2p_host *h)
 {
     size_t i;
 
-    if (h == NULL)
-        return -1;
+    if (h == NULL) return -1;
     for (i = 0; i < s->host_len; i++)
-        if (s->hosts[i].host == h)
-            return (long)i;
+        if (s->hosts[i].host == h) return (long)i;
     return -1;
 }
 
@@ -330,8 +327,7 @@ static void flow_remove(struct sim_nat *n, size_t i)
 /* The live flow with that remote endpoint (and, when port is not ANY_PORT, that external
  * port), or NULL. Expired flows met on the way are dropped, which keeps the table short. */
 #define ANY_PORT (-1)
-static struct nat_flow *flow_find(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote,
-                                  long port)
+static struct nat_flow *flow_find(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote, long port)
 {
     size_t i = 0;
     struct nat_flow *f;
@@ -354,11 +350,9 @@ static int port_taken(const struct sim_nat *n, uint16_t port)
     size_t i;
 
     for (i = 0; i < n->len; i++)
-        if (n->flows[i].ext_port == port)
-            return 1;
+        if (n->flows[i].ext_port == port) return 1;
     for (i = 0; i < n->retired_len; i++)
-        if (n->retired[i] == port)
-            return 1;
+        if (n->retired[i] == port) return 1;
     return 0;
 }
 
@@ -378,22 +372,16 @@ static uint16_t nat_draw_port(p2p_sim *s, const struct sim_nat *n)
 static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote)
 {
     struct nat_flow *f, *grown;
-    size_t i, old = 0, cap;
+    size_t i, old = 0;
 
     if (n->len == P2P_SIM_NAT_MAX_FLOWS) {
         for (i = 1; i < n->len; i++)
-            if (n->flows[i].last_used < n->flows[old].last_used)
-                old = i;
+            if (n->flows[i].last_used < n->flows[old].last_used) old = i;
         flow_remove(n, old);
     }
-    if (n->len == n->cap) {
-        cap = n->cap ? n->cap * 2 : 8;
-        grown = realloc(n->flows, cap * sizeof *grown);
-        if (grown == NULL)
-            return NULL;
-        n->flows = grown;
-        n->cap = cap;
-    }
+    grown = grow_for_one(n->flows, n->len, &n->cap, sizeof *grown, 8);
+    if (grown == NULL) return NULL;
+    n->flows = grown;
     f = &n->flows[n->len];
     f->ext_port = n->type == P2P_SIM_NAT_CONE ? n->cone_port : nat_draw_port(s, n);
     f->remote = *remote;
@@ -408,8 +396,7 @@ static int nat_out(p2p_sim *s, size_t i, const p2p_addr *to, p2p_addr *from)
     struct sim_nat *n = s->hosts[i].nat;
     struct nat_flow *f = flow_find(s, n, to, ANY_PORT);
 
-    if (f == NULL && (f = flow_add(s, n, to)) == NULL)
-        return -1;
+    if (f == NULL && (f = flow_add(s, n, to)) == NULL) return -1;
     f->last_used = s->now;
     memset(from, 0, sizeof *from);
     from->family = P2P_AF_INET4;
@@ -423,8 +410,7 @@ static int nat_in(p2p_sim *s, struct sim_nat *n, const p2p_addr *from, uint16_t 
 {
     struct nat_flow *f = flow_find(s, n, from, port);
 
-    if (f == NULL)
-        return 0;
+    if (f == NULL) return 0;
     f->last_used = s->now;
     return 1;
 }
@@ -436,21 +422,17 @@ int p2p_sim_rebind(p2p_sim *s, p2p_host *h)
     uint16_t *retired;
     size_t i, k = 0;
 
-    if (slot == NULL || slot->nat == NULL)
-        return P2P_ERR_INVALID;
+    if (slot == NULL || slot->nat == NULL) return P2P_ERR_INVALID;
     n = slot->nat;
     retired = malloc((n->len + 1) * sizeof *retired);
-    if (retired == NULL)
-        return P2P_ERR_NOMEM;
-    for (i = 0; i < n->len; i++)
-        retired[k++] = n->flows[i].ext_port;
+    if (retired == NULL) return P2P_ERR_NOMEM;
+    for (i = 0; i < n->len; i++) retired[k++] = n->flows[i].ext_port;
     retired[k++] = n->cone_port;
     free(n->retired);
     n->retired = retired;
     n->retired_len = k;
     n->len = 0;
-    if (n->type == P2P_SIM_NAT_CONE)
-        n->cone_port = nat_draw_port(s, n);
+    if (n->type == P2P_SIM_NAT_CONE) n->cone_port = nat_draw_port(s, n);
     return 0;
 }
 
@@ -458,8 +440,7 @@ int p2p_sim_public_addr(const p2p_sim *s, const p2p_host *h, p2p_addr *out)
 {
     long i = find_index(s, h);
 
-    if (i < 0)
-        return P2P_ERR_INVALID;
+    if (i < 0) return P2P_ERR_INVALID;
     *out = s->hosts[i].addr;
     if (s->hosts[i].nat != NULL) {
         memset(out, 0, sizeof *out);
@@ -481,13 +462,12 @@ int p2p_sim_new(p2p_sim **out, const p2p_sim_config *cfg)
     p2p_sim *s;
 
     *out = NULL;
-    if (cfg == NULL || bad_probability(cfg->loss) || bad_probability(cfg->duplicate)
-        || bad_probability(cfg->reorder) || cfg->latency_us > MAX_DELAY_US
-        || cfg->jitter_us > MAX_DELAY_US)
+    if (cfg == NULL || bad_probability(cfg->loss) || bad_probability(cfg->duplicate) ||
+        bad_probability(cfg->reorder) || cfg->latency_us > MAX_DELAY_US ||
+        cfg->jitter_us > MAX_DELAY_US)
         return P2P_ERR_INVALID;
     s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return P2P_ERR_NOMEM;
+    if (s == NULL) return P2P_ERR_NOMEM;
     s->cfg = *cfg;
     p2p_rng_init(&s->rng, mix_seed(cfg->seed));
     s->pool_pos = RNG_POOL;
@@ -499,13 +479,10 @@ void p2p_sim_free(p2p_sim *s)
 {
     size_t i;
 
-    if (s == NULL)
-        return;
-    for (i = 0; i < s->heap_len; i++)
-        free(s->heap[i]);
+    if (s == NULL) return;
+    for (i = 0; i < s->heap_len; i++) free(s->heap[i]);
     free(s->heap);
-    for (i = 0; i < s->host_len; i++)
-        nat_free(s->hosts[i].nat);
+    for (i = 0; i < s->host_len; i++) nat_free(s->hosts[i].nat);
     free(s->hosts);
     free(s->blocks);
     p2p_wipe(&s->rng, sizeof s->rng);
@@ -520,28 +497,20 @@ uint64_t p2p_sim_now(const p2p_sim *s)
 int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *addr)
 {
     struct sim_host *slot, *grown;
-    size_t cap;
 
     struct sim_nat *n = NULL;
 
-    if (h == NULL || find_slot(s, h) != NULL)
-        return P2P_ERR_INVALID;
+    if (h == NULL || find_slot(s, h) != NULL) return P2P_ERR_INVALID;
     if (nat != P2P_SIM_NAT_NONE && nat != P2P_SIM_NAT_CONE && nat != P2P_SIM_NAT_SYMMETRIC)
         return P2P_ERR_INVALID;
-    if (s->host_len >= MAX_HOSTS)
-        return P2P_ERR_LIMIT;
-    if (nat != P2P_SIM_NAT_NONE && (n = calloc(1, sizeof *n)) == NULL)
+    if (s->host_len >= MAX_HOSTS) return P2P_ERR_LIMIT;
+    if (nat != P2P_SIM_NAT_NONE && (n = calloc(1, sizeof *n)) == NULL) return P2P_ERR_NOMEM;
+    grown = grow_for_one(s->hosts, s->host_len, &s->host_cap, sizeof *grown, 16);
+    if (grown == NULL) {
+        free(n);
         return P2P_ERR_NOMEM;
-    if (s->host_len == s->host_cap) {
-        cap = s->host_cap ? s->host_cap * 2 : 16;
-        grown = realloc(s->hosts, cap * sizeof *grown);
-        if (grown == NULL) {
-            free(n);
-            return P2P_ERR_NOMEM;
-        }
-        s->hosts = grown;
-        s->host_cap = cap;
     }
+    s->hosts = grown;
     slot = &s->hosts[s->host_len];
     memset(slot, 0, sizeof *slot);
     slot->host = h;
@@ -557,8 +526,7 @@ int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *ad
     }
     refresh(slot);
     s->host_len++;
-    if (addr != NULL)
-        *addr = slot->addr;
+    if (addr != NULL) *addr = slot->addr;
     return 0;
 }
 
@@ -588,8 +556,7 @@ static long block_find(const p2p_sim *s, size_t a, size_t b)
     size_t i, lo = a < b ? a : b, hi = a < b ? b : a;
 
     for (i = 0; i < s->block_len; i++)
-        if (s->blocks[i].a == lo && s->blocks[i].b == hi)
-            return (long)i;
+        if (s->blocks[i].a == lo && s->blocks[i].b == hi) return (long)i;
     return -1;
 }
 
@@ -597,26 +564,17 @@ int p2p_sim_block(p2p_sim *s, const p2p_host *a, const p2p_host *b, int on)
 {
     long ia = find_index(s, a), ib = find_index(s, b), k;
     struct sim_block *grown;
-    size_t cap;
 
-    if (ia < 0 || ib < 0 || ia == ib)
-        return P2P_ERR_INVALID;
+    if (ia < 0 || ib < 0 || ia == ib) return P2P_ERR_INVALID;
     k = block_find(s, (size_t)ia, (size_t)ib);
     if (!on) {
-        if (k >= 0)
-            s->blocks[k] = s->blocks[--s->block_len];
+        if (k >= 0) s->blocks[k] = s->blocks[--s->block_len];
         return 0;
     }
-    if (k >= 0)
-        return 0;
-    if (s->block_len == s->block_cap) {
-        cap = s->block_cap ? s->block_cap * 2 : 4;
-        grown = realloc(s->blocks, cap * sizeof *grown);
-        if (grown == NULL)
-            return P2P_ERR_NOMEM;
-        s->blocks = grown;
-        s->block_cap = cap;
-    }
+    if (k >= 0) return 0;
+    grown = grow_for_one(s->blocks, s->block_len, &s->block_cap, sizeof *grown, 4);
+    if (grown == NULL) return P2P_ERR_NOMEM;
+    s->blocks = grown;
     s->blocks[s->block_len].a = (size_t)(ia < ib ? ia : ib);
     s->blocks[s->block_len].b = (size_t)(ia < ib ? ib : ia);
     s->block_len++;
@@ -628,8 +586,7 @@ static int blocked(const p2p_sim *s, const p2p_addr *from, const p2p_addr *to)
 {
     long a, b;
 
-    if (s->block_len == 0)
-        return 0;
+    if (s->block_len == 0) return 0;
     a = ip_to_index(from);
     b = ip_to_index(to);
     return a >= 0 && b >= 0 && block_find(s, (size_t)a, (size_t)b) >= 0;
@@ -717,8 +674,8 @@ static void drain_slot(p2p_sim *s, size_t i)
     p2p_addr to;
     size_t len;
 
-    while (s->hosts[i].host != NULL
-           && (len = p2p_host_next_datagram(s->hosts[i].host, &to, buf, sizeof buf)) > 0) {
+    while (s->hosts[i].host != NULL &&
+           (len = p2p_host_next_datagram(s->hosts[i].host, &to, buf, sizeof buf)) > 0) {
         if (len > sizeof buf)
             len = sizeof buf; /* never happens with a correct host; stay in bounds anyway */
         emit(s, i, &to, buf, len);
@@ -741,8 +698,7 @@ uint64_t p2p_sim_next_time(const p2p_sim *s)
     size_t i;
 
     for (i = 0; i < s->host_len; i++)
-        if (s->hosts[i].deadline < next)
-            next = s->hosts[i].deadline;
+        if (s->hosts[i].deadline < next) next = s->hosts[i].deadline;
     return next;
 }
 
@@ -760,8 +716,7 @@ static void deliver(p2p_sim *s, const struct sim_pkt *p)
     }
     s->stats.delivered++;
     slot->touched = 1;
-    if (s->tap != NULL)
-        s->tap(s->tap_ud, &p->from, &p->to, p->data, p->len);
+    if (s->tap != NULL) s->tap(s->tap_ud, &p->from, &p->to, p->data, p->len);
     (void)p2p_host_recv(slot->host, &p->from, p->data, p->len, s->now);
 }
 
@@ -773,8 +728,7 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
     size_t i;
 
     if (next == P2P_TIME_NEVER || next > until) {
-        if (until != P2P_TIME_NEVER && until > s->now)
-            s->now = until;
+        if (until != P2P_TIME_NEVER && until > s->now) s->now = until;
         return 0;
     }
     /* A timer already overdue (a host created with a later clock) runs now, not in the past. */
@@ -794,8 +748,7 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
     }
     for (i = 0; i < s->host_len; i++) {
         slot = &s->hosts[i];
-        if (!slot->touched)
-            continue;
+        if (!slot->touched) continue;
         slot->touched = 0;
         drain_slot(s, i);
         refresh(slot);

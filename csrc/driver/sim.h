@@ -32,12 +32,12 @@
 typedef struct p2p_sim p2p_sim;
 
 typedef struct p2p_sim_config {
-    uint64_t seed;        /* 0 is a valid seed too */
-    uint64_t latency_us;  /* one-way base delay */
-    uint64_t jitter_us;   /* uniform extra delay in [0, jitter] */
-    double loss;          /* probability a datagram is dropped */
-    double duplicate;     /* probability a datagram is delivered twice */
-    double reorder;       /* probability a datagram is held back by extra delay */
+    uint64_t seed;       /* 0 is a valid seed too */
+    uint64_t latency_us; /* one-way base delay */
+    uint64_t jitter_us;  /* uniform extra delay in [0, jitter] */
+    double loss;         /* probability a datagram is dropped */
+    double duplicate;    /* probability a datagram is delivered twice */
+    double reorder;      /* probability a datagram is held back by extra delay */
 } p2p_sim_config;
 
 enum { P2P_SIM_NAT_NONE = 0, P2P_SIM_NAT_CONE = 1, P2P_SIM_NAT_SYMMETRIC = 2 };
@@ -116,13 +116,13 @@ void p2p_sim_set_tap(p2p_sim *s, p2p_sim_tap_fn tap, void *ud);
 int p2p_sim_block(p2p_sim *s, const p2p_host *a, const p2p_host *b, int on);
 
 typedef struct p2p_sim_stats {
-    uint64_t sent;       /* datagrams the hosts emitted */
-    uint64_t delivered;  /* copies handed to a host */
-    uint64_t lost;       /* dropped by `loss`, addressed to nobody, to 10.0.0.0/8, or blocked */
-    uint64_t duplicated; /* datagrams that got a second copy */
-    uint64_t reordered;  /* copies held back by extra delay */
-    uint64_t in_flight;  /* copies in the network right now */
-    uint64_t too_big;    /* larger than P2P_SIM_PATH_MTU: never sent (not in `sent`) */
+    uint64_t sent;         /* datagrams the hosts emitted */
+    uint64_t delivered;    /* copies handed to a host */
+    uint64_t lost;         /* dropped by `loss`, addressed to nobody, to 10.0.0.0/8, or blocked */
+    uint64_t duplicated;   /* datagrams that got a second copy */
+    uint64_t reordered;    /* copies held back by extra delay */
+    uint64_t in_flight;    /* copies in the network right now */
+    uint64_t too_big;      /* larger than P2P_SIM_PATH_MTU: never sent (not in `sent`) */
     uint64_t nat_filtered; /* copies a NAT dropped on the way in (no matching flow) */
 } p2p_sim_stats;
 /* Fills *out with the counters so far. */

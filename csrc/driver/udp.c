@@ -82,7 +82,7 @@ uint64_t p2p_udp_unix_now(void)
 
 /* ---- address conversion --------------------------------------------------------------- */
 
-static const uint8_t v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* Returns 0, or -1 for a family p2p_addr cannot hold. The copies keep alignment right
  * whatever buffer the kernel or getaddrinfo filled. */
@@ -125,8 +125,7 @@ static socklen_t addr_to_sockaddr(int family, const p2p_addr *a, struct sockaddr
     memset(ss, 0, sizeof *ss);
     if (family == AF_INET) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-        if (a->family != P2P_AF_INET4)
-            return 0;
+        if (a->family != P2P_AF_INET4) return 0;
         s4->sin_family = AF_INET;
         memcpy(&s4->sin_addr, a->ip, 4);
         s4->sin_port = htons(a->port);
@@ -159,18 +158,20 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
-    if (err == NULL || errlen == 0)
-        return;
+    if (err == NULL || errlen == 0) return;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
 
+/* The longest bind host accepted: more than any numeric address (an IPv6 one is at most 45). */
+#define BIND_HOST_MAX 60
+
 /* The bind address: numeric IPv4, numeric IPv6 (brackets optional), "localhost" or NULL.
  * Goes through p2p_addr_parse so bind addresses are exactly as strict as peer addresses. */
 static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
 {
-    char text[80];
+    char text[BIND_HOST_MAX + sizeof "[]:0"];
     size_t n;
     int r;
 
@@ -179,8 +180,7 @@ static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
     else if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
     n = strlen(host);
-    if (n > 60)
-        return P2P_ERR_ADDRESS;
+    if (n > BIND_HOST_MAX) return P2P_ERR_ADDRESS;
     if (host[0] == '[')
         snprintf(text, sizeof text, "%s:0", host);
     else if (strchr(host, ':') != NULL)
@@ -188,8 +188,7 @@ static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
     else
         snprintf(text, sizeof text, "%s:0", host);
     r = p2p_addr_parse(out, text);
-    if (r != 0)
-        return P2P_ERR_ADDRESS;
+    if (r != 0) return P2P_ERR_ADDRESS;
     out->port = port;
     return 0;
 }
@@ -200,12 +199,11 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
     p2p_addr bind_addr;
     struct sockaddr_storage ss;
     socklen_t sslen;
-    char where[64];
+    char where[P2P_ADDR_TEXT_MAX];
     int family, off = 0, size = SOCKET_BUFFER, e;
 
     *out = NULL;
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
+    if (err != NULL && errlen > 0) err[0] = '\0';
     if (parse_bind_host(host, port, &bind_addr) != 0) {
         set_err(err, errlen, "bad bind address \"%s\"", host);
         return P2P_ERR_ADDRESS;
@@ -213,7 +211,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
     family = bind_addr.family == P2P_AF_INET4 ? AF_INET : AF_INET6;
     u = calloc(1, sizeof *u);
     if (u == NULL) {
-        set_err(err, errlen, "out of memory");
+        set_err(err, errlen, "%s", p2p_strerror(P2P_ERR_NOMEM));
         return P2P_ERR_NOMEM;
     }
     u->family = family;
@@ -224,8 +222,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
         return P2P_ERR_IO;
     }
     /* "::" must also take IPv4 peers, whatever the system default for V6ONLY is. */
-    if (family == AF_INET6)
-        (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    if (family == AF_INET6) (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
     /* Best effort: the kernel caps these at net.core.[rw]mem_max. Large buffers absorb
      * bursts between two pumps. */
     (void)setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
@@ -252,8 +249,8 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
         return P2P_ERR_IO;
     }
     sslen = sizeof ss;
-    if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0
-        || addr_from_sockaddr(&u->local, &ss) != 0) {
+    if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0 ||
+        addr_from_sockaddr(&u->local, &ss) != 0) {
         set_err(err, errlen, "getsockname: %s", strerror(errno));
         close(u->fd);
         free(u);
@@ -265,8 +262,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
 
 void p2p_udp_close(p2p_udp *u)
 {
-    if (u == NULL)
-        return;
+    if (u == NULL) return;
     close(u->fd);
     free(u);
 }
@@ -286,15 +282,13 @@ size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap)
     static const uint8_t zero[16];
     const p2p_addr *b = &u->local;
     size_t n = 0;
-    if (cap == 0)
-        return 0;
+    if (cap == 0) return 0;
     if (memcmp(b->ip, zero, b->family == P2P_AF_INET4 ? 4 : 16) != 0) {
-        out[0] = *b;                    /* bound to one address: that is the only one */
+        out[0] = *b; /* bound to one address: that is the only one */
         return 1;
     }
     struct ifaddrs *list = NULL, *i;
-    if (getifaddrs(&list) != 0)
-        return 0;
+    if (getifaddrs(&list) != 0) return 0;
     for (i = list; i != NULL && n < cap; i = i->ifa_next) {
         p2p_addr a;
         memset(&a, 0, sizeof a);
@@ -329,25 +323,6 @@ void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out)
 
 /* ---- resolve -------------------------------------------------------------------------- */
 
-/* A decimal port of 1..5 digits, at most 65535, no sign or leading zeros. */
-static int parse_port(const char *p, uint16_t *port)
-{
-    unsigned long v = 0;
-    size_t n = 0;
-
-    if (p[0] == '0' && p[1] != '\0')
-        return -1;
-    for (; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9' || ++n > 5)
-            return -1;
-        v = v * 10 + (unsigned long)(*p - '0');
-    }
-    if (n == 0 || v > 65535)
-        return -1;
-    *port = (uint16_t)v;
-    return 0;
-}
-
 int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
 {
     char host[256], serv[8];
@@ -358,23 +333,18 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
     size_t n;
     int v6_ok = u == NULL || u->family == AF_INET6;
 
-    if (text == NULL)
-        return P2P_ERR_ADDRESS;
+    if (text == NULL) return P2P_ERR_ADDRESS;
     if (p2p_addr_parse(&a, text) == 0) {
-        if (a.family == P2P_AF_INET6 && !v6_ok)
-            return P2P_ERR_ADDRESS;
+        if (a.family == P2P_AF_INET6 && !v6_ok) return P2P_ERR_ADDRESS;
         *out = a;
         return 0;
     }
     /* Bracketed text can only be a numeric IPv6 address, and that already failed. */
-    if (text[0] == '[')
-        return P2P_ERR_ADDRESS;
+    if (text[0] == '[') return P2P_ERR_ADDRESS;
     colon = strrchr(text, ':');
-    if (colon == NULL || colon == text)
-        return P2P_ERR_ADDRESS;
+    if (colon == NULL || colon == text) return P2P_ERR_ADDRESS;
     n = (size_t)(colon - text);
-    if (n >= sizeof host || parse_port(colon + 1, &port) != 0)
-        return P2P_ERR_ADDRESS;
+    if (n >= sizeof host || p2p_addr_parse_port(colon + 1, &port) != 0) return P2P_ERR_ADDRESS;
     memcpy(host, text, n);
     host[n] = '\0';
     if (strchr(host, ':') != NULL)
@@ -384,16 +354,14 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
      * p2p_addr_parse refused on purpose. */
     label = strrchr(host, '.');
     label = label != NULL ? label + 1 : host;
-    if (label[0] >= '0' && label[0] <= '9')
-        return P2P_ERR_ADDRESS;
+    if (label[0] >= '0' && label[0] <= '9') return P2P_ERR_ADDRESS;
 
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_DGRAM;
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(serv, sizeof serv, "%u", (unsigned)port);
-    if (getaddrinfo(host, serv, &hints, &res) != 0)
-        return P2P_ERR_ADDRESS;
+    if (getaddrinfo(host, serv, &hints, &res) != 0) return P2P_ERR_ADDRESS;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         if (ai->ai_family == AF_INET && pick4 == NULL)
             pick4 = ai;
@@ -443,8 +411,7 @@ static int send_queued(p2p_udp *u)
             u->stats.sent += (uint64_t)r;
             continue;
         }
-        if (r < 0 && errno == EINTR)
-            continue;
+        if (r < 0 && errno == EINTR) continue;
         if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
             u->stats.blocked++;
             ret = 1;
@@ -490,13 +457,10 @@ int p2p_udp_flush(p2p_udp *u, p2p_host *h)
             d->len = len;
             u->out_n++;
         }
-        if (u->out_n == 0)
-            return 0;
+        if (u->out_n == 0) return 0;
         r = send_queued(u);
-        if (r < 0)
-            return r;
-        if (r == 1 || host_empty)
-            return 0;
+        if (r < 0) return r;
+        if (r == 1 || host_empty) return 0;
     }
 }
 
@@ -523,12 +487,9 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
         }
         r = recvmmsg(u->fd, u->in_msg, BATCH, MSG_DONTWAIT, NULL);
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            if (is_fatal_errno(errno) || errno == EINVAL || errno == ENOMEM)
-                return P2P_ERR_IO;
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (is_fatal_errno(errno) || errno == EINVAL || errno == ENOMEM) return P2P_ERR_IO;
             /* A pending socket error (an ICMP error for something we sent): reading it
              * cleared it, so go on. */
             u->stats.recv_errors++;
@@ -537,21 +498,17 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
         now = p2p_udp_now();
         for (i = 0; i < r; i++) {
             len = u->in_msg[i].msg_len;
-            if (addr_from_sockaddr(&from, &u->in_sa[i]) != 0)
-                continue;
+            if (addr_from_sockaddr(&from, &u->in_sa[i]) != 0) continue;
             /* A truncated datagram is longer than RECV_BUF: passing its first RECV_BUF bytes
              * still shows the host it is oversized, so it is dropped and counted there. */
-            if (len > P2P_MAX_PACKET_PROBED)
-                u->stats.oversized++;
+            if (len > P2P_MAX_PACKET_PROBED) u->stats.oversized++;
             u->stats.received++;
             count++;
             (void)p2p_host_recv(h, &from, u->in_buf[i], len, now);
         }
-        if (r < BATCH)
-            break;
+        if (r < BATCH) break;
         /* Answer (acks, handshake replies) between batches rather than after the flood. */
-        if (p2p_udp_flush(u, h) != 0)
-            return P2P_ERR_IO;
+        if (p2p_udp_flush(u, h) != 0) return P2P_ERR_IO;
     }
     return count;
 }
@@ -567,8 +524,7 @@ int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)
 
     now = p2p_udp_now();
     next = p2p_host_next_timeout(h);
-    if (next != P2P_TIME_NEVER)
-        wait = next <= now ? 0 : (next - now < wait ? next - now : wait);
+    if (next != P2P_TIME_NEVER) wait = next <= now ? 0 : (next - now < wait ? next - now : wait);
     if (wait > 0) {
         pfd.fd = u->fd;
         pfd.events = POLLIN | (u->out_n > 0 ? POLLOUT : 0);
@@ -582,16 +538,12 @@ int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)
             r = ppoll(&pfd, 1, &ts, NULL);
         }
         /* EINTR: a signal for the application; do the rest of the turn and return. */
-        if (r < 0 && errno != EINTR)
-            return P2P_ERR_IO;
+        if (r < 0 && errno != EINTR) return P2P_ERR_IO;
     }
     n = read_waiting(u, h);
-    if (n < 0)
-        return n;
+    if (n < 0) return n;
     now = p2p_udp_now();
-    if (p2p_host_next_timeout(h) <= now)
-        (void)p2p_host_on_timeout(h, now);
-    if (p2p_udp_flush(u, h) != 0)
-        return P2P_ERR_IO;
+    if (p2p_host_next_timeout(h) <= now) (void)p2p_host_on_timeout(h, now);
+    if (p2p_udp_flush(u, h) != 0) return P2P_ERR_IO;
     return n;
 }

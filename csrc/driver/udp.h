@@ -54,13 +54,13 @@ int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us);
 int p2p_udp_flush(p2p_udp *u, p2p_host *h);
 
 typedef struct p2p_udp_stats {
-    uint64_t sent, received;  /* datagrams handed to / taken from the kernel */
-    uint64_t send_errors;     /* datagrams dropped on a per-datagram error (unreachable,
-                               * refused, no route, wrong family for the socket) */
-    uint64_t recv_errors;     /* errors reported by recvmmsg (e.g. ICMP refused), skipped */
-    uint64_t oversized;       /* received datagrams over P2P_MAX_PACKET (the host drops them) */
-    uint64_t blocked;         /* times the socket buffer was full */
-    uint64_t pending;         /* datagrams waiting in the driver right now */
+    uint64_t sent, received; /* datagrams handed to / taken from the kernel */
+    uint64_t send_errors;    /* datagrams dropped on a per-datagram error (unreachable,
+                              * refused, no route, wrong family for the socket) */
+    uint64_t recv_errors;    /* errors reported by recvmmsg (e.g. ICMP refused), skipped */
+    uint64_t oversized;      /* received datagrams over P2P_MAX_PACKET (the host drops them) */
+    uint64_t blocked;        /* times the socket buffer was full */
+    uint64_t pending;        /* datagrams waiting in the driver right now */
 } p2p_udp_stats;
 /* Fills *out with the driver's counters. */
 void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out);
