@@ -9,7 +9,8 @@
  * nothing; under load an INIT without a valid mac2 gets a COOKIE and leaves no state; one
  * source IP holds at most P2P_HALF_OPEN_PER_IP half-open handshakes, the node max_half_open.
  */
-#include "p2p_internal.h"
+#include "p2p_handshake.h"
+#include "p2p_peer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,7 +165,7 @@ static void send_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *init)
                    P2P_MAC_LEN, cookie, sizeof cookie);
     p2p_wipe(cookie, sizeof cookie);
     h->stats.cookies_sent++;
-    p2p_host_txq_push(h, from, pkt, sizeof pkt);
+    p2p_tx_push(h, from, pkt, sizeof pkt);
 }
 
 /* The initiator's cookie for an address, when it holds one that is still fresh. */
@@ -341,6 +342,25 @@ static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8
     return 0;
 }
 
+/* Reads a RESP or FIN into a copy of the handshake state (a forged packet must not spoil the
+ * real handshake) and verifies the identity payload. Returns 0 with *trial and *idp filled; else
+ * the copy is wiped and the packet counted as dropped. */
+static int trial_read(p2p_host *h, const p2p_peer *p, const uint8_t *msg, size_t len, int last,
+                      p2p_noise *trial, id_payload *idp)
+{
+    *trial = p->hs->noise;
+    uint8_t payload[P2P_MAX_PACKET];
+    size_t plen = 0;
+    if (nz_read(h, trial, msg, len, payload, sizeof payload, &plen) ||
+        (last && !p2p_noise_done(trial)) ||
+        read_payload(h, payload, plen, p2p_noise_remote_static(trial), idp)) {
+        p2p_noise_wipe(trial);
+        h->stats.dropped++;
+        return -1;
+    }
+    return 0;
+}
+
 /* Takes what the peer's verified identity payload says about it. */
 static void adopt_payload(p2p_peer *p, const id_payload *idp)
 {
@@ -392,6 +412,8 @@ static void schedule_resend(p2p_host *h, p2p_hs *hs, uint64_t now)
     hs->resend_at = now + hs->interval - quarter + jitter;
 }
 
+static void send_init(p2p_host *h, p2p_peer *p);
+
 int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     p->hs = hs_new(h, 1, now);
@@ -411,8 +433,10 @@ int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now)
     memset(pkt + INIT_MAC2, 0, P2P_MAC_LEN);   /* mac2 is added per address, with a cookie */
     hs->pkt_len = P2P_INIT_LEN;
     p->state = P2P_S_INIT_SENT;
+    p->dial_due = 0;
     schedule_resend(h, hs, now);
-    p2p_hs_send_init(h, p);
+    /* An attempt that is to punch sends when it does (p2p_hs_punch_now). */
+    if (!p->punch_due) send_init(h, p);
     return 0;
 }
 
@@ -421,16 +445,16 @@ static void send_init_to(p2p_host *h, p2p_peer *p, const p2p_addr *to)
 {
     const p2p_hs_cookie *c = cookie_held(h, to, h->now);
     if (!c) {
-        p2p_host_txq_push(h, to, p->hs->pkt, p->hs->pkt_len);
+        p2p_tx_push(h, to, p->hs->pkt, p->hs->pkt_len);
         return;
     }
     uint8_t pkt[P2P_INIT_LEN];
     memcpy(pkt, p->hs->pkt, P2P_INIT_LEN);
     mac2(c->cookie, pkt, pkt + INIT_MAC2);
-    p2p_host_txq_push(h, to, pkt, sizeof pkt);
+    p2p_tx_push(h, to, pkt, sizeof pkt);
 }
 
-void p2p_hs_send_init(p2p_host *h, p2p_peer *p)
+static void send_init(p2p_host *h, p2p_peer *p)
 {
     for (size_t i = 0; i < p->ncand; i++) send_init_to(h, p, &p->cand[i]);
 }
@@ -465,8 +489,8 @@ static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_
     size_t ip_len = from->family == P2P_AF_INET4 ? 4 : from->family == P2P_AF_INET6 ? 8
                                                                               : 4;  /* relay index */
     *same_ip = 0;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *p = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *p = h->peers.slots[i];
         if (!p || (p->state != P2P_S_HALF_OPEN && p->state != P2P_S_WAIT_ADMIT)) continue;
         if (p->addr.family == from->family && memcmp(p->addr.ip, from->ip, ip_len) == 0)
             (*same_ip)++;
@@ -490,7 +514,7 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     size_t same_ip = 0;
     p2p_peer *p = find_half_open(h, from, init_index, fp, &same_ip);
     if (p) {   /* a resent INIT: answer with the same RESP */
-        p2p_host_txq_push(h, from, p->hs->pkt, p->hs->pkt_len);
+        p2p_tx_push(h, from, p->hs->pkt, p->hs->pkt_len);
         return;
     }
     if (replay_seen(h, fp)) {   /* its handshake ran already, from this source or another */
@@ -510,13 +534,13 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         h->stats.dropped_half_open++;
         return;
     }
-    p = p2p_host_peer_new(h, 0, from);
+    p = p2p_peer_new(h, 0, from);
     if (!p) { h->stats.dropped++; return; }
     replay_add(h, fp, now);
     p->hs = hs_new(h, 0, now);
     p->state = P2P_S_HALF_OPEN;
     h->n_half_open++;
-    if (!p->hs) { p2p_host_peer_free(h, p); return; }
+    if (!p->hs) { p2p_kill(h, p); return; }
     p2p_hs *hs = p->hs;
     hs->init_index = init_index;
     hs->init_fp = fp;
@@ -527,7 +551,7 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     if (nz_read(h, &hs->noise, buf + 8, INIT_MAC1 - 8, payload, sizeof payload, &plen) ||
         plen != INIT_PAYLOAD || memcmp(payload, zeros, INIT_PAYLOAD) != 0) {
         h->stats.dropped++;
-        p2p_host_peer_free(h, p);
+        p2p_kill(h, p);
         return;
     }
     uint8_t idp[160];
@@ -542,18 +566,18 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     /* RESP is at most twice the INIT that asked for it: a spoofed INIT amplifies less. */
     if (!idlen || nz_write(h, &hs->noise, idp, idlen, pkt + 12, 2 * P2P_INIT_LEN - 12 - P2P_MAC_LEN,
                            &n)) {
-        p2p_host_peer_free(h, p);
+        p2p_kill(h, p);
         return;
     }
     mac1(h, pkt, 12 + n, pkt + 12 + n);
     hs->pkt_len = 12 + n + P2P_MAC_LEN;
-    p2p_host_txq_push(h, from, pkt, hs->pkt_len);
+    p2p_tx_push(h, from, pkt, hs->pkt_len);
 }
 
 void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
                       uint64_t now)
 {
-    p2p_peer *p = len == COOKIE_PKT_LEN ? p2p_host_by_index(h, p2p_get_u32(buf + 4)) : NULL;
+    p2p_peer *p = len == COOKIE_PKT_LEN ? p2p_lookup_index(h, p2p_get_u32(buf + 4)) : NULL;
     uint8_t cookie[P2P_COOKIE_LEN];
     if (!p || !p->initiator || p->state != P2P_S_INIT_SENT || !p->hs || !version_ok(buf) ||
         !is_candidate(p, from) ||
@@ -578,15 +602,6 @@ void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, siz
     if (!had) send_init_to(h, p, from);
 }
 
-const char *p2p_hs_policy(const p2p_host *h, const uint8_t id[32])
-{
-    if (memcmp(id, h->ident.ed_pk, 32) == 0) return "is this node itself";
-    if (p2p_host_id_listed((const uint8_t (*)[32])h->deny, h->deny_count, id)) return "is denied";
-    if (h->allow_count && !p2p_host_id_listed((const uint8_t (*)[32])h->allow, h->allow_count, id))
-        return "is not in the allow list";
-    return NULL;
-}
-
 /* Keeps one session per id. A session with a new boot instance of the peer means it
  * restarted, and a second session made from the same side is a reconnect: either replaces
  * the older one. Two sessions with the same instance made from opposite sides are a
@@ -594,8 +609,8 @@ const char *p2p_hs_policy(const p2p_host *h, const uint8_t id[32])
  * itself must go. */
 static int one_session(p2p_host *h, p2p_peer *p)
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (!q || q == p || !q->has_id || q->state != P2P_S_CONNECTED || memcmp(q->id, p->id, 32))
             continue;
         if (q->initiator != p->initiator && q->instance == p->instance) {
@@ -620,7 +635,7 @@ void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now)
     h->superseded[k].addr = p->addr;
     h->superseded[k].handle = p->handle;
     h->superseded[k].expire = now + h->timeout;
-    p2p_host_peer_free(h, p);
+    p2p_kill(h, p);
 }
 
 /* The handle a newly joined session takes over, if one of our connects lost to it. */
@@ -642,8 +657,8 @@ static p2p_peer_handle taken_over(p2p_host *h, const p2p_peer *p, uint64_t now)
  * id when we know or expect one, else by address. */
 static p2p_peer *own_attempt(const p2p_host *h, const p2p_peer *p)
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (!q || q == p || !q->initiator) continue;
         if (q->state != P2P_S_INIT_SENT && q->state != P2P_S_FIN_SENT) continue;
         const uint8_t *qid = q->has_id ? q->id : q->has_expected ? q->expected : NULL;
@@ -659,9 +674,9 @@ static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
     if (one_session(h, p)) {
         uint8_t pkt[P2P_MAX_PACKET];
         size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DUPLICATE, pkt);
-        if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
+        if (n) p2p_tx_push(h, &p->addr, pkt, n);
         p->state = P2P_S_CLOSING;
-        p2p_host_peer_free(h, p);
+        p2p_kill(h, p);
         return;
     }
     p->state = P2P_S_CONNECTED;
@@ -671,49 +686,40 @@ static void establish(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = P2P_EV_JOIN;
-    p2p_peer_fill_event(p, &ev);
+    p2p_fill_event(p, &ev);
     ev.replaces = taken_over(h, p, now);
-    p2p_host_event(h, &ev, NULL, 0);
+    p2p_event_push(h, &ev, NULL, 0);
     /* The responder's first DATA is what tells the initiator it was admitted. */
     if (!p->initiator) p->ping_needed = 1;
-    p2p_path_start(h, p, now);
-    p2p_host_ready(h, p);
-    p2p_mesh_on_join(h, p, now);
-    p2p_nat_on_join(h, p, now);
+    p2p_ready(h, p);
+    /* The host starts its path, mesh and NAT parts. */
+    p2p_notify_peer(h, P2P_NOTE_JOINED, p);
 }
 
 static void refuse(p2p_host *h, p2p_peer *p)
 {
     uint8_t pkt[P2P_MAX_PACKET];
     size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DENIED, pkt);
-    if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
-    p2p_host_peer_free(h, p);
+    if (n) p2p_tx_push(h, &p->addr, pkt, n);
+    p2p_kill(h, p);
 }
 
 void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
 {
-    p2p_peer *p = len >= RESP_MIN ? p2p_host_by_index(h, p2p_get_u32(buf + 8)) : NULL;
+    p2p_peer *p = len >= RESP_MIN ? p2p_lookup_index(h, p2p_get_u32(buf + 8)) : NULL;
     if (!p || p->state != P2P_S_INIT_SENT || !version_ok(buf) || !is_candidate(p, from) ||
         !mac1_ok(h, buf, len)) {
         h->stats.dropped++;
         return;
     }
-    /* Read into a copy: a forged RESP must not spoil the real handshake. */
-    p2p_noise trial = p->hs->noise;
-    uint8_t payload[P2P_MAX_PACKET];
-    size_t plen = 0;
+    p2p_noise trial;
     id_payload idp;
-    if (nz_read(h, &trial, buf + 12, len - 12 - P2P_MAC_LEN, payload, sizeof payload, &plen) ||
-        read_payload(h, payload, plen, p2p_noise_remote_static(&trial), &idp)) {
-        p2p_noise_wipe(&trial);
-        h->stats.dropped++;
-        return;
-    }
+    if (trial_read(h, p, buf + 12, len - 12 - P2P_MAC_LEN, 0, &trial, &idp)) return;
     /* The id is checked before anything is taken from the payload. A candidate that answers
      * for another node (or one this node refuses) is struck from the attempt, which goes on
      * with the others; only when none is left does the attempt fail. */
     int mismatch = p->has_expected && memcmp(p->expected, idp.ed_pk, 32) != 0;
-    const char *why = mismatch ? NULL : p2p_hs_policy(h, idp.ed_pk);
+    const char *why = mismatch ? NULL : p2p_policy(h, idp.ed_pk);
     if (mismatch || why) {
         p2p_noise_wipe(&trial);
         h->stats.dropped++;
@@ -728,11 +734,11 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         p2p_id_to_hex(idp.ed_pk, got);
         if (mismatch) {
             p2p_id_to_hex(p->expected, want);
-            if (!p->auto_dial) p2p_host_error(h, p, "peer id mismatch: expected %s, got %s", want, got);
+            if (!p->auto_dial) p2p_error(h, p, "peer id mismatch: expected %s, got %s", want, got);
         } else if (!p->auto_dial) {
-            p2p_host_error(h, p, "peer %s %s", got, why);
+            p2p_error(h, p, "peer %s %s", got, why);
         }
-        p2p_host_peer_free(h, p);
+        p2p_kill(h, p);
         return;
     }
     p->hs->noise = trial;
@@ -743,8 +749,8 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p->bootstrap = !p->auto_dial;
     /* The node dialled us at the same time and that session is already up: ours is
      * redundant (on both sides: without our FIN, its half-open entry simply expires). */
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && q != p && q->state == P2P_S_CONNECTED && q->has_id && !q->initiator &&
             q->instance == p->instance && memcmp(q->id, p->id, 32) == 0) {
             p2p_hs_superseded(h, p, now);
@@ -762,8 +768,8 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     size_t n = 0;
     if (!mlen || nz_write(h, &hs->noise, mine, mlen, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
         !p2p_noise_done(&hs->noise)) {
-        p2p_host_error(h, p, "handshake failed");
-        p2p_host_peer_free(h, p);
+        p2p_error(h, p, "handshake failed");
+        p2p_kill(h, p);
         return;
     }
     hs->pkt_len = 8 + n;
@@ -777,33 +783,25 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     hs->interval = P2P_HS_RESEND_US;
     hs->expire = now + h->timeout;
     schedule_resend(h, hs, now);
-    p2p_host_txq_push(h, &p->addr, pkt, hs->pkt_len);
+    p2p_tx_push(h, &p->addr, pkt, hs->pkt_len);
 }
 
 void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
 {
-    p2p_peer *p = len >= FIN_MIN ? p2p_host_by_index(h, p2p_get_u32(buf + 4)) : NULL;
+    p2p_peer *p = len >= FIN_MIN ? p2p_lookup_index(h, p2p_get_u32(buf + 4)) : NULL;
     if (p && !p->initiator && p->state == P2P_S_CONNECTED && version_ok(buf)) {
         /* Our first DATA was lost and the initiator resent FIN: tell it again. */
         p->ping_needed = 1;
-        p2p_host_ready(h, p);
+        p2p_ready(h, p);
         return;
     }
     if (!p || p->state != P2P_S_HALF_OPEN || !version_ok(buf) || !p2p_addr_equal(from, &p->addr)) {
         h->stats.dropped++;
         return;
     }
-    p2p_noise trial = p->hs->noise;
-    uint8_t payload[P2P_MAX_PACKET];
-    size_t plen = 0;
+    p2p_noise trial;
     id_payload idp;
-    if (nz_read(h, &trial, buf + 8, len - 8, payload, sizeof payload, &plen) ||
-        !p2p_noise_done(&trial) ||
-        read_payload(h, payload, plen, p2p_noise_remote_static(&trial), &idp)) {
-        p2p_noise_wipe(&trial);
-        h->stats.dropped++;
-        return;
-    }
+    if (trial_read(h, p, buf + 8, len - 8, 1, &trial, &idp)) return;
     uint8_t c1[32], c2[32];
     p2p_noise_split(&trial, c1, c2);
     p2p_noise_wipe(&trial);
@@ -812,7 +810,7 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     p2p_wipe(c2, 32);
     adopt_payload(p, &idp);
     p->bootstrap = (idp.flags & FLAG_BOOTSTRAP) != 0;
-    if (p2p_hs_policy(h, p->id) || h->n_connected >= h->max_peers) {
+    if (p2p_policy(h, p->id) || h->n_connected >= h->max_peers) {
         h->stats.dropped++;
         refuse(h, p);
         return;
@@ -824,8 +822,8 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
         if (memcmp(h->ident.ed_pk, p->id, 32) < 0) {
             uint8_t pkt[P2P_MAX_PACKET];
             size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DUPLICATE, pkt);
-            if (n) p2p_host_txq_push(h, &p->addr, pkt, n);
-            p2p_host_peer_free(h, p);
+            if (n) p2p_tx_push(h, &p->addr, pkt, n);
+            p2p_kill(h, p);
             return;
         }
         p2p_hs_superseded(h, mine, now);
@@ -835,8 +833,8 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
         p2p_event ev;
         memset(&ev, 0, sizeof ev);
         ev.type = P2P_EV_REQUEST;
-        p2p_peer_fill_event(p, &ev);
-        p2p_host_event(h, &ev, NULL, 0);
+        p2p_fill_event(p, &ev);
+        p2p_event_push(h, &ev, NULL, 0);
         return;
     }
     establish(h, p, now);
@@ -846,27 +844,24 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
 void p2p_hs_confirmed(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (h->n_connected >= h->max_peers) {
-        p2p_host_error(h, p, "max_peers reached");
-        p2p_host_peer_free(h, p);
+        p2p_error(h, p, "max_peers reached");
+        p2p_kill(h, p);
         return;
     }
     establish(h, p, now);
 }
 
-int p2p_host_admit(p2p_host *h, p2p_peer_handle handle, int accept, uint64_t now)
+int p2p_hs_admit(p2p_host *h, p2p_peer *p, int accept, uint64_t now)
 {
-    p2p_peer *p = p2p_host_peer_get(h, handle);
     if (!p || p->state != P2P_S_WAIT_ADMIT) return P2P_ERR_PEER;
-    if (now > h->now) h->now = now;
-    if (accept && h->n_connected < h->max_peers) establish(h, p, h->now);
+    if (accept && h->n_connected < h->max_peers) establish(h, p, now);
     else refuse(h, p);
     return 0;
 }
 
-void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
+int p2p_hs_expired(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    p2p_hs *hs = p->hs;
-    if (now >= hs->expire) {
+    if (now >= p->hs->expire) {
         if (p->initiator && !p->auto_dial) {
             char what[80];
             if (p->addr.family == P2P_AF_INET4 || p->addr.family == P2P_AF_INET6) {
@@ -876,20 +871,21 @@ void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
                 p2p_id_to_hex(p->expected, hex);
                 snprintf(what, sizeof what, "peer %.16s", hex);
             }
-            p2p_host_error(h, p, "connect to %s timed out", what);
+            p2p_error(h, p, "connect to %s timed out", what);
         }
-        p2p_host_peer_free(h, p);
-        return;
+        p2p_kill(h, p);
+        return 1;
     }
+    return 0;
+}
+
+void p2p_hs_resend(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    p2p_hs *hs = p->hs;
     if (!p->initiator) return;
-    if (p->state == P2P_S_INIT_SENT && p->intro_state != P2P_INTRO_NONE) {
-        p2p_nat_punch_timer(h, p, now);
-        p = p2p_host_peer_get(h, p->handle);
-        if (!p || !p->hs) return;
-    }
     if (now >= hs->resend_at) {
-        if (p->state == P2P_S_INIT_SENT) p2p_hs_send_init(h, p);
-        else p2p_host_txq_push(h, &p->addr, hs->pkt, hs->pkt_len);
+        if (p->state == P2P_S_INIT_SENT) send_init(h, p);
+        else p2p_tx_push(h, &p->addr, hs->pkt, hs->pkt_len);
         /* While punching, both sides keep sending at a steady pace until a hole opens. */
         int punching = p->intro_state == P2P_INTRO_PUNCHING || p->intro_state == P2P_INTRO_RELAYING;
         if (punching && p->state == P2P_S_INIT_SENT) hs->interval = P2P_PUNCH_RESEND_US;
@@ -902,10 +898,11 @@ void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 /* Restarts the resend timer at the punching pace (the introduction just arrived). */
 void p2p_hs_punch_now(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    p->punch_due = 0;
     if (!p->hs) return;
     p->hs->interval = P2P_PUNCH_RESEND_US;
     schedule_resend(h, p->hs, now);
-    p2p_hs_send_init(h, p);
+    send_init(h, p);
 }
 
 uint64_t p2p_hs_deadline(const p2p_peer *p)

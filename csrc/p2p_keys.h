@@ -14,8 +14,8 @@
  * time after an update, the previous receive key (for packets the network reordered across
  * the switch). Every key a generation drops is wiped.
  *
- * This module is pure: it reads no clock and touches no session. p2p_peer.c calls it, and the
- * glue at the end of p2p_keys.c (declared in p2p_internal.h) counts updates and ends sessions.
+ * This module is pure: it reads no clock and touches no session. p2p_peer.c calls it, counts
+ * updates and ends sessions whose keys expired.
  */
 #ifndef P2P_KEYS_H
 #define P2P_KEYS_H

@@ -23,7 +23,8 @@
  * Every table is found through a keyed hash index, so each record costs time linear in its
  * size; `work` counts the entries and index steps, for the tests.
  */
-#include "p2p_internal.h"
+#include "p2p_mesh.h"
+#include "p2p_peer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -277,8 +278,8 @@ static int member_evict(p2p_host *h)
 /* The live session (connected or being made) for an id, or NULL. */
 static p2p_peer *session_for(const p2p_host *h, const uint8_t id[32])
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *p = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *p = h->peers.slots[i];
         if (!p || p->state == P2P_S_CLOSING) continue;
         if ((p->has_id && memcmp(p->id, id, 32) == 0) ||
             (!p->has_id && p->has_expected && memcmp(p->expected, id, 32) == 0))
@@ -566,8 +567,8 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
          * sends its own record to its peers), so a join costs each node O(N). */
         if (p->bootstrap && memcmp(x.id, p->id, 32) == 0) {
             const uint8_t *rp = mm->rec;
-            for (size_t i = 0; i < h->slot_hwm; i++) {
-                p2p_peer *q = h->slots[i];
+            for (size_t i = 0; i < h->peers.hwm; i++) {
+                p2p_peer *q = h->peers.slots[i];
                 if (q && q != p && mesh_peer(q)) send_members(h, q, &rp, &mm->rec_len, 1);
             }
         }
@@ -802,8 +803,8 @@ static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
     }
     sign_own(h, now);
     if (!m->member) return 0;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && mesh_peer(q)) send_own(h, q);
     }
     return 0;
@@ -853,20 +854,9 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
     m->obs[k].at = now;
 }
 
-int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
+int p2p_mesh_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
 {
-    if (now > h->now) h->now = now;
-    return add_addr(h, a, 1, h->now);
-}
-
-size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t cap)
-{
-    const p2p_mesh *m = &h->mesh;
-    for (size_t i = 0; i < m->naddr && i < cap; i++) {
-        out[i] = m->addrs[i];
-        if (kinds) kinds[i] = i < m->nlocal ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE;
-    }
-    return m->naddr;
+    return add_addr(h, a, 1, now);
 }
 
 /* The member record of an id, for introductions: NULL when unknown. */
@@ -877,11 +867,8 @@ const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32])
     return x && x->has_record ? x : NULL;
 }
 
-int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_peer_handle *out)
+int p2p_mesh_connect_id(p2p_host *h, const uint8_t id[P2P_ID_LEN], p2p_peer_handle *out)
 {
-    h->mesh_dl_valid = 0;
-    if (h->closed) return P2P_ERR_CLOSED;
-    if (now > h->now) h->now = now;
     p2p_peer *p = session_for(h, id);
     if (p) {
         if (out) *out = p->handle;
@@ -903,13 +890,13 @@ static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc)
     p2p_addr cands[P2P_MEMBER_ADDRS];
     size_t n = 0;
     for (size_t i = 0; i < x->naddr; i++)
-        if (p2p_host_may_send_learned(h, &x->addrs[i])) cands[n++] = x->addrs[i];
+        if (p2p_may_send_learned(h, &x->addrs[i])) cands[n++] = x->addrs[i];
     if (!n) {
         x->dials++;
         *rc = P2P_ERR_PEER;
         return NULL;
     }
-    p2p_peer *p = p2p_host_dial(h, cands, n, x->id, now, rc);
+    p2p_peer *p = p2p_attempt_new(h, cands, n, x->id, rc);
     if (!p) return NULL;
     x->dials++;
     p->intro_via = x->via;
@@ -990,20 +977,17 @@ static int send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len, 
     return rc;
 }
 
-int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
+int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
                        uint64_t *seq, uint64_t now)
 {
-    h->mesh_dl_valid = 0;
-    if (h->closed) return P2P_ERR_CLOSED;
     if (len + BCAST_OVERHEAD > h->max_message) return P2P_ERR_TOO_BIG;
-    if (now > h->now) h->now = now;
     size_t lab = sizeof bcast_label - 1;
     uint8_t *buf = malloc(lab + len + BCAST_OVERHEAD);
     if (!buf) return P2P_ERR_NOMEM;
     uint8_t *env = buf + lab;
     /* The number is our clock (receivers refuse stamps outside their window), and grows
      * even when the clock does not. Without a clock, it counts from 1. */
-    uint64_t c = clock_us(h, h->now);
+    uint64_t c = clock_us(h, now);
     uint64_t s = c > h->mesh.bseq ? c : h->mesh.bseq + 1;
     h->mesh.bseq = s;
     memcpy(buf, bcast_label, lab);
@@ -1014,9 +998,9 @@ int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     if (len) memcpy(env + BCAST_HEAD, data, len);
     p2p_sign(env + BCAST_HEAD + len, buf, lab + BCAST_HEAD + len, h->ident.ed_sk);
     size_t elen = len + BCAST_OVERHEAD;
-    uint64_t serial = cache_put(h, env, elen, h->now);
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    uint64_t serial = cache_put(h, env, elen, now);
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && q->state == P2P_S_CONNECTED) send_bcast(h, q, env, elen, serial);
     }
     free(buf);
@@ -1029,8 +1013,8 @@ static void announce(p2p_host *h, p2p_peer *from, const uint8_t origin[32], uint
     uint8_t e[WANT_ENTRY];
     memcpy(e, origin, 32);
     p2p_put_u64(e + 32, seq);
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && q != from && mesh_peer(q) && memcmp(q->id, origin, 32) != 0)
             p2p_peer_append(h, q, P2P_REC_IHAVE, e, sizeof e);
     }
@@ -1076,12 +1060,12 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = P2P_EV_MESSAGE;
-    p2p_peer_fill_event(p, &ev);
+    p2p_fill_event(p, &ev);
     ev.broadcast = 1;
     memcpy(ev.origin, origin, 32);
     ev.seq = s;
     ev.msg_type = (uint16_t)(env[40] | (env[41] << 8));
-    p2p_host_event(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
+    p2p_event_push(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
     uint64_t serial = cache_put(h, env, len, now);
     if (serial) p2p_replay_update(&p->mesh_served, serial);   /* p has it */
     if (m->member) announce(h, p, origin, s);
@@ -1227,12 +1211,12 @@ static void gossip(p2p_host *h, uint64_t now)
     h->mesh.next_gossip = now + P2P_GOSSIP_US - P2P_GOSSIP_US / 5 +
                           p2p_rng_below(&h->rng, 2 * P2P_GOSSIP_US / 5);
     size_t count = 0;
-    for (size_t i = 0; i < h->slot_hwm; i++)
-        if (h->slots[i] && mesh_peer(h->slots[i])) count++;
+    for (size_t i = 0; i < h->peers.hwm; i++)
+        if (h->peers.slots[i] && mesh_peer(h->peers.slots[i])) count++;
     if (!count) return;
     size_t pick = p2p_rng_below(&h->rng, (uint32_t)count);
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (!q || !mesh_peer(q) || pick--) continue;
         p2p_peer_append(h, q, P2P_REC_SUMMARY, h->mesh.thash, sizeof h->mesh.thash);
         return;
@@ -1310,8 +1294,8 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
     p2p_mesh *m = &h->mesh;
     if (now >= m->refresh_at) {
         sign_own(h, now);
-        for (size_t i = 0; i < h->slot_hwm; i++) {
-            p2p_peer *q = h->slots[i];
+        for (size_t i = 0; i < h->peers.hwm; i++) {
+            p2p_peer *q = h->peers.slots[i];
             if (q && mesh_peer(q)) send_own(h, q);
         }
     }
@@ -1328,7 +1312,7 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
         ix_del(&m->wix, key_hash(m, w.origin, w.seq), (uint32_t)m->want_head);
         m->want_head = (m->want_head + 1) % P2P_IWANT_MAX;
         m->nwants--;
-        p2p_peer *from = p2p_host_peer_get(h, w.from);
+        p2p_peer *from = p2p_lookup(h, w.from);
         if (from && from->mesh_wants) from->mesh_wants--;
         if (!bcast_old(h, w.origin, w.seq, now) && from && from->state == P2P_S_CONNECTED) {
             uint8_t e[WANT_ENTRY];

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p2p_internal.h"
+#include "p2p_host.h"
 
 #define FZ_CHECK(c) do { if (!(c)) { fprintf(stderr, "fuzz: check failed: %s (%s:%d)\n", \
     #c, __FILE__, __LINE__); abort(); } } while (0)
