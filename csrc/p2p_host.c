@@ -216,7 +216,8 @@ static void route(p2p_host *h)
     h->notes_len = 0;
 }
 
-/* After every call into the layers below: route their notices, free the sessions they ended. */
+/* After every input: route what the layers below reported, then free the sessions they ended
+ * (nothing holds them now). Within an input, route() alone: callers may still hold a session. */
 static inline void settle(p2p_host *h)
 {
     if (h->notes_len) route(h);
@@ -348,6 +349,9 @@ static int route_records(p2p_host *h, p2p_peer *p, uint64_t now)
             p2p_peer_protocol_error(h, p);
             return 0;
         }
+        /* Attempts it made start before the next record looks for them. */
+        if (h->notes_len) route(h);
+        if (p->dead || p->state != P2P_S_CONNECTED) return 0;
     }
     return 1;
 }
@@ -368,7 +372,8 @@ static void recv_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
     }
     if (rc == P2P_RX_CONFIRMED) {
         p2p_hs_confirmed(h, p, now);
-        settle(h);      /* the path starts (P2P_NOTE_JOINED) before this packet may move it */
+        /* The path starts (P2P_NOTE_JOINED) before this packet may move it. */
+        if (h->notes_len) route(h);
         p = p2p_lookup_index(h, index);
         if (!p || p->state != P2P_S_CONNECTED) return;
     } else if (rc != P2P_RX_OPEN) {
@@ -499,7 +504,8 @@ static void hs_timer(p2p_host *h, p2p_peer *p, uint64_t now)
     if (p2p_hs_expired(h, p, now)) return;
     if (p->initiator && p->state == P2P_S_INIT_SENT && p->intro_state != P2P_INTRO_NONE) {
         p2p_nat_punch_timer(h, p, now);
-        settle(h);      /* a punch it asked for goes before the resend it makes unneeded */
+        /* A punch it asked for goes before the resend it makes unneeded. */
+        if (h->notes_len) route(h);
         if (p->dead || !p->hs) return;
     }
     p2p_hs_resend(h, p, now);

@@ -456,8 +456,7 @@ enum {
     P2P_NOTE_JOINED,     /* the handshake established a session: path, mesh and NAT learn it */
     P2P_NOTE_LEFT,       /* a session with `id` ended for `reason`: the mesh learns it */
     P2P_NOTE_PROBE,      /* probe every direct address of a connected peer (p2p_path_probe) */
-    P2P_NOTE_INTRODUCE,  /* introduce sessions `peer` and `other` to each other (p2p_nat.c) */
-    P2P_NOTE_REINTRODUCE /* the peer's path stalled: ask an introducer to introduce us again */
+    P2P_NOTE_INTRODUCE   /* introduce sessions `peer` and `other` to each other (p2p_nat.c) */
 };
 
 typedef struct p2p_notice {

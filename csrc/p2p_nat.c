@@ -58,7 +58,7 @@ static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[32])
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && q->initiator && q->hs && q->has_expected && memcmp(q->expected, id, 32) == 0 &&
+        if (q && q->initiator && (q->hs || q->dial_due) && q->has_expected && memcmp(q->expected, id, 32) == 0 &&
             (q->state == P2P_S_INIT_SENT || q->state == P2P_S_FIN_SENT))
             return q;
     }
@@ -273,7 +273,7 @@ static int offer_room(const p2p_host *h, p2p_peer_handle via)
     size_t all = 0, mine = 0;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         const p2p_peer *q = h->peers.slots[i];
-        if (!q || !q->from_offer || !q->hs) continue;
+        if (!q || !q->from_offer || (!q->hs && !q->dial_due)) continue;
         all++;
         mine += q->intro_via == via;
     }
@@ -482,7 +482,7 @@ int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_add
     for (size_t i = 0; i < h->peers.hwm && !v; i++) {
         p2p_peer *q = h->peers.slots[i];
         if (q && p2p_addr_equal(&q->addr, via) &&
-            (q->state == P2P_S_CONNECTED || (q->initiator && q->hs)))
+            (q->state == P2P_S_CONNECTED || (q->initiator && (q->hs || q->dial_due))))
             v = q;
     }
     int rc;

@@ -43,8 +43,8 @@ const p2p_intro *p2p_nat_intro(const struct p2p_host *h, const uint8_t id[P2P_ID
 /* Handshake timer for an attempt that is punching or waiting to ask: asks the introducer, or
  * adds the relay once punching has had its time. */
 void p2p_nat_punch_timer(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
-/* A connected peer stopped answering (P2P_NOTE_REINTRODUCE): asks an introducer to introduce
- * us again. */
+/* A connected peer stopped answering (P2P_TIMER_STALLED, p2p_path_stalled): asks an introducer
+ * to introduce us again. */
 void p2p_nat_reintroduce(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* Sends `to` the INTRO about `about`, with the n addresses c where `about` may be reached
  * (P2P_NOTE_INTRODUCE: the host gathers them). */
