@@ -16,14 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* INIT: header (8), e (32), sealed zero payload (INIT_PAYLOAD + 16), mac1, mac2 */
+/* INIT: header (8), e (P2P_KEY_LEN), sealed zero payload (INIT_PAYLOAD + 16), mac1, mac2 */
 #define INIT_MAC1 (P2P_INIT_LEN - 2 * P2P_MAC_LEN)
 #define INIT_MAC2 (P2P_INIT_LEN - P2P_MAC_LEN)
-#define INIT_PAYLOAD (INIT_MAC1 - 8 - 32 - P2P_TAG_LEN)
+#define INIT_PAYLOAD (INIT_MAC1 - 8 - P2P_KEY_LEN - P2P_TAG_LEN)
 /* COOKIE: header (8), nonce (24), sealed cookie (16 + 16) */
 #define COOKIE_PKT_LEN (8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN)
 #define ID_PAYLOAD_MIN 97
-#define RESP_MIN (12 + 32 + 48 + ID_PAYLOAD_MIN + 16 + P2P_MAC_LEN)
+#define RESP_MIN (12 + P2P_KEY_LEN + 48 + ID_PAYLOAD_MIN + 16 + P2P_MAC_LEN)
 #define FIN_MIN (8 + 48 + ID_PAYLOAD_MIN + 16)
 #define EXT_OBSERVED 1
 #define EXT_MAX_MESSAGE 2
@@ -37,7 +37,7 @@
 static const char binding_label[] = "p2pnet/1 static";
 
 typedef struct id_payload {
-    uint8_t ed_pk[32];
+    uint8_t ed_pk[P2P_ID_LEN];
     uint8_t flags;
     uint64_t instance;
     uint32_t max_message, window;
@@ -47,9 +47,18 @@ typedef struct id_payload {
     p2p_addr adv[P2P_MEMBER_ADDRS];
 } id_payload;
 
+/* The first 8 bytes of every handshake packet: type, version, two zero bytes, an index. */
+static void put_head(uint8_t *pkt, uint8_t type, uint32_t index)
+{
+    pkt[0] = type;
+    pkt[1] = P2P_PROTOCOL_VERSION;
+    pkt[2] = pkt[3] = 0;
+    p2p_put_u32(pkt + 4, index);
+}
+
 static void mac1(const p2p_host *h, const uint8_t *buf, size_t len, uint8_t out[P2P_MAC_LEN])
 {
-    p2p_blake2b(out, P2P_MAC_LEN, h->mac_key, 32, buf, len, NULL, 0);
+    p2p_blake2b(out, P2P_MAC_LEN, h->mac_key, P2P_KEY_LEN, buf, len, NULL, 0);
 }
 
 /* mac1 in the last 16 bytes of buf[0..len) */
@@ -74,11 +83,11 @@ int p2p_hs_init(p2p_host *h, const p2p_config *cfg)
         if (rc) return rc;
     }
     static const char mac_label[] = "p2pnet/1 mac1";
-    p2p_blake2b(h->mac_key, 32, NULL, 0, (const uint8_t *)mac_label, sizeof mac_label - 1,
-                h->psk, 32);
+    p2p_blake2b(h->mac_key, P2P_KEY_LEN, NULL, 0, (const uint8_t *)mac_label, sizeof mac_label - 1,
+                h->psk, P2P_KEY_LEN);
     static const char cookie_label[] = "p2pnet/1 cookie";
-    p2p_blake2b(h->cookie_key, 32, NULL, 0, (const uint8_t *)cookie_label,
-                sizeof cookie_label - 1, h->psk, 32);
+    p2p_blake2b(h->cookie_key, P2P_KEY_LEN, NULL, 0, (const uint8_t *)cookie_label,
+                sizeof cookie_label - 1, h->psk, P2P_KEY_LEN);
     return 0;
 }
 
@@ -113,11 +122,11 @@ static size_t addr_bytes(const p2p_addr *a, uint8_t out[19])
     return 3 + n;
 }
 
-static void cookie_for(const uint8_t secret[32], const p2p_addr *a, uint8_t out[P2P_COOKIE_LEN])
+static void cookie_for(const uint8_t secret[P2P_KEY_LEN], const p2p_addr *a, uint8_t out[P2P_COOKIE_LEN])
 {
     uint8_t ab[19];
     size_t n = addr_bytes(a, ab);
-    p2p_blake2b(out, P2P_COOKIE_LEN, secret, 32, ab, n, NULL, 0);
+    p2p_blake2b(out, P2P_COOKIE_LEN, secret, P2P_KEY_LEN, ab, n, NULL, 0);
 }
 
 static void rotate_cookie_secret(p2p_host *h, uint64_t now)
@@ -125,10 +134,10 @@ static void rotate_cookie_secret(p2p_host *h, uint64_t now)
     if (now - h->cookie_rotated < P2P_COOKIE_ROTATE_US) return;
     /* A secret older than two periods is no use as the previous one either. */
     if (now - h->cookie_rotated < 2 * (uint64_t)P2P_COOKIE_ROTATE_US)
-        memcpy(h->cookie_secret[1], h->cookie_secret[0], 32);
+        memcpy(h->cookie_secret[1], h->cookie_secret[0], P2P_ID_LEN);
     else
-        p2p_rng_bytes(&h->rng, h->cookie_secret[1], 32);
-    p2p_rng_bytes(&h->rng, h->cookie_secret[0], 32);
+        p2p_rng_bytes(&h->rng, h->cookie_secret[1], P2P_KEY_LEN);
+    p2p_rng_bytes(&h->rng, h->cookie_secret[0], P2P_KEY_LEN);
     h->cookie_rotated = now;
 }
 
@@ -155,10 +164,7 @@ static int mac2_ok(p2p_host *h, const p2p_addr *from, const uint8_t *init)
 static void send_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *init)
 {
     uint8_t pkt[COOKIE_PKT_LEN], cookie[P2P_COOKIE_LEN];
-    pkt[0] = P2P_PKT_COOKIE;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    memcpy(pkt + 4, init + 4, 4);     /* the INIT's sender_index */
+    put_head(pkt, P2P_PKT_COOKIE, p2p_get_u32(init + 4));     /* the INIT's sender_index */
     p2p_rng_bytes(&h->rng, pkt + 8, P2P_XNONCE_LEN);
     cookie_for(h->cookie_secret[0], from, cookie);
     p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, h->cookie_key, pkt + 8, init + INIT_MAC1,
@@ -183,10 +189,10 @@ static p2p_hs_cookie *cookie_held(p2p_host *h, const p2p_addr *a, uint64_t now)
 /* Two generations of an open-addressing set of 64-bit keyed fingerprints; a key counts as
  * seen while it is in either. A generation is retired after P2P_REPLAY_GEN_MAX inserts (so
  * the sets stay at most half full) or after P2P_COOKIE_ROTATE_US. */
-static uint64_t replay_fp(const p2p_host *h, const uint8_t e[32])
+static uint64_t replay_fp(const p2p_host *h, const uint8_t e[P2P_KEY_LEN])
 {
     uint8_t d[8];
-    p2p_blake2b(d, sizeof d, h->replay_key, sizeof h->replay_key, e, 32, NULL, 0);
+    p2p_blake2b(d, sizeof d, h->replay_key, sizeof h->replay_key, e, P2P_KEY_LEN, NULL, 0);
     uint64_t fp = p2p_get_u64(d);
     return fp ? fp : 1;    /* 0 marks an empty slot */
 }
@@ -232,7 +238,7 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr w;
     p2p_wr_init(&w, out, cap);
     p2p_wr_u8(&w, 1);
-    p2p_wr_bytes(&w, h->ident.ed_pk, 32);
+    p2p_wr_bytes(&w, h->ident.ed_pk, P2P_ID_LEN);
     p2p_wr_bytes(&w, h->ident.binding_sig, 64);
     if (observed->family == P2P_AF_INET4 || observed->family == P2P_AF_INET6) {
         p2p_wr_u8(&w, EXT_OBSERVED);     /* not over a relay: that path has no address */
@@ -283,7 +289,7 @@ static int nz_write(p2p_host *h, p2p_noise *n, const uint8_t *payload, size_t pl
 }
 
 /* Decodes and verifies an identity payload against the static key Noise authenticated. */
-static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8_t rs[32],
+static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8_t rs[P2P_KEY_LEN],
                         id_payload *out)
 {
     p2p_rd r;
@@ -292,10 +298,10 @@ static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8
     out->max_message = P2P_DEFAULT_MAX_MESSAGE;
     out->window = 1u << 20;
     if (p2p_rd_u8(&r) != 1) return P2P_ERR_INVALID;
-    const uint8_t *pk = p2p_rd_bytes(&r, 32);
+    const uint8_t *pk = p2p_rd_bytes(&r, P2P_ID_LEN);
     const uint8_t *sig = p2p_rd_bytes(&r, 64);
     if (r.bad) return P2P_ERR_INVALID;
-    memcpy(out->ed_pk, pk, 32);
+    memcpy(out->ed_pk, pk, P2P_ID_LEN);
     while (p2p_rd_left(&r)) {
         uint8_t type = p2p_rd_u8(&r);
         uint16_t n = p2p_rd_u16(&r);
@@ -332,13 +338,13 @@ static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8
             out->nadv = k;
         }
     }
-    uint8_t signed_msg[sizeof binding_label - 1 + 32];
+    uint8_t signed_msg[sizeof binding_label - 1 + P2P_KEY_LEN];
     memcpy(signed_msg, binding_label, sizeof binding_label - 1);
-    memcpy(signed_msg + sizeof binding_label - 1, rs, 32);
+    memcpy(signed_msg + sizeof binding_label - 1, rs, P2P_ID_LEN);
     h->stats.work_verify++;
     if (p2p_verify(sig, signed_msg, sizeof signed_msg, pk)) return P2P_ERR_CRYPTO;
-    uint8_t x[32];
-    if (p2p_ed_to_x_public(x, pk) || p2p_memcmp_ct(x, rs, 32)) return P2P_ERR_CRYPTO;
+    uint8_t x[P2P_KEY_LEN];
+    if (p2p_ed_to_x_public(x, pk) || p2p_memcmp_ct(x, rs, P2P_KEY_LEN)) return P2P_ERR_CRYPTO;
     return 0;
 }
 
@@ -364,7 +370,7 @@ static int trial_read(p2p_host *h, const p2p_peer *p, const uint8_t *msg, size_t
 /* Takes what the peer's verified identity payload says about it. */
 static void adopt_payload(p2p_peer *p, const id_payload *idp)
 {
-    memcpy(p->id, idp->ed_pk, 32);
+    memcpy(p->id, idp->ed_pk, P2P_ID_LEN);
     p->has_id = 1;
     p->peer_max_message = idp->max_message;
     p->peer_window = idp->window;
@@ -420,10 +426,7 @@ int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now)
     if (!p->hs) return P2P_ERR_NOMEM;
     p2p_hs *hs = p->hs;
     uint8_t *pkt = hs->pkt;
-    pkt[0] = P2P_PKT_INIT;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    p2p_put_u32(pkt + 4, p->local_index);
+    put_head(pkt, P2P_PKT_INIT, p->local_index);
     uint8_t zeros[INIT_PAYLOAD] = { 0 };
     size_t n = 0;
     if (nz_write(h, &hs->noise, zeros, sizeof zeros, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
@@ -557,10 +560,7 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     uint8_t idp[160];
     size_t idlen = write_payload(h, from, 0, 0, idp, sizeof idp);
     uint8_t *pkt = hs->pkt;
-    pkt[0] = P2P_PKT_RESP;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    p2p_put_u32(pkt + 4, p->local_index);
+    put_head(pkt, P2P_PKT_RESP, p->local_index);
     p2p_put_u32(pkt + 8, init_index);
     size_t n = 0;
     /* RESP is at most twice the INIT that asked for it: a spoofed INIT amplifies less. */
@@ -611,12 +611,12 @@ static int one_session(p2p_host *h, p2p_peer *p)
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (!q || q == p || !q->has_id || q->state != P2P_S_CONNECTED || memcmp(q->id, p->id, 32))
+        if (!q || q == p || !q->has_id || q->state != P2P_S_CONNECTED || memcmp(q->id, p->id, P2P_ID_LEN))
             continue;
         if (q->initiator != p->initiator && q->instance == p->instance) {
             const uint8_t *p_dialer = p->initiator ? h->ident.ed_pk : p->id;
             const uint8_t *q_dialer = q->initiator ? h->ident.ed_pk : q->id;
-            if (memcmp(p_dialer, q_dialer, 32) > 0) return 1;
+            if (memcmp(p_dialer, q_dialer, P2P_ID_LEN) > 0) return 1;
         }
         p2p_peer_end(h, q, P2P_LEAVE_CLOSED, 0, P2P_CLOSE_CLOSED);
     }
@@ -631,7 +631,7 @@ void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now)
     for (size_t i = 0; i < 8; i++)
         if (h->superseded[i].expire < h->superseded[k].expire) k = i;
     h->superseded[k].has_id = p->has_id || p->has_expected;
-    memcpy(h->superseded[k].id, p->has_id ? p->id : p->expected, 32);
+    memcpy(h->superseded[k].id, p->has_id ? p->id : p->expected, P2P_ID_LEN);
     h->superseded[k].addr = p->addr;
     h->superseded[k].handle = p->handle;
     h->superseded[k].expire = now + h->timeout;
@@ -643,7 +643,7 @@ static p2p_peer_handle taken_over(p2p_host *h, const p2p_peer *p, uint64_t now)
 {
     for (size_t i = 0; i < 8; i++) {
         if (!h->superseded[i].handle || h->superseded[i].expire <= now) continue;
-        if ((h->superseded[i].has_id && memcmp(h->superseded[i].id, p->id, 32) == 0) ||
+        if ((h->superseded[i].has_id && memcmp(h->superseded[i].id, p->id, P2P_ID_LEN) == 0) ||
             (!h->superseded[i].has_id && p2p_addr_equal(&h->superseded[i].addr, &p->addr))) {
             p2p_peer_handle old = h->superseded[i].handle;
             h->superseded[i].handle = 0;
@@ -662,7 +662,7 @@ static p2p_peer *own_attempt(const p2p_host *h, const p2p_peer *p)
         if (!q || q == p || !q->initiator) continue;
         if (q->state != P2P_S_INIT_SENT && q->state != P2P_S_FIN_SENT) continue;
         const uint8_t *qid = q->has_id ? q->id : q->has_expected ? q->expected : NULL;
-        if (qid ? memcmp(qid, p->id, 32) == 0 : p2p_addr_equal(&q->addr, &p->addr)) return q;
+        if (qid ? memcmp(qid, p->id, P2P_ID_LEN) == 0 : p2p_addr_equal(&q->addr, &p->addr)) return q;
     }
     return NULL;
 }
@@ -718,7 +718,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     /* The id is checked before anything is taken from the payload. A candidate that answers
      * for another node (or one this node refuses) is struck from the attempt, which goes on
      * with the others; only when none is left does the attempt fail. */
-    int mismatch = p->has_expected && memcmp(p->expected, idp.ed_pk, 32) != 0;
+    int mismatch = p->has_expected && memcmp(p->expected, idp.ed_pk, P2P_ID_LEN) != 0;
     const char *why = mismatch ? NULL : p2p_policy(h, idp.ed_pk);
     if (mismatch || why) {
         p2p_noise_wipe(&trial);
@@ -728,7 +728,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
             return;
         }
         p->addr = *from;
-        memcpy(p->id, idp.ed_pk, 32);
+        memcpy(p->id, idp.ed_pk, P2P_ID_LEN);
         p->has_id = 1;
         char want[65], got[65];
         p2p_id_to_hex(idp.ed_pk, got);
@@ -752,7 +752,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
         if (q && q != p && q->state == P2P_S_CONNECTED && q->has_id && !q->initiator &&
-            q->instance == p->instance && memcmp(q->id, p->id, 32) == 0) {
+            q->instance == p->instance && memcmp(q->id, p->id, P2P_ID_LEN) == 0) {
             p2p_hs_superseded(h, p, now);
             return;
         }
@@ -761,10 +761,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     size_t mlen = write_payload(h, from, p->auto_dial ? 0 : FLAG_BOOTSTRAP, 1, mine, sizeof mine);
     p2p_hs *hs = p->hs;
     uint8_t *pkt = hs->pkt;
-    pkt[0] = P2P_PKT_FIN;
-    pkt[1] = P2P_PROTOCOL_VERSION;
-    pkt[2] = pkt[3] = 0;
-    p2p_put_u32(pkt + 4, p->remote_index);
+    put_head(pkt, P2P_PKT_FIN, p->remote_index);
     size_t n = 0;
     if (!mlen || nz_write(h, &hs->noise, mine, mlen, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
         !p2p_noise_done(&hs->noise)) {
@@ -773,11 +770,11 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         return;
     }
     hs->pkt_len = 8 + n;
-    uint8_t c1[32], c2[32];
+    uint8_t c1[P2P_KEY_LEN], c2[P2P_KEY_LEN];
     p2p_noise_split(&hs->noise, c1, c2);
     p2p_peer_init_session(p, c1, c2, now);
-    p2p_wipe(c1, 32);
-    p2p_wipe(c2, 32);
+    p2p_wipe(c1, P2P_KEY_LEN);
+    p2p_wipe(c2, P2P_KEY_LEN);
     p2p_noise_wipe(&hs->noise);
     p->state = P2P_S_FIN_SENT;
     hs->interval = P2P_HS_RESEND_US;
@@ -802,12 +799,12 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     p2p_noise trial;
     id_payload idp;
     if (trial_read(h, p, buf + 8, len - 8, 1, &trial, &idp)) return;
-    uint8_t c1[32], c2[32];
+    uint8_t c1[P2P_KEY_LEN], c2[P2P_KEY_LEN];
     p2p_noise_split(&trial, c1, c2);
     p2p_noise_wipe(&trial);
     p2p_peer_init_session(p, c2, c1, now);
-    p2p_wipe(c1, 32);
-    p2p_wipe(c2, 32);
+    p2p_wipe(c1, P2P_KEY_LEN);
+    p2p_wipe(c2, P2P_KEY_LEN);
     adopt_payload(p, &idp);
     p->bootstrap = (idp.flags & FLAG_BOOTSTRAP) != 0;
     if (p2p_policy(h, p->id) || h->n_connected >= h->max_peers) {
@@ -819,7 +816,7 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
      * kept, as the other node decides the same way. */
     p2p_peer *mine = own_attempt(h, p);
     if (mine) {
-        if (memcmp(h->ident.ed_pk, p->id, 32) < 0) {
+        if (memcmp(h->ident.ed_pk, p->id, P2P_ID_LEN) < 0) {
             uint8_t pkt[P2P_MAX_PACKET];
             size_t n = p2p_peer_close_packet(p, P2P_CLOSE_DUPLICATE, pkt);
             if (n) p2p_tx_push(h, &p->addr, pkt, n);

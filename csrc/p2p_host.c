@@ -236,7 +236,7 @@ int p2p_host_next_event(p2p_host *h, p2p_event *ev)
     h->evq_len--;
     /* The data is the application's until the next call; the budget has it back now. */
     p2p_mem_give(h, NULL, ev->len);
-    if (!h->evq_len && h->evq_cap > 32) {     /* a drained burst gives its ring back */
+    if (!h->evq_len && h->evq_cap > P2P_EVQ_MIN) {     /* a drained burst gives its ring back */
         p2p_mem_give(h, NULL, h->evq_cap * sizeof(p2p_evq_item));
         free(h->evq);
         h->evq = NULL;

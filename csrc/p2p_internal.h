@@ -23,6 +23,7 @@
 #define P2P_DEFAULT_TIMEOUT_US 10000000
 #define P2P_DEFAULT_SEND_QUEUE (8u * 1024u * 1024u)
 #define P2P_DATAGRAM_QUEUE 256
+#define P2P_EVQ_MIN 32            /* the event ring's first size, and the one a drained ring keeps */
 #define P2P_CLOSE_COPIES 3
 /* Mesh records (member lists, digests) are not application messages: they have their own
  * limit, and the stream window always fits one. */
@@ -54,7 +55,7 @@
 #define P2P_IWANT_PER_PEER 1024        /* ... and announced by one peer */
 #define P2P_GOSSIP_US 1000000          /* anti-entropy: one summary to one peer this often */
 #define P2P_GOSSIP_ANSWERS 4           /* SUMMARY/DIGEST answered per peer per gossip period */
-#define P2P_MEMBER_REC_MAX (1 + 32 + 8 + 8 + 1 + P2P_MEMBER_ADDRS * 19 + 64)
+#define P2P_MEMBER_REC_MAX (1 + P2P_ID_LEN + 8 + 8 + 1 + P2P_MEMBER_ADDRS * 19 + 64)
 /* Broadcast replay protection (docs/PROTOCOL.md section 7.3). A broadcast's seq is its
  * origin's wall clock in µs; one stamped more than PAST before or FUTURE after the receiver's
  * clock is refused. Seqs below TS_MIN (an origin without a wall clock counts from 1) are not
@@ -68,6 +69,7 @@
 #define P2P_OBSERVED_PENDING 8         /* observed addresses waiting for a second reporter */
 #define P2P_OBSERVED_TTL_US UINT64_C(600000000)
 #define P2P_MESH_NONE UINT32_MAX
+#define P2P_TABLE_HASH_LEN 32          /* the member table's hash (SUMMARY): BLAKE2b-256 */
 
 /* A chained hash index over the slots of an array (members, origins, cache, wants): every
  * lookup costs O(1) expected steps, with a per-node secret key so that a peer cannot choose
@@ -78,7 +80,7 @@ typedef struct p2p_mesh_index {
 } p2p_mesh_index;
 
 typedef struct p2p_member {
-    uint8_t id[32];
+    uint8_t id[P2P_ID_LEN];
     int has_record;
     uint64_t seq, expires;            /* expires: unix seconds */
     uint8_t naddr;
@@ -93,7 +95,7 @@ typedef struct p2p_member {
     uint8_t in_hash;                  /* its (id, seq) is in the table hash */
     uint8_t has_src;                  /* unconfirmed: src is the peer that sent the record
                                        * (0: that peer was forgotten since; an orphan) */
-    uint8_t src[32];
+    uint8_t src[P2P_ID_LEN];
     uint32_t nsrc;                    /* unconfirmed members this one brought us */
     uint64_t added, forget_at;        /* monotonic: entered the table; forgotten (unconfirmed
                                        * or dead ones only; P2P_TIME_NEVER otherwise) */
@@ -102,7 +104,7 @@ typedef struct p2p_member {
 
 /* Duplicate and replay state of one broadcast origin. */
 typedef struct p2p_origin {
-    uint8_t id[32];
+    uint8_t id[P2P_ID_LEN];
     uint64_t floor;                   /* every seq <= floor is refused */
     uint64_t tsfloor;                 /* timestamps <= tsfloor too (inherited on creation from
                                        * the floors of forgotten origins) */
@@ -114,21 +116,21 @@ typedef struct p2p_origin {
 } p2p_origin;
 
 typedef struct p2p_bcast {
-    uint8_t origin[32];
+    uint8_t origin[P2P_ID_LEN];
     uint64_t seq, at, serial;
     size_t len;
     uint8_t *env;                     /* the signed envelope */
 } p2p_bcast;
 
 typedef struct p2p_want {
-    uint8_t origin[32];
+    uint8_t origin[P2P_ID_LEN];
     uint64_t seq, at;
     p2p_peer_handle from;
 } p2p_want;
 
 typedef struct p2p_observed {
     p2p_addr addr;                    /* where a peer saw us */
-    uint8_t by[32];                   /* that peer */
+    uint8_t by[P2P_ID_LEN];                   /* that peer */
     p2p_addr from;                    /* and where we saw it */
     uint64_t at;
 } p2p_observed;
@@ -148,7 +150,7 @@ typedef struct p2p_mesh {
     /* hardening (mesh) */
     uint64_t hkey[2];                 /* secret key of the hash indexes */
     p2p_mesh_index mix;               /* members by id */
-    uint8_t thash[32];                /* the table hash (SUMMARY), kept up to date */
+    uint8_t thash[P2P_TABLE_HASH_LEN];                /* the table hash (SUMMARY), kept up to date */
     int own_in_hash;
     size_t norphans;                  /* unconfirmed members whose source was forgotten */
     uint64_t digest_gen;
@@ -204,7 +206,7 @@ typedef struct p2p_mesh {
 
 /* What an introducer told us about another node. */
 typedef struct p2p_intro {
-    uint8_t id[32];
+    uint8_t id[P2P_ID_LEN];
     p2p_peer_handle via;      /* the introducer's session */
     uint32_t channel;         /* the introducer's name for that node on the relay */
     int relay_ok;
@@ -216,7 +218,7 @@ typedef struct p2p_intro {
 /* An INTRO_REQ this node sent: an INTRO about `id` is acted on only from `via`, and only while
  * this is remembered. */
 typedef struct p2p_ask {
-    uint8_t id[32];
+    uint8_t id[P2P_ID_LEN];
     p2p_peer_handle via;
     uint64_t expire;
 } p2p_ask;
@@ -318,7 +320,7 @@ typedef struct p2p_peer {
     uint32_t local_index, remote_index;
     p2p_addr addr;
     int has_id, has_expected;
-    uint8_t id[32], expected[32];
+    uint8_t id[P2P_ID_LEN], expected[P2P_ID_LEN];
     int peer_mesh;          /* the peer is a mesh member (not a mediator) */
     int bootstrap;          /* a user-made session: exchange whole member lists */
     int auto_dial;          /* dialled by the mesh, not the user: failures stay quiet */
@@ -507,10 +509,10 @@ typedef struct p2p_hs_cookie {
 
 struct p2p_host {
     p2p_identity ident;
-    uint8_t psk[32], mac_key[32];
-    uint8_t (*allow)[32];
+    uint8_t psk[P2P_KEY_LEN], mac_key[P2P_KEY_LEN];
+    uint8_t (*allow)[P2P_ID_LEN];
     size_t allow_count;
-    uint8_t (*deny)[32];
+    uint8_t (*deny)[P2P_ID_LEN];
     size_t deny_count;
     int request_hook;
     uint64_t timeout;
@@ -527,7 +529,7 @@ struct p2p_host {
      * session that wins reports their handle in JOIN (p2p_event.replaces). */
     struct {
         int has_id;
-        uint8_t id[32];
+        uint8_t id[P2P_ID_LEN];
         p2p_addr addr;
         p2p_peer_handle handle;
         uint64_t expire;
@@ -549,12 +551,12 @@ struct p2p_host {
 
     /* hardening (handshake) */
     uint32_t max_half_open, cookie_threshold;
-    uint8_t cookie_key[32];           /* seals COOKIE replies: derived from the psk */
+    uint8_t cookie_key[P2P_KEY_LEN];           /* seals COOKIE replies: derived from the psk */
     int hs_keyed;                     /* cookie_secret and replay_key drawn (at first use) */
-    uint8_t cookie_secret[2][32];     /* [0] current, [1] previous */
+    uint8_t cookie_secret[2][P2P_KEY_LEN];     /* [0] current, [1] previous */
     uint64_t cookie_rotated;          /* when [0] was drawn */
     p2p_hs_cookie hs_cookies[P2P_HS_COOKIES];
-    uint8_t replay_key[32];           /* keys the fingerprints of INIT ephemeral keys */
+    uint8_t replay_key[P2P_KEY_LEN];           /* keys the fingerprints of INIT ephemeral keys */
     uint64_t replay_set[2][P2P_REPLAY_SLOTS]; /* [0] current generation, [1] previous */
     uint32_t replay_n;                /* inserts into [0] */
     uint64_t replay_at;               /* when [0] was started */

@@ -10,7 +10,7 @@
 
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
-void p2p_keys_next_key(uint8_t out[32], const uint8_t key[32])
+void p2p_keys_next_key(uint8_t out[P2P_KEY_LEN], const uint8_t key[P2P_KEY_LEN])
 {
     uint8_t k[P2P_KEY_LEN];
     memcpy(k, key, sizeof k);       /* out may be key */
@@ -19,7 +19,7 @@ void p2p_keys_next_key(uint8_t out[32], const uint8_t key[32])
     p2p_wipe(k, sizeof k);
 }
 
-void p2p_keys_init(p2p_keys *k, const uint8_t send[32], const uint8_t recv[32], uint64_t now)
+void p2p_keys_init(p2p_keys *k, const uint8_t send[P2P_KEY_LEN], const uint8_t recv[P2P_KEY_LEN], uint64_t now)
 {
     memset(k, 0, sizeof *k);
     memcpy(k->send, send, P2P_KEY_LEN);
@@ -112,7 +112,7 @@ int p2p_keys_expired(const p2p_keys *k, uint64_t now)
     return now >= k->installed + P2P_REJECT_AFTER_TIME_US;
 }
 
-void p2p_keys_destroy_send(p2p_keys *k, const uint8_t junk[32])
+void p2p_keys_destroy_send(p2p_keys *k, const uint8_t junk[P2P_KEY_LEN])
 {
     memcpy(k->send, junk, P2P_KEY_LEN);
 }

@@ -32,7 +32,7 @@
 static const char member_label[] = "p2pnet/1 member";
 static const char bcast_label[] = "p2pnet/1 broadcast";
 static const char index_label[] = "p2pnet/1 mesh index";
-#define BCAST_HEAD (32 + 8 + 2)
+#define BCAST_HEAD (P2P_ID_LEN + 8 + 2)
 #define BCAST_OVERHEAD (BCAST_HEAD + 64)
 #define WANT_ENTRY 40
 
@@ -63,7 +63,7 @@ static uint64_t rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
 
 /* SipHash-1-3 of (id, seq) under the node's secret key: ids come from the network, and an
  * unkeyed hash would let a peer pick ids that all land in one chain. */
-static uint64_t key_hash(const p2p_mesh *m, const uint8_t id[32], uint64_t seq)
+static uint64_t key_hash(const p2p_mesh *m, const uint8_t id[P2P_ID_LEN], uint64_t seq)
 {
     uint64_t v0 = m->hkey[0] ^ UINT64_C(0x736f6d6570736575);
     uint64_t v1 = m->hkey[1] ^ UINT64_C(0x646f72616e646f6d);
@@ -138,17 +138,17 @@ static uint32_t ix_first(const p2p_mesh_index *ix, uint64_t hv)
 
 /* ---- the member table ------------------------------------------------------------------- */
 
-static uint32_t member_slot(const p2p_mesh *m, const uint8_t id[32], uint64_t *steps)
+static uint32_t member_slot(const p2p_mesh *m, const uint8_t id[P2P_ID_LEN], uint64_t *steps)
 {
     for (uint32_t i = ix_first(&m->mix, key_hash(m, id, 0)); i != P2P_MESH_NONE;
          i = m->mix.next[i]) {
         if (steps) (*steps)++;
-        if (memcmp(m->m[i].id, id, 32) == 0) return i;
+        if (memcmp(m->m[i].id, id, P2P_ID_LEN) == 0) return i;
     }
     return P2P_MESH_NONE;
 }
 
-static p2p_member *member_find(p2p_host *h, const uint8_t id[32])
+static p2p_member *member_find(p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     p2p_mesh *m = &h->mesh;
     uint32_t i = member_slot(m, id, &m->work);
@@ -161,13 +161,13 @@ static int advertised(const p2p_member *x)
     return x->has_record && x->confirmed && !x->dead;
 }
 
-static void thash_xor(p2p_mesh *m, const uint8_t id[32], uint64_t seq)
+static void thash_xor(p2p_mesh *m, const uint8_t id[P2P_ID_LEN], uint64_t seq)
 {
-    uint8_t e[40], x[32];
-    memcpy(e, id, 32);
-    p2p_put_u64(e + 32, seq);
-    p2p_blake2b(x, 32, NULL, 0, e, sizeof e, NULL, 0);
-    for (int k = 0; k < 32; k++) m->thash[k] ^= x[k];
+    uint8_t e[P2P_ID_LEN + 8], x[sizeof m->thash];
+    memcpy(e, id, P2P_ID_LEN);
+    p2p_put_u64(e + P2P_ID_LEN, seq);
+    p2p_blake2b(x, sizeof x, NULL, 0, e, sizeof e, NULL, 0);
+    for (size_t k = 0; k < sizeof x; k++) m->thash[k] ^= x[k];
 }
 
 /* The table hash is the XOR of H(id || seq) over our own record and every advertised one:
@@ -187,7 +187,7 @@ static void thash_sync(p2p_mesh *m, p2p_member *x)
 }
 
 /* Adds a member; the caller made room (n < max). Pointers into the table die. */
-static p2p_member *member_add(p2p_host *h, const uint8_t id[32], uint64_t now)
+static p2p_member *member_add(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     if (m->n >= m->max || ix_ready(&m->mix, (uint32_t)m->max)) return NULL;
@@ -202,7 +202,7 @@ static p2p_member *member_add(p2p_host *h, const uint8_t id[32], uint64_t now)
     uint32_t i = (uint32_t)m->n++;
     p2p_member *x = &m->m[i];
     memset(x, 0, sizeof *x);
-    memcpy(x->id, id, 32);
+    memcpy(x->id, id, P2P_ID_LEN);
     x->dial_at = P2P_TIME_NEVER;
     x->added = now;
     x->forget_at = P2P_TIME_NEVER;
@@ -233,7 +233,7 @@ static void member_remove(p2p_host *h, p2p_member *x)
         /* what it brought us stays, as orphans: evicted first */
         for (size_t i = 0; i < m->n; i++) {
             p2p_member *y = &m->m[i];
-            if (!y->confirmed && y->has_src && memcmp(y->src, x->id, 32) == 0) {
+            if (!y->confirmed && y->has_src && memcmp(y->src, x->id, P2P_ID_LEN) == 0) {
                 y->has_src = 0;
                 m->norphans++;
             }
@@ -266,7 +266,7 @@ static int member_evict(p2p_host *h)
         p2p_member *y = &m->m[i];
         if (y->confirmed) continue;
         int mine = bi == SIZE_MAX ? !y->has_src
-                                  : y->has_src && memcmp(y->src, m->m[bi].id, 32) == 0;
+                                  : y->has_src && memcmp(y->src, m->m[bi].id, P2P_ID_LEN) == 0;
         if (mine && (!victim || y->added < victim->added)) victim = y;
     }
     m->work += 2 * m->n;
@@ -276,13 +276,13 @@ static int member_evict(p2p_host *h)
 }
 
 /* The live session (connected or being made) for an id, or NULL. */
-static p2p_peer *session_for(const p2p_host *h, const uint8_t id[32])
+static p2p_peer *session_for(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *p = h->peers.slots[i];
         if (!p || p->state == P2P_S_CLOSING) continue;
-        if ((p->has_id && memcmp(p->id, id, 32) == 0) ||
-            (!p->has_id && p->has_expected && memcmp(p->expected, id, 32) == 0))
+        if ((p->has_id && memcmp(p->id, id, P2P_ID_LEN) == 0) ||
+            (!p->has_id && p->has_expected && memcmp(p->expected, id, P2P_ID_LEN) == 0))
             return p;
     }
     return NULL;
@@ -322,7 +322,7 @@ static void sign_own(p2p_host *h, uint64_t now)
     p2p_wr w;
     p2p_wr_init(&w, body, P2P_MEMBER_REC_MAX - 64);
     p2p_wr_u8(&w, 1);
-    p2p_wr_bytes(&w, h->ident.ed_pk, 32);
+    p2p_wr_bytes(&w, h->ident.ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, ++m->own_seq);
     p2p_wr_u64(&w, t ? t + P2P_MEMBER_TTL_S : 0);
     p2p_wr_u8(&w, (uint8_t)m->naddr);
@@ -340,11 +340,11 @@ static void sign_own(p2p_host *h, uint64_t now)
  * malformed. */
 static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
 {
-    if (len < 1 + 32 + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
+    if (len < 1 + P2P_ID_LEN + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
     p2p_rd r;
     p2p_rd_init(&r, rec, len - 64);
     if (p2p_rd_u8(&r) != 1) return -1;
-    const uint8_t *id = p2p_rd_bytes(&r, 32);
+    const uint8_t *id = p2p_rd_bytes(&r, P2P_ID_LEN);
     uint64_t seq = p2p_rd_u64(&r);
     uint64_t expires = p2p_rd_u64(&r);
     uint8_t n = p2p_rd_u8(&r);
@@ -352,7 +352,7 @@ static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
     for (uint8_t i = 0; i < n; i++)
         if (p2p_rd_addr(&r, &x->addrs[i])) return -1;
     if (r.bad || p2p_rd_left(&r)) return -1;
-    memcpy(x->id, id, 32);
+    memcpy(x->id, id, P2P_ID_LEN);
     x->seq = seq;
     x->expires = expires;
     x->naddr = n;
@@ -413,7 +413,7 @@ static void send_table(p2p_host *h, p2p_peer *p, uint64_t gen, int with_own)
         }
         for (size_t i = 0; i < m->n; i++) {
             p2p_member *x = &m->m[i];
-            if (advertised(x) && (!gen || x->mark != gen) && memcmp(x->id, p->id, 32) != 0) {
+            if (advertised(x) && (!gen || x->mark != gen) && memcmp(x->id, p->id, P2P_ID_LEN) != 0) {
                 recs[k] = x->rec;
                 lens[k++] = x->rec_len;
             }
@@ -460,7 +460,7 @@ static void plan_dial(p2p_host *h, p2p_member *x, uint64_t now)
         return;
     }
     if (x->dial_at != P2P_TIME_NEVER) return;
-    if (memcmp(h->ident.ed_pk, x->id, 32) < 0) dial_at(&h->mesh, x, now);
+    if (memcmp(h->ident.ed_pk, x->id, P2P_ID_LEN) < 0) dial_at(&h->mesh, x, now);
     else dial_at(&h->mesh, x, now + P2P_MESH_DIAL_DELAY_US + p2p_rng_below(&h->rng, 500000));
 }
 
@@ -479,9 +479,9 @@ static void confirm(p2p_host *h, p2p_member *x)
 
 /* 1 when p may bring us a record of id: it is p's own, or p holds fewer claims than its
  * quota (a quarter of the table). */
-static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[32])
+static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID_LEN])
 {
-    if (memcmp(id, p->id, 32) == 0) return 1;
+    if (memcmp(id, p->id, P2P_ID_LEN) == 0) return 1;
     p2p_member *s = member_find(h, p->id);
     return s && s->confirmed && s->nsrc < h->mesh.max / 4;
 }
@@ -489,10 +489,10 @@ static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[32])
 /* The entry for a member we are about to hold a record of, made when there is room or room
  * can be made. A record that p sent about someone else is p's claim: p may hold at most a
  * quarter of the table in claims. Returns NULL when refused. */
-static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[32], uint64_t now)
+static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
-    int first_hand = memcmp(id, p->id, 32) == 0;
+    int first_hand = memcmp(id, p->id, P2P_ID_LEN) == 0;
     if (!may_claim(h, p, id)) return NULL;
     if (m->n >= m->max && !member_evict(h)) return NULL;
     p2p_member *x = member_add(h, id, now);
@@ -506,7 +506,7 @@ static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[32], u
     if (!s || !x) return x;
     s->nsrc++;
     x->has_src = 1;
-    memcpy(x->src, p->id, 32);
+    memcpy(x->src, p->id, P2P_ID_LEN);
     x->forget_at = now + P2P_MESH_FORGET_US;
     return x;
 }
@@ -530,7 +530,7 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
          * would keep. */
         p2p_member x;
         if (decode_record(rec, n, &x)) { h->stats.dropped++; continue; }
-        if (memcmp(x.id, h->ident.ed_pk, 32) == 0) continue;
+        if (memcmp(x.id, h->ident.ed_pk, P2P_ID_LEN) == 0) continue;
         p2p_member *mm = member_find(h, x.id);
         if (mm && mm->has_record && x.seq <= mm->seq) continue;
         uint64_t t = unix_s(h, now);
@@ -565,7 +565,7 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         /* A newcomer introduces itself on the session it joined by: we forward that record
          * to the members we hold sessions with. Nothing else is forwarded (each member
          * sends its own record to its peers), so a join costs each node O(N). */
-        if (p->bootstrap && memcmp(x.id, p->id, 32) == 0) {
+        if (p->bootstrap && memcmp(x.id, p->id, P2P_ID_LEN) == 0) {
             const uint8_t *rp = mm->rec;
             for (size_t i = 0; i < h->peers.hwm; i++) {
                 p2p_peer *q = h->peers.slots[i];
@@ -579,12 +579,12 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
 
 /* ---- broadcast origins ------------------------------------------------------------------ */
 
-static uint32_t origin_slot(p2p_mesh *m, const uint8_t id[32])
+static uint32_t origin_slot(p2p_mesh *m, const uint8_t id[P2P_ID_LEN])
 {
     for (uint32_t i = ix_first(&m->oix, key_hash(m, id, 1)); i != P2P_MESH_NONE;
          i = m->oix.next[i]) {
         m->work++;
-        if (memcmp(m->o[i].id, id, 32) == 0) return i;
+        if (memcmp(m->o[i].id, id, P2P_ID_LEN) == 0) return i;
     }
     return P2P_MESH_NONE;
 }
@@ -629,7 +629,7 @@ static void origin_forget(p2p_mesh *m, uint32_t i)
 
 /* The state of an origin, made when new: a full table forgets the least recently heard
  * origin that we hold no session with. */
-static uint32_t origin_get(p2p_host *h, const uint8_t id[32], uint64_t now)
+static uint32_t origin_get(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     uint32_t i = origin_slot(m, id);
@@ -660,7 +660,7 @@ static uint32_t origin_get(p2p_host *h, const uint8_t id[32], uint64_t now)
     p2p_origin *o = &m->o[i];
     m->ofree = o->next;
     memset(o, 0, sizeof *o);
-    memcpy(o->id, id, 32);
+    memcpy(o->id, id, P2P_ID_LEN);
     uint64_t hv = key_hash(m, id, 1);
     o->tsfloor = m->floors[(hv >> 32) % P2P_BCAST_FLOORS];
     o->peer = session_for(h, id) != NULL;
@@ -699,7 +699,7 @@ static void origin_note(p2p_origin *o, uint64_t s)
 /* 0 when broadcast (origin, s) may be new to us: inside the time window of our clock, and
  * neither seen nor older than what the origin's state (or its bucket's floor, when we hold
  * none) remembers. Checked before any signature. */
-static int bcast_old(p2p_host *h, const uint8_t origin[32], uint64_t s, uint64_t now)
+static int bcast_old(p2p_host *h, const uint8_t origin[P2P_ID_LEN], uint64_t s, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     uint64_t c = clock_us(h, now);
@@ -731,7 +731,7 @@ static void origins_expire(p2p_host *h, uint64_t now)
     }
 }
 
-static void origin_peer(p2p_host *h, const uint8_t id[32], int up)
+static void origin_peer(p2p_host *h, const uint8_t id[P2P_ID_LEN], int up)
 {
     uint32_t i = origin_slot(&h->mesh, id);
     if (i != P2P_MESH_NONE) h->mesh.o[i].peer = (uint8_t)up;
@@ -754,7 +754,7 @@ void p2p_mesh_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
     else send_own(h, p);
 }
 
-void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[32], int reason, uint64_t now)
+void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[P2P_ID_LEN], int reason, uint64_t now)
 {
     h->mesh_dl_valid = 0;
     if (session_for(h, id)) return;
@@ -834,7 +834,7 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
     for (size_t i = 0; i < m->nobs; i++) {
         p2p_observed *o = &m->obs[i];
         if (!p2p_addr_equal(&o->addr, a)) continue;
-        if (memcmp(o->by, p->id, 32) != 0 && !same_ip(&o->from, &p->addr)) {
+        if (memcmp(o->by, p->id, P2P_ID_LEN) != 0 && !same_ip(&o->from, &p->addr)) {
             m->obs[i] = m->obs[--m->nobs];
             add_addr(h, a, 0, now);
         }
@@ -849,7 +849,7 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
         m->nobs++;
     }
     m->obs[k].addr = *a;
-    memcpy(m->obs[k].by, p->id, 32);
+    memcpy(m->obs[k].by, p->id, P2P_ID_LEN);
     m->obs[k].from = p->addr;
     m->obs[k].at = now;
 }
@@ -860,7 +860,7 @@ int p2p_mesh_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
 }
 
 /* The member record of an id, for introductions: NULL when unknown. */
-const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32])
+const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     uint32_t i = member_slot(&h->mesh, id, NULL);
     const p2p_member *x = i == P2P_MESH_NONE ? NULL : &h->mesh.m[i];
@@ -941,8 +941,8 @@ static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t 
     if (m->cache_n == P2P_BCAST_CACHE_ENTRIES) cache_drop_head(m);
     size_t i = (m->cache_head + m->cache_n) % P2P_BCAST_CACHE_ENTRIES;
     p2p_bcast *b = &m->cache[i];
-    memcpy(b->origin, env, 32);
-    b->seq = p2p_get_u64(env + 32);
+    memcpy(b->origin, env, P2P_ID_LEN);
+    b->seq = p2p_get_u64(env + P2P_ID_LEN);
     b->at = now;
     b->len = len;
     b->env = copy;
@@ -954,13 +954,13 @@ static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t 
     return b->serial;
 }
 
-static const p2p_bcast *cache_get(p2p_mesh *m, const uint8_t origin[32], uint64_t seq)
+static const p2p_bcast *cache_get(p2p_mesh *m, const uint8_t origin[P2P_ID_LEN], uint64_t seq)
 {
     for (uint32_t i = ix_first(&m->cix, key_hash(m, origin, seq)); i != P2P_MESH_NONE;
          i = m->cix.next[i]) {
         m->work++;
         const p2p_bcast *b = &m->cache[i];
-        if (b->seq == seq && memcmp(b->origin, origin, 32) == 0) return b;
+        if (b->seq == seq && memcmp(b->origin, origin, P2P_ID_LEN) == 0) return b;
     }
     return NULL;
 }
@@ -991,8 +991,8 @@ int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     uint64_t s = c > h->mesh.bseq ? c : h->mesh.bseq + 1;
     h->mesh.bseq = s;
     memcpy(buf, bcast_label, lab);
-    memcpy(env, h->ident.ed_pk, 32);
-    p2p_put_u64(env + 32, s);
+    memcpy(env, h->ident.ed_pk, P2P_ID_LEN);
+    p2p_put_u64(env + P2P_ID_LEN, s);
     env[40] = (uint8_t)type;
     env[41] = (uint8_t)(type >> 8);
     if (len) memcpy(env + BCAST_HEAD, data, len);
@@ -1008,14 +1008,14 @@ int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     return 0;
 }
 
-static void announce(p2p_host *h, p2p_peer *from, const uint8_t origin[32], uint64_t seq)
+static void announce(p2p_host *h, p2p_peer *from, const uint8_t origin[P2P_ID_LEN], uint64_t seq)
 {
     uint8_t e[WANT_ENTRY];
-    memcpy(e, origin, 32);
-    p2p_put_u64(e + 32, seq);
+    memcpy(e, origin, P2P_ID_LEN);
+    p2p_put_u64(e + P2P_ID_LEN, seq);
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && q != from && mesh_peer(q) && memcmp(q->id, origin, 32) != 0)
+        if (q && q != from && mesh_peer(q) && memcmp(q->id, origin, P2P_ID_LEN) != 0)
             p2p_peer_append(h, q, P2P_REC_IHAVE, e, sizeof e);
     }
 }
@@ -1027,8 +1027,8 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     if (len < BCAST_OVERHEAD) return -1;
     p2p_mesh *m = &h->mesh;
     const uint8_t *origin = env;
-    uint64_t s = p2p_get_u64(env + 32);
-    if (memcmp(origin, h->ident.ed_pk, 32) == 0) return 0;
+    uint64_t s = p2p_get_u64(env + P2P_ID_LEN);
+    if (memcmp(origin, h->ident.ed_pk, P2P_ID_LEN) == 0) return 0;
     m->work++;
     if (bcast_old(h, origin, s, now)) {
         h->stats.dropped_replay++;
@@ -1062,7 +1062,7 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     ev.type = P2P_EV_MESSAGE;
     p2p_fill_event(p, &ev);
     ev.broadcast = 1;
-    memcpy(ev.origin, origin, 32);
+    memcpy(ev.origin, origin, P2P_ID_LEN);
     ev.seq = s;
     ev.msg_type = (uint16_t)(env[40] | (env[41] << 8));
     p2p_event_push(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
@@ -1072,12 +1072,12 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     return 0;
 }
 
-static uint32_t want_slot(p2p_mesh *m, const uint8_t origin[32], uint64_t seq)
+static uint32_t want_slot(p2p_mesh *m, const uint8_t origin[P2P_ID_LEN], uint64_t seq)
 {
     for (uint32_t i = ix_first(&m->wix, key_hash(m, origin, seq)); i != P2P_MESH_NONE;
          i = m->wix.next[i]) {
         m->work++;
-        if (m->wants[i].seq == seq && memcmp(m->wants[i].origin, origin, 32) == 0) return i;
+        if (m->wants[i].seq == seq && memcmp(m->wants[i].origin, origin, P2P_ID_LEN) == 0) return i;
     }
     return P2P_MESH_NONE;
 }
@@ -1099,9 +1099,9 @@ static int on_ihave(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, u
     if (ix_ready(&m->wix, P2P_IWANT_MAX)) return 0;
     for (size_t off = 0; off < len; off += WANT_ENTRY) {
         const uint8_t *origin = body + off;
-        uint64_t s = p2p_get_u64(body + off + 32);
+        uint64_t s = p2p_get_u64(body + off + P2P_ID_LEN);
         m->work++;
-        if (memcmp(origin, h->ident.ed_pk, 32) == 0) continue;
+        if (memcmp(origin, h->ident.ed_pk, P2P_ID_LEN) == 0) continue;
         if (bcast_old(h, origin, s, now) || want_slot(m, origin, s) != P2P_MESH_NONE) continue;
         if (m->nwants >= P2P_IWANT_MAX || p->mesh_wants >= P2P_IWANT_PER_PEER) {
             h->stats.dropped_budget++;
@@ -1109,7 +1109,7 @@ static int on_ihave(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, u
         }
         uint32_t i = (uint32_t)((m->want_head + m->nwants++) % P2P_IWANT_MAX);
         p2p_want *w = &m->wants[i];
-        memcpy(w->origin, origin, 32);
+        memcpy(w->origin, origin, P2P_ID_LEN);
         w->seq = s;
         w->at = now + P2P_IWANT_DELAY_US;
         w->from = p->handle;
@@ -1133,7 +1133,7 @@ static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
     }
     for (size_t off = 0; off < len; off += WANT_ENTRY) {
         m->work++;
-        const p2p_bcast *b = cache_get(m, body + off, p2p_get_u64(body + off + 32));
+        const p2p_bcast *b = cache_get(m, body + off, p2p_get_u64(body + off + P2P_ID_LEN));
         if (!b) continue;
         if (p2p_replay_check(&p->mesh_served, b->serial)) {
             h->stats.dropped_unsolicited++;
@@ -1156,13 +1156,13 @@ static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
     if (!body) return;
     size_t len = 1;
     body[0] = reply;
-    memcpy(body + len, h->ident.ed_pk, 32);
-    p2p_put_u64(body + len + 32, m->own_seq);
+    memcpy(body + len, h->ident.ed_pk, P2P_ID_LEN);
+    p2p_put_u64(body + len + P2P_ID_LEN, m->own_seq);
     len += 40;
     for (size_t i = 0; i < m->n; i++) {
         if (!advertised(&m->m[i])) continue;
-        memcpy(body + len, m->m[i].id, 32);
-        p2p_put_u64(body + len + 32, m->m[i].seq);
+        memcpy(body + len, m->m[i].id, P2P_ID_LEN);
+        p2p_put_u64(body + len + P2P_ID_LEN, m->m[i].seq);
         len += 40;
     }
     m->work += m->n;
@@ -1172,8 +1172,8 @@ static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
 
 static int on_summary(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
-    if (len != 32) return -1;
-    if (memcmp(h->mesh.thash, body, 32) != 0 && may_answer(h, p, now)) send_digest(h, p, 0);
+    if (len != sizeof h->mesh.thash) return -1;
+    if (memcmp(h->mesh.thash, body, sizeof h->mesh.thash) != 0 && may_answer(h, p, now)) send_digest(h, p, 0);
     return 0;
 }
 
@@ -1191,9 +1191,9 @@ static int on_digest(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, 
     int own_held = 0, lacking = 0;
     for (size_t j = 0; j < count; j++) {
         const uint8_t *id = d + 40 * j;
-        uint64_t seq = p2p_get_u64(id + 32);
+        uint64_t seq = p2p_get_u64(id + P2P_ID_LEN);
         m->work++;
-        if (memcmp(id, h->ident.ed_pk, 32) == 0) {
+        if (memcmp(id, h->ident.ed_pk, P2P_ID_LEN) == 0) {
             own_held |= seq >= m->own_seq;
             continue;
         }
@@ -1316,8 +1316,8 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
         if (from && from->mesh_wants) from->mesh_wants--;
         if (!bcast_old(h, w.origin, w.seq, now) && from && from->state == P2P_S_CONNECTED) {
             uint8_t e[WANT_ENTRY];
-            memcpy(e, w.origin, 32);
-            p2p_put_u64(e + 32, w.seq);
+            memcpy(e, w.origin, P2P_ID_LEN);
+            p2p_put_u64(e + P2P_ID_LEN, w.seq);
             p2p_peer_append(h, from, P2P_REC_IWANT, e, sizeof e);
         }
     }
@@ -1347,7 +1347,7 @@ int p2p_mesh_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
     /* The index key: secret (derived from our signing key), so nobody can aim at a chain. */
     uint8_t k[16];
     p2p_blake2b(k, sizeof k, (const uint8_t *)index_label, sizeof index_label - 1,
-                h->ident.ed_sk, 32, NULL, 0);
+                h->ident.ed_sk, P2P_KEY_LEN, NULL, 0);
     m->hkey[0] = p2p_get_u64(k);
     m->hkey[1] = p2p_get_u64(k + 8);
     p2p_wipe(k, sizeof k);

@@ -17,7 +17,7 @@ void p2p_mesh_free(struct p2p_host *h);
  * saw us at is noted (advertised once a second, independent peer reports it). */
 void p2p_mesh_on_join(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* A session ended. */
-void p2p_mesh_on_leave(struct p2p_host *h, const uint8_t id[32], int reason, uint64_t now);
+void p2p_mesh_on_leave(struct p2p_host *h, const uint8_t id[P2P_ID_LEN], int reason, uint64_t now);
 /* A mesh record arrived on a session's stream. Returns 0, or -1 for a protocol error. */
 int p2p_mesh_on_record(struct p2p_host *h, struct p2p_peer *p, uint8_t kind,
                        const uint8_t *body, size_t len, uint64_t now);

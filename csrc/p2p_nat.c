@@ -47,18 +47,18 @@ void p2p_nat_free(p2p_host *h)
     h->nat.npairs = 0;
 }
 
-static p2p_peer *connected_id(const p2p_host *h, const uint8_t id[32])
+static p2p_peer *connected_id(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     p2p_peer_handle ph = p2p_find_connected(h, id);
     return ph ? p2p_lookup(h, ph) : NULL;
 }
 
 /* Our handshake attempt towards an id, or NULL. */
-static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[32])
+static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && q->initiator && (q->hs || q->dial_due) && q->has_expected && memcmp(q->expected, id, 32) == 0 &&
+        if (q && q->initiator && (q->hs || q->dial_due) && q->has_expected && memcmp(q->expected, id, P2P_ID_LEN) == 0 &&
             (q->state == P2P_S_INIT_SENT || q->state == P2P_S_FIN_SENT))
             return q;
     }
@@ -70,10 +70,10 @@ static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[32])
 void p2p_nat_send_intro(p2p_host *h, p2p_peer *to, const p2p_peer *about, const p2p_addr *c,
                         uint8_t n, int relay_ok)
 {
-    uint8_t body[32 + 4 + 1 + 1 + (P2P_CANDIDATES - 1) * 19];
+    uint8_t body[P2P_ID_LEN + 4 + 1 + 1 + (P2P_CANDIDATES - 1) * 19];
     p2p_wr w;
     p2p_wr_init(&w, body, sizeof body);
-    p2p_wr_bytes(&w, about->id, 32);
+    p2p_wr_bytes(&w, about->id, P2P_ID_LEN);
     p2p_wr_u32(&w, about->local_index);
     p2p_wr_u8(&w, relay_ok ? FLAG_RELAY : 0);
     p2p_wr_u8(&w, n);
@@ -113,20 +113,20 @@ static p2p_relay_pair *pair_add(p2p_host *h, p2p_peer_handle a, p2p_peer_handle 
     return x;
 }
 
-static void send_fail(p2p_host *h, p2p_peer *p, const uint8_t id[32], uint8_t code)
+static void send_fail(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID_LEN], uint8_t code)
 {
     uint8_t fail[33];
-    memcpy(fail, id, 32);
-    fail[32] = code;
+    memcpy(fail, id, P2P_ID_LEN);
+    fail[P2P_ID_LEN] = code;
     p2p_peer_append(h, p, P2P_REC_INTRO_FAIL, fail, sizeof fail);
 }
 
 /* An offer to `to`: `about` asks to be introduced to it. No addresses: nothing to act on. */
 static void send_offer(p2p_host *h, p2p_peer *to, const p2p_peer *about)
 {
-    uint8_t body[32 + 4 + 1 + 1];
-    memcpy(body, about->id, 32);
-    p2p_put_u32(body + 32, 0);
+    uint8_t body[P2P_ID_LEN + 4 + 1 + 1];
+    memcpy(body, about->id, P2P_ID_LEN);
+    p2p_put_u32(body + P2P_ID_LEN, 0);
     body[36] = FLAG_OFFER;
     body[37] = 0;
     p2p_peer_append(h, to, P2P_REC_INTRO, body, sizeof body);
@@ -179,10 +179,10 @@ static p2p_intro_pending *pending_add(p2p_host *h, p2p_peer_handle asker, uint64
 
 static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
-    if (len != 32) return -1;
+    if (len != P2P_ID_LEN) return -1;
     p2p_peer *q = connected_id(h, body);
     uint8_t code = !q ? FAIL_UNKNOWN : q == p ? FAIL_SELF : 0;
-    if (memcmp(body, h->ident.ed_pk, 32) == 0) code = FAIL_SELF;
+    if (memcmp(body, h->ident.ed_pk, P2P_ID_LEN) == 0) code = FAIL_SELF;
     if (code) {
         send_fail(h, p, body, code);
         return 0;
@@ -208,51 +208,51 @@ static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t le
     return 0;
 }
 
-static p2p_intro *intro_slot(p2p_host *h, const uint8_t id[32], uint64_t now)
+static p2p_intro *intro_slot(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_intro *free_slot = NULL, *oldest = &h->nat.intros[0];
     for (size_t i = 0; i < P2P_INTROS; i++) {
         p2p_intro *x = &h->nat.intros[i];
-        if (x->expire > now && memcmp(x->id, id, 32) == 0) return x;
+        if (x->expire > now && memcmp(x->id, id, P2P_ID_LEN) == 0) return x;
         if (x->expire <= now && !free_slot) free_slot = x;
         if (x->expire < oldest->expire) oldest = x;
     }
     return free_slot ? free_slot : oldest;
 }
 
-const p2p_intro *p2p_nat_intro(const p2p_host *h, const uint8_t id[32], uint64_t now)
+const p2p_intro *p2p_nat_intro(const p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     for (size_t i = 0; i < P2P_INTROS; i++) {
         const p2p_intro *x = &h->nat.intros[i];
-        if (x->expire > now && memcmp(x->id, id, 32) == 0) return x;
+        if (x->expire > now && memcmp(x->id, id, P2P_ID_LEN) == 0) return x;
     }
     return NULL;
 }
 
 /* Remembers that we asked `via` for an introduction to `id`. A full table forgets the ask
  * that expires first: only this node fills it. */
-static void ask_add(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint64_t now)
+static void ask_add(p2p_host *h, const uint8_t id[P2P_ID_LEN], p2p_peer_handle via, uint64_t now)
 {
     p2p_ask *slot = &h->nat.asks[0];
     for (size_t i = 0; i < P2P_ASKS; i++) {
         p2p_ask *x = &h->nat.asks[i];
-        if (x->expire > now && x->via == via && memcmp(x->id, id, 32) == 0) {
+        if (x->expire > now && x->via == via && memcmp(x->id, id, P2P_ID_LEN) == 0) {
             slot = x;
             break;
         }
         if (x->expire < slot->expire) slot = x;
     }
-    memcpy(slot->id, id, 32);
+    memcpy(slot->id, id, P2P_ID_LEN);
     slot->via = via;
     slot->expire = now + (h->timeout > P2P_ASK_US ? h->timeout : P2P_ASK_US);
 }
 
 /* 1 when we asked `via` for `id` and have not had the answer yet; the ask is used up. */
-static int ask_take(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint64_t now)
+static int ask_take(p2p_host *h, const uint8_t id[P2P_ID_LEN], p2p_peer_handle via, uint64_t now)
 {
     for (size_t i = 0; i < P2P_ASKS; i++) {
         p2p_ask *x = &h->nat.asks[i];
-        if (x->expire > now && x->via == via && memcmp(x->id, id, 32) == 0) {
+        if (x->expire > now && x->via == via && memcmp(x->id, id, P2P_ID_LEN) == 0) {
             x->expire = 0;
             return 1;
         }
@@ -260,10 +260,10 @@ static int ask_take(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint
     return 0;
 }
 
-static void ask(p2p_host *h, p2p_peer *via, const uint8_t id[32], uint64_t now)
+static void ask(p2p_host *h, p2p_peer *via, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     ask_add(h, id, via->handle, now);
-    p2p_peer_append(h, via, P2P_REC_INTRO_REQ, id, 32);
+    p2p_peer_append(h, via, P2P_REC_INTRO_REQ, id, P2P_ID_LEN);
 }
 
 /* 1 when another attempt made from an offer of introducer `via` would pass the caps: one
@@ -283,7 +283,7 @@ static int offer_room(const p2p_host *h, p2p_peer_handle via)
 /* The introducer v offers an introduction to `id`, which asked for us. We accept by asking v
  * for `id` in turn, when our policy allows it, v has not offered too many lately, and not too
  * many attempts made from offers are running. */
-static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[32], uint64_t now)
+static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     if (p2p_policy(h, id) || v->addr.family == P2P_AF_RELAY) {
         h->stats.dropped_unsolicited++;
@@ -342,7 +342,7 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
 {
     p2p_rd r;
     p2p_rd_init(&r, body, len);
-    const uint8_t *id = p2p_rd_bytes(&r, 32);
+    const uint8_t *id = p2p_rd_bytes(&r, P2P_ID_LEN);
     uint32_t channel = p2p_rd_u32(&r);
     uint8_t flags = p2p_rd_u8(&r);
     uint8_t n = p2p_rd_u8(&r);
@@ -370,7 +370,7 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         if (p2p_may_send_learned(h, &c[i])) c[kept++] = c[i];
     n = kept;
     p2p_intro *in = intro_slot(h, id, now);
-    memcpy(in->id, id, 32);
+    memcpy(in->id, id, P2P_ID_LEN);
     in->via = v->handle;
     in->channel = channel;
     in->relay_ok = (flags & FLAG_RELAY) != 0;
@@ -416,8 +416,8 @@ static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t l
     char hex[65], via[64];
     p2p_id_to_hex(body, hex);
     p2p_addr_format(&v->addr, via, sizeof via);
-    p2p_error(h, p, body[32] == FAIL_SELF ? "peer %s is the introducer %s itself"
-                         : body[32] == FAIL_BUSY ? "peer %s: introducer %s is busy"
+    p2p_error(h, p, body[P2P_ID_LEN] == FAIL_SELF ? "peer %s is the introducer %s itself"
+                         : body[P2P_ID_LEN] == FAIL_BUSY ? "peer %s: introducer %s is busy"
                                                  : "peer %s is not registered at %s", hex, via);
     p2p_kill(h, p);
     return 0;
@@ -438,12 +438,12 @@ int p2p_nat_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bod
 
 /* A session to ask for an introduction: `via` when it is up, else (for mesh dials) any
  * other mesh member. */
-static p2p_peer *any_member(const p2p_host *h, const uint8_t target[32])
+static p2p_peer *any_member(const p2p_host *h, const uint8_t target[P2P_ID_LEN])
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
         if (q && q->state == P2P_S_CONNECTED && q->peer_mesh && q->addr.family != P2P_AF_RELAY &&
-            !(q->has_id && memcmp(q->id, target, 32) == 0))
+            !(q->has_id && memcmp(q->id, target, P2P_ID_LEN) == 0))
             return q;
     }
     return NULL;

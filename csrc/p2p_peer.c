@@ -36,7 +36,7 @@ static p2p_budget peer_budget(p2p_peer *p)
     return b;
 }
 
-void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],
+void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN], const uint8_t k_recv[P2P_KEY_LEN],
                            uint64_t now)
 {
     p2p_keys_init(&p->keys, k_send, k_recv, now);
@@ -1000,12 +1000,9 @@ int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type,
         p->dq_count--;
         dgram_free(h, p, old);
     }
-    if (p2p_mem_take(h, p, sizeof(p2p_dgram) + len)) return P2P_ERR_FULL;
-    p2p_dgram *d = malloc(sizeof *d + len);
-    if (!d) {
-        p2p_mem_give(h, p, sizeof(p2p_dgram) + len);
-        return P2P_ERR_NOMEM;
-    }
+    int rc;
+    p2p_dgram *d = p2p_mem_alloc(h, p, sizeof *d + len, &rc);
+    if (!d) return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     d->next = NULL;
     d->type = type;
     d->len = (uint16_t)len;

@@ -189,6 +189,20 @@ void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n)
     h->mem = h->mem > n ? h->mem - n : 0;
 }
 
+void *p2p_mem_alloc(p2p_host *h, p2p_peer *p, size_t n, int *rc)
+{
+    if (p2p_mem_take(h, p, n)) {
+        *rc = P2P_ERR_LIMIT;
+        return NULL;
+    }
+    void *x = malloc(n);
+    if (!x) {
+        p2p_mem_give(h, p, n);
+        *rc = P2P_ERR_NOMEM;
+    }
+    return x;
+}
+
 /* ---- events ----------------------------------------------------------------------------- */
 
 /* The event queue is charged to the node's memory budget (its ring and every event's data);
@@ -198,7 +212,7 @@ void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n)
 int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len)
 {
     if (h->evq_len == h->evq_cap) {
-        size_t cap = h->evq_cap ? h->evq_cap * 2 : 32;
+        size_t cap = h->evq_cap ? h->evq_cap * 2 : P2P_EVQ_MIN;
         if (p2p_mem_take(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item))) {
             free(data);
             return P2P_ERR_LIMIT;
@@ -230,7 +244,7 @@ int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t
 
 int p2p_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
 {
-    size_t grow = h->evq_len < h->evq_cap ? 0 : (h->evq_cap ? h->evq_cap : 32) * sizeof(p2p_evq_item);
+    size_t grow = h->evq_len < h->evq_cap ? 0 : (h->evq_cap ? h->evq_cap : P2P_EVQ_MIN) * sizeof(p2p_evq_item);
     if (len + grow <= p2p_mem_room(h, NULL) + freed) return 1;
     h->stats.dropped_budget++;
     mem_evict_largest(h, p);
@@ -281,12 +295,9 @@ void p2p_error(p2p_host *h, p2p_peer *p, const char *fmt, ...)
  * would pass it is dropped (counted in stats.dropped_budget), as the network may drop it. */
 int p2p_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len)
 {
-    if (p2p_mem_take(h, NULL, sizeof(p2p_txq_item) + len)) return P2P_ERR_LIMIT;
-    p2p_txq_item *t = malloc(sizeof *t + len);
-    if (!t) {
-        p2p_mem_give(h, NULL, sizeof(p2p_txq_item) + len);
-        return P2P_ERR_NOMEM;
-    }
+    int rc;
+    p2p_txq_item *t = p2p_mem_alloc(h, NULL, sizeof *t + len, &rc);
+    if (!t) return rc;
     t->next = NULL;
     t->to = *to;
     t->len = len;

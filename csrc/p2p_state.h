@@ -71,6 +71,9 @@ void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n);
 /* Bytes that p2p_mem_take would grant now: what is left of the node's budget and, when p is
  * given, of the peer's. */
 uint64_t p2p_mem_room(const p2p_host *h, const p2p_peer *p);
+/* Takes n bytes (p2p_mem_take) and allocates them. Returns the block, or NULL with *rc set to
+ * P2P_ERR_LIMIT (over a budget) or P2P_ERR_NOMEM; free it with free() and p2p_mem_give. */
+void *p2p_mem_alloc(p2p_host *h, p2p_peer *p, size_t n, int *rc);
 
 /* ---- policy ----------------------------------------------------------------------------- */
 
