@@ -83,7 +83,7 @@ static p2p_guard_entry *get(p2p_host *h, const p2p_addr *a)
     uint64_t now = h->now;
     p2p_guard_entry *e = find(g, a);
     if (e) {
-        if (e->expire <= now && !pinned(e, now)) {     /* stale: begins again */
+        if (e->expire <= now && !pinned(e, now)) { /* stale: begins again */
             uint16_t next = e->next;
             memset(e, 0, sizeof *e);
             e->addr = *a;
@@ -166,7 +166,7 @@ static int take_probe(p2p_host *h, p2p_guard_entry *e, p2p_peer_handle src)
     if (!e->probes || e->probe_start + P2P_GUARD_WINDOW_US <= now) {
         e->probe_start = now;
         e->probes = 0;
-        e->tickets = 0;     /* a ticket lives only as long as the probe it paid for */
+        e->tickets = 0; /* a ticket lives only as long as the probe it paid for */
     }
     if (e->probes >= P2P_GUARD_PROBES) return 0;
     int active = e->src == src && e->probes && e->last_probe + P2P_GUARD_ACTIVE_US > now;
@@ -194,7 +194,7 @@ int p2p_guard_probe(p2p_host *h, const p2p_addr *a, p2p_peer_handle src)
         return 0;
     }
     p2p_guard_entry *e = get(h, a);
-    if (e && cached_proven(h, e, a)) return 1;    /* the send finds it proven too */
+    if (e && cached_proven(h, e, a)) return 1; /* the send finds it proven too */
     if (!e || e->tickets >= P2P_GUARD_PROBES || !take_probe(h, e, src)) {
         h->stats.dropped_amplification++;
         return 0;

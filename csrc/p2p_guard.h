@@ -28,8 +28,7 @@ void p2p_guard_credit(struct p2p_host *h, const p2p_addr *a, size_t len);
  * P2P_GUARD_RESPONSE or P2P_GUARD_PROVEN. INIT packets of attempts whose candidates came from
  * the network are recognised here and treated as probes. Returns 1 to send, 0 to drop (counted
  * in stats.dropped_amplification). */
-int p2p_guard_send(struct p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len,
-                   int kind);
+int p2p_guard_send(struct p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len, int kind);
 /* Asks to send one probe to a, an address learned from the network through session src.
  * Returns 1 when it may go (a ticket that the datagram's p2p_guard_send uses), 0 when the
  * address may not be sent to, has used its allowance, or src has too many addresses being

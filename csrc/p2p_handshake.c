@@ -122,7 +122,8 @@ static size_t addr_bytes(const p2p_addr *a, uint8_t out[19])
     return 3 + n;
 }
 
-static void cookie_for(const uint8_t secret[P2P_KEY_LEN], const p2p_addr *a, uint8_t out[P2P_COOKIE_LEN])
+static void cookie_for(const uint8_t secret[P2P_KEY_LEN], const p2p_addr *a,
+                       uint8_t out[P2P_COOKIE_LEN])
 {
     uint8_t ab[19];
     size_t n = addr_bytes(a, ab);
@@ -141,7 +142,8 @@ static void rotate_cookie_secret(p2p_host *h, uint64_t now)
     h->cookie_rotated = now;
 }
 
-static void mac2(const uint8_t cookie[P2P_COOKIE_LEN], const uint8_t *init, uint8_t out[P2P_MAC_LEN])
+static void mac2(const uint8_t cookie[P2P_COOKIE_LEN], const uint8_t *init,
+                 uint8_t out[P2P_MAC_LEN])
 {
     p2p_blake2b(out, P2P_MAC_LEN, cookie, P2P_COOKIE_LEN, init, INIT_MAC2, NULL, 0);
 }
@@ -164,11 +166,11 @@ static int mac2_ok(p2p_host *h, const p2p_addr *from, const uint8_t *init)
 static void send_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *init)
 {
     uint8_t pkt[COOKIE_PKT_LEN], cookie[P2P_COOKIE_LEN];
-    put_head(pkt, P2P_PKT_COOKIE, p2p_get_u32(init + 4));     /* the INIT's sender_index */
+    put_head(pkt, P2P_PKT_COOKIE, p2p_get_u32(init + 4)); /* the INIT's sender_index */
     p2p_rng_bytes(&h->rng, pkt + 8, P2P_XNONCE_LEN);
     cookie_for(h->cookie_secret[0], from, cookie);
-    p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, h->cookie_key, pkt + 8, init + INIT_MAC1,
-                   P2P_MAC_LEN, cookie, sizeof cookie);
+    p2p_xaead_seal(pkt + 8 + P2P_XNONCE_LEN, h->cookie_key, pkt + 8, init + INIT_MAC1, P2P_MAC_LEN,
+                   cookie, sizeof cookie);
     p2p_wipe(cookie, sizeof cookie);
     h->stats.cookies_sent++;
     p2p_tx_push(h, from, pkt, sizeof pkt);
@@ -194,12 +196,13 @@ static uint64_t replay_fp(const p2p_host *h, const uint8_t e[P2P_KEY_LEN])
     uint8_t d[8];
     p2p_blake2b(d, sizeof d, h->replay_key, sizeof h->replay_key, e, P2P_KEY_LEN, NULL, 0);
     uint64_t fp = p2p_get_u64(d);
-    return fp ? fp : 1;    /* 0 marks an empty slot */
+    return fp ? fp : 1; /* 0 marks an empty slot */
 }
 
 static int replay_in(const uint64_t *set, uint64_t fp)
 {
-    for (size_t i = 0, k = fp % P2P_REPLAY_SLOTS; i < P2P_REPLAY_SLOTS; i++, k = (k + 1) % P2P_REPLAY_SLOTS) {
+    for (size_t i = 0, k = fp % P2P_REPLAY_SLOTS; i < P2P_REPLAY_SLOTS;
+         i++, k = (k + 1) % P2P_REPLAY_SLOTS) {
         if (set[k] == fp) return 1;
         if (!set[k]) return 0;
     }
@@ -241,7 +244,7 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr_bytes(&w, h->ident.ed_pk, P2P_ID_LEN);
     p2p_wr_bytes(&w, h->ident.binding_sig, 64);
     if (observed->family == P2P_AF_INET4 || observed->family == P2P_AF_INET6) {
-        p2p_wr_u8(&w, EXT_OBSERVED);     /* not over a relay: that path has no address */
+        p2p_wr_u8(&w, EXT_OBSERVED); /* not over a relay: that path has no address */
         p2p_wr_u16(&w, observed->family == P2P_AF_INET4 ? 7 : 19);
         p2p_wr_addr(&w, observed);
     }
@@ -279,8 +282,8 @@ static int nz_read(p2p_host *h, p2p_noise *n, const uint8_t *msg, size_t len, ui
     return rc;
 }
 
-static int nz_write(p2p_host *h, p2p_noise *n, const uint8_t *payload, size_t plen,
-                    uint8_t *out, size_t cap, size_t *outlen)
+static int nz_write(p2p_host *h, p2p_noise *n, const uint8_t *payload, size_t plen, uint8_t *out,
+                    size_t cap, size_t *outlen)
 {
     uint32_t before = n->dh_ops;
     int rc = p2p_noise_write(n, &h->rng, payload, plen, out, cap, outlen);
@@ -322,7 +325,10 @@ static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8
         } else if (type == EXT_MAX_MESSAGE || type == EXT_WINDOW) {
             uint32_t x = p2p_rd_u32(&e);
             if (e.bad || p2p_rd_left(&e) || x == 0) return P2P_ERR_INVALID;
-            if (type == EXT_MAX_MESSAGE) out->max_message = x; else out->window = x;
+            if (type == EXT_MAX_MESSAGE)
+                out->max_message = x;
+            else
+                out->window = x;
         } else if (type == EXT_FLAGS) {
             out->flags = p2p_rd_u8(&e);
             if (e.bad) return P2P_ERR_INVALID;
@@ -387,9 +393,9 @@ static p2p_hs *hs_new(p2p_host *h, int initiator, uint64_t now)
 {
     p2p_hs *hs = calloc(1, sizeof *hs);
     if (!hs) return NULL;
-    int rc = p2p_noise_init(&hs->noise, P2P_NOISE_PROTOCOL, initiator,
-                            (const uint8_t *)P2P_PROLOGUE, sizeof P2P_PROLOGUE - 1, h->ident.x_sk,
-                            NULL, h->psk);
+    int rc =
+        p2p_noise_init(&hs->noise, P2P_NOISE_PROTOCOL, initiator, (const uint8_t *)P2P_PROLOGUE,
+                       sizeof P2P_PROLOGUE - 1, h->ident.x_sk, NULL, h->psk);
     h->stats.work_dh += hs->noise.dh_ops;
     if (rc) {
         free(hs);
@@ -427,13 +433,13 @@ int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_hs *hs = p->hs;
     uint8_t *pkt = hs->pkt;
     put_head(pkt, P2P_PKT_INIT, p->local_index);
-    uint8_t zeros[INIT_PAYLOAD] = { 0 };
+    uint8_t zeros[INIT_PAYLOAD] = {0};
     size_t n = 0;
     if (nz_write(h, &hs->noise, zeros, sizeof zeros, pkt + 8, P2P_MAX_PACKET - 8, &n) ||
         8 + n != INIT_MAC1)
         return P2P_ERR_CRYPTO;
     mac1(h, pkt, INIT_MAC1, pkt + INIT_MAC1);
-    memset(pkt + INIT_MAC2, 0, P2P_MAC_LEN);   /* mac2 is added per address, with a cookie */
+    memset(pkt + INIT_MAC2, 0, P2P_MAC_LEN); /* mac2 is added per address, with a cookie */
     hs->pkt_len = P2P_INIT_LEN;
     p->state = P2P_S_INIT_SENT;
     p->dial_due = 0;
@@ -479,7 +485,10 @@ static void drop_candidate(p2p_peer *p, const p2p_addr *a)
     if (k && p2p_addr_equal(&p->addr, a)) p->addr = p->cand[0];
 }
 
-static int version_ok(const uint8_t *buf) { return buf[1] == P2P_PROTOCOL_VERSION && !buf[2] && !buf[3]; }
+static int version_ok(const uint8_t *buf)
+{
+    return buf[1] == P2P_PROTOCOL_VERSION && !buf[2] && !buf[3];
+}
 
 /* The half-open handshake that an INIT repeats (same source, index and ephemeral key), and
  * how many half-open handshakes the INIT's source holds: its IPv4 address, its IPv6 /64 (one
@@ -489,8 +498,9 @@ static int version_ok(const uint8_t *buf) { return buf[1] == P2P_PROTOCOL_VERSIO
 static p2p_peer *find_half_open(const p2p_host *h, const p2p_addr *from, uint32_t init_index,
                                 uint64_t fp, size_t *same_ip)
 {
-    size_t ip_len = from->family == P2P_AF_INET4 ? 4 : from->family == P2P_AF_INET6 ? 8
-                                                                              : 4;  /* relay index */
+    size_t ip_len = from->family == P2P_AF_INET4   ? 4
+                    : from->family == P2P_AF_INET6 ? 8
+                                                   : 4; /* relay index */
     *same_ip = 0;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *p = h->peers.slots[i];
@@ -516,11 +526,11 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     uint64_t fp = replay_fp(h, buf + 8);
     size_t same_ip = 0;
     p2p_peer *p = find_half_open(h, from, init_index, fp, &same_ip);
-    if (p) {   /* a resent INIT: answer with the same RESP */
+    if (p) { /* a resent INIT: answer with the same RESP */
         p2p_tx_push(h, from, p->hs->pkt, p->hs->pkt_len);
         return;
     }
-    if (replay_seen(h, fp)) {   /* its handshake ran already, from this source or another */
+    if (replay_seen(h, fp)) { /* its handshake ran already, from this source or another */
         h->stats.dropped++;
         h->stats.dropped_replay++;
         return;
@@ -538,12 +548,18 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         return;
     }
     p = p2p_peer_new(h, 0, from);
-    if (!p) { h->stats.dropped++; return; }
+    if (!p) {
+        h->stats.dropped++;
+        return;
+    }
     replay_add(h, fp, now);
     p->hs = hs_new(h, 0, now);
     p->state = P2P_S_HALF_OPEN;
     h->n_half_open++;
-    if (!p->hs) { p2p_kill(h, p); return; }
+    if (!p->hs) {
+        p2p_kill(h, p);
+        return;
+    }
     p2p_hs *hs = p->hs;
     hs->init_index = init_index;
     hs->init_fp = fp;
@@ -564,8 +580,8 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     p2p_put_u32(pkt + 8, init_index);
     size_t n = 0;
     /* RESP is at most twice the INIT that asked for it: a spoofed INIT amplifies less. */
-    if (!idlen || nz_write(h, &hs->noise, idp, idlen, pkt + 12, 2 * P2P_INIT_LEN - 12 - P2P_MAC_LEN,
-                           &n)) {
+    if (!idlen ||
+        nz_write(h, &hs->noise, idp, idlen, pkt + 12, 2 * P2P_INIT_LEN - 12 - P2P_MAC_LEN, &n)) {
         p2p_kill(h, p);
         return;
     }
@@ -588,7 +604,7 @@ void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, siz
     }
     p2p_hs_cookie *c = cookie_held(h, from, now);
     int had = c != NULL;
-    if (!c) {   /* the oldest (or an empty) entry makes room */
+    if (!c) { /* the oldest (or an empty) entry makes room */
         c = &h->hs_cookies[0];
         for (size_t i = 1; i < P2P_HS_COOKIES; i++)
             if (h->hs_cookies[i].at < c->at) c = &h->hs_cookies[i];
@@ -611,7 +627,8 @@ static int one_session(p2p_host *h, p2p_peer *p)
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (!q || q == p || !q->has_id || q->state != P2P_S_CONNECTED || memcmp(q->id, p->id, P2P_ID_LEN))
+        if (!q || q == p || !q->has_id || q->state != P2P_S_CONNECTED ||
+            memcmp(q->id, p->id, P2P_ID_LEN))
             continue;
         if (q->initiator != p->initiator && q->instance == p->instance) {
             const uint8_t *p_dialer = p->initiator ? h->ident.ed_pk : p->id;
@@ -662,7 +679,8 @@ static p2p_peer *own_attempt(const p2p_host *h, const p2p_peer *p)
         if (!q || q == p || !q->initiator) continue;
         if (q->state != P2P_S_INIT_SENT && q->state != P2P_S_FIN_SENT) continue;
         const uint8_t *qid = q->has_id ? q->id : q->has_expected ? q->expected : NULL;
-        if (qid ? memcmp(qid, p->id, P2P_ID_LEN) == 0 : p2p_addr_equal(&q->addr, &p->addr)) return q;
+        if (qid ? memcmp(qid, p->id, P2P_ID_LEN) == 0 : p2p_addr_equal(&q->addr, &p->addr))
+            return q;
     }
     return NULL;
 }
@@ -743,7 +761,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     }
     p->hs->noise = trial;
     p2p_noise_wipe(&trial);
-    p->addr = *from;     /* the first path on which the handshake answers wins */
+    p->addr = *from; /* the first path on which the handshake answers wins */
     p->remote_index = p2p_get_u32(buf + 4);
     adopt_payload(p, &idp);
     p->bootstrap = !p->auto_dial;
@@ -851,8 +869,10 @@ void p2p_hs_confirmed(p2p_host *h, p2p_peer *p, uint64_t now)
 int p2p_hs_admit(p2p_host *h, p2p_peer *p, int accept, uint64_t now)
 {
     if (!p || p->state != P2P_S_WAIT_ADMIT) return P2P_ERR_PEER;
-    if (accept && h->n_connected < h->max_peers) establish(h, p, now);
-    else refuse(h, p);
+    if (accept && h->n_connected < h->max_peers)
+        establish(h, p, now);
+    else
+        refuse(h, p);
     return 0;
 }
 
@@ -881,12 +901,16 @@ void p2p_hs_resend(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_hs *hs = p->hs;
     if (!p->initiator) return;
     if (now >= hs->resend_at) {
-        if (p->state == P2P_S_INIT_SENT) send_init(h, p);
-        else p2p_tx_push(h, &p->addr, hs->pkt, hs->pkt_len);
+        if (p->state == P2P_S_INIT_SENT)
+            send_init(h, p);
+        else
+            p2p_tx_push(h, &p->addr, hs->pkt, hs->pkt_len);
         /* While punching, both sides keep sending at a steady pace until a hole opens. */
         int punching = p->intro_state == P2P_INTRO_PUNCHING || p->intro_state == P2P_INTRO_RELAYING;
-        if (punching && p->state == P2P_S_INIT_SENT) hs->interval = P2P_PUNCH_RESEND_US;
-        else hs->interval *= 2;
+        if (punching && p->state == P2P_S_INIT_SENT)
+            hs->interval = P2P_PUNCH_RESEND_US;
+        else
+            hs->interval *= 2;
         if (hs->interval > P2P_HS_RESEND_MAX_US) hs->interval = P2P_HS_RESEND_MAX_US;
         schedule_resend(h, hs, now);
     }

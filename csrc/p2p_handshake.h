@@ -18,8 +18,10 @@ int p2p_hs_init(p2p_host *h, const p2p_config *cfg);
  * (p->punch_due), sends it to every candidate. Returns 0 or an error. */
 int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now);
 void p2p_hs_free(p2p_peer *p);
-void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
-void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
+void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                    uint64_t now);
+void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                    uint64_t now);
 void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
 void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
                       uint64_t now);

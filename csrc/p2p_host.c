@@ -16,7 +16,10 @@
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-void p2p_config_init(p2p_config *cfg) { memset(cfg, 0, sizeof *cfg); }
+void p2p_config_init(p2p_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+}
 
 static int copy_list(uint8_t (**dst)[P2P_ID_LEN], const uint8_t (*src)[P2P_ID_LEN], size_t n)
 {
@@ -48,9 +51,16 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->peer_mem = cfg->peer_memory ? cfg->peer_memory : P2P_DEFAULT_PEER_MEMORY;
     h->mem_limit = cfg->memory ? cfg->memory : P2P_DEFAULT_MEMORY;
     h->now = now;
-    if (h->max_peers > 60000) { free(h); return P2P_ERR_INVALID; }
-    int hrc = p2p_hs_init(h, cfg);    /* psk (network key stretched), mac1 and cookie keys */
-    if (hrc) { p2p_wipe(h, sizeof *h); free(h); return hrc; }
+    if (h->max_peers > 60000) {
+        free(h);
+        return P2P_ERR_INVALID;
+    }
+    int hrc = p2p_hs_init(h, cfg); /* psk (network key stretched), mac1 and cookie keys */
+    if (hrc) {
+        p2p_wipe(h, sizeof *h);
+        free(h);
+        return hrc;
+    }
     p2p_rng_init(&h->rng, cfg->seed);
     p2p_rng_bytes(&h->rng, &h->instance, sizeof h->instance);
     int rc = copy_list(&h->allow, cfg->allow, cfg->allow_count);
@@ -84,7 +94,10 @@ void p2p_host_free(p2p_host *h)
     }
     free(h->evq);
     free(h->ev_owned);
-    for (p2p_txq_item *t = h->txq_head, *n; t; t = n) { n = t->next; free(t); }
+    for (p2p_txq_item *t = h->txq_head, *n; t; t = n) {
+        n = t->next;
+        free(t);
+    }
     p2p_mesh_free(h);
     p2p_nat_free(h);
     p2p_guard_free(h);
@@ -101,7 +114,10 @@ void p2p_host_free(p2p_host *h)
     free(h);
 }
 
-const uint8_t *p2p_host_id(const p2p_host *h) { return h->ident.ed_pk; }
+const uint8_t *p2p_host_id(const p2p_host *h)
+{
+    return h->ident.ed_pk;
+}
 
 /* ---- freeing sessions, routing notices ---------------------------------------------------- */
 
@@ -137,8 +153,8 @@ static size_t room_of(const p2p_host *h, const p2p_peer *p, size_t cap)
 
 /* Adds a to the probe list with the session that supplied it, unless it is there already, is
  * not a direct address, or is one this node may not send to (section 8.6). */
-static void add_probe(const p2p_host *h, p2p_addr *v, p2p_peer_handle *src, uint8_t *n,
-                      size_t max, const p2p_addr *a, p2p_peer_handle from)
+static void add_probe(const p2p_host *h, p2p_addr *v, p2p_peer_handle *src, uint8_t *n, size_t max,
+                      const p2p_addr *a, p2p_peer_handle from)
 {
     if (a->family == P2P_AF_RELAY || !p2p_may_send_learned(h, a)) return;
     uint8_t before = *n;
@@ -179,7 +195,7 @@ static void route(p2p_host *h)
 {
     uint64_t now = h->now;
     for (size_t i = 0; i < h->notes_len; i++) {
-        p2p_notice n = h->notes[i];        /* a copy: routing may grow the array */
+        p2p_notice n = h->notes[i]; /* a copy: routing may grow the array */
         p2p_peer *p = n.peer ? p2p_lookup(h, n.peer) : NULL;
         switch (n.kind) {
         case P2P_NOTE_DIAL:
@@ -194,9 +210,7 @@ static void route(p2p_host *h)
             p2p_mesh_on_join(h, p, now);
             p2p_nat_on_join(h, p, now);
             break;
-        case P2P_NOTE_LEFT:
-            p2p_mesh_on_leave(h, n.id, n.reason, now);
-            break;
+        case P2P_NOTE_LEFT: p2p_mesh_on_leave(h, n.id, n.reason, now); break;
         case P2P_NOTE_PROBE:
             if (p && p->state == P2P_S_CONNECTED) p2p_host_probe(h, p, now);
             break;
@@ -209,8 +223,7 @@ static void route(p2p_host *h)
             p2p_nat_send_intro(h, q, p, cp, np, n.relay_ok);
             break;
         }
-        default:
-            break;
+        default: break;
         }
     }
     h->notes_len = 0;
@@ -236,7 +249,7 @@ int p2p_host_next_event(p2p_host *h, p2p_event *ev)
     h->evq_len--;
     /* The data is the application's until the next call; the budget has it back now. */
     p2p_mem_give(h, NULL, ev->len);
-    if (!h->evq_len && h->evq_cap > P2P_EVQ_MIN) {     /* a drained burst gives its ring back */
+    if (!h->evq_len && h->evq_cap > P2P_EVQ_MIN) { /* a drained burst gives its ring back */
         p2p_mem_give(h, NULL, h->evq_cap * sizeof(p2p_evq_item));
         free(h->evq);
         h->evq = NULL;
@@ -299,7 +312,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
     while (!n && h->ready_head) {
         p2p_peer *p = h->ready_head;
         n = build_for(h, p, to, buf, cap);
-        p->dl_valid = 0;    /* sending arms the probe timer and the pacer */
+        p->dl_valid = 0; /* sending arms the probe timer and the pacer */
         int dropped = 0;
         if (n && n != (size_t)-1) {
             int kind = p->addr.family != P2P_AF_RELAY && p->path_ok ? P2P_GUARD_PROVEN
@@ -417,14 +430,20 @@ static void recv_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
 /* Hands one datagram to the layer its type names. */
 static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len)
 {
-    if (len < 1 || len > P2P_MAX_PACKET_PROBED) { h->stats.dropped++; return; }
+    if (len < 1 || len > P2P_MAX_PACKET_PROBED) {
+        h->stats.dropped++;
+        return;
+    }
     switch (buf[0]) {
     case P2P_PKT_INIT: p2p_hs_on_init(h, from, buf, len, h->now); break;
     case P2P_PKT_RESP: p2p_hs_on_resp(h, from, buf, len, h->now); break;
     case P2P_PKT_FIN: p2p_hs_on_fin(h, from, buf, len, h->now); break;
     case P2P_PKT_COOKIE: p2p_hs_on_cookie(h, from, buf, len, h->now); break;
     case P2P_PKT_DATA: {
-        if (len < P2P_DATA_HEADER + P2P_TAG_LEN) { h->stats.dropped++; break; }
+        if (len < P2P_DATA_HEADER + P2P_TAG_LEN) {
+            h->stats.dropped++;
+            break;
+        }
         p2p_peer *p = p2p_lookup_index(h, p2p_get_u32(buf + 4));
         if (!p || (p->state != P2P_S_CONNECTED && p->state != P2P_S_FIN_SENT)) {
             h->stats.dropped++;
@@ -433,13 +452,11 @@ static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size
         recv_data(h, p, from, buf, len);
         break;
     }
-    default:
-        h->stats.dropped++;
+    default: h->stats.dropped++;
     }
 }
 
-int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
-                  uint64_t now)
+int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
 {
     if (h->closed) return P2P_ERR_CLOSED;
     if (now > h->now) h->now = now;
@@ -450,7 +467,7 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
         h->stats.dropped++;
         return 0;
     }
-    p2p_guard_credit(h, from, len);     /* what may be sent back (section 8.6) */
+    p2p_guard_credit(h, from, len); /* what may be sent back (section 8.6) */
     dispatch(h, from, buf, len);
     settle(h);
     return 0;
@@ -528,8 +545,10 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
         p2p_peer *p = h->peers.slots[i];
         if (!p || peer_deadline(h, p) > h->now) continue;
         p->dl_valid = 0;
-        if (p->hs) hs_timer(h, p, h->now);
-        else peer_timer(h, p, h->now);
+        if (p->hs)
+            hs_timer(h, p, h->now);
+        else
+            peer_timer(h, p, h->now);
         settle(h);
     }
     if (mesh_deadline(h) <= h->now) {
@@ -554,8 +573,8 @@ p2p_peer *p2p_host_dial(p2p_host *h, const p2p_addr *cands, size_t n, const uint
     return p;
 }
 
-int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id,
-                     uint64_t now, p2p_peer_handle *out)
+int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id, uint64_t now,
+                     p2p_peer_handle *out)
 {
     if (h->closed) return P2P_ERR_CLOSED;
     if (!addr || (addr->family != P2P_AF_INET4 && addr->family != P2P_AF_INET6) || !addr->port)
@@ -593,8 +612,8 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_ad
     return rc;
 }
 
-int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
-                       uint64_t *seq, uint64_t now)
+int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
+                       uint64_t now)
 {
     h->mesh_dl_valid = 0;
     if (h->closed) return P2P_ERR_CLOSED;
@@ -633,8 +652,10 @@ int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle handle, uint64_t now)
     p2p_peer *p = p2p_lookup(h, handle);
     if (!p || p->state == P2P_S_CLOSING) return P2P_ERR_PEER;
     if (now > h->now) h->now = now;
-    if (p->state == P2P_S_CONNECTED) p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
-    else p2p_kill(h, p);
+    if (p->state == P2P_S_CONNECTED)
+        p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
+    else
+        p2p_kill(h, p);
     settle(h);
     return 0;
 }
@@ -659,8 +680,13 @@ int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info 
     case P2P_S_CLOSING: info->state = P2P_PEER_DISCONNECTED; break;
     default: info->state = P2P_PEER_CONNECTING;
     }
-    if (p->has_id) { info->has_id = 1; memcpy(info->id, p->id, P2P_ID_LEN); }
-    else if (p->has_expected) { info->has_id = 1; memcpy(info->id, p->expected, P2P_ID_LEN); }
+    if (p->has_id) {
+        info->has_id = 1;
+        memcpy(info->id, p->id, P2P_ID_LEN);
+    } else if (p->has_expected) {
+        info->has_id = 1;
+        memcpy(info->id, p->expected, P2P_ID_LEN);
+    }
     info->address = p->addr;
     info->direct = p->addr.family != P2P_AF_RELAY;
     if (!info->direct) {
@@ -699,8 +725,10 @@ int p2p_host_close(p2p_host *h, uint64_t now)
     for (size_t i = 0; i < h->peers.n; i++) {
         p2p_peer *p = h->peers.slots[i];
         if (!p) continue;
-        if (p->state == P2P_S_CONNECTED) p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
-        else if (p->state != P2P_S_CLOSING) p2p_kill(h, p);
+        if (p->state == P2P_S_CONNECTED)
+            p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
+        else if (p->state != P2P_S_CLOSING)
+            p2p_kill(h, p);
     }
     h->closed = 1;
     return 0;

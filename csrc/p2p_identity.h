@@ -10,7 +10,7 @@
 
 /* hardening (fuzz): p2p_identity.c's key-file parser on a buffer, as p2p_identity_load uses
  * it after reading the file. Returns 0, P2P_ERR_KEYFILE or P2P_ERR_CRYPTO. */
-int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t len,
-                               const char *path, char *err, size_t errlen);
+int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t len, const char *path,
+                               char *err, size_t errlen);
 
 #endif

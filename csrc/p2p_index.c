@@ -33,7 +33,8 @@ void p2p_index_free(p2p_index *t)
 int p2p_index_add(p2p_index *t, void *e, uint32_t rnd, uint32_t *handle, uint32_t *local)
 {
     size_t slot;
-    for (slot = 0; slot < t->n && t->slots[slot]; slot++) {}
+    for (slot = 0; slot < t->n && t->slots[slot]; slot++) {
+    }
     if (slot == t->n) return -1;
     if (++t->gens[slot] == 0) t->gens[slot] = 1;
     t->slots[slot] = e;

@@ -15,12 +15,12 @@
 #include <stdint.h>
 
 typedef struct p2p_index {
-    void **slots;        /* the entry of each slot, or NULL */
-    uint32_t *handle;    /* the handle and index of the entry in each slot */
+    void **slots;     /* the entry of each slot, or NULL */
+    uint32_t *handle; /* the handle and index of the entry in each slot */
     uint32_t *local;
-    uint16_t *gens;      /* the generation of each slot: never 0 once used */
-    size_t n;            /* slots */
-    size_t hwm;          /* every entry is below this slot */
+    uint16_t *gens; /* the generation of each slot: never 0 once used */
+    size_t n;       /* slots */
+    size_t hwm;     /* every entry is below this slot */
 } p2p_index;
 
 /* Allocates n slots (at most 65536). Returns 0, or -1 when out of memory. */

@@ -8,18 +8,22 @@
 
 #include <string.h>
 
-static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
 
 void p2p_keys_next_key(uint8_t out[P2P_KEY_LEN], const uint8_t key[P2P_KEY_LEN])
 {
     uint8_t k[P2P_KEY_LEN];
-    memcpy(k, key, sizeof k);       /* out may be key */
+    memcpy(k, key, sizeof k); /* out may be key */
     p2p_blake2b(out, P2P_KEY_LEN, k, sizeof k, (const uint8_t *)P2P_KEY_UPDATE_LABEL,
                 sizeof P2P_KEY_UPDATE_LABEL - 1, NULL, 0);
     p2p_wipe(k, sizeof k);
 }
 
-void p2p_keys_init(p2p_keys *k, const uint8_t send[P2P_KEY_LEN], const uint8_t recv[P2P_KEY_LEN], uint64_t now)
+void p2p_keys_init(p2p_keys *k, const uint8_t send[P2P_KEY_LEN], const uint8_t recv[P2P_KEY_LEN],
+                   uint64_t now)
 {
     memset(k, 0, sizeof *k);
     memcpy(k->send, send, P2P_KEY_LEN);

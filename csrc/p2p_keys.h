@@ -46,19 +46,19 @@
 enum { P2P_KEY_CURRENT = 0, P2P_KEY_PREVIOUS = 1, P2P_KEY_NEXT = 2 };
 
 typedef struct p2p_keys {
-    uint8_t send[P2P_KEY_LEN], recv[P2P_KEY_LEN];   /* the current generation */
-    uint8_t next[P2P_KEY_LEN];             /* the next generation's receive key */
-    uint8_t prev[P2P_KEY_LEN];             /* the previous generation's receive key, when has_prev */
-    uint8_t phase;                /* the current generation's key phase bit */
+    uint8_t send[P2P_KEY_LEN], recv[P2P_KEY_LEN]; /* the current generation */
+    uint8_t next[P2P_KEY_LEN];                    /* the next generation's receive key */
+    uint8_t prev[P2P_KEY_LEN]; /* the previous generation's receive key, when has_prev */
+    uint8_t phase;             /* the current generation's key phase bit */
     uint8_t has_prev;
-    uint8_t confirmed;            /* a packet of the current generation came from the peer */
-    uint64_t installed;           /* when the current generation became current */
-    uint64_t prev_until;          /* the previous receive key is wiped then */
-    uint64_t send_first_pn;       /* first packet number sealed with the current send key */
-    uint64_t recv_first_pn;       /* lowest packet number opened with the current receive
+    uint8_t confirmed;      /* a packet of the current generation came from the peer */
+    uint64_t installed;     /* when the current generation became current */
+    uint64_t prev_until;    /* the previous receive key is wiped then */
+    uint64_t send_first_pn; /* first packet number sealed with the current send key */
+    uint64_t recv_first_pn; /* lowest packet number opened with the current receive
                                    * key (UINT64_MAX: none yet) */
-    uint64_t generation;          /* updates so far (0 for the handshake's keys) */
-    uint64_t late;                /* packets opened with the previous key (tests read it) */
+    uint64_t generation;    /* updates so far (0 for the handshake's keys) */
+    uint64_t late;          /* packets opened with the previous key (tests read it) */
 } p2p_keys;
 
 /* The next generation of a key: BLAKE2b-256 keyed with `key` over P2P_KEY_UPDATE_LABEL.
@@ -67,7 +67,8 @@ void p2p_keys_next_key(uint8_t out[P2P_KEY_LEN], const uint8_t key[P2P_KEY_LEN])
 
 /* The handshake's keys become generation 0, phase 0, at now; send_first_pn is 0. Copies the
  * keys (the caller wipes its own). */
-void p2p_keys_init(p2p_keys *k, const uint8_t send[P2P_KEY_LEN], const uint8_t recv[P2P_KEY_LEN], uint64_t now);
+void p2p_keys_init(p2p_keys *k, const uint8_t send[P2P_KEY_LEN], const uint8_t recv[P2P_KEY_LEN],
+                   uint64_t now);
 /* Wipes every key. */
 void p2p_keys_wipe(p2p_keys *k);
 

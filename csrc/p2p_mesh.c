@@ -52,13 +52,27 @@ static uint64_t clock_us(const p2p_host *h, uint64_t now)
 
 /* ---- hash indexes ----------------------------------------------------------------------- */
 
-static uint64_t rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+static uint64_t rotl64(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
 
-#define SIP_ROUND(v0, v1, v2, v3) do {                                     \
-        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);      \
-        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                           \
-        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                           \
-        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);      \
+#define SIP_ROUND(v0, v1, v2, v3) \
+    do {                          \
+        v0 += v1;                 \
+        v1 = rotl64(v1, 13);      \
+        v1 ^= v0;                 \
+        v0 = rotl64(v0, 32);      \
+        v2 += v3;                 \
+        v3 = rotl64(v3, 16);      \
+        v3 ^= v2;                 \
+        v0 += v3;                 \
+        v3 = rotl64(v3, 21);      \
+        v3 ^= v0;                 \
+        v2 += v1;                 \
+        v1 = rotl64(v1, 17);      \
+        v1 ^= v2;                 \
+        v2 = rotl64(v2, 32);      \
     } while (0)
 
 /* SipHash-1-3 of (id, seq) under the node's secret key: ids come from the network, and an
@@ -290,7 +304,10 @@ static p2p_peer *session_for(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 
 static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc);
 
-static int mesh_peer(const p2p_peer *p) { return p->state == P2P_S_CONNECTED && p->peer_mesh; }
+static int mesh_peer(const p2p_peer *p)
+{
+    return p->state == P2P_S_CONNECTED && p->peer_mesh;
+}
 
 /* Counts one SUMMARY/DIGEST answer to p: at most P2P_GOSSIP_ANSWERS per gossip period (an
  * honest peer causes about three). Returns 0 when over. */
@@ -374,8 +391,8 @@ static int verify_record(p2p_host *h, const p2p_member *x)
 }
 
 /* Sends one MEMBERS record holding `count` member records. */
-static void send_members(p2p_host *h, p2p_peer *p, const uint8_t *const *recs,
-                         const uint16_t *lens, size_t count)
+static void send_members(p2p_host *h, p2p_peer *p, const uint8_t *const *recs, const uint16_t *lens,
+                         size_t count)
 {
     size_t total = 0;
     for (size_t i = 0; i < count; i++) total += 2 + lens[i];
@@ -413,7 +430,8 @@ static void send_table(p2p_host *h, p2p_peer *p, uint64_t gen, int with_own)
         }
         for (size_t i = 0; i < m->n; i++) {
             p2p_member *x = &m->m[i];
-            if (advertised(x) && (!gen || x->mark != gen) && memcmp(x->id, p->id, P2P_ID_LEN) != 0) {
+            if (advertised(x) && (!gen || x->mark != gen) &&
+                memcmp(x->id, p->id, P2P_ID_LEN) != 0) {
                 recs[k] = x->rec;
                 lens[k++] = x->rec_len;
             }
@@ -460,8 +478,10 @@ static void plan_dial(p2p_host *h, p2p_member *x, uint64_t now)
         return;
     }
     if (x->dial_at != P2P_TIME_NEVER) return;
-    if (memcmp(h->ident.ed_pk, x->id, P2P_ID_LEN) < 0) dial_at(&h->mesh, x, now);
-    else dial_at(&h->mesh, x, now + P2P_MESH_DIAL_DELAY_US + p2p_rng_below(&h->rng, 500000));
+    if (memcmp(h->ident.ed_pk, x->id, P2P_ID_LEN) < 0)
+        dial_at(&h->mesh, x, now);
+    else
+        dial_at(&h->mesh, x, now + P2P_MESH_DIAL_DELAY_US + p2p_rng_below(&h->rng, 500000));
 }
 
 /* A session with the member exists: it is real. */
@@ -501,7 +521,7 @@ static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID
         confirm(h, x);
         return x;
     }
-    p2p_member *s = member_find(h, p->id);     /* again: the table moved */
+    p2p_member *s = member_find(h, p->id); /* again: the table moved */
     x = member_find(h, id);
     if (!s || !x) return x;
     s->nsrc++;
@@ -517,19 +537,22 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
     p2p_rd r;
     p2p_rd_init(&r, body, len);
     if (m->member && !p->peer_mesh) {
-        h->stats.dropped_unsolicited++;       /* a mediator has no members to tell of */
+        h->stats.dropped_unsolicited++; /* a mediator has no members to tell of */
         return 0;
     }
     while (p2p_rd_left(&r)) {
         uint16_t n = p2p_rd_u16(&r);
         const uint8_t *rec = p2p_rd_bytes(&r, n);
         if (r.bad) return -1;
-        if (!m->member) continue;             /* a mediator keeps no member table */
+        if (!m->member) continue; /* a mediator keeps no member table */
         m->work++;
         /* Everything cheap first: the signature is checked last, and only for a record we
          * would keep. */
         p2p_member x;
-        if (decode_record(rec, n, &x)) { h->stats.dropped++; continue; }
+        if (decode_record(rec, n, &x)) {
+            h->stats.dropped++;
+            continue;
+        }
         if (memcmp(x.id, h->ident.ed_pk, P2P_ID_LEN) == 0) continue;
         p2p_member *mm = member_find(h, x.id);
         if (mm && mm->has_record && x.seq <= mm->seq) continue;
@@ -541,7 +564,10 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         }
         /* Honest peers pass on only records they verified: a bad signature is a lie, and
          * the session ends before the liar can make us check another. */
-        if (verify_record(h, &x)) { h->stats.dropped++; return -1; }
+        if (verify_record(h, &x)) {
+            h->stats.dropped++;
+            return -1;
+        }
         if (!mm) mm = member_make(h, p, x.id, now);
         if (!mm) {
             h->stats.dropped_budget++;
@@ -592,8 +618,14 @@ static uint32_t origin_slot(p2p_mesh *m, const uint8_t id[P2P_ID_LEN])
 static void lru_unlink(p2p_mesh *m, uint32_t i)
 {
     p2p_origin *o = &m->o[i];
-    if (o->prev != P2P_MESH_NONE) m->o[o->prev].next = o->next; else m->ohead = o->next;
-    if (o->next != P2P_MESH_NONE) m->o[o->next].prev = o->prev; else m->otail = o->prev;
+    if (o->prev != P2P_MESH_NONE)
+        m->o[o->prev].next = o->next;
+    else
+        m->ohead = o->next;
+    if (o->next != P2P_MESH_NONE)
+        m->o[o->next].prev = o->prev;
+    else
+        m->otail = o->prev;
 }
 
 static void lru_front(p2p_mesh *m, uint32_t i)
@@ -601,7 +633,10 @@ static void lru_front(p2p_mesh *m, uint32_t i)
     p2p_origin *o = &m->o[i];
     o->prev = P2P_MESH_NONE;
     o->next = m->ohead;
-    if (m->ohead != P2P_MESH_NONE) m->o[m->ohead].prev = i; else m->otail = i;
+    if (m->ohead != P2P_MESH_NONE)
+        m->o[m->ohead].prev = i;
+    else
+        m->otail = i;
     m->ohead = i;
 }
 
@@ -706,7 +741,7 @@ static int bcast_old(p2p_host *h, const uint8_t origin[P2P_ID_LEN], uint64_t s, 
     if (s >= P2P_BCAST_TS_MIN && c) {
         if (c > P2P_BCAST_PAST_US && s < c - P2P_BCAST_PAST_US) return 1;
         if (s > c + P2P_BCAST_FUTURE_US) return 1;
-        if (s < m->boot_us) return 1;    /* from before we started: we may have had it */
+        if (s < m->boot_us) return 1; /* from before we started: we may have had it */
     }
     uint32_t i = origin_slot(m, origin);
     if (i != P2P_MESH_NONE) return origin_seen(&m->o[i], s);
@@ -723,9 +758,9 @@ static void origins_expire(p2p_host *h, uint64_t now)
     while (m->otail != P2P_MESH_NONE) {
         p2p_origin *o = &m->o[m->otail];
         uint64_t newest = origin_newest(o);
-        int gone = o->last + P2P_BCAST_IDLE_US <= now ||
-                   (c > P2P_BCAST_PAST_US && newest >= P2P_BCAST_TS_MIN &&
-                    newest < c - P2P_BCAST_PAST_US);
+        int gone =
+            o->last + P2P_BCAST_IDLE_US <= now ||
+            (c > P2P_BCAST_PAST_US && newest >= P2P_BCAST_TS_MIN && newest < c - P2P_BCAST_PAST_US);
         if (!gone) break;
         origin_forget(m, m->otail);
     }
@@ -750,8 +785,10 @@ void p2p_mesh_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_member *x = member_find(h, p->id);
     if (!x && (h->mesh.n < h->mesh.max || member_evict(h))) x = member_add(h, p->id, now);
     if (x) confirm(h, x);
-    if (p->bootstrap) send_table(h, p, 0, 1);
-    else send_own(h, p);
+    if (p->bootstrap)
+        send_table(h, p, 0, 1);
+    else
+        send_own(h, p);
 }
 
 void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[P2P_ID_LEN], int reason, uint64_t now)
@@ -762,7 +799,7 @@ void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[P2P_ID_LEN], int reason, ui
     p2p_member *x = member_find(h, id);
     if (!x) return;
     if (reason == P2P_LEAVE_CLOSED || reason == P2P_LEAVE_DENIED) {
-        member_remove(h, x);          /* it left: forget it until it comes back */
+        member_remove(h, x); /* it left: forget it until it comes back */
         return;
     }
     /* It went silent: try it again a few times before giving up on it. */
@@ -788,9 +825,8 @@ static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
         if (p2p_addr_equal(&m->addrs[i], a)) return 0;
     if (local) {
         if (m->nlocal >= P2P_LOCAL_ADDRS) return P2P_ERR_LIMIT;
-        if (m->naddr == P2P_MEMBER_ADDRS) m->naddr--;          /* the newest reflexive goes */
-        memmove(&m->addrs[m->nlocal + 1], &m->addrs[m->nlocal],
-                (m->naddr - m->nlocal) * sizeof *a);
+        if (m->naddr == P2P_MEMBER_ADDRS) m->naddr--; /* the newest reflexive goes */
+        memmove(&m->addrs[m->nlocal + 1], &m->addrs[m->nlocal], (m->naddr - m->nlocal) * sizeof *a);
         m->addrs[m->nlocal++] = *a;
         m->naddr++;
     } else {
@@ -812,8 +848,7 @@ static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
 
 static int same_ip(const p2p_addr *a, const p2p_addr *b)
 {
-    return a->family == b->family &&
-           memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
+    return a->family == b->family && memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
 }
 
 /* The peer told us the address it saw us at (handshake). One peer's word is not enough: it
@@ -827,9 +862,11 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
     if (p2p_addr_scope(a) == P2P_SCOPE_INVALID) return;
     for (size_t i = 0; i < m->naddr; i++)
         if (p2p_addr_equal(&m->addrs[i], a)) return;
-    for (size_t i = 0; i < m->nobs;) {                  /* forget stale reports */
-        if (m->obs[i].at + P2P_OBSERVED_TTL_US <= now) m->obs[i] = m->obs[--m->nobs];
-        else i++;
+    for (size_t i = 0; i < m->nobs;) { /* forget stale reports */
+        if (m->obs[i].at + P2P_OBSERVED_TTL_US <= now)
+            m->obs[i] = m->obs[--m->nobs];
+        else
+            i++;
     }
     for (size_t i = 0; i < m->nobs; i++) {
         p2p_observed *o = &m->obs[i];
@@ -841,7 +878,7 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
         return;
     }
     size_t k = m->nobs;
-    if (k == P2P_OBSERVED_PENDING) {                    /* the oldest report goes */
+    if (k == P2P_OBSERVED_PENDING) { /* the oldest report goes */
         k = 0;
         for (size_t i = 1; i < m->nobs; i++)
             if (m->obs[i].at < m->obs[k].at) k = i;
@@ -977,8 +1014,8 @@ static int send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len, 
     return rc;
 }
 
-int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
-                       uint64_t *seq, uint64_t now)
+int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
+                       uint64_t now)
 {
     if (len + BCAST_OVERHEAD > h->max_message) return P2P_ERR_TOO_BIG;
     size_t lab = sizeof bcast_label - 1;
@@ -1042,13 +1079,13 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     h->stats.work_verify++;
     int bad = p2p_verify(env + len - 64, msg, lab + len - 64, origin);
     free(msg);
-    if (bad) {                    /* forged: never delivered, and (as for member records)
+    if (bad) { /* forged: never delivered, and (as for member records)
                                    * the peer that sent it loses its session */
         h->stats.dropped++;
         return -1;
     }
     uint32_t oi = origin_get(h, origin, now);
-    if (oi == P2P_MESH_NONE) {    /* every origin we track is a peer's: no room */
+    if (oi == P2P_MESH_NONE) { /* every origin we track is a peer's: no room */
         h->stats.dropped_budget++;
         return 0;
     }
@@ -1067,7 +1104,7 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     ev.msg_type = (uint16_t)(env[40] | (env[41] << 8));
     p2p_event_push(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
     uint64_t serial = cache_put(h, env, len, now);
-    if (serial) p2p_replay_update(&p->mesh_served, serial);   /* p has it */
+    if (serial) p2p_replay_update(&p->mesh_served, serial); /* p has it */
     if (m->member) announce(h, p, origin, s);
     return 0;
 }
@@ -1173,7 +1210,8 @@ static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
 static int on_summary(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
     if (len != sizeof h->mesh.thash) return -1;
-    if (memcmp(h->mesh.thash, body, sizeof h->mesh.thash) != 0 && may_answer(h, p, now)) send_digest(h, p, 0);
+    if (memcmp(h->mesh.thash, body, sizeof h->mesh.thash) != 0 && may_answer(h, p, now))
+        send_digest(h, p, 0);
     return 0;
 }
 
@@ -1208,8 +1246,8 @@ static int on_digest(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, 
 
 static void gossip(p2p_host *h, uint64_t now)
 {
-    h->mesh.next_gossip = now + P2P_GOSSIP_US - P2P_GOSSIP_US / 5 +
-                          p2p_rng_below(&h->rng, 2 * P2P_GOSSIP_US / 5);
+    h->mesh.next_gossip =
+        now + P2P_GOSSIP_US - P2P_GOSSIP_US / 5 + p2p_rng_below(&h->rng, 2 * P2P_GOSSIP_US / 5);
     size_t count = 0;
     for (size_t i = 0; i < h->peers.hwm; i++)
         if (h->peers.slots[i] && mesh_peer(h->peers.slots[i])) count++;
@@ -1257,8 +1295,14 @@ uint64_t p2p_mesh_deadline(const p2p_host *h)
 /* A planned dial is due. */
 static void dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
-    if (session_for(h, x->id)) { x->dial_at = P2P_TIME_NEVER; return; }
-    if (x->dials >= dial_budget(x) || !x->naddr) { bury(h, x, now); return; }
+    if (session_for(h, x->id)) {
+        x->dial_at = P2P_TIME_NEVER;
+        return;
+    }
+    if (x->dials >= dial_budget(x) || !x->naddr) {
+        bury(h, x, now);
+        return;
+    }
     dial_at(&h->mesh, x, now + (P2P_MESH_REDIAL_US << x->dials));
     int rc;
     p2p_peer *p = dial_member(h, x, now, &rc);
@@ -1275,8 +1319,7 @@ static void member_scan(p2p_host *h, uint64_t now)
         p2p_member *x = &m->m[i];
         size_t before = m->n;
         m->work++;
-        int expired = (x->has_record && x->expires && t && x->expires <= t) ||
-                      x->forget_at <= now;
+        int expired = (x->has_record && x->expires && t && x->expires <= t) || x->forget_at <= now;
         if (expired && !session_for(h, x->id))
             member_remove(h, x);
         else if (x->dial_at <= now)
@@ -1346,8 +1389,8 @@ int p2p_mesh_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
     m->ofree = m->ohead = m->otail = P2P_MESH_NONE;
     /* The index key: secret (derived from our signing key), so nobody can aim at a chain. */
     uint8_t k[16];
-    p2p_blake2b(k, sizeof k, (const uint8_t *)index_label, sizeof index_label - 1,
-                h->ident.ed_sk, P2P_KEY_LEN, NULL, 0);
+    p2p_blake2b(k, sizeof k, (const uint8_t *)index_label, sizeof index_label - 1, h->ident.ed_sk,
+                P2P_KEY_LEN, NULL, 0);
     m->hkey[0] = p2p_get_u64(k);
     m->hkey[1] = p2p_get_u64(k + 8);
     p2p_wipe(k, sizeof k);

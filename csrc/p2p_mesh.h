@@ -19,8 +19,8 @@ void p2p_mesh_on_join(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* A session ended. */
 void p2p_mesh_on_leave(struct p2p_host *h, const uint8_t id[P2P_ID_LEN], int reason, uint64_t now);
 /* A mesh record arrived on a session's stream. Returns 0, or -1 for a protocol error. */
-int p2p_mesh_on_record(struct p2p_host *h, struct p2p_peer *p, uint8_t kind,
-                       const uint8_t *body, size_t len, uint64_t now);
+int p2p_mesh_on_record(struct p2p_host *h, struct p2p_peer *p, uint8_t kind, const uint8_t *body,
+                       size_t len, uint64_t now);
 uint64_t p2p_mesh_deadline(const struct p2p_host *h);
 /* The member record of an id (for introductions and path probes), or NULL when unknown. */
 const p2p_member *p2p_mesh_member(const struct p2p_host *h, const uint8_t id[P2P_ID_LEN]);

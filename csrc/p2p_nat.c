@@ -25,7 +25,7 @@
 #include <string.h>
 
 #define FLAG_RELAY 1
-#define FLAG_OFFER 2      /* an offer: the named node asks to be introduced (no candidates) */
+#define FLAG_OFFER 2 /* an offer: the named node asks to be introduced (no candidates) */
 enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2, FAIL_BUSY = 3 };
 
 int p2p_nat_init(p2p_host *h, const p2p_config *cfg)
@@ -58,7 +58,8 @@ static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && q->initiator && (q->hs || q->dial_due) && q->has_expected && memcmp(q->expected, id, P2P_ID_LEN) == 0 &&
+        if (q && q->initiator && (q->hs || q->dial_due) && q->has_expected &&
+            memcmp(q->expected, id, P2P_ID_LEN) == 0 &&
             (q->state == P2P_S_INIT_SENT || q->state == P2P_S_FIN_SENT))
             return q;
     }
@@ -98,8 +99,10 @@ static p2p_relay_pair *pair_add(p2p_host *h, p2p_peer_handle a, p2p_peer_handle 
     p2p_relay_pair *x = pair_find(h, a, b);
     if (x) return x;
     for (size_t i = 0; i < n->npairs;) {
-        if (n->pairs[i].last_used + P2P_RELAY_IDLE_US < now) n->pairs[i] = n->pairs[--n->npairs];
-        else i++;
+        if (n->pairs[i].last_used + P2P_RELAY_IDLE_US < now)
+            n->pairs[i] = n->pairs[--n->npairs];
+        else
+            i++;
     }
     if (n->npairs >= n->max_pairs) return NULL;
     if (!n->pairs) {
@@ -195,7 +198,7 @@ static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t le
         introduce(h, p, q, now);
         return 0;
     }
-    if (pending_find(h, p->handle, q->handle, now)) return 0;   /* offered already */
+    if (pending_find(h, p->handle, q->handle, now)) return 0; /* offered already */
     x = pending_add(h, p->handle, now);
     if (!x) {
         send_fail(h, p, body, FAIL_BUSY);
@@ -298,7 +301,7 @@ static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[P2P_ID_LEN], uin
         return;
     }
     p2p_peer *p = connected_id(h, id);
-    if (p) {                     /* a re-introduction: the peer lost its path to us */
+    if (p) { /* a re-introduction: the peer lost its path to us */
         v->offers++;
         ask(h, v, id, now);
         return;
@@ -395,8 +398,7 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         p->from_offer = 1;
     }
     if (p->state != P2P_S_INIT_SENT) return 0;
-    for (uint8_t i = 0; i < n; i++)
-        p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
+    for (uint8_t i = 0; i < n; i++) p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
     p->intro_via = v->handle;
     p->intro_state = P2P_INTRO_PUNCHING;
     p->punch_until = now + P2P_PUNCH_US;
@@ -409,16 +411,18 @@ static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t l
     if (len != 33) return -1;
     p2p_peer *p = attempt_for(h, body);
     if (!p || p->intro_via != v->handle || p->intro_state != P2P_INTRO_ASKED) return 0;
-    if (p->auto_dial) {                  /* a mesh dial: it goes on trying directly */
+    if (p->auto_dial) { /* a mesh dial: it goes on trying directly */
         p->intro_state = P2P_INTRO_NONE;
         return 0;
     }
     char hex[65], via[64];
     p2p_id_to_hex(body, hex);
     p2p_addr_format(&v->addr, via, sizeof via);
-    p2p_error(h, p, body[P2P_ID_LEN] == FAIL_SELF ? "peer %s is the introducer %s itself"
-                         : body[P2P_ID_LEN] == FAIL_BUSY ? "peer %s: introducer %s is busy"
-                                                 : "peer %s is not registered at %s", hex, via);
+    p2p_error(h, p,
+              body[P2P_ID_LEN] == FAIL_SELF   ? "peer %s is the introducer %s itself"
+              : body[P2P_ID_LEN] == FAIL_BUSY ? "peer %s: introducer %s is busy"
+                                              : "peer %s is not registered at %s",
+              hex, via);
     p2p_kill(h, p);
     return 0;
 }
@@ -489,8 +493,8 @@ int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_add
     if (!v) {
         v = p2p_attempt_new(h, via, 1, NULL, &rc);
         if (!v) return rc;
-        v->auto_dial = 1;        /* its failure is reported on the attempt that needs it */
-        v->app_dialled = 1;      /* the application named it: not a probe (section 8.6) */
+        v->auto_dial = 1;   /* its failure is reported on the attempt that needs it */
+        v->app_dialled = 1; /* the application named it: not a probe (section 8.6) */
     }
     p = p2p_attempt_new(h, NULL, 0, id, &rc);
     if (!p) return rc;
@@ -539,8 +543,10 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
 {
     p2p_nat *n = &h->nat;
     for (size_t i = 0; i < n->npairs;) {
-        if (n->pairs[i].a == p->handle || n->pairs[i].b == p->handle) n->pairs[i] = n->pairs[--n->npairs];
-        else i++;
+        if (n->pairs[i].a == p->handle || n->pairs[i].b == p->handle)
+            n->pairs[i] = n->pairs[--n->npairs];
+        else
+            i++;
     }
     for (size_t i = 0; i < P2P_PENDING; i++)
         if (n->pending[i].asker == p->handle || n->pending[i].target == p->handle)
@@ -556,9 +562,11 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
             }
             char via[64];
             p2p_addr_format(&p->addr, via, sizeof via);
-            p2p_error(h, q, p->state == P2P_S_CONNECTED || p->state == P2P_S_CLOSING
-                                     ? "introducer %s left before the introduction"
-                                     : "introducer %s unreachable", via);
+            p2p_error(h, q,
+                      p->state == P2P_S_CONNECTED || p->state == P2P_S_CLOSING
+                          ? "introducer %s left before the introduction"
+                          : "introducer %s unreachable",
+                      via);
             p2p_kill(h, q);
         }
     }
@@ -583,8 +591,9 @@ static size_t seal_relay(p2p_peer *r, uint8_t type, uint32_t channel, const uint
     uint8_t pt[P2P_PLAINTEXT_MAX];
     p2p_wr w;
     if (len > P2P_MAX_PACKET) return 0;
-    p2p_wr_init(&w, pt, cap < P2P_MAX_PACKET_PROBED ? cap - P2P_DATA_HEADER - P2P_TAG_LEN
-                                                     : P2P_PLAINTEXT_MAX);
+    p2p_wr_init(&w, pt,
+                cap < P2P_MAX_PACKET_PROBED ? cap - P2P_DATA_HEADER - P2P_TAG_LEN
+                                            : P2P_PLAINTEXT_MAX);
     p2p_wr_u8(&w, type);
     p2p_wr_u32(&w, channel);
     p2p_wr_varint(&w, len);
@@ -598,7 +607,8 @@ size_t p2p_nat_wrap(p2p_host *h, const p2p_addr *path, const uint8_t *dgram, siz
 {
     p2p_peer *r = p2p_lookup_index(h, p2p_get_u32(path->ip));
     if (!r || r->state != P2P_S_CONNECTED || r->addr.family == P2P_AF_RELAY) return 0;
-    size_t n = seal_relay(r, P2P_FRAME_RELAY, p2p_get_u32(path->ip + 4), dgram, len, out, cap, h->now);
+    size_t n =
+        seal_relay(r, P2P_FRAME_RELAY, p2p_get_u32(path->ip + 4), dgram, len, out, cap, h->now);
     if (n) {
         *to = r->addr;
         *relay = r;
@@ -606,12 +616,13 @@ size_t p2p_nat_wrap(p2p_host *h, const p2p_addr *path, const uint8_t *dgram, siz
     return n;
 }
 
-size_t p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t *data,
-                        size_t len, uint64_t now, p2p_peer **to)
+size_t p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t *data, size_t len,
+                        uint64_t now, p2p_peer **to)
 {
     p2p_nat *n = &h->nat;
     p2p_peer *q = p2p_lookup_index(h, channel);
-    p2p_relay_pair *x = q && q->state == P2P_S_CONNECTED ? pair_find(h, p->handle, q->handle) : NULL;
+    p2p_relay_pair *x =
+        q && q->state == P2P_S_CONNECTED ? pair_find(h, p->handle, q->handle) : NULL;
     /* One datagram relayed per packet received: a packet stuffed with RELAY frames is not
      * multiplied (the relay never sends more packets on than it received). */
     if (!n->relay || !x || !p2p_guard_once(h, &h->guard.relayed_pkt)) {

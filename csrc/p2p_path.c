@@ -47,7 +47,7 @@ static void schedule_upgrade(p2p_peer *p, uint64_t now)
 void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     (void)h;
-    p->path_ok = 1;      /* the handshake went both ways on it */
+    p->path_ok = 1; /* the handshake went both ways on it */
     p->has_prev = 0;
     p->chal_at = P2P_TIME_NEVER;
     p->upgrade_at = P2P_TIME_NEVER;
@@ -99,13 +99,13 @@ static void move_to(p2p_host *h, p2p_peer *p, const p2p_addr *to, int proven, ui
     p2p_ready(h, p);
 }
 
-void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t len,
-                        int probing, int newest, uint64_t now)
+void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t len, int probing,
+                        int newest, uint64_t now)
 {
     if (p2p_addr_equal(from, &p->addr)) {
         if (!p->path_ok) {
             p->amp_recv += len;
-            p2p_ready(h, p);   /* the budget grew */
+            p2p_ready(h, p); /* the budget grew */
         }
         return;
     }
@@ -143,14 +143,14 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
             p->path_ok = 1;
             return;
         }
-        move_to(h, p, from, 1, now);     /* a direct path answered: take it */
+        move_to(h, p, from, 1, now); /* a direct path answered: take it */
     }
 }
 
 size_t p2p_path_room(const p2p_peer *p, size_t cap)
 {
     size_t room = budget(p, cap);
-    return room < P2P_MAX_PACKET ? 0 : room;   /* wait for the peer to prove its address */
+    return room < P2P_MAX_PACKET ? 0 : room; /* wait for the peer to prove its address */
 }
 
 void p2p_path_sent(p2p_peer *p, size_t n)
@@ -184,7 +184,7 @@ int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
             challenge(h, p, now);
         } else {
             p->chal_at = P2P_TIME_NEVER;
-            if (p->has_prev) {           /* it never answered there: go back */
+            if (p->has_prev) { /* it never answered there: go back */
                 p->addr = p->prev;
                 p->path_ok = 1;
                 p->has_prev = 0;

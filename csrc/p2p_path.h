@@ -16,8 +16,8 @@
 void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now);
 /* An authenticated DATA packet came from `from`; `probing` is 1 when it held only PATH
  * frames and padding, `newest` when its number is the highest so far. */
-void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t len,
-                        int probing, int newest, uint64_t now);
+void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t len, int probing,
+                        int newest, uint64_t now);
 void p2p_path_on_challenge(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64_t data,
                            uint64_t now);
 void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64_t data,

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
 
 /* ---- the session's memory budget (docs/PROTOCOL.md section 4.1) -------------------------- */
 
@@ -21,7 +24,7 @@ static uint64_t budget_room(void *ud)
 static void budget_take(void *ud, size_t n)
 {
     p2p_peer *p = ud;
-    p2p_mem_take(p->host, p, n);      /* within budget_room(): it cannot refuse */
+    p2p_mem_take(p->host, p, n); /* within budget_room(): it cannot refuse */
 }
 
 static void budget_give(void *ud, size_t n)
@@ -32,20 +35,21 @@ static void budget_give(void *ud, size_t n)
 
 static p2p_budget peer_budget(p2p_peer *p)
 {
-    p2p_budget b = { p, budget_room, budget_take, budget_give };
+    p2p_budget b = {p, budget_room, budget_take, budget_give};
     return b;
 }
 
-void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN], const uint8_t k_recv[P2P_KEY_LEN],
-                           uint64_t now)
+void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN],
+                           const uint8_t k_recv[P2P_KEY_LEN], uint64_t now)
 {
     p2p_keys_init(&p->keys, k_send, k_recv, now);
     memset(&p->replay, 0, sizeof p->replay);
     p2p_recovery_init(&p->rec, now);
     p->last_recv = now;
     p->last_eliciting_sent = now;
-    p->window = (p->host->max_message > P2P_MESH_RECORD_MAX ? p->host->max_message
-                                                            : P2P_MESH_RECORD_MAX) + 65536u;
+    p->window =
+        (p->host->max_message > P2P_MESH_RECORD_MAX ? p->host->max_message : P2P_MESH_RECORD_MAX) +
+        65536u;
     p->r_granted = p->window;
     if (!p->peer_max_message) p->peer_max_message = P2P_DEFAULT_MAX_MESSAGE;
     if (!p->peer_window) p->peer_window = 1u << 20;
@@ -56,7 +60,7 @@ void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN], const
 }
 
 /* Path MTU discovery (RFC 8899, docs/PROTOCOL.md 5.1): the sizes tried in turn. */
-static const uint16_t mtu_ladder[] = { 1452, 8952, P2P_MAX_PACKET_PROBED };
+static const uint16_t mtu_ladder[] = {1452, 8952, P2P_MAX_PACKET_PROBED};
 #define MTU_RUNGS (sizeof mtu_ladder / sizeof mtu_ladder[0])
 
 static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)
@@ -68,7 +72,7 @@ static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)
         p->mtu_rung++;
         p->mtu_tries = 0;
     } else if (++p->mtu_tries >= P2P_MTU_PROBES) {
-        p->mtu_rung = MTU_RUNGS;         /* this size does not pass: keep what we have */
+        p->mtu_rung = MTU_RUNGS; /* this size does not pass: keep what we have */
     }
     p->mtu_probe_due = p->mtu_rung < MTU_RUNGS;
 }
@@ -85,7 +89,10 @@ void p2p_peer_release(p2p_peer *p)
     p2p_recovery_free(&p->rec);
     /* What the session held is given back whole by p2p_kill. */
     p2p_pieces_free(&p->r_pieces, NULL);
-    for (p2p_dgram *d = p->dq_head, *n; d; d = n) { n = d->next; free(d); }
+    for (p2p_dgram *d = p->dq_head, *n; d; d = n) {
+        n = d->next;
+        free(d);
+    }
     p->dq_head = p->dq_tail = NULL;
     free(p->r_body);
     p->r_body = NULL;
@@ -197,7 +204,7 @@ static size_t seal(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, u
 {
     rekey_before_seal(p, pn);
     out[0] = P2P_PKT_DATA;
-    out[1] = p->keys.phase;              /* covered by the tag: the header is the AD */
+    out[1] = p->keys.phase; /* covered by the tag: the header is the AD */
     out[2] = out[3] = 0;
     p2p_put_u32(out + 4, p->remote_index);
     p2p_put_u64(out + 8, pn);
@@ -207,15 +214,14 @@ static size_t seal(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, u
 
 size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out)
 {
-    uint8_t pt[2] = { P2P_FRAME_CLOSE, reason };
+    uint8_t pt[2] = {P2P_FRAME_CLOSE, reason};
     uint64_t pn = p->rec.next_pn++;
     return seal(p, pt, sizeof pt, out, pn);
 }
 
 static int rec_room(p2p_host *h, p2p_peer *p, uint64_t now);
 
-size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
-                           uint64_t now)
+size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, uint64_t now)
 {
     uint64_t pn;
     if (rec_room(p->host, p, now)) return 0;
@@ -249,7 +255,7 @@ static int sbuf_reserve(p2p_host *h, p2p_peer *p, uint64_t need)
     if (used + need <= p->scap) return 0;
     uint64_t want = used + need, cap = p->scap ? 2 * (uint64_t)p->scap : 4096;
     if (cap < want) cap = want;
-    if (cap - p->scap > p2p_mem_room(h, p)) cap = want;     /* near the budget: no spare room */
+    if (cap - p->scap > p2p_mem_room(h, p)) cap = want; /* near the budget: no spare room */
     if (cap > SIZE_MAX) return P2P_ERR_NOMEM;
     if (p2p_mem_take(h, p, (size_t)(cap - p->scap))) return P2P_ERR_LIMIT;
     uint8_t *nb = malloc((size_t)cap);
@@ -285,7 +291,7 @@ static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const 
 
 int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len)
 {
-    p2p_record rec = { kind, 0, 0, 0, len };
+    p2p_record rec = {kind, 0, 0, 0, len};
     return append_record(h, p, &rec, body);
 }
 
@@ -318,7 +324,7 @@ static void advance_sbase(p2p_host *h, p2p_peer *p)
     p2p_rangeset_remove(&p->s_lost, 0, p->sbase);
     if (p->sbase == p->send_end && p->scap > 4096) {
         p2p_mem_give(h, p, p->scap);
-        free(p->sbuf);     /* an idle session gives its send buffer back */
+        free(p->sbuf); /* an idle session gives its send buffer back */
         p->sbuf = NULL;
         p->scap = 0;
     }
@@ -380,10 +386,10 @@ static int rec_room(p2p_host *h, p2p_peer *p, uint64_t now)
         if (cap <= P2P_SENT_RECORD_MAX && more <= p2p_mem_room(h, p) &&
             p2p_mem_take(h, p, more) == 0) {
             p->rec_held += more;
-            return 0;             /* p2p_recovery_on_sent grows the record to cap */
+            return 0; /* p2p_recovery_on_sent grows the record to cap */
         }
         if (!r->cap) return -1;
-        p2p_recovery_cb cb = { p, on_acked, on_lost };
+        p2p_recovery_cb cb = {p, on_acked, on_lost};
         p2p_recovery_make_room(r, now, &cb);
         rec_sync(h, p);
     }
@@ -397,14 +403,14 @@ static size_t build_mtu_probe(p2p_peer *p, uint8_t *out, size_t cap, uint64_t no
 {
     size_t size = mtu_ladder[p->mtu_rung];
     p->mtu_probe_due = 0;
-    if (size > cap) {                    /* the driver cannot carry it: settle */
+    if (size > cap) { /* the driver cannot carry it: settle */
         p->mtu_rung = MTU_RUNGS;
         return 0;
     }
     uint8_t pt[P2P_PLAINTEXT_MAX];
     size_t ptlen = size - P2P_DATA_HEADER - P2P_TAG_LEN;
     memset(pt, 0, ptlen);
-    pt[0] = P2P_FRAME_PING;              /* the zeros after it are PADDING */
+    pt[0] = P2P_FRAME_PING; /* the zeros after it are PADDING */
     uint64_t pn = p->rec.next_pn;
     size_t n = seal(p, pt, ptlen, out, pn);
     if (p2p_recovery_on_sent(&p->rec, now, n, P2P_SENT_ELICITING | P2P_SENT_MTU_PROBE, 0, 0, &pn))
@@ -447,8 +453,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         int other = p->need_max_stream || p->dq_head || p->ping_needed || p->probe_needed ||
                     p->s_lost.n || p->send_next < p->send_end;
         if (want || other) {
-            if (p2p_acker_write(&p->acker, &w, now) == 0) has_ack = 1;
-            else w.bad = 0;
+            if (p2p_acker_write(&p->acker, &w, now) == 0)
+                has_ack = 1;
+            else
+                w.bad = 0;
         }
     }
     if (p->need_max_stream) {
@@ -512,7 +520,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         int allowed = probe || p2p_recovery_cwnd_allows(&p->rec, pkt_size);
         if (allowed && !probe) {
             uint64_t at = p2p_recovery_pace_at(&p->rec, now, pkt_size);
-            if (at > now) { allowed = 0; p->next_send_at = at; }
+            if (at > now) {
+                allowed = 0;
+                p->next_send_at = at;
+            }
         }
         if (allowed && n > 0) {
             p2p_frame_put_stream_header(&w, lo, n);
@@ -522,13 +533,15 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
                 s_off = lo;
                 s_len = (uint32_t)n;
                 flags |= P2P_SENT_ELICITING;
-                if (retransmit) p2p_rangeset_remove(&p->s_lost, lo, lo + n);
-                else p->send_next = lo + n;
+                if (retransmit)
+                    p2p_rangeset_remove(&p->s_lost, lo, lo + n);
+                else
+                    p->send_next = lo + n;
                 p->next_send_at = 0;
             }
         }
     }
-    if (probe && !(flags & P2P_SENT_ELICITING)) {   /* nothing else to probe with */
+    if (probe && !(flags & P2P_SENT_ELICITING)) { /* nothing else to probe with */
         p2p_wr_u8(&w, P2P_FRAME_PING);
         flags |= P2P_SENT_ELICITING;
     }
@@ -572,21 +585,30 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
     p2p_mem_give(h, p, p->r_body_cap);
     p->r_body = NULL;
     p->r_body_cap = 0;
-    if (!body && !(body = malloc(1))) return -1;      /* an empty record */
+    if (!body && !(body = malloc(1))) return -1; /* an empty record */
     uint64_t ordinal = p->records_recv++;
     int queue = rec->kind < P2P_REC_MEMBERS;
     if (rec->kind >= P2P_REC_MEMBERS) {
         /* The host hands it to the mesh or NAT when the STREAM frame is read (P2P_RX_RECORDS). */
         p2p_ctl_rec *c = malloc(sizeof *c);
-        if (!c) { free(body); return -1; }
+        if (!c) {
+            free(body);
+            return -1;
+        }
         c->next = NULL;
         c->kind = rec->kind;
         c->len = (size_t)rec->len;
         c->body = body;
-        if (p->ctl_tail) p->ctl_tail->next = c; else p->ctl_head = c;
+        if (p->ctl_tail)
+            p->ctl_tail->next = c;
+        else
+            p->ctl_head = c;
         p->ctl_tail = c;
     } else if (rec->kind == P2P_REC_REPLY) {
-        if (!p2p_rangeset_contains(&p->awaiting, rec->ref)) { free(body); return -1; }
+        if (!p2p_rangeset_contains(&p->awaiting, rec->ref)) {
+            free(body);
+            return -1;
+        }
         p2p_rangeset_remove(&p->awaiting, rec->ref, rec->ref + 1);
         ev.type = P2P_EV_REPLY;
         ev.seq = rec->ref;
@@ -601,14 +623,17 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
             /* Too many requests wait for the application's answer: this one is refused at
              * once with an error reply rather than remembered. */
             static const char busy[] = "too many requests awaiting a reply";
-            p2p_record r = { P2P_REC_REPLY, 0, ordinal, P2P_REPLY_ERROR, sizeof busy - 1 };
+            p2p_record r = {P2P_REC_REPLY, 0, ordinal, P2P_REPLY_ERROR, sizeof busy - 1};
             h->stats.dropped_budget++;
             free(body);
             if (append_record(h, p, &r, (const uint8_t *)busy)) return -1;
             queue = 0;
         } else if (rec->kind == P2P_REC_MESSAGE_RECEIPT) {
             ev.want_reply = 1;
-            if (p2p_rangeset_add(&p->owed, ordinal, ordinal + 1)) { free(body); return -1; }
+            if (p2p_rangeset_add(&p->owed, ordinal, ordinal + 1)) {
+                free(body);
+                return -1;
+            }
         }
     }
     if (queue) p2p_event_push_owned(h, &ev, body, (size_t)rec->len);
@@ -669,8 +694,8 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
             at += (size_t)hl - old;
             p->r_hdr_len = (size_t)hl;
             uint64_t limit = p->r_cur.kind == P2P_REC_BROADCAST ? (uint64_t)h->max_message + 106
-                           : p->r_cur.kind >= P2P_REC_MEMBERS  ? P2P_MESH_RECORD_MAX
-                                                               : h->max_message;
+                             : p->r_cur.kind >= P2P_REC_MEMBERS ? P2P_MESH_RECORD_MAX
+                                                                : h->max_message;
             if (p->r_cur.len > limit) return -1;
             p->r_in_body = 1;
             p->r_body_got = 0;
@@ -729,8 +754,8 @@ static int drain_pieces(p2p_host *h, p2p_peer *p)
  * sends them again); or -1 on a protocol error. */
 static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, uint64_t len)
 {
-    if (off + len > p->r_granted) return -1;     /* past the flow-control grant */
-    if (off + len <= p->r_base) return 0;        /* all seen before */
+    if (off + len > p->r_granted) return -1; /* past the flow-control grant */
+    if (off + len <= p->r_base) return 0;    /* all seen before */
     if (off < p->r_base) {
         data += p->r_base - off;
         len -= p->r_base - off;
@@ -761,9 +786,15 @@ static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *da
 int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf, size_t len,
                   p2p_rx *rx, uint64_t now)
 {
-    if ((buf[1] & ~P2P_DATA_KEY_PHASE) || buf[2] || buf[3]) { h->stats.dropped++; return P2P_RX_STOP; }
+    if ((buf[1] & ~P2P_DATA_KEY_PHASE) || buf[2] || buf[3]) {
+        h->stats.dropped++;
+        return P2P_RX_STOP;
+    }
     uint64_t pn = p2p_get_u64(buf + 8);
-    if (p2p_replay_check(&p->replay, pn)) { h->stats.dropped++; return P2P_RX_STOP; }
+    if (p2p_replay_check(&p->replay, pn)) {
+        h->stats.dropped++;
+        return P2P_RX_STOP;
+    }
     size_t ptlen = len - P2P_DATA_HEADER - P2P_TAG_LEN;
     /* The key phase picks one key to try (current, previous or next generation); nothing
      * changes until a packet authenticates, so a forged phase bit costs one failed open. */
@@ -793,19 +824,25 @@ int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t 
             rx->probing = 0;
         if (f.type == P2P_FRAME_CLOSE) close = f.u.close_reason;
     }
-    if (rc < 0 || ptlen == 0) { h->stats.dropped++; return P2P_RX_STOP; }
+    if (rc < 0 || ptlen == 0) {
+        h->stats.dropped++;
+        return P2P_RX_STOP;
+    }
     p2p_replay_update(&p->replay, pn);
     p->last_recv = now;
     rx->newest = pn >= p->largest_recv_pn;
     if (rx->newest) p->largest_recv_pn = pn;
     p2p_rd_init(&rx->r, rx->pt, ptlen);
     if (p->state != P2P_S_FIN_SENT) return P2P_RX_OPEN;
-    if (!p2p_addr_equal(from, &p->addr)) return P2P_RX_STOP;   /* confirmation only on the chosen path */
-    if (close == P2P_CLOSE_DUPLICATE) return P2P_RX_SUPERSEDED; /* the session the peer dialled won */
+    if (!p2p_addr_equal(from, &p->addr))
+        return P2P_RX_STOP; /* confirmation only on the chosen path */
+    if (close == P2P_CLOSE_DUPLICATE)
+        return P2P_RX_SUPERSEDED; /* the session the peer dialled won */
     if (close >= 0) {
         if (!p->auto_dial)
-            p2p_error(h, p, close == P2P_CLOSE_DENIED ? "connection refused by peer"
-                                                      : "peer closed during handshake");
+            p2p_error(h, p,
+                      close == P2P_CLOSE_DENIED ? "connection refused by peer"
+                                                : "peer closed during handshake");
         p2p_kill(h, p);
         return P2P_RX_GONE;
     }
@@ -814,7 +851,7 @@ int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t 
 
 int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint64_t now)
 {
-    p2p_recovery_cb cb = { p, on_acked, on_lost };
+    p2p_recovery_cb cb = {p, on_acked, on_lost};
     while (p2p_frame_next(&rx->r, f) == 1) {
         switch (f->type) {
         case P2P_FRAME_ACK:
@@ -828,7 +865,7 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
                 protocol_error(h, p);
                 return P2P_RX_GONE;
             }
-            if (got > 0) rx->refused = 1;    /* stream bytes were refused: no ACK for the packet */
+            if (got > 0) rx->refused = 1; /* stream bytes were refused: no ACK for the packet */
             if (p->ctl_head) return P2P_RX_RECORDS;
             break;
         }
@@ -845,20 +882,20 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
             break;
         }
         case P2P_FRAME_CLOSE:
-            p2p_peer_end(h, p, f->u.close_reason == P2P_CLOSE_PROTOCOL ? P2P_LEAVE_PROTOCOL
-                               : f->u.close_reason == P2P_CLOSE_DENIED ? P2P_LEAVE_DENIED
-                                                                       : P2P_LEAVE_CLOSED, 0, 0);
+            p2p_peer_end(h, p,
+                         f->u.close_reason == P2P_CLOSE_PROTOCOL ? P2P_LEAVE_PROTOCOL
+                         : f->u.close_reason == P2P_CLOSE_DENIED ? P2P_LEAVE_DENIED
+                                                                 : P2P_LEAVE_CLOSED,
+                         0, 0);
             return P2P_RX_GONE;
         case P2P_FRAME_PATH_CHALLENGE:
-        case P2P_FRAME_PATH_RESPONSE:
-            return P2P_RX_FRAME;
+        case P2P_FRAME_PATH_RESPONSE: return P2P_RX_FRAME;
         case P2P_FRAME_RELAY:
         case P2P_FRAME_RELAYED:
             /* Relaying is one hop deep: nothing is relayed over a relayed path. */
             if (p->addr.family == P2P_AF_RELAY) break;
             return P2P_RX_FRAME;
-        default:
-            break;
+        default: break;
         }
     }
     if (!rx->refused) p2p_acker_on_packet(&p->acker, rx->pn, rx->eliciting, now);
@@ -881,11 +918,17 @@ void p2p_peer_record_done(p2p_ctl_rec *c)
     free(c);
 }
 
-void p2p_peer_protocol_error(p2p_host *h, p2p_peer *p) { protocol_error(h, p); }
+void p2p_peer_protocol_error(p2p_host *h, p2p_peer *p)
+{
+    protocol_error(h, p);
+}
 
 /* ---- timers ----------------------------------------------------------------------------- */
 
-static uint64_t keepalive(const p2p_host *h) { return h->timeout / 4; }
+static uint64_t keepalive(const p2p_host *h)
+{
+    return h->timeout / 4;
+}
 
 uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p, int can_send, uint64_t path_dl)
 {
@@ -912,7 +955,10 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p, int can_send, u
 
 int p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    if (p->state == P2P_S_CLOSING) { p2p_ready(h, p); return 0; }
+    if (p->state == P2P_S_CLOSING) {
+        p2p_ready(h, p);
+        return 0;
+    }
     if (p->state != P2P_S_CONNECTED) return 0;
     if (p->mem_evict) {
         /* It held the most of a spent node budget (p2p_mem_take): it goes, so others can. */
@@ -927,7 +973,7 @@ int p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
     }
     if (rekey_timer(h, p, now)) return 0;
     int r = P2P_TIMER_LIVE;
-    p2p_recovery_cb cb = { p, on_acked, on_lost };
+    p2p_recovery_cb cb = {p, on_acked, on_lost};
     if (p2p_recovery_on_timeout(&p->rec, now, &cb)) {
         p->probe_needed = 1;
         if (p->rec.pto_count >= 3) r |= P2P_TIMER_STALLED;
@@ -955,7 +1001,7 @@ int p2p_peer_send(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint
     if (!p) return P2P_ERR_PEER;
     if (len > p->peer_max_message || len > h->max_message) return P2P_ERR_TOO_BIG;
     if (p->send_end - p->sbase >= h->send_queue_limit) return P2P_ERR_FULL;
-    p2p_record rec = { want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len };
+    p2p_record rec = {want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len};
     uint64_t ordinal = p->records_sent;
     /* Replies the peer keeps back out of order split the awaited set: it has a cap. */
     const p2p_rangeset *aw = &p->awaiting;
@@ -981,19 +1027,19 @@ int p2p_peer_reply(p2p_host *h, p2p_peer_handle handle, uint64_t seq, int status
     if (!p2p_rangeset_contains(&p->owed, seq)) return P2P_ERR_INVALID;
     if (len > p->peer_max_message) len = p->peer_max_message;
     if (status == P2P_REPLY_NIL) len = 0;
-    p2p_record rec = { P2P_REC_REPLY, 0, seq, (uint8_t)status, len };
+    p2p_record rec = {P2P_REC_REPLY, 0, seq, (uint8_t)status, len};
     int rc = append_record(h, p, &rec, data);
     if (!rc) p2p_rangeset_remove(&p->owed, seq, seq + 1);
     return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
 }
 
-int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type,
-                           const uint8_t *data, size_t len, uint64_t now)
+int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint8_t *data,
+                           size_t len, uint64_t now)
 {
     p2p_peer *p = connected(h, handle, now);
     if (!p) return P2P_ERR_PEER;
     if (len > P2P_MAX_DATAGRAM) return P2P_ERR_TOO_BIG;
-    if (p->dq_count >= P2P_DATAGRAM_QUEUE) {      /* unreliable: drop the oldest */
+    if (p->dq_count >= P2P_DATAGRAM_QUEUE) { /* unreliable: drop the oldest */
         p2p_dgram *old = p->dq_head;
         p->dq_head = old->next;
         if (!p->dq_head) p->dq_tail = NULL;
@@ -1007,7 +1053,10 @@ int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type,
     d->type = type;
     d->len = (uint16_t)len;
     if (len) memcpy(d->data, data, len);
-    if (p->dq_tail) p->dq_tail->next = d; else p->dq_head = d;
+    if (p->dq_tail)
+        p->dq_tail->next = d;
+    else
+        p->dq_head = d;
     p->dq_tail = d;
     p->dq_count++;
     p2p_ready(h, p);

@@ -25,20 +25,20 @@ typedef struct p2p_rx {
 
 /* What p2p_peer_open and p2p_peer_on_frames return. */
 enum {
-    P2P_RX_STOP = 0,    /* nothing more to do with the packet (dropped, or not for now) */
-    P2P_RX_OPEN,        /* authenticated: route the path, then read its frames */
-    P2P_RX_CONFIRMED,   /* an initiator's first DATA: the host confirms the handshake first */
-    P2P_RX_SUPERSEDED,  /* the peer kept the session it dialled: our attempt goes */
-    P2P_RX_GONE,        /* the session ended (it is on the dead list) */
-    P2P_RX_FRAME,       /* a PATH_CHALLENGE, PATH_RESPONSE, RELAY or RELAYED frame for the host */
-    P2P_RX_RECORDS,     /* mesh or NAT records wait (p2p_peer_take_record) */
-    P2P_RX_DONE         /* every frame was read */
+    P2P_RX_STOP = 0,   /* nothing more to do with the packet (dropped, or not for now) */
+    P2P_RX_OPEN,       /* authenticated: route the path, then read its frames */
+    P2P_RX_CONFIRMED,  /* an initiator's first DATA: the host confirms the handshake first */
+    P2P_RX_SUPERSEDED, /* the peer kept the session it dialled: our attempt goes */
+    P2P_RX_GONE,       /* the session ended (it is on the dead list) */
+    P2P_RX_FRAME,      /* a PATH_CHALLENGE, PATH_RESPONSE, RELAY or RELAYED frame for the host */
+    P2P_RX_RECORDS,    /* mesh or NAT records wait (p2p_peer_take_record) */
+    P2P_RX_DONE        /* every frame was read */
 };
 
 /* What p2p_peer_on_timeout returns (bits). */
 enum {
-    P2P_TIMER_LIVE = 1,     /* the session goes on: its path's timer runs too */
-    P2P_TIMER_STALLED = 2   /* nothing acknowledged for three probe timeouts */
+    P2P_TIMER_LIVE = 1,   /* the session goes on: its path's timer runs too */
+    P2P_TIMER_STALLED = 2 /* nothing acknowledged for three probe timeouts */
 };
 
 void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN],

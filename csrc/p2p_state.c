@@ -30,20 +30,6 @@ p2p_peer *p2p_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
     return p;
 }
 
-p2p_peer *p2p_lookup(const p2p_host *h, p2p_peer_handle handle)
-{
-    p2p_peer *p = p2p_index_by_handle(&h->peers, handle);
-    if (p) p->dl_valid = 0;     /* the caller may change it */
-    return p;
-}
-
-p2p_peer *p2p_lookup_index(const p2p_host *h, uint32_t local_index)
-{
-    p2p_peer *p = p2p_index_by_local(&h->peers, local_index);
-    if (p) p->dl_valid = 0;
-    return p;
-}
-
 p2p_peer_handle p2p_find_connected(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
@@ -58,11 +44,14 @@ void p2p_kill(p2p_host *h, p2p_peer *p)
 {
     if (p->dead) return;
     p->dead = 1;
-    if (p->mem_evict) h->mem_evicting = 0;      /* it went before its timer came */
+    if (p->mem_evict) h->mem_evicting = 0; /* it went before its timer came */
     if (p->in_ready) {
         p2p_peer **pp = &h->ready_head;
         p2p_peer *prev = NULL;
-        while (*pp && *pp != p) { prev = *pp; pp = &(*pp)->ready_next; }
+        while (*pp && *pp != p) {
+            prev = *pp;
+            pp = &(*pp)->ready_next;
+        }
         if (*pp) {
             *pp = p->ready_next;
             if (h->ready_tail == p) h->ready_tail = prev;
@@ -102,7 +91,10 @@ void p2p_ready(p2p_host *h, p2p_peer *p)
     if (p->in_ready || p->dead) return;
     p->in_ready = 1;
     p->ready_next = NULL;
-    if (h->ready_tail) h->ready_tail->ready_next = p; else h->ready_head = p;
+    if (h->ready_tail)
+        h->ready_tail->ready_next = p;
+    else
+        h->ready_head = p;
     h->ready_tail = p;
 }
 
@@ -244,7 +236,9 @@ int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t
 
 int p2p_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
 {
-    size_t grow = h->evq_len < h->evq_cap ? 0 : (h->evq_cap ? h->evq_cap : P2P_EVQ_MIN) * sizeof(p2p_evq_item);
+    size_t grow = h->evq_len < h->evq_cap
+                      ? 0
+                      : (h->evq_cap ? h->evq_cap : P2P_EVQ_MIN) * sizeof(p2p_evq_item);
     if (len + grow <= p2p_mem_room(h, NULL) + freed) return 1;
     h->stats.dropped_budget++;
     mem_evict_largest(h, p);
@@ -302,7 +296,10 @@ int p2p_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len
     t->to = *to;
     t->len = len;
     memcpy(t->data, data, len);
-    if (h->txq_tail) h->txq_tail->next = t; else h->txq_head = t;
+    if (h->txq_tail)
+        h->txq_tail->next = t;
+    else
+        h->txq_head = t;
     h->txq_tail = t;
     return 0;
 }
@@ -319,9 +316,9 @@ int p2p_id_listed(const uint8_t (*list)[P2P_ID_LEN], size_t n, const uint8_t id[
 const char *p2p_policy(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     if (memcmp(id, h->ident.ed_pk, P2P_ID_LEN) == 0) return "is this node itself";
-    if (p2p_id_listed((const uint8_t (*)[P2P_ID_LEN])h->deny, h->deny_count, id)) return "is denied";
+    if (p2p_id_listed((const uint8_t(*)[P2P_ID_LEN])h->deny, h->deny_count, id)) return "is denied";
     if (h->allow_count &&
-        !p2p_id_listed((const uint8_t (*)[P2P_ID_LEN])h->allow, h->allow_count, id))
+        !p2p_id_listed((const uint8_t(*)[P2P_ID_LEN])h->allow, h->allow_count, id))
         return "is not in the allow list";
     return NULL;
 }

@@ -17,9 +17,20 @@
 /* A new session in the table (state initiator or not, address addr), or NULL when full. */
 p2p_peer *p2p_peer_new(p2p_host *h, int initiator, const p2p_addr *addr);
 /* The session a handle or an index names, or NULL. Both mark it for a new deadline: the
- * caller may change it. */
-p2p_peer *p2p_lookup(const p2p_host *h, p2p_peer_handle handle);
-p2p_peer *p2p_lookup_index(const p2p_host *h, uint32_t local_index);
+ * caller may change it. (Inline: every received DATA packet looks its session up.) */
+static inline p2p_peer *p2p_lookup(const p2p_host *h, p2p_peer_handle handle)
+{
+    p2p_peer *p = p2p_index_by_handle(&h->peers, handle);
+    if (p) p->dl_valid = 0;
+    return p;
+}
+
+static inline p2p_peer *p2p_lookup_index(const p2p_host *h, uint32_t local_index)
+{
+    p2p_peer *p = p2p_index_by_local(&h->peers, local_index);
+    if (p) p->dl_valid = 0;
+    return p;
+}
 /* The connected session with a node, or 0. */
 p2p_peer_handle p2p_find_connected(const p2p_host *h, const uint8_t id[P2P_ID_LEN]);
 /* Ends a session's life in the table: it leaves the table, the ready list and the counts at
