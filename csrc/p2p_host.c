@@ -205,7 +205,9 @@ static void route(p2p_host *h)
             if (p && p->punch_due) p2p_hs_punch_now(h, p, now);
             break;
         case P2P_NOTE_JOINED:
-            if (!p || p->state != P2P_S_CONNECTED) break;
+            /* Even when ended since (it is then CLOSING): the mesh hears of the join before
+             * the leave that follows it in this array. */
+            if (!p) break;
             p2p_path_start(h, p, now);
             p2p_mesh_on_join(h, p, now);
             p2p_nat_on_join(h, p, now);
