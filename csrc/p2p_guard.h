@@ -10,6 +10,10 @@
  * P2P_GUARD_WINDOW_US. The ledger has a fixed size; an entry that holds a probe allowance
  * cannot be evicted before its window ends, so cycling through addresses cannot reset a
  * victim's allowance.
+ *
+ * The guard reads the session table (a proven address is a session's; an INIT names its
+ * attempt), so it sits in the session layer, beside p2p_peer; its state types are in
+ * p2p_internal.h, as the host embeds them.
  */
 #ifndef P2P_GUARD_H
 #define P2P_GUARD_H

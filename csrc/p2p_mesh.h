@@ -2,6 +2,10 @@
  * p2p_mesh.h - membership and broadcast (docs/PROTOCOL.md section 7): signed member records,
  * who dials whom to form the full mesh, and broadcasts signed by their origin that reach every
  * member exactly once, pulled through other members where there is no direct link.
+ *
+ * Its state types are in p2p_internal.h, as the host embeds them. The mesh calls down only
+ * (sessions' streams, the shared state): a member it dials is an attempt the host starts
+ * (p2p_attempt_new), a session's end reaches it from the host (P2P_NOTE_LEFT).
  */
 #ifndef P2P_MESH_H
 #define P2P_MESH_H

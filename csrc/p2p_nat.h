@@ -1,7 +1,13 @@
 /*
- * p2p_nat.h - NAT traversal (docs/PROTOCOL.md section 8): introductions, hole punching, the
- * end-to-end encrypted relay (p2p_nat.c), and path validation, roaming and the upgrade of a
- * relayed session to a direct path (p2p_path.c).
+ * p2p_nat.h - NAT traversal (docs/PROTOCOL.md section 8): introductions, hole punching and the
+ * end-to-end encrypted relay. (Path validation, roaming and the upgrade of a relayed session to
+ * a direct path are p2p_path.h's.) Its state types are in p2p_internal.h, as the host embeds
+ * them.
+ *
+ * NAT calls nothing beside or above it: attempts it makes are started by the host
+ * (p2p_attempt_new, P2P_NOTE_DIAL), punches are asked for (p2p_punch), and probing a peer or
+ * introducing two peers are notices (P2P_NOTE_PROBE, P2P_NOTE_INTRODUCE) the host completes
+ * with what path and mesh know.
  */
 #ifndef P2P_NAT_H
 #define P2P_NAT_H
