@@ -10,7 +10,7 @@
  * attacker who makes the node touch many addresses cannot reset a victim's allowance. When the
  * table is full of such entries, sends that would need a new entry are dropped.
  */
-#include "p2p_internal.h"
+#include "p2p_guard.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +83,7 @@ static p2p_guard_entry *get(p2p_host *h, const p2p_addr *a)
     uint64_t now = h->now;
     p2p_guard_entry *e = find(g, a);
     if (e) {
-        if (e->expire <= now && !pinned(e, now)) {     /* stale: begins again */
+        if (e->expire <= now && !pinned(e, now)) { /* stale: begins again */
             uint16_t next = e->next;
             memset(e, 0, sizeof *e);
             e->addr = *a;
@@ -134,8 +134,8 @@ void p2p_guard_credit(p2p_host *h, const p2p_addr *a, size_t len)
 
 int p2p_guard_proven(p2p_host *h, const p2p_addr *a)
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        const p2p_peer *p = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
         if (!p || !p2p_addr_equal(&p->addr, a)) continue;
         /* FIN_SENT: an authenticated RESP came from there; WAIT_ADMIT: an authenticated FIN;
          * established: the handshake, or a PATH_RESPONSE since the last move. */
@@ -166,7 +166,7 @@ static int take_probe(p2p_host *h, p2p_guard_entry *e, p2p_peer_handle src)
     if (!e->probes || e->probe_start + P2P_GUARD_WINDOW_US <= now) {
         e->probe_start = now;
         e->probes = 0;
-        e->tickets = 0;     /* a ticket lives only as long as the probe it paid for */
+        e->tickets = 0; /* a ticket lives only as long as the probe it paid for */
     }
     if (e->probes >= P2P_GUARD_PROBES) return 0;
     int active = e->src == src && e->probes && e->last_probe + P2P_GUARD_ACTIVE_US > now;
@@ -189,12 +189,12 @@ static int cached_proven(p2p_host *h, p2p_guard_entry *e, const p2p_addr *a)
 
 int p2p_guard_probe(p2p_host *h, const p2p_addr *a, p2p_peer_handle src)
 {
-    if (!p2p_host_may_send_learned(h, a)) {
+    if (!p2p_may_send_learned(h, a)) {
         h->stats.dropped_amplification++;
         return 0;
     }
     p2p_guard_entry *e = get(h, a);
-    if (e && cached_proven(h, e, a)) return 1;    /* the send finds it proven too */
+    if (e && cached_proven(h, e, a)) return 1; /* the send finds it proven too */
     if (!e || e->tickets >= P2P_GUARD_PROBES || !take_probe(h, e, src)) {
         h->stats.dropped_amplification++;
         return 0;
@@ -218,7 +218,7 @@ int p2p_guard_send(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t le
     p2p_peer_handle probe_src = 0;
     int probe = 0;
     if (len == P2P_INIT_LEN && buf[0] == P2P_PKT_INIT) {
-        const p2p_peer *p = p2p_host_by_index(h, p2p_get_u32(buf + 4));
+        const p2p_peer *p = p2p_lookup_index(h, p2p_get_u32(buf + 4));
         if (p && p->initiator && app_given(p, a)) return 1;
         probe = 1;
         probe_src = p ? p->intro_via : 0;
@@ -238,7 +238,7 @@ int p2p_guard_send(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t le
         e->tickets--;
         return 1;
     }
-    if (probe && p2p_host_may_send_learned(h, a) && take_probe(h, e, probe_src)) return 1;
+    if (probe && p2p_may_send_learned(h, a) && take_probe(h, e, probe_src)) return 1;
     h->stats.dropped_amplification++;
     return 0;
 }

@@ -10,6 +10,10 @@
  * P2P_GUARD_WINDOW_US. The ledger has a fixed size; an entry that holds a probe allowance
  * cannot be evicted before its window ends, so cycling through addresses cannot reset a
  * victim's allowance.
+ *
+ * The guard reads the session table (a proven address is a session's; an INIT names its
+ * attempt), so it sits in the session layer, beside p2p_peer; its state types are in
+ * p2p_internal.h, as the host embeds them.
  */
 #ifndef P2P_GUARD_H
 #define P2P_GUARD_H
@@ -18,44 +22,7 @@
 #include <stdint.h>
 #include "p2pnet.h"
 
-#define P2P_GUARD_ENTRIES 1024          /* addresses in the ledger (fixed, allocated once) */
-#define P2P_GUARD_BUCKETS 1024          /* hash chains (a power of two) */
-#define P2P_GUARD_TTL_US 60000000       /* an idle entry lives this long */
-#define P2P_GUARD_PROBES 16             /* probes to an address that never answered ... */
-#define P2P_GUARD_WINDOW_US 60000000    /* ... per this window: 3 s of punching at 200 ms */
-#define P2P_GUARD_SOURCE_ADDRS 16       /* unanswered addresses one source may have probed ... */
-#define P2P_GUARD_ACTIVE_US 5000000     /* ... within this long */
-#define P2P_GUARD_EVICT_SCAN 32         /* entries looked at to make room for one */
-#define P2P_GUARD_PROVEN_CACHE_US 1000000 /* a session found at an address, remembered */
-
-struct p2p_host;
-
-typedef struct p2p_guard_entry {
-    p2p_addr addr;
-    uint16_t next;              /* hash chain, or P2P_GUARD_NONE */
-    uint16_t probes;            /* probes sent in the window that began at probe_start */
-    uint16_t tickets;           /* probes allowed at push time, not yet sent */
-    uint8_t used;
-    p2p_peer_handle src;        /* the session that supplied the address (probes) */
-    uint64_t recv, sent;        /* bytes from it, and non-probe bytes to it */
-    uint64_t expire, probe_start, last_probe, proven_until;
-} p2p_guard_entry;
-
-typedef struct p2p_guard {
-    p2p_guard_entry *e;         /* P2P_GUARD_ENTRIES */
-    uint16_t *bucket;           /* P2P_GUARD_BUCKETS chain heads */
-    uint16_t free_head;
-    uint16_t hand;              /* clock hand of eviction */
-    uint64_t key;               /* keyed hash: chains cannot be aimed at */
-    uint64_t answered_pkt;      /* stats.packets_received when a PATH_RESPONSE went out */
-    uint64_t relayed_pkt;       /* ... when a RELAY frame was passed on */
-} p2p_guard;
-
-/* The kind of a datagram, for p2p_guard_send. */
-enum {
-    P2P_GUARD_RESPONSE = 0,     /* anything but a probe: within 3 x the bytes received */
-    P2P_GUARD_PROVEN = 1        /* the caller knows the address is proven (a session's path) */
-};
+#include "p2p_state.h"
 
 int p2p_guard_init(struct p2p_host *h);
 void p2p_guard_free(struct p2p_host *h);
@@ -65,8 +32,7 @@ void p2p_guard_credit(struct p2p_host *h, const p2p_addr *a, size_t len);
  * P2P_GUARD_RESPONSE or P2P_GUARD_PROVEN. INIT packets of attempts whose candidates came from
  * the network are recognised here and treated as probes. Returns 1 to send, 0 to drop (counted
  * in stats.dropped_amplification). */
-int p2p_guard_send(struct p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len,
-                   int kind);
+int p2p_guard_send(struct p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len, int kind);
 /* Asks to send one probe to a, an address learned from the network through session src.
  * Returns 1 when it may go (a ticket that the datagram's p2p_guard_send uses), 0 when the
  * address may not be sent to, has used its allowance, or src has too many addresses being

@@ -1,8 +1,13 @@
 /*
- * p2p_host.c - the host: peer slots and handles, the event and transmit queues, the demux of
- * incoming datagrams, timers, and the public API of p2pnet.h that is not per-session.
+ * p2p_host.c - the hub: the demux of incoming datagrams, the transmit loop, timers, freeing
+ * sessions, routing what the layers below report (notices, result codes), and the public API
+ * of p2pnet.h that is not per-session.
+ *
+ * Nothing below calls up into this file: sessions, the handshake, mesh, NAT and path return
+ * what happened, or leave notices (p2p_notify) and dead sessions (p2p_kill) in the shared
+ * state, which the host reads after each call into them (settle()).
  */
-#include "p2p_internal.h"
+#include "p2p_host.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,25 +16,23 @@
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-void p2p_config_init(p2p_config *cfg) { memset(cfg, 0, sizeof *cfg); }
+void p2p_config_init(p2p_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+}
 
-static int copy_list(uint8_t (**dst)[32], const uint8_t (*src)[32], size_t n)
+static int copy_list(uint8_t (**dst)[P2P_ID_LEN], const uint8_t (*src)[P2P_ID_LEN], size_t n)
 {
     *dst = NULL;
     if (!n) return 0;
     if (!src) return P2P_ERR_INVALID;
-    *dst = malloc(n * 32);
+    *dst = malloc(n * P2P_ID_LEN);
     if (!*dst) return P2P_ERR_NOMEM;
-    memcpy(*dst, src, n * 32);
+    memcpy(*dst, src, n * P2P_ID_LEN);
     return 0;
 }
 
-int p2p_host_id_listed(const uint8_t (*list)[32], size_t n, const uint8_t id[32])
-{
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(list[i], id, 32) == 0) return 1;
-    return 0;
-}
+static void reap(p2p_host *h);
 
 int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
 {
@@ -48,9 +51,16 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->peer_mem = cfg->peer_memory ? cfg->peer_memory : P2P_DEFAULT_PEER_MEMORY;
     h->mem_limit = cfg->memory ? cfg->memory : P2P_DEFAULT_MEMORY;
     h->now = now;
-    if (h->max_peers > 60000) { free(h); return P2P_ERR_INVALID; }
-    int hrc = p2p_hs_init(h, cfg);    /* psk (network key stretched), mac1 and cookie keys */
-    if (hrc) { p2p_wipe(h, sizeof *h); free(h); return hrc; }
+    if (h->max_peers > 60000) {
+        free(h);
+        return P2P_ERR_INVALID;
+    }
+    int hrc = p2p_hs_init(h, cfg); /* psk (network key stretched), mac1 and cookie keys */
+    if (hrc) {
+        p2p_wipe(h, sizeof *h);
+        free(h);
+        return hrc;
+    }
     p2p_rng_init(&h->rng, cfg->seed);
     p2p_rng_bytes(&h->rng, &h->instance, sizeof h->instance);
     int rc = copy_list(&h->allow, cfg->allow, cfg->allow_count);
@@ -60,12 +70,11 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     if (!rc) rc = p2p_mesh_init(h, cfg, now);
     if (!rc) rc = p2p_nat_init(h, cfg);
     if (!rc) rc = p2p_guard_init(h);
-    h->nslots = (size_t)h->max_peers + h->max_half_open + 16;
-    h->slots = calloc(h->nslots, sizeof *h->slots);
-    h->gens = calloc(h->nslots, sizeof *h->gens);
-    if (rc || !h->slots || !h->gens) {
+    if (!rc && p2p_index_init(&h->peers, (size_t)h->max_peers + h->max_half_open + 16))
+        rc = P2P_ERR_NOMEM;
+    if (rc) {
         p2p_host_free(h);
-        return rc ? rc : P2P_ERR_NOMEM;
+        return rc;
     }
     *out = h;
     return 0;
@@ -74,8 +83,10 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
 void p2p_host_free(p2p_host *h)
 {
     if (!h) return;
-    for (size_t i = 0; i < h->nslots && h->slots; i++)
-        if (h->slots[i]) p2p_host_peer_free(h, h->slots[i]);
+    for (size_t i = 0; i < h->peers.hwm; i++)
+        if (h->peers.slots[i]) p2p_kill(h, h->peers.slots[i]);
+    reap(h);
+    free(h->notes);
     while (h->evq_len) {
         free(h->evq[h->evq_head].owned);
         h->evq_head = (h->evq_head + 1) % h->evq_cap;
@@ -83,12 +94,14 @@ void p2p_host_free(p2p_host *h)
     }
     free(h->evq);
     free(h->ev_owned);
-    for (p2p_txq_item *t = h->txq_head, *n; t; t = n) { n = t->next; free(t); }
+    for (p2p_txq_item *t = h->txq_head, *n; t; t = n) {
+        n = t->next;
+        free(t);
+    }
     p2p_mesh_free(h);
     p2p_nat_free(h);
     p2p_guard_free(h);
-    free(h->slots);
-    free(h->gens);
+    p2p_index_free(&h->peers);
     free(h->allow);
     free(h->deny);
     p2p_identity_wipe(&h->ident);
@@ -101,232 +114,129 @@ void p2p_host_free(p2p_host *h)
     free(h);
 }
 
-const uint8_t *p2p_host_id(const p2p_host *h) { return h->ident.ed_pk; }
-
-/* ---- peers ------------------------------------------------------------------------------ */
-
-p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
+const uint8_t *p2p_host_id(const p2p_host *h)
 {
-    /* The lowest free slot keeps live peers below slot_hwm, so scans stay short. */
-    size_t slot;
-    for (slot = 0; slot < h->nslots && h->slots[slot]; slot++) {}
-    if (slot == h->nslots) return NULL;
-    p2p_peer *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
-    if (++h->gens[slot] == 0) h->gens[slot] = 1;
-    p->host = h;
-    p->handle = ((uint32_t)h->gens[slot] << 16) | (uint32_t)slot;
-    /* The index carries the slot in its low 16 bits for O(1) lookup and 16 random bits so a
-     * stale or guessed index rarely names a live session. */
-    p->local_index = (p2p_rng_u32(&h->rng) & 0xffff0000u) | (uint32_t)slot;
-    p->initiator = initiator;
-    p->addr = *addr;
-    p->next_send_at = 0;
-    p2p_rangeset_init(&p->s_acked);
-    p2p_rangeset_init(&p->s_lost);
-    p2p_rangeset_init(&p->awaiting);
-    p2p_rangeset_init(&p->owed);
-    p2p_acker_init(&p->acker);
-    h->slots[slot] = p;
-    if (slot + 1 > h->slot_hwm) h->slot_hwm = slot + 1;
-    return p;
+    return h->ident.ed_pk;
 }
 
-void p2p_host_peer_free(p2p_host *h, p2p_peer *p)
+/* ---- freeing sessions, routing notices ---------------------------------------------------- */
+
+/* Frees the sessions the last input ended (p2p_kill), once nothing holds them any more. The
+ * NAT learns first: attempts that waited for an introducer fail with it (and join the list). */
+static void reap(p2p_host *h)
 {
-    size_t slot = p->handle & 0xffff;
-    if (p->mem_evict) h->mem_evicting = 0;      /* it went before its timer came */
-    if (p->in_ready) {
-        p2p_peer **pp = &h->ready_head;
-        p2p_peer *prev = NULL;
-        while (*pp && *pp != p) { prev = *pp; pp = &(*pp)->ready_next; }
-        if (*pp) {
-            *pp = p->ready_next;
-            if (h->ready_tail == p) h->ready_tail = prev;
+    while (h->dead_head) {
+        p2p_peer *p = h->dead_head;
+        h->dead_head = p->dead_next;
+        p2p_nat_on_end(h, p);
+        p2p_hs_free(p);
+        p2p_peer_release(p);
+        /* Whatever the session did not give back is released with it. */
+        h->mem = h->mem > p->mem ? h->mem - p->mem : 0;
+        p2p_wipe(p, sizeof *p);
+        free(p);
+    }
+}
+
+static void peer_free(p2p_host *h, p2p_peer *p)
+{
+    p2p_kill(h, p);
+    reap(h);
+}
+
+/* The largest packet session p may send now, at most cap (0: its path cannot carry one). */
+static size_t room_of(const p2p_host *h, const p2p_peer *p, size_t cap)
+{
+    if (p->addr.family == P2P_AF_RELAY) return p2p_nat_relay_room(h, &p->addr, cap);
+    return p2p_path_room(p, cap);
+}
+
+/* Adds a to the probe list with the session that supplied it, unless it is there already, is
+ * not a direct address, or is one this node may not send to (section 8.6). */
+static void add_probe(const p2p_host *h, p2p_addr *v, p2p_peer_handle *src, uint8_t *n, size_t max,
+                      const p2p_addr *a, p2p_peer_handle from)
+{
+    if (a->family == P2P_AF_RELAY || !p2p_may_send_learned(h, a)) return;
+    uint8_t before = *n;
+    p2p_cand_add(v, n, max, a);
+    if (*n > before) src[before] = from;
+}
+
+void p2p_host_probe(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    enum { PROBE_MAX = P2P_CANDIDATES - 1 + 2 * P2P_MEMBER_ADDRS };
+    p2p_addr c[PROBE_MAX];
+    p2p_peer_handle src[PROBE_MAX];
+    uint8_t n = 0;
+    const p2p_intro *in = p2p_nat_intro(h, p->id, now);
+    for (size_t i = 0; in && i < in->ncand; i++)
+        add_probe(h, c, src, &n, PROBE_MAX, &in->cand[i], in->via);
+    for (size_t i = 0; i < p->nadv; i++) add_probe(h, c, src, &n, PROBE_MAX, &p->adv[i], p->handle);
+    const p2p_member *m = p2p_mesh_member(h, p->id);
+    for (size_t i = 0; m && i < m->naddr; i++)
+        add_probe(h, c, src, &n, PROBE_MAX, &m->addrs[i], p->handle);
+    p2p_path_probe(h, p, c, src, n, now);
+}
+
+/* The addresses at which the node of session q may be reached: where we see it first. */
+static uint8_t reach_of(const p2p_host *h, const p2p_peer *q, p2p_addr *out)
+{
+    uint8_t n = 0;
+    p2p_cand_add(out, &n, P2P_CANDIDATES - 1, &q->addr);
+    for (size_t i = 0; i < q->nadv; i++) p2p_cand_add(out, &n, P2P_CANDIDATES - 1, &q->adv[i]);
+    const p2p_member *m = p2p_mesh_member(h, q->id);
+    for (size_t i = 0; m && i < m->naddr; i++)
+        p2p_cand_add(out, &n, P2P_CANDIDATES - 1, &m->addrs[i]);
+    return n;
+}
+
+/* Routes what the layers below reported (P2P_NOTE_*), in order; routing may add more. */
+static void route(p2p_host *h)
+{
+    uint64_t now = h->now;
+    for (size_t i = 0; i < h->notes_len; i++) {
+        p2p_notice n = h->notes[i]; /* a copy: routing may grow the array */
+        p2p_peer *p = n.peer ? p2p_lookup(h, n.peer) : NULL;
+        switch (n.kind) {
+        case P2P_NOTE_DIAL:
+            if (p && p->dial_due && p2p_hs_start(h, p, now)) p2p_kill(h, p);
+            break;
+        case P2P_NOTE_PUNCH:
+            if (p && p->punch_due) p2p_hs_punch_now(h, p, now);
+            break;
+        case P2P_NOTE_JOINED:
+            /* Even when ended since (it is then CLOSING): the mesh hears of the join before
+             * the leave that follows it in this array. */
+            if (!p) break;
+            p2p_path_start(h, p, now);
+            p2p_mesh_on_join(h, p, now);
+            p2p_nat_on_join(h, p, now);
+            break;
+        case P2P_NOTE_LEFT: p2p_mesh_on_leave(h, n.id, n.reason, now); break;
+        case P2P_NOTE_PROBE:
+            if (p && p->state == P2P_S_CONNECTED) p2p_host_probe(h, p, now);
+            break;
+        case P2P_NOTE_INTRODUCE: {
+            p2p_peer *q = p2p_lookup(h, n.other);
+            if (!p || !q) break;
+            p2p_addr cp[P2P_CANDIDATES - 1], cq[P2P_CANDIDATES - 1];
+            uint8_t np = reach_of(h, p, cp), nq = reach_of(h, q, cq);
+            p2p_nat_send_intro(h, p, q, cq, nq, n.relay_ok);
+            p2p_nat_send_intro(h, q, p, cp, np, n.relay_ok);
+            break;
+        }
+        default: break;
         }
     }
-    if (p->state == P2P_S_HALF_OPEN || p->state == P2P_S_WAIT_ADMIT) h->n_half_open--;
-    if (p->state == P2P_S_CONNECTED) h->n_connected--;
-    p2p_nat_on_end(h, p);
-    p2p_hs_free(p);
-    p2p_peer_release(p);
-    /* Whatever the session did not give back is released with it. */
-    h->mem = h->mem > p->mem ? h->mem - p->mem : 0;
-    h->slots[slot] = NULL;
-    while (h->slot_hwm && !h->slots[h->slot_hwm - 1]) h->slot_hwm--;
-    p2p_wipe(p, sizeof *p);
-    free(p);
+    h->notes_len = 0;
 }
 
-/* The node's budget is spent: the connected session that holds the most of it, when that is
- * more than an eighth of the budget and more than the one asking holds, is marked to be ended
- * at its next timer (not here: callers may hold it). Otherwise a few peers that each keep
- * their own budget filled (a record never finished, pieces never joined) would leave nothing
- * for anyone else, and a new peer could not even join. */
-static void mem_evict_largest(p2p_host *h, const p2p_peer *asking)
+/* After every input: route what the layers below reported, then free the sessions they ended
+ * (nothing holds them now). Within an input, route() alone: callers may still hold a session. */
+static inline void settle(p2p_host *h)
 {
-    if (h->mem_evicting) return;
-    p2p_peer *fat = NULL;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
-        if (q && q != asking && q->state == P2P_S_CONNECTED && (!fat || q->mem > fat->mem)) fat = q;
-    }
-    if (!fat || fat->mem <= h->mem_limit / 8 || (asking && fat->mem <= asking->mem)) return;
-    fat->mem_evict = 1;
-    fat->dl_valid = 0;
-    h->mem_evicting = 1;
-}
-
-int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n)
-{
-    if (p && p->mem + n > h->peer_mem) {
-        h->stats.dropped_budget++;
-        return P2P_ERR_LIMIT;
-    }
-    if (h->mem + n > h->mem_limit) {
-        h->stats.dropped_budget++;
-        mem_evict_largest(h, p);
-        return P2P_ERR_LIMIT;
-    }
-    h->mem += n;
-    if (p) p->mem += n;
-    if (h->mem > h->stats.memory_peak) h->stats.memory_peak = h->mem;
-    return 0;
-}
-
-uint64_t p2p_mem_room(const p2p_host *h, const p2p_peer *p)
-{
-    uint64_t node = h->mem_limit > h->mem ? h->mem_limit - h->mem : 0;
-    if (!p) return node;
-    uint64_t mine = h->peer_mem > p->mem ? h->peer_mem - p->mem : 0;
-    return mine < node ? mine : node;
-}
-
-void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n)
-{
-    if (p) p->mem = p->mem > n ? p->mem - n : 0;
-    h->mem = h->mem > n ? h->mem - n : 0;
-}
-
-int p2p_host_may_send_learned(const p2p_host *h, const p2p_addr *a)
-{
-    int scope = p2p_addr_scope(a);
-    if (scope == P2P_SCOPE_INVALID) return 0;
-    if (scope == P2P_SCOPE_PUBLIC) return 1;
-    for (size_t i = 0; i < h->mesh.naddr; i++)
-        if (p2p_addr_scope(&h->mesh.addrs[i]) == scope) return 1;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        const p2p_peer *p = h->slots[i];
-        if (p && p->state == P2P_S_CONNECTED && p->addr.family != P2P_AF_RELAY &&
-            p2p_addr_scope(&p->addr) == scope)
-            return 1;
-    }
-    return 0;
-}
-
-p2p_peer *p2p_host_peer_get(const p2p_host *h, p2p_peer_handle handle)
-{
-    size_t slot = handle & 0xffff;
-    if (!handle || slot >= h->nslots) return NULL;
-    p2p_peer *p = h->slots[slot];
-    if (!p || p->handle != handle) return NULL;
-    p->dl_valid = 0;     /* the caller may change it */
-    return p;
-}
-
-p2p_peer *p2p_host_by_index(const p2p_host *h, uint32_t local_index)
-{
-    size_t slot = local_index & 0xffff;
-    if (slot >= h->nslots) return NULL;
-    p2p_peer *p = h->slots[slot];
-    if (!p || p->local_index != local_index) return NULL;
-    p->dl_valid = 0;
-    return p;
-}
-
-void p2p_host_ready(p2p_host *h, p2p_peer *p)
-{
-    p->dl_valid = 0;
-    if (p->in_ready) return;
-    p->in_ready = 1;
-    p->ready_next = NULL;
-    if (h->ready_tail) h->ready_tail->ready_next = p; else h->ready_head = p;
-    h->ready_tail = p;
-}
-
-/* ---- events ----------------------------------------------------------------------------- */
-
-/* The event queue is charged to the node's memory budget (its ring and every event's data);
- * an event that would pass the budget is dropped and counted in stats.dropped_budget. A
- * driver that drains the queue after every input never comes near it: the queue then holds
- * what one input produced (docs/PROTOCOL.md section 4.1). */
-int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len)
-{
-    if (h->evq_len == h->evq_cap) {
-        size_t cap = h->evq_cap ? h->evq_cap * 2 : 32;
-        if (p2p_mem_take(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item))) {
-            free(data);
-            return P2P_ERR_LIMIT;
-        }
-        p2p_evq_item *q = malloc(cap * sizeof *q);
-        if (!q) {
-            p2p_mem_give(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item));
-            free(data);
-            return P2P_ERR_NOMEM;
-        }
-        for (size_t i = 0; i < h->evq_len; i++) q[i] = h->evq[(h->evq_head + i) % h->evq_cap];
-        free(h->evq);
-        h->evq = q;
-        h->evq_cap = cap;
-        h->evq_head = 0;
-    }
-    if (len && p2p_mem_take(h, NULL, len)) {
-        free(data);
-        return P2P_ERR_LIMIT;
-    }
-    p2p_evq_item *it = &h->evq[(h->evq_head + h->evq_len) % h->evq_cap];
-    it->ev = *ev;
-    it->ev.data = data;
-    it->ev.len = len;
-    it->owned = data;
-    h->evq_len++;
-    return 0;
-}
-
-int p2p_host_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
-{
-    size_t grow = h->evq_len < h->evq_cap ? 0 : (h->evq_cap ? h->evq_cap : 32) * sizeof(p2p_evq_item);
-    if (len + grow <= p2p_mem_room(h, NULL) + freed) return 1;
-    h->stats.dropped_budget++;
-    mem_evict_largest(h, p);
-    return 0;
-}
-
-int p2p_host_event(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len)
-{
-    uint8_t *copy = NULL;
-    if (len) {
-        copy = malloc(len);
-        if (!copy) return P2P_ERR_NOMEM;
-        memcpy(copy, data, len);
-    }
-    return p2p_host_event_owned(h, ev, copy, len);
-}
-
-void p2p_host_error(p2p_host *h, p2p_peer *p, const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
-    p2p_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = P2P_EV_ERROR;
-    if (p) p2p_peer_fill_event(p, &ev);
-    p2p_host_event(h, &ev, (const uint8_t *)msg, (size_t)n);
+    if (h->notes_len) route(h);
+    if (h->dead_head) reap(h);
 }
 
 int p2p_host_next_event(p2p_host *h, p2p_event *ev)
@@ -341,7 +251,7 @@ int p2p_host_next_event(p2p_host *h, p2p_event *ev)
     h->evq_len--;
     /* The data is the application's until the next call; the budget has it back now. */
     p2p_mem_give(h, NULL, ev->len);
-    if (!h->evq_len && h->evq_cap > 32) {     /* a drained burst gives its ring back */
+    if (!h->evq_len && h->evq_cap > P2P_EVQ_MIN) { /* a drained burst gives its ring back */
         p2p_mem_give(h, NULL, h->evq_cap * sizeof(p2p_evq_item));
         free(h->evq);
         h->evq = NULL;
@@ -353,30 +263,11 @@ int p2p_host_next_event(p2p_host *h, p2p_event *ev)
 
 /* ---- datagrams -------------------------------------------------------------------------- */
 
-/* Like the event queue, the transmit queue is charged to the node's budget: a datagram that
- * would pass it is dropped (counted in stats.dropped_budget), as the network may drop it. */
-int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len)
-{
-    if (p2p_mem_take(h, NULL, sizeof(p2p_txq_item) + len)) return P2P_ERR_LIMIT;
-    p2p_txq_item *t = malloc(sizeof *t + len);
-    if (!t) {
-        p2p_mem_give(h, NULL, sizeof(p2p_txq_item) + len);
-        return P2P_ERR_NOMEM;
-    }
-    t->next = NULL;
-    t->to = *to;
-    t->len = len;
-    memcpy(t->data, data, len);
-    if (h->txq_tail) h->txq_tail->next = t; else h->txq_head = t;
-    h->txq_tail = t;
-    return 0;
-}
-
 /* Builds the next packet of a session: through the relay when its path is relayed, and
  * never more than the anti-amplification limit allows towards an unproven address. */
 static size_t build_for(p2p_host *h, p2p_peer *p, p2p_addr *to, uint8_t *buf, size_t cap)
 {
-    size_t room = p2p_path_room(h, p, cap);
+    size_t room = room_of(h, p, cap);
     if (!room) return 0;
     if (p->addr.family != P2P_AF_RELAY) {
         size_t n = p2p_peer_build(h, p, buf, room, h->now);
@@ -390,8 +281,11 @@ static size_t build_for(p2p_host *h, p2p_peer *p, p2p_addr *to, uint8_t *buf, si
     size_t n = p2p_peer_build(h, p, inner, room, h->now);
     if (!n) return 0;
     /* A packet the relay cannot take now is lost like any other; recovery resends. */
-    size_t m = p2p_nat_wrap(h, &p->addr, inner, n, buf, cap, to);
-    return m ? m : (size_t)-1;
+    p2p_peer *relay;
+    size_t m = p2p_nat_wrap(h, &p->addr, inner, n, buf, cap, to, &relay);
+    if (!m) return (size_t)-1;
+    p2p_path_sent(relay, m);
+    return m;
 }
 
 size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap)
@@ -404,7 +298,9 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
         h->txq_head = t->next;
         if (!h->txq_head) h->txq_tail = NULL;
         if (t->to.family == P2P_AF_RELAY) {
-            n = p2p_nat_wrap(h, &t->to, t->data, t->len, buf, cap, to);
+            p2p_peer *relay;
+            n = p2p_nat_wrap(h, &t->to, t->data, t->len, buf, cap, to, &relay);
+            if (n) p2p_path_sent(relay, n);
         } else {
             *to = t->to;
             memcpy(buf, t->data, t->len);
@@ -418,7 +314,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
     while (!n && h->ready_head) {
         p2p_peer *p = h->ready_head;
         n = build_for(h, p, to, buf, cap);
-        p->dl_valid = 0;    /* sending arms the probe timer and the pacer */
+        p->dl_valid = 0; /* sending arms the probe timer and the pacer */
         int dropped = 0;
         if (n && n != (size_t)-1) {
             int kind = p->addr.family != P2P_AF_RELAY && p->path_ok ? P2P_GUARD_PROVEN
@@ -439,7 +335,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
             p->in_ready = 0;
             p->ready_next = NULL;
         }
-        if (p->state == P2P_S_CLOSING && p->close_copies == 0) p2p_host_peer_free(h, p);
+        if (p->state == P2P_S_CLOSING && p->close_copies == 0) peer_free(h, p);
         /* A packet the guard stopped is lost like any other: recovery resends it. */
         if (n == (size_t)-1 || dropped) n = 0;
     }
@@ -452,32 +348,117 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
 
 /* ---- input ------------------------------------------------------------------------------ */
 
+static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len);
+
+/* Hands the mesh and NAT records that session p received whole to their modules. Returns 0
+ * when p may not go on (a bad record ended it). */
+static int route_records(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    for (p2p_ctl_rec *c; (c = p2p_peer_take_record(p));) {
+        int bad = c->kind >= P2P_REC_INTRO_REQ
+                      ? p2p_nat_on_record(h, p, c->kind, c->body, c->len, now)
+                      : p2p_mesh_on_record(h, p, c->kind, c->body, c->len, now);
+        p2p_peer_record_done(c);
+        if (p->dead) return 0;
+        if (bad || p->state != P2P_S_CONNECTED) {
+            p2p_peer_protocol_error(h, p);
+            return 0;
+        }
+        /* Attempts it made start before the next record looks for them. */
+        if (h->notes_len) route(h);
+        if (p->dead || p->state != P2P_S_CONNECTED) return 0;
+    }
+    return 1;
+}
+
+/* A DATA packet for session p: the session opens it and reads its frames; what it cannot do
+ * alone (confirm the handshake, move or validate the path, relay, records for mesh and NAT)
+ * comes back here to be routed. */
+static void recv_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf,
+                      size_t len)
+{
+    uint64_t now = h->now;
+    uint32_t index = p->local_index;
+    p2p_rx rx;
+    int rc = p2p_peer_open(h, p, from, buf, len, &rx, now);
+    if (rc == P2P_RX_SUPERSEDED) {
+        p2p_hs_superseded(h, p, now);
+        return;
+    }
+    if (rc == P2P_RX_CONFIRMED) {
+        p2p_hs_confirmed(h, p, now);
+        /* The path starts (P2P_NOTE_JOINED) before this packet may move it. */
+        if (h->notes_len) route(h);
+        p = p2p_lookup_index(h, index);
+        if (!p || p->state != P2P_S_CONNECTED) return;
+    } else if (rc != P2P_RX_OPEN) {
+        return;
+    }
+    /* Authenticated: the packet may move the session to the address it came from. */
+    p2p_path_on_packet(h, p, from, len, rx.probing, rx.newest, now);
+    p2p_frame f;
+    while ((rc = p2p_peer_on_frames(h, p, &rx, &f, now)) == P2P_RX_FRAME || rc == P2P_RX_RECORDS) {
+        if (rc == P2P_RX_RECORDS) {
+            if (!route_records(h, p, now)) return;
+            continue;
+        }
+        if (f.type == P2P_FRAME_PATH_CHALLENGE) {
+            p2p_path_on_challenge(h, p, from, f.u.path_data, now);
+            continue;
+        }
+        if (f.type == P2P_FRAME_PATH_RESPONSE) {
+            p2p_path_on_response(h, p, from, f.u.path_data, now);
+            continue;
+        }
+        /* Relaying is one hop deep: nothing is relayed over a relayed path. */
+        if (from->family == P2P_AF_RELAY) continue;
+        if (f.type == P2P_FRAME_RELAY) {
+            p2p_peer *q = NULL;
+            size_t m = p2p_nat_on_relay(h, p, f.u.relay.channel, f.u.relay.data,
+                                        (size_t)f.u.relay.len, now, &q);
+            if (m) p2p_path_sent(q, m);
+        } else {
+            /* A datagram relayed to us: it is unwrapped here and handled as if it came on
+             * the relayed path. */
+            p2p_addr path = p2p_nat_relay_addr(p->local_index, f.u.relay.channel);
+            dispatch(h, &path, f.u.relay.data, (size_t)f.u.relay.len);
+        }
+        /* What was relayed may have ended sessions: go on only if this one lives. */
+        p = p2p_lookup_index(h, index);
+        if (!p || p->state != P2P_S_CONNECTED) return;
+    }
+}
+
 /* Hands one datagram to the layer its type names. */
 static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len)
 {
-    if (len < 1 || len > P2P_MAX_PACKET_PROBED) { h->stats.dropped++; return; }
+    if (len < 1 || len > P2P_MAX_PACKET_PROBED) {
+        h->stats.dropped++;
+        return;
+    }
     switch (buf[0]) {
     case P2P_PKT_INIT: p2p_hs_on_init(h, from, buf, len, h->now); break;
     case P2P_PKT_RESP: p2p_hs_on_resp(h, from, buf, len, h->now); break;
     case P2P_PKT_FIN: p2p_hs_on_fin(h, from, buf, len, h->now); break;
     case P2P_PKT_COOKIE: p2p_hs_on_cookie(h, from, buf, len, h->now); break;
     case P2P_PKT_DATA: {
-        if (len < P2P_DATA_HEADER + P2P_TAG_LEN) { h->stats.dropped++; break; }
-        p2p_peer *p = p2p_host_by_index(h, p2p_get_u32(buf + 4));
+        if (len < P2P_DATA_HEADER + P2P_TAG_LEN) {
+            h->stats.dropped++;
+            break;
+        }
+        p2p_peer *p = p2p_lookup_index(h, p2p_get_u32(buf + 4));
         if (!p || (p->state != P2P_S_CONNECTED && p->state != P2P_S_FIN_SENT)) {
             h->stats.dropped++;
             break;
         }
-        p2p_peer_on_data(h, p, from, buf, len, h->now);
+        recv_data(h, p, from, buf, len);
         break;
     }
-    default:
-        h->stats.dropped++;
+    default: h->stats.dropped++;
     }
 }
 
-int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
-                  uint64_t now)
+int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now)
 {
     if (h->closed) return P2P_ERR_CLOSED;
     if (now > h->now) h->now = now;
@@ -488,59 +469,94 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
         h->stats.dropped++;
         return 0;
     }
-    p2p_guard_credit(h, from, len);     /* what may be sent back (section 8.6) */
+    p2p_guard_credit(h, from, len); /* what may be sent back (section 8.6) */
     dispatch(h, from, buf, len);
+    settle(h);
     return 0;
 }
 
-void p2p_host_recv_relayed(p2p_host *h, const p2p_addr *path, const uint8_t *buf, size_t len)
+/* ---- timers ----------------------------------------------------------------------------- */
+
+/* The cached deadline of a session (dl_valid: every path that can change a session finds it
+ * through p2p_lookup/p2p_lookup_index or queues it with p2p_ready, which clear it). */
+static uint64_t peer_deadline(const p2p_host *h, p2p_peer *p)
 {
-    dispatch(h, path, buf, len);
+    if (!p->dl_valid) {
+        if (p->hs) {
+            p->dl = p2p_hs_deadline(p);
+        } else {
+            int can_send = p->state == P2P_S_CONNECTED && room_of(h, p, P2P_MAX_PACKET_PROBED);
+            p->dl = p2p_peer_deadline(h, p, can_send, p2p_path_deadline(p));
+        }
+        p->dl_valid = 1;
+    }
+    return p->dl;
 }
 
-/* Deadlines are cached (see dl_valid): this is logically const, physically a cache fill. */
-uint64_t p2p_host_next_timeout(const p2p_host *ch)
+/* The cached deadline of the mesh (mesh_dl_valid). */
+static uint64_t mesh_deadline(p2p_host *h)
 {
-    p2p_host *h = (p2p_host *)ch;
     if (h->closed) {
         h->mesh_dl = P2P_TIME_NEVER;
     } else if (!h->mesh_dl_valid) {
         h->mesh_dl = p2p_mesh_deadline(h);
         h->mesh_dl_valid = 1;
     }
-    uint64_t t = h->mesh_dl;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *p = h->slots[i];
-        if (!p) continue;
-        if (!p->dl_valid) {
-            p->dl = p2p_peer_deadline(h, p);
-            p->dl_valid = 1;
-        }
-        if (p->dl < t) t = p->dl;
+    return h->mesh_dl;
+}
+
+/* Deadlines are cached: this is logically const, physically a cache fill. */
+uint64_t p2p_host_next_timeout(const p2p_host *ch)
+{
+    p2p_host *h = (p2p_host *)ch;
+    uint64_t t = mesh_deadline(h);
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *p = h->peers.slots[i];
+        if (p && peer_deadline(h, p) < t) t = p->dl;
     }
     return t;
+}
+
+/* The handshake's timer, with the NAT's punch timer of an attempt that is being introduced. */
+static void hs_timer(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    if (p2p_hs_expired(h, p, now)) return;
+    if (p->initiator && p->state == P2P_S_INIT_SENT && p->intro_state != P2P_INTRO_NONE) {
+        p2p_nat_punch_timer(h, p, now);
+        /* A punch it asked for goes before the resend it makes unneeded. */
+        if (h->notes_len) route(h);
+        if (p->dead || !p->hs) return;
+    }
+    p2p_hs_resend(h, p, now);
+}
+
+/* An established session's timer, then its path's. */
+static void peer_timer(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    int r = p2p_peer_on_timeout(h, p, now);
+    if (!(r & P2P_TIMER_LIVE)) return;
+    if ((r & P2P_TIMER_STALLED) && p2p_path_stalled(p)) p2p_nat_reintroduce(h, p, now);
+    if (p2p_path_on_timeout(h, p, now) == P2P_PATH_PROBE) p2p_host_probe(h, p, now);
+    p2p_ready(h, p);
 }
 
 int p2p_host_on_timeout(p2p_host *h, uint64_t now)
 {
     if (now > h->now) h->now = now;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *p = h->slots[i];
-        if (!p) continue;
-        if (!p->dl_valid) {
-            p->dl = p2p_peer_deadline(h, p);
-            p->dl_valid = 1;
-        }
-        if (p->dl > h->now) continue;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *p = h->peers.slots[i];
+        if (!p || peer_deadline(h, p) > h->now) continue;
         p->dl_valid = 0;
-        if (p->hs) p2p_hs_on_timeout(h, p, h->now);
-        else p2p_peer_on_timeout(h, p, h->now);
+        if (p->hs)
+            hs_timer(h, p, h->now);
+        else
+            peer_timer(h, p, h->now);
+        settle(h);
     }
-    if (!h->closed && !h->mesh_dl_valid) {
-        h->mesh_dl = p2p_mesh_deadline(h);
-        h->mesh_dl_valid = 1;
+    if (mesh_deadline(h) <= h->now) {
+        p2p_mesh_on_timeout(h, h->now);
+        settle(h);
     }
-    if (!h->closed && h->mesh_dl <= h->now) p2p_mesh_on_timeout(h, h->now);
     return h->closed ? P2P_ERR_CLOSED : 0;
 }
 
@@ -549,26 +565,18 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
 p2p_peer *p2p_host_dial(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
                         uint64_t now, int *rc)
 {
-    static const p2p_addr none;
-    *rc = P2P_ERR_LIMIT;
-    if (h->n_connected >= h->max_peers) return NULL;
-    p2p_peer *p = p2p_host_peer_new(h, 1, n ? &cands[0] : &none);
+    p2p_peer *p = p2p_attempt_new(h, cands, n, expected_id, rc);
     if (!p) return NULL;
-    if (expected_id) {
-        p->has_expected = 1;
-        memcpy(p->expected, expected_id, 32);
-    }
-    for (size_t i = 0; i < n && p->ncand < P2P_CANDIDATES - 1; i++) p->cand[p->ncand++] = cands[i];
     *rc = p2p_hs_start(h, p, now);
     if (*rc) {
-        p2p_host_peer_free(h, p);
+        peer_free(h, p);
         return NULL;
     }
     return p;
 }
 
-int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id,
-                     uint64_t now, p2p_peer_handle *out)
+int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_id, uint64_t now,
+                     p2p_peer_handle *out)
 {
     if (h->closed) return P2P_ERR_CLOSED;
     if (!addr || (addr->family != P2P_AF_INET4 && addr->family != P2P_AF_INET6) || !addr->port)
@@ -578,6 +586,79 @@ int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_
     p2p_peer *p = p2p_host_dial(h, addr, 1, expected_id, h->now, &rc);
     if (!p) return rc;
     if (out) *out = p->handle;
+    settle(h);
+    return 0;
+}
+
+int p2p_host_connect_id(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now,
+                        p2p_peer_handle *out)
+{
+    h->mesh_dl_valid = 0;
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (now > h->now) h->now = now;
+    int rc = p2p_mesh_connect_id(h, id, out);
+    settle(h);
+    return rc;
+}
+
+int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via,
+                         uint64_t now, p2p_peer_handle *out)
+{
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (!via || (via->family != P2P_AF_INET4 && via->family != P2P_AF_INET6) || !via->port)
+        return P2P_ERR_ADDRESS;
+    if (memcmp(id, h->ident.ed_pk, P2P_ID_LEN) == 0) return P2P_ERR_INVALID;
+    if (now > h->now) h->now = now;
+    int rc = p2p_nat_connect_via(h, id, via, out);
+    settle(h);
+    return rc;
+}
+
+int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
+                       uint64_t now)
+{
+    h->mesh_dl_valid = 0;
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (now > h->now) h->now = now;
+    return p2p_mesh_broadcast(h, type, data, len, seq, h->now);
+}
+
+int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
+{
+    if (now > h->now) h->now = now;
+    return p2p_mesh_add_address(h, a, h->now);
+}
+
+size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t cap)
+{
+    const p2p_mesh *m = &h->mesh;
+    for (size_t i = 0; i < m->naddr && i < cap; i++) {
+        out[i] = m->addrs[i];
+        if (kinds) kinds[i] = i < m->nlocal ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE;
+    }
+    return m->naddr;
+}
+
+int p2p_host_admit(p2p_host *h, p2p_peer_handle handle, int accept, uint64_t now)
+{
+    p2p_peer *p = p2p_lookup(h, handle);
+    if (!p || p->state != P2P_S_WAIT_ADMIT) return P2P_ERR_PEER;
+    if (now > h->now) h->now = now;
+    int rc = p2p_hs_admit(h, p, accept, h->now);
+    settle(h);
+    return rc;
+}
+
+int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle handle, uint64_t now)
+{
+    p2p_peer *p = p2p_lookup(h, handle);
+    if (!p || p->state == P2P_S_CLOSING) return P2P_ERR_PEER;
+    if (now > h->now) h->now = now;
+    if (p->state == P2P_S_CONNECTED)
+        p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
+    else
+        p2p_kill(h, p);
+    settle(h);
     return 0;
 }
 
@@ -594,19 +675,24 @@ const char *p2p_peer_state_name(p2p_peer_state s)
 int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info *info)
 {
     memset(info, 0, sizeof *info);
-    const p2p_peer *p = p2p_host_peer_get(h, handle);
+    const p2p_peer *p = p2p_lookup(h, handle);
     if (!p) return P2P_ERR_PEER;
     switch (p->state) {
     case P2P_S_CONNECTED: info->state = P2P_PEER_CONNECTED; break;
     case P2P_S_CLOSING: info->state = P2P_PEER_DISCONNECTED; break;
     default: info->state = P2P_PEER_CONNECTING;
     }
-    if (p->has_id) { info->has_id = 1; memcpy(info->id, p->id, 32); }
-    else if (p->has_expected) { info->has_id = 1; memcpy(info->id, p->expected, 32); }
+    if (p->has_id) {
+        info->has_id = 1;
+        memcpy(info->id, p->id, P2P_ID_LEN);
+    } else if (p->has_expected) {
+        info->has_id = 1;
+        memcpy(info->id, p->expected, P2P_ID_LEN);
+    }
     info->address = p->addr;
     info->direct = p->addr.family != P2P_AF_RELAY;
     if (!info->direct) {
-        const p2p_peer *r = p2p_host_by_index(h, p2p_get_u32(p->addr.ip));
+        const p2p_peer *r = p2p_lookup_index(h, p2p_get_u32(p->addr.ip));
         if (r) info->address = r->addr;
     }
     info->srtt_us = p->rec.has_rtt ? p->rec.srtt : 0;
@@ -614,21 +700,16 @@ int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info 
     return 0;
 }
 
-p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[32])
+p2p_peer_handle p2p_host_find(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        const p2p_peer *p = h->slots[i];
-        if (p && p->has_id && p->state == P2P_S_CONNECTED && memcmp(p->id, id, 32) == 0)
-            return p->handle;
-    }
-    return 0;
+    return p2p_find_connected(h, id);
 }
 
 size_t p2p_host_peers(const p2p_host *h, p2p_peer_handle *out, size_t cap)
 {
     size_t n = 0;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        const p2p_peer *p = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
         /* Responder half-open entries are not peers yet: nobody asked for them. */
         if (!p || p->state == P2P_S_HALF_OPEN || p->state == P2P_S_WAIT_ADMIT ||
             p->state == P2P_S_CLOSING)
@@ -643,11 +724,13 @@ int p2p_host_close(p2p_host *h, uint64_t now)
 {
     if (h->closed) return 0;
     if (now > h->now) h->now = now;
-    for (size_t i = 0; i < h->nslots; i++) {
-        p2p_peer *p = h->slots[i];
+    for (size_t i = 0; i < h->peers.n; i++) {
+        p2p_peer *p = h->peers.slots[i];
         if (!p) continue;
-        if (p->state == P2P_S_CONNECTED) p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
-        else if (p->state != P2P_S_CLOSING) p2p_host_peer_free(h, p);
+        if (p->state == P2P_S_CONNECTED)
+            p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
+        else if (p->state != P2P_S_CLOSING)
+            p2p_kill(h, p);
     }
     h->closed = 1;
     return 0;

@@ -14,7 +14,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "p2p_internal.h"
+#include "p2p_identity.h"
+#include "p2p_crypto.h"
 
 #define BINDING_LABEL "p2pnet/1 static"
 #define BINDING_LABEL_LEN 15

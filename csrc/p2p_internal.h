@@ -1,6 +1,8 @@
 /*
- * p2p_internal.h - the structures shared by the core's files: the host (p2p_host.c), the
- * handshake (p2p_handshake.c) and the peer session (p2p_peer.c). Nothing here is public.
+ * p2p_internal.h - the data types every layer of the core shares (the "state" layer of
+ * docs/ARCHITECTURE.md): the host, a session, and the state of the mesh, NAT and guard that
+ * the host embeds. Types and constants only: the functions on them are in p2p_state.h and the
+ * module headers, and this header includes none of those. Nothing here is public.
  */
 #ifndef P2P_INTERNAL_H
 #define P2P_INTERNAL_H
@@ -11,10 +13,9 @@
 #include "p2p_ranges.h"
 #include "p2p_reliable.h"
 #include "p2p_wire.h"
-#include "p2p_mesh.h"
-#include "p2p_nat.h"
-#include "p2p_guard.h"
-#include "p2p_keys.h"               /* hardening (rekey) */
+#include "p2p_index.h"
+#include "p2p_keys.h" /* hardening (rekey) */
+#include "p2p_identity.h"
 
 #define P2P_PROLOGUE "p2pnet/1"
 #define P2P_NOISE_PROTOCOL "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
@@ -24,40 +25,291 @@
 #define P2P_DEFAULT_TIMEOUT_US 10000000
 #define P2P_DEFAULT_SEND_QUEUE (8u * 1024u * 1024u)
 #define P2P_DATAGRAM_QUEUE 256
+#define P2P_EVQ_MIN 32 /* the event ring's first size, and the one a drained ring keeps */
 #define P2P_CLOSE_COPIES 3
 /* Mesh records (member lists, digests) are not application messages: they have their own
  * limit, and the stream window always fits one. */
 #define P2P_MESH_RECORD_MAX (1u << 20)
 #define P2P_PLAINTEXT_MAX (P2P_MAX_PACKET_PROBED - P2P_DATA_HEADER - P2P_TAG_LEN)
-#define P2P_MTU_PROBES 3          /* tries per probe size before settling (RFC 8899 MAX_PROBES) */
+#define P2P_MTU_PROBES 3 /* tries per probe size before settling (RFC 8899 MAX_PROBES) */
 /* hardening (stream): a record's body buffer starts at this size and doubles as its bytes
  * arrive, never past the record's length; unanswered receipts (owed) and receipts awaited
  * (awaiting) are each kept in at most this many ranges */
 #define P2P_BODY_FIRST 4096u
 #define P2P_RECEIPT_RANGES 4096u
 
+/* ---- mesh state (p2p_mesh.c) ---- */
+#define P2P_MEMBER_ADDRS (P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS)
+#define P2P_MEMBER_TTL_S 3600          /* a record is valid this long after signing */
+#define P2P_MEMBER_REFRESH_S 1200      /* re-signed this often */
+#define P2P_MESH_DIAL_DELAY_US 2000000 /* the higher id waits this long for the lower to dial */
+#define P2P_MESH_REDIAL_US 4000000     /* first retry after a failed dial, doubling */
+#define P2P_MESH_MAX_DIALS 4           /* then the member is dead: kept, never dialled again */
+#define P2P_MESH_CLAIM_DIALS 2         /* the same for a member we never held a session with */
+#define P2P_MESH_FORGET_US \
+    (P2P_MEMBER_TTL_S * UINT64_C(1000000)) /* unconfirmed or dead:
+                                        * forgotten this long after it entered the table */
+#define P2P_MESH_SCAN_US 1000000     /* the member table and origin table are swept this often */
+#define P2P_BCAST_CACHE_ENTRIES 1024 /* broadcasts kept to answer IWANT ... */
+#define P2P_BCAST_CACHE_BYTES (16u * 1024u * 1024u)
+#define P2P_BCAST_CACHE_US 60000000 /* ... for at most a minute */
+#define P2P_IWANT_DELAY_US 300000   /* wait this long for the direct copy before pulling */
+#define P2P_IWANT_MAX 4096          /* pending pulls, in all ... */
+#define P2P_IWANT_PER_PEER 1024     /* ... and announced by one peer */
+#define P2P_GOSSIP_US 1000000       /* anti-entropy: one summary to one peer this often */
+#define P2P_GOSSIP_ANSWERS 4        /* SUMMARY/DIGEST answered per peer per gossip period */
+#define P2P_MEMBER_REC_MAX (1 + P2P_ID_LEN + 8 + 8 + 1 + P2P_MEMBER_ADDRS * 19 + 64)
+/* Broadcast replay protection (docs/PROTOCOL.md section 7.3). A broadcast's seq is its
+ * origin's wall clock in µs; one stamped more than PAST before or FUTURE after the receiver's
+ * clock is refused. Seqs below TS_MIN (an origin without a wall clock counts from 1) are not
+ * timestamps: only the per-origin state protects them. */
+#define P2P_BCAST_PAST_US UINT64_C(120000000)
+#define P2P_BCAST_FUTURE_US UINT64_C(60000000)
+#define P2P_BCAST_TS_MIN (UINT64_C(1) << 50)  /* 2005-09-05 as µs since 1970 */
+#define P2P_BCAST_SEEN 32                     /* per origin: the newest seqs remembered */
+#define P2P_BCAST_FLOORS 1024                 /* floors of forgotten origins, by keyed hash */
+#define P2P_BCAST_IDLE_US UINT64_C(600000000) /* an origin silent this long is forgotten */
+#define P2P_OBSERVED_PENDING 8                /* observed addresses waiting for a second reporter */
+#define P2P_OBSERVED_TTL_US UINT64_C(600000000)
+#define P2P_MESH_NONE UINT32_MAX
+#define P2P_TABLE_HASH_LEN 32 /* the member table's hash (SUMMARY): BLAKE2b-256 */
+
+/* A chained hash index over the slots of an array (members, origins, cache, wants): every
+ * lookup costs O(1) expected steps, with a per-node secret key so that a peer cannot choose
+ * ids that collide. */
+typedef struct p2p_mesh_index {
+    uint32_t *head, *next;
+    uint32_t mask, cap;
+} p2p_mesh_index;
+
+typedef struct p2p_member {
+    uint8_t id[P2P_ID_LEN];
+    int has_record;
+    uint64_t seq, expires; /* expires: unix seconds */
+    uint8_t naddr;
+    p2p_addr addrs[P2P_MEMBER_ADDRS];
+    uint8_t rec[P2P_MEMBER_REC_MAX]; /* the signed record, forwarded verbatim */
+    uint16_t rec_len;
+    uint64_t dial_at;    /* P2P_TIME_NEVER: no dial planned */
+    unsigned dials;      /* dial attempts since the last session */
+    p2p_peer_handle via; /* the session the record came by: an introducer */
+    uint8_t confirmed;   /* we held a session with it: it is real and reachable */
+    uint8_t dead;        /* every dial failed: kept so that records can't re-arm */
+    uint8_t in_hash;     /* its (id, seq) is in the table hash */
+    uint8_t has_src;     /* unconfirmed: src is the peer that sent the record
+                                       * (0: that peer was forgotten since; an orphan) */
+    uint8_t src[P2P_ID_LEN];
+    uint32_t nsrc;             /* unconfirmed members this one brought us */
+    uint64_t added, forget_at; /* monotonic: entered the table; forgotten (unconfirmed
+                                       * or dead ones only; P2P_TIME_NEVER otherwise) */
+    uint64_t mark;             /* on_digest: the digest being read holds this record */
+} p2p_member;
+
+/* Duplicate and replay state of one broadcast origin. */
+typedef struct p2p_origin {
+    uint8_t id[P2P_ID_LEN];
+    uint64_t floor;      /* every seq <= floor is refused */
+    uint64_t tsfloor;    /* timestamps <= tsfloor too (inherited on creation from
+                                       * the floors of forgotten origins) */
+    uint64_t last;       /* monotonic: the last broadcast delivered */
+    uint32_t prev, next; /* LRU list, most recent first; next: free list too */
+    uint8_t peer;        /* we hold a session with it: strangers can't evict it */
+    uint8_t nseen;
+    uint64_t seen[P2P_BCAST_SEEN]; /* ascending */
+} p2p_origin;
+
+typedef struct p2p_bcast {
+    uint8_t origin[P2P_ID_LEN];
+    uint64_t seq, at, serial;
+    size_t len;
+    uint8_t *env; /* the signed envelope */
+} p2p_bcast;
+
+typedef struct p2p_want {
+    uint8_t origin[P2P_ID_LEN];
+    uint64_t seq, at;
+    p2p_peer_handle from;
+} p2p_want;
+
+typedef struct p2p_observed {
+    p2p_addr addr;          /* where a peer saw us */
+    uint8_t by[P2P_ID_LEN]; /* that peer */
+    p2p_addr from;          /* and where we saw it */
+    uint64_t at;
+} p2p_observed;
+
+typedef struct p2p_mesh {
+    int member; /* 0 for a mediator */
+    p2p_member *m;
+    size_t n, cap, max;
+    uint64_t unix_base, mono_base; /* wall clock = unix_base + (now - mono_base) */
+    uint64_t own_seq, refresh_at;
+    uint8_t own_rec[P2P_MEMBER_REC_MAX];
+    uint16_t own_len;
+    p2p_addr addrs[P2P_MEMBER_ADDRS]; /* advertised: nlocal local ones, then reflexive */
+    size_t naddr, nlocal;
+    uint64_t bseq;
+    uint64_t next_gossip;
+    /* hardening (mesh) */
+    uint64_t hkey[2];                  /* secret key of the hash indexes */
+    p2p_mesh_index mix;                /* members by id */
+    uint8_t thash[P2P_TABLE_HASH_LEN]; /* the table hash (SUMMARY), kept up to date */
+    int own_in_hash;
+    size_t norphans; /* unconfirmed members whose source was forgotten */
+    uint64_t digest_gen;
+    uint64_t next_dial, next_scan;
+    uint64_t work; /* entries and index steps processed: a work counter */
+    /* broadcast origins */
+    p2p_origin *o;
+    size_t on, ocap, omax;
+    uint32_t ofree, ohead, otail;
+    p2p_mesh_index oix;
+    uint64_t boot_us; /* our wall clock when we started: older stamps refused */
+    uint64_t floors[P2P_BCAST_FLOORS];
+    /* the broadcast cache: a ring of P2P_BCAST_CACHE_ENTRIES, oldest at cache_head */
+    p2p_bcast *cache;
+    size_t cache_head, cache_n, cache_bytes;
+    uint64_t cache_serial;
+    p2p_mesh_index cix;
+    /* pending pulls: a ring of P2P_IWANT_MAX in deadline order */
+    p2p_want *wants;
+    size_t want_head, nwants;
+    p2p_mesh_index wix;
+    /* observed addresses seen by one peer only */
+    p2p_observed obs[P2P_OBSERVED_PENDING];
+    size_t nobs;
+} p2p_mesh;
+
+/* ---- NAT traversal state (p2p_nat.c) ---- */
+#define P2P_CANDIDATES 9           /* addresses an attempt punches at (8 + the relay) */
+#define P2P_INTRO_AFTER_US 1000000 /* a mesh dial asks for an introduction after this */
+#define P2P_PUNCH_US 2500000       /* punching alone this long, then the relay joins in */
+#define P2P_PUNCH_RESEND_US 200000 /* INIT to every candidate this often while punching */
+#define P2P_INTROS 64              /* introductions remembered (candidates for upgrades) */
+#define P2P_INTRO_TTL_US 600000000 /* ... for ten minutes */
+#define P2P_RELAY_IDLE_US 60000000 /* a relayed pair unused this long is forgotten */
+#define P2P_DEFAULT_RELAY_SESSIONS 64
+#define P2P_DEFAULT_RELAY_RATE (1u << 20)
+#define P2P_RELAY_OVERHEAD (16 + 1 + 4 + 2 + 16) /* outer header, frame header, outer tag */
+#define P2P_UPGRADE_FIRST_US 1000000 /* a relayed session first tries a direct path after this */
+#define P2P_UPGRADE_MAX_US 30000000  /* ... then backs off to this */
+#define P2P_CHALLENGE_US 300000      /* path challenge resend, doubling */
+#define P2P_CHALLENGE_TRIES 4        /* then the new path is given up */
+#define P2P_AMPLIFICATION 3          /* bytes to an unproven address <= 3 x bytes from it */
+/* Introductions only when asked (section 8.2): the tables and their caps. */
+#define P2P_ASKS 64                   /* INTRO_REQs we sent, remembered until answered ... */
+#define P2P_ASK_US 10000000           /* ... or for this long */
+#define P2P_PENDING 64                /* at an introducer: requests waiting for the other side */
+#define P2P_PENDING_PER_ASKER 8       /* ... of which one session may hold this many */
+#define P2P_PENDING_US 10000000       /* ... each for this long */
+#define P2P_OFFER_ATTEMPTS 32         /* attempts made from offers, at once ... */
+#define P2P_OFFER_ATTEMPTS_VIA 8      /* ... of which one introducer's offers made this many */
+#define P2P_OFFERS_PER_VIA 8          /* offers accepted from one introducer ... */
+#define P2P_OFFERS_WINDOW_US 10000000 /* ... per this window */
+
+/* What an introducer told us about another node. */
+typedef struct p2p_intro {
+    uint8_t id[P2P_ID_LEN];
+    p2p_peer_handle via; /* the introducer's session */
+    uint32_t channel;    /* the introducer's name for that node on the relay */
+    int relay_ok;
+    uint8_t ncand;
+    p2p_addr cand[P2P_CANDIDATES - 1];
+    uint64_t expire;
+} p2p_intro;
+
+/* An INTRO_REQ this node sent: an INTRO about `id` is acted on only from `via`, and only while
+ * this is remembered. */
+typedef struct p2p_ask {
+    uint8_t id[P2P_ID_LEN];
+    p2p_peer_handle via;
+    uint64_t expire;
+} p2p_ask;
+
+/* At an introducer: `asker` asked to be introduced to `target`, which was offered the
+ * introduction and has not answered yet. */
+typedef struct p2p_intro_pending {
+    p2p_peer_handle asker, target;
+    uint64_t expire;
+} p2p_intro_pending;
+
+/* At a relay: two of its sessions it introduced and may forward between. */
+typedef struct p2p_relay_pair {
+    p2p_peer_handle a, b;
+    uint64_t last_used;
+} p2p_relay_pair;
+
+typedef struct p2p_nat {
+    int relay; /* relays for others */
+    uint32_t max_pairs;
+    uint64_t rate, tokens, refill_at; /* token bucket, bytes */
+    p2p_relay_pair *pairs;
+    size_t npairs;
+    p2p_intro intros[P2P_INTROS];
+    p2p_ask asks[P2P_ASKS];
+    p2p_intro_pending pending[P2P_PENDING];
+} p2p_nat;
+
+/* ---- egress guard state (p2p_guard.c) ---- */
+#define P2P_GUARD_ENTRIES 1024            /* addresses in the ledger (fixed, allocated once) */
+#define P2P_GUARD_BUCKETS 1024            /* hash chains (a power of two) */
+#define P2P_GUARD_TTL_US 60000000         /* an idle entry lives this long */
+#define P2P_GUARD_PROBES 16               /* probes to an address that never answered ... */
+#define P2P_GUARD_WINDOW_US 60000000      /* ... per this window: 3 s of punching at 200 ms */
+#define P2P_GUARD_SOURCE_ADDRS 16         /* unanswered addresses one source may have probed ... */
+#define P2P_GUARD_ACTIVE_US 5000000       /* ... within this long */
+#define P2P_GUARD_EVICT_SCAN 32           /* entries looked at to make room for one */
+#define P2P_GUARD_PROVEN_CACHE_US 1000000 /* a session found at an address, remembered */
+
+typedef struct p2p_guard_entry {
+    p2p_addr addr;
+    uint16_t next;    /* hash chain, or P2P_GUARD_NONE */
+    uint16_t probes;  /* probes sent in the window that began at probe_start */
+    uint16_t tickets; /* probes allowed at push time, not yet sent */
+    uint8_t used;
+    p2p_peer_handle src; /* the session that supplied the address (probes) */
+    uint64_t recv, sent; /* bytes from it, and non-probe bytes to it */
+    uint64_t expire, probe_start, last_probe, proven_until;
+} p2p_guard_entry;
+
+typedef struct p2p_guard {
+    p2p_guard_entry *e; /* P2P_GUARD_ENTRIES */
+    uint16_t *bucket;   /* P2P_GUARD_BUCKETS chain heads */
+    uint16_t free_head;
+    uint16_t hand;         /* clock hand of eviction */
+    uint64_t key;          /* keyed hash: chains cannot be aimed at */
+    uint64_t answered_pkt; /* stats.packets_received when a PATH_RESPONSE went out */
+    uint64_t relayed_pkt;  /* ... when a RELAY frame was passed on */
+} p2p_guard;
+
+/* The kind of a datagram, for p2p_guard_send. */
+enum {
+    P2P_GUARD_RESPONSE = 0, /* anything but a probe: within 3 x the bytes received */
+    P2P_GUARD_PROVEN = 1    /* the caller knows the address is proven (a session's path) */
+};
+
 /* Session states (one peer). */
 typedef enum p2p_sstate {
-    P2P_S_INIT_SENT,    /* initiator: INIT out, waiting for RESP */
-    P2P_S_FIN_SENT,     /* initiator: FIN out, waiting for the first DATA */
-    P2P_S_HALF_OPEN,    /* responder: RESP out, waiting for FIN */
-    P2P_S_WAIT_ADMIT,   /* responder: FIN read, waiting for p2p_host_admit() */
+    P2P_S_INIT_SENT,  /* initiator: INIT out, waiting for RESP */
+    P2P_S_FIN_SENT,   /* initiator: FIN out, waiting for the first DATA */
+    P2P_S_HALF_OPEN,  /* responder: RESP out, waiting for FIN */
+    P2P_S_WAIT_ADMIT, /* responder: FIN read, waiting for p2p_host_admit() */
     P2P_S_CONNECTED,
-    P2P_S_CLOSING       /* CLOSE frames still to go out; then freed */
+    P2P_S_CLOSING /* CLOSE frames still to go out; then freed */
 } p2p_sstate;
 
-typedef struct p2p_dgram {         /* queued unreliable datagram */
+typedef struct p2p_dgram { /* queued unreliable datagram */
     struct p2p_dgram *next;
     uint16_t type;
     uint16_t len;
     uint8_t data[];
 } p2p_dgram;
 
-typedef struct p2p_hs {            /* lives only while the handshake runs */
+typedef struct p2p_hs { /* lives only while the handshake runs */
     p2p_noise noise;
-    uint8_t pkt[P2P_MAX_PACKET];   /* the INIT, RESP or FIN to resend */
+    uint8_t pkt[P2P_MAX_PACKET]; /* the INIT, RESP or FIN to resend */
     size_t pkt_len;
-    uint32_t init_index;           /* responder: the INIT's sender_index */
+    uint32_t init_index; /* responder: the INIT's sender_index */
     uint64_t resend_at, interval, expire;
     /* hardening (handshake): responder: the INIT's ephemeral key fingerprint (replay cache) */
     uint64_t init_fp;
@@ -71,13 +323,13 @@ typedef struct p2p_peer {
     uint32_t local_index, remote_index;
     p2p_addr addr;
     int has_id, has_expected;
-    uint8_t id[32], expected[32];
-    int peer_mesh;          /* the peer is a mesh member (not a mediator) */
-    int bootstrap;          /* a user-made session: exchange whole member lists */
-    int auto_dial;          /* dialled by the mesh, not the user: failures stay quiet */
+    uint8_t id[P2P_ID_LEN], expected[P2P_ID_LEN];
+    int peer_mesh; /* the peer is a mesh member (not a mediator) */
+    int bootstrap; /* a user-made session: exchange whole member lists */
+    int auto_dial; /* dialled by the mesh, not the user: failures stay quiet */
     int has_observed;
     p2p_addr observed;
-    uint64_t instance;      /* the peer's boot instance: a new one means it restarted */
+    uint64_t instance;        /* the peer's boot instance: a new one means it restarted */
     p2p_peer_handle replaces; /* reported with JOIN (see p2p_event.replaces) */
     p2p_hs *hs;
 
@@ -85,21 +337,21 @@ typedef struct p2p_peer {
      * path on which the handshake completes becomes p->addr */
     uint8_t ncand;
     p2p_addr cand[P2P_CANDIDATES];
-    p2p_peer_handle intro_via;  /* the introducer asked to bring us together, or 0 */
-    uint8_t intro_state;        /* P2P_INTRO_* */
-    uint64_t punch_until;       /* then the relay joins the candidates */
-    uint8_t nadv;               /* the addresses the peer advertised in its FIN */
+    p2p_peer_handle intro_via; /* the introducer asked to bring us together, or 0 */
+    uint8_t intro_state;       /* P2P_INTRO_* */
+    uint64_t punch_until;      /* then the relay joins the candidates */
+    uint8_t nadv;              /* the addresses the peer advertised in its FIN */
     p2p_addr adv[P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS];
 
     /* the path (p2p_path.c) */
-    int path_ok;                /* p->addr has proved that it reaches the peer */
+    int path_ok; /* p->addr has proved that it reaches the peer */
     int has_prev;
-    p2p_addr prev;              /* the last proven address, to go back to */
+    p2p_addr prev; /* the last proven address, to go back to */
     uint64_t amp_recv, amp_sent;
     uint64_t chal_data, chal_at;
     uint8_t chal_tries;
     uint64_t upgrade_data, upgrade_at, upgrade_gap;
-    int stalled;                /* asked for a new introduction since the last ACK */
+    int stalled; /* asked for a new introduction since the last ACK */
 
     /* session keys and protection */
     /* hardening (rekey): the key schedule (p2p_keys.h) holds the current send and receive
@@ -114,8 +366,8 @@ typedef struct p2p_peer {
     uint8_t *sbuf;
     size_t scap;
     uint64_t sbase, send_next, send_end;
-    p2p_rangeset s_acked, s_lost, awaiting;  /* awaiting: our records wanting a REPLY */
-    uint64_t peer_max;                       /* flow-control grant from the peer */
+    p2p_rangeset s_acked, s_lost, awaiting; /* awaiting: our records wanting a REPLY */
+    uint64_t peer_max;                      /* flow-control grant from the peer */
     uint64_t records_sent;
     uint32_t peer_max_message, peer_window;
 
@@ -131,7 +383,7 @@ typedef struct p2p_peer {
     uint8_t *r_body;
     uint64_t r_body_got;
     uint64_t records_recv;
-    p2p_rangeset owed;                       /* their records we still owe a REPLY */
+    p2p_rangeset owed; /* their records we still owe a REPLY */
 
     /* datagrams waiting for the next packet */
     p2p_dgram *dq_head, *dq_tail;
@@ -148,7 +400,7 @@ typedef struct p2p_peer {
     int ping_needed, probe_needed;
     int close_copies;
     uint8_t close_reason;
-    int leave_reason;                        /* for CLOSING: the reason reported */
+    int leave_reason; /* for CLOSING: the reason reported */
 
     /* bytes this peer makes the host hold (p2p_mem_take/p2p_mem_give) */
     uint64_t mem;
@@ -156,42 +408,78 @@ typedef struct p2p_peer {
     /* the out-of-order pieces of the receive stream, and what the session's growing buffers
      * have charged to mem */
     p2p_pieces r_pieces;
-    size_t r_body_cap;      /* bytes allocated at r_body: it grows as the record arrives */
-    size_t rec_held;        /* bytes charged for the sent-packet record (rec.cap entries) */
+    size_t r_body_cap; /* bytes allocated at r_body: it grows as the record arrives */
+    size_t rec_held;   /* bytes charged for the sent-packet record (rec.cap entries) */
 
     /* hardening (mesh): what this peer may make the mesh do (p2p_mesh.c) */
-    p2p_replay mesh_served;     /* cached broadcasts (by cache serial) it has had from us */
-    uint32_t mesh_wants;        /* our pending pulls that it announced */
-    uint32_t mesh_answers;      /* SUMMARY/DIGEST answered in the current gossip period */
-    uint64_t mesh_answers_end;  /* the end of that period */
+    p2p_replay mesh_served;    /* cached broadcasts (by cache serial) it has had from us */
+    uint32_t mesh_wants;       /* our pending pulls that it announced */
+    uint32_t mesh_answers;     /* SUMMARY/DIGEST answered in the current gossip period */
+    uint64_t mesh_answers_end; /* the end of that period */
 
     struct p2p_peer *ready_next;
     int in_ready;
-    /* Cached p2p_peer_deadline(): every path that can change a peer finds it through
-     * p2p_host_peer_get/p2p_host_by_index or queues it with p2p_host_ready, which clear
+    /* The cached deadline (p2p_host.c, peer_deadline()): every path that can change a peer
+     * finds it through p2p_lookup/p2p_lookup_index or queues it with p2p_ready, which clear
      * dl_valid; p2p_host_on_timeout recomputes all. */
     int dl_valid;
     uint64_t dl;
 
     /* hardening (nat): introductions only when asked, and the egress guard */
-    int app_dialled;            /* cand[0] came from the application (connect(id, {via})) */
-    int from_offer;             /* an attempt made because the peer accepted an INTRO offer */
-    uint64_t offers_since;      /* INTRO offers accepted from this session since then ... */
-    uint8_t offers;             /* ... this many */
+    int app_dialled;       /* cand[0] came from the application (connect(id, {via})) */
+    int from_offer;        /* an attempt made because the peer accepted an INTRO offer */
+    uint64_t offers_since; /* INTRO offers accepted from this session since then ... */
+    uint8_t offers;        /* ... this many */
 
     /* hardening (verify): the node's memory budget ran out while this session held the most
      * of it: it is ended at its next timer (p2p_mem_take) */
     uint8_t mem_evict;
+
+    /* Set by the layers below the host, read by it (p2p_state.h): the session has ended and
+     * waits on the host's dead list to be freed; an attempt made by a module still has to
+     * start its handshake; it is to send INIT to every candidate at the punching pace. */
+    uint8_t dead, dial_due, punch_due;
+    struct p2p_peer *dead_next;
+    /* Control records (mesh, NAT) that arrived whole and wait for the host to route them. */
+    struct p2p_ctl_rec *ctl_head, *ctl_tail;
 } p2p_peer;
+
+/* A mesh or NAT record the session received: the host hands it to its module. */
+typedef struct p2p_ctl_rec {
+    struct p2p_ctl_rec *next;
+    uint8_t kind;
+    size_t len;
+    uint8_t *body;
+} p2p_ctl_rec;
+
+/* What a layer below the host tells it (p2p_notify): the host reads these after each call into
+ * a module and routes them (p2p_host.c, route()). Sessions are named by handle: a notice may
+ * outlive its session. */
+enum {
+    P2P_NOTE_DIAL = 1, /* a module made an attempt (p2p_attempt_new): start its handshake */
+    P2P_NOTE_PUNCH,    /* send the attempt's INIT to every candidate, at the punching pace */
+    P2P_NOTE_JOINED,   /* the handshake established a session: path, mesh and NAT learn it */
+    P2P_NOTE_LEFT,     /* a session with `id` ended for `reason`: the mesh learns it */
+    P2P_NOTE_PROBE,    /* probe every direct address of a connected peer (p2p_path_probe) */
+    P2P_NOTE_INTRODUCE /* introduce sessions `peer` and `other` to each other (p2p_nat.c) */
+};
+
+typedef struct p2p_notice {
+    uint8_t kind;
+    uint8_t relay_ok; /* INTRODUCE */
+    int reason;       /* LEFT */
+    p2p_peer_handle peer, other;
+    uint8_t id[P2P_ID_LEN]; /* LEFT */
+} p2p_notice;
 
 /* Where an attempt stands with its introducer (p2p_nat.c). */
 enum {
     P2P_INTRO_NONE = 0,
-    P2P_INTRO_LATER,      /* dialling directly; ask `intro_via` at punch_until if still going */
-    P2P_INTRO_WAIT_VIA,   /* the session with the introducer is being made */
-    P2P_INTRO_ASKED,      /* INTRO_REQ sent */
-    P2P_INTRO_PUNCHING,   /* introduced: INIT to every candidate; the relay joins at punch_until */
-    P2P_INTRO_RELAYING    /* the relay is among the candidates */
+    P2P_INTRO_LATER,    /* dialling directly; ask `intro_via` at punch_until if still going */
+    P2P_INTRO_WAIT_VIA, /* the session with the introducer is being made */
+    P2P_INTRO_ASKED,    /* INTRO_REQ sent */
+    P2P_INTRO_PUNCHING, /* introduced: INIT to every candidate; the relay joins at punch_until */
+    P2P_INTRO_RELAYING  /* the relay is among the candidates */
 };
 
 typedef struct p2p_evq_item {
@@ -208,46 +496,44 @@ typedef struct p2p_txq_item {
 
 /* hardening (handshake): cookies under load, the cache of INIT ephemeral keys seen, and the
  * caps on half-open handshakes (p2p_handshake.c, docs/PROTOCOL.md section 2.1). */
-#define P2P_HALF_OPEN_LIMIT 4096          /* largest max_half_open accepted */
-#define P2P_HALF_OPEN_PER_IP 8            /* half-open handshakes one IPv4 address or IPv6 /64
+#define P2P_HALF_OPEN_LIMIT 4096 /* largest max_half_open accepted */
+#define P2P_HALF_OPEN_PER_IP \
+    8 /* half-open handshakes one IPv4 address or IPv6 /64
                                            * may hold */
 #define P2P_COOKIE_LEN 16
-#define P2P_COOKIE_ROTATE_US 120000000u   /* cookie secrets rotate, cookies expire: 120 s */
-#define P2P_HS_COOKIES 16                 /* cookies an initiator keeps, by address */
-#define P2P_REPLAY_SLOTS 2048             /* per generation of the replay cache */
-#define P2P_REPLAY_GEN_MAX 1024           /* inserts before a generation is retired */
+#define P2P_COOKIE_ROTATE_US 120000000u /* cookie secrets rotate, cookies expire: 120 s */
+#define P2P_HS_COOKIES 16               /* cookies an initiator keeps, by address */
+#define P2P_REPLAY_SLOTS 2048           /* per generation of the replay cache */
+#define P2P_REPLAY_GEN_MAX 1024         /* inserts before a generation is retired */
 typedef struct p2p_hs_cookie {
     p2p_addr addr;
-    uint64_t at;                          /* arrival; 0: empty */
+    uint64_t at; /* arrival; 0: empty */
     uint8_t cookie[P2P_COOKIE_LEN];
 } p2p_hs_cookie;
 
 struct p2p_host {
     p2p_identity ident;
-    uint8_t psk[32], mac_key[32];
-    uint8_t (*allow)[32];
+    uint8_t psk[P2P_KEY_LEN], mac_key[P2P_KEY_LEN];
+    uint8_t (*allow)[P2P_ID_LEN];
     size_t allow_count;
-    uint8_t (*deny)[32];
+    uint8_t (*deny)[P2P_ID_LEN];
     size_t deny_count;
     int request_hook;
     uint64_t timeout;
     uint32_t max_peers, max_message, send_queue_limit;
     p2p_rng rng;
-    uint64_t instance;                /* random per host: tells restarts from races */
+    uint64_t instance; /* random per host: tells restarts from races */
     uint64_t now;
     int closed;
 
-    p2p_peer **slots;
-    uint16_t *gens;
-    size_t nslots;
-    size_t slot_hwm;                  /* every live peer is below this slot */
+    p2p_index peers; /* every session, by handle and by index */
     size_t n_connected, n_half_open;
 
     /* Our connects that lost to a session the other side dialled at the same time: the
      * session that wins reports their handle in JOIN (p2p_event.replaces). */
     struct {
         int has_id;
-        uint8_t id[32];
+        uint8_t id[P2P_ID_LEN];
         p2p_addr addr;
         p2p_peer_handle handle;
         uint64_t expire;
@@ -255,7 +541,7 @@ struct p2p_host {
 
     p2p_evq_item *evq;
     size_t evq_cap, evq_head, evq_len;
-    uint8_t *ev_owned;                /* data of the event last returned */
+    uint8_t *ev_owned; /* data of the event last returned */
 
     p2p_txq_item *txq_head, *txq_tail;
     p2p_peer *ready_head, *ready_tail;
@@ -264,134 +550,32 @@ struct p2p_host {
     uint64_t peer_mem, mem_limit, mem;
     p2p_mesh mesh;
     p2p_nat nat;
-    int mesh_dl_valid;                /* mesh_dl caches p2p_mesh_deadline() */
+    int mesh_dl_valid; /* mesh_dl caches p2p_mesh_deadline() */
     uint64_t mesh_dl;
 
     /* hardening (handshake) */
     uint32_t max_half_open, cookie_threshold;
-    uint8_t cookie_key[32];           /* seals COOKIE replies: derived from the psk */
-    int hs_keyed;                     /* cookie_secret and replay_key drawn (at first use) */
-    uint8_t cookie_secret[2][32];     /* [0] current, [1] previous */
-    uint64_t cookie_rotated;          /* when [0] was drawn */
+    uint8_t cookie_key[P2P_KEY_LEN];       /* seals COOKIE replies: derived from the psk */
+    int hs_keyed;                          /* cookie_secret and replay_key drawn (at first use) */
+    uint8_t cookie_secret[2][P2P_KEY_LEN]; /* [0] current, [1] previous */
+    uint64_t cookie_rotated;               /* when [0] was drawn */
     p2p_hs_cookie hs_cookies[P2P_HS_COOKIES];
-    uint8_t replay_key[32];           /* keys the fingerprints of INIT ephemeral keys */
+    uint8_t replay_key[P2P_KEY_LEN];          /* keys the fingerprints of INIT ephemeral keys */
     uint64_t replay_set[2][P2P_REPLAY_SLOTS]; /* [0] current generation, [1] previous */
-    uint32_t replay_n;                /* inserts into [0] */
-    uint64_t replay_at;               /* when [0] was started */
+    uint32_t replay_n;                        /* inserts into [0] */
+    uint64_t replay_at;                       /* when [0] was started */
 
     /* hardening (nat): the egress guard (p2p_guard.c) */
     p2p_guard guard;
 
     /* hardening (verify): a session marked mem_evict has not been ended yet */
     uint8_t mem_evicting;
-    uint64_t mem_evictions;           /* sessions ended so, in all */
+    uint64_t mem_evictions; /* sessions ended so, in all */
+
+    /* what the layers below told the host (p2p_notify), and the sessions they ended */
+    p2p_notice *notes;
+    size_t notes_len, notes_cap;
+    p2p_peer *dead_head;
 };
-
-/* p2p_host.c */
-p2p_peer *p2p_host_peer_new(p2p_host *h, int initiator, const p2p_addr *addr);
-void p2p_host_peer_free(p2p_host *h, p2p_peer *p);
-/* Starts a handshake with the node that expected_id (may be NULL) names, sending INIT to
- * every one of the n candidate addresses (n may be 0: candidates come later). Returns the
- * attempt, or NULL with *rc set. */
-p2p_peer *p2p_host_dial(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
-                        uint64_t now, int *rc);
-p2p_peer *p2p_host_peer_get(const p2p_host *h, p2p_peer_handle handle);
-p2p_peer *p2p_host_by_index(const p2p_host *h, uint32_t local_index);
-/* Queues an event; data (len bytes) is copied. Returns 0 or P2P_ERR_NOMEM. */
-int p2p_host_event(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len);
-/* Queues an event taking ownership of a malloc'd buffer. */
-int p2p_host_event_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len);
-/* hardening (verify): 1 when an event carrying len bytes can be queued once `freed` bytes
- * (charged to p and the node) are given back; 0 counts a dropped_budget (and, the node's budget
- * being spent, marks its largest holder, as p2p_mem_take does). */
-int p2p_host_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed);
-void p2p_host_error(p2p_host *h, p2p_peer *p, const char *fmt, ...);
-int p2p_host_txq_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
-void p2p_host_ready(p2p_host *h, p2p_peer *p);
-/* Handles a datagram that came through a relay, from the relayed path `path`. */
-void p2p_host_recv_relayed(p2p_host *h, const p2p_addr *path, const uint8_t *buf, size_t len);
-int p2p_host_id_listed(const uint8_t (*list)[32], size_t n, const uint8_t id[32]);
-
-/* Memory budgets (docs/PROTOCOL.md section 9). Everything a peer can make the node hold is
- * taken before it is allocated and given back when freed. take returns 0, or P2P_ERR_LIMIT
- * (counted in stats.dropped_budget) when it would pass the peer's budget (p may be NULL for
- * holdings of the node itself) or the node's: the caller then drops or refuses the work. */
-int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n);
-void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n);
-/* Bytes that p2p_mem_take would grant now: what is left of the node's budget and, when p is
- * given, of the peer's. */
-uint64_t p2p_mem_room(const p2p_host *h, const p2p_peer *p);
-
-/* 1 when the node may send to an address it learned from the network (a member record, an
- * introduction, an advertised or observed address): never to an INVALID one, to a PUBLIC one
- * always, and to a LOOPBACK or PRIVATE one only while the node is on such a network itself
- * (one of its own addresses, or the address of a connected peer, has that scope). Addresses
- * the application gave (connect) are the application's choice and are not checked. */
-int p2p_host_may_send_learned(const p2p_host *h, const p2p_addr *a);
-
-/* p2p_mesh.c */
-const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32]);
-
-/* p2p_handshake.c */
-int p2p_hs_start(p2p_host *h, p2p_peer *p, uint64_t now);
-/* Checks an id against this node's policy (itself, deny, allow). Returns NULL when
- * acceptable, or the reason ("is denied", ...). */
-const char *p2p_hs_policy(const p2p_host *h, const uint8_t id[32]);
-void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
-void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
-void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len, uint64_t now);
-void p2p_hs_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
-void p2p_hs_free(p2p_peer *p);
-void p2p_hs_confirmed(p2p_host *h, p2p_peer *p, uint64_t now);
-void p2p_hs_superseded(p2p_host *h, p2p_peer *p, uint64_t now);
-uint64_t p2p_hs_deadline(const p2p_peer *p);
-/* Sends the attempt's INIT to every candidate address. */
-void p2p_hs_send_init(p2p_host *h, p2p_peer *p);
-/* Sends INIT to every candidate now and keeps resending at the punching pace. */
-void p2p_hs_punch_now(p2p_host *h, p2p_peer *p, uint64_t now);
-/* hardening (handshake): the psk (network key stretched), the mac1 and cookie keys and the
- * half-open limits, from the configuration. Returns 0, P2P_ERR_INVALID or P2P_ERR_NOMEM. */
-int p2p_hs_init(p2p_host *h, const p2p_config *cfg);
-void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
-                      uint64_t now);
-
-/* p2p_peer.c */
-void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],
-                           uint64_t now);
-void p2p_peer_release(p2p_peer *p);
-void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf,
-                      size_t len, uint64_t now);
-void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
-uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p);
-/* Builds the next DATA packet for a connected or closing peer. Returns its length or 0. */
-size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64_t now);
-/* Ends a session locally: REPLY-lost and LEAVE events, then CLOSE frames when send_close. */
-void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t wire_reason);
-/* Appends a mesh record to the peer's stream (not subject to the send-queue limit). */
-int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len);
-/* Builds one sealed DATA packet holding a single CLOSE frame (for refusals). */
-size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out);
-/* Seals plaintext frames that are not ack-eliciting into a DATA packet of the session (out
- * holds ptlen + 32 bytes). Returns its length, or 0. */
-size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
-                           uint64_t now);
-void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev);
-
-/* hardening (rekey): p2p_keys.c, the key schedule's hooks into a session (PROTOCOL.md 2.3).
- * before_seal: called by seal() for the packet numbered pn; moves to the next generation when
- * an update is due (and never lets a key REJECT_AFTER_TIME old seal anything).
- * opened: after a DATA packet numbered pn authenticated under the key p2p_keys_for_open chose
- * (`which`); returns 1 when it moved the session to the peer's new generation.
- * timer: from p2p_peer_on_timeout; starts a due update, wipes the previous receive key, and
- * ends the session (leave "timeout") when its keys expired; returns 1 when it ended it (p is
- * then freed). Each update counts in stats.rekeys. */
-void p2p_peer_rekey_before_seal(p2p_peer *p, uint64_t pn);
-int p2p_peer_rekey_opened(p2p_host *h, p2p_peer *p, int which, uint64_t pn, uint64_t now);
-int p2p_peer_rekey_timer(p2p_host *h, p2p_peer *p, uint64_t now);
-
-/* hardening (fuzz): p2p_identity.c's key-file parser on a buffer, as p2p_identity_load uses
- * it after reading the file. Returns 0, P2P_ERR_KEYFILE or P2P_ERR_CRYPTO. */
-int p2p_identity_parse_keyfile(p2p_identity *id, const uint8_t *buf, size_t len,
-                               const char *path, char *err, size_t errlen);
 
 #endif

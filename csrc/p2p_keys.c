@@ -1,24 +1,29 @@
 /*
  * p2p_keys.c - session key updates (docs/PROTOCOL.md section 2.3): the key schedule itself,
- * which is pure, then the few lines that tie it to a session (count updates, ask for a PING,
- * end a session whose keys expired).
+ * which is pure. The few lines that tie it to a session (count updates, ask for a PING, end a
+ * session whose keys expired) are in p2p_peer.c.
  */
-#include "p2p_internal.h"
+#include "p2p_keys.h"
+#include "p2p_crypto.h"
 
 #include <string.h>
 
-static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
 
-void p2p_keys_next_key(uint8_t out[32], const uint8_t key[32])
+void p2p_keys_next_key(uint8_t out[P2P_KEY_LEN], const uint8_t key[P2P_KEY_LEN])
 {
     uint8_t k[P2P_KEY_LEN];
-    memcpy(k, key, sizeof k);       /* out may be key */
+    memcpy(k, key, sizeof k); /* out may be key */
     p2p_blake2b(out, P2P_KEY_LEN, k, sizeof k, (const uint8_t *)P2P_KEY_UPDATE_LABEL,
                 sizeof P2P_KEY_UPDATE_LABEL - 1, NULL, 0);
     p2p_wipe(k, sizeof k);
 }
 
-void p2p_keys_init(p2p_keys *k, const uint8_t send[32], const uint8_t recv[32], uint64_t now)
+void p2p_keys_init(p2p_keys *k, const uint8_t send[P2P_KEY_LEN], const uint8_t recv[P2P_KEY_LEN],
+                   uint64_t now)
 {
     memset(k, 0, sizeof *k);
     memcpy(k->send, send, P2P_KEY_LEN);
@@ -111,7 +116,7 @@ int p2p_keys_expired(const p2p_keys *k, uint64_t now)
     return now >= k->installed + P2P_REJECT_AFTER_TIME_US;
 }
 
-void p2p_keys_destroy_send(p2p_keys *k, const uint8_t junk[32])
+void p2p_keys_destroy_send(p2p_keys *k, const uint8_t junk[P2P_KEY_LEN])
 {
     memcpy(k->send, junk, P2P_KEY_LEN);
 }
@@ -127,56 +132,4 @@ uint64_t p2p_keys_deadline(const p2p_keys *k)
 void p2p_keys_on_timeout(p2p_keys *k, uint64_t now)
 {
     if (k->has_prev && now >= k->prev_until) wipe_prev(k);
-}
-
-/* ---- the session's side ----------------------------------------------------------------- */
-
-/* How long the previous receive key outlives the peer's first packet of a new phase: 3 PTO
- * without backoff (a backed-off PTO measures loss; what the old key waits for is reordering). */
-static uint64_t keep_prev(const p2p_peer *p)
-{
-    unsigned backoff = p->rec.pto_count < 16 ? p->rec.pto_count : 16;
-    uint64_t pto = p2p_recovery_pto(&p->rec) >> backoff;
-    return pto > P2P_KEY_KEEP_PREV_MIN_US / 3 ? 3 * pto : P2P_KEY_KEEP_PREV_MIN_US;
-}
-
-void p2p_peer_rekey_before_seal(p2p_peer *p, uint64_t pn)
-{
-    p2p_host *h = p->host;
-    if (p2p_keys_update_due(&p->keys, pn, h->now)) {
-        p2p_keys_update(&p->keys, pn, h->now);
-        h->stats.rekeys++;
-    } else if (p2p_keys_expired(&p->keys, h->now)) {
-        /* The timer ends such a session; until it runs nothing goes out under the old key. */
-        uint8_t junk[P2P_KEY_LEN];
-        p2p_rng_bytes(&h->rng, junk, sizeof junk);
-        p2p_keys_destroy_send(&p->keys, junk);
-        p2p_wipe(junk, sizeof junk);
-    }
-}
-
-int p2p_peer_rekey_opened(p2p_host *h, p2p_peer *p, int which, uint64_t pn, uint64_t now)
-{
-    if (!p2p_keys_opened(&p->keys, which, pn, now, keep_prev(p), p->rec.next_pn)) return 0;
-    h->stats.rekeys++;
-    return 1;
-}
-
-int p2p_peer_rekey_timer(p2p_host *h, p2p_peer *p, uint64_t now)
-{
-    p2p_keys_on_timeout(&p->keys, now);
-    if (p2p_keys_update_due(&p->keys, p->rec.next_pn, now)) {
-        p2p_keys_update(&p->keys, p->rec.next_pn, now);
-        h->stats.rekeys++;
-        /* An idle session tells the peer now: its ACK, in the new phase, confirms it. */
-        p->ping_needed = 1;
-        return 0;
-    }
-    if (p2p_keys_expired(&p->keys, now)) {
-        /* No update since REJECT_AFTER_TIME: the peer has not answered the current keys (or
-         * refuses to move on), and nothing may be sealed or opened with them any more. */
-        p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
-        return 1;
-    }
-    return 0;
 }

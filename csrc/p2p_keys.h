@@ -14,14 +14,15 @@
  * time after an update, the previous receive key (for packets the network reordered across
  * the switch). Every key a generation drops is wiped.
  *
- * This module is pure: it reads no clock and touches no session. p2p_peer.c calls it, and the
- * glue at the end of p2p_keys.c (declared in p2p_internal.h) counts updates and ends sessions.
+ * This module is pure: it reads no clock and touches no session. p2p_peer.c calls it, counts
+ * updates and ends sessions whose keys expired.
  */
 #ifndef P2P_KEYS_H
 #define P2P_KEYS_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "p2p_crypto.h"
 
 /* Specification constants (WireGuard, "Timers"): a side updates once its current keys are
  * REKEY_AFTER_TIME old or have sealed REKEY_AFTER_MESSAGES packets; keys REJECT_AFTER_TIME
@@ -45,28 +46,29 @@
 enum { P2P_KEY_CURRENT = 0, P2P_KEY_PREVIOUS = 1, P2P_KEY_NEXT = 2 };
 
 typedef struct p2p_keys {
-    uint8_t send[32], recv[32];   /* the current generation */
-    uint8_t next[32];             /* the next generation's receive key */
-    uint8_t prev[32];             /* the previous generation's receive key, when has_prev */
-    uint8_t phase;                /* the current generation's key phase bit */
+    uint8_t send[P2P_KEY_LEN], recv[P2P_KEY_LEN]; /* the current generation */
+    uint8_t next[P2P_KEY_LEN];                    /* the next generation's receive key */
+    uint8_t prev[P2P_KEY_LEN]; /* the previous generation's receive key, when has_prev */
+    uint8_t phase;             /* the current generation's key phase bit */
     uint8_t has_prev;
-    uint8_t confirmed;            /* a packet of the current generation came from the peer */
-    uint64_t installed;           /* when the current generation became current */
-    uint64_t prev_until;          /* the previous receive key is wiped then */
-    uint64_t send_first_pn;       /* first packet number sealed with the current send key */
-    uint64_t recv_first_pn;       /* lowest packet number opened with the current receive
+    uint8_t confirmed;      /* a packet of the current generation came from the peer */
+    uint64_t installed;     /* when the current generation became current */
+    uint64_t prev_until;    /* the previous receive key is wiped then */
+    uint64_t send_first_pn; /* first packet number sealed with the current send key */
+    uint64_t recv_first_pn; /* lowest packet number opened with the current receive
                                    * key (UINT64_MAX: none yet) */
-    uint64_t generation;          /* updates so far (0 for the handshake's keys) */
-    uint64_t late;                /* packets opened with the previous key (tests read it) */
+    uint64_t generation;    /* updates so far (0 for the handshake's keys) */
+    uint64_t late;          /* packets opened with the previous key (tests read it) */
 } p2p_keys;
 
 /* The next generation of a key: BLAKE2b-256 keyed with `key` over P2P_KEY_UPDATE_LABEL.
  * out may equal key. */
-void p2p_keys_next_key(uint8_t out[32], const uint8_t key[32]);
+void p2p_keys_next_key(uint8_t out[P2P_KEY_LEN], const uint8_t key[P2P_KEY_LEN]);
 
 /* The handshake's keys become generation 0, phase 0, at now; send_first_pn is 0. Copies the
  * keys (the caller wipes its own). */
-void p2p_keys_init(p2p_keys *k, const uint8_t send[32], const uint8_t recv[32], uint64_t now);
+void p2p_keys_init(p2p_keys *k, const uint8_t send[P2P_KEY_LEN], const uint8_t recv[P2P_KEY_LEN],
+                   uint64_t now);
 /* Wipes every key. */
 void p2p_keys_wipe(p2p_keys *k);
 
@@ -98,7 +100,7 @@ void p2p_keys_update(p2p_keys *k, uint64_t pn, uint64_t now);
 int p2p_keys_expired(const p2p_keys *k, uint64_t now);
 /* Replaces the send key with `junk` (random bytes): what an expired key would have sealed
  * goes out under a key nobody has. */
-void p2p_keys_destroy_send(p2p_keys *k, const uint8_t junk[32]);
+void p2p_keys_destroy_send(p2p_keys *k, const uint8_t junk[P2P_KEY_LEN]);
 
 /* The next time the schedule needs a timer: the previous key's wipe, the update (once
  * confirmed) or the expiry of the current keys. */

@@ -23,7 +23,8 @@
  * Every table is found through a keyed hash index, so each record costs time linear in its
  * size; `work` counts the entries and index steps, for the tests.
  */
-#include "p2p_internal.h"
+#include "p2p_mesh.h"
+#include "p2p_peer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@
 static const char member_label[] = "p2pnet/1 member";
 static const char bcast_label[] = "p2pnet/1 broadcast";
 static const char index_label[] = "p2pnet/1 mesh index";
-#define BCAST_HEAD (32 + 8 + 2)
+#define BCAST_HEAD (P2P_ID_LEN + 8 + 2)
 #define BCAST_OVERHEAD (BCAST_HEAD + 64)
 #define WANT_ENTRY 40
 
@@ -51,18 +52,32 @@ static uint64_t clock_us(const p2p_host *h, uint64_t now)
 
 /* ---- hash indexes ----------------------------------------------------------------------- */
 
-static uint64_t rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+static uint64_t rotl64(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
 
-#define SIP_ROUND(v0, v1, v2, v3) do {                                     \
-        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);      \
-        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                           \
-        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                           \
-        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);      \
+#define SIP_ROUND(v0, v1, v2, v3) \
+    do {                          \
+        v0 += v1;                 \
+        v1 = rotl64(v1, 13);      \
+        v1 ^= v0;                 \
+        v0 = rotl64(v0, 32);      \
+        v2 += v3;                 \
+        v3 = rotl64(v3, 16);      \
+        v3 ^= v2;                 \
+        v0 += v3;                 \
+        v3 = rotl64(v3, 21);      \
+        v3 ^= v0;                 \
+        v2 += v1;                 \
+        v1 = rotl64(v1, 17);      \
+        v1 ^= v2;                 \
+        v2 = rotl64(v2, 32);      \
     } while (0)
 
 /* SipHash-1-3 of (id, seq) under the node's secret key: ids come from the network, and an
  * unkeyed hash would let a peer pick ids that all land in one chain. */
-static uint64_t key_hash(const p2p_mesh *m, const uint8_t id[32], uint64_t seq)
+static uint64_t key_hash(const p2p_mesh *m, const uint8_t id[P2P_ID_LEN], uint64_t seq)
 {
     uint64_t v0 = m->hkey[0] ^ UINT64_C(0x736f6d6570736575);
     uint64_t v1 = m->hkey[1] ^ UINT64_C(0x646f72616e646f6d);
@@ -137,17 +152,17 @@ static uint32_t ix_first(const p2p_mesh_index *ix, uint64_t hv)
 
 /* ---- the member table ------------------------------------------------------------------- */
 
-static uint32_t member_slot(const p2p_mesh *m, const uint8_t id[32], uint64_t *steps)
+static uint32_t member_slot(const p2p_mesh *m, const uint8_t id[P2P_ID_LEN], uint64_t *steps)
 {
     for (uint32_t i = ix_first(&m->mix, key_hash(m, id, 0)); i != P2P_MESH_NONE;
          i = m->mix.next[i]) {
         if (steps) (*steps)++;
-        if (memcmp(m->m[i].id, id, 32) == 0) return i;
+        if (memcmp(m->m[i].id, id, P2P_ID_LEN) == 0) return i;
     }
     return P2P_MESH_NONE;
 }
 
-static p2p_member *member_find(p2p_host *h, const uint8_t id[32])
+static p2p_member *member_find(p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     p2p_mesh *m = &h->mesh;
     uint32_t i = member_slot(m, id, &m->work);
@@ -160,13 +175,13 @@ static int advertised(const p2p_member *x)
     return x->has_record && x->confirmed && !x->dead;
 }
 
-static void thash_xor(p2p_mesh *m, const uint8_t id[32], uint64_t seq)
+static void thash_xor(p2p_mesh *m, const uint8_t id[P2P_ID_LEN], uint64_t seq)
 {
-    uint8_t e[40], x[32];
-    memcpy(e, id, 32);
-    p2p_put_u64(e + 32, seq);
-    p2p_blake2b(x, 32, NULL, 0, e, sizeof e, NULL, 0);
-    for (int k = 0; k < 32; k++) m->thash[k] ^= x[k];
+    uint8_t e[P2P_ID_LEN + 8], x[sizeof m->thash];
+    memcpy(e, id, P2P_ID_LEN);
+    p2p_put_u64(e + P2P_ID_LEN, seq);
+    p2p_blake2b(x, sizeof x, NULL, 0, e, sizeof e, NULL, 0);
+    for (size_t k = 0; k < sizeof x; k++) m->thash[k] ^= x[k];
 }
 
 /* The table hash is the XOR of H(id || seq) over our own record and every advertised one:
@@ -186,7 +201,7 @@ static void thash_sync(p2p_mesh *m, p2p_member *x)
 }
 
 /* Adds a member; the caller made room (n < max). Pointers into the table die. */
-static p2p_member *member_add(p2p_host *h, const uint8_t id[32], uint64_t now)
+static p2p_member *member_add(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     if (m->n >= m->max || ix_ready(&m->mix, (uint32_t)m->max)) return NULL;
@@ -201,7 +216,7 @@ static p2p_member *member_add(p2p_host *h, const uint8_t id[32], uint64_t now)
     uint32_t i = (uint32_t)m->n++;
     p2p_member *x = &m->m[i];
     memset(x, 0, sizeof *x);
-    memcpy(x->id, id, 32);
+    memcpy(x->id, id, P2P_ID_LEN);
     x->dial_at = P2P_TIME_NEVER;
     x->added = now;
     x->forget_at = P2P_TIME_NEVER;
@@ -232,7 +247,7 @@ static void member_remove(p2p_host *h, p2p_member *x)
         /* what it brought us stays, as orphans: evicted first */
         for (size_t i = 0; i < m->n; i++) {
             p2p_member *y = &m->m[i];
-            if (!y->confirmed && y->has_src && memcmp(y->src, x->id, 32) == 0) {
+            if (!y->confirmed && y->has_src && memcmp(y->src, x->id, P2P_ID_LEN) == 0) {
                 y->has_src = 0;
                 m->norphans++;
             }
@@ -265,7 +280,7 @@ static int member_evict(p2p_host *h)
         p2p_member *y = &m->m[i];
         if (y->confirmed) continue;
         int mine = bi == SIZE_MAX ? !y->has_src
-                                  : y->has_src && memcmp(y->src, m->m[bi].id, 32) == 0;
+                                  : y->has_src && memcmp(y->src, m->m[bi].id, P2P_ID_LEN) == 0;
         if (mine && (!victim || y->added < victim->added)) victim = y;
     }
     m->work += 2 * m->n;
@@ -275,13 +290,13 @@ static int member_evict(p2p_host *h)
 }
 
 /* The live session (connected or being made) for an id, or NULL. */
-static p2p_peer *session_for(const p2p_host *h, const uint8_t id[32])
+static p2p_peer *session_for(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *p = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *p = h->peers.slots[i];
         if (!p || p->state == P2P_S_CLOSING) continue;
-        if ((p->has_id && memcmp(p->id, id, 32) == 0) ||
-            (!p->has_id && p->has_expected && memcmp(p->expected, id, 32) == 0))
+        if ((p->has_id && memcmp(p->id, id, P2P_ID_LEN) == 0) ||
+            (!p->has_id && p->has_expected && memcmp(p->expected, id, P2P_ID_LEN) == 0))
             return p;
     }
     return NULL;
@@ -289,7 +304,10 @@ static p2p_peer *session_for(const p2p_host *h, const uint8_t id[32])
 
 static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc);
 
-static int mesh_peer(const p2p_peer *p) { return p->state == P2P_S_CONNECTED && p->peer_mesh; }
+static int mesh_peer(const p2p_peer *p)
+{
+    return p->state == P2P_S_CONNECTED && p->peer_mesh;
+}
 
 /* Counts one SUMMARY/DIGEST answer to p: at most P2P_GOSSIP_ANSWERS per gossip period (an
  * honest peer causes about three). Returns 0 when over. */
@@ -321,7 +339,7 @@ static void sign_own(p2p_host *h, uint64_t now)
     p2p_wr w;
     p2p_wr_init(&w, body, P2P_MEMBER_REC_MAX - 64);
     p2p_wr_u8(&w, 1);
-    p2p_wr_bytes(&w, h->ident.ed_pk, 32);
+    p2p_wr_bytes(&w, h->ident.ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, ++m->own_seq);
     p2p_wr_u64(&w, t ? t + P2P_MEMBER_TTL_S : 0);
     p2p_wr_u8(&w, (uint8_t)m->naddr);
@@ -339,11 +357,11 @@ static void sign_own(p2p_host *h, uint64_t now)
  * malformed. */
 static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
 {
-    if (len < 1 + 32 + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
+    if (len < 1 + P2P_ID_LEN + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
     p2p_rd r;
     p2p_rd_init(&r, rec, len - 64);
     if (p2p_rd_u8(&r) != 1) return -1;
-    const uint8_t *id = p2p_rd_bytes(&r, 32);
+    const uint8_t *id = p2p_rd_bytes(&r, P2P_ID_LEN);
     uint64_t seq = p2p_rd_u64(&r);
     uint64_t expires = p2p_rd_u64(&r);
     uint8_t n = p2p_rd_u8(&r);
@@ -351,7 +369,7 @@ static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
     for (uint8_t i = 0; i < n; i++)
         if (p2p_rd_addr(&r, &x->addrs[i])) return -1;
     if (r.bad || p2p_rd_left(&r)) return -1;
-    memcpy(x->id, id, 32);
+    memcpy(x->id, id, P2P_ID_LEN);
     x->seq = seq;
     x->expires = expires;
     x->naddr = n;
@@ -373,8 +391,8 @@ static int verify_record(p2p_host *h, const p2p_member *x)
 }
 
 /* Sends one MEMBERS record holding `count` member records. */
-static void send_members(p2p_host *h, p2p_peer *p, const uint8_t *const *recs,
-                         const uint16_t *lens, size_t count)
+static void send_members(p2p_host *h, p2p_peer *p, const uint8_t *const *recs, const uint16_t *lens,
+                         size_t count)
 {
     size_t total = 0;
     for (size_t i = 0; i < count; i++) total += 2 + lens[i];
@@ -412,7 +430,8 @@ static void send_table(p2p_host *h, p2p_peer *p, uint64_t gen, int with_own)
         }
         for (size_t i = 0; i < m->n; i++) {
             p2p_member *x = &m->m[i];
-            if (advertised(x) && (!gen || x->mark != gen) && memcmp(x->id, p->id, 32) != 0) {
+            if (advertised(x) && (!gen || x->mark != gen) &&
+                memcmp(x->id, p->id, P2P_ID_LEN) != 0) {
                 recs[k] = x->rec;
                 lens[k++] = x->rec_len;
             }
@@ -459,8 +478,10 @@ static void plan_dial(p2p_host *h, p2p_member *x, uint64_t now)
         return;
     }
     if (x->dial_at != P2P_TIME_NEVER) return;
-    if (memcmp(h->ident.ed_pk, x->id, 32) < 0) dial_at(&h->mesh, x, now);
-    else dial_at(&h->mesh, x, now + P2P_MESH_DIAL_DELAY_US + p2p_rng_below(&h->rng, 500000));
+    if (memcmp(h->ident.ed_pk, x->id, P2P_ID_LEN) < 0)
+        dial_at(&h->mesh, x, now);
+    else
+        dial_at(&h->mesh, x, now + P2P_MESH_DIAL_DELAY_US + p2p_rng_below(&h->rng, 500000));
 }
 
 /* A session with the member exists: it is real. */
@@ -478,9 +499,9 @@ static void confirm(p2p_host *h, p2p_member *x)
 
 /* 1 when p may bring us a record of id: it is p's own, or p holds fewer claims than its
  * quota (a quarter of the table). */
-static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[32])
+static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID_LEN])
 {
-    if (memcmp(id, p->id, 32) == 0) return 1;
+    if (memcmp(id, p->id, P2P_ID_LEN) == 0) return 1;
     p2p_member *s = member_find(h, p->id);
     return s && s->confirmed && s->nsrc < h->mesh.max / 4;
 }
@@ -488,10 +509,10 @@ static int may_claim(p2p_host *h, p2p_peer *p, const uint8_t id[32])
 /* The entry for a member we are about to hold a record of, made when there is room or room
  * can be made. A record that p sent about someone else is p's claim: p may hold at most a
  * quarter of the table in claims. Returns NULL when refused. */
-static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[32], uint64_t now)
+static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
-    int first_hand = memcmp(id, p->id, 32) == 0;
+    int first_hand = memcmp(id, p->id, P2P_ID_LEN) == 0;
     if (!may_claim(h, p, id)) return NULL;
     if (m->n >= m->max && !member_evict(h)) return NULL;
     p2p_member *x = member_add(h, id, now);
@@ -500,12 +521,12 @@ static p2p_member *member_make(p2p_host *h, p2p_peer *p, const uint8_t id[32], u
         confirm(h, x);
         return x;
     }
-    p2p_member *s = member_find(h, p->id);     /* again: the table moved */
+    p2p_member *s = member_find(h, p->id); /* again: the table moved */
     x = member_find(h, id);
     if (!s || !x) return x;
     s->nsrc++;
     x->has_src = 1;
-    memcpy(x->src, p->id, 32);
+    memcpy(x->src, p->id, P2P_ID_LEN);
     x->forget_at = now + P2P_MESH_FORGET_US;
     return x;
 }
@@ -516,20 +537,23 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
     p2p_rd r;
     p2p_rd_init(&r, body, len);
     if (m->member && !p->peer_mesh) {
-        h->stats.dropped_unsolicited++;       /* a mediator has no members to tell of */
+        h->stats.dropped_unsolicited++; /* a mediator has no members to tell of */
         return 0;
     }
     while (p2p_rd_left(&r)) {
         uint16_t n = p2p_rd_u16(&r);
         const uint8_t *rec = p2p_rd_bytes(&r, n);
         if (r.bad) return -1;
-        if (!m->member) continue;             /* a mediator keeps no member table */
+        if (!m->member) continue; /* a mediator keeps no member table */
         m->work++;
         /* Everything cheap first: the signature is checked last, and only for a record we
          * would keep. */
         p2p_member x;
-        if (decode_record(rec, n, &x)) { h->stats.dropped++; continue; }
-        if (memcmp(x.id, h->ident.ed_pk, 32) == 0) continue;
+        if (decode_record(rec, n, &x)) {
+            h->stats.dropped++;
+            continue;
+        }
+        if (memcmp(x.id, h->ident.ed_pk, P2P_ID_LEN) == 0) continue;
         p2p_member *mm = member_find(h, x.id);
         if (mm && mm->has_record && x.seq <= mm->seq) continue;
         uint64_t t = unix_s(h, now);
@@ -540,7 +564,10 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         }
         /* Honest peers pass on only records they verified: a bad signature is a lie, and
          * the session ends before the liar can make us check another. */
-        if (verify_record(h, &x)) { h->stats.dropped++; return -1; }
+        if (verify_record(h, &x)) {
+            h->stats.dropped++;
+            return -1;
+        }
         if (!mm) mm = member_make(h, p, x.id, now);
         if (!mm) {
             h->stats.dropped_budget++;
@@ -564,10 +591,10 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         /* A newcomer introduces itself on the session it joined by: we forward that record
          * to the members we hold sessions with. Nothing else is forwarded (each member
          * sends its own record to its peers), so a join costs each node O(N). */
-        if (p->bootstrap && memcmp(x.id, p->id, 32) == 0) {
+        if (p->bootstrap && memcmp(x.id, p->id, P2P_ID_LEN) == 0) {
             const uint8_t *rp = mm->rec;
-            for (size_t i = 0; i < h->slot_hwm; i++) {
-                p2p_peer *q = h->slots[i];
+            for (size_t i = 0; i < h->peers.hwm; i++) {
+                p2p_peer *q = h->peers.slots[i];
                 if (q && q != p && mesh_peer(q)) send_members(h, q, &rp, &mm->rec_len, 1);
             }
         }
@@ -578,12 +605,12 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
 
 /* ---- broadcast origins ------------------------------------------------------------------ */
 
-static uint32_t origin_slot(p2p_mesh *m, const uint8_t id[32])
+static uint32_t origin_slot(p2p_mesh *m, const uint8_t id[P2P_ID_LEN])
 {
     for (uint32_t i = ix_first(&m->oix, key_hash(m, id, 1)); i != P2P_MESH_NONE;
          i = m->oix.next[i]) {
         m->work++;
-        if (memcmp(m->o[i].id, id, 32) == 0) return i;
+        if (memcmp(m->o[i].id, id, P2P_ID_LEN) == 0) return i;
     }
     return P2P_MESH_NONE;
 }
@@ -591,8 +618,14 @@ static uint32_t origin_slot(p2p_mesh *m, const uint8_t id[32])
 static void lru_unlink(p2p_mesh *m, uint32_t i)
 {
     p2p_origin *o = &m->o[i];
-    if (o->prev != P2P_MESH_NONE) m->o[o->prev].next = o->next; else m->ohead = o->next;
-    if (o->next != P2P_MESH_NONE) m->o[o->next].prev = o->prev; else m->otail = o->prev;
+    if (o->prev != P2P_MESH_NONE)
+        m->o[o->prev].next = o->next;
+    else
+        m->ohead = o->next;
+    if (o->next != P2P_MESH_NONE)
+        m->o[o->next].prev = o->prev;
+    else
+        m->otail = o->prev;
 }
 
 static void lru_front(p2p_mesh *m, uint32_t i)
@@ -600,7 +633,10 @@ static void lru_front(p2p_mesh *m, uint32_t i)
     p2p_origin *o = &m->o[i];
     o->prev = P2P_MESH_NONE;
     o->next = m->ohead;
-    if (m->ohead != P2P_MESH_NONE) m->o[m->ohead].prev = i; else m->otail = i;
+    if (m->ohead != P2P_MESH_NONE)
+        m->o[m->ohead].prev = i;
+    else
+        m->otail = i;
     m->ohead = i;
 }
 
@@ -628,7 +664,7 @@ static void origin_forget(p2p_mesh *m, uint32_t i)
 
 /* The state of an origin, made when new: a full table forgets the least recently heard
  * origin that we hold no session with. */
-static uint32_t origin_get(p2p_host *h, const uint8_t id[32], uint64_t now)
+static uint32_t origin_get(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     uint32_t i = origin_slot(m, id);
@@ -659,7 +695,7 @@ static uint32_t origin_get(p2p_host *h, const uint8_t id[32], uint64_t now)
     p2p_origin *o = &m->o[i];
     m->ofree = o->next;
     memset(o, 0, sizeof *o);
-    memcpy(o->id, id, 32);
+    memcpy(o->id, id, P2P_ID_LEN);
     uint64_t hv = key_hash(m, id, 1);
     o->tsfloor = m->floors[(hv >> 32) % P2P_BCAST_FLOORS];
     o->peer = session_for(h, id) != NULL;
@@ -698,14 +734,14 @@ static void origin_note(p2p_origin *o, uint64_t s)
 /* 0 when broadcast (origin, s) may be new to us: inside the time window of our clock, and
  * neither seen nor older than what the origin's state (or its bucket's floor, when we hold
  * none) remembers. Checked before any signature. */
-static int bcast_old(p2p_host *h, const uint8_t origin[32], uint64_t s, uint64_t now)
+static int bcast_old(p2p_host *h, const uint8_t origin[P2P_ID_LEN], uint64_t s, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     uint64_t c = clock_us(h, now);
     if (s >= P2P_BCAST_TS_MIN && c) {
         if (c > P2P_BCAST_PAST_US && s < c - P2P_BCAST_PAST_US) return 1;
         if (s > c + P2P_BCAST_FUTURE_US) return 1;
-        if (s < m->boot_us) return 1;    /* from before we started: we may have had it */
+        if (s < m->boot_us) return 1; /* from before we started: we may have had it */
     }
     uint32_t i = origin_slot(m, origin);
     if (i != P2P_MESH_NONE) return origin_seen(&m->o[i], s);
@@ -722,15 +758,15 @@ static void origins_expire(p2p_host *h, uint64_t now)
     while (m->otail != P2P_MESH_NONE) {
         p2p_origin *o = &m->o[m->otail];
         uint64_t newest = origin_newest(o);
-        int gone = o->last + P2P_BCAST_IDLE_US <= now ||
-                   (c > P2P_BCAST_PAST_US && newest >= P2P_BCAST_TS_MIN &&
-                    newest < c - P2P_BCAST_PAST_US);
+        int gone =
+            o->last + P2P_BCAST_IDLE_US <= now ||
+            (c > P2P_BCAST_PAST_US && newest >= P2P_BCAST_TS_MIN && newest < c - P2P_BCAST_PAST_US);
         if (!gone) break;
         origin_forget(m, m->otail);
     }
 }
 
-static void origin_peer(p2p_host *h, const uint8_t id[32], int up)
+static void origin_peer(p2p_host *h, const uint8_t id[P2P_ID_LEN], int up)
 {
     uint32_t i = origin_slot(&h->mesh, id);
     if (i != P2P_MESH_NONE) h->mesh.o[i].peer = (uint8_t)up;
@@ -749,11 +785,13 @@ void p2p_mesh_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_member *x = member_find(h, p->id);
     if (!x && (h->mesh.n < h->mesh.max || member_evict(h))) x = member_add(h, p->id, now);
     if (x) confirm(h, x);
-    if (p->bootstrap) send_table(h, p, 0, 1);
-    else send_own(h, p);
+    if (p->bootstrap)
+        send_table(h, p, 0, 1);
+    else
+        send_own(h, p);
 }
 
-void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[32], int reason, uint64_t now)
+void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[P2P_ID_LEN], int reason, uint64_t now)
 {
     h->mesh_dl_valid = 0;
     if (session_for(h, id)) return;
@@ -761,7 +799,7 @@ void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[32], int reason, uint64_t n
     p2p_member *x = member_find(h, id);
     if (!x) return;
     if (reason == P2P_LEAVE_CLOSED || reason == P2P_LEAVE_DENIED) {
-        member_remove(h, x);          /* it left: forget it until it comes back */
+        member_remove(h, x); /* it left: forget it until it comes back */
         return;
     }
     /* It went silent: try it again a few times before giving up on it. */
@@ -787,9 +825,8 @@ static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
         if (p2p_addr_equal(&m->addrs[i], a)) return 0;
     if (local) {
         if (m->nlocal >= P2P_LOCAL_ADDRS) return P2P_ERR_LIMIT;
-        if (m->naddr == P2P_MEMBER_ADDRS) m->naddr--;          /* the newest reflexive goes */
-        memmove(&m->addrs[m->nlocal + 1], &m->addrs[m->nlocal],
-                (m->naddr - m->nlocal) * sizeof *a);
+        if (m->naddr == P2P_MEMBER_ADDRS) m->naddr--; /* the newest reflexive goes */
+        memmove(&m->addrs[m->nlocal + 1], &m->addrs[m->nlocal], (m->naddr - m->nlocal) * sizeof *a);
         m->addrs[m->nlocal++] = *a;
         m->naddr++;
     } else {
@@ -802,8 +839,8 @@ static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
     }
     sign_own(h, now);
     if (!m->member) return 0;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && mesh_peer(q)) send_own(h, q);
     }
     return 0;
@@ -811,8 +848,7 @@ static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
 
 static int same_ip(const p2p_addr *a, const p2p_addr *b)
 {
-    return a->family == b->family &&
-           memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
+    return a->family == b->family && memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
 }
 
 /* The peer told us the address it saw us at (handshake). One peer's word is not enough: it
@@ -826,21 +862,23 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
     if (p2p_addr_scope(a) == P2P_SCOPE_INVALID) return;
     for (size_t i = 0; i < m->naddr; i++)
         if (p2p_addr_equal(&m->addrs[i], a)) return;
-    for (size_t i = 0; i < m->nobs;) {                  /* forget stale reports */
-        if (m->obs[i].at + P2P_OBSERVED_TTL_US <= now) m->obs[i] = m->obs[--m->nobs];
-        else i++;
+    for (size_t i = 0; i < m->nobs;) { /* forget stale reports */
+        if (m->obs[i].at + P2P_OBSERVED_TTL_US <= now)
+            m->obs[i] = m->obs[--m->nobs];
+        else
+            i++;
     }
     for (size_t i = 0; i < m->nobs; i++) {
         p2p_observed *o = &m->obs[i];
         if (!p2p_addr_equal(&o->addr, a)) continue;
-        if (memcmp(o->by, p->id, 32) != 0 && !same_ip(&o->from, &p->addr)) {
+        if (memcmp(o->by, p->id, P2P_ID_LEN) != 0 && !same_ip(&o->from, &p->addr)) {
             m->obs[i] = m->obs[--m->nobs];
             add_addr(h, a, 0, now);
         }
         return;
     }
     size_t k = m->nobs;
-    if (k == P2P_OBSERVED_PENDING) {                    /* the oldest report goes */
+    if (k == P2P_OBSERVED_PENDING) { /* the oldest report goes */
         k = 0;
         for (size_t i = 1; i < m->nobs; i++)
             if (m->obs[i].at < m->obs[k].at) k = i;
@@ -848,40 +886,26 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
         m->nobs++;
     }
     m->obs[k].addr = *a;
-    memcpy(m->obs[k].by, p->id, 32);
+    memcpy(m->obs[k].by, p->id, P2P_ID_LEN);
     m->obs[k].from = p->addr;
     m->obs[k].at = now;
 }
 
-int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
+int p2p_mesh_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
 {
-    if (now > h->now) h->now = now;
-    return add_addr(h, a, 1, h->now);
-}
-
-size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t cap)
-{
-    const p2p_mesh *m = &h->mesh;
-    for (size_t i = 0; i < m->naddr && i < cap; i++) {
-        out[i] = m->addrs[i];
-        if (kinds) kinds[i] = i < m->nlocal ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE;
-    }
-    return m->naddr;
+    return add_addr(h, a, 1, now);
 }
 
 /* The member record of an id, for introductions: NULL when unknown. */
-const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[32])
+const p2p_member *p2p_mesh_member(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
     uint32_t i = member_slot(&h->mesh, id, NULL);
     const p2p_member *x = i == P2P_MESH_NONE ? NULL : &h->mesh.m[i];
     return x && x->has_record ? x : NULL;
 }
 
-int p2p_host_connect_id(p2p_host *h, const uint8_t id[32], uint64_t now, p2p_peer_handle *out)
+int p2p_mesh_connect_id(p2p_host *h, const uint8_t id[P2P_ID_LEN], p2p_peer_handle *out)
 {
-    h->mesh_dl_valid = 0;
-    if (h->closed) return P2P_ERR_CLOSED;
-    if (now > h->now) h->now = now;
     p2p_peer *p = session_for(h, id);
     if (p) {
         if (out) *out = p->handle;
@@ -903,13 +927,13 @@ static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc)
     p2p_addr cands[P2P_MEMBER_ADDRS];
     size_t n = 0;
     for (size_t i = 0; i < x->naddr; i++)
-        if (p2p_host_may_send_learned(h, &x->addrs[i])) cands[n++] = x->addrs[i];
+        if (p2p_may_send_learned(h, &x->addrs[i])) cands[n++] = x->addrs[i];
     if (!n) {
         x->dials++;
         *rc = P2P_ERR_PEER;
         return NULL;
     }
-    p2p_peer *p = p2p_host_dial(h, cands, n, x->id, now, rc);
+    p2p_peer *p = p2p_attempt_new(h, cands, n, x->id, rc);
     if (!p) return NULL;
     x->dials++;
     p->intro_via = x->via;
@@ -954,8 +978,8 @@ static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t 
     if (m->cache_n == P2P_BCAST_CACHE_ENTRIES) cache_drop_head(m);
     size_t i = (m->cache_head + m->cache_n) % P2P_BCAST_CACHE_ENTRIES;
     p2p_bcast *b = &m->cache[i];
-    memcpy(b->origin, env, 32);
-    b->seq = p2p_get_u64(env + 32);
+    memcpy(b->origin, env, P2P_ID_LEN);
+    b->seq = p2p_get_u64(env + P2P_ID_LEN);
     b->at = now;
     b->len = len;
     b->env = copy;
@@ -967,13 +991,13 @@ static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t 
     return b->serial;
 }
 
-static const p2p_bcast *cache_get(p2p_mesh *m, const uint8_t origin[32], uint64_t seq)
+static const p2p_bcast *cache_get(p2p_mesh *m, const uint8_t origin[P2P_ID_LEN], uint64_t seq)
 {
     for (uint32_t i = ix_first(&m->cix, key_hash(m, origin, seq)); i != P2P_MESH_NONE;
          i = m->cix.next[i]) {
         m->work++;
         const p2p_bcast *b = &m->cache[i];
-        if (b->seq == seq && memcmp(b->origin, origin, 32) == 0) return b;
+        if (b->seq == seq && memcmp(b->origin, origin, P2P_ID_LEN) == 0) return b;
     }
     return NULL;
 }
@@ -990,33 +1014,30 @@ static int send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len, 
     return rc;
 }
 
-int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
-                       uint64_t *seq, uint64_t now)
+int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
+                       uint64_t now)
 {
-    h->mesh_dl_valid = 0;
-    if (h->closed) return P2P_ERR_CLOSED;
     if (len + BCAST_OVERHEAD > h->max_message) return P2P_ERR_TOO_BIG;
-    if (now > h->now) h->now = now;
     size_t lab = sizeof bcast_label - 1;
     uint8_t *buf = malloc(lab + len + BCAST_OVERHEAD);
     if (!buf) return P2P_ERR_NOMEM;
     uint8_t *env = buf + lab;
     /* The number is our clock (receivers refuse stamps outside their window), and grows
      * even when the clock does not. Without a clock, it counts from 1. */
-    uint64_t c = clock_us(h, h->now);
+    uint64_t c = clock_us(h, now);
     uint64_t s = c > h->mesh.bseq ? c : h->mesh.bseq + 1;
     h->mesh.bseq = s;
     memcpy(buf, bcast_label, lab);
-    memcpy(env, h->ident.ed_pk, 32);
-    p2p_put_u64(env + 32, s);
+    memcpy(env, h->ident.ed_pk, P2P_ID_LEN);
+    p2p_put_u64(env + P2P_ID_LEN, s);
     env[40] = (uint8_t)type;
     env[41] = (uint8_t)(type >> 8);
     if (len) memcpy(env + BCAST_HEAD, data, len);
     p2p_sign(env + BCAST_HEAD + len, buf, lab + BCAST_HEAD + len, h->ident.ed_sk);
     size_t elen = len + BCAST_OVERHEAD;
-    uint64_t serial = cache_put(h, env, elen, h->now);
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    uint64_t serial = cache_put(h, env, elen, now);
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && q->state == P2P_S_CONNECTED) send_bcast(h, q, env, elen, serial);
     }
     free(buf);
@@ -1024,14 +1045,14 @@ int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     return 0;
 }
 
-static void announce(p2p_host *h, p2p_peer *from, const uint8_t origin[32], uint64_t seq)
+static void announce(p2p_host *h, p2p_peer *from, const uint8_t origin[P2P_ID_LEN], uint64_t seq)
 {
     uint8_t e[WANT_ENTRY];
-    memcpy(e, origin, 32);
-    p2p_put_u64(e + 32, seq);
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
-        if (q && q != from && mesh_peer(q) && memcmp(q->id, origin, 32) != 0)
+    memcpy(e, origin, P2P_ID_LEN);
+    p2p_put_u64(e + P2P_ID_LEN, seq);
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q != from && mesh_peer(q) && memcmp(q->id, origin, P2P_ID_LEN) != 0)
             p2p_peer_append(h, q, P2P_REC_IHAVE, e, sizeof e);
     }
 }
@@ -1043,8 +1064,8 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     if (len < BCAST_OVERHEAD) return -1;
     p2p_mesh *m = &h->mesh;
     const uint8_t *origin = env;
-    uint64_t s = p2p_get_u64(env + 32);
-    if (memcmp(origin, h->ident.ed_pk, 32) == 0) return 0;
+    uint64_t s = p2p_get_u64(env + P2P_ID_LEN);
+    if (memcmp(origin, h->ident.ed_pk, P2P_ID_LEN) == 0) return 0;
     m->work++;
     if (bcast_old(h, origin, s, now)) {
         h->stats.dropped_replay++;
@@ -1058,13 +1079,13 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     h->stats.work_verify++;
     int bad = p2p_verify(env + len - 64, msg, lab + len - 64, origin);
     free(msg);
-    if (bad) {                    /* forged: never delivered, and (as for member records)
+    if (bad) { /* forged: never delivered, and (as for member records)
                                    * the peer that sent it loses its session */
         h->stats.dropped++;
         return -1;
     }
     uint32_t oi = origin_get(h, origin, now);
-    if (oi == P2P_MESH_NONE) {    /* every origin we track is a peer's: no room */
+    if (oi == P2P_MESH_NONE) { /* every origin we track is a peer's: no room */
         h->stats.dropped_budget++;
         return 0;
     }
@@ -1076,24 +1097,24 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = P2P_EV_MESSAGE;
-    p2p_peer_fill_event(p, &ev);
+    p2p_fill_event(p, &ev);
     ev.broadcast = 1;
-    memcpy(ev.origin, origin, 32);
+    memcpy(ev.origin, origin, P2P_ID_LEN);
     ev.seq = s;
     ev.msg_type = (uint16_t)(env[40] | (env[41] << 8));
-    p2p_host_event(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
+    p2p_event_push(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
     uint64_t serial = cache_put(h, env, len, now);
-    if (serial) p2p_replay_update(&p->mesh_served, serial);   /* p has it */
+    if (serial) p2p_replay_update(&p->mesh_served, serial); /* p has it */
     if (m->member) announce(h, p, origin, s);
     return 0;
 }
 
-static uint32_t want_slot(p2p_mesh *m, const uint8_t origin[32], uint64_t seq)
+static uint32_t want_slot(p2p_mesh *m, const uint8_t origin[P2P_ID_LEN], uint64_t seq)
 {
     for (uint32_t i = ix_first(&m->wix, key_hash(m, origin, seq)); i != P2P_MESH_NONE;
          i = m->wix.next[i]) {
         m->work++;
-        if (m->wants[i].seq == seq && memcmp(m->wants[i].origin, origin, 32) == 0) return i;
+        if (m->wants[i].seq == seq && memcmp(m->wants[i].origin, origin, P2P_ID_LEN) == 0) return i;
     }
     return P2P_MESH_NONE;
 }
@@ -1115,9 +1136,9 @@ static int on_ihave(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, u
     if (ix_ready(&m->wix, P2P_IWANT_MAX)) return 0;
     for (size_t off = 0; off < len; off += WANT_ENTRY) {
         const uint8_t *origin = body + off;
-        uint64_t s = p2p_get_u64(body + off + 32);
+        uint64_t s = p2p_get_u64(body + off + P2P_ID_LEN);
         m->work++;
-        if (memcmp(origin, h->ident.ed_pk, 32) == 0) continue;
+        if (memcmp(origin, h->ident.ed_pk, P2P_ID_LEN) == 0) continue;
         if (bcast_old(h, origin, s, now) || want_slot(m, origin, s) != P2P_MESH_NONE) continue;
         if (m->nwants >= P2P_IWANT_MAX || p->mesh_wants >= P2P_IWANT_PER_PEER) {
             h->stats.dropped_budget++;
@@ -1125,7 +1146,7 @@ static int on_ihave(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, u
         }
         uint32_t i = (uint32_t)((m->want_head + m->nwants++) % P2P_IWANT_MAX);
         p2p_want *w = &m->wants[i];
-        memcpy(w->origin, origin, 32);
+        memcpy(w->origin, origin, P2P_ID_LEN);
         w->seq = s;
         w->at = now + P2P_IWANT_DELAY_US;
         w->from = p->handle;
@@ -1149,7 +1170,7 @@ static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
     }
     for (size_t off = 0; off < len; off += WANT_ENTRY) {
         m->work++;
-        const p2p_bcast *b = cache_get(m, body + off, p2p_get_u64(body + off + 32));
+        const p2p_bcast *b = cache_get(m, body + off, p2p_get_u64(body + off + P2P_ID_LEN));
         if (!b) continue;
         if (p2p_replay_check(&p->mesh_served, b->serial)) {
             h->stats.dropped_unsolicited++;
@@ -1172,13 +1193,13 @@ static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
     if (!body) return;
     size_t len = 1;
     body[0] = reply;
-    memcpy(body + len, h->ident.ed_pk, 32);
-    p2p_put_u64(body + len + 32, m->own_seq);
+    memcpy(body + len, h->ident.ed_pk, P2P_ID_LEN);
+    p2p_put_u64(body + len + P2P_ID_LEN, m->own_seq);
     len += 40;
     for (size_t i = 0; i < m->n; i++) {
         if (!advertised(&m->m[i])) continue;
-        memcpy(body + len, m->m[i].id, 32);
-        p2p_put_u64(body + len + 32, m->m[i].seq);
+        memcpy(body + len, m->m[i].id, P2P_ID_LEN);
+        p2p_put_u64(body + len + P2P_ID_LEN, m->m[i].seq);
         len += 40;
     }
     m->work += m->n;
@@ -1188,8 +1209,9 @@ static void send_digest(p2p_host *h, p2p_peer *p, uint8_t reply)
 
 static int on_summary(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
-    if (len != 32) return -1;
-    if (memcmp(h->mesh.thash, body, 32) != 0 && may_answer(h, p, now)) send_digest(h, p, 0);
+    if (len != sizeof h->mesh.thash) return -1;
+    if (memcmp(h->mesh.thash, body, sizeof h->mesh.thash) != 0 && may_answer(h, p, now))
+        send_digest(h, p, 0);
     return 0;
 }
 
@@ -1207,9 +1229,9 @@ static int on_digest(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, 
     int own_held = 0, lacking = 0;
     for (size_t j = 0; j < count; j++) {
         const uint8_t *id = d + 40 * j;
-        uint64_t seq = p2p_get_u64(id + 32);
+        uint64_t seq = p2p_get_u64(id + P2P_ID_LEN);
         m->work++;
-        if (memcmp(id, h->ident.ed_pk, 32) == 0) {
+        if (memcmp(id, h->ident.ed_pk, P2P_ID_LEN) == 0) {
             own_held |= seq >= m->own_seq;
             continue;
         }
@@ -1224,15 +1246,15 @@ static int on_digest(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, 
 
 static void gossip(p2p_host *h, uint64_t now)
 {
-    h->mesh.next_gossip = now + P2P_GOSSIP_US - P2P_GOSSIP_US / 5 +
-                          p2p_rng_below(&h->rng, 2 * P2P_GOSSIP_US / 5);
+    h->mesh.next_gossip =
+        now + P2P_GOSSIP_US - P2P_GOSSIP_US / 5 + p2p_rng_below(&h->rng, 2 * P2P_GOSSIP_US / 5);
     size_t count = 0;
-    for (size_t i = 0; i < h->slot_hwm; i++)
-        if (h->slots[i] && mesh_peer(h->slots[i])) count++;
+    for (size_t i = 0; i < h->peers.hwm; i++)
+        if (h->peers.slots[i] && mesh_peer(h->peers.slots[i])) count++;
     if (!count) return;
     size_t pick = p2p_rng_below(&h->rng, (uint32_t)count);
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (!q || !mesh_peer(q) || pick--) continue;
         p2p_peer_append(h, q, P2P_REC_SUMMARY, h->mesh.thash, sizeof h->mesh.thash);
         return;
@@ -1273,8 +1295,14 @@ uint64_t p2p_mesh_deadline(const p2p_host *h)
 /* A planned dial is due. */
 static void dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
-    if (session_for(h, x->id)) { x->dial_at = P2P_TIME_NEVER; return; }
-    if (x->dials >= dial_budget(x) || !x->naddr) { bury(h, x, now); return; }
+    if (session_for(h, x->id)) {
+        x->dial_at = P2P_TIME_NEVER;
+        return;
+    }
+    if (x->dials >= dial_budget(x) || !x->naddr) {
+        bury(h, x, now);
+        return;
+    }
     dial_at(&h->mesh, x, now + (P2P_MESH_REDIAL_US << x->dials));
     int rc;
     p2p_peer *p = dial_member(h, x, now, &rc);
@@ -1291,8 +1319,7 @@ static void member_scan(p2p_host *h, uint64_t now)
         p2p_member *x = &m->m[i];
         size_t before = m->n;
         m->work++;
-        int expired = (x->has_record && x->expires && t && x->expires <= t) ||
-                      x->forget_at <= now;
+        int expired = (x->has_record && x->expires && t && x->expires <= t) || x->forget_at <= now;
         if (expired && !session_for(h, x->id))
             member_remove(h, x);
         else if (x->dial_at <= now)
@@ -1310,8 +1337,8 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
     p2p_mesh *m = &h->mesh;
     if (now >= m->refresh_at) {
         sign_own(h, now);
-        for (size_t i = 0; i < h->slot_hwm; i++) {
-            p2p_peer *q = h->slots[i];
+        for (size_t i = 0; i < h->peers.hwm; i++) {
+            p2p_peer *q = h->peers.slots[i];
             if (q && mesh_peer(q)) send_own(h, q);
         }
     }
@@ -1328,12 +1355,12 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
         ix_del(&m->wix, key_hash(m, w.origin, w.seq), (uint32_t)m->want_head);
         m->want_head = (m->want_head + 1) % P2P_IWANT_MAX;
         m->nwants--;
-        p2p_peer *from = p2p_host_peer_get(h, w.from);
+        p2p_peer *from = p2p_lookup(h, w.from);
         if (from && from->mesh_wants) from->mesh_wants--;
         if (!bcast_old(h, w.origin, w.seq, now) && from && from->state == P2P_S_CONNECTED) {
             uint8_t e[WANT_ENTRY];
-            memcpy(e, w.origin, 32);
-            p2p_put_u64(e + 32, w.seq);
+            memcpy(e, w.origin, P2P_ID_LEN);
+            p2p_put_u64(e + P2P_ID_LEN, w.seq);
             p2p_peer_append(h, from, P2P_REC_IWANT, e, sizeof e);
         }
     }
@@ -1362,8 +1389,8 @@ int p2p_mesh_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
     m->ofree = m->ohead = m->otail = P2P_MESH_NONE;
     /* The index key: secret (derived from our signing key), so nobody can aim at a chain. */
     uint8_t k[16];
-    p2p_blake2b(k, sizeof k, (const uint8_t *)index_label, sizeof index_label - 1,
-                h->ident.ed_sk, 32, NULL, 0);
+    p2p_blake2b(k, sizeof k, (const uint8_t *)index_label, sizeof index_label - 1, h->ident.ed_sk,
+                P2P_KEY_LEN, NULL, 0);
     m->hkey[0] = p2p_get_u64(k);
     m->hkey[1] = p2p_get_u64(k + 8);
     p2p_wipe(k, sizeof k);

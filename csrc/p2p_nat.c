@@ -17,13 +17,15 @@
  * frames of the I-B session. What it carries is the A-B session's own packets, sealed with
  * keys I never has: I sees ciphertext only.
  */
-#include "p2p_internal.h"
+#include "p2p_nat.h"
+#include "p2p_guard.h"
+#include "p2p_peer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define FLAG_RELAY 1
-#define FLAG_OFFER 2      /* an offer: the named node asks to be introduced (no candidates) */
+#define FLAG_OFFER 2 /* an offer: the named node asks to be introduced (no candidates) */
 enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2, FAIL_BUSY = 3 };
 
 int p2p_nat_init(p2p_host *h, const p2p_config *cfg)
@@ -45,55 +47,34 @@ void p2p_nat_free(p2p_host *h)
     h->nat.npairs = 0;
 }
 
-static p2p_peer *connected_id(const p2p_host *h, const uint8_t id[32])
+static p2p_peer *connected_id(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
-    p2p_peer_handle ph = p2p_host_find(h, id);
-    return ph ? p2p_host_peer_get(h, ph) : NULL;
+    p2p_peer_handle ph = p2p_find_connected(h, id);
+    return ph ? p2p_lookup(h, ph) : NULL;
 }
 
 /* Our handshake attempt towards an id, or NULL. */
-static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[32])
+static p2p_peer *attempt_for(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
-        if (q && q->initiator && q->hs && q->has_expected && memcmp(q->expected, id, 32) == 0 &&
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q->initiator && (q->hs || q->dial_due) && q->has_expected &&
+            memcmp(q->expected, id, P2P_ID_LEN) == 0 &&
             (q->state == P2P_S_INIT_SENT || q->state == P2P_S_FIN_SENT))
             return q;
     }
     return NULL;
 }
 
-void p2p_nat_add_candidate(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a)
-{
-    if (a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6 && a->family != P2P_AF_RELAY) return;
-    for (size_t i = 0; i < *n; i++)
-        if (p2p_addr_equal(&v[i], a)) return;
-    if (*n < max) v[(*n)++] = *a;
-}
-
 /* ---- records ---------------------------------------------------------------------------- */
 
-/* The addresses at which the node of session q may be reached: where we see it first. */
-static uint8_t candidates_of(const p2p_host *h, const p2p_peer *q, p2p_addr *out)
+void p2p_nat_send_intro(p2p_host *h, p2p_peer *to, const p2p_peer *about, const p2p_addr *c,
+                        uint8_t n, int relay_ok)
 {
-    uint8_t n = 0;
-    p2p_nat_add_candidate(out, &n, P2P_CANDIDATES - 1, &q->addr);
-    for (size_t i = 0; i < q->nadv; i++)
-        p2p_nat_add_candidate(out, &n, P2P_CANDIDATES - 1, &q->adv[i]);
-    const p2p_member *m = p2p_mesh_member(h, q->id);
-    for (size_t i = 0; m && i < m->naddr; i++)
-        p2p_nat_add_candidate(out, &n, P2P_CANDIDATES - 1, &m->addrs[i]);
-    return n;
-}
-
-static void send_intro(p2p_host *h, p2p_peer *to, const p2p_peer *about, int relay_ok)
-{
-    p2p_addr c[P2P_CANDIDATES - 1];
-    uint8_t n = candidates_of(h, about, c);
-    uint8_t body[32 + 4 + 1 + 1 + (P2P_CANDIDATES - 1) * 19];
+    uint8_t body[P2P_ID_LEN + 4 + 1 + 1 + (P2P_CANDIDATES - 1) * 19];
     p2p_wr w;
     p2p_wr_init(&w, body, sizeof body);
-    p2p_wr_bytes(&w, about->id, 32);
+    p2p_wr_bytes(&w, about->id, P2P_ID_LEN);
     p2p_wr_u32(&w, about->local_index);
     p2p_wr_u8(&w, relay_ok ? FLAG_RELAY : 0);
     p2p_wr_u8(&w, n);
@@ -118,8 +99,10 @@ static p2p_relay_pair *pair_add(p2p_host *h, p2p_peer_handle a, p2p_peer_handle 
     p2p_relay_pair *x = pair_find(h, a, b);
     if (x) return x;
     for (size_t i = 0; i < n->npairs;) {
-        if (n->pairs[i].last_used + P2P_RELAY_IDLE_US < now) n->pairs[i] = n->pairs[--n->npairs];
-        else i++;
+        if (n->pairs[i].last_used + P2P_RELAY_IDLE_US < now)
+            n->pairs[i] = n->pairs[--n->npairs];
+        else
+            i++;
     }
     if (n->npairs >= n->max_pairs) return NULL;
     if (!n->pairs) {
@@ -133,20 +116,20 @@ static p2p_relay_pair *pair_add(p2p_host *h, p2p_peer_handle a, p2p_peer_handle 
     return x;
 }
 
-static void send_fail(p2p_host *h, p2p_peer *p, const uint8_t id[32], uint8_t code)
+static void send_fail(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID_LEN], uint8_t code)
 {
     uint8_t fail[33];
-    memcpy(fail, id, 32);
-    fail[32] = code;
+    memcpy(fail, id, P2P_ID_LEN);
+    fail[P2P_ID_LEN] = code;
     p2p_peer_append(h, p, P2P_REC_INTRO_FAIL, fail, sizeof fail);
 }
 
 /* An offer to `to`: `about` asks to be introduced to it. No addresses: nothing to act on. */
 static void send_offer(p2p_host *h, p2p_peer *to, const p2p_peer *about)
 {
-    uint8_t body[32 + 4 + 1 + 1];
-    memcpy(body, about->id, 32);
-    p2p_put_u32(body + 32, 0);
+    uint8_t body[P2P_ID_LEN + 4 + 1 + 1];
+    memcpy(body, about->id, P2P_ID_LEN);
+    p2p_put_u32(body + P2P_ID_LEN, 0);
     body[36] = FLAG_OFFER;
     body[37] = 0;
     p2p_peer_append(h, to, P2P_REC_INTRO, body, sizeof body);
@@ -158,8 +141,15 @@ static void introduce(p2p_host *h, p2p_peer *p, p2p_peer *q, uint64_t now)
     /* Relaying is offered only between two direct sessions of ours, and within the caps. */
     int relay_ok = h->nat.relay && p->addr.family != P2P_AF_RELAY &&
                    q->addr.family != P2P_AF_RELAY && pair_add(h, p->handle, q->handle, now);
-    send_intro(h, p, q, relay_ok);
-    send_intro(h, q, p, relay_ok);
+    /* The host adds where each may be reached (the mesh knows their member records) and calls
+     * p2p_nat_send_intro both ways. */
+    p2p_notice note;
+    memset(&note, 0, sizeof note);
+    note.kind = P2P_NOTE_INTRODUCE;
+    note.peer = p->handle;
+    note.other = q->handle;
+    note.relay_ok = (uint8_t)relay_ok;
+    p2p_notify(h, &note);
     h->stats.introductions++;
 }
 
@@ -192,10 +182,10 @@ static p2p_intro_pending *pending_add(p2p_host *h, p2p_peer_handle asker, uint64
 
 static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
 {
-    if (len != 32) return -1;
+    if (len != P2P_ID_LEN) return -1;
     p2p_peer *q = connected_id(h, body);
     uint8_t code = !q ? FAIL_UNKNOWN : q == p ? FAIL_SELF : 0;
-    if (memcmp(body, h->ident.ed_pk, 32) == 0) code = FAIL_SELF;
+    if (memcmp(body, h->ident.ed_pk, P2P_ID_LEN) == 0) code = FAIL_SELF;
     if (code) {
         send_fail(h, p, body, code);
         return 0;
@@ -208,7 +198,7 @@ static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t le
         introduce(h, p, q, now);
         return 0;
     }
-    if (pending_find(h, p->handle, q->handle, now)) return 0;   /* offered already */
+    if (pending_find(h, p->handle, q->handle, now)) return 0; /* offered already */
     x = pending_add(h, p->handle, now);
     if (!x) {
         send_fail(h, p, body, FAIL_BUSY);
@@ -221,51 +211,51 @@ static int on_intro_req(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t le
     return 0;
 }
 
-static p2p_intro *intro_slot(p2p_host *h, const uint8_t id[32], uint64_t now)
+static p2p_intro *intro_slot(p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     p2p_intro *free_slot = NULL, *oldest = &h->nat.intros[0];
     for (size_t i = 0; i < P2P_INTROS; i++) {
         p2p_intro *x = &h->nat.intros[i];
-        if (x->expire > now && memcmp(x->id, id, 32) == 0) return x;
+        if (x->expire > now && memcmp(x->id, id, P2P_ID_LEN) == 0) return x;
         if (x->expire <= now && !free_slot) free_slot = x;
         if (x->expire < oldest->expire) oldest = x;
     }
     return free_slot ? free_slot : oldest;
 }
 
-const p2p_intro *p2p_nat_intro(const p2p_host *h, const uint8_t id[32], uint64_t now)
+const p2p_intro *p2p_nat_intro(const p2p_host *h, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     for (size_t i = 0; i < P2P_INTROS; i++) {
         const p2p_intro *x = &h->nat.intros[i];
-        if (x->expire > now && memcmp(x->id, id, 32) == 0) return x;
+        if (x->expire > now && memcmp(x->id, id, P2P_ID_LEN) == 0) return x;
     }
     return NULL;
 }
 
 /* Remembers that we asked `via` for an introduction to `id`. A full table forgets the ask
  * that expires first: only this node fills it. */
-static void ask_add(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint64_t now)
+static void ask_add(p2p_host *h, const uint8_t id[P2P_ID_LEN], p2p_peer_handle via, uint64_t now)
 {
     p2p_ask *slot = &h->nat.asks[0];
     for (size_t i = 0; i < P2P_ASKS; i++) {
         p2p_ask *x = &h->nat.asks[i];
-        if (x->expire > now && x->via == via && memcmp(x->id, id, 32) == 0) {
+        if (x->expire > now && x->via == via && memcmp(x->id, id, P2P_ID_LEN) == 0) {
             slot = x;
             break;
         }
         if (x->expire < slot->expire) slot = x;
     }
-    memcpy(slot->id, id, 32);
+    memcpy(slot->id, id, P2P_ID_LEN);
     slot->via = via;
     slot->expire = now + (h->timeout > P2P_ASK_US ? h->timeout : P2P_ASK_US);
 }
 
 /* 1 when we asked `via` for `id` and have not had the answer yet; the ask is used up. */
-static int ask_take(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint64_t now)
+static int ask_take(p2p_host *h, const uint8_t id[P2P_ID_LEN], p2p_peer_handle via, uint64_t now)
 {
     for (size_t i = 0; i < P2P_ASKS; i++) {
         p2p_ask *x = &h->nat.asks[i];
-        if (x->expire > now && x->via == via && memcmp(x->id, id, 32) == 0) {
+        if (x->expire > now && x->via == via && memcmp(x->id, id, P2P_ID_LEN) == 0) {
             x->expire = 0;
             return 1;
         }
@@ -273,10 +263,10 @@ static int ask_take(p2p_host *h, const uint8_t id[32], p2p_peer_handle via, uint
     return 0;
 }
 
-static void ask(p2p_host *h, p2p_peer *via, const uint8_t id[32], uint64_t now)
+static void ask(p2p_host *h, p2p_peer *via, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
     ask_add(h, id, via->handle, now);
-    p2p_peer_append(h, via, P2P_REC_INTRO_REQ, id, 32);
+    p2p_peer_append(h, via, P2P_REC_INTRO_REQ, id, P2P_ID_LEN);
 }
 
 /* 1 when another attempt made from an offer of introducer `via` would pass the caps: one
@@ -284,9 +274,9 @@ static void ask(p2p_host *h, p2p_peer *via, const uint8_t id[32], uint64_t now)
 static int offer_room(const p2p_host *h, p2p_peer_handle via)
 {
     size_t all = 0, mine = 0;
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        const p2p_peer *q = h->slots[i];
-        if (!q || !q->from_offer || !q->hs) continue;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *q = h->peers.slots[i];
+        if (!q || !q->from_offer || (!q->hs && !q->dial_due)) continue;
         all++;
         mine += q->intro_via == via;
     }
@@ -296,9 +286,9 @@ static int offer_room(const p2p_host *h, p2p_peer_handle via)
 /* The introducer v offers an introduction to `id`, which asked for us. We accept by asking v
  * for `id` in turn, when our policy allows it, v has not offered too many lately, and not too
  * many attempts made from offers are running. */
-static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[32], uint64_t now)
+static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[P2P_ID_LEN], uint64_t now)
 {
-    if (p2p_hs_policy(h, id) || v->addr.family == P2P_AF_RELAY) {
+    if (p2p_policy(h, id) || v->addr.family == P2P_AF_RELAY) {
         h->stats.dropped_unsolicited++;
         return;
     }
@@ -311,7 +301,7 @@ static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[32], uint64_t no
         return;
     }
     p2p_peer *p = connected_id(h, id);
-    if (p) {                     /* a re-introduction: the peer lost its path to us */
+    if (p) { /* a re-introduction: the peer lost its path to us */
         v->offers++;
         ask(h, v, id, now);
         return;
@@ -330,7 +320,7 @@ static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[32], uint64_t no
             return;
         }
         /* It has no candidates until the INTRO: it sends nothing before. */
-        p = p2p_host_dial(h, NULL, 0, id, now, &rc);
+        p = p2p_attempt_new(h, NULL, 0, id, &rc);
         if (!p) return;
         p->auto_dial = 1;
         p->from_offer = 1;
@@ -355,7 +345,7 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
 {
     p2p_rd r;
     p2p_rd_init(&r, body, len);
-    const uint8_t *id = p2p_rd_bytes(&r, 32);
+    const uint8_t *id = p2p_rd_bytes(&r, P2P_ID_LEN);
     uint32_t channel = p2p_rd_u32(&r);
     uint8_t flags = p2p_rd_u8(&r);
     uint8_t n = p2p_rd_u8(&r);
@@ -376,14 +366,14 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         return 0;
     }
     /* Nobody makes this node punch towards itself or a node its policy refuses. */
-    if (p2p_hs_policy(h, id)) return 0;
+    if (p2p_policy(h, id)) return 0;
     /* The candidates were learned from the network: only those this node may send to. */
     uint8_t kept = 0;
     for (uint8_t i = 0; i < n; i++)
-        if (p2p_host_may_send_learned(h, &c[i])) c[kept++] = c[i];
+        if (p2p_may_send_learned(h, &c[i])) c[kept++] = c[i];
     n = kept;
     p2p_intro *in = intro_slot(h, id, now);
-    memcpy(in->id, id, 32);
+    memcpy(in->id, id, P2P_ID_LEN);
     in->via = v->handle;
     in->channel = channel;
     in->relay_ok = (flags & FLAG_RELAY) != 0;
@@ -394,7 +384,7 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     if (q) {
         /* Introduced again while connected: one of us moved. Probe where it may be now
          * (a relayed session also upgrades with these later). */
-        if (q->addr.family != P2P_AF_RELAY) p2p_path_probe(h, q, now);
+        if (q->addr.family != P2P_AF_RELAY) p2p_notify_peer(h, P2P_NOTE_PROBE, q);
         return 0;
     }
     p2p_peer *p = attempt_for(h, id);
@@ -402,18 +392,17 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         /* We asked (an offer we accepted, whose attempt has ended since): punch too. */
         int rc;
         if (!offer_room(h, v->handle)) return 0;
-        p = p2p_host_dial(h, NULL, 0, id, now, &rc);
+        p = p2p_attempt_new(h, NULL, 0, id, &rc);
         if (!p) return 0;
         p->auto_dial = 1;
         p->from_offer = 1;
     }
     if (p->state != P2P_S_INIT_SENT) return 0;
-    for (uint8_t i = 0; i < n; i++)
-        p2p_nat_add_candidate(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
+    for (uint8_t i = 0; i < n; i++) p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
     p->intro_via = v->handle;
     p->intro_state = P2P_INTRO_PUNCHING;
     p->punch_until = now + P2P_PUNCH_US;
-    p2p_hs_punch_now(h, p, now);
+    p2p_punch(h, p);
     return 0;
 }
 
@@ -422,17 +411,19 @@ static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t l
     if (len != 33) return -1;
     p2p_peer *p = attempt_for(h, body);
     if (!p || p->intro_via != v->handle || p->intro_state != P2P_INTRO_ASKED) return 0;
-    if (p->auto_dial) {                  /* a mesh dial: it goes on trying directly */
+    if (p->auto_dial) { /* a mesh dial: it goes on trying directly */
         p->intro_state = P2P_INTRO_NONE;
         return 0;
     }
     char hex[65], via[64];
     p2p_id_to_hex(body, hex);
     p2p_addr_format(&v->addr, via, sizeof via);
-    p2p_host_error(h, p, body[32] == FAIL_SELF ? "peer %s is the introducer %s itself"
-                         : body[32] == FAIL_BUSY ? "peer %s: introducer %s is busy"
-                                                 : "peer %s is not registered at %s", hex, via);
-    p2p_host_peer_free(h, p);
+    p2p_error(h, p,
+              body[P2P_ID_LEN] == FAIL_SELF   ? "peer %s is the introducer %s itself"
+              : body[P2P_ID_LEN] == FAIL_BUSY ? "peer %s: introducer %s is busy"
+                                              : "peer %s is not registered at %s",
+              hex, via);
+    p2p_kill(h, p);
     return 0;
 }
 
@@ -451,12 +442,12 @@ int p2p_nat_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bod
 
 /* A session to ask for an introduction: `via` when it is up, else (for mesh dials) any
  * other mesh member. */
-static p2p_peer *any_member(const p2p_host *h, const uint8_t target[32])
+static p2p_peer *any_member(const p2p_host *h, const uint8_t target[P2P_ID_LEN])
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && q->state == P2P_S_CONNECTED && q->peer_mesh && q->addr.family != P2P_AF_RELAY &&
-            !(q->has_id && memcmp(q->id, target, 32) == 0))
+            !(q->has_id && memcmp(q->id, target, P2P_ID_LEN) == 0))
             return q;
     }
     return NULL;
@@ -464,12 +455,12 @@ static p2p_peer *any_member(const p2p_host *h, const uint8_t target[32])
 
 static p2p_peer *introducer(const p2p_host *h, const p2p_peer *p)
 {
-    p2p_peer *v = p2p_host_peer_get(h, p->intro_via);
+    p2p_peer *v = p2p_lookup(h, p->intro_via);
     if (v && v->state == P2P_S_CONNECTED && v->addr.family != P2P_AF_RELAY) return v;
     return p->auto_dial ? any_member(h, p->expected) : NULL;
 }
 
-void p2p_nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
+static void nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     p2p_peer *v = introducer(h, p);
     if (!v) {
@@ -481,14 +472,9 @@ void p2p_nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
     ask(h, v, p->expected, now);
 }
 
-int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via, uint64_t now,
-                         p2p_peer_handle *out)
+int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via,
+                        p2p_peer_handle *out)
 {
-    if (h->closed) return P2P_ERR_CLOSED;
-    if (!via || (via->family != P2P_AF_INET4 && via->family != P2P_AF_INET6) || !via->port)
-        return P2P_ERR_ADDRESS;
-    if (memcmp(id, h->ident.ed_pk, 32) == 0) return P2P_ERR_INVALID;
-    if (now > h->now) h->now = now;
     p2p_peer *p = connected_id(h, id);
     if (!p) p = attempt_for(h, id);
     if (p) {
@@ -497,24 +483,24 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via,
     }
     /* The session with the introducer: the one we hold, or a new one. */
     p2p_peer *v = NULL;
-    for (size_t i = 0; i < h->slot_hwm && !v; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm && !v; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && p2p_addr_equal(&q->addr, via) &&
-            (q->state == P2P_S_CONNECTED || (q->initiator && q->hs)))
+            (q->state == P2P_S_CONNECTED || (q->initiator && (q->hs || q->dial_due))))
             v = q;
     }
     int rc;
     if (!v) {
-        v = p2p_host_dial(h, via, 1, NULL, h->now, &rc);
+        v = p2p_attempt_new(h, via, 1, NULL, &rc);
         if (!v) return rc;
-        v->auto_dial = 1;        /* its failure is reported on the attempt that needs it */
-        v->app_dialled = 1;      /* the application named it: not a probe (section 8.6) */
+        v->auto_dial = 1;   /* its failure is reported on the attempt that needs it */
+        v->app_dialled = 1; /* the application named it: not a probe (section 8.6) */
     }
-    p = p2p_host_dial(h, NULL, 0, id, h->now, &rc);
+    p = p2p_attempt_new(h, NULL, 0, id, &rc);
     if (!p) return rc;
     p->intro_via = v->handle;
     p->intro_state = P2P_INTRO_WAIT_VIA;
-    if (v->state == P2P_S_CONNECTED) p2p_nat_request(h, p, h->now);
+    if (v->state == P2P_S_CONNECTED) nat_request(h, p, h->now);
     if (out) *out = p->handle;
     return 0;
 }
@@ -522,7 +508,7 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[32], const p2p_addr *via,
 void p2p_nat_reintroduce(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     const p2p_intro *in = p2p_nat_intro(h, p->id, now);
-    p2p_peer *v = in ? p2p_host_peer_get(h, in->via) : NULL;
+    p2p_peer *v = in ? p2p_lookup(h, in->via) : NULL;
     if (!v || v->state != P2P_S_CONNECTED || v == p) v = any_member(h, p->id);
     if (v) ask(h, v, p->id, now);
 }
@@ -531,25 +517,25 @@ void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (now < p->punch_until) return;
     if (p->intro_state == P2P_INTRO_LATER) {
-        p2p_nat_request(h, p, now);
+        nat_request(h, p, now);
     } else if (p->intro_state == P2P_INTRO_PUNCHING) {
         p->intro_state = P2P_INTRO_RELAYING;
         const p2p_intro *in = p2p_nat_intro(h, p->expected, now);
         if (!in || !in->relay_ok) return;
-        const p2p_peer *v = p2p_host_peer_get(h, in->via);
+        const p2p_peer *v = p2p_lookup(h, in->via);
         if (!v || v->state != P2P_S_CONNECTED) return;
         p2p_addr path = p2p_nat_relay_addr(v->local_index, in->channel);
-        p2p_nat_add_candidate(p->cand, &p->ncand, P2P_CANDIDATES, &path);
-        p2p_hs_punch_now(h, p, now);
+        p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES, &path);
+        p2p_punch(h, p);
     }
 }
 
 void p2p_nat_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (q && q != p && q->intro_via == p->handle && q->intro_state == P2P_INTRO_WAIT_VIA)
-            p2p_nat_request(h, q, now);
+            nat_request(h, q, now);
     }
 }
 
@@ -557,15 +543,17 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
 {
     p2p_nat *n = &h->nat;
     for (size_t i = 0; i < n->npairs;) {
-        if (n->pairs[i].a == p->handle || n->pairs[i].b == p->handle) n->pairs[i] = n->pairs[--n->npairs];
-        else i++;
+        if (n->pairs[i].a == p->handle || n->pairs[i].b == p->handle)
+            n->pairs[i] = n->pairs[--n->npairs];
+        else
+            i++;
     }
     for (size_t i = 0; i < P2P_PENDING; i++)
         if (n->pending[i].asker == p->handle || n->pending[i].target == p->handle)
             n->pending[i].expire = 0;
     /* Attempts that were waiting for this introducer fail with it. */
-    for (size_t i = 0; i < h->slot_hwm; i++) {
-        p2p_peer *q = h->slots[i];
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
         if (!q || q == p || q->intro_via != p->handle) continue;
         if (q->intro_state == P2P_INTRO_WAIT_VIA || q->intro_state == P2P_INTRO_ASKED) {
             if (q->auto_dial) {
@@ -574,10 +562,12 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
             }
             char via[64];
             p2p_addr_format(&p->addr, via, sizeof via);
-            p2p_host_error(h, q, p->state == P2P_S_CONNECTED || p->state == P2P_S_CLOSING
-                                     ? "introducer %s left before the introduction"
-                                     : "introducer %s unreachable", via);
-            p2p_host_peer_free(h, q);
+            p2p_error(h, q,
+                      p->state == P2P_S_CONNECTED || p->state == P2P_S_CLOSING
+                          ? "introducer %s left before the introduction"
+                          : "introducer %s unreachable",
+                      via);
+            p2p_kill(h, q);
         }
     }
 }
@@ -586,7 +576,7 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
 
 size_t p2p_nat_relay_room(const p2p_host *h, const p2p_addr *path, size_t cap)
 {
-    const p2p_peer *r = p2p_host_by_index(h, p2p_get_u32(path->ip));
+    const p2p_peer *r = p2p_lookup_index(h, p2p_get_u32(path->ip));
     if (!r || r->state != P2P_S_CONNECTED) return 0;
     /* Relayed packets are at most P2P_MAX_PACKET inside, whatever either hop has probed, so
      * the relay can pass on what it receives; wrapped, that is 1275 bytes on each hop. */
@@ -601,8 +591,9 @@ static size_t seal_relay(p2p_peer *r, uint8_t type, uint32_t channel, const uint
     uint8_t pt[P2P_PLAINTEXT_MAX];
     p2p_wr w;
     if (len > P2P_MAX_PACKET) return 0;
-    p2p_wr_init(&w, pt, cap < P2P_MAX_PACKET_PROBED ? cap - P2P_DATA_HEADER - P2P_TAG_LEN
-                                                     : P2P_PLAINTEXT_MAX);
+    p2p_wr_init(&w, pt,
+                cap < P2P_MAX_PACKET_PROBED ? cap - P2P_DATA_HEADER - P2P_TAG_LEN
+                                            : P2P_PLAINTEXT_MAX);
     p2p_wr_u8(&w, type);
     p2p_wr_u32(&w, channel);
     p2p_wr_varint(&w, len);
@@ -612,29 +603,31 @@ static size_t seal_relay(p2p_peer *r, uint8_t type, uint32_t channel, const uint
 }
 
 size_t p2p_nat_wrap(p2p_host *h, const p2p_addr *path, const uint8_t *dgram, size_t len,
-                    uint8_t *out, size_t cap, p2p_addr *to)
+                    uint8_t *out, size_t cap, p2p_addr *to, p2p_peer **relay)
 {
-    p2p_peer *r = p2p_host_by_index(h, p2p_get_u32(path->ip));
+    p2p_peer *r = p2p_lookup_index(h, p2p_get_u32(path->ip));
     if (!r || r->state != P2P_S_CONNECTED || r->addr.family == P2P_AF_RELAY) return 0;
-    size_t n = seal_relay(r, P2P_FRAME_RELAY, p2p_get_u32(path->ip + 4), dgram, len, out, cap, h->now);
+    size_t n =
+        seal_relay(r, P2P_FRAME_RELAY, p2p_get_u32(path->ip + 4), dgram, len, out, cap, h->now);
     if (n) {
         *to = r->addr;
-        p2p_path_sent(r, n);
+        *relay = r;
     }
     return n;
 }
 
-void p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t *data,
-                      size_t len, uint64_t now)
+size_t p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t *data, size_t len,
+                        uint64_t now, p2p_peer **to)
 {
     p2p_nat *n = &h->nat;
-    p2p_peer *q = p2p_host_by_index(h, channel);
-    p2p_relay_pair *x = q && q->state == P2P_S_CONNECTED ? pair_find(h, p->handle, q->handle) : NULL;
+    p2p_peer *q = p2p_lookup_index(h, channel);
+    p2p_relay_pair *x =
+        q && q->state == P2P_S_CONNECTED ? pair_find(h, p->handle, q->handle) : NULL;
     /* One datagram relayed per packet received: a packet stuffed with RELAY frames is not
      * multiplied (the relay never sends more packets on than it received). */
     if (!n->relay || !x || !p2p_guard_once(h, &h->guard.relayed_pkt)) {
         h->stats.relay_dropped++;
-        return;
+        return 0;
     }
     /* One token bucket for all pairs: at most `rate` bytes a second, in bursts of a second,
      * counting what each packet costs on the wire, not only what it carries. */
@@ -646,18 +639,19 @@ void p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_t 
     }
     if (n->tokens < cost) {
         h->stats.relay_dropped++;
-        return;
+        return 0;
     }
     uint8_t pkt[P2P_MAX_PACKET_PROBED];
     size_t m = seal_relay(q, P2P_FRAME_RELAYED, p->local_index, data, len, pkt, sizeof pkt, now);
     if (!m) {
         h->stats.relay_dropped++;
-        return;
+        return 0;
     }
     n->tokens -= cost;
     x->last_used = now;
-    p2p_host_txq_push(h, &q->addr, pkt, m);
-    p2p_path_sent(q, m);
+    p2p_tx_push(h, &q->addr, pkt, m);
     h->stats.relayed_packets++;
     h->stats.relayed_bytes += len;
+    *to = q;
+    return m;
 }

@@ -13,7 +13,9 @@
  * session itself (keys, stream, packet numbers) is the same on every path, so moving loses
  * and repeats nothing.
  */
-#include "p2p_internal.h"
+#include "p2p_path.h"
+#include "p2p_guard.h"
+#include "p2p_peer.h"
 
 #include <string.h>
 
@@ -26,7 +28,7 @@ static void send_path_frame(p2p_host *h, p2p_peer *p, uint8_t type, uint64_t dat
     pt[0] = type;
     p2p_put_u64(pt + 1, data);
     size_t n = p2p_peer_seal_extra(p, pt, sizeof pt, pkt, now);
-    if (n) p2p_host_txq_push(h, to, pkt, n);
+    if (n) p2p_tx_push(h, to, pkt, n);
 }
 
 static uint64_t fresh_data(p2p_host *h)
@@ -45,7 +47,7 @@ static void schedule_upgrade(p2p_peer *p, uint64_t now)
 void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     (void)h;
-    p->path_ok = 1;      /* the handshake went both ways on it */
+    p->path_ok = 1; /* the handshake went both ways on it */
     p->has_prev = 0;
     p->chal_at = P2P_TIME_NEVER;
     p->upgrade_at = P2P_TIME_NEVER;
@@ -94,16 +96,16 @@ static void move_to(p2p_host *h, p2p_peer *p, const p2p_addr *to, int proven, ui
         p->chal_tries = 0;
         challenge(h, p, now);
     }
-    p2p_host_ready(h, p);
+    p2p_ready(h, p);
 }
 
-void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t len,
-                        int probing, int newest, uint64_t now)
+void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t len, int probing,
+                        int newest, uint64_t now)
 {
     if (p2p_addr_equal(from, &p->addr)) {
         if (!p->path_ok) {
             p->amp_recv += len;
-            p2p_host_ready(h, p);   /* the budget grew */
+            p2p_ready(h, p); /* the budget grew */
         }
         return;
     }
@@ -131,7 +133,7 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
     if (!p->path_ok && p->chal_data && data == p->chal_data && p2p_addr_equal(from, &p->addr)) {
         p->path_ok = 1;
         p->chal_at = P2P_TIME_NEVER;
-        p2p_host_ready(h, p);
+        p2p_ready(h, p);
         return;
     }
     if (p->upgrade_data && data == p->upgrade_data && from->family != P2P_AF_RELAY) {
@@ -141,15 +143,14 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
             p->path_ok = 1;
             return;
         }
-        move_to(h, p, from, 1, now);     /* a direct path answered: take it */
+        move_to(h, p, from, 1, now); /* a direct path answered: take it */
     }
 }
 
-size_t p2p_path_room(const p2p_host *h, const p2p_peer *p, size_t cap)
+size_t p2p_path_room(const p2p_peer *p, size_t cap)
 {
-    if (p->addr.family == P2P_AF_RELAY) return p2p_nat_relay_room(h, &p->addr, cap);
     size_t room = budget(p, cap);
-    return room < P2P_MAX_PACKET ? 0 : room;   /* wait for the peer to prove its address */
+    return room < P2P_MAX_PACKET ? 0 : room; /* wait for the peer to prove its address */
 }
 
 void p2p_path_sent(p2p_peer *p, size_t n)
@@ -162,48 +163,28 @@ uint64_t p2p_path_deadline(const p2p_peer *p)
     return p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
 }
 
-/* Adds a to the probe list with the session that supplied it, unless it is there already, is
- * not a direct address, or is one this node may not send to (section 8.6). */
-static void add_probe(const p2p_host *h, p2p_addr *v, p2p_peer_handle *src, uint8_t *n,
-                      size_t max, const p2p_addr *a, p2p_peer_handle from)
+/* Sends a challenge to every direct address the peer may have (gathered by the host: those an
+ * introducer gave, those it advertised in its handshake, and those in its member record). All
+ * of them were learned from the network, so each is a probe the guard must allow (section
+ * 8.6): at most P2P_GUARD_PROBES a minute to an address that never answered. */
+void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_handle *src,
+                    size_t n, uint64_t now)
 {
-    if (a->family == P2P_AF_RELAY || !p2p_host_may_send_learned(h, a)) return;
-    uint8_t before = *n;
-    p2p_nat_add_candidate(v, n, max, a);
-    if (*n > before) src[before] = from;
-}
-
-/* Sends a challenge to every direct address the peer may have: those an introducer gave,
- * those it advertised in its handshake, and those in its member record. All of them were
- * learned from the network, so each is a probe the guard must allow (section 8.6): at most
- * P2P_GUARD_PROBES a minute to an address that never answered. */
-void p2p_path_probe(p2p_host *h, p2p_peer *p, uint64_t now)
-{
-    enum { PROBE_MAX = P2P_CANDIDATES - 1 + 2 * P2P_MEMBER_ADDRS };
-    p2p_addr c[PROBE_MAX];
-    p2p_peer_handle src[PROBE_MAX];
-    uint8_t n = 0;
-    const p2p_intro *in = p2p_nat_intro(h, p->id, now);
-    for (size_t i = 0; in && i < in->ncand; i++)
-        add_probe(h, c, src, &n, PROBE_MAX, &in->cand[i], in->via);
-    for (size_t i = 0; i < p->nadv; i++) add_probe(h, c, src, &n, PROBE_MAX, &p->adv[i], p->handle);
-    const p2p_member *m = p2p_mesh_member(h, p->id);
-    for (size_t i = 0; m && i < m->naddr; i++)
-        add_probe(h, c, src, &n, PROBE_MAX, &m->addrs[i], p->handle);
     p->upgrade_data = fresh_data(h);
     for (size_t i = 0; i < n; i++)
         if (p2p_guard_probe(h, &c[i], src[i]))
             send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
 }
 
-void p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
+int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    int r = 0;
     if (p->chal_at <= now) {
         if (p->chal_tries < P2P_CHALLENGE_TRIES) {
             challenge(h, p, now);
         } else {
             p->chal_at = P2P_TIME_NEVER;
-            if (p->has_prev) {           /* it never answered there: go back */
+            if (p->has_prev) { /* it never answered there: go back */
                 p->addr = p->prev;
                 p->path_ok = 1;
                 p->has_prev = 0;
@@ -213,7 +194,7 @@ void p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
     }
     if (p->upgrade_at <= now) {
         if (p->addr.family == P2P_AF_RELAY) {
-            p2p_path_probe(h, p, now);
+            r = P2P_PATH_PROBE;
             p->upgrade_gap *= 2;
             if (p->upgrade_gap > P2P_UPGRADE_MAX_US) p->upgrade_gap = P2P_UPGRADE_MAX_US;
             p->upgrade_at = now + p->upgrade_gap;
@@ -221,14 +202,15 @@ void p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
             p->upgrade_at = P2P_TIME_NEVER;
         }
     }
+    return r;
 }
 
-void p2p_path_stalled(p2p_host *h, p2p_peer *p, uint64_t now)
+int p2p_path_stalled(p2p_peer *p)
 {
     /* Nothing acknowledged for three probe timeouts on a direct path: the peer may have
-     * moved behind a NAT that now filters us (both ends NATed, one rebound). Ask an
-     * introducer to tell both sides where the other is now; both then probe. */
-    if (p->stalled || p->addr.family == P2P_AF_RELAY) return;
+     * moved behind a NAT that now filters us (both ends NATed, one rebound). An introducer is
+     * asked to tell both sides where the other is now; both then probe. */
+    if (p->stalled || p->addr.family == P2P_AF_RELAY) return 0;
     p->stalled = 1;
-    p2p_nat_reintroduce(h, p, now);
+    return 1;
 }

@@ -3,12 +3,15 @@
  * opening DATA packets, frames, the reliable message stream with its records, flow control,
  * unreliable datagrams, keepalives, timeouts and close.
  */
-#include "p2p_internal.h"
+#include "p2p_peer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
 
 /* ---- the session's memory budget (docs/PROTOCOL.md section 4.1) -------------------------- */
 
@@ -21,7 +24,7 @@ static uint64_t budget_room(void *ud)
 static void budget_take(void *ud, size_t n)
 {
     p2p_peer *p = ud;
-    p2p_mem_take(p->host, p, n);      /* within budget_room(): it cannot refuse */
+    p2p_mem_take(p->host, p, n); /* within budget_room(): it cannot refuse */
 }
 
 static void budget_give(void *ud, size_t n)
@@ -32,31 +35,21 @@ static void budget_give(void *ud, size_t n)
 
 static p2p_budget peer_budget(p2p_peer *p)
 {
-    p2p_budget b = { p, budget_room, budget_take, budget_give };
+    p2p_budget b = {p, budget_room, budget_take, budget_give};
     return b;
 }
 
-void p2p_peer_fill_event(const p2p_peer *p, p2p_event *ev)
-{
-    ev->peer = p->handle;
-    ev->from = p->addr;
-    ev->session = p->remote_index;
-    if (p->has_id) {
-        ev->has_id = 1;
-        memcpy(ev->id, p->id, 32);
-    }
-}
-
-void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t k_recv[32],
-                           uint64_t now)
+void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN],
+                           const uint8_t k_recv[P2P_KEY_LEN], uint64_t now)
 {
     p2p_keys_init(&p->keys, k_send, k_recv, now);
     memset(&p->replay, 0, sizeof p->replay);
     p2p_recovery_init(&p->rec, now);
     p->last_recv = now;
     p->last_eliciting_sent = now;
-    p->window = (p->host->max_message > P2P_MESH_RECORD_MAX ? p->host->max_message
-                                                            : P2P_MESH_RECORD_MAX) + 65536u;
+    p->window =
+        (p->host->max_message > P2P_MESH_RECORD_MAX ? p->host->max_message : P2P_MESH_RECORD_MAX) +
+        65536u;
     p->r_granted = p->window;
     if (!p->peer_max_message) p->peer_max_message = P2P_DEFAULT_MAX_MESSAGE;
     if (!p->peer_window) p->peer_window = 1u << 20;
@@ -67,7 +60,7 @@ void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[32], const uint8_t 
 }
 
 /* Path MTU discovery (RFC 8899, docs/PROTOCOL.md 5.1): the sizes tried in turn. */
-static const uint16_t mtu_ladder[] = { 1452, 8952, P2P_MAX_PACKET_PROBED };
+static const uint16_t mtu_ladder[] = {1452, 8952, P2P_MAX_PACKET_PROBED};
 #define MTU_RUNGS (sizeof mtu_ladder / sizeof mtu_ladder[0])
 
 static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)
@@ -79,7 +72,7 @@ static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)
         p->mtu_rung++;
         p->mtu_tries = 0;
     } else if (++p->mtu_tries >= P2P_MTU_PROBES) {
-        p->mtu_rung = MTU_RUNGS;         /* this size does not pass: keep what we have */
+        p->mtu_rung = MTU_RUNGS; /* this size does not pass: keep what we have */
     }
     p->mtu_probe_due = p->mtu_rung < MTU_RUNGS;
 }
@@ -94,13 +87,17 @@ void p2p_peer_release(p2p_peer *p)
     p2p_rangeset_free(&p->owed);
     p2p_acker_free(&p->acker);
     p2p_recovery_free(&p->rec);
-    /* What the session held is given back whole by p2p_host_peer_free. */
+    /* What the session held is given back whole by p2p_kill. */
     p2p_pieces_free(&p->r_pieces, NULL);
-    for (p2p_dgram *d = p->dq_head, *n; d; d = n) { n = d->next; free(d); }
+    for (p2p_dgram *d = p->dq_head, *n; d; d = n) {
+        n = d->next;
+        free(d);
+    }
     p->dq_head = p->dq_tail = NULL;
     free(p->r_body);
     p->r_body = NULL;
     p->r_body_cap = 0;
+    for (p2p_ctl_rec *c; (c = p2p_peer_take_record(p));) p2p_peer_record_done(c);
     p2p_keys_wipe(&p->keys);
 }
 
@@ -117,26 +114,86 @@ void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t 
             ev.status = P2P_REPLY_LOST;
             ev.reason = reason;
             ev.seq = s;
-            p2p_peer_fill_event(p, &ev);
-            p2p_host_event(h, &ev, NULL, 0);
+            p2p_fill_event(p, &ev);
+            p2p_event_push(h, &ev, NULL, 0);
         }
     }
     p2p_rangeset_clear(&p->awaiting);
     memset(&ev, 0, sizeof ev);
     ev.type = P2P_EV_LEAVE;
     ev.reason = reason;
-    p2p_peer_fill_event(p, &ev);
-    p2p_host_event(h, &ev, NULL, 0);
+    p2p_fill_event(p, &ev);
+    p2p_event_push(h, &ev, NULL, 0);
     if (p->state == P2P_S_CONNECTED) h->n_connected--;
     p->state = P2P_S_CLOSING;
-    if (p->has_id) p2p_mesh_on_leave(h, p->id, reason, h->now);
+    if (p->has_id) {
+        p2p_notice n;
+        memset(&n, 0, sizeof n);
+        n.kind = P2P_NOTE_LEFT;
+        n.peer = p->handle;
+        n.reason = reason;
+        memcpy(n.id, p->id, P2P_ID_LEN);
+        p2p_notify(h, &n);
+    }
     if (!send_close) {
-        p2p_host_peer_free(h, p);
+        p2p_kill(h, p);
         return;
     }
     p->close_copies = P2P_CLOSE_COPIES;
     p->close_reason = wire_reason;
-    p2p_host_ready(h, p);
+    p2p_ready(h, p);
+}
+
+/* ---- key updates (p2p_keys.h: the schedule; here its hooks into the session) ----------- */
+
+/* How long the previous receive key outlives the peer's first packet of a new phase: 3 PTO
+ * without backoff (a backed-off PTO measures loss; what the old key waits for is reordering). */
+static uint64_t keep_prev(const p2p_peer *p)
+{
+    unsigned backoff = p->rec.pto_count < 16 ? p->rec.pto_count : 16;
+    uint64_t pto = p2p_recovery_pto(&p->rec) >> backoff;
+    return pto > P2P_KEY_KEEP_PREV_MIN_US / 3 ? 3 * pto : P2P_KEY_KEEP_PREV_MIN_US;
+}
+
+static void rekey_before_seal(p2p_peer *p, uint64_t pn)
+{
+    p2p_host *h = p->host;
+    if (p2p_keys_update_due(&p->keys, pn, h->now)) {
+        p2p_keys_update(&p->keys, pn, h->now);
+        h->stats.rekeys++;
+    } else if (p2p_keys_expired(&p->keys, h->now)) {
+        /* The timer ends such a session; until it runs nothing goes out under the old key. */
+        uint8_t junk[P2P_KEY_LEN];
+        p2p_rng_bytes(&h->rng, junk, sizeof junk);
+        p2p_keys_destroy_send(&p->keys, junk);
+        p2p_wipe(junk, sizeof junk);
+    }
+}
+
+static int rekey_opened(p2p_host *h, p2p_peer *p, int which, uint64_t pn, uint64_t now)
+{
+    if (!p2p_keys_opened(&p->keys, which, pn, now, keep_prev(p), p->rec.next_pn)) return 0;
+    h->stats.rekeys++;
+    return 1;
+}
+
+static int rekey_timer(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    p2p_keys_on_timeout(&p->keys, now);
+    if (p2p_keys_update_due(&p->keys, p->rec.next_pn, now)) {
+        p2p_keys_update(&p->keys, p->rec.next_pn, now);
+        h->stats.rekeys++;
+        /* An idle session tells the peer now: its ACK, in the new phase, confirms it. */
+        p->ping_needed = 1;
+        return 0;
+    }
+    if (p2p_keys_expired(&p->keys, now)) {
+        /* No update since REJECT_AFTER_TIME: the peer has not answered the current keys (or
+         * refuses to move on), and nothing may be sealed or opened with them any more. */
+        p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- sealing ---------------------------------------------------------------------------- */
@@ -145,9 +202,9 @@ void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t 
  * carries the new key phase (docs/PROTOCOL.md 2.3). */
 static size_t seal(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, uint64_t pn)
 {
-    p2p_peer_rekey_before_seal(p, pn);
+    rekey_before_seal(p, pn);
     out[0] = P2P_PKT_DATA;
-    out[1] = p->keys.phase;              /* covered by the tag: the header is the AD */
+    out[1] = p->keys.phase; /* covered by the tag: the header is the AD */
     out[2] = out[3] = 0;
     p2p_put_u32(out + 4, p->remote_index);
     p2p_put_u64(out + 8, pn);
@@ -157,15 +214,14 @@ static size_t seal(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, u
 
 size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out)
 {
-    uint8_t pt[2] = { P2P_FRAME_CLOSE, reason };
+    uint8_t pt[2] = {P2P_FRAME_CLOSE, reason};
     uint64_t pn = p->rec.next_pn++;
     return seal(p, pt, sizeof pt, out, pn);
 }
 
 static int rec_room(p2p_host *h, p2p_peer *p, uint64_t now);
 
-size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
-                           uint64_t now)
+size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, uint64_t now)
 {
     uint64_t pn;
     if (rec_room(p->host, p, now)) return 0;
@@ -199,7 +255,7 @@ static int sbuf_reserve(p2p_host *h, p2p_peer *p, uint64_t need)
     if (used + need <= p->scap) return 0;
     uint64_t want = used + need, cap = p->scap ? 2 * (uint64_t)p->scap : 4096;
     if (cap < want) cap = want;
-    if (cap - p->scap > p2p_mem_room(h, p)) cap = want;     /* near the budget: no spare room */
+    if (cap - p->scap > p2p_mem_room(h, p)) cap = want; /* near the budget: no spare room */
     if (cap > SIZE_MAX) return P2P_ERR_NOMEM;
     if (p2p_mem_take(h, p, (size_t)(cap - p->scap))) return P2P_ERR_LIMIT;
     uint8_t *nb = malloc((size_t)cap);
@@ -235,7 +291,7 @@ static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const 
 
 int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len)
 {
-    p2p_record rec = { kind, 0, 0, 0, len };
+    p2p_record rec = {kind, 0, 0, 0, len};
     return append_record(h, p, &rec, body);
 }
 
@@ -255,7 +311,7 @@ static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const 
     sbuf_write(p, hdr, hl);
     if (rec->len) sbuf_write(p, data, (size_t)rec->len);
     p->records_sent++;
-    p2p_host_ready(h, p);
+    p2p_ready(h, p);
     return 0;
 }
 
@@ -268,7 +324,7 @@ static void advance_sbase(p2p_host *h, p2p_peer *p)
     p2p_rangeset_remove(&p->s_lost, 0, p->sbase);
     if (p->sbase == p->send_end && p->scap > 4096) {
         p2p_mem_give(h, p, p->scap);
-        free(p->sbuf);     /* an idle session gives its send buffer back */
+        free(p->sbuf); /* an idle session gives its send buffer back */
         p->sbuf = NULL;
         p->scap = 0;
     }
@@ -330,10 +386,10 @@ static int rec_room(p2p_host *h, p2p_peer *p, uint64_t now)
         if (cap <= P2P_SENT_RECORD_MAX && more <= p2p_mem_room(h, p) &&
             p2p_mem_take(h, p, more) == 0) {
             p->rec_held += more;
-            return 0;             /* p2p_recovery_on_sent grows the record to cap */
+            return 0; /* p2p_recovery_on_sent grows the record to cap */
         }
         if (!r->cap) return -1;
-        p2p_recovery_cb cb = { p, on_acked, on_lost };
+        p2p_recovery_cb cb = {p, on_acked, on_lost};
         p2p_recovery_make_room(r, now, &cb);
         rec_sync(h, p);
     }
@@ -347,14 +403,14 @@ static size_t build_mtu_probe(p2p_peer *p, uint8_t *out, size_t cap, uint64_t no
 {
     size_t size = mtu_ladder[p->mtu_rung];
     p->mtu_probe_due = 0;
-    if (size > cap) {                    /* the driver cannot carry it: settle */
+    if (size > cap) { /* the driver cannot carry it: settle */
         p->mtu_rung = MTU_RUNGS;
         return 0;
     }
     uint8_t pt[P2P_PLAINTEXT_MAX];
     size_t ptlen = size - P2P_DATA_HEADER - P2P_TAG_LEN;
     memset(pt, 0, ptlen);
-    pt[0] = P2P_FRAME_PING;              /* the zeros after it are PADDING */
+    pt[0] = P2P_FRAME_PING; /* the zeros after it are PADDING */
     uint64_t pn = p->rec.next_pn;
     size_t n = seal(p, pt, ptlen, out, pn);
     if (p2p_recovery_on_sent(&p->rec, now, n, P2P_SENT_ELICITING | P2P_SENT_MTU_PROBE, 0, 0, &pn))
@@ -397,8 +453,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         int other = p->need_max_stream || p->dq_head || p->ping_needed || p->probe_needed ||
                     p->s_lost.n || p->send_next < p->send_end;
         if (want || other) {
-            if (p2p_acker_write(&p->acker, &w, now) == 0) has_ack = 1;
-            else w.bad = 0;
+            if (p2p_acker_write(&p->acker, &w, now) == 0)
+                has_ack = 1;
+            else
+                w.bad = 0;
         }
     }
     if (p->need_max_stream) {
@@ -462,7 +520,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         int allowed = probe || p2p_recovery_cwnd_allows(&p->rec, pkt_size);
         if (allowed && !probe) {
             uint64_t at = p2p_recovery_pace_at(&p->rec, now, pkt_size);
-            if (at > now) { allowed = 0; p->next_send_at = at; }
+            if (at > now) {
+                allowed = 0;
+                p->next_send_at = at;
+            }
         }
         if (allowed && n > 0) {
             p2p_frame_put_stream_header(&w, lo, n);
@@ -472,13 +533,15 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
                 s_off = lo;
                 s_len = (uint32_t)n;
                 flags |= P2P_SENT_ELICITING;
-                if (retransmit) p2p_rangeset_remove(&p->s_lost, lo, lo + n);
-                else p->send_next = lo + n;
+                if (retransmit)
+                    p2p_rangeset_remove(&p->s_lost, lo, lo + n);
+                else
+                    p->send_next = lo + n;
                 p->next_send_at = 0;
             }
         }
     }
-    if (probe && !(flags & P2P_SENT_ELICITING)) {   /* nothing else to probe with */
+    if (probe && !(flags & P2P_SENT_ELICITING)) { /* nothing else to probe with */
         p2p_wr_u8(&w, P2P_FRAME_PING);
         flags |= P2P_SENT_ELICITING;
     }
@@ -512,27 +575,40 @@ static void protocol_error(p2p_host *h, p2p_peer *p)
 static int deliver_record(p2p_host *h, p2p_peer *p)
 {
     p2p_record *rec = &p->r_cur;
-    if (rec->kind < P2P_REC_MEMBERS && !p2p_host_event_room(h, p, (size_t)rec->len, p->r_body_cap))
+    if (rec->kind < P2P_REC_MEMBERS && !p2p_event_room(h, p, (size_t)rec->len, p->r_body_cap))
         return 1;
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
-    p2p_peer_fill_event(p, &ev);
+    p2p_fill_event(p, &ev);
     /* The body leaves the session's budget: an event is charged to the node's. */
     uint8_t *body = p->r_body;
     p2p_mem_give(h, p, p->r_body_cap);
     p->r_body = NULL;
     p->r_body_cap = 0;
-    if (!body && !(body = malloc(1))) return -1;      /* an empty record */
+    if (!body && !(body = malloc(1))) return -1; /* an empty record */
     uint64_t ordinal = p->records_recv++;
     int queue = rec->kind < P2P_REC_MEMBERS;
     if (rec->kind >= P2P_REC_MEMBERS) {
-        int bad = rec->kind >= P2P_REC_INTRO_REQ
-                      ? p2p_nat_on_record(h, p, rec->kind, body, (size_t)rec->len, h->now)
-                      : p2p_mesh_on_record(h, p, rec->kind, body, (size_t)rec->len, h->now);
-        free(body);
-        if (bad || p->state != P2P_S_CONNECTED) return -1;
+        /* The host hands it to the mesh or NAT when the STREAM frame is read (P2P_RX_RECORDS). */
+        p2p_ctl_rec *c = malloc(sizeof *c);
+        if (!c) {
+            free(body);
+            return -1;
+        }
+        c->next = NULL;
+        c->kind = rec->kind;
+        c->len = (size_t)rec->len;
+        c->body = body;
+        if (p->ctl_tail)
+            p->ctl_tail->next = c;
+        else
+            p->ctl_head = c;
+        p->ctl_tail = c;
     } else if (rec->kind == P2P_REC_REPLY) {
-        if (!p2p_rangeset_contains(&p->awaiting, rec->ref)) { free(body); return -1; }
+        if (!p2p_rangeset_contains(&p->awaiting, rec->ref)) {
+            free(body);
+            return -1;
+        }
         p2p_rangeset_remove(&p->awaiting, rec->ref, rec->ref + 1);
         ev.type = P2P_EV_REPLY;
         ev.seq = rec->ref;
@@ -547,17 +623,20 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
             /* Too many requests wait for the application's answer: this one is refused at
              * once with an error reply rather than remembered. */
             static const char busy[] = "too many requests awaiting a reply";
-            p2p_record r = { P2P_REC_REPLY, 0, ordinal, P2P_REPLY_ERROR, sizeof busy - 1 };
+            p2p_record r = {P2P_REC_REPLY, 0, ordinal, P2P_REPLY_ERROR, sizeof busy - 1};
             h->stats.dropped_budget++;
             free(body);
             if (append_record(h, p, &r, (const uint8_t *)busy)) return -1;
             queue = 0;
         } else if (rec->kind == P2P_REC_MESSAGE_RECEIPT) {
             ev.want_reply = 1;
-            if (p2p_rangeset_add(&p->owed, ordinal, ordinal + 1)) { free(body); return -1; }
+            if (p2p_rangeset_add(&p->owed, ordinal, ordinal + 1)) {
+                free(body);
+                return -1;
+            }
         }
     }
-    if (queue) p2p_host_event_owned(h, &ev, body, (size_t)rec->len);
+    if (queue) p2p_event_push_owned(h, &ev, body, (size_t)rec->len);
     p->r_consumed += p->r_hdr_len + rec->len;
     p->r_in_body = 0;
     p->r_hdr_len = 0;
@@ -615,8 +694,8 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
             at += (size_t)hl - old;
             p->r_hdr_len = (size_t)hl;
             uint64_t limit = p->r_cur.kind == P2P_REC_BROADCAST ? (uint64_t)h->max_message + 106
-                           : p->r_cur.kind >= P2P_REC_MEMBERS  ? P2P_MESH_RECORD_MAX
-                                                               : h->max_message;
+                             : p->r_cur.kind >= P2P_REC_MEMBERS ? P2P_MESH_RECORD_MAX
+                                                                : h->max_message;
             if (p->r_cur.len > limit) return -1;
             p->r_in_body = 1;
             p->r_body_got = 0;
@@ -675,8 +754,8 @@ static int drain_pieces(p2p_host *h, p2p_peer *p)
  * sends them again); or -1 on a protocol error. */
 static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, uint64_t len)
 {
-    if (off + len > p->r_granted) return -1;     /* past the flow-control grant */
-    if (off + len <= p->r_base) return 0;        /* all seen before */
+    if (off + len > p->r_granted) return -1; /* past the flow-control grant */
+    if (off + len <= p->r_base) return 0;    /* all seen before */
     if (off < p->r_base) {
         data += p->r_base - off;
         len -= p->r_base - off;
@@ -704,137 +783,155 @@ static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *da
 
 /* ---- receiving DATA --------------------------------------------------------------------- */
 
-void p2p_peer_on_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf,
-                      size_t len, uint64_t now)
+int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t *buf, size_t len,
+                  p2p_rx *rx, uint64_t now)
 {
-    if ((buf[1] & ~P2P_DATA_KEY_PHASE) || buf[2] || buf[3]) { h->stats.dropped++; return; }
+    if ((buf[1] & ~P2P_DATA_KEY_PHASE) || buf[2] || buf[3]) {
+        h->stats.dropped++;
+        return P2P_RX_STOP;
+    }
     uint64_t pn = p2p_get_u64(buf + 8);
-    if (p2p_replay_check(&p->replay, pn)) { h->stats.dropped++; return; }
-    uint8_t pt[P2P_MAX_PACKET_PROBED];
+    if (p2p_replay_check(&p->replay, pn)) {
+        h->stats.dropped++;
+        return P2P_RX_STOP;
+    }
     size_t ptlen = len - P2P_DATA_HEADER - P2P_TAG_LEN;
     /* The key phase picks one key to try (current, previous or next generation); nothing
      * changes until a packet authenticates, so a forged phase bit costs one failed open. */
     int which;
     const uint8_t *key = p2p_keys_for_open(&p->keys, buf[1] & P2P_DATA_KEY_PHASE, pn, now, &which);
-    if (!key || p2p_aead_open(pt, key, pn, buf, P2P_DATA_HEADER, buf + P2P_DATA_HEADER,
+    if (!key || p2p_aead_open(rx->pt, key, pn, buf, P2P_DATA_HEADER, buf + P2P_DATA_HEADER,
                               len - P2P_DATA_HEADER)) {
         h->stats.dropped++;
-        return;
+        return P2P_RX_STOP;
     }
-    p2p_peer_rekey_opened(h, p, which, pn, now);
+    rekey_opened(h, p, which, pn, now);
     /* Validate every frame before acting on any: a malformed packet is dropped whole. */
-    p2p_rd r;
     p2p_frame f;
-    int rc, eliciting = 0, close = -1, probing = 1;
-    p2p_rd_init(&r, pt, ptlen);
-    while ((rc = p2p_frame_next(&r, &f)) == 1) {
+    int rc, close = -1;
+    rx->ptlen = ptlen;
+    rx->pn = pn;
+    rx->eliciting = 0;
+    rx->probing = 1;
+    rx->refused = 0;
+    p2p_rd_init(&rx->r, rx->pt, ptlen);
+    while ((rc = p2p_frame_next(&rx->r, &f)) == 1) {
         if (f.type != P2P_FRAME_ACK && f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_CLOSE &&
             f.type < P2P_FRAME_RELAY)
-            eliciting = 1;
+            rx->eliciting = 1;
         if (f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_PATH_CHALLENGE &&
             f.type != P2P_FRAME_PATH_RESPONSE)
-            probing = 0;
+            rx->probing = 0;
         if (f.type == P2P_FRAME_CLOSE) close = f.u.close_reason;
     }
-    if (rc < 0 || ptlen == 0) { h->stats.dropped++; return; }
+    if (rc < 0 || ptlen == 0) {
+        h->stats.dropped++;
+        return P2P_RX_STOP;
+    }
     p2p_replay_update(&p->replay, pn);
     p->last_recv = now;
-    int newest = pn >= p->largest_recv_pn;
-    if (newest) p->largest_recv_pn = pn;
-    if (p->state == P2P_S_FIN_SENT) {
-        if (!p2p_addr_equal(from, &p->addr)) return;   /* confirmation only on the chosen path */
-        if (close == P2P_CLOSE_DUPLICATE) {
-            p2p_hs_superseded(h, p, now);   /* the session the peer dialled won */
-            return;
-        }
-        if (close >= 0 && p->auto_dial) {
-            p2p_host_peer_free(h, p);
-            return;
-        }
-        if (close >= 0) {
-            p2p_host_error(h, p, close == P2P_CLOSE_DENIED ? "connection refused by peer"
-                                                           : "peer closed during handshake");
-            p2p_host_peer_free(h, p);
-            return;
-        }
-        p2p_hs_confirmed(h, p, now);
-        p = p2p_host_by_index(h, p2p_get_u32(buf + 4));
-        if (!p || p->state != P2P_S_CONNECTED) return;
+    rx->newest = pn >= p->largest_recv_pn;
+    if (rx->newest) p->largest_recv_pn = pn;
+    p2p_rd_init(&rx->r, rx->pt, ptlen);
+    if (p->state != P2P_S_FIN_SENT) return P2P_RX_OPEN;
+    if (!p2p_addr_equal(from, &p->addr))
+        return P2P_RX_STOP; /* confirmation only on the chosen path */
+    if (close == P2P_CLOSE_DUPLICATE)
+        return P2P_RX_SUPERSEDED; /* the session the peer dialled won */
+    if (close >= 0) {
+        if (!p->auto_dial)
+            p2p_error(h, p,
+                      close == P2P_CLOSE_DENIED ? "connection refused by peer"
+                                                : "peer closed during handshake");
+        p2p_kill(h, p);
+        return P2P_RX_GONE;
     }
-    /* Authenticated: the packet may move the session to the address it came from. */
-    p2p_path_on_packet(h, p, from, len, probing, newest, now);
-    uint32_t index = p->local_index;
-    p2p_recovery_cb cb = { p, on_acked, on_lost };
-    int refused = 0;         /* stream bytes were refused: the packet goes unacknowledged */
-    p2p_rd_init(&r, pt, ptlen);
-    while (p2p_frame_next(&r, &f) == 1) {
-        switch (f.type) {
+    return P2P_RX_CONFIRMED;
+}
+
+int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint64_t now)
+{
+    p2p_recovery_cb cb = {p, on_acked, on_lost};
+    while (p2p_frame_next(&rx->r, f) == 1) {
+        switch (f->type) {
         case P2P_FRAME_ACK:
-            if (p2p_recovery_on_ack(&p->rec, &f, now, &cb)) h->stats.dropped++;
+            if (p2p_recovery_on_ack(&p->rec, f, now, &cb)) h->stats.dropped++;
             rec_sync(h, p);
             if (!p->rec.pto_count) p->stalled = 0;
             break;
         case P2P_FRAME_STREAM: {
-            int got = stream_recv(h, p, f.u.stream.offset, f.u.stream.data, f.u.stream.len);
+            int got = stream_recv(h, p, f->u.stream.offset, f->u.stream.data, f->u.stream.len);
             if (got < 0) {
                 protocol_error(h, p);
-                return;
+                return P2P_RX_GONE;
             }
-            if (got > 0) refused = 1;
+            if (got > 0) rx->refused = 1; /* stream bytes were refused: no ACK for the packet */
+            if (p->ctl_head) return P2P_RX_RECORDS;
             break;
         }
         case P2P_FRAME_MAX_STREAM:
-            if (f.u.max_stream > p->peer_max) p->peer_max = f.u.max_stream;
+            if (f->u.max_stream > p->peer_max) p->peer_max = f->u.max_stream;
             break;
         case P2P_FRAME_DATAGRAM: {
             p2p_event ev;
             memset(&ev, 0, sizeof ev);
             ev.type = P2P_EV_DATAGRAM;
-            ev.msg_type = f.u.datagram.type;
-            p2p_peer_fill_event(p, &ev);
-            p2p_host_event(h, &ev, f.u.datagram.data, (size_t)f.u.datagram.len);
+            ev.msg_type = f->u.datagram.type;
+            p2p_fill_event(p, &ev);
+            p2p_event_push(h, &ev, f->u.datagram.data, (size_t)f->u.datagram.len);
             break;
         }
         case P2P_FRAME_CLOSE:
-            p2p_peer_end(h, p, f.u.close_reason == P2P_CLOSE_PROTOCOL ? P2P_LEAVE_PROTOCOL
-                               : f.u.close_reason == P2P_CLOSE_DENIED ? P2P_LEAVE_DENIED
-                                                                      : P2P_LEAVE_CLOSED, 0, 0);
-            return;
+            p2p_peer_end(h, p,
+                         f->u.close_reason == P2P_CLOSE_PROTOCOL ? P2P_LEAVE_PROTOCOL
+                         : f->u.close_reason == P2P_CLOSE_DENIED ? P2P_LEAVE_DENIED
+                                                                 : P2P_LEAVE_CLOSED,
+                         0, 0);
+            return P2P_RX_GONE;
         case P2P_FRAME_PATH_CHALLENGE:
-            p2p_path_on_challenge(h, p, from, f.u.path_data, now);
-            break;
-        case P2P_FRAME_PATH_RESPONSE:
-            p2p_path_on_response(h, p, from, f.u.path_data, now);
-            break;
+        case P2P_FRAME_PATH_RESPONSE: return P2P_RX_FRAME;
         case P2P_FRAME_RELAY:
         case P2P_FRAME_RELAYED:
             /* Relaying is one hop deep: nothing is relayed over a relayed path. */
-            if (p->addr.family == P2P_AF_RELAY || from->family == P2P_AF_RELAY) break;
-            if (f.type == P2P_FRAME_RELAY) {
-                p2p_nat_on_relay(h, p, f.u.relay.channel, f.u.relay.data, (size_t)f.u.relay.len, now);
-            } else {
-                p2p_addr path = p2p_nat_relay_addr(p->local_index, f.u.relay.channel);
-                p2p_host_recv_relayed(h, &path, f.u.relay.data, (size_t)f.u.relay.len);
-            }
-            /* What was relayed may have ended sessions: go on only if this one lives. */
-            p = p2p_host_by_index(h, index);
-            if (!p || p->state != P2P_S_CONNECTED) return;
-            break;
-        default:
-            break;
+            if (p->addr.family == P2P_AF_RELAY) break;
+            return P2P_RX_FRAME;
+        default: break;
         }
     }
-    if (!refused) p2p_acker_on_packet(&p->acker, pn, eliciting, now);
-    p2p_host_ready(h, p);
+    if (!rx->refused) p2p_acker_on_packet(&p->acker, rx->pn, rx->eliciting, now);
+    p2p_ready(h, p);
+    return P2P_RX_DONE;
+}
+
+p2p_ctl_rec *p2p_peer_take_record(p2p_peer *p)
+{
+    p2p_ctl_rec *c = p->ctl_head;
+    if (!c) return NULL;
+    p->ctl_head = c->next;
+    if (!p->ctl_head) p->ctl_tail = NULL;
+    return c;
+}
+
+void p2p_peer_record_done(p2p_ctl_rec *c)
+{
+    free(c->body);
+    free(c);
+}
+
+void p2p_peer_protocol_error(p2p_host *h, p2p_peer *p)
+{
+    protocol_error(h, p);
 }
 
 /* ---- timers ----------------------------------------------------------------------------- */
 
-static uint64_t keepalive(const p2p_host *h) { return h->timeout / 4; }
-
-uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
+static uint64_t keepalive(const p2p_host *h)
 {
-    if (p->hs) return p2p_hs_deadline(p);
+    return h->timeout / 4;
+}
+
+uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p, int can_send, uint64_t path_dl)
+{
     if (p->state == P2P_S_CLOSING) return p->close_copies ? h->now : P2P_TIME_NEVER;
     if (p->state != P2P_S_CONNECTED) return P2P_TIME_NEVER;
     if (p->mem_evict) return h->now;
@@ -842,53 +939,56 @@ uint64_t p2p_peer_deadline(const p2p_host *h, const p2p_peer *p)
     d = min_u64(d, p2p_keys_deadline(&p->keys));
     /* A path that cannot carry a packet now (its relay is gone, or an unproven address has
      * used its budget) has no send timers: they would fire without end. What it receives
-     * wakes it (p2p_host_ready), and the idle timeout still ends it. */
-    if (!p2p_path_room(h, p, P2P_MAX_PACKET_PROBED)) return min_u64(d, p2p_path_deadline(p));
+     * wakes it (p2p_ready), and the idle timeout still ends it. */
+    if (!can_send) return min_u64(d, path_dl);
     /* Nor has a session that has no sent-packet record yet and cannot get one because the
      * node's memory budget is spent (every packet is recorded): its timers would fire at
      * once, for ever. */
     if (!p->rec.cap && P2P_SENT_RECORD_MIN * sizeof(p2p_sent) - p->rec_held > p2p_mem_room(h, p))
-        return min_u64(d, p2p_path_deadline(p));
+        return min_u64(d, path_dl);
     d = min_u64(d, p->last_eliciting_sent + keepalive(h));
     d = min_u64(d, p->acker.deadline);
     d = min_u64(d, p2p_recovery_deadline(&p->rec));
     if (p->next_send_at) d = min_u64(d, p->next_send_at);
-    return min_u64(d, p2p_path_deadline(p));
+    return min_u64(d, path_dl);
 }
 
-void p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
+int p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    if (p->state == P2P_S_CLOSING) { p2p_host_ready(h, p); return; }
-    if (p->state != P2P_S_CONNECTED) return;
+    if (p->state == P2P_S_CLOSING) {
+        p2p_ready(h, p);
+        return 0;
+    }
+    if (p->state != P2P_S_CONNECTED) return 0;
     if (p->mem_evict) {
         /* It held the most of a spent node budget (p2p_mem_take): it goes, so others can. */
         h->mem_evicting = 0;
         h->mem_evictions++;
         p2p_peer_end(h, p, P2P_LEAVE_PROTOCOL, 1, P2P_CLOSE_PROTOCOL);
-        return;
+        return 0;
     }
     if (now >= p->last_recv + h->timeout) {
         p2p_peer_end(h, p, P2P_LEAVE_TIMEOUT, 0, 0);
-        return;
+        return 0;
     }
-    if (p2p_peer_rekey_timer(h, p, now)) return;
-    p2p_recovery_cb cb = { p, on_acked, on_lost };
+    if (rekey_timer(h, p, now)) return 0;
+    int r = P2P_TIMER_LIVE;
+    p2p_recovery_cb cb = {p, on_acked, on_lost};
     if (p2p_recovery_on_timeout(&p->rec, now, &cb)) {
         p->probe_needed = 1;
-        if (p->rec.pto_count >= 3) p2p_path_stalled(h, p, now);
+        if (p->rec.pto_count >= 3) r |= P2P_TIMER_STALLED;
     }
     rec_sync(h, p);
     if (now >= p->last_eliciting_sent + keepalive(h)) p->ping_needed = 1;
     if (p->next_send_at && now >= p->next_send_at) p->next_send_at = 0;
-    p2p_path_on_timeout(h, p, now);
-    p2p_host_ready(h, p);
+    return r;
 }
 
 /* ---- API -------------------------------------------------------------------------------- */
 
 static p2p_peer *connected(p2p_host *h, p2p_peer_handle handle, uint64_t now)
 {
-    p2p_peer *p = p2p_host_peer_get(h, handle);
+    p2p_peer *p = p2p_lookup(h, handle);
     if (!p || p->state != P2P_S_CONNECTED || h->closed) return NULL;
     if (now > h->now) h->now = now;
     return p;
@@ -901,7 +1001,7 @@ int p2p_peer_send(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint
     if (!p) return P2P_ERR_PEER;
     if (len > p->peer_max_message || len > h->max_message) return P2P_ERR_TOO_BIG;
     if (p->send_end - p->sbase >= h->send_queue_limit) return P2P_ERR_FULL;
-    p2p_record rec = { want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len };
+    p2p_record rec = {want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len};
     uint64_t ordinal = p->records_sent;
     /* Replies the peer keeps back out of order split the awaited set: it has a cap. */
     const p2p_rangeset *aw = &p->awaiting;
@@ -927,48 +1027,38 @@ int p2p_peer_reply(p2p_host *h, p2p_peer_handle handle, uint64_t seq, int status
     if (!p2p_rangeset_contains(&p->owed, seq)) return P2P_ERR_INVALID;
     if (len > p->peer_max_message) len = p->peer_max_message;
     if (status == P2P_REPLY_NIL) len = 0;
-    p2p_record rec = { P2P_REC_REPLY, 0, seq, (uint8_t)status, len };
+    p2p_record rec = {P2P_REC_REPLY, 0, seq, (uint8_t)status, len};
     int rc = append_record(h, p, &rec, data);
     if (!rc) p2p_rangeset_remove(&p->owed, seq, seq + 1);
     return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
 }
 
-int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type,
-                           const uint8_t *data, size_t len, uint64_t now)
+int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint8_t *data,
+                           size_t len, uint64_t now)
 {
     p2p_peer *p = connected(h, handle, now);
     if (!p) return P2P_ERR_PEER;
     if (len > P2P_MAX_DATAGRAM) return P2P_ERR_TOO_BIG;
-    if (p->dq_count >= P2P_DATAGRAM_QUEUE) {      /* unreliable: drop the oldest */
+    if (p->dq_count >= P2P_DATAGRAM_QUEUE) { /* unreliable: drop the oldest */
         p2p_dgram *old = p->dq_head;
         p->dq_head = old->next;
         if (!p->dq_head) p->dq_tail = NULL;
         p->dq_count--;
         dgram_free(h, p, old);
     }
-    if (p2p_mem_take(h, p, sizeof(p2p_dgram) + len)) return P2P_ERR_FULL;
-    p2p_dgram *d = malloc(sizeof *d + len);
-    if (!d) {
-        p2p_mem_give(h, p, sizeof(p2p_dgram) + len);
-        return P2P_ERR_NOMEM;
-    }
+    int rc;
+    p2p_dgram *d = p2p_mem_alloc(h, p, sizeof *d + len, &rc);
+    if (!d) return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     d->next = NULL;
     d->type = type;
     d->len = (uint16_t)len;
     if (len) memcpy(d->data, data, len);
-    if (p->dq_tail) p->dq_tail->next = d; else p->dq_head = d;
+    if (p->dq_tail)
+        p->dq_tail->next = d;
+    else
+        p->dq_head = d;
     p->dq_tail = d;
     p->dq_count++;
-    p2p_host_ready(h, p);
-    return 0;
-}
-
-int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle handle, uint64_t now)
-{
-    p2p_peer *p = p2p_host_peer_get(h, handle);
-    if (!p || p->state == P2P_S_CLOSING) return P2P_ERR_PEER;
-    if (now > h->now) h->now = now;
-    if (p->state == P2P_S_CONNECTED) p2p_peer_end(h, p, P2P_LEAVE_CLOSED, 1, P2P_CLOSE_CLOSED);
-    else p2p_host_peer_free(h, p);
+    p2p_ready(h, p);
     return 0;
 }

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "p2p_internal.h"
+#include "p2p_host.h"
 
 #define FZ_CHECK(c)                                                                      \
     do {                                                                                 \

@@ -64,7 +64,7 @@ static void wrap(uint8_t type, uint32_t channel, const uint8_t *d, size_t len)
     p2p_wr_varint(&w, len);
     p2p_wr_bytes(&w, d, len);
     FZ_CHECK(!w.bad);
-    p2p_peer *av = p2p_host_peer_get(net.h[FN_A], net.av);
+    p2p_peer *av = p2p_lookup(net.h[FN_A], net.av);
     if (!av) return;
     size_t n = p2p_peer_seal_extra(av, pt, (size_t)(w.p - pt), pkt, net.now);
     if (n) p2p_host_recv(net.h[FN_V], &net.addr[FN_A], pkt, n, net.now);
@@ -74,7 +74,7 @@ static void chunk(const fz_chunk *c)
 {
     static uint8_t body[65536 + 64], pkt[P2P_MAX_PACKET_PROBED];
     int mode = (c->flags & 15) % FN_MODES;
-    p2p_peer *av = p2p_host_peer_get(net.h[FN_A], net.av);
+    p2p_peer *av = p2p_lookup(net.h[FN_A], net.av);
     if (!av || av->state != P2P_S_CONNECTED) return;
     if (mode <= FN_MODE_RECORD_LAST) {
         uint8_t kind = (uint8_t)(P2P_REC_MEMBERS + mode);

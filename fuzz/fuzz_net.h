@@ -187,16 +187,16 @@ static inline void fn_build(fn_net *n)
         fn_run(n, 50000);
     FZ_CHECK(fn_connected(n, FN_A, FN_V) && fn_connected(n, FN_B, FN_V));
     n->av = fn_handle(n, FN_A, FN_V);
-    p2p_peer *vb = p2p_host_peer_get(n->h[FN_V], fn_handle(n, FN_V, FN_B));
+    p2p_peer *vb = p2p_lookup(n->h[FN_V], fn_handle(n, FN_V, FN_B));
     FZ_CHECK(vb);
     n->channel = vb->local_index;
     /* A asks V for B, and B for A: V registers the relay pair (A, B) and introduces them
      * (both ask, so this holds also where an introducer waits for both sides). */
-    p2p_peer *av = p2p_host_peer_get(n->h[FN_A], n->av);
+    p2p_peer *av = p2p_lookup(n->h[FN_A], n->av);
     FZ_CHECK(av);
     FZ_CHECK(p2p_peer_append(n->h[FN_A], av, P2P_REC_INTRO_REQ, fn_host_id(FN_B)->ed_pk,
                              P2P_ID_LEN) == 0);
-    p2p_peer *bv = p2p_host_peer_get(n->h[FN_B], fn_handle(n, FN_B, FN_V));
+    p2p_peer *bv = p2p_lookup(n->h[FN_B], fn_handle(n, FN_B, FN_V));
     FZ_CHECK(bv);
     FZ_CHECK(p2p_peer_append(n->h[FN_B], bv, P2P_REC_INTRO_REQ, fn_host_id(FN_A)->ed_pk,
                              P2P_ID_LEN) == 0);

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(p2p_host_connect(b, &aa, fz_ident[0].ed_pk, now, &in_b) == 0);
     FZ_CHECK(fz_establish(a, &aa, b, &ba, &now));
     p2p_peer_handle in_a = p2p_host_find(a, fz_ident[1].ed_pk);
-    p2p_peer *bp = p2p_host_peer_get(b, in_b);
+    p2p_peer *bp = p2p_lookup(b, in_b);
     FZ_CHECK(in_a && bp && bp->state == P2P_S_CONNECTED);
 
     /* In flight from A and never acknowledged: fuzzed ACK frames have something to ack. */

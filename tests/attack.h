@@ -14,7 +14,7 @@
 #define P2P_ATTACK_H
 
 #include "t.h"
-#include "../csrc/p2p_internal.h"
+#include "../csrc/p2p_host.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -343,7 +343,7 @@ static inline p2p_peer_handle an_connect(anet *net, int a, int b, uint64_t limit
 /* Host a's session with host b, as the core holds it (the attacker's lever). */
 static inline p2p_peer *an_session(anet *net, int a, int b)
 {
-    return p2p_host_peer_get(net->n[a].h, an_handle(net, a, b));
+    return p2p_lookup(net->n[a].h, an_handle(net, a, b));
 }
 
 /* Host a appends any stream record to its session with b; it goes out with the next run. */

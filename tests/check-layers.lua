@@ -21,10 +21,11 @@
 local LAYERS = {
     -- rank, name, modules (lower ranks first); apart = no arrows inside the layer
     { "base", { "p2p_wire", "p2p_crypto", "p2p_addr", "p2p_ranges", "p2pnet" } },
-    { "parts", { "p2p_noise", "p2p_identity", "p2p_keys", "p2p_guard", "p2p_reliable",
-                 "p2p_index" } },
-    { "state", { "p2p_internal" } },
-    { "session", { "p2p_peer" } },
+    { "parts", { "p2p_noise", "p2p_identity", "p2p_keys", "p2p_reliable", "p2p_index" } },
+    -- p2p_internal: the shared data types; p2p_state: the table, queues, budget, notices
+    { "state", { "p2p_internal", "p2p_state" } },
+    -- the guard reads the session table (proven paths, attempts' INITs): it sits with it
+    { "session", { "p2p_peer", "p2p_guard" } },
     { "modules", { "p2p_handshake", "p2p_mesh", "p2p_nat", "p2p_path" }, apart = true },
     { "hub", { "p2p_host" } },
     { "drivers", { "driver/udp", "driver/sim" }, apart = true },

@@ -118,7 +118,7 @@ static size_t intro(uint8_t out[INTRO_MAX], const uint8_t id[P2P_ID_LEN], uint8_
 static size_t slots_in_use(const p2p_host *h)
 {
     size_t n = 0;
-    for (size_t i = 0; i < h->slot_hwm; i++) n += h->slots[i] != NULL;
+    for (size_t i = 0; i < h->peers.hwm; i++) n += h->peers.slots[i] != NULL;
     return n;
 }
 

@@ -389,7 +389,7 @@ static void test_cookie_rules(void)
     p2p_peer_handle ph;
     T_EQ_INT(p2p_host_connect(net.n[c].h, &nowhere, NULL, net.now, &ph), 0);
     an_flush(&net, c);
-    p2p_peer *pc = p2p_host_peer_get(net.n[c].h, ph);
+    p2p_peer *pc = p2p_lookup(net.n[c].h, ph);
     T_CHECK(pc && pc->state == P2P_S_INIT_SENT);
     uint8_t
         ck[8 + P2P_XNONCE_LEN + P2P_COOKIE_LEN + P2P_TAG_LEN]; /* header, nonce, sealed cookie */

@@ -61,7 +61,7 @@ static void throwaway_id(uint8_t id[P2P_ID_LEN], int i)
 static size_t slots_used(const p2p_host *h)
 {
     size_t n = 0;
-    for (size_t i = 0; i < h->slot_hwm; i++) n += h->slots[i] != NULL;
+    for (size_t i = 0; i < h->peers.hwm; i++) n += h->peers.slots[i] != NULL;
     return n;
 }
 
@@ -374,7 +374,7 @@ static void test_upgrade_probes_capped(void)
     for (int k = 0; k < 200; k++) {
         p = an_session(&net, x.a, x.m);
         if (!p) break;
-        p2p_path_probe(net.n[x.a].h, p, net.now);
+        p2p_host_probe(net.n[x.a].h, p, net.now);
         an_run(&net, 100000);
     }
     printf("     200 upgrade probes in 20 s: %llu packets to an advertised victim\n",

@@ -483,9 +483,9 @@ static void test_undrained_queues_bounded(void)
     ev.type = P2P_EV_DATAGRAM;
     static uint8_t data[1000];
     int refused = 0;
-    for (int i = 0; i < 10000; i++) refused += p2p_host_event(h, &ev, data, sizeof data) != 0;
+    for (int i = 0; i < 10000; i++) refused += p2p_event_push(h, &ev, data, sizeof data) != 0;
     p2p_addr to = an_addr("192.0.2.99:1");
-    for (int i = 0; i < 10000; i++) refused += p2p_host_txq_push(h, &to, data, sizeof data) != 0;
+    for (int i = 0; i < 10000; i++) refused += p2p_tx_push(h, &to, data, sizeof data) != 0;
     p2p_stats st;
     p2p_host_stats(h, &st);
     T_CHECK(refused > 0);

@@ -2,7 +2,7 @@
  * loss, exactly-once broadcast, bridging where links are missing, refusal of forged records
  * and broadcasts, restarts with the same key, and mediators. */
 #include "t.h"
-#include "../csrc/p2p_internal.h"
+#include "../csrc/p2p_host.h"
 #include "driver/sim.h"
 #include "tnet.h"
 
@@ -252,7 +252,7 @@ static void test_forgeries_refused(void)
     mnode *b = add_node(2, 0, 0);
     join_via(a, b);
     run_for(2000000);
-    p2p_peer *pb = p2p_host_peer_get(a->h, p2p_host_find(a->h, b->id.ed_pk));
+    p2p_peer *pb = p2p_lookup(a->h, p2p_host_find(a->h, b->id.ed_pk));
     T_CHECK(pb != NULL);
     if (!pb) {
         sim_stop();

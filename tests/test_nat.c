@@ -5,7 +5,7 @@
  * rebinding, and, with a hand-driven pair of hosts, the anti-amplification limit and the
  * refusal of forged or unauthenticated moves. */
 #include "t.h"
-#include "../csrc/p2p_internal.h"
+#include "../csrc/p2p_host.h"
 #include "driver/sim.h"
 #include "tnet.h"
 
@@ -848,7 +848,7 @@ static void test_unauthenticated_never_moves(void)
     size_t len, late_len = 0;
     int sent = 0;
     /* garbage of many shapes, including a DATA header naming B's session */
-    p2p_peer *pb = p2p_host_peer_get(w.b, p2p_host_find(w.b, w.ia.ed_pk));
+    p2p_peer *pb = p2p_lookup(w.b, p2p_host_find(w.b, w.ia.ed_pk));
     T_CHECK(pb != NULL);
     for (int i = 0; i < 200; i++) {
         size_t n = 17 + (size_t)(i * 37) % 1200;

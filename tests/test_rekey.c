@@ -158,7 +158,7 @@ static void rk_run(p2p_sim *s, rk_node *a, rk_node *b, uint64_t until)
 
 static p2p_peer *rk_session(rk_node *n)
 {
-    return p2p_host_peer_get(n->h, n->peer);
+    return p2p_lookup(n->h, n->peer);
 }
 
 /* A sim with two joined hosts; 0 or -1. */

@@ -1,0 +1,348 @@
+/*
+ * p2p_state.c - the node's shared state (p2p_state.h): the session table, the event and
+ * transmit queues, the memory budget, the policy checks, and the notices to the host.
+ */
+#include "p2p_state.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+p2p_peer *p2p_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
+{
+    p2p_peer *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    if (p2p_index_add(&h->peers, p, p2p_rng_u32(&h->rng), &p->handle, &p->local_index)) {
+        free(p);
+        return NULL;
+    }
+    p->host = h;
+    p->initiator = initiator;
+    p->addr = *addr;
+    p2p_rangeset_init(&p->s_acked);
+    p2p_rangeset_init(&p->s_lost);
+    p2p_rangeset_init(&p->awaiting);
+    p2p_rangeset_init(&p->owed);
+    p2p_acker_init(&p->acker);
+    return p;
+}
+
+p2p_peer_handle p2p_find_connected(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
+{
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
+        if (p && p->has_id && p->state == P2P_S_CONNECTED && memcmp(p->id, id, P2P_ID_LEN) == 0)
+            return p->handle;
+    }
+    return 0;
+}
+
+void p2p_kill(p2p_host *h, p2p_peer *p)
+{
+    if (p->dead) return;
+    p->dead = 1;
+    if (p->mem_evict) h->mem_evicting = 0; /* it went before its timer came */
+    if (p->in_ready) {
+        p2p_peer **pp = &h->ready_head;
+        p2p_peer *prev = NULL;
+        while (*pp && *pp != p) {
+            prev = *pp;
+            pp = &(*pp)->ready_next;
+        }
+        if (*pp) {
+            *pp = p->ready_next;
+            if (h->ready_tail == p) h->ready_tail = prev;
+        }
+        p->in_ready = 0;
+    }
+    if (p->state == P2P_S_HALF_OPEN || p->state == P2P_S_WAIT_ADMIT) h->n_half_open--;
+    if (p->state == P2P_S_CONNECTED) h->n_connected--;
+    p2p_index_remove(&h->peers, p->handle);
+    p->dead_next = h->dead_head;
+    h->dead_head = p;
+}
+
+p2p_peer *p2p_attempt_new(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
+                          int *rc)
+{
+    static const p2p_addr none;
+    *rc = P2P_ERR_LIMIT;
+    if (h->n_connected >= h->max_peers) return NULL;
+    p2p_peer *p = p2p_peer_new(h, 1, n ? &cands[0] : &none);
+    if (!p) return NULL;
+    if (expected_id) {
+        p->has_expected = 1;
+        memcpy(p->expected, expected_id, P2P_ID_LEN);
+    }
+    for (size_t i = 0; i < n && p->ncand < P2P_CANDIDATES - 1; i++) p->cand[p->ncand++] = cands[i];
+    p->state = P2P_S_INIT_SENT;
+    p->dial_due = 1;
+    p2p_notify_peer(h, P2P_NOTE_DIAL, p);
+    *rc = 0;
+    return p;
+}
+
+void p2p_ready(p2p_host *h, p2p_peer *p)
+{
+    p->dl_valid = 0;
+    if (p->in_ready || p->dead) return;
+    p->in_ready = 1;
+    p->ready_next = NULL;
+    if (h->ready_tail)
+        h->ready_tail->ready_next = p;
+    else
+        h->ready_head = p;
+    h->ready_tail = p;
+}
+
+/* ---- notices ---------------------------------------------------------------------------- */
+
+void p2p_notify(p2p_host *h, const p2p_notice *n)
+{
+    if (h->notes_len == h->notes_cap) {
+        /* Internal bookkeeping, bounded by the sessions: grown once, kept. */
+        size_t cap = h->notes_cap ? h->notes_cap * 2 : 16;
+        p2p_notice *v = realloc(h->notes, cap * sizeof *v);
+        if (!v) return;
+        h->notes = v;
+        h->notes_cap = cap;
+    }
+    h->notes[h->notes_len++] = *n;
+}
+
+void p2p_notify_peer(p2p_host *h, int kind, const p2p_peer *p)
+{
+    p2p_notice n;
+    memset(&n, 0, sizeof n);
+    n.kind = (uint8_t)kind;
+    n.peer = p->handle;
+    p2p_notify(h, &n);
+}
+
+void p2p_punch(p2p_host *h, p2p_peer *p)
+{
+    if (p->punch_due) return;
+    p->punch_due = 1;
+    p2p_notify_peer(h, P2P_NOTE_PUNCH, p);
+}
+
+/* ---- memory budgets --------------------------------------------------------------------- */
+
+/* The node's budget is spent: the connected session that holds the most of it, when that is
+ * more than an eighth of the budget and more than the one asking holds, is marked to be ended
+ * at its next timer (not here: callers may hold it). Otherwise a few peers that each keep
+ * their own budget filled (a record never finished, pieces never joined) would leave nothing
+ * for anyone else, and a new peer could not even join. */
+static void mem_evict_largest(p2p_host *h, const p2p_peer *asking)
+{
+    if (h->mem_evicting) return;
+    p2p_peer *fat = NULL;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q != asking && q->state == P2P_S_CONNECTED && (!fat || q->mem > fat->mem)) fat = q;
+    }
+    if (!fat || fat->mem <= h->mem_limit / 8 || (asking && fat->mem <= asking->mem)) return;
+    fat->mem_evict = 1;
+    fat->dl_valid = 0;
+    h->mem_evicting = 1;
+}
+
+int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n)
+{
+    if (p && p->mem + n > h->peer_mem) {
+        h->stats.dropped_budget++;
+        return P2P_ERR_LIMIT;
+    }
+    if (h->mem + n > h->mem_limit) {
+        h->stats.dropped_budget++;
+        mem_evict_largest(h, p);
+        return P2P_ERR_LIMIT;
+    }
+    h->mem += n;
+    if (p) p->mem += n;
+    if (h->mem > h->stats.memory_peak) h->stats.memory_peak = h->mem;
+    return 0;
+}
+
+uint64_t p2p_mem_room(const p2p_host *h, const p2p_peer *p)
+{
+    uint64_t node = h->mem_limit > h->mem ? h->mem_limit - h->mem : 0;
+    if (!p) return node;
+    uint64_t mine = h->peer_mem > p->mem ? h->peer_mem - p->mem : 0;
+    return mine < node ? mine : node;
+}
+
+void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n)
+{
+    if (p) p->mem = p->mem > n ? p->mem - n : 0;
+    h->mem = h->mem > n ? h->mem - n : 0;
+}
+
+void *p2p_mem_alloc(p2p_host *h, p2p_peer *p, size_t n, int *rc)
+{
+    if (p2p_mem_take(h, p, n)) {
+        *rc = P2P_ERR_LIMIT;
+        return NULL;
+    }
+    void *x = malloc(n);
+    if (!x) {
+        p2p_mem_give(h, p, n);
+        *rc = P2P_ERR_NOMEM;
+    }
+    return x;
+}
+
+/* ---- events ----------------------------------------------------------------------------- */
+
+/* The event queue is charged to the node's memory budget (its ring and every event's data);
+ * an event that would pass the budget is dropped and counted in stats.dropped_budget. A
+ * driver that drains the queue after every input never comes near it: the queue then holds
+ * what one input produced (docs/PROTOCOL.md section 4.1). */
+int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len)
+{
+    if (h->evq_len == h->evq_cap) {
+        size_t cap = h->evq_cap ? h->evq_cap * 2 : P2P_EVQ_MIN;
+        if (p2p_mem_take(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item))) {
+            free(data);
+            return P2P_ERR_LIMIT;
+        }
+        p2p_evq_item *q = malloc(cap * sizeof *q);
+        if (!q) {
+            p2p_mem_give(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item));
+            free(data);
+            return P2P_ERR_NOMEM;
+        }
+        for (size_t i = 0; i < h->evq_len; i++) q[i] = h->evq[(h->evq_head + i) % h->evq_cap];
+        free(h->evq);
+        h->evq = q;
+        h->evq_cap = cap;
+        h->evq_head = 0;
+    }
+    if (len && p2p_mem_take(h, NULL, len)) {
+        free(data);
+        return P2P_ERR_LIMIT;
+    }
+    p2p_evq_item *it = &h->evq[(h->evq_head + h->evq_len) % h->evq_cap];
+    it->ev = *ev;
+    it->ev.data = data;
+    it->ev.len = len;
+    it->owned = data;
+    h->evq_len++;
+    return 0;
+}
+
+int p2p_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
+{
+    size_t grow = h->evq_len < h->evq_cap
+                      ? 0
+                      : (h->evq_cap ? h->evq_cap : P2P_EVQ_MIN) * sizeof(p2p_evq_item);
+    if (len + grow <= p2p_mem_room(h, NULL) + freed) return 1;
+    h->stats.dropped_budget++;
+    mem_evict_largest(h, p);
+    return 0;
+}
+
+int p2p_event_push(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len)
+{
+    uint8_t *copy = NULL;
+    if (len) {
+        copy = malloc(len);
+        if (!copy) return P2P_ERR_NOMEM;
+        memcpy(copy, data, len);
+    }
+    return p2p_event_push_owned(h, ev, copy, len);
+}
+
+void p2p_fill_event(const p2p_peer *p, p2p_event *ev)
+{
+    ev->peer = p->handle;
+    ev->from = p->addr;
+    ev->session = p->remote_index;
+    if (p->has_id) {
+        ev->has_id = 1;
+        memcpy(ev->id, p->id, P2P_ID_LEN);
+    }
+}
+
+void p2p_error(p2p_host *h, p2p_peer *p, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+    p2p_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = P2P_EV_ERROR;
+    if (p) p2p_fill_event(p, &ev);
+    p2p_event_push(h, &ev, (const uint8_t *)msg, (size_t)n);
+}
+
+/* ---- datagrams -------------------------------------------------------------------------- */
+
+/* Like the event queue, the transmit queue is charged to the node's budget: a datagram that
+ * would pass it is dropped (counted in stats.dropped_budget), as the network may drop it. */
+int p2p_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len)
+{
+    int rc;
+    p2p_txq_item *t = p2p_mem_alloc(h, NULL, sizeof *t + len, &rc);
+    if (!t) return rc;
+    t->next = NULL;
+    t->to = *to;
+    t->len = len;
+    memcpy(t->data, data, len);
+    if (h->txq_tail)
+        h->txq_tail->next = t;
+    else
+        h->txq_head = t;
+    h->txq_tail = t;
+    return 0;
+}
+
+/* ---- policy ----------------------------------------------------------------------------- */
+
+int p2p_id_listed(const uint8_t (*list)[P2P_ID_LEN], size_t n, const uint8_t id[P2P_ID_LEN])
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(list[i], id, P2P_ID_LEN) == 0) return 1;
+    return 0;
+}
+
+const char *p2p_policy(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
+{
+    if (memcmp(id, h->ident.ed_pk, P2P_ID_LEN) == 0) return "is this node itself";
+    if (p2p_id_listed((const uint8_t(*)[P2P_ID_LEN])h->deny, h->deny_count, id)) return "is denied";
+    if (h->allow_count &&
+        !p2p_id_listed((const uint8_t(*)[P2P_ID_LEN])h->allow, h->allow_count, id))
+        return "is not in the allow list";
+    return NULL;
+}
+
+int p2p_may_send_learned(const p2p_host *h, const p2p_addr *a)
+{
+    int scope = p2p_addr_scope(a);
+    if (scope == P2P_SCOPE_INVALID) return 0;
+    if (scope == P2P_SCOPE_PUBLIC) return 1;
+    for (size_t i = 0; i < h->mesh.naddr; i++)
+        if (p2p_addr_scope(&h->mesh.addrs[i]) == scope) return 1;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
+        if (p && p->state == P2P_S_CONNECTED && p->addr.family != P2P_AF_RELAY &&
+            p2p_addr_scope(&p->addr) == scope)
+            return 1;
+    }
+    return 0;
+}
+
+void p2p_cand_add(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a)
+{
+    if (a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6 && a->family != P2P_AF_RELAY) return;
+    for (size_t i = 0; i < *n; i++)
+        if (p2p_addr_equal(&v[i], a)) return;
+    if (*n < max) v[(*n)++] = *a;
+}

@@ -1,0 +1,106 @@
+/*
+ * p2p_state.h - the node's shared state and what every layer may do with it (p2p_state.c):
+ * look sessions up, make and end them, queue events and datagrams, charge the memory budget,
+ * check an id or an address against the node's policy, and tell the host what happened.
+ *
+ * Nothing here calls a module or the host: the layers above (the session, the handshake, mesh,
+ * NAT, path, and the host) all use it, and the host reads back what they left (the notices and
+ * the dead list) after each call into them.
+ */
+#ifndef P2P_STATE_H
+#define P2P_STATE_H
+
+#include "p2p_internal.h"
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+/* A new session in the table (state initiator or not, address addr), or NULL when full. */
+p2p_peer *p2p_peer_new(p2p_host *h, int initiator, const p2p_addr *addr);
+/* The session a handle or an index names, or NULL. Both mark it for a new deadline: the
+ * caller may change it. (Inline: every received DATA packet looks its session up.) */
+static inline p2p_peer *p2p_lookup(const p2p_host *h, p2p_peer_handle handle)
+{
+    p2p_peer *p = p2p_index_by_handle(&h->peers, handle);
+    if (p) p->dl_valid = 0;
+    return p;
+}
+
+static inline p2p_peer *p2p_lookup_index(const p2p_host *h, uint32_t local_index)
+{
+    p2p_peer *p = p2p_index_by_local(&h->peers, local_index);
+    if (p) p->dl_valid = 0;
+    return p;
+}
+/* The connected session with a node, or 0. */
+p2p_peer_handle p2p_find_connected(const p2p_host *h, const uint8_t id[P2P_ID_LEN]);
+/* Ends a session's life in the table: it leaves the table, the ready list and the counts at
+ * once, and waits on the dead list until the host frees it after the current input. */
+void p2p_kill(p2p_host *h, p2p_peer *p);
+/* Makes an attempt towards the node that expected_id (may be NULL) names, with the n candidate
+ * addresses (n may be 0: candidates come later). The host starts its handshake (P2P_NOTE_DIAL)
+ * when the caller returns. Returns the attempt, or NULL with *rc set. */
+p2p_peer *p2p_attempt_new(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
+                          int *rc);
+/* Queues the session for the transmit loop (and marks it for a new deadline). */
+void p2p_ready(p2p_host *h, p2p_peer *p);
+
+/* ---- notices to the host ---------------------------------------------------------------- */
+
+/* Tells the host what happened (P2P_NOTE_*): it routes it when the current call returns. */
+void p2p_notify(p2p_host *h, const p2p_notice *n);
+/* The same for a notice that names one session. */
+void p2p_notify_peer(p2p_host *h, int kind, const p2p_peer *p);
+/* The attempt is to send INIT to every candidate now, at the punching pace. */
+void p2p_punch(p2p_host *h, p2p_peer *p);
+
+/* ---- events and datagrams --------------------------------------------------------------- */
+
+/* Queues an event; data (len bytes) is copied. Returns 0 or P2P_ERR_NOMEM. */
+int p2p_event_push(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len);
+/* Queues an event taking ownership of a malloc'd buffer. */
+int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len);
+/* 1 when an event carrying len bytes can be queued once `freed` bytes (charged to p and the
+ * node) are given back; 0 counts a dropped_budget (and, the node's budget being spent, marks its
+ * largest holder, as p2p_mem_take does). */
+int p2p_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed);
+/* Queues an ERROR event about p (may be NULL). */
+void p2p_error(p2p_host *h, p2p_peer *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Fills the peer fields of an event. */
+void p2p_fill_event(const p2p_peer *p, p2p_event *ev);
+/* Queues a datagram for the driver. Returns 0, P2P_ERR_LIMIT or P2P_ERR_NOMEM. */
+int p2p_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
+
+/* ---- memory budgets --------------------------------------------------------------------- */
+
+/* Memory budgets (docs/PROTOCOL.md section 9). Everything a peer can make the node hold is
+ * taken before it is allocated and given back when freed. take returns 0, or P2P_ERR_LIMIT
+ * (counted in stats.dropped_budget) when it would pass the peer's budget (p may be NULL for
+ * holdings of the node itself) or the node's: the caller then drops or refuses the work. */
+int p2p_mem_take(p2p_host *h, p2p_peer *p, size_t n);
+void p2p_mem_give(p2p_host *h, p2p_peer *p, size_t n);
+/* Bytes that p2p_mem_take would grant now: what is left of the node's budget and, when p is
+ * given, of the peer's. */
+uint64_t p2p_mem_room(const p2p_host *h, const p2p_peer *p);
+/* Takes n bytes (p2p_mem_take) and allocates them. Returns the block, or NULL with *rc set to
+ * P2P_ERR_LIMIT (over a budget) or P2P_ERR_NOMEM; free it with free() and p2p_mem_give. */
+void *p2p_mem_alloc(p2p_host *h, p2p_peer *p, size_t n, int *rc);
+
+/* ---- policy ----------------------------------------------------------------------------- */
+
+/* 1 when id is one of the n ids of list. */
+int p2p_id_listed(const uint8_t (*list)[P2P_ID_LEN], size_t n, const uint8_t id[P2P_ID_LEN]);
+/* Checks an id against this node's policy (itself, deny, allow). Returns NULL when acceptable,
+ * or the reason ("is denied", ...). */
+const char *p2p_policy(const p2p_host *h, const uint8_t id[P2P_ID_LEN]);
+/* 1 when the node may send to an address it learned from the network (a member record, an
+ * introduction, an advertised or observed address): never to an INVALID one, to a PUBLIC one
+ * always, and to a LOOPBACK or PRIVATE one only while the node is on such a network itself
+ * (one of its own addresses, or the address of a connected peer, has that scope). Addresses
+ * the application gave (connect) are the application's choice and are not checked. */
+int p2p_may_send_learned(const p2p_host *h, const p2p_addr *a);
+/* Appends a to the n addresses in v (at most max) unless it is there already or has no family
+ * a candidate can have. */
+void p2p_cand_add(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a);
+
+#endif
