@@ -1,7 +1,7 @@
 -- bench/bench_lua.lua - the p2pnet contender through Lua (require "p2pnet"), measured exactly
 -- like the C contenders: see bench/bench_common.h for the roles ("server", "client PORT") and
 -- the application protocol ('D'/'F' data with ack_every, 'A' acks, 'P' pings, 'Q' quit).
--- Lua 5.3+ (string.pack). Times come from the node's monotonic clock (node:_now()).
+-- Lua 5.3+ (string.pack). Times come from the node's monotonic clock (node:now()).
 local p2pnet = require "p2pnet"
 
 local SIZES = { 64, 1024, 65536 }
@@ -41,10 +41,10 @@ local function server()
             quit = true
         end
     end)
-    local idle_deadline = node:_now() + 60
+    local idle_deadline = node:now() + 60
     while not quit do
         node:poll(0.005)
-        if not joined and node:_now() > idle_deadline then die("no client") end
+        if not joined and node:now() > idle_deadline then die("no client") end
     end
     node:close()
 end
@@ -55,11 +55,11 @@ local function client(port)
     node:on("join", function() joined = true end)
     node:on("error", function(err) failed = err end)
     local peer = assert(node:connect("127.0.0.1:" .. port))
-    local deadline = node:_now() + 5
+    local deadline = node:now() + 5
     while not joined do
         node:poll(0.01)
         if failed then die("connect failed: " .. tostring(failed)) end
-        if node:_now() > deadline then die("connect timed out") end
+        if node:now() > deadline then die("connect timed out") end
     end
     node:on("leave", function() die("session lost") end)
 
@@ -76,11 +76,11 @@ local function client(port)
                 if c > acked then acked = c end
             end
         end)
-        local start = node:_now()
+        local start = node:now()
         local stop_at = start + seconds
         while true do
             while not final and sent - acked < w do
-                local last = node:_now() >= stop_at
+                local last = node:now() >= stop_at
                 local ok, err = peer:send(1, last and final_msg or data_msg)
                 if not ok then die("send: " .. tostring(err)) end
                 sent = sent + 1
@@ -89,7 +89,7 @@ local function client(port)
             if final and acked >= sent then break end
             node:poll(0.001)
         end
-        local secs = node:_now() - start
+        local secs = node:now() - start
         server_count = server_count + sent
         local mps = sent / secs
         print(("RESULT lua tput %d %.0f %.2f %d"):format(size, mps, mps * size / 1e6, sent))
@@ -104,10 +104,10 @@ local function client(port)
     local samples = {}
     for i = -RTT_WARMUP, rtt_count - 1 do
         got = false
-        local t0 = node:_now()
+        local t0 = node:now()
         assert(peer:send(1, ping))
         while not got do node:poll(0.001) end
-        if i >= 0 then samples[#samples + 1] = (node:_now() - t0) * 1e6 end
+        if i >= 0 then samples[#samples + 1] = (node:now() - t0) * 1e6 end
     end
     table.sort(samples)
     local n = #samples
@@ -117,8 +117,8 @@ local function client(port)
 
     node:on("leave", nil)
     assert(peer:send(1, "Q"))
-    local until_t = node:_now() + 0.2
-    while node:_now() < until_t do node:poll(0.01) end
+    local until_t = node:now() + 0.2
+    while node:now() < until_t do node:poll(0.01) end
     node:close()
 end
 

@@ -1,0 +1,70 @@
+/*
+ * compat.h - what differs between Lua 5.1, LuaJIT 2.1, 5.2, 5.3 and 5.4, behind one name
+ * each, so that the rest of the binding is written once for all of them.
+ */
+#ifndef LP2PNET_COMPAT_H
+#define LP2PNET_COMPAT_H
+
+#include <stdint.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#ifndef LUA_OK
+#define LUA_OK 0
+#endif
+
+#if LUA_VERSION_NUM < 502
+#define lp_rawlen(L, i) lua_objlen((L), (i))
+#define lp_getuservalue(L, i) lua_getfenv((L), (i))
+#define lp_setuservalue(L, i) lua_setfenv((L), (i))
+#else
+#define lp_rawlen(L, i) lua_rawlen((L), (i))
+#define lp_getuservalue(L, i) ((void)lua_getuservalue((L), (i)))
+#define lp_setuservalue(L, i) ((void)lua_setuservalue((L), (i)))
+#endif
+
+/* lua_absindex, which 5.1 lacks. */
+static inline int lp_absindex(lua_State *L, int idx) {
+    return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
+}
+
+/* luaL_setfuncs, which 5.1 lacks. */
+static inline void lp_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+    int i;
+    for (; l->name != NULL; l++) {
+        for (i = 0; i < nup; i++)
+            lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+
+/* luaL_testudata, which 5.1 lacks. */
+static inline void *lp_testudata(lua_State *L, int idx, const char *tname) {
+    void *p = lua_touserdata(L, idx);
+    int same;
+    if (p == NULL || !lua_getmetatable(L, idx))
+        return NULL;
+    luaL_getmetatable(L, tname);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? p : NULL;
+}
+
+/* Pushes x as an integer when it fits lua_Integer exactly (5.3+), else as a number. */
+static inline void lp_pushu64(lua_State *L, uint64_t x) {
+#if LUA_VERSION_NUM >= 503
+    if (x <= (uint64_t)LUA_MAXINTEGER) {
+        lua_pushinteger(L, (lua_Integer)x);
+        return;
+    }
+#endif
+    lua_pushnumber(L, (lua_Number)x);
+}
+
+/* Pushes msg followed by a traceback of L from `level` (luaL_traceback where it exists). */
+void lp_traceback(lua_State *L, const char *msg, int level);
+
+#endif
