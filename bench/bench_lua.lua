@@ -1,16 +1,47 @@
 -- bench/bench_lua.lua - the p2pnet contender through Lua (require "p2pnet"), measured exactly
 -- like the C contenders: see bench/bench_common.h for the roles ("server", "client PORT") and
 -- the application protocol ('D'/'F' data with ack_every, 'A' acks, 'P' pings, 'Q' quit).
--- Lua 5.3+ (string.pack). Times come from the node's monotonic clock (node:now()).
+-- Runs on Lua 5.1 to 5.4 and LuaJIT: the little-endian fields are read and written by hand
+-- (no string.pack, no //). Times come from the node's monotonic clock (node:now()).
 local p2pnet = require "p2pnet"
 
+-- The column of bench/run.sh's table: LuaJIT has its own.
+local NAME = rawget(_G, "jit") and "luajit" or "lua"
 local SIZES = { 64, 1024, 65536 }
+if os.getenv("BENCH_SIZES") then -- a subset, for profiling: BENCH_SIZES="64"
+    SIZES = {}
+    for size in os.getenv("BENCH_SIZES"):gmatch("%d+") do SIZES[#SIZES + 1] = tonumber(size) end
+end
 local RTT_WARMUP = 200
 local seconds = tonumber(os.getenv("BENCH_SECONDS") or "") or 2
 local rtt_count = tonumber(os.getenv("BENCH_RTT_COUNT") or "") or 5000
 
+local floor = math.floor
+
+-- Little-endian fields of the protocol (bench_common.h), by hand for every Lua.
+local function u16le(s, i)
+    local a, b = s:byte(i, i + 1)
+    return a + 256 * b
+end
+
+local function u64le(s, i)
+    local b1, b2, b3, b4, b5, b6, b7, b8 = s:byte(i, i + 7)
+    return ((((((b8 * 256 + b7) * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256
+        + b1
+end
+
+-- 'A' + count (u64 LE) + 7 bytes of padding: BENCH_ACK_LEN (16) bytes.
+local function ack(count)
+    local b = {}
+    for i = 1, 8 do
+        b[i] = count % 256
+        count = floor(count / 256)
+    end
+    return string.char(65, b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], 0, 0, 0, 0, 0, 0, 0)
+end
+
 local function window(size)
-    local w = (4 * 1024 * 1024) // size
+    local w = floor((4 * 1024 * 1024) / size)
     if w > 256 then w = 256 elseif w < 4 then w = 4 end
     return w
 end
@@ -31,9 +62,9 @@ local function server()
         local kind = data:byte(1)
         if kind == 68 or kind == 70 then -- 'D', 'F'
             count = count + 1
-            local every = #data >= 3 and string.unpack("<I2", data, 2) or 1
+            local every = #data >= 3 and u16le(data, 2) or 1
             if kind == 70 or every == 0 or count % every == 0 then
-                assert(peer:send(1, string.pack("<c1I8", "A", count) .. ("\0"):rep(7)))
+                assert(peer:send(1, ack(count)))
             end
         elseif kind == 80 then -- 'P'
             assert(peer:send(1, data))
@@ -67,12 +98,13 @@ local function client(port)
     for _, size in ipairs(SIZES) do
         local w = window(size)
         local pad = ("\171"):rep(size - 3)
-        local every = string.pack("<I2", w // 4)
+        local quarter = floor(w / 4)
+        local every = string.char(quarter % 256, floor(quarter / 256))
         local data_msg, final_msg = "D" .. every .. pad, "F" .. every .. pad
         local base, sent, acked, final = server_count, 0, 0, false
         node:on("message", function(_, _, data)
             if data:byte(1) == 65 then -- 'A'
-                local c = string.unpack("<I8", data, 2) - base
+                local c = u64le(data, 2) - base
                 if c > acked then acked = c end
             end
         end)
@@ -92,7 +124,7 @@ local function client(port)
         local secs = node:now() - start
         server_count = server_count + sent
         local mps = sent / secs
-        print(("RESULT lua tput %d %.0f %.2f %d"):format(size, mps, mps * size / 1e6, sent))
+        print(("RESULT %s tput %d %.0f %.2f %d"):format(NAME, size, mps, mps * size / 1e6, sent))
         io.stdout:flush()
     end
 
@@ -112,7 +144,7 @@ local function client(port)
     table.sort(samples)
     local n = #samples
     local p99 = math.min(n, math.floor(n * 0.99) + 1)
-    print(("RESULT lua rtt %.0f %.0f %d"):format(samples[n // 2 + 1], samples[p99], n))
+    print(("RESULT %s rtt %.0f %.0f %d"):format(NAME, samples[floor(n / 2) + 1], samples[p99], n))
     io.stdout:flush()
 
     node:on("leave", nil)
@@ -128,6 +160,6 @@ if role == "server" then
 elseif role == "client" and tonumber(arg[2]) then
     client(tonumber(arg[2]))
 else
-    io.stderr:write("usage: lua5.4 bench/bench_lua.lua server | client PORT\n")
+    io.stderr:write("usage: lua5.4 | luajit bench/bench_lua.lua server | client PORT\n")
     os.exit(2)
 end

@@ -106,10 +106,9 @@ static int stash_event(lnode *n, const p2p_event *ev) {
 }
 
 /* Queues the pending event: its data string and Peer go to their slots (qpeer, qdata: stack
- * indexes of those tables), the event to the C array. Runs with the node busy: the host
+ * indexes of those tables; peers: the node's cache), the event to the C array. Runs with the node busy: the host
  * cannot be freed and nothing else takes events from it meanwhile. */
-static void queue_pending(lua_State *L, int nidx, int qpeer, int qdata) {
-    lnode *n = lp_to_node(L, nidx);
+static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata, int peers) {
     const p2p_event *ev = &n->pend;
     int top = lua_gettop(L), key;
     levent *e;
@@ -123,7 +122,13 @@ static void queue_pending(lua_State *L, int nidx, int qpeer, int qdata) {
     if (ev->type != P2P_EV_REQUEST && ev->peer != 0) {
         if (ev->type == P2P_EV_JOIN && ev->replaces != 0)
             lp_rekey_peer(L, nidx, ev->replaces, ev->peer);
-        lp_push_peer(L, nidx, ev->peer);
+        /* the cached Peer (the common case, without allocating), else a new one */
+        lua_pushnumber(L, (lua_Number)ev->peer);
+        lua_rawget(L, peers);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lp_push_peer(L, nidx, ev->peer);
+        }
         /* The handle dies with LEAVE; a failed connect's handle may die with its ERROR. The
          * Peer is retired now, so that later lookups of a reused handle get a new object. */
         if (ev->type == P2P_EV_LEAVE || ev->type == P2P_EV_ERROR) {
@@ -180,6 +185,7 @@ static int drain_body(lua_State *L) {
     lp_getuservalue(L, 1);
     lua_getfield(L, 2, UV_QPEER); /* 3 */
     lua_getfield(L, 2, UV_QDATA); /* 4 */
+    lua_getfield(L, 2, UV_PEERS); /* 5 */
     for (;;) {
         if (!n->has_pend) {
             if (n->host == NULL || p2p_host_next_event(n->host, &ev) != 1)
@@ -187,7 +193,7 @@ static int drain_body(lua_State *L) {
             if (stash_event(n, &ev) != 0)
                 return luaL_error(L, "p2pnet: out of memory (an event was lost)");
         }
-        queue_pending(L, 1, 3, 4);
+        queue_pending(L, n, 1, 3, 4, 5);
     }
     return 0;
 }
@@ -277,6 +283,7 @@ void lp_after_call(lua_State *L, int nidx) {
 
 void lp_after_send(lua_State *L, int nidx, lnode *n, size_t len) {
     if (n->udp == NULL) {
+        /* nidx is only needed (and given) here */
         /* the simulator costs no system call: keep its timing as it always was */
         lp_after_call(L, nidx);
         return;
@@ -710,6 +717,11 @@ int lp_dispatch(lua_State *L, int nidx) {
     lnode *n = lp_to_node(L, nidx);
     ldispatch d;
     int rc, base;
+    if (!lp_has_events(n)) {
+        if (n->closed)
+            lp_queue_free(n);
+        return 0;
+    }
     memset(&d, 0, sizeof d);
     nidx = lp_absindex(L, nidx);
     base = lua_gettop(L);

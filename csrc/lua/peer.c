@@ -206,13 +206,26 @@ static int peer_tostring(lua_State *L) {
     return 1;
 }
 
-/* The open node of the peer at 1; its Node is pushed and its index stored in *nidx. */
-static lnode *peer_node(lua_State *L, lpeer *p, int *nidx, const char *fname) {
+/* The open node of the peer at 1, raising "fname: node is closed" after close. */
+static lnode *peer_node(lua_State *L, lpeer *p, const char *fname) {
     if (p->node->closed || p->node->closing || p->node->host == NULL)
         luaL_error(L, "%s: node is closed", fname);
-    lp_uv_field(L, 1, PUV_NODE);
-    *nidx = lua_gettop(L);
     return p->node;
+}
+
+/* Pushes the Node of the peer at 1; returns its stack index. */
+static int push_node(lua_State *L) {
+    lp_uv_field(L, 1, PUV_NODE);
+    return lua_gettop(L);
+}
+
+/* After a send: a UDP node leaves it for the next poll (or flushes a full batch) without
+ * touching Lua; the others flush and drain. */
+static void sent(lua_State *L, lnode *n, size_t len) {
+    if (n->udp != NULL)
+        lp_after_send(L, 0, n, len);
+    else
+        lp_after_call(L, push_node(L));
 }
 
 /* peer:send(type, data [, callback]) -> true | nil, err */
@@ -221,14 +234,14 @@ static int peer_send(lua_State *L) {
     uint16_t type = lp_check_type(L, 2, "peer:send");
     size_t len;
     const char *data = lp_check_string(L, 3, "peer:send", "data", &len);
-    int want_reply, rc, nidx;
+    int want_reply, rc;
     uint64_t seq = 0;
     lnode *n;
     if (!lua_isnoneornil(L, 4) && !lua_isfunction(L, 4))
         return lp_arg_error(L, "peer:send", "callback", "must be a function or nil");
     want_reply = lua_isfunction(L, 4);
     lua_settop(L, 4);
-    n = peer_node(L, p, &nidx, "peer:send");
+    n = peer_node(L, p, "peer:send");
     if (p->dead)
         return lp_push_fail(L, "disconnected");
     if (lp_refuse_busy(L, n, "peer:send"))
@@ -236,7 +249,7 @@ static int peer_send(lua_State *L) {
     rc = p2p_peer_send(n->host, p->handle, type, (const uint8_t *)data, len, want_reply, &seq,
                        lp_node_now(n));
     if (rc != 0) {
-        lp_after_call(L, nidx);
+        lp_after_call(L, push_node(L));
         return lp_push_fail(L, lp_error_text(rc));
     }
     if (want_reply) {
@@ -246,7 +259,7 @@ static int peer_send(lua_State *L) {
         lua_rawset(L, -3);
         lua_pop(L, 1);
     }
-    lp_after_send(L, nidx, n, len);
+    sent(L, n, len);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -257,10 +270,10 @@ static int peer_send_unreliable(lua_State *L) {
     uint16_t type = lp_check_type(L, 2, "peer:send_unreliable");
     size_t len;
     const char *data = lp_check_string(L, 3, "peer:send_unreliable", "data", &len);
-    int rc, nidx;
+    int rc;
     lnode *n;
     lua_settop(L, 3);
-    n = peer_node(L, p, &nidx, "peer:send_unreliable");
+    n = peer_node(L, p, "peer:send_unreliable");
     if (p->dead)
         return lp_push_fail(L, "disconnected");
     if (lp_refuse_busy(L, n, "peer:send_unreliable"))
@@ -270,10 +283,10 @@ static int peer_send_unreliable(lua_State *L) {
     rc = p2p_peer_send_datagram(n->host, p->handle, type, (const uint8_t *)data, len,
                                 lp_node_now(n));
     if (rc != 0) {
-        lp_after_call(L, nidx);
+        lp_after_call(L, push_node(L));
         return lp_push_fail(L, rc == P2P_ERR_TOO_BIG ? "datagram too big" : lp_error_text(rc));
     }
-    lp_after_send(L, nidx, n, len);
+    sent(L, n, len);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -284,7 +297,8 @@ static int peer_disconnect(lua_State *L) {
     int rc, nidx;
     lnode *n;
     lua_settop(L, 1);
-    n = peer_node(L, p, &nidx, "peer:disconnect");
+    n = peer_node(L, p, "peer:disconnect");
+    nidx = push_node(L);
     if (p->dead)
         return lp_push_fail(L, "disconnected");
     if (n->draining) {
