@@ -27,10 +27,13 @@
 #include "driver/sim.h"
 #include "driver/udp.h"
 
-#define IDENTITY_MT "p2pnet.Identity"
-#define NODE_MT "p2pnet.Node"
-#define PEER_MT "p2pnet.Peer"
-#define SIM_MT "p2pnet.Sim"
+/* The metatable names. Each is one object (util.c), whose address also keys its metatable
+ * in the registry for lp_checkudata, without hashing the name. */
+extern const char lp_identity_mt[], lp_node_mt[], lp_peer_mt[], lp_sim_mt[];
+#define IDENTITY_MT lp_identity_mt
+#define NODE_MT lp_node_mt
+#define PEER_MT lp_peer_mt
+#define SIM_MT lp_sim_mt
 
 /* An id as lowercase hex, without and with its terminating NUL. */
 #define LP_HEX_LEN (2 * P2P_ID_LEN)
@@ -147,6 +150,9 @@ void lp_push_addr(lua_State *L, const p2p_addr *a);
 void lp_push_id(lua_State *L, const uint8_t id[P2P_ID_LEN]);
 /* Sets field k of the table on top to v. */
 void lp_set_u64(lua_State *L, const char *k, uint64_t v);
+/* luaL_checkudata for the binding's classes (tname: one of the *_MT above), faster: the
+ * metatable is found by address, not by name. */
+void *lp_checkudata(lua_State *L, int idx, const char *tname);
 /* Pushes a readable string for the value at idx, without metamethods that could raise. */
 const char *lp_describe(lua_State *L, int idx);
 /* Pushes field `name` of the uservalue table of the userdata at idx. */
@@ -173,6 +179,8 @@ void lp_identity_class(lua_State *L);
 /* ---- node.c ----------------------------------------------------------------------------- */
 
 lnode *lp_to_node(lua_State *L, int idx);
+/* The node at idx, known to be one (internal calls: no check). */
+#define lp_node_at(L, idx) ((lnode *)lua_touserdata((L), (idx)))
 /* The node at idx, raising "fname: node is closed" after close. */
 lnode *lp_check_open_node(lua_State *L, int idx, const char *fname);
 /* Refuses (pushes nil, "<fname>: node is busy ...") a call that arrives during a drain:
@@ -207,6 +215,8 @@ void lp_retire_peer(lua_State *L, int nidx, int pidx);
 int lp_take_callback(lua_State *L, int pidx, uint64_t seq);
 /* Pushes the next pending reply callback of the Peer at pidx (removed); 0 when none. */
 int lp_next_callback(lua_State *L, int pidx);
+/* Pushes the peer's id (the Peer at pidx) as a string made once per Peer, or nil. */
+void lp_push_peer_hex(lua_State *L, int pidx);
 /* The 64-hex id of the peer, or NULL while unknown. */
 const char *lp_peer_hex(lpeer *p);
 void lp_peer_class(lua_State *L);

@@ -160,7 +160,7 @@ static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata
 }
 
 void lp_queue_leave(lua_State *L, int nidx) {
-    lnode *n = lp_to_node(L, nidx);
+    lnode *n = lp_node_at(L, nidx);
     levent *e;
     nidx = lp_absindex(L, nidx);
     if (queue_room(n) != 0)
@@ -180,7 +180,7 @@ void lp_queue_leave(lua_State *L, int nidx) {
 /* lp_drain's body, under lua_pcall (the node at 1): the busy flags are cleared whatever
  * happens. */
 static int drain_body(lua_State *L) {
-    lnode *n = lp_to_node(L, 1);
+    lnode *n = lp_node_at(L, 1);
     p2p_event ev;
     lp_getuservalue(L, 1);
     lua_getfield(L, 2, UV_QPEER); /* 3 */
@@ -200,7 +200,7 @@ static int drain_body(lua_State *L) {
 
 /* Runs the peer:disconnect() and node:close() calls deferred during a drain. */
 static void run_deferred(lua_State *L, int nidx) {
-    lnode *n = lp_to_node(L, nidx);
+    lnode *n = lp_node_at(L, nidx);
     for (;;) {
         lpeer *p;
         int i, len;
@@ -234,7 +234,7 @@ static void run_deferred(lua_State *L, int nidx) {
 }
 
 void lp_drain(lua_State *L, int nidx) {
-    lnode *n = lp_to_node(L, nidx);
+    lnode *n = lp_node_at(L, nidx);
     lsim *s = n->sim;
     int rc;
     nidx = lp_absindex(L, nidx);
@@ -274,7 +274,7 @@ void lp_flush(lnode *n) {
 }
 
 void lp_after_call(lua_State *L, int nidx) {
-    lnode *n = lp_to_node(L, nidx);
+    lnode *n = lp_node_at(L, nidx);
     if (n->host == NULL)
         return;
     lp_flush(n);
@@ -390,7 +390,12 @@ typedef struct ldispatch {
 } ldispatch;
 
 /* Stack slots of dispatch_body. */
-enum { D_NODE = 1, D_CTX, D_ERR, D_UV, D_HANDLERS, D_QPEER, D_QDATA, D_LAYER, D_BASE = D_LAYER };
+enum {
+    D_NODE = 1, D_CTX, D_ERR,                  /* the arguments */
+    D_UV, D_HANDLERS, D_QPEER, D_QDATA, D_LAYER, /* the node's tables */
+    D_KEY_ID, D_KEY_BROADCAST, D_KEY_ORIGIN,   /* the keys of `info`, made once per batch */
+    D_BASE = D_KEY_ORIGIN
+};
 
 /* Pushes hex digits of x (at least `min` of them) into out; returns the count. */
 static int put_hex(char *out, uint64_t x, int min) {
@@ -493,16 +498,23 @@ static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent 
     lua_pushinteger(L, ev->msg_type);
     lua_pushvalue(L, didx);
     push_data(L, e, "");
+    /* info: rawset with keys made once per batch, the sender's id string once per Peer */
     lua_createtable(L, 0, 3);
     if (!unreliable) {
+        lua_pushvalue(L, D_KEY_ID);
         push_message_id(L, sender, !ev->broadcast, ev->session, ev->seq);
-        lua_setfield(L, -2, "id");
+        lua_rawset(L, -3);
     }
+    lua_pushvalue(L, D_KEY_BROADCAST);
     lua_pushboolean(L, ev->broadcast);
-    lua_setfield(L, -2, "broadcast");
+    lua_rawset(L, -3);
     if (sender != NULL) {
-        lua_pushstring(L, sender);
-        lua_setfield(L, -2, "origin");
+        lua_pushvalue(L, D_KEY_ORIGIN);
+        if (sender == origin)
+            lua_pushstring(L, sender);
+        else
+            lp_push_peer_hex(L, pidx);
+        lua_rawset(L, -3);
     }
     if (unreliable) {
         lua_pushboolean(L, 1);
@@ -657,7 +669,7 @@ static void dispatch_request(lua_State *L, lnode *n, const levent *e) {
 /* lp_dispatch's protected batch: (node, ctx, err or nil). Handles the error of the previous
  * batch first, then dispatches events until the queue is empty. */
 static int dispatch_body(lua_State *L) {
-    lnode *n = lp_to_node(L, D_NODE);
+    lnode *n = lp_node_at(L, D_NODE);
     ldispatch *d = (ldispatch *)lua_touserdata(L, D_CTX);
     if (!lua_isnil(L, D_ERR)) {
         const char *what = d->what;
@@ -675,6 +687,9 @@ static int dispatch_body(lua_State *L) {
     lua_getfield(L, D_UV, UV_QPEER);
     lua_getfield(L, D_UV, UV_QDATA);
     lua_getfield(L, D_UV, UV_LAYER);
+    lua_pushliteral(L, "id");
+    lua_pushliteral(L, "broadcast");
+    lua_pushliteral(L, "origin");
     while (n->q_head != n->q_tail) {
         levent e = n->q[n->q_head];
         int key = SLOT_KEY(n->q_head);
@@ -714,7 +729,7 @@ static int dispatch_body(lua_State *L) {
 }
 
 int lp_dispatch(lua_State *L, int nidx) {
-    lnode *n = lp_to_node(L, nidx);
+    lnode *n = lp_node_at(L, nidx);
     ldispatch d;
     int rc, base;
     if (!lp_has_events(n)) {

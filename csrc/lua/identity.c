@@ -8,7 +8,7 @@
 #include "binding.h"
 
 static lidentity *check_identity(lua_State *L, int idx) {
-    return (lidentity *)luaL_checkudata(L, idx, IDENTITY_MT);
+    return (lidentity *)lp_checkudata(L, idx, IDENTITY_MT);
 }
 
 /* p2pnet.identity([path]) -> identity | nil, err */

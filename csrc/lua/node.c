@@ -25,7 +25,7 @@
 #define SIM_EPOCH_US UINT64_C(1700000000000000)
 
 lnode *lp_to_node(lua_State *L, int idx) {
-    return (lnode *)luaL_checkudata(L, idx, NODE_MT);
+    return (lnode *)lp_checkudata(L, idx, NODE_MT);
 }
 
 /* Use after close is a programming error: it raises, naming the method ("node:send"). A
@@ -506,7 +506,7 @@ static int node_tostring(lua_State *L) {
 }
 
 void lp_node_close(lua_State *L, int nidx) {
-    lnode *n = lp_to_node(L, nidx);
+    lnode *n = lp_node_at(L, nidx);
     nidx = lp_absindex(L, nidx);
     if (n->closed || n->closing)
         return;

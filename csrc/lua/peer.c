@@ -12,9 +12,10 @@
 
 #define PUV_NODE "node"
 #define PUV_CBS "cbs"
+#define PUV_HEX 1 /* the id as a Lua string, once known */
 
 lpeer *lp_check_peer(lua_State *L, int idx) {
-    return (lpeer *)luaL_checkudata(L, idx, PEER_MT);
+    return (lpeer *)lp_checkudata(L, idx, PEER_MT);
 }
 
 static void remember_id(lpeer *p) {
@@ -38,6 +39,30 @@ const char *lp_peer_hex(lpeer *p) {
     return p->hex[0] != '\0' ? p->hex : NULL;
 }
 
+/* Pushes the peer's id as a Lua string, made once per Peer (slot PUV_HEX of its uservalue),
+ * or nil while the id is unknown. */
+void lp_push_peer_hex(lua_State *L, int pidx) {
+    lpeer *p = (lpeer *)lua_touserdata(L, pidx);
+    const char *hex;
+    lp_getuservalue(L, pidx);
+    lua_rawgeti(L, -1, PUV_HEX);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
+    hex = lp_peer_hex(p);
+    if (hex == NULL) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return;
+    }
+    lua_pushlstring(L, hex, LP_HEX_LEN);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, PUV_HEX);
+    lua_remove(L, -2);
+}
+
 /* Pushes the cached Peer for `handle` of the node at nidx and returns 1, or returns 0 with
  * nothing pushed. Allocates nothing. */
 static int push_cached_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
@@ -56,7 +81,7 @@ static int push_cached_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
  * host asked about the handle, and the cache looked at again, with nothing in between that
  * could run Lua: one Lua object per peer, and never a live-looking Peer of a closed node. */
 void lp_push_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
-    lnode *n = lp_to_node(L, nidx);
+    lnode *n = lp_node_at(L, nidx);
     lpeer *p;
     nidx = lp_absindex(L, nidx);
     if (push_cached_peer(L, nidx, handle))

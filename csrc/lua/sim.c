@@ -16,7 +16,7 @@
 
 
 static lsim *check_sim(lua_State *L, int idx) {
-    lsim *s = (lsim *)luaL_checkudata(L, idx, SIM_MT);
+    lsim *s = (lsim *)lp_checkudata(L, idx, SIM_MT);
     if (s->sim == NULL || s->collected)
         luaL_error(L, "sim is freed");
     return s;
@@ -104,7 +104,7 @@ int lp_sim_new(lua_State *L) {
 }
 
 static int sim_gc(lua_State *L) {
-    lsim *s = (lsim *)luaL_checkudata(L, 1, SIM_MT);
+    lsim *s = (lsim *)lp_checkudata(L, 1, SIM_MT);
     if (s->collected)
         return 0;
     s->collected = 1;
@@ -117,7 +117,7 @@ static int sim_gc(lua_State *L) {
 }
 
 static int sim_tostring(lua_State *L) {
-    lsim *s = (lsim *)luaL_checkudata(L, 1, SIM_MT);
+    lsim *s = (lsim *)lp_checkudata(L, 1, SIM_MT);
     lua_pushfstring(L, "p2pnet.Sim(%f s)",
                     s->sim != NULL ? (double)p2p_sim_now(s->sim) / US_PER_SECOND : 0.0);
     return 1;
@@ -292,7 +292,7 @@ static int sim_rebind(lua_State *L) {
 
 /* core.sim_nodes(sim) -> the array of its nodes, in creation order (read only) */
 int lp_sim_nodes(lua_State *L) {
-    luaL_checkudata(L, 1, SIM_MT);
+    lp_checkudata(L, 1, SIM_MT);
     lp_getuservalue(L, 1);
     return 1;
 }

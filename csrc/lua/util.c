@@ -8,6 +8,25 @@
 
 #include "binding.h"
 
+const char lp_identity_mt[] = "p2pnet.Identity";
+const char lp_node_mt[] = "p2pnet.Node";
+const char lp_peer_mt[] = "p2pnet.Peer";
+const char lp_sim_mt[] = "p2pnet.Sim";
+
+void *lp_checkudata(lua_State *L, int idx, const char *tname) {
+    void *p = lua_touserdata(L, idx);
+    if (p != NULL && lua_getmetatable(L, idx)) {
+        int same;
+        lua_pushlightuserdata(L, (void *)tname);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        same = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (same)
+            return p;
+    }
+    return luaL_checkudata(L, idx, tname); /* raises the usual message */
+}
+
 void lp_traceback(lua_State *L, const char *msg, int level) {
 #if LUA_VERSION_NUM >= 502 || defined(LUAJIT_VERSION_NUM) || defined(LUA_JITLIBNAME)
     luaL_traceback(L, L, msg, level);
@@ -170,6 +189,9 @@ static void push_methods_key(lua_State *L, const char *mt) {
 void lp_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta,
               lua_CFunction index) {
     luaL_newmetatable(L, name);
+    lua_pushlightuserdata(L, (void *)name);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
     lp_setfuncs(L, meta, 0);
     lua_newtable(L);
     lp_setfuncs(L, methods, 0);
