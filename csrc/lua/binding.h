@@ -105,6 +105,7 @@ typedef struct lnode {
     uint64_t callback_errors; /* handler errors printed to stderr */
     char hex[LP_HEX_SIZE];
     size_t unflushed; /* bytes given to the core by sends since the last flush */
+    int message_info; /* the message handler can receive `info` (4 parameters or ...) */
     /* The event queue: slots [q_head, q_tail) of q. */
     levent *q;
     size_t q_head, q_tail, q_cap;

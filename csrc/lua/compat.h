@@ -64,6 +64,45 @@ static inline void lp_pushu64(lua_State *L, uint64_t x) {
     lua_pushnumber(L, (lua_Number)x);
 }
 
+/* How many parameters the Lua function at idx declares, and whether it takes `...`: 1 and
+ * *nparams, *vararg, or 0 when this Lua cannot say (5.1 without debug.getinfo's "u"). */
+static inline int lp_params(lua_State *L, int idx, int *nparams, int *vararg) {
+#if LUA_VERSION_NUM >= 502
+    lua_Debug ar;
+    lua_pushvalue(L, idx);
+    if (!lua_getinfo(L, ">u", &ar))
+        return 0;
+    *nparams = ar.nparams;
+    *vararg = ar.isvararg;
+    return 1;
+#else
+    /* LuaJIT's debug.getinfo knows nparams and isvararg; its C lua_Debug does not */
+    int ok = 0;
+    idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
+    lua_getglobal(L, "debug");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "getinfo");
+        if (lua_isfunction(L, -1)) {
+            lua_pushvalue(L, idx);
+            lua_pushliteral(L, "u");
+            if (lua_pcall(L, 2, 1, 0) == 0 && lua_istable(L, -1)) {
+                lua_getfield(L, -1, "nparams");
+                lua_getfield(L, -2, "isvararg");
+                if (lua_type(L, -2) == LUA_TNUMBER) {
+                    *nparams = (int)lua_tointeger(L, -2);
+                    *vararg = lua_toboolean(L, -1);
+                    ok = 1;
+                }
+                lua_pop(L, 2);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return ok;
+#endif
+}
+
 /* Pushes msg followed by a traceback of L from `level` (luaL_traceback where it exists). */
 void lp_traceback(lua_State *L, const char *msg, int level);
 

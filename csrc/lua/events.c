@@ -498,6 +498,10 @@ static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent 
     lua_pushinteger(L, ev->msg_type);
     lua_pushvalue(L, didx);
     push_data(L, e, "");
+    if (user && !n->message_info) {
+        lua_pushnil(L); /* the handler has no parameter for it */
+        goto call;
+    }
     /* info: rawset with keys made once per batch, the sender's id string once per Peer */
     lua_createtable(L, 0, 3);
     if (!unreliable) {
@@ -524,6 +528,7 @@ static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent 
         lp_call_reported(L, n, 4, "message");
         goto reply;
     }
+call:
     if (want_reply) {
         /* keeps the Peer alive for handle_failure, after the stack unwound */
         lua_pushvalue(L, pidx);

@@ -782,6 +782,15 @@ static int node_on(lua_State *L) {
     if (!lua_isnoneornil(L, 3) && !lua_isfunction(L, 3))
         return lp_arg_error(L, "node:on", "fn", "must be a function or nil");
     lua_settop(L, 3);
+    if (slot == LH_MESSAGE) {
+        /* A handler that declares fewer than 4 parameters (and no ...) cannot see `info`:
+         * it is not built for it (docs/API.md). */
+        int nparams, vararg;
+        lnode *n = lp_node_at(L, 1);
+        n->message_info = 1;
+        if (lua_isfunction(L, 3) && lp_params(L, 3, &nparams, &vararg) && nparams < 4 && !vararg)
+            n->message_info = 0;
+    }
     lp_uv_field(L, 1, UV_HANDLERS);
     lua_pushvalue(L, 3);
     lua_rawseti(L, -2, slot);
