@@ -149,6 +149,14 @@ const char *lp_error_text(int err);
 void lp_push_addr(lua_State *L, const p2p_addr *a);
 /* Pushes the 64-hex text of id. */
 void lp_push_id(lua_State *L, const uint8_t id[P2P_ID_LEN]);
+/* One uint64_t counter of a stats struct, by name and offset. */
+typedef struct lp_counter {
+    const char *name;
+    size_t offset;
+} lp_counter;
+#define LP_COUNTER(type, field) { #field, offsetof(type, field) }
+/* Pushes a new table with the counters (NULL-terminated list) read from the struct st. */
+void lp_push_counters(lua_State *L, const void *st, const lp_counter *counters);
 /* Sets field k of the table on top to v. */
 void lp_set_u64(lua_State *L, const char *k, uint64_t v);
 /* luaL_checkudata for the binding's classes (tname: one of the *_MT above), faster: the
@@ -256,8 +264,8 @@ void lp_push_broadcast_id(lua_State *L, const char *origin_hex, uint64_t seq);
 int lp_has_events(const lnode *n);
 /* Frees the queue's memory (closed nodes, when nothing dispatches). */
 void lp_queue_free(lnode *n);
-/* Calls the function below its nargs arguments under pcall; errors are printed and counted
- * as "error in <what> handler". */
-void lp_call_reported(lua_State *L, lnode *n, int nargs, const char *what);
+/* Calls the function below its nargs arguments under pcall. Returns 1 with nres results, or
+ * 0 with none: the error was printed and counted as "error in <what> handler". */
+int lp_call_reported(lua_State *L, lnode *n, int nargs, int nres, const char *what);
 
 #endif

@@ -283,8 +283,8 @@ void lp_after_call(lua_State *L, int nidx) {
 
 void lp_after_send(lua_State *L, int nidx, lnode *n, size_t len) {
     if (n->udp == NULL) {
-        /* nidx is only needed (and given) here */
-        /* the simulator costs no system call: keep its timing as it always was */
+        /* the simulator costs no system call: keep its timing as it always was (nidx is
+         * only needed here) */
         lp_after_call(L, nidx);
         return;
     }
@@ -341,25 +341,12 @@ static void report_error(lua_State *L, lnode *n, const char *what) {
     n->callback_errors++;
 }
 
-void lp_call_reported(lua_State *L, lnode *n, int nargs, const char *what) {
-    int base = lua_gettop(L) - nargs;
-    lua_pushlightuserdata(L, NULL);
-    lua_pushcclosure(L, l_msgh, 1);
-    lua_insert(L, base);
-    if (lua_pcall(L, nargs, 0, base) != LUA_OK) {
-        error_table(L);
-        report_error(L, n, what);
-    }
-    lua_remove(L, base);
-}
-
-/* Same, with one result: 1 and the result on top, or 0 and nothing (the error reported). */
-static int call_reported1(lua_State *L, lnode *n, int nargs, const char *what) {
+int lp_call_reported(lua_State *L, lnode *n, int nargs, int nres, const char *what) {
     int base = lua_gettop(L) - nargs, ok = 1;
     lua_pushlightuserdata(L, NULL);
     lua_pushcclosure(L, l_msgh, 1);
     lua_insert(L, base);
-    if (lua_pcall(L, nargs, 1, base) != LUA_OK) {
+    if (lua_pcall(L, nargs, nres, base) != LUA_OK) {
         error_table(L);
         report_error(L, n, what);
         ok = 0;
@@ -375,7 +362,7 @@ static void fail_callbacks(lua_State *L, lnode *n, int pidx, const char *why) {
     while (lp_next_callback(L, pidx)) {
         lua_pushboolean(L, 0);
         lua_pushstring(L, why);
-        lp_call_reported(L, n, 2, "reply callback");
+        lp_call_reported(L, n, 2, 0, "reply callback");
     }
 }
 
@@ -525,7 +512,7 @@ static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent 
         lua_setfield(L, -2, "unreliable");
     }
     if (!user) {
-        lp_call_reported(L, n, 4, "message");
+        lp_call_reported(L, n, 4, 0, "message");
         goto reply;
     }
 call:
@@ -612,7 +599,7 @@ static void dispatch_session(lua_State *L, lnode *n, const levent *e, int pidx, 
             lua_pushvalue(L, pidx);
             nargs = 1;
         }
-        lp_call_reported(L, n, nargs, name);
+        lp_call_reported(L, n, nargs, 0, name);
     }
 }
 
@@ -656,7 +643,7 @@ static void dispatch_request(lua_State *L, lnode *n, const levent *e) {
     if (lua_isfunction(L, -1) && !n->closed) {
         lp_push_id(L, ev->id);
         lp_push_addr(L, &ev->from);
-        if (call_reported1(L, n, 2, "on_request")) {
+        if (lp_call_reported(L, n, 2, 1, "on_request")) {
             accept = lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1);
             lua_pop(L, 1);
         } else {

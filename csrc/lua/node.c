@@ -13,6 +13,7 @@
  * next_timeout, `stats`, `on_close`, and the event hooks called by events.c).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -535,7 +536,7 @@ void lp_node_close(lua_State *L, int nidx) {
             while (lp_next_callback(L, -1)) {
                 lua_pushboolean(L, 0);
                 lua_pushliteral(L, "disconnected");
-                lp_call_reported(L, n, 2, "reply callback");
+                lp_call_reported(L, n, 2, 0, "reply callback");
             }
             lua_pop(L, 1);
             continue;
@@ -555,7 +556,7 @@ void lp_node_close(lua_State *L, int nidx) {
         lua_getfield(L, -1, "on_close");
         lua_remove(L, -2);
         if (lua_isfunction(L, -1))
-            lp_call_reported(L, n, 0, "close");
+            lp_call_reported(L, n, 0, 0, "close");
         else
             lua_pop(L, 1);
     } else {
@@ -938,39 +939,44 @@ static int node_broadcast(lua_State *L) {
 }
 
 
+/* The counters of node:stats(), in the order they are listed in docs/API.md. */
+static const lp_counter node_counters[] = {
+    LP_COUNTER(p2p_stats, peers),
+    LP_COUNTER(p2p_stats, packets_sent),
+    LP_COUNTER(p2p_stats, packets_received),
+    LP_COUNTER(p2p_stats, bytes_sent),
+    LP_COUNTER(p2p_stats, bytes_received),
+    LP_COUNTER(p2p_stats, retransmits),
+    LP_COUNTER(p2p_stats, dropped),
+    LP_COUNTER(p2p_stats, handshakes),
+    LP_COUNTER(p2p_stats, members),
+    LP_COUNTER(p2p_stats, broadcasts_relayed),
+    LP_COUNTER(p2p_stats, introductions),
+    LP_COUNTER(p2p_stats, relayed_packets),
+    LP_COUNTER(p2p_stats, relayed_bytes),
+    LP_COUNTER(p2p_stats, relay_dropped),
+    LP_COUNTER(p2p_stats, path_changes),
+    LP_COUNTER(p2p_stats, memory),
+    LP_COUNTER(p2p_stats, memory_peak),
+    LP_COUNTER(p2p_stats, dropped_budget),
+    LP_COUNTER(p2p_stats, dropped_amplification),
+    LP_COUNTER(p2p_stats, dropped_unsolicited),
+    LP_COUNTER(p2p_stats, dropped_replay),
+    LP_COUNTER(p2p_stats, cookies_sent),
+    LP_COUNTER(p2p_stats, under_load),
+    LP_COUNTER(p2p_stats, rekeys),
+    LP_COUNTER(p2p_stats, work_dh),
+    LP_COUNTER(p2p_stats, work_verify),
+    { NULL, 0 }
+};
+
 /* node:stats() -> table; the Lua layer's hook adds its counters. */
 static int node_stats(lua_State *L) {
     lnode *n = lp_check_open_node(L, 1, "node:stats");
     p2p_stats st;
     lua_settop(L, 1);
     p2p_host_stats(n->host, &st);
-    lua_createtable(L, 0, 30);
-    lp_set_u64(L, "peers", st.peers);
-    lp_set_u64(L, "packets_sent", st.packets_sent);
-    lp_set_u64(L, "packets_received", st.packets_received);
-    lp_set_u64(L, "bytes_sent", st.bytes_sent);
-    lp_set_u64(L, "bytes_received", st.bytes_received);
-    lp_set_u64(L, "retransmits", st.retransmits);
-    lp_set_u64(L, "dropped", st.dropped);
-    lp_set_u64(L, "handshakes", st.handshakes);
-    lp_set_u64(L, "members", st.members);
-    lp_set_u64(L, "broadcasts_relayed", st.broadcasts_relayed);
-    lp_set_u64(L, "introductions", st.introductions);
-    lp_set_u64(L, "relayed_packets", st.relayed_packets);
-    lp_set_u64(L, "relayed_bytes", st.relayed_bytes);
-    lp_set_u64(L, "relay_dropped", st.relay_dropped);
-    lp_set_u64(L, "path_changes", st.path_changes);
-    lp_set_u64(L, "memory", st.memory);
-    lp_set_u64(L, "memory_peak", st.memory_peak);
-    lp_set_u64(L, "dropped_budget", st.dropped_budget);
-    lp_set_u64(L, "dropped_amplification", st.dropped_amplification);
-    lp_set_u64(L, "dropped_unsolicited", st.dropped_unsolicited);
-    lp_set_u64(L, "dropped_replay", st.dropped_replay);
-    lp_set_u64(L, "cookies_sent", st.cookies_sent);
-    lp_set_u64(L, "under_load", st.under_load);
-    lp_set_u64(L, "rekeys", st.rekeys);
-    lp_set_u64(L, "work_dh", st.work_dh);
-    lp_set_u64(L, "work_verify", st.work_verify);
+    lp_push_counters(L, &st, node_counters);
     lp_set_u64(L, "callback_errors", n->callback_errors);
     if (push_hook(L, "stats")) {
         lua_pushvalue(L, 2);

@@ -5,6 +5,7 @@
  * order (and the Lua layer's table under UV_LAYER).
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "binding.h"
@@ -264,17 +265,18 @@ int lp_sim_next_time(lua_State *L) {
     return 1;
 }
 
+static const lp_counter sim_counters[] = {
+    LP_COUNTER(p2p_sim_stats, sent),       LP_COUNTER(p2p_sim_stats, delivered),
+    LP_COUNTER(p2p_sim_stats, lost),       LP_COUNTER(p2p_sim_stats, duplicated),
+    LP_COUNTER(p2p_sim_stats, reordered),  LP_COUNTER(p2p_sim_stats, nat_filtered),
+    { NULL, 0 }
+};
+
 static int sim_stats(lua_State *L) {
     lsim *s = check_sim(L, 1);
     p2p_sim_stats st;
     p2p_sim_stats_get(s->sim, &st);
-    lua_createtable(L, 0, 5);
-    lp_set_u64(L, "sent", st.sent);
-    lp_set_u64(L, "delivered", st.delivered);
-    lp_set_u64(L, "lost", st.lost);
-    lp_set_u64(L, "duplicated", st.duplicated);
-    lp_set_u64(L, "reordered", st.reordered);
-    lp_set_u64(L, "nat_filtered", st.nat_filtered);
+    lp_push_counters(L, &st, sim_counters);
     return 1;
 }
 

@@ -157,6 +157,19 @@ void lp_push_id(lua_State *L, const uint8_t id[P2P_ID_LEN]) {
     lua_pushlstring(L, hex, LP_HEX_LEN);
 }
 
+void lp_push_counters(lua_State *L, const void *st, const lp_counter *counters) {
+    const lp_counter *c;
+    int count = 0;
+    for (c = counters; c->name != NULL; c++)
+        count++;
+    lua_createtable(L, 0, count + 4); /* + the counters the caller and the Lua layer add */
+    for (c = counters; c->name != NULL; c++) {
+        uint64_t v;
+        memcpy(&v, (const char *)st + c->offset, sizeof v);
+        lp_set_u64(L, c->name, v);
+    }
+}
+
 void lp_set_u64(lua_State *L, const char *k, uint64_t v) {
     lp_pushu64(L, v);
     lua_setfield(L, -2, k);
