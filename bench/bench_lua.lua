@@ -19,11 +19,6 @@ local rtt_count = tonumber(os.getenv("BENCH_RTT_COUNT") or "") or 5000
 local floor = math.floor
 
 -- Little-endian fields of the protocol (bench_common.h), by hand for every Lua.
-local function u16le(s, i)
-    local a, b = s:byte(i, i + 1)
-    return a + 256 * b
-end
-
 local function u64le(s, i)
     local b1, b2, b3, b4, b5, b6, b7, b8 = s:byte(i, i + 7)
     return ((((((b8 * 256 + b7) * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256
@@ -59,10 +54,10 @@ local function server()
     node:on("join", function() joined = true end)
     node:on("leave", function() quit = true end)
     node:on("message", function(peer, _, data)
-        local kind = data:byte(1)
+        local kind, lo, hi = data:byte(1, 3) -- the kind and ack_every (u16 LE), in one call
         if kind == 68 or kind == 70 then -- 'D', 'F'
             count = count + 1
-            local every = #data >= 3 and u16le(data, 2) or 1
+            local every = hi and lo + 256 * hi or 1
             if kind == 70 or every == 0 or count % every == 0 then
                 assert(peer:send(1, ack(count)))
             end

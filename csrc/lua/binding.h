@@ -96,8 +96,8 @@ typedef struct lnode {
                      * in our uservalue; NULL once closed */
     lsim *simref;   /* the same, kept after close for the clock */
     int closed;
-    int closing;    /* inside close(): dispatch does not touch the host */
-    p2p_addr local; /* simulated nodes: the address the sim gave us */
+    int closing;                  /* inside close(): dispatch does not touch the host */
+    p2p_addr local;               /* simulated nodes: the address the sim gave us */
     uint8_t (*allow)[P2P_ID_LEN]; /* owned copies, for as long as the host may read them */
     uint8_t (*deny)[P2P_ID_LEN];
     uint8_t *network_key;
@@ -123,8 +123,8 @@ typedef struct lnode {
 typedef struct lpeer {
     lnode *node; /* valid while the peer lives: its uservalue holds the Node */
     p2p_peer_handle handle;
-    int dead;           /* the session ended: fields come from `snap` */
-    p2p_peer_info snap; /* the last info read from the host */
+    int dead;              /* the session ended: fields come from `snap` */
+    p2p_peer_info snap;    /* the last info read from the host */
     char hex[LP_HEX_SIZE]; /* snap.id as hex once known ("" before) */
 } lpeer;
 
@@ -133,8 +133,7 @@ typedef struct lpeer {
 /* Raises "fname: argument 'arg' what". */
 int lp_arg_error(lua_State *L, const char *fname, const char *arg, const char *what);
 /* A string argument (numbers are not converted); raises otherwise. */
-const char *lp_check_string(lua_State *L, int idx, const char *fname, const char *arg,
-                            size_t *len);
+const char *lp_check_string(lua_State *L, int idx, const char *fname, const char *arg, size_t *len);
 /* The message type argument: an integer 0-65535; raises otherwise. */
 uint16_t lp_check_type(lua_State *L, int idx, const char *fname);
 /* Reads the value at idx as an integer in [lo, hi]: 1 and *out, or 0 (strings refused). */
@@ -154,7 +153,10 @@ typedef struct lp_counter {
     const char *name;
     size_t offset;
 } lp_counter;
-#define LP_COUNTER(type, field) { #field, offsetof(type, field) }
+#define LP_COUNTER(type, field)       \
+    {                                 \
+#field, offsetof(type, field) \
+    }
 /* Pushes a new table with the counters (NULL-terminated list) read from the struct st. */
 void lp_push_counters(lua_State *L, const void *st, const lp_counter *counters);
 /* Sets field k of the table on top to v. */

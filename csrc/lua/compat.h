@@ -25,16 +25,17 @@
 #endif
 
 /* lua_absindex, which 5.1 lacks. */
-static inline int lp_absindex(lua_State *L, int idx) {
+static inline int lp_absindex(lua_State *L, int idx)
+{
     return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
 }
 
 /* luaL_setfuncs, which 5.1 lacks. */
-static inline void lp_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+static inline void lp_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+{
     int i;
     for (; l->name != NULL; l++) {
-        for (i = 0; i < nup; i++)
-            lua_pushvalue(L, -nup);
+        for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
         lua_pushcclosure(L, l->func, nup);
         lua_setfield(L, -(nup + 2), l->name);
     }
@@ -42,11 +43,11 @@ static inline void lp_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
 }
 
 /* luaL_testudata, which 5.1 lacks. */
-static inline void *lp_testudata(lua_State *L, int idx, const char *tname) {
+static inline void *lp_testudata(lua_State *L, int idx, const char *tname)
+{
     void *p = lua_touserdata(L, idx);
     int same;
-    if (p == NULL || !lua_getmetatable(L, idx))
-        return NULL;
+    if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
     luaL_getmetatable(L, tname);
     same = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
@@ -54,7 +55,8 @@ static inline void *lp_testudata(lua_State *L, int idx, const char *tname) {
 }
 
 /* Pushes x as an integer when it fits lua_Integer exactly (5.3+), else as a number. */
-static inline void lp_pushu64(lua_State *L, uint64_t x) {
+static inline void lp_pushu64(lua_State *L, uint64_t x)
+{
 #if LUA_VERSION_NUM >= 503
     if (x <= (uint64_t)LUA_MAXINTEGER) {
         lua_pushinteger(L, (lua_Integer)x);
@@ -66,12 +68,12 @@ static inline void lp_pushu64(lua_State *L, uint64_t x) {
 
 /* How many parameters the Lua function at idx declares, and whether it takes `...`: 1 and
  * *nparams, *vararg, or 0 when this Lua cannot say (5.1 without debug.getinfo's "u"). */
-static inline int lp_params(lua_State *L, int idx, int *nparams, int *vararg) {
+static inline int lp_params(lua_State *L, int idx, int *nparams, int *vararg)
+{
 #if LUA_VERSION_NUM >= 502
     lua_Debug ar;
     lua_pushvalue(L, idx);
-    if (!lua_getinfo(L, ">u", &ar))
-        return 0;
+    if (!lua_getinfo(L, ">u", &ar)) return 0;
     *nparams = ar.nparams;
     *vararg = ar.isvararg;
     return 1;

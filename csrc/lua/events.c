@@ -38,7 +38,7 @@
 
 #include "binding.h"
 
-const char *const lp_event_names[] = { "join", "leave", "message", "error", NULL };
+const char *const lp_event_names[] = {"join", "leave", "message", "error", NULL};
 
 /* Event data kept in pend_buf after a drain, at most: larger buffers are freed when it ends. */
 #define PEND_KEEP 65536
@@ -49,11 +49,13 @@ const char *const lp_event_names[] = { "join", "leave", "message", "error", NULL
 
 /* ---- the queue ---------------------------------------------------------------------------- */
 
-int lp_has_events(const lnode *n) {
+int lp_has_events(const lnode *n)
+{
     return n->q_head != n->q_tail;
 }
 
-void lp_queue_free(lnode *n) {
+void lp_queue_free(lnode *n)
+{
     if (n->dispatching > 0 || n->draining)
         return; /* the outermost dispatch frees it (lp_dispatch) */
     free(n->q);
@@ -66,14 +68,13 @@ void lp_queue_free(lnode *n) {
 }
 
 /* Room for one more event at q_tail (C memory only: no Lua code runs). Returns 0 or -1. */
-static int queue_room(lnode *n) {
-    if (n->q_head == n->q_tail)
-        n->q_head = n->q_tail = 0;
+static int queue_room(lnode *n)
+{
+    if (n->q_head == n->q_tail) n->q_head = n->q_tail = 0;
     if (n->q_tail == n->q_cap) {
         size_t cap = n->q_cap ? 2 * n->q_cap : QUEUE_MIN;
         levent *q = (levent *)realloc(n->q, cap * sizeof *q);
-        if (q == NULL)
-            return -1;
+        if (q == NULL) return -1;
         n->q = q;
         n->q_cap = cap;
     }
@@ -85,15 +86,15 @@ static int queue_room(lnode *n) {
 
 /* Copies ev (and its data, which the host owns) into the node's pending slot. Allocates no
  * Lua memory. Returns 0, or P2P_ERR_NOMEM (the event is then lost: nothing can hold it). */
-static int stash_event(lnode *n, const p2p_event *ev) {
+static int stash_event(lnode *n, const p2p_event *ev)
+{
     n->pend = *ev;
     n->pend.data = NULL;
     if (ev->data != NULL) {
         if (ev->len > n->pend_cap || n->pend_buf == NULL) {
             size_t cap = ev->len > 0 ? ev->len : 1;
             uint8_t *b = (uint8_t *)malloc(cap);
-            if (b == NULL)
-                return P2P_ERR_NOMEM;
+            if (b == NULL) return P2P_ERR_NOMEM;
             free(n->pend_buf);
             n->pend_buf = b;
             n->pend_cap = cap;
@@ -108,12 +109,12 @@ static int stash_event(lnode *n, const p2p_event *ev) {
 /* Queues the pending event: its data string and Peer go to their slots (qpeer, qdata: stack
  * indexes of those tables; peers: the node's cache), the event to the C array. Runs with the node busy: the host
  * cannot be freed and nothing else takes events from it meanwhile. */
-static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata, int peers) {
+static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata, int peers)
+{
     const p2p_event *ev = &n->pend;
     int top = lua_gettop(L), key;
     levent *e;
-    if (queue_room(n) != 0)
-        luaL_error(L, "p2pnet: out of memory (event queue)");
+    if (queue_room(n) != 0) luaL_error(L, "p2pnet: out of memory (event queue)");
     key = SLOT_KEY(n->q_tail);
     if (ev->data != NULL) {
         lua_pushlstring(L, (const char *)ev->data, ev->len);
@@ -159,12 +160,12 @@ static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata
     lua_settop(L, top);
 }
 
-void lp_queue_leave(lua_State *L, int nidx) {
+void lp_queue_leave(lua_State *L, int nidx)
+{
     lnode *n = lp_node_at(L, nidx);
     levent *e;
     nidx = lp_absindex(L, nidx);
-    if (queue_room(n) != 0)
-        luaL_error(L, "p2pnet: out of memory (event queue)");
+    if (queue_room(n) != 0) luaL_error(L, "p2pnet: out of memory (event queue)");
     lp_uv_field(L, nidx, UV_QPEER);
     lua_insert(L, -2);
     lua_rawseti(L, -2, SLOT_KEY(n->q_tail));
@@ -179,7 +180,8 @@ void lp_queue_leave(lua_State *L, int nidx) {
 
 /* lp_drain's body, under lua_pcall (the node at 1): the busy flags are cleared whatever
  * happens. */
-static int drain_body(lua_State *L) {
+static int drain_body(lua_State *L)
+{
     lnode *n = lp_node_at(L, 1);
     p2p_event ev;
     lp_getuservalue(L, 1);
@@ -188,8 +190,7 @@ static int drain_body(lua_State *L) {
     lua_getfield(L, 2, UV_PEERS); /* 5 */
     for (;;) {
         if (!n->has_pend) {
-            if (n->host == NULL || p2p_host_next_event(n->host, &ev) != 1)
-                break;
+            if (n->host == NULL || p2p_host_next_event(n->host, &ev) != 1) break;
             if (stash_event(n, &ev) != 0)
                 return luaL_error(L, "p2pnet: out of memory (an event was lost)");
         }
@@ -199,7 +200,8 @@ static int drain_body(lua_State *L) {
 }
 
 /* Runs the peer:disconnect() and node:close() calls deferred during a drain. */
-static void run_deferred(lua_State *L, int nidx) {
+static void run_deferred(lua_State *L, int nidx)
+{
     lnode *n = lp_node_at(L, nidx);
     for (;;) {
         lpeer *p;
@@ -233,55 +235,53 @@ static void run_deferred(lua_State *L, int nidx) {
     }
 }
 
-void lp_drain(lua_State *L, int nidx) {
+void lp_drain(lua_State *L, int nidx)
+{
     lnode *n = lp_node_at(L, nidx);
     lsim *s = n->sim;
     int rc;
     nidx = lp_absindex(L, nidx);
-    if (n->draining)
-        return;
+    if (n->draining) return;
     if (n->host != NULL) {
         n->draining = 1;
-        if (s != NULL)
-            s->draining++;
+        if (s != NULL) s->draining++;
         lua_pushcfunction(L, drain_body);
         lua_pushvalue(L, nidx);
         rc = lua_pcall(L, 1, 0, 0);
         n->draining = 0;
-        if (s != NULL)
-            s->draining--;
+        if (s != NULL) s->draining--;
         if (n->pend_cap > PEND_KEEP && !n->has_pend) {
             free(n->pend_buf);
             n->pend_buf = NULL;
             n->pend_cap = 0;
         }
-        if (rc != LUA_OK)
-            lua_error(L);
+        if (rc != LUA_OK) lua_error(L);
     }
     run_deferred(L, nidx);
 }
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-void lp_flush(lnode *n) {
+void lp_flush(lnode *n)
+{
     n->unflushed = 0;
-    if (n->host == NULL)
-        return;
+    if (n->host == NULL) return;
     if (n->udp != NULL)
         (void)p2p_udp_flush(n->udp, n->host);
     else if (n->sim != NULL)
         p2p_sim_flush(n->sim->sim, n->host);
 }
 
-void lp_after_call(lua_State *L, int nidx) {
+void lp_after_call(lua_State *L, int nidx)
+{
     lnode *n = lp_node_at(L, nidx);
-    if (n->host == NULL)
-        return;
+    if (n->host == NULL) return;
     lp_flush(n);
     lp_drain(L, nidx);
 }
 
-void lp_after_send(lua_State *L, int nidx, lnode *n, size_t len) {
+void lp_after_send(lua_State *L, int nidx, lnode *n, size_t len)
+{
     if (n->udp == NULL) {
         /* the simulator costs no system call: keep its timing as it always was (nidx is
          * only needed here) */
@@ -290,8 +290,7 @@ void lp_after_send(lua_State *L, int nidx, lnode *n, size_t len) {
     }
     /* +1: an empty message waits too */
     n->unflushed += len + 1;
-    if (n->unflushed >= LP_FLUSH_BYTES)
-        lp_flush(n);
+    if (n->unflushed >= LP_FLUSH_BYTES) lp_flush(n);
 }
 
 /* ---- calling handlers --------------------------------------------------------------------- */
@@ -299,11 +298,11 @@ void lp_after_send(lua_State *L, int nidx, lnode *n, size_t len) {
 /* Message handler of the protected calls: {message = text, traceback = text}. With a
  * dispatch context as upvalue, only for errors raised by a handler: the binding's own errors
  * (out of memory) go on unchanged. */
-static int l_msgh(lua_State *L) {
+static int l_msgh(lua_State *L)
+{
     const char *msg;
     const char *const *what = (const char *const *)lua_touserdata(L, lua_upvalueindex(1));
-    if (what != NULL && *what == NULL)
-        return 1;
+    if (what != NULL && *what == NULL) return 1;
     msg = lp_describe(L, 1);
     lua_createtable(L, 0, 2);
     lua_pushstring(L, msg);
@@ -315,10 +314,10 @@ static int l_msgh(lua_State *L) {
 
 /* The error of a protected call (on top) as the {message, traceback} table: out of memory
  * and errors in the message handler arrive as plain values. */
-static void error_table(lua_State *L) {
+static void error_table(lua_State *L)
+{
     const char *m;
-    if (lua_istable(L, -1))
-        return;
+    if (lua_istable(L, -1)) return;
     m = lua_tostring(L, -1);
     lua_pop(L, 1);
     lua_createtable(L, 0, 2);
@@ -327,7 +326,8 @@ static void error_table(lua_State *L) {
 }
 
 /* Reports a handler error (the table on top, popped) on stderr and counts it. */
-static void report_error(lua_State *L, lnode *n, const char *what) {
+static void report_error(lua_State *L, lnode *n, const char *what)
+{
     const char *text;
     lua_getfield(L, -1, "traceback");
     if (lua_isnil(L, -1)) {
@@ -341,7 +341,8 @@ static void report_error(lua_State *L, lnode *n, const char *what) {
     n->callback_errors++;
 }
 
-int lp_call_reported(lua_State *L, lnode *n, int nargs, int nres, const char *what) {
+int lp_call_reported(lua_State *L, lnode *n, int nargs, int nres, const char *what)
+{
     int base = lua_gettop(L) - nargs, ok = 1;
     lua_pushlightuserdata(L, NULL);
     lua_pushcclosure(L, l_msgh, 1);
@@ -357,7 +358,8 @@ int lp_call_reported(lua_State *L, lnode *n, int nargs, int nres, const char *wh
 
 /* Calls every reply callback still pending on the Peer at pidx with (false, why): each runs
  * exactly once even when the core ends a session without LOST replies. */
-static void fail_callbacks(lua_State *L, lnode *n, int pidx, const char *why) {
+static void fail_callbacks(lua_State *L, lnode *n, int pidx, const char *why)
+{
     pidx = lp_absindex(L, pidx);
     while (lp_next_callback(L, pidx)) {
         lua_pushboolean(L, 0);
@@ -378,14 +380,23 @@ typedef struct ldispatch {
 
 /* Stack slots of dispatch_body. */
 enum {
-    D_NODE = 1, D_CTX, D_ERR,                  /* the arguments */
-    D_UV, D_HANDLERS, D_QPEER, D_QDATA, D_LAYER, /* the node's tables */
-    D_KEY_ID, D_KEY_BROADCAST, D_KEY_ORIGIN,   /* the keys of `info`, made once per batch */
+    D_NODE = 1,
+    D_CTX,
+    D_ERR, /* the arguments */
+    D_UV,
+    D_HANDLERS,
+    D_QPEER,
+    D_QDATA,
+    D_LAYER, /* the node's tables */
+    D_KEY_ID,
+    D_KEY_BROADCAST,
+    D_KEY_ORIGIN, /* the keys of `info`, made once per batch */
     D_BASE = D_KEY_ORIGIN
 };
 
 /* Pushes hex digits of x (at least `min` of them) into out; returns the count. */
-static int put_hex(char *out, uint64_t x, int min) {
+static int put_hex(char *out, uint64_t x, int min)
+{
     static const char digits[] = "0123456789abcdef";
     char tmp[16];
     int n = 0, i;
@@ -393,8 +404,7 @@ static int put_hex(char *out, uint64_t x, int min) {
         tmp[n++] = digits[x & 15];
         x >>= 4;
     } while (x != 0 || n < min);
-    for (i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    for (i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
     return n;
 }
 
@@ -403,12 +413,12 @@ static int put_hex(char *out, uint64_t x, int min) {
  * because their seq restarts with every session: "<sender, 16 hex>-<session hex>-<seq hex>".
  * Written by hand: this runs for every message. */
 static void push_message_id(lua_State *L, const char *sender_hex, int direct, uint32_t session,
-                            uint64_t seq) {
+                            uint64_t seq)
+{
     char buf[MSG_ID_TEXT];
     int len = 0;
     size_t slen = sender_hex != NULL ? strlen(sender_hex) : 0;
-    if (slen > 16)
-        slen = 16;
+    if (slen > 16) slen = 16;
     memcpy(buf, sender_hex != NULL ? sender_hex : "", slen);
     len = (int)slen;
     buf[len++] = '-';
@@ -421,12 +431,14 @@ static void push_message_id(lua_State *L, const char *sender_hex, int direct, ui
 }
 
 /* node:broadcast's result. */
-void lp_push_broadcast_id(lua_State *L, const char *origin_hex, uint64_t seq) {
+void lp_push_broadcast_id(lua_State *L, const char *origin_hex, uint64_t seq)
+{
     push_message_id(L, origin_hex, 0, 0, seq);
 }
 
 /* Pushes the data of the event (its slot value), or dflt when it had none. */
-static void push_data(lua_State *L, const levent *e, const char *dflt) {
+static void push_data(lua_State *L, const levent *e, const char *dflt)
+{
     if (!e->has_data) {
         lua_pop(L, 1);
         lua_pushstring(L, dflt);
@@ -434,10 +446,10 @@ static void push_data(lua_State *L, const levent *e, const char *dflt) {
 }
 
 /* Answers a MESSAGE that wanted a reply (status, data on top or none). */
-static void send_reply(lua_State *L, lnode *n, lpeer *p, uint64_t seq, int status,
-                       const char *data, size_t len) {
-    if (n->closing || n->host == NULL || p == NULL || p->dead)
-        return;
+static void send_reply(lua_State *L, lnode *n, lpeer *p, uint64_t seq, int status, const char *data,
+                       size_t len)
+{
+    if (n->closing || n->host == NULL || p == NULL || p->dead) return;
     /* The reply may fail when the session ended meanwhile; the sender then gets LOST. */
     if (p2p_peer_reply(n->host, p->handle, seq, status, (const uint8_t *)data, len,
                        lp_node_now(n)) == 0)
@@ -450,7 +462,8 @@ static void send_reply(lua_State *L, lnode *n, lpeer *p, uint64_t seq, int statu
  * didx. The user's handler runs in the batch's protected call; the Lua layer's deliver (the
  * receive() queue, when there is no handler) on its own. */
 static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent *e, int pidx,
-                             int didx) {
+                             int didx)
+{
     const p2p_event *ev = &e->ev;
     int unreliable = ev->type == P2P_EV_DATAGRAM;
     lpeer *p = (lpeer *)lua_touserdata(L, pidx);
@@ -473,8 +486,7 @@ static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent 
     user = lua_isfunction(L, -1);
     if (!user) {
         lua_pop(L, 1);
-        if (!lua_istable(L, D_LAYER))
-            goto reply;
+        if (!lua_istable(L, D_LAYER)) goto reply;
         lua_getfield(L, D_LAYER, "deliver");
         if (!lua_isfunction(L, -1)) {
             lua_pop(L, 1);
@@ -540,13 +552,13 @@ call:
         }
     }
 reply:
-    if (want_reply)
-        send_reply(L, n, p, ev->seq, status, rdata, rlen);
+    if (want_reply) send_reply(L, n, p, ev->seq, status, rdata, rlen);
 }
 
 /* A handler that raised inside the batch (its error table on top): the sender of a message
  * that wanted a reply gets the error text; anything else is printed and counted. */
-static void handle_failure(lua_State *L, lnode *n, ldispatch *d) {
+static void handle_failure(lua_State *L, lnode *n, ldispatch *d)
+{
     const p2p_event *ev = &d->cur.ev;
     error_table(L);
     if (ev->type == P2P_EV_MESSAGE && ev->want_reply && d->peer != NULL &&
@@ -564,7 +576,8 @@ static void handle_failure(lua_State *L, lnode *n, ldispatch *d) {
 
 /* The join, leave and error events: the Lua layer's hook, then the handler, each protected
  * on its own (they are rare, and one raising must not skip the other). */
-static void dispatch_session(lua_State *L, lnode *n, const levent *e, int pidx, int didx) {
+static void dispatch_session(lua_State *L, lnode *n, const levent *e, int pidx, int didx)
+{
     const p2p_event *ev = &e->ev;
     int slot = ev->type == P2P_EV_JOIN ? LH_JOIN : ev->type == P2P_EV_LEAVE ? LH_LEAVE : LH_ERROR;
     const char *name = lp_event_names[slot - 1];
@@ -573,8 +586,7 @@ static void dispatch_session(lua_State *L, lnode *n, const levent *e, int pidx, 
         fail_callbacks(L, n, pidx, ev->reason == P2P_LEAVE_TIMEOUT ? "timeout" : "disconnected");
     for (hook = 1; hook >= 0; hook--) {
         if (hook) {
-            if (!lua_istable(L, D_LAYER))
-                continue;
+            if (!lua_istable(L, D_LAYER)) continue;
             lua_getfield(L, D_LAYER, name);
         } else {
             lua_rawgeti(L, D_HANDLERS, slot);
@@ -589,7 +601,7 @@ static void dispatch_session(lua_State *L, lnode *n, const levent *e, int pidx, 
             lua_pushvalue(L, pidx);
             nargs = 2;
         } else if (ev->type == P2P_EV_LEAVE) {
-            static const char *const reasons[] = { "closed", "timeout", "denied", "protocol" };
+            static const char *const reasons[] = {"closed", "timeout", "denied", "protocol"};
             lua_pushvalue(L, pidx);
             lua_pushstring(L, ev->reason >= 0 && ev->reason <= P2P_LEAVE_PROTOCOL
                                   ? reasons[ev->reason]
@@ -604,10 +616,10 @@ static void dispatch_session(lua_State *L, lnode *n, const levent *e, int pidx, 
 }
 
 /* A REPLY: the callback of our message, in the batch's protected call. */
-static void dispatch_reply(lua_State *L, ldispatch *d, const levent *e, int pidx, int didx) {
+static void dispatch_reply(lua_State *L, ldispatch *d, const levent *e, int pidx, int didx)
+{
     const p2p_event *ev = &e->ev;
-    if (lua_isnil(L, pidx) || !lp_take_callback(L, pidx, ev->seq))
-        return;
+    if (lua_isnil(L, pidx) || !lp_take_callback(L, pidx, ev->seq)) return;
     switch (ev->status) {
     case P2P_REPLY_NIL:
         lua_pushboolean(L, 1);
@@ -636,7 +648,8 @@ static void dispatch_reply(lua_State *L, ldispatch *d, const levent *e, int pidx
 }
 
 /* A REQUEST (on_request): asks the hook, then admits or refuses. */
-static void dispatch_request(lua_State *L, lnode *n, const levent *e) {
+static void dispatch_request(lua_State *L, lnode *n, const levent *e)
+{
     const p2p_event *ev = &e->ev;
     int accept = 1;
     lua_getfield(L, D_UV, UV_ON_REQUEST);
@@ -660,7 +673,8 @@ static void dispatch_request(lua_State *L, lnode *n, const levent *e) {
 
 /* lp_dispatch's protected batch: (node, ctx, err or nil). Handles the error of the previous
  * batch first, then dispatches events until the queue is empty. */
-static int dispatch_body(lua_State *L) {
+static int dispatch_body(lua_State *L)
+{
     lnode *n = lp_node_at(L, D_NODE);
     ldispatch *d = (ldispatch *)lua_touserdata(L, D_CTX);
     if (!lua_isnil(L, D_ERR)) {
@@ -696,22 +710,13 @@ static int dispatch_body(lua_State *L) {
         d->count++;
         switch (e.ev.type) {
         case P2P_EV_MESSAGE:
-        case P2P_EV_DATAGRAM:
-            dispatch_message(L, n, d, &e, D_BASE + 1, D_BASE + 2);
-            break;
-        case P2P_EV_REPLY:
-            dispatch_reply(L, d, &e, D_BASE + 1, D_BASE + 2);
-            break;
+        case P2P_EV_DATAGRAM: dispatch_message(L, n, d, &e, D_BASE + 1, D_BASE + 2); break;
+        case P2P_EV_REPLY: dispatch_reply(L, d, &e, D_BASE + 1, D_BASE + 2); break;
         case P2P_EV_JOIN:
         case P2P_EV_LEAVE:
-        case P2P_EV_ERROR:
-            dispatch_session(L, n, &e, D_BASE + 1, D_BASE + 2);
-            break;
-        case P2P_EV_REQUEST:
-            dispatch_request(L, n, &e);
-            break;
-        default:
-            break;
+        case P2P_EV_ERROR: dispatch_session(L, n, &e, D_BASE + 1, D_BASE + 2); break;
+        case P2P_EV_REQUEST: dispatch_request(L, n, &e); break;
+        default: break;
         }
         lua_settop(L, D_BASE);
     }
@@ -720,13 +725,13 @@ static int dispatch_body(lua_State *L) {
     return 0;
 }
 
-int lp_dispatch(lua_State *L, int nidx) {
+int lp_dispatch(lua_State *L, int nidx)
+{
     lnode *n = lp_node_at(L, nidx);
     ldispatch d;
     int rc, base;
     if (!lp_has_events(n)) {
-        if (n->closed)
-            lp_queue_free(n);
+        if (n->closed) lp_queue_free(n);
         return 0;
     }
     memset(&d, 0, sizeof d);
@@ -742,8 +747,7 @@ int lp_dispatch(lua_State *L, int nidx) {
         lua_pushlightuserdata(L, &d);
         lua_pushvalue(L, base + 2);
         rc = lua_pcall(L, 3, 0, base + 1);
-        if (rc == LUA_OK)
-            break;
+        if (rc == LUA_OK) break;
         if (d.what == NULL) { /* not a handler's: the binding's own (out of memory) */
             n->dispatching--;
             lua_error(L);
@@ -752,7 +756,6 @@ int lp_dispatch(lua_State *L, int nidx) {
     }
     n->dispatching--;
     lua_settop(L, base);
-    if (n->closed)
-        lp_queue_free(n);
+    if (n->closed) lp_queue_free(n);
     return d.count;
 }

@@ -7,15 +7,16 @@
 
 #include "binding.h"
 
-static lidentity *check_identity(lua_State *L, int idx) {
+static lidentity *check_identity(lua_State *L, int idx)
+{
     return (lidentity *)lp_checkudata(L, idx, IDENTITY_MT);
 }
 
 /* p2pnet.identity([path]) -> identity | nil, err */
-int lp_identity_new(lua_State *L) {
-    const char *path = lua_isnoneornil(L, 1)
-                           ? NULL
-                           : lp_check_string(L, 1, "p2pnet.identity", "path", NULL);
+int lp_identity_new(lua_State *L)
+{
+    const char *path =
+        lua_isnoneornil(L, 1) ? NULL : lp_check_string(L, 1, "p2pnet.identity", "path", NULL);
     p2p_identity key;
     char err[256] = "";
     int rc;
@@ -27,8 +28,7 @@ int lp_identity_new(lua_State *L) {
         rc = p2p_identity_load(&key, path, err, sizeof err);
     if (rc != 0) {
         p2p_identity_wipe(&key);
-        if (err[0] == '\0')
-            snprintf(err, sizeof err, "%s", p2p_strerror(rc));
+        if (err[0] == '\0') snprintf(err, sizeof err, "%s", p2p_strerror(rc));
         return lp_push_fail(L, err);
     }
     ident = (lidentity *)lua_newuserdata(L, sizeof *ident);
@@ -40,7 +40,8 @@ int lp_identity_new(lua_State *L) {
     return 1;
 }
 
-static int identity_index(lua_State *L) {
+static int identity_index(lua_State *L)
+{
     lidentity *ident = check_identity(L, 1);
     const char *k = lua_tostring(L, 2);
     if (k != NULL && strcmp(k, "id") == 0) {
@@ -50,22 +51,24 @@ static int identity_index(lua_State *L) {
     return 0;
 }
 
-static int identity_tostring(lua_State *L) {
+static int identity_tostring(lua_State *L)
+{
     lidentity *ident = check_identity(L, 1);
     lua_pushfstring(L, "p2pnet.Identity(%s)", ident->hex);
     return 1;
 }
 
-static int identity_gc(lua_State *L) {
+static int identity_gc(lua_State *L)
+{
     lidentity *ident = check_identity(L, 1);
     p2p_identity_wipe(&ident->key);
     return 0;
 }
 
-void lp_identity_class(lua_State *L) {
-    static const luaL_Reg meta[] = { { "__tostring", identity_tostring },
-                                     { "__gc", identity_gc },
-                                     { NULL, NULL } };
-    static const luaL_Reg none[] = { { NULL, NULL } };
+void lp_identity_class(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__tostring", identity_tostring}, {"__gc", identity_gc}, {NULL, NULL}};
+    static const luaL_Reg none[] = {{NULL, NULL}};
     lp_class(L, IDENTITY_MT, none, meta, identity_index);
 }

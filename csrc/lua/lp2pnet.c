@@ -17,7 +17,8 @@
 /* Registry key of the Lua layer's module-wide hooks (core.hooks). */
 #define HOOKS_KEY "p2pnet.hooks"
 
-void lp_created(lua_State *L, int idx, const char *kind) {
+void lp_created(lua_State *L, int idx, const char *kind)
+{
     idx = lp_absindex(L, idx);
     lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
     if (lua_istable(L, -1)) {
@@ -33,7 +34,8 @@ void lp_created(lua_State *L, int idx, const char *kind) {
 }
 
 /* core.hooks(t): t.node(node) and t.sim(sim) are called with every new node and sim. */
-static int l_hooks(lua_State *L) {
+static int l_hooks(lua_State *L)
+{
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
@@ -41,7 +43,8 @@ static int l_hooks(lua_State *L) {
 }
 
 /* core.state(node_or_sim) -> the Lua layer's table for that object */
-static int l_state(lua_State *L) {
+static int l_state(lua_State *L)
+{
     if (lp_testudata(L, 1, NODE_MT) == NULL && lp_testudata(L, 1, SIM_MT) == NULL)
         return lp_arg_error(L, "core.state", "obj", "must be a node or a sim");
     lp_push_layer(L, 1);
@@ -50,9 +53,10 @@ static int l_state(lua_State *L) {
 
 /* core.extend(class, methods): adds the functions of `methods` to class "Node", "Peer" or
  * "Sim"; raises rather than replace a method the class has. */
-static int l_extend(lua_State *L) {
-    static const char *const names[] = { "Node", "Peer", "Sim", NULL };
-    static const char *const mts[] = { NODE_MT, PEER_MT, SIM_MT };
+static int l_extend(lua_State *L)
+{
+    static const char *const names[] = {"Node", "Peer", "Sim", NULL};
+    static const char *const mts[] = {NODE_MT, PEER_MT, SIM_MT};
     int which = luaL_checkoption(L, 1, NULL, names);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
@@ -74,22 +78,22 @@ static int l_extend(lua_State *L) {
     return 0;
 }
 
-int luaopen_p2pnet_core(lua_State *L) {
-    static const luaL_Reg funcs[] = { { "identity", lp_identity_new },
-                                      { "node", lp_node_open },
-                                      { "sim", lp_sim_new },
-                                      { "hooks", l_hooks },
-                                      { "state", l_state },
-                                      { "extend", l_extend },
-                                      { "busy", lp_node_busy },
-                                      { "sim_of", lp_node_sim },
-                                      { "sim_nodes", lp_sim_nodes },
-                                      { "sim_busy", lp_sim_busy },
-                                      { "sim_run_until", lp_sim_run_until },
-                                      { "sim_next_time", lp_sim_next_time },
-                                      { NULL, NULL } };
-    if (p2p_init() != 0)
-        return luaL_error(L, "p2pnet: libsodium failed to initialise");
+int luaopen_p2pnet_core(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"identity", lp_identity_new},
+                                     {"node", lp_node_open},
+                                     {"sim", lp_sim_new},
+                                     {"hooks", l_hooks},
+                                     {"state", l_state},
+                                     {"extend", l_extend},
+                                     {"busy", lp_node_busy},
+                                     {"sim_of", lp_node_sim},
+                                     {"sim_nodes", lp_sim_nodes},
+                                     {"sim_busy", lp_sim_busy},
+                                     {"sim_run_until", lp_sim_run_until},
+                                     {"sim_next_time", lp_sim_next_time},
+                                     {NULL, NULL}};
+    if (p2p_init() != 0) return luaL_error(L, "p2pnet: libsodium failed to initialise");
     lp_identity_class(L);
     lp_node_class(L);
     lp_peer_class(L);

@@ -14,16 +14,18 @@
 #define PUV_CBS "cbs"
 #define PUV_HEX 1 /* the id as a Lua string, once known */
 
-lpeer *lp_check_peer(lua_State *L, int idx) {
+lpeer *lp_check_peer(lua_State *L, int idx)
+{
     return (lpeer *)lp_checkudata(L, idx, PEER_MT);
 }
 
-static void remember_id(lpeer *p) {
-    if (p->snap.has_id && p->hex[0] == '\0')
-        p2p_id_to_hex(p->snap.id, p->hex);
+static void remember_id(lpeer *p)
+{
+    if (p->snap.has_id && p->hex[0] == '\0') p2p_id_to_hex(p->snap.id, p->hex);
 }
 
-const p2p_peer_info *lp_peer_info(lpeer *p) {
+const p2p_peer_info *lp_peer_info(lpeer *p)
+{
     p2p_peer_info info;
     if (!p->dead && p->node->host != NULL &&
         p2p_host_peer_info(p->node->host, p->handle, &info) == 0) {
@@ -33,15 +35,16 @@ const p2p_peer_info *lp_peer_info(lpeer *p) {
     return &p->snap;
 }
 
-const char *lp_peer_hex(lpeer *p) {
-    if (p->hex[0] == '\0')
-        (void)lp_peer_info(p);
+const char *lp_peer_hex(lpeer *p)
+{
+    if (p->hex[0] == '\0') (void)lp_peer_info(p);
     return p->hex[0] != '\0' ? p->hex : NULL;
 }
 
 /* Pushes the peer's id as a Lua string, made once per Peer (slot PUV_HEX of its uservalue),
  * or nil while the id is unknown. */
-void lp_push_peer_hex(lua_State *L, int pidx) {
+void lp_push_peer_hex(lua_State *L, int pidx)
+{
     lpeer *p = (lpeer *)lua_touserdata(L, pidx);
     const char *hex;
     lp_getuservalue(L, pidx);
@@ -65,13 +68,13 @@ void lp_push_peer_hex(lua_State *L, int pidx) {
 
 /* Pushes the cached Peer for `handle` of the node at nidx and returns 1, or returns 0 with
  * nothing pushed. Allocates nothing. */
-static int push_cached_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
+static int push_cached_peer(lua_State *L, int nidx, p2p_peer_handle handle)
+{
     lp_uv_field(L, nidx, UV_PEERS);
     lua_pushnumber(L, (lua_Number)handle);
     lua_rawget(L, -2);
     lua_remove(L, -2);
-    if (!lua_isnil(L, -1))
-        return 1;
+    if (!lua_isnil(L, -1)) return 1;
     lua_pop(L, 1);
     return 0;
 }
@@ -80,12 +83,12 @@ static int push_cached_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
  * session, or (through node:peers()) create the Peer for this very handle. Only then is the
  * host asked about the handle, and the cache looked at again, with nothing in between that
  * could run Lua: one Lua object per peer, and never a live-looking Peer of a closed node. */
-void lp_push_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
+void lp_push_peer(lua_State *L, int nidx, p2p_peer_handle handle)
+{
     lnode *n = lp_node_at(L, nidx);
     lpeer *p;
     nidx = lp_absindex(L, nidx);
-    if (push_cached_peer(L, nidx, handle))
-        return;
+    if (push_cached_peer(L, nidx, handle)) return;
     p = (lpeer *)lua_newuserdata(L, sizeof *p);
     memset(p, 0, sizeof *p);
     p->node = n;
@@ -121,7 +124,8 @@ void lp_push_peer(lua_State *L, int nidx, p2p_peer_handle handle) {
     lua_pop(L, 1);
 }
 
-void lp_rekey_peer(lua_State *L, int nidx, p2p_peer_handle from, p2p_peer_handle to) {
+void lp_rekey_peer(lua_State *L, int nidx, p2p_peer_handle from, p2p_peer_handle to)
+{
     lpeer *p;
     nidx = lp_absindex(L, nidx);
     lp_uv_field(L, nidx, UV_PEERS);
@@ -141,11 +145,11 @@ void lp_rekey_peer(lua_State *L, int nidx, p2p_peer_handle from, p2p_peer_handle
     lua_pop(L, 2);
 }
 
-void lp_retire_peer(lua_State *L, int nidx, int pidx) {
+void lp_retire_peer(lua_State *L, int nidx, int pidx)
+{
     lpeer *p = lp_check_peer(L, pidx);
     nidx = lp_absindex(L, nidx);
-    if (p->dead)
-        return;
+    if (p->dead) return;
     (void)lp_peer_info(p);
     p->dead = 1;
     p->snap.state = P2P_PEER_DISCONNECTED;
@@ -156,7 +160,8 @@ void lp_retire_peer(lua_State *L, int nidx, int pidx) {
     lua_pop(L, 1);
 }
 
-int lp_take_callback(lua_State *L, int pidx, uint64_t seq) {
+int lp_take_callback(lua_State *L, int pidx, uint64_t seq)
+{
     pidx = lp_absindex(L, pidx);
     lp_uv_field(L, pidx, PUV_CBS);
     lua_pushnumber(L, (lua_Number)seq);
@@ -172,7 +177,8 @@ int lp_take_callback(lua_State *L, int pidx, uint64_t seq) {
     return 1;
 }
 
-int lp_next_callback(lua_State *L, int pidx) {
+int lp_next_callback(lua_State *L, int pidx)
+{
     pidx = lp_absindex(L, pidx);
     lp_uv_field(L, pidx, PUV_CBS);
     lua_pushnil(L);
@@ -191,24 +197,23 @@ int lp_next_callback(lua_State *L, int pidx) {
 
 /* ---- methods ------------------------------------------------------------------------------ */
 
-static int peer_index(lua_State *L) {
+static int peer_index(lua_State *L)
+{
     lpeer *p = lp_check_peer(L, 1);
     const char *k = lua_tostring(L, 2);
     const p2p_peer_info *info;
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1) || k == NULL)
-        return 1;
+    if (!lua_isnil(L, -1) || k == NULL) return 1;
     info = lp_peer_info(p);
     if (strcmp(k, "id") == 0) {
-        if (!info->has_id)
-            return 0;
+        if (!info->has_id) return 0;
         lua_pushstring(L, p->hex);
     } else if (strcmp(k, "address") == 0) {
         lp_push_addr(L, &info->address);
     } else if (strcmp(k, "state") == 0) {
         lua_pushstring(L, info->state == P2P_PEER_NONE ? "disconnected"
-                                                        : p2p_peer_state_name(info->state));
+                                                       : p2p_peer_state_name(info->state));
     } else if (strcmp(k, "direct") == 0) {
         lua_pushboolean(L, info->direct);
     } else if (strcmp(k, "rtt") == 0) {
@@ -219,7 +224,8 @@ static int peer_index(lua_State *L) {
     return 1;
 }
 
-static int peer_tostring(lua_State *L) {
+static int peer_tostring(lua_State *L)
+{
     lpeer *p = lp_check_peer(L, 1);
     const p2p_peer_info *info = lp_peer_info(p);
     char addr[LP_ADDR_TEXT] = "?";
@@ -232,21 +238,24 @@ static int peer_tostring(lua_State *L) {
 }
 
 /* The open node of the peer at 1, raising "fname: node is closed" after close. */
-static lnode *peer_node(lua_State *L, lpeer *p, const char *fname) {
+static lnode *peer_node(lua_State *L, lpeer *p, const char *fname)
+{
     if (p->node->closed || p->node->closing || p->node->host == NULL)
         luaL_error(L, "%s: node is closed", fname);
     return p->node;
 }
 
 /* Pushes the Node of the peer at 1; returns its stack index. */
-static int push_node(lua_State *L) {
+static int push_node(lua_State *L)
+{
     lp_uv_field(L, 1, PUV_NODE);
     return lua_gettop(L);
 }
 
 /* After a send: a UDP node leaves it for the next poll (or flushes a full batch) without
  * touching Lua; the others flush and drain. */
-static void sent(lua_State *L, lnode *n, size_t len) {
+static void sent(lua_State *L, lnode *n, size_t len)
+{
     if (n->udp != NULL)
         lp_after_send(L, 0, n, len);
     else
@@ -254,7 +263,8 @@ static void sent(lua_State *L, lnode *n, size_t len) {
 }
 
 /* peer:send(type, data [, callback]) -> true | nil, err */
-static int peer_send(lua_State *L) {
+static int peer_send(lua_State *L)
+{
     lpeer *p = lp_check_peer(L, 1);
     uint16_t type = lp_check_type(L, 2, "peer:send");
     size_t len;
@@ -267,10 +277,8 @@ static int peer_send(lua_State *L) {
     want_reply = lua_isfunction(L, 4);
     lua_settop(L, 4);
     n = peer_node(L, p, "peer:send");
-    if (p->dead)
-        return lp_push_fail(L, "disconnected");
-    if (lp_refuse_busy(L, n, "peer:send"))
-        return 2;
+    if (p->dead) return lp_push_fail(L, "disconnected");
+    if (lp_refuse_busy(L, n, "peer:send")) return 2;
     rc = p2p_peer_send(n->host, p->handle, type, (const uint8_t *)data, len, want_reply, &seq,
                        lp_node_now(n));
     if (rc != 0) {
@@ -290,7 +298,8 @@ static int peer_send(lua_State *L) {
 }
 
 /* peer:send_unreliable(type, data) -> true | nil, err */
-static int peer_send_unreliable(lua_State *L) {
+static int peer_send_unreliable(lua_State *L)
+{
     lpeer *p = lp_check_peer(L, 1);
     uint16_t type = lp_check_type(L, 2, "peer:send_unreliable");
     size_t len;
@@ -299,12 +308,9 @@ static int peer_send_unreliable(lua_State *L) {
     lnode *n;
     lua_settop(L, 3);
     n = peer_node(L, p, "peer:send_unreliable");
-    if (p->dead)
-        return lp_push_fail(L, "disconnected");
-    if (lp_refuse_busy(L, n, "peer:send_unreliable"))
-        return 2;
-    if (len > P2P_MAX_DATAGRAM)
-        return lp_push_fail(L, "datagram too big");
+    if (p->dead) return lp_push_fail(L, "disconnected");
+    if (lp_refuse_busy(L, n, "peer:send_unreliable")) return 2;
+    if (len > P2P_MAX_DATAGRAM) return lp_push_fail(L, "datagram too big");
     rc = p2p_peer_send_datagram(n->host, p->handle, type, (const uint8_t *)data, len,
                                 lp_node_now(n));
     if (rc != 0) {
@@ -317,15 +323,15 @@ static int peer_send_unreliable(lua_State *L) {
 }
 
 /* peer:disconnect() -> true | nil, err */
-static int peer_disconnect(lua_State *L) {
+static int peer_disconnect(lua_State *L)
+{
     lpeer *p = lp_check_peer(L, 1);
     int rc, nidx;
     lnode *n;
     lua_settop(L, 1);
     n = peer_node(L, p, "peer:disconnect");
     nidx = push_node(L);
-    if (p->dead)
-        return lp_push_fail(L, "disconnected");
+    if (p->dead) return lp_push_fail(L, "disconnected");
     if (n->draining) {
         /* a finalizer during a drain: done when the drain ends (events.c) */
         lp_uv_field(L, nidx, UV_DEFERRED);
@@ -345,17 +351,17 @@ static int peer_disconnect(lua_State *L) {
     }
     rc = p2p_peer_disconnect(n->host, p->handle, lp_node_now(n));
     lp_after_call(L, nidx);
-    if (rc != 0)
-        return lp_push_fail(L, lp_error_text(rc));
+    if (rc != 0) return lp_push_fail(L, lp_error_text(rc));
     lua_pushboolean(L, 1);
     return 1;
 }
 
-void lp_peer_class(lua_State *L) {
-    static const luaL_Reg methods[] = { { "send", peer_send },
-                                        { "send_unreliable", peer_send_unreliable },
-                                        { "disconnect", peer_disconnect },
-                                        { NULL, NULL } };
-    static const luaL_Reg meta[] = { { "__tostring", peer_tostring }, { NULL, NULL } };
+void lp_peer_class(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"send", peer_send},
+                                       {"send_unreliable", peer_send_unreliable},
+                                       {"disconnect", peer_disconnect},
+                                       {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__tostring", peer_tostring}, {NULL, NULL}};
     lp_class(L, PEER_MT, methods, meta, peer_index);
 }

@@ -15,15 +15,15 @@
 /* Largest seed: 2^53, what every Lua number holds exactly. */
 #define MAX_SEED 9007199254740992.0
 
-
-static lsim *check_sim(lua_State *L, int idx) {
+static lsim *check_sim(lua_State *L, int idx)
+{
     lsim *s = (lsim *)lp_checkudata(L, idx, SIM_MT);
-    if (s->sim == NULL || s->collected)
-        luaL_error(L, "sim is freed");
+    if (s->sim == NULL || s->collected) luaL_error(L, "sim is freed");
     return s;
 }
 
-static int read_probability(lua_State *L, int idx, const char *k, double *out) {
+static int read_probability(lua_State *L, int idx, const char *k, double *out)
+{
     double p;
     lua_getfield(L, idx, k);
     if (lua_isnil(L, -1)) {
@@ -31,14 +31,14 @@ static int read_probability(lua_State *L, int idx, const char *k, double *out) {
         return 0;
     }
     p = lua_type(L, -1) == LUA_TNUMBER ? (double)lua_tonumber(L, -1) : -1;
-    if (!(p >= 0 && p <= 1))
-        luaL_error(L, "p2pnet.sim: option '%s' must be a probability 0-1", k);
+    if (!(p >= 0 && p <= 1)) luaL_error(L, "p2pnet.sim: option '%s' must be a probability 0-1", k);
     *out = p;
     lua_pop(L, 1);
     return 1;
 }
 
-static void read_sim_seconds(lua_State *L, int idx, const char *k, uint64_t *out) {
+static void read_sim_seconds(lua_State *L, int idx, const char *k, uint64_t *out)
+{
     double s;
     lua_getfield(L, idx, k);
     if (lua_isnil(L, -1)) {
@@ -53,26 +53,24 @@ static void read_sim_seconds(lua_State *L, int idx, const char *k, uint64_t *out
 }
 
 /* p2pnet.sim([opts]) -> sim */
-int lp_sim_new(lua_State *L) {
+int lp_sim_new(lua_State *L)
+{
     p2p_sim_config cfg;
     lsim *s;
     int rc;
     memset(&cfg, 0, sizeof cfg);
     lua_settop(L, 1);
     if (!lua_isnil(L, 1)) {
-        if (!lua_istable(L, 1))
-            return luaL_error(L, "p2pnet.sim: options must be a table");
+        if (!lua_istable(L, 1)) return luaL_error(L, "p2pnet.sim: options must be a table");
         lua_pushnil(L);
         while (lua_next(L, 1) != 0) {
-            static const char *const known[] = { "seed", "latency", "jitter", "loss",
-                                                 "duplicate", "reorder", NULL };
+            static const char *const known[] = {"seed",      "latency", "jitter", "loss",
+                                                "duplicate", "reorder", NULL};
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
             int i, ok = 0;
             for (i = 0; known[i] != NULL; i++)
-                if (strcmp(k, known[i]) == 0)
-                    ok = 1;
-            if (!ok)
-                return luaL_error(L, "p2pnet.sim: unknown option '%s'", k);
+                if (strcmp(k, known[i]) == 0) ok = 1;
+            if (!ok) return luaL_error(L, "p2pnet.sim: unknown option '%s'", k);
             lua_pop(L, 1);
         }
         lua_getfield(L, 1, "seed");
@@ -104,10 +102,10 @@ int lp_sim_new(lua_State *L) {
     return 1;
 }
 
-static int sim_gc(lua_State *L) {
+static int sim_gc(lua_State *L)
+{
     lsim *s = (lsim *)lp_checkudata(L, 1, SIM_MT);
-    if (s->collected)
-        return 0;
+    if (s->collected) return 0;
     s->collected = 1;
     /* Nodes collected in the same cycle may be finalized after us: the last one frees. */
     if (s->attached == 0 && s->sim != NULL) {
@@ -117,7 +115,8 @@ static int sim_gc(lua_State *L) {
     return 0;
 }
 
-static int sim_tostring(lua_State *L) {
+static int sim_tostring(lua_State *L)
+{
     lsim *s = (lsim *)lp_checkudata(L, 1, SIM_MT);
     lua_pushfstring(L, "p2pnet.Sim(%f s)",
                     s->sim != NULL ? (double)p2p_sim_now(s->sim) / US_PER_SECOND : 0.0);
@@ -125,12 +124,12 @@ static int sim_tostring(lua_State *L) {
 }
 
 /* sim:node([opts]) -> node | nil, err */
-static int sim_node(lua_State *L) {
+static int sim_node(lua_State *L)
+{
     int nodeidx;
     check_sim(L, 1);
     lua_settop(L, 2);
-    if (lp_node_new(L, 2, 1, "sim:node") != 1)
-        return 2;
+    if (lp_node_new(L, 2, 1, "sim:node") != 1) return 2;
     nodeidx = lua_gettop(L);
     lp_getuservalue(L, 1);
     lua_pushvalue(L, nodeidx);
@@ -139,14 +138,16 @@ static int sim_node(lua_State *L) {
     return 1;
 }
 
-static int sim_now(lua_State *L) {
+static int sim_now(lua_State *L)
+{
     lsim *s = check_sim(L, 1);
     lua_pushnumber(L, (lua_Number)p2p_sim_now(s->sim) / US_PER_SECOND);
     return 1;
 }
 
 /* Drains and dispatches every open node of the sim at 1, in creation order. */
-static int sim_dispatch(lua_State *L) {
+static int sim_dispatch(lua_State *L)
+{
     int i, count = 0, len;
     lp_getuservalue(L, 1);
     len = (int)lp_rawlen(L, -1);
@@ -164,16 +165,17 @@ static int sim_dispatch(lua_State *L) {
     return count;
 }
 
-const char *lp_sim_refusal(const lsim *s) {
-    if (s->running)
-        return "sim:run is not re-entrant (called from a handler)";
+const char *lp_sim_refusal(const lsim *s)
+{
+    if (s->running) return "sim:run is not re-entrant (called from a handler)";
     if (s->draining > 0)
         return "sim:run is not re-entrant (called from a finalizer during a drain)";
     return NULL;
 }
 
 /* core.sim_busy(sim) -> nil, or the error sim:run() would raise now (for the Lua layer). */
-int lp_sim_busy(lua_State *L) {
+int lp_sim_busy(lua_State *L)
+{
     const char *why = lp_sim_refusal(check_sim(L, 1));
     if (why == NULL)
         lua_pushnil(L);
@@ -185,11 +187,11 @@ int lp_sim_busy(lua_State *L) {
 /* Runs the network until virtual time `until` (microseconds). With stop_on_event, returns
  * early after the first step that dispatched an event (the Lua layer then resumes the tasks
  * it woke); returns 1 when it stopped early. */
-static int sim_run_to(lua_State *L, lsim *s, uint64_t until, int stop_on_event) {
+static int sim_run_to(lua_State *L, lsim *s, uint64_t until, int stop_on_event)
+{
     int stopped = 0;
     const char *why = lp_sim_refusal(s);
-    if (why != NULL)
-        luaL_error(L, "%s", why);
+    if (why != NULL) luaL_error(L, "%s", why);
     s->running = 1;
     if (sim_dispatch(L) > 0 && stop_on_event) {
         s->running = 0;
@@ -198,8 +200,7 @@ static int sim_run_to(lua_State *L, lsim *s, uint64_t until, int stop_on_event) 
     for (;;) {
         int more = p2p_sim_step(s->sim, until);
         int events = sim_dispatch(L);
-        if (!more && p2p_sim_now(s->sim) >= until)
-            break;
+        if (!more && p2p_sim_now(s->sim) >= until) break;
         if (events > 0 && stop_on_event) {
             stopped = 1;
             break;
@@ -210,17 +211,16 @@ static int sim_run_to(lua_State *L, lsim *s, uint64_t until, int stop_on_event) 
 }
 
 /* sim:run(seconds) */
-static int sim_run(lua_State *L) {
+static int sim_run(lua_State *L)
+{
     lsim *s = check_sim(L, 1);
     double secs;
     lua_settop(L, 2);
     if (lua_type(L, 2) != LUA_TNUMBER || !((double)lua_tonumber(L, 2) >= 0))
         return lp_arg_error(L, "sim:run", "seconds", "must be a number >= 0");
     secs = (double)lua_tonumber(L, 2);
-    if (secs > MAX_SECONDS)
-        secs = MAX_SECONDS;
-    if (lp_sim_refusal(s) != NULL)
-        return luaL_error(L, "%s", lp_sim_refusal(s));
+    if (secs > MAX_SECONDS) secs = MAX_SECONDS;
+    if (lp_sim_refusal(s) != NULL) return luaL_error(L, "%s", lp_sim_refusal(s));
     /* the Lua layer runs the tasks of the sim's nodes between steps */
     lp_uv_field(L, 1, UV_LAYER);
     if (lua_istable(L, -1)) {
@@ -238,15 +238,14 @@ static int sim_run(lua_State *L) {
 
 /* core.sim_run_until(sim, t [, stop_on_event]) -> stopped early: runs to the absolute
  * virtual time t (seconds); for the Lua layer. */
-int lp_sim_run_until(lua_State *L) {
+int lp_sim_run_until(lua_State *L)
+{
     lsim *s = check_sim(L, 1);
     double t = lua_type(L, 2) == LUA_TNUMBER ? (double)lua_tonumber(L, 2) : -1;
     uint64_t until, now = p2p_sim_now(s->sim);
     lua_settop(L, 3);
-    if (!(t >= 0))
-        return lp_arg_error(L, "sim_run_until", "t", "must be a number >= 0");
-    if (t > MAX_SECONDS)
-        t = MAX_SECONDS;
+    if (!(t >= 0)) return lp_arg_error(L, "sim_run_until", "t", "must be a number >= 0");
+    if (t > MAX_SECONDS) t = MAX_SECONDS;
     /* Round up: the caller wants time to have reached t, never to stop a microsecond short
      * of it and then ask again forever. */
     until = (uint64_t)ceil(t * US_PER_SECOND - 1e-3);
@@ -256,23 +255,25 @@ int lp_sim_run_until(lua_State *L) {
 
 /* core.sim_next_time(sim) -> seconds of virtual time of the next network or timer event,
  * or nil */
-int lp_sim_next_time(lua_State *L) {
+int lp_sim_next_time(lua_State *L)
+{
     lsim *s = check_sim(L, 1);
     uint64_t t = p2p_sim_next_time(s->sim);
-    if (t == P2P_TIME_NEVER)
-        return 0;
+    if (t == P2P_TIME_NEVER) return 0;
     lua_pushnumber(L, (lua_Number)t / US_PER_SECOND);
     return 1;
 }
 
-static const lp_counter sim_counters[] = {
-    LP_COUNTER(p2p_sim_stats, sent),       LP_COUNTER(p2p_sim_stats, delivered),
-    LP_COUNTER(p2p_sim_stats, lost),       LP_COUNTER(p2p_sim_stats, duplicated),
-    LP_COUNTER(p2p_sim_stats, reordered),  LP_COUNTER(p2p_sim_stats, nat_filtered),
-    { NULL, 0 }
-};
+static const lp_counter sim_counters[] = {LP_COUNTER(p2p_sim_stats, sent),
+                                          LP_COUNTER(p2p_sim_stats, delivered),
+                                          LP_COUNTER(p2p_sim_stats, lost),
+                                          LP_COUNTER(p2p_sim_stats, duplicated),
+                                          LP_COUNTER(p2p_sim_stats, reordered),
+                                          LP_COUNTER(p2p_sim_stats, nat_filtered),
+                                          {NULL, 0}};
 
-static int sim_stats(lua_State *L) {
+static int sim_stats(lua_State *L)
+{
     lsim *s = check_sim(L, 1);
     p2p_sim_stats st;
     p2p_sim_stats_get(s->sim, &st);
@@ -281,7 +282,8 @@ static int sim_stats(lua_State *L) {
 }
 
 /* sim:rebind(node): the node's NAT forgets its mappings; new ones get new ports. */
-static int sim_rebind(lua_State *L) {
+static int sim_rebind(lua_State *L)
+{
     lsim *s = check_sim(L, 1);
     lnode *n = (lnode *)lp_testudata(L, 2, NODE_MT);
     if (n == NULL || n->simref != s)
@@ -293,18 +295,18 @@ static int sim_rebind(lua_State *L) {
 }
 
 /* core.sim_nodes(sim) -> the array of its nodes, in creation order (read only) */
-int lp_sim_nodes(lua_State *L) {
+int lp_sim_nodes(lua_State *L)
+{
     lp_checkudata(L, 1, SIM_MT);
     lp_getuservalue(L, 1);
     return 1;
 }
 
-void lp_sim_class(lua_State *L) {
-    static const luaL_Reg methods[] = { { "node", sim_node },   { "now", sim_now },
-                                        { "run", sim_run },     { "stats", sim_stats },
-                                        { "rebind", sim_rebind }, { NULL, NULL } };
-    static const luaL_Reg meta[] = { { "__tostring", sim_tostring },
-                                     { "__gc", sim_gc },
-                                     { NULL, NULL } };
+void lp_sim_class(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"node", sim_node},     {"now", sim_now},
+                                       {"run", sim_run},       {"stats", sim_stats},
+                                       {"rebind", sim_rebind}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__tostring", sim_tostring}, {"__gc", sim_gc}, {NULL, NULL}};
     lp_class(L, SIM_MT, methods, meta, NULL);
 }
