@@ -107,9 +107,11 @@ static int stash_event(lnode *n, const p2p_event *ev)
 }
 
 /* Queues the pending event: its data string and Peer go to their slots (qpeer, qdata: stack
- * indexes of those tables; peers: the node's cache), the event to the C array. Runs with the node busy: the host
- * cannot be freed and nothing else takes events from it meanwhile. */
-static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata, int peers)
+ * indexes of those tables; peers: the node's cache, and at peers + 1 the Peer of the handle
+ * *last), the event to the C array. Runs with the node busy: the host cannot be freed and
+ * nothing else takes events from it meanwhile. */
+static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata, int peers,
+                          p2p_peer_handle *last)
 {
     const p2p_event *ev = &n->pend;
     int top = lua_gettop(L), key;
@@ -123,12 +125,25 @@ static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata
     if (ev->type != P2P_EV_REQUEST && ev->peer != 0) {
         if (ev->type == P2P_EV_JOIN && ev->replaces != 0)
             lp_rekey_peer(L, nidx, ev->replaces, ev->peer);
-        /* the cached Peer (the common case, without allocating), else a new one */
-        lua_pushnumber(L, (lua_Number)ev->peer);
-        lua_rawget(L, peers);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lp_push_peer(L, nidx, ev->peer);
+        /* the Peer of the previous message (slot peers + 1), the cached one, or a new one:
+         * only session events change which Peer a handle names */
+        int message =
+            ev->type == P2P_EV_MESSAGE || ev->type == P2P_EV_DATAGRAM || ev->type == P2P_EV_REPLY;
+        if (message && *last == ev->peer) {
+            lua_pushvalue(L, peers + 1);
+        } else {
+            lua_pushnumber(L, (lua_Number)ev->peer);
+            lua_rawget(L, peers);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lp_push_peer(L, nidx, ev->peer);
+            }
+        }
+        *last = 0;
+        if (message) {
+            lua_pushvalue(L, -1);
+            lua_replace(L, peers + 1);
+            *last = ev->peer;
         }
         /* The handle dies with LEAVE; a failed connect's handle may die with its ERROR. The
          * Peer is retired now, so that later lookups of a reused handle get a new object. */
@@ -150,6 +165,11 @@ static void queue_pending(lua_State *L, lnode *n, int nidx, int qpeer, int qdata
                 lp_retire_peer(L, nidx, -1);
         }
         lua_rawseti(L, qpeer, key);
+    } else {
+        /* dispatch leaves the slots of Peers as they are: clear a peerless event's */
+        lua_pushnil(L);
+        lua_rawseti(L, qpeer, key);
+        *last = 0;
     }
     /* Nothing below allocates: the event is queued exactly once. */
     e = &n->q[n->q_tail++];
@@ -184,17 +204,19 @@ static int drain_body(lua_State *L)
 {
     lnode *n = lp_node_at(L, 1);
     p2p_event ev;
+    p2p_peer_handle last = 0;
     lp_getuservalue(L, 1);
     lua_getfield(L, 2, UV_QPEER); /* 3 */
     lua_getfield(L, 2, UV_QDATA); /* 4 */
     lua_getfield(L, 2, UV_PEERS); /* 5 */
+    lua_pushnil(L);               /* 6: the Peer of `last` */
     for (;;) {
         if (!n->has_pend) {
             if (n->host == NULL || p2p_host_next_event(n->host, &ev) != 1) break;
             if (stash_event(n, &ev) != 0)
                 return luaL_error(L, "p2pnet: out of memory (an event was lost)");
         }
-        queue_pending(L, n, 1, 3, 4, 5);
+        queue_pending(L, n, 1, 3, 4, 5, &last);
     }
     return 0;
 }
@@ -699,11 +721,11 @@ static int dispatch_body(lua_State *L)
     while (n->q_head != n->q_tail) {
         levent e = n->q[n->q_head];
         int key = SLOT_KEY(n->q_head);
-        /* take its values out of their slots: nothing here allocates */
+        /* take its values out of their slots: nothing here allocates. The data slot is
+         * cleared (a string may be large); a Peer slot is overwritten by the next event that
+         * takes it (Peers live in the node's cache anyway) */
         lua_rawgeti(L, D_QPEER, key);
         lua_rawgeti(L, D_QDATA, key);
-        lua_pushnil(L);
-        lua_rawseti(L, D_QPEER, key);
         lua_pushnil(L);
         lua_rawseti(L, D_QDATA, key);
         n->q_head++;
