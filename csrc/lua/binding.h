@@ -40,6 +40,8 @@ extern const char lp_identity_mt[], lp_node_mt[], lp_peer_mt[], lp_sim_mt[];
 #define LP_HEX_SIZE (LP_HEX_LEN + 1)
 /* Room for "ip:port" of either family, with brackets. */
 #define LP_ADDR_TEXT 64
+/* Room for the readable reason of a failed open or load (key file, bind). */
+#define LP_ERR_TEXT 256
 
 /* node:next_timeout() when no timer is armed: an hour, so that callers can always do
  * arithmetic on the result. */

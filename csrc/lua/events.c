@@ -44,6 +44,8 @@ const char *const lp_event_names[] = {"join", "leave", "message", "error", NULL}
 #define PEND_KEEP 65536
 /* Slots the queue starts with. */
 #define QUEUE_MIN 64
+/* Hex digits of the sender's id at the start of a message id. */
+#define MSG_ID_SENDER 16
 /* Longest message id: 16 hex of the id, '-', 8 hex of the session, '-', 16 hex of seq. */
 #define MSG_ID_TEXT 48
 
@@ -420,7 +422,7 @@ enum {
 static int put_hex(char *out, uint64_t x, int min)
 {
     static const char digits[] = "0123456789abcdef";
-    char tmp[16];
+    char tmp[2 * sizeof x];
     int n = 0, i;
     do {
         tmp[n++] = digits[x & 15];
@@ -440,12 +442,12 @@ static void push_message_id(lua_State *L, const char *sender_hex, int direct, ui
     char buf[MSG_ID_TEXT];
     int len = 0;
     size_t slen = sender_hex != NULL ? strlen(sender_hex) : 0;
-    if (slen > 16) slen = 16;
+    if (slen > MSG_ID_SENDER) slen = MSG_ID_SENDER;
     memcpy(buf, sender_hex != NULL ? sender_hex : "", slen);
     len = (int)slen;
     buf[len++] = '-';
     if (direct) {
-        len += put_hex(buf + len, session, 8);
+        len += put_hex(buf + len, session, 2 * (int)sizeof session);
         buf[len++] = '-';
     }
     len += put_hex(buf + len, seq, 1);

@@ -18,7 +18,7 @@ int lp_identity_new(lua_State *L)
     const char *path =
         lua_isnoneornil(L, 1) ? NULL : lp_check_string(L, 1, "p2pnet.identity", "path", NULL);
     p2p_identity key;
-    char err[256] = "";
+    char err[LP_ERR_TEXT] = "";
     int rc;
     lidentity *ident;
 

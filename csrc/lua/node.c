@@ -22,6 +22,10 @@
 
 /* Largest byte budget an option takes: 2^53, what every Lua number holds exactly. */
 #define MAX_BUDGET_BYTES 9007199254740992.0
+/* node:peers() asks the host for this many handles without allocating. */
+#define PEERS_ON_STACK 64
+/* The core's max_half_open when the option is not given (p2p_config_init). */
+#define DEFAULT_MAX_HALF_OPEN 256
 /* Simulated wall clock: a fixed epoch plus virtual time, so runs are reproducible. */
 #define SIM_EPOCH_US UINT64_C(1700000000000000)
 
@@ -221,7 +225,7 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
         lua_settop(L, v - 1);
     }
     /* The core refuses a threshold above the table it guards: say so here, by name. */
-    if (o->cookie_threshold > (o->max_half_open ? o->max_half_open : 256))
+    if (o->cookie_threshold > (o->max_half_open ? o->max_half_open : DEFAULT_MAX_HALF_OPEN))
         opt_error(L, fname, "cookie_threshold", "must be at most max_half_open (256 by default)");
 }
 
@@ -285,7 +289,7 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
     int nidx, rc;
     p2p_identity key;
     p2p_config cfg;
-    char err[256] = "";
+    char err[LP_ERR_TEXT] = "";
     uint64_t now;
 
     n = (lnode *)lua_newuserdata(L, sizeof *n);
@@ -870,8 +874,8 @@ static int node_connect(lua_State *L)
 static int node_peers(lua_State *L)
 {
     lnode *n = lp_check_open_node(L, 1, "node:peers");
-    p2p_peer_handle stackbuf[64], *hs = stackbuf;
-    size_t count, cap = 64, i;
+    p2p_peer_handle stackbuf[PEERS_ON_STACK], *hs = stackbuf;
+    size_t count, cap = PEERS_ON_STACK, i;
     lua_settop(L, 1);
     count = p2p_host_peers(n->host, hs, cap);
     if (count > cap) {
