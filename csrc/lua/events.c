@@ -44,6 +44,8 @@ const char *const lp_event_names[] = {"join", "leave", "message", "error", NULL}
 #define PEND_KEEP 65536
 /* Slots the queue starts with. */
 #define QUEUE_MIN 64
+/* Slots an empty queue keeps after a burst, at most: a larger array is freed. */
+#define QUEUE_KEEP 4096
 /* Hex digits of the sender's id at the start of a message id. */
 #define MSG_ID_SENDER 16
 /* Longest message id: 16 hex of the id, '-', 8 hex of the session, '-', 16 hex of seq. */
@@ -780,6 +782,13 @@ int lp_dispatch(lua_State *L, int nidx)
     }
     n->dispatching--;
     lua_settop(L, base);
-    if (n->closed) lp_queue_free(n);
+    if (n->closed) {
+        lp_queue_free(n);
+    } else if (n->dispatching == 0 && !n->draining && n->q_head == n->q_tail &&
+               n->q_cap > QUEUE_KEEP) {
+        free(n->q);
+        n->q = NULL;
+        n->q_head = n->q_tail = n->q_cap = 0;
+    }
     return d.count;
 }
