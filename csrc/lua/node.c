@@ -514,8 +514,10 @@ void lp_node_close(lua_State *L, int nidx)
     }
     n->closing = 1;
     if (n->host != NULL) {
+        /* what earlier sends left waiting goes out before the goodbye */
+        if (n->unflushed) lp_flush(n);
         (void)p2p_host_close(n->host, lp_node_now(n));
-        lp_after_call(L, nidx); /* sends what every earlier send left waiting too */
+        lp_after_call(L, nidx);
     }
     /* Peers the core did not report as gone end here too: connected ones with a leave
      * event, connecting ones silently (their reply callbacks still fail). */
