@@ -54,16 +54,16 @@ local function child(bootstrap, n, dir, index, parent_pid)
     node:on("error", function(err) io.stderr:write("child ", index, ": ", tostring(err), "\n") end)
     assert(node:connect(bootstrap))
     local stop_file = dir .. "/stop"
-    local deadline = node:_now() + HARD_STOP
+    local deadline = node:now() + HARD_STOP
     local reported, next_check = false, 0
-    while node:_now() < deadline do
+    while node:now() < deadline do
         node:poll(POLL)
         if not reported and connected(node) == n - 1 then
-            out:write(("FULL %.6f\n"):format(node:_now()))
+            out:write(("FULL %.6f\n"):format(node:now()))
             out:flush()
             reported = true
         end
-        local now = node:_now()
+        local now = node:now()
         if now >= next_check then
             next_check = now + 0.1
             if exists(stop_file) or not alive(parent_pid) then break end
@@ -94,7 +94,7 @@ local function parent(n)
         cmds[#cmds + 1] = child_cmd:format(HARD_STOP + 10, shell_quote(lua), shell_quote(script),
             bootstrap, n, shell_quote(tmp), i, me, shell_quote(tmp), i)
     end
-    local start = node:_now()
+    local start = node:now()
     local sh = assert(io.popen(table.concat(cmds, "\n")))
     local wrapper_pids = {}
     for line in sh:lines() do wrapper_pids[#wrapper_pids + 1] = tonumber(line) end
@@ -125,10 +125,10 @@ local function parent(n)
     end
 
     local children_done = 0
-    while node:_now() < deadline do
+    while node:now() < deadline do
         node:poll(POLL)
-        if not own_full and connected(node) == n - 1 then own_full = node:_now() end
-        local now = node:_now()
+        if not own_full and connected(node) == n - 1 then own_full = node:now() end
+        local now = node:now()
         if now >= next_read then
             next_read = now + 0.05
             children_done = read_children()
@@ -165,14 +165,14 @@ local function parent(n)
         for _, p in ipairs(pids) do if alive(p) then left[#left + 1] = p end end
         return left
     end
-    local wait_until = node:_now() + 3
-    while #remaining() > 0 and node:_now() < wait_until do node:poll(0.05) end
+    local wait_until = node:now() + 3
+    while #remaining() > 0 and node:now() < wait_until do node:poll(0.05) end
     for _, sig in ipairs({ "TERM", "KILL" }) do
         local left = remaining()
         if #left == 0 then break end
         os.execute("kill -" .. sig .. " " .. table.concat(left, " ") .. " 2>/dev/null")
-        local t = node:_now() + 1
-        while #remaining() > 0 and node:_now() < t do node:poll(0.05) end
+        local t = node:now() + 1
+        while #remaining() > 0 and node:now() < t do node:poll(0.05) end
     end
     local left = remaining()
     if #left > 0 then

@@ -8,7 +8,7 @@
 #
 # Environment: BUILD (build dir, default build), LUA (default lua5.4), BENCH_SECONDS (per
 # throughput run, default 2), BENCH_RTT_COUNT (default 5000), BENCH_SESSIONS (default 200),
-# BENCH_ONLY (space-separated subset of: enet tcp p2pnet lua mesh meshreal),
+# BENCH_ONLY (space-separated subset of: enet tcp p2pnet lua luajit mesh meshreal),
 # BENCH_MESH_ROWS (simulator rows as N:LOSS_PERCENT, default "10:0 50:0 200:0 200:5"),
 # BENCH_MESH_REAL_N (processes in the loopback mesh, default 30).
 set -u
@@ -17,7 +17,10 @@ ROOT=$PWD
 BUILD=${BUILD:-build}
 LUA=${LUA:-lua5.4}
 SESSIONS=${BENCH_SESSIONS:-200}
-ONLY=${BENCH_ONLY:-enet tcp p2pnet lua mesh meshreal}
+ONLY=${BENCH_ONLY:-enet tcp p2pnet lua luajit mesh meshreal}
+# The LuaJIT column: the same bench/bench_lua.lua under luajit, with the module built for it.
+LUAJIT=${LUAJIT:-luajit}
+LUAJIT_BUILD=${LUAJIT_BUILD:-build-luajit}
 MESH_ROWS=${BENCH_MESH_ROWS:-10:0 50:0 200:0 200:5}
 MESH_REAL_N=${BENCH_MESH_REAL_N:-30}
 export BENCH_SECONDS=${BENCH_SECONDS:-2}
@@ -39,8 +42,8 @@ else
     PIN_CLIENT=""
 fi
 
-lua_env() {
-    echo "LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" "LUA_CPATH=$ROOT/$BUILD/?.so;;"
+lua_env() { # [build dir]
+    echo "LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" "LUA_CPATH=$ROOT/${1:-$BUILD}/?.so;;"
 }
 
 # run_contender NAME command...: the command takes "server" or "client PORT".
@@ -109,6 +112,22 @@ have "$BUILD/bench/bench_tcp" tcp && run_contender tcp "$BUILD/bench/bench_tcp"
 have "$BUILD/bench/bench_p2pnet" p2pnet && run_contender p2pnet "$BUILD/bench/bench_p2pnet"
 # shellcheck disable=SC2046
 have "$BUILD/p2pnet/core.so" lua && run_contender lua env $(lua_env) "$LUA" bench/bench_lua.lua
+case " $ONLY " in *" luajit "*)
+    if command -v "$LUAJIT" >/dev/null 2>&1; then
+        echo "bench: building the module for LuaJIT ($LUAJIT_BUILD) ..." >&2
+        if make -s BUILD="$LUAJIT_BUILD" LUA_PC=luajit module >"$TMP/luajit.build" 2>&1; then
+            # shellcheck disable=SC2046
+            run_contender luajit env $(lua_env "$LUAJIT_BUILD") "$LUAJIT" bench/bench_lua.lua
+        else
+            echo "bench: luajit: the module did not build:" >&2
+            sed 's/^/  | /' "$TMP/luajit.build" >&2
+            failed+=("luajit")
+        fi
+    else
+        echo "bench: $LUAJIT is missing: no LuaJIT column" >&2
+        failed+=("luajit")
+    fi ;;
+esac
 [ -x "$BUILD/bench/bench_enet" ] && run_mem enet "$BUILD/bench/bench_enet"
 [ -x "$BUILD/bench/bench_p2pnet" ] && run_mem p2pnet "$BUILD/bench/bench_p2pnet"
 
@@ -142,14 +161,14 @@ $1 == "RESULT" && $3 == "rtt" { val["RTT p50 (us)", $2] = $4; val["RTT p99 (us)"
 $1 == "RESULT" && $3 == "mem" { val["bytes/idle session", $2] = $4 }
 END {
     split("64 B msgs/s|64 B MB/s|1 KiB msgs/s|1 KiB MB/s|64 KiB msgs/s|64 KiB MB/s|RTT p50 (us)|RTT p99 (us)|bytes/idle session", rows, "|")
-    split("enet tcp p2pnet lua", cols, " ")
-    split("ENet|TCP_NODELAY|p2pnet (C)|p2pnet (Lua)", heads, "|")
+    split("enet tcp p2pnet lua luajit", cols, " ")
+    split("ENet|TCP_NODELAY|p2pnet (C)|p2pnet (Lua)|p2pnet (LuaJIT)", heads, "|")
     printf "%-20s", ""
-    for (c = 1; c <= 4; c++) printf " %22s", heads[c]
+    for (c = 1; c <= 5; c++) printf " %22s", heads[c]
     printf "\n"
     for (r = 1; r <= 9; r++) {
         printf "%-20s", rows[r]
-        for (c = 1; c <= 4; c++) printf " %22s", cell(rows[r], cols[c])
+        for (c = 1; c <= 5; c++) printf " %22s", cell(rows[r], cols[c])
         printf "\n"
     }
 }' "$RESULTS"

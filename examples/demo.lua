@@ -23,7 +23,7 @@ local function spin(cond, seconds)
     while not cond() do
         assert(os.time() <= deadline, "the demo timed out")
         for i, node in ipairs(nodes) do
-            if not node:_closed() then node:poll(i == 1 and 0.002 or 0) end
+            if not node.closed then node:poll(i == 1 and 0.002 or 0) end
         end
     end
 end

@@ -42,7 +42,7 @@ else
     client(node, srv:address(), "hello, echo")
     -- one process, two nodes: drive the server from a task on the client's loop
     node:spawn(function()
-        while not node:_closed() do
+        while not node.closed do
             srv:poll(0)
             p2pnet.sleep(0.001)
         end

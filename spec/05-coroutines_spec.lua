@@ -21,14 +21,14 @@ describe("coroutine helpers", function()
     end)
 
     it("sleep yields for about that long, run(seconds) returns on time", function()
-        local t0 = a:_now()
+        local t0 = a:now()
         local woke
         a:spawn(function()
             p2pnet.sleep(0.15)
-            woke = a:_now()
+            woke = a:now()
         end)
         a:run(0.3)
-        local t1 = a:_now()
+        local t1 = a:now()
         assert.is_number(woke)
         assert.is_true(woke - t0 >= 0.149, "woke too early")
         assert.is_true(woke - t0 < 1.0, "woke too late") -- generous: loaded CI machines
@@ -54,10 +54,10 @@ describe("coroutine helpers", function()
         -- b is not polled: no reply can come
         local t
         a:spawn(function() t = { pa:send_await(1, "x", 0.2) } end)
-        local t0 = a:_now()
+        local t0 = a:now()
         assert.is_true(S.spin({ a }, function() return t end, 3))
         assert.same({ nil, "timeout" }, t)
-        assert.is_true(a:_now() - t0 >= 0.19)
+        assert.is_true(a:now() - t0 >= 0.19)
         -- the late reply is ignored, and the task is gone
         S.spin_for({ a, b }, 0.1)
         assert.same({ nil, "timeout" }, t)
@@ -178,7 +178,7 @@ describe("coroutine helpers", function()
         done = true
         assert.same({ true, "ping!" }, got)
         assert.same({ nil, "closed" }, waiting)
-        assert.is_true(a:_closed())
+        assert.is_true(a.closed)
     end)
 
     it("next_timeout counts the timers of tasks", function()
@@ -203,7 +203,7 @@ describe("coroutine helpers", function()
                 a:poll(0)
             ]]))
             chunk(a, b, got)
-            assert.is_true(b:_closed())
+            assert.is_true(b.closed)
             assert.same({ nil, "closed" }, got.r)
         end)
     end

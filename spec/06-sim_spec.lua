@@ -71,7 +71,7 @@ describe("the simulator", function()
         assert.is_true(math.abs(sim:now() - 1.5) < 1e-6)
         local a = assert(sim:node())
         sim:run(0.5)
-        assert.is_true(math.abs(a:_now() - 2) < 1e-6)
+        assert.is_true(math.abs(a:now() - 2) < 1e-6)
         assert.is_truthy(a:address():match("^[%d.]+:%d+$"))
     end)
 

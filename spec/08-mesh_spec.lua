@@ -41,10 +41,10 @@ end
 -- True when every open node in `nodes` holds a connected session with every other one.
 local function full_mesh(nodes)
     for _, a in ipairs(nodes) do
-        if not a:_closed() then
+        if not a.closed then
             local ids = connected_ids(a)
             for _, b in ipairs(nodes) do
-                if b ~= a and not b:_closed() and not ids[b.id] then return false end
+                if b ~= a and not b.closed and not ids[b.id] then return false end
             end
         end
     end
@@ -54,7 +54,7 @@ end
 local function open_nodes(nodes)
     local list = {}
     for _, n in ipairs(nodes) do
-        if not n:_closed() then list[#list + 1] = n end
+        if not n.closed then list[#list + 1] = n end
     end
     return list
 end

@@ -11,6 +11,7 @@
 --     node:close() closes at once (it dispatches the remaining events before it returns).
 local p2pnet = require "p2pnet"
 local S = require "spec.support"
+local core = require "p2pnet.core"
 
 local BUSY = "node is busy (called from a finalizer during a drain)"
 
@@ -80,7 +81,7 @@ end
 
 -- Whether `node` is inside its drain right now (the finalizer calling this runs in it).
 local function in_drain(node)
-    return node:_busy() == BUSY
+    return core.busy(node) == BUSY
 end
 
 local function payload(i)
@@ -233,7 +234,7 @@ describe("re-entrancy from finalizers during a drain", function()
         assert.equal("closed", leaves_b[1][2])
         assert.equal(1, #leaves_a)
         assert.equal("closed", leaves_a[1][2])
-        assert.is_false(b:_closed())
+        assert.is_false(b.closed)
         a:close(); b:close()
     end)
 
@@ -253,7 +254,7 @@ describe("re-entrancy from finalizers during a drain", function()
             if in_drain(b) then
                 b:close()
                 b:close() -- idempotent, deferred too
-                closed_inside = b:_closed()
+                closed_inside = b.closed
                 s.live = false
                 return true
             end
@@ -261,7 +262,7 @@ describe("re-entrancy from finalizers during a drain", function()
         transfer(sim, pa, got, 300, 3, st)
         sim:run(2)
         assert.is_false(closed_inside, "no finalizer ran during a drain")
-        assert.is_true(b:_closed())
+        assert.is_true(b.closed)
         assert_prefix(got)
         -- close() dispatched the messages queued before it, then the leave: nothing after
         assert.equal(0, after_leave)
@@ -337,7 +338,7 @@ describe("re-entrancy from finalizers during a drain", function()
                 refused = refused + 1
                 if refused == 3 then
                     b:close()
-                    closed_inside = b:_closed()
+                    closed_inside = b.closed
                     s.live = false
                 end
             end
@@ -348,11 +349,11 @@ describe("re-entrancy from finalizers during a drain", function()
         end
         st.armed = true
         with_eager_gc(function()
-            S.spin({ a, b }, function() return b:_closed() or #got >= 300 end, 10)
+            S.spin({ a, b }, function() return b.closed or #got >= 300 end, 10)
         end)
         st.live = false
         assert.is_false(closed_inside, "no finalizer ran during a drain")
-        assert.is_true(b:_closed())
+        assert.is_true(b.closed)
         assert_prefix(got)
         assert.equal(1, leaves)
         a:close()
@@ -367,7 +368,7 @@ describe("re-entrancy from handlers", function()
             got[#got + 1] = data
             if #got == 100 then
                 b:close()
-                assert(b:_closed())
+                assert(b.closed)
             end
         end)
         a:on("leave", function(_, why) leaves_a[#leaves_a + 1] = why end)
@@ -379,7 +380,7 @@ describe("re-entrancy from handlers", function()
         a:on("message", function(_, mtype) if mtype == 5 then return "late" end end)
         transfer(sim, pa, got, 300, 3)
         sim:run(2)
-        assert.is_true(b:_closed())
+        assert.is_true(b.closed)
         assert_prefix(got, 100)
         assert.equal(1, #leaves_b)
         assert.equal(pb, leaves_b[1][1])
@@ -444,8 +445,8 @@ describe("re-entrancy from handlers", function()
                     setmetatable({}, { __gc = function()
                         if n == 150 then
                             results.close = { pcall(b.close, b) }
-                            results.closed = b:_closed()
-                        elseif not b:_closed() then
+                            results.closed = b.closed
+                        elseif not b.closed then
                             local ok, err = pb:send(9, "gc" .. n)
                             results[#results + 1] = ok or err
                         end

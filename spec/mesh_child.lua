@@ -21,8 +21,8 @@ io.stdout:write(node.id, "\n", node:address(), "\n")
 io.stdout:flush()
 assert(node:connect(join))
 
-local stop = node:_now() + lifetime
-while node:_now() < stop do
+local stop = node:now() + lifetime
+while node:now() < stop do
     node:poll(0.05)
 end
 node:close()

@@ -7,7 +7,7 @@ local S = {}
 local clock_node = assert(p2pnet.node { host = "127.0.0.1" })
 clock_node:close()
 function S.now()
-    return clock_node:_now()
+    return clock_node:now()
 end
 
 -- Polls every node in `nodes` until cond() returns true or `seconds` (default 10) pass.
@@ -22,7 +22,7 @@ function S.spin(nodes, cond, seconds)
             return false
         end
         for i, node in ipairs(nodes) do
-            if not node:_closed() then
+            if not node.closed then
                 node:poll(i == 1 and 0.002 or 0)
             end
         end

@@ -5,27 +5,23 @@
 -- node run inside that node's loop (node:poll, node:run, and sim:run for simulated nodes),
 -- and helpers such as send_await, receive and sleep never block: they yield to that loop.
 --
--- How it fits the core: the core keeps exactly one handler per event. This layer installs a
--- router for each event once per node and keeps the user's handlers itself, so that joins,
--- errors and messages can also wake tasks waiting in connect_await or receive.
+-- How it fits the core: the core calls this layer on purpose. core.hooks() has it called with
+-- every new node and sim; it keeps its state for each in core.state(obj), where the core finds
+-- its hooks: `resume` (node:poll and node:next_timeout resume tasks and wait for their
+-- timers), `stats` (its counters), `join`/`leave`/`error` (called before the user's handler,
+-- to wake connect_await), `deliver` (a message with no handler goes to receive()), `on_close`
+-- (wakes waiting tasks) and, for a sim, `run` (sim:run resumes its nodes' tasks between
+-- steps). Its methods (spawn, run, receive, ...) are added with core.extend, which never
+-- replaces one of the core's.
 local core = require "p2pnet.core"
 
 local M = {
     identity = core.identity,
+    node = core.node,
+    sim = core.sim,
     MAX_DATAGRAM = core.MAX_DATAGRAM,
     version = core.version,
 }
-
-local Node = core._methods.Node
-local Peer = core._methods.Peer
-local Sim = core._methods.Sim
-
-local core_on = Node.on
-local core_poll = Node.poll
-local core_stats = Node.stats
-local core_next_timeout = Node.next_timeout
-local core_sim_node = Sim.node
-local core_sim_run = Sim.run
 
 local unpack = table.unpack or unpack -- luacheck: ignore 143
 local huge = math.huge
@@ -67,20 +63,6 @@ local function check_type(fname, mtype)
     end
 end
 
--- Calls a core function on behalf of a public function of this layer. A misuse error it
--- raises is raised again with the position of the user's call, not of this file.
-local function call_core(fn, ...)
-    local r = pack(pcall(fn, ...))
-    if not r[1] then
-        local msg = r[2]
-        if type(msg) == "string" then
-            msg = msg:gsub("^[^\n]-:%d+: ", "", 1)
-        end
-        error(msg, 3)
-    end
-    return unpack(r, 2, r.n)
-end
-
 -- The task calling a helper; raises when there is none.
 local function current_task(fname)
     local co = coroutine.running()
@@ -98,7 +80,7 @@ end
 local function wait(task, timeout)
     task.gen = task.gen + 1
     task.waiting = true
-    task.wake_at = timeout and task.node:_now() + timeout or nil
+    task.wake_at = timeout and task.node:now() + timeout or nil
     return coroutine.yield(SUSPEND)
 end
 
@@ -139,7 +121,7 @@ local function run_tasks(st, node)
     if #list == 0 then
         return 0
     end
-    local now = node:_now()
+    local now = node:now()
     local ran = 0
     local snapshot = { unpack(list) }
     for i = 1, #snapshot do
@@ -195,9 +177,7 @@ end
 ---------------------------------------------------------------------------------------------
 -- Per-node state and the event routers
 
-local function state(node)
-    return node:_state()
-end
+local state = core.state
 
 -- Wakes the connect_await waiters of `peer` (all of them on a final outcome).
 local function settle_connects(st, peer, ...)
@@ -241,50 +221,43 @@ local function deliver(st, peer, mtype, data, info)
     end
 end
 
+-- The creation hook of every node: its state, and the hooks the core calls.
 local function install(node)
     local st = state(node)
     st.tasks = {}
-    st.user = {}
     st.inbox = {}
     st.receivers = {}
     st.connects = {}
     st.task_errors = 0
     st.receive_dropped = 0
-    local user = st.user
-    st.routers = {
-        join = function(peer)
-            settle_connects(st, peer, peer)
-            local fn = user.join
-            if fn then
-                return fn(peer)
-            end
-        end,
-        leave = function(peer, reason)
-            settle_connects(st, peer, nil, reason)
-            local fn = user.leave
-            if fn then
-                return fn(peer, reason)
-            end
-        end,
-        error = function(err, peer)
-            if peer ~= nil then
-                settle_connects(st, peer, nil, err)
-            end
-            local fn = user.error
-            if fn then
-                return fn(err, peer)
-            end
-        end,
-        message = function(peer, mtype, data, info)
-            local fn = user.message
-            if fn then
-                return fn(peer, mtype, data, info)
-            end
-            deliver(st, peer, mtype, data, info)
-        end,
-    }
-    for event, router in pairs(st.routers) do
-        core_on(node, event, router)
+    -- Before the user's handlers (called by the core): wake the tasks waiting for the peer.
+    st.join = function(peer)
+        settle_connects(st, peer, peer)
+    end
+    st.leave = function(peer, reason)
+        settle_connects(st, peer, nil, reason)
+    end
+    st.error = function(err, peer)
+        if peer ~= nil then
+            settle_connects(st, peer, nil, err)
+        end
+    end
+    -- A message for which there is no handler: for node:receive().
+    st.deliver = function(peer, mtype, data, info)
+        deliver(st, peer, mtype, data, info)
+    end
+    -- node:poll() and node:next_timeout(): runs the ready tasks (when `run`), and says when
+    -- they next need to run (node clock), or nil.
+    st.resume = function(n, run)
+        if #st.tasks == 0 then
+            return 0, nil
+        end
+        local ran = run and run_tasks(st, n) or 0
+        return ran, next_task_time(st, n:now())
+    end
+    st.stats = function(t)
+        t.task_errors = st.task_errors
+        t.receive_dropped = st.receive_dropped
     end
     -- Called by the core's close (node:close(), __gc, __close): tasks waiting on this node
     -- get nil, "closed" and resume at the next turn of their loop.
@@ -302,106 +275,16 @@ local function install(node)
         end
         st.receivers, st.connects = {}, {}
     end
-    return node
 end
 
 ---------------------------------------------------------------------------------------------
 -- Node
 
---- p2pnet.node([opts]) -> node | nil, err
-function M.node(opts)
-    local node, err = call_core(core.node, opts)
-    if not node then
-        return nil, err
-    end
-    return install(node)
-end
-
---- node:on(event, fn): the one handler for event; nil removes it.
-function Node:on(event, fn)
-    call_core(core_on, self, event, fn) -- validates the arguments and that the node is open
-    local st = state(self)
-    st.user[event] = fn
-    core_on(self, event, st.routers[event])
-end
-
---- node:poll([timeout]) -> number of events dispatched. Also resumes this node's tasks, and
--- waits no longer than until the next task timer.
-function Node:poll(timeout)
-    check_timeout("node:poll", "timeout", timeout)
-    if self:_closed() then
-        error("node:poll: node is closed", 2)
-    end
-    -- from a handler of this node, or a finalizer during its drain: raise before any task
-    -- runs (see "re-entrancy" in lp2pnet.c)
-    local busy = self:_busy()
-    if busy then
-        error("node:poll: " .. busy, 2)
-    end
-    timeout = timeout or 0
-    local st = state(self)
-    if self:_sim() then
-        -- virtual time only moves in sim:run(); here: pending events and ready tasks
-        local n = core_poll(self, 0)
-        run_tasks(st, self)
-        return n
-    end
-    local deadline = self:_now() + timeout
-    local total = 0
-    while true do
-        local ran = run_tasks(st, self)
-        if self:_closed() then
-            return total
-        end
-        local now = self:_now()
-        local wait_for = deadline - now
-        local t = next_task_time(st, now)
-        if ran > 0 then
-            wait_for = 0
-        elseif t and t - now < wait_for then
-            wait_for = t - now
-        end
-        if wait_for < 0 then
-            wait_for = 0
-        end
-        local n, err = core_poll(self, wait_for)
-        if not n then
-            return nil, err
-        end
-        total = total + n
-        ran = ran + run_tasks(st, self)
-        if total > 0 or ran > 0 or self:_closed() or self:_now() >= deadline then
-            return total
-        end
-    end
-end
-
---- node:next_timeout() -> seconds until the core's next timer or a task's, whichever first.
-function Node:next_timeout()
-    local t = call_core(core_next_timeout, self)
-    local st = state(self)
-    if st.tasks then
-        local now = self:_now()
-        local due = next_task_time(st, now)
-        if due and due - now < t then
-            t = due > now and due - now or 0
-        end
-    end
-    return t
-end
-
---- node:stats() -> table; adds task_errors and receive_dropped to the core's counters.
-function Node:stats()
-    local t = call_core(core_stats, self)
-    local st = state(self)
-    t.task_errors = st.task_errors or 0
-    t.receive_dropped = st.receive_dropped or 0
-    return t
-end
+local Node = {}
 
 --- node:spawn(fn, ...) -> coroutine: runs fn(...) as a task on this node's loop.
 function Node:spawn(fn, ...)
-    if self:_closed() then
+    if self.closed then
         error("node:spawn: node is closed", 2)
     end
     if type(fn) ~= "function" then
@@ -422,8 +305,7 @@ end
 -- Runs the simulator of `sim` until virtual time t_end or until stop() holds, resuming the
 -- tasks of its nodes between steps, on virtual time.
 local function sim_loop(sim, t_end, stop)
-    local sst = sim:_state()
-    local nodes = sst.nodes or {}
+    local nodes = core.sim_nodes(sim)
     local function pass()
         local ran = 0
         for _, node in ipairs(nodes) do
@@ -450,17 +332,15 @@ local function sim_loop(sim, t_end, stop)
         local target = t_end
         for _, node in ipairs(nodes) do
             local st = state(node)
-            if st.tasks then
-                local t = next_task_time(st, now)
-                if t and t < target then
-                    target = t
-                end
+            local t = st.tasks and next_task_time(st, now)
+            if t and t < target then
+                target = t
             end
         end
         if target < now then
             target = now
         end
-        sim:_run_until(target, true) -- back here after any event: it may wake a task
+        core.sim_run_until(sim, target, true) -- back here after any event: it may wake a task
     end
 end
 
@@ -469,37 +349,37 @@ end
 -- when the node is closed or none of its tasks is left.
 function Node:run(seconds)
     check_timeout("node:run", "seconds", seconds)
-    if self:_closed() then
+    if self.closed then
         error("node:run: node is closed", 2)
     end
-    local busy = self:_busy(true)
+    local busy = core.busy(self, true)
     if busy then
         error("node:run: " .. busy, 2)
     end
     local st = state(self)
-    local sim = self:_sim()
+    local sim = core.sim_of(self)
     if sim then
         local node = self
         if seconds then
-            sim_loop(sim, sim:now() + seconds, function() return node:_closed() end)
+            sim_loop(sim, sim:now() + seconds, function() return node.closed end)
         else
-            while not node:_closed() and live_tasks(st) do
+            while not node.closed and live_tasks(st) do
                 sim_loop(sim, sim:now() + SIM_SLICE, function()
-                    return node:_closed() or not live_tasks(st)
+                    return node.closed or not live_tasks(st)
                 end)
             end
         end
         return
     end
-    local deadline = seconds and self:_now() + seconds or huge
-    while not self:_closed() do
-        local left = deadline - self:_now()
+    local deadline = seconds and self:now() + seconds or huge
+    while not self.closed do
+        local left = deadline - self:now()
         if left <= 0 then
             break
         end
         self:poll(left)
     end
-    if self:_closed() then
+    if self.closed then
         run_tasks(st, self) -- let the tasks woken by close() see it
     end
 end
@@ -509,7 +389,7 @@ function Node:receive(mtype, timeout)
     check_type("node:receive", mtype)
     check_timeout("node:receive", "timeout", timeout)
     local task = current_task("node:receive")
-    if self:_closed() then
+    if self.closed then
         return nil, "closed"
     end
     local st = state(self)
@@ -548,8 +428,12 @@ function Node:connect_await(target, opts, timeout)
     return nil, e
 end
 
+core.extend("Node", Node)
+
 ---------------------------------------------------------------------------------------------
 -- Peer
+
+local Peer = {}
 
 --- peer:send_await(type, data [, timeout]) -> true, reply | nil, err
 function Peer:send_await(mtype, data, timeout)
@@ -569,44 +453,20 @@ function Peer:send_await(mtype, data, timeout)
     return nil, value
 end
 
+core.extend("Peer", Peer)
+
 ---------------------------------------------------------------------------------------------
 -- Simulator
 
---- p2pnet.sim([opts]) -> sim
-function M.sim(opts)
-    local sim = call_core(core.sim, opts)
-    sim:_state().nodes = {}
-    return sim
+-- The creation hook of every sim: sim:run() (the core's, after its checks) calls `run`,
+-- which resumes the tasks of the sim's nodes when their timers come due.
+local function install_sim(sim)
+    state(sim).run = function(s, seconds)
+        sim_loop(s, s:now() + seconds)
+    end
 end
 
---- sim:node([opts]) -> node | nil, err
-function Sim:node(opts)
-    local node, err = call_core(core_sim_node, self, opts)
-    if not node then
-        return nil, err
-    end
-    local sst = self:_state()
-    sst.nodes = sst.nodes or {}
-    sst.nodes[#sst.nodes + 1] = node
-    return install(node)
-end
-
---- sim:run(seconds): advances virtual time, delivering packets, firing timers and events,
--- and resuming the tasks of the sim's nodes when their timers come due.
-function Sim:run(seconds)
-    if type(seconds) ~= "number" or not (seconds >= 0) then
-        argerror("sim:run", "seconds", "must be a number >= 0")
-    end
-    local busy = self:_busy()
-    if busy then
-        error(busy, 2)
-    end
-    local sst = self:_state()
-    if not sst.nodes or #sst.nodes == 0 then
-        return core_sim_run(self, seconds)
-    end
-    sim_loop(self, self:now() + seconds)
-end
+core.hooks { node = install, sim = install_sim }
 
 ---------------------------------------------------------------------------------------------
 -- Module functions

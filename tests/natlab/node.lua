@@ -110,7 +110,7 @@ local function report()
 end
 
 -- The sending side.
-local sender = { next = 1, ok = 0, failed = 0, started = nil, born = node:_now() }
+local sender = { next = 1, ok = 0, failed = 0, started = nil, born = node:now() }
 local function file_exists(path)
     local f = io.open(path, "rb")
     if f then f:close() end
@@ -156,11 +156,11 @@ local function pump(now)
     end
 end
 
-local stop = node:_now() + opt.lifetime
-while node:_now() < stop do
+local stop = node:now() + opt.lifetime
+while node:now() < stop do
     node:poll(0.01)
     report()
-    pump(node:_now())
+    pump(node:now())
 end
 say("lifetime over")
 node:close()

@@ -1,0 +1,993 @@
+/*
+ * node.c - p2pnet.Node: one p2p_host with either a UDP driver or its place in a Sim. Options
+ * and creation, close (the one function behind close(), __gc and __close), and the methods.
+ *
+ * Every Lua call into the core is followed by a flush of the driver and a drain of the host's
+ * events into the node's queue (events.c) - except sends, which a UDP node hands to the
+ * socket at the next poll (docs/API.md, "When sends leave"). The queue is dispatched to
+ * handlers only inside node:poll(), sim:run() and node:close(): handlers never run while a
+ * core function is on the C stack, and a Lua error never crosses core frames.
+ *
+ * The pure-Lua layer (lua/p2pnet/init.lua) keeps its per-node state in the table that
+ * core.state(node) returns; the node calls the hooks it finds there (`resume` from poll and
+ * next_timeout, `stats`, `on_close`, and the event hooks called by events.c).
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+/* Largest byte budget an option takes: 2^53, what every Lua number holds exactly. */
+#define MAX_BUDGET_BYTES 9007199254740992.0
+/* node:peers() asks the host for this many handles without allocating. */
+#define PEERS_ON_STACK 64
+/* The core's max_half_open when the option is not given (p2p_config_init). */
+#define DEFAULT_MAX_HALF_OPEN 256
+/* Simulated wall clock: a fixed epoch plus virtual time, so runs are reproducible. */
+#define SIM_EPOCH_US UINT64_C(1700000000000000)
+
+lnode *lp_to_node(lua_State *L, int idx)
+{
+    return (lnode *)lp_checkudata(L, idx, NODE_MT);
+}
+
+/* Use after close is a programming error: it raises, naming the method ("node:send"). A
+ * node inside close() counts as closed: only its own leave events and callbacks run then. */
+lnode *lp_check_open_node(lua_State *L, int idx, const char *fname)
+{
+    lnode *n = lp_to_node(L, idx);
+    if (n->closed || n->closing || n->host == NULL) luaL_error(L, "%s: node is closed", fname);
+    return n;
+}
+
+int lp_refuse_busy(lua_State *L, const lnode *n, const char *fname)
+{
+    if (!n->draining) return 0;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: " BUSY_DRAINING, fname);
+    return 2;
+}
+
+/* Why a call that dispatches events (poll, run) must refuse now, or NULL: a handler would
+ * otherwise run the handlers of the events queued behind its own, inside itself. */
+static const char *reentry(const lnode *n, int for_run)
+{
+    if (n->draining) return BUSY_DRAINING;
+    if (n->dispatching > 0) return "not re-entrant (called from a handler of this node)";
+    if (for_run && n->sim != NULL && n->sim->running)
+        return "not re-entrant (called from a handler while its simulator runs)";
+    return NULL;
+}
+
+uint64_t lp_node_now(const lnode *n)
+{
+    return n->sim != NULL ? p2p_sim_now(n->sim->sim) : p2p_udp_now();
+}
+
+/* The clock, also after close (the Sim may be gone then: its last time is not kept). */
+static uint64_t clock_us(const lnode *n)
+{
+    if (n->simref != NULL) return n->simref->sim != NULL ? p2p_sim_now(n->simref->sim) : 0;
+    return p2p_udp_now();
+}
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+typedef struct node_opts {
+    const char *host;
+    int64_t port;
+    lidentity *identity;       /* an Identity userdata, or NULL */
+    const char *identity_path; /* or a key file */
+    const char *network_key;
+    size_t network_key_len;
+    int has_allow, has_deny;
+    size_t allow_count, deny_count;
+    int on_request; /* stack index of the function, or 0 */
+    double timeout;
+    int64_t max_peers, max_message;
+    int nat;
+    int is_sim;
+    int mesh;  /* 1 unless mesh = false */
+    int relay; /* 1 unless relay = false */
+    int64_t relay_sessions, relay_rate;
+    int64_t peer_memory, memory; /* budgets in bytes; 0: the core's default */
+    int64_t max_half_open, cookie_threshold;
+} node_opts;
+
+static int opt_error(lua_State *L, const char *fname, const char *name, const char *what)
+{
+    return luaL_error(L, "%s: option '%s' %s", fname, name, what);
+}
+
+/* Checks that the value at idx is an array of 64-hex ids; returns how many. */
+static size_t check_ids(lua_State *L, int idx, const char *fname, const char *name)
+{
+    size_t n, i;
+    uint8_t tmp[P2P_ID_LEN];
+    if (!lua_istable(L, idx)) opt_error(L, fname, name, "must be an array of 64-hex ids");
+    n = lp_rawlen(L, idx);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (int)(i + 1));
+        if (!lp_parse_id(L, -1, tmp))
+            luaL_error(L, "%s: option '%s' item %d must be 64 hex characters", fname, name,
+                       (int)(i + 1));
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* Copies the ids of option `name` (validated by check_ids) into a new malloc'd array. */
+static uint8_t (*copy_ids(lua_State *L, int optidx, const char *name, size_t count))[P2P_ID_LEN]
+{
+    uint8_t(*ids)[P2P_ID_LEN] =
+        (uint8_t(*)[P2P_ID_LEN])malloc((count > 0 ? count : 1) * P2P_ID_LEN);
+    size_t i;
+    if (ids == NULL) return NULL;
+    lua_pushstring(L, name);
+    lua_rawget(L, optidx);
+    for (i = 0; i < count; i++) {
+        lua_rawgeti(L, -1, (int)(i + 1));
+        (void)lp_parse_id(L, -1, ids[i]);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return ids;
+}
+
+/* Validates the options table at idx (may be nil); raises on any bad option. */
+static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim, node_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->is_sim = is_sim;
+    o->timeout = 10.0;
+    o->mesh = 1;
+    o->relay = 1;
+    if (lua_isnoneornil(L, idx)) return;
+    if (!lua_istable(L, idx)) luaL_error(L, "%s: options must be a table", fname);
+    idx = lp_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k;
+        int v = lua_gettop(L);
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "%s: option names must be strings", fname);
+        k = lua_tostring(L, -2);
+        if (strcmp(k, "host") == 0) {
+            if (lua_type(L, v) != LUA_TSTRING) opt_error(L, fname, k, "must be a string");
+            o->host = lua_tostring(L, v);
+        } else if (strcmp(k, "port") == 0) {
+            if (!lp_tointeger(L, v, 0, 65535, &o->port))
+                opt_error(L, fname, k, "must be an integer 0-65535");
+        } else if (strcmp(k, "identity") == 0) {
+            if (lua_type(L, v) == LUA_TSTRING)
+                o->identity_path = lua_tostring(L, v);
+            else if ((o->identity = (lidentity *)lp_testudata(L, v, IDENTITY_MT)) == NULL)
+                opt_error(L, fname, k, "must be an identity or a key file path");
+        } else if (strcmp(k, "network_key") == 0) {
+            if (lua_type(L, v) != LUA_TSTRING) opt_error(L, fname, k, "must be a string");
+            o->network_key = lua_tolstring(L, v, &o->network_key_len);
+        } else if (strcmp(k, "allow") == 0) {
+            o->allow_count = check_ids(L, v, fname, k);
+            o->has_allow = 1;
+        } else if (strcmp(k, "deny") == 0) {
+            o->deny_count = check_ids(L, v, fname, k);
+            o->has_deny = 1;
+        } else if (strcmp(k, "on_request") == 0) {
+            if (!lua_isfunction(L, v)) opt_error(L, fname, k, "must be a function");
+            o->on_request = 1;
+        } else if (strcmp(k, "mesh") == 0 || strcmp(k, "relay") == 0) {
+            if (lua_type(L, v) != LUA_TBOOLEAN) opt_error(L, fname, k, "must be a boolean");
+            if (k[0] == 'm')
+                o->mesh = lua_toboolean(L, v);
+            else
+                o->relay = lua_toboolean(L, v);
+        } else if (strcmp(k, "relay_sessions") == 0) {
+            if (!lp_tointeger(L, v, 1, 65535, &o->relay_sessions))
+                opt_error(L, fname, k, "must be an integer 1-65535");
+        } else if (strcmp(k, "relay_rate") == 0) {
+            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->relay_rate))
+                opt_error(L, fname, k, "must be an integer 1-4294967295 (bytes per second)");
+        } else if (strcmp(k, "peer_memory") == 0 || strcmp(k, "memory") == 0) {
+            if (!lp_tointeger(L, v, 1, MAX_BUDGET_BYTES,
+                              k[0] == 'p' ? &o->peer_memory : &o->memory))
+                opt_error(L, fname, k, "must be an integer 1-2^53 (bytes)");
+        } else if (strcmp(k, "max_half_open") == 0) {
+            if (!lp_tointeger(L, v, 1, 4096.0, &o->max_half_open))
+                opt_error(L, fname, k, "must be an integer 1-4096");
+        } else if (strcmp(k, "cookie_threshold") == 0) {
+            if (!lp_tointeger(L, v, 1, 4096.0, &o->cookie_threshold))
+                opt_error(L, fname, k, "must be an integer 1-4096 (at most max_half_open)");
+        } else if (strcmp(k, "timeout") == 0) {
+            double t = lua_type(L, v) == LUA_TNUMBER ? (double)lua_tonumber(L, v) : -1;
+            if (!(t > 0 && t <= 86400.0))
+                opt_error(L, fname, k, "must be a number of seconds > 0 (at most 86400)");
+            o->timeout = t;
+        } else if (strcmp(k, "max_peers") == 0) {
+            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->max_peers))
+                opt_error(L, fname, k, "must be an integer 1-4294967295");
+        } else if (strcmp(k, "max_message") == 0) {
+            if (!lp_tointeger(L, v, 1, 4294967295.0, &o->max_message))
+                opt_error(L, fname, k, "must be an integer 1-4294967295");
+        } else if (o->is_sim && strcmp(k, "nat") == 0) {
+            const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
+            if (strcmp(s, "cone") == 0)
+                o->nat = P2P_SIM_NAT_CONE;
+            else if (strcmp(s, "symmetric") == 0)
+                o->nat = P2P_SIM_NAT_SYMMETRIC;
+            else
+                opt_error(L, fname, k, "must be \"cone\" or \"symmetric\"");
+        } else {
+            luaL_error(L, "%s: unknown option '%s'", fname, k);
+        }
+        lua_settop(L, v - 1);
+    }
+    /* The core refuses a threshold above the table it guards: say so here, by name. */
+    if (o->cookie_threshold > (o->max_half_open ? o->max_half_open : DEFAULT_MAX_HALF_OPEN))
+        opt_error(L, fname, "cookie_threshold", "must be at most max_half_open (256 by default)");
+}
+
+/* Pushes field `name` of the options at idx, or nil. */
+static void push_opt(lua_State *L, int idx, const char *name)
+{
+    if (lua_istable(L, idx))
+        lua_getfield(L, idx, name);
+    else
+        lua_pushnil(L);
+}
+
+static void node_free_resources(lnode *n)
+{
+    if (n->sim != NULL && n->host != NULL) {
+        p2p_sim_detach(n->sim->sim, n->host);
+    }
+    p2p_host_free(n->host);
+    n->host = NULL;
+    p2p_udp_close(n->udp);
+    n->udp = NULL;
+    free(n->allow);
+    n->allow = NULL;
+    free(n->deny);
+    n->deny = NULL;
+    if (n->network_key != NULL) {
+        memset(n->network_key, 0, n->network_key_len);
+        free(n->network_key);
+        n->network_key = NULL;
+    }
+    if (n->sim != NULL) {
+        lsim *s = n->sim;
+        n->sim = NULL;
+        s->attached--;
+        if (s->attached == 0 && s->collected) {
+            p2p_sim_free(s->sim);
+            s->sim = NULL;
+        }
+    }
+}
+
+/* Derives a 32-byte seed from a 64-bit one (splitmix64), so that simulated nodes without an
+ * identity of their own get the same ids on every run with the same sim seed. */
+static void expand_seed(uint64_t x, uint8_t out[P2P_ID_LEN])
+{
+    int i, j;
+    for (i = 0; i < 4; i++) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        for (j = 0; j < 8; j++) out[i * 8 + j] = (uint8_t)(z >> (8 * j));
+    }
+}
+
+/* Builds a node from validated options. simidx is the stack index of the Sim, or 0 for a UDP
+ * node. Pushes the node, or nil and an error. */
+static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
+{
+    lnode *n;
+    int nidx, rc;
+    p2p_identity key;
+    p2p_config cfg;
+    char err[LP_ERR_TEXT] = "";
+    uint64_t now;
+
+    n = (lnode *)lua_newuserdata(L, sizeof *n);
+    memset(n, 0, sizeof *n);
+    n->closed = 1; /* until fully built: __gc then frees what exists */
+    nidx = lua_gettop(L);
+    lua_createtable(L, 0, 8);
+    lua_createtable(L, LH_COUNT, 0);
+    lua_setfield(L, -2, UV_HANDLERS);
+    lua_newtable(L);
+    lua_setfield(L, -2, UV_PEERS);
+    lua_newtable(L);
+    lua_setfield(L, -2, UV_QPEER);
+    lua_newtable(L);
+    lua_setfield(L, -2, UV_QDATA);
+    push_opt(L, optidx, "on_request");
+    lua_setfield(L, -2, UV_ON_REQUEST);
+    if (simidx != 0) {
+        lua_pushvalue(L, simidx);
+        lua_setfield(L, -2, UV_SIM);
+    }
+    lp_setuservalue(L, nidx);
+    luaL_getmetatable(L, NODE_MT);
+    lua_setmetatable(L, nidx);
+
+    /* Identity. */
+    memset(&key, 0, sizeof key);
+    if (o->identity != NULL) {
+        key = o->identity->key;
+    } else if (o->identity_path != NULL) {
+        rc = p2p_identity_load(&key, o->identity_path, err, sizeof err);
+        if (rc != 0) {
+            p2p_identity_wipe(&key);
+            if (err[0] == '\0') snprintf(err, sizeof err, "%s", p2p_strerror(rc));
+            return lp_push_fail(L, err);
+        }
+    } else if (simidx != 0) {
+        uint8_t seed[P2P_ID_LEN];
+        lsim *s = (lsim *)lua_touserdata(L, simidx);
+        expand_seed(p2p_sim_host_seed(s->sim), seed);
+        rc = p2p_identity_from_seed(&key, seed);
+        memset(seed, 0, sizeof seed);
+        if (rc != 0) return lp_push_fail(L, p2p_strerror(rc));
+    } else if ((rc = p2p_identity_generate(&key)) != 0) {
+        return lp_push_fail(L, p2p_strerror(rc));
+    }
+
+    /* Owned copies of what the host may keep pointing at. */
+    if (o->has_allow && (n->allow = copy_ids(L, optidx, "allow", o->allow_count)) == NULL)
+        goto nomem;
+    if (o->has_deny && (n->deny = copy_ids(L, optidx, "deny", o->deny_count)) == NULL) goto nomem;
+    if (o->network_key != NULL) {
+        n->network_key = (uint8_t *)malloc(o->network_key_len > 0 ? o->network_key_len : 1);
+        if (n->network_key == NULL) goto nomem;
+        memcpy(n->network_key, o->network_key, o->network_key_len);
+        n->network_key_len = o->network_key_len;
+    }
+
+    p2p_config_init(&cfg);
+    cfg.identity = &key;
+    if (n->network_key != NULL) {
+        cfg.network_key = n->network_key;
+        cfg.network_key_len = n->network_key_len;
+    }
+    cfg.allow = (const uint8_t(*)[P2P_ID_LEN])n->allow;
+    cfg.allow_count = o->has_allow ? o->allow_count : 0;
+    cfg.deny = (const uint8_t(*)[P2P_ID_LEN])n->deny;
+    cfg.deny_count = o->has_deny ? o->deny_count : 0;
+    cfg.request_hook = o->on_request;
+    cfg.timeout_us = (uint64_t)(o->timeout * US_PER_SECOND + 0.5);
+    cfg.max_peers = (uint32_t)o->max_peers;
+    cfg.max_message = (uint32_t)o->max_message;
+    cfg.mediator = o->mesh == 0;
+    cfg.no_relay = o->relay == 0;
+    cfg.relay_sessions = (uint32_t)o->relay_sessions;
+    cfg.relay_rate = (uint32_t)o->relay_rate;
+    cfg.peer_memory = (uint64_t)o->peer_memory;
+    cfg.memory = (uint64_t)o->memory;
+    cfg.max_half_open = (uint32_t)o->max_half_open;
+    cfg.cookie_threshold = (uint32_t)o->cookie_threshold;
+
+    if (simidx != 0) {
+        lsim *s = (lsim *)lua_touserdata(L, simidx);
+        cfg.seed = p2p_sim_host_seed(s->sim);
+        now = p2p_sim_now(s->sim);
+        cfg.unix_us = SIM_EPOCH_US + now;
+    } else {
+        rc = p2p_udp_open(&n->udp, o->host, (uint16_t)o->port, err, sizeof err);
+        if (rc != 0) {
+            p2p_identity_wipe(&key);
+            node_free_resources(n);
+            if (err[0] == '\0') snprintf(err, sizeof err, "%s", p2p_strerror(rc));
+            return lp_push_fail(L, err);
+        }
+        now = p2p_udp_now();
+        cfg.unix_us = p2p_udp_unix_now();
+    }
+    rc = p2p_host_new(&n->host, &cfg, now);
+    p2p_identity_wipe(&key);
+    if (rc != 0) {
+        n->host = NULL;
+        node_free_resources(n);
+        return lp_push_fail(L, lp_error_text(rc));
+    }
+    if (simidx != 0) {
+        lsim *s = (lsim *)lua_touserdata(L, simidx);
+        rc = p2p_sim_attach(s->sim, n->host, (uint16_t)o->port, o->nat, &n->local);
+        if (rc != 0) {
+            node_free_resources(n);
+            return lp_push_fail(L, rc == P2P_ERR_LIMIT ? "address in use or sim full"
+                                                       : lp_error_text(rc));
+        }
+        n->sim = n->simref = s;
+        s->attached++;
+        (void)p2p_host_add_address(n->host, &n->local, now);
+    } else {
+        p2p_addr local[P2P_LOCAL_ADDRS];
+        size_t i, count = p2p_udp_local_addrs(n->udp, local, P2P_LOCAL_ADDRS);
+        for (i = 0; i < count; i++) (void)p2p_host_add_address(n->host, &local[i], now);
+    }
+    p2p_id_to_hex(p2p_host_id(n->host), n->hex);
+    n->closed = 0;
+    lua_settop(L, nidx);
+    return 1;
+
+nomem:
+    p2p_identity_wipe(&key);
+    node_free_resources(n);
+    return lp_push_fail(L, "out of memory");
+}
+
+/* p2pnet.node([opts]) -> node | nil, err */
+int lp_node_open(lua_State *L)
+{
+    lua_settop(L, 1);
+    return lp_node_new(L, 1, 0, "p2pnet.node");
+}
+
+int lp_node_new(lua_State *L, int optidx, int simidx, const char *fname)
+{
+    node_opts o;
+    read_node_opts(L, optidx, fname, simidx != 0, &o);
+    if (make_node(L, optidx, simidx, &o) != 1) return 2;
+    lp_created(L, -1, "node");
+    return 1;
+}
+
+/* ---- the Lua layer's hooks ---------------------------------------------------------------- */
+
+/* Pushes hook `name` of the Lua layer's table of the node at 1 and returns 1, or returns 0
+ * with nothing pushed. */
+static int push_hook(lua_State *L, const char *name)
+{
+    lp_uv_field(L, 1, UV_LAYER);
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, name);
+        lua_remove(L, -2);
+        if (lua_isfunction(L, -1)) return 1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* The Lua layer's tasks of the node at 1: with run, resumes the ready ones. Returns how
+ * many ran; *due gets when they next need to run (microseconds, node clock) or NEVER. */
+static int run_tasks(lua_State *L, int run, uint64_t *due)
+{
+    int ran = 0;
+    *due = P2P_TIME_NEVER;
+    if (!push_hook(L, "resume")) return 0;
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, run);
+    lua_call(L, 2, 2);
+    ran = (int)lua_tointeger(L, -2);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        double t = (double)lua_tonumber(L, -1);
+        *due = t <= 0             ? 0
+               : t >= MAX_SECONDS ? (uint64_t)(MAX_SECONDS * US_PER_SECOND)
+                                  : (uint64_t)ceil(t * US_PER_SECOND);
+    }
+    lua_pop(L, 2);
+    return ran;
+}
+
+/* ---- methods ------------------------------------------------------------------------------ */
+
+static int node_index(lua_State *L)
+{
+    lnode *n = lp_to_node(L, 1);
+    const char *k = lua_tostring(L, 2);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    if (!lua_isnil(L, -1) || k == NULL) return 1;
+    if (strcmp(k, "id") == 0) {
+        if (n->hex[0] == '\0') return 0;
+        lua_pushstring(L, n->hex);
+        return 1;
+    }
+    if (strcmp(k, "closed") == 0) {
+        lua_pushboolean(L, n->closed);
+        return 1;
+    }
+    return 0;
+}
+
+static int node_tostring(lua_State *L)
+{
+    lnode *n = lp_to_node(L, 1);
+    lua_pushfstring(L, "p2pnet.Node(%s%s)", n->hex[0] ? n->hex : "?", n->closed ? ", closed" : "");
+    return 1;
+}
+
+void lp_node_close(lua_State *L, int nidx)
+{
+    lnode *n = lp_node_at(L, nidx);
+    nidx = lp_absindex(L, nidx);
+    if (n->closed || n->closing) return;
+    if (n->draining) {
+        /* a finalizer during a drain: the drain holds the host; close when it ends */
+        n->close_deferred = 1;
+        return;
+    }
+    n->closing = 1;
+    if (n->host != NULL) {
+        /* what earlier sends left waiting goes out before the goodbye */
+        if (n->unflushed) lp_flush(n);
+        (void)p2p_host_close(n->host, lp_node_now(n));
+        lp_after_call(L, nidx);
+    }
+    /* Peers the core did not report as gone end here too: connected ones with a leave
+     * event, connecting ones silently (their reply callbacks still fail). */
+    lp_uv_field(L, nidx, UV_PEERS);
+    for (;;) {
+        lpeer *p;
+        lua_pushnil(L);
+        if (lua_next(L, -2) == 0) break;
+        lua_remove(L, -2);
+        p = lp_check_peer(L, -1);
+        if (lp_peer_info(p)->state != P2P_PEER_CONNECTED) {
+            lp_retire_peer(L, nidx, -1);
+            while (lp_next_callback(L, -1)) {
+                lua_pushboolean(L, 0);
+                lua_pushliteral(L, "disconnected");
+                lp_call_reported(L, n, 2, 0, "reply callback");
+            }
+            lua_pop(L, 1);
+            continue;
+        }
+        lp_retire_peer(L, nidx, -1);
+        lp_queue_leave(L, nidx);
+    }
+    lua_pop(L, 1);
+    node_free_resources(n);
+    n->closed = 1;
+    (void)lp_dispatch(L, nidx);
+    n->closing = 0;
+    /* The Lua layer's hook: wakes its waiting tasks, whichever of close(), __gc and
+     * __close got here. */
+    lp_uv_field(L, nidx, UV_LAYER);
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "on_close");
+        lua_remove(L, -2);
+        if (lua_isfunction(L, -1))
+            lp_call_reported(L, n, 0, 0, "close");
+        else
+            lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* Release every handler and callback reference (in place: a dispatch may hold it). */
+    lp_uv_field(L, nidx, UV_HANDLERS);
+    if (lua_istable(L, -1)) {
+        int i;
+        for (i = 1; i <= LH_COUNT; i++) {
+            lua_pushnil(L);
+            lua_rawseti(L, -2, i);
+        }
+    }
+    lua_pop(L, 1);
+    lp_getuservalue(L, nidx);
+    lua_pushnil(L);
+    lua_setfield(L, -2, UV_ON_REQUEST);
+    lua_pop(L, 1);
+}
+
+/* node:close(), __gc and __close: idempotent. */
+static int node_close_m(lua_State *L)
+{
+    lnode *n = lp_to_node(L, 1);
+    lua_settop(L, 1);
+    if (!n->closed) {
+        lp_node_close(L, 1);
+    } else {
+        node_free_resources(n);
+        lp_queue_free(n);
+    }
+    return 0;
+}
+
+/* core.busy(node [, for_run]) -> nil, or why node:poll() (node:run() with for_run) would
+ * raise now; the Lua layer checks before it resumes tasks. */
+int lp_node_busy(lua_State *L)
+{
+    const char *why = reentry(lp_to_node(L, 1), lua_toboolean(L, 2));
+    if (why == NULL)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, why);
+    return 1;
+}
+
+/* core.sim_of(node) -> the node's Sim, or nil */
+int lp_node_sim(lua_State *L)
+{
+    lp_to_node(L, 1);
+    lp_uv_field(L, 1, UV_SIM);
+    return 1;
+}
+
+/* node:now() -> seconds on the node's clock: monotonic for UDP nodes, virtual time for
+ * simulated ones. Works on closed nodes too. */
+int lp_node_clock(lua_State *L)
+{
+    lnode *n = lp_to_node(L, 1);
+    lua_pushnumber(L, (lua_Number)clock_us(n) / US_PER_SECOND);
+    return 1;
+}
+
+static int node_address(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:address");
+    p2p_addr a;
+    if (n->udp != NULL)
+        p2p_udp_local(n->udp, &a);
+    else
+        a = n->local;
+    lp_push_addr(L, &a);
+    return 1;
+}
+
+/* node:addresses() -> { {address = "ip:port", kind = "local" | "reflexive"}, ... } */
+static int node_addresses(lua_State *L)
+{
+    enum { CAP = P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS };
+    lnode *n = lp_check_open_node(L, 1, "node:addresses");
+    p2p_addr a[CAP];
+    int kinds[CAP];
+    size_t i, count = p2p_host_addresses(n->host, a, kinds, CAP);
+    if (count > CAP) count = CAP;
+    lua_createtable(L, (int)count, 0);
+    for (i = 0; i < count; i++) {
+        lua_createtable(L, 0, 2);
+        lp_push_addr(L, &a[i]);
+        lua_setfield(L, -2, "address");
+        lua_pushstring(L, kinds[i] == P2P_ADDR_LOCAL ? "local" : "reflexive");
+        lua_setfield(L, -2, "kind");
+        lua_rawseti(L, -2, (int)(i + 1));
+    }
+    return 1;
+}
+
+static int node_fd(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:fd");
+    if (n->udp == NULL) return lp_push_fail(L, "a simulated node has no descriptor");
+    lua_pushinteger(L, p2p_udp_fd(n->udp));
+    return 1;
+}
+
+/* node:next_timeout() -> seconds until the core's next timer or a task's, whichever first.
+ * Hands waiting sends to the socket first: an external loop that asks when to come back
+ * must not sit on them. */
+static int node_next_timeout(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:next_timeout");
+    uint64_t t, due, now;
+    lua_settop(L, 1);
+    if (n->unflushed) lp_flush(n);
+    if (lp_has_events(n)) {
+        lua_pushnumber(L, 0);
+        return 1;
+    }
+    t = p2p_host_next_timeout(n->host);
+    (void)run_tasks(L, 0, &due);
+    if (due < t) t = due;
+    now = lp_node_now(n);
+    if (t == P2P_TIME_NEVER)
+        lua_pushnumber(L, NO_TIMEOUT_SECONDS);
+    else if (t <= now)
+        lua_pushnumber(L, 0);
+    else
+        lua_pushnumber(L, (lua_Number)(t - now) / US_PER_SECOND);
+    return 1;
+}
+
+static double check_seconds(lua_State *L, int idx, const char *fname, const char *arg)
+{
+    double s;
+    if (lua_isnoneornil(L, idx)) return 0;
+    s = lua_type(L, idx) == LUA_TNUMBER ? (double)lua_tonumber(L, idx) : -1;
+    if (!(s >= 0)) lp_arg_error(L, fname, arg, "must be a number of seconds >= 0");
+    return s > MAX_SECONDS ? MAX_SECONDS : s;
+}
+
+/* One turn of the driver for the node at 1: waiting sends go out first, then events are
+ * dispatched, waiting up to wait_us for some. Returns the count, or -1 on a socket error. */
+static int poll_core(lua_State *L, lnode *n, uint64_t wait_us)
+{
+    uint64_t now, deadline;
+    int count;
+    if (n->unflushed) lp_flush(n);
+    lp_drain(L, 1);
+    count = lp_dispatch(L, 1);
+    if (n->udp == NULL || count > 0 || n->closed) goto done;
+    now = p2p_udp_now();
+    deadline = now + wait_us;
+    for (;;) {
+        int rc = p2p_udp_pump(n->udp, n->host, deadline > now ? deadline - now : 0);
+        lp_drain(L, 1);
+        count += lp_dispatch(L, 1);
+        if (rc < 0 && count == 0) return -1;
+        if (n->closed || count > 0) break;
+        now = p2p_udp_now();
+        if (now >= deadline) break;
+    }
+done:
+    /* what the handlers sent leaves before poll returns */
+    if (n->unflushed && !n->closed) lp_flush(n);
+    return count;
+}
+
+/* node:poll([timeout]) -> events dispatched. Also resumes the node's tasks (the Lua layer),
+ * and waits no longer than until the next task timer. */
+static int node_poll(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:poll");
+    double timeout = check_seconds(L, 2, "node:poll", "timeout");
+    const char *busy = reentry(n, 0);
+    uint64_t deadline, now, due, wait;
+    int total = 0, ran, count;
+    if (busy != NULL) return luaL_error(L, "node:poll: %s", busy);
+    lua_settop(L, 1);
+    if (n->udp == NULL) {
+        /* virtual time only moves in sim:run(): here, pending events and ready tasks */
+        total = poll_core(L, n, 0);
+        (void)run_tasks(L, 1, &due);
+        lua_pushinteger(L, total);
+        return 1;
+    }
+    deadline = p2p_udp_now() + (uint64_t)(timeout * US_PER_SECOND);
+    for (;;) {
+        ran = run_tasks(L, 1, &due);
+        if (n->closed) break;
+        now = p2p_udp_now();
+        wait = deadline > now ? deadline - now : 0;
+        if (ran > 0)
+            wait = 0;
+        else if (due != P2P_TIME_NEVER && (due <= now || due - now < wait))
+            wait = due > now ? due - now : 0;
+        count = poll_core(L, n, wait);
+        if (count < 0) return lp_push_fail(L, "socket error");
+        total += count;
+        if (!n->closed) ran += run_tasks(L, 1, &due);
+        if (total > 0 || ran > 0 || n->closed || p2p_udp_now() >= deadline) break;
+    }
+    lua_pushinteger(L, total);
+    return 1;
+}
+
+/* node:on(event, fn): the one handler for event; nil removes it. */
+static int node_on(lua_State *L)
+{
+    const char *ev;
+    int i, slot = 0;
+    lp_check_open_node(L, 1, "node:on");
+    ev = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+    for (i = 0; lp_event_names[i] != NULL; i++)
+        if (strcmp(ev, lp_event_names[i]) == 0) slot = i + 1;
+    if (slot == 0)
+        return lp_arg_error(L, "node:on", "event",
+                            "must be \"join\", \"leave\", \"message\" or \"error\"");
+    if (!lua_isnoneornil(L, 3) && !lua_isfunction(L, 3))
+        return lp_arg_error(L, "node:on", "fn", "must be a function or nil");
+    lua_settop(L, 3);
+    if (slot == LH_MESSAGE) {
+        /* A handler that declares fewer than 4 parameters (and no ...) cannot see `info`:
+         * it is not built for it (docs/API.md). */
+        int nparams, vararg;
+        lnode *n = lp_node_at(L, 1);
+        n->message_info = 1;
+        if (lua_isfunction(L, 3) && lp_params(L, 3, &nparams, &vararg) && nparams < 4 && !vararg)
+            n->message_info = 0;
+    }
+    lp_uv_field(L, 1, UV_HANDLERS);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, slot);
+    return 0;
+}
+
+static int node_connect(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:connect");
+    size_t tlen;
+    const char *target = lp_check_string(L, 2, "node:connect", "target", &tlen);
+    uint8_t expected[P2P_ID_LEN], tid[P2P_ID_LEN];
+    int have_expected = 0, rc;
+    const char *via = NULL;
+    p2p_addr addr;
+    p2p_peer_handle h = 0;
+
+    if (!lua_isnoneornil(L, 3)) {
+        if (!lua_istable(L, 3)) lp_arg_error(L, "node:connect", "opts", "must be a table or nil");
+        lua_pushnil(L);
+        while (lua_next(L, 3) != 0) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "id") == 0) {
+                if (!lp_parse_id(L, -1, expected))
+                    luaL_error(L, "node:connect: option 'id' must be 64 hex characters");
+                have_expected = 1;
+            } else if (strcmp(k, "via") == 0) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    luaL_error(L, "node:connect: option 'via' must be a \"host:port\" string");
+                via = lua_tostring(L, -1);
+            } else {
+                luaL_error(L, "node:connect: unknown option '%s'", k);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, 3);
+    if (lp_refuse_busy(L, n, "node:connect")) return 2;
+
+    if (tlen == LP_HEX_LEN && p2p_id_from_hex(tid, target, tlen) == 0) {
+        h = p2p_host_find(n->host, tid);
+        if (h != 0) {
+            lp_push_peer(L, 1, h);
+            return 1;
+        }
+        if (via != NULL) {
+            p2p_addr vaddr;
+            rc =
+                n->udp != NULL ? p2p_udp_resolve(n->udp, via, &vaddr) : p2p_addr_parse(&vaddr, via);
+            if (rc != 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "bad address '%s'", via);
+                return 2;
+            }
+            rc = p2p_host_connect_via(n->host, tid, &vaddr, lp_node_now(n), &h);
+        } else {
+            rc = p2p_host_connect_id(n->host, tid, lp_node_now(n), &h);
+        }
+        if (rc == 0) {
+            lp_push_peer(L, 1, h);
+            lp_after_call(L, 1);
+            lua_settop(L, 4);
+            return 1;
+        }
+        lp_after_call(L, 1);
+        if (rc == P2P_ERR_INVALID) return lp_push_fail(L, "that is this node's own id");
+        if (rc != P2P_ERR_PEER) return lp_push_fail(L, lp_error_text(rc));
+        return lp_push_fail(L, "unknown peer id");
+    }
+    /* A direct address needs no mediator: `via` is ignored. */
+    if (n->udp != NULL)
+        rc = p2p_udp_resolve(n->udp, target, &addr);
+    else
+        rc = p2p_addr_parse(&addr, target);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "bad address '%s'", target);
+        return 2;
+    }
+    rc = p2p_host_connect(n->host, &addr, have_expected ? expected : NULL, lp_node_now(n), &h);
+    if (rc != 0) {
+        lp_after_call(L, 1);
+        return lp_push_fail(L, lp_error_text(rc));
+    }
+    lp_push_peer(L, 1, h);
+    lp_after_call(L, 1);
+    lua_settop(L, 4);
+    return 1;
+}
+
+static int node_peers(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:peers");
+    p2p_peer_handle stackbuf[PEERS_ON_STACK], *hs = stackbuf;
+    size_t count, cap = PEERS_ON_STACK, i;
+    lua_settop(L, 1);
+    count = p2p_host_peers(n->host, hs, cap);
+    if (count > cap) {
+        hs = (p2p_peer_handle *)lua_newuserdata(L, count * sizeof *hs);
+        cap = count;
+        count = p2p_host_peers(n->host, hs, cap);
+        if (count > cap) count = cap;
+    }
+    lua_createtable(L, (int)count, 0);
+    for (i = 0; i < count; i++) {
+        lp_push_peer(L, 1, hs[i]);
+        lua_rawseti(L, -2, (int)(i + 1));
+    }
+    return 1;
+}
+
+static int node_peer(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:peer");
+    uint8_t id[P2P_ID_LEN];
+    p2p_peer_handle h;
+    if (!lp_parse_id(L, 2, id))
+        return lp_arg_error(L, "node:peer", "id", "must be 64 hex characters");
+    lua_settop(L, 1);
+    h = p2p_host_find(n->host, id);
+    if (h == 0) return 0;
+    lp_push_peer(L, 1, h);
+    return 1;
+}
+
+/* node:broadcast(type, data) -> message id | nil, err */
+static int node_broadcast(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:broadcast");
+    uint16_t type = lp_check_type(L, 2, "node:broadcast");
+    size_t len;
+    const char *data = lp_check_string(L, 3, "node:broadcast", "data", &len);
+    uint64_t seq = 0;
+    int rc;
+    lua_settop(L, 3);
+    if (lp_refuse_busy(L, n, "node:broadcast")) return 2;
+    rc = p2p_host_broadcast(n->host, type, (const uint8_t *)data, len, &seq, lp_node_now(n));
+    lp_after_call(L, 1);
+    if (rc != 0) return lp_push_fail(L, lp_error_text(rc));
+    lp_push_broadcast_id(L, n->hex, seq);
+    return 1;
+}
+
+/* The counters of node:stats(), in the order they are listed in docs/API.md. */
+static const lp_counter node_counters[] = {LP_COUNTER(p2p_stats, peers),
+                                           LP_COUNTER(p2p_stats, packets_sent),
+                                           LP_COUNTER(p2p_stats, packets_received),
+                                           LP_COUNTER(p2p_stats, bytes_sent),
+                                           LP_COUNTER(p2p_stats, bytes_received),
+                                           LP_COUNTER(p2p_stats, retransmits),
+                                           LP_COUNTER(p2p_stats, dropped),
+                                           LP_COUNTER(p2p_stats, handshakes),
+                                           LP_COUNTER(p2p_stats, members),
+                                           LP_COUNTER(p2p_stats, broadcasts_relayed),
+                                           LP_COUNTER(p2p_stats, introductions),
+                                           LP_COUNTER(p2p_stats, relayed_packets),
+                                           LP_COUNTER(p2p_stats, relayed_bytes),
+                                           LP_COUNTER(p2p_stats, relay_dropped),
+                                           LP_COUNTER(p2p_stats, path_changes),
+                                           LP_COUNTER(p2p_stats, memory),
+                                           LP_COUNTER(p2p_stats, memory_peak),
+                                           LP_COUNTER(p2p_stats, dropped_budget),
+                                           LP_COUNTER(p2p_stats, dropped_amplification),
+                                           LP_COUNTER(p2p_stats, dropped_unsolicited),
+                                           LP_COUNTER(p2p_stats, dropped_replay),
+                                           LP_COUNTER(p2p_stats, cookies_sent),
+                                           LP_COUNTER(p2p_stats, under_load),
+                                           LP_COUNTER(p2p_stats, rekeys),
+                                           LP_COUNTER(p2p_stats, work_dh),
+                                           LP_COUNTER(p2p_stats, work_verify),
+                                           {NULL, 0}};
+
+/* node:stats() -> table; the Lua layer's hook adds its counters. */
+static int node_stats(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:stats");
+    p2p_stats st;
+    lua_settop(L, 1);
+    p2p_host_stats(n->host, &st);
+    lp_push_counters(L, &st, node_counters);
+    lp_set_u64(L, "callback_errors", n->callback_errors);
+    if (push_hook(L, "stats")) {
+        lua_pushvalue(L, 2);
+        lua_call(L, 1, 0);
+    }
+    return 1;
+}
+
+void lp_node_class(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"address", node_address}, {"addresses", node_addresses},
+        {"connect", node_connect}, {"peers", node_peers},
+        {"peer", node_peer},       {"broadcast", node_broadcast},
+        {"on", node_on},           {"poll", node_poll},
+        {"fd", node_fd},           {"next_timeout", node_next_timeout},
+        {"now", lp_node_clock},    {"stats", node_stats},
+        {"close", node_close_m},   {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__tostring", node_tostring},
+        {"__gc", node_close_m},
+#if LUA_VERSION_NUM >= 504
+        {"__close", node_close_m},
+#endif
+        {NULL, NULL}
+    };
+    lp_class(L, NODE_MT, methods, meta, node_index);
+}

@@ -1,0 +1,367 @@
+/*
+ * peer.c - p2pnet.Peer: one userdata per session, cached by its node (UV_PEERS, handle ->
+ * Peer) so that every event and every lookup of a session gives the same Lua object. A Peer
+ * whose session ended is retired from the cache and answers from its last snapshot.
+ *
+ * Each Peer's uservalue holds its Node (which keeps the node alive while the peer is
+ * reachable) and the callbacks of its messages awaiting a reply, keyed by sequence number.
+ */
+#include <string.h>
+
+#include "binding.h"
+
+#define PUV_NODE "node"
+#define PUV_CBS "cbs"
+#define PUV_HEX 1 /* the id as a Lua string, once known */
+
+lpeer *lp_check_peer(lua_State *L, int idx)
+{
+    return (lpeer *)lp_checkudata(L, idx, PEER_MT);
+}
+
+static void remember_id(lpeer *p)
+{
+    if (p->snap.has_id && p->hex[0] == '\0') p2p_id_to_hex(p->snap.id, p->hex);
+}
+
+const p2p_peer_info *lp_peer_info(lpeer *p)
+{
+    p2p_peer_info info;
+    if (!p->dead && p->node->host != NULL &&
+        p2p_host_peer_info(p->node->host, p->handle, &info) == 0) {
+        p->snap = info;
+        remember_id(p);
+    }
+    return &p->snap;
+}
+
+const char *lp_peer_hex(lpeer *p)
+{
+    if (p->hex[0] == '\0') (void)lp_peer_info(p);
+    return p->hex[0] != '\0' ? p->hex : NULL;
+}
+
+/* Pushes the peer's id as a Lua string, made once per Peer (slot PUV_HEX of its uservalue),
+ * or nil while the id is unknown. */
+void lp_push_peer_hex(lua_State *L, int pidx)
+{
+    lpeer *p = (lpeer *)lua_touserdata(L, pidx);
+    const char *hex;
+    lp_getuservalue(L, pidx);
+    lua_rawgeti(L, -1, PUV_HEX);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
+    hex = lp_peer_hex(p);
+    if (hex == NULL) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return;
+    }
+    lua_pushlstring(L, hex, LP_HEX_LEN);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, PUV_HEX);
+    lua_remove(L, -2);
+}
+
+/* Pushes the cached Peer for `handle` of the node at nidx and returns 1, or returns 0 with
+ * nothing pushed. Allocates nothing. */
+static int push_cached_peer(lua_State *L, int nidx, p2p_peer_handle handle)
+{
+    lp_uv_field(L, nidx, UV_PEERS);
+    lua_pushnumber(L, (lua_Number)handle);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Every allocation comes first: a finalizer run by one of them may close the node, end the
+ * session, or (through node:peers()) create the Peer for this very handle. Only then is the
+ * host asked about the handle, and the cache looked at again, with nothing in between that
+ * could run Lua: one Lua object per peer, and never a live-looking Peer of a closed node. */
+void lp_push_peer(lua_State *L, int nidx, p2p_peer_handle handle)
+{
+    lnode *n = lp_node_at(L, nidx);
+    lpeer *p;
+    nidx = lp_absindex(L, nidx);
+    if (push_cached_peer(L, nidx, handle)) return;
+    p = (lpeer *)lua_newuserdata(L, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->node = n;
+    p->handle = handle;
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, nidx);
+    lua_setfield(L, -2, PUV_NODE);
+    lua_newtable(L);
+    lua_setfield(L, -2, PUV_CBS);
+    lp_setuservalue(L, -2);
+    luaL_getmetatable(L, PEER_MT);
+    lua_setmetatable(L, -2);
+    /* From here on nothing allocates. */
+    if (push_cached_peer(L, nidx, handle)) {
+        lua_remove(L, -2); /* a finalizer made it meanwhile: ours is garbage */
+        return;
+    }
+    if (n->host == NULL) {
+        /* the node closed meanwhile: a Peer that says so, uncached */
+        p->dead = 1;
+        p->snap.state = P2P_PEER_DISCONNECTED;
+        return;
+    }
+    /* A handle that died already still gets its cached Peer: its LEAVE (or ERROR) event is
+     * queued and retires it, so every event of the session names the same object. */
+    p->snap.state = P2P_PEER_CONNECTING;
+    (void)p2p_host_peer_info(n->host, handle, &p->snap);
+    remember_id(p);
+    lp_uv_field(L, nidx, UV_PEERS);
+    lua_pushnumber(L, (lua_Number)handle);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+void lp_rekey_peer(lua_State *L, int nidx, p2p_peer_handle from, p2p_peer_handle to)
+{
+    lpeer *p;
+    nidx = lp_absindex(L, nidx);
+    lp_uv_field(L, nidx, UV_PEERS);
+    lua_pushnumber(L, (lua_Number)from);
+    lua_rawget(L, -2);
+    p = (lpeer *)lp_testudata(L, -1, PEER_MT);
+    if (p != NULL) {
+        p->handle = to;
+        p->dead = 0;
+        lua_pushnumber(L, (lua_Number)to);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+        lua_pushnumber(L, (lua_Number)from);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 2);
+}
+
+void lp_retire_peer(lua_State *L, int nidx, int pidx)
+{
+    lpeer *p = lp_check_peer(L, pidx);
+    nidx = lp_absindex(L, nidx);
+    if (p->dead) return;
+    (void)lp_peer_info(p);
+    p->dead = 1;
+    p->snap.state = P2P_PEER_DISCONNECTED;
+    lp_uv_field(L, nidx, UV_PEERS);
+    lua_pushnumber(L, (lua_Number)p->handle);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+int lp_take_callback(lua_State *L, int pidx, uint64_t seq)
+{
+    pidx = lp_absindex(L, pidx);
+    lp_uv_field(L, pidx, PUV_CBS);
+    lua_pushnumber(L, (lua_Number)seq);
+    lua_rawget(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_pushnumber(L, (lua_Number)seq);
+    lua_pushnil(L);
+    lua_rawset(L, -4);
+    lua_remove(L, -2);
+    return 1;
+}
+
+int lp_next_callback(lua_State *L, int pidx)
+{
+    pidx = lp_absindex(L, pidx);
+    lp_uv_field(L, pidx, PUV_CBS);
+    lua_pushnil(L);
+    if (lua_next(L, -2) == 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    /* stack: cbs key fn */
+    lua_pushvalue(L, -2);
+    lua_pushnil(L);
+    lua_rawset(L, -5);
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    return 1;
+}
+
+/* ---- methods ------------------------------------------------------------------------------ */
+
+static int peer_index(lua_State *L)
+{
+    lpeer *p = lp_check_peer(L, 1);
+    const char *k = lua_tostring(L, 2);
+    const p2p_peer_info *info;
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    if (!lua_isnil(L, -1) || k == NULL) return 1;
+    info = lp_peer_info(p);
+    if (strcmp(k, "id") == 0) {
+        if (!info->has_id) return 0;
+        lua_pushstring(L, p->hex);
+    } else if (strcmp(k, "address") == 0) {
+        lp_push_addr(L, &info->address);
+    } else if (strcmp(k, "state") == 0) {
+        lua_pushstring(L, info->state == P2P_PEER_NONE ? "disconnected"
+                                                       : p2p_peer_state_name(info->state));
+    } else if (strcmp(k, "direct") == 0) {
+        lua_pushboolean(L, info->direct);
+    } else if (strcmp(k, "rtt") == 0) {
+        lua_pushnumber(L, (lua_Number)info->srtt_us / US_PER_SECOND);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int peer_tostring(lua_State *L)
+{
+    lpeer *p = lp_check_peer(L, 1);
+    const p2p_peer_info *info = lp_peer_info(p);
+    char addr[LP_ADDR_TEXT] = "?";
+    if (info->address.family != P2P_AF_NONE)
+        (void)p2p_addr_format(&info->address, addr, sizeof addr);
+    lua_pushfstring(L, "p2pnet.Peer(%s, %s, %s)", p->hex[0] ? p->hex : "?", addr,
+                    info->state == P2P_PEER_NONE ? "disconnected"
+                                                 : p2p_peer_state_name(info->state));
+    return 1;
+}
+
+/* The open node of the peer at 1, raising "fname: node is closed" after close. */
+static lnode *peer_node(lua_State *L, lpeer *p, const char *fname)
+{
+    if (p->node->closed || p->node->closing || p->node->host == NULL)
+        luaL_error(L, "%s: node is closed", fname);
+    return p->node;
+}
+
+/* Pushes the Node of the peer at 1; returns its stack index. */
+static int push_node(lua_State *L)
+{
+    lp_uv_field(L, 1, PUV_NODE);
+    return lua_gettop(L);
+}
+
+/* After a send: a UDP node leaves it for the next poll (or flushes a full batch) without
+ * touching Lua; the others flush and drain. */
+static void sent(lua_State *L, lnode *n, size_t len)
+{
+    if (n->udp != NULL)
+        lp_after_send(L, 0, n, len);
+    else
+        lp_after_call(L, push_node(L));
+}
+
+/* peer:send(type, data [, callback]) -> true | nil, err */
+static int peer_send(lua_State *L)
+{
+    lpeer *p = lp_check_peer(L, 1);
+    uint16_t type = lp_check_type(L, 2, "peer:send");
+    size_t len;
+    const char *data = lp_check_string(L, 3, "peer:send", "data", &len);
+    int want_reply, rc;
+    uint64_t seq = 0;
+    lnode *n;
+    if (!lua_isnoneornil(L, 4) && !lua_isfunction(L, 4))
+        return lp_arg_error(L, "peer:send", "callback", "must be a function or nil");
+    want_reply = lua_isfunction(L, 4);
+    lua_settop(L, 4);
+    n = peer_node(L, p, "peer:send");
+    if (p->dead) return lp_push_fail(L, "disconnected");
+    if (lp_refuse_busy(L, n, "peer:send")) return 2;
+    rc = p2p_peer_send(n->host, p->handle, type, (const uint8_t *)data, len, want_reply, &seq,
+                       lp_node_now(n));
+    if (rc != 0) {
+        lp_after_call(L, push_node(L));
+        return lp_push_fail(L, lp_error_text(rc));
+    }
+    if (want_reply) {
+        lp_uv_field(L, 1, PUV_CBS);
+        lua_pushnumber(L, (lua_Number)seq);
+        lua_pushvalue(L, 4);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    sent(L, n, len);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* peer:send_unreliable(type, data) -> true | nil, err */
+static int peer_send_unreliable(lua_State *L)
+{
+    lpeer *p = lp_check_peer(L, 1);
+    uint16_t type = lp_check_type(L, 2, "peer:send_unreliable");
+    size_t len;
+    const char *data = lp_check_string(L, 3, "peer:send_unreliable", "data", &len);
+    int rc;
+    lnode *n;
+    lua_settop(L, 3);
+    n = peer_node(L, p, "peer:send_unreliable");
+    if (p->dead) return lp_push_fail(L, "disconnected");
+    if (lp_refuse_busy(L, n, "peer:send_unreliable")) return 2;
+    if (len > P2P_MAX_DATAGRAM) return lp_push_fail(L, "datagram too big");
+    rc = p2p_peer_send_datagram(n->host, p->handle, type, (const uint8_t *)data, len,
+                                lp_node_now(n));
+    if (rc != 0) {
+        lp_after_call(L, push_node(L));
+        return lp_push_fail(L, rc == P2P_ERR_TOO_BIG ? "datagram too big" : lp_error_text(rc));
+    }
+    sent(L, n, len);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* peer:disconnect() -> true | nil, err */
+static int peer_disconnect(lua_State *L)
+{
+    lpeer *p = lp_check_peer(L, 1);
+    int rc, nidx;
+    lnode *n;
+    lua_settop(L, 1);
+    n = peer_node(L, p, "peer:disconnect");
+    nidx = push_node(L);
+    if (p->dead) return lp_push_fail(L, "disconnected");
+    if (n->draining) {
+        /* a finalizer during a drain: done when the drain ends (events.c) */
+        lp_uv_field(L, nidx, UV_DEFERRED);
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lp_getuservalue(L, nidx);
+            lua_pushvalue(L, -2);
+            lua_setfield(L, -2, UV_DEFERRED);
+            lua_pop(L, 1);
+        }
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, -2, (int)lp_rawlen(L, -2) + 1);
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    rc = p2p_peer_disconnect(n->host, p->handle, lp_node_now(n));
+    lp_after_call(L, nidx);
+    if (rc != 0) return lp_push_fail(L, lp_error_text(rc));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void lp_peer_class(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"send", peer_send},
+                                       {"send_unreliable", peer_send_unreliable},
+                                       {"disconnect", peer_disconnect},
+                                       {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__tostring", peer_tostring}, {NULL, NULL}};
+    lp_class(L, PEER_MT, methods, meta, peer_index);
+}
