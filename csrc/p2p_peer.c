@@ -677,6 +677,10 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
 {
     size_t at = 0;
     *used = 0;
+    /* Records are taken in stream order: while a mesh or NAT record waits for the host,
+     * nothing after it is read (so a bad record ends the session before anything behind it is
+     * delivered, and events keep the order the peer sent them in). */
+    if (p->ctl_head) return 0;
     while (at < len) {
         if (!p->r_in_body) {
             size_t old = p->r_hdr_len;
@@ -724,6 +728,7 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
                 *used = at - 1;
                 return 0;
             }
+            if (p->ctl_head) break; /* a mesh or NAT record: the host routes it first */
         }
     }
     *used = at;
@@ -775,7 +780,19 @@ static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *da
         size_t used;
         if (feed(h, p, data, (size_t)len, &used)) return -1;
         p->r_base += used;
-        refused = used < len;
+        if (used < len && p->ctl_head) {
+            /* Stopped behind a record the host routes first: the rest waits as a piece and
+             * is read when the host asks for the next frame (p2p_peer_on_frames). */
+            p2p_budget b = peer_budget(p);
+            while (!p->r_pieces.seed) p->r_pieces.seed = p2p_rng_u32(&h->rng);
+            if (p2p_pieces_add(&p->r_pieces, p->r_base, data + used, (size_t)len - used, p->r_base,
+                               p->r_granted, &b)) {
+                h->stats.dropped_budget++;
+                refused = 1;
+            }
+        } else {
+            refused = used < len;
+        }
     }
     if (drain_pieces(h, p)) return -1;
     return refused;
@@ -852,6 +869,14 @@ int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t 
 int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint64_t now)
 {
     p2p_recovery_cb cb = {p, on_acked, on_lost};
+    /* Stream bytes held back behind a routed record are read before the next frame. */
+    if (!p->ctl_head && p->r_pieces.n) {
+        if (drain_pieces(h, p)) {
+            protocol_error(h, p);
+            return P2P_RX_GONE;
+        }
+        if (p->ctl_head) return P2P_RX_RECORDS;
+    }
     while (p2p_frame_next(&rx->r, f) == 1) {
         switch (f->type) {
         case P2P_FRAME_ACK:

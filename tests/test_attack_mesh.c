@@ -507,6 +507,51 @@ static void test_observed_needs_two(void)
     an_free(&net);
 }
 
+/* The order of the stream holds across the hub: a mesh record and the application messages
+ * behind it in one STREAM frame are taken in the order they were sent. A forged broadcast
+ * followed by a message ends the session before the message is delivered; a genuine
+ * broadcast followed by a message gives the broadcast's event first. */
+static char order_log[8];
+static size_t order_len;
+static void log_order(anet *net, int node, const p2p_event *ev)
+{
+    (void)net;
+    if (node != 0 || ev->type != P2P_EV_MESSAGE || order_len >= sizeof order_log) return;
+    order_log[order_len++] = ev->broadcast ? 'B' : 'M';
+}
+
+static void test_stream_order_behind_records(void)
+{
+    for (int forged = 1; forged >= 0; forged--) {
+        anet net;
+        an_init(&net, 10000);
+        int a = an_add(&net, NULL), b = an_add(&net, NULL);
+        T_CHECK(an_connect(&net, b, a, 2000000) != 0);
+        an_run(&net, 300000);
+        order_len = 0;
+        net.on_event = log_order;
+        static uint8_t env[256];
+        size_t n = an_make_bcast(env, &net.n[b].id, an_wall(&net), "cast", 4, forged);
+        p2p_peer *p = an_session(&net, b, a);
+        T_CHECK(p != NULL);
+        /* Both go into the stream before anything is sent: one STREAM frame carries them. */
+        T_EQ_INT(p2p_peer_append(net.n[b].h, p, P2P_REC_BROADCAST, env, n), 0);
+        T_EQ_INT(p2p_peer_send(net.n[b].h, an_handle(&net, b, a), 1, (const uint8_t *)"after", 5, 0,
+                               NULL, net.now),
+                 0);
+        an_flush(&net, b);
+        an_run(&net, 300000);
+        if (forged) {
+            T_EQ_INT(order_len, 0);
+            T_EQ_INT(an_handle(&net, a, b), 0);
+        } else {
+            T_EQ_INT(order_len, 2);
+            T_CHECK(order_len == 2 && order_log[0] == 'B' && order_log[1] == 'M');
+        }
+        an_free(&net);
+    }
+}
+
 int main(void)
 {
     p2p_init();
@@ -520,5 +565,6 @@ int main(void)
     T_RUN(test_iwant_repeats);
     T_RUN(test_big_digest_and_ihave);
     T_RUN(test_observed_needs_two);
+    T_RUN(test_stream_order_behind_records);
     return t_summary("test_attack_mesh");
 }
