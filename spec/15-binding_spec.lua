@@ -34,9 +34,38 @@ describe("the binding", function()
         a:close(); b:close()
     end)
 
-    it("core.extend adds methods but never replaces one", function()
+    it("core.extend adds methods but never replaces one; core.hooks is set once", function()
         assert.has_error(function() core.extend("Node", { poll = function() end }) end)
         assert.has_error(function() core.extend("Peer", { send = function() end }) end)
+        assert.has_error(function() core.hooks({}) end)
+    end)
+
+    it("what handlers and tasks send in a poll leaves before that poll returns", function()
+        local a, b, pa = S.pair()
+        for _, mode in ipairs { "handler", "task" } do
+            local got, answered
+            a:on("message", function(_, _, data) got = data end)
+            if mode == "task" then
+                b:on("message", nil)
+                b:spawn(function()
+                    local p, _, data = b:receive(1, 5)
+                    p:send(2, "echo:" .. data)
+                    answered = true
+                end)
+            else
+                b:on("message", function(p, _, data)
+                    p:send(2, "echo:" .. data)
+                    answered = true
+                end)
+            end
+            assert(pa:send(1, mode))
+            a:poll(0)
+            assert.is_true(S.spin({ b }, function() return answered end, 2))
+            -- only a polls from here: b's reply must be on the wire already
+            assert.is_true(S.spin({ a }, function() return got end, 1), mode)
+            assert.equal("echo:" .. mode, got)
+        end
+        a:close(); b:close()
     end)
 
     it("sends coalesce, and close sends what waits", function()

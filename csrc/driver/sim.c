@@ -11,7 +11,7 @@
  * timeout, or an API call followed by p2p_sim_flush()). The sim therefore caches each host's
  * deadline and drains only the hosts it fed, so idle hosts cost a comparison per step.
  *
- * NATs (see p2p_sim.h) are a table of flows per NATed host, each a conntrack entry: external
+ * NATs (see driver/sim.h) are a table of flows per NATed host, each a conntrack entry: external
  * port, remote endpoint, last use. Translation happens where a datagram leaves its host (so a
  * datagram lost on the path still refreshed its flow, as at a real edge) and filtering where
  * it arrives. A NAT draws randomness only when a symmetric NAT makes a mapping or any NAT is

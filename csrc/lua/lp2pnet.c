@@ -33,11 +33,16 @@ void lp_created(lua_State *L, int idx, const char *kind)
     lua_pop(L, 1);
 }
 
-/* core.hooks(t): t.node(node) and t.sim(sim) are called with every new node and sim. */
+/* core.hooks(t): t.node(node) and t.sim(sim) are called with every new node and sim. Set
+ * once, by the Lua layer: a second table would take task support from the nodes made after
+ * it, so it is refused like core.extend refuses to replace a method. */
 static int l_hooks(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
+    if (!lua_isnil(L, -1)) return luaL_error(L, "core.hooks: the hooks are set already");
+    lua_pop(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
     return 0;
 }

@@ -755,6 +755,8 @@ static int node_poll(lua_State *L)
         if (!n->closed) ran += run_tasks(L, 1, &due);
         if (total > 0 || ran > 0 || n->closed || p2p_udp_now() >= deadline) break;
     }
+    /* what the tasks sent leaves before poll returns, as what the handlers sent does */
+    if (n->unflushed && !n->closed) lp_flush(n);
     lua_pushinteger(L, total);
     return 1;
 }
