@@ -136,8 +136,11 @@ luajit:
 
 # The core's layers (tests/check-layers.lua): no circle, every arrow looks down, every
 # p2p_host_* function in p2p_host.c. It reads the symbols of a finished build's objects.
+# tests/check-layers-selftest.sh then plants an upward and a sideways include in a copy of
+# csrc/ and checks that both are reported.
 check-layers: $(CORE_OBJ) $(BINDING_OBJ)
 	$(LUA) tests/check-layers.lua $(BUILD)/obj
+	LUA=$(LUA) bash tests/check-layers-selftest.sh $(BUILD)/obj
 
 # Every C file as .clang-format says (clang-format 14, Debian 12's).
 FORMAT_SRC = $(sort $(wildcard csrc/*.[ch] csrc/driver/*.[ch] csrc/lua/*.[ch] tests/*.[ch] \
