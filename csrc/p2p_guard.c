@@ -207,7 +207,7 @@ int p2p_guard_probe(p2p_host *h, const p2p_addr *a, p2p_peer_handle src)
  * the introducer of connect(id, {via})) rather than from the network. */
 static int app_given(const p2p_peer *p, const p2p_addr *a)
 {
-    if (p->intro_state != P2P_INTRO_NONE || p->intro_via) return 0;
+    if (p->introducer) return 0; /* a member record's or an introducer's */
     if (p->auto_dial && !p->app_dialled) return 0;
     return p->ncand && p2p_addr_equal(&p->cand[0], a);
 }
@@ -221,7 +221,7 @@ int p2p_guard_send(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t le
         const p2p_peer *p = p2p_lookup_index(h, p2p_get_u32(buf + 4));
         if (p && p->initiator && app_given(p, a)) return 1;
         probe = 1;
-        probe_src = p ? p->intro_via : 0;
+        probe_src = p ? p->introducer : 0;
     }
     p2p_guard_entry *e = get(h, a);
     if (cached_proven(h, e, a)) return 1;
@@ -243,9 +243,19 @@ int p2p_guard_send(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t le
     return 0;
 }
 
-int p2p_guard_once(p2p_host *h, uint64_t *slot)
+static int once(const p2p_host *h, uint64_t *slot)
 {
     if (*slot == h->stats.packets_received) return 0;
     *slot = h->stats.packets_received;
     return 1;
+}
+
+int p2p_guard_answer_once(p2p_host *h)
+{
+    return once(h, &h->guard.answered_pkt);
+}
+
+int p2p_guard_relay_once(p2p_host *h)
+{
+    return once(h, &h->guard.relayed_pkt);
 }

@@ -42,7 +42,9 @@ int p2p_guard_probe(struct p2p_host *h, const p2p_addr *a, p2p_peer_handle src);
  * it there. */
 int p2p_guard_proven(struct p2p_host *h, const p2p_addr *a);
 /* One response per received packet: returns 1 the first time it is called while handling a
- * datagram, 0 after (slot: &guard.answered_pkt or &guard.relayed_pkt). */
-int p2p_guard_once(struct p2p_host *h, uint64_t *slot);
+ * datagram, 0 after. answer: a PATH_RESPONSE (p2p_path); relay: a RELAY frame passed on
+ * (p2p_nat). */
+int p2p_guard_answer_once(struct p2p_host *h);
+int p2p_guard_relay_once(struct p2p_host *h);
 
 #endif

@@ -235,6 +235,12 @@ static uint32_t own_window(const p2p_host *h)
 
 /* The identity payload; FIN (with_addrs) also lists the addresses this node advertises, so
  * that the responder (typically a mediator) can pass them on in introductions. */
+/* An address's size on the wire (p2p_wr_addr). */
+static uint16_t wire_len(const p2p_addr *a)
+{
+    return a->family == P2P_AF_INET4 ? P2P_ADDR4_WIRE_LEN : P2P_ADDR6_WIRE_LEN;
+}
+
 static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t flags,
                             int with_addrs, uint8_t *out, size_t cap)
 {
@@ -242,10 +248,10 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr_init(&w, out, cap);
     p2p_wr_u8(&w, 1);
     p2p_wr_bytes(&w, h->ident.ed_pk, P2P_ID_LEN);
-    p2p_wr_bytes(&w, h->ident.binding_sig, 64);
+    p2p_wr_bytes(&w, h->ident.binding_sig, P2P_SIG_LEN);
     if (observed->family == P2P_AF_INET4 || observed->family == P2P_AF_INET6) {
         p2p_wr_u8(&w, EXT_OBSERVED); /* not over a relay: that path has no address */
-        p2p_wr_u16(&w, observed->family == P2P_AF_INET4 ? 7 : 19);
+        p2p_wr_u16(&w, wire_len(observed));
         p2p_wr_addr(&w, observed);
     }
     p2p_wr_u8(&w, EXT_MAX_MESSAGE);
@@ -256,18 +262,17 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr_u32(&w, own_window(h));
     p2p_wr_u8(&w, EXT_FLAGS);
     p2p_wr_u16(&w, 1);
-    p2p_wr_u8(&w, (uint8_t)(flags | (h->mesh.member ? FLAG_MESH : 0)));
+    p2p_wr_u8(&w, (uint8_t)(flags | (h->member ? FLAG_MESH : 0)));
     p2p_wr_u8(&w, EXT_INSTANCE);
     p2p_wr_u16(&w, 8);
     p2p_wr_u64(&w, h->instance);
-    if (with_addrs && h->mesh.naddr) {
+    if (with_addrs && h->naddr) {
         size_t n = 1;
-        for (size_t i = 0; i < h->mesh.naddr; i++)
-            n += h->mesh.addrs[i].family == P2P_AF_INET4 ? 7 : 19;
+        for (size_t i = 0; i < h->naddr; i++) n += wire_len(&h->addrs[i]);
         p2p_wr_u8(&w, EXT_ADDRS);
         p2p_wr_u16(&w, (uint16_t)n);
-        p2p_wr_u8(&w, (uint8_t)h->mesh.naddr);
-        for (size_t i = 0; i < h->mesh.naddr; i++) p2p_wr_addr(&w, &h->mesh.addrs[i]);
+        p2p_wr_u8(&w, (uint8_t)h->naddr);
+        for (size_t i = 0; i < h->naddr; i++) p2p_wr_addr(&w, &h->addrs[i]);
     }
     return w.bad ? 0 : (size_t)(w.p - out);
 }
@@ -906,8 +911,7 @@ void p2p_hs_resend(p2p_host *h, p2p_peer *p, uint64_t now)
         else
             p2p_tx_push(h, &p->addr, hs->pkt, hs->pkt_len);
         /* While punching, both sides keep sending at a steady pace until a hole opens. */
-        int punching = p->intro_state == P2P_INTRO_PUNCHING || p->intro_state == P2P_INTRO_RELAYING;
-        if (punching && p->state == P2P_S_INIT_SENT)
+        if (hs->punching && p->state == P2P_S_INIT_SENT)
             hs->interval = P2P_PUNCH_RESEND_US;
         else
             hs->interval *= 2;
@@ -921,6 +925,7 @@ void p2p_hs_punch_now(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     p->punch_due = 0;
     if (!p->hs) return;
+    p->hs->punching = 1;
     p->hs->interval = P2P_PUNCH_RESEND_US;
     schedule_resend(h, p->hs, now);
     send_init(h, p);
@@ -931,8 +936,5 @@ uint64_t p2p_hs_deadline(const p2p_peer *p)
     const p2p_hs *hs = p->hs;
     uint64_t d = hs->expire;
     if (p->initiator && hs->resend_at < d) d = hs->resend_at;
-    if (p->initiator && p->state == P2P_S_INIT_SENT && p->punch_until < d &&
-        (p->intro_state == P2P_INTRO_LATER || p->intro_state == P2P_INTRO_PUNCHING))
-        d = p->punch_until;
     return d;
 }

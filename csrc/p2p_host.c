@@ -48,6 +48,7 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     h->max_message = cfg->max_message ? cfg->max_message : P2P_DEFAULT_MAX_MESSAGE;
     h->send_queue_limit = cfg->send_queue_limit ? cfg->send_queue_limit : P2P_DEFAULT_SEND_QUEUE;
     h->request_hook = cfg->request_hook;
+    h->member = !cfg->mediator;
     h->peer_mem = cfg->peer_memory ? cfg->peer_memory : P2P_DEFAULT_PEER_MEMORY;
     h->mem_limit = cfg->memory ? cfg->memory : P2P_DEFAULT_MEMORY;
     h->now = now;
@@ -199,7 +200,9 @@ static void route(p2p_host *h)
         p2p_peer *p = n.peer ? p2p_lookup(h, n.peer) : NULL;
         switch (n.kind) {
         case P2P_NOTE_DIAL:
-            if (p && p->dial_due && p2p_hs_start(h, p, now)) p2p_kill(h, p);
+            if (!p || !p->dial_due) break;
+            p2p_nat_on_dial(p); /* before its first INIT: the guard asks who gave the address */
+            if (p2p_hs_start(h, p, now)) p2p_kill(h, p);
             break;
         case P2P_NOTE_PUNCH:
             if (p && p->punch_due) p2p_hs_punch_now(h, p, now);
@@ -483,7 +486,9 @@ static uint64_t peer_deadline(const p2p_host *h, p2p_peer *p)
 {
     if (!p->dl_valid) {
         if (p->hs) {
+            uint64_t nat = p2p_nat_deadline(p);
             p->dl = p2p_hs_deadline(p);
+            if (nat < p->dl) p->dl = nat;
         } else {
             int can_send = p->state == P2P_S_CONNECTED && room_of(h, p, P2P_MAX_PACKET_PROBED);
             p->dl = p2p_peer_deadline(h, p, can_send, p2p_path_deadline(p));
@@ -565,7 +570,7 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
 p2p_peer *p2p_host_dial(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
                         uint64_t now, int *rc)
 {
-    p2p_peer *p = p2p_attempt_new(h, cands, n, expected_id, rc);
+    p2p_peer *p = p2p_attempt_new(h, cands, n, expected_id, NULL, rc);
     if (!p) return NULL;
     *rc = p2p_hs_start(h, p, now);
     if (*rc) {
@@ -631,12 +636,11 @@ int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
 
 size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t cap)
 {
-    const p2p_mesh *m = &h->mesh;
-    for (size_t i = 0; i < m->naddr && i < cap; i++) {
-        out[i] = m->addrs[i];
-        if (kinds) kinds[i] = i < m->nlocal ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE;
+    for (size_t i = 0; i < h->naddr && i < cap; i++) {
+        out[i] = h->addrs[i];
+        if (kinds) kinds[i] = i < h->nlocal ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE;
     }
-    return m->naddr;
+    return h->naddr;
 }
 
 int p2p_host_admit(p2p_host *h, p2p_peer_handle handle, int accept, uint64_t now)

@@ -58,7 +58,9 @@
 #define P2P_IWANT_PER_PEER 1024     /* ... and announced by one peer */
 #define P2P_GOSSIP_US 1000000       /* anti-entropy: one summary to one peer this often */
 #define P2P_GOSSIP_ANSWERS 4        /* SUMMARY/DIGEST answered per peer per gossip period */
-#define P2P_MEMBER_REC_MAX (1 + P2P_ID_LEN + 8 + 8 + 1 + P2P_MEMBER_ADDRS * 19 + 64)
+/* version, id, u64 seq, u64 expiry, address count, the addresses, the signature */
+#define P2P_MEMBER_REC_MAX \
+    (1 + P2P_ID_LEN + 8 + 8 + 1 + P2P_MEMBER_ADDRS * P2P_ADDR6_WIRE_LEN + P2P_SIG_LEN)
 /* Broadcast replay protection (docs/PROTOCOL.md section 7.3). A broadcast's seq is its
  * origin's wall clock in µs; one stamped more than PAST before or FUTURE after the receiver's
  * clock is refused. Seqs below TS_MIN (an origin without a wall clock counts from 1) are not
@@ -139,15 +141,12 @@ typedef struct p2p_observed {
 } p2p_observed;
 
 typedef struct p2p_mesh {
-    int member; /* 0 for a mediator */
     p2p_member *m;
     size_t n, cap, max;
     uint64_t unix_base, mono_base; /* wall clock = unix_base + (now - mono_base) */
     uint64_t own_seq, refresh_at;
     uint8_t own_rec[P2P_MEMBER_REC_MAX];
     uint16_t own_len;
-    p2p_addr addrs[P2P_MEMBER_ADDRS]; /* advertised: nlocal local ones, then reflexive */
-    size_t naddr, nlocal;
     uint64_t bseq;
     uint64_t next_gossip;
     /* hardening (mesh) */
@@ -313,6 +312,9 @@ typedef struct p2p_hs { /* lives only while the handshake runs */
     uint64_t resend_at, interval, expire;
     /* hardening (handshake): responder: the INIT's ephemeral key fingerprint (replay cache) */
     uint64_t init_fp;
+    /* initiator: introduced (p2p_hs_punch_now): INIT goes to every candidate at the punching
+     * pace until the handshake moves on */
+    uint8_t punching;
 } p2p_hs;
 
 typedef struct p2p_peer {
@@ -333,14 +335,23 @@ typedef struct p2p_peer {
     p2p_peer_handle replaces; /* reported with JOIN (see p2p_event.replaces) */
     p2p_hs *hs;
 
-    /* NAT traversal (p2p_nat.c): an attempt sends INIT to every candidate, and the first
-     * path on which the handshake completes becomes p->addr */
+    /* An attempt (initiator, before the handshake completes): it sends INIT to every
+     * candidate, and the first path on which the handshake completes becomes p->addr.
+     * introducer: the session that supplied its candidates (a member record's source) or that
+     * introduces it, or 0 when the application gave them; set by its maker
+     * (p2p_attempt_new), then by NAT when it asks another. ask_at: when the maker wants an
+     * introduction asked for if the dial has not succeeded by then (0: never); NAT takes it
+     * up when the attempt starts (p2p_nat_on_dial). Every layer may read these. */
     uint8_t ncand;
     p2p_addr cand[P2P_CANDIDATES];
-    p2p_peer_handle intro_via; /* the introducer asked to bring us together, or 0 */
-    uint8_t intro_state;       /* P2P_INTRO_* */
-    uint64_t punch_until;      /* then the relay joins the candidates */
-    uint8_t nadv;              /* the addresses the peer advertised in its FIN */
+    p2p_peer_handle introducer;
+    uint64_t ask_at;
+    /* NAT's own (p2p_nat.c; tests/check-layers.lua keeps others out): where the attempt stands
+     * with its introducer (P2P_INTRO_*), and when the next step is due (asking, or the relay
+     * joining the candidates) */
+    uint8_t intro_state;
+    uint64_t punch_until;
+    uint8_t nadv; /* the addresses the peer advertised in its FIN */
     p2p_addr adv[P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS];
 
     /* the path (p2p_path.c) */
@@ -519,6 +530,13 @@ struct p2p_host {
     uint8_t (*deny)[P2P_ID_LEN];
     size_t deny_count;
     int request_hook;
+    /* This node as its peers see it: a mesh member (0: a mediator; config), and the addresses
+     * it advertises in its member record and its FIN: nlocal local ones (from the driver),
+     * then reflexive ones (where peers saw it). Node-level, not the mesh's: the state layer
+     * keeps the list (p2p_own_add), the mesh, the handshake and the policy read it. */
+    int member;
+    p2p_addr addrs[P2P_MEMBER_ADDRS];
+    size_t naddr, nlocal;
     uint64_t timeout;
     uint32_t max_peers, max_message, send_queue_limit;
     p2p_rng rng;

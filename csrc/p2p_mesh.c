@@ -337,16 +337,16 @@ static void sign_own(p2p_host *h, uint64_t now)
     uint64_t t = unix_s(h, now);
     if (m->own_in_hash) thash_xor(m, h->ident.ed_pk, m->own_seq);
     p2p_wr w;
-    p2p_wr_init(&w, body, P2P_MEMBER_REC_MAX - 64);
+    p2p_wr_init(&w, body, P2P_MEMBER_REC_MAX - P2P_SIG_LEN);
     p2p_wr_u8(&w, 1);
     p2p_wr_bytes(&w, h->ident.ed_pk, P2P_ID_LEN);
     p2p_wr_u64(&w, ++m->own_seq);
     p2p_wr_u64(&w, t ? t + P2P_MEMBER_TTL_S : 0);
-    p2p_wr_u8(&w, (uint8_t)m->naddr);
-    for (size_t i = 0; i < m->naddr; i++) p2p_wr_addr(&w, &m->addrs[i]);
+    p2p_wr_u8(&w, (uint8_t)h->naddr);
+    for (size_t i = 0; i < h->naddr; i++) p2p_wr_addr(&w, &h->addrs[i]);
     size_t blen = (size_t)(w.p - body);
     p2p_sign(body + blen, buf, sizeof member_label - 1 + blen, h->ident.ed_sk);
-    m->own_len = (uint16_t)(blen + 64);
+    m->own_len = (uint16_t)(blen + P2P_SIG_LEN);
     memcpy(m->own_rec, body, m->own_len);
     m->refresh_at = now + (uint64_t)P2P_MEMBER_REFRESH_S * 1000000u;
     thash_xor(m, h->ident.ed_pk, m->own_seq);
@@ -469,7 +469,7 @@ static void dial_at(p2p_mesh *m, p2p_member *x, uint64_t t)
  * dial_budget() dials between sessions, however many records name it. */
 static void plan_dial(p2p_host *h, p2p_member *x, uint64_t now)
 {
-    if (!h->mesh.member || x->dead || session_for(h, x->id) || !x->naddr) {
+    if (!h->member || x->dead || session_for(h, x->id) || !x->naddr) {
         x->dial_at = P2P_TIME_NEVER;
         return;
     }
@@ -536,7 +536,7 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
     p2p_mesh *m = &h->mesh;
     p2p_rd r;
     p2p_rd_init(&r, body, len);
-    if (m->member && !p->peer_mesh) {
+    if (h->member && !p->peer_mesh) {
         h->stats.dropped_unsolicited++; /* a mediator has no members to tell of */
         return 0;
     }
@@ -544,7 +544,7 @@ static int on_members(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len,
         uint16_t n = p2p_rd_u16(&r);
         const uint8_t *rec = p2p_rd_bytes(&r, n);
         if (r.bad) return -1;
-        if (!m->member) continue; /* a mediator keeps no member table */
+        if (!h->member) continue; /* a mediator keeps no member table */
         m->work++;
         /* Everything cheap first: the signature is checked last, and only for a record we
          * would keep. */
@@ -781,7 +781,7 @@ void p2p_mesh_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
     h->mesh_dl_valid = 0;
     if (p->has_observed) observed(h, p, now);
     origin_peer(h, p->id, 1);
-    if (!h->mesh.member || !p->peer_mesh) return;
+    if (!h->member || !p->peer_mesh) return;
     p2p_member *x = member_find(h, p->id);
     if (!x && (h->mesh.n < h->mesh.max || member_evict(h))) x = member_add(h, p->id, now);
     if (x) confirm(h, x);
@@ -805,40 +805,21 @@ void p2p_mesh_on_leave(p2p_host *h, const uint8_t id[P2P_ID_LEN], int reason, ui
     /* It went silent: try it again a few times before giving up on it. */
     x->dials = 0;
     x->dial_at = P2P_TIME_NEVER;
-    if (x->has_record && h->mesh.member && !x->dead) {
+    if (x->has_record && h->member && !x->dead) {
         dial_at(&h->mesh, x, now + P2P_MESH_REDIAL_US);
         x->dials = 1;
     }
 }
 
-/* Adds an advertised address: local ones (from the driver) before reflexive ones (where peers
- * saw us); when the reflexive part is full, the oldest one goes. Returns 0 or P2P_ERR_LIMIT. */
+/* Adds an advertised address to the node's list (p2p_own_add); when it changed, our record is
+ * signed again and sent to every mesh peer. Returns 0 or P2P_ERR_LIMIT. */
 static int add_addr(p2p_host *h, const p2p_addr *a, int local, uint64_t now)
 {
     h->mesh_dl_valid = 0;
-    p2p_mesh *m = &h->mesh;
-    static const uint8_t zero[16];
-    if ((a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6) || !a->port ||
-        memcmp(a->ip, zero, a->family == P2P_AF_INET4 ? 4 : 16) == 0)
-        return 0;
-    for (size_t i = 0; i < m->naddr; i++)
-        if (p2p_addr_equal(&m->addrs[i], a)) return 0;
-    if (local) {
-        if (m->nlocal >= P2P_LOCAL_ADDRS) return P2P_ERR_LIMIT;
-        if (m->naddr == P2P_MEMBER_ADDRS) m->naddr--; /* the newest reflexive goes */
-        memmove(&m->addrs[m->nlocal + 1], &m->addrs[m->nlocal], (m->naddr - m->nlocal) * sizeof *a);
-        m->addrs[m->nlocal++] = *a;
-        m->naddr++;
-    } else {
-        if (m->naddr - m->nlocal >= P2P_REFLEXIVE_ADDRS || m->naddr == P2P_MEMBER_ADDRS) {
-            memmove(&m->addrs[m->nlocal], &m->addrs[m->nlocal + 1],
-                    (m->naddr - m->nlocal - 1) * sizeof *a);
-            m->naddr--;
-        }
-        m->addrs[m->naddr++] = *a;
-    }
+    int rc = p2p_own_add(h, a, local);
+    if (rc <= 0) return rc;
     sign_own(h, now);
-    if (!m->member) return 0;
+    if (!h->member) return 0;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
         if (q && mesh_peer(q)) send_own(h, q);
@@ -860,8 +841,8 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
     p2p_mesh *m = &h->mesh;
     const p2p_addr *a = &p->observed;
     if (p2p_addr_scope(a) == P2P_SCOPE_INVALID) return;
-    for (size_t i = 0; i < m->naddr; i++)
-        if (p2p_addr_equal(&m->addrs[i], a)) return;
+    for (size_t i = 0; i < h->naddr; i++)
+        if (p2p_addr_equal(&h->addrs[i], a)) return;
     for (size_t i = 0; i < m->nobs;) { /* forget stale reports */
         if (m->obs[i].at + P2P_OBSERVED_TTL_US <= now)
             m->obs[i] = m->obs[--m->nobs];
@@ -933,12 +914,10 @@ static p2p_peer *dial_member(p2p_host *h, p2p_member *x, uint64_t now, int *rc)
         *rc = P2P_ERR_PEER;
         return NULL;
     }
-    p2p_peer *p = p2p_attempt_new(h, cands, n, x->id, rc);
+    p2p_attempt_opts opt = {.introducer = x->via, .ask_at = now + P2P_INTRO_AFTER_US};
+    p2p_peer *p = p2p_attempt_new(h, cands, n, x->id, &opt, rc);
     if (!p) return NULL;
     x->dials++;
-    p->intro_via = x->via;
-    p->intro_state = P2P_INTRO_LATER;
-    p->punch_until = now + P2P_INTRO_AFTER_US;
     return p;
 }
 
@@ -1105,7 +1084,7 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     p2p_event_push(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
     uint64_t serial = cache_put(h, env, len, now);
     if (serial) p2p_replay_update(&p->mesh_served, serial); /* p has it */
-    if (m->member) announce(h, p, origin, s);
+    if (h->member) announce(h, p, origin, s);
     return 0;
 }
 
@@ -1125,7 +1104,7 @@ static int on_ihave(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, u
 {
     if (len % WANT_ENTRY) return -1;
     p2p_mesh *m = &h->mesh;
-    if (!m->member || !p->peer_mesh) {
+    if (!h->member || !p->peer_mesh) {
         h->stats.dropped_unsolicited++;
         return 0;
     }
@@ -1164,7 +1143,7 @@ static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
 {
     if (len % WANT_ENTRY) return -1;
     p2p_mesh *m = &h->mesh;
-    if (!m->member || !p->peer_mesh) {
+    if (!h->member || !p->peer_mesh) {
         h->stats.dropped_unsolicited++;
         return 0;
     }
@@ -1265,7 +1244,7 @@ int p2p_mesh_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bo
                        uint64_t now)
 {
     h->mesh_dl_valid = 0;
-    int gossiping = h->mesh.member && p->peer_mesh;
+    int gossiping = h->member && p->peer_mesh;
     switch (kind) {
     case P2P_REC_MEMBERS: return on_members(h, p, body, len, now);
     case P2P_REC_BROADCAST: return on_broadcast(h, p, body, len, now);
@@ -1283,7 +1262,7 @@ uint64_t p2p_mesh_deadline(const p2p_host *h)
 {
     const p2p_mesh *m = &h->mesh;
     uint64_t d = m->refresh_at;
-    if (m->member && m->next_gossip < d) d = m->next_gossip;
+    if (h->member && m->next_gossip < d) d = m->next_gossip;
     if (m->next_scan < d) d = m->next_scan;
     if (m->next_dial < d) d = m->next_dial;
     if (m->nwants && m->wants[m->want_head].at < d) d = m->wants[m->want_head].at;
@@ -1342,7 +1321,7 @@ void p2p_mesh_on_timeout(p2p_host *h, uint64_t now)
             if (q && mesh_peer(q)) send_own(h, q);
         }
     }
-    if (m->member && now >= m->next_gossip) gossip(h, now);
+    if (h->member && now >= m->next_gossip) gossip(h, now);
     if (now >= m->next_scan) {
         m->next_scan = now + P2P_MESH_SCAN_US;
         origins_expire(h, now);
@@ -1373,7 +1352,6 @@ int p2p_mesh_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     memset(m, 0, sizeof *m);
-    m->member = !cfg->mediator;
     m->max = 4u * h->max_peers + 64;
     m->omax = m->max;
     m->unix_base = cfg->unix_us;

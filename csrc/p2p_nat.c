@@ -278,7 +278,7 @@ static int offer_room(const p2p_host *h, p2p_peer_handle via)
         const p2p_peer *q = h->peers.slots[i];
         if (!q || !q->from_offer || (!q->hs && !q->dial_due)) continue;
         all++;
-        mine += q->intro_via == via;
+        mine += q->introducer == via;
     }
     return all < P2P_OFFER_ATTEMPTS && mine < P2P_OFFER_ATTEMPTS_VIA;
 }
@@ -311,7 +311,7 @@ static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[P2P_ID_LEN], uin
         /* Our own attempt: it takes this introducer unless it is being introduced already. */
         if (p->state != P2P_S_INIT_SENT || p->intro_state == P2P_INTRO_PUNCHING ||
             p->intro_state == P2P_INTRO_RELAYING ||
-            (p->intro_state == P2P_INTRO_ASKED && p->intro_via == v->handle))
+            (p->intro_state == P2P_INTRO_ASKED && p->introducer == v->handle))
             return;
     } else {
         int rc;
@@ -320,13 +320,13 @@ static void on_offer(p2p_host *h, p2p_peer *v, const uint8_t id[P2P_ID_LEN], uin
             return;
         }
         /* It has no candidates until the INTRO: it sends nothing before. */
-        p = p2p_attempt_new(h, NULL, 0, id, &rc);
+        p = p2p_attempt_new(h, NULL, 0, id, NULL, &rc);
         if (!p) return;
         p->auto_dial = 1;
         p->from_offer = 1;
     }
     v->offers++;
-    p->intro_via = v->handle;
+    p->introducer = v->handle;
     p->intro_state = P2P_INTRO_ASKED;
     ask(h, v, id, now);
 }
@@ -392,14 +392,14 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         /* We asked (an offer we accepted, whose attempt has ended since): punch too. */
         int rc;
         if (!offer_room(h, v->handle)) return 0;
-        p = p2p_attempt_new(h, NULL, 0, id, &rc);
+        p = p2p_attempt_new(h, NULL, 0, id, NULL, &rc);
         if (!p) return 0;
         p->auto_dial = 1;
         p->from_offer = 1;
     }
     if (p->state != P2P_S_INIT_SENT) return 0;
     for (uint8_t i = 0; i < n; i++) p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
-    p->intro_via = v->handle;
+    p->introducer = v->handle;
     p->intro_state = P2P_INTRO_PUNCHING;
     p->punch_until = now + P2P_PUNCH_US;
     p2p_punch(h, p);
@@ -408,14 +408,14 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
 
 static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len)
 {
-    if (len != 33) return -1;
+    if (len != P2P_ID_LEN + 1) return -1;
     p2p_peer *p = attempt_for(h, body);
-    if (!p || p->intro_via != v->handle || p->intro_state != P2P_INTRO_ASKED) return 0;
+    if (!p || p->introducer != v->handle || p->intro_state != P2P_INTRO_ASKED) return 0;
     if (p->auto_dial) { /* a mesh dial: it goes on trying directly */
         p->intro_state = P2P_INTRO_NONE;
         return 0;
     }
-    char hex[65], via[64];
+    char hex[P2P_ID_HEX_LEN + 1], via[P2P_ADDR_TEXT_MAX];
     p2p_id_to_hex(body, hex);
     p2p_addr_format(&v->addr, via, sizeof via);
     p2p_error(h, p,
@@ -453,21 +453,21 @@ static p2p_peer *any_member(const p2p_host *h, const uint8_t target[P2P_ID_LEN])
     return NULL;
 }
 
-static p2p_peer *introducer(const p2p_host *h, const p2p_peer *p)
+static p2p_peer *pick_introducer(const p2p_host *h, const p2p_peer *p)
 {
-    p2p_peer *v = p2p_lookup(h, p->intro_via);
+    p2p_peer *v = p2p_lookup(h, p->introducer);
     if (v && v->state == P2P_S_CONNECTED && v->addr.family != P2P_AF_RELAY) return v;
     return p->auto_dial ? any_member(h, p->expected) : NULL;
 }
 
 static void nat_request(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    p2p_peer *v = introducer(h, p);
+    p2p_peer *v = pick_introducer(h, p);
     if (!v) {
         p->intro_state = P2P_INTRO_NONE;
         return;
     }
-    p->intro_via = v->handle;
+    p->introducer = v->handle;
     p->intro_state = P2P_INTRO_ASKED;
     ask(h, v, p->expected, now);
 }
@@ -491,14 +491,14 @@ int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_add
     }
     int rc;
     if (!v) {
-        v = p2p_attempt_new(h, via, 1, NULL, &rc);
+        v = p2p_attempt_new(h, via, 1, NULL, NULL, &rc);
         if (!v) return rc;
         v->auto_dial = 1;   /* its failure is reported on the attempt that needs it */
         v->app_dialled = 1; /* the application named it: not a probe (section 8.6) */
     }
-    p = p2p_attempt_new(h, NULL, 0, id, &rc);
+    p = p2p_attempt_new(h, NULL, 0, id, NULL, &rc);
     if (!p) return rc;
-    p->intro_via = v->handle;
+    p->introducer = v->handle;
     p->intro_state = P2P_INTRO_WAIT_VIA;
     if (v->state == P2P_S_CONNECTED) nat_request(h, p, h->now);
     if (out) *out = p->handle;
@@ -511,6 +511,23 @@ void p2p_nat_reintroduce(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_peer *v = in ? p2p_lookup(h, in->via) : NULL;
     if (!v || v->state != P2P_S_CONNECTED || v == p) v = any_member(h, p->id);
     if (v) ask(h, v, p->id, now);
+}
+
+void p2p_nat_on_dial(p2p_peer *p)
+{
+    /* Not when an offer or an introduction for it came first: that is further along. */
+    if (p->ask_at && p->intro_state == P2P_INTRO_NONE) {
+        p->intro_state = P2P_INTRO_LATER;
+        p->punch_until = p->ask_at;
+    }
+}
+
+uint64_t p2p_nat_deadline(const p2p_peer *p)
+{
+    if (p->initiator && p->state == P2P_S_INIT_SENT &&
+        (p->intro_state == P2P_INTRO_LATER || p->intro_state == P2P_INTRO_PUNCHING))
+        return p->punch_until;
+    return P2P_TIME_NEVER;
 }
 
 void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
@@ -534,7 +551,7 @@ void p2p_nat_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && q != p && q->intro_via == p->handle && q->intro_state == P2P_INTRO_WAIT_VIA)
+        if (q && q != p && q->introducer == p->handle && q->intro_state == P2P_INTRO_WAIT_VIA)
             nat_request(h, q, now);
     }
 }
@@ -554,13 +571,13 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
     /* Attempts that were waiting for this introducer fail with it. */
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (!q || q == p || q->intro_via != p->handle) continue;
+        if (!q || q == p || q->introducer != p->handle) continue;
         if (q->intro_state == P2P_INTRO_WAIT_VIA || q->intro_state == P2P_INTRO_ASKED) {
             if (q->auto_dial) {
                 q->intro_state = P2P_INTRO_NONE;
                 continue;
             }
-            char via[64];
+            char via[P2P_ADDR_TEXT_MAX];
             p2p_addr_format(&p->addr, via, sizeof via);
             p2p_error(h, q,
                       p->state == P2P_S_CONNECTED || p->state == P2P_S_CLOSING
@@ -625,7 +642,7 @@ size_t p2p_nat_on_relay(p2p_host *h, p2p_peer *p, uint32_t channel, const uint8_
         q && q->state == P2P_S_CONNECTED ? pair_find(h, p->handle, q->handle) : NULL;
     /* One datagram relayed per packet received: a packet stuffed with RELAY frames is not
      * multiplied (the relay never sends more packets on than it received). */
-    if (!n->relay || !x || !p2p_guard_once(h, &h->guard.relayed_pkt)) {
+    if (!n->relay || !x || !p2p_guard_relay_once(h)) {
         h->stats.relay_dropped++;
         return 0;
     }

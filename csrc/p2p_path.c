@@ -123,7 +123,7 @@ void p2p_path_on_challenge(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint6
      * with them from a forged source must not be multiplied. The guard keeps the answer within
      * 3 x what came from that address besides. Answered on the path it came by: that is what
      * proves the path to the prober. */
-    if (!p2p_guard_once(h, &h->guard.answered_pkt)) return;
+    if (!p2p_guard_answer_once(h)) return;
     send_path_frame(h, p, P2P_FRAME_PATH_RESPONSE, data, from, now);
 }
 

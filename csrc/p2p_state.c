@@ -66,7 +66,7 @@ void p2p_kill(p2p_host *h, p2p_peer *p)
 }
 
 p2p_peer *p2p_attempt_new(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
-                          int *rc)
+                          const p2p_attempt_opts *opt, int *rc)
 {
     static const p2p_addr none;
     *rc = P2P_ERR_LIMIT;
@@ -78,6 +78,10 @@ p2p_peer *p2p_attempt_new(p2p_host *h, const p2p_addr *cands, size_t n, const ui
         memcpy(p->expected, expected_id, P2P_ID_LEN);
     }
     for (size_t i = 0; i < n && p->ncand < P2P_CANDIDATES - 1; i++) p->cand[p->ncand++] = cands[i];
+    if (opt) {
+        p->introducer = opt->introducer;
+        p->ask_at = opt->ask_at;
+    }
     p->state = P2P_S_INIT_SENT;
     p->dial_due = 1;
     p2p_notify_peer(h, P2P_NOTE_DIAL, p);
@@ -323,13 +327,38 @@ const char *p2p_policy(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
     return NULL;
 }
 
+int p2p_own_add(p2p_host *h, const p2p_addr *a, int local)
+{
+    static const uint8_t zero[16];
+    if ((a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6) || !a->port ||
+        memcmp(a->ip, zero, a->family == P2P_AF_INET4 ? 4 : 16) == 0)
+        return 0;
+    for (size_t i = 0; i < h->naddr; i++)
+        if (p2p_addr_equal(&h->addrs[i], a)) return 0;
+    if (local) {
+        if (h->nlocal >= P2P_LOCAL_ADDRS) return P2P_ERR_LIMIT;
+        if (h->naddr == P2P_MEMBER_ADDRS) h->naddr--; /* the newest reflexive goes */
+        memmove(&h->addrs[h->nlocal + 1], &h->addrs[h->nlocal], (h->naddr - h->nlocal) * sizeof *a);
+        h->addrs[h->nlocal++] = *a;
+        h->naddr++;
+    } else {
+        if (h->naddr - h->nlocal >= P2P_REFLEXIVE_ADDRS || h->naddr == P2P_MEMBER_ADDRS) {
+            memmove(&h->addrs[h->nlocal], &h->addrs[h->nlocal + 1],
+                    (h->naddr - h->nlocal - 1) * sizeof *a);
+            h->naddr--;
+        }
+        h->addrs[h->naddr++] = *a;
+    }
+    return 1;
+}
+
 int p2p_may_send_learned(const p2p_host *h, const p2p_addr *a)
 {
     int scope = p2p_addr_scope(a);
     if (scope == P2P_SCOPE_INVALID) return 0;
     if (scope == P2P_SCOPE_PUBLIC) return 1;
-    for (size_t i = 0; i < h->mesh.naddr; i++)
-        if (p2p_addr_scope(&h->mesh.addrs[i]) == scope) return 1;
+    for (size_t i = 0; i < h->naddr; i++)
+        if (p2p_addr_scope(&h->addrs[i]) == scope) return 1;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         const p2p_peer *p = h->peers.slots[i];
         if (p && p->state == P2P_S_CONNECTED && p->addr.family != P2P_AF_RELAY &&

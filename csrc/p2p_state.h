@@ -36,11 +36,18 @@ p2p_peer_handle p2p_find_connected(const p2p_host *h, const uint8_t id[P2P_ID_LE
 /* Ends a session's life in the table: it leaves the table, the ready list and the counts at
  * once, and waits on the dead list until the host frees it after the current input. */
 void p2p_kill(p2p_host *h, p2p_peer *p);
+/* What the maker of an attempt says about its candidates (p2p_attempt_new). */
+typedef struct p2p_attempt_opts {
+    p2p_peer_handle introducer; /* the session that supplied them, which may introduce the two */
+    uint64_t ask_at; /* not connected by then: ask the introducer for an introduction (0: never) */
+} p2p_attempt_opts;
+
 /* Makes an attempt towards the node that expected_id (may be NULL) names, with the n candidate
- * addresses (n may be 0: candidates come later). The host starts its handshake (P2P_NOTE_DIAL)
- * when the caller returns. Returns the attempt, or NULL with *rc set. */
+ * addresses (n may be 0: candidates come later); opt may be NULL (the application gave the
+ * candidates). The host starts its handshake (P2P_NOTE_DIAL) when the caller returns. Returns
+ * the attempt, or NULL with *rc set. */
 p2p_peer *p2p_attempt_new(p2p_host *h, const p2p_addr *cands, size_t n, const uint8_t *expected_id,
-                          int *rc);
+                          const p2p_attempt_opts *opt, int *rc);
 /* Queues the session for the transmit loop (and marks it for a new deadline). */
 void p2p_ready(p2p_host *h, p2p_peer *p);
 
@@ -93,6 +100,11 @@ int p2p_id_listed(const uint8_t (*list)[P2P_ID_LEN], size_t n, const uint8_t id[
 /* Checks an id against this node's policy (itself, deny, allow). Returns NULL when acceptable,
  * or the reason ("is denied", ...). */
 const char *p2p_policy(const p2p_host *h, const uint8_t id[P2P_ID_LEN]);
+/* Adds a to the node's advertised addresses (h->addrs): a local one (from the driver) before
+ * the reflexive ones (where peers saw us); when the reflexive part is full, the oldest one goes.
+ * Returns 1 when the list changed, 0 when a was there already or cannot be advertised (not an
+ * IP address, port or address zero), P2P_ERR_LIMIT when the local part is full. */
+int p2p_own_add(p2p_host *h, const p2p_addr *a, int local);
 /* 1 when the node may send to an address it learned from the network (a member record, an
  * introduction, an advertised or observed address): never to an INVALID one, to a PUBLIC one
  * always, and to a LOOPBACK or PRIVATE one only while the node is on such a network itself

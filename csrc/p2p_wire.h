@@ -116,7 +116,9 @@ void p2p_wr_bytes(p2p_wr *w, const void *src, size_t n);
 size_t p2p_varint_len(uint64_t v);
 
 /* An address as u8 family (4 or 6), the IP bytes, u16 port; reading fails (-1) on another
- * family or port 0. */
+ * family or port 0. Its size on the wire: */
+#define P2P_ADDR4_WIRE_LEN 7  /* family, 4 IP bytes, port */
+#define P2P_ADDR6_WIRE_LEN 19 /* family, 16 IP bytes, port */
 struct p2p_addr;
 void p2p_wr_addr(p2p_wr *w, const struct p2p_addr *a);
 int p2p_rd_addr(p2p_rd *r, struct p2p_addr *a);

@@ -15,7 +15,11 @@
 --      layer when that layer is marked "apart" (its modules may not know each other);
 --   2. the graph has a circle (two modules that depend on each other, directly or not);
 --   3. a module is not in the LAYERS table below (a new file must be given its place);
---   4. a function named p2p_host_* is defined anywhere but in p2p_host.c.
+--   4. a function named p2p_host_* is defined anywhere but in p2p_host.c;
+--   5. a file touches state that another module owns (PRIVATE below): `h->mesh`, `h->nat`,
+--      `h->guard` and the per-session fields a module keeps for itself may be used only in
+--      the owning module and in the hub, which reads what it routes. The graph above cannot see
+--      these: two modules that share a struct field need no symbol of each other.
 -- LAYERS is the picture of docs/ARCHITECTURE.md: keep the two the same.
 
 local LAYERS = {
@@ -31,6 +35,23 @@ local LAYERS = {
     { "drivers", { "driver/udp", "driver/sim" }, apart = true },
     { "binding", { "binding" } },
 }
+
+-- Fields only their owner (and the hub) may use: `->name` or `.name` of any struct, outside
+-- comments and strings. Host-level state of a module, then per-session fields of a module.
+local PRIVATE = {
+    mesh = "p2p_mesh", nat = "p2p_nat", guard = "p2p_guard",
+    -- NAT's introduction state machine and its offer counters
+    intro_state = "p2p_nat", punch_until = "p2p_nat", from_offer = "p2p_nat",
+    offers = "p2p_nat", offers_since = "p2p_nat",
+    -- what a peer may make the mesh do
+    mesh_served = "p2p_mesh", mesh_wants = "p2p_mesh", mesh_answers = "p2p_mesh",
+    mesh_answers_end = "p2p_mesh",
+    -- path validation, anti-amplification and upgrades
+    amp_recv = "p2p_path", amp_sent = "p2p_path", chal_data = "p2p_path",
+    chal_at = "p2p_path", chal_tries = "p2p_path", upgrade_data = "p2p_path",
+    upgrade_at = "p2p_path", upgrade_gap = "p2p_path",
+}
+local HUB = "p2p_host"
 
 local objdir = arg[1]
 if not objdir then
@@ -86,8 +107,10 @@ end
 
 local modules = {}
 local problems = {}
+local file_incs = {} -- file -> the csrc files it includes
 
--- Include arrows. A quoted include is resolved against the including file's folder, then csrc/.
+-- Include arrows. An include, quoted or in angle brackets, is resolved against the including
+-- file's folder, then csrc/ (the build passes -Icsrc, so <p2p_host.h> finds it there too).
 for _, path in ipairs(files) do
     local from = module_of(path)
     modules[from] = true
@@ -95,7 +118,8 @@ for _, path in ipairs(files) do
     local n = 0
     for line in io.lines(path) do
         n = n + 1
-        local inc = line:match('^%s*#%s*include%s+"([^"]+)"')
+        local inc = line:match('^%s*#%s*include%s*"([^"]+)"')
+            or line:match("^%s*#%s*include%s*<([^>]+)>")
         if inc then
             local target
             if exists(dir .. "/" .. inc) then
@@ -104,6 +128,8 @@ for _, path in ipairs(files) do
                 target = "csrc/" .. inc
             end
             if target then
+                file_incs[path] = file_incs[path] or {}
+                table.insert(file_incs[path], target)
                 arrow(from, module_of(target), ("%s:%d includes %s"):format(path, n, inc))
             end
         end
@@ -140,6 +166,72 @@ end
 for _, u in ipairs(uses) do
     local to = defined_in[u[2]]
     if to then arrow(u[1], to, ("%s calls %s"):format(u[3], u[2])) end
+end
+
+-- 5. private state stays with its owner, in every file that can see the shared structs (that
+-- includes p2p_internal.h, directly or not: elsewhere fields of the same name belong to other
+-- structs). Comments, strings and character constants are blanked first (newlines kept, for
+-- line numbers).
+local SHARED = "csrc/p2p_internal.h"
+local function sees_shared(path, visiting)
+    if path == SHARED then return true end
+    visiting = visiting or {}
+    if visiting[path] then return false end
+    visiting[path] = true
+    for _, inc in ipairs(file_incs[path] or {}) do
+        if sees_shared(inc, visiting) then return true end
+    end
+    return false
+end
+local function code_only(text)
+    local out, i, len = {}, 1, #text
+    while i <= len do
+        local c, two = text:sub(i, i), text:sub(i, i + 1)
+        if two == "/*" then
+            local e = text:find("*/", i + 2, true) or len - 1
+            out[#out + 1] = text:sub(i, e + 1):gsub("[^\n]", " ")
+            i = e + 2
+        elseif two == "//" then
+            local e = text:find("\n", i, true) or len + 1
+            out[#out + 1] = (" "):rep(e - i)
+            i = e
+        elseif c == '"' or c == "'" then
+            local j = i + 1
+            while j <= len and text:sub(j, j) ~= c do
+                if text:sub(j, j) == "\\" then j = j + 1 end
+                j = j + 1
+            end
+            out[#out + 1] = c .. text:sub(i + 1, j - 1):gsub("[^\n]", " ") .. c
+            i = j + 1
+        else
+            out[#out + 1] = c
+            i = i + 1
+        end
+    end
+    return table.concat(out)
+end
+for _, path in ipairs(files) do
+    local m = module_of(path)
+    if not sees_shared(path) then goto next_file end
+    local f = assert(io.open(path))
+    local text = code_only(f:read("a"))
+    f:close()
+    local n = 0
+    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+        n = n + 1
+        local seen = {}
+        for _, pat in ipairs({ "%->%s*([%a_][%w_]*)", "%.%s*([%a_][%w_]*)" }) do
+            for field in line:gmatch(pat) do
+                local owner = PRIVATE[field]
+                if owner and m ~= owner and m ~= HUB and not seen[field] then
+                    seen[field] = true
+                    problems[#problems + 1] = ("field: %s:%d uses %s, which %s owns"):format(
+                        path, n, field, owner)
+                end
+            end
+        end
+    end
+    ::next_file::
 end
 
 -- 3. every module has a place.
