@@ -136,6 +136,7 @@ static void reap(p2p_host *h)
         h->mem = h->mem > p->mem ? h->mem - p->mem : 0;
         p2p_wipe(p, sizeof *p);
         free(p);
+        h->n_sessions--;
     }
 }
 

@@ -475,6 +475,12 @@ enum {
     P2P_NOTE_INTRODUCE /* introduce sessions `peer` and `other` to each other (p2p_nat.c) */
 };
 
+/* The most notices one session queues before the host routes them: DIAL (made), PUNCH (one at a
+ * time: punch_due), JOINED and LEFT (once each). PROBE and INTRODUCE come one per record read,
+ * and the host routes after every record: the spare covers them. */
+#define P2P_NOTES_PER_SESSION 4
+#define P2P_NOTES_SPARE 8
+
 typedef struct p2p_notice {
     uint8_t kind;
     uint8_t relay_ok; /* INTRODUCE */
@@ -590,9 +596,16 @@ struct p2p_host {
     uint8_t mem_evicting;
     uint64_t mem_evictions; /* sessions ended so, in all */
 
-    /* what the layers below told the host (p2p_notify), and the sessions they ended */
+    /* what the layers below told the host (p2p_notify), and the sessions they ended. A notice
+     * cannot be lost: room for P2P_NOTES_PER_SESSION of them is made with every session
+     * (p2p_peer_new), for every session that may have notices queued (notes_sessions: those
+     * alive when the array was last empty, and those made since; n_sessions: made and not yet
+     * freed). notes_lost counts notices that found no room all the same (0 unless that bound
+     * is broken and memory is out). */
     p2p_notice *notes;
     size_t notes_len, notes_cap;
+    size_t n_sessions, notes_sessions;
+    uint64_t notes_lost;
     p2p_peer *dead_head;
 };
 

@@ -11,14 +11,23 @@
 
 /* ---- sessions --------------------------------------------------------------------------- */
 
+static int notes_grow(p2p_host *h, size_t cap);
+
 p2p_peer *p2p_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
 {
+    /* Room for every notice the new session may queue, made now, when failing is still an
+     * answer (no session), rather than in p2p_notify, where a notice would be lost. */
+    if (!h->notes_len) h->notes_sessions = h->n_sessions; /* none queued: only the living */
+    size_t need = (h->notes_sessions + 1) * P2P_NOTES_PER_SESSION + P2P_NOTES_SPARE;
+    if (need > h->notes_cap && notes_grow(h, need)) return NULL;
     p2p_peer *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     if (p2p_index_add(&h->peers, p, p2p_rng_u32(&h->rng), &p->handle, &p->local_index)) {
         free(p);
         return NULL;
     }
+    h->n_sessions++;
+    h->notes_sessions++;
     p->host = h;
     p->initiator = initiator;
     p->addr = *addr;
@@ -104,15 +113,24 @@ void p2p_ready(p2p_host *h, p2p_peer *p)
 
 /* ---- notices ---------------------------------------------------------------------------- */
 
+/* Internal bookkeeping, bounded by the sessions: grown, never shrunk. */
+static int notes_grow(p2p_host *h, size_t cap)
+{
+    p2p_notice *v = realloc(h->notes, cap * sizeof *v);
+    if (!v) return P2P_ERR_NOMEM;
+    h->notes = v;
+    h->notes_cap = cap;
+    return 0;
+}
+
 void p2p_notify(p2p_host *h, const p2p_notice *n)
 {
-    if (h->notes_len == h->notes_cap) {
-        /* Internal bookkeeping, bounded by the sessions: grown once, kept. */
-        size_t cap = h->notes_cap ? h->notes_cap * 2 : 16;
-        p2p_notice *v = realloc(h->notes, cap * sizeof *v);
-        if (!v) return;
-        h->notes = v;
-        h->notes_cap = cap;
+    /* The room was made with the sessions (p2p_peer_new): this grows only if that bound is
+     * broken, and a notice that still finds no room is counted and reported. */
+    if (h->notes_len == h->notes_cap && notes_grow(h, h->notes_cap * 2 + P2P_NOTES_SPARE)) {
+        h->notes_lost++;
+        p2p_error(h, NULL, "internal: a notice (kind %d) was lost: out of memory", n->kind);
+        return;
     }
     h->notes[h->notes_len++] = *n;
 }
