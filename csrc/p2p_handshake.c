@@ -307,7 +307,7 @@ static int read_payload(p2p_host *h, const uint8_t *buf, size_t len, const uint8
     out->window = 1u << 20;
     if (p2p_rd_u8(&r) != 1) return P2P_ERR_INVALID;
     const uint8_t *pk = p2p_rd_bytes(&r, P2P_ID_LEN);
-    const uint8_t *sig = p2p_rd_bytes(&r, 64);
+    const uint8_t *sig = p2p_rd_bytes(&r, P2P_SIG_LEN);
     if (r.bad) return P2P_ERR_INVALID;
     memcpy(out->ed_pk, pk, P2P_ID_LEN);
     while (p2p_rd_left(&r)) {
@@ -753,7 +753,7 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
         p->addr = *from;
         memcpy(p->id, idp.ed_pk, P2P_ID_LEN);
         p->has_id = 1;
-        char want[65], got[65];
+        char want[P2P_ID_HEX_LEN + 1], got[P2P_ID_HEX_LEN + 1];
         p2p_id_to_hex(idp.ed_pk, got);
         if (mismatch) {
             p2p_id_to_hex(p->expected, want);
@@ -889,7 +889,7 @@ int p2p_hs_expired(p2p_host *h, p2p_peer *p, uint64_t now)
             if (p->addr.family == P2P_AF_INET4 || p->addr.family == P2P_AF_INET6) {
                 p2p_addr_format(&p->addr, what, sizeof what);
             } else {
-                char hex[65];
+                char hex[P2P_ID_HEX_LEN + 1];
                 p2p_id_to_hex(p->expected, hex);
                 snprintf(what, sizeof what, "peer %.16s", hex);
             }

@@ -33,7 +33,7 @@ static const char member_label[] = "p2pnet/1 member";
 static const char bcast_label[] = "p2pnet/1 broadcast";
 static const char index_label[] = "p2pnet/1 mesh index";
 #define BCAST_HEAD (P2P_ID_LEN + 8 + 2)
-#define BCAST_OVERHEAD (BCAST_HEAD + 64)
+#define BCAST_OVERHEAD (BCAST_HEAD + P2P_SIG_LEN)
 #define WANT_ENTRY 40
 
 static uint64_t unix_s(const p2p_host *h, uint64_t now)
@@ -357,9 +357,9 @@ static void sign_own(p2p_host *h, uint64_t now)
  * malformed. */
 static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
 {
-    if (len < 1 + P2P_ID_LEN + 8 + 8 + 1 + 64 || len > P2P_MEMBER_REC_MAX) return -1;
+    if (len < 1 + P2P_ID_LEN + 8 + 8 + 1 + P2P_SIG_LEN || len > P2P_MEMBER_REC_MAX) return -1;
     p2p_rd r;
-    p2p_rd_init(&r, rec, len - 64);
+    p2p_rd_init(&r, rec, len - P2P_SIG_LEN);
     if (p2p_rd_u8(&r) != 1) return -1;
     const uint8_t *id = p2p_rd_bytes(&r, P2P_ID_LEN);
     uint64_t seq = p2p_rd_u64(&r);
@@ -383,7 +383,7 @@ static int decode_record(const uint8_t *rec, size_t len, p2p_member *x)
 static int verify_record(p2p_host *h, const p2p_member *x)
 {
     uint8_t msg[sizeof member_label - 1 + P2P_MEMBER_REC_MAX];
-    size_t body = (size_t)x->rec_len - 64;
+    size_t body = (size_t)x->rec_len - P2P_SIG_LEN;
     memcpy(msg, member_label, sizeof member_label - 1);
     memcpy(msg + sizeof member_label - 1, x->rec, body);
     h->stats.work_verify++;
@@ -1051,12 +1051,12 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
         return 0;
     }
     size_t lab = sizeof bcast_label - 1;
-    uint8_t *msg = malloc(lab + len - 64);
+    uint8_t *msg = malloc(lab + len - P2P_SIG_LEN);
     if (!msg) return 0;
     memcpy(msg, bcast_label, lab);
-    memcpy(msg + lab, env, len - 64);
+    memcpy(msg + lab, env, len - P2P_SIG_LEN);
     h->stats.work_verify++;
-    int bad = p2p_verify(env + len - 64, msg, lab + len - 64, origin);
+    int bad = p2p_verify(env + len - P2P_SIG_LEN, msg, lab + len - P2P_SIG_LEN, origin);
     free(msg);
     if (bad) { /* forged: never delivered, and (as for member records)
                                    * the peer that sent it loses its session */

@@ -118,7 +118,7 @@ static p2p_relay_pair *pair_add(p2p_host *h, p2p_peer_handle a, p2p_peer_handle 
 
 static void send_fail(p2p_host *h, p2p_peer *p, const uint8_t id[P2P_ID_LEN], uint8_t code)
 {
-    uint8_t fail[33];
+    uint8_t fail[P2P_ID_LEN + 1];
     memcpy(fail, id, P2P_ID_LEN);
     fail[P2P_ID_LEN] = code;
     p2p_peer_append(h, p, P2P_REC_INTRO_FAIL, fail, sizeof fail);
