@@ -37,8 +37,11 @@ int p2p_hs_admit(p2p_host *h, p2p_peer *p, int accept, uint64_t now);
  * whose time is up (returns 1: p is dead), resend() resends what is due. */
 int p2p_hs_expired(p2p_host *h, p2p_peer *p, uint64_t now);
 void p2p_hs_resend(p2p_host *h, p2p_peer *p, uint64_t now);
-/* Sends INIT to every candidate now and keeps resending at the punching pace. */
+/* Sends INIT to every candidate now and keeps resending at the punching pace (P2P_NOTE_PUNCH:
+ * the attempt was introduced). */
 void p2p_hs_punch_now(p2p_host *h, p2p_peer *p, uint64_t now);
+/* When the handshake's timer is due: its expiry or its next resend. (An attempt's NAT timer is
+ * p2p_nat_deadline: the host takes the earlier.) */
 uint64_t p2p_hs_deadline(const p2p_peer *p);
 
 #endif

@@ -14,7 +14,8 @@
 
 /* ---- sessions --------------------------------------------------------------------------- */
 
-/* A new session in the table (state initiator or not, address addr), or NULL when full. */
+/* A new session in the table (state initiator or not, address addr), or NULL when the table is
+ * full or there is no memory for it or for the notices it may queue (P2P_NOTES_PER_SESSION). */
 p2p_peer *p2p_peer_new(p2p_host *h, int initiator, const p2p_addr *addr);
 /* The session a handle or an index names, or NULL. Both mark it for a new deadline: the
  * caller may change it. (Inline: every received DATA packet looks its session up.) */
