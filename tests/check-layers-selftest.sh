@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tests/check-layers-selftest.sh OBJDIR - shows that tests/check-layers.lua can fail: on a
-# copy of csrc/ it plants one upward include (the path module including the hub's header) and
-# one sideways include (mesh including NAT's), each of which must be reported, and checks that
-# the untouched copy passes.
+# copy of csrc/ it plants one upward include (the path module including the hub's header), one
+# sideways include (mesh including NAT's) and a read of NAT's fields from the path module, each
+# of which must be reported, and checks that the untouched copy passes.
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,4 +33,11 @@ cp csrc/p2p_path.c "$tmp/csrc/p2p_path.c"
 printf '#include "p2p_nat.h"\n' >>"$tmp/csrc/p2p_mesh.c"
 run_on "p2p_mesh.c including NAT's header is reported" fail
 grep -q "sideways: p2p_mesh -> p2p_nat" "$tmp/out" || { echo "FAILED: no sideways line"; rc=1; }
+cp csrc/p2p_mesh.c "$tmp/csrc/p2p_mesh.c"
+printf 'int planted(const p2p_host *h, const p2p_peer *p);\nint planted(const p2p_host *h, const p2p_peer *p) { return h->nat.relay + p->intro_state; }\n' >>"$tmp/csrc/p2p_path.c"
+run_on "p2p_path.c reading NAT's state (h->nat, p->intro_state) is reported" fail
+for f in nat intro_state; do
+    grep -q "field: csrc/p2p_path.c:.* uses $f, which p2p_nat owns" "$tmp/out" ||
+        { echo "FAILED: no field line for $f"; rc=1; }
+done
 exit $rc
