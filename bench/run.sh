@@ -6,8 +6,13 @@
 # Then the mesh figures: bench/bench_mesh.c on the simulator (two rows at a time, one per
 # core) and bench/bench_mesh_real.lua with real processes, printed as a second table.
 #
+# The machine is shared and figures move from run to run, so every contender runs
+# BENCH_ROUNDS times (default 3), the rounds interleaved (enet, tcp, p2pnet, lua, luajit, then
+# again), and the table shows each figure's median over the rounds.
+#
 # Environment: BUILD (build dir, default build), LUA (default lua5.4), BENCH_SECONDS (per
 # throughput run, default 2), BENCH_RTT_COUNT (default 5000), BENCH_SESSIONS (default 200),
+# BENCH_ROUNDS (default 3),
 # BENCH_ONLY (space-separated subset of: enet tcp p2pnet lua luajit mesh meshreal),
 # BENCH_MESH_ROWS (simulator rows as N:LOSS_PERCENT, default "10:0 50:0 200:0 200:5"),
 # BENCH_MESH_REAL_N (processes in the loopback mesh, default 30).
@@ -25,6 +30,7 @@ MESH_ROWS=${BENCH_MESH_ROWS:-10:0 50:0 200:0 200:5}
 MESH_REAL_N=${BENCH_MESH_REAL_N:-30}
 export BENCH_SECONDS=${BENCH_SECONDS:-2}
 export BENCH_RTT_COUNT=${BENCH_RTT_COUNT:-5000}
+ROUNDS=${BENCH_ROUNDS:-3}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 RESULTS=$TMP/results
@@ -107,17 +113,12 @@ have() { # binary name
     return 1
 }
 
-have "$BUILD/bench/bench_enet" enet && run_contender enet "$BUILD/bench/bench_enet"
-have "$BUILD/bench/bench_tcp" tcp && run_contender tcp "$BUILD/bench/bench_tcp"
-have "$BUILD/bench/bench_p2pnet" p2pnet && run_contender p2pnet "$BUILD/bench/bench_p2pnet"
-# shellcheck disable=SC2046
-have "$BUILD/p2pnet/core.so" lua && run_contender lua env $(lua_env) "$LUA" bench/bench_lua.lua
+luajit_ok=0
 case " $ONLY " in *" luajit "*)
     if command -v "$LUAJIT" >/dev/null 2>&1; then
         echo "bench: building the module for LuaJIT ($LUAJIT_BUILD) ..." >&2
         if make -s BUILD="$LUAJIT_BUILD" LUA_PC=luajit module >"$TMP/luajit.build" 2>&1; then
-            # shellcheck disable=SC2046
-            run_contender luajit env $(lua_env "$LUAJIT_BUILD") "$LUAJIT" bench/bench_lua.lua
+            luajit_ok=1
         else
             echo "bench: luajit: the module did not build:" >&2
             sed 's/^/  | /' "$TMP/luajit.build" >&2
@@ -128,12 +129,26 @@ case " $ONLY " in *" luajit "*)
         failed+=("luajit")
     fi ;;
 esac
+for round in $(seq 1 "$ROUNDS"); do
+    echo "bench: round $round of $ROUNDS" >&2
+    have "$BUILD/bench/bench_enet" enet && run_contender enet "$BUILD/bench/bench_enet"
+    have "$BUILD/bench/bench_tcp" tcp && run_contender tcp "$BUILD/bench/bench_tcp"
+    have "$BUILD/bench/bench_p2pnet" p2pnet && run_contender p2pnet "$BUILD/bench/bench_p2pnet"
+    # shellcheck disable=SC2046
+    have "$BUILD/p2pnet/core.so" lua && run_contender lua env $(lua_env) "$LUA" bench/bench_lua.lua
+    # shellcheck disable=SC2046
+    [ "$luajit_ok" = 1 ] &&
+        run_contender luajit env $(lua_env "$LUAJIT_BUILD") "$LUAJIT" bench/bench_lua.lua
+done
+# a contender that failed in several rounds is named once
+mapfile -t failed < <(printf '%s\n' "${failed[@]}" | awk 'NF && !seen[$0]++')
 [ -x "$BUILD/bench/bench_enet" ] && run_mem enet "$BUILD/bench/bench_enet"
 [ -x "$BUILD/bench/bench_p2pnet" ] && run_mem p2pnet "$BUILD/bench/bench_p2pnet"
 
 if [ -s "$RESULTS" ]; then
     echo
     echo "p2pnet benchmark, 127.0.0.1, server on CPU 1 and client on CPU 0;" \
+         "each figure the median of $ROUNDS interleaved rounds of every contender;" \
          "throughput: ${BENCH_SECONDS} s per size, at most 256 messages / 4 MiB unacknowledged;" \
          "RTT: ${BENCH_RTT_COUNT} round trips of 64 B; memory: heap per idle session of a hub" \
          "(slope between $((SESSIONS / 2)) and $SESSIONS sessions; p2pnet hosts as mediators, so no mesh)."
@@ -153,13 +168,24 @@ function cell(row, c,    v, e) {
     if (c == "enet" || e == "" || e == 0) return fmt(v)
     return sprintf("%s (x%.2f)", fmt(v), v / e)
 }
+# Every round adds a sample; the table shows the median (of an even count, the mean of the
+# middle two).
+function add(row, c, v) { n[row, c]++; s[row, c, n[row, c]] = v + 0 }
+function median(row, c,    k, i, j, t, a) {
+    k = n[row, c]
+    for (i = 1; i <= k; i++) a[i] = s[row, c, i]
+    for (i = 2; i <= k; i++)
+        for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+}
 $1 == "RESULT" && $3 == "tput" {
     name = ($4 == 64 ? "64 B" : ($4 == 1024 ? "1 KiB" : ($4 == 65536 ? "64 KiB" : $4 " B")))
-    val[name " msgs/s", $2] = $5; val[name " MB/s", $2] = $6
+    add(name " msgs/s", $2, $5); add(name " MB/s", $2, $6)
 }
-$1 == "RESULT" && $3 == "rtt" { val["RTT p50 (us)", $2] = $4; val["RTT p99 (us)", $2] = $5 }
-$1 == "RESULT" && $3 == "mem" { val["bytes/idle session", $2] = $4 }
+$1 == "RESULT" && $3 == "rtt" { add("RTT p50 (us)", $2, $4); add("RTT p99 (us)", $2, $5) }
+$1 == "RESULT" && $3 == "mem" { add("bytes/idle session", $2, $4) }
 END {
+    for (key in n) { split(key, kc, SUBSEP); val[kc[1], kc[2]] = median(kc[1], kc[2]) }
     split("64 B msgs/s|64 B MB/s|1 KiB msgs/s|1 KiB MB/s|64 KiB msgs/s|64 KiB MB/s|RTT p50 (us)|RTT p99 (us)|bytes/idle session", rows, "|")
     split("enet tcp p2pnet lua luajit", cols, " ")
     split("ENet|TCP_NODELAY|p2pnet (C)|p2pnet (Lua)|p2pnet (LuaJIT)", heads, "|")
