@@ -103,6 +103,10 @@ int luaopen_p2pnet_core(lua_State *L)
     lp_node_class(L);
     lp_peer_class(L);
     lp_sim_class(L);
+    /* A fresh module has no hooks yet, as it has fresh method tables: a Lua layer loaded
+     * again (busted reloads modules for every spec file) sets its own once more. */
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
     lua_newtable(L);
     lp_setfuncs(L, funcs, 0);
     lua_pushinteger(L, P2P_MAX_DATAGRAM);
