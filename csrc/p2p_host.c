@@ -247,10 +247,6 @@ int p2p_host_next_event(p2p_host *h, p2p_event *ev)
     p2p_evq_item *it = &h->evq[h->evq_head];
     *ev = it->ev;
     h->ev_owned = it->owned;
-    if (!it->owned && ev->data) { /* small: the ring slot may be reused before the next call */
-        memcpy(h->ev_small, it->small, ev->len);
-        ev->data = h->ev_small;
-    }
     h->evq_head = (h->evq_head + 1) % h->evq_cap;
     h->evq_len--;
     /* The data is the application's until the next call; the budget has it back now. */

@@ -26,8 +26,6 @@
 #define P2P_DEFAULT_SEND_QUEUE (8u * 1024u * 1024u)
 #define P2P_DATAGRAM_QUEUE 256
 #define P2P_EVQ_MIN 32 /* the event ring's first size, and the one a drained ring keeps */
-/* Event data up to this size lives in the event ring: no malloc per small message. */
-#define P2P_EV_SMALL 128
 #define P2P_CLOSE_COPIES 3
 /* Mesh records (member lists, digests) are not application messages: they have their own
  * limit, and the stream window always fits one. */
@@ -487,7 +485,6 @@ enum {
 typedef struct p2p_evq_item {
     p2p_event ev;
     uint8_t *owned;
-    uint8_t small[P2P_EV_SMALL]; /* the data of a small event, held here (owned is NULL) */
 } p2p_evq_item;
 
 typedef struct p2p_txq_item {
@@ -545,9 +542,6 @@ struct p2p_host {
     p2p_evq_item *evq;
     size_t evq_cap, evq_head, evq_len;
     uint8_t *ev_owned; /* data of the event last returned */
-
-    /* data of the event last returned, when it was small (p2p_host_next_event) */
-    uint8_t ev_small[P2P_EV_SMALL];
 
     p2p_txq_item *txq_head, *txq_tail;
     p2p_peer *ready_head, *ready_tail;

@@ -572,7 +572,7 @@ static void protocol_error(p2p_host *h, p2p_peer *p)
  * queued now (the node's budget is spent): nothing is done and the caller refuses the record's
  * last byte, so that the peer sends it again, rather than the record being acknowledged and
  * lost; or -1 on a protocol error. */
-static int deliver_record(p2p_host *h, p2p_peer *p, const uint8_t *direct)
+static int deliver_record(p2p_host *h, p2p_peer *p)
 {
     p2p_record *rec = &p->r_cur;
     if (rec->kind < P2P_REC_MEMBERS && !p2p_event_room(h, p, (size_t)rec->len, p->r_body_cap))
@@ -585,7 +585,7 @@ static int deliver_record(p2p_host *h, p2p_peer *p, const uint8_t *direct)
     p2p_mem_give(h, p, p->r_body_cap);
     p->r_body = NULL;
     p->r_body_cap = 0;
-    if (!body && !direct && !(body = malloc(1))) return -1; /* an empty record */
+    if (!body && !(body = malloc(1))) return -1; /* an empty record */
     uint64_t ordinal = p->records_recv++;
     int queue = rec->kind < P2P_REC_MEMBERS;
     if (rec->kind >= P2P_REC_MEMBERS) {
@@ -636,10 +636,7 @@ static int deliver_record(p2p_host *h, p2p_peer *p, const uint8_t *direct)
             }
         }
     }
-    if (queue && direct)
-        p2p_event_push(h, &ev, direct, (size_t)rec->len);
-    else if (queue)
-        p2p_event_push_owned(h, &ev, body, (size_t)rec->len);
+    if (queue) p2p_event_push_owned(h, &ev, body, (size_t)rec->len);
     p->r_consumed += p->r_hdr_len + rec->len;
     p->r_in_body = 0;
     p->r_hdr_len = 0;
@@ -709,23 +706,6 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
         }
         uint64_t need = p->r_cur.len - p->r_body_got;
         size_t take = need < len - at ? (size_t)need : len - at;
-        if (!p->r_body_got && take == need && need && need <= P2P_EV_SMALL &&
-            p->r_cur.kind < P2P_REC_MEMBERS) {
-            /* A small record whole in this frame: its event copies it from here, without a
-             * body buffer. Refused (the budget), its whole body comes again. */
-            const uint8_t *direct = data + at;
-            p->r_body_got = need;
-            at += take;
-            *used = at;
-            int d = deliver_record(h, p, direct);
-            if (d < 0) return -1;
-            if (d > 0) {
-                p->r_body_got = 0;
-                *used = at - take;
-                return 0;
-            }
-            continue;
-        }
         if (take) {
             if (body_reserve(h, p, p->r_body_got + take)) break;
             memcpy(p->r_body + p->r_body_got, data + at, take);
@@ -734,7 +714,7 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
         }
         *used = at;
         if (p->r_body_got == p->r_cur.len) {
-            int d = deliver_record(h, p, NULL);
+            int d = deliver_record(h, p);
             if (d < 0) return -1;
             if (d > 0) {
                 /* Not taken: the record's last byte (of its body, or of its header when it has

@@ -201,21 +201,18 @@ void *p2p_mem_alloc(p2p_host *h, p2p_peer *p, size_t n, int *rc)
  * an event that would pass the budget is dropped and counted in stats.dropped_budget. A
  * driver that drains the queue after every input never comes near it: the queue then holds
  * what one input produced (docs/PROTOCOL.md section 4.1). */
-/* Queues ev with len bytes of data: owned (a malloc'd buffer the queue takes over), or, when
- * owned is NULL, copied from data into the ring item (len <= P2P_EV_SMALL). */
-static int event_put(p2p_host *h, const p2p_event *ev, uint8_t *owned, const uint8_t *data,
-                     size_t len)
+int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len)
 {
     if (h->evq_len == h->evq_cap) {
         size_t cap = h->evq_cap ? h->evq_cap * 2 : P2P_EVQ_MIN;
         if (p2p_mem_take(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item))) {
-            free(owned);
+            free(data);
             return P2P_ERR_LIMIT;
         }
         p2p_evq_item *q = malloc(cap * sizeof *q);
         if (!q) {
             p2p_mem_give(h, NULL, (cap - h->evq_cap) * sizeof(p2p_evq_item));
-            free(owned);
+            free(data);
             return P2P_ERR_NOMEM;
         }
         for (size_t i = 0; i < h->evq_len; i++) q[i] = h->evq[(h->evq_head + i) % h->evq_cap];
@@ -225,28 +222,16 @@ static int event_put(p2p_host *h, const p2p_event *ev, uint8_t *owned, const uin
         h->evq_head = 0;
     }
     if (len && p2p_mem_take(h, NULL, len)) {
-        free(owned);
+        free(data);
         return P2P_ERR_LIMIT;
     }
     p2p_evq_item *it = &h->evq[(h->evq_head + h->evq_len) % h->evq_cap];
     it->ev = *ev;
+    it->ev.data = data;
     it->ev.len = len;
-    it->owned = owned;
-    if (owned) {
-        it->ev.data = owned;
-    } else if (data) { /* p2p_host_next_event hands it out from h->ev_small */
-        memcpy(it->small, data, len);
-        it->ev.data = it->small;
-    } else {
-        it->ev.data = NULL;
-    }
+    it->owned = data;
     h->evq_len++;
     return 0;
-}
-
-int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len)
-{
-    return event_put(h, ev, data, NULL, len);
 }
 
 int p2p_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
@@ -263,7 +248,6 @@ int p2p_event_room(p2p_host *h, p2p_peer *p, size_t len, size_t freed)
 int p2p_event_push(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len)
 {
     uint8_t *copy = NULL;
-    if (len <= P2P_EV_SMALL) return event_put(h, ev, NULL, len ? data : NULL, len);
     if (len) {
         copy = malloc(len);
         if (!copy) return P2P_ERR_NOMEM;
