@@ -72,6 +72,11 @@ local function server()
         node:poll(0.005)
         if not joined and node:now() > idle_deadline then die("no client") end
     end
+    if os.getenv("BENCH_STATS") then -- for profiling: packets per message
+        local st = node:stats()
+        io.stderr:write(("stats: %d messages, %d packets received, %d sent\n"):format(count,
+            st.packets_received, st.packets_sent))
+    end
     node:close()
 end
 

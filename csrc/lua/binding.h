@@ -116,9 +116,9 @@ typedef struct lnode {
     int dispatching;    /* depth of lp_dispatch(): handlers of this node may run */
     int close_deferred; /* close() arrived during a drain: done at its end */
     int has_pend;       /* `pend` holds an event taken from the host but not yet queued */
-    p2p_event pend;     /* that event; pend.data points into pend_buf */
-    uint8_t *pend_buf;  /* private copy of its data: the host's copy dies with the next
-                         * call on the host, and Lua may run a finalizer at any allocation */
+    p2p_event pend;     /* that event; pend.data points into the host's copy during the
+                         * drain that took it, and into pend_buf after that drain */
+    uint8_t *pend_buf;  /* private copy of its data when a drain ends with it pending */
     size_t pend_cap;
 } lnode;
 
@@ -164,7 +164,7 @@ void lp_push_counters(lua_State *L, const void *st, const lp_counter *counters);
 /* Sets field k of the table on top to v. */
 void lp_set_u64(lua_State *L, const char *k, uint64_t v);
 /* luaL_checkudata for the binding's classes (tname: one of the *_MT above), faster: the
- * metatable is found by address, not by name. */
+ * metatable is recognised by a tag it holds, without a registry lookup. */
 void *lp_checkudata(lua_State *L, int idx, const char *tname);
 /* Pushes a readable string for the value at idx, without metamethods that could raise. */
 const char *lp_describe(lua_State *L, int idx);

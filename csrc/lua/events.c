@@ -13,9 +13,10 @@
  * which Lua may run at any allocation the binding makes. A finalizer may call any method of
  * any node. So:
  *
- * - lp_drain() copies each event, data included, out of the host before it allocates anything
- *   (the host's copy dies with the next call on the host), and keeps the copy in the node, not
- *   on the C stack, so an event interrupted by a Lua error is queued on the next drain.
+ * - lp_drain() takes each event out of the host into the node (not on the C stack) before it
+ *   allocates anything, so an event interrupted by a Lua error is queued on the next drain.
+ *   Its data is read where the host keeps it (no core call that ends it can run meanwhile),
+ *   and copied into the node only when the drain ends with the event still pending.
  * - While a node drains, it is "busy". A re-entrant drain of the same node returns at once.
  *   Calls that would make the host produce work are refused with nil, "<method>: node is
  *   busy (called from a finalizer during a drain)": peer:send, peer:send_unreliable,
@@ -88,25 +89,26 @@ static int queue_room(lnode *n)
 /* Lua key of queue slot i in UV_QPEER and UV_QDATA. */
 #define SLOT_KEY(i) ((int)(i) + 1)
 
-/* Copies ev (and its data, which the host owns) into the node's pending slot. Allocates no
- * Lua memory. Returns 0, or P2P_ERR_NOMEM (the event is then lost: nothing can hold it). */
-static int stash_event(lnode *n, const p2p_event *ev)
+/* Makes the pending event's data the node's own copy (C memory only), for a pending event
+ * that outlives its drain. Returns 0, or P2P_ERR_NOMEM (the event is then lost: nothing can
+ * hold it). */
+static int own_pending(lnode *n)
 {
-    n->pend = *ev;
-    n->pend.data = NULL;
-    if (ev->data != NULL) {
-        if (ev->len > n->pend_cap || n->pend_buf == NULL) {
-            size_t cap = ev->len > 0 ? ev->len : 1;
-            uint8_t *b = (uint8_t *)malloc(cap);
-            if (b == NULL) return P2P_ERR_NOMEM;
-            free(n->pend_buf);
-            n->pend_buf = b;
-            n->pend_cap = cap;
+    const p2p_event *ev = &n->pend;
+    if (ev->data == NULL || ev->data == n->pend_buf) return 0;
+    if (ev->len > n->pend_cap || n->pend_buf == NULL) {
+        size_t cap = ev->len > 0 ? ev->len : 1;
+        uint8_t *b = (uint8_t *)malloc(cap);
+        if (b == NULL) {
+            n->has_pend = 0;
+            return P2P_ERR_NOMEM;
         }
-        memcpy(n->pend_buf, ev->data, ev->len);
-        n->pend.data = n->pend_buf;
+        free(n->pend_buf);
+        n->pend_buf = b;
+        n->pend_cap = cap;
     }
-    n->has_pend = 1;
+    memcpy(n->pend_buf, ev->data, ev->len);
+    n->pend.data = n->pend_buf;
     return 0;
 }
 
@@ -217,8 +219,12 @@ static int drain_body(lua_State *L)
     for (;;) {
         if (!n->has_pend) {
             if (n->host == NULL || p2p_host_next_event(n->host, &ev) != 1) break;
-            if (stash_event(n, &ev) != 0)
-                return luaL_error(L, "p2pnet: out of memory (an event was lost)");
+            /* The data stays the host's: only p2p_host_next_event and p2p_host_free end it,
+             * and neither can run before this event is queued (the node is busy; a
+             * close from a finalizer waits for the drain's end). lp_drain copies it if the
+             * drain ends first. */
+            n->pend = ev;
+            n->has_pend = 1;
         }
         queue_pending(L, n, 1, 3, 4, 5, &last);
     }
@@ -276,6 +282,10 @@ void lp_drain(lua_State *L, int nidx)
         rc = lua_pcall(L, 1, 0, 0);
         n->draining = 0;
         if (s != NULL) s->draining--;
+        if (n->has_pend && own_pending(n) != 0 && rc == LUA_OK) {
+            lua_pushliteral(L, "p2pnet: out of memory (an event was lost)");
+            rc = LUA_ERRMEM;
+        }
         if (n->pend_cap > PEND_KEEP && !n->has_pend) {
             free(n->pend_buf);
             n->pend_buf = NULL;

@@ -476,13 +476,16 @@ static int run_tasks(lua_State *L, int run, uint64_t *due)
 
 /* ---- methods ------------------------------------------------------------------------------ */
 
+/* Methods first: a method call checks its object itself, so looking it up needs no check. */
 static int node_index(lua_State *L)
 {
-    lnode *n = lp_to_node(L, 1);
-    const char *k = lua_tostring(L, 2);
+    lnode *n;
+    const char *k;
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1) || k == NULL) return 1;
+    if (!lua_isnil(L, -1) || lua_type(L, 2) != LUA_TSTRING) return 1;
+    n = lp_to_node(L, 1);
+    k = lua_tostring(L, 2);
     if (strcmp(k, "id") == 0) {
         if (n->hex[0] == '\0') return 0;
         lua_pushstring(L, n->hex);

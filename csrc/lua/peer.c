@@ -197,14 +197,17 @@ int lp_next_callback(lua_State *L, int pidx)
 
 /* ---- methods ------------------------------------------------------------------------------ */
 
+/* Methods first: a method call checks its object itself, so looking it up needs no check. */
 static int peer_index(lua_State *L)
 {
-    lpeer *p = lp_check_peer(L, 1);
-    const char *k = lua_tostring(L, 2);
+    lpeer *p;
+    const char *k;
     const p2p_peer_info *info;
     lua_pushvalue(L, 2);
     lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1) || k == NULL) return 1;
+    if (!lua_isnil(L, -1) || lua_type(L, 2) != LUA_TSTRING) return 1;
+    p = lp_check_peer(L, 1);
+    k = lua_tostring(L, 2);
     info = lp_peer_info(p);
     if (strcmp(k, "id") == 0) {
         if (!info->has_id) return 0;

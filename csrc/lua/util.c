@@ -8,6 +8,9 @@
 
 #include "binding.h"
 
+/* Array slot of a class's metatable that holds the address of its name (lp_checkudata). */
+#define MT_TAG 1
+
 const char lp_identity_mt[] = "p2pnet.Identity";
 const char lp_node_mt[] = "p2pnet.Node";
 const char lp_peer_mt[] = "p2pnet.Peer";
@@ -16,11 +19,12 @@ const char lp_sim_mt[] = "p2pnet.Sim";
 void *lp_checkudata(lua_State *L, int idx, const char *tname)
 {
     void *p = lua_touserdata(L, idx);
+    /* The class's metatable holds its name's address at MT_TAG (lp_class): one array read
+     * instead of a registry lookup, on every method call (peer:send, node:now). */
     if (p != NULL && lua_getmetatable(L, idx)) {
         int same;
-        lua_pushlightuserdata(L, (void *)tname);
-        lua_rawget(L, LUA_REGISTRYINDEX);
-        same = lua_rawequal(L, -1, -2);
+        lua_rawgeti(L, -1, MT_TAG);
+        same = lua_touserdata(L, -1) == (void *)tname;
         lua_pop(L, 2);
         if (same) return p;
     }
@@ -208,6 +212,8 @@ void lp_class(lua_State *L, const char *name, const luaL_Reg *methods, const lua
     lua_pushlightuserdata(L, (void *)name);
     lua_pushvalue(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, (void *)name);
+    lua_rawseti(L, -2, MT_TAG);
     lp_setfuncs(L, meta, 0);
     lua_newtable(L);
     lp_setfuncs(L, methods, 0);
