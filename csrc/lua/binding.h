@@ -54,6 +54,8 @@ extern const char lp_identity_mt[], lp_node_mt[], lp_peer_mt[], lp_sim_mt[];
 /* Sends are handed to the socket at the next poll, or once this many bytes wait (about a
  * sendmmsg batch of full packets), whichever comes first (docs/API.md, "When sends leave"). */
 #define LP_FLUSH_BYTES (32 * P2P_MAX_PACKET)
+/* ... or once this many events were dispatched since the last flush (events.c). */
+#define LP_FLUSH_EVENTS 16
 
 /* Keys of the node's uservalue table. */
 #define UV_HANDLERS "handlers" /* array: LH_* -> function */

@@ -412,6 +412,7 @@ typedef struct ldispatch {
     levent cur;       /* the event it was called for */
     lpeer *peer;      /* its Peer (kept on the Lua stack by the caller meanwhile) */
     int count;        /* events taken from the queue */
+    int since_flush;  /* events dispatched since sends were last flushed */
 } ldispatch;
 
 /* Stack slots of dispatch_body. */
@@ -755,6 +756,13 @@ static int dispatch_body(lua_State *L)
         default: break;
         }
         lua_settop(L, D_BASE);
+        /* What handlers sent leaves every LP_FLUSH_EVENTS events of a long batch, not only at
+         * its end: an answer (an ack, a reply) made early in a burst of a thousand messages
+         * does not wait for the last of them, and one system call still carries many. */
+        if (n->unflushed && ++d->since_flush >= LP_FLUSH_EVENTS) {
+            d->since_flush = 0;
+            if (!n->closed) lp_flush(n);
+        }
     }
     lua_pushnil(L);
     lua_rawseti(L, D_QPEER, 0);
