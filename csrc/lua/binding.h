@@ -110,6 +110,7 @@ typedef struct lnode {
     char hex[LP_HEX_SIZE];
     size_t unflushed; /* bytes given to the core by sends since the last flush */
     int message_info; /* the message handler can receive `info` (4 parameters or ...) */
+    int has_tasks;    /* the Lua layer holds tasks of this node (core.tasks): poll asks it */
     /* The event queue: slots [q_head, q_tail) of q. */
     levent *q;
     size_t q_head, q_tail, q_cap;
@@ -212,6 +213,7 @@ int lp_node_open(lua_State *L);
 void lp_node_class(lua_State *L);
 /* core.busy(node [, for_run]) and the other module functions the pure-Lua layer uses. */
 int lp_node_busy(lua_State *L);
+int lp_node_tasks(lua_State *L);
 int lp_node_sim(lua_State *L);
 int lp_node_clock(lua_State *L);
 

@@ -92,6 +92,7 @@ int luaopen_p2pnet_core(lua_State *L)
                                      {"state", l_state},
                                      {"extend", l_extend},
                                      {"busy", lp_node_busy},
+                                     {"tasks", lp_node_tasks},
                                      {"sim_of", lp_node_sim},
                                      {"sim_nodes", lp_sim_nodes},
                                      {"sim_busy", lp_sim_busy},

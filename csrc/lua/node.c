@@ -459,6 +459,8 @@ static int run_tasks(lua_State *L, int run, uint64_t *due)
 {
     int ran = 0;
     *due = P2P_TIME_NEVER;
+    /* A node without tasks (most) costs no call into Lua per poll. */
+    if (!lp_to_node(L, 1)->has_tasks) return 0;
     if (!push_hook(L, "resume")) return 0;
     lua_pushvalue(L, 1);
     lua_pushboolean(L, run);
@@ -602,6 +604,14 @@ int lp_node_busy(lua_State *L)
     else
         lua_pushstring(L, why);
     return 1;
+}
+
+/* core.tasks(node, any): the Lua layer says whether it holds tasks of the node (set when
+ * one is spawned, cleared when the last one ends), so poll calls its resume hook only then. */
+int lp_node_tasks(lua_State *L)
+{
+    lp_to_node(L, 1)->has_tasks = lua_toboolean(L, 2);
+    return 0;
 }
 
 /* core.sim_of(node) -> the node's Sim, or nil */

@@ -146,6 +146,9 @@ local function run_tasks(st, node)
     for i = #list, j + 1, -1 do
         list[i] = nil
     end
+    if j == 0 then
+        core.tasks(node, false) -- the last one ended: poll stops asking
+    end
     return ran
 end
 
@@ -299,6 +302,7 @@ function Node:spawn(fn, ...)
         ready = pack(...),
     }
     st.tasks[#st.tasks + 1] = task
+    core.tasks(self, true)
     return task.co
 end
 
