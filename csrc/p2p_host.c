@@ -243,6 +243,11 @@ static inline void settle(p2p_host *h)
     if (h->dead_head) reap(h);
 }
 
+size_t p2p_host_events_pending(const p2p_host *h)
+{
+    return h->evq_len;
+}
+
 int p2p_host_next_event(p2p_host *h, p2p_event *ev)
 {
     free(h->ev_owned);

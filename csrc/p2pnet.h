@@ -269,6 +269,8 @@ typedef struct p2p_event {
 
 /* Takes the next event. Returns 1 and fills *ev, or 0 when there is none. */
 int p2p_host_next_event(p2p_host *h, p2p_event *ev);
+/* How many events p2p_host_next_event() would still return (0 when it would return 0). */
+size_t p2p_host_events_pending(const p2p_host *h);
 
 /* ---- peers ---------------------------------------------------------------------------- */
 

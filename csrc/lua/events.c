@@ -274,7 +274,8 @@ void lp_drain(lua_State *L, int nidx)
     int rc;
     nidx = lp_absindex(L, nidx);
     if (n->draining) return;
-    if (n->host != NULL) {
+    /* Most polls find nothing: no protected call then. */
+    if (n->host != NULL && (n->has_pend || p2p_host_events_pending(n->host) > 0)) {
         n->draining = 1;
         if (s != NULL) s->draining++;
         lua_pushcfunction(L, drain_body);
