@@ -757,6 +757,20 @@ static int drain_pieces(p2p_host *h, p2p_peer *p)
 /* Takes the stream bytes of one STREAM frame. Returns 0; 1 when some were refused (over the
  * piece cap or the memory budget: the packet must not be acknowledged, so that the sender
  * sends them again); or -1 on a protocol error. */
+/* Holds stream bytes [off, off + len) as a piece, merged with its neighbours. The tree's
+ * priorities start from the node's randomness, which the peer cannot predict. Returns 0, or 1
+ * when the piece cap or the budget refused them. */
+static int hold_piece(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, size_t len)
+{
+    p2p_budget b = peer_budget(p);
+    while (!p->r_pieces.seed) p->r_pieces.seed = p2p_rng_u32(&h->rng);
+    if (p2p_pieces_add(&p->r_pieces, off, data, len, p->r_base, p->r_granted, &b)) {
+        h->stats.dropped_budget++;
+        return 1;
+    }
+    return 0;
+}
+
 static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, uint64_t len)
 {
     if (off + len > p->r_granted) return -1; /* past the flow-control grant */
@@ -766,33 +780,19 @@ static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *da
         len -= p->r_base - off;
         off = p->r_base;
     }
-    int refused = 0;
+    int refused;
     if (off > p->r_base) {
-        /* Out of order: held as a piece, merged with its neighbours. The tree's priorities
-         * start from the node's randomness, which the peer cannot predict. */
-        p2p_budget b = peer_budget(p);
-        while (!p->r_pieces.seed) p->r_pieces.seed = p2p_rng_u32(&h->rng);
-        if (p2p_pieces_add(&p->r_pieces, off, data, (size_t)len, p->r_base, p->r_granted, &b)) {
-            h->stats.dropped_budget++;
-            refused = 1;
-        }
+        refused = hold_piece(h, p, off, data, (size_t)len); /* out of order */
     } else {
         size_t used;
         if (feed(h, p, data, (size_t)len, &used)) return -1;
         p->r_base += used;
-        if (used < len && p->ctl_head) {
+        if (used < len && p->ctl_head)
             /* Stopped behind a record the host routes first: the rest waits as a piece and
              * is read when the host asks for the next frame (p2p_peer_on_frames). */
-            p2p_budget b = peer_budget(p);
-            while (!p->r_pieces.seed) p->r_pieces.seed = p2p_rng_u32(&h->rng);
-            if (p2p_pieces_add(&p->r_pieces, p->r_base, data + used, (size_t)len - used, p->r_base,
-                               p->r_granted, &b)) {
-                h->stats.dropped_budget++;
-                refused = 1;
-            }
-        } else {
+            refused = hold_piece(h, p, p->r_base, data + used, (size_t)len - used);
+        else
             refused = used < len;
-        }
     }
     if (drain_pieces(h, p)) return -1;
     return refused;
