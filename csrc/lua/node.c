@@ -453,14 +453,14 @@ static int push_hook(lua_State *L, const char *name)
     return 0;
 }
 
-/* The Lua layer's tasks of the node at 1: with run, resumes the ready ones. Returns how
+/* The Lua layer's tasks of node n, at 1: with run, resumes the ready ones. Returns how
  * many ran; *due gets when they next need to run (microseconds, node clock) or NEVER. */
-static int run_tasks(lua_State *L, int run, uint64_t *due)
+static int run_tasks(lua_State *L, const lnode *n, int run, uint64_t *due)
 {
     int ran = 0;
     *due = P2P_TIME_NEVER;
     /* A node without tasks (most) costs no call into Lua per poll. */
-    if (!lp_to_node(L, 1)->has_tasks) return 0;
+    if (!n->has_tasks) return 0;
     if (!push_hook(L, "resume")) return 0;
     lua_pushvalue(L, 1);
     lua_pushboolean(L, run);
@@ -686,7 +686,7 @@ static int node_next_timeout(lua_State *L)
         return 1;
     }
     t = p2p_host_next_timeout(n->host);
-    (void)run_tasks(L, 0, &due);
+    (void)run_tasks(L, n, 0, &due);
     if (due < t) t = due;
     now = lp_node_now(n);
     if (t == P2P_TIME_NEVER)
@@ -748,13 +748,13 @@ static int node_poll(lua_State *L)
     if (n->udp == NULL) {
         /* virtual time only moves in sim:run(): here, pending events and ready tasks */
         total = poll_core(L, n, 0);
-        (void)run_tasks(L, 1, &due);
+        (void)run_tasks(L, n, 1, &due);
         lua_pushinteger(L, total);
         return 1;
     }
     deadline = p2p_udp_now() + (uint64_t)(timeout * US_PER_SECOND);
     for (;;) {
-        ran = run_tasks(L, 1, &due);
+        ran = run_tasks(L, n, 1, &due);
         if (n->closed) break;
         now = p2p_udp_now();
         wait = deadline > now ? deadline - now : 0;
@@ -765,7 +765,7 @@ static int node_poll(lua_State *L)
         count = poll_core(L, n, wait);
         if (count < 0) return lp_push_fail(L, "socket error");
         total += count;
-        if (!n->closed) ran += run_tasks(L, 1, &due);
+        if (!n->closed) ran += run_tasks(L, n, 1, &due);
         if (total > 0 || ran > 0 || n->closed || p2p_udp_now() >= deadline) break;
     }
     /* what the tasks sent leaves before poll returns, as what the handlers sent does */
