@@ -126,6 +126,11 @@ static p2p_sent *sent_at(const p2p_recovery *r, uint64_t pn)
     return &r->ring[pn & (r->cap - 1)];
 }
 
+p2p_sent *p2p_recovery_sent(p2p_recovery *r, uint64_t pn)
+{
+    return sent_at(r, pn);
+}
+
 int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t flags,
                          uint64_t stream_off, uint32_t stream_len, uint64_t *pn)
 {
@@ -145,6 +150,7 @@ int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t fla
     s->flags = flags;
     s->stream_off = stream_off;
     s->stream_len = stream_len;
+    s->lane = 0;
     if (flags & P2P_SENT_ELICITING) {
         r->in_flight += size;
         r->eliciting_in_flight++;

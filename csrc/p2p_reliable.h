@@ -86,6 +86,7 @@ typedef struct p2p_sent {
     uint32_t stream_len;
     uint16_t size;
     uint8_t flags;
+    uint8_t lane; /* the lane whose stream bytes it carried (set by the session) */
 } p2p_sent;
 
 typedef struct p2p_recovery {
@@ -124,6 +125,9 @@ void p2p_recovery_free(p2p_recovery *r);
  * record doubles when full, from P2P_SENT_RECORD_MIN entries. */
 int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t flags,
                          uint64_t stream_off, uint32_t stream_len, uint64_t *pn);
+/* The record of sent packet pn, which must lie in [base_pn, next_pn): for the session to
+ * note what else the packet carried. */
+p2p_sent *p2p_recovery_sent(p2p_recovery *r, uint64_t pn);
 /* When the record is full (next_pn - base_pn == cap), declares the oldest outstanding packet
  * lost, as a congestion signal, so that the next packet has an entry without the record
  * growing. The record may be freed when that leaves it empty. */
