@@ -191,7 +191,7 @@ fuzz-seeds: $(BUILD)/fuzz-tools/mkseeds
 # ---- benchmarks --------------------------------------------------------------------------
 
 BENCH_BIN := $(BUILD)/bench/bench_p2pnet $(BUILD)/bench/bench_enet $(BUILD)/bench/bench_tcp \
-             $(BUILD)/bench/bench_mesh
+             $(BUILD)/bench/bench_mesh $(BUILD)/bench/linkemu
 
 $(BUILD)/bench/bench_p2pnet: bench/bench_p2pnet.c bench/bench_common.h $(LIB)
 	@mkdir -p $(dir $@)
@@ -205,6 +205,10 @@ $(BUILD)/bench/bench_mesh: bench/bench_mesh.c $(LIB)
 $(BUILD)/bench/bench_enet: bench/bench_enet.c bench/bench_common.h
 	@mkdir -p $(dir $@)
 	$(CC) -Ibench $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) -lenet
+
+$(BUILD)/bench/linkemu: bench/linkemu.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS)
 
 $(BUILD)/bench/bench_tcp: bench/bench_tcp.c bench/bench_common.h
 	@mkdir -p $(dir $@)
