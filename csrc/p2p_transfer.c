@@ -26,6 +26,8 @@ enum {
 
 /* Largest body of a record this module writes: op, id, offset, a chunk. */
 #define XFER_BODY_MAX (1 + 8 + 8 + P2P_TRANSFER_CHUNK)
+/* A DATA record's bytes besides the chunk, at most: the record header and op, id, offset. */
+#define XFER_DATA_OVERHEAD (1 + 8 + XFER_BODY_MAX - P2P_TRANSFER_CHUNK)
 /* A WANT is given when the unacknowledged bytes fall to this: writes then refill half the
  * window at a time, rather than one event per acknowledgement. */
 #define XFER_WANT_AT (P2P_TRANSFER_WINDOW / 2)
@@ -264,7 +266,8 @@ int p2p_transfer_write(p2p_host *h, uint32_t t, const uint8_t *data, size_t len)
     if (!len || len > P2P_TRANSFER_CHUNK || !data) return P2P_ERR_INVALID;
     if (x->total != P2P_TRANSFER_UNKNOWN && len > x->total - x->next) return P2P_ERR_TOO_BIG;
     if (x->next + len > P2P_VARINT_MAX) return P2P_ERR_TOO_BIG;
-    if (p2p_peer_unacked(p, x->lane) >= P2P_TRANSFER_WINDOW) {
+    /* Never past the window: the stream's send ring then stays at the window's size. */
+    if (p2p_peer_unacked(p, x->lane) + len + XFER_DATA_OVERHEAD > P2P_TRANSFER_WINDOW) {
         block(h, x);
         return P2P_ERR_FULL;
     }
