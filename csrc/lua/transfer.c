@@ -132,15 +132,21 @@ static int l_cancel(lua_State *L)
     return result(L, n, p2p_host_transfer_cancel(n->host, id, reason, lp_node_now(n)), 0);
 }
 
+/* core.peer_node(peer) -> the Node the peer belongs to (peer.c keeps it in the Peer's
+ * uservalue under "node", PUV_NODE there). */
+static int l_peer_node(lua_State *L)
+{
+    (void)lp_check_peer(L, 1);
+    lp_uv_field(L, 1, "node");
+    return 1;
+}
+
 void lp_transfer_funcs(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"transfer_open", l_open},
-                                     {"transfer_write", l_write},
-                                     {"transfer_absorb", l_absorb},
-                                     {"transfer_finish", l_finish},
-                                     {"transfer_accept", l_accept},
-                                     {"transfer_cancel", l_cancel},
-                                     {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"peer_node", l_peer_node},    {"transfer_open", l_open},
+                                     {"transfer_write", l_write},   {"transfer_absorb", l_absorb},
+                                     {"transfer_finish", l_finish}, {"transfer_accept", l_accept},
+                                     {"transfer_cancel", l_cancel}, {NULL, NULL}};
     lp_setfuncs(L, funcs, 0);
     lua_pushinteger(L, P2P_TRANSFER_CHUNK);
     lua_setfield(L, -2, "transfer_chunk");
