@@ -383,20 +383,20 @@ int p2p_host_close(p2p_host *h, uint64_t now);
  * start; absorb that many bytes first when offset > 0) -> write while it returns 0 (FULL: wait
  * for the next WANT) -> finish -> END (done, or why not).
  * Receiver: OFFER -> p2p_host_transfer_accept (or cancel: refused) -> DATA ... -> END. */
-#define P2P_TRANSFER_UNKNOWN UINT64_MAX   /* a total not announced */
-#define P2P_TRANSFER_CHUNK (64u * 1024u)  /* largest write, and largest DATA record's bytes */
-#define P2P_TRANSFER_WINDOW (4u << 20)    /* unacknowledged stream bytes a write may leave */
-#define P2P_TRANSFER_META_MAX 1024u       /* bytes of an offer's name or metadata */
-#define P2P_TRANSFER_REASON_MAX 256u      /* bytes of a cancel's reason text */
-#define P2P_TRANSFER_PER_PEER 16u         /* transfers one peer may have open towards us */
-#define P2P_TRANSFER_HASH_LEN 32          /* BLAKE2b-256 of the whole content */
+#define P2P_TRANSFER_UNKNOWN UINT64_MAX  /* a total not announced */
+#define P2P_TRANSFER_CHUNK (64u * 1024u) /* largest write, and largest DATA record's bytes */
+#define P2P_TRANSFER_WINDOW (4u << 20)   /* unacknowledged stream bytes a write may leave */
+#define P2P_TRANSFER_META_MAX 1024u      /* bytes of an offer's name or metadata */
+#define P2P_TRANSFER_REASON_MAX 256u     /* bytes of a cancel's reason text */
+#define P2P_TRANSFER_PER_PEER 16u        /* transfers one peer may have open towards us */
+#define P2P_TRANSFER_HASH_LEN 32         /* BLAKE2b-256 of the whole content */
 
 typedef enum p2p_transfer_status {
-    P2P_TRANSFER_DONE = 0,         /* all bytes arrived and the hash matched */
-    P2P_TRANSFER_CANCELLED = 1,    /* we cancelled it (reason: ours) */
-    P2P_TRANSFER_PEER_CANCEL = 2,  /* the peer cancelled or refused it (reason: theirs) */
-    P2P_TRANSFER_INTEGRITY = 3,    /* the hash of what arrived did not match */
-    P2P_TRANSFER_LOST = 4,         /* the session ended first */
+    P2P_TRANSFER_DONE = 0,        /* all bytes arrived and the hash matched */
+    P2P_TRANSFER_CANCELLED = 1,   /* we cancelled it (reason: ours) */
+    P2P_TRANSFER_PEER_CANCEL = 2, /* the peer cancelled or refused it (reason: theirs) */
+    P2P_TRANSFER_INTEGRITY = 3,   /* the hash of what arrived did not match */
+    P2P_TRANSFER_LOST = 4,        /* the session ended first */
 } p2p_transfer_status;
 /* "done", "cancelled", "peer cancelled", "integrity", "lost" (static; never NULL). */
 const char *p2p_transfer_status_name(int status);
@@ -436,7 +436,7 @@ int p2p_host_transfer_cancel(p2p_host *h, uint32_t transfer, const char *reason,
 
 typedef struct p2p_transfer_info {
     p2p_peer_handle peer;
-    int outgoing;    /* 1: we send it */
+    int outgoing; /* 1: we send it */
     int lane;
     uint64_t total;  /* P2P_TRANSFER_UNKNOWN while not known */
     uint64_t offset; /* bytes written (sender) or received (receiver), from the start */

@@ -33,6 +33,7 @@ build = {
    type = "builtin",
    modules = {
       ["p2pnet"] = "lua/p2pnet/init.lua",
+      ["p2pnet.transfer"] = "lua/p2pnet/transfer.lua", -- streaming transfers
       ["p2pnet.core"] = {
          -- Every csrc/p2p_*.c, csrc/driver/*.c and csrc/lua/*.c file, exactly: `make check-rockspec` (part of `make test`)
          -- fails when this list and the directory disagree.

@@ -48,7 +48,8 @@ local function run_until(sim, cond, seconds)
 end
 
 describe("streaming transfers", function()
-    it("delivers 3 MiB from a source function to a sink function exactly once, with progress", function()
+    it("delivers 3 MiB from a source function to a function sink exactly once, with progress",
+       function()
         local sim, _, b, pa = sim_pair()
         local data = S.payload(1, 3 * MiB + 12345)
         local got, offsets, recv_done, offer = {}, {}, nil, nil

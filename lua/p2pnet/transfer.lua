@@ -253,12 +253,8 @@ return function(core, tasks)
         if t.file then
             ok, err = t.file:write(data)
         else
-            ok, err = call("transfer sink", t.sink, data, offset)
-            if ok then
-                err = nil
-            else
-                err = "sink failed"
-            end
+            ok = call("transfer sink", t.sink, data, offset)
+            err = "sink failed"
         end
         if not ok then
             core.transfer_cancel(t.node, t.id, tostring(err))
