@@ -158,6 +158,8 @@ static int push(p2p_host *h, const p2p_peer *p, const p2p_xfer *x, int type, uin
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     p2p_fill_event(p, &ev);
+    /* A session that ended has reported its LEAVE already: its handle is dead. */
+    if (status == P2P_TRANSFER_LOST) ev.peer = 0;
     ev.type = (p2p_event_type)type;
     ev.transfer = x->handle;
     ev.offset = offset;

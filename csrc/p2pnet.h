@@ -230,7 +230,8 @@ typedef enum p2p_event_type {
     P2P_EV_TRANSFER_OFFER, /* peer, transfer, total, meta in data/len: accept or cancel it */
     P2P_EV_TRANSFER_WANT,  /* peer, transfer, offset: an outgoing transfer has room to write */
     P2P_EV_TRANSFER_DATA,  /* peer, transfer, offset, the bytes at offset in data/len */
-    P2P_EV_TRANSFER_END,   /* peer, transfer, status (p2p_transfer_status), reason in data */
+    P2P_EV_TRANSFER_END,   /* peer, transfer, status (p2p_transfer_status), reason in data;
+                            * peer is 0 with status LOST (the LEAVE came first) */
 } p2p_event_type;
 
 typedef enum p2p_leave_reason {
