@@ -118,6 +118,8 @@ static p2p_xfer *xfer_new(p2p_host *h, p2p_peer *p, int outgoing, int *rc)
     p2p_xfer *x = p2p_mem_alloc(h, p, sizeof *x, rc);
     if (!x) return NULL;
     memset(x, 0, sizeof *x);
+    /* Outgoing ids must only grow on a session: after 2^32 transfers on one host (never, in
+     * practice) they would start again at 1 and the peer would end the session. */
     x->handle = t->next_handle++;
     if (!t->next_handle) t->next_handle = 1; /* 0 is never a handle */
     x->peer = p->handle;
@@ -310,7 +312,7 @@ int p2p_transfer_absorb(p2p_host *h, uint32_t t, const uint8_t *data, size_t len
         limit = x->state == X_RUNNING ? x->start : 0; /* the prefix the receiver has */
     else
         limit = x->state == X_OFFERED ? x->total : 0; /* before accepting */
-    if (len > limit - x->absorbed) return P2P_ERR_INVALID;
+    if (x->absorbed > limit || len > limit - x->absorbed) return P2P_ERR_INVALID;
     p2p_hash_stream_update(&x->hash, data, len);
     x->absorbed += len;
     return 0;

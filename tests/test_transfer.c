@@ -317,6 +317,9 @@ static void test_transfer_api_checks(void)
     T_EQ_INT(p2p_host_transfer_write(h, t, meta, 10, net.now), 0);
     T_EQ_INT(p2p_host_transfer_write(h, t, meta, 1, net.now), P2P_ERR_TOO_BIG);
     T_EQ_INT(p2p_host_transfer_absorb(h, t, meta, 1), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_host_transfer_finish(h, t, net.now), 0);
+    T_EQ_INT(p2p_host_transfer_absorb(h, t, meta, 1), P2P_ERR_INVALID); /* after the end */
+    T_EQ_INT(p2p_host_transfer_write(h, t, meta, 1, net.now), P2P_ERR_INVALID);
     T_EQ_INT(p2p_host_transfer_accept(h, t, 0, net.now), P2P_ERR_PEER); /* not incoming */
     an_free(&net);
 }
