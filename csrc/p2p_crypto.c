@@ -324,3 +324,24 @@ uint32_t p2p_rng_below(p2p_rng *r, uint32_t bound)
     } while (x < threshold);
     return x % bound;
 }
+
+/* ---- transfers: streaming BLAKE2b --------------------------------------------------------- */
+
+_Static_assert(sizeof(crypto_generichash_state) <= P2P_HASH_STREAM_SIZE,
+               "p2p_hash_stream is too small for libsodium's state");
+
+void p2p_hash_stream_init(p2p_hash_stream *s, size_t outlen)
+{
+    crypto_generichash_init((crypto_generichash_state *)(void *)s->opaque, NULL, 0, outlen);
+}
+
+void p2p_hash_stream_update(p2p_hash_stream *s, const uint8_t *in, size_t n)
+{
+    if (n) crypto_generichash_update((crypto_generichash_state *)(void *)s->opaque, in, n);
+}
+
+void p2p_hash_stream_final(p2p_hash_stream *s, uint8_t *out, size_t outlen)
+{
+    crypto_generichash_final((crypto_generichash_state *)(void *)s->opaque, out, outlen);
+    sodium_memzero(s, sizeof *s);
+}

@@ -111,4 +111,16 @@ uint32_t p2p_rng_u32(p2p_rng *r);
 /* Uniform in [0, bound) without modulo bias; bound > 0. */
 uint32_t p2p_rng_below(p2p_rng *r, uint32_t bound);
 
+/* transfers: a BLAKE2b hash computed over data given in pieces (libsodium's
+ * crypto_generichash state, kept opaque here so that no other file includes sodium.h). */
+#define P2P_HASH_STREAM_SIZE 384
+typedef struct p2p_hash_stream {
+    _Alignas(64) uint8_t opaque[P2P_HASH_STREAM_SIZE];
+} p2p_hash_stream;
+/* Starts an unkeyed hash of outlen bytes (16..64). */
+void p2p_hash_stream_init(p2p_hash_stream *s, size_t outlen);
+void p2p_hash_stream_update(p2p_hash_stream *s, const uint8_t *in, size_t n);
+/* Writes the outlen bytes given to init and wipes the state. */
+void p2p_hash_stream_final(p2p_hash_stream *s, uint8_t *out, size_t outlen);
+
 #endif

@@ -8,6 +8,7 @@
  * state, which the host reads after each call into them (settle()).
  */
 #include "p2p_host.h"
+#include "p2p_transfer.h" /* transfers */
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -102,6 +103,7 @@ void p2p_host_free(p2p_host *h)
     p2p_mesh_free(h);
     p2p_nat_free(h);
     p2p_guard_free(h);
+    p2p_transfer_free(h); /* transfers */
     p2p_index_free(&h->peers);
     free(h->allow);
     free(h->deny);
@@ -130,6 +132,7 @@ static void reap(p2p_host *h)
         p2p_peer *p = h->dead_head;
         h->dead_head = p->dead_next;
         p2p_nat_on_end(h, p);
+        p2p_transfer_on_end(h, p); /* transfers: each ends as lost */
         p2p_hs_free(p);
         p2p_peer_release(p);
         /* Whatever the session did not give back is released with it. */
@@ -364,7 +367,8 @@ static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size
 static int route_records(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     for (p2p_ctl_rec *c; (c = p2p_peer_take_record(p));) {
-        int bad = c->kind >= P2P_REC_INTRO_REQ
+        int bad = c->kind == P2P_REC_TRANSFER ? p2p_transfer_on_record(h, p, c->body, c->len)
+                  : c->kind >= P2P_REC_INTRO_REQ
                       ? p2p_nat_on_record(h, p, c->kind, c->body, c->len, now)
                       : p2p_mesh_on_record(h, p, c->kind, c->body, c->len, now);
         p2p_peer_record_done(c);
@@ -480,6 +484,7 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
     }
     p2p_guard_credit(h, from, len); /* what may be sent back (section 8.6) */
     dispatch(h, from, buf, len);
+    p2p_transfer_poll(h); /* transfers: acknowledgements may have made room */
     settle(h);
     return 0;
 }
@@ -755,4 +760,50 @@ void p2p_host_stats(const p2p_host *h, p2p_stats *out)
     /* Half-open entries also end outside the handshake code (timeouts, close): read the
      * load now rather than when it last changed there. */
     out->under_load = h->n_half_open >= h->cookie_threshold;
+}
+
+/* ---- streaming transfers (p2p_transfer.c) --------------------------------------------------- */
+
+int p2p_host_transfer_open(p2p_host *h, p2p_peer_handle peer, int lane, uint64_t total,
+                           const uint8_t *meta, size_t len, uint32_t *out, uint64_t now)
+{
+    if (now > h->now) h->now = now;
+    int rc = p2p_transfer_open(h, peer, lane, total, meta, len, out);
+    settle(h);
+    return rc;
+}
+
+int p2p_host_transfer_write(p2p_host *h, uint32_t transfer, const uint8_t *data, size_t len,
+                            uint64_t now)
+{
+    if (now > h->now) h->now = now;
+    return p2p_transfer_write(h, transfer, data, len);
+}
+
+int p2p_host_transfer_absorb(p2p_host *h, uint32_t transfer, const uint8_t *data, size_t len)
+{
+    return p2p_transfer_absorb(h, transfer, data, len);
+}
+
+int p2p_host_transfer_finish(p2p_host *h, uint32_t transfer, uint64_t now)
+{
+    if (now > h->now) h->now = now;
+    return p2p_transfer_finish(h, transfer);
+}
+
+int p2p_host_transfer_accept(p2p_host *h, uint32_t transfer, uint64_t offset, uint64_t now)
+{
+    if (now > h->now) h->now = now;
+    return p2p_transfer_accept(h, transfer, offset);
+}
+
+int p2p_host_transfer_cancel(p2p_host *h, uint32_t transfer, const char *reason, uint64_t now)
+{
+    if (now > h->now) h->now = now;
+    return p2p_transfer_cancel(h, transfer, reason);
+}
+
+int p2p_host_transfer_info(const p2p_host *h, uint32_t transfer, p2p_transfer_info *info)
+{
+    return p2p_transfer_get_info(h, transfer, info);
 }

@@ -453,6 +453,11 @@ typedef struct p2p_peer {
     struct p2p_peer *dead_next;
     /* Control records (mesh, NAT) that arrived whole and wait for the host to route them. */
     struct p2p_ctl_rec *ctl_head, *ctl_tail;
+
+    /* transfers (p2p_transfer.c): the highest transfer id the peer has opened towards us (ids
+     * only grow), and how many transfers are open each way */
+    uint64_t xfer_max_in;
+    uint32_t xfer_in, xfer_out;
 } p2p_peer;
 
 /* A mesh or NAT record the session received: the host hands it to its module. */
@@ -607,6 +612,9 @@ struct p2p_host {
     size_t n_sessions, notes_sessions;
     uint64_t notes_lost;
     p2p_peer *dead_head;
+
+    /* transfers (p2p_transfer.c): every open transfer, both directions */
+    struct p2p_xfers *xfers;
 };
 
 #endif

@@ -1087,3 +1087,11 @@ int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type, c
     p2p_ready(h, p);
     return 0;
 }
+
+/* ---- transfers -------------------------------------------------------------------------- */
+
+size_t p2p_peer_unacked(const p2p_peer *p, int lane)
+{
+    (void)lane; /* one stream for now: every lane is lane 0 */
+    return (size_t)(p->send_end - p->sbase);
+}

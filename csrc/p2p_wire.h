@@ -59,7 +59,9 @@ enum {
     /* introductions (docs/PROTOCOL.md section 8.2): same layout as mesh records */
     P2P_REC_INTRO_REQ = 0x0a,
     P2P_REC_INTRO = 0x0b,
-    P2P_REC_INTRO_FAIL = 0x0c
+    P2P_REC_INTRO_FAIL = 0x0c,
+    /* streaming transfers (docs/PROTOCOL.md section 4.2): same layout, body = u8 op, fields */
+    P2P_REC_TRANSFER = 0x0d
 };
 
 #define P2P_VARINT_MAX ((UINT64_C(1) << 62) - 1)

@@ -226,6 +226,12 @@ typedef enum p2p_event_type {
     P2P_EV_DATAGRAM, /* peer, msg_type, data, len */
     P2P_EV_ERROR,    /* peer (0 if none), error text in data/len */
     P2P_EV_REQUEST,  /* peer, id, from: answer with p2p_host_admit() (request_hook only) */
+    /* streaming transfers (docs/PROTOCOL.md section 4.2; see "streaming transfers" below) */
+    P2P_EV_TRANSFER_OFFER, /* peer, transfer, total, meta in data/len: accept or cancel it */
+    P2P_EV_TRANSFER_WANT,  /* peer, transfer, offset: an outgoing transfer has room to write */
+    P2P_EV_TRANSFER_DATA,  /* peer, transfer, offset, the bytes at offset in data/len */
+    P2P_EV_TRANSFER_END,   /* peer, transfer, status (p2p_transfer_status), reason in data;
+                            * peer is 0 with status LOST (the LEAVE came first) */
 } p2p_event_type;
 
 typedef enum p2p_leave_reason {
@@ -265,6 +271,11 @@ typedef struct p2p_event {
     p2p_addr from; /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
     const uint8_t *data;
     size_t len;
+    /* streaming transfers: the transfer's handle, the offset of DATA (or WANT's next offset,
+     * or the offset accepted), and the announced size (P2P_TRANSFER_UNKNOWN: not announced) */
+    uint32_t transfer;
+    uint64_t offset;
+    uint64_t total;
 } p2p_event;
 
 /* Takes the next event. Returns 1 and fills *ev, or 0 when there is none. */
@@ -360,6 +371,81 @@ int p2p_host_admit(p2p_host *h, p2p_peer_handle p, int accept, uint64_t now);
  * accepts nothing more. Drain datagrams after it. Idempotent. */
 int p2p_host_close(p2p_host *h, uint64_t now);
 
+/* ---- streaming transfers (docs/PROTOCOL.md section 4.2) --------------------------------------
+ *
+ * A transfer moves a sequence of bytes of any size through a session's stream in chunks,
+ * with back-pressure: the sender writes only while the transfer has room (bytes the peer has
+ * not acknowledged stay under P2P_TRANSFER_WINDOW), so memory stays flat whatever the size.
+ * The core does no file I/O: the application reads its source when P2P_EV_TRANSFER_WANT says
+ * there is room, and writes what P2P_EV_TRANSFER_DATA delivers. Both sides hash the whole
+ * content (BLAKE2b-256); the receiver checks it and tells the sender.
+ *
+ * Sender: p2p_host_transfer_open -> (OFFER at the peer; it accepts) -> WANT (offset: where to
+ * start; absorb that many bytes first when offset > 0) -> write while it returns 0 (FULL: wait
+ * for the next WANT) -> finish -> END (done, or why not).
+ * Receiver: OFFER -> p2p_host_transfer_accept (or cancel: refused) -> DATA ... -> END. */
+#define P2P_TRANSFER_UNKNOWN UINT64_MAX  /* a total not announced */
+#define P2P_TRANSFER_CHUNK (64u * 1024u) /* largest write, and largest DATA record's bytes */
+#define P2P_TRANSFER_WINDOW (4u << 20)   /* unacknowledged stream bytes a write may leave */
+#define P2P_TRANSFER_META_MAX 1024u      /* bytes of an offer's name or metadata */
+#define P2P_TRANSFER_REASON_MAX 256u     /* bytes of a cancel's reason text */
+#define P2P_TRANSFER_PER_PEER 16u        /* transfers one peer may have open towards us */
+#define P2P_TRANSFER_HASH_LEN 32         /* BLAKE2b-256 of the whole content */
+
+typedef enum p2p_transfer_status {
+    P2P_TRANSFER_DONE = 0,        /* all bytes arrived and the hash matched */
+    P2P_TRANSFER_CANCELLED = 1,   /* we cancelled it (reason: ours) */
+    P2P_TRANSFER_PEER_CANCEL = 2, /* the peer cancelled or refused it (reason: theirs) */
+    P2P_TRANSFER_INTEGRITY = 3,   /* the hash of what arrived did not match */
+    P2P_TRANSFER_LOST = 4,        /* the session ended first */
+} p2p_transfer_status;
+/* "done", "cancelled", "peer cancelled", "integrity", "lost" (static; never NULL). */
+const char *p2p_transfer_status_name(int status);
+
+/* Offers a transfer of total bytes (P2P_TRANSFER_UNKNOWN: the size is not known yet) to a
+ * connected peer, with meta (a name or metadata for the receiver, at most
+ * P2P_TRANSFER_META_MAX bytes, copied). lane: the session's lane (0 for now). *out receives
+ * the transfer's handle, for every call below and the events. Writing waits for the peer's
+ * answer: a WANT event, or END when it refuses. Returns 0, P2P_ERR_PEER, P2P_ERR_INVALID,
+ * P2P_ERR_LIMIT (P2P_TRANSFER_PER_PEER outgoing transfers open already), P2P_ERR_FULL (the
+ * peer's memory budget) or P2P_ERR_NOMEM. */
+int p2p_host_transfer_open(p2p_host *h, p2p_peer_handle peer, int lane, uint64_t total,
+                           const uint8_t *meta, size_t len, uint32_t *out, uint64_t now);
+/* Writes the next len bytes (1..P2P_TRANSFER_CHUNK, copied) of an accepted outgoing transfer.
+ * Returns 0; P2P_ERR_FULL when it has no room now (nothing written: a WANT event follows when
+ * it has); P2P_ERR_TOO_BIG past the announced total; P2P_ERR_INVALID (not accepted yet, or the
+ * accepted prefix not absorbed); P2P_ERR_PEER (no such transfer). */
+int p2p_host_transfer_write(p2p_host *h, uint32_t transfer, const uint8_t *data, size_t len,
+                            uint64_t now);
+/* Feeds bytes the other side already has into the transfer's hash without sending them: the
+ * sender the first `offset` bytes of WANT after a resumed accept, the receiver its own prefix
+ * before accepting from an offset. Returns 0, P2P_ERR_INVALID (more than that prefix, or not
+ * now) or P2P_ERR_PEER. */
+int p2p_host_transfer_absorb(p2p_host *h, uint32_t transfer, const uint8_t *data, size_t len);
+/* Ends an outgoing transfer after its last byte: the announced total must have been written
+ * (an unknown total becomes what was written). END follows when the peer has checked it.
+ * Returns 0, P2P_ERR_INVALID (bytes missing, or not accepted), P2P_ERR_PEER or P2P_ERR_FULL. */
+int p2p_host_transfer_finish(p2p_host *h, uint32_t transfer, uint64_t now);
+/* Accepts an offered incoming transfer from offset (0, or the bytes the application has
+ * already and gave to p2p_host_transfer_absorb). Returns 0, P2P_ERR_INVALID, P2P_ERR_PEER or
+ * P2P_ERR_FULL. */
+int p2p_host_transfer_accept(p2p_host *h, uint32_t transfer, uint64_t offset, uint64_t now);
+/* Cancels a transfer in either direction, or refuses an offer, with a reason (at most
+ * P2P_TRANSFER_REASON_MAX bytes, sent to the peer). An END event (cancelled) follows.
+ * Returns 0 or P2P_ERR_PEER (no such transfer). */
+int p2p_host_transfer_cancel(p2p_host *h, uint32_t transfer, const char *reason, uint64_t now);
+
+typedef struct p2p_transfer_info {
+    p2p_peer_handle peer;
+    int outgoing; /* 1: we send it */
+    int lane;
+    uint64_t total;  /* P2P_TRANSFER_UNKNOWN while not known */
+    uint64_t offset; /* bytes written (sender) or received (receiver), from the start */
+    uint64_t start;  /* the offset it was accepted from */
+} p2p_transfer_info;
+/* Fills *info. Returns 0 or P2P_ERR_PEER when the transfer has ended. */
+int p2p_host_transfer_info(const p2p_host *h, uint32_t transfer, p2p_transfer_info *info);
+
 /* ---- statistics ----------------------------------------------------------------------- */
 
 typedef struct p2p_stats {
@@ -396,6 +482,8 @@ typedef struct p2p_stats {
     /* hardening (handshake) */
     uint64_t dropped_half_open; /* INITs refused because the half-open table, or the share
                                  * of it one source IP may hold (8), was full */
+    /* streaming transfers */
+    uint64_t transfers_refused; /* offers refused at once: P2P_TRANSFER_PER_PEER or budget */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);

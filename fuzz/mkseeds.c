@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_net.h"
+#include "../csrc/p2p_transfer.h" /* transfer seeds */
 
 static const char *root;
 
@@ -344,6 +345,89 @@ static void keyfile_seeds(void)
     text_seed("fuzz_keyfile", "hex_id", hex);
 }
 
+/* ---- fuzz_transfer (streaming transfers) -------------------------------------------------- */
+
+/* A TRANSFER record body: op, varint id, then n bytes of fields. */
+static size_t xf_body(uint8_t *b, size_t cap, uint8_t op, uint64_t id, const uint8_t *f, size_t n)
+{
+    p2p_wr w;
+    p2p_wr_init(&w, b, cap);
+    p2p_wr_u8(&w, op);
+    p2p_wr_varint(&w, id);
+    p2p_wr_bytes(&w, f, n);
+    return (size_t)(w.p - b);
+}
+
+static void transfer_seeds(void)
+{
+    /* chunk modes of fuzz_transfer.c */
+    enum { REC = 0, OPEN = 1, WRITE = 2, FINISH = 3, ACCEPT = 4, CANCEL = 5, ALT = 0x10 };
+    uint8_t b[4096], f[2048];
+    p2p_wr w;
+    seed s;
+
+    /* the API path: A offers 3000 bytes, V accepts, A writes them and finishes */
+    memset(&s, 0, sizeof s);
+    uint8_t total[4] = {0xb8, 0x0b, 0, 0}, meta[] = "file.bin";
+    memcpy(f, total, 4);
+    memcpy(f + 4, meta, sizeof meta - 1);
+    chunk(&s, OPEN, 1, f, 4 + sizeof meta - 1);
+    chunk(&s, ACCEPT, 1, NULL, 0);
+    memset(f, 0x42, 1500);
+    chunk(&s, WRITE, 1, f, 1500);
+    chunk(&s, WRITE, 1, f, 1500);
+    chunk(&s, FINISH, 1, NULL, 0);
+    put_file("fuzz_transfer", "api_roundtrip", s.b, s.n);
+
+    /* the same with a resumed accept (V absorbs 100 bytes first) and a cancel by V */
+    memset(&s, 0, sizeof s);
+    memcpy(f, total, 4);
+    chunk(&s, OPEN, 1, f, 4);
+    memset(f, 0x42, 100);
+    chunk(&s, ACCEPT | ALT, 1, f, 100);
+    chunk(&s, WRITE, 1, f, 100);
+    chunk(&s, CANCEL, 1, (const uint8_t *)"stop", 4);
+    put_file("fuzz_transfer", "api_resume_cancel", s.b, s.n);
+
+    /* raw records: OPEN (sized, with meta), DATA, END with a wrong hash */
+    memset(&s, 0, sizeof s);
+    p2p_wr_init(&w, f, sizeof f);
+    p2p_wr_u8(&w, P2P_XOPEN_SIZED);
+    p2p_wr_varint(&w, 10);
+    p2p_wr_varint(&w, 3);
+    p2p_wr_bytes(&w, "abc", 3);
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_OPEN, 1, f, (size_t)(w.p - f)));
+    chunk(&s, ACCEPT, 1, NULL, 0);
+    p2p_wr_init(&w, f, sizeof f);
+    p2p_wr_varint(&w, 0);
+    p2p_wr_bytes(&w, "0123456789", 10);
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_DATA, 1, f, (size_t)(w.p - f)));
+    p2p_wr_init(&w, f, sizeof f);
+    p2p_wr_varint(&w, 10);
+    memset(w.p, 0x77, P2P_TRANSFER_HASH_LEN);
+    w.p += P2P_TRANSFER_HASH_LEN;
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_END, 1, f, (size_t)(w.p - f)));
+    put_file("fuzz_transfer", "records_open_data_end", s.b, s.n);
+
+    /* raw records: an unsized OPEN, then CANCEL with a reason; ACCEPT, STOP and DONE for ids
+     * A never gave out */
+    memset(&s, 0, sizeof s);
+    uint8_t unsized[] = {0, 0};
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_OPEN, 2, unsized, sizeof unsized));
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_CANCEL, 2, (const uint8_t *)"bye", 3));
+    uint8_t zero[] = {0};
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_ACCEPT, 1, zero, 1));
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_STOP, 1, zero, 1));
+    chunk(&s, REC, 1, b, xf_body(b, sizeof b, P2P_XOP_DONE, 1, NULL, 0));
+    put_file("fuzz_transfer", "records_cancel_and_answers", s.b, s.n);
+
+    /* twenty offers: past the per-peer cap */
+    memset(&s, 0, sizeof s);
+    for (uint64_t id = 1; id <= 20; id++)
+        chunk(&s, REC, 0, b, xf_body(b, sizeof b, P2P_XOP_OPEN, id, unsized, sizeof unsized));
+    put_file("fuzz_transfer", "records_over_cap", s.b, s.n);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -355,5 +439,6 @@ int main(int argc, char **argv)
     mesh_seeds();
     addr_seeds();
     keyfile_seeds();
+    transfer_seeds();
     return 0;
 }

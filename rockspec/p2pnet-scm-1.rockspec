@@ -33,6 +33,7 @@ build = {
    type = "builtin",
    modules = {
       ["p2pnet"] = "lua/p2pnet/init.lua",
+      ["p2pnet.transfer"] = "lua/p2pnet/transfer.lua", -- streaming transfers
       ["p2pnet.core"] = {
          -- Every csrc/p2p_*.c, csrc/driver/*.c and csrc/lua/*.c file, exactly: `make check-rockspec` (part of `make test`)
          -- fails when this list and the directory disagree.
@@ -45,6 +46,7 @@ build = {
             "csrc/lua/node.c",
             "csrc/lua/peer.c",
             "csrc/lua/sim.c",
+            "csrc/lua/transfer.c",
             "csrc/lua/util.c",
             "csrc/p2p_addr.c",
             "csrc/p2p_crypto.c",
@@ -62,6 +64,7 @@ build = {
             "csrc/p2p_ranges.c",
             "csrc/p2p_reliable.c",
             "csrc/p2p_state.c",
+            "csrc/p2p_transfer.c",
             "csrc/p2p_wire.c",
          },
          incdirs = { "csrc", "$(SODIUM_INCDIR)" },

@@ -30,7 +30,7 @@ local LAYERS = {
     { "state", { "p2p_internal", "p2p_state" } },
     -- the guard reads the session table (proven paths, attempts' INITs): it sits with it
     { "session", { "p2p_peer", "p2p_guard" } },
-    { "modules", { "p2p_handshake", "p2p_mesh", "p2p_nat", "p2p_path" }, apart = true },
+    { "modules", { "p2p_handshake", "p2p_mesh", "p2p_nat", "p2p_path", "p2p_transfer" }, apart = true },
     { "hub", { "p2p_host" } },
     { "drivers", { "driver/udp", "driver/sim" }, apart = true },
     { "binding", { "binding" } },
@@ -50,6 +50,9 @@ local PRIVATE = {
     amp_recv = "p2p_path", amp_sent = "p2p_path", chal_data = "p2p_path",
     chal_at = "p2p_path", chal_tries = "p2p_path", upgrade_data = "p2p_path",
     upgrade_at = "p2p_path", upgrade_gap = "p2p_path",
+    -- transfers
+    xfers = "p2p_transfer", xfer_max_in = "p2p_transfer", xfer_in = "p2p_transfer",
+    xfer_out = "p2p_transfer",
 }
 local HUB = "p2p_host"
 

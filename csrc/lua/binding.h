@@ -276,4 +276,12 @@ void lp_queue_free(lnode *n);
  * 0 with none: the error was printed and counted as "error in <what> handler". */
 int lp_call_reported(lua_State *L, lnode *n, int nargs, int nres, const char *what);
 
+/* ---- transfer.c (streaming transfers) --------------------------------------------------- */
+
+/* Adds the core.transfer_* functions to the module table on top of the stack. */
+void lp_transfer_funcs(lua_State *L);
+/* Hands a transfer event to the Lua layer's hook (layer, pidx, didx: stack indexes of the
+ * layer's table, the event's Peer and its data). */
+void lp_dispatch_transfer(lua_State *L, lnode *n, const levent *e, int layer, int pidx, int didx);
+
 #endif

@@ -754,6 +754,12 @@ static int dispatch_body(lua_State *L)
         case P2P_EV_LEAVE:
         case P2P_EV_ERROR: dispatch_session(L, n, &e, D_BASE + 1, D_BASE + 2); break;
         case P2P_EV_REQUEST: dispatch_request(L, n, &e); break;
+        case P2P_EV_TRANSFER_OFFER:
+        case P2P_EV_TRANSFER_WANT:
+        case P2P_EV_TRANSFER_DATA:
+        case P2P_EV_TRANSFER_END:
+            lp_dispatch_transfer(L, n, &e, D_LAYER, D_BASE + 1, D_BASE + 2);
+            break;
         default: break;
         }
         lua_settop(L, D_BASE);

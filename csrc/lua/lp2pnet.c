@@ -110,6 +110,7 @@ int luaopen_p2pnet_core(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
     lua_newtable(L);
     lp_setfuncs(L, funcs, 0);
+    lp_transfer_funcs(L); /* streaming transfers */
     lua_pushinteger(L, P2P_MAX_DATAGRAM);
     lua_setfield(L, -2, "MAX_DATAGRAM");
     lua_pushliteral(L, P2P_VERSION_STRING);

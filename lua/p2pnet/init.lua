@@ -224,6 +224,11 @@ local function deliver(st, peer, mtype, data, info)
     end
 end
 
+-- Streaming transfers (lua/p2pnet/transfer.lua): peer:send_file, node:on_transfer, Transfer.
+local transfers = require("p2pnet.transfer")(core, {
+    wait = wait, wake = wake, current_task = current_task,
+})
+
 -- The creation hook of every node: its state, and the hooks the core calls.
 local function install(node)
     local st = state(node)
@@ -278,6 +283,7 @@ local function install(node)
         end
         st.receivers, st.connects = {}, {}
     end
+    transfers.install(node, st)
 end
 
 ---------------------------------------------------------------------------------------------
