@@ -265,6 +265,10 @@ typedef struct p2p_event {
     p2p_addr from; /* the peer's address (JOIN, LEAVE, ERROR, REQUEST) */
     const uint8_t *data;
     size_t len;
+    /* lanes: MESSAGE, REPLY, DATAGRAM: the lane (0 to P2P_LANE_MAX; seq counts within it);
+     * DATAGRAM: sequenced is 1 for p2p_peer_send_sequenced's, whose number is seq */
+    uint8_t lane;
+    uint8_t sequenced;
 } p2p_event;
 
 /* Takes the next event. Returns 1 and fills *ev, or 0 when there is none. */
@@ -350,6 +354,40 @@ int p2p_peer_reply(p2p_host *h, p2p_peer_handle p, uint64_t seq, int status, con
 /* Sends one unreliable datagram. Returns 0, P2P_ERR_PEER, P2P_ERR_TOO_BIG or P2P_ERR_NOMEM. */
 int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle p, uint16_t type, const uint8_t *data,
                            size_t len, uint64_t now);
+/* ---- lanes (docs/PROTOCOL.md section 4.4) -------------------------------------------- */
+
+/* Application lanes are 0 to P2P_LANE_MAX. Each is a reliable, ordered, exactly-once stream of
+ * its own: loss or a large message on one never delays another. Lane 0 is the one
+ * p2p_peer_send uses. Lanes are made on first use, within the peer's memory budget. */
+#define P2P_LANE_MAX 254
+/* Largest sequenced datagram payload: its frame carries a lane and a sequence number too. */
+#define P2P_MAX_DATAGRAM_SEQ (P2P_MAX_DATAGRAM - 9)
+#define P2P_LANE_PRIORITY_MAX 255
+#define P2P_LANE_WEIGHT_MAX 65535
+
+/* p2p_peer_send on a lane. *seq counts within the lane (the REPLY event carries the lane).
+ * Returns as p2p_peer_send, or P2P_ERR_INVALID when lane > P2P_LANE_MAX; P2P_ERR_FULL also
+ * when the peer's memory budget cannot hold a new lane. */
+int p2p_peer_send_lane(p2p_host *h, p2p_peer_handle p, uint8_t lane, uint16_t type,
+                       const uint8_t *data, size_t len, int want_reply, uint64_t *seq,
+                       uint64_t now);
+/* p2p_peer_reply for a MESSAGE event of any lane (ev.lane, ev.seq). */
+int p2p_peer_reply_lane(p2p_host *h, p2p_peer_handle p, uint8_t lane, uint64_t seq, int status,
+                        const uint8_t *data, size_t len, uint64_t now);
+/* One sequenced unreliable datagram on a lane: the receiver delivers it only when it is newer
+ * than every one it delivered on that lane (the rest are dropped and counted in
+ * dropped_stale). Returns 0, P2P_ERR_PEER, P2P_ERR_INVALID (lane), P2P_ERR_TOO_BIG (over
+ * P2P_MAX_DATAGRAM_SEQ), P2P_ERR_FULL or P2P_ERR_NOMEM. */
+int p2p_peer_send_sequenced(p2p_host *h, p2p_peer_handle p, uint8_t lane, uint16_t type,
+                            const uint8_t *data, size_t len, uint64_t now);
+/* p2p_host_broadcast on a lane: every hop carries it on that lane, and receivers report it. */
+int p2p_host_broadcast_lane(p2p_host *h, uint8_t lane, uint16_t type, const uint8_t *data,
+                            size_t len, uint64_t *seq, uint64_t now);
+/* Sets how this node shares the window between its lanes: strict priority (higher first,
+ * 0 to P2P_LANE_PRIORITY_MAX, default 0), and within one priority by weight (1 to
+ * P2P_LANE_WEIGHT_MAX, default 1), by bytes. Returns 0 or P2P_ERR_INVALID. */
+int p2p_host_set_lane(p2p_host *h, uint8_t lane, int priority, int weight);
+
 /* Ends one session gracefully: CLOSE is sent and a LEAVE (closed) event follows.
  * Returns 0 or P2P_ERR_PEER. */
 int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle p, uint64_t now);
@@ -396,6 +434,8 @@ typedef struct p2p_stats {
     /* hardening (handshake) */
     uint64_t dropped_half_open; /* INITs refused because the half-open table, or the share
                                  * of it one source IP may hold (8), was full */
+    /* lanes */
+    uint64_t dropped_stale; /* sequenced datagrams older than one already delivered */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);
