@@ -112,6 +112,8 @@ int luaopen_p2pnet_core(lua_State *L)
     lp_setfuncs(L, funcs, 0);
     lua_pushinteger(L, P2P_MAX_DATAGRAM);
     lua_setfield(L, -2, "MAX_DATAGRAM");
+    lua_pushinteger(L, P2P_MAX_DATAGRAM_SEQ); /* lanes */
+    lua_setfield(L, -2, "MAX_DATAGRAM_SEQUENCED");
     lua_pushliteral(L, P2P_VERSION_STRING);
     lua_setfield(L, -2, "version");
     return 1;
