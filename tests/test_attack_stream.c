@@ -267,7 +267,8 @@ static void test_whatever_it_sends(void)
         if (!v) break;
         if (v->mem > most) most = v->mem;
         /* what is really allocated for the body and the pieces, whatever was charged */
-        uint64_t seen = (v->l0.r_body ? malloc_usable_size(v->l0.r_body) : 0) + v->l0.r_pieces.bytes;
+        uint64_t seen =
+            (v->l0.r_body ? malloc_usable_size(v->l0.r_body) : 0) + v->l0.r_pieces.bytes;
         if (seen > most_seen) most_seen = seen;
     }
     T_CHECK(v != NULL);
@@ -359,8 +360,8 @@ static void test_unanswered_requests(void)
     v = an_session(&net, VICTIM, ATTACKER);
     T_CHECK(v != NULL);
     if (v) {
-        printf("     %llu records received, %zu ranges owed\n", (unsigned long long)v->l0.records_recv,
-               v->l0.owed.n);
+        printf("     %llu records received, %zu ranges owed\n",
+               (unsigned long long)v->l0.records_recv, v->l0.owed.n);
         T_CHECK(v->l0.records_recv >= 2 * n);
         T_CHECK(v->l0.owed.n <= P2P_RECEIPT_RANGES);
         T_CHECK(v->mem <= P2P_DEFAULT_PEER_MEMORY);
