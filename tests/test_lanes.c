@@ -221,11 +221,12 @@ static uint64_t quantile(uint64_t *v, int n, double q)
 /* A 16 MiB message on `bulk_lane` with 1% loss, and a 64-byte message every 100 ms on
  * `small_lane` (priority 1 when it is another lane). Fills lat[] with the small messages'
  * latencies (undelivered ones count as the time they waited) and returns their count. */
-static int hol_run(uint8_t bulk_lane, uint8_t small_lane, uint64_t *lat, uint64_t *bulk_bytes)
+static int hol_run(uint8_t bulk_lane, uint8_t small_lane, int small_prio, uint64_t *lat,
+                   uint64_t *bulk_bytes)
 {
     int n = 0;
     if (setup2(41, RTT_US / 2, 0.01, 0, 0, bulk_config(), NULL)) return -1;
-    if (small_lane != bulk_lane) p2p_host_set_lane(NA.h, small_lane, 1, 1);
+    p2p_host_set_lane(NA.h, small_lane, small_prio, 1);
     T_EQ_INT(send_msg(&NA, bulk_lane, KIND_BULK, BULK_LEN, 0), 0);
     int count = WATCH_S * 1000000 / SMALL_EVERY_US;
     for (int i = 0; i < count; i++) {
@@ -248,12 +249,14 @@ static int hol_run(uint8_t bulk_lane, uint8_t small_lane, uint64_t *lat, uint64_
 
 static void test_bulk_lane_no_head_of_line(void)
 {
-    static uint64_t lat[1024], one[1024];
-    uint64_t bulk_lanes = 0, bulk_one = 0;
-    int n = hol_run(1, 2, lat, &bulk_lanes);
-    int m = hol_run(1, 1, one, &bulk_one);
-    T_CHECK(n > 0 && m > 0);
-    if (n <= 0 || m <= 0) return;
+    static uint64_t lat[1024], one[1024], same[1024];
+    uint64_t bulk_lanes = 0, bulk_one = 0, bulk_same = 0;
+    int n = hol_run(1, 2, 1, lat, &bulk_lanes);
+    int m = hol_run(1, 1, 0, one, &bulk_one);
+    int e = hol_run(1, 2, 0, same, &bulk_same); /* both lanes at the default priority */
+    T_CHECK(n > 0 && m > 0 && e > 0);
+    if (n <= 0 || m <= 0 || e <= 0) return;
+    uint64_t e90 = quantile(same, e, 0.9);
     uint64_t p50 = quantile(lat, n, 0.5), p90 = quantile(lat, n, 0.9), p99 = quantile(lat, n, 0.99);
     uint64_t o50 = quantile(one, m, 0.5);
     printf("     16 MiB on lane 1, 1%% loss, RTT 50 ms: 64 B on lane 2 (priority 1): p50 %.1f ms, "
@@ -261,12 +264,16 @@ static void test_bulk_lane_no_head_of_line(void)
            p50 / 1e3, p90 / 1e3, p99 / 1e3, lat[n - 1] / 1e3, bulk_lanes / 1048576.0, WATCH_S);
     printf("     the same on one lane: p50 %.1f ms (head-of-line), %.2f MiB of the bulk through\n",
            o50 / 1e3, bulk_one / 1048576.0);
+    printf("     both lanes at priority 0 (weights 1, 1): p90 %.1f ms, max %.1f ms\n", e90 / 1e3,
+           same[e - 1] / 1e3);
     /* The small lane sees about one trip (its packet waits at most for the next ACK to free
      * room in the window); a loss adds a retransmission. */
     T_CHECK(p90 <= 2 * RTT_US);
     T_CHECK(p99 <= 4 * RTT_US);
     /* Behind the bulk on one lane, it waits for all of it (seconds, not trips). */
     T_CHECK(o50 >= 20 * RTT_US);
+    /* At one priority, the round robin gives the small lane the next turn. */
+    T_CHECK(e90 <= 2 * RTT_US);
     /* The bulk is moving in both runs (the small lane is not starving it). */
     T_CHECK(bulk_lanes > 1024 * 1024);
 }
