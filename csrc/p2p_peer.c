@@ -505,6 +505,8 @@ static p2p_lane *pick_lane(p2p_host *h, p2p_peer *p)
     p2p_lanes *t = p->lanes;
     uint8_t ready[P2P_LANE_SLOTS];
     int top = -1;
+    unsigned nready = 0;
+    p2p_lane *only = NULL;
     for (unsigned i = 0; i < t->n; i++) {
         p2p_lane *l = t->slot[t->ids[i]];
         ready[i] = (uint8_t)lane_has_work(l);
@@ -512,10 +514,17 @@ static p2p_lane *pick_lane(p2p_host *h, p2p_peer *p)
             l->deficit = 0;
             continue;
         }
+        nready++;
+        only = l;
         int pr = lane_priority(h, l->id);
         if (pr > top) top = pr;
     }
     if (top < 0) return NULL;
+    if (nready == 1) {
+        /* No other lane competes: nothing to account, and it starts the next round even. */
+        only->deficit = 0;
+        return only;
+    }
     unsigned at = t->rr < t->n ? t->rr : 0;
     p2p_lane *cur = t->slot[t->ids[at]];
     if (ready[at] && lane_priority(h, cur->id) == top && cur->deficit > 0) return cur;
@@ -1295,8 +1304,8 @@ int p2p_peer_send_lane(p2p_host *h, p2p_peer_handle handle, uint8_t lane, uint16
     p2p_peer *p = connected(h, handle, now);
     if (!p) return P2P_ERR_PEER;
     if (len > p->peer_max_message || len > h->max_message) return P2P_ERR_TOO_BIG;
-    int rc;
-    p2p_lane *l = lane_get(h, p, lane, &rc);
+    int rc = 0;
+    p2p_lane *l = lane ? lane_get(h, p, lane, &rc) : &p->l0;
     /* Over the peer's memory budget is, for the application, a full queue: try later. */
     if (!l) return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     /* The queue limit is per lane: a full bulk lane does not stop the others. */
