@@ -1,7 +1,8 @@
 /*
  * p2p_peer.c - one established session (docs/PROTOCOL.md sections 2.2 to 6): sealing and
- * opening DATA packets, frames, the reliable message stream with its records, flow control,
- * unreliable datagrams, keepalives, timeouts and close.
+ * opening DATA packets, frames, the reliable message stream of each lane with its records and
+ * flow control, the lane scheduler, unreliable datagrams (plain and sequenced), keepalives,
+ * timeouts and close.
  */
 #include "p2p_peer.h"
 

@@ -1,7 +1,8 @@
 /*
  * p2p_peer.h - one established session (docs/PROTOCOL.md sections 3-5): sealing and opening
- * DATA packets, the reliable stream and its records, datagrams, acknowledgements, recovery,
- * flow control, MTU probing, key updates and the session's timers.
+ * DATA packets, the reliable streams of its lanes (section 4.4) and their records, the
+ * scheduler that shares the window between lanes, datagrams (plain and sequenced),
+ * acknowledgements, recovery, flow control, MTU probing, key updates and the session's timers.
  *
  * A session calls nothing above it. What the host must route elsewhere comes back as result
  * codes: a packet that confirms or loses a handshake, frames for path and NAT, mesh and NAT
