@@ -545,9 +545,10 @@ static p2p_lane *pick_lane(p2p_host *h, p2p_peer *p)
     return cur; /* not reached */
 }
 
-/* 1 when any lane has bytes waiting (sent or not) for the peer: for the PTO probe. Adds the
- * oldest unacknowledged range of the first lane with nothing new to its lost set and returns
- * that lane, as the lane-0 stream always did. */
+/* For a PTO probe when no lane has bytes to send: the first lane (in the order the lanes were
+ * made) with nothing new and bytes unacknowledged gets its oldest unacknowledged range added
+ * to its lost set, as the lane-0 stream always did, and is returned; NULL when there is none
+ * (the probe is then a PING). */
 static p2p_lane *probe_lane(p2p_peer *p)
 {
     unsigned nl = p->lanes ? p->lanes->n : 1;
