@@ -385,7 +385,7 @@ static void adopt_payload(p2p_peer *p, const id_payload *idp)
     p->has_id = 1;
     p->peer_max_message = idp->max_message;
     p->peer_window = idp->window;
-    p->peer_max = idp->window;
+    p->l0.peer_max = idp->window;
     p->peer_mesh = (idp->flags & FLAG_MESH) != 0;
     p->has_observed = idp->has_observed;
     p->observed = idp->observed;

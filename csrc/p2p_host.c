@@ -367,7 +367,7 @@ static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size
 static int route_records(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     for (p2p_ctl_rec *c; (c = p2p_peer_take_record(p));) {
-        int bad = c->kind == P2P_REC_TRANSFER ? p2p_transfer_on_record(h, p, c->body, c->len)
+        int bad = c->kind == P2P_REC_TRANSFER ? p2p_transfer_on_record(h, p, c->lane, c->body, c->len)
                   : c->kind >= P2P_REC_INTRO_REQ
                       ? p2p_nat_on_record(h, p, c->kind, c->body, c->len, now)
                       : p2p_mesh_on_record(h, p, c->kind, c->body, c->len, now);
@@ -630,13 +630,30 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_ad
     return rc;
 }
 
-int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
-                       uint64_t now)
+int p2p_host_broadcast_lane(p2p_host *h, uint8_t lane, uint16_t type, const uint8_t *data,
+                            size_t len, uint64_t *seq, uint64_t now)
 {
+    if (lane > P2P_LANE_MAX) return P2P_ERR_INVALID;
     h->mesh_dl_valid = 0;
     if (h->closed) return P2P_ERR_CLOSED;
     if (now > h->now) h->now = now;
-    return p2p_mesh_broadcast(h, type, data, len, seq, h->now);
+    return p2p_mesh_broadcast(h, lane, type, data, len, seq, h->now);
+}
+
+int p2p_host_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
+                       uint64_t now)
+{
+    return p2p_host_broadcast_lane(h, 0, type, data, len, seq, now);
+}
+
+int p2p_host_set_lane(p2p_host *h, uint8_t lane, int priority, int weight)
+{
+    if (lane > P2P_LANE_MAX || priority < 0 || priority > P2P_LANE_PRIORITY_MAX || weight < 1 ||
+        weight > P2P_LANE_WEIGHT_MAX)
+        return P2P_ERR_INVALID;
+    h->lane_prio[lane] = (uint8_t)priority;
+    h->lane_weight[lane] = (uint16_t)weight;
+    return 0;
 }
 
 int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
@@ -711,7 +728,7 @@ int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info 
         if (r) info->address = r->addr;
     }
     info->srtt_us = p->rec.has_rtt ? p->rec.srtt : 0;
-    info->bytes_queued = p->send_end - p->sbase;
+    info->bytes_queued = p2p_peer_queued(p);
     return 0;
 }
 

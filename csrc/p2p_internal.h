@@ -125,6 +125,7 @@ typedef struct p2p_bcast {
     uint64_t seq, at, serial;
     size_t len;
     uint8_t *env; /* the signed envelope */
+    uint8_t lane; /* the lane it travels on (lanes) */
 } p2p_bcast;
 
 typedef struct p2p_want {
@@ -301,8 +302,60 @@ typedef struct p2p_dgram { /* queued unreliable datagram */
     struct p2p_dgram *next;
     uint16_t type;
     uint16_t len;
+    uint8_t sequenced, lane; /* lanes: a DATAGRAM_SEQ frame on `lane` with number `seq` */
+    uint64_t seq;
     uint8_t data[];
 } p2p_dgram;
+
+/* ---- lanes (docs/PROTOCOL.md section 4.4) ------------------------------------------------ */
+
+/* Lanes 0 to P2P_LANE_MAX (p2pnet.h) are the application's; P2P_LANE_CONTROL carries receipts
+ * and mesh and NAT records. Each is its own reliable, ordered stream of records: its own
+ * offsets, retransmissions, reassembly and flow-control window. */
+#define P2P_LANE_CONTROL 255
+#define P2P_LANE_SLOTS 256
+/* The deficit round robin's quantum per unit of weight: a lane of weight w may send about
+ * w x this many bytes in each round among the lanes of its priority. */
+#define P2P_LANE_QUANTUM P2P_MAX_PACKET
+
+typedef struct p2p_lane {
+    /* send stream: bytes [sbase, send_end) live in the ring sbuf at offset % scap */
+    uint8_t *sbuf;
+    size_t scap;
+    uint64_t sbase, send_next, send_end;
+    p2p_rangeset s_acked, s_lost, awaiting; /* awaiting: our records wanting a REPLY */
+    uint64_t peer_max;                      /* flow-control grant from the peer */
+    uint64_t records_sent;
+
+    /* receive stream */
+    uint64_t r_base;
+    uint64_t r_consumed, r_granted;
+    int need_max_stream;
+    uint8_t r_hdr[P2P_RECORD_HEADER_MAX];
+    size_t r_hdr_len;
+    p2p_record r_cur;
+    int r_in_body;
+    uint8_t *r_body;
+    uint64_t r_body_got;
+    size_t r_body_cap; /* bytes allocated at r_body: it grows as the record arrives */
+    uint64_t records_recv;
+    p2p_rangeset owed;   /* their records we still owe a REPLY */
+    p2p_pieces r_pieces; /* out-of-order pieces of the receive stream */
+
+    /* the scheduler: bytes this lane may still send in the current round */
+    int64_t deficit;
+    uint8_t id;
+    /* sequenced datagrams: the next number to send, and one past the newest delivered */
+    uint64_t dg_next, dg_recv;
+} p2p_lane;
+
+/* A session's lanes beyond lane 0, made when one is first used and charged to its budget. */
+typedef struct p2p_lanes {
+    p2p_lane *slot[P2P_LANE_SLOTS]; /* slot[0] is &p->l0 */
+    uint8_t ids[P2P_LANE_SLOTS];    /* the lanes made, in the order they were made */
+    uint16_t n;
+    uint16_t rr; /* the round robin's place in ids */
+} p2p_lanes;
 
 typedef struct p2p_hs { /* lives only while the handshake runs */
     p2p_noise noise;
@@ -373,28 +426,19 @@ typedef struct p2p_peer {
     p2p_recovery rec;
     uint64_t largest_recv_pn;
 
-    /* send stream: bytes [sbase, send_end) live in the ring sbuf at offset & (scap-1) */
-    uint8_t *sbuf;
-    size_t scap;
-    uint64_t sbase, send_next, send_end;
-    p2p_rangeset s_acked, s_lost, awaiting; /* awaiting: our records wanting a REPLY */
-    uint64_t peer_max;                      /* flow-control grant from the peer */
-    uint64_t records_sent;
+    /* lanes (docs/PROTOCOL.md section 4.4): lane 0 lives here; the others, the control lane
+     * among them, are made on first use (lanes: NULL until then) */
+    p2p_lane l0;
+    p2p_lanes *lanes;
     uint32_t peer_max_message, peer_window;
-
-    /* receive stream */
-    uint64_t r_base;
-    uint64_t r_consumed, r_granted;
-    uint32_t window;
-    int need_max_stream;
-    uint8_t r_hdr[P2P_RECORD_HEADER_MAX];
-    size_t r_hdr_len;
-    p2p_record r_cur;
-    int r_in_body;
-    uint8_t *r_body;
-    uint64_t r_body_got;
-    uint64_t records_recv;
-    p2p_rangeset owed; /* their records we still owe a REPLY */
+    uint32_t window; /* our receive window, per lane */
+    /* a lane other than 0 has a MAX_STREAM to send (its need_max_stream) */
+    uint8_t lane_grants;
+    /* the lane of the record p2p_peer_take_record last returned (the mesh relays a broadcast
+     * on the lane it came on) */
+    uint8_t ctl_lane;
+    /* the lane whose in-order bytes stopped behind a routed record: read on first */
+    p2p_lane *r_stopped;
 
     /* datagrams waiting for the next packet */
     p2p_dgram *dq_head, *dq_tail;
@@ -416,11 +460,7 @@ typedef struct p2p_peer {
     /* bytes this peer makes the host hold (p2p_mem_take/p2p_mem_give) */
     uint64_t mem;
 
-    /* the out-of-order pieces of the receive stream, and what the session's growing buffers
-     * have charged to mem */
-    p2p_pieces r_pieces;
-    size_t r_body_cap; /* bytes allocated at r_body: it grows as the record arrives */
-    size_t rec_held;   /* bytes charged for the sent-packet record (rec.cap entries) */
+    size_t rec_held; /* bytes charged for the sent-packet record (rec.cap entries) */
 
     /* hardening (mesh): what this peer may make the mesh do (p2p_mesh.c) */
     p2p_replay mesh_served;    /* cached broadcasts (by cache serial) it has had from us */
@@ -464,6 +504,7 @@ typedef struct p2p_peer {
 typedef struct p2p_ctl_rec {
     struct p2p_ctl_rec *next;
     uint8_t kind;
+    uint8_t lane; /* the lane it came on */
     size_t len;
     uint8_t *body;
 } p2p_ctl_rec;
@@ -615,6 +656,10 @@ struct p2p_host {
 
     /* transfers (p2p_transfer.c): every open transfer, both directions */
     struct p2p_xfers *xfers;
+    /* lanes: each application lane's priority (higher goes first) and weight (its share of
+     * the window among lanes of one priority; 0 reads as 1). p2p_host_set_lane sets them. */
+    uint8_t lane_prio[P2P_LANE_SLOTS];
+    uint16_t lane_weight[P2P_LANE_SLOTS];
 };
 
 #endif

@@ -942,8 +942,9 @@ static void cache_trim(p2p_host *h, uint64_t now)
         cache_drop_head(m);
 }
 
-/* Keeps a broadcast to answer IWANT. Returns its serial (0: not kept). */
-static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t now)
+/* Keeps a broadcast to answer IWANT, with the lane it travels on. Returns its serial (0: not
+ * kept). */
+static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint8_t lane, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     if (!m->cache) {
@@ -962,6 +963,7 @@ static uint64_t cache_put(p2p_host *h, const uint8_t *env, size_t len, uint64_t 
     b->at = now;
     b->len = len;
     b->env = copy;
+    b->lane = lane;
     b->serial = ++m->cache_serial;
     ix_put(&m->cix, key_hash(m, b->origin, b->seq), (uint32_t)i);
     m->cache_n++;
@@ -985,16 +987,17 @@ static const p2p_bcast *cache_get(p2p_mesh *m, const uint8_t origin[P2P_ID_LEN],
 
 /* Sends a broadcast envelope to one peer, unless it is larger than the peer accepts (it
  * would end the session there): such a peer does not get it. Returns what the append did. */
-static int send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len, uint64_t serial)
+static int send_bcast(p2p_host *h, p2p_peer *q, const uint8_t *env, size_t len, uint64_t serial,
+                      uint8_t lane)
 {
     if (len - BCAST_OVERHEAD > q->peer_max_message) return 0;
-    int rc = p2p_peer_append(h, q, P2P_REC_BROADCAST, env, len);
+    int rc = p2p_peer_append_lane(h, q, lane, P2P_REC_BROADCAST, env, len);
     if (!rc && serial) p2p_replay_update(&q->mesh_served, serial);
     return rc;
 }
 
-int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t len, uint64_t *seq,
-                       uint64_t now)
+int p2p_mesh_broadcast(p2p_host *h, uint8_t lane, uint16_t type, const uint8_t *data, size_t len,
+                       uint64_t *seq, uint64_t now)
 {
     if (len + BCAST_OVERHEAD > h->max_message) return P2P_ERR_TOO_BIG;
     size_t lab = sizeof bcast_label - 1;
@@ -1014,10 +1017,10 @@ int p2p_mesh_broadcast(p2p_host *h, uint16_t type, const uint8_t *data, size_t l
     if (len) memcpy(env + BCAST_HEAD, data, len);
     p2p_sign(env + BCAST_HEAD + len, buf, lab + BCAST_HEAD + len, h->ident.ed_sk);
     size_t elen = len + BCAST_OVERHEAD;
-    uint64_t serial = cache_put(h, env, elen, now);
+    uint64_t serial = cache_put(h, env, elen, lane, now);
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && q->state == P2P_S_CONNECTED) send_bcast(h, q, env, elen, serial);
+        if (q && q->state == P2P_S_CONNECTED) send_bcast(h, q, env, elen, serial, lane);
     }
     free(buf);
     if (seq) *seq = s;
@@ -1081,8 +1084,9 @@ static int on_broadcast(p2p_host *h, p2p_peer *p, const uint8_t *env, size_t len
     memcpy(ev.origin, origin, P2P_ID_LEN);
     ev.seq = s;
     ev.msg_type = (uint16_t)(env[40] | (env[41] << 8));
+    ev.lane = p->ctl_lane; /* the lane it came on, which it travels on from here too */
     p2p_event_push(h, &ev, env + BCAST_HEAD, len - BCAST_OVERHEAD);
-    uint64_t serial = cache_put(h, env, len, now);
+    uint64_t serial = cache_put(h, env, len, p->ctl_lane, now);
     if (serial) p2p_replay_update(&p->mesh_served, serial); /* p has it */
     if (h->member) announce(h, p, origin, s);
     return 0;
@@ -1155,7 +1159,7 @@ static int on_iwant(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
             h->stats.dropped_unsolicited++;
             continue;
         }
-        if (send_bcast(h, p, b->env, b->len, b->serial)) break;
+        if (send_bcast(h, p, b->env, b->len, b->serial, b->lane)) break;
         h->stats.broadcasts_relayed++;
     }
     return 0;

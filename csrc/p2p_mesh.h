@@ -31,8 +31,9 @@ const p2p_member *p2p_mesh_member(const struct p2p_host *h, const uint8_t id[P2P
 /* The public calls of p2p_host.c that are the mesh's work. */
 int p2p_mesh_add_address(struct p2p_host *h, const p2p_addr *a, uint64_t now);
 int p2p_mesh_connect_id(struct p2p_host *h, const uint8_t id[P2P_ID_LEN], p2p_peer_handle *out);
-int p2p_mesh_broadcast(struct p2p_host *h, uint16_t type, const uint8_t *data, size_t len,
-                       uint64_t *seq, uint64_t now);
+/* lanes: the broadcast travels on lane `lane` (0 to P2P_LANE_MAX) at every hop. */
+int p2p_mesh_broadcast(struct p2p_host *h, uint8_t lane, uint16_t type, const uint8_t *data,
+                       size_t len, uint64_t *seq, uint64_t now);
 void p2p_mesh_on_timeout(struct p2p_host *h, uint64_t now);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * p2p_peer.c - one established session (docs/PROTOCOL.md sections 2.2 to 6): sealing and
- * opening DATA packets, frames, the reliable message stream with its records, flow control,
- * unreliable datagrams, keepalives, timeouts and close.
+ * opening DATA packets, frames, the reliable message stream of each lane with its records and
+ * flow control, the lane scheduler, unreliable datagrams (plain and sequenced), keepalives,
+ * timeouts and close.
  */
 #include "p2p_peer.h"
 
@@ -50,10 +51,10 @@ void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN],
     p->window =
         (p->host->max_message > P2P_MESH_RECORD_MAX ? p->host->max_message : P2P_MESH_RECORD_MAX) +
         65536u;
-    p->r_granted = p->window;
+    p->l0.r_granted = p->window;
     if (!p->peer_max_message) p->peer_max_message = P2P_DEFAULT_MAX_MESSAGE;
     if (!p->peer_window) p->peer_window = 1u << 20;
-    p->peer_max = p->peer_window;
+    p->l0.peer_max = p->peer_window;
     p->mtu = P2P_MAX_PACKET;
     p->mtu_rung = 0;
     p->mtu_probe_due = 1;
@@ -77,26 +78,82 @@ static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)
     p->mtu_probe_due = p->mtu_rung < MTU_RUNGS;
 }
 
+/* ---- lanes (docs/PROTOCOL.md section 4.4) -------------------------------------------- */
+
+/* The lane with that number, or NULL when it was never used. */
+static p2p_lane *lane_at(p2p_peer *p, uint8_t id)
+{
+    if (!id) return &p->l0;
+    return p->lanes ? p->lanes->slot[id] : NULL;
+}
+
+/* Frees what a lane holds (its charge is given back by the caller, or whole by p2p_kill). */
+static void lane_clear(p2p_lane *l)
+{
+    free(l->sbuf);
+    l->sbuf = NULL;
+    p2p_rangeset_free(&l->s_acked);
+    p2p_rangeset_free(&l->s_lost);
+    p2p_rangeset_free(&l->awaiting);
+    p2p_rangeset_free(&l->owed);
+    p2p_pieces_free(&l->r_pieces, NULL);
+    free(l->r_body);
+    l->r_body = NULL;
+    l->r_body_cap = 0;
+}
+
+/* The lane with that number, made on first use: the table of lanes (once) and the lane are
+ * charged to the peer's budget, so a peer that opens every lane holds at most that. Returns
+ * NULL with *rc set to P2P_ERR_LIMIT (over the budget) or P2P_ERR_NOMEM. */
+static p2p_lane *lane_get(p2p_host *h, p2p_peer *p, uint8_t id, int *rc)
+{
+    p2p_lane *l = lane_at(p, id);
+    if (l) return l;
+    if (!p->lanes) {
+        p2p_lanes *t = p2p_mem_alloc(h, p, sizeof *t, rc);
+        if (!t) return NULL;
+        memset(t, 0, sizeof *t);
+        t->slot[0] = &p->l0;
+        t->n = 1;
+        p->lanes = t;
+    }
+    l = p2p_mem_alloc(h, p, sizeof *l, rc);
+    if (!l) return NULL;
+    memset(l, 0, sizeof *l);
+    p2p_rangeset_init(&l->s_acked);
+    p2p_rangeset_init(&l->s_lost);
+    p2p_rangeset_init(&l->awaiting);
+    p2p_rangeset_init(&l->owed);
+    l->id = id;
+    /* Every lane starts with the window the handshake advertised, both ways. */
+    l->peer_max = p->peer_window;
+    l->r_granted = p->window;
+    p->lanes->slot[id] = l;
+    p->lanes->ids[p->lanes->n++] = id;
+    return l;
+}
+
 void p2p_peer_release(p2p_peer *p)
 {
-    free(p->sbuf);
-    p->sbuf = NULL;
-    p2p_rangeset_free(&p->s_acked);
-    p2p_rangeset_free(&p->s_lost);
-    p2p_rangeset_free(&p->awaiting);
-    p2p_rangeset_free(&p->owed);
+    /* What the session held is given back whole by p2p_kill. */
+    lane_clear(&p->l0);
+    if (p->lanes) {
+        for (unsigned i = 1; i < p->lanes->n; i++) {
+            p2p_lane *l = p->lanes->slot[p->lanes->ids[i]];
+            lane_clear(l);
+            free(l);
+        }
+        free(p->lanes);
+        p->lanes = NULL;
+    }
+    p->r_stopped = NULL;
     p2p_acker_free(&p->acker);
     p2p_recovery_free(&p->rec);
-    /* What the session held is given back whole by p2p_kill. */
-    p2p_pieces_free(&p->r_pieces, NULL);
     for (p2p_dgram *d = p->dq_head, *n; d; d = n) {
         n = d->next;
         free(d);
     }
     p->dq_head = p->dq_tail = NULL;
-    free(p->r_body);
-    p->r_body = NULL;
-    p->r_body_cap = 0;
     for (p2p_ctl_rec *c; (c = p2p_peer_take_record(p));) p2p_peer_record_done(c);
     p2p_keys_wipe(&p->keys);
 }
@@ -106,19 +163,24 @@ void p2p_peer_release(p2p_peer *p)
 void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t wire_reason)
 {
     p2p_event ev;
-    /* Every message still waiting for a reply learns that none will come. */
-    for (size_t i = 0; i < p->awaiting.n; i++) {
-        for (uint64_t s = p->awaiting.v[i].lo; s < p->awaiting.v[i].hi; s++) {
-            memset(&ev, 0, sizeof ev);
-            ev.type = P2P_EV_REPLY;
-            ev.status = P2P_REPLY_LOST;
-            ev.reason = reason;
-            ev.seq = s;
-            p2p_fill_event(p, &ev);
-            p2p_event_push(h, &ev, NULL, 0);
+    /* Every message still waiting for a reply learns that none will come, lane by lane. */
+    unsigned nl = p->lanes ? p->lanes->n : 1;
+    for (unsigned k = 0; k < nl; k++) {
+        p2p_lane *l = p->lanes ? p->lanes->slot[p->lanes->ids[k]] : &p->l0;
+        for (size_t i = 0; i < l->awaiting.n; i++) {
+            for (uint64_t s = l->awaiting.v[i].lo; s < l->awaiting.v[i].hi; s++) {
+                memset(&ev, 0, sizeof ev);
+                ev.type = P2P_EV_REPLY;
+                ev.status = P2P_REPLY_LOST;
+                ev.reason = reason;
+                ev.seq = s;
+                ev.lane = l->id;
+                p2p_fill_event(p, &ev);
+                p2p_event_push(h, &ev, NULL, 0);
+            }
         }
+        p2p_rangeset_clear(&l->awaiting);
     }
-    p2p_rangeset_clear(&p->awaiting);
     memset(&ev, 0, sizeof ev);
     ev.type = P2P_EV_LEAVE;
     ev.reason = reason;
@@ -231,68 +293,99 @@ size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t
     return seal(p, pt, ptlen, out, pn);
 }
 
-/* ---- send stream ------------------------------------------------------------------------ */
+/* ---- send stream (one per lane) --------------------------------------------------------- */
 
-static void sbuf_read(const p2p_peer *p, uint64_t off, uint8_t *out, size_t len)
+static void sbuf_read(const p2p_lane *l, uint64_t off, uint8_t *out, size_t len)
 {
     while (len) {
-        size_t at = (size_t)(off % p->scap);
-        size_t run = p->scap - at < len ? p->scap - at : len;
-        memcpy(out, p->sbuf + at, run);
+        size_t at = (size_t)(off % l->scap);
+        size_t run = l->scap - at < len ? l->scap - at : len;
+        memcpy(out, l->sbuf + at, run);
         out += run;
         len -= run;
         off += run;
     }
 }
 
-/* The send ring holds bytes [sbase, send_end) at offset % scap. It grows to twice its size, or
- * to what it must hold if that is more (so one large message makes it just that large), and
- * its whole capacity is charged to the peer's budget. Returns 0, P2P_ERR_LIMIT (over the
- * budget) or P2P_ERR_NOMEM. */
-static int sbuf_reserve(p2p_host *h, p2p_peer *p, uint64_t need)
+/* A lane's send ring holds bytes [sbase, send_end) at offset % scap. It grows to twice its
+ * size, or to what it must hold if that is more (so one large message makes it just that
+ * large), and its whole capacity is charged to the peer's budget. Returns 0, P2P_ERR_LIMIT
+ * (over the budget) or P2P_ERR_NOMEM. */
+static int sbuf_reserve(p2p_host *h, p2p_peer *p, p2p_lane *l, uint64_t need)
 {
-    uint64_t used = p->send_end - p->sbase;
-    if (used + need <= p->scap) return 0;
-    uint64_t want = used + need, cap = p->scap ? 2 * (uint64_t)p->scap : 4096;
+    uint64_t used = l->send_end - l->sbase;
+    if (used + need <= l->scap) return 0;
+    uint64_t want = used + need, cap = l->scap ? 2 * (uint64_t)l->scap : 4096;
     if (cap < want) cap = want;
-    if (cap - p->scap > p2p_mem_room(h, p)) cap = want; /* near the budget: no spare room */
+    if (cap - l->scap > p2p_mem_room(h, p)) cap = want; /* near the budget: no spare room */
     if (cap > SIZE_MAX) return P2P_ERR_NOMEM;
-    if (p2p_mem_take(h, p, (size_t)(cap - p->scap))) return P2P_ERR_LIMIT;
+    if (p2p_mem_take(h, p, (size_t)(cap - l->scap))) return P2P_ERR_LIMIT;
     uint8_t *nb = malloc((size_t)cap);
     if (!nb) {
-        p2p_mem_give(h, p, (size_t)(cap - p->scap));
+        p2p_mem_give(h, p, (size_t)(cap - l->scap));
         return P2P_ERR_NOMEM;
     }
     if (used) {
-        size_t at = (size_t)(p->sbase % cap);
+        size_t at = (size_t)(l->sbase % cap);
         size_t run = cap - at < used ? (size_t)(cap - at) : (size_t)used;
-        sbuf_read(p, p->sbase, nb + at, run);
-        if (run < used) sbuf_read(p, p->sbase + run, nb, (size_t)used - run);
+        sbuf_read(l, l->sbase, nb + at, run);
+        if (run < used) sbuf_read(l, l->sbase + run, nb, (size_t)used - run);
     }
-    free(p->sbuf);
-    p->sbuf = nb;
-    p->scap = (size_t)cap;
+    free(l->sbuf);
+    l->sbuf = nb;
+    l->scap = (size_t)cap;
     return 0;
 }
 
-static void sbuf_write(p2p_peer *p, const uint8_t *data, size_t len)
+static void sbuf_write(p2p_lane *l, const uint8_t *data, size_t len)
 {
     while (len) {
-        size_t at = (size_t)(p->send_end % p->scap);
-        size_t run = p->scap - at < len ? p->scap - at : len;
-        memcpy(p->sbuf + at, data, run);
+        size_t at = (size_t)(l->send_end % l->scap);
+        size_t run = l->scap - at < len ? l->scap - at : len;
+        memcpy(l->sbuf + at, data, run);
         data += run;
         len -= run;
-        p->send_end += run;
+        l->send_end += run;
     }
 }
 
-static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const uint8_t *data);
+/* Records routed to the mesh or NAT (p2p_peer_take_record) rather than queued as events. */
+static int routed(uint8_t kind)
+{
+    return (kind >= P2P_REC_MEMBERS && kind <= P2P_REC_INTRO_FAIL) || kind == P2P_REC_TRANSFER;
+}
+
+/* Which records a lane may carry (docs/PROTOCOL.md section 4.4): messages, broadcasts and
+ * transfers on the application lanes; replies and the other mesh and NAT records on the
+ * control lane, which no bulk data may slow down. */
+static int lane_carries(uint8_t lane, uint8_t kind)
+{
+    if (lane == P2P_LANE_CONTROL)
+        return kind == P2P_REC_REPLY || kind == P2P_REC_REPLY_LANE ||
+               (routed(kind) && kind != P2P_REC_BROADCAST && kind != P2P_REC_TRANSFER);
+    return kind == P2P_REC_MESSAGE || kind == P2P_REC_MESSAGE_RECEIPT ||
+           kind == P2P_REC_BROADCAST || kind == P2P_REC_TRANSFER;
+}
+
+static int append_record(p2p_host *h, p2p_peer *p, p2p_lane *l, const p2p_record *rec,
+                         const uint8_t *data);
+
+int p2p_peer_append_lane(p2p_host *h, p2p_peer *p, uint8_t lane, uint8_t kind, const uint8_t *body,
+                         size_t len)
+{
+    int rc;
+    p2p_lane *l = lane_get(h, p, lane, &rc);
+    if (!l) return rc;
+    p2p_record rec = {kind, 0, 0, 0, len};
+    return append_record(h, p, l, &rec, body);
+}
 
 int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len)
 {
-    p2p_record rec = {kind, 0, 0, 0, len};
-    return append_record(h, p, &rec, body);
+    /* Broadcasts (and messages) carry the application's data: lane 0 unless the mesh names
+     * another. Every other mesh or NAT record rides the control lane. */
+    return p2p_peer_append_lane(h, p, lane_carries(0, kind) ? 0 : P2P_LANE_CONTROL, kind, body,
+                                len);
 }
 
 /* Frees a queued datagram and gives back its charge. */
@@ -302,32 +395,51 @@ static void dgram_free(p2p_host *h, p2p_peer *p, p2p_dgram *d)
     free(d);
 }
 
-static int append_record(p2p_host *h, p2p_peer *p, const p2p_record *rec, const uint8_t *data)
+/* The bytes a queued datagram's frame takes. */
+static size_t dgram_frame_len(const p2p_dgram *d)
+{
+    if (d->sequenced) return 1 + 1 + p2p_varint_len(d->seq) + 2 + p2p_varint_len(d->len) + d->len;
+    return 1 + 2 + p2p_varint_len(d->len) + d->len;
+}
+
+static int append_record(p2p_host *h, p2p_peer *p, p2p_lane *l, const p2p_record *rec,
+                         const uint8_t *data)
 {
     uint8_t hdr[P2P_RECORD_HEADER_MAX];
     size_t hl = p2p_record_encode(hdr, rec);
-    int rc = sbuf_reserve(h, p, hl + rec->len);
+    int rc = sbuf_reserve(h, p, l, hl + rec->len);
     if (rc) return rc;
-    sbuf_write(p, hdr, hl);
-    if (rec->len) sbuf_write(p, data, (size_t)rec->len);
-    p->records_sent++;
+    sbuf_write(l, hdr, hl);
+    if (rec->len) sbuf_write(l, data, (size_t)rec->len);
+    l->records_sent++;
     p2p_ready(h, p);
     return 0;
 }
 
-/* Frees the front of the ring once the peer acknowledged it. */
-static void advance_sbase(p2p_host *h, p2p_peer *p)
+/* Frees the front of a lane's ring once the peer acknowledged it. */
+static void advance_sbase(p2p_host *h, p2p_peer *p, p2p_lane *l)
 {
-    if (!p->s_acked.n || p->s_acked.v[0].lo > p->sbase || p->s_acked.v[0].hi <= p->sbase) return;
-    p->sbase = p->s_acked.v[0].hi;
-    p2p_rangeset_remove(&p->s_acked, 0, p->sbase);
-    p2p_rangeset_remove(&p->s_lost, 0, p->sbase);
-    if (p->sbase == p->send_end && p->scap > 4096) {
-        p2p_mem_give(h, p, p->scap);
-        free(p->sbuf); /* an idle session gives its send buffer back */
-        p->sbuf = NULL;
-        p->scap = 0;
+    if (!l->s_acked.n || l->s_acked.v[0].lo > l->sbase || l->s_acked.v[0].hi <= l->sbase) return;
+    l->sbase = l->s_acked.v[0].hi;
+    p2p_rangeset_remove(&l->s_acked, 0, l->sbase);
+    p2p_rangeset_remove(&l->s_lost, 0, l->sbase);
+    if (l->sbase == l->send_end && l->scap > 4096) {
+        p2p_mem_give(h, p, l->scap);
+        free(l->sbuf); /* an idle lane gives its send buffer back */
+        l->sbuf = NULL;
+        l->scap = 0;
     }
+}
+
+/* Every lane that may owe the peer a MAX_STREAM sends it again (a packet that carried one was
+ * lost; the packet does not say for which lanes). */
+static void grants_again(p2p_peer *p)
+{
+    p->l0.need_max_stream = 1;
+    if (!p->lanes) return;
+    for (unsigned i = 1; i < p->lanes->n; i++)
+        p->lanes->slot[p->lanes->ids[i]]->need_max_stream = 1;
+    p->lane_grants = p->lanes->n > 1;
 }
 
 static void on_acked(void *ud, const p2p_sent *s)
@@ -335,10 +447,11 @@ static void on_acked(void *ud, const p2p_sent *s)
     p2p_peer *p = ud;
     if (s->flags & P2P_SENT_MTU_PROBE) mtu_probe_result(p, s, 1);
     /* A late ACK for bytes a retransmission already got acknowledged says nothing new. */
-    if (s->stream_len && s->stream_off + s->stream_len > p->sbase) {
-        uint64_t lo = s->stream_off > p->sbase ? s->stream_off : p->sbase;
-        p2p_rangeset_add(&p->s_acked, lo, s->stream_off + s->stream_len);
-        advance_sbase(p->host, p);
+    p2p_lane *l = s->stream_len ? lane_at(p, s->lane) : NULL;
+    if (l && s->stream_off + s->stream_len > l->sbase) {
+        uint64_t lo = s->stream_off > l->sbase ? s->stream_off : l->sbase;
+        p2p_rangeset_add(&l->s_acked, lo, s->stream_off + s->stream_len);
+        advance_sbase(p->host, p, l);
     }
 }
 
@@ -346,21 +459,112 @@ static void on_lost(void *ud, const p2p_sent *s)
 {
     p2p_peer *p = ud;
     if (s->flags & P2P_SENT_MTU_PROBE) mtu_probe_result(p, s, 0);
-    if (s->stream_len && s->stream_off + s->stream_len > p->sbase)
-        p2p_rangeset_add(&p->s_lost, s->stream_off, s->stream_off + s->stream_len);
-    if (s->flags & P2P_SENT_MAX_STREAM) p->need_max_stream = 1;
+    p2p_lane *l = s->stream_len ? lane_at(p, s->lane) : NULL;
+    if (l && s->stream_off + s->stream_len > l->sbase)
+        p2p_rangeset_add(&l->s_lost, s->stream_off, s->stream_off + s->stream_len);
+    if (s->flags & P2P_SENT_MAX_STREAM) grants_again(p);
 }
 
-/* The next stream range to resend: the first lost range not since acknowledged. */
-static int next_lost(p2p_peer *p, uint64_t *lo, uint64_t *hi)
+/* The next range of a lane to resend: the first lost range not since acknowledged. */
+static int next_lost(p2p_lane *l, uint64_t *lo, uint64_t *hi)
 {
-    while (p->s_lost.n) {
-        p2p_range r = p->s_lost.v[0];
-        if (r.lo < p->sbase) r.lo = p->sbase;
-        if (r.lo < r.hi && p2p_rangeset_first_gap(&p->s_acked, r.lo, r.hi, lo, hi)) return 1;
-        p2p_rangeset_remove(&p->s_lost, p->s_lost.v[0].lo, p->s_lost.v[0].hi);
+    while (l->s_lost.n) {
+        p2p_range r = l->s_lost.v[0];
+        if (r.lo < l->sbase) r.lo = l->sbase;
+        if (r.lo < r.hi && p2p_rangeset_first_gap(&l->s_acked, r.lo, r.hi, lo, hi)) return 1;
+        p2p_rangeset_remove(&l->s_lost, l->s_lost.v[0].lo, l->s_lost.v[0].hi);
     }
     return 0;
+}
+
+/* 1 when a lane has bytes to send now: lost ones, or new ones within the peer's grant. */
+static int lane_has_work(p2p_lane *l)
+{
+    uint64_t lo, hi;
+    return next_lost(l, &lo, &hi) || (l->send_next < l->send_end && l->send_next < l->peer_max);
+}
+
+/* The control lane goes before every application lane. */
+static int lane_priority(const p2p_host *h, uint8_t id)
+{
+    return id == P2P_LANE_CONTROL ? P2P_LANE_PRIORITY_MAX + 1 : h->lane_prio[id];
+}
+
+static int64_t lane_quantum(const p2p_host *h, uint8_t id)
+{
+    uint16_t w = id == P2P_LANE_CONTROL ? 1 : h->lane_weight[id];
+    return (int64_t)(w ? w : 1) * P2P_LANE_QUANTUM;
+}
+
+/* The scheduler (docs/PROTOCOL.md section 4.4): the lane whose bytes the next packet carries,
+ * or NULL when none has any to send. Strict priority between priorities; among the lanes of
+ * the highest priority that have bytes to send, deficit round robin by bytes: arriving at a
+ * lane in the round adds weight x P2P_LANE_QUANTUM to its deficit, and it sends while that is
+ * positive (each packet takes its size off, so a lane may overdraw by one packet, which its
+ * next turn pays back). A lane with nothing to send loses its deficit. */
+static p2p_lane *pick_lane(p2p_host *h, p2p_peer *p)
+{
+    if (!p->lanes) return lane_has_work(&p->l0) ? &p->l0 : NULL;
+    p2p_lanes *t = p->lanes;
+    uint8_t ready[P2P_LANE_SLOTS];
+    int top = -1;
+    unsigned nready = 0;
+    p2p_lane *only = NULL;
+    for (unsigned i = 0; i < t->n; i++) {
+        p2p_lane *l = t->slot[t->ids[i]];
+        ready[i] = (uint8_t)lane_has_work(l);
+        if (!ready[i]) {
+            l->deficit = 0;
+            continue;
+        }
+        nready++;
+        only = l;
+        int pr = lane_priority(h, l->id);
+        if (pr > top) top = pr;
+    }
+    if (top < 0) return NULL;
+    if (nready == 1) {
+        /* No other lane competes: nothing to account, and it starts the next round even. */
+        only->deficit = 0;
+        return only;
+    }
+    unsigned at = t->rr < t->n ? t->rr : 0;
+    p2p_lane *cur = t->slot[t->ids[at]];
+    if (ready[at] && lane_priority(h, cur->id) == top && cur->deficit > 0) return cur;
+    /* Each step adds at least P2P_LANE_QUANTUM and a deficit is never below minus one packet:
+     * a lane turns positive within P2P_MAX_PACKET_PROBED / P2P_LANE_QUANTUM + 1 rounds. */
+    unsigned steps = (P2P_MAX_PACKET_PROBED / P2P_LANE_QUANTUM + 2) * t->n;
+    for (unsigned k = 0; k < steps; k++) {
+        at = (at + 1) % t->n;
+        p2p_lane *l = t->slot[t->ids[at]];
+        if (!ready[at] || lane_priority(h, l->id) != top) continue;
+        l->deficit += lane_quantum(h, l->id);
+        if (l->deficit > 0) {
+            t->rr = (uint16_t)at;
+            return l;
+        }
+    }
+    return cur; /* not reached */
+}
+
+/* For a PTO probe when no lane has bytes to send: the first lane (in the order the lanes were
+ * made) with nothing new and bytes unacknowledged gets its oldest unacknowledged range added
+ * to its lost set, as the lane-0 stream always did, and is returned; NULL when there is none
+ * (the probe is then a PING). */
+static p2p_lane *probe_lane(p2p_peer *p)
+{
+    unsigned nl = p->lanes ? p->lanes->n : 1;
+    for (unsigned k = 0; k < nl; k++) {
+        p2p_lane *l = p->lanes ? p->lanes->slot[p->lanes->ids[k]] : &p->l0;
+        if (!l->s_lost.n && l->send_next >= l->send_end && l->sbase < l->send_next) {
+            uint64_t glo, ghi;
+            if (p2p_rangeset_first_gap(&l->s_acked, l->sbase, l->send_next, &glo, &ghi)) {
+                p2p_rangeset_add(&l->s_lost, glo, ghi);
+                return l;
+            }
+        }
+    }
+    return NULL;
 }
 
 /* Gives back what the sent-packet record no longer holds (it is freed once it drains). */
@@ -446,12 +650,14 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
     uint64_t s_off = 0;
     uint32_t s_len = 0;
     int retransmit = 0;
+    /* The lane whose bytes this packet carries (the scheduler's choice), if any. */
+    p2p_lane *sl = pick_lane(h, p);
 
     int want = p2p_acker_wants(&p->acker, now);
     if (p->acker.pending || want) {
         /* Piggyback a pending ACK on anything else we send; send it alone only when due. */
-        int other = p->need_max_stream || p->dq_head || p->ping_needed || p->probe_needed ||
-                    p->s_lost.n || p->send_next < p->send_end;
+        int other = p->l0.need_max_stream || p->lane_grants || p->dq_head || p->ping_needed ||
+                    p->probe_needed || sl || p->l0.s_lost.n || p->l0.send_next < p->l0.send_end;
         if (want || other) {
             if (p2p_acker_write(&p->acker, &w, now) == 0)
                 has_ack = 1;
@@ -459,14 +665,28 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
                 w.bad = 0;
         }
     }
-    if (p->need_max_stream) {
-        p2p_wr_u8(&w, P2P_FRAME_MAX_STREAM);
-        p2p_wr_varint(&w, p->r_granted);
-        p->need_max_stream = 0;
+    if (p->l0.need_max_stream) {
+        p2p_frame_put_max_stream(&w, 0, p->l0.r_granted);
+        p->l0.need_max_stream = 0;
         flags |= P2P_SENT_ELICITING | P2P_SENT_MAX_STREAM;
     }
+    if (p->lane_grants) {
+        /* The other lanes' grants, as many as fit; the rest go in the next packet. */
+        p->lane_grants = 0;
+        for (unsigned i = 1; i < p->lanes->n; i++) {
+            p2p_lane *l = p->lanes->slot[p->lanes->ids[i]];
+            if (!l->need_max_stream) continue;
+            if (p2p_wr_left(&w) < 2 + p2p_varint_len(l->r_granted)) {
+                p->lane_grants = 1;
+                break;
+            }
+            p2p_frame_put_max_stream(&w, l->id, l->r_granted);
+            l->need_max_stream = 0;
+            flags |= P2P_SENT_ELICITING | P2P_SENT_MAX_STREAM;
+        }
+    }
     /* A datagram that no packet on this path can hold (a relayed path is smaller) is lost. */
-    while (p->dq_head && (size_t)p->dq_head->len + 5 > limit - P2P_DATA_HEADER - P2P_TAG_LEN) {
+    while (p->dq_head && dgram_frame_len(p->dq_head) > limit - P2P_DATA_HEADER - P2P_TAG_LEN) {
         p2p_dgram *d = p->dq_head;
         p->dq_head = d->next;
         if (!p->dq_head) p->dq_tail = NULL;
@@ -474,12 +694,16 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         dgram_free(h, p, d);
         h->stats.dropped++;
     }
-    while (p->dq_head && p2p_wr_left(&w) >= 1 + 2 + 2 + (size_t)p->dq_head->len) {
+    while (p->dq_head && p2p_wr_left(&w) >= dgram_frame_len(p->dq_head)) {
         p2p_dgram *d = p->dq_head;
-        p2p_wr_u8(&w, P2P_FRAME_DATAGRAM);
-        p2p_wr_u16(&w, d->type);
-        p2p_wr_varint(&w, d->len);
-        p2p_wr_bytes(&w, d->data, d->len);
+        if (d->sequenced) {
+            p2p_frame_put_datagram_seq(&w, d->lane, d->seq, d->type, d->data, d->len);
+        } else {
+            p2p_wr_u8(&w, P2P_FRAME_DATAGRAM);
+            p2p_wr_u16(&w, d->type);
+            p2p_wr_varint(&w, d->len);
+            p2p_wr_bytes(&w, d->data, d->len);
+        }
         p->dq_head = d->next;
         if (!p->dq_head) p->dq_tail = NULL;
         p->dq_count--;
@@ -493,28 +717,27 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         flags |= P2P_SENT_ELICITING;
         p->ping_needed = 0;
     }
-    /* Stream data: what was lost first, then new bytes within the peer's grant. */
+    /* Stream data of the chosen lane: what was lost first, then new bytes within the peer's
+     * grant. */
     size_t room = p2p_wr_left(&w);
     int probe = p->probe_needed;
-    if (probe && !p->s_lost.n && p->send_next >= p->send_end && p->sbase < p->send_next) {
-        /* A probe resends the oldest unacknowledged bytes when there is nothing new. */
-        uint64_t glo, ghi;
-        if (p2p_rangeset_first_gap(&p->s_acked, p->sbase, p->send_next, &glo, &ghi))
-            p2p_rangeset_add(&p->s_lost, glo, ghi);
-    }
+    if (probe && !sl)
+        sl = probe_lane(p); /* a probe resends the oldest unacknowledged bytes
+                                           * when there is nothing new */
     uint64_t lo = 0, hi = 0;
     int have = 0;
-    if (next_lost(p, &lo, &hi)) {
+    if (!sl) {
+    } else if (next_lost(sl, &lo, &hi)) {
         have = 1;
         retransmit = 1;
-    } else if (p->send_next < p->send_end && p->send_next < p->peer_max) {
-        lo = p->send_next;
-        hi = p->send_end < p->peer_max ? p->send_end : p->peer_max;
+    } else if (sl->send_next < sl->send_end && sl->send_next < sl->peer_max) {
+        lo = sl->send_next;
+        hi = sl->send_end < sl->peer_max ? sl->send_end : sl->peer_max;
         have = 1;
     }
-    if (have && room > 8) {
+    size_t hl = have ? p2p_frame_lane_header_len(sl->id, lo, hi - lo < room ? hi - lo : room) : 0;
+    if (have && room > hl + 1) {
         uint64_t n = hi - lo;
-        size_t hl = p2p_frame_stream_header_len(lo, n < room ? n : room);
         if (n > room - hl) n = room - hl;
         size_t pkt_size = P2P_DATA_HEADER + (size_t)(w.p - pt) + hl + (size_t)n + P2P_TAG_LEN;
         int allowed = probe || p2p_recovery_cwnd_allows(&p->rec, pkt_size);
@@ -526,17 +749,17 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
             }
         }
         if (allowed && n > 0) {
-            p2p_frame_put_stream_header(&w, lo, n);
+            p2p_frame_put_lane_header(&w, sl->id, lo, n);
             if (!w.bad && p2p_wr_left(&w) >= n) {
-                sbuf_read(p, lo, w.p, (size_t)n);
+                sbuf_read(sl, lo, w.p, (size_t)n);
                 w.p += n;
                 s_off = lo;
                 s_len = (uint32_t)n;
                 flags |= P2P_SENT_ELICITING;
                 if (retransmit)
-                    p2p_rangeset_remove(&p->s_lost, lo, lo + n);
+                    p2p_rangeset_remove(&sl->s_lost, lo, lo + n);
                 else
-                    p->send_next = lo + n;
+                    sl->send_next = lo + n;
                 p->next_send_at = 0;
             }
         }
@@ -551,6 +774,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
     uint64_t pn = p->rec.next_pn;
     size_t n = seal(p, pt, ptlen, out, pn);
     if (p2p_recovery_on_sent(&p->rec, now, n, flags, s_off, s_len, &pn)) return 0;
+    if (s_len) {
+        if (sl->id) p2p_recovery_sent(&p->rec, pn)->lane = sl->id;
+        sl->deficit -= (int64_t)n; /* the scheduler's account (pick_lane) */
+    }
     if (has_ack) p2p_acker_sent(&p->acker);
     if (flags & P2P_SENT_ELICITING) {
         p->last_eliciting_sent = now;
@@ -568,27 +795,39 @@ static void protocol_error(p2p_host *h, p2p_peer *p)
     p2p_peer_end(h, p, P2P_LEAVE_PROTOCOL, 1, P2P_CLOSE_PROTOCOL);
 }
 
-/* Hands a complete record to the application. Returns 0; 1 when the event it makes cannot be
- * queued now (the node's budget is spent): nothing is done and the caller refuses the record's
- * last byte, so that the peer sends it again, rather than the record being acknowledged and
- * lost; or -1 on a protocol error. */
-static int deliver_record(p2p_host *h, p2p_peer *p)
+/* Appends a REPLY for message `seq` of lane `lane` to the control lane. */
+static int append_reply(p2p_host *h, p2p_peer *p, uint8_t lane, uint64_t seq, uint8_t status,
+                        const uint8_t *data, size_t len)
 {
-    p2p_record *rec = &p->r_cur;
-    if (rec->kind < P2P_REC_MEMBERS && !p2p_event_room(h, p, (size_t)rec->len, p->r_body_cap))
-        return 1;
+    int rc;
+    p2p_lane *c = lane_get(h, p, P2P_LANE_CONTROL, &rc);
+    if (!c) return rc;
+    /* REPLY_LANE names the lane in the header's type field (p2p_wire.h) */
+    p2p_record r = {lane ? P2P_REC_REPLY_LANE : P2P_REC_REPLY, lane, seq, status, len};
+    return append_record(h, p, c, &r, data);
+}
+
+/* Hands a complete record of lane l to the application. Returns 0; 1 when the event it makes
+ * cannot be queued now (the node's budget is spent): nothing is done and the caller refuses
+ * the record's last byte, so that the peer sends it again, rather than the record being
+ * acknowledged and lost; or -1 on a protocol error. */
+static int deliver_record(p2p_host *h, p2p_peer *p, p2p_lane *l)
+{
+    p2p_record *rec = &l->r_cur;
+    int queue = !routed(rec->kind);
+    if (queue && !p2p_event_room(h, p, (size_t)rec->len, l->r_body_cap)) return 1;
     p2p_event ev;
     memset(&ev, 0, sizeof ev);
     p2p_fill_event(p, &ev);
+    ev.lane = l->id;
     /* The body leaves the session's budget: an event is charged to the node's. */
-    uint8_t *body = p->r_body;
-    p2p_mem_give(h, p, p->r_body_cap);
-    p->r_body = NULL;
-    p->r_body_cap = 0;
+    uint8_t *body = l->r_body;
+    p2p_mem_give(h, p, l->r_body_cap);
+    l->r_body = NULL;
+    l->r_body_cap = 0;
     if (!body && !(body = malloc(1))) return -1; /* an empty record */
-    uint64_t ordinal = p->records_recv++;
-    int queue = rec->kind < P2P_REC_MEMBERS;
-    if (rec->kind >= P2P_REC_MEMBERS) {
+    uint64_t ordinal = l->records_recv++;
+    if (!queue) {
         /* The host hands it to the mesh or NAT when the STREAM frame is read (P2P_RX_RECORDS). */
         p2p_ctl_rec *c = malloc(sizeof *c);
         if (!c) {
@@ -597,6 +836,7 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
         }
         c->next = NULL;
         c->kind = rec->kind;
+        c->lane = l->id;
         c->len = (size_t)rec->len;
         c->body = body;
         if (p->ctl_tail)
@@ -604,76 +844,82 @@ static int deliver_record(p2p_host *h, p2p_peer *p)
         else
             p->ctl_head = c;
         p->ctl_tail = c;
-    } else if (rec->kind == P2P_REC_REPLY) {
-        if (!p2p_rangeset_contains(&p->awaiting, rec->ref)) {
+    } else if (rec->kind == P2P_REC_REPLY || rec->kind == P2P_REC_REPLY_LANE) {
+        /* A reply names the lane of the message it answers (REPLY: lane 0). */
+        p2p_lane *ml = lane_at(p, rec->kind == P2P_REC_REPLY ? 0 : (uint8_t)rec->type);
+        if (!ml || !p2p_rangeset_contains(&ml->awaiting, rec->ref)) {
             free(body);
             return -1;
         }
-        p2p_rangeset_remove(&p->awaiting, rec->ref, rec->ref + 1);
+        p2p_rangeset_remove(&ml->awaiting, rec->ref, rec->ref + 1);
         ev.type = P2P_EV_REPLY;
         ev.seq = rec->ref;
         ev.status = rec->status;
+        ev.lane = ml->id;
     } else {
         ev.type = P2P_EV_MESSAGE;
         ev.msg_type = rec->type;
         ev.seq = ordinal;
-        const p2p_rangeset *o = &p->owed;
+        const p2p_rangeset *o = &l->owed;
         if (rec->kind == P2P_REC_MESSAGE_RECEIPT && o->n >= P2P_RECEIPT_RANGES &&
             o->v[o->n - 1].hi != ordinal) {
             /* Too many requests wait for the application's answer: this one is refused at
              * once with an error reply rather than remembered. */
             static const char busy[] = "too many requests awaiting a reply";
-            p2p_record r = {P2P_REC_REPLY, 0, ordinal, P2P_REPLY_ERROR, sizeof busy - 1};
             h->stats.dropped_budget++;
             free(body);
-            if (append_record(h, p, &r, (const uint8_t *)busy)) return -1;
+            if (append_reply(h, p, l->id, ordinal, P2P_REPLY_ERROR, (const uint8_t *)busy,
+                             sizeof busy - 1))
+                return -1;
             queue = 0;
         } else if (rec->kind == P2P_REC_MESSAGE_RECEIPT) {
             ev.want_reply = 1;
-            if (p2p_rangeset_add(&p->owed, ordinal, ordinal + 1)) {
+            if (p2p_rangeset_add(&l->owed, ordinal, ordinal + 1)) {
                 free(body);
                 return -1;
             }
         }
     }
     if (queue) p2p_event_push_owned(h, &ev, body, (size_t)rec->len);
-    p->r_consumed += p->r_hdr_len + rec->len;
-    p->r_in_body = 0;
-    p->r_hdr_len = 0;
-    p->r_body_got = 0;
-    if (p->r_consumed + p->window - p->r_granted >= p->window / 2) {
-        p->r_granted = p->r_consumed + p->window;
-        p->need_max_stream = 1;
+    l->r_consumed += l->r_hdr_len + rec->len;
+    l->r_in_body = 0;
+    l->r_hdr_len = 0;
+    l->r_body_got = 0;
+    if (l->r_consumed + p->window - l->r_granted >= p->window / 2) {
+        l->r_granted = l->r_consumed + p->window;
+        l->need_max_stream = 1;
+        if (l->id) p->lane_grants = 1;
     }
     return 0;
 }
 
-/* Makes the body buffer hold at least want bytes of the current record: it doubles from
- * P2P_BODY_FIRST, never past the record's length, and is charged to the peer's budget (so a
- * header that claims a large record costs nothing until the bytes come). Returns 0 or -1
+/* Makes the body buffer hold at least want bytes of the lane's current record: it doubles
+ * from P2P_BODY_FIRST, never past the record's length, and is charged to the peer's budget (so
+ * a header that claims a large record costs nothing until the bytes come). Returns 0 or -1
  * when the budget (or malloc) refuses. */
-static int body_reserve(p2p_host *h, p2p_peer *p, uint64_t want)
+static int body_reserve(p2p_host *h, p2p_peer *p, p2p_lane *l, uint64_t want)
 {
-    if (want <= p->r_body_cap) return 0;
-    uint64_t cap = p->r_body_cap ? 2 * (uint64_t)p->r_body_cap : P2P_BODY_FIRST;
+    if (want <= l->r_body_cap) return 0;
+    uint64_t cap = l->r_body_cap ? 2 * (uint64_t)l->r_body_cap : P2P_BODY_FIRST;
     if (cap < want) cap = want;
-    if (cap > p->r_cur.len) cap = p->r_cur.len;
-    if (cap - p->r_body_cap > p2p_mem_room(h, p)) cap = want;
-    if (p2p_mem_take(h, p, (size_t)(cap - p->r_body_cap))) return -1;
-    uint8_t *nb = realloc(p->r_body, (size_t)cap);
+    if (cap > l->r_cur.len) cap = l->r_cur.len;
+    if (cap - l->r_body_cap > p2p_mem_room(h, p)) cap = want;
+    if (p2p_mem_take(h, p, (size_t)(cap - l->r_body_cap))) return -1;
+    uint8_t *nb = realloc(l->r_body, (size_t)cap);
     if (!nb) {
-        p2p_mem_give(h, p, (size_t)(cap - p->r_body_cap));
+        p2p_mem_give(h, p, (size_t)(cap - l->r_body_cap));
         return -1;
     }
-    p->r_body = nb;
-    p->r_body_cap = (size_t)cap;
+    l->r_body = nb;
+    l->r_body_cap = (size_t)cap;
     return 0;
 }
 
-/* Feeds in-order stream bytes to the record parser. *used says how many it took: all, or
- * fewer when the budget cannot hold more of the current record (the rest must come again).
- * Returns 0 or -1 (protocol error). */
-static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_t *used)
+/* Feeds in-order stream bytes of a lane to its record parser. *used says how many it took:
+ * all, or fewer when the budget cannot hold more of the current record (the rest must come
+ * again). Returns 0 or -1 (protocol error). */
+static int feed(p2p_host *h, p2p_peer *p, p2p_lane *l, const uint8_t *data, size_t len,
+                size_t *used)
 {
     size_t at = 0;
     *used = 0;
@@ -682,48 +928,49 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
      * delivered, and events keep the order the peer sent them in). */
     if (p->ctl_head) return 0;
     while (at < len) {
-        if (!p->r_in_body) {
-            size_t old = p->r_hdr_len;
-            size_t take = sizeof p->r_hdr - old < len - at ? sizeof p->r_hdr - old : len - at;
-            memcpy(p->r_hdr + old, data + at, take);
-            p->r_hdr_len = old + take;
-            int hl = p2p_record_parse(p->r_hdr, p->r_hdr_len, &p->r_cur);
+        if (!l->r_in_body) {
+            size_t old = l->r_hdr_len;
+            size_t take = sizeof l->r_hdr - old < len - at ? sizeof l->r_hdr - old : len - at;
+            memcpy(l->r_hdr + old, data + at, take);
+            l->r_hdr_len = old + take;
+            int hl = p2p_record_parse(l->r_hdr, l->r_hdr_len, &l->r_cur);
             if (hl < 0) return -1;
             if (hl == 0) {
-                if (p->r_hdr_len >= sizeof p->r_hdr) return -1;
+                if (l->r_hdr_len >= sizeof l->r_hdr) return -1;
                 at += take;
                 *used = at;
                 continue;
             }
+            if (!lane_carries(l->id, l->r_cur.kind)) return -1;
             at += (size_t)hl - old;
-            p->r_hdr_len = (size_t)hl;
-            uint64_t limit = p->r_cur.kind == P2P_REC_BROADCAST ? (uint64_t)h->max_message + 106
-                             : p->r_cur.kind >= P2P_REC_MEMBERS ? P2P_MESH_RECORD_MAX
+            l->r_hdr_len = (size_t)hl;
+            uint64_t limit = l->r_cur.kind == P2P_REC_BROADCAST ? (uint64_t)h->max_message + 106
+                             : routed(l->r_cur.kind)            ? P2P_MESH_RECORD_MAX
                                                                 : h->max_message;
-            if (p->r_cur.len > limit) return -1;
-            p->r_in_body = 1;
-            p->r_body_got = 0;
+            if (l->r_cur.len > limit) return -1;
+            l->r_in_body = 1;
+            l->r_body_got = 0;
         }
-        uint64_t need = p->r_cur.len - p->r_body_got;
+        uint64_t need = l->r_cur.len - l->r_body_got;
         size_t take = need < len - at ? (size_t)need : len - at;
         if (take) {
-            if (body_reserve(h, p, p->r_body_got + take)) break;
-            memcpy(p->r_body + p->r_body_got, data + at, take);
-            p->r_body_got += take;
+            if (body_reserve(h, p, l, l->r_body_got + take)) break;
+            memcpy(l->r_body + l->r_body_got, data + at, take);
+            l->r_body_got += take;
             at += take;
         }
         *used = at;
-        if (p->r_body_got == p->r_cur.len) {
-            int d = deliver_record(h, p);
+        if (l->r_body_got == l->r_cur.len) {
+            int d = deliver_record(h, p, l);
             if (d < 0) return -1;
             if (d > 0) {
                 /* Not taken: the record's last byte (of its body, or of its header when it has
                  * no body) is refused and comes again. */
-                if (p->r_cur.len) {
-                    p->r_body_got--;
+                if (l->r_cur.len) {
+                    l->r_body_got--;
                 } else {
-                    p->r_in_body = 0;
-                    p->r_hdr_len--;
+                    l->r_in_body = 0;
+                    l->r_hdr_len--;
                 }
                 *used = at - 1;
                 return 0;
@@ -735,66 +982,69 @@ static int feed(p2p_host *h, p2p_peer *p, const uint8_t *data, size_t len, size_
     return 0;
 }
 
-/* Feeds the held pieces that the in-order part of the stream has reached. Returns 0, or -1
- * on a protocol error. A piece the budget cannot take in yet stays held. */
-static int drain_pieces(p2p_host *h, p2p_peer *p)
+/* Feeds the held pieces of a lane that its in-order part has reached. Returns 0, or -1 on a
+ * protocol error. A piece the budget cannot take in yet stays held. */
+static int drain_pieces(p2p_host *h, p2p_peer *p, p2p_lane *l)
 {
     p2p_budget b = peer_budget(p);
     const p2p_piece *s;
-    while ((s = p2p_pieces_first(&p->r_pieces)) && s->off <= p->r_base) {
+    while ((s = p2p_pieces_first(&l->r_pieces)) && s->off <= l->r_base) {
         uint64_t end = s->off + s->len;
-        if (end > p->r_base) {
-            size_t skip = (size_t)(p->r_base - s->off), n = (size_t)(end - p->r_base), used;
-            if (feed(h, p, s->buf + (s->off - s->start) + skip, n, &used)) return -1;
-            p->r_base += used;
+        if (end > l->r_base) {
+            size_t skip = (size_t)(l->r_base - s->off), n = (size_t)(end - l->r_base), used;
+            if (feed(h, p, l, s->buf + (s->off - s->start) + skip, n, &used)) return -1;
+            l->r_base += used;
             if (used < n) return 0;
         }
-        p2p_pieces_pop(&p->r_pieces, &b);
+        p2p_pieces_pop(&l->r_pieces, &b);
     }
     return 0;
 }
 
-/* Takes the stream bytes of one STREAM frame. Returns 0; 1 when some were refused (over the
- * piece cap or the memory budget: the packet must not be acknowledged, so that the sender
- * sends them again); or -1 on a protocol error. */
-/* Holds stream bytes [off, off + len) as a piece, merged with its neighbours. The tree's
- * priorities start from the node's randomness, which the peer cannot predict. Returns 0, or 1
- * when the piece cap or the budget refused them. */
-static int hold_piece(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, size_t len)
+/* Holds stream bytes [off, off + len) of a lane as a piece, merged with its neighbours. The
+ * tree's priorities start from the node's randomness, which the peer cannot predict. Returns
+ * 0, or 1 when the piece cap or the budget refused them. */
+static int hold_piece(p2p_host *h, p2p_peer *p, p2p_lane *l, uint64_t off, const uint8_t *data,
+                      size_t len)
 {
     p2p_budget b = peer_budget(p);
-    while (!p->r_pieces.seed) p->r_pieces.seed = p2p_rng_u32(&h->rng);
-    if (p2p_pieces_add(&p->r_pieces, off, data, len, p->r_base, p->r_granted, &b)) {
+    while (!l->r_pieces.seed) l->r_pieces.seed = p2p_rng_u32(&h->rng);
+    if (p2p_pieces_add(&l->r_pieces, off, data, len, l->r_base, l->r_granted, &b)) {
         h->stats.dropped_budget++;
         return 1;
     }
     return 0;
 }
 
-static int stream_recv(p2p_host *h, p2p_peer *p, uint64_t off, const uint8_t *data, uint64_t len)
+/* Takes the stream bytes of one STREAM frame of lane l. Returns 0; 1 when some were refused
+ * (over the piece cap or the memory budget: the packet must not be acknowledged, so that the
+ * sender sends them again); or -1 on a protocol error. */
+static int stream_recv(p2p_host *h, p2p_peer *p, p2p_lane *l, uint64_t off, const uint8_t *data,
+                       uint64_t len)
 {
-    if (off + len > p->r_granted) return -1; /* past the flow-control grant */
-    if (off + len <= p->r_base) return 0;    /* all seen before */
-    if (off < p->r_base) {
-        data += p->r_base - off;
-        len -= p->r_base - off;
-        off = p->r_base;
+    if (off + len > l->r_granted) return -1; /* past the flow-control grant */
+    if (off + len <= l->r_base) return 0;    /* all seen before */
+    if (off < l->r_base) {
+        data += l->r_base - off;
+        len -= l->r_base - off;
+        off = l->r_base;
     }
     int refused;
-    if (off > p->r_base) {
-        refused = hold_piece(h, p, off, data, (size_t)len); /* out of order */
+    if (off > l->r_base) {
+        refused = hold_piece(h, p, l, off, data, (size_t)len); /* out of order */
     } else {
         size_t used;
-        if (feed(h, p, data, (size_t)len, &used)) return -1;
-        p->r_base += used;
+        if (feed(h, p, l, data, (size_t)len, &used)) return -1;
+        l->r_base += used;
         if (used < len && p->ctl_head)
             /* Stopped behind a record the host routes first: the rest waits as a piece and
              * is read when the host asks for the next frame (p2p_peer_on_frames). */
-            refused = hold_piece(h, p, p->r_base, data + used, (size_t)len - used);
+            refused = hold_piece(h, p, l, l->r_base, data + used, (size_t)len - used);
         else
             refused = used < len;
     }
-    if (drain_pieces(h, p)) return -1;
+    if (drain_pieces(h, p, l)) return -1;
+    if (p->ctl_head) p->r_stopped = l;
     return refused;
 }
 
@@ -834,7 +1084,7 @@ int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t 
     p2p_rd_init(&rx->r, rx->pt, ptlen);
     while ((rc = p2p_frame_next(&rx->r, &f)) == 1) {
         if (f.type != P2P_FRAME_ACK && f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_CLOSE &&
-            f.type < P2P_FRAME_RELAY)
+            (f.type < P2P_FRAME_RELAY || f.type >= P2P_FRAME_STREAM_LANE))
             rx->eliciting = 1;
         if (f.type != P2P_FRAME_PADDING && f.type != P2P_FRAME_PATH_CHALLENGE &&
             f.type != P2P_FRAME_PATH_RESPONSE)
@@ -870,12 +1120,17 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
 {
     p2p_recovery_cb cb = {p, on_acked, on_lost};
     /* Stream bytes held back behind a routed record are read before the next frame. */
-    if (!p->ctl_head && p->r_pieces.n) {
-        if (drain_pieces(h, p)) {
+    if (!p->ctl_head && p->r_stopped) {
+        p2p_lane *l = p->r_stopped;
+        p->r_stopped = NULL;
+        if (drain_pieces(h, p, l)) {
             protocol_error(h, p);
             return P2P_RX_GONE;
         }
-        if (p->ctl_head) return P2P_RX_RECORDS;
+        if (p->ctl_head) {
+            p->r_stopped = l;
+            return P2P_RX_RECORDS;
+        }
     }
     while (p2p_frame_next(&rx->r, f) == 1) {
         switch (f->type) {
@@ -884,8 +1139,15 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
             rec_sync(h, p);
             if (!p->rec.pto_count) p->stalled = 0;
             break;
-        case P2P_FRAME_STREAM: {
-            int got = stream_recv(h, p, f->u.stream.offset, f->u.stream.data, f->u.stream.len);
+        case P2P_FRAME_STREAM:
+        case P2P_FRAME_STREAM_LANE: {
+            int rc;
+            p2p_lane *l = lane_get(h, p, f->lane, &rc);
+            if (!l) { /* over the budget (counted): the packet goes unacknowledged */
+                rx->refused = 1;
+                break;
+            }
+            int got = stream_recv(h, p, l, f->u.stream.offset, f->u.stream.data, f->u.stream.len);
             if (got < 0) {
                 protocol_error(h, p);
                 return P2P_RX_GONE;
@@ -895,13 +1157,32 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
             break;
         }
         case P2P_FRAME_MAX_STREAM:
-            if (f->u.max_stream > p->peer_max) p->peer_max = f->u.max_stream;
+        case P2P_FRAME_MAX_STREAM_LANE: {
+            /* A grant for a lane we never sent on says nothing: it starts at the window. */
+            p2p_lane *l = lane_at(p, f->lane);
+            if (l && f->u.max_stream > l->peer_max) l->peer_max = f->u.max_stream;
             break;
-        case P2P_FRAME_DATAGRAM: {
+        }
+        case P2P_FRAME_DATAGRAM:
+        case P2P_FRAME_DATAGRAM_SEQ: {
             p2p_event ev;
             memset(&ev, 0, sizeof ev);
             ev.type = P2P_EV_DATAGRAM;
             ev.msg_type = f->u.datagram.type;
+            if (f->type == P2P_FRAME_DATAGRAM_SEQ) {
+                /* Newest wins: one not newer than a datagram delivered on its lane is stale. */
+                int rc;
+                p2p_lane *l = lane_get(h, p, f->lane, &rc);
+                if (!l) break; /* over the budget (counted): unreliable, so dropped */
+                if (f->u.datagram.seq < l->dg_recv) {
+                    h->stats.dropped_stale++;
+                    break;
+                }
+                l->dg_recv = f->u.datagram.seq + 1;
+                ev.lane = f->lane;
+                ev.sequenced = 1;
+                ev.seq = f->u.datagram.seq;
+            }
             p2p_fill_event(p, &ev);
             p2p_event_push(h, &ev, f->u.datagram.data, (size_t)f->u.datagram.len);
             break;
@@ -934,6 +1215,7 @@ p2p_ctl_rec *p2p_peer_take_record(p2p_peer *p)
     if (!c) return NULL;
     p->ctl_head = c->next;
     if (!p->ctl_head) p->ctl_tail = NULL;
+    p->ctl_lane = c->lane;
     return c;
 }
 
@@ -1019,51 +1301,74 @@ static p2p_peer *connected(p2p_host *h, p2p_peer_handle handle, uint64_t now)
     return p;
 }
 
-int p2p_peer_send(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint8_t *data,
-                  size_t len, int want_reply, uint64_t *seq, uint64_t now)
+int p2p_peer_send_lane(p2p_host *h, p2p_peer_handle handle, uint8_t lane, uint16_t type,
+                       const uint8_t *data, size_t len, int want_reply, uint64_t *seq, uint64_t now)
 {
+    if (lane > P2P_LANE_MAX) return P2P_ERR_INVALID;
     p2p_peer *p = connected(h, handle, now);
     if (!p) return P2P_ERR_PEER;
     if (len > p->peer_max_message || len > h->max_message) return P2P_ERR_TOO_BIG;
-    if (p->send_end - p->sbase >= h->send_queue_limit) return P2P_ERR_FULL;
+    int rc = 0;
+    p2p_lane *l = lane ? lane_get(h, p, lane, &rc) : &p->l0;
+    /* Over the peer's memory budget is, for the application, a full queue: try later. */
+    if (!l) return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
+    /* The queue limit is per lane: a full bulk lane does not stop the others. */
+    if (l->send_end - l->sbase >= h->send_queue_limit) return P2P_ERR_FULL;
     p2p_record rec = {want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len};
-    uint64_t ordinal = p->records_sent;
+    uint64_t ordinal = l->records_sent;
     /* Replies the peer keeps back out of order split the awaited set: it has a cap. */
-    const p2p_rangeset *aw = &p->awaiting;
+    const p2p_rangeset *aw = &l->awaiting;
     if (want_reply && aw->n >= P2P_RECEIPT_RANGES && aw->v[aw->n - 1].hi != ordinal)
         return P2P_ERR_FULL;
-    if (want_reply && p2p_rangeset_add(&p->awaiting, ordinal, ordinal + 1)) return P2P_ERR_NOMEM;
-    int rc = append_record(h, p, &rec, data);
+    if (want_reply && p2p_rangeset_add(&l->awaiting, ordinal, ordinal + 1)) return P2P_ERR_NOMEM;
+    rc = append_record(h, p, l, &rec, data);
     if (rc) {
-        p2p_rangeset_remove(&p->awaiting, ordinal, ordinal + 1);
-        /* Over the peer's memory budget is, for the application, a full queue: try later. */
+        p2p_rangeset_remove(&l->awaiting, ordinal, ordinal + 1);
         return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     }
     if (seq) *seq = ordinal;
     return 0;
 }
 
-int p2p_peer_reply(p2p_host *h, p2p_peer_handle handle, uint64_t seq, int status,
-                   const uint8_t *data, size_t len, uint64_t now)
+int p2p_peer_send(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint8_t *data,
+                  size_t len, int want_reply, uint64_t *seq, uint64_t now)
+{
+    return p2p_peer_send_lane(h, handle, 0, type, data, len, want_reply, seq, now);
+}
+
+int p2p_peer_reply_lane(p2p_host *h, p2p_peer_handle handle, uint8_t lane, uint64_t seq, int status,
+                        const uint8_t *data, size_t len, uint64_t now)
 {
     p2p_peer *p = connected(h, handle, now);
     if (!p) return P2P_ERR_PEER;
     if (status < P2P_REPLY_NIL || status > P2P_REPLY_ERROR) return P2P_ERR_INVALID;
-    if (!p2p_rangeset_contains(&p->owed, seq)) return P2P_ERR_INVALID;
+    p2p_lane *l = lane > P2P_LANE_MAX ? NULL : lane_at(p, lane);
+    if (!l || !p2p_rangeset_contains(&l->owed, seq)) return P2P_ERR_INVALID;
     if (len > p->peer_max_message) len = p->peer_max_message;
     if (status == P2P_REPLY_NIL) len = 0;
-    p2p_record rec = {P2P_REC_REPLY, 0, seq, (uint8_t)status, len};
-    int rc = append_record(h, p, &rec, data);
-    if (!rc) p2p_rangeset_remove(&p->owed, seq, seq + 1);
+    /* Replies ride the control lane: a bulk transfer on any lane never holds them back. */
+    int rc = append_reply(h, p, lane, seq, (uint8_t)status, data, len);
+    if (!rc) p2p_rangeset_remove(&l->owed, seq, seq + 1);
     return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
 }
 
-int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint8_t *data,
-                           size_t len, uint64_t now)
+int p2p_peer_reply(p2p_host *h, p2p_peer_handle handle, uint64_t seq, int status,
+                   const uint8_t *data, size_t len, uint64_t now)
+{
+    return p2p_peer_reply_lane(h, handle, 0, seq, status, data, len, now);
+}
+
+/* Queues a datagram (sequenced on lane `lane`, or plain). */
+static int queue_datagram(p2p_host *h, p2p_peer_handle handle, int sequenced, uint8_t lane,
+                          uint16_t type, const uint8_t *data, size_t len, uint64_t now)
 {
     p2p_peer *p = connected(h, handle, now);
     if (!p) return P2P_ERR_PEER;
-    if (len > P2P_MAX_DATAGRAM) return P2P_ERR_TOO_BIG;
+    if (len > (sequenced ? P2P_MAX_DATAGRAM_SEQ : P2P_MAX_DATAGRAM)) return P2P_ERR_TOO_BIG;
+    int rc;
+    p2p_lane *l = NULL;
+    if (sequenced && !(l = lane_get(h, p, lane, &rc)))
+        return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     if (p->dq_count >= P2P_DATAGRAM_QUEUE) { /* unreliable: drop the oldest */
         p2p_dgram *old = p->dq_head;
         p->dq_head = old->next;
@@ -1071,12 +1376,14 @@ int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type, c
         p->dq_count--;
         dgram_free(h, p, old);
     }
-    int rc;
     p2p_dgram *d = p2p_mem_alloc(h, p, sizeof *d + len, &rc);
     if (!d) return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     d->next = NULL;
     d->type = type;
     d->len = (uint16_t)len;
+    d->sequenced = (uint8_t)sequenced;
+    d->lane = lane;
+    d->seq = l ? l->dg_next++ : 0;
     if (len) memcpy(d->data, data, len);
     if (p->dq_tail)
         p->dq_tail->next = d;
@@ -1088,10 +1395,35 @@ int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type, c
     return 0;
 }
 
+int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle handle, uint16_t type, const uint8_t *data,
+                           size_t len, uint64_t now)
+{
+    return queue_datagram(h, handle, 0, 0, type, data, len, now);
+}
+
+int p2p_peer_send_sequenced(p2p_host *h, p2p_peer_handle handle, uint8_t lane, uint16_t type,
+                            const uint8_t *data, size_t len, uint64_t now)
+{
+    if (lane > P2P_LANE_MAX) return P2P_ERR_INVALID;
+    return queue_datagram(h, handle, 1, lane, type, data, len, now);
+}
+
+uint64_t p2p_peer_queued(const p2p_peer *p)
+{
+    uint64_t n = p->l0.send_end - p->l0.sbase;
+    if (p->lanes)
+        for (unsigned i = 1; i < p->lanes->n; i++) {
+            const p2p_lane *l = p->lanes->slot[p->lanes->ids[i]];
+            n += l->send_end - l->sbase;
+        }
+    return n;
+}
+
 /* ---- transfers -------------------------------------------------------------------------- */
 
 size_t p2p_peer_unacked(const p2p_peer *p, int lane)
 {
-    (void)lane; /* one stream for now: every lane is lane 0 */
-    return (size_t)(p->send_end - p->sbase);
+    const p2p_lane *l = lane == 0 ? &p->l0 : NULL;
+    if (lane > 0 && lane < P2P_LANE_SLOTS && p->lanes) l = p->lanes->slot[lane];
+    return l ? (size_t)(l->send_end - l->sbase) : 0;
 }

@@ -1,7 +1,8 @@
 /*
  * p2p_peer.h - one established session (docs/PROTOCOL.md sections 3-5): sealing and opening
- * DATA packets, the reliable stream and its records, datagrams, acknowledgements, recovery,
- * flow control, MTU probing, key updates and the session's timers.
+ * DATA packets, the reliable streams of its lanes (section 4.4) and their records, the
+ * scheduler that shares the window between lanes, datagrams (plain and sequenced),
+ * acknowledgements, recovery, flow control, MTU probing, key updates and the session's timers.
  *
  * A session calls nothing above it. What the host must route elsewhere comes back as result
  * codes: a packet that confirms or loses a handshake, frames for path and NAT, mesh and NAT
@@ -66,8 +67,15 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
 /* Ends a session locally: REPLY-lost and LEAVE events (and P2P_NOTE_LEFT), then CLOSE frames
  * when send_close, else it goes on the dead list at once. */
 void p2p_peer_end(p2p_host *h, p2p_peer *p, int reason, int send_close, uint8_t wire_reason);
-/* Appends a mesh record to the peer's stream (not subject to the send-queue limit). */
+/* Appends a mesh or NAT record to the peer's stream (not subject to the send-queue limit):
+ * a broadcast to lane 0, the others to the control lane. */
 int p2p_peer_append(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *body, size_t len);
+/* lanes: appends a record to the stream of one lane (made on first use). Returns 0,
+ * P2P_ERR_LIMIT (over the peer's budget) or P2P_ERR_NOMEM. */
+int p2p_peer_append_lane(p2p_host *h, p2p_peer *p, uint8_t lane, uint8_t kind, const uint8_t *body,
+                         size_t len);
+/* lanes: stream bytes of every lane not yet acknowledged. */
+uint64_t p2p_peer_queued(const p2p_peer *p);
 /* Builds one sealed DATA packet holding a single CLOSE frame (for refusals). */
 size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out);
 /* Seals plaintext frames that are not ack-eliciting into a DATA packet of the session (out

@@ -31,10 +31,10 @@ p2p_peer *p2p_peer_new(p2p_host *h, int initiator, const p2p_addr *addr)
     p->host = h;
     p->initiator = initiator;
     p->addr = *addr;
-    p2p_rangeset_init(&p->s_acked);
-    p2p_rangeset_init(&p->s_lost);
-    p2p_rangeset_init(&p->awaiting);
-    p2p_rangeset_init(&p->owed);
+    p2p_rangeset_init(&p->l0.s_acked);
+    p2p_rangeset_init(&p->l0.s_lost);
+    p2p_rangeset_init(&p->l0.awaiting);
+    p2p_rangeset_init(&p->l0.owed);
     p2p_acker_init(&p->acker);
     return p;
 }

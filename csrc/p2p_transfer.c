@@ -180,8 +180,8 @@ static void finish_with(p2p_host *h, p2p_peer *p, p2p_xfer *x, int status, const
 
 /* Appends a TRANSFER record to p's stream: op and id, then tlen bytes of fields (tail), built
  * in the scratch buffer. */
-static int send_record(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, const uint8_t *tail,
-                       size_t tlen)
+static int send_record(p2p_host *h, p2p_peer *p, int lane, uint8_t op, uint64_t id,
+                       const uint8_t *tail, size_t tlen)
 {
     uint8_t *b = h->xfers->scratch;
     p2p_wr w;
@@ -190,12 +190,12 @@ static int send_record(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, const 
     p2p_wr_varint(&w, id);
     p2p_wr_bytes(&w, tail, tlen);
     if (w.bad) return P2P_ERR_INVALID;
-    return p2p_peer_append(h, p, P2P_REC_TRANSFER, b, (size_t)(w.p - b));
+    return p2p_peer_append_lane(h, p, (uint8_t)lane, P2P_REC_TRANSFER, b, (size_t)(w.p - b));
 }
 
 /* STOP (receiver) or CANCEL (sender) with a reason; a send refused by the budget is not
  * retried: the peer's side ends with the session at worst. */
-static void send_stop(p2p_host *h, p2p_peer *p, int outgoing, uint64_t id, int code,
+static void send_stop(p2p_host *h, p2p_peer *p, int lane, int outgoing, uint64_t id, int code,
                       const char *reason)
 {
     uint8_t tail[1 + P2P_TRANSFER_REASON_MAX];
@@ -204,7 +204,7 @@ static void send_stop(p2p_host *h, p2p_peer *p, int outgoing, uint64_t id, int c
     if (!outgoing) tail[n++] = (uint8_t)code;
     memcpy(tail + n, reason, rl);
     n += rl;
-    (void)send_record(h, p, outgoing ? P2P_XOP_CANCEL : P2P_XOP_STOP, id, tail, n);
+    (void)send_record(h, p, lane, outgoing ? P2P_XOP_CANCEL : P2P_XOP_STOP, id, tail, n);
 }
 
 const char *p2p_transfer_status_name(int status)
@@ -226,7 +226,8 @@ int p2p_transfer_open(p2p_host *h, p2p_peer_handle peer, int lane, uint64_t tota
 {
     p2p_peer *p = p2p_lookup(h, peer);
     if (!p || p->state != P2P_S_CONNECTED || h->closed) return P2P_ERR_PEER;
-    if (lane < 0 || len > P2P_TRANSFER_META_MAX || (len && !meta)) return P2P_ERR_INVALID;
+    if (lane < 0 || lane > P2P_LANE_MAX || len > P2P_TRANSFER_META_MAX || (len && !meta))
+        return P2P_ERR_INVALID;
     if (total != P2P_TRANSFER_UNKNOWN && total > P2P_VARINT_MAX) return P2P_ERR_INVALID;
     if (p->xfer_out >= P2P_TRANSFER_PER_PEER) return P2P_ERR_LIMIT;
     int rc;
@@ -243,7 +244,7 @@ int p2p_transfer_open(p2p_host *h, p2p_peer_handle peer, int lane, uint64_t tota
     if (total != P2P_TRANSFER_UNKNOWN) p2p_wr_varint(&w, total);
     p2p_wr_varint(&w, len);
     p2p_wr_bytes(&w, meta, len);
-    rc = send_record(h, p, P2P_XOP_OPEN, x->wire_id, tail, (size_t)(w.p - tail));
+    rc = send_record(h, p, x->lane, P2P_XOP_OPEN, x->wire_id, tail, (size_t)(w.p - tail));
     if (rc) {
         xfer_free(h, p, x);
         return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
@@ -287,8 +288,9 @@ int p2p_transfer_write(p2p_host *h, uint32_t t, const uint8_t *data, size_t len)
     p2p_wr_varint(&w, x->wire_id);
     p2p_wr_bytes(&w, off, ol);
     p2p_wr_bytes(&w, data, len);
-    int rc =
-        w.bad ? P2P_ERR_INVALID : p2p_peer_append(h, p, P2P_REC_TRANSFER, b, (size_t)(w.p - b));
+    int rc = w.bad ? P2P_ERR_INVALID
+                   : p2p_peer_append_lane(h, p, (uint8_t)x->lane, P2P_REC_TRANSFER, b,
+                                          (size_t)(w.p - b));
     if (rc) {
         /* The peer's memory budget is full: the same as no room, until acknowledgements. */
         if (rc == P2P_ERR_LIMIT) {
@@ -334,7 +336,7 @@ int p2p_transfer_finish(p2p_host *h, uint32_t t)
     p2p_wr_varint(&w, x->next);
     p2p_hash_stream_final(&copy, w.p, P2P_TRANSFER_HASH_LEN);
     w.p += P2P_TRANSFER_HASH_LEN;
-    int rc = send_record(h, p, P2P_XOP_END, x->wire_id, tail, (size_t)(w.p - tail));
+    int rc = send_record(h, p, x->lane, P2P_XOP_END, x->wire_id, tail, (size_t)(w.p - tail));
     if (rc) return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     x->total = x->next;
     x->state = X_FINISHED;
@@ -356,7 +358,7 @@ int p2p_transfer_accept(p2p_host *h, uint32_t t, uint64_t offset)
     p2p_wr w;
     p2p_wr_init(&w, tail, sizeof tail);
     p2p_wr_varint(&w, offset);
-    int rc = send_record(h, p, P2P_XOP_ACCEPT, x->wire_id, tail, (size_t)(w.p - tail));
+    int rc = send_record(h, p, x->lane, P2P_XOP_ACCEPT, x->wire_id, tail, (size_t)(w.p - tail));
     if (rc) return rc == P2P_ERR_LIMIT ? P2P_ERR_FULL : rc;
     x->state = X_RUNNING;
     x->start = x->next = offset;
@@ -369,7 +371,7 @@ int p2p_transfer_cancel(p2p_host *h, uint32_t t, const char *reason)
     if (!x) return P2P_ERR_PEER;
     p2p_peer *p = p2p_lookup(h, x->peer);
     if (!p) return P2P_ERR_PEER; /* its session is ending: LOST comes with it */
-    if (p->state == P2P_S_CONNECTED) send_stop(h, p, x->outgoing, x->wire_id, 0, reason);
+    if (p->state == P2P_S_CONNECTED) send_stop(h, p, x->lane, x->outgoing, x->wire_id, 0, reason);
     size_t rl = reason ? strlen(reason) : 0;
     if (rl > P2P_TRANSFER_REASON_MAX) rl = P2P_TRANSFER_REASON_MAX;
     finish_with(h, p, x, P2P_TRANSFER_CANCELLED, (const uint8_t *)reason, rl);
@@ -401,7 +403,7 @@ static const uint8_t *reason_of(p2p_rd *r, size_t *len)
 }
 
 /* An OPEN: a new incoming transfer, offered to the application. */
-static int on_open(p2p_host *h, p2p_peer *p, uint64_t id, p2p_rd *r)
+static int on_open(p2p_host *h, p2p_peer *p, int lane, uint64_t id, p2p_rd *r)
 {
     uint8_t flags = p2p_rd_u8(r);
     uint64_t total = flags & P2P_XOPEN_SIZED ? p2p_rd_varint(r) : P2P_TRANSFER_UNKNOWN;
@@ -420,22 +422,23 @@ static int on_open(p2p_host *h, p2p_peer *p, uint64_t id, p2p_rd *r)
     if (!x) {
         /* Unwelcome, not wrong: refused, and the peer may try again later. */
         h->stats.transfers_refused++;
-        send_stop(h, p, 0, id, P2P_XSTOP_CANCEL,
+        send_stop(h, p, lane, 0, id, P2P_XSTOP_CANCEL,
                   rc == P2P_ERR_LIMIT ? "busy: too many transfers" : "out of memory");
         return 0;
     }
     x->wire_id = id;
+    x->lane = lane; /* the receiver answers on the lane the transfer runs on */
     x->total = total;
     x->state = X_OFFERED;
     if (push(h, p, x, P2P_EV_TRANSFER_OFFER, 0, 0, meta, (size_t)mlen)) {
-        send_stop(h, p, 0, id, P2P_XSTOP_CANCEL, "out of memory");
+        send_stop(h, p, lane, 0, id, P2P_XSTOP_CANCEL, "out of memory");
         xfer_free(h, p, x);
     }
     return 0;
 }
 
 /* A record about an incoming transfer (DATA, END, CANCEL). */
-static int on_incoming(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, p2p_rd *r)
+static int on_incoming(p2p_host *h, p2p_peer *p, int lane, uint8_t op, uint64_t id, p2p_rd *r)
 {
     p2p_xfer *x = by_wire(h, p, id, 0);
     if (!x) {
@@ -443,6 +446,8 @@ static int on_incoming(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, p2p_rd
          * dropped. An id never opened is an error. */
         return id <= p->xfer_max_in ? 0 : -1;
     }
+    /* A transfer's records are one lane's stream, in order: another lane is an error. */
+    if (lane != x->lane) return -1;
     if (op == P2P_XOP_CANCEL) {
         size_t rl;
         const uint8_t *reason = reason_of(r, &rl);
@@ -461,7 +466,7 @@ static int on_incoming(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, p2p_rd
         if (!p2p_event_room(h, p, n, 0) || push(h, p, x, P2P_EV_TRANSFER_DATA, off, 0, data, n)) {
             /* The application does not drain its events and the node's budget is spent. */
             static const char full[] = "receiver out of memory";
-            send_stop(h, p, 0, id, P2P_XSTOP_CANCEL, full);
+            send_stop(h, p, x->lane, 0, id, P2P_XSTOP_CANCEL, full);
             finish_with(h, p, x, P2P_TRANSFER_CANCELLED, (const uint8_t *)full, sizeof full - 1);
             return 0;
         }
@@ -478,18 +483,18 @@ static int on_incoming(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, p2p_rd
     p2p_hash_stream_final(&x->hash, mine, sizeof mine);
     x->total = length;
     if (memcmp(mine, sum, sizeof mine) == 0) {
-        (void)send_record(h, p, P2P_XOP_DONE, id, NULL, 0);
+        (void)send_record(h, p, x->lane, P2P_XOP_DONE, id, NULL, 0);
         finish_with(h, p, x, P2P_TRANSFER_DONE, NULL, 0);
     } else {
         static const char bad[] = "integrity check failed";
-        send_stop(h, p, 0, id, P2P_XSTOP_INTEGRITY, bad);
+        send_stop(h, p, x->lane, 0, id, P2P_XSTOP_INTEGRITY, bad);
         finish_with(h, p, x, P2P_TRANSFER_INTEGRITY, (const uint8_t *)bad, sizeof bad - 1);
     }
     return 0;
 }
 
 /* A record about an outgoing transfer (ACCEPT, STOP, DONE). */
-static int on_outgoing(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, p2p_rd *r)
+static int on_outgoing(p2p_host *h, p2p_peer *p, int lane, uint8_t op, uint64_t id, p2p_rd *r)
 {
     p2p_xfer *x = by_wire(h, p, id, 1);
     if (!x) {
@@ -497,6 +502,7 @@ static int on_outgoing(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, p2p_rd
         const struct p2p_xfers *t = h->xfers;
         return t && id && id < t->next_handle ? 0 : -1;
     }
+    if (lane != x->lane) return -1;
     if (op == P2P_XOP_ACCEPT) {
         uint64_t off = p2p_rd_varint(r);
         if (r->bad || p2p_rd_left(r) || x->state != X_OFFERED) return -1;
@@ -522,7 +528,7 @@ static int on_outgoing(p2p_host *h, p2p_peer *p, uint8_t op, uint64_t id, p2p_rd
     return 0;
 }
 
-int p2p_transfer_on_record(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len)
+int p2p_transfer_on_record(p2p_host *h, p2p_peer *p, int lane, const uint8_t *body, size_t len)
 {
     p2p_rd r;
     p2p_rd_init(&r, body, len);
@@ -530,13 +536,13 @@ int p2p_transfer_on_record(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t
     uint64_t id = p2p_rd_varint(&r);
     if (r.bad || !id) return -1;
     switch (op) {
-    case P2P_XOP_OPEN: return on_open(h, p, id, &r);
+    case P2P_XOP_OPEN: return on_open(h, p, lane, id, &r);
     case P2P_XOP_DATA:
     case P2P_XOP_END:
-    case P2P_XOP_CANCEL: return on_incoming(h, p, op, id, &r);
+    case P2P_XOP_CANCEL: return on_incoming(h, p, lane, op, id, &r);
     case P2P_XOP_ACCEPT:
     case P2P_XOP_STOP:
-    case P2P_XOP_DONE: return on_outgoing(h, p, op, id, &r);
+    case P2P_XOP_DONE: return on_outgoing(h, p, lane, op, id, &r);
     default: return -1;
     }
 }

@@ -44,7 +44,7 @@ int p2p_transfer_get_info(const p2p_host *h, uint32_t t, p2p_transfer_info *info
 /* A TRANSFER record that session p received whole (body borrowed for the call). Returns 0, or
  * -1 when the record breaks the protocol (the host then ends the session). A record that is
  * only unwelcome (over the per-peer cap or the budget) is refused with a STOP, not an error. */
-int p2p_transfer_on_record(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len);
+int p2p_transfer_on_record(p2p_host *h, p2p_peer *p, int lane, const uint8_t *body, size_t len);
 /* Session p ended: each of its transfers ends with P2P_TRANSFER_LOST and is freed. */
 void p2p_transfer_on_end(p2p_host *h, p2p_peer *p);
 /* After input: a WANT event for each outgoing transfer that found no room and has it now. */

@@ -191,6 +191,7 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
 {
     if (p2p_rd_left(r) == 0) return 0;
     f->type = p2p_rd_u8(r);
+    f->lane = 0;
     switch (f->type) {
     case P2P_FRAME_PADDING:
         while (r->p < r->end)
@@ -221,6 +222,26 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f)
     case P2P_FRAME_PATH_RESPONSE:
         f->u.path_data = p2p_rd_u64(r);
         return r->bad ? P2P_ERR_INVALID : 1;
+    /* lanes: lane 0 has its own STREAM and MAX_STREAM frames, and no lane past the control
+     * lane carries datagrams: another encoding of them is malformed */
+    case P2P_FRAME_STREAM_LANE:
+        f->lane = p2p_rd_u8(r);
+        f->u.stream.offset = p2p_rd_varint(r);
+        f->u.stream.len = p2p_rd_varint(r);
+        if (r->bad || f->lane == 0) return P2P_ERR_INVALID;
+        if (f->u.stream.offset + f->u.stream.len > P2P_VARINT_MAX) return P2P_ERR_INVALID;
+        return frame_body(r, f->u.stream.len, &f->u.stream.data);
+    case P2P_FRAME_MAX_STREAM_LANE:
+        f->lane = p2p_rd_u8(r);
+        f->u.max_stream = p2p_rd_varint(r);
+        return r->bad || f->lane == 0 ? P2P_ERR_INVALID : 1;
+    case P2P_FRAME_DATAGRAM_SEQ:
+        f->lane = p2p_rd_u8(r);
+        f->u.datagram.seq = p2p_rd_varint(r);
+        f->u.datagram.type = p2p_rd_u16(r);
+        f->u.datagram.len = p2p_rd_varint(r);
+        if (r->bad || f->lane > P2P_LANE_MAX) return P2P_ERR_INVALID;
+        return frame_body(r, f->u.datagram.len, &f->u.datagram.data);
     default: return P2P_ERR_INVALID;
     }
 }
@@ -253,6 +274,45 @@ int p2p_frame_put_stream_header(p2p_wr *w, uint64_t offset, uint64_t len)
     return w->bad ? P2P_ERR_BUFFER : 0;
 }
 
+size_t p2p_frame_lane_header_len(uint8_t lane, uint64_t offset, uint64_t len)
+{
+    return (lane ? 2 : 1) + p2p_varint_len(offset) + p2p_varint_len(len);
+}
+
+int p2p_frame_put_lane_header(p2p_wr *w, uint8_t lane, uint64_t offset, uint64_t len)
+{
+    if (!lane) return p2p_frame_put_stream_header(w, offset, len);
+    p2p_wr_u8(w, P2P_FRAME_STREAM_LANE);
+    p2p_wr_u8(w, lane);
+    p2p_wr_varint(w, offset);
+    p2p_wr_varint(w, len);
+    return w->bad ? P2P_ERR_BUFFER : 0;
+}
+
+int p2p_frame_put_max_stream(p2p_wr *w, uint8_t lane, uint64_t max)
+{
+    if (lane) {
+        p2p_wr_u8(w, P2P_FRAME_MAX_STREAM_LANE);
+        p2p_wr_u8(w, lane);
+    } else {
+        p2p_wr_u8(w, P2P_FRAME_MAX_STREAM);
+    }
+    p2p_wr_varint(w, max);
+    return w->bad ? P2P_ERR_BUFFER : 0;
+}
+
+int p2p_frame_put_datagram_seq(p2p_wr *w, uint8_t lane, uint64_t seq, uint16_t type,
+                               const uint8_t *data, size_t len)
+{
+    p2p_wr_u8(w, P2P_FRAME_DATAGRAM_SEQ);
+    p2p_wr_u8(w, lane);
+    p2p_wr_varint(w, seq);
+    p2p_wr_u16(w, type);
+    p2p_wr_varint(w, len);
+    p2p_wr_bytes(w, data, len);
+    return w->bad ? P2P_ERR_BUFFER : 0;
+}
+
 int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
 {
     p2p_rd r;
@@ -266,6 +326,10 @@ int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
         rec->type = p2p_rd_u16(&r);
         rec->len = p2p_rd_varint(&r);
         break;
+    case P2P_REC_REPLY_LANE:
+        rec->type = p2p_rd_u8(&r);
+        if (!r.bad && (rec->type == 0 || rec->type > P2P_LANE_MAX)) return P2P_ERR_INVALID;
+        /* fall through - the rest is a REPLY */
     case P2P_REC_REPLY:
         rec->ref = p2p_rd_varint(&r);
         rec->status = p2p_rd_u8(&r);
@@ -293,7 +357,8 @@ size_t p2p_record_encode(uint8_t *out, const p2p_record *rec)
     p2p_wr w;
     p2p_wr_init(&w, out, P2P_RECORD_HEADER_MAX);
     p2p_wr_u8(&w, rec->kind);
-    if (rec->kind == P2P_REC_REPLY) {
+    if (rec->kind == P2P_REC_REPLY_LANE) p2p_wr_u8(&w, (uint8_t)rec->type);
+    if (rec->kind == P2P_REC_REPLY || rec->kind == P2P_REC_REPLY_LANE) {
         p2p_wr_varint(&w, rec->ref);
         p2p_wr_u8(&w, rec->status);
     } else if (rec->kind <= P2P_REC_MESSAGE_RECEIPT) {

@@ -35,7 +35,13 @@ enum {
     P2P_FRAME_RELAY = 0x07,
     P2P_FRAME_PATH_CHALLENGE = 0x08,
     P2P_FRAME_PATH_RESPONSE = 0x09,
-    P2P_FRAME_RELAYED = 0x0a
+    P2P_FRAME_RELAYED = 0x0a,
+    /* lanes (docs/PROTOCOL.md sections 3 and 4.4): STREAM, MAX_STREAM and a sequenced
+     * DATAGRAM with a lane number. Lane 0 keeps 0x03 and 0x04; these never name it (0x12
+     * may: plain DATAGRAM frames have no sequence number). All three are ack-eliciting. */
+    P2P_FRAME_STREAM_LANE = 0x10,
+    P2P_FRAME_MAX_STREAM_LANE = 0x11,
+    P2P_FRAME_DATAGRAM_SEQ = 0x12
 };
 /* CLOSE reasons on the wire. */
 enum {
@@ -61,7 +67,9 @@ enum {
     P2P_REC_INTRO = 0x0b,
     P2P_REC_INTRO_FAIL = 0x0c,
     /* streaming transfers (docs/PROTOCOL.md section 4.2): same layout, body = u8 op, fields */
-    P2P_REC_TRANSFER = 0x0d
+    P2P_REC_TRANSFER = 0x0d,
+    /* lanes: a REPLY to a message of lane 1 to 254: u8 lane, then as REPLY */
+    P2P_REC_REPLY_LANE = 0x10
 };
 
 #define P2P_VARINT_MAX ((UINT64_C(1) << 62) - 1)
@@ -138,6 +146,7 @@ typedef struct p2p_ack_range {
 
 typedef struct p2p_frame {
     uint8_t type;
+    uint8_t lane; /* STREAM_LANE, MAX_STREAM_LANE, DATAGRAM_SEQ; 0 for every other frame */
     union {
         struct {
             uint64_t delay_us;
@@ -154,6 +163,7 @@ typedef struct p2p_frame {
             uint16_t type;
             uint64_t len;
             const uint8_t *data;
+            uint64_t seq; /* DATAGRAM_SEQ */
         } datagram;
         uint8_t close_reason;
         struct {
@@ -174,11 +184,21 @@ int p2p_frame_next(p2p_rd *r, p2p_frame *f);
 int p2p_frame_put_ack(p2p_wr *w, uint64_t delay_us, const p2p_ack_range *r, size_t count);
 int p2p_frame_put_stream_header(p2p_wr *w, uint64_t offset, uint64_t len);
 size_t p2p_frame_stream_header_len(uint64_t offset, uint64_t len);
+/* lanes: the header of a STREAM frame of any lane (STREAM for lane 0, else STREAM_LANE),
+ * and its length */
+int p2p_frame_put_lane_header(p2p_wr *w, uint8_t lane, uint64_t offset, uint64_t len);
+size_t p2p_frame_lane_header_len(uint8_t lane, uint64_t offset, uint64_t len);
+/* lanes: a MAX_STREAM frame of any lane (MAX_STREAM for lane 0, else MAX_STREAM_LANE) */
+int p2p_frame_put_max_stream(p2p_wr *w, uint8_t lane, uint64_t max);
+/* lanes: a DATAGRAM_SEQ frame; its overhead beyond the payload is at most this */
+int p2p_frame_put_datagram_seq(p2p_wr *w, uint8_t lane, uint64_t seq, uint16_t type,
+                               const uint8_t *data, size_t len);
+#define P2P_DATAGRAM_SEQ_OVERHEAD (1 + 1 + 8 + 2 + 2)
 
 /* A stream record header (docs/PROTOCOL.md section 4). */
 typedef struct p2p_record {
     uint8_t kind;
-    uint16_t type;  /* MESSAGE kinds */
+    uint16_t type;  /* MESSAGE kinds; REPLY_LANE: the lane of the message answered (1 to 254) */
     uint64_t ref;   /* REPLY: record ordinal answered */
     uint8_t status; /* REPLY */
     uint64_t len;   /* body length */

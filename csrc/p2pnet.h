@@ -276,6 +276,10 @@ typedef struct p2p_event {
     uint32_t transfer;
     uint64_t offset;
     uint64_t total;
+    /* lanes: MESSAGE, REPLY, DATAGRAM: the lane (0 to P2P_LANE_MAX; seq counts within it);
+     * DATAGRAM: sequenced is 1 for p2p_peer_send_sequenced's, whose number is seq */
+    uint8_t lane;
+    uint8_t sequenced;
 } p2p_event;
 
 /* Takes the next event. Returns 1 and fills *ev, or 0 when there is none. */
@@ -361,6 +365,40 @@ int p2p_peer_reply(p2p_host *h, p2p_peer_handle p, uint64_t seq, int status, con
 /* Sends one unreliable datagram. Returns 0, P2P_ERR_PEER, P2P_ERR_TOO_BIG or P2P_ERR_NOMEM. */
 int p2p_peer_send_datagram(p2p_host *h, p2p_peer_handle p, uint16_t type, const uint8_t *data,
                            size_t len, uint64_t now);
+/* ---- lanes (docs/PROTOCOL.md section 4.4) -------------------------------------------- */
+
+/* Application lanes are 0 to P2P_LANE_MAX. Each is a reliable, ordered, exactly-once stream of
+ * its own: loss or a large message on one never delays another. Lane 0 is the one
+ * p2p_peer_send uses. Lanes are made on first use, within the peer's memory budget. */
+#define P2P_LANE_MAX 254
+/* Largest sequenced datagram payload: its frame carries a lane and a sequence number too. */
+#define P2P_MAX_DATAGRAM_SEQ (P2P_MAX_DATAGRAM - 9)
+#define P2P_LANE_PRIORITY_MAX 255
+#define P2P_LANE_WEIGHT_MAX 65535
+
+/* p2p_peer_send on a lane. *seq counts within the lane (the REPLY event carries the lane).
+ * Returns as p2p_peer_send, or P2P_ERR_INVALID when lane > P2P_LANE_MAX; P2P_ERR_FULL also
+ * when the peer's memory budget cannot hold a new lane. */
+int p2p_peer_send_lane(p2p_host *h, p2p_peer_handle p, uint8_t lane, uint16_t type,
+                       const uint8_t *data, size_t len, int want_reply, uint64_t *seq,
+                       uint64_t now);
+/* p2p_peer_reply for a MESSAGE event of any lane (ev.lane, ev.seq). */
+int p2p_peer_reply_lane(p2p_host *h, p2p_peer_handle p, uint8_t lane, uint64_t seq, int status,
+                        const uint8_t *data, size_t len, uint64_t now);
+/* One sequenced unreliable datagram on a lane: the receiver delivers it only when it is newer
+ * than every one it delivered on that lane (the rest are dropped and counted in
+ * dropped_stale). Returns 0, P2P_ERR_PEER, P2P_ERR_INVALID (lane), P2P_ERR_TOO_BIG (over
+ * P2P_MAX_DATAGRAM_SEQ), P2P_ERR_FULL or P2P_ERR_NOMEM. */
+int p2p_peer_send_sequenced(p2p_host *h, p2p_peer_handle p, uint8_t lane, uint16_t type,
+                            const uint8_t *data, size_t len, uint64_t now);
+/* p2p_host_broadcast on a lane: every hop carries it on that lane, and receivers report it. */
+int p2p_host_broadcast_lane(p2p_host *h, uint8_t lane, uint16_t type, const uint8_t *data,
+                            size_t len, uint64_t *seq, uint64_t now);
+/* Sets how this node shares the window between its lanes: strict priority (higher first,
+ * 0 to P2P_LANE_PRIORITY_MAX, default 0), and within one priority by weight (1 to
+ * P2P_LANE_WEIGHT_MAX, default 1), by bytes. Returns 0 or P2P_ERR_INVALID. */
+int p2p_host_set_lane(p2p_host *h, uint8_t lane, int priority, int weight);
+
 /* Ends one session gracefully: CLOSE is sent and a LEAVE (closed) event follows.
  * Returns 0 or P2P_ERR_PEER. */
 int p2p_peer_disconnect(p2p_host *h, p2p_peer_handle p, uint64_t now);
@@ -391,6 +429,9 @@ int p2p_host_close(p2p_host *h, uint64_t now);
 #define P2P_TRANSFER_REASON_MAX 256u     /* bytes of a cancel's reason text */
 #define P2P_TRANSFER_PER_PEER 16u        /* transfers one peer may have open towards us */
 #define P2P_TRANSFER_HASH_LEN 32         /* BLAKE2b-256 of the whole content */
+/* The lane a transfer runs on unless told otherwise: the last application lane, so that a
+ * transfer never holds up messages on lane 0 (docs/API.md, Lanes). */
+#define P2P_TRANSFER_LANE P2P_LANE_MAX
 
 typedef enum p2p_transfer_status {
     P2P_TRANSFER_DONE = 0,        /* all bytes arrived and the hash matched */
@@ -404,7 +445,8 @@ const char *p2p_transfer_status_name(int status);
 
 /* Offers a transfer of total bytes (P2P_TRANSFER_UNKNOWN: the size is not known yet) to a
  * connected peer, with meta (a name or metadata for the receiver, at most
- * P2P_TRANSFER_META_MAX bytes, copied). lane: the session's lane (0 for now). *out receives
+ * P2P_TRANSFER_META_MAX bytes, copied). lane: the application lane (0 to P2P_LANE_MAX) its
+ * records ride, P2P_TRANSFER_LANE by default. *out receives
  * the transfer's handle, for every call below and the events. Writing waits for the peer's
  * answer: a WANT event, or END when it refuses. Returns 0, P2P_ERR_PEER, P2P_ERR_INVALID,
  * P2P_ERR_LIMIT (P2P_TRANSFER_PER_PEER outgoing transfers open already), P2P_ERR_FULL (the
@@ -484,6 +526,8 @@ typedef struct p2p_stats {
                                  * of it one source IP may hold (8), was full */
     /* streaming transfers */
     uint64_t transfers_refused; /* offers refused at once: P2P_TRANSFER_PER_PEER or budget */
+    /* lanes */
+    uint64_t dropped_stale; /* sequenced datagrams older than one already delivered */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);

@@ -64,6 +64,49 @@ static void check_stream(const p2p_frame *f)
     }
 }
 
+/* lanes: a STREAM_LANE header re-encodes to the same bytes' meaning, and never names lane 0 */
+static void check_stream_lane(const p2p_frame *f)
+{
+    CHECK(f->lane != 0);
+    uint8_t buf[32];
+    p2p_wr w;
+    p2p_wr_init(&w, buf, sizeof buf);
+    CHECK(p2p_frame_put_lane_header(&w, f->lane, f->u.stream.offset, f->u.stream.len) == 0);
+    size_t hl = (size_t)(w.p - buf);
+    CHECK(hl == p2p_frame_lane_header_len(f->lane, f->u.stream.offset, f->u.stream.len));
+    if (f->u.stream.len < 64) {
+        uint8_t pkt[32 + 64];
+        memcpy(pkt, buf, hl);
+        memcpy(pkt + hl, f->u.stream.data, (size_t)f->u.stream.len);
+        p2p_rd r;
+        p2p_rd_init(&r, pkt, hl + (size_t)f->u.stream.len);
+        p2p_frame g;
+        CHECK(p2p_frame_next(&r, &g) == 1);
+        CHECK(g.type == P2P_FRAME_STREAM_LANE && g.lane == f->lane);
+        CHECK(g.u.stream.offset == f->u.stream.offset && g.u.stream.len == f->u.stream.len);
+        CHECK(memcmp(g.u.stream.data, f->u.stream.data, (size_t)f->u.stream.len) == 0);
+    }
+}
+
+/* lanes: a DATAGRAM_SEQ frame re-encodes to one that decodes the same */
+static void check_datagram_seq(const p2p_frame *f)
+{
+    CHECK(f->lane <= P2P_LANE_MAX);
+    if (f->u.datagram.len > 256) return;
+    uint8_t buf[P2P_DATAGRAM_SEQ_OVERHEAD + 256];
+    p2p_wr w;
+    p2p_wr_init(&w, buf, sizeof buf);
+    CHECK(p2p_frame_put_datagram_seq(&w, f->lane, f->u.datagram.seq, f->u.datagram.type,
+                                     f->u.datagram.data, (size_t)f->u.datagram.len) == 0);
+    p2p_rd r;
+    p2p_rd_init(&r, buf, (size_t)(w.p - buf));
+    p2p_frame g;
+    CHECK(p2p_frame_next(&r, &g) == 1 && p2p_rd_left(&r) == 0);
+    CHECK(g.type == P2P_FRAME_DATAGRAM_SEQ && g.lane == f->lane);
+    CHECK(g.u.datagram.seq == f->u.datagram.seq && g.u.datagram.type == f->u.datagram.type);
+    CHECK(g.u.datagram.len == f->u.datagram.len);
+}
+
 static void frames(const uint8_t *data, size_t size)
 {
     p2p_rd r;
@@ -87,6 +130,18 @@ static void frames(const uint8_t *data, size_t size)
             CHECK(inside(f.u.datagram.data, f.u.datagram.len, data, size));
             break;
         case P2P_FRAME_MAX_STREAM: CHECK(f.u.max_stream <= P2P_VARINT_MAX); break;
+        case P2P_FRAME_STREAM_LANE:
+            CHECK(inside(f.u.stream.data, f.u.stream.len, data, size));
+            CHECK(f.u.stream.offset + f.u.stream.len <= P2P_VARINT_MAX);
+            check_stream_lane(&f);
+            break;
+        case P2P_FRAME_MAX_STREAM_LANE:
+            CHECK(f.lane != 0 && f.u.max_stream <= P2P_VARINT_MAX);
+            break;
+        case P2P_FRAME_DATAGRAM_SEQ:
+            CHECK(inside(f.u.datagram.data, f.u.datagram.len, data, size));
+            check_datagram_seq(&f);
+            break;
         case P2P_FRAME_PADDING: CHECK(p2p_rd_left(&r) == 0); break;
         case P2P_FRAME_RELAY:
         case P2P_FRAME_RELAYED:
@@ -112,6 +167,8 @@ static void records(const uint8_t *data, size_t size)
     /* Whatever kinds the parser accepts must survive the round trip below. */
     CHECK(rec.kind == data[0]);
     if (rec.kind == P2P_REC_REPLY) CHECK(rec.status <= P2P_REPLY_ERROR);
+    if (rec.kind == P2P_REC_REPLY_LANE) /* lanes: the lane answered, in type */
+        CHECK(rec.status <= P2P_REPLY_ERROR && rec.type >= 1 && rec.type <= P2P_LANE_MAX);
     uint8_t out[P2P_RECORD_HEADER_MAX];
     size_t n = p2p_record_encode(out, &rec);
     CHECK(n > 0 && n <= (size_t)hl && n <= sizeof out);

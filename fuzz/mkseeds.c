@@ -279,6 +279,43 @@ static void mesh_seeds(void)
         chunk(&s, FN_MODE_FRAMES_AWAY, 100, b, 9);
         mesh_seed("mix", &s);
     }
+    /* lanes: a message on lane 3, a request on lane 3, a REPLY_LANE on the control lane (to
+     * nothing: a protocol error), grants, a sequenced datagram, and the malformed forms */
+    {
+        uint8_t rec[P2P_RECORD_HEADER_MAX + 8];
+        p2p_record r = {P2P_REC_MESSAGE, 9, 0, 0, 4};
+        size_t hl = p2p_record_encode(rec, &r);
+        memcpy(rec + hl, "lane", 4);
+        p2p_wr_init(&w, b, sizeof b);
+        p2p_frame_put_lane_header(&w, 3, 0, hl + 4);
+        p2p_wr_bytes(&w, rec, hl + 4);
+        p2p_frame_put_max_stream(&w, 3, 1u << 21);
+        p2p_frame_put_datagram_seq(&w, 3, 7, 9, (const uint8_t *)"dg", 2);
+        FZ_CHECK(!w.bad);
+        mesh_one("lane_message", FN_MODE_FRAMES, b, (size_t)(w.p - b));
+        put_file("fuzz_frames", "lanes", b, (size_t)(w.p - b));
+        r.kind = P2P_REC_MESSAGE_RECEIPT;
+        hl = p2p_record_encode(rec, &r);
+        memcpy(rec + hl, "ask?", 4);
+        p2p_wr_init(&w, b, sizeof b);
+        p2p_frame_put_lane_header(&w, 254, 0, hl + 4);
+        p2p_wr_bytes(&w, rec, hl + 4);
+        FZ_CHECK(!w.bad);
+        mesh_one("lane_request", FN_MODE_FRAMES, b, (size_t)(w.p - b));
+        p2p_record rp = {P2P_REC_REPLY_LANE, 3, 0, P2P_REPLY_DATA, 2};
+        hl = p2p_record_encode(rec, &rp);
+        memcpy(rec + hl, "ok", 2);
+        p2p_wr_init(&w, b, sizeof b);
+        p2p_frame_put_lane_header(&w, P2P_LANE_CONTROL, 0, hl + 2);
+        p2p_wr_bytes(&w, rec, hl + 2);
+        FZ_CHECK(!w.bad);
+        mesh_one("lane_reply", FN_MODE_FRAMES, b, (size_t)(w.p - b));
+        const uint8_t bad_lane0[] = {P2P_FRAME_STREAM_LANE, 0, 0, 1, 'x'};
+        mesh_one("lane_zero", FN_MODE_FRAMES, bad_lane0, sizeof bad_lane0);
+        const uint8_t dg_ctl[] = {P2P_FRAME_DATAGRAM_SEQ, P2P_LANE_CONTROL, 0, 1, 0, 0};
+        mesh_one("lane_dgram_control", FN_MODE_FRAMES, dg_ctl, sizeof dg_ctl);
+    }
+
     fn_free(&n);
 }
 

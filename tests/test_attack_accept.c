@@ -248,8 +248,8 @@ static void test_row04_iwant_one_byte_window(void)
         an_free(&net);
         return;
     }
-    am->peer_max = am->send_next + 1; /* the window the attacker granted: 1 byte */
-    uint64_t q0 = am->send_end;
+    am->l0.peer_max = am->l0.send_next + 1; /* the window the attacker granted: 1 byte */
+    uint64_t q0 = am->l0.send_end;
     static uint8_t iw[1000 * 40];
     for (int i = 0; i < 1000; i++) {
         memcpy(iw + 40 * i, net.n[c].id.ed_pk, P2P_ID_LEN);
@@ -262,9 +262,9 @@ static void test_row04_iwant_one_byte_window(void)
     if (am) {
         printf("     row 4: 4 x 40 KB IWANT at a 1-byte window: %llu bytes queued, peer holds %zu "
                "(budget %u)\n",
-               (unsigned long long)(am->send_end - q0), (size_t)am->mem,
+               (unsigned long long)(am->l0.send_end - q0), (size_t)am->mem,
                (unsigned)P2P_DEFAULT_PEER_MEMORY);
-        T_CHECK(am->send_end - q0 <= sizeof big + 2000);
+        T_CHECK(am->l0.send_end - q0 <= sizeof big + 2000);
         T_CHECK(am->mem <= P2P_DEFAULT_PEER_MEMORY);
     }
     T_CHECK(an_stats(&net, a).memory_peak <= P2P_DEFAULT_MEMORY);
@@ -310,20 +310,20 @@ static uint64_t row05_work(size_t n, uint64_t *attack_bytes)
         an_free(&net);
         return 0;
     }
-    uint64_t w0 = v->r_pieces.work, d0 = an_stats(&net, a).dropped_budget;
+    uint64_t w0 = v->l0.r_pieces.work, d0 = an_stats(&net, a).dropped_budget;
     *attack_bytes = 0;
     for (size_t i = 0; i < n; i += 150) {
         size_t k = n - i < 150 ? n - i : 150;
-        *attack_bytes += stream_frames(&net, v->r_base + 1 + 2 * i, 2, k, 1);
+        *attack_bytes += stream_frames(&net, v->l0.r_base + 1 + 2 * i, 2, k, 1);
         v = an_session(&net, a, m);
         if (!v) break;
     }
     uint64_t work = 0;
     T_CHECK(v != NULL);
     if (v) {
-        work = v->r_pieces.work - w0;
+        work = v->l0.r_pieces.work - w0;
         T_CHECK(v->mem <= P2P_DEFAULT_PEER_MEMORY);
-        T_CHECK(v->r_pieces.n <= P2P_PIECES_MAX);
+        T_CHECK(v->l0.r_pieces.n <= P2P_PIECES_MAX);
     }
     T_CHECK(an_stats(&net, a).dropped_budget - d0 >= n - P2P_PIECES_MAX);
     net.filter = NULL;
@@ -1149,7 +1149,7 @@ static void test_extra_node_budget_many_peers(void)
             T_CHECK(0);
             continue;
         }
-        uint64_t off = vp->r_base;
+        uint64_t off = vp->l0.r_base;
         p2p_record rec = {P2P_REC_MESSAGE, 1, 0, 0, c.max_message};
         uint8_t hdr[P2P_RECORD_HEADER_MAX], pt[1200];
         size_t hl = p2p_record_encode(hdr, &rec);

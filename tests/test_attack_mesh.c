@@ -408,7 +408,7 @@ static void test_iwant_repeats(void)
     memset(big, 0xb1, sizeof big);
     uint64_t seq = 0;
     p2p_peer *pab = an_session(&net, a, b);
-    uint64_t queued0 = pab->send_end;
+    uint64_t queued0 = pab->l0.send_end;
     T_EQ_INT(p2p_host_broadcast(net.n[c].h, 1, big, sizeof big, &seq, net.now), 0);
     an_run(&net, 1000000);
     T_EQ_INT(net.n[a].broadcasts, 1);
@@ -422,7 +422,7 @@ static void test_iwant_repeats(void)
     T_EQ_INT(an_record(&net, b, a, P2P_REC_IWANT, iw, sizeof iw), 0);
     an_run(&net, 2000000);
     pab = an_session(&net, a, b);
-    uint64_t queued = pab->send_end - queued0;
+    uint64_t queued = pab->l0.send_end - queued0;
     printf("     2 x 1000 IWANT entries for a 60 KB broadcast: %llu bytes queued to the asker\n",
            (unsigned long long)queued);
     T_CHECK(queued <= sizeof big + 1000); /* the honest pull's one copy, and IHAVE */

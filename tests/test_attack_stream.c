@@ -86,18 +86,18 @@ static uint64_t pieces_work(size_t n)
         an_free(&net);
         return 0;
     }
-    uint64_t w0 = v->r_pieces.work, dropped0 = an_stats(&net, VICTIM).dropped_budget;
-    spray(&net, v->r_base + 1, n);
+    uint64_t w0 = v->l0.r_pieces.work, dropped0 = an_stats(&net, VICTIM).dropped_budget;
+    spray(&net, v->l0.r_base + 1, n);
     v = an_session(&net, VICTIM, ATTACKER);
     T_CHECK(v != NULL);
     uint64_t work = 0;
     if (v) {
-        T_CHECK(v->r_pieces.n <= P2P_PIECES_MAX);
-        T_EQ_INT(v->r_pieces.n, n < P2P_PIECES_MAX ? n : P2P_PIECES_MAX);
+        T_CHECK(v->l0.r_pieces.n <= P2P_PIECES_MAX);
+        T_EQ_INT(v->l0.r_pieces.n, n < P2P_PIECES_MAX ? n : P2P_PIECES_MAX);
         T_CHECK(v->mem <= P2P_DEFAULT_PEER_MEMORY);
         /* what the victim holds for them: a node and a byte each, nothing like a window */
-        T_CHECK(v->r_pieces.held <= (uint64_t)P2P_PIECES_MAX * (sizeof(p2p_piece) + 1));
-        work = v->r_pieces.work - w0;
+        T_CHECK(v->l0.r_pieces.held <= (uint64_t)P2P_PIECES_MAX * (sizeof(p2p_piece) + 1));
+        work = v->l0.r_pieces.work - w0;
     }
     /* every piece over the cap was refused and counted */
     T_EQ_INT(an_stats(&net, VICTIM).dropped_budget - dropped0, n - P2P_PIECES_MAX);
@@ -126,7 +126,7 @@ static void test_adjacent_pieces_merge(void)
         an_free(&net);
         return;
     }
-    uint64_t top = v->r_base + 100000, w0 = v->r_pieces.work;
+    uint64_t top = v->l0.r_base + 100000, w0 = v->l0.r_pieces.work;
     for (uint64_t i = 1; i <= 20000; i += 150) {
         uint8_t pt[1200];
         p2p_wr w;
@@ -140,12 +140,12 @@ static void test_adjacent_pieces_merge(void)
     v = an_session(&net, VICTIM, ATTACKER);
     T_CHECK(v != NULL);
     if (v) {
-        T_EQ_INT(v->r_pieces.n, 1);
-        T_EQ_INT(v->r_pieces.bytes, 20000);
+        T_EQ_INT(v->l0.r_pieces.n, 1);
+        T_EQ_INT(v->l0.r_pieces.bytes, 20000);
         /* a few tree steps per byte, not one per piece held */
-        T_CHECK(v->r_pieces.work - w0 <= 20000u * 8u);
+        T_CHECK(v->l0.r_pieces.work - w0 <= 20000u * 8u);
         /* the buffer grows by doubling: at most twice the bytes */
-        T_CHECK(v->r_pieces.held <= 2u * 20000u + sizeof(p2p_piece));
+        T_CHECK(v->l0.r_pieces.held <= 2u * 20000u + sizeof(p2p_piece));
     }
     an_free(&net);
 }
@@ -164,7 +164,7 @@ static void test_pieces_within_budget(void)
         an_free(&net);
         return;
     }
-    uint64_t base = v->r_base + 1;
+    uint64_t base = v->l0.r_base + 1;
     /* 4 MiB of 1000-byte pieces with a one-byte gap between each */
     for (size_t i = 0; i < 4200; i++) {
         send_pieces(&net, base + i * 1001, 1001, 1, 1000);
@@ -175,7 +175,7 @@ static void test_pieces_within_budget(void)
     T_CHECK(v != NULL);
     if (v) {
         T_CHECK(v->mem <= c.peer_memory);
-        T_CHECK(v->r_pieces.bytes < c.peer_memory);
+        T_CHECK(v->l0.r_pieces.bytes < c.peer_memory);
     }
     T_CHECK(an_stats(&net, VICTIM).dropped_budget > 0);
     T_CHECK(an_stats(&net, VICTIM).memory_peak <= P2P_DEFAULT_MEMORY);
@@ -200,7 +200,7 @@ static void test_record_header_claims_max_message(void)
     size_t hl = p2p_record_encode(hdr, &rec);
     p2p_wr w;
     p2p_wr_init(&w, pt, sizeof pt);
-    p2p_frame_put_stream_header(&w, v->r_base, hl + 10);
+    p2p_frame_put_stream_header(&w, v->l0.r_base, hl + 10);
     p2p_wr_bytes(&w, hdr, hl);
     p2p_wr_bytes(&w, "0123456789", 10);
     T_CHECK(an_frames(&net, ATTACKER, VICTIM, pt, (size_t)(w.p - pt), NULL) > 0);
@@ -208,8 +208,8 @@ static void test_record_header_claims_max_message(void)
     v = an_session(&net, VICTIM, ATTACKER);
     T_CHECK(v != NULL);
     if (v) {
-        T_CHECK(v->r_in_body);
-        size_t body = v->r_body ? malloc_usable_size(v->r_body) : 0;
+        T_CHECK(v->l0.r_in_body);
+        size_t body = v->l0.r_body ? malloc_usable_size(v->l0.r_body) : 0;
         printf("     body buffer after a 16 MiB header and 10 bytes: %zu bytes\n", body);
         T_CHECK(body <= 8192);
         T_CHECK(v->mem - mem0 <= 8192);
@@ -238,7 +238,7 @@ static void test_whatever_it_sends(void)
     size_t hl = p2p_record_encode(hdr, &rec);
     p2p_wr w;
     p2p_wr_init(&w, pt, sizeof pt);
-    p2p_frame_put_stream_header(&w, v->r_base, hl);
+    p2p_frame_put_stream_header(&w, v->l0.r_base, hl);
     p2p_wr_bytes(&w, hdr, hl);
     an_frames(&net, ATTACKER, VICTIM, pt, (size_t)(w.p - pt), NULL);
     uint32_t x = 2024;
@@ -250,10 +250,10 @@ static void test_whatever_it_sends(void)
         unsigned kind = (x >> 16) % 10;
         x = x * 1103515245u + 12345u;
         size_t len = 1 + (x >> 8) % sizeof junk;
-        uint64_t span = v->r_granted - v->r_base - sizeof junk;
+        uint64_t span = v->l0.r_granted - v->l0.r_base - sizeof junk;
         if (span > (4u << 20)) span = 4u << 20;
         x = x * 1103515245u + 12345u;
-        uint64_t off = kind < 7 ? v->r_base + 1 + ((uint64_t)x << 7) % span : v->r_base;
+        uint64_t off = kind < 7 ? v->l0.r_base + 1 + ((uint64_t)x << 7) % span : v->l0.r_base;
         p2p_wr_init(&w, pt, sizeof pt);
         if (kind < 9) {
             p2p_frame_put_stream_header(&w, off, len);
@@ -267,7 +267,8 @@ static void test_whatever_it_sends(void)
         if (!v) break;
         if (v->mem > most) most = v->mem;
         /* what is really allocated for the body and the pieces, whatever was charged */
-        uint64_t seen = (v->r_body ? malloc_usable_size(v->r_body) : 0) + v->r_pieces.bytes;
+        uint64_t seen =
+            (v->l0.r_body ? malloc_usable_size(v->l0.r_body) : 0) + v->l0.r_pieces.bytes;
         if (seen > most_seen) most_seen = seen;
     }
     T_CHECK(v != NULL);
@@ -321,7 +322,7 @@ static void test_never_acks(void)
         T_CHECK(v->mem <= P2P_DEFAULT_PEER_MEMORY);
         /* the send queue is the application's limit, and it was reached */
         T_CHECK(full);
-        T_CHECK(v->send_end - v->sbase <= P2P_DEFAULT_SEND_QUEUE + sizeof msg + 8);
+        T_CHECK(v->l0.send_end - v->l0.sbase <= P2P_DEFAULT_SEND_QUEUE + sizeof msg + 8);
     }
     p2p_stats st = an_stats(&net, VICTIM);
     T_CHECK(st.memory <= P2P_DEFAULT_MEMORY);
@@ -347,7 +348,7 @@ static void test_unanswered_requests(void)
     size_t n = 3 * P2P_RECEIPT_RANGES;
     for (size_t i = 0; i < n && a; i++) {
         /* the attacker's own books must expect the replies, or it would end the session */
-        p2p_rangeset_add(&a->awaiting, a->records_sent, a->records_sent + 1);
+        p2p_rangeset_add(&a->l0.awaiting, a->l0.records_sent, a->l0.records_sent + 1);
         p2p_peer_append(net.n[ATTACKER].h, a, P2P_REC_MESSAGE_RECEIPT, (const uint8_t *)"q", 1);
         p2p_peer_append(net.n[ATTACKER].h, a, P2P_REC_MESSAGE, (const uint8_t *)"m", 1);
         if (i % 512 == 511) {
@@ -359,10 +360,10 @@ static void test_unanswered_requests(void)
     v = an_session(&net, VICTIM, ATTACKER);
     T_CHECK(v != NULL);
     if (v) {
-        printf("     %llu records received, %zu ranges owed\n", (unsigned long long)v->records_recv,
-               v->owed.n);
-        T_CHECK(v->records_recv >= 2 * n);
-        T_CHECK(v->owed.n <= P2P_RECEIPT_RANGES);
+        printf("     %llu records received, %zu ranges owed\n",
+               (unsigned long long)v->l0.records_recv, v->l0.owed.n);
+        T_CHECK(v->l0.records_recv >= 2 * n);
+        T_CHECK(v->l0.owed.n <= P2P_RECEIPT_RANGES);
         T_CHECK(v->mem <= P2P_DEFAULT_PEER_MEMORY);
     }
     /* the victim's application saw only the requests it could still answer */
@@ -398,7 +399,7 @@ static void test_awaited_replies_capped(void)
     an_run(&net, 1000000);
     v = an_session(&net, VICTIM, ATTACKER);
     T_CHECK(v != NULL);
-    if (v) T_CHECK(v->awaiting.n <= P2P_RECEIPT_RANGES);
+    if (v) T_CHECK(v->l0.awaiting.n <= P2P_RECEIPT_RANGES);
     T_EQ_INT(full, P2P_RECEIPT_RANGES);
     honest_gets_through(&net);
     an_free(&net);
@@ -437,7 +438,7 @@ static void test_one_byte_window(void)
         an_free(&net);
         return;
     }
-    v->peer_max = v->send_next + 1; /* as if the handshake had granted one byte */
+    v->l0.peer_max = v->l0.send_next + 1; /* as if the handshake had granted one byte */
     p2p_peer_handle vh = an_handle(&net, VICTIM, ATTACKER);
     static uint8_t big[64 * 1024];
     int full = 0, limit = 0;

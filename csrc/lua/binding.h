@@ -228,8 +228,11 @@ void lp_push_peer(lua_State *L, int nidx, p2p_peer_handle handle);
 void lp_rekey_peer(lua_State *L, int nidx, p2p_peer_handle from, p2p_peer_handle to);
 /* Marks the Peer at pidx as ended and drops it from the cache of the node at nidx. */
 void lp_retire_peer(lua_State *L, int nidx, int pidx);
-/* Pushes (and removes) the reply callback of (Peer at pidx, seq); 0 when there is none. */
-int lp_take_callback(lua_State *L, int pidx, uint64_t seq);
+/* Pushes (and removes) the reply callback of (Peer at pidx, lane, seq); 0 when there is none. */
+int lp_take_callback(lua_State *L, int pidx, uint8_t lane, uint64_t seq);
+/* lanes: the lane an options table at idx (a table or nil) names in `lane` (default 0);
+ * raises "fname: argument 'opts.lane' must be an integer 0-254" otherwise. */
+uint8_t lp_opt_lane(lua_State *L, int idx, const char *fname);
 /* Pushes the next pending reply callback of the Peer at pidx (removed); 0 when none. */
 int lp_next_callback(lua_State *L, int pidx);
 /* Pushes the peer's id (the Peer at pidx) as a string made once per Peer, or nil. */

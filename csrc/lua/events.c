@@ -428,8 +428,9 @@ enum {
     D_LAYER, /* the node's tables */
     D_KEY_ID,
     D_KEY_BROADCAST,
-    D_KEY_ORIGIN, /* the keys of `info`, made once per batch */
-    D_BASE = D_KEY_ORIGIN
+    D_KEY_ORIGIN,
+    D_KEY_LANE, /* the keys of `info`, made once per batch */
+    D_BASE = D_KEY_LANE
 };
 
 /* Pushes hex digits of x (at least `min` of them) into out; returns the count. */
@@ -447,11 +448,13 @@ static int put_hex(char *out, uint64_t x, int min)
 }
 
 /* Pushes a message id. Broadcast ids are "<origin id, 16 hex>-<seq hex>" (seq starts at the
- * origin's wall clock, so it never repeats); direct ones also name the sender's session,
- * because their seq restarts with every session: "<sender, 16 hex>-<session hex>-<seq hex>".
- * Written by hand: this runs for every message. */
+ * origin's wall clock, so it never repeats, whatever the lane); direct ones also name the
+ * sender's session, because their seq restarts with every session: "<sender, 16 hex>-<session
+ * hex>-<seq hex>" on lane 0, and "<sender>-<session>-<lane hex>-<seq hex>" on another lane
+ * (seq counts within its lane; the number of parts tells the forms apart). Written by hand:
+ * this runs for every message. */
 static void push_message_id(lua_State *L, const char *sender_hex, int direct, uint32_t session,
-                            uint64_t seq)
+                            uint8_t lane, uint64_t seq)
 {
     char buf[MSG_ID_TEXT];
     int len = 0;
@@ -463,6 +466,10 @@ static void push_message_id(lua_State *L, const char *sender_hex, int direct, ui
     if (direct) {
         len += put_hex(buf + len, session, 2 * (int)sizeof session);
         buf[len++] = '-';
+        if (lane) {
+            len += put_hex(buf + len, lane, 1);
+            buf[len++] = '-';
+        }
     }
     len += put_hex(buf + len, seq, 1);
     lua_pushlstring(L, buf, (size_t)len);
@@ -471,7 +478,7 @@ static void push_message_id(lua_State *L, const char *sender_hex, int direct, ui
 /* node:broadcast's result. */
 void lp_push_broadcast_id(lua_State *L, const char *origin_hex, uint64_t seq)
 {
-    push_message_id(L, origin_hex, 0, 0, seq);
+    push_message_id(L, origin_hex, 0, 0, 0, seq);
 }
 
 /* Pushes the data of the event (its slot value), or dflt when it had none. */
@@ -484,13 +491,13 @@ static void push_data(lua_State *L, const levent *e, const char *dflt)
 }
 
 /* Answers a MESSAGE that wanted a reply (status, data on top or none). */
-static void send_reply(lua_State *L, lnode *n, lpeer *p, uint64_t seq, int status, const char *data,
-                       size_t len)
+static void send_reply(lua_State *L, lnode *n, lpeer *p, uint8_t lane, uint64_t seq, int status,
+                       const char *data, size_t len)
 {
     if (n->closing || n->host == NULL || p == NULL || p->dead) return;
     /* The reply may fail when the session ended meanwhile; the sender then gets LOST. */
-    if (p2p_peer_reply(n->host, p->handle, seq, status, (const uint8_t *)data, len,
-                       lp_node_now(n)) == 0)
+    if (p2p_peer_reply_lane(n->host, p->handle, lane, seq, status, (const uint8_t *)data, len,
+                            lp_node_now(n)) == 0)
         lp_after_send(L, D_NODE, n, len);
     else
         lp_after_call(L, D_NODE);
@@ -540,14 +547,17 @@ static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent 
         goto call;
     }
     /* info: rawset with keys made once per batch, the sender's id string once per Peer */
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     if (!unreliable) {
         lua_pushvalue(L, D_KEY_ID);
-        push_message_id(L, sender, !ev->broadcast, ev->session, ev->seq);
+        push_message_id(L, sender, !ev->broadcast, ev->session, ev->lane, ev->seq);
         lua_rawset(L, -3);
     }
     lua_pushvalue(L, D_KEY_BROADCAST);
     lua_pushboolean(L, ev->broadcast);
+    lua_rawset(L, -3);
+    lua_pushvalue(L, D_KEY_LANE);
+    lua_pushinteger(L, ev->lane);
     lua_rawset(L, -3);
     if (sender != NULL) {
         lua_pushvalue(L, D_KEY_ORIGIN);
@@ -560,6 +570,10 @@ static void dispatch_message(lua_State *L, lnode *n, ldispatch *d, const levent 
     if (unreliable) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "unreliable");
+        if (ev->sequenced) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "sequenced");
+        }
     }
     if (!user) {
         lp_call_reported(L, n, 4, 0, "message");
@@ -590,7 +604,7 @@ call:
         }
     }
 reply:
-    if (want_reply) send_reply(L, n, p, ev->seq, status, rdata, rlen);
+    if (want_reply) send_reply(L, n, p, ev->lane, ev->seq, status, rdata, rlen);
 }
 
 /* A handler that raised inside the batch (its error table on top): the sender of a message
@@ -605,7 +619,7 @@ static void handle_failure(lua_State *L, lnode *n, ldispatch *d)
         const char *msg;
         lua_getfield(L, -1, "message");
         msg = lua_tolstring(L, -1, &len);
-        send_reply(L, n, d->peer, ev->seq, P2P_REPLY_ERROR, msg, len);
+        send_reply(L, n, d->peer, ev->lane, ev->seq, P2P_REPLY_ERROR, msg, len);
         lua_pop(L, 2);
     } else {
         report_error(L, n, d->what);
@@ -657,7 +671,7 @@ static void dispatch_session(lua_State *L, lnode *n, const levent *e, int pidx, 
 static void dispatch_reply(lua_State *L, ldispatch *d, const levent *e, int pidx, int didx)
 {
     const p2p_event *ev = &e->ev;
-    if (lua_isnil(L, pidx) || !lp_take_callback(L, pidx, ev->seq)) return;
+    if (lua_isnil(L, pidx) || !lp_take_callback(L, pidx, ev->lane, ev->seq)) return;
     switch (ev->status) {
     case P2P_REPLY_NIL:
         lua_pushboolean(L, 1);
@@ -734,6 +748,7 @@ static int dispatch_body(lua_State *L)
     lua_pushliteral(L, "id");
     lua_pushliteral(L, "broadcast");
     lua_pushliteral(L, "origin");
+    lua_pushliteral(L, "lane");
     while (n->q_head != n->q_tail) {
         levent e = n->q[n->q_head];
         int key = SLOT_KEY(n->q_head);

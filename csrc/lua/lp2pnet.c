@@ -113,6 +113,10 @@ int luaopen_p2pnet_core(lua_State *L)
     lp_transfer_funcs(L); /* streaming transfers */
     lua_pushinteger(L, P2P_MAX_DATAGRAM);
     lua_setfield(L, -2, "MAX_DATAGRAM");
+    lua_pushinteger(L, P2P_MAX_DATAGRAM_SEQ); /* lanes */
+    lua_setfield(L, -2, "MAX_DATAGRAM_SEQUENCED");
+    lua_pushinteger(L, P2P_TRANSFER_LANE); /* the lane transfers run on by default */
+    lua_setfield(L, -2, "TRANSFER_LANE");
     lua_pushliteral(L, P2P_VERSION_STRING);
     lua_setfield(L, -2, "version");
     return 1;

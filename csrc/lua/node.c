@@ -923,18 +923,20 @@ static int node_peer(lua_State *L)
     return 1;
 }
 
-/* node:broadcast(type, data) -> message id | nil, err */
+/* node:broadcast(type, data [, opts]) -> message id | nil, err. opts = {lane = n}. */
 static int node_broadcast(lua_State *L)
 {
     lnode *n = lp_check_open_node(L, 1, "node:broadcast");
     uint16_t type = lp_check_type(L, 2, "node:broadcast");
     size_t len;
     const char *data = lp_check_string(L, 3, "node:broadcast", "data", &len);
+    uint8_t lane = lp_opt_lane(L, 4, "node:broadcast");
     uint64_t seq = 0;
     int rc;
     lua_settop(L, 3);
     if (lp_refuse_busy(L, n, "node:broadcast")) return 2;
-    rc = p2p_host_broadcast(n->host, type, (const uint8_t *)data, len, &seq, lp_node_now(n));
+    rc = p2p_host_broadcast_lane(n->host, lane, type, (const uint8_t *)data, len, &seq,
+                                 lp_node_now(n));
     lp_after_call(L, 1);
     if (rc != 0) return lp_push_fail(L, lp_error_text(rc));
     lp_push_broadcast_id(L, n->hex, seq);
@@ -968,7 +970,50 @@ static const lp_counter node_counters[] = {LP_COUNTER(p2p_stats, peers),
                                            LP_COUNTER(p2p_stats, rekeys),
                                            LP_COUNTER(p2p_stats, work_dh),
                                            LP_COUNTER(p2p_stats, work_verify),
+                                           LP_COUNTER(p2p_stats, dropped_stale),
                                            {NULL, 0}};
+
+/* One entry of node:lanes: its field `key` (an integer within lo..hi, or dflt when nil). */
+static int lane_field(lua_State *L, int idx, const char *key, int lo, int hi, int dflt)
+{
+    int64_t v = dflt;
+    lua_getfield(L, idx, key);
+    if (!lua_isnil(L, -1) && !lp_tointeger(L, -1, lo, hi, &v)) {
+        char what[64];
+        snprintf(what, sizeof what, "must be an integer %d-%d", lo, hi);
+        lp_arg_error(L, "node:lanes", key, what);
+    }
+    lua_pop(L, 1);
+    return (int)v;
+}
+
+/* node:lanes{[n] = {priority = p, weight = w}, ...} -> true. Lanes not named keep theirs.
+ * Everything is checked before anything is set. */
+static int node_lanes(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:lanes");
+    int pass;
+    if (!lua_istable(L, 2)) return lp_arg_error(L, "node:lanes", "lanes", "must be a table");
+    lua_settop(L, 2);
+    for (pass = 0; pass < 2; pass++) {
+        lua_pushnil(L);
+        while (lua_next(L, 2) != 0) {
+            int64_t lane;
+            int prio, weight;
+            if (!lp_tointeger(L, -2, 0, P2P_LANE_MAX, &lane))
+                return lp_arg_error(L, "node:lanes", "lanes", "keys must be lanes 0-254");
+            if (!lua_istable(L, -1))
+                return lp_arg_error(L, "node:lanes", "lanes",
+                                    "values must be tables {priority = p, weight = w}");
+            prio = lane_field(L, -1, "priority", 0, P2P_LANE_PRIORITY_MAX, 0);
+            weight = lane_field(L, -1, "weight", 1, P2P_LANE_WEIGHT_MAX, 1);
+            if (pass == 1) (void)p2p_host_set_lane(n->host, (uint8_t)lane, prio, weight);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
 
 /* node:stats() -> table; the Lua layer's hook adds its counters. */
 static int node_stats(lua_State *L)
@@ -988,14 +1033,21 @@ static int node_stats(lua_State *L)
 
 void lp_node_class(lua_State *L)
 {
-    static const luaL_Reg methods[] = {
-        {"address", node_address}, {"addresses", node_addresses},
-        {"connect", node_connect}, {"peers", node_peers},
-        {"peer", node_peer},       {"broadcast", node_broadcast},
-        {"on", node_on},           {"poll", node_poll},
-        {"fd", node_fd},           {"next_timeout", node_next_timeout},
-        {"now", lp_node_clock},    {"stats", node_stats},
-        {"close", node_close_m},   {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"address", node_address},
+                                       {"addresses", node_addresses},
+                                       {"connect", node_connect},
+                                       {"peers", node_peers},
+                                       {"peer", node_peer},
+                                       {"broadcast", node_broadcast},
+                                       {"on", node_on},
+                                       {"poll", node_poll},
+                                       {"fd", node_fd},
+                                       {"next_timeout", node_next_timeout},
+                                       {"now", lp_node_clock},
+                                       {"stats", node_stats},
+                                       {"close", node_close_m},
+                                       {"lanes", node_lanes},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__tostring", node_tostring},
         {"__gc", node_close_m},

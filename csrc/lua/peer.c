@@ -4,7 +4,8 @@
  * whose session ended is retired from the cache and answers from its last snapshot.
  *
  * Each Peer's uservalue holds its Node (which keeps the node alive while the peer is
- * reachable) and the callbacks of its messages awaiting a reply, keyed by sequence number.
+ * reachable) and the callbacks of its messages awaiting a reply, keyed by sequence number and
+ * lane (cb_key).
  */
 #include <string.h>
 
@@ -160,17 +161,24 @@ void lp_retire_peer(lua_State *L, int nidx, int pidx)
     lua_pop(L, 1);
 }
 
-int lp_take_callback(lua_State *L, int pidx, uint64_t seq)
+/* A message's key in the table of callbacks: its ordinal counts within its lane, so both name
+ * it (exact in a double while seq < 2^45, far beyond what a session sends). */
+static lua_Number cb_key(uint8_t lane, uint64_t seq)
+{
+    return (lua_Number)seq * (P2P_LANE_MAX + 1) + lane;
+}
+
+int lp_take_callback(lua_State *L, int pidx, uint8_t lane, uint64_t seq)
 {
     pidx = lp_absindex(L, pidx);
     lp_uv_field(L, pidx, PUV_CBS);
-    lua_pushnumber(L, (lua_Number)seq);
+    lua_pushnumber(L, cb_key(lane, seq));
     lua_rawget(L, -2);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 2);
         return 0;
     }
-    lua_pushnumber(L, (lua_Number)seq);
+    lua_pushnumber(L, cb_key(lane, seq));
     lua_pushnil(L);
     lua_rawset(L, -4);
     lua_remove(L, -2);
@@ -265,7 +273,24 @@ static void sent(lua_State *L, lnode *n, size_t len)
         lp_after_call(L, push_node(L));
 }
 
-/* peer:send(type, data [, callback]) -> true | nil, err */
+uint8_t lp_opt_lane(lua_State *L, int idx, const char *fname)
+{
+    int64_t lane;
+    if (lua_isnoneornil(L, idx)) return 0;
+    if (!lua_istable(L, idx)) lp_arg_error(L, fname, "opts", "must be a table or nil");
+    lua_getfield(L, idx, "lane");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (!lp_tointeger(L, -1, 0, P2P_LANE_MAX, &lane))
+        lp_arg_error(L, fname, "opts.lane", "must be an integer 0-254");
+    lua_pop(L, 1);
+    return (uint8_t)lane;
+}
+
+/* peer:send(type, data [, callback] [, opts]) -> true | nil, err. opts = {lane = n}; it may
+ * stand in the callback's place. */
 static int peer_send(lua_State *L)
 {
     lpeer *p = lp_check_peer(L, 1);
@@ -274,23 +299,30 @@ static int peer_send(lua_State *L)
     const char *data = lp_check_string(L, 3, "peer:send", "data", &len);
     int want_reply, rc;
     uint64_t seq = 0;
+    uint8_t lane = 0;
     lnode *n;
+    if (lua_istable(L, 4) && lua_isnoneornil(L, 5)) { /* peer:send(t, d, opts) */
+        lua_settop(L, 4);
+        lua_pushnil(L);
+        lua_insert(L, 4);
+    }
     if (!lua_isnoneornil(L, 4) && !lua_isfunction(L, 4))
         return lp_arg_error(L, "peer:send", "callback", "must be a function or nil");
     want_reply = lua_isfunction(L, 4);
+    if (!lua_isnoneornil(L, 5)) lane = lp_opt_lane(L, 5, "peer:send");
     lua_settop(L, 4);
     n = peer_node(L, p, "peer:send");
     if (p->dead) return lp_push_fail(L, "disconnected");
     if (lp_refuse_busy(L, n, "peer:send")) return 2;
-    rc = p2p_peer_send(n->host, p->handle, type, (const uint8_t *)data, len, want_reply, &seq,
-                       lp_node_now(n));
+    rc = p2p_peer_send_lane(n->host, p->handle, lane, type, (const uint8_t *)data, len, want_reply,
+                            &seq, lp_node_now(n));
     if (rc != 0) {
         lp_after_call(L, push_node(L));
         return lp_push_fail(L, lp_error_text(rc));
     }
     if (want_reply) {
         lp_uv_field(L, 1, PUV_CBS);
-        lua_pushnumber(L, (lua_Number)seq);
+        lua_pushnumber(L, cb_key(lane, seq));
         lua_pushvalue(L, 4);
         lua_rawset(L, -3);
         lua_pop(L, 1);
@@ -300,22 +332,39 @@ static int peer_send(lua_State *L)
     return 1;
 }
 
-/* peer:send_unreliable(type, data) -> true | nil, err */
+/* peer:send_unreliable(type, data [, opts]) -> true | nil, err. opts = {sequenced = true,
+ * lane = n}: newest wins on that lane. */
 static int peer_send_unreliable(lua_State *L)
 {
     lpeer *p = lp_check_peer(L, 1);
     uint16_t type = lp_check_type(L, 2, "peer:send_unreliable");
     size_t len;
     const char *data = lp_check_string(L, 3, "peer:send_unreliable", "data", &len);
-    int rc;
+    int rc, sequenced = 0;
+    uint8_t lane = lp_opt_lane(L, 4, "peer:send_unreliable");
     lnode *n;
+    if (lua_istable(L, 4)) {
+        lua_getfield(L, 4, "sequenced");
+        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+            lp_arg_error(L, "peer:send_unreliable", "opts.sequenced", "must be a boolean or nil");
+        sequenced = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        /* a lane orders only sequenced datagrams: plain ones have no number to order by */
+        if (!sequenced && lane != 0)
+            lp_arg_error(L, "peer:send_unreliable", "opts.lane", "needs opts.sequenced = true");
+    }
     lua_settop(L, 3);
     n = peer_node(L, p, "peer:send_unreliable");
     if (p->dead) return lp_push_fail(L, "disconnected");
     if (lp_refuse_busy(L, n, "peer:send_unreliable")) return 2;
-    if (len > P2P_MAX_DATAGRAM) return lp_push_fail(L, "datagram too big");
-    rc = p2p_peer_send_datagram(n->host, p->handle, type, (const uint8_t *)data, len,
-                                lp_node_now(n));
+    if (len > (sequenced ? P2P_MAX_DATAGRAM_SEQ : P2P_MAX_DATAGRAM))
+        return lp_push_fail(L, "datagram too big");
+    if (sequenced)
+        rc = p2p_peer_send_sequenced(n->host, p->handle, lane, type, (const uint8_t *)data, len,
+                                     lp_node_now(n));
+    else
+        rc = p2p_peer_send_datagram(n->host, p->handle, type, (const uint8_t *)data, len,
+                                    lp_node_now(n));
     if (rc != 0) {
         lp_after_call(L, push_node(L));
         return lp_push_fail(L, rc == P2P_ERR_TOO_BIG ? "datagram too big" : lp_error_text(rc));

@@ -54,7 +54,8 @@ static int l_open(lua_State *L)
     const char *meta = NULL;
     uint32_t id = 0;
     int rc;
-    if (!lp_tointeger(L, 3, 0, 255, &lane)) return lp_arg_error(L, fname, "lane", "must be 0-255");
+    if (!lp_tointeger(L, 3, 0, P2P_LANE_MAX, &lane))
+        return lp_arg_error(L, fname, "lane", "must be 0-254");
     if (!lua_isnoneornil(L, 4) && !lp_tointeger(L, 4, 0, 9007199254740992.0, &total))
         return lp_arg_error(L, fname, "total", "must be a size in bytes or nil");
     if (!lua_isnoneornil(L, 5)) meta = lp_check_string(L, 5, fname, "meta", &mlen);

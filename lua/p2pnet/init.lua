@@ -20,6 +20,8 @@ local M = {
     node = core.node,
     sim = core.sim,
     MAX_DATAGRAM = core.MAX_DATAGRAM,
+    MAX_DATAGRAM_SEQUENCED = core.MAX_DATAGRAM_SEQUENCED,
+    TRANSFER_LANE = core.TRANSFER_LANE,
     version = core.version,
 }
 
@@ -445,14 +447,21 @@ core.extend("Node", Node)
 
 local Peer = {}
 
---- peer:send_await(type, data [, timeout]) -> true, reply | nil, err
-function Peer:send_await(mtype, data, timeout)
+--- peer:send_await(type, data [, timeout] [, opts]) -> true, reply | nil, err
+-- opts as for peer:send ({lane = n}); it may stand in the timeout's place.
+function Peer:send_await(mtype, data, timeout, opts)
+    if type(timeout) == "table" and opts == nil then
+        timeout, opts = nil, timeout
+    end
     check_timeout("peer:send_await", "timeout", timeout)
+    if opts ~= nil and type(opts) ~= "table" then
+        argerror("peer:send_await", "opts", "must be a table or nil", 2)
+    end
     local task = current_task("peer:send_await")
     local gen = task.gen + 1
     local ok, err = self:send(mtype, data, function(success, value)
         wake(task, gen, success, value)
-    end)
+    end, opts)
     if not ok then
         return nil, err
     end

@@ -313,9 +313,9 @@ return function(core, tasks)
             argerror(fname, "opts", "must be a table or nil")
         end
         opts = opts or {}
-        local lane = opts.lane or 0
-        if type(lane) ~= "number" or lane % 1 ~= 0 or lane < 0 or lane > 255 then
-            argerror(fname, "opts.lane", "must be an integer 0-255")
+        local lane = opts.lane or core.TRANSFER_LANE
+        if type(lane) ~= "number" or lane % 1 ~= 0 or lane < 0 or lane > 254 then
+            argerror(fname, "opts.lane", "must be an integer 0-254")
         end
         local meta = opts.meta or opts.name
         if meta ~= nil and type(meta) ~= "string" then
