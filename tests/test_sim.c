@@ -374,6 +374,39 @@ static void test_detach(void)
     node_free(&b);
 }
 
+/* FNV-1a over every delivered copy (time, addresses, bytes) of the runs made while
+ * run_digest is set: a fingerprint of a whole run. */
+static uint64_t *run_digest;
+static p2p_sim *digest_sim;
+
+static void digest_bytes(uint64_t *h, const void *data, size_t len)
+{
+    const uint8_t *b = (const uint8_t *)data;
+    size_t i;
+
+    for (i = 0; i < len; i++) *h = (*h ^ b[i]) * UINT64_C(0x100000001b3);
+}
+
+static void digest_tap(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *data,
+                       size_t len)
+{
+    uint64_t *h = (uint64_t *)ud, now = p2p_sim_now(digest_sim);
+
+    digest_bytes(h, &now, sizeof now);
+    digest_bytes(h, from->ip, 4);
+    digest_bytes(h, &from->port, sizeof from->port);
+    digest_bytes(h, to->ip, 4);
+    digest_bytes(h, &to->port, sizeof to->port);
+    digest_bytes(h, data, len);
+}
+
+static void digest_start(p2p_sim *s)
+{
+    if (run_digest == NULL) return;
+    digest_sim = s;
+    p2p_sim_set_tap(s, digest_tap, run_digest);
+}
+
 /* One full run: handshake, NMSG messages through a hostile network. Returns the sim's stats
  * and fills b's arrival times. */
 static int faulty_run(uint64_t seed, struct node *a, struct node *b, p2p_sim_stats *st)
@@ -392,6 +425,7 @@ static int faulty_run(uint64_t seed, struct node *a, struct node *b, p2p_sim_sta
     cfg.duplicate = 0.05;
     cfg.reorder = 0.10;
     if (p2p_sim_new(&s, &cfg) != 0 || node_new(a, s, 1) != 0 || node_new(b, s, 2) != 0) goto out;
+    digest_start(s);
     if (p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer) != 0) goto out;
     p2p_sim_flush(s, a->h);
     run_until(s, a, b, both_joined, 30000000);
@@ -924,6 +958,7 @@ static void nat_busy_run(uint64_t seed, p2p_sim_stats *st, uint64_t *joins)
     memset(st, 0, sizeof *st);
     T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
     if (s == NULL) return;
+    digest_start(s);
     for (i = 0; i < 6; i++) {
         all[i] = &n[i];
         T_EQ_INT(node_new_nat(&n[i], s, (uint8_t)(i + 1), 0, kind[i]), 0);
@@ -959,6 +994,451 @@ static void test_nat_determinism(void)
     T_CHECK(memcmp(&st1, &st3, sizeof st1) != 0);
 }
 
+/* ---- access links --------------------------------------------------------------------- */
+
+/* Runs without links are bit for bit the runs of before links existed: the fingerprints of
+ * two busy runs, taken with the simulator of commit 6a75c58. */
+static void test_link_none_unchanged(void)
+{
+    static struct node a, b;
+    p2p_sim_stats st;
+    uint64_t h1 = UINT64_C(0xcbf29ce484222325), h2 = h1, joins[12];
+
+    run_digest = &h1;
+    T_EQ_INT(faulty_run(7, &a, &b, &st), 0);
+    run_digest = &h2;
+    nat_busy_run(11, &st, joins);
+    run_digest = NULL;
+    T_EQ_INT(h1, UINT64_C(0x46b3b742178c335e));
+    T_EQ_INT(h2, UINT64_C(0x34cb23d44b783b6e));
+    node_free(&a);
+    node_free(&b);
+}
+
+/* Datagrams injected from a to b, numbered; the tap notes when each one arrived. */
+#define LINK_MAX_PKTS 800000
+struct link_run {
+    p2p_sim *s;
+    struct node a, b;
+    uint64_t *at; /* arrival time of datagram i, or 0 */
+    uint64_t delivered, bytes, first, last;
+};
+
+static void link_tap(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *data,
+                     size_t len)
+{
+    struct link_run *r = (struct link_run *)ud;
+    uint32_t i;
+
+    (void)to;
+    if (len < 4 || !p2p_addr_equal(from, &r->a.addr)) return;
+    i = tnet_msg_index(data);
+    if (i >= LINK_MAX_PKTS) return;
+    r->at[i] = p2p_sim_now(r->s);
+    if (r->delivered++ == 0) r->first = r->at[i];
+    r->last = r->at[i];
+    r->bytes += len + P2P_SIM_LINK_OVERHEAD;
+}
+
+static int link_open(struct link_run *r, uint64_t seed, uint64_t latency_us)
+{
+    p2p_sim_config cfg;
+
+    memset(r, 0, sizeof *r);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.seed = seed;
+    cfg.latency_us = latency_us;
+    r->at = calloc(LINK_MAX_PKTS, sizeof *r->at);
+    if (r->at == NULL || p2p_sim_new(&r->s, &cfg) != 0 || node_new(&r->a, r->s, 1) != 0 ||
+        node_new(&r->b, r->s, 2) != 0)
+        return -1;
+    p2p_sim_set_tap(r->s, link_tap, r);
+    return 0;
+}
+
+static void link_close(struct link_run *r)
+{
+    p2p_sim_free(r->s);
+    node_free(&r->a);
+    node_free(&r->b);
+    free(r->at);
+}
+
+/* Steps to virtual time t (the hosts' own timers run; their events are not needed). */
+static void link_run_to(struct link_run *r, uint64_t t)
+{
+    p2p_event ev;
+
+    while (p2p_sim_now(r->s) < t) {
+        (void)p2p_sim_step(r->s, t);
+        while (p2p_host_next_event(r->a.h, &ev)) {
+        }
+        while (p2p_host_next_event(r->b.h, &ev)) {
+        }
+    }
+}
+
+/* Injects datagram i of len bytes from a to b now. */
+static int link_send(struct link_run *r, uint32_t i, size_t len)
+{
+    uint8_t buf[P2P_SIM_PATH_MTU];
+
+    memset(buf, 0xee, len);
+    buf[0] = (uint8_t)i;
+    buf[1] = (uint8_t)(i >> 8);
+    buf[2] = (uint8_t)(i >> 16);
+    buf[3] = (uint8_t)(i >> 24);
+    return p2p_sim_inject(r->s, r->a.h, &r->b.addr, buf, len);
+}
+
+/* Offers `count` datagrams of len bytes from time `start`, paced at offer_bps (in integer
+ * microseconds from the start, so the pace itself does not drift). */
+static void link_offer(struct link_run *r, uint32_t first, uint32_t count, size_t len,
+                       uint64_t start, uint64_t offer_bps)
+{
+    uint64_t wire_ubits = (len + P2P_SIM_LINK_OVERHEAD) * UINT64_C(8000000);
+    uint32_t k;
+
+    for (k = 0; k < count; k++) {
+        link_run_to(r, start + (uint64_t)k * wire_ubits / offer_bps);
+        T_EQ_INT(link_send(r, first + k, len), 0);
+    }
+}
+
+static p2p_sim_link link_rate(uint64_t rate_bps, uint64_t queue_bytes, uint64_t delay_us)
+{
+    p2p_sim_link l;
+
+    memset(&l, 0, sizeof l);
+    l.rate_bps = rate_bps;
+    l.queue_bytes = queue_bytes;
+    l.delay_us = delay_us;
+    return l;
+}
+
+/* A minute at 100 Mbit/s, offered 110: the link never idles, so its output is exactly the
+ * rate (the last datagram leaves at the exact microsecond of the whole volume at 100 Mbit/s),
+ * the default queue (one 100 ms BDP) fills but never overflows, and the rest is dropped. */
+static void test_link_rate(void)
+{
+    static struct link_run r;
+    p2p_sim_link l = link_rate(100000000, 0, 0);
+    p2p_sim_link_stats st;
+    const uint64_t latency = 20000, seconds = 60, len = 1200, wire = len + 28;
+    const uint32_t offered = (uint32_t)(seconds * 110000000 / 8 / wire);
+    double rate;
+
+    T_EQ_INT(link_open(&r, 1, latency), 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &l), 0);
+    link_offer(&r, 0, offered, len, 0, 110000000);
+    link_run_to(&r, (seconds + 2) * 1000000);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, P2P_SIM_UP, &st), 0);
+    T_EQ_INT(st.packets, r.delivered);
+    T_EQ_INT(st.bytes, r.delivered * wire);
+    T_EQ_INT(st.packets + st.queue_drops, offered);
+    T_EQ_INT(st.loss_drops, 0);
+    T_EQ_INT(r.first, latency + (wire * 8 + 99) / 100); /* 98.24 us, rounded up */
+    T_EQ_INT(r.last, latency + (r.bytes * 8 * 1000000 + 99999999) / 100000000);
+    rate = (double)r.bytes * 8 / ((double)(r.last - latency) / 1e6);
+    printf("  100 Mbit/s link, offered 110: %.4f Mbit/s out over %.3f s, %llu of %u dropped, "
+           "queue peak %llu B, queueing delay max %.3f ms\n",
+           rate / 1e6, (double)(r.last - latency) / 1e6, (unsigned long long)st.queue_drops,
+           (unsigned)offered, (unsigned long long)st.queue_peak_bytes,
+           (double)st.queue_delay_max_us / 1000);
+    T_CHECK(fabs(rate / 100e6 - 1) < 0.01);
+    T_CHECK(st.queue_peak_bytes <= 1250000 && st.queue_peak_bytes > 1250000 - wire);
+    /* 10 of every 110 offered are dropped once the queue is full (after about 1.1 s). */
+    T_CHECK(st.queue_drops > offered / 11 - offered / 100 && st.queue_drops < offered / 11);
+    /* A full queue is 100 ms of the rate. */
+    T_CHECK(st.queue_delay_max_us > 99000 && st.queue_delay_max_us <= 100000);
+    link_close(&r);
+}
+
+/* Each datagram waits the backlog ahead of it divided by the rate; drop-tail at the limit. */
+static void test_link_queue(void)
+{
+    static struct link_run r;
+    p2p_sim_link l = link_rate(1000000, 5000, 2000); /* 1 Mbit/s: 1000 B take 8 ms */
+    p2p_sim_link_stats st;
+    uint32_t i;
+
+    T_EQ_INT(link_open(&r, 2, 0), 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &l), 0);
+    for (i = 0; i < 10; i++) T_EQ_INT(link_send(&r, i, 972), 0); /* 1000 B on the link */
+    /* At 20 ms, 2.5 datagrams wait (2500 B): 20 ms of backlog for the next one. */
+    link_run_to(&r, 20000);
+    T_EQ_INT(link_send(&r, 10, 972), 0);
+    link_run_to(&r, 200000);
+    for (i = 0; i < 5; i++) T_EQ_INT(r.at[i], 8000 * (i + 1) + 2000);
+    for (i = 5; i < 10; i++) T_EQ_INT(r.at[i], 0); /* the queue held 5000 B: dropped */
+    T_EQ_INT(r.at[10], 20000 + 20000 + 8000 + 2000);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, P2P_SIM_UP, &st), 0);
+    T_EQ_INT(st.packets, 6);
+    T_EQ_INT(st.bytes, 6000);
+    T_EQ_INT(st.queue_drops, 5);
+    T_EQ_INT(st.queue_peak_bytes, 5000);
+    T_EQ_INT(st.queue_delay_max_us, 32000);
+    T_EQ_INT(st.queue_delay_sum_us, 8000 * (0 + 1 + 2 + 3 + 4) + 20000);
+    link_close(&r);
+}
+
+/* The UP link, the network, then the DOWN link entered on arrival; clearing; validation. */
+static void test_link_path(void)
+{
+    static struct link_run r;
+    p2p_sim_link up = link_rate(0, 0, 5000), down = link_rate(1000000, 0, 3000), bad;
+    p2p_sim_link_stats st;
+    p2p_sim_stats ss;
+    struct node c;
+
+    T_EQ_INT(link_open(&r, 3, 10000), 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &up), 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.b.h, P2P_SIM_DOWN, &down), 0);
+    T_EQ_INT(link_send(&r, 0, 972), 0);
+    T_EQ_INT(link_send(&r, 1, 972), 0);
+    link_run_to(&r, 14999);
+    p2p_sim_stats_get(r.s, &ss);
+    T_EQ_INT(ss.in_flight, 2);
+    link_run_to(&r, 100000);
+    /* 5 ms up, 10 ms network, then 8 ms each through the 1 Mbit/s down link, and 3 ms. */
+    T_EQ_INT(r.at[0], 5000 + 10000 + 8000 + 3000);
+    T_EQ_INT(r.at[1], 5000 + 10000 + 16000 + 3000);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.b.h, P2P_SIM_DOWN, &st), 0);
+    T_EQ_INT(st.packets, 2);
+    T_EQ_INT(st.queue_delay_max_us, 8000);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, P2P_SIM_UP, &st), 0);
+    T_EQ_INT(st.packets, 2);
+    T_EQ_INT(st.queue_delay_max_us, 0);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, P2P_SIM_DOWN, &st), 0);
+    T_EQ_INT(st.packets, 0);
+
+    /* Cleared, the links add nothing; their counters stay. */
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, NULL), 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.b.h, P2P_SIM_DOWN, NULL), 0);
+    T_EQ_INT(link_send(&r, 2, 972), 0);
+    link_run_to(&r, 200000);
+    T_EQ_INT(r.at[2], 100000 + 10000);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.b.h, P2P_SIM_DOWN, &st), 0);
+    T_EQ_INT(st.packets, 2);
+
+    /* A default link is given to the hosts attached afterwards. */
+    T_EQ_INT(p2p_sim_set_default_link(r.s, P2P_SIM_DOWN, &down), 0);
+    T_EQ_INT(node_new(&c, r.s, 3), 0);
+    T_EQ_INT(p2p_sim_inject(r.s, r.a.h, &c.addr, (const uint8_t *)"abcd", 4), 0);
+    link_run_to(&r, 300000);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, c.h, P2P_SIM_DOWN, &st), 0);
+    T_EQ_INT(st.packets, 1);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, P2P_SIM_DOWN, &st), 0);
+    T_EQ_INT(st.packets, 0);
+
+    /* Validation. */
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, 2, &up), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_set_link(r.s, NULL, P2P_SIM_UP, &up), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, -1, &st), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_set_default_link(r.s, 2, NULL), P2P_ERR_INVALID);
+    bad = up;
+    bad.loss = 1.01;
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &bad), P2P_ERR_INVALID);
+    bad = up;
+    bad.burst_leave = NAN;
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &bad), P2P_ERR_INVALID);
+    bad = up;
+    bad.burst_loss = -0.5;
+    T_EQ_INT(p2p_sim_set_default_link(r.s, P2P_SIM_UP, &bad), P2P_ERR_INVALID);
+    bad = up;
+    bad.rate_bps = P2P_SIM_LINK_MAX_RATE + 1;
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &bad), P2P_ERR_INVALID);
+    bad = up;
+    bad.queue_bytes = P2P_SIM_LINK_MAX_QUEUE + 1;
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &bad), P2P_ERR_INVALID);
+    bad = up;
+    bad.delay_us = UINT64_MAX;
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &bad), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_inject(r.s, r.a.h, &c.addr, (const uint8_t *)"abcd", P2P_SIM_PATH_MTU + 1),
+             P2P_ERR_TOO_BIG);
+    p2p_sim_detach(r.s, c.h);
+    T_EQ_INT(p2p_sim_set_link(r.s, c.h, P2P_SIM_UP, &up), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, c.h, P2P_SIM_DOWN, &st), P2P_ERR_INVALID);
+    T_EQ_INT(p2p_sim_inject(r.s, c.h, &r.a.addr, (const uint8_t *)"abcd", 4), P2P_ERR_INVALID);
+    node_free(&c);
+    link_close(&r);
+}
+
+/* Loss on a link with no rate limit: `n` datagrams 100 us apart; returns the loss rate and
+ * the mean length of a run of consecutive losses. */
+static double loss_run(const p2p_sim_link *l, uint32_t n, double *mean_run)
+{
+    static struct link_run r;
+    p2p_sim_link_stats st;
+    uint64_t lost = 0, runs = 0;
+    uint32_t i;
+
+    T_EQ_INT(link_open(&r, 4, 1000), 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, l), 0);
+    for (i = 0; i < n; i++) {
+        link_run_to(&r, (uint64_t)i * 100);
+        T_EQ_INT(link_send(&r, i, 100), 0);
+    }
+    link_run_to(&r, (uint64_t)n * 100 + 10000);
+    for (i = 0; i < n; i++) {
+        if (r.at[i] != 0) continue;
+        lost++;
+        if (i == 0 || r.at[i - 1] != 0) runs++;
+    }
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, P2P_SIM_UP, &st), 0);
+    T_EQ_INT(st.loss_drops, lost);
+    T_EQ_INT(st.packets, n - lost);
+    T_EQ_INT(st.queue_drops, 0);
+    link_close(&r);
+    *mean_run = runs > 0 ? (double)lost / (double)runs : 0;
+    return (double)lost / n;
+}
+
+/* Gilbert-Elliott loss comes in bursts at the expected long-run rate; random loss of the same
+ * rate does not. */
+static void test_link_burst_loss(void)
+{
+    p2p_sim_link l;
+    const uint32_t n = 100000;
+    double ge, ge_run, iid, iid_run, want;
+
+    memset(&l, 0, sizeof l);
+    l.burst_enter = 0.01;
+    l.burst_leave = 0.25; /* bad spells of 4 datagrams on average */
+    l.burst_loss = 0.8;
+    want = (0.25 * 0 + 0.01 * 0.8) / (0.01 + 0.25); /* 3.08% */
+    ge = loss_run(&l, n, &ge_run);
+    memset(&l, 0, sizeof l);
+    l.loss = want;
+    iid = loss_run(&l, n, &iid_run);
+    printf("  Gilbert-Elliott: %.3f%% lost (want %.3f%%), mean burst %.2f; random: %.3f%%, "
+           "mean burst %.2f\n",
+           ge * 100, want * 100, ge_run, iid * 100, iid_run);
+    T_CHECK(fabs(ge / want - 1) < 0.15);
+    T_CHECK(fabs(iid / want - 1) < 0.05);
+    /* In a bad spell the next datagram is lost with about 0.75 * 0.8 = 0.6: runs of 2.5. */
+    T_CHECK(ge_run > 2.0 && ge_run < 3.0);
+    T_CHECK(iid_run < 1.1);
+}
+
+/* A rate change mid-run: what is queued keeps its departure times, what comes after queues
+ * behind it at the new rate; a saturated link's output follows the new rate. */
+static void test_link_set_midrun(void)
+{
+    static struct link_run r;
+    p2p_sim_link l = link_rate(1000000, 0, 0);
+    p2p_sim_link_stats st;
+    uint64_t before = 0, after = 0;
+    uint32_t i;
+    double r1, r2;
+
+    T_EQ_INT(link_open(&r, 5, 0), 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &l), 0);
+    for (i = 0; i < 3; i++) T_EQ_INT(link_send(&r, i, 972), 0);
+    link_run_to(&r, 1000);
+    l.rate_bps = 8000000; /* 1 ms a datagram */
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &l), 0);
+    T_EQ_INT(link_send(&r, 3, 972), 0);
+    link_run_to(&r, 100000);
+    T_EQ_INT(r.at[0], 8000);
+    T_EQ_INT(r.at[1], 16000);
+    T_EQ_INT(r.at[2], 24000);
+    T_EQ_INT(r.at[3], 25000);
+    link_close(&r);
+
+    /* 10 Mbit/s offered 12 for 2 s, then dropped to 2 Mbit/s for 3 s. */
+    T_EQ_INT(link_open(&r, 6, 0), 0);
+    l = link_rate(10000000, 0, 0);
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &l), 0);
+    link_offer(&r, 0, 2442, 1200, 0, 12000000); /* 2 s */
+    link_run_to(&r, 2000000);
+    l.rate_bps = 2000000;
+    T_EQ_INT(p2p_sim_set_link(r.s, r.a.h, P2P_SIM_UP, &l), 0);
+    link_offer(&r, 2442, 3663, 1200, 2000000, 12000000); /* 3 s more */
+    link_run_to(&r, 6000000);
+    for (i = 0; i < 2442 + 3663; i++) {
+        if (r.at[i] >= 500000 && r.at[i] < 2000000) before += 1228;
+        if (r.at[i] >= 3500000 && r.at[i] < 5000000) after += 1228;
+    }
+    r1 = (double)before * 8 / 1.5;
+    r2 = (double)after * 8 / 1.5;
+    printf("  rate drop 10 -> 2 Mbit/s: %.3f then %.3f Mbit/s\n", r1 / 1e6, r2 / 1e6);
+    T_CHECK(fabs(r1 / 10e6 - 1) < 0.01);
+    T_CHECK(fabs(r2 / 2e6 - 1) < 0.01);
+    T_EQ_INT(p2p_sim_link_stats_get(r.s, r.a.h, P2P_SIM_UP, &st), 0);
+    /* the 125000 B queue of 10 Mbit/s was full; at 2 Mbit/s the limit is 25000 B */
+    T_CHECK(st.queue_peak_bytes <= 125000 && st.queue_peak_bytes > 125000 - 1228);
+    link_close(&r);
+}
+
+/* Real hosts through a 2 Mbit/s link: every message arrives, the goodput stays under the
+ * rate, and a second run with the same seed is the same to the microsecond. */
+static uint64_t hosts_link_run(uint64_t seed, struct node *a, struct node *b,
+                               p2p_sim_link_stats *st)
+{
+    p2p_sim_config cfg;
+    p2p_sim *s = NULL;
+    p2p_sim_link l = link_rate(2000000, 0, 0);
+    uint8_t buf[4096];
+    uint32_t i;
+    uint64_t start = 0;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.seed = seed;
+    cfg.latency_us = 20000;
+    memset(st, 0, sizeof *st);
+    T_EQ_INT(p2p_sim_new(&s, &cfg), 0);
+    T_EQ_INT(p2p_sim_set_default_link(s, P2P_SIM_UP, &l), 0);
+    T_EQ_INT(node_new(a, s, 1), 0);
+    T_EQ_INT(node_new(b, s, 2), 0);
+    T_EQ_INT(p2p_host_connect(a->h, &b->addr, p2p_host_id(b->h), 0, &a->peer), 0);
+    p2p_sim_flush(s, a->h);
+    run_until(s, a, b, both_joined, 10000000);
+    T_CHECK(both_joined(a, b));
+    start = p2p_sim_now(s);
+    for (i = 0; i < NMSG; i++) {
+        tnet_msg_fill(&msgs, buf, i);
+        T_EQ_INT(p2p_peer_send(a->h, a->peer, MSG_TYPE, buf, tnet_msg_len(&msgs, i), 0, NULL,
+                               p2p_sim_now(s)),
+                 0);
+    }
+    p2p_sim_flush(s, a->h);
+    run_until(s, a, b, all_arrived, start + 60000000);
+    T_EQ_INT(p2p_sim_link_stats_get(s, a->h, P2P_SIM_UP, st), 0);
+    p2p_sim_free(s);
+    return start;
+}
+
+static void test_link_hosts(void)
+{
+    static struct node a1, b1, a2, b2;
+    p2p_sim_link_stats st1, st2;
+    uint64_t start, payload = 0;
+    uint32_t i;
+    double goodput;
+
+    start = hosts_link_run(9, &a1, &b1, &st1);
+    T_EQ_INT(b1.next, NMSG);
+    T_EQ_INT(b1.bad, 0);
+    for (i = 0; i < NMSG; i++) payload += tnet_msg_len(&msgs, i);
+    goodput = (double)payload * 8 / ((double)(b1.arrival[NMSG - 1] - start) / 1e6);
+    printf("  %u messages, %llu B through 2 Mbit/s: %.3f Mbit/s goodput, link sent %llu B, "
+           "%llu queue drops, queue peak %llu B\n",
+           (unsigned)NMSG, (unsigned long long)payload, goodput / 1e6,
+           (unsigned long long)st1.bytes, (unsigned long long)st1.queue_drops,
+           (unsigned long long)st1.queue_peak_bytes);
+    T_CHECK(goodput < 2e6);
+    T_CHECK(st1.bytes > payload);
+    T_CHECK(st1.queue_peak_bytes <= 25000); /* default: 100 ms of 2 Mbit/s */
+    hosts_link_run(9, &a2, &b2, &st2);
+    T_EQ_MEM(b1.arrival, b2.arrival, sizeof b1.arrival);
+    T_EQ_MEM(&st1, &st2, sizeof st1);
+    node_free(&a1);
+    node_free(&b1);
+    node_free(&a2);
+    node_free(&b2);
+}
+
 int main(void)
 {
     if (p2p_init() != 0) {
@@ -982,5 +1462,12 @@ int main(void)
     T_RUN(test_nat_rebind);
     T_RUN(test_nat_expiry);
     T_RUN(test_nat_determinism);
+    T_RUN(test_link_none_unchanged);
+    T_RUN(test_link_rate);
+    T_RUN(test_link_queue);
+    T_RUN(test_link_path);
+    T_RUN(test_link_burst_loss);
+    T_RUN(test_link_set_midrun);
+    T_RUN(test_link_hosts);
     return t_summary("test_sim");
 }

@@ -16,6 +16,15 @@
  * datagram lost on the path still refreshed its flow, as at a real edge) and filtering where
  * it arrives. A NAT draws randomness only when a symmetric NAT makes a mapping or any NAT is
  * rebound, so runs without NATs draw exactly as before.
+ *
+ * Access links (see driver/sim.h) add stages to a copy's trip, each an entry in the same heap:
+ * a datagram leaves its host into the UP link's queue and is pushed for the time it leaves
+ * that link (departure + delay, computed on entry, so a later rate change never moves it);
+ * there the link's loss is drawn, and the network model of p2p_sim_config runs as it does at
+ * once for a host without an UP link; the copy is pushed for its arrival at the receiver,
+ * where it enters the DOWN link the same way, and is delivered when it leaves. A link's
+ * backlog is kept in micro-bits (bits * 10^6), which drain by exactly rate_bps per
+ * microsecond: integer arithmetic, so a minute at 100 Mbit/s ends on the exact microsecond.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -36,14 +45,42 @@
 /* External ports a NAT draws: the unprivileged range. */
 #define NAT_PORT_MIN 1024
 #define NAT_PORT_SPAN (65535 - NAT_PORT_MIN)
+/* A link's backlog unit: micro-bits per byte, so that one microsecond drains rate_bps. */
+#define UBITS_PER_BYTE UINT64_C(8000000)
+/* A backlog carried over a rate change is capped here (about 146 years at 1 bit/s, 4.6 s at
+ * the top rate): far beyond any queue limit, and small enough that adding to it, or a time
+ * derived from it, cannot overflow. */
+#define MAX_BACKLOG_UBITS (UINT64_C(1) << 62)
+#define US_PER_SECOND UINT64_C(1000000)
+
+/* Where a copy in the heap is going next (see the stages above). */
+enum {
+    PKT_ARRIVE = 0, /* reaches the receiver's edge: its DOWN link, or the host */
+    PKT_UP_OUT,     /* leaves the sender's UP link (owner): its loss, then the network */
+    PKT_DOWN_OUT    /* leaves the receiver's DOWN link (owner): its loss, then the host */
+};
 
 /* One copy of a datagram in flight. */
 struct sim_pkt {
-    uint64_t time; /* delivery time */
-    uint64_t seq;  /* insertion number: breaks ties between equal times */
+    uint64_t time;   /* when its current stage ends (for PKT_ARRIVE, its delivery time) */
+    uint64_t seq;    /* insertion number: breaks ties between equal times */
+    uint64_t qdelay; /* queueing delay in the link it is leaving (PKT_*_OUT) */
+    size_t owner;    /* attach index of the host whose link it is in (PKT_*_OUT) */
+    int stage;       /* PKT_* */
     p2p_addr from, to;
     size_t len;
     uint8_t data[];
+};
+
+/* One direction of a host's access link (allocated when first set; kept for its counters). */
+struct sim_link {
+    p2p_sim_link cfg;
+    int on;           /* set, not cleared */
+    int bad;          /* Gilbert-Elliott state */
+    uint64_t limit;   /* drop-tail limit in bytes: cfg.queue_bytes or its default */
+    uint64_t backlog; /* micro-bits not yet serialized at time `updated` */
+    uint64_t updated;
+    p2p_sim_link_stats stats;
 };
 
 /* One conntrack entry of a NAT: a mapping (ext_port) and the one remote endpoint allowed in
@@ -64,11 +101,12 @@ struct sim_nat {
 };
 
 struct sim_host {
-    p2p_host *host;      /* NULL once detached */
-    uint64_t deadline;   /* the host's next timeout as last read (see refresh()) */
-    p2p_addr addr;       /* what the host is bound to: private behind a NAT */
-    struct sim_nat *nat; /* NULL without NAT; freed on detach */
-    int touched;         /* fed a datagram or a timeout during this step */
+    p2p_host *host;           /* NULL once detached */
+    uint64_t deadline;        /* the host's next timeout as last read (see refresh()) */
+    p2p_addr addr;            /* what the host is bound to: private behind a NAT */
+    struct sim_nat *nat;      /* NULL without NAT; freed on detach */
+    int touched;              /* fed a datagram or a timeout during this step */
+    struct sim_link *link[2]; /* by P2P_SIM_UP / P2P_SIM_DOWN; NULL until first set */
 };
 
 /* A firewall between two hosts' public IPs (attach indexes, a < b). */
@@ -94,6 +132,9 @@ struct p2p_sim {
     void *tap_ud;
     struct sim_block *blocks; /* test hook: firewalls in place (few: a linear scan) */
     size_t block_len, block_cap;
+
+    p2p_sim_link default_link[2]; /* what hosts attached from now on get, when ... */
+    int default_on[2];            /* ... this is set */
 
     p2p_sim_stats stats;
 };
@@ -457,6 +498,106 @@ static int bad_probability(double p)
     return isnan(p) || p < 0.0 || p > 1.0;
 }
 
+/* ---- access links: settings ----------------------------------------------------------- */
+
+static int bad_link(const p2p_sim_link *l)
+{
+    return l->rate_bps > P2P_SIM_LINK_MAX_RATE || l->queue_bytes > P2P_SIM_LINK_MAX_QUEUE ||
+           l->delay_us > MAX_DELAY_US || bad_probability(l->loss) ||
+           bad_probability(l->burst_enter) || bad_probability(l->burst_leave) ||
+           bad_probability(l->burst_loss);
+}
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+/* Brings the backlog of a rate-limited link forward to `now`. */
+static void link_drain(struct sim_link *k, uint64_t now)
+{
+    uint64_t elapsed = now - k->updated;
+
+    k->updated = now;
+    if (k->backlog == 0) return;
+    /* elapsed < backlog / rate + 1 here, so rate * elapsed < backlog + rate: no overflow */
+    if (elapsed >= div_up(k->backlog, k->cfg.rate_bps))
+        k->backlog = 0;
+    else
+        k->backlog -= k->cfg.rate_bps * elapsed;
+}
+
+/* Applies settings l (NULL: clears) to link k at time now. What is queued keeps its departure
+ * times: the link stays busy as long as it would have, and the backlog is restated in work at
+ * the new rate, so the next datagram queues behind the old ones. */
+static void link_configure(struct sim_link *k, const p2p_sim_link *l, uint64_t now)
+{
+    uint64_t busy_us = 0, rate;
+
+    if (k->on && k->cfg.rate_bps > 0) {
+        link_drain(k, now);
+        busy_us = div_up(k->backlog, k->cfg.rate_bps);
+    }
+    k->on = l != NULL;
+    if (l == NULL) {
+        k->backlog = 0;
+        k->bad = 0;
+        return;
+    }
+    k->cfg = *l;
+    rate = l->rate_bps;
+    if (l->burst_enter <= 0.0) k->bad = 0;
+    k->limit = l->queue_bytes;
+    if (k->limit == 0) {
+        k->limit = rate / (8 * US_PER_SECOND / P2P_SIM_LINK_DEFAULT_QUEUE_US);
+        if (k->limit < P2P_SIM_LINK_MIN_QUEUE) k->limit = P2P_SIM_LINK_MIN_QUEUE;
+    }
+    k->updated = now;
+    if (rate == 0)
+        k->backlog = 0;
+    else if (busy_us > MAX_BACKLOG_UBITS / rate)
+        k->backlog = MAX_BACKLOG_UBITS;
+    else
+        k->backlog = busy_us * rate;
+}
+
+int p2p_sim_set_link(p2p_sim *s, const p2p_host *h, int dir, const p2p_sim_link *l)
+{
+    long i = find_index(s, h);
+    struct sim_link **k;
+
+    if (i < 0 || (dir != P2P_SIM_UP && dir != P2P_SIM_DOWN) || (l != NULL && bad_link(l)))
+        return P2P_ERR_INVALID;
+    k = &s->hosts[i].link[dir];
+    if (*k == NULL) {
+        if (l == NULL) return 0;
+        if ((*k = calloc(1, sizeof **k)) == NULL) return P2P_ERR_NOMEM;
+    }
+    link_configure(*k, l, s->now);
+    return 0;
+}
+
+int p2p_sim_set_default_link(p2p_sim *s, int dir, const p2p_sim_link *l)
+{
+    if ((dir != P2P_SIM_UP && dir != P2P_SIM_DOWN) || (l != NULL && bad_link(l)))
+        return P2P_ERR_INVALID;
+    s->default_on[dir] = l != NULL;
+    if (l != NULL) s->default_link[dir] = *l;
+    return 0;
+}
+
+int p2p_sim_link_stats_get(const p2p_sim *s, const p2p_host *h, int dir, p2p_sim_link_stats *out)
+{
+    long i = find_index(s, h);
+
+    if (i < 0 || (dir != P2P_SIM_UP && dir != P2P_SIM_DOWN)) return P2P_ERR_INVALID;
+    if (s->hosts[i].link[dir] != NULL)
+        *out = s->hosts[i].link[dir]->stats;
+    else
+        memset(out, 0, sizeof *out);
+    return 0;
+}
+
 int p2p_sim_new(p2p_sim **out, const p2p_sim_config *cfg)
 {
     p2p_sim *s;
@@ -482,7 +623,11 @@ void p2p_sim_free(p2p_sim *s)
     if (s == NULL) return;
     for (i = 0; i < s->heap_len; i++) free(s->heap[i]);
     free(s->heap);
-    for (i = 0; i < s->host_len; i++) nat_free(s->hosts[i].nat);
+    for (i = 0; i < s->host_len; i++) {
+        nat_free(s->hosts[i].nat);
+        free(s->hosts[i].link[P2P_SIM_UP]);
+        free(s->hosts[i].link[P2P_SIM_DOWN]);
+    }
     free(s->hosts);
     free(s->blocks);
     p2p_wipe(&s->rng, sizeof s->rng);
@@ -497,8 +642,8 @@ uint64_t p2p_sim_now(const p2p_sim *s)
 int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *addr)
 {
     struct sim_host *slot, *grown;
-
     struct sim_nat *n = NULL;
+    int dir;
 
     if (h == NULL || find_slot(s, h) != NULL) return P2P_ERR_INVALID;
     if (nat != P2P_SIM_NAT_NONE && nat != P2P_SIM_NAT_CONE && nat != P2P_SIM_NAT_SYMMETRIC)
@@ -523,6 +668,17 @@ int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *ad
         index_to_private(s->host_len, slot->addr.ip);
     } else {
         index_to_ip(s->host_len, slot->addr.ip);
+    }
+    for (dir = P2P_SIM_UP; dir <= P2P_SIM_DOWN; dir++) {
+        if (!s->default_on[dir]) continue;
+        slot->link[dir] = calloc(1, sizeof *slot->link[dir]);
+        if (slot->link[dir] == NULL) {
+            free(slot->link[P2P_SIM_UP]);
+            nat_free(n);
+            slot->host = NULL; /* the slot is not counted: the next attach takes it over */
+            return P2P_ERR_NOMEM;
+        }
+        link_configure(slot->link[dir], &s->default_link[dir], s->now);
     }
     refresh(slot);
     s->host_len++;
@@ -607,13 +763,108 @@ static uint64_t copy_delay(p2p_sim *s)
     return base;
 }
 
+/* Pushes p for time t at stage `stage`. Returns 0, or -1 when the heap cannot grow (p is then
+ * freed and counted lost, which hosts must survive). */
+static int push_at(p2p_sim *s, struct sim_pkt *p, uint64_t t, int stage)
+{
+    p->time = t;
+    p->stage = stage;
+    p->seq = s->next_seq++;
+    if (heap_push(s, p) == 0) return 0;
+    free(p);
+    s->stats.lost++;
+    return -1;
+}
+
+/* The network model of p2p_sim_config, for a datagram leaving its sender's edge now (its
+ * NAT, and its UP link when it has one): loss, duplication, then each copy's delay. Takes
+ * p: pushes it, and a clone when duplicated, for their arrival, or frees it. */
+static void network(p2p_sim *s, struct sim_pkt *p)
+{
+    struct sim_pkt *twin = NULL;
+
+    if (sim_chance(s, s->cfg.loss)) {
+        s->stats.lost++;
+        free(p);
+        return;
+    }
+    if (sim_chance(s, s->cfg.duplicate)) {
+        s->stats.duplicated++;
+        twin = malloc(sizeof *p + p->len);
+        if (twin != NULL)
+            memcpy(twin, p, sizeof *p + p->len);
+        else
+            s->stats.lost++; /* out of memory looks like loss, which hosts must survive */
+    }
+    (void)push_at(s, p, s->now + copy_delay(s), PKT_ARRIVE);
+    if (twin != NULL) (void)push_at(s, twin, s->now + copy_delay(s), PKT_ARRIVE);
+}
+
+/* p enters link k of the host at index owner now; it leaves at `stage`. Takes p: queues it
+ * (pushes it for the time it leaves the link) or drops it (drop-tail). */
+static void link_enter(p2p_sim *s, struct sim_link *k, size_t owner, struct sim_pkt *p, int stage)
+{
+    uint64_t wire = (uint64_t)p->len + P2P_SIM_LINK_OVERHEAD, waiting, rate = k->cfg.rate_bps;
+    uint64_t depart = s->now;
+
+    p->qdelay = 0;
+    p->owner = owner;
+    if (rate > 0) {
+        link_drain(k, s->now);
+        waiting = div_up(k->backlog, UBITS_PER_BYTE);
+        if (waiting + wire > k->limit) {
+            k->stats.queue_drops++;
+            s->stats.lost++;
+            free(p);
+            return;
+        }
+        if (waiting + wire > k->stats.queue_peak_bytes) k->stats.queue_peak_bytes = waiting + wire;
+        p->qdelay = div_up(k->backlog, rate);
+        k->backlog += wire * UBITS_PER_BYTE;
+        depart += div_up(k->backlog, rate);
+    }
+    (void)push_at(s, p, depart + k->cfg.delay_us, stage);
+}
+
+/* p leaves link k (its delay done): the link's loss is drawn. Returns 1 when p goes on (and
+ * counts it), 0 when it was lost (p is then freed). */
+static int link_leave(p2p_sim *s, struct sim_link *k, struct sim_pkt *p)
+{
+    double loss = k->cfg.loss;
+    int lost;
+
+    if (k->on) {
+        if (k->cfg.burst_enter > 0.0) {
+            /* Gilbert-Elliott: this datagram's fate by the state it finds, then the state
+             * moves for the next one. */
+            if (k->bad) loss = k->cfg.burst_loss;
+            lost = sim_chance(s, loss);
+            if (k->bad ? sim_chance(s, k->cfg.burst_leave) : sim_chance(s, k->cfg.burst_enter))
+                k->bad = !k->bad;
+        } else {
+            lost = sim_chance(s, loss);
+        }
+        if (lost) {
+            k->stats.loss_drops++;
+            s->stats.lost++;
+            free(p);
+            return 0;
+        }
+    }
+    k->stats.packets++;
+    k->stats.bytes += (uint64_t)p->len + P2P_SIM_LINK_OVERHEAD;
+    k->stats.queue_delay_sum_us += p->qdelay;
+    if (p->qdelay > k->stats.queue_delay_max_us) k->stats.queue_delay_max_us = p->qdelay;
+    return 1;
+}
+
 /* Sends a datagram from the host at index `src` into the network. */
 static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf, size_t len)
 {
     struct sim_pkt *p;
+    struct sim_link *up = s->hosts[src].link[P2P_SIM_UP];
     const p2p_addr *from = &s->hosts[src].addr;
     p2p_addr mapped;
-    int copies = 1, i;
 
     /* The simulated path is Ethernet-sized: a datagram over 1500 - 48 bytes never arrives,
      * as with a DF-flagged packet on a real path (what path MTU discovery must cope with). */
@@ -641,31 +892,19 @@ static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf,
         s->stats.lost++;
         return;
     }
-    if (sim_chance(s, s->cfg.loss)) {
-        s->stats.lost++;
+    p = malloc(sizeof *p + len);
+    if (p == NULL) {
+        s->stats.lost++; /* out of memory looks like loss, which hosts must survive */
         return;
     }
-    if (sim_chance(s, s->cfg.duplicate)) {
-        s->stats.duplicated++;
-        copies = 2;
-    }
-    for (i = 0; i < copies; i++) {
-        p = malloc(sizeof *p + len);
-        if (p == NULL) {
-            s->stats.lost++; /* out of memory looks like loss, which hosts must survive */
-            continue;
-        }
-        p->time = s->now + copy_delay(s);
-        p->seq = s->next_seq++;
-        p->from = *from;
-        p->to = *to;
-        p->len = len;
-        memcpy(p->data, buf, len);
-        if (heap_push(s, p) != 0) {
-            free(p);
-            s->stats.lost++;
-        }
-    }
+    p->from = *from;
+    p->to = *to;
+    p->len = len;
+    if (len > 0) memcpy(p->data, buf, len);
+    if (up != NULL && up->on)
+        link_enter(s, up, src, p, PKT_UP_OUT);
+    else
+        network(s, p);
 }
 
 static void drain_slot(p2p_sim *s, size_t i)
@@ -736,6 +975,17 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
     s->now = t;
     while (s->heap_len > 0 && s->heap[0]->time <= t) {
         p = heap_pop(s);
+        if (p->stage == PKT_UP_OUT) {
+            if (link_leave(s, s->hosts[p->owner].link[P2P_SIM_UP], p)) network(s, p);
+            continue;
+        }
+        if (p->stage == PKT_ARRIVE && (slot = find_host(s, &p->to)) != NULL &&
+            slot->link[P2P_SIM_DOWN] != NULL && slot->link[P2P_SIM_DOWN]->on) {
+            link_enter(s, slot->link[P2P_SIM_DOWN], (size_t)(slot - s->hosts), p, PKT_DOWN_OUT);
+            continue;
+        }
+        if (p->stage == PKT_DOWN_OUT && !link_leave(s, s->hosts[p->owner].link[P2P_SIM_DOWN], p))
+            continue;
         deliver(s, p);
         free(p);
     }
@@ -754,6 +1004,16 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
         refresh(slot);
     }
     return 1;
+}
+
+int p2p_sim_inject(p2p_sim *s, const p2p_host *h, const p2p_addr *to, const uint8_t *data,
+                   size_t len)
+{
+    long i = find_index(s, h);
+
+    if (i < 0 || to == NULL || (data == NULL && len > 0)) return P2P_ERR_INVALID;
+    emit(s, (size_t)i, to, data, len);
+    return len > P2P_SIM_PATH_MTU ? P2P_ERR_TOO_BIG : 0;
 }
 
 void p2p_sim_stats_get(const p2p_sim *s, p2p_sim_stats *out)

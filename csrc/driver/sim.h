@@ -115,13 +115,92 @@ void p2p_sim_set_tap(p2p_sim *s, p2p_sim_tap_fn tap, void *ud);
  * or a == b) or P2P_ERR_NOMEM. */
 int p2p_sim_block(p2p_sim *s, const p2p_host *a, const p2p_host *b, int on);
 
+/* ---- access links: a bottleneck on each side of the network ------------------------- */
+
+/* Each attached host has an access link in each direction, off until set. A datagram a host
+ * sends goes through its UP link, then the network model of p2p_sim_config (NAT, latency,
+ * jitter, loss, duplication, reordering), then the receiver's DOWN link, entered at the time
+ * the datagram reaches it, then the receiver's NAT and the host. A link is a FIFO serialized
+ * at rate_bps with a drop-tail queue, then delay_us of propagation, then loss:
+ *   - a datagram occupies len + P2P_SIM_LINK_OVERHEAD bytes on the link (UDP payload plus the
+ *     IPv4 and UDP headers); its serialization takes bytes * 8 / rate_bps seconds, kept in
+ *     integer micro-bits, so back-to-back datagrams never drift from the exact rate, and it
+ *     leaves the queue when its last bit is out, rounded up to the microsecond;
+ *   - drop-tail: a datagram is dropped when the bytes not yet serialized (the rest of the one
+ *     on the wire included) plus its own would exceed the queue limit;
+ *   - loss is drawn as the datagram leaves the link, after delay_us: with burst_enter 0 each
+ *     datagram is lost with probability `loss`; otherwise a two-state Gilbert-Elliott chain
+ *     decides it: lost with probability `loss` while good and `burst_loss` while bad, then the
+ *     state moves (good -> bad with burst_enter, bad -> good with burst_leave). The long-run
+ *     loss rate is (leave * loss + enter * burst_loss) / (enter + leave), and a bad spell lasts
+ *     1 / leave datagrams on average.
+ * Randomness comes from the sim's stream, and only for the draws a link needs (probabilities
+ * of 0 or 1 draw nothing), so runs without links are exactly the runs of before. */
+enum { P2P_SIM_UP = 0, P2P_SIM_DOWN = 1 }; /* a host's access link: what it sends / receives */
+
+/* Bytes a datagram occupies on a link beyond its UDP payload: IPv4 (20) and UDP (8) headers. */
+#define P2P_SIM_LINK_OVERHEAD 28
+/* queue_bytes 0 means one bandwidth-delay product at this round trip: rate_bps / 80 bytes... */
+#define P2P_SIM_LINK_DEFAULT_QUEUE_US 100000
+/* ...but never less than two full-size datagrams (2 * (1452 + 28) = 2960 bytes). */
+#define P2P_SIM_LINK_MIN_QUEUE (2 * (P2P_SIM_PATH_MTU + P2P_SIM_LINK_OVERHEAD))
+/* Limits p2p_sim_set_link() accepts: 1 Tbit/s and a 4 GiB queue (delay: 2^40 us, as latency). */
+#define P2P_SIM_LINK_MAX_RATE UINT64_C(1000000000000)
+#define P2P_SIM_LINK_MAX_QUEUE (UINT64_C(1) << 32)
+
+typedef struct p2p_sim_link {
+    uint64_t rate_bps;    /* bottleneck rate in bits per second; 0: no limit and no queue */
+    uint64_t queue_bytes; /* drop-tail queue in bytes; 0: P2P_SIM_LINK_DEFAULT_QUEUE_US of the
+                           * rate (rate_bps / 80), at least P2P_SIM_LINK_MIN_QUEUE */
+    uint64_t delay_us;    /* one-way propagation delay added after the queue */
+    double loss;          /* random loss (after the queue), probability 0-1 */
+    double burst_enter;   /* Gilbert-Elliott: probability per packet of going good -> bad; 0: off */
+    double burst_leave;   /* probability per packet of going bad -> good */
+    double burst_loss;    /* loss probability while bad (while good, `loss` applies) */
+} p2p_sim_link;
+
+/* Sets (l != NULL) or clears (NULL) one direction of an attached host's access link; may be
+ * called at any time (a rate drop mid-run), packets already queued keep their departure
+ * times: the link stays busy with them, and the datagrams it takes from now on queue behind
+ * them at the new rate (a cleared link or rate 0 lets new ones pass at once, so they may
+ * overtake). The loss settings apply from now on, to queued datagrams too; the burst state
+ * is kept (reset to good when bursts are turned off). Counters are kept across calls.
+ * Returns 0 or P2P_ERR_INVALID (host not attached, dir unknown, a probability outside
+ * [0, 1], or a value over the limits above) or P2P_ERR_NOMEM. */
+int p2p_sim_set_link(p2p_sim *s, const p2p_host *h, int dir, const p2p_sim_link *l);
+/* The link every host attached from now on gets in direction dir (NULL: none, the start).
+ * Hosts already attached keep theirs. Returns 0 or P2P_ERR_INVALID, as p2p_sim_set_link(). */
+int p2p_sim_set_default_link(p2p_sim *s, int dir, const p2p_sim_link *l);
+
+typedef struct p2p_sim_link_stats {
+    uint64_t packets, bytes;   /* that left the link (delivered onward); bytes with overhead */
+    uint64_t queue_drops;      /* drop-tail */
+    uint64_t loss_drops;       /* random or burst loss */
+    uint64_t queue_peak_bytes; /* most bytes waiting, the one just taken included */
+    uint64_t queue_delay_max_us, queue_delay_sum_us; /* per packet that left the link: from
+                                                      * entering the queue to the start of its
+                                                      * serialization */
+} p2p_sim_link_stats;
+/* Fills *out with the counters of one direction of an attached host's link since it was
+ * attached (zeros while no link was ever set). Returns 0, or P2P_ERR_INVALID (host not
+ * attached, dir unknown). */
+int p2p_sim_link_stats_get(const p2p_sim *s, const p2p_host *h, int dir, p2p_sim_link_stats *out);
+
+/* Test hook: sends a datagram as if host h had emitted it now (its NAT, links and the network
+ * model apply; the receiving host gets it like any other and drops what it cannot read).
+ * Lets tests drive a link with exact sizes and times. Returns 0, P2P_ERR_INVALID (h not
+ * attached) or P2P_ERR_TOO_BIG (over P2P_SIM_PATH_MTU: counted in too_big, as for hosts). */
+int p2p_sim_inject(p2p_sim *s, const p2p_host *h, const p2p_addr *to, const uint8_t *data,
+                   size_t len);
+
 typedef struct p2p_sim_stats {
     uint64_t sent;         /* datagrams the hosts emitted */
     uint64_t delivered;    /* copies handed to a host */
-    uint64_t lost;         /* dropped by `loss`, addressed to nobody, to 10.0.0.0/8, or blocked */
+    uint64_t lost;         /* dropped by `loss`, addressed to nobody, to 10.0.0.0/8, blocked,
+                            * or by an access link (its queue or its loss) */
     uint64_t duplicated;   /* datagrams that got a second copy */
     uint64_t reordered;    /* copies held back by extra delay */
-    uint64_t in_flight;    /* copies in the network right now */
+    uint64_t in_flight;    /* copies in the network right now, access-link queues included */
     uint64_t too_big;      /* larger than P2P_SIM_PATH_MTU: never sent (not in `sent`) */
     uint64_t nat_filtered; /* copies a NAT dropped on the way in (no matching flow) */
 } p2p_sim_stats;
