@@ -130,10 +130,16 @@ static void bbr_advance_cycle(p2p_cc *cc, uint64_t now)
     cc->cycle_index = (cc->cycle_index + 1) % P2P_BBR_CYCLE_PHASES;
     cc->cycle_stamp = now;
     cc->pacing_gain = cycle_gains[cc->cycle_index];
-    /* Probing up looks past the lower bounds: the path may have room again. */
-    if (cc->cycle_index == 0) {
-        cc->bw_lo = 0;
-        cc->inflight_lo = 0;
+    /* Probing up looks past the lower bounds, by the probe's gain, once a whole round went
+     * by without congestion and the queue is short (the path may have room again); they go
+     * once the model is below them. */
+    int short_queue = cc->min_rtt != UINT64_MAX &&
+                      cc->last_rtt <= cc->min_rtt + cc->min_rtt / P2P_BBR_QUEUE_SHORT_DIV;
+    if (cc->cycle_index == 0 && cc->round_count > cc->congested_round + 1 && short_queue) {
+        cc->bw_lo *= P2P_BBR_PROBE_UP_GAIN;
+        cc->inflight_lo = (uint64_t)((double)cc->inflight_lo * P2P_BBR_PROBE_UP_GAIN);
+        if (cc->bw_lo >= cc->max_bw) cc->bw_lo = 0;
+        if (cc->inflight_lo >= bbr_bdp(cc, cc->cwnd_gain)) cc->inflight_lo = 0;
     }
 }
 
@@ -142,19 +148,27 @@ static void bbr_advance_cycle(p2p_cc *cc, uint64_t now)
 static void bbr_end_round(p2p_cc *cc, uint64_t now)
 {
     uint64_t total = cc->round_acked + cc->round_lost;
-    if (total && (double)cc->round_lost > P2P_BBR_LOSS_THRESH * (double)total) {
+    if (cc->round_lost_packets >= P2P_BBR_LOSS_MIN_PACKETS &&
+        (double)cc->round_lost > P2P_BBR_LOSS_THRESH * (double)total) {
         cc->congestion_events++;
+        cc->congested_round = cc->round_count;
         cc->can_undo = 1;
+        cc->ep_lost = cc->round_lost_packets;
         cc->ep_spurious = 0;
         cc->undo_bw_lo = cc->bw_lo;
         cc->undo_inflight_lo = cc->inflight_lo;
         cc->undo_state_filled = cc->filled_pipe;
+        /* The heavier the loss, the further the sender overshot: keep 1 - loss rate of the
+         * bound, within [BETA_MIN, BETA]. */
+        double keep = 1.0 - (double)cc->round_lost / (double)total;
+        if (keep > P2P_BBR_BETA) keep = P2P_BBR_BETA;
+        if (keep < P2P_BBR_BETA_MIN) keep = P2P_BBR_BETA_MIN;
         double base_bw = cc->bw_lo > 0 ? cc->bw_lo : cc->max_bw;
-        double bw_lo = P2P_BBR_BETA * base_bw;
+        double bw_lo = keep * base_bw;
         if (cc->round_max_rate > bw_lo) bw_lo = cc->round_max_rate;
         cc->bw_lo = bw_lo;
         uint64_t base_inflight = cc->inflight_lo ? cc->inflight_lo : cc->cwnd;
-        uint64_t inflight_lo = (uint64_t)(P2P_BBR_BETA * (double)base_inflight);
+        uint64_t inflight_lo = (uint64_t)(keep * (double)base_inflight);
         if (cc->round_acked > inflight_lo) inflight_lo = cc->round_acked;
         cc->inflight_lo = inflight_lo;
         /* Startup ends: the pipe is full, and past full. */
@@ -164,6 +178,7 @@ static void bbr_end_round(p2p_cc *cc, uint64_t now)
     }
     cc->round_acked = 0;
     cc->round_lost = 0;
+    cc->round_lost_packets = 0;
     cc->round_max_rate = 0;
 }
 
@@ -198,9 +213,13 @@ static void bbr_update_cycle(p2p_cc *cc, const p2p_rate_sample *rs, uint64_t now
 
 static void bbr_update_min_rtt(p2p_cc *cc, const p2p_rate_sample *rs, uint64_t now)
 {
-    int expired = now > cc->min_rtt_stamp + P2P_BBR_PROBE_RTT_INTERVAL_US;
+    int expired = now > cc->min_rtt_stamp + P2P_BBR_MIN_RTT_WINDOW_US;
+    if (rs->rtt) cc->last_rtt = rs->rtt;
     if (rs->rtt && (rs->rtt <= cc->min_rtt || expired)) {
         cc->min_rtt = rs->rtt;
+        cc->min_rtt_stamp = now;
+    } else if (rs->rtt && rs->rtt <= cc->min_rtt + cc->min_rtt / P2P_BBR_MIN_RTT_NEAR_DIV) {
+        /* The queue is (nearly) empty now: the minimum holds, and needs no ProbeRTT. */
         cc->min_rtt_stamp = now;
     } else if (cc->min_rtt == UINT64_MAX && rs->min_rtt != UINT64_MAX) {
         cc->min_rtt = rs->min_rtt; /* the handshake's round trip */
@@ -213,9 +232,7 @@ static void bbr_update_min_rtt(p2p_cc *cc, const p2p_rate_sample *rs, uint64_t n
         cc->probe_rtt_done = 0;
     }
     if (cc->state != P2P_BBR_PROBE_RTT) return;
-    uint64_t floor = bbr_bdp(cc, P2P_BBR_PROBE_RTT_CWND_GAIN);
-    if (floor < bbr_min_cwnd(cc)) floor = bbr_min_cwnd(cc);
-    if (!cc->probe_rtt_done && rs->in_flight <= floor) {
+    if (!cc->probe_rtt_done && rs->in_flight <= bbr_min_cwnd(cc)) {
         cc->probe_rtt_done = now + P2P_BBR_PROBE_RTT_US;
         cc->probe_rtt_round_done = 0;
         cc->next_round_delivered = rs->delivered;
@@ -245,10 +262,9 @@ static void bbr_set_cwnd(p2p_cc *cc, const p2p_rate_sample *rs)
         cc->cwnd += rs->acked;
     }
     if (cc->inflight_lo && cc->cwnd > cc->inflight_lo) cc->cwnd = cc->inflight_lo;
-    if (cc->state == P2P_BBR_PROBE_RTT) {
-        uint64_t cap = bbr_bdp(cc, P2P_BBR_PROBE_RTT_CWND_GAIN);
-        if (cc->cwnd > cap) cc->cwnd = cap;
-    }
+    /* ProbeRTT empties the queue whatever the model says (it may be stale): the minimum
+     * window, as in BBRv1. */
+    if (cc->state == P2P_BBR_PROBE_RTT) cc->cwnd = bbr_min_cwnd(cc);
     if (cc->cwnd < bbr_min_cwnd(cc)) cc->cwnd = bbr_min_cwnd(cc);
     if (cc->cwnd > P2P_MAX_WINDOW) cc->cwnd = P2P_MAX_WINDOW;
 }
@@ -299,13 +315,17 @@ void p2p_cc_on_lost(p2p_cc *cc, uint64_t bytes, unsigned packets, uint64_t newes
         return;
     }
     cc->round_lost += bytes;
+    cc->round_lost_packets += packets;
     if (cc->can_undo) cc->ep_lost += packets;
 }
 
 void p2p_cc_on_spurious(p2p_cc *cc, uint32_t size)
 {
     /* What was counted lost was delivered. */
-    if (cc->kind == P2P_CC_BBR) cc->round_lost -= cc->round_lost < size ? cc->round_lost : size;
+    if (cc->kind == P2P_CC_BBR) {
+        cc->round_lost -= cc->round_lost < size ? cc->round_lost : size;
+        if (cc->round_lost_packets) cc->round_lost_packets--;
+    }
     if (!cc->can_undo) return;
     if (++cc->ep_spurious < cc->ep_lost) return;
     /* Every loss of the episode was reordering: undo its response. */

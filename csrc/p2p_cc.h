@@ -25,16 +25,19 @@
 #define P2P_BBR_CWND_GAIN 2.0          /* ProbeBW: room for ACK aggregation and probing */
 #define P2P_BBR_PROBE_UP_GAIN 1.25
 #define P2P_BBR_PROBE_DOWN_GAIN 0.75
-#define P2P_BBR_CYCLE_PHASES 8      /* up, down, then six rounds cruising at 1.0 */
-#define P2P_BBR_BW_ROUNDS 10        /* the bandwidth filter: max over this many rounds */
-#define P2P_BBR_FULL_BW_GROWTH 1.25 /* Startup ends when the rate grew less than this... */
-#define P2P_BBR_FULL_BW_ROUNDS 3    /* ...for this many rounds in a row */
-#define P2P_BBR_PROBE_RTT_INTERVAL_US 5000000u /* min-RTT filter window; then ProbeRTT */
-#define P2P_BBR_PROBE_RTT_US 200000u           /* time spent at the ProbeRTT window */
-#define P2P_BBR_PROBE_RTT_CWND_GAIN 0.5        /* the ProbeRTT window: half the BDP */
+#define P2P_BBR_CYCLE_PHASES 8              /* up, down, then six rounds cruising at 1.0 */
+#define P2P_BBR_BW_ROUNDS 10                /* the bandwidth filter: max over this many rounds */
+#define P2P_BBR_FULL_BW_GROWTH 1.25         /* Startup ends when the rate grew less than this... */
+#define P2P_BBR_FULL_BW_ROUNDS 3            /* ...for this many rounds in a row */
+#define P2P_BBR_MIN_RTT_WINDOW_US 10000000u /* the min-RTT filter's window; then ProbeRTT */
+#define P2P_BBR_MIN_RTT_NEAR_DIV 16  /* a sample within min_rtt/16 of it confirms the minimum */
+#define P2P_BBR_PROBE_RTT_US 200000u /* time spent at the ProbeRTT window */
 #define P2P_BBR_MIN_CWND_PACKETS 4
-#define P2P_BBR_LOSS_THRESH 0.10 /* a round losing more than this fraction is congested */
-#define P2P_BBR_BETA 0.7         /* the lower bounds keep this much per congested round */
+#define P2P_BBR_LOSS_THRESH 0.10   /* a round losing more than this fraction is congested... */
+#define P2P_BBR_LOSS_MIN_PACKETS 8 /* ...and at least this many packets (small rounds are noisy) */
+#define P2P_BBR_BETA 0.7          /* the lower bounds keep at most this much per congested round, */
+#define P2P_BBR_BETA_MIN 0.5      /* and at least this much (1 - the loss rate, in between) */
+#define P2P_BBR_QUEUE_SHORT_DIV 4 /* RTT within min_rtt/4 of it: the queue is short */
 
 /* Adaptive reordering (RFC 8985, RFC 9002 section 6.1) */
 #define P2P_REORDER_RESET_EPISODES \
@@ -87,7 +90,9 @@ typedef struct p2p_cc {
     uint64_t probe_rtt_done, prior_cwnd;
     int probe_rtt_round_done;
     /* BBR: this round's deliveries and losses (the loss-rate signal) */
-    uint64_t round_acked, round_lost;
+    uint64_t round_acked, round_lost, congested_round;
+    uint64_t last_rtt; /* the newest RTT sample */
+    unsigned round_lost_packets;
     double round_max_rate;
     /* Undo (both): what the last congestion response changed, and whether every loss of its
      * episode turned out spurious. */

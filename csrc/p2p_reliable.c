@@ -198,6 +198,31 @@ static void advance_base(p2p_recovery *r)
     }
 }
 
+/* Remembers a packet declared lost, for on_spurious. */
+static void keep_lost(p2p_recovery *r, uint64_t pn, const p2p_sent *s)
+{
+    p2p_lost_rec *k = &r->lost_kept[r->lost_next++ % P2P_LOST_KEPT];
+    if (!k->live) r->lost_live++;
+    k->pn = pn;
+    k->size = s->size;
+    k->live = 1;
+}
+
+/* Forgets the remembered loss of pn; returns its size, or 0 when it is not remembered. */
+static uint16_t unkeep_lost(p2p_recovery *r, uint64_t pn)
+{
+    if (!r->lost_live) return 0;
+    for (unsigned i = 0; i < P2P_LOST_KEPT; i++) {
+        p2p_lost_rec *k = &r->lost_kept[i];
+        if (k->live && k->pn == pn) {
+            k->live = 0;
+            r->lost_live--;
+            return k->size;
+        }
+    }
+    return 0;
+}
+
 static void resolve(p2p_recovery *r, p2p_sent *s, uint8_t how)
 {
     if (s->flags & P2P_SENT_ELICITING) {
@@ -242,6 +267,7 @@ static void detect_lost(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb
             resolve(r, s, P2P_SENT_LOST);
             if (eliciting) {
                 if (!(s->flags & P2P_SENT_MTU_PROBE)) {
+                    keep_lost(r, pn, s);
                     lost_count++;
                     lost_bytes += s->size;
                     if (s->time > newest_lost_time) newest_lost_time = s->time;
@@ -281,6 +307,7 @@ void p2p_recovery_make_room(p2p_recovery *r, uint64_t now, const p2p_recovery_cb
     int eliciting = s->flags & P2P_SENT_ELICITING;
     resolve(r, s, P2P_SENT_LOST);
     if (eliciting && !(s->flags & P2P_SENT_MTU_PROBE)) {
+        keep_lost(r, r->base_pn, s);
         r->lost_packets++;
         p2p_cc_on_lost(&r->cc, s->size, 1, s->time, r->in_flight, now);
     }
@@ -327,7 +354,7 @@ void p2p_recovery_app_limited(p2p_recovery *r)
 /* A packet declared lost was acknowledged: the path reorders at least that much. The packet
  * threshold grows to cover how far it was overtaken, and the time threshold by one step of
  * min_rtt/4, at most once per round trip (RFC 8985 section 6.2). */
-static void on_spurious(p2p_recovery *r, uint64_t pn, const p2p_sent *s, uint64_t now)
+static void on_spurious(p2p_recovery *r, uint64_t pn, uint16_t size, uint64_t now)
 {
     r->spurious_losses++;
     uint64_t overtaken = r->largest_acked - pn + 1;
@@ -338,7 +365,21 @@ static void on_spurious(p2p_recovery *r, uint64_t pn, const p2p_sent *s, uint64_
         r->reo_grown_at = now;
     }
     r->reo_episodes = 0;
-    p2p_cc_on_spurious(&r->cc, s->size);
+    p2p_cc_on_spurious(&r->cc, size);
+}
+
+/* An ACK range below the record: packets there were resolved long ago, but one remembered as
+ * lost was not. */
+static void ack_below_base(p2p_recovery *r, uint64_t lo, uint64_t hi, uint64_t now)
+{
+    for (unsigned i = 0; i < P2P_LOST_KEPT && r->lost_live; i++) {
+        p2p_lost_rec *k = &r->lost_kept[i];
+        if (k->live && k->pn >= lo && k->pn <= hi) {
+            k->live = 0;
+            r->lost_live--;
+            on_spurious(r, k->pn, k->size, now);
+        }
+    }
 }
 
 int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
@@ -360,7 +401,8 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
     uint64_t prior_time = 0, send_elapsed = 0, rtt = 0;
     for (size_t i = 0; i < ack->u.ack.count; i++) {
         uint64_t lo = ack->u.ack.r[i].lo, hi = ack->u.ack.r[i].hi;
-        if (hi < r->base_pn) break; /* ranges come highest first */
+        if (lo < r->base_pn) ack_below_base(r, lo, hi < r->base_pn ? hi : r->base_pn - 1, now);
+        if (hi < r->base_pn) continue;
         if (lo < r->base_pn) lo = r->base_pn;
         for (uint64_t pn = hi + 1; pn-- > lo;) {
             p2p_sent *s = sent_at(r, pn);
@@ -391,7 +433,7 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
                 if (eliciting) p2p_cc_on_packet_acked(&r->cc, s->size, s->time, in_flight_before);
             } else {
                 s->flags |= P2P_SENT_ACKED; /* spuriously declared lost; data already requeued */
-                if (eliciting && !(s->flags & P2P_SENT_MTU_PROBE)) on_spurious(r, pn, s, now);
+                if (eliciting && unkeep_lost(r, pn)) on_spurious(r, pn, s->size, now);
             }
             if (cb) cb->acked(cb->ud, s);
         }

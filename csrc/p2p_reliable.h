@@ -29,6 +29,9 @@
 /* Adaptive reordering (RFC 8985): the packet threshold grows to the reordering seen, up to
  * this; the time threshold grows in steps of min_rtt / 4, up to the smoothed RTT. */
 #define P2P_PACKET_THRESHOLD_MAX 256
+/* Packets declared lost leave the record at once; the last this many are remembered, so that
+ * an ACK that arrives for one later still tells reordering from loss. */
+#define P2P_LOST_KEPT 64
 #define P2P_REORDER_STEPS_MAX 16
 /* Probe timeouts: two probes each; the PTO doubles at most 6 times, and no more once it has
  * reached P2P_PTO_BACKOFF_STOP_US (so it stays under twice that, unless one PTO without
@@ -105,6 +108,12 @@ typedef struct p2p_sent {
     uint32_t delivered_age, first_sent_age;
 } p2p_sent;
 
+typedef struct p2p_lost_rec {
+    uint64_t pn;
+    uint16_t size;
+    uint8_t live; /* 0 once acknowledged (or overwritten) */
+} p2p_lost_rec;
+
 typedef struct p2p_recovery {
     p2p_sent *ring; /* packets base_pn .. next_pn-1, at index pn & (cap-1) */
     size_t cap;
@@ -129,6 +138,8 @@ typedef struct p2p_recovery {
     uint64_t reo_grown_at, episode_start;
     /* what happened to packets, for p2p_peer_info */
     uint64_t lost_packets, spurious_losses;
+    p2p_lost_rec lost_kept[P2P_LOST_KEPT]; /* the newest packets declared lost, a ring */
+    unsigned lost_next, lost_live;
     p2p_cc cc;
     uint32_t mss; /* largest packet the path carries now (path MTU discovery) */
     /* pacing */
