@@ -117,11 +117,19 @@ static void bbr_update_bw(p2p_cc *cc, const p2p_rate_sample *rs)
         if (cc->bw_round[i] > cc->max_bw) cc->max_bw = cc->bw_round[i];
 }
 
+/* The gains of the current ProbeBW phase. Only a probe up may fill the queue with twice the
+ * BDP: a flow that holds a standing queue while cruising takes, from flows that pace, the room
+ * they need (its packets go out as others' leave the queue, theirs find it full). */
+static void bbr_phase_gains(p2p_cc *cc)
+{
+    cc->pacing_gain = cycle_gains[cc->cycle_index];
+    cc->cwnd_gain = cc->cycle_index == 0 ? P2P_BBR_CWND_GAIN : P2P_BBR_CRUISE_CWND_GAIN;
+}
+
 static void bbr_enter_probe_bw(p2p_cc *cc, uint64_t now)
 {
     cc->state = P2P_BBR_PROBE_BW;
-    cc->cwnd_gain = P2P_BBR_CWND_GAIN;
-    cc->pacing_gain = cycle_gains[cc->cycle_index];
+    bbr_phase_gains(cc);
     cc->cycle_stamp = now;
 }
 
@@ -129,13 +137,14 @@ static void bbr_advance_cycle(p2p_cc *cc, uint64_t now)
 {
     cc->cycle_index = (cc->cycle_index + 1) % P2P_BBR_CYCLE_PHASES;
     cc->cycle_stamp = now;
-    cc->pacing_gain = cycle_gains[cc->cycle_index];
+    bbr_phase_gains(cc);
     /* Probing up looks past the lower bounds, by the probe's gain, once a whole round went
-     * by without congestion and the queue is short (the path may have room again); they go
-     * once the model is below them. */
+     * by without congestion and the queue is short, or a whole cycle of rounds did (the path
+     * may have room again); they go once the model is below them. */
     int short_queue = cc->min_rtt != UINT64_MAX &&
                       cc->last_rtt <= cc->min_rtt + cc->min_rtt / P2P_BBR_QUEUE_SHORT_DIV;
-    if (cc->cycle_index == 0 && cc->round_count > cc->congested_round + 1 && short_queue) {
+    uint64_t clean = cc->round_count - cc->congested_round;
+    if (cc->cycle_index == 0 && clean > 1 && (short_queue || clean > P2P_BBR_CYCLE_PHASES)) {
         cc->bw_lo *= P2P_BBR_PROBE_UP_GAIN;
         cc->inflight_lo = (uint64_t)((double)cc->inflight_lo * P2P_BBR_PROBE_UP_GAIN);
         if (cc->bw_lo >= cc->max_bw) cc->bw_lo = 0;
@@ -254,8 +263,15 @@ static void bbr_update_min_rtt(p2p_cc *cc, const p2p_rate_sample *rs, uint64_t n
 
 static void bbr_set_cwnd(p2p_cc *cc, const p2p_rate_sample *rs)
 {
-    /* Room for ACK aggregation on top of the model: three packets. */
-    uint64_t target = bbr_bdp(cc, cc->cwnd_gain) + 3u * cc->mss;
+    /* Room on top of the model for ACK aggregation, and a small queue of our own: a fixed
+     * number of packets, the same for every flow whose share is not tiny, so that flows that
+     * share a queue hold equal parts of it and their rates converge (PROTOCOL.md 5.2). */
+    uint64_t headroom = bbr_bdp(cc, 1.0) / P2P_BBR_HEADROOM_BDP_DIV;
+    if (headroom > (uint64_t)P2P_BBR_HEADROOM_PACKETS * cc->mss)
+        headroom = (uint64_t)P2P_BBR_HEADROOM_PACKETS * cc->mss;
+    if (headroom < (uint64_t)P2P_BBR_HEADROOM_MIN_PACKETS * cc->mss)
+        headroom = (uint64_t)P2P_BBR_HEADROOM_MIN_PACKETS * cc->mss;
+    uint64_t target = bbr_bdp(cc, cc->cwnd_gain) + headroom;
     if (cc->filled_pipe) {
         cc->cwnd = cc->cwnd + rs->acked < target ? cc->cwnd + rs->acked : target;
     } else if (cc->cwnd < target || rs->delivered < P2P_INITIAL_WINDOW) {

@@ -22,7 +22,11 @@
 #define P2P_BBR_STARTUP_PACING_GAIN 2.77 /* 4 ln 2: doubles the delivery rate each round */
 #define P2P_BBR_STARTUP_CWND_GAIN 2.0
 #define P2P_BBR_DRAIN_PACING_GAIN 0.35 /* empties Startup's queue in about a round */
-#define P2P_BBR_CWND_GAIN 2.0          /* ProbeBW: room for ACK aggregation and probing */
+#define P2P_BBR_CWND_GAIN 2.0          /* ProbeBW probing up: room for the probe */
+#define P2P_BBR_CRUISE_CWND_GAIN 1.0   /* ProbeBW otherwise: the BDP and the headroom */
+#define P2P_BBR_HEADROOM_PACKETS 32    /* the window's headroom: this many packets, */
+#define P2P_BBR_HEADROOM_BDP_DIV 4     /* but at most a quarter of the BDP, */
+#define P2P_BBR_HEADROOM_MIN_PACKETS 3 /* and at least this many */
 #define P2P_BBR_PROBE_UP_GAIN 1.25
 #define P2P_BBR_PROBE_DOWN_GAIN 0.75
 #define P2P_BBR_CYCLE_PHASES 8              /* up, down, then six rounds cruising at 1.0 */
