@@ -1009,8 +1009,10 @@ static void test_link_none_unchanged(void)
     run_digest = &h2;
     nat_busy_run(11, &st, joins);
     run_digest = NULL;
-    T_EQ_INT(h1, UINT64_C(0x46b3b742178c335e));
-    T_EQ_INT(h2, UINT64_C(0x34cb23d44b783b6e));
+    /* issue 10 (congestion control): retaken with the simulator of 6a75c58 and the core of
+     * h10-cc (BBR, two probes per PTO, the handshake's RTT): hosts send differently */
+    T_EQ_INT(h1, UINT64_C(0x31303978244dec22));
+    T_EQ_INT(h2, UINT64_C(0x95815b4fae81d196));
     node_free(&a);
     node_free(&b);
 }
