@@ -720,6 +720,93 @@ static void test_sim_small_messages_newreno(void)
     small_messages(P2P_CC_NEWRENO, &p, 43, 60 * SEC);
 }
 
+/* The sender's probes during an outage of the path towards the receiver (packets that carry
+ * resent stream data): how often they went, how many in pairs, and the longest gap. */
+typedef struct outage {
+    uint64_t last_sent, last_at, max_gap, pairs, sends; /* last_sent: bytes in flight */
+} outage;
+
+static void outage_watch(run *r, outage *o, uint64_t until, int peer_talks)
+{
+    uint64_t next_talk = p2p_sim_now(r->sim);
+    while (p2p_sim_now(r->sim) < until) {
+        uint64_t step_to = until;
+        if (peer_talks && next_talk < step_to) step_to = next_talk;
+        p2p_sim_step(r->sim, step_to);
+        drain_rx(r);
+        feed(r);
+        uint64_t now = p2p_sim_now(r->sim);
+        if (peer_talks && now >= next_talk) {
+            /* the receiver sends a datagram now and then: the path back is alive */
+            p2p_peer_send_datagram(r->rx, r->f[0].from, 1, (const uint8_t *)"x", 1, now);
+            p2p_sim_flush(r->sim, r->rx);
+            next_talk = now + 100 * MS;
+        }
+        /* a probe adds to what is in flight (ACKs do not; nothing is acknowledged) */
+        p2p_peer_info info;
+        p2p_host_peer_info(r->f[0].h, r->f[0].peer, &info);
+        if (info.in_flight <= o->last_sent) {
+            o->last_sent = info.in_flight;
+            continue;
+        }
+        if (o->last_at && now - o->last_at > o->max_gap) o->max_gap = now - o->last_at;
+        if (info.in_flight - o->last_sent >= 2 * 1000) o->pairs++;
+        if (getenv("CC_TRACE"))
+            printf("    probe bytes %llu at %.3f\n",
+                   (unsigned long long)(info.in_flight - o->last_sent), (double)now / SEC);
+        o->sends++;
+        o->last_sent = info.in_flight;
+        o->last_at = now;
+    }
+}
+
+static void test_sim_probe_timeouts(void)
+{
+    /* The path towards the receiver fails for 20 s in mid-transfer. Probes go in pairs, and
+     * the backoff stops near 1 s, so the path is probed again within 2 s all along. */
+    run r;
+    if (run_new(&r, &link100, P2P_CC_BBR, 1, 16384, 0, 61)) {
+        T_CHECK(0);
+        return;
+    }
+    flow_start(&r, 0);
+    run_to(&r, 2 * SEC);
+    p2p_sim_link dead = r.down;
+    dead.loss = 1.0;
+    p2p_sim_set_link(r.sim, r.rx, P2P_SIM_DOWN, &dead);
+    run_to(&r, 3 * SEC); /* what was in flight is lost, the backoff grows */
+    outage o;
+    memset(&o, 0, sizeof o);
+    p2p_peer_info info;
+    p2p_host_peer_info(r.f[0].h, r.f[0].peer, &info);
+    o.last_sent = info.in_flight;
+    outage_watch(&r, &o, 20 * SEC, 0);
+    printf("  outage, nothing from the peer: %llu probe times (%llu of them pairs), longest gap "
+           "%.2f s\n",
+           (unsigned long long)o.sends, (unsigned long long)o.pairs, (double)o.max_gap / SEC);
+    T_CHECK(o.max_gap <= 2 * SEC);
+    T_CHECK(o.pairs >= 8);
+    T_EQ_INT(o.pairs, o.sends);
+    /* The peer's packets keep arriving: every one of them restarts the backoff, and the
+     * probes come at the pace of one PTO without backoff. */
+    memset(&o, 0, sizeof o);
+    p2p_host_peer_info(r.f[0].h, r.f[0].peer, &info);
+    o.last_sent = info.in_flight;
+    outage_watch(&r, &o, 22 * SEC, 1);
+    printf("  outage, the peer still sending: %llu probe times in 2 s, longest gap %.2f s\n",
+           (unsigned long long)o.sends, (double)o.max_gap / SEC);
+    T_CHECK(o.max_gap <= 300 * MS);
+    /* The path comes back: the transfer goes on within a probe's time */
+    p2p_sim_set_link(r.sim, r.rx, P2P_SIM_DOWN, &r.down);
+    uint64_t before = r.f[0].bytes, back = p2p_sim_now(r.sim);
+    while (r.f[0].bytes == before && p2p_sim_now(r.sim) < back + 5 * SEC)
+        run_to(&r, p2p_sim_now(r.sim) + 10 * MS);
+    printf("  path back: data again after %.2f s\n", (double)(p2p_sim_now(r.sim) - back) / SEC);
+    T_CHECK(p2p_sim_now(r.sim) - back <= 1 * SEC);
+    T_EQ_INT(r.f[0].bad, 0);
+    run_free(&r);
+}
+
 static void test_handshake_rtt(void)
 {
     /* the dialler knows the round trip when JOIN comes: the handshake measured it */
@@ -785,6 +872,7 @@ int main(void)
     T_RUN(test_sim_fairness);
     T_RUN(test_sim_rate_drop);
     T_RUN(test_sim_small_messages);
+    T_RUN(test_sim_probe_timeouts);
     T_RUN(test_sim_small_messages_newreno);
     return t_summary("cc");
 }
