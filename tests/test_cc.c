@@ -584,6 +584,15 @@ static void test_sim_random_loss(void)
            100 * g2.goodput_mbit / g0.goodput_mbit, 100 * g5.goodput_mbit / g0.goodput_mbit);
     T_CHECK(g2.goodput_mbit >= 0.80 * g0.goodput_mbit);
     T_CHECK(g5.goodput_mbit >= 0.60 * g0.goodput_mbit);
+    /* the other path: 10 Mbit/s, 100 ms */
+    path slow = {10u * MBIT, 100 * MS, 0, 0};
+    figures s0 = bulk(P2P_CC_BBR, &slow, 3 * SEC, 10 * SEC, 13, NULL);
+    slow.loss = 0.02;
+    figures s2 = bulk(P2P_CC_BBR, &slow, 3 * SEC, 10 * SEC, 13, NULL);
+    printf("  bbr goodput at 10 Mbit/s, 100 ms, 2%% loss: %.0f%% of 0%%\n",
+           100 * s2.goodput_mbit / s0.goodput_mbit);
+    T_CHECK(s0.util >= 0.90);
+    T_CHECK(s2.goodput_mbit >= 0.80 * s0.goodput_mbit);
 }
 
 static void test_sim_newreno(void)
