@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "binding.h"
@@ -14,6 +15,9 @@
 #define MAX_SIM_DELAY 3600
 /* Largest seed: 2^53, what every Lua number holds exactly. */
 #define MAX_SEED 9007199254740992.0
+/* Largest link rate and queue, as the simulator takes them (driver/sim.h). */
+#define MAX_LINK_RATE ((double)P2P_SIM_LINK_MAX_RATE)
+#define MAX_LINK_QUEUE ((double)P2P_SIM_LINK_MAX_QUEUE)
 
 static lsim *check_sim(lua_State *L, int idx)
 {
@@ -52,20 +56,166 @@ static void read_sim_seconds(lua_State *L, int idx, const char *k, uint64_t *out
     lua_pop(L, 1);
 }
 
+/* ---- access links ---------------------------------------------------------------------- */
+
+/* A link spec read from Lua: each direction's settings, and whether it has a link at all. */
+typedef struct link_spec {
+    p2p_sim_link dir[2]; /* by P2P_SIM_UP / P2P_SIM_DOWN */
+    int on[2];
+} link_spec;
+
+/* Raises "fname: option '<path><k>' what". */
+static int link_error(lua_State *L, const char *fname, const char *path, const char *k,
+                      const char *what)
+{
+    return luaL_error(L, "%s: option '%s%s' %s", fname, path, k, what);
+}
+
+/* The number at idx in [lo, hi], or raises naming the option. */
+static double link_number(lua_State *L, int idx, double lo, double hi, const char *fname,
+                          const char *path, const char *k, const char *what)
+{
+    double v = lua_type(L, idx) == LUA_TNUMBER ? (double)lua_tonumber(L, idx) : -1;
+    if (!(v >= lo && v <= hi)) link_error(L, fname, path, k, what);
+    return v;
+}
+
+/* Reads the burst table at idx ({enter, leave [, loss]}) into l. */
+static void read_burst(lua_State *L, int idx, const char *fname, const char *path, p2p_sim_link *l)
+{
+    static const char *const names[] = {"enter", "leave", "loss", NULL};
+    double *fields[3];
+    char sub[64];
+    int i;
+    fields[0] = &l->burst_enter;
+    fields[1] = &l->burst_leave;
+    fields[2] = &l->burst_loss;
+    if (!lua_istable(L, idx)) link_error(L, fname, path, "burst", "must be a table");
+    snprintf(sub, sizeof sub, "%sburst.", path);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        int known = 0;
+        for (i = 0; names[i] != NULL; i++)
+            if (strcmp(k, names[i]) == 0) known = 1;
+        if (!known) luaL_error(L, "%s: unknown option '%s%s'", fname, sub, k);
+        lua_pop(L, 1);
+    }
+    /* The classic Gilbert model: a bad spell loses everything unless `loss` says otherwise. */
+    l->burst_loss = 1.0;
+    for (i = 0; names[i] != NULL; i++) {
+        lua_getfield(L, idx, names[i]);
+        if (!lua_isnil(L, -1) || i < 2)
+            *fields[i] =
+                link_number(L, -1, 0, 1, fname, sub, names[i], "must be a probability 0-1");
+        lua_pop(L, 1);
+    }
+}
+
+/* Reads the link fields of the table at idx into l (fields it lacks are left alone); path is
+ * the option's name so far, for errors. Returns 1 when it had any field. up and down are
+ * taken only when top is set (the caller reads them). */
+static int read_link_fields(lua_State *L, int idx, const char *fname, const char *path, int top,
+                            p2p_sim_link *l)
+{
+    int any = 0;
+    idx = lp_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k;
+        int v = lua_gettop(L);
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "%s: option '%s' names must be strings", fname, path);
+        k = lua_tostring(L, -2);
+        if (strcmp(k, "rate") == 0) {
+            l->rate_bps = (uint64_t)(link_number(L, v, 0, MAX_LINK_RATE, fname, path, k,
+                                                 "must be a number of bits per second 0-1e12") +
+                                     0.5);
+        } else if (strcmp(k, "queue") == 0) {
+            int64_t q;
+            if (!lp_tointeger(L, v, 0, MAX_LINK_QUEUE, &q))
+                link_error(L, fname, path, k, "must be an integer number of bytes 0-2^32");
+            l->queue_bytes = (uint64_t)q;
+        } else if (strcmp(k, "delay") == 0) {
+            l->delay_us = (uint64_t)(link_number(L, v, 0, MAX_SIM_DELAY, fname, path, k,
+                                                 "must be a number of seconds 0-3600") *
+                                         US_PER_SECOND +
+                                     0.5);
+        } else if (strcmp(k, "loss") == 0) {
+            l->loss = link_number(L, v, 0, 1, fname, path, k, "must be a probability 0-1");
+        } else if (strcmp(k, "burst") == 0) {
+            read_burst(L, v, fname, path, l);
+        } else if (top && (strcmp(k, "up") == 0 || strcmp(k, "down") == 0)) {
+            if (!lua_istable(L, v)) link_error(L, fname, path, k, "must be a table");
+            any--; /* read by the caller: not a field of both directions */
+        } else {
+            luaL_error(L, "%s: unknown option '%s%s'", fname, path, k);
+        }
+        any++;
+        lua_settop(L, v - 1);
+    }
+    return any > 0;
+}
+
+/* Reads the link spec at idx ({rate, queue, delay, loss, burst, up = {...}, down = {...}});
+ * nil or false: no link. path is "link." inside an options table, "" for sim:link. Raises
+ * naming fname and the option on any bad value. */
+static void read_link_spec(lua_State *L, int idx, const char *fname, const char *path,
+                           link_spec *out)
+{
+    static const char *const dirs[2] = {"up", "down"};
+    p2p_sim_link both;
+    int shared, d;
+    memset(out, 0, sizeof *out);
+    if (lua_isnoneornil(L, idx) || (lua_type(L, idx) == LUA_TBOOLEAN && !lua_toboolean(L, idx)))
+        return;
+    idx = lp_absindex(L, idx);
+    if (!lua_istable(L, idx)) {
+        if (path[0] == '\0') lp_arg_error(L, fname, "spec", "must be a table or nil");
+        luaL_error(L, "%s: option 'link' must be a table or false", fname);
+    }
+    memset(&both, 0, sizeof both);
+    shared = read_link_fields(L, idx, fname, path, 1, &both);
+    for (d = 0; d < 2; d++) {
+        char sub[32];
+        out->dir[d] = both;
+        out->on[d] = shared;
+        lua_getfield(L, idx, dirs[d]);
+        if (!lua_isnil(L, -1)) {
+            snprintf(sub, sizeof sub, "%s%s.", path, dirs[d]);
+            (void)read_link_fields(L, -1, fname, sub, 0, &out->dir[d]);
+            out->on[d] = 1;
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* Gives the node's host the links of spec (directions without one are cleared). */
+static int apply_link_spec(lsim *s, p2p_host *h, const link_spec *spec)
+{
+    int d, rc;
+    for (d = P2P_SIM_UP; d <= P2P_SIM_DOWN; d++)
+        if ((rc = p2p_sim_set_link(s->sim, h, d, spec->on[d] ? &spec->dir[d] : NULL)) != 0)
+            return rc;
+    return 0;
+}
+
 /* p2pnet.sim([opts]) -> sim */
 int lp_sim_new(lua_State *L)
 {
     p2p_sim_config cfg;
+    link_spec link;
     lsim *s;
-    int rc;
+    int rc, d;
     memset(&cfg, 0, sizeof cfg);
+    memset(&link, 0, sizeof link);
     lua_settop(L, 1);
     if (!lua_isnil(L, 1)) {
         if (!lua_istable(L, 1)) return luaL_error(L, "p2pnet.sim: options must be a table");
         lua_pushnil(L);
         while (lua_next(L, 1) != 0) {
             static const char *const known[] = {"seed",      "latency", "jitter", "loss",
-                                                "duplicate", "reorder", NULL};
+                                                "duplicate", "reorder", "link",   NULL};
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
             int i, ok = 0;
             for (i = 0; known[i] != NULL; i++)
@@ -86,6 +236,9 @@ int lp_sim_new(lua_State *L)
         read_probability(L, 1, "loss", &cfg.loss);
         read_probability(L, 1, "duplicate", &cfg.duplicate);
         read_probability(L, 1, "reorder", &cfg.reorder);
+        lua_getfield(L, 1, "link");
+        read_link_spec(L, -1, "p2pnet.sim", "link.", &link);
+        lua_pop(L, 1);
     }
     s = (lsim *)lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
@@ -94,6 +247,8 @@ int lp_sim_new(lua_State *L)
         s->sim = NULL;
         return lp_push_fail(L, lp_error_text(rc));
     }
+    for (d = P2P_SIM_UP; d <= P2P_SIM_DOWN; d++)
+        (void)p2p_sim_set_default_link(s->sim, d, link.on[d] ? &link.dir[d] : NULL);
     lua_newtable(L); /* nodes, in creation order */
     lp_setuservalue(L, -2);
     luaL_getmetatable(L, SIM_MT);
@@ -126,11 +281,38 @@ static int sim_tostring(lua_State *L)
 /* sim:node([opts]) -> node | nil, err */
 static int sim_node(lua_State *L)
 {
-    int nodeidx;
-    check_sim(L, 1);
+    int nodeidx, has_link = 0;
+    link_spec link;
+    lsim *s = check_sim(L, 1);
     lua_settop(L, 2);
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "link");
+        has_link = !lua_isnil(L, -1);
+        read_link_spec(L, -1, "sim:node", "link.", &link);
+        lua_pop(L, 1);
+    }
+    if (has_link) {
+        /* The node options proper go on without `link`, which only the simulator knows. */
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, 2) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "link") == 0) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, 3);
+        }
+        lua_replace(L, 2);
+    }
     if (lp_node_new(L, 2, 1, "sim:node") != 1) return 2;
     nodeidx = lua_gettop(L);
+    if (has_link) {
+        lnode *n = (lnode *)lua_touserdata(L, nodeidx);
+        int rc = apply_link_spec(s, n->host, &link);
+        if (rc != 0) return lp_push_fail(L, lp_error_text(rc));
+    }
     lp_getuservalue(L, 1);
     lua_pushvalue(L, nodeidx);
     lua_rawseti(L, -2, (int)lp_rawlen(L, -2) + 1);
@@ -294,6 +476,61 @@ static int sim_rebind(lua_State *L)
     return 1;
 }
 
+/* The node at idx, which must be a node of sim s (raises for fname otherwise). */
+static lnode *sim_member(lua_State *L, lsim *s, int idx, const char *fname)
+{
+    lnode *n = (lnode *)lp_testudata(L, idx, NODE_MT);
+    if (n == NULL || n->simref != s) lp_arg_error(L, fname, "node", "must be a node of this sim");
+    return n;
+}
+
+/* sim:link(node, spec | nil): sets the node's access link (nil or false: none). */
+static int sim_link(lua_State *L)
+{
+    lsim *s = check_sim(L, 1);
+    lnode *n = sim_member(L, s, 2, "sim:link");
+    link_spec link;
+    int rc;
+    lua_settop(L, 3);
+    read_link_spec(L, 3, "sim:link", "", &link);
+    if (n->host == NULL || n->closed) return lp_push_fail(L, "the node is closed");
+    rc = apply_link_spec(s, n->host, &link);
+    if (rc != 0) return lp_push_fail(L, lp_error_text(rc));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const lp_counter link_counters[] = {
+    LP_COUNTER(p2p_sim_link_stats, packets),          LP_COUNTER(p2p_sim_link_stats, bytes),
+    LP_COUNTER(p2p_sim_link_stats, queue_drops),      LP_COUNTER(p2p_sim_link_stats, loss_drops),
+    LP_COUNTER(p2p_sim_link_stats, queue_peak_bytes), {NULL, 0}};
+
+/* sim:link_stats(node) -> {up = {...}, down = {...}} | nil, err */
+static int sim_link_stats(lua_State *L)
+{
+    static const char *const dirs[2] = {"up", "down"};
+    lsim *s = check_sim(L, 1);
+    lnode *n = sim_member(L, s, 2, "sim:link_stats");
+    p2p_sim_link_stats st[2];
+    int d;
+    if (n->host == NULL || n->closed) return lp_push_fail(L, "the node is closed");
+    for (d = P2P_SIM_UP; d <= P2P_SIM_DOWN; d++)
+        if (p2p_sim_link_stats_get(s->sim, n->host, d, &st[d]) != 0)
+            return lp_push_fail(L, "the node is closed");
+    lua_createtable(L, 0, 2);
+    for (d = P2P_SIM_UP; d <= P2P_SIM_DOWN; d++) {
+        lp_push_counters(L, &st[d], link_counters);
+        lua_pushnumber(L, (lua_Number)st[d].queue_delay_max_us / US_PER_SECOND);
+        lua_setfield(L, -2, "queue_delay_max");
+        lua_pushnumber(L, st[d].packets > 0 ? (lua_Number)st[d].queue_delay_sum_us /
+                                                  (lua_Number)st[d].packets / US_PER_SECOND
+                                            : 0.0);
+        lua_setfield(L, -2, "queue_delay_mean");
+        lua_setfield(L, -2, dirs[d]);
+    }
+    return 1;
+}
+
 /* core.sim_nodes(sim) -> the array of its nodes, in creation order (read only) */
 int lp_sim_nodes(lua_State *L)
 {
@@ -304,9 +541,14 @@ int lp_sim_nodes(lua_State *L)
 
 void lp_sim_class(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"node", sim_node},     {"now", sim_now},
-                                       {"run", sim_run},       {"stats", sim_stats},
-                                       {"rebind", sim_rebind}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"node", sim_node},
+                                       {"now", sim_now},
+                                       {"run", sim_run},
+                                       {"stats", sim_stats},
+                                       {"rebind", sim_rebind},
+                                       {"link", sim_link},
+                                       {"link_stats", sim_link_stats},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__tostring", sim_tostring}, {"__gc", sim_gc}, {NULL, NULL}};
     lp_class(L, SIM_MT, methods, meta, NULL);
 }
