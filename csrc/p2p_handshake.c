@@ -470,6 +470,8 @@ static void send_init_to(p2p_host *h, p2p_peer *p, const p2p_addr *to)
 
 static void send_init(p2p_host *h, p2p_peer *p)
 {
+    /* issue 10 (congestion control): the first INIT starts the handshake's round trip */
+    if (!p->hs->rtt_sends++) p->hs->rtt_from = h->now;
     for (size_t i = 0; i < p->ncand; i++) send_init_to(h, p, &p->cand[i]);
 }
 
@@ -531,7 +533,8 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     uint64_t fp = replay_fp(h, buf + 8);
     size_t same_ip = 0;
     p2p_peer *p = find_half_open(h, from, init_index, fp, &same_ip);
-    if (p) { /* a resent INIT: answer with the same RESP */
+    if (p) {                /* a resent INIT: answer with the same RESP */
+        p->hs->rtt_sends++; /* issue 10: which RESP the FIN answers is unknown now */
         p2p_tx_push(h, from, p->hs->pkt, p->hs->pkt_len);
         return;
     }
@@ -593,6 +596,9 @@ void p2p_hs_on_init(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     mac1(h, pkt, 12 + n, pkt + 12 + n);
     hs->pkt_len = 12 + n + P2P_MAC_LEN;
     p2p_tx_push(h, from, pkt, hs->pkt_len);
+    /* issue 10 (congestion control): RESP starts the responder's round trip */
+    hs->rtt_from = now;
+    hs->rtt_sends = 1;
 }
 
 void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
@@ -620,6 +626,7 @@ void p2p_hs_on_cookie(p2p_host *h, const p2p_addr *from, const uint8_t *buf, siz
     p2p_wipe(cookie, sizeof cookie);
     /* The first cookie from an address makes the INIT go there again at once; later ones
      * only replace it, so COOKIEs never make an initiator send more than its schedule. */
+    if (!had) p->hs->rtt_sends++; /* issue 10: a second INIT makes the RTT ambiguous */
     if (!had) send_init_to(h, p, from);
 }
 
@@ -796,6 +803,9 @@ void p2p_hs_on_resp(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_
     uint8_t c1[P2P_KEY_LEN], c2[P2P_KEY_LEN];
     p2p_noise_split(&hs->noise, c1, c2);
     p2p_peer_init_session(p, c1, c2, now);
+    /* issue 10 (congestion control): INIT to RESP is the session's first RTT sample (Karn:
+     * only when one INIT went out) */
+    if (hs->rtt_sends == 1) p2p_recovery_rtt_sample(&p->rec, now - hs->rtt_from);
     p2p_wipe(c1, P2P_KEY_LEN);
     p2p_wipe(c2, P2P_KEY_LEN);
     p2p_noise_wipe(&hs->noise);
@@ -826,6 +836,8 @@ void p2p_hs_on_fin(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t
     p2p_noise_split(&trial, c1, c2);
     p2p_noise_wipe(&trial);
     p2p_peer_init_session(p, c2, c1, now);
+    /* issue 10 (congestion control): RESP to FIN is the responder's first RTT sample */
+    if (p->hs->rtt_sends == 1) p2p_recovery_rtt_sample(&p->rec, now - p->hs->rtt_from);
     p2p_wipe(c1, P2P_KEY_LEN);
     p2p_wipe(c2, P2P_KEY_LEN);
     adopt_payload(p, &idp);

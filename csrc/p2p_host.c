@@ -40,11 +40,13 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     *out = NULL;
     if (!cfg || !cfg->identity) return P2P_ERR_INVALID;
     if (cfg->max_message > (1u << 30)) return P2P_ERR_INVALID;
+    if (cfg->congestion != P2P_CC_BBR && cfg->congestion != P2P_CC_NEWRENO) return P2P_ERR_INVALID;
     if (p2p_init()) return P2P_ERR_CRYPTO;
     p2p_host *h = calloc(1, sizeof *h);
     if (!h) return P2P_ERR_NOMEM;
     h->ident = *cfg->identity;
     h->timeout = cfg->timeout_us ? cfg->timeout_us : P2P_DEFAULT_TIMEOUT_US;
+    h->congestion = cfg->congestion; /* issue 10 (congestion control) */
     h->max_peers = cfg->max_peers ? cfg->max_peers : 1024;
     h->max_message = cfg->max_message ? cfg->max_message : P2P_DEFAULT_MAX_MESSAGE;
     h->send_queue_limit = cfg->send_queue_limit ? cfg->send_queue_limit : P2P_DEFAULT_SEND_QUEUE;
@@ -729,6 +731,14 @@ int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info 
     }
     info->srtt_us = p->rec.has_rtt ? p->rec.srtt : 0;
     info->bytes_queued = p2p_peer_queued(p);
+    /* issue 10 (congestion control) */
+    info->min_rtt_us = p->rec.has_rtt ? p->rec.min_rtt : 0;
+    info->cwnd = p2p_cc_window(&p->rec.cc);
+    info->bandwidth = p2p_cc_bandwidth(&p->rec.cc);
+    info->in_flight = p->rec.in_flight;
+    info->lost = p->rec.lost_packets;
+    info->spurious = p->rec.spurious_losses;
+    info->retransmits = p->retransmits;
     return 0;
 }
 

@@ -368,6 +368,10 @@ typedef struct p2p_hs { /* lives only while the handshake runs */
     /* initiator: introduced (p2p_hs_punch_now): INIT goes to every candidate at the punching
      * pace until the handshake moves on */
     uint8_t punching;
+    /* issue 10 (congestion control): the first INIT (initiator) or RESP (responder) went
+     * out at rtt_from; rtt_sends counts them (the round trip is a sample only for one) */
+    uint64_t rtt_from;
+    unsigned rtt_sends;
 } p2p_hs;
 
 typedef struct p2p_peer {
@@ -453,6 +457,8 @@ typedef struct p2p_peer {
     /* timers and pending control */
     uint64_t last_recv, last_eliciting_sent, next_send_at;
     int ping_needed, probe_needed;
+    /* issue 10 (congestion control): packets that carried resent stream data */
+    uint64_t retransmits;
     int close_copies;
     uint8_t close_reason;
     int leave_reason; /* for CLOSING: the reason reported */
@@ -625,6 +631,8 @@ struct p2p_host {
 
     /* hardening (handshake) */
     uint32_t max_half_open, cookie_threshold;
+    /* issue 10 (congestion control): the controller sessions use (P2P_CC_*) */
+    int congestion;
     uint8_t cookie_key[P2P_KEY_LEN];       /* seals COOKIE replies: derived from the psk */
     int hs_keyed;                          /* cookie_secret and replay_key drawn (at first use) */
     uint8_t cookie_secret[2][P2P_KEY_LEN]; /* [0] current, [1] previous */

@@ -46,6 +46,8 @@ void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN],
     p2p_keys_init(&p->keys, k_send, k_recv, now);
     memset(&p->replay, 0, sizeof p->replay);
     p2p_recovery_init(&p->rec, now);
+    /* The session's index is random: it staggers BBR's gain cycle between flows. */
+    p2p_recovery_set_cc(&p->rec, p->host->congestion, p->local_index, now);
     p->last_recv = now;
     p->last_eliciting_sent = now;
     p->window =
@@ -764,11 +766,13 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
             }
         }
     }
+    /* Nothing to send within the window: rate samples from now on are app-limited. */
+    if (!have) p2p_recovery_app_limited(&p->rec);
     if (probe && !(flags & P2P_SENT_ELICITING)) { /* nothing else to probe with */
         p2p_wr_u8(&w, P2P_FRAME_PING);
         flags |= P2P_SENT_ELICITING;
     }
-    p->probe_needed = 0;
+    if (p->probe_needed) p->probe_needed--; /* P2P_PTO_PROBES of them per timeout */
     size_t ptlen = (size_t)(w.p - pt);
     if (!ptlen || w.bad) return 0;
     uint64_t pn = p->rec.next_pn;
@@ -783,7 +787,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         p->last_eliciting_sent = now;
         p2p_recovery_pace_spend(&p->rec, now, n);
     }
-    if (retransmit) h->stats.retransmits++;
+    if (retransmit) {
+        h->stats.retransmits++;
+        p->retransmits++;
+    }
     return n;
 }
 
@@ -1119,6 +1126,8 @@ int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t 
 int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint64_t now)
 {
     p2p_recovery_cb cb = {p, on_acked, on_lost};
+    /* Any authenticated packet shows the path alive: the probe timeout's backoff restarts. */
+    p2p_recovery_peer_alive(&p->rec);
     /* Stream bytes held back behind a routed record are read before the next frame. */
     if (!p->ctl_head && p->r_stopped) {
         p2p_lane *l = p->r_stopped;
@@ -1137,7 +1146,7 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
         case P2P_FRAME_ACK:
             if (p2p_recovery_on_ack(&p->rec, f, now, &cb)) h->stats.dropped++;
             rec_sync(h, p);
-            if (!p->rec.pto_count) p->stalled = 0;
+            if (!p->rec.pto_streak) p->stalled = 0;
             break;
         case P2P_FRAME_STREAM:
         case P2P_FRAME_STREAM_LANE: {
@@ -1282,8 +1291,8 @@ int p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
     int r = P2P_TIMER_LIVE;
     p2p_recovery_cb cb = {p, on_acked, on_lost};
     if (p2p_recovery_on_timeout(&p->rec, now, &cb)) {
-        p->probe_needed = 1;
-        if (p->rec.pto_count >= 3) r |= P2P_TIMER_STALLED;
+        p->probe_needed = P2P_PTO_PROBES;
+        if (p->rec.pto_streak >= 3) r |= P2P_TIMER_STALLED;
     }
     rec_sync(h, p);
     if (now >= p->last_eliciting_sent + keepalive(h)) p->ping_needed = 1;

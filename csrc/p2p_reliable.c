@@ -107,11 +107,19 @@ void p2p_recovery_init(p2p_recovery *r, uint64_t now)
     r->srtt = P2P_INITIAL_RTT_US;
     r->rttvar = P2P_INITIAL_RTT_US / 2;
     r->min_rtt = UINT64_MAX;
-    r->cwnd = P2P_INITIAL_WINDOW;
     r->mss = P2P_MAX_PACKET;
-    r->ssthresh = UINT64_MAX;
+    r->pkt_thresh = P2P_PACKET_THRESHOLD;
     r->tokens = P2P_PACING_BURST;
     r->pace_time = now;
+    r->delivered_time = now;
+    r->first_sent_time = now;
+    p2p_cc_init(&r->cc, P2P_CC_NEWRENO, 0, now);
+}
+
+void p2p_recovery_set_cc(p2p_recovery *r, int kind, uint64_t seed, uint64_t now)
+{
+    p2p_cc_init(&r->cc, kind, seed, now);
+    p2p_cc_set_mss(&r->cc, r->mss);
 }
 
 void p2p_recovery_free(p2p_recovery *r)
@@ -129,6 +137,12 @@ static p2p_sent *sent_at(const p2p_recovery *r, uint64_t pn)
 p2p_sent *p2p_recovery_sent(p2p_recovery *r, uint64_t pn)
 {
     return sent_at(r, pn);
+}
+
+static uint32_t age32(uint64_t now, uint64_t then)
+{
+    uint64_t d = now > then ? now - then : 0;
+    return d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
 int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t flags,
@@ -152,6 +166,12 @@ int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t fla
     s->stream_len = stream_len;
     s->lane = 0;
     if (flags & P2P_SENT_ELICITING) {
+        /* A flow starting from idle begins a new sampling interval now. */
+        if (!r->in_flight) r->first_sent_time = r->delivered_time = now;
+        s->delivered = r->delivered;
+        s->delivered_age = age32(now, r->delivered_time);
+        s->first_sent_age = age32(now, r->first_sent_time);
+        if (r->app_limited) s->flags |= P2P_SENT_APP_LIMITED;
         r->in_flight += size;
         r->eliciting_in_flight++;
         r->last_eliciting_time = now;
@@ -178,6 +198,31 @@ static void advance_base(p2p_recovery *r)
     }
 }
 
+/* Remembers a packet declared lost, for on_spurious. */
+static void keep_lost(p2p_recovery *r, uint64_t pn, const p2p_sent *s)
+{
+    p2p_lost_rec *k = &r->lost_kept[r->lost_next++ % P2P_LOST_KEPT];
+    if (!k->live) r->lost_live++;
+    k->pn = pn;
+    k->size = s->size;
+    k->live = 1;
+}
+
+/* Forgets the remembered loss of pn; returns its size, or 0 when it is not remembered. */
+static uint16_t unkeep_lost(p2p_recovery *r, uint64_t pn)
+{
+    if (!r->lost_live) return 0;
+    for (unsigned i = 0; i < P2P_LOST_KEPT; i++) {
+        p2p_lost_rec *k = &r->lost_kept[i];
+        if (k->live && k->pn == pn) {
+            k->live = 0;
+            r->lost_live--;
+            return k->size;
+        }
+    }
+    return 0;
+}
+
 static void resolve(p2p_recovery *r, p2p_sent *s, uint8_t how)
 {
     if (s->flags & P2P_SENT_ELICITING) {
@@ -187,22 +232,19 @@ static void resolve(p2p_recovery *r, p2p_sent *s, uint8_t how)
     s->flags |= how;
 }
 
-static void on_congestion(p2p_recovery *r, uint64_t sent_time, uint64_t now)
-{
-    if (r->recovery_start && sent_time <= r->recovery_start) return;
-    r->recovery_start = now ? now : 1;
-    r->cwnd /= 2;
-    /* The minimum window is two of the largest packets (RFC 9002 section 7.2). */
-    if (r->cwnd < 2u * r->mss) r->cwnd = 2u * r->mss;
-    if (r->cwnd < P2P_MIN_WINDOW) r->cwnd = P2P_MIN_WINDOW;
-    r->ssthresh = r->cwnd;
-    r->ca_acked = 0;
-}
-
+/* How long after it was sent a packet below an acknowledged one is lost: the RTT, plus a
+ * reordering window of RTT/8 (RFC 9002's 9/8) that spurious losses widen in steps of
+ * min_rtt/4, never past the smoothed RTT (RFC 8985 section 6.2). */
 static uint64_t loss_delay(const p2p_recovery *r)
 {
     uint64_t base = r->srtt > r->latest_rtt ? r->srtt : r->latest_rtt;
-    uint64_t d = base + base / 8;
+    uint64_t reo = base / P2P_TIME_THRESHOLD_DIV;
+    if (r->reo_steps && r->min_rtt != UINT64_MAX) {
+        uint64_t w = r->reo_steps * (r->min_rtt / 4);
+        if (w > r->srtt) w = r->srtt;
+        if (w > reo) reo = w;
+    }
+    uint64_t d = base + reo;
     return d < P2P_GRANULARITY_US ? P2P_GRANULARITY_US : d;
 }
 
@@ -215,17 +257,19 @@ static void detect_lost(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb
     if (!r->has_acked) return;
     uint64_t delay = loss_delay(r);
     uint64_t lost_before = now > delay ? now - delay : 0;
-    uint64_t newest_lost_time = 0;
-    int any_lost = 0;
+    uint64_t newest_lost_time = 0, lost_bytes = 0;
+    unsigned lost_count = 0;
     for (uint64_t pn = r->base_pn; pn < r->next_pn && pn < r->largest_acked; pn++) {
         p2p_sent *s = sent_at(r, pn);
         if (s->flags & (P2P_SENT_ACKED | P2P_SENT_LOST)) continue;
-        if (r->largest_acked - pn >= P2P_PACKET_THRESHOLD || s->time <= lost_before) {
+        if (r->largest_acked - pn >= r->pkt_thresh || s->time <= lost_before) {
             int eliciting = s->flags & P2P_SENT_ELICITING;
             resolve(r, s, P2P_SENT_LOST);
             if (eliciting) {
                 if (!(s->flags & P2P_SENT_MTU_PROBE)) {
-                    any_lost = 1;
+                    keep_lost(r, pn, s);
+                    lost_count++;
+                    lost_bytes += s->size;
                     if (s->time > newest_lost_time) newest_lost_time = s->time;
                 }
                 if (cb) cb->lost(cb->ud, s);
@@ -235,7 +279,21 @@ static void detect_lost(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb
             break;
         }
     }
-    if (any_lost) on_congestion(r, newest_lost_time, now);
+    if (lost_count) {
+        r->lost_packets += lost_count;
+        /* A new loss episode (a packet sent after the last one began is lost): after
+         * P2P_REORDER_RESET_EPISODES of them without a spurious loss, the reordering the
+         * thresholds were widened for is taken to be over (RFC 8985 section 6.2). */
+        if (newest_lost_time > r->episode_start) {
+            r->episode_start = now;
+            if (++r->reo_episodes >= P2P_REORDER_RESET_EPISODES) {
+                r->reo_episodes = 0;
+                r->reo_steps = 0;
+                r->pkt_thresh = P2P_PACKET_THRESHOLD;
+            }
+        }
+        p2p_cc_on_lost(&r->cc, lost_bytes, lost_count, newest_lost_time, r->in_flight, now);
+    }
     advance_base(r);
 }
 
@@ -248,7 +306,11 @@ void p2p_recovery_make_room(p2p_recovery *r, uint64_t now, const p2p_recovery_cb
     p2p_sent *s = sent_at(r, r->base_pn);
     int eliciting = s->flags & P2P_SENT_ELICITING;
     resolve(r, s, P2P_SENT_LOST);
-    if (eliciting && !(s->flags & P2P_SENT_MTU_PROBE)) on_congestion(r, s->time, now);
+    if (eliciting && !(s->flags & P2P_SENT_MTU_PROBE)) {
+        keep_lost(r, r->base_pn, s);
+        r->lost_packets++;
+        p2p_cc_on_lost(&r->cc, s->size, 1, s->time, r->in_flight, now);
+    }
     if (eliciting && cb) cb->lost(cb->ud, s);
     advance_base(r);
 }
@@ -272,19 +334,50 @@ static void update_rtt(p2p_recovery *r, uint64_t latest, uint64_t ack_delay)
     r->srtt = (7 * r->srtt + adjusted) / 8;
 }
 
-static void on_acked_cc(p2p_recovery *r, const p2p_sent *s, uint64_t in_flight_before)
+void p2p_recovery_rtt_sample(p2p_recovery *r, uint64_t rtt)
 {
-    if (r->recovery_start && s->time <= r->recovery_start) return;
-    /* Only grow a window that is being used (RFC 9002 section 7.8). */
-    if (in_flight_before + P2P_INITIAL_WINDOW < r->cwnd / 2) return;
-    if (r->cwnd >= P2P_MAX_WINDOW) return;
-    if (r->cwnd < r->ssthresh) {
-        r->cwnd += s->size;
-    } else {
-        r->ca_acked += s->size;
-        if (r->ca_acked >= r->cwnd) {
-            r->ca_acked -= r->cwnd;
-            r->cwnd += r->mss;
+    update_rtt(r, rtt ? rtt : 1, 0);
+}
+
+void p2p_recovery_peer_alive(p2p_recovery *r)
+{
+    r->pto_count = 0;
+}
+
+void p2p_recovery_app_limited(p2p_recovery *r)
+{
+    if (r->in_flight + r->mss > p2p_cc_window(&r->cc)) return; /* the window limits it */
+    r->app_limited = r->delivered + r->in_flight;
+    if (!r->app_limited) r->app_limited = 1;
+}
+
+/* A packet declared lost was acknowledged: the path reorders at least that much. The packet
+ * threshold grows to cover how far it was overtaken, and the time threshold by one step of
+ * min_rtt/4, at most once per round trip (RFC 8985 section 6.2). */
+static void on_spurious(p2p_recovery *r, uint64_t pn, uint16_t size, uint64_t now)
+{
+    r->spurious_losses++;
+    uint64_t overtaken = r->largest_acked - pn + 1;
+    if (overtaken > P2P_PACKET_THRESHOLD_MAX) overtaken = P2P_PACKET_THRESHOLD_MAX;
+    if (overtaken > r->pkt_thresh) r->pkt_thresh = (unsigned)overtaken;
+    if (r->reo_steps < P2P_REORDER_STEPS_MAX && now >= r->reo_grown_at + r->srtt) {
+        r->reo_steps++;
+        r->reo_grown_at = now;
+    }
+    r->reo_episodes = 0;
+    p2p_cc_on_spurious(&r->cc, size);
+}
+
+/* An ACK range below the record: packets there were resolved long ago, but one remembered as
+ * lost was not. */
+static void ack_below_base(p2p_recovery *r, uint64_t lo, uint64_t hi, uint64_t now)
+{
+    for (unsigned i = 0; i < P2P_LOST_KEPT && r->lost_live; i++) {
+        p2p_lost_rec *k = &r->lost_kept[i];
+        if (k->live && k->pn >= lo && k->pn <= hi) {
+            k->live = 0;
+            r->lost_live--;
+            on_spurious(r, k->pn, k->size, now);
         }
     }
 }
@@ -301,39 +394,84 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
         r->largest_acked = largest;
         newly_largest = 1;
     }
-    int acked_eliciting = 0;
+    p2p_cc_set_mss(&r->cc, r->mss);
+    p2p_rate_sample rs;
+    memset(&rs, 0, sizeof rs);
+    int acked_eliciting = 0, sampled = 0;
+    uint64_t prior_time = 0, send_elapsed = 0, rtt = 0;
     for (size_t i = 0; i < ack->u.ack.count; i++) {
         uint64_t lo = ack->u.ack.r[i].lo, hi = ack->u.ack.r[i].hi;
-        if (hi < r->base_pn) break; /* ranges come highest first */
+        if (lo < r->base_pn) ack_below_base(r, lo, hi < r->base_pn ? hi : r->base_pn - 1, now);
+        if (hi < r->base_pn) continue;
         if (lo < r->base_pn) lo = r->base_pn;
         for (uint64_t pn = hi + 1; pn-- > lo;) {
             p2p_sent *s = sent_at(r, pn);
             if (s->flags & P2P_SENT_ACKED) continue;
             int was_lost = s->flags & P2P_SENT_LOST;
-            if (pn == largest && newly_largest && (s->flags & P2P_SENT_ELICITING))
-                update_rtt(r, now - s->time, ack->u.ack.delay_us);
-            if (s->flags & P2P_SENT_ELICITING) acked_eliciting = 1;
+            int eliciting = s->flags & P2P_SENT_ELICITING;
+            if (pn == largest && newly_largest && eliciting) {
+                rtt = now - s->time;
+                update_rtt(r, rtt, ack->u.ack.delay_us);
+            }
+            if (eliciting) {
+                acked_eliciting = 1;
+                r->delivered += s->size;
+                rs.acked += s->size;
+                /* The newest packet acknowledged (ranges and numbers come highest first)
+                 * closes the sampling interval its own send opened. */
+                if (!sampled) {
+                    sampled = 1;
+                    rs.prior_delivered = s->delivered;
+                    prior_time = s->time - s->delivered_age;
+                    send_elapsed = s->first_sent_age;
+                    rs.app_limited = (s->flags & P2P_SENT_APP_LIMITED) != 0;
+                    r->first_sent_time = s->time;
+                }
+            }
             if (!was_lost) {
                 resolve(r, s, P2P_SENT_ACKED);
-                if (s->flags & P2P_SENT_ELICITING) on_acked_cc(r, s, in_flight_before);
+                if (eliciting) p2p_cc_on_packet_acked(&r->cc, s->size, s->time, in_flight_before);
             } else {
                 s->flags |= P2P_SENT_ACKED; /* spuriously declared lost; data already requeued */
+                if (eliciting && unkeep_lost(r, pn)) on_spurious(r, pn, s->size, now);
             }
             if (cb) cb->acked(cb->ud, s);
         }
     }
-    if (acked_eliciting) r->pto_count = 0;
+    if (acked_eliciting) {
+        r->pto_count = 0;
+        r->pto_streak = 0;
+        r->delivered_time = now;
+        if (r->app_limited && r->delivered > r->app_limited) r->app_limited = 0;
+    }
     detect_lost(r, now, cb);
+    if (!acked_eliciting) return 0;
+    /* The delivery rate: bytes delivered since the newest packet's send, over the longer of
+     * its send and ACK intervals; one shorter than min_rtt is ACK compression, not a rate. */
+    uint64_t ack_elapsed = now - prior_time;
+    uint64_t interval = send_elapsed > ack_elapsed ? send_elapsed : ack_elapsed;
+    if (interval && (r->min_rtt == UINT64_MAX || interval >= r->min_rtt))
+        rs.rate = (double)(r->delivered - rs.prior_delivered) / (double)interval;
+    rs.delivered = r->delivered;
+    rs.in_flight = r->in_flight;
+    rs.rtt = rtt;
+    rs.min_rtt = r->min_rtt;
+    rs.srtt = r->srtt;
+    p2p_cc_on_ack(&r->cc, &rs, now);
     return 0;
+}
+
+/* The probe timeout without backoff. */
+static uint64_t pto_base(const p2p_recovery *r)
+{
+    uint64_t var = 4 * r->rttvar;
+    if (var < P2P_GRANULARITY_US) var = P2P_GRANULARITY_US;
+    return r->srtt + var + P2P_MAX_ACK_DELAY_US;
 }
 
 uint64_t p2p_recovery_pto(const p2p_recovery *r)
 {
-    uint64_t var = 4 * r->rttvar;
-    if (var < P2P_GRANULARITY_US) var = P2P_GRANULARITY_US;
-    uint64_t pto = r->srtt + var + P2P_MAX_ACK_DELAY_US;
-    unsigned shift = r->pto_count < 16 ? r->pto_count : 16;
-    return pto << shift;
+    return pto_base(r) << r->pto_count;
 }
 
 uint64_t p2p_recovery_deadline(const p2p_recovery *r)
@@ -351,7 +489,11 @@ int p2p_recovery_on_timeout(p2p_recovery *r, uint64_t now, const p2p_recovery_cb
         return 0;
     }
     if (!r->eliciting_in_flight || now < r->last_eliciting_time + p2p_recovery_pto(r)) return 0;
-    r->pto_count++;
+    r->pto_streak++;
+    /* The backoff is capped: a path that comes back is probed again within 2 s (or one PTO
+     * without backoff, when that is longer), not after minutes. */
+    if (r->pto_count < P2P_PTO_BACKOFF_MAX && p2p_recovery_pto(r) < P2P_PTO_BACKOFF_STOP_US)
+        r->pto_count++;
     return 1;
 }
 
@@ -359,15 +501,13 @@ int p2p_recovery_cwnd_allows(const p2p_recovery *r, size_t size)
 {
     /* With nothing in flight one packet may always go, whatever its size: else a window
      * below the packet size would stall the session for good. */
-    return r->in_flight == 0 || r->in_flight + size <= r->cwnd;
+    return r->in_flight == 0 || r->in_flight + size <= p2p_cc_window(&r->cc);
 }
 
 static double pace_rate(const p2p_recovery *r)
 {
     /* bytes per microsecond */
-    uint64_t rtt = r->srtt ? r->srtt : 1;
-    double gain = r->cwnd < r->ssthresh ? 2.0 : 1.25;
-    return gain * (double)r->cwnd / (double)rtt;
+    return p2p_cc_pacing_rate(&r->cc, r->srtt);
 }
 
 /* The burst the pacer allows: 10 packets of the base size, and never less than two of the

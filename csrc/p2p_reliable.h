@@ -1,21 +1,24 @@
 /*
  * p2p_reliable.h - per-session reliability, modelled on RFC 9002: the replay window, which
  * received packet numbers still need acknowledging, the sent-packet record, RTT estimation,
- * loss detection by packet and time thresholds, probe timeouts, NewReno congestion control
- * and pacing. It knows nothing of frames beyond the stream range a packet carried: the
- * session decides what to resend when a packet is declared lost.
+ * delivery-rate samples, loss detection by adaptive packet and time thresholds (RFC 8985),
+ * probe timeouts and pacing; the congestion controller it feeds is p2p_cc. It knows nothing
+ * of frames beyond the stream range a packet carried: the session decides what to resend
+ * when a packet is declared lost.
  */
 #ifndef P2P_RELIABLE_H
 #define P2P_RELIABLE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "p2p_cc.h"
 #include "p2p_ranges.h"
 #include "p2p_wire.h"
 #include "p2pnet.h"
 
 /* Specification constants (RFC 9002) */
 #define P2P_PACKET_THRESHOLD 3
+#define P2P_TIME_THRESHOLD_DIV 8 /* kTimeThreshold 9/8: RTT + RTT/8 */
 #define P2P_GRANULARITY_US 1000
 #define P2P_INITIAL_RTT_US 333000
 /* Tunables (docs/PROTOCOL.md section 5) */
@@ -23,14 +26,24 @@
 #define P2P_ACK_THRESHOLD 2
 #define P2P_ACK_THRESHOLD_BULK 8 /* after P2P_ACK_BULK_AFTER packets */
 #define P2P_ACK_BULK_AFTER 1000
-#define P2P_INITIAL_WINDOW (10 * P2P_MAX_PACKET)
-#define P2P_MIN_WINDOW (2 * P2P_MAX_PACKET)
-#define P2P_MAX_WINDOW (64u * 1024u * 1024u)
+/* Adaptive reordering (RFC 8985): the packet threshold grows to the reordering seen, up to
+ * this; the time threshold grows in steps of min_rtt / 4, up to the smoothed RTT. */
+#define P2P_PACKET_THRESHOLD_MAX 256
+/* Packets declared lost leave the record at once; the last this many are remembered, so that
+ * an ACK that arrives for one later still tells reordering from loss. */
+#define P2P_LOST_KEPT 64
+#define P2P_REORDER_STEPS_MAX 16
+/* Probe timeouts: two probes each; the PTO doubles at most 6 times, and no more once it has
+ * reached P2P_PTO_BACKOFF_STOP_US (so it stays under twice that, unless one PTO without
+ * backoff is longer); any authenticated packet from the peer resets the backoff. */
+#define P2P_PTO_PROBES 2
+#define P2P_PTO_BACKOFF_MAX 6
+#define P2P_PTO_BACKOFF_STOP_US 1000000u
 #define P2P_PACING_BURST (10 * P2P_MAX_PACKET)
 #define P2P_REPLAY_WINDOW 4096
 #define P2P_REPLAY_WORD_BITS 64 /* the replay bitmap's word, a uint64_t */
 #define P2P_ACK_RANGES_KEPT 32
-/* hardening (stream): the sent-packet record holds at most this many packet numbers (24
+/* hardening (stream): the sent-packet record holds at most this many packet numbers (40
  * bytes each, charged to the peer's budget). A 16 MiB stream window is about 14,000 packets of
  * P2P_MAX_PACKET bytes in flight; when the record is full the oldest outstanding packet is declared
  * lost (p2p_recovery_make_room), so a peer that never acknowledges cannot make it grow. */
@@ -77,7 +90,8 @@ enum {
     P2P_SENT_LOST = 2,
     P2P_SENT_ELICITING = 4,
     P2P_SENT_MAX_STREAM = 8,
-    P2P_SENT_MTU_PROBE = 16 /* its loss says the path is too narrow, not congested */
+    P2P_SENT_MTU_PROBE = 16,  /* its loss says the path is too narrow, not congested */
+    P2P_SENT_APP_LIMITED = 32 /* sent while the sender had less to send than it could */
 };
 
 typedef struct p2p_sent {
@@ -87,7 +101,18 @@ typedef struct p2p_sent {
     uint16_t size;
     uint8_t flags;
     uint8_t lane; /* the lane whose stream bytes it carried (set by the session) */
+    /* delivery-rate sampling: the connection's delivered bytes when it was sent, and how
+     * long before `time` those were last delivered and the sampling interval began
+     * (microseconds, saturating) */
+    uint64_t delivered;
+    uint32_t delivered_age, first_sent_age;
 } p2p_sent;
+
+typedef struct p2p_lost_rec {
+    uint64_t pn;
+    uint16_t size;
+    uint8_t live; /* 0 once acknowledged (or overwritten) */
+} p2p_lost_rec;
 
 typedef struct p2p_recovery {
     p2p_sent *ring; /* packets base_pn .. next_pn-1, at index pn & (cap-1) */
@@ -98,13 +123,24 @@ typedef struct p2p_recovery {
     uint64_t in_flight; /* bytes of ack-eliciting packets neither acked nor lost */
     uint64_t eliciting_in_flight;
     uint64_t last_eliciting_time;
-    uint64_t loss_time; /* P2P_TIME_NEVER when no packet waits on the time threshold */
-    unsigned pto_count;
+    uint64_t loss_time;  /* P2P_TIME_NEVER when no packet waits on the time threshold */
+    unsigned pto_count;  /* the backoff's exponent: reset by any packet from the peer */
+    unsigned pto_streak; /* PTOs in a row without an ACK of new data (a stalled path) */
     /* RTT (microseconds) */
     uint64_t srtt, rttvar, min_rtt, latest_rtt;
     int has_rtt;
-    /* NewReno */
-    uint64_t cwnd, ssthresh, recovery_start, ca_acked;
+    /* delivery rate: bytes delivered in all, when the last were, where the current sampling
+     * interval began, and (nonzero) the delivered count below which samples are app-limited */
+    uint64_t delivered, delivered_time, first_sent_time, app_limited;
+    /* adaptive reordering: the packet threshold, the time threshold's steps of min_rtt/4,
+     * when it last grew, and loss episodes since the last spurious loss */
+    unsigned pkt_thresh, reo_steps, reo_episodes;
+    uint64_t reo_grown_at, episode_start;
+    /* what happened to packets, for p2p_peer_info */
+    uint64_t lost_packets, spurious_losses;
+    p2p_lost_rec lost_kept[P2P_LOST_KEPT]; /* the newest packets declared lost, a ring */
+    unsigned lost_next, lost_live;
+    p2p_cc cc;
     uint32_t mss; /* largest packet the path carries now (path MTU discovery) */
     /* pacing */
     double tokens;
@@ -118,7 +154,20 @@ typedef struct p2p_recovery_cb {
     void (*lost)(void *ud, const p2p_sent *s);
 } p2p_recovery_cb;
 
+/* Starts the record with NewReno; p2p_recovery_set_cc picks the session's controller. */
 void p2p_recovery_init(p2p_recovery *r, uint64_t now);
+/* Picks the congestion controller (P2P_CC_BBR or P2P_CC_NEWRENO) before anything is sent.
+ * seed desynchronises BBR's gain cycle between flows. */
+void p2p_recovery_set_cc(p2p_recovery *r, int kind, uint64_t seed, uint64_t now);
+/* An RTT measured outside the record (the handshake's round trip): the first sample. */
+void p2p_recovery_rtt_sample(p2p_recovery *r, uint64_t rtt);
+/* An authenticated packet came from the peer: the path is alive, so the probe timeout's
+ * backoff starts over. */
+void p2p_recovery_peer_alive(p2p_recovery *r);
+/* The sender has nothing more to send now (or the peer's flow control holds it): packets
+ * sent until what is in flight is delivered make app-limited rate samples, which never lower
+ * the bandwidth estimate. */
+void p2p_recovery_app_limited(p2p_recovery *r);
 void p2p_recovery_free(p2p_recovery *r);
 /* Records packet next_pn as sent and returns its number (or P2P_ERR_NOMEM as negative, also
  * when the record is full at P2P_SENT_RECORD_MAX: call p2p_recovery_make_room first). The
@@ -140,7 +189,7 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
 uint64_t p2p_recovery_deadline(const p2p_recovery *r);
 /* Runs the loss/probe timer. Returns 1 when a probe must be sent (a PTO), else 0. */
 int p2p_recovery_on_timeout(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb);
-/* Probe timeout duration with backoff. */
+/* Probe timeout duration with backoff (base << pto_count). */
 uint64_t p2p_recovery_pto(const p2p_recovery *r);
 /* 1 when congestion control allows another ack-eliciting packet of `size` bytes. */
 int p2p_recovery_cwnd_allows(const p2p_recovery *r, size_t size);

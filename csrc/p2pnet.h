@@ -183,7 +183,13 @@ typedef struct p2p_config {
     uint32_t cookie_threshold; /* half-open handshakes at which the node is "under
                                 * load" and answers INIT without a valid cookie with a
                                 * COOKIE reply instead; 0 means max_half_open / 8 */
+    /* issue 10 (congestion control): P2P_CC_BBR (0, the default) or P2P_CC_NEWRENO */
+    int congestion;
 } p2p_config;
+
+/* issue 10 (congestion control): the controllers p2p_config.congestion names
+ * (docs/PROTOCOL.md section 5.2) */
+enum { P2P_CC_BBR = 0, P2P_CC_NEWRENO = 1 };
 
 /* hardening (stream): was 40 MiB; see PROTOCOL.md 4.1 */
 #define P2P_DEFAULT_PEER_MEMORY (64u * 1024u * 1024u)
@@ -305,6 +311,14 @@ typedef struct p2p_peer_info {
     int direct;       /* 0 while relayed */
     uint64_t srtt_us;
     uint64_t bytes_queued; /* stream bytes not yet acknowledged */
+    /* issue 10 (congestion control) */
+    uint64_t min_rtt_us;  /* lowest RTT seen (0 before a sample) */
+    uint64_t cwnd;        /* congestion window, bytes */
+    uint64_t bandwidth;   /* BBR's bottleneck estimate, bytes per second (0: NewReno) */
+    uint64_t in_flight;   /* bytes sent and neither acknowledged nor lost */
+    uint64_t lost;        /* packets declared lost */
+    uint64_t spurious;    /* of them, acknowledged later (reordering, not loss) */
+    uint64_t retransmits; /* packets that carried resent stream data */
 } p2p_peer_info;
 
 /* Starts a handshake with the node at addr. expected_id (32 bytes) or NULL pins its id.

@@ -63,6 +63,7 @@ build = {
             "csrc/p2p_peer.c",
             "csrc/p2p_ranges.c",
             "csrc/p2p_reliable.c",
+            "csrc/p2p_cc.c", -- issue 10 (congestion control)
             "csrc/p2p_state.c",
             "csrc/p2p_transfer.c",
             "csrc/p2p_wire.c",

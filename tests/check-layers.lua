@@ -25,7 +25,8 @@
 local LAYERS = {
     -- rank, name, modules (lower ranks first); apart = no arrows inside the layer
     { "base", { "p2p_wire", "p2p_crypto", "p2p_addr", "p2p_ranges", "p2pnet" } },
-    { "parts", { "p2p_noise", "p2p_identity", "p2p_keys", "p2p_reliable", "p2p_index" } },
+    { "parts", { "p2p_noise", "p2p_identity", "p2p_keys", "p2p_reliable", "p2p_index",
+                 "p2p_cc" } }, -- issue 10: p2p_cc, the congestion controllers
     -- p2p_internal: the shared data types; p2p_state: the table, queues, budget, notices
     { "state", { "p2p_internal", "p2p_state" } },
     -- the guard reads the session table (proven paths, attempts' INITs): it sits with it

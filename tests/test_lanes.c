@@ -171,6 +171,17 @@ static const p2p_config *bulk_config(void)
     return &c;
 }
 
+/* A's up link becomes a bottleneck of rate_bps with a queue of one bandwidth-delay product
+ * (at RTT_US): the bulk fills the link for seconds, whatever the congestion controller. */
+static void bottleneck(uint64_t rate_bps, uint64_t rtt_us)
+{
+    p2p_sim_link l;
+    memset(&l, 0, sizeof l);
+    l.rate_bps = rate_bps;
+    l.queue_bytes = rate_bps / 8 * rtt_us / 1000000;
+    T_EQ_INT(p2p_sim_set_link(S, NA.h, P2P_SIM_UP, &l), 0);
+}
+
 static void teardown(void)
 {
     p2p_host_free(NA.h);
@@ -217,15 +228,19 @@ static uint64_t quantile(uint64_t *v, int n, double q)
 #define RTT_US 50000u /* 25 ms each way */
 #define WATCH_S 10    /* seconds of the bulk transfer watched */
 #define SMALL_EVERY_US 100000u
+/* 16 MiB at this rate takes 13.4 s: longer than the WATCH_S seconds watched. */
+#define HOL_RATE_BPS 10000000u
 
-/* A 16 MiB message on `bulk_lane` with 1% loss, and a 64-byte message every 100 ms on
- * `small_lane` (priority 1 when it is another lane). Fills lat[] with the small messages'
- * latencies (undelivered ones count as the time they waited) and returns their count. */
+/* A 16 MiB message on `bulk_lane` through a 10 Mbit/s bottleneck with 1% loss, and a 64-byte
+ * message every 100 ms on `small_lane` (priority 1 when it is another lane). Fills lat[] with
+ * the small messages' latencies (undelivered ones count as the time they waited) and returns
+ * their count. */
 static int hol_run(uint8_t bulk_lane, uint8_t small_lane, int small_prio, uint64_t *lat,
                    uint64_t *bulk_bytes)
 {
     int n = 0;
     if (setup2(41, RTT_US / 2, 0.01, 0, 0, bulk_config(), NULL)) return -1;
+    bottleneck(HOL_RATE_BPS, RTT_US);
     p2p_host_set_lane(NA.h, small_lane, small_prio, 1);
     T_EQ_INT(send_msg(&NA, bulk_lane, KIND_BULK, BULK_LEN, 0), 0);
     int count = WATCH_S * 1000000 / SMALL_EVERY_US;
@@ -269,7 +284,7 @@ static void test_bulk_lane_no_head_of_line(void)
     /* The small lane sees about one trip (its packet waits at most for the next ACK to free
      * room in the window); a loss adds a retransmission. */
     T_CHECK(p90 <= 2 * RTT_US);
-    T_CHECK(p99 <= 4 * RTT_US);
+    T_CHECK(p99 <= 2 * RTT_US); /* issue 10's target, with the bulk filling the link */
     /* Behind the bulk on one lane, it waits for all of it (seconds, not trips). */
     T_CHECK(o50 >= 20 * RTT_US);
     /* At one priority, the round robin gives the small lane the next turn. */
@@ -329,8 +344,9 @@ static uint64_t lane_bytes(uint8_t lane)
  * priority takes it all while it has bytes to send. */
 static void test_priority_and_weight(void)
 {
-    /* 1% loss keeps the window small: the lanes stay backlogged for the whole run */
+    /* a 20 Mbit/s bottleneck: the two 16 MiB lanes stay backlogged for the whole run */
     T_EQ_INT(setup2(9, 20000, 0.01, 0, 0, bulk_config(), NULL), 0);
+    bottleneck(20000000u, 40000);
     p2p_host_set_lane(NA.h, 1, 0, 1);
     p2p_host_set_lane(NA.h, 2, 0, 3);
     p2p_host_set_lane(NA.h, 3, 5, 1);

@@ -467,7 +467,7 @@ static void test_recovery_init_and_sent(void)
     p2p_recovery_init(&r, T0);
     T_EQ_INT(r.srtt, 333000);
     T_EQ_INT(r.rttvar, 166500);
-    T_EQ_INT(r.cwnd, 10 * 1232);
+    T_EQ_INT(r.cc.cwnd, 10 * 1232);
     T_EQ_INT(r.in_flight, 0);
     T_CHECK(r.loss_time == P2P_TIME_NEVER);
     T_CHECK(p2p_recovery_deadline(&r) == P2P_TIME_NEVER);
@@ -709,14 +709,17 @@ static void test_recovery_pto_backoff(void)
     record rec;
     memset(&rec, 0, sizeof rec);
     p2p_recovery_cb cb = {&rec, on_acked, on_lost};
+    /* srtt 10 ms, rttvar 5 ms: PTO = 10 + 4 * 5 + 5 (max_ack_delay) ms */
+    p2p_recovery_rtt_sample(&r, 10000);
     send_pkt(&r, T0, 1200);
-    const uint64_t pto = 1004000;
+    const uint64_t pto = 35000;
     T_EQ_INT(p2p_recovery_pto(&r), pto);
     T_CHECK(p2p_recovery_deadline(&r) == T0 + pto);
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + pto - 1, &cb), 0);
     T_EQ_INT(r.pto_count, 0);
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + pto, &cb), 1);
     T_EQ_INT(r.pto_count, 1);
+    T_EQ_INT(r.pto_streak, 1);
     T_EQ_INT(p2p_recovery_pto(&r), 2 * pto);
     T_CHECK(p2p_recovery_deadline(&r) == T0 + 2 * pto);
     /* the old deadline has passed but the doubled one has not */
@@ -729,23 +732,48 @@ static void test_recovery_pto_backoff(void)
     T_CHECK(p2p_recovery_deadline(&r) == T0 + 2 * pto + 10 + 4 * pto);
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 6 * pto + 10, &cb), 1);
     T_EQ_INT(r.pto_count, 3);
+    T_EQ_INT(r.pto_streak, 3);
     T_EQ_INT(rec.nlost, 0); /* a PTO declares nothing lost */
     T_EQ_INT(r.in_flight, 2400);
 
-    /* an ACK of an ack-eliciting packet resets the backoff */
+    /* any packet from the peer re-arms the backoff, but the path is not proven to carry
+     * ours until an ACK says so */
+    p2p_recovery_peer_alive(&r);
+    T_EQ_INT(r.pto_count, 0);
+    T_EQ_INT(r.pto_streak, 3);
+    T_EQ_INT(p2p_recovery_pto(&r), pto);
+
+    /* an ACK of an ack-eliciting packet resets both */
+    r.pto_count = 2;
     ack_range(&r, 1, 1, 0, T0 + 6 * pto + 20, &cb);
     T_EQ_INT(r.pto_count, 0);
+    T_EQ_INT(r.pto_streak, 0);
     T_EQ_INT(rec.acked[1], 1);
     /* 1 acked, 0 is one behind and was sent long ago: lost by time */
     T_EQ_INT(rec.lost[0], 1);
     T_CHECK(p2p_recovery_deadline(&r) == P2P_TIME_NEVER);
     p2p_recovery_free(&r);
 
-    /* the shift saturates instead of overflowing */
+    /* the backoff stops once the PTO reaches 1 s: 35 ms doubles 5 times (1.12 s), never 6 */
     p2p_recovery_init(&r, T0);
+    p2p_recovery_rtt_sample(&r, 10000);
+    uint64_t t = T0;
+    send_pkt(&r, t, 1200);
+    for (int i = 0; i < 20; i++) {
+        t = p2p_recovery_deadline(&r);
+        T_EQ_INT(p2p_recovery_on_timeout(&r, t, &cb), 1);
+    }
+    T_EQ_INT(r.pto_count, 5);
+    T_EQ_INT(r.pto_streak, 20);
+    T_EQ_INT(p2p_recovery_pto(&r), pto << 5);
+    p2p_recovery_free(&r);
+    /* and never past 2^6, whatever the base */
+    p2p_recovery_init(&r, T0);
+    p2p_recovery_rtt_sample(&r, 100);
     send_pkt(&r, T0, 1200);
-    r.pto_count = 40;
-    T_CHECK(p2p_recovery_pto(&r) == pto << 16);
+    for (int i = 0; i < 20; i++)
+        T_EQ_INT(p2p_recovery_on_timeout(&r, p2p_recovery_deadline(&r), &cb), 1);
+    T_EQ_INT(r.pto_count, P2P_PTO_BACKOFF_MAX);
     p2p_recovery_free(&r);
 }
 
@@ -762,11 +790,11 @@ static void test_recovery_slow_start(void)
     T_EQ_INT(p2p_recovery_cwnd_allows(&r, 0), 1);
     /* slow start: every acknowledged byte grows the window by one byte */
     ack_range(&r, 0, 4, 0, T0 + 30000, NULL);
-    T_EQ_INT(r.cwnd, 12320 + 5 * 1232);
+    T_EQ_INT(r.cc.cwnd, 12320 + 5 * 1232);
     ack_range(&r, 0, 9, 0, T0 + 31000, NULL);
-    T_EQ_INT(r.cwnd, 2 * 12320);
+    T_EQ_INT(r.cc.cwnd, 2 * 12320);
     T_EQ_INT(r.in_flight, 0);
-    T_CHECK(r.ssthresh == UINT64_MAX);
+    T_CHECK(r.cc.ssthresh == UINT64_MAX);
     p2p_recovery_free(&r);
 }
 
@@ -782,11 +810,11 @@ static void test_recovery_congestion(void)
     /* ack 4: slow start adds 1000, then 0 and 1 are lost in one flight: one halving */
     ack_range(&r, 4, 4, 0, T0 + 50000, &cb);
     T_EQ_INT(rec.nlost, 2);
-    T_EQ_INT(r.cwnd, (12320 + 1000) / 2); /* 6660, not 3330 */
-    T_EQ_INT(r.ssthresh, 6660);
+    T_EQ_INT(r.cc.cwnd, (12320 + 1000) / 2); /* 6660, not 3330 */
+    T_EQ_INT(r.cc.ssthresh, 6660);
     /* 2 and 3 were sent before recovery started: acking them does not grow the window */
     ack_range(&r, 2, 4, 0, T0 + 51000, &cb);
-    T_EQ_INT(r.cwnd, 6660);
+    T_EQ_INT(r.cc.cwnd, 6660);
     T_EQ_INT(rec.acked[2] + rec.acked[3], 2);
 
     /* a loss from the same flight found later by the timer: still no second halving */
@@ -796,44 +824,44 @@ static void test_recovery_congestion(void)
     for (int i = 0; i < 4; i++) send_pkt(&r, T0, 1000);
     ack_range(&r, 3, 3, 0, T0 + 50000, &cb);
     T_EQ_INT(rec.nlost, 1);
-    T_EQ_INT(r.cwnd, 6660);
+    T_EQ_INT(r.cc.cwnd, 6660);
     p2p_recovery_on_timeout(&r, p2p_recovery_deadline(&r), &cb);
     T_EQ_INT(rec.nlost, 3);
-    T_EQ_INT(r.cwnd, 6660);
+    T_EQ_INT(r.cc.cwnd, 6660);
 
     /* congestion avoidance: one packet of window growth per window of acknowledged bytes,
      * for packets sent after recovery began */
     uint64_t t1 = T0 + 100000;
     for (int i = 0; i < 7; i++) send_pkt(&r, t1, 1000); /* pn 4..10 */
     ack_range(&r, 4, 9, 0, t1 + 50000, &cb);
-    T_EQ_INT(r.cwnd, 6660); /* 6000 acked < 6660 */
+    T_EQ_INT(r.cc.cwnd, 6660); /* 6000 acked < 6660 */
     ack_range(&r, 4, 10, 0, t1 + 50001, &cb);
-    T_EQ_INT(r.cwnd, 6660 + 1232); /* 7000 acked >= 6660 */
-    T_EQ_INT(r.ssthresh, 6660);
+    T_EQ_INT(r.cc.cwnd, 6660 + 1232); /* 7000 acked >= 6660 */
+    T_EQ_INT(r.cc.ssthresh, 6660);
 
     /* a new flight loses a packet: a second halving, with ssthresh following */
     uint64_t t2 = t1 + 100000;
     for (int i = 0; i < 4; i++) send_pkt(&r, t2, 1000); /* pn 11..14 */
     ack_range(&r, 14, 14, 0, t2 + 50000, &cb);
     T_EQ_INT(rec.lost[11], 1);
-    T_EQ_INT(r.cwnd, (6660 + 1232) / 2); /* 3946 */
-    T_EQ_INT(r.ssthresh, 3946);
+    T_EQ_INT(r.cc.cwnd, (6660 + 1232) / 2); /* 3946 */
+    T_EQ_INT(r.cc.ssthresh, 3946);
     p2p_recovery_on_timeout(&r, p2p_recovery_deadline(&r), &cb); /* 12, 13: same flight */
     T_EQ_INT(rec.lost[12] + rec.lost[13], 2);
-    T_EQ_INT(r.cwnd, 3946);
+    T_EQ_INT(r.cc.cwnd, 3946);
 
     /* and again: 1973 would be below the minimum window of 2 * 1232 */
     uint64_t t3 = t2 + 100000;
     for (int i = 0; i < 4; i++) send_pkt(&r, t3, 1000); /* pn 15..18 */
     ack_range(&r, 18, 18, 0, t3 + 50000, &cb);
     T_EQ_INT(rec.lost[15], 1);
-    T_EQ_INT(r.cwnd, P2P_MIN_WINDOW);
+    T_EQ_INT(r.cc.cwnd, P2P_MIN_WINDOW);
     uint64_t t4 = t3 + 100000;
     for (int i = 0; i < 4; i++) send_pkt(&r, t4, 1000); /* pn 19..22 */
     ack_range(&r, 22, 22, 0, t4 + 50000, &cb);
     T_EQ_INT(rec.lost[19], 1);
-    T_EQ_INT(r.cwnd, P2P_MIN_WINDOW);
-    T_EQ_INT(r.cwnd, 2464);
+    T_EQ_INT(r.cc.cwnd, P2P_MIN_WINDOW);
+    T_EQ_INT(r.cc.cwnd, 2464);
     for (int i = 0; i < MAXPN; i++) T_CHECK(rec.lost[i] <= 1 && rec.acked[i] <= 1);
     p2p_recovery_free(&r);
 }
@@ -852,16 +880,16 @@ static void test_recovery_ack_only_packets(void)
     p2p_recovery_on_sent(&r, T0 + 2, 40, 0, 2, 0, &pn); /* 2: ACK-only */
     T_EQ_INT(pn, 2);
     T_EQ_INT(p2p_recovery_on_timeout(&r, T0 + 1004000, &cb), 1);
-    T_EQ_INT(r.pto_count, 1);
+    T_EQ_INT(r.pto_streak, 1);
     ack_range(&r, 1, 2, 0, T0 + 30000, &cb);
     T_EQ_INT(rec.nacked, 0);
     T_EQ_INT(r.has_rtt, 0);
-    T_EQ_INT(r.pto_count, 1);
+    T_EQ_INT(r.pto_streak, 1);
     T_EQ_INT(rec.nlost, 0); /* 0 is only 2 behind */
     ack_range(&r, 0, 2, 0, T0 + 40000, &cb);
     T_EQ_INT(rec.nacked, 1);
     T_EQ_INT(rec.acked[0], 1);
-    T_EQ_INT(r.pto_count, 0);
+    T_EQ_INT(r.pto_streak, 0);
     T_EQ_INT(r.in_flight, 0);
     p2p_recovery_free(&r);
 }
@@ -932,7 +960,7 @@ static void test_recovery_random(void)
             if (!rec.acked[x] && !rec.lost[x]) want_in_flight += size[x];
         }
         if (r.in_flight != want_in_flight) bad = 1;
-        if (r.cwnd < P2P_MIN_WINDOW) bad = 1;
+        if (r.cc.cwnd < P2P_MIN_WINDOW) bad = 1;
         if (bad) fprintf(stderr, "  at pn %llu\n", (unsigned long long)r.next_pn);
     }
     T_CHECK(!bad);
@@ -1003,7 +1031,7 @@ static void test_pacing(void)
     send_pkt(&r, T0, 1000);
     ack_range(&r, 0, 0, 0, T0 + 50000, NULL);
     T_EQ_INT(r.srtt, 50000);
-    T_EQ_INT(r.cwnd, 13320);
+    T_EQ_INT(r.cc.cwnd, 13320);
     uint64_t t = T0 + 50000;
     for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
     at = p2p_recovery_pace_at(&r, t, P2P_MAX_PACKET);
@@ -1023,7 +1051,7 @@ static void test_pacing(void)
     p2p_recovery_cb cb = {&rec, on_acked, on_lost};
     for (int i = 0; i < 4; i++) send_pkt(&r, T0, 1000);
     ack_range(&r, 3, 3, 0, T0 + 50000, &cb); /* 0 lost: cwnd 6660 = ssthresh */
-    T_EQ_INT(r.cwnd, 6660);
+    T_EQ_INT(r.cc.cwnd, 6660);
     T_EQ_INT(r.srtt, 50000);
     t = T0 + 50000;
     for (int i = 0; i < 10; i++) p2p_recovery_pace_spend(&r, t, P2P_MAX_PACKET);
@@ -1053,12 +1081,12 @@ static void test_recovery_record_bounded(void)
     T_EQ_INT(r.cap, P2P_SENT_RECORD_MAX);
     /* full: the next one is refused until room is made */
     T_CHECK(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn) < 0);
-    uint64_t cwnd = r.cwnd;
+    uint64_t cwnd = r.cc.cwnd;
     p2p_recovery_make_room(&r, T0 + sent, &cb);
     T_EQ_INT(rec.nlost, 1); /* packet 0: its data goes back */
     T_EQ_INT(rec.lost[0], 1);
     T_EQ_INT(r.in_flight, 0);
-    T_CHECK(r.cwnd < cwnd);         /* a congestion signal */
+    T_CHECK(r.cc.cwnd < cwnd);      /* a congestion signal */
     T_EQ_INT(r.base_pn, r.next_pn); /* the ACK-only ones went too */
     T_CHECK(r.cap == 0 || r.cap <= P2P_SENT_RECORD_MAX);
     T_EQ_INT(p2p_recovery_on_sent(&r, T0 + sent, 40, 0, 0, 0, &pn), 0);

@@ -95,6 +95,7 @@ typedef struct node_opts {
     int64_t relay_sessions, relay_rate;
     int64_t peer_memory, memory; /* budgets in bytes; 0: the core's default */
     int64_t max_half_open, cookie_threshold;
+    int congestion; /* issue 10: P2P_CC_* */
 } node_opts;
 
 static int opt_error(lua_State *L, const char *fname, const char *name, const char *what)
@@ -211,6 +212,14 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
         } else if (strcmp(k, "max_message") == 0) {
             if (!lp_tointeger(L, v, 1, 4294967295.0, &o->max_message))
                 opt_error(L, fname, k, "must be an integer 1-4294967295");
+        } else if (strcmp(k, "congestion") == 0) { /* issue 10 (congestion control) */
+            const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
+            if (strcmp(s, "bbr") == 0)
+                o->congestion = P2P_CC_BBR;
+            else if (strcmp(s, "newreno") == 0)
+                o->congestion = P2P_CC_NEWRENO;
+            else
+                opt_error(L, fname, k, "must be \"bbr\" or \"newreno\"");
         } else if (o->is_sim && strcmp(k, "nat") == 0) {
             const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
             if (strcmp(s, "cone") == 0)
@@ -370,6 +379,7 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
     cfg.memory = (uint64_t)o->memory;
     cfg.max_half_open = (uint32_t)o->max_half_open;
     cfg.cookie_threshold = (uint32_t)o->cookie_threshold;
+    cfg.congestion = o->congestion; /* issue 10 */
 
     if (simidx != 0) {
         lsim *s = (lsim *)lua_touserdata(L, simidx);

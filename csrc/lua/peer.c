@@ -229,6 +229,20 @@ static int peer_index(lua_State *L)
         lua_pushboolean(L, info->direct);
     } else if (strcmp(k, "rtt") == 0) {
         lua_pushnumber(L, (lua_Number)info->srtt_us / US_PER_SECOND);
+    } else if (strcmp(k, "min_rtt") == 0) { /* issue 10 (congestion control) */
+        lua_pushnumber(L, (lua_Number)info->min_rtt_us / US_PER_SECOND);
+    } else if (strcmp(k, "cwnd") == 0) {
+        lua_pushinteger(L, (lua_Integer)info->cwnd);
+    } else if (strcmp(k, "bandwidth") == 0) {
+        lua_pushinteger(L, (lua_Integer)info->bandwidth);
+    } else if (strcmp(k, "in_flight") == 0) {
+        lua_pushinteger(L, (lua_Integer)info->in_flight);
+    } else if (strcmp(k, "lost") == 0) {
+        lua_pushinteger(L, (lua_Integer)info->lost);
+    } else if (strcmp(k, "spurious") == 0) {
+        lua_pushinteger(L, (lua_Integer)info->spurious);
+    } else if (strcmp(k, "retransmits") == 0) {
+        lua_pushinteger(L, (lua_Integer)info->retransmits);
     } else {
         return 0;
     }
