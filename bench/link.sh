@@ -9,26 +9,37 @@
 # messages at the receiver over LINK_SECONDS, the sender keeping up to 4 MiB unacknowledged;
 # then it times 2000 reliable 1 KiB messages through LINK_BURST_LOSS random loss.
 #
-# This kernel has no netem and no fq qdisc (nothing that honours an earliest departure time),
-# so the link has no added delay: its RTT is the veth's (tens of microseconds) plus what
-# waits in the tbf queue. The queue is one bandwidth-delay product of a 40 ms path (500 KB at
-# 100 Mbit/s), so a sender that fills it sees up to 40 ms of RTT. Exact delay is the
-# simulator's job (p2pnet.sim).
+# Delay: this kernel has no netem and no fq or etf qdisc (nothing that honours a packet's
+# earliest departure time, so a tc BPF program setting skb->tstamp has no effect). Instead
+# every packet arriving at either end goes to a netfilter queue (iptables NFQUEUE, after the
+# tbf bottleneck, before the random drop) and stays in the kernel until bench/link_delay.c
+# gives the verdict LINK_RTT_MS / 2 after it arrived, in arrival order. With LINK_RTT_MS=0, or
+# when the queue cannot be bound, the link has no added delay (the veth's RTT, tens of
+# microseconds, plus what waits in the tbf queue) and the table says so. The tbf queue is one
+# bandwidth-delay product of the path (of a 40 ms path without delay), the issue's harness's
+# drop-tail queue. Exact delay is also the simulator's (p2pnet.sim).
 #
 # Needs root (namespaces, tc, iptables); skips with a message otherwise. Everything runs in
 # the two namespaces, which are removed on exit, failure or interrupt. Traffic never leaves
 # them: the veth pair is all they have.
 #
-# Environment: BUILD (default build), LINK_RATE (default 100mbit), LINK_QUEUE (bytes, default
-# 500000), LINK_LOSSES (percent, default "0 0.5 2 5"), LINK_SECONDS (per point, default 5),
+# Environment: BUILD (default build), LINK_RATE (default 100mbit), LINK_RTT_MS (default 40),
+# LINK_QUEUE (bytes, default one BDP: rate x RTT, or x 40 ms without delay), LINK_LOSSES (percent, default "0 0.5 2 5"), LINK_SECONDS (per point, default 5),
 # LINK_ONLY (subset of: p2pnet enet tcp-cubic tcp-bbr), LINK_BURST (messages, default 2000),
 # LINK_BURST_LOSS (percent, default 10), LINK_BURST_LIMIT (seconds, default 30).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=$PWD/$BUILD/bench/bench_link
+DELAY_BIN=$PWD/$BUILD/bench/link_delay
 RATE=${LINK_RATE:-100mbit}
-QUEUE=${LINK_QUEUE:-500000}
+RTT_MS=${LINK_RTT_MS:-40}
+# tc's rate in bits per second (100mbit, 10Mbit, 500kbit...), for the bandwidth-delay product.
+RATE_BPS=$(awk -v r="$RATE" 'BEGIN {
+    v = r + 0; u = tolower(substr(r, length(v "") + 1))
+    if (u ~ /^g/) v *= 1e9; else if (u ~ /^m/) v *= 1e6; else if (u ~ /^k/) v *= 1e3
+    print v }')
+QUEUE=${LINK_QUEUE:-$(awk -v b="$RATE_BPS" -v t="$RTT_MS" 'BEGIN { if (t <= 0) t = 40; printf "%d", b / 8 * t / 1000 }')}
 LOSSES=${LINK_LOSSES:-0 0.5 2 5}
 SECONDS_PER=${LINK_SECONDS:-5}
 ONLY=${LINK_ONLY:-p2pnet enet tcp-cubic tcp-bbr}
@@ -51,7 +62,9 @@ skip() {
 for tool in ip tc iptables; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool is missing (make deps)"
 done
-[ -x "$BIN" ] || { echo "bench-link: $BIN is missing (make bench-build)" >&2; exit 1; }
+for b in "$BIN" "$DELAY_BIN"; do
+    [ -x "$b" ] || { echo "bench-link: $b is missing (make bench-build)" >&2; exit 1; }
+done
 
 TMP=$(mktemp -d)
 cleanup() {
@@ -82,6 +95,34 @@ setup 2>"$TMP/setup.err" || {
     sed 's/^/  | /' "$TMP/setup.err" >&2
     skip "could not build the namespaces and the link (see above)"
 }
+
+# The delay: a link_delay in each namespace holds what arrives for half the RTT.
+DELAY_NOTE="no added delay"
+add_delay() {
+    local ns half
+    half=$(awk -v t="$RTT_MS" 'BEGIN { print t / 2 }')
+    for ns in "$NS_A" "$NS_B"; do
+        ip netns exec "$ns" "$DELAY_BIN" 0 "$half" >"$TMP/delay.$ns" 2>"$TMP/delay.$ns.err" &
+        for i in $(seq 1 50); do
+            grep -q READY "$TMP/delay.$ns" && break
+            sleep 0.05
+        done
+        grep -q READY "$TMP/delay.$ns" || return 1
+        ip netns exec "$ns" iptables -t mangle -A PREROUTING -i "${ns}v" -j NFQUEUE --queue-num 0 ||
+            return 1
+    done
+}
+if awk -v t="$RTT_MS" 'BEGIN { exit !(t > 0) }'; then
+    if add_delay; then
+        DELAY_NOTE="$RTT_MS ms RTT added (NFQUEUE, link_delay.c)"
+    else
+        echo "bench-link: could not add the delay; running without:" >&2
+        sed 's/^/  | /' "$TMP"/delay.*.err >&2
+        for ns in "$NS_A" "$NS_B"; do ip netns exec "$ns" iptables -t mangle -F 2>/dev/null; done
+        ip netns pids "$NS_A" | xargs -r kill 2>/dev/null
+        ip netns pids "$NS_B" | xargs -r kill 2>/dev/null
+    fi
+fi
 
 # set_loss PERCENT: random drops of arriving packets at both ends.
 set_loss() {
@@ -125,7 +166,7 @@ run_point() {
 }
 
 : >"$TMP/results"
-echo "bench-link: $RATE, queue $QUEUE bytes, loss ${LOSSES// /% }%, ${SECONDS_PER} s per point ..." >&2
+echo "bench-link: $RATE, $DELAY_NOTE, queue $QUEUE bytes, loss ${LOSSES// /% }%, ${SECONDS_PER} s per point ..." >&2
 for loss in $LOSSES; do
     set_loss "$loss"
     LOSS_TAG="LOSS $loss"
@@ -144,10 +185,10 @@ done
 set_loss 0
 
 echo
-echo "Real-kernel link: two network namespaces, veth, tbf $RATE with a $QUEUE-byte queue at each"
-echo "end, iptables random loss on arrival at each end; no added delay (no netem or fq here):"
-echo "the RTT is the veth's plus the tbf queue (up to $(awk -v q="$QUEUE" -v r="$RATE" 'BEGIN { r += 0; if (r == 0) r = 100; printf "%.0f", q * 8 / (r * 1e6) * 1000 }') ms when full). Goodput of 16 KiB reliable"
-echo "messages at the receiver over $SECONDS_PER s, the sender keeping 4 MiB unacknowledged."
+echo "Real-kernel link: two network namespaces joined by veth; at each end tbf $RATE with a"
+echo "$QUEUE-byte drop-tail queue (up to $(awk -v q="$QUEUE" -v b="$RATE_BPS" 'BEGIN { printf "%.0f", q * 8 / b * 1000 }') ms when full), $DELAY_NOTE, and iptables random"
+echo "loss on arrival (both directions). Goodput of 16 KiB reliable messages at the receiver over"
+echo "$SECONDS_PER s, the sender keeping 4 MiB unacknowledged."
 echo
 awk -v only="$ONLY" -v losses="$LOSSES" '
 # LOSS <percent> RESULT <contender> goodput <bytes> <seconds>
