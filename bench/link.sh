@@ -26,7 +26,8 @@
 # Environment: BUILD (default build), LINK_RATE (default 100mbit), LINK_RTT_MS (default 40),
 # LINK_QUEUE (bytes, default one BDP: rate x RTT, or x 40 ms without delay), LINK_LOSSES (percent, default "0 0.5 2 5"), LINK_SECONDS (per point, default 5),
 # LINK_ONLY (subset of: p2pnet enet tcp-cubic tcp-bbr), LINK_BURST (messages, default 2000),
-# LINK_BURST_LOSS (percent, default 10), LINK_BURST_LIMIT (seconds, default 30).
+# LINK_BURST_LOSS (percent, default 10), LINK_BURST_LIMIT (seconds, default 30),
+# LINK_KEEP_RESULTS (a file to copy the raw RESULT lines to).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -159,6 +160,7 @@ run_point() {
     wait "$spid" 2>/dev/null
     grep -h RESULT "$out" "$TMP/client.out" | sed "s/^/$LOSS_TAG /" >>"$TMP/results"
     if [ "$rc" -ne 0 ] || ! grep -q RESULT "$out" "$TMP/client.out"; then
+        FAILED="$FAILED $name"
         echo "bench-link: $name ($*) failed (exit $rc):" >&2
         sed 's/^/  | /' "$TMP/client.err" "$TMP/server.err" >&2
     fi
@@ -166,6 +168,7 @@ run_point() {
 }
 
 : >"$TMP/results"
+FAILED=""
 echo "bench-link: $RATE, $DELAY_NOTE, queue $QUEUE bytes, loss ${LOSSES// /% }%, ${SECONDS_PER} s per point ..." >&2
 for loss in $LOSSES; do
     set_loss "$loss"
@@ -185,10 +188,11 @@ done
 set_loss 0
 
 echo
+QUEUE_MS=$(awk -v q="$QUEUE" -v b="$RATE_BPS" 'BEGIN { printf "%.0f", q * 8 / b * 1000 }')
 echo "Real-kernel link: two network namespaces joined by veth; at each end tbf $RATE with a"
-echo "$QUEUE-byte drop-tail queue (up to $(awk -v q="$QUEUE" -v b="$RATE_BPS" 'BEGIN { printf "%.0f", q * 8 / b * 1000 }') ms when full), $DELAY_NOTE, and iptables random"
-echo "loss on arrival (both directions). Goodput of 16 KiB reliable messages at the receiver over"
-echo "$SECONDS_PER s, the sender keeping 4 MiB unacknowledged."
+echo "$QUEUE-byte drop-tail queue (up to $QUEUE_MS ms when full); $DELAY_NOTE;"
+echo "iptables random loss on arrival (both directions). Goodput of 16 KiB reliable messages at"
+echo "the receiver over $SECONDS_PER s, the sender keeping 4 MiB unacknowledged."
 echo
 awk -v only="$ONLY" -v losses="$LOSSES" '
 # LOSS <percent> RESULT <contender> goodput <bytes> <seconds>
@@ -215,9 +219,18 @@ END {
     printf "(%%) is the share of the same contender'"'"'s goodput at %s%% loss.\n", ls[1]
     if (length(bn) > 0) {
         printf "\n%d reliable 1 KiB messages queued at once through %s%% random loss, until the last is acknowledged:\n", bn["p2pnet"] ? bn["p2pnet"] : bn["enet"], bl
-        for (n in bn)
+        split("p2pnet enet", bc, " ")
+        for (i = 1; i <= 2; i++) {
+            n = bc[i]
+            if (!(n in bn)) continue
             printf "  %-8s %s\n", n, bt[n] < 0 ? sprintf("did not finish (%d/%d)", ba[n], bn[n]) : sprintf("%.2f s", bt[n])
+        }
+        if (bt["p2pnet"] > 0 && bt["enet"] > 0) printf "  p2pnet / ENet: x%.2f of the time\n", bt["p2pnet"] / bt["enet"]
     }
 }' "$TMP/results"
 [ -n "${LINK_KEEP_RESULTS:-}" ] && cp "$TMP/results" "$LINK_KEEP_RESULTS"
+if [ -n "$FAILED" ]; then
+    echo "bench-link: failed:$FAILED" >&2
+    exit 1
+fi
 exit 0
