@@ -29,7 +29,7 @@
 # LINK_BURST_LOSS (percent, default 10), LINK_BURST_LIMIT (seconds, default 30),
 # LINK_KEEP_RESULTS (a file to copy the raw RESULT lines to).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 BIN=$PWD/$BUILD/bench/bench_link
 DELAY_BIN=$PWD/$BUILD/bench/link_delay
@@ -68,6 +68,7 @@ for b in "$BIN" "$DELAY_BIN"; do
 done
 
 TMP=$(mktemp -d)
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
     ip netns pids "$NS_A" 2>/dev/null | xargs -r kill 2>/dev/null
     ip netns pids "$NS_B" 2>/dev/null | xargs -r kill 2>/dev/null
@@ -100,7 +101,7 @@ setup 2>"$TMP/setup.err" || {
 # The delay: a link_delay in each namespace holds what arrives for half the RTT.
 DELAY_NOTE="no added delay"
 add_delay() {
-    local ns half
+    local ns half i
     half=$(awk -v t="$RTT_MS" 'BEGIN { print t / 2 }')
     for ns in "$NS_A" "$NS_B"; do
         ip netns exec "$ns" "$DELAY_BIN" 0 "$half" >"$TMP/delay.$ns" 2>"$TMP/delay.$ns.err" &
@@ -141,18 +142,18 @@ set_loss() {
 # and the client's RESULT lines go to $TMP/results.
 run_point() {
     local name=$1 secs=$2; shift 2
-    local out=$TMP/server.out i rc=0
+    local out=$TMP/server.out rc=0
     : >"$out"
     in_b timeout 90 "$BIN" "$name" server "$IP_B" "$PORT" "$secs" >"$out" 2>"$TMP/server.err" &
     local spid=$!
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         grep -q READY "$out" && break
         kill -0 "$spid" 2>/dev/null || break
         sleep 0.05
     done
     in_a timeout 90 "$BIN" "$name" "$@" >"$TMP/client.out" 2>"$TMP/client.err" || rc=$?
     # A bulk server ends by itself when its window is over; a burst server when the client quits.
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
         kill -0 "$spid" 2>/dev/null || break
         sleep 0.1
     done
