@@ -101,11 +101,11 @@ setup 2>"$TMP/setup.err" || {
 # The delay: a link_delay in each namespace holds what arrives for half the RTT.
 DELAY_NOTE="no added delay"
 add_delay() {
-    local ns half i
+    local ns half
     half=$(awk -v t="$RTT_MS" 'BEGIN { print t / 2 }')
     for ns in "$NS_A" "$NS_B"; do
         ip netns exec "$ns" "$DELAY_BIN" 0 "$half" >"$TMP/delay.$ns" 2>"$TMP/delay.$ns.err" &
-        for i in $(seq 1 50); do
+        for _ in $(seq 1 50); do
             grep -q READY "$TMP/delay.$ns" && break
             sleep 0.05
         done
