@@ -31,7 +31,9 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
  * opens with both on where the kernel has them, unless the environment variable
  * P2P_UDP_OFFLOAD is "0". The host sees the same datagrams in the same order either way.
  * Returns the P2P_UDP_* flags now in effect (what was asked for and the kernel supports). GSO
- * also turns itself off when the kernel refuses a segmented send with EIO. */
+ * also turns itself off when the kernel refuses a segmented send with EIO. Meant for right
+ * after p2p_udp_open: buffers the kernel coalesced before GRO was turned off arrive cut short
+ * and are dropped as oversized (the peer's reliable layer resends what they carried). */
 int p2p_udp_set_offload(p2p_udp *u, int gso, int gro);
 /* Closes the socket and frees the driver. NULL is allowed. */
 void p2p_udp_close(p2p_udp *u);
