@@ -306,6 +306,21 @@ static void conn_poll(conn *c, uint64_t timeout_us, msg_fn fn, void *arg)
     c->rlen -= pos;
 }
 
+/* With BENCH_VERBOSE set, p2pnet's view of the run on stderr: the smoothed RTT (queueing
+ * included) and what was resent. */
+static void conn_report(conn *c, const char *role)
+{
+    p2p_peer_info info;
+    p2p_stats hs;
+    if (c->t != T_P2PNET || getenv("BENCH_VERBOSE") == NULL) return;
+    memset(&info, 0, sizeof info);
+    p2p_host_peer_info(c->h, c->peer, &info);
+    p2p_host_stats(c->h, &hs);
+    fprintf(stderr, "bench_link p2pnet %s: srtt %llu us, packets sent %llu, retransmits %llu\n",
+            role, (unsigned long long)info.srtt_us, (unsigned long long)hs.packets_sent,
+            (unsigned long long)hs.retransmits);
+}
+
 /* Lets queued messages (the quit) reach the peer before the process ends. */
 static void conn_linger(conn *c, msg_fn fn, void *arg)
 {
@@ -406,6 +421,7 @@ static int client_bulk(conn *c, double seconds)
         if (queued) conn_flush(c);
         conn_poll(c, LINK_POLL_US, client_on_msg, &s);
     }
+    conn_report(c, "bulk sender");
     msg[0] = 'Q';
     conn_send(c, msg, 1);
     conn_flush(c);
@@ -430,6 +446,7 @@ static int client_burst(conn *c, int count, double limit)
     printf("RESULT %s burst %d %.3f %llu\n", c->name, count, took ? (double)took / 1e6 : -1.0,
            (unsigned long long)s.acked);
     fflush(stdout);
+    conn_report(c, "burst sender");
     msg[0] = 'Q';
     conn_send(c, msg, 1);
     conn_flush(c);

@@ -27,7 +27,8 @@
 # LINK_QUEUE (bytes, default one BDP: rate x RTT, or x 40 ms without delay), LINK_LOSSES (percent, default "0 0.5 2 5"), LINK_SECONDS (per point, default 5),
 # LINK_ONLY (subset of: p2pnet enet tcp-cubic tcp-bbr), LINK_BURST (messages, default 2000),
 # LINK_BURST_LOSS (percent, default 10), LINK_BURST_LIMIT (seconds, default 30),
-# LINK_KEEP_RESULTS (a file to copy the raw RESULT lines to).
+# LINK_KEEP_RESULTS (a file to copy the raw RESULT lines to), BENCH_VERBOSE (p2pnet's RTT and
+# retransmissions per run on stderr).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -160,6 +161,7 @@ run_point() {
     kill "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null
     grep -h RESULT "$out" "$TMP/client.out" | sed "s/^/$LOSS_TAG /" >>"$TMP/results"
+    [ -n "${BENCH_VERBOSE:-}" ] && sed "s/^/  [$LOSS_TAG%] /" "$TMP/client.err" >&2
     if [ "$rc" -ne 0 ] || ! grep -q RESULT "$out" "$TMP/client.out"; then
         FAILED="$FAILED $name"
         echo "bench-link: $name ($*) failed (exit $rc):" >&2
