@@ -80,6 +80,23 @@ static inline uint16_t bench_ack_every(size_t size)
 static const size_t bench_sizes[] = {64, 1024, 65536};
 #define BENCH_NSIZES (sizeof bench_sizes / sizeof bench_sizes[0])
 
+/* 1 when the throughput run for size is wanted: BENCH_SIZES (e.g. "65536" or "64 1024")
+ * names the sizes to run, for profiling one of them; unset, all run. */
+static inline int bench_size_wanted(size_t size)
+{
+    const char *s = getenv("BENCH_SIZES");
+    char *end;
+    if (s == NULL || *s == '\0') return 1;
+    while (*s != '\0') {
+        unsigned long v = strtoul(s, &end, 10);
+        if (end == s) break;
+        if (v == size) return 1;
+        s = end;
+        while (*s == ' ' || *s == ',') s++;
+    }
+    return 0;
+}
+
 static inline void bench_put_u16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
@@ -244,6 +261,7 @@ static inline void bench_client_run(const bench_ops *ops, void *ctx)
     for (size_t i = 0; i < BENCH_NSIZES; i++) {
         bench_tput t;
         bench_tput_poll p = {&t, 0};
+        if (!bench_size_wanted(bench_sizes[i])) continue;
         memset(msg, 0xab, sizeof msg);
         bench_tput_start(&t, bench_sizes[i], server_count);
         while (!p.done) {

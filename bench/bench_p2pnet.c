@@ -32,6 +32,24 @@ static void side_open(side *s, uint32_t max_peers, int mediator)
     }
 }
 
+/* With BENCH_VERBOSE set, the driver's and the host's counters on stderr: how many datagrams
+ * went segmented (GSO) or arrived coalesced (GRO), and what was resent or dropped. */
+static void side_report(const side *s, const char *who)
+{
+    p2p_udp_stats us;
+    p2p_stats hs;
+    if (getenv("BENCH_VERBOSE") == NULL) return;
+    p2p_udp_stats_get(s->u, &us);
+    p2p_host_stats(s->h, &hs);
+    fprintf(stderr,
+            "p2pnet %s: udp sent %llu received %llu gso_sends %llu gro_receives %llu "
+            "blocked %llu send_errors %llu; host retransmits %llu dropped %llu\n",
+            who, (unsigned long long)us.sent, (unsigned long long)us.received,
+            (unsigned long long)us.gso_sends, (unsigned long long)us.gro_receives,
+            (unsigned long long)us.blocked, (unsigned long long)us.send_errors,
+            (unsigned long long)hs.retransmits, (unsigned long long)hs.dropped);
+}
+
 static void side_close(side *s)
 {
     p2p_host_close(s->h, p2p_udp_now());
@@ -92,6 +110,7 @@ static int server(void)
         if (p2p_udp_flush(s.u, s.h) != 0) bench_die("p2pnet: flush");
         if (!joined && bench_now_us() > idle_deadline) bench_die("p2pnet: no client");
     }
+    side_report(&s, "server");
     side_close(&s);
     return 0;
 }
@@ -164,6 +183,7 @@ static int client(unsigned port)
         while (p2p_host_next_event(s.h, &ev)) {
         }
     }
+    side_report(&s, "client");
     side_close(&s);
     return 0;
 }

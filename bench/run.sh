@@ -17,6 +17,8 @@
 # BENCH_ONLY (space-separated subset of: enet tcp p2pnet lua luajit mesh meshreal),
 # BENCH_MESH_ROWS (simulator rows as N:LOSS_PERCENT, default "10:0 50:0 200:0 200:5"),
 # BENCH_MESH_REAL_N (processes in the loopback mesh, default 30).
+# P2P_UDP_OFFLOAD=0 runs p2pnet without UDP segmentation offload (GSO/GRO), to compare.
+# BENCH_SIZES (e.g. "65536") runs only those throughput sizes (C contenders), for profiling.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -1,12 +1,14 @@
 /* test_udp.c - the UDP driver: sockets, addresses, resolution, and two real hosts talking
- * over loopback, including with a send path that reports a full buffer or refusals. */
-#define _GNU_SOURCE /* sendmmsg, RTLD_NEXT */
+ * over loopback, including with a send path that reports a full buffer or refusals, and with
+ * segmentation offload (GSO/GRO) on, off, and refused by the kernel. */
+#define _GNU_SOURCE /* sendmmsg, recvmmsg, RTLD_NEXT */
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +27,50 @@
 static int inject_eagain_every;  /* 0: off; n: every nth call fails with EAGAIN */
 static int inject_refused_every; /* 0: off; n: every nth call fails with ECONNREFUSED */
 static unsigned long inject_calls, injected_eagain, injected_refused;
+/* Segmented sends (a first entry with a UDP_SEGMENT message) fail with inject_gso_errno, at
+ * most inject_gso_left times, as a kernel or device that cannot segment would refuse them. */
+static int inject_gso_errno, inject_gso_left;
+static unsigned long injected_gso;
+
+/* The datagrams one socket handed to the kernel (record_send_fd) and the datagrams another
+ * took from it (record_recv_fd), each as its length and a hash of its bytes, in order. */
+#define RECORD_MAX 20000
+struct dgram_record {
+    size_t n;
+    uint32_t len[RECORD_MAX];
+    uint64_t hash[RECORD_MAX];
+};
+static int record_send_fd = -1, record_recv_fd = -1;
+static struct dgram_record rec_sent, rec_recv;
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    while (n--) h = (h ^ *p++) * 1099511628211ull;
+    return h;
+}
+
+static void record(struct dgram_record *r, const void *p, size_t len)
+{
+    if (r->n >= RECORD_MAX) return;
+    r->len[r->n] = (uint32_t)len;
+    r->hash[r->n] = fnv1a(p, len);
+    r->n++;
+}
+
+static int has_segment_cmsg(struct msghdr *mh)
+{
+    struct cmsghdr *cm;
+    for (cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm))
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_SEGMENT) return 1;
+    return 0;
+}
 
 int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags)
 {
     static int (*real)(int, struct mmsghdr *, unsigned int, int);
+    int r, i;
+    size_t k;
 
     if (real == NULL) {
         *(void **)&real = dlsym(RTLD_NEXT, "sendmmsg");
@@ -45,7 +87,38 @@ int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags)
         errno = ECONNREFUSED;
         return -1;
     }
-    return real(fd, msgs, n, flags);
+    if (inject_gso_left > 0 && n > 0 && has_segment_cmsg(&msgs[0].msg_hdr)) {
+        inject_gso_left--;
+        injected_gso++;
+        errno = inject_gso_errno;
+        return -1;
+    }
+    r = real(fd, msgs, n, flags);
+    /* Every iovec entry the driver builds is one datagram; the kernel cuts a segmented send
+     * at exactly those boundaries. */
+    if (fd == record_send_fd)
+        for (i = 0; i < r; i++)
+            for (k = 0; k < msgs[i].msg_hdr.msg_iovlen; k++)
+                record(&rec_sent, msgs[i].msg_hdr.msg_iov[k].iov_base,
+                       msgs[i].msg_hdr.msg_iov[k].iov_len);
+    return r;
+}
+
+/* Records what a socket without GRO receives: one datagram per entry. */
+int recvmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags, struct timespec *timeout)
+{
+    static int (*real)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+    int r, i;
+
+    if (real == NULL) {
+        *(void **)&real = dlsym(RTLD_NEXT, "recvmmsg");
+        if (real == NULL) abort();
+    }
+    r = real(fd, msgs, n, flags, timeout);
+    if (fd == record_recv_fd)
+        for (i = 0; i < r; i++)
+            record(&rec_recv, msgs[i].msg_hdr.msg_iov[0].iov_base, msgs[i].msg_len);
+    return r;
 }
 
 /* ---- sockets and addresses ------------------------------------------------------------ */
@@ -336,6 +409,13 @@ static int all_received(struct node *a, struct node *b)
     return b->next >= NMSG || b->bad > 0;
 }
 
+/* Offload for the next exchange: -1 leaves a socket as it opened, 0/1 sets GSO on a (the
+ * sender) and GRO on b (the receiver), with the other direction left as it opened. After the
+ * exchange, each side's driver and host counters. */
+static int xo_a_gso = -1, xo_b_gro = -1, xo_record;
+static p2p_udp_stats xs_a, xs_b;
+static p2p_stats xh_a, xh_b;
+
 /* a connects to b (at b_target, which may differ from b's bind address) and sends NMSG
  * messages; b must see each once, in order, intact. */
 static void exchange(const char *a_host, const char *b_host, const char *b_target_host)
@@ -351,6 +431,14 @@ static void exchange(const char *a_host, const char *b_host, const char *b_targe
     if (node_open(&a, a_host, 1) != 0 || node_open(&b, b_host, 2) != 0) {
         T_CHECK(0);
         return;
+    }
+    if (xo_a_gso >= 0) (void)p2p_udp_set_offload(a.u, xo_a_gso, 1);
+    if (xo_b_gro >= 0) (void)p2p_udp_set_offload(b.u, 1, xo_b_gro);
+    if (xo_record) {
+        memset(&rec_sent, 0, sizeof rec_sent);
+        memset(&rec_recv, 0, sizeof rec_recv);
+        record_send_fd = p2p_udp_fd(a.u);
+        record_recv_fd = p2p_udp_fd(b.u);
     }
     snprintf(text, sizeof text, "%s:%u", b_target_host, (unsigned)b.addr.port);
     T_EQ_INT(p2p_udp_resolve(a.u, text, &target), 0);
@@ -380,7 +468,15 @@ static void exchange(const char *a_host, const char *b_host, const char *b_targe
     T_EQ_INT(b.next, NMSG);
     T_EQ_INT(b.bad, 0);
     T_EQ_INT(a.errors + b.errors, 0);
+    /* Let the last acks land, so that both sides' counters are final. */
+    (void)p2p_udp_pump(a.u, a.h, 20000);
+    (void)p2p_udp_pump(b.u, b.h, 0);
 out:
+    record_send_fd = record_recv_fd = -1;
+    p2p_udp_stats_get(a.u, &xs_a);
+    p2p_udp_stats_get(b.u, &xs_b);
+    p2p_host_stats(a.h, &xh_a);
+    p2p_host_stats(b.h, &xh_b);
     node_close(&a);
     node_close(&b);
 }
@@ -542,6 +638,120 @@ out:
     node_close(&a);
 }
 
+/* ---- segmentation offload ------------------------------------------------------------- */
+
+/* GSO on the sender, GRO off on the receiver: the receiving socket gets every datagram the
+ * sender's host produced, each intact, in the order produced, though many went to the kernel
+ * several at a time (runs of mixed lengths: full packets, a shorter last one, acks). */
+static void test_gso_segments_in_order(void)
+{
+    size_t i, same = 0;
+
+    xo_a_gso = 1;
+    xo_b_gro = 0;
+    xo_record = 1;
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    xo_a_gso = xo_b_gro = -1;
+    xo_record = 0;
+    T_CHECK(xs_a.gso_sends > 10);
+    T_EQ_INT(xs_b.gro_receives, 0);
+    T_EQ_INT(xs_a.send_errors, 0);
+    T_EQ_INT(xs_a.sent, xh_a.packets_sent);
+    T_CHECK(rec_sent.n > 100 && rec_sent.n < RECORD_MAX);
+    T_EQ_INT(rec_recv.n, rec_sent.n);
+    for (i = 0; i < rec_sent.n && i < rec_recv.n; i++)
+        if (rec_sent.len[i] == rec_recv.len[i] && rec_sent.hash[i] == rec_recv.hash[i]) same++;
+    T_EQ_INT(same, rec_sent.n);
+}
+
+/* GSO and GRO on: the receiver takes coalesced buffers and its host still gets each datagram
+ * whole (every one authenticates: nothing dropped) and exactly as many as were sent. */
+static void test_gro_split(void)
+{
+    xo_a_gso = 1;
+    xo_b_gro = 1;
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    xo_a_gso = xo_b_gro = -1;
+    T_CHECK(xs_a.gso_sends > 10);
+    T_CHECK(xs_b.gro_receives > 10);
+    T_EQ_INT(xs_b.received, xs_a.sent);
+    T_EQ_INT(xh_b.packets_received, xs_a.sent);
+    T_EQ_INT(xh_b.dropped, 0);
+    T_EQ_INT(xs_b.oversized, 0);
+
+    /* The same over a dual-stack socket (v4-mapped destinations) and over IPv6. */
+    xo_a_gso = xo_b_gro = 1;
+    exchange("::", "::", "localhost");
+    T_CHECK(xs_a.gso_sends > 10);
+    T_CHECK(xs_b.gro_receives > 10);
+    T_EQ_INT(xh_b.dropped, 0);
+    exchange("::1", "::1", "[::1]");
+    T_CHECK(xs_a.gso_sends > 10);
+    T_CHECK(xs_b.gro_receives > 10);
+    T_EQ_INT(xh_b.dropped, 0);
+    xo_a_gso = xo_b_gro = -1;
+}
+
+/* P2P_UDP_OFFLOAD=0 opens sockets on the old path: one datagram per entry both ways. */
+static void test_offload_off_by_env(void)
+{
+    p2p_udp *u = NULL;
+    char err[128];
+
+    T_EQ_INT(setenv("P2P_UDP_OFFLOAD", "0", 1), 0);
+    T_EQ_INT(p2p_udp_open(&u, "127.0.0.1", 0, err, sizeof err), 0);
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    T_EQ_INT(unsetenv("P2P_UDP_OFFLOAD"), 0);
+    T_EQ_INT(xs_a.gso_sends + xs_b.gso_sends, 0);
+    T_EQ_INT(xs_a.gro_receives + xs_b.gro_receives, 0);
+    T_CHECK(xs_a.sent > 100);
+    if (u == NULL) return;
+    /* Turned on by hand, offload is there on this kernel (Linux 5.0+); off again by hand. */
+    T_EQ_INT(p2p_udp_set_offload(u, 1, 1), P2P_UDP_GSO | P2P_UDP_GRO);
+    T_EQ_INT(p2p_udp_set_offload(u, 0, 1), P2P_UDP_GRO);
+    T_EQ_INT(p2p_udp_set_offload(u, 0, 0), 0);
+    p2p_udp_close(u);
+}
+
+/* A kernel or device that refuses segmented sends with EIO: the refused run goes again one
+ * datagram at a time, GSO turns itself off for the socket, and nothing is lost or doubled. */
+static void test_gso_eio_falls_back(void)
+{
+    injected_gso = 0;
+    inject_gso_errno = EIO;
+    inject_gso_left = 1000;
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    inject_gso_left = 0;
+    /* Once per socket (b's acks may go segmented too), then never again. */
+    T_EQ_INT(xs_a.gso_failures, 1);
+    T_CHECK(xs_b.gso_failures <= 1);
+    T_EQ_INT(injected_gso, xs_a.gso_failures + xs_b.gso_failures);
+    T_EQ_INT(xs_a.gso_sends, 0);
+    T_EQ_INT(xs_a.send_errors, 0);
+    T_EQ_INT(xs_a.sent, xh_a.packets_sent);
+}
+
+/* EINVAL or EMSGSIZE on a segmented send (a segment over the path's MTU: the kernel checks
+ * every segment against it) is the fate of that run, not of the socket: its datagrams go one
+ * by one, each meeting the path on its own, and later runs are segmented again. */
+static void test_gso_einval_splits_run(void)
+{
+    injected_gso = 0;
+    inject_gso_errno = EINVAL;
+    inject_gso_left = 3;
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    T_EQ_INT(injected_gso, 3);
+    inject_gso_errno = EMSGSIZE;
+    inject_gso_left = 3;
+    exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
+    inject_gso_left = 0;
+    T_EQ_INT(injected_gso, 6);
+    T_EQ_INT(xs_a.gso_failures, 0);
+    T_CHECK(xs_a.gso_sends > 10);
+    T_EQ_INT(xs_a.send_errors, 0);
+    T_EQ_INT(xs_a.sent, xh_a.packets_sent);
+}
+
 int main(void)
 {
     if (p2p_init() != 0) {
@@ -562,5 +772,10 @@ int main(void)
     T_RUN(test_backpressure_loses_nothing);
     T_RUN(test_oversized_dropped);
     T_RUN(test_pump_wakes_for_timers);
+    T_RUN(test_gso_segments_in_order);
+    T_RUN(test_gro_split);
+    T_RUN(test_offload_off_by_env);
+    T_RUN(test_gso_eio_falls_back);
+    T_RUN(test_gso_einval_splits_run);
     return t_summary("test_udp");
 }

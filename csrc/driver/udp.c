@@ -10,6 +10,17 @@
  * Back-pressure: when the kernel's send buffer is full, the datagrams already taken from the
  * host wait in `out` (one batch at most) and the host keeps everything else. Nothing the host
  * handed over is dropped for lack of buffer space.
+ *
+ * Segmentation offload, where the kernel has it (Linux 4.18+ for UDP_SEGMENT, 5.0+ for
+ * UDP_GRO): a run of queued datagrams to one destination, all of one length (the last may be
+ * shorter), goes to the kernel as one sendmmsg entry with a UDP_SEGMENT control message, so it
+ * crosses the stack as one buffer and the kernel (or the NIC) cuts it into the same datagrams.
+ * On receive, UDP_GRO lets the kernel hand over several datagrams of one sender as one buffer,
+ * cut up again here by the gso_size it reports. Either way the host sees exactly the datagrams,
+ * in exactly the order, it would see without offload. Support is checked when the socket
+ * opens; a send the kernel refuses as a whole is retried one datagram at a time (so a datagram
+ * too big for the path still fails alone, as it would without offload), and EIO, which means
+ * the device or the path cannot segment, turns GSO off for the socket.
  */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg, ppoll */
 
@@ -21,6 +32,7 @@
 #include <stddef.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +48,34 @@
 /* Larger than any valid datagram, so an oversized one arrives whole (or flagged truncated)
  * and the host can see it is too long and drop it. */
 #define RECV_BUF (P2P_MAX_PACKET_PROBED + 256)
-/* Bound on receive batches per pump, so a flood cannot starve timers and sends. */
-#define MAX_RECV_BATCHES 32
+/* Bound on datagrams read per pump, so a flood cannot starve timers and sends. */
+#define MAX_RECV_DGRAMS 1024
 #define SOCKET_BUFFER (4 * 1024 * 1024)
+
+#ifndef SOL_UDP
+#define SOL_UDP IPPROTO_UDP
+#endif
+/* The most datagrams one UDP_SEGMENT send may carry (UDP_MAX_SEGMENTS; newer kernels allow
+ * more, none fewer). */
+#define GSO_MAX_SEGMENTS 64
+/* The most bytes of payload one UDP_SEGMENT send may carry: an IPv4 packet's 65535 bytes less
+ * its 20-byte header and the 8-byte UDP header (IPv6 allows more; one bound for both). */
+#define GSO_MAX_BYTES (65535 - 20 - 8)
+/* A coalesced (GRO) buffer holds at most one IP packet's worth of payload. */
+#define GRO_BUF 65536
+/* Buffers per recvmmsg while GRO is on; each may hold many datagrams. */
+#define GRO_BATCH 16
+/* One receive area serves both layouts: BATCH buffers of RECV_BUF, or GRO_BATCH of GRO_BUF. */
+#define IN_ARENA (GRO_BATCH * GRO_BUF > BATCH * RECV_BUF ? GRO_BATCH * GRO_BUF : BATCH * RECV_BUF)
+/* Set to "0" in the environment, P2P_UDP_OFFLOAD turns GSO and GRO off for sockets opened
+ * afterwards (to compare, or to work around a broken driver). */
+#define OFFLOAD_ENV "P2P_UDP_OFFLOAD"
+
+/* Room for one control message carrying an int (UDP_GRO) or a uint16 (UDP_SEGMENT). */
+union ctrl {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+};
 
 struct out_dgram {
     struct sockaddr_storage sa;
@@ -52,16 +89,21 @@ struct p2p_udp {
     int family; /* AF_INET or AF_INET6 */
     p2p_addr local;
     p2p_udp_stats stats;
+    int gso; /* 1 while runs of datagrams go out as one UDP_SEGMENT send */
+    int gro; /* 1 while UDP_GRO is on: a received buffer may hold several datagrams */
 
     struct out_dgram out[BATCH];
     size_t out_n;
     struct mmsghdr out_msg[BATCH];
-    struct iovec out_iov[BATCH];
+    struct iovec out_iov[BATCH]; /* out_iov[i] is out[i]: a run's entries are adjacent */
+    union ctrl out_ctrl[BATCH];  /* the UDP_SEGMENT message of out_msg[i] */
+    size_t out_count[BATCH];     /* datagrams carried by out_msg[i] */
 
-    uint8_t in_buf[BATCH][RECV_BUF];
+    uint8_t in_arena[IN_ARENA];
     struct sockaddr_storage in_sa[BATCH];
     struct mmsghdr in_msg[BATCH];
     struct iovec in_iov[BATCH];
+    union ctrl in_ctrl[BATCH];
 };
 
 uint64_t p2p_udp_now(void)
@@ -248,6 +290,10 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
         free(u);
         return P2P_ERR_IO;
     }
+    {
+        const char *env = getenv(OFFLOAD_ENV);
+        if (env == NULL || strcmp(env, "0") != 0) (void)p2p_udp_set_offload(u, 1, 1);
+    }
     sslen = sizeof ss;
     if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0 ||
         addr_from_sockaddr(&u->local, &ss) != 0) {
@@ -258,6 +304,21 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
     }
     *out = u;
     return 0;
+}
+
+int p2p_udp_set_offload(p2p_udp *u, int gso, int gro)
+{
+    int v = 0;
+    socklen_t vlen = sizeof v;
+
+    /* A kernel without UDP_SEGMENT does not know the option at all (ENOPROTOOPT). */
+    u->gso = gso && getsockopt(u->fd, SOL_UDP, UDP_SEGMENT, &v, &vlen) == 0;
+    v = gro != 0;
+    if (setsockopt(u->fd, SOL_UDP, UDP_GRO, &v, sizeof v) == 0)
+        u->gro = v;
+    else
+        u->gro = 0; /* unknown to this kernel: it never coalesces for us */
+    return (u->gso ? P2P_UDP_GSO : 0) | (u->gro ? P2P_UDP_GRO : 0);
 }
 
 void p2p_udp_close(p2p_udp *u)
@@ -388,36 +449,105 @@ static int is_fatal_errno(int e)
     return e == EBADF || e == ENOTSOCK || e == EFAULT || e == EOPNOTSUPP;
 }
 
+/* How many queued datagrams from out[first] on can go as one UDP_SEGMENT send: same
+ * destination and the same length, except that the last may be shorter, within the kernel's
+ * limits on segments and bytes. 1 when GSO is off. */
+static size_t gso_run(const p2p_udp *u, size_t first)
+{
+    const struct out_dgram *d0 = &u->out[first], *d;
+    size_t n = 1, bytes = d0->len;
+
+    if (!u->gso) return 1;
+    while (first + n < u->out_n && n < GSO_MAX_SEGMENTS) {
+        d = &u->out[first + n];
+        if (d->len > d0->len || bytes + d->len > GSO_MAX_BYTES || d->salen != d0->salen ||
+            memcmp(&d->sa, &d0->sa, d0->salen) != 0)
+            break;
+        bytes += d->len;
+        n++;
+        if (d->len < d0->len) break; /* only the last segment may be shorter */
+    }
+    return n;
+}
+
+/* Fills out_msg with the queued datagrams from out[off] on, a run per entry; the datagrams
+ * before single_end go one per entry. Returns the number of entries. */
+static unsigned build_sends(p2p_udp *u, size_t off, size_t single_end)
+{
+    size_t i = off, k, n;
+    unsigned m = 0;
+    struct msghdr *mh;
+    struct cmsghdr *cm;
+    uint16_t seg;
+
+    while (i < u->out_n) {
+        n = i < single_end ? 1 : gso_run(u, i);
+        memset(&u->out_msg[m], 0, sizeof u->out_msg[m]);
+        for (k = i; k < i + n; k++) {
+            u->out_iov[k].iov_base = u->out[k].buf;
+            u->out_iov[k].iov_len = u->out[k].len;
+        }
+        mh = &u->out_msg[m].msg_hdr;
+        mh->msg_name = &u->out[i].sa;
+        mh->msg_namelen = u->out[i].salen;
+        mh->msg_iov = &u->out_iov[i];
+        mh->msg_iovlen = n;
+        if (n > 1) {
+            /* The kernel cuts the entry's bytes into segments of this size. */
+            seg = (uint16_t)u->out[i].len;
+            mh->msg_control = u->out_ctrl[m].buf;
+            mh->msg_controllen = CMSG_SPACE(sizeof seg);
+            cm = CMSG_FIRSTHDR(mh);
+            cm->cmsg_level = SOL_UDP;
+            cm->cmsg_type = UDP_SEGMENT;
+            cm->cmsg_len = CMSG_LEN(sizeof seg);
+            memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+        }
+        u->out_count[m] = n;
+        m++;
+        i += n;
+    }
+    return m;
+}
+
 /* Sends the queued datagrams. Returns 0 when all went out, 1 when the socket buffer is full
  * (the rest stays queued), or P2P_ERR_IO. */
 static int send_queued(p2p_udp *u)
 {
-    size_t i, off = 0;
-    int r, ret = 0;
+    size_t off = 0, single_end = 0;
+    unsigned m;
+    int i, r, e, ret = 0;
 
-    for (i = 0; i < u->out_n; i++) {
-        memset(&u->out_msg[i], 0, sizeof u->out_msg[i]);
-        u->out_iov[i].iov_base = u->out[i].buf;
-        u->out_iov[i].iov_len = u->out[i].len;
-        u->out_msg[i].msg_hdr.msg_name = &u->out[i].sa;
-        u->out_msg[i].msg_hdr.msg_namelen = u->out[i].salen;
-        u->out_msg[i].msg_hdr.msg_iov = &u->out_iov[i];
-        u->out_msg[i].msg_hdr.msg_iovlen = 1;
-    }
     while (off < u->out_n) {
-        r = sendmmsg(u->fd, &u->out_msg[off], (unsigned)(u->out_n - off), 0);
+        m = build_sends(u, off, single_end);
+        r = sendmmsg(u->fd, u->out_msg, m, 0);
         if (r > 0) {
-            off += (size_t)r;
-            u->stats.sent += (uint64_t)r;
+            for (i = 0; i < r; i++) {
+                off += u->out_count[i];
+                u->stats.sent += u->out_count[i];
+                if (u->out_count[i] > 1) u->stats.gso_sends++;
+            }
             continue;
         }
-        if (r < 0 && errno == EINTR) continue;
-        if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+        e = errno;
+        if (r < 0 && e == EINTR) continue;
+        if (r == 0 || e == EAGAIN || e == EWOULDBLOCK) {
             u->stats.blocked++;
             ret = 1;
             break;
         }
-        if (is_fatal_errno(errno)) {
+        if (u->out_count[0] > 1) {
+            /* The kernel refused the run as a whole: send its datagrams one by one, so each
+             * meets the fate it would meet without offload (a probe too big for the path
+             * fails alone). EIO: the device or the path (e.g. IPsec) cannot segment at all. */
+            if (e == EIO || e == EOPNOTSUPP || e == ENOPROTOOPT) {
+                u->gso = 0;
+                u->stats.gso_failures++;
+            }
+            single_end = off + u->out_count[0];
+            continue;
+        }
+        if (is_fatal_errno(e)) {
             ret = P2P_ERR_IO;
             break;
         }
@@ -466,26 +596,74 @@ int p2p_udp_flush(p2p_udp *u, p2p_host *h)
 
 /* ---- receiving ------------------------------------------------------------------------ */
 
-/* Reads waiting datagrams into the host, at most MAX_RECV_BATCHES batches. Returns how many
- * it read, or P2P_ERR_IO. */
+/* The segment size of a coalesced (GRO) buffer, or 0 when the buffer is one datagram. */
+static size_t gro_size(const struct msghdr *mh)
+{
+    const struct cmsghdr *cm;
+    int v;
+
+    for (cm = CMSG_FIRSTHDR(mh); cm != NULL;
+         cm = CMSG_NXTHDR((struct msghdr *)mh, (struct cmsghdr *)cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+            memcpy(&v, CMSG_DATA(cm), sizeof v);
+            return v > 0 ? (size_t)v : 0;
+        }
+    }
+    return 0;
+}
+
+/* Passes one received buffer to the host: one datagram, or with seg > 0 the datagrams of a
+ * coalesced buffer, seg bytes each (the last may be shorter), in the order they were sent.
+ * Returns the number of datagrams. */
+static int deliver(p2p_udp *u, p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                   size_t seg, uint64_t now)
+{
+    size_t pos = 0, n;
+    int count = 0;
+
+    if (seg == 0 || seg > len) seg = len;
+    do {
+        n = len - pos < seg ? len - pos : seg;
+        /* A truncated datagram is longer than RECV_BUF: passing its first RECV_BUF bytes
+         * still shows the host it is oversized, so it is dropped and counted there. */
+        if (n > P2P_MAX_PACKET_PROBED) u->stats.oversized++;
+        u->stats.received++;
+        count++;
+        (void)p2p_host_recv(h, from, buf + pos, n, now);
+        pos += n;
+    } while (pos < len);
+    if (count > 1) u->stats.gro_receives++;
+    return count;
+}
+
+/* Reads waiting datagrams into the host, about MAX_RECV_DGRAMS at most (a batch may go a
+ * little past it). Returns how many it read, or P2P_ERR_IO. */
 static int read_waiting(p2p_udp *u, p2p_host *h)
 {
-    int batches, r, i, count = 0;
-    unsigned len;
+    int r, i, count = 0, want;
+    size_t bufsize;
     p2p_addr from;
     uint64_t now;
 
-    for (batches = 0; batches < MAX_RECV_BATCHES; batches++) {
-        for (i = 0; i < BATCH; i++) {
+    while (count < MAX_RECV_DGRAMS) {
+        /* With GRO a buffer must take a whole coalesced run; without, a datagram. The
+         * setting is read per batch: it may change between calls. */
+        want = u->gro ? GRO_BATCH : BATCH;
+        bufsize = u->gro ? GRO_BUF : RECV_BUF;
+        for (i = 0; i < want; i++) {
             memset(&u->in_msg[i], 0, sizeof u->in_msg[i]);
-            u->in_iov[i].iov_base = u->in_buf[i];
-            u->in_iov[i].iov_len = RECV_BUF;
+            u->in_iov[i].iov_base = u->in_arena + (size_t)i * bufsize;
+            u->in_iov[i].iov_len = bufsize;
             u->in_msg[i].msg_hdr.msg_name = &u->in_sa[i];
             u->in_msg[i].msg_hdr.msg_namelen = sizeof u->in_sa[i];
             u->in_msg[i].msg_hdr.msg_iov = &u->in_iov[i];
             u->in_msg[i].msg_hdr.msg_iovlen = 1;
+            if (u->gro) {
+                u->in_msg[i].msg_hdr.msg_control = u->in_ctrl[i].buf;
+                u->in_msg[i].msg_hdr.msg_controllen = sizeof u->in_ctrl[i].buf;
+            }
         }
-        r = recvmmsg(u->fd, u->in_msg, BATCH, MSG_DONTWAIT, NULL);
+        r = recvmmsg(u->fd, u->in_msg, (unsigned)want, MSG_DONTWAIT, NULL);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -497,16 +675,11 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
         }
         now = p2p_udp_now();
         for (i = 0; i < r; i++) {
-            len = u->in_msg[i].msg_len;
             if (addr_from_sockaddr(&from, &u->in_sa[i]) != 0) continue;
-            /* A truncated datagram is longer than RECV_BUF: passing its first RECV_BUF bytes
-             * still shows the host it is oversized, so it is dropped and counted there. */
-            if (len > P2P_MAX_PACKET_PROBED) u->stats.oversized++;
-            u->stats.received++;
-            count++;
-            (void)p2p_host_recv(h, &from, u->in_buf[i], len, now);
+            count += deliver(u, h, &from, u->in_iov[i].iov_base, u->in_msg[i].msg_len,
+                             u->gro ? gro_size(&u->in_msg[i].msg_hdr) : 0, now);
         }
-        if (r < BATCH) break;
+        if (r < want) break;
         /* Answer (acks, handshake replies) between batches rather than after the flood. */
         if (p2p_udp_flush(u, h) != 0) return P2P_ERR_IO;
     }

@@ -1,7 +1,8 @@
 /*
  * driver/udp.h - the UDP driver: the only code in p2pnet that makes network system calls or
  * reads the clock. It owns one non-blocking socket and moves datagrams between it and a
- * p2p_host with recvmmsg/sendmmsg batches.
+ * p2p_host with recvmmsg/sendmmsg batches, using UDP segmentation offload (GSO on send, GRO
+ * on receive) where the kernel has it.
  */
 #ifndef P2P_UDP_H
 #define P2P_UDP_H
@@ -22,6 +23,18 @@ uint64_t p2p_udp_unix_now(void);
  * one. Returns 0, P2P_ERR_ADDRESS (host does not parse) or P2P_ERR_IO (bind failed, e.g. the
  * port is in use); err (errlen bytes) receives a readable reason. */
 int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size_t errlen);
+/* Offload flags, as p2p_udp_set_offload returns them. */
+#define P2P_UDP_GSO 1 /* runs of equal-size datagrams to one address go as one UDP_SEGMENT send */
+#define P2P_UDP_GRO 2 /* the kernel may hand over several datagrams as one buffer (UDP_GRO) */
+
+/* Turns segmentation offload on (1) or off (0), send and receive side separately; a socket
+ * opens with both on where the kernel has them, unless the environment variable
+ * P2P_UDP_OFFLOAD is "0". The host sees the same datagrams in the same order either way.
+ * Returns the P2P_UDP_* flags now in effect (what was asked for and the kernel supports). GSO
+ * also turns itself off when the kernel refuses a segmented send with EIO. Meant for right
+ * after p2p_udp_open: buffers the kernel coalesced before GRO was turned off arrive cut short
+ * and are dropped as oversized (the peer's reliable layer resends what they carried). */
+int p2p_udp_set_offload(p2p_udp *u, int gso, int gro);
 /* Closes the socket and frees the driver. NULL is allowed. */
 void p2p_udp_close(p2p_udp *u);
 /* The socket's descriptor, for external event loops; owned by the driver. */
@@ -42,7 +55,8 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out);
 
 /* One turn of the loop: waits up to timeout_us (0 = do not wait; it never waits past the
  * host's next timeout) for the socket to become readable (or writable while datagrams wait
- * in the driver), reads the datagrams that are waiting into the host (at most 1024 per call,
+ * in the driver), reads the datagrams that are waiting into the host (about 1024 per call at
+ * most: with GRO the last buffer read may carry a few dozen more,
  * so a flood cannot starve timers; a signal ends the wait early), runs due timers, and sends
  * everything the host has to send. Returns the number of datagrams received, or
  * P2P_ERR_IO. */
@@ -61,6 +75,9 @@ typedef struct p2p_udp_stats {
     uint64_t oversized;      /* received datagrams over P2P_MAX_PACKET (the host drops them) */
     uint64_t blocked;        /* times the socket buffer was full */
     uint64_t pending;        /* datagrams waiting in the driver right now */
+    uint64_t gso_sends;      /* sends that carried several datagrams (UDP_SEGMENT) */
+    uint64_t gso_failures;   /* segmented sends refused with EIO: GSO is off since */
+    uint64_t gro_receives;   /* received buffers that held several datagrams (UDP_GRO) */
 } p2p_udp_stats;
 /* Fills *out with the driver's counters. */
 void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out);
