@@ -271,6 +271,11 @@ static void bbr_set_cwnd(p2p_cc *cc, const p2p_rate_sample *rs)
         headroom = (uint64_t)P2P_BBR_HEADROOM_PACKETS * cc->mss;
     if (headroom < (uint64_t)P2P_BBR_HEADROOM_MIN_PACKETS * cc->mss)
         headroom = (uint64_t)P2P_BBR_HEADROOM_MIN_PACKETS * cc->mss;
+    /* On a fast path of tiny round trips (loopback, a LAN) the BDP is a packet or two, and
+     * the bottleneck is the hosts' work on each packet: a millisecond's worth of room lets
+     * sender and receiver work at once, and queues at most a millisecond anywhere. */
+    uint64_t ms_worth = (uint64_t)(bbr_bw(cc) * P2P_BBR_HEADROOM_MIN_US);
+    if (headroom < ms_worth) headroom = ms_worth;
     uint64_t target = bbr_bdp(cc, cc->cwnd_gain) + headroom;
     if (cc->filled_pipe) {
         cc->cwnd = cc->cwnd + rs->acked < target ? cc->cwnd + rs->acked : target;

@@ -26,7 +26,8 @@
 #define P2P_BBR_CRUISE_CWND_GAIN 1.0   /* ProbeBW otherwise: the BDP and the headroom */
 #define P2P_BBR_HEADROOM_PACKETS 32    /* the window's headroom: this many packets, */
 #define P2P_BBR_HEADROOM_BDP_DIV 4     /* but at most a quarter of the BDP, */
-#define P2P_BBR_HEADROOM_MIN_PACKETS 3 /* and at least this many */
+#define P2P_BBR_HEADROOM_MIN_PACKETS 3 /* and at least this many, */
+#define P2P_BBR_HEADROOM_MIN_US 1000u  /* and at least what the path carries in this long */
 #define P2P_BBR_PROBE_UP_GAIN 1.25
 #define P2P_BBR_PROBE_DOWN_GAIN 0.75
 #define P2P_BBR_CYCLE_PHASES 8              /* up, down, then six rounds cruising at 1.0 */

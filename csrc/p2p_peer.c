@@ -651,7 +651,7 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
     int has_ack = 0;
     uint64_t s_off = 0;
     uint32_t s_len = 0;
-    int retransmit = 0;
+    int retransmit = 0, pinged = 0, ping_for_ack = 0;
     /* The lane whose bytes this packet carries (the scheduler's choice), if any. */
     p2p_lane *sl = pick_lane(h, p);
 
@@ -718,6 +718,12 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         p2p_wr_u8(&w, P2P_FRAME_PING);
         flags |= P2P_SENT_ELICITING;
         p->ping_needed = 0;
+        pinged = 1;
+    }
+    /* A packet of stream data that fills a small window asks for an immediate ACK. */
+    if (sl && !pinged && p2p_recovery_ack_soon(&p->rec, limit)) {
+        p2p_wr_u8(&w, P2P_FRAME_PING);
+        ping_for_ack = 1;
     }
     /* Stream data of the chosen lane: what was lost first, then new bytes within the peer's
      * grant. */
@@ -766,6 +772,8 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
             }
         }
     }
+    /* The PING only goes with stream data: alone it would be a packet of its own. */
+    if (ping_for_ack && !s_len) w.p--;
     /* Nothing to send within the window: rate samples from now on are app-limited. */
     if (!have) p2p_recovery_app_limited(&p->rec);
     if (probe && !(flags & P2P_SENT_ELICITING)) { /* nothing else to probe with */
@@ -1203,6 +1211,10 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
                                                                  : P2P_LEAVE_CLOSED,
                          0, 0);
             return P2P_RX_GONE;
+        case P2P_FRAME_PING:
+            /* The sender's window waits on this ACK (or it probes): acknowledge at once. */
+            p2p_acker_now(&p->acker);
+            break;
         case P2P_FRAME_PATH_CHALLENGE:
         case P2P_FRAME_PATH_RESPONSE: return P2P_RX_FRAME;
         case P2P_FRAME_RELAY:

@@ -71,6 +71,11 @@ int p2p_acker_on_packet(p2p_acker *a, uint64_t pn, int ack_eliciting, uint64_t n
     return 0;
 }
 
+void p2p_acker_now(p2p_acker *a)
+{
+    a->ack_now = 1;
+}
+
 int p2p_acker_wants(const p2p_acker *a, uint64_t now)
 {
     return a->ack_now || (a->deadline != P2P_TIME_NEVER && now >= a->deadline);
@@ -504,6 +509,15 @@ int p2p_recovery_cwnd_allows(const p2p_recovery *r, size_t size)
     return r->in_flight == 0 || r->in_flight + size <= p2p_cc_window(&r->cc);
 }
 
+int p2p_recovery_ack_soon(const p2p_recovery *r, size_t size)
+{
+    uint64_t cwnd = p2p_cc_window(&r->cc);
+    /* A window of many packets gets ACKs from the receiver's count anyway. */
+    if (cwnd > (uint64_t)(P2P_ACK_THRESHOLD_BULK + 2) * size) return 0;
+    /* This packet leaves no room for another of its size: ask now. */
+    return r->in_flight + 2 * (uint64_t)size > cwnd;
+}
+
 static double pace_rate(const p2p_recovery *r)
 {
     /* bytes per microsecond */
@@ -514,7 +528,12 @@ static double pace_rate(const p2p_recovery *r)
  * current size (else a packet larger than the bucket could never go). */
 static double pace_burst(const p2p_recovery *r)
 {
-    return P2P_PACING_BURST > 2.0 * r->mss ? (double)P2P_PACING_BURST : 2.0 * r->mss;
+    double burst = P2P_PACING_BURST > 2.0 * r->mss ? (double)P2P_PACING_BURST : 2.0 * r->mss;
+    /* At rates where that is less than P2P_PACING_BURST_US of sending, a burst of that long:
+     * a host wakes about once per burst, and a pacer that needs more wake-ups than that
+     * sends below its rate, which the bandwidth estimate then follows down. */
+    double timed = pace_rate(r) * P2P_PACING_BURST_US;
+    return timed > burst ? timed : burst;
 }
 
 static void pace_refill(p2p_recovery *r, uint64_t now)

@@ -40,6 +40,7 @@
 #define P2P_PTO_BACKOFF_MAX 6
 #define P2P_PTO_BACKOFF_STOP_US 1000000u
 #define P2P_PACING_BURST (10 * P2P_MAX_PACKET)
+#define P2P_PACING_BURST_US 1000 /* and at least this long at the pacing rate */
 #define P2P_REPLAY_WINDOW 4096
 #define P2P_REPLAY_WORD_BITS 64 /* the replay bitmap's word, a uint64_t */
 #define P2P_ACK_RANGES_KEPT 32
@@ -77,6 +78,8 @@ void p2p_acker_init(p2p_acker *a);
 void p2p_acker_free(p2p_acker *a);
 /* Records a received packet. Returns 0 or P2P_ERR_NOMEM. */
 int p2p_acker_on_packet(p2p_acker *a, uint64_t pn, int ack_eliciting, uint64_t now);
+/* The packet being read holds a PING: its ACK goes in the next packet, whatever the count. */
+void p2p_acker_now(p2p_acker *a);
 /* 1 when an ACK frame is worth sending (owed, or due at now). */
 int p2p_acker_wants(const p2p_acker *a, uint64_t now);
 /* Writes an ACK frame if anything was received. Returns 0 or P2P_ERR_BUFFER. */
@@ -193,6 +196,11 @@ int p2p_recovery_on_timeout(p2p_recovery *r, uint64_t now, const p2p_recovery_cb
 uint64_t p2p_recovery_pto(const p2p_recovery *r);
 /* 1 when congestion control allows another ack-eliciting packet of `size` bytes. */
 int p2p_recovery_cwnd_allows(const p2p_recovery *r, size_t size);
+/* 1 when a packet of `size` bytes about to go should ask for an immediate ACK (a PING): the
+ * window, a few packets small, has no room for the next one after it, and would otherwise
+ * wait for the receiver's delayed-ACK timer whenever it holds fewer packets than the
+ * receiver's ACK threshold (docs/PROTOCOL.md section 5). */
+int p2p_recovery_ack_soon(const p2p_recovery *r, size_t size);
 /* When pacing lets a packet of `size` go: now, or a later time. */
 uint64_t p2p_recovery_pace_at(p2p_recovery *r, uint64_t now, size_t size);
 /* Charges a sent packet to the pacer. */

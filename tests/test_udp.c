@@ -510,7 +510,7 @@ static void test_exchange_send_faults(void)
 
     /* Per-datagram refusals are dropped and counted; the reliable layer resends. */
     inject_calls = injected_refused = 0;
-    inject_refused_every = 7;
+    inject_refused_every = 3;
     exchange("127.0.0.1", "127.0.0.1", "127.0.0.1");
     inject_refused_every = 0;
     T_CHECK(injected_refused > 10);
