@@ -369,7 +369,8 @@ static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size
 static int route_records(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     for (p2p_ctl_rec *c; (c = p2p_peer_take_record(p));) {
-        int bad = c->kind == P2P_REC_TRANSFER ? p2p_transfer_on_record(h, p, c->lane, c->body, c->len)
+        int bad = c->kind == P2P_REC_TRANSFER
+                      ? p2p_transfer_on_record(h, p, c->lane, c->body, c->len)
                   : c->kind >= P2P_REC_INTRO_REQ
                       ? p2p_nat_on_record(h, p, c->kind, c->body, c->len, now)
                       : p2p_mesh_on_record(h, p, c->kind, c->body, c->len, now);

@@ -83,8 +83,8 @@ size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out);
 size_t p2p_peer_seal_extra(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out,
                            uint64_t now);
 
-/* transfers: stream bytes of lane (0 for now: the session has one stream) queued or sent and
- * not yet acknowledged by the peer. */
+/* transfers: stream bytes of the lane queued or sent and not yet acknowledged by the peer (0
+ * for a lane never used). */
 size_t p2p_peer_unacked(const p2p_peer *p, int lane);
 
 #endif

@@ -2,10 +2,10 @@
  * p2p_transfer.c - streaming transfers (docs/PROTOCOL.md section 4.2).
  *
  * A transfer is a handful of numbers and a running hash: the bytes themselves are never held
- * here. The sender's bytes go straight into the session's stream (p2p_peer_append), which
- * holds them until the peer acknowledges them; a write is refused while that stream holds
- * P2P_TRANSFER_WINDOW unacknowledged bytes, so the sender's memory is bounded by the window
- * whatever the size. The receiver's bytes come as DATA events, one per record.
+ * here. The sender's bytes go straight into the stream of the transfer's lane
+ * (p2p_peer_append_lane), which holds them until the peer acknowledges them; a write is
+ * refused while that stream holds P2P_TRANSFER_WINDOW unacknowledged bytes, so the sender's
+ * memory is bounded by the window whatever the size. The receiver's bytes come as DATA events, one per record.
  *
  * Every open transfer, in both directions, is in one array of the host (h->xfers). They are
  * few (P2P_TRANSFER_PER_PEER each way per session), so lookups are linear scans.
