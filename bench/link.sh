@@ -7,7 +7,9 @@
 # with iptables -m statistic (both directions, so data and acknowledgements are lost alike).
 # Per loss rate and contender, bench/bench_link.c counts the goodput of 16 KiB reliable
 # messages at the receiver over LINK_SECONDS, the sender keeping up to 4 MiB unacknowledged;
-# then it times 2000 reliable 1 KiB messages through LINK_BURST_LOSS random loss.
+# then it times 2000 reliable 1 KiB messages through each of LINK_BURST_LOSS random losses, and
+# through reordering: 10% of packets held back by up to 10 ms, on bench/linkemu.c (a user-space
+# link on 127.0.0.1 at the same rate and RTT: no kernel qdisc here reorders).
 #
 # Delay: this kernel has no netem and no fq or etf qdisc (nothing that honours a packet's
 # earliest departure time, so a tc BPF program setting skb->tstamp has no effect). Instead
@@ -26,7 +28,8 @@
 # Environment: BUILD (default build), LINK_RATE (default 100mbit), LINK_RTT_MS (default 40),
 # LINK_QUEUE (bytes, default one BDP: rate x RTT, or x 40 ms without delay), LINK_LOSSES (percent, default "0 0.5 2 5"), LINK_SECONDS (per point, default 5),
 # LINK_ONLY (subset of: p2pnet enet tcp-cubic tcp-bbr), LINK_BURST (messages, default 2000),
-# LINK_BURST_LOSS (percent, default 10), LINK_BURST_LIMIT (seconds, default 30),
+# LINK_BURST_LOSS (percents, default "10 30"), LINK_BURST_LIMIT (seconds, default 60),
+# LINK_REORDER (percent of packets held back, default 10; 0: no reordering row),
 # LINK_KEEP_RESULTS (a file to copy the raw RESULT lines to), BENCH_VERBOSE (p2pnet's RTT and
 # retransmissions per run on stderr).
 set -u
@@ -46,8 +49,10 @@ LOSSES=${LINK_LOSSES:-0 0.5 2 5}
 SECONDS_PER=${LINK_SECONDS:-5}
 ONLY=${LINK_ONLY:-p2pnet enet tcp-cubic tcp-bbr}
 BURST=${LINK_BURST:-2000}
-BURST_LOSS=${LINK_BURST_LOSS:-10}
-BURST_LIMIT=${LINK_BURST_LIMIT:-30}
+BURST_LOSS=${LINK_BURST_LOSS:-10 30}
+BURST_LIMIT=${LINK_BURST_LIMIT:-60}
+REORDER=${LINK_REORDER:-10}
+EMU_BIN=$PWD/$BUILD/bench/linkemu
 # tbf lets this many bytes through at line rate before shaping: about ten full packets.
 TBF_BURST=16kb
 NS_A=p2pl$$a # the sender (client)
@@ -181,14 +186,50 @@ for loss in $LOSSES; do
         run_point "$name" "$SECONDS_PER" bulk "$IP_B" "$PORT" "$(awk -v s="$SECONDS_PER" 'BEGIN { print s + 2 }')"
     done
 done
-set_loss "$BURST_LOSS"
-LOSS_TAG="LOSS $BURST_LOSS"
-for name in p2pnet enet; do
-    case " $ONLY " in *" $name "*) ;; *) continue ;; esac
-    echo "bench-link: $name, $BURST x 1 KiB through $BURST_LOSS% loss" >&2
-    run_point "$name" 0 burst "$IP_B" "$PORT" "$BURST" "$BURST_LIMIT"
+for bloss in $BURST_LOSS; do
+    set_loss "$bloss"
+    LOSS_TAG="BURST $bloss"
+    for name in p2pnet enet; do
+        case " $ONLY " in *" $name "*) ;; *) continue ;; esac
+        echo "bench-link: $name, $BURST x 1 KiB through $bloss% loss" >&2
+        run_point "$name" 0 burst "$IP_B" "$PORT" "$BURST" "$BURST_LIMIT"
+    done
 done
 set_loss 0
+
+# Reordering: the same burst through linkemu on the host's loopback (rate, RTT and queue as
+# above; REORDER% of packets get up to 10 ms more delay).
+emu_burst() { # NAME
+    local name=$1 eport out=$TMP/emu.out spid epid rc=0
+    "$BIN" "$name" server 127.0.0.1 "$PORT" 0 >"$TMP/server.out" 2>"$TMP/server.err" &
+    spid=$!
+    for _ in $(seq 1 100); do grep -q READY "$TMP/server.out" && break; sleep 0.05; done
+    : >"$out"
+    "$EMU_BIN" 0 "$PORT" rate="$RATE_BPS" delay="$(awk -v t="$RTT_MS" 'BEGIN { print t / 2 }')" \
+        queue="$QUEUE" reorder="$(awk -v r="$REORDER" 'BEGIN { print r / 100 }')" reorder_max=10 \
+        >"$out" 2>"$TMP/emu.err" &
+    epid=$!
+    for _ in $(seq 1 100); do grep -q PORT "$out" && break; sleep 0.05; done
+    eport=$(awk '/^PORT/ { print $2 }' "$out")
+    timeout 90 "$BIN" "$name" burst 127.0.0.1 "$eport" "$BURST" "$BURST_LIMIT" \
+        >"$TMP/client.out" 2>"$TMP/client.err" || rc=$?
+    kill "$epid" "$spid" 2>/dev/null
+    wait "$epid" "$spid" 2>/dev/null
+    grep -h RESULT "$TMP/server.out" "$TMP/client.out" | sed "s/^/REORDER $REORDER /" >>"$TMP/results"
+    if [ "$rc" -ne 0 ] || ! grep -q RESULT "$TMP/client.out"; then
+        FAILED="$FAILED $name-reorder"
+        echo "bench-link: $name through reordering failed (exit $rc):" >&2
+        sed 's/^/  | /' "$TMP/client.err" "$TMP/server.err" "$TMP/emu.err" >&2
+    fi
+    PORT=$((PORT + 1))
+}
+if [ "$REORDER" != 0 ] && [ -x "$EMU_BIN" ]; then
+    for name in p2pnet enet; do
+        case " $ONLY " in *" $name "*) ;; *) continue ;; esac
+        echo "bench-link: $name, $BURST x 1 KiB through $REORDER% reordering (linkemu)" >&2
+        emu_burst "$name"
+    done
+fi
 
 echo
 QUEUE_MS=$(awk -v q="$QUEUE" -v b="$RATE_BPS" 'BEGIN { printf "%.0f", q * 8 / b * 1000 }')
@@ -201,7 +242,10 @@ awk -v only="$ONLY" -v losses="$LOSSES" '
 # LOSS <percent> RESULT <contender> goodput <bytes> <seconds>
 # LOSS <percent> RESULT <contender> burst <count> <seconds or -1> <acknowledged>
 $1 == "LOSS" && $5 == "goodput" { gp[$2, $4] = $6 * 8 / $7 / 1e6 }
-$1 == "LOSS" && $5 == "burst" { bn[$4] = $6; bt[$4] = $7; ba[$4] = $8; bl = $2 }
+($1 == "BURST" || $1 == "REORDER") && $5 == "burst" {
+    k = $1 " " $2; if (!(k in seen)) { seen[k] = 1; rows[++nrows] = k }
+    bn[k, $4] = $6; bt[k, $4] = $7; ba[k, $4] = $8; count = $6
+}
 function cell(v) { return v == "" ? "-" : sprintf("%.1f", v) }
 function pct(v, base) { return (v == "" || base == "" || base == 0) ? "" : sprintf(" (%d%%)", 100 * v / base + 0.5) }
 function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("x%.2f", a / b) }
@@ -220,15 +264,21 @@ END {
                ratio(gp[ls[l], "p2pnet"], gp[ls[l], "tcp-cubic"])
     }
     printf "(%%) is the share of the same contender'"'"'s goodput at %s%% loss.\n", ls[1]
-    if (length(bn) > 0) {
-        printf "\n%d reliable 1 KiB messages queued at once through %s%% random loss, until the last is acknowledged:\n", bn["p2pnet"] ? bn["p2pnet"] : bn["enet"], bl
-        split("p2pnet enet", bc, " ")
-        for (i = 1; i <= 2; i++) {
-            n = bc[i]
-            if (!(n in bn)) continue
-            printf "  %-8s %s\n", n, bt[n] < 0 ? sprintf("did not finish (%d/%d)", ba[n], bn[n]) : sprintf("%.2f s", bt[n])
+    if (nrows > 0) {
+        printf "\n%d reliable 1 KiB messages queued at once, until the last is acknowledged:\n", count
+        printf "%-34s %24s %24s %14s\n", "impairment", "p2pnet", "ENet", "p2pnet / ENet"
+        for (r = 1; r <= nrows; r++) {
+            k = rows[r]; split(k, kk, " ")
+            what = kk[1] == "BURST" ? kk[2] "% random loss (kernel link)" : kk[2] "% reordered by <= 10 ms (linkemu)"
+            printf "%-34s", what
+            for (i = 1; i <= 2; i++) {
+                n = i == 1 ? "p2pnet" : "enet"
+                if (!((k, n) in bn)) { printf " %24s", "-"; continue }
+                printf " %24s", bt[k, n] < 0 ? sprintf("did not finish (%d/%d)", ba[k, n], bn[k, n]) : sprintf("%.2f s", bt[k, n])
+            }
+            p = bt[k, "p2pnet"]; e = bt[k, "enet"]
+            printf " %14s\n", (p > 0 && e > 0) ? sprintf("x%.2f", p / e) : (p > 0 && e < 0 && ((k, "enet") in bn)) ? "ENet unfinished" : "-"
         }
-        if (bt["p2pnet"] > 0 && bt["enet"] > 0) printf "  p2pnet / ENet: x%.2f of the time\n", bt["p2pnet"] / bt["enet"]
     }
 }' "$TMP/results"
 [ -n "${LINK_KEEP_RESULTS:-}" ] && cp "$TMP/results" "$LINK_KEEP_RESULTS"
