@@ -98,6 +98,7 @@ void p2p_host_free(p2p_host *h)
     }
     free(h->evq);
     free(h->ev_owned);
+    p2p_spare_free(h);
     for (p2p_txq_item *t = h->txq_head, *n; t; t = n) {
         n = t->next;
         free(t);
@@ -255,12 +256,14 @@ size_t p2p_host_events_pending(const p2p_host *h)
 
 int p2p_host_next_event(p2p_host *h, p2p_event *ev)
 {
-    free(h->ev_owned);
+    /* The last event's data, a record's body, may serve the next record. */
+    p2p_spare_put(h, h->ev_owned, h->ev_owned_len);
     h->ev_owned = NULL;
     if (!h->evq_len) return 0;
     p2p_evq_item *it = &h->evq[h->evq_head];
     *ev = it->ev;
     h->ev_owned = it->owned;
+    h->ev_owned_len = ev->len;
     h->evq_head = (h->evq_head + 1) % h->evq_cap;
     h->evq_len--;
     /* The data is the application's until the next call; the budget has it back now. */

@@ -36,6 +36,10 @@
  * arrive, never past the record's length; unanswered receipts (owed) and receipts awaited
  * (awaiting) are each kept in at most this many ranges */
 #define P2P_BODY_FIRST 4096u
+/* Bodies of delivered records the node keeps for the next ones (p2p_spare_put): at most this
+ * many, each of P2P_BODY_FIRST to P2P_SPARE_MAX bytes, while they fit in half its budget. */
+#define P2P_SPARES 4
+#define P2P_SPARE_MAX (1024u * 1024u)
 #define P2P_RECEIPT_RANGES 4096u
 
 /* ---- mesh state (p2p_mesh.c) ---- */
@@ -618,6 +622,12 @@ struct p2p_host {
     p2p_evq_item *evq;
     size_t evq_cap, evq_head, evq_len;
     uint8_t *ev_owned; /* data of the event last returned */
+    size_t ev_owned_len;
+    /* spare record bodies (p2p_state.c): buffers of exactly spare_len[i] bytes, charged to
+     * the node's budget while kept */
+    uint8_t *spare[P2P_SPARES];
+    size_t spare_len[P2P_SPARES];
+    unsigned spares;
 
     p2p_txq_item *txq_head, *txq_tail;
     p2p_peer *ready_head, *ready_tail;

@@ -915,6 +915,17 @@ static int deliver_record(p2p_host *h, p2p_peer *p, p2p_lane *l)
 static int body_reserve(p2p_host *h, p2p_peer *p, p2p_lane *l, uint64_t want)
 {
     if (want <= l->r_body_cap) return 0;
+    if (!l->r_body) {
+        /* A body the application is done with, of a size this record can fill. */
+        size_t len;
+        uint8_t *b = p2p_spare_take(h, (size_t)want, (size_t)l->r_cur.len, &len);
+        if (b && !p2p_mem_take(h, p, len)) {
+            l->r_body = b;
+            l->r_body_cap = len;
+            return 0;
+        }
+        if (b) p2p_spare_put(h, b, len);
+    }
     uint64_t cap = l->r_body_cap ? 2 * (uint64_t)l->r_body_cap : P2P_BODY_FIRST;
     if (cap < want) cap = want;
     if (cap > l->r_cur.len) cap = l->r_cur.len;

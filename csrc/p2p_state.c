@@ -217,6 +217,47 @@ void *p2p_mem_alloc(p2p_host *h, p2p_peer *p, size_t n, int *rc)
     return x;
 }
 
+/* ---- spare record bodies ---------------------------------------------------------------- */
+
+void p2p_spare_put(p2p_host *h, uint8_t *buf, size_t len)
+{
+    if (!buf) return;
+    /* Only a cache: it never takes room the node may need (nor counts as a refusal). */
+    if (len < P2P_BODY_FIRST || len > P2P_SPARE_MAX || h->spares == P2P_SPARES ||
+        h->mem + len > h->mem_limit / 2) {
+        free(buf);
+        return;
+    }
+    h->spare[h->spares] = buf;
+    h->spare_len[h->spares++] = len;
+    h->mem += len;
+    if (h->mem > h->stats.memory_peak) h->stats.memory_peak = h->mem;
+}
+
+uint8_t *p2p_spare_take(p2p_host *h, size_t min, size_t max, size_t *len)
+{
+    for (unsigned i = h->spares; i-- > 0;) {
+        if (h->spare_len[i] < min || h->spare_len[i] > max) continue;
+        uint8_t *buf = h->spare[i];
+        *len = h->spare_len[i];
+        h->spares--;
+        h->spare[i] = h->spare[h->spares];
+        h->spare_len[i] = h->spare_len[h->spares];
+        p2p_mem_give(h, NULL, *len);
+        return buf;
+    }
+    return NULL;
+}
+
+void p2p_spare_free(p2p_host *h)
+{
+    while (h->spares) {
+        h->spares--;
+        p2p_mem_give(h, NULL, h->spare_len[h->spares]);
+        free(h->spare[h->spares]);
+    }
+}
+
 /* ---- events ----------------------------------------------------------------------------- */
 
 /* The event queue is charged to the node's memory budget (its ring and every event's data);

@@ -67,6 +67,14 @@ void p2p_punch(p2p_host *h, p2p_peer *p);
 int p2p_event_push(p2p_host *h, const p2p_event *ev, const uint8_t *data, size_t len);
 /* Queues an event taking ownership of a malloc'd buffer. */
 int p2p_event_push_owned(p2p_host *h, const p2p_event *ev, uint8_t *data, size_t len);
+/* Spare record bodies. A stream of records of one size would otherwise allocate and free a
+ * buffer per record, and the allocator would give memory back to the system and fault it in
+ * again each time. p2p_spare_put keeps buf (len bytes, as malloc gave it) for a later record,
+ * or frees it; p2p_spare_take returns a kept buffer of min to max bytes (its size in *len),
+ * no longer charged to the node, or NULL; p2p_spare_free frees them all. */
+void p2p_spare_put(p2p_host *h, uint8_t *buf, size_t len);
+uint8_t *p2p_spare_take(p2p_host *h, size_t min, size_t max, size_t *len);
+void p2p_spare_free(p2p_host *h);
 /* 1 when an event carrying len bytes can be queued once `freed` bytes (charged to p and the
  * node) are given back; 0 counts a dropped_budget (and, the node's budget being spent, marks its
  * largest holder, as p2p_mem_take does). */
