@@ -6,18 +6,7 @@ local S = require "spec.support"
 
 local KIB16 = 16384
 
--- Connects a to b on their sim; returns a's peer for b.
-local function join(sim, a, b)
-    local pa
-    a:on("join", function(p) pa = p end)
-    assert(a:connect(b:address(), { id = b.id }))
-    for _ = 1, 100 do
-        if pa then break end
-        sim:run(0.1)
-    end
-    assert(pa, "no join within 10 s of virtual time")
-    return pa
-end
+local join = S.sim_join
 
 -- Sends `count` messages of `size` bytes from a to b and runs until all arrived (at most
 -- `limit` virtual seconds). Returns the goodput in bit/s from the first send to the last

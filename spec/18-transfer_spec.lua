@@ -15,15 +15,7 @@ local function sim_pair(opts)
     local sim = p2pnet.sim(opts or { seed = 18, latency = 0.01 })
     local a = assert(sim:node())
     local b = assert(sim:node())
-    local pa
-    a:on("join", function(p) pa = p end)
-    assert(a:connect(b:address(), { id = b.id }))
-    for _ = 1, 100 do
-        if pa then break end
-        sim:run(0.1)
-    end
-    assert(pa, "no join")
-    return sim, a, b, pa
+    return sim, a, b, S.sim_join(sim, a, b)
 end
 
 -- A source function over `data`, in pieces of `piece` bytes; read counts what it gave.

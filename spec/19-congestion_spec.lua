@@ -14,15 +14,7 @@ local function pair(cc, loss, seed)
     local link = { up = { rate = 20e6, queue = 100000, loss = loss } }
     local a = assert(sim:node { congestion = cc, link = link })
     local b = assert(sim:node { congestion = cc })
-    local pa
-    a:on("join", function(p) pa = p end)
-    assert(a:connect(b:address(), { id = b.id }))
-    for _ = 1, 100 do
-        if pa then break end
-        sim:run(0.05)
-    end
-    assert(pa, "no join")
-    return sim, a, b, pa
+    return sim, a, b, S.sim_join(sim, a, b)
 end
 
 -- Keeps 2 MiB of 16 KiB messages queued from a to b for `seconds` of virtual time; returns

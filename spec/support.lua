@@ -53,6 +53,18 @@ function S.pair(opts_a, opts_b)
 end
 
 -- A temporary directory, removed by S.rmdir.
+-- Connects simulated node a to b (by address and id) and runs their simulator until a's
+-- side joins; returns a's Peer for b. Raises after `seconds` (default 10) of virtual time.
+function S.sim_join(sim, a, b, seconds)
+    local pa
+    a:on("join", function(p) pa = p end)
+    assert(a:connect(b:address(), { id = b.id }))
+    local deadline = sim:now() + (seconds or 10)
+    while not pa and sim:now() < deadline do sim:run(0.05) end
+    assert(pa, "no join within " .. (seconds or 10) .. " s of virtual time")
+    return pa
+end
+
 function S.tmpdir()
     local p = assert(io.popen("mktemp -d /tmp/p2pnet-spec.XXXXXX"))
     local dir = p:read("*l")
