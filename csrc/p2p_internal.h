@@ -39,6 +39,8 @@
 /* Bodies of delivered records the node keeps for the next ones (p2p_spare_put): at most this
  * many, each of P2P_BODY_FIRST to P2P_SPARE_MAX bytes, while they fit in half its budget. */
 #define P2P_SPARES 4
+/* A lane's send buffer larger than this is given back once the lane is idle at a keepalive. */
+#define P2P_SBUF_KEEP 4096u
 #define P2P_SPARE_MAX (1024u * 1024u)
 #define P2P_RECEIPT_RANGES 4096u
 

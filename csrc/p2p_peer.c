@@ -419,18 +419,25 @@ static int append_record(p2p_host *h, p2p_peer *p, p2p_lane *l, const p2p_record
 }
 
 /* Frees the front of a lane's ring once the peer acknowledged it. */
-static void advance_sbase(p2p_host *h, p2p_peer *p, p2p_lane *l)
+static void advance_sbase(p2p_lane *l)
 {
     if (!l->s_acked.n || l->s_acked.v[0].lo > l->sbase || l->s_acked.v[0].hi <= l->sbase) return;
     l->sbase = l->s_acked.v[0].hi;
     p2p_rangeset_remove(&l->s_acked, 0, l->sbase);
     p2p_rangeset_remove(&l->s_lost, 0, l->sbase);
-    if (l->sbase == l->send_end && l->scap > 4096) {
-        p2p_mem_give(h, p, l->scap);
-        free(l->sbuf); /* an idle lane gives its send buffer back */
-        l->sbuf = NULL;
-        l->scap = 0;
-    }
+}
+
+/* An idle lane gives its send buffer back, but only at the session's keepalive timer: a lane
+ * that drains between bursts (a sender waiting for its peer's answers) would otherwise free
+ * the buffer and grow it again for every burst, and the allocator fault the memory in again
+ * each time. */
+static void release_idle_sbuf(p2p_host *h, p2p_peer *p, p2p_lane *l)
+{
+    if (l->sbase != l->send_end || l->scap <= P2P_SBUF_KEEP) return;
+    p2p_mem_give(h, p, l->scap);
+    free(l->sbuf);
+    l->sbuf = NULL;
+    l->scap = 0;
 }
 
 /* Every lane that may owe the peer a MAX_STREAM sends it again (a packet that carried one was
@@ -453,7 +460,7 @@ static void on_acked(void *ud, const p2p_sent *s)
     if (l && s->stream_off + s->stream_len > l->sbase) {
         uint64_t lo = s->stream_off > l->sbase ? s->stream_off : l->sbase;
         p2p_rangeset_add(&l->s_acked, lo, s->stream_off + s->stream_len);
-        advance_sbase(p->host, p, l);
+        advance_sbase(l);
     }
 }
 
@@ -1318,7 +1325,13 @@ int p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
         if (p->rec.pto_streak >= 3) r |= P2P_TIMER_STALLED;
     }
     rec_sync(h, p);
-    if (now >= p->last_eliciting_sent + keepalive(h)) p->ping_needed = 1;
+    if (now >= p->last_eliciting_sent + keepalive(h)) {
+        p->ping_needed = 1;
+        release_idle_sbuf(h, p, &p->l0);
+        if (p->lanes)
+            for (unsigned i = 1; i < p->lanes->n; i++)
+                release_idle_sbuf(h, p, p->lanes->slot[p->lanes->ids[i]]);
+    }
     if (p->next_send_at && now >= p->next_send_at) p->next_send_at = 0;
     return r;
 }
