@@ -1,0 +1,133 @@
+-- Issue 10 verification (lanes, transfers, the example), as a user of the Lua API would see
+-- it: each test here failed on main at f4aa4b9 and states what docs/API.md promises.
+local p2pnet = require "p2pnet"
+
+-- A simulated pair, connected: a (sender), b (receiver) and a's Peer of b.
+local function sim_pair()
+    local sim = p2pnet.sim { seed = 20, latency = 0.01 }
+    local a, b = assert(sim:node()), assert(sim:node())
+    local pa
+    a:on("join", function(p) pa = p end)
+    assert(a:connect(b:address(), { id = b.id }))
+    for _ = 1, 50 do
+        if pa then break end
+        sim:run(0.1)
+    end
+    assert(pa, "no join")
+    return sim, a, b, pa
+end
+
+local function tmpname()
+    local name = os.tmpname()
+    os.remove(name)
+    return name
+end
+
+local function write_file(path, data)
+    local f = assert(io.open(path, "wb"))
+    f:write(data)
+    f:close()
+end
+
+local function read_file(path)
+    local f = assert(io.open(path, "rb"))
+    local d = f:read("*a")
+    f:close()
+    return d
+end
+
+-- Deterministic content of n bytes.
+local function content(n, salt)
+    local t = {}
+    for i = 1, math.ceil(n / 16) do
+        t[i] = ("%016x"):format((i * 2654435761 + salt) % 4294967296)
+    end
+    return table.concat(t):sub(1, n)
+end
+
+-- An endless source: one 64 KiB piece each call.
+local function endless()
+    local piece = ("z"):rep(65536)
+    return function() return piece end
+end
+
+describe("issue 10 verification", function()
+    it("a sending transfer's status is 'running' once the receiver accepted (API.md Transfer objects)",
+       function()
+        local sim, _, b, pa = sim_pair()
+        b:on_transfer(function() return function() end end)
+        local t = assert(pa:send_file(endless()))
+        assert.equal("offered", t.status)
+        sim:run(0.5)
+        assert.is_true(t.done > 0) -- bytes are flowing
+        assert.equal("running", t.status)
+        t:cancel()
+        sim:run(0.1)
+    end)
+
+    it("cancelling a transfer twice returns nil, 'transfer has ended'", function()
+        local sim, _, b, pa = sim_pair()
+        local rt
+        b:on_transfer(function(_, t) rt = t return function() end end)
+        local t = assert(pa:send_file(endless()))
+        sim:run(0.3)
+        assert.is_true(t:cancel("first"))
+        local ok, err = t:cancel("second")
+        assert.is_nil(ok)
+        assert.equal("transfer has ended", err)
+        -- and on the receiving side
+        local sim2, _, b2, pa2 = sim_pair()
+        b2:on_transfer(function(_, x) rt = x return function() end end)
+        assert(pa2:send_file(endless()))
+        sim2:run(0.3)
+        assert.is_true(rt:cancel("first"))
+        ok, err = rt:cancel("second")
+        assert.is_nil(ok)
+        assert.equal("transfer has ended", err)
+        sim:run(0.1)
+    end)
+
+    it("send_file of a path that cannot be read (a directory) returns nil, err, not a raise",
+       function()
+        local _, _, _, pa = sim_pair()
+        local ok, t, err = pcall(pa.send_file, pa, "/tmp")
+        assert.is_true(ok, tostring(t))
+        assert.is_nil(t)
+        assert.is_string(err)
+    end)
+
+    it("resume into a file longer than the content leaves exactly the content", function()
+        local sim, _, b, pa = sim_pair()
+        local src, out = tmpname(), tmpname()
+        local data = content(300000, 1)
+        write_file(src, data)
+        -- the receiver's file: all of the content (a finished earlier run), then 100000 bytes
+        -- that are not part of it (the file was longer before)
+        write_file(out, data .. content(100000, 2))
+        local rdone
+        b:on_transfer(function()
+            return out, { resume = true, done = function(ok, err) rdone = { ok, err } end }
+        end)
+        local sdone
+        assert(pa:send_file(src, { done = function(ok, err) sdone = { ok, err } end }))
+        for _ = 1, 100 do
+            if sdone and rdone then break end
+            sim:run(0.1)
+        end
+        assert.same({ true }, sdone)
+        assert.same({ true }, rdone)
+        local got = read_file(out)
+        os.remove(src)
+        os.remove(out)
+        assert.equal(#data, #got)
+        assert.is_true(got == data)
+    end)
+
+    it("examples/send-file.lua parses on every Lua the rockspec names (5.1, LuaJIT)", function()
+        -- lua >= 5.1 in the rockspec; `//` is 5.3 syntax
+        local f = assert(io.open("examples/send-file.lua", "rb"))
+        local src = f:read("*a")
+        f:close()
+        assert.is_nil(src:find("[^/]//[^/]"), "integer division operator in send-file.lua")
+    end)
+end)
