@@ -30,7 +30,7 @@ local function clock(s)
         return "--:--"
     end
     s = math.floor(s + 0.5)
-    return ("%02d:%02d"):format(s // 60, s % 60)
+    return ("%02d:%02d"):format(math.floor(s / 60), s % 60)
 end
 
 -- A progress callback that redraws at most every REDRAW seconds of the node's clock.

@@ -52,7 +52,7 @@ local function endless()
 end
 
 describe("issue 10 verification", function()
-    it("a sending transfer's status is 'running' once the receiver accepted (API.md Transfer objects)",
+    it("a sending transfer reads status 'running' once accepted (API.md Transfer objects)",
        function()
         local sim, _, b, pa = sim_pair()
         b:on_transfer(function() return function() end end)

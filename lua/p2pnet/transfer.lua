@@ -137,6 +137,7 @@ return function(core, tasks)
         local node, id = t.node, t.id
         if not t.running then
             t.running = true
+            t.status = "running"
             t.start, t.done = offset, offset
             t.started_at = node:now()
             if offset > 0 then
@@ -208,6 +209,14 @@ return function(core, tasks)
             local f, err
             if opts.resume then
                 f = io.open(sink, "rb")
+                -- A file longer than the announced content cannot become it (Lua cannot
+                -- truncate a file): it is written again from the start.
+                if f and total and (f:seek("end") or 0) > total then
+                    f:close()
+                    f = nil
+                elseif f then
+                    f:seek("set", 0)
+                end
                 if f then
                     -- The whole content is hashed: the bytes kept are read back into it.
                     while true do
@@ -338,8 +347,14 @@ return function(core, tasks)
             if not file then
                 return nil, err
             end
+            -- A path that opens but cannot be read (a directory) fails here, not later.
+            local probe, rerr = file:read(0)
             total = file:seek("end")
             file:seek("set", 0)
+            if (probe == nil and rerr) or type(total) ~= "number" then
+                file:close()
+                return nil, rerr or "cannot read " .. source
+            end
             if meta == nil then
                 meta = source:match("[^/\\]*$")
             end
@@ -364,10 +379,13 @@ return function(core, tasks)
         if reason ~= nil and type(reason) ~= "string" then
             argerror("transfer:cancel", "reason", "must be a string or nil")
         end
-        if state(self.node).transfers[self.id] ~= self then
+        if self.cancelled or state(self.node).transfers[self.id] ~= self then
             return nil, "transfer has ended"
         end
-        return core.transfer_cancel(self.node, self.id, reason)
+        local ok, err = core.transfer_cancel(self.node, self.id, reason)
+        -- The core has ended it: its end event follows at the next poll.
+        self.cancelled = ok or nil
+        return ok, err
     end
 
     --- transfer:await([timeout]) -> true | nil, err: in a task, until the transfer ends.
