@@ -93,8 +93,51 @@ static void test_optimistic_ack(void)
     T_CHECK(!alive_l || liar <= 2 * honest);
 }
 
+/* Drops what host 1 sends from its own address: the attacker speaks only from the spoofed one. */
+static int silence_1(anet *net, an_pkt *pkt)
+{
+    return !p2p_addr_equal(&pkt->from, &net->n[1].addr);
+}
+
+/* The attacker moves its session to a victim's address (authenticated packets from a spoofed
+ * source) and, from there, acknowledges every packet its peer sent, so that BBR sees an
+ * unlimited path, while the peer has a bulk stream and sequenced datagrams queued. The victim
+ * must get at most 3 times the bytes that came from its address (section 8.6). */
+static void test_amplification_with_lying_acks(void)
+{
+    anet net;
+    an_init(&net, 10000);
+    int a = an_add(&net, NULL), b = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, a, b, 2000000) != 0);
+    p2p_addr victim = an_addr("198.51.100.7:9000");
+    net.filter = silence_1;
+    for (int ms = 0; ms < 2000; ms++) {
+        keep_full(&net);
+        p2p_peer_handle ph = an_handle(&net, a, b);
+        static const uint8_t d[1000];
+        if (ph) (void)p2p_peer_send_sequenced(net.n[a].h, ph, 3, 1, d, sizeof d, net.now);
+        an_run(&net, 1000);
+        p2p_peer *pa = an_session(&net, a, b);
+        if (!pa || !an_session(&net, b, a)) break;
+        uint8_t pt[64];
+        p2p_wr w;
+        p2p_wr_init(&w, pt, sizeof pt);
+        p2p_ack_range r = {pa->rec.base_pn, pa->rec.next_pn - 1};
+        p2p_frame_put_ack(&w, 0, &r, 1);
+        p2p_wr_u8(&w, P2P_FRAME_PING);
+        an_frames(&net, b, a, pt, (size_t)(w.p - pt), &victim);
+    }
+    uint64_t out = an_sent_to(&net, a, &victim), in = an_recv_from(&net, a, &victim);
+    printf("     2 s of lying ACKs from a spoofed address: %llu B to it for %llu B from it\n",
+           (unsigned long long)out, (unsigned long long)in);
+    T_CHECK(in > 0);
+    T_CHECK(out <= 3 * in);
+    an_free(&net);
+}
+
 int main(void)
 {
     T_RUN(test_optimistic_ack);
+    T_RUN(test_amplification_with_lying_acks);
     return t_summary("test_verify10");
 }
