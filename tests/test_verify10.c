@@ -135,9 +135,90 @@ static void test_amplification_with_lying_acks(void)
     an_free(&net);
 }
 
+/* ---- transfers and lanes from a hostile peer ---------------------------------------------- */
+
+static int offers, data_events, ends;
+static uint64_t data_bytes;
+
+/* The victim (host 0) accepts every offer from the start and counts what it gets. */
+static void accept_all(anet *net, int i, const p2p_event *ev)
+{
+    if (i != 0) return;
+    if (ev->type == P2P_EV_TRANSFER_OFFER) {
+        offers++;
+        T_EQ_INT(p2p_host_transfer_accept(net->n[0].h, ev->transfer, 0, net->now), 0);
+    } else if (ev->type == P2P_EV_TRANSFER_DATA) {
+        data_events++;
+        data_bytes += ev->len;
+    } else if (ev->type == P2P_EV_TRANSFER_END) {
+        ends++;
+    }
+}
+
+/* The victim's answers (ACCEPT for ids the attacker's host never opened) do not reach the
+ * attacker's host, which would end the session over them. */
+static int mute_0(anet *net, an_pkt *pkt)
+{
+    return !p2p_addr_equal(&pkt->from, &net->n[0].addr);
+}
+
+/* Host 1 appends a TRANSFER record (op, id, fields) to lane `lane` of its session with 0. */
+static void xrec(anet *net, uint8_t lane, uint8_t op, uint64_t id, const uint8_t *f, size_t n)
+{
+    uint8_t b[256];
+    p2p_wr w;
+    p2p_wr_init(&w, b, sizeof b);
+    p2p_wr_u8(&w, op);
+    p2p_wr_varint(&w, id);
+    p2p_wr_bytes(&w, f, n);
+    p2p_peer *p = an_session(net, 1, 0);
+    T_CHECK(p != NULL);
+    if (!p) return;
+    /* the attacker's host would refuse some of these: the stream takes any record */
+    (void)p2p_peer_append_lane(net->n[1].h, p, lane, P2P_REC_TRANSFER, b, (size_t)(w.p - b));
+    an_flush(net, 1);
+}
+
+/* A transfer's records on a lane other than its OPEN's, or on the control lane, end the
+ * session (section 4.2); on its own lane they are delivered. */
+static void test_transfer_lane_rules(void)
+{
+    static const struct {
+        uint8_t open_lane, data_lane;
+        int ends_session;
+    } cases[] = {{3, 3, 0}, {3, 4, 1}, {0, 254, 1}, {P2P_LANE_CONTROL, P2P_LANE_CONTROL, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        anet net;
+        an_init(&net, 5000);
+        int v = an_add(&net, NULL), att = an_add(&net, NULL);
+        T_CHECK(an_connect(&net, att, v, 2000000) != 0);
+        offers = data_events = ends = 0;
+        data_bytes = 0;
+        net.on_event = accept_all;
+        net.filter = mute_0;
+        uint8_t open_f[] = {P2P_XOPEN_SIZED, 50, 0}; /* total 50, no metadata */
+        xrec(&net, cases[k].open_lane, P2P_XOP_OPEN, 1, open_f, sizeof open_f);
+        an_run(&net, 100000);
+        uint8_t data_f[11] = {0}; /* offset 0, 10 bytes */
+        if (an_session(&net, att, v)) {
+            xrec(&net, cases[k].data_lane, P2P_XOP_DATA, 1, data_f, sizeof data_f);
+            an_run(&net, 100000);
+        }
+        int ended = an_handle(&net, v, att) == 0;
+        if (ended != cases[k].ends_session)
+            printf("     OPEN on lane %u, DATA on lane %u: session %s, %d offers, %d data\n",
+                   cases[k].open_lane, cases[k].data_lane, ended ? "ended" : "up", offers,
+                   data_events);
+        T_EQ_INT(ended, cases[k].ends_session);
+        if (!cases[k].ends_session) T_EQ_INT((int)data_bytes, 10);
+        an_free(&net);
+    }
+}
+
 int main(void)
 {
     T_RUN(test_optimistic_ack);
     T_RUN(test_amplification_with_lying_acks);
+    T_RUN(test_transfer_lane_rules);
     return t_summary("test_verify10");
 }
