@@ -215,10 +215,70 @@ static void test_transfer_lane_rules(void)
     }
 }
 
+/* ---- receipts owed on many lanes ------------------------------------------------------------ */
+
+/* What session v holds in receipt ranges (owed and awaited) over all its lanes: memory the
+ * budgets do not see. */
+static uint64_t receipt_bytes(const p2p_peer *v)
+{
+    uint64_t n = (v->l0.owed.cap + v->l0.awaiting.cap) * sizeof(p2p_range);
+    if (v->lanes)
+        for (unsigned i = 1; i < v->lanes->n; i++) {
+            const p2p_lane *l = v->lanes->slot[v->lanes->ids[i]];
+            n += (l->owed.cap + l->awaiting.cap) * sizeof(p2p_range);
+        }
+    return n;
+}
+
+#define RECEIPT_LANES 16
+
+/* A peer sends, on 16 lanes, MESSAGE_RECEIPTs that the application does not answer yet
+ * (alternating with plain messages, so that each owed receipt is a range of its own). Section
+ * 4.1 says memory never grows past a budget, and section 4.4 that a peer naming lanes makes
+ * the node hold at most the lanes' state more; but the owed ranges are uncharged and capped
+ * per lane (4096 x 16 bytes each), so the 255 lanes hold 16 MiB per session outside both
+ * budgets. Here 16 lanes against a 256 KiB peer budget: failed on f4aa4b9 (1 MiB of ranges
+ * beside 15 KiB charged). */
+static void test_owed_receipts_many_lanes(void)
+{
+    anet net;
+    an_init(&net, 5000);
+    p2p_config cv;
+    p2p_config_init(&cv);
+    cv.peer_memory = 256 * 1024;
+    int v = an_add(&net, &cv), att = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, att, v, 2000000) != 0);
+    p2p_peer *pa = an_session(&net, att, v);
+    T_CHECK(pa != NULL);
+    if (!pa) {
+        an_free(&net);
+        return;
+    }
+    for (unsigned lane = 0; lane < RECEIPT_LANES; lane++) {
+        for (unsigned k = 0; k < 2 * P2P_RECEIPT_RANGES; k++)
+            (void)p2p_peer_append_lane(net.n[att].h, pa, (uint8_t)lane,
+                                       k % 2 ? P2P_REC_MESSAGE : P2P_REC_MESSAGE_RECEIPT, NULL, 0);
+        an_run(&net, 200000);
+    }
+    an_run(&net, 1000000);
+    p2p_peer *pv = an_session(&net, v, att);
+    T_CHECK(pv != NULL);
+    if (pv) {
+        uint64_t ranges = receipt_bytes(pv);
+        printf("     %d lanes of unanswered receipts: %d requests delivered, session charged %llu "
+               "B (budget %llu), receipt ranges %llu B uncharged\n",
+               RECEIPT_LANES, net.n[v].msgs, (unsigned long long)pv->mem,
+               (unsigned long long)cv.peer_memory, (unsigned long long)ranges);
+        T_CHECK(pv->mem + ranges <= cv.peer_memory);
+    }
+    an_free(&net);
+}
+
 int main(void)
 {
     T_RUN(test_optimistic_ack);
     T_RUN(test_amplification_with_lying_acks);
     T_RUN(test_transfer_lane_rules);
+    T_RUN(test_owed_receipts_many_lanes);
     return t_summary("test_verify10");
 }
