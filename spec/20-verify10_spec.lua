@@ -130,4 +130,28 @@ describe("issue 10 verification", function()
         f:close()
         assert.is_nil(src:find("[^/]//[^/]"), "integer division operator in send-file.lua")
     end)
+    it("examples/send-file.lua sends a file byte-exact over UDP (no test ran it before)",
+       function()
+        local lua = arg and arg[-1] or "lua5.4"
+        if not lua:match("lua") then lua = "lua5.4" end
+        local src, out = tmpname(), tmpname()
+        local data = content(3 * 1024 * 1024 + 777, 3)
+        write_file(src, data)
+        local port = 20000 + (os.time() % 20000)
+        local env = ("LUA_PATH=%q LUA_CPATH=%q "):format(package.path, package.cpath)
+        local recv = io.popen(("%s timeout 30 %s examples/send-file.lua recv %d %s 2>/dev/null; "
+                               .. "echo rc=$?"):format(env, lua, port, out))
+        os.execute("sleep 0.5")
+        local send_ok = os.execute(("%s timeout 20 %s examples/send-file.lua send 127.0.0.1:%d %s "
+                                    .. "2>/dev/null"):format(env, lua, port, src))
+        local recv_out = recv:read("*a")
+        recv:close()
+        local got = io.open(out, "rb") and read_file(out) or ""
+        os.remove(src)
+        os.remove(out)
+        assert.is_truthy(send_ok == true or send_ok == 0)
+        assert.matches("rc=0", recv_out)
+        assert.equal(#data, #got)
+        assert.is_true(got == data)
+    end)
 end)
