@@ -274,11 +274,113 @@ static void test_owed_receipts_many_lanes(void)
     an_free(&net);
 }
 
+/* ---- hostile lane frames at random --------------------------------------------------------- */
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15u;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* Frames of the lane kinds with random lanes, offsets, sequence numbers and lengths, and
+ * stream bytes that are valid MESSAGE records (or, one time in 16, anything): the victim never
+ * crashes (the sanitizer build checks), holds at most its peer budget for the session, and
+ * an honest peer still joins. Sessions that end for a protocol error are dialled again. */
+static void test_random_lane_frames(void)
+{
+    anet net;
+    an_init(&net, 2000);
+    p2p_config cv;
+    p2p_config_init(&cv);
+    cv.peer_memory = 512 * 1024;
+    int v = an_add(&net, &cv), att = an_add(&net, NULL), honest = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, att, v, 2000000) != 0);
+    uint64_t most = 0, next_off[P2P_LANE_SLOTS] = {0};
+    int reconnects = 0;
+    for (int i = 0; i < 1500; i++) {
+        if (!an_session(&net, att, v) || !an_session(&net, v, att)) {
+            an_run(&net, 200000);
+            if (!an_connect(&net, att, v, 2000000)) break;
+            reconnects++;
+            memset(next_off, 0, sizeof next_off);
+        }
+        uint8_t pt[1100];
+        p2p_wr w;
+        p2p_wr_init(&w, pt, sizeof pt);
+        for (int f = 0; f < 3; f++) {
+            uint64_t r = rnd();
+            uint8_t lane = (uint8_t)(r >> 8);
+            uint64_t off = (r >> 16) % 4 == 0 ? rnd() % (1u << 22) : (rnd() % 8192);
+            switch (r % 4) {
+            case 0:
+            case 1: {
+                /* a run of stream bytes: records, or garbage */
+                uint8_t body[300];
+                size_t n = 0;
+                int garbage = (rnd() % 16) == 0;
+                while (n + 8 < sizeof body) {
+                    if (garbage) {
+                        body[n++] = (uint8_t)rnd();
+                        continue;
+                    }
+                    size_t len = rnd() % 20;
+                    body[n++] = P2P_REC_MESSAGE;
+                    body[n++] = 0;
+                    body[n++] = 1;
+                    body[n++] = (uint8_t)len;
+                    for (size_t k = 0; k < len && n < sizeof body; k++) body[n++] = 'r';
+                    if (n >= sizeof body - 8) break;
+                }
+                /* mostly in order on a few lanes, so that records are parsed */
+                if ((r >> 40) % 4) {
+                    lane = (uint8_t)(1 + (r >> 44) % 8);
+                    off = next_off[lane];
+                    next_off[lane] += n;
+                }
+                if (lane == 0) lane = 1;
+                p2p_frame_put_lane_header(&w, lane, off, n);
+                p2p_wr_bytes(&w, body, n);
+                break;
+            }
+            case 2:
+                if (lane == 0) lane = 7;
+                p2p_wr_u8(&w, P2P_FRAME_MAX_STREAM_LANE);
+                p2p_wr_u8(&w, lane);
+                p2p_wr_varint(&w, rnd() % P2P_VARINT_MAX);
+                break;
+            default: {
+                static const uint8_t d[40];
+                if (lane == P2P_LANE_CONTROL) lane = 3;
+                p2p_frame_put_datagram_seq(&w, lane, rnd() % (1u << 20), 1, d, rnd() % sizeof d);
+                break;
+            }
+            }
+        }
+        if (w.bad) continue;
+        an_frames(&net, att, v, pt, (size_t)(w.p - pt), NULL);
+        if (i % 50 == 0) an_run(&net, 5000);
+        p2p_peer *pv = an_session(&net, v, att);
+        if (pv && pv->mem > most) most = pv->mem;
+    }
+    an_run(&net, 500000);
+    printf("     %d messages, %d datagrams delivered\n", net.n[v].msgs, net.n[v].datagrams);
+    printf("     1500 packets of random lane frames: %d reconnects, session held at most %llu B "
+           "(budget %llu)\n",
+           reconnects, (unsigned long long)most, (unsigned long long)cv.peer_memory);
+    T_CHECK(most <= cv.peer_memory);
+    T_CHECK(an_connect(&net, honest, v, 2000000) != 0);
+    an_free(&net);
+}
+
 int main(void)
 {
     T_RUN(test_optimistic_ack);
     T_RUN(test_amplification_with_lying_acks);
     T_RUN(test_transfer_lane_rules);
     T_RUN(test_owed_receipts_many_lanes);
+    T_RUN(test_random_lane_frames);
     return t_summary("test_verify10");
 }
