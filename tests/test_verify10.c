@@ -375,6 +375,81 @@ static void test_random_lane_frames(void)
     an_free(&net);
 }
 
+/* Random TRANSFER records (ops, ids, offsets, lengths, totals, lanes, the control lane among
+ * them) against a victim that accepts every offer: no sanitizer report, no event for bytes
+ * out of order, memory within the budget. Sessions ended for a protocol error are dialled
+ * again. */
+static void test_random_transfer_records(void)
+{
+    anet net;
+    an_init(&net, 2000);
+    p2p_config cv;
+    p2p_config_init(&cv);
+    cv.peer_memory = 512 * 1024;
+    int v = an_add(&net, &cv), att = an_add(&net, NULL);
+    T_CHECK(an_connect(&net, att, v, 2000000) != 0);
+    offers = data_events = ends = 0;
+    data_bytes = 0;
+    net.on_event = accept_all;
+    net.filter = mute_0;
+    int reconnects = 0;
+    uint64_t most = 0, next_id = 1, off = 0;
+    int i;
+    for (i = 0; i < 600; i++) {
+        if (!an_session(&net, att, v) || !an_session(&net, v, att)) {
+            net.filter = NULL;
+            an_run(&net, 200000);
+            if (!an_connect(&net, att, v, 2000000)) break;
+            net.filter = mute_0;
+            reconnects++;
+            next_id = 1;
+            off = 0;
+        }
+        uint64_t r = rnd();
+        uint8_t f[600];
+        p2p_wr w;
+        p2p_wr_init(&w, f, sizeof f);
+        uint8_t op = (uint8_t)(r % 10 < 3 ? P2P_XOP_OPEN : r % 10 < 8 ? P2P_XOP_DATA : 1 + r % 8);
+        uint64_t id = op == P2P_XOP_OPEN ? next_id++ : 1 + (r >> 8) % (next_id + 1);
+        uint8_t lane = (r >> 16) % 16 == 0 ? P2P_LANE_CONTROL : (uint8_t)((r >> 20) % 2);
+        switch (op) {
+        case P2P_XOP_OPEN:
+            p2p_wr_u8(&w, (r >> 24) % 3 ? P2P_XOPEN_SIZED : 0);
+            if ((r >> 24) % 3) p2p_wr_varint(&w, rnd() % 100000);
+            p2p_wr_varint(&w, 2);
+            p2p_wr_bytes(&w, (const uint8_t *)"mm", 2);
+            off = 0;
+            break;
+        case P2P_XOP_DATA: {
+            size_t n = rnd() % 500;
+            p2p_wr_varint(&w, (r >> 28) % 8 ? off : rnd() % 1000);
+            for (size_t k = 0; k < n; k++) p2p_wr_u8(&w, (uint8_t)k);
+            off += n;
+            break;
+        }
+        case P2P_XOP_END:
+            p2p_wr_varint(&w, (r >> 28) % 2 ? off : rnd() % 1000);
+            for (int k = 0; k < P2P_TRANSFER_HASH_LEN; k++) p2p_wr_u8(&w, (uint8_t)rnd());
+            break;
+        default:
+            for (size_t k = 0, n = rnd() % 40; k < n; k++) p2p_wr_u8(&w, (uint8_t)rnd());
+            break;
+        }
+        xrec(&net, lane, op, id, f, (size_t)(w.p - f));
+        if (i % 20 == 0) an_run(&net, 20000);
+        p2p_peer *pv = an_session(&net, v, att);
+        if (pv && pv->mem > most) most = pv->mem;
+    }
+    an_run(&net, 300000);
+    T_EQ_INT(i, 600);
+    printf("     600 random TRANSFER records: %d offers, %d data events (%llu B), %d ends, %d "
+           "reconnects, session held at most %llu B\n",
+           offers, data_events, (unsigned long long)data_bytes, ends, reconnects,
+           (unsigned long long)most);
+    T_CHECK(most <= cv.peer_memory);
+    an_free(&net);
+}
+
 int main(void)
 {
     T_RUN(test_optimistic_ack);
@@ -382,5 +457,6 @@ int main(void)
     T_RUN(test_transfer_lane_rules);
     T_RUN(test_owed_receipts_many_lanes);
     T_RUN(test_random_lane_frames);
+    T_RUN(test_random_transfer_records);
     return t_summary("test_verify10");
 }
