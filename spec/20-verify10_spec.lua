@@ -123,6 +123,42 @@ describe("issue 10 verification", function()
         assert.is_true(got == data)
     end)
 
+    it("closing the node from a transfer's progress callback raises nothing inside the library",
+       function()
+        -- API.md "Re-entrancy": handlers may call any method of any node, node:close() too.
+        -- The library reports handler errors on stderr (from C): the scenario runs in a child.
+        local lua = arg and arg[-1] or "lua5.4"
+        if not lua:match("lua") then lua = "lua5.4" end
+        local script = tmpname()
+        write_file(script, [[
+local p2pnet = require "p2pnet"
+local sim = p2pnet.sim { seed = 20, latency = 0.01 }
+local a, b = sim:node(), sim:node()
+local pa
+a:on("join", function(p) pa = p end)
+a:connect(b:address(), { id = b.id })
+sim:run(1)
+b:on_transfer(function() return function() end end)
+local piece, calls, sdone = ("z"):rep(65536), 0, "no end"
+local t = pa:send_file(function() return piece end, {
+    progress = function()
+        calls = calls + 1
+        if calls == 3 then a:close() end
+    end,
+    done = function(ok, err) sdone = tostring(ok) .. " " .. tostring(err) end,
+})
+assert(pcall(sim.run, sim, 1))
+print("end: " .. sdone .. " " .. t.status)
+]])
+        local env = ("LUA_PATH=%q LUA_CPATH=%q "):format(package.path, package.cpath)
+        local child = io.popen(("%s timeout 30 %s %s 2>&1"):format(env, lua, script))
+        local out = child:read("*a")
+        child:close()
+        os.remove(script)
+        assert.matches("end: false lost failed", out, 1, true)
+        assert.is_nil(out:find("error in", 1, true), out)
+    end)
+
     it("examples/send-file.lua parses on every Lua the rockspec names (5.1, LuaJIT)", function()
         -- lua >= 5.1 in the rockspec; `//` is 5.3 syntax
         local f = assert(io.open("examples/send-file.lua", "rb"))

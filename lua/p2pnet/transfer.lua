@@ -132,6 +132,12 @@ return function(core, tasks)
         end
     end
 
+    -- The transfer ended while the application's code ran (a progress callback or the source
+    -- cancelled it, or closed the node): nothing more may be written.
+    local function gone(t)
+        return t.cancelled or state(t.node).transfers[t.id] ~= t
+    end
+
     -- WANT: write from the source until the transfer is full or the source ends.
     local function pump(t, offset)
         local node, id = t.node, t.id
@@ -148,11 +154,13 @@ return function(core, tasks)
                 end
             end
         end
-        while true do
+        while not gone(t) do
             local piece = t.pending
             if piece == nil then
                 local ok, res = pcall(read_source, t)
-                if not ok then
+                if gone(t) then
+                    return
+                elseif not ok then
                     core.transfer_cancel(node, id, "source failed: " .. tostring(res))
                     return
                 end
