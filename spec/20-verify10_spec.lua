@@ -159,6 +159,30 @@ print("end: " .. sdone .. " " .. t.status)
         assert.is_nil(out:find("error in", 1, true), out)
     end)
 
+    it("unknown option names in the new opts tables raise (API.md: a typo is never ignored)",
+       function()
+        local _, a, _, pa = sim_pair()
+        local cases = {
+            { "peer:send: unknown option 'lan'",
+              function() return pa:send(1, "x", nil, { lan = 3 }) end },
+            { "peer:send: unknown option 'lan'",
+              function() return pa:send(1, "x", { lan = 3 }) end },
+            { "peer:send_unreliable: unknown option 'sequnced'",
+              function() return pa:send_unreliable(1, "x", { sequnced = true }) end },
+            { "node:broadcast: unknown option 'lan'",
+              function() return a:broadcast(1, "x", { lan = 2 }) end },
+            { "peer:send_file: unknown option 'lan'",
+              function() return pa:send_file(function() end, { lan = 3 }) end },
+            { "node:lanes: unknown option 'prio'",
+              function() return a:lanes { [1] = { prio = 3 } } end },
+        }
+        for _, c in ipairs(cases) do
+            local ok, err = pcall(c[2])
+            assert.is_false(ok, c[1])
+            assert.matches(c[1], tostring(err), 1, true)
+        end
+    end)
+
     it("examples/send-file.lua parses on every Lua the rockspec names (5.1, LuaJIT)", function()
         -- lua >= 5.1 in the rockspec; `//` is 5.3 syntax
         local f = assert(io.open("examples/send-file.lua", "rb"))
