@@ -330,6 +330,12 @@ return function(core, tasks)
             argerror(fname, "opts", "must be a table or nil")
         end
         opts = opts or {}
+        for k in pairs(opts) do
+            if k ~= "lane" and k ~= "name" and k ~= "meta" and k ~= "total" and k ~= "progress"
+                and k ~= "done" then
+                error(("%s: unknown option '%s'"):format(fname, tostring(k)), 2)
+            end
+        end
         local lane = opts.lane or core.TRANSFER_LANE
         if type(lane) ~= "number" or lane % 1 ~= 0 or lane < 0 or lane > 254 then
             argerror(fname, "opts.lane", "must be an integer 0-254")
