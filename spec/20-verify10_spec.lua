@@ -183,6 +183,28 @@ print("end: " .. sdone .. " " .. t.status)
         end
     end)
 
+    it("transfer offsets and sizes are integers on Lua 5.3+ (like every other count)", function()
+        if not math.type then return end -- 5.1 and LuaJIT have one number type
+        local sim, _, b, pa = sim_pair()
+        local info_total, progress_done
+        b:on_transfer(function(_, _, info)
+            info_total = info.total
+            return function() end, { progress = function(done) progress_done = done end }
+        end)
+        local data = content(200000, 4)
+        local t = assert(pa:send_file(function()
+            local d = data
+            data = nil
+            return d
+        end, { total = 200000 }))
+        sim:run(1)
+        assert.equal("done", t.status)
+        assert.equal("integer", math.type(info_total))
+        assert.equal("integer", math.type(progress_done))
+        assert.equal("integer", math.type(t.done))
+        assert.equal("200000", tostring(t.done))
+    end)
+
     it("examples/send-file.lua parses on every Lua the rockspec names (5.1, LuaJIT)", function()
         -- lua >= 5.1 in the rockspec; `//` is 5.3 syntax
         local f = assert(io.open("examples/send-file.lua", "rb"))
