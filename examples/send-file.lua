@@ -30,7 +30,7 @@ local function clock(s)
         return "--:--"
     end
     s = math.floor(s + 0.5)
-    return ("%02d:%02d"):format(s // 60, s % 60)
+    return ("%02d:%02d"):format(math.floor(s / 60), s % 60)
 end
 
 -- A progress callback that redraws at most every REDRAW seconds of the node's clock.
@@ -74,8 +74,9 @@ local status = 1
 if mode == "recv" then
     local port, out, resume = tonumber(arg[2]), arg[3], arg[4] == "--resume"
     if not port or not out then usage() end
-    local node = assert(p2pnet.node { host = "127.0.0.1", port = port })
-    io.stderr:write("receiving at " .. node:address() .. " (id " .. node.id .. ")\n")
+    -- Every interface: a sender on another machine must reach it too.
+    local node = assert(p2pnet.node { host = "0.0.0.0", port = port })
+    io.stderr:write("receiving on port " .. port .. " of every address (id " .. node.id .. ")\n")
     node:on_transfer(function(_, transfer, info)
         local bar = progress_bar(node, "recv")
         io.stderr:write(("offer: %s (%s)\n"):format(tostring(info.name),
@@ -95,7 +96,7 @@ if mode == "recv" then
 elseif mode == "send" then
     local target, path = arg[2], arg[3]
     if not target or not path then usage() end
-    local node = assert(p2pnet.node { host = "127.0.0.1" })
+    local node = assert(p2pnet.node { host = "0.0.0.0" })
     node:spawn(function()
         local peer, err = node:connect_await(target, 10)
         if not peer then

@@ -233,6 +233,9 @@ int lp_take_callback(lua_State *L, int pidx, uint8_t lane, uint64_t seq);
 /* lanes: the lane an options table at idx (a table or nil) names in `lane` (default 0);
  * raises "fname: argument 'opts.lane' must be an integer 0-254" otherwise. */
 uint8_t lp_opt_lane(lua_State *L, int idx, const char *fname);
+/* Raises "fname: unknown option 'k'" for a key of the table at idx (if it is one) that is not
+ * in `known` (NULL-terminated): a typo in an options table is never silently ignored. */
+void lp_check_options(lua_State *L, int idx, const char *fname, const char *const *known);
 /* Pushes the next pending reply callback of the Peer at pidx (removed); 0 when none. */
 int lp_next_callback(lua_State *L, int pidx);
 /* Pushes the peer's id (the Peer at pidx) as a string made once per Peer, or nil. */

@@ -941,8 +941,10 @@ static int node_broadcast(lua_State *L)
     size_t len;
     const char *data = lp_check_string(L, 3, "node:broadcast", "data", &len);
     uint8_t lane = lp_opt_lane(L, 4, "node:broadcast");
+    static const char *const known[] = {"lane", NULL};
     uint64_t seq = 0;
     int rc;
+    lp_check_options(L, 4, "node:broadcast", known);
     lua_settop(L, 3);
     if (lp_refuse_busy(L, n, "node:broadcast")) return 2;
     rc = p2p_host_broadcast_lane(n->host, lane, type, (const uint8_t *)data, len, &seq,
@@ -1015,6 +1017,8 @@ static int node_lanes(lua_State *L)
             if (!lua_istable(L, -1))
                 return lp_arg_error(L, "node:lanes", "lanes",
                                     "values must be tables {priority = p, weight = w}");
+            static const char *const known[] = {"priority", "weight", NULL};
+            lp_check_options(L, -1, "node:lanes", known);
             prio = lane_field(L, -1, "priority", 0, P2P_LANE_PRIORITY_MAX, 0);
             weight = lane_field(L, -1, "weight", 1, P2P_LANE_WEIGHT_MAX, 1);
             if (pass == 1) (void)p2p_host_set_lane(n->host, (uint8_t)lane, prio, weight);

@@ -287,6 +287,22 @@ static void sent(lua_State *L, lnode *n, size_t len)
         lp_after_call(L, push_node(L));
 }
 
+void lp_check_options(lua_State *L, int idx, const char *fname, const char *const *known)
+{
+    if (!lua_istable(L, idx)) return;
+    idx = lp_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const char *const *q = known;
+        while (k && *q && strcmp(*q, k) != 0) q++;
+        if (!k || !*q) {
+            luaL_error(L, "%s: unknown option '%s'", fname, k ? k : luaL_typename(L, -2));
+        }
+        lua_pop(L, 1);
+    }
+}
+
 uint8_t lp_opt_lane(lua_State *L, int idx, const char *fname)
 {
     int64_t lane;
@@ -323,7 +339,11 @@ static int peer_send(lua_State *L)
     if (!lua_isnoneornil(L, 4) && !lua_isfunction(L, 4))
         return lp_arg_error(L, "peer:send", "callback", "must be a function or nil");
     want_reply = lua_isfunction(L, 4);
-    if (!lua_isnoneornil(L, 5)) lane = lp_opt_lane(L, 5, "peer:send");
+    if (!lua_isnoneornil(L, 5)) {
+        static const char *const known[] = {"lane", NULL};
+        lane = lp_opt_lane(L, 5, "peer:send");
+        lp_check_options(L, 5, "peer:send", known);
+    }
     lua_settop(L, 4);
     n = peer_node(L, p, "peer:send");
     if (p->dead) return lp_push_fail(L, "disconnected");
@@ -356,7 +376,9 @@ static int peer_send_unreliable(lua_State *L)
     const char *data = lp_check_string(L, 3, "peer:send_unreliable", "data", &len);
     int rc, sequenced = 0;
     uint8_t lane = lp_opt_lane(L, 4, "peer:send_unreliable");
+    static const char *const known[] = {"lane", "sequenced", NULL};
     lnode *n;
+    lp_check_options(L, 4, "peer:send_unreliable", known);
     if (lua_istable(L, 4)) {
         lua_getfield(L, 4, "sequenced");
         if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))

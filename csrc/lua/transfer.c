@@ -168,11 +168,11 @@ void lp_dispatch_transfer(lua_State *L, lnode *n, const levent *e, int layer, in
     lua_pushstring(L, kinds[ev->type - P2P_EV_TRANSFER_OFFER]);
     lua_pushvalue(L, pidx);
     lua_pushinteger(L, (lua_Integer)ev->transfer);
-    lua_pushnumber(L, (lua_Number)ev->offset);
+    lua_pushinteger(L, (lua_Integer)ev->offset);
     if (ev->total == P2P_TRANSFER_UNKNOWN)
         lua_pushnil(L);
     else
-        lua_pushnumber(L, (lua_Number)ev->total);
+        lua_pushinteger(L, (lua_Integer)ev->total);
     if (ev->type == P2P_EV_TRANSFER_END)
         lua_pushstring(L, p2p_transfer_status_name(ev->status));
     else

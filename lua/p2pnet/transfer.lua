@@ -132,11 +132,18 @@ return function(core, tasks)
         end
     end
 
+    -- The transfer ended while the application's code ran (a progress callback or the source
+    -- cancelled it, or closed the node): nothing more may be written.
+    local function gone(t)
+        return t.cancelled or state(t.node).transfers[t.id] ~= t
+    end
+
     -- WANT: write from the source until the transfer is full or the source ends.
     local function pump(t, offset)
         local node, id = t.node, t.id
         if not t.running then
             t.running = true
+            t.status = "running"
             t.start, t.done = offset, offset
             t.started_at = node:now()
             if offset > 0 then
@@ -147,11 +154,13 @@ return function(core, tasks)
                 end
             end
         end
-        while true do
+        while not gone(t) do
             local piece = t.pending
             if piece == nil then
                 local ok, res = pcall(read_source, t)
-                if not ok then
+                if gone(t) then
+                    return
+                elseif not ok then
                     core.transfer_cancel(node, id, "source failed: " .. tostring(res))
                     return
                 end
@@ -208,6 +217,14 @@ return function(core, tasks)
             local f, err
             if opts.resume then
                 f = io.open(sink, "rb")
+                -- A file longer than the announced content cannot become it (Lua cannot
+                -- truncate a file): it is written again from the start.
+                if f and total and (f:seek("end") or 0) > total then
+                    f:close()
+                    f = nil
+                elseif f then
+                    f:seek("set", 0)
+                end
                 if f then
                     -- The whole content is hashed: the bytes kept are read back into it.
                     while true do
@@ -313,6 +330,12 @@ return function(core, tasks)
             argerror(fname, "opts", "must be a table or nil")
         end
         opts = opts or {}
+        for k in pairs(opts) do
+            if k ~= "lane" and k ~= "name" and k ~= "meta" and k ~= "total" and k ~= "progress"
+                and k ~= "done" then
+                error(("%s: unknown option '%s'"):format(fname, tostring(k)), 2)
+            end
+        end
         local lane = opts.lane or core.TRANSFER_LANE
         if type(lane) ~= "number" or lane % 1 ~= 0 or lane < 0 or lane > 254 then
             argerror(fname, "opts.lane", "must be an integer 0-254")
@@ -338,8 +361,14 @@ return function(core, tasks)
             if not file then
                 return nil, err
             end
+            -- A path that opens but cannot be read (a directory) fails here, not later.
+            local probe, rerr = file:read(0)
             total = file:seek("end")
             file:seek("set", 0)
+            if (probe == nil and rerr) or type(total) ~= "number" then
+                file:close()
+                return nil, rerr or "cannot read " .. source
+            end
             if meta == nil then
                 meta = source:match("[^/\\]*$")
             end
@@ -364,10 +393,13 @@ return function(core, tasks)
         if reason ~= nil and type(reason) ~= "string" then
             argerror("transfer:cancel", "reason", "must be a string or nil")
         end
-        if state(self.node).transfers[self.id] ~= self then
+        if self.cancelled or state(self.node).transfers[self.id] ~= self then
             return nil, "transfer has ended"
         end
-        return core.transfer_cancel(self.node, self.id, reason)
+        local ok, err = core.transfer_cancel(self.node, self.id, reason)
+        -- The core has ended it: its end event follows at the next poll.
+        self.cancelled = ok or nil
+        return ok, err
     end
 
     --- transfer:await([timeout]) -> true | nil, err: in a task, until the transfer ends.
