@@ -48,6 +48,9 @@ void p2p_peer_init_session(p2p_peer *p, const uint8_t k_send[P2P_KEY_LEN],
     p2p_recovery_init(&p->rec, now);
     /* The session's index is random: it staggers BBR's gain cycle between flows. */
     p2p_recovery_set_cc(&p->rec, p->host->congestion, p->local_index, now);
+    /* Packet numbers left out at gaps the peer cannot predict (optimistic ACKs). */
+    p2p_recovery_seed_skips(&p->rec, (uint64_t)p2p_rng_u32(&p->host->rng) << 32 |
+                                         p2p_rng_u32(&p->host->rng));
     p->last_recv = now;
     p->last_eliciting_sent = now;
     p->window =
@@ -790,7 +793,7 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
     if (p->probe_needed) p->probe_needed--; /* P2P_PTO_PROBES of them per timeout */
     size_t ptlen = (size_t)(w.p - pt);
     if (!ptlen || w.bad) return 0;
-    uint64_t pn = p->rec.next_pn;
+    uint64_t pn = p2p_recovery_next_pn(&p->rec, now);
     size_t n = seal(p, pt, ptlen, out, pn);
     if (p2p_recovery_on_sent(&p->rec, now, n, flags, s_off, s_len, &pn)) return 0;
     if (s_len) {
@@ -827,6 +830,22 @@ static int append_reply(p2p_host *h, p2p_peer *p, uint8_t lane, uint64_t seq, ui
     /* REPLY_LANE names the lane in the header's type field (p2p_wire.h) */
     p2p_record r = {lane ? P2P_REC_REPLY_LANE : P2P_REC_REPLY, lane, seq, status, len};
     return append_record(h, p, c, &r, data);
+}
+
+/* Whether one more reply range (owed, or awaited) may be held for ordinal on lane l: the cap
+ * P2P_RECEIPT_RANGES is the session's, all lanes together, so that a peer spreading its
+ * requests over many lanes holds no more than on one (the ranges are not charged). */
+static int receipt_room(const p2p_peer *p, const p2p_lane *l, int owed, uint64_t ordinal)
+{
+    const p2p_rangeset *r = owed ? &l->owed : &l->awaiting;
+    if (r->n && r->v[r->n - 1].hi == ordinal) return 1; /* it extends the last range */
+    size_t n = owed ? p->l0.owed.n : p->l0.awaiting.n;
+    if (p->lanes)
+        for (unsigned i = 1; i < p->lanes->n; i++) {
+            const p2p_lane *x = p->lanes->slot[p->lanes->ids[i]];
+            n += owed ? x->owed.n : x->awaiting.n;
+        }
+    return n < P2P_RECEIPT_RANGES;
 }
 
 /* Hands a complete record of lane l to the application. Returns 0; 1 when the event it makes
@@ -882,9 +901,7 @@ static int deliver_record(p2p_host *h, p2p_peer *p, p2p_lane *l)
         ev.type = P2P_EV_MESSAGE;
         ev.msg_type = rec->type;
         ev.seq = ordinal;
-        const p2p_rangeset *o = &l->owed;
-        if (rec->kind == P2P_REC_MESSAGE_RECEIPT && o->n >= P2P_RECEIPT_RANGES &&
-            o->v[o->n - 1].hi != ordinal) {
+        if (rec->kind == P2P_REC_MESSAGE_RECEIPT && !receipt_room(p, l, 1, ordinal)) {
             /* Too many requests wait for the application's answer: this one is refused at
              * once with an error reply rather than remembered. */
             static const char busy[] = "too many requests awaiting a reply";
@@ -1170,7 +1187,14 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
     while (p2p_frame_next(&rx->r, f) == 1) {
         switch (f->type) {
         case P2P_FRAME_ACK:
-            if (p2p_recovery_on_ack(&p->rec, f, now, &cb)) h->stats.dropped++;
+            int arc = p2p_recovery_on_ack(&p->rec, f, now, &cb);
+            if (arc == P2P_ERR_CRYPTO) {
+                /* It acknowledged a packet number that was never used: it lies about what it
+                 * received (docs/PROTOCOL.md section 5). */
+                protocol_error(h, p);
+                return P2P_RX_GONE;
+            }
+            if (arc) h->stats.dropped++;
             rec_sync(h, p);
             if (!p->rec.pto_streak) p->stalled = 0;
             break;
@@ -1362,9 +1386,7 @@ int p2p_peer_send_lane(p2p_host *h, p2p_peer_handle handle, uint8_t lane, uint16
     p2p_record rec = {want_reply ? P2P_REC_MESSAGE_RECEIPT : P2P_REC_MESSAGE, type, 0, 0, len};
     uint64_t ordinal = l->records_sent;
     /* Replies the peer keeps back out of order split the awaited set: it has a cap. */
-    const p2p_rangeset *aw = &l->awaiting;
-    if (want_reply && aw->n >= P2P_RECEIPT_RANGES && aw->v[aw->n - 1].hi != ordinal)
-        return P2P_ERR_FULL;
+    if (want_reply && !receipt_room(p, l, 0, ordinal)) return P2P_ERR_FULL;
     if (want_reply && p2p_rangeset_add(&l->awaiting, ordinal, ordinal + 1)) return P2P_ERR_NOMEM;
     rc = append_record(h, p, l, &rec, data);
     if (rc) {

@@ -139,6 +139,44 @@ static p2p_sent *sent_at(const p2p_recovery *r, uint64_t pn)
     return &r->ring[pn & (r->cap - 1)];
 }
 
+static uint64_t skip_gap(p2p_recovery *r)
+{
+    /* xorshift64: the gaps only need to be unknown to the peer, which the seed makes them */
+    r->skip_rng ^= r->skip_rng << 13;
+    r->skip_rng ^= r->skip_rng >> 7;
+    r->skip_rng ^= r->skip_rng << 17;
+    return P2P_SKIP_MIN + r->skip_rng % P2P_SKIP_SPAN;
+}
+
+void p2p_recovery_seed_skips(p2p_recovery *r, uint64_t seed)
+{
+    r->skip_rng = seed ? seed : 1;
+    r->skip_at = r->next_pn + skip_gap(r);
+}
+
+uint64_t p2p_recovery_next_pn(p2p_recovery *r, uint64_t now)
+{
+    if (r->skip_at && r->next_pn >= r->skip_at) {
+        uint64_t pn;
+        /* An entry like an ACK-only packet's: resolved at once, never resent or counted. */
+        if (p2p_recovery_on_sent(r, now, 0, 0, 0, 0, &pn) == 0) {
+            r->skipped[r->skipped_n % P2P_SKIPPED_KEPT] = pn;
+            r->skipped_n++;
+        }
+        r->skip_at = r->next_pn + skip_gap(r);
+    }
+    return r->next_pn;
+}
+
+/* 1 when [lo, hi] holds a packet number that was left out. */
+static int claims_skipped(const p2p_recovery *r, uint64_t lo, uint64_t hi)
+{
+    unsigned n = r->skipped_n < P2P_SKIPPED_KEPT ? r->skipped_n : P2P_SKIPPED_KEPT;
+    for (unsigned i = 0; i < n; i++)
+        if (r->skipped[i] >= lo && r->skipped[i] <= hi) return 1;
+    return 0;
+}
+
 p2p_sent *p2p_recovery_sent(p2p_recovery *r, uint64_t pn)
 {
     return sent_at(r, pn);
@@ -392,6 +430,9 @@ int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
 {
     uint64_t largest = ack->u.ack.r[0].hi;
     if (largest >= r->next_pn) return P2P_ERR_INVALID;
+    if (r->skipped_n)
+        for (size_t i = 0; i < ack->u.ack.count; i++)
+            if (claims_skipped(r, ack->u.ack.r[i].lo, ack->u.ack.r[i].hi)) return P2P_ERR_CRYPTO;
     int newly_largest = 0;
     uint64_t in_flight_before = r->in_flight;
     if (!r->has_acked || largest > r->largest_acked) {

@@ -50,6 +50,14 @@
  * lost (p2p_recovery_make_room), so a peer that never acknowledges cannot make it grow. */
 #define P2P_SENT_RECORD_MAX 32768u
 #define P2P_SENT_RECORD_MIN 64u
+/* hardening (optimistic ACKs, RFC 9000 section 21.4): a sender leaves out one packet number
+ * every P2P_SKIP_MIN to P2P_SKIP_MIN + P2P_SKIP_SPAN - 1 packets (a random gap), and an ACK
+ * that claims one of the last P2P_SKIPPED_KEPT it left out ends the session: a peer that
+ * acknowledges what it never received, to make the sender's controller believe in a faster
+ * path, is caught within a few hundred packets. */
+#define P2P_SKIP_MIN 32u
+#define P2P_SKIP_SPAN 96u
+#define P2P_SKIPPED_KEPT 8
 
 /* ---- replay protection ---- */
 typedef struct p2p_replay {
@@ -129,6 +137,11 @@ typedef struct p2p_recovery {
     uint64_t loss_time;  /* P2P_TIME_NEVER when no packet waits on the time threshold */
     unsigned pto_count;  /* the backoff's exponent: reset by any packet from the peer */
     unsigned pto_streak; /* PTOs in a row without an ACK of new data (a stalled path) */
+    /* packet numbers left out (P2P_SKIP_MIN): the next one, the last few, the gaps' source */
+    uint64_t skip_at; /* 0: none (no seed given) */
+    uint64_t skipped[P2P_SKIPPED_KEPT];
+    unsigned skipped_n;
+    uint64_t skip_rng;
     /* RTT (microseconds) */
     uint64_t srtt, rttvar, min_rtt, latest_rtt;
     int has_rtt;
@@ -177,6 +190,12 @@ void p2p_recovery_free(p2p_recovery *r);
  * record doubles when full, from P2P_SENT_RECORD_MIN entries. */
 int p2p_recovery_on_sent(p2p_recovery *r, uint64_t now, size_t size, uint8_t flags,
                          uint64_t stream_off, uint32_t stream_len, uint64_t *pn);
+/* Turns on packet-number skipping with this seed (nonzero; from the node's randomness, so that
+ * the peer cannot predict the gaps). Without it no number is skipped. */
+void p2p_recovery_seed_skips(p2p_recovery *r, uint64_t seed);
+/* The number the next packet must be sealed with: next_pn, after leaving one out when a skip
+ * is due (the number left out takes an entry in the record, resolved at once). */
+uint64_t p2p_recovery_next_pn(p2p_recovery *r, uint64_t now);
 /* The record of sent packet pn, which must lie in [base_pn, next_pn): for the session to
  * note what else the packet carried. */
 p2p_sent *p2p_recovery_sent(p2p_recovery *r, uint64_t pn);
@@ -184,8 +203,9 @@ p2p_sent *p2p_recovery_sent(p2p_recovery *r, uint64_t pn);
  * lost, as a congestion signal, so that the next packet has an entry without the record
  * growing. The record may be freed when that leaves it empty. */
 void p2p_recovery_make_room(p2p_recovery *r, uint64_t now, const p2p_recovery_cb *cb);
-/* Processes an ACK frame. Returns 0, or P2P_ERR_INVALID when it acknowledges a packet that
- * was never sent. */
+/* Processes an ACK frame. Returns 0, P2P_ERR_INVALID when it acknowledges a packet that was
+ * never sent (the frame is ignored), or P2P_ERR_CRYPTO when it acknowledges a packet number
+ * that was left out: the peer claims what it cannot have received (the session must end). */
 int p2p_recovery_on_ack(p2p_recovery *r, const p2p_frame *ack, uint64_t now,
                         const p2p_recovery_cb *cb);
 /* When the loss or probe timer fires next (P2P_TIME_NEVER if nothing is outstanding). */
