@@ -1186,7 +1186,7 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
     }
     while (p2p_frame_next(&rx->r, f) == 1) {
         switch (f->type) {
-        case P2P_FRAME_ACK:
+        case P2P_FRAME_ACK: {
             int arc = p2p_recovery_on_ack(&p->rec, f, now, &cb);
             if (arc == P2P_ERR_CRYPTO) {
                 /* It acknowledged a packet number that was never used: it lies about what it
@@ -1198,6 +1198,7 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
             rec_sync(h, p);
             if (!p->rec.pto_streak) p->stalled = 0;
             break;
+        }
         case P2P_FRAME_STREAM:
         case P2P_FRAME_STREAM_LANE: {
             int rc;
