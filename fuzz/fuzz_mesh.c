@@ -116,9 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *p = data;
     size_t left = size;
     fz_chunk c;
-    while (fz_next_chunk(&p, &left, &c)) {
-        net.now += (uint64_t)c.dt_ms * 1000;
-        for (int i = 0; i < FN_HOSTS; i++) p2p_host_on_timeout(net.h[i], net.now);
+    while (fn_next_chunk(&net, &p, &left, &c)) {
         chunk(&c);
         fn_settle(&net);
 
