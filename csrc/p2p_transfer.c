@@ -202,7 +202,7 @@ static void send_stop(p2p_host *h, p2p_peer *p, int lane, int outgoing, uint64_t
     size_t rl = reason ? strlen(reason) : 0, n = 0;
     if (rl > P2P_TRANSFER_REASON_MAX) rl = P2P_TRANSFER_REASON_MAX;
     if (!outgoing) tail[n++] = (uint8_t)code;
-    memcpy(tail + n, reason, rl);
+    if (rl) memcpy(tail + n, reason, rl);
     n += rl;
     (void)send_record(h, p, lane, outgoing ? P2P_XOP_CANCEL : P2P_XOP_STOP, id, tail, n);
 }
