@@ -85,11 +85,23 @@ static void mtu_probe_result(p2p_peer *p, const p2p_sent *s, int acked)
 
 /* ---- lanes (docs/PROTOCOL.md section 4.4) -------------------------------------------- */
 
-/* The lane with that number, or NULL when it was never used. */
-static p2p_lane *lane_at(p2p_peer *p, uint8_t id)
+/* The lane with that number, or NULL when it was never used. (Like strchr, it hands back a
+ * mutable lane of a session it may only read: its callers own the session.) */
+static p2p_lane *lane_at(const p2p_peer *p, uint8_t id)
 {
-    if (!id) return &p->l0;
+    if (!id) return (p2p_lane *)&p->l0;
     return p->lanes ? p->lanes->slot[id] : NULL;
+}
+
+/* The lanes made so far, lane 0 first: lane_at(p, lane_made(p, i)) for i below lane_count(p). */
+static unsigned lane_count(const p2p_peer *p)
+{
+    return p->lanes ? p->lanes->n : 1;
+}
+
+static uint8_t lane_made(const p2p_peer *p, unsigned i)
+{
+    return p->lanes ? p->lanes->ids[i] : 0;
 }
 
 /* Frees what a lane holds (its charge is given back by the caller, or whole by p2p_kill). */
@@ -839,12 +851,11 @@ static int receipt_room(const p2p_peer *p, const p2p_lane *l, int owed, uint64_t
 {
     const p2p_rangeset *r = owed ? &l->owed : &l->awaiting;
     if (r->n && r->v[r->n - 1].hi == ordinal) return 1; /* it extends the last range */
-    size_t n = owed ? p->l0.owed.n : p->l0.awaiting.n;
-    if (p->lanes)
-        for (unsigned i = 1; i < p->lanes->n; i++) {
-            const p2p_lane *x = p->lanes->slot[p->lanes->ids[i]];
-            n += owed ? x->owed.n : x->awaiting.n;
-        }
+    size_t n = 0;
+    for (unsigned i = 0; i < lane_count(p); i++) {
+        const p2p_lane *x = lane_at(p, lane_made(p, i));
+        n += owed ? x->owed.n : x->awaiting.n;
+    }
     return n < P2P_RECEIPT_RANGES;
 }
 
@@ -1352,10 +1363,8 @@ int p2p_peer_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
     rec_sync(h, p);
     if (now >= p->last_eliciting_sent + keepalive(h)) {
         p->ping_needed = 1;
-        release_idle_sbuf(h, p, &p->l0);
-        if (p->lanes)
-            for (unsigned i = 1; i < p->lanes->n; i++)
-                release_idle_sbuf(h, p, p->lanes->slot[p->lanes->ids[i]]);
+        for (unsigned i = 0; i < lane_count(p); i++)
+            release_idle_sbuf(h, p, lane_at(p, lane_made(p, i)));
     }
     if (p->next_send_at && now >= p->next_send_at) p->next_send_at = 0;
     return r;
@@ -1478,12 +1487,11 @@ int p2p_peer_send_sequenced(p2p_host *h, p2p_peer_handle handle, uint8_t lane, u
 
 uint64_t p2p_peer_queued(const p2p_peer *p)
 {
-    uint64_t n = p->l0.send_end - p->l0.sbase;
-    if (p->lanes)
-        for (unsigned i = 1; i < p->lanes->n; i++) {
-            const p2p_lane *l = p->lanes->slot[p->lanes->ids[i]];
-            n += l->send_end - l->sbase;
-        }
+    uint64_t n = 0;
+    for (unsigned i = 0; i < lane_count(p); i++) {
+        const p2p_lane *l = lane_at(p, lane_made(p, i));
+        n += l->send_end - l->sbase;
+    }
     return n;
 }
 
@@ -1491,7 +1499,6 @@ uint64_t p2p_peer_queued(const p2p_peer *p)
 
 size_t p2p_peer_unacked(const p2p_peer *p, int lane)
 {
-    const p2p_lane *l = lane == 0 ? &p->l0 : NULL;
-    if (lane > 0 && lane < P2P_LANE_SLOTS && p->lanes) l = p->lanes->slot[lane];
+    const p2p_lane *l = lane >= 0 && lane < P2P_LANE_SLOTS ? lane_at(p, (uint8_t)lane) : NULL;
     return l ? (size_t)(l->send_end - l->sbase) : 0;
 }
