@@ -105,17 +105,25 @@ setup 2>"$TMP/setup.err" || {
 }
 
 # The delay: a link_delay in each namespace holds what arrives for half the RTT.
+# wait_for FILE WORD TRIES [PID]: waits up to TRIES x 50 ms for WORD in FILE (a program's
+# "ready" line), giving up early when PID has exited. Succeeds when WORD is there.
+wait_for() {
+    local file=$1 word=$2 tries=$3 pid=${4:-}
+    for _ in $(seq 1 "$tries"); do
+        grep -q "$word" "$file" && return 0
+        [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && break
+        sleep 0.05
+    done
+    grep -q "$word" "$file"
+}
+
 DELAY_NOTE="no added delay"
 add_delay() {
     local ns half
     half=$(awk -v t="$RTT_MS" 'BEGIN { print t / 2 }')
     for ns in "$NS_A" "$NS_B"; do
         ip netns exec "$ns" "$DELAY_BIN" 0 "$half" >"$TMP/delay.$ns" 2>"$TMP/delay.$ns.err" &
-        for _ in $(seq 1 50); do
-            grep -q READY "$TMP/delay.$ns" && break
-            sleep 0.05
-        done
-        grep -q READY "$TMP/delay.$ns" || return 1
+        wait_for "$TMP/delay.$ns" READY 50 || return 1
         ip netns exec "$ns" iptables -t mangle -A PREROUTING -i "${ns}v" -j NFQUEUE --queue-num 0 ||
             return 1
     done
@@ -152,11 +160,7 @@ run_point() {
     : >"$out"
     in_b timeout 90 "$BIN" "$name" server "$IP_B" "$PORT" "$secs" >"$out" 2>"$TMP/server.err" &
     local spid=$!
-    for _ in $(seq 1 100); do
-        grep -q READY "$out" && break
-        kill -0 "$spid" 2>/dev/null || break
-        sleep 0.05
-    done
+    wait_for "$out" READY 100 "$spid"
     in_a timeout 90 "$BIN" "$name" "$@" >"$TMP/client.out" 2>"$TMP/client.err" || rc=$?
     # A bulk server ends by itself when its window is over; a burst server when the client quits.
     for _ in $(seq 1 60); do
@@ -203,13 +207,13 @@ emu_burst() { # NAME
     local name=$1 eport out=$TMP/emu.out spid epid rc=0
     "$BIN" "$name" server 127.0.0.1 "$PORT" 0 >"$TMP/server.out" 2>"$TMP/server.err" &
     spid=$!
-    for _ in $(seq 1 100); do grep -q READY "$TMP/server.out" && break; sleep 0.05; done
+    wait_for "$TMP/server.out" READY 100 "$spid"
     : >"$out"
     "$EMU_BIN" 0 "$PORT" rate="$RATE_BPS" delay="$(awk -v t="$RTT_MS" 'BEGIN { print t / 2 }')" \
         queue="$QUEUE" reorder="$(awk -v r="$REORDER" 'BEGIN { print r / 100 }')" reorder_max=10 \
         >"$out" 2>"$TMP/emu.err" &
     epid=$!
-    for _ in $(seq 1 100); do grep -q PORT "$out" && break; sleep 0.05; done
+    wait_for "$out" PORT 100 "$epid"
     eport=$(awk '/^PORT/ { print $2 }' "$out")
     timeout 90 "$BIN" "$name" burst 127.0.0.1 "$eport" "$BURST" "$BURST_LIMIT" \
         >"$TMP/client.out" 2>"$TMP/client.err" || rc=$?
