@@ -267,8 +267,12 @@ soak: deps
 
 # Installs only what is missing, so it costs one dpkg query when everything is there.
 DEB_PACKAGES := make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev libsodium-dev luarocks lua-busted lua-socket \
-  lua-check libenet-dev clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev luajit \
-  libluajit-5.1-dev lua5.3 liblua5.3-dev iproute2 util-linux iptables conntrack clang-format
+  lua-check libenet-dev clang libclang-rt-14-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
+  lua5.3 liblua5.3-dev iproute2 util-linux iptables conntrack clang-format \
+  luajit2 libluajit2-5.1-dev
+# LuaJIT is OpenResty's luajit2 (same `luajit` binary and luajit.pc), not Debian's luajit: the
+# nginx Lua module and LÖVE depend on luajit2, and Debian's luajit and libluajit-5.1-dev
+# conflict with it, so asking for those would remove nginx's module and LÖVE again.
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
@@ -281,6 +285,10 @@ deps:
 	  $$SUDO apt-get update -q && \
 	  $$SUDO apt-get install -y -q $$missing; \
 	fi
+
+# Each host and port (OpenResty, LÖVE, the event loops, Windows, packaging) keeps its targets
+# and its Debian packages (`DEB_PACKAGES += ...`) in its own fragment under mk/.
+include $(sort $(wildcard mk/*.mk))
 
 clean:
 	rm -rf build build-clang build-asan build-luajit build-fuzz build-bench
