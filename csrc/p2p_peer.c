@@ -802,6 +802,14 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         p2p_wr_u8(&w, P2P_FRAME_PING);
         flags |= P2P_SENT_ELICITING;
     }
+    /* An ACK alone that still reports old ranges asks for an ACK of its own, at most once per
+     * RTT: the peer's answer lets them go (p2p_acker_on_peer_ack). The packet stays out of the
+     * flight (no probe timeout, no window): if it is lost, a later one asks again. */
+    if (has_ack && !(flags & P2P_SENT_ELICITING) && p->acker.received.n > P2P_ACK_RANGES_PING &&
+        now - p->acker.pinged >= p->rec.srtt && w.p < w.end) {
+        p2p_wr_u8(&w, P2P_FRAME_PING);
+        p->acker.pinged = now;
+    }
     if (p->probe_needed) p->probe_needed--; /* P2P_PTO_PROBES of them per timeout */
     size_t ptlen = (size_t)(w.p - pt);
     if (!ptlen || w.bad) return 0;
@@ -812,7 +820,10 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
         if (sl->id) p2p_recovery_sent(&p->rec, pn)->lane = sl->id;
         sl->deficit -= (int64_t)n; /* the scheduler's account (pick_lane) */
     }
-    if (has_ack) p2p_acker_sent(&p->acker);
+    if (has_ack) {
+        p2p_acker_sent(&p->acker);
+        p2p_acker_carried(&p->acker, pn);
+    }
     if (flags & P2P_SENT_ELICITING) {
         p->last_eliciting_sent = now;
         p2p_recovery_pace_spend(&p->rec, now, n);
@@ -1205,7 +1216,10 @@ int p2p_peer_on_frames(p2p_host *h, p2p_peer *p, p2p_rx *rx, p2p_frame *f, uint6
                 protocol_error(h, p);
                 return P2P_RX_GONE;
             }
-            if (arc) h->stats.dropped++;
+            if (arc)
+                h->stats.dropped++;
+            else
+                p2p_acker_on_peer_ack(&p->acker, f);
             rec_sync(h, p);
             if (!p->rec.pto_streak) p->stalled = 0;
             break;

@@ -93,6 +93,7 @@ int p2p_acker_write(p2p_acker *a, p2p_wr *w, uint64_t now)
         n++;
     }
     uint64_t delay = now > a->largest_time ? now - a->largest_time : 0;
+    a->written = r[0].hi;
     return p2p_frame_put_ack(w, delay, r, n);
 }
 
@@ -101,6 +102,46 @@ void p2p_acker_sent(p2p_acker *a)
     a->pending = 0;
     a->ack_now = 0;
     a->deadline = P2P_TIME_NEVER;
+}
+
+void p2p_acker_carried(p2p_acker *a, uint64_t pn)
+{
+    if (a->carriers == P2P_ACK_CARRIERS) {
+        memmove(&a->carrier[0], &a->carrier[1], sizeof a->carrier[0] * (P2P_ACK_CARRIERS - 1));
+        a->carriers--;
+    }
+    a->carrier[a->carriers].pn = pn;
+    a->carrier[a->carriers].largest = a->written;
+    a->carriers++;
+}
+
+static int frame_acks(const p2p_frame *ack, uint64_t pn)
+{
+    for (size_t i = 0; i < ack->u.ack.count; i++)
+        if (pn >= ack->u.ack.r[i].lo && pn <= ack->u.ack.r[i].hi) return 1;
+    return 0;
+}
+
+void p2p_acker_on_peer_ack(p2p_acker *a, const p2p_frame *ack)
+{
+    /* The newest carrier acknowledged wins: every one before it reported no more. */
+    for (unsigned i = a->carriers; i-- > 0;) {
+        if (!frame_acks(ack, a->carrier[i].pn)) continue;
+        uint64_t largest = a->carrier[i].largest;
+        unsigned left = a->carriers - (i + 1);
+        memmove(&a->carrier[0], &a->carrier[i + 1], sizeof a->carrier[0] * left);
+        a->carriers = left;
+        /* Keep the range holding `largest` (the next ACK's first range still starts there)
+         * and forget those below it. */
+        p2p_rangeset *s = &a->received;
+        for (size_t k = s->n; k-- > 0;) {
+            if (s->v[k].lo <= largest && largest < s->v[k].hi) {
+                if (k) p2p_rangeset_remove(s, 0, s->v[k].lo);
+                break;
+            }
+        }
+        return;
+    }
 }
 
 /* ---- recovery --------------------------------------------------------------------------- */

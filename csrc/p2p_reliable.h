@@ -44,6 +44,15 @@
 #define P2P_REPLAY_WINDOW 4096
 #define P2P_REPLAY_WORD_BITS 64 /* the replay bitmap's word, a uint64_t */
 #define P2P_ACK_RANGES_KEPT 32
+/* ACKs of ACKs (RFC 9000 section 13.2.4): the last this many packets of ours that carried an
+ * ACK frame are remembered with the largest number each reported; once the peer acknowledges
+ * one, the ranges below that number are never reported again. Without this the gaps a sender
+ * leaves on purpose (P2P_SKIP_MIN) pile up to P2P_ACK_RANGES_KEPT ranges in every ACK. */
+#define P2P_ACK_CARRIERS 8
+/* A packet that carries only an ACK while more than this many ranges are reported asks for an
+ * ACK of its own (a PING), at most once per smoothed RTT, so that a receiver that never sends
+ * anything but ACKs still learns which of its ranges it may forget. */
+#define P2P_ACK_RANGES_PING 2
 /* hardening (stream): the sent-packet record holds at most this many packet numbers (40
  * bytes each, charged to the peer's budget). A 16 MiB stream window is about 14,000 packets of
  * P2P_MAX_PACKET bytes in flight; when the record is full the oldest outstanding packet is declared
@@ -80,6 +89,12 @@ typedef struct p2p_acker {
     unsigned pending;      /* ack-eliciting packets not yet acknowledged */
     int ack_now;           /* send an ACK in the next packet */
     uint64_t deadline;     /* send an ACK by then (P2P_TIME_NEVER: none pending) */
+    uint64_t written;      /* the largest number the last ACK frame written reported */
+    struct {
+        uint64_t pn, largest; /* a packet of ours that carried an ACK reporting up to largest */
+    } carrier[P2P_ACK_CARRIERS];
+    unsigned carriers; /* entries in carrier[], oldest first */
+    uint64_t pinged;   /* when an ACK of ours last asked for an ACK (P2P_ACK_RANGES_PING) */
 } p2p_acker;
 
 void p2p_acker_init(p2p_acker *a);
@@ -94,6 +109,12 @@ int p2p_acker_wants(const p2p_acker *a, uint64_t now);
 int p2p_acker_write(p2p_acker *a, p2p_wr *w, uint64_t now);
 /* Called after an ACK frame went out. */
 void p2p_acker_sent(p2p_acker *a);
+/* The ACK frame just written went out in our packet `pn`: remembered, so that the peer's
+ * acknowledgement of that packet retires the ranges it reported. */
+void p2p_acker_carried(p2p_acker *a, uint64_t pn);
+/* The peer sent an ACK frame (validated): if it acknowledges one of our packets that carried
+ * an ACK, the ranges below that ACK's largest number are dropped (the peer has them). */
+void p2p_acker_on_peer_ack(p2p_acker *a, const p2p_frame *ack);
 
 /* ---- what we sent ---- */
 enum {

@@ -235,11 +235,11 @@ static uint64_t quantile(uint64_t *v, int n, double q)
  * message every 100 ms on `small_lane` (priority 1 when it is another lane). Fills lat[] with
  * the small messages' latencies (undelivered ones count as the time they waited) and returns
  * their count. */
-static int hol_run(uint8_t bulk_lane, uint8_t small_lane, int small_prio, uint64_t *lat,
-                   uint64_t *bulk_bytes)
+static int hol_run(uint64_t seed, uint8_t bulk_lane, uint8_t small_lane, int small_prio,
+                   uint64_t *lat, uint64_t *bulk_bytes)
 {
     int n = 0;
-    if (setup2(41, RTT_US / 2, 0.01, 0, 0, bulk_config(), NULL)) return -1;
+    if (setup2(seed, RTT_US / 2, 0.01, 0, 0, bulk_config(), NULL)) return -1;
     bottleneck(HOL_RATE_BPS, RTT_US);
     p2p_host_set_lane(NA.h, small_lane, small_prio, 1);
     T_EQ_INT(send_msg(&NA, bulk_lane, KIND_BULK, BULK_LEN, 0), 0);
@@ -264,19 +264,33 @@ static int hol_run(uint8_t bulk_lane, uint8_t small_lane, int small_prio, uint64
 
 static void test_bulk_lane_no_head_of_line(void)
 {
-    static uint64_t lat[1024], one[1024], same[1024];
+    /* A 64 B message lost on a 1% loss link needs about 1.7 RTT to get through, so in one run
+     * of 100 the 99th percentile falls on a loss or not by chance: the priority case runs with
+     * HOL_SEEDS seeds and the quantiles are over all their messages. */
+    enum { HOL_SEEDS = 5 };
+    static uint64_t lat[HOL_SEEDS * 128], one[1024], same[1024];
     uint64_t bulk_lanes = 0, bulk_one = 0, bulk_same = 0;
-    int n = hol_run(1, 2, 1, lat, &bulk_lanes);
-    int m = hol_run(1, 1, 0, one, &bulk_one);
-    int e = hol_run(1, 2, 0, same, &bulk_same); /* both lanes at the default priority */
+    int n = 0;
+    for (int k = 0; k < HOL_SEEDS; k++) {
+        int got = hol_run(41 + (uint64_t)k, 1, 2, 1, lat + n, &bulk_lanes);
+        if (got <= 0) {
+            n = got;
+            break;
+        }
+        n += got;
+    }
+    int m = hol_run(41, 1, 1, 0, one, &bulk_one);
+    int e = hol_run(41, 1, 2, 0, same, &bulk_same); /* both lanes at the default priority */
     T_CHECK(n > 0 && m > 0 && e > 0);
     if (n <= 0 || m <= 0 || e <= 0) return;
     uint64_t e90 = quantile(same, e, 0.9);
     uint64_t p50 = quantile(lat, n, 0.5), p90 = quantile(lat, n, 0.9), p99 = quantile(lat, n, 0.99);
     uint64_t o50 = quantile(one, m, 0.5);
-    printf("     16 MiB on lane 1, 1%% loss, RTT 50 ms: 64 B on lane 2 (priority 1): p50 %.1f ms, "
-           "p90 %.1f ms, p99 %.1f ms, max %.1f ms; %.2f MiB of the bulk through in %d s\n",
-           p50 / 1e3, p90 / 1e3, p99 / 1e3, lat[n - 1] / 1e3, bulk_lanes / 1048576.0, WATCH_S);
+    printf("     16 MiB on lane 1, 1%% loss, RTT 50 ms: 64 B on lane 2 (priority 1), %d messages in %d "
+           "runs: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; %.2f MiB of the bulk "
+           "through in %d s\n",
+           n, HOL_SEEDS, p50 / 1e3, p90 / 1e3, p99 / 1e3, lat[n - 1] / 1e3,
+           bulk_lanes / 1048576.0, WATCH_S);
     printf("     the same on one lane: p50 %.1f ms (head-of-line), %.2f MiB of the bulk through\n",
            o50 / 1e3, bulk_one / 1048576.0);
     printf("     both lanes at priority 0 (weights 1, 1): p90 %.1f ms, max %.1f ms\n", e90 / 1e3,
