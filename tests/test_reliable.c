@@ -1096,6 +1096,58 @@ static void test_recovery_record_bounded(void)
     p2p_recovery_free(&r);
 }
 
+/* ACKs of ACKs: once the peer acknowledges a packet of ours that carried an ACK, the ranges
+ * below that ACK's largest number are not reported again; an ACK the peer has not seen
+ * changes nothing. */
+static void test_acker_ack_of_ack(void)
+{
+    p2p_acker a;
+    p2p_acker_init(&a);
+    /* 0-9, 11-19, 21-29: three ranges (the sender's skipped 10 and 20) */
+    for (uint64_t pn = 0; pn < 30; pn++)
+        if (pn % 10 != 0 || pn == 0) T_EQ_INT(p2p_acker_on_packet(&a, pn, 1, T0 + pn), 0);
+    p2p_frame f;
+    T_EQ_INT(acker_frame(&a, T0 + 100, &f), 1);
+    T_EQ_INT(f.u.ack.count, 3);
+    p2p_acker_sent(&a);
+    p2p_acker_carried(&a, 7); /* our packet 7 carried that ACK (largest 29) */
+    /* two more arrive after the ACK went out: 31-32 (30 skipped) */
+    T_EQ_INT(p2p_acker_on_packet(&a, 31, 1, T0 + 200), 0);
+    T_EQ_INT(p2p_acker_on_packet(&a, 32, 1, T0 + 201), 0);
+
+    /* the peer acknowledges our packets 3-6 and 8: not 7, so nothing is forgotten */
+    p2p_frame peer;
+    memset(&peer, 0, sizeof peer);
+    peer.type = P2P_FRAME_ACK;
+    peer.u.ack.count = 2;
+    peer.u.ack.r[0].lo = 8;
+    peer.u.ack.r[0].hi = 8;
+    peer.u.ack.r[1].lo = 3;
+    peer.u.ack.r[1].hi = 6;
+    p2p_acker_on_peer_ack(&a, &peer);
+    T_EQ_INT(acker_frame(&a, T0 + 300, &f), 1);
+    T_EQ_INT(f.u.ack.count, 4);
+
+    /* now it acknowledges 7: the ranges below 21-29 (which holds 29) go; 21-29 and 31-32 stay */
+    peer.u.ack.count = 1;
+    peer.u.ack.r[0].lo = 7;
+    peer.u.ack.r[0].hi = 8;
+    p2p_acker_on_peer_ack(&a, &peer);
+    T_EQ_INT(acker_frame(&a, T0 + 400, &f), 1);
+    T_EQ_INT(f.u.ack.count, 2);
+    T_EQ_INT(f.u.ack.r[0].lo, 31);
+    T_EQ_INT(f.u.ack.r[0].hi, 32);
+    T_EQ_INT(f.u.ack.r[1].lo, 21);
+    T_EQ_INT(f.u.ack.r[1].hi, 29);
+    T_EQ_INT(a.carriers, 0);
+
+    /* only the last P2P_ACK_CARRIERS carriers are remembered, oldest dropped first */
+    for (uint64_t pn = 100; pn < 100 + P2P_ACK_CARRIERS + 3; pn++) p2p_acker_carried(&a, pn);
+    T_EQ_INT(a.carriers, P2P_ACK_CARRIERS);
+    T_CHECK(a.carrier[0].pn == 103);
+    p2p_acker_free(&a);
+}
+
 int main(void)
 {
     T_RUN(test_replay_basic);
@@ -1117,6 +1169,7 @@ int main(void)
     T_RUN(test_pacing);
     T_RUN(test_replay_aliased_word);
     T_RUN(test_acker_old_hole);
+    T_RUN(test_acker_ack_of_ack);
     T_RUN(test_recovery_record_bounded);
     return t_summary("reliable");
 }
