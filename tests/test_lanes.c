@@ -286,11 +286,12 @@ static void test_bulk_lane_no_head_of_line(void)
     uint64_t e90 = quantile(same, e, 0.9);
     uint64_t p50 = quantile(lat, n, 0.5), p90 = quantile(lat, n, 0.9), p99 = quantile(lat, n, 0.99);
     uint64_t o50 = quantile(one, m, 0.5);
-    printf("     16 MiB on lane 1, 1%% loss, RTT 50 ms: 64 B on lane 2 (priority 1), %d messages in %d "
+    printf("     16 MiB on lane 1, 1%% loss, RTT 50 ms: 64 B on lane 2 (priority 1), %d messages "
+           "in %d "
            "runs: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; %.2f MiB of the bulk "
            "through in %d s\n",
-           n, HOL_SEEDS, p50 / 1e3, p90 / 1e3, p99 / 1e3, lat[n - 1] / 1e3,
-           bulk_lanes / 1048576.0, WATCH_S);
+           n, HOL_SEEDS, p50 / 1e3, p90 / 1e3, p99 / 1e3, lat[n - 1] / 1e3, bulk_lanes / 1048576.0,
+           WATCH_S);
     printf("     the same on one lane: p50 %.1f ms (head-of-line), %.2f MiB of the bulk through\n",
            o50 / 1e3, bulk_one / 1048576.0);
     printf("     both lanes at priority 0 (weights 1, 1): p90 %.1f ms, max %.1f ms\n", e90 / 1e3,
