@@ -176,28 +176,42 @@ describe("examples/love in LÖVE #host", function()
                { "dave", "--headless" }, { "erin", "--headless" } }
     end)
 
-    it("ships as a .love archive with p2pnet/core.so beside it, not inside", function()
-        -- the archive: the game and the Lua half of p2pnet; the C module next to it
-        local stage = dir .. "/stage"
-        assert(sh(("mkdir -p %s/p2pnet %s/p2pnet && cp %s/*.lua %s/ && cp %s/lua/p2pnet/*.lua "
-                   .. "%s/p2pnet/ && cp %s/build-luajit/p2pnet/core.so %s/p2pnet/")
-            :format(q(stage), q(dir), q(GAME), q(stage), q(ROOT), q(stage), q(ROOT), q(dir))))
-        assert(sh(("cd %s && zip -q -r %s ."):format(q(stage), q(dir .. "/field.love"))))
-        -- no LUA_CPATH, no source tree: only the copy beside field.love can be found
+    it("ships as a .love archive: core.so beside it, or inside it and copied out", function()
+        -- the game and the Lua half of p2pnet in the archive
+        local stage, core = dir .. "/stage", ROOT .. "/build-luajit/p2pnet/core.so"
+        local function pack(love_file)
+            assert(sh(("mkdir -p %s && cd %s && zip -q -r %s ."):format(
+                q(love_file:match("^(.*)/")), q(stage), q(love_file))))
+        end
+        assert(sh(("mkdir -p %s/p2pnet && cp %s/*.lua %s/ && cp %s/lua/p2pnet/*.lua %s/p2pnet/")
+            :format(q(stage), q(GAME), q(stage), q(ROOT), q(stage))))
+        pack(dir .. "/bare/field.love")
+        -- no source tree, and LUA_CPATH names nothing: only what ships with the game counts
         local env = "LUA_CPATH=" .. q(dir .. "/none/?.so")
-        play { { "frank", "--headless", env, dir .. "/field.love" },
-               { "grace", "--headless", env, dir .. "/field.love" } }
 
-        -- the same archive with the module inside it and nothing beside: LÖVE cannot load it
-        assert(sh(("mkdir -p %s/inside && cp %s/p2pnet/core.so %s/p2pnet/ && cd %s && zip -q -r "
-                   .. "%s ."):format(q(dir), q(dir), q(stage), q(stage),
-                                     q(dir .. "/inside/field.love"))))
-        local p = start("inside", "--headless --host 0 --bind 127.0.0.1", env,
-                        dir .. "/inside/field.love")
+        -- nothing beside it and nothing inside: the player is told what to do
+        local p = start("nowhere", "--headless --host 0 --bind 127.0.0.1", env,
+                        dir .. "/bare/field.love")
         local code, out = p.wait(30)
         assert.equal(2, code, out)
         assert.matches("cannot load p2pnet", out, 1, true)
         assert.matches("make BUILD=build-luajit LUA_PC=luajit module", out, 1, true)
+
+        -- frank's copy has p2pnet/core.so beside field.love; grace's has it inside, which
+        -- LÖVE cannot load in place: the game copies it to the save directory first
+        pack(dir .. "/beside/field.love")
+        assert(sh(("mkdir -p %s/beside/p2pnet && cp %s %s/beside/p2pnet/"):format(
+            q(dir), q(core), q(dir))))
+        assert(sh(("cp %s %s/p2pnet/"):format(q(core), q(stage))))
+        pack(dir .. "/inside/field.love")
+        play { { "frank", "--headless", env, dir .. "/beside/field.love" },
+               { "grace", "--headless", env, dir .. "/inside/field.love" } }
+        local find = assert(io.popen(("ls %s/data/love/p2pnet-love/native/*/p2pnet/core.so")
+                                     :format(q(dir))))
+        local copied = find:read("l")
+        find:close()
+        assert.is_string(copied, "no copy of core.so in the save directory")
+        assert.is_true(S.read(copied) == S.read(core), "the copy differs from core.so")
     end)
 
     it("says what is wrong, with status 2, for bad arguments and a port in use", function()

@@ -9,7 +9,9 @@
 --      <repo>/<P2PNET_LOVE_BUILD, default build-luajit> for p2pnet/core.so;
 --   3. LUA_PATH / LUA_CPATH, and the default paths, as for any Lua program;
 --   4. beside the game directory, the .love file or the fused executable:
---      <dir>/p2pnet/core.so.
+--      <dir>/p2pnet/core.so;
+--   5. p2pnet/core.so packed inside the .love: copied out to the save directory first
+--      (M.extract), since LÖVE cannot load a C module from inside an archive.
 -- See docs/LOVE.md for how a game ships it.
 -- luacheck: globals love
 local M = {}
@@ -40,9 +42,39 @@ function M.paths()
     package.path, package.cpath = path, cpath
 end
 
+-- A game shipped as one .love (or fused) file may carry p2pnet/core.so inside it, where no
+-- dynamic loader can reach it. This copies it out to the save directory, under a name made
+-- from its contents (so a new build of the game never loads an old copy), and puts that on
+-- package.cpath. Returns true when there was one to copy.
+function M.extract()
+    local fs = love.filesystem
+    local info = fs.getInfo("p2pnet/core.so", "file")
+    if not info then
+        return false
+    end
+    local data = fs.read("p2pnet/core.so")
+    if not data then
+        return false
+    end
+    local hash = love.data.encode("string", "hex", love.data.hash("md5", data))
+    local dir = "native/" .. hash .. "/p2pnet"
+    if not fs.getInfo(dir .. "/core.so", "file") then
+        if not (fs.createDirectory(dir) and fs.write(dir .. "/core.so", data)) then
+            return false
+        end
+    end
+    package.cpath = fs.getSaveDirectory() .. "/native/" .. hash .. "/?.so;" .. package.cpath
+    return true
+end
+
 function M.load()
     M.paths()
     local ok, mod = pcall(require, "p2pnet")
+    if not ok and M.extract() then
+        -- Lua 5.1's require leaves a failed module marked as loading: clear it to retry
+        package.loaded["p2pnet"], package.loaded["p2pnet.core"] = nil, nil
+        ok, mod = pcall(require, "p2pnet")
+    end
     if ok then
         return mod
     end
