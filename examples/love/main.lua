@@ -109,6 +109,7 @@ function love.load(args)
                               clock = love.timer.getTime, push = love.event.push,
                               quit = love.event.quit })
     end
+    game.recording = not bot -- a player's session: poll(0) figures printed on quit
     fps = o.fps
     if not headless then
         love.window.setTitle(("p2pnet field: %s at %s"):format(game.name, game:address()))
@@ -188,7 +189,12 @@ function love.textinput(text)
 end
 
 function love.quit()
-    if game then
+    if game and not game.closed then
+        if not bot then
+            local n, median, p99, max = game:poll_figures()
+            print(("POLL samples=%d median_us=%.1f p99_us=%.1f max_us=%.1f"):format(
+                n, median, p99, max))
+        end
         game:close()
     end
 end
