@@ -132,7 +132,7 @@ function Bot:finish(code, missing)
     for id, p in pairs(game.known) do
         out(("SEEN %s %s %s states=%d positions=%d chat=%s"):format(
             id, p.sx or "-", p.sy or "-", p.states, p.positions,
-            game.last_chat and game.last_chat[id] or "-"))
+            game.last_chat[id] or "-"))
     end
     local n, median, p99, max = game:poll_figures()
     out(("POLL samples=%d median_us=%.1f p99_us=%.1f max_us=%.1f"):format(n, median, p99, max))

@@ -36,6 +36,7 @@ bob=$!
 rc=0
 wait "$alice" || rc=1
 wait "$bob" || rc=1
+pids=() # both have exited: nothing left to stop
 for who in alice bob; do
     echo "== $who"
     grep -E '^(ID|LISTEN|SELF|SEEN|POLL|FRAMES|RESULT)' "$tmp/$who"

@@ -83,6 +83,7 @@ function Game.new(p2pnet, opts)
         known = {}, -- id -> player table, for every player met (kept after it leaves)
         chat = {}, -- { {from = name, text = text, colour = {r, g, b}} }, newest last
         chat_from = {}, -- id -> true for every player whose chat line arrived
+        last_chat = {}, -- id -> the last chat line from that player
         done_from = {}, -- id -> true for every player that sent MSG_DONE
         errors = {}, -- asynchronous errors, for the screen and the bot's report
         clock = opts.clock or os.clock,
@@ -211,7 +212,6 @@ function Game:on_message(peer, mtype, data, info)
         local from = info.origin or peer.id
         local p = self.players[from]
         self.chat_from[from] = true
-        self.last_chat = self.last_chat or {}
         self.last_chat[from] = clean(data, Game.MAX_CHAT)
         self:add_chat(p and p.name or ("player-" .. from:sub(1, 4)), clean(data, Game.MAX_CHAT),
                       p and p.colour or colour(from))
