@@ -81,13 +81,12 @@ describe("event-loop adapters", function()
         closed:close()
         local luv, cq = require "p2pnet.luv", require "p2pnet.cqueues"
         local ps = require "p2pnet.socket"
+        local what = ": argument 'node' must be an open UDP node (not simulated, not closed)"
         for _, bad in ipairs { simnode, closed, "x", {} } do
-            assert.has_error(function() luv.attach(bad) end,
-                "p2pnet.luv.attach: argument 'node' must be an open UDP node (not simulated, not closed)")
+            assert.has_error(function() luv.attach(bad) end, "p2pnet.luv.attach" .. what)
             assert.has_error(function() cq.wrap(require("cqueues").new(), bad) end,
-                "p2pnet.cqueues.wrap: argument 'node' must be an open UDP node (not simulated, not closed)")
-            assert.has_error(function() ps.wrap(bad) end,
-                "p2pnet.socket.wrap: argument 'node' must be an open UDP node (not simulated, not closed)")
+                             "p2pnet.cqueues.wrap" .. what)
+            assert.has_error(function() ps.wrap(bad) end, "p2pnet.socket.wrap" .. what)
         end
         assert.has_error(function() ps.step({}, -1) end,
             "p2pnet.socket.step: argument 'timeout' must be a number of seconds >= 0")
@@ -283,7 +282,7 @@ print(("RESULT got=%d,%d bad=%d first=%.6f cpu=%.6f wall=%.6f copas=%s"):format(
 ]=]
 
     it("p2pnet.copas: a copas thread watches each node, pcopas.loop runs the timers", function()
-        local root = assert(os.getenv("PWD"))
+        local root = assert(io.popen("pwd")):read("*l")
         assert.are.equal(0, select(3, os.execute(
             "make -s -j2 BUILD=build-luajit LUA_PC=luajit module >/dev/null")))
         local dir = os.tmpname()
@@ -294,14 +293,16 @@ print(("RESULT got=%d,%d bad=%d first=%.6f cpu=%.6f wall=%.6f copas=%s"):format(
         f:write("local scenario = (function() ", SCENARIO, " end)()\n", CHILD)
         f:close()
         local cmd = ("cd %s && LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' " ..
-                     "LUA_CPATH='%s/build-luajit/?.so;;' timeout -k 5 30 luajit %s/child.lua %d 2>&1")
+                     "LUA_CPATH='%s/build-luajit/?.so;;' " ..
+                     "timeout -k 5 30 luajit %s/child.lua %d 2>&1")
             :format(root, root, root, root, dir, N)
         local p = assert(io.popen(cmd))
         local out = p:read("*a")
         local ok = p:close()
         assert.is_true(ok, out)
         local a, b, bad, first, cpu, wall, version = out:match(
-            "RESULT got=(%d+),(%d+) bad=(%d+) first=([%d.]+) cpu=([%d.]+) wall=([%d.]+) copas=(.-)\n")
+            "RESULT got=(%d+),(%d+) bad=(%d+) first=([%d.]+) cpu=([%d.]+) wall=([%d.]+) " ..
+            "copas=(.-)\n")
         assert.is_truthy(a, out)
         local s = {
             got = { a = tonumber(a), b = tonumber(b) }, bad = {}, first = tonumber(first),
