@@ -26,3 +26,7 @@ $(EMBED_BIN): examples/embed/main.c $(EMBED_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LUA_CFLAGS) -o $@ $< $(EMBED_LIB) $(SAN_FLAGS) \
 	  $(LDFLAGS) $(LUA_LIBS) $(LDLIBS) -lm
+
+# The event-loop adapters' spec (spec/31-loops_spec.lua) runs them on Debian's libraries;
+# lua-copas is packaged for Lua 5.1/5.2 only, so its part runs under LuaJIT (luajit2, above).
+DEB_PACKAGES += lua-luv lua-cqueues lua-copas lua-coxpcall
