@@ -2,7 +2,8 @@
 -- and examples/embed/main.c, a program with its own lua_State that links it statically,
 -- registers p2pnet.core (luaL_requiref, or package.preload with --preload) and runs
 -- examples/embed/game.lua frame by frame: two nodes exchange 20 messages with receipts each
--- way and exit 0. The program is a host of its own, hence the tag.
+-- way and exit 0; built with AddressSanitizer, it shows that lua_close frees everything. The
+-- program is a host of its own, hence the tag.
 
 local function sh(cmd)
     local p = assert(io.popen(cmd .. " 2>&1"))
@@ -83,6 +84,20 @@ return { frame = function() node:poll(0); error("boom in frame") end }
         code, out = sh(BIN .. " " .. dir .. " examples/embed/game.lua")
         assert.are.equal(1, code)
         assert.is_truthy(out:find("module 'p2pnet' not found", 1, true), out)
+    end)
+
+    it("frees everything at lua_close: no leak under AddressSanitizer", function()
+        -- the same objects as make test's ASan stage builds later (same BUILD and flags)
+        local code, out = sh("make -s -j2 BUILD=build-asan SANITIZE=address,undefined static")
+        assert.are.equal(0, code, out)
+        for _, flag in ipairs { "", "--preload " } do
+            code, out = sh("env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 "
+                           .. "build-asan/examples/embed/embed " .. flag
+                           .. "lua examples/embed/game.lua")
+            assert.are.equal(0, code, out)
+            assert.is_truthy(out:find("20 receipts each way", 1, true), out)
+            assert.is_nil(out:find("Sanitizer", 1, true), out)
+        end
     end)
 
     it("builds and runs for a LuaJIT engine (package.preload)", function()
