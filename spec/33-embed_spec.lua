@@ -60,6 +60,15 @@ describe("a C program embedding Lua and p2pnet statically #host", function()
         end)
     end
 
+    it("the script also runs as a plain Lua script, driving its own frames", function()
+        local root = assert(io.popen("pwd")):read("*l")
+        local env = ("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'")
+            :format(root, root, root)
+        local code, out = sh(env .. " timeout -k 5 30 lua5.4 examples/embed/game.lua")
+        assert.are.equal(0, code, out)
+        assert.is_truthy(out:find("via require: 20 receipts each way", 1, true), out)
+    end)
+
     it("fails with the script's error and a traceback, and on a script without frame()", function()
         local dir = tmpdir()
         finally(function() os.execute("rm -rf " .. dir) end)

@@ -4,10 +4,18 @@
 -- with receipts. The engine calls frame(dt) once per frame; each frame polls both nodes with
 -- poll(0), which never blocks, and the script returns true once every receipt came back.
 -- It prints how long the polls took per frame. Runs under Lua 5.1 to 5.4 and LuaJIT.
+--
+-- Run as a plain script (`lua examples/embed/game.lua`, with p2pnet installed), it drives its
+-- frames itself, standing in for the engine.
 local how = ... -- "luaL_requiref" or "package.preload": how the engine registered the module
+local embedded = how == "luaL_requiref" or how == "package.preload"
 
 local p2pnet = require "p2pnet" -- the pure-Lua layer, over the statically linked p2pnet.core
-assert(package.cpath == "", "the engine allows no shared modules")
+if embedded then
+    assert(package.cpath == "", "the engine allows no shared modules")
+else
+    how = "require"
+end
 
 local MESSAGES = 20      -- each way
 local TIMEOUT = 10       -- seconds of frames before giving up
@@ -70,4 +78,12 @@ function game.frame(dt)
     end
 end
 
+if not embedded then
+    -- the engine's part: frames, with a wait for the client's socket in between
+    repeat
+        local done = game.frame(0.002)
+        if not done then client:poll(0.002) end
+    until done
+    return
+end
 return game
