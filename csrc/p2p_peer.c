@@ -437,7 +437,7 @@ static int append_record(p2p_host *h, p2p_peer *p, p2p_lane *l, const p2p_record
 }
 
 /* Counts the records that the front of the ring, up to sbase, completed (records_acked), for
- * p2p_host_peer_lanes. It runs when sbase moves, before anything can overwrite the bytes it
+ * p2p_peer_lane_stats_get. It runs when sbase moves, before anything can overwrite the bytes it
  * passed: each record's header is read once, so the cost is per message, not per packet. */
 static void count_acked_records(p2p_lane *l)
 {
@@ -1549,7 +1549,7 @@ static const char *cc_phase(const p2p_cc *cc)
     }
 }
 
-int p2p_host_peer_stats(const p2p_host *h, p2p_peer_handle handle, p2p_peer_stats *out)
+int p2p_peer_stats_get(const p2p_host *h, p2p_peer_handle handle, p2p_peer_stats *out)
 {
     memset(out, 0, sizeof *out);
     const p2p_peer *p = p2p_lookup(h, handle);
@@ -1602,8 +1602,8 @@ int p2p_host_peer_stats(const p2p_host *h, p2p_peer_handle handle, p2p_peer_stat
     return 0;
 }
 
-size_t p2p_host_peer_lanes(const p2p_host *h, p2p_peer_handle handle, p2p_lane_stats *out,
-                           size_t cap)
+size_t p2p_peer_lane_stats_get(const p2p_host *h, p2p_peer_handle handle, p2p_lane_stats *out,
+                               size_t cap)
 {
     const p2p_peer *p = p2p_lookup(h, handle);
     if (!p) return 0;

@@ -588,13 +588,13 @@ typedef struct p2p_peer_stats {
     /* queues */
     uint64_t bytes_queued;     /* stream bytes of all lanes not yet acknowledged */
     uint64_t datagrams_queued; /* unreliable datagrams waiting for a packet */
-    uint32_t lanes;            /* lanes in use: see p2p_host_peer_lanes */
+    uint32_t lanes;            /* lanes in use: see p2p_peer_lane_stats_get */
 } p2p_peer_stats;
 
 /* Fills *out for a live handle (connecting, connected, or closing: then state is
  * P2P_PEER_DISCONNECTED). Returns 0, or P2P_ERR_PEER when the handle is dead: a session's
  * figures go with it, so read them before it ends if they matter. */
-int p2p_host_peer_stats(const p2p_host *h, p2p_peer_handle p, p2p_peer_stats *out);
+int p2p_peer_stats_get(const p2p_host *h, p2p_peer_handle p, p2p_peer_stats *out);
 
 /* The lane that carries receipts and mesh and NAT records, as p2p_lane_stats names it. */
 #define P2P_LANE_STATS_CONTROL 255
@@ -614,7 +614,8 @@ typedef struct p2p_lane_stats {
  * in the order they were first used, up to cap of them into out (NULL with cap 0 only
  * counts). Returns how many there are, or 0 when the handle is dead. At most
  * P2P_LANE_MAX + 2 (256). */
-size_t p2p_host_peer_lanes(const p2p_host *h, p2p_peer_handle p, p2p_lane_stats *out, size_t cap);
+size_t p2p_peer_lane_stats_get(const p2p_host *h, p2p_peer_handle p, p2p_lane_stats *out,
+                               size_t cap);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* test_stats.c - per-peer statistics (p2p_host_peer_stats, p2p_host_peer_lanes) on the
+/* test_stats.c - per-peer statistics (p2p_peer_stats_get, p2p_peer_lane_stats_get) on the
  * simulator: the traffic counters of the two ends of a session agree with each other, with the
  * node's totals and with what the simulated link dropped; loss, retransmits and the loss ratio
  * follow a lossy link; the lanes' queues count bytes and records until they are acknowledged;
@@ -122,8 +122,8 @@ static void test_both_ends_agree(void)
     T_EQ_INT(NB.msgs[0], 200);
     T_EQ_INT(NA.msgs[0], 50);
     p2p_peer_stats a, b;
-    T_EQ_INT(p2p_host_peer_stats(NA.h, NA.peer, &a), 0);
-    T_EQ_INT(p2p_host_peer_stats(NB.h, NB.peer, &b), 0);
+    T_EQ_INT(p2p_peer_stats_get(NA.h, NA.peer, &a), 0);
+    T_EQ_INT(p2p_peer_stats_get(NB.h, NB.peer, &b), 0);
     T_EQ_INT(a.state, P2P_PEER_CONNECTED);
     /* the sim's path carries P2P_SIM_PATH_MTU: the MTU probes above it never arrive (the
      * sim counts them in too_big), and nothing else is lost */
@@ -185,8 +185,8 @@ static void test_lossy_link(void)
     T_EQ_INT(NB.msgs[0], 2000);
     p2p_peer_stats a, b;
     p2p_sim_link_stats up;
-    T_EQ_INT(p2p_host_peer_stats(NA.h, NA.peer, &a), 0);
-    T_EQ_INT(p2p_host_peer_stats(NB.h, NB.peer, &b), 0);
+    T_EQ_INT(p2p_peer_stats_get(NA.h, NA.peer, &a), 0);
+    T_EQ_INT(p2p_peer_stats_get(NB.h, NB.peer, &b), 0);
     T_EQ_INT(p2p_sim_link_stats_get(S, NA.h, P2P_SIM_UP, &up), 0);
     T_CHECK(up.loss_drops > 50);
     /* A's packets that B did not get: what the link dropped (it was set after the handshake,
@@ -225,13 +225,13 @@ static void test_lane_queues(void)
 {
     T_EQ_INT(setup(3, 15000), 0);
     p2p_lane_stats v[P2P_LANE_MAX + 2];
-    size_t n = p2p_host_peer_lanes(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
+    size_t n = p2p_peer_lane_stats_get(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
     T_CHECK(n >= 1);
     T_EQ_INT(v[0].lane, 0);
-    T_EQ_INT(p2p_host_peer_lanes(NA.h, NA.peer, NULL, 0), n);
+    T_EQ_INT(p2p_peer_lane_stats_get(NA.h, NA.peer, NULL, 0), n);
     T_EQ_INT(send_n(&NA, 0, 10, 2000, 0), 0);
     T_EQ_INT(send_n(&NA, 3, 30, 100, 1), 0);
-    n = p2p_host_peer_lanes(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
+    n = p2p_peer_lane_stats_get(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
     const p2p_lane_stats *l0 = find_lane(v, n, 0), *l3 = find_lane(v, n, 3);
     T_CHECK(l0 && l3);
     if (l0 && l3) {
@@ -244,19 +244,19 @@ static void test_lane_queues(void)
         T_EQ_INT(l3->records_sent, 30);
     }
     p2p_peer_stats a;
-    T_EQ_INT(p2p_host_peer_stats(NA.h, NA.peer, &a), 0);
+    T_EQ_INT(p2p_peer_stats_get(NA.h, NA.peer, &a), 0);
     T_EQ_INT(a.lanes, n);
     T_CHECK(l0 && l3 && a.bytes_queued >= l0->queued_bytes + l3->queued_bytes);
     /* one round trip later some is sent and not yet acknowledged */
     run(5000);
-    n = p2p_host_peer_lanes(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
+    n = p2p_peer_lane_stats_get(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
     l0 = find_lane(v, n, 0);
     T_CHECK(l0 && l0->unsent_bytes < l0->queued_bytes);
     run(2000000);
     T_EQ_INT(NB.msgs[0], 10);
     T_EQ_INT(NB.msgs[3], 30);
     T_EQ_INT(NA.replies, 30);
-    n = p2p_host_peer_lanes(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
+    n = p2p_peer_lane_stats_get(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
     for (size_t i = 0; i < n; i++) {
         T_EQ_INT(v[i].queued_records, 0);
         T_EQ_INT(v[i].queued_bytes, 0);
@@ -267,7 +267,7 @@ static void test_lane_queues(void)
     /* B received them, and answered each on its control lane (where the mesh's periodic
      * records may be on their way) */
     p2p_lane_stats w[P2P_LANE_MAX + 2];
-    size_t m = p2p_host_peer_lanes(NB.h, NB.peer, w, sizeof w / sizeof w[0]);
+    size_t m = p2p_peer_lane_stats_get(NB.h, NB.peer, w, sizeof w / sizeof w[0]);
     const p2p_lane_stats *b3 = find_lane(w, m, 3), *bc = find_lane(w, m, P2P_LANE_STATS_CONTROL);
     T_CHECK(b3 && b3->records_received == 30);
     T_CHECK(bc && bc->records_sent >= 30 && bc->records_received >= 1);
@@ -300,7 +300,7 @@ static void test_queued_records_under_loss(void)
         }
         run(3000 + 1000 * (uint64_t)(round % 3));
         p2p_lane_stats v[P2P_LANE_MAX + 2];
-        size_t n = p2p_host_peer_lanes(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
+        size_t n = p2p_peer_lane_stats_get(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
         const p2p_lane_stats *l2 = find_lane(v, n, 2);
         T_CHECK(l2 != NULL);
         if (!l2) break;
@@ -315,7 +315,7 @@ static void test_queued_records_under_loss(void)
     run(10000000);
     T_EQ_INT(NB.msgs[2], ROUNDS * PER_ROUND);
     p2p_lane_stats v[P2P_LANE_MAX + 2];
-    size_t n = p2p_host_peer_lanes(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
+    size_t n = p2p_peer_lane_stats_get(NA.h, NA.peer, v, sizeof v / sizeof v[0]);
     const p2p_lane_stats *l2 = find_lane(v, n, 2);
     T_CHECK(l2 && l2->queued_records == 0 && l2->queued_bytes == 0 &&
             l2->records_sent == ROUNDS * PER_ROUND);
@@ -328,17 +328,17 @@ static void test_dead_handle(void)
     T_EQ_INT(setup(5, 10000), 0);
     p2p_peer_stats s;
     p2p_lane_stats v[4];
-    T_EQ_INT(p2p_host_peer_stats(NA.h, 0, &s), P2P_ERR_PEER);
-    T_EQ_INT(p2p_host_peer_stats(NA.h, 12345, &s), P2P_ERR_PEER);
+    T_EQ_INT(p2p_peer_stats_get(NA.h, 0, &s), P2P_ERR_PEER);
+    T_EQ_INT(p2p_peer_stats_get(NA.h, 12345, &s), P2P_ERR_PEER);
     T_EQ_INT(s.packets_sent, 0);
-    T_EQ_INT(p2p_host_peer_lanes(NA.h, 12345, v, 4), 0);
+    T_EQ_INT(p2p_peer_lane_stats_get(NA.h, 12345, v, 4), 0);
     p2p_peer_handle p = NA.peer;
     T_EQ_INT(p2p_peer_disconnect(NA.h, p, p2p_sim_now(S)), 0);
-    if (p2p_host_peer_stats(NA.h, p, &s) == 0) T_EQ_INT(s.state, P2P_PEER_DISCONNECTED);
+    if (p2p_peer_stats_get(NA.h, p, &s) == 0) T_EQ_INT(s.state, P2P_PEER_DISCONNECTED);
     run(2000000);
     T_CHECK(NA.left && NB.left);
-    T_EQ_INT(p2p_host_peer_stats(NA.h, p, &s), P2P_ERR_PEER);
-    T_EQ_INT(p2p_host_peer_lanes(NA.h, p, v, 4), 0);
+    T_EQ_INT(p2p_peer_stats_get(NA.h, p, &s), P2P_ERR_PEER);
+    T_EQ_INT(p2p_peer_lane_stats_get(NA.h, p, v, 4), 0);
     teardown();
 }
 
@@ -363,7 +363,7 @@ static void test_newreno_phase(void)
     T_EQ_INT(p2p_host_connect(NA.h, &NB.addr, NB.id.ed_pk, p2p_sim_now(S), &NA.peer), 0);
     run(1000000);
     p2p_peer_stats s;
-    T_EQ_INT(p2p_host_peer_stats(NA.h, NA.peer, &s), 0);
+    T_EQ_INT(p2p_peer_stats_get(NA.h, NA.peer, &s), 0);
     T_EQ_INT(s.congestion, P2P_CC_NEWRENO);
     T_CHECK(s.phase && strcmp(s.phase, "slow_start") == 0);
     T_EQ_INT(s.bandwidth, 0);

@@ -1404,7 +1404,7 @@ static size_t metrics_peers(lua_State *L, lnode *n, metric_peer **out)
         metric_peer *m = &v[k];
         if (p2p_host_peer_info(n->host, handles[i], &info) != 0 || !info.has_id ||
             info.state != P2P_PEER_CONNECTED ||
-            p2p_host_peer_stats(n->host, handles[i], &m->st) != 0)
+            p2p_peer_stats_get(n->host, handles[i], &m->st) != 0)
             continue;
         m->handle = handles[i];
         p2p_id_to_hex(info.id, m->hex);
@@ -1521,8 +1521,8 @@ static int node_metrics(lua_State *L)
             m_header(&b, lane_figures[i].name, lane_figures[i].type, lane_figures[i].help);
             for (j = 0; j < npeers; j++) {
                 p2p_lane_stats lanes[P2P_LANE_MAX + 2];
-                size_t nl = p2p_host_peer_lanes(n->host, peers[j].handle, lanes,
-                                                sizeof lanes / sizeof lanes[0]);
+                size_t nl = p2p_peer_lane_stats_get(n->host, peers[j].handle, lanes,
+                                                    sizeof lanes / sizeof lanes[0]);
                 if (nl > sizeof lanes / sizeof lanes[0]) nl = sizeof lanes / sizeof lanes[0];
                 for (m = 0; m < nl; m++) {
                     const p2p_lane_stats *l = &lanes[m];

@@ -480,9 +480,9 @@ static int peer_stats(lua_State *L)
     p2p_lane_stats lanes[P2P_LANE_MAX + 2];
     size_t nl, i;
     char relay[LP_HEX_SIZE];
-    if (p->dead || p2p_host_peer_stats(n->host, p->handle, &st) != 0)
+    if (p->dead || p2p_peer_stats_get(n->host, p->handle, &st) != 0)
         return lp_push_fail(L, "disconnected");
-    nl = p2p_host_peer_lanes(n->host, p->handle, lanes, sizeof lanes / sizeof lanes[0]);
+    nl = p2p_peer_lane_stats_get(n->host, p->handle, lanes, sizeof lanes / sizeof lanes[0]);
     if (nl > sizeof lanes / sizeof lanes[0]) nl = sizeof lanes / sizeof lanes[0];
     lua_createtable(L, 0, 40);
     lp_push_peer_hex(L, 1);
