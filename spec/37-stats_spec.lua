@@ -499,6 +499,36 @@ describe("node:metrics()", function()
             <= ps.bytes_sent)
     end)
 
+    it("writes one series per peer of a mesh, and none for a peer still connecting", function()
+        local sim = p2pnet.sim { seed = 9, latency = 0.005 }
+        local nodes = {}
+        for i = 1, 6 do nodes[i] = assert(sim:node()) end
+        for i = 2, 6 do assert(nodes[i]:connect(nodes[1]:address())) end
+        assert.is_true(run_until(sim, 20, function()
+            for _, n in ipairs(nodes) do
+                if n:stats().peers ~= 5 then return false end
+            end
+            return true
+        end))
+        -- one more, dialled but not answered yet
+        local late = assert(sim:node())
+        local pending = assert(nodes[1]:connect(late:address()))
+        assert.equal("connecting", pending.state)
+        local ps = assert(pending:stats())
+        assert.equal("connecting", ps.state)
+        local m = parse_prometheus(nodes[1]:metrics())
+        assert.equal(5, #m.p2pnet_peer_info.samples)
+        assert.equal(5, #m.p2pnet_peer_rtt_seconds.samples)
+        local seen = {}
+        for _, smp in ipairs(m.p2pnet_peer_info.samples) do
+            assert.equal(smp.labels.id:sub(1, 16), smp.labels.peer)
+            assert.is_nil(seen[smp.labels.peer])
+            seen[smp.labels.peer] = true
+            assert.equal("connected", nodes[1]:peer(smp.labels.id).state)
+        end
+        assert.equal(5, sample(m, "p2pnet_peers"))
+    end)
+
     it("adds constant labels, escaped, and leaves out the peers when asked", function()
         local _, a = pair()
         local odd = 'a "quoted" \\ back\nslash'
@@ -533,6 +563,12 @@ describe("node:metrics()", function()
             "node:metrics: argument 'opts.labels' must be a table of strings")
         assert.has_error(function() a:metrics { labels = { worker = 1 } } end,
             "node:metrics: argument 'opts.labels' must map label names to strings")
+        for _, v in ipairs({ "\255", "a\192\128", "\237\160\128", "\240\144\128" }) do
+            assert.has_error(function() a:metrics { labels = { w = v } } end,
+                "node:metrics: argument 'opts.labels' value of 'w' must be UTF-8")
+        end
+        local m = parse_prometheus(a:metrics { labels = { w = "caf\195\169 \240\159\152\128" } })
+        assert.equal("caf\195\169 \240\159\152\128", m.p2pnet_peers.samples[1].labels.w)
         for _, name in ipairs({ "1a", "a-b", "__x", "peer", "lane", "" }) do
             local ok, err = pcall(a.metrics, a, { labels = { [name] = "v" } })
             assert.is_false(ok)

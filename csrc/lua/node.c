@@ -1301,6 +1301,39 @@ static int label_name_ok(const char *k, size_t len)
     return 1;
 }
 
+/* 1 when s holds well-formed UTF-8 (what Prometheus demands of label values). */
+static int utf8_ok(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i], n, k;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07;
+        else
+            return 0;
+        if (len - i <= n) return 0;
+        for (k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        /* overlong forms, surrogates, beyond U+10FFFF */
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
 /* Reads opts (at 2: a table or nil): pushes the extra labels as one escaped string
  * (`a="x",b="y"`, "" for none; sorted by name, so that every scrape writes them alike), and
  * returns whether per-peer figures are wanted. Raises on misuse, before anything is
@@ -1339,6 +1372,15 @@ static int metrics_opts(lua_State *L)
                                "(must match [a-zA-Z_][a-zA-Z0-9_]*, not start with __, and not "
                                "be one of peer, lane, id, path, address, relay, congestion)",
                                k);
+                {
+                    size_t vl;
+                    const char *v = lua_tolstring(L, -1, &vl);
+                    if (!utf8_ok((const unsigned char *)v, vl))
+                        luaL_error(L,
+                                   "node:metrics: argument 'opts.labels' value of '%s' must be "
+                                   "UTF-8",
+                                   k);
+                }
                 lua_pushvalue(L, -2);
                 lua_rawseti(L, 3, ++nlabels);
                 lua_pop(L, 1);
