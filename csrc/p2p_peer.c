@@ -443,12 +443,18 @@ static void count_acked_records(p2p_lane *l)
 {
     while (l->rec_front < l->sbase) {
         if (!l->rec_front_end) {
+            if (!l->scap) return; /* cannot happen: bytes past rec_front are in the ring */
             uint8_t hdr[P2P_RECORD_HEADER_MAX];
             uint64_t avail = l->send_end - l->rec_front;
             size_t n = avail < sizeof hdr ? (size_t)avail : sizeof hdr;
+            size_t at = (size_t)(l->rec_front % l->scap);
+            const uint8_t *src = l->sbuf + at; /* read in place unless it wraps */
             p2p_record rec;
-            sbuf_read(l, l->rec_front, hdr, n);
-            int hl = p2p_record_parse(hdr, n, &rec);
+            if (l->scap - at < n) {
+                sbuf_read(l, l->rec_front, hdr, n);
+                src = hdr;
+            }
+            int hl = p2p_record_parse(src, n, &rec);
             if (hl <= 0) { /* cannot happen: we wrote it; stop counting rather than guess */
                 l->rec_front = l->rec_front_end = UINT64_MAX;
                 return;
