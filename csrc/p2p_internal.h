@@ -353,6 +353,10 @@ typedef struct p2p_lane {
     uint8_t id;
     /* sequenced datagrams: the next number to send, and one past the newest delivered */
     uint64_t dg_next, dg_recv;
+    /* observability (p2p_peer_lane_stats_get): records the peer acknowledged whole; rec_front is
+     * where the oldest record not yet acknowledged whole starts, rec_front_end where it ends
+     * (0 until its header is read, which happens while its bytes are still in the ring) */
+    uint64_t records_acked, rec_front, rec_front_end;
 } p2p_lane;
 
 /* A session's lanes beyond lane 0, made when one is first used and charged to its budget. */
@@ -465,6 +469,9 @@ typedef struct p2p_peer {
     int ping_needed, probe_needed;
     /* issue 10 (congestion control): packets that carried resent stream data */
     uint64_t retransmits;
+    /* observability (p2p_peer_stats_get): this session's DATA packets and their bytes each
+     * way (received: those that authenticated), and the ack-eliciting ones among those sent */
+    uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes, tx_eliciting;
     int close_copies;
     uint8_t close_reason;
     int leave_reason; /* for CLOSING: the reason reported */

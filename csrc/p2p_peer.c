@@ -288,7 +288,10 @@ static size_t seal(p2p_peer *p, const uint8_t *pt, size_t ptlen, uint8_t *out, u
     p2p_put_u32(out + 4, p->remote_index);
     p2p_put_u64(out + 8, pn);
     p2p_aead_seal(out + P2P_DATA_HEADER, p->keys.send, pn, out, P2P_DATA_HEADER, pt, ptlen);
-    return P2P_DATA_HEADER + ptlen + P2P_TAG_LEN;
+    size_t n = P2P_DATA_HEADER + ptlen + P2P_TAG_LEN;
+    p->tx_packets++;
+    p->tx_bytes += n;
+    return n;
 }
 
 size_t p2p_peer_close_packet(p2p_peer *p, uint8_t reason, uint8_t *out)
@@ -433,6 +436,38 @@ static int append_record(p2p_host *h, p2p_peer *p, p2p_lane *l, const p2p_record
     return 0;
 }
 
+/* Counts the records that the front of the ring, up to sbase, completed (records_acked), for
+ * p2p_peer_lane_stats_get. It runs when sbase moves, before anything can overwrite the bytes it
+ * passed: each record's header is read once, so the cost is per message, not per packet. */
+static void count_acked_records(p2p_lane *l)
+{
+    while (l->rec_front < l->sbase) {
+        if (!l->rec_front_end) {
+            if (!l->scap) return; /* cannot happen: bytes past rec_front are in the ring */
+            uint8_t hdr[P2P_RECORD_HEADER_MAX];
+            uint64_t avail = l->send_end - l->rec_front;
+            size_t n = avail < sizeof hdr ? (size_t)avail : sizeof hdr;
+            size_t at = (size_t)(l->rec_front % l->scap);
+            const uint8_t *src = l->sbuf + at; /* read in place unless it wraps */
+            p2p_record rec;
+            if (l->scap - at < n) {
+                sbuf_read(l, l->rec_front, hdr, n);
+                src = hdr;
+            }
+            int hl = p2p_record_parse(src, n, &rec);
+            if (hl <= 0) { /* cannot happen: we wrote it; stop counting rather than guess */
+                l->rec_front = l->rec_front_end = UINT64_MAX;
+                return;
+            }
+            l->rec_front_end = l->rec_front + (uint64_t)hl + rec.len;
+        }
+        if (l->rec_front_end > l->sbase) return;
+        l->records_acked++;
+        l->rec_front = l->rec_front_end;
+        l->rec_front_end = 0;
+    }
+}
+
 /* Frees the front of a lane's ring once the peer acknowledged it. */
 static void advance_sbase(p2p_lane *l)
 {
@@ -440,6 +475,7 @@ static void advance_sbase(p2p_lane *l)
     l->sbase = l->s_acked.v[0].hi;
     p2p_rangeset_remove(&l->s_acked, 0, l->sbase);
     p2p_rangeset_remove(&l->s_lost, 0, l->sbase);
+    count_acked_records(l);
 }
 
 /* An idle lane gives its send buffer back, but only at the session's keepalive timer: a lane
@@ -827,6 +863,7 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
     if (flags & P2P_SENT_ELICITING) {
         p->last_eliciting_sent = now;
         p2p_recovery_pace_spend(&p->rec, now, n);
+        p->tx_eliciting++;
     }
     if (retransmit) {
         h->stats.retransmits++;
@@ -1169,6 +1206,8 @@ int p2p_peer_open(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint8_t 
     }
     p2p_replay_update(&p->replay, pn);
     p->last_recv = now;
+    p->rx_packets++;
+    p->rx_bytes += len;
     rx->newest = pn >= p->largest_recv_pn;
     if (rx->newest) p->largest_recv_pn = pn;
     p2p_rd_init(&rx->r, rx->pt, ptlen);
@@ -1515,4 +1554,90 @@ size_t p2p_peer_unacked(const p2p_peer *p, int lane)
 {
     const p2p_lane *l = lane >= 0 && lane < P2P_LANE_SLOTS ? lane_at(p, (uint8_t)lane) : NULL;
     return l ? (size_t)(l->send_end - l->sbase) : 0;
+}
+
+/* ---- observability ---------------------------------------------------------------------- */
+
+static const char *cc_phase(const p2p_cc *cc)
+{
+    if (cc->kind == P2P_CC_NEWRENO) return cc->cwnd < cc->ssthresh ? "slow_start" : "avoidance";
+    switch (cc->state) {
+    case P2P_BBR_STARTUP: return "startup";
+    case P2P_BBR_DRAIN: return "drain";
+    case P2P_BBR_PROBE_BW: return "probe_bw";
+    default: return "probe_rtt";
+    }
+}
+
+int p2p_peer_stats_get(const p2p_host *h, p2p_peer_handle handle, p2p_peer_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    const p2p_peer *p = p2p_lookup(h, handle);
+    if (!p) return P2P_ERR_PEER;
+    const p2p_recovery *r = &p->rec;
+    out->state = p->state == P2P_S_CONNECTED ? P2P_PEER_CONNECTED
+                 : p->state == P2P_S_CLOSING ? P2P_PEER_DISCONNECTED
+                                             : P2P_PEER_CONNECTING;
+    out->packets_sent = p->tx_packets;
+    out->bytes_sent = p->tx_bytes;
+    out->packets_received = p->rx_packets;
+    out->bytes_received = p->rx_bytes;
+    out->eliciting_sent = p->tx_eliciting;
+    out->retransmits = p->retransmits;
+    out->lost = r->lost_packets;
+    out->spurious = r->spurious_losses;
+    if (p->tx_eliciting && r->lost_packets > r->spurious_losses)
+        out->loss = (double)(r->lost_packets - r->spurious_losses) / (double)p->tx_eliciting;
+    if (out->loss > 1) out->loss = 1;
+    if (r->has_rtt) {
+        out->srtt_us = r->srtt;
+        out->rttvar_us = r->rttvar;
+        out->min_rtt_us = r->min_rtt;
+        out->latest_rtt_us = r->latest_rtt;
+    }
+    out->congestion = r->cc.kind;
+    out->phase = cc_phase(&r->cc);
+    out->cwnd = p2p_cc_window(&r->cc);
+    out->in_flight = r->in_flight;
+    out->bandwidth = p2p_cc_bandwidth(&r->cc);
+    double rate = p2p_cc_pacing_rate(&r->cc, r->has_rtt ? r->srtt : 0) * 1e6;
+    out->pacing_rate = rate > 0 && rate < 1.8e19 ? (uint64_t)rate : 0;
+    out->congestion_events = r->cc.congestion_events;
+    out->undos = r->cc.undos;
+    out->direct = p->addr.family != P2P_AF_RELAY;
+    out->address = p->addr;
+    if (!out->direct) {
+        const p2p_peer *relay = p2p_lookup_index(h, p2p_get_u32(p->addr.ip));
+        memset(&out->address, 0, sizeof out->address);
+        if (relay) {
+            out->address = relay->addr;
+            out->has_relay = relay->has_id;
+            if (relay->has_id) memcpy(out->relay_id, relay->id, P2P_ID_LEN);
+        }
+    }
+    out->mtu = p->mtu;
+    out->bytes_queued = p2p_peer_queued(p);
+    out->datagrams_queued = p->dq_count;
+    out->lanes = lane_count(p);
+    return 0;
+}
+
+size_t p2p_peer_lane_stats_get(const p2p_host *h, p2p_peer_handle handle, p2p_lane_stats *out,
+                               size_t cap)
+{
+    const p2p_peer *p = p2p_lookup(h, handle);
+    if (!p) return 0;
+    unsigned n = lane_count(p);
+    for (unsigned i = 0; i < n && i < cap; i++) {
+        const p2p_lane *l = lane_at(p, lane_made(p, i));
+        p2p_lane_stats *s = &out[i];
+        s->lane = l->id;
+        s->queued_bytes = l->send_end - l->sbase;
+        s->unsent_bytes = l->send_end - l->send_next;
+        s->records_sent = l->records_sent;
+        s->records_received = l->records_recv;
+        s->queued_records =
+            l->records_sent > l->records_acked ? l->records_sent - l->records_acked : 0;
+    }
+    return n;
 }

@@ -546,6 +546,77 @@ typedef struct p2p_stats {
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);
 
+/* ---- per-peer statistics (docs/API.md, Observability) ---------------------------------------
+ *
+ * What one session has done and how its path looks now, for operators. Reading them costs a
+ * copy: the counters are kept as the packets go (one add each), the rest is computed here.
+ * Traffic counts the session's own DATA packets, whole (header and tag included): stream data,
+ * datagrams, acknowledgements, keepalives, path and MTU probes, CLOSE. Handshake packets, and
+ * packets relayed for other nodes, are counted by the node only (p2p_stats). A relayed session
+ * counts its packets as the peer sees them, without the relay's wrapping: bytes_sent on one
+ * side and bytes_received on the other then differ only by what the network lost. */
+typedef struct p2p_peer_stats {
+    p2p_peer_state state;
+    /* traffic */
+    uint64_t packets_sent, bytes_sent;
+    uint64_t packets_received, bytes_received; /* only packets that authenticated */
+    uint64_t eliciting_sent; /* sent packets that ask for an acknowledgement (MTU probes
+                              * excepted): what `lost` is counted among */
+    uint64_t retransmits;    /* packets that carried resent stream data */
+    uint64_t lost;           /* packets declared lost */
+    uint64_t spurious;       /* of them, acknowledged later (reordering, not loss) */
+    double loss;             /* (lost - spurious) / eliciting_sent; 0 before anything was sent */
+    /* round-trip time, microseconds; 0 before the first sample */
+    uint64_t srtt_us, rttvar_us, min_rtt_us, latest_rtt_us;
+    /* congestion control */
+    int congestion; /* P2P_CC_BBR or P2P_CC_NEWRENO */
+    /* static: BBR "startup", "drain", "probe_bw", "probe_rtt"; NewReno "slow_start",
+     * "avoidance" */
+    const char *phase;
+    uint64_t cwnd;              /* congestion window, bytes */
+    uint64_t in_flight;         /* bytes sent and neither acknowledged nor lost */
+    uint64_t bandwidth;         /* BBR's bottleneck estimate, bytes per second (0: NewReno) */
+    uint64_t pacing_rate;       /* bytes per second the pacer lets out now */
+    uint64_t congestion_events; /* responses to loss (window or rate cut) */
+    uint64_t undos;             /* of them, undone because every loss proved spurious */
+    /* path */
+    int direct;                   /* 0 while relayed */
+    p2p_addr address;             /* where packets go: the relay's address while relayed */
+    int has_relay;                /* relayed, and the relay's session is known: */
+    uint8_t relay_id[P2P_ID_LEN]; /* the relay's id */
+    uint32_t mtu;                 /* largest DATA packet the path carries now (probed) */
+    /* queues */
+    uint64_t bytes_queued;     /* stream bytes of all lanes not yet acknowledged */
+    uint64_t datagrams_queued; /* unreliable datagrams waiting for a packet */
+    uint32_t lanes;            /* lanes in use: see p2p_peer_lane_stats_get */
+} p2p_peer_stats;
+
+/* Fills *out for a live handle (connecting, connected, or closing: then state is
+ * P2P_PEER_DISCONNECTED). Returns 0, or P2P_ERR_PEER when the handle is dead: a session's
+ * figures go with it, so read them before it ends if they matter. */
+int p2p_peer_stats_get(const p2p_host *h, p2p_peer_handle p, p2p_peer_stats *out);
+
+/* The lane that carries receipts and mesh and NAT records, as p2p_lane_stats names it. */
+#define P2P_LANE_STATS_CONTROL 255
+
+/* One lane of a session, send side. A record is one message, broadcast, transfer chunk or,
+ * on the control lane, one receipt or mesh or NAT record. */
+typedef struct p2p_lane_stats {
+    int lane;                /* 0 to P2P_LANE_MAX, or P2P_LANE_STATS_CONTROL */
+    uint64_t queued_bytes;   /* bytes queued and not yet acknowledged (in flight included) */
+    uint64_t unsent_bytes;   /* of them, bytes not sent even once */
+    uint64_t queued_records; /* records not yet acknowledged whole */
+    uint64_t records_sent;   /* records queued since the session began */
+    uint64_t records_received;
+} p2p_lane_stats;
+
+/* Writes the lanes the session has used (lane 0 always; the others once used, either way),
+ * in the order they were first used, up to cap of them into out (NULL with cap 0 only
+ * counts). Returns how many there are, or 0 when the handle is dead. At most
+ * P2P_LANE_MAX + 2 (256). */
+size_t p2p_peer_lane_stats_get(const p2p_host *h, p2p_peer_handle p, p2p_lane_stats *out,
+                               size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

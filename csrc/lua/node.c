@@ -983,6 +983,8 @@ static const lp_counter node_counters[] = {LP_COUNTER(p2p_stats, peers),
                                            LP_COUNTER(p2p_stats, work_dh),
                                            LP_COUNTER(p2p_stats, work_verify),
                                            LP_COUNTER(p2p_stats, dropped_stale),
+                                           LP_COUNTER(p2p_stats, dropped_half_open),
+                                           LP_COUNTER(p2p_stats, transfers_refused),
                                            {NULL, 0}};
 
 /* One entry of node:lanes: its field `key` (an integer within lo..hi, or dflt when nil). */
@@ -1045,23 +1047,559 @@ static int node_stats(lua_State *L)
     return 1;
 }
 
+/* ---- node:metrics(): the Prometheus text exposition format, version 0.0.4 ----------------------
+ *
+ * Each metric is one group: "# HELP", "# TYPE", then its samples, one per line, so the figures
+ * of all peers are gathered first and written metric by metric. Counters end in _total; label
+ * values and HELP texts are escaped as the format says (backslash, double quote in label
+ * values, newline). Numbers are written with integer arithmetic only, so that the C locale's
+ * decimal point is never asked for. */
+
+#define M_COUNTER "counter"
+#define M_GAUGE "gauge"
+
+/* How a node figure is read: from p2p_stats at `offset`, or from one of the binding's and the
+ * Lua layer's counters. */
+enum { FROM_STATS = 0, FROM_CALLBACK_ERRORS, FROM_TASK_ERRORS, FROM_RECEIVE_DROPPED };
+
+typedef struct node_metric {
+    const char *name, *type, *help;
+    int from;
+    size_t offset;
+} node_metric;
+
+#define NM(name, type, field, help)                              \
+    {                                                            \
+        name, type, help, FROM_STATS, offsetof(p2p_stats, field) \
+    }
+
+static const node_metric node_figures[] = {
+    NM("p2pnet_peers", M_GAUGE, peers, "Sessions connected now."),
+    NM("p2pnet_sent_packets_total", M_COUNTER, packets_sent,
+       "UDP datagrams sent, handshakes included."),
+    NM("p2pnet_received_packets_total", M_COUNTER, packets_received,
+       "UDP datagrams received, dropped ones included."),
+    NM("p2pnet_sent_bytes_total", M_COUNTER, bytes_sent, "UDP payload bytes sent."),
+    NM("p2pnet_received_bytes_total", M_COUNTER, bytes_received, "UDP payload bytes received."),
+    NM("p2pnet_retransmits_total", M_COUNTER, retransmits,
+       "Packets that carried stream data sent again after a loss."),
+    NM("p2pnet_dropped_total", M_COUNTER, dropped,
+       "Invalid, forged, replayed or unauthorised datagrams and protocol violations."),
+    NM("p2pnet_handshakes_total", M_COUNTER, handshakes, "Sessions established."),
+    NM("p2pnet_members", M_GAUGE, members, "Member records known (mesh)."),
+    NM("p2pnet_broadcasts_relayed_total", M_COUNTER, broadcasts_relayed,
+       "Broadcasts served to members that pulled them."),
+    NM("p2pnet_introductions_total", M_COUNTER, introductions,
+       "Pairs of peers this node introduced to each other."),
+    NM("p2pnet_relayed_packets_total", M_COUNTER, relayed_packets,
+       "Datagrams relayed for other nodes."),
+    NM("p2pnet_relayed_bytes_total", M_COUNTER, relayed_bytes,
+       "Bytes of the datagrams relayed for other nodes."),
+    NM("p2pnet_relay_dropped_total", M_COUNTER, relay_dropped, "Datagrams refused for relaying."),
+    NM("p2pnet_path_changes_total", M_COUNTER, path_changes,
+       "Times a session moved to a new address."),
+    NM("p2pnet_memory_bytes", M_GAUGE, memory, "Bytes held now against the memory budgets."),
+    NM("p2pnet_memory_peak_bytes", M_GAUGE, memory_peak, "The most bytes ever held."),
+    NM("p2pnet_dropped_budget_total", M_COUNTER, dropped_budget,
+       "Work refused because a memory budget or a cap was reached."),
+    NM("p2pnet_dropped_amplification_total", M_COUNTER, dropped_amplification,
+       "Datagrams not sent to an unproven address (amplification limit)."),
+    NM("p2pnet_dropped_unsolicited_total", M_COUNTER, dropped_unsolicited,
+       "Records acted on by nobody."),
+    NM("p2pnet_dropped_replay_total", M_COUNTER, dropped_replay,
+       "Replayed handshakes and stale or repeated broadcasts."),
+    NM("p2pnet_dropped_stale_total", M_COUNTER, dropped_stale,
+       "Sequenced datagrams older than one delivered."),
+    NM("p2pnet_dropped_half_open_total", M_COUNTER, dropped_half_open,
+       "Handshakes refused because the half-open table was full."),
+    NM("p2pnet_cookies_sent_total", M_COUNTER, cookies_sent, "COOKIE replies sent under load."),
+    NM("p2pnet_under_load", M_GAUGE, under_load, "1 while the node demands cookies, else 0."),
+    NM("p2pnet_rekeys_total", M_COUNTER, rekeys, "Session key updates."),
+    NM("p2pnet_work_dh_total", M_COUNTER, work_dh, "X25519 operations for handshakes."),
+    NM("p2pnet_work_verify_total", M_COUNTER, work_verify, "Ed25519 signature checks."),
+    NM("p2pnet_transfers_refused_total", M_COUNTER, transfers_refused,
+       "Transfer offers refused at once."),
+    {"p2pnet_callback_errors_total", M_COUNTER, "Errors raised by handlers and callbacks.",
+     FROM_CALLBACK_ERRORS, 0},
+    {"p2pnet_task_errors_total", M_COUNTER, "Tasks that ended with an error.", FROM_TASK_ERRORS, 0},
+    {"p2pnet_receive_dropped_total", M_COUNTER,
+     "Messages dropped because the receive queue was full.", FROM_RECEIVE_DROPPED, 0},
+};
+
+/* How a per-peer figure is written. */
+enum { PV_U64 = 0, PV_SECONDS, PV_RATIO };
+
+typedef struct peer_metric {
+    const char *name, *type, *help;
+    int kind;
+    size_t offset; /* in p2p_peer_stats */
+} peer_metric;
+
+#define PM(name, type, kind, field, help)                       \
+    {                                                           \
+        name, type, help, kind, offsetof(p2p_peer_stats, field) \
+    }
+
+static const peer_metric peer_figures[] = {
+    PM("p2pnet_peer_rtt_seconds", M_GAUGE, PV_SECONDS, srtt_us, "Smoothed round-trip time."),
+    PM("p2pnet_peer_rtt_variation_seconds", M_GAUGE, PV_SECONDS, rttvar_us,
+       "Round-trip time variation."),
+    PM("p2pnet_peer_min_rtt_seconds", M_GAUGE, PV_SECONDS, min_rtt_us,
+       "Lowest round-trip time seen."),
+    PM("p2pnet_peer_loss_ratio", M_GAUGE, PV_RATIO, loss,
+       "Packets declared lost and not acknowledged later, per packet sent that asks for an "
+       "acknowledgement."),
+    PM("p2pnet_peer_cwnd_bytes", M_GAUGE, PV_U64, cwnd, "Congestion window."),
+    PM("p2pnet_peer_in_flight_bytes", M_GAUGE, PV_U64, in_flight,
+       "Bytes sent and neither acknowledged nor lost."),
+    PM("p2pnet_peer_bandwidth_bytes_per_second", M_GAUGE, PV_U64, bandwidth,
+       "Bottleneck bandwidth estimate (BBR; 0 with NewReno)."),
+    PM("p2pnet_peer_pacing_rate_bytes_per_second", M_GAUGE, PV_U64, pacing_rate,
+       "Rate the pacer lets packets out at."),
+    PM("p2pnet_peer_sent_packets_total", M_COUNTER, PV_U64, packets_sent,
+       "Packets of this session sent."),
+    PM("p2pnet_peer_received_packets_total", M_COUNTER, PV_U64, packets_received,
+       "Packets of this session received and authenticated."),
+    PM("p2pnet_peer_sent_bytes_total", M_COUNTER, PV_U64, bytes_sent,
+       "Bytes of this session's packets sent."),
+    PM("p2pnet_peer_received_bytes_total", M_COUNTER, PV_U64, bytes_received,
+       "Bytes of this session's packets received and authenticated."),
+    PM("p2pnet_peer_retransmits_total", M_COUNTER, PV_U64, retransmits,
+       "Packets that carried resent stream data."),
+    PM("p2pnet_peer_lost_packets_total", M_COUNTER, PV_U64, lost, "Packets declared lost."),
+    PM("p2pnet_peer_spurious_losses_total", M_COUNTER, PV_U64, spurious,
+       "Packets declared lost and acknowledged later (reordering)."),
+    PM("p2pnet_peer_congestion_events_total", M_COUNTER, PV_U64, congestion_events,
+       "Congestion responses (window or rate cuts)."),
+    PM("p2pnet_peer_mtu_bytes", M_GAUGE, PV_U64, mtu, "Largest packet the path carries now."),
+    PM("p2pnet_peer_queued_bytes", M_GAUGE, PV_U64, bytes_queued,
+       "Stream bytes of all lanes not yet acknowledged."),
+    PM("p2pnet_peer_queued_datagrams", M_GAUGE, PV_U64, datagrams_queued,
+       "Unreliable datagrams waiting for a packet."),
+};
+
+enum { LV_QUEUED_BYTES = 0, LV_UNSENT_BYTES, LV_QUEUED_MESSAGES, LV_SENT, LV_RECEIVED };
+
+static const struct lane_metric {
+    const char *name, *type, *help;
+    int which;
+} lane_figures[] = {
+    {"p2pnet_peer_lane_queued_bytes", M_GAUGE, "Bytes queued on a lane and not yet acknowledged.",
+     LV_QUEUED_BYTES},
+    {"p2pnet_peer_lane_unsent_bytes", M_GAUGE, "Bytes queued on a lane and not yet sent once.",
+     LV_UNSENT_BYTES},
+    {"p2pnet_peer_lane_queued_messages", M_GAUGE,
+     "Messages (records) on a lane not yet acknowledged whole.", LV_QUEUED_MESSAGES},
+    {"p2pnet_peer_lane_sent_messages_total", M_COUNTER, "Messages (records) queued on a lane.",
+     LV_SENT},
+    {"p2pnet_peer_lane_received_messages_total", M_COUNTER,
+     "Messages (records) received on a lane.", LV_RECEIVED},
+};
+
+/* One peer's figures, read once per scrape. */
+typedef struct metric_peer {
+    p2p_peer_handle handle;
+    char label[LP_HEX_SIZE]; /* its first 16 hex digits, or all 64 when two peers share them */
+    char hex[LP_HEX_SIZE];
+    char address[LP_ADDR_TEXT];
+    char relay[LP_HEX_SIZE]; /* "" when direct */
+    p2p_peer_stats st;
+} metric_peer;
+
+static void m_add(luaL_Buffer *b, const char *s)
+{
+    luaL_addlstring(b, s, strlen(s));
+}
+
+/* Appends text with the escapes of a label value (all three) or of a HELP text (backslash and
+ * newline). */
+static void m_escaped(luaL_Buffer *b, const char *s, size_t len, int label)
+{
+    size_t i, from = 0;
+    for (i = 0; i < len; i++) {
+        const char *esc = s[i] == '\\'           ? "\\\\"
+                          : s[i] == '\n'         ? "\\n"
+                          : s[i] == '"' && label ? "\\\""
+                                                 : NULL;
+        if (esc == NULL) continue;
+        luaL_addlstring(b, s + from, i - from);
+        m_add(b, esc);
+        from = i + 1;
+    }
+    luaL_addlstring(b, s + from, len - from);
+}
+
+static void m_header(luaL_Buffer *b, const char *name, const char *type, const char *help)
+{
+    m_add(b, "# HELP ");
+    m_add(b, name);
+    luaL_addchar(b, ' ');
+    m_escaped(b, help, strlen(help), 0);
+    m_add(b, "\n# TYPE ");
+    m_add(b, name);
+    luaL_addchar(b, ' ');
+    m_add(b, type);
+    luaL_addchar(b, '\n');
+}
+
+/* `name{labels,extra} value\n`: labels is "" or label pairs already written and escaped,
+ * extra the caller's constant labels (likewise). */
+static void m_sample(luaL_Buffer *b, const char *name, const char *labels, const char *extra,
+                     const char *value)
+{
+    m_add(b, name);
+    if (labels[0] != '\0' || extra[0] != '\0') {
+        luaL_addchar(b, '{');
+        m_add(b, labels);
+        if (labels[0] != '\0' && extra[0] != '\0') luaL_addchar(b, ',');
+        m_add(b, extra);
+        luaL_addchar(b, '}');
+    }
+    luaL_addchar(b, ' ');
+    m_add(b, value);
+    luaL_addchar(b, '\n');
+}
+
+static void fmt_u64(char *out, size_t cap, uint64_t v)
+{
+    snprintf(out, cap, "%llu", (unsigned long long)v);
+}
+
+/* us as seconds with six decimals. */
+static void fmt_seconds(char *out, size_t cap, uint64_t us)
+{
+    snprintf(out, cap, "%llu.%06llu", (unsigned long long)(us / 1000000),
+             (unsigned long long)(us % 1000000));
+}
+
+/* A ratio 0-1 with nine decimals. */
+static void fmt_ratio(char *out, size_t cap, double r)
+{
+    uint64_t ppb = r <= 0 ? 0 : r >= 1 ? 1000000000u : (uint64_t)(r * 1e9 + 0.5);
+    snprintf(out, cap, "%llu.%09llu", (unsigned long long)(ppb / 1000000000u),
+             (unsigned long long)(ppb % 1000000000u));
+}
+
+/* A label name Prometheus accepts, [a-zA-Z_][a-zA-Z0-9_]*, not reserved (__*) and not one this
+ * function writes itself. */
+static int label_name_ok(const char *k, size_t len)
+{
+    static const char *const ours[] = {"peer",    "lane",  "id",         "path",
+                                       "address", "relay", "congestion", NULL};
+    const char *const *q;
+    size_t i;
+    if (len == 0 || (k[0] >= '0' && k[0] <= '9') || (len >= 2 && k[0] == '_' && k[1] == '_'))
+        return 0;
+    for (i = 0; i < len; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return 0;
+    }
+    for (q = ours; *q; q++)
+        if (strcmp(*q, k) == 0) return 0;
+    return 1;
+}
+
+/* 1 when s holds well-formed UTF-8 (what Prometheus demands of label values). */
+static int utf8_ok(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i], n, k;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07;
+        else
+            return 0;
+        if (len - i <= n) return 0;
+        for (k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        /* overlong forms, surrogates, beyond U+10FFFF */
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+/* Reads opts (at 2: a table or nil): pushes the extra labels as one escaped string
+ * (`a="x",b="y"`, "" for none; sorted by name, so that every scrape writes them alike), and
+ * returns whether per-peer figures are wanted. Raises on misuse, before anything is
+ * written. */
+static int metrics_opts(lua_State *L)
+{
+    static const char *const known[] = {"labels", "peers", NULL};
+    int peers = 1, nlabels = 0, i, j;
+    luaL_Buffer b;
+    if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2))
+        lp_arg_error(L, "node:metrics", "opts", "must be a table or nil");
+    lp_check_options(L, 2, "node:metrics", known);
+    lua_settop(L, 2);
+    lua_newtable(L); /* 3: the label names, sorted below */
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "peers");
+        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+            lp_arg_error(L, "node:metrics", "opts.peers", "must be a boolean or nil");
+        peers = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "labels");
+        if (!lua_isnil(L, -1)) {
+            if (!lua_istable(L, -1))
+                lp_arg_error(L, "node:metrics", "opts.labels", "must be a table of strings");
+            lua_pushnil(L);
+            while (lua_next(L, -2) != 0) {
+                size_t kl;
+                const char *k;
+                if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                    lp_arg_error(L, "node:metrics", "opts.labels",
+                                 "must map label names to strings");
+                k = lua_tolstring(L, -2, &kl);
+                if (!label_name_ok(k, kl) || strlen(k) != kl)
+                    luaL_error(L,
+                               "node:metrics: argument 'opts.labels' has a bad label name '%s' "
+                               "(must match [a-zA-Z_][a-zA-Z0-9_]*, not start with __, and not "
+                               "be one of peer, lane, id, path, address, relay, congestion)",
+                               k);
+                {
+                    size_t vl;
+                    const char *v = lua_tolstring(L, -1, &vl);
+                    if (!utf8_ok((const unsigned char *)v, vl))
+                        luaL_error(L,
+                                   "node:metrics: argument 'opts.labels' value of '%s' must be "
+                                   "UTF-8",
+                                   k);
+                }
+                lua_pushvalue(L, -2);
+                lua_rawseti(L, 3, ++nlabels);
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    /* insertion sort of the names by byte order: a handful at most */
+    for (i = 2; i <= nlabels; i++) {
+        for (j = i; j > 1; j--) {
+            lua_rawgeti(L, 3, j - 1);
+            lua_rawgeti(L, 3, j);
+            if (strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) <= 0) {
+                lua_pop(L, 2);
+                break;
+            }
+            lua_rawseti(L, 3, j - 1);
+            lua_rawseti(L, 3, j);
+        }
+    }
+    /* the labels table and the names are kept on the stack while the buffer is built: the
+     * buffer's own slot comes after them (4), and nothing else is pushed meanwhile */
+    if (lua_istable(L, 2))
+        lua_getfield(L, 2, "labels");
+    else
+        lua_pushnil(L);
+    lua_insert(L, 3); /* 3: labels (or nil), 4: sorted names */
+    luaL_buffinit(L, &b);
+    for (i = 1; i <= nlabels; i++) {
+        size_t kl, vl;
+        const char *k, *v;
+        lua_rawgeti(L, 4, i);
+        k = lua_tolstring(L, -1, &kl);
+        lua_pop(L, 1); /* still referenced from the names table */
+        lua_getfield(L, 3, k);
+        v = lua_tolstring(L, -1, &vl);
+        lua_pop(L, 1); /* still referenced from the labels table */
+        if (i > 1) luaL_addchar(&b, ',');
+        luaL_addlstring(&b, k, kl);
+        m_add(&b, "=\"");
+        m_escaped(&b, v, vl, 1);
+        luaL_addchar(&b, '"');
+    }
+    luaL_pushresult(&b);
+    lua_replace(L, 3);
+    lua_settop(L, 3);
+    return peers;
+}
+
+/* Gathers the connected peers that have an id into a userdata array (collected by the GC,
+ * also if something raises later); returns how many, *out the array. */
+static size_t metrics_peers(lua_State *L, lnode *n, metric_peer **out)
+{
+    size_t count = p2p_host_peers(n->host, NULL, 0), got, i, j, k = 0;
+    p2p_peer_handle *handles;
+    metric_peer *v;
+    handles = (p2p_peer_handle *)lua_newuserdata(L, (count ? count : 1) * sizeof *handles);
+    got = p2p_host_peers(n->host, handles, count);
+    if (got > count) got = count;
+    v = (metric_peer *)lua_newuserdata(L, (got ? got : 1) * sizeof *v);
+    for (i = 0; i < got; i++) {
+        p2p_peer_info info;
+        metric_peer *m = &v[k];
+        if (p2p_host_peer_info(n->host, handles[i], &info) != 0 || !info.has_id ||
+            info.state != P2P_PEER_CONNECTED ||
+            p2p_peer_stats_get(n->host, handles[i], &m->st) != 0)
+            continue;
+        m->handle = handles[i];
+        p2p_id_to_hex(info.id, m->hex);
+        memcpy(m->label, m->hex, 16);
+        m->label[16] = '\0';
+        m->address[0] = '\0';
+        if (m->st.address.family != P2P_AF_NONE)
+            (void)p2p_addr_format(&m->st.address, m->address, sizeof m->address);
+        m->relay[0] = '\0';
+        if (m->st.has_relay) p2p_id_to_hex(m->st.relay_id, m->relay);
+        k++;
+    }
+    /* Two ids with the same first 16 digits would make two series one: both get the whole
+     * id (only a peer that ground its key for it can cause this). */
+    for (i = 0; i < k; i++)
+        for (j = i + 1; j < k; j++)
+            if (memcmp(v[i].hex, v[j].hex, 16) == 0) {
+                memcpy(v[i].label, v[i].hex, LP_HEX_SIZE);
+                memcpy(v[j].label, v[j].hex, LP_HEX_SIZE);
+            }
+    lua_remove(L, -2);
+    *out = v;
+    return k;
+}
+
+/* node:metrics([opts]) -> string: the node's counters and (unless opts.peers == false) every
+ * connected peer's figures in the Prometheus text format; opts.labels = {name = "value"}
+ * adds constant labels to every sample (for example the nginx worker). */
+static int node_metrics(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:metrics");
+    int with_peers;
+    const char *extra;
+    p2p_stats st;
+    uint64_t lua_counters[2] = {0, 0};
+    metric_peer *peers = NULL;
+    size_t npeers = 0, i, j, m;
+    char value[48], labels[LP_HEX_SIZE + LP_ADDR_TEXT + 3 * LP_HEX_SIZE + 96];
+    luaL_Buffer b;
+    with_peers = metrics_opts(L); /* 3: the extra labels */
+    extra = lua_tostring(L, 3);
+    p2p_host_stats(n->host, &st);
+    /* the Lua layer's counters, through its stats hook, as node:stats() has them */
+    lua_newtable(L);
+    if (push_hook(L, "stats")) {
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 0);
+    }
+    lua_getfield(L, -1, "task_errors");
+    lua_counters[0] = lua_isnumber(L, -1) ? (uint64_t)lua_tonumber(L, -1) : 0;
+    lua_getfield(L, -2, "receive_dropped");
+    lua_counters[1] = lua_isnumber(L, -1) ? (uint64_t)lua_tonumber(L, -1) : 0;
+    lua_settop(L, 3);
+    if (with_peers) npeers = metrics_peers(L, n, &peers); /* 4: their array */
+    luaL_buffinit(L, &b);
+    for (i = 0; i < sizeof node_figures / sizeof node_figures[0]; i++) {
+        const node_metric *nm = &node_figures[i];
+        uint64_t v;
+        switch (nm->from) {
+        case FROM_CALLBACK_ERRORS: v = n->callback_errors; break;
+        case FROM_TASK_ERRORS: v = lua_counters[0]; break;
+        case FROM_RECEIVE_DROPPED: v = lua_counters[1]; break;
+        default: memcpy(&v, (const char *)&st + nm->offset, sizeof v);
+        }
+        m_header(&b, nm->name, nm->type, nm->help);
+        fmt_u64(value, sizeof value, v);
+        m_sample(&b, nm->name, "", extra, value);
+    }
+    if (npeers > 0) {
+        m_header(&b, "p2pnet_peer_info", M_GAUGE,
+                 "1 for each connected peer, with its id, path, address, relay and congestion "
+                 "controller.");
+        for (j = 0; j < npeers; j++) {
+            const metric_peer *p = &peers[j];
+            /* ids and addresses hold nothing to escape: hex digits, dots, colons, brackets */
+            snprintf(labels, sizeof labels,
+                     "peer=\"%s\",id=\"%s\",path=\"%s\",address=\"%s\",relay=\"%s\","
+                     "congestion=\"%s\"",
+                     p->label, p->hex, p->st.direct ? "direct" : "relayed", p->address, p->relay,
+                     p->st.congestion == P2P_CC_NEWRENO ? "newreno" : "bbr");
+            m_sample(&b, "p2pnet_peer_info", labels, extra, "1");
+        }
+        m_header(&b, "p2pnet_peer_direct", M_GAUGE,
+                 "1 while the session's path is direct, 0 "
+                 "while it is relayed.");
+        for (j = 0; j < npeers; j++) {
+            snprintf(labels, sizeof labels, "peer=\"%s\"", peers[j].label);
+            m_sample(&b, "p2pnet_peer_direct", labels, extra, peers[j].st.direct ? "1" : "0");
+        }
+        for (i = 0; i < sizeof peer_figures / sizeof peer_figures[0]; i++) {
+            const peer_metric *pm = &peer_figures[i];
+            m_header(&b, pm->name, pm->type, pm->help);
+            for (j = 0; j < npeers; j++) {
+                const char *field = (const char *)&peers[j].st + pm->offset;
+                if (pm->kind == PV_RATIO) {
+                    double r;
+                    memcpy(&r, field, sizeof r);
+                    fmt_ratio(value, sizeof value, r);
+                } else if (pm->offset == offsetof(p2p_peer_stats, mtu)) {
+                    fmt_u64(value, sizeof value, peers[j].st.mtu);
+                } else {
+                    uint64_t v;
+                    memcpy(&v, field, sizeof v);
+                    if (pm->kind == PV_SECONDS)
+                        fmt_seconds(value, sizeof value, v);
+                    else
+                        fmt_u64(value, sizeof value, v);
+                }
+                snprintf(labels, sizeof labels, "peer=\"%s\"", peers[j].label);
+                m_sample(&b, pm->name, labels, extra, value);
+            }
+        }
+        for (i = 0; i < sizeof lane_figures / sizeof lane_figures[0]; i++) {
+            m_header(&b, lane_figures[i].name, lane_figures[i].type, lane_figures[i].help);
+            for (j = 0; j < npeers; j++) {
+                p2p_lane_stats lanes[P2P_LANE_MAX + 2];
+                size_t nl = p2p_peer_lane_stats_get(n->host, peers[j].handle, lanes,
+                                                    sizeof lanes / sizeof lanes[0]);
+                if (nl > sizeof lanes / sizeof lanes[0]) nl = sizeof lanes / sizeof lanes[0];
+                for (m = 0; m < nl; m++) {
+                    const p2p_lane_stats *l = &lanes[m];
+                    uint64_t v = lane_figures[i].which == LV_QUEUED_BYTES      ? l->queued_bytes
+                                 : lane_figures[i].which == LV_UNSENT_BYTES    ? l->unsent_bytes
+                                 : lane_figures[i].which == LV_QUEUED_MESSAGES ? l->queued_records
+                                 : lane_figures[i].which == LV_SENT            ? l->records_sent
+                                                                    : l->records_received;
+                    if (l->lane == P2P_LANE_STATS_CONTROL)
+                        snprintf(labels, sizeof labels, "peer=\"%s\",lane=\"control\"",
+                                 peers[j].label);
+                    else
+                        snprintf(labels, sizeof labels, "peer=\"%s\",lane=\"%d\"", peers[j].label,
+                                 l->lane);
+                    fmt_u64(value, sizeof value, v);
+                    m_sample(&b, lane_figures[i].name, labels, extra, value);
+                }
+            }
+        }
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
 void lp_node_class(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"address", node_address},
-                                       {"addresses", node_addresses},
-                                       {"connect", node_connect},
-                                       {"peers", node_peers},
-                                       {"peer", node_peer},
-                                       {"broadcast", node_broadcast},
-                                       {"on", node_on},
-                                       {"poll", node_poll},
-                                       {"fd", node_fd},
-                                       {"next_timeout", node_next_timeout},
-                                       {"now", lp_node_clock},
-                                       {"stats", node_stats},
-                                       {"close", node_close_m},
-                                       {"lanes", node_lanes},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"address", node_address}, {"addresses", node_addresses},
+        {"connect", node_connect}, {"peers", node_peers},
+        {"peer", node_peer},       {"broadcast", node_broadcast},
+        {"on", node_on},           {"poll", node_poll},
+        {"fd", node_fd},           {"next_timeout", node_next_timeout},
+        {"now", lp_node_clock},    {"stats", node_stats},
+        {"metrics", node_metrics}, {"close", node_close_m},
+        {"lanes", node_lanes},     {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__tostring", node_tostring},
         {"__gc", node_close_m},

@@ -444,11 +444,107 @@ static int peer_disconnect(lua_State *L)
     return 1;
 }
 
+/* ---- observability ----------------------------------------------------------------------- */
+
+static void set_seconds(lua_State *L, const char *k, uint64_t us)
+{
+    lua_pushnumber(L, (lua_Number)us / US_PER_SECOND);
+    lua_setfield(L, -2, k);
+}
+
+/* One lane's table: {queued_bytes, unsent_bytes, queued_messages, messages_sent,
+ * messages_received}, at key lane (or "control"), in the table on top. */
+static void push_lane(lua_State *L, const p2p_lane_stats *l)
+{
+    if (l->lane == P2P_LANE_STATS_CONTROL)
+        lua_pushliteral(L, "control");
+    else
+        lua_pushinteger(L, (lua_Integer)l->lane);
+    lua_createtable(L, 0, 5);
+    lp_set_u64(L, "queued_bytes", l->queued_bytes);
+    lp_set_u64(L, "unsent_bytes", l->unsent_bytes);
+    lp_set_u64(L, "queued_messages", l->queued_records);
+    lp_set_u64(L, "messages_sent", l->records_sent);
+    lp_set_u64(L, "messages_received", l->records_received);
+    lua_rawset(L, -3);
+}
+
+/* peer:stats() -> table | nil, "disconnected". A new table of the session's figures each call
+ * (docs/API.md, Observability). A session's figures end with it: after its leave there are
+ * none to give, as for peer:send. */
+static int peer_stats(lua_State *L)
+{
+    lpeer *p = lp_check_peer(L, 1);
+    lnode *n = peer_node(L, p, "peer:stats");
+    p2p_peer_stats st;
+    p2p_lane_stats lanes[P2P_LANE_MAX + 2];
+    size_t nl, i;
+    char relay[LP_HEX_SIZE];
+    if (p->dead || p2p_peer_stats_get(n->host, p->handle, &st) != 0)
+        return lp_push_fail(L, "disconnected");
+    nl = p2p_peer_lane_stats_get(n->host, p->handle, lanes, sizeof lanes / sizeof lanes[0]);
+    if (nl > sizeof lanes / sizeof lanes[0]) nl = sizeof lanes / sizeof lanes[0];
+    lua_createtable(L, 0, 40);
+    lp_push_peer_hex(L, 1);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, st.state == P2P_PEER_NONE ? "disconnected" : p2p_peer_state_name(st.state));
+    lua_setfield(L, -2, "state");
+    /* round trip */
+    set_seconds(L, "rtt", st.srtt_us);
+    set_seconds(L, "rttvar", st.rttvar_us);
+    set_seconds(L, "min_rtt", st.min_rtt_us);
+    set_seconds(L, "latest_rtt", st.latest_rtt_us);
+    /* loss */
+    lua_pushnumber(L, (lua_Number)st.loss);
+    lua_setfield(L, -2, "loss");
+    lp_set_u64(L, "lost", st.lost);
+    lp_set_u64(L, "spurious", st.spurious);
+    lp_set_u64(L, "retransmits", st.retransmits);
+    /* traffic */
+    lp_set_u64(L, "packets_sent", st.packets_sent);
+    lp_set_u64(L, "packets_received", st.packets_received);
+    lp_set_u64(L, "bytes_sent", st.bytes_sent);
+    lp_set_u64(L, "bytes_received", st.bytes_received);
+    lp_set_u64(L, "eliciting_sent", st.eliciting_sent);
+    /* congestion control */
+    lua_pushstring(L, st.congestion == P2P_CC_NEWRENO ? "newreno" : "bbr");
+    lua_setfield(L, -2, "congestion");
+    lua_pushstring(L, st.phase != NULL ? st.phase : "");
+    lua_setfield(L, -2, "phase");
+    lp_set_u64(L, "cwnd", st.cwnd);
+    lp_set_u64(L, "in_flight", st.in_flight);
+    lp_set_u64(L, "bandwidth", st.bandwidth);
+    lp_set_u64(L, "pacing_rate", st.pacing_rate);
+    lp_set_u64(L, "congestion_events", st.congestion_events);
+    lp_set_u64(L, "undos", st.undos);
+    /* path */
+    lua_pushstring(L, st.direct ? "direct" : "relayed");
+    lua_setfield(L, -2, "path");
+    lua_pushboolean(L, st.direct);
+    lua_setfield(L, -2, "direct");
+    lp_push_addr(L, &st.address);
+    lua_setfield(L, -2, "address");
+    if (st.has_relay) {
+        p2p_id_to_hex(st.relay_id, relay);
+        lua_pushstring(L, relay);
+        lua_setfield(L, -2, "relay");
+    }
+    lp_set_u64(L, "mtu", st.mtu);
+    /* queues */
+    lp_set_u64(L, "queued_bytes", st.bytes_queued);
+    lp_set_u64(L, "queued_datagrams", st.datagrams_queued);
+    lua_createtable(L, 1, (int)nl);
+    for (i = 0; i < nl; i++) push_lane(L, &lanes[i]);
+    lua_setfield(L, -2, "lanes");
+    return 1;
+}
+
 void lp_peer_class(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"send", peer_send},
                                        {"send_unreliable", peer_send_unreliable},
                                        {"disconnect", peer_disconnect},
+                                       {"stats", peer_stats},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__tostring", peer_tostring}, {NULL, NULL}};
     lp_class(L, PEER_MT, methods, meta, peer_index);
