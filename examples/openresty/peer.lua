@@ -1,0 +1,33 @@
+-- A p2pnet peer for examples/openresty, in plain Lua (5.1 to 5.4, LuaJIT):
+--   lua5.4 examples/openresty/peer.lua [port] [connect-to host:port]
+-- Prints "READY <id> <address>", then answers messages: type 1 with "echo:" .. data, and
+-- type 9 ("push N") by sending N messages of type 2 back to the sender. It runs until
+-- its standard input closes or it is killed.
+local p2pnet = require "p2pnet"
+
+local port = tonumber(arg[1] or "0")
+local target = arg[2]
+
+local node = assert(p2pnet.node { host = "127.0.0.1", port = port })
+node:on("message", function(peer, mtype, data)
+    if mtype == 1 then
+        return "echo:" .. data
+    elseif mtype == 9 then
+        local n = tonumber(data:match("push (%d+)")) or 1
+        for i = 1, n do
+            peer:send(2, "pushed " .. i)
+        end
+        return "pushing " .. n
+    end
+end)
+node:on("join", function(peer)
+    io.stderr:write("join ", peer.id, " ", peer.address, "\n")
+end)
+if target then
+    node:connect(target)
+end
+io.stdout:write("READY ", node.id, " ", node:address(), "\n")
+io.stdout:flush()
+while true do
+    node:poll(1)
+end
