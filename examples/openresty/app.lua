@@ -91,6 +91,8 @@ function M.init_worker()
         shared = "p2pnet",
         host = "127.0.0.1",
         port = tonumber(os.getenv("P2PNET_PORT") or "7000"),
+        -- A key file keeps the node's id across restarts and reloads (created when absent).
+        identity = os.getenv("P2PNET_IDENTITY"),
         mode = os.getenv("P2PNET_MODE") or "waker",
         interval = tonumber(os.getenv("P2PNET_INTERVAL") or "0.01"),
         -- Runs in the worker that holds the node, inside node:poll: must not yield.

@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 n=${1:-300}
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" LUA_CPATH="$root/build/?.so;;"
-free_port() { lua5.4 -e 'local s=require"socket"; local u=assert(s.bind("127.0.0.1",0)); print(select(2,u:getsockname())); u:close()'; }
+free_port() { lua5.4 -e 'local s=require"socket"; local u=assert(s.bind("127.0.0.1",0)); local _, p = u:getsockname(); print(p); u:close()'; }
 prefix=$(mktemp -d /tmp/p2pnet-ngx-measure.XXXXXX)
 peer_pid=; ngx_pid=
 cleanup() {

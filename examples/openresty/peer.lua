@@ -23,6 +23,9 @@ end)
 node:on("join", function(peer)
     io.stderr:write("join ", peer.id, " ", peer.address, "\n")
 end)
+node:on("leave", function(peer, reason)
+    io.stderr:write("leave ", peer.id, " ", tostring(reason), "\n")
+end)
 if target then
     node:connect(target)
 end

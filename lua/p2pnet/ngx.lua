@@ -34,6 +34,8 @@ local BIND_RETRY_FOR = 10
 local BIND_RETRY_EVERY = 0.05
 -- How long a call waits when its caller gives no timeout, in seconds.
 local DEFAULT_TIMEOUT = 30
+-- How long a call waits for the node to open (start-up, reloads), in seconds at most.
+local READY_WAIT = 5
 -- How long a driver waits to connect to its wake-up line before it falls back to a timer.
 local CONNECT_TIMEOUT_MS = 1000
 
@@ -339,20 +341,22 @@ local function call(fname, name, timeout, ...)
     if not S.started then
         error(fname .. ": p2pnet.ngx is not started (call start() in init_worker_by_lua)", 3)
     end
-    local w = new_waiter()
-    if S.owner then
-        if not S.node then
+    -- During start-up and reloads the node may not be open yet: wait for it a little.
+    local ready_by = ngx.now() + math.min(timeout or READY_WAIT, READY_WAIT)
+    while not (S.owner and S.node or not S.owner and S.dict:get("owner")) do
+        if ngx.now() >= ready_by then
             return nil, "node not ready"
         end
+        ngx.sleep(0.02)
+        ngx.update_time()
+    end
+    local w = new_waiter()
+    if S.owner then
         ops[name](S.node, function(...) complete(w, ...) end, ...)
         if ARMS_TIMERS[name] then
             kick_self()
         end
         return await(w, timeout)
-    end
-    local path = S.dict:get("owner:kick")
-    if not path then
-        return nil, "node not ready"
     end
     local id = S.dict:incr("seq", 1, 0)
     local ok, err = S.dict:rpush("cmd", encode(name, id, S.wid, ...))
@@ -360,7 +364,10 @@ local function call(fname, name, timeout, ...)
         return nil, "shared dict: " .. tostring(err)
     end
     S.pending[id] = w
-    core.kick(path)
+    local path = S.dict:get("owner:kick") -- none when the owner's driver runs on a timer
+    if path then
+        core.kick(path)
+    end
     local res = pack(await(w, timeout))
     S.pending[id] = nil
     return unpack(res, 1, res.n)
@@ -479,6 +486,9 @@ local function close_node()
     if S.dict and S.owner and S.kick_path and S.dict:get("owner:kick") == S.kick_path then
         S.dict:delete("owner:kick")
     end
+    if S.dict and S.owner and S.dict:get("owner") == ngx.worker.pid() then
+        S.dict:delete("owner")
+    end
     S.kick_path = nil
 end
 
@@ -596,6 +606,7 @@ local function driver(premature)
             end
             if S.hooks.error then S.hooks.error(e, peer) end
         end)
+        dict:set("owner", ngx.worker.pid())
         dict:set("id", node.id)
         dict:set("address", node:address())
         if S.on_start then
@@ -630,6 +641,12 @@ local function driver(premature)
         log_err("driver stopped: ", err)
     end
     close_node()
+    -- Nothing will complete the waiters now: let them go (long-polls end, calls fail).
+    notify_local()
+    for id, w in pairs(S.pending) do
+        S.pending[id] = nil
+        complete(w, nil, "closed")
+    end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -828,6 +845,9 @@ function M.receive(mtype, timeout)
         if left and left <= 0 then
             return nil, "timeout"
         end
+        if ngx.worker.exiting() then
+            return nil, "closed"
+        end
         local w = new_waiter()
         S.waiters[w] = true
         local ok, err = await(w, left and math.min(left, IDLE_WAIT) or IDLE_WAIT)
@@ -860,7 +880,7 @@ function M.messages(since, timeout, max)
     local deadline = ngx.now() + (timeout or 0)
     while last <= since do
         local left = deadline - ngx.now()
-        if left <= 0 then
+        if left <= 0 or ngx.worker.exiting() then
             return {}, since
         end
         local w = new_waiter()

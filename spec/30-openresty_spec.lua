@@ -1,0 +1,349 @@
+-- p2pnet.ngx in a real nginx (Debian nginx + libnginx-mod-http-lua): examples/openresty run
+-- as its own process, with its own prefix in a temporary directory, on 127.0.0.1, with two
+-- workers, against a p2pnet peer in another process (examples/openresty/peer.lua under
+-- lua5.4). Builds the LuaJIT module nginx loads (build-luajit). Tagged #host: the ASan pass
+-- of busted skips it.
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+
+local function sh(cmd)
+    local ok, _, code = os.execute(cmd)
+    return ok == true or ok == 0, code
+end
+
+local function read(path)
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+local function abs_root()
+    local p = io.popen("pwd")
+    local cwd = p:read("*l")
+    p:close()
+    local src = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")
+    if src and src:sub(1, 1) == "/" then
+        return src
+    end
+    return src and (cwd .. "/" .. src) or cwd
+end
+
+local ROOT = abs_root()
+
+local function free_port(kind)
+    local s = kind == "udp" and socket.udp() or socket.tcp()
+    if kind == "udp" then
+        assert(s:setsockname("127.0.0.1", 0))
+    else
+        assert(s:bind("127.0.0.1", 0))
+    end
+    local _, port = s:getsockname()
+    s:close()
+    return tonumber(port)
+end
+
+local function pid_alive(pid)
+    return pid and sh("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+local function wait_until(fn, seconds)
+    local deadline = socket.gettime() + seconds
+    repeat
+        local v = fn()
+        if v then
+            return v
+        end
+        socket.sleep(0.05)
+    until socket.gettime() > deadline
+    return nil
+end
+
+local function median(t)
+    local c = {}
+    for i, v in ipairs(t) do
+        c[i] = v
+    end
+    table.sort(c)
+    return c[math.max(1, math.ceil(#c / 2))]
+end
+
+describe("p2pnet.ngx in a real nginx #host", function()
+    local dir, hport, pport, uport, nginx_pid, peer_pid, peer_id, base
+    local have_nginx = sh("command -v nginx >/dev/null 2>&1")
+        and read("/usr/lib/nginx/modules/ngx_http_lua_module.so") ~= nil
+
+    local function get(path, body)
+        http.TIMEOUT = 20
+        local out = {}
+        local _, code = http.request {
+            url = base .. path,
+            method = body and "POST" or "GET",
+            source = body and ltn12.source.string(body) or nil,
+            headers = body and { ["content-length"] = #body } or nil,
+            sink = ltn12.sink.table(out),
+        }
+        return table.concat(out), code
+    end
+
+    local function field(body, name)
+        local s = body:match('"' .. name .. '":"([^"]*)"')
+        if s then
+            return s
+        end
+        return tonumber(body:match('"' .. name .. '":([%d.eE+-]+)'))
+    end
+
+    local function error_log()
+        return read(dir .. "/logs/error.log") or ""
+    end
+
+    local function kill_pid(pid)
+        if not pid then
+            return
+        end
+        sh("kill " .. pid .. " 2>/dev/null")
+        if not wait_until(function() return not pid_alive(pid) end, 5) then
+            sh("kill -9 " .. pid .. " 2>/dev/null")
+        end
+    end
+
+    setup(function()
+        if not have_nginx then
+            return
+        end
+        assert(sh("cd '" .. ROOT .. "' && make -s module >/dev/null"
+            .. " && make -s BUILD=build-luajit LUA_PC=luajit module >/dev/null"),
+            "building the modules failed")
+        local p = io.popen("mktemp -d /tmp/p2pnet-ngx-spec.XXXXXX")
+        dir = p:read("*l")
+        p:close()
+        assert(sh("mkdir -p " .. dir .. "/logs " .. dir .. "/temp"))
+        hport, pport, uport = free_port("tcp"), free_port("udp"), free_port("udp")
+        while uport == pport do
+            uport = free_port("udp")
+        end
+        base = "http://127.0.0.1:" .. hport
+        -- the peer: lua5.4 and the in-tree module
+        local env = ("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'")
+            :format(ROOT, ROOT, ROOT)
+        assert(sh(("%s lua5.4 %s/examples/openresty/peer.lua %d > %s/peer.out 2> %s/peer.err"
+            .. " & echo $! > %s/peer.pid"):format(env, ROOT, pport, dir, dir, dir)))
+        peer_pid = tonumber(read(dir .. "/peer.pid"))
+        peer_id = wait_until(function()
+            return (read(dir .. "/peer.out") or ""):match("READY (%x+)")
+        end, 10)
+        assert(peer_id, "the peer did not start: " .. tostring(read(dir .. "/peer.err")))
+        -- nginx: the example's configuration on a free port; reuseport spreads connections
+        -- over both workers
+        local conf = assert(read(ROOT .. "/examples/openresty/nginx.conf"))
+        local n
+        conf, n = conf:gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. hport
+            .. " reuseport;")
+        assert(n == 1)
+        local f = assert(io.open(dir .. "/nginx.conf", "w"))
+        f:write(conf)
+        f:close()
+        local user = sh("[ $(id -u) = 0 ]") and "user root;" or ""
+        assert(sh(("P2PNET_ROOT='%s' P2PNET_PORT=%d P2PNET_IDENTITY='%s/node.key'"
+            .. " P2PNET_CONNECT=127.0.0.1:%d nginx -p '%s' -e '%s/logs/error.log'"
+            .. " -c '%s/nginx.conf' -g 'daemon off; worker_processes 2; %s'"
+            .. " > %s/nginx.out 2>&1 & echo $! > %s/master.pid")
+            :format(ROOT, uport, dir, pport, dir, dir, dir, user, dir, dir)))
+        nginx_pid = tonumber(read(dir .. "/master.pid"))
+        local up = wait_until(function()
+            local body, code = get("/info")
+            return code == 200 and body:find('"id"', 1, true)
+        end, 15)
+        assert(up, "nginx did not answer: " .. tostring(read(dir .. "/nginx.out"))
+            .. error_log())
+    end)
+
+    teardown(function()
+        kill_pid(nginx_pid)
+        kill_pid(peer_pid)
+        if dir then
+            sh("rm -rf '" .. dir .. "'")
+        end
+    end)
+
+    local function need_nginx()
+        if not have_nginx then
+            pending("nginx with the Lua module is not installed")
+            return false
+        end
+        return true
+    end
+
+    -- Requests on fresh connections until each worker has answered `want` of them.
+    local function per_worker(path, body, want, check)
+        local seen, times = { [0] = 0, [1] = 0 }, { [0] = {}, [1] = {} }
+        for _ = 1, 400 do
+            local t0 = socket.gettime()
+            local res, code = get(path, body)
+            local ms = (socket.gettime() - t0) * 1000
+            assert.equal(200, code, res)
+            if check then
+                check(res)
+            end
+            local w = field(res, "worker")
+            assert.is_number(w, res)
+            seen[w] = seen[w] + 1
+            table.insert(times[w], ms)
+            if seen[0] >= want and seen[1] >= want then
+                return times
+            end
+        end
+        error("requests did not reach both workers: " .. seen[0] .. " and " .. seen[1])
+    end
+
+    it("serves /info from both workers, one node held by worker 0", function()
+        if not need_nginx() then return end
+        per_worker("/info", nil, 3, function(res)
+            assert.equal(0, field(res, "owner"))
+            assert.equal("127.0.0.1:" .. uport, field(res, "address"))
+            assert.equal("waker", field(res, "mode"))
+        end)
+    end)
+
+    it("connects to the peer and /send waits for its receipt, from either worker", function()
+        if not need_nginx() then return end
+        local res, code = get("/connect?target=127.0.0.1:" .. pport)
+        assert.equal(200, code, res)
+        assert.equal(peer_id, field(res, "id"))
+        local times = per_worker("/send?type=1&to=" .. peer_id, "hello", 20, function(r)
+            assert.equal("echo:hello", field(r, "reply"))
+        end)
+        local m0, m1 = median(times[0]), median(times[1])
+        print(("\n  /send waiting on a receipt, median over HTTP (new connection each):"
+            .. " worker 0 (holds the node) %.2f ms, worker 1 (through the dict) %.2f ms")
+            :format(m0, m1))
+        assert.is_true(m0 < 100 and m1 < 100) -- loose: the machine is shared
+    end)
+
+    it("lists the peer at /peers and serves Prometheus text at /metrics", function()
+        if not need_nginx() then return end
+        local res, code = get("/peers")
+        assert.equal(200, code)
+        assert.truthy(res:find(peer_id, 1, true))
+        assert.truthy(res:find('"state":"connected"', 1, true))
+        res, code = get("/metrics")
+        assert.equal(200, code)
+        assert.truthy(res:find("# TYPE p2pnet_packets_received counter", 1, true), res)
+        local n = tonumber(res:match("\np2pnet_packets_received (%d+)"))
+        assert.is_true(n > 0)
+    end)
+
+    it("pushes the peer's messages to long-poll and SSE clients, and to /receive", function()
+        if not need_nginx() then return end
+        local res, code = get("/send?type=9&to=" .. peer_id, "push 3")
+        assert.equal(200, code, res)
+        assert.equal("pushing 3", field(res, "reply"))
+        -- long-poll: from the start of the log, waiting for the messages if need be
+        local got = wait_until(function()
+            local body = get("/poll?since=0&timeout=5")
+            return body:find("pushed 3", 1, true) and body
+        end, 10)
+        assert.truthy(got)
+        assert.truthy(got:find("pushed 1", 1, true) and got:find('"type":2', 1, true))
+        -- server-sent events: a raw client reading the stream
+        local c = assert(socket.connect("127.0.0.1", hport))
+        c:settimeout(10)
+        assert(c:send("GET /events?since=0 HTTP/1.1\r\nHost: x\r\n\r\n"))
+        local datas = {}
+        while #datas < 3 do
+            local line = assert(c:receive("*l"))
+            if line:find("^data: ") then
+                datas[#datas + 1] = line
+            end
+        end
+        c:close()
+        assert.truthy(datas[3]:find("pushed 3", 1, true))
+        -- /receive: one queued message of type 2 per call
+        res, code = get("/receive?type=2&timeout=5")
+        assert.equal(200, code, res)
+        assert.equal("pushed 1", field(res, "data"))
+        assert.equal(peer_id, field(res, "from"))
+        -- messages that arrive later wake a waiting long-poll
+        local t0 = socket.gettime()
+        res = get("/send?type=9&to=" .. peer_id, "push 1")
+        local last = tonumber(get("/poll?since=0&timeout=0"):match('"last":(%d+)'))
+        assert.truthy(res:find("pushing 1", 1, true))
+        assert.is_number(last)
+        assert.is_true(socket.gettime() - t0 < 5)
+    end)
+
+    it("broadcasts", function()
+        if not need_nginx() then return end
+        local res, code = get("/broadcast?type=5", "to everyone")
+        assert.equal(200, code, res)
+        assert.is_string(field(res, "id"))
+    end)
+
+    it("refuses node:spawn inside nginx with an error naming p2pnet.ngx", function()
+        if not need_nginx() then return end
+        local res = wait_until(function()
+            local body = get("/spawn")
+            return body:find('"owner":true', 1, true) and body
+        end, 10)
+        assert.truthy(res)
+        assert.truthy(res:find('"ok":false', 1, true))
+        assert.truthy(res:find("node:spawn: not available inside nginx", 1, true), res)
+    end)
+
+    it("keeps working across a reload (SIGHUP): the old worker leaves, the new one binds",
+       function()
+        if not need_nginx() then return end
+        local before = get("/info")
+        local old_id = field(before, "id")
+        local old_pids = {}
+        for pid in io.popen("pgrep -P " .. nginx_pid):lines() do
+            old_pids[#old_pids + 1] = tonumber(pid)
+        end
+        assert.equal(2, #old_pids)
+        local t0 = socket.gettime()
+        assert(sh("kill -HUP " .. nginx_pid))
+        -- the old workers exit
+        assert.truthy(wait_until(function()
+            for _, pid in ipairs(old_pids) do
+                if pid_alive(pid) then return false end
+            end
+            return true
+        end, 15), "the old workers did not exit")
+        -- the new owner holds the same identity and port, and reaches the peer again
+        local res
+        local ok = wait_until(function()
+            local body, code = get("/send?type=1&to=" .. peer_id, "after reload")
+            if code == 200 and body:find("echo:after reload", 1, true) then
+                res = body
+                return true
+            end
+            get("/connect?target=127.0.0.1:" .. pport .. "&timeout=2")
+        end, 20)
+        assert.truthy(ok, "no receipt after the reload: " .. tostring(res) .. error_log())
+        print(("\n  reload: first receipt %.0f ms after SIGHUP"):format(
+            (socket.gettime() - t0) * 1000))
+        local after = get("/info")
+        assert.equal(old_id, field(after, "id"))
+        assert.equal("127.0.0.1:" .. uport, field(after, "address"))
+        -- the old node closed gracefully: the peer saw it leave with "closed"
+        assert.truthy((read(dir .. "/peer.err") or ""):find("leave " .. old_id .. " closed", 1,
+                                                               true))
+        per_worker("/send?type=1&to=" .. peer_id, "x", 3)
+    end)
+
+    it("has no crashed worker and no Lua error in the error log", function()
+        if not need_nginx() then return end
+        local log = error_log()
+        assert.falsy(log:find("exited on signal", 1, true), log)
+        assert.falsy(log:find("SIGSEGV", 1, true), log)
+        assert.falsy(log:find("[alert]", 1, true), log)
+        assert.falsy(log:find("p2pnet.ngx: ", 1, true), log)
+        assert.falsy(log:find("lua entry thread aborted", 1, true), log)
+        assert.truthy(pid_alive(nginx_pid))
+    end)
+end)
