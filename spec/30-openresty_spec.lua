@@ -347,3 +347,119 @@ describe("p2pnet.ngx in a real nginx #host", function()
         assert.truthy(pid_alive(nginx_pid))
     end)
 end)
+
+-- The wake-up line on its own, under the Lua running busted (and its ASan build): a client
+-- stream stands in for nginx's cosocket.
+describe("core.waker, the wake-up line of p2pnet.ngx", function()
+    local p2pnet = require "p2pnet"
+    local core = require "p2pnet.core"
+    local unix = require "socket.unix"
+    local dir
+
+    before_each(function()
+        local p = io.popen("mktemp -d /tmp/p2pnet-waker-spec.XXXXXX")
+        dir = p:read("*l")
+        p:close()
+    end)
+
+    after_each(function()
+        sh("rm -rf '" .. dir .. "'")
+    end)
+
+    local function line(w)
+        local c = unix.stream()
+        assert(c:connect(dir .. "/w.wake"))
+        c:settimeout(2)
+        return c, w
+    end
+
+    it("wakes its client when the node's socket is readable or on a kick, once per ack",
+       function()
+        local a = assert(p2pnet.node { host = "127.0.0.1" })
+        local b = assert(p2pnet.node { host = "127.0.0.1" })
+        local w = assert(core.waker(dir .. "/w.wake", dir .. "/w.kick", a:fd()))
+        local c = line(w)
+        c:settimeout(0.2)
+        local got, err = c:receive(1)
+        assert.is_nil(got)
+        assert.equal("timeout", err) -- nothing to read: silent
+        c:settimeout(2)
+        -- a kick
+        local t0 = socket.gettime()
+        assert.is_true(core.kick(dir .. "/w.kick"))
+        assert.equal("!", c:receive(1))
+        local kick_ms = (socket.gettime() - t0) * 1000
+        -- no second wake before the ack, one right after it when a kick is pending
+        assert.is_true(core.kick(dir .. "/w.kick"))
+        c:settimeout(0.2)
+        assert.is_nil((c:receive(1)))
+        c:settimeout(2)
+        assert(c:send("a"))
+        assert.equal("!", c:receive(1))
+        assert(c:send("a"))
+        -- a datagram for the node
+        t0 = socket.gettime()
+        b:connect(a:address())
+        assert.equal("!", c:receive(1))
+        local udp_ms = (socket.gettime() - t0) * 1000
+        assert.is_true(a:poll(0) >= 0)
+        assert(c:send("a"))
+        print(("\n  waker: kick to wake %.3f ms, datagram to wake %.3f ms"):format(kick_ms, udp_ms))
+        w:close()
+        w:close() -- idempotent
+        c:close()
+        assert.is_nil(io.open(dir .. "/w.wake"))
+        assert.is_nil(io.open(dir .. "/w.kick"))
+        local ok, kerr = core.kick(dir .. "/w.kick")
+        assert.is_nil(ok)
+        assert.is_string(kerr)
+        a:close()
+        b:close()
+    end)
+
+    it("serves a new client after the old one went away, and works without a node", function()
+        local w = assert(core.waker(dir .. "/w.wake", dir .. "/w.kick"))
+        local c = line(w)
+        c:close()
+        c = line(w)
+        assert.is_true(core.kick(dir .. "/w.kick"))
+        assert.equal("!", c:receive(1))
+        c:close()
+        w = nil -- luacheck: ignore 311
+        collectgarbage()
+        collectgarbage() -- __gc stops the thread and removes the paths
+        assert.is_nil(io.open(dir .. "/w.wake"))
+    end)
+
+    it("reports runtime failures and raises on misuse", function()
+        local w, err = core.waker(dir .. "/missing/w.wake", dir .. "/w.kick")
+        assert.is_nil(w)
+        assert.truthy(err:find("missing", 1, true))
+        w, err = core.waker(dir .. "/" .. ("x"):rep(200), dir .. "/w.kick")
+        assert.is_nil(w)
+        assert.truthy(err:find("too long", 1, true))
+        local ok, e = pcall(core.waker, nil, "x")
+        assert.is_false(ok)
+        assert.truthy(e:find("core.waker", 1, true) and e:find("listen_path", 1, true))
+        ok, e = pcall(core.waker, "a", "b", "fd")
+        assert.is_false(ok)
+        assert.truthy(e:find("'fd'", 1, true))
+        ok, e = pcall(core.kick, 42)
+        assert.is_false(ok)
+        assert.truthy(e:find("core.kick", 1, true))
+    end)
+
+    it("makes node:spawn and node:run refuse when the host is nginx", function()
+        local node = assert(p2pnet.node { host = "127.0.0.1" })
+        _G.ngx = { get_phase = function() return "content" end }
+        local ok1, e1 = pcall(node.spawn, node, function() end)
+        local ok2, e2 = pcall(node.run, node, 0)
+        _G.ngx = nil
+        node:close()
+        assert.is_false(ok1)
+        assert.truthy(e1:find("node:spawn: not available inside nginx", 1, true))
+        assert.truthy(e1:find("p2pnet.ngx", 1, true))
+        assert.is_false(ok2)
+        assert.truthy(e2:find("node:run: not available inside nginx", 1, true))
+    end)
+end)

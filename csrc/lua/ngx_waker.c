@@ -38,6 +38,10 @@
 
 #define WAKER_MT "p2pnet.Waker"
 
+#ifndef MSG_NOSIGNAL /* BSD and macOS: the host ignores SIGPIPE or the socket has SO_NOSIGPIPE */
+#define MSG_NOSIGNAL 0
+#endif
+
 typedef struct lwaker {
     pthread_t thread;
     int running;   /* the thread was started and not joined yet */
@@ -250,8 +254,13 @@ static int l_kick(lua_State *L)
     int fd;
     ssize_t r;
     if (unix_addr(&sa, path) < 0) return lp_arg_error(L, "core.kick", "path", "is too long");
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    fd = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (fd < 0) return lp_push_fail(L, strerror(errno));
+    if (set_flags(fd) < 0) {
+        int e = errno;
+        close(fd);
+        return lp_push_fail(L, strerror(e));
+    }
     r = sendto(fd, "k", 1, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa);
     if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
         /* a full queue means a wake-up is pending already: that is success */
