@@ -72,22 +72,104 @@ local function median(t)
     return c[math.max(1, math.ceil(#c / 2))]
 end
 
+local function kill_pid(pid)
+    if not pid then
+        return
+    end
+    sh("kill " .. pid .. " 2>/dev/null")
+    if not wait_until(function() return not pid_alive(pid) end, 5) then
+        sh("kill -9 " .. pid .. " 2>/dev/null")
+    end
+end
+
+local have_nginx = sh("command -v nginx >/dev/null 2>&1")
+    and read("/usr/lib/nginx/modules/ngx_http_lua_module.so") ~= nil
+
+local function need_nginx()
+    if not have_nginx then
+        pending("nginx with the Lua module is not installed")
+        return false
+    end
+    return true
+end
+
+local function http_get(base, path, body)
+    http.TIMEOUT = 20
+    local out = {}
+    local _, code = http.request {
+        url = base .. path,
+        method = body and "POST" or "GET",
+        source = body and ltn12.source.string(body) or nil,
+        headers = body and { ["content-length"] = #body } or nil,
+        sink = ltn12.sink.table(out),
+    }
+    return table.concat(out), code
+end
+
+-- Starts a peer (lua5.4, examples/openresty/peer.lua) and nginx with the example's
+-- configuration in a new temporary prefix: `workers` workers, P2PNET_MODE `mode`. Returns
+-- dir, http port, peer port, node port, nginx pid, peer pid, peer id, base URL; raises when
+-- something does not start (the caller's teardown still cleans up what started).
+-- started(dir, peer_pid, nginx_pid) is told of each as soon as it exists.
+local function launch(workers, mode, started)
+    local dir, hport, pport, uport, nginx_pid, peer_pid, peer_id, base
+    assert(sh("cd '" .. ROOT .. "' && make -s module >/dev/null"
+        .. " && make -s BUILD=build-luajit LUA_PC=luajit module >/dev/null"),
+        "building the modules failed")
+    local p = io.popen("mktemp -d /tmp/p2pnet-ngx-spec.XXXXXX")
+    dir = p:read("*l")
+    p:close()
+    started(dir)
+    assert(sh("mkdir -p " .. dir .. "/logs " .. dir .. "/temp"))
+    hport, pport, uport = free_port("tcp"), free_port("udp"), free_port("udp")
+    while uport == pport do
+        uport = free_port("udp")
+    end
+    base = "http://127.0.0.1:" .. hport
+    -- the peer: lua5.4 and the in-tree module
+    local env = ("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'")
+        :format(ROOT, ROOT, ROOT)
+    assert(sh(("%s lua5.4 %s/examples/openresty/peer.lua %d > %s/peer.out 2> %s/peer.err"
+        .. " & echo $! > %s/peer.pid"):format(env, ROOT, pport, dir, dir, dir)))
+    peer_pid = tonumber(read(dir .. "/peer.pid"))
+    started(dir, peer_pid)
+    peer_id = wait_until(function()
+        return (read(dir .. "/peer.out") or ""):match("READY (%x+)")
+    end, 10)
+    assert(peer_id, "the peer did not start: " .. tostring(read(dir .. "/peer.err")))
+    -- nginx: the example's configuration on a free port; reuseport spreads connections
+    -- over both workers
+    local conf = assert(read(ROOT .. "/examples/openresty/nginx.conf"))
+    local n
+    conf, n = conf:gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. hport
+        .. " reuseport;")
+    assert(n == 1)
+    local f = assert(io.open(dir .. "/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    local user = sh("[ $(id -u) = 0 ]") and "user root;" or ""
+    assert(sh(("P2PNET_ROOT='%s' P2PNET_PORT=%d P2PNET_IDENTITY='%s/node.key'"
+        .. " P2PNET_CONNECT=127.0.0.1:%d P2PNET_MODE=%s P2PNET_INTERVAL=0.005"
+        .. " nginx -p '%s' -e '%s/logs/error.log'"
+        .. " -c '%s/nginx.conf' -g 'daemon off; worker_processes %d; %s'"
+        .. " > %s/nginx.out 2>&1 & echo $! > %s/master.pid")
+        :format(ROOT, uport, dir, pport, mode, dir, dir, dir, workers, user, dir, dir)))
+    nginx_pid = tonumber(read(dir .. "/master.pid"))
+    started(dir, peer_pid, nginx_pid)
+    local up = wait_until(function()
+        local body, code = http_get(base, "/info")
+        return code == 200 and body:find('"id"', 1, true)
+    end, 15)
+    assert(up, "nginx did not answer: " .. tostring(read(dir .. "/nginx.out"))
+        .. tostring(read(dir .. "/logs/error.log")))
+    return dir, hport, pport, uport, nginx_pid, peer_pid, peer_id, base
+end
+
 describe("p2pnet.ngx in a real nginx #host", function()
     local dir, hport, pport, uport, nginx_pid, peer_pid, peer_id, base
-    local have_nginx = sh("command -v nginx >/dev/null 2>&1")
-        and read("/usr/lib/nginx/modules/ngx_http_lua_module.so") ~= nil
 
     local function get(path, body)
-        http.TIMEOUT = 20
-        local out = {}
-        local _, code = http.request {
-            url = base .. path,
-            method = body and "POST" or "GET",
-            source = body and ltn12.source.string(body) or nil,
-            headers = body and { ["content-length"] = #body } or nil,
-            sink = ltn12.sink.table(out),
-        }
-        return table.concat(out), code
+        return http_get(base, path, body)
     end
 
     local function field(body, name)
@@ -102,65 +184,14 @@ describe("p2pnet.ngx in a real nginx #host", function()
         return read(dir .. "/logs/error.log") or ""
     end
 
-    local function kill_pid(pid)
-        if not pid then
-            return
-        end
-        sh("kill " .. pid .. " 2>/dev/null")
-        if not wait_until(function() return not pid_alive(pid) end, 5) then
-            sh("kill -9 " .. pid .. " 2>/dev/null")
-        end
-    end
-
     setup(function()
         if not have_nginx then
             return
         end
-        assert(sh("cd '" .. ROOT .. "' && make -s module >/dev/null"
-            .. " && make -s BUILD=build-luajit LUA_PC=luajit module >/dev/null"),
-            "building the modules failed")
-        local p = io.popen("mktemp -d /tmp/p2pnet-ngx-spec.XXXXXX")
-        dir = p:read("*l")
-        p:close()
-        assert(sh("mkdir -p " .. dir .. "/logs " .. dir .. "/temp"))
-        hport, pport, uport = free_port("tcp"), free_port("udp"), free_port("udp")
-        while uport == pport do
-            uport = free_port("udp")
-        end
-        base = "http://127.0.0.1:" .. hport
-        -- the peer: lua5.4 and the in-tree module
-        local env = ("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'")
-            :format(ROOT, ROOT, ROOT)
-        assert(sh(("%s lua5.4 %s/examples/openresty/peer.lua %d > %s/peer.out 2> %s/peer.err"
-            .. " & echo $! > %s/peer.pid"):format(env, ROOT, pport, dir, dir, dir)))
-        peer_pid = tonumber(read(dir .. "/peer.pid"))
-        peer_id = wait_until(function()
-            return (read(dir .. "/peer.out") or ""):match("READY (%x+)")
-        end, 10)
-        assert(peer_id, "the peer did not start: " .. tostring(read(dir .. "/peer.err")))
-        -- nginx: the example's configuration on a free port; reuseport spreads connections
-        -- over both workers
-        local conf = assert(read(ROOT .. "/examples/openresty/nginx.conf"))
-        local n
-        conf, n = conf:gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. hport
-            .. " reuseport;")
-        assert(n == 1)
-        local f = assert(io.open(dir .. "/nginx.conf", "w"))
-        f:write(conf)
-        f:close()
-        local user = sh("[ $(id -u) = 0 ]") and "user root;" or ""
-        assert(sh(("P2PNET_ROOT='%s' P2PNET_PORT=%d P2PNET_IDENTITY='%s/node.key'"
-            .. " P2PNET_CONNECT=127.0.0.1:%d nginx -p '%s' -e '%s/logs/error.log'"
-            .. " -c '%s/nginx.conf' -g 'daemon off; worker_processes 2; %s'"
-            .. " > %s/nginx.out 2>&1 & echo $! > %s/master.pid")
-            :format(ROOT, uport, dir, pport, dir, dir, dir, user, dir, dir)))
-        nginx_pid = tonumber(read(dir .. "/master.pid"))
-        local up = wait_until(function()
-            local body, code = get("/info")
-            return code == 200 and body:find('"id"', 1, true)
-        end, 15)
-        assert(up, "nginx did not answer: " .. tostring(read(dir .. "/nginx.out"))
-            .. error_log())
+        dir, hport, pport, uport, nginx_pid, peer_pid, peer_id, base =
+            launch(2, "waker", function(d, pp, np)
+                dir, peer_pid, nginx_pid = d, pp, np
+            end)
     end)
 
     teardown(function()
@@ -170,14 +201,6 @@ describe("p2pnet.ngx in a real nginx #host", function()
             sh("rm -rf '" .. dir .. "'")
         end
     end)
-
-    local function need_nginx()
-        if not have_nginx then
-            pending("nginx with the Lua module is not installed")
-            return false
-        end
-        return true
-    end
 
     -- Requests on fresh connections until each worker has answered `want` of them.
     local function per_worker(path, body, want, check)
@@ -345,6 +368,57 @@ describe("p2pnet.ngx in a real nginx #host", function()
         assert.falsy(log:find("p2pnet.ngx: ", 1, true), log)
         assert.falsy(log:find("lua entry thread aborted", 1, true), log)
         assert.truthy(pid_alive(nginx_pid))
+    end)
+end)
+
+-- The default driver is the wake-up line; the timer is its fallback. One worker, timer mode.
+describe("p2pnet.ngx with one worker driven by a timer #host", function()
+    local dir, nginx_pid, peer_pid, peer_id, base, pport
+
+    setup(function()
+        if not have_nginx then
+            return
+        end
+        local _
+        dir, _, pport, _, nginx_pid, peer_pid, peer_id, base =
+            launch(1, "timer", function(d, pp, np)
+                dir, peer_pid, nginx_pid = d, pp, np
+            end)
+    end)
+
+    teardown(function()
+        kill_pid(nginx_pid)
+        kill_pid(peer_pid)
+        if dir then
+            sh("rm -rf '" .. dir .. "'")
+        end
+    end)
+
+    it("connects, sends with receipts and receives", function()
+        if not need_nginx() then return end
+        local res, code = http_get(base, "/info")
+        assert.equal(200, code)
+        assert.truthy(res:find('"mode":"timer"', 1, true), res)
+        assert.truthy(res:find('"worker":0', 1, true), res)
+        res, code = http_get(base, "/connect?target=127.0.0.1:" .. pport)
+        assert.equal(200, code, res)
+        local times = {}
+        for i = 1, 20 do
+            local t0 = socket.gettime()
+            res, code = http_get(base, "/send?type=1&to=" .. peer_id, "m" .. i)
+            times[i] = (socket.gettime() - t0) * 1000
+            assert.equal(200, code, res)
+            assert.truthy(res:find('"reply":"echo:m' .. i .. '"', 1, true), res)
+        end
+        print(("\n  timer mode (5 ms), one worker: /send median %.2f ms"):format(median(times)))
+        res = http_get(base, "/send?type=9&to=" .. peer_id, "push 2")
+        assert.truthy(res:find("pushing 2", 1, true), res)
+        res, code = http_get(base, "/receive?type=2&timeout=5")
+        assert.equal(200, code, res)
+        assert.truthy(res:find('"data":"pushed 1"', 1, true), res)
+        local log = read(dir .. "/logs/error.log") or ""
+        assert.falsy(log:find("exited on signal", 1, true), log)
+        assert.falsy(log:find("p2pnet.ngx: ", 1, true), log)
     end)
 end)
 
