@@ -447,38 +447,53 @@ describe("core.waker, the wake-up line of p2pnet.ngx", function()
         return c, w
     end
 
-    it("wakes its client when the node's socket is readable or on a kick, once per ack",
+    it("answers each wait: at once on a kick or a datagram for the node, else at its deadline",
        function()
         local a = assert(p2pnet.node { host = "127.0.0.1" })
         local b = assert(p2pnet.node { host = "127.0.0.1" })
         local w = assert(core.waker(dir .. "/w.wake", dir .. "/w.kick", a:fd()))
         local c = line(w)
+        -- no wait asked yet: a kick stays pending, silently
+        assert.is_true(core.kick(dir .. "/w.kick"))
         c:settimeout(0.2)
         local got, err = c:receive(1)
         assert.is_nil(got)
-        assert.equal("timeout", err) -- nothing to read: silent
+        assert.equal("timeout", err)
         c:settimeout(2)
-        -- a kick
-        local t0 = socket.gettime()
-        assert.is_true(core.kick(dir .. "/w.kick"))
+        -- the pending kick answers the first wait at once
+        assert(c:send("60000\n"))
         assert.equal("!", c:receive(1))
-        local kick_ms = (socket.gettime() - t0) * 1000
-        -- no second wake before the ack, one right after it when a kick is pending
+        -- one answer per wait: nothing more until the next line
         assert.is_true(core.kick(dir .. "/w.kick"))
         c:settimeout(0.2)
         assert.is_nil((c:receive(1)))
         c:settimeout(2)
-        assert(c:send("a"))
+        assert(c:send("600"))
+        assert(c:send("00\n")) -- a line may come in pieces
         assert.equal("!", c:receive(1))
-        assert(c:send("a"))
+        -- a kick while waiting
+        assert(c:send("60000\n"))
+        socket.sleep(0.05)
+        local t0 = socket.gettime()
+        assert.is_true(core.kick(dir .. "/w.kick"))
+        assert.equal("!", c:receive(1))
+        local kick_ms = (socket.gettime() - t0) * 1000
+        -- the deadline
+        t0 = socket.gettime()
+        assert(c:send("50\n"))
+        assert.equal("t", c:receive(1))
+        local dl_ms = (socket.gettime() - t0) * 1000
+        assert.is_true(dl_ms >= 45 and dl_ms < 2000, tostring(dl_ms))
         -- a datagram for the node
+        assert(c:send("60000\n"))
+        socket.sleep(0.05)
         t0 = socket.gettime()
         b:connect(a:address())
         assert.equal("!", c:receive(1))
         local udp_ms = (socket.gettime() - t0) * 1000
         assert.is_true(a:poll(0) >= 0)
-        assert(c:send("a"))
-        print(("\n  waker: kick to wake %.3f ms, datagram to wake %.3f ms"):format(kick_ms, udp_ms))
+        print(("\n  waker: kick to wake %.3f ms, datagram to wake %.3f ms, 50 ms deadline %.1f ms")
+            :format(kick_ms, udp_ms, dl_ms))
         w:close()
         w:close() -- idempotent
         c:close()
@@ -496,6 +511,7 @@ describe("core.waker, the wake-up line of p2pnet.ngx", function()
         local c = line(w)
         c:close()
         c = line(w)
+        assert(c:send("60000\n"))
         assert.is_true(core.kick(dir .. "/w.kick"))
         assert.equal("!", c:receive(1))
         c:close()

@@ -6,12 +6,15 @@
  *   core.kick(kick_path) -> true | nil, err
  *
  * A waker owns one POSIX thread, two Unix-domain sockets and a pipe. The host connects a
- * stream socket to `listen_path` (nginx: ngx.socket.tcp():connect("unix:" .. path)). The
- * thread then poll()s the node's UDP descriptor `fd` (optional) and the datagram socket bound
- * at `kick_path`, and when either is readable it writes one byte ("!") to the host's stream and
- * stops watching until the host writes a byte back (its acknowledgement, sent after it has
- * drained the node with node:poll(0)). Readiness is level-triggered, so a datagram that comes
- * between the host's drain and its acknowledgement wakes the host at once: no wake-up is lost.
+ * stream socket to `listen_path` (nginx: ngx.socket.tcp():connect("unix:" .. path)) and asks
+ * for each wait by writing a line "<ms>\n" (a line without digits: no deadline). The thread
+ * then poll()s the node's UDP descriptor `fd` (optional) and the datagram socket bound at
+ * `kick_path`, and writes one byte to the host's stream: "!" when either is readable, "t" when
+ * the ms have passed. It then watches nothing until the host's next line, which the host
+ * writes after it has drained the node with node:poll(0) (the thread never spins). The host's
+ * read never times out, so nginx logs nothing. Readiness is level-triggered, so a datagram
+ * that comes between the host's drain and its next line wakes the host at once: no wake-up is
+ * lost.
  * Any process may send a datagram to `kick_path` with core.kick() to wake the host (other
  * nginx workers do, and the host itself after it queued a send).
  *
@@ -30,10 +33,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WAKER_MT "p2pnet.Waker"
@@ -78,14 +83,53 @@ static void drain_kicks(int fd)
     }
 }
 
-/* The thread: accept the host's stream, then signal readiness and wait for acks. */
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The host's wait requests on its stream: "<ms>\n" arms the waker with a deadline in ms,
+ * a line without digits arms it without one. Bytes may come split across reads. */
+typedef struct wait_line {
+    int64_t ms;
+    int digits;
+} wait_line;
+
+/* Feeds received bytes; returns 1 and sets *deadline when a line ended (-1: none). */
+static int feed(wait_line *l, const char *buf, ssize_t len, int64_t *deadline)
+{
+    int done = 0;
+    ssize_t i;
+    for (i = 0; i < len; i++) {
+        char c = buf[i];
+        if (c >= '0' && c <= '9') {
+            if (l->ms < 100000000) l->ms = l->ms * 10 + (c - '0');
+            l->digits = 1;
+        } else if (c == '\n') {
+            *deadline = l->digits ? now_ms() + l->ms : -1;
+            l->ms = 0;
+            l->digits = 0;
+            done = 1;
+        }
+    }
+    return done;
+}
+
+/* The thread: accept the host's stream; then, each time the host asks for a wait, tell it
+ * ("!") when the node's socket or the kick socket is readable, or ("t") when its deadline
+ * has passed, whichever comes first. */
 static void *waker_main(void *arg)
 {
     lwaker *w = (lwaker *)arg;
-    int conn = -1, armed = 1, udp = w->udp_fd;
+    int conn = -1, armed = 0, udp = w->udp_fd;
+    int64_t deadline = -1;
+    wait_line line = {0, 0};
     for (;;) {
         struct pollfd p[4];
-        int n = 0, i_conn, i_kick = -1, i_udp = -1;
+        int n = 0, i_conn, i_kick = -1, i_udp = -1, timeout = -1, rc;
+        const char *say = NULL;
         p[n].fd = w->stop[0];
         p[n++].events = POLLIN;
         i_conn = n;
@@ -100,8 +144,13 @@ static void *waker_main(void *arg)
                 p[n].fd = udp;
                 p[n++].events = POLLIN;
             }
+            if (deadline >= 0) {
+                int64_t left = deadline - now_ms();
+                timeout = left < 0 ? 0 : (int)left;
+            }
         }
-        if (poll(p, (nfds_t)n, -1) < 0) {
+        rc = poll(p, (nfds_t)n, timeout);
+        if (rc < 0) {
             if (errno == EINTR) continue;
             break;
         }
@@ -114,7 +163,9 @@ static void *waker_main(void *arg)
                         close(c);
                     } else {
                         conn = c;
-                        armed = 1;
+                        armed = 0;
+                        line.ms = 0;
+                        line.digits = 0;
                     }
                 }
                 continue;
@@ -122,26 +173,31 @@ static void *waker_main(void *arg)
                 char buf[64];
                 ssize_t r = recv(conn, buf, sizeof buf, MSG_DONTWAIT);
                 if (r > 0) {
-                    armed = 1;
+                    if (feed(&line, buf, r, &deadline)) armed = 1;
                 } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
                     close(conn); /* the host went away: wait for the next one */
                     conn = -1;
-                    armed = 1;
+                    armed = 0;
                     continue;
                 }
             }
         }
         if (i_udp >= 0 && (p[i_udp].revents & POLLNVAL)) udp = -1; /* closed under us */
-        if (conn >= 0 && armed &&
-            ((i_kick >= 0 && (p[i_kick].revents & POLLIN)) ||
-             (i_udp >= 0 && (p[i_udp].revents & (POLLIN | POLLERR))))) {
+        if (conn < 0 || !armed) continue;
+        if ((i_kick >= 0 && (p[i_kick].revents & POLLIN)) ||
+            (i_udp >= 0 && (p[i_udp].revents & (POLLIN | POLLERR)))) {
             drain_kicks(w->kick_fd);
-            if (send(conn, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
-                armed = 0;
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                close(conn);
-                conn = -1;
-            }
+            say = "!";
+        } else if (deadline >= 0 && now_ms() >= deadline) {
+            say = "t";
+        }
+        if (say == NULL) continue;
+        if (send(conn, say, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) {
+            armed = 0;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            close(conn);
+            conn = -1;
+            armed = 0;
         }
     }
     if (conn >= 0) close(conn);

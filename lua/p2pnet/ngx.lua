@@ -36,6 +36,8 @@ local BIND_RETRY_EVERY = 0.05
 local DEFAULT_TIMEOUT = 30
 -- How long a call waits for the node to open (start-up, reloads), in seconds at most.
 local READY_WAIT = 5
+-- How much longer than its deadline the driver waits for the wake-up thread's answer.
+local LINE_SLACK_MS = 5000
 -- How long a driver waits to connect to its wake-up line before it falls back to a timer.
 local CONNECT_TIMEOUT_MS = 1000
 
@@ -520,15 +522,19 @@ local function loop_waker()
         if not okt then
             log_err("driver: ", errt)
         end
+        -- The wake-up thread keeps the deadline: it answers "!" (readable) or "t" (time), so
+        -- the cosocket read itself does not time out (nginx would log each timeout).
         local ms = math.ceil(next_wait() * 1000)
         if ms < 1 then
             ms = 1
         end
-        sock:settimeout(ms)
-        local b, rerr = sock:receive(1)
-        if b then
-            sock:send("a")
-        elseif rerr ~= "timeout" then
+        local sent, rerr = sock:send(ms .. "\n")
+        if sent then
+            sock:settimeout(ms + LINE_SLACK_MS)
+            local _
+            _, rerr = sock:receive(1)
+        end
+        if rerr and rerr ~= "timeout" then
             if not running() then
                 break
             end
@@ -701,11 +707,15 @@ function M.start(opts)
             node_opts[k] = v
         end
     end
+    local wid = ngx.worker.id()
+    if wid == nil then
+        return nil, "not a worker process (the privileged agent cannot hold the node)"
+    end
     semaphore = require "ngx.semaphore"
     S.started = true
     S.stopping = false
     S.dict = dict
-    S.wid = ngx.worker.id() or 0
+    S.wid = wid
     S.owner = S.wid == owner % ngx.worker.count()
     S.mode = mode
     S.interval = interval
