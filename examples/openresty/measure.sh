@@ -2,7 +2,7 @@
 # Measures examples/openresty: /send latency (waiting on the receipt of a peer in another
 # process, on 127.0.0.1) and the idle CPU of the nginx workers, for the waker and for timer
 # driving. Prints one block per mode. Not part of `make test` (it takes about a minute).
-#   bash examples/openresty/measure.sh [N]
+#   bash examples/openresty/measure.sh [N] [waker]      (waker: only the waker)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -48,6 +48,7 @@ run() { # mode interval label
     kill "$ngx_pid"; wait "$ngx_pid" 2>/dev/null || true; ngx_pid=
 }
 run waker 0.01 "waker (wake-up thread + cosocket, timeout = next_timeout)"
+[ "${2:-}" = waker ] && exit 0
 run timer 0.001 "timer, 1 ms"
 run timer 0.01 "timer, 10 ms"
 run timer 0.05 "timer, 50 ms"
