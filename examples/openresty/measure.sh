@@ -12,8 +12,9 @@ free_port() { lua5.4 -e 'local s=require"socket"; local u=assert(s.bind("127.0.0
 prefix=$(mktemp -d /tmp/p2pnet-ngx-measure.XXXXXX)
 peer_pid=; ngx_pid=
 cleanup() {
-    [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null && wait "$ngx_pid" 2>/dev/null
-    [ -n "$peer_pid" ] && kill "$peer_pid" 2>/dev/null && wait "$peer_pid" 2>/dev/null
+    set +e
+    if [ -n "$ngx_pid" ]; then kill "$ngx_pid" 2>/dev/null; wait "$ngx_pid" 2>/dev/null; fi
+    if [ -n "$peer_pid" ]; then kill "$peer_pid" 2>/dev/null; wait "$peer_pid" 2>/dev/null; fi
     rm -rf "$prefix"
 }
 trap cleanup EXIT
