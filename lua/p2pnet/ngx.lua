@@ -7,9 +7,9 @@
 --
 -- One worker (the owner, worker 0 by default) holds the node and its UDP port. Every worker
 -- runs a driver: a light thread started from init_worker by ngx.timer.at. The owner's driver
--- calls node:poll(0) and waits, through an ngx cosocket, on a wake-up line (core.waker, a C
--- thread that poll()s the node's UDP socket and a kick socket, and writes one byte when
--- either is readable) with a timeout of node:next_timeout(). Requests in the owner worker call
+-- calls node:poll(0) and waits, through an ngx cosocket, on a wake-up line (core.waker: a C
+-- thread that poll()s the node's UDP socket and a kick socket, and answers one byte when
+-- either is readable or when node:next_timeout() has passed). Requests in the owner worker call
 -- the node directly; requests in other workers put a command in the shared dict, kick the
 -- owner and wait for the result, which the owner puts in the dict before kicking them back.
 -- Request handlers wait on their own ngx.semaphore, posted by a driver: p2pnet's coroutine
