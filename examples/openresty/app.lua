@@ -10,6 +10,7 @@
 --   GET  /receive?type=N&timeout=S  takes one queued message of that type (one client each)
 --   GET  /poll?since=SEQ&timeout=S  long-poll: every message after SEQ (each client sees all)
 --   GET  /events?since=SEQ          server-sent events: one "data:" line per message
+--   GET  /spawn                     shows that node:spawn refuses inside nginx, and why
 --
 -- Every handler may run in any worker; p2pnet.ngx takes requests to the worker that holds
 -- the node. Message types: 1 is answered with "echo:" .. data; the rest is only logged.
