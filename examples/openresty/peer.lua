@@ -1,12 +1,13 @@
 -- A p2pnet peer for examples/openresty, in plain Lua (5.1 to 5.4, LuaJIT):
---   lua5.4 examples/openresty/peer.lua [port] [connect-to host:port]
+--   lua5.4 examples/openresty/peer.lua [port] [connect-to host:port | -] [seconds]
 -- Prints "READY <id> <address>", then answers messages: type 1 with "echo:" .. data, and
--- type 9 ("push N") by sending N messages of type 2 back to the sender. It runs until
--- its standard input closes or it is killed.
+-- type 9 ("push N") by sending N messages of type 2 back to the sender. It runs for
+-- `seconds`, or until it is killed.
 local p2pnet = require "p2pnet"
 
 local port = tonumber(arg[1] or "0")
-local target = arg[2]
+local target = arg[2] ~= "-" and arg[2] or nil
+local seconds = tonumber(arg[3])
 
 local node = assert(p2pnet.node { host = "127.0.0.1", port = port })
 node:on("message", function(peer, mtype, data)
@@ -31,6 +32,9 @@ if target then
 end
 io.stdout:write("READY ", node.id, " ", node:address(), "\n")
 io.stdout:flush()
-while true do
-    node:poll(1)
+local clock = os.time
+local stop_at = seconds and clock() + seconds
+while not stop_at or clock() < stop_at do
+    node:poll(stop_at and math.min(1, seconds) or 1)
 end
+node:close()
