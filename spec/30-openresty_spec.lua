@@ -184,7 +184,7 @@ describe("p2pnet.ngx in a real nginx #host", function()
         return read(dir .. "/logs/error.log") or ""
     end
 
-    setup(function()
+    lazy_setup(function()
         if not have_nginx then
             return
         end
@@ -194,7 +194,7 @@ describe("p2pnet.ngx in a real nginx #host", function()
             end)
     end)
 
-    teardown(function()
+    lazy_teardown(function()
         kill_pid(nginx_pid)
         kill_pid(peer_pid)
         if dir then
@@ -375,7 +375,7 @@ end)
 describe("p2pnet.ngx with one worker driven by a timer #host", function()
     local dir, nginx_pid, peer_pid, peer_id, base, pport
 
-    setup(function()
+    lazy_setup(function()
         if not have_nginx then
             return
         end
@@ -386,7 +386,7 @@ describe("p2pnet.ngx with one worker driven by a timer #host", function()
             end)
     end)
 
-    teardown(function()
+    lazy_teardown(function()
         kill_pid(nginx_pid)
         kill_pid(peer_pid)
         if dir then
