@@ -553,3 +553,56 @@ describe("core.waker, the wake-up line of p2pnet.ngx", function()
         assert.truthy(e2:find("node:run: not available inside nginx", 1, true))
     end)
 end)
+
+-- The parts of p2pnet.ngx that need no nginx.
+describe("p2pnet.ngx outside nginx", function()
+    local pn = require "p2pnet.ngx"
+
+    it("carries values between workers unchanged (the shared dict encoding)", function()
+        local bin = {}
+        for i = 0, 255 do
+            bin[#bin + 1] = string.char(i)
+        end
+        bin = table.concat(bin) .. "s3:abc:" .. ("\0"):rep(10)
+        local t = { id = "x", list = { 1, 2.5, "three" }, flag = false, [7] = true }
+        local rec = pn._encode("send", 42, nil, bin, t, -1e300, true, "")
+        local v = pn._decode(rec)
+        assert.equal(8, v.n)
+        assert.equal("send", v[1])
+        assert.equal(42, v[2])
+        assert.is_nil(v[3])
+        assert.equal(bin, v[4])
+        assert.same(t, v[5])
+        assert.equal(-1e300, v[6])
+        assert.is_true(v[7])
+        assert.equal("", v[8])
+        assert.equal(0, pn._decode("").n)
+    end)
+
+    it("refuses to start outside nginx, and its calls refuse before start", function()
+        local ok, err = pcall(pn.start, { shared = "p2pnet" })
+        assert.is_false(ok)
+        assert.truthy(err:find("p2pnet.ngx.start: not running inside nginx", 1, true))
+        ok, err = pcall(pn.send_await, 42, 1, "x")
+        assert.is_false(ok)
+        assert.truthy(err:find("p2pnet.ngx.send_await: argument 'id'", 1, true))
+        ok, err = pcall(pn.broadcast, 70000, "x")
+        assert.is_false(ok)
+        assert.truthy(err:find("argument 'type'", 1, true))
+        assert.is_nil(pn.node())
+        assert.is_false(pn.is_owner())
+    end)
+
+    it("formats node:stats() as Prometheus text until node:metrics() exists", function()
+        local fake = { stats = function()
+            return { peers = 2, packets_sent = 10, note = "x" }
+        end }
+        local text = pn.metrics_text(fake)
+        assert.truthy(text:find("# TYPE p2pnet_peers gauge\np2pnet_peers 2\n", 1, true), text)
+        assert.truthy(text:find("# TYPE p2pnet_packets_sent counter\np2pnet_packets_sent 10\n", 1,
+                                true), text)
+        assert.falsy(text:find("note", 1, true))
+        fake.metrics = function() return "from node:metrics\n" end
+        assert.equal("from node:metrics\n", pn.metrics_text(fake))
+    end)
+end)
