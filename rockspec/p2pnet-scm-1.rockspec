@@ -39,6 +39,7 @@ build = {
       ["p2pnet.cqueues"] = "lua/p2pnet/cqueues.lua", -- cqueues
       ["p2pnet.copas"] = "lua/p2pnet/copas.lua", -- copas
       ["p2pnet.socket"] = "lua/p2pnet/socket.lua", -- LuaSocket's socket.select
+      ["p2pnet.ngx"] = "lua/p2pnet/ngx.lua", -- OpenResty / nginx (docs/OPENRESTY.md)
       ["p2pnet.core"] = {
          -- Every csrc/p2p_*.c, csrc/driver/*.c and csrc/lua/*.c file, exactly: `make check-rockspec` (part of `make test`)
          -- fails when this list and the directory disagree.
@@ -48,6 +49,7 @@ build = {
             "csrc/lua/lp2pnet.c",
             "csrc/lua/events.c",
             "csrc/lua/identity.c",
+            "csrc/lua/ngx_waker.c",
             "csrc/lua/node.c",
             "csrc/lua/peer.c",
             "csrc/lua/sim.c",

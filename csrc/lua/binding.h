@@ -286,6 +286,8 @@ int lp_call_reported(lua_State *L, lnode *n, int nargs, int nres, const char *wh
 
 /* Adds the core.transfer_* functions to the module table on top of the stack. */
 void lp_transfer_funcs(lua_State *L);
+/* ngx_waker.c: core.waker and core.kick, the wake-up line for nginx (docs/OPENRESTY.md). */
+void lp_waker_funcs(lua_State *L);
 /* Hands a transfer event to the Lua layer's hook (layer, pidx, didx: stack indexes of the
  * layer's table, the event's Peer and its data). */
 void lp_dispatch_transfer(lua_State *L, lnode *n, const levent *e, int layer, int pidx, int didx);

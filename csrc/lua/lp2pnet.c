@@ -111,6 +111,7 @@ int luaopen_p2pnet_core(lua_State *L)
     lua_newtable(L);
     lp_setfuncs(L, funcs, 0);
     lp_transfer_funcs(L); /* streaming transfers */
+    lp_waker_funcs(L);    /* core.waker, core.kick: p2pnet.ngx */
     lua_pushinteger(L, P2P_MAX_DATAGRAM);
     lua_setfield(L, -2, "MAX_DATAGRAM");
     lua_pushinteger(L, P2P_MAX_DATAGRAM_SEQ); /* lanes */

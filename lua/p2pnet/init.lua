@@ -36,6 +36,17 @@ local SIM_SLICE = 1.0
 -- Times within half a microsecond count as reached: the core's clocks are in microseconds.
 local EPSILON = 5e-7
 
+-- Inside nginx (lua-nginx-module) every coroutine belongs to the request or timer that made
+-- it, and resuming it from another one crashes the worker; a blocking poll would stall the
+-- worker. There, node:spawn and node:run refuse, and p2pnet.ngx offers the same helpers.
+local function under_nginx(fname)
+    local ngx = rawget(_G, "ngx")
+    if type(ngx) == "table" and type(ngx.get_phase) == "function" then
+        error(fname .. ": not available inside nginx (its coroutines belong to nginx);"
+              .. " use require(\"p2pnet.ngx\"), see docs/OPENRESTY.md", 3)
+    end
+end
+
 -- The task being resumed right now, or nil outside tasks.
 local current
 -- What a helper yields to the scheduler; anything else is a plain yield.
@@ -295,6 +306,7 @@ local Node = {}
 
 --- node:spawn(fn, ...) -> coroutine: runs fn(...) as a task on this node's loop.
 function Node:spawn(fn, ...)
+    under_nginx("node:spawn")
     if self.closed then
         error("node:spawn: node is closed", 2)
     end
@@ -361,6 +373,7 @@ end
 -- when the node is closed or none of its tasks is left.
 function Node:run(seconds)
     check_timeout("node:run", "seconds", seconds)
+    under_nginx("node:run")
     if self.closed then
         error("node:run: node is closed", 2)
     end
