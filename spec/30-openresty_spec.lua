@@ -256,9 +256,11 @@ describe("p2pnet.ngx in a real nginx #host", function()
         assert.truthy(res:find('"state":"connected"', 1, true))
         res, code = get("/metrics")
         assert.equal(200, code)
-        assert.truthy(res:find("# TYPE p2pnet_packets_received counter", 1, true), res)
-        local n = tonumber(res:match("\np2pnet_packets_received (%d+)"))
-        assert.is_true(n > 0)
+        assert.truthy(res:find("# TYPE p2pnet_received_packets_total counter", 1, true), res)
+        local n = tonumber(res:match('\np2pnet_received_packets_total{worker="0"} (%d+)'))
+        assert.is_true(n and n > 0, res)
+        -- the peer's own figures, labelled with its id
+        assert.truthy(res:find('peer="' .. peer_id:sub(1, 16) .. '"', 1, true), res)
     end)
 
     it("pushes the peer's messages to long-poll and SSE clients, and to /receive", function()
@@ -591,18 +593,5 @@ describe("p2pnet.ngx outside nginx", function()
         assert.truthy(err:find("argument 'type'", 1, true))
         assert.is_nil(pn.node())
         assert.is_false(pn.is_owner())
-    end)
-
-    it("formats node:stats() as Prometheus text until node:metrics() exists", function()
-        local fake = { stats = function()
-            return { peers = 2, packets_sent = 10, note = "x" }
-        end }
-        local text = pn.metrics_text(fake)
-        assert.truthy(text:find("# TYPE p2pnet_peers gauge\np2pnet_peers 2\n", 1, true), text)
-        assert.truthy(text:find("# TYPE p2pnet_packets_sent counter\np2pnet_packets_sent 10\n", 1,
-                                true), text)
-        assert.falsy(text:find("note", 1, true))
-        fake.metrics = function() return "from node:metrics\n" end
-        assert.equal("from node:metrics\n", pn.metrics_text(fake))
     end)
 end)

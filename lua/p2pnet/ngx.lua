@@ -223,27 +223,10 @@ end
 ---------------------------------------------------------------------------------------------
 -- Operations: run in the owner worker, with done(...) called once with the results.
 
+-- The node's metrics (node:metrics(), Prometheus text format 0.0.4), labelled with the
+-- worker that owns the node.
 local function metrics_text(node)
-    if type(node.metrics) == "function" then
-        return node:metrics()
-    end
-    -- Until node:metrics() exists: node:stats() in the Prometheus text format.
-    local st = node:stats()
-    local keys = {}
-    for k, v in pairs(st) do
-        if type(v) == "number" then
-            keys[#keys + 1] = k
-        end
-    end
-    table.sort(keys)
-    local out = {}
-    for _, k in ipairs(keys) do
-        local name = "p2pnet_" .. k:gsub("[^%w_]", "_")
-        local kind = (k == "peers" or k:find("^queued") or k:find("^sessions")) and "gauge"
-            or "counter"
-        out[#out + 1] = ("# TYPE %s %s\n%s %.17g\n"):format(name, kind, name, st[k])
-    end
-    return table.concat(out)
+    return node:metrics { labels = { worker = tostring(ngx.worker.id()) } }
 end
 
 local ops = {}
@@ -939,7 +922,6 @@ function M.mode()
     return S.ready and S.mode or nil
 end
 
-M.metrics_text = metrics_text
 M._encode, M._decode = encode, decode_all -- for the spec
 
 return M
