@@ -22,5 +22,6 @@ rock:
 
 doc:
 	@rm -rf $(DOC_DIR)
-	ldoc -c docs/config.ld -d $(DOC_DIR) .
+	ldoc -d $(DOC_DIR) .
+	@test -f $(DOC_DIR)/index.html
 	@echo "the reference: $(DOC_DIR)/index.html"
