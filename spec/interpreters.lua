@@ -1,6 +1,6 @@
 -- The Lua interpreters p2pnet supports (the rockspec says lua >= 5.1, < 5.5), each with the
 -- build directory of the C module for its ABI, for the specs that run programs under every
--- one of them (spec/36-examples_spec.lua, spec/37-pcall_yield_spec.lua).
+-- one of them (spec/36-examples_spec.lua, spec/38-pcall_yield_spec.lua).
 local I = {}
 
 I.list = {
