@@ -16,17 +16,23 @@ spec=$root/rockspec/p2pnet-$version-1.rockspec
 [ -f "$spec" ] || { echo "pack: $spec is missing (make rockspec writes it)" >&2; exit 1; }
 url=$(sed -n 's/^ *url = "git+\(.*\)",$/\1/p' "$spec")
 tag=$(sed -n 's/^ *tag = "\(.*\)",$/\1/p' "$spec")
-[ -n "$url" ] && [ "$tag" = "v$version" ] || {
-    echo "pack: $spec has no git+ url and tag v$version" >&2; exit 1; }
-git -C "$root" rev-parse --git-dir >/dev/null 2>&1 || {
-    echo "pack: $root is not a git checkout" >&2; exit 1; }
-
+if [ -z "$url" ] || [ "$tag" != "v$version" ]; then
+    echo "pack: $spec has no git+ url and tag v$version" >&2
+    exit 1
+fi
 tmp=$(mktemp -d /tmp/p2pnet-pack.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/repo"
-# Files deleted in the working tree but still in the index are skipped (--ignore-failed-read).
-(cd "$root" && git ls-files -z --cached --others --exclude-standard |
-    tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -C "$tmp/repo" -xf -
+if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+    # Files deleted in the working tree but still in the index are skipped.
+    (cd "$root" && git ls-files -z --cached --others --exclude-standard |
+        tar --null -T - --ignore-failed-read -cf - 2>/dev/null) | tar -C "$tmp/repo" -xf -
+else
+    # Not a checkout (an unpacked archive): the tree without build products.
+    (cd "$root" && tar --exclude=./.git --exclude='./build' --exclude='./build-*' \
+        --exclude='*.o' --exclude='*.so' --exclude='*.a' --exclude='*.d' --exclude='*.rock' \
+        -cf - .) | tar -C "$tmp/repo" -xf -
+fi
 (
     cd "$tmp/repo"
     git init -q
