@@ -7,8 +7,9 @@
 -- `node:connect(target [, opts])`, `peer.rtt`, `ident.id`, `t:await([timeout])` or
 -- `p2pnet.sleep(seconds)` names a method or field of an object; the reference must have an
 -- item for it: `Node:connect`, `Peer.rtt`, `Identity.id`, `Transfer:await`, `sleep`. In an
--- `| option |` table (under a "Nodes" heading: the node options; under "Simulator": the
--- options of p2pnet.sim), each option must be a field of NodeOptions or a parameter of `sim`.
+-- `| option |` table, each option must be a parameter of the function the heading above it
+-- names (`### node:metrics([opts])`), a field of NodeOptions (under "## Nodes"), or a
+-- parameter of `sim` (under "## Simulator").
 -- In an `| event |` table each event must be an item. And every `opts.X` in the row of a
 -- function must be a parameter of that function's item. Prints what is missing and exits 1
 -- when anything is, else prints the count and exits 0.
@@ -87,10 +88,16 @@ for i = 2, #arg do
             for cell in line:gsub("\\|", "/"):gmatch("|([^|]*)") do cells[#cells + 1] = cell end
             local first = cells[1] or ""
             if header == "option" then
+                -- whose options: the function the heading names, the node's or the sim's
                 local opt = first:match("^%s*`([%a_][%w_]*)`")
-                if opt and heading:match("Simulator") then
+                local recv, sep, name = heading:match("`([%a_][%w_]*)([.:])([%l_][%w_]*)%(")
+                local owner = recv and CLASS[recv] and (CLASS[recv] == "" and name
+                                                        or CLASS[recv] .. sep .. name)
+                if opt and owner then
+                    need(has_param(owner, opt), owner .. " option " .. opt, where)
+                elseif opt and heading:match("^## Simulator") then
                     need(has_param("sim", opt), "p2pnet.sim option " .. opt, where)
-                elseif opt then
+                elseif opt and heading:match("^## Nodes") then
                     need(has_param("NodeOptions", opt), "node option " .. opt, where)
                 end
             elseif header == "event" then
