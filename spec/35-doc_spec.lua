@@ -41,7 +41,12 @@ describe("make doc", function()
         assert.matches("output written to", out, 1, true)
         assert.is_nil(out:match("[Ww]arning"), out)
         assert.is_nil(out:match("cannot be parsed"), out)
-        local html = S.read(doc .. "/index.html")
+        assert.is_true(S.read(doc .. "/index.html") ~= "")
+        -- the page of the module p2pnet: index.html, unless other modules of the package
+        -- (p2pnet.luv, ...) have ldoc comments too; then each module has a page
+        local f = io.open(doc .. "/modules/p2pnet.html")
+        local html = f and f:read("*a") or S.read(doc .. "/index.html")
+        if f then f:close() end
         -- the three sources are merged into one module page
         for _, name in ipairs { "Node:connect", "Node:spawn", "Peer:send_file", "Transfer:await",
                                 "Identity.id", "NodeOptions", "join", "sleep" } do
@@ -81,14 +86,16 @@ describe("make doc", function()
 
     it("fails when the reference lacks an item of the API", function()
         local cut = dir .. "/cut"
-        assert(os.execute(("mkdir -p %s && cp %s/* %s/"):format(q(cut), q(doc), q(cut))))
-        local html = S.read(cut .. "/index.html")
+        assert(os.execute(("cp -R %s %s"):format(q(doc), q(cut))))
+        local page = cut .. "/modules/p2pnet.html"
+        if not io.open(page) then page = cut .. "/index.html" end
+        local html = S.read(page)
         local n1, n2, n3
         html, n1 = html:gsub('<a name = "Node:fd"></a>', "")
         html, n2 = html:gsub('<a name = "Peer%.rtt"></a>', "")
         html, n3 = html:gsub('<span class="parameter">via</span>', "")
         assert.same({ 1, 1, 1 }, { n1, n2, n3 })
-        S.write(cut .. "/index.html", html)
+        S.write(page, html)
         local ok, out = check(cut, api_md())
         assert.is_false(ok, out)
         assert.matches("Node:fd (node:fd())", out, 1, true)

@@ -27,11 +27,17 @@ local function read(path)
     return s
 end
 
--- Every item of the reference: anchor name -> the HTML from its anchor to the next one.
+-- Every item of the module p2pnet's page: anchor name -> the HTML from its anchor to the next
+-- one. The page is index.html when p2pnet is the only module, else modules/p2pnet.html (other
+-- modules, such as p2pnet.luv, have pages of their own).
 local items = {}
-local p = assert(io.popen("ls " .. doc_dir .. "/*.html " .. doc_dir .. "/*/*.html 2>/dev/null"))
+local page = doc_dir .. "/modules/p2pnet.html"
+if not io.open(page) then page = doc_dir .. "/index.html" end
 local pages = 0
-for file in p:lines() do
+for _, file in ipairs { page } do
+    local f = io.open(file, "rb")
+    if not f then break end
+    f:close()
     pages = pages + 1
     local html = read(file)
     local anchors = {}
@@ -43,7 +49,6 @@ for file in p:lines() do
         items[a.name] = (items[a.name] or "") .. html:sub(a.pos, stop)
     end
 end
-p:close()
 if pages == 0 then
     io.stderr:write("check-doc: no HTML in ", doc_dir, " (run make doc)\n")
     os.exit(1)
