@@ -199,7 +199,7 @@ local ok, failure = pcall(function()
     while running do
         local ready = socket.select({ keyboard, network }, nil, math.min(node:next_timeout(), 1))
         if ready[keyboard] then
-            local line = io.stdin:read("l")
+            local line = io.stdin:read("*l") -- "*l", not "l": Lua 5.1 and 5.2 need the star
             if line == nil then
                 running = false -- end of input
             else

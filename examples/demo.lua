@@ -75,7 +75,7 @@ heading(("The others know only alice's address (%s) and connect to it.\n"
 for i = 2, #nodes do
     assert(nodes[i]:connect(alice:address()))
 end
-local want = #nodes * (#nodes - 1) // 2
+local want = #nodes * (#nodes - 1) / 2 -- a whole number: no // (Lua 5.3+ only)
 spin(function() return pairs_seen == want end)
 say("  full mesh: %d sessions, every node holds %d", want, alice:stats().peers)
 

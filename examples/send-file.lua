@@ -1,6 +1,8 @@
 -- Sends a file to a peer, with a progress bar (bytes, %, rate, ETA) on stderr.
---   lua5.4 examples/send-file.lua recv PORT OUTFILE [--resume]   receives one file, then exits
---   lua5.4 examples/send-file.lua send HOST:PORT FILE             sends FILE, then exits
+--   lua5.4 examples/send-file.lua recv [HOST:]PORT OUTFILE [--resume]  receives one file, exits
+--   lua5.4 examples/send-file.lua send HOST:PORT FILE                   sends FILE, then exits
+-- The receiver listens on every address unless HOST is given (127.0.0.1: this machine only);
+-- PORT 0 picks a free port, and the line it prints says which.
 -- The file is read only as the transfer has room and written as it arrives, so memory stays
 -- flat whatever its size; the receiver checks a BLAKE2b hash of the whole. With --resume, a
 -- receiver that already has the start of OUTFILE asks only for the rest. The exit status is 0
@@ -64,7 +66,7 @@ local function progress_bar(node, label)
 end
 
 local function usage()
-    io.stderr:write("usage: send-file.lua recv PORT OUTFILE [--resume]\n" ..
+    io.stderr:write("usage: send-file.lua recv [HOST:]PORT OUTFILE [--resume]\n" ..
                     "       send-file.lua send HOST:PORT FILE\n")
     os.exit(2)
 end
@@ -72,11 +74,15 @@ end
 local mode = arg[1]
 local status = 1
 if mode == "recv" then
-    local port, out, resume = tonumber(arg[2]), arg[3], arg[4] == "--resume"
+    local host, port = (arg[2] or ""):match("^(.*):(%d+)$")
+    if not host then
+        host, port = "0.0.0.0", arg[2] -- every interface: a sender on another machine too
+    end
+    port = tonumber(port)
+    local out, resume = arg[3], arg[4] == "--resume"
     if not port or not out then usage() end
-    -- Every interface: a sender on another machine must reach it too.
-    local node = assert(p2pnet.node { host = "0.0.0.0", port = port })
-    io.stderr:write("receiving on port " .. port .. " of every address (id " .. node.id .. ")\n")
+    local node = assert(p2pnet.node { host = host, port = port })
+    io.stderr:write("receiving on " .. node:address() .. " (id " .. node.id .. ")\n")
     node:on_transfer(function(_, transfer, info)
         local bar = progress_bar(node, "recv")
         io.stderr:write(("offer: %s (%s)\n"):format(tostring(info.name),

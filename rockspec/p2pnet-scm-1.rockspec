@@ -80,6 +80,9 @@ build = {
          libraries = { "sodium" },
       },
    },
+   -- Installed beside the rock (luarocks doc p2pnet; `luarocks show p2pnet` gives the path):
+   -- the reference and guides, and the example programs.
+   copy_directories = { "docs", "examples" },
    install = {
       -- The command line: `p2pnet keygen FILE`, `p2pnet id FILE`, `p2pnet mediator ...`.
       bin = {

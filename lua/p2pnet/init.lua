@@ -13,6 +13,10 @@
 -- (wakes waiting tasks) and, for a sim, `run` (sim:run resumes its nodes' tasks between
 -- steps). Its methods (spawn, run, receive, ...) are added with core.extend, which never
 -- replaces one of the core's.
+
+--- The coroutine helpers: tasks on a node's loop (docs/API.md "Coroutines"). The rest of the
+-- module is the C binding's, documented in csrc/lua/core.luadoc.
+-- @module p2pnet
 local core = require "p2pnet.core"
 
 local M = {
@@ -85,7 +89,7 @@ local function current_task(fname)
     return current
 end
 
----------------------------------------------------------------------------------------------
+-- ========================================================================================
 -- Tasks
 
 -- Suspends the running task until wake() is called with the generation it gets here, or
@@ -190,7 +194,7 @@ local function live_tasks(st)
     return false
 end
 
----------------------------------------------------------------------------------------------
+-- ========================================================================================
 -- Per-node state and the event routers
 
 local state = core.state
@@ -299,12 +303,21 @@ local function install(node)
     transfers.install(node, st)
 end
 
----------------------------------------------------------------------------------------------
+-- ========================================================================================
 -- Node
 
+--- Coroutine helpers of a node.
+-- Under Lua 5.1 (not LuaJIT) a task cannot yield inside `pcall`: call `receive`,
+-- `connect_await` and `send_await` directly and check their `nil, err` results
+-- (docs/API.md "Coroutines under Lua 5.1").
+-- @type Node
 local Node = {}
 
---- node:spawn(fn, ...) -> coroutine: runs fn(...) as a task on this node's loop.
+--- Runs `fn(...)` as a task on this node's loop. The task first runs at the next `poll` or
+-- `run` of this node; one that raises ends, printed and counted in `stats().task_errors`.
+-- @tparam function fn the task
+-- @param ... its arguments
+-- @treturn thread the coroutine
 function Node:spawn(fn, ...)
     under_nginx("node:spawn")
     if self.closed then
@@ -368,9 +381,10 @@ local function sim_loop(sim, t_end, stop)
     end
 end
 
---- node:run([seconds]): polls and resumes tasks until node:close(), or for `seconds`.
+--- Polls and resumes tasks until `node:close()`, or for `seconds`.
 -- A simulated node runs its whole simulator on virtual time; without `seconds` it stops
 -- when the node is closed or none of its tasks is left.
+-- @tparam[opt] number seconds how long (default: until closed)
 function Node:run(seconds)
     check_timeout("node:run", "seconds", seconds)
     under_nginx("node:run")
@@ -409,7 +423,16 @@ function Node:run(seconds)
     end
 end
 
---- node:receive([type] [, timeout]) -> peer, type, data, info | nil, "timeout"
+--- In a task: waits for the next message no `message` handler took. Messages that arrive
+-- with nobody waiting are queued (at most 1024; the oldest is dropped and counted in
+-- `stats().receive_dropped`).
+-- @tparam[opt] integer mtype only a message of this type, 0-65535 (others stay queued)
+-- @tparam[opt] number timeout seconds
+-- @treturn Peer peer
+-- @treturn integer type
+-- @treturn string data
+-- @treturn table info as for the `message` event
+-- @return `nil, "timeout"` or `nil, "closed"`
 function Node:receive(mtype, timeout)
     check_type("node:receive", mtype)
     check_timeout("node:receive", "timeout", timeout)
@@ -430,7 +453,14 @@ function Node:receive(mtype, timeout)
     return wait(task, timeout)
 end
 
---- node:connect_await(target [, opts] [, timeout]) -> peer | nil, err
+--- In a task: `node:connect`, waited for until the peer joins. Also
+-- `node:connect_await(target, timeout)`.
+-- @tparam string target `"host:port"` or an id, as for `connect`
+-- @tparam[opt] table opts as for `connect` (`opts.id`, `opts.via`)
+-- @tparam[opt] number timeout seconds
+-- @treturn Peer the peer, once joined
+-- @return `nil, err`: the `connect` failure, the `error` event's text, a leave reason,
+-- `"closed"`, or `"timeout"`
 function Node:connect_await(target, opts, timeout)
     if type(opts) == "number" and timeout == nil then
         opts, timeout = nil, opts
@@ -455,13 +485,24 @@ end
 
 core.extend("Node", Node)
 
----------------------------------------------------------------------------------------------
+-- ========================================================================================
 -- Peer
 
+--- Coroutine helpers of a peer.
+-- @type Peer
 local Peer = {}
 
---- peer:send_await(type, data [, timeout] [, opts]) -> true, reply | nil, err
--- opts as for peer:send ({lane = n}); it may stand in the timeout's place.
+--- In a task: `peer:send` with a callback, waited for.
+-- @tparam integer mtype the message type, 0-65535
+-- @tparam string data the message
+-- @tparam[opt] number timeout seconds; when it passes first, the message may still be
+-- delivered and a late reply is ignored
+-- @tparam[opt] table opts *(addition)* as for `peer:send`; it may stand in the timeout's place
+-- @tparam[opt=0] integer opts.lane the lane, 0-254
+-- @treturn boolean `true`
+-- @treturn ?string the reply (the remote handler's return value)
+-- @return `nil, err`: the remote error text, `"disconnected"`, `"timeout"`, `"closed"`, or a
+-- `send` failure such as `"queue full"`
 function Peer:send_await(mtype, data, timeout, opts)
     if type(timeout) == "table" and opts == nil then
         timeout, opts = nil, timeout
@@ -487,7 +528,7 @@ end
 
 core.extend("Peer", Peer)
 
----------------------------------------------------------------------------------------------
+-- ========================================================================================
 -- Simulator
 
 -- The creation hook of every sim: sim:run() (the core's, after its checks) calls `run`,
@@ -500,10 +541,14 @@ end
 
 core.hooks { node = install, sim = install_sim }
 
----------------------------------------------------------------------------------------------
+-- ========================================================================================
 -- Module functions
 
---- p2pnet.sleep(seconds): in a task, yields for that long.
+--- Module functions of the Lua layer
+-- @section lua_module
+
+--- In a task: yields for `seconds` on its node's clock (virtual time on a simulator).
+-- @tparam number seconds >= 0
 function M.sleep(seconds)
     if type(seconds) ~= "number" or not (seconds >= 0) then
         argerror("p2pnet.sleep", "seconds", "must be a number >= 0")

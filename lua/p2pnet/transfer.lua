@@ -9,6 +9,42 @@
 -- init.lua loads this module with the task helpers it needs and calls install(node, st) for
 -- every node; the core hands transfer events to st.transfer.
 
+--- Streaming transfers (docs/API.md "Streaming transfers").
+-- @module p2pnet
+
+--- *(addition)* A streaming transfer: a file or a source function sent in chunks, with
+-- progress, cancel, resume and an integrity check (BLAKE2b-256). `peer:send_file` makes an
+-- outgoing one; `node:on_transfer`'s handler gets each offer. Its fields are plain fields.
+-- @type Transfer
+
+--- The peer.
+-- @field Transfer.peer
+
+--- A number naming the transfer on this node.
+-- @field Transfer.id
+
+--- `true` for `send_file`, `false` for offers received.
+-- @field Transfer.outgoing
+
+--- The sender's name or metadata (nil for none).
+-- @field Transfer.name
+
+--- The size in bytes; set at the end when it was not announced.
+-- @field Transfer.total
+
+--- Bytes written (sender) or received (receiver), from the start of the content.
+-- @field Transfer.done
+
+--- Bytes per second since it started (node clock).
+-- @field Transfer.rate
+
+--- `"offered"`, `"running"`, `"done"`, `"cancelled"` (by this side) or `"failed"`.
+-- @field Transfer.status
+
+--- After a failure, the same text `done` got: `"cancelled: <reason>"`,
+-- `"peer cancelled: <reason>"`, `"integrity: integrity check failed"` or `"lost"`.
+-- @field Transfer.error
+
 -- The Transfer class: the methods below; fields are plain table fields.
 local Transfer = {}
 Transfer.__index = Transfer
@@ -307,12 +343,19 @@ return function(core, tasks)
         end
     end
 
-    ------------------------------------------------------------------------------------------
+    -- ========================================================================================
     -- Methods
 
+    --- Streaming transfers of a node.
+    -- @type Node
     local Node, Peer = {}, {}
 
-    --- node:on_transfer(fn): fn(peer, transfer, info) -> sink [, opts] for every offer.
+    --- *(addition)* Sets the handler of offers, `fn(peer, transfer, info) -> sink [, opts]`.
+    -- `info.name` and `info.total` describe the offer. The sink is a file path (created and
+    -- written), a function `sink(chunk, offset)`, or `nil`/`false` to refuse. The options are
+    -- `progress(done, total)`, `done(ok, err)` and `resume = true` (with a file path). Without
+    -- a handler every offer is refused.
+    -- @tparam ?function fn the handler, or nil
     function Node:on_transfer(fn)
         if fn ~= nil and type(fn) ~= "function" then
             argerror("node:on_transfer", "fn", "must be a function or nil")
@@ -320,7 +363,19 @@ return function(core, tasks)
         state(self).on_transfer = fn
     end
 
-    --- peer:send_file(source [, opts]) -> transfer | nil, err
+    --- Streaming transfers of a peer.
+    -- @type Peer
+
+    --- *(addition)* Sends a file, or what a function produces, however large; the source is
+    -- read only when the transfer has room, so memory stays flat.
+    -- @tparam string|function source a file path, or a function returning the next piece
+    -- (`nil` or `""` at the end)
+    -- @tparam[opt] table opts `name`/`meta` (a string for the receiver), `total` (the size of a
+    -- function source), `lane` (default `p2pnet.TRANSFER_LANE`), `progress(done, total)`,
+    -- `done(ok, err)`
+    -- @treturn Transfer the transfer
+    -- @return `nil, err`: `"peer is not connected"`, `"disconnected"`, `"too many transfers"`,
+    -- `"metadata too long"`, `"queue full"`, or the error of opening the file
     function Peer:send_file(source, opts)
         local fname = "peer:send_file"
         if type(source) ~= "string" and type(source) ~= "function" then
@@ -388,7 +443,14 @@ return function(core, tasks)
         return t
     end
 
-    --- transfer:cancel([reason]) -> true | nil, err (the end follows as an event)
+    --- Methods of a transfer.
+    -- @type Transfer
+
+    --- Ends the transfer from either side; the other side gets `"peer cancelled: reason"`.
+    -- The end itself (`done`, `await`) follows at the next `poll`.
+    -- @tparam[opt] string reason why
+    -- @treturn boolean `true`
+    -- @return `nil, "transfer has ended"`
     function Transfer:cancel(reason)
         if reason ~= nil and type(reason) ~= "string" then
             argerror("transfer:cancel", "reason", "must be a string or nil")
@@ -402,7 +464,10 @@ return function(core, tasks)
         return ok, err
     end
 
-    --- transfer:await([timeout]) -> true | nil, err: in a task, until the transfer ends.
+    --- In a task: waits for the end of the transfer.
+    -- @tparam[opt] number timeout seconds
+    -- @treturn boolean `true` once the receiver checked the hash
+    -- @return `nil, err` (as in `Transfer.error`), or `nil, "timeout"`
     function Transfer:await(timeout)
         if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
             argerror("transfer:await", "timeout", "must be a number of seconds >= 0")
