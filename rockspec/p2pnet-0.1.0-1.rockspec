@@ -35,6 +35,12 @@ build = {
    modules = {
       ["p2pnet"] = "lua/p2pnet/init.lua",
       ["p2pnet.transfer"] = "lua/p2pnet/transfer.lua", -- streaming transfers
+      ["p2pnet.loop"] = "lua/p2pnet/loop.lua", -- event-loop adapters (issue 11): shared pieces
+      ["p2pnet.luv"] = "lua/p2pnet/luv.lua", -- libuv (luv)
+      ["p2pnet.cqueues"] = "lua/p2pnet/cqueues.lua", -- cqueues
+      ["p2pnet.copas"] = "lua/p2pnet/copas.lua", -- copas
+      ["p2pnet.socket"] = "lua/p2pnet/socket.lua", -- LuaSocket's socket.select
+      ["p2pnet.ngx"] = "lua/p2pnet/ngx.lua", -- OpenResty / nginx (docs/OPENRESTY.md)
       ["p2pnet.core"] = {
          -- Every csrc/p2p_*.c, csrc/driver/*.c and csrc/lua/*.c file, exactly: `make check-rockspec` (part of `make test`)
          -- fails when this list and the directory disagree.
@@ -44,6 +50,7 @@ build = {
             "csrc/lua/lp2pnet.c",
             "csrc/lua/events.c",
             "csrc/lua/identity.c",
+            "csrc/lua/ngx_waker.c",
             "csrc/lua/node.c",
             "csrc/lua/peer.c",
             "csrc/lua/sim.c",
