@@ -127,7 +127,7 @@ busted_run() { # name build-dir [extra env and busted args via BUSTED_ENV / BUST
     fi
     local rc=0
     # shellcheck disable=SC2046
-    run_shown "$log" env $(lua_env "$dir") ${BUSTED_ENV:-} timeout -k 10 480 \
+    run_shown "$log" env $(lua_env "$dir") ${BUSTED_ENV:-} timeout -k 10 900 \
         busted --lua=lua5.4 -o plainTerminal ${BUSTED_ARGS:-} spec || rc=$?
     local line s fl e
     line=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" | tail -n 1)
