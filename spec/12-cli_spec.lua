@@ -172,7 +172,8 @@ describe("bin/p2pnet installed by luarocks #luarocks", function()
         -- on a closed local port makes any attempt to fetch fail at once.
         -- (docs/ and examples/ too: the rockspec installs them)
         local code, out, err = run(("mkdir -p %s/src %s/empty && "
-            .. "cp -R %s %s %s %s %s %s %s/src/ && cd %s/src && http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 "
+            .. "cp -R %s %s %s %s %s %s %s/src/ && cd %s/src && "
+            .. "http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 "
             .. "luarocks --lua-version=5.4 make --deps-mode=none --tree %s "
             .. "rockspec/p2pnet-scm-1.rockspec"):format(q(work), q(work),
             q(root .. "/csrc"), q(root .. "/lua"), q(root .. "/bin"), q(root .. "/rockspec"),
