@@ -29,12 +29,17 @@ $(BUILD)/obj/driver/udp.o: $(BUILD)/config.h
 $(BUILD)/obj/driver/udp.o: ALL_CPPFLAGS += -I$(BUILD) -DP2P_HAVE_CONFIG_H
 
 # ---- static libsodium ----------------------------------------------------------------------
-# Debian's libsodium.a is built with -fPIC (its objects are the shared library's), so it can
-# go into the Lua module as well as into programs.
+# Debian's libsodium.a is position-independent code built as for an executable (-fPIE): it
+# reaches its own global symbols with PC-relative relocations, which a shared object may not
+# use for symbols it exports ("relocation R_X86_64_PC32 against symbol
+# `randombytes_sysrandom_implementation' can not be used when making a shared object").
+# --exclude-libs keeps every libsodium symbol inside the module, which makes those references
+# local: the module links without text relocations, exports no sodium_* symbol (so it cannot
+# clash with another libsodium in the same process) and needs no libsodium.so at run time.
 SODIUM_STATIC ?= 0
 SODIUM_A ?= $(shell $(PKG_CONFIG) --variable=libdir libsodium 2>/dev/null)/libsodium.a
 ifeq ($(SODIUM_STATIC),1)
-LDLIBS := $(filter-out -lsodium,$(LDLIBS)) $(SODIUM_A)
+LDLIBS := $(filter-out -lsodium,$(LDLIBS)) $(SODIUM_A) -Wl,--exclude-libs,$(notdir $(SODIUM_A))
 endif
 
 # ---- Windows -------------------------------------------------------------------------------
