@@ -47,8 +47,7 @@ WIN_BUILD ?= build-win
 WIN_HOST ?= x86_64-w64-mingw32
 WIN_CC ?= $(WIN_HOST)-gcc
 WIN_DEPS = $(WIN_BUILD)/deps
-WIN_LIBS = -L$(WIN_DEPS)/sodium/lib -L$(WIN_DEPS)/lua/lib -lsodium -llua54 -lws2_32 -liphlpapi \
-           -static-libgcc -Wl,-Bstatic -lwinpthread -Wl,-Bdynamic
+WIN_LIBS = -L$(WIN_DEPS)/sodium/lib -L$(WIN_DEPS)/lua/lib -lsodium -llua54 -lws2_32 -liphlpapi -static-libgcc
 
 .PHONY: windows windows-deps windows-test
 windows-deps:

@@ -40,6 +40,7 @@ build = {
          sources = {
             "csrc/driver/sim.c",
             "csrc/driver/udp.c",
+            "csrc/driver/udp_win.c", -- Winsock; empty except on Windows (docs/PORTING.md)
             "csrc/lua/lp2pnet.c",
             "csrc/lua/events.c",
             "csrc/lua/identity.c",
@@ -71,6 +72,17 @@ build = {
          incdirs = { "csrc", "$(SODIUM_INCDIR)" },
          libdirs = { "$(SODIUM_LIBDIR)" },
          libraries = { "sodium" },
+      },
+   },
+   platforms = {
+      -- Windows (mingw-w64): Winsock and the interface list (driver/udp_win.c). With a static
+      -- libsodium, also add SODIUM_STATIC to the defines (docs/PORTING.md).
+      windows = {
+         modules = {
+            ["p2pnet.core"] = {
+               libraries = { "sodium", "ws2_32", "iphlpapi" },
+            },
+         },
       },
    },
    install = {

@@ -186,8 +186,7 @@ int p2p_udp_features(void)
 {
     return (USE_GSO ? P2P_UDP_GSO : 0) | (USE_GRO ? P2P_UDP_GRO : 0) |
            (HAVE_SENDMMSG && HAVE_RECVMMSG ? P2P_UDP_MMSG : 0) |
-           (HAVE_IP_MTU_DISCOVER ? P2P_UDP_PMTU_PROBE : 0) |
-           (HAS_DONTFRAG ? P2P_UDP_DONTFRAG : 0);
+           (HAVE_IP_MTU_DISCOVER ? P2P_UDP_PMTU_PROBE : 0) | (HAS_DONTFRAG ? P2P_UDP_DONTFRAG : 0);
 }
 
 #ifndef _WIN32 /* udp_win.c has the Windows clocks */
@@ -733,7 +732,7 @@ static int send_queued(p2p_udp *u)
     }
     return ret;
 }
-#else  /* !HAVE_SENDMMSG */
+#else /* !HAVE_SENDMMSG */
 /* The same, one sendto per datagram. */
 static int send_queued(p2p_udp *u)
 {
@@ -908,7 +907,7 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
     }
     return count;
 }
-#else  /* !HAVE_RECVMMSG */
+#else /* !HAVE_RECVMMSG */
 /* The same, one recvfrom per datagram, answering after every BATCH of them. */
 static int read_waiting(p2p_udp *u, p2p_host *h)
 {
@@ -925,7 +924,8 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
             r = p2p_sys_recvfrom(u->fd, u->in_arena, RECV_BUF, &u->in_sa[0], &wlen);
         }
 #else
-        r = (long)recvfrom(u->fd, u->in_arena, RECV_BUF, 0, (struct sockaddr *)&u->in_sa[0], &salen);
+        r = (long)recvfrom(u->fd, u->in_arena, RECV_BUF, 0, (struct sockaddr *)&u->in_sa[0],
+                           &salen);
 #endif
         if (r < 0) {
             e = sock_error();
@@ -956,7 +956,8 @@ static int wait_socket(p2p_udp *u, int want_write, uint64_t wait)
 {
 #ifdef _WIN32
     /* Past ~68 years is forever. */
-    return p2p_sys_wait(u->fd, want_write, wait >= (uint64_t)INT_MAX * 1000000u ? UINT64_MAX : wait);
+    return p2p_sys_wait(u->fd, want_write,
+                        wait >= (uint64_t)INT_MAX * 1000000u ? UINT64_MAX : wait);
 #else
     struct pollfd pfd;
 

@@ -139,8 +139,8 @@ const char *p2p_sys_strerror(int e)
     default: break;
     }
     if (e < WSABASEERR) return strerror(e);
-    n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL,
-                       (DWORD)e, 0, buf, sizeof buf, NULL);
+    n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, (DWORD)e,
+                       0, buf, sizeof buf, NULL);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == '.')) buf[--n] = 0;
     if (n == 0) snprintf(buf, sizeof buf, "Winsock error %d", e);
     return buf;
