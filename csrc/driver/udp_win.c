@@ -165,6 +165,8 @@ p2p_sock p2p_sys_socket(int family)
     /* Best effort: without them a refused send shows up as a receive error (counted). */
     (void)WSAIoctl(s, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &got, NULL, NULL);
     (void)WSAIoctl(s, SIO_UDP_NETRESET, &off, sizeof off, NULL, 0, &got, NULL, NULL);
+    /* No other socket may bind this one's port with SO_REUSEADDR and take its traffic. */
+    (void)setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&on, sizeof on);
     /* Don't fragment: see set_dont_fragment in udp.c. */
     (void)setsockopt(s, IPPROTO_IP, IP_DONTFRAGMENT, (const char *)&on, sizeof on);
     if (family == AF_INET6)

@@ -1,6 +1,7 @@
 -- tests/win/loopback.lua - the Windows loopback exchange (tests/win/run.sh runs it with lua.exe
 -- under wine): two nodes in one process on 127.0.0.1, N messages each way with receipts, a
--- send_await in a task, and a key file written and read back. Prints "windows loopback ok: ..."
+-- send_await in a task, a key file written and read back, a port in use, and a dual-stack
+-- ("::") node talking to an IPv4 one. Prints "windows loopback ok: ..."
 -- and exits 0, or raises. arg[1] is a scratch directory for the key file.
 local p2pnet = require "p2pnet"
 local N = 50
@@ -65,8 +66,34 @@ local awaited
 a:spawn(function() awaited = { joined.a:send_await(999, "await me", 5) } end)
 pump(function() return awaited ~= nil end, "send_await")
 assert(awaited[1] == true and awaited[2] == "b:999", "send_await: " .. tostring(awaited[2]))
+-- A port in use is a runtime failure with the system's reason.
+local port = a:address():match(":(%d+)$")
+local c, err = p2pnet.node { host = "127.0.0.1", port = tonumber(port) }
+assert(c == nil and tostring(err):find("in use", 1, true), "second bind: " .. tostring(err))
+
+-- A dual-stack node ("::") reaches an IPv4 node and is reached back through the v4 mapping.
+local d = assert(p2pnet.node { host = "::", port = 0 })
+local djoined
+d:on("join", function(peer) djoined = peer end)
+assert(d:connect(b:address(), { id = b.id }))
+local function pump3(cond, what)
+    for _ = 1, 2000 do
+        a:poll(0)
+        b:poll(0.002)
+        d:poll(0.002)
+        if cond() then return end
+    end
+    error("timed out waiting for " .. what)
+end
+pump3(function() return djoined ~= nil end, "the dual-stack join")
+local dreply
+assert(djoined:send(5, "v6 socket", function(ok, reply) dreply = ok and reply end))
+pump3(function() return dreply ~= nil end, "the dual-stack receipt")
+assert(dreply == "b:5", "dual-stack receipt: " .. tostring(dreply))
+d:close()
+
 a:close()
 b:close()
 os.remove(path)
-print(("windows loopback ok: %d messages and %d receipts each way, send_await, key file"):format(
-    N, N))
+print(("windows loopback ok: %d messages and %d receipts each way, send_await, key file, "
+       .. "port in use, dual stack"):format(N, N))
