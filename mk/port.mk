@@ -24,6 +24,7 @@ $(BUILD)/port/probes-%:
 
 $(BUILD)/config.h: $(PORT_STAMP) mk/port.mk mk/port-config.sh
 	sh mk/port-config.sh $@ "$(CC)" $(PORT_PROBES) $(filter-out -Werror,$(ALL_CFLAGS))
+	@touch $@
 
 $(BUILD)/obj/driver/udp.o: $(BUILD)/config.h
 $(BUILD)/obj/driver/udp.o: ALL_CPPFLAGS += -I$(BUILD) -DP2P_HAVE_CONFIG_H

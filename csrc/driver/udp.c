@@ -189,7 +189,30 @@ int p2p_udp_features(void)
            (HAVE_IP_MTU_DISCOVER ? P2P_UDP_PMTU_PROBE : 0) | (HAS_DONTFRAG ? P2P_UDP_DONTFRAG : 0);
 }
 
-#ifndef _WIN32 /* udp_win.c has the Windows clocks */
+#ifdef _WIN32
+uint64_t p2p_udp_now(void)
+{
+    static LARGE_INTEGER freq; /* fixed at boot; a racing first call writes the same value */
+    LARGE_INTEGER c;
+    uint64_t sec, rem;
+
+    if (freq.QuadPart == 0) QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&c);
+    sec = (uint64_t)c.QuadPart / (uint64_t)freq.QuadPart;
+    rem = (uint64_t)c.QuadPart % (uint64_t)freq.QuadPart;
+    return sec * 1000000u + rem * 1000000u / (uint64_t)freq.QuadPart;
+}
+
+uint64_t p2p_udp_unix_now(void)
+{
+    FILETIME ft;
+    uint64_t t;
+
+    GetSystemTimeAsFileTime(&ft); /* 100 ns units since 1601 */
+    t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+    return t / 10u - 11644473600000000ull;
+}
+#else
 uint64_t p2p_udp_now(void)
 {
     struct timespec ts;

@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <stdint.h>
 
+#include "p2pnet.h"
+
 typedef SOCKET p2p_sock;
 typedef ADDRESS_FAMILY p2p_sa_family;
 #define P2P_SOCK_INVALID INVALID_SOCKET
@@ -77,7 +79,7 @@ long p2p_sys_recvfrom(p2p_sock s, void *buf, size_t len, void *sa, int *salen);
 int p2p_sys_wait(p2p_sock s, int want_write, uint64_t wait_us);
 /* The addresses of the interfaces that are up (not loopback), IPv4 and when v6 also IPv6
  * (no link-local), each with port; up to cap of them. */
-size_t p2p_sys_local_addrs(int v6, uint16_t port, void *out, size_t cap);
+size_t p2p_sys_local_addrs(int v6, uint16_t port, p2p_addr *out, size_t cap);
 
 #else
 /* ---- POSIX -------------------------------------------------------------------------------- */

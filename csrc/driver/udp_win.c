@@ -13,7 +13,7 @@
  * - errors are WSAGetLastError() codes: they are mapped to the errno values udp.c tests;
  * - sockets are not inherited by child processes (WSA_FLAG_NO_HANDLE_INHERIT) and become
  *   non-blocking with ioctlsocket(FIONBIO); WSAPoll waits, in milliseconds (rounded up).
- * Clocks: QueryPerformanceCounter (monotonic), GetSystemTimeAsFileTime (wall clock).
+ * The clocks (QueryPerformanceCounter, GetSystemTimeAsFileTime) are in udp.c.
  */
 #ifdef _WIN32
 
@@ -26,7 +26,7 @@
 #include <string.h>
 #include <windows.h>
 
-#include "driver/udp.h"
+#include "p2pnet.h"
 
 #ifndef SIO_UDP_CONNRESET
 #define SIO_UDP_CONNRESET _WSAIOW(IOC_VENDOR, 12)
@@ -43,31 +43,6 @@
 #ifndef IPV6_DONTFRAG
 #define IPV6_DONTFRAG 14
 #endif
-
-/* ---- clocks --------------------------------------------------------------------------- */
-
-uint64_t p2p_udp_now(void)
-{
-    static LARGE_INTEGER freq; /* fixed at boot; a racing first call writes the same value */
-    LARGE_INTEGER c;
-    uint64_t sec, rem;
-
-    if (freq.QuadPart == 0) QueryPerformanceFrequency(&freq);
-    QueryPerformanceCounter(&c);
-    sec = (uint64_t)c.QuadPart / (uint64_t)freq.QuadPart;
-    rem = (uint64_t)c.QuadPart % (uint64_t)freq.QuadPart;
-    return sec * 1000000u + rem * 1000000u / (uint64_t)freq.QuadPart;
-}
-
-uint64_t p2p_udp_unix_now(void)
-{
-    FILETIME ft;
-    uint64_t t;
-
-    GetSystemTimeAsFileTime(&ft); /* 100 ns units since 1601 */
-    t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
-    return t / 10u - 11644473600000000ull;
-}
 
 /* ---- Winsock -------------------------------------------------------------------------- */
 
@@ -209,9 +184,8 @@ int p2p_sys_wait(p2p_sock s, int want_write, uint64_t wait_us)
     return WSAPoll(&p, 1, ms) == SOCKET_ERROR ? -1 : 0;
 }
 
-size_t p2p_sys_local_addrs(int v6, uint16_t port, void *out_, size_t cap)
+size_t p2p_sys_local_addrs(int v6, uint16_t port, p2p_addr *out, size_t cap)
 {
-    p2p_addr *out = out_;
     ULONG size = 16 * 1024, flags = GAA_FLAG_SKIP_ANYCAST | GAA_FLAG_SKIP_MULTICAST |
                                     GAA_FLAG_SKIP_DNS_SERVER | GAA_FLAG_SKIP_FRIENDLY_NAME;
     IP_ADAPTER_ADDRESSES *list = NULL, *ad;
