@@ -9,6 +9,8 @@
 #   make windows                  build-win/p2pnet/core.dll, lua.exe and lua54.dll (the
 #                                 cross-built libsodium and Lua are kept in build-win/deps)
 #   make windows-test             the above, then tests/win/loopback.lua under wine
+#   make clean-port               removes build-posix, build-static and build-win except
+#                                 build-win/deps (the cross-built libsodium and Lua)
 
 DEB_PACKAGES += gcc-mingw-w64-x86-64 wine64 wine dpkg-dev autoconf automake libtool
 
@@ -73,3 +75,8 @@ $(BUILD)/p2pnet/core.dll: $(BINDING_OBJ) $(CORE_OBJ)
 
 windows-test: windows
 	WIN_BUILD=$(WIN_BUILD) bash tests/win/run.sh tests/win/loopback.lua
+
+.PHONY: clean-port
+clean-port:
+	rm -rf build-posix build-static $(WIN_BUILD)/obj $(WIN_BUILD)/p2pnet $(WIN_BUILD)/run \
+	  $(WIN_BUILD)/port $(WIN_BUILD)/config.h $(WIN_BUILD)/wineprefix
