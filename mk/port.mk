@@ -17,7 +17,9 @@ DEB_PACKAGES += gcc-mingw-w64-x86-64 wine64 wine dpkg-dev autoconf automake libt
 # ---- feature probes ------------------------------------------------------------------------
 PORT_PROBES ?= 1
 # The probes rerun when the compiler or PORT_PROBES changes: the stamp's name holds both.
-PORT_STAMP = $(BUILD)/port/probes-$(PORT_PROBES)-$(subst /,_,$(notdir $(CC)))
+port_empty :=
+port_space := $(port_empty) $(port_empty)
+PORT_STAMP = $(BUILD)/port/probes-$(PORT_PROBES)-$(subst $(port_space),_,$(subst /,_,$(CC)))
 
 $(BUILD)/port/probes-%:
 	@mkdir -p $(dir $@)

@@ -1,6 +1,6 @@
 /*
  * driver/udp.c - the UDP driver: the only file in p2pnet that makes network system calls or
- * reads the clock.
+ * reads the clock (with driver/udp_win.c, its Winsock calls, on Windows).
  *
  * One non-blocking socket. Datagrams move in batches (recvmmsg/sendmmsg) between the socket
  * and a sans-IO p2p_host. An IPv6 socket is dual-stack: IPv4 peers appear to the host as
