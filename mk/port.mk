@@ -3,8 +3,8 @@
 #
 #   make                          probes into $(BUILD)/config.h (HAVE_RECVMMSG, ...) first
 #   make BUILD=build-posix PORT_PROBES=0 all ctests
-#                                 every probe off: the plain POSIX driver (recvfrom/sendto,
-#                                 poll, no offload), as a system without the Linux extensions
+#                                 the Linux extensions' probes off: the plain POSIX driver
+#                                 (recvfrom/sendto, poll, fcntl, no offload), as on BSD/macOS
 #   make SODIUM_STATIC=1          links libsodium.a into the module and the programs
 #   make windows                  build-win/p2pnet/core.dll, lua.exe and lua54.dll (the
 #                                 cross-built libsodium and Lua are kept in build-win/deps)
