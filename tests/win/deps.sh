@@ -57,13 +57,17 @@ if [ ! -f "$DIR/sodium/.done" ]; then
         (cd "$s" && autoreconf -fi) >"$DIR/sodium-autoreconf.log" 2>&1 ||
             { tail -n 30 "$DIR/sodium-autoreconf.log" >&2; exit 1; }
     fi
+    t1=$SECONDS
     (cd "$SRC/sodium-build" &&
         "$s/configure" -q --host="$HOST" CC="$CC" --prefix="$DIR/sodium" --disable-shared \
-            --enable-static --disable-dependency-tracking --disable-ssp CFLAGS="-O2" &&
-        make -s "$JOBS" && make -s install) >"$DIR/sodium-build.log" 2>&1 ||
+            --enable-static --disable-dependency-tracking --disable-ssp CFLAGS="-O2") \
+        >"$DIR/sodium-build.log" 2>&1 || { tail -n 30 "$DIR/sodium-build.log" >&2; exit 1; }
+    t2=$SECONDS
+    (cd "$SRC/sodium-build" && make -s "$JOBS" && make -s install) >>"$DIR/sodium-build.log" 2>&1 ||
         { tail -n 30 "$DIR/sodium-build.log" >&2; exit 1; }
     touch "$DIR/sodium/.done"
-    echo "deps.sh: libsodium for $HOST built in $((SECONDS - t0)) s"
+    echo "deps.sh: libsodium for $HOST built in $((SECONDS - t0)) s" \
+        "(sources and autoreconf $((t1 - t0)) s, configure $((t2 - t1)) s, make $((SECONDS - t2)) s)"
 fi
 
 if [ ! -f "$DIR/lua/.done" ]; then
