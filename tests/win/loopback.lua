@@ -1,7 +1,7 @@
 -- tests/win/loopback.lua - the Windows loopback exchange (tests/win/run.sh runs it with lua.exe
 -- under wine): two nodes in one process on 127.0.0.1, N messages each way with receipts, a
 -- send_await in a task, a key file written and read back, a port in use, and a dual-stack
--- ("::") node talking to an IPv4 one. Prints "windows loopback ok: ..."
+-- ("::") node reaching an IPv4 one through "localhost". Prints "windows loopback ok: ..."
 -- and exits 0, or raises. arg[1] is a scratch directory for the key file.
 local p2pnet = require "p2pnet"
 local N = 50
@@ -71,11 +71,13 @@ local port = a:address():match(":(%d+)$")
 local c, err = p2pnet.node { host = "127.0.0.1", port = tonumber(port) }
 assert(c == nil and tostring(err):find("in use", 1, true), "second bind: " .. tostring(err))
 
--- A dual-stack node ("::") reaches an IPv4 node and is reached back through the v4 mapping.
+-- A dual-stack node ("::") reaches an IPv4 node, by name, and is reached back through the v4
+-- mapping.
 local d = assert(p2pnet.node { host = "::", port = 0 })
 local djoined
 d:on("join", function(peer) djoined = peer end)
-assert(d:connect(b:address(), { id = b.id }))
+-- By name: getaddrinfo through Winsock.
+assert(d:connect("localhost:" .. b:address():match(":(%d+)$"), { id = b.id }))
 local function pump3(cond, what)
     for _ = 1, 2000 do
         a:poll(0)
