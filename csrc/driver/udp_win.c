@@ -130,6 +130,9 @@ p2p_sock p2p_sys_socket(int family)
     int e;
 
     s = WSASocketW(family, SOCK_DGRAM, IPPROTO_UDP, NULL, 0, WSA_FLAG_NO_HANDLE_INHERIT);
+    /* Before Windows 7 SP1 the flag is unknown (WSAEINVAL): then without it. */
+    if (s == INVALID_SOCKET && WSAGetLastError() == WSAEINVAL)
+        s = WSASocketW(family, SOCK_DGRAM, IPPROTO_UDP, NULL, 0, 0);
     if (s == INVALID_SOCKET) return s;
     if (ioctlsocket(s, FIONBIO, &nb) != 0) {
         e = WSAGetLastError();
