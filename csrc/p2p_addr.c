@@ -6,7 +6,11 @@
  * turn into something else. IPv4 is parsed here by hand (no octal or shortened forms);
  * IPv6 text goes through inet_pton, which is a pure library function (no system call).
  */
+#ifdef _WIN32
+#include <ws2tcpip.h> /* inet_pton, inet_ntop (ws2_32, Vista and later) */
+#else
 #include <arpa/inet.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 

@@ -3,7 +3,16 @@
  * build itself: HMAC-BLAKE2b (libsodium only has BLAKE2b's keyed mode, which is a different
  * function and does not reproduce the Noise vectors) and the Noise HKDF on top of it.
  */
+#ifdef _WIN32
+/* A slim reader/writer lock: no winpthread DLL to ship beside the module. */
+#include <windows.h>
+typedef SRWLOCK pthread_mutex_t;
+#define PTHREAD_MUTEX_INITIALIZER SRWLOCK_INIT
+#define pthread_mutex_lock(m) AcquireSRWLockExclusive(m)
+#define pthread_mutex_unlock(m) ReleaseSRWLockExclusive(m)
+#else
 #include <pthread.h>
+#endif
 #include <sodium.h>
 #include <string.h>
 

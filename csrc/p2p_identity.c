@@ -13,6 +13,23 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <io.h>
+/* Windows (docs/PORTING.md): no symbolic-link, close-on-exec or non-blocking open flags; the
+ * file must open in binary mode; fsync is _commit. Permission bits do not say who may read a
+ * file there (its ACL, inherited from its directory, does), so the group/other check does
+ * not apply. */
+#define O_NOFOLLOW 0
+#define O_CLOEXEC 0
+#define O_NONBLOCK 0
+#define KEYFILE_BINARY O_BINARY
+#define KEYFILE_CHECK_MODE 0
+#define fchmod(fd, mode) ((void)(fd), (void)(mode), 0)
+#define fsync(fd) _commit(fd)
+#else
+#define KEYFILE_BINARY 0
+#define KEYFILE_CHECK_MODE 1
+#endif
 
 #include "p2p_identity.h"
 #include "p2p_crypto.h"
@@ -165,7 +182,7 @@ static int create_keyfile(p2p_identity *id, const char *path, char *err, size_t 
     char hex[P2P_ID_HEX_LEN + 1];
     int fd, rc, saved;
 
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | KEYFILE_BINARY, 0600);
     if (fd < 0) {
         if (errno == EEXIST) return 1;
         return fail(P2P_ERR_IO, err, errlen, "cannot create key file %s: %s", path,
@@ -216,7 +233,7 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
 
     /* O_NOFOLLOW: a key file must be the file itself; O_NONBLOCK: a FIFO must not hang us
      * before fstat() refuses it. */
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | KEYFILE_BINARY);
     if (fd < 0) {
         if (errno == ENOENT) return 1;
         if (errno == ELOOP)
@@ -233,7 +250,7 @@ static int read_keyfile(p2p_identity *id, const char *path, char *err, size_t er
         close(fd);
         return fail(P2P_ERR_KEYFILE, err, errlen, "key file %s is not a regular file", path);
     }
-    if (st.st_mode & 077) {
+    if (KEYFILE_CHECK_MODE && (st.st_mode & 077)) {
         close(fd);
         return fail(P2P_ERR_KEYFILE, err, errlen,
                     "key file %s is readable by group or others (chmod 600)", path);

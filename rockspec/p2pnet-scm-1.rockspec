@@ -46,6 +46,7 @@ build = {
          sources = {
             "csrc/driver/sim.c",
             "csrc/driver/udp.c",
+            "csrc/driver/udp_win.c", -- Winsock; empty except on Windows (docs/PORTING.md)
             "csrc/lua/lp2pnet.c",
             "csrc/lua/events.c",
             "csrc/lua/identity.c",
@@ -83,6 +84,17 @@ build = {
    -- Installed beside the rock (luarocks doc p2pnet; `luarocks show p2pnet` gives the path):
    -- the reference and guides, and the example programs.
    copy_directories = { "docs", "examples" },
+   platforms = {
+      -- Windows (mingw-w64): Winsock and the interface list (driver/udp_win.c). With a static
+      -- libsodium, also add SODIUM_STATIC to the defines (docs/PORTING.md).
+      windows = {
+         modules = {
+            ["p2pnet.core"] = {
+               libraries = { "sodium", "ws2_32", "iphlpapi" },
+            },
+         },
+      },
+   },
    install = {
       -- The command line: `p2pnet keygen FILE`, `p2pnet id FILE`, `p2pnet mediator ...`.
       bin = {

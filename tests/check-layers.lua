@@ -33,6 +33,8 @@ local LAYERS = {
     { "session", { "p2p_peer", "p2p_guard" } },
     { "modules", { "p2p_handshake", "p2p_mesh", "p2p_nat", "p2p_path", "p2p_transfer" }, apart = true },
     { "hub", { "p2p_host" } },
+    -- under the UDP driver: its build switches and the Windows socket calls (issue 11)
+    { "os", { "driver/udp_sys", "driver/udp_win" } },
     { "drivers", { "driver/udp", "driver/sim" }, apart = true },
     { "binding", { "binding" } },
 }

@@ -1,6 +1,6 @@
 /*
  * driver/udp.c - the UDP driver: the only file in p2pnet that makes network system calls or
- * reads the clock.
+ * reads the clock (with driver/udp_win.c, its Winsock calls, on Windows).
  *
  * One non-blocking socket. Datagrams move in batches (recvmmsg/sendmmsg) between the socket
  * and a sans-IO p2p_host. An IPv6 socket is dual-stack: IPv4 peers appear to the host as
@@ -22,27 +22,97 @@
  * too big for the path still fails alone, as it would without offload), and EIO, which means
  * the device or the path cannot segment, turns GSO off for the socket.
  */
+/*
+ * Portability (docs/PORTING.md): every optional feature is a HAVE_* switch from
+ * driver/udp_sys.h, probed at build time by mk/port.mk. Without recvmmsg/sendmmsg the driver
+ * moves one datagram per recvfrom/sendto call and has no offload; without IP_MTU_DISCOVER it
+ * sets IP_DONTFRAG where that exists (the BSDs, macOS), else nothing (the kernel may then
+ * fragment an oversized probe instead of refusing it, and PMTU discovery learns less);
+ * without ppoll it waits with poll. Windows (udp_win.c) takes the same plain path through
+ * Winsock.
+ */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg, ppoll */
 
+#include "driver/udp_sys.h"
+
 #include <errno.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifndef _WIN32
+#if HAVE_GETIFADDRS
+#include <ifaddrs.h>
+#include <net/if.h>
+#endif
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <poll.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+#endif
 
 #include "driver/udp.h"
+
+/* Socket options known to this system's headers, unless the probe said otherwise. */
+#if HAVE_UDP_SEGMENT < 0
+#undef HAVE_UDP_SEGMENT
+#ifdef UDP_SEGMENT
+#define HAVE_UDP_SEGMENT 1
+#else
+#define HAVE_UDP_SEGMENT 0
+#endif
+#endif
+#if HAVE_UDP_GRO < 0
+#undef HAVE_UDP_GRO
+#ifdef UDP_GRO
+#define HAVE_UDP_GRO 1
+#else
+#define HAVE_UDP_GRO 0
+#endif
+#endif
+#if HAVE_IP_MTU_DISCOVER < 0
+#undef HAVE_IP_MTU_DISCOVER
+#if defined(IP_MTU_DISCOVER) && defined(IP_PMTUDISC_PROBE)
+#define HAVE_IP_MTU_DISCOVER 1
+#else
+#define HAVE_IP_MTU_DISCOVER 0
+#endif
+#endif
+#if HAVE_IP_DONTFRAG < 0
+#undef HAVE_IP_DONTFRAG
+#ifdef IP_DONTFRAG
+#define HAVE_IP_DONTFRAG 1
+#else
+#define HAVE_IP_DONTFRAG 0
+#endif
+#endif
+/* Offload needs the batched calls: a segmented send is one sendmmsg entry, a coalesced
+ * receive one recvmmsg entry. */
+#define USE_GSO (HAVE_SENDMMSG && HAVE_UDP_SEGMENT)
+#define USE_GRO (HAVE_RECVMMSG && HAVE_UDP_GRO)
+#ifdef _WIN32
+#define HAS_DONTFRAG 1 /* IP_DONTFRAGMENT, set by p2p_sys_socket */
+#else
+#define HAS_DONTFRAG HAVE_IP_DONTFRAG
+#endif
+
+#ifdef _WIN32
+#define sock_error() p2p_sys_error()
+#define sock_strerror(e) p2p_sys_strerror(e)
+#define sock_close(s) p2p_sys_close(s)
+#else
+#define sock_error() errno
+#define sock_strerror(e) strerror(e)
+#define sock_close(s) close(s)
+#endif
 
 #define BATCH 32
 /* Larger than any valid datagram, so an oversized one arrives whole (or flagged truncated)
@@ -71,11 +141,13 @@
  * afterwards (to compare, or to work around a broken driver). */
 #define OFFLOAD_ENV "P2P_UDP_OFFLOAD"
 
+#if HAVE_SENDMMSG || HAVE_RECVMMSG
 /* Room for one control message carrying an int (UDP_GRO) or a uint16 (UDP_SEGMENT). */
 union ctrl {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
 };
+#endif
 
 struct out_dgram {
     struct sockaddr_storage sa;
@@ -85,7 +157,7 @@ struct out_dgram {
 };
 
 struct p2p_udp {
-    int fd;
+    p2p_sock fd;
     int family; /* AF_INET or AF_INET6 */
     p2p_addr local;
     p2p_udp_stats stats;
@@ -94,18 +166,53 @@ struct p2p_udp {
 
     struct out_dgram out[BATCH];
     size_t out_n;
+#if HAVE_SENDMMSG
     struct mmsghdr out_msg[BATCH];
     struct iovec out_iov[BATCH]; /* out_iov[i] is out[i]: a run's entries are adjacent */
     union ctrl out_ctrl[BATCH];  /* the UDP_SEGMENT message of out_msg[i] */
     size_t out_count[BATCH];     /* datagrams carried by out_msg[i] */
+#endif
 
     uint8_t in_arena[IN_ARENA];
     struct sockaddr_storage in_sa[BATCH];
+#if HAVE_RECVMMSG
     struct mmsghdr in_msg[BATCH];
     struct iovec in_iov[BATCH];
     union ctrl in_ctrl[BATCH];
+#endif
 };
 
+int p2p_udp_features(void)
+{
+    return (USE_GSO ? P2P_UDP_GSO : 0) | (USE_GRO ? P2P_UDP_GRO : 0) |
+           (HAVE_SENDMMSG && HAVE_RECVMMSG ? P2P_UDP_MMSG : 0) |
+           (HAVE_IP_MTU_DISCOVER ? P2P_UDP_PMTU_PROBE : 0) | (HAS_DONTFRAG ? P2P_UDP_DONTFRAG : 0);
+}
+
+#ifdef _WIN32
+uint64_t p2p_udp_now(void)
+{
+    static LARGE_INTEGER freq; /* fixed at boot; a racing first call writes the same value */
+    LARGE_INTEGER c;
+    uint64_t sec, rem;
+
+    if (freq.QuadPart == 0) QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&c);
+    sec = (uint64_t)c.QuadPart / (uint64_t)freq.QuadPart;
+    rem = (uint64_t)c.QuadPart % (uint64_t)freq.QuadPart;
+    return sec * 1000000u + rem * 1000000u / (uint64_t)freq.QuadPart;
+}
+
+uint64_t p2p_udp_unix_now(void)
+{
+    FILETIME ft;
+    uint64_t t;
+
+    GetSystemTimeAsFileTime(&ft); /* 100 ns units since 1601 */
+    t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+    return t / 10u - 11644473600000000ull;
+}
+#else
 uint64_t p2p_udp_now(void)
 {
     struct timespec ts;
@@ -121,6 +228,7 @@ uint64_t p2p_udp_unix_now(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
+#endif
 
 /* ---- address conversion --------------------------------------------------------------- */
 
@@ -130,7 +238,7 @@ static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
  * whatever buffer the kernel or getaddrinfo filled. */
 static int addr_from_sockaddr(p2p_addr *out, const void *sa)
 {
-    sa_family_t family;
+    p2p_sa_family family;
     struct sockaddr_in s4;
     struct sockaddr_in6 s6;
     const uint8_t *ip;
@@ -193,8 +301,10 @@ static socklen_t addr_to_sockaddr(int family, const p2p_addr *a, struct sockaddr
 
 /* ---- open / close --------------------------------------------------------------------- */
 
+#ifdef __GNUC__
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+#endif
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -235,6 +345,61 @@ static int parse_bind_host(const char *host, uint16_t port, p2p_addr *out)
     return 0;
 }
 
+/* A non-blocking socket that is not inherited by child processes. */
+static p2p_sock open_socket(int family)
+{
+#ifdef _WIN32
+    return p2p_sys_socket(family);
+#elif HAVE_SOCK_NONBLOCK
+    return socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+#else
+    int fd = socket(family, SOCK_DGRAM, IPPROTO_UDP), fl, e;
+
+    if (fd < 0) return fd;
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+#endif
+}
+
+/* Never let IP fragment our datagrams: path MTU discovery probes larger sizes itself, and a
+ * probe that does not fit must fail (locally with EMSGSIZE, or by loss on the way). Linux:
+ * IP_MTU_DISCOVER in probe mode (DF set, the cached path MTU not applied); the BSDs and
+ * macOS: IP_DONTFRAG; IPv6 never fragments in transit, and IPV6_DONTFRAG stops the local
+ * stack from doing it. Where none exists the system's default applies. Best effort. */
+static void set_dont_fragment(p2p_sock fd, int family)
+{
+    int on = 1;
+
+    (void)fd;
+    (void)family;
+    (void)on;
+#if HAVE_IP_MTU_DISCOVER
+    {
+        int probe = IP_PMTUDISC_PROBE;
+        (void)setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof probe);
+#if defined(IPV6_MTU_DISCOVER) && defined(IPV6_PMTUDISC_PROBE)
+        if (family == AF_INET6) {
+            int probe6 = IPV6_PMTUDISC_PROBE;
+            (void)setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe6, sizeof probe6);
+        }
+#endif
+    }
+#elif HAVE_IP_DONTFRAG
+    /* On a dual-stack socket the IPv4 option may be refused: the IPv6 one below covers it
+     * where the system applies it to mapped traffic. */
+    (void)setsockopt(fd, IPPROTO_IP, IP_DONTFRAG, &on, sizeof on);
+#endif
+#if defined(IPV6_DONTFRAG) && !defined(_WIN32)
+    if (family == AF_INET6) (void)setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof on);
+#endif
+}
+
 int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size_t errlen)
 {
     p2p_udp *u;
@@ -246,6 +411,9 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
 
     *out = NULL;
     if (err != NULL && errlen > 0) err[0] = '\0';
+#ifdef _WIN32
+    if (p2p_sys_init(err, errlen) != 0) return P2P_ERR_IO;
+#endif
     if (parse_bind_host(host, port, &bind_addr) != 0) {
         set_err(err, errlen, "bad bind address \"%s\"", host);
         return P2P_ERR_ADDRESS;
@@ -257,36 +425,28 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
         return P2P_ERR_NOMEM;
     }
     u->family = family;
-    u->fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
-    if (u->fd < 0) {
-        set_err(err, errlen, "socket: %s", strerror(errno));
+    u->fd = open_socket(family);
+    if (u->fd == P2P_SOCK_INVALID) {
+        e = sock_error();
+        set_err(err, errlen, "socket: %s", sock_strerror(e));
         free(u);
         return P2P_ERR_IO;
     }
     /* "::" must also take IPv4 peers, whatever the system default for V6ONLY is. */
-    if (family == AF_INET6) (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    if (family == AF_INET6)
+        (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, (const void *)&off, sizeof off);
     /* Best effort: the kernel caps these at net.core.[rw]mem_max. Large buffers absorb
      * bursts between two pumps. */
-    (void)setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    (void)setsockopt(u->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-    /* Never let IP fragment our datagrams: path MTU discovery probes larger sizes itself, and
-     * a probe that does not fit must fail (locally with EMSGSIZE, or by loss on the way). */
-    {
-        int probe = IP_PMTUDISC_PROBE, on = 1;
-        (void)setsockopt(u->fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof probe);
-        if (family == AF_INET6) {
-            int probe6 = IPV6_PMTUDISC_PROBE;
-            (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe6, sizeof probe6);
-            (void)setsockopt(u->fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof on);
-        }
-    }
+    (void)setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, (const void *)&size, sizeof size);
+    (void)setsockopt(u->fd, SOL_SOCKET, SO_SNDBUF, (const void *)&size, sizeof size);
+    set_dont_fragment(u->fd, family);
 
     sslen = addr_to_sockaddr(family, &bind_addr, &ss);
     if (bind(u->fd, (struct sockaddr *)&ss, sslen) != 0) {
-        e = errno;
+        e = sock_error();
         p2p_addr_format(&bind_addr, where, sizeof where);
-        set_err(err, errlen, "bind %s: %s", where, strerror(e));
-        close(u->fd);
+        set_err(err, errlen, "bind %s: %s", where, sock_strerror(e));
+        sock_close(u->fd);
         free(u);
         return P2P_ERR_IO;
     }
@@ -297,8 +457,9 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
     sslen = sizeof ss;
     if (getsockname(u->fd, (struct sockaddr *)&ss, &sslen) != 0 ||
         addr_from_sockaddr(&u->local, &ss) != 0) {
-        set_err(err, errlen, "getsockname: %s", strerror(errno));
-        close(u->fd);
+        e = sock_error();
+        set_err(err, errlen, "getsockname: %s", sock_strerror(e));
+        sock_close(u->fd);
         free(u);
         return P2P_ERR_IO;
     }
@@ -308,29 +469,46 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
 
 int p2p_udp_set_offload(p2p_udp *u, int gso, int gro)
 {
-    int v = 0;
-    socklen_t vlen = sizeof v;
+#if USE_GSO
+    {
+        int v = 0;
+        socklen_t vlen = sizeof v;
 
-    /* A kernel without UDP_SEGMENT does not know the option at all (ENOPROTOOPT). */
-    u->gso = gso && getsockopt(u->fd, SOL_UDP, UDP_SEGMENT, &v, &vlen) == 0;
-    v = gro != 0;
-    if (setsockopt(u->fd, SOL_UDP, UDP_GRO, &v, sizeof v) == 0)
-        u->gro = v;
-    else
-        u->gro = 0; /* unknown to this kernel: it never coalesces for us */
+        /* A kernel without UDP_SEGMENT does not know the option at all (ENOPROTOOPT). */
+        u->gso = gso && getsockopt(u->fd, SOL_UDP, UDP_SEGMENT, &v, &vlen) == 0;
+    }
+#else
+    (void)gso;
+    u->gso = 0;
+#endif
+#if USE_GRO
+    {
+        int v = gro != 0;
+
+        if (setsockopt(u->fd, SOL_UDP, UDP_GRO, &v, sizeof v) == 0)
+            u->gro = v;
+        else
+            u->gro = 0; /* unknown to this kernel: it never coalesces for us */
+    }
+#else
+    (void)gro;
+    u->gro = 0;
+#endif
     return (u->gso ? P2P_UDP_GSO : 0) | (u->gro ? P2P_UDP_GRO : 0);
 }
 
 void p2p_udp_close(p2p_udp *u)
 {
     if (u == NULL) return;
-    close(u->fd);
+    sock_close(u->fd);
     free(u);
 }
 
 int p2p_udp_fd(const p2p_udp *u)
 {
-    return u->fd;
+    /* A Winsock SOCKET is a handle, and handles fit in 32 bits (Windows keeps them so for
+     * 32-bit interoperation). */
+    return (int)u->fd;
 }
 
 void p2p_udp_local(const p2p_udp *u, p2p_addr *out)
@@ -342,13 +520,18 @@ size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap)
 {
     static const uint8_t zero[16];
     const p2p_addr *b = &u->local;
-    size_t n = 0;
     if (cap == 0) return 0;
     if (memcmp(b->ip, zero, b->family == P2P_AF_INET4 ? 4 : 16) != 0) {
         out[0] = *b; /* bound to one address: that is the only one */
         return 1;
     }
+#ifdef _WIN32
+    return p2p_sys_local_addrs(b->family == P2P_AF_INET6, b->port, out, cap);
+#elif !HAVE_GETIFADDRS
+    return 0;
+#else
     struct ifaddrs *list = NULL, *i;
+    size_t n = 0;
     if (getifaddrs(&list) != 0) return 0;
     for (i = list; i != NULL && n < cap; i = i->ifa_next) {
         p2p_addr a;
@@ -374,6 +557,7 @@ size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap)
     }
     freeifaddrs(list);
     return n;
+#endif
 }
 
 void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out)
@@ -395,6 +579,9 @@ int p2p_udp_resolve(const p2p_udp *u, const char *text, p2p_addr *out)
     int v6_ok = u == NULL || u->family == AF_INET6;
 
     if (text == NULL) return P2P_ERR_ADDRESS;
+#ifdef _WIN32
+    if (p2p_sys_init(NULL, 0) != 0) return P2P_ERR_ADDRESS; /* getaddrinfo needs Winsock */
+#endif
     if (p2p_addr_parse(&a, text) == 0) {
         if (a.family == P2P_AF_INET6 && !v6_ok) return P2P_ERR_ADDRESS;
         *out = a;
@@ -449,6 +636,7 @@ static int is_fatal_errno(int e)
     return e == EBADF || e == ENOTSOCK || e == EFAULT || e == EOPNOTSUPP;
 }
 
+#if HAVE_SENDMMSG
 /* How many queued datagrams from out[first] on can go as one UDP_SEGMENT send: same
  * destination and the same length, except that the last may be shorter, within the kernel's
  * limits on segments and bytes. 1 when GSO is off. */
@@ -492,6 +680,7 @@ static unsigned build_sends(p2p_udp *u, size_t off, size_t single_end)
         mh->msg_namelen = u->out[i].salen;
         mh->msg_iov = &u->out_iov[i];
         mh->msg_iovlen = n;
+#if USE_GSO
         if (n > 1) {
             /* The kernel cuts the entry's bytes into segments of this size. */
             seg = (uint16_t)u->out[i].len;
@@ -503,6 +692,10 @@ static unsigned build_sends(p2p_udp *u, size_t off, size_t single_end)
             cm->cmsg_len = CMSG_LEN(sizeof seg);
             memcpy(CMSG_DATA(cm), &seg, sizeof seg);
         }
+#else
+        (void)cm;
+        (void)seg;
+#endif
         u->out_count[m] = n;
         m++;
         i += n;
@@ -562,6 +755,49 @@ static int send_queued(p2p_udp *u)
     }
     return ret;
 }
+#else /* !HAVE_SENDMMSG */
+/* The same, one sendto per datagram. */
+static int send_queued(p2p_udp *u)
+{
+    size_t off = 0;
+    const struct out_dgram *d;
+    long r;
+    int e, ret = 0;
+
+    while (off < u->out_n) {
+        d = &u->out[off];
+#ifdef _WIN32
+        r = p2p_sys_sendto(u->fd, d->buf, d->len, &d->sa, (int)d->salen);
+#else
+        r = (long)sendto(u->fd, d->buf, d->len, 0, (const struct sockaddr *)&d->sa, d->salen);
+#endif
+        if (r >= 0) {
+            u->stats.sent++;
+            off++;
+            continue;
+        }
+        e = sock_error();
+        if (e == EINTR) continue;
+        if (e == EAGAIN || e == EWOULDBLOCK) {
+            u->stats.blocked++;
+            ret = 1;
+            break;
+        }
+        if (is_fatal_errno(e)) {
+            ret = P2P_ERR_IO;
+            break;
+        }
+        /* This datagram's own error (unreachable, refused, too big, no buffer): drop it. */
+        u->stats.send_errors++;
+        off++;
+    }
+    if (off > 0) {
+        memmove(&u->out[0], &u->out[off], (u->out_n - off) * sizeof u->out[0]);
+        u->out_n -= off;
+    }
+    return ret;
+}
+#endif /* HAVE_SENDMMSG */
 
 int p2p_udp_flush(p2p_udp *u, p2p_host *h)
 {
@@ -596,6 +832,7 @@ int p2p_udp_flush(p2p_udp *u, p2p_host *h)
 
 /* ---- receiving ------------------------------------------------------------------------ */
 
+#if USE_GRO
 /* The segment size of a coalesced (GRO) buffer, or 0 when the buffer is one datagram. */
 static size_t gro_size(const struct msghdr *mh)
 {
@@ -611,6 +848,7 @@ static size_t gro_size(const struct msghdr *mh)
     }
     return 0;
 }
+#endif
 
 /* Passes one received buffer to the host: one datagram, or with seg > 0 the datagrams of a
  * coalesced buffer, seg bytes each (the last may be shorter), in the order they were sent.
@@ -636,6 +874,7 @@ static int deliver(p2p_udp *u, p2p_host *h, const p2p_addr *from, const uint8_t 
     return count;
 }
 
+#if HAVE_RECVMMSG
 /* Reads waiting datagrams into the host, about MAX_RECV_DGRAMS at most (a batch may go a
  * little past it). Returns how many it read, or P2P_ERR_IO. */
 static int read_waiting(p2p_udp *u, p2p_host *h)
@@ -658,10 +897,12 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
             u->in_msg[i].msg_hdr.msg_namelen = sizeof u->in_sa[i];
             u->in_msg[i].msg_hdr.msg_iov = &u->in_iov[i];
             u->in_msg[i].msg_hdr.msg_iovlen = 1;
+#if USE_GRO
             if (u->gro) {
                 u->in_msg[i].msg_hdr.msg_control = u->in_ctrl[i].buf;
                 u->in_msg[i].msg_hdr.msg_controllen = sizeof u->in_ctrl[i].buf;
             }
+#endif
         }
         r = recvmmsg(u->fd, u->in_msg, (unsigned)want, MSG_DONTWAIT, NULL);
         if (r < 0) {
@@ -676,8 +917,12 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
         now = p2p_udp_now();
         for (i = 0; i < r; i++) {
             if (addr_from_sockaddr(&from, &u->in_sa[i]) != 0) continue;
+#if USE_GRO
             count += deliver(u, h, &from, u->in_iov[i].iov_base, u->in_msg[i].msg_len,
                              u->gro ? gro_size(&u->in_msg[i].msg_hdr) : 0, now);
+#else
+            count += deliver(u, h, &from, u->in_iov[i].iov_base, u->in_msg[i].msg_len, 0, now);
+#endif
         }
         if (r < want) break;
         /* Answer (acks, handshake replies) between batches rather than after the flood. */
@@ -685,13 +930,84 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
     }
     return count;
 }
+#else /* !HAVE_RECVMMSG */
+/* The same, one recvfrom per datagram, answering after every BATCH of them. */
+static int read_waiting(p2p_udp *u, p2p_host *h)
+{
+    int count = 0, reads = 0, e;
+    long r;
+    p2p_addr from;
+
+    while (reads < MAX_RECV_DGRAMS) {
+        socklen_t salen = (socklen_t)sizeof u->in_sa[0];
+        memset(&u->in_sa[0], 0, sizeof u->in_sa[0]);
+#ifdef _WIN32
+        {
+            int wlen = (int)salen;
+            r = p2p_sys_recvfrom(u->fd, u->in_arena, RECV_BUF, &u->in_sa[0], &wlen);
+        }
+#else
+        r = (long)recvfrom(u->fd, u->in_arena, RECV_BUF, 0, (struct sockaddr *)&u->in_sa[0],
+                           &salen);
+#endif
+        if (r < 0) {
+            e = sock_error();
+            if (e == EINTR) continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) break;
+            if (is_fatal_errno(e) || e == EINVAL || e == ENOMEM) return P2P_ERR_IO;
+            /* A pending socket error (an ICMP error for something we sent): reading it
+             * cleared it, so go on. */
+            u->stats.recv_errors++;
+            reads++;
+            continue;
+        }
+        reads++;
+        if (addr_from_sockaddr(&from, &u->in_sa[0]) == 0)
+            count += deliver(u, h, &from, u->in_arena, (size_t)r, 0, p2p_udp_now());
+        /* Answer (acks, handshake replies) between batches rather than after the flood. */
+        if (reads % BATCH == 0 && p2p_udp_flush(u, h) != 0) return P2P_ERR_IO;
+    }
+    return count;
+}
+#endif /* HAVE_RECVMMSG */
 
 /* ---- the loop ------------------------------------------------------------------------- */
 
+/* Waits up to wait_us (> 0) for the socket to become readable, or writable when
+ * want_write. Returns >= 0, or -1 with the error in sock_error(). */
+static int wait_socket(p2p_udp *u, int want_write, uint64_t wait)
+{
+#ifdef _WIN32
+    /* Past ~68 years is forever. */
+    return p2p_sys_wait(u->fd, want_write,
+                        wait >= (uint64_t)INT_MAX * 1000000u ? UINT64_MAX : wait);
+#else
+    struct pollfd pfd;
+
+    pfd.fd = u->fd;
+    pfd.events = POLLIN | (want_write ? POLLOUT : 0);
+    pfd.revents = 0;
+#if HAVE_PPOLL
+    {
+        struct timespec ts;
+
+        /* Past ~68 years is forever; ppoll needs a NULL timeout for that. */
+        if (wait >= (uint64_t)INT_MAX * 1000000u) return ppoll(&pfd, 1, NULL, NULL);
+        ts.tv_sec = (time_t)(wait / 1000000u);
+        ts.tv_nsec = (long)(wait % 1000000u) * 1000;
+        return ppoll(&pfd, 1, &ts, NULL);
+    }
+#else
+    /* poll counts milliseconds: round up, so a wait for a timer never ends just before it is
+     * due (which would spin until it is). */
+    if (wait >= (uint64_t)INT_MAX * 1000u) return poll(&pfd, 1, -1);
+    return poll(&pfd, 1, (int)((wait + 999u) / 1000u));
+#endif
+#endif
+}
+
 int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)
 {
-    struct pollfd pfd;
-    struct timespec ts;
     uint64_t now, next, wait = timeout_us;
     int n, r;
 
@@ -699,19 +1015,9 @@ int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)
     next = p2p_host_next_timeout(h);
     if (next != P2P_TIME_NEVER) wait = next <= now ? 0 : (next - now < wait ? next - now : wait);
     if (wait > 0) {
-        pfd.fd = u->fd;
-        pfd.events = POLLIN | (u->out_n > 0 ? POLLOUT : 0);
-        pfd.revents = 0;
-        /* Past ~68 years is forever; ppoll needs a NULL timeout for that. */
-        if (wait >= (uint64_t)INT_MAX * 1000000u) {
-            r = ppoll(&pfd, 1, NULL, NULL);
-        } else {
-            ts.tv_sec = (time_t)(wait / 1000000u);
-            ts.tv_nsec = (long)(wait % 1000000u) * 1000;
-            r = ppoll(&pfd, 1, &ts, NULL);
-        }
+        r = wait_socket(u, u->out_n > 0, wait);
         /* EINTR: a signal for the application; do the rest of the turn and return. */
-        if (r < 0 && errno != EINTR) return P2P_ERR_IO;
+        if (r < 0 && sock_error() != EINTR) return P2P_ERR_IO;
     }
     n = read_waiting(u, h);
     if (n < 0) return n;

@@ -2,7 +2,8 @@
  * driver/udp.h - the UDP driver: the only code in p2pnet that makes network system calls or
  * reads the clock. It owns one non-blocking socket and moves datagrams between it and a
  * p2p_host with recvmmsg/sendmmsg batches, using UDP segmentation offload (GSO on send, GRO
- * on receive) where the kernel has it.
+ * on receive) where the kernel has it; elsewhere one datagram per recvfrom/sendto call (other
+ * POSIX systems; Windows through Winsock, driver/udp_win.c). docs/PORTING.md has the details.
  */
 #ifndef P2P_UDP_H
 #define P2P_UDP_H
@@ -26,6 +27,15 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
 /* Offload flags, as p2p_udp_set_offload returns them. */
 #define P2P_UDP_GSO 1 /* runs of equal-size datagrams to one address go as one UDP_SEGMENT send */
 #define P2P_UDP_GRO 2 /* the kernel may hand over several datagrams as one buffer (UDP_GRO) */
+
+/* Features of this build of the driver (p2p_udp_features); the build-time probes in
+ * mk/port.mk decide them. */
+#define P2P_UDP_MMSG 4       /* datagrams move in batches (recvmmsg/sendmmsg) */
+#define P2P_UDP_PMTU_PROBE 8 /* IP_MTU_DISCOVER in probe mode: DF set, the PMTU cache ignored */
+#define P2P_UDP_DONTFRAG 16  /* IP_DONTFRAG (BSD, macOS) or IP_DONTFRAGMENT (Windows) */
+/* Returns the P2P_UDP_* flags compiled in: P2P_UDP_GSO / P2P_UDP_GRO when offload can be used
+ * (a socket still needs the kernel's support, see p2p_udp_set_offload), and the others. */
+int p2p_udp_features(void);
 
 /* Turns segmentation offload on (1) or off (0), send and receive side separately; a socket
  * opens with both on where the kernel has them, unless the environment variable
