@@ -660,6 +660,10 @@ function M.start(opts)
     if type(opts) ~= "table" then
         argerror("p2pnet.ngx.start", "opts", "must be a table")
     end
+    if ngx.get_phase() ~= "init_worker" then
+        error(("p2pnet.ngx.start: must be called in init_worker_by_lua* (not in the %s phase)")
+            :format(tostring(ngx.get_phase())), 2)
+    end
     if S.started then
         error("p2pnet.ngx.start: already started in this worker", 2)
     end
