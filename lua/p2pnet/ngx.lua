@@ -63,6 +63,21 @@ local function check_type(fname, mtype)
     end
 end
 
+-- The phases in which a light thread may wait (ngx.sleep, ngx.semaphore, cosockets).
+local YIELDABLE = { rewrite = true, server_rewrite = true, access = true, content = true,
+                    timer = true, ssl_cert = true, ssl_session_fetch = true,
+                    ssl_client_hello = true, preread = true }
+
+-- Raises, naming `fname`, when the current phase cannot wait: nothing is done then (no
+-- message is sent half-way, no command is queued for the owner).
+local function check_yieldable(fname)
+    local phase = ngx.get_phase()
+    if not YIELDABLE[phase] then
+        error(("%s: cannot wait in the %s phase (use rewrite, access, content or a timer; "
+            .. "pn.spawn(fn) runs fn in a timer)"):format(fname, tostring(phase)), 3)
+    end
+end
+
 local function log_err(...)
     ngx.log(ngx.ERR, "p2pnet.ngx: ", ...)
 end
@@ -326,6 +341,7 @@ local function call(fname, name, timeout, ...)
     if not S.started then
         error(fname .. ": p2pnet.ngx is not started (call start() in init_worker_by_lua)", 3)
     end
+    check_yieldable(fname)
     -- During start-up and reloads the node may not be open yet: wait for it a little.
     local ready_by = ngx.now() + math.min(timeout or READY_WAIT, READY_WAIT)
     while not (S.owner and S.node or not S.owner and S.dict:get("owner")) do
@@ -845,6 +861,7 @@ function M.receive(mtype, timeout)
         if ngx.worker.exiting() then
             return nil, "closed"
         end
+        check_yieldable("p2pnet.ngx.receive")
         local w = new_waiter()
         S.waiters[w] = true
         local ok, err = await(w, left and math.min(left, IDLE_WAIT) or IDLE_WAIT)
@@ -880,6 +897,7 @@ function M.messages(since, timeout, max)
         if left <= 0 or ngx.worker.exiting() then
             return {}, since
         end
+        check_yieldable("p2pnet.ngx.messages")
         local w = new_waiter()
         S.waiters[w] = true
         local ok, err = await(w, math.min(left, IDLE_WAIT))
