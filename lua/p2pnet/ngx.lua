@@ -445,8 +445,31 @@ local function take_results()
     end
 end
 
+-- The keys other workers rely on. A full dict evicts its least recently used entries to
+-- store new ones (large messages in the log), and these keys are written once: each turn
+-- reads them (which keeps them recently used) and writes back any that were evicted.
+local function keep_keys()
+    local dict = S.dict
+    if S.kick_path and dict:get(kick_key(S.wid)) ~= S.kick_path then
+        dict:set(kick_key(S.wid), S.kick_path)
+    end
+    local node = S.node
+    if S.owner and node and not node.closed then
+        local pid = ngx.worker.pid()
+        if dict:get("owner") ~= pid then
+            dict:set("id", node.id)
+            dict:set("address", node:address())
+            dict:set("owner", pid)
+        end
+        if S.kick_path and dict:get("owner:kick") ~= S.kick_path then
+            dict:set("owner:kick", S.kick_path)
+        end
+    end
+end
+
 -- One turn of a driver: I/O and timers of the node (owner), commands, results, waiters.
 local function turn()
+    keep_keys()
     if S.node and not S.node.closed then
         S.node:poll(0)
         run_commands()
