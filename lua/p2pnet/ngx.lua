@@ -589,6 +589,32 @@ local function arm_shutdown_watch()
     end
 end
 
+-- Whether process `pid` exists (LuaJIT's ffi: kill(pid, 0)); true when it cannot tell.
+local function pid_alive(pid)
+    local ok, ffi = pcall(require, "ffi")
+    if not ok then
+        return true
+    end
+    pcall(ffi.cdef, "int kill(int pid, int sig);")
+    local okk, rc = pcall(ffi.C.kill, pid, 0)
+    if not okk then
+        return true
+    end
+    return rc == 0 or ffi.errno() ~= 3 -- ESRCH: no such process
+end
+
+-- A worker killed with SIGKILL leaves its two socket files behind. The worker that replaces
+-- it (same worker id) finds the old kick path in the dict and removes both files when the
+-- process that made them is gone (during a graceful reload it still runs: they stay).
+local function remove_stale_sockets()
+    local old = S.dict:get(kick_key(S.wid))
+    local pid = type(old) == "string" and tonumber(old:match("p2pnet%-(%d+)%.kick$"))
+    if pid and pid ~= ngx.worker.pid() and not pid_alive(pid) then
+        os.remove(old)
+        os.remove((old:gsub("%.kick$", ".wake")))
+    end
+end
+
 local function open_node()
     local deadline = ngx.now() + BIND_RETRY_FOR
     local node, err
@@ -645,6 +671,7 @@ local function driver(premature)
         end
     end
     if S.mode == "waker" and core.waker then
+        remove_stale_sockets()
         local base = S.socket_dir .. "/p2pnet-" .. ngx.worker.pid()
         S.listen_path, S.kick_path = base .. ".wake", base .. ".kick"
         local w, err = core.waker(S.listen_path, S.kick_path, S.node and S.node:fd() or nil)
