@@ -370,4 +370,19 @@ describe("verify issue 11: event-loop adapters, misuse", function()
         require("luv").run()
         assert.is_true(node.closed)
     end)
+
+    it("p2pnet.socket.step raises naming the argument when given a node, not a wrapper",
+       function()
+        local p2pnet = require "p2pnet"
+        local psocket = require "p2pnet.socket"
+        local node = assert(p2pnet.node { host = "127.0.0.1", port = 0 })
+        local ok, err = pcall(psocket.step, { node }, 0)
+        assert.is_false(ok)
+        assert.matches("p2pnet%.socket%.step: argument 'wrappers' must hold wrap%(node%) results",
+                       err)
+        ok, err = pcall(psocket.loop, { psocket.wrap(node), 5 })
+        assert.is_false(ok)
+        assert.matches("p2pnet%.socket%.step: argument 'wrappers'", err)
+        node:close()
+    end)
 end)
