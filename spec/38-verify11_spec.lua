@@ -352,7 +352,7 @@ describe("verify issue 11: p2pnet.ngx in a real nginx, misused and attacked #hos
     end)
 end)
 
-describe("verify issue 11: event-loop adapters, misuse", function()
+describe("verify issue 11: adapters and p2pnet.ngx outside nginx, misuse", function()
     it("p2pnet.luv.attach twice raises naming the function and the argument", function()
         local okluv = pcall(require, "luv")
         if not okluv then return pending("no luv") end
@@ -384,5 +384,14 @@ describe("verify issue 11: event-loop adapters, misuse", function()
         assert.is_false(ok)
         assert.matches("p2pnet%.socket%.step: argument 'wrappers'", err)
         node:close()
+    end)
+
+    it("p2pnet.ngx.messages checks its 'max' argument", function()
+        local pn = require "p2pnet.ngx"
+        for _, bad in ipairs { "10", 0, 1.5, -3, {} } do
+            local ok, err = pcall(pn.messages, nil, 0, bad)
+            assert.is_false(ok)
+            assert.matches("p2pnet%.ngx%.messages: argument 'max' must be an integer >= 1", err)
+        end
     end)
 end)

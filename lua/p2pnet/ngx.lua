@@ -932,6 +932,9 @@ function M.messages(since, timeout, max)
         argerror("p2pnet.ngx.messages", "since", "must be a number or nil")
     end
     check_timeout("p2pnet.ngx.messages", timeout)
+    if max ~= nil and (type(max) ~= "number" or max % 1 ~= 0 or max < 1) then
+        argerror("p2pnet.ngx.messages", "max", "must be an integer >= 1 or nil")
+    end
     if not S.started then
         error("p2pnet.ngx.messages: p2pnet.ngx is not started", 2)
     end
