@@ -103,7 +103,17 @@ http {
 @INIT@    init_worker_by_lua_block {
         local pn = require "p2pnet.ngx"
         assert(pn.start { shared = "p2pnet", host = "127.0.0.1", port = @UPORT@,
-                          identity = "@DIR@/node.key", socket_dir = "@DIR@/run" })
+                          identity = "@DIR@/node.key", socket_dir = "@DIR@/run",
+            on_start = function()
+                local ok, err = pcall(pn.peers)
+                ngx.log(ngx.ERR, "VERIFY on_start: ", tostring(ok), " ", tostring(err))
+            end,
+            on_message = function(peer, mtype)
+                if mtype == 6 then -- waits inside the driver: must refuse, not half-send
+                    local ok, err = pcall(pn.send_await, peer.id, 1, "from on_message", 1)
+                    return tostring(ok) .. " " .. tostring(err)
+                end
+            end })
         local ok, err = pcall(pn.peers)
         ngx.log(ngx.ERR, "VERIFY init_worker: ", tostring(ok), " ", tostring(err))
     }
@@ -168,6 +178,18 @@ node:run()
 print("SENT " .. ok)
 ]]
 
+-- A peer that sends one message of type 6 and prints the reply.
+local ASK = [[
+local p2pnet = require "p2pnet"
+local node = assert(p2pnet.node { host = "127.0.0.1", port = 0 })
+node:spawn(function()
+    local peer = assert(node:connect_await(arg[1], nil, 5))
+    print("REPLY", peer:send_await(6, "x", 10))
+    node:close()
+end)
+node:run()
+]]
+
 describe("verify issue 11: p2pnet.ngx in a real nginx, misused and attacked #host", function()
     local dir, base, nginx_pid, uport
     local lua_env = ("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s/build/?.so;;'")
@@ -222,6 +244,7 @@ describe("verify issue 11: p2pnet.ngx in a real nginx, misused and attacked #hos
             :gsub("@HPORT@", hport):gsub("@UPORT@", uport)
         write(dir .. "/nginx.conf", conf)
         write(dir .. "/flood.lua", FLOOD)
+        write(dir .. "/ask.lua", ASK)
         local user = sh("[ $(id -u) = 0 ]") and "user root;" or ""
         assert(sh(("nginx -p '%s' -e '%s/logs/error.log' -c '%s/nginx.conf'"
             .. " -g 'daemon off; worker_processes 2; %s' > %s/nginx.out 2>&1 &"
@@ -266,6 +289,17 @@ describe("verify issue 11: p2pnet.ngx in a real nginx, misused and attacked #hos
         end, 5), error_log())
         assert.matches("VERIFY init_worker: false [^\n]*p2pnet%.ngx%.peers: cannot wait in the "
                        .. "init_worker phase", error_log())
+    end)
+
+    it("waiting calls inside on_start and on_message raise instead of waiting on the driver",
+       function()
+        if not have_nginx then return pending("no nginx with the Lua module") end
+        local out = capture(("cd %s && %s timeout 30 lua5.4 ask.lua 127.0.0.1:%d 2>&1")
+            :format(dir, lua_env, uport))
+        assert.matches("REPLY\ttrue\tfalse [^\n]*p2pnet%.ngx%.send_await: cannot wait inside a "
+                       .. "p2pnet callback", out)
+        assert.matches("VERIFY on_start: false [^\n]*p2pnet%.ngx%.peers: cannot wait inside a "
+                       .. "p2pnet callback", error_log())
     end)
 
     it("a full shared dict does not cut the other workers off the node", function()

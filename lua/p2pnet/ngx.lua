@@ -71,6 +71,12 @@ local YIELDABLE = { rewrite = true, server_rewrite = true, access = true, conten
 -- Raises, naming `fname`, when the current phase cannot wait: nothing is done then (no
 -- message is sent half-way, no command is queued for the owner).
 local function check_yieldable(fname)
+    if S.in_poll then
+        -- a timer phase, but inside node:poll (a C function): waiting would fail half-way
+        error(("%s: cannot wait inside a p2pnet callback (on_start, on_message, on_join, "
+            .. "node:on handlers: the driver runs them); start the work with pn.spawn(fn)")
+            :format(fname), 3)
+    end
     local phase = ngx.get_phase()
     if not YIELDABLE[phase] then
         error(("%s: cannot wait in the %s phase (use rewrite, access, content or a timer; "
@@ -471,7 +477,12 @@ end
 local function turn()
     keep_keys()
     if S.node and not S.node.closed then
-        S.node:poll(0)
+        S.in_poll = true
+        local ok, err = pcall(S.node.poll, S.node, 0)
+        S.in_poll = false
+        if not ok then
+            error(err, 0)
+        end
         run_commands()
     end
     take_results()
@@ -664,7 +675,9 @@ local function driver(premature)
         dict:set("id", node.id)
         dict:set("address", node:address())
         if S.on_start then
+            S.in_poll = true -- the driver itself: waiting here would wait for itself
             local ok, e = pcall(S.on_start, node)
+            S.in_poll = false
             if not ok then
                 log_err("on_start: ", e)
             end
