@@ -105,13 +105,16 @@ http {
         assert(pn.start { shared = "p2pnet", host = "127.0.0.1", port = @UPORT@,
                           identity = "@DIR@/node.key", socket_dir = "@DIR@/run",
             on_start = function()
-                local ok, err = pcall(pn.peers)
-                ngx.log(ngx.ERR, "VERIFY on_start: ", tostring(ok), " ", tostring(err))
+                local ok, err = pcall(pn.connect_await, "127.0.0.1:9", 1)
+                ngx.log(ngx.ERR, "VERIFY on_start: ", tostring(ok), " ", tostring(err),
+                        " peers: ", type(pn.peers()))
             end,
             on_message = function(peer, mtype)
                 if mtype == 6 then -- waits inside the driver: must refuse, not half-send
                     local ok, err = pcall(pn.send_await, peer.id, 1, "from on_message", 1)
-                    return tostring(ok) .. " " .. tostring(err)
+                    -- what completes at once still works here
+                    return tostring(ok) .. " " .. tostring(err) .. " peers: " .. #pn.peers()
+                        .. " broadcast: " .. type(pn.broadcast(3, "relay"))
                 end
             end })
         local ok, err = pcall(pn.peers)
@@ -297,9 +300,9 @@ describe("verify issue 11: p2pnet.ngx in a real nginx, misused and attacked #hos
         local out = capture(("cd %s && %s timeout 30 lua5.4 ask.lua 127.0.0.1:%d 2>&1")
             :format(dir, lua_env, uport))
         assert.matches("REPLY\ttrue\tfalse [^\n]*p2pnet%.ngx%.send_await: cannot wait inside a "
-                       .. "p2pnet callback", out)
-        assert.matches("VERIFY on_start: false [^\n]*p2pnet%.ngx%.peers: cannot wait inside a "
-                       .. "p2pnet callback", error_log())
+                       .. "p2pnet callback[^\n]* peers: 1 broadcast: string", out)
+        assert.matches("VERIFY on_start: false [^\n]*p2pnet%.ngx%.connect_await: cannot wait "
+                       .. "inside a p2pnet callback[^\n]* peers: table", error_log())
     end)
 
     it("a full shared dict does not cut the other workers off the node", function()

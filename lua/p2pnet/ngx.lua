@@ -70,8 +70,8 @@ local YIELDABLE = { rewrite = true, server_rewrite = true, access = true, conten
 
 -- Raises, naming `fname`, when the current phase cannot wait: nothing is done then (no
 -- message is sent half-way, no command is queued for the owner).
-local function check_yieldable(fname)
-    if S.in_poll then
+local function check_yieldable(fname, sync)
+    if S.in_poll and not sync then
         -- a timer phase, but inside node:poll (a C function): waiting would fail half-way
         error(("%s: cannot wait inside a p2pnet callback (on_start, on_message, on_join, "
             .. "node:on handlers: the driver runs them); start the work with pn.spawn(fn)")
@@ -327,6 +327,10 @@ function ops.info(node, done)
     done({ id = node.id, address = node:address(), owner = S.wid })
 end
 
+-- Ops that complete at once in the owner (no wait): allowed inside callbacks.
+local SYNC_OPS = { send_unreliable = true, disconnect = true, broadcast = true, peers = true,
+                   stats = true, metrics = true, info = true }
+
 -- Ops that arm timers in the node: the owner's driver must look at next_timeout again.
 local ARMS_TIMERS = { send = true, send_unreliable = true, connect = true, disconnect = true,
                       broadcast = true }
@@ -347,7 +351,8 @@ local function call(fname, name, timeout, ...)
     if not S.started then
         error(fname .. ": p2pnet.ngx is not started (call start() in init_worker_by_lua)", 3)
     end
-    check_yieldable(fname)
+    -- In callbacks (the owner's driver), the ops that complete at once still work.
+    check_yieldable(fname, S.owner and SYNC_OPS[name])
     -- During start-up and reloads the node may not be open yet: wait for it a little.
     local ready_by = ngx.now() + math.min(timeout or READY_WAIT, READY_WAIT)
     while not (S.owner and S.node or not S.owner and S.dict:get("owner")) do
