@@ -316,6 +316,25 @@ describe("verify issue 11: p2pnet.ngx in a real nginx, misused and attacked #hos
         assert.matches(ID, seen[0] or "none")
         assert.matches(ID, seen[1] or "none") -- before: "node not ready", 5 s each
         assert.is_true(socket.gettime() - t0 < 5)
+        -- 3000 small messages nobody takes: the inbox and the log fill the dict, and the
+        -- owner's results to the other worker found no room (its calls hung for 30 s)
+        out = capture(("cd %s && %s timeout 60 lua5.4 flood.lua 127.0.0.1:%d 3000 600"
+            .. " 2>&1"):format(dir, lua_env, uport))
+        assert.matches("SENT 3000", out)
+        for _ = 1, 10 do
+            t0 = socket.gettime()
+            http.TIMEOUT = 3
+            local body = http.request("http://127.0.0.1" .. base .. "/info")
+            assert.matches(ID, body or "timed out")
+            assert.is_true(socket.gettime() - t0 < 2)
+        end
+        -- a message larger than the dict's room for messages is left out, and said so
+        capture(("cd %s && %s timeout 60 lua5.4 flood.lua 127.0.0.1:%d 1 1000000 2>&1")
+            :format(dir, lua_env, uport))
+        assert.truthy(wait_until(function()
+            return error_log():find("shared dict full: 1 message", 1, true)
+        end, 5))
+        assert.matches(ID, (get("/info")))
     end)
 
     it("removes the socket files of a killed worker once its successor runs", function()

@@ -346,6 +346,52 @@ local function settle_connects(peer, ...)
     end
 end
 
+-- The part of the dict that messages may not use: room for the commands, the results and
+-- the keys the workers find each other by (an eighth of the dict, at least 16 KiB).
+local function reserve()
+    if not S.reserve then
+        local ok, cap = pcall(S.dict.capacity, S.dict)
+        S.reserve = ok and type(cap) == "number" and math.max(math.floor(cap / 8), 16384) or 0
+    end
+    return S.reserve
+end
+
+-- Makes room for `need` more bytes of messages while keeping the reserve free: the oldest
+-- log entries go first, then the oldest queued messages of every type. Returns whether there
+-- is room. (free_space() counts whole free pages: a lower bound of what fits.)
+local function make_room(need)
+    local dict = S.dict
+    local ok, free = pcall(dict.free_space, dict)
+    if not ok or type(free) ~= "number" then
+        return true -- a lua-resty-core without free_space(): store as before
+    end
+    local want = need + reserve()
+    if free >= want then
+        return true
+    end
+    local last = dict:get("log:last") or 0
+    local low = math.max(S.log_low or 1, last - LOG_KEEP + 1)
+    while free < want and low <= last do
+        dict:delete("log:" .. low)
+        low = low + 1
+        free = dict:free_space()
+    end
+    S.log_low = low
+    if free < want then
+        for _, key in ipairs(dict:get_keys(0)) do
+            if key:match("^in:%d+$") then
+                while free < want and dict:lpop(key) do
+                    free = dict:free_space()
+                end
+                if free >= want then
+                    break
+                end
+            end
+        end
+    end
+    return free >= want
+end
+
 -- Runs op `name` in this worker (the owner), or has the owner run it; waits for the result.
 local function call(fname, name, timeout, ...)
     if not S.started then
@@ -371,7 +417,12 @@ local function call(fname, name, timeout, ...)
         return await(w, timeout)
     end
     local id = S.dict:incr("seq", 1, 0)
-    local ok, err = S.dict:rpush("cmd", encode(name, id, S.wid, ...))
+    local cmd = encode(name, id, S.wid, ...)
+    local ok, err = S.dict:rpush("cmd", cmd)
+    if not ok then
+        make_room(#cmd + 256) -- full anyway: drop old messages, not the command
+        ok, err = S.dict:rpush("cmd", cmd)
+    end
     if not ok then
         return nil, "shared dict: " .. tostring(err)
     end
@@ -399,6 +450,18 @@ local function on_message(peer, mtype, data, info)
         reply = r
     end
     local dict = S.dict
+    -- A full dict must not starve the commands and results of the other workers: messages
+    -- that do not fit beside the reserve are left out of the log and the inboxes.
+    if not make_room(2 * (#data + 256)) then
+        S.dropped = (S.dropped or 0) + 1
+        local now = ngx.now()
+        if not S.dropped_logged or now - S.dropped_logged >= 10 then
+            S.dropped_logged = now
+            log_err("shared dict full: ", S.dropped, " message(s) left out of the log and ",
+                    "the inboxes so far (make lua_shared_dict larger, or take messages sooner)")
+        end
+        return reply
+    end
     local n = dict:incr("log:last", 1, 0)
     local rec = encode(n, peer.id, mtype, data, info and info.id, info and info.broadcast,
                        info and info.origin)
@@ -428,7 +491,11 @@ local function run_commands()
         local op = ops[name]
         if op then
             local function done(...)
-                dict:rpush("res:" .. wid, encode(id, ...))
+                local res = encode(id, ...)
+                if not dict:rpush("res:" .. wid, res) then
+                    make_room(#res + 256) -- full anyway: drop old messages, not the result
+                    dict:rpush("res:" .. wid, res)
+                end
                 kick_worker(wid)
             end
             local ok, err = pcall(op, S.node, done, unpack(a, 4, a.n))
