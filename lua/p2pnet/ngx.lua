@@ -378,12 +378,15 @@ local function make_room(need)
     end
     S.log_low = low
     if free < want then
+        -- get_keys(0) walks the whole dict: free a reserve more than needed, so that this
+        -- runs once per reserve's worth of messages at most, not for every message
+        local target = want + reserve()
         for _, key in ipairs(dict:get_keys(0)) do
             if key:match("^in:%d+$") then
-                while free < want and dict:lpop(key) do
+                while free < target and dict:lpop(key) do
                     free = dict:free_space()
                 end
-                if free >= want then
+                if free >= target then
                     break
                 end
             end
