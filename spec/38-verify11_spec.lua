@@ -450,4 +450,17 @@ describe("verify issue 11: adapters and p2pnet.ngx outside nginx, misuse", funct
             assert.matches("p2pnet%.ngx%.messages: argument 'max' must be an integer >= 1", err)
         end
     end)
+
+    it("node:metrics refuses a label value with a NUL byte (it cut the text short: {v=\"a} 0)",
+       function()
+        local p2pnet = require "p2pnet"
+        local node = assert(p2pnet.node { host = "127.0.0.1", port = 0 })
+        local ok, err = pcall(node.metrics, node, { labels = { v = "a\0b" } })
+        assert.is_false(ok)
+        assert.matches("node:metrics: argument 'opts.labels' value of 'v' must be UTF%-8 "
+                       .. "without NUL bytes", err)
+        local text = node:metrics { labels = { v = 'q"\\\n' } }
+        assert.truthy(text:find('p2pnet_peers{v="q\\"\\\\\\n"} 0\n', 1, true))
+        node:close()
+    end)
 end)
