@@ -565,7 +565,7 @@ describe("node:metrics()", function()
             "node:metrics: argument 'opts.labels' must map label names to strings")
         for _, v in ipairs({ "\255", "a\192\128", "\237\160\128", "\240\144\128" }) do
             assert.has_error(function() a:metrics { labels = { w = v } } end,
-                "node:metrics: argument 'opts.labels' value of 'w' must be UTF-8")
+                "node:metrics: argument 'opts.labels' value of 'w' must be UTF-8 without NUL bytes")
         end
         local m = parse_prometheus(a:metrics { labels = { w = "caf\195\169 \240\159\152\128" } })
         assert.equal("caf\195\169 \240\159\152\128", m.p2pnet_peers.samples[1].labels.w)

@@ -1375,10 +1375,11 @@ static int metrics_opts(lua_State *L)
                 {
                     size_t vl;
                     const char *v = lua_tolstring(L, -1, &vl);
-                    if (!utf8_ok((const unsigned char *)v, vl))
+                    /* no NUL either: the label text is carried as a C string below */
+                    if (!utf8_ok((const unsigned char *)v, vl) || memchr(v, 0, vl) != NULL)
                         luaL_error(L,
                                    "node:metrics: argument 'opts.labels' value of '%s' must be "
-                                   "UTF-8",
+                                   "UTF-8 without NUL bytes",
                                    k);
                 }
                 lua_pushvalue(L, -2);

@@ -17,11 +17,15 @@ local loop = require "p2pnet.loop"
 
 local M = {}
 
+-- The nodes attached now (weak keys): libuv takes one poll handle per descriptor.
+local attached = setmetatable({}, { __mode = "k" })
+
 local Driver = {}
 Driver.__index = Driver
 
 --- Stops watching the node and closes the three handles; the node stays open. Idempotent.
 function Driver:stop()
+    if attached[self.node] == self then attached[self.node] = nil end
     for _, h in ipairs { self.poll, self.prepare, self.timer } do
         if not h:is_closing() then h:close() end
     end
@@ -39,7 +43,12 @@ end
 -- @treturn table a driver with `stop()` and `close()`; `driver.node` is the node
 function M.attach(node)
     local fd = loop.check_node("p2pnet.luv.attach", node)
+    local prev = attached[node]
+    if prev and not prev.poll:is_closing() then
+        error("p2pnet.luv.attach: argument 'node' is attached already (driver:stop() first)", 2)
+    end
     local d = setmetatable({ node = node }, Driver)
+    attached[node] = d
     local function turn()
         if node.closed then return d:stop() end
         node:poll(0)

@@ -63,6 +63,27 @@ local function check_type(fname, mtype)
     end
 end
 
+-- The phases in which a light thread may wait (ngx.sleep, ngx.semaphore, cosockets).
+local YIELDABLE = { rewrite = true, server_rewrite = true, access = true, content = true,
+                    timer = true, ssl_cert = true, ssl_session_fetch = true,
+                    ssl_client_hello = true, preread = true }
+
+-- Raises, naming `fname`, when the current phase cannot wait: nothing is done then (no
+-- message is sent half-way, no command is queued for the owner).
+local function check_yieldable(fname, sync)
+    if S.in_poll and not sync then
+        -- a timer phase, but inside node:poll (a C function): waiting would fail half-way
+        error(("%s: cannot wait inside a p2pnet callback (on_start, on_message, on_join, "
+            .. "node:on handlers: the driver runs them); start the work with pn.spawn(fn)")
+            :format(fname), 3)
+    end
+    local phase = ngx.get_phase()
+    if not YIELDABLE[phase] then
+        error(("%s: cannot wait in the %s phase (use rewrite, access, content or a timer; "
+            .. "pn.spawn(fn) runs fn in a timer)"):format(fname, tostring(phase)), 3)
+    end
+end
+
 local function log_err(...)
     ngx.log(ngx.ERR, "p2pnet.ngx: ", ...)
 end
@@ -306,6 +327,10 @@ function ops.info(node, done)
     done({ id = node.id, address = node:address(), owner = S.wid })
 end
 
+-- Ops that complete at once in the owner (no wait): allowed inside callbacks.
+local SYNC_OPS = { send_unreliable = true, disconnect = true, broadcast = true, peers = true,
+                   stats = true, metrics = true, info = true }
+
 -- Ops that arm timers in the node: the owner's driver must look at next_timeout again.
 local ARMS_TIMERS = { send = true, send_unreliable = true, connect = true, disconnect = true,
                       broadcast = true }
@@ -321,11 +346,62 @@ local function settle_connects(peer, ...)
     end
 end
 
+-- The part of the dict that messages may not use: room for the commands, the results and
+-- the keys the workers find each other by (an eighth of the dict, at least 16 KiB).
+local function reserve()
+    if not S.reserve then
+        local ok, cap = pcall(S.dict.capacity, S.dict)
+        S.reserve = ok and type(cap) == "number" and math.max(math.floor(cap / 8), 16384) or 0
+    end
+    return S.reserve
+end
+
+-- Makes room for `need` more bytes of messages while keeping the reserve free: the oldest
+-- log entries go first, then the oldest queued messages of every type. Returns whether there
+-- is room. (free_space() counts whole free pages: a lower bound of what fits.)
+local function make_room(need)
+    local dict = S.dict
+    local ok, free = pcall(dict.free_space, dict)
+    if not ok or type(free) ~= "number" then
+        return true -- a lua-resty-core without free_space(): store as before
+    end
+    local want = need + reserve()
+    if free >= want then
+        return true
+    end
+    local last = dict:get("log:last") or 0
+    local low = math.max(S.log_low or 1, last - LOG_KEEP + 1)
+    while free < want and low <= last do
+        dict:delete("log:" .. low)
+        low = low + 1
+        free = dict:free_space()
+    end
+    S.log_low = low
+    if free < want then
+        -- get_keys(0) walks the whole dict: free a reserve more than needed, so that this
+        -- runs once per reserve's worth of messages at most, not for every message
+        local target = want + reserve()
+        for _, key in ipairs(dict:get_keys(0)) do
+            if key:match("^in:%d+$") then
+                while free < target and dict:lpop(key) do
+                    free = dict:free_space()
+                end
+                if free >= target then
+                    break
+                end
+            end
+        end
+    end
+    return free >= want
+end
+
 -- Runs op `name` in this worker (the owner), or has the owner run it; waits for the result.
 local function call(fname, name, timeout, ...)
     if not S.started then
         error(fname .. ": p2pnet.ngx is not started (call start() in init_worker_by_lua)", 3)
     end
+    -- In callbacks (the owner's driver), the ops that complete at once still work.
+    check_yieldable(fname, S.owner and SYNC_OPS[name])
     -- During start-up and reloads the node may not be open yet: wait for it a little.
     local ready_by = ngx.now() + math.min(timeout or READY_WAIT, READY_WAIT)
     while not (S.owner and S.node or not S.owner and S.dict:get("owner")) do
@@ -344,7 +420,12 @@ local function call(fname, name, timeout, ...)
         return await(w, timeout)
     end
     local id = S.dict:incr("seq", 1, 0)
-    local ok, err = S.dict:rpush("cmd", encode(name, id, S.wid, ...))
+    local cmd = encode(name, id, S.wid, ...)
+    local ok, err = S.dict:rpush("cmd", cmd)
+    if not ok then
+        make_room(#cmd + 256) -- full anyway: drop old messages, not the command
+        ok, err = S.dict:rpush("cmd", cmd)
+    end
     if not ok then
         return nil, "shared dict: " .. tostring(err)
     end
@@ -372,6 +453,18 @@ local function on_message(peer, mtype, data, info)
         reply = r
     end
     local dict = S.dict
+    -- A full dict must not starve the commands and results of the other workers: messages
+    -- that do not fit beside the reserve are left out of the log and the inboxes.
+    if not make_room(2 * (#data + 256)) then
+        S.dropped = (S.dropped or 0) + 1
+        local now = ngx.now()
+        if not S.dropped_logged or now - S.dropped_logged >= 10 then
+            S.dropped_logged = now
+            log_err("shared dict full: ", S.dropped, " message(s) left out of the log and ",
+                    "the inboxes so far (make lua_shared_dict larger, or take messages sooner)")
+        end
+        return reply
+    end
     local n = dict:incr("log:last", 1, 0)
     local rec = encode(n, peer.id, mtype, data, info and info.id, info and info.broadcast,
                        info and info.origin)
@@ -401,7 +494,11 @@ local function run_commands()
         local op = ops[name]
         if op then
             local function done(...)
-                dict:rpush("res:" .. wid, encode(id, ...))
+                local res = encode(id, ...)
+                if not dict:rpush("res:" .. wid, res) then
+                    make_room(#res + 256) -- full anyway: drop old messages, not the result
+                    dict:rpush("res:" .. wid, res)
+                end
                 kick_worker(wid)
             end
             local ok, err = pcall(op, S.node, done, unpack(a, 4, a.n))
@@ -429,10 +526,38 @@ local function take_results()
     end
 end
 
+-- The keys other workers rely on. A full dict evicts its least recently used entries to
+-- store new ones (large messages in the log), and these keys are written once: each turn
+-- reads them (which keeps them recently used) and writes back any that were evicted.
+local function keep_keys()
+    local dict = S.dict
+    if S.kick_path and dict:get(kick_key(S.wid)) ~= S.kick_path then
+        dict:set(kick_key(S.wid), S.kick_path)
+    end
+    local node = S.node
+    if S.owner and node and not node.closed then
+        local pid = ngx.worker.pid()
+        if dict:get("owner") ~= pid then
+            dict:set("id", node.id)
+            dict:set("address", node:address())
+            dict:set("owner", pid)
+        end
+        if S.kick_path and dict:get("owner:kick") ~= S.kick_path then
+            dict:set("owner:kick", S.kick_path)
+        end
+    end
+end
+
 -- One turn of a driver: I/O and timers of the node (owner), commands, results, waiters.
 local function turn()
+    keep_keys()
     if S.node and not S.node.closed then
-        S.node:poll(0)
+        S.in_poll = true
+        local ok, err = pcall(S.node.poll, S.node, 0)
+        S.in_poll = false
+        if not ok then
+            error(err, 0)
+        end
         run_commands()
     end
     take_results()
@@ -550,6 +675,32 @@ local function arm_shutdown_watch()
     end
 end
 
+-- Whether process `pid` exists (LuaJIT's ffi: kill(pid, 0)); true when it cannot tell.
+local function pid_alive(pid)
+    local ok, ffi = pcall(require, "ffi")
+    if not ok then
+        return true
+    end
+    pcall(ffi.cdef, "int kill(int pid, int sig);")
+    local okk, rc = pcall(ffi.C.kill, pid, 0)
+    if not okk then
+        return true
+    end
+    return rc == 0 or ffi.errno() ~= 3 -- ESRCH: no such process
+end
+
+-- A worker killed with SIGKILL leaves its two socket files behind. The worker that replaces
+-- it (same worker id) finds the old kick path in the dict and removes both files when the
+-- process that made them is gone (during a graceful reload it still runs: they stay).
+local function remove_stale_sockets()
+    local old = S.dict:get(kick_key(S.wid))
+    local pid = type(old) == "string" and tonumber(old:match("p2pnet%-(%d+)%.kick$"))
+    if pid and pid ~= ngx.worker.pid() and not pid_alive(pid) then
+        os.remove(old)
+        os.remove((old:gsub("%.kick$", ".wake")))
+    end
+end
+
 local function open_node()
     local deadline = ngx.now() + BIND_RETRY_FOR
     local node, err
@@ -599,13 +750,16 @@ local function driver(premature)
         dict:set("id", node.id)
         dict:set("address", node:address())
         if S.on_start then
+            S.in_poll = true -- the driver itself: waiting here would wait for itself
             local ok, e = pcall(S.on_start, node)
+            S.in_poll = false
             if not ok then
                 log_err("on_start: ", e)
             end
         end
     end
     if S.mode == "waker" and core.waker then
+        remove_stale_sockets()
         local base = S.socket_dir .. "/p2pnet-" .. ngx.worker.pid()
         S.listen_path, S.kick_path = base .. ".wake", base .. ".kick"
         local w, err = core.waker(S.listen_path, S.kick_path, S.node and S.node:fd() or nil)
@@ -659,6 +813,10 @@ function M.start(opts)
     end
     if type(opts) ~= "table" then
         argerror("p2pnet.ngx.start", "opts", "must be a table")
+    end
+    if ngx.get_phase() ~= "init_worker" then
+        error(("p2pnet.ngx.start: must be called in init_worker_by_lua* (not in the %s phase)")
+            :format(tostring(ngx.get_phase())), 2)
     end
     if S.started then
         error("p2pnet.ngx.start: already started in this worker", 2)
@@ -841,6 +999,7 @@ function M.receive(mtype, timeout)
         if ngx.worker.exiting() then
             return nil, "closed"
         end
+        check_yieldable("p2pnet.ngx.receive")
         local w = new_waiter()
         S.waiters[w] = true
         local ok, err = await(w, left and math.min(left, IDLE_WAIT) or IDLE_WAIT)
@@ -861,6 +1020,9 @@ function M.messages(since, timeout, max)
         argerror("p2pnet.ngx.messages", "since", "must be a number or nil")
     end
     check_timeout("p2pnet.ngx.messages", timeout)
+    if max ~= nil and (type(max) ~= "number" or max % 1 ~= 0 or max < 1) then
+        argerror("p2pnet.ngx.messages", "max", "must be an integer >= 1 or nil")
+    end
     if not S.started then
         error("p2pnet.ngx.messages: p2pnet.ngx is not started", 2)
     end
@@ -876,6 +1038,7 @@ function M.messages(since, timeout, max)
         if left <= 0 or ngx.worker.exiting() then
             return {}, since
         end
+        check_yieldable("p2pnet.ngx.messages")
         local w = new_waiter()
         S.waiters[w] = true
         local ok, err = await(w, math.min(left, IDLE_WAIT))

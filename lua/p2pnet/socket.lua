@@ -73,6 +73,12 @@ function M.step(wrappers, timeout, sockets)
         error("p2pnet.socket.step: argument 'timeout' must be a number of seconds >= 0", 2)
     end
     if sockets ~= nil then check_list("p2pnet.socket.step", sockets, "sockets") end
+    for i = 1, #wrappers do
+        if getmetatable(wrappers[i]) ~= Wrapper then
+            error(("p2pnet.socket.step: argument 'wrappers' must hold wrap(node) results (item %d"
+                   .. " is a %s)"):format(i, type(wrappers[i])), 2)
+        end
+    end
     local recvt, nodes = {}, {}
     for i = 1, #wrappers do
         recvt[i] = wrappers[i]
