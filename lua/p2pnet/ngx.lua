@@ -1,4 +1,4 @@
--- p2pnet.ngx: a p2pnet node inside nginx (lua-nginx-module / OpenResty). docs/OPENRESTY.md.
+--- p2pnet.ngx: a p2pnet node inside nginx (lua-nginx-module / OpenResty). docs/OPENRESTY.md.
 --
 --   init_worker_by_lua_block { require("p2pnet.ngx").start { shared = "p2pnet", port = 7000 } }
 --   exit_worker_by_lua_block { require("p2pnet.ngx").stop() }
@@ -15,6 +15,7 @@
 -- Request handlers wait on their own ngx.semaphore, posted by a driver: p2pnet's coroutine
 -- scheduler (node:spawn, peer:send_await, node:receive) is never used here, so nothing ever
 -- resumes a coroutine that nginx owns.
+-- @module p2pnet.ngx
 local p2pnet = require "p2pnet"
 local core = require "p2pnet.core"
 
@@ -88,7 +89,7 @@ local function log_err(...)
     ngx.log(ngx.ERR, "p2pnet.ngx: ", ...)
 end
 
----------------------------------------------------------------------------------------------
+-- ==========================================================================================
 -- Encoding values for the shared dict: strings, numbers, booleans, nil and tables of them.
 
 local encode
@@ -165,7 +166,7 @@ local function pack(...)
     return { n = select("#", ...), ... }
 end
 
----------------------------------------------------------------------------------------------
+-- ==========================================================================================
 -- Waiting: each waiter has its own semaphore, posted once by whoever completes it.
 
 local semaphore
@@ -199,7 +200,7 @@ local function await(w, timeout)
     return unpack(w.res, 1, w.res.n)
 end
 
----------------------------------------------------------------------------------------------
+-- ==========================================================================================
 -- Paths, kicks, notifications
 
 local function kick_key(wid)
@@ -241,7 +242,7 @@ local function notify_all_workers()
     end
 end
 
----------------------------------------------------------------------------------------------
+-- ==========================================================================================
 -- Operations: run in the owner worker, with done(...) called once with the results.
 
 -- The node's metrics (node:metrics(), Prometheus text format 0.0.4), labelled with the
@@ -439,7 +440,7 @@ local function call(fname, name, timeout, ...)
     return unpack(res, 1, res.n)
 end
 
----------------------------------------------------------------------------------------------
+-- ==========================================================================================
 -- The driver
 
 -- The owner's message handler: the user's hook, then the shared log and inbox.
@@ -792,7 +793,7 @@ local function driver(premature)
     end
 end
 
----------------------------------------------------------------------------------------------
+-- ==========================================================================================
 -- Public functions
 
 local START_KEYS = { shared = true, owner = true, mode = true, interval = true, socket_dir = true,
