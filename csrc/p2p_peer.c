@@ -842,7 +842,9 @@ size_t p2p_peer_build(p2p_host *h, p2p_peer *p, uint8_t *out, size_t cap, uint64
      * RTT: the peer's answer lets them go (p2p_acker_on_peer_ack). The packet stays out of the
      * flight (no probe timeout, no window): if it is lost, a later one asks again. */
     if (has_ack && !(flags & P2P_SENT_ELICITING) && p->acker.received.n > P2P_ACK_RANGES_PING &&
-        now - p->acker.pinged >= p->rec.srtt && w.p < w.end) {
+        now - p->acker.pinged >=
+            (p->rec.srtt > P2P_ACK_PING_MIN_US ? p->rec.srtt : P2P_ACK_PING_MIN_US) &&
+        w.p < w.end) {
         p2p_wr_u8(&w, P2P_FRAME_PING);
         p->acker.pinged = now;
     }

@@ -50,9 +50,12 @@
  * leaves on purpose (P2P_SKIP_MIN) pile up to P2P_ACK_RANGES_KEPT ranges in every ACK. */
 #define P2P_ACK_CARRIERS 8
 /* A packet that carries only an ACK while more than this many ranges are reported asks for an
- * ACK of its own (a PING), at most once per smoothed RTT, so that a receiver that never sends
- * anything but ACKs still learns which of its ranges it may forget. */
+ * ACK of its own (a PING), at most once per smoothed RTT and never more often than every
+ * P2P_ACK_PING_MIN_US, so that a receiver that never sends anything but ACKs still learns which
+ * of its ranges it may forget. The floor keeps a sub-millisecond path (a LAN, loopback) from
+ * trading an immediate ACK for nearly every ACK it sends. */
 #define P2P_ACK_RANGES_PING 2
+#define P2P_ACK_PING_MIN_US 25000u
 /* hardening (stream): the sent-packet record holds at most this many packet numbers (40
  * bytes each, charged to the peer's budget). A 16 MiB stream window is about 14,000 packets of
  * P2P_MAX_PACKET bytes in flight; when the record is full the oldest outstanding packet is declared
