@@ -5,21 +5,10 @@
 -- small shared dict, and a p2pnet peer in another process (lua5.4). Tagged #host.
 local socket = require "socket"
 local http = require "socket.http"
-
-local function sh(cmd)
-    local ok = os.execute(cmd)
-    return ok == true or ok == 0
-end
-
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
+local P = require "spec.procs"
+local sh, read, free_port, wait_until, kill_pid =
+    P.sh, P.read, P.free_port, P.wait_until, P.kill_pid
+local ROOT = P.root()
 
 local function write(path, s)
     local f = assert(io.open(path, "wb"))
@@ -32,54 +21,6 @@ local function capture(cmd)
     local s = p:read("*a")
     p:close()
     return s
-end
-
-local function abs_root()
-    local src = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")
-    if src and src:sub(1, 1) == "/" then
-        return src
-    end
-    local cwd = capture("pwd"):gsub("%s+$", "")
-    return src and (cwd .. "/" .. src) or cwd
-end
-
-local ROOT = abs_root()
-
-local function free_port(kind)
-    local s = kind == "udp" and socket.udp() or socket.tcp()
-    if kind == "udp" then
-        assert(s:setsockname("127.0.0.1", 0))
-    else
-        assert(s:bind("127.0.0.1", 0))
-    end
-    local _, port = s:getsockname()
-    s:close()
-    return tonumber(port)
-end
-
-local function pid_alive(pid)
-    return pid and sh("kill -0 " .. pid .. " 2>/dev/null")
-end
-
-local function wait_until(fn, seconds)
-    local deadline = socket.gettime() + seconds
-    repeat
-        local v = fn()
-        if v then
-            return v
-        end
-        socket.sleep(0.05)
-    until socket.gettime() > deadline
-    return nil
-end
-
-local function kill_pid(pid)
-    if pid and pid_alive(pid) then
-        sh("kill " .. pid .. " 2>/dev/null")
-        if not wait_until(function() return not pid_alive(pid) end, 5) then
-            sh("kill -9 " .. pid .. " 2>/dev/null")
-        end
-    end
 end
 
 -- /info's answer when the node is there: its 64 hex digits

@@ -636,6 +636,30 @@ static int is_fatal_errno(int e)
     return e == EBADF || e == ENOTSOCK || e == EFAULT || e == EOPNOTSUPP;
 }
 
+/* What a failed send of the datagram at *off means: 1 when the socket buffer is full (stop;
+ * the rest stays queued), P2P_ERR_IO when the socket is unusable, or 0 when the error is that
+ * datagram's own (unreachable, refused, too big, no buffer): it is dropped and *off passes
+ * it. */
+static int send_failed(p2p_udp *u, int e, size_t *off)
+{
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+        u->stats.blocked++;
+        return 1;
+    }
+    if (is_fatal_errno(e)) return P2P_ERR_IO;
+    u->stats.send_errors++;
+    (*off)++;
+    return 0;
+}
+
+/* The first `off` queued datagrams are gone (sent or dropped). */
+static void out_consumed(p2p_udp *u, size_t off)
+{
+    if (off == 0) return;
+    memmove(&u->out[0], &u->out[off], (u->out_n - off) * sizeof u->out[0]);
+    u->out_n -= off;
+}
+
 #if HAVE_SENDMMSG
 /* How many queued datagrams from out[first] on can go as one UDP_SEGMENT send: same
  * destination and the same length, except that the last may be shorter, within the kernel's
@@ -722,14 +746,9 @@ static int send_queued(p2p_udp *u)
             }
             continue;
         }
-        e = errno;
-        if (r < 0 && e == EINTR) continue;
-        if (r == 0 || e == EAGAIN || e == EWOULDBLOCK) {
-            u->stats.blocked++;
-            ret = 1;
-            break;
-        }
-        if (u->out_count[0] > 1) {
+        e = r == 0 ? EAGAIN : errno;
+        if (e == EINTR) continue;
+        if (u->out_count[0] > 1 && e != EAGAIN && e != EWOULDBLOCK) {
             /* The kernel refused the run as a whole: send its datagrams one by one, so each
              * meets the fate it would meet without offload (a probe too big for the path
              * fails alone). EIO: the device or the path (e.g. IPsec) cannot segment at all. */
@@ -740,19 +759,10 @@ static int send_queued(p2p_udp *u)
             single_end = off + u->out_count[0];
             continue;
         }
-        if (is_fatal_errno(e)) {
-            ret = P2P_ERR_IO;
-            break;
-        }
-        /* sendmmsg reports a datagram's own error (unreachable, refused, too big, no
-         * buffer...) only when it is first in the batch: drop that one and go on. */
-        u->stats.send_errors++;
-        off++;
+        /* sendmmsg reports a datagram's own error only when it is first in the batch. */
+        if ((ret = send_failed(u, e, &off)) != 0) break;
     }
-    if (off > 0) {
-        memmove(&u->out[0], &u->out[off], (u->out_n - off) * sizeof u->out[0]);
-        u->out_n -= off;
-    }
+    out_consumed(u, off);
     return ret;
 }
 #else /* !HAVE_SENDMMSG */
@@ -778,23 +788,9 @@ static int send_queued(p2p_udp *u)
         }
         e = sock_error();
         if (e == EINTR) continue;
-        if (e == EAGAIN || e == EWOULDBLOCK) {
-            u->stats.blocked++;
-            ret = 1;
-            break;
-        }
-        if (is_fatal_errno(e)) {
-            ret = P2P_ERR_IO;
-            break;
-        }
-        /* This datagram's own error (unreachable, refused, too big, no buffer): drop it. */
-        u->stats.send_errors++;
-        off++;
+        if ((ret = send_failed(u, e, &off)) != 0) break;
     }
-    if (off > 0) {
-        memmove(&u->out[0], &u->out[off], (u->out_n - off) * sizeof u->out[0]);
-        u->out_n -= off;
-    }
+    out_consumed(u, off);
     return ret;
 }
 #endif /* HAVE_SENDMMSG */

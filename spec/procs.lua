@@ -1,0 +1,77 @@
+-- Helpers for the specs that start real processes (nginx, peers in other interpreters): the
+-- repository's absolute path, free loopback ports, and waiting for and stopping processes.
+local socket = require "socket"
+
+local P = {}
+
+-- Runs a shell command; true when it exited 0, and its exit code.
+function P.sh(cmd)
+    local ok, _, code = os.execute(cmd)
+    return ok == true or ok == 0, code
+end
+
+-- The whole of a file, or nil when it cannot be read.
+function P.read(path)
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+-- The repository's absolute path (this file is in its spec/).
+function P.root()
+    local src = debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")
+    if src and src:sub(1, 1) == "/" then
+        return src
+    end
+    local p = io.popen("pwd")
+    local cwd = p:read("*l")
+    p:close()
+    return src and (cwd .. "/" .. src) or cwd
+end
+
+-- A port on 127.0.0.1 that was free a moment ago ("udp" or "tcp").
+function P.free_port(kind)
+    local s = kind == "udp" and socket.udp() or socket.tcp()
+    if kind == "udp" then
+        assert(s:setsockname("127.0.0.1", 0))
+    else
+        assert(s:bind("127.0.0.1", 0))
+    end
+    local _, port = s:getsockname()
+    s:close()
+    return tonumber(port)
+end
+
+function P.pid_alive(pid)
+    return pid and P.sh("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+-- fn()'s first true value within `seconds` (polled every 50 ms), or nil.
+function P.wait_until(fn, seconds)
+    local deadline = socket.gettime() + seconds
+    repeat
+        local v = fn()
+        if v then
+            return v
+        end
+        socket.sleep(0.05)
+    until socket.gettime() > deadline
+    return nil
+end
+
+-- SIGTERM, then SIGKILL if the process is still there 5 s later. Nothing for a nil pid.
+function P.kill_pid(pid)
+    if not (pid and P.pid_alive(pid)) then
+        return
+    end
+    P.sh("kill " .. pid .. " 2>/dev/null")
+    if not P.wait_until(function() return not P.pid_alive(pid) end, 5) then
+        P.sh("kill -9 " .. pid .. " 2>/dev/null")
+    end
+end
+
+return P
