@@ -46,6 +46,18 @@ SODIUM_A ?= $(shell $(PKG_CONFIG) --variable=libdir libsodium 2>/dev/null)/libso
 ifeq ($(SODIUM_STATIC),1)
 LDLIBS := $(filter-out -lsodium,$(LDLIBS)) $(SODIUM_A) -Wl,--exclude-libs,$(notdir $(SODIUM_A))
 endif
+# What links libsodium relinks when SODIUM_STATIC changes (the stamp's name holds it), so that
+# `make SODIUM_STATIC=1` after `make` gives the static module rather than "up to date"; and
+# with SODIUM_STATIC=1, when libsodium.a itself is newer.
+SODIUM_STAMP = $(BUILD)/port/sodium-$(SODIUM_STATIC)
+$(BUILD)/port/sodium-%:
+	@mkdir -p $(dir $@)
+	@rm -f $(dir $@)sodium-*
+	@touch $@
+$(MODULE) $(TEST_BIN): $(SODIUM_STAMP)
+ifeq ($(SODIUM_STATIC),1)
+$(MODULE) $(TEST_BIN): $(wildcard $(SODIUM_A))
+endif
 
 # ---- Windows -------------------------------------------------------------------------------
 WIN_BUILD ?= build-win
