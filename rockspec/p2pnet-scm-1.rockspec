@@ -81,7 +81,7 @@ build = {
          libraries = { "sodium" },
       },
    },
-   -- Installed beside the rock (luarocks doc p2pnet; `luarocks show p2pnet` gives the path):
+   -- Installed beside the rock (`luarocks show --rock-dir p2pnet` gives the path):
    -- the reference and guides, and the example programs.
    copy_directories = { "docs", "examples" },
    platforms = {
