@@ -130,7 +130,7 @@ describe("issue 11 as a newcomer follows the docs #host", function()
         end
         ok, out = cli("keygen node.key")
         assert.is_true(ok, out)
-        local id = out:match("(%x+)\n")
+        local id = out:match("^(%x+)\r?\n") -- lua.exe writes CRLF
         assert.are.equal(64, id and #id, out)
         ok, out = cli("id node.key")
         assert.is_true(ok, out)

@@ -2,7 +2,9 @@
 # tests/win/run.sh SCRIPT [ARGS...] - runs a Lua script with the Windows build (`make windows`:
 # lua.exe, lua54.dll and p2pnet/core.dll in $WIN_BUILD/run) under wine, as root or not, with
 # no display. The wine prefix lives in $WIN_BUILD/wineprefix (made on the first run, kept);
-# the script gets a scratch directory (Windows path) as its first argument, removed after.
+# the script gets a scratch directory (Windows path) as its first argument, removed after;
+# with WIN_SCRATCH=0 it gets only ARGS (for bin/p2pnet: WIN_SCRATCH=0 run.sh bin/p2pnet id F).
+# Relative paths in ARGS are relative to the current directory, as on Linux.
 # Prints the seconds the run took; exits with the script's status.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,6 +38,9 @@ export LUA_CPATH="Z:$RUN/?.dll"
 unset LUA_INIT LUA_INIT_5_4 LUA_PATH_5_4 LUA_CPATH_5_4
 t0=$(date +%s.%N)
 rc=0
-timeout -k 10 "${WIN_TIMEOUT:-300}" "$WINE" "$RUN/lua.exe" "Z:$script" "Z:$scratch" "$@" || rc=$?
+if [ "${WIN_SCRATCH:-1}" != 0 ]; then
+    set -- "Z:$scratch" "$@"
+fi
+timeout -k 10 "${WIN_TIMEOUT:-300}" "$WINE" "$RUN/lua.exe" "Z:$script" "$@" || rc=$?
 echo "run.sh: wine run took $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s, exit $rc"
 exit "$rc"
