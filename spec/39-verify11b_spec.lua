@@ -173,3 +173,65 @@ describe("issue 11 as a newcomer follows the docs #host", function()
         assert(ok2, err)
     end)
 end)
+
+-- The two host examples that are also plain scripts run under every supported Lua, as the
+-- README's "Which host?" and issue 11 ("every example runs under 5.1 to 5.4 and LuaJIT") say;
+-- spec/36 runs the top-level examples, spec/33 and spec/30 these two under Lua 5.4 only.
+local I = require "spec.interpreters"
+for _, interp in ipairs(I.list) do
+    describe("host examples as plain scripts under " .. interp.lua .. " #host", function()
+        local tmp
+        setup(function()
+            local ok, out = I.build(interp)
+            assert(ok, "building the module for " .. interp.lua .. " failed:\n" .. out)
+        end)
+        before_each(function() tmp = S.tmpdir() end)
+        after_each(function() if tmp then S.rmdir(tmp) end end)
+
+        it("examples/embed/game.lua: every receipt within its frames", function()
+            local ok, out = I.run(("cd %s && %s timeout -k 5 60 %s examples/embed/game.lua")
+                :format(I.quote(I.root()), I.env(interp), interp.lua))
+            assert(ok, out)
+            assert.matches("via require: 20 receipts each way in %d+ frames", out)
+        end)
+
+        it("examples/openresty/peer.lua: answers a message with its echo", function()
+            local log = tmp .. "/peer.out"
+            local pidf = tmp .. "/peer.pid"
+            -- It runs for 20 s at most, or until it is stopped below.
+            os.execute(("cd %s && (%s timeout -k 2 20 %s examples/openresty/peer.lua 0 - 20 "
+                .. "> %s 2>&1 & echo $! > %s)"):format(I.quote(I.root()), I.env(interp),
+                interp.lua, I.quote(log), I.quote(pidf)))
+            local pid = read(pidf):match("%d+")
+            local function output() -- the background process may not have opened it yet
+                local f = io.open(log, "rb")
+                if not f then return "" end
+                local s = f:read("a")
+                f:close()
+                return s
+            end
+            local ok, err = pcall(function()
+                local p2pnet = require "p2pnet"
+                local addr
+                S.spin({}, function()
+                    addr = output():match("READY %x+ (%S+)")
+                    if not addr then os.execute("sleep 0.05") end
+                    return addr
+                end, 15)
+                assert(addr, "peer.lua printed no READY line:\n" .. output())
+                local node = assert(p2pnet.node { host = "127.0.0.1" })
+                local reply
+                node:on("join", function(peer)
+                    peer:send(1, "hi", function(okr, r) reply = { okr, r } end)
+                end)
+                assert(node:connect(addr))
+                S.spin({ node }, function() return reply end, 15)
+                node:close()
+                assert.is_truthy(reply, "no receipt from peer.lua:\n" .. output())
+                assert.same({ true, "echo:hi" }, reply)
+            end)
+            os.execute(("kill %s 2>/dev/null"):format(pid))
+            assert(ok, err)
+        end)
+    end)
+end
