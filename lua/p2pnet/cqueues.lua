@@ -38,17 +38,17 @@ local drivers = setmetatable({}, { __mode = "k" })
 local SLACK = 0.0005
 
 core.extend("Node", {
-    --- The node's UDP descriptor, or nil once it is closed (cqueues then watches only the
-    -- timeout).
+    -- The node's UDP descriptor, or nil once it is closed (cqueues then watches only the
+    -- timeout). Methods of Node, described in the module's header (not module functions).
     pollfd = function(self)
         if self.closed then return nil end
         return (self:fd())
     end,
-    --- Always `"r"`: a node waits for datagrams only.
+    -- Always `"r"`: a node waits for datagrams only.
     events = function()
         return "r"
     end,
-    --- `next_timeout()`, or 0 once the node is closed.
+    -- `next_timeout()`, or 0 once the node is closed.
     timeout = function(self)
         if self.closed then return 0 end
         local t = self:next_timeout()

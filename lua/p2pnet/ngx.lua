@@ -808,6 +808,8 @@ local START_KEYS = { shared = true, owner = true, mode = true, interval = true, 
 -- (default "/tmp"); opts.on_message(peer, type, data, info) -> reply, opts.on_start(node),
 -- opts.on_join(peer), opts.on_leave(peer, reason), opts.on_error(err, peer): run in the
 -- owner's driver; they must not yield.
+-- @param opts node options plus `shared` (required), `owner`, `mode`, `interval`,
+-- `socket_dir`, `on_message` and `on_start`, as above
 function M.start(opts)
     if ngx == nil then
         error("p2pnet.ngx.start: not running inside nginx", 2)
@@ -896,6 +898,10 @@ function M.is_owner()
 end
 
 --- pn.send_await(id, type, data [, timeout]) -> true, reply | nil, err
+-- @param id the peer's id (64 hex digits)
+-- @param mtype the message type, 0-65535
+-- @param data the message (a string)
+-- @param timeout seconds to wait for the receipt (optional)
 function M.send_await(id, mtype, data, timeout)
     if type(id) ~= "string" then
         argerror("p2pnet.ngx.send_await", "id", "must be a peer id (string)")
@@ -909,6 +915,9 @@ function M.send_await(id, mtype, data, timeout)
 end
 
 --- pn.send_unreliable(id, type, data) -> true | nil, err
+-- @param id the peer's id
+-- @param mtype the datagram type, 0-65535
+-- @param data the datagram (at most p2pnet.MAX_DATAGRAM bytes)
 function M.send_unreliable(id, mtype, data)
     if type(id) ~= "string" then
         argerror("p2pnet.ngx.send_unreliable", "id", "must be a peer id (string)")
@@ -921,6 +930,9 @@ function M.send_unreliable(id, mtype, data)
 end
 
 --- pn.connect_await(target [, opts] [, timeout]) -> peer id | nil, err
+-- @param target "host:port" or a 64-hex id
+-- @param opts node:connect options (optional)
+-- @param timeout seconds to wait for the session (optional)
 function M.connect_await(target, opts, timeout)
     if type(opts) == "number" and timeout == nil then
         opts, timeout = nil, opts
@@ -936,6 +948,7 @@ function M.connect_await(target, opts, timeout)
 end
 
 --- pn.disconnect(id) -> true | nil, err
+-- @param id the peer's id
 function M.disconnect(id)
     if type(id) ~= "string" then
         argerror("p2pnet.ngx.disconnect", "id", "must be a peer id (string)")
@@ -944,6 +957,8 @@ function M.disconnect(id)
 end
 
 --- pn.broadcast(type, data) -> message id | nil, err
+-- @param mtype the message type, 0-65535
+-- @param data the message
 function M.broadcast(mtype, data)
     check_type("p2pnet.ngx.broadcast", mtype)
     if type(data) ~= "string" then
@@ -981,6 +996,8 @@ end
 --- pn.receive(type [, timeout]) -> message | nil, "timeout". Takes the oldest queued message
 -- of that type (each goes to one caller, in any worker). A message is a table { from, type,
 -- data, id, broadcast, origin, seq }.
+-- @param mtype the message type to take
+-- @param timeout seconds to wait (optional)
 function M.receive(mtype, timeout)
     check_type("p2pnet.ngx.receive", mtype)
     check_timeout("p2pnet.ngx.receive", timeout)
@@ -1016,6 +1033,9 @@ end
 -- whose seq is above `since` still in the shared log (the last 1024), waiting up to `timeout`
 -- seconds for the first one. Without `since`, only messages that arrive from now on. For
 -- subscribers (long-poll, server-sent events): each caller sees every message.
+-- @param since the last seq already seen (optional)
+-- @param timeout seconds to wait for the first message (optional)
+-- @param max at most this many messages (optional)
 function M.messages(since, timeout, max)
     if since ~= nil and type(since) ~= "number" then
         argerror("p2pnet.ngx.messages", "since", "must be a number or nil")
@@ -1066,6 +1086,8 @@ end
 
 --- pn.spawn(fn, ...) -> true | nil, err: runs fn(...) in its own nginx light thread (a
 -- zero-delay ngx.timer.at), where the functions above may wait. Use it instead of node:spawn.
+-- @param fn the function to run
+-- @param ... its arguments
 function M.spawn(fn, ...)
     if type(fn) ~= "function" then
         argerror("p2pnet.ngx.spawn", "fn", "must be a function")
