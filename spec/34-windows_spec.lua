@@ -10,28 +10,8 @@
 -- Tagged #host: each starts compilers or wine on uninstrumented builds, so the sanitizer pass
 -- of tests/run-all.sh leaves it out.
 
-local function shell_quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Runs a shell command; returns ok, combined output.
-local function run(cmd)
-    local f = assert(io.popen(cmd .. " 2>&1; echo \"==exit $?\""))
-    local out = f:read("*a")
-    f:close()
-    local code = tonumber(out:match("==exit (%d+)%s*$"))
-    return code == 0, (out:gsub("==exit %d+%s*$", ""))
-end
-
-local function have(cmd)
-    return (run("command -v " .. shell_quote(cmd) .. " >/dev/null"))
-end
-
-local function tail(s, n)
-    local lines = {}
-    for l in s:gmatch("[^\n]*") do lines[#lines + 1] = l end
-    return table.concat(lines, "\n", math.max(1, #lines - (n or 40)))
-end
+local P = require "spec.procs"
+local shell_quote, run, have, tail = P.quote, P.run, P.have, P.tail
 
 local root = assert(io.popen("pwd")):read("*l")
 local lua_path = ("%s/lua/?.lua;%s/lua/?/init.lua;;"):format(root, root)

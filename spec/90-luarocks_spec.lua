@@ -9,18 +9,8 @@
 -- Tagged #luarocks: tests/run-all.sh leaves it out of the sanitizer run, which would otherwise
 -- preload the ASan runtime into luarocks and the compiler.
 
-local function shell_quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Runs a shell command; returns ok, combined output.
-local function run(cmd)
-    local f = assert(io.popen(cmd .. " 2>&1; echo \"==exit $?\""))
-    local out = f:read("*a")
-    f:close()
-    local code = tonumber(out:match("==exit (%d+)%s*$"))
-    return code == 0, out:gsub("==exit %d+%s*$", "")
-end
+local P = require "spec.procs"
+local shell_quote, run = P.quote, P.run
 
 local function exists(path)
     local f = io.open(path, "rb")

@@ -74,4 +74,30 @@ function P.kill_pid(pid)
     end
 end
 
+-- s quoted for the shell.
+function P.quote(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a shell command; returns ok (exit status 0) and its output, stdout and stderr together.
+function P.run(cmd)
+    local f = assert(io.popen(cmd .. " 2>&1; echo \"==exit $?\""))
+    local out = f:read("*a")
+    f:close()
+    local code = tonumber(out:match("==exit (%d+)%s*$"))
+    return code == 0, (out:gsub("==exit %d+%s*$", ""))
+end
+
+-- Whether a command is on the PATH.
+function P.have(cmd)
+    return (P.run("command -v " .. P.quote(cmd) .. " >/dev/null"))
+end
+
+-- The last n (default 40) lines of s.
+function P.tail(s, n)
+    local lines = {}
+    for l in s:gmatch("[^\n]*") do lines[#lines + 1] = l end
+    return table.concat(lines, "\n", math.max(1, #lines - (n or 40)))
+end
+
 return P
