@@ -93,7 +93,6 @@ int p2p_acker_write(p2p_acker *a, p2p_wr *w, uint64_t now)
         n++;
     }
     uint64_t delay = now > a->largest_time ? now - a->largest_time : 0;
-    a->written = r[0].hi;
     return p2p_frame_put_ack(w, delay, r, n);
 }
 
@@ -106,12 +105,15 @@ void p2p_acker_sent(p2p_acker *a)
 
 void p2p_acker_carried(p2p_acker *a, uint64_t pn)
 {
+    /* Nothing arrives between writing the ACK and sending its packet: the frame reported up to
+     * the largest number received. */
+    if (!a->received.n) return;
     if (a->carriers == P2P_ACK_CARRIERS) {
         memmove(&a->carrier[0], &a->carrier[1], sizeof a->carrier[0] * (P2P_ACK_CARRIERS - 1));
         a->carriers--;
     }
     a->carrier[a->carriers].pn = pn;
-    a->carrier[a->carriers].largest = a->written;
+    a->carrier[a->carriers].largest = a->received.v[a->received.n - 1].hi - 1;
     a->carriers++;
 }
 

@@ -92,7 +92,6 @@ typedef struct p2p_acker {
     unsigned pending;      /* ack-eliciting packets not yet acknowledged */
     int ack_now;           /* send an ACK in the next packet */
     uint64_t deadline;     /* send an ACK by then (P2P_TIME_NEVER: none pending) */
-    uint64_t written;      /* the largest number the last ACK frame written reported */
     struct {
         uint64_t pn, largest; /* a packet of ours that carried an ACK reporting up to largest */
     } carrier[P2P_ACK_CARRIERS];
@@ -112,8 +111,9 @@ int p2p_acker_wants(const p2p_acker *a, uint64_t now);
 int p2p_acker_write(p2p_acker *a, p2p_wr *w, uint64_t now);
 /* Called after an ACK frame went out. */
 void p2p_acker_sent(p2p_acker *a);
-/* The ACK frame just written went out in our packet `pn`: remembered, so that the peer's
- * acknowledgement of that packet retires the ranges it reported. */
+/* The ACK frame just written (p2p_acker_write, nothing received since) went out in our
+ * packet `pn`: remembered, so that the peer's acknowledgement of that packet retires the
+ * ranges it reported. */
 void p2p_acker_carried(p2p_acker *a, uint64_t pn);
 /* The peer sent an ACK frame (validated): if it acknowledges one of our packets that carried
  * an ACK, the ranges below that ACK's largest number are dropped (the peer has them). */

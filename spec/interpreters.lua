@@ -11,29 +11,12 @@ I.list = {
     { lua = "luajit", pc = "luajit", build = "build-luajit" }, -- LuaJIT: the 5.1 ABI
 }
 
-local root
+local P = require "spec.procs"
 
-function I.root()
-    if not root then
-        local p = assert(io.popen("pwd"))
-        root = p:read("*l")
-        p:close()
-    end
-    return root
-end
-
-function I.quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
+I.root = P.root
+I.quote = P.quote
 -- Runs a shell command; returns ok, its output (stdout and stderr together).
-function I.run(cmd)
-    local f = assert(io.popen(cmd .. " 2>&1; echo \"==exit $?\""))
-    local out = f:read("*a")
-    f:close()
-    local code = tonumber(out:match("==exit (%d+)%s*$"))
-    return code == 0, (out:gsub("==exit %d+%s*$", ""))
-end
+I.run = P.run
 
 -- Builds the module for interpreter `it` (make is incremental: cheap when it is up to date).
 -- Returns ok, output.
