@@ -3,6 +3,7 @@
  * order of cost, the replay cache, the rate and dial limits, the beacon schedule, and the
  * module glue to the host.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "p2p_lan.h"
@@ -171,12 +172,12 @@ static void record_peer(p2p_lan_state *l, const p2p_lan_beacon *bc, const p2p_ad
     if (slot == P2P_LAN_PEERS) { /* full: the one heard longest ago goes */
         slot = 0;
         for (size_t i = 1; i < l->npeers; i++)
-            if (l->peers[i].seen < l->peers[slot].seen) slot = i;
+            if (l->peers[i].last < l->peers[slot].last) slot = i;
     }
     if (slot == l->npeers) l->npeers++;
     memcpy(l->peers[slot].id, bc->id, P2P_ID_LEN);
     l->peers[slot].addr = *at;
-    l->peers[slot].seen = now;
+    l->peers[slot].last = now;
 }
 
 /* The dial limits: one per id per 60 s, 16 a minute in all. Takes a dial: 1, else 0. */
@@ -232,8 +233,9 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
         rc = P2P_LAN_REPLAYED;
         goto drop;
     }
-    if (bc.port == 0 || (c->self_id && memcmp(bc.id, c->self_id, P2P_ID_LEN) == 0) ||
-        (c->refused && c->refused(c->ud, bc.id))) {
+    if (c->self_id && memcmp(bc.id, c->self_id, P2P_ID_LEN) == 0)
+        return P2P_LAN_SELF; /* our own, looped back by the group: not a drop */
+    if (bc.port == 0 || (c->refused && c->refused(c->ud, bc.id))) {
         rc = P2P_LAN_REFUSED;
         goto drop;
     }
@@ -307,7 +309,160 @@ void p2p_lan_state_changed(p2p_lan_state *l, uint64_t now)
 size_t p2p_lan_state_peers(const p2p_lan_state *l, uint64_t now, p2p_lan_peer *out, size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; i < l->npeers && n < max; i++)
-        if (now - l->peers[i].seen < P2P_LAN_PEER_TTL_US) out[n++] = l->peers[i];
+    for (size_t i = 0; i < l->npeers; i++) {
+        if (now - l->peers[i].last >= P2P_LAN_PEER_TTL_US) continue;
+        if (n < max && out) out[n] = l->peers[i];
+        n++;
+    }
     return n;
+}
+
+/* ---- the module ------------------------------------------------------------------------- */
+
+struct p2p_lan {
+    p2p_lan_state s;
+    uint16_t port; /* the LAN socket's port (discover_port) */
+    int on;        /* beacons go out: started, not refused by the driver, not closed */
+};
+
+static int lan_refused(void *ud, const uint8_t id[P2P_ID_LEN])
+{
+    return p2p_policy((const p2p_host *)ud, id) != NULL;
+}
+
+/* A session with id, connected or being made (as the hub's lan_dial checks). */
+static int lan_has_session(void *ud, const uint8_t id[P2P_ID_LEN])
+{
+    const p2p_host *h = ud;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *q = h->peers.slots[i];
+        if (!q || q->state == P2P_S_CLOSING) continue;
+        if ((q->has_id && memcmp(q->id, id, P2P_ID_LEN) == 0) ||
+            (q->has_expected && memcmp(q->expected, id, P2P_ID_LEN) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+int p2p_lan_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
+{
+    h->lan = NULL;
+    if (!cfg->lan_discovery) return 0;
+    struct p2p_lan *l = calloc(1, sizeof *l);
+    if (!l) return P2P_ERR_NOMEM;
+    p2p_lan_state_init(&l->s, h->psk, cfg->unix_us, now);
+    l->port = cfg->lan_port ? cfg->lan_port : P2P_LAN_PORT;
+    l->on = 1;
+    h->lan = l;
+    p2p_io io;
+    memset(&io, 0, sizeof io);
+    io.kind = P2P_IO_LAN_START;
+    io.id = p2p_io_id(h);
+    io.n = l->port;
+    if (p2p_io_push(h, &io, NULL, 0) != 0) l->on = 0;
+    return 0;
+}
+
+void p2p_lan_free(p2p_host *h)
+{
+    if (!h->lan) return;
+    p2p_wipe(h->lan, sizeof *h->lan);
+    free(h->lan);
+    h->lan = NULL;
+}
+
+int p2p_lan_on_datagram(p2p_host *h, const p2p_addr *from, const uint8_t *b, size_t len,
+                        uint64_t now)
+{
+    struct p2p_lan *l = h->lan;
+    if (!l) return 0;
+    p2p_lan_ctx c = {h->ident.ed_pk, h->member, lan_refused, lan_has_session, h};
+    p2p_notice n;
+    memset(&n, 0, sizeof n);
+    int rc = p2p_lan_state_recv(&l->s, &c, from, b, len, now, &n.addr, n.id);
+    if (rc == P2P_LAN_SELF) return 1;
+    if (rc < 0) {
+        h->stats.lan_dropped++;
+        return 1;
+    }
+    h->stats.lan_received++;
+    if (rc == P2P_LAN_DIAL && !h->closed) {
+        n.kind = P2P_NOTE_LAN_DIAL;
+        p2p_notify(h, &n);
+    }
+    return 1;
+}
+
+void p2p_lan_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now)
+{
+    (void)now;
+    if (!h->lan || r->kind != P2P_IO_LAN_START) return;
+    if (r->status != 0) h->lan->on = 0; /* no LAN socket: no beacons */
+}
+
+uint64_t p2p_lan_deadline(const p2p_host *h)
+{
+    if (!h->lan || !h->lan->on) return P2P_TIME_NEVER;
+    return p2p_lan_state_deadline(&h->lan->s);
+}
+
+/* The node's UDP port, from the local addresses the driver gave (0: none yet). */
+static uint16_t own_port(const p2p_host *h, int *has_v6)
+{
+    uint16_t port = 0;
+    *has_v6 = 0;
+    for (size_t i = 0; i < h->naddr; i++) {
+        if (h->addr_kind[i] != P2P_ADDR_LOCAL) continue;
+        if (!port) port = h->addrs[i].port;
+        if (h->addrs[i].family == P2P_AF_INET6) *has_v6 = 1;
+    }
+    return port;
+}
+
+static void lan_send(p2p_host *h, const char *group, uint16_t port, const uint8_t *b)
+{
+    p2p_addr to;
+    memset(&to, 0, sizeof to);
+    if (p2p_addr_parse(&to, group) != 0) return;
+    to.port = port;
+    to.sock = 0; /* every interface */
+    (void)p2p_lan_tx_push(h, &to, b, P2P_LAN_BEACON_LEN);
+}
+
+void p2p_lan_timer(p2p_host *h, uint64_t now)
+{
+    struct p2p_lan *l = h->lan;
+    if (!l || !l->on || h->closed) return;
+    int v6;
+    uint16_t port = own_port(h, &v6);
+    uint8_t b[P2P_LAN_BEACON_LEN];
+    if (!p2p_lan_state_timer(&l->s, now, &h->rng, h->ident.ed_pk, h->ident.ed_sk, port, b)) return;
+    lan_send(h, "239.255.112.112:1", l->port, b);
+    lan_send(h, "255.255.255.255:1", l->port, b);
+    if (v6) lan_send(h, "[ff02::7032:706e]:1", l->port, b);
+}
+
+void p2p_lan_network_changed(p2p_host *h, uint64_t now)
+{
+    if (h->lan && h->lan->on) p2p_lan_state_changed(&h->lan->s, now);
+}
+
+void p2p_lan_close(p2p_host *h, uint64_t now)
+{
+    (void)now;
+    struct p2p_lan *l = h->lan;
+    if (!l || !l->on) return;
+    l->on = 0;
+    p2p_io io;
+    memset(&io, 0, sizeof io);
+    io.kind = P2P_IO_LAN_STOP;
+    io.id = p2p_io_id(h);
+    io.n = l->port;
+    (void)p2p_io_push(h, &io, NULL, 0);
+}
+
+size_t p2p_lan_peers(const p2p_host *h, p2p_lan_peer *out, size_t cap)
+{
+    if (!h->lan) return 0;
+    return p2p_lan_state_peers(&h->lan->s, h->now, out, cap);
 }

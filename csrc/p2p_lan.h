@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "p2pnet.h"
+#include "p2p_state.h"
 #include "p2p_crypto.h"
 
 #define P2P_LAN_BEACON_LEN 154
@@ -65,13 +65,6 @@ int p2p_lan_verify(const p2p_lan_beacon *bc);
 
 /* ---- receive and send logic ------------------------------------------------------------ */
 
-/* A node heard in a valid beacon (node:lan_peers()). seen: monotonic time of the last one. */
-typedef struct p2p_lan_peer {
-    uint8_t id[P2P_ID_LEN];
-    p2p_addr addr; /* the beacon's source IP with the advertised port */
-    uint64_t seen;
-} p2p_lan_peer;
-
 /* What happened to a beacon; the receive function returns one of these. */
 enum {
     P2P_LAN_DIAL = 2,      /* valid, and a dial is due: *dial_to, dial_id filled */
@@ -82,7 +75,8 @@ enum {
     P2P_LAN_REPLAYED = -4, /* (id, time) seen before */
     P2P_LAN_REFUSED = -5,  /* our own id, or refused by allow/deny */
     P2P_LAN_RATE = -6,     /* over the signature-check caps */
-    P2P_LAN_FORGED = -7    /* the signature failed */
+    P2P_LAN_FORGED = -7,   /* the signature failed */
+    P2P_LAN_SELF = -8      /* our own beacon (the group loops it back): not counted */
 };
 
 /* Questions the receive function asks of its owner (the host, or a test). */
@@ -124,7 +118,7 @@ typedef struct p2p_lan_state {
     uint32_t dial_head, dial_n;
     p2p_lan_peer peers[P2P_LAN_PEERS];
     size_t npeers;
-    /* counters (the host copies them into its stats) */
+    /* counters */
     uint64_t sent, received, dropped, verified, dials;
 } p2p_lan_state;
 
@@ -149,7 +143,36 @@ int p2p_lan_state_timer(p2p_lan_state *l, uint64_t now, p2p_rng *rng, const uint
 /* The network changed: one beacon at once, unless one was made for a change in the last 10 s
  * (then at the end of those 10 s). */
 void p2p_lan_state_changed(p2p_lan_state *l, uint64_t now);
-/* Copies up to max peers heard in the last P2P_LAN_PEER_TTL_US into out; returns the count. */
+/* Copies up to max peers heard in the last P2P_LAN_PEER_TTL_US into out (p2p_lan_peer of
+ * p2pnet.h: last = when heard); returns how many there are (may be more than max). */
 size_t p2p_lan_state_peers(const p2p_lan_state *l, uint64_t now, p2p_lan_peer *out, size_t max);
+
+/* ---- the module (called by the hub; state in h->lan) ------------------------------------ */
+
+/* Starts LAN discovery when cfg->lan_discovery is set: asks the driver for the LAN socket
+ * (P2P_IO_LAN_START on cfg->lan_port) and schedules the first beacon. h->lan stays NULL when
+ * it is off. Returns 0 or P2P_ERR_NOMEM. */
+int p2p_lan_init(p2p_host *h, const p2p_config *cfg, uint64_t now);
+void p2p_lan_free(p2p_host *h);
+/* A datagram from the LAN socket: the receive checks; a valid beacon is recorded
+ * (p2p_lan_peers) and, on a mesh member, may raise P2P_NOTE_LAN_DIAL. Counts lan_received
+ * (valid) and lan_dropped (failed a check). Returns 1 when it was taken (LAN discovery on). */
+int p2p_lan_on_datagram(p2p_host *h, const p2p_addr *from, const uint8_t *b, size_t len,
+                        uint64_t now);
+/* The driver's answer to P2P_IO_LAN_START: status P2P_ERR_IO stops the beacons. */
+void p2p_lan_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now);
+/* When p2p_lan_timer is next due, or P2P_TIME_NEVER. */
+uint64_t p2p_lan_deadline(const p2p_host *h);
+/* Sends the beacon that is due: to 239.255.112.112 and 255.255.255.255 (the driver sends the
+ * latter to each interface's directed broadcast), and to ff02::7032:706e when the node has an
+ * IPv6 address, all on the LAN port with sock 0 (every interface). */
+void p2p_lan_timer(p2p_host *h, uint64_t now);
+/* The driver saw the network change: one beacon at once (at most one per 10 s). */
+void p2p_lan_network_changed(p2p_host *h, uint64_t now);
+/* The host is closing: no more beacons; the driver closes the LAN socket (P2P_IO_LAN_STOP). */
+void p2p_lan_close(p2p_host *h, uint64_t now);
+/* The nodes heard in valid beacons in the last 120 s: up to cap into out; returns how many
+ * there are. */
+size_t p2p_lan_peers(const p2p_host *h, p2p_lan_peer *out, size_t cap);
 
 #endif

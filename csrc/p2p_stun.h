@@ -39,15 +39,17 @@ int p2p_stun_is(const uint8_t *b, size_t len);
 /* A parsed STUN message. mapped: XOR-MAPPED-ADDRESS when present, else MAPPED-ADDRESS
  * (has_mapped 1 either way); origin: RESPONSE-ORIGIN; other: OTHER-ADDRESS. error: the
  * ERROR-CODE as class * 100 + number (300..699), 0 without one. has_fingerprint: a
- * FINGERPRINT was present (and verified). has_change: CHANGE-REQUEST flags in change. */
+ * FINGERPRINT was present (and verified). has_change: a CHANGE-REQUEST, its flags in change. */
 typedef struct p2p_stun_msg {
     uint16_t type;
     uint8_t txid[12];
-    uint16_t error;
+    uint16_t error; /* ERROR-CODE: class * 100 + number; 0 none */
     uint8_t has_mapped, has_origin, has_other, has_fingerprint;
-    p2p_addr mapped, origin, other;
+    p2p_addr mapped; /* XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS */
+    p2p_addr origin; /* RESPONSE-ORIGIN */
+    p2p_addr other;  /* OTHER-ADDRESS */
+    uint32_t change; /* CHANGE-REQUEST flags (requests) */
     uint8_t has_change;
-    uint32_t change;
 } p2p_stun_msg;
 
 /* Parses and validates b (borrowed for the call) into *m. Refused (-1): not p2p_stun_is, longer

@@ -291,6 +291,7 @@ size_t p2p_upnp_request(uint8_t *out, size_t cap, int action, const char *svc, c
     char body[1024], args[512];
     const char *name;
     int n;
+    if (action == P2P_UPNP_DESCRIBE) return p2p_upnp_get(out, cap, host, path);
     if (out == NULL || !safe_arg(host) || !safe_arg(path) || !safe_arg(svc) || path[0] != '/')
         return 0;
     if (!svc_char_ok(svc, strlen(svc))) return 0;

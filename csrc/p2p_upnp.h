@@ -41,10 +41,12 @@ int p2p_upnp_url(const char *url, p2p_addr *addr, char *path, size_t pcap);
  * when there is none or a value is unsafe or too long. */
 int p2p_upnp_control(const char *xml, size_t len, char *path, size_t pcap, char *svc, size_t scap);
 
-enum { P2P_UPNP_ADD, P2P_UPNP_DELETE, P2P_UPNP_GET_IP };
+enum { P2P_UPNP_ADD = 1, P2P_UPNP_DELETE = 2, P2P_UPNP_GET_IP = 3, P2P_UPNP_DESCRIBE = 4 };
 
-/* Writes a complete HTTP/1.1 SOAP request (headers + body, "Connection: close") for action
- * to service svc at path on host ("a.b.c.d:port", the Host header). ADD maps UDP eport ->
+/* Writes a complete HTTP/1.1 request for action on host ("a.b.c.d:port", the Host header):
+ * DESCRIBE is the GET of path (the device description; svc, ports, client unused and may be
+ * NULL); the others are SOAP POSTs (headers + body, "Connection: close") to service svc at
+ * path. ADD maps UDP eport ->
  * client:iport for lease seconds (0: permanent) with description "p2pnet"; DELETE removes
  * UDP eport; GET_IP asks for the external address (eport, iport, client, lease unused; client
  * may be NULL then). Returns the length, or 0 when cap is short, an argument is unsafe, or

@@ -266,9 +266,9 @@ static void test_refusals(void)
     p2p_lan_state_init(&l, psk_a, UNIX0, T0);
     p2p_lan_ctx c = ctx(1);
     uint8_t b[P2P_LAN_BEACON_LEN];
-    /* our own beacon (multicast loop) */
+    /* our own beacon (multicast loop): not a drop */
     beacon(b, psk_a, 0, UNIX0);
-    T_EQ_INT(recv_at(&l, &c, 0, b, T0, NULL, NULL), P2P_LAN_REFUSED);
+    T_EQ_INT(recv_at(&l, &c, 0, b, T0, NULL, NULL), P2P_LAN_SELF);
     /* refused by policy: no signature check spent */
     refuse_id = 7;
     beacon(b, psk_a, 7, UNIX0);
@@ -285,7 +285,7 @@ static void test_refusals(void)
     b[4] = 2;
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0, NULL, NULL), P2P_LAN_BAD);
     T_EQ_INT(l.received, 6);
-    T_EQ_INT(l.dropped, 5);
+    T_EQ_INT(l.dropped, 4);
 }
 
 static void test_schedule(void)
@@ -342,6 +342,181 @@ static void test_schedule(void)
     T_EQ_INT(p2p_lan_state_deadline(&l), later);
 }
 
+/* ---- through the host: the io queue, the LAN queue, the dial notice --------------------- */
+
+#define NH 4
+typedef struct lanet {
+    p2p_host *h[NH];
+    p2p_addr udp[NH]; /* 10.9.0.(1 + i):4000 */
+    int n, lan_start[NH], lan_stop[NH], joins[NH];
+    uint64_t now;
+    size_t beacons[NH];
+    int bad_dest;
+} lanet;
+
+static p2p_host *lan_host(int i, const char *netkey, int mediator, uint64_t now)
+{
+    p2p_config c;
+    p2p_config_init(&c);
+    c.identity = &ids[i];
+    c.seed = 100 + (uint64_t)i;
+    c.unix_us = UNIX0;
+    c.lan_discovery = 1;
+    c.mediator = mediator;
+    c.network_key = (const uint8_t *)netkey;
+    c.network_key_len = strlen(netkey);
+    p2p_host *h = NULL;
+    T_EQ_INT(p2p_host_new(&h, &c, now), 0);
+    return h;
+}
+
+static int index_of(lanet *w, const p2p_addr *a)
+{
+    for (int i = 0; i < w->n; i++) {
+        p2p_addr x = w->udp[i];
+        if (a->family == x.family && memcmp(a->ip, x.ip, 4) == 0 && a->port == x.port) return i;
+    }
+    return -1;
+}
+
+/* One step of 10 ms: timers, then every queue of every host, delivered at once. LAN datagrams
+ * to the group or broadcast reach every other host, from its IP and the LAN port. */
+static void lan_step(lanet *w)
+{
+    w->now += 10000;
+    for (int i = 0; i < w->n; i++)
+        if (p2p_host_next_timeout(w->h[i]) <= w->now) p2p_host_on_timeout(w->h[i], w->now);
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < w->n; i++) {
+            p2p_io io;
+            while (p2p_host_next_io(w->h[i], &io)) {
+                if (io.kind == P2P_IO_LAN_START) {
+                    w->lan_start[i]++;
+                    T_EQ_INT(io.n, P2P_LAN_PORT);
+                    p2p_io_result r;
+                    memset(&r, 0, sizeof r);
+                    r.kind = io.kind;
+                    r.id = io.id;
+                    p2p_host_io_done(w->h[i], &r, w->now);
+                } else if (io.kind == P2P_IO_LAN_STOP) {
+                    w->lan_stop[i]++;
+                } else {
+                    p2p_io_result r;
+                    memset(&r, 0, sizeof r);
+                    r.kind = io.kind;
+                    r.id = io.id;
+                    r.status = P2P_ERR_IO;
+                    p2p_host_io_done(w->h[i], &r, w->now);
+                }
+            }
+            uint8_t buf[P2P_MAX_PACKET];
+            p2p_addr to;
+            size_t len;
+            while ((len = p2p_host_next_lan(w->h[i], &to, buf, sizeof buf)) > 0) {
+                w->beacons[i]++;
+                int group = to.family == P2P_AF_INET4 && to.ip[0] == 239;
+                int bcast = to.family == P2P_AF_INET4 && to.ip[0] == 255;
+                if ((!group && !bcast) || to.port != P2P_LAN_PORT || to.sock != 0) w->bad_dest++;
+                if (!group) continue; /* the broadcast copy reaches the same hosts */
+                for (int k = 0; k < w->n; k++) {
+                    p2p_addr from = w->udp[i];
+                    from.port = P2P_LAN_PORT;
+                    p2p_host_recv_lan(w->h[k], &from, buf, len, w->now);
+                }
+            }
+            while ((len = p2p_host_next_datagram(w->h[i], &to, buf, sizeof buf)) > 0) {
+                int k = index_of(w, &to);
+                if (k >= 0) p2p_host_recv(w->h[k], &w->udp[i], buf, len, w->now);
+            }
+            p2p_event ev;
+            while (p2p_host_next_event(w->h[i], &ev))
+                if (ev.type == P2P_EV_JOIN) w->joins[i]++;
+        }
+    }
+}
+
+static void lanet_init(lanet *w, int n, const char **keys, const int *mediator)
+{
+    memset(w, 0, sizeof *w);
+    w->n = n;
+    w->now = T0;
+    for (int i = 0; i < n; i++) {
+        w->h[i] = lan_host(i, keys[i], mediator ? mediator[i] : 0, w->now);
+        w->udp[i] = addr("10.9.0.1:4000");
+        w->udp[i].ip[3] = (uint8_t)(1 + i);
+        p2p_host_add_address(w->h[i], &w->udp[i], w->now);
+    }
+}
+
+static void lanet_free(lanet *w)
+{
+    for (int i = 0; i < w->n; i++) p2p_host_free(w->h[i]);
+}
+
+static void test_host_mesh(void)
+{
+    /* three nodes with one key find each other; a fourth with another key finds nobody and
+     * nobody dials it */
+    lanet w;
+    const char *keys[4] = {"lan-key", "lan-key", "lan-key", "other-key"};
+    lanet_init(&w, 4, keys, NULL);
+    for (int k = 0; k < 500; k++) lan_step(&w); /* 5 s */
+    for (int i = 0; i < 4; i++) T_EQ_INT(w.lan_start[i], 1);
+    T_EQ_INT(w.bad_dest, 0);
+    p2p_lan_peer lp[8];
+    for (int i = 0; i < 3; i++) {
+        T_EQ_INT(w.joins[i], 2);
+        T_EQ_INT(p2p_host_lan_peers(w.h[i], lp, 8), 2);
+        p2p_stats st;
+        p2p_host_stats(w.h[i], &st);
+        T_CHECK(st.lan_received >= 2);
+        T_EQ_INT(st.lan_sent, w.beacons[i]);
+        T_CHECK(st.lan_dropped >= 3); /* the other key's beacons */
+        /* the other key's node: never heard */
+        for (size_t k = 0; k < 2; k++) T_CHECK(memcmp(lp[k].id, ids[3].ed_pk, 32) != 0);
+    }
+    T_EQ_INT(w.joins[3], 0);
+    T_EQ_INT(p2p_host_lan_peers(w.h[3], lp, 8), 0);
+    p2p_stats st;
+    p2p_host_stats(w.h[3], &st);
+    T_EQ_INT(st.lan_received, 0);
+    T_EQ_INT(st.lan_dials, 0);
+    T_CHECK(st.lan_dropped >= 9);
+    /* beacons in 5 s: 0, 1, 3 s, two copies each (group and broadcast) */
+    T_EQ_INT(w.beacons[0], 6);
+    for (int i = 0; i < 4; i++) p2p_host_close(w.h[i], w.now);
+    for (int k = 0; k < 3; k++) lan_step(&w);
+    for (int i = 0; i < 4; i++) T_EQ_INT(w.lan_stop[i], 1);
+    lanet_free(&w);
+}
+
+static void test_host_mediator_records(void)
+{
+    /* a mediator (mesh = false) records beacons and dials nobody; members dial it */
+    lanet w;
+    const char *keys[2] = {"k", "k"};
+    int med[2] = {1, 0};
+    lanet_init(&w, 2, keys, med);
+    for (int k = 0; k < 400; k++) lan_step(&w);
+    p2p_stats s0, s1;
+    p2p_host_stats(w.h[0], &s0);
+    p2p_host_stats(w.h[1], &s1);
+    T_EQ_INT(s0.lan_dials, 0);
+    T_EQ_INT(s1.lan_dials, 1);
+    p2p_lan_peer lp[4];
+    T_EQ_INT(p2p_host_lan_peers(w.h[0], lp, 4), 1);
+    T_EQ_MEM(lp[0].id, ids[1].ed_pk, 32);
+    T_CHECK(p2p_addr_equal(&lp[0].addr, &w.udp[1]));
+    T_EQ_INT(w.joins[0], 1);
+    /* a minute of beacons while connected: no more dials */
+    for (int k = 0; k < 9000; k++) lan_step(&w);
+    p2p_host_stats(w.h[1], &s1);
+    T_EQ_INT(s1.lan_dials, 1);
+    /* 94 s: beacons at 0, 1, 3, then 31..34 s apart: 5 or 6, two copies each */
+    T_CHECK(w.beacons[1] >= 10 && w.beacons[1] <= 12);
+    lanet_free(&w);
+}
+
 int main(void)
 {
     p2p_init();
@@ -361,6 +536,8 @@ int main(void)
     T_RUN(test_dial_limits);
     T_RUN(test_refusals);
     T_RUN(test_schedule);
+    T_RUN(test_host_mesh);
+    T_RUN(test_host_mediator_records);
     for (int i = 0; i < 24; i++) p2p_identity_wipe(&ids[i]);
     return t_summary("test_lan");
 }
