@@ -142,7 +142,10 @@ int p2p_stun_parse(const uint8_t *b, size_t len, p2p_stun_msg *m)
         if (padded > len - off - 4) return -1;
         const uint8_t *v = b + off + 4;
         if (m->has_fingerprint) return -1; /* FINGERPRINT must be the last attribute */
-        if (after_integrity && t != AT_FINGERPRINT && t != AT_INTEGRITY_SHA256) return -1;
+        if (after_integrity && t != AT_FINGERPRINT && t != AT_INTEGRITY_SHA256) {
+            off += 4 + padded; /* RFC 8489 section 14.5: ignored */
+            continue;
+        }
         switch (t) {
         case AT_XOR_MAPPED:
             if (!have_xor) {

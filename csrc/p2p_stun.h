@@ -54,10 +54,11 @@ typedef struct p2p_stun_msg {
 
 /* Parses and validates b (borrowed for the call) into *m. Refused (-1): not p2p_stun_is, longer
  * than P2P_STUN_MAX, an attribute that overruns the message, a malformed address or
- * ERROR-CODE, a FINGERPRINT that is not last or does not verify, anything but MESSAGE-INTEGRITY
- * (-SHA256) and FINGERPRINT after MESSAGE-INTEGRITY, and (RFC 8489 section 6.3.1) a success
- * response with an unknown comprehension-required attribute (type < 0x8000). The first of
- * repeated attributes counts. Returns 0 or -1 (*m then undefined). */
+ * ERROR-CODE, a FINGERPRINT that is not last or does not verify, and (RFC 8489 section 6.3.1)
+ * a success response with an unknown comprehension-required attribute (type < 0x8000), or one
+ * without a mapped address, or an error response without ERROR-CODE. The first of
+ * repeated attributes counts; what follows MESSAGE-INTEGRITY, but MESSAGE-INTEGRITY-SHA256 and
+ * FINGERPRINT, is ignored (section 14.5). Returns 0 or -1 (*m then undefined). */
 int p2p_stun_parse(const uint8_t *b, size_t len, p2p_stun_msg *m);
 
 /* Writes a Binding request with transaction id txid and FINGERPRINT into out: 28 bytes, or 36

@@ -60,7 +60,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(count(req, n, "\r\n") == 7);
             CHECK(count(req, n, "\r\n\r\n") == 1);
         }
-        CHECK(p2p_upnp_get(req, sizeof req, "10.0.1.1:5000", path) > 0);
+        size_t n = p2p_upnp_request(req, sizeof req, P2P_UPNP_DESCRIBE, NULL, "10.0.1.1:5000", path,
+                                    0, 0, NULL, 0);
+        CHECK(n > 0 && count(req, n, "\r\n") == 4 && count(req, n, "\r\n\r\n") == 1);
     }
     int http = -1, err = -1;
     p2p_addr ip;

@@ -275,6 +275,20 @@ static void test_refused(void)
     memcpy(b + n, "\x80\x22\x00\x00", 4);
     b[3] = 12;
     T_EQ_INT(p2p_stun_parse(b, n + 4, &m), -1);
+    /* after MESSAGE-INTEGRITY only FINGERPRINT (and -SHA256) count: a later XOR-MAPPED is
+     * ignored, so a success with only that has no mapped address and is refused */
+    memcpy(c, "\x01\x01\x00\x24\x21\x12\xa4\x42", 8);
+    memset(c + 8, 0, 12);
+    memcpy(c + 20, "\x00\x08\x00\x14", 4);
+    memset(c + 24, 0x5a, 20);
+    memcpy(c + 44, "\x00\x20\x00\x08\x00\x01\x21\x12\x21\x12\xa4\x43", 12);
+    T_EQ_INT(p2p_stun_parse(c, 56, &m), -1);
+    /* the same XOR-MAPPED before MESSAGE-INTEGRITY counts */
+    memmove(c + 20, c + 44, 12);
+    memcpy(c + 32, "\x00\x08\x00\x14", 4);
+    memset(c + 36, 0x5a, 20);
+    T_EQ_INT(p2p_stun_parse(c, 56, &m), 0);
+    T_EQ_INT(m.has_mapped, 1);
     /* longer than 1232 bytes: dropped, even when well formed */
     memset(b, 0, sizeof b);
     memcpy(b, "\x01\x01\x04\xd0\x21\x12\xa4\x42", 8); /* 20 + 1232 */
