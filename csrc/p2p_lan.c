@@ -110,18 +110,20 @@ static uint64_t wall(const p2p_lan_state *l, uint64_t now)
     return l->unix_base + (now >= l->mono_base ? now - l->mono_base : 0);
 }
 
-static int replayed(const p2p_lan_state *l, const p2p_lan_beacon *bc)
+/* 0: not seen; 1: seen (a replay); 2: seen within P2P_LAN_DUP_US (another copy of it). */
+static int replayed(const p2p_lan_state *l, const p2p_lan_beacon *bc, uint64_t now)
 {
     for (uint32_t i = 0; i < l->replay_n; i++)
         if (l->replay[i].unix_us == bc->unix_us && memcmp(l->replay[i].id, bc->id, P2P_ID_LEN) == 0)
-            return 1;
+            return now - l->replay[i].at < P2P_LAN_DUP_US ? 2 : 1;
     return 0;
 }
 
-static void remember(p2p_lan_state *l, const p2p_lan_beacon *bc)
+static void remember(p2p_lan_state *l, const p2p_lan_beacon *bc, uint64_t now)
 {
     memcpy(l->replay[l->replay_head].id, bc->id, P2P_ID_LEN);
     l->replay[l->replay_head].unix_us = bc->unix_us;
+    l->replay[l->replay_head].at = now;
     l->replay_head = (l->replay_head + 1) % P2P_LAN_REPLAY;
     if (l->replay_n < P2P_LAN_REPLAY) l->replay_n++;
 }
@@ -229,7 +231,9 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
         rc = P2P_LAN_STALE;
         goto drop;
     }
-    if (replayed(l, &bc)) {
+    int seen = replayed(l, &bc, now);
+    if (seen == 2) return P2P_LAN_DUPLICATE;
+    if (seen) {
         rc = P2P_LAN_REPLAYED;
         goto drop;
     }
@@ -248,7 +252,7 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
         goto drop;
     }
     l->verified++;
-    remember(l, &bc);
+    remember(l, &bc, now);
     p2p_addr at;
     ip_only(&at, from);
     at.port = bc.port;
@@ -380,7 +384,7 @@ int p2p_lan_on_datagram(p2p_host *h, const p2p_addr *from, const uint8_t *b, siz
     p2p_notice n;
     memset(&n, 0, sizeof n);
     int rc = p2p_lan_state_recv(&l->s, &c, from, b, len, now, &n.addr, n.id);
-    if (rc == P2P_LAN_SELF) return 1;
+    if (rc == P2P_LAN_SELF || rc == P2P_LAN_DUPLICATE) return 1;
     if (rc < 0) {
         h->stats.lan_dropped++;
         return 1;

@@ -21,6 +21,7 @@
 #define P2P_LAN_BEACON_LEN 154
 #define P2P_LAN_PORT 44344                /* discover_port's default */
 #define P2P_LAN_SKEW_US 600000000ull      /* +-600 s between wall clocks */
+#define P2P_LAN_DUP_US 5000000ull         /* copies of one beacon within 5 s are not drops */
 #define P2P_LAN_REPLAY 256                /* (id, time) pairs remembered */
 #define P2P_LAN_VERIFY_PER_S 8            /* Ed25519 checks a second, all sources */
 #define P2P_LAN_SOURCE_GAP_US 2000000ull  /* one check per source IP per 2 s */
@@ -76,7 +77,9 @@ enum {
     P2P_LAN_REFUSED = -5,  /* our own id, or refused by allow/deny */
     P2P_LAN_RATE = -6,     /* over the signature-check caps */
     P2P_LAN_FORGED = -7,   /* the signature failed */
-    P2P_LAN_SELF = -8      /* our own beacon (the group loops it back): not counted */
+    P2P_LAN_SELF = -8,     /* our own beacon (the group loops it back): not counted */
+    P2P_LAN_DUPLICATE = -9 /* another copy (group, broadcast) of a beacon accepted in the last
+                            * P2P_LAN_DUP_US: not counted either */
 };
 
 /* Questions the receive function asks of its owner (the host, or a test). */
@@ -102,6 +105,7 @@ typedef struct p2p_lan_state {
     struct {
         uint8_t id[P2P_ID_LEN];
         uint64_t unix_us;
+        uint64_t at; /* when it was accepted (monotonic) */
     } replay[P2P_LAN_REPLAY];
     uint32_t replay_head, replay_n;
     uint64_t verify_window;

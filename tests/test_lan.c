@@ -151,11 +151,15 @@ static void test_dial_and_replay(void)
     T_EQ_MEM(id, ids[2].ed_pk, 32);
     p2p_addr want = addr("10.9.0.12:40002");
     T_CHECK(p2p_addr_equal(&to, &want));
-    /* the same bytes again, 3 s later (past the source gap): a replay */
-    T_EQ_INT(recv_at(&l, &c, 2, b, T0 + 3 * S, &to, id), P2P_LAN_REPLAYED);
+    /* the broadcast copy of it at once: a duplicate, not a drop */
+    T_EQ_INT(recv_at(&l, &c, 2, b, T0 + 1000, &to, id), P2P_LAN_DUPLICATE);
+    T_EQ_INT(l.dropped, 0);
+    /* the same bytes again, 6 s later: a replay */
+    T_EQ_INT(recv_at(&l, &c, 2, b, T0 + 6 * S, &to, id), P2P_LAN_REPLAYED);
+    T_EQ_INT(l.dropped, 1);
     /* node:lan_peers() */
     p2p_lan_peer out[4];
-    T_EQ_INT(p2p_lan_state_peers(&l, T0 + 3 * S, out, 4), 1);
+    T_EQ_INT(p2p_lan_state_peers(&l, T0 + 6 * S, out, 4), 1);
     T_EQ_MEM(out[0].id, ids[2].ed_pk, 32);
     T_CHECK(p2p_addr_equal(&out[0].addr, &want));
     T_EQ_INT(p2p_lan_state_peers(&l, T0 + 200 * S, out, 4), 0); /* forgotten */
