@@ -167,11 +167,38 @@ static void test_natpmp(void)
     T_EQ_INT(p2p_pmp_parse(b, n, &r), -1);
 }
 
+/* Captured again from miniupnpd 2.3.1 with this codec's own requests (nonce 01..0c, port
+ * 43000, lifetime 120): PCP MAP and NAT-PMP map replies. */
+static void test_miniupnpd_captures(void)
+{
+    uint8_t b[64];
+    p2p_pmp_reply r;
+    size_t n = unhex(b, "0281000000000078"
+                        "0000aba0"
+                        "000000000000000000000000"
+                        "0102030405060708090a0b0c"
+                        "11000000a7f8a7f8"
+                        "00000000000000000000ffff0b000102");
+    T_EQ_INT(p2p_pmp_parse(b, n, &r), 0);
+    T_EQ_INT(r.result, 0);
+    T_EQ_INT(r.lifetime, 120);
+    T_EQ_INT(r.epoch, 43936);
+    T_EQ_HEX(r.nonce, "0102030405060708090a0b0c");
+    p2p_addr ext = addr("11.0.1.2:43000");
+    T_CHECK(p2p_addr_equal(&r.ext, &ext));
+    n = unhex(b, "008100000000aba0a7f8a7f800000078");
+    T_EQ_INT(p2p_pmp_parse(b, n, &r), 0);
+    T_EQ_INT(r.iport, 43000);
+    T_EQ_INT(r.eport, 43000);
+    T_EQ_INT(r.lifetime, 120);
+}
+
 int main(void)
 {
     T_RUN(test_pcp_request);
     T_RUN(test_pcp_reply);
     T_RUN(test_pcp_refused);
     T_RUN(test_natpmp);
+    T_RUN(test_miniupnpd_captures);
     return t_summary("test_pmp");
 }

@@ -300,6 +300,140 @@ static void test_soap_replies(void)
     T_EQ_INT(reply("HTTP/1.1 200", NULL, NULL, NULL), 0);
 }
 
+/* ---- captured from miniupnpd 2.3.1 (Debian 12) in a namespace lab: WAN 11.0.1.2, LAN
+ * 10.0.1.1, our host 10.0.1.2, port 43000 (the requests were this file's codec's own) ---- */
+
+static const char CAP_SSDP[] =
+    "HTTP/1.1 200 OK\r\n"
+    "CACHE-CONTROL: max-age=120\r\n"
+    "ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n"
+    "USN: uuid:e25dcf97-1eb6-4e3a-a37a-3a8f4316a8d5::urn:schemas-upnp-org:device:InternetGate"
+    "wayDevice:1\r\n"
+    "EXT:\r\n"
+    "SERVER: Debian/6.18.44-fc-v782 UPnP/1.1 MiniUPnPd/2.3.1\r\n"
+    "LOCATION: http://10.0.1.1:5000/rootDesc.xml\r\n"
+    "OPT: \"http://schemas.upnp.org/upnp/1/0/\"; ns=01\r\n"
+    "01-NLS: 1796024373\r\n"
+    "BOOTID.UPNP.ORG: 1796024373\r\n"
+    "CONFIGID.UPNP.ORG: 1337\r\n"
+    "\r\n";
+static const char CAP_ROOTDESC[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: text/xml; charset=\"utf-8\"\r\n"
+    "Connection: close\r\n"
+    "Content-Length: 3089\r\n"
+    "Server: Debian/6.18.44-fc-v782 UPnP/1.1 MiniUPnPd/2.3.1\r\n"
+    "Ext:\r\n"
+    "\r\n"
+    "<?xml version=\"1.0\"?>\r\n"
+    "<root xmlns=\"urn:schemas-upnp-org:device-1-0\" configId=\"1337\"><specVersion><major>1<"
+    "/major><minor>1</minor></specVersion><device><deviceType>urn:schemas-upnp-org:device:Int"
+    "ernetGatewayDevice:2</deviceType><friendlyName>Debian router</friendlyName><manufacturer"
+    ">Debian</manufacturer><manufacturerURL>http://www.debian.org/</manufacturerURL><modelDes"
+    "cription>Debian router</modelDescription><modelName>Debian router</modelName><modelNumbe"
+    "r>1</modelNumber><modelURL>http://www.debian.org/</modelURL><serialNumber>00000000</seri"
+    "alNumber><UDN>uuid:e25dcf97-1eb6-4e3a-a37a-3a8f4316a8d5</UDN><serviceList><service><serv"
+    "iceType>urn:schemas-upnp-org:service:Layer3Forwarding:1</serviceType><serviceId>urn:upnp"
+    "-org:serviceId:L3Forwarding1</serviceId><SCPDURL>/L3F.xml</SCPDURL><controlURL>/ctl/L3F<"
+    "/controlURL><eventSubURL>/evt/L3F</eventSubURL></service><service><serviceType>urn:schem"
+    "as-upnp-org:service:DeviceProtection:1</serviceType><serviceId>urn:upnp-org:serviceId:De"
+    "viceProtection1</serviceId><SCPDURL>/DP.xml</SCPDURL><controlURL>/ctl/DP</controlURL><ev"
+    "entSubURL>/evt/DP</eventSubURL></service></serviceList><deviceList><device><deviceType>u"
+    "rn:schemas-upnp-org:device:WANDevice:2</deviceType><friendlyName>WANDevice</friendlyName"
+    "><manufacturer>MiniUPnP</manufacturer><manufacturerURL>http://miniupnp.free.fr/</manufac"
+    "turerURL><modelDescription>WAN Device</modelDescription><modelName>WAN Device</modelName"
+    "><modelNumber>20221221</modelNumber><modelURL>http://miniupnp.free.fr/</modelURL><serial"
+    "Number>00000000</serialNumber><UDN>uuid:e25dcf97-1eb6-4e3a-a37a-3a8f4316a8d6</UDN><UPC>0"
+    "00000000000</UPC><serviceList><service><serviceType>urn:schemas-upnp-org:service:WANComm"
+    "onInterfaceConfig:1</serviceType><serviceId>urn:upnp-org:serviceId:WANCommonIFC1</servic"
+    "eId><SCPDURL>/WANCfg.xml</SCPDURL><controlURL>/ctl/CmnIfCfg</controlURL><eventSubURL>/ev"
+    "t/CmnIfCfg</eventSubURL></service></serviceList><deviceList><device><deviceType>urn:sche"
+    "mas-upnp-org:device:WANConnectionDevice:2</deviceType><friendlyName>WANConnectionDevice<"
+    "/friendlyName><manufacturer>MiniUPnP</manufacturer><manufacturerURL>http://miniupnp.free"
+    ".fr/</manufacturerURL><modelDescription>MiniUPnP daemon</modelDescription><modelName>Min"
+    "iUPnPd</modelName><modelNumber>20221221</modelNumber><modelURL>http://miniupnp.free.fr/<"
+    "/modelURL><serialNumber>00000000</serialNumber><UDN>uuid:e25dcf97-1eb6-4e3a-a37a-3a8f431"
+    "6a8d7</UDN><UPC>000000000000</UPC><serviceList><service><serviceType>urn:schemas-upnp-or"
+    "g:service:WANIPConnection:2</serviceType><serviceId>urn:upnp-org:serviceId:WANIPConn1</s"
+    "erviceId><SCPDURL>/WANIPCn.xml</SCPDURL><controlURL>/ctl/IPConn</controlURL><eventSubURL"
+    ">/evt/IPConn</eventSubURL></service><service><serviceType>urn:schemas-upnp-org:service:W"
+    "ANIPv6FirewallControl:1</serviceType><serviceId>urn:upnp-org:serviceId:WANIPv6Firewall1<"
+    "/serviceId><SCPDURL>/WANIP6FC.xml</SCPDURL><controlURL>/ctl/IP6FCtl</controlURL><eventSu"
+    "bURL>/evt/IP6FCtl</eventSubURL></service></serviceList></device></deviceList></device></"
+    "deviceList><presentationURL>http://10.0.1.1/</presentationURL></device></root>";
+static const char CAP_ADD_OK[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: text/xml; charset=\"utf-8\"\r\n"
+    "Connection: close\r\n"
+    "Content-Length: 263\r\n"
+    "Server: Debian/6.18.44-fc-v782 UPnP/1.1 MiniUPnPd/2.3.1\r\n"
+    "Ext:\r\n"
+    "\r\n"
+    "<?xml version=\"1.0\"?>\r\n"
+    "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" s:encodingStyle=\"http"
+    "://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:AddPortMappingResponse xmlns:u=\"urn:"
+    "schemas-upnp-org:service:WANIPConnection:2\"/></s:Body></s:Envelope>\r\n";
+static const char CAP_FAULT_718[] =
+    "HTTP/1.1 500 Internal Server Error\r\n"
+    "Content-Type: text/xml; charset=\"utf-8\"\r\n"
+    "Connection: close\r\n"
+    "Content-Length: 406\r\n"
+    "Server: Debian/6.18.44-fc-v782 UPnP/1.1 MiniUPnPd/2.3.1\r\n"
+    "Ext:\r\n"
+    "\r\n"
+    "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" s:encodingStyle=\"http"
+    "://schemas.xmlsoap.org/soap/encoding/\"><s:Body><s:Fault><faultcode>s:Client</faultcode>"
+    "<faultstring>UPnPError</faultstring><detail><UPnPError xmlns=\"urn:schemas-upnp-org:cont"
+    "rol-1-0\"><errorCode>718</errorCode><errorDescription>ConflictInMappingEntry</errorDescr"
+    "iption></UPnPError></detail></s:Fault></s:Body></s:Envelope>";
+static const char CAP_GET_IP[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: text/xml; charset=\"utf-8\"\r\n"
+    "Connection: close\r\n"
+    "Content-Length: 354\r\n"
+    "Server: Debian/6.18.44-fc-v782 UPnP/1.1 MiniUPnPd/2.3.1\r\n"
+    "Ext:\r\n"
+    "\r\n"
+    "<?xml version=\"1.0\"?>\r\n"
+    "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" s:encodingStyle=\"http"
+    "://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:GetExternalIPAddressResponse xmlns:u="
+    "\"urn:schemas-upnp-org:service:WANIPConnection:2\"><NewExternalIPAddress>11.0.1.2</NewEx"
+    "ternalIPAddress></u:GetExternalIPAddressResponse></s:Body></s:Envelope>\r\n";
+
+static void test_miniupnpd_captures(void)
+{
+    char url[256], path[64], svc[80];
+    int http, err;
+    p2p_addr a, ip;
+    T_EQ_INT(sizeof CAP_SSDP - 1, 436);
+    T_EQ_INT(p2p_ssdp_location((const uint8_t *)CAP_SSDP, sizeof CAP_SSDP - 1, url, sizeof url), 0);
+    T_CHECK(strcmp(url, "http://10.0.1.1:5000/rootDesc.xml") == 0);
+    T_EQ_INT(p2p_upnp_url(url, &a, path, sizeof path), 0);
+    p2p_addr want = addr("10.0.1.1:5000");
+    T_CHECK(p2p_addr_equal(&a, &want));
+    /* the whole HTTP reply of the description */
+    T_EQ_INT(
+        p2p_upnp_reply((const uint8_t *)CAP_ROOTDESC, sizeof CAP_ROOTDESC - 1, &http, &err, NULL),
+        0);
+    T_EQ_INT(http, 200);
+    T_EQ_INT(
+        p2p_upnp_control(CAP_ROOTDESC, sizeof CAP_ROOTDESC - 1, path, sizeof path, svc, sizeof svc),
+        0);
+    T_CHECK(strcmp(path, "/ctl/IPConn") == 0);
+    T_CHECK(strcmp(svc, "urn:schemas-upnp-org:service:WANIPConnection:2") == 0);
+    T_EQ_INT(reply(CAP_ADD_OK, &http, &err, &ip), 0);
+    T_EQ_INT(http, 200);
+    T_EQ_INT(err, 0);
+    T_EQ_INT(reply(CAP_FAULT_718, &http, &err, &ip), 0);
+    T_EQ_INT(http, 500);
+    T_EQ_INT(err, 718);
+    T_EQ_INT(reply(CAP_GET_IP, &http, &err, &ip), 0);
+    T_EQ_INT(http, 200);
+    want = addr("11.0.1.2:1");
+    want.port = 0;
+    T_CHECK(p2p_addr_equal(&ip, &want));
+}
+
 int main(void)
 {
     T_RUN(test_msearch);
@@ -308,5 +442,6 @@ int main(void)
     T_RUN(test_control);
     T_RUN(test_soap_requests);
     T_RUN(test_soap_replies);
+    T_RUN(test_miniupnpd_captures);
     return t_summary("test_upnp");
 }
