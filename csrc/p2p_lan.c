@@ -257,7 +257,10 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
     ip_only(&at, from);
     at.port = bc.port;
     record_peer(l, &bc, &at, now);
-    if (!c->dial || (c->has_session && c->has_session(c->ud, bc.id)) || !take_dial(l, bc.id, now))
+    /* An IPv6 link-local source cannot be dialled: p2p_addr has no zone for it. */
+    int v6ll = at.family == P2P_AF_INET6 && at.ip[0] == 0xfe && (at.ip[1] & 0xc0) == 0x80;
+    if (!c->dial || v6ll || (c->has_session && c->has_session(c->ud, bc.id)) ||
+        !take_dial(l, bc.id, now))
         return P2P_LAN_HEARD;
     l->dials++;
     if (dial_to) *dial_to = at;

@@ -284,11 +284,15 @@ static void test_refusals(void)
     p2p_addr pub = addr("198.51.100.9:44344");
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &pub, b, sizeof b, T0, NULL, NULL), P2P_LAN_BAD);
     T_EQ_INT(recv_at(&l, &c, 8, b, T0, NULL, NULL), P2P_LAN_DIAL); /* the same bytes, on the LAN */
+    /* an IPv6 link-local source: recorded, never dialled (no zone to dial it with) */
+    beacon(b, psk_a, 10, UNIX0);
+    p2p_addr ll = addr("[fe80::10]:44344");
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &ll, b, sizeof b, T0, NULL, NULL), P2P_LAN_HEARD);
     p2p_addr from = lan_src(9);
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, 153, T0, NULL, NULL), P2P_LAN_BAD);
     b[4] = 2;
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0, NULL, NULL), P2P_LAN_BAD);
-    T_EQ_INT(l.received, 6);
+    T_EQ_INT(l.received, 7);
     T_EQ_INT(l.dropped, 4);
 }
 
