@@ -406,6 +406,32 @@ static void test_spray_budget(void)
     p2p_host_free(h);
 }
 
+/* STUN shares the node's socket (section 8.7): an answer nobody asked for is dropped before
+ * any p2pnet parser sees it, and it makes the node send nothing. A request is not answered
+ * either: only a mediator's separate STUN port answers. */
+static void test_stun_from_stranger_is_dropped(void)
+{
+    p2p_host *h = mk(11, NULL, 0);
+    p2p_addr from = A("198.51.100.77:3478"), me = A("203.0.113.4:4000"), to;
+    uint8_t req[64], ans[128], buf[P2P_MAX_PACKET];
+    uint8_t txid[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    size_t rn = p2p_stun_request(req, sizeof req, txid, 0);
+    T_CHECK(rn == 28);
+    size_t an = p2p_stun_answer(req, rn, &me, ans, sizeof ans);
+    T_CHECK(an > 20 && an <= 3 * rn);
+    T_EQ_INT(p2p_stun_is(ans, an), 1);
+    p2p_stats st;
+    p2p_host_recv(h, &from, ans, an, 1);
+    p2p_host_recv(h, &from, req, rn, 2);
+    p2p_host_stats(h, &st);
+    T_EQ_INT(st.dropped, 2);
+    T_EQ_INT(st.stun_received, 0);
+    T_EQ_INT(p2p_host_next_datagram(h, &to, buf, sizeof buf), 0);
+    p2p_event ev;
+    T_EQ_INT(p2p_host_next_event(h, &ev), 0);
+    p2p_host_free(h);
+}
+
 int main(void)
 {
     p2p_init();
@@ -418,5 +444,6 @@ int main(void)
     T_RUN(test_address_kinds);
     T_RUN(test_sock_is_part_of_an_endpoint);
     T_RUN(test_spray_budget);
+    T_RUN(test_stun_from_stranger_is_dropped);
     return t_summary("reach");
 }
