@@ -44,7 +44,8 @@ static void setup_netns(void)
 static int drop_fd = -1;
 static unsigned long dropped;
 
-ssize_t sendto(int fd, const void *buf, size_t len, int flags, __CONST_SOCKADDR_ARG sa, socklen_t sl)
+ssize_t sendto(int fd, const void *buf, size_t len, int flags, __CONST_SOCKADDR_ARG sa,
+               socklen_t sl)
 {
     static ssize_t (*real)(int, const void *, size_t, int, __CONST_SOCKADDR_ARG, socklen_t);
     if (real == NULL) *(void **)&real = dlsym(RTLD_NEXT, "sendto");
@@ -170,7 +171,7 @@ static void node_drain(struct node *n)
 {
     p2p_event ev;
     while (p2p_host_next_event(n->h, &ev)) {
-        if (ev.type == P2P_EV_PEER_JOINED) {
+        if (ev.type == P2P_EV_JOIN) {
             n->joined = 1;
             n->peer = ev.peer;
         }
@@ -355,7 +356,7 @@ static void test_lan_socket(void)
     req.n = 44399;
     p2p_udp_io(a.u, a.h, &req);
     T_EQ_INT(a.cap.last.status, 0);
-    T_EQ_INT(a.cap.last.n, 1); /* v0 only (lo is not multicast, v1 has no address) */
+    T_EQ_INT(a.cap.last.n, 1);  /* v0 only (lo is not multicast, v1 has no address) */
     p2p_udp_io(b.u, b.h, &req); /* a second node on the same port: SO_REUSEPORT */
     T_EQ_INT(b.cap.last.status, 0);
     memset(&group, 0, sizeof group);
@@ -629,11 +630,10 @@ static void test_stun_responder(void)
     for (int i = 0; i < 30; i++) send_to(s, &srv, q, sizeof q);
     for (int i = 0; i < 5; i++) pump(&a, 10000);
     p2p_udp_stats_get(a.u, &st);
-    T_EQ_INT(st.stun_answered + st.stun_limited, 30);
-    /* what answers: as many as p2p_stun_answer gives (0 while the codec is a stub), never
-     * more than the bucket's 10 */
+    /* a burst of 30 from one IP: the bucket (10 a second, burst 10) lets 10 through to
+     * p2p_stun_answer, which answers each (none while the codec is a stub) */
+    T_EQ_INT(st.stun_limited, 20);
     T_CHECK(st.stun_answered <= 10);
-    T_CHECK(st.stun_limited >= 20);
     printf("     30 requests: %llu answered, %llu over the rate\n",
            (unsigned long long)st.stun_answered, (unsigned long long)st.stun_limited);
     close(s);
@@ -673,8 +673,8 @@ static void fallback(int ws)
     p2p_udp_stats st;
     p2p_udp_stats_get(a.u, &st);
     T_EQ_INT(st.streams_accepted, 1);
-    printf("     %s: joined after %.2f s over a stream (%lu UDP datagrams dropped)\n",
-           ws ? "websocket" : "tcp", (double)dt / 1e6, dropped);
+    printf("     %s: %s after %.2f s (%lu UDP datagrams dropped)\n", ws ? "websocket" : "tcp",
+           a.joined && b.joined ? "joined over a stream" : "NOT joined", (double)dt / 1e6, dropped);
     if (a.joined && b.joined) {
         for (int i = 0; i < 100; i++) {
             uint8_t m[200];

@@ -170,7 +170,7 @@ struct p2p_udp_extra;
 struct p2p_udp {
     p2p_sock fd;
     struct p2p_udp_extra *x; /* issue 12: the io queue's sockets */
-    int family; /* AF_INET or AF_INET6 */
+    int family;              /* AF_INET or AF_INET6 */
     p2p_addr local;
     p2p_udp_stats stats;
     int gso; /* 1 while runs of datagrams go out as one UDP_SEGMENT send */
@@ -1036,8 +1036,8 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
  * branch). Each extra socket has a tag (its kind and slot) that epoll hands back, or that the
  * poll() fallback rebuilds every turn. */
 
-#define MAX_STREAMS 256       /* inbound and outbound together */
-#define STREAMS_PER_IP 8      /* inbound from one (non-loopback) IP */
+#define MAX_STREAMS 256          /* inbound and outbound together */
+#define STREAMS_PER_IP 8         /* inbound from one (non-loopback) IP */
 #define STREAM_OPEN_US 10000000u /* preamble / upgrade / connect must finish within 10 s */
 #define MAX_HTTP 4
 #define HTTP_REPLY_MAX 16384
@@ -1078,7 +1078,7 @@ struct lan_iface {
 };
 
 struct bucket {
-    uint64_t t;  /* last refill */
+    uint64_t t; /* last refill */
     double tokens;
 };
 #endif
@@ -1086,7 +1086,7 @@ struct bucket {
 struct p2p_udp_extra {
     p2p_udp_hooks hooks;
 #ifndef _WIN32
-    int epfd; /* -1 without epoll */
+    int epfd;     /* -1 without epoll */
     int main_out; /* the UDP socket's EPOLLOUT interest (unused: ppoll watches it) */
     int punch[P2P_IO_PUNCH_MAX + 1]; /* [1..255]; -1 free */
     int npunch;
@@ -1255,7 +1255,6 @@ static uint32_t stream_sid(const p2p_addr *a)
            (uint32_t)a->ip[3] << 24;
 }
 
-
 static int set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -1367,8 +1366,7 @@ static int extra_open(const p2p_udp *u)
 {
     const struct p2p_udp_extra *x = u->x;
     int i;
-    if (x->npunch > 0 || x->lan_fd >= 0 || x->stun_fd >= 0 || x->listen_fd >= 0 ||
-        x->nstreams > 0)
+    if (x->npunch > 0 || x->lan_fd >= 0 || x->stun_fd >= 0 || x->listen_fd >= 0 || x->nstreams > 0)
         return 1;
     for (i = 0; i < MAX_HTTP; i++)
         if (x->http[i].fd >= 0) return 1;
@@ -1386,8 +1384,7 @@ static uint64_t extra_deadline(const p2p_udp *u)
         if (x->http[i].fd >= 0 && x->http[i].deadline < d) d = x->http[i].deadline;
     if (x->streams != NULL)
         for (i = 0; i < MAX_STREAMS; i++)
-            if (x->streams[i].fd >= 0 && x->streams[i].deadline != 0 &&
-                x->streams[i].deadline < d)
+            if (x->streams[i].fd >= 0 && x->streams[i].deadline != 0 && x->streams[i].deadline < d)
                 d = x->streams[i].deadline;
     if (x->epfd < 0 && extra_open(u)) {
         uint64_t tick = p2p_udp_now() + EXTRA_TICK_US;
@@ -1395,7 +1392,6 @@ static uint64_t extra_deadline(const p2p_udp *u)
     }
     return d;
 }
-
 
 /* ---- gateway ---- */
 
@@ -1413,8 +1409,8 @@ int p2p_udp_gateway(const p2p_udp *u, p2p_addr *gw, p2p_addr *local)
     if (f == NULL) return P2P_ERR_IO;
     memset(gw, 0, sizeof *gw);
     while (fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "%63s %lx %lx %lx %*s %*s %*s %lx", ifname, &dest, &gate, &flags,
-                   &mask) != 5)
+        if (sscanf(line, "%63s %lx %lx %lx %*s %*s %*s %lx", ifname, &dest, &gate, &flags, &mask) !=
+            5)
             continue;
         /* default route (0/0) through a gateway (RTF_UP | RTF_GATEWAY) */
         if (dest != 0 || mask != 0 || (flags & 3) != 3 || gate == 0) continue;
@@ -1570,8 +1566,8 @@ static void tcp_open(p2p_udp *u, p2p_host *h, const p2p_io *req)
     rand_bytes(key, sizeof key);
     rand_bytes((uint8_t *)&seed, sizeof seed);
     memset(s, 0, sizeof *s);
-    if (p2p_stream_client(&s->st, req->ws, req->host, req->path[0] ? req->path : "/p2pnet",
-                          key, seed) != 0) {
+    if (p2p_stream_client(&s->st, req->ws, req->host, req->path[0] ? req->path : "/p2pnet", key,
+                          seed) != 0) {
         p2p_stream_free(&s->st);
         close(fd);
         s->fd = -1;
@@ -1966,8 +1962,7 @@ static void punch_readable(p2p_udp *u, p2p_host *h, int slot)
 
     for (k = 0; k < 64; k++) {
         sl = sizeof ss;
-        r = recvfrom(u->x->punch[slot], buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&ss,
-                     &sl);
+        r = recvfrom(u->x->punch[slot], buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -1992,9 +1987,8 @@ static void lan_ifaces(struct p2p_udp_extra *x)
 #if HAVE_GETIFADDRS
     if (getifaddrs(&list) != 0) return;
     for (i = list; i != NULL && x->nifs < LAN_IFACES; i = i->ifa_next) {
-        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
-            !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK) ||
-            !(i->ifa_flags & IFF_MULTICAST))
+        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) ||
+            (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_MULTICAST))
             continue;
         struct lan_iface *f = &x->ifs[x->nifs++];
         memset(f, 0, sizeof *f);
@@ -2358,12 +2352,12 @@ static void extra_service(p2p_udp *u, p2p_host *h, int waited)
         struct pollfd pf[1 + P2P_IO_PUNCH_MAX + 3 + MAX_STREAMS + MAX_HTTP];
         uint64_t tags[sizeof pf / sizeof pf[0]];
         int m = 0;
-#define ADD(fdv, tagv, outv)                                          \
-    do {                                                              \
-        pf[m].fd = (fdv);                                             \
-        pf[m].events = (short)(POLLIN | ((outv) ? POLLOUT : 0));      \
-        pf[m].revents = 0;                                            \
-        tags[m++] = (tagv);                                           \
+#define ADD(fdv, tagv, outv)                                     \
+    do {                                                         \
+        pf[m].fd = (fdv);                                        \
+        pf[m].events = (short)(POLLIN | ((outv) ? POLLOUT : 0)); \
+        pf[m].revents = 0;                                       \
+        tags[m++] = (tagv);                                      \
     } while (0)
         for (i = 1; i <= P2P_IO_PUNCH_MAX; i++)
             if (x->punch[i] >= 0) ADD(x->punch[i], TAG(TAG_PUNCH, i), 0);

@@ -152,15 +152,15 @@ typedef struct p2p_udp_stats {
     uint64_t gso_failures;   /* segmented sends refused with EIO: GSO is off since */
     uint64_t gro_receives;   /* received buffers that held several datagrams (UDP_GRO) */
     /* issue 12 */
-    uint64_t streams;        /* streams open now (both ways) */
+    uint64_t streams;                           /* streams open now (both ways) */
     uint64_t streams_accepted, streams_refused; /* inbound: taken, refused (caps, host) */
-    uint64_t streams_up;     /* streams that opened (handshake done) and the host took */
-    uint64_t stream_dropped; /* datagrams dropped: a stream's output buffer was full */
-    uint64_t punch_sockets;  /* punch sockets open now */
+    uint64_t streams_up;             /* streams that opened (handshake done) and the host took */
+    uint64_t stream_dropped;         /* datagrams dropped: a stream's output buffer was full */
+    uint64_t punch_sockets;          /* punch sockets open now */
     uint64_t lan_sent, lan_received; /* datagrams on the LAN socket */
     uint64_t stun_answered, stun_limited; /* STUN responder: answers, requests over the rate */
-    uint64_t http_requests;  /* one-shot HTTP requests carried out */
-    uint64_t gateway_changes; /* network changes reported to the host */
+    uint64_t http_requests;               /* one-shot HTTP requests carried out */
+    uint64_t gateway_changes;             /* network changes reported to the host */
 } p2p_udp_stats;
 /* Fills *out with the driver's counters. */
 void p2p_udp_stats_get(const p2p_udp *u, p2p_udp_stats *out);
