@@ -94,22 +94,22 @@ static void test_ws_accept_rfc6455(void)
 }
 
 /* Moves every byte waiting in a to b, `chunk` bytes per input call (0 = all at once). */
-static void move(p2p_stream *a, p2p_stream *b, size_t chunk)
+static void move(p2p_tstream *a, p2p_tstream *b, size_t chunk)
 {
     size_t n;
     const uint8_t *p;
-    while ((p = p2p_stream_out(a, &n)) != NULL) {
+    while ((p = p2p_tstream_out(a, &n)) != NULL) {
         size_t k = chunk == 0 || chunk > n ? n : chunk;
-        if (k > p2p_stream_in_room(b)) k = p2p_stream_in_room(b);
+        if (k > p2p_tstream_in_room(b)) k = p2p_tstream_in_room(b);
         if (k == 0) {
-            p2p_stream_wrote(a, n); /* the reader is gone: discard */
+            p2p_tstream_wrote(a, n); /* the reader is gone: discard */
             break;
         }
-        (void)p2p_stream_input(b, p, k);
-        p2p_stream_wrote(a, k);
+        (void)p2p_tstream_input(b, p, k);
+        p2p_tstream_wrote(a, k);
         if (chunk != 0) {
             uint8_t tmp[P2P_MAX_PACKET];
-            (void)p2p_stream_next(b, tmp, sizeof tmp); /* pull what completes (handshake) */
+            (void)p2p_tstream_next(b, tmp, sizeof tmp); /* pull what completes (handshake) */
         }
     }
 }
@@ -117,51 +117,51 @@ static void move(p2p_stream *a, p2p_stream *b, size_t chunk)
 static const uint8_t key16[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
 /* A client and a server with the handshake done. */
-static void pair(p2p_stream *c, p2p_stream *s, int ws, size_t chunk)
+static void pair(p2p_tstream *c, p2p_tstream *s, int ws, size_t chunk)
 {
     uint8_t buf[P2P_MAX_PACKET];
-    T_EQ_INT(p2p_stream_client(c, ws, "med.example", "/p2pnet", key16, 42), 0);
-    T_EQ_INT(p2p_stream_server(s, "/p2pnet"), 0);
+    T_EQ_INT(p2p_tstream_client(c, ws, "med.example", "/p2pnet", key16, 42), 0);
+    T_EQ_INT(p2p_tstream_server(s, "/p2pnet"), 0);
     move(c, s, chunk);
-    T_EQ_INT(p2p_stream_next(s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_next(s, buf, sizeof buf), 0);
     T_EQ_INT(s->state, P2P_STREAM_OPEN);
     T_EQ_INT(s->mode, ws ? P2P_STREAM_MODE_WS : P2P_STREAM_MODE_RAW);
     move(s, c, chunk);
-    T_EQ_INT(p2p_stream_next(c, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_next(c, buf, sizeof buf), 0);
     T_EQ_INT(c->state, P2P_STREAM_OPEN);
-    T_EQ_INT(p2p_stream_opened(c), 1);
-    T_EQ_INT(p2p_stream_opened(c), 0);
-    T_EQ_INT(p2p_stream_opened(s), 1);
+    T_EQ_INT(p2p_tstream_opened(c), 1);
+    T_EQ_INT(p2p_tstream_opened(c), 0);
+    T_EQ_INT(p2p_tstream_opened(s), 1);
 }
 
 /* Sends datagrams of the given lengths both ways and checks they arrive intact. */
 static void exchange(int ws, size_t chunk)
 {
     static const size_t lens[] = {1, 2, 124, 125, 126, 127, 1000, 1231, 1232};
-    p2p_stream c, s;
+    p2p_tstream c, s;
     uint8_t d[P2P_MAX_PACKET], got[P2P_MAX_PACKET];
     pair(&c, &s, ws, chunk);
     for (int dir = 0; dir < 2; dir++) {
-        p2p_stream *from = dir ? &s : &c, *to = dir ? &c : &s;
+        p2p_tstream *from = dir ? &s : &c, *to = dir ? &c : &s;
         for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
             for (size_t k = 0; k < lens[i]; k++) d[k] = (uint8_t)(k * 7 + i + dir);
-            T_EQ_INT(p2p_stream_send(from, d, lens[i]), 0);
+            T_EQ_INT(p2p_tstream_send(from, d, lens[i]), 0);
         }
         if (chunk == 0) {
             move(from, to, 0);
             for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
                 for (size_t k = 0; k < lens[i]; k++) d[k] = (uint8_t)(k * 7 + i + dir);
-                T_EQ_INT(p2p_stream_next(to, got, sizeof got), lens[i]);
+                T_EQ_INT(p2p_tstream_next(to, got, sizeof got), lens[i]);
                 T_EQ_MEM(got, d, lens[i]);
             }
         } else {
             /* byte by byte: each datagram completes exactly once */
             size_t n, i = 0;
             const uint8_t *p;
-            while ((p = p2p_stream_out(from, &n)) != NULL) {
-                T_EQ_INT(p2p_stream_input(to, p, 1), 0);
-                p2p_stream_wrote(from, 1);
-                size_t g = p2p_stream_next(to, got, sizeof got);
+            while ((p = p2p_tstream_out(from, &n)) != NULL) {
+                T_EQ_INT(p2p_tstream_input(to, p, 1), 0);
+                p2p_tstream_wrote(from, 1);
+                size_t g = p2p_tstream_next(to, got, sizeof got);
                 if (g > 0) {
                     T_EQ_INT(g, lens[i]);
                     for (size_t k = 0; k < lens[i]; k++) d[k] = (uint8_t)(k * 7 + i + dir);
@@ -171,14 +171,14 @@ static void exchange(int ws, size_t chunk)
             }
             T_EQ_INT(i, sizeof lens / sizeof lens[0]);
         }
-        T_EQ_INT(p2p_stream_next(to, got, sizeof got), 0);
+        T_EQ_INT(p2p_tstream_next(to, got, sizeof got), 0);
     }
-    T_EQ_INT(p2p_stream_send(&c, d, 0), P2P_ERR_TOO_BIG);
-    T_EQ_INT(p2p_stream_send(&c, d, P2P_MAX_PACKET + 1), P2P_ERR_TOO_BIG);
+    T_EQ_INT(p2p_tstream_send(&c, d, 0), P2P_ERR_TOO_BIG);
+    T_EQ_INT(p2p_tstream_send(&c, d, P2P_MAX_PACKET + 1), P2P_ERR_TOO_BIG);
     T_EQ_INT(c.stats.tx_datagrams, 9);
     T_EQ_INT(s.stats.rx_datagrams, 9);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
 }
 
 static void test_raw_and_ws_exchange(void)
@@ -197,42 +197,42 @@ static void test_split_reads(void)
 /* The wire bytes of our frames: 2-byte header up to 125, then 126 + u16; client masked. */
 static void test_frame_encoding(void)
 {
-    p2p_stream c, s;
+    p2p_tstream c, s;
     uint8_t d[P2P_MAX_PACKET];
     const uint8_t *p;
     size_t n;
     memset(d, 0xab, sizeof d);
     pair(&c, &s, 1, 0);
-    T_EQ_INT(p2p_stream_send(&s, d, 125), 0);
-    p = p2p_stream_out(&s, &n);
+    T_EQ_INT(p2p_tstream_send(&s, d, 125), 0);
+    p = p2p_tstream_out(&s, &n);
     T_EQ_INT(n, 2 + 125);
     T_EQ_INT(p[0], 0x82);
     T_EQ_INT(p[1], 125);
-    p2p_stream_wrote(&s, n);
-    T_EQ_INT(p2p_stream_send(&s, d, 126), 0);
-    p = p2p_stream_out(&s, &n);
+    p2p_tstream_wrote(&s, n);
+    T_EQ_INT(p2p_tstream_send(&s, d, 126), 0);
+    p = p2p_tstream_out(&s, &n);
     T_EQ_INT(n, 4 + 126);
     T_EQ_INT(p[1], 126);
     T_EQ_INT(p[2], 0);
     T_EQ_INT(p[3], 126);
-    p2p_stream_wrote(&s, n);
-    T_EQ_INT(p2p_stream_send(&c, d, 1232), 0);
-    p = p2p_stream_out(&c, &n);
+    p2p_tstream_wrote(&s, n);
+    T_EQ_INT(p2p_tstream_send(&c, d, 1232), 0);
+    p = p2p_tstream_out(&c, &n);
     T_EQ_INT(n, 2 + 2 + 4 + 1232);
     T_EQ_INT(p[1], 0x80 | 126);
     T_EQ_INT(p[2] << 8 | p[3], 1232);
     /* masked: the payload is d XOR key */
     for (size_t i = 0; i < 1232; i++) T_CHECK((p[8 + i] ^ p[4 + (i & 3)]) == 0xab);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
     /* raw */
     pair(&c, &s, 0, 0);
-    T_EQ_INT(p2p_stream_send(&c, d, 300), 0);
-    p = p2p_stream_out(&c, &n);
+    T_EQ_INT(p2p_tstream_send(&c, d, 300), 0);
+    p = p2p_tstream_out(&c, &n);
     T_EQ_INT(n, 302);
     T_EQ_INT(p[0] << 8 | p[1], 300);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
 }
 
 /* Builds a frame with a header of our choosing: b0, mask flag, length (encoded with len7
@@ -262,16 +262,16 @@ static size_t mk_frame(uint8_t *out, uint8_t b0, int mask, uint64_t n, int len7,
  * stream's state afterwards; *got is the datagram length delivered. */
 static int feed(int to_client, const uint8_t *f, size_t n, size_t *got, int *error)
 {
-    p2p_stream c, s;
+    p2p_tstream c, s;
     uint8_t buf[P2P_MAX_PACKET];
     pair(&c, &s, 1, 0);
-    p2p_stream *t = to_client ? &c : &s;
-    T_EQ_INT(p2p_stream_input(t, f, n), 0);
-    *got = p2p_stream_next(t, buf, sizeof buf);
+    p2p_tstream *t = to_client ? &c : &s;
+    T_EQ_INT(p2p_tstream_input(t, f, n), 0);
+    *got = p2p_tstream_next(t, buf, sizeof buf);
     *error = t->error;
     int st = t->state;
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
     return st;
 }
 
@@ -358,92 +358,92 @@ static void test_violations(void)
 
 static void test_ping_pong_close(void)
 {
-    p2p_stream c, s;
+    p2p_tstream c, s;
     uint8_t f[64], buf[P2P_MAX_PACKET];
     const uint8_t *p;
     size_t n;
     pair(&c, &s, 1, 0);
     /* ping with 5 bytes of 0x5a -> pong, unmasked, same bytes */
     n = mk_frame(f, 0x89, 1, 5, -1, 5);
-    T_EQ_INT(p2p_stream_input(&s, f, n), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_input(&s, f, n), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_OPEN);
     T_EQ_INT(s.stats.pings, 1);
-    p = p2p_stream_out(&s, &n);
+    p = p2p_tstream_out(&s, &n);
     T_EQ_INT(n, 7);
     T_EQ_INT(p[0], 0x8A);
     T_EQ_INT(p[1], 5);
     T_EQ_INT(p[2], 0x5a);
     /* the client reads the pong and ignores it */
     move(&s, &c, 0);
-    T_EQ_INT(p2p_stream_next(&c, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_next(&c, buf, sizeof buf), 0);
     T_EQ_INT(c.state, P2P_STREAM_OPEN);
     /* the client closes with 1000: the server echoes and is done once written */
-    p2p_stream_close(&c, P2P_WS_NORMAL);
+    p2p_tstream_close(&c, P2P_WS_NORMAL);
     T_EQ_INT(c.state, P2P_STREAM_CLOSING);
-    T_EQ_INT(p2p_stream_done(&c), 0);
+    T_EQ_INT(p2p_tstream_done(&c), 0);
     move(&c, &s, 0);
-    T_EQ_INT(p2p_stream_done(&c), 1);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_done(&c), 1);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_CLOSING);
     T_EQ_INT(s.error, P2P_WS_NORMAL);
-    p = p2p_stream_out(&s, &n);
+    p = p2p_tstream_out(&s, &n);
     T_EQ_INT(n, 4);
     T_EQ_INT(p[0], 0x88);
     T_EQ_INT(p[2] << 8 | p[3], 1000);
-    T_EQ_INT(p2p_stream_send(&s, buf, 10), P2P_ERR_PEER);
-    p2p_stream_wrote(&s, n);
-    T_EQ_INT(p2p_stream_done(&s), 1);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    T_EQ_INT(p2p_tstream_send(&s, buf, 10), P2P_ERR_PEER);
+    p2p_tstream_wrote(&s, n);
+    T_EQ_INT(p2p_tstream_done(&s), 1);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
 }
 
 static void test_raw_violations(void)
 {
-    p2p_stream c, s;
+    p2p_tstream c, s;
     uint8_t buf[P2P_MAX_PACKET];
     static const uint8_t zero[2] = {0, 0}, big[2] = {0x04, 0xd1}; /* 1233 */
     pair(&c, &s, 0, 0);
-    T_EQ_INT(p2p_stream_input(&s, zero, 2), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_input(&s, zero, 2), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_CLOSING);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
     pair(&c, &s, 0, 0);
-    T_EQ_INT(p2p_stream_input(&s, big, 2), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_input(&s, big, 2), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_CLOSING);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
     /* neither p2pt nor GET: closed at the first differing byte */
-    T_EQ_INT(p2p_stream_server(&s, NULL), 0);
-    T_EQ_INT(p2p_stream_input(&s, (const uint8_t *)"p2", 2), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_server(&s, NULL), 0);
+    T_EQ_INT(p2p_tstream_input(&s, (const uint8_t *)"p2", 2), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_HANDSHAKE);
-    T_EQ_INT(p2p_stream_input(&s, (const uint8_t *)"x", 1), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_input(&s, (const uint8_t *)"x", 1), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_CLOSING);
-    T_EQ_INT(p2p_stream_done(&s), 1);
-    p2p_stream_free(&s);
+    T_EQ_INT(p2p_tstream_done(&s), 1);
+    p2p_tstream_free(&s);
 }
 
 /* The server's answer to a request. */
 static void refused(const char *req, const char *status)
 {
-    p2p_stream s;
+    p2p_tstream s;
     uint8_t buf[P2P_MAX_PACKET];
     const uint8_t *p;
     size_t n;
-    T_EQ_INT(p2p_stream_server(&s, "/p2pnet"), 0);
-    T_EQ_INT(p2p_stream_input(&s, (const uint8_t *)req, strlen(req)), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_server(&s, "/p2pnet"), 0);
+    T_EQ_INT(p2p_tstream_input(&s, (const uint8_t *)req, strlen(req)), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_CLOSING);
-    p = p2p_stream_out(&s, &n);
+    p = p2p_tstream_out(&s, &n);
     T_CHECK(p != NULL && n > strlen(status) + 9 && memcmp(p + 9, status, strlen(status)) == 0);
     if (p == NULL || memcmp(p + 9, status, strlen(status)) != 0)
         fprintf(stderr, "    want %s got %.*s\n", status, (int)(p ? n : 0),
                 p ? (const char *)p : "");
-    p2p_stream_free(&s);
+    p2p_tstream_free(&s);
 }
 
 static void test_http_refusals(void)
@@ -462,29 +462,29 @@ static void test_http_refusals(void)
     refused("GET /p2pnet HTTP/1.0\r\n" H K "Sec-WebSocket-Version: 13\r\n\r\n", "400");
     /* the accepted form, with the RFC's key, answers the RFC's accept value; no subprotocol
      * requested -> none answered */
-    p2p_stream s;
+    p2p_tstream s;
     uint8_t buf[P2P_MAX_PACKET];
     const char *req = "GET /p2pnet HTTP/1.1\r\n" H K "Sec-WebSocket-Version: 13\r\n\r\n";
     size_t n;
     const uint8_t *p;
-    T_EQ_INT(p2p_stream_server(&s, "/p2pnet"), 0);
-    T_EQ_INT(p2p_stream_input(&s, (const uint8_t *)req, strlen(req)), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_server(&s, "/p2pnet"), 0);
+    T_EQ_INT(p2p_tstream_input(&s, (const uint8_t *)req, strlen(req)), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_OPEN);
-    p = p2p_stream_out(&s, &n);
+    p = p2p_tstream_out(&s, &n);
     T_CHECK(p != NULL &&
             memmem(p, n, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", 52) != NULL);
     T_CHECK(p != NULL && memmem(p, n, "Sec-WebSocket-Protocol", 22) == NULL);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&s);
     /* a head over 4096 bytes */
     char *big = malloc(5000);
     memset(big, 'a', 5000);
     memcpy(big, "GET /p2pnet HTTP/1.1\r\nX: ", 25);
-    T_EQ_INT(p2p_stream_server(&s, "/p2pnet"), 0);
-    T_EQ_INT(p2p_stream_input(&s, (const uint8_t *)big, 5000), 0);
-    T_EQ_INT(p2p_stream_next(&s, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_server(&s, "/p2pnet"), 0);
+    T_EQ_INT(p2p_tstream_input(&s, (const uint8_t *)big, 5000), 0);
+    T_EQ_INT(p2p_tstream_next(&s, buf, sizeof buf), 0);
     T_EQ_INT(s.state, P2P_STREAM_CLOSING);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&s);
     free(big);
 #undef H
 #undef K
@@ -492,39 +492,39 @@ static void test_http_refusals(void)
 
 static void test_client_checks_accept(void)
 {
-    p2p_stream c;
+    p2p_tstream c;
     uint8_t buf[P2P_MAX_PACKET];
     const char *resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
                        "\r\n\r\n";
-    T_EQ_INT(p2p_stream_client(&c, 1, "h", "/p2pnet", key16, 1), 0);
-    T_EQ_INT(p2p_stream_input(&c, (const uint8_t *)resp, strlen(resp)), 0);
-    T_EQ_INT(p2p_stream_next(&c, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_client(&c, 1, "h", "/p2pnet", key16, 1), 0);
+    T_EQ_INT(p2p_tstream_input(&c, (const uint8_t *)resp, strlen(resp)), 0);
+    T_EQ_INT(p2p_tstream_next(&c, buf, sizeof buf), 0);
     T_EQ_INT(c.state, P2P_STREAM_CLOSING); /* wrong accept for our key */
-    T_EQ_INT(p2p_stream_opened(&c), 0);
-    p2p_stream_free(&c);
-    T_EQ_INT(p2p_stream_client(&c, 1, "h", "/p2pnet", key16, 1), 0);
+    T_EQ_INT(p2p_tstream_opened(&c), 0);
+    p2p_tstream_free(&c);
+    T_EQ_INT(p2p_tstream_client(&c, 1, "h", "/p2pnet", key16, 1), 0);
     resp = "HTTP/1.1 403 Forbidden\r\n\r\n";
-    T_EQ_INT(p2p_stream_input(&c, (const uint8_t *)resp, strlen(resp)), 0);
-    T_EQ_INT(p2p_stream_next(&c, buf, sizeof buf), 0);
+    T_EQ_INT(p2p_tstream_input(&c, (const uint8_t *)resp, strlen(resp)), 0);
+    T_EQ_INT(p2p_tstream_next(&c, buf, sizeof buf), 0);
     T_EQ_INT(c.state, P2P_STREAM_CLOSING);
-    p2p_stream_free(&c);
-    T_EQ_INT(p2p_stream_client(&c, 1, "h\r\nX: y", "/p2pnet", key16, 1), P2P_ERR_INVALID);
-    p2p_stream_free(&c);
-    T_EQ_INT(p2p_stream_client(&c, 1, "h", "p2pnet", key16, 1), P2P_ERR_INVALID);
-    p2p_stream_free(&c);
+    p2p_tstream_free(&c);
+    T_EQ_INT(p2p_tstream_client(&c, 1, "h\r\nX: y", "/p2pnet", key16, 1), P2P_ERR_INVALID);
+    p2p_tstream_free(&c);
+    T_EQ_INT(p2p_tstream_client(&c, 1, "h", "p2pnet", key16, 1), P2P_ERR_INVALID);
+    p2p_tstream_free(&c);
 }
 
 static void test_caps(void)
 {
-    p2p_stream c, s;
+    p2p_tstream c, s;
     uint8_t d[P2P_MAX_PACKET];
     memset(d, 1, sizeof d);
     pair(&c, &s, 0, 0);
     /* output: 256 KiB of 1234-byte raw frames = 212 frames; the 213th is dropped */
     int sent = 0, full = 0;
     for (int i = 0; i < 300; i++) {
-        int r = p2p_stream_send(&c, d, sizeof d);
+        int r = p2p_tstream_send(&c, d, sizeof d);
         if (r == 0)
             sent++;
         else if (r == P2P_ERR_FULL)
@@ -535,24 +535,24 @@ static void test_caps(void)
     T_EQ_INT(c.stats.dropped, 300 - sent);
     /* writing some makes room again */
     size_t n;
-    (void)p2p_stream_out(&c, &n);
+    (void)p2p_tstream_out(&c, &n);
     T_EQ_INT(n, (size_t)sent * 1234);
-    p2p_stream_wrote(&c, 4 * 1234);
-    T_EQ_INT(p2p_stream_send(&c, d, sizeof d), 0);
+    p2p_tstream_wrote(&c, 4 * 1234);
+    T_EQ_INT(p2p_tstream_send(&c, d, sizeof d), 0);
     /* input: 64 KiB at most is taken */
-    T_EQ_INT(p2p_stream_in_room(&s), P2P_STREAM_IN_CAP);
-    const uint8_t *p = p2p_stream_out(&c, &n);
-    T_EQ_INT(p2p_stream_input(&s, p, P2P_STREAM_IN_CAP + 1), -1);
-    T_EQ_INT(p2p_stream_input(&s, p, P2P_STREAM_IN_CAP), 0);
-    T_EQ_INT(p2p_stream_in_room(&s), 0);
-    T_EQ_INT(p2p_stream_input(&s, p, 1), -1);
+    T_EQ_INT(p2p_tstream_in_room(&s), P2P_STREAM_IN_CAP);
+    const uint8_t *p = p2p_tstream_out(&c, &n);
+    T_EQ_INT(p2p_tstream_input(&s, p, P2P_STREAM_IN_CAP + 1), -1);
+    T_EQ_INT(p2p_tstream_input(&s, p, P2P_STREAM_IN_CAP), 0);
+    T_EQ_INT(p2p_tstream_in_room(&s), 0);
+    T_EQ_INT(p2p_tstream_input(&s, p, 1), -1);
     uint8_t got[P2P_MAX_PACKET];
     int frames = 0;
-    while (p2p_stream_next(&s, got, sizeof got) > 0) frames++;
+    while (p2p_tstream_next(&s, got, sizeof got) > 0) frames++;
     T_EQ_INT(frames, P2P_STREAM_IN_CAP / 1234);
-    T_CHECK(p2p_stream_in_room(&s) > P2P_STREAM_IN_CAP - 1234);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    T_CHECK(p2p_tstream_in_room(&s) > P2P_STREAM_IN_CAP - 1234);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
 }
 
 /* Real loopback TCP: a listener, a client connect, accept, the WebSocket handshake and
@@ -566,51 +566,51 @@ static void loopback(int ws)
     any.family = P2P_AF_INET4;
     any.ip[0] = 127;
     any.ip[3] = 1;
-    int lfd = p2p_stream_listen(&any, 8);
+    int lfd = p2p_tstream_listen(&any, 8);
     T_CHECK(lfd >= 0);
     if (lfd < 0) return;
     T_EQ_INT(getsockname(lfd, (struct sockaddr *)&ss, &sl), 0);
     lo = any;
     lo.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    int cfd = p2p_stream_connect(&lo);
+    int cfd = p2p_tstream_connect(&lo);
     T_CHECK(cfd >= 0);
     struct pollfd pf = {lfd, POLLIN, 0};
     T_EQ_INT(poll(&pf, 1, 2000), 1);
-    int sfd = p2p_stream_accept(lfd, &from);
+    int sfd = p2p_tstream_accept(lfd, &from);
     T_CHECK(sfd >= 0);
     T_EQ_INT(from.family, P2P_AF_INET4);
     T_EQ_INT(from.ip[0], 127);
     pf.fd = cfd;
     pf.events = POLLOUT;
     T_EQ_INT(poll(&pf, 1, 2000), 1);
-    T_EQ_INT(p2p_stream_connected(cfd), 0);
-    p2p_stream c, s;
-    T_EQ_INT(p2p_stream_client(&c, ws, "127.0.0.1", "/p2pnet", key16, 7), 0);
-    T_EQ_INT(p2p_stream_server(&s, "/p2pnet"), 0);
+    T_EQ_INT(p2p_tstream_connected(cfd), 0);
+    p2p_tstream c, s;
+    T_EQ_INT(p2p_tstream_client(&c, ws, "127.0.0.1", "/p2pnet", key16, 7), 0);
+    T_EQ_INT(p2p_tstream_server(&s, "/p2pnet"), 0);
     uint8_t d[P2P_MAX_PACKET], got[P2P_MAX_PACKET];
     int rx_s = 0, rx_c = 0, sent = 0;
     for (int round = 0; round < 2000 && (rx_s < 50 || rx_c < 50); round++) {
-        if (p2p_stream_opened(&c) || (c.state == P2P_STREAM_OPEN && sent == 0)) {
+        if (p2p_tstream_opened(&c) || (c.state == P2P_STREAM_OPEN && sent == 0)) {
             for (int i = 0; i < 50; i++) {
                 memset(d, i, 100 + i);
-                T_EQ_INT(p2p_stream_send(&c, d, 100 + i), 0);
+                T_EQ_INT(p2p_tstream_send(&c, d, 100 + i), 0);
             }
             sent = 1;
         }
-        T_EQ_INT(p2p_stream_write(&c, cfd), 0);
-        T_EQ_INT(p2p_stream_write(&s, sfd), 0);
+        T_EQ_INT(p2p_tstream_write(&c, cfd), 0);
+        T_EQ_INT(p2p_tstream_write(&s, sfd), 0);
         struct pollfd two[2] = {{cfd, POLLIN, 0}, {sfd, POLLIN, 0}};
         (void)poll(two, 2, 10);
-        (void)p2p_stream_read(&s, sfd);
-        (void)p2p_stream_read(&c, cfd);
+        (void)p2p_tstream_read(&s, sfd);
+        (void)p2p_tstream_read(&c, cfd);
         size_t n;
-        while ((n = p2p_stream_next(&s, got, sizeof got)) > 0) {
+        while ((n = p2p_tstream_next(&s, got, sizeof got)) > 0) {
             T_EQ_INT(n, 100 + rx_s);
             T_EQ_INT(got[0], rx_s);
-            T_EQ_INT(p2p_stream_send(&s, got, n), 0); /* echo */
+            T_EQ_INT(p2p_tstream_send(&s, got, n), 0); /* echo */
             rx_s++;
         }
-        while ((n = p2p_stream_next(&c, got, sizeof got)) > 0) {
+        while ((n = p2p_tstream_next(&c, got, sizeof got)) > 0) {
             T_EQ_INT(n, 100 + rx_c);
             rx_c++;
         }
@@ -618,31 +618,31 @@ static void loopback(int ws)
     T_EQ_INT(rx_s, 50);
     T_EQ_INT(rx_c, 50);
     /* close from the client: the server sees EOF (or a close frame) */
-    p2p_stream_close(&c, P2P_WS_NORMAL);
-    T_EQ_INT(p2p_stream_write(&c, cfd), 0);
-    T_EQ_INT(p2p_stream_done(&c), 1);
+    p2p_tstream_close(&c, P2P_WS_NORMAL);
+    T_EQ_INT(p2p_tstream_write(&c, cfd), 0);
+    T_EQ_INT(p2p_tstream_done(&c), 1);
     close(cfd);
     long r = 0;
     for (int i = 0; i < 100 && r >= 0 && s.state == P2P_STREAM_OPEN; i++) {
         pf.fd = sfd;
         pf.events = POLLIN;
         (void)poll(&pf, 1, 10);
-        r = p2p_stream_read(&s, sfd);
-        (void)p2p_stream_next(&s, got, sizeof got);
+        r = p2p_tstream_read(&s, sfd);
+        (void)p2p_tstream_next(&s, got, sizeof got);
     }
     /* raw: EOF; WebSocket: the close frame came first */
     T_CHECK(ws ? s.state == P2P_STREAM_CLOSING && s.error == P2P_WS_NORMAL : r < 0);
     close(sfd);
     close(lfd);
-    p2p_stream_free(&c);
-    p2p_stream_free(&s);
+    p2p_tstream_free(&c);
+    p2p_tstream_free(&s);
     /* a connect to a closed port fails */
-    int bad = p2p_stream_connect(&lo);
+    int bad = p2p_tstream_connect(&lo);
     if (bad >= 0) {
         pf.fd = bad;
         pf.events = POLLOUT;
         (void)poll(&pf, 1, 2000);
-        T_CHECK(p2p_stream_connected(bad) != 0);
+        T_CHECK(p2p_tstream_connected(bad) != 0);
         close(bad);
     }
 }

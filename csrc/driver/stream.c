@@ -186,7 +186,7 @@ static int grow(uint8_t **buf, size_t *alloc, size_t need, size_t cap)
 }
 
 /* Room for n more output bytes (compacting first); 0 or -1. */
-static int out_reserve(p2p_stream *s, size_t n)
+static int out_reserve(p2p_tstream *s, size_t n)
 {
     if (s->out_off > 0 && (s->out_off == s->out_len || s->out_len + n > s->out_alloc)) {
         memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
@@ -196,7 +196,7 @@ static int out_reserve(p2p_stream *s, size_t n)
     return grow(&s->out, &s->out_alloc, s->out_len + n, P2P_STREAM_OUT_CAP);
 }
 
-static int out_put(p2p_stream *s, const void *b, size_t n)
+static int out_put(p2p_tstream *s, const void *b, size_t n)
 {
     if (out_reserve(s, n) != 0) return -1;
     memcpy(s->out + s->out_len, b, n);
@@ -204,13 +204,13 @@ static int out_put(p2p_stream *s, const void *b, size_t n)
     return 0;
 }
 
-static void in_consume(p2p_stream *s, size_t n)
+static void in_consume(p2p_tstream *s, size_t n)
 {
     memmove(s->in, s->in + n, s->in_len - n);
     s->in_len -= n;
 }
 
-static uint32_t next_rand(p2p_stream *s)
+static uint32_t next_rand(p2p_tstream *s)
 {
     /* xorshift64*: masking keys need only be unpredictable to web content, which cannot
      * see them (RFC 6455 §10.3); the seed comes from the system's random source. */
@@ -223,7 +223,7 @@ static uint32_t next_rand(p2p_stream *s)
 /* ---- frames -------------------------------------------------------------------------- */
 
 /* Queues a WebSocket frame (client: masked). Returns 0 or -1 (no room). */
-static int ws_frame(p2p_stream *s, int opcode, const uint8_t *d, size_t n)
+static int ws_frame(p2p_tstream *s, int opcode, const uint8_t *d, size_t n)
 {
     uint8_t hdr[14], key[4];
     size_t h = 0, i;
@@ -252,7 +252,7 @@ static int ws_frame(p2p_stream *s, int opcode, const uint8_t *d, size_t n)
     return 0;
 }
 
-static void fail(p2p_stream *s, int code, const char *why)
+static void fail(p2p_tstream *s, int code, const char *why)
 {
     int was_open = s->state == P2P_STREAM_OPEN;
 
@@ -302,7 +302,7 @@ static int has_token(const char *v, size_t n, const char *tok)
 
 /* The end of the HTTP head (index after "\r\n\r\n"), 0 when not there yet, or -1 when the
  * head is longer than P2P_STREAM_HTTP_MAX. */
-static long head_end(const p2p_stream *s)
+static long head_end(const p2p_tstream *s)
 {
     size_t i, lim = s->in_len < P2P_STREAM_HTTP_MAX ? s->in_len : P2P_STREAM_HTTP_MAX;
     for (i = 3; i < lim; i++)
@@ -369,7 +369,7 @@ static int parse_head(const char *text, size_t n, struct head *h)
     return h->first == NULL ? -1 : 0;
 }
 
-static void http_refuse(p2p_stream *s, const char *status, const char *why)
+static void http_refuse(p2p_tstream *s, const char *status, const char *why)
 {
     char b[160];
     int n = snprintf(b, sizeof b, "HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n%s\r\n",
@@ -381,7 +381,7 @@ static void http_refuse(p2p_stream *s, const char *status, const char *why)
 }
 
 /* Server: the upgrade request in in[0..end). */
-static void server_upgrade(p2p_stream *s, size_t end)
+static void server_upgrade(p2p_tstream *s, size_t end)
 {
     struct head h;
     const char *sp, *path;
@@ -432,7 +432,7 @@ static void server_upgrade(p2p_stream *s, size_t end)
 }
 
 /* Client: the upgrade response in in[0..end). */
-static void client_upgrade(p2p_stream *s, size_t end)
+static void client_upgrade(p2p_tstream *s, size_t end)
 {
     struct head h;
 
@@ -453,7 +453,7 @@ static void client_upgrade(p2p_stream *s, size_t end)
     s->state = P2P_STREAM_OPEN;
 }
 
-static void handshake(p2p_stream *s)
+static void handshake(p2p_tstream *s)
 {
     long end;
 
@@ -490,7 +490,7 @@ static void handshake(p2p_stream *s)
 }
 
 /* One raw frame. Returns its datagram length, 0 when incomplete, or -1 (failed). */
-static long raw_next(p2p_stream *s, uint8_t *buf, size_t cap)
+static long raw_next(p2p_tstream *s, uint8_t *buf, size_t cap)
 {
     size_t n;
 
@@ -508,7 +508,7 @@ static long raw_next(p2p_stream *s, uint8_t *buf, size_t cap)
 
 /* One WebSocket frame. Returns a datagram length (> 0), 0 when incomplete, -1 (failed) or
  * -2 (a control frame or empty message was handled: look again). */
-static long ws_next(p2p_stream *s, uint8_t *buf, size_t cap)
+static long ws_next(p2p_tstream *s, uint8_t *buf, size_t cap)
 {
     size_t h = 2, n, i;
     uint8_t b0, b1, key[4] = {0, 0, 0, 0};
@@ -602,7 +602,7 @@ static long ws_next(p2p_stream *s, uint8_t *buf, size_t cap)
 
 /* ---- the state machine --------------------------------------------------------------- */
 
-static void init_common(p2p_stream *s, int role)
+static void init_common(p2p_tstream *s, int role)
 {
     memset(s, 0, sizeof *s);
     s->role = role;
@@ -618,8 +618,8 @@ static int text_ok(const char *t, size_t max)
     return 1;
 }
 
-int p2p_stream_client(p2p_stream *s, int ws, const char *host, const char *path,
-                      const uint8_t key16[16], uint64_t seed)
+int p2p_tstream_client(p2p_tstream *s, int ws, const char *host, const char *path,
+                       const uint8_t key16[16], uint64_t seed)
 {
     char key[25], b[700];
     int n;
@@ -645,7 +645,7 @@ int p2p_stream_client(p2p_stream *s, int ws, const char *host, const char *path,
     return out_put(s, b, (size_t)n) == 0 ? 0 : P2P_ERR_NOMEM;
 }
 
-int p2p_stream_server(p2p_stream *s, const char *ws_path)
+int p2p_tstream_server(p2p_tstream *s, const char *ws_path)
 {
     init_common(s, P2P_STREAM_SERVER);
     if (ws_path != NULL) {
@@ -655,7 +655,7 @@ int p2p_stream_server(p2p_stream *s, const char *ws_path)
     return 0;
 }
 
-void p2p_stream_free(p2p_stream *s)
+void p2p_tstream_free(p2p_tstream *s)
 {
     free(s->in);
     free(s->out);
@@ -663,13 +663,13 @@ void p2p_stream_free(p2p_stream *s)
     s->in_len = s->in_alloc = s->out_off = s->out_len = s->out_alloc = 0;
 }
 
-size_t p2p_stream_in_room(const p2p_stream *s)
+size_t p2p_tstream_in_room(const p2p_tstream *s)
 {
     if (s->state >= P2P_STREAM_CLOSING) return 0;
     return P2P_STREAM_IN_CAP - s->in_len;
 }
 
-int p2p_stream_input(p2p_stream *s, const uint8_t *b, size_t n)
+int p2p_tstream_input(p2p_tstream *s, const uint8_t *b, size_t n)
 {
     if (s->state >= P2P_STREAM_CLOSING) return -1;
     if (n > P2P_STREAM_IN_CAP - s->in_len) return -1;
@@ -683,7 +683,7 @@ int p2p_stream_input(p2p_stream *s, const uint8_t *b, size_t n)
     return 0;
 }
 
-size_t p2p_stream_next(p2p_stream *s, uint8_t *buf, size_t cap)
+size_t p2p_tstream_next(p2p_tstream *s, uint8_t *buf, size_t cap)
 {
     long r;
 
@@ -701,14 +701,14 @@ size_t p2p_stream_next(p2p_stream *s, uint8_t *buf, size_t cap)
     }
 }
 
-int p2p_stream_opened(p2p_stream *s)
+int p2p_tstream_opened(p2p_tstream *s)
 {
     if (s->state != P2P_STREAM_OPEN || s->open_reported) return 0;
     s->open_reported = 1;
     return 1;
 }
 
-int p2p_stream_send(p2p_stream *s, const uint8_t *d, size_t n)
+int p2p_tstream_send(p2p_tstream *s, const uint8_t *d, size_t n)
 {
     uint8_t hdr[2];
 
@@ -732,7 +732,7 @@ int p2p_stream_send(p2p_stream *s, const uint8_t *d, size_t n)
     return 0;
 }
 
-void p2p_stream_close(p2p_stream *s, int code)
+void p2p_tstream_close(p2p_tstream *s, int code)
 {
     if (s->state >= P2P_STREAM_CLOSING) return;
     if (s->mode == P2P_STREAM_MODE_WS && s->state == P2P_STREAM_OPEN && !s->close_sent) {
@@ -744,20 +744,20 @@ void p2p_stream_close(p2p_stream *s, int code)
     s->state = P2P_STREAM_CLOSING;
 }
 
-const uint8_t *p2p_stream_out(const p2p_stream *s, size_t *n)
+const uint8_t *p2p_tstream_out(const p2p_tstream *s, size_t *n)
 {
     *n = s->out_len - s->out_off;
     return *n > 0 ? s->out + s->out_off : NULL;
 }
 
-void p2p_stream_wrote(p2p_stream *s, size_t n)
+void p2p_tstream_wrote(p2p_tstream *s, size_t n)
 {
     if (n > s->out_len - s->out_off) n = s->out_len - s->out_off;
     s->out_off += n;
     if (s->out_off == s->out_len) s->out_off = s->out_len = 0;
 }
 
-int p2p_stream_done(const p2p_stream *s)
+int p2p_tstream_done(const p2p_tstream *s)
 {
     return s->state >= P2P_STREAM_CLOSING && s->out_len == s->out_off;
 }
@@ -765,35 +765,35 @@ int p2p_stream_done(const p2p_stream *s)
 /* ---- sockets ------------------------------------------------------------------------- */
 
 #ifdef _WIN32
-int p2p_stream_connect(const p2p_addr *to)
+int p2p_tstream_connect(const p2p_addr *to)
 {
     (void)to;
     return -1;
 }
-int p2p_stream_connected(int fd)
+int p2p_tstream_connected(int fd)
 {
     (void)fd;
     return -1;
 }
-int p2p_stream_listen(const p2p_addr *bind_addr, int backlog)
+int p2p_tstream_listen(const p2p_addr *bind_addr, int backlog)
 {
     (void)bind_addr;
     (void)backlog;
     return -1;
 }
-int p2p_stream_accept(int lfd, p2p_addr *from)
+int p2p_tstream_accept(int lfd, p2p_addr *from)
 {
     (void)lfd;
     (void)from;
     return -1;
 }
-long p2p_stream_read(p2p_stream *s, int fd)
+long p2p_tstream_read(p2p_tstream *s, int fd)
 {
     (void)s;
     (void)fd;
     return -1;
 }
-int p2p_stream_write(p2p_stream *s, int fd)
+int p2p_tstream_write(p2p_tstream *s, int fd)
 {
     (void)s;
     (void)fd;
@@ -857,7 +857,7 @@ static int tune(int fd)
     return 0;
 }
 
-int p2p_stream_connect(const p2p_addr *to)
+int p2p_tstream_connect(const p2p_addr *to)
 {
     struct sockaddr_storage ss;
     socklen_t n = to_sa(to, &ss);
@@ -877,7 +877,7 @@ int p2p_stream_connect(const p2p_addr *to)
     return fd;
 }
 
-int p2p_stream_connected(int fd)
+int p2p_tstream_connected(int fd)
 {
     int e = 0;
     socklen_t n = sizeof e;
@@ -885,7 +885,7 @@ int p2p_stream_connected(int fd)
     return e;
 }
 
-int p2p_stream_listen(const p2p_addr *bind_addr, int backlog)
+int p2p_tstream_listen(const p2p_addr *bind_addr, int backlog)
 {
     struct sockaddr_storage ss;
     socklen_t n = to_sa(bind_addr, &ss);
@@ -903,7 +903,7 @@ int p2p_stream_listen(const p2p_addr *bind_addr, int backlog)
     return fd;
 }
 
-int p2p_stream_accept(int lfd, p2p_addr *from)
+int p2p_tstream_accept(int lfd, p2p_addr *from)
 {
     struct sockaddr_storage ss;
     socklen_t n = sizeof ss;
@@ -918,10 +918,10 @@ int p2p_stream_accept(int lfd, p2p_addr *from)
     return fd;
 }
 
-long p2p_stream_read(p2p_stream *s, int fd)
+long p2p_tstream_read(p2p_tstream *s, int fd)
 {
     uint8_t buf[16384];
-    size_t room = p2p_stream_in_room(s);
+    size_t room = p2p_tstream_in_room(s);
     ssize_t r;
 
     if (room == 0) return 0;
@@ -929,24 +929,24 @@ long p2p_stream_read(p2p_stream *s, int fd)
     r = recv(fd, buf, room, 0);
     if (r == 0) return -1;
     if (r < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-    if (p2p_stream_input(s, buf, (size_t)r) != 0) return -1;
+    if (p2p_tstream_input(s, buf, (size_t)r) != 0) return -1;
     return (long)r;
 }
 
-int p2p_stream_write(p2p_stream *s, int fd)
+int p2p_tstream_write(p2p_tstream *s, int fd)
 {
     const uint8_t *p;
     size_t n;
     ssize_t r;
 
-    while ((p = p2p_stream_out(s, &n)) != NULL) {
+    while ((p = p2p_tstream_out(s, &n)) != NULL) {
 #ifdef MSG_NOSIGNAL
         r = send(fd, p, n, MSG_NOSIGNAL);
 #else
         r = send(fd, p, n, 0);
 #endif
         if (r < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-        p2p_stream_wrote(s, (size_t)r);
+        p2p_tstream_wrote(s, (size_t)r);
     }
     return 0;
 }

@@ -1060,7 +1060,7 @@ struct ustream {
     int want_out; /* EPOLLOUT registered */
     p2p_addr peer;
     uint64_t deadline; /* until open; 0 once up */
-    p2p_stream st;
+    p2p_tstream st;
 };
 
 struct uhttp {
@@ -1329,7 +1329,7 @@ static int extra_init(p2p_udp *u)
 static void stream_free_slot(p2p_udp *u, struct ustream *s)
 {
     xclose(&s->fd);
-    p2p_stream_free(&s->st);
+    p2p_tstream_free(&s->st);
     u->x->nstreams--;
     u->stats.streams = (uint64_t)u->x->nstreams;
 }
@@ -1527,7 +1527,7 @@ static uint64_t stream_tag(const p2p_udp *u, const struct ustream *s)
 static void stream_interest(p2p_udp *u, struct ustream *s)
 {
     size_t n;
-    int want = s->connecting || p2p_stream_out(&s->st, &n) != NULL;
+    int want = s->connecting || p2p_tstream_out(&s->st, &n) != NULL;
     if (want != s->want_out) {
         s->want_out = want;
         ep_mod(u, s->fd, stream_tag(u, s), want);
@@ -1558,7 +1558,7 @@ static void tcp_open(p2p_udp *u, p2p_host *h, const p2p_io *req)
     uint64_t seed;
     int fd;
 
-    if (s == NULL || (fd = p2p_stream_connect(&req->addr)) < 0) {
+    if (s == NULL || (fd = p2p_tstream_connect(&req->addr)) < 0) {
         if (u->x->hooks.stream != NULL) u->x->hooks.stream(u->x->hooks.ud, req->id, 0, 0, NULL);
         (void)p2p_host_stream_down(h, req->id, p2p_udp_now());
         return;
@@ -1566,9 +1566,9 @@ static void tcp_open(p2p_udp *u, p2p_host *h, const p2p_io *req)
     rand_bytes(key, sizeof key);
     rand_bytes((uint8_t *)&seed, sizeof seed);
     memset(s, 0, sizeof *s);
-    if (p2p_stream_client(&s->st, req->ws, req->host, req->path[0] ? req->path : "/p2pnet", key,
-                          seed) != 0) {
-        p2p_stream_free(&s->st);
+    if (p2p_tstream_client(&s->st, req->ws, req->host, req->path[0] ? req->path : "/p2pnet", key,
+                           seed) != 0) {
+        p2p_tstream_free(&s->st);
         close(fd);
         s->fd = -1;
         if (u->x->hooks.stream != NULL) u->x->hooks.stream(u->x->hooks.ud, req->id, 0, 0, NULL);
@@ -1607,7 +1607,7 @@ static void accept_streams(p2p_udp *u)
     int fd, i, k, same;
 
     for (k = 0; k < 16; k++) {
-        fd = p2p_stream_accept(x->listen_fd, &from);
+        fd = p2p_tstream_accept(x->listen_fd, &from);
         if (fd < 0) return;
         same = 0;
         if (!is_loopback(&from) && x->streams != NULL)
@@ -1622,7 +1622,7 @@ static void accept_streams(p2p_udp *u)
             continue;
         }
         memset(s, 0, sizeof *s);
-        (void)p2p_stream_server(&s->st, x->ws_path);
+        (void)p2p_tstream_server(&s->st, x->ws_path);
         s->fd = fd;
         s->inbound = 1;
         /* inbound ids have the top bit set: they never collide with the host's */
@@ -1651,12 +1651,12 @@ static void stream_readable(p2p_udp *u, p2p_host *h, struct ustream *s)
     if (s->connecting) return;
     stream_addr(s->sid, &from);
     do {
-        r = p2p_stream_read(&s->st, s->fd);
+        r = p2p_tstream_read(&s->st, s->fd);
         for (;;) {
-            n = p2p_stream_next(&s->st, buf, sizeof buf);
+            n = p2p_tstream_next(&s->st, buf, sizeof buf);
             /* the handshake completes inside next(), before the first datagram comes out:
              * the host hears of the stream before it gets a datagram on it */
-            if (p2p_stream_opened(&s->st)) {
+            if (p2p_tstream_opened(&s->st)) {
                 rc = p2p_host_stream_up(h, s->sid, &s->peer, s->inbound, p2p_udp_now());
                 if (rc != 0) {
                     if (s->inbound) u->stats.streams_refused++;
@@ -1676,8 +1676,8 @@ static void stream_readable(p2p_udp *u, p2p_host *h, struct ustream *s)
             (void)p2p_host_recv(h, &from, buf, n, p2p_udp_now());
         }
     } while (r > 0 && ++rounds < 8);
-    (void)p2p_stream_write(&s->st, s->fd); /* pongs, the 101, close frames */
-    if (r < 0 || p2p_stream_done(&s->st)) {
+    (void)p2p_tstream_write(&s->st, s->fd); /* pongs, the 101, close frames */
+    if (r < 0 || p2p_tstream_done(&s->st)) {
         stream_gone(u, h, s);
         return;
     }
@@ -1687,12 +1687,12 @@ static void stream_readable(p2p_udp *u, p2p_host *h, struct ustream *s)
 static void stream_writable(p2p_udp *u, p2p_host *h, struct ustream *s)
 {
     if (s->connecting) {
-        if (p2p_stream_connected(s->fd) != 0) {
+        if (p2p_tstream_connected(s->fd) != 0) {
             stream_gone(u, h, s);
             return;
         }
         s->connecting = 0;
-        if (p2p_stream_opened(&s->st)) {
+        if (p2p_tstream_opened(&s->st)) {
             /* raw mode is open at once */
             if (p2p_host_stream_up(h, s->sid, &s->peer, 0, p2p_udp_now()) != 0) {
                 (void)p2p_host_stream_down(h, s->sid, p2p_udp_now());
@@ -1706,7 +1706,7 @@ static void stream_writable(p2p_udp *u, p2p_host *h, struct ustream *s)
                 u->x->hooks.stream(u->x->hooks.ud, s->sid, 1, 0, &s->peer);
         }
     }
-    if (p2p_stream_write(&s->st, s->fd) != 0 || p2p_stream_done(&s->st)) {
+    if (p2p_tstream_write(&s->st, s->fd) != 0 || p2p_tstream_done(&s->st)) {
         stream_gone(u, h, s);
         return;
     }
@@ -1717,8 +1717,8 @@ static void tcp_close(p2p_udp *u, const p2p_io *req)
 {
     struct ustream *s = stream_find(u, req->id);
     if (s == NULL) return;
-    p2p_stream_close(&s->st, P2P_WS_NORMAL);
-    (void)p2p_stream_write(&s->st, s->fd);
+    p2p_tstream_close(&s->st, P2P_WS_NORMAL);
+    (void)p2p_tstream_write(&s->st, s->fd);
     stream_free_slot(u, s); /* the host asked: no stream_down */
 }
 
@@ -1735,7 +1735,7 @@ int p2p_udp_listen_tcp(p2p_udp *u, uint16_t port, const char *ws_path, char *err
     if (ws_path[0] != '/' || strlen(ws_path) >= sizeof x->ws_path) return P2P_ERR_INVALID;
     a.port = port != 0 ? port : u->local.port;
     a.sock = 0;
-    x->listen_fd = p2p_stream_listen(&a, 64);
+    x->listen_fd = p2p_tstream_listen(&a, 64);
     if (x->listen_fd < 0) {
         set_err(err, errlen, "TCP listen on port %u: %s", (unsigned)a.port, strerror(errno));
         return P2P_ERR_IO;
@@ -1800,7 +1800,7 @@ static void http_request(p2p_udp *u, p2p_host *h, const p2p_io *req)
     for (i = 0; i < MAX_HTTP && t == NULL; i++)
         if (u->x->http[i].fd < 0) t = &u->x->http[i];
     if (t == NULL || req->data == NULL || req->len == 0 || req->len > HTTP_REPLY_MAX ||
-        (fd = p2p_stream_connect(&req->addr)) < 0) {
+        (fd = p2p_tstream_connect(&req->addr)) < 0) {
         io_fail(u, h, req);
         return;
     }
@@ -1832,7 +1832,7 @@ static void http_event(p2p_udp *u, p2p_host *h, struct uhttp *t, int readable, i
     ssize_t r;
 
     if (t->connecting && (writable || readable)) {
-        if (p2p_stream_connected(t->fd) != 0) {
+        if (p2p_tstream_connected(t->fd) != 0) {
             http_done(u, h, t, 0);
             return;
         }
@@ -2209,7 +2209,7 @@ int p2p_udp_send(p2p_udp *u, const p2p_addr *to, const uint8_t *buf, size_t len)
         struct ustream *s = stream_find(u, stream_sid(to));
         int r;
         if (s == NULL || !s->up) return P2P_ERR_PEER;
-        r = p2p_stream_send(&s->st, buf, len);
+        r = p2p_tstream_send(&s->st, buf, len);
         if (r == P2P_ERR_FULL) u->stats.stream_dropped++;
         if (r != 0) return r;
         u->stats.sent++;
@@ -2241,8 +2241,8 @@ static void extra_write(p2p_udp *u)
     if (x->streams == NULL || x->nstreams == 0) return;
     for (i = 0; i < MAX_STREAMS; i++) {
         struct ustream *s = &x->streams[i];
-        if (s->fd < 0 || s->connecting || p2p_stream_out(&s->st, &n) == NULL) continue;
-        if (p2p_stream_write(&s->st, s->fd) != 0) {
+        if (s->fd < 0 || s->connecting || p2p_tstream_out(&s->st, &n) == NULL) continue;
+        if (p2p_tstream_write(&s->st, s->fd) != 0) {
             /* failed: the next readable/writable event reports it down */
             if (!s->want_out) {
                 s->want_out = 1;
