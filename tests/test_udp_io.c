@@ -382,12 +382,14 @@ static void test_lan_socket(void)
     bcast.sock = 0;
     bcast.port = 44399;
     T_EQ_INT(p2p_udp_lan_send(a.u, &bcast, (const uint8_t *)"p2pb-bcast", 10), 1);
-    for (int i = 0; i < 50 && b.cap.lan < 2; i++) {
+    /* a broadcast reaches one socket of a SO_REUSEPORT group (the kernel picks it; the
+     * multicast above reached both) */
+    for (int i = 0; i < 50 && a.cap.lan + b.cap.lan < 3; i++) {
         pump(&a, 10000);
         pump(&b, 10000);
     }
-    T_EQ_INT(b.cap.lan, 2);
-    T_EQ_MEM(b.cap.buf, "p2pb-bcast", 10);
+    T_EQ_INT(a.cap.lan + b.cap.lan, 3);
+    T_CHECK(memcmp(b.cap.buf, "p2pb-bcast", 10) == 0 || memcmp(a.cap.buf, "p2pb-bcast", 10) == 0);
     p2p_udp_stats_get(a.u, &st);
     T_EQ_INT(st.lan_sent, 2);
     /* stop: nothing more arrives */
