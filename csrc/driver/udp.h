@@ -96,6 +96,9 @@ int p2p_udp_flush(p2p_udp *u, p2p_host *h);
  * socket is open, so a loop that watches only fd() still services them. On Windows streams,
  * punch sockets, the LAN socket, HTTP and the gateway answer P2P_ERR_IO (docs/PORTING.md). */
 
+/* Defined when the driver has the io queue below (for bindings built against older ones). */
+#define P2P_UDP_IO_QUEUE 1
+
 /* Listens on TCP port (same bind address as the UDP socket; 0: the UDP socket's port) for
  * stream clients: raw "p2pt" framing or WebSocket on ws_path (NULL: "/p2pnet"). Caps: 256
  * streams, 8 per source IP (loopback sources excepted: a local reverse proxy carries many),
