@@ -2,8 +2,9 @@
 -- not. A node behind it reaches the mediator over TCP (p2pnet mediator --tcp-port; by default
 -- the node tries TCP to the port it was given, or a fallback URL), B (UDP as usual) is
 -- reached by id through the mediator, relayed over A's stream, and 100 messages come back
--- with receipts. Then A's router lets UDP through again: the sessions move to UDP with
--- nothing lost and nothing twice (node.lua prints "recv-bad" for either). The same once more
+-- with receipts. Then A's router lets UDP through again while messages keep flowing (600 in
+-- all, one each 50 ms): the session with the mediator moves to UDP, with nothing lost and
+-- nothing twice (node.lua prints "recv-bad" for either). The same once more
 -- with a WebSocket fallback URL (ws://MED:PORT/p2pnet).
 --
 -- Needs root and network namespaces, and the issue 12 pieces of the lab and the CLI
@@ -112,12 +113,13 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab", function()
         lab:wait(b, "^join " .. med_id .. " ", 20, "B registering with the mediator")
         local go = dir .. "/go-" .. tag
         local t0 = S.now()
-        -- 300 messages, one each 50 ms: the first 100 while UDP is blocked, the rest across
-        -- the unblock and after it
+        -- 600 messages, one each 50 ms (30 s): the first 100 while UDP is blocked, the rest
+        -- across the unblock and the move to UDP (probes at 1, 2, 4, 8, 16 s) and after it
         local a, a_id = node("a", "node-a-" .. tag, ("--port 6300 --connect %s --dial %s --via %s "
-            .. "--send-to %s --count 300 --interval 0.05 --go %s%s"):format(
+            .. "--send-to %s --count 600 --interval 0.05 --go %s%s"):format(
             MED_ADDR, b_id, MED_ADDR, b_id, go, fallback and (" --fallback " .. fallback) or ""))
         lab:wait(a, "^join " .. med_id .. " ", 30, "A reaching the mediator over " .. kind)
+        local t_med = S.now()
         lab:wait(a, "^pathkind " .. med_id .. " " .. kind .. "$", 10, "the mediator's path kind")
         lab:wait(a, "^join " .. b_id .. " ", 30, "A reaching B through the mediator")
         local t_join = S.now()
@@ -125,11 +127,14 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab", function()
         -- 100 receipts over the stream, then UDP comes back
         lab:wait(a, "^receipt 100 ok", 60, "100 receipts while UDP is blocked")
         lab:must("udp", "a", "unblock")
-        -- the session with the mediator moves to UDP (PATH_CHALLENGE to its UDP address)
-        lab:wait(a, "^pathkind " .. med_id .. " direct$", 40, "the move to UDP")
-        check_transfer(a, b, a_id, 300)
-        print(("  %s: joined B %.1f s after start; 300/300 receipts, moved to UDP"):format(
-            tag, t_join - t0))
+        local t_unblock = S.now()
+        -- every message once, in order, with its receipt, across the move
+        check_transfer(a, b, a_id, 600)
+        -- the session with the mediator moved to UDP (PATH_CHALLENGE to its UDP address)
+        lab:wait(a, "^pathkind " .. med_id .. " direct$", 5, "the move to UDP")
+        print(("  %s: mediator over %s %.1f s after start, B %.1f s; 600/600 receipts; "
+            .. "moved to UDP after the unblock (unblocked %.1f s into the transfer)"):format(
+            tag, kind, t_med - t0, t_join - t0, t_unblock - t_join))
         lab:kill(med)
     end
 

@@ -1104,7 +1104,7 @@ static void deliver(p2p_sim *s, const struct sim_pkt *p)
 {
     struct sim_host *slot;
     p2p_addr from = p->from;
-    int sock;
+    int sock = 0;
 
     if (s->server_len > 0 && server_deliver(s, p)) return;
     slot = find_host(s, &p->to);
