@@ -107,6 +107,11 @@
  * receive one recvmmsg entry. */
 #define USE_GSO (HAVE_SENDMMSG && HAVE_UDP_SEGMENT)
 #define USE_GRO (HAVE_RECVMMSG && HAVE_UDP_GRO)
+#if !defined(_WIN32) && HAVE_EPOLL
+#define USE_EPOLL 1
+#else
+#define USE_EPOLL 0
+#endif
 #ifdef _WIN32
 #define HAS_DONTFRAG 1 /* IP_DONTFRAGMENT, set by p2p_sys_socket */
 #else
@@ -210,7 +215,8 @@ int p2p_udp_features(void)
 {
     return (USE_GSO ? P2P_UDP_GSO : 0) | (USE_GRO ? P2P_UDP_GRO : 0) |
            (HAVE_SENDMMSG && HAVE_RECVMMSG ? P2P_UDP_MMSG : 0) |
-           (HAVE_IP_MTU_DISCOVER ? P2P_UDP_PMTU_PROBE : 0) | (HAS_DONTFRAG ? P2P_UDP_DONTFRAG : 0);
+           (HAVE_IP_MTU_DISCOVER ? P2P_UDP_PMTU_PROBE : 0) | (HAS_DONTFRAG ? P2P_UDP_DONTFRAG : 0) |
+           (USE_EPOLL ? P2P_UDP_EPOLL : 0);
 }
 
 #ifdef _WIN32

@@ -33,6 +33,7 @@ int p2p_udp_open(p2p_udp **out, const char *host, uint16_t port, char *err, size
 #define P2P_UDP_MMSG 4       /* datagrams move in batches (recvmmsg/sendmmsg) */
 #define P2P_UDP_PMTU_PROBE 8 /* IP_MTU_DISCOVER in probe mode: DF set, the PMTU cache ignored */
 #define P2P_UDP_DONTFRAG 16  /* IP_DONTFRAG (BSD, macOS) or IP_DONTFRAGMENT (Windows) */
+#define P2P_UDP_EPOLL 32     /* p2p_udp_fd() is an epoll set of all the driver's sockets */
 /* Returns the P2P_UDP_* flags compiled in: P2P_UDP_GSO / P2P_UDP_GRO when offload can be used
  * (a socket still needs the kernel's support, see p2p_udp_set_offload), and the others. */
 int p2p_udp_features(void);
