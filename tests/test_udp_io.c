@@ -543,6 +543,48 @@ static void test_stream_server(void)
     stream_server(1);
 }
 
+/* A wrong path gets 404 and the connection ends; garbage ends it at once; neither is a
+ * stream the host hears of. */
+static void test_stream_refusals(void)
+{
+    struct node a;
+    char err[100];
+    T_EQ_INT(node_open(&a, "127.0.0.1", 1, NULL), 0);
+    T_EQ_INT(p2p_udp_listen_tcp(a.u, 0, "/p2pnet", err, sizeof err), 0);
+    static const char *req[2] = {"GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                                 "Connection: Upgrade\r\nSec-WebSocket-Key: "
+                                 "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                                 "SSH-2.0-OpenSSH_9.2\r\n"};
+    for (int k = 0; k < 2; k++) {
+        int fd = p2p_tstream_connect(&a.addr);
+        struct pollfd pf = {fd, POLLOUT, 0};
+        T_EQ_INT(poll(&pf, 1, 2000), 1);
+        T_EQ_INT(send(fd, req[k], strlen(req[k]), 0), (ssize_t)strlen(req[k]));
+        char in[512];
+        size_t got = 0;
+        int eof = 0;
+        for (int i = 0; i < 300 && !eof; i++) {
+            pump(&a, 10000);
+            ssize_t r = recv(fd, in + got, sizeof in - 1 - got, MSG_DONTWAIT);
+            if (r == 0) eof = 1;
+            if (r > 0) got += (size_t)r;
+        }
+        in[got] = 0;
+        T_CHECK(eof);
+        if (k == 0)
+            T_CHECK(strncmp(in, "HTTP/1.1 404", 12) == 0);
+        else
+            T_EQ_INT(got, 0);
+        close(fd);
+    }
+    T_EQ_INT(a.cap.up, 0);
+    T_EQ_INT(a.cap.down, 0);
+    p2p_udp_stats st;
+    p2p_udp_stats_get(a.u, &st);
+    T_EQ_INT(st.streams, 0);
+    node_close(&a);
+}
+
 /* 8 streams per source IP (not loopback): the 9th is refused at accept. */
 static void test_stream_caps(void)
 {
@@ -1026,6 +1068,7 @@ int main(void)
     T_RUN(test_lan_socket);
     T_RUN(test_gateway);
     T_RUN(test_stream_server);
+    T_RUN(test_stream_refusals);
     T_RUN(test_stream_caps);
     T_RUN(test_http);
     T_RUN(test_stun_responder);

@@ -924,6 +924,14 @@ long p2p_tstream_read(p2p_tstream *s, int fd)
     size_t room = p2p_tstream_in_room(s);
     ssize_t r;
 
+    if (s->state >= P2P_STREAM_CLOSING) {
+        /* closing: what still comes is read and dropped, so a level-triggered poll does not
+         * report the socket readable forever while our last bytes go out */
+        r = recv(fd, buf, sizeof buf, 0);
+        if (r == 0) return -1;
+        if (r < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+        return (long)r;
+    }
     if (room == 0) return 0;
     if (room > sizeof buf) room = sizeof buf;
     r = recv(fd, buf, room, 0);

@@ -141,8 +141,8 @@ int p2p_tstream_listen(const p2p_addr *bind_addr, int backlog);
 /* Accepts one connection (non-blocking, TCP_NODELAY, SO_SNDBUF 256 KiB): the descriptor and
  * the peer's address in *from, or -1 (nothing waiting, or an error). */
 int p2p_tstream_accept(int lfd, p2p_addr *from);
-/* Reads what the stream has room for. Returns bytes read (> 0), 0 when nothing was waiting,
- * or -1 when the peer closed or the socket failed. */
+/* Reads what the stream has room for (once it is closing: reads and drops). Returns bytes
+ * read (> 0), 0 when nothing was waiting, or -1 when the peer closed or the socket failed. */
 long p2p_tstream_read(p2p_tstream *s, int fd);
 /* Writes what waits. Returns 0, or -1 when the socket failed. */
 int p2p_tstream_write(p2p_tstream *s, int fd);

@@ -1042,9 +1042,10 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
  * branch). Each extra socket has a tag (its kind and slot) that epoll hands back, or that the
  * poll() fallback rebuilds every turn. */
 
-#define MAX_STREAMS 256          /* inbound and outbound together */
-#define STREAMS_PER_IP 8         /* inbound from one (non-loopback) IP */
-#define STREAM_OPEN_US 10000000u /* preamble / upgrade / connect must finish within 10 s */
+#define MAX_STREAMS 256            /* inbound and outbound together */
+#define STREAMS_PER_IP 8           /* inbound from one (non-loopback) IP */
+#define STREAM_OPEN_US 10000000u   /* preamble / upgrade / connect must finish within 10 s */
+#define STREAM_CLOSING_US 2000000u /* a closing stream's last bytes: 2 s to go out */
 #define MAX_HTTP 4
 #define HTTP_REPLY_MAX 16384
 #define HTTP_TIMEOUT_US 2000000u
@@ -1063,7 +1064,8 @@ struct ustream {
     int fd; /* -1: slot free */
     uint32_t sid;
     int inbound, connecting, up;
-    int want_out; /* EPOLLOUT registered */
+    int want_out;      /* EPOLLOUT registered */
+    int closing_timed; /* the stream is closing and its deadline says until when */
     p2p_addr peer;
     uint64_t deadline; /* until open; 0 once up */
     p2p_tstream st;
@@ -1534,6 +1536,11 @@ static void stream_interest(p2p_udp *u, struct ustream *s)
 {
     size_t n;
     int want = s->connecting || p2p_tstream_out(&s->st, &n) != NULL;
+    /* a closing stream gets 2 s to write its last bytes (a close frame, an HTTP refusal) */
+    if (s->st.state >= P2P_STREAM_CLOSING && !s->closing_timed) {
+        s->closing_timed = 1;
+        s->deadline = p2p_udp_now() + STREAM_CLOSING_US;
+    }
     if (want != s->want_out) {
         s->want_out = want;
         ep_mod(u, s->fd, stream_tag(u, s), want);
@@ -2339,6 +2346,10 @@ static void extra_service(p2p_udp *u, p2p_host *h, int waited)
 #if HAVE_EPOLL
     if (x->epfd >= 0) {
         struct epoll_event ev[64];
+        if (!extra_open(u)) { /* only the UDP socket: nothing to ask epoll (no system call) */
+            extra_timers(u, h);
+            return;
+        }
         int rounds = 0;
         do {
             n = epoll_wait(x->epfd, ev, 64, 0);
