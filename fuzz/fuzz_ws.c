@@ -8,8 +8,8 @@
  * size (1..256; reads are cut there), the rest is what the peer sends.
  * Checks: a datagram is 1..1232 bytes and only comes out of an open stream; the input never
  * holds more than 64 KiB, the output never more than 256 KiB; nothing comes out once the
- * stream is closing; a server in raw mode got "p2pt" first; every datagram delivered, sent
- * back through a fresh client/server pair of the same mode, arrives unchanged.
+ * stream is closing; a server in raw mode got "p2pt" first; the first two datagrams delivered,
+ * sent again through a fresh client/server pair of the same mode, arrive unchanged.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p2p_tstream s;
     uint8_t got[P2P_MAX_PACKET];
     size_t chunk, pos = 0, n, k;
-    int kind, ws;
+    int kind, ws, trips = 0;
 
     if (size < 2) return 0;
     kind = data[0] & 3;
@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (kind == 0 && s.mode == P2P_STREAM_MODE_RAW)
                 CHECK(size >= 4 && memcmp(data, P2P_STREAM_MAGIC, 4) == 0);
             ws = s.mode == P2P_STREAM_MODE_WS;
-            roundtrip(ws, got, n);
+            if (trips++ < 2) roundtrip(ws, got, n); /* a fresh pair is costly: two per input */
             /* answer through the stream itself: the output stays within its cap */
             (void)p2p_tstream_send(&s, got, n);
         }
