@@ -43,6 +43,24 @@ extern const char lp_identity_mt[], lp_node_mt[], lp_peer_mt[], lp_sim_mt[];
 /* Room for the readable reason of a failed open or load (key file, bind). */
 #define LP_ERR_TEXT 256
 
+/* issue 12 (reach every peer): node options `stun` and `fallback` hold at most this many. */
+#define LP_MAX_STUN 4
+#define LP_MAX_FALLBACK 4
+/* Room for a URL path (ws_path, the path of a ws:// fallback) with its NUL. */
+#define LP_PATH_SIZE 128
+#define LP_DEFAULT_WS_PATH "/p2pnet"
+/* LAN discovery's UDP port when `discover_port` is not given (docs/PROTOCOL.md 8.9). */
+#define LP_DEFAULT_DISCOVER_PORT 44344
+
+/* A `fallback` URL, parsed: tcp://host:port or ws://host[:port][/path]. */
+typedef struct lp_url {
+    int ws;                  /* 1: WebSocket */
+    char host[256];          /* as written, brackets of an IPv6 address kept */
+    uint16_t port;           /* 80 when a ws:// URL names none */
+    char path[LP_PATH_SIZE]; /* ws://: the path, LP_DEFAULT_WS_PATH when none; tcp://: "" */
+    p2p_addr addr;           /* resolved at node() */
+} lp_url;
+
 /* node:next_timeout() when no timer is armed: an hour, so that callers can always do
  * arithmetic on the result. */
 #define NO_TIMEOUT_SECONDS 3600.0
@@ -123,6 +141,15 @@ typedef struct lnode {
                          * drain that took it, and into pend_buf after that drain */
     uint8_t *pend_buf;  /* private copy of its data when a drain ends with it pending */
     size_t pend_cap;
+    /* issue 12: what the options named, resolved, for as long as the host may read them */
+    p2p_addr stun[LP_MAX_STUN];
+    size_t nstun;
+    lp_url fallback[LP_MAX_FALLBACK];
+    size_t nfallback;
+    int fallback_off;
+    char ws_path[LP_PATH_SIZE];
+    uint16_t tcp_port, stun_server, discover_port;
+    int portmap, punch, discover_lan;
 } lnode;
 
 typedef struct lpeer {
@@ -211,6 +238,8 @@ void lp_node_close(lua_State *L, int nidx);
 int lp_node_new(lua_State *L, int optidx, int simidx, const char *fname);
 int lp_node_open(lua_State *L);
 void lp_node_class(lua_State *L);
+/* Parses a `fallback` URL (len bytes at s): 1 and *u, or 0 and *why (static text). */
+int lp_parse_url(const char *s, size_t len, lp_url *u, const char **why);
 /* core.busy(node [, for_run]) and the other module functions the pure-Lua layer uses. */
 int lp_node_busy(lua_State *L);
 int lp_node_tasks(lua_State *L);

@@ -96,6 +96,18 @@ typedef struct node_opts {
     int64_t peer_memory, memory; /* budgets in bytes; 0: the core's default */
     int64_t max_half_open, cookie_threshold;
     int congestion; /* issue 10: P2P_CC_* */
+    /* issue 12 (reach every peer): docs/API.md "Reaching every peer" */
+    int portmap;      /* 1 unless portmap = false */
+    int punch;        /* 1 unless punch = false */
+    size_t nstun;     /* `stun` servers given (resolved in make_node) */
+    int fallback_off; /* fallback = false */
+    size_t nfallback; /* `fallback` URLs given */
+    lp_url fallback[LP_MAX_FALLBACK];
+    int64_t tcp_port;      /* 0: no TCP/WebSocket listener */
+    const char *ws_path;   /* NULL: LP_DEFAULT_WS_PATH */
+    int discover_lan;      /* discover = "lan" */
+    int64_t discover_port; /* 0: P2P_LAN_PORT_DEFAULT */
+    int64_t stun_server;   /* 0: no STUN responder */
 } node_opts;
 
 static int opt_error(lua_State *L, const char *fname, const char *name, const char *what)
@@ -138,6 +150,95 @@ static uint8_t (*copy_ids(lua_State *L, int optidx, const char *name, size_t cou
     return ids;
 }
 
+/* The options `stun`, `fallback`: arrays of at most `max` strings; returns how many. */
+static size_t check_strings(lua_State *L, int idx, const char *fname, const char *name, size_t max,
+                            const char *what)
+{
+    size_t n, i;
+    if (!lua_istable(L, idx)) opt_error(L, fname, name, what);
+    n = lp_rawlen(L, idx);
+    if (n > max) opt_error(L, fname, name, what);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (int)(i + 1));
+        if (lua_type(L, -1) != LUA_TSTRING) opt_error(L, fname, name, what);
+        lua_pop(L, 1);
+    }
+    /* a hole, or a key that is not 1..n: not an array */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int64_t k;
+        if (!lp_tointeger(L, -2, 1, (double)n, &k)) opt_error(L, fname, name, what);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* A URL path: starts with "/", printable ASCII without spaces, shorter than LP_PATH_SIZE. */
+static int path_ok(const char *p, size_t len)
+{
+    size_t i;
+    if (len == 0 || len >= LP_PATH_SIZE || p[0] != '/') return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f) return 0;
+    return 1;
+}
+
+int lp_parse_url(const char *s, size_t len, lp_url *u, const char **why)
+{
+    const char *rest, *slash, *hostend;
+    size_t hlen;
+    int64_t port = 0;
+    memset(u, 0, sizeof *u);
+    if (strlen(s) != len) return *why = "must not hold NUL bytes", 0;
+    if (strncmp(s, "wss://", 6) == 0)
+        return *why = "wss:// is not supported (put a TLS proxy in front; docs/OPENRESTY.md)", 0;
+    if (strncmp(s, "tcp://", 6) == 0)
+        u->ws = 0;
+    else if (strncmp(s, "ws://", 5) == 0)
+        u->ws = 1;
+    else
+        return *why = "must start with tcp:// or ws://", 0;
+    rest = s + (u->ws ? 5 : 6);
+    slash = strchr(rest, '/');
+    hostend = slash != NULL ? slash : s + len;
+    if (!u->ws && slash != NULL) return *why = "tcp:// takes no path", 0;
+    /* host[:port], host may be [v6] */
+    if (rest[0] == '[') {
+        const char *close = memchr(rest, ']', (size_t)(hostend - rest));
+        if (close == NULL) return *why = "has an unclosed [", 0;
+        hlen = (size_t)(close + 1 - rest);
+        if (close + 1 < hostend && close[1] != ':') return *why = "has junk after ]", 0;
+    } else {
+        const char *colon = memchr(rest, ':', (size_t)(hostend - rest));
+        hlen = (size_t)((colon != NULL ? colon : hostend) - rest);
+    }
+    if (hlen == 0 || hlen >= sizeof u->host) return *why = "needs a host", 0;
+    memcpy(u->host, rest, hlen);
+    u->host[hlen] = '\0';
+    if (rest + hlen < hostend) { /* ":port" */
+        const char *p = rest + hlen + 1;
+        if (p >= hostend) return *why = "has an empty port", 0;
+        for (; p < hostend; p++) {
+            if (*p < '0' || *p > '9') return *why = "has a bad port", 0;
+            port = port * 10 + (*p - '0');
+            if (port > 65535) return *why = "has a bad port", 0;
+        }
+        if (port == 0) return *why = "has a bad port", 0;
+    } else if (u->ws) {
+        port = 80;
+    } else {
+        return *why = "needs a port (tcp://host:port)", 0;
+    }
+    u->port = (uint16_t)port;
+    if (slash != NULL) {
+        if (!path_ok(slash, (size_t)(s + len - slash))) return *why = "has a bad path", 0;
+        memcpy(u->path, slash, (size_t)(s + len - slash) + 1);
+    } else if (u->ws) {
+        memcpy(u->path, LP_DEFAULT_WS_PATH, sizeof LP_DEFAULT_WS_PATH);
+    }
+    return 1;
+}
+
 /* Validates the options table at idx (may be nil); raises on any bad option. */
 static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim, node_opts *o)
 {
@@ -146,6 +247,8 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
     o->timeout = 10.0;
     o->mesh = 1;
     o->relay = 1;
+    o->portmap = 1;
+    o->punch = 1;
     if (lua_isnoneornil(L, idx)) return;
     if (!lua_istable(L, idx)) luaL_error(L, "%s: options must be a table", fname);
     idx = lp_absindex(L, idx);
@@ -179,12 +282,54 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
         } else if (strcmp(k, "on_request") == 0) {
             if (!lua_isfunction(L, v)) opt_error(L, fname, k, "must be a function");
             o->on_request = 1;
-        } else if (strcmp(k, "mesh") == 0 || strcmp(k, "relay") == 0) {
+        } else if (strcmp(k, "mesh") == 0 || strcmp(k, "relay") == 0 || strcmp(k, "portmap") == 0 ||
+                   strcmp(k, "punch") == 0) {
             if (lua_type(L, v) != LUA_TBOOLEAN) opt_error(L, fname, k, "must be a boolean");
-            if (k[0] == 'm')
-                o->mesh = lua_toboolean(L, v);
-            else
-                o->relay = lua_toboolean(L, v);
+            *(k[0] == 'm'   ? &o->mesh
+              : k[0] == 'r' ? &o->relay
+              : k[1] == 'o' ? &o->portmap
+                            : &o->punch) = lua_toboolean(L, v);
+        } else if (strcmp(k, "stun") == 0) { /* issue 12 */
+            o->nstun = check_strings(L, v, fname, k, LP_MAX_STUN,
+                                     "must be an array of at most 4 \"host:port\" strings");
+        } else if (strcmp(k, "fallback") == 0) {
+            size_t i;
+            if (lua_type(L, v) == LUA_TBOOLEAN && !lua_toboolean(L, v)) {
+                o->fallback_off = 1;
+            } else {
+                o->nfallback = check_strings(L, v, fname, k, LP_MAX_FALLBACK,
+                                             "must be false or an array of at most 4 URLs "
+                                             "(\"tcp://host:port\", \"ws://host[:port]/path\")");
+                for (i = 0; i < o->nfallback; i++) {
+                    const char *why = "";
+                    size_t len;
+                    const char *url;
+                    lua_rawgeti(L, v, (int)(i + 1));
+                    url = lua_tolstring(L, -1, &len);
+                    if (!lp_parse_url(url, len, &o->fallback[i], &why))
+                        luaL_error(L, "%s: option 'fallback' item %d %s", fname, (int)(i + 1), why);
+                    lua_pop(L, 1);
+                }
+            }
+        } else if (strcmp(k, "tcp_port") == 0 || strcmp(k, "discover_port") == 0 ||
+                   strcmp(k, "stun_server") == 0) {
+            if (!lp_tointeger(L, v, 1, 65535,
+                              k[0] == 't'   ? &o->tcp_port
+                              : k[0] == 'd' ? &o->discover_port
+                                            : &o->stun_server))
+                opt_error(L, fname, k, "must be an integer 1-65535");
+        } else if (strcmp(k, "ws_path") == 0) {
+            size_t len = 0;
+            const char *p = lua_type(L, v) == LUA_TSTRING ? lua_tolstring(L, v, &len) : NULL;
+            if (p == NULL || !path_ok(p, len) || strlen(p) != len)
+                opt_error(L, fname, k,
+                          "must be a URL path such as \"/p2pnet\" (printable, no spaces, at "
+                          "most 127 bytes)");
+            o->ws_path = p;
+        } else if (strcmp(k, "discover") == 0) {
+            const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
+            if (strcmp(s, "lan") != 0) opt_error(L, fname, k, "must be \"lan\" or nil");
+            o->discover_lan = 1;
         } else if (strcmp(k, "relay_sessions") == 0) {
             if (!lp_tointeger(L, v, 1, 65535, &o->relay_sessions))
                 opt_error(L, fname, k, "must be an integer 1-65535");
@@ -236,6 +381,10 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
     /* The core refuses a threshold above the table it guards: say so here, by name. */
     if (o->cookie_threshold > (o->max_half_open ? o->max_half_open : DEFAULT_MAX_HALF_OPEN))
         opt_error(L, fname, "cookie_threshold", "must be at most max_half_open (256 by default)");
+    if (o->ws_path != NULL && o->tcp_port == 0)
+        opt_error(L, fname, "ws_path", "needs tcp_port (the listener it is served on)");
+    if (o->discover_port != 0 && !o->discover_lan)
+        opt_error(L, fname, "discover_port", "needs discover = \"lan\"");
 }
 
 /* Pushes field `name` of the options at idx, or nil. */
@@ -288,6 +437,67 @@ static void expand_seed(uint64_t x, uint8_t out[P2P_ID_LEN])
         z ^= z >> 31;
         for (j = 0; j < 8; j++) out[i * 8 + j] = (uint8_t)(z >> (8 * j));
     }
+}
+
+/* Resolves `host:port` (UDP nodes: names too, matched to the socket's family; simulated
+ * nodes: numeric addresses only). */
+static int resolve(const lnode *n, const char *text, p2p_addr *out)
+{
+    return n->udp != NULL ? p2p_udp_resolve(n->udp, text, out) : p2p_addr_parse(out, text);
+}
+
+/* issue 12: copies the validated reach options into the node and resolves the addresses they
+ * name, once, as connect does. Returns 0, or -1 with a readable reason in err: a name that
+ * does not resolve is a runtime failure (nil, err), like a bad address given to connect. */
+static int reach_options(lua_State *L, int optidx, lnode *n, const node_opts *o, char *err,
+                         size_t errlen)
+{
+    size_t i;
+    n->portmap = o->portmap;
+    n->punch = o->punch;
+    n->fallback_off = o->fallback_off;
+    n->tcp_port = (uint16_t)o->tcp_port;
+    n->stun_server = (uint16_t)o->stun_server;
+    n->discover_lan = o->discover_lan;
+    n->discover_port =
+        (uint16_t)(o->discover_port != 0 ? o->discover_port : LP_DEFAULT_DISCOVER_PORT);
+    snprintf(n->ws_path, sizeof n->ws_path, "%s",
+             o->ws_path != NULL ? o->ws_path : LP_DEFAULT_WS_PATH);
+    if (o->nstun > 0) {
+        push_opt(L, optidx, "stun");
+        for (i = 0; i < o->nstun; i++) {
+            const char *text;
+            lua_rawgeti(L, -1, (int)(i + 1));
+            text = lua_tostring(L, -1);
+            if (resolve(n, text, &n->stun[i]) != 0) {
+                snprintf(err, errlen, "bad address '%s' (option 'stun')", text);
+                lua_pop(L, 2);
+                return -1;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        n->nstun = o->nstun;
+    }
+    for (i = 0; i < o->nfallback; i++) {
+        char text[sizeof n->fallback[i].host + 8];
+        n->fallback[i] = o->fallback[i];
+        snprintf(text, sizeof text, "%s:%u", o->fallback[i].host, (unsigned)o->fallback[i].port);
+        if (resolve(n, text, &n->fallback[i].addr) != 0) {
+            snprintf(err, errlen, "bad address '%.200s' (option 'fallback')", text);
+            return -1;
+        }
+    }
+    n->nfallback = o->nfallback;
+    return 0;
+}
+
+/* issue 12: the reach options into the host's configuration (pointers into the node, which
+ * outlives its host). */
+static void reach_config(const lnode *n, p2p_config *cfg)
+{
+    (void)n;
+    (void)cfg;
 }
 
 /* Builds a node from validated options. simidx is the stack index of the Sim, or 0 for a UDP
@@ -397,6 +607,12 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
         now = p2p_udp_now();
         cfg.unix_us = p2p_udp_unix_now();
     }
+    if (reach_options(L, optidx, n, o, err, sizeof err) != 0) {
+        p2p_identity_wipe(&key);
+        node_free_resources(n);
+        return lp_push_fail(L, err);
+    }
+    reach_config(n, &cfg);
     rc = p2p_host_new(&n->host, &cfg, now);
     p2p_identity_wipe(&key);
     if (rc != 0) {
