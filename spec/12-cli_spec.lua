@@ -115,7 +115,12 @@ local function cli_checks(cmd)
         assert.equal("p2pnet " .. p2pnet.version .. "\n", out)
         for _, bad in ipairs { "", "frobnicate", "keygen", "id a b", "mediator --port nope",
                                "mediator --port 70000", "mediator --bogus",
-                               "mediator --port", "mediator --no-relay=1" } do
+                               "mediator --port", "mediator --no-relay=1",
+                               "mediator --tcp-port 70000", "mediator --tcp-port x",
+                               "mediator --ws-path p2pnet", "mediator --ws-path '/a b'",
+                               "mediator --port 0 --ws-path /p2pnet", "mediator --stun-port 0",
+                               "mediator --discover wan", "mediator --discover",
+                               "mediator --no-portmap=1" } do
             local c, o, e = run(P(bad))
             assert.equal(2, c, "p2pnet " .. bad)
             assert.equal("", o, "p2pnet " .. bad)
@@ -142,6 +147,49 @@ local function cli_checks(cmd)
         wait_for("\njoin " .. node.id .. " 127%.0%.0%.1:%d+\n")
         node:close()
         wait_for("\nleave " .. node.id .. " closed\n")
+    end)
+
+    -- issue 12: the ways in besides UDP, each named under the first line of the banner
+    it("runs a mediator with --tcp-port, --ws-path, --stun-port and --no-portmap", function()
+        -- ports unlikely to be taken; a clash shows as a failure to start, with its reason
+        local base = 20000 + (os.time() * 7 + math.random(0, 999)) % 20000
+        local tcp, stun = base, base + 1
+        local pid, wait_for, screen = start_mediator(P, ("--host 127.0.0.1 --port 0 "
+            .. "--tcp-port %d --ws-path /relay --stun-port %d --no-portmap"):format(tcp, stun),
+            dir .. "/med-tcp.out")
+        finally(function() os.execute("kill -9 " .. pid .. " 2>/dev/null") end)
+        wait_for(LISTENING)
+        wait_for("\n  tcp 127%.0%.0%.1:" .. tcp .. " %(framed, and WebSocket at /relay%)\n")
+        wait_for("\n  stun 127%.0%.0%.1:" .. stun .. "\n")
+        wait_for("\n  port mapping off\n")
+        -- the TCP port is really listening (ss lists it), and the STUN port is bound
+        local code, out = run("ss -Hltn 'sport = :" .. tcp .. "'")
+        assert.equal(0, code)
+        assert.matches("127%.0%.0%.1:" .. tcp, out, 1, false, screen())
+        code, out = run("ss -Hlun 'sport = :" .. stun .. "'")
+        assert.equal(0, code)
+        assert.matches("127%.0%.0%.1:" .. stun, out, 1, false, screen())
+    end)
+
+    it("listens on TCP at its UDP port's number unless --tcp-port 0", function()
+        local port = 20000 + (os.time() * 13 + math.random(0, 999)) % 20000
+        local pid, wait_for, screen = start_mediator(P, "--host 127.0.0.1 --port " .. port
+                                                     .. " --discover lan",
+                                                     dir .. "/med-default.out")
+        local ok, err = pcall(function()
+            wait_for("^p2pnet mediator %x+ listening on 127%.0%.0%.1:" .. port .. "\n")
+            wait_for("\n  tcp 127%.0%.0%.1:" .. port .. " %(framed, and WebSocket at /p2pnet%)\n")
+            wait_for("\n  port mapping on\n")
+            wait_for("\n  lan discovery on\n")
+        end)
+        os.execute("kill -9 " .. pid .. " 2>/dev/null")
+        assert(ok, err)
+        local pid2, wait2 = start_mediator(P, "--host 127.0.0.1 --port " .. (port + 2)
+                                           .. " --tcp-port 0", dir .. "/med-notcp.out")
+        ok, err = pcall(wait2, "\n  port mapping on\n")
+        os.execute("kill -9 " .. pid2 .. " 2>/dev/null")
+        assert(ok, err)
+        assert.is_nil(S.read(dir .. "/med-notcp.out"):match("\n  tcp "), screen())
     end)
 
     it("runs a mediator with relay limits, or with relaying off", function()
