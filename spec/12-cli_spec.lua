@@ -4,6 +4,7 @@
 -- spec/90-luarocks_spec.lua).
 local p2pnet = require "p2pnet"
 local S = require "spec.support"
+local Procs = require "spec.procs"
 
 local function q(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -151,9 +152,7 @@ local function cli_checks(cmd)
 
     -- issue 12: the ways in besides UDP, each named under the first line of the banner
     it("runs a mediator with --tcp-port, --ws-path, --stun-port and --no-portmap", function()
-        -- ports unlikely to be taken; a clash shows as a failure to start, with its reason
-        local base = 20000 + (os.time() * 7 + math.random(0, 999)) % 20000
-        local tcp, stun = base, base + 1
+        local tcp, stun = Procs.free_port("tcp"), Procs.free_port("udp")
         local pid, wait_for, screen = start_mediator(P, ("--host 127.0.0.1 --port 0 "
             .. "--tcp-port %d --ws-path /relay --stun-port %d --no-portmap"):format(tcp, stun),
             dir .. "/med-tcp.out")
@@ -172,7 +171,7 @@ local function cli_checks(cmd)
     end)
 
     it("listens on TCP at its UDP port's number unless --tcp-port 0", function()
-        local port = 20000 + (os.time() * 13 + math.random(0, 999)) % 20000
+        local port = Procs.free_port("udp")
         local pid, wait_for, screen = start_mediator(P, "--host 127.0.0.1 --port " .. port
                                                      .. " --discover lan",
                                                      dir .. "/med-default.out")
@@ -184,7 +183,7 @@ local function cli_checks(cmd)
         end)
         os.execute("kill -9 " .. pid .. " 2>/dev/null")
         assert(ok, err)
-        local pid2, wait2 = start_mediator(P, "--host 127.0.0.1 --port " .. (port + 2)
+        local pid2, wait2 = start_mediator(P, "--host 127.0.0.1 --port " .. Procs.free_port("udp")
                                            .. " --tcp-port 0", dir .. "/med-notcp.out")
         ok, err = pcall(wait2, "\n  port mapping on\n")
         os.execute("kill -9 " .. pid2 .. " 2>/dev/null")
