@@ -265,6 +265,8 @@ uint8_t lp_opt_lane(lua_State *L, int idx, const char *fname);
 /* Raises "fname: unknown option 'k'" for a key of the table at idx (if it is one) that is not
  * in `known` (NULL-terminated): a typo in an options table is never silently ignored. */
 void lp_check_options(lua_State *L, int idx, const char *fname, const char *const *known);
+/* peer.path: "direct", "relayed", "tcp" or "websocket" for a connected session, else NULL. */
+const char *lp_path_name(const p2p_peer_info *info);
 /* Pushes the next pending reply callback of the Peer at pidx (removed); 0 when none. */
 int lp_next_callback(lua_State *L, int pidx);
 /* Pushes the peer's id (the Peer at pidx) as a string made once per Peer, or nil. */

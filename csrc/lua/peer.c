@@ -205,6 +205,12 @@ int lp_next_callback(lua_State *L, int pidx)
 
 /* ---- methods ------------------------------------------------------------------------------ */
 
+const char *lp_path_name(const p2p_peer_info *info)
+{
+    if (info->state != P2P_PEER_CONNECTED) return NULL;
+    return info->direct ? "direct" : "relayed";
+}
+
 /* Methods first: a method call checks its object itself, so looking it up needs no check. */
 static int peer_index(lua_State *L)
 {
@@ -227,6 +233,10 @@ static int peer_index(lua_State *L)
                                                        : p2p_peer_state_name(info->state));
     } else if (strcmp(k, "direct") == 0) {
         lua_pushboolean(L, info->direct);
+    } else if (strcmp(k, "path") == 0) { /* issue 12: nil until the session is up */
+        const char *path = lp_path_name(info);
+        if (path == NULL) return 0;
+        lua_pushstring(L, path);
     } else if (strcmp(k, "rtt") == 0) {
         lua_pushnumber(L, (lua_Number)info->srtt_us / US_PER_SECOND);
     } else if (strcmp(k, "min_rtt") == 0) { /* issue 10 (congestion control) */
