@@ -82,10 +82,12 @@ describe("issue 12 options", function()
     end)
 
     it("return nil, err for an address that does not resolve, like connect", function()
-        local node, err = p2pnet.node { host = "127.0.0.1", stun = { "no.such.host.invalid:3478" } }
+        local node, err = p2pnet.node { host = "127.0.0.1",
+                                        stun = { "no.such.host.invalid:3478" } }
         assert.is_nil(node)
         assert.equal("bad address 'no.such.host.invalid:3478' (option 'stun')", err)
-        node, err = p2pnet.node { host = "127.0.0.1", fallback = { "tcp://no.such.host.invalid:1" } }
+        node, err = p2pnet.node { host = "127.0.0.1",
+                                  fallback = { "tcp://no.such.host.invalid:1" } }
         assert.is_nil(node)
         assert.equal("bad address 'no.such.host.invalid:1' (option 'fallback')", err)
         -- the simulator takes numeric addresses only
