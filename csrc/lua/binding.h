@@ -178,6 +178,12 @@ int lp_push_fail(lua_State *L, const char *msg);
 const char *lp_error_text(int err);
 /* Pushes "ip:port", or nil for no address. */
 void lp_push_addr(lua_State *L, const p2p_addr *a);
+/* Pushes the IP of a without its port ("192.0.2.1", "2001:db8::1"), or nil. */
+void lp_push_ip(lua_State *L, const p2p_addr *a);
+/* issue 12: the names of the core's P2P_MAPPING_*, P2P_PATH_* values ("unknown" when out of
+ * range). */
+const char *lp_mapping_name(int mapping);
+const char *lp_path_kind_name(int path);
 /* Pushes the 64-hex text of id. */
 void lp_push_id(lua_State *L, const uint8_t id[P2P_ID_LEN]);
 /* One uint64_t counter of a stats struct, by name and offset. */
@@ -266,7 +272,7 @@ uint8_t lp_opt_lane(lua_State *L, int idx, const char *fname);
  * in `known` (NULL-terminated): a typo in an options table is never silently ignored. */
 void lp_check_options(lua_State *L, int idx, const char *fname, const char *const *known);
 /* peer.path: "direct", "relayed", "tcp" or "websocket" for a connected session, else NULL. */
-const char *lp_path_name(const p2p_peer_info *info);
+const char *lp_path_name(lpeer *p, const p2p_peer_info *info);
 /* Pushes the next pending reply callback of the Peer at pidx (removed); 0 when none. */
 int lp_next_callback(lua_State *L, int pidx);
 /* Pushes the peer's id (the Peer at pidx) as a string made once per Peer, or nil. */

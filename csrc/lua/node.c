@@ -496,8 +496,32 @@ static int reach_options(lua_State *L, int optidx, lnode *n, const node_opts *o,
  * outlives its host). */
 static void reach_config(const lnode *n, p2p_config *cfg)
 {
+#ifdef P2P_FALLBACKS
+    size_t i;
+    cfg->portmap_off = !n->portmap;
+    cfg->punch_off = !n->punch;
+    for (i = 0; i < n->nstun && i < P2P_STUN_SERVERS; i++) cfg->stun[i] = n->stun[i];
+    cfg->nstun = i;
+    for (i = 0; i < n->nfallback && i < P2P_FALLBACKS; i++) {
+        const lp_url *u = &n->fallback[i];
+        p2p_fallback *f = &cfg->fallback[i];
+        f->addr = u->addr;
+        f->ws = u->ws;
+        /* the Host header: the host as written, with the port unless it is HTTP's 80 */
+        if (u->port == 80)
+            snprintf(f->host, sizeof f->host, "%s", u->host);
+        else
+            snprintf(f->host, sizeof f->host, "%.240s:%u", u->host, (unsigned)u->port);
+        snprintf(f->path, sizeof f->path, "%s", u->ws ? u->path : "");
+    }
+    cfg->nfallback = i;
+    cfg->fallback_off = n->fallback_off;
+    cfg->lan_discovery = n->discover_lan;
+    cfg->lan_port = n->discover_port;
+#else
     (void)n;
     (void)cfg;
+#endif
 }
 
 /* Builds a node from validated options. simidx is the stack index of the Sim, or 0 for a UDP
@@ -869,26 +893,124 @@ static int node_address(lua_State *L)
     return 1;
 }
 
-/* node:addresses() -> { {address = "ip:port", kind = "local" | "reflexive"}, ... } */
+/* node:addresses() -> { {address = "ip:port", kind = "local" | "reflexive" | "mapped" |
+ * "stun" [, protocol = "pcp" | "natpmp" | "upnp", expires = seconds]}, ... } */
 static int node_addresses(lua_State *L)
 {
-    enum { CAP = P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS };
+    enum { CAP = 32 };
+    static const char *const kind_names[] = {"local", "reflexive", "mapped", "stun"};
     lnode *n = lp_check_open_node(L, 1, "node:addresses");
     p2p_addr a[CAP];
     int kinds[CAP];
     size_t i, count = p2p_host_addresses(n->host, a, kinds, CAP);
+#ifdef P2P_FALLBACKS
+    p2p_nat_info ni;
+    uint64_t now = lp_node_now(n);
+    p2p_host_nat(n->host, &ni);
+#endif
     if (count > CAP) count = CAP;
     lua_createtable(L, (int)count, 0);
     for (i = 0; i < count; i++) {
         lua_createtable(L, 0, 2);
         lp_push_addr(L, &a[i]);
         lua_setfield(L, -2, "address");
-        lua_pushstring(L, kinds[i] == P2P_ADDR_LOCAL ? "local" : "reflexive");
+        lua_pushstring(L, kinds[i] >= 0 && kinds[i] < 4 ? kind_names[kinds[i]] : "unknown");
         lua_setfield(L, -2, "kind");
+#ifdef P2P_FALLBACKS
+        if (kinds[i] == P2P_ADDR_MAPPED) {
+            lua_pushstring(L, ni.portmap == P2P_PORTMAP_NATPMP ? "natpmp"
+                              : ni.portmap == P2P_PORTMAP_UPNP ? "upnp"
+                                                               : "pcp");
+            lua_setfield(L, -2, "protocol");
+            lua_pushnumber(L, ni.has_mapped && ni.mapped_expires > now
+                                  ? (lua_Number)(ni.mapped_expires - now) / US_PER_SECOND
+                                  : 0);
+            lua_setfield(L, -2, "expires");
+        }
+#endif
         lua_rawseti(L, -2, (int)(i + 1));
     }
     return 1;
 }
+
+#ifdef P2P_FALLBACKS
+/* node:nat() -> {mapping, source, gateway, portmap, udp, stream} (docs/API.md "node:nat()") */
+static int node_nat(lua_State *L)
+{
+    static const char *const sources[] = {NULL, "stun", "peers", "portmap"};
+    lnode *n = lp_check_open_node(L, 1, "node:nat");
+    p2p_nat_info ni;
+    size_t i;
+    p2p_host_nat(n->host, &ni);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, lp_mapping_name(ni.mapping));
+    lua_setfield(L, -2, "mapping");
+    if (ni.mapping != P2P_MAPPING_UNKNOWN && ni.source > 0 && ni.source < 4) {
+        lua_pushstring(L, sources[ni.source]);
+        lua_setfield(L, -2, "source");
+    }
+    if (ni.has_gateway) {
+        lp_push_ip(L, &ni.gateway);
+        lua_setfield(L, -2, "gateway");
+    }
+    lua_pushstring(L, ni.portmap == P2P_PORTMAP_PENDING  ? "pending"
+                      : ni.portmap == P2P_PORTMAP_PCP    ? "pcp"
+                      : ni.portmap == P2P_PORTMAP_NATPMP ? "natpmp"
+                      : ni.portmap == P2P_PORTMAP_UPNP   ? "upnp"
+                                                         : "none");
+    lua_setfield(L, -2, "portmap");
+    lua_pushstring(L, ni.udp == P2P_UDP_OK        ? "ok"
+                      : ni.udp == P2P_UDP_BLOCKED ? "blocked"
+                                                  : "unknown");
+    lua_setfield(L, -2, "udp");
+    if (ni.has_stream) {
+        /* the URL the application gave, when the stream goes to one of its fallbacks */
+        char text[LP_ADDR_TEXT];
+        const char *url = NULL;
+        for (i = 0; i < n->nfallback; i++)
+            if (p2p_addr_equal(&n->fallback[i].addr, &ni.stream_to) &&
+                n->fallback[i].ws == ni.stream_ws)
+                break;
+        if (i < n->nfallback) {
+            const lp_url *u = &n->fallback[i];
+            lua_pushfstring(L, "%s://%s:%d%s", u->ws ? "ws" : "tcp", u->host, (int)u->port,
+                            u->path);
+            url = lua_tostring(L, -1);
+        } else if (p2p_addr_format(&ni.stream_to, text, sizeof text) == 0) {
+            lua_pushfstring(L, "%s://%s%s", ni.stream_ws ? "ws" : "tcp", text,
+                            ni.stream_ws ? LP_DEFAULT_WS_PATH : "");
+            url = lua_tostring(L, -1);
+        }
+        if (url != NULL) lua_setfield(L, -2, "stream");
+    }
+    return 1;
+}
+
+/* node:lan_peers() -> { {id = hex, address = "ip:port", age = seconds}, ... } */
+static int node_lan_peers(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:lan_peers");
+    size_t i, count = p2p_host_lan_peers(n->host, NULL, 0), got;
+    p2p_lan_peer *v;
+    uint64_t now = lp_node_now(n);
+    lua_settop(L, 1);
+    v = (p2p_lan_peer *)lua_newuserdata(L, (count ? count : 1) * sizeof *v);
+    got = p2p_host_lan_peers(n->host, v, count);
+    if (got > count) got = count;
+    lua_createtable(L, (int)got, 0);
+    for (i = 0; i < got; i++) {
+        lua_createtable(L, 0, 3);
+        lp_push_id(L, v[i].id);
+        lua_setfield(L, -2, "id");
+        lp_push_addr(L, &v[i].addr);
+        lua_setfield(L, -2, "address");
+        lua_pushnumber(L, v[i].last < now ? (lua_Number)(now - v[i].last) / US_PER_SECOND : 0);
+        lua_setfield(L, -2, "age");
+        lua_rawseti(L, -2, (int)(i + 1));
+    }
+    return 1;
+}
+#endif
 
 static int node_fd(lua_State *L)
 {
@@ -1201,6 +1323,22 @@ static const lp_counter node_counters[] = {LP_COUNTER(p2p_stats, peers),
                                            LP_COUNTER(p2p_stats, dropped_stale),
                                            LP_COUNTER(p2p_stats, dropped_half_open),
                                            LP_COUNTER(p2p_stats, transfers_refused),
+#ifdef P2P_FALLBACKS
+                                           /* issue 12 */
+                                           LP_COUNTER(p2p_stats, portmap_sent),
+                                           LP_COUNTER(p2p_stats, stun_sent),
+                                           LP_COUNTER(p2p_stats, stun_received),
+                                           LP_COUNTER(p2p_stats, lan_sent),
+                                           LP_COUNTER(p2p_stats, lan_received),
+                                           LP_COUNTER(p2p_stats, lan_dropped),
+                                           LP_COUNTER(p2p_stats, lan_dials),
+                                           LP_COUNTER(p2p_stats, punch_probes),
+                                           LP_COUNTER(p2p_stats, punch_hits),
+                                           LP_COUNTER(p2p_stats, punch_rounds),
+                                           LP_COUNTER(p2p_stats, stream_up),
+                                           LP_COUNTER(p2p_stats, stream_dropped),
+                                           LP_COUNTER(p2p_stats, relay_handovers),
+#endif
                                            {NULL, 0}};
 
 /* One entry of node:lanes: its field `key` (an integer within lo..hi, or dflt when nil). */
@@ -1335,6 +1473,27 @@ static const node_metric node_figures[] = {
     NM("p2pnet_work_verify_total", M_COUNTER, work_verify, "Ed25519 signature checks."),
     NM("p2pnet_transfers_refused_total", M_COUNTER, transfers_refused,
        "Transfer offers refused at once."),
+#ifdef P2P_FALLBACKS
+    NM("p2pnet_portmap_sent_total", M_COUNTER, portmap_sent,
+       "Port-mapping requests sent to the gateway (PCP, NAT-PMP, SSDP, UPnP HTTP)."),
+    NM("p2pnet_stun_sent_total", M_COUNTER, stun_sent, "STUN Binding requests sent."),
+    NM("p2pnet_stun_received_total", M_COUNTER, stun_received,
+       "STUN answers accepted from the configured servers."),
+    NM("p2pnet_lan_sent_total", M_COUNTER, lan_sent, "LAN beacons sent."),
+    NM("p2pnet_lan_received_total", M_COUNTER, lan_received,
+       "Valid LAN beacons received from other nodes."),
+    NM("p2pnet_lan_dropped_total", M_COUNTER, lan_dropped, "LAN beacons that failed a check."),
+    NM("p2pnet_lan_dials_total", M_COUNTER, lan_dials, "Handshakes started because of a beacon."),
+    NM("p2pnet_punch_probes_total", M_COUNTER, punch_probes, "Birthday-punching probes sent."),
+    NM("p2pnet_punch_hits_total", M_COUNTER, punch_hits,
+       "Birthday-punching rounds that found a direct path."),
+    NM("p2pnet_punch_rounds_total", M_COUNTER, punch_rounds, "Birthday-punching rounds run."),
+    NM("p2pnet_stream_up_total", M_COUNTER, stream_up, "TCP and WebSocket streams that came up."),
+    NM("p2pnet_stream_dropped_total", M_COUNTER, stream_dropped,
+       "Datagrams dropped on the way to a stream."),
+    NM("p2pnet_relay_handovers_total", M_COUNTER, relay_handovers,
+       "Relayed sessions moved to another relay."),
+#endif
     {"p2pnet_callback_errors_total", M_COUNTER, "Errors raised by handlers and callbacks.",
      FROM_CALLBACK_ERRORS, 0},
     {"p2pnet_task_errors_total", M_COUNTER, "Tasks that ended with an error.", FROM_TASK_ERRORS, 0},
@@ -1742,8 +1901,13 @@ static int node_metrics(lua_State *L)
             snprintf(labels, sizeof labels,
                      "peer=\"%s\",id=\"%s\",path=\"%s\",address=\"%s\",relay=\"%s\","
                      "congestion=\"%s\"",
-                     p->label, p->hex, p->st.direct ? "direct" : "relayed", p->address, p->relay,
-                     p->st.congestion == P2P_CC_NEWRENO ? "newreno" : "bbr");
+                     p->label, p->hex,
+#ifdef P2P_FALLBACKS
+                     lp_path_kind_name(p->st.path),
+#else
+                     p->st.direct ? "direct" : "relayed",
+#endif
+                     p->address, p->relay, p->st.congestion == P2P_CC_NEWRENO ? "newreno" : "bbr");
             m_sample(&b, "p2pnet_peer_info", labels, extra, "1");
         }
         m_header(&b, "p2pnet_peer_direct", M_GAUGE,
@@ -1808,15 +1972,26 @@ static int node_metrics(lua_State *L)
 
 void lp_node_class(lua_State *L)
 {
-    static const luaL_Reg methods[] = {
-        {"address", node_address}, {"addresses", node_addresses},
-        {"connect", node_connect}, {"peers", node_peers},
-        {"peer", node_peer},       {"broadcast", node_broadcast},
-        {"on", node_on},           {"poll", node_poll},
-        {"fd", node_fd},           {"next_timeout", node_next_timeout},
-        {"now", lp_node_clock},    {"stats", node_stats},
-        {"metrics", node_metrics}, {"close", node_close_m},
-        {"lanes", node_lanes},     {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"address", node_address},
+                                       {"addresses", node_addresses},
+                                       {"connect", node_connect},
+                                       {"peers", node_peers},
+                                       {"peer", node_peer},
+                                       {"broadcast", node_broadcast},
+                                       {"on", node_on},
+                                       {"poll", node_poll},
+                                       {"fd", node_fd},
+                                       {"next_timeout", node_next_timeout},
+                                       {"now", lp_node_clock},
+                                       {"stats", node_stats},
+                                       {"metrics", node_metrics},
+                                       {"close", node_close_m},
+                                       {"lanes", node_lanes},
+#ifdef P2P_FALLBACKS
+                                       {"nat", node_nat},
+                                       {"lan_peers", node_lan_peers},
+#endif
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__tostring", node_tostring},
         {"__gc", node_close_m},
