@@ -26,6 +26,10 @@
 #define PEERS_ON_STACK 64
 /* The core's max_half_open when the option is not given (p2p_config_init). */
 #define DEFAULT_MAX_HALF_OPEN 256
+/* 1 once the UDP driver has the io queue of issue 12 (p2p_udp_listen_tcp, ...). */
+#ifndef LP_DRIVER_IO
+#define LP_DRIVER_IO 0
+#endif
 /* Simulated wall clock: a fixed epoch plus virtual time, so runs are reproducible. */
 #define SIM_EPOCH_US UINT64_C(1700000000000000)
 
@@ -630,6 +634,25 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
         }
         now = p2p_udp_now();
         cfg.unix_us = p2p_udp_unix_now();
+#if LP_DRIVER_IO
+        /* issue 12: the listeners the options ask for, on the same bind address */
+        if (o->tcp_port != 0 &&
+            (rc = p2p_udp_listen_tcp(n->udp, (uint16_t)o->tcp_port,
+                                     o->ws_path != NULL ? o->ws_path : LP_DEFAULT_WS_PATH, err,
+                                     sizeof err)) != 0) {
+            p2p_identity_wipe(&key);
+            node_free_resources(n);
+            if (err[0] == '\0') snprintf(err, sizeof err, "tcp_port: %s", p2p_strerror(rc));
+            return lp_push_fail(L, err);
+        }
+        if (o->stun_server != 0 &&
+            (rc = p2p_udp_stun_server(n->udp, (uint16_t)o->stun_server, err, sizeof err)) != 0) {
+            p2p_identity_wipe(&key);
+            node_free_resources(n);
+            if (err[0] == '\0') snprintf(err, sizeof err, "stun_server: %s", p2p_strerror(rc));
+            return lp_push_fail(L, err);
+        }
+#endif
     }
     if (reach_options(L, optidx, n, o, err, sizeof err) != 0) {
         p2p_identity_wipe(&key);
@@ -1033,7 +1056,12 @@ static int node_next_timeout(lua_State *L)
         lua_pushnumber(L, 0);
         return 1;
     }
+#if LP_DRIVER_IO
+    /* the driver's own timers too (connects, HTTP, the gateway check, its service tick) */
+    t = n->udp != NULL ? p2p_udp_next_timeout(n->udp, n->host) : p2p_host_next_timeout(n->host);
+#else
     t = p2p_host_next_timeout(n->host);
+#endif
     (void)run_tasks(L, n, 0, &due);
     if (due < t) t = due;
     now = lp_node_now(n);
