@@ -500,7 +500,6 @@ static int reach_options(lua_State *L, int optidx, lnode *n, const node_opts *o,
  * outlives its host). */
 static void reach_config(const lnode *n, p2p_config *cfg)
 {
-#ifdef P2P_FALLBACKS
     size_t i;
     cfg->portmap_off = !n->portmap;
     cfg->punch_off = !n->punch;
@@ -522,10 +521,6 @@ static void reach_config(const lnode *n, p2p_config *cfg)
     cfg->fallback_off = n->fallback_off;
     cfg->lan_discovery = n->discover_lan;
     cfg->lan_port = n->discover_port;
-#else
-    (void)n;
-    (void)cfg;
-#endif
 }
 
 /* Builds a node from validated options. simidx is the stack index of the Sim, or 0 for a UDP
@@ -926,11 +921,9 @@ static int node_addresses(lua_State *L)
     p2p_addr a[CAP];
     int kinds[CAP];
     size_t i, count = p2p_host_addresses(n->host, a, kinds, CAP);
-#ifdef P2P_FALLBACKS
     p2p_nat_info ni;
     uint64_t now = lp_node_now(n);
     p2p_host_nat(n->host, &ni);
-#endif
     if (count > CAP) count = CAP;
     lua_createtable(L, (int)count, 0);
     for (i = 0; i < count; i++) {
@@ -939,7 +932,6 @@ static int node_addresses(lua_State *L)
         lua_setfield(L, -2, "address");
         lua_pushstring(L, kinds[i] >= 0 && kinds[i] < 4 ? kind_names[kinds[i]] : "unknown");
         lua_setfield(L, -2, "kind");
-#ifdef P2P_FALLBACKS
         if (kinds[i] == P2P_ADDR_MAPPED) {
             lua_pushstring(L, ni.portmap == P2P_PORTMAP_NATPMP ? "natpmp"
                               : ni.portmap == P2P_PORTMAP_UPNP ? "upnp"
@@ -950,13 +942,11 @@ static int node_addresses(lua_State *L)
                                   : 0);
             lua_setfield(L, -2, "expires");
         }
-#endif
         lua_rawseti(L, -2, (int)(i + 1));
     }
     return 1;
 }
 
-#ifdef P2P_FALLBACKS
 /* node:nat() -> {mapping, source, gateway, portmap, udp, stream} (docs/API.md "node:nat()") */
 static int node_nat(lua_State *L)
 {
@@ -1033,7 +1023,6 @@ static int node_lan_peers(lua_State *L)
     }
     return 1;
 }
-#endif
 
 static int node_fd(lua_State *L)
 {
@@ -1351,7 +1340,6 @@ static const lp_counter node_counters[] = {LP_COUNTER(p2p_stats, peers),
                                            LP_COUNTER(p2p_stats, dropped_stale),
                                            LP_COUNTER(p2p_stats, dropped_half_open),
                                            LP_COUNTER(p2p_stats, transfers_refused),
-#ifdef P2P_FALLBACKS
                                            /* issue 12 */
                                            LP_COUNTER(p2p_stats, portmap_sent),
                                            LP_COUNTER(p2p_stats, stun_sent),
@@ -1366,7 +1354,6 @@ static const lp_counter node_counters[] = {LP_COUNTER(p2p_stats, peers),
                                            LP_COUNTER(p2p_stats, stream_up),
                                            LP_COUNTER(p2p_stats, stream_dropped),
                                            LP_COUNTER(p2p_stats, relay_handovers),
-#endif
                                            {NULL, 0}};
 
 /* One entry of node:lanes: its field `key` (an integer within lo..hi, or dflt when nil). */
@@ -1501,7 +1488,6 @@ static const node_metric node_figures[] = {
     NM("p2pnet_work_verify_total", M_COUNTER, work_verify, "Ed25519 signature checks."),
     NM("p2pnet_transfers_refused_total", M_COUNTER, transfers_refused,
        "Transfer offers refused at once."),
-#ifdef P2P_FALLBACKS
     NM("p2pnet_portmap_sent_total", M_COUNTER, portmap_sent,
        "Port-mapping requests sent to the gateway (PCP, NAT-PMP, SSDP, UPnP HTTP)."),
     NM("p2pnet_stun_sent_total", M_COUNTER, stun_sent, "STUN Binding requests sent."),
@@ -1521,7 +1507,6 @@ static const node_metric node_figures[] = {
        "Datagrams dropped on the way to a stream."),
     NM("p2pnet_relay_handovers_total", M_COUNTER, relay_handovers,
        "Relayed sessions moved to another relay."),
-#endif
     {"p2pnet_callback_errors_total", M_COUNTER, "Errors raised by handlers and callbacks.",
      FROM_CALLBACK_ERRORS, 0},
     {"p2pnet_task_errors_total", M_COUNTER, "Tasks that ended with an error.", FROM_TASK_ERRORS, 0},
@@ -1929,13 +1914,8 @@ static int node_metrics(lua_State *L)
             snprintf(labels, sizeof labels,
                      "peer=\"%s\",id=\"%s\",path=\"%s\",address=\"%s\",relay=\"%s\","
                      "congestion=\"%s\"",
-                     p->label, p->hex,
-#ifdef P2P_FALLBACKS
-                     lp_path_kind_name(p->st.path),
-#else
-                     p->st.direct ? "direct" : "relayed",
-#endif
-                     p->address, p->relay, p->st.congestion == P2P_CC_NEWRENO ? "newreno" : "bbr");
+                     p->label, p->hex, lp_path_kind_name(p->st.path), p->address, p->relay,
+                     p->st.congestion == P2P_CC_NEWRENO ? "newreno" : "bbr");
             m_sample(&b, "p2pnet_peer_info", labels, extra, "1");
         }
         m_header(&b, "p2pnet_peer_direct", M_GAUGE,
@@ -2015,10 +1995,8 @@ void lp_node_class(lua_State *L)
                                        {"metrics", node_metrics},
                                        {"close", node_close_m},
                                        {"lanes", node_lanes},
-#ifdef P2P_FALLBACKS
                                        {"nat", node_nat},
                                        {"lan_peers", node_lan_peers},
-#endif
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__tostring", node_tostring},

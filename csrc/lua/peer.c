@@ -208,16 +208,12 @@ int lp_next_callback(lua_State *L, int pidx)
 const char *lp_path_name(lpeer *p, const p2p_peer_info *info)
 {
     if (info->state != P2P_PEER_CONNECTED) return NULL;
-#ifdef P2P_FALLBACKS
     {
         p2p_peer_stats st;
         if (!p->dead && p->node->host != NULL &&
             p2p_peer_stats_get(p->node->host, p->handle, &st) == 0)
             return lp_path_kind_name(st.path);
     }
-#else
-    (void)p;
-#endif
     return info->direct ? "direct" : "relayed";
 }
 
@@ -225,7 +221,6 @@ const char *lp_path_name(lpeer *p, const p2p_peer_info *info)
  * which is where its packets go. */
 static void push_peer_address(lua_State *L, lpeer *p, const p2p_peer_info *info)
 {
-#ifdef P2P_FALLBACKS
     if (info->address.family == P2P_AF_STREAM) {
         p2p_nat_info ni;
         if (p->dead || p->node->host == NULL) {
@@ -239,9 +234,6 @@ static void push_peer_address(lua_State *L, lpeer *p, const p2p_peer_info *info)
             lua_pushnil(L);
         return;
     }
-#else
-    (void)p;
-#endif
     lp_push_addr(L, &info->address);
 }
 
@@ -498,7 +490,6 @@ static void set_seconds(lua_State *L, const char *k, uint64_t us)
 
 /* One lane's table: {queued_bytes, unsent_bytes, queued_messages, messages_sent,
  * messages_received}, at key lane (or "control"), in the table on top. */
-#ifdef P2P_FALLBACKS
 /* peer:stats().candidates: the session's direct paths, the one in use first. */
 static void push_candidates(lua_State *L, const p2p_peer_stats *st)
 {
@@ -555,7 +546,6 @@ static void push_nat(lua_State *L, lnode *n, const p2p_peer_stats *st)
         lua_setfield(L, -2, "reason");
     }
 }
-#endif
 
 static void push_lane(lua_State *L, const p2p_lane_stats *l)
 {
@@ -621,22 +611,16 @@ static int peer_stats(lua_State *L)
     lp_set_u64(L, "congestion_events", st.congestion_events);
     lp_set_u64(L, "undos", st.undos);
     /* path */
-#ifdef P2P_FALLBACKS
     lua_pushstring(L, lp_path_kind_name(st.path));
-#else
-    lua_pushstring(L, st.direct ? "direct" : "relayed");
-#endif
     lua_setfield(L, -2, "path");
     lua_pushboolean(L, st.direct);
     lua_setfield(L, -2, "direct");
     push_peer_address(L, p, lp_peer_info(p));
     lua_setfield(L, -2, "address");
-#ifdef P2P_FALLBACKS
     push_candidates(L, &st);
     lua_setfield(L, -2, "candidates");
     push_nat(L, n, &st);
     lua_setfield(L, -2, "nat");
-#endif
     if (st.has_relay) {
         p2p_id_to_hex(st.relay_id, relay);
         lua_pushstring(L, relay);

@@ -174,31 +174,22 @@ void lp_push_ip(lua_State *L, const p2p_addr *a)
 
 const char *lp_mapping_name(int mapping)
 {
-#ifdef P2P_FALLBACKS
     switch (mapping) {
     case P2P_MAPPING_NONE: return "none";
     case P2P_MAPPING_INDEPENDENT: return "independent";
     case P2P_MAPPING_DEPENDENT: return "dependent";
     default: return "unknown";
     }
-#else
-    (void)mapping;
-    return "unknown";
-#endif
 }
 
 const char *lp_path_kind_name(int path)
 {
-#ifdef P2P_FALLBACKS
     switch (path) {
     case P2P_PATH_RELAYED: return "relayed";
     case P2P_PATH_TCP: return "tcp";
     case P2P_PATH_WEBSOCKET: return "websocket";
     default: return "direct";
     }
-#else
-    return path ? "relayed" : "direct";
-#endif
 }
 
 void lp_push_id(lua_State *L, const uint8_t id[P2P_ID_LEN])
