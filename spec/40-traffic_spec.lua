@@ -143,7 +143,8 @@ describe("traffic without peers #natlab", function()
             c.ns, c.gw = ("%s-n%d"):format(TAG, c.net), ("%s-g%d"):format(TAG, c.net)
             local a, b = ("%s-a%d"):format(TAG, c.net), ("%s-b%d"):format(TAG, c.net)
             local pre = ("10.77.%d."):format(c.net)
-            -- node (.2) --veth-- gateway (.1), the node's default route; IPv6 link-local
+            -- node (.2) --veth-- gateway (.1), the node's default route, a broadcast address
+            -- (as DHCP gives one: beacons go to it too); IPv6 link-local
             -- addresses come without duplicate address detection, so they work at once
             sh(("ip netns add %s && ip netns add %s"):format(c.ns, c.gw))
             sh(("ip link add %s netns %s type veth peer name %s netns %s"):format(a, c.ns, b,
@@ -152,7 +153,7 @@ describe("traffic without peers #natlab", function()
                 sh(("ip netns exec %s sysctl -qw net.ipv6.conf.all.accept_dad=0 "
                     .. "net.ipv6.conf.default.accept_dad=0 "
                     .. "net.ipv6.conf.default.router_solicitations=0"):format(side[1]))
-                sh(("ip -n %s link set lo up && ip -n %s addr add %s/24 dev %s && "
+                sh(("ip -n %s link set lo up && ip -n %s addr add %s/24 brd + dev %s && "
                     .. "ip -n %s link set %s up"):format(side[1], side[1], side[3], side[2],
                                                          side[1], side[2]))
             end
