@@ -162,6 +162,44 @@ describe("peer.path", function()
     end)
 end)
 
+describe("relay hand-over", function()
+    it("moves a relayed session to the second mediator when the first leaves", function()
+        local sim = p2pnet.sim { seed = 11, latency = 0.01 }
+        local m1 = assert(sim:node { mesh = false })
+        local m2 = assert(sim:node { mesh = false })
+        local alice = assert(sim:node { nat = "symmetric" })
+        local bob = assert(sim:node { nat = "symmetric" })
+        for _, n in ipairs { alice, bob } do
+            assert(n:connect(m1:address()))
+            assert(n:connect(m2:address()))
+        end
+        sim:run(1)
+        local peer = assert(alice:connect(bob.id, { via = m1:address() }))
+        sim:run(5)
+        assert.equal("relayed", peer.path)
+        assert.equal(m1:address(), peer.address)
+        local got, receipts = {}, 0
+        bob:on("message", function(_, _, data) got[#got + 1] = tonumber(data) end)
+        for i = 1, 300 do
+            assert(peer:send(1, tostring(i), function(ok)
+                if ok then receipts = receipts + 1 end
+            end))
+            if i == 100 then
+                sim:run(0.05)
+                m1:close()                     -- the relay leaves mid-stream
+            end
+        end
+        sim:run(10)
+        assert.equal("connected", peer.state)
+        assert.equal("relayed", peer.path)
+        assert.equal(m2:address(), peer.address)
+        assert.equal(300, #got)
+        for i = 1, 300 do assert.equal(i, got[i]) end  -- once each, in order
+        assert.equal(300, receipts)
+        assert.is_true(alice:stats().relay_handovers + bob:stats().relay_handovers >= 1)
+    end)
+end)
+
 describe("node:nat()", function()
     it("has every field, with \"unknown\" before anything is known", function()
         local sim = p2pnet.sim { seed = 2 }
