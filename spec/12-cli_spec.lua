@@ -191,6 +191,41 @@ local function cli_checks(cmd)
         assert.is_nil(S.read(dir .. "/med-notcp.out"):match("\n  tcp "), screen())
     end)
 
+    -- issue 12: a node whose UDP gets no answer tunnels to the mediator over TCP, by
+    -- default to the same port number it was given, or over a WebSocket it names
+    it("carries a node whose UDP gets no answer over TCP and over a WebSocket", function()
+        local udp, tcp = Procs.free_port("udp"), Procs.free_port("tcp")
+        local pid, wait_for, screen = start_mediator(P, ("--host 127.0.0.1 --port %d "
+            .. "--tcp-port %d"):format(udp, tcp), dir .. "/med-fallback.out")
+        finally(function() os.execute("kill -9 " .. pid .. " 2>/dev/null") end)
+        local id = wait_for(LISTENING)
+        wait_for("\n  tcp 127%.0%.0%.1:" .. tcp .. " ")
+        for _, case in ipairs {
+            { path = "tcp", url = "tcp://127.0.0.1:" .. tcp },   -- the default: same port
+            { path = "websocket", url = ("ws://127.0.0.1:%d/p2pnet"):format(tcp),
+              opts = { fallback = { ("ws://127.0.0.1:%d/p2pnet"):format(tcp) } } },
+        } do
+            local opts = { host = "127.0.0.1", portmap = false }
+            for k, v in pairs(case.opts or {}) do opts[k] = v end
+            local node = assert(p2pnet.node(opts))
+            -- nothing listens on UDP at the TCP port's number: UDP gets no answer
+            local peer = assert(node:connect("127.0.0.1:" .. tcp))
+            assert.is_true(S.spin({ node }, function() return peer.state == "connected" end,
+                                  15), case.path .. ": no session; the mediator printed:\n"
+                                       .. screen())
+            assert.equal(id, peer.id)
+            assert.equal(case.path, peer.path)
+            local nat = node:nat()
+            assert.equal("blocked", nat.udp)
+            assert.equal(case.url, nat.stream)
+            assert.is_true(node:stats().stream_up >= 1)
+            local reply
+            assert(peer:send(1, "ping", function(ok, r) reply = ok and (r or "nil") end))
+            assert.is_true(S.spin({ node }, function() return reply ~= nil end, 5))
+            node:close()
+        end
+    end)
+
     it("runs a mediator with relay limits, or with relaying off", function()
         for i, args in ipairs { "--relay-sessions 8 --relay-rate 100000", "--no-relay" } do
             local pid, wait_for = start_mediator(P, "--host 127.0.0.1 --port 0 " .. args,
