@@ -27,6 +27,20 @@
 #include "driver/sim.h"
 #include "driver/udp.h"
 
+/* issue 12: the simulator's io queue (driver/sim.h, P2P_SIM_LAN_LATENCY_US) and its gateways
+ * and STUN servers (driver/sim_gw.h) */
+#if defined(P2P_SIM_LAN_LATENCY_US) && defined(__has_include)
+#if __has_include("driver/sim_gw.h")
+#include "driver/sim_gw.h"
+#define LP_SIM_REACH 1
+#endif
+#endif
+#ifndef LP_SIM_REACH
+#define LP_SIM_REACH 0
+#endif
+/* STUN servers one simulator holds at most (sim:stun_server). */
+#define LP_SIM_STUNS 8
+
 /* The metatable names. Each is one object (util.c), whose address also keys its metatable
  * in the registry for lp_checkudata, without hashing the name. */
 extern const char lp_identity_mt[], lp_node_mt[], lp_peer_mt[], lp_sim_mt[];
@@ -98,10 +112,12 @@ typedef struct lidentity {
 
 typedef struct lsim {
     p2p_sim *sim;
-    int attached;  /* nodes still attached: the sim is freed when this is 0 and ... */
-    int collected; /* ... the Sim userdata has been collected */
-    int running;   /* inside sim:run(): not re-entrant */
-    int draining;  /* nodes of this sim inside a drain: sim:run refuses */
+    int attached;              /* nodes still attached: the sim is freed when this is 0 and ... */
+    int collected;             /* ... the Sim userdata has been collected */
+    int running;               /* inside sim:run(): not re-entrant */
+    int draining;              /* nodes of this sim inside a drain: sim:run refuses */
+    void *stuns[LP_SIM_STUNS]; /* issue 12: its STUN servers (p2p_sim_stun), freed with it */
+    size_t nstuns;
 } lsim;
 
 /* One queued event: the core's event, copied. Its data and its Peer are Lua values, kept at
@@ -150,6 +166,7 @@ typedef struct lnode {
     char ws_path[LP_PATH_SIZE];
     uint16_t tcp_port, stun_server, discover_port;
     int portmap, punch, discover_lan;
+    void *gateway; /* simulated nodes: their gateway (p2p_sim_gw), freed after detach */
 } lnode;
 
 typedef struct lpeer {
@@ -284,6 +301,8 @@ void lp_peer_class(lua_State *L);
 /* ---- sim.c ------------------------------------------------------------------------------ */
 
 int lp_sim_new(lua_State *L);
+/* Frees the simulator of s and what it holds (STUN servers); s->sim is NULL after. */
+void lp_sim_free(lsim *s);
 void lp_sim_class(lua_State *L);
 /* core.sim_run_until(sim, t, stop_on_event), core.sim_next_time(sim), core.sim_busy(sim) */
 int lp_sim_run_until(lua_State *L);

@@ -112,6 +112,10 @@ typedef struct node_opts {
     int discover_lan;      /* discover = "lan" */
     int64_t discover_port; /* 0: P2P_LAN_PORT_DEFAULT */
     int64_t stun_server;   /* 0: no STUN responder */
+    /* simulated nodes only (docs/API.md "Simulator") */
+    int64_t lan;            /* LAN domain, 0: none */
+    int gateway;            /* P2P_SIM_GW_* + 1, 0: no gateway */
+    int64_t nat_lo, nat_hi; /* the NAT's port range, 0: the default */
 } node_opts;
 
 static int opt_error(lua_State *L, const char *fname, const char *name, const char *what)
@@ -369,6 +373,29 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
                 o->congestion = P2P_CC_NEWRENO;
             else
                 opt_error(L, fname, k, "must be \"bbr\" or \"newreno\"");
+        } else if (o->is_sim && strcmp(k, "lan") == 0) { /* issue 12 */
+            if (!lp_tointeger(L, v, 1, 65535, &o->lan))
+                opt_error(L, fname, k, "must be an integer 1-65535 (a LAN domain)");
+        } else if (o->is_sim && strcmp(k, "gateway") == 0) {
+            static const char *const kinds[] = {"silent", "pcp", "natpmp", "upnp", "all", NULL};
+            const char *g = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
+            int i;
+            for (i = 0; kinds[i] != NULL; i++)
+                if (strcmp(g, kinds[i]) == 0) o->gateway = i + 1;
+            if (o->gateway == 0)
+                opt_error(L, fname, k,
+                          "must be \"pcp\", \"natpmp\", \"upnp\", \"all\" or \"silent\"");
+        } else if (o->is_sim && strcmp(k, "nat_ports") == 0) {
+            int ok = lua_istable(L, v);
+            if (ok) {
+                lua_rawgeti(L, v, 1);
+                lua_rawgeti(L, v, 2);
+                ok = lp_tointeger(L, -2, 1024, 65535, &o->nat_lo) &&
+                     lp_tointeger(L, -1, 1024, 65535, &o->nat_hi) &&
+                     o->nat_hi - o->nat_lo + 1 >= 1024;
+            }
+            if (!ok)
+                opt_error(L, fname, k, "must be {lo, hi}: ports 1024-65535, at least 1024 of them");
         } else if (o->is_sim && strcmp(k, "nat") == 0) {
             const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
             if (strcmp(s, "cone") == 0)
@@ -389,6 +416,11 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
         opt_error(L, fname, "ws_path", "needs tcp_port (the listener it is served on)");
     if (o->discover_port != 0 && !o->discover_lan)
         opt_error(L, fname, "discover_port", "needs discover = \"lan\"");
+    if (o->is_sim && o->gateway != 0 && o->nat == 0)
+        opt_error(L, fname, "gateway", "needs nat (a gateway is the node's NAT router)");
+    if (o->is_sim && o->nat_lo != 0 && o->nat == 0) opt_error(L, fname, "nat_ports", "needs nat");
+    if (o->is_sim && o->stun_server != 0)
+        opt_error(L, fname, "stun_server", "is not simulated (use sim:stun_server)");
 }
 
 /* Pushes field `name` of the options at idx, or nil. */
@@ -405,6 +437,10 @@ static void node_free_resources(lnode *n)
     if (n->sim != NULL && n->host != NULL) {
         p2p_sim_detach(n->sim->sim, n->host);
     }
+#if LP_SIM_REACH
+    p2p_sim_gw_free((p2p_sim_gw *)n->gateway);
+#endif
+    n->gateway = NULL;
     p2p_host_free(n->host);
     n->host = NULL;
     p2p_udp_close(n->udp);
@@ -422,10 +458,7 @@ static void node_free_resources(lnode *n)
         lsim *s = n->sim;
         n->sim = NULL;
         s->attached--;
-        if (s->attached == 0 && s->collected) {
-            p2p_sim_free(s->sim);
-            s->sim = NULL;
-        }
+        if (s->attached == 0 && s->collected) lp_sim_free(s);
     }
 }
 
@@ -441,6 +474,77 @@ static void expand_seed(uint64_t x, uint8_t out[P2P_ID_LEN])
         z ^= z >> 31;
         for (j = 0; j < 8; j++) out[i * 8 + j] = (uint8_t)(z >> (8 * j));
     }
+}
+
+#if LP_SIM_REACH
+/* The simulated gateway's functions in the simulator's shape (ud: the p2p_sim_gw). */
+static size_t gw_udp(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                     size_t len, uint64_t now, uint8_t *out, size_t cap, p2p_addr *reply_from)
+{
+    return p2p_sim_gw_udp((p2p_sim_gw *)ud, from, to, in, len, now, out, cap, reply_from);
+}
+
+static size_t gw_http(void *ud, const p2p_addr *from, const uint8_t *req, size_t len, uint64_t now,
+                      uint8_t *out, size_t cap)
+{
+    return p2p_sim_gw_http((p2p_sim_gw *)ud, from, req, len, now, out, cap);
+}
+
+static int gw_out(void *ud, const p2p_addr *priv, uint64_t now, uint16_t *eport)
+{
+    return p2p_sim_gw_out((const p2p_sim_gw *)ud, priv, now, eport);
+}
+
+static int gw_in(void *ud, uint16_t eport, uint64_t now, p2p_addr *priv)
+{
+    return p2p_sim_gw_in((const p2p_sim_gw *)ud, eport, now, priv);
+}
+#endif
+
+/* issue 12, simulated nodes: their LAN domain, NAT port range, TCP listener and gateway.
+ * Returns 0 or a P2P_ERR_*. */
+static int sim_reach(lsim *s, lnode *n, const node_opts *o, uint64_t now)
+{
+#if LP_SIM_REACH
+    int rc;
+    if (o->lan != 0 && (rc = p2p_sim_set_lan(s->sim, n->host, (uint16_t)o->lan)) != 0) return rc;
+    if (o->nat_lo != 0 &&
+        (rc = p2p_sim_nat_ports(s->sim, n->host, (uint16_t)o->nat_lo, (uint16_t)o->nat_hi)) != 0)
+        return rc;
+    if (o->tcp_port != 0 &&
+        (rc = p2p_sim_listen_tcp(s->sim, n->host, (uint16_t)o->tcp_port, 1)) != 0)
+        return rc;
+    if (o->gateway != 0) {
+        /* on the node's LAN at 10.255.255.254 (no simulated node gets that address), with the
+         * NAT's public address outside */
+        p2p_addr lan, ext;
+        p2p_sim_gateway g;
+        memset(&lan, 0, sizeof lan);
+        lan.family = P2P_AF_INET4;
+        lan.ip[0] = 10;
+        lan.ip[1] = lan.ip[2] = 255;
+        lan.ip[3] = 254;
+        if ((rc = p2p_sim_public_addr(s->sim, n->host, &ext)) != 0) return rc;
+        ext.port = 0;
+        n->gateway = p2p_sim_gw_new(o->gateway - 1, &lan, &ext, now);
+        if (n->gateway == NULL) return P2P_ERR_NOMEM;
+        memset(&g, 0, sizeof g);
+        g.ud = n->gateway;
+        g.lan = lan;
+        g.udp = gw_udp;
+        g.http = gw_http;
+        g.nat_out = gw_out;
+        g.nat_in = gw_in;
+        if ((rc = p2p_sim_set_gateway(s->sim, n->host, &g)) != 0) return rc;
+    }
+#else
+    (void)s;
+    (void)n;
+    (void)now;
+    if (o->lan != 0 || o->nat_lo != 0 || o->tcp_port != 0 || o->gateway != 0)
+        return P2P_ERR_INVALID;
+#endif
+    return 0;
 }
 
 /* Resolves `host:port` (UDP nodes: names too, matched to the socket's family; simulated
@@ -673,6 +777,10 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
         n->sim = n->simref = s;
         s->attached++;
         (void)p2p_host_add_address(n->host, &n->local, now);
+        if ((rc = sim_reach(s, n, o, now)) != 0) {
+            node_free_resources(n);
+            return lp_push_fail(L, lp_error_text(rc));
+        }
     } else {
         p2p_addr local[P2P_LOCAL_ADDRS];
         size_t i, count = p2p_udp_local_addrs(n->udp, local, P2P_LOCAL_ADDRS);
