@@ -84,7 +84,7 @@ if opts.sim then
     local sim = p2pnet.sim { seed = 7, latency = 0.001 }
     local nodes = {}
     for i = 1, 3 do
-        nodes[i] = assert(sim:node { discover = "lan", lan = "home",
+        nodes[i] = assert(sim:node { discover = "lan", lan = 1, nat = "cone",
                                      network_key = opts.network_key })
         chat_handlers(nodes[i], ("[node %d] "):format(i))
     end
