@@ -27,7 +27,9 @@
 /* The core's max_half_open when the option is not given (p2p_config_init). */
 #define DEFAULT_MAX_HALF_OPEN 256
 /* 1 once the UDP driver has the io queue of issue 12 (p2p_udp_listen_tcp, ...). */
-#ifndef LP_DRIVER_IO
+#ifdef P2P_UDP_IO_QUEUE
+#define LP_DRIVER_IO 1
+#else
 #define LP_DRIVER_IO 0
 #endif
 /* Simulated wall clock: a fixed epoch plus virtual time, so runs are reproducible. */
