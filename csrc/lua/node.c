@@ -761,6 +761,13 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
         return lp_push_fail(L, err);
     }
     reach_config(n, &cfg);
+    if (n->udp != NULL) {
+        /* A node bound to a loopback address can never reach a gateway: no port mapping (it
+         * would only send requests that cannot leave, and say "pending"). */
+        p2p_addr bound;
+        p2p_udp_local(n->udp, &bound);
+        if (p2p_addr_scope(&bound) == P2P_SCOPE_LOOPBACK) cfg.portmap_off = 1;
+    }
     rc = p2p_host_new(&n->host, &cfg, now);
     p2p_identity_wipe(&key);
     if (rc != 0) {
