@@ -753,6 +753,13 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
             if (err[0] == '\0') snprintf(err, sizeof err, "stun_server: %s", p2p_strerror(rc));
             return lp_push_fail(L, err);
         }
+#else
+        if (o->tcp_port != 0 || o->stun_server != 0) {
+            p2p_identity_wipe(&key);
+            node_free_resources(n);
+            return lp_push_fail(L, o->tcp_port != 0 ? "tcp_port: not supported by this build"
+                                                    : "stun_server: not supported by this build");
+        }
 #endif
     }
     if (reach_options(L, optidx, n, o, err, sizeof err) != 0) {
