@@ -439,7 +439,7 @@ static void node_free_resources(lnode *n)
     if (n->sim != NULL && n->host != NULL) {
         p2p_sim_detach(n->sim->sim, n->host);
     }
-#if LP_SIM_REACH
+#if LP_SIM_GW
     p2p_sim_gw_free((p2p_sim_gw *)n->gateway);
 #endif
     n->gateway = NULL;
@@ -478,7 +478,7 @@ static void expand_seed(uint64_t x, uint8_t out[P2P_ID_LEN])
     }
 }
 
-#if LP_SIM_REACH
+#if LP_SIM_GW
 /* The simulated gateway's functions in the simulator's shape (ud: the p2p_sim_gw). */
 static size_t gw_udp(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
                      size_t len, uint64_t now, uint8_t *out, size_t cap, p2p_addr *reply_from)
@@ -516,6 +516,7 @@ static int sim_reach(lsim *s, lnode *n, const node_opts *o, uint64_t now)
     if (o->tcp_port != 0 &&
         (rc = p2p_sim_listen_tcp(s->sim, n->host, (uint16_t)o->tcp_port, 1)) != 0)
         return rc;
+#if LP_SIM_GW
     if (o->gateway != 0) {
         /* on the node's LAN at 10.255.255.254 (no simulated node gets that address), with the
          * NAT's public address outside */
@@ -539,6 +540,10 @@ static int sim_reach(lsim *s, lnode *n, const node_opts *o, uint64_t now)
         g.nat_in = gw_in;
         if ((rc = p2p_sim_set_gateway(s->sim, n->host, &g)) != 0) return rc;
     }
+#else
+    (void)now;
+    if (o->gateway != 0) return P2P_ERR_INVALID;
+#endif
 #else
     (void)s;
     (void)n;

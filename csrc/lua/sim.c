@@ -263,7 +263,7 @@ void lp_sim_free(lsim *s)
     p2p_sim_free(s->sim);
     s->sim = NULL;
     for (i = 0; i < s->nstuns; i++) {
-#if LP_SIM_REACH
+#if LP_SIM_GW
         p2p_sim_stun_free((p2p_sim_stun *)s->stuns[i]);
 #endif
         s->stuns[i] = NULL;
@@ -563,7 +563,9 @@ static int sim_block_udp(lua_State *L)
     lua_pushboolean(L, 1);
     return 1;
 }
+#endif
 
+#if LP_SIM_GW
 static size_t stun_udp(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
                        size_t len, uint8_t *out, size_t cap, p2p_addr *reply_from)
 {
@@ -632,6 +634,8 @@ void lp_sim_class(lua_State *L)
         {"link_stats", sim_link_stats},
 #if LP_SIM_REACH
         {"block_udp", sim_block_udp},
+#endif
+#if LP_SIM_GW
         {"stun_server", sim_stun_server},
 #endif
         {NULL, NULL}
