@@ -93,9 +93,8 @@ void p2p_sim_gw_lan(const p2p_sim_gw *g, p2p_addr *out);
 /* A UDP datagram from the LAN host `from` to the gateway's `to` (lan:5351, lan:1900 or
  * 239.255.255.250:1900). Writes the answer into out and its source into *reply_from and
  * returns its length, or 0 for no answer (silent kinds, malformed or unknown requests). */
-size_t p2p_sim_gw_udp(p2p_sim_gw *g, const p2p_addr *from, const p2p_addr *to,
-                      const uint8_t *in, size_t len, uint64_t now, uint8_t *out, size_t cap,
-                      p2p_addr *reply_from);
+size_t p2p_sim_gw_udp(p2p_sim_gw *g, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                      size_t len, uint64_t now, uint8_t *out, size_t cap, p2p_addr *reply_from);
 /* One HTTP request from `from` to lan:5000 (the bytes of P2P_IO_HTTP). Writes the whole reply
  * (status line, headers, body) into out and returns its length; 0: connection refused (no
  * UPnP) or cap too small. */
