@@ -74,6 +74,17 @@ die() { echo "lab.sh: $*" >&2; exit 2; }
 
 ns() { echo "$PREFIX-$1"; }
 in_ns() { local h=$1; shift; ip netns exec "$(ns "$h")" "$@"; }
+# Starts a daemon (miniupnpd, coturn) in host's network namespace, in the background, output
+# to LOG. The subshell drops `up`'s ERR trap and execs the daemon: a subshell still waiting
+# for it would run the trap, which tears the whole lab down, when the daemon is killed.
+daemon() { # host log cmd...
+    local h=$1 log=$2
+    shift 2
+    (
+        trap - ERR
+        exec nsenter --net="/run/netns/$(ns "$h")" setsid "$@"
+    ) </dev/null >>"$log" 2>&1 &
+}
 state() { echo "$STATE_ROOT/$PREFIX"; }
 mode_of() { cat "$(state)/mode" 2>/dev/null || echo cone; }
 
@@ -156,10 +167,10 @@ wait_udp() { # host addr:port what
 coturn_start() {
     local d; d=$(state)
     [ -n "$(ns_pids med turnserver)" ] && return 0
-    in_ns med setsid turnserver -n --stun-only --no-auth -L 192.0.2.2 -L 192.0.2.3 -p 3478 \
-        --alt-listening-port 3479 --no-tcp --no-tls --no-dtls --no-cli \
+    daemon med "$d/coturn.log" turnserver -n --stun-only --no-auth -L 192.0.2.2 -L 192.0.2.3 \
+        -p 3478 --alt-listening-port 3479 --no-tcp --no-tls --no-dtls --no-cli \
         --no-software-attribute -f --pidfile "$d/turn.pid" --no-stdout-log \
-        --log-file "$d/turn.log" --simple-log --db "$d/turndb" </dev/null >"$d/coturn.log" 2>&1 &
+        --log-file "$d/turn.log" --simple-log --db "$d/turndb"
     wait_udp med 192.0.2.2:3478 coturn
     wait_udp med 192.0.2.3:3479 coturn
 }
@@ -184,8 +195,8 @@ upnpd_start() { # router
     sed -e "s#@LAN@#$lan#" -e "s#@DIR@#$d/$h#" \
         -e "s#@UUID@#e25dcf97-1eb6-4e3a-a37a-3a8f4316a8d$([ "$h" = nata ] && echo 5 || echo 6)#" \
         "$(dirname "$0")/miniupnpd.conf" >"$d/$h/miniupnpd.conf"
-    in_ns "$h" setsid miniupnpd -f "$d/$h/miniupnpd.conf" -d -P "$d/$h/miniupnpd.pid" \
-        </dev/null >>"$d/miniupnpd-$h.log" 2>&1 &
+    daemon "$h" "$d/miniupnpd-$h.log" miniupnpd -f "$d/$h/miniupnpd.conf" -d \
+        -P "$d/$h/miniupnpd.pid"
     wait_udp "$h" "${lan%.0/24}.1:5351" "miniupnpd-$h"
     # it answers NAT-PMP from its LAN (lab pitfall R4 of design12: check before any scenario)
     for _ in $(seq 30); do

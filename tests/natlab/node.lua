@@ -25,6 +25,9 @@
 --     --fallback LIST      node option fallback: comma-separated URLs, or "false"
 --     --discover MODE      node option discover (such as "lan")
 --     --no-portmap         node option portmap = false
+--     --wait-address KIND  connects and dials only once node:addresses() holds an address of
+--                          that kind ("mapped", "stun"), or after 10 s; prints
+--                          "waited KIND SECONDS" or "wait-timeout KIND"
 --
 -- With the issue 12 options it also prints, when they change (if the binding has them):
 --   nat mapping=M source=S portmap=P udp=U     node:nat()
@@ -107,6 +110,23 @@ node:on("message", function(peer, _, data)
     end
     return "ack " .. tostring(n)
 end)
+
+-- --wait-address: the port mapping or STUN answer first, so that every flow the node opens
+-- afterwards leaves through it
+if opt.wait_address then
+    local start, found = node:now(), false
+    while not found and node:now() < start + 10 do
+        node:poll(0.01)
+        for _, a in ipairs(node:addresses()) do
+            if a.kind == opt.wait_address then found = true end
+        end
+    end
+    if found then
+        say("waited", opt.wait_address, ("%.2f"):format(node:now() - start))
+    else
+        say("wait-timeout", opt.wait_address)
+    end
+end
 
 if opt.connect then
     local p, err = node:connect(opt.connect)
