@@ -1014,19 +1014,21 @@ static int fallback_target(p2p_host *h, size_t i, p2p_addr *to, int *ws)
     return 0;
 }
 
-/* An attempt has been sending INIT for P2P_FALLBACK_AFTER_US and no UDP datagram came from
- * anyone for as long. */
-static int udp_silent(const p2p_host *h, uint64_t now)
+/* When the fallback's trigger holds: an attempt has been sending INIT for
+ * P2P_FALLBACK_AFTER_US and no UDP datagram came from anyone for as long (P2P_TIME_NEVER: no
+ * attempt is running). */
+static uint64_t silent_from(const p2p_host *h)
 {
-    uint64_t heard = h->last_udp_rx > h->started ? h->last_udp_rx : h->started;
-    if (now < heard + P2P_FALLBACK_AFTER_US) return 0;
+    uint64_t first = P2P_TIME_NEVER;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         const p2p_peer *p = h->peers.slots[i];
-        if (p && p->initiator && p->hs && p->state == P2P_S_INIT_SENT && p->hs->rtt_from &&
-            now >= p->hs->rtt_from + P2P_FALLBACK_AFTER_US)
-            return 1;
+        if (p && p->initiator && p->hs && p->state == P2P_S_INIT_SENT && p->hs->rtt_sends &&
+            p->hs->rtt_from < first)
+            first = p->hs->rtt_from;
     }
-    return 0;
+    if (first == P2P_TIME_NEVER) return first;
+    uint64_t heard = h->last_udp_rx > h->started ? h->last_udp_rx : h->started;
+    return (first > heard ? first : heard) + P2P_FALLBACK_AFTER_US;
 }
 
 static void fallback_open(p2p_host *h, uint64_t now)
@@ -1124,11 +1126,10 @@ static uint64_t reach_deadline(const p2p_host *h)
     if (u < t) t = u;
     if (v < t) t = v;
     if (h->fb_at < t) t = h->fb_at;
-    /* the fallback's trigger: checked every 500 ms while an attempt runs and UDP is silent */
     if (!h->fallback_off && h->fb_state == 0 && h->fb_at == P2P_TIME_NEVER &&
-        (h->nfallback || h->fallback_default) && h->n_sessions > 0) {
-        uint64_t check = h->now + 500000;
-        if (check < t) t = check;
+        (h->nfallback || h->fallback_default)) {
+        uint64_t trigger = silent_from(h);
+        if (trigger < t) t = trigger;
     }
     for (size_t i = 0; i < P2P_STREAMS; i++) {
         const p2p_stream *st = &h->streams[i];
@@ -1152,7 +1153,7 @@ static void reach_timer(p2p_host *h, uint64_t now)
             h->fb_state = 0;
             fallback_open(h, now);
         } else if (h->fb_state == 0 && (h->fb_at <= now || h->fb_at == P2P_TIME_NEVER) &&
-                   udp_silent(h, now)) {
+                   silent_from(h) <= now) {
             fallback_open(h, now);
         } else if (h->fb_state == 0 && h->fb_at <= now) {
             h->fb_at = P2P_TIME_NEVER; /* UDP answers again: stand down */
@@ -1231,7 +1232,9 @@ int p2p_host_stream_up(p2p_host *h, uint32_t sid, const p2p_addr *from_ip, int i
             if (h->streams[i].inbound && same_ip(&h->streams[i].peer_ip, from_ip)) same++;
         }
         if (slot == P2P_STREAMS) return P2P_ERR_LIMIT;
-        if (same >= P2P_STREAMS_PER_IP && p2p_addr_scope(from_ip) != P2P_SCOPE_LOOPBACK)
+        p2p_addr ip = *from_ip;
+        ip.port = 1; /* the scope of the IP, whatever port the driver gave */
+        if (same >= P2P_STREAMS_PER_IP && p2p_addr_scope(&ip) != P2P_SCOPE_LOOPBACK)
             return P2P_ERR_LIMIT;
         st = &h->streams[slot];
         memset(st, 0, sizeof *st);
