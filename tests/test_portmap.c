@@ -479,6 +479,33 @@ static void test_spoofed_replies(void)
     net_down(&n);
 }
 
+/* A gateway whose own external address is private (double NAT, carrier-grade NAT): the
+ * mapping is made and kept, but the node neither advertises it nor says its mapping is
+ * endpoint-independent on the strength of it. */
+static void test_double_nat(void)
+{
+    net n;
+    net_up(&n, P2P_SIM_GW_PCP, 0);
+    p2p_sim_gw_free(n.gw);
+    p2p_addr cgnat;
+    ip4(&cgnat, 100, 64, 0, 2, 0);
+    n.gw = p2p_sim_gw_new(P2P_SIM_GW_PCP, &n.lan, &cgnat, n.now);
+    run(&n, n.now + 5 * SEC);
+    T_EQ_INT(p2p_sim_gw_mappings(n.gw, n.now), 1);
+    p2p_addr m;
+    T_CHECK(!mapped_addr(&n, &m));
+    p2p_nat_info info;
+    memset(&info, 0, sizeof info);
+    p2p_host_nat(n.h, &info);
+    T_EQ_INT(info.portmap, P2P_PORTMAP_PCP);
+    T_EQ_INT(info.has_mapped, 1);
+    T_EQ_INT(info.mapping, P2P_MAPPING_UNKNOWN);
+    T_EQ_INT(p2p_host_close(n.h, n.now), 0);
+    run(&n, n.now + 5 * SEC);
+    T_EQ_INT(p2p_sim_gw_mappings(n.gw, n.now), 0);
+    net_down(&n);
+}
+
 /* A network change deletes the old mapping and maps again. */
 static void test_network_changed(void)
 {
@@ -559,5 +586,6 @@ int main(void)
     T_RUN(test_upnp_conflict);
     T_RUN(test_spoofed_replies);
     T_RUN(test_network_changed);
+    T_RUN(test_double_nat);
     return t_summary("test_portmap");
 }
