@@ -104,8 +104,10 @@ function Lab:coturn(on)
     return self:must("coturn", on and "start" or "stop")
 end
 
---- lab:upnpd(side, on): starts or stops miniupnpd on a NAT router (upnp mode only).
-function Lab:upnpd(side, on)
+--- lab:upnpd(side, on, upnp_only): starts or stops miniupnpd on a NAT router (upnp mode
+-- only); upnp_only: a gateway without NAT-PMP and PCP.
+function Lab:upnpd(side, on, upnp_only)
+    if on and upnp_only then return self:must("upnpd", side, "start", "upnp-only") end
     return self:must("upnpd", side, on and "start" or "stop")
 end
 

@@ -58,8 +58,10 @@
 #                                         between its LAN and WAN (both ways; TCP passes);
 #                                         unblock: lets it pass again and flushes conntrack
 #   lab.sh coturn PREFIX start|stop       starts or stops coturn on MED (any mode)
-#   lab.sh upnpd PREFIX a|b start|stop    starts or stops miniupnpd on a router (upnp mode
-#                                         only); stop also removes every mapping it made
+#   lab.sh upnpd PREFIX a|b start|stop [upnp-only]
+#                                         starts or stops miniupnpd on a router (upnp mode
+#                                         only); stop also removes every mapping it made;
+#                                         upnp-only: without NAT-PMP and PCP
 #   lab.sh mode PREFIX                    prints the mode the lab was built in
 #   lab.sh down PREFIX                    kills the lab's processes, deletes its namespaces
 #   lab.sh exec PREFIX HOST CMD...        runs CMD in HOST's namespace (a b nata natb pub
@@ -154,11 +156,12 @@ ns_pids() { # host comm
     return 0
 }
 
-# Waits until `host` has a UDP socket bound to ADDR:PORT (as ss prints it).
+# Waits until `host` has a UDP socket bound to ADDR:PORT (as ss prints it); TCP with
+# SS_FLAGS=-Hltn.
 wait_udp() { # host addr:port what
     local _
     for _ in $(seq 100); do
-        in_ns "$1" ss -Hlun 2>/dev/null | grep -qF " $2 " && return 0
+        in_ns "$1" ss "${SS_FLAGS:--Hlun}" 2>/dev/null | grep -qF " $2 " && return 0
         sleep 0.1
     done
     die "$3 is not listening on $2 (log: $(state)/$3.log)"
@@ -181,8 +184,9 @@ coturn_stop() {
     rm -f "$(state)/turn.pid"
 }
 
-upnpd_start() { # router
-    local h=$1 d lan _
+upnpd_start() { # router [upnp-only]
+    local h=$1 d lan _ natpmp=yes
+    [ "${2:-}" = upnp-only ] && natpmp=no
     d=$(state)
     [ "$(mode_of)" = upnp ] || die "miniupnpd runs in the upnp mode only"
     [ -n "$(ns_pids "$h" miniupnpd)" ] && return 0
@@ -192,11 +196,15 @@ upnpd_start() { # router
     # its chains exist before it starts (a second start finds them and cleans them)
     in_ns "$h" env PATH="$d/legacybin:$PATH" /etc/miniupnpd/iptables_init.sh -i wan \
         >>"$d/miniupnpd-$h.log" 2>&1
-    sed -e "s#@LAN@#$lan#" -e "s#@DIR@#$d/$h#" \
+    sed -e "s#@LAN@#$lan#" -e "s#@DIR@#$d/$h#" -e "s#@NATPMP@#$natpmp#" \
         -e "s#@UUID@#e25dcf97-1eb6-4e3a-a37a-3a8f4316a8d$([ "$h" = nata ] && echo 5 || echo 6)#" \
         "$(dirname "$0")/miniupnpd.conf" >"$d/$h/miniupnpd.conf"
     daemon "$h" "$d/miniupnpd-$h.log" miniupnpd -f "$d/$h/miniupnpd.conf" -d \
         -P "$d/$h/miniupnpd.pid"
+    if [ "$natpmp" = no ]; then
+        SS_FLAGS=-Hltn wait_udp "$h" "*%lan:5000" "miniupnpd-$h"
+        return 0
+    fi
     wait_udp "$h" "${lan%.0/24}.1:5351" "miniupnpd-$h"
     # it answers NAT-PMP from its LAN (lab pitfall R4 of design12: check before any scenario)
     for _ in $(seq 30); do
@@ -337,7 +345,7 @@ case $cmd in
             *) die "coturn needs start or stop" ;; esac ;;
     upnpd)
         r=$(side "${1:-}")
-        case ${2:-} in start) upnpd_start "$r" ;; stop) upnpd_stop "$r" ;;
+        case ${2:-} in start) upnpd_start "$r" "${3:-}" ;; stop) upnpd_stop "$r" ;;
             *) die "upnpd needs start or stop" ;; esac ;;
     mode) mode_of ;;
     exec) h=${1:-}; shift; [[ " $HOSTS " == *" $h "* ]] || die "unknown host '$h'"; in_ns "$h" "$@" ;;
