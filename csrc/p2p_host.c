@@ -223,6 +223,34 @@ static void lan_dial(p2p_host *h, const p2p_notice *n, uint64_t now)
     h->stats.lan_dials++;
 }
 
+static int same_ip(const p2p_addr *a, const p2p_addr *b);
+
+/* issue 12: the node's NAT mapping as its peers saw it (docs/PROTOCOL.md section 8.7). Two
+ * direct sessions with peers at different IPs that saw this node at the same external IP tell
+ * how its NAT maps: a different port each ("dependent": a new port per destination), or the
+ * same port ("independent"). Weaker than STUN or a port mapping, which it never overrules. */
+static void peers_mapping(p2p_host *h)
+{
+    const p2p_peer *first = NULL;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
+        if (!p || p->state != P2P_S_CONNECTED || !p->has_observed) continue;
+        if (p->addr.family != P2P_AF_INET4 && p->addr.family != P2P_AF_INET6) continue;
+        if (p->addr.sock) continue; /* a punch socket has its own mapping */
+        if (!first) {
+            first = p;
+            continue;
+        }
+        if (same_ip(&p->addr, &first->addr) || !same_ip(&p->observed, &first->observed)) continue;
+        int mapping = p->observed.port != first->observed.port ? P2P_MAPPING_DEPENDENT
+                                                               : P2P_MAPPING_INDEPENDENT;
+        for (size_t k = 0; k < h->nlocal; k++) /* they saw us as we are: no NAT */
+            if (p2p_addr_equal(&h->addrs[k], &p->observed)) mapping = P2P_MAPPING_NONE;
+        p2p_own_mapping(h, (uint8_t)mapping, P2P_MAPSRC_PEERS);
+        return;
+    }
+}
+
 /* Routes what the layers below reported (P2P_NOTE_*), in order; routing may add more. */
 static void route(p2p_host *h)
 {
@@ -246,6 +274,7 @@ static void route(p2p_host *h)
             p2p_path_start(h, p, now);
             p2p_mesh_on_join(h, p, now);
             p2p_nat_on_join(h, p, now);
+            peers_mapping(h); /* issue 12 */
             break;
         case P2P_NOTE_LEFT: p2p_mesh_on_leave(h, n.id, n.reason, now); break;
         case P2P_NOTE_PROBE:

@@ -5,6 +5,8 @@
 #include "t.h"
 #include "../csrc/p2pnet.h"
 #include "../csrc/p2p_host.h"
+#include "driver/sim.h"
+#include "tnet.h"
 
 #include <stdlib.h>
 
@@ -432,6 +434,54 @@ static void test_stun_from_stranger_is_dropped(void)
     p2p_host_free(h);
 }
 
+/* The node's NAT mapping from two peers at different IPs (section 8.7): a symmetric NAT gives
+ * each a different port (dependent), a cone NAT the same one (independent), no NAT the node's
+ * own address (none). */
+static p2p_sim *msim;
+static void mdrain(void)
+{
+}
+
+static int mapping_behind(int nat, uint64_t seed)
+{
+    p2p_sim_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.seed = seed;
+    sc.latency_us = 5000;
+    if (p2p_sim_new(&msim, &sc)) abort();
+    p2p_identity id[3];
+    p2p_host *hh[3];
+    p2p_addr addr[3];
+    for (int i = 0; i < 3; i++) {
+        tnet_identity(&id[i], 0x6d, (uint8_t)(i + 1));
+        p2p_config c;
+        p2p_config_init(&c);
+        c.portmap_off = 1;
+        c.mediator = i > 0;
+        if (tnet_sim_host(msim, &c, &id[i], 0, i == 0 ? nat : P2P_SIM_NAT_NONE, &hh[i], &addr[i]))
+            abort();
+        p2p_host_add_address(hh[i], &addr[i], p2p_sim_now(msim));
+    }
+    p2p_peer_handle ph;
+    for (int i = 1; i < 3; i++)
+        T_EQ_INT(p2p_host_connect(hh[0], &addr[i], NULL, p2p_sim_now(msim), &ph), 0);
+    p2p_sim_flush(msim, hh[0]);
+    tnet_run_for(msim, 3000000, mdrain);
+    p2p_nat_info ni;
+    p2p_host_nat(hh[0], &ni);
+    p2p_sim_free(msim);
+    for (int i = 0; i < 3; i++) p2p_host_free(hh[i]);
+    return ni.mapping * 10 + ni.source;
+}
+
+static void test_mapping_from_peers(void)
+{
+    T_EQ_INT(mapping_behind(P2P_SIM_NAT_SYMMETRIC, 1),
+             P2P_MAPPING_DEPENDENT * 10 + P2P_MAPSRC_PEERS);
+    T_EQ_INT(mapping_behind(P2P_SIM_NAT_CONE, 2), P2P_MAPPING_INDEPENDENT * 10 + P2P_MAPSRC_PEERS);
+    T_EQ_INT(mapping_behind(P2P_SIM_NAT_NONE, 3), P2P_MAPPING_NONE * 10 + P2P_MAPSRC_PEERS);
+}
+
 int main(void)
 {
     p2p_init();
@@ -445,5 +495,6 @@ int main(void)
     T_RUN(test_sock_is_part_of_an_endpoint);
     T_RUN(test_spray_budget);
     T_RUN(test_stun_from_stranger_is_dropped);
+    T_RUN(test_mapping_from_peers);
     return t_summary("reach");
 }
