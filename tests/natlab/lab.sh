@@ -56,7 +56,8 @@
 #   lab.sh conntrack PREFIX a|b [ARGS]    conntrack -L ARGS on the router
 #   lab.sh udp PREFIX a|b block|unblock   block: the router drops all UDP it would forward
 #                                         between its LAN and WAN (both ways; TCP passes);
-#                                         unblock: lets it pass again and flushes conntrack
+#                                         unblock: lets it pass again; both forget the UDP
+#                                         conntrack entries (TCP connections live on)
 #   lab.sh coturn PREFIX start|stop       starts or stops coturn on MED (any mode)
 #   lab.sh upnpd PREFIX a|b start|stop [upnp-only]
 #                                         starts or stops miniupnpd on a router (upnp mode
@@ -145,6 +146,10 @@ nat_rules() { # host mode [ports]
 flush() { # host
     # conntrack exits 1 when the table was already empty
     in_ns "$1" conntrack -F >/dev/null 2>&1 || true
+}
+
+flush_udp() { # host: the UDP entries only
+    in_ns "$1" conntrack -D -p udp >/dev/null 2>&1 || true
 }
 
 # The ids of the processes named COMM (as in /proc/PID/comm) in host's namespace.
@@ -320,8 +325,10 @@ udp_block() { # router block|unblock
             ipt "$1" -F LAB-BLOCK
             ipt "$1" -A LAB-BLOCK -i lan -o wan -p udp -j DROP
             ipt "$1" -A LAB-BLOCK -i wan -o lan -p udp -j DROP
-            flush "$1" ;;
-        unblock) ipt "$1" -F LAB-BLOCK; flush "$1"; sleep 0.2; flush "$1" ;;
+            flush_udp "$1" ;;
+        # only UDP entries: flushing TCP ones would make MASQUERADE pick a new source port
+        # for a running TCP connection's next packet, which kills it (engineer P3's finding)
+        unblock) ipt "$1" -F LAB-BLOCK; flush_udp "$1"; sleep 0.2; flush_udp "$1" ;;
         *) die "udp needs block or unblock" ;;
     esac
 }
