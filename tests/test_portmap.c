@@ -4,6 +4,7 @@
  * the host's driver: it answers P2P_IO_GATEWAY and P2P_IO_HTTP, carries datagrams to the
  * gateway and back after 1 ms, and runs the host's timers on virtual time. */
 #include "t.h"
+#include "driver/sim.h"
 #include "driver/sim_gw.h"
 #include "p2p_portmap.h"
 
@@ -522,6 +523,102 @@ static void test_network_changed(void)
     net_down(&n);
 }
 
+/* On the simulator (driver/sim.c with a sim_gw gateway): A sits behind a NAT that randomizes
+ * ports, whose gateway speaks PCP; B, a public host, connects to A's mapped address and
+ * reaches it directly, which the NAT alone would have filtered. */
+static int sim_joins(p2p_host *h)
+{
+    int joins = 0;
+    p2p_event ev;
+    while (p2p_host_next_event(h, &ev))
+        if (ev.type == P2P_EV_JOIN) joins++;
+    return joins;
+}
+
+static void test_on_sim(void)
+{
+    p2p_sim *sim;
+    p2p_sim_config c;
+    memset(&c, 0, sizeof c);
+    c.seed = 5;
+    c.latency_us = 5000;
+    T_EQ_INT(p2p_sim_new(&sim, &c), 0);
+    p2p_identity ida, idb;
+    uint8_t seed[32];
+    memset(seed, 1, sizeof seed);
+    p2p_identity_from_seed(&ida, seed);
+    memset(seed, 2, sizeof seed);
+    p2p_identity_from_seed(&idb, seed);
+    p2p_host *a, *b;
+    p2p_config cfg;
+    p2p_config_init(&cfg);
+    cfg.identity = &ida;
+    cfg.seed = p2p_sim_host_seed(sim);
+    T_EQ_INT(p2p_host_new(&a, &cfg, 0), 0);
+    cfg.identity = &idb;
+    cfg.seed = p2p_sim_host_seed(sim);
+    cfg.portmap_off = 1;
+    T_EQ_INT(p2p_host_new(&b, &cfg, 0), 0);
+    p2p_addr aa, ba, pub, lan;
+    T_EQ_INT(p2p_sim_attach(sim, a, 4000, P2P_SIM_NAT_SYMMETRIC, &aa), 0);
+    T_EQ_INT(p2p_sim_public_addr(sim, a, &pub), 0);
+    ip4(&lan, 10, 255, 255, 254, 0);
+    p2p_sim_gw *g = p2p_sim_gw_new(P2P_SIM_GW_PCP, &lan, &pub, 0);
+    p2p_sim_gateway gw;
+    memset(&gw, 0, sizeof gw);
+    gw.ud = g;
+    gw.lan = lan;
+    gw.udp = p2p_sim_gw_udp_ud;
+    gw.http = p2p_sim_gw_http_ud;
+    gw.nat_out = p2p_sim_gw_out_ud;
+    gw.nat_in = p2p_sim_gw_in_ud;
+    T_EQ_INT(p2p_sim_set_gateway(sim, a, &gw), 0);
+    /* as the UDP driver does with its interface addresses (the guard lets the node send to a
+     * private address, the gateway's, only while it has one of its own) */
+    T_EQ_INT(p2p_host_add_address(a, &aa, 0), 0);
+    T_EQ_INT(p2p_sim_attach(sim, b, 4000, P2P_SIM_NAT_NONE, &ba), 0);
+    p2p_sim_flush(sim, a);
+    p2p_sim_flush(sim, b);
+    uint64_t until = 5 * SEC;
+    while (p2p_sim_next_time(sim) <= until) p2p_sim_step(sim, until);
+    p2p_addr addrs[16], mapped;
+    int kinds[16], found = 0;
+    size_t n = p2p_host_addresses(a, addrs, kinds, 16);
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (kinds[i] == P2P_ADDR_MAPPED) {
+            mapped = addrs[i];
+            found = 1;
+        }
+    T_CHECK(found);
+    if (found) {
+        T_EQ_MEM(mapped.ip, pub.ip, 4);
+        T_EQ_INT(mapped.port, 4000);
+        p2p_peer_handle hb;
+        T_EQ_INT(p2p_host_connect(b, &mapped, ida.ed_pk, p2p_sim_now(sim), &hb), 0);
+        p2p_sim_flush(sim, b);
+        int ja = sim_joins(a), jb = sim_joins(b);
+        until = p2p_sim_now(sim) + 5 * SEC;
+        while (p2p_sim_next_time(sim) <= until) {
+            p2p_sim_step(sim, until);
+            ja += sim_joins(a);
+            jb += sim_joins(b);
+        }
+        T_EQ_INT(ja, 1);
+        T_EQ_INT(jb, 1);
+        p2p_peer_info info;
+        T_EQ_INT(p2p_host_peer_info(b, hb, &info), 0);
+        T_EQ_INT(info.state, P2P_PEER_CONNECTED);
+        T_EQ_INT(info.direct, 1);
+        T_CHECK(p2p_addr_equal(&info.address, &mapped));
+    }
+    p2p_sim_free(sim);
+    p2p_host_free(a);
+    p2p_host_free(b);
+    p2p_sim_gw_free(g);
+    p2p_identity_wipe(&ida);
+    p2p_identity_wipe(&idb);
+}
+
 /* The simulated gateway itself: miniupnpd's bytes of design12 section 8.3. */
 static void test_sim_gw_bytes(void)
 {
@@ -587,5 +684,6 @@ int main(void)
     T_RUN(test_spoofed_replies);
     T_RUN(test_network_changed);
     T_RUN(test_double_nat);
+    T_RUN(test_on_sim);
     return t_summary("test_portmap");
 }

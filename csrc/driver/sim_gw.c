@@ -776,3 +776,33 @@ uint64_t p2p_sim_stun_answered(const p2p_sim_stun *s)
 {
     return s->answered;
 }
+
+/* ---- void * adapters for driver/sim.h ------------------------------------------------------ */
+
+size_t p2p_sim_gw_udp_ud(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                         size_t len, uint64_t now, uint8_t *out, size_t cap, p2p_addr *reply_from)
+{
+    return p2p_sim_gw_udp(ud, from, to, in, len, now, out, cap, reply_from);
+}
+
+size_t p2p_sim_gw_http_ud(void *ud, const p2p_addr *from, const uint8_t *req, size_t len,
+                          uint64_t now, uint8_t *out, size_t cap)
+{
+    return p2p_sim_gw_http(ud, from, req, len, now, out, cap);
+}
+
+int p2p_sim_gw_out_ud(void *ud, const p2p_addr *priv, uint64_t now, uint16_t *eport)
+{
+    return p2p_sim_gw_out(ud, priv, now, eport);
+}
+
+int p2p_sim_gw_in_ud(void *ud, uint16_t eport, uint64_t now, p2p_addr *priv)
+{
+    return p2p_sim_gw_in(ud, eport, now, priv);
+}
+
+size_t p2p_sim_stun_udp_ud(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                           size_t len, uint8_t *out, size_t cap, p2p_addr *reply_from)
+{
+    return p2p_sim_stun_udp(ud, from, to, in, len, out, cap, reply_from);
+}

@@ -133,4 +133,15 @@ size_t p2p_sim_stun_udp(p2p_sim_stun *s, const p2p_addr *from, const p2p_addr *t
 /* Binding requests answered so far. */
 uint64_t p2p_sim_stun_answered(const p2p_sim_stun *s);
 
+/* ---- the same with `void *ud` first, for the simulator's p2p_sim_gateway and p2p_sim_server
+ * (driver/sim.h): set ud to the p2p_sim_gw / p2p_sim_stun ------------------------------ */
+size_t p2p_sim_gw_udp_ud(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                         size_t len, uint64_t now, uint8_t *out, size_t cap, p2p_addr *reply_from);
+size_t p2p_sim_gw_http_ud(void *ud, const p2p_addr *from, const uint8_t *req, size_t len,
+                          uint64_t now, uint8_t *out, size_t cap);
+int p2p_sim_gw_out_ud(void *ud, const p2p_addr *priv, uint64_t now, uint16_t *eport);
+int p2p_sim_gw_in_ud(void *ud, uint16_t eport, uint64_t now, p2p_addr *priv);
+size_t p2p_sim_stun_udp_ud(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                           size_t len, uint8_t *out, size_t cap, p2p_addr *reply_from);
+
 #endif
