@@ -3,6 +3,7 @@
  * two ports, OTHER-ADDRESS). The test is the host's driver and its NAT: cone (one external
  * port for every destination), symmetric (a new port for every destination) or none. */
 #include "t.h"
+#include "driver/sim.h"
 #include "driver/sim_gw.h"
 #include "p2p_stun.h"
 
@@ -350,6 +351,78 @@ static void test_off(void)
     net_down(&n);
 }
 
+/* On the simulator (driver/sim.c, the STUN server as a p2p_sim_server): behind a cone NAT the
+ * mapping is independent, behind a randomizing one dependent. */
+static int sim_mapping(int nat, p2p_addr *stun_out)
+{
+    p2p_sim *sim;
+    p2p_sim_config c;
+    memset(&c, 0, sizeof c);
+    c.seed = 11;
+    c.latency_us = 8000;
+    T_EQ_INT(p2p_sim_new(&sim, &c), 0);
+    p2p_addr p, alt;
+    ip4(&p, 192, 0, 2, 200, 3478);
+    ip4(&alt, 192, 0, 2, 201, 3479);
+    p2p_sim_stun *srv = p2p_sim_stun_new(&p, &alt);
+    p2p_sim_server ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ud = srv;
+    ss.naddr = p2p_sim_stun_addresses(srv, ss.addr);
+    ss.udp = p2p_sim_stun_udp_ud;
+    T_EQ_INT(p2p_sim_add_server(sim, &ss), 0);
+    p2p_identity id;
+    uint8_t seed[32];
+    memset(seed, 3, sizeof seed);
+    p2p_identity_from_seed(&id, seed);
+    p2p_config cfg;
+    p2p_config_init(&cfg);
+    cfg.identity = &id;
+    cfg.seed = p2p_sim_host_seed(sim);
+    cfg.portmap_off = 1;
+    cfg.stun[0] = p;
+    cfg.nstun = 1;
+    p2p_host *h;
+    T_EQ_INT(p2p_host_new(&h, &cfg, 0), 0);
+    p2p_addr local;
+    T_EQ_INT(p2p_sim_attach(sim, h, 4000, nat, &local), 0);
+    T_EQ_INT(p2p_host_add_address(h, &local, 0), 0); /* as the UDP driver does */
+    p2p_sim_flush(sim, h);
+    uint64_t until = 5 * SEC;
+    p2p_event ev;
+    while (p2p_sim_next_time(sim) <= until) {
+        p2p_sim_step(sim, until);
+        while (p2p_host_next_event(h, &ev)) {
+        }
+    }
+    p2p_nat_info info;
+    memset(&info, 0, sizeof info);
+    p2p_host_nat(h, &info);
+    p2p_addr a[16];
+    int k[16];
+    size_t n = p2p_host_addresses(h, a, k, 16);
+    memset(stun_out, 0, sizeof *stun_out);
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (k[i] == P2P_ADDR_STUN) *stun_out = a[i];
+    T_EQ_INT(p2p_sim_stun_answered(srv), 3);
+    p2p_host_free(h);
+    p2p_sim_free(sim);
+    p2p_sim_stun_free(srv);
+    p2p_identity_wipe(&id);
+    return info.mapping;
+}
+
+static void test_on_sim(void)
+{
+    p2p_addr s;
+    T_EQ_INT(sim_mapping(P2P_SIM_NAT_CONE, &s), P2P_MAPPING_INDEPENDENT);
+    T_EQ_INT(s.family, P2P_AF_INET4);
+    T_EQ_INT(s.port, 4000);
+    T_EQ_INT(sim_mapping(P2P_SIM_NAT_SYMMETRIC, &s), P2P_MAPPING_DEPENDENT);
+    T_EQ_INT(s.family, P2P_AF_INET4);
+    T_EQ_INT(sim_mapping(P2P_SIM_NAT_NONE, &s), P2P_MAPPING_NONE);
+}
+
 /* The simulated server itself, against the coturn capture of design12 section 3.1 (its
  * attribute order and values, for a request without FINGERPRINT). */
 static void test_sim_stun(void)
@@ -408,5 +481,6 @@ int main(void)
     T_RUN(test_refresh);
     T_RUN(test_spoofed);
     T_RUN(test_off);
+    T_RUN(test_on_sim);
     return t_summary("test_probe");
 }
