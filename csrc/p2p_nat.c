@@ -28,6 +28,19 @@
 #define FLAG_OFFER 2 /* an offer: the named node asks to be introduced (no candidates) */
 enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2, FAIL_BUSY = 3 };
 
+/* Relay hand-over (docs/PROTOCOL.md section 8.5): an established relayed session whose relay
+ * went away or whose relayed path stalled asks other introducers, one at a time, for a new
+ * introduction. Its state lives in the attempt fields NAT owns, unused once a session is
+ * established: intro_state = HANDOVER | asks made, punch_until = when the next ask is due,
+ * introducer = the one asked last. */
+#define HANDOVER 0x40
+#define HANDOVER_ASKS 0x0f
+#define HANDOVER_MAX_ASKS 4      /* introducers asked per loss */
+#define HANDOVER_NEXT_US 2000000 /* the next one after this without an answer */
+/* until p2p_stats has relay_handovers (the interface commit) */
+#define HANDOVER_COUNT(h) ((void)(h))
+#define HANDOVER_RESET_US UINT64_C(30000000) /* a loss this old is over: count asks anew */
+
 int p2p_nat_init(p2p_host *h, const p2p_config *cfg)
 {
     p2p_nat *n = &h->nat;
@@ -341,6 +354,31 @@ p2p_addr p2p_nat_relay_addr(uint32_t relay_index, uint32_t channel)
     return a;
 }
 
+/* The session that relays a relayed session's packets, when it is up. */
+static p2p_peer *relay_of(const p2p_host *h, const p2p_peer *p)
+{
+    if (p->addr.family != P2P_AF_RELAY) return NULL;
+    p2p_peer *r = p2p_lookup_index(h, p2p_get_u32(p->addr.ip));
+    return r && r->state == P2P_S_CONNECTED ? r : NULL;
+}
+
+/* An INTRO with the relay flag for an established relayed session: when its relay is lost or
+ * it is looking for a new one (or the peer is: it asked v, which introduced us again), the
+ * session moves to the relay v offers at once. A relayed path is proven as soon as the session
+ * with its relay is (section 8.5); the move changes the address only, so nothing is lost or
+ * repeated. The upgrade probes go on (the path's schedule is the session's). */
+static void handover_move(p2p_host *h, p2p_peer *q, p2p_peer *v, uint32_t channel)
+{
+    p2p_peer *old = relay_of(h, q);
+    if (old == v || v->addr.family == P2P_AF_RELAY) return;
+    q->addr = p2p_nat_relay_addr(v->local_index, channel);
+    q->intro_state = P2P_INTRO_NONE;
+    q->introducer = v->handle;
+    h->stats.path_changes++;
+    HANDOVER_COUNT(h);
+    p2p_ready(h, q);
+}
+
 static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, uint64_t now)
 {
     p2p_rd r;
@@ -384,7 +422,10 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     if (q) {
         /* Introduced again while connected: one of us moved. Probe where it may be now
          * (a relayed session also upgrades with these later). */
-        if (q->addr.family != P2P_AF_RELAY) p2p_notify_peer(h, P2P_NOTE_PROBE, q);
+        if (q->addr.family != P2P_AF_RELAY)
+            p2p_notify_peer(h, P2P_NOTE_PROBE, q);
+        else if (flags & FLAG_RELAY)
+            handover_move(h, q, v, channel);
         return 0;
     }
     p2p_peer *p = attempt_for(h, id);
@@ -406,9 +447,15 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     return 0;
 }
 
-static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len)
+static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, uint64_t now)
 {
     if (len != P2P_ID_LEN + 1) return -1;
+    p2p_peer *c = connected_id(h, body);
+    if (c && (c->intro_state & HANDOVER) && c->introducer == v->handle) {
+        c->punch_until = now; /* this one cannot: ask the next at once */
+        p2p_nat_reintroduce(h, c, now);
+        return 0;
+    }
     p2p_peer *p = attempt_for(h, body);
     if (!p || p->introducer != v->handle || p->intro_state != P2P_INTRO_ASKED) return 0;
     if (p->auto_dial) { /* a mesh dial: it goes on trying directly */
@@ -433,7 +480,7 @@ int p2p_nat_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bod
     switch (kind) {
     case P2P_REC_INTRO_REQ: return on_intro_req(h, p, body, len, now);
     case P2P_REC_INTRO: return on_intro(h, p, body, len, now);
-    case P2P_REC_INTRO_FAIL: return on_intro_fail(h, p, body, len);
+    case P2P_REC_INTRO_FAIL: return on_intro_fail(h, p, body, len, now);
     default: return -1;
     }
 }
@@ -505,8 +552,48 @@ int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_add
     return 0;
 }
 
+/* The k-th introducer to ask for a hand-over of relayed session p: the mediators this node
+ * holds direct sessions with first (the application's), then its direct mesh members; never
+ * the peer itself, nor the relay being replaced. */
+static p2p_peer *handover_introducer(const p2p_host *h, const p2p_peer *p, unsigned k)
+{
+    uint32_t old = p2p_get_u32(p->addr.ip);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < h->peers.hwm; i++) {
+            p2p_peer *q = h->peers.slots[i];
+            if (!q || q == p || q->state != P2P_S_CONNECTED || q->addr.family == P2P_AF_RELAY ||
+                q->local_index == old || !q->has_id || q->peer_mesh != pass ||
+                memcmp(q->id, p->id, P2P_ID_LEN) == 0)
+                continue;
+            if (!k--) return q;
+        }
+    }
+    return NULL;
+}
+
+/* Relay hand-over: asks the next introducer for relayed session p, when one is due. */
+static void handover_ask(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    if (!(p->intro_state & HANDOVER) || p->punch_until + HANDOVER_RESET_US < now) {
+        p->intro_state = HANDOVER;
+        p->punch_until = now;
+    }
+    unsigned asks = p->intro_state & HANDOVER_ASKS;
+    if (now < p->punch_until || asks >= HANDOVER_MAX_ASKS) return;
+    p2p_peer *v = handover_introducer(h, p, asks);
+    if (!v) return;
+    p->intro_state = (uint8_t)(HANDOVER | (asks + 1));
+    p->introducer = v->handle;
+    p->punch_until = now + HANDOVER_NEXT_US;
+    ask(h, v, p->id, now);
+}
+
 void p2p_nat_reintroduce(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    if (p->addr.family == P2P_AF_RELAY) {
+        handover_ask(h, p, now);
+        return;
+    }
     const p2p_intro *in = p2p_nat_intro(h, p->id, now);
     p2p_peer *v = in ? p2p_lookup(h, in->via) : NULL;
     if (!v || v->state != P2P_S_CONNECTED || v == p) v = any_member(h, p->id);
@@ -568,10 +655,17 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
     for (size_t i = 0; i < P2P_PENDING; i++)
         if (n->pending[i].asker == p->handle || n->pending[i].target == p->handle)
             n->pending[i].expire = 0;
+    /* Sessions it relayed lost their relay: each asks another introducer (hand-over). */
+    for (size_t i = 0; p->state != P2P_S_INIT_SENT && i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q != p && q->state == P2P_S_CONNECTED && q->addr.family == P2P_AF_RELAY &&
+            p2p_get_u32(q->addr.ip) == p->local_index)
+            handover_ask(h, q, h->now);
+    }
     /* Attempts that were waiting for this introducer fail with it. */
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (!q || q == p || q->introducer != p->handle) continue;
+        if (!q || q == p || q->introducer != p->handle || q->state == P2P_S_CONNECTED) continue;
         if (q->intro_state == P2P_INTRO_WAIT_VIA || q->intro_state == P2P_INTRO_ASKED) {
             if (q->auto_dial) {
                 q->intro_state = P2P_INTRO_NONE;

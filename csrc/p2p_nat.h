@@ -23,8 +23,9 @@ void p2p_nat_free(struct p2p_host *h);
 /* A session was established (P2P_NOTE_JOINED): attempts that waited for it as their introducer
  * ask it now. */
 void p2p_nat_on_join(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
-/* A session is being freed: its relayed pairs and pending introductions go, and attempts that
- * waited for it as their introducer fail (they go on the dead list). */
+/* A session is being freed: its relayed pairs and pending introductions go, sessions it relayed
+ * for us start a hand-over, and attempts that waited for it as their introducer fail (they go
+ * on the dead list). */
 void p2p_nat_on_end(struct p2p_host *h, struct p2p_peer *p);
 /* An introduction record arrived on a session's stream. Returns 0, or -1 for a protocol error. */
 int p2p_nat_on_record(struct p2p_host *h, struct p2p_peer *p, uint8_t kind, const uint8_t *body,
@@ -56,7 +57,9 @@ uint64_t p2p_nat_deadline(const struct p2p_peer *p);
  * adds the relay once punching has had its time. */
 void p2p_nat_punch_timer(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* A connected peer stopped answering (P2P_TIMER_STALLED, p2p_path_stalled): asks an introducer
- * to introduce us again. */
+ * to introduce us again. For a relayed session this is the relay hand-over: the next of the
+ * node's mediators, then mesh members (never the old relay), one every 2 s or at once after
+ * INTRO_FAIL, at most 4 per loss; an INTRO with the relay flag then moves the session. */
 void p2p_nat_reintroduce(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* Sends `to` the INTRO about `about`, with the n addresses c where `about` may be reached
  * (P2P_NOTE_INTRODUCE: the host gathers them). */

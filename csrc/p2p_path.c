@@ -210,7 +210,14 @@ int p2p_path_stalled(p2p_peer *p)
     /* Nothing acknowledged for three probe timeouts on a direct path: the peer may have
      * moved behind a NAT that now filters us (both ends NATed, one rebound). An introducer is
      * asked to tell both sides where the other is now; both then probe. */
-    if (p->stalled || p->addr.family == P2P_AF_RELAY) return 0;
+    if (p->addr.family == P2P_AF_RELAY) {
+        /* A relayed path that stalls: the relay may be gone. NAT asks other introducers for
+         * a new relay at its own pace (relay hand-over), so every stalled timeout is passed
+         * on. */
+        p->stalled = 1;
+        return 1;
+    }
+    if (p->stalled) return 0;
     p->stalled = 1;
     return 1;
 }

@@ -38,7 +38,8 @@ int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
 void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_handle *src,
                     size_t n, uint64_t now);
 /* The peer has acknowledged nothing for several probe timeouts. Returns 1 when an introducer
- * is to be asked to introduce the two again (once per stall, direct paths only). */
+ * is to be asked to introduce the two again: once per stall on a direct path; on a relayed
+ * path at every stalled timeout (NAT paces its hand-over asks itself). */
 int p2p_path_stalled(p2p_peer *p);
 
 #endif
