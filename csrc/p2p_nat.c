@@ -611,6 +611,10 @@ void p2p_nat_on_dial(p2p_peer *p)
 
 uint64_t p2p_nat_deadline(const p2p_peer *p)
 {
+    /* An established relayed session in a hand-over: the next ask. */
+    if (p->state == P2P_S_CONNECTED && (p->intro_state & HANDOVER) &&
+        (p->intro_state & HANDOVER_ASKS) < HANDOVER_MAX_ASKS)
+        return p->punch_until;
     if (p->initiator && p->state == P2P_S_INIT_SENT &&
         (p->intro_state == P2P_INTRO_LATER || p->intro_state == P2P_INTRO_PUNCHING))
         return p->punch_until;
@@ -620,6 +624,10 @@ uint64_t p2p_nat_deadline(const p2p_peer *p)
 void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (now < p->punch_until) return;
+    if (p->state == P2P_S_CONNECTED) {
+        if ((p->intro_state & HANDOVER) && p->addr.family == P2P_AF_RELAY) handover_ask(h, p, now);
+        return;
+    }
     if (p->intro_state == P2P_INTRO_LATER) {
         nat_request(h, p, now);
     } else if (p->intro_state == P2P_INTRO_PUNCHING) {

@@ -50,11 +50,13 @@ const p2p_intro *p2p_nat_intro(const struct p2p_host *h, const uint8_t id[P2P_ID
 /* An attempt is about to start its handshake (P2P_NOTE_DIAL): when its maker asked for an
  * introduction at p->ask_at, NAT plans to ask p->introducer then. */
 void p2p_nat_on_dial(struct p2p_peer *p);
-/* When NAT's timer of an attempt is due (asking its introducer, or adding the relay), or
- * P2P_TIME_NEVER: the host takes the earlier of this and the handshake's deadline. */
+/* When NAT's timer of an attempt is due (asking its introducer, or adding the relay), or of an
+ * established relayed session in a hand-over (its next ask), or P2P_TIME_NEVER: the host takes
+ * the earlier of this and the handshake's (or the session's) deadline. */
 uint64_t p2p_nat_deadline(const struct p2p_peer *p);
 /* Handshake timer for an attempt that is punching or waiting to ask: asks the introducer, or
- * adds the relay once punching has had its time. */
+ * adds the relay once punching has had its time. For an established session: the next
+ * hand-over ask, when due. */
 void p2p_nat_punch_timer(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* A connected peer stopped answering (P2P_TIMER_STALLED, p2p_path_stalled): asks an introducer
  * to introduce us again. For a relayed session this is the relay hand-over: the next of the

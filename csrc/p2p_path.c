@@ -44,6 +44,52 @@ static void schedule_upgrade(p2p_peer *p, uint64_t now)
     p->upgrade_at = now + p->upgrade_gap;
 }
 
+/* ---- path choice: every direct address tried, with its RTT ------------------------------- */
+
+static int direct(const p2p_addr *a)
+{
+    return a->family == P2P_AF_INET4 || a->family == P2P_AF_INET6;
+}
+
+static p2p_path_cand *cand_find(p2p_peer *p, const p2p_addr *a)
+{
+    for (uint8_t i = 0; i < p->paths.n; i++)
+        if (p2p_addr_equal(&p->paths.c[i].addr, a)) return &p->paths.c[i];
+    return NULL;
+}
+
+/* The entry of direct address a, made when missing: a full table gives up the entry of an
+ * address that never answered (or the slowest one), never the session's own. */
+static p2p_path_cand *cand_add(p2p_peer *p, const p2p_addr *a)
+{
+    p2p_path_cand *c = cand_find(p, a);
+    if (c || !direct(a)) return c;
+    if (p->paths.n < P2P_PATHS) {
+        c = &p->paths.c[p->paths.n++];
+    } else {
+        for (uint8_t i = 0; i < p->paths.n; i++) {
+            p2p_path_cand *x = &p->paths.c[i];
+            if (p2p_addr_equal(&x->addr, &p->addr)) continue;
+            if (!c || (c->ok && (!x->ok || x->srtt > c->srtt))) c = x;
+        }
+        if (!c) return NULL;
+    }
+    memset(c, 0, sizeof *c);
+    c->addr = *a;
+    return c;
+}
+
+/* An answer from c's address to the challenge sent at c->sent_at: an RTT sample. Samples are
+ * rare (one per timing round), so each weighs half: a path that got faster wins within a
+ * round or two, and one odd sample alone cannot cross the hysteresis. */
+static void cand_sample(p2p_path_cand *c, uint64_t now)
+{
+    uint64_t rtt = now > c->sent_at ? now - c->sent_at : 1;
+    c->srtt = c->srtt ? (c->srtt + rtt) / 2 : rtt;
+    c->sent_at = 0;
+    c->ok = 1;
+}
+
 void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     (void)h;
@@ -51,7 +97,16 @@ void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now)
     p->has_prev = 0;
     p->chal_at = P2P_TIME_NEVER;
     p->upgrade_at = P2P_TIME_NEVER;
-    if (p->addr.family == P2P_AF_RELAY) schedule_upgrade(p, now);
+    memset(&p->paths, 0, sizeof p->paths);
+    p->paths.probe_at = P2P_TIME_NEVER;
+    if (p->addr.family == P2P_AF_RELAY) {
+        schedule_upgrade(p, now);
+    } else if (direct(&p->addr)) {
+        p2p_path_cand *c = cand_add(p, &p->addr);
+        if (c) c->ok = 1;
+        /* Another direct address may be better (a LAN, IPv6): they are tried once soon. */
+        p->paths.probe_at = now + P2P_PATH_PROBE_AFTER_US;
+    }
 }
 
 /* Bytes that may go to the session's address now: all of them once it is proven, else at
@@ -84,6 +139,10 @@ static void move_to(p2p_host *h, p2p_peer *p, const p2p_addr *to, int proven, ui
     }
     p->addr = *to;
     h->stats.path_changes++;
+    p2p_path_cand *c = proven ? cand_add(p, to) : NULL;
+    if (c) c->ok = 1;
+    if (direct(to) && p->paths.probe_at == P2P_TIME_NEVER)
+        p->paths.probe_at = now + P2P_PATH_PROBE_AFTER_US;
     p->upgrade_at = P2P_TIME_NEVER;
     p->chal_at = P2P_TIME_NEVER;
     /* A relayed path is as good as the authenticated session to the relay. */
@@ -111,7 +170,8 @@ void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t l
     }
     /* A probe, or a late packet, says nothing about where the peer is now. */
     if (probing || !newest) return;
-    int back = p->has_prev && p2p_addr_equal(from, &p->prev);
+    const p2p_path_cand *c = cand_find(p, from);
+    int back = (p->has_prev && p2p_addr_equal(from, &p->prev)) || (c && c->ok);
     move_to(h, p, from, back, now);
     if (!p->path_ok) p->amp_recv = len;
 }
@@ -127,6 +187,28 @@ void p2p_path_on_challenge(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint6
     send_path_frame(h, p, P2P_FRAME_PATH_RESPONSE, data, from, now);
 }
 
+/* Among the validated direct addresses, the one with the lowest smoothed RTT, when it beats the
+ * current one by at least P2P_PATH_BETTER_PCT percent and P2P_PATH_BETTER_US, and the last
+ * switch is P2P_PATH_SWITCH_US old (hysteresis: two paths of about the same RTT do not make
+ * the session flap). A switch is a move to a proven address: nothing is lost. */
+static void choose(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    const p2p_path_cand *cur = cand_find(p, &p->addr), *best = NULL;
+    if (!cur || !cur->srtt || !p->path_ok) return;
+    for (uint8_t i = 0; i < p->paths.n; i++) {
+        const p2p_path_cand *x = &p->paths.c[i];
+        if (x->ok && x->srtt && (!best || x->srtt < best->srtt)) best = x;
+    }
+    if (!best || best == cur) return;
+    if (best->srtt * 100 > cur->srtt * (100 - P2P_PATH_BETTER_PCT) ||
+        cur->srtt - best->srtt < P2P_PATH_BETTER_US)
+        return;
+    if (p->paths.switched_at && now - p->paths.switched_at < P2P_PATH_SWITCH_US) return;
+    p->paths.switched_at = now;
+    p2p_addr to = best->addr;
+    move_to(h, p, &to, 1, now);
+}
+
 void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64_t data,
                           uint64_t now)
 {
@@ -136,14 +218,21 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
         p2p_ready(h, p);
         return;
     }
-    if (p->upgrade_data && data == p->upgrade_data && from->family != P2P_AF_RELAY) {
-        p->upgrade_data = 0;
+    if (p->upgrade_data && data == p->upgrade_data && direct(from)) {
+        p2p_path_cand *c = cand_find(p, from);
+        if (!c || !c->sent_at) return; /* not asked, or answered already */
+        cand_sample(c, now);
         p->stalled = 0;
+        /* Two direct paths answered: they are timed again every P2P_UPGRADE_MAX_US. */
+        if (p->paths.probe_at == P2P_TIME_NEVER && !p2p_addr_equal(from, &p->addr))
+            p->paths.probe_at = now + P2P_UPGRADE_MAX_US;
         if (p2p_addr_equal(from, &p->addr)) {
             p->path_ok = 1;
+        } else if (!direct(&p->addr)) {
+            move_to(h, p, from, 1, now); /* a direct path answered: take it */
             return;
         }
-        move_to(h, p, from, 1, now); /* a direct path answered: take it */
+        choose(h, p, now);
     }
 }
 
@@ -160,7 +249,8 @@ void p2p_path_sent(p2p_peer *p, size_t n)
 
 uint64_t p2p_path_deadline(const p2p_peer *p)
 {
-    return p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
+    uint64_t d = p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
+    return p->paths.probe_at < d ? p->paths.probe_at : d;
 }
 
 /* Sends a challenge to every direct address the peer may have (gathered by the host: those an
@@ -171,9 +261,21 @@ void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_
                     size_t n, uint64_t now)
 {
     p->upgrade_data = fresh_data(h);
-    for (size_t i = 0; i < n; i++)
-        if (p2p_guard_probe(h, &c[i], src[i]))
-            send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
+    for (uint8_t i = 0; i < p->paths.n; i++) p->paths.c[i].sent_at = 0;
+    size_t sent = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p2p_addr_equal(&c[i], &p->addr) || !p2p_guard_probe(h, &c[i], src[i])) continue;
+        p2p_path_cand *x = cand_add(p, &c[i]);
+        if (x) x->sent_at = now;
+        send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
+        sent++;
+    }
+    /* A direct session times its own path on the same clock, so that the RTTs compare. */
+    if (sent && direct(&p->addr) && p->path_ok) {
+        p2p_path_cand *x = cand_add(p, &p->addr);
+        if (x) x->sent_at = now;
+        send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &p->addr, now);
+    }
 }
 
 int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
@@ -191,6 +293,14 @@ int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
                 h->stats.path_changes++;
             }
         }
+    }
+    if (p->paths.probe_at <= now) {
+        /* Direct: its other addresses, once after the session (or a move) began, then every
+         * P2P_UPGRADE_MAX_US while more than one answered (RTTs change). */
+        uint8_t ok = 0;
+        for (uint8_t i = 0; i < p->paths.n; i++) ok += p->paths.c[i].ok;
+        p->paths.probe_at = ok > 1 ? now + P2P_UPGRADE_MAX_US : P2P_TIME_NEVER;
+        if (direct(&p->addr)) r = P2P_PATH_PROBE;
     }
     if (p->upgrade_at <= now) {
         if (p->addr.family == P2P_AF_RELAY) {
