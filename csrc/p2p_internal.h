@@ -384,25 +384,6 @@ typedef struct p2p_hs { /* lives only while the handshake runs */
     unsigned rtt_sends;
 } p2p_hs;
 
-/* ---- path choice (issue 12, p2p_path.c; docs/PROTOCOL.md section 8.4) ---- */
-#define P2P_PATHS 8                     /* direct addresses a session remembers with their RTT */
-#define P2P_PATH_PROBE_AFTER_US 1000000 /* a direct session probes its other addresses then */
-#define P2P_PATH_SWITCH_US 10000000     /* at most one switch between direct paths this often */
-#define P2P_PATH_BETTER_PCT 20          /* a switch needs an RTT this much lower ... */
-#define P2P_PATH_BETTER_US 2000         /* ... and by this much at least */
-typedef struct p2p_path_cand {
-    p2p_addr addr;
-    uint64_t srtt;    /* smoothed RTT of PATH_CHALLENGE -> PATH_RESPONSE, µs (0: no answer) */
-    uint64_t sent_at; /* the challenge in flight to it went out then (0: none) */
-    uint8_t ok;       /* it answered: validated */
-} p2p_path_cand;
-typedef struct p2p_paths {
-    p2p_path_cand c[P2P_PATHS];
-    uint8_t n;
-    uint64_t switched_at; /* the last switch between direct paths (0: none yet) */
-    uint64_t probe_at;    /* a direct session probes its other addresses then */
-} p2p_paths;
-
 typedef struct p2p_peer {
     struct p2p_host *host;
     p2p_peer_handle handle;
@@ -448,8 +429,7 @@ typedef struct p2p_peer {
     uint64_t chal_data, chal_at;
     uint8_t chal_tries;
     uint64_t upgrade_data, upgrade_at, upgrade_gap;
-    int stalled;     /* asked for a new introduction since the last ACK */
-    p2p_paths paths; /* issue 12: every direct address tried, with its RTT (path choice) */
+    int stalled; /* asked for a new introduction since the last ACK */
 
     /* session keys and protection */
     /* hardening (rekey): the key schedule (p2p_keys.h) holds the current send and receive
