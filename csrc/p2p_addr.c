@@ -160,10 +160,11 @@ int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap)
 
 int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b)
 {
-    if (a->family != b->family || a->port != b->port) return 0;
+    if (a->family != b->family || a->port != b->port || a->sock != b->sock) return 0;
     if (a->family == P2P_AF_INET4) return memcmp(a->ip, b->ip, 4) == 0;
     if (a->family == P2P_AF_INET6) return memcmp(a->ip, b->ip, 16) == 0;
     if (a->family == P2P_AF_RELAY) return memcmp(a->ip, b->ip, 8) == 0;
+    if (a->family == P2P_AF_STREAM) return memcmp(a->ip, b->ip, 4) == 0;
     return 1; /* two unset addresses: only family and port mean anything */
 }
 

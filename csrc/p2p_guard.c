@@ -77,8 +77,12 @@ static p2p_guard_entry *find(p2p_guard *g, const p2p_addr *a)
 }
 
 /* The entry of a, made when missing. NULL when the table is full of pinned entries. */
-static p2p_guard_entry *get(p2p_host *h, const p2p_addr *a)
+static p2p_guard_entry *get(p2p_host *h, const p2p_addr *in)
 {
+    /* The ledger is per remote endpoint: which of our sockets it is on does not matter. */
+    p2p_addr norm = *in;
+    norm.sock = 0;
+    const p2p_addr *a = &norm;
     p2p_guard *g = &h->guard;
     uint64_t now = h->now;
     p2p_guard_entry *e = find(g, a);
@@ -126,6 +130,7 @@ static void touch(p2p_guard_entry *e, uint64_t now)
 
 void p2p_guard_credit(p2p_host *h, const p2p_addr *a, size_t len)
 {
+    if (a->family == P2P_AF_STREAM) return; /* a stream is proven: nothing to count */
     p2p_guard_entry *e = get(h, a);
     if (!e) return;
     e->recv += len;
@@ -215,6 +220,8 @@ static int app_given(const p2p_peer *p, const p2p_addr *a)
 int p2p_guard_send(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len, int kind)
 {
     if (kind == P2P_GUARD_PROVEN) return 1;
+    /* issue 12: a stream's TCP handshake proved the return route */
+    if (a->family == P2P_AF_STREAM) return 1;
     p2p_peer_handle probe_src = 0;
     int probe = 0;
     if (len == P2P_INIT_LEN && buf[0] == P2P_PKT_INIT) {
@@ -258,4 +265,67 @@ int p2p_guard_answer_once(p2p_host *h)
 int p2p_guard_relay_once(p2p_host *h)
 {
     return once(h, &h->guard.relayed_pkt);
+}
+
+/* ---- issue 12: hard-NAT punching budgets (docs/PROTOCOL.md section 8.6) ---- */
+
+/* Counts the times in v (n slots) within the window before now; returns the index of the
+ * oldest slot (to reuse) in *slot. */
+static size_t in_window(const uint64_t *v, size_t n, uint64_t now, size_t *slot)
+{
+    size_t k = 0;
+    *slot = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] && v[i] + P2P_SPRAY_WINDOW_US > now) k++;
+        if (v[i] < v[*slot]) *slot = i;
+    }
+    return k;
+}
+
+static int same_ip(const p2p_addr *a, const p2p_addr *b)
+{
+    if (a->family != b->family) return 0;
+    return memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
+}
+
+int p2p_guard_spray_begin(p2p_host *h, const p2p_addr *ip, uint64_t now)
+{
+    p2p_spray_ledger *l = &h->spray;
+    if (l->running) return -1;
+    if (ip->family != P2P_AF_INET4 && ip->family != P2P_AF_INET6) return -1;
+    size_t slot;
+    if (in_window(l->sprays, P2P_SPRAYS_PER_WINDOW, now, &slot) >= P2P_SPRAYS_PER_WINDOW) return -1;
+    size_t free_at = P2P_SPRAY_TARGETS;
+    for (size_t i = 0; i < P2P_SPRAY_TARGETS; i++) {
+        int live = l->at[i] && l->at[i] + P2P_SPRAY_IP_US > now;
+        if (live && same_ip(&l->ip[i], ip)) return -1; /* this IP had its spray */
+        if (!live && free_at == P2P_SPRAY_TARGETS) free_at = i;
+    }
+    if (free_at == P2P_SPRAY_TARGETS) return -1; /* only expired entries are evicted */
+    l->ip[free_at] = *ip;
+    l->ip[free_at].port = 0;
+    l->ip[free_at].sock = 0;
+    l->at[free_at] = now ? now : 1;
+    l->sprays[slot] = now ? now : 1;
+    l->running = 1;
+    h->stats.punch_rounds++;
+    return 0;
+}
+
+void p2p_guard_spray_end(p2p_host *h)
+{
+    h->spray.running = 0;
+}
+
+int p2p_guard_opener_begin(p2p_host *h, const p2p_addr *to, uint16_t n, uint64_t now)
+{
+    p2p_spray_ledger *l = &h->spray;
+    if (!n || n > P2P_OPENER_SOCKETS) return -1;
+    if (to->port < 1024 || p2p_addr_scope(to) == P2P_SCOPE_INVALID) return -1;
+    size_t slot;
+    if (in_window(l->batches, P2P_OPENER_BATCHES_PER_WINDOW, now, &slot) >=
+        P2P_OPENER_BATCHES_PER_WINDOW)
+        return -1;
+    l->batches[slot] = now ? now : 1;
+    return 0;
 }

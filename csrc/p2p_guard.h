@@ -47,4 +47,15 @@ int p2p_guard_proven(struct p2p_host *h, const p2p_addr *a);
 int p2p_guard_answer_once(struct p2p_host *h);
 int p2p_guard_relay_once(struct p2p_host *h);
 
+/* issue 12 (hard-NAT punching, docs/PROTOCOL.md section 8.6). A spray (birthday probes to many
+ * ports of one IP) may begin: one running per node, P2P_SPRAYS_PER_WINDOW per 10 minutes, one
+ * per target IP per 10 minutes. Returns 0 (it is counted: call p2p_guard_spray_end when it
+ * stops) or -1 (over budget: do not spray). The caller checks that the IP was vouched for. */
+int p2p_guard_spray_begin(struct p2p_host *h, const p2p_addr *ip, uint64_t now);
+void p2p_guard_spray_end(struct p2p_host *h);
+/* A batch of n punch sockets may each send openers to `to` (at most 2 packets each):
+ * P2P_OPENER_BATCHES_PER_WINDOW per 10 minutes, n <= P2P_OPENER_SOCKETS, never to a port below
+ * 1024. Returns 0 or -1. */
+int p2p_guard_opener_begin(struct p2p_host *h, const p2p_addr *to, uint16_t n, uint64_t now);
+
 #endif

@@ -34,6 +34,8 @@ static int copy_list(uint8_t (**dst)[P2P_ID_LEN], const uint8_t (*src)[P2P_ID_LE
 }
 
 static void reap(p2p_host *h);
+static int reach_init(p2p_host *h, const p2p_config *cfg, uint64_t now);
+static void reach_free(p2p_host *h);
 
 int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
 {
@@ -74,6 +76,7 @@ int p2p_host_new(p2p_host **out, const p2p_config *cfg, uint64_t now)
     if (!rc) rc = p2p_mesh_init(h, cfg, now);
     if (!rc) rc = p2p_nat_init(h, cfg);
     if (!rc) rc = p2p_guard_init(h);
+    if (!rc) rc = reach_init(h, cfg, now); /* issue 12 */
     if (!rc && p2p_index_init(&h->peers, (size_t)h->max_peers + h->max_half_open + 16))
         rc = P2P_ERR_NOMEM;
     if (rc) {
@@ -106,6 +109,7 @@ void p2p_host_free(p2p_host *h)
     p2p_mesh_free(h);
     p2p_nat_free(h);
     p2p_guard_free(h);
+    reach_free(h);        /* issue 12 */
     p2p_transfer_free(h); /* transfers */
     p2p_index_free(&h->peers);
     free(h->allow);
@@ -198,6 +202,27 @@ static uint8_t reach_of(const p2p_host *h, const p2p_peer *q, p2p_addr *out)
     return n;
 }
 
+/* issue 12: a LAN beacon named a node we hold no session with: one handshake attempt to it,
+ * made as the mesh makes its dials (quiet on failure). The INIT is a probe (section 8.6): the
+ * address came from the network. */
+static void lan_dial(p2p_host *h, const p2p_notice *n, uint64_t now)
+{
+    (void)now;
+    if (h->closed || p2p_policy(h, n->id)) return;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *q = h->peers.slots[i];
+        if (!q || q->state == P2P_S_CLOSING) continue;
+        if ((q->has_id && memcmp(q->id, n->id, P2P_ID_LEN) == 0) ||
+            (q->has_expected && memcmp(q->expected, n->id, P2P_ID_LEN) == 0))
+            return;
+    }
+    int rc;
+    p2p_peer *p = p2p_attempt_new(h, &n->addr, 1, n->id, NULL, &rc);
+    if (!p) return;
+    p->auto_dial = 1;
+    h->stats.lan_dials++;
+}
+
 /* Routes what the layers below reported (P2P_NOTE_*), in order; routing may add more. */
 static void route(p2p_host *h)
 {
@@ -235,6 +260,8 @@ static void route(p2p_host *h)
             p2p_nat_send_intro(h, q, p, cp, np, n.relay_ok);
             break;
         }
+        case P2P_NOTE_MAPPING: /* issue 12: NAT tells relayed peers (PUNCH INFO) */ break;
+        case P2P_NOTE_LAN_DIAL: lan_dial(h, &n, now); break;
         default: break;
         }
     }
@@ -448,6 +475,8 @@ static void recv_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
     }
 }
 
+static p2p_stream *stream_find(p2p_host *h, uint32_t sid);
+
 /* Hands one datagram to the layer its type names. */
 static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len)
 {
@@ -483,10 +512,33 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
     if (now > h->now) h->now = now;
     h->stats.packets_received++;
     h->stats.bytes_received += len;
-    /* Relayed paths exist only inside the core: a driver cannot claim one. */
-    if (from->family != P2P_AF_INET4 && from->family != P2P_AF_INET6) {
+    /* Relayed paths exist only inside the core: a driver cannot claim one. A stream must be
+     * one the driver said is up. */
+    if (from->family == P2P_AF_STREAM) {
+        p2p_stream *st = stream_find(h, p2p_get_u32(from->ip));
+        if (!st || !st->up || from->sock) {
+            h->stats.dropped++;
+            return 0;
+        }
+        st->idle_since = h->now;
+    } else if (from->family != P2P_AF_INET4 && from->family != P2P_AF_INET6) {
         h->stats.dropped++;
         return 0;
+    } else {
+        h->last_udp_rx = h->now;
+        /* issue 12: STUN answers and the gateway's port-mapping replies share the socket
+         * (docs/PROTOCOL.md section 8.7). Only what an open transaction of ours expects is
+         * taken; a STUN-shaped datagram from anyone else is dropped. */
+        if (p2p_stun_is(buf, len)) {
+            if (!p2p_probe_on_datagram(h, from, buf, len, h->now)) h->stats.dropped++;
+            settle(h);
+            return 0;
+        }
+        if ((from->port == 5351 || from->port == 1900) &&
+            p2p_portmap_on_datagram(h, from, buf, len, h->now)) {
+            settle(h);
+            return 0;
+        }
     }
     p2p_guard_credit(h, from, len); /* what may be sent back (section 8.6) */
     dispatch(h, from, buf, len);
@@ -527,11 +579,16 @@ static uint64_t mesh_deadline(p2p_host *h)
     return h->mesh_dl;
 }
 
+static uint64_t reach_deadline(const p2p_host *h);
+static void reach_timer(p2p_host *h, uint64_t now);
+
 /* Deadlines are cached: this is logically const, physically a cache fill. */
 uint64_t p2p_host_next_timeout(const p2p_host *ch)
 {
     p2p_host *h = (p2p_host *)ch;
     uint64_t t = mesh_deadline(h);
+    uint64_t r = reach_deadline(h); /* issue 12 */
+    if (r < t) t = r;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *p = h->peers.slots[i];
         if (p && peer_deadline(h, p) < t) t = p->dl;
@@ -579,6 +636,7 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
         p2p_mesh_on_timeout(h, h->now);
         settle(h);
     }
+    if (reach_deadline(h) <= h->now) reach_timer(h, h->now); /* issue 12 */
     return h->closed ? P2P_ERR_CLOSED : 0;
 }
 
@@ -672,7 +730,7 @@ size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t c
 {
     for (size_t i = 0; i < h->naddr && i < cap; i++) {
         out[i] = h->addrs[i];
-        if (kinds) kinds[i] = i < h->nlocal ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE;
+        if (kinds) kinds[i] = i < h->nlocal ? P2P_ADDR_LOCAL : h->addr_kind[i];
     }
     return h->naddr;
 }
@@ -766,6 +824,8 @@ size_t p2p_host_peers(const p2p_host *h, p2p_peer_handle *out, size_t cap)
     return n;
 }
 
+static void reach_close(p2p_host *h, uint64_t now);
+
 int p2p_host_close(p2p_host *h, uint64_t now)
 {
     if (h->closed) return 0;
@@ -778,6 +838,7 @@ int p2p_host_close(p2p_host *h, uint64_t now)
         else if (p->state != P2P_S_CLOSING)
             p2p_kill(h, p);
     }
+    reach_close(h, h->now); /* issue 12: mappings deleted, streams closed */
     h->closed = 1;
     return 0;
 }
@@ -837,4 +898,438 @@ int p2p_host_transfer_cancel(p2p_host *h, uint32_t transfer, const char *reason,
 int p2p_host_transfer_info(const p2p_host *h, uint32_t transfer, p2p_transfer_info *info)
 {
     return p2p_transfer_get_info(h, transfer, info);
+}
+
+/* ---- issue 12: reach every peer (docs/PROTOCOL.md sections 8.7-8.9) ------------------------
+ *
+ * The hub's part: the io queue to the driver, the streams the driver holds (TCP and WebSocket
+ * relays), the fallback to a stream when UDP gets no answers, and the timers and datagrams of
+ * the port-mapping, STUN and LAN modules. */
+
+static int reach_init(p2p_host *h, const p2p_config *cfg, uint64_t now)
+{
+    h->started = now;
+    h->punch_off = cfg->punch_off;
+    h->fallback_off = cfg->fallback_off;
+    if (cfg->nfallback > P2P_FALLBACKS || cfg->nstun > P2P_STUN_SERVERS) return P2P_ERR_INVALID;
+    h->nfallback = cfg->nfallback;
+    for (size_t i = 0; i < cfg->nfallback; i++) h->fallback[i] = cfg->fallback[i];
+    h->fallback_default = !cfg->fallback_off && !cfg->nfallback;
+    h->fb_at = P2P_TIME_NEVER;
+    h->fb_gap = P2P_FALLBACK_RETRY_US;
+    int rc = p2p_portmap_init(h, cfg, now);
+    if (!rc) rc = p2p_probe_init(h, cfg, now);
+    if (!rc) rc = p2p_lan_init(h, cfg, now);
+    return rc;
+}
+
+static void reach_free(p2p_host *h)
+{
+    p2p_portmap_free(h);
+    p2p_probe_free(h);
+    p2p_lan_free(h);
+    free(h->io_taken);
+    for (p2p_ioq_item *it = h->ioq_head, *n; it; it = n) {
+        n = it->next;
+        free(it->data);
+        free(it);
+    }
+    if (h->io_taken) free(h->io_taken->data);
+    for (p2p_txq_item *t = h->lanq_head, *n; t; t = n) {
+        n = t->next;
+        free(t);
+    }
+    free(h->punch);
+}
+
+static p2p_stream *stream_find(p2p_host *h, uint32_t sid)
+{
+    for (size_t i = 0; i < P2P_STREAMS; i++)
+        if (h->streams[i].used && h->streams[i].sid == sid) return &h->streams[i];
+    return NULL;
+}
+
+static p2p_addr stream_addr(uint32_t sid)
+{
+    p2p_addr a;
+    memset(&a, 0, sizeof a);
+    a.family = P2P_AF_STREAM;
+    p2p_put_u32(a.ip, sid);
+    return a;
+}
+
+static void stream_close(p2p_host *h, p2p_stream *st)
+{
+    p2p_io io;
+    memset(&io, 0, sizeof io);
+    io.kind = P2P_IO_TCP_CLOSE;
+    io.id = st->sid;
+    io.addr = stream_addr(st->sid);
+    p2p_io_push(h, &io, NULL, 0);
+    if (h->fb_sid == st->sid) {
+        h->fb_sid = 0;
+        h->fb_state = 0;
+    }
+    memset(st, 0, sizeof *st);
+}
+
+/* 1 when some session's path is the stream. */
+static int stream_in_use(const p2p_host *h, uint32_t sid)
+{
+    p2p_addr a = stream_addr(sid);
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
+        if (!p || p->state == P2P_S_CLOSING) continue;
+        if (p2p_addr_equal(&p->addr, &a)) return 1;
+        for (size_t k = 0; p->hs && k < p->ncand; k++)
+            if (p2p_addr_equal(&p->cand[k], &a)) return 1;
+    }
+    return 0;
+}
+
+/* The fallback's candidate endpoint number i: a configured URL, or by default the TCP port
+ * equal to the UDP port of an address the application gave to an attempt now running. */
+static int fallback_target(p2p_host *h, size_t i, p2p_addr *to, int *ws)
+{
+    if (h->nfallback) {
+        if (i >= h->nfallback) return 0;
+        *to = h->fallback[i].addr;
+        *ws = h->fallback[i].ws;
+        return 1;
+    }
+    if (!h->fallback_default) return 0;
+    size_t k = 0;
+    for (size_t s = 0; s < h->peers.hwm; s++) {
+        const p2p_peer *p = h->peers.slots[s];
+        if (!p || !p->initiator || !p->hs || !p->ncand) continue;
+        if (p->introducer || (p->auto_dial && !p->app_dialled)) continue; /* not app-given */
+        if (p->cand[0].family != P2P_AF_INET4 && p->cand[0].family != P2P_AF_INET6) continue;
+        if (k++ == i) {
+            *to = p->cand[0];
+            to->sock = 0;
+            *ws = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* An attempt has been sending INIT for P2P_FALLBACK_AFTER_US and no UDP datagram came from
+ * anyone for as long. */
+static int udp_silent(const p2p_host *h, uint64_t now)
+{
+    uint64_t heard = h->last_udp_rx > h->started ? h->last_udp_rx : h->started;
+    if (now < heard + P2P_FALLBACK_AFTER_US) return 0;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
+        if (p && p->initiator && p->hs && p->state == P2P_S_INIT_SENT && p->hs->rtt_from &&
+            now >= p->hs->rtt_from + P2P_FALLBACK_AFTER_US)
+            return 1;
+    }
+    return 0;
+}
+
+static void fallback_open(p2p_host *h, uint64_t now)
+{
+    p2p_addr to;
+    int ws = 0;
+    if (!fallback_target(h, h->fb_next, &to, &ws)) {
+        /* the list is done: again later, waiting longer each time */
+        h->fb_next = 0;
+        h->fb_at = now + h->fb_gap;
+        h->fb_gap =
+            h->fb_gap * 2 > P2P_FALLBACK_RETRY_MAX_US ? P2P_FALLBACK_RETRY_MAX_US : h->fb_gap * 2;
+        return;
+    }
+    p2p_io io;
+    memset(&io, 0, sizeof io);
+    io.kind = P2P_IO_TCP_OPEN;
+    io.id = p2p_io_id(h);
+    io.addr = to;
+    io.ws = ws;
+    if (ws && h->nfallback) {
+        memcpy(io.host, h->fallback[h->fb_next].host, sizeof io.host);
+        memcpy(io.path, h->fallback[h->fb_next].path, sizeof io.path);
+        io.host[sizeof io.host - 1] = 0;
+        io.path[sizeof io.path - 1] = 0;
+    }
+    if (p2p_io_push(h, &io, NULL, 0)) {
+        h->fb_at = now + P2P_FALLBACK_NEXT_US;
+        return;
+    }
+    for (size_t i = 0; i < P2P_STREAMS; i++) {
+        p2p_stream *st = &h->streams[i];
+        if (st->used) continue;
+        memset(st, 0, sizeof *st);
+        st->used = 1;
+        st->sid = io.id;
+        st->peer_ip = to;
+        st->ws = (uint8_t)ws;
+        st->opened = now;
+        st->idle_since = now;
+        break;
+    }
+    h->fb_sid = io.id;
+    h->fb_state = 1;
+    h->fb_to = to;
+    h->fb_ws = ws;
+    h->fb_next++;
+    h->fb_at = now + P2P_FALLBACK_NEXT_US;
+}
+
+static int same_ip(const p2p_addr *a, const p2p_addr *b)
+{
+    if (a->family != b->family) return 0;
+    return memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
+}
+
+/* The fallback stream is up: it becomes a candidate of every attempt towards its endpoint's
+ * IP (the mediator the application gave), which sends INIT on it at once; with none, an
+ * attempt of its own is made on it, quietly. */
+static void fallback_up(p2p_host *h, p2p_stream *st, uint64_t now)
+{
+    (void)now;
+    p2p_addr sa = stream_addr(st->sid);
+    int used = 0;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *p = h->peers.slots[i];
+        if (!p || !p->initiator || !p->hs || p->state != P2P_S_INIT_SENT) continue;
+        for (size_t k = 0; k < p->ncand; k++) {
+            if (!same_ip(&p->cand[k], &st->peer_ip)) continue;
+            if (p->ncand < P2P_CANDIDATES) {
+                p->has_udp_home = 1;
+                p->udp_home = p->cand[k];
+                p->cand[p->ncand++] = sa;
+                p2p_punch(h, p);
+                used = 1;
+            }
+            break;
+        }
+    }
+    if (!used) {
+        int rc;
+        p2p_peer *p = p2p_attempt_new(h, &sa, 1, NULL, NULL, &rc);
+        if (p) {
+            p->auto_dial = 1;
+            p->has_udp_home = 1;
+            p->udp_home = st->peer_ip;
+        }
+    }
+}
+
+static uint64_t reach_deadline(const p2p_host *h)
+{
+    if (h->closed) return P2P_TIME_NEVER;
+    uint64_t t = p2p_portmap_deadline(h), u = p2p_probe_deadline(h), v = p2p_lan_deadline(h);
+    if (u < t) t = u;
+    if (v < t) t = v;
+    if (h->fb_at < t) t = h->fb_at;
+    /* the fallback's trigger: checked every 500 ms while an attempt runs and UDP is silent */
+    if (!h->fallback_off && h->fb_state == 0 && h->fb_at == P2P_TIME_NEVER &&
+        (h->nfallback || h->fallback_default) && h->n_sessions > 0) {
+        uint64_t check = h->now + 500000;
+        if (check < t) t = check;
+    }
+    for (size_t i = 0; i < P2P_STREAMS; i++) {
+        const p2p_stream *st = &h->streams[i];
+        if (!st->used || !st->up) continue;
+        uint64_t idle = st->idle_since + P2P_STREAM_LINGER_US;
+        if (idle < t) t = idle;
+    }
+    return t;
+}
+
+static void reach_timer(p2p_host *h, uint64_t now)
+{
+    if (p2p_portmap_deadline(h) <= now) p2p_portmap_timer(h, now);
+    if (p2p_probe_deadline(h) <= now) p2p_probe_timer(h, now);
+    if (p2p_lan_deadline(h) <= now) p2p_lan_timer(h, now);
+    settle(h);
+    if (!h->fallback_off && (h->nfallback || h->fallback_default)) {
+        if (h->fb_state == 1 && h->fb_at <= now) { /* did not come up in time: the next one */
+            p2p_stream *st = stream_find(h, h->fb_sid);
+            if (st) stream_close(h, st);
+            h->fb_state = 0;
+            fallback_open(h, now);
+        } else if (h->fb_state == 0 && (h->fb_at <= now || h->fb_at == P2P_TIME_NEVER) &&
+                   udp_silent(h, now)) {
+            fallback_open(h, now);
+        } else if (h->fb_state == 0 && h->fb_at <= now) {
+            h->fb_at = P2P_TIME_NEVER; /* UDP answers again: stand down */
+        }
+    }
+    /* streams no session uses any more are closed after a while */
+    for (size_t i = 0; i < P2P_STREAMS; i++) {
+        p2p_stream *st = &h->streams[i];
+        if (!st->used || !st->up) continue;
+        if (stream_in_use(h, st->sid)) {
+            st->idle_since = now;
+        } else if (st->idle_since + P2P_STREAM_LINGER_US <= now) {
+            stream_close(h, st);
+        }
+    }
+    settle(h);
+}
+
+static void reach_close(p2p_host *h, uint64_t now)
+{
+    p2p_portmap_close(h, now);
+    p2p_probe_close(h, now);
+    p2p_lan_close(h, now);
+    for (size_t i = 0; i < P2P_STREAMS; i++)
+        if (h->streams[i].used) stream_close(h, &h->streams[i]);
+    h->fb_at = P2P_TIME_NEVER;
+}
+
+int p2p_host_next_io(p2p_host *h, p2p_io *out)
+{
+    if (h->io_taken) { /* its request bytes were the driver's until this call */
+        free(h->io_taken->data);
+        free(h->io_taken);
+        h->io_taken = NULL;
+    }
+    p2p_ioq_item *it = h->ioq_head;
+    if (!it) return 0;
+    h->ioq_head = it->next;
+    if (!h->ioq_head) h->ioq_tail = NULL;
+    h->ioq_len--;
+    *out = it->io;
+    h->io_taken = it;
+    return 1;
+}
+
+int p2p_host_io_done(p2p_host *h, const p2p_io_result *r, uint64_t now)
+{
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (now > h->now) h->now = now;
+    switch (r->kind) {
+    case P2P_IO_GATEWAY:
+    case P2P_IO_HTTP: p2p_portmap_on_io(h, r, h->now); break;
+    case P2P_IO_LAN_START: p2p_lan_on_io(h, r, h->now); break;
+    case P2P_IO_PUNCH_OPEN: /* issue 12: NAT's birthday round (p2p_path.c) */ break;
+    default: break;
+    }
+    settle(h);
+    return 0;
+}
+
+int p2p_host_stream_up(p2p_host *h, uint32_t sid, const p2p_addr *from_ip, int inbound,
+                       uint64_t now)
+{
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (now > h->now) h->now = now;
+    p2p_stream *st = stream_find(h, sid);
+    if (inbound) {
+        if (st || !(sid & 0x80000000u)) return P2P_ERR_INVALID;
+        /* One IP may hold a few streams; a local proxy in front (nginx) carries everyone. */
+        size_t same = 0, slot = P2P_STREAMS;
+        for (size_t i = 0; i < P2P_STREAMS; i++) {
+            if (!h->streams[i].used) {
+                if (slot == P2P_STREAMS) slot = i;
+                continue;
+            }
+            if (h->streams[i].inbound && same_ip(&h->streams[i].peer_ip, from_ip)) same++;
+        }
+        if (slot == P2P_STREAMS) return P2P_ERR_LIMIT;
+        if (same >= P2P_STREAMS_PER_IP && p2p_addr_scope(from_ip) != P2P_SCOPE_LOOPBACK)
+            return P2P_ERR_LIMIT;
+        st = &h->streams[slot];
+        memset(st, 0, sizeof *st);
+        st->used = 1;
+        st->sid = sid;
+        st->inbound = 1;
+        st->peer_ip = *from_ip;
+        st->opened = h->now;
+    } else if (!st) {
+        return P2P_ERR_INVALID; /* not one we asked for (or given up on already) */
+    }
+    st->up = 1;
+    st->idle_since = h->now;
+    h->stats.stream_up++;
+    if (!inbound && sid == h->fb_sid) {
+        h->fb_state = 2;
+        h->fb_at = P2P_TIME_NEVER;
+        h->fb_gap = P2P_FALLBACK_RETRY_US;
+        fallback_up(h, st, h->now);
+    }
+    settle(h);
+    return 0;
+}
+
+int p2p_host_stream_down(p2p_host *h, uint32_t sid, uint64_t now)
+{
+    if (now > h->now) h->now = now;
+    p2p_stream *st = stream_find(h, sid);
+    if (!st) return h->closed ? P2P_ERR_CLOSED : 0;
+    if (sid == h->fb_sid) {
+        h->fb_sid = 0;
+        h->fb_state = 0;
+        h->fb_at = h->closed ? P2P_TIME_NEVER : h->now; /* the next one, if UDP is still silent */
+    }
+    memset(st, 0, sizeof *st);
+    settle(h);
+    return h->closed ? P2P_ERR_CLOSED : 0;
+}
+
+int p2p_host_recv_lan(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                      uint64_t now)
+{
+    if (h->closed) return P2P_ERR_CLOSED;
+    if (now > h->now) h->now = now;
+    if (from->family != P2P_AF_INET4 && from->family != P2P_AF_INET6) return 0;
+    p2p_lan_on_datagram(h, from, buf, len, h->now);
+    settle(h);
+    return 0;
+}
+
+size_t p2p_host_next_lan(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap)
+{
+    p2p_txq_item *t = h->lanq_head;
+    if (!t) return 0;
+    h->lanq_head = t->next;
+    if (!h->lanq_head) h->lanq_tail = NULL;
+    h->lanq_len--;
+    size_t n = 0;
+    if (t->len <= cap) {
+        *to = t->to;
+        memcpy(buf, t->data, t->len);
+        n = t->len;
+        h->stats.lan_sent++;
+    }
+    free(t);
+    return n;
+}
+
+void p2p_host_network_changed(p2p_host *h, uint64_t now)
+{
+    if (h->closed) return;
+    if (now > h->now) h->now = now;
+    p2p_portmap_network_changed(h, h->now);
+    p2p_probe_network_changed(h, h->now);
+    p2p_lan_network_changed(h, h->now);
+    settle(h);
+}
+
+void p2p_host_nat(const p2p_host *h, p2p_nat_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->mapping = h->mapping;
+    out->source = h->mapping_source;
+    p2p_portmap_info(h, out);
+    if (h->last_udp_rx)
+        out->udp = P2P_UDP_OK;
+    else if (h->fb_state == 2)
+        out->udp = P2P_UDP_BLOCKED;
+    else
+        out->udp = P2P_UDP_UNKNOWN;
+    if (h->fb_state == 2) {
+        out->has_stream = 1;
+        out->stream_to = h->fb_to;
+        out->stream_ws = h->fb_ws;
+    }
+}
+
+size_t p2p_host_lan_peers(const p2p_host *h, p2p_lan_peer *out, size_t cap)
+{
+    return p2p_lan_peers(h, out, cap);
 }

@@ -11,6 +11,10 @@
 #include "p2p_nat.h"
 #include "p2p_path.h"
 #include "p2p_peer.h"
+#include "p2p_lan.h"     /* issue 12 */
+#include "p2p_portmap.h" /* issue 12 */
+#include "p2p_probe.h"   /* issue 12 */
+#include "p2p_stun.h"    /* issue 12 */
 
 /* Starts a handshake with the node that expected_id (may be NULL) names, sending INIT to
  * every one of the n candidate addresses (n may be 0: candidates come later). Returns the

@@ -517,6 +517,20 @@ typedef struct p2p_peer {
      * only grow), and how many transfers are open each way */
     uint64_t xfer_max_in;
     uint32_t xfer_in, xfer_out;
+
+    /* issue 12 (p2p_nat.c, p2p_path.c; the hub reads them for p2p_peer_stats_get) */
+    uint8_t has_udp_home; /* on a stream path: the UDP address to upgrade to */
+    p2p_addr udp_home;
+    uint8_t relay_lost; /* relayed, and the relay's session ended: hand-over running */
+    uint8_t handover_asks;
+    uint64_t handover_at;
+    p2p_peer_handle handover_via;
+    uint8_t strategy;     /* P2P_STRATEGY_* */
+    uint8_t peer_mapping; /* P2P_MAPPING_* (PUNCH INFO) */
+    uint64_t punch_probes;
+    uint8_t npcand; /* direct paths known, with their RTTs (path choice) */
+    p2p_path_cand pcand[P2P_PATH_CANDS];
+    uint64_t path_switch_at;
 } p2p_peer;
 
 /* A mesh or NAT record the session received: the host hands it to its module. */
@@ -532,12 +546,15 @@ typedef struct p2p_ctl_rec {
  * a module and routes them (p2p_host.c, route()). Sessions are named by handle: a notice may
  * outlive its session. */
 enum {
-    P2P_NOTE_DIAL = 1, /* a module made an attempt (p2p_attempt_new): start its handshake */
-    P2P_NOTE_PUNCH,    /* send the attempt's INIT to every candidate, at the punching pace */
-    P2P_NOTE_JOINED,   /* the handshake established a session: path, mesh and NAT learn it */
-    P2P_NOTE_LEFT,     /* a session with `id` ended for `reason`: the mesh learns it */
-    P2P_NOTE_PROBE,    /* probe every direct address of a connected peer (p2p_path_probe) */
-    P2P_NOTE_INTRODUCE /* introduce sessions `peer` and `other` to each other (p2p_nat.c) */
+    P2P_NOTE_DIAL = 1,  /* a module made an attempt (p2p_attempt_new): start its handshake */
+    P2P_NOTE_PUNCH,     /* send the attempt's INIT to every candidate, at the punching pace */
+    P2P_NOTE_JOINED,    /* the handshake established a session: path, mesh and NAT learn it */
+    P2P_NOTE_LEFT,      /* a session with `id` ended for `reason`: the mesh learns it */
+    P2P_NOTE_PROBE,     /* probe every direct address of a connected peer (p2p_path_probe) */
+    P2P_NOTE_INTRODUCE, /* introduce sessions `peer` and `other` to each other (p2p_nat.c) */
+    /* issue 12 */
+    P2P_NOTE_MAPPING, /* the node's NAT mapping (h->mapping) changed: NAT tells its peers */
+    P2P_NOTE_LAN_DIAL /* a LAN beacon named node `id` at `addr`: dial it (a probe) */
 };
 
 /* The most notices one session queues before the host routes them: DIAL (made), PUNCH (one at a
@@ -551,7 +568,8 @@ typedef struct p2p_notice {
     uint8_t relay_ok; /* INTRODUCE */
     int reason;       /* LEFT */
     p2p_peer_handle peer, other;
-    uint8_t id[P2P_ID_LEN]; /* LEFT */
+    uint8_t id[P2P_ID_LEN]; /* LEFT, LAN_DIAL */
+    p2p_addr addr;          /* LAN_DIAL */
 } p2p_notice;
 
 /* Where an attempt stands with its introducer (p2p_nat.c). */
@@ -592,6 +610,47 @@ typedef struct p2p_hs_cookie {
     uint64_t at; /* arrival; 0: empty */
     uint8_t cookie[P2P_COOKIE_LEN];
 } p2p_hs_cookie;
+
+/* ---- issue 12: the io queue, streams, LAN datagrams (p2p_state.c, p2p_host.c) ---- */
+#define P2P_IOQ_MAX 64                 /* requests waiting for the driver; more are refused */
+#define P2P_LANQ_MAX 32                /* LAN datagrams waiting for the driver */
+#define P2P_STREAMS 256                /* streams up at once (both ways) */
+#define P2P_STREAMS_PER_IP 8           /* inbound streams one IP may hold (loopback excepted) */
+#define P2P_FALLBACK_AFTER_US 2000000  /* an attempt sent INIT this long and UDP heard nothing */
+#define P2P_FALLBACK_NEXT_US 5000000   /* a stream that did not come up by then: the next URL */
+#define P2P_FALLBACK_RETRY_US 30000000 /* the list again after this, doubling ... */
+#define P2P_FALLBACK_RETRY_MAX_US 600000000 /* ... to this */
+#define P2P_STREAM_LINGER_US 30000000 /* a stream with no session left on it closes after this */
+
+typedef struct p2p_ioq_item {
+    struct p2p_ioq_item *next;
+    p2p_io io;
+    uint8_t *data; /* HTTP request bytes (owned) */
+} p2p_ioq_item;
+
+typedef struct p2p_stream {
+    uint32_t sid;
+    uint8_t used, inbound, up, ws;
+    p2p_addr peer_ip; /* the TCP peer (from_ip), or where we connect */
+    uint64_t opened, idle_since;
+} p2p_stream;
+
+/* Hard-NAT punching budgets (p2p_guard.c, docs/PROTOCOL.md section 8.6). */
+#define P2P_SPRAY_TARGETS 60            /* IPs sprayed, remembered ... */
+#define P2P_SPRAY_IP_US 600000000       /* ... one spray per IP per 10 minutes */
+#define P2P_SPRAYS_PER_WINDOW 4         /* sprays per node per 10 minutes */
+#define P2P_OPENER_BATCHES_PER_WINDOW 2 /* punch socket batches per node per 10 minutes */
+#define P2P_SPRAY_WINDOW_US 600000000
+#define P2P_SPRAY_PROBES 1024  /* probes in one spray */
+#define P2P_OPENER_SOCKETS 255 /* punch sockets in one batch */
+
+typedef struct p2p_spray_ledger {
+    p2p_addr ip[P2P_SPRAY_TARGETS]; /* port 0 */
+    uint64_t at[P2P_SPRAY_TARGETS];
+    uint64_t sprays[P2P_SPRAYS_PER_WINDOW];          /* start times of the last sprays */
+    uint64_t batches[P2P_OPENER_BATCHES_PER_WINDOW]; /* ... of the last socket batches */
+    uint8_t running;                                 /* a spray runs now */
+} p2p_spray_ledger;
 
 struct p2p_host {
     p2p_identity ident;
@@ -687,6 +746,41 @@ struct p2p_host {
      * the window among lanes of one priority; 0 reads as 1). p2p_host_set_lane sets them. */
     uint8_t lane_prio[P2P_LANE_SLOTS];
     uint16_t lane_weight[P2P_LANE_SLOTS];
+
+    /* issue 12 (reach every peer) */
+    uint8_t addr_kind[P2P_MEMBER_ADDRS];     /* P2P_ADDR_* of each of addrs[] */
+    uint64_t addr_expires[P2P_MEMBER_ADDRS]; /* MAPPED: when the gateway's grant runs out */
+    /* the node's NAT mapping, and what said so (p2p_own_mapping) */
+    uint8_t mapping, mapping_source;
+    /* the modules' own state (each defines its struct; PRIVATE in check-layers) */
+    struct p2p_portmap *portmap;
+    struct p2p_probe *probe;
+    struct p2p_lan *lan;
+    /* the io queue (p2p_io_push) and the LAN datagrams (p2p_lan_tx_push) */
+    p2p_ioq_item *ioq_head, *ioq_tail, *io_taken; /* io_taken: the last one returned */
+    size_t ioq_len;
+    uint32_t io_next_id;
+    p2p_txq_item *lanq_head, *lanq_tail;
+    size_t lanq_len;
+    /* streams (p2p_host.c) and the fallback to them when UDP gets nothing */
+    p2p_stream streams[P2P_STREAMS];
+    uint64_t last_udp_rx; /* the last UDP datagram from anyone (0: none yet) */
+    uint64_t started;     /* when the host was made */
+    p2p_fallback fallback[P2P_FALLBACKS];
+    size_t nfallback;
+    int fallback_off, fallback_default; /* default: same-port TCP to app-given addresses */
+    uint32_t fb_sid;                    /* the stream being tried or used (0: none) */
+    size_t fb_next;                     /* the URL to try next */
+    uint64_t fb_at;                     /* the next step of the fallback (P2P_TIME_NEVER: idle) */
+    uint64_t fb_gap;                    /* the wait before trying the list again */
+    uint8_t fb_state;                   /* 0 idle, 1 opening, 2 up */
+    p2p_addr fb_to;                     /* where the stream goes (TCP endpoint) */
+    int fb_ws;
+    /* hard-NAT punching: one birthday round at a time per node (p2p_path.c owns `punch`: one
+     * flat allocation, which p2p_host_free frees), and the budgets (p2p_guard.c) */
+    int punch_off;
+    struct p2p_punch *punch;
+    p2p_spray_ledger spray;
 };
 
 #endif

@@ -1571,6 +1571,15 @@ static const char *cc_phase(const p2p_cc *cc)
     }
 }
 
+/* issue 12: 1 when p's path is a stream the host opened as a WebSocket. */
+static int p2p_peer_stream_ws(const p2p_host *h, const p2p_peer *p)
+{
+    uint32_t sid = p2p_get_u32(p->addr.ip);
+    for (size_t i = 0; i < P2P_STREAMS; i++)
+        if (h->streams[i].used && h->streams[i].sid == sid) return h->streams[i].ws;
+    return 0;
+}
+
 int p2p_peer_stats_get(const p2p_host *h, p2p_peer_handle handle, p2p_peer_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -1618,6 +1627,18 @@ int p2p_peer_stats_get(const p2p_host *h, p2p_peer_handle handle, p2p_peer_stats
         }
     }
     out->mtu = p->mtu;
+    /* issue 12: the kind of path, how the session tried to go direct, what it knows */
+    if (p->addr.family == P2P_AF_RELAY)
+        out->path = P2P_PATH_RELAYED;
+    else if (p->addr.family == P2P_AF_STREAM)
+        out->path = p2p_peer_stream_ws(h, p) ? P2P_PATH_WEBSOCKET : P2P_PATH_TCP;
+    else
+        out->path = P2P_PATH_DIRECT;
+    out->strategy = p->strategy;
+    out->peer_mapping = p->peer_mapping;
+    out->punch_probes = p->punch_probes;
+    out->ncands = p->npcand;
+    memcpy(out->cands, p->pcand, sizeof out->cands);
     out->bytes_queued = p2p_peer_queued(p);
     out->datagrams_queued = p->dq_count;
     out->lanes = lane_count(p);

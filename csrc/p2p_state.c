@@ -386,29 +386,157 @@ const char *p2p_policy(const p2p_host *h, const uint8_t id[P2P_ID_LEN])
     return NULL;
 }
 
-int p2p_own_add(p2p_host *h, const p2p_addr *a, int local)
+/* Moves addrs[from..naddr) (with their kinds) by one slot: up (+1) or down (-1). */
+static void own_shift(p2p_host *h, size_t from, int up)
+{
+    size_t n = h->naddr - from;
+    if (up) {
+        memmove(&h->addrs[from + 1], &h->addrs[from], n * sizeof h->addrs[0]);
+        memmove(&h->addr_kind[from + 1], &h->addr_kind[from], n * sizeof h->addr_kind[0]);
+        memmove(&h->addr_expires[from + 1], &h->addr_expires[from], n * sizeof h->addr_expires[0]);
+    } else if (n) {
+        memmove(&h->addrs[from - 1], &h->addrs[from], n * sizeof h->addrs[0]);
+        memmove(&h->addr_kind[from - 1], &h->addr_kind[from], n * sizeof h->addr_kind[0]);
+        memmove(&h->addr_expires[from - 1], &h->addr_expires[from], n * sizeof h->addr_expires[0]);
+    }
+}
+
+int p2p_own_add_kind(p2p_host *h, const p2p_addr *in, uint8_t kind, uint64_t expires)
 {
     static const uint8_t zero[16];
-    if ((a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6) || !a->port ||
-        memcmp(a->ip, zero, a->family == P2P_AF_INET4 ? 4 : 16) == 0)
+    p2p_addr a = *in;
+    a.sock = 0;
+    if ((a.family != P2P_AF_INET4 && a.family != P2P_AF_INET6) || !a.port ||
+        memcmp(a.ip, zero, a.family == P2P_AF_INET4 ? 4 : 16) == 0)
         return 0;
     for (size_t i = 0; i < h->naddr; i++)
-        if (p2p_addr_equal(&h->addrs[i], a)) return 0;
-    if (local) {
+        if (p2p_addr_equal(&h->addrs[i], &a)) {
+            /* A mapping or a STUN answer outranks what a peer reported of the same address. */
+            if (kind > h->addr_kind[i] && i >= h->nlocal) h->addr_kind[i] = kind;
+            if (kind == P2P_ADDR_MAPPED) h->addr_expires[i] = expires;
+            return 0;
+        }
+    size_t at;
+    if (kind == P2P_ADDR_LOCAL) {
         if (h->nlocal >= P2P_LOCAL_ADDRS) return P2P_ERR_LIMIT;
-        if (h->naddr == P2P_MEMBER_ADDRS) h->naddr--; /* the newest reflexive goes */
-        memmove(&h->addrs[h->nlocal + 1], &h->addrs[h->nlocal], (h->naddr - h->nlocal) * sizeof *a);
-        h->addrs[h->nlocal++] = *a;
-        h->naddr++;
-    } else {
+        if (h->naddr == P2P_MEMBER_ADDRS) h->naddr--; /* the newest other one goes */
+        at = h->nlocal++;
+        own_shift(h, at, 1);
+    } else if (kind == P2P_ADDR_REFLEXIVE) {
         if (h->naddr - h->nlocal >= P2P_REFLEXIVE_ADDRS || h->naddr == P2P_MEMBER_ADDRS) {
-            memmove(&h->addrs[h->nlocal], &h->addrs[h->nlocal + 1],
-                    (h->naddr - h->nlocal - 1) * sizeof *a);
+            /* the oldest reported one goes; mapped and STUN addresses stay */
+            size_t old = h->nlocal;
+            while (old < h->naddr && h->addr_kind[old] != P2P_ADDR_REFLEXIVE) old++;
+            if (old == h->naddr) return 0;
+            own_shift(h, old + 1, 0);
             h->naddr--;
         }
-        h->addrs[h->naddr++] = *a;
+        at = h->naddr;
+    } else {
+        /* MAPPED and STUN go first among the others: a peer tries them early */
+        if (h->naddr == P2P_MEMBER_ADDRS || h->naddr - h->nlocal >= P2P_REFLEXIVE_ADDRS) {
+            size_t old = h->nlocal;
+            while (old < h->naddr && h->addr_kind[old] != P2P_ADDR_REFLEXIVE) old++;
+            if (old == h->naddr) return 0;
+            own_shift(h, old + 1, 0);
+            h->naddr--;
+        }
+        at = h->nlocal;
+        own_shift(h, at, 1);
     }
+    h->addrs[at] = a;
+    h->addr_kind[at] = kind;
+    h->addr_expires[at] = kind == P2P_ADDR_MAPPED ? expires : 0;
+    h->naddr++;
     return 1;
+}
+
+int p2p_own_add(p2p_host *h, const p2p_addr *a, int local)
+{
+    return p2p_own_add_kind(h, a, local ? P2P_ADDR_LOCAL : P2P_ADDR_REFLEXIVE, 0);
+}
+
+int p2p_own_remove_kind(p2p_host *h, uint8_t kind)
+{
+    int changed = 0;
+    for (size_t i = h->nlocal; i < h->naddr;) {
+        if (h->addr_kind[i] == kind) {
+            own_shift(h, i + 1, 0);
+            h->naddr--;
+            changed = 1;
+        } else {
+            i++;
+        }
+    }
+    return changed;
+}
+
+void p2p_own_mapping(p2p_host *h, uint8_t mapping, uint8_t source)
+{
+    /* A better source is not overruled by a worse one: STUN and a port mapping know, peers'
+     * reports only suggest. */
+    if (h->mapping != P2P_MAPPING_UNKNOWN && source == P2P_MAPSRC_PEERS &&
+        h->mapping_source != P2P_MAPSRC_PEERS)
+        return;
+    if (h->mapping == mapping && h->mapping_source == source) return;
+    int changed = h->mapping != mapping;
+    h->mapping = mapping;
+    h->mapping_source = source;
+    if (changed) {
+        p2p_notice n = {.kind = P2P_NOTE_MAPPING};
+        p2p_notify(h, &n);
+    }
+}
+
+int p2p_io_push(p2p_host *h, const p2p_io *req, const uint8_t *data, size_t len)
+{
+    if (h->ioq_len >= P2P_IOQ_MAX) return P2P_ERR_LIMIT;
+    p2p_ioq_item *it = calloc(1, sizeof *it);
+    if (!it) return P2P_ERR_NOMEM;
+    it->io = *req;
+    if (len) {
+        it->data = malloc(len);
+        if (!it->data) {
+            free(it);
+            return P2P_ERR_NOMEM;
+        }
+        memcpy(it->data, data, len);
+    }
+    it->io.data = it->data;
+    it->io.len = len;
+    if (h->ioq_tail)
+        h->ioq_tail->next = it;
+    else
+        h->ioq_head = it;
+    h->ioq_tail = it;
+    h->ioq_len++;
+    return 0;
+}
+
+uint32_t p2p_io_id(p2p_host *h)
+{
+    /* Stream ids the host picks have the top bit clear; the driver's have it set. */
+    h->io_next_id = (h->io_next_id + 1) & 0x7fffffffu;
+    if (!h->io_next_id) h->io_next_id = 1;
+    return h->io_next_id;
+}
+
+int p2p_lan_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len)
+{
+    if (h->lanq_len >= P2P_LANQ_MAX) return P2P_ERR_LIMIT;
+    p2p_txq_item *t = malloc(sizeof *t + len);
+    if (!t) return P2P_ERR_NOMEM;
+    t->next = NULL;
+    t->to = *to;
+    t->len = len;
+    memcpy(t->data, data, len);
+    if (h->lanq_tail)
+        h->lanq_tail->next = t;
+    else
+        h->lanq_head = t;
+    h->lanq_tail = t;
+    h->lanq_len++;
+    return 0;
 }
 
 int p2p_may_send_learned(const p2p_host *h, const p2p_addr *a)

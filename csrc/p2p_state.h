@@ -114,6 +114,26 @@ const char *p2p_policy(const p2p_host *h, const uint8_t id[P2P_ID_LEN]);
  * Returns 1 when the list changed, 0 when a was there already or cannot be advertised (not an
  * IP address, port or address zero), P2P_ERR_LIMIT when the local part is full. */
 int p2p_own_add(p2p_host *h, const p2p_addr *a, int local);
+/* issue 12: p2p_own_add for any kind (P2P_ADDR_*): MAPPED (expires: when the gateway's grant
+ * runs out) and STUN go before the reflexive ones a peer reported, and are never pushed out by
+ * them. Same returns. */
+int p2p_own_add_kind(p2p_host *h, const p2p_addr *a, uint8_t kind, uint64_t expires);
+/* Removes every advertised address of that kind (not LOCAL). Returns 1 when any went. */
+int p2p_own_remove_kind(p2p_host *h, uint8_t kind);
+/* The node's NAT mapping (P2P_MAPPING_*) as `source` (P2P_MAPSRC_*) found it: a change is
+ * told to the host (P2P_NOTE_MAPPING); peers' reports do not overrule STUN or a mapping. */
+void p2p_own_mapping(p2p_host *h, uint8_t mapping, uint8_t source);
+
+/* ---- issue 12: requests to the driver and LAN datagrams ------------------------------------- */
+
+/* Queues a request for the driver (p2p_host_next_io); data (len bytes, HTTP only) is copied.
+ * Returns 0, P2P_ERR_LIMIT (P2P_IOQ_MAX waiting) or P2P_ERR_NOMEM. */
+int p2p_io_push(p2p_host *h, const p2p_io *req, const uint8_t *data, size_t len);
+/* A fresh request id (never 0; top bit clear: the driver's inbound streams have it set). */
+uint32_t p2p_io_id(p2p_host *h);
+/* Queues a datagram for the LAN socket (p2p_host_next_lan). Returns 0, P2P_ERR_LIMIT or
+ * P2P_ERR_NOMEM. */
+int p2p_lan_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
 /* 1 when the node may send to an address it learned from the network (a member record, an
  * introduction, an advertised or observed address): never to an INVALID one, to a PUBLIC one
  * always, and to a LOOPBACK or PRIVATE one only while the node is on such a network itself

@@ -72,14 +72,20 @@ enum {
     P2P_AF_NONE = 0,
     P2P_AF_INET4 = 4,
     P2P_AF_INET6 = 6,
-    P2P_AF_RELAY = 0x52 /* inside the core only: a path through a relay; the bytes of ip
-                         * name it. Drivers never see it. */
+    P2P_AF_RELAY = 0x52, /* inside the core only: a path through a relay; the bytes of ip
+                          * name it. Drivers never see it. */
+    P2P_AF_STREAM = 0x53 /* issue 12: a TCP or WebSocket connection the driver holds; ip[0..3]
+                          * is its stream id (little-endian u32, chosen by the driver), port 0.
+                          * Drivers see it: datagrams to and from it go over that stream. */
 };
 
 /* A UDP endpoint. IPv4 is always stored as P2P_AF_INET4, never as a v4-mapped IPv6 address. */
 typedef struct p2p_addr {
     uint8_t family; /* P2P_AF_INET4 or P2P_AF_INET6 */
     uint8_t ip[16]; /* IPv4 uses the first 4 bytes */
+    uint8_t sock;   /* issue 12: the driver's socket it goes out of or came in on: 0 the node's
+                     * UDP socket, 1..255 a punch socket (P2P_IO_PUNCH_OPEN). Zero it when
+                     * filling an address by hand. p2p_addr_equal compares it. */
     uint16_t port;  /* host byte order */
 } p2p_addr;
 
@@ -144,6 +150,17 @@ typedef struct p2p_host p2p_host;
  * need to ask a scripting language should use P2P_EV_REQUEST instead (see request_hook). */
 typedef int (*p2p_admit_fn)(void *ud, const uint8_t id[P2P_ID_LEN], const p2p_addr *from);
 
+/* issue 12: a stream relay to try when UDP gets no answers (p2p_config.fallback). */
+#define P2P_STUN_SERVERS 4
+#define P2P_FALLBACKS 4
+#define P2P_LAN_PORT 44344
+typedef struct p2p_fallback {
+    p2p_addr addr;  /* the TCP endpoint (resolved) */
+    int ws;         /* 1: WebSocket (an HTTP/1.1 upgrade to host/path), 0: raw framed TCP */
+    char host[256]; /* WebSocket Host header (NUL-terminated) */
+    char path[128]; /* WebSocket request path, "/p2pnet" by default */
+} p2p_fallback;
+
 typedef struct p2p_config {
     const p2p_identity *identity; /* required; copied */
     const uint8_t *network_key;   /* NULL for none */
@@ -185,6 +202,17 @@ typedef struct p2p_config {
                                 * COOKIE reply instead; 0 means max_half_open / 8 */
     /* issue 10 (congestion control): P2P_CC_BBR (0, the default) or P2P_CC_NEWRENO */
     int congestion;
+    /* issue 12 (reach every peer, docs/PROTOCOL.md section 8.7-8.9) */
+    int portmap_off;                 /* nonzero: never ask the gateway for a port mapping */
+    p2p_addr stun[P2P_STUN_SERVERS]; /* STUN servers (resolved), nstun of them */
+    size_t nstun;
+    p2p_fallback fallback[P2P_FALLBACKS]; /* relay over TCP/WebSocket when UDP gets nothing */
+    size_t nfallback;
+    int fallback_off;  /* nonzero: no stream fallback at all (not even the default
+                             * same-port TCP to addresses given to connect) */
+    int lan_discovery; /* nonzero: LAN discovery (beacons on lan_port) */
+    uint16_t lan_port; /* 0 means P2P_LAN_PORT */
+    int punch_off;     /* nonzero: no birthday punching (hard NATs stay relayed) */
 } p2p_config;
 
 /* issue 10 (congestion control): the controllers p2p_config.congestion names
@@ -220,6 +248,120 @@ uint64_t p2p_host_next_timeout(const p2p_host *h);
  * into *to. Returns its length (> 0), or 0 when there is nothing to send now (for example
  * while pacing or congestion control hold data back). */
 size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap);
+
+/* ---- issue 12: what the host asks of its driver (the io queue) ------------------------------
+ *
+ * The core never opens a socket. When it needs one (a stream relay, punch sockets, the LAN
+ * socket, a UPnP request) or needs to know the default gateway, it queues a request that the
+ * driver takes with p2p_host_next_io() and answers with p2p_host_io_done(). The driver rule
+ * grows: after any input, drain p2p_host_next_datagram(), p2p_host_next_event(),
+ * p2p_host_next_io() and p2p_host_next_lan() until all report nothing. A driver that cannot
+ * do a request answers it with status P2P_ERR_IO: the host then goes on without it. */
+typedef enum p2p_io_kind {
+    P2P_IO_GATEWAY = 1, /* report the default IPv4 gateway (addr) and our source address
+                         * towards it (local); status P2P_ERR_IO: there is none */
+    P2P_IO_TCP_OPEN,    /* open stream `id` to addr; ws: a WebSocket upgrade to host/path.
+                         * Answered with p2p_host_stream_up() or p2p_host_stream_down() */
+    P2P_IO_TCP_CLOSE,   /* close stream `id` (no answer) */
+    P2P_IO_HTTP,        /* one HTTP/1.1 request: connect to addr, write data/len, read the
+                         * reply (at most 16 KiB, 2 s), close; answered with the reply */
+    P2P_IO_PUNCH_OPEN,  /* open n more UDP sockets (any port): answered with the slots */
+    P2P_IO_PUNCH_CLOSE, /* close punch socket `sock` of addr, or all of them when it is 0 */
+    P2P_IO_LAN_START,   /* open the LAN socket on port n and join the groups (answered) */
+    P2P_IO_LAN_STOP     /* close it (no answer) */
+} p2p_io_kind;
+
+typedef struct p2p_io {
+    p2p_io_kind kind;
+    uint32_t id;         /* echoed in the answer; the stream id for TCP_OPEN/TCP_CLOSE */
+    p2p_addr addr;       /* TCP_OPEN, HTTP: where to; PUNCH_CLOSE: addr.sock */
+    uint16_t n;          /* PUNCH_OPEN: sockets wanted (1..255); LAN_START: the port */
+    int ws;              /* TCP_OPEN: 1 for a WebSocket */
+    char host[256];      /* TCP_OPEN (ws): the Host header */
+    char path[128];      /* TCP_OPEN (ws): the request path */
+    const uint8_t *data; /* HTTP: the request bytes, owned by the host until its next call */
+    size_t len;
+} p2p_io;
+
+/* Takes the next request into *out. Returns 1, or 0 when there is none. */
+int p2p_host_next_io(p2p_host *h, p2p_io *out);
+
+#define P2P_IO_PUNCH_MAX 255
+typedef struct p2p_io_result {
+    p2p_io_kind kind;
+    uint32_t id;    /* the request's */
+    int status;     /* 0, or P2P_ERR_IO: not done */
+    p2p_addr addr;  /* GATEWAY: the gateway (port 0) */
+    p2p_addr local; /* GATEWAY: our source address towards it (port: the node's UDP port) */
+    uint8_t socks[P2P_IO_PUNCH_MAX]; /* PUNCH_OPEN: the socket numbers opened, n of them */
+    uint16_t n;
+    const uint8_t *data; /* HTTP: the reply, borrowed for the call */
+    size_t len;
+} p2p_io_result;
+
+/* Answers a request. Returns 0, or P2P_ERR_CLOSED. */
+int p2p_host_io_done(p2p_host *h, const p2p_io_result *r, uint64_t now);
+/* A stream is up: one the host asked for (inbound 0, sid its request's id), or one a client
+ * opened to the driver's TCP listener (inbound 1, sid chosen by the driver with its top bit
+ * set, so the two never collide). from_ip: the TCP peer's address. Datagrams on it then arrive
+ * with from.family == P2P_AF_STREAM. Returns 0, P2P_ERR_LIMIT (refused: close it) or
+ * P2P_ERR_CLOSED. */
+int p2p_host_stream_up(p2p_host *h, uint32_t sid, const p2p_addr *from_ip, int inbound,
+                       uint64_t now);
+/* A stream failed to open, or is gone. Returns 0 or P2P_ERR_CLOSED. */
+int p2p_host_stream_down(p2p_host *h, uint32_t sid, uint64_t now);
+/* A datagram that came in on the LAN socket. It is never taken for a p2pnet packet. */
+int p2p_host_recv_lan(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len,
+                      uint64_t now);
+/* The next datagram for the LAN socket, as p2p_host_next_datagram. Its destination is a
+ * multicast group or a broadcast address with the LAN port; to.sock names the interface:
+ * 0 every interface, else the driver's interface number it reported. */
+size_t p2p_host_next_lan(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t cap);
+/* The driver saw its interfaces or its default gateway change: port mapping, STUN and LAN
+ * beacons start again. */
+void p2p_host_network_changed(p2p_host *h, uint64_t now);
+
+/* What the node knows of its NAT (p2p_host_nat). */
+enum {
+    P2P_MAPPING_UNKNOWN = 0,
+    P2P_MAPPING_NONE = 1,
+    P2P_MAPPING_INDEPENDENT = 2,
+    P2P_MAPPING_DEPENDENT = 3
+};
+enum { P2P_MAPSRC_NONE = 0, P2P_MAPSRC_STUN = 1, P2P_MAPSRC_PEERS = 2, P2P_MAPSRC_PORTMAP = 3 };
+enum {
+    P2P_PORTMAP_OFF = 0,
+    P2P_PORTMAP_PENDING = 1,
+    P2P_PORTMAP_NONE = 2,
+    P2P_PORTMAP_PCP = 3,
+    P2P_PORTMAP_NATPMP = 4,
+    P2P_PORTMAP_UPNP = 5
+};
+enum { P2P_UDP_UNKNOWN = 0, P2P_UDP_OK = 1, P2P_UDP_BLOCKED = 2 };
+typedef struct p2p_nat_info {
+    int mapping; /* P2P_MAPPING_* */
+    int source;  /* P2P_MAPSRC_*: what said so */
+    int has_gateway;
+    p2p_addr gateway; /* the default gateway (port 0) */
+    int portmap;      /* P2P_PORTMAP_* */
+    int has_mapped;
+    p2p_addr mapped;         /* the mapped external address */
+    uint64_t mapped_expires; /* when the mapping runs out (the host's clock) */
+    int udp;                 /* P2P_UDP_* */
+    int has_stream;          /* a stream relay is up: */
+    p2p_addr stream_to;      /* ... to this TCP endpoint */
+    int stream_ws;           /* ... over WebSocket */
+} p2p_nat_info;
+void p2p_host_nat(const p2p_host *h, p2p_nat_info *out);
+
+/* A node heard in a valid LAN beacon. */
+typedef struct p2p_lan_peer {
+    uint8_t id[P2P_ID_LEN];
+    p2p_addr addr; /* the beacon's source IP with the node's UDP port */
+    uint64_t last; /* when it was last heard (the host's clock) */
+} p2p_lan_peer;
+/* Writes up to cap of the nodes heard on the LAN into out; returns how many there are. */
+size_t p2p_host_lan_peers(const p2p_host *h, p2p_lan_peer *out, size_t cap);
 
 /* ---- events --------------------------------------------------------------------------- */
 
@@ -351,7 +493,9 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_ad
  * are ignored. Returns 0 or P2P_ERR_LIMIT (P2P_LOCAL_ADDRS already held). */
 int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now);
 
-enum { P2P_ADDR_LOCAL = 0, P2P_ADDR_REFLEXIVE = 1 };
+/* issue 12: MAPPED, a port mapping the gateway granted (PCP, NAT-PMP or UPnP-IGD); STUN, the
+ * address a configured STUN server saw. */
+enum { P2P_ADDR_LOCAL = 0, P2P_ADDR_REFLEXIVE = 1, P2P_ADDR_MAPPED = 2, P2P_ADDR_STUN = 3 };
 #define P2P_LOCAL_ADDRS 4
 #define P2P_REFLEXIVE_ADDRS 4
 /* The addresses this node advertises: local ones first, then reflexive ones (where peers saw
@@ -542,6 +686,18 @@ typedef struct p2p_stats {
     uint64_t transfers_refused; /* offers refused at once: P2P_TRANSFER_PER_PEER or budget */
     /* lanes */
     uint64_t dropped_stale; /* sequenced datagrams older than one already delivered */
+    /* issue 12 (reach every peer) */
+    uint64_t portmap_sent; /* packets to the gateway (PCP, NAT-PMP, SSDP) and HTTP requests */
+    uint64_t stun_sent, stun_received; /* STUN Binding requests, and answers that matched */
+    uint64_t lan_sent, lan_received;   /* LAN beacons; received: valid ones */
+    uint64_t lan_dropped;              /* beacons that failed a check (key, time, replay, rate) */
+    uint64_t lan_dials;                /* handshakes started because of a beacon */
+    uint64_t punch_rounds;             /* birthday rounds started (either side) */
+    uint64_t punch_probes;             /* spray probes sent */
+    uint64_t punch_hits;               /* rounds that found a direct path */
+    uint64_t stream_up;                /* streams that came up (either way) */
+    uint64_t stream_dropped;           /* datagrams for a stream that was not up */
+    uint64_t relay_handovers;          /* relayed sessions moved to another relay */
 } p2p_stats;
 
 void p2p_host_stats(const p2p_host *h, p2p_stats *out);
@@ -555,6 +711,24 @@ void p2p_host_stats(const p2p_host *h, p2p_stats *out);
  * packets relayed for other nodes, are counted by the node only (p2p_stats). A relayed session
  * counts its packets as the peer sees them, without the relay's wrapping: bytes_sent on one
  * side and bytes_received on the other then differ only by what the network lost. */
+/* issue 12: the kinds of path a session can be on, how it tried to go direct, and one
+ * direct path it knows. */
+enum { P2P_PATH_DIRECT = 0, P2P_PATH_RELAYED = 1, P2P_PATH_TCP = 2, P2P_PATH_WEBSOCKET = 3 };
+enum {
+    P2P_STRATEGY_DIRECT = 0,
+    P2P_STRATEGY_PUNCH = 1,
+    P2P_STRATEGY_BIRTHDAY = 2,
+    P2P_STRATEGY_RELAY = 3
+};
+enum { P2P_CAND_UNTRIED = 0, P2P_CAND_PROBING = 1, P2P_CAND_VALID = 2, P2P_CAND_FAILED = 3 };
+#define P2P_PATH_CANDS 8
+typedef struct p2p_path_cand {
+    p2p_addr addr;
+    int kind;        /* P2P_ADDR_* as the peer advertised it (LOCAL, REFLEXIVE, MAPPED, STUN) */
+    int state;       /* P2P_CAND_* */
+    uint64_t rtt_us; /* smoothed RTT of its path probes; 0 before one answered */
+} p2p_path_cand;
+
 typedef struct p2p_peer_stats {
     p2p_peer_state state;
     /* traffic */
@@ -585,6 +759,13 @@ typedef struct p2p_peer_stats {
     int has_relay;                /* relayed, and the relay's session is known: */
     uint8_t relay_id[P2P_ID_LEN]; /* the relay's id */
     uint32_t mtu;                 /* largest DATA packet the path carries now (probed) */
+    /* issue 12: which path and why (docs/API.md, peer.path) */
+    int path;              /* P2P_PATH_* */
+    int strategy;          /* P2P_STRATEGY_*: how this session tried to go direct */
+    int peer_mapping;      /* the peer's NAT mapping as it told us (P2P_MAPPING_*) */
+    uint64_t punch_probes; /* spray probes this session sent (birthday) */
+    uint8_t ncands;        /* the direct paths it knows, with what they measured: */
+    p2p_path_cand cands[P2P_PATH_CANDS];
     /* queues */
     uint64_t bytes_queued;     /* stream bytes of all lanes not yet acknowledged */
     uint64_t datagrams_queued; /* unreliable datagrams waiting for a packet */

@@ -24,17 +24,23 @@
 
 local LAYERS = {
     -- rank, name, modules (lower ranks first); apart = no arrows inside the layer
-    { "base", { "p2p_wire", "p2p_crypto", "p2p_addr", "p2p_ranges", "p2pnet" } },
+    -- issue 12: the STUN, PCP/NAT-PMP and UPnP codecs are pure: base
+    { "base", { "p2p_wire", "p2p_crypto", "p2p_addr", "p2p_ranges", "p2pnet", "p2p_stun",
+                "p2p_pmp", "p2p_upnp" } },
     { "parts", { "p2p_noise", "p2p_identity", "p2p_keys", "p2p_reliable", "p2p_index",
                  "p2p_cc" } }, -- issue 10: p2p_cc, the congestion controllers
     -- p2p_internal: the shared data types; p2p_state: the table, queues, budget, notices
     { "state", { "p2p_internal", "p2p_state" } },
     -- the guard reads the session table (proven paths, attempts' INITs): it sits with it
     { "session", { "p2p_peer", "p2p_guard" } },
-    { "modules", { "p2p_handshake", "p2p_mesh", "p2p_nat", "p2p_path", "p2p_transfer" }, apart = true },
+    { "modules", { "p2p_handshake", "p2p_mesh", "p2p_nat", "p2p_path", "p2p_transfer",
+                   -- issue 12: port mapping, the STUN client, LAN discovery
+                   "p2p_portmap", "p2p_probe", "p2p_lan" }, apart = true },
     { "hub", { "p2p_host" } },
     -- under the UDP driver: its build switches and the Windows socket calls (issue 11)
     { "os", { "driver/udp_sys", "driver/udp_win" } },
+    -- issue 12: the drivers' parts: TCP/WebSocket streams, the simulated gateway
+    { "driver parts", { "driver/stream", "driver/sim_gw" }, apart = true },
     { "drivers", { "driver/udp", "driver/sim" }, apart = true },
     { "binding", { "binding" } },
 }
@@ -56,6 +62,9 @@ local PRIVATE = {
     -- transfers
     xfers = "p2p_transfer", xfer_max_in = "p2p_transfer", xfer_in = "p2p_transfer",
     xfer_out = "p2p_transfer",
+    -- issue 12: each module's own state
+    portmap = "p2p_portmap", probe = "p2p_probe", lan = "p2p_lan",
+    punch = "p2p_path", spray = "p2p_guard",
 }
 local HUB = "p2p_host"
 

@@ -1,0 +1,32 @@
+/*
+ * p2p_portmap.h - port mapping: PCP (RFC 6887), NAT-PMP (RFC 6886) and UPnP-IGD with the default gateway (modules layer; issue 12).
+ *
+ * The hub calls these; the module keeps its state in h->portmap (its own struct).
+ */
+#ifndef P2P_PORTMAP_H
+#define P2P_PORTMAP_H
+
+#include "p2p_state.h"
+
+/* Sets the module up from the configuration (h->portmap may stay NULL when it is off).
+ * Returns 0 or P2P_ERR_NOMEM. */
+int p2p_portmap_init(p2p_host *h, const p2p_config *cfg, uint64_t now);
+void p2p_portmap_free(p2p_host *h);
+/* A datagram the hub's demux gave the module (docs/PROTOCOL.md section 8.7). Returns 1 when it
+ * was the module's (taken), 0 when not. */
+int p2p_portmap_on_datagram(p2p_host *h, const p2p_addr *from, const uint8_t *b, size_t len,
+                            uint64_t now);
+/* The driver's answer to one of the module's requests (p2p_io_push). */
+void p2p_portmap_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now);
+/* When p2p_portmap_timer is next due, or P2P_TIME_NEVER. */
+uint64_t p2p_portmap_deadline(const p2p_host *h);
+void p2p_portmap_timer(p2p_host *h, uint64_t now);
+/* The driver saw the network change: start again. */
+void p2p_portmap_network_changed(p2p_host *h, uint64_t now);
+/* The host is closing: say goodbye (delete mappings, ...), queue nothing after. */
+void p2p_portmap_close(p2p_host *h, uint64_t now);
+/* Fills the gateway and port-mapping fields of *out (has_gateway, gateway, portmap,
+ * has_mapped, mapped, mapped_expires). */
+void p2p_portmap_info(const p2p_host *h, p2p_nat_info *out);
+
+#endif
