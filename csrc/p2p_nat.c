@@ -29,16 +29,11 @@
 enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2, FAIL_BUSY = 3 };
 
 /* Relay hand-over (docs/PROTOCOL.md section 8.5): an established relayed session whose relay
- * went away or whose relayed path stalled asks other introducers, one at a time, for a new
- * introduction. Its state lives in the attempt fields NAT owns, unused once a session is
- * established: intro_state = HANDOVER | asks made, punch_until = when the next ask is due,
- * introducer = the one asked last. */
-#define HANDOVER 0x40
-#define HANDOVER_ASKS 0x0f
-#define HANDOVER_MAX_ASKS 4      /* introducers asked per loss */
-#define HANDOVER_NEXT_US 2000000 /* the next one after this without an answer */
-/* until p2p_stats has relay_handovers (the interface commit) */
-#define HANDOVER_COUNT(h) ((void)(h))
+ * went away (relay_lost) or whose relayed path stalled asks other introducers, one at a time,
+ * for a new introduction: handover_asks made so far, the next due at handover_at (0: no
+ * hand-over running), handover_via asked last. */
+#define HANDOVER_MAX_ASKS 4                  /* introducers asked per loss */
+#define HANDOVER_NEXT_US 2000000             /* the next one after this without an answer */
 #define HANDOVER_RESET_US UINT64_C(30000000) /* a loss this old is over: count asks anew */
 
 int p2p_nat_init(p2p_host *h, const p2p_config *cfg)
@@ -372,10 +367,12 @@ static void handover_move(p2p_host *h, p2p_peer *q, p2p_peer *v, uint32_t channe
     p2p_peer *old = relay_of(h, q);
     if (old == v || v->addr.family == P2P_AF_RELAY) return;
     q->addr = p2p_nat_relay_addr(v->local_index, channel);
-    q->intro_state = P2P_INTRO_NONE;
-    q->introducer = v->handle;
+    q->relay_lost = 0;
+    q->handover_at = 0;
+    q->handover_asks = 0;
+    q->handover_via = 0;
     h->stats.path_changes++;
-    HANDOVER_COUNT(h);
+    h->stats.relay_handovers++;
     p2p_ready(h, q);
 }
 
@@ -451,8 +448,8 @@ static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t l
 {
     if (len != P2P_ID_LEN + 1) return -1;
     p2p_peer *c = connected_id(h, body);
-    if (c && (c->intro_state & HANDOVER) && c->introducer == v->handle) {
-        c->punch_until = now; /* this one cannot: ask the next at once */
+    if (c && c->handover_at && c->handover_via == v->handle) {
+        c->handover_at = now; /* this one cannot: ask the next at once */
         p2p_nat_reintroduce(h, c, now);
         return 0;
     }
@@ -574,17 +571,16 @@ static p2p_peer *handover_introducer(const p2p_host *h, const p2p_peer *p, unsig
 /* Relay hand-over: asks the next introducer for relayed session p, when one is due. */
 static void handover_ask(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    if (!(p->intro_state & HANDOVER) || p->punch_until + HANDOVER_RESET_US < now) {
-        p->intro_state = HANDOVER;
-        p->punch_until = now;
+    if (!p->handover_at || p->handover_at + HANDOVER_RESET_US < now) {
+        p->handover_asks = 0;
+        p->handover_at = now ? now : 1;
     }
-    unsigned asks = p->intro_state & HANDOVER_ASKS;
-    if (now < p->punch_until || asks >= HANDOVER_MAX_ASKS) return;
-    p2p_peer *v = handover_introducer(h, p, asks);
+    if (now < p->handover_at || p->handover_asks >= HANDOVER_MAX_ASKS) return;
+    p2p_peer *v = handover_introducer(h, p, p->handover_asks);
     if (!v) return;
-    p->intro_state = (uint8_t)(HANDOVER | (asks + 1));
-    p->introducer = v->handle;
-    p->punch_until = now + HANDOVER_NEXT_US;
+    p->handover_asks++;
+    p->handover_via = v->handle;
+    p->handover_at = now + HANDOVER_NEXT_US;
     ask(h, v, p->id, now);
 }
 
@@ -612,9 +608,9 @@ void p2p_nat_on_dial(p2p_peer *p)
 uint64_t p2p_nat_deadline(const p2p_peer *p)
 {
     /* An established relayed session in a hand-over: the next ask. */
-    if (p->state == P2P_S_CONNECTED && (p->intro_state & HANDOVER) &&
-        (p->intro_state & HANDOVER_ASKS) < HANDOVER_MAX_ASKS)
-        return p->punch_until;
+    if (p->state == P2P_S_CONNECTED && p->handover_at && p->handover_asks < HANDOVER_MAX_ASKS &&
+        p->addr.family == P2P_AF_RELAY)
+        return p->handover_at;
     if (p->initiator && p->state == P2P_S_INIT_SENT &&
         (p->intro_state == P2P_INTRO_LATER || p->intro_state == P2P_INTRO_PUNCHING))
         return p->punch_until;
@@ -623,11 +619,11 @@ uint64_t p2p_nat_deadline(const p2p_peer *p)
 
 void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
 {
-    if (now < p->punch_until) return;
     if (p->state == P2P_S_CONNECTED) {
-        if ((p->intro_state & HANDOVER) && p->addr.family == P2P_AF_RELAY) handover_ask(h, p, now);
+        if (p->handover_at && p->addr.family == P2P_AF_RELAY) handover_ask(h, p, now);
         return;
     }
+    if (now < p->punch_until) return;
     if (p->intro_state == P2P_INTRO_LATER) {
         nat_request(h, p, now);
     } else if (p->intro_state == P2P_INTRO_PUNCHING) {
@@ -667,8 +663,10 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
     for (size_t i = 0; p->state != P2P_S_INIT_SENT && i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
         if (q && q != p && q->state == P2P_S_CONNECTED && q->addr.family == P2P_AF_RELAY &&
-            p2p_get_u32(q->addr.ip) == p->local_index)
+            p2p_get_u32(q->addr.ip) == p->local_index) {
+            q->relay_lost = 1;
             handover_ask(h, q, h->now);
+        }
     }
     /* Attempts that were waiting for this introducer fail with it. */
     for (size_t i = 0; i < h->peers.hwm; i++) {

@@ -21,6 +21,15 @@
 
 #define PATH_PACKET (9 + P2P_DATA_HEADER + P2P_TAG_LEN)
 
+/* Path choice (docs/PROTOCOL.md section 8.4): a direct session times its peer's other direct
+ * addresses this long after it starts (or moves), then every P2P_UPGRADE_MAX_US while two or
+ * more answer; it switches to one whose RTT is lower by PCT percent and US microseconds, at
+ * most once per SWITCH. */
+#define P2P_PATH_FIRST_ROUND_US 1000000
+#define P2P_PATH_SWITCH_US 10000000
+#define P2P_PATH_BETTER_PCT 20
+#define P2P_PATH_BETTER_US 2000
+
 static void send_path_frame(p2p_host *h, p2p_peer *p, uint8_t type, uint64_t data,
                             const p2p_addr *to, uint64_t now)
 {
@@ -53,41 +62,61 @@ static int direct(const p2p_addr *a)
 
 static p2p_path_cand *cand_find(p2p_peer *p, const p2p_addr *a)
 {
-    for (uint8_t i = 0; i < p->paths.n; i++)
-        if (p2p_addr_equal(&p->paths.c[i].addr, a)) return &p->paths.c[i];
+    for (uint8_t i = 0; i < p->npcand; i++)
+        if (p2p_addr_equal(&p->pcand[i].addr, a)) return &p->pcand[i];
     return NULL;
 }
 
+/* It answered once: a timing round in flight (PROBING) keeps that. */
+static int valid(const p2p_path_cand *c)
+{
+    return c->state == P2P_CAND_VALID || (c->state == P2P_CAND_PROBING && c->rtt_us);
+}
+
 /* The entry of direct address a, made when missing: a full table gives up the entry of an
- * address that never answered (or the slowest one), never the session's own. */
+ * address that never answered (or else the slowest one), never the session's own. */
 static p2p_path_cand *cand_add(p2p_peer *p, const p2p_addr *a)
 {
     p2p_path_cand *c = cand_find(p, a);
     if (c || !direct(a)) return c;
-    if (p->paths.n < P2P_PATHS) {
-        c = &p->paths.c[p->paths.n++];
+    if (p->npcand < P2P_PATH_CANDS) {
+        c = &p->pcand[p->npcand++];
     } else {
-        for (uint8_t i = 0; i < p->paths.n; i++) {
-            p2p_path_cand *x = &p->paths.c[i];
+        for (uint8_t i = 0; i < p->npcand; i++) {
+            p2p_path_cand *x = &p->pcand[i];
             if (p2p_addr_equal(&x->addr, &p->addr)) continue;
-            if (!c || (c->ok && (!x->ok || x->srtt > c->srtt))) c = x;
+            if (!c || (valid(c) && (!valid(x) || x->rtt_us > c->rtt_us))) c = x;
         }
         if (!c) return NULL;
     }
     memset(c, 0, sizeof *c);
     c->addr = *a;
+    /* what it is, as far as its address tells: the peer's LAN, or where a NAT shows it */
+    c->kind = p2p_addr_scope(a) == P2P_SCOPE_PUBLIC ? P2P_ADDR_REFLEXIVE : P2P_ADDR_LOCAL;
+    c->state = P2P_CAND_UNTRIED;
     return c;
 }
 
-/* An answer from c's address to the challenge sent at c->sent_at: an RTT sample. Samples are
- * rare (one per timing round), so each weighs half: a path that got faster wins within a
- * round or two, and one odd sample alone cannot cross the hysteresis. */
-static void cand_sample(p2p_path_cand *c, uint64_t now)
+/* The challenge data of a timing round: 32 random bits, then the low 32 bits of the time it
+ * went out (every challenge of the round carries the same), so that an answer gives its RTT
+ * without a table of send times. The answer is authenticated by the session's keys, so the
+ * data need not be secret from anyone but an off-path guesser. */
+static uint64_t round_data(p2p_host *h, uint64_t now)
 {
-    uint64_t rtt = now > c->sent_at ? now - c->sent_at : 1;
-    c->srtt = c->srtt ? (c->srtt + rtt) / 2 : rtt;
-    c->sent_at = 0;
-    c->ok = 1;
+    uint32_t r = 0;
+    while (!r) p2p_rng_bytes(&h->rng, &r, sizeof r);
+    return (uint64_t)r << 32 | (uint32_t)now;
+}
+
+/* An answer from c's address to this round's challenge: an RTT sample. Samples are rare (one
+ * per round), so each weighs half: a path that got faster wins within a round or two, and one
+ * odd sample alone seldom crosses the hysteresis. */
+static void cand_sample(p2p_path_cand *c, uint64_t data, uint64_t now)
+{
+    uint64_t rtt = (uint32_t)((uint32_t)now - (uint32_t)data);
+    if (!rtt) rtt = 1;
+    c->rtt_us = c->rtt_us ? (c->rtt_us + rtt) / 2 : rtt;
+    c->state = P2P_CAND_VALID;
 }
 
 void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now)
@@ -97,15 +126,17 @@ void p2p_path_start(p2p_host *h, p2p_peer *p, uint64_t now)
     p->has_prev = 0;
     p->chal_at = P2P_TIME_NEVER;
     p->upgrade_at = P2P_TIME_NEVER;
-    memset(&p->paths, 0, sizeof p->paths);
-    p->paths.probe_at = P2P_TIME_NEVER;
-    if (p->addr.family == P2P_AF_RELAY) {
+    p->npcand = 0;
+    p->path_switch_at = 0;
+    if (!direct(&p->addr)) {
+        /* relayed, or on a stream: look for a direct UDP path on the upgrade schedule */
         schedule_upgrade(p, now);
-    } else if (direct(&p->addr)) {
+    } else {
         p2p_path_cand *c = cand_add(p, &p->addr);
-        if (c) c->ok = 1;
-        /* Another direct address may be better (a LAN, IPv6): they are tried once soon. */
-        p->paths.probe_at = now + P2P_PATH_PROBE_AFTER_US;
+        if (c) c->state = P2P_CAND_VALID;
+        /* Another direct address may be faster (a LAN, IPv6): they are timed once soon. For a
+         * direct session upgrade_at is the next timing round. */
+        p->upgrade_at = now + P2P_PATH_FIRST_ROUND_US;
     }
 }
 
@@ -133,21 +164,22 @@ static void challenge(p2p_host *h, p2p_peer *p, uint64_t now)
 
 static void move_to(p2p_host *h, p2p_peer *p, const p2p_addr *to, int proven, uint64_t now)
 {
-    if (p->path_ok && p->addr.family != P2P_AF_RELAY) {
+    if (p->path_ok && direct(&p->addr)) {
         p->prev = p->addr;
         p->has_prev = 1;
     }
     p->addr = *to;
     h->stats.path_changes++;
     p2p_path_cand *c = proven ? cand_add(p, to) : NULL;
-    if (c) c->ok = 1;
-    if (direct(to) && p->paths.probe_at == P2P_TIME_NEVER)
-        p->paths.probe_at = now + P2P_PATH_PROBE_AFTER_US;
-    p->upgrade_at = P2P_TIME_NEVER;
+    if (c && !valid(c)) c->state = P2P_CAND_VALID;
     p->chal_at = P2P_TIME_NEVER;
-    /* A relayed path is as good as the authenticated session to the relay. */
-    p->path_ok = proven || to->family == P2P_AF_RELAY;
-    if (to->family == P2P_AF_RELAY) schedule_upgrade(p, now);
+    /* A relayed path is as good as the authenticated session to the relay; a stream, as the
+     * TCP connection (its handshake proved the return route). */
+    p->path_ok = proven || !direct(to);
+    if (!direct(to))
+        schedule_upgrade(p, now);
+    else /* a new direct path: the others are timed against it soon */
+        p->upgrade_at = now + P2P_PATH_FIRST_ROUND_US;
     if (!p->path_ok) {
         p->amp_recv = 0;
         p->amp_sent = 0;
@@ -171,7 +203,7 @@ void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t l
     /* A probe, or a late packet, says nothing about where the peer is now. */
     if (probing || !newest) return;
     const p2p_path_cand *c = cand_find(p, from);
-    int back = (p->has_prev && p2p_addr_equal(from, &p->prev)) || (c && c->ok);
+    int back = (p->has_prev && p2p_addr_equal(from, &p->prev)) || (c && valid(c));
     move_to(h, p, from, back, now);
     if (!p->path_ok) p->amp_recv = len;
 }
@@ -194,17 +226,17 @@ void p2p_path_on_challenge(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint6
 static void choose(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     const p2p_path_cand *cur = cand_find(p, &p->addr), *best = NULL;
-    if (!cur || !cur->srtt || !p->path_ok) return;
-    for (uint8_t i = 0; i < p->paths.n; i++) {
-        const p2p_path_cand *x = &p->paths.c[i];
-        if (x->ok && x->srtt && (!best || x->srtt < best->srtt)) best = x;
+    if (!cur || !cur->rtt_us || !p->path_ok) return;
+    for (uint8_t i = 0; i < p->npcand; i++) {
+        const p2p_path_cand *x = &p->pcand[i];
+        if (valid(x) && x->rtt_us && (!best || x->rtt_us < best->rtt_us)) best = x;
     }
     if (!best || best == cur) return;
-    if (best->srtt * 100 > cur->srtt * (100 - P2P_PATH_BETTER_PCT) ||
-        cur->srtt - best->srtt < P2P_PATH_BETTER_US)
+    if (best->rtt_us * 100 > cur->rtt_us * (100 - P2P_PATH_BETTER_PCT) ||
+        cur->rtt_us - best->rtt_us < P2P_PATH_BETTER_US)
         return;
-    if (p->paths.switched_at && now - p->paths.switched_at < P2P_PATH_SWITCH_US) return;
-    p->paths.switched_at = now;
+    if (p->path_switch_at && now - p->path_switch_at < P2P_PATH_SWITCH_US) return;
+    p->path_switch_at = now;
     p2p_addr to = best->addr;
     move_to(h, p, &to, 1, now);
 }
@@ -220,17 +252,17 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
     }
     if (p->upgrade_data && data == p->upgrade_data && direct(from)) {
         p2p_path_cand *c = cand_find(p, from);
-        if (!c || !c->sent_at) return; /* not asked, or answered already */
-        cand_sample(c, now);
+        if (!c || c->state != P2P_CAND_PROBING) return; /* not asked, or answered already */
+        cand_sample(c, data, now);
         p->stalled = 0;
-        /* Two direct paths answered: they are timed again every P2P_UPGRADE_MAX_US. */
-        if (p->paths.probe_at == P2P_TIME_NEVER && !p2p_addr_equal(from, &p->addr))
-            p->paths.probe_at = now + P2P_UPGRADE_MAX_US;
         if (p2p_addr_equal(from, &p->addr)) {
             p->path_ok = 1;
         } else if (!direct(&p->addr)) {
             move_to(h, p, from, 1, now); /* a direct path answered: take it */
             return;
+        } else if (p->upgrade_at == P2P_TIME_NEVER) {
+            /* a second direct path answered: they are timed again every P2P_UPGRADE_MAX_US */
+            p->upgrade_at = now + P2P_UPGRADE_MAX_US;
         }
         choose(h, p, now);
     }
@@ -249,8 +281,7 @@ void p2p_path_sent(p2p_peer *p, size_t n)
 
 uint64_t p2p_path_deadline(const p2p_peer *p)
 {
-    uint64_t d = p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
-    return p->paths.probe_at < d ? p->paths.probe_at : d;
+    return p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
 }
 
 /* Sends a challenge to every direct address the peer may have (gathered by the host: those an
@@ -260,20 +291,37 @@ uint64_t p2p_path_deadline(const p2p_peer *p)
 void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_handle *src,
                     size_t n, uint64_t now)
 {
-    p->upgrade_data = fresh_data(h);
-    for (uint8_t i = 0; i < p->paths.n; i++) p->paths.c[i].sent_at = 0;
+    p->upgrade_data = round_data(h, now);
+    /* the last round's silent ones failed; the answered ones stay valid */
+    for (uint8_t i = 0; i < p->npcand; i++)
+        if (p->pcand[i].state == P2P_CAND_PROBING)
+            p->pcand[i].state = p->pcand[i].rtt_us ? P2P_CAND_VALID : P2P_CAND_FAILED;
     size_t sent = 0;
+    /* A session on a stream keeps the UDP address it was dialled at (design 4.3): that first.
+     * The application gave it (the mediator it connected to): it is not a learned address,
+     * but it goes through the guard's probe allowance all the same. */
+    if (p->addr.family == P2P_AF_STREAM && p->has_udp_home && direct(&p->udp_home) &&
+        p2p_guard_probe(h, &p->udp_home, p->handle)) {
+        p2p_path_cand *x = cand_add(p, &p->udp_home);
+        if (x) x->state = P2P_CAND_PROBING;
+        send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &p->udp_home, now);
+        sent++;
+    }
     for (size_t i = 0; i < n; i++) {
-        if (p2p_addr_equal(&c[i], &p->addr) || !p2p_guard_probe(h, &c[i], src[i])) continue;
+        if (p2p_addr_equal(&c[i], &p->addr) || !direct(&c[i])) continue;
+        if (p->addr.family == P2P_AF_STREAM && p->has_udp_home &&
+            p2p_addr_equal(&c[i], &p->udp_home))
+            continue;
+        if (!p2p_guard_probe(h, &c[i], src[i])) continue;
         p2p_path_cand *x = cand_add(p, &c[i]);
-        if (x) x->sent_at = now;
+        if (x) x->state = P2P_CAND_PROBING;
         send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &c[i], now);
         sent++;
     }
-    /* A direct session times its own path on the same clock, so that the RTTs compare. */
+    /* A direct session times its own path in the same round, so that the RTTs compare. */
     if (sent && direct(&p->addr) && p->path_ok) {
         p2p_path_cand *x = cand_add(p, &p->addr);
-        if (x) x->sent_at = now;
+        if (x) x->state = P2P_CAND_PROBING;
         send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, p->upgrade_data, &p->addr, now);
     }
 }
@@ -294,22 +342,18 @@ int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
             }
         }
     }
-    if (p->paths.probe_at <= now) {
-        /* Direct: its other addresses, once after the session (or a move) began, then every
-         * P2P_UPGRADE_MAX_US while more than one answered (RTTs change). */
-        uint8_t ok = 0;
-        for (uint8_t i = 0; i < p->paths.n; i++) ok += p->paths.c[i].ok;
-        p->paths.probe_at = ok > 1 ? now + P2P_UPGRADE_MAX_US : P2P_TIME_NEVER;
-        if (direct(&p->addr)) r = P2P_PATH_PROBE;
-    }
     if (p->upgrade_at <= now) {
-        if (p->addr.family == P2P_AF_RELAY) {
-            r = P2P_PATH_PROBE;
+        r = P2P_PATH_PROBE;
+        if (!direct(&p->addr)) {
+            /* relayed or on a stream: 1, 2, 4, 8, 16 s, then every 30 s */
             p->upgrade_gap *= 2;
             if (p->upgrade_gap > P2P_UPGRADE_MAX_US) p->upgrade_gap = P2P_UPGRADE_MAX_US;
             p->upgrade_at = now + p->upgrade_gap;
         } else {
-            p->upgrade_at = P2P_TIME_NEVER;
+            /* direct: a timing round; again in P2P_UPGRADE_MAX_US while two paths answer */
+            uint8_t ok = 0;
+            for (uint8_t i = 0; i < p->npcand; i++) ok += valid(&p->pcand[i]);
+            p->upgrade_at = ok > 1 ? now + P2P_UPGRADE_MAX_US : P2P_TIME_NEVER;
         }
     }
     return r;

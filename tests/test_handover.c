@@ -19,7 +19,7 @@
 #define MS UINT64_C(1000)
 /* p2p_stats.relay_handovers comes with the interface commit of issue 12 */
 #ifndef HANDOVERS
-#define HANDOVERS(st) ((st).path_changes) /* relay_handovers after the interface merge */
+#define HANDOVERS(st) ((st).relay_handovers)
 #endif
 
 typedef struct node {

@@ -204,6 +204,25 @@ static void test_lan_chosen(void)
     T_EQ_INT(sent, 100);
     printf("     LAN chosen: path changes A %llu B %llu\n", (unsigned long long)changes(&n, 0),
            (unsigned long long)changes(&n, 1));
+    /* what p2p_peer_stats_get reports: both paths, with their round trips */
+    p2p_peer_stats ps;
+    T_EQ_INT(p2p_peer_stats_get(n.h[0], p2p_host_find(n.h[0], n.id[1].ed_pk), &ps), 0);
+    T_EQ_INT(ps.path, P2P_PATH_DIRECT);
+    T_EQ_INT(ps.ncands, 2);
+    int lan_ok = 0, pub_ok = 0;
+    for (int i = 0; i < ps.ncands; i++) {
+        char txt[P2P_ADDR_TEXT_MAX];
+        p2p_addr_format(&ps.cands[i].addr, txt, sizeof txt);
+        printf("     candidate %s kind %d state %d rtt %llu us\n", txt, ps.cands[i].kind,
+               ps.cands[i].state, (unsigned long long)ps.cands[i].rtt_us);
+        if (p2p_addr_equal(&ps.cands[i].addr, &n.lan[1]))
+            lan_ok = ps.cands[i].state == P2P_CAND_VALID && ps.cands[i].rtt_us < 2 * MS &&
+                     ps.cands[i].kind == P2P_ADDR_LOCAL;
+        if (p2p_addr_equal(&ps.cands[i].addr, &n.pub[1]))
+            pub_ok = ps.cands[i].state == P2P_CAND_VALID && ps.cands[i].rtt_us >= 20 * MS &&
+                     ps.cands[i].rtt_us < 25 * MS;
+    }
+    T_CHECK(lan_ok && pub_ok);
     /* stays there: nothing better turns up */
     uint64_t c0 = changes(&n, 0);
     send_some(&n, 50, 100 * MS);
@@ -224,12 +243,12 @@ static void test_hysteresis(void)
     T_EQ_INT(n.joins, 2);
     p2p_addr a = addr_of(&n, 0);
     T_CHECK(p2p_addr_equal(&a, &n.pub[1]));
-    n.lan_delay = 5 * MS; /* 10 ms against 20 ms */
-    run(&n, 31 * SEC);
+    n.lan_delay = 5 * MS; /* 10 ms against 20 ms: within two rounds */
+    run(&n, 61 * SEC);
     a = addr_of(&n, 0);
     T_CHECK(p2p_addr_equal(&a, &n.lan[1]));
-    n.pub_delay = 900; /* 1.8 ms against 10 ms */
-    run(&n, 31 * SEC);
+    n.pub_delay = 900; /* 1.8 ms against 10 ms: within two rounds */
+    run(&n, 61 * SEC);
     a = addr_of(&n, 0);
     T_CHECK(p2p_addr_equal(&a, &n.pub[1]));
     run(&n, 90 * SEC); /* a few timing rounds: both sides' estimates settle */
