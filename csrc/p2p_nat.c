@@ -478,6 +478,7 @@ int p2p_nat_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bod
     case P2P_REC_INTRO_REQ: return on_intro_req(h, p, body, len, now);
     case P2P_REC_INTRO: return on_intro(h, p, body, len, now);
     case P2P_REC_INTRO_FAIL: return on_intro_fail(h, p, body, len, now);
+    case P2P_REC_PUNCH: return p2p_nat_on_punch(h, p, body, len, now);
     default: return -1;
     }
 }
@@ -571,16 +572,20 @@ static p2p_peer *handover_introducer(const p2p_host *h, const p2p_peer *p, unsig
 /* Relay hand-over: asks the next introducer for relayed session p, when one is due. */
 static void handover_ask(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    if (!p->relay_lost && !p->stalled) { /* acknowledged again: over */
+        p->handover_at = 0;
+        return;
+    }
     if (!p->handover_at || p->handover_at + HANDOVER_RESET_US < now) {
         p->handover_asks = 0;
         p->handover_at = now ? now : 1;
     }
     if (now < p->handover_at || p->handover_asks >= HANDOVER_MAX_ASKS) return;
     p2p_peer *v = handover_introducer(h, p, p->handover_asks);
-    if (!v) return;
-    p->handover_asks++;
-    p->handover_via = v->handle;
+    p->handover_asks++; /* an ask, or a turn without anyone to ask: both count */
     p->handover_at = now + HANDOVER_NEXT_US;
+    if (!v) return;
+    p->handover_via = v->handle;
     ask(h, v, p->id, now);
 }
 
@@ -638,8 +643,19 @@ void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
     }
 }
 
+static void send_info(p2p_host *h, p2p_peer *p);
+
 void p2p_nat_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    /* A relayed session: tell the peer our NAT's mapping (PUNCH INFO), for a birthday round. */
+    if (p->addr.family == P2P_AF_RELAY && p->state == P2P_S_CONNECTED && !h->punch_off) {
+        p->strategy = P2P_STRATEGY_RELAY;
+        send_info(h, p);
+    } else if (p->addr.family == P2P_AF_RELAY) {
+        p->strategy = P2P_STRATEGY_RELAY;
+    } else if (p->intro_state == P2P_INTRO_PUNCHING || p->intro_state == P2P_INTRO_RELAYING) {
+        p->strategy = P2P_STRATEGY_PUNCH;
+    }
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
         if (q && q != p && q->introducer == p->handle && q->intro_state == P2P_INTRO_WAIT_VIA)
@@ -659,6 +675,14 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
     for (size_t i = 0; i < P2P_PENDING; i++)
         if (n->pending[i].asker == p->handle || n->pending[i].target == p->handle)
             n->pending[i].expire = 0;
+    /* A session that ran on a punch socket (birthday): the socket goes with it. */
+    if (p->addr.sock) {
+        p2p_io io;
+        memset(&io, 0, sizeof io);
+        io.kind = P2P_IO_PUNCH_CLOSE;
+        io.addr.sock = p->addr.sock;
+        p2p_io_push(h, &io, NULL, 0);
+    }
     /* Sessions it relayed lost their relay: each asks another introducer (hand-over). */
     for (size_t i = 0; p->state != P2P_S_INIT_SENT && i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
@@ -685,6 +709,110 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
                           : "introducer %s unreachable",
                       via);
             p2p_kill(h, q);
+        }
+    }
+}
+
+/* ---- birthday punching: the PUNCH record (docs/PROTOCOL.md section 8.3) -------------------- */
+
+enum { PUNCH_INFO = 1, PUNCH_READY = 2, PUNCH_DONE = 3 };
+
+static uint16_t get_u16(const uint8_t *b)
+{
+    return (uint16_t)(b[0] | b[1] << 8);
+}
+
+static int easy(uint8_t mapping)
+{
+    return mapping == P2P_MAPPING_NONE || mapping == P2P_MAPPING_INDEPENDENT;
+}
+
+/* INFO: our NAT's mapping, on a relayed session (PROTOCOL.md 8.3 step 1). */
+static void send_info(p2p_host *h, p2p_peer *p)
+{
+    uint8_t b[4] = {PUNCH_INFO, h->mapping, 0, 0};
+    for (size_t i = 0; i < h->naddr; i++)
+        if (h->addr_kind[i] == P2P_ADDR_MAPPED) b[2] |= 1; /* a port mapping */
+    p2p_peer_append(h, p, P2P_REC_PUNCH, b, sizeof b);
+}
+
+/* Both mappings known on a relayed session: who opens sockets (H, the dependent side) and who
+ * sprays (E), or why neither does. The round goes only to the address an introducer vouched
+ * for (the first candidate of the peer's INTRO, where the introducer's session with it runs),
+ * never to a port below 1024. Path runs the round (p2p_path_spray_timer). */
+static void decide(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    uint8_t mine = h->mapping, theirs = p->peer_mapping;
+    p->bday_role = P2P_BDAY_NONE;
+    if (p->addr.family != P2P_AF_RELAY) return;
+    if (mine == P2P_MAPPING_UNKNOWN || theirs == P2P_MAPPING_UNKNOWN ||
+        (mine == P2P_MAPPING_DEPENDENT && theirs == P2P_MAPPING_DEPENDENT)) {
+        p->strategy = P2P_STRATEGY_RELAY;
+        return;
+    }
+    if (easy(mine) && easy(theirs)) {
+        p->strategy = P2P_STRATEGY_PUNCH; /* punching should have worked: a firewall */
+        return;
+    }
+    const p2p_intro *in = p2p_nat_intro(h, p->id, now);
+    if (h->punch_off || !in || !in->ncand || in->cand[0].port < 1024) {
+        p->strategy = P2P_STRATEGY_RELAY;
+        return;
+    }
+    p->strategy = P2P_STRATEGY_BIRTHDAY;
+    p->bday_to = in->cand[0];
+    p->bday_to.sock = 0;
+    p->bday_role = mine == P2P_MAPPING_DEPENDENT ? P2P_BDAY_HARD : P2P_BDAY_EASY;
+    p->bday_ready = 0;
+    p2p_ready(h, p); /* its path timer starts the round */
+}
+
+int p2p_nat_on_punch(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
+{
+    if (len < 1) return -1;
+    switch (body[0]) {
+    case PUNCH_INFO:
+        if (len != 4 || body[1] > P2P_MAPPING_DEPENDENT || (body[2] & ~1u) || body[3]) return -1;
+        p->peer_mapping = body[1];
+        if (p->addr.family == P2P_AF_RELAY) decide(h, p, now);
+        return 0;
+    case PUNCH_READY: {
+        if (len != 12 || body[1]) return -1;
+        uint16_t n = get_u16(body + 2), lo = get_u16(body + 8), hi = get_u16(body + 10);
+        if (!n || n > P2P_OPENER_SOCKETS || lo < 1024 || hi < lo) return -1;
+        /* Only the easy side sprays, and only when the INFOs said so: a READY otherwise is
+         * not acted on. */
+        if (p->bday_role != P2P_BDAY_EASY || p->addr.family != P2P_AF_RELAY) {
+            h->stats.dropped_unsolicited++;
+            return 0;
+        }
+        p->bday_n = n;
+        p->bday_round = p2p_get_u32(body + 4);
+        p->bday_lo = lo;
+        p->bday_hi = hi;
+        p->bday_ready = 1;
+        p2p_ready(h, p);
+        return 0;
+    }
+    case PUNCH_DONE:
+        if (len != 6 || body[1] > 2) return -1;
+        /* H: E gave up (or hit, and its next packet moves us): path closes the sockets when
+         * the round ends. */
+        if (p->bday_role == P2P_BDAY_HARD && p2p_get_u32(body + 2) == p->bday_round && body[1])
+            p->bday_ready = 2;
+        return 0;
+    default: return -1;
+    }
+}
+
+void p2p_nat_on_mapping(p2p_host *h, uint64_t now)
+{
+    (void)now;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q->state == P2P_S_CONNECTED && q->addr.family == P2P_AF_RELAY) {
+            send_info(h, q);
+            if (q->peer_mapping != P2P_MAPPING_UNKNOWN) decide(h, q, now);
         }
     }
 }

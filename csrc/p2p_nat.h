@@ -67,6 +67,13 @@ void p2p_nat_reintroduce(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
  * (P2P_NOTE_INTRODUCE: the host gathers them). */
 void p2p_nat_send_intro(struct p2p_host *h, struct p2p_peer *to, const struct p2p_peer *about,
                         const p2p_addr *c, uint8_t n, int relay_ok);
+/* A PUNCH record (kind 0x0e, docs/PROTOCOL.md section 8.3) on session p: INFO (the peer's NAT
+ * mapping: decides the roles of a birthday round), READY (H opened its sockets: E may spray),
+ * DONE. Returns 0, or -1 for a protocol error. */
+int p2p_nat_on_punch(struct p2p_host *h, struct p2p_peer *p, const uint8_t *body, size_t len,
+                     uint64_t now);
+/* The node's NAT mapping changed (P2P_NOTE_MAPPING): every relayed session hears it (INFO). */
+void p2p_nat_on_mapping(struct p2p_host *h, uint64_t now);
 /* p2p_host_connect_via's work. */
 int p2p_nat_connect_via(struct p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via,
                         p2p_peer_handle *out);

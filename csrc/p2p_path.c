@@ -17,6 +17,7 @@
 #include "p2p_guard.h"
 #include "p2p_peer.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define PATH_PACKET (9 + P2P_DATA_HEADER + P2P_TAG_LEN)
@@ -46,6 +47,9 @@ static uint64_t fresh_data(p2p_host *h)
     while (!x) p2p_rng_bytes(&h->rng, &x, sizeof x);
     return x;
 }
+
+static int spray_hit(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64_t data, uint64_t now);
+static void punch_adopt(p2p_host *h, p2p_peer *p, uint8_t sock);
 
 static void schedule_upgrade(p2p_peer *p, uint64_t now)
 {
@@ -170,6 +174,7 @@ static void move_to(p2p_host *h, p2p_peer *p, const p2p_addr *to, int proven, ui
     }
     p->addr = *to;
     h->stats.path_changes++;
+    if (to->sock) punch_adopt(h, p, to->sock);
     p2p_path_cand *c = proven ? cand_add(p, to) : NULL;
     if (c && !valid(c)) c->state = P2P_CAND_VALID;
     p->chal_at = P2P_TIME_NEVER;
@@ -250,6 +255,7 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
         p2p_ready(h, p);
         return;
     }
+    if (spray_hit(h, p, from, data, now)) return;
     if (p->upgrade_data && data == p->upgrade_data && direct(from)) {
         p2p_path_cand *c = cand_find(p, from);
         if (!c || c->state != P2P_CAND_PROBING) return; /* not asked, or answered already */
@@ -268,6 +274,299 @@ void p2p_path_on_response(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64
     }
 }
 
+/* ---- birthday punching: punch sockets (H) and the spray (E), docs/PROTOCOL.md section 8.3 -- */
+
+#define BDAY_SOCKETS 255        /* punch sockets H asks for */
+#define BDAY_RATE_US 5000       /* E: one probe every 5 ms (200 a second) ... */
+#define BDAY_PROBES 1024        /* ... at most this many ... */
+#define BDAY_SPRAY_US 6000000   /* ... for at most this long */
+#define BDAY_LATE_US 1000000    /* answers still taken this long after the last */
+#define BDAY_OPENER2_US 3000000 /* H: the second opener from each socket */
+#define BDAY_ROUND_US 12000000  /* H: the sockets of a round without a hit close */
+#define BDAY_PORT_LO 1024       /* H's NAT port range when it knows no better */
+#define BDAY_PORT_HI 65535
+
+/* One round at a time per node (h->punch, one allocation, freed with the host). */
+struct p2p_punch {
+    p2p_peer_handle peer; /* the session of the round; 0: none */
+    uint8_t role;         /* P2P_BDAY_* */
+    uint8_t state;        /* H: 1 sockets asked, 2 openers out; E: 1 spraying, 2 over */
+    uint32_t round;
+    uint64_t next_at, end_at; /* H: second opener, close; E: next probe, end of the spray */
+    uint16_t nsocks, hit;     /* H: the sockets we got; the one a probe hit (0: none) */
+    uint8_t socks[BDAY_SOCKETS];
+    p2p_addr target; /* E: H's IP; its port is the one not to spray (known) */
+    uint8_t key[32]; /* E: the round's key for the probes' challenge data */
+    uint32_t lo, range, mul, add, idx, sent;
+};
+
+static struct p2p_punch *punch_of(const p2p_host *h, const p2p_peer *p)
+{
+    return h->punch && h->punch->peer == p->handle ? h->punch : NULL;
+}
+
+/* E's challenge data for the probe to port q: BLAKE2b-64 keyed by the round's key over
+ * round || q, so an answer from H_ip:q is checked by recomputing it (nothing stored per
+ * probe). */
+static uint64_t spray_data(const struct p2p_punch *x, uint16_t q)
+{
+    uint8_t in[6], out[16];
+    p2p_put_u32(in, x->round);
+    in[4] = (uint8_t)q;
+    in[5] = (uint8_t)(q >> 8);
+    p2p_blake2b(out, sizeof out, x->key, sizeof x->key, in, sizeof in, NULL, 0);
+    uint64_t d = 0;
+    memcpy(&d, out, sizeof d);
+    return d ? d : 1;
+}
+
+static void punch_close_all(p2p_host *h, struct p2p_punch *x, uint8_t keep)
+{
+    p2p_io io;
+    memset(&io, 0, sizeof io);
+    io.kind = P2P_IO_PUNCH_CLOSE;
+    if (!keep) { /* sock 0: all of them */
+        if (x->nsocks) p2p_io_push(h, &io, NULL, 0);
+    } else {
+        for (uint16_t i = 0; i < x->nsocks; i++) {
+            if (x->socks[i] == keep) continue;
+            io.addr.sock = x->socks[i];
+            p2p_io_push(h, &io, NULL, 0);
+        }
+    }
+    x->nsocks = 0;
+}
+
+/* The round ends: E stops spraying (result: PUNCH DONE's code), H closes its sockets (but the
+ * one a probe hit). */
+static void punch_end(p2p_host *h, p2p_peer *p, struct p2p_punch *x, uint8_t result)
+{
+    if (x->role == P2P_BDAY_EASY) {
+        p2p_guard_spray_end(h);
+        if (p) {
+            uint8_t b[6] = {3, result, 0, 0, 0, 0};
+            p2p_put_u32(b + 2, x->round);
+            p2p_peer_append(h, p, P2P_REC_PUNCH, b, sizeof b);
+        }
+    } else {
+        punch_close_all(h, x, x->hit);
+    }
+    if (p) p->bday_role = P2P_BDAY_NONE;
+    memset(x, 0, sizeof *x);
+}
+
+/* A round whose session is gone is over. Returns the node's round slot when it is free. */
+static struct p2p_punch *punch_slot(p2p_host *h)
+{
+    if (!h->punch) {
+        h->punch = calloc(1, sizeof *h->punch);
+        return h->punch;
+    }
+    struct p2p_punch *x = h->punch;
+    if (x->peer) {
+        p2p_peer *q = p2p_lookup(h, x->peer);
+        if (q && q->state == P2P_S_CONNECTED) return NULL;
+        punch_end(h, NULL, x, 2);
+    }
+    return x;
+}
+
+static uint32_t gcd(uint32_t a, uint32_t b)
+{
+    while (b) {
+        uint32_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static void start_round(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    struct p2p_punch *x = punch_slot(h);
+    if (!x) return; /* another round runs: this one waits for it */
+    if (p->bday_role == P2P_BDAY_HARD) {
+        /* H: sockets, each of which sends openers to E's vouched address */
+        if (p2p_guard_opener_begin(h, &p->bday_to, BDAY_SOCKETS, now)) {
+            p->bday_role = P2P_BDAY_NONE;
+            p->strategy = P2P_STRATEGY_RELAY;
+            return;
+        }
+        memset(x, 0, sizeof *x);
+        x->peer = p->handle;
+        x->role = P2P_BDAY_HARD;
+        p2p_rng_bytes(&h->rng, &x->round, sizeof x->round);
+        p->bday_round = x->round;
+        p2p_io io;
+        memset(&io, 0, sizeof io);
+        io.kind = P2P_IO_PUNCH_OPEN;
+        io.id = x->round;
+        io.n = BDAY_SOCKETS;
+        if (p2p_io_push(h, &io, NULL, 0)) {
+            memset(x, 0, sizeof *x);
+            p->bday_role = P2P_BDAY_NONE;
+            return;
+        }
+        x->state = 1;
+        x->end_at = now + BDAY_ROUND_US;
+        x->next_at = P2P_TIME_NEVER;
+        h->stats.punch_rounds++;
+        return;
+    }
+    /* E: READY came: spray H's vouched IP, at most once per IP per 10 minutes (guard) */
+    p2p_addr ip = p->bday_to;
+    ip.port = 0;
+    if (p2p_guard_spray_begin(h, &ip, now)) {
+        uint8_t b[6] = {3, 2, 0, 0, 0, 0};
+        p2p_put_u32(b + 2, p->bday_round);
+        p2p_peer_append(h, p, P2P_REC_PUNCH, b, sizeof b);
+        p->bday_role = P2P_BDAY_NONE;
+        p->strategy = P2P_STRATEGY_RELAY;
+        return;
+    }
+    memset(x, 0, sizeof *x);
+    x->peer = p->handle;
+    x->role = P2P_BDAY_EASY;
+    x->state = 1;
+    x->round = p->bday_round;
+    x->target = p->bday_to;
+    p2p_rng_bytes(&h->rng, x->key, sizeof x->key);
+    /* ports without repetition: q = lo + (mul * i + add) mod range, mul coprime with range */
+    x->lo = p->bday_lo;
+    x->range = (uint32_t)p->bday_hi - p->bday_lo + 1;
+    do {
+        p2p_rng_bytes(&h->rng, &x->mul, sizeof x->mul);
+        x->mul = x->mul % x->range;
+    } while (x->range > 1 && (!x->mul || gcd(x->mul, x->range) != 1));
+    p2p_rng_bytes(&h->rng, &x->add, sizeof x->add);
+    x->add %= x->range;
+    x->next_at = now;
+    x->end_at = now + BDAY_SPRAY_US;
+    h->stats.punch_rounds++;
+}
+
+/* H: each punch socket sends an opener (a PATH_CHALLENGE of this session, fresh data) to E. */
+static void send_openers(p2p_host *h, p2p_peer *p, struct p2p_punch *x, uint64_t now)
+{
+    for (uint16_t i = 0; i < x->nsocks; i++) {
+        p2p_addr to = p->bday_to;
+        to.sock = x->socks[i];
+        send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, fresh_data(h), &to, now);
+    }
+}
+
+void p2p_path_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now)
+{
+    struct p2p_punch *x = h->punch;
+    if (r->kind != P2P_IO_PUNCH_OPEN || !x || x->role != P2P_BDAY_HARD || x->state != 1 ||
+        r->id != x->round)
+        return;
+    p2p_peer *p = p2p_lookup(h, x->peer);
+    uint16_t n = r->status ? 0 : r->n > BDAY_SOCKETS ? BDAY_SOCKETS : r->n;
+    memcpy(x->socks, r->socks, n);
+    x->nsocks = n;
+    if (!p || p->state != P2P_S_CONNECTED || !n) {
+        punch_end(h, p, x, 2);
+        return;
+    }
+    send_openers(h, p, x, now);
+    /* READY: the openers are out, E may spray */
+    uint8_t b[12] = {2, 0};
+    b[2] = (uint8_t)n;
+    b[3] = (uint8_t)(n >> 8);
+    p2p_put_u32(b + 4, x->round);
+    b[8] = (uint8_t)BDAY_PORT_LO;
+    b[9] = (uint8_t)(BDAY_PORT_LO >> 8);
+    b[10] = (uint8_t)BDAY_PORT_HI;
+    b[11] = (uint8_t)(BDAY_PORT_HI >> 8);
+    p2p_peer_append(h, p, P2P_REC_PUNCH, b, sizeof b);
+    x->state = 2;
+    x->next_at = now + BDAY_OPENER2_US;
+    p2p_ready(h, p);
+}
+
+uint64_t p2p_path_spray_deadline(const p2p_peer *p)
+{
+    const p2p_host *h = p->host;
+    const struct p2p_punch *x = punch_of(h, p);
+    if (!x) {
+        /* a round to start: H at once, E once READY came */
+        if (p->state == P2P_S_CONNECTED && p->addr.family == P2P_AF_RELAY &&
+            (p->bday_role == P2P_BDAY_HARD || (p->bday_role == P2P_BDAY_EASY && p->bday_ready)) &&
+            (!h->punch || !h->punch->peer))
+            return h->now;
+        return P2P_TIME_NEVER;
+    }
+    uint64_t d = x->end_at + (x->role == P2P_BDAY_EASY ? BDAY_LATE_US : 0);
+    if (x->hit) return d;
+    return x->next_at < d ? x->next_at : d;
+}
+
+void p2p_path_spray_timer(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    struct p2p_punch *x = punch_of(h, p);
+    if (!x) {
+        if (p2p_path_spray_deadline(p) <= now) start_round(h, p, now);
+        x = punch_of(h, p);
+        if (!x) return;
+    }
+    if (x->role == P2P_BDAY_HARD) {
+        if (x->state == 2 && x->next_at <= now) {
+            x->next_at = P2P_TIME_NEVER;
+            if (!x->hit && p->bday_ready != 2) send_openers(h, p, x, now);
+        }
+        if (x->end_at <= now || (p->bday_ready == 2 && !x->hit)) punch_end(h, p, x, 1);
+        return;
+    }
+    /* E: the paced spray */
+    while (x->state == 1 && x->next_at <= now) {
+        if (x->sent >= BDAY_PROBES || now >= x->end_at || x->idx >= x->range) {
+            x->state = 2;
+            break;
+        }
+        uint16_t q = (uint16_t)(x->lo + ((uint64_t)x->mul * x->idx + x->add) % x->range);
+        x->idx++;
+        if (q < 1024 || q == x->target.port) continue; /* the port the introducer sees */
+        p2p_addr to = x->target;
+        to.port = q;
+        to.sock = 0;
+        send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, spray_data(x, q), &to, now);
+        x->sent++;
+        p->punch_probes++;
+        h->stats.punch_probes++;
+        x->next_at += BDAY_RATE_US;
+    }
+    if (x->state == 2 && now >= x->end_at + BDAY_LATE_US) punch_end(h, p, x, 1);
+}
+
+/* E: a PATH_RESPONSE from H's IP that answers a spray probe: the path to it works both ways.
+ * Returns 1 when it was one (the session moved there). */
+static int spray_hit(p2p_host *h, p2p_peer *p, const p2p_addr *from, uint64_t data, uint64_t now)
+{
+    struct p2p_punch *x = punch_of(h, p);
+    if (!x || x->role != P2P_BDAY_EASY || x->hit || from->sock ||
+        from->family != x->target.family ||
+        memcmp(from->ip, x->target.ip, from->family == P2P_AF_INET4 ? 4 : 16) != 0 ||
+        data != spray_data(x, from->port))
+        return 0;
+    x->hit = 1;
+    h->stats.punch_hits++;
+    p->stalled = 0;
+    move_to(h, p, from, 1, now);
+    punch_end(h, p, x, 0);
+    return 1;
+}
+
+/* H: the session moved onto punch socket `sock` (E's packets came through it). */
+static void punch_adopt(p2p_host *h, p2p_peer *p, uint8_t sock)
+{
+    struct p2p_punch *x = punch_of(h, p);
+    if (!x || x->role != P2P_BDAY_HARD || x->hit) return;
+    x->hit = sock;
+    h->stats.punch_hits++;
+    punch_end(h, p, x, 0); /* closes the others, keeps this one */
+}
+
 size_t p2p_path_room(const p2p_peer *p, size_t cap)
 {
     size_t room = budget(p, cap);
@@ -281,7 +580,9 @@ void p2p_path_sent(p2p_peer *p, size_t n)
 
 uint64_t p2p_path_deadline(const p2p_peer *p)
 {
-    return p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
+    uint64_t d = p->chal_at < p->upgrade_at ? p->chal_at : p->upgrade_at;
+    uint64_t s = p->bday_role || punch_of(p->host, p) ? p2p_path_spray_deadline(p) : P2P_TIME_NEVER;
+    return s < d ? s : d;
 }
 
 /* Sends a challenge to every direct address the peer may have (gathered by the host: those an
@@ -329,6 +630,8 @@ void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_
 int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     int r = 0;
+    if ((p->bday_role || punch_of(h, p)) && p2p_path_spray_deadline(p) <= now)
+        p2p_path_spray_timer(h, p, now);
     if (p->chal_at <= now) {
         if (p->chal_tries < P2P_CHALLENGE_TRIES) {
             challenge(h, p, now);
