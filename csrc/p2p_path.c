@@ -498,7 +498,7 @@ uint64_t p2p_path_spray_deadline(const p2p_peer *p)
         return P2P_TIME_NEVER;
     }
     uint64_t d = x->end_at + (x->role == P2P_BDAY_EASY ? BDAY_LATE_US : 0);
-    if (x->hit) return d;
+    if (x->hit || (x->role == P2P_BDAY_EASY && x->state != 1)) return d;
     return x->next_at < d ? x->next_at : d;
 }
 
