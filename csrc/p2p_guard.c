@@ -217,11 +217,35 @@ static int app_given(const p2p_peer *p, const p2p_addr *a)
     return p->ncand && p2p_addr_equal(&p->cand[0], a);
 }
 
+static int same_ip(const p2p_addr *a, const p2p_addr *b);
+
+/* issue 12: a birthday round's packets (section 8.6): while a spray runs, DATA packets to its
+ * one target IP, any port, up to P2P_SPRAY_PROBES in all; after an opener batch began, DATA
+ * packets to its one address, up to 2 per socket. Everything else goes by the rules below. */
+static int birthday_allows(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len)
+{
+    p2p_spray_ledger *l = &h->spray;
+    if (len < 1 || buf[0] != P2P_PKT_DATA) return 0;
+    if (l->running && l->spray_left && h->now < l->spray_until && same_ip(a, &l->target) &&
+        a->port >= 1024) {
+        l->spray_left--;
+        h->stats.punch_probes++;
+        return 1;
+    }
+    if (l->opener_left && h->now < l->opener_until && same_ip(a, &l->opener_to) &&
+        a->port == l->opener_to.port) {
+        l->opener_left--;
+        return 1;
+    }
+    return 0;
+}
+
 int p2p_guard_send(p2p_host *h, const p2p_addr *a, const uint8_t *buf, size_t len, int kind)
 {
     if (kind == P2P_GUARD_PROVEN) return 1;
     /* issue 12: a stream's TCP handshake proved the return route */
     if (a->family == P2P_AF_STREAM) return 1;
+    if (birthday_allows(h, a, buf, len)) return 1;
     p2p_peer_handle probe_src = 0;
     int probe = 0;
     if (len == P2P_INIT_LEN && buf[0] == P2P_PKT_INIT) {
@@ -308,6 +332,9 @@ int p2p_guard_spray_begin(p2p_host *h, const p2p_addr *ip, uint64_t now)
     l->at[free_at] = now ? now : 1;
     l->sprays[slot] = now ? now : 1;
     l->running = 1;
+    l->target = l->ip[free_at];
+    l->spray_left = P2P_SPRAY_PROBES;
+    l->spray_until = now + P2P_SPRAY_MAX_US;
     h->stats.punch_rounds++;
     return 0;
 }
@@ -315,6 +342,7 @@ int p2p_guard_spray_begin(p2p_host *h, const p2p_addr *ip, uint64_t now)
 void p2p_guard_spray_end(p2p_host *h)
 {
     h->spray.running = 0;
+    h->spray.spray_left = 0;
 }
 
 int p2p_guard_opener_begin(p2p_host *h, const p2p_addr *to, uint16_t n, uint64_t now)
@@ -327,5 +355,9 @@ int p2p_guard_opener_begin(p2p_host *h, const p2p_addr *to, uint16_t n, uint64_t
         P2P_OPENER_BATCHES_PER_WINDOW)
         return -1;
     l->batches[slot] = now ? now : 1;
+    l->opener_to = *to;
+    l->opener_to.sock = 0;
+    l->opener_left = (uint16_t)(2 * n);
+    l->opener_until = now + P2P_OPENER_MAX_US;
     return 0;
 }

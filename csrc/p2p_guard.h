@@ -53,7 +53,10 @@ int p2p_guard_relay_once(struct p2p_host *h);
  * stops) or -1 (over budget: do not spray). The caller checks that the IP was vouched for. */
 int p2p_guard_spray_begin(struct p2p_host *h, const p2p_addr *ip, uint64_t now);
 void p2p_guard_spray_end(struct p2p_host *h);
-/* A batch of n punch sockets may each send openers to `to` (at most 2 packets each):
+/* While it runs, DATA packets to that IP at any port >= 1024 pass the guard, up to
+ * P2P_SPRAY_PROBES in all (counted in stats.punch_probes), for at most P2P_SPRAY_MAX_US.
+ * A batch of n punch sockets may each send openers to `to` (at most 2 packets each; DATA
+ * packets to exactly `to` pass, 2 n of them, for P2P_OPENER_MAX_US):
  * P2P_OPENER_BATCHES_PER_WINDOW per 10 minutes, n <= P2P_OPENER_SOCKETS, never to a port below
  * 1024. Returns 0 or -1. */
 int p2p_guard_opener_begin(struct p2p_host *h, const p2p_addr *to, uint16_t n, uint64_t now);

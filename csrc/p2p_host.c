@@ -223,6 +223,34 @@ static void lan_dial(p2p_host *h, const p2p_notice *n, uint64_t now)
     h->stats.lan_dials++;
 }
 
+static int same_ip(const p2p_addr *a, const p2p_addr *b);
+
+/* issue 12: the node's NAT mapping as its peers saw it (docs/PROTOCOL.md section 8.7). Two
+ * direct sessions with peers at different IPs that saw this node at the same external IP tell
+ * how its NAT maps: a different port each ("dependent": a new port per destination), or the
+ * same port ("independent"). Weaker than STUN or a port mapping, which it never overrules. */
+static void peers_mapping(p2p_host *h)
+{
+    const p2p_peer *first = NULL;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *p = h->peers.slots[i];
+        if (!p || p->state != P2P_S_CONNECTED || !p->has_observed) continue;
+        if (p->addr.family != P2P_AF_INET4 && p->addr.family != P2P_AF_INET6) continue;
+        if (p->addr.sock) continue; /* a punch socket has its own mapping */
+        if (!first) {
+            first = p;
+            continue;
+        }
+        if (same_ip(&p->addr, &first->addr) || !same_ip(&p->observed, &first->observed)) continue;
+        int mapping = p->observed.port != first->observed.port ? P2P_MAPPING_DEPENDENT
+                                                               : P2P_MAPPING_INDEPENDENT;
+        for (size_t k = 0; k < h->nlocal; k++) /* they saw us as we are: no NAT */
+            if (p2p_addr_equal(&h->addrs[k], &p->observed)) mapping = P2P_MAPPING_NONE;
+        p2p_own_mapping(h, (uint8_t)mapping, P2P_MAPSRC_PEERS);
+        return;
+    }
+}
+
 /* Routes what the layers below reported (P2P_NOTE_*), in order; routing may add more. */
 static void route(p2p_host *h)
 {
@@ -246,6 +274,7 @@ static void route(p2p_host *h)
             p2p_path_start(h, p, now);
             p2p_mesh_on_join(h, p, now);
             p2p_nat_on_join(h, p, now);
+            peers_mapping(h); /* issue 12 */
             break;
         case P2P_NOTE_LEFT: p2p_mesh_on_leave(h, n.id, n.reason, now); break;
         case P2P_NOTE_PROBE:
@@ -1016,19 +1045,21 @@ static int fallback_target(p2p_host *h, size_t i, p2p_addr *to, int *ws)
     return 0;
 }
 
-/* An attempt has been sending INIT for P2P_FALLBACK_AFTER_US and no UDP datagram came from
- * anyone for as long. */
-static int udp_silent(const p2p_host *h, uint64_t now)
+/* When the fallback's trigger holds: an attempt has been sending INIT for
+ * P2P_FALLBACK_AFTER_US and no UDP datagram came from anyone for as long (P2P_TIME_NEVER: no
+ * attempt is running). */
+static uint64_t silent_from(const p2p_host *h)
 {
-    uint64_t heard = h->last_udp_rx > h->started ? h->last_udp_rx : h->started;
-    if (now < heard + P2P_FALLBACK_AFTER_US) return 0;
+    uint64_t first = P2P_TIME_NEVER;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         const p2p_peer *p = h->peers.slots[i];
-        if (p && p->initiator && p->hs && p->state == P2P_S_INIT_SENT && p->hs->rtt_from &&
-            now >= p->hs->rtt_from + P2P_FALLBACK_AFTER_US)
-            return 1;
+        if (p && p->initiator && p->hs && p->state == P2P_S_INIT_SENT && p->hs->rtt_sends &&
+            p->hs->rtt_from < first)
+            first = p->hs->rtt_from;
     }
-    return 0;
+    if (first == P2P_TIME_NEVER) return first;
+    uint64_t heard = h->last_udp_rx > h->started ? h->last_udp_rx : h->started;
+    return (first > heard ? first : heard) + P2P_FALLBACK_AFTER_US;
 }
 
 static void fallback_open(p2p_host *h, uint64_t now)
@@ -1126,11 +1157,10 @@ static uint64_t reach_deadline(const p2p_host *h)
     if (u < t) t = u;
     if (v < t) t = v;
     if (h->fb_at < t) t = h->fb_at;
-    /* the fallback's trigger: checked every 500 ms while an attempt runs and UDP is silent */
     if (!h->fallback_off && h->fb_state == 0 && h->fb_at == P2P_TIME_NEVER &&
-        (h->nfallback || h->fallback_default) && h->n_sessions > 0) {
-        uint64_t check = h->now + 500000;
-        if (check < t) t = check;
+        (h->nfallback || h->fallback_default)) {
+        uint64_t trigger = silent_from(h);
+        if (trigger < t) t = trigger;
     }
     for (size_t i = 0; i < P2P_STREAMS; i++) {
         const p2p_stream *st = &h->streams[i];
@@ -1154,7 +1184,7 @@ static void reach_timer(p2p_host *h, uint64_t now)
             h->fb_state = 0;
             fallback_open(h, now);
         } else if (h->fb_state == 0 && (h->fb_at <= now || h->fb_at == P2P_TIME_NEVER) &&
-                   udp_silent(h, now)) {
+                   silent_from(h) <= now) {
             fallback_open(h, now);
         } else if (h->fb_state == 0 && h->fb_at <= now) {
             h->fb_at = P2P_TIME_NEVER; /* UDP answers again: stand down */
@@ -1233,7 +1263,9 @@ int p2p_host_stream_up(p2p_host *h, uint32_t sid, const p2p_addr *from_ip, int i
             if (h->streams[i].inbound && same_ip(&h->streams[i].peer_ip, from_ip)) same++;
         }
         if (slot == P2P_STREAMS) return P2P_ERR_LIMIT;
-        if (same >= P2P_STREAMS_PER_IP && p2p_addr_scope(from_ip) != P2P_SCOPE_LOOPBACK)
+        p2p_addr ip = *from_ip;
+        ip.port = 1; /* the scope of the IP, whatever port the driver gave */
+        if (same >= P2P_STREAMS_PER_IP && p2p_addr_scope(&ip) != P2P_SCOPE_LOOPBACK)
             return P2P_ERR_LIMIT;
         st = &h->streams[slot];
         memset(st, 0, sizeof *st);

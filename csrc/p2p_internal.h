@@ -660,8 +660,16 @@ typedef struct p2p_spray_ledger {
     uint64_t at[P2P_SPRAY_TARGETS];
     uint64_t sprays[P2P_SPRAYS_PER_WINDOW];          /* start times of the last sprays */
     uint64_t batches[P2P_OPENER_BATCHES_PER_WINDOW]; /* ... of the last socket batches */
-    uint8_t running;                                 /* a spray runs now */
+    uint8_t running;                                 /* a spray runs now: */
+    p2p_addr target;                                 /* ... to this IP (port 0) */
+    uint16_t spray_left;                             /* ... this many probes still allowed */
+    uint64_t spray_until;                            /* ... until then at most */
+    p2p_addr opener_to;                              /* the last opener batch's destination, */
+    uint16_t opener_left;                            /* ... packets it may still send */
+    uint64_t opener_until;
 } p2p_spray_ledger;
+#define P2P_SPRAY_MAX_US 8000000   /* a spray's allowance lasts this long (6 s of probes) */
+#define P2P_OPENER_MAX_US 10000000 /* an opener batch's allowance (two rounds, 3 s apart) */
 
 struct p2p_host {
     p2p_identity ident;
