@@ -836,33 +836,6 @@ static int same_ip(const p2p_addr *a, const p2p_addr *b)
  * could name anyone's address, and we would advertise it to the whole mesh as ours. The
  * address becomes a reflexive one when a second peer, with another id and another source
  * address, reports it too. */
-/* issue 12: the node's NAT mapping from its peers' reports (design 12 section 5.1), when no
- * STUN server or port mapping said better (p2p_own_mapping keeps those): our own address
- * reported back means no NAT; two peers at different IPs that saw the same external IP with
- * the same port mean an endpoint-independent mapping, with different ports a dependent
- * (port-randomizing) one. */
-static void mapping_from(p2p_host *h, const p2p_peer *p, const p2p_addr *a, uint64_t now)
-{
-    const p2p_mesh *m = &h->mesh;
-    for (size_t i = 0; i < h->naddr; i++) {
-        if (!p2p_addr_equal(&h->addrs[i], a)) continue;
-        p2p_own_mapping(
-            h, h->addr_kind[i] == P2P_ADDR_LOCAL ? P2P_MAPPING_NONE : P2P_MAPPING_INDEPENDENT,
-            P2P_MAPSRC_PEERS);
-        return;
-    }
-    for (size_t i = 0; i < m->nobs; i++) {
-        const p2p_observed *o = &m->obs[i];
-        if (o->at + P2P_OBSERVED_TTL_US <= now || !same_ip(&o->addr, a) ||
-            memcmp(o->by, p->id, P2P_ID_LEN) == 0 || same_ip(&o->from, &p->addr))
-            continue;
-        p2p_own_mapping(h,
-                        o->addr.port == a->port ? P2P_MAPPING_INDEPENDENT : P2P_MAPPING_DEPENDENT,
-                        P2P_MAPSRC_PEERS);
-        return;
-    }
-}
-
 static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
@@ -871,7 +844,6 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
     if (a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6) return;
     if (p2p_addr_scope(a) == P2P_SCOPE_INVALID) return;
     if (p->addr.family != P2P_AF_INET4 && p->addr.family != P2P_AF_INET6) return;
-    mapping_from(h, p, a, now);
     for (size_t i = 0; i < h->naddr; i++)
         if (p2p_addr_equal(&h->addrs[i], a)) return;
     for (size_t i = 0; i < m->nobs;) { /* forget stale reports */

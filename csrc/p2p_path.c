@@ -320,21 +320,28 @@ static uint64_t spray_data(const struct p2p_punch *x, uint16_t q)
     return d ? d : 1;
 }
 
-static void punch_close_all(p2p_host *h, struct p2p_punch *x, uint8_t keep)
+/* Asks the driver to close the round's punch sockets but `keep` (0: all, in one request).
+ * Returns 1 when every request is queued; the io queue is bounded, so what does not fit now
+ * goes at the next timer (the driver drains the queue after every input). */
+static int punch_close(p2p_host *h, struct p2p_punch *x, uint8_t keep)
 {
     p2p_io io;
     memset(&io, 0, sizeof io);
     io.kind = P2P_IO_PUNCH_CLOSE;
     if (!keep) { /* sock 0: all of them */
-        if (x->nsocks) p2p_io_push(h, &io, NULL, 0);
-    } else {
-        for (uint16_t i = 0; i < x->nsocks; i++) {
-            if (x->socks[i] == keep) continue;
-            io.addr.sock = x->socks[i];
-            p2p_io_push(h, &io, NULL, 0);
-        }
+        if (x->nsocks && p2p_io_push(h, &io, NULL, 0)) return 0;
+        x->nsocks = 0;
+        return 1;
     }
-    x->nsocks = 0;
+    while (x->nsocks) {
+        uint8_t s = x->socks[x->nsocks - 1];
+        if (s != keep) {
+            io.addr.sock = s;
+            if (p2p_io_push(h, &io, NULL, 0)) return 0;
+        }
+        x->nsocks--;
+    }
+    return 1;
 }
 
 /* The round ends: E stops spraying (result: PUNCH DONE's code), H closes its sockets (but the
@@ -348,8 +355,14 @@ static void punch_end(p2p_host *h, p2p_peer *p, struct p2p_punch *x, uint8_t res
             p2p_put_u32(b + 2, x->round);
             p2p_peer_append(h, p, P2P_REC_PUNCH, b, sizeof b);
         }
-    } else {
-        punch_close_all(h, x, x->hit);
+    } else if (!punch_close(h, x, x->hit)) {
+        x->state = 3; /* closing: the rest at the next timer */
+        x->next_at = h->now + 1000;
+        if (p) {
+            p->bday_role = P2P_BDAY_NONE;
+            p2p_ready(h, p); /* its deadline changed */
+        }
+        return;
     }
     if (p) p->bday_role = P2P_BDAY_NONE;
     memset(x, 0, sizeof *x);
@@ -366,7 +379,9 @@ static struct p2p_punch *punch_slot(p2p_host *h)
     if (x->peer) {
         p2p_peer *q = p2p_lookup(h, x->peer);
         if (q && q->state == P2P_S_CONNECTED) return NULL;
+        if (x->state == 3) x->hit = 0; /* its session is gone: close them all */
         punch_end(h, NULL, x, 2);
+        if (x->peer) return NULL;
     }
     return x;
 }
@@ -497,6 +512,7 @@ uint64_t p2p_path_spray_deadline(const p2p_peer *p)
             return h->now;
         return P2P_TIME_NEVER;
     }
+    if (x->state == 3) return x->next_at; /* sockets still to close */
     uint64_t d = x->end_at + (x->role == P2P_BDAY_EASY ? BDAY_LATE_US : 0);
     if (x->hit || (x->role == P2P_BDAY_EASY && x->state != 1)) return d;
     return x->next_at < d ? x->next_at : d;
@@ -511,6 +527,13 @@ void p2p_path_spray_timer(p2p_host *h, p2p_peer *p, uint64_t now)
         if (!x) return;
     }
     if (x->role == P2P_BDAY_HARD) {
+        if (x->state == 3) {
+            if (punch_close(h, x, x->hit))
+                memset(x, 0, sizeof *x);
+            else
+                x->next_at = now + 1000;
+            return;
+        }
         if (x->state == 2 && x->next_at <= now) {
             x->next_at = P2P_TIME_NEVER;
             if (!x->hit && p->bday_ready != 2) send_openers(h, p, x, now);

@@ -330,12 +330,14 @@ static int one_run(uint64_t seed, int nat_a, int nat_b, uint64_t *probes, int *s
         T_EQ_INT(hs[2].punch_open_calls, 1);
     }
     if (getenv("DBG"))
-        printf("sock_sent %llu sock_recv %llu filtered %llu e->a %llu\n", (unsigned long long)dbg_sock_sent,
-               (unsigned long long)dbg_sock_recv, (unsigned long long)dbg_filtered,
-               (unsigned long long)dbg_to_a_ip);
+        printf("sock_sent %llu sock_recv %llu filtered %llu e->a %llu\n",
+               (unsigned long long)dbg_sock_sent, (unsigned long long)dbg_sock_recv,
+               (unsigned long long)dbg_filtered, (unsigned long long)dbg_to_a_ip);
     printf("     seed %llu: %s after %.2f s, %llu probes\n", (unsigned long long)seed,
-           direct ? "direct" : both ? "relayed" : "not connected", (double)(t - start) / SEC,
-           (unsigned long long)*probes);
+           direct ? "direct"
+           : both ? "relayed"
+                  : "not connected",
+           (double)(t - start) / SEC, (unsigned long long)*probes);
     stop_all();
     return direct;
 }
