@@ -482,7 +482,10 @@ static void recv_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
             continue;
         }
         if (f.type == P2P_FRAME_PATH_RESPONSE) {
+            int on_stream = p->addr.family == P2P_AF_STREAM;
             p2p_path_on_response(h, p, from, f.u.path_data, now);
+            /* issue 12: off a stream onto UDP: what it relays for us is introduced again */
+            if (on_stream && p->addr.family != P2P_AF_STREAM) p2p_nat_on_upgraded(h, p, now);
             continue;
         }
         /* Relaying is one hop deep: nothing is relayed over a relayed path. */

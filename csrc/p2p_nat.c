@@ -805,6 +805,19 @@ int p2p_nat_on_punch(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, 
     }
 }
 
+void p2p_nat_on_upgraded(p2p_host *h, p2p_peer *m, uint64_t now)
+{
+    /* Our sessions relayed by m were introduced while m knew us by a stream address only, so
+     * their peers hold no UDP address of ours: m introduces us again, with the UDP address it
+     * sees now, and both sides' upgrade probes can find a direct path. */
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q != m && q->state == P2P_S_CONNECTED && q->has_id &&
+            q->addr.family == P2P_AF_RELAY && p2p_get_u32(q->addr.ip) == m->local_index)
+            ask(h, m, q->id, now);
+    }
+}
+
 void p2p_nat_on_mapping(p2p_host *h, uint64_t now)
 {
     (void)now;

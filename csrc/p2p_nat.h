@@ -74,6 +74,9 @@ int p2p_nat_on_punch(struct p2p_host *h, struct p2p_peer *p, const uint8_t *body
                      uint64_t now);
 /* The node's NAT mapping changed (P2P_NOTE_MAPPING): every relayed session hears it (INFO). */
 void p2p_nat_on_mapping(struct p2p_host *h, uint64_t now);
+/* Session m moved from a stream onto UDP (design 12 section 4.3): each of our sessions it
+ * relays asks it for a re-introduction, which carries our UDP address to the peer. */
+void p2p_nat_on_upgraded(struct p2p_host *h, struct p2p_peer *m, uint64_t now);
 /* p2p_host_connect_via's work. */
 int p2p_nat_connect_via(struct p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via,
                         p2p_peer_handle *out);
