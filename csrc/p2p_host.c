@@ -299,9 +299,12 @@ static void route(p2p_host *h)
 
 /* After every input: route what the layers below reported, then free the sessions they ended
  * (nothing holds them now). Within an input, route() alone: callers may still hold a session. */
+static void tell_addrs(p2p_host *h);
+
 static inline void settle(p2p_host *h)
 {
     if (h->notes_len) route(h);
+    if (h->addrs_gen != h->addrs_told && !h->closed) tell_addrs(h); /* issue 12 */
     if (h->dead_head) reap(h);
 }
 
@@ -423,6 +426,45 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
 
 static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len);
 
+/* issue 12: ADDRS, the peer's advertised addresses now (docs/PROTOCOL.md section 8.7). They
+ * replace those of its FIN: an introducer hands them on as candidates, as it did those. The
+ * same trust as the FIN's: the peer names them, and the guard's probe allowance bounds what
+ * anyone sends to them. Returns nonzero on a malformed record (a protocol error). */
+static int on_addrs(p2p_peer *p, const uint8_t *body, size_t len)
+{
+    p2p_rd r;
+    p2p_rd_init(&r, body, len);
+    uint8_t n = p2p_rd_u8(&r);
+    if (r.bad || n > P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS) return 1;
+    p2p_addr v[P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS];
+    for (uint8_t i = 0; i < n; i++)
+        if (p2p_rd_addr(&r, &v[i])) return 1;
+    if (r.bad || p2p_rd_left(&r)) return 1;
+    memcpy(p->adv, v, n * sizeof v[0]);
+    p->nadv = n;
+    return 0;
+}
+
+/* issue 12: the node's advertised addresses changed since peers were last told (a port
+ * mapping or a STUN answer came, or went): every established session gets ADDRS. */
+static void tell_addrs(p2p_host *h)
+{
+    h->addrs_told = h->addrs_gen;
+    uint8_t body[1 + (P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS) * P2P_ADDR6_WIRE_LEN];
+    p2p_wr w;
+    p2p_wr_init(&w, body, sizeof body);
+    p2p_wr_u8(&w, (uint8_t)h->naddr);
+    for (size_t i = 0; i < h->naddr; i++) p2p_wr_addr(&w, &h->addrs[i]);
+    if (w.bad) return;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q->state == P2P_S_CONNECTED) {
+            p2p_peer_append(h, q, P2P_REC_ADDRS, body, (size_t)(w.p - body));
+            p2p_ready(h, q);
+        }
+    }
+}
+
 /* Hands the mesh and NAT records that session p received whole to their modules. Returns 0
  * when p may not go on (a bad record ended it). */
 static int route_records(p2p_host *h, p2p_peer *p, uint64_t now)
@@ -430,6 +472,7 @@ static int route_records(p2p_host *h, p2p_peer *p, uint64_t now)
     for (p2p_ctl_rec *c; (c = p2p_peer_take_record(p));) {
         int bad = c->kind == P2P_REC_TRANSFER
                       ? p2p_transfer_on_record(h, p, c->lane, c->body, c->len)
+                  : c->kind == P2P_REC_ADDRS ? on_addrs(p, c->body, c->len) /* issue 12 */
                   : c->kind >= P2P_REC_INTRO_REQ
                       ? p2p_nat_on_record(h, p, c->kind, c->body, c->len, now)
                       : p2p_mesh_on_record(h, p, c->kind, c->body, c->len, now);
@@ -671,6 +714,7 @@ int p2p_host_on_timeout(p2p_host *h, uint64_t now)
         settle(h);
     }
     if (reach_deadline(h) <= h->now) reach_timer(h, h->now); /* issue 12 */
+    settle(h); /* issue 12: what changed between inputs (addresses to tell) */
     return h->closed ? P2P_ERR_CLOSED : 0;
 }
 
@@ -757,7 +801,9 @@ int p2p_host_set_lane(p2p_host *h, uint8_t lane, int priority, int weight)
 int p2p_host_add_address(p2p_host *h, const p2p_addr *a, uint64_t now)
 {
     if (now > h->now) h->now = now;
-    return p2p_mesh_add_address(h, a, h->now);
+    int rc = p2p_mesh_add_address(h, a, h->now);
+    settle(h); /* issue 12: peers hear of it (ADDRS) */
+    return rc;
 }
 
 size_t p2p_host_addresses(const p2p_host *h, p2p_addr *out, int *kinds, size_t cap)

@@ -767,7 +767,8 @@ struct p2p_host {
     uint16_t lane_weight[P2P_LANE_SLOTS];
 
     /* issue 12 (reach every peer) */
-    uint8_t addr_kind[P2P_MEMBER_ADDRS];     /* P2P_ADDR_* of each of addrs[] */
+    uint8_t addr_kind[P2P_MEMBER_ADDRS]; /* P2P_ADDR_* of each of addrs[] */
+    uint32_t addrs_gen, addrs_told; /* changes to addrs[]; the last one told to peers (ADDRS) */
     uint64_t addr_expires[P2P_MEMBER_ADDRS]; /* MAPPED: when the gateway's grant runs out */
     /* the node's NAT mapping, and what said so (p2p_own_mapping) */
     uint8_t mapping, mapping_source;

@@ -444,6 +444,7 @@ int p2p_own_add_kind(p2p_host *h, const p2p_addr *in, uint8_t kind, uint64_t exp
         at = h->nlocal;
         own_shift(h, at, 1);
     }
+    h->addrs_gen++;
     h->addrs[at] = a;
     h->addr_kind[at] = kind;
     h->addr_expires[at] = kind == P2P_ADDR_MAPPED ? expires : 0;
@@ -464,6 +465,7 @@ int p2p_own_remove_kind(p2p_host *h, uint8_t kind)
             own_shift(h, i + 1, 0);
             h->naddr--;
             changed = 1;
+            h->addrs_gen++;
         } else {
             i++;
         }

@@ -70,6 +70,9 @@ enum {
     P2P_REC_TRANSFER = 0x0d,
     /* issue 12: birthday punching (docs/PROTOCOL.md section 8.3): same layout, body = u8 op */
     P2P_REC_PUNCH = 0x0e,
+    /* issue 12: the sender's advertised addresses changed (docs/PROTOCOL.md section 8.7):
+     * u8 n (at most 8), n addresses */
+    P2P_REC_ADDRS = 0x0f,
     /* lanes: a REPLY to a message of lane 1 to 254: u8 lane, then as REPLY */
     P2P_REC_REPLY_LANE = 0x10
 };

@@ -43,6 +43,8 @@ probe HAVE_SOCK_NONBLOCK compile linux sys/socket.h -- \
 probe HAVE_UDP_SEGMENT compile linux netinet/in.h netinet/udp.h -- 'return UDP_SEGMENT;' "$@"
 probe HAVE_UDP_GRO compile linux netinet/in.h netinet/udp.h -- 'return UDP_GRO;' "$@"
 probe HAVE_IP_MTU_DISCOVER compile linux netinet/in.h -- 'return IP_MTU_DISCOVER + IP_PMTUDISC_PROBE;' "$@"
+probe HAVE_EPOLL link linux sys/epoll.h stddef.h -- \
+    'struct epoll_event e[1]; int fd = epoll_create1(EPOLL_CLOEXEC); return epoll_wait(fd, e, 1, 0);' "$@"
 probe HAVE_IP_DONTFRAG compile posix netinet/in.h -- 'return IP_DONTFRAG;' "$@"
 probe HAVE_GETIFADDRS link posix sys/types.h ifaddrs.h stddef.h -- \
     'struct ifaddrs *l = NULL; if (getifaddrs(&l) == 0) freeifaddrs(l); return 0;' "$@"

@@ -482,6 +482,54 @@ static void test_mapping_from_peers(void)
     T_EQ_INT(mapping_behind(P2P_SIM_NAT_NONE, 3), P2P_MAPPING_NONE * 10 + P2P_MAPSRC_PEERS);
 }
 
+/* Two hosts on one wire: whatever one sends to the other's address arrives. */
+static void pump2(p2p_host *x, p2p_addr xa, p2p_host *y, p2p_addr ya, uint64_t now)
+{
+    p2p_addr to;
+    uint8_t buf[P2P_MAX_PACKET];
+    size_t n;
+    for (int round = 0; round < 8; round++) {
+        p2p_host_on_timeout(x, now);
+        p2p_host_on_timeout(y, now);
+        while ((n = p2p_host_next_datagram(x, &to, buf, sizeof buf)))
+            if (p2p_addr_equal(&to, &ya)) p2p_host_recv(y, &xa, buf, n, now);
+        while ((n = p2p_host_next_datagram(y, &to, buf, sizeof buf)))
+            if (p2p_addr_equal(&to, &xa)) p2p_host_recv(x, &ya, buf, n, now);
+        no_events(x);
+        no_events(y);
+    }
+}
+
+/* A mapping that comes after a session was made reaches the peer (ADDRS, section 8.7): an
+ * introducer then hands it on as a candidate, though the FIN did not carry it. */
+static void test_addrs_reach_the_peer(void)
+{
+    p2p_host *a = mk(12, NULL, 0), *b = mk(13, NULL, 0);
+    p2p_addr aa = A("10.0.1.2:4000"), ba = A("198.51.100.2:4000");
+    p2p_host_add_address(a, &aa, 0);
+    p2p_peer_handle ph;
+    T_EQ_INT(p2p_host_connect(a, &ba, NULL, 0, &ph), 0);
+    uint64_t now = 0;
+    for (int i = 0; i < 20; i++) pump2(a, aa, b, ba, now += 10 * MS);
+    p2p_peer *pb = NULL;
+    for (size_t i = 0; i < b->peers.hwm; i++) {
+        p2p_peer *q = b->peers.slots[i];
+        if (q && q->state == P2P_S_CONNECTED) pb = q;
+    }
+    T_CHECK(pb != NULL);
+    if (!pb) return;
+    T_EQ_INT(pb->nadv, 1);
+    p2p_addr m = A("11.0.1.2:4000");
+    T_EQ_INT(p2p_own_add_kind(a, &m, P2P_ADDR_MAPPED, now + 3600 * S), 1);
+    for (int i = 0; i < 20; i++) pump2(a, aa, b, ba, now += 10 * MS);
+    T_EQ_INT(pb->nadv, 2);
+    int has = 0;
+    for (size_t i = 0; i < pb->nadv; i++) has += p2p_addr_equal(&pb->adv[i], &m);
+    T_EQ_INT(has, 1);
+    p2p_host_free(a);
+    p2p_host_free(b);
+}
+
 int main(void)
 {
     p2p_init();
@@ -496,5 +544,6 @@ int main(void)
     T_RUN(test_spray_budget);
     T_RUN(test_stun_from_stranger_is_dropped);
     T_RUN(test_mapping_from_peers);
+    T_RUN(test_addrs_reach_the_peer);
     return t_summary("reach");
 }

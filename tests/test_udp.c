@@ -198,10 +198,10 @@ static void test_open_local(void)
     T_CHECK(lb.port != 0);
     T_CHECK(la.port != lb.port);
 
-    T_CHECK(p2p_udp_fd(a) >= 0);
-    flags = fcntl(p2p_udp_fd(a), F_GETFD);
+    T_CHECK(p2p_udp_socket(a) >= 0);
+    flags = fcntl(p2p_udp_socket(a), F_GETFD);
     T_CHECK(flags >= 0 && (flags & FD_CLOEXEC));
-    flags = fcntl(p2p_udp_fd(a), F_GETFL);
+    flags = fcntl(p2p_udp_socket(a), F_GETFL);
     T_CHECK(flags >= 0 && (flags & O_NONBLOCK));
     p2p_udp_close(a);
     p2p_udp_close(b);
@@ -247,7 +247,7 @@ static void test_dual_stack_open(void)
     T_EQ_INT(l.family, P2P_AF_INET6);
     T_EQ_MEM(l.ip, any6, 16);
     T_CHECK(l.port != 0);
-    T_EQ_INT(getsockopt(p2p_udp_fd(u), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
+    T_EQ_INT(getsockopt(p2p_udp_socket(u), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
     T_EQ_INT(v6only, 0);
     p2p_udp_close(u);
 }
@@ -491,8 +491,8 @@ static void exchange(const char *a_host, const char *b_host, const char *b_targe
     if (xo_record) {
         memset(&rec_sent, 0, sizeof rec_sent);
         memset(&rec_recv, 0, sizeof rec_recv);
-        record_send_fd = p2p_udp_fd(a.u);
-        record_recv_fd = p2p_udp_fd(b.u);
+        record_send_fd = p2p_udp_socket(a.u);
+        record_recv_fd = p2p_udp_socket(b.u);
     }
     snprintf(text, sizeof text, "%s:%u", b_target_host, (unsigned)b.addr.port);
     T_EQ_INT(p2p_udp_resolve(a.u, text, &target), 0);

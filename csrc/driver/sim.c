@@ -57,16 +57,25 @@
 enum {
     PKT_ARRIVE = 0, /* reaches the receiver's edge: its DOWN link, or the host */
     PKT_UP_OUT,     /* leaves the sender's UP link (owner): its loss, then the network */
-    PKT_DOWN_OUT    /* leaves the receiver's DOWN link (owner): its loss, then the host */
+    PKT_DOWN_OUT,   /* leaves the receiver's DOWN link (owner): its loss, then the host */
+    /* issue 12: events of the io queue, all for host `owner` */
+    PKT_LOCAL,       /* a datagram within a LAN domain or from the gateway: to the host as is */
+    PKT_LAN,         /* a datagram on the host's LAN socket */
+    PKT_STREAM,      /* a datagram on stream `sid` of the host */
+    PKT_STREAM_UP,   /* stream `sid` is up (aux: inbound; from: the peer's address) */
+    PKT_STREAM_DOWN, /* stream `sid` is gone */
+    PKT_IO           /* an io answer: kind aux, id sid, status from.port (0 ok), data */
 };
 
 /* One copy of a datagram in flight. */
 struct sim_pkt {
-    uint64_t time;   /* when its current stage ends (for PKT_ARRIVE, its delivery time) */
-    uint64_t seq;    /* insertion number: breaks ties between equal times */
-    uint64_t qdelay; /* queueing delay in the link it is leaving (PKT_*_OUT) */
-    size_t owner;    /* attach index of the host whose link it is in (PKT_*_OUT) */
-    int stage;       /* PKT_* */
+    uint64_t time;     /* when its current stage ends (for PKT_ARRIVE, its delivery time) */
+    uint64_t seq;      /* insertion number: breaks ties between equal times */
+    uint64_t qdelay;   /* queueing delay in the link it is leaving (PKT_*_OUT) */
+    size_t owner;      /* attach index of the host whose link it is in (PKT_*_OUT), or whom an
+                      * io event is for */
+    int stage;         /* PKT_* */
+    uint32_t sid, aux; /* io events (see PKT_*) */
     p2p_addr from, to;
     size_t len;
     uint8_t data[];
@@ -89,6 +98,7 @@ struct nat_flow {
     p2p_addr remote;
     uint64_t last_used;
     uint16_t ext_port;
+    uint8_t sock; /* the host's socket (0, or a punch socket) */
 };
 
 struct sim_nat {
@@ -98,6 +108,7 @@ struct sim_nat {
     size_t len, cap;
     uint16_t *retired; /* the ports in use at the last rebind: never drawn again */
     size_t retired_len;
+    uint16_t port_lo, port_hi; /* the range drawn from (p2p_sim_nat_ports); 0: the default */
 };
 
 struct sim_host {
@@ -107,6 +118,22 @@ struct sim_host {
     struct sim_nat *nat;      /* NULL without NAT; freed on detach */
     int touched;              /* fed a datagram or a timeout during this step */
     struct sim_link *link[2]; /* by P2P_SIM_UP / P2P_SIM_DOWN; NULL until first set */
+    /* issue 12 */
+    int udp_blocked;     /* p2p_sim_block_udp */
+    uint16_t tcp_port;   /* listening for streams, or 0 */
+    uint16_t lan_domain; /* p2p_sim_set_lan, 0: none */
+    uint16_t lan_port;   /* its LAN socket's port while open, else 0 */
+    uint8_t punch[32];   /* open punch sockets 1..255, a bit each */
+    int has_gw;
+    p2p_sim_gateway gw;
+};
+
+/* A stream between two hosts: end 0 opened it, end 1 accepted it. */
+struct sim_stream {
+    size_t end[2];    /* attach indexes */
+    uint32_t sid[2];  /* each end's stream id */
+    uint64_t last[2]; /* the last delivery time towards end k (keeps the pipe in order) */
+    int live;
 };
 
 /* A firewall between two hosts' public IPs (attach indexes, a < b). */
@@ -135,6 +162,12 @@ struct p2p_sim {
 
     p2p_sim_link default_link[2]; /* what hosts attached from now on get, when ... */
     int default_on[2];            /* ... this is set */
+
+    struct sim_stream *streams; /* issue 12: streams, live or not (slots are reused) */
+    size_t stream_len, stream_cap;
+    uint32_t next_sid;
+    p2p_sim_server *servers;
+    size_t server_len, server_cap;
 
     p2p_sim_stats stats;
 };
@@ -368,7 +401,9 @@ static void flow_remove(struct sim_nat *n, size_t i)
 /* The live flow with that remote endpoint (and, when port is not ANY_PORT, that external
  * port), or NULL. Expired flows met on the way are dropped, which keeps the table short. */
 #define ANY_PORT (-1)
-static struct nat_flow *flow_find(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote, long port)
+#define ANY_SOCK (-1)
+static struct nat_flow *flow_find(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote, long port,
+                                  int sock)
 {
     size_t i = 0;
     struct nat_flow *f;
@@ -379,7 +414,8 @@ static struct nat_flow *flow_find(p2p_sim *s, struct sim_nat *n, const p2p_addr 
             flow_remove(n, i);
             continue;
         }
-        if ((port == ANY_PORT || f->ext_port == port) && p2p_addr_equal(&f->remote, remote))
+        if ((port == ANY_PORT || f->ext_port == port) && (sock == ANY_SOCK || f->sock == sock) &&
+            p2p_addr_equal(&f->remote, remote))
             return f;
         i++;
     }
@@ -401,16 +437,20 @@ static int port_taken(const struct sim_nat *n, uint16_t port)
  * 2 * P2P_SIM_NAT_MAX_FLOWS of 64511 ports are taken, so this ends quickly. */
 static uint16_t nat_draw_port(p2p_sim *s, const struct sim_nat *n)
 {
-    uint16_t port;
+    uint16_t port, lo = NAT_PORT_MIN, span = NAT_PORT_SPAN;
 
+    if (n->port_lo != 0) {
+        lo = n->port_lo;
+        span = (uint16_t)(n->port_hi - n->port_lo);
+    }
     do {
-        port = (uint16_t)(NAT_PORT_MIN + sim_uniform(s, NAT_PORT_SPAN));
+        port = (uint16_t)(lo + sim_uniform(s, span));
     } while (port_taken(n, port));
     return port;
 }
 
 /* A new flow to remote, evicting the least recently used one when the table is full. */
-static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote)
+static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *remote, int sock)
 {
     struct nat_flow *f, *grown;
     size_t i, old = 0;
@@ -424,8 +464,10 @@ static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *
     if (grown == NULL) return NULL;
     n->flows = grown;
     f = &n->flows[n->len];
-    f->ext_port = n->type == P2P_SIM_NAT_CONE ? n->cone_port : nat_draw_port(s, n);
+    f->ext_port =
+        n->type == P2P_SIM_NAT_CONE ? (uint16_t)(n->cone_port + sock) : nat_draw_port(s, n);
     f->remote = *remote;
+    f->sock = (uint8_t)sock;
     n->len++;
     return f;
 }
@@ -434,26 +476,47 @@ static struct nat_flow *flow_add(p2p_sim *s, struct sim_nat *n, const p2p_addr *
  * *from. Returns 0, or -1 when the NAT has no memory for the flow (the datagram is lost). */
 static int nat_out(p2p_sim *s, size_t i, const p2p_addr *to, p2p_addr *from)
 {
-    struct sim_nat *n = s->hosts[i].nat;
-    struct nat_flow *f = flow_find(s, n, to, ANY_PORT);
+    struct sim_host *h = &s->hosts[i];
+    struct sim_nat *n = h->nat;
+    int sock = to->sock;
+    struct nat_flow *f;
+    p2p_addr remote = *to;
+    uint16_t eport;
 
-    if (f == NULL && (f = flow_add(s, n, to)) == NULL) return -1;
-    f->last_used = s->now;
+    remote.sock = 0;
     memset(from, 0, sizeof *from);
     from->family = P2P_AF_INET4;
     index_to_ip(i, from->ip);
+    /* a port mapping on the gateway: that port, to every destination */
+    if (sock == 0 && h->has_gw && h->gw.nat_out != NULL &&
+        h->gw.nat_out(h->gw.ud, &h->addr, s->now, &eport)) {
+        from->port = eport;
+        return 0;
+    }
+    f = flow_find(s, n, &remote, ANY_PORT, sock);
+    if (f == NULL && (f = flow_add(s, n, &remote, sock)) == NULL) return -1;
+    f->last_used = s->now;
     from->port = f->ext_port;
     return 0;
 }
 
-/* 1 when the NAT lets a datagram from `from` to its public port in (and refreshes the flow). */
-static int nat_in(p2p_sim *s, struct sim_nat *n, const p2p_addr *from, uint16_t port)
+/* When the NAT lets a datagram from `from` to its public port in: the host's socket it goes
+ * to (0, or a punch socket), and the flow is refreshed; else -1. */
+static int nat_in(p2p_sim *s, struct sim_host *h, const p2p_addr *from, uint16_t port)
 {
-    struct nat_flow *f = flow_find(s, n, from, port);
+    p2p_addr remote = *from, priv;
+    struct nat_flow *f;
 
-    if (f == NULL) return 0;
+    remote.sock = 0;
+    f = flow_find(s, h->nat, &remote, port, ANY_SOCK);
+    if (f == NULL) {
+        if (h->has_gw && h->gw.nat_in != NULL && h->gw.nat_in(h->gw.ud, port, s->now, &priv) &&
+            memcmp(priv.ip, h->addr.ip, 4) == 0 && priv.port == h->addr.port)
+            return 0;
+        return -1;
+    }
     f->last_used = s->now;
-    return 1;
+    return f->sock;
 }
 
 int p2p_sim_rebind(p2p_sim *s, p2p_host *h)
@@ -630,6 +693,8 @@ void p2p_sim_free(p2p_sim *s)
     }
     free(s->hosts);
     free(s->blocks);
+    free(s->streams);
+    free(s->servers);
     p2p_wipe(&s->rng, sizeof s->rng);
     free(s);
 }
@@ -686,11 +751,14 @@ int p2p_sim_attach(p2p_sim *s, p2p_host *h, uint16_t port, int nat, p2p_addr *ad
     return 0;
 }
 
+static void streams_of_gone(p2p_sim *s, size_t i);
+
 void p2p_sim_detach(p2p_sim *s, p2p_host *h)
 {
     struct sim_host *slot = find_slot(s, h);
 
     if (slot != NULL) {
+        streams_of_gone(s, (size_t)(slot - s->hosts));
         slot->host = NULL;
         slot->deadline = P2P_TIME_NEVER;
         nat_free(slot->nat);
@@ -858,13 +926,34 @@ static int link_leave(p2p_sim *s, struct sim_link *k, struct sim_pkt *p)
     return 1;
 }
 
+static int local_event(p2p_sim *s, size_t owner, int stage, uint64_t at, const p2p_addr *from,
+                       const p2p_addr *to, uint32_t sid, uint32_t aux, const uint8_t *data,
+                       size_t len);
+static int gateway_udp(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf, size_t len);
+static long lan_peer(const p2p_sim *s, size_t src, const p2p_addr *to);
+static int port_sock(const struct sim_host *h, uint16_t port);
+
+/* A punch socket's port on a host without NAT: the host's own port + k. */
+static uint16_t punch_port(uint16_t base, int k)
+{
+    uint32_t p = (uint32_t)base + (uint32_t)k;
+    return (uint16_t)(p > 65535 ? p - 65535 + NAT_PORT_MIN : p);
+}
+
+static int punch_open(const struct sim_host *h, int k)
+{
+    return k >= 1 && k <= 255 && (h->punch[k / 8] >> (k % 8) & 1);
+}
+
 /* Sends a datagram from the host at index `src` into the network. */
-static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf, size_t len)
+static void emit(p2p_sim *s, size_t src, const p2p_addr *to_in, const uint8_t *buf, size_t len)
 {
     struct sim_pkt *p;
     struct sim_link *up = s->hosts[src].link[P2P_SIM_UP];
     const p2p_addr *from = &s->hosts[src].addr;
-    p2p_addr mapped;
+    p2p_addr mapped, own, tocopy = *to_in;
+    const p2p_addr *to = &tocopy;
+    long peer;
 
     /* The simulated path is Ethernet-sized: a datagram over 1500 - 48 bytes never arrives,
      * as with a DF-flagged packet on a real path (what path MTU discovery must cope with). */
@@ -873,11 +962,37 @@ static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf,
         return;
     }
     s->stats.sent++;
+    /* issue 12: a punch socket the host does not hold sends nothing */
+    if (to->sock != 0 && !punch_open(&s->hosts[src], to->sock)) {
+        s->stats.lost++;
+        return;
+    }
+    /* the gateway on the LAN, and hosts of one LAN domain, are reached directly */
+    if (s->hosts[src].has_gw && gateway_udp(s, src, to, buf, len)) return;
+    if ((peer = lan_peer(s, src, to)) >= 0) {
+        own = s->hosts[src].addr;
+        if (to->sock != 0) own.port = punch_port(own.port, to->sock);
+        tocopy.sock = (uint8_t)port_sock(&s->hosts[peer], to->port);
+        (void)local_event(s, (size_t)peer, PKT_LOCAL, s->now + P2P_SIM_LAN_LATENCY_US, &own, to, 0,
+                          0, buf, len);
+        return;
+    }
     /* Nothing routes into a private network from outside; checked before any draw, so such
      * datagrams do not shift the random stream. */
     if (is_private(to)) {
         s->stats.lost++;
         return;
+    }
+    /* a firewall on the sender's router drops UDP before its NAT sees it */
+    if (s->hosts[src].udp_blocked) {
+        s->stats.lost++;
+        s->stats.udp_blocked++;
+        return;
+    }
+    if (s->hosts[src].nat == NULL && to->sock != 0) {
+        own = s->hosts[src].addr;
+        own.port = punch_port(own.port, to->sock);
+        from = &own;
     }
     if (s->hosts[src].nat != NULL) {
         if (nat_out(s, src, to, &mapped) != 0) {
@@ -898,7 +1013,9 @@ static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf,
         return;
     }
     p->from = *from;
+    p->from.sock = 0;
     p->to = *to;
+    p->to.sock = 0;
     p->len = len;
     if (len > 0) memcpy(p->data, buf, len);
     if (up != NULL && up->on)
@@ -907,17 +1024,47 @@ static void emit(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf,
         network(s, p);
 }
 
+static void stream_send(p2p_sim *s, size_t i, uint32_t sid, const uint8_t *buf, size_t len);
+static void serve_io(p2p_sim *s, size_t i, const p2p_io *io);
+static void lan_send(p2p_sim *s, size_t i, const p2p_addr *to, const uint8_t *buf, size_t len);
+
 static void drain_slot(p2p_sim *s, size_t i)
 {
     uint8_t buf[P2P_MAX_PACKET_PROBED];
     p2p_addr to;
+    p2p_io io;
     size_t len;
+    int more = 1;
 
-    while (s->hosts[i].host != NULL &&
-           (len = p2p_host_next_datagram(s->hosts[i].host, &to, buf, sizeof buf)) > 0) {
-        if (len > sizeof buf)
-            len = sizeof buf; /* never happens with a correct host; stay in bounds anyway */
-        emit(s, i, &to, buf, len);
+    while (more && s->hosts[i].host != NULL) {
+        more = 0;
+        while (s->hosts[i].host != NULL &&
+               (len = p2p_host_next_datagram(s->hosts[i].host, &to, buf, sizeof buf)) > 0) {
+            if (len > sizeof buf)
+                len = sizeof buf; /* never happens with a correct host; stay in bounds anyway */
+            if (to.family == P2P_AF_STREAM)
+                stream_send(s, i,
+                            (uint32_t)to.ip[0] | (uint32_t)to.ip[1] << 8 |
+                                (uint32_t)to.ip[2] << 16 | (uint32_t)to.ip[3] << 24,
+                            buf, len);
+            else
+                emit(s, i, &to, buf, len);
+        }
+        /* issue 12: the io queue and the LAN socket; their answers may queue datagrams */
+        while (s->hosts[i].host != NULL) {
+            memset(&io, 0, sizeof io);
+            if (p2p_host_next_io(s->hosts[i].host, &io) != 1) break;
+            s->stats.io_requests++;
+            serve_io(s, i, &io);
+            more = 1;
+        }
+        while (s->hosts[i].host != NULL) {
+            memset(&to, 0, sizeof to);
+            len = p2p_host_next_lan(s->hosts[i].host, &to, buf, sizeof buf);
+            if (len == 0) break;
+            lan_send(s, i, &to, buf, len);
+            more = 1;
+        }
     }
 }
 
@@ -941,23 +1088,51 @@ uint64_t p2p_sim_next_time(const p2p_sim *s)
     return next;
 }
 
+static int server_deliver(p2p_sim *s, const struct sim_pkt *p);
+
+/* Which socket of a host without NAT a port is: 0, a punch socket, or -1. */
+static int port_sock(const struct sim_host *h, uint16_t port)
+{
+    int k;
+    if (port == h->addr.port) return 0;
+    for (k = 1; k <= 255; k++)
+        if (punch_open(h, k) && punch_port(h->addr.port, k) == port) return k;
+    return -1;
+}
+
 static void deliver(p2p_sim *s, const struct sim_pkt *p)
 {
-    struct sim_host *slot = find_host(s, &p->to);
+    struct sim_host *slot;
+    p2p_addr from = p->from;
+    int sock = 0;
 
-    if (slot == NULL || (slot->nat == NULL && slot->addr.port != p->to.port)) {
+    if (s->server_len > 0 && server_deliver(s, p)) return;
+    slot = find_host(s, &p->to);
+    if (slot == NULL || (slot->nat == NULL && (sock = port_sock(slot, p->to.port)) < 0)) {
         s->stats.lost++;
         return;
     }
-    if (slot->nat != NULL && !nat_in(s, slot->nat, &p->from, p->to.port)) {
+    if (slot->udp_blocked) {
+        s->stats.lost++;
+        s->stats.udp_blocked++;
+        return;
+    }
+    if (slot->nat != NULL && (sock = nat_in(s, slot, &p->from, p->to.port)) < 0) {
         s->stats.nat_filtered++;
+        return;
+    }
+    if (sock != 0 && !punch_open(slot, sock)) {
+        s->stats.lost++; /* that punch socket is closed */
         return;
     }
     s->stats.delivered++;
     slot->touched = 1;
     if (s->tap != NULL) s->tap(s->tap_ud, &p->from, &p->to, p->data, p->len);
-    (void)p2p_host_recv(slot->host, &p->from, p->data, p->len, s->now);
+    from.sock = (uint8_t)sock;
+    (void)p2p_host_recv(slot->host, &from, p->data, p->len, s->now);
 }
+
+static void local_deliver(p2p_sim *s, const struct sim_pkt *p);
 
 int p2p_sim_step(p2p_sim *s, uint64_t until)
 {
@@ -975,6 +1150,11 @@ int p2p_sim_step(p2p_sim *s, uint64_t until)
     s->now = t;
     while (s->heap_len > 0 && s->heap[0]->time <= t) {
         p = heap_pop(s);
+        if (p->stage >= PKT_LOCAL) {
+            local_deliver(s, p);
+            free(p);
+            continue;
+        }
         if (p->stage == PKT_UP_OUT) {
             if (link_leave(s, s->hosts[p->owner].link[P2P_SIM_UP], p)) network(s, p);
             continue;
@@ -1020,4 +1200,421 @@ void p2p_sim_stats_get(const p2p_sim *s, p2p_sim_stats *out)
 {
     *out = s->stats;
     out->in_flight = s->heap_len;
+}
+
+/* ---- issue 12: the io queue ----------------------------------------------------------- */
+
+static void sid_addr(uint32_t sid, p2p_addr *a)
+{
+    memset(a, 0, sizeof *a);
+    a->family = P2P_AF_STREAM;
+    a->ip[0] = (uint8_t)sid;
+    a->ip[1] = (uint8_t)(sid >> 8);
+    a->ip[2] = (uint8_t)(sid >> 16);
+    a->ip[3] = (uint8_t)(sid >> 24);
+}
+
+/* Queues an io event for host `owner` at time `at` (no randomness). Returns 0 or -1. */
+static int local_event(p2p_sim *s, size_t owner, int stage, uint64_t at, const p2p_addr *from,
+                       const p2p_addr *to, uint32_t sid, uint32_t aux, const uint8_t *data,
+                       size_t len)
+{
+    struct sim_pkt *p = malloc(sizeof *p + len);
+
+    if (p == NULL) {
+        s->stats.lost++;
+        return -1;
+    }
+    memset(p, 0, sizeof *p);
+    p->owner = owner;
+    p->sid = sid;
+    p->aux = aux;
+    if (from != NULL) p->from = *from;
+    if (to != NULL) p->to = *to;
+    p->len = len;
+    if (len > 0) memcpy(p->data, data, len);
+    return push_at(s, p, at, stage);
+}
+
+/* The host a datagram to `to` reaches within src's LAN domain (its bound address), or -1. */
+static long lan_peer(const p2p_sim *s, size_t src, const p2p_addr *to)
+{
+    size_t i;
+
+    if (s->hosts[src].lan_domain == 0 || to->family != P2P_AF_INET4) return -1;
+    for (i = 0; i < s->host_len; i++) {
+        const struct sim_host *h = &s->hosts[i];
+        if (h->host == NULL || h->lan_domain != s->hosts[src].lan_domain) continue;
+        if (memcmp(h->addr.ip, to->ip, 4) == 0 && port_sock(h, to->port) >= 0) return (long)i;
+    }
+    return -1;
+}
+
+/* A datagram to the host's gateway (lan:5351, lan:1900, 239.255.255.250:1900): answered on
+ * the LAN. Returns 1 when it was for the gateway. */
+static int gateway_udp(p2p_sim *s, size_t src, const p2p_addr *to, const uint8_t *buf, size_t len)
+{
+    struct sim_host *h = &s->hosts[src];
+    static const uint8_t ssdp[4] = {239, 255, 255, 250};
+    uint8_t out[P2P_MAX_PACKET_PROBED];
+    p2p_addr from = h->addr, rfrom;
+    size_t n;
+
+    if (to->family != P2P_AF_INET4) return 0;
+    if (!((memcmp(to->ip, h->gw.lan.ip, 4) == 0 && (to->port == 5351 || to->port == 1900)) ||
+          (memcmp(to->ip, ssdp, 4) == 0 && to->port == 1900)))
+        return 0;
+    if (to->sock != 0) from.port = punch_port(from.port, to->sock);
+    memset(&rfrom, 0, sizeof rfrom);
+    n = h->gw.udp != NULL
+            ? h->gw.udp(h->gw.ud, &from, to, buf, len, s->now, out, sizeof out, &rfrom)
+            : 0;
+    if (n > 0 && n <= sizeof out) {
+        rfrom.sock = 0;
+        from.sock = to->sock;
+        (void)local_event(s, src, PKT_LOCAL, s->now + 2 * P2P_SIM_LAN_LATENCY_US, &rfrom, &from, 0,
+                          0, out, n);
+    }
+    return 1;
+}
+
+/* A datagram to a server's address: its answer goes back through the network model. */
+static int server_deliver(p2p_sim *s, const struct sim_pkt *p)
+{
+    uint8_t out[P2P_SIM_PATH_MTU];
+    p2p_addr rfrom;
+    struct sim_pkt *q;
+    size_t i, k, n;
+
+    for (i = 0; i < s->server_len; i++) {
+        p2p_sim_server *v = &s->servers[i];
+        for (k = 0; k < v->naddr; k++) {
+            if (!p2p_addr_equal(&v->addr[k], &p->to)) continue;
+            s->stats.delivered++;
+            if (s->tap != NULL) s->tap(s->tap_ud, &p->from, &p->to, p->data, p->len);
+            memset(&rfrom, 0, sizeof rfrom);
+            n = v->udp(v->ud, &p->from, &p->to, p->data, p->len, out, sizeof out, &rfrom);
+            if (n == 0 || n > sizeof out) return 1;
+            s->stats.sent++;
+            if (blocked(s, &rfrom, &p->from) || (q = malloc(sizeof *q + n)) == NULL) {
+                s->stats.lost++;
+                return 1;
+            }
+            memset(q, 0, sizeof *q);
+            q->from = rfrom;
+            q->from.sock = 0;
+            q->to = p->from;
+            q->len = n;
+            memcpy(q->data, out, n);
+            network(s, q);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static struct sim_stream *stream_by_sid(p2p_sim *s, size_t host, uint32_t sid, int *end)
+{
+    size_t i;
+    int k;
+
+    for (i = 0; i < s->stream_len; i++) {
+        struct sim_stream *st = &s->streams[i];
+        if (!st->live) continue;
+        for (k = 0; k < 2; k++)
+            if (st->end[k] == host && st->sid[k] == sid) {
+                *end = k;
+                return st;
+            }
+    }
+    return NULL;
+}
+
+static void stream_send(p2p_sim *s, size_t i, uint32_t sid, const uint8_t *buf, size_t len)
+{
+    int end;
+    struct sim_stream *st = stream_by_sid(s, i, sid, &end);
+    uint64_t at;
+    p2p_addr from;
+
+    if (st == NULL) {
+        s->stats.lost++;
+        return;
+    }
+    at = s->now + s->cfg.latency_us;
+    if (at < st->last[!end]) at = st->last[!end];
+    st->last[!end] = at;
+    s->stats.stream_datagrams++;
+    sid_addr(st->sid[!end], &from);
+    (void)local_event(s, st->end[!end], PKT_STREAM, at, &from, NULL, st->sid[!end], 0, buf, len);
+}
+
+/* One end closes (or is gone): the other hears stream_down one latency later. */
+static void stream_end(p2p_sim *s, struct sim_stream *st, int closer)
+{
+    uint64_t at = s->now + s->cfg.latency_us;
+    if (at < st->last[!closer]) at = st->last[!closer];
+    st->live = 0;
+    (void)local_event(s, st->end[!closer], PKT_STREAM_DOWN, at, NULL, NULL, st->sid[!closer], 0,
+                      NULL, 0);
+}
+
+static void streams_of_gone(p2p_sim *s, size_t i)
+{
+    size_t k;
+    for (k = 0; k < s->stream_len; k++) {
+        struct sim_stream *st = &s->streams[k];
+        if (st->live && (st->end[0] == i || st->end[1] == i)) stream_end(s, st, st->end[1] == i);
+    }
+}
+
+static void io_answer_now(p2p_sim *s, size_t i, p2p_io_result *r)
+{
+    struct sim_host *h = &s->hosts[i];
+    if (h->host == NULL) return;
+    (void)p2p_host_io_done(h->host, r, s->now);
+    h->touched = 1;
+}
+
+static void tcp_open(p2p_sim *s, size_t i, const p2p_io *io)
+{
+    struct sim_host *srv = io->addr.family == P2P_AF_INET4 ? find_host(s, &io->addr) : NULL;
+    struct sim_stream *st = NULL, *grown;
+    uint64_t lat = s->cfg.latency_us;
+    p2p_addr from_pub, srv_addr;
+    size_t k;
+
+    if (srv == NULL || srv->nat != NULL || srv->tcp_port == 0 || srv->tcp_port != io->addr.port) {
+        (void)local_event(s, i, PKT_STREAM_DOWN, s->now + 2 * lat, NULL, NULL, io->id, 0, NULL, 0);
+        return;
+    }
+    for (k = 0; k < s->stream_len && st == NULL; k++)
+        if (!s->streams[k].live) st = &s->streams[k];
+    if (st == NULL) {
+        grown = grow_for_one(s->streams, s->stream_len, &s->stream_cap, sizeof *grown, 8);
+        if (grown == NULL) {
+            (void)local_event(s, i, PKT_STREAM_DOWN, s->now + 2 * lat, NULL, NULL, io->id, 0, NULL,
+                              0);
+            return;
+        }
+        s->streams = grown;
+        st = &s->streams[s->stream_len++];
+    }
+    memset(st, 0, sizeof *st);
+    st->live = 1;
+    st->end[0] = i;
+    st->end[1] = (size_t)(srv - s->hosts);
+    st->sid[0] = io->id;
+    st->sid[1] = 0x80000000u | ++s->next_sid;
+    st->last[1] = s->now + lat;
+    st->last[0] = s->now + 2 * lat;
+    /* the server sees the client's public address (its NAT's, with some port) */
+    (void)p2p_sim_public_addr(s, s->hosts[i].host, &from_pub);
+    if (from_pub.port == 0) from_pub.port = 40000;
+    srv_addr = io->addr;
+    (void)local_event(s, st->end[1], PKT_STREAM_UP, s->now + lat, &from_pub, NULL, st->sid[1], 1,
+                      NULL, 0);
+    (void)local_event(s, i, PKT_STREAM_UP, s->now + 2 * lat, &srv_addr, NULL, st->sid[0], 0, NULL,
+                      0);
+}
+
+static void serve_io(p2p_sim *s, size_t i, const p2p_io *io)
+{
+    struct sim_host *h = &s->hosts[i];
+    p2p_io_result r;
+    int end, k;
+    struct sim_stream *st;
+
+    memset(&r, 0, sizeof r);
+    r.kind = io->kind;
+    r.id = io->id;
+    switch (io->kind) {
+    case P2P_IO_GATEWAY:
+        if (h->has_gw) {
+            r.addr = h->gw.lan;
+            r.addr.port = 0;
+            r.addr.sock = 0;
+            r.local = h->addr;
+        } else {
+            r.status = P2P_ERR_IO;
+        }
+        io_answer_now(s, i, &r);
+        break;
+    case P2P_IO_TCP_OPEN: tcp_open(s, i, io); break;
+    case P2P_IO_TCP_CLOSE:
+        if ((st = stream_by_sid(s, i, io->id, &end)) != NULL) stream_end(s, st, end);
+        break;
+    case P2P_IO_HTTP: {
+        uint8_t *out = malloc(16384);
+        size_t n = 0;
+        p2p_addr status;
+        memset(&status, 0, sizeof status);
+        if (out != NULL && h->has_gw && h->gw.http != NULL && io->addr.family == P2P_AF_INET4 &&
+            memcmp(io->addr.ip, h->gw.lan.ip, 4) == 0 && io->addr.port == 5000)
+            n = h->gw.http(h->gw.ud, &h->addr, io->data, io->len, s->now, out, 16384);
+        if (n == 0 || n > 16384) {
+            n = 0;
+            status.port = 1; /* failed */
+        }
+        (void)local_event(s, i, PKT_IO, s->now + 2 * P2P_SIM_LAN_LATENCY_US, &status, NULL, io->id,
+                          P2P_IO_HTTP, out, n);
+        free(out);
+        break;
+    }
+    case P2P_IO_PUNCH_OPEN:
+        for (k = 1; k <= 255 && r.n < io->n; k++) {
+            if (punch_open(h, k)) continue;
+            h->punch[k / 8] |= (uint8_t)(1u << (k % 8));
+            r.socks[r.n++] = (uint8_t)k;
+        }
+        if (r.n == 0) r.status = P2P_ERR_IO;
+        io_answer_now(s, i, &r);
+        break;
+    case P2P_IO_PUNCH_CLOSE:
+        if (io->addr.sock == 0)
+            memset(h->punch, 0, sizeof h->punch);
+        else
+            h->punch[io->addr.sock / 8] &= (uint8_t) ~(1u << (io->addr.sock % 8));
+        break;
+    case P2P_IO_LAN_START:
+        h->lan_port = io->n != 0 ? io->n : P2P_LAN_PORT;
+        r.n = h->lan_domain != 0 ? 1 : 0;
+        io_answer_now(s, i, &r);
+        break;
+    case P2P_IO_LAN_STOP: h->lan_port = 0; break;
+    default:
+        r.status = P2P_ERR_IO;
+        io_answer_now(s, i, &r);
+        break;
+    }
+}
+
+static void lan_send(p2p_sim *s, size_t i, const p2p_addr *to, const uint8_t *buf, size_t len)
+{
+    struct sim_host *h = &s->hosts[i];
+    p2p_addr from = h->addr;
+    size_t k;
+    int group, bcast;
+
+    if (h->lan_port == 0 || h->lan_domain == 0 || to->family != P2P_AF_INET4) return;
+    group = to->ip[0] >= 224 && to->ip[0] <= 239;
+    bcast = to->ip[3] == 255;
+    from.port = h->lan_port;
+    for (k = 0; k < s->host_len; k++) {
+        struct sim_host *o = &s->hosts[k];
+        if (o->host == NULL || o->lan_domain != h->lan_domain || o->lan_port != to->port) continue;
+        if (!group && !bcast && memcmp(o->addr.ip, to->ip, 4) != 0) continue;
+        (void)local_event(s, k, PKT_LAN, s->now + P2P_SIM_LAN_LATENCY_US, &from, to, 0, 0, buf,
+                          len);
+    }
+}
+
+/* An io event is due. */
+static void local_deliver(p2p_sim *s, const struct sim_pkt *p)
+{
+    struct sim_host *h = p->owner < s->host_len ? &s->hosts[p->owner] : NULL;
+    p2p_io_result r;
+
+    if (h == NULL || h->host == NULL) return;
+    h->touched = 1;
+    switch (p->stage) {
+    case PKT_LOCAL:
+        if (p->to.sock != 0 && !punch_open(h, p->to.sock)) return;
+        {
+            p2p_addr from = p->from;
+            from.sock = p->to.sock;
+            s->stats.delivered++;
+            if (s->tap != NULL) s->tap(s->tap_ud, &p->from, &p->to, p->data, p->len);
+            (void)p2p_host_recv(h->host, &from, p->data, p->len, s->now);
+        }
+        break;
+    case PKT_LAN:
+        if (h->lan_port == 0) return;
+        s->stats.lan_datagrams++;
+        (void)p2p_host_recv_lan(h->host, &p->from, p->data, p->len, s->now);
+        break;
+    case PKT_STREAM: {
+        int end;
+        if (stream_by_sid(s, p->owner, p->sid, &end) == NULL) return;
+        (void)p2p_host_recv(h->host, &p->from, p->data, p->len, s->now);
+        break;
+    }
+    case PKT_STREAM_UP: {
+        int end;
+        struct sim_stream *st = stream_by_sid(s, p->owner, p->sid, &end);
+        if (st == NULL) {
+            if (!p->aux) (void)p2p_host_stream_down(h->host, p->sid, s->now);
+            return;
+        }
+        if (p2p_host_stream_up(h->host, p->sid, &p->from, (int)p->aux, s->now) != 0)
+            stream_end(s, st, end);
+        break;
+    }
+    case PKT_STREAM_DOWN: (void)p2p_host_stream_down(h->host, p->sid, s->now); break;
+    case PKT_IO:
+        memset(&r, 0, sizeof r);
+        r.kind = (p2p_io_kind)p->aux;
+        r.id = p->sid;
+        r.status = p->from.port ? P2P_ERR_IO : 0;
+        r.data = p->len ? p->data : NULL;
+        r.len = p->len;
+        (void)p2p_host_io_done(h->host, &r, s->now);
+        break;
+    default: break;
+    }
+}
+
+int p2p_sim_block_udp(p2p_sim *s, const p2p_host *h, int on)
+{
+    struct sim_host *slot = find_slot(s, h);
+    if (slot == NULL) return P2P_ERR_INVALID;
+    slot->udp_blocked = on != 0;
+    return 0;
+}
+
+int p2p_sim_nat_ports(p2p_sim *s, const p2p_host *h, uint16_t lo, uint16_t hi)
+{
+    struct sim_host *slot = find_slot(s, h);
+    if (slot == NULL || slot->nat == NULL || lo == 0 || hi < lo || hi - lo + 1 < 1024)
+        return P2P_ERR_INVALID;
+    slot->nat->port_lo = lo;
+    slot->nat->port_hi = hi;
+    return 0;
+}
+
+int p2p_sim_listen_tcp(p2p_sim *s, const p2p_host *h, uint16_t port, int on)
+{
+    struct sim_host *slot = find_slot(s, h);
+    if (slot == NULL) return P2P_ERR_INVALID;
+    slot->tcp_port = on ? (port != 0 ? port : slot->addr.port) : 0;
+    return 0;
+}
+
+int p2p_sim_set_lan(p2p_sim *s, const p2p_host *h, uint16_t domain)
+{
+    struct sim_host *slot = find_slot(s, h);
+    if (slot == NULL) return P2P_ERR_INVALID;
+    slot->lan_domain = domain;
+    return 0;
+}
+
+int p2p_sim_set_gateway(p2p_sim *s, const p2p_host *h, const p2p_sim_gateway *gw)
+{
+    struct sim_host *slot = find_slot(s, h);
+    if (slot == NULL) return P2P_ERR_INVALID;
+    slot->has_gw = gw != NULL;
+    if (gw != NULL) slot->gw = *gw;
+    return 0;
+}
+
+int p2p_sim_add_server(p2p_sim *s, const p2p_sim_server *srv)
+{
+    p2p_sim_server *grown;
+    if (srv == NULL || srv->udp == NULL || srv->naddr == 0 || srv->naddr > 4)
+        return P2P_ERR_INVALID;
+    grown = grow_for_one(s->servers, s->server_len, &s->server_cap, sizeof *grown, 2);
+    if (grown == NULL) return P2P_ERR_NOMEM;
+    s->servers = grown;
+    s->servers[s->server_len++] = *srv;
+    return 0;
 }

@@ -193,6 +193,93 @@ int p2p_sim_link_stats_get(const p2p_sim *s, const p2p_host *h, int dir, p2p_sim
 int p2p_sim_inject(p2p_sim *s, const p2p_host *h, const p2p_addr *to, const uint8_t *data,
                    size_t len);
 
+/* ---- issue 12: the io queue on the simulator (design 12 section 1.2) --------------------
+ *
+ * The sim serves every host's io requests (p2p_host_next_io) and LAN datagrams
+ * (p2p_host_next_lan) as the UDP driver does, on virtual time and without randomness (none of
+ * this draws from the sim's stream, so runs that do not use it are exactly as before):
+ *   P2P_IO_GATEWAY     answered at once: the gateway set with p2p_sim_set_gateway (its `lan`
+ *                      address, port 0; local = the host's bound address), else P2P_ERR_IO.
+ *   P2P_IO_TCP_OPEN    a stream to a host that listens (p2p_sim_listen_tcp) on that public
+ *                      ip:port: a reliable, in-order pipe with the sim's base latency each
+ *                      way (no jitter, loss or access links; TCP is never UDP-blocked). The
+ *                      server's host gets p2p_host_stream_up(inbound, sid with the top bit
+ *                      set, from_ip = the client's public address) one latency after the
+ *                      request, the client two latencies after (SYN, SYN-ACK); nobody
+ *                      listening: p2p_host_stream_down after two latencies. WebSocket and raw
+ *                      are the same pipe here. A datagram to P2P_AF_STREAM sid arrives at the
+ *                      other end one latency later, never before the one sent before it.
+ *   P2P_IO_TCP_CLOSE   the other end gets stream_down one latency later (no answer to the
+ *                      closer). Detaching a host closes its streams the same way.
+ *   P2P_IO_HTTP        to the gateway's lan address: p2p_sim_gateway.http gives the reply,
+ *                      answered after 2 * P2P_SIM_LAN_LATENCY_US; else P2P_ERR_IO.
+ *   P2P_IO_PUNCH_OPEN  answered at once with n slots (1..255, the lowest free). A punch socket
+ *                      k is its own local port: behind a NAT every (socket, remote) pair is a
+ *                      flow of its own (a symmetric NAT draws a port for each; a cone NAT maps
+ *                      socket k to cone port + k); without NAT its port is the host's + k.
+ *                      Datagrams arriving on it reach the host with from.sock = k.
+ *   P2P_IO_LAN_START   the host's LAN socket on port n (answer n = 1 interface when the host
+ *                      is in a LAN domain, p2p_sim_set_lan, else 0). A LAN datagram to a
+ *                      multicast group (224/4) or a broadcast address reaches every host of
+ *                      the domain with a LAN socket on that port, the sender included
+ *                      (multicast loop), after P2P_SIM_LAN_LATENCY_US, from the sender's bound
+ *                      address with the LAN port. P2P_IO_LAN_STOP closes it.
+ * Hosts of one LAN domain also reach each other's bound (private) addresses directly, after
+ * P2P_SIM_LAN_LATENCY_US, without NAT, loss or UDP blocking (one switch). */
+
+#define P2P_SIM_LAN_LATENCY_US 500
+
+/* Sets (on = 1) or lifts a firewall that drops every UDP datagram from or to the host at its
+ * router (its NAT's public side, or the host itself without NAT): nothing it sends leaves,
+ * nothing sent to it arrives (counted in `udp_blocked`), as `iptables -I FORWARD -p udp -j
+ * DROP` on its router. Streams, LAN traffic and the gateway are not affected. Returns 0 or
+ * P2P_ERR_INVALID (not attached). */
+int p2p_sim_block_udp(p2p_sim *s, const p2p_host *h, int on);
+/* The external ports the host's NAT draws from (symmetric mappings and rebinds): [lo, hi],
+ * at least 1024 ports (the default is 1024..65535). Returns 0 or P2P_ERR_INVALID (not attached,
+ * no NAT, a range under 1024 ports). */
+int p2p_sim_nat_ports(p2p_sim *s, const p2p_host *h, uint16_t lo, uint16_t hi);
+/* The host accepts streams on TCP `port` of its public address (0: its UDP port); only a host
+ * without NAT can be reached. port 0 with on = 0 stops listening. Returns 0 or
+ * P2P_ERR_INVALID. */
+int p2p_sim_listen_tcp(p2p_sim *s, const p2p_host *h, uint16_t port, int on);
+/* Puts the host in LAN broadcast domain `domain` (1..65535; 0 takes it out). */
+int p2p_sim_set_lan(p2p_sim *s, const p2p_host *h, uint16_t domain);
+
+/* A home gateway on the host's LAN (driver/sim_gw.h provides one: wrap its functions, whose
+ * signatures these mirror with `ud` for the gateway). lan: its LAN address (port ignored). */
+typedef struct p2p_sim_gateway {
+    void *ud;
+    p2p_addr lan;
+    /* a UDP datagram from the host to lan:5351, lan:1900 or 239.255.255.250:1900: the reply
+     * and its source, or 0 */
+    size_t (*udp)(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in, size_t len,
+                  uint64_t now, uint8_t *out, size_t cap, p2p_addr *reply_from);
+    /* an HTTP request to lan:5000: the whole reply, or 0 (refused) */
+    size_t (*http)(void *ud, const p2p_addr *from, const uint8_t *req, size_t len, uint64_t now,
+                   uint8_t *out, size_t cap);
+    /* the NAT asks: a mapping for the host's private ip:port (1 and its external port)? */
+    int (*nat_out)(void *ud, const p2p_addr *priv, uint64_t now, uint16_t *eport);
+    /* a mapping with this external port (1 and the private ip:port it leads to)? */
+    int (*nat_in)(void *ud, uint16_t eport, uint64_t now, p2p_addr *priv);
+} p2p_sim_gateway;
+/* Gives the host (which should have a NAT) that gateway; NULL removes it. gw is copied; what
+ * ud points to must outlive the sim or the next call. Returns 0 or P2P_ERR_INVALID. */
+int p2p_sim_set_gateway(p2p_sim *s, const p2p_host *h, const p2p_sim_gateway *gw);
+
+/* A server on the public network that is not a p2pnet host (a STUN server): datagrams to any
+ * of its addresses (which must not be a host's) go to `udp`, whose answer is sent from
+ * *reply_from back to the datagram's source through the network model. */
+typedef struct p2p_sim_server {
+    void *ud;
+    p2p_addr addr[4];
+    size_t naddr;
+    size_t (*udp)(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in, size_t len,
+                  uint8_t *out, size_t cap, p2p_addr *reply_from);
+} p2p_sim_server;
+/* Adds a server (copied). Returns 0, P2P_ERR_INVALID or P2P_ERR_NOMEM. */
+int p2p_sim_add_server(p2p_sim *s, const p2p_sim_server *srv);
+
 typedef struct p2p_sim_stats {
     uint64_t sent;         /* datagrams the hosts emitted */
     uint64_t delivered;    /* copies handed to a host */
@@ -203,6 +290,11 @@ typedef struct p2p_sim_stats {
     uint64_t in_flight;    /* copies in the network right now, access-link queues included */
     uint64_t too_big;      /* larger than P2P_SIM_PATH_MTU: never sent (not in `sent`) */
     uint64_t nat_filtered; /* copies a NAT dropped on the way in (no matching flow) */
+    /* issue 12 */
+    uint64_t udp_blocked;      /* datagrams dropped by p2p_sim_block_udp (also in `lost`) */
+    uint64_t stream_datagrams; /* datagrams carried by streams */
+    uint64_t lan_datagrams;    /* LAN datagram copies delivered */
+    uint64_t io_requests;      /* io requests served */
 } p2p_sim_stats;
 /* Fills *out with the counters so far. */
 void p2p_sim_stats_get(const p2p_sim *s, p2p_sim_stats *out);

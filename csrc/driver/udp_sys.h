@@ -43,6 +43,8 @@ typedef ADDRESS_FAMILY p2p_sa_family;
 #undef HAVE_IP_MTU_DISCOVER
 #undef HAVE_IP_DONTFRAG
 #undef HAVE_GETIFADDRS
+#undef HAVE_EPOLL
+#define HAVE_EPOLL 0
 #define HAVE_RECVMMSG 0
 #define HAVE_SENDMMSG 0
 #define HAVE_PPOLL 0
@@ -121,6 +123,14 @@ typedef sa_family_t p2p_sa_family;
 #endif
 #ifndef HAVE_GETIFADDRS
 #define HAVE_GETIFADDRS 1 /* Linux, the BSDs, macOS, illumos */
+#endif
+/* issue 12: node:fd() is an epoll set of all the driver's sockets (Linux). */
+#ifndef HAVE_EPOLL
+#ifdef __linux__
+#define HAVE_EPOLL 1
+#else
+#define HAVE_EPOLL 0
+#endif
 #endif
 /* The socket options are macros: their headers (netinet/in.h, netinet/udp.h) decide. */
 #ifndef HAVE_UDP_SEGMENT
