@@ -24,7 +24,9 @@ local opt = { count = 300, interval = 0.02, lifetime = 90 }
 for i = 1, #arg, 2 do opt[arg[i]:gsub("^%-%-", ""):gsub("-", "_")] = arg[i + 1] end
 local node = assert(p2pnet.node { port = tonumber(opt.port) })
 say("id", node.id)
-node:on("join", function(p) say("join", p.id, tostring(p.address), "direct=" .. tostring(p.direct)) end)
+node:on("join", function(p)
+    say("join", p.id, tostring(p.address), "direct=" .. tostring(p.direct))
+end)
 node:on("leave", function(p, why) say("leave", p.id, tostring(why)) end)
 node:on("error", function(e) say("error", tostring(e)) end)
 local want = {}
