@@ -11,6 +11,7 @@
  * strategy "relay". */
 #include "t.h"
 #include "../csrc/p2p_host.h"
+#include "driver/sim.h"
 #include "tnet.h"
 
 #define SEC UINT64_C(1000000)
@@ -370,11 +371,100 @@ static void test_both_random_relay(void)
     free(q);
 }
 
+/* ---- the same on the simulator (its punch sockets and NAT port range, driver/sim.c) ---- */
+
+static int sim_run(uint64_t seed, int nat_a, int nat_b, uint64_t *probes, int *strategy)
+{
+    p2p_sim *sim;
+    p2p_sim_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.seed = seed;
+    sc.latency_us = 10 * MS;
+    sc.jitter_us = 2 * MS;
+    T_EQ_INT(p2p_sim_new(&sim, &sc), 0);
+    p2p_host *h[4];
+    p2p_identity id[4];
+    p2p_addr addr[4];
+    int nats[4] = {P2P_SIM_NAT_NONE, P2P_SIM_NAT_NONE, nat_a, nat_b};
+    for (int i = 0; i < 4; i++) {
+        tnet_identity(&id[i], 0x62, (uint8_t)(i + 1));
+        p2p_config c;
+        p2p_config_init(&c);
+        c.mediator = i < 2;
+        c.unix_us = EPOCH_US;
+        c.portmap_off = 1;
+        T_EQ_INT(tnet_sim_host(sim, &c, &id[i], 0, nats[i], &h[i], &addr[i]), 0);
+        p2p_host_add_address(h[i], &addr[i], 0);
+    }
+    for (int i = 2; i < 4; i++)
+        if (nats[i] == P2P_SIM_NAT_SYMMETRIC)
+            T_EQ_INT(p2p_sim_nat_ports(sim, h[i], lo, lo + range - 1), 0);
+    for (int i = 2; i < 4; i++)
+        for (int m = 0; m < 2; m++) {
+            T_EQ_INT(p2p_host_connect(h[i], &addr[m], id[m].ed_pk, p2p_sim_now(sim), NULL), 0);
+            p2p_sim_flush(sim, h[i]);
+        }
+    uint64_t end = p2p_sim_now(sim) + SEC;
+    while (p2p_sim_step(sim, end)) {
+    }
+    T_EQ_INT(p2p_host_connect_via(h[2], id[3].ed_pk, &addr[0], p2p_sim_now(sim), NULL), 0);
+    p2p_sim_flush(sim, h[2]);
+    uint64_t start = p2p_sim_now(sim);
+    int direct = 0;
+    p2p_peer_stats pa, pb;
+    while (p2p_sim_now(sim) - start < 10 * SEC && !direct) {
+        end = p2p_sim_now(sim) + 50 * MS;
+        while (p2p_sim_step(sim, end)) {
+            p2p_event ev;
+            for (int i = 0; i < 4; i++)
+                while (p2p_host_next_event(h[i], &ev)) {
+                }
+        }
+        memset(&pa, 0, sizeof pa);
+        memset(&pb, 0, sizeof pb);
+        p2p_peer_stats_get(h[2], p2p_host_find(h[2], id[3].ed_pk), &pa);
+        p2p_peer_stats_get(h[3], p2p_host_find(h[3], id[2].ed_pk), &pb);
+        direct = pa.state == P2P_PEER_CONNECTED && pb.state == P2P_PEER_CONNECTED && pa.direct &&
+                 pb.direct;
+    }
+    T_CHECK(pa.state == P2P_PEER_CONNECTED && pb.state == P2P_PEER_CONNECTED);
+    *probes = pa.punch_probes + pb.punch_probes;
+    *strategy = pb.strategy;
+    printf("     sim seed %llu: %s after %.2f s, %llu probes\n", (unsigned long long)seed,
+           direct ? "direct" : "relayed", (double)(p2p_sim_now(sim) - start) / SEC,
+           (unsigned long long)*probes);
+    for (int i = 0; i < 4; i++) {
+        p2p_host_free(h[i]);
+        p2p_identity_wipe(&id[i]);
+    }
+    p2p_sim_free(sim);
+    return direct;
+}
+
+static void test_birthday_sim(void)
+{
+    int direct = 0;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        uint64_t probes = 0;
+        int strategy = -1;
+        direct += sim_run(seed, P2P_SIM_NAT_SYMMETRIC, P2P_SIM_NAT_CONE, &probes, &strategy);
+        T_EQ_INT(strategy, P2P_STRATEGY_BIRTHDAY);
+    }
+    printf("     simulator: %d of 20 direct\n", direct);
+    T_CHECK(direct >= 18);
+    uint64_t probes = 0;
+    int strategy = -1;
+    T_EQ_INT(sim_run(99, P2P_SIM_NAT_SYMMETRIC, P2P_SIM_NAT_SYMMETRIC, &probes, &strategy), 0);
+    T_EQ_INT(strategy, P2P_STRATEGY_RELAY);
+    T_EQ_INT(probes, 0);
+}
+
 int main(void)
 {
     p2p_init();
     setvbuf(stdout, NULL, _IOLBF, 0);
     T_RUN(test_birthday_twenty);
     T_RUN(test_both_random_relay);
+    T_RUN(test_birthday_sim);
     return t_summary("test_birthday");
 }
