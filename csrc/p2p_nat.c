@@ -417,12 +417,12 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     in->expire = now + P2P_INTRO_TTL_US;
     p2p_peer *q = connected_id(h, id);
     if (q) {
-        /* Introduced again while connected: one of us moved. Probe where it may be now
-         * (a relayed session also upgrades with these later). */
-        if (q->addr.family != P2P_AF_RELAY)
-            p2p_notify_peer(h, P2P_NOTE_PROBE, q);
-        else if (flags & FLAG_RELAY)
-            handover_move(h, q, v, channel);
+        /* Introduced again while connected: one of us moved, or a relay is being replaced.
+         * Probe where it may be now (a relayed session also upgrades with these later). */
+        if (q->addr.family == P2P_AF_RELAY && (flags & FLAG_RELAY)) handover_move(h, q, v, channel);
+        /* Both sides got this INTRO at about the same time: probing now punches both NATs at
+         * once (a relayed session then goes direct without waiting for its upgrade timer). */
+        p2p_notify_peer(h, P2P_NOTE_PROBE, q);
         return 0;
     }
     p2p_peer *p = attempt_for(h, id);
@@ -530,7 +530,10 @@ int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_add
     p2p_peer *v = NULL;
     for (size_t i = 0; i < h->peers.hwm && !v; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && p2p_addr_equal(&q->addr, via) &&
+        /* (a session that came up over the TCP fallback is the one with its udp_home) */
+        if (q &&
+            (p2p_addr_equal(&q->addr, via) || (q->has_udp_home && q->addr.family == P2P_AF_STREAM &&
+                                               p2p_addr_equal(&q->udp_home, via))) &&
             (q->state == P2P_S_CONNECTED || (q->initiator && (q->hs || q->dial_due))))
             v = q;
     }
