@@ -4,6 +4,7 @@
 -- spec/90-luarocks_spec.lua).
 local p2pnet = require "p2pnet"
 local S = require "spec.support"
+local Procs = require "spec.procs"
 
 local function q(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -115,7 +116,12 @@ local function cli_checks(cmd)
         assert.equal("p2pnet " .. p2pnet.version .. "\n", out)
         for _, bad in ipairs { "", "frobnicate", "keygen", "id a b", "mediator --port nope",
                                "mediator --port 70000", "mediator --bogus",
-                               "mediator --port", "mediator --no-relay=1" } do
+                               "mediator --port", "mediator --no-relay=1",
+                               "mediator --tcp-port 70000", "mediator --tcp-port x",
+                               "mediator --ws-path p2pnet", "mediator --ws-path '/a b'",
+                               "mediator --port 0 --ws-path /p2pnet", "mediator --stun-port 0",
+                               "mediator --discover wan", "mediator --discover",
+                               "mediator --no-portmap=1" } do
             local c, o, e = run(P(bad))
             assert.equal(2, c, "p2pnet " .. bad)
             assert.equal("", o, "p2pnet " .. bad)
@@ -142,6 +148,82 @@ local function cli_checks(cmd)
         wait_for("\njoin " .. node.id .. " 127%.0%.0%.1:%d+\n")
         node:close()
         wait_for("\nleave " .. node.id .. " closed\n")
+    end)
+
+    -- issue 12: the ways in besides UDP, each named under the first line of the banner
+    it("runs a mediator with --tcp-port, --ws-path, --stun-port and --no-portmap", function()
+        local tcp, stun = Procs.free_port("tcp"), Procs.free_port("udp")
+        local pid, wait_for, screen = start_mediator(P, ("--host 127.0.0.1 --port 0 "
+            .. "--tcp-port %d --ws-path /relay --stun-port %d --no-portmap"):format(tcp, stun),
+            dir .. "/med-tcp.out")
+        finally(function() os.execute("kill -9 " .. pid .. " 2>/dev/null") end)
+        wait_for(LISTENING)
+        wait_for("\n  tcp 127%.0%.0%.1:" .. tcp .. " %(framed, and WebSocket at /relay%)\n")
+        wait_for("\n  stun 127%.0%.0%.1:" .. stun .. "\n")
+        wait_for("\n  port mapping off\n")
+        -- the TCP port is really listening (ss lists it), and the STUN port is bound
+        local code, out = run("ss -Hltn 'sport = :" .. tcp .. "'")
+        assert.equal(0, code)
+        assert.matches("127%.0%.0%.1:" .. tcp, out, 1, false, screen())
+        code, out = run("ss -Hlun 'sport = :" .. stun .. "'")
+        assert.equal(0, code)
+        assert.matches("127%.0%.0%.1:" .. stun, out, 1, false, screen())
+    end)
+
+    it("listens on TCP at its UDP port's number unless --tcp-port 0", function()
+        local port = Procs.free_port("udp")
+        local pid, wait_for, screen = start_mediator(P, "--host 127.0.0.1 --port " .. port
+                                                     .. " --discover lan",
+                                                     dir .. "/med-default.out")
+        local ok, err = pcall(function()
+            wait_for("^p2pnet mediator %x+ listening on 127%.0%.0%.1:" .. port .. "\n")
+            wait_for("\n  tcp 127%.0%.0%.1:" .. port .. " %(framed, and WebSocket at /p2pnet%)\n")
+            wait_for("\n  port mapping on\n")
+            wait_for("\n  lan discovery on\n")
+        end)
+        os.execute("kill -9 " .. pid .. " 2>/dev/null")
+        assert(ok, err)
+        local pid2, wait2 = start_mediator(P, "--host 127.0.0.1 --port " .. Procs.free_port("udp")
+                                           .. " --tcp-port 0", dir .. "/med-notcp.out")
+        ok, err = pcall(wait2, "\n  port mapping on\n")
+        os.execute("kill -9 " .. pid2 .. " 2>/dev/null")
+        assert(ok, err)
+        assert.is_nil(S.read(dir .. "/med-notcp.out"):match("\n  tcp "), screen())
+    end)
+
+    -- issue 12: a node whose UDP gets no answer tunnels to the mediator over TCP, by
+    -- default to the same port number it was given, or over a WebSocket it names
+    it("carries a node whose UDP gets no answer over TCP and over a WebSocket", function()
+        local udp, tcp = Procs.free_port("udp"), Procs.free_port("tcp")
+        local pid, wait_for, screen = start_mediator(P, ("--host 127.0.0.1 --port %d "
+            .. "--tcp-port %d"):format(udp, tcp), dir .. "/med-fallback.out")
+        finally(function() os.execute("kill -9 " .. pid .. " 2>/dev/null") end)
+        local id = wait_for(LISTENING)
+        wait_for("\n  tcp 127%.0%.0%.1:" .. tcp .. " ")
+        for _, case in ipairs {
+            { path = "tcp", url = "tcp://127.0.0.1:" .. tcp },   -- the default: same port
+            { path = "websocket", url = ("ws://127.0.0.1:%d/p2pnet"):format(tcp),
+              opts = { fallback = { ("ws://127.0.0.1:%d/p2pnet"):format(tcp) } } },
+        } do
+            local opts = { host = "127.0.0.1", portmap = false }
+            for k, v in pairs(case.opts or {}) do opts[k] = v end
+            local node = assert(p2pnet.node(opts))
+            -- nothing listens on UDP at the TCP port's number: UDP gets no answer
+            local peer = assert(node:connect("127.0.0.1:" .. tcp))
+            assert.is_true(S.spin({ node }, function() return peer.state == "connected" end,
+                                  15), case.path .. ": no session; the mediator printed:\n"
+                                       .. screen())
+            assert.equal(id, peer.id)
+            assert.equal(case.path, peer.path)
+            local nat = node:nat()
+            assert.equal("blocked", nat.udp)
+            assert.equal(case.url, nat.stream)
+            assert.is_true(node:stats().stream_up >= 1)
+            local reply
+            assert(peer:send(1, "ping", function(ok, r) reply = ok and (r or "nil") end))
+            assert.is_true(S.spin({ node }, function() return reply ~= nil end, 5))
+            node:close()
+        end
     end)
 
     it("runs a mediator with relay limits, or with relaying off", function()

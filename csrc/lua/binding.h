@@ -27,6 +27,25 @@
 #include "driver/sim.h"
 #include "driver/udp.h"
 
+/* issue 12: the simulator's io queue (driver/sim.h: LANs, UDP blocking, streams, NAT port
+ * ranges), and its gateways and STUN servers (driver/sim_gw.h) */
+#ifdef P2P_SIM_LAN_LATENCY_US
+#define LP_SIM_REACH 1
+#else
+#define LP_SIM_REACH 0
+#endif
+#if LP_SIM_REACH && defined(__has_include)
+#if __has_include("driver/sim_gw.h")
+#include "driver/sim_gw.h"
+#define LP_SIM_GW 1
+#endif
+#endif
+#ifndef LP_SIM_GW
+#define LP_SIM_GW 0
+#endif
+/* STUN servers one simulator holds at most (sim:stun_server). */
+#define LP_SIM_STUNS 8
+
 /* The metatable names. Each is one object (util.c), whose address also keys its metatable
  * in the registry for lp_checkudata, without hashing the name. */
 extern const char lp_identity_mt[], lp_node_mt[], lp_peer_mt[], lp_sim_mt[];
@@ -42,6 +61,24 @@ extern const char lp_identity_mt[], lp_node_mt[], lp_peer_mt[], lp_sim_mt[];
 #define LP_ADDR_TEXT 64
 /* Room for the readable reason of a failed open or load (key file, bind). */
 #define LP_ERR_TEXT 256
+
+/* issue 12 (reach every peer): node options `stun` and `fallback` hold at most this many. */
+#define LP_MAX_STUN 4
+#define LP_MAX_FALLBACK 4
+/* Room for a URL path (ws_path, the path of a ws:// fallback) with its NUL. */
+#define LP_PATH_SIZE 128
+#define LP_DEFAULT_WS_PATH "/p2pnet"
+/* LAN discovery's UDP port when `discover_port` is not given (docs/PROTOCOL.md 8.9). */
+#define LP_DEFAULT_DISCOVER_PORT 44344
+
+/* A `fallback` URL, parsed: tcp://host:port or ws://host[:port][/path]. */
+typedef struct lp_url {
+    int ws;                  /* 1: WebSocket */
+    char host[256];          /* as written, brackets of an IPv6 address kept */
+    uint16_t port;           /* 80 when a ws:// URL names none */
+    char path[LP_PATH_SIZE]; /* ws://: the path, LP_DEFAULT_WS_PATH when none; tcp://: "" */
+    p2p_addr addr;           /* resolved at node() */
+} lp_url;
 
 /* node:next_timeout() when no timer is armed: an hour, so that callers can always do
  * arithmetic on the result. */
@@ -80,10 +117,12 @@ typedef struct lidentity {
 
 typedef struct lsim {
     p2p_sim *sim;
-    int attached;  /* nodes still attached: the sim is freed when this is 0 and ... */
-    int collected; /* ... the Sim userdata has been collected */
-    int running;   /* inside sim:run(): not re-entrant */
-    int draining;  /* nodes of this sim inside a drain: sim:run refuses */
+    int attached;              /* nodes still attached: the sim is freed when this is 0 and ... */
+    int collected;             /* ... the Sim userdata has been collected */
+    int running;               /* inside sim:run(): not re-entrant */
+    int draining;              /* nodes of this sim inside a drain: sim:run refuses */
+    void *stuns[LP_SIM_STUNS]; /* issue 12: its STUN servers (p2p_sim_stun), freed with it */
+    size_t nstuns;
 } lsim;
 
 /* One queued event: the core's event, copied. Its data and its Peer are Lua values, kept at
@@ -123,6 +162,16 @@ typedef struct lnode {
                          * drain that took it, and into pend_buf after that drain */
     uint8_t *pend_buf;  /* private copy of its data when a drain ends with it pending */
     size_t pend_cap;
+    /* issue 12: what the options named, resolved, for as long as the host may read them */
+    p2p_addr stun[LP_MAX_STUN];
+    size_t nstun;
+    lp_url fallback[LP_MAX_FALLBACK];
+    size_t nfallback;
+    int fallback_off;
+    char ws_path[LP_PATH_SIZE];
+    uint16_t tcp_port, stun_server, discover_port;
+    int portmap, punch, discover_lan;
+    void *gateway; /* simulated nodes: their gateway (p2p_sim_gw), freed after detach */
 } lnode;
 
 typedef struct lpeer {
@@ -151,6 +200,12 @@ int lp_push_fail(lua_State *L, const char *msg);
 const char *lp_error_text(int err);
 /* Pushes "ip:port", or nil for no address. */
 void lp_push_addr(lua_State *L, const p2p_addr *a);
+/* Pushes the IP of a without its port ("192.0.2.1", "2001:db8::1"), or nil. */
+void lp_push_ip(lua_State *L, const p2p_addr *a);
+/* issue 12: the names of the core's P2P_MAPPING_*, P2P_PATH_* values ("unknown" when out of
+ * range). */
+const char *lp_mapping_name(int mapping);
+const char *lp_path_kind_name(int path);
 /* Pushes the 64-hex text of id. */
 void lp_push_id(lua_State *L, const uint8_t id[P2P_ID_LEN]);
 /* One uint64_t counter of a stats struct, by name and offset. */
@@ -211,6 +266,8 @@ void lp_node_close(lua_State *L, int nidx);
 int lp_node_new(lua_State *L, int optidx, int simidx, const char *fname);
 int lp_node_open(lua_State *L);
 void lp_node_class(lua_State *L);
+/* Parses a `fallback` URL (len bytes at s): 1 and *u, or 0 and *why (static text). */
+int lp_parse_url(const char *s, size_t len, lp_url *u, const char **why);
 /* core.busy(node [, for_run]) and the other module functions the pure-Lua layer uses. */
 int lp_node_busy(lua_State *L);
 int lp_node_tasks(lua_State *L);
@@ -236,6 +293,8 @@ uint8_t lp_opt_lane(lua_State *L, int idx, const char *fname);
 /* Raises "fname: unknown option 'k'" for a key of the table at idx (if it is one) that is not
  * in `known` (NULL-terminated): a typo in an options table is never silently ignored. */
 void lp_check_options(lua_State *L, int idx, const char *fname, const char *const *known);
+/* peer.path: "direct", "relayed", "tcp" or "websocket" for a connected session, else NULL. */
+const char *lp_path_name(lpeer *p, const p2p_peer_info *info);
 /* Pushes the next pending reply callback of the Peer at pidx (removed); 0 when none. */
 int lp_next_callback(lua_State *L, int pidx);
 /* Pushes the peer's id (the Peer at pidx) as a string made once per Peer, or nil. */
@@ -247,6 +306,8 @@ void lp_peer_class(lua_State *L);
 /* ---- sim.c ------------------------------------------------------------------------------ */
 
 int lp_sim_new(lua_State *L);
+/* Frees the simulator of s and what it holds (STUN servers); s->sim is NULL after. */
+void lp_sim_free(lsim *s);
 void lp_sim_class(lua_State *L);
 /* core.sim_run_until(sim, t, stop_on_event), core.sim_next_time(sim), core.sim_busy(sim) */
 int lp_sim_run_until(lua_State *L);

@@ -26,6 +26,12 @@
 #define PEERS_ON_STACK 64
 /* The core's max_half_open when the option is not given (p2p_config_init). */
 #define DEFAULT_MAX_HALF_OPEN 256
+/* 1 once the UDP driver has the io queue of issue 12 (p2p_udp_listen_tcp, ...). */
+#ifdef P2P_UDP_IO_QUEUE
+#define LP_DRIVER_IO 1
+#else
+#define LP_DRIVER_IO 0
+#endif
 /* Simulated wall clock: a fixed epoch plus virtual time, so runs are reproducible. */
 #define SIM_EPOCH_US UINT64_C(1700000000000000)
 
@@ -96,6 +102,22 @@ typedef struct node_opts {
     int64_t peer_memory, memory; /* budgets in bytes; 0: the core's default */
     int64_t max_half_open, cookie_threshold;
     int congestion; /* issue 10: P2P_CC_* */
+    /* issue 12 (reach every peer): docs/API.md "Reaching every peer" */
+    int portmap;      /* 1 unless portmap = false */
+    int punch;        /* 1 unless punch = false */
+    size_t nstun;     /* `stun` servers given (resolved in make_node) */
+    int fallback_off; /* fallback = false */
+    size_t nfallback; /* `fallback` URLs given */
+    lp_url fallback[LP_MAX_FALLBACK];
+    int64_t tcp_port;      /* 0: no TCP/WebSocket listener */
+    const char *ws_path;   /* NULL: LP_DEFAULT_WS_PATH */
+    int discover_lan;      /* discover = "lan" */
+    int64_t discover_port; /* 0: P2P_LAN_PORT_DEFAULT */
+    int64_t stun_server;   /* 0: no STUN responder */
+    /* simulated nodes only (docs/API.md "Simulator") */
+    int64_t lan;            /* LAN domain, 0: none */
+    int gateway;            /* P2P_SIM_GW_* + 1, 0: no gateway */
+    int64_t nat_lo, nat_hi; /* the NAT's port range, 0: the default */
 } node_opts;
 
 static int opt_error(lua_State *L, const char *fname, const char *name, const char *what)
@@ -138,6 +160,95 @@ static uint8_t (*copy_ids(lua_State *L, int optidx, const char *name, size_t cou
     return ids;
 }
 
+/* The options `stun`, `fallback`: arrays of at most `max` strings; returns how many. */
+static size_t check_strings(lua_State *L, int idx, const char *fname, const char *name, size_t max,
+                            const char *what)
+{
+    size_t n, i;
+    if (!lua_istable(L, idx)) opt_error(L, fname, name, what);
+    n = lp_rawlen(L, idx);
+    if (n > max) opt_error(L, fname, name, what);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (int)(i + 1));
+        if (lua_type(L, -1) != LUA_TSTRING) opt_error(L, fname, name, what);
+        lua_pop(L, 1);
+    }
+    /* a hole, or a key that is not 1..n: not an array */
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int64_t k;
+        if (!lp_tointeger(L, -2, 1, (double)n, &k)) opt_error(L, fname, name, what);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* A URL path: starts with "/", printable ASCII without spaces, shorter than LP_PATH_SIZE. */
+static int path_ok(const char *p, size_t len)
+{
+    size_t i;
+    if (len == 0 || len >= LP_PATH_SIZE || p[0] != '/') return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f) return 0;
+    return 1;
+}
+
+int lp_parse_url(const char *s, size_t len, lp_url *u, const char **why)
+{
+    const char *rest, *slash, *hostend;
+    size_t hlen;
+    int64_t port = 0;
+    memset(u, 0, sizeof *u);
+    if (strlen(s) != len) return *why = "must not hold NUL bytes", 0;
+    if (strncmp(s, "wss://", 6) == 0)
+        return *why = "wss:// is not supported (put a TLS proxy in front; docs/OPENRESTY.md)", 0;
+    if (strncmp(s, "tcp://", 6) == 0)
+        u->ws = 0;
+    else if (strncmp(s, "ws://", 5) == 0)
+        u->ws = 1;
+    else
+        return *why = "must start with tcp:// or ws://", 0;
+    rest = s + (u->ws ? 5 : 6);
+    slash = strchr(rest, '/');
+    hostend = slash != NULL ? slash : s + len;
+    if (!u->ws && slash != NULL) return *why = "tcp:// takes no path", 0;
+    /* host[:port], host may be [v6] */
+    if (rest[0] == '[') {
+        const char *close = memchr(rest, ']', (size_t)(hostend - rest));
+        if (close == NULL) return *why = "has an unclosed [", 0;
+        hlen = (size_t)(close + 1 - rest);
+        if (close + 1 < hostend && close[1] != ':') return *why = "has junk after ]", 0;
+    } else {
+        const char *colon = memchr(rest, ':', (size_t)(hostend - rest));
+        hlen = (size_t)((colon != NULL ? colon : hostend) - rest);
+    }
+    if (hlen == 0 || hlen >= sizeof u->host) return *why = "needs a host", 0;
+    memcpy(u->host, rest, hlen);
+    u->host[hlen] = '\0';
+    if (rest + hlen < hostend) { /* ":port" */
+        const char *p = rest + hlen + 1;
+        if (p >= hostend) return *why = "has an empty port", 0;
+        for (; p < hostend; p++) {
+            if (*p < '0' || *p > '9') return *why = "has a bad port", 0;
+            port = port * 10 + (*p - '0');
+            if (port > 65535) return *why = "has a bad port", 0;
+        }
+        if (port == 0) return *why = "has a bad port", 0;
+    } else if (u->ws) {
+        port = 80;
+    } else {
+        return *why = "needs a port (tcp://host:port)", 0;
+    }
+    u->port = (uint16_t)port;
+    if (slash != NULL) {
+        if (!path_ok(slash, (size_t)(s + len - slash))) return *why = "has a bad path", 0;
+        memcpy(u->path, slash, (size_t)(s + len - slash) + 1);
+    } else if (u->ws) {
+        memcpy(u->path, LP_DEFAULT_WS_PATH, sizeof LP_DEFAULT_WS_PATH);
+    }
+    return 1;
+}
+
 /* Validates the options table at idx (may be nil); raises on any bad option. */
 static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim, node_opts *o)
 {
@@ -146,6 +257,8 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
     o->timeout = 10.0;
     o->mesh = 1;
     o->relay = 1;
+    o->portmap = 1;
+    o->punch = 1;
     if (lua_isnoneornil(L, idx)) return;
     if (!lua_istable(L, idx)) luaL_error(L, "%s: options must be a table", fname);
     idx = lp_absindex(L, idx);
@@ -179,12 +292,54 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
         } else if (strcmp(k, "on_request") == 0) {
             if (!lua_isfunction(L, v)) opt_error(L, fname, k, "must be a function");
             o->on_request = 1;
-        } else if (strcmp(k, "mesh") == 0 || strcmp(k, "relay") == 0) {
+        } else if (strcmp(k, "mesh") == 0 || strcmp(k, "relay") == 0 || strcmp(k, "portmap") == 0 ||
+                   strcmp(k, "punch") == 0) {
             if (lua_type(L, v) != LUA_TBOOLEAN) opt_error(L, fname, k, "must be a boolean");
-            if (k[0] == 'm')
-                o->mesh = lua_toboolean(L, v);
-            else
-                o->relay = lua_toboolean(L, v);
+            *(k[0] == 'm'   ? &o->mesh
+              : k[0] == 'r' ? &o->relay
+              : k[1] == 'o' ? &o->portmap
+                            : &o->punch) = lua_toboolean(L, v);
+        } else if (strcmp(k, "stun") == 0) { /* issue 12 */
+            o->nstun = check_strings(L, v, fname, k, LP_MAX_STUN,
+                                     "must be an array of at most 4 \"host:port\" strings");
+        } else if (strcmp(k, "fallback") == 0) {
+            size_t i;
+            if (lua_type(L, v) == LUA_TBOOLEAN && !lua_toboolean(L, v)) {
+                o->fallback_off = 1;
+            } else {
+                o->nfallback = check_strings(L, v, fname, k, LP_MAX_FALLBACK,
+                                             "must be false or an array of at most 4 URLs "
+                                             "(\"tcp://host:port\", \"ws://host[:port]/path\")");
+                for (i = 0; i < o->nfallback; i++) {
+                    const char *why = "";
+                    size_t len;
+                    const char *url;
+                    lua_rawgeti(L, v, (int)(i + 1));
+                    url = lua_tolstring(L, -1, &len);
+                    if (!lp_parse_url(url, len, &o->fallback[i], &why))
+                        luaL_error(L, "%s: option 'fallback' item %d %s", fname, (int)(i + 1), why);
+                    lua_pop(L, 1);
+                }
+            }
+        } else if (strcmp(k, "tcp_port") == 0 || strcmp(k, "discover_port") == 0 ||
+                   strcmp(k, "stun_server") == 0) {
+            if (!lp_tointeger(L, v, 1, 65535,
+                              k[0] == 't'   ? &o->tcp_port
+                              : k[0] == 'd' ? &o->discover_port
+                                            : &o->stun_server))
+                opt_error(L, fname, k, "must be an integer 1-65535");
+        } else if (strcmp(k, "ws_path") == 0) {
+            size_t len = 0;
+            const char *p = lua_type(L, v) == LUA_TSTRING ? lua_tolstring(L, v, &len) : NULL;
+            if (p == NULL || !path_ok(p, len) || strlen(p) != len)
+                opt_error(L, fname, k,
+                          "must be a URL path such as \"/p2pnet\" (printable, no spaces, at "
+                          "most 127 bytes)");
+            o->ws_path = p;
+        } else if (strcmp(k, "discover") == 0) {
+            const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
+            if (strcmp(s, "lan") != 0) opt_error(L, fname, k, "must be \"lan\" or nil");
+            o->discover_lan = 1;
         } else if (strcmp(k, "relay_sessions") == 0) {
             if (!lp_tointeger(L, v, 1, 65535, &o->relay_sessions))
                 opt_error(L, fname, k, "must be an integer 1-65535");
@@ -220,6 +375,29 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
                 o->congestion = P2P_CC_NEWRENO;
             else
                 opt_error(L, fname, k, "must be \"bbr\" or \"newreno\"");
+        } else if (o->is_sim && strcmp(k, "lan") == 0) { /* issue 12 */
+            if (!lp_tointeger(L, v, 1, 65535, &o->lan))
+                opt_error(L, fname, k, "must be an integer 1-65535 (a LAN domain)");
+        } else if (o->is_sim && strcmp(k, "gateway") == 0) {
+            static const char *const kinds[] = {"silent", "pcp", "natpmp", "upnp", "all", NULL};
+            const char *g = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
+            int i;
+            for (i = 0; kinds[i] != NULL; i++)
+                if (strcmp(g, kinds[i]) == 0) o->gateway = i + 1;
+            if (o->gateway == 0)
+                opt_error(L, fname, k,
+                          "must be \"pcp\", \"natpmp\", \"upnp\", \"all\" or \"silent\"");
+        } else if (o->is_sim && strcmp(k, "nat_ports") == 0) {
+            int ok = lua_istable(L, v);
+            if (ok) {
+                lua_rawgeti(L, v, 1);
+                lua_rawgeti(L, v, 2);
+                ok = lp_tointeger(L, -2, 1024, 65535, &o->nat_lo) &&
+                     lp_tointeger(L, -1, 1024, 65535, &o->nat_hi) &&
+                     o->nat_hi - o->nat_lo + 1 >= 1024;
+            }
+            if (!ok)
+                opt_error(L, fname, k, "must be {lo, hi}: ports 1024-65535, at least 1024 of them");
         } else if (o->is_sim && strcmp(k, "nat") == 0) {
             const char *s = lua_type(L, v) == LUA_TSTRING ? lua_tostring(L, v) : "";
             if (strcmp(s, "cone") == 0)
@@ -236,6 +414,15 @@ static void read_node_opts(lua_State *L, int idx, const char *fname, int is_sim,
     /* The core refuses a threshold above the table it guards: say so here, by name. */
     if (o->cookie_threshold > (o->max_half_open ? o->max_half_open : DEFAULT_MAX_HALF_OPEN))
         opt_error(L, fname, "cookie_threshold", "must be at most max_half_open (256 by default)");
+    if (o->ws_path != NULL && o->tcp_port == 0)
+        opt_error(L, fname, "ws_path", "needs tcp_port (the listener it is served on)");
+    if (o->discover_port != 0 && !o->discover_lan)
+        opt_error(L, fname, "discover_port", "needs discover = \"lan\"");
+    if (o->is_sim && o->gateway != 0 && o->nat == 0)
+        opt_error(L, fname, "gateway", "needs nat (a gateway is the node's NAT router)");
+    if (o->is_sim && o->nat_lo != 0 && o->nat == 0) opt_error(L, fname, "nat_ports", "needs nat");
+    if (o->is_sim && o->stun_server != 0)
+        opt_error(L, fname, "stun_server", "is not simulated (use sim:stun_server)");
 }
 
 /* Pushes field `name` of the options at idx, or nil. */
@@ -252,6 +439,10 @@ static void node_free_resources(lnode *n)
     if (n->sim != NULL && n->host != NULL) {
         p2p_sim_detach(n->sim->sim, n->host);
     }
+#if LP_SIM_GW
+    p2p_sim_gw_free((p2p_sim_gw *)n->gateway);
+#endif
+    n->gateway = NULL;
     p2p_host_free(n->host);
     n->host = NULL;
     p2p_udp_close(n->udp);
@@ -269,10 +460,7 @@ static void node_free_resources(lnode *n)
         lsim *s = n->sim;
         n->sim = NULL;
         s->attached--;
-        if (s->attached == 0 && s->collected) {
-            p2p_sim_free(s->sim);
-            s->sim = NULL;
-        }
+        if (s->attached == 0 && s->collected) lp_sim_free(s);
     }
 }
 
@@ -288,6 +476,162 @@ static void expand_seed(uint64_t x, uint8_t out[P2P_ID_LEN])
         z ^= z >> 31;
         for (j = 0; j < 8; j++) out[i * 8 + j] = (uint8_t)(z >> (8 * j));
     }
+}
+
+#if LP_SIM_GW
+/* The simulated gateway's functions in the simulator's shape (ud: the p2p_sim_gw). */
+static size_t gw_udp(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                     size_t len, uint64_t now, uint8_t *out, size_t cap, p2p_addr *reply_from)
+{
+    return p2p_sim_gw_udp((p2p_sim_gw *)ud, from, to, in, len, now, out, cap, reply_from);
+}
+
+static size_t gw_http(void *ud, const p2p_addr *from, const uint8_t *req, size_t len, uint64_t now,
+                      uint8_t *out, size_t cap)
+{
+    return p2p_sim_gw_http((p2p_sim_gw *)ud, from, req, len, now, out, cap);
+}
+
+static int gw_out(void *ud, const p2p_addr *priv, uint64_t now, uint16_t *eport)
+{
+    return p2p_sim_gw_out((const p2p_sim_gw *)ud, priv, now, eport);
+}
+
+static int gw_in(void *ud, uint16_t eport, uint64_t now, p2p_addr *priv)
+{
+    return p2p_sim_gw_in((const p2p_sim_gw *)ud, eport, now, priv);
+}
+#endif
+
+/* issue 12, simulated nodes: their LAN domain, NAT port range, TCP listener and gateway.
+ * Returns 0 or a P2P_ERR_*. */
+static int sim_reach(lsim *s, lnode *n, const node_opts *o, uint64_t now)
+{
+#if LP_SIM_REACH
+    int rc;
+    if (o->lan != 0 && (rc = p2p_sim_set_lan(s->sim, n->host, (uint16_t)o->lan)) != 0) return rc;
+    if (o->nat_lo != 0 &&
+        (rc = p2p_sim_nat_ports(s->sim, n->host, (uint16_t)o->nat_lo, (uint16_t)o->nat_hi)) != 0)
+        return rc;
+    if (o->tcp_port != 0 &&
+        (rc = p2p_sim_listen_tcp(s->sim, n->host, (uint16_t)o->tcp_port, 1)) != 0)
+        return rc;
+#if LP_SIM_GW
+    if (o->gateway != 0) {
+        /* on the node's LAN at 10.255.255.254 (no simulated node gets that address), with the
+         * NAT's public address outside */
+        p2p_addr lan, ext;
+        p2p_sim_gateway g;
+        memset(&lan, 0, sizeof lan);
+        lan.family = P2P_AF_INET4;
+        lan.ip[0] = 10;
+        lan.ip[1] = lan.ip[2] = 255;
+        lan.ip[3] = 254;
+        if ((rc = p2p_sim_public_addr(s->sim, n->host, &ext)) != 0) return rc;
+        ext.port = 0;
+        n->gateway = p2p_sim_gw_new(o->gateway - 1, &lan, &ext, now);
+        if (n->gateway == NULL) return P2P_ERR_NOMEM;
+        memset(&g, 0, sizeof g);
+        g.ud = n->gateway;
+        g.lan = lan;
+        g.udp = gw_udp;
+        g.http = gw_http;
+        g.nat_out = gw_out;
+        g.nat_in = gw_in;
+        if ((rc = p2p_sim_set_gateway(s->sim, n->host, &g)) != 0) return rc;
+    }
+#else
+    (void)now;
+    if (o->gateway != 0) return P2P_ERR_INVALID;
+#endif
+#else
+    (void)s;
+    (void)n;
+    (void)now;
+    if (o->lan != 0 || o->nat_lo != 0 || o->tcp_port != 0 || o->gateway != 0)
+        return P2P_ERR_INVALID;
+#endif
+    return 0;
+}
+
+/* Resolves `host:port` (UDP nodes: names too, matched to the socket's family; simulated
+ * nodes: numeric addresses only). */
+static int resolve(const lnode *n, const char *text, p2p_addr *out)
+{
+    return n->udp != NULL ? p2p_udp_resolve(n->udp, text, out) : p2p_addr_parse(out, text);
+}
+
+/* issue 12: copies the validated reach options into the node and resolves the addresses they
+ * name, once, as connect does. Returns 0, or -1 with a readable reason in err: a name that
+ * does not resolve is a runtime failure (nil, err), like a bad address given to connect. */
+static int reach_options(lua_State *L, int optidx, lnode *n, const node_opts *o, char *err,
+                         size_t errlen)
+{
+    size_t i;
+    n->portmap = o->portmap;
+    n->punch = o->punch;
+    n->fallback_off = o->fallback_off;
+    n->tcp_port = (uint16_t)o->tcp_port;
+    n->stun_server = (uint16_t)o->stun_server;
+    n->discover_lan = o->discover_lan;
+    n->discover_port =
+        (uint16_t)(o->discover_port != 0 ? o->discover_port : LP_DEFAULT_DISCOVER_PORT);
+    snprintf(n->ws_path, sizeof n->ws_path, "%s",
+             o->ws_path != NULL ? o->ws_path : LP_DEFAULT_WS_PATH);
+    if (o->nstun > 0) {
+        push_opt(L, optidx, "stun");
+        for (i = 0; i < o->nstun; i++) {
+            const char *text;
+            lua_rawgeti(L, -1, (int)(i + 1));
+            text = lua_tostring(L, -1);
+            if (resolve(n, text, &n->stun[i]) != 0) {
+                snprintf(err, errlen, "bad address '%s' (option 'stun')", text);
+                lua_pop(L, 2);
+                return -1;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        n->nstun = o->nstun;
+    }
+    for (i = 0; i < o->nfallback; i++) {
+        char text[sizeof n->fallback[i].host + 8];
+        n->fallback[i] = o->fallback[i];
+        snprintf(text, sizeof text, "%s:%u", o->fallback[i].host, (unsigned)o->fallback[i].port);
+        if (resolve(n, text, &n->fallback[i].addr) != 0) {
+            snprintf(err, errlen, "bad address '%.200s' (option 'fallback')", text);
+            return -1;
+        }
+    }
+    n->nfallback = o->nfallback;
+    return 0;
+}
+
+/* issue 12: the reach options into the host's configuration (pointers into the node, which
+ * outlives its host). */
+static void reach_config(const lnode *n, p2p_config *cfg)
+{
+    size_t i;
+    cfg->portmap_off = !n->portmap;
+    cfg->punch_off = !n->punch;
+    for (i = 0; i < n->nstun && i < P2P_STUN_SERVERS; i++) cfg->stun[i] = n->stun[i];
+    cfg->nstun = i;
+    for (i = 0; i < n->nfallback && i < P2P_FALLBACKS; i++) {
+        const lp_url *u = &n->fallback[i];
+        p2p_fallback *f = &cfg->fallback[i];
+        f->addr = u->addr;
+        f->ws = u->ws;
+        /* the Host header: the host as written, with the port unless it is HTTP's 80 */
+        if (u->port == 80)
+            snprintf(f->host, sizeof f->host, "%s", u->host);
+        else
+            snprintf(f->host, sizeof f->host, "%.240s:%u", u->host, (unsigned)u->port);
+        snprintf(f->path, sizeof f->path, "%s", u->ws ? u->path : "");
+    }
+    cfg->nfallback = i;
+    cfg->fallback_off = n->fallback_off;
+    cfg->lan_discovery = n->discover_lan;
+    cfg->lan_port = n->discover_port;
 }
 
 /* Builds a node from validated options. simidx is the stack index of the Sim, or 0 for a UDP
@@ -396,6 +740,45 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
         }
         now = p2p_udp_now();
         cfg.unix_us = p2p_udp_unix_now();
+#if LP_DRIVER_IO
+        /* issue 12: the listeners the options ask for, on the same bind address */
+        if (o->tcp_port != 0 &&
+            (rc = p2p_udp_listen_tcp(n->udp, (uint16_t)o->tcp_port,
+                                     o->ws_path != NULL ? o->ws_path : LP_DEFAULT_WS_PATH, err,
+                                     sizeof err)) != 0) {
+            p2p_identity_wipe(&key);
+            node_free_resources(n);
+            if (err[0] == '\0') snprintf(err, sizeof err, "tcp_port: %s", p2p_strerror(rc));
+            return lp_push_fail(L, err);
+        }
+        if (o->stun_server != 0 &&
+            (rc = p2p_udp_stun_server(n->udp, (uint16_t)o->stun_server, err, sizeof err)) != 0) {
+            p2p_identity_wipe(&key);
+            node_free_resources(n);
+            if (err[0] == '\0') snprintf(err, sizeof err, "stun_server: %s", p2p_strerror(rc));
+            return lp_push_fail(L, err);
+        }
+#else
+        if (o->tcp_port != 0 || o->stun_server != 0) {
+            p2p_identity_wipe(&key);
+            node_free_resources(n);
+            return lp_push_fail(L, o->tcp_port != 0 ? "tcp_port: not supported by this build"
+                                                    : "stun_server: not supported by this build");
+        }
+#endif
+    }
+    if (reach_options(L, optidx, n, o, err, sizeof err) != 0) {
+        p2p_identity_wipe(&key);
+        node_free_resources(n);
+        return lp_push_fail(L, err);
+    }
+    reach_config(n, &cfg);
+    if (n->udp != NULL) {
+        /* A node bound to a loopback address can never reach a gateway: no port mapping (it
+         * would only send requests that cannot leave, and say "pending"). */
+        p2p_addr bound;
+        p2p_udp_local(n->udp, &bound);
+        if (p2p_addr_scope(&bound) == P2P_SCOPE_LOOPBACK) cfg.portmap_off = 1;
     }
     rc = p2p_host_new(&n->host, &cfg, now);
     p2p_identity_wipe(&key);
@@ -415,6 +798,10 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
         n->sim = n->simref = s;
         s->attached++;
         (void)p2p_host_add_address(n->host, &n->local, now);
+        if ((rc = sim_reach(s, n, o, now)) != 0) {
+            node_free_resources(n);
+            return lp_push_fail(L, lp_error_text(rc));
+        }
     } else {
         p2p_addr local[P2P_LOCAL_ADDRS];
         size_t i, count = p2p_udp_local_addrs(n->udp, local, P2P_LOCAL_ADDRS);
@@ -653,22 +1040,114 @@ static int node_address(lua_State *L)
     return 1;
 }
 
-/* node:addresses() -> { {address = "ip:port", kind = "local" | "reflexive"}, ... } */
+/* node:addresses() -> { {address = "ip:port", kind = "local" | "reflexive" | "mapped" |
+ * "stun" [, protocol = "pcp" | "natpmp" | "upnp", expires = seconds]}, ... } */
 static int node_addresses(lua_State *L)
 {
-    enum { CAP = P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS };
+    enum { CAP = 32 };
+    static const char *const kind_names[] = {"local", "reflexive", "mapped", "stun"};
     lnode *n = lp_check_open_node(L, 1, "node:addresses");
     p2p_addr a[CAP];
     int kinds[CAP];
     size_t i, count = p2p_host_addresses(n->host, a, kinds, CAP);
+    p2p_nat_info ni;
+    uint64_t now = lp_node_now(n);
+    p2p_host_nat(n->host, &ni);
     if (count > CAP) count = CAP;
     lua_createtable(L, (int)count, 0);
     for (i = 0; i < count; i++) {
         lua_createtable(L, 0, 2);
         lp_push_addr(L, &a[i]);
         lua_setfield(L, -2, "address");
-        lua_pushstring(L, kinds[i] == P2P_ADDR_LOCAL ? "local" : "reflexive");
+        lua_pushstring(L, kinds[i] >= 0 && kinds[i] < 4 ? kind_names[kinds[i]] : "unknown");
         lua_setfield(L, -2, "kind");
+        if (kinds[i] == P2P_ADDR_MAPPED) {
+            lua_pushstring(L, ni.portmap == P2P_PORTMAP_NATPMP ? "natpmp"
+                              : ni.portmap == P2P_PORTMAP_UPNP ? "upnp"
+                                                               : "pcp");
+            lua_setfield(L, -2, "protocol");
+            lua_pushnumber(L, ni.has_mapped && ni.mapped_expires > now
+                                  ? (lua_Number)(ni.mapped_expires - now) / US_PER_SECOND
+                                  : 0);
+            lua_setfield(L, -2, "expires");
+        }
+        lua_rawseti(L, -2, (int)(i + 1));
+    }
+    return 1;
+}
+
+/* node:nat() -> {mapping, source, gateway, portmap, udp, stream} (docs/API.md "node:nat()") */
+static int node_nat(lua_State *L)
+{
+    static const char *const sources[] = {NULL, "stun", "peers", "portmap"};
+    lnode *n = lp_check_open_node(L, 1, "node:nat");
+    p2p_nat_info ni;
+    size_t i;
+    p2p_host_nat(n->host, &ni);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, lp_mapping_name(ni.mapping));
+    lua_setfield(L, -2, "mapping");
+    if (ni.mapping != P2P_MAPPING_UNKNOWN && ni.source > 0 && ni.source < 4) {
+        lua_pushstring(L, sources[ni.source]);
+        lua_setfield(L, -2, "source");
+    }
+    if (ni.has_gateway) {
+        lp_push_ip(L, &ni.gateway);
+        lua_setfield(L, -2, "gateway");
+    }
+    lua_pushstring(L, ni.portmap == P2P_PORTMAP_PENDING  ? "pending"
+                      : ni.portmap == P2P_PORTMAP_PCP    ? "pcp"
+                      : ni.portmap == P2P_PORTMAP_NATPMP ? "natpmp"
+                      : ni.portmap == P2P_PORTMAP_UPNP   ? "upnp"
+                                                         : "none");
+    lua_setfield(L, -2, "portmap");
+    lua_pushstring(L, ni.udp == P2P_UDP_OK        ? "ok"
+                      : ni.udp == P2P_UDP_BLOCKED ? "blocked"
+                                                  : "unknown");
+    lua_setfield(L, -2, "udp");
+    if (ni.has_stream) {
+        /* the URL the application gave, when the stream goes to one of its fallbacks */
+        char text[LP_ADDR_TEXT];
+        const char *url = NULL;
+        for (i = 0; i < n->nfallback; i++)
+            if (p2p_addr_equal(&n->fallback[i].addr, &ni.stream_to) &&
+                n->fallback[i].ws == ni.stream_ws)
+                break;
+        if (i < n->nfallback) {
+            const lp_url *u = &n->fallback[i];
+            lua_pushfstring(L, "%s://%s:%d%s", u->ws ? "ws" : "tcp", u->host, (int)u->port,
+                            u->path);
+            url = lua_tostring(L, -1);
+        } else if (p2p_addr_format(&ni.stream_to, text, sizeof text) == 0) {
+            lua_pushfstring(L, "%s://%s%s", ni.stream_ws ? "ws" : "tcp", text,
+                            ni.stream_ws ? LP_DEFAULT_WS_PATH : "");
+            url = lua_tostring(L, -1);
+        }
+        if (url != NULL) lua_setfield(L, -2, "stream");
+    }
+    return 1;
+}
+
+/* node:lan_peers() -> { {id = hex, address = "ip:port", age = seconds}, ... } */
+static int node_lan_peers(lua_State *L)
+{
+    lnode *n = lp_check_open_node(L, 1, "node:lan_peers");
+    size_t i, count = p2p_host_lan_peers(n->host, NULL, 0), got;
+    p2p_lan_peer *v;
+    uint64_t now = lp_node_now(n);
+    lua_settop(L, 1);
+    v = (p2p_lan_peer *)lua_newuserdata(L, (count ? count : 1) * sizeof *v);
+    got = p2p_host_lan_peers(n->host, v, count);
+    if (got > count) got = count;
+    lua_createtable(L, (int)got, 0);
+    for (i = 0; i < got; i++) {
+        lua_createtable(L, 0, 3);
+        lp_push_id(L, v[i].id);
+        lua_setfield(L, -2, "id");
+        lp_push_addr(L, &v[i].addr);
+        lua_setfield(L, -2, "address");
+        lua_pushnumber(L, v[i].last < now ? (lua_Number)(now - v[i].last) / US_PER_SECOND : 0);
+        lua_setfield(L, -2, "age");
         lua_rawseti(L, -2, (int)(i + 1));
     }
     return 1;
@@ -695,7 +1174,12 @@ static int node_next_timeout(lua_State *L)
         lua_pushnumber(L, 0);
         return 1;
     }
+#if LP_DRIVER_IO
+    /* the driver's own timers too (connects, HTTP, the gateway check, its service tick) */
+    t = n->udp != NULL ? p2p_udp_next_timeout(n->udp, n->host) : p2p_host_next_timeout(n->host);
+#else
     t = p2p_host_next_timeout(n->host);
+#endif
     (void)run_tasks(L, n, 0, &due);
     if (due < t) t = due;
     now = lp_node_now(n);
@@ -985,6 +1469,20 @@ static const lp_counter node_counters[] = {LP_COUNTER(p2p_stats, peers),
                                            LP_COUNTER(p2p_stats, dropped_stale),
                                            LP_COUNTER(p2p_stats, dropped_half_open),
                                            LP_COUNTER(p2p_stats, transfers_refused),
+                                           /* issue 12 */
+                                           LP_COUNTER(p2p_stats, portmap_sent),
+                                           LP_COUNTER(p2p_stats, stun_sent),
+                                           LP_COUNTER(p2p_stats, stun_received),
+                                           LP_COUNTER(p2p_stats, lan_sent),
+                                           LP_COUNTER(p2p_stats, lan_received),
+                                           LP_COUNTER(p2p_stats, lan_dropped),
+                                           LP_COUNTER(p2p_stats, lan_dials),
+                                           LP_COUNTER(p2p_stats, punch_probes),
+                                           LP_COUNTER(p2p_stats, punch_hits),
+                                           LP_COUNTER(p2p_stats, punch_rounds),
+                                           LP_COUNTER(p2p_stats, stream_up),
+                                           LP_COUNTER(p2p_stats, stream_dropped),
+                                           LP_COUNTER(p2p_stats, relay_handovers),
                                            {NULL, 0}};
 
 /* One entry of node:lanes: its field `key` (an integer within lo..hi, or dflt when nil). */
@@ -1119,6 +1617,25 @@ static const node_metric node_figures[] = {
     NM("p2pnet_work_verify_total", M_COUNTER, work_verify, "Ed25519 signature checks."),
     NM("p2pnet_transfers_refused_total", M_COUNTER, transfers_refused,
        "Transfer offers refused at once."),
+    NM("p2pnet_portmap_sent_total", M_COUNTER, portmap_sent,
+       "Port-mapping requests sent to the gateway (PCP, NAT-PMP, SSDP, UPnP HTTP)."),
+    NM("p2pnet_stun_sent_total", M_COUNTER, stun_sent, "STUN Binding requests sent."),
+    NM("p2pnet_stun_received_total", M_COUNTER, stun_received,
+       "STUN answers accepted from the configured servers."),
+    NM("p2pnet_lan_sent_total", M_COUNTER, lan_sent, "LAN beacons sent."),
+    NM("p2pnet_lan_received_total", M_COUNTER, lan_received,
+       "Valid LAN beacons received from other nodes."),
+    NM("p2pnet_lan_dropped_total", M_COUNTER, lan_dropped, "LAN beacons that failed a check."),
+    NM("p2pnet_lan_dials_total", M_COUNTER, lan_dials, "Handshakes started because of a beacon."),
+    NM("p2pnet_punch_probes_total", M_COUNTER, punch_probes, "Birthday-punching probes sent."),
+    NM("p2pnet_punch_hits_total", M_COUNTER, punch_hits,
+       "Birthday-punching rounds that found a direct path."),
+    NM("p2pnet_punch_rounds_total", M_COUNTER, punch_rounds, "Birthday-punching rounds run."),
+    NM("p2pnet_stream_up_total", M_COUNTER, stream_up, "TCP and WebSocket streams that came up."),
+    NM("p2pnet_stream_dropped_total", M_COUNTER, stream_dropped,
+       "Datagrams dropped on the way to a stream."),
+    NM("p2pnet_relay_handovers_total", M_COUNTER, relay_handovers,
+       "Relayed sessions moved to another relay."),
     {"p2pnet_callback_errors_total", M_COUNTER, "Errors raised by handlers and callbacks.",
      FROM_CALLBACK_ERRORS, 0},
     {"p2pnet_task_errors_total", M_COUNTER, "Tasks that ended with an error.", FROM_TASK_ERRORS, 0},
@@ -1526,7 +2043,7 @@ static int node_metrics(lua_State *L)
             snprintf(labels, sizeof labels,
                      "peer=\"%s\",id=\"%s\",path=\"%s\",address=\"%s\",relay=\"%s\","
                      "congestion=\"%s\"",
-                     p->label, p->hex, p->st.direct ? "direct" : "relayed", p->address, p->relay,
+                     p->label, p->hex, lp_path_kind_name(p->st.path), p->address, p->relay,
                      p->st.congestion == P2P_CC_NEWRENO ? "newreno" : "bbr");
             m_sample(&b, "p2pnet_peer_info", labels, extra, "1");
         }
@@ -1592,15 +2109,24 @@ static int node_metrics(lua_State *L)
 
 void lp_node_class(lua_State *L)
 {
-    static const luaL_Reg methods[] = {
-        {"address", node_address}, {"addresses", node_addresses},
-        {"connect", node_connect}, {"peers", node_peers},
-        {"peer", node_peer},       {"broadcast", node_broadcast},
-        {"on", node_on},           {"poll", node_poll},
-        {"fd", node_fd},           {"next_timeout", node_next_timeout},
-        {"now", lp_node_clock},    {"stats", node_stats},
-        {"metrics", node_metrics}, {"close", node_close_m},
-        {"lanes", node_lanes},     {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"address", node_address},
+                                       {"addresses", node_addresses},
+                                       {"connect", node_connect},
+                                       {"peers", node_peers},
+                                       {"peer", node_peer},
+                                       {"broadcast", node_broadcast},
+                                       {"on", node_on},
+                                       {"poll", node_poll},
+                                       {"fd", node_fd},
+                                       {"next_timeout", node_next_timeout},
+                                       {"now", lp_node_clock},
+                                       {"stats", node_stats},
+                                       {"metrics", node_metrics},
+                                       {"close", node_close_m},
+                                       {"lanes", node_lanes},
+                                       {"nat", node_nat},
+                                       {"lan_peers", node_lan_peers},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__tostring", node_tostring},
         {"__gc", node_close_m},

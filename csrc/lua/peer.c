@@ -205,6 +205,38 @@ int lp_next_callback(lua_State *L, int pidx)
 
 /* ---- methods ------------------------------------------------------------------------------ */
 
+const char *lp_path_name(lpeer *p, const p2p_peer_info *info)
+{
+    if (info->state != P2P_PEER_CONNECTED) return NULL;
+    {
+        p2p_peer_stats st;
+        if (!p->dead && p->node->host != NULL &&
+            p2p_peer_stats_get(p->node->host, p->handle, &st) == 0)
+            return lp_path_kind_name(st.path);
+    }
+    return info->direct ? "direct" : "relayed";
+}
+
+/* peer.address: "ip:port"; on a stream path (issue 12) the TCP endpoint of the node's stream,
+ * which is where its packets go. */
+static void push_peer_address(lua_State *L, lpeer *p, const p2p_peer_info *info)
+{
+    if (info->address.family == P2P_AF_STREAM) {
+        p2p_nat_info ni;
+        if (p->dead || p->node->host == NULL) {
+            lua_pushnil(L);
+            return;
+        }
+        p2p_host_nat(p->node->host, &ni);
+        if (ni.has_stream)
+            lp_push_addr(L, &ni.stream_to);
+        else
+            lua_pushnil(L);
+        return;
+    }
+    lp_push_addr(L, &info->address);
+}
+
 /* Methods first: a method call checks its object itself, so looking it up needs no check. */
 static int peer_index(lua_State *L)
 {
@@ -221,12 +253,16 @@ static int peer_index(lua_State *L)
         if (!info->has_id) return 0;
         lua_pushstring(L, p->hex);
     } else if (strcmp(k, "address") == 0) {
-        lp_push_addr(L, &info->address);
+        push_peer_address(L, p, info);
     } else if (strcmp(k, "state") == 0) {
         lua_pushstring(L, info->state == P2P_PEER_NONE ? "disconnected"
                                                        : p2p_peer_state_name(info->state));
     } else if (strcmp(k, "direct") == 0) {
         lua_pushboolean(L, info->direct);
+    } else if (strcmp(k, "path") == 0) { /* issue 12: nil until the session is up */
+        const char *path = lp_path_name(p, info);
+        if (path == NULL) return 0;
+        lua_pushstring(L, path);
     } else if (strcmp(k, "rtt") == 0) {
         lua_pushnumber(L, (lua_Number)info->srtt_us / US_PER_SECOND);
     } else if (strcmp(k, "min_rtt") == 0) { /* issue 10 (congestion control) */
@@ -454,6 +490,63 @@ static void set_seconds(lua_State *L, const char *k, uint64_t us)
 
 /* One lane's table: {queued_bytes, unsent_bytes, queued_messages, messages_sent,
  * messages_received}, at key lane (or "control"), in the table on top. */
+/* peer:stats().candidates: the session's direct paths, the one in use first. */
+static void push_candidates(lua_State *L, const p2p_peer_stats *st)
+{
+    static const char *const kinds[] = {"local", "reflexive", "mapped", "stun"};
+    static const char *const states[] = {"untried", "probing", "validated", "failed"};
+    size_t i, n = st->ncands < P2P_PATH_CANDS ? st->ncands : P2P_PATH_CANDS;
+    int out = 0, pass;
+    lua_createtable(L, (int)n, 0);
+    /* the address in use first, then the others in the core's order */
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < n; i++) {
+            const p2p_path_cand *c = &st->cands[i];
+            int current = p2p_addr_equal(&c->addr, &st->address);
+            if (current != (pass == 0)) continue;
+            lua_createtable(L, 0, 4);
+            lp_push_addr(L, &c->addr);
+            lua_setfield(L, -2, "address");
+            lua_pushstring(L, c->kind >= 0 && c->kind < 4 ? kinds[c->kind] : "unknown");
+            lua_setfield(L, -2, "kind");
+            lua_pushstring(L, c->state >= 0 && c->state < 4 ? states[c->state] : "unknown");
+            lua_setfield(L, -2, "state");
+            set_seconds(L, "rtt", c->rtt_us);
+            lua_rawseti(L, -2, ++out);
+        }
+    }
+}
+
+/* peer:stats().nat: both sides' NAT mappings, what the session does about them, and why it
+ * stays relayed. */
+static void push_nat(lua_State *L, lnode *n, const p2p_peer_stats *st)
+{
+    static const char *const strategies[] = {"direct", "punch", "birthday", "relay"};
+    p2p_nat_info ni;
+    const char *reason = NULL;
+    p2p_host_nat(n->host, &ni);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, lp_mapping_name(ni.mapping));
+    lua_setfield(L, -2, "self");
+    lua_pushstring(L, lp_mapping_name(st->peer_mapping));
+    lua_setfield(L, -2, "peer");
+    lua_pushstring(L, st->strategy >= 0 && st->strategy < 4 ? strategies[st->strategy] : "direct");
+    lua_setfield(L, -2, "strategy");
+    lp_set_u64(L, "probes", st->punch_probes);
+    if (st->path != P2P_PATH_DIRECT && st->strategy == P2P_STRATEGY_RELAY) {
+        if (ni.mapping == P2P_MAPPING_DEPENDENT && st->peer_mapping == P2P_MAPPING_DEPENDENT)
+            reason = "both NATs randomize ports";
+        else if (ni.mapping == P2P_MAPPING_UNKNOWN || st->peer_mapping == P2P_MAPPING_UNKNOWN)
+            reason = "mapping unknown";
+        else if (!n->punch)
+            reason = "punch = false";
+    }
+    if (reason != NULL) {
+        lua_pushstring(L, reason);
+        lua_setfield(L, -2, "reason");
+    }
+}
+
 static void push_lane(lua_State *L, const p2p_lane_stats *l)
 {
     if (l->lane == P2P_LANE_STATS_CONTROL)
@@ -518,12 +611,16 @@ static int peer_stats(lua_State *L)
     lp_set_u64(L, "congestion_events", st.congestion_events);
     lp_set_u64(L, "undos", st.undos);
     /* path */
-    lua_pushstring(L, st.direct ? "direct" : "relayed");
+    lua_pushstring(L, lp_path_kind_name(st.path));
     lua_setfield(L, -2, "path");
     lua_pushboolean(L, st.direct);
     lua_setfield(L, -2, "direct");
-    lp_push_addr(L, &st.address);
+    push_peer_address(L, p, lp_peer_info(p));
     lua_setfield(L, -2, "address");
+    push_candidates(L, &st);
+    lua_setfield(L, -2, "candidates");
+    push_nat(L, n, &st);
+    lua_setfield(L, -2, "nat");
     if (st.has_relay) {
         p2p_id_to_hex(st.relay_id, relay);
         lua_pushstring(L, relay);

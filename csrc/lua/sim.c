@@ -257,16 +257,27 @@ int lp_sim_new(lua_State *L)
     return 1;
 }
 
+void lp_sim_free(lsim *s)
+{
+    size_t i;
+    p2p_sim_free(s->sim);
+    s->sim = NULL;
+    for (i = 0; i < s->nstuns; i++) {
+#if LP_SIM_GW
+        p2p_sim_stun_free((p2p_sim_stun *)s->stuns[i]);
+#endif
+        s->stuns[i] = NULL;
+    }
+    s->nstuns = 0;
+}
+
 static int sim_gc(lua_State *L)
 {
     lsim *s = (lsim *)lp_checkudata(L, 1, SIM_MT);
     if (s->collected) return 0;
     s->collected = 1;
     /* Nodes collected in the same cycle may be finalized after us: the last one frees. */
-    if (s->attached == 0 && s->sim != NULL) {
-        p2p_sim_free(s->sim);
-        s->sim = NULL;
-    }
+    if (s->attached == 0 && s->sim != NULL) lp_sim_free(s);
     return 0;
 }
 
@@ -452,6 +463,12 @@ static const lp_counter sim_counters[] = {LP_COUNTER(p2p_sim_stats, sent),
                                           LP_COUNTER(p2p_sim_stats, duplicated),
                                           LP_COUNTER(p2p_sim_stats, reordered),
                                           LP_COUNTER(p2p_sim_stats, nat_filtered),
+#if LP_SIM_REACH
+                                          LP_COUNTER(p2p_sim_stats, udp_blocked),
+                                          LP_COUNTER(p2p_sim_stats, stream_datagrams),
+                                          LP_COUNTER(p2p_sim_stats, lan_datagrams),
+                                          LP_COUNTER(p2p_sim_stats, io_requests),
+#endif
                                           {NULL, 0}};
 
 static int sim_stats(lua_State *L)
@@ -531,6 +548,72 @@ static int sim_link_stats(lua_State *L)
     return 1;
 }
 
+#if LP_SIM_REACH
+/* sim:block_udp(node, on): the node's router drops all its UDP (streams, LAN and the gateway
+ * still pass), or lets it through again. */
+static int sim_block_udp(lua_State *L)
+{
+    lsim *s = check_sim(L, 1);
+    lnode *n = sim_member(L, s, 2, "sim:block_udp");
+    if (lua_type(L, 3) != LUA_TBOOLEAN)
+        return lp_arg_error(L, "sim:block_udp", "on", "must be a boolean");
+    if (n->host == NULL || n->closed) return lp_push_fail(L, "the node is closed");
+    if (p2p_sim_block_udp(s->sim, n->host, lua_toboolean(L, 3)) != 0)
+        return lp_push_fail(L, "the node is closed");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+#endif
+
+#if LP_SIM_GW
+static size_t stun_udp(void *ud, const p2p_addr *from, const p2p_addr *to, const uint8_t *in,
+                       size_t len, uint8_t *out, size_t cap, p2p_addr *reply_from)
+{
+    return p2p_sim_stun_udp((p2p_sim_stun *)ud, from, to, in, len, out, cap, reply_from);
+}
+
+/* The "ip:port" at idx as an IPv4 address for a simulated server; raises otherwise. */
+static void stun_addr(lua_State *L, int idx, const char *arg, p2p_addr *out)
+{
+    if (lua_type(L, idx) != LUA_TSTRING || p2p_addr_parse(out, lua_tostring(L, idx)) != 0 ||
+        out->family != P2P_AF_INET4 || out->port == 0)
+        lp_arg_error(L, "sim:stun_server", arg, "must be an \"ip:port\" IPv4 address");
+}
+
+/* sim:stun_server(primary [, alternate]) -> true | nil, err: a STUN server (like coturn
+ * --stun-only) at primary; with alternate, also at its IP and port combinations, named in
+ * OTHER-ADDRESS (RFC 5780). */
+static int sim_stun_server(lua_State *L)
+{
+    lsim *s = check_sim(L, 1);
+    p2p_addr primary, alternate;
+    p2p_sim_server srv;
+    p2p_sim_stun *st;
+    int rc, alt = !lua_isnoneornil(L, 3);
+    stun_addr(L, 2, "primary", &primary);
+    if (alt) {
+        stun_addr(L, 3, "alternate", &alternate);
+        if (memcmp(alternate.ip, primary.ip, 4) == 0 || alternate.port == primary.port)
+            lp_arg_error(L, "sim:stun_server", "alternate",
+                         "must differ from primary in both IP and port");
+    }
+    if (s->nstuns >= LP_SIM_STUNS) return lp_push_fail(L, "too many STUN servers (8)");
+    st = p2p_sim_stun_new(&primary, alt ? &alternate : NULL);
+    if (st == NULL) return lp_push_fail(L, "out of memory");
+    memset(&srv, 0, sizeof srv);
+    srv.ud = st;
+    srv.naddr = p2p_sim_stun_addresses(st, srv.addr);
+    srv.udp = stun_udp;
+    if ((rc = p2p_sim_add_server(s->sim, &srv)) != 0) {
+        p2p_sim_stun_free(st);
+        return lp_push_fail(L, rc == P2P_ERR_INVALID ? "address in use" : lp_error_text(rc));
+    }
+    s->stuns[s->nstuns++] = st;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+#endif
+
 /* core.sim_nodes(sim) -> the array of its nodes, in creation order (read only) */
 int lp_sim_nodes(lua_State *L)
 {
@@ -541,14 +624,22 @@ int lp_sim_nodes(lua_State *L)
 
 void lp_sim_class(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"node", sim_node},
-                                       {"now", sim_now},
-                                       {"run", sim_run},
-                                       {"stats", sim_stats},
-                                       {"rebind", sim_rebind},
-                                       {"link", sim_link},
-                                       {"link_stats", sim_link_stats},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"node", sim_node},
+        {"now", sim_now},
+        {"run", sim_run},
+        {"stats", sim_stats},
+        {"rebind", sim_rebind},
+        {"link", sim_link},
+        {"link_stats", sim_link_stats},
+#if LP_SIM_REACH
+        {"block_udp", sim_block_udp},
+#endif
+#if LP_SIM_GW
+        {"stun_server", sim_stun_server},
+#endif
+        {NULL, NULL}
+    };
     static const luaL_Reg meta[] = {{"__tostring", sim_tostring}, {"__gc", sim_gc}, {NULL, NULL}};
     lp_class(L, SIM_MT, methods, meta, NULL);
 }

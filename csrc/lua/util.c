@@ -152,6 +152,46 @@ void lp_push_addr(lua_State *L, const p2p_addr *a)
         lua_pushstring(L, buf);
 }
 
+void lp_push_ip(lua_State *L, const p2p_addr *a)
+{
+    char buf[LP_ADDR_TEXT];
+    const char *start = buf, *colon;
+    if (a->family == P2P_AF_NONE || p2p_addr_format(a, buf, sizeof buf) != 0) {
+        lua_pushnil(L);
+        return;
+    }
+    colon = strrchr(buf, ':');
+    if (colon == NULL) {
+        lua_pushstring(L, buf);
+        return;
+    }
+    if (buf[0] == '[') { /* "[v6]:port" */
+        start = buf + 1;
+        colon--;
+    }
+    lua_pushlstring(L, start, (size_t)(colon - start));
+}
+
+const char *lp_mapping_name(int mapping)
+{
+    switch (mapping) {
+    case P2P_MAPPING_NONE: return "none";
+    case P2P_MAPPING_INDEPENDENT: return "independent";
+    case P2P_MAPPING_DEPENDENT: return "dependent";
+    default: return "unknown";
+    }
+}
+
+const char *lp_path_kind_name(int path)
+{
+    switch (path) {
+    case P2P_PATH_RELAYED: return "relayed";
+    case P2P_PATH_TCP: return "tcp";
+    case P2P_PATH_WEBSOCKET: return "websocket";
+    default: return "direct";
+    }
+}
+
 void lp_push_id(lua_State *L, const uint8_t id[P2P_ID_LEN])
 {
     char hex[LP_HEX_SIZE];
