@@ -7,6 +7,7 @@
 #include "../csrc/p2pnet.h"
 #include "../csrc/p2p_crypto.h"
 #include "../csrc/p2p_lan.h"
+#include "../csrc/p2p_state.h"
 
 #define S 1000000ull
 #define T0 (1000 * S)
@@ -289,7 +290,8 @@ static void test_lan_flood_caps_signature_checks(void)
         from.ip[2] = (uint8_t)(i >> 8);
         from.ip[3] = (uint8_t)i;
         beacon(b, 30 + i % 20, ids[1].ed_sk, 7000, UNIX0 + (uint64_t)i);
-        int rc = p2p_lan_state_recv(&l, &c, &from, b, sizeof b, now + (uint64_t)i * 400, NULL, NULL);
+        int rc =
+            p2p_lan_state_recv(&l, &c, &from, b, sizeof b, now + (uint64_t)i * 400, NULL, NULL);
         if (rc == P2P_LAN_FORGED)
             forged++;
         else if (rc == P2P_LAN_RATE)
@@ -357,10 +359,10 @@ static void test_lan_replay_after_cache_eviction(void)
     p2p_lan_peer lp[64];
     size_t n = p2p_lan_state_peers(&l, now, lp, 64);
     for (size_t i = 0; i < n && i < 64; i++)
-        if (memcmp(lp[i].id, ids[9].ed_pk, 32) == 0) T_CHECK(p2p_addr_equal(&lp[i].addr, &(p2p_addr){
-                                                          .family = P2P_AF_INET4,
-                                                          .ip = {10, 9, 0, 5},
-                                                          .port = 7000}));
+        if (memcmp(lp[i].id, ids[9].ed_pk, 32) == 0)
+            T_CHECK(p2p_addr_equal(
+                &lp[i].addr,
+                &(p2p_addr){.family = P2P_AF_INET4, .ip = {10, 9, 0, 5}, .port = 7000}));
 }
 
 /* 1. Inbound streams: 8 per (non-loopback) IP, 256 in all. */
@@ -419,11 +421,112 @@ static void test_stream_without_session_closes(void)
             }
         }
         printf("  stream %s: closed after %s%llu s\n", junk ? "with junk every 5 s" : "silent",
-               closed_at ? "" : "> ",
-               (unsigned long long)((closed_at ? closed_at : now) - T0) / S);
+               closed_at ? "" : "> ", (unsigned long long)((closed_at ? closed_at : now) - T0) / S);
         T_CHECK(closed_at != 0 && closed_at - T0 <= 61 * S);
         p2p_host_free(h);
     }
+}
+
+/* 5. ADDRS from the network: a peer (A) churns its advertised addresses to name victims
+ * (each change reaches its sessions as ADDRS), and has a mediator (M) introduce it to C over
+ * and over. Neither M nor C may send a victim more than the probe allowance: at most 16
+ * probes a minute per address (docs/PROTOCOL.md 8.6), M nothing at all. */
+#define NN 3
+typedef struct net3 {
+    p2p_host *h[NN];
+    p2p_addr a[NN];
+    int to_victims[NN], max_per_victim[NN];
+    int per_victim[NN][64];
+    int direct_tries;
+} net3;
+
+static int victim_index(const p2p_addr *to)
+{
+    if (to->family != P2P_AF_INET4 || to->ip[0] != 203 || to->ip[1] != 0 || to->ip[2] != 113)
+        return -1;
+    return to->ip[3] & 63;
+}
+
+static void pump3(net3 *w, uint64_t now)
+{
+    for (int round = 0; round < 6; round++)
+        for (int i = 0; i < NN; i++) {
+            if (p2p_host_next_timeout(w->h[i]) <= now) p2p_host_on_timeout(w->h[i], now);
+            p2p_addr to;
+            uint8_t buf[P2P_MAX_PACKET];
+            size_t n;
+            p2p_io io;
+            while (p2p_host_next_io(w->h[i], &io)) {
+            }
+            while ((n = p2p_host_next_datagram(w->h[i], &to, buf, sizeof buf))) {
+                int v = victim_index(&to);
+                if (v >= 0) {
+                    w->to_victims[i]++;
+                    if (++w->per_victim[i][v] > w->max_per_victim[i])
+                        w->max_per_victim[i] = w->per_victim[i][v];
+                }
+                for (int k = 0; k < NN; k++) {
+                    if (!p2p_addr_equal(&to, &w->a[k])) continue;
+                    if (i + k == 3) { /* A and C cannot reach each other: relayed by M */
+                        w->direct_tries++;
+                        continue;
+                    }
+                    p2p_host_recv(w->h[k], &w->a[i], buf, n, now);
+                }
+            }
+            p2p_event ev;
+            while (p2p_host_next_event(w->h[i], &ev)) {
+            }
+        }
+}
+
+static void test_addrs_naming_victims(void)
+{
+    net3 w;
+    memset(&w, 0, sizeof w);
+    uint64_t now = T0;
+    w.h[0] = host_new(40, 0, 1, now); /* M, a mediator */
+    w.h[1] = host_new(41, 0, 0, now); /* A, the attacker */
+    w.h[2] = host_new(42, 0, 0, now); /* C */
+    w.a[0] = addr("198.51.100.1:7000");
+    w.a[1] = addr("198.51.100.2:4000");
+    w.a[2] = addr("198.51.100.3:4000");
+    for (int i = 0; i < NN; i++) p2p_host_add_address(w.h[i], &w.a[i], now);
+    p2p_peer_handle ph;
+    T_EQ_INT(p2p_host_connect(w.h[1], &w.a[0], NULL, now, &ph), 0);
+    T_EQ_INT(p2p_host_connect(w.h[2], &w.a[0], NULL, now, &ph), 0);
+    for (int k = 0; k < 100; k++) pump3(&w, now += 10000);
+    /* for 60 s: every 2 s A names 4 new victims (ADDRS) and C asks M for A again (a user
+     * retrying; A could as well ask M for C) */
+    int round = 0;
+    for (uint64_t t = 0; t < 60 * S; t += 10000) {
+        if (t % (2 * S) == 0) {
+            p2p_own_remove_kind(w.h[1], P2P_ADDR_MAPPED);
+            for (int v = 0; v < 4; v++) {
+                p2p_addr va = addr("203.0.113.1:53");
+                va.ip[3] = (uint8_t)((round * 4 + v) % 60);
+                va.port = (uint16_t)(1000 + round);
+                p2p_own_add_kind(w.h[1], &va, P2P_ADDR_MAPPED, now + 3600 * S);
+            }
+            round++;
+            p2p_host_connect_via(w.h[2], ids[41].ed_pk, &w.a[0], now, &ph);
+        }
+        pump3(&w, now += 10000);
+    }
+    p2p_peer_info pi;
+    int relayed = 0;
+    p2p_peer_handle ah = p2p_host_find(w.h[2], ids[41].ed_pk);
+    if (ah && p2p_host_peer_info(w.h[2], ah, &pi) == 0 && pi.state == P2P_PEER_CONNECTED)
+        relayed = !pi.direct;
+    printf("  60 s of ADDRS naming 60 victims: M sent %d to victims, C %d (most to one: %d), "
+           "A %d; C-A relayed %d, direct tries %d\n",
+           w.to_victims[0], w.to_victims[2], w.max_per_victim[2], w.to_victims[1], relayed,
+           w.direct_tries);
+    T_CHECK(relayed);
+    T_CHECK(w.to_victims[2] > 0); /* the attack reached C: the test can fail */
+    T_EQ_INT(w.to_victims[0], 0);
+    T_CHECK(w.max_per_victim[2] <= 16);
+    for (int i = 0; i < NN; i++) p2p_host_free(w.h[i]);
 }
 
 int main(void)
@@ -443,5 +546,6 @@ int main(void)
     T_RUN(test_lan_replay_after_cache_eviction);
     T_RUN(test_stream_caps);
     T_RUN(test_stream_without_session_closes);
+    T_RUN(test_addrs_naming_victims);
     return t_summary("test_attack_reach");
 }
