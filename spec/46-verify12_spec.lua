@@ -501,6 +501,62 @@ describe("issue 12 verification: forged STUN on a node's main socket #host", fun
     end)
 end)
 
+describe("issue 12 verification: a hostile server behind a fallback URL #host", function()
+    -- The node's own stream client against a server that answers with junk: a raw length of
+    -- 65535, a WebSocket upgrade whose head never ends, or an accept-and-close. The node
+    -- must close each, never reconnect in a storm (the list is retried after 30 s, doubling),
+    -- and never report UDP as blocked because of it.
+    for _, case in ipairs {
+        { name = "raw junk", url = "tcp", reply = "\xff\xff" .. ("j"):rep(200) },
+        { name = "endless HTTP head", url = "ws", reply = "HTTP/1.1 101 Switching\r\n"
+          .. ("X-Junk: " .. ("a"):rep(90) .. "\r\n"):rep(60) },
+        { name = "accept and close", url = "tcp", close = true },
+    } do
+        it("closes a stream to a server sending " .. case.name .. " and retries slowly", function()
+            local server = assert(socket.bind("127.0.0.1", 0))
+            server:settimeout(0)
+            local _, sport = server:getsockname()
+            local url = case.url == "tcp" and ("tcp://127.0.0.1:" .. sport)
+                or ("ws://127.0.0.1:%s/p2pnet"):format(sport)
+            local node = assert(p2pnet.node { host = "127.0.0.1", portmap = false,
+                                              fallback = { url } })
+            local conns = {}
+            finally(function()
+                node:close()
+                for _, c in ipairs(conns) do pcall(c.close, c) end
+                server:close()
+            end)
+            local dead = P.free_port("udp")
+            local peer = assert(node:connect("127.0.0.1:" .. dead))
+            local closed_by_node, gone = 0, {}
+            S.spin({ node }, function()
+                local c = server:accept()
+                if c then
+                    c:settimeout(0)
+                    conns[#conns + 1] = c
+                    if case.close then c:close() else c:send(case.reply) end
+                end
+                for i, k in ipairs(conns) do
+                    if not case.close and not gone[i] then
+                        local _, err = k:receive(4096)
+                        if err == "closed" then
+                            gone[i] = true
+                            closed_by_node = closed_by_node + 1
+                        end
+                    end
+                end
+                return false
+            end, 9)
+            print(("\n  %s: %d connections in 9 s, %d closed by the node, peer %s, udp %s")
+                  :format(case.name, #conns, closed_by_node, peer.state, node:nat().udp))
+            assert.is_true(#conns >= 1, "the node never tried the fallback")
+            assert.is_true(#conns <= 2, #conns .. " connections in 9 s")
+            if not case.close then assert.equal(#conns, closed_by_node) end
+            assert.are_not.equal("connected", peer.state)
+        end)
+    end
+end)
+
 describe("issue 12 verification: misuse of the new node options", function()
     local bad = {
         { "tcp_port", "x" }, { "tcp_port", 0 }, { "tcp_port", 70000 }, { "tcp_port", 1.5 },
