@@ -557,6 +557,45 @@ describe("issue 12 verification: a hostile server behind a fallback URL #host", 
     end
 end)
 
+describe("issue 12 verification: LAN discovery on a loopback-bound node #natlab", function()
+    -- A node bound to 127.0.0.1 is meant to be reachable from this host only (portmap is off
+    -- for it, as documented). With discover = "lan" it must not send beacons (its id, in the
+    -- clear without a network key) out of the machine's other interfaces. Measured in a
+    -- namespace of our own with one veth interface: iptables counts what leaves on it.
+    local NS = "v12verify" .. tostring(math.random(100000, 999999))
+    local function sh(cmd) return P.run(cmd) end
+
+    it("sends no beacon out of a non-loopback interface", function()
+        if not (P.have("ip") and P.have("iptables")) or not P.run("test $(id -u) = 0") then
+            pending("needs root, ip and iptables")
+            return
+        end
+        finally(function() sh("ip netns del " .. NS) end)
+        for _, c in ipairs {
+            "ip netns add " .. NS, "ip -n " .. NS .. " link set lo up",
+            "ip -n " .. NS .. " link add d0 type veth peer name d1",
+            "ip -n " .. NS .. " link set d1 up", "ip -n " .. NS .. " link set d0 up",
+            "ip -n " .. NS .. " addr add 10.99.0.1/24 brd 10.99.0.255 dev d0",
+            "ip netns exec " .. NS .. " iptables -A OUTPUT -o d0 -p udp --dport 44344 -j ACCEPT",
+        } do
+            local ok, out = sh(c)
+            assert(ok, c .. ": " .. out)
+        end
+        local root = P.root()
+        local ok, out = sh(("ip netns exec %s env LUA_PATH=%s LUA_CPATH=%s timeout 20 lua5.4 -e %s")
+            :format(NS, q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+                    q(root .. "/build/?.so;;"),
+                    q("local p = require 'p2pnet'; local n = assert(p.node { host = '127.0.0.1',"
+                      .. " portmap = false, discover = 'lan' }); local t = os.time();"
+                      .. " while os.time() - t < 3 do n:poll(0.05) end; n:close()")))
+        assert(ok, out)
+        local _, counters = sh("ip netns exec " .. NS .. " iptables -L OUTPUT -v -x -n")
+        local pkts = tonumber(counters:match("\n%s*(%d+)%s+%d+%s+ACCEPT")) or -1
+        print(("\n  beacons out of d0 from a node bound to 127.0.0.1 in 3 s: %d"):format(pkts))
+        assert.equal(0, pkts, "a loopback-bound node beaconed on the LAN (driver/udp.c lan_start)")
+    end)
+end)
+
 describe("issue 12 verification: misuse of the new node options", function()
     local bad = {
         { "tcp_port", "x" }, { "tcp_port", 0 }, { "tcp_port", 70000 }, { "tcp_port", 1.5 },
