@@ -1045,6 +1045,7 @@ static int read_waiting(p2p_udp *u, p2p_host *h)
 #define MAX_STREAMS 256            /* inbound and outbound together */
 #define STREAMS_PER_IP 8           /* inbound from one (non-loopback) IP */
 #define STREAM_OPEN_US 10000000u   /* preamble / upgrade / connect must finish within 10 s */
+#define LISTEN_PAUSE_US 100000u    /* accept() failed for want of descriptors: wait this long */
 #define STREAM_CLOSING_US 2000000u /* a closing stream's last bytes: 2 s to go out */
 #define MAX_HTTP 4
 #define HTTP_REPLY_MAX 16384
@@ -1106,6 +1107,7 @@ struct p2p_udp_extra {
     struct bucket stun_all, stun_ip[STUN_BUCKETS];
     int listen_fd;
     uint16_t listen_port;
+    uint64_t listen_paused; /* out of descriptors: accept() again at this time (0: not paused) */
     char ws_path[128];
     uint32_t next_sid;
     struct ustream *streams; /* MAX_STREAMS slots, allocated on first use */
@@ -1304,6 +1306,19 @@ static void ep_mod(p2p_udp *u, int fd, uint64_t tag, int out)
 #endif
 }
 
+static void ep_del(p2p_udp *u, int fd)
+{
+#if HAVE_EPOLL
+    struct epoll_event ev;
+    if (u->x->epfd < 0) return;
+    memset(&ev, 0, sizeof ev);
+    (void)epoll_ctl(u->x->epfd, EPOLL_CTL_DEL, fd, &ev);
+#else
+    (void)u;
+    (void)fd;
+#endif
+}
+
 /* Closing a descriptor removes it from every epoll set. */
 static void xclose(int *fd)
 {
@@ -1388,6 +1403,7 @@ static uint64_t extra_deadline(const p2p_udp *u)
     int i;
 
     if (x->gw_asked && x->gw_next < d) d = x->gw_next;
+    if (x->listen_paused && x->listen_paused < d) d = x->listen_paused;
     for (i = 0; i < MAX_HTTP; i++)
         if (x->http[i].fd >= 0 && x->http[i].deadline < d) d = x->http[i].deadline;
     if (x->streams != NULL)
@@ -1621,6 +1637,28 @@ static int same_ip(const p2p_addr *a, const p2p_addr *b)
     return a->family == b->family && memcmp(a->ip, b->ip, a->family == P2P_AF_INET4 ? 4 : 16) == 0;
 }
 
+/* The table is full: the oldest inbound stream that has not finished its preamble or upgrade
+ * makes room for a newcomer, so silent connections cannot hold every slot (each gets at least
+ * a while: STREAM_OPEN_US / MAX_STREAMS of the newest are never taken). NULL when every
+ * stream is open. */
+static struct ustream *stream_evict(p2p_udp *u)
+{
+    struct p2p_udp_extra *x = u->x;
+    struct ustream *old = NULL;
+    int i;
+
+    if (x->streams == NULL) return NULL;
+    for (i = 0; i < MAX_STREAMS; i++) {
+        struct ustream *s = &x->streams[i];
+        if (s->fd < 0 || !s->inbound || s->up || s->deadline == 0) continue;
+        if (old == NULL || s->deadline < old->deadline) old = s;
+    }
+    if (old == NULL) return NULL;
+    stream_free_slot(u, old); /* the host never heard of it */
+    u->stats.streams_refused++;
+    return old;
+}
+
 static void accept_streams(p2p_udp *u)
 {
     struct p2p_udp_extra *x = u->x;
@@ -1630,7 +1668,16 @@ static void accept_streams(p2p_udp *u)
 
     for (k = 0; k < 16; k++) {
         fd = p2p_tstream_accept(x->listen_fd, &from);
-        if (fd < 0) return;
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* Out of descriptors: the connection stays in the backlog and the listening
+                 * socket stays readable. Stop watching it for a while instead of spinning. */
+                x->listen_paused = p2p_udp_now() + LISTEN_PAUSE_US;
+                ep_del(u, x->listen_fd);
+                u->stats.streams_refused++;
+            }
+            return;
+        }
         same = 0;
         if (!is_loopback(&from) && x->streams != NULL)
             for (i = 0; i < MAX_STREAMS; i++)
@@ -1638,6 +1685,7 @@ static void accept_streams(p2p_udp *u)
                     same_ip(&x->streams[i].peer, &from))
                     same++;
         s = same < STREAMS_PER_IP ? stream_slot(u) : NULL;
+        if (s == NULL && same < STREAMS_PER_IP) s = stream_evict(u);
         if (s == NULL) {
             u->stats.streams_refused++;
             close(fd);
@@ -2045,6 +2093,9 @@ static void lan_start(p2p_udp *u, p2p_host *h, const p2p_io *req)
         io_answer(u, h, &r);
         return;
     }
+    fd = -1;
+    /* A node bound to loopback is not on any LAN: it must not beacon on the real one. */
+    if (is_loopback(&u->local)) goto fail;
     fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
     if (fd < 0 || set_nonblock(fd) != 0) goto fail;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -2342,6 +2393,10 @@ static void extra_timers(p2p_udp *u, p2p_host *h)
             if (x->streams[i].fd >= 0 && x->streams[i].deadline != 0 &&
                 now >= x->streams[i].deadline)
                 stream_gone(u, h, &x->streams[i]);
+    if (x->listen_paused && now >= x->listen_paused && x->listen_fd >= 0) {
+        x->listen_paused = 0;
+        ep_add(u, x->listen_fd, TAG(TAG_LISTEN, 0), 0);
+    }
     gateway_check(u, h, now);
 }
 
@@ -2389,7 +2444,7 @@ static void extra_service(p2p_udp *u, p2p_host *h, int waited)
             if (x->punch[i] >= 0) ADD(x->punch[i], TAG(TAG_PUNCH, i), 0);
         if (x->lan_fd >= 0) ADD(x->lan_fd, TAG(TAG_LAN, 0), 0);
         if (x->stun_fd >= 0) ADD(x->stun_fd, TAG(TAG_STUN, 0), 0);
-        if (x->listen_fd >= 0) ADD(x->listen_fd, TAG(TAG_LISTEN, 0), 0);
+        if (x->listen_fd >= 0 && !x->listen_paused) ADD(x->listen_fd, TAG(TAG_LISTEN, 0), 0);
         if (x->streams != NULL)
             for (i = 0; i < MAX_STREAMS; i++)
                 if (x->streams[i].fd >= 0)
