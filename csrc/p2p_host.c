@@ -862,6 +862,10 @@ int p2p_host_peer_info(const p2p_host *h, p2p_peer_handle handle, p2p_peer_info 
     }
     info->address = p->addr;
     info->direct = p->addr.family != P2P_AF_RELAY;
+    if (p->addr.family == P2P_AF_STREAM) { /* issue 12: the TCP endpoint it runs to */
+        const p2p_stream *st = stream_find((p2p_host *)h, p2p_get_u32(p->addr.ip));
+        if (st) info->address = st->peer_ip;
+    }
     if (!info->direct) {
         const p2p_peer *r = p2p_lookup_index(h, p2p_get_u32(p->addr.ip));
         if (r) info->address = r->addr;

@@ -1618,6 +1618,12 @@ int p2p_peer_stats_get(const p2p_host *h, p2p_peer_handle handle, p2p_peer_stats
     out->undos = r->cc.undos;
     out->direct = p->addr.family != P2P_AF_RELAY;
     out->address = p->addr;
+    if (p->addr.family == P2P_AF_STREAM) { /* issue 12: the TCP endpoint it runs to */
+        uint32_t sid = p2p_get_u32(p->addr.ip);
+        for (size_t i = 0; i < P2P_STREAMS; i++)
+            if (h->streams[i].used && h->streams[i].sid == sid)
+                out->address = h->streams[i].peer_ip;
+    }
     if (!out->direct) {
         const p2p_peer *relay = p2p_lookup_index(h, p2p_get_u32(p->addr.ip));
         memset(&out->address, 0, sizeof out->address);

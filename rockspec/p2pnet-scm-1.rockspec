@@ -45,6 +45,7 @@ build = {
          -- fails when this list and the directory disagree.
          sources = {
             "csrc/driver/sim.c",
+            "csrc/driver/stream.c", -- issue 12: TCP and WebSocket relays
             "csrc/driver/udp.c",
             "csrc/driver/udp_win.c", -- Winsock; empty except on Windows (docs/PORTING.md)
             "csrc/lua/lp2pnet.c",
@@ -75,6 +76,13 @@ build = {
             "csrc/p2p_state.c",
             "csrc/p2p_transfer.c",
             "csrc/p2p_wire.c",
+            -- issue 12 (reach every peer): codecs and modules
+            "csrc/p2p_stun.c",
+            "csrc/p2p_pmp.c",
+            "csrc/p2p_upnp.c",
+            "csrc/p2p_lan.c",
+            "csrc/p2p_portmap.c",
+            "csrc/p2p_probe.c",
          },
          incdirs = { "csrc", "$(SODIUM_INCDIR)" },
          libdirs = { "$(SODIUM_LIBDIR)" },

@@ -265,6 +265,10 @@ static void test_session_over_stream(void)
     p2p_peer_stats ps;
     T_EQ_INT(p2p_peer_stats_get(a, pa, &ps), 0);
     T_EQ_INT(ps.path, P2P_PATH_TCP);
+    T_CHECK(p2p_addr_equal(&ps.address, &baddr)); /* the TCP endpoint, not the stream's id */
+    p2p_peer_info pi;
+    T_EQ_INT(p2p_host_peer_info(a, pa, &pi), 0);
+    T_CHECK(p2p_addr_equal(&pi.address, &baddr));
     p2p_host_free(a);
     p2p_host_free(b);
 }
