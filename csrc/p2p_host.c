@@ -289,7 +289,7 @@ static void route(p2p_host *h)
             p2p_nat_send_intro(h, q, p, cp, np, n.relay_ok);
             break;
         }
-        case P2P_NOTE_MAPPING: /* issue 12: NAT tells relayed peers (PUNCH INFO) */ break;
+        case P2P_NOTE_MAPPING: p2p_nat_on_mapping(h, now); break; /* PUNCH INFO */
         case P2P_NOTE_LAN_DIAL: lan_dial(h, &n, now); break;
         default: break;
         }
@@ -525,7 +525,10 @@ static void recv_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
             continue;
         }
         if (f.type == P2P_FRAME_PATH_RESPONSE) {
+            int on_stream = p->addr.family == P2P_AF_STREAM;
             p2p_path_on_response(h, p, from, f.u.path_data, now);
+            /* issue 12: off a stream onto UDP: what it relays for us is introduced again */
+            if (on_stream && p->addr.family != P2P_AF_STREAM) p2p_nat_on_upgraded(h, p, now);
             continue;
         }
         /* Relaying is one hop deep: nothing is relayed over a relayed path. */
@@ -632,7 +635,8 @@ static uint64_t peer_deadline(const p2p_host *h, p2p_peer *p)
             if (nat < p->dl) p->dl = nat;
         } else {
             int can_send = p->state == P2P_S_CONNECTED && room_of(h, p, P2P_MAX_PACKET_PROBED);
-            p->dl = p2p_peer_deadline(h, p, can_send, p2p_path_deadline(p));
+            uint64_t path = p2p_path_deadline(p), nat = p2p_nat_deadline(p); /* hand-over */
+            p->dl = p2p_peer_deadline(h, p, can_send, nat < path ? nat : path);
         }
         p->dl_valid = 1;
     }
@@ -687,6 +691,7 @@ static void peer_timer(p2p_host *h, p2p_peer *p, uint64_t now)
     int r = p2p_peer_on_timeout(h, p, now);
     if (!(r & P2P_TIMER_LIVE)) return;
     if ((r & P2P_TIMER_STALLED) && p2p_path_stalled(p)) p2p_nat_reintroduce(h, p, now);
+    p2p_nat_punch_timer(h, p, now); /* issue 12: relay hand-over asks */
     if (p2p_path_on_timeout(h, p, now) == P2P_PATH_PROBE) p2p_host_probe(h, p, now);
     p2p_ready(h, p);
 }
@@ -1286,7 +1291,7 @@ int p2p_host_io_done(p2p_host *h, const p2p_io_result *r, uint64_t now)
     case P2P_IO_GATEWAY:
     case P2P_IO_HTTP: p2p_portmap_on_io(h, r, h->now); break;
     case P2P_IO_LAN_START: p2p_lan_on_io(h, r, h->now); break;
-    case P2P_IO_PUNCH_OPEN: /* issue 12: NAT's birthday round (p2p_path.c) */ break;
+    case P2P_IO_PUNCH_OPEN: p2p_path_on_io(h, r, h->now); break; /* birthday round (H) */
     default: break;
     }
     settle(h);

@@ -418,6 +418,14 @@ typedef struct p2p_peer {
      * joining the candidates) */
     uint8_t intro_state;
     uint64_t punch_until;
+    /* issue 12, birthday punching (docs/PROTOCOL.md section 8.3): NAT (the PUNCH record)
+     * writes, path (punch sockets, spray) reads: our role with this peer (P2P_BDAY_*), where
+     * the round sends (the peer's vouched address: the first candidate of its INTRO), and
+     * the round READY announced (E: H's socket count and NAT port range). */
+    uint8_t bday_role, bday_ready;
+    uint16_t bday_n, bday_lo, bday_hi;
+    uint32_t bday_round;
+    p2p_addr bday_to;
     uint8_t nadv; /* the addresses the peer advertised in its FIN */
     p2p_addr adv[P2P_LOCAL_ADDRS + P2P_REFLEXIVE_ADDRS];
 
@@ -571,6 +579,9 @@ typedef struct p2p_notice {
     uint8_t id[P2P_ID_LEN]; /* LEFT, LAN_DIAL */
     p2p_addr addr;          /* LAN_DIAL */
 } p2p_notice;
+
+/* Our side of a birthday round (p2p_peer.bday_role). */
+enum { P2P_BDAY_NONE = 0, P2P_BDAY_HARD = 1, P2P_BDAY_EASY = 2 };
 
 /* Where an attempt stands with its introducer (p2p_nat.c). */
 enum {

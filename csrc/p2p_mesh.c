@@ -840,7 +840,10 @@ static void observed(p2p_host *h, const p2p_peer *p, uint64_t now)
 {
     p2p_mesh *m = &h->mesh;
     const p2p_addr *a = &p->observed;
+    /* only UDP addresses: a stream's is never reflexive (design 12 section 4.3) */
+    if (a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6) return;
     if (p2p_addr_scope(a) == P2P_SCOPE_INVALID) return;
+    if (p->addr.family != P2P_AF_INET4 && p->addr.family != P2P_AF_INET6) return;
     for (size_t i = 0; i < h->naddr; i++)
         if (p2p_addr_equal(&h->addrs[i], a)) return;
     for (size_t i = 0; i < m->nobs;) { /* forget stale reports */

@@ -28,6 +28,14 @@
 #define FLAG_OFFER 2 /* an offer: the named node asks to be introduced (no candidates) */
 enum { FAIL_UNKNOWN = 1, FAIL_SELF = 2, FAIL_BUSY = 3 };
 
+/* Relay hand-over (docs/PROTOCOL.md section 8.5): an established relayed session whose relay
+ * went away (relay_lost) or whose relayed path stalled asks other introducers, one at a time,
+ * for a new introduction: handover_asks made so far, the next due at handover_at (0: no
+ * hand-over running), handover_via asked last. */
+#define HANDOVER_MAX_ASKS 4                  /* introducers asked per loss */
+#define HANDOVER_NEXT_US 2000000             /* the next one after this without an answer */
+#define HANDOVER_RESET_US UINT64_C(30000000) /* a loss this old is over: count asks anew */
+
 int p2p_nat_init(p2p_host *h, const p2p_config *cfg)
 {
     p2p_nat *n = &h->nat;
@@ -341,6 +349,33 @@ p2p_addr p2p_nat_relay_addr(uint32_t relay_index, uint32_t channel)
     return a;
 }
 
+/* The session that relays a relayed session's packets, when it is up. */
+static p2p_peer *relay_of(const p2p_host *h, const p2p_peer *p)
+{
+    if (p->addr.family != P2P_AF_RELAY) return NULL;
+    p2p_peer *r = p2p_lookup_index(h, p2p_get_u32(p->addr.ip));
+    return r && r->state == P2P_S_CONNECTED ? r : NULL;
+}
+
+/* An INTRO with the relay flag for an established relayed session: when its relay is lost or
+ * it is looking for a new one (or the peer is: it asked v, which introduced us again), the
+ * session moves to the relay v offers at once. A relayed path is proven as soon as the session
+ * with its relay is (section 8.5); the move changes the address only, so nothing is lost or
+ * repeated. The upgrade probes go on (the path's schedule is the session's). */
+static void handover_move(p2p_host *h, p2p_peer *q, p2p_peer *v, uint32_t channel)
+{
+    p2p_peer *old = relay_of(h, q);
+    if (old == v || v->addr.family == P2P_AF_RELAY) return;
+    q->addr = p2p_nat_relay_addr(v->local_index, channel);
+    q->relay_lost = 0;
+    q->handover_at = 0;
+    q->handover_asks = 0;
+    q->handover_via = 0;
+    h->stats.path_changes++;
+    h->stats.relay_handovers++;
+    p2p_ready(h, q);
+}
+
 static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, uint64_t now)
 {
     p2p_rd r;
@@ -382,9 +417,12 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     in->expire = now + P2P_INTRO_TTL_US;
     p2p_peer *q = connected_id(h, id);
     if (q) {
-        /* Introduced again while connected: one of us moved. Probe where it may be now
-         * (a relayed session also upgrades with these later). */
-        if (q->addr.family != P2P_AF_RELAY) p2p_notify_peer(h, P2P_NOTE_PROBE, q);
+        /* Introduced again while connected: one of us moved, or a relay is being replaced.
+         * Probe where it may be now (a relayed session also upgrades with these later). */
+        if (q->addr.family == P2P_AF_RELAY && (flags & FLAG_RELAY)) handover_move(h, q, v, channel);
+        /* Both sides got this INTRO at about the same time: probing now punches both NATs at
+         * once (a relayed session then goes direct without waiting for its upgrade timer). */
+        p2p_notify_peer(h, P2P_NOTE_PROBE, q);
         return 0;
     }
     p2p_peer *p = attempt_for(h, id);
@@ -406,9 +444,15 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     return 0;
 }
 
-static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len)
+static int on_intro_fail(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, uint64_t now)
 {
     if (len != P2P_ID_LEN + 1) return -1;
+    p2p_peer *c = connected_id(h, body);
+    if (c && c->handover_at && c->handover_via == v->handle) {
+        c->handover_at = now; /* this one cannot: ask the next at once */
+        p2p_nat_reintroduce(h, c, now);
+        return 0;
+    }
     p2p_peer *p = attempt_for(h, body);
     if (!p || p->introducer != v->handle || p->intro_state != P2P_INTRO_ASKED) return 0;
     if (p->auto_dial) { /* a mesh dial: it goes on trying directly */
@@ -433,7 +477,8 @@ int p2p_nat_on_record(p2p_host *h, p2p_peer *p, uint8_t kind, const uint8_t *bod
     switch (kind) {
     case P2P_REC_INTRO_REQ: return on_intro_req(h, p, body, len, now);
     case P2P_REC_INTRO: return on_intro(h, p, body, len, now);
-    case P2P_REC_INTRO_FAIL: return on_intro_fail(h, p, body, len);
+    case P2P_REC_INTRO_FAIL: return on_intro_fail(h, p, body, len, now);
+    case P2P_REC_PUNCH: return p2p_nat_on_punch(h, p, body, len, now);
     default: return -1;
     }
 }
@@ -485,7 +530,10 @@ int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_add
     p2p_peer *v = NULL;
     for (size_t i = 0; i < h->peers.hwm && !v; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (q && p2p_addr_equal(&q->addr, via) &&
+        /* (a session that came up over the TCP fallback is the one with its udp_home) */
+        if (q &&
+            (p2p_addr_equal(&q->addr, via) || (q->has_udp_home && q->addr.family == P2P_AF_STREAM &&
+                                               p2p_addr_equal(&q->udp_home, via))) &&
             (q->state == P2P_S_CONNECTED || (q->initiator && (q->hs || q->dial_due))))
             v = q;
     }
@@ -505,8 +553,51 @@ int p2p_nat_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_add
     return 0;
 }
 
+/* The k-th introducer to ask for a hand-over of relayed session p: the mediators this node
+ * holds direct sessions with first (the application's), then its direct mesh members; never
+ * the peer itself, nor the relay being replaced. */
+static p2p_peer *handover_introducer(const p2p_host *h, const p2p_peer *p, unsigned k)
+{
+    uint32_t old = p2p_get_u32(p->addr.ip);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < h->peers.hwm; i++) {
+            p2p_peer *q = h->peers.slots[i];
+            if (!q || q == p || q->state != P2P_S_CONNECTED || q->addr.family == P2P_AF_RELAY ||
+                q->local_index == old || !q->has_id || q->peer_mesh != pass ||
+                memcmp(q->id, p->id, P2P_ID_LEN) == 0)
+                continue;
+            if (!k--) return q;
+        }
+    }
+    return NULL;
+}
+
+/* Relay hand-over: asks the next introducer for relayed session p, when one is due. */
+static void handover_ask(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    if (!p->relay_lost && !p->stalled) { /* acknowledged again: over */
+        p->handover_at = 0;
+        return;
+    }
+    if (!p->handover_at || p->handover_at + HANDOVER_RESET_US < now) {
+        p->handover_asks = 0;
+        p->handover_at = now ? now : 1;
+    }
+    if (now < p->handover_at || p->handover_asks >= HANDOVER_MAX_ASKS) return;
+    p2p_peer *v = handover_introducer(h, p, p->handover_asks);
+    p->handover_asks++; /* an ask, or a turn without anyone to ask: both count */
+    p->handover_at = now + HANDOVER_NEXT_US;
+    if (!v) return;
+    p->handover_via = v->handle;
+    ask(h, v, p->id, now);
+}
+
 void p2p_nat_reintroduce(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    if (p->addr.family == P2P_AF_RELAY) {
+        handover_ask(h, p, now);
+        return;
+    }
     const p2p_intro *in = p2p_nat_intro(h, p->id, now);
     p2p_peer *v = in ? p2p_lookup(h, in->via) : NULL;
     if (!v || v->state != P2P_S_CONNECTED || v == p) v = any_member(h, p->id);
@@ -524,6 +615,10 @@ void p2p_nat_on_dial(p2p_peer *p)
 
 uint64_t p2p_nat_deadline(const p2p_peer *p)
 {
+    /* An established relayed session in a hand-over: the next ask. */
+    if (p->state == P2P_S_CONNECTED && p->handover_at && p->handover_asks < HANDOVER_MAX_ASKS &&
+        p->addr.family == P2P_AF_RELAY)
+        return p->handover_at;
     if (p->initiator && p->state == P2P_S_INIT_SENT &&
         (p->intro_state == P2P_INTRO_LATER || p->intro_state == P2P_INTRO_PUNCHING))
         return p->punch_until;
@@ -532,6 +627,10 @@ uint64_t p2p_nat_deadline(const p2p_peer *p)
 
 void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    if (p->state == P2P_S_CONNECTED) {
+        if (p->handover_at && p->addr.family == P2P_AF_RELAY) handover_ask(h, p, now);
+        return;
+    }
     if (now < p->punch_until) return;
     if (p->intro_state == P2P_INTRO_LATER) {
         nat_request(h, p, now);
@@ -547,8 +646,19 @@ void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
     }
 }
 
+static void send_info(p2p_host *h, p2p_peer *p);
+
 void p2p_nat_on_join(p2p_host *h, p2p_peer *p, uint64_t now)
 {
+    /* A relayed session: tell the peer our NAT's mapping (PUNCH INFO), for a birthday round. */
+    if (p->addr.family == P2P_AF_RELAY && p->state == P2P_S_CONNECTED && !h->punch_off) {
+        p->strategy = P2P_STRATEGY_RELAY;
+        send_info(h, p);
+    } else if (p->addr.family == P2P_AF_RELAY) {
+        p->strategy = P2P_STRATEGY_RELAY;
+    } else if (p->intro_state == P2P_INTRO_PUNCHING || p->intro_state == P2P_INTRO_RELAYING) {
+        p->strategy = P2P_STRATEGY_PUNCH;
+    }
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
         if (q && q != p && q->introducer == p->handle && q->intro_state == P2P_INTRO_WAIT_VIA)
@@ -568,10 +678,27 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
     for (size_t i = 0; i < P2P_PENDING; i++)
         if (n->pending[i].asker == p->handle || n->pending[i].target == p->handle)
             n->pending[i].expire = 0;
+    /* A session that ran on a punch socket (birthday): the socket goes with it. */
+    if (p->addr.sock) {
+        p2p_io io;
+        memset(&io, 0, sizeof io);
+        io.kind = P2P_IO_PUNCH_CLOSE;
+        io.addr.sock = p->addr.sock;
+        p2p_io_push(h, &io, NULL, 0);
+    }
+    /* Sessions it relayed lost their relay: each asks another introducer (hand-over). */
+    for (size_t i = 0; p->state != P2P_S_INIT_SENT && i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q != p && q->state == P2P_S_CONNECTED && q->addr.family == P2P_AF_RELAY &&
+            p2p_get_u32(q->addr.ip) == p->local_index) {
+            q->relay_lost = 1;
+            handover_ask(h, q, h->now);
+        }
+    }
     /* Attempts that were waiting for this introducer fail with it. */
     for (size_t i = 0; i < h->peers.hwm; i++) {
         p2p_peer *q = h->peers.slots[i];
-        if (!q || q == p || q->introducer != p->handle) continue;
+        if (!q || q == p || q->introducer != p->handle || q->state == P2P_S_CONNECTED) continue;
         if (q->intro_state == P2P_INTRO_WAIT_VIA || q->intro_state == P2P_INTRO_ASKED) {
             if (q->auto_dial) {
                 q->intro_state = P2P_INTRO_NONE;
@@ -585,6 +712,123 @@ void p2p_nat_on_end(p2p_host *h, p2p_peer *p)
                           : "introducer %s unreachable",
                       via);
             p2p_kill(h, q);
+        }
+    }
+}
+
+/* ---- birthday punching: the PUNCH record (docs/PROTOCOL.md section 8.3) -------------------- */
+
+enum { PUNCH_INFO = 1, PUNCH_READY = 2, PUNCH_DONE = 3 };
+
+static uint16_t get_u16(const uint8_t *b)
+{
+    return (uint16_t)(b[0] | b[1] << 8);
+}
+
+static int easy(uint8_t mapping)
+{
+    return mapping == P2P_MAPPING_NONE || mapping == P2P_MAPPING_INDEPENDENT;
+}
+
+/* INFO: our NAT's mapping, on a relayed session (PROTOCOL.md 8.3 step 1). */
+static void send_info(p2p_host *h, p2p_peer *p)
+{
+    uint8_t b[4] = {PUNCH_INFO, h->mapping, 0, 0};
+    for (size_t i = 0; i < h->naddr; i++)
+        if (h->addr_kind[i] == P2P_ADDR_MAPPED) b[2] |= 1; /* a port mapping */
+    p2p_peer_append(h, p, P2P_REC_PUNCH, b, sizeof b);
+}
+
+/* Both mappings known on a relayed session: who opens sockets (H, the dependent side) and who
+ * sprays (E), or why neither does. The round goes only to the address an introducer vouched
+ * for (the first candidate of the peer's INTRO, where the introducer's session with it runs),
+ * never to a port below 1024. Path runs the round (p2p_path_spray_timer). */
+static void decide(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    uint8_t mine = h->mapping, theirs = p->peer_mapping;
+    p->bday_role = P2P_BDAY_NONE;
+    if (p->addr.family != P2P_AF_RELAY) return;
+    if (mine == P2P_MAPPING_UNKNOWN || theirs == P2P_MAPPING_UNKNOWN ||
+        (mine == P2P_MAPPING_DEPENDENT && theirs == P2P_MAPPING_DEPENDENT)) {
+        p->strategy = P2P_STRATEGY_RELAY;
+        return;
+    }
+    if (easy(mine) && easy(theirs)) {
+        p->strategy = P2P_STRATEGY_PUNCH; /* punching should have worked: a firewall */
+        return;
+    }
+    const p2p_intro *in = p2p_nat_intro(h, p->id, now);
+    if (h->punch_off || !in || !in->ncand || in->cand[0].port < 1024) {
+        p->strategy = P2P_STRATEGY_RELAY;
+        return;
+    }
+    p->strategy = P2P_STRATEGY_BIRTHDAY;
+    p->bday_to = in->cand[0];
+    p->bday_to.sock = 0;
+    p->bday_role = mine == P2P_MAPPING_DEPENDENT ? P2P_BDAY_HARD : P2P_BDAY_EASY;
+    p->bday_ready = 0;
+    p2p_ready(h, p); /* its path timer starts the round */
+}
+
+int p2p_nat_on_punch(p2p_host *h, p2p_peer *p, const uint8_t *body, size_t len, uint64_t now)
+{
+    if (len < 1) return -1;
+    switch (body[0]) {
+    case PUNCH_INFO:
+        if (len != 4 || body[1] > P2P_MAPPING_DEPENDENT || (body[2] & ~1u) || body[3]) return -1;
+        p->peer_mapping = body[1];
+        if (p->addr.family == P2P_AF_RELAY) decide(h, p, now);
+        return 0;
+    case PUNCH_READY: {
+        if (len != 12 || body[1]) return -1;
+        uint16_t n = get_u16(body + 2), lo = get_u16(body + 8), hi = get_u16(body + 10);
+        if (!n || n > P2P_OPENER_SOCKETS || lo < 1024 || hi < lo) return -1;
+        /* Only the easy side sprays, and only when the INFOs said so: a READY otherwise is
+         * not acted on. */
+        if (p->bday_role != P2P_BDAY_EASY || p->addr.family != P2P_AF_RELAY) {
+            h->stats.dropped_unsolicited++;
+            return 0;
+        }
+        p->bday_n = n;
+        p->bday_round = p2p_get_u32(body + 4);
+        p->bday_lo = lo;
+        p->bday_hi = hi;
+        p->bday_ready = 1;
+        p2p_ready(h, p);
+        return 0;
+    }
+    case PUNCH_DONE:
+        if (len != 6 || body[1] > 2) return -1;
+        /* H: E gave up (or hit, and its next packet moves us): path closes the sockets when
+         * the round ends. */
+        if (p->bday_role == P2P_BDAY_HARD && p2p_get_u32(body + 2) == p->bday_round && body[1])
+            p->bday_ready = 2;
+        return 0;
+    default: return -1;
+    }
+}
+
+void p2p_nat_on_upgraded(p2p_host *h, p2p_peer *m, uint64_t now)
+{
+    /* Our sessions relayed by m were introduced while m knew us by a stream address only, so
+     * their peers hold no UDP address of ours: m introduces us again, with the UDP address it
+     * sees now, and both sides' upgrade probes can find a direct path. */
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q != m && q->state == P2P_S_CONNECTED && q->has_id &&
+            q->addr.family == P2P_AF_RELAY && p2p_get_u32(q->addr.ip) == m->local_index)
+            ask(h, m, q->id, now);
+    }
+}
+
+void p2p_nat_on_mapping(p2p_host *h, uint64_t now)
+{
+    (void)now;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        p2p_peer *q = h->peers.slots[i];
+        if (q && q->state == P2P_S_CONNECTED && q->addr.family == P2P_AF_RELAY) {
+            send_info(h, q);
+            if (q->peer_mapping != P2P_MAPPING_UNKNOWN) decide(h, q, now);
         }
     }
 }

@@ -23,8 +23,9 @@ void p2p_nat_free(struct p2p_host *h);
 /* A session was established (P2P_NOTE_JOINED): attempts that waited for it as their introducer
  * ask it now. */
 void p2p_nat_on_join(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
-/* A session is being freed: its relayed pairs and pending introductions go, and attempts that
- * waited for it as their introducer fail (they go on the dead list). */
+/* A session is being freed: its relayed pairs and pending introductions go, sessions it relayed
+ * for us start a hand-over, and attempts that waited for it as their introducer fail (they go
+ * on the dead list). */
 void p2p_nat_on_end(struct p2p_host *h, struct p2p_peer *p);
 /* An introduction record arrived on a session's stream. Returns 0, or -1 for a protocol error. */
 int p2p_nat_on_record(struct p2p_host *h, struct p2p_peer *p, uint8_t kind, const uint8_t *body,
@@ -49,19 +50,33 @@ const p2p_intro *p2p_nat_intro(const struct p2p_host *h, const uint8_t id[P2P_ID
 /* An attempt is about to start its handshake (P2P_NOTE_DIAL): when its maker asked for an
  * introduction at p->ask_at, NAT plans to ask p->introducer then. */
 void p2p_nat_on_dial(struct p2p_peer *p);
-/* When NAT's timer of an attempt is due (asking its introducer, or adding the relay), or
- * P2P_TIME_NEVER: the host takes the earlier of this and the handshake's deadline. */
+/* When NAT's timer of an attempt is due (asking its introducer, or adding the relay), or of an
+ * established relayed session in a hand-over (its next ask), or P2P_TIME_NEVER: the host takes
+ * the earlier of this and the handshake's (or the session's) deadline. */
 uint64_t p2p_nat_deadline(const struct p2p_peer *p);
 /* Handshake timer for an attempt that is punching or waiting to ask: asks the introducer, or
- * adds the relay once punching has had its time. */
+ * adds the relay once punching has had its time. For an established session: the next
+ * hand-over ask, when due. */
 void p2p_nat_punch_timer(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* A connected peer stopped answering (P2P_TIMER_STALLED, p2p_path_stalled): asks an introducer
- * to introduce us again. */
+ * to introduce us again. For a relayed session this is the relay hand-over: the next of the
+ * node's mediators, then mesh members (never the old relay), one every 2 s or at once after
+ * INTRO_FAIL, at most 4 per loss; an INTRO with the relay flag then moves the session. */
 void p2p_nat_reintroduce(struct p2p_host *h, struct p2p_peer *p, uint64_t now);
 /* Sends `to` the INTRO about `about`, with the n addresses c where `about` may be reached
  * (P2P_NOTE_INTRODUCE: the host gathers them). */
 void p2p_nat_send_intro(struct p2p_host *h, struct p2p_peer *to, const struct p2p_peer *about,
                         const p2p_addr *c, uint8_t n, int relay_ok);
+/* A PUNCH record (kind 0x0e, docs/PROTOCOL.md section 8.3) on session p: INFO (the peer's NAT
+ * mapping: decides the roles of a birthday round), READY (H opened its sockets: E may spray),
+ * DONE. Returns 0, or -1 for a protocol error. */
+int p2p_nat_on_punch(struct p2p_host *h, struct p2p_peer *p, const uint8_t *body, size_t len,
+                     uint64_t now);
+/* The node's NAT mapping changed (P2P_NOTE_MAPPING): every relayed session hears it (INFO). */
+void p2p_nat_on_mapping(struct p2p_host *h, uint64_t now);
+/* Session m moved from a stream onto UDP (design 12 section 4.3): each of our sessions it
+ * relays asks it for a re-introduction, which carries our UDP address to the peer. */
+void p2p_nat_on_upgraded(struct p2p_host *h, struct p2p_peer *m, uint64_t now);
 /* p2p_host_connect_via's work. */
 int p2p_nat_connect_via(struct p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via,
                         p2p_peer_handle *out);

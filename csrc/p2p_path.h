@@ -38,7 +38,18 @@ int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
 void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_handle *src,
                     size_t n, uint64_t now);
 /* The peer has acknowledged nothing for several probe timeouts. Returns 1 when an introducer
- * is to be asked to introduce the two again (once per stall, direct paths only). */
+ * is to be asked to introduce the two again: once per stall on a direct path; on a relayed
+ * path at every stalled timeout (NAT paces its hand-over asks itself). */
 int p2p_path_stalled(p2p_peer *p);
+
+/* Birthday punching (docs/PROTOCOL.md section 8.3), one round per node at a time; NAT's PUNCH
+ * record sets the session's role (bday_role) and, for E, the round READY announced. The hub
+ * passes the driver's answer to P2P_IO_PUNCH_OPEN here (H: the openers go out, then READY). */
+void p2p_path_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now);
+/* When the session's round has its next step (H: start, second opener, close; E: start, next
+ * probe, end), or P2P_TIME_NEVER. p2p_path_deadline includes it. */
+uint64_t p2p_path_spray_deadline(const p2p_peer *p);
+/* Runs what is due of the session's round (p2p_path_on_timeout calls it too). */
+void p2p_path_spray_timer(p2p_host *h, p2p_peer *p, uint64_t now);
 
 #endif

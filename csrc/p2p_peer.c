@@ -373,7 +373,7 @@ static void sbuf_write(p2p_lane *l, const uint8_t *data, size_t len)
 static int routed(uint8_t kind)
 {
     return (kind >= P2P_REC_MEMBERS && kind <= P2P_REC_INTRO_FAIL) || kind == P2P_REC_TRANSFER ||
-           kind == P2P_REC_ADDRS;
+           kind == P2P_REC_PUNCH || kind == P2P_REC_ADDRS;
 }
 
 /* Which records a lane may carry (docs/PROTOCOL.md section 4.4): messages, broadcasts and

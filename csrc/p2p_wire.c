@@ -346,6 +346,7 @@ int p2p_record_parse(const uint8_t *p, size_t avail, p2p_record *rec)
     case P2P_REC_INTRO:
     case P2P_REC_INTRO_FAIL:
     case P2P_REC_TRANSFER:
+    case P2P_REC_PUNCH:
     case P2P_REC_ADDRS: rec->len = p2p_rd_varint(&r); break;
     default: return P2P_ERR_INVALID;
     }

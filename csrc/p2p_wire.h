@@ -68,6 +68,8 @@ enum {
     P2P_REC_INTRO_FAIL = 0x0c,
     /* streaming transfers (docs/PROTOCOL.md section 4.2): same layout, body = u8 op, fields */
     P2P_REC_TRANSFER = 0x0d,
+    /* issue 12: birthday punching (docs/PROTOCOL.md section 8.3): same layout, body = u8 op */
+    P2P_REC_PUNCH = 0x0e,
     /* issue 12: the sender's advertised addresses changed (docs/PROTOCOL.md section 8.7):
      * u8 n (at most 8), n addresses */
     P2P_REC_ADDRS = 0x0f,

@@ -5,7 +5,8 @@
  *
  * The input is a sequence of chunks ([u8 flags][u8 dt_ms][u16 len LE][bytes], fuzz_common.h);
  * time advances by dt_ms before each, and flags & 15 (FN_MODE_*, modulo FN_MODES) says what A
- * does with the bytes: a record of one of the nine kinds MEMBERS .. INTRO_FAIL on its stream,
+ * does with the bytes: a record of one of the nine kinds MEMBERS .. INTRO_FAIL on its stream
+ * (flags & 15 == 13: a PUNCH record, issue 12),
  * frames sealed with its keys (from its address or another one), or a datagram wrapped in a
  * RELAY or RELAYED frame. The network then runs until quiet.
  *
@@ -26,6 +27,8 @@
 #define FN_SIGNED 0
 #endif
 #define FN_REBUILD 64
+/* flags & 15 == 13 (which FN_MODES would fold onto MEMBERS): a PUNCH record, birthday punching */
+#define FN_MODE_PUNCH 13
 
 static fn_net net;
 static int built, since_build, rebuild_every = FN_REBUILD, verbose;
@@ -76,7 +79,11 @@ static void chunk(const fz_chunk *c)
     int mode = (c->flags & 15) % FN_MODES;
     p2p_peer *av = p2p_lookup(net.h[FN_A], net.av);
     if (!av || av->state != P2P_S_CONNECTED) return;
-    if (mode <= FN_MODE_RECORD_LAST) {
+    if ((c->flags & 15) == FN_MODE_PUNCH) { /* issue 12: a PUNCH record (0x0e) */
+        size_t len = c->len < sizeof body ? c->len : sizeof body;
+        memcpy(body, c->data, len);
+        (void)p2p_peer_append(net.h[FN_A], av, P2P_REC_PUNCH, body, len);
+    } else if (mode <= FN_MODE_RECORD_LAST) {
         uint8_t kind = (uint8_t)(P2P_REC_MEMBERS + mode);
         size_t len = c->len < sizeof body ? c->len : sizeof body;
         memcpy(body, c->data, len);

@@ -228,6 +228,15 @@ static void mesh_seeds(void)
     memcpy(b, fn_host_id(FN_B)->ed_pk, P2P_ID_LEN);
     b[P2P_ID_LEN] = 1;
     mesh_one("intro_fail", 8, b, P2P_ID_LEN + 1);
+    /* PUNCH (0x0e, issue 12; flags 13 in fuzz_mesh): INFO, READY, DONE, and a wrong length */
+    {
+        static const uint8_t info[4] = {1, 3, 0, 0}, done[6] = {3, 1, 7, 0, 0, 0};
+        static const uint8_t ready[12] = {2, 0, 255, 0, 7, 0, 0, 0, 0x00, 0x04, 0xff, 0xff};
+        mesh_one("punch_info", 13, info, sizeof info);
+        mesh_one("punch_ready", 13, ready, sizeof ready);
+        mesh_one("punch_done", 13, done, sizeof done);
+        mesh_one("punch_short", 13, ready, 5);
+    }
 
     /* frames: PATH_CHALLENGE, PATH_RESPONSE, RELAY, RELAYED */
     p2p_wr w;

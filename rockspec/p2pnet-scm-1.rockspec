@@ -45,6 +45,7 @@ build = {
          -- fails when this list and the directory disagree.
          sources = {
             "csrc/driver/sim.c",
+            "csrc/driver/sim_gw.c", -- issue 12: the simulator's gateway and STUN server
             "csrc/driver/stream.c", -- issue 12: TCP and WebSocket relays
             "csrc/driver/udp.c",
             "csrc/driver/udp_win.c", -- Winsock; empty except on Windows (docs/PORTING.md)

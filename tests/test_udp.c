@@ -681,9 +681,13 @@ static void test_pump_wakes_for_timers(void)
     due = p2p_host_next_timeout(a.h);
     T_CHECK(due != P2P_TIME_NEVER);
     t0 = p2p_udp_now();
-    T_CHECK(p2p_udp_pump(a.u, a.h, 30000000) >= 0);
-    took = p2p_udp_now() - t0;
-    p2p_host_stats(a.h, &s1);
+    /* Other timers (port mapping's) may fall due first: the pump wakes for each, and the
+     * INIT resend goes out when its own comes, not 30 s later. */
+    do {
+        T_CHECK(p2p_udp_pump(a.u, a.h, 30000000) >= 0);
+        took = p2p_udp_now() - t0;
+        p2p_host_stats(a.h, &s1);
+    } while (s1.packets_sent == s0.packets_sent && took < 5000000);
     T_CHECK(due <= t0 || took >= due - t0 - 1000);
     T_CHECK(took < (due > t0 ? due - t0 : 0) + 500000);
     T_CHECK(s1.packets_sent > s0.packets_sent);

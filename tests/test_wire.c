@@ -590,12 +590,12 @@ static void test_records_invalid(void)
 {
     p2p_record got;
     /* 0x01..0x03 are the message records, 0x04..0x09 the mesh records (docs/PROTOCOL.md
-     * section 7), 0x0a..0x0c the introductions (section 8), 0x0d transfers (section 4.2), 0x0f
-     * a node's addresses (section 8.7), 0x10 a lane's REPLY (section 4.4): every other kind is
-     * refused. */
+     * section 7), 0x0a..0x0c the introductions (section 8), 0x0d transfers (section 4.2), 0x0e
+     * birthday punching (section 8.3), 0x0f a node's addresses (section 8.7), 0x10 a lane's
+     * REPLY (section 4.4): every other kind is refused. */
     for (unsigned k = 0; k <= 0xff; k++) {
         if (k >= P2P_REC_MESSAGE && k <= P2P_REC_TRANSFER) continue;
-        if (k == P2P_REC_REPLY_LANE || k == P2P_REC_ADDRS) continue;
+        if (k == P2P_REC_REPLY_LANE || k == P2P_REC_PUNCH || k == P2P_REC_ADDRS) continue;
         uint8_t b[8] = {(uint8_t)k, 0, 0, 0, 0, 0, 0, 0};
         T_EQ_INT(p2p_record_parse(b, sizeof b, &got), P2P_ERR_INVALID);
         T_EQ_INT(p2p_record_parse(b, 1, &got), P2P_ERR_INVALID); /* known from byte one */

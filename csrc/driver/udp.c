@@ -1447,6 +1447,15 @@ int p2p_udp_gateway(const p2p_udp *u, p2p_addr *gw, p2p_addr *local)
     local->family = P2P_AF_INET4;
     memcpy(local->ip, &sa.sin_addr, 4);
     local->port = u->local.port;
+    /* The node's socket must be able to send from that address: bound to it, or to the
+     * wildcard (0.0.0.0, or :: with IPv4 mapped). A node bound to 127.0.0.1 or to another
+     * interface has no gateway to ask. */
+    {
+        static const uint8_t zero[16];
+        int wild = memcmp(u->local.ip, zero, u->local.family == P2P_AF_INET4 ? 4 : 16) == 0;
+        if (!wild && !(u->local.family == P2P_AF_INET4 && memcmp(u->local.ip, local->ip, 4) == 0))
+            return P2P_ERR_IO;
+    }
     return 0;
 #else
     /* BSD (sysctl NET_RT_FLAGS) and macOS are not done yet: port mapping stays off there. */

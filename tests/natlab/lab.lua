@@ -6,11 +6,19 @@ Lab.__index = Lab
 
 -- The lab's fixed addresses (lab.sh).
 Lab.MED = "192.0.2.2"
+Lab.MED_ALT = "192.0.2.3" -- MED's second address (coturn's RFC 5780 alternate)
+Lab.MED2 = "192.0.2.34" -- the second mediator's host
 Lab.GEN = "192.0.2.18"
-Lab.NAT_A = "198.51.100.2" -- A's public address: NATA's WAN
+Lab.NAT_A = "198.51.100.2" -- A's public address: NATA's WAN (not in the upnp mode)
 Lab.NAT_B = "203.0.113.2"
 Lab.A = "10.0.1.2"
 Lab.B = "10.0.2.2"
+Lab.GW_A = "10.0.1.1" -- the routers' LAN addresses: A's and B's default gateways
+Lab.GW_B = "10.0.2.1"
+Lab.STUN = "192.0.2.2:3478" -- coturn (modes mixed and upnp, or lab:coturn(true))
+-- The NATs' WAN addresses in the upnp mode (miniupnpd refuses reserved ones).
+Lab.UPNP_NAT_A = "11.0.1.2"
+Lab.UPNP_NAT_B = "11.0.2.2"
 
 local SCRIPT = "tests/natlab/lab.sh"
 
@@ -67,18 +75,50 @@ function Lab.available()
     return true
 end
 
---- Lab.up(mode, dir) -> lab: builds a lab with both NATs in `mode`; logs go to `dir`.
-function Lab.up(mode, dir)
+--- Lab.up(mode, dir, env) -> lab: builds a lab in `mode` (lab.sh: cone, symmetric, mixed,
+-- upnp); logs go to `dir`. `env`: a table of environment variables for lab.sh (such as
+-- { MINIUPNPD = "0" }). lab.NAT_A and lab.NAT_B are the NATs' public addresses in that mode.
+function Lab.up(mode, dir, env)
     local pid = assert(io.popen("echo $PPID")):read("l")
-    local self = setmetatable({ prefix = "p2pl" .. pid, dir = dir, children = {} }, Lab)
+    local self = setmetatable({ prefix = "p2pl" .. pid, dir = dir, children = {},
+                                mode = mode or "cone" }, Lab)
+    if mode == "upnp" then
+        self.NAT_A, self.NAT_B = Lab.UPNP_NAT_A, Lab.UPNP_NAT_B
+    end
+    local vars = {}
+    for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+    self.env = #vars > 0 and ("env " .. table.concat(vars, " ") .. " ") or ""
     local ok, out = self:run("up", mode)
     assert(ok, "could not build the NAT lab:\n" .. out)
     return self
 end
 
+--- lab:udp(side, blocked): side "a" or "b"; true makes that NAT drop all UDP it would
+-- forward (both ways), false lets it through again (and flushes its conntrack table).
+function Lab:udp(side, blocked)
+    return self:must("udp", side, blocked and "block" or "unblock")
+end
+
+--- lab:coturn(on): starts (true) or stops (false) coturn on MED (Lab.STUN).
+function Lab:coturn(on)
+    return self:must("coturn", on and "start" or "stop")
+end
+
+--- lab:upnpd(side, on, upnp_only): starts or stops miniupnpd on a NAT router (upnp mode
+-- only); upnp_only: a gateway without NAT-PMP and PCP.
+function Lab:upnpd(side, on, upnp_only)
+    if on and upnp_only then return self:must("upnpd", side, "start", "upnp-only") end
+    return self:must("upnpd", side, on and "start" or "stop")
+end
+
+--- lab:state_dir() -> the directory where lab.sh keeps daemon logs (coturn, miniupnpd).
+function Lab:state_dir()
+    return "/tmp/p2pnet-lab/" .. self.prefix
+end
+
 -- Runs a lab.sh command on this lab; returns ok, output.
 function Lab:run(cmd, ...)
-    local args = { NO_PRELOAD .. "bash", SCRIPT, cmd, self.prefix }
+    local args = { NO_PRELOAD .. (self.env or "") .. "bash", SCRIPT, cmd, self.prefix }
     for _, a in ipairs { ... } do args[#args + 1] = q(a) end
     return sh(table.concat(args, " "))
 end

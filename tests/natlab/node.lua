@@ -21,6 +21,21 @@
 --     --interval S         one every S seconds (default 0: all at once)
 --     --go FILE
 --     --lifetime S         exits after S seconds (default 90), so nothing outlives a run
+--     --stun LIST          node option stun: comma-separated "host:port" servers
+--     --fallback LIST      node option fallback: comma-separated URLs, or "false"
+--     --discover MODE      node option discover (such as "lan")
+--     --no-portmap         node option portmap = false
+--     --wait-address KIND  connects and dials only once node:addresses() holds an address of
+--                          that kind ("mapped", "stun"), or after 10 s; prints
+--                          "waited KIND SECONDS" or "wait-timeout KIND"
+--
+-- With the issue 12 options it also prints, when they change (if the binding has them):
+--   nat mapping=M source=S portmap=P udp=U     node:nat()
+--   pathkind ID KIND                           peer.path ("direct", "relayed", "tcp", ...)
+--   stats NAME=N ...                           the node's nonzero counters among
+--                                              portmap_sent stun_sent stun_received
+--                                              punch_probes punch_hits punch_rounds
+--                                              stream_up relay_handovers (once a second)
 --
 -- The module paths follow spec/mesh_child.lua: lua/ first, build/ unless LUA_CPATH is set.
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -37,17 +52,38 @@ end
 local opt = { port = 0, count = 100, interval = 0, lifetime = 90 }
 do
     local numeric = { port = true, count = true, interval = true, lifetime = true }
+    local flags = { no_portmap = true }
     local i = 1
     while i <= #arg do
         local name = assert(arg[i]:match("^%-%-([%w-]+)$"), "bad option " .. arg[i])
         name = name:gsub("-", "_")
-        local value = assert(arg[i + 1], "option --" .. name .. " needs a value")
-        opt[name] = numeric[name] and assert(tonumber(value), "not a number: " .. value) or value
-        i = i + 2
+        if flags[name] then
+            opt[name] = true
+            i = i + 1
+        else
+            local value = assert(arg[i + 1], "option --" .. name .. " needs a value")
+            opt[name] = numeric[name] and assert(tonumber(value), "not a number: " .. value)
+                or value
+            i = i + 2
+        end
     end
 end
 
-local node = assert(p2pnet.node { port = opt.port })
+local function split_list(s)
+    local t = {}
+    for item in s:gmatch("[^,]+") do t[#t + 1] = item end
+    return t
+end
+
+-- The node's options: the issue 12 ones only when given, so this runs on older bindings.
+local options = { port = opt.port }
+if opt.stun then options.stun = split_list(opt.stun) end
+if opt.fallback then
+    options.fallback = opt.fallback ~= "false" and split_list(opt.fallback) or false
+end
+if opt.discover then options.discover = opt.discover end
+if opt.no_portmap then options.portmap = false end
+local node = assert(p2pnet.node(options))
 say("id", node.id)
 say("address", node:address())
 
@@ -75,6 +111,23 @@ node:on("message", function(peer, _, data)
     return "ack " .. tostring(n)
 end)
 
+-- --wait-address: the port mapping or STUN answer first, so that every flow the node opens
+-- afterwards leaves through it
+if opt.wait_address then
+    local start, found = node:now(), false
+    while not found and node:now() < start + 10 do
+        node:poll(0.01)
+        for _, a in ipairs(node:addresses()) do
+            if a.kind == opt.wait_address then found = true end
+        end
+    end
+    if found then
+        say("waited", opt.wait_address, ("%.2f"):format(node:now() - start))
+    else
+        say("wait-timeout", opt.wait_address)
+    end
+end
+
 if opt.connect then
     local p, err = node:connect(opt.connect)
     if not p then say("error", "connect " .. opt.connect .. ": " .. tostring(err)) end
@@ -85,7 +138,39 @@ if opt.dial then
 end
 
 -- Reports changes in the peers' paths and in this node's own addresses.
-local last_path, last_addresses = {}, nil
+local last_path, last_addresses, last_kind, last_nat, last_stats = {}, nil, {}, nil, nil
+local next_stats = 0
+local STATS = { "portmap_sent", "stun_sent", "stun_received", "punch_probes", "punch_hits",
+                "punch_rounds", "stream_up", "relay_handovers" }
+local function report_nat()
+    if type(node.nat) == "function" then
+        local ok, n = pcall(node.nat, node)
+        if ok and type(n) == "table" then
+            local now = ("mapping=%s source=%s portmap=%s udp=%s"):format(
+                tostring(n.mapping), tostring(n.source), tostring(n.portmap), tostring(n.udp))
+            if now ~= last_nat then
+                last_nat = now
+                say("nat", now)
+            end
+        end
+    end
+    if node:now() >= next_stats then
+        next_stats = node:now() + 1
+        local ok, st = pcall(node.stats, node)
+        if ok and type(st) == "table" then
+            local parts = {}
+            for _, name in ipairs(STATS) do
+                local v = st[name]
+                if type(v) == "number" and v ~= 0 then parts[#parts + 1] = name .. "=" .. v end
+            end
+            local now = table.concat(parts, " ")
+            if now ~= last_stats and #parts > 0 then
+                last_stats = now
+                say("stats", now)
+            end
+        end
+    end
+end
 local function report()
     for _, p in ipairs(node:peers()) do
         local now = ("%s direct=%s %s"):format(tostring(p.address), yesno(p.direct), p.state)
@@ -94,7 +179,13 @@ local function report()
             last_path[key] = now
             say("path", key, now)
         end
+        local ok, kind = pcall(function() return p.path end)
+        if ok and kind ~= nil and last_kind[key] ~= kind then
+            last_kind[key] = kind
+            say("pathkind", key, tostring(kind))
+        end
     end
+    report_nat()
     local have, addresses = pcall(function() return node:addresses() end)
     if have then
         local list = {}

@@ -19,6 +19,15 @@
 --       or "result silent"
 --   udp.lua knock LPORT DEST COUNT SECONDS
 --       sends COUNT "KNOCK" datagrams to DEST from LPORT, then reflects on LPORT for SECONDS
+--   udp.lua hard DEST N SECONDS
+--       the hard side of a birthday round (design12 section 5.4): opens N sockets on any
+--       port, each sends "OPEN" to DEST (the easy side's public address), prints "opened N",
+--       then answers the first "PROBE ..." on any of them with "HIT ..." from that socket
+--       and prints "hit-on-socket I PROBE..."; stops 1 s after a hit or after SECONDS
+--   udp.lua easy LPORT HIP RATE MAX
+--       the easy side: from LPORT, sends "PROBE k q" to HIP at MAX distinct random ports q
+--       (1024-65535), RATE a second, until a "HIT" comes back; prints "result hit|miss
+--       sent K elapsed S"
 local socket = require "socket"
 
 local function say(...)
@@ -133,6 +142,69 @@ function modes.knock(lport, dest, count, seconds)
     modes.reflect(lport, seconds)
 end
 
+function modes.hard(dest, n, seconds)
+    local ip, port = split(dest)
+    local socks = {}
+    for i = 1, tonumber(n) do
+        local s = bind(0)
+        s:settimeout(0)
+        assert(s:sendto("OPEN", ip, port))
+        socks[i] = s
+    end
+    say("opened", #socks)
+    local index = {}
+    for i, s in ipairs(socks) do index[s] = i end
+    local stop = socket.gettime() + tonumber(seconds)
+    while socket.gettime() < stop do
+        local ready = socket.select(socks, nil, 0.2)
+        for _, s in ipairs(ready) do
+            local data, fip, fport = s:receivefrom()
+            if data and data:match("^PROBE") then
+                s:sendto("HIT " .. data, fip, fport)
+                say("hit-on-socket", index[s], data)
+                stop = math.min(stop, socket.gettime() + 1)
+            end
+        end
+    end
+    for _, s in ipairs(socks) do s:close() end
+end
+
+function modes.easy(lport, hip, rate, max)
+    local s = bind(tonumber(lport))
+    rate, max = tonumber(rate), tonumber(max)
+    math.randomseed(os.time() + tonumber(lport))
+    local ports, seen = {}, {}
+    while #ports < max do
+        local q = math.random(1024, 65535)
+        if not seen[q] then
+            seen[q] = true
+            ports[#ports + 1] = q
+        end
+    end
+    local t0 = socket.gettime()
+    local sent, hit = 0, false
+    while sent < max and not hit do
+        local due = t0 + sent / rate
+        local now = socket.gettime()
+        if now < due then
+            s:settimeout(due - now)
+            local data = s:receivefrom()
+            if data and data:match("^HIT") then hit = true end
+        else
+            s:sendto(("PROBE %d %d"):format(sent, ports[sent + 1]), hip, ports[sent + 1])
+            sent = sent + 1
+        end
+    end
+    local stop = socket.gettime() + 1
+    while not hit and socket.gettime() < stop do
+        s:settimeout(0.1)
+        local data = s:receivefrom()
+        if data and data:match("^HIT") then hit = true end
+    end
+    say("result", hit and "hit" or "miss", "sent", sent, "elapsed",
+        ("%.2f"):format(socket.gettime() - t0))
+end
+
 local mode = table.remove(arg, 1)
-assert(modes[mode], "usage: udp.lua reflect|who|punch|listen|knock ...")
+assert(modes[mode], "usage: udp.lua reflect|who|punch|listen|knock|hard|easy ...")
 modes[mode](table.unpack(arg))
