@@ -220,6 +220,7 @@ static void lan_dial(p2p_host *h, const p2p_notice *n, uint64_t now)
     p2p_peer *p = p2p_attempt_new(h, &n->addr, 1, n->id, NULL, &rc);
     if (!p) return;
     p->auto_dial = 1;
+    p->lan_dial = 1;
     h->stats.lan_dials++;
 }
 
@@ -263,6 +264,9 @@ static void route(p2p_host *h)
             if (!p || !p->dial_due) break;
             p2p_nat_on_dial(p); /* before its first INIT: the guard asks who gave the address */
             if (p2p_hs_start(h, p, now)) p2p_kill(h, p);
+            /* issue 12: a LAN beacon's dial is a probe: its handshake ends soon (a node on
+             * the LAN answers within milliseconds), so one beacon costs a few INITs */
+            if (!p->dead && p->lan_dial && p->hs) p->hs->expire = now + P2P_LAN_DIAL_US;
             break;
         case P2P_NOTE_PUNCH:
             if (p && p->punch_due) p2p_hs_punch_now(h, p, now);
@@ -552,6 +556,16 @@ static void recv_data(p2p_host *h, p2p_peer *p, const p2p_addr *from, const uint
 
 static p2p_stream *stream_find(p2p_host *h, uint32_t sid);
 
+/* issue 12: the datagram just dispatched authenticated: it completed a handshake, or it is a
+ * DATA packet its session accepted now. Junk from anyone does not say UDP works. */
+static int udp_proven(p2p_host *h, const uint8_t *buf, size_t len, uint64_t handshakes)
+{
+    if (h->stats.handshakes != handshakes) return 1;
+    if (len < P2P_DATA_HEADER + P2P_TAG_LEN || buf[0] != P2P_PKT_DATA) return 0;
+    const p2p_peer *p = p2p_index_by_local(&h->peers, p2p_get_u32(buf + 4));
+    return p && p->last_recv == h->now && p->rx_packets;
+}
+
 /* Hands one datagram to the layer its type names. */
 static void dispatch(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t len)
 {
@@ -595,29 +609,37 @@ int p2p_host_recv(p2p_host *h, const p2p_addr *from, const uint8_t *buf, size_t 
             h->stats.dropped++;
             return 0;
         }
-        st->idle_since = h->now;
+        /* Bytes on a stream keep it open only through a session that uses it (the timer
+         * looks): junk never does. */
     } else if (from->family != P2P_AF_INET4 && from->family != P2P_AF_INET6) {
         h->stats.dropped++;
         return 0;
     } else {
-        h->last_udp_rx = h->now;
         /* issue 12: STUN answers and the gateway's port-mapping replies share the socket
          * (docs/PROTOCOL.md section 8.7). Only what an open transaction of ours expects is
-         * taken; a STUN-shaped datagram from anyone else is dropped. */
+         * taken; a STUN-shaped datagram from anyone else is dropped. What they take proves
+         * that UDP works (an answer to our own request); nothing else unauthenticated does. */
         if (p2p_stun_is(buf, len)) {
-            if (!p2p_probe_on_datagram(h, from, buf, len, h->now)) h->stats.dropped++;
+            if (p2p_probe_on_datagram(h, from, buf, len, h->now))
+                h->last_udp_rx = h->now;
+            else
+                h->stats.dropped++;
             settle(h);
             return 0;
         }
         if ((from->port == 5351 || from->port == 1900) &&
             p2p_portmap_on_datagram(h, from, buf, len, h->now)) {
+            h->last_udp_rx = h->now;
             settle(h);
             return 0;
         }
     }
     p2p_guard_credit(h, from, len); /* what may be sent back (section 8.6) */
+    uint64_t handshakes = h->stats.handshakes;
     dispatch(h, from, buf, len);
-    p2p_transfer_poll(h); /* transfers: acknowledgements may have made room */
+    if (from->family != P2P_AF_STREAM && udp_proven(h, buf, len, handshakes))
+        h->last_udp_rx = h->now; /* issue 12: the fallback's trigger and nat().udp */
+    p2p_transfer_poll(h);        /* transfers: acknowledgements may have made room */
     settle(h);
     return 0;
 }
@@ -1058,17 +1080,22 @@ static void stream_close(p2p_host *h, p2p_stream *st)
 }
 
 /* 1 when some session's path is the stream. */
+/* 1 when a session uses the stream (2: an established one), 0 when none does. */
 static int stream_in_use(const p2p_host *h, uint32_t sid)
 {
     p2p_addr a = stream_addr(sid);
+    int used = 0;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         const p2p_peer *p = h->peers.slots[i];
         if (!p || p->state == P2P_S_CLOSING) continue;
-        if (p2p_addr_equal(&p->addr, &a)) return 1;
+        if (p2p_addr_equal(&p->addr, &a)) {
+            if (p->state == P2P_S_CONNECTED) return 2;
+            used = 1;
+        }
         for (size_t k = 0; p->hs && k < p->ncand; k++)
-            if (p2p_addr_equal(&p->cand[k], &a)) return 1;
+            if (p2p_addr_equal(&p->cand[k], &a)) used = 1;
     }
-    return 0;
+    return used;
 }
 
 /* The fallback's candidate endpoint number i: a configured URL, or by default the TCP port
@@ -1203,6 +1230,14 @@ static void fallback_up(p2p_host *h, p2p_stream *st, uint64_t now)
     }
 }
 
+/* When a stream no session uses is closed: an inbound one that never carried a session 10 s
+ * after it came up (P2P_STREAM_FIRST_US), any other 30 s after its last session left. */
+static uint64_t stream_expiry(const p2p_stream *st)
+{
+    if (st->inbound && !st->used_once) return st->opened + P2P_STREAM_FIRST_US;
+    return st->idle_since + P2P_STREAM_LINGER_US;
+}
+
 static uint64_t reach_deadline(const p2p_host *h)
 {
     if (h->closed) return P2P_TIME_NEVER;
@@ -1218,7 +1253,7 @@ static uint64_t reach_deadline(const p2p_host *h)
     for (size_t i = 0; i < P2P_STREAMS; i++) {
         const p2p_stream *st = &h->streams[i];
         if (!st->used || !st->up) continue;
-        uint64_t idle = st->idle_since + P2P_STREAM_LINGER_US;
+        uint64_t idle = stream_expiry(st);
         if (idle < t) t = idle;
     }
     return t;
@@ -1247,9 +1282,11 @@ static void reach_timer(p2p_host *h, uint64_t now)
     for (size_t i = 0; i < P2P_STREAMS; i++) {
         p2p_stream *st = &h->streams[i];
         if (!st->used || !st->up) continue;
-        if (stream_in_use(h, st->sid)) {
+        int use = stream_in_use(h, st->sid);
+        if (use == 2) st->used_once = 1; /* an established session, not a handshake */
+        if (use && (st->used_once || !st->inbound)) {
             st->idle_since = now;
-        } else if (st->idle_since + P2P_STREAM_LINGER_US <= now) {
+        } else if (stream_expiry(st) <= now) {
             stream_close(h, st);
         }
     }

@@ -530,6 +530,7 @@ typedef struct p2p_peer {
     uint8_t has_udp_home; /* on a stream path: the UDP address to upgrade to */
     p2p_addr udp_home;
     uint8_t relay_lost; /* relayed, and the relay's session ended: hand-over running */
+    uint8_t lan_dial;   /* made from a LAN beacon: a few INITs within P2P_LAN_DIAL_US, then quiet */
     uint8_t handover_asks;
     uint64_t handover_at;
     p2p_peer_handle handover_via;
@@ -632,6 +633,8 @@ typedef struct p2p_hs_cookie {
 #define P2P_FALLBACK_RETRY_US 30000000 /* the list again after this, doubling ... */
 #define P2P_FALLBACK_RETRY_MAX_US 600000000 /* ... to this */
 #define P2P_STREAM_LINGER_US 30000000 /* a stream with no session left on it closes after this */
+#define P2P_LAN_DIAL_US 1000000 /* a LAN dial's handshake: INIT at 0, 0.25, 0.75 s, then it ends */
+#define P2P_STREAM_FIRST_US 10000000 /* an inbound stream with no session yet closes after this */
 
 typedef struct p2p_ioq_item {
     struct p2p_ioq_item *next;
@@ -642,7 +645,8 @@ typedef struct p2p_ioq_item {
 typedef struct p2p_stream {
     uint32_t sid;
     uint8_t used, inbound, up, ws;
-    p2p_addr peer_ip; /* the TCP peer (from_ip), or where we connect */
+    uint8_t used_once; /* a session has used it */
+    p2p_addr peer_ip;  /* the TCP peer (from_ip), or where we connect */
     uint64_t opened, idle_since;
 } p2p_stream;
 

@@ -110,22 +110,40 @@ static uint64_t wall(const p2p_lan_state *l, uint64_t now)
     return l->unix_base + (now >= l->mono_base ? now - l->mono_base : 0);
 }
 
-/* 0: not seen; 1: seen (a replay); 2: seen within P2P_LAN_DUP_US (another copy of it). */
+/* Replays. Each id's newest accepted beacon time is remembered (P2P_LAN_REPLAY ids; when full,
+ * the one accepted longest ago is forgotten), and a beacon not newer than it is a replay: so a
+ * beacon replayed later, from anywhere, is refused for as long as its id is remembered. To make
+ * the node forget an id within the +-600 s window an attacker must get 1024 other ids' beacons
+ * verified, which the verification cap (8 a second) stretches over 2 minutes, and what a replay
+ * can make the node do is bounded by the dial limits. 0: not seen; 1: a replay; 2: the same
+ * beacon within P2P_LAN_DUP_US (its other copy: group and broadcast). */
 static int replayed(const p2p_lan_state *l, const p2p_lan_beacon *bc, uint64_t now)
 {
-    for (uint32_t i = 0; i < l->replay_n; i++)
-        if (l->replay[i].unix_us == bc->unix_us && memcmp(l->replay[i].id, bc->id, P2P_ID_LEN) == 0)
-            return now - l->replay[i].at < P2P_LAN_DUP_US ? 2 : 1;
+    for (uint32_t i = 0; i < l->replay_n; i++) {
+        if (memcmp(l->replay[i].id, bc->id, P2P_ID_LEN) != 0) continue;
+        if (bc->unix_us == l->replay[i].unix_us && now - l->replay[i].at < P2P_LAN_DUP_US) return 2;
+        return bc->unix_us <= l->replay[i].unix_us ? 1 : 0;
+    }
     return 0;
 }
 
 static void remember(p2p_lan_state *l, const p2p_lan_beacon *bc, uint64_t now)
 {
-    memcpy(l->replay[l->replay_head].id, bc->id, P2P_ID_LEN);
-    l->replay[l->replay_head].unix_us = bc->unix_us;
-    l->replay[l->replay_head].at = now;
-    l->replay_head = (l->replay_head + 1) % P2P_LAN_REPLAY;
-    if (l->replay_n < P2P_LAN_REPLAY) l->replay_n++;
+    uint32_t slot = l->replay_n;
+    for (uint32_t i = 0; i < l->replay_n; i++)
+        if (memcmp(l->replay[i].id, bc->id, P2P_ID_LEN) == 0) {
+            slot = i;
+            break;
+        }
+    if (slot == P2P_LAN_REPLAY) { /* full: the id accepted longest ago goes */
+        slot = 0;
+        for (uint32_t i = 1; i < l->replay_n; i++)
+            if (l->replay[i].at < l->replay[slot].at) slot = i;
+    }
+    if (slot == l->replay_n) l->replay_n++;
+    memcpy(l->replay[slot].id, bc->id, P2P_ID_LEN);
+    l->replay[slot].unix_us = bc->unix_us;
+    l->replay[slot].at = now;
 }
 
 static void ip_only(p2p_addr *ip, const p2p_addr *from)
@@ -239,7 +257,7 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
     }
     if (c->self_id && memcmp(bc.id, c->self_id, P2P_ID_LEN) == 0)
         return P2P_LAN_SELF; /* our own, looped back by the group: not a drop */
-    if (bc.port == 0 || (c->refused && c->refused(c->ud, bc.id))) {
+    if (bc.port < 1024 || (c->refused && c->refused(c->ud, bc.id))) { /* never a service port */
         rc = P2P_LAN_REFUSED;
         goto drop;
     }

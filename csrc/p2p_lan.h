@@ -22,7 +22,7 @@
 #define P2P_LAN_PORT 44344                /* discover_port's default */
 #define P2P_LAN_SKEW_US 600000000ull      /* +-600 s between wall clocks */
 #define P2P_LAN_DUP_US 5000000ull         /* copies of one beacon within 5 s are not drops */
-#define P2P_LAN_REPLAY 256                /* (id, time) pairs remembered */
+#define P2P_LAN_REPLAY 1024               /* ids remembered with the newest beacon time each */
 #define P2P_LAN_VERIFY_PER_S 8            /* Ed25519 checks a second, all sources */
 #define P2P_LAN_SOURCE_GAP_US 2000000ull  /* one check per source IP per 2 s */
 #define P2P_LAN_DIAL_GAP_US 60000000ull   /* one dial per id per 60 s */

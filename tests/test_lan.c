@@ -212,7 +212,7 @@ static void test_verify_caps(void)
     /* a forged signature counts, and is dropped */
     uint8_t key[32], nonce[24] = {1};
     p2p_lan_key(key, psk_a);
-    p2p_lan_seal(b, key, nonce, ids[5].ed_pk, ids[6].ed_sk, 1, UNIX0);
+    p2p_lan_seal(b, key, nonce, ids[5].ed_pk, ids[6].ed_sk, 40001, UNIX0);
     T_EQ_INT(recv_at(&l, &c, 5, b, T0 + 3 * S, NULL, NULL), P2P_LAN_FORGED);
     /* 30 s of a flood from one source at 100 beacons a second: 15 checks */
     p2p_lan_state_init(&l, psk_a, UNIX0, T0);
