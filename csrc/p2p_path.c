@@ -457,7 +457,8 @@ static void start_round(p2p_host *h, p2p_peer *p, uint64_t now)
     x->add %= x->range;
     x->next_at = now;
     x->end_at = now + BDAY_SPRAY_US;
-    h->stats.punch_rounds++;
+    /* the node's punch_rounds and punch_probes of a spray are counted by the guard
+     * (p2p_guard_spray_begin, and each probe it lets through) */
 }
 
 /* H: each punch socket sends an opener (a PATH_CHALLENGE of this session, fresh data) to E. */
@@ -556,7 +557,6 @@ void p2p_path_spray_timer(p2p_host *h, p2p_peer *p, uint64_t now)
         send_path_frame(h, p, P2P_FRAME_PATH_CHALLENGE, spray_data(x, q), &to, now);
         x->sent++;
         p->punch_probes++;
-        h->stats.punch_probes++;
         x->next_at += BDAY_RATE_US;
     }
     if (x->state == 2 && now >= x->end_at + BDAY_LATE_US) punch_end(h, p, x, 1);

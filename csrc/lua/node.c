@@ -584,7 +584,7 @@ static int reach_options(lua_State *L, int optidx, lnode *n, const node_opts *o,
             const char *text;
             lua_rawgeti(L, -1, (int)(i + 1));
             text = lua_tostring(L, -1);
-            if (resolve(n, text, &n->stun[i]) != 0) {
+            if (resolve(n, text, &n->stun[i]) != 0 || n->stun[i].port == 0) {
                 snprintf(err, errlen, "bad address '%s' (option 'stun')", text);
                 lua_pop(L, 2);
                 return -1;
@@ -778,7 +778,11 @@ static int make_node(lua_State *L, int optidx, int simidx, const node_opts *o)
          * would only send requests that cannot leave, and say "pending"). */
         p2p_addr bound;
         p2p_udp_local(n->udp, &bound);
-        if (p2p_addr_scope(&bound) == P2P_SCOPE_LOOPBACK) cfg.portmap_off = 1;
+        if (p2p_addr_scope(&bound) == P2P_SCOPE_LOOPBACK) {
+            cfg.portmap_off = 1;
+            /* and no beacons: they would carry its id out of the machine's other interfaces */
+            cfg.lan_discovery = 0;
+        }
     }
     rc = p2p_host_new(&n->host, &cfg, now);
     p2p_identity_wipe(&key);
