@@ -6,7 +6,7 @@
 #   make bench        p2pnet (C and Lua) against ENet and kernel TCP on 127.0.0.1
 #   make fuzz         every fuzz target for FUZZ_TIME seconds (and more rounds until 10^7 runs)
 #   make soak         a mesh of real processes with churn for SOAK_TIME seconds (not in `make test`)
-#   make natlab       only the NAT lab (specs 11 and 41-44; root, network namespaces)
+#   make natlab       only the NAT lab (specs 11 and 40-44; root, network namespaces)
 #   make deps         installs the Debian packages the targets above need (only missing ones)
 #
 # One tree builds in several configurations, each in its own directory:
@@ -254,7 +254,7 @@ check-rockspec:
 # (tests/natlab/lab.sh). `make test` runs it too, with the other specs.
 natlab: deps
 	$(MAKE) all
-	$(LUA_ENV) busted --lua=$(LUA) -o plainTerminal $(sort $(wildcard spec/11-natlab_spec.lua spec/4[1-4]-*_spec.lua))
+	$(LUA_ENV) busted --lua=$(LUA) -o plainTerminal $(sort $(wildcard spec/11-natlab_spec.lua spec/40-traffic_spec.lua spec/4[1-4]-*_spec.lua))
 
 test: deps
 	@bash tests/run-all.sh

@@ -375,6 +375,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
     size_t n = 0;
     while (!n && h->txq_head) {
         p2p_txq_item *t = h->txq_head;
+        int own = t->own;
         h->txq_head = t->next;
         if (!h->txq_head) h->txq_tail = NULL;
         if (t->to.family == P2P_AF_RELAY) {
@@ -389,7 +390,7 @@ size_t p2p_host_next_datagram(p2p_host *h, p2p_addr *to, uint8_t *buf, size_t ca
         p2p_mem_give(h, NULL, sizeof *t + t->len);
         free(t);
         /* Every datagram leaves through the guard (docs/PROTOCOL.md section 8.6). */
-        if (n && !p2p_guard_send(h, to, buf, n, P2P_GUARD_RESPONSE)) n = 0;
+        if (n && !own && !p2p_guard_send(h, to, buf, n, P2P_GUARD_RESPONSE)) n = 0;
     }
     while (!n && h->ready_head) {
         p2p_peer *p = h->ready_head;

@@ -602,6 +602,7 @@ typedef struct p2p_evq_item {
 typedef struct p2p_txq_item {
     struct p2p_txq_item *next;
     p2p_addr to;
+    uint8_t own; /* issue 12: to the node's own gateway or configured server (p2p_tx_push_own) */
     size_t len;
     uint8_t data[];
 } p2p_txq_item;

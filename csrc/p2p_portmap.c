@@ -129,14 +129,13 @@ uint64_t p2p_portmap_deadline(const p2p_host *h)
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
-/* Queues a datagram for the gateway. Every datagram leaves through the guard (PROTOCOL.md
- * section 8.6), which lets nothing go to an address that has not answered unless a probe
- * ticket paid for it: the gateway is not learned from the network (the driver read it from the
- * route table), but the ticket keeps the count honest all the same. Returns 1 when queued. */
+/* Queues a datagram for the gateway (or the SSDP group). The gateway is not learned from the
+ * network (the driver read it from the route table), so it bypasses the guard's probe
+ * allowance (p2p_tx_push_own); this module bounds its own packets instead (6 per network to a
+ * silent gateway, PROTOCOL.md section 8.7). Returns 1 when queued. */
 static int send_udp(p2p_host *h, const p2p_addr *to, const uint8_t *b, size_t len)
 {
-    if (!len || !p2p_guard_probe(h, to, 0)) return 0;
-    if (p2p_tx_push(h, to, b, len) != 0) return 0;
+    if (!len || p2p_tx_push_own(h, to, b, len) != 0) return 0;
     h->stats.portmap_sent++;
     return 1;
 }
@@ -184,7 +183,6 @@ static void send_ssdp(p2p_host *h, struct p2p_portmap *m, int multicast)
         gw_port(m, &to, P2P_SSDP_PORT);
         memcpy(to.ip, SSDP_GROUP, 4);
         if (send_udp(h, &to, b, n)) return;
-        /* the guard sends nothing to a group: the gateway once more instead */
     }
     gw_port(m, &to, P2P_SSDP_PORT);
     send_udp(h, &to, b, n);

@@ -104,8 +104,7 @@ static void send_req(p2p_host *h, probe_txn *t)
     size_t n = p2p_stun_request(b, sizeof b, t->txid, 0);
     /* the guard sends nothing to an address that never answered without a probe ticket: the
      * server is the application's, but the ticket keeps the count honest all the same */
-    if (!n || !p2p_guard_probe(h, &t->to, 0)) return;
-    if (p2p_tx_push(h, &t->to, b, n) == 0) h->stats.stun_sent++;
+    if (n && p2p_tx_push_own(h, &t->to, b, n) == 0) h->stats.stun_sent++;
 }
 
 /* Opens a transaction (unless one for that test and address is open) and sends at once. */

@@ -357,6 +357,7 @@ int p2p_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len
     if (!t) return rc;
     t->next = NULL;
     t->to = *to;
+    t->own = 0;
     t->len = len;
     memcpy(t->data, data, len);
     if (h->txq_tail)
@@ -365,6 +366,13 @@ int p2p_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len
         h->txq_head = t;
     h->txq_tail = t;
     return 0;
+}
+
+int p2p_tx_push_own(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len)
+{
+    int rc = p2p_tx_push(h, to, data, len);
+    if (!rc) h->txq_tail->own = 1;
+    return rc;
 }
 
 /* ---- policy ----------------------------------------------------------------------------- */

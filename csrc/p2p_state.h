@@ -86,6 +86,11 @@ void p2p_error(p2p_host *h, p2p_peer *p, const char *fmt, ...)
 void p2p_fill_event(const p2p_peer *p, p2p_event *ev);
 /* Queues a datagram for the driver. Returns 0, P2P_ERR_LIMIT or P2P_ERR_NOMEM. */
 int p2p_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
+/* issue 12: the same for a datagram to an address the node did not learn from the network: its
+ * default gateway (from the route table), the SSDP group, a STUN server the application
+ * configured. It does not pass the guard (section 8.6): the modules that use it bound their
+ * own packets (port mapping: 6 per network; STUN: 3 tries per server). */
+int p2p_tx_push_own(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t len);
 
 /* ---- memory budgets --------------------------------------------------------------------- */
 

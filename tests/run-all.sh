@@ -28,6 +28,10 @@ lua_env() { # build-dir
     echo "LUA_PATH=$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" "LUA_CPATH=$ROOT/$1/?.so;;"
 }
 unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
+# Nodes made by the suite on this machine never ask its real gateway for a port mapping
+# (issue 12: the tests send no traffic beyond loopback and the namespaces they make). The NAT
+# lab clears it inside its namespaces, where the gateway is the lab's.
+export P2P_UDP_NO_GATEWAY=1
 
 total_pass=0
 total_fail=0

@@ -144,7 +144,8 @@ function Lab:spawn(host, name, cmd)
     local log = ("%s/%03d-%s.log"):format(self.dir, self.spawned, name)
     assert(io.open(log, "wb")):close()
     local env = PRELOAD and ("env LD_PRELOAD=" .. q(PRELOAD) .. " ") or ""
-    local line = ("%sip netns exec %s %s%s > %s 2>&1 & echo $!"):format(
+    -- env -u: inside the lab, the node asks its (lab) gateway; `make test` forbids the real one
+    local line = ("%sip netns exec %s env -u P2P_UDP_NO_GATEWAY %s%s > %s 2>&1 & echo $!"):format(
         NO_PRELOAD, q(self.prefix .. "-" .. host), env, cmd, q(log))
     local f = assert(io.popen(line))
     local pid = math.tointeger(tonumber(f:read("l")))
