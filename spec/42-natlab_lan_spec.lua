@@ -126,7 +126,8 @@ describe("scenario 4: LAN discovery on one segment #natlab", function()
         local log = ("%s/%s.log"):format(dir, host)
         assert(io.open(log, "wb")):close()
         local env = PRELOAD and ("env LD_PRELOAD=" .. q(PRELOAD) .. " ") or ""
-        local line = ("%sip netns exec %s env -u P2P_UDP_NO_GATEWAY %slua5.4 %s %s %d > %s 2>&1 & echo $!"):format(
+        local line = ("%sip netns exec %s env -u P2P_UDP_NO_GATEWAY %slua5.4 %s %s %d > %s 2>&1 "
+            .. "& echo $!"):format(
             NO_PRELOAD, q(prefix .. "-" .. host), env, q(dir .. "/child.lua"), q(key), LIFETIME,
             q(log))
         local f = assert(io.popen(line))
