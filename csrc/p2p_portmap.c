@@ -408,23 +408,16 @@ void p2p_portmap_timer(p2p_host *h, uint64_t now)
         }
         break;
     case PM_PCP:
-        if (tries_due(h, m, PCP_AT, now, try_pcp)) {
-            if (m->renewing) {
-                renew_failed(h, m, now);
-            } else {
-                start_ssdp(h, m, now);
-                p2p_portmap_timer(h, now);
-            }
-        }
-        break;
     case PM_NATPMP:
-        if (tries_due(h, m, PMP_AT, now, try_natpmp)) {
-            if (m->renewing) {
-                renew_failed(h, m, now);
-            } else {
-                start_ssdp(h, m, now);
-                p2p_portmap_timer(h, now);
-            }
+        /* out of tries: a renewal failed, or on to UPnP */
+        if (!tries_due(h, m, m->state == PM_PCP ? PCP_AT : PMP_AT, now,
+                       m->state == PM_PCP ? try_pcp : try_natpmp))
+            break;
+        if (m->renewing) {
+            renew_failed(h, m, now);
+        } else {
+            start_ssdp(h, m, now);
+            p2p_portmap_timer(h, now);
         }
         break;
     case PM_NATPMP_ADDR:

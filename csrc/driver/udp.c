@@ -1272,52 +1272,30 @@ static int set_nonblock(int fd)
     return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
-static void ep_add(p2p_udp *u, int fd, uint64_t tag, int out)
+/* Adds, changes (EPOLLOUT on or off) or removes a socket of the epoll set, when there is one.
+ * op: 0 add, 1 modify, 2 delete. */
+static void ep_ctl(p2p_udp *u, int op, int fd, uint64_t tag, int out)
 {
 #if HAVE_EPOLL
+    static const int ops[3] = {EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL};
     struct epoll_event ev;
     if (u->x->epfd < 0) return;
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN | (out ? EPOLLOUT : 0);
     ev.data.u64 = tag;
-    (void)epoll_ctl(u->x->epfd, EPOLL_CTL_ADD, fd, &ev);
+    (void)epoll_ctl(u->x->epfd, ops[op], fd, &ev);
 #else
     (void)u;
+    (void)op;
     (void)fd;
     (void)tag;
     (void)out;
 #endif
 }
 
-static void ep_mod(p2p_udp *u, int fd, uint64_t tag, int out)
-{
-#if HAVE_EPOLL
-    struct epoll_event ev;
-    if (u->x->epfd < 0) return;
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN | (out ? EPOLLOUT : 0);
-    ev.data.u64 = tag;
-    (void)epoll_ctl(u->x->epfd, EPOLL_CTL_MOD, fd, &ev);
-#else
-    (void)u;
-    (void)fd;
-    (void)tag;
-    (void)out;
-#endif
-}
-
-static void ep_del(p2p_udp *u, int fd)
-{
-#if HAVE_EPOLL
-    struct epoll_event ev;
-    if (u->x->epfd < 0) return;
-    memset(&ev, 0, sizeof ev);
-    (void)epoll_ctl(u->x->epfd, EPOLL_CTL_DEL, fd, &ev);
-#else
-    (void)u;
-    (void)fd;
-#endif
-}
+#define ep_add(u, fd, tag, out) ep_ctl((u), 0, (fd), (tag), (out))
+#define ep_mod(u, fd, tag, out) ep_ctl((u), 1, (fd), (tag), (out))
+#define ep_del(u, fd) ep_ctl((u), 2, (fd), 0, 0)
 
 /* Closing a descriptor removes it from every epoll set. */
 static void xclose(int *fd)

@@ -29,20 +29,9 @@
 
 /* issue 12: the simulator's io queue (driver/sim.h: LANs, UDP blocking, streams, NAT port
  * ranges), and its gateways and STUN servers (driver/sim_gw.h) */
-#ifdef P2P_SIM_LAN_LATENCY_US
-#define LP_SIM_REACH 1
-#else
-#define LP_SIM_REACH 0
-#endif
-#if LP_SIM_REACH && defined(__has_include)
-#if __has_include("driver/sim_gw.h")
 #include "driver/sim_gw.h"
+#define LP_SIM_REACH 1
 #define LP_SIM_GW 1
-#endif
-#endif
-#ifndef LP_SIM_GW
-#define LP_SIM_GW 0
-#endif
 /* STUN servers one simulator holds at most (sim:stun_server). */
 #define LP_SIM_STUNS 8
 
