@@ -1191,6 +1191,11 @@ static void extra_write(p2p_udp *u)
 {
     (void)u;
 }
+static int http_pending(const p2p_udp *u)
+{
+    (void)u;
+    return 0;
+}
 void p2p_udp_io(p2p_udp *u, p2p_host *h, const p2p_io *req)
 {
     if (req->kind == P2P_IO_TCP_OPEN) {
@@ -1842,6 +1847,14 @@ static int http_complete(const struct uhttp *t)
         }
     }
     return 0;
+}
+
+/* HTTP requests still in flight (a UPnP delete queued at close, for one). */
+static int http_pending(const p2p_udp *u)
+{
+    int i, n = 0;
+    for (i = 0; i < MAX_HTTP; i++) n += u->x->http[i].fd >= 0;
+    return n;
 }
 
 static void http_request(p2p_udp *u, p2p_host *h, const p2p_io *req)
@@ -2519,6 +2532,17 @@ static int wait_socket(p2p_udp *u, int want_write, uint64_t wait)
     return poll(pfd, n, (int)((wait + 999u) / 1000u));
 #endif
 #endif
+}
+
+int p2p_udp_settle(p2p_udp *u, p2p_host *h, uint64_t max_us)
+{
+    uint64_t end = p2p_udp_now() + max_us, now;
+    int rc = p2p_udp_flush(u, h);
+    while (rc >= 0 && http_pending(u) && (now = p2p_udp_now()) < end) {
+        uint64_t wait = end - now < 10000 ? end - now : 10000;
+        rc = p2p_udp_pump(u, h, wait);
+    }
+    return rc < 0 ? rc : 0;
 }
 
 int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us)

@@ -81,6 +81,10 @@ int p2p_udp_pump(p2p_udp *u, p2p_host *h, uint64_t timeout_us);
  * the rest stays in the host; the next pump or flush retries (pump then also waits for the
  * socket to become writable). Returns 0 or P2P_ERR_IO. */
 int p2p_udp_flush(p2p_udp *u, p2p_host *h);
+/* After p2p_host_close(): sends what the host still queued and waits, at most max_us, for the
+ * requests it asked for at close to finish (a UPnP DeletePortMapping is an HTTP request to the
+ * gateway). Returns 0 or P2P_ERR_IO. */
+int p2p_udp_settle(p2p_udp *u, p2p_host *h, uint64_t max_us);
 
 /* ---- issue 12: the io queue (design 12 section 1.2) ---------------------------------------
  *

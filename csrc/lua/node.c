@@ -924,6 +924,8 @@ void lp_node_close(lua_State *L, int nidx)
         if (n->unflushed) lp_flush(n);
         (void)p2p_host_close(n->host, lp_node_now(n));
         lp_after_call(L, nidx);
+        /* issue 12: a UPnP mapping's delete is an HTTP request: give it 200 ms */
+        if (n->udp != NULL) (void)p2p_udp_settle(n->udp, n->host, 200000);
     }
     /* Peers the core did not report as gone end here too: connected ones with a leave
      * event, connecting ones silently (their reply callbacks still fail). */
