@@ -11,9 +11,9 @@
 -- joins the beacon group, IPv6 neighbour discovery) are counted apart and printed; they are
 -- not the node's (README and docs/API.md say so).
 --
--- P2P_TRAFFIC_SECONDS=10 makes a short run that checks only the first 10 s (<= 20), for a
--- quick look; the full two minutes is what `make test` runs (tag #natlab; #host: it starts
--- other interpreters, so the ASan pass leaves it out). The same bound on the simulator's
+-- P2P_TRAFFIC_SECONDS=10 makes a short run that checks only the first 10 s (<= 20): `make
+-- test` runs that (tests/run-all.sh, to keep CI under 25 minutes); `make natlab` runs the
+-- full two minutes (tag #natlab; #host: the ASan pass leaves it out). The same bound on the simulator's
 -- clock, over an hour, is in spec/45-nat12_sim_spec.lua.
 --
 -- Needs root, `ip netns` and `nft`; pending otherwise, with the reason. Everything it makes
@@ -113,7 +113,7 @@ local function show(label, c)
     print(("traffic %s: %s"):format(label, table.concat(parts, " ")))
 end
 
-describe("traffic without peers #natlab #host", function()
+describe("traffic without peers #natlab #host #lab12", function()
     local dir
     -- one case per node: its bind address, namespaces, subnet, child pid and output file
     local cases = {

@@ -99,7 +99,7 @@ local function report(...)
     io.stdout:flush()
 end
 
-describe("the issue 12 NAT lab #natlab", function()
+describe("the issue 12 NAT lab #natlab #lab12", function()
     local lab, dir
 
     local function build(mode)

@@ -54,7 +54,7 @@ if why then
     return
 end
 
-describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab", function()
+describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
     local lab, dir
 
     lazy_setup(function()

@@ -80,7 +80,7 @@ if not available then
     return
 end
 
-describe("the NAT lab: relay hand-over #natlab", function()
+describe("the NAT lab: relay hand-over #natlab #lab12", function()
     local lab, dir, script
 
     setup(function()

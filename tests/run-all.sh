@@ -8,7 +8,7 @@
 # The last line is "total: N passed, N failed"; the exit status is nonzero when anything
 # failed.
 #
-# Environment: FUZZ_TEST_TIME (seconds per fuzz target, default 15), JOBS (default -j2),
+# Environment: FUZZ_TEST_TIME (seconds per fuzz target, default 10), JOBS (default -j2),
 # SKIP_STAGES (space-separated stage groups to leave out while developing: gcc clang headers
 # layers format luajit ctest busted luacheck asan fuzz bench rockspec).
 set -u
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 MAKE=${MAKE:-make}
 JOBS=${JOBS:--j2}
-FUZZ_TEST_TIME=${FUZZ_TEST_TIME:-15}
+FUZZ_TEST_TIME=${FUZZ_TEST_TIME:-10}
 SKIP_STAGES=${SKIP_STAGES:-}
 VECTORS=$ROOT/../shared/vectors/noise-25519-chachapoly-blake2b.json
 LOGS=$ROOT/build/test-logs
@@ -237,7 +237,12 @@ if ! skipped ctest; then
     c_tests c build
 fi
 if ! skipped busted; then
-    busted_run "busted" build
+    BUSTED_ARGS="--exclude-tags=lab12" busted_run "busted" build
+    # The issue 12 NAT lab scenarios (specs 41, 43, 44: about 6 minutes) in a stage of their
+    # own, with its own hang guard. Spec 40 counts the traffic of an idle node for 10 s here;
+    # `make natlab` runs its full two minutes (the per-minute bound is also checked over an
+    # hour of simulated time in spec 45).
+    BUSTED_ENV="P2P_TRAFFIC_SECONDS=10" BUSTED_ARGS="--tags=lab12" busted_run "busted:lab12" build
 fi
 if ! skipped luacheck; then
     luacheck_run "luacheck:lua" max lua examples bin/p2pnet tests/natlab tests/soak tests/loopback_roundtrip.lua bench/bench_lua.lua bench/bench_mesh_real.lua
@@ -252,8 +257,11 @@ if ! skipped asan; then
     # Leak checks are off there because the interpreter's own allocations are never freed.
     # The luarocks install test builds its own uninstrumented module, and the specs tagged
     # `host` run real hosts (nginx, LÖVE, wine) on uninstrumented modules: they ran above.
+    # The issue 12 lab scenarios (`lab12`: about 6 minutes a pass) ran above too; under ASan
+    # their code paths run on the simulator (spec 45) and in the lab of spec 11, which keeps CI
+    # under 25 minutes.
     BUSTED_ENV="LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0" \
-        BUSTED_ARGS="--exclude-tags=luarocks,host" busted_run "busted:asan" build-asan
+        BUSTED_ARGS="--exclude-tags=luarocks,host,lab12" busted_run "busted:asan" build-asan
     unset UBSAN_OPTIONS
 fi
 
