@@ -13,8 +13,8 @@
 --
 -- P2P_TRAFFIC_SECONDS=10 makes a short run that checks only the first 10 s (<= 20): `make
 -- test` runs that (tests/run-all.sh, to keep CI under 25 minutes); `make natlab` runs
--- the full two minutes (tag #natlab; #host: the ASan pass leaves it out). The same bound on the simulator's
--- clock, over an hour, is in spec/45-nat12_sim_spec.lua.
+-- the full two minutes (tag #natlab; #host: the ASan pass leaves it out). The same bound
+-- on the simulator's clock, over an hour, is in spec/45-nat12_sim_spec.lua.
 --
 -- Needs root, `ip netns` and `nft`; pending otherwise, with the reason. Everything it makes
 -- (namespaces, the node processes, a temp dir) is removed in teardown, also after a failure.
