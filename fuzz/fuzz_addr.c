@@ -79,6 +79,7 @@ static void raw(const uint8_t *data, size_t size)
     p2p_addr a;
     if (size < sizeof a) return;
     memcpy(&a, data, sizeof a);
+    a.sock = 0; /* the driver's socket number is not part of the text form (issue 12) */
     int s = scope_ok(&a);
     char out[FORMAT_MAX];
     p2p_addr b;
