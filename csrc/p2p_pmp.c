@@ -4,30 +4,7 @@
 #include <string.h>
 
 #include "p2p_pmp.h"
-
-static uint16_t be16(const uint8_t *p)
-{
-    return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
+#include "p2p_wire.h" /* big-endian fields */
 
 /* PCP's 16-byte address form: IPv4 as ::ffff:a.b.c.d (RFC 6887 section 5). */
 static void put_addr16(uint8_t *p, const p2p_addr *a)
@@ -63,12 +40,12 @@ size_t p2p_pcp_map(uint8_t *out, size_t cap, const uint8_t nonce[12], const p2p_
     memset(out, 0, P2P_PCP_MAP_LEN);
     out[0] = P2P_PCP_VERSION;
     out[1] = P2P_PCP_OP_MAP;
-    put32(out + 4, lifetime);
+    p2p_put_be32(out + 4, lifetime);
     put_addr16(out + 8, client);
     memcpy(out + 24, nonce, 12);
     out[36] = 17; /* UDP */
-    put16(out + 40, iport);
-    put16(out + 42, eport_hint);
+    p2p_put_be16(out + 40, iport);
+    p2p_put_be16(out + 42, eport_hint);
     /* suggested external address: "any" of the client's family */
     if (client->family == P2P_AF_INET4) out[54] = out[55] = 0xff;
     return P2P_PCP_MAP_LEN;
@@ -80,10 +57,10 @@ size_t p2p_natpmp_map(uint8_t *out, size_t cap, uint16_t iport, uint16_t eport_h
     if (out == NULL || cap < P2P_NATPMP_MAP_LEN) return 0;
     out[0] = 0;
     out[1] = 1; /* map UDP */
-    put16(out + 2, 0);
-    put16(out + 4, iport);
-    put16(out + 6, eport_hint);
-    put32(out + 8, lifetime);
+    p2p_put_be16(out + 2, 0);
+    p2p_put_be16(out + 4, iport);
+    p2p_put_be16(out + 6, eport_hint);
+    p2p_put_be32(out + 8, lifetime);
     return P2P_NATPMP_MAP_LEN;
 }
 
@@ -98,9 +75,9 @@ size_t p2p_natpmp_addr(uint8_t *out, size_t cap)
 static int parse_natpmp(const uint8_t *b, size_t len, p2p_pmp_reply *r)
 {
     if (len < 8) return -1;
-    uint16_t result = be16(b + 2);
+    uint16_t result = p2p_get_be16(b + 2);
     r->result = result > 255 ? 255 : (uint8_t)result;
-    r->epoch = be32(b + 4);
+    r->epoch = p2p_get_be32(b + 4);
     if (result != 0) return 0;           /* errors are 8 bytes or more; nothing else is read */
     if (r->opcode == P2P_PMP_RESPONSE) { /* external address */
         if (len < 12) return -1;
@@ -110,9 +87,9 @@ static int parse_natpmp(const uint8_t *b, size_t len, p2p_pmp_reply *r)
     }
     if (r->opcode == P2P_PMP_RESPONSE + 1 || r->opcode == P2P_PMP_RESPONSE + 2) {
         if (len < 16) return -1;
-        r->iport = be16(b + 8);
-        r->eport = be16(b + 10);
-        r->lifetime = be32(b + 12);
+        r->iport = p2p_get_be16(b + 8);
+        r->eport = p2p_get_be16(b + 10);
+        r->lifetime = p2p_get_be32(b + 12);
     }
     return 0;
 }
@@ -121,14 +98,14 @@ static int parse_pcp(const uint8_t *b, size_t len, p2p_pmp_reply *r)
 {
     if (len < 24 || len > P2P_PCP_MAX || len % 4 != 0) return -1;
     r->result = b[3];
-    r->lifetime = be32(b + 4);
-    r->epoch = be32(b + 8);
+    r->lifetime = p2p_get_be32(b + 4);
+    r->epoch = p2p_get_be32(b + 8);
     if (r->opcode != (P2P_PMP_RESPONSE | P2P_PCP_OP_MAP)) return 0;
     if (len < P2P_PCP_MAP_LEN) return r->result == P2P_PCP_SUCCESS ? -1 : 0;
     if (b[36] != 17) return -1; /* we map UDP only */
     memcpy(r->nonce, b + 24, 12);
-    r->iport = be16(b + 40);
-    r->eport = be16(b + 42);
+    r->iport = p2p_get_be16(b + 40);
+    r->eport = p2p_get_be16(b + 42);
     get_addr16(b + 44, r->eport, &r->ext);
     return 0;
 }

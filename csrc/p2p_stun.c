@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "p2p_stun.h"
+#include "p2p_wire.h" /* big-endian fields */
 
 /* Attribute types (RFC 8489 section 18.3, RFC 5780 section 9.1, RFC 8445 section 20.1). */
 enum {
@@ -30,30 +31,6 @@ enum {
 };
 #define FINGERPRINT_XOR 0x5354554eu
 
-static uint16_t be16(const uint8_t *p)
-{
-    return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 uint32_t p2p_stun_crc32(const uint8_t *b, size_t len)
 {
     uint32_t c = 0xffffffffu;
@@ -68,8 +45,8 @@ int p2p_stun_is(const uint8_t *b, size_t len)
 {
     if (b == NULL || len < P2P_STUN_HEADER || len % 4 != 0) return 0;
     if ((b[0] & 0xc0) != 0) return 0;
-    if (be32(b + 4) != P2P_STUN_COOKIE) return 0;
-    return (size_t)be16(b + 2) + P2P_STUN_HEADER == len;
+    if (p2p_get_be32(b + 4) != P2P_STUN_COOKIE) return 0;
+    return (size_t)p2p_get_be16(b + 2) + P2P_STUN_HEADER == len;
 }
 
 /* Known attributes: a request or error carrying one of these is understood; an unknown one
@@ -105,7 +82,7 @@ static int read_addr(const uint8_t *v, size_t n, const uint8_t *hdr, int xor, p2
     memset(a, 0, sizeof *a);
     if (n < 4) return -1;
     uint8_t fam = v[1];
-    uint16_t port = be16(v + 2);
+    uint16_t port = p2p_get_be16(v + 2);
     if (xor) port ^= (uint16_t)(P2P_STUN_COOKIE >> 16);
     if (fam == 1 && n == 8) {
         a->family = P2P_AF_INET4;
@@ -130,14 +107,14 @@ int p2p_stun_parse(const uint8_t *b, size_t len, p2p_stun_msg *m)
 {
     if (m == NULL || !p2p_stun_is(b, len) || len > P2P_STUN_MAX) return -1;
     memset(m, 0, sizeof *m);
-    m->type = be16(b);
+    m->type = p2p_get_be16(b);
     memcpy(m->txid, b + 8, 12);
     int success = (m->type & 0x0110) == 0x0100;
     int have_xor = 0, after_integrity = 0;
     size_t off = P2P_STUN_HEADER;
     while (off < len) {
         if (len - off < 4) return -1;
-        uint16_t t = be16(b + off), n = be16(b + off + 2);
+        uint16_t t = p2p_get_be16(b + off), n = p2p_get_be16(b + off + 2);
         size_t padded = ((size_t)n + 3) & ~(size_t)3;
         if (padded > len - off - 4) return -1;
         const uint8_t *v = b + off + 4;
@@ -187,14 +164,14 @@ int p2p_stun_parse(const uint8_t *b, size_t len, p2p_stun_msg *m)
             if (n != 4) return -1;
             if (!m->has_change) {
                 m->has_change = 1;
-                m->change = be32(v);
+                m->change = p2p_get_be32(v);
             }
             break;
         case AT_FINGERPRINT: {
             if (n != 4) return -1;
             /* The CRC covers the message up to the attribute, with the header's length
              * field as sent (it already counts FINGERPRINT). */
-            if ((p2p_stun_crc32(b, off) ^ FINGERPRINT_XOR) != be32(v)) return -1;
+            if ((p2p_stun_crc32(b, off) ^ FINGERPRINT_XOR) != p2p_get_be32(v)) return -1;
             m->has_fingerprint = 1;
             break;
         }
@@ -216,10 +193,10 @@ int p2p_stun_parse(const uint8_t *b, size_t len, p2p_stun_msg *m)
  * the length field first counts it, then the CRC covers everything before it. */
 static size_t add_fingerprint(uint8_t *out, size_t msglen)
 {
-    put16(out + 2, (uint16_t)(msglen + 8 - P2P_STUN_HEADER));
-    put16(out + msglen, AT_FINGERPRINT);
-    put16(out + msglen + 2, 4);
-    put32(out + msglen + 4, p2p_stun_crc32(out, msglen) ^ FINGERPRINT_XOR);
+    p2p_put_be16(out + 2, (uint16_t)(msglen + 8 - P2P_STUN_HEADER));
+    p2p_put_be16(out + msglen, AT_FINGERPRINT);
+    p2p_put_be16(out + msglen + 2, 4);
+    p2p_put_be32(out + msglen + 4, p2p_stun_crc32(out, msglen) ^ FINGERPRINT_XOR);
     return msglen + 8;
 }
 
@@ -227,15 +204,15 @@ size_t p2p_stun_request(uint8_t *out, size_t cap, const uint8_t txid[12], uint32
 {
     size_t need = P2P_STUN_HEADER + (change ? 8 : 0) + 8;
     if (out == NULL || txid == NULL || cap < need) return 0;
-    put16(out, P2P_STUN_BINDING_REQUEST);
-    put16(out + 2, 0);
-    put32(out + 4, P2P_STUN_COOKIE);
+    p2p_put_be16(out, P2P_STUN_BINDING_REQUEST);
+    p2p_put_be16(out + 2, 0);
+    p2p_put_be32(out + 4, P2P_STUN_COOKIE);
     memcpy(out + 8, txid, 12);
     size_t n = P2P_STUN_HEADER;
     if (change) {
-        put16(out + n, AT_CHANGE_REQUEST);
-        put16(out + n + 2, 4);
-        put32(out + n + 4, change);
+        p2p_put_be16(out + n, AT_CHANGE_REQUEST);
+        p2p_put_be16(out + n + 2, 4);
+        p2p_put_be32(out + n + 4, change);
         n += 8;
     }
     return add_fingerprint(out, n);
@@ -254,23 +231,23 @@ size_t p2p_stun_answer(const uint8_t *in, size_t len, const p2p_addr *from, uint
     /* Refuse requests with attributes we cannot honour (RFC 8489 section 6.3.1 would answer
      * 420; silence costs the network less). Walk them again: parse keeps no list. */
     for (size_t off = P2P_STUN_HEADER; off + 4 <= len;) {
-        uint16_t t = be16(in + off), n = be16(in + off + 2);
+        uint16_t t = p2p_get_be16(in + off), n = p2p_get_be16(in + off + 2);
         if (t < 0x8000 && t != AT_CHANGE_REQUEST) return 0;
         off += 4 + (((size_t)n + 3) & ~(size_t)3);
     }
     size_t alen = from->family == P2P_AF_INET4 ? 8 : 20;
     size_t need = P2P_STUN_HEADER + 4 + alen + (m.has_fingerprint ? 8 : 0);
     if (cap < need || need > 3 * len) return 0;
-    put16(out, P2P_STUN_BINDING_SUCCESS);
-    put16(out + 2, (uint16_t)(4 + alen));
-    put32(out + 4, P2P_STUN_COOKIE);
+    p2p_put_be16(out, P2P_STUN_BINDING_SUCCESS);
+    p2p_put_be16(out + 2, (uint16_t)(4 + alen));
+    p2p_put_be32(out + 4, P2P_STUN_COOKIE);
     memcpy(out + 8, m.txid, 12);
     uint8_t *v = out + P2P_STUN_HEADER;
-    put16(v, AT_XOR_MAPPED);
-    put16(v + 2, (uint16_t)alen);
+    p2p_put_be16(v, AT_XOR_MAPPED);
+    p2p_put_be16(v + 2, (uint16_t)alen);
     v[4] = 0;
     v[5] = from->family == P2P_AF_INET4 ? 1 : 2;
-    put16(v + 6, (uint16_t)(from->port ^ (P2P_STUN_COOKIE >> 16)));
+    p2p_put_be16(v + 6, (uint16_t)(from->port ^ (P2P_STUN_COOKIE >> 16)));
     for (size_t i = 0; i < alen - 4; i++) v[8 + i] = (uint8_t)(from->ip[i] ^ out[4 + i]);
     size_t n = P2P_STUN_HEADER + 4 + alen;
     if (m.has_fingerprint) n = add_fingerprint(out, n);

@@ -142,6 +142,11 @@ int p2p_rd_addr(p2p_rd *r, struct p2p_addr *a);
 void p2p_put_u32(uint8_t *p, uint32_t v);
 void p2p_put_u64(uint8_t *p, uint64_t v);
 uint32_t p2p_get_u32(const uint8_t *p);
+/* Big-endian (network order), as STUN, PCP and NAT-PMP write their fields. */
+void p2p_put_be16(uint8_t *p, uint16_t v);
+void p2p_put_be32(uint8_t *p, uint32_t v);
+uint16_t p2p_get_be16(const uint8_t *p);
+uint32_t p2p_get_be32(const uint8_t *p);
 uint64_t p2p_get_u64(const uint8_t *p);
 
 /* One decoded frame. Pointers borrow from the packet buffer. */
