@@ -282,7 +282,11 @@ static void route(p2p_host *h)
             break;
         case P2P_NOTE_LEFT: p2p_mesh_on_leave(h, n.id, n.reason, now); break;
         case P2P_NOTE_PROBE:
-            if (p && p->state == P2P_S_CONNECTED) p2p_host_probe(h, p, now);
+            if (!p || p->state != P2P_S_CONNECTED) break;
+            /* introduced again: probe now, and again on a fresh schedule (1, 2, 4 s ...), so
+             * that a relayed pair whose UDP just came back goes direct soon */
+            p2p_path_retry(p, now);
+            p2p_host_probe(h, p, now);
             break;
         case P2P_NOTE_INTRODUCE: {
             p2p_peer *q = p2p_lookup(h, n.other);

@@ -376,6 +376,8 @@ static void handover_move(p2p_host *h, p2p_peer *q, p2p_peer *v, uint32_t channe
     p2p_ready(h, q);
 }
 
+static int relay_attempt(p2p_host *h, p2p_peer *p, uint64_t now);
+
 static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, uint64_t now)
 {
     p2p_rd r;
@@ -436,8 +438,13 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
         p->from_offer = 1;
     }
     if (p->state != P2P_S_INIT_SENT) return 0;
-    for (uint8_t i = 0; i < n; i++) p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
     p->introducer = v->handle;
+    /* Our UDP gets no answers (we reach the introducer over a stream): INITs to the
+     * candidates would be lost at our own router, yet count against their probe allowance,
+     * which the upgrade to a direct path needs once UDP is back. The relay at once; the
+     * candidates stay in the introduction for the upgrade probes. */
+    if (p2p_nat_udp_silent(h, now) && relay_attempt(h, p, now)) return 0;
+    for (uint8_t i = 0; i < n; i++) p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES - 1, &c[i]);
     p->intro_state = P2P_INTRO_PUNCHING;
     p->punch_until = now + P2P_PUNCH_US;
     p2p_punch(h, p);
@@ -625,6 +632,36 @@ uint64_t p2p_nat_deadline(const p2p_peer *p)
     return P2P_TIME_NEVER;
 }
 
+int p2p_nat_udp_silent(const p2p_host *h, uint64_t now)
+{
+    if (h->last_udp_rx && h->last_udp_rx + P2P_FALLBACK_AFTER_US > now) return 0;
+    int stream = 0;
+    for (size_t i = 0; i < h->peers.hwm; i++) {
+        const p2p_peer *q = h->peers.slots[i];
+        if (!q || q->state != P2P_S_CONNECTED) continue;
+        if ((q->addr.family == P2P_AF_INET4 || q->addr.family == P2P_AF_INET6) && q->path_ok)
+            return 0;
+        if (q->addr.family == P2P_AF_STREAM && q->has_udp_home) stream = 1;
+    }
+    return stream;
+}
+
+/* Punching has had its time (or cannot work: our UDP is silent): the path through the
+ * introducer joins the attempt's candidates, when the introduction allows relaying. Returns 1
+ * when it did. */
+static int relay_attempt(p2p_host *h, p2p_peer *p, uint64_t now)
+{
+    p->intro_state = P2P_INTRO_RELAYING;
+    const p2p_intro *in = p2p_nat_intro(h, p->expected, now);
+    if (!in || !in->relay_ok) return 0;
+    const p2p_peer *v = p2p_lookup(h, in->via);
+    if (!v || v->state != P2P_S_CONNECTED) return 0;
+    p2p_addr path = p2p_nat_relay_addr(v->local_index, in->channel);
+    p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES, &path);
+    p2p_punch(h, p);
+    return 1;
+}
+
 void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     if (p->state == P2P_S_CONNECTED) {
@@ -635,14 +672,7 @@ void p2p_nat_punch_timer(p2p_host *h, p2p_peer *p, uint64_t now)
     if (p->intro_state == P2P_INTRO_LATER) {
         nat_request(h, p, now);
     } else if (p->intro_state == P2P_INTRO_PUNCHING) {
-        p->intro_state = P2P_INTRO_RELAYING;
-        const p2p_intro *in = p2p_nat_intro(h, p->expected, now);
-        if (!in || !in->relay_ok) return;
-        const p2p_peer *v = p2p_lookup(h, in->via);
-        if (!v || v->state != P2P_S_CONNECTED) return;
-        p2p_addr path = p2p_nat_relay_addr(v->local_index, in->channel);
-        p2p_cand_add(p->cand, &p->ncand, P2P_CANDIDATES, &path);
-        p2p_punch(h, p);
+        relay_attempt(h, p, now);
     }
 }
 

@@ -77,6 +77,11 @@ void p2p_nat_on_mapping(struct p2p_host *h, uint64_t now);
 /* Session m moved from a stream onto UDP (design 12 section 4.3): each of our sessions it
  * relays asks it for a re-introduction, which carries our UDP address to the peer. */
 void p2p_nat_on_upgraded(struct p2p_host *h, struct p2p_peer *m, uint64_t now);
+/* 1 while this node's UDP gets no answers: a session is carried by the stream fallback (it has
+ * a UDP home it could not reach), no session is on a proven direct path, and no UDP datagram
+ * came from anyone for P2P_FALLBACK_AFTER_US. Punching then only spends the guard's probe
+ * allowance of the peer's addresses (section 8.6), which the upgrade needs once UDP is back. */
+int p2p_nat_udp_silent(const struct p2p_host *h, uint64_t now);
 /* p2p_host_connect_via's work. */
 int p2p_nat_connect_via(struct p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_addr *via,
                         p2p_peer_handle *out);

@@ -650,6 +650,11 @@ void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_
     }
 }
 
+void p2p_path_retry(p2p_peer *p, uint64_t now)
+{
+    if (!direct(&p->addr)) schedule_upgrade(p, now);
+}
+
 int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now)
 {
     int r = 0;

@@ -37,6 +37,10 @@ int p2p_path_on_timeout(p2p_host *h, p2p_peer *p, uint64_t now);
  * that supplied c[i] (for the guard's probe allowance). */
 void p2p_path_probe(p2p_host *h, p2p_peer *p, const p2p_addr *c, const p2p_peer_handle *src,
                     size_t n, uint64_t now);
+/* The session's peer was introduced to us again (P2P_NOTE_PROBE): it may be reachable where it
+ * was not, so a session not on a direct path starts its upgrade schedule over (1, 2, 4, 8,
+ * 16 s, then every 30 s). A direct session's timing rounds keep their pace. */
+void p2p_path_retry(p2p_peer *p, uint64_t now);
 /* The peer has acknowledged nothing for several probe timeouts. Returns 1 when an introducer
  * is to be asked to introduce the two again: once per stall on a direct path; on a relayed
  * path at every stalled timeout (NAT paces its hand-over asks itself). */
