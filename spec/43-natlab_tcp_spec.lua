@@ -4,8 +4,10 @@
 -- reached by id through the mediator, relayed over A's stream, and 100 messages come back
 -- with receipts. Then A's router lets UDP through again while messages keep flowing (600 in
 -- all, one each 50 ms): the session with the mediator moves to UDP, with nothing lost and
--- nothing twice (node.lua prints "recv-bad" for either). The same once more
--- with a WebSocket fallback URL (ws://MED:PORT/p2pnet).
+-- nothing twice (node.lua prints "recv-bad" for either), and the A-B session, relayed until
+-- then, goes direct on both sides (both NATs are cones: the mediator introduces A and B again
+-- with A's UDP address and both probe at once) and stays direct. The same once more with a
+-- WebSocket fallback URL (ws://MED:PORT/p2pnet).
 --
 -- Needs root and network namespaces, and the issue 12 pieces of the lab and the CLI
 -- (tests/natlab/lab.sh "udp ... block|unblock", bin/p2pnet mediator --tcp-port, node option
@@ -20,6 +22,10 @@ local MEDIATOR = ("lua5.4 bin/p2pnet mediator --port %d --tcp-port %d"):format(P
 
 local function touch(path)
     assert(io.open(path, "wb")):close()
+end
+
+local function sleep(s)
+    os.execute("sleep " .. s)
 end
 
 local function file_has(path, text)
@@ -101,6 +107,25 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
         assert.same({}, Lab.lines(receiver, "^(recv%-bad .*)$"))
     end
 
+    -- Seconds until both A sees B and B sees A on a direct path ("path ID ADDR direct=true
+    -- STATE" from node.lua), polled every 50 ms; nil when not within `seconds`.
+    local function wait_direct(a, b, a_id, b_id, seconds)
+        local t0 = S.now()
+        local a_sees = "^path " .. b_id .. " %S+ direct=true "
+        local b_sees = "^path " .. a_id .. " %S+ direct=true "
+        while S.now() - t0 < seconds do
+            if #Lab.lines(a, a_sees) > 0 and #Lab.lines(b, b_sees) > 0 then return S.now() - t0 end
+            sleep(0.05)
+        end
+        return nil
+    end
+
+    -- The last path line of child about id says direct=true.
+    local function ends_direct(child, id)
+        local lines = Lab.lines(child, "^path " .. id .. " %S+ direct=(%a+) ")
+        return #lines > 0 and lines[#lines][1] == "true"
+    end
+
     -- One run: A behind a UDP-blocking router, with `fallback` (nil: the default same-port
     -- TCP try), dials B through the mediator; `kind` is the path A reports for the mediator.
     local function scenario(tag, fallback, kind)
@@ -126,15 +151,24 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
         touch(go)
         -- 100 receipts over the stream, then UDP comes back
         lab:wait(a, "^receipt 100 ok", 60, "100 receipts while UDP is blocked")
+        -- A-B was relayed while UDP was blocked
+        assert.is_false(ends_direct(a, b_id), lab:logs())
         lab:must("udp", "a", "unblock")
         local t_unblock = S.now()
-        -- every message once, in order, with its receipt, across the move
+        -- the A-B session goes direct while the messages keep flowing
+        local took = wait_direct(a, b, a_id, b_id, 22)
+        -- every message once, in order, with its receipt, across both moves
         check_transfer(a, b, a_id, 600)
         -- the session with the mediator moved to UDP (PATH_CHALLENGE to its UDP address)
         lab:wait(a, "^pathkind " .. med_id .. " direct$", 5, "the move to UDP")
+        assert(took, "A-B still relayed 22 s after UDP came back\n" .. lab:logs())
+        -- and it stayed direct to the end, on both sides
+        assert.is_true(ends_direct(a, b_id), lab:logs())
+        assert.is_true(ends_direct(b, a_id), lab:logs())
         print(("  %s: mediator over %s %.1f s after start, B %.1f s; 600/600 receipts; "
-            .. "moved to UDP after the unblock (unblocked %.1f s into the transfer)"):format(
-            tag, kind, t_med - t0, t_join - t0, t_unblock - t_join))
+            .. "moved to UDP after the unblock (unblocked %.1f s into the transfer); "
+            .. "A-B direct %.1f s after the unblock"):format(
+            tag, kind, t_med - t0, t_join - t0, t_unblock - t_join, took))
         lab:kill(med)
     end
 
