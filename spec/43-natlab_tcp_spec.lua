@@ -108,11 +108,12 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
     end
 
     -- Seconds until both A sees B and B sees A on a direct path ("path ID ADDR direct=true
-    -- STATE" from node.lua), polled every 50 ms; nil when not within `seconds`.
+    -- connected" from node.lua; an attempt's line before its join says direct=true too, with
+    -- state "connecting"), polled every 50 ms; nil when not within `seconds`.
     local function wait_direct(a, b, a_id, b_id, seconds)
         local t0 = S.now()
-        local a_sees = "^path " .. b_id .. " %S+ direct=true "
-        local b_sees = "^path " .. a_id .. " %S+ direct=true "
+        local a_sees = "^path " .. b_id .. " %S+ direct=true connected$"
+        local b_sees = "^path " .. a_id .. " %S+ direct=true connected$"
         while S.now() - t0 < seconds do
             if #Lab.lines(a, a_sees) > 0 and #Lab.lines(b, b_sees) > 0 then return S.now() - t0 end
             sleep(0.05)
@@ -122,7 +123,7 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
 
     -- The last path line of child about id says direct=true.
     local function ends_direct(child, id)
-        local lines = Lab.lines(child, "^path " .. id .. " %S+ direct=(%a+) ")
+        local lines = Lab.lines(child, "^path " .. id .. " %S+ direct=(%a+) connected$")
         return #lines > 0 and lines[#lines][1] == "true"
     end
 
