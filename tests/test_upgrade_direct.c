@@ -161,6 +161,9 @@ static uint64_t run(uint64_t seed, int count, uint64_t gap, int open_at, uint64_
         p2p_peer_stats ab = stats_of(1, 2);
         T_EQ_INT(ab.path, P2P_PATH_DIRECT);
         T_EQ_INT(ab.address.family, P2P_AF_INET4);
+        /* two moves of A's: A-M off the stream, A-B off the relay; none back and forth (A-M
+         * does not return to the stream for M's packets still in its pipe) */
+        T_EQ_INT(as.path_changes, 2);
     }
     teardown();
     return direct_at ? direct_at - opened : UINT64_MAX;
