@@ -147,7 +147,8 @@ static uint64_t run(uint64_t seed, int count, uint64_t gap, int open_at, uint64_
     p2p_stats as;
     p2p_host_stats(sh[1], &as);
     printf("     seed %llu: A-M on UDP %.2f s after the unblock, A-B direct after %.2f s; "
-           "%d/%d messages, %d replies, %d out of order; A: %llu probes dropped by the guard, %llu path "
+           "%d/%d messages, %d replies, %d out of order; A: %llu probes dropped by the guard, %llu "
+           "path "
            "changes\n",
            (unsigned long long)seed, med_at ? (double)(med_at - opened) / SEC : -1.0,
            direct_at ? (double)(direct_at - opened) / SEC : -1.0, s_msgs, count, s_replies, s_bad,
