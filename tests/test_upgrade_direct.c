@@ -174,6 +174,8 @@ static uint64_t run(uint64_t seed, int count, uint64_t gap, int open_at, uint64_
            direct_at ? (double)(direct_at - opened) / SEC : -1.0, s_msgs, count, s_replies, s_bad,
            (unsigned long long)as.dropped_amplification, (unsigned long long)as.path_changes);
     T_EQ_INT(direct_early, 0); /* relayed while UDP was blocked */
+    /* A punched nothing while its UDP was silent, so its guard never had to refuse a probe */
+    T_EQ_INT(as.dropped_amplification, 0);
     T_EQ_INT(s_msgs, count);
     T_EQ_INT(s_bad, 0);
     T_EQ_INT(s_replies, count);
