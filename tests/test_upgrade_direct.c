@@ -13,8 +13,10 @@
  * router but counted against the guard's probe allowance of B's address (16 a minute). When
  * the re-introduction came, A's guard refused to probe B, B's probes were filtered by A's NAT
  * (A had not sent to B), and the pair stayed relayed for the rest of the minute. Now a node
- * whose UDP is silent relays at once instead of punching, and a re-introduction restarts the
- * upgrade schedule. */
+ * whose UDP is silent relays at once instead of punching; a re-introduction restarts the
+ * upgrade schedule (so a lost first probe is retried 1 s later, not up to 30 s); and A's
+ * session with M, once on proven UDP, no longer flaps back to the stream for M's packets still
+ * in the TCP pipe (each flap was one more re-introduction). */
 #include "t.h"
 #include "../csrc/p2p_host.h"
 #include "driver/sim.h"
