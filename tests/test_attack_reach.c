@@ -8,6 +8,7 @@
 #include "../csrc/p2p_crypto.h"
 #include "../csrc/p2p_lan.h"
 #include "../csrc/p2p_state.h"
+#include "simnet.h"
 
 #define S 1000000ull
 #define T0 (1000 * S)
@@ -15,14 +16,6 @@
 
 static p2p_identity ids[64];
 static p2p_rng rng;
-
-static p2p_addr addr(const char *s)
-{
-    p2p_addr a;
-    memset(&a, 0, sizeof a);
-    T_EQ_INT(p2p_addr_parse(&a, s), 0);
-    return a;
-}
 
 static p2p_host *host_new(int i, int lan, int mediator, uint64_t now)
 {
@@ -128,7 +121,7 @@ static void test_forged_stun_changes_nothing(void)
 {
     uint64_t now = T0;
     p2p_host *h = host_new(0, 0, 0, now);
-    p2p_addr me = addr("192.168.1.5:4000"), srv = addr("198.51.100.1:3478");
+    p2p_addr me = simnet_addr("192.168.1.5:4000"), srv = simnet_addr("198.51.100.1:3478");
     p2p_host_add_address(h, &me, now);
     seen s;
     memset(&s, 0, sizeof s);
@@ -171,8 +164,8 @@ static void test_junk_udp_does_not_hold_off_fallback(void)
     for (int junk = 0; junk < 2; junk++) {
         uint64_t now = T0;
         p2p_host *h = host_new(1, 0, 0, now);
-        p2p_addr me = addr("192.168.1.5:4000"), med = addr("203.0.113.10:7000");
-        p2p_addr stranger = addr("198.51.100.66:9999");
+        p2p_addr me = simnet_addr("192.168.1.5:4000"), med = simnet_addr("203.0.113.10:7000");
+        p2p_addr stranger = simnet_addr("198.51.100.66:9999");
         p2p_host_add_address(h, &me, now);
         p2p_peer_handle ph;
         T_EQ_INT(p2p_host_connect(h, &med, NULL, now, &ph), 0);
@@ -220,7 +213,7 @@ static void lan_victim_run(uint16_t port, int max_inits)
     p2p_host *h = host_new(2, 1, 0, now);
     char text[40];
     snprintf(text, sizeof text, "10.9.0.99:%u", (unsigned)port);
-    p2p_addr me = addr("10.9.0.1:4000"), victim = addr(text);
+    p2p_addr me = simnet_addr("10.9.0.1:4000"), victim = simnet_addr(text);
     p2p_host_add_address(h, &me, now);
     seen s;
     memset(&s, 0, sizeof s);
@@ -253,7 +246,7 @@ static void test_lan_many_ids_one_victim(void)
 {
     uint64_t now = T0;
     p2p_host *h = host_new(3, 1, 0, now);
-    p2p_addr me = addr("10.9.0.1:4000"), victim = addr("10.9.0.98:44344");
+    p2p_addr me = simnet_addr("10.9.0.1:4000"), victim = simnet_addr("10.9.0.98:44344");
     p2p_host_add_address(h, &me, now);
     seen s;
     memset(&s, 0, sizeof s);
@@ -295,7 +288,7 @@ static void test_lan_flood_caps_signature_checks(void)
     uint8_t b[P2P_LAN_BEACON_LEN];
     int forged = 0, rate = 0, other = 0;
     for (int i = 0; i < 2000; i++) {
-        p2p_addr from = addr("10.20.0.1:44344");
+        p2p_addr from = simnet_addr("10.20.0.1:44344");
         from.ip[2] = (uint8_t)(i >> 8);
         from.ip[3] = (uint8_t)i;
         beacon(b, 30 + i % 20, ids[1].ed_sk, 7000, UNIX0 + (uint64_t)i);
@@ -316,13 +309,13 @@ static void test_lan_flood_caps_signature_checks(void)
     static uint8_t big[65536];
     memcpy(big, "p2pb\x01", 5);
     size_t sizes[] = {0, 4, 5, 153, 155, 1232, sizeof big};
-    p2p_addr from = addr("10.20.9.9:44344");
+    p2p_addr from = simnet_addr("10.20.9.9:44344");
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, big, sizes[i], now + 2 * S, NULL, NULL),
                  P2P_LAN_BAD);
     /* a beacon from a public or multicast source: ignored */
     beacon(b, 5, NULL, 7000, UNIX0);
-    p2p_addr pub = addr("198.51.100.7:44344"), mc = addr("224.0.0.1:44344");
+    p2p_addr pub = simnet_addr("198.51.100.7:44344"), mc = simnet_addr("224.0.0.1:44344");
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &pub, b, sizeof b, now + 3 * S, NULL, NULL), P2P_LAN_BAD);
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &mc, b, sizeof b, now + 3 * S, NULL, NULL), P2P_LAN_BAD);
 }
@@ -344,7 +337,7 @@ static void test_lan_replay_after_cache_eviction(void)
     c.self_id = ids[0].ed_pk;
     c.dial = 1;
     uint8_t orig[P2P_LAN_BEACON_LEN], b[P2P_LAN_BEACON_LEN];
-    p2p_addr at = addr("10.9.0.5:44344"), victim = addr("10.9.0.99:44344");
+    p2p_addr at = simnet_addr("10.9.0.5:44344"), victim = simnet_addr("10.9.0.99:44344");
     beacon(orig, 9, NULL, 7000, UNIX0);
     p2p_addr to;
     uint8_t who[32];
@@ -355,7 +348,7 @@ static void test_lan_replay_after_cache_eviction(void)
     int verified = 0;
     for (int i = 0; i < 320; i++) {
         uint64_t t = now + S + (uint64_t)i * 126000;
-        p2p_addr from = addr("10.9.1.1:44344");
+        p2p_addr from = simnet_addr("10.9.1.1:44344");
         from.ip[3] = (uint8_t)(1 + i % 40);
         beacon(b, 12 + i % 40, NULL, 7000, UNIX0 + (t - T0));
         if (p2p_lan_state_recv(&l, &quiet, &from, b, sizeof b, t, NULL, NULL) >= 0) verified++;
@@ -379,7 +372,7 @@ static void test_stream_caps(void)
 {
     uint64_t now = T0;
     p2p_host *h = host_new(4, 0, 1, now);
-    p2p_addr ip = addr("203.0.113.5:1"), lo = addr("127.0.0.1:1");
+    p2p_addr ip = simnet_addr("203.0.113.5:1"), lo = simnet_addr("127.0.0.1:1");
     uint32_t sid = 0x80000001u;
     for (int i = 0; i < 8; i++) T_EQ_INT(p2p_host_stream_up(h, sid++, &ip, 1, now), 0);
     T_CHECK(p2p_host_stream_up(h, sid++, &ip, 1, now) != 0);
@@ -388,10 +381,7 @@ static void test_stream_caps(void)
     /* a stream id the driver never reported: dropped */
     p2p_stats s0, s1;
     p2p_host_stats(h, &s0);
-    p2p_addr fake;
-    memset(&fake, 0, sizeof fake);
-    fake.family = P2P_AF_STREAM;
-    p2p_put_u32(fake.ip, 0x7fff0001u);
+    p2p_addr fake = simnet_stream_addr(0x7fff0001u);
     uint8_t j[4] = {1, 0, 0, 0};
     p2p_host_recv(h, &fake, j, sizeof j, now);
     p2p_host_stats(h, &s1);
@@ -409,16 +399,13 @@ static void test_stream_without_session_closes(void)
     for (int junk = 0; junk < 2; junk++) {
         uint64_t now = T0;
         p2p_host *h = host_new(5, 0, 1, now);
-        p2p_addr me = addr("192.168.1.5:4000"), ip = addr("203.0.113.5:1");
+        p2p_addr me = simnet_addr("192.168.1.5:4000"), ip = simnet_addr("203.0.113.5:1");
         p2p_host_add_address(h, &me, now);
         seen s;
         memset(&s, 0, sizeof s);
         uint32_t sid = 0x80000010u;
         T_EQ_INT(p2p_host_stream_up(h, sid, &ip, 1, now), 0);
-        p2p_addr from;
-        memset(&from, 0, sizeof from);
-        from.family = P2P_AF_STREAM;
-        p2p_put_u32(from.ip, sid);
+        p2p_addr from = simnet_stream_addr(sid);
         uint64_t closed_at = 0;
         for (uint64_t t = T0; t < T0 + 120 * S && !closed_at; t += 5 * S) {
             run_until(h, &s, &now, t + 5 * S);
@@ -497,9 +484,9 @@ static void test_addrs_naming_victims(void)
     w.h[0] = host_new(40, 0, 1, now); /* M, a mediator */
     w.h[1] = host_new(41, 0, 0, now); /* A, the attacker */
     w.h[2] = host_new(42, 0, 0, now); /* C */
-    w.a[0] = addr("198.51.100.1:7000");
-    w.a[1] = addr("198.51.100.2:4000");
-    w.a[2] = addr("198.51.100.3:4000");
+    w.a[0] = simnet_addr("198.51.100.1:7000");
+    w.a[1] = simnet_addr("198.51.100.2:4000");
+    w.a[2] = simnet_addr("198.51.100.3:4000");
     for (int i = 0; i < NN; i++) p2p_host_add_address(w.h[i], &w.a[i], now);
     p2p_peer_handle ph;
     T_EQ_INT(p2p_host_connect(w.h[1], &w.a[0], NULL, now, &ph), 0);
@@ -512,7 +499,7 @@ static void test_addrs_naming_victims(void)
         if (t % (2 * S) == 0) {
             p2p_own_remove_kind(w.h[1], P2P_ADDR_MAPPED);
             for (int v = 0; v < 4; v++) {
-                p2p_addr va = addr("203.0.113.1:53");
+                p2p_addr va = simnet_addr("203.0.113.1:53");
                 va.ip[3] = (uint8_t)((round * 4 + v) % 60);
                 va.port = (uint16_t)(1000 + round);
                 p2p_own_add_kind(w.h[1], &va, P2P_ADDR_MAPPED, now + 3600 * S);
