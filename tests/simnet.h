@@ -187,11 +187,12 @@ typedef struct simnet_msgs {
     int nreplies, reply_bad; /* replies to this node's messages, in arrival order */
 } simnet_msgs;
 
-/* Takes a MESSAGE or REPLY event of host h on sim s (any other is left alone). reply_seq (room
- * for max) gets the sequence numbers of the replies. */
+/* Takes a MESSAGE or REPLY event of host h (any other is left alone) at `now`; on a sim s (NULL:
+ * the test carries the datagrams) h is flushed after it replies. reply_seq (room for max) gets
+ * the sequence numbers of the replies. */
 static inline void simnet_on_msg(p2p_sim *s, p2p_host *h, const p2p_event *ev, simnet_msgs *m,
                                  const uint8_t *marker, size_t marker_len, uint64_t *reply_seq,
-                                 int max)
+                                 int max, uint64_t now)
 {
     uint8_t copy[2048];
     if (ev->type == P2P_EV_MESSAGE) {
@@ -202,10 +203,8 @@ static inline void simnet_on_msg(p2p_sim *s, p2p_host *h, const p2p_event *ev, s
         if (ev->want_reply) {
             size_t len = ev->len < sizeof copy ? ev->len : sizeof copy;
             memcpy(copy, ev->data, len);
-            T_EQ_INT(p2p_peer_reply(h, ev->peer, ev->seq, P2P_REPLY_DATA, copy, len,
-                                    p2p_sim_now(s)),
-                     0);
-            p2p_sim_flush(s, h);
+            T_EQ_INT(p2p_peer_reply(h, ev->peer, ev->seq, P2P_REPLY_DATA, copy, len, now), 0);
+            if (s) p2p_sim_flush(s, h);
         }
     } else if (ev->type == P2P_EV_REPLY) {
         if (ev->status != P2P_REPLY_DATA || ev->len < marker_len + 4 ||
@@ -229,6 +228,22 @@ static inline int simnet_send_marked(p2p_sim *s, p2p_host *h, const uint8_t *to,
     int rc = p2p_peer_send(h, p2p_host_find(h, to), 7, msg, len, 1, seq, p2p_sim_now(s));
     p2p_sim_flush(s, h);
     return rc;
+}
+
+/* A stream of `sent` messages (seq: their sequence numbers) from a node that counts its
+ * replies in `from` (their sequence numbers in reply_seq) to one that counts them in `to`:
+ * every message got exactly one reply, in the order sent, and arrived once, in order. */
+static inline void simnet_msgs_check(int sent, const uint64_t *seq, const simnet_msgs *from,
+                                     const uint64_t *reply_seq, const simnet_msgs *to, int want)
+{
+    T_EQ_INT(sent, want);
+    T_EQ_INT(from->nreplies, want);
+    T_EQ_INT(from->reply_bad, 0);
+    T_EQ_INT(to->msg_bad, 0);
+    T_EQ_INT(to->next_in, want);
+    int order = 0;
+    for (int i = 0; i < from->nreplies && i < sent; i++) order += reply_seq[i] == seq[i];
+    T_EQ_INT(order, want);
 }
 
 /* h's view of the peer `pk` (zeroed when there is none). */
