@@ -85,13 +85,43 @@ static inline void simnet_later(simnet_queue *w, uint64_t at, const p2p_addr *fr
     p->len = len;
 }
 
-/* Runs h and the queue w until virtual time `until` (*now ends there): each datagram arrives
- * at its time, the host's timers fire at theirs, and drain(ctx), the test's driver, takes
- * every output after each input (the driver rule). */
-static inline void simnet_run(p2p_host *h, simnet_queue *w, uint64_t *now, uint64_t until,
-                              void (*drain)(void *ctx), void *ctx)
+/* The test's driver for one host: io answers a request (it must call p2p_host_io_done or
+ * leave the request unanswered), datagram carries what the host sends. */
+typedef struct simnet_driver {
+    void (*io)(void *ctx, const p2p_io *io);
+    void (*datagram)(void *ctx, const p2p_addr *to, const uint8_t *buf, size_t len);
+    void *ctx;
+} simnet_driver;
+
+/* Takes every output of h until there is none (the driver rule): io requests and datagrams go
+ * to d, events are dropped. */
+static inline void simnet_drain(p2p_host *h, const simnet_driver *d)
 {
-    drain(ctx);
+    uint8_t buf[P2P_MAX_PACKET_PROBED];
+    p2p_addr to;
+    size_t len;
+    p2p_event ev;
+    p2p_io io;
+    for (int progress = 1; progress;) {
+        progress = 0;
+        while (p2p_host_next_io(h, &io)) {
+            progress = 1;
+            d->io(d->ctx, &io);
+        }
+        while ((len = p2p_host_next_datagram(h, &to, buf, sizeof buf)) > 0) {
+            progress = 1;
+            d->datagram(d->ctx, &to, buf, len);
+        }
+        while (p2p_host_next_event(h, &ev)) progress = 1;
+    }
+}
+
+/* Runs h and the queue w until virtual time `until` (*now ends there): each datagram arrives
+ * at its time, the host's timers fire at theirs, and d takes every output after each input. */
+static inline void simnet_run(p2p_host *h, simnet_queue *w, uint64_t *now, uint64_t until,
+                              const simnet_driver *d)
+{
+    simnet_drain(h, d);
     for (;;) {
         uint64_t t = p2p_host_next_timeout(h);
         for (size_t i = 0; i < w->nq; i++)
@@ -103,13 +133,13 @@ static inline void simnet_run(p2p_host *h, simnet_queue *w, uint64_t *now, uint6
                 simnet_pending p = w->q[i];
                 w->q[i] = w->q[--w->nq];
                 p2p_host_recv(h, &p.from, p.buf, p.len, *now);
-                drain(ctx);
+                simnet_drain(h, d);
             } else {
                 i++;
             }
         }
         if (p2p_host_next_timeout(h) <= *now) p2p_host_on_timeout(h, *now);
-        drain(ctx);
+        simnet_drain(h, d);
     }
     *now = until;
 }

@@ -60,90 +60,83 @@ static void net_down(net *n)
     p2p_identity_wipe(&n->id);
 }
 
+/* The driver's answer to a request: the gateway's address, the gateway's HTTP server. */
+static void on_io(void *ctx, const p2p_io *io)
+{
+    net *n = ctx;
+    p2p_io_result r;
+    memset(&r, 0, sizeof r);
+    r.kind = io->kind;
+    r.id = io->id;
+    if (io->kind == P2P_IO_GATEWAY) {
+        n->gateway_asks++;
+        if (!n->gw_answers) return;
+        if (n->gw) {
+            p2p_sim_gw_lan(n->gw, &r.addr);
+            r.local = n->host;
+        } else {
+            r.status = P2P_ERR_IO;
+        }
+    } else if (io->kind == P2P_IO_HTTP) {
+        static uint8_t reply[16384];
+        n->http++;
+        size_t l = io->len < sizeof n->last_http - 1 ? io->len : sizeof n->last_http - 1;
+        memcpy(n->last_http, io->data, l);
+        n->last_http[l] = 0;
+        size_t len = 0;
+        if (n->gw && io->addr.family == P2P_AF_INET4 && !memcmp(io->addr.ip, n->lan.ip, 4) &&
+            io->addr.port == P2P_SIM_GW_HTTP_PORT)
+            len = p2p_sim_gw_http(n->gw, &n->host, io->data, io->len, n->now, reply,
+                                  sizeof reply);
+        if (len) {
+            r.data = reply;
+            r.len = len;
+        } else {
+            r.status = P2P_ERR_IO;
+        }
+    } else {
+        r.status = P2P_ERR_IO;
+    }
+    int rc = p2p_host_io_done(n->h, &r, n->now);
+    T_CHECK(rc == 0 || rc == P2P_ERR_CLOSED); /* the delete's answer comes after close */
+}
+
+/* Counts what the host sent; the gateway answers after LAT. */
+static void on_datagram(void *ctx, const p2p_addr *to, const uint8_t *buf, size_t len)
+{
+    net *n = ctx;
+    if (to->port == 5351) {
+        n->to_pmp++;
+        if (buf[0] == 2 && len >= 8 && !buf[4] && !buf[5] && !buf[6] && !buf[7])
+            n->pcp_lifetime0++;
+        if (buf[0] == 0 && len == 12 && !buf[8] && !buf[9] && !buf[10] && !buf[11])
+            n->natpmp_lifetime0++;
+    } else if (to->port == 1900) {
+        if (to->ip[0] == 239)
+            n->to_group++;
+        else
+            n->to_ssdp++;
+    } else {
+        n->to_other++;
+    }
+    if (!n->gw) return;
+    uint8_t out[2048];
+    p2p_addr from;
+    size_t rl =
+        p2p_sim_gw_udp(n->gw, &n->host, to, buf, len, n->now, out, sizeof out, &from);
+    if (rl) simnet_later(&n->w, n->now + LAT, &from, out, rl);
+}
+
 /* Drains the host's requests and datagrams (the driver rule). */
 static void drain(net *n)
 {
-    for (int progress = 1; progress;) {
-        progress = 0;
-        p2p_io io;
-        while (p2p_host_next_io(n->h, &io)) {
-            progress = 1;
-            p2p_io_result r;
-            memset(&r, 0, sizeof r);
-            r.kind = io.kind;
-            r.id = io.id;
-            if (io.kind == P2P_IO_GATEWAY) {
-                n->gateway_asks++;
-                if (!n->gw_answers) continue;
-                if (n->gw) {
-                    p2p_sim_gw_lan(n->gw, &r.addr);
-                    r.local = n->host;
-                } else {
-                    r.status = P2P_ERR_IO;
-                }
-            } else if (io.kind == P2P_IO_HTTP) {
-                static uint8_t reply[16384];
-                n->http++;
-                size_t l = io.len < sizeof n->last_http - 1 ? io.len : sizeof n->last_http - 1;
-                memcpy(n->last_http, io.data, l);
-                n->last_http[l] = 0;
-                size_t len = 0;
-                if (n->gw && io.addr.family == P2P_AF_INET4 && !memcmp(io.addr.ip, n->lan.ip, 4) &&
-                    io.addr.port == P2P_SIM_GW_HTTP_PORT)
-                    len = p2p_sim_gw_http(n->gw, &n->host, io.data, io.len, n->now, reply,
-                                          sizeof reply);
-                if (len) {
-                    r.data = reply;
-                    r.len = len;
-                } else {
-                    r.status = P2P_ERR_IO;
-                }
-            } else {
-                r.status = P2P_ERR_IO;
-            }
-            int rc = p2p_host_io_done(n->h, &r, n->now);
-            T_CHECK(rc == 0 || rc == P2P_ERR_CLOSED); /* the delete's answer comes after close */
-        }
-        uint8_t buf[P2P_MAX_PACKET_PROBED];
-        p2p_addr to;
-        size_t len;
-        while ((len = p2p_host_next_datagram(n->h, &to, buf, sizeof buf)) > 0) {
-            progress = 1;
-            if (to.port == 5351) {
-                n->to_pmp++;
-                if (buf[0] == 2 && len >= 8 && !buf[4] && !buf[5] && !buf[6] && !buf[7])
-                    n->pcp_lifetime0++;
-                if (buf[0] == 0 && len == 12 && !buf[8] && !buf[9] && !buf[10] && !buf[11])
-                    n->natpmp_lifetime0++;
-            } else if (to.port == 1900) {
-                if (to.ip[0] == 239)
-                    n->to_group++;
-                else
-                    n->to_ssdp++;
-            } else {
-                n->to_other++;
-            }
-            if (!n->gw) continue;
-            uint8_t out[2048];
-            p2p_addr from;
-            size_t rl =
-                p2p_sim_gw_udp(n->gw, &n->host, &to, buf, len, n->now, out, sizeof out, &from);
-            if (rl) simnet_later(&n->w, n->now + LAT, &from, out, rl);
-        }
-        p2p_event ev;
-        while (p2p_host_next_event(n->h, &ev)) progress = 1;
-    }
-}
-
-static void drain_ctx(void *n)
-{
-    drain(n);
+    simnet_drain(n->h, &(simnet_driver){on_io, on_datagram, n});
 }
 
 /* Runs the host and the network until virtual time `until`. */
 static void run(net *n, uint64_t until)
 {
-    simnet_run(n->h, &n->w, &n->now, until, drain_ctx, n);
+    simnet_run(n->h, &n->w, &n->now, until, &(simnet_driver){on_io, on_datagram, n});
 }
 
 /* The host's advertised address of kind P2P_ADDR_MAPPED into *out; 1 when there is one. */

@@ -93,55 +93,47 @@ static void translate(net *n, const p2p_addr *to, p2p_addr *src)
     src->port = (uint16_t)(30001 + i * 7919 % 20000);
 }
 
-static void drain(net *n)
+/* The driver fails every request. */
+static void on_io(void *ctx, const p2p_io *io)
 {
-    uint8_t buf[P2P_MAX_PACKET_PROBED];
-    p2p_addr to;
-    size_t len;
-    p2p_event ev;
-    p2p_io io;
-    for (int progress = 1; progress;) {
-        progress = 0;
-        while (p2p_host_next_io(n->h, &io)) {
-            progress = 1;
-            p2p_io_result r;
-            memset(&r, 0, sizeof r);
-            r.kind = io.kind;
-            r.id = io.id;
-            r.status = P2P_ERR_IO;
-            p2p_host_io_done(n->h, &r, n->now);
-        }
-        while ((len = p2p_host_next_datagram(n->h, &to, buf, sizeof buf)) > 0) {
-            progress = 1;
-            if (len >= 20 && buf[4] == 0x21 && buf[5] == 0x12 && buf[6] == 0xa4 && buf[7] == 0x42) {
-                n->sent_stun++;
-                memcpy(n->last_txid, buf + 8, 12);
-                n->last_to = to;
-            } else {
-                n->sent_other++;
-            }
-            if (n->silent) continue;
-            p2p_addr src, from;
-            translate(n, &to, &src);
-            for (int s = 0; s < n->nsrv; s++) {
-                uint8_t out[512];
-                size_t rl =
-                    p2p_sim_stun_udp(n->srv[s], &src, &to, buf, len, out, sizeof out, &from);
-                if (rl) simnet_later(&n->w, n->now + LAT, &from, out, rl);
-            }
-        }
-        while (p2p_host_next_event(n->h, &ev)) progress = 1;
+    net *n = ctx;
+    p2p_io_result r;
+    memset(&r, 0, sizeof r);
+    r.kind = io->kind;
+    r.id = io->id;
+    r.status = P2P_ERR_IO;
+    p2p_host_io_done(n->h, &r, n->now);
+}
+
+/* Counts what the host sent; through the NAT, the servers answer after LAT. */
+static void on_datagram(void *ctx, const p2p_addr *to, const uint8_t *buf, size_t len)
+{
+    net *n = ctx;
+    if (len >= 20 && buf[4] == 0x21 && buf[5] == 0x12 && buf[6] == 0xa4 && buf[7] == 0x42) {
+        n->sent_stun++;
+        memcpy(n->last_txid, buf + 8, 12);
+        n->last_to = *to;
+    } else {
+        n->sent_other++;
+    }
+    if (n->silent) return;
+    p2p_addr src, from;
+    translate(n, to, &src);
+    for (int s = 0; s < n->nsrv; s++) {
+        uint8_t out[512];
+        size_t rl = p2p_sim_stun_udp(n->srv[s], &src, to, buf, len, out, sizeof out, &from);
+        if (rl) simnet_later(&n->w, n->now + LAT, &from, out, rl);
     }
 }
 
-static void drain_ctx(void *n)
+static void drain(net *n)
 {
-    drain(n);
+    simnet_drain(n->h, &(simnet_driver){on_io, on_datagram, n});
 }
 
 static void run(net *n, uint64_t until)
 {
-    simnet_run(n->h, &n->w, &n->now, until, drain_ctx, n);
+    simnet_run(n->h, &n->w, &n->now, until, &(simnet_driver){on_io, on_datagram, n});
 }
 
 static int stun_addr(net *n, p2p_addr *out)
