@@ -119,4 +119,29 @@ function S.payload(seed, n)
     return head .. body:sub(1, n - #head)
 end
 
+-- The NAT lab (tests/natlab/lab.lua, node.lua's lines): `sender` (of id sender_id) sent
+-- `count` messages to `receiver`; every receipt came back ok, and the receiver got every
+-- message once and in order.
+function S.check_transfer(lab, sender, receiver, sender_id, count, what)
+    local ok, failed = lab:wait(sender, "^done ok=(%d+) failed=(%d+)$", 60, what or "transfer")
+    assert.equal(count .. "/0", ok .. "/" .. failed, lab:logs())
+    local recv = lab.lines(receiver, "^recv " .. sender_id .. " (%d+)$")
+    assert.equal(count, #recv, lab:logs())
+    for i, r in ipairs(recv) do assert.equal(i, tonumber(r[1])) end
+    assert.same({}, lab.lines(receiver, "^(recv%-bad .*)$"))
+end
+
+-- The NAT lab: every receipt `sender` printed is ok, carries its message's answer ("ack N"),
+-- and came once.
+function S.check_receipts(lab, sender)
+    local seen = {}
+    for _, r in ipairs(lab.lines(sender, "^receipt (%d+) (%a+) (.*)$")) do
+        local n = tonumber(r[1])
+        assert.is_nil(seen[n], "two receipts for message " .. n)
+        seen[n] = true
+        assert.equal("ok", r[2])
+        assert.equal("ack " .. n, r[3])
+    end
+end
+
 return S
