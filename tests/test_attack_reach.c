@@ -85,6 +85,19 @@ static void drain(p2p_host *h, seen *s, uint64_t now)
     }
 }
 
+/* Host i (with LAN discovery when lan, a mediator when mediator) at the address `me`; *s
+ * zeroed, counting what goes to `victim` (NULL: nothing). */
+static p2p_host *watched_host(int i, int lan, int mediator, const char *me, const char *victim,
+                              seen *s, uint64_t now)
+{
+    p2p_host *h = host_new(i, lan, mediator, now);
+    p2p_addr a = simnet_addr(me);
+    p2p_host_add_address(h, &a, now);
+    memset(s, 0, sizeof *s);
+    if (victim) s->victim = simnet_addr(victim);
+    return h;
+}
+
 static void run_until(p2p_host *h, seen *s, uint64_t *now, uint64_t until)
 {
     while (*now < until) {
@@ -120,11 +133,9 @@ static size_t forged_stun(uint8_t *m)
 static void test_forged_stun_changes_nothing(void)
 {
     uint64_t now = T0;
-    p2p_host *h = host_new(0, 0, 0, now);
-    p2p_addr me = simnet_addr("192.168.1.5:4000"), srv = simnet_addr("198.51.100.1:3478");
-    p2p_host_add_address(h, &me, now);
     seen s;
-    memset(&s, 0, sizeof s);
+    p2p_host *h = watched_host(0, 0, 0, "192.168.1.5:4000", NULL, &s, now);
+    p2p_addr srv = simnet_addr("198.51.100.1:3478");
     drain(h, &s, now);
     p2p_nat_info a, b;
     p2p_host_nat(h, &a);
@@ -163,14 +174,12 @@ static void test_junk_udp_does_not_hold_off_fallback(void)
 {
     for (int junk = 0; junk < 2; junk++) {
         uint64_t now = T0;
-        p2p_host *h = host_new(1, 0, 0, now);
-        p2p_addr me = simnet_addr("192.168.1.5:4000"), med = simnet_addr("203.0.113.10:7000");
+        seen s;
+        p2p_host *h = watched_host(1, 0, 0, "192.168.1.5:4000", NULL, &s, now);
+        p2p_addr med = simnet_addr("203.0.113.10:7000");
         p2p_addr stranger = simnet_addr("198.51.100.66:9999");
-        p2p_host_add_address(h, &me, now);
         p2p_peer_handle ph;
         T_EQ_INT(p2p_host_connect(h, &med, NULL, now, &ph), 0);
-        seen s;
-        memset(&s, 0, sizeof s);
         drain(h, &s, now);
         uint64_t first_open = 0;
         for (uint64_t t = T0; t < T0 + 8 * S; t += S) {
@@ -210,20 +219,16 @@ static void beacon(uint8_t out[P2P_LAN_BEACON_LEN], int i, const uint8_t *sk, ui
 static void lan_victim_run(uint16_t port, int max_inits)
 {
     uint64_t now = T0;
-    p2p_host *h = host_new(2, 1, 0, now);
     char text[40];
     snprintf(text, sizeof text, "10.9.0.99:%u", (unsigned)port);
-    p2p_addr me = simnet_addr("10.9.0.1:4000"), victim = simnet_addr(text);
-    p2p_host_add_address(h, &me, now);
     seen s;
-    memset(&s, 0, sizeof s);
-    s.victim = victim;
+    p2p_host *h = watched_host(2, 1, 0, "10.9.0.1:4000", text, &s, now);
     drain(h, &s, now);
     uint8_t b[P2P_LAN_BEACON_LEN];
     for (uint64_t t = T0; t < T0 + 125 * S; t += 2500000) {
         run_until(h, &s, &now, t);
         beacon(b, 10, NULL, port, UNIX0 + (now - T0));
-        p2p_host_recv_lan(h, &victim, b, sizeof b, now);
+        p2p_host_recv_lan(h, &s.victim, b, sizeof b, now);
         drain(h, &s, now);
     }
     run_until(h, &s, &now, T0 + 126 * S);
@@ -245,19 +250,15 @@ static void test_lan_beacon_naming_a_victim(void)
 static void test_lan_many_ids_one_victim(void)
 {
     uint64_t now = T0;
-    p2p_host *h = host_new(3, 1, 0, now);
-    p2p_addr me = simnet_addr("10.9.0.1:4000"), victim = simnet_addr("10.9.0.98:44344");
-    p2p_host_add_address(h, &me, now);
     seen s;
-    memset(&s, 0, sizeof s);
-    s.victim = victim;
+    p2p_host *h = watched_host(3, 1, 0, "10.9.0.1:4000", "10.9.0.98:44344", &s, now);
     drain(h, &s, now);
     uint8_t b[P2P_LAN_BEACON_LEN];
     int k = 0;
     for (uint64_t t = T0; t < T0 + 60 * S; t += 2100000) {
         run_until(h, &s, &now, t);
         beacon(b, 20 + (k++ % 40), NULL, 7000, UNIX0 + (now - T0));
-        p2p_host_recv_lan(h, &victim, b, sizeof b, now);
+        p2p_host_recv_lan(h, &s.victim, b, sizeof b, now);
         drain(h, &s, now);
     }
     run_until(h, &s, &now, T0 + 60 * S);
@@ -398,11 +399,9 @@ static void test_stream_without_session_closes(void)
 {
     for (int junk = 0; junk < 2; junk++) {
         uint64_t now = T0;
-        p2p_host *h = host_new(5, 0, 1, now);
-        p2p_addr me = simnet_addr("192.168.1.5:4000"), ip = simnet_addr("203.0.113.5:1");
-        p2p_host_add_address(h, &me, now);
         seen s;
-        memset(&s, 0, sizeof s);
+        p2p_host *h = watched_host(5, 0, 1, "192.168.1.5:4000", NULL, &s, now);
+        p2p_addr ip = simnet_addr("203.0.113.5:1");
         uint32_t sid = 0x80000010u;
         T_EQ_INT(p2p_host_stream_up(h, sid, &ip, 1, now), 0);
         p2p_addr from = simnet_stream_addr(sid);

@@ -45,10 +45,7 @@ static uint64_t now(void)
 static void sim_start(uint64_t seed)
 {
     p2p_sim_config c;
-    memset(&c, 0, sizeof c);
-    c.seed = seed;
-    c.latency_us = 10000;
-    c.jitter_us = 3000;
+    simnet_sim_config(&c, seed);
     T_EQ_INT(p2p_sim_new(&sim, &c), 0);
     nn = 0;
     memset(nodes, 0, sizeof nodes);

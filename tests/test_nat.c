@@ -40,10 +40,7 @@ static int faults; /* 1: the sim loses, reorders and duplicates a few datagrams 
 static void sim_start(uint64_t seed)
 {
     p2p_sim_config c;
-    memset(&c, 0, sizeof c);
-    c.seed = seed;
-    c.latency_us = 10000;
-    c.jitter_us = 3000;
+    simnet_sim_config(&c, seed);
     if (faults) {
         c.loss = 0.03;
         c.reorder = 0.02;
