@@ -123,6 +123,7 @@ end
 -- `count` messages to `receiver`; every receipt came back ok, and the receiver got every
 -- message once and in order.
 function S.check_transfer(lab, sender, receiver, sender_id, count, what)
+    local assert = require "luassert" -- busted's assert (this module is required, not run)
     local ok, failed = lab:wait(sender, "^done ok=(%d+) failed=(%d+)$", 60, what or "transfer")
     assert.equal(count .. "/0", ok .. "/" .. failed, lab:logs())
     local recv = lab.lines(receiver, "^recv " .. sender_id .. " (%d+)$")
@@ -134,6 +135,7 @@ end
 -- The NAT lab: every receipt `sender` printed is ok, carries its message's answer ("ack N"),
 -- and came once.
 function S.check_receipts(lab, sender)
+    local assert = require "luassert"
     local seen = {}
     for _, r in ipairs(lab.lines(sender, "^receipt (%d+) (%a+) (.*)$")) do
         local n = tonumber(r[1])
