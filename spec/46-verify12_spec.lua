@@ -7,9 +7,7 @@ local socket = require "socket"
 local S = require "spec.support"
 local P = require "spec.procs"
 
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = S.q
 
 -- /proc figures of a process: resident KiB, and CPU seconds (user + system).
 local function rss_kib(pid)
@@ -279,19 +277,24 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
         assert.is_true(idle < 0.3, "the mediator spun: " .. idle .. " s CPU in 2 s idle")
     end)
 
+    -- A node whose only way to the mediator is its TCP URL connects within 8 s: the
+    -- mediator's UDP port number differs from its TCP one, so connecting to that number over
+    -- UDP gets no answer and the node falls back to the URL.
+    local function legit_node_connects()
+        local node = assert(p2pnet.node { host = "127.0.0.1", portmap = false,
+                                          fallback = { "tcp://127.0.0.1:" .. tcp_port } })
+        finally(function() node:close() end)
+        local peer = assert(node:connect("127.0.0.1:" .. tcp_port))
+        return S.spin({ node }, function() return peer.state == "connected" end, 8)
+    end
+
     it("lets a legitimate node in over TCP while 200 silent connections are held", function()
         for i = 1, 200 do
             local c = tcp_from(("127.0.%d.%d"):format(3 + i // 250, 1 + i % 250), tcp_port)
             if c then held[#held + 1] = c end
         end
         local c0 = cpu_s(pid)
-        local node = assert(p2pnet.node { host = "127.0.0.1", portmap = false,
-                                          fallback = { "tcp://127.0.0.1:" .. tcp_port } })
-        finally(function() node:close() end)
-        -- the mediator's UDP port number differs from its TCP one: connect to a UDP port
-        -- where nothing answers, so the node falls back to the URL
-        local peer = assert(node:connect("127.0.0.1:" .. tcp_port))
-        local ok = S.spin({ node }, function() return peer.state == "connected" end, 8)
+        local ok = legit_node_connects()
         print(("\n  %d silent connections held; legit node %s; mediator CPU %.2f s"):format(
             #held, ok and "connected" or "refused", cpu_s(pid) - c0))
         assert.is_true(ok, "a legitimate node did not get through")
@@ -305,11 +308,7 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
             local c = tcp_from(("127.0.%d.%d"):format(10 + i // 250, 1 + i % 250), tcp_port)
             if c then held[#held + 1] = c end
         end
-        local node = assert(p2pnet.node { host = "127.0.0.1", portmap = false,
-                                          fallback = { "tcp://127.0.0.1:" .. tcp_port } })
-        finally(function() node:close() end)
-        local peer = assert(node:connect("127.0.0.1:" .. tcp_port))
-        local ok = S.spin({ node }, function() return peer.state == "connected" end, 8)
+        local ok = legit_node_connects()
         print(("\n  300 silent connections: legit node %s within 8 s"):format(
             ok and "connected" or "refused"))
         assert.is_true(ok, "slot exhaustion: a legitimate node was refused while 300 silent "

@@ -65,6 +65,11 @@ function S.sim_join(sim, a, b, seconds)
     return pa
 end
 
+-- s quoted for the shell (single quotes).
+function S.q(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
 function S.tmpdir()
     local p = assert(io.popen("mktemp -d /tmp/p2pnet-spec.XXXXXX"))
     local dir = p:read("*l")
