@@ -45,13 +45,7 @@ describe("the NAT lab #natlab", function()
     end)
 
     lazy_teardown(function()
-        if lab then lab:down() end
-        -- NATLAB_KEEP=1 keeps the children's logs for a look after the run
-        if dir and os.getenv("NATLAB_KEEP") then
-            print("NAT lab logs kept in " .. dir)
-        elseif dir then
-            S.rmdir(dir)
-        end
+        S.lab_down(lab, dir) -- NATLAB_KEEP=1 keeps the children's logs for a look after the run
     end)
 
     after_each(function() lab:forget() end)

@@ -109,12 +109,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
     end)
 
     lazy_teardown(function()
-        if lab then lab:down() end
-        if dir and os.getenv("NATLAB_KEEP") then
-            print("NAT lab logs kept in " .. dir)
-        elseif dir then
-            S.rmdir(dir)
-        end
+        S.lab_down(lab, dir)
     end)
 
     after_each(function()

@@ -32,8 +32,7 @@ describe("the NAT lab: relay hand-over #natlab #lab12", function()
     end)
 
     teardown(function()
-        if lab then lab:down() end
-        if dir and not os.getenv("NATLAB_KEEP") then S.rmdir(dir) end
+        S.lab_down(lab, dir)
     end)
 
     it("moves a relayed session to a second relay when the first is killed, losing and "

@@ -124,6 +124,17 @@ function S.payload(seed, n)
     return head .. body:sub(1, n - #head)
 end
 
+-- The end of a NAT lab (tests/natlab/lab.lua) and its log directory dir (from S.tmpdir):
+-- the lab goes down and dir is removed, unless NATLAB_KEEP is set (then it says where it is).
+function S.lab_down(lab, dir)
+    if lab then lab:down() end
+    if dir and os.getenv("NATLAB_KEEP") then
+        print("NAT lab logs kept in " .. dir)
+    elseif dir then
+        S.rmdir(dir)
+    end
+end
+
 -- The NAT lab (tests/natlab/lab.lua, node.lua's lines): `sender` (of id sender_id) sent
 -- `count` messages to `receiver`; every receipt came back ok, and the receiver got every
 -- message once and in order.
