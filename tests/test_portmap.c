@@ -86,8 +86,7 @@ static void on_io(void *ctx, const p2p_io *io)
         size_t len = 0;
         if (n->gw && io->addr.family == P2P_AF_INET4 && !memcmp(io->addr.ip, n->lan.ip, 4) &&
             io->addr.port == P2P_SIM_GW_HTTP_PORT)
-            len = p2p_sim_gw_http(n->gw, &n->host, io->data, io->len, n->now, reply,
-                                  sizeof reply);
+            len = p2p_sim_gw_http(n->gw, &n->host, io->data, io->len, n->now, reply, sizeof reply);
         if (len) {
             r.data = reply;
             r.len = len;
@@ -107,8 +106,7 @@ static void on_datagram(void *ctx, const p2p_addr *to, const uint8_t *buf, size_
     net *n = ctx;
     if (to->port == 5351) {
         n->to_pmp++;
-        if (buf[0] == 2 && len >= 8 && !buf[4] && !buf[5] && !buf[6] && !buf[7])
-            n->pcp_lifetime0++;
+        if (buf[0] == 2 && len >= 8 && !buf[4] && !buf[5] && !buf[6] && !buf[7]) n->pcp_lifetime0++;
         if (buf[0] == 0 && len == 12 && !buf[8] && !buf[9] && !buf[10] && !buf[11])
             n->natpmp_lifetime0++;
     } else if (to->port == 1900) {
@@ -122,8 +120,7 @@ static void on_datagram(void *ctx, const p2p_addr *to, const uint8_t *buf, size_
     if (!n->gw) return;
     uint8_t out[2048];
     p2p_addr from;
-    size_t rl =
-        p2p_sim_gw_udp(n->gw, &n->host, to, buf, len, n->now, out, sizeof out, &from);
+    size_t rl = p2p_sim_gw_udp(n->gw, &n->host, to, buf, len, n->now, out, sizeof out, &from);
     if (rl) simnet_later(&n->w, n->now + LAT, &from, out, rl);
 }
 

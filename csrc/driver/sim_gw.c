@@ -139,8 +139,7 @@ static uint16_t pick_eport(p2p_sim_gw *g, uint16_t hint, uint8_t proto, uint64_t
 }
 
 /* A fresh mapping in slot m: ip:iport over proto, seen outside at eport. */
-static void map_init(sim_map *m, const uint8_t ip[4], uint16_t iport, uint8_t proto,
-                     uint16_t eport)
+static void map_init(sim_map *m, const uint8_t ip[4], uint16_t iport, uint8_t proto, uint16_t eport)
 {
     memset(m, 0, sizeof *m);
     m->used = 1;
