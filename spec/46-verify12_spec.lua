@@ -25,6 +25,21 @@ local function cpu_s(pid)
     return ticks / 100
 end
 
+-- Sends `data` on every connection of conns without blocking, again and again for 3 s (with
+-- read, also reading whatever comes back); returns the bytes sent.
+local function flood(conns, data, read)
+    local t0, sent = socket.gettime(), 0
+    while socket.gettime() - t0 < 3 do
+        for _, c in ipairs(conns) do
+            c:settimeout(0)
+            local n = c:send(data)
+            if n then sent = sent + n end
+            if read then c:receive(65536) end
+        end
+    end
+    return sent
+end
+
 -- Starts `p2pnet mediator ARGS` on 127.0.0.1; returns its pid and output file.
 local function start_mediator(args, outfile, prefix)
     local root = P.root()
@@ -218,15 +233,8 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
         end
         local ping = frame(9, ("p"):rep(125))
         local burst = ping:rep(64)
-        local t0, sent = socket.gettime(), 0
         local c0 = cpu_s(pid)
-        while socket.gettime() - t0 < 3 do
-            for _, c in ipairs(conns) do
-                c:settimeout(0)
-                local n = c:send(burst)
-                if n then sent = sent + n end
-            end
-        end
+        local sent = flood(conns, burst)
         local grew = rss_kib(pid) - base
         -- 20 streams x (256 KiB output + 64 KiB input) is the documented bound: 6.4 MiB
         print(("\n  ping flood: %d bytes sent in 3 s, RSS +%d KiB, CPU %.2f s"):format(
@@ -255,16 +263,8 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
             junk[#junk + 1] = string.pack(">s2", body)
         end
         local blob = table.concat(junk)
-        local t0, sent = socket.gettime(), 0
         local c0 = cpu_s(pid)
-        while socket.gettime() - t0 < 3 do
-            for _, c in ipairs(conns) do
-                c:settimeout(0)
-                local n = c:send(blob)
-                if n then sent = sent + n end
-                c:receive(65536) -- whatever comes back (cookies)
-            end
-        end
+        local sent = flood(conns, blob, true) -- reading whatever comes back (cookies)
         local busy = cpu_s(pid) - c0
         local grew = rss_kib(pid) - base
         -- after the flood, with the streams still open and quiet: no spinning

@@ -57,6 +57,22 @@ static inline int simnet_own_addr(p2p_host *h, int kind, p2p_addr *out)
     return 0;
 }
 
+/* A host with a throwaway identity (random, wiped once the host holds its keys) and `seed`,
+ * on the settings c (the caller's: identity and seed are set here); NULL when p2p_host_new
+ * fails. */
+static inline p2p_host *simnet_fresh_host(p2p_config *c, uint64_t seed)
+{
+    p2p_identity id;
+    p2p_identity_generate(&id);
+    c->identity = &id;
+    c->seed = seed;
+    p2p_host *h = NULL;
+    p2p_host_new(&h, c, 0);
+    p2p_identity_wipe(&id);
+    c->identity = NULL;
+    return h;
+}
+
 /* ---- one host, driven by hand -------------------------------------------------------------- */
 
 /* Datagrams on their way to the host; what does not fit is lost. */

@@ -324,16 +324,9 @@ typedef struct wire {
 
 static p2p_host *mk(uint64_t seed)
 {
-    p2p_identity id;
-    p2p_identity_generate(&id);
     p2p_config c;
     p2p_config_init(&c);
-    c.identity = &id;
-    c.seed = seed;
-    p2p_host *h = NULL;
-    p2p_host_new(&h, &c, 0);
-    p2p_identity_wipe(&id);
-    return h;
+    return simnet_fresh_host(&c, seed);
 }
 
 /* Moves every queued datagram between the two hosts at once, checking each on the way. */
