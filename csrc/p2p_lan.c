@@ -280,8 +280,7 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
     record_peer(l, &bc, &at, now);
     /* An IPv6 link-local source keeps its zone (the scope check took none without one): the
      * dial goes out of the interface the beacon came in on. */
-    if (!c->dial || (c->has_session && c->has_session(c->ud, bc.id)) ||
-        !take_dial(l, bc.id, now))
+    if (!c->dial || (c->has_session && c->has_session(c->ud, bc.id)) || !take_dial(l, bc.id, now))
         return P2P_LAN_HEARD;
     l->dials++;
     if (dial_to) *dial_to = at;
@@ -349,8 +348,8 @@ size_t p2p_lan_state_peers(const p2p_lan_state *l, uint64_t now, p2p_lan_peer *o
 
 struct p2p_lan {
     p2p_lan_state s;
-    uint16_t port; /* the LAN socket's port (discover_port) */
-    int on;        /* beacons go out: started, not refused by the driver, not closed */
+    uint16_t port;  /* the LAN socket's port (discover_port) */
+    int on;         /* beacons go out: started, not refused by the driver, not closed */
     p2p_addr bound; /* the node's UDP socket's bound address (LAN_START's answer); family 0:
                      * not told (the simulator) */
 };
@@ -435,7 +434,8 @@ void p2p_lan_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now)
         h->lan->on = 0; /* no LAN socket: no beacons */
         return;
     }
-    if (r->local.family == P2P_AF_INET4 || r->local.family == P2P_AF_INET6) h->lan->bound = r->local;
+    if (r->local.family == P2P_AF_INET4 || r->local.family == P2P_AF_INET6)
+        h->lan->bound = r->local;
 }
 
 uint64_t p2p_lan_deadline(const p2p_host *h)

@@ -470,7 +470,7 @@ static void test_lan_socket6(void)
     req.n = 44398;
     p2p_udp_io(a.u, a.h, &req);
     T_EQ_INT(a.cap.last.status, 0);
-    T_EQ_INT(a.cap.last.n, 1 + n6); /* v0's IPv4, and v0, v1 over IPv6 */
+    T_EQ_INT(a.cap.last.n, 1 + n6);                  /* v0's IPv4, and v0, v1 over IPv6 */
     T_EQ_INT(a.cap.last.local.family, P2P_AF_INET6); /* tells the core: beacon over IPv6 */
     T_EQ_INT(a.cap.last.local.port, a.addr.port);
     p2p_udp_io(b.u, b.h, &req);

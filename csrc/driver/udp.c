@@ -1090,7 +1090,8 @@ struct lan_iface {
 };
 
 /* The IPv6 beacon group, ff02::7032:706e ("p2pn" in its last 32 bits): link-local scope. */
-static const uint8_t lan_group6[16] = {0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x70, 0x32, 0x70, 0x6e};
+static const uint8_t lan_group6[16] = {0xff, 2, 0, 0, 0,    0,    0,    0,
+                                       0,    0, 0, 0, 0x70, 0x32, 0x70, 0x6e};
 
 struct bucket {
     uint64_t t; /* last refill */
@@ -1109,7 +1110,7 @@ struct p2p_udp_extra {
     uint16_t lan_port;
     struct lan_iface ifs[LAN_IFACES];
     int nifs;
-    int lan6_fd;                    /* the IPv6 LAN socket (a node bound to IPv6), or -1 */
+    int lan6_fd;                   /* the IPv6 LAN socket (a node bound to IPv6), or -1 */
     unsigned int ifs6[LAN_IFACES]; /* interface indexes of the IPv6 ones, nifs6 of them */
     int nifs6;
     int stun_fd;
