@@ -517,6 +517,32 @@ static void test_lan_socket6(void)
         p2p_udp_stats_get(b.u, &st);
     }
     T_EQ_INT(st.received, got + 1);
+    /* bound to a link-local address itself ("fe80::...%zone"): it has no address to
+     * advertise (the zone means nothing elsewhere), but keeps its zone and its LAN socket */
+    {
+        FILE *f = fopen("/proc/net/if_inet6", "r");
+        char line[256], hex[33], name[32], bind[80];
+        unsigned int ix = 0, plen, scope, flags;
+        struct node ll;
+        while (f != NULL && fgets(line, sizeof line, f) != NULL)
+            if (sscanf(line, "%32s %x %x %x %x %31s", hex, &ix, &plen, &scope, &flags, name) ==
+                    6 &&
+                strncmp(hex, "fe80", 4) == 0)
+                break;
+        if (f != NULL) fclose(f);
+        T_CHECK(ix != 0);
+        snprintf(bind, sizeof bind, "%.4s:%.4s:%.4s:%.4s:%.4s:%.4s:%.4s:%.4s%%%u", hex, hex + 4,
+                 hex + 8, hex + 12, hex + 16, hex + 20, hex + 24, hex + 28, ix);
+        T_EQ_INT(node_open(&ll, bind, 5, NULL), 0);
+        T_EQ_INT(ll.addr.zone, ix);
+        p2p_addr cands[4];
+        T_EQ_INT(p2p_udp_local_addrs(ll.u, cands, 4), 0);
+        req.kind = P2P_IO_LAN_START;
+        p2p_udp_io(ll.u, ll.h, &req);
+        T_EQ_INT(ll.cap.last.status, 0);
+        T_EQ_INT(ll.cap.last.local.zone, ix);
+        node_close(&ll);
+    }
     /* stop: the IPv6 socket closes too */
     req.kind = P2P_IO_LAN_STOP;
     p2p_udp_io(b.u, b.h, &req);

@@ -571,7 +571,10 @@ size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap)
     const p2p_addr *b = &u->local;
     if (cap == 0) return 0;
     if (memcmp(b->ip, zero, b->family == P2P_AF_INET4 ? 4 : 16) != 0) {
-        out[0] = *b; /* bound to one address: that is the only one */
+        /* bound to one address: that is the only one, unless it is link-local: its zone
+         * means nothing to other nodes, so it is no candidate (the LAN still finds it) */
+        if (b->zone != 0) return 0;
+        out[0] = *b;
         return 1;
     }
 #ifdef _WIN32

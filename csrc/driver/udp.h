@@ -57,7 +57,8 @@ int p2p_udp_socket(const p2p_udp *u);
 /* The address actually bound. */
 void p2p_udp_local(const p2p_udp *u, p2p_addr *out);
 /* The local addresses peers may reach this socket at: the bound address when it is a
- * specific one, else the address of every interface that is up (not loopback, not IPv6
+ * specific one (none when it is an IPv6 link-local one: its zone means nothing to other
+ * nodes), else the address of every interface that is up (not loopback, not IPv6
  * link-local; IPv6 only on an IPv6 socket), each with the bound port. Writes up to cap into
  * out and returns how many it wrote. */
 size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap);
