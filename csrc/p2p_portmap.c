@@ -436,13 +436,8 @@ void p2p_portmap_timer(p2p_host *h, uint64_t now)
     case PM_MAPPED:
         /* time to renew */
         m->renewing = 1;
-        if (m->via == VIA_PCP) {
-            step(m, PM_PCP, now);
-            m->renewing = 1;
-            p2p_portmap_timer(h, now);
-        } else if (m->via == VIA_NATPMP) {
-            step(m, PM_NATPMP, now);
-            m->renewing = 1;
+        if (m->via == VIA_PCP || m->via == VIA_NATPMP) {
+            step(m, m->via == VIA_PCP ? PM_PCP : PM_NATPMP, now);
             p2p_portmap_timer(h, now);
         } else {
             m->state = PM_ADD;

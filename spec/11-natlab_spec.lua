@@ -18,13 +18,10 @@ local S = require "spec.support"
 local Lab = require "tests.natlab.lab"
 
 local UDP = "lua5.4 tests/natlab/udp.lua"
-local NODE = "lua5.4 tests/natlab/node.lua"
 local MEDIATOR = "lua5.4 bin/p2pnet mediator --port 7000"
 local MED_ADDR = Lab.MED .. ":7000"
 
-local function esc(s)
-    return (s:gsub("%p", "%%%0"))
-end
+local esc = Lab.esc
 
 -- Touches a file, for a child's --go option.
 local function touch(path)
@@ -48,13 +45,7 @@ describe("the NAT lab #natlab", function()
     end)
 
     lazy_teardown(function()
-        if lab then lab:down() end
-        -- NATLAB_KEEP=1 keeps the children's logs for a look after the run
-        if dir and os.getenv("NATLAB_KEEP") then
-            print("NAT lab logs kept in " .. dir)
-        elseif dir then
-            S.rmdir(dir)
-        end
+        S.lab_down(lab, dir) -- NATLAB_KEEP=1 keeps the children's logs for a look after the run
     end)
 
     after_each(function() lab:forget() end)
@@ -148,33 +139,13 @@ describe("the NAT lab #natlab", function()
 
     -- Starts the mediator (the command line's) on MED; returns it and its id.
     local function mediator()
-        local med = lab:spawn("med", "mediator", MEDIATOR)
-        local id = lab:wait(med, "^p2pnet mediator (%x+) listening on ", 10)
-        return med, id
+        return lab:mediator("med", "mediator", MEDIATOR)
     end
 
-    -- Starts a node.lua in `host`; returns it and its id.
-    local function node(host, name, args)
-        local c = lab:spawn(host, name, NODE .. " " .. args)
-        return c, lab:wait(c, "^id (%x+)$", 10)
-    end
-
-    -- Checks a sender's receipts and the receiver's log after a transfer of `count`.
+    -- Checks the receiver's log and the sender's receipts after a transfer of `count`.
     local function check_transfer(sender, receiver, sender_id, count)
-        local ok, failed = lab:wait(sender, "^done ok=(%d+) failed=(%d+)$", 60, "transfer")
-        assert.equal(count .. "/0", ok .. "/" .. failed, lab:logs())
-        local seen = {}
-        for _, r in ipairs(Lab.lines(sender, "^receipt (%d+) (%a+) (.*)$")) do
-            local n = tonumber(r[1])
-            assert.is_nil(seen[n], "two receipts for message " .. n)
-            seen[n] = true
-            assert.equal("ok", r[2])
-            assert.equal("ack " .. n, r[3])
-        end
-        local recv = Lab.lines(receiver, "^recv " .. sender_id .. " (%d+)$")
-        assert.equal(count, #recv, lab:logs())
-        for i, r in ipairs(recv) do assert.equal(i, tonumber(r[1])) end
-        assert.same({}, Lab.lines(receiver, "^(recv%-bad .*)$"))
+        S.check_transfer(lab, sender, receiver, sender_id, count)
+        S.check_receipts(lab, sender)
     end
 
     -- The last "path" line a child printed for `id`: address, direct, state.
@@ -189,10 +160,10 @@ describe("the NAT lab #natlab", function()
            .. "working after the mediator is gone", function()
             nats("cone")
             local med, med_id = mediator()
-            local b, b_id = node("b", "node-b", "--port 6100 --connect " .. MED_ADDR)
+            local b, b_id = lab:node("b", "node-b", "--port 6100 --connect " .. MED_ADDR)
             lab:wait(b, "^join " .. med_id .. " ", 20, "B registering with the mediator")
             local go = dir .. "/go-cone"
-            local a, a_id = node("a", "node-a", ("--port 6100 --dial %s --via %s --send-to %s "
+            local a, a_id = lab:node("a", "node-a", ("--port 6100 --dial %s --via %s --send-to %s "
                 .. "--go %s"):format(b_id, MED_ADDR, b_id, go))
             lab:wait(a, "^join " .. b_id .. " ", 30, "A reaching B through the mediator")
             local addr = lab:wait(a, "^path " .. b_id .. " (" .. esc(Lab.NAT_B)
@@ -208,9 +179,9 @@ describe("the NAT lab #natlab", function()
         it("relays through the mediator across symmetric NATs", function()
             nats("symmetric")
             local _, med_id = mediator()
-            local b, b_id = node("b", "node-b", "--port 6200 --connect " .. MED_ADDR)
+            local b, b_id = lab:node("b", "node-b", "--port 6200 --connect " .. MED_ADDR)
             lab:wait(b, "^join " .. med_id .. " ", 20, "B registering with the mediator")
-            local a, a_id = node("a", "node-a", ("--port 6200 --dial %s --via %s --send-to %s")
+            local a, a_id = lab:node("a", "node-a", ("--port 6200 --dial %s --via %s --send-to %s")
                 :format(b_id, MED_ADDR, b_id))
             local direct = lab:wait(a, "^join " .. b_id .. " %S+ direct=(%a+)$", 45,
                                     "A reaching B through the mediator")
@@ -224,10 +195,10 @@ describe("the NAT lab #natlab", function()
         it("connects two members behind cone NATs that know only a public genesis member",
            function()
             nats("cone")
-            local _, g_id = node("gen", "genesis", "--port 7000")
+            local _, g_id = lab:node("gen", "genesis", "--port 7000")
             local g_addr = Lab.GEN .. ":7000"
-            local b, b_id = node("b", "member-b", "--port 6300 --connect " .. g_addr)
-            local a, a_id = node("a", "member-a", ("--port 6300 --connect %s --send-to %s "
+            local b, b_id = lab:node("b", "member-b", "--port 6300 --connect " .. g_addr)
+            local a, a_id = lab:node("a", "member-a", ("--port 6300 --connect %s --send-to %s "
                 .. "--count 20"):format(g_addr, b_id))
             lab:wait(a, "^join " .. g_id .. " ", 20, "A joining genesis")
             lab:wait(a, "^path " .. b_id .. " " .. esc(Lab.NAT_B) .. ":%d+ direct=true "
@@ -240,9 +211,9 @@ describe("the NAT lab #natlab", function()
         it("loses nothing when A's NAT forgets and then changes its mapping mid-transfer",
            function()
             nats("cone")
-            local g, g_id = node("gen", "genesis", "--port 7001")
+            local g, g_id = lab:node("gen", "genesis", "--port 7001")
             local count = 500
-            local a, a_id = node("a", "member-a", ("--port 6400 --connect %s:7001 --send-to %s "
+            local a, a_id = lab:node("a", "member-a", ("--port 6400 --connect %s:7001 --send-to %s "
                 .. "--count %d --interval 0.02"):format(Lab.GEN, g_id, count))
             lab:wait(g, "^path " .. a_id .. " " .. esc(Lab.NAT_A) .. ":6400 direct=true "
                      .. "connected$", 20, "G seeing A")

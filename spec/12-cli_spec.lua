@@ -6,9 +6,7 @@ local p2pnet = require "p2pnet"
 local S = require "spec.support"
 local Procs = require "spec.procs"
 
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = S.q
 
 -- Runs `cmd` through the shell; returns the exit status, stdout and stderr.
 local function run(cmd)

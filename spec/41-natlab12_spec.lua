@@ -17,7 +17,6 @@
 local S = require "spec.support"
 local Lab = require "tests.natlab.lab"
 
-local NODE = "lua5.4 tests/natlab/node.lua"
 local MEDIATOR = "lua5.4 bin/p2pnet mediator --port 7000"
 local MED_ADDR = Lab.MED .. ":7000"
 
@@ -43,9 +42,7 @@ local function birthday_in_build(p2pnet)
 end
 local BIRTHDAY, BIRTHDAY_WHY
 
-local function esc(s)
-    return (s:gsub("%p", "%%%0"))
-end
+local esc = Lab.esc
 
 local clock = os.time
 do
@@ -112,12 +109,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
     end)
 
     lazy_teardown(function()
-        if lab then lab:down() end
-        if dir and os.getenv("NATLAB_KEEP") then
-            print("NAT lab logs kept in " .. dir)
-        elseif dir then
-            S.rmdir(dir)
-        end
+        S.lab_down(lab, dir)
     end)
 
     after_each(function()
@@ -125,14 +117,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
     end)
 
     local function mediator()
-        local med = lab:spawn("med", "mediator", MEDIATOR)
-        local id = lab:wait(med, "^p2pnet mediator (%x+) listening on ", 10)
-        return med, id
-    end
-
-    local function node(host, name, args)
-        local c = lab:spawn(host, name, NODE .. " " .. args)
-        return c, lab:wait(c, "^id (%x+)$", 10)
+        return lab:mediator("med", "mediator", MEDIATOR)
     end
 
     -- Runs a command in a lab host; returns its output (raises when it fails).
@@ -146,14 +131,16 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
         return out
     end
 
-    -- The sender's receipts all came back, and the receiver got everything once, in order.
-    local function check_transfer(sender, receiver, sender_id, count)
-        local ok, failed = lab:wait(sender, "^done ok=(%d+) failed=(%d+)$", 60, "transfer")
-        assert.equal(count .. "/0", ok .. "/" .. failed, lab:logs())
-        local recv = Lab.lines(receiver, "^recv " .. sender_id .. " (%d+)$")
-        assert.equal(count, #recv, lab:logs())
-        for i, r in ipairs(recv) do assert.equal(i, tonumber(r[1])) end
-        assert.same({}, Lab.lines(receiver, "^(recv%-bad .*)$"))
+    -- NATA's miniupnpd rules once the one for `port` is gone, or after `seconds`.
+    local function nata_rules_without(port, seconds)
+        local t = clock()
+        local rules
+        repeat
+            rules = exec("nata", "iptables-legacy", "-t", "nat", "-S", "MINIUPNPD")
+            if not rules:find("--dport " .. port, 1, true) then break end
+            os.execute("sleep 0.1")
+        until clock() > t + seconds
+        return rules
     end
 
     describe("scenario 1: both NATs randomize ports behind miniupnpd", function()
@@ -175,7 +162,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             if not lab or lab.mode ~= "upnp" then build("upnp") end
             local _, med_id = mediator()
             local t0 = clock()
-            local b, b_id = node("b", "node-b", "--port 6100 --wait-address mapped --connect "
+            local b, b_id = lab:node("b", "node-b", "--port 6100 --wait-address mapped --connect "
                                  .. MED_ADDR .. " --lifetime 60")
             lab:wait(b, "^addresses .*mapped=" .. esc(Lab.UPNP_NAT_B) .. ":6100", 15,
                      "B's mapped address")
@@ -183,7 +170,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             lab:wait(b, "^nat mapping=independent source=portmap portmap=pcp ", 5)
             lab:wait(b, "^join " .. med_id .. " ", 20, "B registering with the mediator")
             local t1 = clock()
-            local a, a_id = node("a", "node-a", ("--port 6100 --wait-address mapped --dial %s "
+            local a, a_id = lab:node("a", "node-a", ("--port 6100 --wait-address mapped --dial %s "
                 .. "--via %s --send-to %s --count 50 --lifetime 20"):format(b_id, MED_ADDR, b_id))
             lab:wait(a, "^addresses .*mapped=" .. esc(Lab.UPNP_NAT_A) .. ":6100", 15,
                      "A's mapped address")
@@ -192,18 +179,13 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             local direct = clock() - t1
             lab:wait(b, "^path " .. a_id .. " " .. esc(Lab.UPNP_NAT_A) .. ":6100 direct=true "
                      .. "connected$", 30, "B's direct path to A's mapped address")
-            check_transfer(a, b, a_id, 50)
+            S.check_transfer(lab, a, b, a_id, 50)
             -- the gateway holds A's mapping while it runs, and none once it closed
             local rules = exec("nata", "iptables-legacy", "-t", "nat", "-S", "MINIUPNPD")
             assert.truthy(rules:find("--dport 6100", 1, true), rules)
             lab:wait(a, "^lifetime over$", 30)
             lab:wait_exit(a, 10)
-            local t2 = clock()
-            repeat
-                rules = exec("nata", "iptables-legacy", "-t", "nat", "-S", "MINIUPNPD")
-                if not rules:find("--dport 6100", 1, true) then break end
-                os.execute("sleep 0.1")
-            until clock() > t2 + 5
+            rules = nata_rules_without(6100, 5)
             assert.falsy(rules:find("--dport 6100", 1, true), "A's mapping outlived it: " .. rules)
             local stats = Lab.lines(a, "^stats (.*)$")
             report(("scenario 1 (miniupnpd): B mapped after %.2f s; A direct to B's mapped "
@@ -216,16 +198,16 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             lab:upnpd("a", false)
             lab:upnpd("b", false)
             local _, med_id = mediator()
-            local b, b_id = node("b", "node-b", "--port 6200 --connect " .. MED_ADDR)
+            local b, b_id = lab:node("b", "node-b", "--port 6200 --connect " .. MED_ADDR)
             lab:wait(b, "^join " .. med_id .. " ", 20, "B registering with the mediator")
             local t1 = clock()
-            local a, a_id = node("a", "node-a", ("--port 6200 --dial %s --via %s --send-to %s "
+            local a, a_id = lab:node("a", "node-a", ("--port 6200 --dial %s --via %s --send-to %s "
                 .. "--count 50"):format(b_id, MED_ADDR, b_id))
             local direct = lab:wait(a, "^join " .. b_id .. " %S+ direct=(%a+)$", 45,
                                     "A reaching B through the mediator")
             local joined = clock() - t1
             assert.equal("false", direct, lab:logs())
-            check_transfer(a, b, a_id, 50)
+            S.check_transfer(lab, a, b, a_id, 50)
             local pm = lab:wait(a, "^nat mapping=%a+ source=%S+ portmap=(%a+) ", 15)
             -- the gateway stays silent: "none" once PCP and SSDP gave up (about 6.5 s)
             local t2 = clock()
@@ -249,7 +231,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             local out = exec("a", "timeout", "10", "upnpc", "-l")
             assert.truthy(out:find("Found valid IGD", 1, true), out)
             local t0 = clock()
-            local a = node("a", "node-upnp", "--port 6700 --lifetime 12")
+            local a = lab:node("a", "node-upnp", "--port 6700 --lifetime 12")
             lab:wait(a, "^addresses .*mapped=" .. esc(Lab.UPNP_NAT_A) .. ":6700", 15,
                      "A's mapped address")
             local took = clock() - t0
@@ -262,12 +244,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
                 took, stats))
             lab:wait(a, "^lifetime over$", 20)
             lab:wait_exit(a, 10)
-            local t2 = clock()
-            repeat
-                rules = exec("nata", "iptables-legacy", "-t", "nat", "-S", "MINIUPNPD")
-                if not rules:find("--dport 6700", 1, true) then break end
-                os.execute("sleep 0.1")
-            until clock() > t2 + 3
+            rules = nata_rules_without(6700, 3)
             -- the node hands DeletePortMapping to the driver at close, which carries it out
             -- before it closes (p2p_udp_settle, at most 200 ms)
             assert.falsy(rules:find("--dport 6700", 1, true),
@@ -284,7 +261,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             local out = stun_client("a", "-p", "6601")
             assert.truthy(out:find("Primary: Independent Mapping", 1, true), out)
             local t0 = clock()
-            local a = node("a", "stun-cone", "--port 6600 --no-portmap --stun " .. Lab.STUN
+            local a = lab:node("a", "stun-cone", "--port 6600 --no-portmap --stun " .. Lab.STUN
                            .. " --lifetime 20")
             local addr = lab:wait(a, "^addresses .*stun=(%S+)", 10, "the stun address")
             local took = clock() - t0
@@ -300,7 +277,7 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             out = stun_client("a", "-p", "6602")
             assert.truthy(out:find("Primary: Dependent Mapping", 1, true), out)
             t0 = clock()
-            a = node("a", "stun-symmetric", "--port 6610 --no-portmap --stun " .. Lab.STUN
+            a = lab:node("a", "stun-symmetric", "--port 6610 --no-portmap --stun " .. Lab.STUN
                      .. " --lifetime 20")
             addr = lab:wait(a, "^addresses .*stun=(%S+)", 10, "the stun address")
             took = clock() - t0
@@ -358,11 +335,11 @@ describe("the issue 12 NAT lab #natlab #lab12", function()
             for run = 1, 20 do
                 lab:must("flush", "a")
                 lab:must("flush", "b")
-                local b, b_id = node("b", "node-b" .. run, ("--port %d --stun %s --connect %s "
+                local b, b_id = lab:node("b", "node-b" .. run, ("--port %d --stun %s --connect %s "
                     .. "--lifetime 40"):format(6300 + run, Lab.STUN, MED_ADDR))
                 lab:wait(b, "^join " .. med_id .. " ", 20, "B registering with the mediator")
                 local t0 = clock()
-                local a = node("a", "node-a" .. run, ("--port %d --stun %s --dial %s --via %s "
+                local a = lab:node("a", "node-a" .. run, ("--port %d --stun %s --dial %s --via %s "
                     .. "--lifetime 30"):format(6400 + run, Lab.STUN, b_id, MED_ADDR))
                 local ok = pcall(lab.wait, lab, a, "^path " .. b_id .. " %S+ %S+ connected$", 15,
                                  "A connected to B")

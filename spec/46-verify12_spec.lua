@@ -7,9 +7,7 @@ local socket = require "socket"
 local S = require "spec.support"
 local P = require "spec.procs"
 
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local q = S.q
 
 -- /proc figures of a process: resident KiB, and CPU seconds (user + system).
 local function rss_kib(pid)
@@ -25,6 +23,21 @@ local function cpu_s(pid)
     for w in rest:gmatch("%S+") do f[#f + 1] = w end
     local ticks = (tonumber(f[12]) or 0) + (tonumber(f[13]) or 0)
     return ticks / 100
+end
+
+-- Sends `data` on every connection of conns without blocking, again and again for 3 s (with
+-- read, also reading whatever comes back); returns the bytes sent.
+local function flood(conns, data, read)
+    local t0, sent = socket.gettime(), 0
+    while socket.gettime() - t0 < 3 do
+        for _, c in ipairs(conns) do
+            c:settimeout(0)
+            local n = c:send(data)
+            if n then sent = sent + n end
+            if read then c:receive(65536) end
+        end
+    end
+    return sent
 end
 
 -- Starts `p2pnet mediator ARGS` on 127.0.0.1; returns its pid and output file.
@@ -220,15 +233,8 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
         end
         local ping = frame(9, ("p"):rep(125))
         local burst = ping:rep(64)
-        local t0, sent = socket.gettime(), 0
         local c0 = cpu_s(pid)
-        while socket.gettime() - t0 < 3 do
-            for _, c in ipairs(conns) do
-                c:settimeout(0)
-                local n = c:send(burst)
-                if n then sent = sent + n end
-            end
-        end
+        local sent = flood(conns, burst)
         local grew = rss_kib(pid) - base
         -- 20 streams x (256 KiB output + 64 KiB input) is the documented bound: 6.4 MiB
         print(("\n  ping flood: %d bytes sent in 3 s, RSS +%d KiB, CPU %.2f s"):format(
@@ -257,16 +263,8 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
             junk[#junk + 1] = string.pack(">s2", body)
         end
         local blob = table.concat(junk)
-        local t0, sent = socket.gettime(), 0
         local c0 = cpu_s(pid)
-        while socket.gettime() - t0 < 3 do
-            for _, c in ipairs(conns) do
-                c:settimeout(0)
-                local n = c:send(blob)
-                if n then sent = sent + n end
-                c:receive(65536) -- whatever comes back (cookies)
-            end
-        end
+        local sent = flood(conns, blob, true) -- reading whatever comes back (cookies)
         local busy = cpu_s(pid) - c0
         local grew = rss_kib(pid) - base
         -- after the flood, with the streams still open and quiet: no spinning
@@ -279,19 +277,24 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
         assert.is_true(idle < 0.3, "the mediator spun: " .. idle .. " s CPU in 2 s idle")
     end)
 
+    -- A node whose only way to the mediator is its TCP URL connects within 8 s: the
+    -- mediator's UDP port number differs from its TCP one, so connecting to that number over
+    -- UDP gets no answer and the node falls back to the URL.
+    local function legit_node_connects()
+        local node = assert(p2pnet.node { host = "127.0.0.1", portmap = false,
+                                          fallback = { "tcp://127.0.0.1:" .. tcp_port } })
+        finally(function() node:close() end)
+        local peer = assert(node:connect("127.0.0.1:" .. tcp_port))
+        return S.spin({ node }, function() return peer.state == "connected" end, 8)
+    end
+
     it("lets a legitimate node in over TCP while 200 silent connections are held", function()
         for i = 1, 200 do
             local c = tcp_from(("127.0.%d.%d"):format(3 + i // 250, 1 + i % 250), tcp_port)
             if c then held[#held + 1] = c end
         end
         local c0 = cpu_s(pid)
-        local node = assert(p2pnet.node { host = "127.0.0.1", portmap = false,
-                                          fallback = { "tcp://127.0.0.1:" .. tcp_port } })
-        finally(function() node:close() end)
-        -- the mediator's UDP port number differs from its TCP one: connect to a UDP port
-        -- where nothing answers, so the node falls back to the URL
-        local peer = assert(node:connect("127.0.0.1:" .. tcp_port))
-        local ok = S.spin({ node }, function() return peer.state == "connected" end, 8)
+        local ok = legit_node_connects()
         print(("\n  %d silent connections held; legit node %s; mediator CPU %.2f s"):format(
             #held, ok and "connected" or "refused", cpu_s(pid) - c0))
         assert.is_true(ok, "a legitimate node did not get through")
@@ -305,11 +308,7 @@ describe("issue 12 verification: the mediator's TCP/WebSocket listener #host", f
             local c = tcp_from(("127.0.%d.%d"):format(10 + i // 250, 1 + i % 250), tcp_port)
             if c then held[#held + 1] = c end
         end
-        local node = assert(p2pnet.node { host = "127.0.0.1", portmap = false,
-                                          fallback = { "tcp://127.0.0.1:" .. tcp_port } })
-        finally(function() node:close() end)
-        local peer = assert(node:connect("127.0.0.1:" .. tcp_port))
-        local ok = S.spin({ node }, function() return peer.state == "connected" end, 8)
+        local ok = legit_node_connects()
         print(("\n  300 silent connections: legit node %s within 8 s"):format(
             ok and "connected" or "refused"))
         assert.is_true(ok, "slot exhaustion: a legitimate node was refused while 300 silent "

@@ -65,6 +65,11 @@ function S.sim_join(sim, a, b, seconds)
     return pa
 end
 
+-- s quoted for the shell (single quotes).
+function S.q(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
 function S.tmpdir()
     local p = assert(io.popen("mktemp -d /tmp/p2pnet-spec.XXXXXX"))
     local dir = p:read("*l")
@@ -117,6 +122,44 @@ function S.payload(seed, n)
     local unit = ("%08x"):format((seed * 2654435761) % 4294967296)
     local body = unit:rep(math.ceil((n - #head) / #unit))
     return head .. body:sub(1, n - #head)
+end
+
+-- The end of a NAT lab (tests/natlab/lab.lua) and its log directory dir (from S.tmpdir):
+-- the lab goes down and dir is removed, unless NATLAB_KEEP is set (then it says where it is).
+function S.lab_down(lab, dir)
+    if lab then lab:down() end
+    if dir and os.getenv("NATLAB_KEEP") then
+        print("NAT lab logs kept in " .. dir)
+    elseif dir then
+        S.rmdir(dir)
+    end
+end
+
+-- The NAT lab (tests/natlab/lab.lua, node.lua's lines): `sender` (of id sender_id) sent
+-- `count` messages to `receiver`; every receipt came back ok, and the receiver got every
+-- message once and in order.
+function S.check_transfer(lab, sender, receiver, sender_id, count, what)
+    local assert = require "luassert" -- busted's assert (this module is required, not run)
+    local ok, failed = lab:wait(sender, "^done ok=(%d+) failed=(%d+)$", 60, what or "transfer")
+    assert.equal(count .. "/0", ok .. "/" .. failed, lab:logs())
+    local recv = lab.lines(receiver, "^recv " .. sender_id .. " (%d+)$")
+    assert.equal(count, #recv, lab:logs())
+    for i, r in ipairs(recv) do assert.equal(i, tonumber(r[1])) end
+    assert.same({}, lab.lines(receiver, "^(recv%-bad .*)$"))
+end
+
+-- The NAT lab: every receipt `sender` printed is ok, carries its message's answer ("ack N"),
+-- and came once.
+function S.check_receipts(lab, sender)
+    local assert = require "luassert"
+    local seen = {}
+    for _, r in ipairs(lab.lines(sender, "^receipt (%d+) (%a+) (.*)$")) do
+        local n = tonumber(r[1])
+        assert.is_nil(seen[n], "two receipts for message " .. n)
+        seen[n] = true
+        assert.equal("ok", r[2])
+        assert.equal("ack " .. n, r[3])
+    end
 end
 
 return S

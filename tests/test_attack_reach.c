@@ -8,6 +8,7 @@
 #include "../csrc/p2p_crypto.h"
 #include "../csrc/p2p_lan.h"
 #include "../csrc/p2p_state.h"
+#include "simnet.h"
 
 #define S 1000000ull
 #define T0 (1000 * S)
@@ -15,14 +16,6 @@
 
 static p2p_identity ids[64];
 static p2p_rng rng;
-
-static p2p_addr addr(const char *s)
-{
-    p2p_addr a;
-    memset(&a, 0, sizeof a);
-    T_EQ_INT(p2p_addr_parse(&a, s), 0);
-    return a;
-}
 
 static p2p_host *host_new(int i, int lan, int mediator, uint64_t now)
 {
@@ -92,6 +85,19 @@ static void drain(p2p_host *h, seen *s, uint64_t now)
     }
 }
 
+/* Host i (with LAN discovery when lan, a mediator when mediator) at the address `me`; *s
+ * zeroed, counting what goes to `victim` (NULL: nothing). */
+static p2p_host *watched_host(int i, int lan, int mediator, const char *me, const char *victim,
+                              seen *s, uint64_t now)
+{
+    p2p_host *h = host_new(i, lan, mediator, now);
+    p2p_addr a = simnet_addr(me);
+    p2p_host_add_address(h, &a, now);
+    memset(s, 0, sizeof *s);
+    if (victim) s->victim = simnet_addr(victim);
+    return h;
+}
+
 static void run_until(p2p_host *h, seen *s, uint64_t *now, uint64_t until)
 {
     while (*now < until) {
@@ -127,11 +133,9 @@ static size_t forged_stun(uint8_t *m)
 static void test_forged_stun_changes_nothing(void)
 {
     uint64_t now = T0;
-    p2p_host *h = host_new(0, 0, 0, now);
-    p2p_addr me = addr("192.168.1.5:4000"), srv = addr("198.51.100.1:3478");
-    p2p_host_add_address(h, &me, now);
     seen s;
-    memset(&s, 0, sizeof s);
+    p2p_host *h = watched_host(0, 0, 0, "192.168.1.5:4000", NULL, &s, now);
+    p2p_addr srv = simnet_addr("198.51.100.1:3478");
     drain(h, &s, now);
     p2p_nat_info a, b;
     p2p_host_nat(h, &a);
@@ -170,14 +174,12 @@ static void test_junk_udp_does_not_hold_off_fallback(void)
 {
     for (int junk = 0; junk < 2; junk++) {
         uint64_t now = T0;
-        p2p_host *h = host_new(1, 0, 0, now);
-        p2p_addr me = addr("192.168.1.5:4000"), med = addr("203.0.113.10:7000");
-        p2p_addr stranger = addr("198.51.100.66:9999");
-        p2p_host_add_address(h, &me, now);
+        seen s;
+        p2p_host *h = watched_host(1, 0, 0, "192.168.1.5:4000", NULL, &s, now);
+        p2p_addr med = simnet_addr("203.0.113.10:7000");
+        p2p_addr stranger = simnet_addr("198.51.100.66:9999");
         p2p_peer_handle ph;
         T_EQ_INT(p2p_host_connect(h, &med, NULL, now, &ph), 0);
-        seen s;
-        memset(&s, 0, sizeof s);
         drain(h, &s, now);
         uint64_t first_open = 0;
         for (uint64_t t = T0; t < T0 + 8 * S; t += S) {
@@ -217,20 +219,16 @@ static void beacon(uint8_t out[P2P_LAN_BEACON_LEN], int i, const uint8_t *sk, ui
 static void lan_victim_run(uint16_t port, int max_inits)
 {
     uint64_t now = T0;
-    p2p_host *h = host_new(2, 1, 0, now);
     char text[40];
     snprintf(text, sizeof text, "10.9.0.99:%u", (unsigned)port);
-    p2p_addr me = addr("10.9.0.1:4000"), victim = addr(text);
-    p2p_host_add_address(h, &me, now);
     seen s;
-    memset(&s, 0, sizeof s);
-    s.victim = victim;
+    p2p_host *h = watched_host(2, 1, 0, "10.9.0.1:4000", text, &s, now);
     drain(h, &s, now);
     uint8_t b[P2P_LAN_BEACON_LEN];
     for (uint64_t t = T0; t < T0 + 125 * S; t += 2500000) {
         run_until(h, &s, &now, t);
         beacon(b, 10, NULL, port, UNIX0 + (now - T0));
-        p2p_host_recv_lan(h, &victim, b, sizeof b, now);
+        p2p_host_recv_lan(h, &s.victim, b, sizeof b, now);
         drain(h, &s, now);
     }
     run_until(h, &s, &now, T0 + 126 * S);
@@ -252,19 +250,15 @@ static void test_lan_beacon_naming_a_victim(void)
 static void test_lan_many_ids_one_victim(void)
 {
     uint64_t now = T0;
-    p2p_host *h = host_new(3, 1, 0, now);
-    p2p_addr me = addr("10.9.0.1:4000"), victim = addr("10.9.0.98:44344");
-    p2p_host_add_address(h, &me, now);
     seen s;
-    memset(&s, 0, sizeof s);
-    s.victim = victim;
+    p2p_host *h = watched_host(3, 1, 0, "10.9.0.1:4000", "10.9.0.98:44344", &s, now);
     drain(h, &s, now);
     uint8_t b[P2P_LAN_BEACON_LEN];
     int k = 0;
     for (uint64_t t = T0; t < T0 + 60 * S; t += 2100000) {
         run_until(h, &s, &now, t);
         beacon(b, 20 + (k++ % 40), NULL, 7000, UNIX0 + (now - T0));
-        p2p_host_recv_lan(h, &victim, b, sizeof b, now);
+        p2p_host_recv_lan(h, &s.victim, b, sizeof b, now);
         drain(h, &s, now);
     }
     run_until(h, &s, &now, T0 + 60 * S);
@@ -295,7 +289,7 @@ static void test_lan_flood_caps_signature_checks(void)
     uint8_t b[P2P_LAN_BEACON_LEN];
     int forged = 0, rate = 0, other = 0;
     for (int i = 0; i < 2000; i++) {
-        p2p_addr from = addr("10.20.0.1:44344");
+        p2p_addr from = simnet_addr("10.20.0.1:44344");
         from.ip[2] = (uint8_t)(i >> 8);
         from.ip[3] = (uint8_t)i;
         beacon(b, 30 + i % 20, ids[1].ed_sk, 7000, UNIX0 + (uint64_t)i);
@@ -316,13 +310,13 @@ static void test_lan_flood_caps_signature_checks(void)
     static uint8_t big[65536];
     memcpy(big, "p2pb\x01", 5);
     size_t sizes[] = {0, 4, 5, 153, 155, 1232, sizeof big};
-    p2p_addr from = addr("10.20.9.9:44344");
+    p2p_addr from = simnet_addr("10.20.9.9:44344");
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, big, sizes[i], now + 2 * S, NULL, NULL),
                  P2P_LAN_BAD);
     /* a beacon from a public or multicast source: ignored */
     beacon(b, 5, NULL, 7000, UNIX0);
-    p2p_addr pub = addr("198.51.100.7:44344"), mc = addr("224.0.0.1:44344");
+    p2p_addr pub = simnet_addr("198.51.100.7:44344"), mc = simnet_addr("224.0.0.1:44344");
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &pub, b, sizeof b, now + 3 * S, NULL, NULL), P2P_LAN_BAD);
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &mc, b, sizeof b, now + 3 * S, NULL, NULL), P2P_LAN_BAD);
 }
@@ -344,7 +338,7 @@ static void test_lan_replay_after_cache_eviction(void)
     c.self_id = ids[0].ed_pk;
     c.dial = 1;
     uint8_t orig[P2P_LAN_BEACON_LEN], b[P2P_LAN_BEACON_LEN];
-    p2p_addr at = addr("10.9.0.5:44344"), victim = addr("10.9.0.99:44344");
+    p2p_addr at = simnet_addr("10.9.0.5:44344"), victim = simnet_addr("10.9.0.99:44344");
     beacon(orig, 9, NULL, 7000, UNIX0);
     p2p_addr to;
     uint8_t who[32];
@@ -355,7 +349,7 @@ static void test_lan_replay_after_cache_eviction(void)
     int verified = 0;
     for (int i = 0; i < 320; i++) {
         uint64_t t = now + S + (uint64_t)i * 126000;
-        p2p_addr from = addr("10.9.1.1:44344");
+        p2p_addr from = simnet_addr("10.9.1.1:44344");
         from.ip[3] = (uint8_t)(1 + i % 40);
         beacon(b, 12 + i % 40, NULL, 7000, UNIX0 + (t - T0));
         if (p2p_lan_state_recv(&l, &quiet, &from, b, sizeof b, t, NULL, NULL) >= 0) verified++;
@@ -379,7 +373,7 @@ static void test_stream_caps(void)
 {
     uint64_t now = T0;
     p2p_host *h = host_new(4, 0, 1, now);
-    p2p_addr ip = addr("203.0.113.5:1"), lo = addr("127.0.0.1:1");
+    p2p_addr ip = simnet_addr("203.0.113.5:1"), lo = simnet_addr("127.0.0.1:1");
     uint32_t sid = 0x80000001u;
     for (int i = 0; i < 8; i++) T_EQ_INT(p2p_host_stream_up(h, sid++, &ip, 1, now), 0);
     T_CHECK(p2p_host_stream_up(h, sid++, &ip, 1, now) != 0);
@@ -388,10 +382,7 @@ static void test_stream_caps(void)
     /* a stream id the driver never reported: dropped */
     p2p_stats s0, s1;
     p2p_host_stats(h, &s0);
-    p2p_addr fake;
-    memset(&fake, 0, sizeof fake);
-    fake.family = P2P_AF_STREAM;
-    p2p_put_u32(fake.ip, 0x7fff0001u);
+    p2p_addr fake = simnet_stream_addr(0x7fff0001u);
     uint8_t j[4] = {1, 0, 0, 0};
     p2p_host_recv(h, &fake, j, sizeof j, now);
     p2p_host_stats(h, &s1);
@@ -408,17 +399,12 @@ static void test_stream_without_session_closes(void)
 {
     for (int junk = 0; junk < 2; junk++) {
         uint64_t now = T0;
-        p2p_host *h = host_new(5, 0, 1, now);
-        p2p_addr me = addr("192.168.1.5:4000"), ip = addr("203.0.113.5:1");
-        p2p_host_add_address(h, &me, now);
         seen s;
-        memset(&s, 0, sizeof s);
+        p2p_host *h = watched_host(5, 0, 1, "192.168.1.5:4000", NULL, &s, now);
+        p2p_addr ip = simnet_addr("203.0.113.5:1");
         uint32_t sid = 0x80000010u;
         T_EQ_INT(p2p_host_stream_up(h, sid, &ip, 1, now), 0);
-        p2p_addr from;
-        memset(&from, 0, sizeof from);
-        from.family = P2P_AF_STREAM;
-        p2p_put_u32(from.ip, sid);
+        p2p_addr from = simnet_stream_addr(sid);
         uint64_t closed_at = 0;
         for (uint64_t t = T0; t < T0 + 120 * S && !closed_at; t += 5 * S) {
             run_until(h, &s, &now, t + 5 * S);
@@ -497,9 +483,9 @@ static void test_addrs_naming_victims(void)
     w.h[0] = host_new(40, 0, 1, now); /* M, a mediator */
     w.h[1] = host_new(41, 0, 0, now); /* A, the attacker */
     w.h[2] = host_new(42, 0, 0, now); /* C */
-    w.a[0] = addr("198.51.100.1:7000");
-    w.a[1] = addr("198.51.100.2:4000");
-    w.a[2] = addr("198.51.100.3:4000");
+    w.a[0] = simnet_addr("198.51.100.1:7000");
+    w.a[1] = simnet_addr("198.51.100.2:4000");
+    w.a[2] = simnet_addr("198.51.100.3:4000");
     for (int i = 0; i < NN; i++) p2p_host_add_address(w.h[i], &w.a[i], now);
     p2p_peer_handle ph;
     T_EQ_INT(p2p_host_connect(w.h[1], &w.a[0], NULL, now, &ph), 0);
@@ -512,7 +498,7 @@ static void test_addrs_naming_victims(void)
         if (t % (2 * S) == 0) {
             p2p_own_remove_kind(w.h[1], P2P_ADDR_MAPPED);
             for (int v = 0; v < 4; v++) {
-                p2p_addr va = addr("203.0.113.1:53");
+                p2p_addr va = simnet_addr("203.0.113.1:53");
                 va.ip[3] = (uint8_t)((round * 4 + v) % 60);
                 va.port = (uint16_t)(1000 + round);
                 p2p_own_add_kind(w.h[1], &va, P2P_ADDR_MAPPED, now + 3600 * S);

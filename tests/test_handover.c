@@ -7,6 +7,7 @@
 #include "t.h"
 #include "../csrc/p2p_host.h"
 #include "driver/sim.h"
+#include "simnet.h"
 #include "tnet.h"
 
 #include <stdlib.h>
@@ -27,9 +28,7 @@ typedef struct node {
     p2p_identity id;
     p2p_addr addr;
     int joins, leaves, errors;
-    uint32_t next_in; /* messages received, checked to arrive in order and once */
-    int msg_bad;
-    int nreplies, reply_bad;
+    simnet_msgs m; /* the marker messages it received and the replies to its own */
     uint64_t reply_seq[MAXMSG];
 } node;
 
@@ -46,10 +45,7 @@ static uint64_t now(void)
 static void sim_start(uint64_t seed)
 {
     p2p_sim_config c;
-    memset(&c, 0, sizeof c);
-    c.seed = seed;
-    c.latency_us = 10000;
-    c.jitter_us = 3000;
+    simnet_sim_config(&c, seed);
     T_EQ_INT(p2p_sim_new(&sim, &c), 0);
     nn = 0;
     memset(nodes, 0, sizeof nodes);
@@ -71,28 +67,13 @@ static node *add_node(int nat, int mediator)
 
 static void on_event(node *n, const p2p_event *ev)
 {
-    uint8_t copy[2048];
     switch (ev->type) {
     case P2P_EV_JOIN: n->joins++; break;
     case P2P_EV_LEAVE: n->leaves++; break;
     case P2P_EV_ERROR: n->errors++; break;
     case P2P_EV_MESSAGE:
-        if (ev->broadcast || ev->msg_type != 7) break;
-        if (ev->len < MARKER_LEN + 4 || p2p_get_u32(ev->data + MARKER_LEN) != n->next_in)
-            n->msg_bad++;
-        n->next_in++;
-        if (ev->want_reply) {
-            size_t len = ev->len < sizeof copy ? ev->len : sizeof copy;
-            memcpy(copy, ev->data, len);
-            T_EQ_INT(p2p_peer_reply(n->h, ev->peer, ev->seq, P2P_REPLY_DATA, copy, len, now()), 0);
-            p2p_sim_flush(sim, n->h);
-        }
-        break;
     case P2P_EV_REPLY:
-        if (ev->status != P2P_REPLY_DATA || ev->len < MARKER_LEN + 4 ||
-            memcmp(ev->data, marker, MARKER_LEN) != 0)
-            n->reply_bad++;
-        if (n->nreplies < MAXMSG) n->reply_seq[n->nreplies++] = ev->seq;
+        simnet_on_msg(sim, n->h, ev, &n->m, marker, MARKER_LEN, n->reply_seq, MAXMSG, now());
         break;
     default: break;
     }
@@ -114,10 +95,7 @@ static void run_for(uint64_t us)
 
 static p2p_peer_info info_of(const node *n, const node *other)
 {
-    p2p_peer_info info;
-    memset(&info, 0, sizeof info);
-    p2p_host_peer_info(n->h, p2p_host_find(n->h, other->id.ed_pk), &info);
-    return info;
+    return simnet_info(n->h, other->id.ed_pk);
 }
 
 /* 1 when n sends to `other` through the relay `via` (its address). */
@@ -129,9 +107,7 @@ static int via_relay(const node *n, const node *other, const node *via)
 
 static int connected(const node *n, const node *other)
 {
-    p2p_peer_handle ph = p2p_host_find(n->h, other->id.ed_pk);
-    p2p_peer_info info;
-    return ph && p2p_host_peer_info(n->h, ph, &info) == 0 && info.state == P2P_PEER_CONNECTED;
+    return simnet_connected(n->h, other->id.ed_pk);
 }
 
 static int run_until_connected(node *a, node *b, uint64_t limit)
@@ -149,9 +125,7 @@ static void join(node *n, const node *to)
 
 static p2p_stats stats_of(const node *n)
 {
-    p2p_stats st;
-    p2p_host_stats(n->h, &st);
-    return st;
+    return simnet_stats(n->h);
 }
 
 static void sim_stop(void)
@@ -181,34 +155,21 @@ typedef struct stream {
 
 static int stream_send(stream *s)
 {
-    uint8_t msg[300];
-    memset(msg, 0xab, sizeof msg);
-    memcpy(msg, marker, MARKER_LEN);
-    p2p_put_u32(msg + MARKER_LEN, (uint32_t)s->sent);
-    p2p_peer_handle ph = p2p_host_find(s->from->h, s->to->id.ed_pk);
-    int rc = p2p_peer_send(s->from->h, ph, 7, msg, sizeof msg, 1, &s->seq[s->sent], now());
+    int rc = simnet_send_marked(sim, s->from->h, s->to->id.ed_pk, marker, MARKER_LEN,
+                                (uint32_t)s->sent, 300, &s->seq[s->sent]);
     if (rc == 0) s->sent++;
-    p2p_sim_flush(sim, s->from->h);
     return rc;
 }
 
 static void stream_finish(stream *s, uint64_t limit)
 {
     uint64_t end = now() + limit;
-    while (now() < end && s->from->nreplies < s->sent) run_for(100 * MS);
+    while (now() < end && s->from->m.nreplies < s->sent) run_for(100 * MS);
 }
 
 static void stream_check(const stream *s, int want)
 {
-    T_EQ_INT(s->sent, want);
-    T_EQ_INT(s->from->nreplies, want);
-    T_EQ_INT(s->from->reply_bad, 0);
-    T_EQ_INT(s->to->msg_bad, 0);
-    T_EQ_INT(s->to->next_in, want);
-    int order = 0;
-    for (int i = 0; i < s->from->nreplies && i < s->sent; i++)
-        order += s->from->reply_seq[i] == s->seq[i];
-    T_EQ_INT(order, want);
+    simnet_msgs_check(s->sent, s->seq, &s->from->m, s->from->reply_seq, &s->to->m, want);
 }
 
 /* ---- scenarios --------------------------------------------------------------------------- */

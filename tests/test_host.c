@@ -3,6 +3,7 @@
 #include "t.h"
 #include "../csrc/p2pnet.h"
 #include "../csrc/p2p_crypto.h"
+#include "simnet.h"
 
 #include <stdlib.h>
 
@@ -144,21 +145,14 @@ static void run(net *n, uint64_t until)
 
 static p2p_host *mkhost(const char *netkey, uint64_t seed, uint32_t timeout_s)
 {
-    p2p_identity id;
-    p2p_identity_generate(&id);
     p2p_config c;
     p2p_config_init(&c);
-    c.identity = &id;
-    c.seed = seed;
     c.timeout_us = (uint64_t)timeout_s * 1000000;
     if (netkey) {
         c.network_key = (const uint8_t *)netkey;
         c.network_key_len = strlen(netkey);
     }
-    p2p_host *h = NULL;
-    p2p_host_new(&h, &c, 0);
-    p2p_identity_wipe(&id);
-    return h;
+    return simnet_fresh_host(&c, seed);
 }
 
 static net *mknet(const char *k0, const char *k1, uint64_t seed)

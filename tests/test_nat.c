@@ -7,6 +7,7 @@
 #include "t.h"
 #include "../csrc/p2p_host.h"
 #include "driver/sim.h"
+#include "simnet.h"
 #include "tnet.h"
 
 #include <stdlib.h>
@@ -26,12 +27,8 @@ typedef struct node {
     int joins, leaves, errors;
     char err[256]; /* the last ERROR text */
     p2p_peer_handle err_peer;
-    /* messages this node received, checked to arrive in order */
-    uint32_t next_in;
-    int msg_bad;
-    /* replies to this node's messages, in arrival order */
-    uint64_t reply_seq[MAXMSG];
-    int nreplies, reply_bad;
+    simnet_msgs m;              /* the marker messages it received and the replies to its own */
+    uint64_t reply_seq[MAXMSG]; /* the replies' sequence numbers, in arrival order */
 } node;
 
 static p2p_sim *sim;
@@ -43,10 +40,7 @@ static int faults; /* 1: the sim loses, reorders and duplicates a few datagrams 
 static void sim_start(uint64_t seed)
 {
     p2p_sim_config c;
-    memset(&c, 0, sizeof c);
-    c.seed = seed;
-    c.latency_us = 10000;
-    c.jitter_us = 3000;
+    simnet_sim_config(&c, seed);
     if (faults) {
         c.loss = 0.03;
         c.reorder = 0.02;
@@ -95,7 +89,6 @@ static node *add_mediator(const p2p_config *base)
  * the whole message back as the reply. */
 static void on_event(node *n, const p2p_event *ev)
 {
-    uint8_t copy[2048];
     switch (ev->type) {
     case P2P_EV_JOIN: n->joins++; break;
     case P2P_EV_LEAVE: n->leaves++; break;
@@ -105,22 +98,8 @@ static void on_event(node *n, const p2p_event *ev)
         snprintf(n->err, sizeof n->err, "%.*s", (int)ev->len, (const char *)ev->data);
         break;
     case P2P_EV_MESSAGE:
-        if (ev->broadcast || ev->msg_type != 7) break;
-        if (ev->len < MARKER_LEN + 4 || p2p_get_u32(ev->data + MARKER_LEN) != n->next_in)
-            n->msg_bad++;
-        n->next_in++;
-        if (ev->want_reply) {
-            size_t len = ev->len < sizeof copy ? ev->len : sizeof copy;
-            memcpy(copy, ev->data, len);
-            T_EQ_INT(p2p_peer_reply(n->h, ev->peer, ev->seq, P2P_REPLY_DATA, copy, len, now()), 0);
-            p2p_sim_flush(sim, n->h);
-        }
-        break;
     case P2P_EV_REPLY:
-        if (ev->status != P2P_REPLY_DATA || ev->len < MARKER_LEN + 4 ||
-            memcmp(ev->data, marker, MARKER_LEN) != 0)
-            n->reply_bad++;
-        if (n->nreplies < MAXMSG) n->reply_seq[n->nreplies++] = ev->seq;
+        simnet_on_msg(sim, n->h, ev, &n->m, marker, MARKER_LEN, n->reply_seq, MAXMSG, now());
         break;
     default: break;
     }
@@ -140,24 +119,17 @@ static void run_for(uint64_t us)
 
 static p2p_stats stats_of(const node *n)
 {
-    p2p_stats st;
-    p2p_host_stats(n->h, &st);
-    return st;
+    return simnet_stats(n->h);
 }
 
 static p2p_peer_info info_of(const node *n, const node *other)
 {
-    p2p_peer_info info;
-    memset(&info, 0, sizeof info);
-    p2p_host_peer_info(n->h, p2p_host_find(n->h, other->id.ed_pk), &info);
-    return info;
+    return simnet_info(n->h, other->id.ed_pk);
 }
 
 static int connected(const node *n, const node *other)
 {
-    p2p_peer_handle ph = p2p_host_find(n->h, other->id.ed_pk);
-    p2p_peer_info info;
-    return ph && p2p_host_peer_info(n->h, ph, &info) == 0 && info.state == P2P_PEER_CONNECTED;
+    return simnet_connected(n->h, other->id.ed_pk);
 }
 
 /* Runs until a and b hold a session with each other, at most `limit`. */
@@ -198,16 +170,11 @@ typedef struct stream {
 
 static int stream_send(stream *s)
 {
-    uint8_t msg[2048];
     size_t len = s->size < MARKER_LEN + 4 ? MARKER_LEN + 4 : s->size;
-    if (len > sizeof msg || s->sent >= MAXMSG) return -1;
-    memset(msg, 0xab, len);
-    memcpy(msg, marker, MARKER_LEN);
-    p2p_put_u32(msg + MARKER_LEN, (uint32_t)s->sent);
-    p2p_peer_handle ph = p2p_host_find(s->from->h, s->to->id.ed_pk);
-    int rc = p2p_peer_send(s->from->h, ph, 7, msg, len, 1, &s->seq[s->sent], now());
+    if (s->sent >= MAXMSG) return -1;
+    int rc = simnet_send_marked(sim, s->from->h, s->to->id.ed_pk, marker, MARKER_LEN,
+                                (uint32_t)s->sent, len, &s->seq[s->sent]);
     if (rc == 0) s->sent++;
-    p2p_sim_flush(sim, s->from->h);
     return rc;
 }
 
@@ -227,21 +194,13 @@ static void stream_run(stream *s, int count, uint64_t gap)
 static void stream_finish(stream *s, uint64_t limit)
 {
     uint64_t end = now() + limit;
-    while (now() < end && s->from->nreplies < s->sent) run_for(100000);
+    while (now() < end && s->from->m.nreplies < s->sent) run_for(100000);
 }
 
 /* Every message got exactly one reply, in the order sent, and arrived once, in order. */
 static void stream_check(const stream *s, int want)
 {
-    T_EQ_INT(s->sent, want);
-    T_EQ_INT(s->from->nreplies, want);
-    T_EQ_INT(s->from->reply_bad, 0);
-    T_EQ_INT(s->to->msg_bad, 0);
-    T_EQ_INT(s->to->next_in, want);
-    int order = 0;
-    for (int i = 0; i < s->from->nreplies && i < s->sent; i++)
-        order += s->from->reply_seq[i] == s->seq[i];
-    T_EQ_INT(order, want);
+    simnet_msgs_check(s->sent, s->seq, &s->from->m, s->from->reply_seq, &s->to->m, want);
 }
 
 /* ---- the tap: what crosses the wire ------------------------------------------------------ */
@@ -650,16 +609,10 @@ static void wire_events(wire *w, p2p_host *h, node *n)
 {
     p2p_event ev;
     while (p2p_host_next_event(h, &ev)) {
-        if (ev.type == P2P_EV_MESSAGE && ev.msg_type == 7 && ev.want_reply) {
-            uint8_t copy[2048];
-            size_t len = ev.len < sizeof copy ? ev.len : sizeof copy;
-            memcpy(copy, ev.data, len);
-            if (len < MARKER_LEN + 4 || p2p_get_u32(copy + MARKER_LEN) != n->next_in) n->msg_bad++;
-            n->next_in++;
-            T_EQ_INT(p2p_peer_reply(h, ev.peer, ev.seq, P2P_REPLY_DATA, copy, len, w->t), 0);
-        } else {
+        if (ev.type == P2P_EV_MESSAGE || ev.type == P2P_EV_REPLY)
+            simnet_on_msg(NULL, h, &ev, &n->m, marker, MARKER_LEN, n->reply_seq, MAXMSG, w->t);
+        else
             on_event(n, &ev);
-        }
     }
 }
 
@@ -745,10 +698,7 @@ static void wire_stop(wire *w)
 
 static p2p_addr wire_addr_of_a(wire *w)
 {
-    p2p_peer_info info;
-    memset(&info, 0, sizeof info);
-    p2p_host_peer_info(w->b, p2p_host_find(w->b, w->ia.ed_pk), &info);
-    return info.address;
+    return simnet_info(w->b, w->ia.ed_pk).address;
 }
 
 /* Sends n messages from A to B (1000 bytes each, with replies), pumping between them. */
@@ -812,10 +762,10 @@ static void forged_move(int hold, size_t min, size_t max)
                 (unsigned long long)(P2P_AMPLIFICATION * w.from_x_bytes));
     T_CHECK(b1.path_changes >= b0.path_changes + 2); /* to X and back */
     /* every message arrived once and in order, every reply came back */
-    T_EQ_INT(w.nb.next_in, w.sent);
-    T_EQ_INT(w.nb.msg_bad, 0);
-    T_EQ_INT(w.na.nreplies, w.sent);
-    T_EQ_INT(w.na.reply_bad, 0);
+    T_EQ_INT(w.nb.m.next_in, w.sent);
+    T_EQ_INT(w.nb.m.msg_bad, 0);
+    T_EQ_INT(w.na.m.nreplies, w.sent);
+    T_EQ_INT(w.na.m.reply_bad, 0);
     T_EQ_INT(w.na.errors + w.nb.errors + w.na.leaves + w.nb.leaves, 0);
     wire_stop(&w);
 }

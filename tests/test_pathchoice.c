@@ -8,6 +8,7 @@
  * address from its public address after the public delay (as routing would). */
 #include "t.h"
 #include "../csrc/p2p_host.h"
+#include "simnet.h"
 #include "tnet.h"
 
 #define SEC UINT64_C(1000000)
@@ -154,10 +155,7 @@ static void net_stop(net *n)
 
 static p2p_addr addr_of(net *n, int i)
 {
-    p2p_peer_info info;
-    memset(&info, 0, sizeof info);
-    p2p_host_peer_info(n->h[i], p2p_host_find(n->h[i], n->id[1 - i].ed_pk), &info);
-    return info.address;
+    return simnet_info(n->h[i], n->id[1 - i].ed_pk).address;
 }
 
 static int sent;
@@ -176,9 +174,18 @@ static void send_some(net *n, int count, uint64_t gap)
 
 static uint64_t changes(net *n, int i)
 {
-    p2p_stats st;
-    p2p_host_stats(n->h[i], &st);
-    return st.path_changes;
+    return simnet_stats(n->h[i]).path_changes;
+}
+
+/* The two hosts (net_start), A dialling B's public address, run for `us`: they joined. */
+static void pair_up(net *n, uint64_t lan_delay, uint64_t pub_delay, uint64_t us)
+{
+    sent = 0;
+    net_start(n, lan_delay, pub_delay);
+    T_EQ_INT(p2p_host_connect(n->h[0], &n->pub[1], n->id[1].ed_pk, 0, NULL), 0);
+    flush(n, 0);
+    run(n, us);
+    T_EQ_INT(n->joins, 2);
 }
 
 /* LAN 1 ms round trip, public 20 ms: A dials B's public address, and within 2 s both send on
@@ -186,12 +193,7 @@ static uint64_t changes(net *n, int i)
 static void test_lan_chosen(void)
 {
     net n;
-    sent = 0;
-    net_start(&n, 500, 10 * MS);
-    T_EQ_INT(p2p_host_connect(n.h[0], &n.pub[1], n.id[1].ed_pk, 0, NULL), 0);
-    flush(&n, 0);
-    run(&n, 200 * MS);
-    T_EQ_INT(n.joins, 2);
+    pair_up(&n, 500, 10 * MS, 200 * MS);
     p2p_addr a0 = addr_of(&n, 0);
     T_CHECK(p2p_addr_equal(&a0, &n.pub[1]));
     send_some(&n, 100, 20 * MS); /* 2 s */
@@ -235,12 +237,7 @@ static void test_lan_chosen(void)
 static void test_hysteresis(void)
 {
     net n;
-    sent = 0;
-    net_start(&n, 9500, 10 * MS);
-    T_EQ_INT(p2p_host_connect(n.h[0], &n.pub[1], n.id[1].ed_pk, 0, NULL), 0);
-    flush(&n, 0);
-    run(&n, 5 * SEC);
-    T_EQ_INT(n.joins, 2);
+    pair_up(&n, 9500, 10 * MS, 5 * SEC);
     p2p_addr a = addr_of(&n, 0);
     T_CHECK(p2p_addr_equal(&a, &n.pub[1]));
     n.lan_delay = 5 * MS; /* 10 ms against 20 ms: within two rounds */

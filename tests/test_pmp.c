@@ -3,6 +3,7 @@
 #include "t.h"
 #include "../csrc/p2pnet.h"
 #include "../csrc/p2p_pmp.h"
+#include "simnet.h"
 
 static const uint8_t NONCE[12] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8};
 #define NONCE_HEX "deadbeef0102030405060708"
@@ -27,18 +28,10 @@ static size_t unhex(uint8_t *out, const char *hex)
     return n;
 }
 
-static p2p_addr addr(const char *s)
-{
-    p2p_addr a;
-    memset(&a, 0, sizeof a);
-    p2p_addr_parse(&a, s);
-    return a;
-}
-
 static void test_pcp_request(void)
 {
     uint8_t b[128], want[64];
-    p2p_addr client = addr("10.0.1.2:43000");
+    p2p_addr client = simnet_addr("10.0.1.2:43000");
     size_t n = p2p_pcp_map(b, sizeof b, NONCE, &client, 43000, 43000, 7200);
     T_EQ_INT(n, 60);
     T_EQ_INT(unhex(want, PCP_REQ), 60);
@@ -53,7 +46,7 @@ static void test_pcp_request(void)
     memset(&none, 0, sizeof none);
     T_EQ_INT(p2p_pcp_map(b, sizeof b, NONCE, &none, 43000, 0, 1), 0);
     /* IPv6 client: its 16 bytes, suggested external "::" */
-    p2p_addr v6 = addr("[2001:db8::2]:43000");
+    p2p_addr v6 = simnet_addr("[2001:db8::2]:43000");
     T_EQ_INT(p2p_pcp_map(b, sizeof b, NONCE, &v6, 43000, 0, 1), 60);
     T_EQ_HEX(b + 8, "20010db8000000000000000000000002");
     T_EQ_HEX(b + 44, "00000000000000000000000000000000");
@@ -73,7 +66,7 @@ static void test_pcp_reply(void)
     T_EQ_MEM(r.nonce, NONCE, 12);
     T_EQ_INT(r.iport, 43000);
     T_EQ_INT(r.eport, 43000);
-    p2p_addr ext = addr("11.0.1.2:43000");
+    p2p_addr ext = simnet_addr("11.0.1.2:43000");
     T_CHECK(p2p_addr_equal(&r.ext, &ext));
     /* the delete's answer: result 0, lifetime 0 */
     b[4] = b[5] = b[6] = b[7] = 0;
@@ -147,7 +140,7 @@ static void test_natpmp(void)
     /* address reply: 11.0.1.2 */
     n = unhex(b, "00800000000091cf0b000102");
     T_EQ_INT(p2p_pmp_parse(b, n, &r), 0);
-    p2p_addr ext = addr("11.0.1.2:1");
+    p2p_addr ext = simnet_addr("11.0.1.2:1");
     ext.port = 0;
     T_CHECK(p2p_addr_equal(&r.ext, &ext));
     T_EQ_INT(p2p_pmp_parse(b, 11, &r), -1);
@@ -184,7 +177,7 @@ static void test_miniupnpd_captures(void)
     T_EQ_INT(r.lifetime, 120);
     T_EQ_INT(r.epoch, 43936);
     T_EQ_HEX(r.nonce, "0102030405060708090a0b0c");
-    p2p_addr ext = addr("11.0.1.2:43000");
+    p2p_addr ext = simnet_addr("11.0.1.2:43000");
     T_CHECK(p2p_addr_equal(&r.ext, &ext));
     n = unhex(b, "008100000000aba0a7f8a7f800000078");
     T_EQ_INT(p2p_pmp_parse(b, n, &r), 0);

@@ -6,6 +6,7 @@
 #include "t.h"
 #include "driver/sim.h"
 #include "driver/sim_gw.h"
+#include "simnet.h"
 #include "p2p_portmap.h"
 
 #include <stdlib.h>
@@ -15,13 +16,6 @@
 #define LAT (1 * MSEC)
 #define PORT 4000
 
-typedef struct pending {
-    uint64_t at;
-    p2p_addr from;
-    uint8_t buf[1500];
-    size_t len;
-} pending;
-
 typedef struct net {
     p2p_host *h;
     p2p_identity id;
@@ -29,21 +23,12 @@ typedef struct net {
     int gw_answers; /* 0: the driver never answers P2P_IO_GATEWAY */
     p2p_addr lan, ext, host;
     uint64_t now;
-    pending q[32];
-    size_t nq;
+    simnet_queue w; /* datagrams on their way to the host */
     /* what the host sent */
     int to_pmp, to_ssdp, to_group, to_other, http, gateway_asks;
     int pcp_lifetime0, natpmp_lifetime0;
     char last_http[4096];
 } net;
-
-static void ip4(p2p_addr *a, int b0, int b1, int b2, int b3, uint16_t port)
-{
-    memset(a, 0, sizeof *a);
-    a->family = P2P_AF_INET4;
-    a->ip[0] = (uint8_t)b0, a->ip[1] = (uint8_t)b1, a->ip[2] = (uint8_t)b2, a->ip[3] = (uint8_t)b3;
-    a->port = port;
-}
 
 /* A host at 10.0.1.2:4000 behind a router 10.0.1.1 (WAN 11.0.1.2) of kind gw_kind (-1: no
  * gateway at all). */
@@ -51,9 +36,9 @@ static void net_up(net *n, int gw_kind, int portmap_off)
 {
     memset(n, 0, sizeof *n);
     n->now = 1000 * SEC;
-    ip4(&n->lan, 10, 0, 1, 1, 0);
-    ip4(&n->ext, 11, 0, 1, 2, 0);
-    ip4(&n->host, 10, 0, 1, 2, PORT);
+    simnet_ip4(&n->lan, 10, 0, 1, 1, 0);
+    simnet_ip4(&n->ext, 11, 0, 1, 2, 0);
+    simnet_ip4(&n->host, 10, 0, 1, 2, PORT);
     n->gw_answers = 1;
     if (gw_kind >= 0) n->gw = p2p_sim_gw_new(gw_kind, &n->lan, &n->ext, n->now);
     uint8_t seed[32];
@@ -75,129 +60,86 @@ static void net_down(net *n)
     p2p_identity_wipe(&n->id);
 }
 
-static void deliver_later(net *n, const p2p_addr *from, const uint8_t *b, size_t len)
+/* The driver's answer to a request: the gateway's address, the gateway's HTTP server. */
+static void on_io(void *ctx, const p2p_io *io)
 {
-    if (n->nq == sizeof n->q / sizeof n->q[0] || len > sizeof n->q[0].buf) return;
-    pending *p = &n->q[n->nq++];
-    p->at = n->now + LAT;
-    p->from = *from;
-    memcpy(p->buf, b, len);
-    p->len = len;
+    net *n = ctx;
+    p2p_io_result r;
+    memset(&r, 0, sizeof r);
+    r.kind = io->kind;
+    r.id = io->id;
+    if (io->kind == P2P_IO_GATEWAY) {
+        n->gateway_asks++;
+        if (!n->gw_answers) return;
+        if (n->gw) {
+            p2p_sim_gw_lan(n->gw, &r.addr);
+            r.local = n->host;
+        } else {
+            r.status = P2P_ERR_IO;
+        }
+    } else if (io->kind == P2P_IO_HTTP) {
+        static uint8_t reply[16384];
+        n->http++;
+        size_t l = io->len < sizeof n->last_http - 1 ? io->len : sizeof n->last_http - 1;
+        memcpy(n->last_http, io->data, l);
+        n->last_http[l] = 0;
+        size_t len = 0;
+        if (n->gw && io->addr.family == P2P_AF_INET4 && !memcmp(io->addr.ip, n->lan.ip, 4) &&
+            io->addr.port == P2P_SIM_GW_HTTP_PORT)
+            len = p2p_sim_gw_http(n->gw, &n->host, io->data, io->len, n->now, reply, sizeof reply);
+        if (len) {
+            r.data = reply;
+            r.len = len;
+        } else {
+            r.status = P2P_ERR_IO;
+        }
+    } else {
+        r.status = P2P_ERR_IO;
+    }
+    int rc = p2p_host_io_done(n->h, &r, n->now);
+    T_CHECK(rc == 0 || rc == P2P_ERR_CLOSED); /* the delete's answer comes after close */
+}
+
+/* Counts what the host sent; the gateway answers after LAT. */
+static void on_datagram(void *ctx, const p2p_addr *to, const uint8_t *buf, size_t len)
+{
+    net *n = ctx;
+    if (to->port == 5351) {
+        n->to_pmp++;
+        if (buf[0] == 2 && len >= 8 && !buf[4] && !buf[5] && !buf[6] && !buf[7]) n->pcp_lifetime0++;
+        if (buf[0] == 0 && len == 12 && !buf[8] && !buf[9] && !buf[10] && !buf[11])
+            n->natpmp_lifetime0++;
+    } else if (to->port == 1900) {
+        if (to->ip[0] == 239)
+            n->to_group++;
+        else
+            n->to_ssdp++;
+    } else {
+        n->to_other++;
+    }
+    if (!n->gw) return;
+    uint8_t out[2048];
+    p2p_addr from;
+    size_t rl = p2p_sim_gw_udp(n->gw, &n->host, to, buf, len, n->now, out, sizeof out, &from);
+    if (rl) simnet_later(&n->w, n->now + LAT, &from, out, rl);
 }
 
 /* Drains the host's requests and datagrams (the driver rule). */
 static void drain(net *n)
 {
-    for (int progress = 1; progress;) {
-        progress = 0;
-        p2p_io io;
-        while (p2p_host_next_io(n->h, &io)) {
-            progress = 1;
-            p2p_io_result r;
-            memset(&r, 0, sizeof r);
-            r.kind = io.kind;
-            r.id = io.id;
-            if (io.kind == P2P_IO_GATEWAY) {
-                n->gateway_asks++;
-                if (!n->gw_answers) continue;
-                if (n->gw) {
-                    p2p_sim_gw_lan(n->gw, &r.addr);
-                    r.local = n->host;
-                } else {
-                    r.status = P2P_ERR_IO;
-                }
-            } else if (io.kind == P2P_IO_HTTP) {
-                static uint8_t reply[16384];
-                n->http++;
-                size_t l = io.len < sizeof n->last_http - 1 ? io.len : sizeof n->last_http - 1;
-                memcpy(n->last_http, io.data, l);
-                n->last_http[l] = 0;
-                size_t len = 0;
-                if (n->gw && io.addr.family == P2P_AF_INET4 && !memcmp(io.addr.ip, n->lan.ip, 4) &&
-                    io.addr.port == P2P_SIM_GW_HTTP_PORT)
-                    len = p2p_sim_gw_http(n->gw, &n->host, io.data, io.len, n->now, reply,
-                                          sizeof reply);
-                if (len) {
-                    r.data = reply;
-                    r.len = len;
-                } else {
-                    r.status = P2P_ERR_IO;
-                }
-            } else {
-                r.status = P2P_ERR_IO;
-            }
-            int rc = p2p_host_io_done(n->h, &r, n->now);
-            T_CHECK(rc == 0 || rc == P2P_ERR_CLOSED); /* the delete's answer comes after close */
-        }
-        uint8_t buf[P2P_MAX_PACKET_PROBED];
-        p2p_addr to;
-        size_t len;
-        while ((len = p2p_host_next_datagram(n->h, &to, buf, sizeof buf)) > 0) {
-            progress = 1;
-            if (to.port == 5351) {
-                n->to_pmp++;
-                if (buf[0] == 2 && len >= 8 && !buf[4] && !buf[5] && !buf[6] && !buf[7])
-                    n->pcp_lifetime0++;
-                if (buf[0] == 0 && len == 12 && !buf[8] && !buf[9] && !buf[10] && !buf[11])
-                    n->natpmp_lifetime0++;
-            } else if (to.port == 1900) {
-                if (to.ip[0] == 239)
-                    n->to_group++;
-                else
-                    n->to_ssdp++;
-            } else {
-                n->to_other++;
-            }
-            if (!n->gw) continue;
-            uint8_t out[2048];
-            p2p_addr from;
-            size_t rl =
-                p2p_sim_gw_udp(n->gw, &n->host, &to, buf, len, n->now, out, sizeof out, &from);
-            if (rl) deliver_later(n, &from, out, rl);
-        }
-        p2p_event ev;
-        while (p2p_host_next_event(n->h, &ev)) progress = 1;
-    }
+    simnet_drain(n->h, &(simnet_driver){on_io, on_datagram, n});
 }
 
 /* Runs the host and the network until virtual time `until`. */
 static void run(net *n, uint64_t until)
 {
-    drain(n);
-    for (;;) {
-        uint64_t t = p2p_host_next_timeout(n->h);
-        for (size_t i = 0; i < n->nq; i++)
-            if (n->q[i].at < t) t = n->q[i].at;
-        if (t > until) break;
-        if (t > n->now) n->now = t;
-        for (size_t i = 0; i < n->nq;) {
-            if (n->q[i].at <= n->now) {
-                pending p = n->q[i];
-                n->q[i] = n->q[--n->nq];
-                p2p_host_recv(n->h, &p.from, p.buf, p.len, n->now);
-                drain(n);
-            } else {
-                i++;
-            }
-        }
-        if (p2p_host_next_timeout(n->h) <= n->now) p2p_host_on_timeout(n->h, n->now);
-        drain(n);
-    }
-    n->now = until;
+    simnet_run(n->h, &n->w, &n->now, until, &(simnet_driver){on_io, on_datagram, n});
 }
 
 /* The host's advertised address of kind P2P_ADDR_MAPPED into *out; 1 when there is one. */
 static int mapped_addr(net *n, p2p_addr *out)
 {
-    p2p_addr a[16];
-    int k[16];
-    size_t c = p2p_host_addresses(n->h, a, k, 16);
-    for (size_t i = 0; i < c && i < 16; i++)
-        if (k[i] == P2P_ADDR_MAPPED) {
-            *out = a[i];
-            return 1;
-        }
-    return 0;
+    return simnet_own_addr(n->h, P2P_ADDR_MAPPED, out);
 }
 
 static int total_sent(const net *n)
@@ -395,8 +337,8 @@ static void test_epoch_reset(void)
     /* another host maps 4000 first */
     uint8_t req[12] = {0, 1, 0, 0, 0x0f, 0xa0, 0x0f, 0xa0, 0, 0, 0x1c, 0x20}, out[64];
     p2p_addr other, to, from;
-    ip4(&other, 10, 0, 1, 3, 4000);
-    ip4(&to, 10, 0, 1, 1, 5351);
+    simnet_ip4(&other, 10, 0, 1, 3, 4000);
+    simnet_ip4(&to, 10, 0, 1, 1, 5351);
     T_EQ_INT(p2p_sim_gw_udp(n.gw, &other, &to, req, sizeof req, n.now, out, sizeof out, &from), 16);
     T_EQ_INT(p2p_sim_gw_mappings(n.gw, n.now), 1);
     run(&n, n.now + 2700 * SEC);
@@ -429,7 +371,7 @@ static void test_upnp_conflict(void)
                      "\"\r\n\r\n%s",
                      strlen(body), body);
     p2p_addr other;
-    ip4(&other, 10, 0, 1, 3, 0);
+    simnet_ip4(&other, 10, 0, 1, 3, 0);
     static uint8_t out[4096];
     size_t rl =
         p2p_sim_gw_http(n.gw, &other, (const uint8_t *)req, (size_t)l, n.now, out, sizeof out);
@@ -455,8 +397,8 @@ static void test_spoofed_replies(void)
     pcp[36] = 17, pcp[40] = 0x0f, pcp[41] = 0xa0, pcp[42] = 0x0f, pcp[43] = 0xa0;
     pcp[54] = 0xff, pcp[55] = 0xff, pcp[56] = 11, pcp[59] = 9;
     p2p_addr lanhost, gwpmp;
-    ip4(&lanhost, 10, 0, 1, 3, 5351);
-    ip4(&gwpmp, 10, 0, 1, 1, 5351);
+    simnet_ip4(&lanhost, 10, 0, 1, 3, 5351);
+    simnet_ip4(&gwpmp, 10, 0, 1, 1, 5351);
     p2p_stats before, after;
     p2p_host_stats(n.h, &before);
     p2p_host_recv(n.h, &lanhost, pcp, sizeof pcp, n.now); /* not from the gateway */
@@ -472,7 +414,7 @@ static void test_spoofed_replies(void)
                                "InternetGatewayDevice:1\r\nLOCATION: http://10.0.1.3:5000/"
                                "rootDesc.xml\r\n\r\n";
     p2p_addr gwssdp;
-    ip4(&gwssdp, 10, 0, 1, 1, 1900);
+    simnet_ip4(&gwssdp, 10, 0, 1, 1, 1900);
     p2p_host_recv(n.h, &gwssdp, (const uint8_t *)ssdp, sizeof ssdp - 1, n.now);
     run(&n, n.now + 3600 * SEC);
     T_EQ_INT(n.http, 0);
@@ -489,7 +431,7 @@ static void test_double_nat(void)
     net_up(&n, P2P_SIM_GW_PCP, 0);
     p2p_sim_gw_free(n.gw);
     p2p_addr cgnat;
-    ip4(&cgnat, 100, 64, 0, 2, 0);
+    simnet_ip4(&cgnat, 100, 64, 0, 2, 0);
     n.gw = p2p_sim_gw_new(P2P_SIM_GW_PCP, &n.lan, &cgnat, n.now);
     run(&n, n.now + 5 * SEC);
     T_EQ_INT(p2p_sim_gw_mappings(n.gw, n.now), 1);
@@ -562,7 +504,7 @@ static void test_on_sim(void)
     p2p_addr aa, ba, pub, lan;
     T_EQ_INT(p2p_sim_attach(sim, a, 4000, P2P_SIM_NAT_SYMMETRIC, &aa), 0);
     T_EQ_INT(p2p_sim_public_addr(sim, a, &pub), 0);
-    ip4(&lan, 10, 255, 255, 254, 0);
+    simnet_ip4(&lan, 10, 255, 255, 254, 0);
     p2p_sim_gw *g = p2p_sim_gw_new(P2P_SIM_GW_PCP, &lan, &pub, 0);
     p2p_sim_gateway gw;
     memset(&gw, 0, sizeof gw);
@@ -623,12 +565,12 @@ static void test_on_sim(void)
 static void test_sim_gw_bytes(void)
 {
     p2p_addr lan, ext, host, to, from;
-    ip4(&lan, 10, 0, 1, 1, 0);
-    ip4(&ext, 11, 0, 1, 2, 0);
-    ip4(&host, 10, 0, 1, 2, 44000);
+    simnet_ip4(&lan, 10, 0, 1, 1, 0);
+    simnet_ip4(&ext, 11, 0, 1, 2, 0);
+    simnet_ip4(&host, 10, 0, 1, 2, 44000);
     p2p_sim_gw *g = p2p_sim_gw_new(P2P_SIM_GW_ALL, &lan, &ext, 0);
     uint8_t out[2048];
-    ip4(&to, 10, 0, 1, 1, 5351);
+    simnet_ip4(&to, 10, 0, 1, 1, 5351);
     /* NAT-PMP map 44000 -> 44000 for 7200 s, at epoch 37327 */
     uint8_t req[12];
     t_from_hex(req, "00010000abe0abe000001c20");
@@ -645,7 +587,7 @@ static void test_sim_gw_bytes(void)
     t_from_hex(pcp, "0201000000001c2000000000000000000000ffff0a000102"
                     "0102030405060708090a0b0c11000000a7f8a7f800000000000000000000ffff00000000");
     p2p_addr other;
-    ip4(&other, 10, 0, 1, 9, 43000);
+    simnet_ip4(&other, 10, 0, 1, 9, 43000);
     T_EQ_INT(p2p_sim_gw_udp(g, &other, &to, pcp, 60, 0, out, sizeof out, &from), 60);
     T_EQ_INT(out[3], 12);
     host.port = 43000;
@@ -657,7 +599,7 @@ static void test_sim_gw_bytes(void)
     static const char ms[] = "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\n"
                              "MAN: \"ssdp:discover\"\r\nMX: 1\r\n"
                              "ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n";
-    ip4(&to, 239, 255, 255, 250, 1900);
+    simnet_ip4(&to, 239, 255, 255, 250, 1900);
     size_t n = p2p_sim_gw_udp(g, &host, &to, (const uint8_t *)ms, sizeof ms - 1, 0, out,
                               sizeof out - 1, &from);
     T_CHECK(n > 0);

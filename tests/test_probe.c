@@ -5,6 +5,7 @@
 #include "t.h"
 #include "driver/sim.h"
 #include "driver/sim_gw.h"
+#include "simnet.h"
 #include "p2p_stun.h"
 
 #include <stdlib.h>
@@ -15,13 +16,6 @@
 #define PORT 4000
 
 enum { NAT_NONE, NAT_CONE, NAT_SYM };
-
-typedef struct pending {
-    uint64_t at;
-    p2p_addr from;
-    uint8_t buf[1500];
-    size_t len;
-} pending;
 
 typedef struct net {
     p2p_host *h;
@@ -34,20 +28,11 @@ typedef struct net {
     p2p_addr dests[16]; /* symmetric NAT: one external port per destination */
     int ndests;
     uint64_t now;
-    pending q[32];
-    size_t nq;
+    simnet_queue w; /* datagrams on their way to the host */
     int sent_stun, sent_other;
     uint8_t last_txid[12];
     p2p_addr last_to;
 } net;
-
-static void ip4(p2p_addr *a, int b0, int b1, int b2, int b3, uint16_t port)
-{
-    memset(a, 0, sizeof *a);
-    a->family = P2P_AF_INET4;
-    a->ip[0] = (uint8_t)b0, a->ip[1] = (uint8_t)b1, a->ip[2] = (uint8_t)b2, a->ip[3] = (uint8_t)b3;
-    a->port = port;
-}
 
 /* nsrv servers: with alt, one coturn-like server 192.0.2.2:3478 / 192.0.2.3:3479; without,
  * plain servers at 192.0.2.2:3478 and 192.0.2.18:3478. */
@@ -57,13 +42,13 @@ static void net_up(net *n, int nat, int nsrv, int alt)
     n->now = 1000 * SEC;
     n->nat = nat;
     if (nat == NAT_NONE)
-        ip4(&n->host, 11, 0, 1, 2, PORT);
+        simnet_ip4(&n->host, 11, 0, 1, 2, PORT);
     else
-        ip4(&n->host, 10, 0, 1, 2, PORT);
-    ip4(&n->ext, 11, 0, 1, 2, PORT);
+        simnet_ip4(&n->host, 10, 0, 1, 2, PORT);
+    simnet_ip4(&n->ext, 11, 0, 1, 2, PORT);
     p2p_addr p, a;
-    ip4(&p, 192, 0, 2, 2, 3478);
-    ip4(&a, 192, 0, 2, 3, 3479);
+    simnet_ip4(&p, 192, 0, 2, 2, 3478);
+    simnet_ip4(&a, 192, 0, 2, 3, 3479);
     n->srv[0] = p2p_sim_stun_new(&p, alt ? &a : NULL);
     n->nsrv = 1;
     p2p_config cfg;
@@ -71,7 +56,7 @@ static void net_up(net *n, int nat, int nsrv, int alt)
     cfg.stun[0] = p;
     cfg.nstun = 1;
     if (nsrv == 2) {
-        ip4(&p, 192, 0, 2, 18, 3478);
+        simnet_ip4(&p, 192, 0, 2, 18, 3478);
         n->srv[1] = p2p_sim_stun_new(&p, NULL);
         n->nsrv = 2;
         cfg.stun[1] = p;
@@ -108,89 +93,52 @@ static void translate(net *n, const p2p_addr *to, p2p_addr *src)
     src->port = (uint16_t)(30001 + i * 7919 % 20000);
 }
 
+/* The driver fails every request. */
+static void on_io(void *ctx, const p2p_io *io)
+{
+    net *n = ctx;
+    p2p_io_result r;
+    memset(&r, 0, sizeof r);
+    r.kind = io->kind;
+    r.id = io->id;
+    r.status = P2P_ERR_IO;
+    p2p_host_io_done(n->h, &r, n->now);
+}
+
+/* Counts what the host sent; through the NAT, the servers answer after LAT. */
+static void on_datagram(void *ctx, const p2p_addr *to, const uint8_t *buf, size_t len)
+{
+    net *n = ctx;
+    if (len >= 20 && buf[4] == 0x21 && buf[5] == 0x12 && buf[6] == 0xa4 && buf[7] == 0x42) {
+        n->sent_stun++;
+        memcpy(n->last_txid, buf + 8, 12);
+        n->last_to = *to;
+    } else {
+        n->sent_other++;
+    }
+    if (n->silent) return;
+    p2p_addr src, from;
+    translate(n, to, &src);
+    for (int s = 0; s < n->nsrv; s++) {
+        uint8_t out[512];
+        size_t rl = p2p_sim_stun_udp(n->srv[s], &src, to, buf, len, out, sizeof out, &from);
+        if (rl) simnet_later(&n->w, n->now + LAT, &from, out, rl);
+    }
+}
+
 static void drain(net *n)
 {
-    uint8_t buf[P2P_MAX_PACKET_PROBED];
-    p2p_addr to;
-    size_t len;
-    p2p_event ev;
-    p2p_io io;
-    for (int progress = 1; progress;) {
-        progress = 0;
-        while (p2p_host_next_io(n->h, &io)) {
-            progress = 1;
-            p2p_io_result r;
-            memset(&r, 0, sizeof r);
-            r.kind = io.kind;
-            r.id = io.id;
-            r.status = P2P_ERR_IO;
-            p2p_host_io_done(n->h, &r, n->now);
-        }
-        while ((len = p2p_host_next_datagram(n->h, &to, buf, sizeof buf)) > 0) {
-            progress = 1;
-            if (len >= 20 && buf[4] == 0x21 && buf[5] == 0x12 && buf[6] == 0xa4 && buf[7] == 0x42) {
-                n->sent_stun++;
-                memcpy(n->last_txid, buf + 8, 12);
-                n->last_to = to;
-            } else {
-                n->sent_other++;
-            }
-            if (n->silent) continue;
-            p2p_addr src, from;
-            translate(n, &to, &src);
-            for (int s = 0; s < n->nsrv; s++) {
-                uint8_t out[512];
-                size_t rl =
-                    p2p_sim_stun_udp(n->srv[s], &src, &to, buf, len, out, sizeof out, &from);
-                if (rl && n->nq < sizeof n->q / sizeof n->q[0]) {
-                    pending *p = &n->q[n->nq++];
-                    p->at = n->now + LAT;
-                    p->from = from;
-                    memcpy(p->buf, out, rl);
-                    p->len = rl;
-                }
-            }
-        }
-        while (p2p_host_next_event(n->h, &ev)) progress = 1;
-    }
+    simnet_drain(n->h, &(simnet_driver){on_io, on_datagram, n});
 }
 
 static void run(net *n, uint64_t until)
 {
-    drain(n);
-    for (;;) {
-        uint64_t t = p2p_host_next_timeout(n->h);
-        for (size_t i = 0; i < n->nq; i++)
-            if (n->q[i].at < t) t = n->q[i].at;
-        if (t > until) break;
-        if (t > n->now) n->now = t;
-        for (size_t i = 0; i < n->nq;) {
-            if (n->q[i].at <= n->now) {
-                pending p = n->q[i];
-                n->q[i] = n->q[--n->nq];
-                p2p_host_recv(n->h, &p.from, p.buf, p.len, n->now);
-                drain(n);
-            } else {
-                i++;
-            }
-        }
-        if (p2p_host_next_timeout(n->h) <= n->now) p2p_host_on_timeout(n->h, n->now);
-        drain(n);
-    }
-    n->now = until;
+    simnet_run(n->h, &n->w, &n->now, until, &(simnet_driver){on_io, on_datagram, n});
 }
 
 static int stun_addr(net *n, p2p_addr *out)
 {
-    p2p_addr a[16];
-    int k[16];
-    size_t c = p2p_host_addresses(n->h, a, k, 16);
-    for (size_t i = 0; i < c && i < 16; i++)
-        if (k[i] == P2P_ADDR_STUN) {
-            *out = a[i];
-            return 1;
-        }
-    return 0;
+    return simnet_own_addr(n->h, P2P_ADDR_STUN, out);
 }
 
 static int mapping(net *n, int *source)
@@ -316,8 +264,8 @@ static void test_spoofed(void)
     uint8_t req[28], out[256];
     size_t rl;
     p2p_addr src, from, srv, liar;
-    ip4(&srv, 192, 0, 2, 2, 3478);
-    ip4(&liar, 192, 0, 2, 99, 3478);
+    simnet_ip4(&srv, 192, 0, 2, 2, 3478);
+    simnet_ip4(&liar, 192, 0, 2, 99, 3478);
     translate(&n, &srv, &src);
     T_EQ_INT(p2p_stun_request(req, sizeof req, n.last_txid, 0), 28);
     rl = p2p_sim_stun_udp(n.srv[0], &src, &srv, req, sizeof req, out, sizeof out, &from);
@@ -362,8 +310,8 @@ static int sim_mapping(int nat, p2p_addr *stun_out)
     c.latency_us = 8000;
     T_EQ_INT(p2p_sim_new(&sim, &c), 0);
     p2p_addr p, alt;
-    ip4(&p, 192, 0, 2, 200, 3478);
-    ip4(&alt, 192, 0, 2, 201, 3479);
+    simnet_ip4(&p, 192, 0, 2, 200, 3478);
+    simnet_ip4(&alt, 192, 0, 2, 201, 3479);
     p2p_sim_stun *srv = p2p_sim_stun_new(&p, &alt);
     p2p_sim_server ss;
     memset(&ss, 0, sizeof ss);
@@ -428,9 +376,9 @@ static void test_on_sim(void)
 static void test_sim_stun(void)
 {
     p2p_addr p, a, from, src, to;
-    ip4(&p, 192, 0, 2, 2, 3478);
-    ip4(&a, 192, 0, 2, 3, 3479);
-    ip4(&src, 198, 51, 100, 2, 63314);
+    simnet_ip4(&p, 192, 0, 2, 2, 3478);
+    simnet_ip4(&a, 192, 0, 2, 3, 3479);
+    simnet_ip4(&src, 198, 51, 100, 2, 63314);
     p2p_sim_stun *s = p2p_sim_stun_new(&p, &a);
     p2p_addr l[4];
     T_EQ_INT(p2p_sim_stun_addresses(s, l), 4);
@@ -444,7 +392,7 @@ static void test_sim_stun(void)
                   "802c000800010d97c0000203" /* OTHER-ADDRESS */);
     T_CHECK(p2p_addr_equal(&from, &p));
     /* from the alternate IP: answered from there, no OTHER-ADDRESS */
-    ip4(&to, 192, 0, 2, 3, 3478);
+    simnet_ip4(&to, 192, 0, 2, 3, 3478);
     T_EQ_INT(p2p_sim_stun_udp(s, &src, &to, req, 20, out, sizeof out, &from), 56);
     T_CHECK(p2p_addr_equal(&from, &to));
     /* CHANGE-REQUEST ip + port: from the alternate */
@@ -463,7 +411,7 @@ static void test_sim_stun(void)
     T_CHECK(p2p_addr_equal(&m.mapped, &src));
     T_CHECK(p2p_addr_equal(&m.other, &a));
     /* not to one of its addresses, or not a request: nothing */
-    ip4(&to, 192, 0, 2, 4, 3478);
+    simnet_ip4(&to, 192, 0, 2, 4, 3478);
     T_EQ_INT(p2p_sim_stun_udp(s, &src, &to, req, 20, out, sizeof out, &from), 0);
     out[0] = 1;
     T_EQ_INT(p2p_sim_stun_udp(s, &src, &p, out, rl, out + 128, 128, &from), 0);

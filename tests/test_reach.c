@@ -6,6 +6,7 @@
 #include "../csrc/p2pnet.h"
 #include "../csrc/p2p_host.h"
 #include "driver/sim.h"
+#include "simnet.h"
 #include "tnet.h"
 
 #include <stdlib.h>
@@ -190,89 +191,54 @@ static void test_no_fallback_when_udp_answers(void)
  * and exchange 100 messages with receipts, none lost or repeated. */
 static void test_session_over_stream(void)
 {
-    p2p_host *a = mk(6, NULL, 0), *b = mk(7, NULL, 0);
-    p2p_addr baddr = A("198.51.100.2:4000"), aip = A("203.0.113.5:0"), to;
+    simnet_pair p = {.bsid = 0x80000042u};
+    p.a = mk(6, NULL, 0);
+    p.b = mk(7, NULL, 0);
+    p.baddr = A("198.51.100.2:4000");
+    p.aip = A("203.0.113.5:0");
+    p2p_addr to;
     uint8_t buf[P2P_MAX_PACKET];
     p2p_peer_handle pa;
-    T_EQ_INT(p2p_host_connect(a, &baddr, p2p_host_id(b), 0, &pa), 0);
-    uint32_t sid = 0, bsid = 0x80000042u;
-    int joins = 0, msgs = 0, replies = 0, order_bad = 0;
-    uint64_t next = 0;
+    T_EQ_INT(p2p_host_connect(p.a, &p.baddr, p2p_host_id(p.b), 0, &pa), 0);
     uint64_t now = 0;
     int sent = 0;
-    for (int step = 0; step < 4000 && replies < 100; step++) {
+    for (int step = 0; step < 4000 && p.replies < 100; step++) {
         now = (uint64_t)step * 10 * MS;
-        p2p_host_on_timeout(a, now);
-        p2p_host_on_timeout(b, now);
-        p2p_io io;
-        while (p2p_host_next_io(a, &io)) {
-            if (io.kind != P2P_IO_TCP_OPEN || sid) continue;
-            sid = io.id;
-            T_CHECK(p2p_addr_equal(&io.addr, &baddr));
-            T_EQ_INT(p2p_host_stream_up(b, bsid, &aip, 1, now), 0);
-            T_EQ_INT(p2p_host_stream_up(a, sid, &baddr, 0, now), 0);
-        }
-        while (p2p_host_next_io(b, &io)) {
-        }
+        p2p_host_on_timeout(p.a, now);
+        p2p_host_on_timeout(p.b, now);
+        simnet_pair_io(&p, now);
         /* A -> B: UDP is lost; the stream carries */
         size_t n;
-        while ((n = p2p_host_next_datagram(a, &to, buf, sizeof buf))) {
+        while ((n = p2p_host_next_datagram(p.a, &to, buf, sizeof buf))) {
             if (to.family != P2P_AF_STREAM) continue;
-            T_EQ_INT(p2p_get_u32(to.ip), sid);
-            p2p_addr from;
-            memset(&from, 0, sizeof from);
-            from.family = P2P_AF_STREAM;
-            p2p_put_u32(from.ip, bsid);
-            p2p_host_recv(b, &from, buf, n, now);
+            T_EQ_INT(p2p_get_u32(to.ip), p.sid);
+            p2p_addr from = simnet_stream_addr(p.bsid);
+            p2p_host_recv(p.b, &from, buf, n, now);
         }
-        while ((n = p2p_host_next_datagram(b, &to, buf, sizeof buf))) {
+        while ((n = p2p_host_next_datagram(p.b, &to, buf, sizeof buf))) {
             if (to.family != P2P_AF_STREAM) continue;
-            T_EQ_INT(p2p_get_u32(to.ip), bsid);
-            p2p_addr from;
-            memset(&from, 0, sizeof from);
-            from.family = P2P_AF_STREAM;
-            p2p_put_u32(from.ip, sid);
-            p2p_host_recv(a, &from, buf, n, now);
+            T_EQ_INT(p2p_get_u32(to.ip), p.bsid);
+            p2p_addr from = simnet_stream_addr(p.sid);
+            p2p_host_recv(p.a, &from, buf, n, now);
         }
-        p2p_event ev;
-        while (p2p_host_next_event(a, &ev)) {
-            if (ev.type == P2P_EV_JOIN) joins++;
-            if (ev.type == P2P_EV_REPLY) replies++;
-        }
-        while (p2p_host_next_event(b, &ev)) {
-            if (ev.type == P2P_EV_JOIN) joins++;
-            if (ev.type == P2P_EV_MESSAGE) {
-                uint64_t v;
-                memcpy(&v, ev.data, 8);
-                if (v != next) order_bad++;
-                next = v + 1;
-                msgs++;
-                p2p_peer_reply(b, ev.peer, ev.seq, P2P_REPLY_NIL, NULL, 0, now);
-            }
-        }
-        if (joins >= 2 && sent < 100) {
-            for (; sent < 100; sent++) {
-                uint64_t v = (uint64_t)sent;
-                uint8_t m[64];
-                memset(m, 0x33, sizeof m);
-                memcpy(m, &v, 8);
-                T_EQ_INT(p2p_peer_send(a, pa, 1, m, sizeof m, 1, NULL, now), 0);
-            }
+        simnet_pair_events(&p, now);
+        if (p.joins >= 2 && sent < 100) {
+            for (; sent < 100; sent++) simnet_pair_send(&p, pa, (uint64_t)sent, 64, now);
         }
     }
-    T_EQ_INT(joins, 2);
-    T_EQ_INT(msgs, 100);
-    T_EQ_INT(replies, 100);
-    T_EQ_INT(order_bad, 0);
+    T_EQ_INT(p.joins, 2);
+    T_EQ_INT(p.msgs, 100);
+    T_EQ_INT(p.replies, 100);
+    T_EQ_INT(p.order_bad, 0);
     p2p_peer_stats ps;
-    T_EQ_INT(p2p_peer_stats_get(a, pa, &ps), 0);
+    T_EQ_INT(p2p_peer_stats_get(p.a, pa, &ps), 0);
     T_EQ_INT(ps.path, P2P_PATH_TCP);
-    T_CHECK(p2p_addr_equal(&ps.address, &baddr)); /* the TCP endpoint, not the stream's id */
+    T_CHECK(p2p_addr_equal(&ps.address, &p.baddr)); /* the TCP endpoint, not the stream's id */
     p2p_peer_info pi;
-    T_EQ_INT(p2p_host_peer_info(a, pa, &pi), 0);
-    T_CHECK(p2p_addr_equal(&pi.address, &baddr));
-    p2p_host_free(a);
-    p2p_host_free(b);
+    T_EQ_INT(p2p_host_peer_info(p.a, pa, &pi), 0);
+    T_CHECK(p2p_addr_equal(&pi.address, &p.baddr));
+    p2p_host_free(p.a);
+    p2p_host_free(p.b);
 }
 
 static void test_io_queue_bound_and_order(void)

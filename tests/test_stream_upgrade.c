@@ -9,6 +9,7 @@
 #include "t.h"
 #include "../csrc/p2p_host.h"
 #include "driver/sim.h"
+#include "simnet.h"
 #include "tnet.h"
 
 #define SEC UINT64_C(1000000)
@@ -27,32 +28,23 @@ static p2p_host *mk(uint8_t seed, p2p_identity *me)
     return h;
 }
 
-static p2p_addr stream_from(uint32_t sid)
-{
-    p2p_addr a;
-    memset(&a, 0, sizeof a);
-    a.family = P2P_AF_STREAM;
-    p2p_put_u32(a.ip, sid);
-    return a;
-}
-
 /* UDP blocked until `open_at`; 100 messages, one every 100 ms once joined. Returns the time
  * from open_at until A's session sends to B's UDP address (UINT64_MAX: never). */
 static uint64_t run_case(uint64_t open_at, int *msgs_out, int *bad_out, int *replies_out,
                          uint64_t *udp_probes)
 {
     p2p_identity ia, ib;
-    p2p_host *a = mk(1, &ia), *b = mk(2, &ib);
-    p2p_addr baddr, audp, aip;
-    p2p_addr_parse(&baddr, "198.51.100.2:4000");
+    simnet_pair p = {.bsid = 0x80000042u};
+    p2p_host *a = p.a = mk(1, &ia), *b = p.b = mk(2, &ib);
+    p2p_addr audp;
+    p2p_addr_parse(&p.baddr, "198.51.100.2:4000");
     p2p_addr_parse(&audp, "203.0.113.5:4000");
-    p2p_addr_parse(&aip, "203.0.113.5:0");
-    p2p_host_add_address(b, &baddr, 0);
+    p2p_addr_parse(&p.aip, "203.0.113.5:0");
+    p2p_host_add_address(b, &p.baddr, 0);
     p2p_peer_handle pa;
-    T_EQ_INT(p2p_host_connect(a, &baddr, p2p_host_id(b), 0, &pa), 0);
-    uint32_t sid = 0, bsid = 0x80000042u;
-    int joins = 0, msgs = 0, replies = 0, bad = 0, sent = 0;
-    uint64_t next = 0, moved = UINT64_MAX, now = 0, joined_at = 0;
+    T_EQ_INT(p2p_host_connect(a, &p.baddr, p2p_host_id(b), 0, &pa), 0);
+    int sent = 0;
+    uint64_t moved = UINT64_MAX, now = 0, joined_at = 0;
     uint8_t buf[P2P_MAX_PACKET_PROBED];
     *udp_probes = 0;
     for (int step = 0; step < 6000; step++) {
@@ -60,24 +52,16 @@ static uint64_t run_case(uint64_t open_at, int *msgs_out, int *bad_out, int *rep
         int udp = now >= open_at;
         p2p_host_on_timeout(a, now);
         p2p_host_on_timeout(b, now);
-        p2p_io io;
-        while (p2p_host_next_io(a, &io)) {
-            if (io.kind != P2P_IO_TCP_OPEN || sid) continue;
-            sid = io.id;
-            T_EQ_INT(p2p_host_stream_up(b, bsid, &aip, 1, now), 0);
-            T_EQ_INT(p2p_host_stream_up(a, sid, &baddr, 0, now), 0);
-        }
-        while (p2p_host_next_io(b, &io)) {
-        }
+        simnet_pair_io(&p, now);
         for (int round = 0; round < 4; round++) {
             size_t n;
             p2p_addr to;
             while ((n = p2p_host_next_datagram(a, &to, buf, sizeof buf))) {
                 if (to.family == P2P_AF_STREAM) {
-                    p2p_addr from = stream_from(bsid);
+                    p2p_addr from = simnet_stream_addr(p.bsid);
                     p2p_host_recv(b, &from, buf, n, now);
-                } else if (p2p_addr_equal(&to, &baddr)) {
-                    if (joins >= 2 && moved == UINT64_MAX) {
+                } else if (p2p_addr_equal(&to, &p.baddr)) {
+                    if (p.joins >= 2 && moved == UINT64_MAX) {
                         (*udp_probes)++;
                         if (getenv("DBG")) printf("udp probe at %.3f\n", (double)now / SEC);
                     }
@@ -86,55 +70,36 @@ static uint64_t run_case(uint64_t open_at, int *msgs_out, int *bad_out, int *rep
             }
             while ((n = p2p_host_next_datagram(b, &to, buf, sizeof buf))) {
                 if (to.family == P2P_AF_STREAM) {
-                    p2p_addr from = stream_from(sid);
+                    p2p_addr from = simnet_stream_addr(p.sid);
                     p2p_host_recv(a, &from, buf, n, now);
                 } else if (p2p_addr_equal(&to, &audp) && udp) {
-                    p2p_host_recv(a, &baddr, buf, n, now);
+                    p2p_host_recv(a, &p.baddr, buf, n, now);
                 }
             }
         }
-        p2p_event ev;
-        while (p2p_host_next_event(a, &ev)) {
-            if (ev.type == P2P_EV_JOIN) joins++;
-            if (ev.type == P2P_EV_REPLY) replies++;
-        }
-        while (p2p_host_next_event(b, &ev)) {
-            if (ev.type == P2P_EV_JOIN) joins++;
-            if (ev.type == P2P_EV_MESSAGE) {
-                uint64_t v;
-                memcpy(&v, ev.data, 8);
-                if (v != next) bad++;
-                next = v + 1;
-                msgs++;
-                p2p_peer_reply(b, ev.peer, ev.seq, P2P_REPLY_NIL, NULL, 0, now);
-            }
-        }
-        if (joins >= 2 && !joined_at) joined_at = now;
-        if (joins >= 2 && sent < 100 && now >= joined_at + (uint64_t)sent * 100 * MS) {
-            uint64_t v = (uint64_t)sent;
-            uint8_t m[200];
-            memset(m, 0x33, sizeof m);
-            memcpy(m, &v, 8);
-            T_EQ_INT(p2p_peer_send(a, pa, 1, m, sizeof m, 1, NULL, now), 0);
+        simnet_pair_events(&p, now);
+        if (p.joins >= 2 && !joined_at) joined_at = now;
+        if (p.joins >= 2 && sent < 100 && now >= joined_at + (uint64_t)sent * 100 * MS) {
+            simnet_pair_send(&p, pa, (uint64_t)sent, 200, now);
             sent++;
         }
         p2p_peer_stats ps;
-        if (moved == UINT64_MAX && joins >= 2 && p2p_peer_stats_get(a, pa, &ps) == 0 &&
-            ps.path == P2P_PATH_DIRECT && p2p_addr_equal(&ps.address, &baddr))
+        if (moved == UINT64_MAX && p.joins >= 2 && p2p_peer_stats_get(a, pa, &ps) == 0 &&
+            ps.path == P2P_PATH_DIRECT && p2p_addr_equal(&ps.address, &p.baddr))
             moved = now;
-        if (sent == 100 && replies == 100 && moved != UINT64_MAX) break;
+        if (sent == 100 && p.replies == 100 && moved != UINT64_MAX) break;
     }
-    T_EQ_INT(joins, 2);
+    T_EQ_INT(p.joins, 2);
     p2p_peer_stats ps;
     T_EQ_INT(p2p_peer_stats_get(a, pa, &ps), 0);
     printf("     UDP open at %.1f s: path %s at %.2f s, %d messages, %d replies, %llu UDP "
            "probes\n",
            (double)open_at / SEC, ps.path == P2P_PATH_DIRECT ? "direct" : "tcp",
-           moved == UINT64_MAX ? -1.0 : (double)moved / SEC, msgs, replies,
+           moved == UINT64_MAX ? -1.0 : (double)moved / SEC, p.msgs, p.replies,
            (unsigned long long)*udp_probes);
-    *msgs_out = msgs;
-    *bad_out = bad;
-    *replies_out = replies;
+    *msgs_out = p.msgs;
+    *bad_out = p.order_bad;
+    *replies_out = p.replies;
     p2p_host_free(a);
     p2p_host_free(b);
     p2p_identity_wipe(&ia);

@@ -6,6 +6,7 @@
 #include "../csrc/p2pnet.h"
 #include "../csrc/p2p_stun.h"
 #include "../csrc/p2p_crypto.h"
+#include "simnet.h"
 
 /* RFC 5769 section 2.1: request with SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME,
  * MESSAGE-INTEGRITY, FINGERPRINT (108 bytes). */
@@ -40,17 +41,9 @@ static size_t unhex(uint8_t *out, const char *hex)
     return n;
 }
 
-static p2p_addr addr(const char *s)
-{
-    p2p_addr a;
-    memset(&a, 0, sizeof a);
-    p2p_addr_parse(&a, s);
-    return a;
-}
-
 static int addr_is(const p2p_addr *a, const char *s)
 {
-    p2p_addr b = addr(s);
+    p2p_addr b = simnet_addr(s);
     return p2p_addr_equal(a, &b);
 }
 
@@ -161,7 +154,7 @@ static void test_answer(void)
     uint8_t req[64], out[256], txid[12];
     p2p_stun_msg m;
     memset(txid, 7, sizeof txid);
-    p2p_addr v4 = addr("203.0.113.9:40000"), v6 = addr("[2001:db8::9]:40001");
+    p2p_addr v4 = simnet_addr("203.0.113.9:40000"), v6 = simnet_addr("[2001:db8::9]:40001");
     /* 20-byte request without FINGERPRINT */
     size_t n = p2p_stun_request(req, sizeof req, txid, 0);
     req[3] = 0;
@@ -209,7 +202,7 @@ static void test_answer_bound(void)
     p2p_rng r;
     p2p_rng_init(&r, 5769);
     uint8_t req[128], out[256];
-    p2p_addr v6 = addr("[2001:db8::1]:1");
+    p2p_addr v6 = simnet_addr("[2001:db8::1]:1");
     int answered = 0;
     for (int i = 0; i < 200000; i++) {
         size_t n = 20 + 4 * p2p_rng_below(&r, 6);
@@ -331,16 +324,9 @@ typedef struct wire {
 
 static p2p_host *mk(uint64_t seed)
 {
-    p2p_identity id;
-    p2p_identity_generate(&id);
     p2p_config c;
     p2p_config_init(&c);
-    c.identity = &id;
-    c.seed = seed;
-    p2p_host *h = NULL;
-    p2p_host_new(&h, &c, 0);
-    p2p_identity_wipe(&id);
-    return h;
+    return simnet_fresh_host(&c, seed);
 }
 
 /* Moves every queued datagram between the two hosts at once, checking each on the way. */
@@ -371,8 +357,8 @@ static void test_p2pnet_packets(void)
     memset(&w, 0, sizeof w);
     w.h[0] = mk(11);
     w.h[1] = mk(12);
-    w.a[0] = addr("192.0.2.1:4000");
-    w.a[1] = addr("192.0.2.2:4000");
+    w.a[0] = simnet_addr("192.0.2.1:4000");
+    w.a[1] = simnet_addr("192.0.2.2:4000");
     p2p_peer_handle ph = 0;
     T_EQ_INT(p2p_host_connect(w.h[0], &w.a[1], NULL, 0, &ph), 0);
     shuttle(&w, 50);

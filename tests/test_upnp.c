@@ -5,14 +5,7 @@
 #include "t.h"
 #include "../csrc/p2pnet.h"
 #include "../csrc/p2p_upnp.h"
-
-static p2p_addr addr(const char *s)
-{
-    p2p_addr a;
-    memset(&a, 0, sizeof a);
-    p2p_addr_parse(&a, s);
-    return a;
-}
+#include "simnet.h"
 
 static void test_msearch(void)
 {
@@ -73,7 +66,7 @@ static void test_url(void)
     p2p_addr a;
     char path[64];
     T_EQ_INT(p2p_upnp_url("http://10.0.1.1:5000/rootDesc.xml", &a, path, sizeof path), 0);
-    p2p_addr want = addr("10.0.1.1:5000");
+    p2p_addr want = simnet_addr("10.0.1.1:5000");
     T_CHECK(p2p_addr_equal(&a, &want));
     T_CHECK(strcmp(path, "/rootDesc.xml") == 0);
     T_EQ_INT(p2p_upnp_url("HTTP://10.0.1.1/d", &a, path, sizeof path), 0);
@@ -194,7 +187,7 @@ static void check_request(const uint8_t *b, size_t n, const char *action, const 
 static void test_soap_requests(void)
 {
     uint8_t b[2048];
-    p2p_addr client = addr("10.0.1.2:43000");
+    p2p_addr client = simnet_addr("10.0.1.2:43000");
     size_t n = p2p_upnp_request(b, sizeof b, P2P_UPNP_ADD, SVC1, "10.0.1.1:5000", "/ctl/IPConn",
                                 43000, 43000, &client, 3600);
     check_request(b, n, "AddPortMapping",
@@ -283,7 +276,7 @@ static void test_soap_replies(void)
                    "</u:GetExternalIPAddressResponse></s:Body></s:Envelope>",
                    &http, &err, &ip),
              0);
-    p2p_addr want = addr("11.0.1.2:1");
+    p2p_addr want = simnet_addr("11.0.1.2:1");
     want.port = 0;
     T_CHECK(p2p_addr_equal(&ip, &want));
     T_EQ_INT(reply("HTTP/1.1 200 OK\r\n\r\n<NewExternalIPAddress>11.0.1.256"
@@ -409,7 +402,7 @@ static void test_miniupnpd_captures(void)
     T_EQ_INT(p2p_ssdp_location((const uint8_t *)CAP_SSDP, sizeof CAP_SSDP - 1, url, sizeof url), 0);
     T_CHECK(strcmp(url, "http://10.0.1.1:5000/rootDesc.xml") == 0);
     T_EQ_INT(p2p_upnp_url(url, &a, path, sizeof path), 0);
-    p2p_addr want = addr("10.0.1.1:5000");
+    p2p_addr want = simnet_addr("10.0.1.1:5000");
     T_CHECK(p2p_addr_equal(&a, &want));
     /* the whole HTTP reply of the description */
     T_EQ_INT(
@@ -429,7 +422,7 @@ static void test_miniupnpd_captures(void)
     T_EQ_INT(err, 718);
     T_EQ_INT(reply(CAP_GET_IP, &http, &err, &ip), 0);
     T_EQ_INT(http, 200);
-    want = addr("11.0.1.2:1");
+    want = simnet_addr("11.0.1.2:1");
     want.port = 0;
     T_CHECK(p2p_addr_equal(&ip, &want));
 }

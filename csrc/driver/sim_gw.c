@@ -138,6 +138,29 @@ static uint16_t pick_eport(p2p_sim_gw *g, uint16_t hint, uint8_t proto, uint64_t
     return 0;
 }
 
+/* A fresh mapping in slot m: ip:iport over proto, seen outside at eport. */
+static void map_init(sim_map *m, const uint8_t ip[4], uint16_t iport, uint8_t proto, uint16_t eport)
+{
+    memset(m, 0, sizeof *m);
+    m->used = 1;
+    m->proto = proto;
+    memcpy(m->ip, ip, 4);
+    m->iport = iport;
+    m->eport = eport;
+}
+
+/* A new mapping for ip:iport at the hint or the next free port (PCP and NAT-PMP), or NULL
+ * when the table or the ports are full. */
+static sim_map *map_new(p2p_sim_gw *g, const uint8_t ip[4], uint16_t iport, uint8_t proto,
+                        uint16_t hint, uint64_t now)
+{
+    sim_map *m = slot(g, now);
+    uint16_t e = m ? pick_eport(g, hint, proto, now) : 0;
+    if (!m || !e) return NULL;
+    map_init(m, ip, iport, proto, e);
+    return m;
+}
+
 /* ---- NAT-PMP (RFC 6886) ---------------------------------------------------------------- */
 
 static size_t natpmp(p2p_sim_gw *g, const p2p_addr *from, const uint8_t *in, size_t len,
@@ -177,19 +200,9 @@ static size_t natpmp(p2p_sim_gw *g, const p2p_addr *from, const uint8_t *in, siz
         return 16;
     }
     if (life > PMP_MAX_LIFETIME) life = PMP_MAX_LIFETIME;
-    if (!m) {
-        m = slot(g, now);
-        uint16_t e = m ? pick_eport(g, hint, proto, now) : 0;
-        if (!m || !e) {
-            wr16(out + 2, 4); /* out of resources */
-            return 16;
-        }
-        memset(m, 0, sizeof *m);
-        m->used = 1;
-        m->proto = proto;
-        memcpy(m->ip, from->ip, 4);
-        m->iport = iport;
-        m->eport = e;
+    if (!m && !(m = map_new(g, from->ip, iport, proto, hint, now))) {
+        wr16(out + 2, 4); /* out of resources */
+        return 16;
     }
     m->expires = now + (uint64_t)life * US;
     g->st.maps++;
@@ -268,19 +281,9 @@ static size_t pcp(p2p_sim_gw *g, const p2p_addr *from, const uint8_t *in, size_t
         return 60;
     }
     if (life > PMP_MAX_LIFETIME) life = PMP_MAX_LIFETIME;
-    if (!m) {
-        m = slot(g, now);
-        uint16_t e = m ? pick_eport(g, hint, proto, now) : 0;
-        if (!m || !e) {
-            *result = 7; /* NO_RESOURCES */
-            return 60;
-        }
-        memset(m, 0, sizeof *m);
-        m->used = 1;
-        m->proto = proto;
-        memcpy(m->ip, from->ip, 4);
-        m->iport = iport;
-        m->eport = e;
+    if (!m && !(m = map_new(g, from->ip, iport, proto, hint, now))) {
+        *result = 7; /* NO_RESOURCES */
+        return 60;
     }
     m->has_nonce = 1;
     memcpy(m->nonce, nonce, 12);
@@ -542,12 +545,7 @@ static size_t soap(p2p_sim_gw *g, const p2p_addr *from, const char *hdr, size_t 
         if (old) old->used = 0; /* a new external port for the same internal one */
         m = slot(g, now);
         if (!m) return soap_error(out, cap, 728, "NoPortMapsAvailable");
-        memset(m, 0, sizeof *m);
-        m->used = 1;
-        m->proto = proto;
-        memcpy(m->ip, client, 4);
-        m->iport = (uint16_t)iport;
-        m->eport = (uint16_t)eport;
+        map_init(m, client, (uint16_t)iport, proto, (uint16_t)eport);
     }
     m->has_nonce = 0;
     m->expires = lease == 0 ? UINT64_MAX : now + (uint64_t)lease * US;

@@ -20,6 +20,14 @@ Lab.STUN = "192.0.2.2:3478" -- coturn (modes mixed and upnp, or lab:coturn(true)
 Lab.UPNP_NAT_A = "11.0.1.2"
 Lab.UPNP_NAT_B = "11.0.2.2"
 
+-- The command line of the lab's p2pnet node (tests/natlab/node.lua), without its options.
+Lab.NODE = "lua5.4 tests/natlab/node.lua"
+
+-- The Lua pattern that matches s as it is (an address in a pattern for lab:wait).
+function Lab.esc(s)
+    return (s:gsub("%p", "%%%0"))
+end
+
 local SCRIPT = "tests/natlab/lab.sh"
 
 local function q(s)
@@ -238,6 +246,20 @@ function Lab:wait_exit(child, seconds)
         sleep(0.05)
     end
     child.pid = nil
+end
+
+--- lab:mediator(host, name, cmd) -> child, id: starts a mediator (cmd: the command line's
+-- "p2pnet mediator ...") in host and waits until it says its id.
+function Lab:mediator(host, name, cmd)
+    local med = self:spawn(host, name, cmd)
+    return med, self:wait(med, "^p2pnet mediator (%x+) listening on ", 10)
+end
+
+--- lab:node(host, name, args) -> child, id: starts node.lua with the options args in host
+-- and waits until it says its id.
+function Lab:node(host, name, args)
+    local c = self:spawn(host, name, Lab.NODE .. " " .. args)
+    return c, self:wait(c, "^id (%x+)$", 10)
 end
 
 -- Every line of child's log that matches `pattern`, as arrays of captures.

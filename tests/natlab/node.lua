@@ -14,7 +14,8 @@
 --
 --   lua5.4 tests/natlab/node.lua [options]
 --     --port N             UDP port (default 0: any)
---     --connect ADDR       connects to ADDR (a mediator to register with, or a member)
+--     --connect LIST       connects to each ADDR of a comma-separated list (mediators to
+--                          register with, or members)
 --     --dial ID --via ADDR connects to ID through the mediator at ADDR
 --     --send-to ID         once ID is connected (and --go FILE exists, when given), sends
 --     --count N            N messages "msg 1" .. "msg N" (default 100) with receipts,
@@ -128,9 +129,9 @@ if opt.wait_address then
     end
 end
 
-if opt.connect then
-    local p, err = node:connect(opt.connect)
-    if not p then say("error", "connect " .. opt.connect .. ": " .. tostring(err)) end
+for _, addr in ipairs(opt.connect and split_list(opt.connect) or {}) do
+    local p, err = node:connect(addr)
+    if not p then say("error", "connect " .. addr .. ": " .. tostring(err)) end
 end
 if opt.dial then
     local p, err = node:connect(opt.dial, { via = assert(opt.via, "--dial needs --via") })

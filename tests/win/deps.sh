@@ -15,6 +15,12 @@ CC=${WIN_CC:-$HOST-gcc}
 JOBS=${JOBS:--j2}
 SRC=$DIR/src
 mkdir -p "$SRC"
+# One build at a time: make test starts one in the background, and spec 34's `make windows`
+# waits here for it, then finds the stamps.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$DIR/.lock"
+    flock 9
+fi
 
 need_sources() {
     if apt-cache showsrc "$1" 2>/dev/null | grep -q '^Package:'; then return 0; fi
