@@ -525,8 +525,7 @@ static void test_lan_socket6(void)
         unsigned int ix = 0, plen, scope, flags;
         struct node ll;
         while (f != NULL && fgets(line, sizeof line, f) != NULL)
-            if (sscanf(line, "%32s %x %x %x %x %31s", hex, &ix, &plen, &scope, &flags, name) ==
-                    6 &&
+            if (sscanf(line, "%32s %x %x %x %x %31s", hex, &ix, &plen, &scope, &flags, name) == 6 &&
                 strncmp(hex, "fe80", 4) == 0)
                 break;
         if (f != NULL) fclose(f);
