@@ -4,7 +4,9 @@
  * Parsing is strict on purpose: an address typed by a user or read from a config file either
  * means exactly one endpoint or is rejected, so "1.2.3.4:5 " or "01.2.3.4:5" never silently
  * turn into something else. IPv4 is parsed here by hand (no octal or shortened forms);
- * IPv6 text goes through inet_pton, which is a pure library function (no system call).
+ * IPv6 text goes through inet_pton, which is a pure library function (no system call); a
+ * link-local address's zone is taken as a number only, since turning "eth0" into an
+ * interface index would be a system call.
  */
 #ifdef _WIN32
 #include <ws2tcpip.h> /* inet_pton, inet_ntop (ws2_32, Vista and later) */
@@ -20,6 +22,8 @@
 #define V6_TEXT_MAX 45
 /* "65535" */
 #define PORT_DIGITS_MAX 5
+/* "4294967295": an interface index (a zone) */
+#define ZONE_DIGITS_MAX 10
 /* A dotted-quad octet: at most "255". */
 #define OCTET_DIGITS_MAX 3
 
@@ -86,6 +90,12 @@ static int parse_ipv4(const char **pp, uint8_t ip[4])
     return 0;
 }
 
+/* fe80::/10, the only addresses that carry a zone. */
+static int is_link_local(const p2p_addr *a)
+{
+    return a->family == P2P_AF_INET6 && a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80;
+}
+
 static int is_v4_mapped(const uint8_t ip[16])
 {
     static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -96,9 +106,10 @@ static int is_v4_mapped(const uint8_t ip[16])
 int p2p_addr_parse(p2p_addr *out, const char *text)
 {
     p2p_addr a;
-    const char *p, *close;
+    const char *p, *close, *pct;
     char v6[V6_TEXT_MAX + 1];
     size_t n;
+    long long zone = 0;
 
     if (out == NULL || text == NULL) return P2P_ERR_ADDRESS;
     memset(&a, 0, sizeof a);
@@ -107,11 +118,22 @@ int p2p_addr_parse(p2p_addr *out, const char *text)
         p++;
         close = strchr(p, ']');
         if (close == NULL) return P2P_ERR_ADDRESS;
-        n = (size_t)(close - p);
+        pct = memchr(p, '%', (size_t)(close - p));
+        n = (size_t)((pct != NULL ? pct : close) - p);
         if (n == 0 || n > V6_TEXT_MAX) return P2P_ERR_ADDRESS;
         memcpy(v6, p, n);
         v6[n] = '\0';
-        /* inet_pton rejects zone ids ("%eth0"), which p2p_addr cannot carry anyway. */
+        if (pct != NULL) { /* "%zone": a decimal interface index, all of it up to ']' */
+            const char *z = pct + 1;
+            const char *q = z;
+            if (!is_digit(*q) || *q == '0') return P2P_ERR_ADDRESS;
+            while (q < close && is_digit(*q)) {
+                if (q - z >= ZONE_DIGITS_MAX) return P2P_ERR_ADDRESS;
+                zone = zone * 10 + (*q - '0');
+                q++;
+            }
+            if (q != close || zone > (long long)UINT32_MAX) return P2P_ERR_ADDRESS;
+        }
         if (inet_pton(AF_INET6, v6, a.ip) != 1) return P2P_ERR_ADDRESS;
         if (parse_port_suffix(close + 1, &a.port) != 0) return P2P_ERR_ADDRESS;
         if (is_v4_mapped(a.ip)) {
@@ -121,6 +143,9 @@ int p2p_addr_parse(p2p_addr *out, const char *text)
         } else {
             a.family = P2P_AF_INET6;
         }
+        /* A zone only where it means something: a link-local address. */
+        if (zone != 0 && !is_link_local(&a)) return P2P_ERR_ADDRESS;
+        a.zone = (uint32_t)zone;
     } else {
         if (parse_ipv4(&p, a.ip) != 0 || parse_port_suffix(p, &a.port) != 0) return P2P_ERR_ADDRESS;
         a.family = P2P_AF_INET4;
@@ -143,7 +168,11 @@ int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap)
                      (unsigned)a->port);
     } else if (a->family == P2P_AF_INET6) {
         if (inet_ntop(AF_INET6, a->ip, v6, sizeof v6) == NULL) return P2P_ERR_BUFFER;
-        n = snprintf(tmp, sizeof tmp, "[%s]:%u", v6, (unsigned)a->port);
+        if (a->zone != 0 && is_link_local(a))
+            n = snprintf(tmp, sizeof tmp, "[%s%%%lu]:%u", v6, (unsigned long)a->zone,
+                         (unsigned)a->port);
+        else
+            n = snprintf(tmp, sizeof tmp, "[%s]:%u", v6, (unsigned)a->port);
     } else if (a->family == P2P_AF_RELAY) {
         n = snprintf(tmp, sizeof tmp, "(relay)");
     } else {
@@ -162,7 +191,7 @@ int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b)
 {
     if (a->family != b->family || a->port != b->port || a->sock != b->sock) return 0;
     if (a->family == P2P_AF_INET4) return memcmp(a->ip, b->ip, 4) == 0;
-    if (a->family == P2P_AF_INET6) return memcmp(a->ip, b->ip, 16) == 0;
+    if (a->family == P2P_AF_INET6) return a->zone == b->zone && memcmp(a->ip, b->ip, 16) == 0;
     if (a->family == P2P_AF_RELAY) return memcmp(a->ip, b->ip, 8) == 0;
     if (a->family == P2P_AF_STREAM) return memcmp(a->ip, b->ip, 4) == 0;
     return 1; /* two unset addresses: only family and port mean anything */
@@ -189,7 +218,10 @@ int p2p_addr_scope(const p2p_addr *a)
     if (memcmp(ip, zero, 16) == 0 || ip[0] == 0xff || memcmp(ip, mapped, 12) == 0)
         return P2P_SCOPE_INVALID;
     if (memcmp(ip, zero, 15) == 0 && ip[15] == 1) return P2P_SCOPE_LOOPBACK;
-    if ((ip[0] & 0xfe) == 0xfc || (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80))
-        return P2P_SCOPE_PRIVATE;
+    /* link-local: only with the interface it is on; without one no socket can send to it
+     * (so an fe80:: address learned from the network, which never carries a zone, is never
+     * dialled, advertised or taken as our own) */
+    if (is_link_local(a)) return a->zone != 0 ? P2P_SCOPE_PRIVATE : P2P_SCOPE_INVALID;
+    if ((ip[0] & 0xfe) == 0xfc) return P2P_SCOPE_PRIVATE;
     return P2P_SCOPE_PUBLIC;
 }

@@ -151,6 +151,7 @@ static void ip_only(p2p_addr *ip, const p2p_addr *from)
     memset(ip, 0, sizeof *ip);
     ip->family = from->family;
     memcpy(ip->ip, from->ip, sizeof ip->ip);
+    ip->zone = from->family == P2P_AF_INET6 ? from->zone : 0; /* link-local: its interface */
 }
 
 /* The signature-check caps: at most 8 a second in all, one per source IP per 2 s. Takes a
@@ -234,9 +235,11 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
         rc = P2P_LAN_BAD;
         goto drop;
     }
-    /* Only from the LAN: a beacon routed from elsewhere is ignored. */
+    /* Only from the LAN: a beacon routed from elsewhere is ignored; so is one from an IPv6
+     * source when the node's socket cannot send to IPv6 (bound to IPv4). */
     int scope = p2p_addr_scope(from);
-    if (scope != P2P_SCOPE_PRIVATE && scope != P2P_SCOPE_LOOPBACK) {
+    if ((scope != P2P_SCOPE_PRIVATE && scope != P2P_SCOPE_LOOPBACK) ||
+        (from->family == P2P_AF_INET6 && !c->v6)) {
         rc = P2P_LAN_BAD;
         goto drop;
     }
@@ -275,10 +278,9 @@ int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *f
     ip_only(&at, from);
     at.port = bc.port;
     record_peer(l, &bc, &at, now);
-    /* An IPv6 link-local source cannot be dialled: p2p_addr has no zone for it. */
-    int v6ll = at.family == P2P_AF_INET6 && at.ip[0] == 0xfe && (at.ip[1] & 0xc0) == 0x80;
-    if (!c->dial || v6ll || (c->has_session && c->has_session(c->ud, bc.id)) ||
-        !take_dial(l, bc.id, now))
+    /* An IPv6 link-local source keeps its zone (the scope check took none without one): the
+     * dial goes out of the interface the beacon came in on. */
+    if (!c->dial || (c->has_session && c->has_session(c->ud, bc.id)) || !take_dial(l, bc.id, now))
         return P2P_LAN_HEARD;
     l->dials++;
     if (dial_to) *dial_to = at;
@@ -346,8 +348,10 @@ size_t p2p_lan_state_peers(const p2p_lan_state *l, uint64_t now, p2p_lan_peer *o
 
 struct p2p_lan {
     p2p_lan_state s;
-    uint16_t port; /* the LAN socket's port (discover_port) */
-    int on;        /* beacons go out: started, not refused by the driver, not closed */
+    uint16_t port;  /* the LAN socket's port (discover_port) */
+    int on;         /* beacons go out: started, not refused by the driver, not closed */
+    p2p_addr bound; /* the node's UDP socket's bound address (LAN_START's answer); family 0:
+                     * not told (the simulator) */
 };
 
 static int lan_refused(void *ud, const uint8_t id[P2P_ID_LEN])
@@ -396,12 +400,16 @@ void p2p_lan_free(p2p_host *h)
     h->lan = NULL;
 }
 
+static uint16_t own_port(const p2p_host *h, int *has_v6);
+
 int p2p_lan_on_datagram(p2p_host *h, const p2p_addr *from, const uint8_t *b, size_t len,
                         uint64_t now)
 {
     struct p2p_lan *l = h->lan;
     if (!l) return 0;
-    p2p_lan_ctx c = {h->ident.ed_pk, h->member, lan_refused, lan_has_session, h};
+    int v6;
+    (void)own_port(h, &v6);
+    p2p_lan_ctx c = {h->ident.ed_pk, h->member, lan_refused, lan_has_session, h, v6};
     p2p_notice n;
     memset(&n, 0, sizeof n);
     int rc = p2p_lan_state_recv(&l->s, &c, from, b, len, now, &n.addr, n.id);
@@ -422,7 +430,12 @@ void p2p_lan_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now)
 {
     (void)now;
     if (!h->lan || r->kind != P2P_IO_LAN_START) return;
-    if (r->status != 0) h->lan->on = 0; /* no LAN socket: no beacons */
+    if (r->status != 0) {
+        h->lan->on = 0; /* no LAN socket: no beacons */
+        return;
+    }
+    if (r->local.family == P2P_AF_INET4 || r->local.family == P2P_AF_INET6)
+        h->lan->bound = r->local;
 }
 
 uint64_t p2p_lan_deadline(const p2p_host *h)
@@ -431,16 +444,20 @@ uint64_t p2p_lan_deadline(const p2p_host *h)
     return p2p_lan_state_deadline(&h->lan->s);
 }
 
-/* The node's UDP port, from the local addresses the driver gave (0: none yet). */
+/* The node's UDP port, from the local addresses the driver gave, else from the bound address
+ * LAN_START's answer told (0: none yet). *has_v6: the node can be reached over IPv6 (an IPv6
+ * address of its own, or a socket bound to IPv6: "::" takes both families). */
 static uint16_t own_port(const p2p_host *h, int *has_v6)
 {
+    const struct p2p_lan *l = h->lan;
     uint16_t port = 0;
-    *has_v6 = 0;
+    *has_v6 = l && l->bound.family == P2P_AF_INET6;
     for (size_t i = 0; i < h->naddr; i++) {
         if (h->addr_kind[i] != P2P_ADDR_LOCAL) continue;
         if (!port) port = h->addrs[i].port;
         if (h->addrs[i].family == P2P_AF_INET6) *has_v6 = 1;
     }
+    if (!port && l) port = l->bound.port;
     return port;
 }
 

@@ -91,6 +91,9 @@ typedef struct p2p_lan_ctx {
     /* nonzero when a session with id exists (connected or being made) */
     int (*has_session)(void *ud, const uint8_t id[P2P_ID_LEN]);
     void *ud;
+    /* nonzero when the node's UDP socket can send to IPv6 (bound to an IPv6 address, "::"
+     * taking both families); 0: IPv6 beacons are dropped, their sources being out of reach */
+    int v6;
 } p2p_lan_ctx;
 
 typedef struct p2p_lan_state {
@@ -131,8 +134,10 @@ typedef struct p2p_lan_state {
 void p2p_lan_state_init(p2p_lan_state *l, const uint8_t psk[P2P_KEY_LEN], uint64_t unix_us,
                         uint64_t now);
 /* Runs the receive checks on one datagram from the LAN socket (design12 section 4.4, in order
- * of cost: length and magic, source scope, tag, time, replay, policy, rate, signature), records
- * a valid beacon, and decides whether to dial it. Returns a P2P_LAN_* value. */
+ * of cost: length and magic, source scope and family, tag, time, replay, policy, rate,
+ * signature), records a valid beacon, and decides whether to dial it. An IPv6 link-local
+ * source is dialled with its zone (from->zone, the interface it came in on); one without a
+ * zone has scope INVALID and is dropped. Returns a P2P_LAN_* value. */
 int p2p_lan_state_recv(p2p_lan_state *l, const p2p_lan_ctx *c, const p2p_addr *from,
                        const uint8_t *b, size_t len, uint64_t now, p2p_addr *dial_to,
                        uint8_t dial_id[P2P_ID_LEN]);
@@ -163,13 +168,18 @@ void p2p_lan_free(p2p_host *h);
  * (valid) and lan_dropped (failed a check). Returns 1 when it was taken (LAN discovery on). */
 int p2p_lan_on_datagram(p2p_host *h, const p2p_addr *from, const uint8_t *b, size_t len,
                         uint64_t now);
-/* The driver's answer to P2P_IO_LAN_START: status P2P_ERR_IO stops the beacons. */
+/* The driver's answer to P2P_IO_LAN_START: status P2P_ERR_IO stops the beacons. r->local,
+ * when the driver fills it, is the node's UDP socket's bound address: its family says whether
+ * IPv6 beacons go out and IPv6 sources are dialled, its port is the beacons' port until the
+ * node has an address of its own (a node bound to "[::]:0" on a link with link-local
+ * addresses only has none). */
 void p2p_lan_on_io(p2p_host *h, const p2p_io_result *r, uint64_t now);
 /* When p2p_lan_timer is next due, or P2P_TIME_NEVER. */
 uint64_t p2p_lan_deadline(const p2p_host *h);
 /* Sends the beacon that is due: to 239.255.112.112 and 255.255.255.255 (the driver sends the
- * latter to each interface's directed broadcast), and to ff02::7032:706e when the node has an
- * IPv6 address, all on the LAN port with sock 0 (every interface). */
+ * latter to each interface's directed broadcast), and to ff02::7032:706e (the driver sends it
+ * out of each IPv6 interface) when the node can be reached over IPv6 (it has an IPv6 address,
+ * or its socket is bound to one), all on the LAN port with sock 0 (every interface). */
 void p2p_lan_timer(p2p_host *h, uint64_t now);
 /* The driver saw the network change: one beacon at once (at most one per 10 s). */
 void p2p_lan_network_changed(p2p_host *h, uint64_t now);

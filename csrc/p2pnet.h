@@ -87,12 +87,21 @@ typedef struct p2p_addr {
                      * UDP socket, 1..255 a punch socket (P2P_IO_PUNCH_OPEN). Zero it when
                      * filling an address by hand. p2p_addr_equal compares it. */
     uint16_t port;  /* host byte order */
+    uint32_t zone;  /* IPv6 link-local (fe80::/10) only: the interface index it is on (the
+                     * sockaddr_in6 sin6_scope_id, RFC 4007 zone), so "[fe80::1%3]:port";
+                     * 0 for every other address. It means something on this machine only:
+                     * never on the wire (p2p_wr_addr writes family, ip and port). Zero it
+                     * when filling an address by hand. p2p_addr_equal compares it. */
 } p2p_addr;
 
-/* Parses a numeric "a.b.c.d:port" or "[v6]:port". Returns 0 or P2P_ERR_ADDRESS. */
+/* Parses a numeric "a.b.c.d:port", "[v6]:port", or "[fe80::...%zone]:port" where zone is a
+ * decimal interface index 1..4294967295 (no leading zero; names such as "%eth0" are not
+ * taken: resolving one is a system call) and the address is link-local (fe80::/10).
+ * Returns 0 or P2P_ERR_ADDRESS. */
 int p2p_addr_parse(p2p_addr *out, const char *text);
-/* Writes "a.b.c.d:port" or "[v6]:port" into buf (at most cap bytes, NUL-terminated).
- * Returns 0, or P2P_ERR_BUFFER when cap is too small (64 always suffices). */
+/* Writes "a.b.c.d:port", "[v6]:port" or "[v6%zone]:port" (zone not 0) into buf (at most cap
+ * bytes, NUL-terminated). Returns 0, or P2P_ERR_BUFFER when cap is too small (64 always
+ * suffices). */
 int p2p_addr_format(const p2p_addr *a, char *buf, size_t cap);
 /* A buffer of this many bytes holds any text p2p_addr_format writes. */
 #define P2P_ADDR_TEXT_MAX 64
@@ -105,7 +114,8 @@ int p2p_addr_equal(const p2p_addr *a, const p2p_addr *b);
 
 /* What kind of network an address is on (docs/PROTOCOL.md section 9.2). INVALID: not a
  * unicast endpoint anyone may be sent to (no family, port 0, unspecified, multicast,
- * broadcast, reserved 240.0.0.0/4, or an IPv4-mapped IPv6 address). LOOPBACK: 127.0.0.0/8,
+ * broadcast, reserved 240.0.0.0/4, an IPv4-mapped IPv6 address, or a link-local fe80::/10
+ * address without a zone, which no socket can send to). LOOPBACK: 127.0.0.0/8,
  * ::1. PRIVATE: 10/8, 172.16/12, 192.168/16, 100.64/10 (carrier-grade NAT), 169.254/16,
  * fc00::/7, fe80::/10. PUBLIC: everything else. */
 enum { P2P_SCOPE_INVALID = 0, P2P_SCOPE_LOOPBACK = 1, P2P_SCOPE_PRIVATE = 2, P2P_SCOPE_PUBLIC = 3 };

@@ -8,8 +8,9 @@
  * bytes the core could hold), and as wire addresses. Checks: whatever parses formats back to
  * text that parses to the same address; formatting never writes past its buffer and reports a
  * buffer too small; scope is INVALID for port 0, no family, unspecified, multicast and mapped
- * addresses, and never anything but the four scopes; every wire address decodes to a family
- * the core knows and re-encodes to the same bytes.
+ * addresses, link-local ones without a zone, and never anything but the four scopes; every
+ * wire address decodes to a family the core knows, without a zone, and re-encodes to the same
+ * bytes whatever zone it is given (a zone never goes on the wire).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@ static int scope_ok(const p2p_addr *a)
     if (a->family == P2P_AF_INET4 && (a->ip[0] == 0 || a->ip[0] >= 224))
         CHECK(s == P2P_SCOPE_INVALID);
     if (a->family == P2P_AF_INET6 && a->ip[0] == 0xff) CHECK(s == P2P_SCOPE_INVALID);
+    if (a->family == P2P_AF_INET6 && a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80 && !a->zone)
+        CHECK(s == P2P_SCOPE_INVALID);
     return s;
 }
 
@@ -67,6 +70,8 @@ static void text(const uint8_t *data, size_t size)
         static const uint8_t zero[12];
         CHECK(memcmp(a.ip + 4, zero, 12) == 0);
     }
+    if (a.zone != 0) /* only a link-local address has one */
+        CHECK(a.family == P2P_AF_INET6 && a.ip[0] == 0xfe && (a.ip[1] & 0xc0) == 0x80);
     scope_ok(&a);
     format_all(&a, out);
     CHECK(p2p_addr_parse(&b, out) == 0 && p2p_addr_equal(&a, &b));
@@ -80,6 +85,8 @@ static void raw(const uint8_t *data, size_t size)
     if (size < sizeof a) return;
     memcpy(&a, data, sizeof a);
     a.sock = 0; /* the driver's socket number is not part of the text form (issue 12) */
+    /* the zone is, for a link-local address only: anywhere else it means nothing */
+    if (!(a.family == P2P_AF_INET6 && a.ip[0] == 0xfe && (a.ip[1] & 0xc0) == 0x80)) a.zone = 0;
     int s = scope_ok(&a);
     char out[FORMAT_MAX];
     p2p_addr b;
@@ -104,10 +111,12 @@ static void wire(const uint8_t *data, size_t size)
         if (rc != 0 || r.bad) break;
         CHECK(a.family == P2P_AF_INET4 || a.family == P2P_AF_INET6);
         CHECK(a.port != 0);
+        CHECK(a.zone == 0); /* nothing from the network names one of our interfaces */
         scope_ok(&a);
         uint8_t buf[32];
         p2p_wr w;
         p2p_wr_init(&w, buf, sizeof buf);
+        a.zone = 7; /* and none is written: the bytes are the same with it */
         p2p_wr_addr(&w, &a);
         CHECK(!w.bad);
         size_t used = (size_t)(r.p - start);

@@ -8,9 +8,14 @@
  * the fixed key, so the checks behind the tag (time, replay, policy, rate, signature, dial
  * limits) see input-chosen values. Each input runs twice against one state, 1 s apart.
  *
+ * Bits 2-4 of the first byte pick the source and the node: IPv4 10.9.0.7, or the IPv6
+ * link-local fe80::7 with zone 3 or without a zone; a node whose socket can send to IPv6 or
+ * one bound to IPv4.
+ *
  * Checks: the result is one of the P2P_LAN_* values; a dial names an id and the source IP
- * with a nonzero port; dials never pass 16 per state; the counters add up (every datagram
- * received is dropped, heard or dialled); the peer list stays within its cap.
+ * (with its zone) with a nonzero port; an IPv6 source is dialled only with a zone and by a
+ * node that can reach IPv6; dials never pass 16 per state; the counters add up (every
+ * datagram received is dropped, heard or dialled); the peer list stays within its cap.
  */
 #include <stdint.h>
 #include <string.h>
@@ -61,11 +66,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         len = sizeof b;
     }
     p2p_lan_state_init(&l, psk, UNIX0, 1000000);
-    p2p_lan_ctx c = {self, data[0] & 2 ? 0 : 1, refuse_first_byte_ff, session_first_byte_fe, NULL};
+    p2p_lan_ctx c = {self, data[0] & 2 ? 0 : 1, refuse_first_byte_ff, session_first_byte_fe,
+                     NULL, (data[0] & 16) != 0};
     p2p_addr from;
     memset(&from, 0, sizeof from);
-    from.family = P2P_AF_INET4;
-    from.ip[0] = 10, from.ip[1] = 9, from.ip[3] = 7;
+    if (data[0] & 4) {
+        from.family = P2P_AF_INET6;
+        from.ip[0] = 0xfe, from.ip[1] = 0x80, from.ip[15] = 7;
+        from.zone = data[0] & 8 ? 3 : 0;
+    } else {
+        from.family = P2P_AF_INET4;
+        from.ip[0] = 10, from.ip[1] = 9, from.ip[3] = 7;
+    }
     from.port = 44344;
     for (int round = 0; round < 2; round++) {
         p2p_addr to;
@@ -74,6 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rc >= P2P_LAN_DUPLICATE && rc <= P2P_LAN_DIAL && rc != 0);
         if (rc == P2P_LAN_DIAL) {
             CHECK(c.dial && to.port != 0 && memcmp(to.ip, from.ip, 16) == 0);
+            CHECK(to.family == from.family && to.zone == from.zone);
+            if (from.family == P2P_AF_INET6) CHECK(c.v6 && from.zone != 0);
             CHECK(memcmp(id, self, P2P_ID_LEN) != 0 && id[0] != 0xff && id[0] != 0xfe);
         }
         if (round == 1) CHECK(rc != P2P_LAN_DIAL); /* the second is a replay */

@@ -147,7 +147,24 @@ static void test_parse_rejects(void)
         "::1]:5",
         "[1.2.3.4]:5",
         "[::g]:5",
-        "[fe80::1%lo]:5",
+        "[fe80::1%lo]:5", /* zone names: only a number (no system call to resolve one) */
+        "[fe80::1%]:5",
+        "[fe80::1%0]:5",
+        "[fe80::1%03]:5",
+        "[fe80::1%4294967296]:5",
+        "[fe80::1%99999999999]:5",
+        "[fe80::1%3x]:5",
+        "[fe80::1%3%4]:5",
+        "[fe80::1%-3]:5",
+        "[fe80::1%+3]:5",
+        "[fe80::1% 3]:5",
+        "[%3]:5",
+        "[fe80::1]%3:5",
+        "[2001:db8::1%3]:5", /* a zone only on a link-local address */
+        "[::1%1]:5",
+        "[ff02::1%3]:5",
+        "[::ffff:1.2.3.4%3]:5",
+        "[fec0::1%3]:5",
         "[1:2:3:4:5:6:7:8:9]:5",
         "[:::1]:5",
         "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.2550]:1",
@@ -207,6 +224,46 @@ static void test_format(void)
     check_roundtrip("[2001:db8:0:1:1:1:1:1]:1", "[2001:db8:0:1:1:1:1:1]:1");
     check_roundtrip("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
                     "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+    /* issue 12: link-local addresses with their zone (interface index) */
+    check_roundtrip("[fe80::1%3]:5", "[fe80::1%3]:5");
+    check_roundtrip("[FE80::A%12]:44344", "[fe80::a%12]:44344");
+    check_roundtrip("[febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535",
+                    "[febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535");
+    check_roundtrip("[fe80::1]:5", "[fe80::1]:5");
+}
+
+/* The zone: parsed into a.zone, compared, printed; scope INVALID without one (no socket can
+ * send to a link-local address without its interface), PRIVATE with one. */
+static void test_zone(void)
+{
+    p2p_addr a, b;
+    char buf[P2P_ADDR_TEXT_MAX];
+
+    T_EQ_INT(p2p_addr_parse(&a, "[fe80::1%3]:5"), 0);
+    T_EQ_INT(a.family, P2P_AF_INET6);
+    T_EQ_INT(a.zone, 3);
+    T_EQ_INT(a.port, 5);
+    T_EQ_INT(p2p_addr_parse(&b, "[fe80::1%4]:5"), 0);
+    T_CHECK(!p2p_addr_equal(&a, &b));
+    T_EQ_INT(p2p_addr_parse(&b, "[fe80::1]:5"), 0);
+    T_EQ_INT(b.zone, 0);
+    T_CHECK(!p2p_addr_equal(&a, &b));
+    T_EQ_INT(p2p_addr_parse(&b, "[fe80:0::1%3]:5"), 0);
+    T_CHECK(p2p_addr_equal(&a, &b));
+    T_EQ_INT(p2p_addr_scope(&a), P2P_SCOPE_PRIVATE);
+    a.zone = 0;
+    T_EQ_INT(p2p_addr_scope(&a), P2P_SCOPE_INVALID);
+    T_EQ_INT(p2p_addr_parse(&b, "[fd00::1]:5"), 0);
+    T_EQ_INT(p2p_addr_scope(&b), P2P_SCOPE_PRIVATE);
+    /* the largest text still fits P2P_ADDR_TEXT_MAX */
+    T_EQ_INT(p2p_addr_parse(&a, "[fe80:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"), 0);
+    T_EQ_INT(p2p_addr_format(&a, buf, sizeof buf), 0);
+    T_CHECK(strlen(buf) < sizeof buf);
+    /* a zone is never printed for an address that cannot have one (set by hand) */
+    T_EQ_INT(p2p_addr_parse(&a, "1.2.3.4:5"), 0);
+    a.zone = 9;
+    T_EQ_INT(p2p_addr_format(&a, buf, sizeof buf), 0);
+    T_CHECK(strcmp(buf, "1.2.3.4:5") == 0);
 }
 
 static void test_format_buffer(void)
@@ -268,5 +325,6 @@ int main(void)
     T_RUN(test_format);
     T_RUN(test_format_buffer);
     T_RUN(test_equal);
+    T_RUN(test_zone);
     return t_summary("test_addr");
 }

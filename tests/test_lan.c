@@ -284,16 +284,66 @@ static void test_refusals(void)
     p2p_addr pub = addr("198.51.100.9:44344");
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &pub, b, sizeof b, T0, NULL, NULL), P2P_LAN_BAD);
     T_EQ_INT(recv_at(&l, &c, 8, b, T0, NULL, NULL), P2P_LAN_DIAL); /* the same bytes, on the LAN */
-    /* an IPv6 link-local source: recorded, never dialled (no zone to dial it with) */
+    /* an IPv6 link-local source without a zone (no interface to dial it out of): dropped
+     * before any check that costs, even on a node that can reach IPv6 */
     beacon(b, psk_a, 10, UNIX0);
     p2p_addr ll = addr("[fe80::10]:44344");
-    T_EQ_INT(p2p_lan_state_recv(&l, &c, &ll, b, sizeof b, T0, NULL, NULL), P2P_LAN_HEARD);
+    c.v6 = 1;
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &ll, b, sizeof b, T0, NULL, NULL), P2P_LAN_BAD);
+    c.v6 = 0;
     p2p_addr from = lan_src(9);
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, 153, T0, NULL, NULL), P2P_LAN_BAD);
     b[4] = 2;
     T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0, NULL, NULL), P2P_LAN_BAD);
     T_EQ_INT(l.received, 7);
-    T_EQ_INT(l.dropped, 4);
+    T_EQ_INT(l.dropped, 5);
+}
+
+/* IPv6 link-local sources (issue 12): dialled with their zone, by a node whose socket can send
+ * to IPv6; ignored, before any signature check, by one bound to IPv4. Every other rule holds. */
+static void test_link_local(void)
+{
+    p2p_lan_state l;
+    p2p_lan_state_init(&l, psk_a, UNIX0, T0);
+    p2p_lan_ctx c = ctx(1);
+    uint8_t b[P2P_LAN_BEACON_LEN], id[32];
+    p2p_addr to, from = addr("[fe80::10%3]:44344");
+    T_EQ_INT(from.zone, 3);
+    /* a node bound to IPv4: cannot reach it, learns nothing, spends no check */
+    beacon(b, psk_a, 10, UNIX0);
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0, &to, id), P2P_LAN_BAD);
+    p2p_addr ula = addr("[fd00::10]:44344");
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &ula, b, sizeof b, T0, &to, id), P2P_LAN_BAD);
+    T_EQ_INT(l.verify_n, 0);
+    T_EQ_INT(p2p_lan_state_peers(&l, T0, NULL, 0), 0);
+    /* dual-stack: dialled at the beacon's port, out of the interface it came in on */
+    c.v6 = 1;
+    memset(&to, 0, sizeof to);
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0, &to, id), P2P_LAN_DIAL);
+    p2p_addr want = addr("[fe80::10%3]:40010");
+    T_CHECK(p2p_addr_equal(&to, &want));
+    T_EQ_MEM(id, ids[10].ed_pk, 32);
+    p2p_lan_peer lp[2];
+    T_EQ_INT(p2p_lan_state_peers(&l, T0, lp, 2), 1);
+    T_CHECK(p2p_addr_equal(&lp[0].addr, &want));
+    char text[P2P_ADDR_TEXT_MAX];
+    T_EQ_INT(p2p_addr_format(&lp[0].addr, text, sizeof text), 0);
+    T_CHECK(strcmp(text, "[fe80::10%3]:40010") == 0);
+    /* its copy on another interface (zone 4): the same beacon, not another dial */
+    p2p_addr other = addr("[fe80::10%4]:44344");
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &other, b, sizeof b, T0 + 1000, &to, id),
+             P2P_LAN_DUPLICATE);
+    /* the replay window and the per-id dial gap hold for link-local sources too */
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0 + 6 * S, &to, id), P2P_LAN_REPLAYED);
+    beacon(b, psk_a, 10, UNIX0 + 30 * S);
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0 + 30 * S, &to, id), P2P_LAN_HEARD);
+    /* one check per source per 2 s: a source is its address with its zone */
+    beacon(b, psk_a, 11, UNIX0 + 30 * S);
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &from, b, sizeof b, T0 + 31 * S, &to, id), P2P_LAN_RATE);
+    T_EQ_INT(p2p_lan_state_recv(&l, &c, &other, b, sizeof b, T0 + 31 * S, &to, id), P2P_LAN_DIAL);
+    want.zone = 4;
+    want.port = 40011;
+    T_CHECK(p2p_addr_equal(&to, &want));
 }
 
 static void test_schedule(void)
@@ -352,7 +402,7 @@ static void test_schedule(void)
 
 /* ---- through the host: the io queue, the LAN queue, the dial notice --------------------- */
 
-#define NH 4
+#define NH 5
 typedef struct lanet {
     p2p_host *h[NH];
     p2p_addr udp[NH]; /* 10.9.0.(1 + i):4000 */
@@ -360,6 +410,13 @@ typedef struct lanet {
     uint64_t now;
     size_t beacons[NH];
     int bad_dest;
+    /* issue 12, IPv6: 0: an IPv4 LAN (above). 1: a link with IPv6 link-local addresses only,
+     * udp[i] = [fe80::(1 + i)%2]:4000, no address given to the hosts: the driver's LAN_START
+     * answer tells each its bound address, bound[i] ("[::]:4000", or "0.0.0.0:4000" for one
+     * bound to IPv4); only the ff02::7032:706e copies are carried. */
+    int v6;
+    p2p_addr bound[NH];
+    size_t v6_beacons[NH];
 } lanet;
 
 static p2p_host *lan_host(int i, const char *netkey, int mediator, uint64_t now)
@@ -380,10 +437,8 @@ static p2p_host *lan_host(int i, const char *netkey, int mediator, uint64_t now)
 
 static int index_of(lanet *w, const p2p_addr *a)
 {
-    for (int i = 0; i < w->n; i++) {
-        p2p_addr x = w->udp[i];
-        if (a->family == x.family && memcmp(a->ip, x.ip, 4) == 0 && a->port == x.port) return i;
-    }
+    for (int i = 0; i < w->n; i++)
+        if (p2p_addr_equal(a, &w->udp[i])) return i;
     return -1;
 }
 
@@ -405,6 +460,7 @@ static void lan_step(lanet *w)
                     memset(&r, 0, sizeof r);
                     r.kind = io.kind;
                     r.id = io.id;
+                    if (w->v6) r.local = w->bound[i];
                     p2p_host_io_done(w->h[i], &r, w->now);
                 } else if (io.kind == P2P_IO_LAN_STOP) {
                     w->lan_stop[i]++;
@@ -422,6 +478,21 @@ static void lan_step(lanet *w)
             size_t len;
             while ((len = p2p_host_next_lan(w->h[i], &to, buf, sizeof buf)) > 0) {
                 w->beacons[i]++;
+                if (to.family == P2P_AF_INET6) {
+                    p2p_addr g = addr("[ff02::7032:706e]:44344");
+                    w->v6_beacons[i]++;
+                    if (!p2p_addr_equal(&to, &g)) w->bad_dest++;
+                    if (!w->v6) continue;
+                    for (int k = 0; k < w->n; k++) {
+                        p2p_addr from = w->udp[i];
+                        from.port = P2P_LAN_PORT;
+                        /* a host bound to IPv4 has no IPv6 LAN socket: the driver hands it
+                         * nothing, but the core must cope if one did */
+                        p2p_host_recv_lan(w->h[k], &from, buf, len, w->now);
+                    }
+                    continue;
+                }
+                if (w->v6) continue; /* no IPv4 on this link */
                 int group = to.family == P2P_AF_INET4 && to.ip[0] == 239;
                 int bcast = to.family == P2P_AF_INET4 && to.ip[0] == 255;
                 if ((!group && !bcast) || to.port != P2P_LAN_PORT || to.sock != 0) w->bad_dest++;
@@ -453,6 +524,28 @@ static void lanet_init(lanet *w, int n, const char **keys, const int *mediator)
         w->udp[i] = addr("10.9.0.1:4000");
         w->udp[i].ip[3] = (uint8_t)(1 + i);
         p2p_host_add_address(w->h[i], &w->udp[i], w->now);
+    }
+}
+
+/* The IPv6 link; v4only[i]: bound to 0.0.0.0. v4addr: each host has a private IPv4 address
+ * 10.9.0.(1 + i):4000 (IPv4 on the link, its multicast and broadcast filtered); 0: none, the
+ * hosts have no address of their own (link-local only). */
+static void lanet_init6(lanet *w, int n, const char **keys, const int *v4only, int v4addr)
+{
+    memset(w, 0, sizeof *w);
+    w->n = n;
+    w->now = T0;
+    w->v6 = 1;
+    for (int i = 0; i < n; i++) {
+        w->h[i] = lan_host(i, keys[i], 0, w->now);
+        w->udp[i] = addr("[fe80::1%2]:4000");
+        w->udp[i].ip[15] = (uint8_t)(1 + i);
+        w->bound[i] = addr(v4only && v4only[i] ? "0.0.0.0:4000" : "[::]:4000");
+        if (v4addr) {
+            p2p_addr a = addr("10.9.0.1:4000");
+            a.ip[3] = (uint8_t)(1 + i);
+            p2p_host_add_address(w->h[i], &a, w->now);
+        }
     }
 }
 
@@ -495,6 +588,45 @@ static void test_host_mesh(void)
     for (int i = 0; i < 4; i++) p2p_host_close(w.h[i], w.now);
     for (int k = 0; k < 3; k++) lan_step(&w);
     for (int i = 0; i < 4; i++) T_EQ_INT(w.lan_stop[i], 1);
+    lanet_free(&w);
+}
+
+static void test_host_mesh_v6(void)
+{
+    /* three dual-stack nodes on a link with link-local addresses only find each other over
+     * ff02::7032:706e and dial each other's fe80:: address with its zone; a fourth with another
+     * key joins nobody; a fifth bound to IPv4 neither beacons over IPv6 nor dials IPv6 */
+    lanet w;
+    const char *keys[5] = {"lan-key", "lan-key", "lan-key", "other-key", "lan-key"};
+    int v4only[5] = {0, 0, 0, 0, 1};
+    lanet_init6(&w, 5, keys, v4only, 1);
+    for (int k = 0; k < 500; k++) lan_step(&w); /* 5 s */
+    T_EQ_INT(w.bad_dest, 0);
+    p2p_lan_peer lp[8];
+    char text[P2P_ADDR_TEXT_MAX];
+    for (int i = 0; i < 3; i++) {
+        T_EQ_INT(w.joins[i], 2);
+        T_EQ_INT(p2p_host_lan_peers(w.h[i], lp, 8), 2);
+        T_EQ_INT(lp[0].addr.zone, 2);
+        T_EQ_INT(p2p_addr_format(&lp[0].addr, text, sizeof text), 0);
+        T_CHECK(strncmp(text, "[fe80::", 7) == 0 && strstr(text, "%2]:4000") != NULL);
+        /* 1 and 3 s: the one at 0 s went before the driver's answer told the bound address */
+        T_EQ_INT(w.v6_beacons[i], 2);
+        for (size_t k = 0; k < 2; k++) T_CHECK(memcmp(lp[k].id, ids[3].ed_pk, 32) != 0);
+    }
+    T_EQ_INT(w.joins[3], 0);
+    T_EQ_INT(p2p_host_lan_peers(w.h[3], lp, 8), 0);
+    p2p_stats st;
+    p2p_host_stats(w.h[3], &st);
+    T_EQ_INT(st.lan_received, 0);
+    T_EQ_INT(st.lan_dials, 0);
+    /* bound to IPv4: no IPv6 copy, no IPv6 beacon taken, nobody dialled */
+    T_EQ_INT(w.v6_beacons[4], 0);
+    T_EQ_INT(w.joins[4], 0);
+    T_EQ_INT(p2p_host_lan_peers(w.h[4], lp, 8), 0);
+    p2p_host_stats(w.h[4], &st);
+    T_EQ_INT(st.lan_received, 0);
+    T_EQ_INT(st.lan_dials, 0);
     lanet_free(&w);
 }
 
@@ -543,8 +675,10 @@ int main(void)
     T_RUN(test_verify_caps);
     T_RUN(test_dial_limits);
     T_RUN(test_refusals);
+    T_RUN(test_link_local);
     T_RUN(test_schedule);
     T_RUN(test_host_mesh);
+    T_RUN(test_host_mesh_v6);
     T_RUN(test_host_mediator_records);
     for (int i = 0; i < 24; i++) p2p_identity_wipe(&ids[i]);
     return t_summary("test_lan");

@@ -1,6 +1,7 @@
 /* test_udp_io.c - the UDP driver's io queue (design 12 section 1.2): the epoll descriptor,
  * punch sockets (255, the RLIMIT_NOFILE cap), the LAN socket receiving its own multicast and
- * broadcast, the default gateway and its change, the TCP listener (raw and WebSocket clients,
+ * broadcast, the IPv6 LAN socket (ff02::7032:706e out of every IPv6 interface, sources with
+ * their zone), the default gateway and its change, the TCP listener (raw and WebSocket clients,
  * the per-IP cap), one-shot HTTP, the STUN responder's rate limit, and two hosts whose UDP
  * is dropped meeting through a stream to the other's TCP port (raw and WebSocket).
  *
@@ -37,6 +38,11 @@ static void setup_netns(void)
 {
     if (geteuid() != 0 || getenv("P2P_TEST_NO_NETNS") != NULL) return;
     if (unshare(CLONE_NEWNET) != 0) return;
+    /* no duplicate address detection: link-local IPv6 addresses are usable at once */
+    if (system("sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0 "
+               ">/dev/null 2>&1") != 0) {
+        /* IPv6 may be off: the IPv6 LAN test says so and skips */
+    }
     if (system("ip link set lo up && ip link add v0 type veth peer name v1 && "
                "ip addr add 10.9.0.1/24 dev v0 && ip link set v0 up && ip link set v1 up && "
                "ip route add default via 10.9.0.254 dev v0") != 0)
@@ -421,6 +427,133 @@ static void test_lan_socket(void)
     T_EQ_INT(b.cap.lan, before);
     node_close(&a);
     node_close(&b);
+}
+
+/* issue 12: a node bound to "::" also has an IPv6 LAN socket. The group is joined and sent to
+ * once per IPv6 interface (v0 and v1: link-local addresses only, no DAD in this namespace),
+ * copies come back from link-local sources with the zone of the interface they came in on,
+ * and a unicast to such a source with its zone reaches it out of the node's UDP socket. A node
+ * bound to IPv4 gets no IPv6 socket; one bound to ::1 no LAN socket at all. */
+static int v6_ifaces(void)
+{
+    FILE *f = fopen("/proc/net/if_inet6", "r");
+    char line[256];
+    int n = 0;
+    if (f == NULL) return 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "fe80", 4) == 0) n++; /* one link-local address per interface */
+    fclose(f);
+    return n;
+}
+
+static void test_lan_socket6(void)
+{
+    struct node a, b, c, lo;
+    p2p_io req;
+    p2p_addr group, to;
+    p2p_udp_stats st;
+    if (!in_netns) {
+        printf("     skip: needs root for a network namespace\n");
+        return;
+    }
+    int n6 = v6_ifaces();
+    if (n6 < 2) {
+        printf("     skip: no IPv6 link-local addresses (IPv6 off)\n");
+        return;
+    }
+    T_EQ_INT(node_open(&a, "::", 1, NULL), 0);
+    T_EQ_INT(node_open(&b, "::", 2, NULL), 0);
+    T_EQ_INT(node_open(&c, "0.0.0.0", 3, NULL), 0);
+    T_EQ_INT(node_open(&lo, "::1", 4, NULL), 0);
+    memset(&req, 0, sizeof req);
+    req.kind = P2P_IO_LAN_START;
+    req.n = 44398;
+    p2p_udp_io(a.u, a.h, &req);
+    T_EQ_INT(a.cap.last.status, 0);
+    T_EQ_INT(a.cap.last.n, 1 + n6);                  /* v0's IPv4, and v0, v1 over IPv6 */
+    T_EQ_INT(a.cap.last.local.family, P2P_AF_INET6); /* tells the core: beacon over IPv6 */
+    T_EQ_INT(a.cap.last.local.port, a.addr.port);
+    p2p_udp_io(b.u, b.h, &req);
+    T_EQ_INT(b.cap.last.status, 0);
+    p2p_udp_io(c.u, c.h, &req);
+    T_EQ_INT(c.cap.last.status, 0);
+    T_EQ_INT(c.cap.last.n, 1); /* IPv4 only */
+    T_EQ_INT(c.cap.last.local.family, P2P_AF_INET4);
+    p2p_udp_io(lo.u, lo.h, &req);
+    T_EQ_INT(lo.cap.last.status, P2P_ERR_IO); /* on loopback: not on any LAN */
+    T_EQ_INT(p2p_addr_parse(&group, "[ff02::7032:706e]:44398"), 0);
+    T_EQ_INT(p2p_udp_lan_send(a.u, &group, (const uint8_t *)"p2pb-six", 8), n6);
+    T_EQ_INT(p2p_udp_lan_send(c.u, &group, (const uint8_t *)"p2pb-six", 8), 0);
+    for (int i = 0; i < 50 && (a.cap.lan < 1 || b.cap.lan < 1); i++) {
+        pump(&a, 10000);
+        pump(&b, 10000);
+        pump(&c, 10000);
+    }
+    T_CHECK(a.cap.lan >= 1); /* its own, looped back */
+    T_CHECK(b.cap.lan >= n6);
+    T_EQ_INT(c.cap.lan, 0); /* bound to IPv4: hears no IPv6 beacon */
+    T_EQ_INT(b.cap.len, 8);
+    T_EQ_MEM(b.cap.buf, "p2pb-six", 8);
+    T_EQ_INT(b.cap.from.family, P2P_AF_INET6);
+    T_CHECK(b.cap.from.ip[0] == 0xfe && (b.cap.from.ip[1] & 0xc0) == 0x80);
+    T_CHECK(b.cap.from.zone != 0);
+    T_EQ_INT(b.cap.from.port, 44398);
+    char text[P2P_ADDR_TEXT_MAX];
+    T_EQ_INT(p2p_addr_format(&b.cap.from, text, sizeof text), 0);
+    T_CHECK(strchr(text, '%') != NULL);
+    p2p_udp_stats_get(a.u, &st);
+    T_EQ_INT(st.lan_sent, (uint64_t)n6);
+    p2p_udp_stats_get(b.u, &st);
+    T_EQ_INT(st.lan_received, (uint64_t)b.cap.lan);
+    /* what a LAN dial does: the beacon's source with its zone and the node's port, out of
+     * the node's own UDP socket */
+    to = b.cap.from;
+    to.port = b.addr.port;
+    p2p_udp_stats_get(b.u, &st);
+    uint64_t got = st.received;
+    T_EQ_INT(p2p_udp_send(a.u, &to, (const uint8_t *)"dial", 4), 0);
+    for (int i = 0; i < 50 && st.received == got; i++) {
+        pump(&b, 10000);
+        p2p_udp_stats_get(b.u, &st);
+    }
+    T_EQ_INT(st.received, got + 1);
+    /* bound to a link-local address itself ("fe80::...%zone"): it has no address to
+     * advertise (the zone means nothing elsewhere), but keeps its zone and its LAN socket */
+    {
+        FILE *f = fopen("/proc/net/if_inet6", "r");
+        char line[256], hex[33], name[32], bind[80];
+        unsigned int ix = 0, plen, scope, flags;
+        struct node ll;
+        while (f != NULL && fgets(line, sizeof line, f) != NULL)
+            if (sscanf(line, "%32s %x %x %x %x %31s", hex, &ix, &plen, &scope, &flags, name) == 6 &&
+                strncmp(hex, "fe80", 4) == 0)
+                break;
+        if (f != NULL) fclose(f);
+        T_CHECK(ix != 0);
+        snprintf(bind, sizeof bind, "%.4s:%.4s:%.4s:%.4s:%.4s:%.4s:%.4s:%.4s%%%u", hex, hex + 4,
+                 hex + 8, hex + 12, hex + 16, hex + 20, hex + 24, hex + 28, ix);
+        T_EQ_INT(node_open(&ll, bind, 5, NULL), 0);
+        T_EQ_INT(ll.addr.zone, ix);
+        p2p_addr cands[4];
+        T_EQ_INT(p2p_udp_local_addrs(ll.u, cands, 4), 0);
+        req.kind = P2P_IO_LAN_START;
+        p2p_udp_io(ll.u, ll.h, &req);
+        T_EQ_INT(ll.cap.last.status, 0);
+        T_EQ_INT(ll.cap.last.local.zone, ix);
+        node_close(&ll);
+    }
+    /* stop: the IPv6 socket closes too */
+    req.kind = P2P_IO_LAN_STOP;
+    p2p_udp_io(b.u, b.h, &req);
+    int before = b.cap.lan;
+    T_EQ_INT(p2p_udp_lan_send(a.u, &group, (const uint8_t *)"late", 4), n6);
+    pump(&a, 10000);
+    pump(&b, 10000);
+    T_EQ_INT(b.cap.lan, before);
+    node_close(&a);
+    node_close(&b);
+    node_close(&c);
+    node_close(&lo);
 }
 
 static void test_gateway(void)
@@ -1076,6 +1209,7 @@ int main(void)
     T_RUN(test_punch_sockets);
     T_RUN(test_punch_rlimit);
     T_RUN(test_lan_socket);
+    T_RUN(test_lan_socket6);
     T_RUN(test_gateway);
     T_RUN(test_stream_server);
     T_RUN(test_stream_refusals);

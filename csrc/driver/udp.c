@@ -291,6 +291,8 @@ static int addr_from_sockaddr(p2p_addr *out, const void *sa)
         } else {
             out->family = P2P_AF_INET6;
             memcpy(out->ip, ip, 16);
+            /* a link-local source: the interface it is on (the kernel sets it) */
+            if (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80) out->zone = (uint32_t)s6.sin6_scope_id;
         }
         out->port = ntohs(s6.sin6_port);
         return 0;
@@ -321,6 +323,7 @@ static socklen_t addr_to_sockaddr(int family, const p2p_addr *a, struct sockaddr
             memcpy(ip + 12, a->ip, 4);
         } else if (a->family == P2P_AF_INET6) {
             memcpy(ip, a->ip, 16);
+            s6->sin6_scope_id = a->zone; /* link-local: out of that interface */
         } else {
             return 0;
         }
@@ -568,7 +571,10 @@ size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap)
     const p2p_addr *b = &u->local;
     if (cap == 0) return 0;
     if (memcmp(b->ip, zero, b->family == P2P_AF_INET4 ? 4 : 16) != 0) {
-        out[0] = *b; /* bound to one address: that is the only one */
+        /* bound to one address: that is the only one, unless it is link-local: its zone
+         * means nothing to other nodes, so it is no candidate (the LAN still finds it) */
+        if (b->zone != 0) return 0;
+        out[0] = *b;
         return 1;
     }
 #ifdef _WIN32
@@ -1086,6 +1092,10 @@ struct lan_iface {
     int has_bcast;
 };
 
+/* The IPv6 beacon group, ff02::7032:706e ("p2pn" in its last 32 bits): link-local scope. */
+static const uint8_t lan_group6[16] = {0xff, 2, 0, 0, 0,    0,    0,    0,
+                                       0,    0, 0, 0, 0x70, 0x32, 0x70, 0x6e};
+
 struct bucket {
     uint64_t t; /* last refill */
     double tokens;
@@ -1103,6 +1113,9 @@ struct p2p_udp_extra {
     uint16_t lan_port;
     struct lan_iface ifs[LAN_IFACES];
     int nifs;
+    int lan6_fd;                   /* the IPv6 LAN socket (a node bound to IPv6), or -1 */
+    unsigned int ifs6[LAN_IFACES]; /* interface indexes of the IPv6 ones, nifs6 of them */
+    int nifs6;
     int stun_fd;
     struct bucket stun_all, stun_ip[STUN_BUCKETS];
     int listen_fd;
@@ -1315,7 +1328,7 @@ static int extra_init(p2p_udp *u)
     int i;
 
     x->epfd = -1;
-    x->lan_fd = x->stun_fd = x->listen_fd = -1;
+    x->lan_fd = x->lan6_fd = x->stun_fd = x->listen_fd = -1;
     for (i = 0; i <= P2P_IO_PUNCH_MAX; i++) x->punch[i] = -1;
     for (i = 0; i < MAX_HTTP; i++) x->http[i].fd = -1;
     x->next_sid = 1;
@@ -1355,6 +1368,7 @@ static void extra_free(p2p_udp *u)
 
     for (i = 1; i <= P2P_IO_PUNCH_MAX; i++) xclose(&x->punch[i]);
     xclose(&x->lan_fd);
+    xclose(&x->lan6_fd);
     xclose(&x->stun_fd);
     xclose(&x->listen_fd);
     if (x->streams != NULL) {
@@ -1372,7 +1386,8 @@ static int extra_open(const p2p_udp *u)
 {
     const struct p2p_udp_extra *x = u->x;
     int i;
-    if (x->npunch > 0 || x->lan_fd >= 0 || x->stun_fd >= 0 || x->listen_fd >= 0 || x->nstreams > 0)
+    if (x->npunch > 0 || x->lan_fd >= 0 || x->lan6_fd >= 0 || x->stun_fd >= 0 ||
+        x->listen_fd >= 0 || x->nstreams > 0)
         return 1;
     for (i = 0; i < MAX_HTTP; i++)
         if (x->http[i].fd >= 0) return 1;
@@ -2048,13 +2063,23 @@ static void punch_readable(p2p_udp *u, p2p_host *h, int slot)
 static void lan_ifaces(struct p2p_udp_extra *x)
 {
     struct ifaddrs *list = NULL, *i;
-    x->nifs = 0;
+    int k;
+    x->nifs = x->nifs6 = 0;
 #if HAVE_GETIFADDRS
     if (getifaddrs(&list) != 0) return;
-    for (i = list; i != NULL && x->nifs < LAN_IFACES; i = i->ifa_next) {
-        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) ||
-            (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_MULTICAST))
+    for (i = list; i != NULL; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK) ||
+            !(i->ifa_flags & IFF_MULTICAST))
             continue;
+        if (i->ifa_addr->sa_family == AF_INET6) {
+            /* an interface with any IPv6 address (every one has a link-local one): once */
+            unsigned int ix = if_nametoindex(i->ifa_name);
+            if (ix == 0 || x->nifs6 == LAN_IFACES) continue;
+            for (k = 0; k < x->nifs6 && x->ifs6[k] != ix; k++) continue;
+            if (k == x->nifs6) x->ifs6[x->nifs6++] = ix;
+            continue;
+        }
+        if (i->ifa_addr->sa_family != AF_INET || x->nifs == LAN_IFACES) continue;
         struct lan_iface *f = &x->ifs[x->nifs++];
         memset(f, 0, sizeof *f);
         f->addr = ((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
@@ -2068,31 +2093,22 @@ static void lan_ifaces(struct p2p_udp_extra *x)
 #else
     (void)list;
     (void)i;
+    (void)k;
 #endif
 }
 
-static void lan_start(p2p_udp *u, p2p_host *h, const p2p_io *req)
+/* The IPv4 LAN socket on port: 239.255.112.112 joined on every IPv4 interface. -1 on
+ * failure. */
+static int lan_open4(struct p2p_udp_extra *x, uint16_t port)
 {
-    struct p2p_udp_extra *x = u->x;
     struct sockaddr_in sa;
     struct ip_mreq mr;
-    p2p_io_result r;
     int fd, one = 1, ttl = 1, k;
     unsigned char loop = 1, mttl = 1;
 
-    memset(&r, 0, sizeof r);
-    r.kind = req->kind;
-    r.id = req->id;
-    if (x->lan_fd >= 0) {
-        r.n = (uint16_t)x->nifs;
-        io_answer(u, h, &r);
-        return;
-    }
-    fd = -1;
-    /* A node bound to loopback is not on any LAN: it must not beacon on the real one. */
-    if (is_loopback(&u->local)) goto fail;
     fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
-    if (fd < 0 || set_nonblock(fd) != 0) goto fail;
+    if (fd < 0) return -1;
+    if (set_nonblock(fd) != 0) goto fail;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 #ifdef SO_REUSEPORT
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -2103,28 +2119,102 @@ static void lan_start(p2p_udp *u, p2p_host *h, const p2p_io *req)
     (void)setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(req->n != 0 ? req->n : P2P_LAN_PORT);
+    sa.sin_port = htons(port);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) goto fail;
-    lan_ifaces(x);
     for (k = 0; k < x->nifs; k++) {
         memset(&mr, 0, sizeof mr);
         mr.imr_multiaddr.s_addr = htonl(0xEFFF7070u); /* 239.255.112.112 */
         mr.imr_interface = x->ifs[k].addr;
         (void)setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof mr);
     }
-    x->lan_fd = fd;
-    x->lan_port = ntohs(sa.sin_port);
-    ep_add(u, fd, TAG(TAG_LAN, 0), 0);
-    r.n = (uint16_t)x->nifs;
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+/* The IPv6 LAN socket on port (IPv6 only: the IPv4 socket has the rest): ff02::7032:706e
+ * joined on every IPv6 interface by index, hop limit 1 for what it sends. -1 on failure. */
+static int lan_open6(struct p2p_udp_extra *x, uint16_t port)
+{
+    struct sockaddr_in6 sa;
+    struct ipv6_mreq mr;
+    int fd, one = 1, hops = 1, k;
+    unsigned int loop = 1;
+
+    fd = socket(AF_INET6, SOCK_DGRAM, IPPROTO_UDP);
+    if (fd < 0) return -1;
+    if (set_nonblock(fd) != 0) goto fail;
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+#ifdef SO_REUSEPORT
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+#endif
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &loop, sizeof loop);
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops);
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &hops, sizeof hops);
+    memset(&sa, 0, sizeof sa);
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(port);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) goto fail;
+    for (k = 0; k < x->nifs6; k++) {
+        memset(&mr, 0, sizeof mr);
+        memcpy(&mr.ipv6mr_multiaddr, lan_group6, 16);
+        mr.ipv6mr_interface = x->ifs6[k];
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &mr, sizeof mr);
+    }
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+/* Opens the LAN sockets: IPv4 always, IPv6 too when the node's socket is bound to IPv6 (only
+ * then can it answer a dial to its IPv6 address). Answers with n: the interfaces found, and
+ * local: the node's bound address (its family tells the core whether to beacon over IPv6). */
+static void lan_start(p2p_udp *u, p2p_host *h, const p2p_io *req)
+{
+    struct p2p_udp_extra *x = u->x;
+    uint16_t port = req->n != 0 ? req->n : P2P_LAN_PORT;
+    p2p_io_result r;
+
+    memset(&r, 0, sizeof r);
+    r.kind = req->kind;
+    r.id = req->id;
+    r.local = u->local;
+    if (x->lan_fd >= 0 || x->lan6_fd >= 0) {
+        r.n = (uint16_t)(x->nifs + x->nifs6);
+        io_answer(u, h, &r);
+        return;
+    }
+    /* A node bound to loopback is not on any LAN: it must not beacon on the real one. */
+    if (is_loopback(&u->local)) goto fail;
+    lan_ifaces(x);
+    x->lan_fd = lan_open4(x, port);
+    if (u->local.family == P2P_AF_INET6) x->lan6_fd = lan_open6(x, port);
+    if (x->lan_fd < 0 && x->lan6_fd < 0) goto fail;
+    x->lan_port = port;
+    if (x->lan_fd >= 0) ep_add(u, x->lan_fd, TAG(TAG_LAN, 0), 0);
+    if (x->lan6_fd >= 0) ep_add(u, x->lan6_fd, TAG(TAG_LAN, 1), 0);
+    r.n = (uint16_t)((x->lan_fd >= 0 ? x->nifs : 0) + (x->lan6_fd >= 0 ? x->nifs6 : 0));
     io_answer(u, h, &r);
     return;
 fail:
-    if (fd >= 0) close(fd);
+    x->nifs = x->nifs6 = 0;
     r.status = P2P_ERR_IO;
     io_answer(u, h, &r);
 }
 
-static void lan_readable(p2p_udp *u, p2p_host *h)
+static void lan_stop(struct p2p_udp_extra *x)
+{
+    xclose(&x->lan_fd);
+    xclose(&x->lan6_fd);
+    x->nifs = x->nifs6 = 0;
+}
+
+/* Reads what waits on a LAN socket (fd: the IPv4 or the IPv6 one). An IPv6 link-local source
+ * comes with its zone (sin6_scope_id: the interface it came in on). */
+static void lan_readable(p2p_udp *u, p2p_host *h, int fd)
 {
     uint8_t buf[2048];
     struct sockaddr_storage ss;
@@ -2135,7 +2225,7 @@ static void lan_readable(p2p_udp *u, p2p_host *h)
 
     for (k = 0; k < 64; k++) {
         sl = sizeof ss;
-        r = recvfrom(u->x->lan_fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+        r = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
         if (r < 0) {
             if (errno == EINTR) continue;
             return;
@@ -2147,9 +2237,36 @@ static void lan_readable(p2p_udp *u, p2p_host *h)
     }
 }
 
+/* An IPv6 datagram out of the IPv6 LAN socket: to a multicast group, once per IPv6 interface
+ * (IPV6_MULTICAST_IF, and the index as the group's zone); else as addressed (a link-local
+ * address with its zone). to->sock > 0 picks IPv6 interface number to->sock only. */
+static int lan_send6(p2p_udp *u, const p2p_addr *to, const uint8_t *buf, size_t len)
+{
+    struct p2p_udp_extra *x = u->x;
+    struct sockaddr_storage ss;
+    struct sockaddr_in6 *sa = (struct sockaddr_in6 *)&ss;
+    socklen_t sl;
+    int k, n = 0;
+
+    if (x->lan6_fd < 0 || (sl = addr_to_sockaddr(AF_INET6, to, &ss)) == 0) return 0;
+    if (to->ip[0] != 0xff) {
+        if (sendto(x->lan6_fd, buf, len, 0, (struct sockaddr *)&ss, sl) >= 0) n++;
+        return n;
+    }
+    for (k = 0; k < x->nifs6; k++) {
+        unsigned int ix = x->ifs6[k];
+        if (to->sock != 0 && k + 1 != to->sock) continue;
+        (void)setsockopt(x->lan6_fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ix, sizeof ix);
+        sa->sin6_scope_id = ix;
+        if (sendto(x->lan6_fd, buf, len, 0, (struct sockaddr *)&ss, sl) >= 0) n++;
+    }
+    return n;
+}
+
 /* One datagram out of the LAN socket: to a multicast group, once per interface
  * (IP_MULTICAST_IF); to 255.255.255.255, to each interface's directed broadcast; else as
- * addressed. to->sock > 0 picks interface number to->sock only. */
+ * addressed. IPv6 goes out of the IPv6 socket (lan_send6). to->sock > 0 picks interface
+ * number to->sock only. */
 int p2p_udp_lan_send(p2p_udp *u, const p2p_addr *to, const uint8_t *buf, size_t len)
 {
     struct p2p_udp_extra *x = u->x;
@@ -2157,6 +2274,11 @@ int p2p_udp_lan_send(p2p_udp *u, const p2p_addr *to, const uint8_t *buf, size_t 
     uint64_t before = u->stats.lan_sent;
     int k;
 
+    if (to->family == P2P_AF_INET6) {
+        k = lan_send6(u, to, buf, len);
+        u->stats.lan_sent += (uint64_t)k;
+        return k;
+    }
     if (x->lan_fd < 0 || to->family != P2P_AF_INET4) return 0;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -2332,10 +2454,7 @@ void p2p_udp_io(p2p_udp *u, p2p_host *h, const p2p_io *req)
     case P2P_IO_PUNCH_OPEN: punch_open(u, h, req); break;
     case P2P_IO_PUNCH_CLOSE: punch_close(u, req->addr.sock); break;
     case P2P_IO_LAN_START: lan_start(u, h, req); break;
-    case P2P_IO_LAN_STOP:
-        xclose(&u->x->lan_fd);
-        u->x->nifs = 0;
-        break;
+    case P2P_IO_LAN_STOP: lan_stop(u->x); break;
     default: io_fail(u, h, req); break;
     }
 }
@@ -2352,7 +2471,8 @@ static void extra_event(p2p_udp *u, p2p_host *h, uint64_t tag, int rd, int wr)
             punch_readable(u, h, (int)slot);
         break;
     case TAG_LAN:
-        if (x->lan_fd >= 0 && rd) lan_readable(u, h);
+        if (slot == 0 && x->lan_fd >= 0 && rd) lan_readable(u, h, x->lan_fd);
+        if (slot == 1 && x->lan6_fd >= 0 && rd) lan_readable(u, h, x->lan6_fd);
         break;
     case TAG_STUN:
         if (x->stun_fd >= 0 && rd) stun_readable(u);
@@ -2425,7 +2545,7 @@ static void extra_service(p2p_udp *u, p2p_host *h, int waited)
 #endif
     if (extra_open(u)) {
         /* poll() over every extra socket */
-        struct pollfd pf[1 + P2P_IO_PUNCH_MAX + 3 + MAX_STREAMS + MAX_HTTP];
+        struct pollfd pf[1 + P2P_IO_PUNCH_MAX + 4 + MAX_STREAMS + MAX_HTTP];
         uint64_t tags[sizeof pf / sizeof pf[0]];
         int m = 0;
 #define ADD(fdv, tagv, outv)                                     \
@@ -2438,6 +2558,7 @@ static void extra_service(p2p_udp *u, p2p_host *h, int waited)
         for (i = 1; i <= P2P_IO_PUNCH_MAX; i++)
             if (x->punch[i] >= 0) ADD(x->punch[i], TAG(TAG_PUNCH, i), 0);
         if (x->lan_fd >= 0) ADD(x->lan_fd, TAG(TAG_LAN, 0), 0);
+        if (x->lan6_fd >= 0) ADD(x->lan6_fd, TAG(TAG_LAN, 1), 0);
         if (x->stun_fd >= 0) ADD(x->stun_fd, TAG(TAG_STUN, 0), 0);
         if (x->listen_fd >= 0 && !x->listen_paused) ADD(x->listen_fd, TAG(TAG_LISTEN, 0), 0);
         if (x->streams != NULL)

@@ -57,7 +57,8 @@ int p2p_udp_socket(const p2p_udp *u);
 /* The address actually bound. */
 void p2p_udp_local(const p2p_udp *u, p2p_addr *out);
 /* The local addresses peers may reach this socket at: the bound address when it is a
- * specific one, else the address of every interface that is up (not loopback, not IPv6
+ * specific one (none when it is an IPv6 link-local one: its zone means nothing to other
+ * nodes), else the address of every interface that is up (not loopback, not IPv6
  * link-local; IPv6 only on an IPv6 socket), each with the bound port. Writes up to cap into
  * out and returns how many it wrote. */
 size_t p2p_udp_local_addrs(const p2p_udp *u, p2p_addr *out, size_t cap);
@@ -136,7 +137,10 @@ int p2p_udp_send(p2p_udp *u, const p2p_addr *to, const uint8_t *buf, size_t len)
 /* Sends one datagram out of the LAN socket (what p2p_host_next_lan hands the driver): to a
  * multicast group once per interface, to 255.255.255.255 to each interface's directed
  * broadcast, else as addressed; to->sock > 0 picks that interface only (1-based, in the
- * order LAN_START counted them). Returns the number of datagrams sent. */
+ * order LAN_START counted them, IPv4 and IPv6 interfaces counted apart). IPv6 (the group
+ * ff02::7032:706e, or a link-local address with its zone) goes out of the IPv6 LAN socket,
+ * which only a node bound to an IPv6 address has (LAN_START opens it; hop limit 1); without
+ * it nothing is sent. Returns the number of datagrams sent. */
 int p2p_udp_lan_send(p2p_udp *u, const p2p_addr *to, const uint8_t *buf, size_t len);
 
 /* Test hooks: they see what the driver hands the host. */
