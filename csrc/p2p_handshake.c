@@ -249,8 +249,11 @@ static size_t write_payload(const p2p_host *h, const p2p_addr *observed, uint8_t
     p2p_wr_u8(&w, 1);
     p2p_wr_bytes(&w, h->ident.ed_pk, P2P_ID_LEN);
     p2p_wr_bytes(&w, h->ident.binding_sig, P2P_SIG_LEN);
-    if (observed->family == P2P_AF_INET4 || observed->family == P2P_AF_INET6) {
-        p2p_wr_u8(&w, EXT_OBSERVED); /* not over a relay: that path has no address */
+    /* Not over a relay (that path has no address), nor a link-local source with its zone:
+     * the zone is this host's interface, and the address means nothing without it. */
+    if (observed->family == P2P_AF_INET4 ||
+        (observed->family == P2P_AF_INET6 && observed->zone == 0)) {
+        p2p_wr_u8(&w, EXT_OBSERVED);
         p2p_wr_u16(&w, wire_len(observed));
         p2p_wr_addr(&w, observed);
     }

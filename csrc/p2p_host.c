@@ -191,14 +191,21 @@ void p2p_host_probe(p2p_host *h, p2p_peer *p, uint64_t now)
 }
 
 /* The addresses at which the node of session q may be reached: where we see it first. */
+/* Adds a to an introduction's candidates, unless it is a link-local address with its zone:
+ * that names an interface of this host, nothing another host can reach. */
+static void reach_add(p2p_addr *out, uint8_t *n, const p2p_addr *a)
+{
+    if (a->family == P2P_AF_INET6 && a->zone != 0) return;
+    p2p_cand_add(out, n, P2P_CANDIDATES - 1, a);
+}
+
 static uint8_t reach_of(const p2p_host *h, const p2p_peer *q, p2p_addr *out)
 {
     uint8_t n = 0;
-    p2p_cand_add(out, &n, P2P_CANDIDATES - 1, &q->addr);
-    for (size_t i = 0; i < q->nadv; i++) p2p_cand_add(out, &n, P2P_CANDIDATES - 1, &q->adv[i]);
+    reach_add(out, &n, &q->addr);
+    for (size_t i = 0; i < q->nadv; i++) reach_add(out, &n, &q->adv[i]);
     const p2p_member *m = p2p_mesh_member(h, q->id);
-    for (size_t i = 0; m && i < m->naddr; i++)
-        p2p_cand_add(out, &n, P2P_CANDIDATES - 1, &m->addrs[i]);
+    for (size_t i = 0; m && i < m->naddr; i++) reach_add(out, &n, &m->addrs[i]);
     return n;
 }
 

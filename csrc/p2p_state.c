@@ -554,6 +554,9 @@ int p2p_may_send_learned(const p2p_host *h, const p2p_addr *a)
     int scope = p2p_addr_scope(a);
     if (scope == P2P_SCOPE_INVALID) return 0;
     if (scope == P2P_SCOPE_PUBLIC) return 1;
+    /* A link-local address with its zone: only the driver (the interface a datagram came in
+     * on) or the application sets one, never the wire, so it is on one of this host's links. */
+    if (a->family == P2P_AF_INET6 && a->zone != 0) return 1;
     for (size_t i = 0; i < h->naddr; i++)
         if (p2p_addr_scope(&h->addrs[i]) == scope) return 1;
     for (size_t i = 0; i < h->peers.hwm; i++) {

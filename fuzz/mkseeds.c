@@ -353,6 +353,7 @@ static void addr_seeds(void)
         "01.2.3.4:5",
         "1.2.3.4:05",
         "[fe80::1%eth0]:1",
+        "[fe80::1%3]:44344",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         char name[16];

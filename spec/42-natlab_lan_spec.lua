@@ -349,15 +349,6 @@ function V6.up(prefix, n, mode)
     return true
 end
 
--- The hub's rule for sending to an address learned from the network (p2p_may_send_learned,
--- csrc/p2p_state.c) takes a private address only when the node has an address of that scope
--- itself; a node whose only addresses are link-local has none (they are not advertised), so
--- until that rule takes a zoned link-local address as on-link, a link-local-only segment
--- cannot be dialled. The "linklocal" case is pending until then.
-local LINKLOCAL_WHY = not file_has("csrc/p2p_state.c", "zone")
-    and "p2p_may_send_learned (csrc/p2p_state.c) refuses a link-local address when the node has "
-        .. "no other private address; see the v6 LAN report" or nil
-
 local function v6_case(mode)
     local prefix, dir, children = nil, nil, {}
 
@@ -499,9 +490,5 @@ describe("scenario 4 over IPv6: IPv4 dead on the segment #natlab", function()
 end)
 
 describe("scenario 4 over IPv6: link-local addresses only #natlab", function()
-    if LINKLOCAL_WHY then
-        pending("skipped: " .. LINKLOCAL_WHY)
-        return
-    end
     v6_case("linklocal")
 end)

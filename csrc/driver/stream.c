@@ -815,6 +815,7 @@ static socklen_t to_sa(const p2p_addr *a, struct sockaddr_storage *ss)
         s6->sin6_family = AF_INET6;
         memcpy(&s6->sin6_addr, a->ip, 16);
         s6->sin6_port = htons(a->port);
+        s6->sin6_scope_id = a->zone; /* link-local: out of that interface */
         return sizeof *s6;
     }
     return 0;
@@ -838,6 +839,7 @@ static void from_sa(const struct sockaddr_storage *ss, p2p_addr *a)
         } else {
             a->family = P2P_AF_INET6;
             memcpy(a->ip, ip, 16);
+            if (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80) a->zone = (uint32_t)s6->sin6_scope_id;
         }
         a->port = ntohs(s6->sin6_port);
     }
