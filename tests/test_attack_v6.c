@@ -8,7 +8,14 @@
  * and, on a relayed session, restarts its upgrade schedule. docs/PROTOCOL.md 8.6: an address
  * that never answers receives at most 16 probes a minute (P2P_GUARD_PROBES), whatever
  * introductions name it; 8.2: at most 8 offers per introducer per 10 s.
- * The tests print the probes per INTRO and per minute. */
+ * The tests print the probes per INTRO and per minute.
+ *
+ * test_reintro_flood_pins_relay: the same flood against both ends of a relayed pair whose
+ * direct path comes back: it still goes direct. test_relay_hijack_by_peer (fails): a peer that
+ * is not the relay, answering its own OFFER with an INTRO with the relay flag, moves a healthy
+ * relayed session onto itself (PROTOCOL 8.5's hand-over move), again and again.
+ * test_zone_not_on_wire, test_linklocal_intro_not_probed: zones never on the wire; link-local
+ * candidates from an introducer are never sent to. */
 #include "attack.h"
 #include "../csrc/p2p_wire.h"
 
@@ -358,6 +365,74 @@ static void test_relay_hijack_by_peer(void)
     T_EQ_INT((int)h1, 0);
 }
 
+/* A-B relayed through I, their direct path cut, then restored. M (a peer of A and of B)
+ * answers its own OFFERs for the other with INTROs naming victims (no relay flag) every
+ * 1.25 s to both: each replaces the introduction I gave (p2p_nat_intro is one per id), so the
+ * upgrade probes go to M's victims. Does the pair still go direct once the path is back?
+ * Returns the seconds from the restore to both ends direct (-1: not within 120 s). */
+static double run_pin(int attack)
+{
+    anet net;
+    an_init(&net, 10 * MS);
+    p2p_config cfg;
+    p2p_config_init(&cfg);
+    cfg.mediator = 1;
+    int a = an_add(&net, &cfg), m = an_add(&net, &cfg), b = an_add(&net, &cfg);
+    int i = an_add(&net, &cfg);
+    cut_a = net.n[a].addr;
+    cut_b = net.n[b].addr;
+    net.filter = cut_ab;
+    T_CHECK(an_connect(&net, m, a, 2 * SEC) != 0);
+    T_CHECK(an_connect(&net, m, b, 2 * SEC) != 0);
+    T_CHECK(an_connect(&net, a, i, 2 * SEC) != 0);
+    T_CHECK(an_connect(&net, b, i, 2 * SEC) != 0);
+    T_CHECK(p2p_host_connect_via(net.n[a].h, net.n[b].id.ed_pk, &net.n[i].addr, net.now, NULL) ==
+            0);
+    for (int k = 0; k < 1500 && !(an_handle(&net, a, b) && an_handle(&net, b, a)); k++)
+        an_run(&net, 10 * MS);
+    T_CHECK(an_handle(&net, a, b) != 0);
+    double took = -1;
+    for (int t = 0; t < 1500; t++) { /* 30 s cut, then up to 120 s restored */
+        if (t == 300) net.filter = NULL;
+        if (attack && t % 12 == 0) {
+            uint8_t body[64 + 19 * 8];
+            p2p_addr v[NV];
+            for (int k = 0; k < NV; k++) v[k] = victim(t / 12, k, 1);
+            an_record(&net, m, a, P2P_REC_INTRO, body,
+                      intro_body(body, net.n[b].id.ed_pk, 2, NULL, 0));
+            an_record(&net, m, b, P2P_REC_INTRO, body,
+                      intro_body(body, net.n[a].id.ed_pk, 2, NULL, 0));
+            an_run(&net, 30 * MS);
+            an_record(&net, m, a, P2P_REC_INTRO, body,
+                      intro_body(body, net.n[b].id.ed_pk, 0, v, NV));
+            an_record(&net, m, b, P2P_REC_INTRO, body,
+                      intro_body(body, net.n[a].id.ed_pk, 0, v, NV));
+            an_run(&net, 70 * MS);
+        } else {
+            an_run(&net, 100 * MS);
+        }
+        p2p_peer *pa = an_session(&net, a, b), *pb = an_session(&net, b, a);
+        if (t >= 300 && pa && pb && pa->addr.family == P2P_AF_INET4 &&
+            pb->addr.family == P2P_AF_INET4) {
+            took = (double)(t - 300) / 10.0;
+            break;
+        }
+    }
+    an_free(&net);
+    return took;
+}
+
+static void test_reintro_flood_pins_relay(void)
+{
+    double quiet = run_pin(0), flooded = run_pin(1);
+    printf("     relayed A-B, direct path restored after 30 s: both direct %.1f s after without "
+           "M; with M re-introducing each to the other every 1.25 s: %.1f s (-1: not within "
+           "120 s)\n",
+           quiet, flooded);
+    T_CHECK(quiet >= 0);
+    T_CHECK(flooded >= 0);
+}
+
 int main(void)
 {
     T_RUN(test_zone_not_on_wire);
@@ -366,6 +441,7 @@ int main(void)
     T_RUN(test_reintro_flood_direct_fresh);
     T_RUN(test_reintro_flood_relayed_same);
     T_RUN(test_reintro_flood_relayed_fresh);
+    T_RUN(test_reintro_flood_pins_relay);
     T_RUN(test_relay_hijack_by_peer);
     return t_summary("test_attack_v6");
 }
