@@ -28,10 +28,13 @@ static p2p_host *mk(uint8_t seed, p2p_identity *me)
     return h;
 }
 
-/* UDP blocked until `open_at`; 100 messages, one every 100 ms once joined. Returns the time
- * from open_at until A's session sends to B's UDP address (UINT64_MAX: never). */
-static uint64_t run_case(uint64_t open_at, int *msgs_out, int *bad_out, int *replies_out,
-                         uint64_t *udp_probes)
+/* UDP blocked until `open_at`; 100 messages, one every `gap` once joined. With `reblock` not
+ * 0, UDP is blocked again that long after A moved to it, and from then on what B sends to A's
+ * UDP address goes over the stream (B stayed on the stream); *back: when A's session returned
+ * to the stream (UINT64_MAX: never). Returns the time from open_at until A's session sends to
+ * B's UDP address (UINT64_MAX: never). */
+static uint64_t run_case(uint64_t open_at, uint64_t gap, uint64_t reblock, int *msgs_out,
+                         int *bad_out, int *replies_out, uint64_t *udp_probes, uint64_t *back)
 {
     p2p_identity ia, ib;
     simnet_pair p = {.bsid = 0x80000042u};
@@ -47,9 +50,11 @@ static uint64_t run_case(uint64_t open_at, int *msgs_out, int *bad_out, int *rep
     uint64_t moved = UINT64_MAX, now = 0, joined_at = 0;
     uint8_t buf[P2P_MAX_PACKET_PROBED];
     *udp_probes = 0;
+    *back = UINT64_MAX;
     for (int step = 0; step < 6000; step++) {
         now = (uint64_t)step * 10 * MS;
-        int udp = now >= open_at;
+        int reblocked = reblock && moved != UINT64_MAX && now >= moved + reblock;
+        int udp = now >= open_at && !reblocked;
         p2p_host_on_timeout(a, now);
         p2p_host_on_timeout(b, now);
         simnet_pair_io(&p, now);
@@ -74,12 +79,15 @@ static uint64_t run_case(uint64_t open_at, int *msgs_out, int *bad_out, int *rep
                     p2p_host_recv(a, &from, buf, n, now);
                 } else if (p2p_addr_equal(&to, &audp) && udp) {
                     p2p_host_recv(a, &p.baddr, buf, n, now);
+                } else if (p2p_addr_equal(&to, &audp) && reblocked) {
+                    p2p_addr from = simnet_stream_addr(p.sid);
+                    p2p_host_recv(a, &from, buf, n, now);
                 }
             }
         }
         simnet_pair_events(&p, now);
         if (p.joins >= 2 && !joined_at) joined_at = now;
-        if (p.joins >= 2 && sent < 100 && now >= joined_at + (uint64_t)sent * 100 * MS) {
+        if (p.joins >= 2 && sent < 100 && now >= joined_at + (uint64_t)sent * gap) {
             simnet_pair_send(&p, pa, (uint64_t)sent, 200, now);
             sent++;
         }
@@ -87,6 +95,9 @@ static uint64_t run_case(uint64_t open_at, int *msgs_out, int *bad_out, int *rep
         if (moved == UINT64_MAX && p.joins >= 2 && p2p_peer_stats_get(a, pa, &ps) == 0 &&
             ps.path == P2P_PATH_DIRECT && p2p_addr_equal(&ps.address, &p.baddr))
             moved = now;
+        if (reblocked && *back == UINT64_MAX && p2p_peer_stats_get(a, pa, &ps) == 0 &&
+            ps.path == P2P_PATH_TCP)
+            *back = now - (moved + reblock);
         if (sent == 100 && p.replies == 100 && moved != UINT64_MAX) break;
     }
     T_EQ_INT(p.joins, 2);
@@ -113,8 +124,10 @@ static void test_upgrade_mid_stream(void)
 {
     int msgs, bad, replies;
     uint64_t probes;
-    uint64_t took = run_case(5500 * MS, &msgs, &bad, &replies, &probes);
+    uint64_t back;
+    uint64_t took = run_case(5500 * MS, 100 * MS, 0, &msgs, &bad, &replies, &probes, &back);
     T_CHECK(took <= 16 * SEC);
+    T_EQ_INT(back, UINT64_MAX);
     T_EQ_INT(msgs, 100);
     T_EQ_INT(bad, 0);
     T_EQ_INT(replies, 100);
@@ -126,11 +139,29 @@ static void test_no_udp_stays(void)
 {
     int msgs, bad, replies;
     uint64_t probes;
-    uint64_t took = run_case(UINT64_MAX, &msgs, &bad, &replies, &probes);
+    uint64_t back;
+    uint64_t took = run_case(UINT64_MAX, 100 * MS, 0, &msgs, &bad, &replies, &probes, &back);
     T_EQ_INT(took, UINT64_MAX);
     T_EQ_INT(msgs, 100);
     T_EQ_INT(bad, 0);
     T_CHECK(probes >= 5 && probes <= 8);
+}
+
+/* UDP works for a while after the upgrade, then is blocked again while B still sends over the
+ * stream: A's session stays on UDP while UDP answers (B's packets in the TCP pipe do not move
+ * it back), and returns to the stream once UDP has been silent for 2 s; nothing is lost. */
+static void test_udp_fails_again(void)
+{
+    int msgs, bad, replies;
+    uint64_t probes, back;
+    uint64_t took = run_case(3 * SEC, 250 * MS, 2 * SEC, &msgs, &bad, &replies, &probes, &back);
+    printf("     UDP blocked again 2 s after the move: back on the stream after %.2f s\n",
+           back == UINT64_MAX ? -1.0 : (double)back / SEC);
+    T_CHECK(took <= 16 * SEC);
+    T_CHECK(back >= 2 * SEC && back <= 6 * SEC);
+    T_EQ_INT(msgs, 100);
+    T_EQ_INT(bad, 0);
+    T_EQ_INT(replies, 100);
 }
 
 int main(void)
@@ -138,5 +169,6 @@ int main(void)
     p2p_init();
     T_RUN(test_upgrade_mid_stream);
     T_RUN(test_no_udp_stays);
+    T_RUN(test_udp_fails_again);
     return t_summary("test_stream_upgrade");
 }
