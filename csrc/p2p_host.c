@@ -1374,6 +1374,7 @@ int p2p_host_stream_up(p2p_host *h, uint32_t sid, const p2p_addr *from_ip, int i
         st->used = 1;
         st->sid = sid;
         st->inbound = 1;
+        st->ws = inbound == 2;
         st->peer_ip = *from_ip;
         st->opened = h->now;
     } else if (!st) {

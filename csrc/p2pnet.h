@@ -312,8 +312,8 @@ typedef struct p2p_io_result {
 /* Answers a request. Returns 0, or P2P_ERR_CLOSED. */
 int p2p_host_io_done(p2p_host *h, const p2p_io_result *r, uint64_t now);
 /* A stream is up: one the host asked for (inbound 0, sid its request's id), or one a client
- * opened to the driver's TCP listener (inbound 1, sid chosen by the driver with its top bit
- * set, so the two never collide). from_ip: the TCP peer's address. Datagrams on it then arrive
+ * opened to the driver's TCP listener (inbound 1 for framed TCP, 2 for a WebSocket; sid
+ * chosen by the driver with its top bit set, so the two never collide). from_ip: the TCP peer's address. Datagrams on it then arrive
  * with from.family == P2P_AF_STREAM. Returns 0, P2P_ERR_LIMIT (refused: close it) or
  * P2P_ERR_CLOSED. */
 int p2p_host_stream_up(p2p_host *h, uint32_t sid, const p2p_addr *from_ip, int inbound,

@@ -119,8 +119,145 @@ if why then
     return
 end
 
+-- ---- a run: child nodes in namespaces, their logs, and what they report ------------------
+
+local Run = {}
+Run.__index = Run
+
+-- ns(host): the namespace a host's node runs in.
+local function new_run(ns)
+    local dir = S.tmpdir()
+    S.write(dir .. "/child.lua", CHILD)
+    return setmetatable({ ns = ns, dir = dir, children = {} }, Run)
+end
+
+-- A node with network key `key`, bound to `bind` (default: all IPv4 addresses).
+function Run:spawn(host, key, bind)
+    local log = ("%s/%s.log"):format(self.dir, host)
+    assert(io.open(log, "wb")):close()
+    local env = PRELOAD and ("env LD_PRELOAD=" .. q(PRELOAD) .. " ") or ""
+    local line = ("%sip netns exec %s env -u P2P_UDP_NO_GATEWAY %slua5.4 %s %s %d %s > %s "
+        .. "2>&1 & echo $!"):format(NO_PRELOAD, q(self.ns(host)), env,
+        q(self.dir .. "/child.lua"), q(key), LIFETIME, bind and q(bind) or "", q(log))
+    local f = assert(io.popen(line))
+    local pid = math.tointeger(tonumber(f:read("l")))
+    f:close()
+    local child = { host = host, pid = pid, log = log }
+    self.children[#self.children + 1] = child
+    return child
+end
+
+function Run:finish(what)
+    for _, c in ipairs(self.children) do
+        if c.pid then os.execute("kill -9 " .. c.pid .. " 2>/dev/null") end
+    end
+    if os.getenv("NATLAB_KEEP") then
+        print(what .. " logs kept in " .. self.dir)
+    else
+        S.rmdir(self.dir)
+    end
+end
+
+function Run:logs()
+    local parts = {}
+    for _, c in ipairs(self.children) do
+        parts[#parts + 1] = ("---- %s\n%s"):format(c.host, read(c.log))
+    end
+    return table.concat(parts, "\n")
+end
+
+local function id_of(child)
+    return read(child.log):match("^id (%x+)") or read(child.log):match("\nid (%x+)")
+end
+
+-- The ids a child joined (a set) and the addresses it joined them at.
+local function joins(child)
+    local set, addrs = {}, {}
+    for id, addr in read(child.log):gmatch("join (%x+) (%S+)") do
+        set[id] = true
+        addrs[#addrs + 1] = addr
+    end
+    return set, addrs
+end
+
+-- Every child's id (each prints it at start).
+function Run:ids(nodes)
+    local ids = {}
+    local deadline = S.now() + 10
+    while S.now() < deadline do
+        local all = true
+        for i, c in ipairs(nodes) do
+            ids[i] = ids[i] or id_of(c)
+            all = all and ids[i] ~= nil
+        end
+        if all then break end
+        os.execute("sleep 0.2")
+    end
+    for i = 1, #nodes do assert(ids[i], "a node did not start:\n" .. self:logs()) end
+    return ids
+end
+
+-- Seconds from t0 until each of the three members joined the other two.
+function Run:mesh(members, ids, t0, what)
+    local deadline = t0 + MESH_WITHIN
+    while S.now() < deadline do
+        local all = true
+        for i = 1, 3 do
+            local j = joins(members[i])
+            for k = 1, 3 do
+                if k ~= i and not j[ids[k]] then all = false end
+            end
+        end
+        if all then return S.now() - t0 end
+        os.execute("sleep 0.2")
+    end
+    error(("no %s of three within %d s:\n%s"):format(what, MESH_WITHIN, self:logs()))
+end
+
+-- Each member joined the other two at addresses that match `addr_pattern`, lists them in
+-- node:lan_peers(), and never heard of the ids in `strangers`.
+local function check_members(members, ids, strangers, addr_pattern)
+    for i = 1, 3 do
+        local out = read(members[i].log)
+        for _, s in ipairs(strangers) do
+            assert.is_nil(out:find(s, 1, true), members[i].host .. " learned a stranger's id")
+        end
+        local _, addrs = joins(members[i])
+        assert.is_true(#addrs >= 2)
+        for _, addr in ipairs(addrs) do
+            assert.is_truthy(addr:match(addr_pattern), "joined at " .. addr)
+        end
+        local lan_line
+        for l in out:gmatch("lan ([%x,]*)") do lan_line = l end
+        for k = 1, 3 do
+            if k ~= i then
+                assert.is_truthy(lan_line and lan_line:find(ids[k], 1, true),
+                    ("node:lan_peers() of %s lacks %s"):format(members[i].host, members[k].host))
+            end
+        end
+    end
+end
+
+-- The node with another key joined nobody, learned no member's id, lists nobody in
+-- node:lan_peers(), and did hear the beacons (counted as dropped), accepting none.
+local function check_stranger(stranger, ids)
+    local out = read(stranger.log)
+    assert.is_nil(out:find("\njoin "), "the stranger joined someone:\n" .. out)
+    for k = 1, 3 do
+        assert.is_nil(out:find(ids[k], 1, true), "the stranger learned an id:\n" .. out)
+    end
+    local last_lan
+    for l in out:gmatch("lan ([%x,]*)") do last_lan = l end
+    assert.are.equal("", last_lan or "")
+    local dropped, received
+    for d in out:gmatch("dropped=(%d+)") do dropped = tonumber(d) end
+    for r in out:gmatch("received=(%d+)") do received = tonumber(r) end
+    assert.is_truthy(dropped and dropped > 0, "the stranger counted no dropped beacons:\n" .. out)
+    assert.are.equal(0, received)
+end
+
 describe("scenario 4: LAN discovery on one segment #natlab", function()
-    local prefix, dir, children = nil, nil, {}
+    local prefix, run
 
     local function lan(cmd, ...)
         local args = { NO_PRELOAD .. "bash", SCRIPT, cmd, prefix }
@@ -128,131 +265,30 @@ describe("scenario 4: LAN discovery on one segment #natlab", function()
         return sh(table.concat(args, " "))
     end
 
-    local function spawn(host, key)
-        local log = ("%s/%s.log"):format(dir, host)
-        assert(io.open(log, "wb")):close()
-        local env = PRELOAD and ("env LD_PRELOAD=" .. q(PRELOAD) .. " ") or ""
-        local line = ("%sip netns exec %s env -u P2P_UDP_NO_GATEWAY %slua5.4 %s %s %d > %s 2>&1 "
-            .. "& echo $!"):format(
-            NO_PRELOAD, q(prefix .. "-" .. host), env, q(dir .. "/child.lua"), q(key), LIFETIME,
-            q(log))
-        local f = assert(io.popen(line))
-        local pid = math.tointeger(tonumber(f:read("l")))
-        f:close()
-        local child = { host = host, pid = pid, log = log }
-        children[#children + 1] = child
-        return child
-    end
-
-    local function id_of(child)
-        return read(child.log):match("\nid (%x+)") or read(child.log):match("^id (%x+)")
-    end
-
-    local function joined(child)
-        local set = {}
-        for id in read(child.log):gmatch("join (%x+)") do set[id] = true end
-        return set
-    end
-
-    local function logs()
-        local parts = {}
-        for _, c in ipairs(children) do
-            parts[#parts + 1] = ("---- %s\n%s"):format(c.host, read(c.log))
-        end
-        return table.concat(parts, "\n")
-    end
-
     lazy_setup(function()
         local pid = assert(io.popen("echo $PPID")):read("l")
         prefix = "p2pn" .. pid
-        dir = S.tmpdir()
-        S.write(dir .. "/child.lua", CHILD)
+        run = new_run(function(host) return prefix .. "-" .. host end)
         local ok, out = lan("up", "4")
         assert(ok, "could not build the LAN lab:\n" .. out)
     end)
 
     lazy_teardown(function()
-        for _, c in ipairs(children) do
-            if c.pid then os.execute("kill -9 " .. c.pid .. " 2>/dev/null") end
-        end
+        if run then run:finish("LAN lab") end
         if prefix then lan("down") end
-        if dir and os.getenv("NATLAB_KEEP") then
-            print("LAN lab logs kept in " .. dir)
-        elseif dir then
-            S.rmdir(dir)
-        end
     end)
 
     it("three nodes with one key form a mesh; a node with another key learns no id", function()
         local t0 = S.now()
-        local members = { spawn("l1", KEY), spawn("l2", KEY), spawn("l3", KEY) }
-        local stranger = spawn("l4", OTHER_KEY)
-        -- everyone's id first (printed at start)
-        local ids = {}
-        local deadline = S.now() + 10
-        while S.now() < deadline do
-            local all = true
-            for i, c in ipairs { members[1], members[2], members[3], stranger } do
-                ids[i] = ids[i] or id_of(c)
-                all = all and ids[i] ~= nil
-            end
-            if all then break end
-            os.execute("sleep 0.2")
-        end
-        assert(ids[1] and ids[2] and ids[3] and ids[4], "a node did not start:\n" .. logs())
-        -- then the mesh: every member joined with the other two
-        local meshed_at
-        deadline = t0 + MESH_WITHIN
-        while S.now() < deadline do
-            local all = true
-            for i = 1, 3 do
-                local j = joined(members[i])
-                for k = 1, 3 do
-                    if k ~= i and not j[ids[k]] then all = false end
-                end
-            end
-            if all then
-                meshed_at = S.now() - t0
-                break
-            end
-            os.execute("sleep 0.2")
-        end
-        assert(meshed_at, ("no mesh of three within %d s:\n%s"):format(MESH_WITHIN, logs()))
+        local members = { run:spawn("l1", KEY), run:spawn("l2", KEY), run:spawn("l3", KEY) }
+        local stranger = run:spawn("l4", OTHER_KEY)
+        local ids = run:ids { members[1], members[2], members[3], stranger }
+        local meshed_at = run:mesh(members, ids, t0, "mesh")
         print(("\n  LAN mesh of 3 formed %.1f s after start"):format(meshed_at))
         -- a little longer, so that the stranger hears more beacons (0, 1, 3 s, ...)
         os.execute("sleep 4")
-        for i = 1, 3 do
-            local out = read(members[i].log)
-            -- each member heard the other two, on the segment, and nothing of the stranger
-            assert.is_nil(out:find(ids[4], 1, true), "a member learned the stranger's id")
-            local lan_line
-            for l in out:gmatch("lan ([%x,]*)") do lan_line = l end
-            for k = 1, 3 do
-                if k ~= i then
-                    assert.is_truthy(lan_line and lan_line:find(ids[k], 1, true),
-                        "node:lan_peers() of l" .. i .. " lacks l" .. k)
-                end
-            end
-            for addr in out:gmatch("join %x+ (%S+)") do
-                assert.is_truthy(addr:match("^10%.9%.0%.[123]:%d+$"), "joined at " .. addr)
-            end
-        end
-        local out = read(stranger.log)
-        assert.is_nil(out:find("\njoin "), "the stranger joined someone:\n" .. out)
-        for k = 1, 3 do
-            assert.is_nil(out:find(ids[k], 1, true), "the stranger learned an id:\n" .. out)
-        end
-        local last_lan
-        for l in out:gmatch("lan ([%x,]*)") do last_lan = l end
-        assert.are.equal("", last_lan or "")
-        -- it did hear them: beacons it could not open are counted as dropped
-        local dropped
-        for d in out:gmatch("dropped=(%d+)") do dropped = tonumber(d) end
-        assert.is_truthy(dropped and dropped > 0, "the stranger counted no dropped beacons:\n"
-            .. out)
-        local received
-        for r in out:gmatch("received=(%d+)") do received = tonumber(r) end
-        assert.are.equal(0, received)
+        check_members(members, ids, { ids[4] }, "^10%.9%.0%.[123]:%d+$")
+        check_stranger(stranger, ids)
     end)
 end)
 
@@ -350,136 +386,38 @@ function V6.up(prefix, n, mode)
 end
 
 local function v6_case(mode)
-    local prefix, dir, children = nil, nil, {}
-
-    local function spawn(host, key, bind)
-        local log = ("%s/%s.log"):format(dir, host)
-        assert(io.open(log, "wb")):close()
-        local env = PRELOAD and ("env LD_PRELOAD=" .. q(PRELOAD) .. " ") or ""
-        local line = ("%sip netns exec %s env -u P2P_UDP_NO_GATEWAY %slua5.4 %s %s %d %s > %s "
-            .. "2>&1 & echo $!"):format(NO_PRELOAD, q(V6.ns(prefix, host)), env,
-            q(dir .. "/child.lua"), q(key), LIFETIME, q(bind), q(log))
-        local f = assert(io.popen(line))
-        local pid = math.tointeger(tonumber(f:read("l")))
-        f:close()
-        local child = { host = host, pid = pid, log = log }
-        children[#children + 1] = child
-        return child
-    end
-
-    local function logs()
-        local parts = {}
-        for _, c in ipairs(children) do
-            parts[#parts + 1] = ("---- %s\n%s"):format(c.host, read(c.log))
-        end
-        return table.concat(parts, "\n")
-    end
-
-    local function id_of(child)
-        return read(child.log):match("^id (%x+)") or read(child.log):match("\nid (%x+)")
-    end
-
-    local function joins(child)
-        local set, addrs = {}, {}
-        for id, addr in read(child.log):gmatch("join (%x+) (%S+)") do
-            set[id] = true
-            addrs[#addrs + 1] = addr
-        end
-        return set, addrs
-    end
+    local prefix, run
 
     lazy_setup(function()
         local pid = assert(io.popen("echo $PPID")):read("l")
         prefix = "p2pv" .. pid
-        dir = S.tmpdir()
-        S.write(dir .. "/child.lua", CHILD)
+        run = new_run(function(host) return V6.ns(prefix, host) end)
         local ok, out = V6.up(prefix, 5, mode)
         assert(ok, "could not build the IPv6 LAN lab:\n" .. tostring(out))
     end)
 
     lazy_teardown(function()
-        for _, c in ipairs(children) do
-            if c.pid then os.execute("kill -9 " .. c.pid .. " 2>/dev/null") end
-        end
+        if run then run:finish("IPv6 LAN lab") end
         if prefix then V6.down(prefix) end
-        if dir and os.getenv("NATLAB_KEEP") then
-            print("IPv6 LAN lab logs kept in " .. dir)
-        elseif dir then
-            S.rmdir(dir)
-        end
     end)
 
     it("three nodes bound to :: form a mesh over fe80:: addresses; a stranger learns no id; "
         .. "a node bound to IPv4 joins nobody", function()
         local t0 = S.now()
-        local members = { spawn("v1", KEY, "::"), spawn("v2", KEY, "::"), spawn("v3", KEY, "::") }
-        local stranger = spawn("v4", OTHER_KEY, "::")
-        local v4node = spawn("v5", KEY, "0.0.0.0")
-        local ids = {}
-        local all_nodes = { members[1], members[2], members[3], stranger, v4node }
-        local deadline = S.now() + 10
-        while S.now() < deadline do
-            local all = true
-            for i, c in ipairs(all_nodes) do
-                ids[i] = ids[i] or id_of(c)
-                all = all and ids[i] ~= nil
-            end
-            if all then break end
-            os.execute("sleep 0.2")
-        end
-        for i = 1, 5 do assert(ids[i], "a node did not start:\n" .. logs()) end
-        local meshed_at
-        deadline = t0 + MESH_WITHIN
-        while S.now() < deadline do
-            local all = true
-            for i = 1, 3 do
-                local j = joins(members[i])
-                for k = 1, 3 do
-                    if k ~= i and not j[ids[k]] then all = false end
-                end
-            end
-            if all then
-                meshed_at = S.now() - t0
-                break
-            end
-            os.execute("sleep 0.2")
-        end
-        assert(meshed_at, ("no IPv6 mesh of three within %d s (%s):\n%s"):format(MESH_WITHIN,
-            mode, logs()))
+        local members = { run:spawn("v1", KEY, "::"), run:spawn("v2", KEY, "::"),
+            run:spawn("v3", KEY, "::") }
+        local stranger = run:spawn("v4", OTHER_KEY, "::")
+        local v4node = run:spawn("v5", KEY, "0.0.0.0")
+        local ids = run:ids { members[1], members[2], members[3], stranger, v4node }
+        local meshed_at = run:mesh(members, ids, t0, "IPv6 mesh (" .. mode .. ")")
         print(("\n  IPv6 link-local LAN mesh of 3 (%s) formed %.1f s after start"):format(mode,
             meshed_at))
         os.execute("sleep 4")
-        for i = 1, 3 do
-            local out = read(members[i].log)
-            assert.is_nil(out:find(ids[4], 1, true), "a member learned the stranger's id")
-            assert.is_nil(out:find(ids[5], 1, true), "a member heard of the IPv4-bound node")
-            local _, addrs = joins(members[i])
-            assert.is_true(#addrs >= 2)
-            for _, addr in ipairs(addrs) do
-                -- fe80::..., with the zone of eth0 (an interface index), at a port
-                assert.is_truthy(addr:match("^%[fe80::[%x:]+%%%d+%]:%d+$"), "joined at " .. addr)
-            end
-            local lan_line
-            for l in out:gmatch("lan ([%x,]*)") do lan_line = l end
-            for k = 1, 3 do
-                if k ~= i then
-                    assert.is_truthy(lan_line and lan_line:find(ids[k], 1, true),
-                        "node:lan_peers() of v" .. i .. " lacks v" .. k)
-                end
-            end
-        end
-        local out = read(stranger.log)
-        assert.is_nil(out:find("\njoin "), "the stranger joined someone:\n" .. out)
-        for k = 1, 3 do
-            assert.is_nil(out:find(ids[k], 1, true), "the stranger learned an id:\n" .. out)
-        end
-        local dropped, received
-        for d in out:gmatch("dropped=(%d+)") do dropped = tonumber(d) end
-        for r in out:gmatch("received=(%d+)") do received = tonumber(r) end
-        assert.is_truthy(dropped and dropped > 0, "the stranger heard no beacon:\n" .. out)
-        assert.are.equal(0, received)
+        -- fe80::..., with the zone of eth0 (an interface index), at a port
+        check_members(members, ids, { ids[4], ids[5] }, "^%[fe80::[%x:]+%%%d+%]:%d+$")
+        check_stranger(stranger, ids)
         -- bound to IPv4: no IPv6 socket, so it hears nothing here, and nobody dials it
-        out = read(v4node.log)
+        local out = read(v4node.log)
         assert.is_nil(out:find("\njoin "), "the IPv4-bound node joined someone:\n" .. out)
         for k = 1, 3 do assert.is_nil(out:find(ids[k], 1, true)) end
     end)

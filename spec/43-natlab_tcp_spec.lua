@@ -9,13 +9,10 @@
 -- with A's UDP address and both probe at once) and stays direct. The same once more with a
 -- WebSocket fallback URL (ws://MED:PORT/p2pnet).
 --
--- Needs root and network namespaces, and the issue 12 pieces of the lab and the CLI
--- (tests/natlab/lab.sh "udp ... block|unblock", bin/p2pnet mediator --tcp-port, node option
--- fallback); without one of them it is pending with the reason.
+-- Needs root and network namespaces; pending without them, with the reason.
 local S = require "spec.support"
 local Lab = require "tests.natlab.lab"
 
-local NODE = "lua5.4 tests/natlab/node.lua"
 local PORT = 7000
 local MED_ADDR = Lab.MED .. ":" .. PORT
 local MEDIATOR = ("lua5.4 bin/p2pnet mediator --port %d --tcp-port %d"):format(PORT, PORT)
@@ -28,27 +25,10 @@ local function sleep(s)
     os.execute("sleep " .. s)
 end
 
-local function file_has(path, text)
-    local f = io.open(path, "rb")
-    if not f then return false end
-    local s = f:read("a")
-    f:close()
-    return s:find(text, 1, true) ~= nil
-end
-
--- What is missing for this scenario, or nil.
+-- What is missing for this scenario (root, network namespaces, the lab's tools), or nil.
 local function missing()
     local ok, why = Lab.available()
     if not ok then return why end
-    if not file_has("tests/natlab/lab.sh", "udp_block") then
-        return "tests/natlab/lab.sh has no 'udp PREFIX a block|unblock' (issue 12, engineer P2)"
-    end
-    if not file_has("bin/p2pnet", "tcp-port") and not file_has("bin/p2pnet", "tcp_port") then
-        return "bin/p2pnet mediator has no --tcp-port (issue 12, engineer P6)"
-    end
-    if not file_has("tests/natlab/node.lua", "--fallback") then
-        return "tests/natlab/node.lua has no --fallback (issue 12, engineer P2)"
-    end
     return nil
 end
 
@@ -69,43 +49,14 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
     end)
 
     lazy_teardown(function()
-        if lab then
-            pcall(lab.run, lab, "udp", "a", "unblock")
-            lab:down()
-        end
-        if dir and os.getenv("NATLAB_KEEP") then
-            print("NAT lab logs kept in " .. dir)
-        elseif dir then
-            S.rmdir(dir)
-        end
+        if lab then pcall(lab.run, lab, "udp", "a", "unblock") end
+        S.lab_down(lab, dir)
     end)
 
     after_each(function()
         pcall(lab.run, lab, "udp", "a", "unblock")
         lab:forget()
     end)
-
-    local function node(host, name, args)
-        local c = lab:spawn(host, name, NODE .. " " .. args)
-        return c, lab:wait(c, "^id (%x+)$", 10)
-    end
-
-    -- Receipts 1..count all ok, once each; the receiver saw 1..count in order, once each.
-    local function check_transfer(sender, receiver, sender_id, count)
-        local ok, failed = lab:wait(sender, "^done ok=(%d+) failed=(%d+)$", 90, "transfer")
-        assert.equal(count .. "/0", ok .. "/" .. failed, lab:logs())
-        local seen = {}
-        for _, r in ipairs(Lab.lines(sender, "^receipt (%d+) (%a+) (.*)$")) do
-            local n = tonumber(r[1])
-            assert.is_nil(seen[n], "two receipts for message " .. n)
-            seen[n] = true
-            assert.equal("ok", r[2])
-        end
-        local recv = Lab.lines(receiver, "^recv " .. sender_id .. " (%d+)$")
-        assert.equal(count, #recv, lab:logs())
-        for i, r in ipairs(recv) do assert.equal(i, tonumber(r[1])) end
-        assert.same({}, Lab.lines(receiver, "^(recv%-bad .*)$"))
-    end
 
     -- Seconds until both A sees B and B sees A on a direct path ("path ID ADDR direct=true
     -- connected" from node.lua; an attempt's line before its join says direct=true too, with
@@ -133,16 +84,15 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
         lab:must("nat", "a", "cone")
         lab:must("nat", "b", "cone")
         lab:must("udp", "a", "block")
-        local med = lab:spawn("med", "mediator-" .. tag, MEDIATOR)
-        local med_id = lab:wait(med, "^p2pnet mediator (%x+) listening on ", 10)
-        local b, b_id = node("b", "node-b-" .. tag, "--port 6300 --connect " .. MED_ADDR)
+        local med, med_id = lab:mediator("med", "mediator-" .. tag, MEDIATOR)
+        local b, b_id = lab:node("b", "node-b-" .. tag, "--port 6300 --connect " .. MED_ADDR)
         lab:wait(b, "^join " .. med_id .. " ", 20, "B registering with the mediator")
         local go = dir .. "/go-" .. tag
         local t0 = S.now()
         -- 600 messages, one each 50 ms (30 s): the first 100 while UDP is blocked, the rest
         -- across the unblock and the move to UDP (probes at 1, 2, 4, 8, 16 s) and after it
-        local a, a_id = node("a", "node-a-" .. tag, ("--port 6300 --connect %s --dial %s --via %s "
-            .. "--send-to %s --count 600 --interval 0.05 --go %s%s"):format(
+        local a, a_id = lab:node("a", "node-a-" .. tag, ("--port 6300 --connect %s --dial %s "
+            .. "--via %s --send-to %s --count 600 --interval 0.05 --go %s%s"):format(
             MED_ADDR, b_id, MED_ADDR, b_id, go, fallback and (" --fallback " .. fallback) or ""))
         lab:wait(a, "^join " .. med_id .. " ", 30, "A reaching the mediator over " .. kind)
         local t_med = S.now()
@@ -159,7 +109,8 @@ describe("NAT lab scenario 3: UDP blocked, TCP relay #natlab #lab12", function()
         -- the A-B session goes direct while the messages keep flowing
         local took = wait_direct(a, b, a_id, b_id, 22)
         -- every message once, in order, with its receipt, across both moves
-        check_transfer(a, b, a_id, 600)
+        S.check_transfer(lab, a, b, a_id, 600)
+        S.check_receipts(lab, a)
         -- the session with the mediator moved to UDP (PATH_CHALLENGE to its UDP address)
         lab:wait(a, "^pathkind " .. med_id .. " direct$", 5, "the move to UDP")
         assert(took, "A-B still relayed 22 s after UDP came back\n" .. lab:logs())

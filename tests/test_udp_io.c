@@ -918,6 +918,14 @@ static void fallback(int ws)
             pump(&b, 2000);
         }
         T_EQ_INT(a.got, 100);
+        /* both ends name the path the same way: the client that asked for a WebSocket and the
+         * listener that accepted the upgrade */
+        p2p_peer_stats ps;
+        int want = ws ? P2P_PATH_WEBSOCKET : P2P_PATH_TCP;
+        T_EQ_INT(p2p_peer_stats_get(b.h, b.peer, &ps), 0);
+        T_EQ_INT(ps.path, want);
+        T_EQ_INT(p2p_peer_stats_get(a.h, a.peer, &ps), 0);
+        T_EQ_INT(ps.path, want);
     }
     drop_fd = -1;
     node_close(&a);

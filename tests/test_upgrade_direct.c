@@ -189,6 +189,10 @@ static uint64_t run(uint64_t seed, int count, uint64_t gap, int open_at, uint64_
         /* two moves of A's: A-M off the stream, A-B off the relay; none back and forth (A-M
          * does not return to the stream for M's packets still in its pipe) */
         T_EQ_INT(as.path_changes, 2);
+        /* M introduced A and B twice: through A's stream, then with A's UDP address */
+        p2p_stats ms;
+        p2p_host_stats(sh[0], &ms);
+        if (!lose) T_EQ_INT(ms.introductions, 2);
     }
     uint64_t took = direct_at ? direct_at - opened : UINT64_MAX;
     if (lose && direct_at && med_at) took = direct_at - med_at; /* after A-M moved */

@@ -1729,7 +1729,10 @@ static void stream_readable(p2p_udp *u, p2p_host *h, struct ustream *s)
             /* the handshake completes inside next(), before the first datagram comes out:
              * the host hears of the stream before it gets a datagram on it */
             if (p2p_tstream_opened(&s->st)) {
-                rc = p2p_host_stream_up(h, s->sid, &s->peer, s->inbound, p2p_udp_now());
+                /* inbound 2: a client that upgraded to a WebSocket (peer.path "ws") */
+                rc = p2p_host_stream_up(h, s->sid, &s->peer,
+                                        s->inbound ? (s->st.mode == P2P_STREAM_MODE_WS ? 2 : 1) : 0,
+                                        p2p_udp_now());
                 if (rc != 0) {
                     if (s->inbound) u->stats.streams_refused++;
                     if (!s->inbound) (void)p2p_host_stream_down(h, s->sid, p2p_udp_now());
