@@ -79,9 +79,12 @@ static p2p_guard_entry *find(p2p_guard *g, const p2p_addr *a)
 /* The entry of a, made when missing. NULL when the table is full of pinned entries. */
 static p2p_guard_entry *get(p2p_host *h, const p2p_addr *in)
 {
-    /* The ledger is per remote endpoint: which of our sockets it is on does not matter. */
+    /* The ledger is per remote endpoint: which of our sockets it is on does not matter, nor
+     * which of our interfaces a link-local address is reached through (its zone): a host on a
+     * link we reach by two interfaces is one victim, with one probe allowance. */
     p2p_addr norm = *in;
     norm.sock = 0;
+    norm.zone = 0;
     const p2p_addr *a = &norm;
     p2p_guard *g = &h->guard;
     uint64_t now = h->now;

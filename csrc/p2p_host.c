@@ -771,7 +771,10 @@ int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_
                      p2p_peer_handle *out)
 {
     if (h->closed) return P2P_ERR_CLOSED;
-    if (!addr || (addr->family != P2P_AF_INET4 && addr->family != P2P_AF_INET6) || !addr->port)
+    /* Nothing can answer from an unspecified, multicast or broadcast address, nor from a
+     * link-local one without the interface it is on (its zone). */
+    if (!addr || (addr->family != P2P_AF_INET4 && addr->family != P2P_AF_INET6) ||
+        p2p_addr_scope(addr) == P2P_SCOPE_INVALID)
         return P2P_ERR_ADDRESS;
     if (now > h->now) h->now = now;
     int rc;
@@ -797,7 +800,8 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_ad
                          uint64_t now, p2p_peer_handle *out)
 {
     if (h->closed) return P2P_ERR_CLOSED;
-    if (!via || (via->family != P2P_AF_INET4 && via->family != P2P_AF_INET6) || !via->port)
+    if (!via || (via->family != P2P_AF_INET4 && via->family != P2P_AF_INET6) ||
+        p2p_addr_scope(via) == P2P_SCOPE_INVALID)
         return P2P_ERR_ADDRESS;
     if (memcmp(id, h->ident.ed_pk, P2P_ID_LEN) == 0) return P2P_ERR_INVALID;
     if (now > h->now) h->now = now;

@@ -357,9 +357,8 @@ static p2p_peer *relay_of(const p2p_host *h, const p2p_peer *p)
     return r && r->state == P2P_S_CONNECTED ? r : NULL;
 }
 
-/* An INTRO with the relay flag for an established relayed session: when its relay is lost or
- * it is looking for a new one (or the peer is: it asked v, which introduced us again), the
- * session moves to the relay v offers at once. A relayed path is proven as soon as the session
+/* An INTRO with the relay flag for an established relayed session in a hand-over, from the
+ * introducer it asked: the session moves to the relay v offers at once. A relayed path is proven as soon as the session
  * with its relay is (section 8.5); the move changes the address only, so nothing is lost or
  * repeated. The upgrade probes go on (the path's schedule is the session's). */
 static void handover_move(p2p_host *h, p2p_peer *q, p2p_peer *v, uint32_t channel)
@@ -421,7 +420,13 @@ static int on_intro(p2p_host *h, p2p_peer *v, const uint8_t *body, size_t len, u
     if (q) {
         /* Introduced again while connected: one of us moved, or a relay is being replaced.
          * Probe where it may be now (a relayed session also upgrades with these later). */
-        if (q->addr.family == P2P_AF_RELAY && (flags & FLAG_RELAY)) handover_move(h, q, v, channel);
+        /* It moves to v's relay only when it is itself in a hand-over and asked v: any peer
+         * can have an offer of ours accepted and answer it with a relayed INTRO, which must
+         * not pull a healthy session onto that peer. The other side follows the first packet
+         * that comes through the new relay (section 8.5). */
+        if (q->addr.family == P2P_AF_RELAY && (flags & FLAG_RELAY) && q->handover_at &&
+            (q->relay_lost || q->stalled) && q->handover_via == v->handle)
+            handover_move(h, q, v, channel);
         /* Both sides got this INTRO at about the same time: probing now punches both NATs at
          * once (a relayed session then goes direct without waiting for its upgrade timer). */
         p2p_notify_peer(h, P2P_NOTE_PROBE, q);

@@ -172,6 +172,8 @@ static void move_to(p2p_host *h, p2p_peer *p, const p2p_addr *to, int proven, ui
         p->prev = p->addr;
         p->has_prev = 1;
     }
+    /* a relayed session that followed its peer to another relay (a hand-over, section 8.5) */
+    if (p->addr.family == P2P_AF_RELAY && to->family == P2P_AF_RELAY) h->stats.relay_handovers++;
     p->addr = *to;
     h->stats.path_changes++;
     if (to->sock) punch_adopt(h, p, to->sock);

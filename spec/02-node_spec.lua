@@ -99,6 +99,24 @@ describe("p2pnet.node", function()
         a:close()
     end)
 
+    it("returns nil, err for addresses nothing can answer from", function()
+        local a = assert(p2pnet.node { host = "127.0.0.1" })
+        -- unspecified, broadcast, multicast, port 0, and a link-local address
+        -- without the interface it is on (its zone)
+        for _, target in ipairs { "0.0.0.0:7000", "255.255.255.255:7000", "224.0.0.1:7000",
+                                  "[::]:7000", "[ff02::1]:7000",
+                                  "127.0.0.1:0", "[fe80::1]:7000" } do
+            local p, err = a:connect(target)
+            assert.is_nil(p, target)
+            assert.equal("bad address '" .. target .. "'", err)
+            p, err = a:connect(p2pnet.identity().id, { via = target })
+            assert.is_nil(p, target)
+            assert.equal("bad address '" .. target .. "'", err)
+        end
+        assert.equal(0, #a:peers())
+        a:close()
+    end)
+
     it("raises for bad connect arguments", function()
         local a = assert(p2pnet.node { host = "127.0.0.1" })
         S.raises(a.connect, a, {})

@@ -1353,6 +1353,12 @@ static int node_connect(lua_State *L)
                 return 2;
             }
             rc = p2p_host_connect_via(n->host, tid, &vaddr, lp_node_now(n), &h);
+            if (rc == P2P_ERR_ADDRESS) { /* parsed, but nothing can answer from there */
+                lp_after_call(L, 1);
+                lua_pushnil(L);
+                lua_pushfstring(L, "bad address '%s'", via);
+                return 2;
+            }
         } else {
             rc = p2p_host_connect_id(n->host, tid, lp_node_now(n), &h);
         }
@@ -1380,6 +1386,13 @@ static int node_connect(lua_State *L)
     rc = p2p_host_connect(n->host, &addr, have_expected ? expected : NULL, lp_node_now(n), &h);
     if (rc != 0) {
         lp_after_call(L, 1);
+        /* parsed, but nothing can answer from there (unspecified, multicast, broadcast, a
+         * link-local address without its zone, port 0) */
+        if (rc == P2P_ERR_ADDRESS) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "bad address '%s'", target);
+            return 2;
+        }
         return lp_push_fail(L, lp_error_text(rc));
     }
     lp_push_peer(L, 1, h);
