@@ -1080,6 +1080,20 @@ static p2p_addr stream_addr(uint32_t sid)
     return a;
 }
 
+/* A free slot of streams[] taken, or a used one given back. */
+static void stream_take(p2p_host *h, p2p_stream *st)
+{
+    memset(st, 0, sizeof *st);
+    st->used = 1;
+    h->nstreams++;
+}
+
+static void stream_free(p2p_host *h, p2p_stream *st)
+{
+    if (st->used) h->nstreams--;
+    memset(st, 0, sizeof *st);
+}
+
 static void stream_close(p2p_host *h, p2p_stream *st)
 {
     p2p_io io;
@@ -1092,7 +1106,7 @@ static void stream_close(p2p_host *h, p2p_stream *st)
         h->fb_sid = 0;
         h->fb_state = 0;
     }
-    memset(st, 0, sizeof *st);
+    stream_free(h, st);
 }
 
 /* 1 when some session's path is the stream. */
@@ -1158,6 +1172,17 @@ static uint64_t silent_from(const p2p_host *h)
     return (first > heard ? first : heard) + P2P_FALLBACK_AFTER_US;
 }
 
+/* The earliest the trigger can hold, without the scan of silent_from: UDP has been heard
+ * within P2P_FALLBACK_AFTER_US (or the node is that young) until then. An early bound makes
+ * the timer look sooner than needed, never later; the host's deadline is asked for at every
+ * step, so this keeps a busy node's steps free of a scan of all its peers. */
+static uint64_t silent_after(const p2p_host *h)
+{
+    uint64_t heard = h->last_udp_rx > h->started ? h->last_udp_rx : h->started;
+    uint64_t bound = heard + P2P_FALLBACK_AFTER_US;
+    return bound > h->now ? bound : silent_from(h);
+}
+
 static void fallback_open(p2p_host *h, uint64_t now)
 {
     p2p_addr to;
@@ -1189,8 +1214,7 @@ static void fallback_open(p2p_host *h, uint64_t now)
     for (size_t i = 0; i < P2P_STREAMS; i++) {
         p2p_stream *st = &h->streams[i];
         if (st->used) continue;
-        memset(st, 0, sizeof *st);
-        st->used = 1;
+        stream_take(h, st);
         st->sid = io.id;
         st->peer_ip = to;
         st->ws = (uint8_t)ws;
@@ -1263,10 +1287,10 @@ static uint64_t reach_deadline(const p2p_host *h)
     if (h->fb_at < t) t = h->fb_at;
     if (!h->fallback_off && h->fb_state == 0 && h->fb_at == P2P_TIME_NEVER &&
         (h->nfallback || h->fallback_default)) {
-        uint64_t trigger = silent_from(h);
+        uint64_t trigger = silent_after(h);
         if (trigger < t) t = trigger;
     }
-    for (size_t i = 0; i < P2P_STREAMS; i++) {
+    for (size_t i = 0; h->nstreams && i < P2P_STREAMS; i++) {
         const p2p_stream *st = &h->streams[i];
         if (!st->used || !st->up) continue;
         uint64_t idle = stream_expiry(st);
@@ -1288,14 +1312,14 @@ static void reach_timer(p2p_host *h, uint64_t now)
             h->fb_state = 0;
             fallback_open(h, now);
         } else if (h->fb_state == 0 && (h->fb_at <= now || h->fb_at == P2P_TIME_NEVER) &&
-                   silent_from(h) <= now) {
+                   silent_after(h) <= now && silent_from(h) <= now) {
             fallback_open(h, now);
         } else if (h->fb_state == 0 && h->fb_at <= now) {
             h->fb_at = P2P_TIME_NEVER; /* UDP answers again: stand down */
         }
     }
     /* streams no session uses any more are closed after a while */
-    for (size_t i = 0; i < P2P_STREAMS; i++) {
+    for (size_t i = 0; h->nstreams && i < P2P_STREAMS; i++) {
         p2p_stream *st = &h->streams[i];
         if (!st->used || !st->up) continue;
         int use = stream_in_use(h, st->sid);
@@ -1374,8 +1398,7 @@ int p2p_host_stream_up(p2p_host *h, uint32_t sid, const p2p_addr *from_ip, int i
         if (same >= P2P_STREAMS_PER_IP && p2p_addr_scope(&ip) != P2P_SCOPE_LOOPBACK)
             return P2P_ERR_LIMIT;
         st = &h->streams[slot];
-        memset(st, 0, sizeof *st);
-        st->used = 1;
+        stream_take(h, st);
         st->sid = sid;
         st->inbound = 1;
         st->ws = inbound == 2;
@@ -1407,7 +1430,7 @@ int p2p_host_stream_down(p2p_host *h, uint32_t sid, uint64_t now)
         h->fb_state = 0;
         h->fb_at = h->closed ? P2P_TIME_NEVER : h->now; /* the next one, if UDP is still silent */
     }
-    memset(st, 0, sizeof *st);
+    stream_free(h, st);
     settle(h);
     return h->closed ? P2P_ERR_CLOSED : 0;
 }

@@ -789,6 +789,7 @@ struct p2p_host {
     size_t lanq_len;
     /* streams (p2p_host.c) and the fallback to them when UDP gets nothing */
     p2p_stream streams[P2P_STREAMS];
+    size_t nstreams;      /* slots of streams[] in use (0: the scans of the timers are skipped) */
     uint64_t last_udp_rx; /* the last UDP datagram from anyone (0: none yet) */
     uint64_t started;     /* when the host was made */
     p2p_fallback fallback[P2P_FALLBACKS];
