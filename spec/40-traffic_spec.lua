@@ -26,20 +26,7 @@ local q = P.quote
 local SECONDS = tonumber(os.getenv("P2P_TRAFFIC_SECONDS") or "") or 120
 local TAG = ("p6t%d"):format(os.time() % 100000)
 
-local function available()
-    local p = io.popen("id -u")
-    local uid = p:read("*l")
-    p:close()
-    if uid ~= "0" then return false, "needs root (network namespaces)" end
-    for _, cmd in ipairs { "ip", "nft" } do
-        if not P.have(cmd) then return false, "needs " .. cmd end
-    end
-    local ok, out = P.run("ip netns add " .. TAG .. "-probe && ip netns del " .. TAG .. "-probe")
-    if not ok then return false, "cannot make a network namespace: " .. out end
-    return true
-end
-
-local ok_env, why = available()
+local ok_env, why = P.netns_available(TAG, { "ip", "nft" })
 if not ok_env then
     describe("traffic without peers", function()
         pending("skipped: " .. why)

@@ -12,20 +12,7 @@ local q = S.q
 local TAG = ("v13x%s"):format(assert(io.popen("echo $PPID")):read("l"))
 local KEY, OTHER_KEY = "verify13-lan-key", "another-key"
 
-local function available()
-    local p = io.popen("id -u")
-    local uid = p:read("*l")
-    p:close()
-    if uid ~= "0" then return false, "needs root (network namespaces)" end
-    for _, cmd in ipairs { "ip", "nft", "python3" } do
-        if not P.have(cmd) then return false, "needs " .. cmd end
-    end
-    local ok, out = P.run("ip netns add " .. TAG .. "-probe && ip netns del " .. TAG .. "-probe")
-    if not ok then return false, "cannot make a network namespace: " .. out end
-    return true
-end
-
-local ok_env, why = available()
+local ok_env, why = P.netns_available(TAG, { "ip", "nft", "python3" })
 if not ok_env then
     describe("issue 12 verification 13 #natlab #host", function()
         pending("skipped: " .. why)

@@ -93,6 +93,22 @@ function P.have(cmd)
     return (P.run("command -v " .. P.quote(cmd) .. " >/dev/null"))
 end
 
+-- Whether a spec can make network namespaces here: root, `ip netns add` works (tried with a
+-- namespace named tag .. "-probe"), and every command in cmds is on the PATH. Returns true,
+-- or false and the reason.
+function P.netns_available(tag, cmds)
+    local p = io.popen("id -u")
+    local uid = p:read("*l")
+    p:close()
+    if uid ~= "0" then return false, "needs root (network namespaces)" end
+    for _, cmd in ipairs(cmds or {}) do
+        if not P.have(cmd) then return false, "needs " .. cmd end
+    end
+    local ok, out = P.run("ip netns add " .. tag .. "-probe && ip netns del " .. tag .. "-probe")
+    if not ok then return false, "cannot make a network namespace: " .. out end
+    return true
+end
+
 -- The last n (default 40) lines of s.
 function P.tail(s, n)
     local lines = {}

@@ -171,27 +171,38 @@ static void test_reintro_flood_direct_fresh(void)
     run_direct(1);
 }
 
+/* Nodes A, M, B and I (all mediators); the A-B direct path cut; M connected to A (and to B
+ * with m_b); A reaches B by id through I, so their session is relayed. */
+static void relayed_pair(anet *net, int m_b, int *a, int *m, int *b, int *i)
+{
+    an_init(net, 10 * MS);
+    p2p_config cfg;
+    p2p_config_init(&cfg);
+    cfg.mediator = 1;
+    *a = an_add(net, &cfg);
+    *m = an_add(net, &cfg);
+    *b = an_add(net, &cfg);
+    *i = an_add(net, &cfg);
+    cut_a = net->n[*a].addr;
+    cut_b = net->n[*b].addr;
+    net->filter = cut_ab;
+    T_CHECK(an_connect(net, *m, *a, 2 * SEC) != 0);
+    if (m_b) T_CHECK(an_connect(net, *m, *b, 2 * SEC) != 0);
+    T_CHECK(an_connect(net, *a, *i, 2 * SEC) != 0);
+    T_CHECK(an_connect(net, *b, *i, 2 * SEC) != 0);
+    T_CHECK(p2p_host_connect_via(net->n[*a].h, net->n[*b].id.ed_pk, &net->n[*i].addr, net->now,
+                                 NULL) == 0);
+    for (int k = 0; k < 1500 && !(an_handle(net, *a, *b) && an_handle(net, *b, *a)); k++)
+        an_run(net, 10 * MS);
+}
+
 /* A-B relayed through I (their direct path cut); M re-introduces B to A 10 times a second:
  * each INTRO restarts A's upgrade schedule (p2p_path_retry). B's address never answers A. */
 static void run_relayed(int rotate)
 {
     anet net;
-    an_init(&net, 10 * MS);
-    p2p_config cfg;
-    p2p_config_init(&cfg);
-    cfg.mediator = 1;
-    int a = an_add(&net, &cfg), m = an_add(&net, &cfg), b = an_add(&net, &cfg);
-    int i = an_add(&net, &cfg);
-    cut_a = net.n[a].addr;
-    cut_b = net.n[b].addr;
-    net.filter = cut_ab;
-    T_CHECK(an_connect(&net, m, a, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, a, i, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, b, i, 2 * SEC) != 0);
-    T_CHECK(p2p_host_connect_via(net.n[a].h, net.n[b].id.ed_pk, &net.n[i].addr, net.now, NULL) ==
-            0);
-    for (int k = 0; k < 1500 && !(an_handle(&net, a, b) && an_handle(&net, b, a)); k++)
-        an_run(&net, 10 * MS);
+    int a, m, b, i;
+    relayed_pair(&net, 0, &a, &m, &b, &i);
     p2p_peer *p = an_session(&net, a, b);
     T_CHECK(p != NULL);
     if (!p) {
@@ -296,22 +307,8 @@ static void run_hijack(int attack, uint64_t *delivered, uint64_t *sent, uint64_t
                        uint64_t *moves, uint64_t *delay)
 {
     anet net;
-    an_init(&net, 10 * MS);
-    p2p_config cfg;
-    p2p_config_init(&cfg);
-    cfg.mediator = 1;
-    int a = an_add(&net, &cfg), m = an_add(&net, &cfg), b = an_add(&net, &cfg);
-    int i = an_add(&net, &cfg);
-    cut_a = net.n[a].addr;
-    cut_b = net.n[b].addr;
-    net.filter = cut_ab;
-    T_CHECK(an_connect(&net, m, a, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, a, i, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, b, i, 2 * SEC) != 0);
-    T_CHECK(p2p_host_connect_via(net.n[a].h, net.n[b].id.ed_pk, &net.n[i].addr, net.now, NULL) ==
-            0);
-    for (int k = 0; k < 1500 && !(an_handle(&net, a, b) && an_handle(&net, b, a)); k++)
-        an_run(&net, 10 * MS);
+    int a, m, b, i;
+    relayed_pair(&net, 0, &a, &m, &b, &i);
     T_CHECK(an_handle(&net, a, b) != 0);
     an_run(&net, 2 * SEC);
     uint64_t m0 = an_pkts_to(&net, a, &net.n[m].addr), mv0 = an_stats(&net, a).relay_handovers;
@@ -373,23 +370,8 @@ static void test_relay_hijack_by_peer(void)
 static double run_pin(int attack)
 {
     anet net;
-    an_init(&net, 10 * MS);
-    p2p_config cfg;
-    p2p_config_init(&cfg);
-    cfg.mediator = 1;
-    int a = an_add(&net, &cfg), m = an_add(&net, &cfg), b = an_add(&net, &cfg);
-    int i = an_add(&net, &cfg);
-    cut_a = net.n[a].addr;
-    cut_b = net.n[b].addr;
-    net.filter = cut_ab;
-    T_CHECK(an_connect(&net, m, a, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, m, b, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, a, i, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, b, i, 2 * SEC) != 0);
-    T_CHECK(p2p_host_connect_via(net.n[a].h, net.n[b].id.ed_pk, &net.n[i].addr, net.now, NULL) ==
-            0);
-    for (int k = 0; k < 1500 && !(an_handle(&net, a, b) && an_handle(&net, b, a)); k++)
-        an_run(&net, 10 * MS);
+    int a, m, b, i;
+    relayed_pair(&net, 1, &a, &m, &b, &i);
     T_CHECK(an_handle(&net, a, b) != 0);
     double took = -1;
     for (int t = 0; t < 1500; t++) { /* 30 s cut, then up to 120 s restored */
