@@ -190,7 +190,6 @@ void p2p_host_probe(p2p_host *h, p2p_peer *p, uint64_t now)
     p2p_path_probe(h, p, c, src, n, now);
 }
 
-/* The addresses at which the node of session q may be reached: where we see it first. */
 /* Adds a to an introduction's candidates, unless it is a link-local address with its zone:
  * that names an interface of this host, nothing another host can reach. */
 static void reach_add(p2p_addr *out, uint8_t *n, const p2p_addr *a)
@@ -199,6 +198,7 @@ static void reach_add(p2p_addr *out, uint8_t *n, const p2p_addr *a)
     p2p_cand_add(out, n, P2P_CANDIDATES - 1, a);
 }
 
+/* The addresses at which the node of session q may be reached: where we see it first. */
 static uint8_t reach_of(const p2p_host *h, const p2p_peer *q, p2p_addr *out)
 {
     uint8_t n = 0;
@@ -771,11 +771,10 @@ int p2p_host_connect(p2p_host *h, const p2p_addr *addr, const uint8_t *expected_
                      p2p_peer_handle *out)
 {
     if (h->closed) return P2P_ERR_CLOSED;
-    /* Nothing can answer from an unspecified, multicast or broadcast address, nor from a
-     * link-local one without the interface it is on (its zone). */
-    if (!addr || (addr->family != P2P_AF_INET4 && addr->family != P2P_AF_INET6) ||
-        p2p_addr_scope(addr) == P2P_SCOPE_INVALID)
-        return P2P_ERR_ADDRESS;
+    /* Only IPv4 and IPv6 (the scope of anything else is INVALID); nothing can answer from an
+     * unspecified, multicast or broadcast address, port 0, nor from a link-local one without
+     * the interface it is on (its zone). */
+    if (!addr || p2p_addr_scope(addr) == P2P_SCOPE_INVALID) return P2P_ERR_ADDRESS;
     if (now > h->now) h->now = now;
     int rc;
     p2p_peer *p = p2p_host_dial(h, addr, 1, expected_id, h->now, &rc);
@@ -800,9 +799,7 @@ int p2p_host_connect_via(p2p_host *h, const uint8_t id[P2P_ID_LEN], const p2p_ad
                          uint64_t now, p2p_peer_handle *out)
 {
     if (h->closed) return P2P_ERR_CLOSED;
-    if (!via || (via->family != P2P_AF_INET4 && via->family != P2P_AF_INET6) ||
-        p2p_addr_scope(via) == P2P_SCOPE_INVALID)
-        return P2P_ERR_ADDRESS;
+    if (!via || p2p_addr_scope(via) == P2P_SCOPE_INVALID) return P2P_ERR_ADDRESS;
     if (memcmp(id, h->ident.ed_pk, P2P_ID_LEN) == 0) return P2P_ERR_INVALID;
     if (now > h->now) h->now = now;
     int rc = p2p_nat_connect_via(h, id, via, out);
@@ -1109,7 +1106,6 @@ static void stream_close(p2p_host *h, p2p_stream *st)
     stream_free(h, st);
 }
 
-/* 1 when some session's path is the stream. */
 /* 1 when a session uses the stream (2: an established one), 0 when none does. */
 static int stream_in_use(const p2p_host *h, uint32_t sid)
 {
@@ -1312,7 +1308,7 @@ static void reach_timer(p2p_host *h, uint64_t now)
             h->fb_state = 0;
             fallback_open(h, now);
         } else if (h->fb_state == 0 && (h->fb_at <= now || h->fb_at == P2P_TIME_NEVER) &&
-                   silent_after(h) <= now && silent_from(h) <= now) {
+                   silent_after(h) <= now) {
             fallback_open(h, now);
         } else if (h->fb_state == 0 && h->fb_at <= now) {
             h->fb_at = P2P_TIME_NEVER; /* UDP answers again: stand down */

@@ -358,9 +358,10 @@ static p2p_peer *relay_of(const p2p_host *h, const p2p_peer *p)
 }
 
 /* An INTRO with the relay flag for an established relayed session in a hand-over, from the
- * introducer it asked: the session moves to the relay v offers at once. A relayed path is proven as soon as the session
- * with its relay is (section 8.5); the move changes the address only, so nothing is lost or
- * repeated. The upgrade probes go on (the path's schedule is the session's). */
+ * introducer it asked: the session moves to the relay v offers at once. A relayed path is
+ * proven as soon as the session with its relay is (section 8.5); the move changes the address
+ * only, so nothing is lost or repeated. The upgrade probes go on (the path's schedule is the
+ * session's). */
 static void handover_move(p2p_host *h, p2p_peer *q, p2p_peer *v, uint32_t channel)
 {
     p2p_peer *old = relay_of(h, q);
@@ -639,7 +640,7 @@ uint64_t p2p_nat_deadline(const p2p_peer *p)
 
 int p2p_nat_udp_silent(const p2p_host *h, uint64_t now)
 {
-    if (h->last_udp_rx && h->last_udp_rx + P2P_FALLBACK_AFTER_US > now) return 0;
+    if (p2p_udp_heard(h, now)) return 0;
     int stream = 0;
     for (size_t i = 0; i < h->peers.hwm; i++) {
         const p2p_peer *q = h->peers.slots[i];

@@ -214,8 +214,7 @@ void p2p_path_on_packet(p2p_host *h, p2p_peer *p, const p2p_addr *from, size_t l
      * still in the stream's pipe (sent before it followed) would only move it back, and the
      * next challenge forth again, each move a re-introduction (section 8.8). Once UDP has gone
      * silent, the peer's packets over the stream bring the session back to it. */
-    if (from->family == P2P_AF_STREAM && direct(&p->addr) && p->path_ok && h->last_udp_rx &&
-        h->last_udp_rx + P2P_FALLBACK_AFTER_US > now)
+    if (from->family == P2P_AF_STREAM && direct(&p->addr) && p->path_ok && p2p_udp_heard(h, now))
         return;
     const p2p_path_cand *c = cand_find(p, from);
     int back = (p->has_prev && p2p_addr_equal(from, &p->prev)) || (c && valid(c));

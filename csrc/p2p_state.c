@@ -568,6 +568,11 @@ int p2p_may_send_learned(const p2p_host *h, const p2p_addr *a)
     return 0;
 }
 
+int p2p_udp_heard(const p2p_host *h, uint64_t now)
+{
+    return h->last_udp_rx && h->last_udp_rx + P2P_FALLBACK_AFTER_US > now;
+}
+
 void p2p_cand_add(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a)
 {
     if (a->family != P2P_AF_INET4 && a->family != P2P_AF_INET6 && a->family != P2P_AF_RELAY) return;

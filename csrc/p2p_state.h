@@ -145,6 +145,9 @@ int p2p_lan_tx_push(p2p_host *h, const p2p_addr *to, const uint8_t *data, size_t
  * (one of its own addresses, or the address of a connected peer, has that scope). Addresses
  * the application gave (connect) are the application's choice and are not checked. */
 int p2p_may_send_learned(const p2p_host *h, const p2p_addr *a);
+/* 1 while UDP works: an authenticated UDP datagram (or an answer to our own STUN or gateway
+ * request) came within P2P_FALLBACK_AFTER_US. */
+int p2p_udp_heard(const p2p_host *h, uint64_t now);
 /* Appends a to the n addresses in v (at most max) unless it is there already or has no family
  * a candidate can have. */
 void p2p_cand_add(p2p_addr *v, uint8_t *n, size_t max, const p2p_addr *a);
