@@ -473,4 +473,20 @@ static inline int an_advertises(const p2p_host *h, const p2p_addr *a)
     return 0;
 }
 
+/* An INTRO record's body (docs/PROTOCOL.md section 8.2): the id, channel 0x77, flags (bit 0
+ * relay, bit 1 offer) and n candidates. AN_INTRO_MAX bytes always suffice for 8. */
+#define AN_INTRO_MAX (38 + 19 * 8)
+static inline size_t an_intro(uint8_t out[AN_INTRO_MAX], const uint8_t id[P2P_ID_LEN],
+                              uint8_t flags, const p2p_addr *c, uint8_t n)
+{
+    p2p_wr w;
+    p2p_wr_init(&w, out, AN_INTRO_MAX);
+    p2p_wr_bytes(&w, id, P2P_ID_LEN);
+    p2p_wr_u32(&w, 0x77);
+    p2p_wr_u8(&w, flags);
+    p2p_wr_u8(&w, n);
+    for (uint8_t i = 0; i < n; i++) p2p_wr_addr(&w, &c[i]);
+    return (size_t)(w.p - out);
+}
+
 #endif

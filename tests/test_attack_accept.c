@@ -100,21 +100,6 @@ static p2p_peer *relayed_pair(anet *net, int *m, int *i, int *b)
 
 /* ---- INTRO records ----------------------------------------------------------------------- */
 
-#define INTRO_MAX (38 + 19 * 8)
-
-static size_t intro(uint8_t out[INTRO_MAX], const uint8_t id[P2P_ID_LEN], uint8_t flags,
-                    const p2p_addr *c, uint8_t n)
-{
-    p2p_wr w;
-    p2p_wr_init(&w, out, INTRO_MAX);
-    p2p_wr_bytes(&w, id, P2P_ID_LEN);
-    p2p_wr_u32(&w, 0x77);
-    p2p_wr_u8(&w, flags);
-    p2p_wr_u8(&w, n);
-    for (uint8_t i = 0; i < n; i++) p2p_wr_addr(&w, &c[i]);
-    return (size_t)(w.p - out);
-}
-
 static size_t slots_in_use(const p2p_host *h)
 {
     size_t n = 0;
@@ -135,10 +120,10 @@ static void test_row01_unsolicited_intro(void)
     for (int i = 0; i < 8; i++) v[i] = victim_port(1000 + i);
     uint64_t attack = 0;
     for (int k = 0; k < 50; k++) {
-        uint8_t id[P2P_ID_LEN], body[INTRO_MAX];
+        uint8_t id[P2P_ID_LEN], body[AN_INTRO_MAX];
         memset(id, 0x61, P2P_ID_LEN);
         id[0] = (uint8_t)k;
-        size_t n = intro(body, id, 0, v, 8);
+        size_t n = an_intro(body, id, 0, v, 8);
         attack += n;
         T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, n), 0);
     }
@@ -207,15 +192,15 @@ static void test_row03_intro_slots(void)
     T_CHECK(an_connect(&net, m, a, 2000000) != 0);
     size_t slots0 = slots_in_use(net.n[a].h);
     for (int k = 0; k < 300; k++) {
-        uint8_t id[P2P_ID_LEN], body[INTRO_MAX];
+        uint8_t id[P2P_ID_LEN], body[AN_INTRO_MAX];
         memset(id, 0x62, P2P_ID_LEN);
         id[0] = (uint8_t)k;
         id[1] = (uint8_t)(k >> 8);
         /* half of them offers (flag 2), each followed by the introduction it would solicit */
         if (k % 2)
-            T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, intro(body, id, 2, NULL, 0)), 0);
+            T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, an_intro(body, id, 2, NULL, 0)), 0);
         p2p_addr c = an_addr("198.51.100.200:4000");
-        T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, intro(body, id, 0, &c, 1)), 0);
+        T_EQ_INT(an_record(&net, m, a, P2P_REC_INTRO, body, an_intro(body, id, 0, &c, 1)), 0);
     }
     an_run(&net, 300000);
     size_t slots = slots_in_use(net.n[a].h);
@@ -1087,8 +1072,8 @@ static void test_extra_solicited_intro_at_victims(void)
     for (int i = 0; i < 8; i++) v[i] = victim_port(30000 + i);
     uint64_t attack = 0;
     for (int k = 0; k < 50; k++) {
-        uint8_t body[INTRO_MAX];
-        size_t n = intro(body, target, 1, v, 8); /* relay offered too */
+        uint8_t body[AN_INTRO_MAX];
+        size_t n = an_intro(body, target, 1, v, 8); /* relay offered too */
         attack += n;
         an_record(&net, m, a, P2P_REC_INTRO, body, n);
         an_run(&net, 200000);

@@ -23,19 +23,6 @@
 #define MS UINT64_C(1000)
 #define NV 8 /* victim addresses in each INTRO */
 
-static size_t intro_body(uint8_t out[64 + 19 * 8], const uint8_t id[P2P_ID_LEN], uint8_t flags,
-                         const p2p_addr *c, uint8_t n)
-{
-    p2p_wr w;
-    p2p_wr_init(&w, out, 64 + 19 * 8);
-    p2p_wr_bytes(&w, id, P2P_ID_LEN);
-    p2p_wr_u32(&w, 0x77);
-    p2p_wr_u8(&w, flags);
-    p2p_wr_u8(&w, n);
-    for (uint8_t i = 0; i < n; i++) p2p_wr_addr(&w, &c[i]);
-    return (size_t)(w.p - out);
-}
-
 /* victim k of round r: with rotate, a pool of POOL x NV addresses named in turn (each again
  * every POOL rounds), else the same NV */
 #define POOL 128
@@ -99,13 +86,13 @@ static flood_result flood(anet *net, int a, int m, int b, int minutes, uint64_t 
     uint64_t drop0 = an_stats(net, a).dropped_unsolicited;
     for (int min = 0; min < minutes; min++) {
         for (int i = 0; i < rounds_per_min; i++, r++) {
-            uint8_t body[64 + 19 * 8];
+            uint8_t body[AN_INTRO_MAX];
             p2p_addr v[NV];
             for (int k = 0; k < NV; k++) v[k] = victim(r, k, rotate);
             an_record(net, m, a, P2P_REC_INTRO, body,
-                      intro_body(body, net->n[b].id.ed_pk, 2, NULL, 0)); /* OFFER */
+                      an_intro(body, net->n[b].id.ed_pk, 2, NULL, 0)); /* OFFER */
             an_record(net, m, a, P2P_REC_INTRO, body,
-                      intro_body(body, net->n[b].id.ed_pk, 0, v, NV)); /* INTRO */
+                      an_intro(body, net->n[b].id.ed_pk, 0, v, NV)); /* INTRO */
             fr.intros++;
             an_run(net, period_us);
         }
@@ -138,17 +125,26 @@ static void print_fr(const char *what, const flood_result *fr, int minutes)
            (unsigned long long)fr->to_b_max, (unsigned long long)fr->baseline_b);
 }
 
+/* Nodes A, M and B (all mediators): M connected to A, A to B directly. */
+static void direct_trio(anet *net, int *a, int *m, int *b)
+{
+    an_init(net, 10 * MS);
+    p2p_config cfg;
+    p2p_config_init(&cfg);
+    cfg.mediator = 1;
+    *a = an_add(net, &cfg);
+    *m = an_add(net, &cfg);
+    *b = an_add(net, &cfg);
+    T_CHECK(an_connect(net, *m, *a, 2 * SEC) != 0);
+    T_CHECK(an_connect(net, *a, *b, 2 * SEC) != 0);
+}
+
 /* A-B direct; M re-introduces B to A 10 times a second for 3 minutes. */
 static void run_direct(int rotate)
 {
     anet net;
-    an_init(&net, 10 * MS);
-    p2p_config cfg;
-    p2p_config_init(&cfg);
-    cfg.mediator = 1;
-    int a = an_add(&net, &cfg), m = an_add(&net, &cfg), b = an_add(&net, &cfg);
-    T_CHECK(an_connect(&net, m, a, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, a, b, 2 * SEC) != 0);
+    int a, m, b;
+    direct_trio(&net, &a, &m, &b);
     flood_result fr = flood(&net, a, m, b, 3, 100 * MS, rotate);
     print_fr(rotate ? "direct A-B, fresh victims per INTRO" : "direct A-B, the same 8 victims", &fr,
              3);
@@ -256,20 +252,15 @@ static void test_zone_not_on_wire(void)
 static void test_linklocal_intro_not_probed(void)
 {
     anet net;
-    an_init(&net, 10 * MS);
-    p2p_config cfg;
-    p2p_config_init(&cfg);
-    cfg.mediator = 1;
-    int a = an_add(&net, &cfg), m = an_add(&net, &cfg), b = an_add(&net, &cfg);
-    T_CHECK(an_connect(&net, m, a, 2 * SEC) != 0);
-    T_CHECK(an_connect(&net, a, b, 2 * SEC) != 0);
+    int a, m, b;
+    direct_trio(&net, &a, &m, &b);
     /* M introduces B with link-local candidates (no zone can come from the wire) */
     p2p_addr v[4] = {an_addr("[fe80::1]:5000"), an_addr("[fe80::2]:5000"),
                      an_addr("[fe80::3]:5000"), an_addr("[fe80::4]:5000")};
     for (int r = 0; r < 20; r++) {
-        uint8_t body[64 + 19 * 8];
-        an_record(&net, m, a, P2P_REC_INTRO, body, intro_body(body, net.n[b].id.ed_pk, 2, NULL, 0));
-        an_record(&net, m, a, P2P_REC_INTRO, body, intro_body(body, net.n[b].id.ed_pk, 0, v, 4));
+        uint8_t body[AN_INTRO_MAX];
+        an_record(&net, m, a, P2P_REC_INTRO, body, an_intro(body, net.n[b].id.ed_pk, 2, NULL, 0));
+        an_record(&net, m, a, P2P_REC_INTRO, body, an_intro(body, net.n[b].id.ed_pk, 0, v, 4));
         an_run(&net, 500 * MS);
     }
     uint64_t sum = 0;
@@ -323,12 +314,12 @@ static void run_hijack(int attack, uint64_t *delivered, uint64_t *sent, uint64_t
         memcpy(d, &net.now, 8);
         if (ph && p2p_peer_send(net.n[a].h, ph, 1, d, sizeof d, 0, NULL, net.now) == 0) (*sent)++;
         if (attack && t % 12 == 0) {
-            uint8_t body[64 + 19 * 8];
+            uint8_t body[AN_INTRO_MAX];
             an_record(&net, m, a, P2P_REC_INTRO, body,
-                      intro_body(body, net.n[b].id.ed_pk, 2, NULL, 0));
+                      an_intro(body, net.n[b].id.ed_pk, 2, NULL, 0));
             an_run(&net, 30 * MS); /* A asks M */
             an_record(&net, m, a, P2P_REC_INTRO, body,
-                      intro_body(body, net.n[b].id.ed_pk, 1, NULL, 0));
+                      an_intro(body, net.n[b].id.ed_pk, 1, NULL, 0));
             an_run(&net, 70 * MS);
         } else {
             an_run(&net, 100 * MS);
@@ -377,18 +368,16 @@ static double run_pin(int attack)
     for (int t = 0; t < 1500; t++) { /* 30 s cut, then up to 120 s restored */
         if (t == 300) net.filter = NULL;
         if (attack && t % 12 == 0) {
-            uint8_t body[64 + 19 * 8];
+            uint8_t body[AN_INTRO_MAX];
             p2p_addr v[NV];
             for (int k = 0; k < NV; k++) v[k] = victim(t / 12, k, 1);
             an_record(&net, m, a, P2P_REC_INTRO, body,
-                      intro_body(body, net.n[b].id.ed_pk, 2, NULL, 0));
+                      an_intro(body, net.n[b].id.ed_pk, 2, NULL, 0));
             an_record(&net, m, b, P2P_REC_INTRO, body,
-                      intro_body(body, net.n[a].id.ed_pk, 2, NULL, 0));
+                      an_intro(body, net.n[a].id.ed_pk, 2, NULL, 0));
             an_run(&net, 30 * MS);
-            an_record(&net, m, a, P2P_REC_INTRO, body,
-                      intro_body(body, net.n[b].id.ed_pk, 0, v, NV));
-            an_record(&net, m, b, P2P_REC_INTRO, body,
-                      intro_body(body, net.n[a].id.ed_pk, 0, v, NV));
+            an_record(&net, m, a, P2P_REC_INTRO, body, an_intro(body, net.n[b].id.ed_pk, 0, v, NV));
+            an_record(&net, m, b, P2P_REC_INTRO, body, an_intro(body, net.n[a].id.ed_pk, 0, v, NV));
             an_run(&net, 70 * MS);
         } else {
             an_run(&net, 100 * MS);
